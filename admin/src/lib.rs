@@ -1,0 +1,14 @@
+//! The provider admin UI (`/admin`) and, later, the admin REST API
+//! (`/admin/api/v1`). Routes call `tollgate_core`; they write no SQL.
+
+mod dashboard;
+mod error;
+
+use actix_web::web;
+
+pub use error::AdminError;
+
+/// Mounts the admin UI under `/admin`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/admin").route(web::get().to(dashboard::show)));
+}

@@ -1,0 +1,183 @@
+use sqlx::PgPool;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{Email, PasswordHasher};
+use crate::error::conflict_on_unique;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub Uuid);
+
+/// What the web layer needs to know about the signed-in user.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub email: String,
+    pub is_admin: bool,
+    pub email_verified: bool,
+    /// The developer account the user acts for; the provider account for admins.
+    pub account_id: Option<AccountId>,
+    pub account_name: Option<String>,
+}
+
+/// Failed sign-ins allowed before the growing delay starts.
+const FREE_FAILURES: i32 = 5;
+/// The longest pause a run of failures can impose. Reset by email still works
+/// during a pause, so throttling cannot lock a real user out.
+const MAX_PAUSE_SECS: i64 = 15 * 60;
+
+pub enum SignInOutcome {
+    SignedIn(UserSummary),
+    /// Wrong email or password; deliberately does not say which.
+    Rejected,
+    /// Too many recent failures for this account.
+    Throttled { retry_after: Duration },
+}
+
+/// The provider account every admin belongs to, created on first use.
+async fn provider_account(tx: &mut sqlx::PgConnection) -> Result<Uuid> {
+    if let Some(id) = sqlx::query_scalar!("SELECT id FROM accounts WHERE kind = 'provider' ORDER BY created_at LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'provider', 'Provider')", id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
+}
+
+/// Creates a provider admin with a verified email.
+pub async fn create_admin(pool: &PgPool, email: &Email, password_hash: &str) -> Result<UserId> {
+    let mut tx = pool.begin().await?;
+    let account = provider_account(&mut tx).await?;
+    let user = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO users (id, email, password_hash, email_verified_at, is_admin) VALUES ($1, $2, $3, now(), true)",
+        user,
+        email.as_str() as _,
+        password_hash
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "a user with this email already exists"))?;
+    sqlx::query!("INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, 'owner')", account, user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(UserId(user))
+}
+
+/// Creates a developer organisation with its first user as owner.
+pub async fn create_developer(
+    pool: &PgPool,
+    organisation: &str,
+    email: &Email,
+    password_hash: &str,
+    verified: bool,
+) -> Result<(AccountId, UserId)> {
+    let organisation = organisation.trim();
+    if organisation.is_empty() || organisation.chars().count() > 200 {
+        return Err(Error::invalid("organisation", "enter an organisation name of 1 to 200 characters"));
+    }
+    let mut tx = pool.begin().await?;
+    let account = Uuid::now_v7();
+    let user = Uuid::now_v7();
+    sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'developer', $2)", account, organisation)
+        .execute(&mut *tx)
+        .await?;
+    let verified_at = verified.then(OffsetDateTime::now_utc);
+    sqlx::query!(
+        "INSERT INTO users (id, email, password_hash, email_verified_at) VALUES ($1, $2, $3, $4)",
+        user,
+        email.as_str() as _,
+        password_hash,
+        verified_at
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "a user with this email already exists"))?;
+    sqlx::query!("INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, 'owner')", account, user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((AccountId(account), UserId(user)))
+}
+
+pub async fn find_user(pool: &PgPool, id: UserId) -> Result<Option<UserSummary>> {
+    let row = sqlx::query!(
+        r#"SELECT u.id, u.email::text AS "email!", u.is_admin, u.email_verified_at,
+                  a.id AS "account_id?", a.name AS "account_name?"
+           FROM users u
+           LEFT JOIN LATERAL (
+               SELECT a.id, a.name FROM memberships m JOIN accounts a ON a.id = m.account_id
+               WHERE m.user_id = u.id ORDER BY m.created_at LIMIT 1
+           ) a ON true
+           WHERE u.id = $1"#,
+        id.0
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| UserSummary {
+        id: UserId(r.id),
+        email: r.email,
+        is_admin: r.is_admin,
+        email_verified: r.email_verified_at.is_some(),
+        account_id: r.account_id.map(AccountId),
+        account_name: r.account_name,
+    }))
+}
+
+pub async fn mark_email_verified(pool: &PgPool, id: UserId) -> Result<()> {
+    sqlx::query!("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1", id.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Checks an email and password, throttling repeated failures per account
+/// with a growing pause (2 s, 4 s, 8 s … up to 15 min after the fifth).
+/// Unknown emails cost the same argon2 work as known ones.
+pub async fn authenticate(pool: &PgPool, hasher: &PasswordHasher, email: &str, password: &str) -> Result<SignInOutcome> {
+    let row = sqlx::query!(
+        "SELECT id, password_hash, failed_logins, locked_until FROM users WHERE email = $1",
+        email.trim() as _
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        hasher.verify(password, None).await;
+        return Ok(SignInOutcome::Rejected);
+    };
+    let now = OffsetDateTime::now_utc();
+    if let Some(until) = row.locked_until.filter(|until| *until > now) {
+        return Ok(SignInOutcome::Throttled { retry_after: until - now });
+    }
+    if hasher.verify(password, row.password_hash.as_deref()).await {
+        sqlx::query!("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", row.id)
+            .execute(pool)
+            .await?;
+        let user = find_user(pool, UserId(row.id)).await?.ok_or(Error::NotFound)?;
+        return Ok(SignInOutcome::SignedIn(user));
+    }
+    let failures = row.failed_logins.saturating_add(1);
+    let pause = (failures > FREE_FAILURES - 1)
+        .then(|| Duration::seconds((1_i64 << (failures - FREE_FAILURES + 1).clamp(1, 20)).min(MAX_PAUSE_SECS)));
+    sqlx::query!(
+        "UPDATE users SET failed_logins = $2, locked_until = $3 WHERE id = $1",
+        row.id,
+        failures,
+        pause.map(|p| now + p)
+    )
+    .execute(pool)
+    .await?;
+    Ok(SignInOutcome::Rejected)
+}

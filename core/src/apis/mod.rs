@@ -1,0 +1,7 @@
+//! API products: import from OpenAPI documents, versions, metrics and
+//! mapping rules.
+
+pub mod import;
+mod products;
+
+pub use products::{ApiId, ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis, publish};

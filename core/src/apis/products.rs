@@ -1,0 +1,272 @@
+use std::collections::HashSet;
+
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::import::ParsedSpec;
+use crate::audit::{self, Actor, Entry};
+use crate::error::conflict_on_unique;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ApiId(pub Uuid);
+
+/// What an admin chooses when importing; the rest comes from the document.
+#[derive(Debug, Clone, Default)]
+pub struct NewApi {
+    /// Defaults to the document's title.
+    pub name: Option<String>,
+    /// Defaults to a slug of the name, made unique.
+    pub slug: Option<String>,
+    /// Defaults to `/<slug>`.
+    pub base_path: Option<String>,
+    pub upstream_url: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiSummary {
+    pub id: ApiId,
+    pub slug: String,
+    pub name: String,
+    pub state: String,
+    pub base_path: String,
+    pub operation_count: i32,
+}
+
+/// Lower-case letters, digits and single dashes, at most 64 characters.
+fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_matches('-').chars().take(56).collect();
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() { "api".to_owned() } else { slug }
+}
+
+fn validate_slug(slug: &str) -> Result<()> {
+    let ok = (1..=64).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok { Ok(()) } else { Err(Error::invalid("slug", "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash")) }
+}
+
+fn validate_base_path(path: &str) -> Result<()> {
+    let ok = path.starts_with('/')
+        && path.len() <= 256
+        && !path.contains("//")
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+    if ok { Ok(()) } else { Err(Error::invalid("base_path", "use a path such as /weather: letters, digits, - _ . ~ and single slashes")) }
+}
+
+fn validate_upstream(url: &str) -> Result<()> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "http://".len() && !url.contains(char::is_whitespace);
+    if ok { Ok(()) } else { Err(Error::invalid("upstream_url", "use an absolute http:// or https:// URL")) }
+}
+
+/// A metric name for an operation: its operationId, else method and path.
+fn method_system_name(method: &str, path: &str, operation_id: Option<&str>) -> String {
+    let raw = match operation_id {
+        Some(id) => id.to_owned(),
+        None => format!("{}{}", method.to_ascii_lowercase(), path.replace(['{', '}'], "")),
+    };
+    let mut name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' })
+        .collect();
+    name = name.trim_matches('_').chars().take(120).collect();
+    if name.is_empty() { "operation".to_owned() } else { name }
+}
+
+async fn unique_slug(pool: &PgPool, base: &str) -> Result<String> {
+    let taken: HashSet<String> = sqlx::query_scalar!("SELECT slug FROM api_products WHERE slug LIKE $1 || '%'", base)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    if !taken.contains(base) {
+        return Ok(base.to_owned());
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| !taken.contains(candidate))
+        .ok_or_else(|| Error::Internal("no free slug".into()))
+}
+
+/// Creates a draft API product from an imported document: its first
+/// version (holding the original text), the `hits` metric with one method
+/// per operation, and one mapping rule per operation.
+pub async fn create_from_spec(pool: &PgPool, source: &str, spec: &ParsedSpec, new: NewApi, actor: &Actor) -> Result<ApiSummary> {
+    let name = new.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| spec.title.clone());
+    if name.chars().count() > 200 {
+        return Err(Error::invalid("name", "use at most 200 characters"));
+    }
+    let slug = match new.slug {
+        Some(slug) => {
+            validate_slug(&slug)?;
+            slug
+        }
+        None => unique_slug(pool, &slugify(&name)).await?,
+    };
+    let base_path = new.base_path.unwrap_or_else(|| format!("/{slug}"));
+    validate_base_path(&base_path)?;
+    if let Some(url) = &new.upstream_url {
+        validate_upstream(url)?;
+    }
+
+    let mut tx = pool.begin().await?;
+    let api = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO api_products (id, slug, name, description, base_path) VALUES ($1, $2, $3, $4, $5)",
+        api,
+        slug,
+        name,
+        spec.description,
+        base_path
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "an API with this slug or base path already exists"))?;
+    if let Some(url) = &new.upstream_url {
+        sqlx::query!("INSERT INTO api_upstreams (id, api_id, url) VALUES ($1, $2, $3)", Uuid::now_v7(), api, url)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let operation_count = i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
+    let version = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO api_versions (id, api_id, number, spec_source, spec_format, spec_version, title, version_label, operation_count, imported_by)
+         VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9)",
+        version,
+        api,
+        source,
+        spec.format.as_str(),
+        spec.spec_version,
+        spec.title,
+        spec.version_label,
+        operation_count,
+        actor.user_id.map(|u| u.0)
+    )
+    .execute(&mut *tx)
+    .await?;
+
+    let hits = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO metrics (id, api_id, system_name, friendly_name, description) VALUES ($1, $2, 'hits', 'Hits', 'Every call to the API')",
+        hits,
+        api
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut used = HashSet::from(["hits".to_owned()]);
+    for (position, op) in spec.operations.iter().enumerate() {
+        let base = method_system_name(&op.method, &op.path, op.operation_id.as_deref());
+        let system_name = if used.contains(&base) {
+            (2..).map(|n| format!("{base}_{n}")).find(|c| !used.contains(c)).unwrap_or(base)
+        } else {
+            base
+        };
+        used.insert(system_name.clone());
+        let metric = Uuid::now_v7();
+        let friendly = op.summary.clone().unwrap_or_else(|| format!("{} {}", op.method, op.path));
+        sqlx::query!(
+            "INSERT INTO metrics (id, api_id, parent_id, system_name, friendly_name) VALUES ($1, $2, $3, $4, $5)",
+            metric,
+            api,
+            hits,
+            system_name,
+            friendly.chars().take(200).collect::<String>()
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Patterns are relative to the API's base path and anchored, so
+        // `/pets` does not also count `/pets/{id}`.
+        let pattern = format!("{}$", op.path);
+        sqlx::query!(
+            "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position) VALUES ($1, $2, $3, $4, $5, $6)",
+            Uuid::now_v7(),
+            api,
+            metric,
+            op.method,
+            pattern,
+            i32::try_from(position).unwrap_or(i32::MAX)
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, &format!("the document repeats the operation {} {}", op.method, op.path)))?;
+    }
+    sqlx::query!("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')", api)
+        .execute(&mut *tx)
+        .await?;
+    let summary = ApiSummary { id: ApiId(api), slug, name, state: "draft".into(), base_path, operation_count };
+    audit::record(
+        &mut tx,
+        actor,
+        Entry { action: "api.import", entity: "api", entity_id: Some(api), before: None, after: Some(json!(summary)) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+pub async fn find_by_slug(pool: &PgPool, slug: &str) -> Result<Option<ApiSummary>> {
+    let row = sqlx::query!(
+        r#"SELECT p.id, p.slug, p.name, p.state::text AS "state!", p.base_path,
+                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
+           FROM api_products p WHERE p.slug = $1"#,
+        slug
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| ApiSummary {
+        id: ApiId(r.id),
+        slug: r.slug,
+        name: r.name,
+        state: r.state,
+        base_path: r.base_path,
+        operation_count: r.operation_count,
+    }))
+}
+
+pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
+    let rows = sqlx::query!(
+        r#"SELECT p.id, p.slug, p.name, p.state::text AS "state!", p.base_path,
+                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
+           FROM api_products p ORDER BY p.name"#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ApiSummary { id: ApiId(r.id), slug: r.slug, name: r.name, state: r.state, base_path: r.base_path, operation_count: r.operation_count })
+        .collect())
+}
+
+/// Moves a draft API to published (used by seeding until the admin UI has
+/// its lifecycle actions).
+pub async fn publish(pool: &PgPool, api: ApiId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query!("UPDATE api_products SET state = 'published', updated_at = now() WHERE id = $1 AND state IN ('draft', 'published')", api.0)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::Conflict("only a draft API can be published".into()));
+    }
+    sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1", api.0)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')", api.0)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut tx, actor, Entry { action: "api.publish", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"state": "published"})) })
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

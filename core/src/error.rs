@@ -1,0 +1,40 @@
+//! The error type at core's boundary. Web crates map it to status codes.
+
+use std::borrow::Cow;
+
+/// What went wrong in a core operation, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input failed validation; `field` names where, `message` says what.
+    #[error("{field}: {message}")]
+    Invalid { field: Cow<'static, str>, message: String },
+    /// The thing does not exist, or the caller may not know it exists.
+    #[error("not found")]
+    NotFound,
+    /// The change conflicts with the current state (duplicate name, wrong state).
+    #[error("{0}")]
+    Conflict(String),
+    /// A spec or document could not be imported.
+    #[error(transparent)]
+    Import(#[from] crate::apis::import::ImportError),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Maps unique-constraint violations to a `Conflict` with a readable message.
+pub(crate) fn conflict_on_unique(err: sqlx::Error, message: &str) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(message.to_owned()),
+        _ => Error::Database(err),
+    }
+}

@@ -1,0 +1,18 @@
+//! Tollgate's domain and data layer.
+//!
+//! Every SQL statement of the management server lives in this crate, behind
+//! sqlx's checked macros; portal/ and admin/ call the functions here and never
+//! write SQL. The `web` module holds the actix glue that both web crates share
+//! (sessions, CSRF, page rendering), so the two stay consistent.
+
+pub mod accounts;
+pub mod apis;
+pub mod audit;
+pub mod db;
+pub mod error;
+pub mod plans;
+pub mod secrets;
+pub mod sessions;
+pub mod web;
+
+pub use error::{Error, Result};

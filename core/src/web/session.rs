@@ -1,0 +1,253 @@
+use std::cell::RefCell;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use time::OffsetDateTime;
+
+use crate::accounts::{UserId, UserSummary, find_user};
+use crate::sessions::{SessionRecord, SessionStore};
+
+pub const SESSION_COOKIE: &str = "tg_session";
+
+/// How session cookies are issued. `secure` is on whenever the public URL is HTTPS.
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    pub secure: bool,
+}
+
+enum CookieChange {
+    Keep,
+    Set { raw: String, expires: OffsetDateTime },
+    Clear,
+}
+
+struct SessionState {
+    record: Option<SessionRecord>,
+    user: Option<UserSummary>,
+    change: CookieChange,
+    user_agent: Option<String>,
+}
+
+/// The request's session. Cheap to clone; lives for one request.
+#[derive(Clone)]
+pub struct Session {
+    state: Rc<RefCell<SessionState>>,
+    store: web::Data<SessionStore>,
+}
+
+impl Session {
+    pub fn user(&self) -> Option<UserSummary> {
+        self.state.borrow().user.clone()
+    }
+
+    /// The CSRF token for forms on this page, starting an anonymous session
+    /// if the browser has none yet.
+    pub async fn csrf_token(&self) -> crate::Result<String> {
+        if let Some(record) = &self.state.borrow().record {
+            return Ok(record.csrf_token.clone());
+        }
+        let user_agent = self.state.borrow().user_agent.clone();
+        let (raw, record) = self.store.create(None, user_agent.as_deref()).await?;
+        let token = record.csrf_token.clone();
+        let mut state = self.state.borrow_mut();
+        state.change = CookieChange::Set { raw, expires: record.expires_at };
+        state.record = Some(record);
+        Ok(token)
+    }
+
+    /// The current token if a session exists; forms submitted without one fail.
+    pub(crate) fn existing_csrf_token(&self) -> Option<String> {
+        self.state.borrow().record.as_ref().map(|r| r.csrf_token.clone())
+    }
+
+    /// Signs a user in under a brand-new session id (the old one is
+    /// destroyed), so a fixated or leaked pre-login id is worthless.
+    pub async fn sign_in(&self, user: UserSummary) -> crate::Result<()> {
+        let old = self.state.borrow_mut().record.take();
+        if let Some(old) = old {
+            self.store.destroy(&old.id_hash).await?;
+        }
+        let user_agent = self.state.borrow().user_agent.clone();
+        let (raw, record) = self.store.create(Some(user.id), user_agent.as_deref()).await?;
+        let mut state = self.state.borrow_mut();
+        state.change = CookieChange::Set { raw, expires: record.expires_at };
+        state.record = Some(record);
+        state.user = Some(user);
+        Ok(())
+    }
+
+    /// Ends the session on the server and clears the cookie.
+    pub async fn sign_out(&self) -> crate::Result<()> {
+        let old = self.state.borrow_mut().record.take();
+        if let Some(old) = old {
+            self.store.destroy(&old.id_hash).await?;
+        }
+        let mut state = self.state.borrow_mut();
+        state.user = None;
+        state.change = CookieChange::Clear;
+        Ok(())
+    }
+
+    /// The stored hash of the current session id, to keep it when ending others.
+    pub fn id_hash(&self) -> Option<Vec<u8>> {
+        self.state.borrow().record.as_ref().map(|r| r.id_hash.clone())
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        self.state.borrow().user.as_ref().map(|u| u.id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the session layer is not installed on this route")]
+struct SessionLayerMissing;
+
+impl ResponseError for SessionLayerMissing {}
+
+impl FromRequest for Session {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(req.extensions().get::<Session>().cloned().ok_or_else(|| SessionLayerMissing.into()))
+    }
+}
+
+/// Loads the session before the handler and writes the cookie after it.
+pub async fn session_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let store = req
+        .app_data::<web::Data<SessionStore>>()
+        .cloned()
+        .ok_or(SessionLayerMissing)?;
+    let policy = req.app_data::<web::Data<CookiePolicy>>().cloned().ok_or(SessionLayerMissing)?;
+    let raw = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let record = match raw {
+        Some(raw) if raw.len() <= 128 => store.load(&raw).await.map_err(internal)?,
+        _ => None,
+    };
+    let user = match record.as_ref().and_then(|r| r.user_id) {
+        Some(id) => find_user(store.pool(), id).await.map_err(internal)?,
+        None => None,
+    };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let state = Rc::new(RefCell::new(SessionState { record, user, change: CookieChange::Keep, user_agent }));
+    req.extensions_mut().insert(Session { state: state.clone(), store });
+
+    let mut res = next.call(req).await?;
+    let change = std::mem::replace(&mut state.borrow_mut().change, CookieChange::Keep);
+    match change {
+        CookieChange::Keep => {}
+        CookieChange::Set { raw, expires } => {
+            let cookie = Cookie::build(SESSION_COOKIE, raw)
+                .path("/")
+                .http_only(true)
+                .secure(policy.secure)
+                .same_site(SameSite::Lax)
+                .expires(expires)
+                .finish();
+            res.response_mut().add_cookie(&cookie).map_err(internal)?;
+        }
+        CookieChange::Clear => {
+            let mut cookie = Cookie::build(SESSION_COOKIE, "")
+                .path("/")
+                .http_only(true)
+                .secure(policy.secure)
+                .same_site(SameSite::Lax)
+                .finish();
+            cookie.make_removal();
+            res.response_mut().add_cookie(&cookie).map_err(internal)?;
+        }
+    }
+    // Pages behind a session are personal: never cache them in shared caches.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+fn internal(err: impl std::fmt::Display) -> actix_web::Error {
+    tracing::error!(error = %err, "session layer failed");
+    actix_web::error::ErrorInternalServerError("internal error")
+}
+
+/// Sends an anonymous browser to the sign-in page, then back.
+#[derive(Debug, thiserror::Error)]
+#[error("sign-in required")]
+pub struct SignInRequired {
+    next: String,
+}
+
+impl ResponseError for SignInRequired {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::SEE_OTHER
+    }
+    fn error_response(&self) -> HttpResponse {
+        let target = format!("/login?next={}", encode_query_value(&self.next));
+        HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish()
+    }
+}
+
+fn encode_query_value(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .map(|s| s.trim_start_matches("v=").to_owned())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("this page is for provider admins")]
+pub struct AdminOnly;
+
+impl ResponseError for AdminOnly {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::FORBIDDEN
+    }
+    fn error_response(&self) -> HttpResponse {
+        super::page::ErrorPage::new(StatusCode::FORBIDDEN, "Admins only", "This page is for provider admins. Sign in with an admin account.")
+            .into_response()
+    }
+}
+
+/// A signed-in user, or a redirect to the sign-in page.
+pub struct SignedInUser(pub UserSummary);
+
+impl FromRequest for SignedInUser {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let user = req.extensions().get::<Session>().and_then(Session::user);
+        ready(match user {
+            Some(user) => Ok(SignedInUser(user)),
+            None => Err(SignInRequired { next: req.uri().path().to_owned() }.into()),
+        })
+    }
+}
+
+/// A signed-in provider admin; others get a redirect or a 403 page.
+pub struct AdminUser(pub UserSummary);
+
+impl FromRequest for AdminUser {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let user = req.extensions().get::<Session>().and_then(Session::user);
+        ready(match user {
+            Some(user) if user.is_admin => Ok(AdminUser(user)),
+            Some(_) => Err(AdminOnly.into()),
+            None => Err(SignInRequired { next: req.uri().path().to_owned() }.into()),
+        })
+    }
+}

@@ -1,0 +1,69 @@
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
+use tollgate_core::db::PgPool;
+use tollgate_core::web::{Chrome, CsrfForm, Session, render};
+
+use crate::error::PortalResult;
+
+#[derive(Template)]
+#[template(path = "portal/login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    email: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only same-site paths are followed after sign-in, never another host.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        _ => String::new(),
+    }
+}
+
+pub async fn form(session: Session, query: web::Query<NextQuery>) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    let page = LoginPage { chrome, email: String::new(), next: safe_next(query.next.as_deref()), error: None };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// The same words for a wrong password, an unknown email and a paused
+/// account, so the form cannot be used to learn who has an account.
+const REJECTED: &str = "That email and password do not match an account, or sign-in is paused after repeated failures. Check them and try again in a minute, or reset your password.";
+
+pub async fn submit(
+    session: Session,
+    pool: web::Data<PgPool>,
+    hasher: web::Data<PasswordHasher>,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> PortalResult<HttpResponse> {
+    let next = safe_next(form.next.as_deref());
+    match authenticate(&pool, &hasher, &form.email, &form.password).await? {
+        SignInOutcome::SignedIn(user) => {
+            let default = if user.is_admin { "/admin" } else { "/dashboard" };
+            session.sign_in(user).await?;
+            let target = if next.is_empty() { default.to_owned() } else { next };
+            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
+        }
+        SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => {
+            let chrome = Chrome::for_session(&session).await?;
+            let page = LoginPage { chrome, email: form.email, next, error: Some(REJECTED.to_owned()) };
+            Ok(render(StatusCode::UNAUTHORIZED, &page))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The contract between the Tollgate management server and its gateway agents.
+//!
+//! Everything here is pure data and pure functions: serde types, key format and hashing,
+//! path patterns and the calendar arithmetic of limit periods. No I/O, no async runtime,
+//! no database, so the server, the agent and the billing run share one definition of
+//! "where does this month begin" and "what does a key look like".
+//!
+//! # Wire format
+//!
+//! All bodies are JSON (UTF-8). Ids are UUID strings, instants are RFC 3339 strings in UTC
+//! (`2025-03-30T01:00:00Z`), calendar dates are `YYYY-MM-DD`, credential hashes are 64
+//! lowercase hex characters.
+//!
+//! * **Config stream** (server → agent, [`CONFIG_STREAM_PATH`]): one long-lived HTTP response
+//!   of content type [`NDJSON_CONTENT_TYPE`], one [`ConfigMessage`] per line. The first line is
+//!   always a [`Snapshot`]; after it come [`Delta`]s (each naming the revision it applies on top
+//!   of) and [`Heartbeat`]s. An agent that cannot apply a delta reconnects and gets a fresh
+//!   snapshot. The `type` key is serialised first, so agents can parse a large snapshot line
+//!   without buffering it twice.
+//! * **Agent status** (agent → server, [`STATUS_PATH`]): an [`AgentStatus`] posted on every
+//!   applied or rejected revision and periodically as the agent's heartbeat.
+//! * **Usage** (agent → server, [`USAGE_PATH`]): a [`UsageBatch`] per flush, answered by a
+//!   [`UsageAck`]. Batch ids make ingestion idempotent: a resent batch is acknowledged with
+//!   `duplicate: true` and not counted again, so the agent can retry from its disk spool freely.
+//!
+//! # Versioning and compatibility
+//!
+//! [`PROTOCOL_VERSION`] is sent by the agent in the [`PROTOCOL_VERSION_HEADER`] request header
+//! and is carried inside every [`Snapshot`] and [`AgentStatus`]. It changes only for breaking
+//! changes (a removed or retyped field, a new enum variant an old peer must understand).
+//!
+//! Adding a field is *not* breaking: no wire type uses `#[serde(deny_unknown_fields)]`, so an
+//! older agent ignores what a newer server adds. New fields must therefore be optional
+//! (`Option` or `#[serde(default)]`) so that a newer agent still reads an older server.
+//! Unknown [`ConfigMessage`] types are skipped ([`ConfigMessage::Unknown`]); unknown
+//! [`Change`]s are not, because silently dropping a change would diverge the agent's config.
+
+pub mod delta;
+pub mod key;
+pub mod pattern;
+pub mod period;
+pub mod snapshot;
+pub mod usage;
+
+pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
+pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
+pub use pattern::{Pattern, PatternError, Segment};
+pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
+pub use snapshot::{
+    Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation,
+    Lifecycle, Limit, MappingRule, Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
+};
+pub use usage::{StatusClass, UsageAck, UsageBatch, UsageEntry};
+
+/// Version of this protocol; bumped only for breaking changes (see the crate docs).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Request header in which an agent states the [`PROTOCOL_VERSION`] it speaks.
+pub const PROTOCOL_VERSION_HEADER: &str = "tollgate-protocol-version";
+
+/// Content type of the config stream: newline-delimited JSON.
+pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
+
+/// `GET`: the config stream (NDJSON of [`ConfigMessage`]).
+pub const CONFIG_STREAM_PATH: &str = "/agent/v1/config";
+
+/// `POST`: an [`AgentStatus`].
+pub const STATUS_PATH: &str = "/agent/v1/status";
+
+/// `POST`: a [`UsageBatch`], answered by a [`UsageAck`].
+pub const USAGE_PATH: &str = "/agent/v1/usage";

@@ -1,0 +1,267 @@
+//! Mapping-rule path patterns: `/pets/{id}/photos`, optionally anchored with a trailing `$`.
+//!
+//! Patterns are relative to the API's base path (the agent strips the base path first) and
+//! match whole segments, which is stricter than 3scale's string prefixes: `/pets` matches
+//! `/pets`, `/pets/` and `/pets/7`, but not `/petshop`. Without `$` a pattern matches any path
+//! that continues below it; with `$` the path must end where the pattern ends. A `{param}`
+//! matches exactly one non-empty segment. Matching compares raw (still percent-encoded) bytes
+//! and never allocates, because it runs for every rule on every request.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One `/`-separated piece of a pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// Must equal the request segment byte for byte.
+    Literal(String),
+    /// `{name}`: any one non-empty segment.
+    Param(String),
+}
+
+/// A parsed path pattern. Serialised as its source text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Pattern {
+    source: String,
+    segments: Vec<Segment>,
+    anchored: bool,
+}
+
+/// Why a pattern does not parse, with the byte offset into the pattern text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("at byte {position}: {message}")]
+pub struct PatternError {
+    pub position: usize,
+    pub message: &'static str,
+}
+
+impl Pattern {
+    pub fn parse(source: &str) -> Result<Pattern, PatternError> {
+        let fail = |position, message| Err(PatternError { position, message });
+        let Some(body) = source.strip_prefix('/') else {
+            return fail(0, "a pattern starts with `/`");
+        };
+        let (body, anchored) = match body.strip_suffix('$') {
+            Some(body) => (body, true),
+            None => (body, false),
+        };
+        let mut segments = Vec::new();
+        // `/` alone (or `/$`) has no segments: it matches every path (or only the root).
+        if !body.is_empty() {
+            let mut offset = 1;
+            for piece in body.split('/') {
+                segments.push(parse_segment(piece, offset)?);
+                offset += piece.len() + 1;
+            }
+        }
+        Ok(Pattern {
+            source: source.to_owned(),
+            segments,
+            anchored,
+        })
+    }
+
+    /// Whether `path` (a request path relative to the API's base path; a query string is
+    /// ignored) matches. Allocation-free.
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.split_once('?').map_or(path, |(path, _query)| path);
+        let path = match path.strip_prefix('/') {
+            Some(rest) => rest,
+            None if path.is_empty() => path,
+            None => return false,
+        };
+        // The root path has no segments rather than one empty segment.
+        let mut pieces = path.split('/').filter(|_| !path.is_empty());
+        for segment in &self.segments {
+            let Some(piece) = pieces.next() else {
+                return false;
+            };
+            let ok = match segment {
+                Segment::Literal(literal) => piece == literal,
+                Segment::Param(_) => !piece.is_empty(),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        !self.anchored || pieces.next().is_none()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Whether the pattern ends with `$`.
+    pub fn is_anchored(&self) -> bool {
+        self.anchored
+    }
+
+    /// Names of the `{params}`, in order.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+}
+
+fn parse_segment(piece: &str, offset: usize) -> Result<Segment, PatternError> {
+    let fail = |position, message| Err(PatternError { position, message });
+    if piece.is_empty() {
+        return fail(offset, "empty segment (double or trailing `/`)");
+    }
+    if let Some(inner) = piece.strip_prefix('{') {
+        let Some(name) = inner.strip_suffix('}') else {
+            return fail(offset, "a parameter is `{name}` and spans the whole segment");
+        };
+        if name.is_empty() {
+            return fail(offset + 1, "empty parameter name");
+        }
+        if let Some(bad) = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+            return fail(offset + 1 + bad, "a parameter name uses only A-Z a-z 0-9 _ -");
+        }
+        return Ok(Segment::Param(name.to_owned()));
+    }
+    if let Some(bad) = piece.find(|c: char| matches!(c, '{' | '}' | '$' | '?' | '#') || c.is_whitespace() || c.is_control()) {
+        let message = match piece.as_bytes()[bad] {
+            b'{' | b'}' => "a parameter is `{name}` and spans the whole segment",
+            b'$' => "`$` may only end the pattern",
+            b'?' | b'#' => "a pattern matches paths only, not query strings or fragments",
+            _ => "whitespace or control character",
+        };
+        return fail(offset + bad, message);
+    }
+    Ok(Segment::Literal(piece.to_owned()))
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = PatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::parse(s)
+    }
+}
+
+impl TryFrom<String> for Pattern {
+    type Error = PatternError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Pattern::parse(&s)
+    }
+}
+
+impl From<Pattern> for String {
+    fn from(pattern: Pattern) -> String {
+        pattern.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Pattern {
+        Pattern::parse(s).expect("valid pattern")
+    }
+
+    #[test]
+    fn parses_segments() {
+        let pattern = p("/pets/{id}/photos$");
+        assert_eq!(
+            pattern.segments(),
+            [
+                Segment::Literal("pets".into()),
+                Segment::Param("id".into()),
+                Segment::Literal("photos".into()),
+            ]
+        );
+        assert!(pattern.is_anchored());
+        assert_eq!(pattern.params().collect::<Vec<_>>(), ["id"]);
+        assert_eq!(pattern.as_str(), "/pets/{id}/photos$");
+    }
+
+    #[test]
+    fn prefix_matching_is_by_whole_segment() {
+        let pets = p("/pets");
+        assert!(pets.matches("/pets"));
+        assert!(pets.matches("/pets/"));
+        assert!(pets.matches("/pets/7/photos"));
+        assert!(pets.matches("/pets?limit=3"));
+        assert!(!pets.matches("/petshop"));
+        assert!(!pets.matches("/"));
+        assert!(!pets.matches("pets"));
+    }
+
+    #[test]
+    fn anchored_patterns_match_exactly() {
+        let one = p("/pets/{id}$");
+        assert!(one.matches("/pets/7"));
+        assert!(one.matches("/pets/7?x=1"));
+        assert!(!one.matches("/pets/7/"));
+        assert!(!one.matches("/pets/7/photos"));
+        assert!(!one.matches("/pets/"), "a parameter never matches an empty segment");
+        assert!(!one.matches("/pets"));
+    }
+
+    #[test]
+    fn root_patterns() {
+        let all = p("/");
+        assert!(all.matches("/"));
+        assert!(all.matches(""));
+        assert!(all.matches("/anything/at/all"));
+        let root = p("/$");
+        assert!(root.matches("/"));
+        assert!(root.matches(""));
+        assert!(!root.matches("/x"));
+        assert!(!root.matches("//"));
+    }
+
+    #[test]
+    fn params_match_any_one_segment_raw() {
+        let pattern = p("/users/{user_id}/keys/{key-id}");
+        assert!(pattern.matches("/users/ann%20b/keys/1"));
+        assert!(!pattern.matches("/users//keys/1"));
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let err = |s: &str| Pattern::parse(s).expect_err(s).position;
+        assert_eq!(err("pets"), 0);
+        assert_eq!(err(""), 0);
+        assert_eq!(err("/pets//x"), 6);
+        assert_eq!(err("/pets/"), 6);
+        assert_eq!(err("/pets/{id"), 6);
+        assert_eq!(err("/pets/{}"), 7);
+        assert_eq!(err("/pets/{i d}"), 8);
+        assert_eq!(err("/pets/x{id}"), 7);
+        assert_eq!(err("/pets/$/x"), 6);
+        assert_eq!(err("/pets?x={y}"), 5);
+        assert_eq!(err("/a b"), 2);
+        assert_eq!(
+            Pattern::parse("/pets/{id").expect_err("unterminated").to_string(),
+            "at byte 6: a parameter is `{name}` and spans the whole segment"
+        );
+    }
+
+    #[test]
+    fn serde_as_string() {
+        let pattern = p("/pets/{id}$");
+        let json = serde_json::to_string(&pattern).expect("serialise");
+        assert_eq!(json, r#""/pets/{id}$""#);
+        assert_eq!(serde_json::from_str::<Pattern>(&json).expect("parse"), pattern);
+        assert!(serde_json::from_str::<Pattern>(r#""nope""#).is_err());
+    }
+}

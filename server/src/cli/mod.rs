@@ -1,0 +1,106 @@
+//! The `tollgate` command line: one module per subcommand.
+
+mod admin;
+mod import;
+mod migrate;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tollgate_core::db::{self, PgPool};
+
+use crate::settings::{DatabaseUrl, SettingError, Settings};
+use crate::startup::StartupError;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "Tollgate API management server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the management server (portal, admin, agent API).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Manage provider admins.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Import an OpenAPI (2.0, 3.0, 3.1; JSON or YAML) file as a new draft API.
+    Import {
+        /// The spec file.
+        file: PathBuf,
+        /// The API's name; defaults to the spec's title.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Zero-config local platform: private Postgres, migrations, demo data, server.
+    Dev {
+        /// Only make sure the private Postgres runs, print its URL and exit.
+        #[arg(long)]
+        db_only: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a provider admin.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Everything a command can fail with, each with an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("TOLLGATE_DATABASE_URL: cannot connect to {target}: {source}")]
+    Connect { target: String, source: sqlx::Error },
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Core(#[from] tollgate_core::Error),
+    #[error("{0}")]
+    Other(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// 2 for configuration mistakes the operator must fix; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Setting(_) | CliError::Startup(_) | CliError::Connect { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<PgPool, CliError> {
+    db::connect(url.options(), max_connections)
+        .await
+        .map_err(|source| CliError::Connect { target: url.redacted(), source })
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let settings = Settings::load()?;
+    telemetry::init_logging(&settings.log, settings.log_format);
+    match cli.command {
+        Command::Serve => serve::run(settings).await,
+        Command::Migrate => migrate::run(&settings).await,
+        Command::Admin(AdminCommand::Create { email, password_stdin }) => admin::create(&settings, &email, password_stdin).await,
+        Command::Import { file, name } => import::run(&settings, &file, name).await,
+        Command::Dev { db_only } => crate::dev::run(settings, db_only).await,
+    }
+}

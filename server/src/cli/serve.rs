@@ -1,0 +1,18 @@
+use tollgate_core::db;
+
+use super::{CliError, connect};
+use crate::settings::Settings;
+use crate::startup;
+
+/// Binds first, so a busy address fails before anything else happens.
+pub async fn run(settings: Settings) -> Result<(), CliError> {
+    let listener = startup::bind(settings.listen)?;
+    let url = settings.require_database()?;
+    let pool = connect(url, settings.database_max_connections).await?;
+    db::migrate(&pool).await?;
+    let app = startup::build(&settings, pool, listener)?;
+    tracing::info!(addr = %app.addr, database = %url.redacted(), "tollgate is serving");
+    app.server.await?;
+    tracing::info!("tollgate stopped");
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `tollgate dev`: the zero-config way in. A private Postgres (unless
+//! `TOLLGATE_DATABASE_URL` is set), migrations, demo data, then the server.
+
+pub mod postgres;
+mod seed;
+
+use tollgate_core::db;
+
+use crate::cli::{CliError, connect};
+use crate::settings::{DatabaseUrl, Settings};
+use crate::startup;
+
+pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+
+pub async fn run(mut settings: Settings, db_only: bool) -> Result<(), CliError> {
+    if settings.database_url.is_none() {
+        let url = postgres::ensure().await?;
+        settings.database_url = Some(DatabaseUrl::parse(&url)?);
+    }
+    let url = settings.require_database()?.clone();
+    if db_only {
+        println!("{}", url.expose());
+        return Ok(());
+    }
+    let listener = startup::bind(settings.listen)?;
+    let pool = connect(&url, settings.database_max_connections).await?;
+    db::migrate(&pool).await?;
+    seed(&pool).await?;
+    let app = startup::build(&settings, pool, listener)?;
+    let base = format!("http://{}", app.addr);
+    println!();
+    println!("  Tollgate is running (database {})", url.redacted());
+    println!();
+    println!("  Developer portal  {base}/");
+    println!("  Admin             {base}/admin");
+    println!("  Sign in           {base}/login");
+    println!("  Health            {base}/healthz");
+    println!("  Metrics           {base}/metrics");
+    println!();
+    println!("  Demo admin        {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}");
+    println!("  Demo developer    {DEMO_DEVELOPER_EMAIL} / {DEMO_DEVELOPER_PASSWORD}");
+    println!();
+    println!("  Press Ctrl-C to stop.");
+    println!();
+    app.server.await?;
+    Ok(())
+}

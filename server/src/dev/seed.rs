@@ -1,0 +1,79 @@
+//! Demo data for `tollgate dev`. Idempotent: a second run changes nothing.
+
+use rust_decimal::Decimal;
+use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin, create_developer};
+use tollgate_core::apis::{NewApi, create_from_spec, find_by_slug, import, publish};
+use tollgate_core::audit::Actor;
+use tollgate_core::db::PgPool;
+use tollgate_core::plans::{NewLimit, NewPlan, create_plan};
+
+use crate::cli::CliError;
+
+pub const DEMO_ADMIN_EMAIL: &str = "admin@tollgate.local";
+pub const DEMO_ADMIN_PASSWORD: &str = "tollgate-admin-demo";
+pub const DEMO_DEVELOPER_EMAIL: &str = "dev@example.com";
+pub const DEMO_DEVELOPER_PASSWORD: &str = "tollgate-developer-demo";
+const DEMO_SPEC: &str = include_str!("../../demo/weather.openapi.yaml");
+
+fn limit(metric: &str, period: &str, max: i64) -> NewLimit {
+    NewLimit { metric: metric.to_owned(), period: period.to_owned(), max }
+}
+
+fn ignore_conflict(result: Result<impl Sized, tollgate_core::Error>) -> Result<(), CliError> {
+    match result {
+        Ok(_) | Err(tollgate_core::Error::Conflict(_)) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
+    let hasher = PasswordHasher::new(2);
+    let actor = Actor::system("tollgate dev");
+
+    let admin_hash = hasher.hash(&Password::parse(DEMO_ADMIN_PASSWORD)?).await?;
+    ignore_conflict(create_admin(pool, &Email::parse(DEMO_ADMIN_EMAIL)?, &admin_hash).await)?;
+    let dev_hash = hasher.hash(&Password::parse(DEMO_DEVELOPER_PASSWORD)?).await?;
+    ignore_conflict(create_developer(pool, "Demo Developer Co", &Email::parse(DEMO_DEVELOPER_EMAIL)?, &dev_hash, true).await)?;
+
+    if find_by_slug(pool, "weather").await?.is_some() {
+        return Ok(());
+    }
+    let spec = import::parse(DEMO_SPEC).map_err(tollgate_core::Error::from)?;
+    let new = NewApi {
+        name: Some("Weather API".into()),
+        slug: Some("weather".into()),
+        base_path: Some("/weather".into()),
+        upstream_url: Some("http://127.0.0.1:8090".into()),
+    };
+    let api = create_from_spec(pool, DEMO_SPEC, &spec, new, &actor).await?;
+    let basic = NewPlan {
+        system_name: "basic".into(),
+        name: "Basic".into(),
+        description: "Free: 10 calls a minute, 1,000 a day.".into(),
+        published: true,
+        approval_required: false,
+        setup_fee: Decimal::ZERO,
+        monthly_fee: Decimal::ZERO,
+        trial_days: 0,
+        currency: "USD".into(),
+        time_zone: "UTC".into(),
+        limits: vec![limit("hits", "minute", 10), limit("hits", "day", 1000)],
+    };
+    create_plan(pool, api.id, &basic, &actor).await?;
+    let pro = NewPlan {
+        system_name: "pro".into(),
+        name: "Pro".into(),
+        description: "600 calls a minute, 1M a month; forecasts included.".into(),
+        published: true,
+        approval_required: true,
+        setup_fee: Decimal::new(1000, 2),
+        monthly_fee: Decimal::new(4900, 2),
+        trial_days: 14,
+        currency: "USD".into(),
+        time_zone: "UTC".into(),
+        limits: vec![limit("hits", "minute", 600), limit("hits", "month", 1_000_000)],
+    };
+    create_plan(pool, api.id, &pro, &actor).await?;
+    publish(pool, api.id, &actor).await?;
+    Ok(())
+}

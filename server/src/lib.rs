@@ -1,0 +1,9 @@
+//! The `tollgate` management server: settings, startup, HTTP plumbing and
+//! the CLI commands. `main.rs` only parses arguments and reports errors.
+
+pub mod cli;
+pub mod dev;
+pub mod http;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;

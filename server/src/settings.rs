@@ -1,0 +1,293 @@
+//! Settings from an optional TOML file, overridden by `TOLLGATE_*`
+//! environment variables, validated once at startup. Every error names the
+//! setting it is about. See docs/CONFIG.md.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// A problem with a setting, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct SettingError {
+    pub setting: String,
+    pub message: String,
+}
+
+fn setting_error(setting: &str, message: impl Into<String>) -> SettingError {
+    SettingError { setting: setting.to_owned(), message: message.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A database URL whose Debug and Display never show the password.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    options: PgConnectOptions,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, SettingError> {
+        if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+            return Err(setting_error("TOLLGATE_DATABASE_URL", "must start with postgres:// (for example postgres://user@127.0.0.1:5432/tollgate)"));
+        }
+        let options = PgConnectOptions::from_str(raw)
+            .map_err(|e| setting_error("TOLLGATE_DATABASE_URL", format!("not a valid Postgres URL: {e}")))?;
+        Ok(DatabaseUrl { raw: raw.to_owned(), options })
+    }
+
+    pub fn options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    /// `host:port/database`, safe to print.
+    pub fn redacted(&self) -> String {
+        format!(
+            "{}:{}/{}",
+            self.options.get_host(),
+            self.options.get_port(),
+            self.options.get_database().unwrap_or("")
+        )
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<DatabaseUrl>,
+    pub database_max_connections: u32,
+    pub listen: SocketAddr,
+    /// The URL people use to reach the server; decides Secure cookies.
+    pub public_url: String,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub session_idle_minutes: u32,
+    pub session_absolute_hours: u32,
+    pub static_dir: PathBuf,
+    pub password_hash_concurrency: u32,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    database_max_connections: Option<u32>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    log: Option<String>,
+    log_format: Option<String>,
+    session_idle_minutes: Option<u32>,
+    session_absolute_hours: Option<u32>,
+    static_dir: Option<String>,
+    password_hash_concurrency: Option<u32>,
+}
+
+/// Where a value came from, for error messages.
+struct Source<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: FileSettings,
+    file_path: Option<PathBuf>,
+}
+
+impl Source<'_> {
+    /// The env var wins over the file; the returned name is what to blame.
+    fn get(&self, key: &str, from_file: Option<String>) -> Option<(String, String)> {
+        let env_name = format!("TOLLGATE_{}", key.to_ascii_uppercase());
+        if let Some(v) = (self.env)(&env_name).filter(|v| !v.is_empty()) {
+            return Some((env_name, v));
+        }
+        let file = self.file_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        from_file.map(|v| (format!("{key} (in {file})"), v))
+    }
+}
+
+fn parse_number(name: &str, raw: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, SettingError> {
+    let n: u32 = raw.trim().parse().map_err(|_| setting_error(name, format!("`{raw}` is not a whole number")))?;
+    if !range.contains(&n) {
+        return Err(setting_error(name, format!("{n} is out of range; use {} to {}", range.start(), range.end())));
+    }
+    Ok(n)
+}
+
+fn default_static_dir() -> PathBuf {
+    let local = Path::new("static");
+    if local.join("css").is_dir() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../static")
+}
+
+impl Settings {
+    /// Reads the process environment and the file named by `TOLLGATE_CONFIG`.
+    pub fn load() -> Result<Settings, SettingError> {
+        Settings::load_from(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `env`, so tests need not touch the process environment.
+    pub fn load_from(env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
+        let file_path = env("TOLLGATE_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from);
+        let file = match &file_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| setting_error("TOLLGATE_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<FileSettings>(&text)
+                    .map_err(|e| setting_error("TOLLGATE_CONFIG", format!("{}: {}", path.display(), e.message())))?
+            }
+            None => FileSettings::default(),
+        };
+        let src = Source { env, file, file_path };
+        let f = &src.file;
+
+        let database_url = match src.get("database_url", f.database_url.clone()) {
+            Some((name, raw)) => Some(DatabaseUrl::parse(&raw).map_err(|e| SettingError { setting: name, ..e })?),
+            None => None,
+        };
+        let database_max_connections = match src.get("database_max_connections", f.database_max_connections.map(|n| n.to_string())) {
+            Some((name, raw)) => parse_number(&name, &raw, 1..=1000)?,
+            None => 10,
+        };
+        let listen = match src.get("listen", f.listen.clone()) {
+            Some((name, raw)) => raw
+                .trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| setting_error(&name, format!("`{raw}` is not an address such as 127.0.0.1:8080")))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let public_url = match src.get("public_url", f.public_url.clone()) {
+            Some((name, raw)) => {
+                let trimmed = raw.trim().trim_end_matches('/').to_owned();
+                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                    return Err(setting_error(&name, format!("`{raw}` must be an http:// or https:// URL")));
+                }
+                trimmed
+            }
+            None => format!("http://{listen}"),
+        };
+        let log = src.get("log", f.log.clone()).map(|(_, v)| v).unwrap_or_else(|| "info".to_owned());
+        let log_format = match src.get("log_format", f.log_format.clone()) {
+            Some((name, raw)) => match raw.trim() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => return Err(setting_error(&name, format!("`{raw}` is not a log format; use human or json"))),
+            },
+            None => LogFormat::Human,
+        };
+        let session_idle_minutes = match src.get("session_idle_minutes", f.session_idle_minutes.map(|n| n.to_string())) {
+            Some((name, raw)) => parse_number(&name, &raw, 1..=24 * 60)?,
+            None => 30,
+        };
+        let session_absolute_hours = match src.get("session_absolute_hours", f.session_absolute_hours.map(|n| n.to_string())) {
+            Some((name, raw)) => parse_number(&name, &raw, 1..=24 * 30)?,
+            None => 12,
+        };
+        let static_dir = match src.get("static_dir", f.static_dir.clone()) {
+            Some((name, raw)) => {
+                let dir = PathBuf::from(raw.trim());
+                if !dir.is_dir() {
+                    return Err(setting_error(&name, format!("{} is not a directory", dir.display())));
+                }
+                dir
+            }
+            None => default_static_dir(),
+        };
+        let password_hash_concurrency = match src.get("password_hash_concurrency", f.password_hash_concurrency.map(|n| n.to_string())) {
+            Some((name, raw)) => parse_number(&name, &raw, 1..=64)?,
+            None => 4,
+        };
+        Ok(Settings {
+            database_url,
+            database_max_connections,
+            listen,
+            public_url,
+            log,
+            log_format,
+            session_idle_minutes,
+            session_absolute_hours,
+            static_dir,
+            password_hash_concurrency,
+        })
+    }
+
+    /// The database URL, required by every command that touches data.
+    pub fn require_database(&self) -> Result<&DatabaseUrl, SettingError> {
+        self.database_url.as_ref().ok_or_else(|| {
+            setting_error("TOLLGATE_DATABASE_URL", "is not set; point it at Postgres, or run `tollgate dev` for a private database")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_from(&move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert!(s.database_url.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = load(&[("TOLLGATE_LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_LISTEN");
+        let err = load(&[("TOLLGATE_DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_DATABASE_URL");
+        let err = load(&[("TOLLGATE_DATABASE_URL", "postgres://a:b@host:notaport/db")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_DATABASE_URL");
+        let err = load(&[("TOLLGATE_LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_LOG_FORMAT");
+    }
+
+    #[test]
+    fn database_url_never_prints_its_password() {
+        let s = load(&[("TOLLGATE_DATABASE_URL", "postgres://app:s3cret@db.internal:5433/tg")]).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("db.internal:5433/tg"), "{printed}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_file_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("tollgate-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tollgate.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\n").unwrap();
+        let path = file.to_str().unwrap();
+        let s = load(&[("TOLLGATE_CONFIG", path), ("TOLLGATE_LISTEN", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.log_format, LogFormat::Json);
+        std::fs::write(&file, "listen = \"bad\"\n").unwrap();
+        let err = load(&[("TOLLGATE_CONFIG", path)]).unwrap_err();
+        assert!(err.setting.starts_with("listen (in "), "{err}");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = load(&[("TOLLGATE_CONFIG", path)]).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

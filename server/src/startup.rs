@@ -1,0 +1,87 @@
+//! Builds the actix application and binds it. Used by `serve`, `dev` and
+//! the integration tests' `spawn_app()`.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use time::Duration;
+use tollgate_core::accounts::PasswordHasher;
+use tollgate_core::db::PgPool;
+use tollgate_core::sessions::SessionStore;
+use tollgate_core::web::{CookiePolicy, ErrorPage, session_middleware};
+
+use crate::http::{health, request_id::request_id_and_metrics};
+use crate::settings::Settings;
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("TOLLGATE_LISTEN: {addr} is already in use; stop the other process or choose another address")]
+    AddressInUse { addr: SocketAddr },
+    #[error("TOLLGATE_LISTEN: cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    pub addr: SocketAddr,
+    pub server: Server,
+}
+
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AddrInUse => StartupError::AddressInUse { addr },
+        _ => StartupError::Bind { addr, source },
+    })
+}
+
+async fn not_found() -> HttpResponse {
+    ErrorPage::new(StatusCode::NOT_FOUND, "Not found", "There is no page at this address.").into_response()
+}
+
+/// Builds the server on an already bound listener (port 0 in tests).
+pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result<Application, StartupError> {
+    let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
+    let sessions = SessionStore::new(
+        pool.clone(),
+        Duration::minutes(i64::from(settings.session_idle_minutes)),
+        Duration::hours(i64::from(settings.session_absolute_hours)),
+    );
+    let hasher = PasswordHasher::new(settings.password_hash_concurrency as usize);
+    let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
+    let prometheus = telemetry::prometheus();
+    let static_dir = settings.static_dir.clone();
+
+    let pool = web::Data::new(pool);
+    let sessions = web::Data::new(sessions);
+    let hasher = web::Data::new(hasher);
+    let cookie_policy = web::Data::new(cookie_policy);
+    let prometheus = web::Data::new(prometheus);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(pool.clone())
+            .app_data(sessions.clone())
+            .app_data(hasher.clone())
+            .app_data(cookie_policy.clone())
+            .app_data(prometheus.clone())
+            .wrap(from_fn(request_id_and_metrics))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/metrics", web::get().to(health::metrics))
+            .service(actix_files::Files::new("/static", &static_dir).prefer_utf8(true))
+            .service(
+                web::scope("")
+                    .wrap(from_fn(session_middleware))
+                    .configure(tollgate_portal::configure)
+                    .configure(tollgate_admin::configure)
+                    .default_service(web::to(not_found)),
+            )
+    })
+    .shutdown_timeout(10)
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { addr, source })?
+    .run();
+    Ok(Application { addr, server })
+}
