@@ -54,15 +54,23 @@ pub struct Heartbeat {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
     UpsertApi(Api),
-    RemoveApi { id: Uuid },
+    RemoveApi {
+        id: Uuid,
+    },
     UpsertPlan(Plan),
-    RemovePlan { id: Uuid },
+    RemovePlan {
+        id: Uuid,
+    },
     UpsertApplication(Application),
     /// Also drops the application's seeded usage; its credentials are revoked explicitly.
-    RemoveApplication { id: Uuid },
+    RemoveApplication {
+        id: Uuid,
+    },
     UpsertCredential(Credential),
     /// Immediate: the key stops working as soon as the agent applies the delta.
-    RevokeCredential { hash: KeyHash },
+    RevokeCredential {
+        hash: KeyHash,
+    },
 }
 
 /// The agent's report (and heartbeat) to the server, so the server knows each agent's lag.
@@ -205,26 +213,48 @@ mod tests {
     #[test]
     fn type_tag_comes_first_and_round_trips() {
         let line = serde_json::to_string(&heartbeat()).expect("serialise");
-        assert_eq!(line, r#"{"type":"heartbeat","revision":3,"at":"1970-01-01T00:00:00Z"}"#);
-        assert_eq!(serde_json::from_str::<ConfigMessage>(&line).expect("parse"), heartbeat());
+        assert_eq!(
+            line,
+            r#"{"type":"heartbeat","revision":3,"at":"1970-01-01T00:00:00Z"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ConfigMessage>(&line).expect("parse"),
+            heartbeat()
+        );
         let snapshot = ConfigMessage::Snapshot(Snapshot::new(1, Timestamp::UNIX_EPOCH));
         let line = serde_json::to_string(&snapshot).expect("serialise");
-        assert!(line.starts_with(r#"{"type":"snapshot","protocol_version":1,"#), "{line}");
-        assert_eq!(serde_json::from_str::<ConfigMessage>(&line).expect("parse"), snapshot);
+        assert!(
+            line.starts_with(r#"{"type":"snapshot","protocol_version":1,"#),
+            "{line}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ConfigMessage>(&line).expect("parse"),
+            snapshot
+        );
     }
 
     #[test]
     fn tag_anywhere_still_parses() {
         let line = r#"{"revision":3,"at":"1970-01-01T00:00:00Z","type":"heartbeat","new":1}"#;
-        assert_eq!(serde_json::from_str::<ConfigMessage>(line).expect("parse"), heartbeat());
+        assert_eq!(
+            serde_json::from_str::<ConfigMessage>(line).expect("parse"),
+            heartbeat()
+        );
     }
 
     #[test]
     fn unknown_types_and_fields_are_skipped() {
         let line = r#"{"type":"notice","text":{"nested":[1,2]}}"#;
-        assert_eq!(serde_json::from_str::<ConfigMessage>(line).expect("parse"), ConfigMessage::Unknown);
-        let line = r#"{"type":"heartbeat","revision":3,"future":{"x":[1]},"at":"1970-01-01T00:00:00Z"}"#;
-        assert_eq!(serde_json::from_str::<ConfigMessage>(line).expect("parse"), heartbeat());
+        assert_eq!(
+            serde_json::from_str::<ConfigMessage>(line).expect("parse"),
+            ConfigMessage::Unknown
+        );
+        let line =
+            r#"{"type":"heartbeat","revision":3,"future":{"x":[1]},"at":"1970-01-01T00:00:00Z"}"#;
+        assert_eq!(
+            serde_json::from_str::<ConfigMessage>(line).expect("parse"),
+            heartbeat()
+        );
     }
 
     #[test]
@@ -238,7 +268,10 @@ mod tests {
             r#"{"type":"heartbeat","at":"1970-01-01T00:00:00Z"}"#,
             r#"[1]"#,
         ] {
-            assert!(serde_json::from_str::<ConfigMessage>(line).is_err(), "{line}");
+            assert!(
+                serde_json::from_str::<ConfigMessage>(line).is_err(),
+                "{line}"
+            );
         }
     }
 
@@ -252,11 +285,17 @@ mod tests {
         };
         assert_eq!(
             snapshot.apply(delta(4, 6)),
-            Err(DeltaError::WrongBase { base: 4, current: 5 })
+            Err(DeltaError::WrongBase {
+                base: 4,
+                current: 5
+            })
         );
         assert_eq!(
             snapshot.apply(delta(5, 5)),
-            Err(DeltaError::NotAdvancing { base: 5, revision: 5 })
+            Err(DeltaError::NotAdvancing {
+                base: 5,
+                revision: 5
+            })
         );
         assert_eq!(snapshot.apply(delta(5, 9)), Ok(()));
         assert_eq!(snapshot.revision, 9);

@@ -138,9 +138,7 @@ impl SecretKey {
         }
         let (random, check) = digits.split_at(RANDOM_CHARS);
         decode_random(random).ok_or(KeyFormatError::OutOfRange)?;
-        let stated = check
-            .iter()
-            .fold(0u64, |acc, d| acc * 62 + u64::from(*d));
+        let stated = check.iter().fold(0u64, |acc, d| acc * 62 + u64::from(*d));
         let checked_len = s.len() - CHECKSUM_CHARS;
         if stated != u64::from(crc32(&s.as_bytes()[..checked_len])) {
             return Err(KeyFormatError::ChecksumMismatch);
@@ -178,7 +176,12 @@ impl SecretKey {
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretKey({}…{}, redacted)", self.display_prefix(), self.last4())
+        write!(
+            f,
+            "SecretKey({}…{}, redacted)",
+            self.display_prefix(),
+            self.last4()
+        )
     }
 }
 
@@ -355,7 +358,11 @@ fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             table[i] = c;
@@ -384,7 +391,10 @@ mod tests {
     #[test]
     fn zero_and_max_entropy_encode_to_fixed_width() {
         let zero = SecretKey::from_entropy(KeyKind::UserKey, [0; ENTROPY_BYTES]);
-        assert!(zero.as_str().starts_with("tg_uk_000000000000000000000000000000000"));
+        assert!(
+            zero.as_str()
+                .starts_with("tg_uk_000000000000000000000000000000000")
+        );
         assert_eq!(zero.as_str().len(), 6 + BODY_CHARS);
         let max = SecretKey::from_entropy(KeyKind::AgentToken, [0xff; ENTROPY_BYTES]);
         assert_eq!(max.as_str().len(), 7 + BODY_CHARS);
@@ -395,8 +405,14 @@ mod tests {
     fn parse_rejects_malformed_keys() {
         let key = SecretKey::from_entropy(KeyKind::AppKey, [7; ENTROPY_BYTES]);
         let s = key.as_str();
-        assert_eq!(SecretKey::parse("sk_live_abc"), Err(KeyFormatError::MissingPrefix));
-        assert_eq!(SecretKey::parse("tg_abc"), Err(KeyFormatError::MissingPrefix));
+        assert_eq!(
+            SecretKey::parse("sk_live_abc"),
+            Err(KeyFormatError::MissingPrefix)
+        );
+        assert_eq!(
+            SecretKey::parse("tg_abc"),
+            Err(KeyFormatError::MissingPrefix)
+        );
         assert_eq!(
             SecretKey::parse(&s.replacen("tg_ak_", "tg_zz_", 1)),
             Err(KeyFormatError::UnknownKind)
@@ -408,7 +424,10 @@ mod tests {
         );
         assert!(matches!(
             SecretKey::parse(&s[..s.len() - 1]),
-            Err(KeyFormatError::BadLength { expected: 39, actual: 38 })
+            Err(KeyFormatError::BadLength {
+                expected: 39,
+                actual: 38
+            })
         ));
         let mut bad_char = s.to_owned();
         bad_char.replace_range(10..11, "-");

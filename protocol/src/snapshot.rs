@@ -245,11 +245,14 @@ impl Snapshot {
     /// Checks everything the agent relies on without re-checking on the request path:
     /// unique ids, references that resolve, metric trees without cycles, patterns that parse,
     /// rules in order and no two APIs on the same route. Returns the first problem found.
-    pub fn validate(&self) -> Check {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if self.protocol_version != PROTOCOL_VERSION {
             return Err(ValidationError::new(
                 "protocol_version",
-                format!("unsupported version {} (expected {PROTOCOL_VERSION})", self.protocol_version),
+                format!(
+                    "unsupported version {} (expected {PROTOCOL_VERSION})",
+                    self.protocol_version
+                ),
             ));
         }
         // metric id -> owning API id
@@ -419,7 +422,10 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
     if !is_base_path(&api.base_path) {
         return Err(ValidationError::new(
             format!("{at}.base_path"),
-            format!("{:?} is not `/` or `/segment…` without a trailing slash", api.base_path),
+            format!(
+                "{:?} is not `/` or `/segment…` without a trailing slash",
+                api.base_path
+            ),
         ));
     }
     for (i, host) in api.hosts.iter().enumerate() {
@@ -509,7 +515,8 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
     let mut previous_position = None;
     for (i, rule) in api.mapping_rules.iter().enumerate() {
         let at = format!("{at}.mapping_rules[{i}]");
-        if rule.http_method.is_empty() || !rule.http_method.bytes().all(|b| b.is_ascii_uppercase()) {
+        if rule.http_method.is_empty() || !rule.http_method.bytes().all(|b| b.is_ascii_uppercase())
+        {
             return Err(ValidationError::new(
                 format!("{at}.http_method"),
                 format!("{:?} is not an uppercase method", rule.http_method),
@@ -638,32 +645,59 @@ mod tests {
             error(|s| s.credentials[0].application_id = id(99)),
             "credentials[0].application_id: unknown application 00000000-0000-0000-0000-000000000063"
         );
-        assert!(error(|s| {
-            let credential = s.credentials[0].clone();
-            s.credentials.push(credential);
-        }).starts_with("credentials[1].hash: duplicate"));
-        assert!(error(|s| s.credentials[0].kind = KeyKind::AdminToken).starts_with("credentials[0].kind"));
-        assert!(error(|s| s.apis[0].mapping_rules[0].metric = id(99)).starts_with("apis[0].mapping_rules[0].metric: unknown metric"));
+        assert!(
+            error(|s| {
+                let credential = s.credentials[0].clone();
+                s.credentials.push(credential);
+            })
+            .starts_with("credentials[1].hash: duplicate")
+        );
+        assert!(
+            error(|s| s.credentials[0].kind = KeyKind::AdminToken)
+                .starts_with("credentials[0].kind")
+        );
+        assert!(
+            error(|s| s.apis[0].mapping_rules[0].metric = id(99))
+                .starts_with("apis[0].mapping_rules[0].metric: unknown metric")
+        );
         assert_eq!(
             error(|s| s.apis[0].mapping_rules[0].pattern = "/{id".into()),
             "apis[0].mapping_rules[0].pattern: at byte 1: a parameter is `{name}` and spans the whole segment"
         );
-        assert!(error(|s| s.apis[0].mapping_rules[0].http_method = "get".into()).contains("http_method"));
-        assert!(error(|s| s.apis[0].metrics[1].parent = Some(id(99))).starts_with("apis[0].metrics[1].parent: unknown metric"));
+        assert!(
+            error(|s| s.apis[0].mapping_rules[0].http_method = "get".into())
+                .contains("http_method")
+        );
+        assert!(
+            error(|s| s.apis[0].metrics[1].parent = Some(id(99)))
+                .starts_with("apis[0].metrics[1].parent: unknown metric")
+        );
         assert_eq!(
             error(|s| s.apis[0].metrics[0].parent = Some(id(11))),
             "apis[0].metrics[0].parent: metric parents form a cycle"
         );
-        assert!(error(|s| s.apis[0].metrics[1].id = id(10)).starts_with("apis[0].metrics[1].id: duplicate metric"));
+        assert!(
+            error(|s| s.apis[0].metrics[1].id = id(10))
+                .starts_with("apis[0].metrics[1].id: duplicate metric")
+        );
         assert!(error(|s| s.plans[0].api_id = id(99)).starts_with("plans[0].api_id: unknown API"));
-        assert!(error(|s| {
-            let limit = s.plans[0].limits[0].clone();
-            s.plans[0].limits.push(limit);
-        }).starts_with("plans[0].limits[1].period"));
+        assert!(
+            error(|s| {
+                let limit = s.plans[0].limits[0].clone();
+                s.plans[0].limits.push(limit);
+            })
+            .starts_with("plans[0].limits[1].period")
+        );
         assert!(error(|s| s.usage[0].metric = id(99)).starts_with("usage[0].metric"));
         assert!(error(|s| s.apis[0].base_path = "/pets/".into()).starts_with("apis[0].base_path"));
-        assert!(error(|s| s.apis[0].hosts[0] = "API.example.com".into()).starts_with("apis[0].hosts[0]"));
-        assert!(error(|s| s.apis[0].upstreams[0].url = "ftp://x".into()).starts_with("apis[0].upstreams[0].url"));
+        assert!(
+            error(|s| s.apis[0].hosts[0] = "API.example.com".into())
+                .starts_with("apis[0].hosts[0]")
+        );
+        assert!(
+            error(|s| s.apis[0].upstreams[0].url = "ftp://x".into())
+                .starts_with("apis[0].upstreams[0].url")
+        );
         assert!(error(|s| s.protocol_version = 99).starts_with("protocol_version"));
     }
 
@@ -677,7 +711,10 @@ mod tests {
             other.mapping_rules.clear();
             s.apis.push(other);
         });
-        assert_eq!(message, "apis[1].base_path: another API already serves api.example.com/pets");
+        assert_eq!(
+            message,
+            "apis[1].base_path: another API already serves api.example.com/pets"
+        );
 
         // A limit on another API's metric is caught too.
         let message = error(|s| {
@@ -685,7 +722,11 @@ mod tests {
             other.id = id(2);
             other.slug = "pets2".into();
             other.lifecycle = Lifecycle::Draft;
-            other.metrics = vec![Metric { id: id(12), system_name: "hits".into(), parent: None }];
+            other.metrics = vec![Metric {
+                id: id(12),
+                system_name: "hits".into(),
+                parent: None,
+            }];
             other.mapping_rules.clear();
             s.apis.push(other);
             s.plans[0].limits[0].metric = id(12);
@@ -700,6 +741,9 @@ mod tests {
             rule.position = 1;
             s.apis[0].mapping_rules.push(rule);
         });
-        assert!(message.starts_with("apis[0].mapping_rules[1].position"), "{message}");
+        assert!(
+            message.starts_with("apis[0].mapping_rules[1].position"),
+            "{message}"
+        );
     }
 }

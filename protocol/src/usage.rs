@@ -119,7 +119,12 @@ impl UsageBatch {
                     format!("{} is not the start of a minute", entry.minute),
                 ));
             }
-            let key = (entry.application_id, entry.metric, entry.minute, entry.status_class);
+            let key = (
+                entry.application_id,
+                entry.metric,
+                entry.minute,
+                entry.status_class,
+            );
             if !seen.insert(key) {
                 return Err(ValidationError::new(
                     format!("entries[{i}]"),
@@ -142,15 +147,27 @@ mod tests {
         assert_eq!(latency_bucket(Duration::from_micros(5001)), 1);
         assert_eq!(latency_bucket(Duration::from_millis(5000)), 9);
         assert_eq!(latency_bucket(Duration::from_millis(5001)), 10);
-        assert_eq!(latency_bucket(Duration::from_secs(3600)), LATENCY_BUCKETS - 1);
+        assert_eq!(
+            latency_bucket(Duration::from_secs(3600)),
+            LATENCY_BUCKETS - 1
+        );
     }
 
     #[test]
     fn status_classes() {
-        assert_eq!(StatusClass::from_status(101), Some(StatusClass::Informational));
+        assert_eq!(
+            StatusClass::from_status(101),
+            Some(StatusClass::Informational)
+        );
         assert_eq!(StatusClass::from_status(204), Some(StatusClass::Success));
-        assert_eq!(StatusClass::from_status(429), Some(StatusClass::ClientError));
-        assert_eq!(StatusClass::from_status(599), Some(StatusClass::ServerError));
+        assert_eq!(
+            StatusClass::from_status(429),
+            Some(StatusClass::ClientError)
+        );
+        assert_eq!(
+            StatusClass::from_status(599),
+            Some(StatusClass::ServerError)
+        );
         assert_eq!(StatusClass::from_status(600), None);
         for class in [StatusClass::Success, StatusClass::ServerError] {
             let json = serde_json::to_string(&class).expect("serialise");
@@ -177,7 +194,10 @@ mod tests {
         batch.entries.push(entry);
         assert_eq!(batch.validate().expect_err("dup").path, "entries[1]");
         batch.entries[1].minute = 121;
-        assert_eq!(batch.validate().expect_err("minute").path, "entries[1].minute");
+        assert_eq!(
+            batch.validate().expect_err("minute").path,
+            "entries[1].minute"
+        );
         batch.id = Uuid::from_u128(4);
         assert_eq!(batch.validate().expect_err("v7").path, "id");
     }

@@ -228,7 +228,7 @@ impl Settings {
     /// The database URL, required by every command that touches data.
     pub fn require_database(&self) -> Result<&DatabaseUrl, SettingError> {
         self.database_url.as_ref().ok_or_else(|| {
-            setting_error("TOLLGATE_DATABASE_URL", "is not set; point it at Postgres, or run `tollgate dev` for a private database")
+            setting_error("TOLLGATE_DATABASE_URL", "not set; point it at Postgres, or run `tollgate dev` for a private database")
         })
     }
 }

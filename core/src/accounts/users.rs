@@ -28,6 +28,8 @@ pub struct UserSummary {
 
 /// Failed sign-ins allowed before the growing delay starts.
 const FREE_FAILURES: i32 = 5;
+/// The first pause; each further failure doubles it.
+const FIRST_PAUSE_SECS: i64 = 30;
 /// The longest pause a run of failures can impose. Reset by email still works
 /// during a pause, so throttling cannot lock a real user out.
 const MAX_PAUSE_SECS: i64 = 15 * 60;
@@ -144,7 +146,7 @@ pub async fn mark_email_verified(pool: &PgPool, id: UserId) -> Result<()> {
 }
 
 /// Checks an email and password, throttling repeated failures per account
-/// with a growing pause (2 s, 4 s, 8 s … up to 15 min after the fifth).
+/// with a growing pause from the fifth on (30 s, 60 s, 2 min … up to 15 min).
 /// Unknown emails cost the same argon2 work as known ones.
 pub async fn authenticate(pool: &PgPool, hasher: &PasswordHasher, email: &str, password: &str) -> Result<SignInOutcome> {
     let row = sqlx::query!(
@@ -169,8 +171,10 @@ pub async fn authenticate(pool: &PgPool, hasher: &PasswordHasher, email: &str, p
         return Ok(SignInOutcome::SignedIn(user));
     }
     let failures = row.failed_logins.saturating_add(1);
-    let pause = (failures > FREE_FAILURES - 1)
-        .then(|| Duration::seconds((1_i64 << (failures - FREE_FAILURES + 1).clamp(1, 20)).min(MAX_PAUSE_SECS)));
+    let pause = (failures >= FREE_FAILURES).then(|| {
+        let doublings = (failures - FREE_FAILURES).clamp(0, 10);
+        Duration::seconds((FIRST_PAUSE_SECS << doublings).min(MAX_PAUSE_SECS))
+    });
     sqlx::query!(
         "UPDATE users SET failed_logins = $2, locked_until = $3 WHERE id = $1",
         row.id,

@@ -4,10 +4,11 @@ use super::{CliError, connect};
 use crate::settings::Settings;
 use crate::startup;
 
-/// Binds first, so a busy address fails before anything else happens.
+/// Settings are checked, then the address is bound before the database is
+/// touched, so a busy address fails fast and clearly.
 pub async fn run(settings: Settings) -> Result<(), CliError> {
-    let listener = startup::bind(settings.listen)?;
     let url = settings.require_database()?;
+    let listener = startup::bind(settings.listen)?;
     let pool = connect(url, settings.database_max_connections).await?;
     db::migrate(&pool).await?;
     let app = startup::build(&settings, pool, listener)?;

@@ -1,0 +1,133 @@
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tollgate_protocol::{
+    AgentStatus, ConfigMessage, Delta, Snapshot, UsageAck, UsageBatch, Window,
+};
+
+const REGENERATE: &str = "if the change is intentional, regenerate with `UPDATE_FIXTURES=1 cargo test -p tollgate-protocol --test it` and review the diff";
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn updating() -> bool {
+    std::env::var_os("UPDATE_FIXTURES").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Parses a fixture, serialises it again and demands the same JSON value *and* the same
+/// pretty-printed text, so dropped, renamed or reordered fields all fail.
+pub fn round_trip<T: Serialize + DeserializeOwned>(name: &str) -> T {
+    let path = fixture_path(name);
+    let text = std::fs::read_to_string(&path).expect("read fixture");
+    let value: T = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{name} does not parse: {e}; {REGENERATE}"));
+    let again = serde_json::to_string_pretty(&value).expect("serialise") + "\n";
+    if updating() {
+        std::fs::write(&path, &again).expect("write fixture");
+        return value;
+    }
+    let expected: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let actual: serde_json::Value = serde_json::from_str(&again).expect("output is JSON");
+    assert_eq!(
+        actual, expected,
+        "{name}: a field was dropped, renamed or retyped on the way through the types; {REGENERATE}"
+    );
+    assert_eq!(
+        again, text,
+        "{name}: same JSON value but different text (field order or formatting); {REGENERATE}"
+    );
+    value
+}
+
+#[test]
+fn snapshot_round_trips_and_validates() {
+    let snapshot: Snapshot = round_trip("snapshot.json");
+    snapshot.validate().expect("snapshot fixture is valid");
+    assert_eq!(
+        snapshot.protocol_version,
+        tollgate_protocol::PROTOCOL_VERSION
+    );
+}
+
+#[test]
+fn snapshot_usage_names_the_current_windows() {
+    let snapshot: Snapshot = round_trip("snapshot.json");
+    for usage in &snapshot.usage {
+        let app = snapshot
+            .applications
+            .iter()
+            .find(|a| a.id == usage.application_id)
+            .expect("application");
+        let plan = snapshot
+            .plans
+            .iter()
+            .find(|p| p.id == app.plan_id)
+            .expect("plan");
+        let window = Window::containing(
+            usage.period,
+            snapshot.generated_at,
+            plan.time_zone.time_zone(),
+        );
+        assert_eq!(window.id(), usage.window_start, "{usage:?}");
+    }
+}
+
+#[test]
+fn snapshot_is_one_ndjson_line() {
+    let snapshot: Snapshot = round_trip("snapshot.json");
+    let message = ConfigMessage::Snapshot(snapshot);
+    let line = serde_json::to_string(&message).expect("serialise");
+    assert!(!line.contains('\n'));
+    assert!(line.starts_with(r#"{"type":"snapshot","#));
+    let parsed: ConfigMessage = serde_json::from_str(&line).expect("parse");
+    assert_eq!(parsed, message);
+}
+
+#[test]
+fn delta_round_trips_and_applies_to_the_snapshot() {
+    let message: ConfigMessage = round_trip("delta.json");
+    let ConfigMessage::Delta(delta) = message else {
+        panic!("delta.json is a delta message");
+    };
+    let mut snapshot: Snapshot = round_trip("snapshot.json");
+    let revision = delta.revision;
+    let changes = delta.changes.len();
+    snapshot
+        .apply(delta)
+        .expect("delta applies on top of the snapshot fixture");
+    assert_eq!(snapshot.revision, revision);
+    snapshot.validate().expect("the result is valid");
+    assert!(changes >= 8, "the fixture exercises every kind of change");
+}
+
+#[test]
+fn heartbeat_round_trips() {
+    let message: ConfigMessage = round_trip("heartbeat.json");
+    assert!(matches!(message, ConfigMessage::Heartbeat(_)));
+}
+
+#[test]
+fn a_delta_is_also_a_bare_delta() {
+    // The `type` tag is the only thing the message envelope adds.
+    let text = std::fs::read_to_string(fixture_path("delta.json")).expect("read");
+    let bare: Delta = serde_json::from_str(&text).expect("parse as Delta");
+    assert_eq!(bare.base_revision, 42);
+}
+
+#[test]
+fn agent_status_round_trips() {
+    let status: AgentStatus = round_trip("agent_status.json");
+    assert_eq!(status.applied_revision, Some(43));
+}
+
+#[test]
+fn usage_batch_and_ack_round_trip() {
+    let batch: UsageBatch = round_trip("usage_batch.json");
+    batch.validate().expect("usage fixture is valid");
+    let ack: UsageAck = round_trip("usage_ack.json");
+    assert_eq!(ack.batch_id, batch.id);
+}

@@ -1,0 +1,172 @@
+use sqlx::PgPool;
+use tollgate::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+
+use crate::helpers::{TestApp, client, csrf_from, session_cookie, spawn_app};
+
+async fn seeded_app(pool: PgPool) -> TestApp {
+    seed(&pool).await.expect("seed");
+    spawn_app(pool).await
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_demo_admin_signs_in_and_sees_the_admin_page(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let res = app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/admin");
+    let page = app.get("/admin").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Weather API"), "{html}");
+    assert!(html.contains(DEMO_ADMIN_EMAIL));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_demo_developer_signs_in_to_the_dashboard_but_not_the_admin(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let res = app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(location(&res), "/dashboard");
+    let html = app.get("/dashboard").await.text().await.unwrap();
+    assert!(html.contains("Demo Developer Co"), "{html}");
+    assert_eq!(app.get("/admin").await.status(), 403);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn anonymous_visitors_are_sent_to_sign_in_and_back(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let res = app.get("/admin").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/login?next=%2Fadmin");
+    let html = app.get("/login?next=%2Fadmin").await.text().await.unwrap();
+    let token = csrf_from(&html);
+    let res = app
+        .post_form("/login", &[("csrf_token", &token), ("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD), ("next", "/admin")])
+        .await;
+    assert_eq!(location(&res), "/admin");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn sign_in_never_redirects_to_another_site(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    for next in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+        let token = app.csrf_token("/login").await;
+        let res = app
+            .post_form("/login", &[("csrf_token", &token), ("email", DEMO_DEVELOPER_EMAIL), ("password", DEMO_DEVELOPER_PASSWORD), ("next", next)])
+            .await;
+        assert_eq!(location(&res), "/dashboard", "next={next}");
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn session_cookies_are_http_only_lax_and_replaced_at_sign_in(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let page = app.get("/login").await;
+    let anonymous = session_cookie(&page).expect("the sign-in form starts a session");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(anonymous.contains(flag), "{flag} missing: {anonymous}");
+    }
+    assert!(!anonymous.contains("Secure"), "plain HTTP cannot carry Secure cookies: {anonymous}");
+    let token = csrf_from(&page.text().await.unwrap());
+    let res = app.post_form("/login", &[("csrf_token", &token), ("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD)]).await;
+    let signed_in = session_cookie(&res).expect("sign-in issues a new session cookie");
+    let id = |c: &str| c.split(';').next().unwrap().to_owned();
+    assert_ne!(id(&anonymous), id(&signed_in), "the session id must change at sign-in");
+    assert!(signed_in.contains("HttpOnly") && signed_in.contains("SameSite=Lax"));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 1, "the anonymous session is destroyed at sign-in");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn forms_without_the_sessions_csrf_token_are_refused(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let _ = app.csrf_token("/login").await;
+    let creds = [("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD)];
+    let res = app.post_form("/login", &creds).await;
+    assert_eq!(res.status(), 403);
+    let mut forged = vec![("csrf_token", "forged-token-forged-token-forged-token")];
+    forged.extend(creds);
+    assert_eq!(app.post_form("/login", &forged).await.status(), 403);
+    // A fresh browser with no session at all is refused as well.
+    let stranger = client();
+    let res = stranger.post(app.url("/login")).form(&forged).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn cross_site_posts_are_refused_even_with_a_token(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let token = app.csrf_token("/login").await;
+    let res = app
+        .client
+        .post(app.url("/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("csrf_token", token.as_str()), ("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn known_and_unknown_emails_get_the_same_answer(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let known = app.sign_in(DEMO_DEVELOPER_EMAIL, "wrong password here").await;
+    let known_status = known.status();
+    let known_body = known.text().await.unwrap();
+    let unknown = app.sign_in("nobody@example.com", "wrong password here").await;
+    assert_eq!(known_status, unknown.status());
+    assert_eq!(known_status, 401);
+    let unknown_body = unknown.text().await.unwrap();
+    let strip = |html: &str| html.replace(&csrf_from(html), "TOKEN").replace("nobody@example.com", "EMAIL").replace(DEMO_DEVELOPER_EMAIL, "EMAIL");
+    assert_eq!(strip(&known_body), strip(&unknown_body));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn repeated_failures_pause_sign_in_for_that_account(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    for _ in 0..5 {
+        assert_eq!(app.sign_in(DEMO_DEVELOPER_EMAIL, "not the password").await.status(), 401);
+    }
+    // Now even the right password is refused until the pause ends.
+    let res = app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401);
+    let locked: bool = sqlx::query_scalar("SELECT locked_until > now() FROM users WHERE email = $1")
+        .bind(DEMO_DEVELOPER_EMAIL)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(locked);
+    // Other accounts are unaffected.
+    assert_eq!(app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await.status(), 303);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn sign_out_ends_the_session_on_the_server(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let res = app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    let cookie = session_cookie(&res).unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let html = app.get("/dashboard").await.text().await.unwrap();
+    let res = app.post_form("/logout", &[("csrf_token", &csrf_from(&html))]).await;
+    assert_eq!(res.status(), 303);
+    // Replaying the old cookie from another client no longer works.
+    let replay = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = replay.get(app.url("/dashboard")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).starts_with("/login"));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn passwords_are_stored_only_as_argon2id_hashes(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM users").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(hashes.len(), 2);
+    for hash in hashes {
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(!hash.contains(DEMO_ADMIN_PASSWORD) && !hash.contains(DEMO_DEVELOPER_PASSWORD));
+    }
+}

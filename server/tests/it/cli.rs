@@ -1,0 +1,123 @@
+//! The `tollgate` binary, run as an operator would.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+use sqlx::PgPool;
+
+use crate::helpers::database_url;
+
+fn tollgate(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOLLGATE_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run tollgate");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("tollgate output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_runs_twice_without_error(pool: PgPool) {
+    let url = database_url(&pool).await;
+    for _ in 0..2 {
+        let out = tollgate(&["migrate"], &[("TOLLGATE_DATABASE_URL", &url)], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("is up to date"));
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert!(applied >= 1);
+}
+
+#[test]
+fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
+    let cases = [
+        ("TOLLGATE_DATABASE_URL", "not a url"),
+        ("TOLLGATE_LISTEN", "localhost:http"),
+        ("TOLLGATE_LOG_FORMAT", "xml"),
+        ("TOLLGATE_DATABASE_MAX_CONNECTIONS", "lots"),
+    ];
+    for (name, value) in cases {
+        let out = tollgate(&["migrate"], &[(name, value)], None);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with(&format!("error: {name}")), "{text}");
+    }
+    let out = tollgate(&["serve"], &[], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("error: TOLLGATE_DATABASE_URL: not set"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_address_in_use_exits_non_zero_naming_the_listen_setting() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tollgate(&["serve"], &[("TOLLGATE_LISTEN", &addr), ("TOLLGATE_DATABASE_URL", "postgres://x@127.0.0.1:1/x")], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("TOLLGATE_LISTEN") && text.contains("already in use"), "{text}");
+}
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let out = tollgate(&["migrate"], &[("TOLLGATE_DATABASE_URL", "postgres://app:hunter2secret@127.0.0.1:1/tg")], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("TOLLGATE_DATABASE_URL: cannot connect to 127.0.0.1:1/tg"), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admin_create_reads_the_password_from_stdin(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let env = [("TOLLGATE_DATABASE_URL", url.as_str())];
+    let args = ["admin", "create", "--email", "ops@example.com", "--password-stdin"];
+    let out = tollgate(&args, &env, Some("a long enough passphrase\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let is_admin: bool = sqlx::query_scalar("SELECT is_admin FROM users WHERE email = 'ops@example.com'").fetch_one(&pool).await.unwrap();
+    assert!(is_admin);
+    let again = tollgate(&args, &env, Some("a long enough passphrase\n"));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    let weak = tollgate(&["admin", "create", "--email", "weak@example.com", "--password-stdin"], &env, Some("password\n"));
+    assert_eq!(weak.status.code(), Some(1));
+    assert!(stderr(&weak).contains("password:"), "{}", stderr(&weak));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn import_prints_the_slug_and_operation_count_or_a_located_error(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let env = [("TOLLGATE_DATABASE_URL", url.as_str())];
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/weather.openapi.yaml");
+    let out = tollgate(&["import", demo, "--name", "Forecasts"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "imported forecasts with 4 operations");
+
+    let dir = std::env::temp_dir().join(format!("tollgate-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"openapi\": \"3.0.3\", \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"pets\": {}}}").unwrap();
+    let out = tollgate(&["import", bad.to_str().unwrap()], &env, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/paths/pets: a path must start with `/`"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,81 @@
+use std::net::TcpListener;
+
+use reqwest::redirect::Policy;
+use tollgate::settings::Settings;
+use tollgate::startup;
+use tollgate_core::db::PgPool;
+
+pub struct TestApp {
+    pub base: String,
+    pub pool: PgPool,
+    /// A browser-like client: keeps cookies, does not follow redirects.
+    pub client: reqwest::Client,
+}
+
+/// Starts the server on a random port against the test's database.
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    let settings = Settings::load_from(&|_| None).expect("default settings");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let app = startup::build(&settings, pool.clone(), listener).expect("build the app");
+    let base = format!("http://{}", app.addr);
+    tokio::spawn(app.server);
+    TestApp { base, pool, client: client() }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// The CSRF token of the form on a page.
+    pub async fn csrf_token(&self, path: &str) -> String {
+        let html = self.get(path).await.text().await.expect("page body");
+        csrf_from(&html)
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(self.url(path)).form(form).send().await.expect("POST")
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        let token = self.csrf_token("/login").await;
+        self.post_form("/login", &[("csrf_token", &token), ("email", email), ("password", password)]).await
+    }
+}
+
+pub fn csrf_from(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("page has a CSRF field") + marker.len();
+    let end = html[start..].find('"').expect("closing quote") + start;
+    html[start..end].to_owned()
+}
+
+/// The `Set-Cookie` header for the session cookie, if the response set one.
+pub fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tg_session="))
+        .map(str::to_owned)
+}
+
+/// A URL for the test's own database, for running the binary against it.
+pub async fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by the test command");
+    let name = pool.connect_options().get_database().expect("test database name").to_owned();
+    let (prefix, query) = match base.split_once('?') {
+        Some((p, q)) => (p.to_owned(), format!("?{q}")),
+        None => (base.clone(), String::new()),
+    };
+    let server = prefix.rsplit_once('/').map(|(s, _)| s.to_owned()).unwrap_or(prefix);
+    format!("{server}/{name}{query}")
+}

@@ -1,0 +1,8 @@
+//! The server's one integration-test binary: HTTP in, HTTP or database
+//! state out. Each test gets a fresh database from `#[sqlx::test]`.
+
+mod auth;
+mod cli;
+mod health;
+mod helpers;
+mod seed;
