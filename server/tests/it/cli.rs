@@ -121,3 +121,40 @@ async fn import_prints_the_slug_and_operation_count_or_a_located_error(pool: PgP
     assert!(stderr(&out).contains("/paths/pets: a path must start with `/`"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
+    use std::io::{BufRead, BufReader};
+
+    let url = database_url(&pool).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("serve")
+        .env("TOLLGATE_DATABASE_URL", &url)
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_LOG", "info")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tollgate serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait for the line announcing the address: output, not a sleep, is the signal.
+    let serving = lines
+        .by_ref()
+        .map(|l| l.expect("log line"))
+        .find(|l| l.contains("tollgate is serving"))
+        .expect("the server announces itself");
+    let event: serde_json::Value = serde_json::from_str(&serving).expect("log lines are JSON");
+    assert_eq!(event["level"], "INFO");
+    assert!(!serving.contains("password"), "{serving}");
+    let addr = event["addr"].as_str().expect("addr field").to_owned();
+    let res = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}; log: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("tollgate stopped")), "{rest:?}");
+}
