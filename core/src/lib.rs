@@ -7,12 +7,17 @@
 
 pub mod accounts;
 pub mod apis;
+pub mod applications;
 pub mod audit;
+pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod gateways;
 pub mod plans;
 pub mod secrets;
 pub mod sessions;
+pub mod sync;
+pub mod usage;
 pub mod web;
 
 pub use error::{Error, Result};

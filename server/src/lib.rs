@@ -1,6 +1,7 @@
 //! The `tollgate` management server: settings, startup, HTTP plumbing and
 //! the CLI commands. `main.rs` only parses arguments and reports errors.
 
+pub mod agent_api;
 pub mod cli;
 pub mod dev;
 pub mod http;

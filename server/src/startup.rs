@@ -13,6 +13,7 @@ use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
 use tollgate_core::web::{CookiePolicy, ErrorPage, session_middleware};
 
+use crate::agent_api::{self, ConfigNotifier};
 use crate::http::{health, request_id::request_id_and_metrics};
 use crate::settings::Settings;
 use crate::telemetry;
@@ -60,6 +61,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     let hasher = web::Data::new(hasher);
     let cookie_policy = web::Data::new(cookie_policy);
     let prometheus = web::Data::new(prometheus);
+    let notifier = web::Data::new(ConfigNotifier::start(pool.get_ref().clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(pool.clone())
@@ -67,9 +69,11 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(hasher.clone())
             .app_data(cookie_policy.clone())
             .app_data(prometheus.clone())
+            .app_data(notifier.clone())
             .wrap(from_fn(request_id_and_metrics))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))
+            .configure(agent_api::configure)
             .service(actix_files::Files::new("/static", &static_dir).prefer_utf8(true))
             .service(
                 web::scope("")

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::import::ParsedSpec;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
+use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -202,9 +203,7 @@ pub async fn create_from_spec(pool: &PgPool, source: &str, spec: &ParsedSpec, ne
         .await
         .map_err(|e| conflict_on_unique(e, &format!("the document repeats the operation {} {}", op.method, op.path)))?;
     }
-    sqlx::query!("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')", api)
-        .execute(&mut *tx)
-        .await?;
+    record_change(&mut tx, Entity::Api, api, false, None).await?;
     let summary = ApiSummary { id: ApiId(api), slug, name, state: "draft".into(), base_path, operation_count };
     audit::record(
         &mut tx,
@@ -262,9 +261,7 @@ pub async fn publish(pool: &PgPool, api: ApiId, actor: &Actor) -> Result<()> {
     sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1", api.0)
         .execute(&mut *tx)
         .await?;
-    sqlx::query!("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')", api.0)
-        .execute(&mut *tx)
-        .await?;
+    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
     audit::record(&mut tx, actor, Entry { action: "api.publish", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"state": "published"})) })
         .await?;
     tx.commit().await?;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
+use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -54,6 +55,9 @@ fn validate(plan: &NewPlan) -> Result<()> {
     }
     if plan.currency.len() != 3 || !plan.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(Error::invalid("currency", "use a three-letter ISO 4217 code such as EUR"));
+    }
+    if tollgate_protocol::TimeZoneName::new(&plan.time_zone).is_err() {
+        return Err(Error::invalid("time_zone", format!("`{}` is not a time zone; use an IANA name such as Europe/Paris or UTC", plan.time_zone)));
     }
     let mut seen = HashSet::new();
     for (i, limit) in plan.limits.iter().enumerate() {
@@ -114,9 +118,7 @@ pub async fn create_plan(pool: &PgPool, api: ApiId, plan: &NewPlan, actor: &Acto
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query!("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('plan', $1, 'upsert')", id)
-        .execute(&mut *tx)
-        .await?;
+    record_change(&mut tx, Entity::Plan, id, false, None).await?;
     audit::record(
         &mut tx,
         actor,

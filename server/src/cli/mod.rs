@@ -1,6 +1,7 @@
 //! The `tollgate` command line: one module per subcommand.
 
 mod admin;
+mod agent;
 mod import;
 mod migrate;
 mod serve;
@@ -38,11 +39,23 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Manage gateway agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Zero-config local platform: private Postgres, migrations, demo data, server.
     Dev {
         /// Only make sure the private Postgres runs, print its URL and exit.
         #[arg(long)]
         db_only: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Register an agent and print its token.
+    Create {
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -100,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve => serve::run(settings).await,
         Command::Migrate => migrate::run(&settings).await,
         Command::Admin(AdminCommand::Create { email, password_stdin }) => admin::create(&settings, &email, password_stdin).await,
+        Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
         Command::Dev { db_only } => crate::dev::run(settings, db_only).await,
     }

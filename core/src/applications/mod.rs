@@ -1,0 +1,259 @@
+//! Applications: a developer account's subscription to one API on one plan.
+//! Every function taking an `AccountId` is scoped to that account: another
+//! account's application is `NotFound`, never forbidden.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::accounts::AccountId;
+use crate::audit::{self, Actor, Entry};
+use crate::error::conflict_on_unique;
+use crate::plans::PlanId;
+use crate::sync::feed::{Entity, record_change};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ApplicationId(pub Uuid);
+
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub plan_id: PlanId,
+    pub name: String,
+    pub description: String,
+}
+
+/// An application as its owner sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplicationView {
+    pub id: ApplicationId,
+    pub account_id: AccountId,
+    pub api_id: Uuid,
+    pub api_name: String,
+    pub api_slug: String,
+    pub auth_mode: String,
+    pub plan_id: PlanId,
+    pub plan_name: String,
+    pub name: String,
+    pub description: String,
+    pub state: String,
+    /// The public half of app_id + app_key credentials.
+    pub app_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+fn validate(name: &str, description: &str) -> Result<()> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::invalid("name", "enter a name of 1 to 200 characters"));
+    }
+    if description.chars().count() > 2000 {
+        return Err(Error::invalid("description", "use at most 2,000 characters"));
+    }
+    Ok(())
+}
+
+/// Registers an application on a published plan of a published or
+/// deprecated API. It starts `pending` when the plan requires approval.
+pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, actor: &Actor) -> Result<ApplicationView> {
+    validate(&new.name, &new.description)?;
+    let mut tx = pool.begin().await?;
+    let plan = sqlx::query!(
+        r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode::text AS "auth_mode!"
+           FROM plans p JOIN api_products a ON a.id = p.api_id
+           WHERE p.id = $1 AND p.published AND a.state IN ('published', 'deprecated')"#,
+        new.plan_id.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::invalid("plan_id", "choose a published plan"))?;
+    let id = Uuid::now_v7();
+    let state = if plan.approval_required { "pending" } else { "live" };
+    let app_id = (plan.auth_mode == "app_id_app_key").then(|| Uuid::new_v4().simple().to_string()[..16].to_owned());
+    let trial_ends_at = (plan.trial_days > 0).then(|| OffsetDateTime::now_utc() + time::Duration::days(i64::from(plan.trial_days)));
+    sqlx::query!(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, description, state, app_id, trial_ends_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::text::application_state, $8, $9)",
+        id,
+        account.0,
+        plan.api_id,
+        new.plan_id.0,
+        new.name.trim(),
+        new.description.trim(),
+        state,
+        app_id,
+        trial_ends_at
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "you already have an application with this name for this API"))?;
+    record_change(&mut tx, Entity::Application, id, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "application.create",
+            entity: "application",
+            entity_id: Some(id),
+            before: None,
+            after: Some(json!({"name": new.name.trim(), "plan_id": new.plan_id.0, "state": state})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    get(pool, account, ApplicationId(id)).await
+}
+
+/// One application of the account, or `NotFound`.
+pub async fn get(pool: &PgPool, account: AccountId, id: ApplicationId) -> Result<ApplicationView> {
+    let r = sqlx::query!(
+        r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode::text AS "auth_mode!",
+                  ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state::text AS "state!", ap.app_id, ap.created_at
+           FROM applications ap
+           JOIN api_products a ON a.id = ap.api_id
+           JOIN plans p ON p.id = ap.plan_id
+           WHERE ap.id = $1 AND ap.account_id = $2"#,
+        id.0,
+        account.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(ApplicationView {
+        id: ApplicationId(r.id),
+        account_id: AccountId(r.account_id),
+        api_id: r.api_id,
+        api_name: r.api_name,
+        api_slug: r.api_slug,
+        auth_mode: r.auth_mode,
+        plan_id: PlanId(r.plan_id),
+        plan_name: r.plan_name,
+        name: r.name,
+        description: r.description,
+        state: r.state,
+        app_id: r.app_id,
+        created_at: r.created_at,
+    })
+}
+
+pub async fn list_for_account(pool: &PgPool, account: AccountId) -> Result<Vec<ApplicationView>> {
+    let rows = sqlx::query!(
+        r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode::text AS "auth_mode!",
+                  ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state::text AS "state!", ap.app_id, ap.created_at
+           FROM applications ap
+           JOIN api_products a ON a.id = ap.api_id
+           JOIN plans p ON p.id = ap.plan_id
+           WHERE ap.account_id = $1
+           ORDER BY ap.created_at DESC"#,
+        account.0
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ApplicationView {
+            id: ApplicationId(r.id),
+            account_id: AccountId(r.account_id),
+            api_id: r.api_id,
+            api_name: r.api_name,
+            api_slug: r.api_slug,
+            auth_mode: r.auth_mode,
+            plan_id: PlanId(r.plan_id),
+            plan_name: r.plan_name,
+            name: r.name,
+            description: r.description,
+            state: r.state,
+            app_id: r.app_id,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// What a provider admin can do to an application's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Approve,
+    Reject,
+    Suspend,
+    Resume,
+}
+
+impl Transition {
+    fn allowed(self, from: &str) -> Option<&'static str> {
+        match (self, from) {
+            (Transition::Approve, "pending") => Some("live"),
+            (Transition::Reject, "pending") => Some("rejected"),
+            (Transition::Suspend, "live") => Some("suspended"),
+            (Transition::Resume, "suspended") => Some("live"),
+            _ => None,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Transition::Approve => "approve",
+            Transition::Reject => "reject",
+            Transition::Suspend => "suspend",
+            Transition::Resume => "resume",
+        }
+    }
+}
+
+/// Moves an application through its lifecycle on an admin's behalf.
+/// Returns the new state.
+pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor: &Actor) -> Result<String> {
+    let mut tx = pool.begin().await?;
+    let from = sqlx::query_scalar!(r#"SELECT state::text AS "state!" FROM applications WHERE id = $1 FOR UPDATE"#, id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let next = to
+        .allowed(&from)
+        .ok_or_else(|| Error::Conflict(format!("a {from} application cannot be {}d", to.verb().trim_end_matches('e'))))?;
+    sqlx::query!("UPDATE applications SET state = $2::text::application_state, updated_at = now() WHERE id = $1", id.0, next)
+        .execute(&mut *tx)
+        .await?;
+    record_change(&mut tx, Entity::Application, id.0, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "application.transition",
+            entity: "application",
+            entity_id: Some(id.0),
+            before: Some(json!({"state": from})),
+            after: Some(json!({"state": next})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(next.to_owned())
+}
+
+/// Deletes an application of the account; its keys stop working at once.
+pub async fn delete(pool: &PgPool, account: AccountId, id: ApplicationId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let name = sqlx::query_scalar!("SELECT name FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE", id.0, account.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let hashes = sqlx::query!("SELECT id, key_hash FROM credentials WHERE application_id = $1", id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+    for credential in &hashes {
+        record_change(&mut tx, Entity::Credential, credential.id, true, Some(&credential.key_hash)).await?;
+    }
+    sqlx::query!("DELETE FROM applications WHERE id = $1", id.0).execute(&mut *tx).await?;
+    record_change(&mut tx, Entity::Application, id.0, true, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry { action: "application.delete", entity: "application", entity_id: Some(id.0), before: Some(json!({"name": name})), after: None },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

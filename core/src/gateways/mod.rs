@@ -1,0 +1,126 @@
+//! Gateway agents: their tokens and what they last reported.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tollgate_protocol::{AgentStatus, KeyHash, KeyKind, SecretKey};
+use uuid::Uuid;
+
+use crate::audit::{self, Actor, Entry};
+use crate::error::conflict_on_unique;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct GatewayId(pub Uuid);
+
+/// An agent that presented a valid token.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedGateway {
+    pub id: GatewayId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GatewayView {
+    pub id: GatewayId,
+    pub name: String,
+    pub token_prefix: String,
+    pub connected: bool,
+    pub applied_revision: Option<i64>,
+    /// Revisions behind the feed's head; `None` before the first report.
+    pub lag: Option<i64>,
+    pub agent_version: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok { Ok(()) } else { Err(Error::invalid("name", "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")) }
+}
+
+/// Registers an agent and returns its token, shown this once.
+pub async fn create(pool: &PgPool, name: &str, actor: &Actor) -> Result<(GatewayId, SecretKey)> {
+    validate_name(name)?;
+    let secret = SecretKey::from_entropy(KeyKind::AgentToken, rand::random::<[u8; 24]>());
+    let id = Uuid::now_v7();
+    let hash = secret.hash();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO gateways (id, name, token_hash, token_prefix) VALUES ($1, $2, $3, $4)",
+        id,
+        name,
+        hash.as_bytes().as_slice(),
+        secret.display_prefix()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "an agent with this name already exists"))?;
+    audit::record(&mut tx, actor, Entry { action: "gateway.create", entity: "gateway", entity_id: Some(id), before: None, after: Some(json!({"name": name})) })
+        .await?;
+    tx.commit().await?;
+    Ok((GatewayId(id), secret))
+}
+
+/// The agent a bearer token belongs to, unless revoked.
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<AuthenticatedGateway>> {
+    let hash = KeyHash::of(token);
+    let row = sqlx::query!("SELECT id, name FROM gateways WHERE token_hash = $1 AND revoked_at IS NULL", hash.as_bytes().as_slice())
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| AuthenticatedGateway { id: GatewayId(r.id), name: r.name }))
+}
+
+pub async fn set_connected(pool: &PgPool, id: GatewayId, connected: bool) -> Result<()> {
+    sqlx::query!("UPDATE gateways SET connected = $2, last_seen_at = now() WHERE id = $1", id.0, connected)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Stores what an agent said about itself: its applied revision, version
+/// and any update it refused.
+pub async fn record_status(pool: &PgPool, id: GatewayId, status: &AgentStatus) -> Result<()> {
+    let applied = status.applied_revision.and_then(|r| i64::try_from(r).ok());
+    let error = status.rejected.as_ref().map(|r| format!("refused revision {}: {}", r.revision, r.reason));
+    let version: String = status.agent_version.chars().take(64).collect();
+    sqlx::query!(
+        "UPDATE gateways SET applied_revision = coalesce($2, applied_revision), agent_version = $3, last_error = $4, last_seen_at = now() WHERE id = $1",
+        id.0,
+        applied,
+        version,
+        error.map(|e| e.chars().take(1000).collect::<String>())
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<GatewayView>> {
+    let rows = sqlx::query!(
+        r#"SELECT g.id, g.name, g.token_prefix, g.connected, g.applied_revision, g.agent_version, g.last_seen_at, g.last_error,
+                  (SELECT coalesce(max(revision), 0) FROM config_changes) AS "head!"
+           FROM gateways g WHERE g.revoked_at IS NULL ORDER BY g.name"#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| GatewayView {
+            id: GatewayId(r.id),
+            name: r.name,
+            token_prefix: r.token_prefix,
+            connected: r.connected,
+            applied_revision: r.applied_revision,
+            lag: r.applied_revision.map(|applied| (r.head - applied).max(0)),
+            agent_version: r.agent_version,
+            last_seen_at: r.last_seen_at,
+            last_error: r.last_error,
+        })
+        .collect())
+}

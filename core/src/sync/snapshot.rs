@@ -1,0 +1,155 @@
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tollgate_protocol::{Change, CurrentUsage, Delta, Period, Plan, Snapshot, Window};
+use uuid::Uuid;
+
+use super::load;
+use crate::Result;
+
+/// Deltas longer than this are sent as a fresh snapshot instead.
+const MAX_DELTA_CHANGES: i64 = 10_000;
+
+fn offset_datetime(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Begins a read-only transaction that sees one consistent state.
+async fn consistent_read(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+async fn head(conn: &mut sqlx::PgConnection) -> Result<u64> {
+    let head = sqlx::query_scalar!(r#"SELECT coalesce(max(revision), 0) AS "head!" FROM config_changes"#)
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(head).unwrap_or(0))
+}
+
+/// Everything an agent needs, at the feed's current head revision.
+pub async fn build_snapshot(pool: &PgPool) -> Result<Snapshot> {
+    let mut tx = consistent_read(pool).await?;
+    let now = Timestamp::now();
+    let mut snapshot = Snapshot::new(head(&mut tx).await?, now);
+    snapshot.apis = load::apis(&mut tx, None).await?;
+    snapshot.plans = load::plans(&mut tx, None).await?;
+    snapshot.applications = load::applications(&mut tx, None).await?;
+    snapshot.credentials = load::credentials(&mut tx, None).await?;
+    snapshot.usage = current_usage(&mut tx, &snapshot.plans, &snapshot.applications, now).await?;
+    tx.commit().await?;
+    Ok(snapshot)
+}
+
+/// The changes after `since`, as one delta; `None` when the agent should
+/// get a snapshot instead (too far behind, or a revision this feed never had).
+pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
+    let mut tx = consistent_read(pool).await?;
+    let head = head(&mut tx).await?;
+    if since > head {
+        return Ok(None);
+    }
+    let since_i64 = i64::try_from(since).unwrap_or(i64::MAX);
+    let rows = sqlx::query!(
+        "SELECT revision, entity, entity_id, operation, key_hash FROM config_changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+        since_i64,
+        MAX_DELTA_CHANGES + 1
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.len() as i64 > MAX_DELTA_CHANGES {
+        return Ok(None);
+    }
+    // Only the latest state of each entity matters; keep the order of last mention.
+    let mut latest: BTreeMap<i64, (String, Option<Uuid>, Option<Vec<u8>>)> = BTreeMap::new();
+    let mut seen: HashMap<(String, Option<Uuid>, Option<Vec<u8>>), i64> = HashMap::new();
+    for row in rows {
+        let key = (row.entity.clone(), row.entity_id, if row.entity == "credential" { row.key_hash.clone() } else { None });
+        if let Some(previous) = seen.insert(key.clone(), row.revision) {
+            latest.remove(&previous);
+        }
+        latest.insert(row.revision, key);
+    }
+    let mut changes = Vec::with_capacity(latest.len());
+    for (entity, id, hash) in latest.into_values() {
+        let Some(id) = id else { continue };
+        match entity.as_str() {
+            "api" => match load::apis(&mut tx, Some(id)).await?.pop() {
+                Some(api) => changes.push(Change::UpsertApi(api)),
+                None => changes.push(Change::RemoveApi { id }),
+            },
+            "plan" => match load::plans(&mut tx, Some(id)).await?.pop() {
+                Some(plan) => changes.push(Change::UpsertPlan(plan)),
+                None => changes.push(Change::RemovePlan { id }),
+            },
+            "application" => match load::applications(&mut tx, Some(id)).await?.pop() {
+                Some(app) => changes.push(Change::UpsertApplication(app)),
+                None => changes.push(Change::RemoveApplication { id }),
+            },
+            "credential" => match load::credentials(&mut tx, Some(id)).await?.pop() {
+                Some(credential) => changes.push(Change::UpsertCredential(credential)),
+                None => {
+                    if let Some(hash) = hash {
+                        changes.push(Change::RevokeCredential { hash: load::key_hash(&hash)? });
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(Delta { base_revision: since, revision: head, changes }))
+}
+
+/// Usage so far in the current hour-or-longer windows of every limit, so an
+/// agent that restarts does not hand out a fresh quota.
+async fn current_usage(
+    conn: &mut sqlx::PgConnection,
+    plans: &[Plan],
+    applications: &[tollgate_protocol::Application],
+    now: Timestamp,
+) -> Result<Vec<CurrentUsage>> {
+    let mut apps_by_plan: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for app in applications {
+        apps_by_plan.entry(app.plan_id).or_default().push(app.id);
+    }
+    let mut usage = Vec::new();
+    for plan in plans {
+        let Some(apps) = apps_by_plan.get(&plan.id) else { continue };
+        for limit in plan.limits.iter().filter(|l| l.period.is_seeded()) {
+            let window = Window::containing(limit.period, now, plan.time_zone.time_zone());
+            let start = offset_datetime(window.start);
+            let end = window.end.map(offset_datetime).unwrap_or(OffsetDateTime::now_utc() + time::Duration::days(1));
+            // Whole-hour windows can be summed from hourly rollups; others
+            // (hour windows, and zones with half-hour offsets) from minutes.
+            let hour_aligned = limit.period != Period::Hour && start.minute() == 0 && end.minute() == 0;
+            let granularity = if hour_aligned { "hour" } else { "minute" };
+            let rows = sqlx::query!(
+                r#"SELECT application_id, sum(hits)::bigint AS "used!" FROM usage_rollups
+                   WHERE metric_id = $1 AND granularity = $2::text::rollup_granularity
+                     AND bucket_start >= $3 AND bucket_start < $4 AND application_id = ANY($5)
+                   GROUP BY application_id"#,
+                limit.metric,
+                granularity,
+                start,
+                end,
+                apps
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                usage.push(CurrentUsage {
+                    application_id: row.application_id,
+                    metric: limit.metric,
+                    period: limit.period,
+                    window_start: window.id(),
+                    value: u64::try_from(row.used).unwrap_or(0),
+                });
+            }
+        }
+    }
+    Ok(usage)
+}

@@ -1,0 +1,121 @@
+//! Usage intake from agents: idempotent batches rolled up by minute, hour,
+//! day and month (UTC buckets).
+
+use std::collections::HashSet;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tollgate_protocol::{StatusClass, UsageAck, UsageBatch};
+use uuid::Uuid;
+
+use crate::gateways::GatewayId;
+use crate::{Error, Result};
+
+const GRANULARITIES: [&str; 4] = ["minute", "hour", "day", "month"];
+
+fn truncate(minute: OffsetDateTime, granularity: &str) -> OffsetDateTime {
+    let at_minute = minute.replace_second(0).unwrap_or(minute).replace_nanosecond(0).unwrap_or(minute);
+    match granularity {
+        "minute" => at_minute,
+        "hour" => at_minute.replace_minute(0).unwrap_or(at_minute),
+        "day" => at_minute.replace_time(time::Time::MIDNIGHT),
+        _ => at_minute.replace_time(time::Time::MIDNIGHT).replace_day(1).unwrap_or(at_minute),
+    }
+}
+
+/// Counts a batch exactly once: the batch id is recorded in the same
+/// transaction as the rollups, so a replay after a lost ack changes nothing.
+/// Entries for applications or metrics deleted since are dropped.
+pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Result<UsageAck> {
+    batch.validate().map_err(|e| Error::invalid("batch", e.to_string()))?;
+    let mut tx = pool.begin().await?;
+    let entry_count = i32::try_from(batch.entries.len()).unwrap_or(i32::MAX);
+    let inserted = sqlx::query!(
+        "INSERT INTO usage_batches (id, gateway_id, entry_count) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        batch.id,
+        gateway.0,
+        entry_count
+    )
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        tx.commit().await?;
+        return Ok(UsageAck { batch_id: batch.id, duplicate: true });
+    }
+    let apps: Vec<Uuid> = batch.entries.iter().map(|e| e.application_id).collect::<HashSet<_>>().into_iter().collect();
+    let metrics: Vec<Uuid> = batch.entries.iter().map(|e| e.metric).collect::<HashSet<_>>().into_iter().collect();
+    let known_apps: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM applications WHERE id = ANY($1)", &apps)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let known_metrics: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM metrics WHERE id = ANY($1)", &metrics)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+
+    for granularity in GRANULARITIES {
+        let (mut app_ids, mut metric_ids, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hits, mut s2, mut s3, mut s4, mut s5) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for entry in &batch.entries {
+            if !known_apps.contains(&entry.application_id) || !known_metrics.contains(&entry.metric) {
+                continue;
+            }
+            let Ok(minute) = OffsetDateTime::from_unix_timestamp(entry.minute) else { continue };
+            let requests: u64 = entry.latency_buckets.iter().sum();
+            let requests = i64::try_from(requests).unwrap_or(i64::MAX);
+            let class = |c: StatusClass| if entry.status_class == c { requests } else { 0 };
+            app_ids.push(entry.application_id);
+            metric_ids.push(entry.metric);
+            buckets.push(truncate(minute, granularity));
+            hits.push(i64::try_from(entry.count).unwrap_or(i64::MAX));
+            s2.push(class(StatusClass::Success));
+            s3.push(class(StatusClass::Redirection));
+            s4.push(class(StatusClass::ClientError));
+            s5.push(class(StatusClass::ServerError));
+        }
+        if app_ids.is_empty() {
+            continue;
+        }
+        sqlx::query!(
+            "INSERT INTO usage_rollups AS r (application_id, metric_id, granularity, bucket_start, hits, status_2xx, status_3xx, status_4xx, status_5xx)
+             SELECT app, metric, $3::text::rollup_granularity, bucket, sum(hits), sum(s2), sum(s3), sum(s4), sum(s5)
+             FROM UNNEST($1::uuid[], $2::uuid[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+                  AS t(app, metric, bucket, hits, s2, s3, s4, s5)
+             GROUP BY app, metric, bucket
+             ON CONFLICT (application_id, metric_id, granularity, bucket_start) DO UPDATE SET
+                 hits = r.hits + EXCLUDED.hits,
+                 status_2xx = r.status_2xx + EXCLUDED.status_2xx,
+                 status_3xx = r.status_3xx + EXCLUDED.status_3xx,
+                 status_4xx = r.status_4xx + EXCLUDED.status_4xx,
+                 status_5xx = r.status_5xx + EXCLUDED.status_5xx",
+            &app_ids,
+            &metric_ids,
+            granularity,
+            &buckets,
+            &hits,
+            &s2,
+            &s3,
+            &s4,
+            &s5
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(UsageAck { batch_id: batch.id, duplicate: false })
+}
+
+/// Total usage of one metric of an application in a time range, from
+/// minute rollups (for tests and the usage pages).
+pub async fn total_hits(pool: &PgPool, application: Uuid, metric: Uuid) -> Result<i64> {
+    let total = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(hits), 0)::bigint AS "total!" FROM usage_rollups WHERE application_id = $1 AND metric_id = $2 AND granularity = 'minute'"#,
+        application,
+        metric
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(total)
+}

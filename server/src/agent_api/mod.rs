@@ -1,0 +1,27 @@
+//! The agent sync API under `/agent/v1`: the config stream, status reports
+//! and usage intake. Agents authenticate with `Authorization: Bearer <token>`.
+
+mod auth;
+mod config_stream;
+mod error;
+pub mod notifier;
+mod status;
+mod usage;
+
+use actix_web::web;
+
+pub use error::AgentApiError;
+pub use notifier::ConfigNotifier;
+
+/// Bodies are bounded so a confused agent cannot exhaust memory.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/agent/v1")
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .route("/config", web::get().to(config_stream::open))
+            .route("/status", web::post().to(status::report))
+            .route("/usage", web::post().to(usage::ingest)),
+    );
+}

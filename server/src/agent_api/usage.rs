@@ -1,0 +1,15 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use tollgate_core::db::PgPool;
+use tollgate_protocol::UsageBatch;
+
+use super::error::parse_body;
+use super::{AgentApiError, auth};
+
+/// Counts a batch once; a replay answers `duplicate: true`.
+pub async fn ingest(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> Result<HttpResponse, AgentApiError> {
+    let gateway = auth::gateway(&req, &pool).await?;
+    let batch: UsageBatch = parse_body(&body)?;
+    let ack = tollgate_core::usage::ingest(&pool, gateway.id, &batch).await?;
+    metrics::counter!("tollgate_usage_batches_total", "duplicate" => ack.duplicate.to_string()).increment(1);
+    Ok(HttpResponse::Ok().json(ack))
+}

@@ -1,0 +1,210 @@
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tollgate::dev::{DEMO_DEVELOPER_EMAIL, seed};
+use tollgate_core::accounts::{AccountId, authenticate, PasswordHasher, SignInOutcome};
+use tollgate_core::applications::{self, NewApplication};
+use tollgate_core::audit::Actor;
+use tollgate_core::credentials;
+use tollgate_core::gateways;
+use tollgate_core::plans::list_plans;
+use tollgate_protocol::{Change, ConfigMessage, StatusClass, UsageAck, UsageBatch, UsageEntry};
+use tollgate_protocol::usage::LATENCY_BUCKETS;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// Reads one NDJSON message at a time from a streaming response.
+struct Ndjson {
+    res: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl Ndjson {
+    async fn next(&mut self) -> ConfigMessage {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return serde_json::from_slice(&line).expect("a config message");
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.res.chunk())
+                .await
+                .expect("a message within 10 s")
+                .expect("stream readable")
+                .expect("stream still open");
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+}
+
+struct Setup {
+    app: TestApp,
+    token: String,
+    account: AccountId,
+}
+
+async fn setup(pool: PgPool) -> Setup {
+    seed(&pool).await.unwrap();
+    let (_, token) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
+    let SignInOutcome::SignedIn(dev) = authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, tollgate::dev::DEMO_DEVELOPER_PASSWORD).await.unwrap() else {
+        panic!("demo developer signs in");
+    };
+    let app = spawn_app(pool).await;
+    Setup { app, token: token.as_str().to_owned(), account: dev.account_id.unwrap() }
+}
+
+async fn open_stream(app: &TestApp, token: &str, revision: Option<u64>) -> Ndjson {
+    let url = match revision {
+        Some(r) => app.url(&format!("/agent/v1/config?revision={r}")),
+        None => app.url("/agent/v1/config"),
+    };
+    let res = app.client.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    Ndjson { res, buffer: Vec::new() }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_agent_api_refuses_missing_and_unknown_tokens_with_json(pool: PgPool) {
+    let s = setup(pool).await;
+    let res = s.app.client.get(s.app.url("/agent/v1/config")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "missing_token");
+    let res = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth("tg_agt_nope").json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_stream_opens_with_a_valid_snapshot_and_pushes_changes_as_they_commit(pool: PgPool) {
+    let s = setup(pool).await;
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("a snapshot first") };
+    snapshot.validate().expect("the snapshot validates");
+    assert_eq!(snapshot.apis.len(), 1);
+    assert_eq!(snapshot.apis[0].base_path, "/weather");
+    assert_eq!(snapshot.apis[0].mapping_rules.len(), 4);
+    assert_eq!(snapshot.plans.len(), 2);
+
+    // A developer registers an app on the Basic plan and gets a key.
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let basic = list_plans(&s.app.pool, api.id).await.unwrap().into_iter().find(|p| p.system_name == "basic").unwrap();
+    let actor = Actor::system("test");
+    let app = applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Dashboard".into(), description: String::new() }, &actor)
+        .await
+        .unwrap();
+    let key = credentials::issue(&s.app.pool, s.account, app.id, &actor).await.unwrap();
+    let mut seen_credential = false;
+    let mut revision = snapshot.revision;
+    while !seen_credential {
+        match stream.next().await {
+            ConfigMessage::Delta(delta) => {
+                assert_eq!(delta.base_revision, revision, "deltas chain without gaps");
+                revision = delta.revision;
+                seen_credential = delta.changes.iter().any(|c| matches!(c, Change::UpsertCredential(k) if k.hash == key.secret.hash()));
+            }
+            ConfigMessage::Heartbeat(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // Revocation is pushed, and measured.
+    let started = Instant::now();
+    credentials::revoke(&s.app.pool, s.account, app.id, key.id, &actor).await.unwrap();
+    loop {
+        if let ConfigMessage::Delta(delta) = stream.next().await
+            && delta.changes.iter().any(|c| matches!(c, Change::RevokeCredential { hash } if *hash == key.secret.hash()))
+        {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    println!("revocation reached the agent stream in {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_returning_agent_gets_only_what_it_missed(pool: PgPool) {
+    let s = setup(pool).await;
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    drop(stream);
+    // Up to date: a heartbeat at the same revision, no snapshot.
+    let mut stream = open_stream(&s.app, &s.token, Some(snapshot.revision)).await;
+    match stream.next().await {
+        ConfigMessage::Heartbeat(beat) => assert_eq!(beat.revision, snapshot.revision),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    drop(stream);
+    // Behind by one change: exactly that delta.
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let basic = list_plans(&s.app.pool, api.id).await.unwrap().remove(0);
+    applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Late".into(), description: String::new() }, &Actor::system("test"))
+        .await
+        .unwrap();
+    let mut stream = open_stream(&s.app, &s.token, Some(snapshot.revision)).await;
+    let ConfigMessage::Delta(delta) = stream.next().await else { panic!("a delta") };
+    assert_eq!(delta.base_revision, snapshot.revision);
+    assert!(matches!(delta.changes.as_slice(), [Change::UpsertApplication(_)]), "{:?}", delta.changes);
+    // A revision from another database's future gets a snapshot.
+    let mut stream = open_stream(&s.app, &s.token, Some(snapshot.revision + 1000)).await;
+    assert!(matches!(stream.next().await, ConfigMessage::Snapshot(_)));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
+    let s = setup(pool).await;
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let basic = list_plans(&s.app.pool, api.id).await.unwrap().remove(0);
+    let app = applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Meter".into(), description: String::new() }, &Actor::system("test"))
+        .await
+        .unwrap();
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    let hits = snapshot.apis[0].metrics.iter().find(|m| m.system_name == "hits").unwrap().id;
+    let mut buckets = [0u64; LATENCY_BUCKETS];
+    buckets[1] = 7;
+    let minute = (jiff::Timestamp::now().as_second() / 60) * 60;
+    let batch = UsageBatch {
+        id: uuid::Uuid::now_v7(),
+        agent_id: uuid::Uuid::now_v7(),
+        entries: vec![UsageEntry { application_id: app.id.0, metric: hits, minute, status_class: StatusClass::Success, count: 7, latency_buckets: buckets }],
+    };
+    for duplicate in [false, true, true] {
+        let res = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).json(&batch).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let ack: UsageAck = res.json().await.unwrap();
+        assert_eq!(ack, UsageAck { batch_id: batch.id, duplicate });
+    }
+    assert_eq!(tollgate_core::usage::total_hits(&s.app.pool, app.id.0, hits).await.unwrap(), 7);
+    // A fresh snapshot seeds the agent with the hour-and-longer usage.
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    let seeded: Vec<_> = snapshot.usage.iter().filter(|u| u.application_id == app.id.0).collect();
+    assert_eq!(seeded.len(), 1, "the basic plan has one day limit on hits: {seeded:?}");
+    assert_eq!(seeded[0].value, 7);
+
+    let bad = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).body("{not json").header("content-type", "application/json").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn agents_report_their_revision_and_the_server_knows_their_lag(pool: PgPool) {
+    let s = setup(pool).await;
+    let status = tollgate_protocol::AgentStatus {
+        protocol_version: tollgate_protocol::PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(1),
+        rejected: Some(tollgate_protocol::Rejection { revision: 2, reason: "plans[0].time_zone: bad".into() }),
+    };
+    let res = s.app.client.post(s.app.url("/agent/v1/status")).bearer_auth(&s.token).json(&status).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    let agents = gateways::list(&s.app.pool).await.unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0].applied_revision, Some(1));
+    assert!(agents[0].lag.unwrap() >= 1);
+    assert!(agents[0].last_error.as_deref().unwrap().contains("refused revision 2"));
+}
