@@ -47,6 +47,9 @@ pub enum Command {
         /// Only make sure the private Postgres runs, print its URL and exit.
         #[arg(long)]
         db_only: bool,
+        /// The database to use (created if missing) on the private cluster.
+        #[arg(long, default_value = "tollgate")]
+        database: String,
     },
 }
 
@@ -115,6 +118,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(AdminCommand::Create { email, password_stdin }) => admin::create(&settings, &email, password_stdin).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
-        Command::Dev { db_only } => crate::dev::run(settings, db_only).await,
+        Command::Dev { db_only, database } => crate::dev::run(settings, db_only, &database).await,
     }
 }

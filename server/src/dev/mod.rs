@@ -12,9 +12,9 @@ use crate::startup;
 
 pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
-pub async fn run(mut settings: Settings, db_only: bool) -> Result<(), CliError> {
+pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Result<(), CliError> {
     if settings.database_url.is_none() {
-        let url = postgres::ensure().await?;
+        let url = postgres::ensure(database).await?;
         settings.database_url = Some(DatabaseUrl::parse(&url)?);
     }
     let url = settings.require_database()?.clone();

@@ -131,9 +131,13 @@ pub fn dev_dir() -> PathBuf {
     }
 }
 
-/// Starts (or reuses) the private cluster and returns a URL for its
-/// `tollgate` database.
-pub async fn ensure() -> Result<String, CliError> {
+/// Starts (or reuses) the private cluster and returns a URL for `database`
+/// on it, creating that database if needed.
+pub async fn ensure(database: &str) -> Result<String, CliError> {
+    let valid = !database.is_empty() && database.len() <= 63 && database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(fail("--database: use 1 to 63 letters, digits and underscores"));
+    }
     let bin = match find_bin_dir() {
         Some(bin) => bin,
         None => install_or_explain()?,
@@ -172,8 +176,8 @@ pub async fn ensure() -> Result<String, CliError> {
         cluster.start(port)?;
     }
     let admin_url = format!("postgres://tollgate@127.0.0.1:{port}/postgres");
-    create_database_if_missing(&admin_url, "tollgate").await?;
-    Ok(format!("postgres://tollgate@127.0.0.1:{port}/tollgate"))
+    create_database_if_missing(&admin_url, database).await?;
+    Ok(format!("postgres://tollgate@127.0.0.1:{port}/{database}"))
 }
 
 async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<(), CliError> {
