@@ -32,7 +32,9 @@ mod error;
 mod hashing;
 mod proxy;
 mod redis;
+mod server;
 mod settings;
+mod state;
 mod sync;
 mod telemetry;
 mod usage;
@@ -41,6 +43,7 @@ pub use agent::{Agent, RunningAgent};
 pub use clock::{Clock, ManualClock};
 pub use error::Error;
 pub use settings::{LogFormat, RedisUrl, ServerUrl, Settings, SettingsError, Token};
+pub use telemetry::init_logging;
 
 /// The agent's own version, reported to the management server.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,7 @@ use tollgate_core::web::ErrorPage;
 /// the right status. Internal causes are logged here, once.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct PortalError(#[from] tollgate_core::Error);
+pub struct PortalError(#[from] pub tollgate_core::Error);
 
 impl ResponseError for PortalError {
     fn status_code(&self) -> StatusCode {

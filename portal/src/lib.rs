@@ -1,22 +1,48 @@
 //! The developer portal: HTML pages for external developers.
 //!
 //! Routes are grouped by feature; each handler calls `tollgate_core` for data
-//! and renders an askama template. Routes write no SQL.
+//! and renders an askama template. Routes write no SQL. Every route that
+//! changes state is a POST taking a `CsrfForm`; every id in a path is looked
+//! up within the signed-in user's account, so other accounts' ids are 404.
 
+mod apps;
 mod auth;
 mod catalog;
 mod dashboard;
 mod error;
+mod keys;
+mod profile;
+mod team;
 
 use actix_web::web;
 
 pub use error::PortalError;
 
 /// Mounts the portal at `/`. The caller installs the session middleware and
-/// the shared app data (pool, session store, password hasher).
+/// the shared app data (pool, session store, password hasher, public URL).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(catalog::home)))
         .service(web::resource("/login").route(web::get().to(auth::login::form)).route(web::post().to(auth::login::submit)))
         .service(web::resource("/logout").route(web::post().to(auth::logout::submit)))
-        .service(web::resource("/dashboard").route(web::get().to(dashboard::show)));
+        .service(web::resource("/signup").route(web::get().to(auth::signup::form)).route(web::post().to(auth::signup::submit)))
+        .service(web::resource("/verify").route(web::get().to(auth::verify::confirm)).route(web::post().to(auth::verify::submit)))
+        .service(web::resource("/verify/resend").route(web::get().to(auth::verify::resend_form)).route(web::post().to(auth::verify::resend)))
+        .service(web::resource("/password/forgot").route(web::get().to(auth::password::forgot_form)).route(web::post().to(auth::password::forgot)))
+        .service(web::resource("/password/reset").route(web::get().to(auth::password::reset_form)).route(web::post().to(auth::password::reset)))
+        .service(web::resource("/dashboard").route(web::get().to(dashboard::show)))
+        .service(web::resource("/profile").route(web::get().to(profile::show)))
+        .service(web::resource("/profile/password").route(web::post().to(profile::change_password)))
+        .service(web::resource("/profile/sessions/end-others").route(web::post().to(profile::end_other_sessions)))
+        .service(web::resource("/apps").route(web::get().to(apps::list)))
+        .service(web::resource("/apps/new").route(web::get().to(apps::new_form)).route(web::post().to(apps::create)))
+        .service(web::resource("/apps/{app}").route(web::get().to(apps::show)).route(web::post().to(apps::update)))
+        .service(web::resource("/apps/{app}/delete").route(web::post().to(apps::delete)))
+        .service(web::resource("/apps/{app}/keys").route(web::post().to(keys::create)))
+        .service(web::resource("/apps/{app}/keys/{key}/rotate").route(web::post().to(keys::rotate)))
+        .service(web::resource("/apps/{app}/keys/{key}/revoke").route(web::post().to(keys::revoke)))
+        .service(web::resource("/team").route(web::get().to(team::show)))
+        .service(web::resource("/team/invite").route(web::post().to(team::invite)))
+        .service(web::resource("/team/members/{user}/remove").route(web::post().to(team::remove)))
+        .service(web::resource("/team/members/{user}/make-owner").route(web::post().to(team::make_owner)))
+        .service(web::resource("/invitations/accept").route(web::get().to(team::invitation)).route(web::post().to(team::accept)));
 }

@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod cli;
 pub mod dev;
 pub mod http;
+pub mod jobs;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

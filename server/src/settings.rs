@@ -82,6 +82,27 @@ pub struct Settings {
     pub session_absolute_hours: u32,
     pub static_dir: PathBuf,
     pub password_hash_concurrency: u32,
+    /// SMTP server for outgoing mail; secrets in it are never printed.
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
+    /// Development: write mail as .eml files here instead of sending it.
+    pub mail_outbox_dir: Option<PathBuf>,
+}
+
+/// A setting that may hold a password; Debug never shows it.
+#[derive(Clone)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -97,6 +118,9 @@ struct FileSettings {
     session_absolute_hours: Option<u32>,
     static_dir: Option<String>,
     password_hash_concurrency: Option<u32>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
+    mail_outbox_dir: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -211,6 +235,18 @@ impl Settings {
             Some((name, raw)) => parse_number(&name, &raw, 1..=64)?,
             None => 4,
         };
+        let smtp_url = match src.get("smtp_url", f.smtp_url.clone()) {
+            Some((name, raw)) => {
+                let raw = raw.trim().to_owned();
+                if !(raw.starts_with("smtp://") || raw.starts_with("smtps://")) {
+                    return Err(setting_error(&name, "must start with smtp:// or smtps://, e.g. smtp://mail.example.com:587?tls=required"));
+                }
+                Some(SecretString(raw))
+            }
+            None => None,
+        };
+        let mail_from = src.get("mail_from", f.mail_from.clone()).map(|(_, v)| v).unwrap_or_else(|| "Tollgate <no-reply@localhost>".to_owned());
+        let mail_outbox_dir = src.get("mail_outbox_dir", f.mail_outbox_dir.clone()).map(|(_, v)| PathBuf::from(v));
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -222,6 +258,9 @@ impl Settings {
             session_absolute_hours,
             static_dir,
             password_hash_concurrency,
+            smtp_url,
+            mail_from,
+            mail_outbox_dir,
         })
     }
 

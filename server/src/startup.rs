@@ -11,10 +11,11 @@ use time::Duration;
 use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
-use tollgate_core::web::{CookiePolicy, ErrorPage, session_middleware};
+use tollgate_core::web::{CookiePolicy, ErrorPage, PublicUrl, session_middleware};
 
 use crate::agent_api::{self, ConfigNotifier};
 use crate::http::{health, request_id::request_id_and_metrics};
+use crate::jobs;
 use crate::settings::Settings;
 use crate::telemetry;
 
@@ -24,6 +25,8 @@ pub enum StartupError {
     AddressInUse { addr: SocketAddr },
     #[error("TOLLGATE_LISTEN: cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Mail(#[from] tollgate_core::Error),
 }
 
 /// A bound, not yet running server.
@@ -52,6 +55,9 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
         Duration::hours(i64::from(settings.session_absolute_hours)),
     );
     let hasher = PasswordHasher::new(settings.password_hash_concurrency as usize);
+    jobs::spawn_mail_worker(pool.clone(), jobs::mail_delivery(settings)?);
+    jobs::spawn_session_purge(sessions.clone());
+    let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
     let prometheus = telemetry::prometheus();
     let static_dir = settings.static_dir.clone();
@@ -70,6 +76,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(cookie_policy.clone())
             .app_data(prometheus.clone())
             .app_data(notifier.clone())
+            .app_data(public_url.clone())
             .wrap(from_fn(request_id_and_metrics))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))

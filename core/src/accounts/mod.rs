@@ -1,12 +1,15 @@
 //! Accounts (developer organisations and the provider), users and memberships.
 
 mod email;
+pub mod flows;
 mod password;
+pub mod teams;
+pub mod tokens;
 mod users;
 
 pub use email::Email;
 pub use password::{Password, PasswordHasher};
 pub use users::{
-    AccountId, SignInOutcome, UserId, UserSummary, authenticate, create_admin, create_developer,
+    AccountId, SignInOutcome, UserId, UserSummary, authenticate, create_admin, create_developer, create_developer_in,
     find_user, mark_email_verified,
 };

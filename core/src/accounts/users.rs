@@ -86,11 +86,24 @@ pub async fn create_developer(
     password_hash: &str,
     verified: bool,
 ) -> Result<(AccountId, UserId)> {
+    let mut tx = pool.begin().await?;
+    let ids = create_developer_in(&mut tx, organisation, email, password_hash, verified).await?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// `create_developer` inside the caller's transaction.
+pub async fn create_developer_in(
+    tx: &mut sqlx::PgConnection,
+    organisation: &str,
+    email: &Email,
+    password_hash: &str,
+    verified: bool,
+) -> Result<(AccountId, UserId)> {
     let organisation = organisation.trim();
     if organisation.is_empty() || organisation.chars().count() > 200 {
         return Err(Error::invalid("organisation", "enter an organisation name of 1 to 200 characters"));
     }
-    let mut tx = pool.begin().await?;
     let account = Uuid::now_v7();
     let user = Uuid::now_v7();
     sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'developer', $2)", account, organisation)
@@ -110,8 +123,21 @@ pub async fn create_developer(
     sqlx::query!("INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, 'owner')", account, user)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok((AccountId(account), UserId(user)))
+}
+
+/// A user by email: id, whether verified, and their first account's name.
+pub(crate) async fn find_user_by_email(conn: &mut sqlx::PgConnection, email: &Email) -> Result<Option<(UserId, bool, String)>> {
+    let row = sqlx::query!(
+        r#"SELECT u.id, u.email_verified_at IS NOT NULL AS "verified!",
+                  coalesce((SELECT a.name FROM memberships m JOIN accounts a ON a.id = m.account_id
+                            WHERE m.user_id = u.id ORDER BY m.created_at LIMIT 1), '') AS "organisation!"
+           FROM users u WHERE u.email = $1"#,
+        email.as_str() as _
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (UserId(r.id), r.verified, r.organisation)))
 }
 
 pub async fn find_user(pool: &PgPool, id: UserId) -> Result<Option<UserSummary>> {

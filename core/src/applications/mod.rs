@@ -202,9 +202,20 @@ impl Transition {
     }
 }
 
-/// Moves an application through its lifecycle on an admin's behalf.
+#[derive(askama::Template)]
+#[template(path = "email/app_decision.txt")]
+struct DecisionMail<'a> {
+    app_name: &'a str,
+    api_name: &'a str,
+    decision: &'a str,
+    base_url: &'a str,
+    app_id: Uuid,
+}
+
+/// Moves an application through its lifecycle on an admin's behalf, and
+/// emails the account's owners when a pending application is decided.
 /// Returns the new state.
-pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor: &Actor) -> Result<String> {
+pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor: &Actor, base_url: &str) -> Result<String> {
     let mut tx = pool.begin().await?;
     let from = sqlx::query_scalar!(r#"SELECT state::text AS "state!" FROM applications WHERE id = $1 FOR UPDATE"#, id.0)
         .fetch_optional(&mut *tx)
@@ -217,6 +228,23 @@ pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor:
         .execute(&mut *tx)
         .await?;
     record_change(&mut tx, Entity::Application, id.0, false, None).await?;
+    if matches!(to, Transition::Approve | Transition::Reject) {
+        let decision = if to == Transition::Approve { "approved" } else { "rejected" };
+        let owners = sqlx::query!(
+            r#"SELECT u.email::text AS "email!", ap.name, a.name AS api_name FROM applications ap
+               JOIN api_products a ON a.id = ap.api_id
+               JOIN memberships m ON m.account_id = ap.account_id AND m.role = 'owner'
+               JOIN users u ON u.id = m.user_id WHERE ap.id = $1"#,
+            id.0
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for owner in owners {
+            let body = DecisionMail { app_name: &owner.name, api_name: &owner.api_name, decision, base_url, app_id: id.0 };
+            let mail = crate::mail::Outgoing::render(&owner.email, format!("Your application {} was {decision}", owner.name), &body)?;
+            crate::mail::enqueue(&mut tx, &mail).await?;
+        }
+    }
     audit::record(
         &mut tx,
         actor,
@@ -252,6 +280,34 @@ pub async fn delete(pool: &PgPool, account: AccountId, id: ApplicationId, actor:
         &mut tx,
         actor,
         Entry { action: "application.delete", entity: "application", entity_id: Some(id.0), before: Some(json!({"name": name})), after: None },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Renames or re-describes an application of the account.
+pub async fn update(pool: &PgPool, account: AccountId, id: ApplicationId, name: &str, description: &str, actor: &Actor) -> Result<()> {
+    validate(name, description)?;
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query!("SELECT name, description FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE", id.0, account.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    sqlx::query!("UPDATE applications SET name = $2, description = $3, updated_at = now() WHERE id = $1", id.0, name.trim(), description.trim())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, "you already have an application with this name for this API"))?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "application.update",
+            entity: "application",
+            entity_id: Some(id.0),
+            before: Some(json!({"name": before.name, "description": before.description})),
+            after: Some(json!({"name": name.trim(), "description": description.trim()})),
+        },
     )
     .await?;
     tx.commit().await?;

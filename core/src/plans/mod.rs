@@ -158,3 +158,45 @@ pub async fn list_plans(pool: &PgPool, api: ApiId) -> Result<Vec<PlanSummary>> {
         .map(|r| PlanSummary { id: PlanId(r.id), system_name: r.system_name, name: r.name, monthly_fee: r.monthly_fee, currency: r.currency, published: r.published })
         .collect())
 }
+
+/// A plan a developer can subscribe to, with its API, for the sign-up form.
+#[derive(Debug, Clone)]
+pub struct PlanOption {
+    pub plan_id: PlanId,
+    pub api_name: String,
+    pub plan_name: String,
+    pub monthly_fee: Decimal,
+    pub currency: String,
+    pub approval_required: bool,
+}
+
+impl PlanOption {
+    pub fn label(&self) -> String {
+        let price = if self.monthly_fee.is_zero() { "free".to_owned() } else { format!("{} {}/month", self.monthly_fee.normalize(), self.currency) };
+        let approval = if self.approval_required { ", needs approval" } else { "" };
+        format!("{} — {} ({price}{approval})", self.api_name, self.plan_name)
+    }
+}
+
+/// Published plans of published or deprecated APIs.
+pub async fn subscribable(pool: &PgPool) -> Result<Vec<PlanOption>> {
+    let rows = sqlx::query!(
+        "SELECT p.id, a.name AS api_name, p.name AS plan_name, p.monthly_fee, p.currency, p.approval_required
+         FROM plans p JOIN api_products a ON a.id = p.api_id
+         WHERE p.published AND a.state IN ('published', 'deprecated')
+         ORDER BY a.name, p.position, p.monthly_fee, p.name"
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PlanOption {
+            plan_id: PlanId(r.id),
+            api_name: r.api_name,
+            plan_name: r.plan_name,
+            monthly_fee: r.monthly_fee,
+            currency: r.currency,
+            approval_required: r.approval_required,
+        })
+        .collect())
+}

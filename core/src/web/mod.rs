@@ -2,9 +2,11 @@
 //! CSRF-checked forms, the page chrome and HTML error pages.
 
 mod csrf;
+mod form;
 mod page;
 mod session;
 
 pub use csrf::CsrfForm;
-pub use page::{Chrome, ErrorPage, Flash, render};
+pub use form::FieldErrors;
+pub use page::{Chrome, ErrorPage, Flash, PublicUrl, render};
 pub use session::{AdminUser, CookiePolicy, SESSION_COOKIE, Session, SignedInUser, session_middleware};

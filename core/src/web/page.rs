@@ -69,3 +69,7 @@ impl ErrorPage {
         render(status, &self)
     }
 }
+
+/// The URL people reach the server at, for links in emails.
+#[derive(Debug, Clone)]
+pub struct PublicUrl(pub String);

@@ -19,6 +19,8 @@ struct LoginPage {
 #[derive(serde::Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    verified: Option<String>,
+    reset: Option<String>,
 }
 
 /// Only same-site paths are followed after sign-in, never another host.
@@ -30,7 +32,12 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 pub async fn form(session: Session, query: web::Query<NextQuery>) -> PortalResult<HttpResponse> {
-    let chrome = Chrome::for_session(&session).await?;
+    let mut chrome = Chrome::for_session(&session).await?;
+    if query.verified.is_some() {
+        chrome = chrome.with_flash("success", "Your email is verified. Sign in to continue.");
+    } else if query.reset.is_some() {
+        chrome = chrome.with_flash("success", "Your password is changed. Sign in with the new one.");
+    }
     let page = LoginPage { chrome, email: String::new(), next: safe_next(query.next.as_deref()), error: None };
     Ok(render(StatusCode::OK, &page))
 }
@@ -46,6 +53,9 @@ pub struct LoginForm {
 /// account, so the form cannot be used to learn who has an account.
 const REJECTED: &str = "That email and password do not match an account, or sign-in is paused after repeated failures. Check them and try again in a minute, or reset your password.";
 
+/// Only someone who knows the password sees this, so it reveals nothing new.
+const UNVERIFIED: &str = "Verify your email address before signing in: follow the link we emailed you, or ask for a new one on the \"Resend verification\" page.";
+
 pub async fn submit(
     session: Session,
     pool: web::Data<PgPool>,
@@ -54,6 +64,11 @@ pub async fn submit(
 ) -> PortalResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
     match authenticate(&pool, &hasher, &form.email, &form.password).await? {
+        SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => {
+            let chrome = Chrome::for_session(&session).await?;
+            let page = LoginPage { chrome, email: form.email, next, error: Some(UNVERIFIED.to_owned()) };
+            Ok(render(StatusCode::FORBIDDEN, &page))
+        }
         SignInOutcome::SignedIn(user) => {
             let default = if user.is_admin { "/admin" } else { "/dashboard" };
             session.sign_in(user).await?;

@@ -1,6 +1,8 @@
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
 use askama::Template;
+use tollgate_core::applications::{ApplicationView, list_for_account};
+use tollgate_core::db::PgPool;
 use tollgate_core::web::{Chrome, Session, SignedInUser, render};
 
 use crate::error::PortalResult;
@@ -9,9 +11,14 @@ use crate::error::PortalResult;
 #[template(path = "portal/dashboard.html")]
 struct DashboardPage {
     chrome: Chrome,
+    apps: Vec<ApplicationView>,
 }
 
-pub async fn show(_user: SignedInUser, session: Session) -> PortalResult<HttpResponse> {
+pub async fn show(SignedInUser(user): SignedInUser, session: Session, pool: web::Data<PgPool>) -> PortalResult<HttpResponse> {
+    let apps = match user.account_id {
+        Some(account) => list_for_account(&pool, account).await?,
+        None => Vec::new(),
+    };
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &DashboardPage { chrome }))
+    Ok(render(StatusCode::OK, &DashboardPage { chrome, apps }))
 }

@@ -22,6 +22,9 @@ pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Resul
         println!("{}", url.expose());
         return Ok(());
     }
+    if settings.smtp_url.is_none() && settings.mail_outbox_dir.is_none() {
+        settings.mail_outbox_dir = Some(postgres::dev_dir().join("outbox"));
+    }
     let listener = startup::bind(settings.listen)?;
     let pool = connect(&url, settings.database_max_connections).await?;
     db::migrate(&pool).await?;
@@ -39,6 +42,12 @@ pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Resul
     println!();
     println!("  Demo admin        {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}");
     println!("  Demo developer    {DEMO_DEVELOPER_EMAIL} / {DEMO_DEVELOPER_PASSWORD}");
+    println!();
+    match (&settings.smtp_url, &settings.mail_outbox_dir) {
+        (Some(_), _) => println!("  Mail              sent over SMTP (TOLLGATE_SMTP_URL)"),
+        (None, Some(dir)) => println!("  Mail              written as .eml files to {}", dir.display()),
+        (None, None) => {}
+    }
     println!();
     println!("  Press Ctrl-C to stop.");
     println!();

@@ -79,3 +79,11 @@ pub async fn database_url(pool: &PgPool) -> String {
     let server = prefix.rsplit_once('/').map(|(s, _)| s.to_owned()).unwrap_or(prefix);
     format!("{server}/{name}{query}")
 }
+
+/// The page with its CSRF token (if any) blanked, to compare two answers.
+pub fn without_csrf(html: &str) -> String {
+    match html.contains("name=\"csrf_token\" value=\"") {
+        true => html.replace(&csrf_from(html), "TOKEN"),
+        false => html.to_owned(),
+    }
+}

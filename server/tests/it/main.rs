@@ -6,4 +6,5 @@ mod auth;
 mod cli;
 mod health;
 mod helpers;
+mod portal;
 mod seed;

@@ -1,0 +1,173 @@
+//! Self-service account flows: sign-up with email verification, password
+//! reset and change. Every public answer is the same for known and unknown
+//! emails, so none of them can be used to find out who has an account.
+
+use askama::Template;
+use sqlx::PgPool;
+
+use super::tokens::{self, Purpose};
+use super::users::find_user_by_email;
+use super::{AccountId, Email, Password, PasswordHasher, UserId, create_developer_in};
+use crate::mail::{Outgoing, enqueue};
+use crate::{Error, Result};
+
+#[derive(Template)]
+#[template(path = "email/verify.txt")]
+struct VerifyMail<'a> {
+    organisation: &'a str,
+    link: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/already_registered.txt")]
+struct AlreadyRegisteredMail<'a> {
+    base_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/reset.txt")]
+struct ResetMail {
+    link: String,
+}
+
+/// Validated sign-up input.
+pub struct SignUp {
+    pub organisation: String,
+    pub email: Email,
+    pub password: Password,
+}
+
+impl SignUp {
+    /// Checks every field and reports all problems at once, by field.
+    pub fn parse(organisation: &str, email: &str, password: &str) -> std::result::Result<SignUp, Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        let organisation = organisation.trim();
+        if organisation.is_empty() || organisation.chars().count() > 200 {
+            problems.push(("organisation", "enter your organisation's name (up to 200 characters)".to_owned()));
+        }
+        let email = Email::parse(email).map_err(|e| problems.push(("email", field_message(e)))).ok();
+        let password = Password::parse(password).map_err(|e| problems.push(("password", field_message(e)))).ok();
+        match (email, password) {
+            (Some(email), Some(password)) if problems.is_empty() => Ok(SignUp { organisation: organisation.to_owned(), email, password }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn field_message(err: Error) -> String {
+    match err {
+        Error::Invalid { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// Creates an unverified developer account and mails a verification link;
+/// for an email that already has an account it mails a notice instead.
+/// The caller shows the same page either way.
+pub async fn sign_up(pool: &PgPool, hasher: &PasswordHasher, input: &SignUp, base_url: &str) -> Result<()> {
+    // Hash first, so both branches cost the same.
+    let hash = hasher.hash(&input.password).await?;
+    let mut tx = pool.begin().await?;
+    if find_user_by_email(&mut tx, &input.email).await?.is_some() {
+        let mail = Outgoing::render(input.email.as_str(), "You already have a Tollgate account", &AlreadyRegisteredMail { base_url })?;
+        enqueue(&mut tx, &mail).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let (_, user): (AccountId, UserId) = create_developer_in(&mut tx, &input.organisation, &input.email, &hash, false).await?;
+    let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
+    let body = VerifyMail { organisation: &input.organisation, link: format!("{base_url}/verify?token={token}") };
+    enqueue(&mut tx, &Outgoing::render(input.email.as_str(), "Verify your email for Tollgate", &body)?).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Mails a fresh verification link if the email belongs to an unverified
+/// user; otherwise does nothing. Same answer either way.
+pub async fn resend_verification(pool: &PgPool, email: &str, base_url: &str) -> Result<()> {
+    let Ok(email) = Email::parse(email) else { return Ok(()) };
+    let mut tx = pool.begin().await?;
+    if let Some((user, verified, organisation)) = find_user_by_email(&mut tx, &email).await?
+        && !verified
+    {
+        let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
+        let body = VerifyMail { organisation: &organisation, link: format!("{base_url}/verify?token={token}") };
+        enqueue(&mut tx, &Outgoing::render(email.as_str(), "Verify your email for Tollgate", &body)?).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether a verification link is still good (for the confirm page).
+pub async fn verification_is_live(pool: &PgPool, token: &str) -> Result<bool> {
+    Ok(tokens::peek(pool, token, Purpose::VerifyEmail).await?.is_some())
+}
+
+/// Marks the email verified; `false` for a used, expired or unknown link.
+pub async fn verify_email(pool: &PgPool, token: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let Some(user) = tokens::consume(&mut tx, token, Purpose::VerifyEmail).await? else {
+        return Ok(false);
+    };
+    sqlx::query!("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1", user.0)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Mails a reset link if the email has an account. Same answer either way.
+pub async fn request_password_reset(pool: &PgPool, email: &str, base_url: &str) -> Result<()> {
+    let Ok(email) = Email::parse(email) else { return Ok(()) };
+    let mut tx = pool.begin().await?;
+    if let Some((user, _, _)) = find_user_by_email(&mut tx, &email).await? {
+        let token = tokens::issue(&mut tx, user, Purpose::ResetPassword).await?;
+        let body = ResetMail { link: format!("{base_url}/password/reset?token={token}") };
+        enqueue(&mut tx, &Outgoing::render(email.as_str(), "Reset your Tollgate password", &body)?).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn reset_is_live(pool: &PgPool, token: &str) -> Result<bool> {
+    Ok(tokens::peek(pool, token, Purpose::ResetPassword).await?.is_some())
+}
+
+/// Sets a new password from a reset link. Also lifts any sign-in pause,
+/// so throttling can never lock a real owner out. Returns the user, or
+/// `None` for a used, expired or unknown link.
+pub async fn reset_password(pool: &PgPool, hasher: &PasswordHasher, token: &str, password: &Password) -> Result<Option<UserId>> {
+    let hash = hasher.hash(password).await?;
+    let mut tx = pool.begin().await?;
+    let Some(user) = tokens::consume(&mut tx, token, Purpose::ResetPassword).await? else {
+        return Ok(None);
+    };
+    // Following the link proves the mailbox, so it verifies the email too.
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL,
+                          email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+         WHERE id = $1",
+        user.0,
+        hash
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(user))
+}
+
+/// Changes a signed-in user's password after checking the current one.
+pub async fn change_password(pool: &PgPool, hasher: &PasswordHasher, user: UserId, current: &str, new: &Password) -> Result<()> {
+    let stored = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if !hasher.verify(current, stored.as_deref()).await {
+        return Err(Error::invalid("current_password", "this is not your current password"));
+    }
+    let hash = hasher.hash(new).await?;
+    sqlx::query!("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", user.0, hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! Teams: the users of a developer account, their roles and invitations.
+//! Owners invite, remove and promote; an account always keeps an owner.
+
+use askama::Template;
+use serde_json::json;
+use sqlx::PgPool;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{AccountId, Email, PasswordHasher, Password, UserId};
+use crate::audit::{self, Actor, Entry};
+use crate::error::conflict_on_unique;
+use crate::mail::{Outgoing, enqueue};
+use crate::secrets::{random_token, token_hash};
+use crate::{Error, Result};
+
+const INVITATION_LIFETIME: Duration = Duration::days(7);
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: String,
+    pub joined_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingInvitation {
+    pub email: String,
+    pub role: String,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Template)]
+#[template(path = "email/invite.txt")]
+struct InviteMail<'a> {
+    inviter: &'a str,
+    organisation: &'a str,
+    role: &'a str,
+    link: String,
+}
+
+/// The role of a user in an account, if they belong to it.
+pub async fn role_of(pool: &PgPool, account: AccountId, user: UserId) -> Result<Option<String>> {
+    let role = sqlx::query_scalar!(
+        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2"#,
+        account.0,
+        user.0
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(role)
+}
+
+async fn require_owner(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<()> {
+    let role = sqlx::query_scalar!(
+        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2 FOR UPDATE"#,
+        account.0,
+        user.0
+    )
+    .fetch_optional(conn)
+    .await?;
+    match role.as_deref() {
+        Some("owner") => Ok(()),
+        _ => Err(Error::Conflict("only an owner of the account can do this".into())),
+    }
+}
+
+pub async fn members(pool: &PgPool, account: AccountId) -> Result<Vec<Member>> {
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.email::text AS "email!", m.role::text AS "role!", m.created_at
+           FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.account_id = $1 ORDER BY m.created_at"#,
+        account.0
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| Member { user_id: UserId(r.id), email: r.email, role: r.role, joined_at: r.created_at }).collect())
+}
+
+pub async fn pending_invitations(pool: &PgPool, account: AccountId) -> Result<Vec<PendingInvitation>> {
+    let rows = sqlx::query!(
+        r#"SELECT email::text AS "email!", role::text AS "role!", expires_at FROM invitations
+           WHERE account_id = $1 AND accepted_at IS NULL AND expires_at > now() ORDER BY created_at"#,
+        account.0
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| PendingInvitation { email: r.email, role: r.role, expires_at: r.expires_at }).collect())
+}
+
+/// Invites someone by email; an owner only.
+pub async fn invite(pool: &PgPool, account: AccountId, inviter: UserId, inviter_email: &str, email: &Email, role: &str, base_url: &str) -> Result<()> {
+    if role != "owner" && role != "member" {
+        return Err(Error::invalid("role", "choose owner or member"));
+    }
+    let mut tx = pool.begin().await?;
+    require_owner(&mut tx, account, inviter).await?;
+    let already = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.account_id = $1 AND u.email = $2) AS "exists!""#,
+        account.0,
+        email.as_str() as _
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if already {
+        return Err(Error::invalid("email", "this person is already a member"));
+    }
+    let organisation = sqlx::query_scalar!("SELECT name FROM accounts WHERE id = $1", account.0).fetch_one(&mut *tx).await?;
+    let raw = random_token();
+    sqlx::query!(
+        "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4::text::member_role, $5, $6, $7)",
+        Uuid::now_v7(),
+        account.0,
+        email.as_str() as _,
+        role,
+        token_hash(&raw),
+        inviter.0,
+        OffsetDateTime::now_utc() + INVITATION_LIFETIME
+    )
+    .execute(&mut *tx)
+    .await?;
+    let body = InviteMail { inviter: inviter_email, organisation: &organisation, role, link: format!("{base_url}/invitations/accept?token={raw}") };
+    enqueue(&mut tx, &Outgoing::render(email.as_str(), format!("Join {organisation} on Tollgate"), &body)?).await?;
+    audit::record(
+        &mut tx,
+        &Actor::user(inviter, inviter_email),
+        Entry { action: "team.invite", entity: "account", entity_id: Some(account.0), before: None, after: Some(json!({"email": email.as_str(), "role": role})) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A live invitation, for the accept page.
+#[derive(Debug, Clone)]
+pub struct InvitationView {
+    pub organisation: String,
+    pub email: String,
+    pub role: String,
+    /// Whether a user with this email exists (they sign in) or not (they choose a password).
+    pub user_exists: bool,
+}
+
+pub async fn invitation(pool: &PgPool, token: &str) -> Result<Option<InvitationView>> {
+    let row = sqlx::query!(
+        r#"SELECT a.name, i.email::text AS "email!", i.role::text AS "role!",
+                  EXISTS (SELECT 1 FROM users u WHERE u.email = i.email) AS "user_exists!"
+           FROM invitations i JOIN accounts a ON a.id = i.account_id
+           WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > now()"#,
+        token_hash(token)
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| InvitationView { organisation: r.name, email: r.email, role: r.role, user_exists: r.user_exists }))
+}
+
+/// Accepts an invitation. A signed-in user must be the one invited; a new
+/// person sets a password and becomes a verified user of the account (the
+/// link proved the mailbox). Returns the user who joined.
+pub async fn accept(pool: &PgPool, hasher: &PasswordHasher, token: &str, signed_in: Option<(UserId, &str)>, new_password: Option<&Password>) -> Result<UserId> {
+    let hash = match (signed_in, new_password) {
+        (None, Some(password)) => Some(hasher.hash(password).await?),
+        _ => None,
+    };
+    let mut tx = pool.begin().await?;
+    let invitation = sqlx::query!(
+        r#"SELECT id, account_id, email::text AS "email!", role::text AS "role!" FROM invitations
+           WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > now() FOR UPDATE"#,
+        token_hash(token)
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::Conflict("this invitation was used, withdrawn or has expired; ask for a new one".into()))?;
+    let user = match (signed_in, hash) {
+        (Some((user, email)), _) => {
+            if !email.eq_ignore_ascii_case(&invitation.email) {
+                return Err(Error::Conflict(format!("this invitation is for {}; sign in as that user to accept it", invitation.email)));
+            }
+            user
+        }
+        (None, Some(hash)) => {
+            let id = Uuid::now_v7();
+            sqlx::query!(
+                "INSERT INTO users (id, email, password_hash, email_verified_at) VALUES ($1, $2, $3, now())",
+                id,
+                invitation.email.as_str() as _,
+                hash
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, "an account with this email exists; sign in to accept"))?;
+            UserId(id)
+        }
+        (None, None) => return Err(Error::invalid("password", "choose a password")),
+    };
+    sqlx::query!(
+        "INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, $3::text::member_role) ON CONFLICT DO NOTHING",
+        invitation.account_id,
+        user.0,
+        invitation.role
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!("UPDATE invitations SET accepted_at = now() WHERE id = $1", invitation.id).execute(&mut *tx).await?;
+    audit::record(
+        &mut tx,
+        &Actor::user(user, &invitation.email),
+        Entry { action: "team.join", entity: "account", entity_id: Some(invitation.account_id), before: None, after: Some(json!({"role": invitation.role})) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Counts the owners, locking them, so two owners cannot both leave at once.
+async fn owner_count(conn: &mut sqlx::PgConnection, account: AccountId) -> Result<i64> {
+    let owners = sqlx::query_scalar!("SELECT user_id FROM memberships WHERE account_id = $1 AND role = 'owner' FOR UPDATE", account.0)
+        .fetch_all(conn)
+        .await?;
+    Ok(owners.len() as i64)
+}
+
+/// Removes a member. Owners remove anyone; anyone may remove themselves
+/// (leave). The last owner can do neither to themselves.
+pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_email: &str, member: UserId) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    if actor != member {
+        require_owner(&mut tx, account, actor).await?;
+    }
+    let role = sqlx::query_scalar!(
+        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2"#,
+        account.0,
+        member.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if role == "owner" && owner_count(&mut tx, account).await? <= 1 {
+        return Err(Error::Conflict("the last owner cannot leave; make someone else an owner first".into()));
+    }
+    sqlx::query!("DELETE FROM memberships WHERE account_id = $1 AND user_id = $2", account.0, member.0)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        &Actor::user(actor, actor_email),
+        Entry { action: "team.remove", entity: "account", entity_id: Some(account.0), before: Some(json!({"user_id": member.0, "role": role})), after: None },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Hands ownership to a member: they become owner and the actor a member.
+pub async fn transfer_ownership(pool: &PgPool, account: AccountId, actor: UserId, actor_email: &str, member: UserId) -> Result<()> {
+    if actor == member {
+        return Err(Error::invalid("member", "choose another member"));
+    }
+    let mut tx = pool.begin().await?;
+    require_owner(&mut tx, account, actor).await?;
+    let done = sqlx::query!("UPDATE memberships SET role = 'owner' WHERE account_id = $1 AND user_id = $2", account.0, member.0)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    sqlx::query!("UPDATE memberships SET role = 'member' WHERE account_id = $1 AND user_id = $2", account.0, actor.0)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        &Actor::user(actor, actor_email),
+        Entry { action: "team.transfer", entity: "account", entity_id: Some(account.0), before: Some(json!({"owner": actor.0})), after: Some(json!({"owner": member.0})) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+// Browser plumbing shared by the tests: Debian's chromium driven by
+// playwright-core (which never downloads a browser of its own), one fresh
+// context per test, and evidence (screenshot, HTML, URL) kept when a test fails.
+
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const BASE_URL = (process.env.E2E_BASE_URL || '').replace(/\/$/, '');
+export const MAIL_DIR = process.env.E2E_MAIL_DIR || '';
+export const ARTIFACTS_DIR = process.env.E2E_ARTIFACTS_DIR || '';
+export const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
+/** How long one action or wait may take before the test fails. */
+export const ACTION_TIMEOUT_MS = Number(process.env.E2E_ACTION_TIMEOUT_MS || 30_000);
+
+export function requireEnv() {
+  if (!BASE_URL) throw new Error('E2E_BASE_URL is not set: run the tests with e2e/run');
+}
+
+// Flags for a machine with a closed network: no background fetches,
+// component updates, sync or QUIC probes that would stall or misbehave.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Launches chromium. Playwright gives each launch a fresh temporary user data dir. */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 60_000,
+  });
+}
+
+/** A fresh context (own cookies and storage) whose pages resolve paths against E2E_BASE_URL. */
+export async function newContext(browser) {
+  const context = await browser.newContext({ baseURL: BASE_URL, locale: 'en-GB' });
+  context.setDefaultTimeout(ACTION_TIMEOUT_MS);
+  context.setDefaultNavigationTimeout(ACTION_TIMEOUT_MS);
+  return context;
+}
+
+function slug(s) {
+  return s.replace(/[^0-9A-Za-z]+/g, '-').replace(/^-|-$/g, '').slice(0, 80);
+}
+
+/**
+ * Runs `body(page, context)` in a fresh context; on failure saves a
+ * screenshot and the page's HTML under E2E_ARTIFACTS_DIR and adds the URL,
+ * the step reached and the artefacts' paths to the error message.
+ */
+export async function withPage(browser, name, body) {
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  const steps = { current: 'start' };
+  const consoleErrors = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') consoleErrors.push(msg.text());
+  });
+  page.on('pageerror', (err) => consoleErrors.push(String(err)));
+  try {
+    await body(page, { context, step: (s) => { steps.current = s; } });
+  } catch (err) {
+    const notes = [`step: ${steps.current}`, `url: ${page.url()}`];
+    if (ARTIFACTS_DIR) {
+      const base = join(ARTIFACTS_DIR, slug(name));
+      try {
+        await mkdir(ARTIFACTS_DIR, { recursive: true });
+        await page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 10_000 });
+        await writeFile(`${base}.html`, await page.content());
+        notes.push(`screenshot: ${base}.png`, `html: ${base}.html`);
+      } catch (e) {
+        notes.push(`(no artefacts: ${e.message.split('\n')[0]})`);
+      }
+    }
+    if (consoleErrors.length) notes.push(`browser console errors: ${JSON.stringify(consoleErrors.slice(0, 5))}`);
+    err.message = `${err.message}\n    ${notes.join('\n    ')}`;
+    throw err;
+  } finally {
+    await context.close().catch(() => {});
+  }
+}
+
+/**
+ * Races `waiting` against `failOn` (a locator, e.g. the page's role=alert
+ * error) becoming visible, so a rejected form fails at once with the
+ * page's own message instead of after a timeout.
+ */
+async function unlessVisible(waiting, failOn, what, timeout) {
+  if (!failOn) return waiting;
+  const failed = failOn
+    .first()
+    .waitFor({ state: 'visible', timeout })
+    .then(
+      async () => {
+        const text = await failOn.first().innerText().catch(() => '?');
+        throw new Error(`expected ${what}, but the page shows ${JSON.stringify(text.trim())}`);
+      },
+      () => new Promise(() => {}), // never visible: let `waiting` decide
+    );
+  return Promise.race([waiting, failed]);
+}
+
+/**
+ * Waits until `locator` (usually narrowed with .filter({ hasText })) is
+ * visible: Playwright's auto-waiting, with a readable failure that shows
+ * what `actual()` found instead.
+ */
+export async function expectVisible(locator, what, { timeout = ACTION_TIMEOUT_MS, actual, failOn } = {}) {
+  const waiting = locator
+    .first()
+    .waitFor({ state: 'visible', timeout })
+    .catch(async (err) => {
+      let found = '';
+      if (actual) {
+        try {
+          found = `; found instead: ${JSON.stringify(await actual())}`;
+        } catch {
+          /* the page may be gone */
+        }
+      }
+      throw new Error(`expected ${what} within ${timeout} ms${found}\n  (${err.message.split('\n')[0]})`);
+    });
+  await unlessVisible(waiting, failOn, what, timeout);
+}
+
+/** Waits for the page's URL to satisfy `predicate(URL)`, with a readable failure. */
+export async function expectUrl(page, predicate, what, { timeout = ACTION_TIMEOUT_MS, failOn } = {}) {
+  const waiting = page.waitForURL((url) => predicate(url), { timeout }).catch((err) => {
+    throw new Error(`expected the URL to be ${what} within ${timeout} ms; it is ${page.url()}\n  (${err.message.split('\n')[0]})`);
+  });
+  await unlessVisible(waiting, failOn, `the URL to be ${what}`, timeout);
+}
+
+/** Opens `url` and fails at once, with the status, when it does not answer 2xx. */
+export async function gotoOk(page, url) {
+  const response = await page.goto(url);
+  if (response && !response.ok()) {
+    throw new Error(`GET ${url} answered ${response.status()} ${response.statusText()} (at ${page.url()})`);
+  }
+  return response;
+}

@@ -1,0 +1,337 @@
+//! Starting and stopping an agent: wires the listeners and background tasks together.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tollgate_protocol::{AgentStatus, PROTOCOL_VERSION};
+use uuid::Uuid;
+
+use crate::admin::Admin;
+use crate::clock::Clock;
+use crate::config::{Config, LiveConfig, compile_snapshot, store};
+use crate::enforce::Limiter;
+use crate::enforce::counters::LocalCounters;
+use crate::error::Error;
+use crate::proxy::Proxy;
+use crate::redis::SharedCounters;
+use crate::server::serve;
+use crate::settings::Settings;
+use crate::state;
+use crate::sync::client::ControlPlane;
+use crate::sync::status;
+use crate::sync::stream::{self, Sync};
+use crate::telemetry::Metrics;
+use crate::usage::aggregate::Aggregator;
+use crate::usage::report::Reporter;
+use crate::usage::spool::Spool;
+
+/// How long a graceful stop waits for in-flight proxied requests.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+/// How long a graceful stop tries to deliver usage before leaving it in the spool.
+pub const SHUTDOWN_USAGE_DELIVERY: Duration = Duration::from_secs(3);
+/// How often counters of past windows are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Starts agents; see [`Agent::start`].
+pub struct Agent;
+
+/// A started agent. Stop it with [`RunningAgent::shutdown`]; dropping it leaves its tasks
+/// running until the runtime ends.
+pub struct RunningAgent {
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    agent_id: Uuid,
+    stop: watch::Sender<bool>,
+    proxy: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    persister: JoinHandle<()>,
+    sender: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    reporter: Arc<Reporter>,
+}
+
+impl Agent {
+    /// Prepares the state directory, loads the last good config from disk (served if the
+    /// management server cannot be reached), binds both listeners and starts syncing.
+    pub async fn start(settings: Settings) -> Result<RunningAgent, Error> {
+        let state_dir = settings.state_dir.clone();
+        let dir_error = |source| Error::StateDir {
+            path: state_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&state_dir).map_err(dir_error)?;
+        let agent_id = state::agent_id(&state_dir).map_err(dir_error)?;
+        let metrics = Metrics::new();
+        let spool = Spool::open(state_dir.join("spool"), settings.spool_max_bytes, metrics.clone())
+            .map_err(dir_error)?;
+
+        let shared = match &settings.redis_url {
+            Some(url) => {
+                let shared = SharedCounters::new(url, metrics.clone())
+                    .map_err(|e| Error::Redis(e.to_string()))?;
+                if !shared.probe().await {
+                    tracing::warn!(redis = %url, "redis unavailable at start: counting locally until it answers");
+                }
+                Some(Arc::new(shared))
+            }
+            None => None,
+        };
+        let limiter = Arc::new(Limiter {
+            local: LocalCounters::new(),
+            shared,
+        });
+        let standby = load_standby(&state_dir, &limiter).await;
+
+        let proxy_listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                listener: "proxy",
+                addr: settings.listen,
+                source,
+            })?;
+        let admin_listener = TcpListener::bind(settings.admin_listen)
+            .await
+            .map_err(|source| Error::Bind {
+                listener: "admin",
+                addr: settings.admin_listen,
+                source,
+            })?;
+        let local_addr = |listener: &TcpListener, name, addr| {
+            listener.local_addr().map_err(|source| Error::Bind {
+                listener: name,
+                addr,
+                source,
+            })
+        };
+        let proxy_addr = local_addr(&proxy_listener, "proxy", settings.listen)?;
+        let admin_addr = local_addr(&admin_listener, "admin", settings.admin_listen)?;
+
+        let live = Arc::new(LiveConfig::empty());
+        let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
+        let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token));
+        let aggregator = Arc::new(Aggregator::new());
+        let (stop, stop_rx) = watch::channel(false);
+        let (status_tx, status_rx) = watch::channel(AgentStatus {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: crate::AGENT_VERSION.to_owned(),
+            applied_revision: None,
+            rejected: None,
+        });
+        let (persist_tx, persist_rx) = watch::channel(None);
+
+        let proxy = Arc::new(Proxy::new(
+            &settings,
+            live.clone(),
+            limiter.clone(),
+            aggregator.clone(),
+            metrics.clone(),
+        ));
+        let proxy = tokio::spawn(serve(
+            proxy_listener,
+            "proxy",
+            move |request, peer| {
+                let proxy = proxy.clone();
+                async move { proxy.handle(request, peer).await }
+            },
+            stop_rx.clone(),
+            SHUTDOWN_DRAIN,
+        ));
+        let admin_handler = Arc::new(Admin {
+            live: live.clone(),
+            source: source.clone(),
+            limiter: limiter.clone(),
+            metrics: metrics.clone(),
+        });
+        let admin = tokio::spawn(serve(
+            admin_listener,
+            "admin",
+            move |request, _peer| {
+                let response = admin_handler.handle(&request);
+                async move { response }
+            },
+            stop_rx.clone(),
+            Duration::from_secs(1),
+        ));
+
+        let reporter = Arc::new(Reporter {
+            aggregator,
+            spool: Arc::new(spool),
+            control_plane: control_plane.clone(),
+            metrics: metrics.clone(),
+            agent_id,
+            spooled: Notify::new(),
+        });
+        let sync = Sync {
+            control_plane: control_plane.clone(),
+            live: live.clone(),
+            source,
+            limiter: limiter.clone(),
+            metrics: metrics.clone(),
+            status: status_tx,
+            persist: persist_tx,
+        };
+        let mut background = vec![
+            tokio::spawn(sync.run(standby, stop_rx.clone())),
+            tokio::spawn(status::report(control_plane, status_rx, stop_rx.clone())),
+            tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone())),
+            tokio::spawn(sweep(limiter.clone(), settings.clock.clone(), stop_rx.clone())),
+        ];
+        if let Some(shared) = &limiter.shared {
+            background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
+        }
+        let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
+        let persister = tokio::spawn(persist(
+            state_dir,
+            persist_rx,
+            limiter,
+            settings.clock.clone(),
+            stop_rx,
+        ));
+        tracing::info!(%proxy_addr, %admin_addr, %agent_id, server = %settings.server, "tollgate-agent started");
+        Ok(RunningAgent {
+            proxy_addr,
+            admin_addr,
+            agent_id,
+            stop,
+            proxy,
+            admin,
+            persister,
+            sender,
+            background,
+            reporter,
+        })
+    }
+}
+
+impl RunningAgent {
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The stable id this agent reports usage under.
+    pub fn agent_id(&self) -> Uuid {
+        self.agent_id
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to [`SHUTDOWN_DRAIN`]), seals
+    /// the remaining usage into the spool and tries to deliver it (up to
+    /// [`SHUTDOWN_USAGE_DELIVERY`]; what is left is sent after the next start), writes the
+    /// config and counters to disk, and returns.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        let _ = self.proxy.await;
+        let _ = self.admin.await;
+        let _ = self.sender.await;
+        self.reporter.seal().await;
+        let deadline = Instant::now() + SHUTDOWN_USAGE_DELIVERY;
+        if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty() {
+            tracing::warn!("management server unreachable: usage stays in the spool until the next start");
+        }
+        for task in self.background {
+            let _ = task.await;
+        }
+        let _ = self.persister.await;
+        tracing::info!("tollgate-agent stopped");
+        Ok(())
+    }
+}
+
+/// The last good config from disk, compiled and with its counters seeded; `None` (logged)
+/// if there is none or it cannot be used.
+async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<Arc<Config>> {
+    let dir = state_dir.to_owned();
+    let limiter = limiter.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let snapshot = store::load(&dir)?;
+        let read = started.elapsed();
+        let Some(snapshot) = snapshot else {
+            return Ok(None);
+        };
+        let (config, usage) = compile_snapshot(snapshot).map_err(std::io::Error::other)?;
+        stream::seed(&config, &usage, &limiter);
+        tracing::info!(
+            revision = config.revision,
+            credentials = config.credentials.len(),
+            read_ms = read.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "loaded the last good config from disk"
+        );
+        Ok::<_, std::io::Error>(Some(Arc::new(config)))
+    })
+    .await;
+    match loaded {
+        Ok(Ok(config)) => config,
+        Ok(Err(err)) => {
+            tracing::error!(path = %store::path(state_dir).display(), error = %err, "cannot use the saved config");
+            None
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "loading the saved config crashed");
+            None
+        }
+    }
+}
+
+/// Writes each newly applied config to disk (coalescing bursts), and once more on stop so
+/// the counters of the moment are kept for a restart.
+async fn persist(
+    state_dir: PathBuf,
+    mut configs: watch::Receiver<Option<Arc<Config>>>,
+    limiter: Arc<Limiter>,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = configs.changed() => if changed.is_err() { break },
+            _ = stop.changed() => break,
+        }
+        let latest = configs.borrow_and_update().clone();
+        if let Some(config) = latest {
+            write(&state_dir, config, &limiter, &clock).await;
+        }
+    }
+    let latest = configs.borrow().clone();
+    if let Some(config) = latest {
+        write(&state_dir, config, &limiter, &clock).await;
+    }
+}
+
+async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, clock: &Clock) {
+    let dir = state_dir.to_owned();
+    let limiter = limiter.clone();
+    let now = clock.now();
+    let revision = config.revision;
+    let written = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let usage = limiter.local.seeded_usage(now);
+        store::save(&dir, &config, &usage).map(|()| started.elapsed())
+    })
+    .await;
+    match written {
+        Ok(Ok(took)) => tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk"),
+        Ok(Err(err)) => tracing::error!(revision, error = %err, "cannot save config to disk"),
+        Err(join) => tracing::error!(error = %join, "saving config crashed"),
+    }
+}
+
+/// Forgets counters of windows long past.
+async fn sweep(limiter: Arc<Limiter>, clock: Clock, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_INTERVAL) => limiter.local.sweep(clock.now()),
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Copy-on-write tables for the large parts of a config (applications, credentials).
+//!
+//! A delta must not copy a million-entry table to revoke one key, and the request path must
+//! keep reading the old config until the new one is swapped in. Both tables are therefore
+//! split into many small pieces behind `Arc`s: cloning a table clones the `Arc`s, and a
+//! change copies only the piece it touches.
+
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::hashing::{spread_bytes, spread_u128};
+
+/// Keys of a [`CowIndex`]: ordered, and spread uniformly over 32 bits to pick a bucket.
+pub(crate) trait Spread {
+    fn spread(&self) -> u32;
+}
+
+impl Spread for [u8; 32] {
+    /// A SHA-256 is uniform already.
+    fn spread(&self) -> u32 {
+        u32::from_be_bytes([self[0], self[1], self[2], self[3]])
+    }
+}
+
+impl Spread for Uuid {
+    fn spread(&self) -> u32 {
+        // UUIDv7s start with a timestamp, so mix rather than take leading bits.
+        spread_u128(self.as_u128())
+    }
+}
+
+impl Spread for str {
+    fn spread(&self) -> u32 {
+        spread_bytes(self.as_bytes())
+    }
+}
+
+impl Spread for Box<str> {
+    fn spread(&self) -> u32 {
+        spread_bytes(self.as_bytes())
+    }
+}
+
+/// Average entries per bucket when a table is built; lookups binary-search a bucket.
+const BUCKET_TARGET: usize = 16;
+/// At most 2^16 buckets (a million keys make buckets of ~16).
+const MAX_BITS: u32 = 16;
+
+/// A map split into `2^bits` buckets by the key's spread; each bucket is a sorted slice.
+/// About 0 bytes of overhead per entry, beyond the entry itself (a `HashMap` at a million
+/// entries carries up to twice its size in empty slots).
+#[derive(Clone)]
+pub(crate) struct CowIndex<K, V> {
+    buckets: Vec<Arc<[(K, V)]>>,
+    bits: u32,
+    len: usize,
+}
+
+impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
+    pub fn new() -> Self {
+        Self::build(Vec::new())
+    }
+
+    /// Builds from entries with unique keys (later duplicates replace earlier ones).
+    pub fn build(entries: Vec<(K, V)>) -> Self {
+        let mut bits = 0;
+        while bits < MAX_BITS && (entries.len() >> bits) > BUCKET_TARGET {
+            bits += 1;
+        }
+        let count = 1usize << bits;
+        let mut staged: Vec<Vec<(K, V)>> = (0..count).map(|_| Vec::new()).collect();
+        for (key, value) in entries {
+            staged[bucket(key.spread(), bits)].push((key, value));
+        }
+        let empty: Arc<[(K, V)]> = Arc::from(Vec::new());
+        let mut len = 0;
+        let buckets = staged
+            .into_iter()
+            .map(|mut entries| {
+                if entries.is_empty() {
+                    return empty.clone();
+                }
+                // Stable sort keeps the last duplicate last; keep that one.
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.reverse();
+                entries.dedup_by(|later, earlier| later.0 == earlier.0);
+                entries.reverse();
+                len += entries.len();
+                Arc::from(entries)
+            })
+            .collect();
+        CowIndex { buckets, bits, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Spread + ?Sized,
+    {
+        let entries = &self.buckets[bucket(key.spread(), self.bits)];
+        entries
+            .binary_search_by(|(k, _)| k.borrow().cmp(key))
+            .ok()
+            .map(|at| &entries[at].1)
+    }
+
+    /// Inserts or replaces; copies one bucket.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let slot = &mut self.buckets[bucket(key.spread(), self.bits)];
+        let mut entries = slot.to_vec();
+        let previous = match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(at) => Some(std::mem::replace(&mut entries[at].1, value)),
+            Err(at) => {
+                entries.insert(at, (key, value));
+                self.len += 1;
+                None
+            }
+        };
+        *slot = Arc::from(entries);
+        previous
+    }
+
+    /// Removes; copies one bucket if the key is present.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Spread + ?Sized,
+    {
+        let slot = &mut self.buckets[bucket(key.spread(), self.bits)];
+        let at = slot.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok()?;
+        let mut entries = slot.to_vec();
+        let (_, value) = entries.remove(at);
+        *slot = Arc::from(entries);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(K, V)> {
+        self.buckets.iter().flat_map(|bucket| bucket.iter())
+    }
+}
+
+fn bucket(spread: u32, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (spread >> (32 - bits)) as usize
+    }
+}
+
+/// Entries per chunk of a [`CowVec`].
+const CHUNK: usize = 1024;
+
+/// A vector in fixed-size chunks behind `Arc`s: indices are stable, a change copies one
+/// chunk.
+#[derive(Clone)]
+pub(crate) struct CowVec<T> {
+    chunks: Vec<Arc<Vec<T>>>,
+    len: usize,
+}
+
+impl<T: Clone> CowVec<T> {
+    pub fn from_vec(items: Vec<T>) -> Self {
+        let len = items.len();
+        let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
+        let mut items = items.into_iter();
+        loop {
+            let chunk: Vec<T> = items.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(Arc::new(chunk));
+        }
+        CowVec { chunks, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+    }
+
+    /// Replaces the item at `index` (which must exist); copies its chunk if shared.
+    pub fn set(&mut self, index: usize, item: T) {
+        if let Some(chunk) = self.chunks.get_mut(index / CHUNK)
+            && let Some(slot) = Arc::make_mut(chunk).get_mut(index % CHUNK)
+        {
+            *slot = item;
+        }
+    }
+
+    /// Appends and returns the new index.
+    pub fn push(&mut self, item: T) -> usize {
+        let index = self.len;
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(item),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(item);
+                self.chunks.push(Arc::new(chunk));
+            }
+        }
+        self.len += 1;
+        index
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_insert_get_remove_share_untouched_buckets() {
+        let entries: Vec<(Uuid, u32)> = (0..1000u32)
+            .map(|i| (Uuid::from_u128(u128::from(i) * 7919), i))
+            .collect();
+        let table = CowIndex::build(entries);
+        assert_eq!(table.len(), 1000);
+        for i in 0..1000u32 {
+            assert_eq!(table.get(&Uuid::from_u128(u128::from(i) * 7919)), Some(&i));
+        }
+        let mut copy = table.clone();
+        assert_eq!(copy.remove(&Uuid::from_u128(0)), Some(0));
+        assert_eq!(copy.insert(Uuid::from_u128(1), 5000), None);
+        assert_eq!(copy.insert(Uuid::from_u128(1), 5001), Some(5000));
+        assert_eq!(copy.len(), 1000);
+        assert_eq!(table.get(&Uuid::from_u128(0)), Some(&0), "the original is untouched");
+        assert_eq!(table.get(&Uuid::from_u128(1)), None);
+        let shared = table
+            .buckets
+            .iter()
+            .zip(&copy.buckets)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert!(shared >= table.buckets.len() - 2);
+        assert_eq!(copy.iter().count(), 1000);
+    }
+
+    #[test]
+    fn string_keys_look_up_by_str() {
+        let table = CowIndex::build(vec![(Box::<str>::from("abc"), 1u32)]);
+        assert_eq!(table.get("abc"), Some(&1));
+        assert_eq!(table.get("abd"), None);
+    }
+
+    #[test]
+    fn vec_chunks() {
+        let mut v = CowVec::from_vec((0..2500).collect::<Vec<u32>>());
+        let before = v.clone();
+        v.set(5, 99);
+        assert_eq!(v.push(7), 2500);
+        assert_eq!(v.get(5), Some(&99));
+        assert_eq!(before.get(5), Some(&5));
+        assert_eq!(v.get(2500), Some(&7));
+        assert_eq!(v.len(), 2501);
+        assert_eq!(v.iter().count(), 2501);
+    }
+}

@@ -1,0 +1,166 @@
+//! The compiled config: what the request path reads, built off the request path from a
+//! snapshot (compile.rs) or from the previous config and a delta (delta.rs), persisted by
+//! store.rs, and swapped in with one atomic pointer store.
+//!
+//! Ids are mapped to dense `u32` indices: an application refers to its plan by slot, a
+//! credential to its application by slot. Slots stay stable across deltas (removed entries
+//! leave a hole) so the big tables never need re-indexing; a new snapshot starts afresh.
+
+mod compile;
+mod cow;
+mod delta;
+pub(crate) mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use hyper::Method;
+use hyper::header::HeaderValue;
+use jiff::Timestamp;
+use tollgate_protocol::{Api, ApplicationState, KeyKind, NoMatch, Pattern, Plan, ValidationError};
+use uuid::Uuid;
+
+pub(crate) use compile::compile_snapshot;
+pub(crate) use cow::{CowIndex, CowVec};
+pub(crate) use delta::apply_delta;
+
+use crate::enforce::credentials::Auth;
+use crate::enforce::limits::PlanLimits;
+use crate::proxy::route::Routes;
+use crate::proxy::upstream::Pool;
+use crate::telemetry::RequestCounters;
+
+/// Why an update was refused; the reason goes into the agent's status report.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("cannot compile: {0}")]
+    Compile(String),
+}
+
+/// The config being enforced (or about to be). Immutable once built; cloning shares all
+/// large tables.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub revision: u64,
+    pub generated_at: Timestamp,
+    pub catalog: Arc<Catalog>,
+    pub apps: Apps,
+    /// SHA-256 of a key → what it unlocks.
+    pub credentials: CowIndex<[u8; 32], CredentialEntry>,
+}
+
+/// The live config, shared by the proxy, the admin endpoints and the sync task. Empty until
+/// the first config is loaded.
+pub(crate) type LiveConfig = ArcSwapOption<Config>;
+
+/// APIs and plans: small, rebuilt as a whole whenever one of them changes.
+pub(crate) struct Catalog {
+    pub apis: Vec<ApiEntry>,
+    /// By stable slot; `None` for a plan removed by a delta.
+    pub plans: Vec<Option<PlanEntry>>,
+    pub routes: Routes,
+    /// What the catalog was compiled from, for deltas and persistence.
+    pub source_apis: Vec<Api>,
+    pub source_plans: Vec<Option<Plan>>,
+    pub plan_slots: HashMap<Uuid, u32>,
+}
+
+impl Catalog {
+    pub fn plan(&self, slot: u32) -> Option<&PlanEntry> {
+        self.plans.get(slot as usize)?.as_ref()
+    }
+}
+
+pub(crate) struct ApiEntry {
+    pub id: Uuid,
+    pub slug: Arc<str>,
+    /// Bytes of the base path stripped before matching rules (0 for `/`).
+    pub base_path_len: usize,
+    pub lifecycle: Lifecycle,
+    pub auth: Auth,
+    pub metrics: Box<[MetricEntry]>,
+    pub rules: Box<[Rule]>,
+    pub on_no_match: NoMatch,
+    pub upstreams: Pool,
+    pub requests: RequestCounters,
+}
+
+pub(crate) enum Lifecycle {
+    Draft,
+    Published,
+    /// Served with `Deprecation: true` and, when set, a precomputed `Sunset` HTTP-date.
+    Deprecated {
+        sunset: Option<HeaderValue>,
+    },
+    Retired,
+}
+
+pub(crate) struct MetricEntry {
+    pub id: Uuid,
+    /// This metric's index followed by its ancestors' (usage on a method counts on its
+    /// parents too).
+    pub lineage: Box<[u32]>,
+}
+
+pub(crate) struct Rule {
+    pub method: Method,
+    pub pattern: Pattern,
+    pub metric: u32,
+    pub delta: u32,
+    pub last: bool,
+}
+
+pub(crate) struct PlanEntry {
+    pub id: Uuid,
+    /// Index into [`Catalog::apis`].
+    pub api: u32,
+    pub limits: PlanLimits,
+}
+
+#[derive(Clone)]
+pub(crate) struct Apps {
+    /// By stable slot; `None` for an application removed by a delta.
+    pub slots: CowVec<Option<AppEntry>>,
+    pub by_id: CowIndex<Uuid, u32>,
+    /// Public `app_id` → slot, for app_id + app_key APIs.
+    pub by_app_id: CowIndex<Box<str>, u32>,
+}
+
+impl Apps {
+    pub fn get(&self, slot: u32) -> Option<&AppEntry> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppEntry {
+    pub id: Uuid,
+    /// Slot in [`Catalog::plans`].
+    pub plan: u32,
+    pub state: ApplicationState,
+    pub app_id: Option<Box<str>>,
+}
+
+/// 16 bytes; with its 32-byte key, 48 bytes per credential in the table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CredentialEntry {
+    /// Unix seconds (rounded down, so a key expires early rather than late); `i64::MAX`
+    /// for never.
+    pub expires_at: i64,
+    /// Slot in [`Apps::slots`].
+    pub app: u32,
+    pub kind: KeyKind,
+}
+
+impl CredentialEntry {
+    pub fn expires_at(expiry: Option<Timestamp>) -> i64 {
+        expiry.map_or(i64::MAX, |t| t.as_second() - i64::from(t.subsec_nanosecond() < 0))
+    }
+
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        now.as_second() < self.expires_at
+    }
+}

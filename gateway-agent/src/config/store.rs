@@ -1,0 +1,129 @@
+//! The last good config on disk (`STATE_DIR/config.json`), so a restarted agent can serve
+//! while the management server is down.
+//!
+//! The file is a protocol [`Snapshot`] in its JSON wire form: readable by people and tools,
+//! and loaded by the same parser and compiler as the stream. It is written straight from the
+//! compiled config (no wire-form copy of a million credentials in memory), to a temporary
+//! file that is fsynced and renamed over the old one, so a crash leaves the old or the new
+//! file, never a torn one. Its `usage` holds the agent's own counters for seeded periods.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+use tollgate_protocol::{
+    ApplicationState, CurrentUsage, KeyHash, KeyKind, PROTOCOL_VERSION, Snapshot,
+};
+use uuid::Uuid;
+
+use super::Config;
+use crate::state;
+
+pub(crate) const FILE_NAME: &str = "config.json";
+
+pub(crate) fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(FILE_NAME)
+}
+
+/// Writes `config` (and the counters in `usage`) atomically. Blocking: run it off the
+/// async workers.
+pub(crate) fn save(state_dir: &Path, config: &Config, usage: &[CurrentUsage]) -> io::Result<()> {
+    state::write_atomically(&path(state_dir), |file| {
+        let mut writer = io::BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer(&mut writer, &SnapshotView { config, usage }).map_err(io::Error::other)?;
+        writer.flush()
+    })
+}
+
+/// The saved snapshot, if there is one. Blocking.
+pub(crate) fn load(state_dir: &Path) -> io::Result<Option<Snapshot>> {
+    let bytes = match std::fs::read(path(state_dir)) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Serialises a compiled config in the [`Snapshot`] wire shape.
+struct SnapshotView<'a> {
+    config: &'a Config,
+    usage: &'a [CurrentUsage],
+}
+
+#[derive(Serialize)]
+struct ApplicationView<'a> {
+    id: Uuid,
+    plan_id: Uuid,
+    state: ApplicationState,
+    app_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CredentialView {
+    hash: KeyHash,
+    kind: KeyKind,
+    application_id: Uuid,
+    expires_at: Option<Timestamp>,
+}
+
+/// A sequence serialised from an iterator, without collecting it.
+struct Seq<F>(F);
+
+impl<F, I> Serialize for Seq<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+impl Serialize for SnapshotView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let config = self.config;
+        let catalog = &config.catalog;
+        let mut out = serializer.serialize_struct("Snapshot", 9)?;
+        out.serialize_field("protocol_version", &PROTOCOL_VERSION)?;
+        out.serialize_field("revision", &config.revision)?;
+        out.serialize_field("generated_at", &config.generated_at)?;
+        out.serialize_field("apis", &catalog.source_apis)?;
+        out.serialize_field("plans", &Seq(|| catalog.source_plans.iter().flatten()))?;
+        out.serialize_field(
+            "applications",
+            &Seq(|| {
+                config.apps.slots.iter().flatten().filter_map(|app| {
+                    Some(ApplicationView {
+                        id: app.id,
+                        plan_id: catalog.plan(app.plan)?.id,
+                        state: app.state,
+                        app_id: app.app_id.as_deref(),
+                    })
+                })
+            }),
+        )?;
+        out.serialize_field(
+            "credentials",
+            &Seq(|| {
+                config.credentials.iter().filter_map(|(hash, entry)| {
+                    Some(CredentialView {
+                        hash: KeyHash(*hash),
+                        kind: entry.kind,
+                        application_id: config.apps.get(entry.app)?.id,
+                        expires_at: (entry.expires_at != i64::MAX)
+                            .then(|| Timestamp::from_second(entry.expires_at).ok())
+                            .flatten(),
+                    })
+                })
+            }),
+        )?;
+        out.serialize_field("usage", self.usage)?;
+        out.end()
+    }
+}

@@ -1,0 +1,96 @@
+//! A plan's limits: which counters a request must fit in, in which calendar windows.
+//!
+//! Windows come from the protocol's calendar arithmetic ([`Period::window`]) in the plan's
+//! time zone. Computing one in a zone with DST consults the zone's transitions, so each plan
+//! caches its current window per period until the clock leaves it; the cache is checked
+//! with `Window::contains`, so a clock that steps back simply recomputes.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use tollgate_protocol::{Period, Window};
+use uuid::Uuid;
+
+use super::Touched;
+use super::counters::{Check, CounterKey};
+
+/// At most `max` of `metric` per `period` window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitRule {
+    /// Index of the metric within its API (as in [`Touched`]).
+    pub metric: u32,
+    /// The metric's id, for counter keys.
+    pub metric_id: Uuid,
+    pub period: Period,
+    /// `0` disables the metric.
+    pub max: u64,
+}
+
+pub struct PlanLimits {
+    tz: TimeZone,
+    rules: Box<[LimitRule]>,
+    windows: [ArcSwapOption<Window>; Period::ALL.len()],
+}
+
+impl PlanLimits {
+    pub fn new(tz: TimeZone, rules: Vec<LimitRule>) -> PlanLimits {
+        PlanLimits {
+            tz,
+            rules: rules.into_boxed_slice(),
+            windows: Default::default(),
+        }
+    }
+
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    pub fn rules(&self) -> &[LimitRule] {
+        &self.rules
+    }
+
+    /// The window of `period` containing `now`.
+    pub fn window(&self, period: Period, now: Timestamp) -> Window {
+        let cache = &self.windows[period as usize];
+        if let Some(window) = &*cache.load()
+            && window.contains(now)
+        {
+            return **window;
+        }
+        let window = period.window(now, &self.tz);
+        cache.store(Some(Arc::new(window)));
+        window
+    }
+
+    /// Appends one check per limit on a metric the request touched.
+    pub fn checks(&self, app: Uuid, touched: &Touched, now: Timestamp, out: &mut Checks) {
+        for rule in self.rules.iter() {
+            let Some(amount) = touched.amount(rule.metric) else {
+                continue;
+            };
+            let window = self.window(rule.period, now);
+            out.push(Check {
+                key: CounterKey {
+                    app,
+                    metric: rule.metric_id,
+                    period: rule.period,
+                    window: window.id(),
+                },
+                amount,
+                max: rule.max,
+                window_end: window.end,
+            });
+        }
+    }
+}
+
+/// The checks of one request, inline.
+pub type Checks = super::InlineVec<Check, 8>;
+
+impl Checks {
+    pub fn empty() -> Checks {
+        super::InlineVec::new(Check::PLACEHOLDER)
+    }
+}

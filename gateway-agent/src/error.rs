@@ -1,0 +1,38 @@
+//! The one error type at the crate's boundary.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::settings::SettingsError;
+
+/// Why the agent could not start or stop cleanly. Runtime trouble (the management server or
+/// Redis being down, a bad config update) is not an error: the agent keeps serving and says
+/// so in its logs, metrics and status reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(io::Error),
+}
+
+impl Error {
+    /// Process exit code: 2 for bad settings (as the docs promise), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Settings(_) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Rewriting a request for its upstream and the upstream's response for the client.
+//!
+//! Hop-by-hop headers (RFC 9110 §7.6.1) are connection-specific and removed both ways; the
+//! credentials are removed from the query and headers so upstreams never see tenant
+//! secrets; `X-Forwarded-For`, `-Proto` and `-Host` tell the upstream who called. Bodies are
+//! streamed through untouched.
+
+use std::net::IpAddr;
+
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use hyper::http::request::Parts;
+use hyper::{Request, Uri, Version};
+
+use super::upstream::Target;
+use crate::enforce::credentials::{Auth, KeySource};
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
+static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authorization");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &PROXY_AUTHENTICATE, &PROXY_AUTHORIZATION] {
+        headers.remove(name);
+    }
+    for name in [TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+}
+
+/// The upstream request: `target` + the path below the API's base path + the query without
+/// credentials, with cleaned and forwarding headers.
+pub(crate) fn upstream_request(
+    mut parts: Parts,
+    body: Incoming,
+    target: &Target,
+    rest_offset: usize,
+    auth: &Auth,
+    client: IpAddr,
+) -> Result<Request<Incoming>, hyper::http::Error> {
+    let path_and_query = {
+        let path = parts.uri.path();
+        let rest = path.get(rest_offset..).unwrap_or("");
+        let query = parts.uri.query();
+        let mut out = String::with_capacity(target.prefix.len() + rest.len() + query.map_or(0, str::len) + 2);
+        out.push_str(&target.prefix);
+        out.push_str(rest);
+        if out.is_empty() {
+            out.push('/');
+        }
+        if let Some(query) = query {
+            push_query_without_credentials(&mut out, query, auth);
+        }
+        out
+    };
+    let uri = Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(path_and_query)
+        .build()?;
+
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    for source in auth.sources() {
+        if let KeySource::Header(name) = source {
+            headers.remove(name);
+        }
+    }
+    let original_host = headers.insert(HOST, target.host.clone());
+    match original_host {
+        Some(host) => headers.insert(&X_FORWARDED_HOST, host),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let client = client.to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(previous) => HeaderValue::try_from(format!("{previous}, {client}")),
+        None => HeaderValue::try_from(client),
+    };
+    if let Ok(value) = forwarded_for {
+        headers.insert(&X_FORWARDED_FOR, value);
+    }
+
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Appends `?query` minus the parameters that carry credentials (and `?` only if anything
+/// is left).
+fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
+    let is_credential = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        auth.sources()
+            .any(|source| matches!(source, KeySource::Query(param) if **param == *name))
+    };
+    let mut first = true;
+    for pair in query.split('&').filter(|pair| !pair.is_empty() && !is_credential(pair)) {
+        out.push(if first { '?' } else { '&' });
+        out.push_str(pair);
+        first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_query() {
+        let auth = Auth::AppIdKey {
+            app_id: KeySource::Query("app_id".into()),
+            app_key: KeySource::Header(HeaderName::from_static("app-key")),
+        };
+        let mut out = String::from("/x");
+        push_query_without_credentials(&mut out, "a=1&app_id=abc&b=2&app_id", &auth);
+        assert_eq!(out, "/x?a=1&b=2");
+        let mut out = String::from("/x");
+        push_query_without_credentials(&mut out, "app_id=abc", &auth);
+        assert_eq!(out, "/x");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,309 @@
+//! The request path: route, authenticate, limit, forward, count.
+//!
+//! Everything is answered from the config in memory; the only awaits are the optional Redis
+//! call and the upstream itself. Routing and rule matching borrow the request and do not
+//! allocate; the per-request work that does allocate is the upstream URI and the
+//! `X-Forwarded-For` value.
+
+pub(crate) mod forward;
+pub(crate) mod reply;
+pub(crate) mod route;
+pub(crate) mod upstream;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::http::request::Parts;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tollgate_protocol::NoMatch;
+
+use crate::clock::Clock;
+use crate::config::{ApiEntry, Lifecycle, LiveConfig};
+use crate::enforce::counters::Outcome;
+use crate::enforce::credentials::{AuthError, authenticate};
+use crate::enforce::limits::Checks;
+use crate::enforce::{Limiter, Touched, map_request};
+use crate::settings::Settings;
+use crate::telemetry::Metrics;
+use crate::usage::aggregate::Aggregator;
+use reply::{Body, Refusal};
+
+static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
+static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
+
+pub(crate) struct Proxy {
+    live: Arc<LiveConfig>,
+    limiter: Arc<Limiter>,
+    usage: Arc<Aggregator>,
+    client: Client<HttpConnector, Incoming>,
+    clock: Clock,
+    upstream_timeout: Duration,
+    access_log: bool,
+    metrics: Arc<Metrics>,
+    /// https upstreams need TLS, which this build lacks; said once.
+    warned_tls: AtomicBool,
+}
+
+/// What the access log and metrics record about a request.
+struct Summary<'a> {
+    api: Option<&'a ApiEntry>,
+    app: Option<uuid::Uuid>,
+    decision: &'static str,
+    status: StatusCode,
+}
+
+impl Proxy {
+    pub fn new(
+        settings: &Settings,
+        live: Arc<LiveConfig>,
+        limiter: Arc<Limiter>,
+        usage: Arc<Aggregator>,
+        metrics: Arc<Metrics>,
+    ) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Proxy {
+            live,
+            limiter,
+            usage,
+            client,
+            clock: settings.clock.clone(),
+            upstream_timeout: settings.upstream_timeout,
+            access_log: settings.access_log,
+            metrics,
+            warned_tls: AtomicBool::new(false),
+        }
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let Some(config) = self.live.load_full() else {
+            return self.refuse(None, None, Refusal::NotReady, started);
+        };
+        let (parts, body) = request.into_parts();
+        let now = self.clock.now();
+
+        let host = request_host(&parts);
+        let path = parts.uri.path();
+        let Some(route) = config.catalog.routes.find(host.as_deref(), path) else {
+            return self.refuse(None, None, Refusal::UnknownApi, started);
+        };
+        let Some(api) = config.catalog.apis.get(route.api as usize) else {
+            return self.refuse(None, None, Refusal::UnknownApi, started);
+        };
+        match api.lifecycle {
+            Lifecycle::Retired => return self.refuse(Some(api), None, Refusal::ApiRetired, started),
+            Lifecycle::Draft => return self.refuse(None, None, Refusal::UnknownApi, started),
+            Lifecycle::Published | Lifecycle::Deprecated { .. } => {}
+        }
+
+        let rest = path.get(route.rest_offset..).unwrap_or("");
+        let mut touched = Touched::empty();
+        if !map_request(api, &parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
+            return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
+        }
+
+        let slot = match authenticate(&config, route.api, &api.auth, parts.uri.query(), &parts.headers, now) {
+            Ok(slot) => slot,
+            Err(AuthError::Missing) => return self.refuse(Some(api), None, Refusal::MissingCredentials, started),
+            Err(AuthError::Invalid) => return self.refuse(Some(api), None, Refusal::InvalidCredentials, started),
+            Err(AuthError::NotLive) => return self.refuse(Some(api), None, Refusal::ApplicationNotLive, started),
+        };
+        let (Some(app), Some(plan)) = (
+            config.apps.get(slot),
+            config.apps.get(slot).and_then(|app| config.catalog.plan(app.plan)),
+        ) else {
+            return self.refuse(Some(api), None, Refusal::InvalidCredentials, started);
+        };
+
+        let mut checks = Checks::empty();
+        plan.limits.checks(app.id, &touched, now, &mut checks);
+        if let Outcome::Rejected { index, used } = self.limiter.check_and_add(checks.as_slice(), now).await {
+            let check = checks.as_slice().get(index).copied();
+            let max = check.map_or(0, |c| c.max);
+            let reset = check.and_then(|c| {
+                let end = c.window_end?;
+                let left = end.duration_since(now);
+                Some(left.as_secs().max(0) as u64 + u64::from(left.subsec_nanos() > 0))
+            });
+            let mut response = reply::limit_exceeded(max, used, reset);
+            self.decorate(api, &mut response);
+            self.finish(
+                Summary {
+                    api: Some(api),
+                    app: Some(app.id),
+                    decision: Refusal::LimitExceeded.code(),
+                    status: response.status(),
+                },
+                Some(Refusal::LimitExceeded),
+                started,
+            );
+            return response;
+        }
+
+        self.forward(api, app.id, &touched, parts, body, route.rest_offset, peer, started)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        api: &ApiEntry,
+        app: uuid::Uuid,
+        touched: &Touched,
+        parts: Parts,
+        body: Incoming,
+        rest_offset: usize,
+        peer: SocketAddr,
+        started: Instant,
+    ) -> Response<Body> {
+        let Some(target) = api.upstreams.pick() else {
+            return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+        };
+        if target.is_tls() {
+            if !self.warned_tls.swap(true, Ordering::Relaxed) {
+                tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
+            }
+            return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+        }
+        let request = match forward::upstream_request(parts, body, target, rest_offset, &api.auth, peer.ip()) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
+                return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+            }
+        };
+        let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
+            Err(_) => {
+                target.failed();
+                return self.refuse(Some(api), Some(app), Refusal::UpstreamTimeout, started);
+            }
+            Ok(Err(err)) => {
+                if err.is_connect() {
+                    target.unreachable();
+                } else {
+                    target.failed();
+                }
+                tracing::debug!(api = %api.slug, upstream = %target.url, error = %err, "upstream request failed");
+                return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if matches!(status.as_u16(), 502..=504) {
+            target.failed();
+        } else {
+            target.succeeded();
+        }
+        let latency = started.elapsed();
+        self.usage.record(
+            app,
+            touched
+                .as_slice()
+                .iter()
+                .filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount))),
+            self.clock.now(),
+            status.as_u16(),
+            latency,
+        );
+        let (mut parts, body) = response.into_parts();
+        forward::strip_hop_by_hop(&mut parts.headers);
+        let mut response = Response::from_parts(parts, Either::Left(body));
+        self.decorate(api, &mut response);
+        self.finish(
+            Summary {
+                api: Some(api),
+                app: Some(app),
+                decision: "proxied",
+                status,
+            },
+            None,
+            started,
+        );
+        response
+    }
+
+    /// Headers every response of the API carries.
+    fn decorate(&self, api: &ApiEntry, response: &mut Response<Body>) {
+        if let Lifecycle::Deprecated { sunset } = &api.lifecycle {
+            let headers = response.headers_mut();
+            headers.insert(&DEPRECATION, HeaderValue::from_static("true"));
+            if let Some(sunset) = sunset {
+                headers.insert(&SUNSET, sunset.clone());
+            }
+        }
+    }
+
+    fn refuse(&self, api: Option<&ApiEntry>, app: Option<uuid::Uuid>, refusal: Refusal, started: Instant) -> Response<Body> {
+        let mut response = refusal.response();
+        if let Some(api) = api {
+            self.decorate(api, &mut response);
+        }
+        self.finish(
+            Summary {
+                api,
+                app,
+                decision: refusal.code(),
+                status: refusal.status(),
+            },
+            Some(refusal),
+            started,
+        );
+        response
+    }
+
+    fn finish(&self, outcome: Summary<'_>, refusal: Option<Refusal>, started: Instant) {
+        let elapsed = started.elapsed();
+        self.metrics.request_duration.record(elapsed.as_secs_f64());
+        let counters = outcome.api.map_or(self.metrics.unrouted(), |api| &api.requests);
+        match refusal {
+            Some(refusal) => counters.answered(&self.metrics, refusal.index(), refusal.code(), refusal.status().as_u16()),
+            None => counters.proxied(&self.metrics, outcome.status.as_u16()),
+        }
+        if self.access_log {
+            tracing::info!(
+                target: "tollgate_agent::access",
+                api = outcome.api.map_or("", |api| &*api.slug),
+                app = %outcome.app.map(|a| a.to_string()).unwrap_or_default(),
+                status = outcome.status.as_u16(),
+                decision = outcome.decision,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}
+
+/// The request's host without port, lowercased (allocating only if it was not already).
+fn request_host(parts: &Parts) -> Option<Cow<'_, str>> {
+    let raw = parts
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| parts.uri.host())?;
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(host, _port)| host)
+    };
+    let host = host.trim_end_matches('.');
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
+}

@@ -1,0 +1,104 @@
+//! Answers the agent gives itself, as `{"error": "<code>", "message": "..."}`.
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+/// Response bodies: streamed from the upstream, or the agent's own.
+pub(crate) type Body = Either<Incoming, Full<Bytes>>;
+
+/// Why the agent answered a request itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NotReady,
+    UnknownApi,
+    ApiRetired,
+    NoMatchingRule,
+    MissingCredentials,
+    InvalidCredentials,
+    ApplicationNotLive,
+    LimitExceeded,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::UnknownApi | Refusal::NoMatchingRule => StatusCode::NOT_FOUND,
+            Refusal::ApiRetired => StatusCode::GONE,
+            Refusal::MissingCredentials => StatusCode::UNAUTHORIZED,
+            Refusal::InvalidCredentials | Refusal::ApplicationNotLive => StatusCode::FORBIDDEN,
+            Refusal::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `error` code, also the `decision` label of `tollgate_agent_requests_total`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::NotReady => "not_ready",
+            Refusal::UnknownApi => "unknown_api",
+            Refusal::ApiRetired => "api_retired",
+            Refusal::NoMatchingRule => "no_matching_rule",
+            Refusal::MissingCredentials => "missing_credentials",
+            Refusal::InvalidCredentials => "invalid_credentials",
+            Refusal::ApplicationNotLive => "application_not_live",
+            Refusal::LimitExceeded => "limit_exceeded",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The whole JSON body, written out so answering costs no formatting.
+    fn body(self) -> &'static str {
+        match self {
+            Refusal::NotReady => r#"{"error":"not_ready","message":"The gateway has not loaded its configuration yet."}"#,
+            Refusal::UnknownApi => r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#,
+            Refusal::ApiRetired => r#"{"error":"api_retired","message":"This API has been retired."}"#,
+            Refusal::NoMatchingRule => r#"{"error":"no_matching_rule","message":"No mapping rule of this API matches the request method and path."}"#,
+            Refusal::MissingCredentials => r#"{"error":"missing_credentials","message":"This API requires credentials; none were found in the request."}"#,
+            Refusal::InvalidCredentials => r#"{"error":"invalid_credentials","message":"The credentials are unknown, expired or revoked, or not valid for this API."}"#,
+            Refusal::ApplicationNotLive => r#"{"error":"application_not_live","message":"The application is pending approval or suspended."}"#,
+            Refusal::LimitExceeded => r#"{"error":"limit_exceeded","message":"A usage limit of the application's plan has been reached."}"#,
+            Refusal::UpstreamUnavailable => r#"{"error":"upstream_unavailable","message":"The API's upstream service could not be reached."}"#,
+            Refusal::UpstreamTimeout => r#"{"error":"upstream_timeout","message":"The API's upstream service did not answer in time."}"#,
+        }
+    }
+
+    /// Dense index for metric handle caches.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn response(self) -> Response<Body> {
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body().as_bytes()))));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+pub(crate) static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub(crate) static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub(crate) static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// 429 for the limit `max` whose counter stands at `used`; `reset` is the number of seconds
+/// until its window ends (`None` for an eternity limit, which never resets).
+pub(crate) fn limit_exceeded(max: u64, used: u64, reset: Option<u64>) -> Response<Body> {
+    let mut response = Refusal::LimitExceeded.response();
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(max));
+    headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(max.saturating_sub(used)));
+    if let Some(reset) = reset {
+        headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset));
+        headers.insert(RETRY_AFTER, HeaderValue::from(reset));
+    }
+    response
+}

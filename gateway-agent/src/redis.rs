@@ -1,0 +1,149 @@
+//! Optional shared counters in Redis, for limits that hold across a cluster of agents.
+//!
+//! One Lua script per request checks every limit and, only if all have room, increments
+//! every counter and sets its TTL to the window's end: Redis runs scripts atomically, so
+//! agents sharing a Redis can never over-admit together. When Redis fails or is slow the
+//! agent falls back to its local counters at once (the request is not failed), reports
+//! `tollgate_agent_redis_up 0`, logs once, and probes in the background until Redis is back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use tokio::sync::watch;
+
+use crate::enforce::counters::{Check, Outcome, RETENTION_SECS};
+use crate::settings::RedisUrl;
+use crate::telemetry::Metrics;
+
+/// The most a request waits for Redis before counting locally.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(250);
+/// How often a down Redis is probed.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+const SCRIPT: &str = r"
+-- KEYS: counters. ARGV: per counter, amount, max and TTL in ms (0: none).
+for i = 1, #KEYS do
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
+    return {0, i - 1, used}
+  end
+end
+for i = 1, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  local ttl = tonumber(ARGV[3 * i])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return {1, 0, 0}
+";
+
+pub(crate) struct SharedCounters {
+    manager: ConnectionManager,
+    script: Script,
+    up: AtomicBool,
+    url: RedisUrl,
+    metrics: Arc<Metrics>,
+}
+
+impl SharedCounters {
+    /// Does not connect yet; see [`SharedCounters::probe`].
+    pub fn new(url: &RedisUrl, metrics: Arc<Metrics>) -> Result<SharedCounters, redis::RedisError> {
+        let client = Client::open(url.expose())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REQUEST_TIMEOUT))
+            .set_response_timeout(Some(REQUEST_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(PROBE_INTERVAL);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        metrics.redis_up.set(0.0);
+        Ok(SharedCounters {
+            manager,
+            script: Script::new(SCRIPT),
+            up: AtomicBool::new(false),
+            url: url.clone(),
+            metrics,
+        })
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn set_up(&self, up: bool) {
+        self.metrics.redis_up.set(if up { 1.0 } else { 0.0 });
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!(redis = %self.url, "redis reachable: using shared counters");
+            } else {
+                tracing::warn!(redis = %self.url, "redis unavailable: falling back to local counters");
+            }
+        }
+    }
+
+    /// Pings Redis and records whether it answered.
+    pub async fn probe(&self) -> bool {
+        let mut connection = self.manager.clone();
+        let ping = redis::cmd("PING").query_async::<String>(&mut connection);
+        let up = matches!(tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await, Ok(Ok(_)));
+        self.set_up(up);
+        up
+    }
+
+    /// Probes a down Redis every [`PROBE_INTERVAL`] until `stop` changes.
+    pub async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            if !self.is_up() {
+                self.probe().await;
+            }
+        }
+    }
+
+    /// `None` if Redis did not answer in time; the caller counts locally instead.
+    pub async fn check_and_add(&self, checks: &[Check], now: Timestamp) -> Option<Outcome> {
+        let mut invocation = self.script.prepare_invoke();
+        for check in checks {
+            let key = check.key;
+            invocation.key(format!(
+                "tg:{{{}}}:{}:{}:{}",
+                key.app,
+                key.metric,
+                key.period.as_str(),
+                key.window.0
+            ));
+        }
+        for check in checks {
+            let ttl_ms = check.window_end.map_or(0, |end| {
+                let left = end.as_millisecond() - now.as_millisecond();
+                left.max(0) + RETENTION_SECS * 1000
+            });
+            invocation.arg(check.amount).arg(check.max).arg(ttl_ms);
+        }
+        let mut connection = self.manager.clone();
+        let call = invocation.invoke_async::<(i64, i64, i64)>(&mut connection);
+        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+            Ok(Ok((1, _, _))) => Some(Outcome::Admitted),
+            Ok(Ok((_, index, used))) => Some(Outcome::Rejected {
+                index: usize::try_from(index).unwrap_or(0),
+                used: u64::try_from(used).unwrap_or(0),
+            }),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "redis call failed");
+                self.set_up(false);
+                None
+            }
+            Err(_elapsed) => {
+                self.set_up(false);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Settings from `TOLLGATE_AGENT_*` environment variables, validated once at startup.
+//! Every error names the setting it is about; the binary exits 2 on one. See docs/AGENT.md.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper::Uri;
+use hyper::header::HeaderValue;
+
+use crate::clock::Clock;
+
+/// A problem with one setting, phrased for the operator. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct SettingsError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        setting,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The management server's base URL: `http://host[:port][/prefix]`, kept without a trailing
+/// slash so endpoint paths can be appended.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    base: String,
+}
+
+impl ServerUrl {
+    pub fn parse(raw: &str) -> Result<ServerUrl, String> {
+        let uri: Uri = raw
+            .parse()
+            .map_err(|_| format!("`{raw}` is not a URL such as http://127.0.0.1:8080"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(
+                    "https:// is not supported by this build; use http:// (e.g. to a local TLS-terminating proxy)"
+                        .to_owned(),
+                );
+            }
+            _ => return Err(format!("`{raw}` is not an http:// URL")),
+        }
+        if uri.authority().is_none_or(|a| a.host().is_empty()) {
+            return Err(format!("`{raw}` has no host"));
+        }
+        if uri.query().is_some() {
+            return Err(format!("`{raw}` must not have a query string"));
+        }
+        Ok(ServerUrl {
+            base: raw.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The URI of an endpoint path such as `/agent/v1/status` (with optional query).
+    pub fn endpoint(&self, path_and_query: &str) -> Result<Uri, hyper::http::uri::InvalidUri> {
+        format!("{}{path_and_query}", self.base).parse()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+impl fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerUrl({})", self.base)
+    }
+}
+
+/// The agent's bearer token. `Debug` is redacted and there is no `Display`, so it cannot
+/// end up in a log line by accident.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: impl Into<String>) -> Token {
+        Token(token.into())
+    }
+
+    fn parse(raw: &str) -> Result<Token, String> {
+        if raw.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err("contains spaces or control characters".to_owned());
+        }
+        Ok(Token(raw.to_owned()))
+    }
+
+    /// `Bearer <token>`, marked sensitive so HTTP tooling does not print it.
+    pub(crate) fn authorization(&self) -> Option<HeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(redacted)")
+    }
+}
+
+/// A `redis://` URL. Its `Display` hides any password.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn parse(raw: &str) -> Result<RedisUrl, String> {
+        if !raw.starts_with("redis://") {
+            return Err("must start with redis:// (TLS is not supported by this build)".to_owned());
+        }
+        ::redis::Client::open(raw).map_err(|e| format!("not a valid Redis URL ({e})"))?;
+        Ok(RedisUrl(raw.to_owned()))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rest = &self.0["redis://".len()..];
+        match rest.rsplit_once('@') {
+            Some((_, host)) => write!(f, "redis://***@{host}"),
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// Everything the agent is configured with. Build it with [`Settings::from_env`] in the
+/// binary, or [`Settings::new`] plus field assignments in tests.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Management server base URL (`TOLLGATE_AGENT_SERVER`).
+    pub server: ServerUrl,
+    /// Bearer token for the management server (`TOLLGATE_AGENT_TOKEN`).
+    pub token: Token,
+    /// Proxy listener (`TOLLGATE_AGENT_LISTEN`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `/healthz`, `/ready`, `/metrics` (`TOLLGATE_AGENT_ADMIN_LISTEN`).
+    pub admin_listen: SocketAddr,
+    /// Last good config, agent id and usage spool (`TOLLGATE_AGENT_STATE_DIR`).
+    pub state_dir: PathBuf,
+    /// Shared counters for cluster-exact limits (`TOLLGATE_AGENT_REDIS_URL`).
+    pub redis_url: Option<RedisUrl>,
+    /// How often usage is sealed into a batch and sent (`TOLLGATE_AGENT_FLUSH_INTERVAL_MS`).
+    pub flush_interval: Duration,
+    pub upstream_connect_timeout: Duration,
+    /// Until the upstream's response head (`TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS`).
+    pub upstream_timeout: Duration,
+    /// One log line per request (`TOLLGATE_AGENT_ACCESS_LOG=on`).
+    pub access_log: bool,
+    /// tracing filter (`TOLLGATE_AGENT_LOG`), used by the binary.
+    pub log: String,
+    pub log_format: LogFormat,
+    /// Beyond this the spool stops taking new batches (`TOLLGATE_AGENT_SPOOL_MAX_BYTES`).
+    pub spool_max_bytes: u64,
+    /// Source of "now" for windows, expiry and usage minutes. Not settable from the
+    /// environment: tests inject a [`crate::ManualClock`].
+    pub clock: Clock,
+}
+
+impl Settings {
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+    pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9081";
+    pub const DEFAULT_STATE_DIR: &str = "./tollgate-agent-state";
+    pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+    /// Defaults for everything but the server, token and state directory.
+    pub fn new(server: ServerUrl, token: Token, state_dir: PathBuf) -> Settings {
+        Settings {
+            server,
+            token,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
+            state_dir,
+            redis_url: None,
+            flush_interval: Duration::from_millis(1000),
+            upstream_connect_timeout: Duration::from_millis(2000),
+            upstream_timeout: Duration::from_millis(30_000),
+            access_log: false,
+            log: "info".to_owned(),
+            log_format: LogFormat::Human,
+            spool_max_bytes: Self::DEFAULT_SPOOL_MAX_BYTES,
+            clock: Clock::system(),
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `var`; empty values count as unset.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |name: &str| var(name).filter(|v| !v.is_empty());
+
+        let server = get("TOLLGATE_AGENT_SERVER").ok_or_else(|| {
+            invalid(
+                "TOLLGATE_AGENT_SERVER",
+                "required: the management server URL, e.g. http://127.0.0.1:8080",
+            )
+        })?;
+        let server =
+            ServerUrl::parse(&server).map_err(|m| invalid("TOLLGATE_AGENT_SERVER", m))?;
+        let token = get("TOLLGATE_AGENT_TOKEN").ok_or_else(|| {
+            invalid(
+                "TOLLGATE_AGENT_TOKEN",
+                "required: the agent token shown when the gateway was registered",
+            )
+        })?;
+        let token = Token::parse(&token).map_err(|m| invalid("TOLLGATE_AGENT_TOKEN", m))?;
+        let state_dir = get("TOLLGATE_AGENT_STATE_DIR")
+            .unwrap_or_else(|| Self::DEFAULT_STATE_DIR.to_owned());
+        let mut settings = Settings::new(server, token, PathBuf::from(state_dir));
+
+        if let Some(v) = get("TOLLGATE_AGENT_LISTEN") {
+            settings.listen = address("TOLLGATE_AGENT_LISTEN", &v)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_ADMIN_LISTEN") {
+            settings.admin_listen = address("TOLLGATE_AGENT_ADMIN_LISTEN", &v)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_REDIS_URL") {
+            settings.redis_url =
+                Some(RedisUrl::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_REDIS_URL", m))?);
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_FLUSH_INTERVAL_MS") {
+            settings.flush_interval =
+                millis("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", &v, 10, 3_600_000)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_UPSTREAM_CONNECT_TIMEOUT_MS") {
+            settings.upstream_connect_timeout =
+                millis("TOLLGATE_AGENT_UPSTREAM_CONNECT_TIMEOUT_MS", &v, 1, 600_000)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS") {
+            settings.upstream_timeout =
+                millis("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS", &v, 1, 3_600_000)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_ACCESS_LOG") {
+            settings.access_log = match v.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(invalid("TOLLGATE_AGENT_ACCESS_LOG", format!("`{v}` is not on or off"))),
+            };
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_LOG") {
+            if tracing_subscriber::EnvFilter::try_new(&v).is_err() {
+                return Err(invalid(
+                    "TOLLGATE_AGENT_LOG",
+                    format!("`{v}` is not a log filter such as info or info,tollgate_agent=debug"),
+                ));
+            }
+            settings.log = v;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_LOG_FORMAT") {
+            settings.log_format = match v.as_str() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(invalid(
+                        "TOLLGATE_AGENT_LOG_FORMAT",
+                        format!("`{v}` is not human or json"),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_SPOOL_MAX_BYTES") {
+            settings.spool_max_bytes = bytes("TOLLGATE_AGENT_SPOOL_MAX_BYTES", &v)?;
+        }
+        Ok(settings)
+    }
+}
+
+fn address(setting: &'static str, value: &str) -> Result<SocketAddr, SettingsError> {
+    value
+        .parse()
+        .map_err(|_| invalid(setting, format!("`{value}` is not an address such as 127.0.0.1:8081")))
+}
+
+fn millis(setting: &'static str, value: &str, min: u64, max: u64) -> Result<Duration, SettingsError> {
+    match value.parse::<u64>() {
+        Ok(ms) if (min..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(invalid(
+            setting,
+            format!("`{value}` is not a number of milliseconds from {min} to {max}"),
+        )),
+    }
+}
+
+/// Bytes, optionally with a KiB/MiB/GiB suffix.
+fn bytes(setting: &'static str, value: &str) -> Result<u64, SettingsError> {
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, ""),
+    };
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n >= 4096)
+        .ok_or_else(|| {
+            invalid(
+                setting,
+                format!("`{value}` is not a size of at least 4096 bytes, such as 268435456 or 256MiB"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut map: HashMap<String, String> = HashMap::new();
+        map.insert("TOLLGATE_AGENT_SERVER".into(), "http://127.0.0.1:8080/".into());
+        map.insert("TOLLGATE_AGENT_TOKEN".into(), "tg_agt_secret".into());
+        for (k, v) in vars {
+            map.insert((*k).into(), (*v).into());
+        }
+        Settings::from_vars(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[]).expect("valid");
+        assert_eq!(s.server.as_str(), "http://127.0.0.1:8080");
+        assert_eq!(s.listen.to_string(), Settings::DEFAULT_LISTEN);
+        assert_eq!(s.admin_listen.to_string(), Settings::DEFAULT_ADMIN_LISTEN);
+        assert_eq!(s.flush_interval, Duration::from_secs(1));
+        assert_eq!(s.spool_max_bytes, 256 << 20);
+        assert!(!s.access_log);
+        assert!(!format!("{s:?}").contains("tg_agt_secret"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
+        assert_eq!(err(&[("TOLLGATE_AGENT_LISTEN", "nope")]), "TOLLGATE_AGENT_LISTEN");
+        assert_eq!(err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]), "TOLLGATE_AGENT_SERVER");
+        assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");
+        assert_eq!(err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]), "TOLLGATE_AGENT_FLUSH_INTERVAL_MS");
+        assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]), "TOLLGATE_AGENT_REDIS_URL");
+        assert_eq!(err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]), "TOLLGATE_AGENT_SPOOL_MAX_BYTES");
+        assert_eq!(err(&[("TOLLGATE_AGENT_TOKEN", "a b")]), "TOLLGATE_AGENT_TOKEN");
+        let e = parse(&[("TOLLGATE_AGENT_TOKEN", "bad token")]).expect_err("invalid");
+        assert!(!e.to_string().contains("bad token"));
+    }
+
+    #[test]
+    fn sizes_and_redaction() {
+        assert_eq!(parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")]).expect("ok").spool_max_bytes, 1 << 20);
+        let url = RedisUrl::parse("redis://user:pw@127.0.0.1:6379/0").expect("ok");
+        assert_eq!(url.to_string(), "redis://***@127.0.0.1:6379/0");
+    }
+}

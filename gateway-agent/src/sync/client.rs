@@ -1,0 +1,110 @@
+//! The HTTP client for the management server's agent endpoints.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tollgate_protocol::{NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+
+use crate::settings::{ServerUrl, Token};
+
+/// How long a POST (status, usage) may take in all.
+const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the config stream may take to answer with its response head.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlPlaneError {
+    #[error("cannot reach the management server: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    #[error("the management server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("reading the management server's response: {0}")]
+    Body(#[source] hyper::Error),
+    #[error("cannot build a request for the management server: {0}")]
+    Request(String),
+}
+
+pub(crate) struct ControlPlane {
+    server: ServerUrl,
+    authorization: Option<HeaderValue>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ControlPlane {
+    pub fn new(server: ServerUrl, token: &Token) -> ControlPlane {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_nodelay(true);
+        ControlPlane {
+            server,
+            authorization: token.authorization(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    pub fn server(&self) -> &ServerUrl {
+        &self.server
+    }
+
+    fn request(&self, method: Method, path_and_query: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ControlPlaneError> {
+        let uri = self
+            .server
+            .endpoint(path_and_query)
+            .map_err(|e| ControlPlaneError::Request(e.to_string()))?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
+        if let Some(authorization) = &self.authorization {
+            builder = builder.header(AUTHORIZATION, authorization.clone());
+        }
+        if !body.is_empty() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        builder
+            .body(Full::new(body))
+            .map_err(|e| ControlPlaneError::Request(e.to_string()))
+    }
+
+    /// Posts a JSON body; returns the status and the whole response body.
+    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<(StatusCode, Bytes), ControlPlaneError> {
+        let request = self.request(Method::POST, path, body)?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(ControlPlaneError::Unreachable)?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(ControlPlaneError::Body)?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(POST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ControlPlaneError::Timeout(POST_TIMEOUT))?
+    }
+
+    /// Opens a long-lived GET (the config stream) and returns once its head arrives.
+    pub async fn open_stream(&self, path_and_query: &str) -> Result<Response<Incoming>, ControlPlaneError> {
+        let mut request = self.request(Method::GET, path_and_query, Bytes::new())?;
+        request
+            .headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static(NDJSON_CONTENT_TYPE));
+        tokio::time::timeout(CONNECT_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| ControlPlaneError::Timeout(CONNECT_TIMEOUT))?
+            .map_err(ControlPlaneError::Unreachable)
+    }
+}

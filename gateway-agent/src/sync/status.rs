@@ -1,0 +1,52 @@
+//! Status reports to the management server: on every applied or rejected revision, and
+//! every [`INTERVAL`] as the agent's heartbeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tollgate_protocol::{AgentStatus, STATUS_PATH};
+
+use super::Backoff;
+use super::client::ControlPlane;
+
+/// Heartbeat period of status reports.
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
+
+/// Posts the latest status whenever it changes (coalescing bursts) and every [`INTERVAL`];
+/// retries a failed post sooner, with backoff.
+pub(crate) async fn report(
+    control_plane: Arc<ControlPlane>,
+    mut status: watch::Receiver<AgentStatus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let current = status.borrow_and_update().clone();
+        let wait = match post(&control_plane, &current).await {
+            Ok(()) => {
+                backoff.reset();
+                INTERVAL
+            }
+            Err(reason) => {
+                tracing::debug!(%reason, "status report failed");
+                backoff.next_delay().min(INTERVAL)
+            }
+        };
+        tokio::select! {
+            changed = status.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn post(control_plane: &ControlPlane, status: &AgentStatus) -> Result<(), String> {
+    let body = serde_json::to_vec(status).map_err(|e| e.to_string())?;
+    match control_plane.post_json(STATUS_PATH, Bytes::from(body)).await {
+        Ok((code, _)) if code.is_success() => Ok(()),
+        Ok((code, _)) => Err(format!("status {code}")),
+        Err(err) => Err(err.to_string()),
+    }
+}

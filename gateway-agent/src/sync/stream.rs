@@ -1,0 +1,388 @@
+//! The config stream: one long-lived `GET /agent/v1/config?revision=N` whose NDJSON body
+//! carries a snapshot or deltas, then deltas as they commit, and heartbeats.
+//!
+//! Every update is validated and compiled on a blocking thread (never on the request path),
+//! then swapped in with one atomic store, persisted, and reported. An update that fails
+//! validation or compilation is reported as rejected and the last good config stays in
+//! service. A delta that does not apply to the current revision, a heartbeat announcing a
+//! revision the agent has not seen, [`SILENCE`] without a byte, or any stream error ends
+//! the connection; the agent reconnects with backoff and `?revision=` of what it enforces.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::header::CONTENT_TYPE;
+use tokio::sync::watch;
+use tollgate_protocol::{
+    AgentStatus, CONFIG_STREAM_PATH, ConfigMessage, CurrentUsage, Delta, NDJSON_CONTENT_TYPE,
+    PROTOCOL_VERSION, Rejection, Snapshot,
+};
+
+use super::Backoff;
+use super::client::{ControlPlane, ControlPlaneError};
+use crate::config::{Config, ConfigError, LiveConfig, apply_delta, compile_snapshot};
+use crate::enforce::Limiter;
+use crate::telemetry::Metrics;
+
+/// The server sends a heartbeat at least every 5 s; three missed ones mean a dead link.
+pub(crate) const SILENCE: Duration = Duration::from_secs(15);
+
+/// Where the config being served came from, for `/ready`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Source {
+    None = 0,
+    Disk = 1,
+    Server = 2,
+}
+
+impl Source {
+    pub fn load(cell: &AtomicU8) -> Source {
+        match cell.load(Ordering::Relaxed) {
+            1 => Source::Disk,
+            2 => Source::Server,
+            _ => Source::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::None => "none",
+            Source::Disk => "disk",
+            Source::Server => "server",
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
+    #[error("the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN")]
+    Unauthorized,
+    #[error("the management server answered {0}")]
+    Status(StatusCode),
+    #[error("the management server answered with content type {0:?}, not {NDJSON_CONTENT_TYPE}")]
+    ContentType(String),
+    #[error("no data from the management server for {}s", SILENCE.as_secs())]
+    Silent,
+    #[error("the management server closed the config stream")]
+    Closed,
+    #[error("reading the config stream: {0}")]
+    Body(#[source] hyper::Error),
+    #[error("missed an update: delta {base} → {revision} does not apply to revision {current:?}")]
+    Gap {
+        base: u64,
+        revision: u64,
+        current: Option<u64>,
+    },
+    #[error("missed an update: the server is at revision {server}, the agent at {agent:?}")]
+    Behind { server: u64, agent: Option<u64> },
+    #[error("shutting down")]
+    Stopped,
+}
+
+/// Everything the sync task updates.
+pub(crate) struct Sync {
+    pub control_plane: Arc<ControlPlane>,
+    pub live: Arc<LiveConfig>,
+    pub source: Arc<AtomicU8>,
+    pub limiter: Arc<Limiter>,
+    pub metrics: Arc<Metrics>,
+    pub status: watch::Sender<AgentStatus>,
+    pub persist: watch::Sender<Option<Arc<Config>>>,
+}
+
+struct State {
+    /// What deltas apply to: the live config, or the one loaded from disk before it is live.
+    base: Option<Arc<Config>>,
+    /// The disk config has not been put in service yet.
+    standby: bool,
+    rejected: Option<Rejection>,
+}
+
+impl State {
+    fn revision(&self) -> Option<u64> {
+        self.base.as_ref().map(|c| c.revision)
+    }
+
+    /// The newest revision the agent has seen, applied or rejected.
+    fn seen(&self) -> Option<u64> {
+        self.revision()
+            .max(self.rejected.as_ref().map(|r| r.revision))
+    }
+}
+
+impl Sync {
+    /// Runs until `stop` changes. `standby` is the config loaded from disk, served if the
+    /// management server cannot be reached.
+    pub async fn run(self, standby: Option<Arc<Config>>, mut stop: watch::Receiver<bool>) {
+        let mut state = State {
+            standby: standby.is_some(),
+            base: standby,
+            rejected: None,
+        };
+        let mut backoff = Backoff::new();
+        loop {
+            let end = tokio::select! {
+                end = self.session(&mut state, &mut backoff) => end,
+                _ = stop.changed() => SessionEnd::Stopped,
+            };
+            self.metrics.cp_connected.set(0.0);
+            match &end {
+                SessionEnd::Stopped => return,
+                SessionEnd::Unauthorized => tracing::error!(server = %self.control_plane.server(), "{end}"),
+                SessionEnd::Gap { .. } | SessionEnd::Behind { .. } => tracing::info!("{end}; reconnecting"),
+                _ => tracing::warn!(server = %self.control_plane.server(), "config stream: {end}; reconnecting"),
+            }
+            if state.standby {
+                self.serve_standby(&mut state);
+            }
+            let delay = match end {
+                // Resume at once: the server answers with what was missed.
+                SessionEnd::Gap { .. } | SessionEnd::Behind { .. } => Duration::ZERO,
+                _ => backoff.next_delay(),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// The server is unreachable before the first config arrived: serve the disk copy.
+    fn serve_standby(&self, state: &mut State) {
+        state.standby = false;
+        if let Some(config) = &state.base {
+            tracing::warn!(
+                revision = config.revision,
+                "management server unreachable: serving the last good config from disk"
+            );
+            self.live.store(Some(config.clone()));
+            self.source.store(Source::Disk as u8, Ordering::Relaxed);
+            self.metrics.config_revision.set(config.revision as f64);
+            self.report(state);
+        }
+    }
+
+    async fn session(&self, state: &mut State, backoff: &mut Backoff) -> SessionEnd {
+        let path = match state.revision() {
+            Some(revision) => format!("{CONFIG_STREAM_PATH}?revision={revision}"),
+            None => CONFIG_STREAM_PATH.to_owned(),
+        };
+        let response = match self.control_plane.open_stream(&path).await {
+            Ok(response) => response,
+            Err(err) => return err.into(),
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED => return SessionEnd::Unauthorized,
+            status => return SessionEnd::Status(status),
+        }
+        if let Some(kind) = response.headers().get(CONTENT_TYPE)
+            && !kind.as_bytes().starts_with(NDJSON_CONTENT_TYPE.as_bytes())
+        {
+            return SessionEnd::ContentType(String::from_utf8_lossy(kind.as_bytes()).into_owned());
+        }
+        tracing::info!(server = %self.control_plane.server(), revision = ?state.revision(), "config stream connected");
+        self.metrics.cp_connected.set(1.0);
+        let mut body = response.into_body();
+        let mut buffer = BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout(SILENCE, body.frame()).await {
+                Err(_) => return SessionEnd::Silent,
+                Ok(None) => return SessionEnd::Closed,
+                Ok(Some(Err(err))) => return SessionEnd::Body(err),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            buffer.extend_from_slice(&data);
+            // Scan only the new bytes for line ends; a snapshot line can be very long.
+            let mut scanned = buffer.len() - data.len();
+            while let Some(at) = buffer[scanned..].iter().position(|&b| b == b'\n') {
+                let line = buffer.split_to(scanned + at + 1).freeze();
+                scanned = 0;
+                if let Err(end) = self.handle_line(state, line, backoff).await {
+                    return end;
+                }
+            }
+            if buffer.is_empty() {
+                // Give back the capacity a big snapshot line needed.
+                buffer = BytesMut::new();
+            }
+        }
+    }
+
+    async fn handle_line(&self, state: &mut State, mut line: Bytes, backoff: &mut Backoff) -> Result<(), SessionEnd> {
+        while line.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            line.truncate(line.len() - 1);
+        }
+        if line.is_empty() {
+            return Ok(());
+        }
+        let message = match serde_json::from_slice::<ConfigMessage>(&line) {
+            Ok(message) => message,
+            Err(err) => {
+                // Unreadable: reject it under the revision it claims, if any.
+                let revision = claimed_revision(&line);
+                drop(line);
+                self.reject(state, revision, format!("unreadable config message: {err}"));
+                return Ok(());
+            }
+        };
+        drop(line);
+        match message {
+            ConfigMessage::Snapshot(snapshot) => {
+                backoff.reset();
+                self.apply_snapshot(state, snapshot).await;
+            }
+            ConfigMessage::Delta(delta) => {
+                backoff.reset();
+                if state.base.is_none() || state.revision() != Some(delta.base_revision) {
+                    // A delta building on a revision this agent rejected is a gap too.
+                    return Err(SessionEnd::Gap {
+                        base: delta.base_revision,
+                        revision: delta.revision,
+                        current: state.revision(),
+                    });
+                }
+                self.apply_delta(state, delta).await;
+            }
+            ConfigMessage::Heartbeat(heartbeat) => {
+                backoff.reset();
+                if state.seen().is_none_or(|seen| heartbeat.revision > seen) {
+                    return Err(SessionEnd::Behind {
+                        server: heartbeat.revision,
+                        agent: state.revision(),
+                    });
+                }
+            }
+            ConfigMessage::Unknown => {}
+        }
+        Ok(())
+    }
+
+    async fn apply_snapshot(&self, state: &mut State, snapshot: Snapshot) {
+        let revision = snapshot.revision;
+        let credentials = snapshot.credentials.len();
+        let started = Instant::now();
+        let limiter = self.limiter.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let (config, usage) = compile_snapshot(snapshot)?;
+            seed(&config, &usage, &limiter);
+            Ok::<_, ConfigError>(config)
+        })
+        .await;
+        match compiled {
+            Ok(Ok(config)) => {
+                tracing::info!(
+                    revision,
+                    credentials,
+                    compile_ms = started.elapsed().as_millis() as u64,
+                    "applied config snapshot"
+                );
+                self.install(state, Arc::new(config));
+            }
+            Ok(Err(err)) => self.reject(state, Some(revision), err.to_string()),
+            Err(join) => self.reject(state, Some(revision), format!("compiler crashed: {join}")),
+        }
+    }
+
+    async fn apply_delta(&self, state: &mut State, delta: Delta) {
+        let Some(base) = state.base.clone() else { return };
+        let revision = delta.revision;
+        let changes = delta.changes.len();
+        let applied = tokio::task::spawn_blocking(move || apply_delta(&base, delta)).await;
+        match applied {
+            Ok(Ok(config)) => {
+                tracing::debug!(revision, changes, "applied config delta");
+                self.install(state, Arc::new(config));
+            }
+            Ok(Err(err)) => self.reject(state, Some(revision), err.to_string()),
+            Err(join) => self.reject(state, Some(revision), format!("compiler crashed: {join}")),
+        }
+    }
+
+    fn install(&self, state: &mut State, config: Arc<Config>) {
+        let revision = config.revision;
+        self.live.store(Some(config.clone()));
+        self.source.store(Source::Server as u8, Ordering::Relaxed);
+        self.metrics.config_revision.set(revision as f64);
+        state.base = Some(config.clone());
+        state.standby = false;
+        if state.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
+            state.rejected = None;
+        }
+        self.report(state);
+        self.persist.send_replace(Some(config));
+    }
+
+    fn reject(&self, state: &mut State, revision: Option<u64>, reason: String) {
+        tracing::warn!(revision, %reason, "config update rejected; the last good config stays in service");
+        self.metrics.config_rejected.increment(1);
+        if let Some(revision) = revision {
+            state.rejected = Some(Rejection { revision, reason });
+        }
+        self.report(state);
+    }
+
+    fn report(&self, state: &State) {
+        // The standby config is not enforced until it is served.
+        let applied = if state.standby { None } else { state.revision() };
+        self.status.send_replace(AgentStatus {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: crate::AGENT_VERSION.to_owned(),
+            applied_revision: applied,
+            rejected: state.rejected.clone(),
+        });
+    }
+}
+
+/// Raises local counters to the usage the server has seen. Blocking (a snapshot may carry
+/// usage for every application).
+pub(crate) fn seed(config: &Config, usage: &[CurrentUsage], limiter: &Limiter) {
+    for entry in usage {
+        let Some(plan) = config
+            .apps
+            .by_id
+            .get(&entry.application_id)
+            .and_then(|&slot| config.apps.get(slot))
+            .and_then(|app| config.catalog.plan(app.plan))
+        else {
+            continue;
+        };
+        let Ok(start) = jiff::Timestamp::from_second(entry.window_start.0) else {
+            continue;
+        };
+        let window = entry.period.window(start, plan.limits.time_zone());
+        // A window_start that is not the start of a window in the plan's calendar is stale
+        // (the plan's time zone changed): ignore it rather than count it somewhere else.
+        if window.id() != entry.window_start {
+            continue;
+        }
+        limiter.local.seed(
+            crate::enforce::counters::CounterKey {
+                app: entry.application_id,
+                metric: entry.metric,
+                period: entry.period,
+                window: entry.window_start,
+            },
+            entry.value,
+            window.end,
+        );
+    }
+}
+
+/// The `revision` of a message that does not parse as a whole, if it has one.
+fn claimed_revision(line: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Claim {
+        revision: u64,
+    }
+    serde_json::from_slice::<Claim>(line).ok().map(|c| c.revision)
+}

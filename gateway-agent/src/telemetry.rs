@@ -1,0 +1,173 @@
+//! Logging setup and the agent's Prometheus metrics.
+//!
+//! Each agent owns its recorder instead of installing a process-global one: handles are
+//! registered once and cached (the request path never looks a metric up by name), and
+//! several agents in one test process keep separate numbers.
+
+use std::sync::{Arc, OnceLock};
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::LogFormat;
+
+/// Installs the global tracing subscriber (first call wins, so tests may call it freely).
+pub fn init_logging(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+pub(crate) const REQUESTS_TOTAL: &str = "tollgate_agent_requests_total";
+pub(crate) const REQUEST_DURATION: &str = "tollgate_agent_request_duration_seconds";
+pub(crate) const CONFIG_REVISION: &str = "tollgate_agent_config_revision";
+pub(crate) const CP_CONNECTED: &str = "tollgate_agent_cp_connected";
+pub(crate) const SPOOL_BYTES: &str = "tollgate_agent_spool_bytes";
+pub(crate) const USAGE_DROPPED: &str = "tollgate_agent_usage_dropped_total";
+pub(crate) const CONFIG_REJECTED: &str = "tollgate_agent_config_rejected_total";
+pub(crate) const REDIS_UP: &str = "tollgate_agent_redis_up";
+
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+const METADATA: Metadata<'static> =
+    Metadata::new("tollgate_agent", metrics::Level::INFO, Some(module_path!()));
+
+/// The agent's metric handles and the recorder that renders them.
+pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub config_revision: Gauge,
+    pub cp_connected: Gauge,
+    pub spool_bytes: Gauge,
+    pub usage_dropped: Counter,
+    pub config_rejected: Counter,
+    pub redis_up: Gauge,
+    pub request_duration: Histogram,
+    /// Request counters of requests that matched no API.
+    unrouted: RequestCounters,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(REQUEST_DURATION.to_owned()),
+                &DURATION_BUCKETS,
+            )
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        let describe = |name: &'static str, help: &'static str| {
+            recorder.describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
+        };
+        describe(REQUESTS_TOTAL, "Requests answered, by API slug, decision and status code.");
+        describe(REQUEST_DURATION, "Time from request received to response head sent.");
+        describe(CONFIG_REVISION, "Config revision being enforced.");
+        describe(CP_CONNECTED, "1 while the config stream to the management server is open.");
+        describe(SPOOL_BYTES, "Bytes of usage batches waiting on disk for acknowledgement.");
+        describe(USAGE_DROPPED, "Usage batches dropped because the spool was full or the server refused them.");
+        describe(CONFIG_REJECTED, "Config updates rejected (invalid or not compilable).");
+        describe(REDIS_UP, "1 while shared Redis counters are in use, 0 while falling back to local counters.");
+        let key = |name: &'static str| Key::from_static_name(name);
+        let metrics = Metrics {
+            config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
+            cp_connected: recorder.register_gauge(&key(CP_CONNECTED), &METADATA),
+            spool_bytes: recorder.register_gauge(&key(SPOOL_BYTES), &METADATA),
+            usage_dropped: recorder.register_counter(&key(USAGE_DROPPED), &METADATA),
+            config_rejected: recorder.register_counter(&key(CONFIG_REJECTED), &METADATA),
+            redis_up: recorder.register_gauge(&key(REDIS_UP), &METADATA),
+            request_duration: recorder.register_histogram(&key(REQUEST_DURATION), &METADATA),
+            unrouted: RequestCounters::new(SharedString::const_str("")),
+            recorder,
+            handle,
+        };
+        metrics.cp_connected.set(0.0);
+        metrics.usage_dropped.absolute(0);
+        metrics.config_rejected.absolute(0);
+        Arc::new(metrics)
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; called on the flush tick.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    pub fn unrouted(&self) -> &RequestCounters {
+        &self.unrouted
+    }
+
+    fn register_request_counter(&self, api: &SharedString, decision: &'static str, status: u16) -> Counter {
+        let labels = vec![
+            Label::new("api", api.clone()),
+            Label::from_static_parts("decision", decision),
+            Label::new("status", status.to_string()),
+        ];
+        self.recorder
+            .register_counter(&Key::from_parts(REQUESTS_TOTAL, labels), &METADATA)
+    }
+}
+
+/// Lazily registered `tollgate_agent_requests_total` handles of one API, so the request
+/// path pays a registry lookup once per (decision, status) rather than per request.
+pub(crate) struct RequestCounters {
+    api: SharedString,
+    /// Proxied requests by upstream status 100..=599, allocated on first use.
+    proxied: OnceLock<Box<[OnceLock<Counter>]>>,
+    /// Requests the agent answered itself, by decision (each has a fixed status).
+    answered: [OnceLock<Counter>; ANSWERED_DECISIONS],
+}
+
+const STATUSES: usize = 500;
+
+/// Upper bound on the number of decisions the agent answers itself.
+pub(crate) const ANSWERED_DECISIONS: usize = 16;
+
+impl RequestCounters {
+    pub fn new(api: SharedString) -> RequestCounters {
+        RequestCounters {
+            api,
+            proxied: OnceLock::new(),
+            answered: Default::default(),
+        }
+    }
+
+    pub fn proxied(&self, metrics: &Metrics, status: u16) {
+        let slots = self
+            .proxied
+            .get_or_init(|| (0..STATUSES).map(|_| OnceLock::new()).collect());
+        let index = usize::from(status.clamp(100, 599) - 100);
+        match slots.get(index) {
+            Some(slot) => slot
+                .get_or_init(|| metrics.register_request_counter(&self.api, "proxied", status))
+                .increment(1),
+            None => metrics
+                .register_request_counter(&self.api, "proxied", status)
+                .increment(1),
+        }
+    }
+
+    /// `index` identifies the decision (below [`ANSWERED_DECISIONS`]), `code` names it.
+    pub fn answered(&self, metrics: &Metrics, index: usize, code: &'static str, status: u16) {
+        match self.answered.get(index) {
+            Some(slot) => slot
+                .get_or_init(|| metrics.register_request_counter(&self.api, code, status))
+                .increment(1),
+            None => metrics
+                .register_request_counter(&self.api, code, status)
+                .increment(1),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! In-memory usage counts per (application, metric, minute, status class).
+//!
+//! Each worker thread records into its own shard (a mutex that only the flush tick ever
+//! contends for), so the request path neither waits on I/O nor shares a lock with other
+//! requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tollgate_protocol::usage::{LATENCY_BUCKETS, latency_bucket};
+use tollgate_protocol::{StatusClass, UsageEntry};
+use uuid::Uuid;
+
+use crate::hashing::FxBuildHasher;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    app: Uuid,
+    metric: Uuid,
+    minute: i64,
+    class: StatusClass,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    count: u64,
+    latency: [u64; LATENCY_BUCKETS],
+}
+
+type Shard = HashMap<Key, Counts, FxBuildHasher>;
+
+pub(crate) struct Aggregator {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard (modulo the shard count), assigned round-robin on first use.
+    static SHARD_HINT: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Aggregator {
+    pub fn new() -> Aggregator {
+        let cores = std::thread::available_parallelism().map_or(4, usize::from);
+        Aggregator {
+            shards: (0..cores * 2).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    /// Records one forwarded request: `metrics` are (metric id, amount) with parents
+    /// included; `latency` runs from request received to upstream response head.
+    pub fn record(
+        &self,
+        app: Uuid,
+        metrics: impl Iterator<Item = (Uuid, u64)>,
+        at: Timestamp,
+        status: u16,
+        latency: Duration,
+    ) {
+        let Some(class) = StatusClass::from_status(status) else {
+            return;
+        };
+        let minute = at.as_second().div_euclid(60) * 60;
+        let bucket = latency_bucket(latency);
+        let index = SHARD_HINT.with(|hint| *hint) % self.shards.len();
+        let mut shard = self.shards[index].lock().unwrap_or_else(PoisonError::into_inner);
+        for (metric, amount) in metrics {
+            let counts = shard
+                .entry(Key {
+                    app,
+                    metric,
+                    minute,
+                    class,
+                })
+                .or_default();
+            counts.count = counts.count.saturating_add(amount);
+            counts.latency[bucket] += 1;
+        }
+    }
+
+    /// Takes everything counted so far, merged across shards, in a stable order.
+    pub fn drain(&self) -> Vec<UsageEntry> {
+        let mut merged = Shard::default();
+        for shard in self.shards.iter() {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(PoisonError::into_inner));
+            for (key, counts) in taken {
+                let total = merged.entry(key).or_default();
+                total.count = total.count.saturating_add(counts.count);
+                for (sum, n) in total.latency.iter_mut().zip(counts.latency) {
+                    *sum += n;
+                }
+            }
+        }
+        let mut entries: Vec<UsageEntry> = merged
+            .into_iter()
+            .map(|(key, counts)| UsageEntry {
+                application_id: key.app,
+                metric: key.metric,
+                minute: key.minute,
+                status_class: key.class,
+                count: counts.count,
+                latency_buckets: counts.latency,
+            })
+            .collect();
+        entries.sort_by_key(|e| (e.minute, e.application_id, e.metric, e.status_class));
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_merge_per_minute_and_class() {
+        let aggregator = Aggregator::new();
+        let app = Uuid::from_u128(1);
+        let (hits, get) = (Uuid::from_u128(2), Uuid::from_u128(3));
+        let at = Timestamp::from_second(125).expect("valid");
+        aggregator.record(app, [(get, 1), (hits, 1)].into_iter(), at, 200, Duration::from_millis(3));
+        aggregator.record(app, [(hits, 5)].into_iter(), at, 201, Duration::from_millis(30));
+        aggregator.record(app, [(hits, 1)].into_iter(), at, 503, Duration::from_millis(3));
+        let entries = aggregator.drain();
+        assert_eq!(entries.len(), 3);
+        let hits_2xx = entries
+            .iter()
+            .find(|e| e.metric == hits && e.status_class == StatusClass::Success)
+            .expect("entry");
+        assert_eq!((hits_2xx.minute, hits_2xx.count), (120, 6));
+        assert_eq!(hits_2xx.latency_buckets[0] + hits_2xx.latency_buckets[3], 2);
+        assert!(aggregator.drain().is_empty());
+    }
+}

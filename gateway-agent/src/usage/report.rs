@@ -1,0 +1,190 @@
+//! Sealing usage into batches and delivering them.
+//!
+//! Two loops: the sealer drains the in-memory counts every flush interval into
+//! [`UsageBatch`]es (UUIDv7 ids) and spools them; the sender posts spooled batches oldest
+//! first, deleting each only after a [`UsageAck`] for its id, and backs off while the
+//! server is unreachable. A batch the server refuses as malformed (400/422) would block the
+//! queue forever, so it is dropped, logged and counted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, watch};
+use tollgate_protocol::{USAGE_PATH, UsageAck, UsageBatch};
+use uuid::Uuid;
+
+use super::aggregate::Aggregator;
+use super::spool::{MAX_ENTRIES_PER_BATCH, Spool, Spooled};
+use crate::sync::Backoff;
+use crate::sync::client::ControlPlane;
+use crate::telemetry::Metrics;
+
+pub(crate) struct Reporter {
+    pub aggregator: Arc<Aggregator>,
+    pub spool: Arc<Spool>,
+    pub control_plane: Arc<ControlPlane>,
+    pub metrics: Arc<Metrics>,
+    pub agent_id: Uuid,
+    /// Wakes the sender when a batch was spooled.
+    pub spooled: Notify,
+}
+
+/// Why a spooled batch is still there.
+enum SendError {
+    /// Try again later.
+    Retry(String),
+}
+
+impl Reporter {
+    /// Seals and spools everything counted so far.
+    pub async fn seal(self: &Arc<Self>) {
+        let entries = self.aggregator.drain();
+        if entries.is_empty() {
+            return;
+        }
+        let agent_id = self.agent_id;
+        let spool = self.spool.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut written = 0;
+            for chunk in entries.chunks(MAX_ENTRIES_PER_BATCH) {
+                let batch = UsageBatch {
+                    id: Uuid::now_v7(),
+                    agent_id,
+                    entries: chunk.to_vec(),
+                };
+                match spool.append(&batch) {
+                    Ok(true) => written += 1,
+                    Ok(false) => {}
+                    Err(err) => {
+                        // Without a spool file the batch cannot be delivered safely.
+                        tracing::error!(error = %err, batch = %batch.id, "cannot write usage batch to the spool; dropped");
+                    }
+                }
+            }
+            written
+        })
+        .await
+        .unwrap_or(0);
+        if written > 0 {
+            self.spooled.notify_one();
+        }
+    }
+
+    /// Seals every `interval` until `stop` changes.
+    pub async fn run_sealer(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            self.seal().await;
+            self.metrics.upkeep();
+        }
+    }
+
+    /// Delivers spooled batches until `stop` changes.
+    pub async fn run_sender(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        loop {
+            let sent = tokio::select! {
+                sent = self.send_all(None) => sent,
+                _ = stop.changed() => return,
+            };
+            let wait = match sent {
+                Ok(()) => {
+                    backoff.reset();
+                    None
+                }
+                Err(SendError::Retry(reason)) => {
+                    tracing::warn!(%reason, "usage report failed; will retry");
+                    Some(backoff.next_delay())
+                }
+            };
+            tokio::select! {
+                _ = self.spooled.notified() => {}
+                _ = sleep_or_forever(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Sends spooled batches oldest first, stopping at the first failure or at `deadline`.
+    pub async fn send_all(&self, deadline: Option<Instant>) -> Result<(), SendError> {
+        while let Some(spooled) = self.spool.oldest() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(SendError::Retry("shutdown deadline reached".into()));
+            }
+            self.send(&spooled).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, spooled: &Spooled) -> Result<(), SendError> {
+        let path = spooled.path.clone();
+        let body = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, batch = %spooled.batch_id, "cannot read spooled usage batch; dropped");
+                self.metrics.usage_dropped.increment(1);
+                self.forget(spooled).await;
+                return Ok(());
+            }
+            Err(join) => return Err(SendError::Retry(join.to_string())),
+        };
+        let (status, answer) = self
+            .control_plane
+            .post_json(USAGE_PATH, Bytes::from(body))
+            .await
+            .map_err(|e| SendError::Retry(e.to_string()))?;
+        if status.is_success() {
+            match serde_json::from_slice::<UsageAck>(&answer) {
+                Ok(ack) if ack.batch_id == spooled.batch_id => {
+                    tracing::debug!(batch = %ack.batch_id, duplicate = ack.duplicate, "usage batch acknowledged");
+                    self.forget(spooled).await;
+                    Ok(())
+                }
+                Ok(ack) => Err(SendError::Retry(format!(
+                    "acknowledgement for batch {} while sending {}",
+                    ack.batch_id, spooled.batch_id
+                ))),
+                Err(err) => Err(SendError::Retry(format!("unreadable acknowledgement: {err}"))),
+            }
+        } else if status.as_u16() == 400 || status.as_u16() == 422 {
+            tracing::error!(
+                batch = %spooled.batch_id,
+                %status,
+                answer = %String::from_utf8_lossy(&answer),
+                "the management server refused a usage batch as malformed; dropped"
+            );
+            self.metrics.usage_dropped.increment(1);
+            self.forget(spooled).await;
+            Ok(())
+        } else if status.as_u16() == 401 {
+            Err(SendError::Retry(
+                "the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN".into(),
+            ))
+        } else {
+            Err(SendError::Retry(format!("the management server answered {status}")))
+        }
+    }
+
+    async fn forget(&self, spooled: &Spooled) {
+        let spool = self.spool.clone();
+        let spooled = spooled.clone();
+        let removed = tokio::task::spawn_blocking(move || spool.remove(&spooled)).await;
+        if let Ok(Err(err)) = removed {
+            tracing::error!(error = %err, "cannot delete an acknowledged usage batch from the spool");
+        }
+    }
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,110 @@
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::accounts::{Password, PasswordHasher, flows};
+use tollgate_core::db::PgPool;
+use tollgate_core::sessions::SessionStore;
+use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
+
+use super::MessagePage;
+use crate::error::PortalResult;
+
+#[derive(Template)]
+#[template(path = "portal/forgot.html")]
+struct ForgotPage {
+    chrome: Chrome,
+}
+
+#[derive(Template)]
+#[template(path = "portal/reset.html")]
+struct ResetPage {
+    chrome: Chrome,
+    token: String,
+    errors: FieldErrors,
+}
+
+pub async fn forgot_form(session: Session) -> PortalResult<HttpResponse> {
+    Ok(render(StatusCode::OK, &ForgotPage { chrome: Chrome::for_session(&session).await? }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ForgotForm {
+    email: String,
+}
+
+pub async fn forgot(
+    session: Session,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    CsrfForm(form): CsrfForm<ForgotForm>,
+) -> PortalResult<HttpResponse> {
+    flows::request_password_reset(&pool, &form.email, &public_url.0).await?;
+    let page = MessagePage {
+        chrome: Chrome::for_session(&session).await?,
+        title: "Check your email".into(),
+        text: "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour.".into(),
+        link: None,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+fn dead_link(chrome: Chrome) -> HttpResponse {
+    let page = MessagePage {
+        chrome,
+        title: "This link no longer works".into(),
+        text: "Password reset links work once and expire after 1 hour.".into(),
+        link: Some(("/password/forgot".into(), "Ask for a new link".into())),
+    };
+    render(StatusCode::GONE, &page)
+}
+
+pub async fn reset_form(session: Session, pool: web::Data<PgPool>, query: web::Query<TokenQuery>) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    let token = query.into_inner().token.unwrap_or_default();
+    if token.is_empty() || token.len() > 128 || !flows::reset_is_live(&pool, &token).await? {
+        return Ok(dead_link(chrome));
+    }
+    Ok(render(StatusCode::OK, &ResetPage { chrome, token, errors: FieldErrors::new() }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ResetForm {
+    token: String,
+    password: String,
+    end_other_sessions: Option<String>,
+}
+
+pub async fn reset(
+    session: Session,
+    pool: web::Data<PgPool>,
+    hasher: web::Data<PasswordHasher>,
+    sessions: web::Data<SessionStore>,
+    CsrfForm(form): CsrfForm<ResetForm>,
+) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    let password = match Password::parse(&form.password) {
+        Ok(p) => p,
+        Err(err) => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(err)?;
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &ResetPage { chrome, token: form.token, errors }));
+        }
+    };
+    if form.token.len() > 128 {
+        return Ok(dead_link(chrome));
+    }
+    match flows::reset_password(&pool, &hasher, &form.token, &password).await? {
+        Some(user) => {
+            if form.end_other_sessions.is_some() {
+                sessions.destroy_all_for_user(user, session.id_hash().as_deref()).await?;
+            }
+            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?reset=1")).finish())
+        }
+        None => Ok(dead_link(chrome)),
+    }
+}

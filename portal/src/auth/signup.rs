@@ -1,0 +1,61 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::accounts::PasswordHasher;
+use tollgate_core::accounts::flows::{SignUp, sign_up};
+use tollgate_core::db::PgPool;
+use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
+
+use super::MessagePage;
+use crate::error::PortalResult;
+
+#[derive(Template)]
+#[template(path = "portal/signup.html")]
+struct SignUpPage {
+    chrome: Chrome,
+    organisation: String,
+    email: String,
+    errors: FieldErrors,
+}
+
+pub async fn form(session: Session) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &SignUpPage { chrome, organisation: String::new(), email: String::new(), errors: FieldErrors::new() }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct SignUpForm {
+    organisation: String,
+    email: String,
+    password: String,
+}
+
+/// Known and unknown emails get the same page; the mailbox learns which.
+pub async fn submit(
+    session: Session,
+    pool: web::Data<PgPool>,
+    hasher: web::Data<PasswordHasher>,
+    public_url: web::Data<PublicUrl>,
+    CsrfForm(form): CsrfForm<SignUpForm>,
+) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    match SignUp::parse(&form.organisation, &form.email, &form.password) {
+        Err(problems) => {
+            let page = SignUpPage { chrome, organisation: form.organisation, email: form.email, errors: problems.into() };
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+        }
+        Ok(input) => {
+            sign_up(&pool, &hasher, &input, &public_url.0).await?;
+            let page = MessagePage {
+                chrome,
+                title: "Check your email".into(),
+                text: format!(
+                    "We sent a message to {}. Follow the link in it to verify your address, then sign in. The link expires in 24 hours.",
+                    input.email
+                ),
+                link: Some(("/verify/resend".into(), "Didn't get it? Send it again".into())),
+            };
+            Ok(render(StatusCode::OK, &page))
+        }
+    }
+}

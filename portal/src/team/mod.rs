@@ -1,0 +1,197 @@
+//! The account's team: members, roles and invitations.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::accounts::teams::{self, InvitationView, Member, PendingInvitation};
+use tollgate_core::accounts::{Email, Password, PasswordHasher, UserId, find_user};
+use tollgate_core::db::PgPool;
+use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, PublicUrl, Session, SignedInUser, render};
+
+use crate::apps::{account_of, parse_id};
+use crate::auth::MessagePage;
+use crate::error::{PortalError, PortalResult};
+
+#[derive(Template)]
+#[template(path = "portal/team.html")]
+struct TeamPage {
+    chrome: Chrome,
+    members: Vec<Member>,
+    invitations: Vec<PendingInvitation>,
+    is_owner: bool,
+    me: UserId,
+    invite_email: String,
+    errors: FieldErrors,
+}
+
+async fn page(session: &Session, pool: &PgPool, user: &tollgate_core::accounts::UserSummary, errors: FieldErrors, invite_email: String) -> PortalResult<TeamPage> {
+    let account = account_of(user)?;
+    let members = teams::members(pool, account).await?;
+    let invitations = teams::pending_invitations(pool, account).await?;
+    let is_owner = members.iter().any(|m| m.user_id == user.id && m.role == "owner");
+    Ok(TeamPage { chrome: Chrome::for_session(session).await?, members, invitations, is_owner, me: user.id, invite_email, errors })
+}
+
+pub async fn show(SignedInUser(user): SignedInUser, session: Session, pool: web::Data<PgPool>) -> PortalResult<HttpResponse> {
+    Ok(render(StatusCode::OK, &page(&session, &pool, &user, FieldErrors::new(), String::new()).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct InviteForm {
+    email: String,
+    role: String,
+}
+
+pub async fn invite(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    CsrfForm(form): CsrfForm<InviteForm>,
+) -> PortalResult<HttpResponse> {
+    let account = account_of(&user)?;
+    let outcome = match Email::parse(&form.email) {
+        Ok(email) => teams::invite(&pool, account, user.id, &user.email, &email, &form.role, &public_url.0).await,
+        Err(err) => Err(err),
+    };
+    let mut errors = FieldErrors::new();
+    match outcome {
+        Ok(()) => {
+            let mut team = page(&session, &pool, &user, errors, String::new()).await?;
+            team.chrome = team.chrome.with_flash("success", format!("Invitation sent to {}.", form.email.trim()));
+            Ok(render(StatusCode::OK, &team))
+        }
+        Err(tollgate_core::Error::Conflict(message)) => {
+            errors.add("email", message);
+            Ok(render(StatusCode::FORBIDDEN, &page(&session, &pool, &user, errors, form.email).await?))
+        }
+        Err(err) => {
+            errors.absorb(err)?;
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page(&session, &pool, &user, errors, form.email).await?))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct EmptyForm {}
+
+async fn after_change(session: &Session, pool: &PgPool, user: &tollgate_core::accounts::UserSummary, outcome: tollgate_core::Result<()>) -> PortalResult<HttpResponse> {
+    match outcome {
+        Ok(()) => Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/team")).finish()),
+        Err(tollgate_core::Error::Conflict(message)) => {
+            let mut team = page(session, pool, user, FieldErrors::new(), String::new()).await?;
+            team.chrome = team.chrome.with_flash("error", message);
+            Ok(render(StatusCode::CONFLICT, &team))
+        }
+        Err(err) => Err(PortalError(err)),
+    }
+}
+
+pub async fn remove(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> PortalResult<HttpResponse> {
+    let member = UserId(parse_id(&path)?);
+    let account = account_of(&user)?;
+    let outcome = teams::remove(&pool, account, user.id, &user.email, member).await;
+    if outcome.is_ok() && member == user.id {
+        // Leaving the account: the session must not keep acting for it.
+        session.sign_out().await?;
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish());
+    }
+    after_change(&session, &pool, &user, outcome).await
+}
+
+pub async fn make_owner(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> PortalResult<HttpResponse> {
+    let member = UserId(parse_id(&path)?);
+    let outcome = teams::transfer_ownership(&pool, account_of(&user)?, user.id, &user.email, member).await;
+    after_change(&session, &pool, &user, outcome).await
+}
+
+#[derive(Template)]
+#[template(path = "portal/invitation.html")]
+struct InvitationPage {
+    chrome: Chrome,
+    token: String,
+    invitation: InvitationView,
+    errors: FieldErrors,
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+fn dead_invitation(chrome: Chrome) -> HttpResponse {
+    let page = MessagePage {
+        chrome,
+        title: "This invitation no longer works".into(),
+        text: "It was used, withdrawn or has expired. Ask the account owner for a new one.".into(),
+        link: None,
+    };
+    render(StatusCode::GONE, &page)
+}
+
+pub async fn invitation(session: Session, pool: web::Data<PgPool>, query: web::Query<TokenQuery>) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    let token = query.into_inner().token.unwrap_or_default();
+    match teams::invitation(&pool, &token).await? {
+        Some(invitation) if token.len() <= 128 => Ok(render(StatusCode::OK, &InvitationPage { chrome, token, invitation, errors: FieldErrors::new() })),
+        _ => Ok(dead_invitation(chrome)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct AcceptForm {
+    token: String,
+    password: Option<String>,
+}
+
+pub async fn accept(
+    session: Session,
+    pool: web::Data<PgPool>,
+    hasher: web::Data<PasswordHasher>,
+    CsrfForm(form): CsrfForm<AcceptForm>,
+) -> PortalResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    let Some(invitation) = teams::invitation(&pool, &form.token).await? else {
+        return Ok(dead_invitation(chrome));
+    };
+    let signed_in = session.user();
+    let password = match (&signed_in, form.password.as_deref()) {
+        (None, Some(raw)) => match Password::parse(raw) {
+            Ok(p) => Some(p),
+            Err(err) => {
+                let mut errors = FieldErrors::new();
+                errors.absorb(err)?;
+                return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &InvitationPage { chrome, token: form.token, invitation, errors }));
+            }
+        },
+        _ => None,
+    };
+    let who = signed_in.as_ref().map(|u| (u.id, u.email.as_str()));
+    match teams::accept(&pool, &hasher, &form.token, who, password.as_ref()).await {
+        Ok(user) => {
+            // Joining changes what the user may see: continue under a new session id.
+            if let Some(summary) = find_user(&pool, user).await? {
+                session.sign_in(summary).await?;
+            }
+            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/team")).finish())
+        }
+        Err(tollgate_core::Error::Conflict(message)) => {
+            let mut errors = FieldErrors::new();
+            errors.add("password", message);
+            Ok(render(StatusCode::CONFLICT, &InvitationPage { chrome, token: form.token, invitation, errors }))
+        }
+        Err(err) => Err(PortalError(err)),
+    }
+}

@@ -1,0 +1,47 @@
+//! Background jobs of the management server: mail delivery and session
+//! clean-up. Each is a loop on its own timer; several replicas may run them
+//! at once (rows are claimed with SKIP LOCKED, deletes are idempotent).
+
+use std::time::Duration;
+
+use tollgate_core::db::PgPool;
+use tollgate_core::mail::{Delivery, deliver_due};
+use tollgate_core::sessions::SessionStore;
+
+use crate::settings::Settings;
+
+/// How mail leaves this server, from the settings.
+pub fn mail_delivery(settings: &Settings) -> Result<Delivery, tollgate_core::Error> {
+    match (&settings.smtp_url, &settings.mail_outbox_dir) {
+        (Some(url), _) => Delivery::smtp(url.expose(), &settings.mail_from),
+        (None, Some(dir)) => Delivery::directory(dir.clone(), &settings.mail_from),
+        (None, None) => {
+            tracing::warn!("no TOLLGATE_SMTP_URL: outgoing mail is kept in the outbox table until one is set");
+            Ok(Delivery::Hold)
+        }
+    }
+}
+
+pub fn spawn_mail_worker(pool: PgPool, delivery: Delivery) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if let Err(err) = deliver_due(&pool, &delivery).await {
+                tracing::warn!(error = %err, "mail delivery round failed");
+            }
+        }
+    });
+}
+
+pub fn spawn_session_purge(sessions: SessionStore) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(err) = sessions.purge_expired().await {
+                tracing::warn!(error = %err, "session clean-up failed");
+            }
+        }
+    });
+}

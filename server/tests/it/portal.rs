@@ -1,0 +1,236 @@
+//! The developer portal's self-service journeys, over HTTP.
+
+use sqlx::PgPool;
+use tollgate::dev::seed;
+
+use crate::helpers::{TestApp, csrf_from, spawn_app, without_csrf};
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+/// The newest queued mail to an address: (subject, body).
+pub async fn last_mail(pool: &PgPool, to: &str) -> (String, String) {
+    sqlx::query_as("SELECT subject, body_text FROM outbox_emails WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
+        .bind(to)
+        .fetch_one(pool)
+        .await
+        .expect("a queued mail")
+}
+
+pub fn link_token(body: &str, path: &str) -> String {
+    let start = body.find(&format!("{path}?token=")).expect("a link in the mail") + path.len() + "?token=".len();
+    body[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+pub async fn sign_up(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let token = app.csrf_token("/signup").await;
+    app.post_form("/signup", &[("csrf_token", &token), ("organisation", "Acme Labs"), ("email", email), ("password", password)]).await
+}
+
+/// Signs up, verifies by the emailed link and signs in.
+pub async fn verified_developer(app: &TestApp, email: &str) {
+    let res = sign_up(app, email, "correct horse battery").await;
+    assert_eq!(res.status(), 200);
+    let (_, body) = last_mail(&app.pool, email).await;
+    let token = link_token(&body, "/verify");
+    let html = app.get(&format!("/verify?token={token}")).await.text().await.unwrap();
+    let res = app.post_form("/verify", &[("csrf_token", &csrf_from(&html)), ("token", &token)]).await;
+    assert_eq!(location(&res), "/login?verified=1");
+    let res = app.sign_in(email, "correct horse battery").await;
+    assert_eq!(location(&res), "/dashboard", "verified developers sign in");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn sign_up_sends_a_single_use_verification_link_and_then_sign_in_works(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let res = sign_up(&app, "ada@example.com", "correct horse battery").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Check your email"));
+    let (subject, body) = last_mail(&app.pool, "ada@example.com").await;
+    assert!(subject.contains("Verify your email"), "{subject}");
+    // Not verified yet: sign-in is refused with a pointer to verification.
+    assert_eq!(app.sign_in("ada@example.com", "correct horse battery").await.status(), 403);
+    let token = link_token(&body, "/verify");
+    // Opening the link changes nothing; the button does.
+    let html = app.get(&format!("/verify?token={token}")).await.text().await.unwrap();
+    assert!(html.contains("Verify email"));
+    let res = app.post_form("/verify", &[("csrf_token", &csrf_from(&html)), ("token", &token)]).await;
+    assert_eq!(location(&res), "/login?verified=1");
+    // Single use.
+    assert_eq!(app.get(&format!("/verify?token={token}")).await.status(), 410);
+    let html = app.get("/login").await.text().await.unwrap();
+    let res = app.post_form("/verify", &[("csrf_token", &csrf_from(&html)), ("token", &token)]).await;
+    assert_eq!(res.status(), 410);
+    assert_eq!(location(&app.sign_in("ada@example.com", "correct horse battery").await), "/dashboard");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn verification_links_expire(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    sign_up(&app, "late@example.com", "correct horse battery").await;
+    let (_, body) = last_mail(&app.pool, "late@example.com").await;
+    let token = link_token(&body, "/verify");
+    sqlx::query("UPDATE user_tokens SET expires_at = now() - interval '1 second'").execute(&app.pool).await.unwrap();
+    assert_eq!(app.get(&format!("/verify?token={token}")).await.status(), 410);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn sign_up_reset_and_resend_answer_the_same_for_known_and_unknown_emails(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let known = sign_up(&app, tollgate::dev::DEMO_DEVELOPER_EMAIL, "correct horse battery").await;
+    let (known_status, known_body) = (known.status(), known.text().await.unwrap());
+    let unknown = sign_up(&app, "fresh@example.com", "correct horse battery").await;
+    let (unknown_status, unknown_body) = (unknown.status(), unknown.text().await.unwrap());
+    assert_eq!(known_status, unknown_status);
+    let normalise = |html: &str| without_csrf(html).replace(tollgate::dev::DEMO_DEVELOPER_EMAIL, "E").replace("fresh@example.com", "E");
+    assert_eq!(normalise(&known_body), normalise(&unknown_body));
+    // The known address is told in its mailbox instead.
+    let (subject, _) = last_mail(&app.pool, tollgate::dev::DEMO_DEVELOPER_EMAIL).await;
+    assert!(subject.contains("already have"), "{subject}");
+
+    for path in ["/password/forgot", "/verify/resend"] {
+        let mut bodies = Vec::new();
+        for email in [tollgate::dev::DEMO_DEVELOPER_EMAIL, "nobody@example.com"] {
+            let token = app.csrf_token(path).await;
+            let res = app.post_form(path, &[("csrf_token", &token), ("email", email)]).await;
+            assert_eq!(res.status(), 200);
+            let html = res.text().await.unwrap();
+            bodies.push(without_csrf(&html));
+        }
+        assert_eq!(bodies[0], bodies[1], "{path}");
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_password_reset_is_single_use_lifts_throttling_and_can_end_other_sessions(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let email = tollgate::dev::DEMO_DEVELOPER_EMAIL;
+    // Another browser is signed in.
+    let other = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: crate::helpers::client() };
+    assert_eq!(location(&other.sign_in(email, tollgate::dev::DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
+    // Lock the account out with failures.
+    for _ in 0..6 {
+        app.sign_in(email, "wrong wrong wrong").await;
+    }
+    let token = app.csrf_token("/password/forgot").await;
+    app.post_form("/password/forgot", &[("csrf_token", &token), ("email", email)]).await;
+    let (_, body) = last_mail(&app.pool, email).await;
+    let reset = link_token(&body, "/password/reset");
+    let html = app.get(&format!("/password/reset?token={reset}")).await.text().await.unwrap();
+    let weak = app.post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "123")]).await;
+    assert_eq!(weak.status(), 422);
+    let res = app
+        .post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "a brand new passphrase"), ("end_other_sessions", "on")])
+        .await;
+    assert_eq!(location(&res), "/login?reset=1");
+    let again = app.post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "another passphrase")]).await;
+    assert_eq!(again.status(), 410, "reset links are single-use");
+    assert_eq!(location(&app.sign_in(email, "a brand new passphrase").await), "/dashboard", "the pause is lifted");
+    assert_eq!(other.get("/dashboard").await.status(), 303, "the other session was ended");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn reset_links_expire(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let token = app.csrf_token("/password/forgot").await;
+    app.post_form("/password/forgot", &[("csrf_token", &token), ("email", tollgate::dev::DEMO_DEVELOPER_EMAIL)]).await;
+    let (_, body) = last_mail(&app.pool, tollgate::dev::DEMO_DEVELOPER_EMAIL).await;
+    let reset = link_token(&body, "/password/reset");
+    sqlx::query("UPDATE user_tokens SET expires_at = now() - interval '1 second'").execute(&app.pool).await.unwrap();
+    assert_eq!(app.get(&format!("/password/reset?token={reset}")).await.status(), 410);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn sign_up_shows_every_problem_next_to_its_field(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let token = app.csrf_token("/signup").await;
+    let res = app.post_form("/signup", &[("csrf_token", &token), ("organisation", ""), ("email", "nope"), ("password", "password")]).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    for id in ["organisation-error", "email-error", "password-error"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    assert!(html.contains("aria-invalid=\"true\""));
+}
+
+/// Registers an app on the demo Basic plan; returns its path and the key shown once.
+pub async fn register_app(app: &TestApp, name: &str) -> (String, String) {
+    let html = app.get("/apps/new").await.text().await.unwrap();
+    let marker = "<option value=\"";
+    let basic = html
+        .match_indices(marker)
+        .map(|(i, _)| &html[i + marker.len()..])
+        .find(|rest| rest.split("</option>").next().unwrap().contains("Basic"))
+        .expect("the Basic plan is offered");
+    let plan_id = basic.split('"').next().unwrap().to_owned();
+    let res = app.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", name), ("plan_id", &plan_id)]).await;
+    assert_eq!(res.status(), 303);
+    let path = location(&res);
+    let page = app.get(&path).await.text().await.unwrap();
+    let start = page.find("data-testid=\"new-key\">").expect("the key is shown once") + "data-testid=\"new-key\">".len();
+    let key = page[start..].split('<').next().unwrap().to_owned();
+    (path, key)
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_key_is_shown_once_then_only_by_prefix_and_rotates_and_revokes(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "keys@example.com").await;
+    let (path, key) = register_app(&app, "Keys app").await;
+    assert!(key.starts_with("tg_uk_") && key.len() == 45, "{key}");
+    let again = app.get(&path).await.text().await.unwrap();
+    assert!(!again.contains(&key), "shown exactly once");
+    assert!(again.contains(&key[..10]) && again.contains(&key[key.len() - 4..]));
+
+    // Rotate: a new key; the old one shows when it dies.
+    let marker = format!("{path}/keys/");
+    let key_id = again[again.find(&marker).unwrap() + marker.len()..].split('/').next().unwrap().to_owned();
+    let res = app.post_form(&format!("{path}/keys/{key_id}/rotate"), &[("csrf_token", &csrf_from(&again)), ("overlap_hours", "24")]).await;
+    assert_eq!(res.status(), 303);
+    let page = app.get(&path).await.text().await.unwrap();
+    let start = page.find("data-testid=\"new-key\">").unwrap() + "data-testid=\"new-key\">".len();
+    let rotated = page[start..].split('<').next().unwrap().to_owned();
+    assert_ne!(rotated, key);
+    assert!(page.contains("expires "), "the old key shows when it dies");
+
+    // Revoke the old key: immediate.
+    let res = app.post_form(&format!("{path}/keys/{key_id}/revoke"), &[("csrf_token", &csrf_from(&page))]).await;
+    assert_eq!(res.status(), 303);
+    let page = app.get(&path).await.text().await.unwrap();
+    assert!(page.contains(">revoked<"), "{page}");
+    let revoked: bool = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM credentials WHERE id = $1::uuid")
+        .bind(&key_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(revoked);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn no_plaintext_key_or_password_is_stored_anywhere(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "secrets@example.com").await;
+    let (_, key) = register_app(&app, "Secret app").await;
+    let tables: Vec<String> = sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(tables.len() > 20);
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT row_to_json(t)::text FROM \"{table}\" t")))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        for row in rows {
+            for secret in [key.as_str(), "correct horse battery", tollgate::dev::DEMO_DEVELOPER_PASSWORD, tollgate::dev::DEMO_ADMIN_PASSWORD] {
+                assert!(!row.contains(secret), "{table} stores a secret in plain text: {row}");
+            }
+        }
+    }
+}
