@@ -88,7 +88,8 @@ impl SharedCounters {
     /// Pings Redis and records whether it answered.
     pub async fn probe(&self) -> bool {
         let mut connection = self.manager.clone();
-        let ping = redis::cmd("PING").query_async::<String>(&mut connection);
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
         let up = matches!(tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await, Ok(Ok(_)));
         self.set_up(up);
         up

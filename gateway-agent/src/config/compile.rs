@@ -191,8 +191,6 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
     };
     let slug: Arc<str> = api.slug.as_str().into();
     Ok(ApiEntry {
-        id: api.id,
-        base_path_len: if api.base_path == "/" { 0 } else { api.base_path.len() },
         lifecycle,
         auth,
         metrics: metrics.into_boxed_slice(),

@@ -59,10 +59,6 @@ pub(crate) struct CowIndex<K, V> {
 }
 
 impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
-    pub fn new() -> Self {
-        Self::build(Vec::new())
-    }
-
     /// Builds from entries with unique keys (later duplicates replace earlier ones).
     pub fn build(entries: Vec<(K, V)>) -> Self {
         let mut bits = 0;
@@ -180,10 +176,6 @@ impl<T: Clone> CowVec<T> {
         CowVec { chunks, len }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn get(&self, index: usize) -> Option<&T> {
         self.chunks.get(index / CHUNK)?.get(index % CHUNK)
     }
@@ -264,7 +256,6 @@ mod tests {
         assert_eq!(v.get(5), Some(&99));
         assert_eq!(before.get(5), Some(&5));
         assert_eq!(v.get(2500), Some(&7));
-        assert_eq!(v.len(), 2501);
         assert_eq!(v.iter().count(), 2501);
     }
 }

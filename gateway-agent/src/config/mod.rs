@@ -75,10 +75,7 @@ impl Catalog {
 }
 
 pub(crate) struct ApiEntry {
-    pub id: Uuid,
     pub slug: Arc<str>,
-    /// Bytes of the base path stripped before matching rules (0 for `/`).
-    pub base_path_len: usize,
     pub lifecycle: Lifecycle,
     pub auth: Auth,
     pub metrics: Box<[MetricEntry]>,

@@ -30,12 +30,6 @@ pub(crate) struct Reporter {
     pub spooled: Notify,
 }
 
-/// Why a spooled batch is still there.
-enum SendError {
-    /// Try again later.
-    Retry(String),
-}
-
 impl Reporter {
     /// Seals and spools everything counted so far.
     pub async fn seal(self: &Arc<Self>) {
@@ -99,7 +93,7 @@ impl Reporter {
                     backoff.reset();
                     None
                 }
-                Err(SendError::Retry(reason)) => {
+                Err(reason) => {
                     tracing::warn!(%reason, "usage report failed; will retry");
                     Some(backoff.next_delay())
                 }
@@ -113,17 +107,17 @@ impl Reporter {
     }
 
     /// Sends spooled batches oldest first, stopping at the first failure or at `deadline`.
-    pub async fn send_all(&self, deadline: Option<Instant>) -> Result<(), SendError> {
+    pub async fn send_all(&self, deadline: Option<Instant>) -> Result<(), String> {
         while let Some(spooled) = self.spool.oldest() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(SendError::Retry("shutdown deadline reached".into()));
+                return Err("shutdown deadline reached".to_owned());
             }
             self.send(&spooled).await?;
         }
         Ok(())
     }
 
-    async fn send(&self, spooled: &Spooled) -> Result<(), SendError> {
+    async fn send(&self, spooled: &Spooled) -> Result<(), String> {
         let path = spooled.path.clone();
         let body = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
             Ok(Ok(body)) => body,
@@ -133,13 +127,13 @@ impl Reporter {
                 self.forget(spooled).await;
                 return Ok(());
             }
-            Err(join) => return Err(SendError::Retry(join.to_string())),
+            Err(join) => return Err(join.to_string()),
         };
         let (status, answer) = self
             .control_plane
             .post_json(USAGE_PATH, Bytes::from(body))
             .await
-            .map_err(|e| SendError::Retry(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         if status.is_success() {
             match serde_json::from_slice::<UsageAck>(&answer) {
                 Ok(ack) if ack.batch_id == spooled.batch_id => {
@@ -147,11 +141,11 @@ impl Reporter {
                     self.forget(spooled).await;
                     Ok(())
                 }
-                Ok(ack) => Err(SendError::Retry(format!(
+                Ok(ack) => Err(format!(
                     "acknowledgement for batch {} while sending {}",
                     ack.batch_id, spooled.batch_id
-                ))),
-                Err(err) => Err(SendError::Retry(format!("unreadable acknowledgement: {err}"))),
+                )),
+                Err(err) => Err(format!("unreadable acknowledgement: {err}")),
             }
         } else if status.as_u16() == 400 || status.as_u16() == 422 {
             tracing::error!(
@@ -164,11 +158,9 @@ impl Reporter {
             self.forget(spooled).await;
             Ok(())
         } else if status.as_u16() == 401 {
-            Err(SendError::Retry(
-                "the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN".into(),
-            ))
+            Err("the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN".to_owned())
         } else {
-            Err(SendError::Retry(format!("the management server answered {status}")))
+            Err(format!("the management server answered {status}"))
         }
     }
 
