@@ -52,6 +52,17 @@ pub async fn role_of(pool: &PgPool, account: AccountId, user: UserId) -> Result<
     Ok(role)
 }
 
+async fn role_in(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<Option<String>> {
+    let role = sqlx::query_scalar!(
+        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2"#,
+        account.0,
+        user.0
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(role)
+}
+
 async fn require_owner(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<()> {
     let role = sqlx::query_scalar!(
         r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2 FOR UPDATE"#,
@@ -224,17 +235,11 @@ async fn owner_count(conn: &mut sqlx::PgConnection, account: AccountId) -> Resul
 /// (leave). The last owner can do neither to themselves.
 pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_email: &str, member: UserId) -> Result<()> {
     let mut tx = pool.begin().await?;
+    // Existence first: someone else's user id is "not found" for everyone.
+    let role = role_in(&mut tx, account, member).await?.ok_or(Error::NotFound)?;
     if actor != member {
         require_owner(&mut tx, account, actor).await?;
     }
-    let role = sqlx::query_scalar!(
-        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2"#,
-        account.0,
-        member.0
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NotFound)?;
     if role == "owner" && owner_count(&mut tx, account).await? <= 1 {
         return Err(Error::Conflict("the last owner cannot leave; make someone else an owner first".into()));
     }
@@ -257,13 +262,14 @@ pub async fn transfer_ownership(pool: &PgPool, account: AccountId, actor: UserId
         return Err(Error::invalid("member", "choose another member"));
     }
     let mut tx = pool.begin().await?;
-    require_owner(&mut tx, account, actor).await?;
-    let done = sqlx::query!("UPDATE memberships SET role = 'owner' WHERE account_id = $1 AND user_id = $2", account.0, member.0)
-        .execute(&mut *tx)
-        .await?;
-    if done.rows_affected() == 0 {
+    // Existence first: someone else's user id is "not found" for everyone.
+    if role_in(&mut tx, account, member).await?.is_none() {
         return Err(Error::NotFound);
     }
+    require_owner(&mut tx, account, actor).await?;
+    sqlx::query!("UPDATE memberships SET role = 'owner' WHERE account_id = $1 AND user_id = $2", account.0, member.0)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query!("UPDATE memberships SET role = 'member' WHERE account_id = $1 AND user_id = $2", account.0, actor.0)
         .execute(&mut *tx)
         .await?;

@@ -8,3 +8,5 @@ mod health;
 mod helpers;
 mod portal;
 mod seed;
+mod teams;
+mod tenants;
