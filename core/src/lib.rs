@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod gateways;
+pub mod identity;
 pub mod mail;
 pub mod plans;
 pub mod secrets;

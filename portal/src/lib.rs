@@ -23,6 +23,8 @@ pub use error::PortalError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(catalog::home)))
         .service(web::resource("/login").route(web::get().to(auth::login::form)).route(web::post().to(auth::login::submit)))
+        .service(web::resource("/auth/{provider}").route(web::post().to(auth::external::start)))
+        .service(web::resource("/auth/{provider}/callback").route(web::get().to(auth::external::callback)))
         .service(web::resource("/logout").route(web::post().to(auth::logout::submit)))
         .service(web::resource("/signup").route(web::get().to(auth::signup::form)).route(web::post().to(auth::signup::submit)))
         .service(web::resource("/verify").route(web::get().to(auth::verify::confirm)).route(web::post().to(auth::verify::submit)))

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
+use tollgate_core::identity::ProviderConfig;
 
 /// A problem with a setting, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,8 @@ pub struct Settings {
     pub mail_from: String,
     /// Development: write mail as .eml files here instead of sending it.
     pub mail_outbox_dir: Option<PathBuf>,
+    /// OAuth2 / OpenID Connect providers offered on the sign-in page.
+    pub oauth_providers: Vec<ProviderConfig>,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -121,6 +124,7 @@ struct FileSettings {
     smtp_url: Option<String>,
     mail_from: Option<String>,
     mail_outbox_dir: Option<String>,
+    oauth_providers: Option<Vec<ProviderConfig>>,
 }
 
 /// Where a value came from, for error messages.
@@ -247,6 +251,15 @@ impl Settings {
         };
         let mail_from = src.get("mail_from", f.mail_from.clone()).map(|(_, v)| v).unwrap_or_else(|| "Tollgate <no-reply@localhost>".to_owned());
         let mail_outbox_dir = src.get("mail_outbox_dir", f.mail_outbox_dir.clone()).map(|(_, v)| PathBuf::from(v));
+        let oauth_providers = match (env("TOLLGATE_OAUTH_PROVIDERS").filter(|v| !v.is_empty()), f.oauth_providers.clone()) {
+            (Some(json), _) => serde_json::from_str::<Vec<ProviderConfig>>(&json)
+                .map_err(|e| setting_error("TOLLGATE_OAUTH_PROVIDERS", format!("not a JSON array of providers: {e}")))?,
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        };
+        for provider in &oauth_providers {
+            provider.validate().map_err(|message| setting_error("oauth_providers", message))?;
+        }
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -261,6 +274,7 @@ impl Settings {
             smtp_url,
             mail_from,
             mail_outbox_dir,
+            oauth_providers,
         })
     }
 

@@ -10,6 +10,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use time::Duration;
 use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::db::PgPool;
+use tollgate_core::identity::Providers;
 use tollgate_core::sessions::SessionStore;
 use tollgate_core::web::{CookiePolicy, ErrorPage, PublicUrl, session_middleware};
 
@@ -58,6 +59,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     jobs::spawn_mail_worker(pool.clone(), jobs::mail_delivery(settings)?);
     jobs::spawn_session_purge(sessions.clone());
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
+    let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
     let prometheus = telemetry::prometheus();
     let static_dir = settings.static_dir.clone();
@@ -77,6 +79,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(prometheus.clone())
             .app_data(notifier.clone())
             .app_data(public_url.clone())
+            .app_data(providers.clone())
             .wrap(from_fn(request_id_and_metrics))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))

@@ -74,7 +74,7 @@ pub async fn sign_up(pool: &PgPool, hasher: &PasswordHasher, input: &SignUp, bas
         tx.commit().await?;
         return Ok(());
     }
-    let (_, user): (AccountId, UserId) = create_developer_in(&mut tx, &input.organisation, &input.email, &hash, false).await?;
+    let (_, user): (AccountId, UserId) = create_developer_in(&mut tx, &input.organisation, &input.email, Some(&hash), false).await?;
     let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
     let body = VerifyMail { organisation: &input.organisation, link: format!("{base_url}/verify?token={token}") };
     enqueue(&mut tx, &Outgoing::render(input.email.as_str(), "Verify your email for Tollgate", &body)?).await?;

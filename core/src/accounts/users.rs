@@ -87,17 +87,18 @@ pub async fn create_developer(
     verified: bool,
 ) -> Result<(AccountId, UserId)> {
     let mut tx = pool.begin().await?;
-    let ids = create_developer_in(&mut tx, organisation, email, password_hash, verified).await?;
+    let ids = create_developer_in(&mut tx, organisation, email, Some(password_hash), verified).await?;
     tx.commit().await?;
     Ok(ids)
 }
 
-/// `create_developer` inside the caller's transaction.
+/// `create_developer` inside the caller's transaction; without a password
+/// hash the user can sign in only through an identity provider.
 pub async fn create_developer_in(
     tx: &mut sqlx::PgConnection,
     organisation: &str,
     email: &Email,
-    password_hash: &str,
+    password_hash: Option<&str>,
     verified: bool,
 ) -> Result<(AccountId, UserId)> {
     let organisation = organisation.trim();

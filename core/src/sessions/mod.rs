@@ -106,6 +106,27 @@ impl SessionStore {
         Ok(done.rows_affected())
     }
 
+    /// Stores a short-lived value (e.g. an OAuth state) with the session.
+    pub async fn put(&self, id_hash: &[u8], key: &str, value: serde_json::Value) -> Result<()> {
+        sqlx::query!("UPDATE sessions SET data = jsonb_set(data, ARRAY[$2::text], $3) WHERE id_hash = $1", id_hash, key, value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads and removes a value stored with `put`, so it works once.
+    pub async fn take(&self, id_hash: &[u8], key: &str) -> Result<Option<serde_json::Value>> {
+        let value = sqlx::query_scalar!(
+            "UPDATE sessions s SET data = s.data - $2::text FROM sessions old
+             WHERE s.id_hash = $1 AND old.id_hash = s.id_hash RETURNING old.data -> $2::text AS value",
+            id_hash,
+            key
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(value.flatten())
+    }
+
     /// Removes expired rows; run periodically by the server.
     pub async fn purge_expired(&self) -> Result<u64> {
         let done = sqlx::query!("DELETE FROM sessions WHERE expires_at < now()").execute(&self.pool).await?;

@@ -3,6 +3,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::db::PgPool;
+use tollgate_core::identity::Providers;
 use tollgate_core::web::{Chrome, CsrfForm, Session, render};
 
 use crate::error::PortalResult;
@@ -11,6 +12,7 @@ use crate::error::PortalResult;
 #[template(path = "portal/login.html")]
 struct LoginPage {
     chrome: Chrome,
+    providers: Vec<(String, String)>,
     email: String,
     next: String,
     error: Option<String>,
@@ -31,14 +33,18 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-pub async fn form(session: Session, query: web::Query<NextQuery>) -> PortalResult<HttpResponse> {
+fn provider_buttons(providers: &Providers) -> Vec<(String, String)> {
+    providers.list.iter().map(|p| (p.id.clone(), p.name.clone())).collect()
+}
+
+pub async fn form(session: Session, providers: web::Data<Providers>, query: web::Query<NextQuery>) -> PortalResult<HttpResponse> {
     let mut chrome = Chrome::for_session(&session).await?;
     if query.verified.is_some() {
         chrome = chrome.with_flash("success", "Your email is verified. Sign in to continue.");
     } else if query.reset.is_some() {
         chrome = chrome.with_flash("success", "Your password is changed. Sign in with the new one.");
     }
-    let page = LoginPage { chrome, email: String::new(), next: safe_next(query.next.as_deref()), error: None };
+    let page = LoginPage { chrome, providers: provider_buttons(&providers), email: String::new(), next: safe_next(query.next.as_deref()), error: None };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -60,13 +66,14 @@ pub async fn submit(
     session: Session,
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
+    providers: web::Data<Providers>,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> PortalResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
     match authenticate(&pool, &hasher, &form.email, &form.password).await? {
         SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => {
             let chrome = Chrome::for_session(&session).await?;
-            let page = LoginPage { chrome, email: form.email, next, error: Some(UNVERIFIED.to_owned()) };
+            let page = LoginPage { chrome, providers: provider_buttons(&providers), email: form.email, next, error: Some(UNVERIFIED.to_owned()) };
             Ok(render(StatusCode::FORBIDDEN, &page))
         }
         SignInOutcome::SignedIn(user) => {
@@ -77,7 +84,7 @@ pub async fn submit(
         }
         SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => {
             let chrome = Chrome::for_session(&session).await?;
-            let page = LoginPage { chrome, email: form.email, next, error: Some(REJECTED.to_owned()) };
+            let page = LoginPage { chrome, providers: provider_buttons(&providers), email: form.email, next, error: Some(REJECTED.to_owned()) };
             Ok(render(StatusCode::UNAUTHORIZED, &page))
         }
     }

@@ -170,3 +170,10 @@ async fn passwords_are_stored_only_as_argon2id_hashes(pool: PgPool) {
         assert!(!hash.contains(DEMO_ADMIN_PASSWORD) && !hash.contains(DEMO_DEVELOPER_PASSWORD));
     }
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn session_cookies_are_secure_when_the_public_url_is_https(pool: PgPool) {
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_PUBLIC_URL", "https://portal.example.com")]).await;
+    let cookie = session_cookie(&app.get("/login").await).expect("a session cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+}

@@ -14,10 +14,18 @@ pub struct TestApp {
 
 /// Starts the server on a random port against the test's database.
 pub async fn spawn_app(pool: PgPool) -> TestApp {
-    let settings = Settings::load_from(&|_| None).expect("default settings");
+    spawn_app_with(pool, &[]).await
+}
+
+/// `spawn_app` with `TOLLGATE_*` settings, as if from the environment. The
+/// public URL is the bound address, so links in mails and redirects work.
+pub async fn spawn_app_with(pool: PgPool, vars: &[(&str, &str)]) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    vars.push(("TOLLGATE_PUBLIC_URL".into(), base.clone()));
+    let settings = Settings::load_from(&move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("settings");
     let app = startup::build(&settings, pool.clone(), listener).expect("build the app");
-    let base = format!("http://{}", app.addr);
     tokio::spawn(app.server);
     TestApp { base, pool, client: client() }
 }

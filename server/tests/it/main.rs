@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod health;
 mod helpers;
+mod identity;
 mod portal;
 mod seed;
 mod teams;
