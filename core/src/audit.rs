@@ -48,3 +48,54 @@ pub async fn record(conn: &mut sqlx::PgConnection, actor: &Actor, entry: Entry<'
     .await?;
     Ok(())
 }
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: Option<Uuid>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuditFilter {
+    pub entity: Option<String>,
+    pub entity_id: Option<Uuid>,
+    /// A prefix of the action, e.g. `plan.` or `api.lifecycle`.
+    pub action: Option<String>,
+    /// A part of the actor's label (usually an email).
+    pub actor: Option<String>,
+}
+
+pub async fn list(pool: &sqlx::PgPool, filter: &AuditFilter, limit: i64, offset: i64) -> crate::Result<(Vec<AuditRecord>, i64)> {
+    let escape = |s: &str| s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let action = filter.action.as_deref().map(|a| format!("{}%", escape(a)));
+    let actor = filter.actor.as_deref().map(|a| format!("%{}%", escape(a)));
+    let rows = sqlx::query!(
+        r#"SELECT id, at, actor_label, action, entity, entity_id, before, after, count(*) OVER () AS "total!"
+           FROM audit_log
+           WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
+             AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
+           ORDER BY id DESC LIMIT $5 OFFSET $6"#,
+        filter.entity,
+        filter.entity_id,
+        action,
+        actor,
+        limit,
+        offset
+    )
+    .fetch_all(pool)
+    .await?;
+    let total = rows.first().map(|r| r.total).unwrap_or(0);
+    Ok((
+        rows.into_iter()
+            .map(|r| AuditRecord { id: r.id, at: r.at, actor: r.actor_label, action: r.action, entity: r.entity, entity_id: r.entity_id, before: r.before, after: r.after })
+            .collect(),
+        total,
+    ))
+}

@@ -6,6 +6,7 @@
 //! (sessions, CSRF, page rendering), so the two stay consistent.
 
 pub mod accounts;
+pub mod admin_tokens;
 pub mod apis;
 pub mod applications;
 pub mod audit;

@@ -84,6 +84,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))
             .configure(agent_api::configure)
+            .configure(tollgate_admin::configure_api)
             .service(actix_files::Files::new("/static", &static_dir).prefer_utf8(true))
             .service(
                 web::scope("")

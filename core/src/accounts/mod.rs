@@ -1,5 +1,6 @@
 //! Accounts (developer organisations and the provider), users and memberships.
 
+pub mod directory;
 mod email;
 pub mod flows;
 mod password;

@@ -1,19 +1,38 @@
-//! Reading an OpenAPI document into the operations Tollgate meters.
+//! Reading an OpenAPI document into the operations Tollgate meters and the
+//! model the breaking-change detector compares.
 //!
-//! The original text is kept byte for byte (the portal renders it); this
-//! module only extracts what import needs. Operations are read from the
-//! version-independent `paths` object, so Swagger 2.0, OpenAPI 3.0 and 3.1
-//! share one path; 3.0 documents are additionally checked against the typed
-//! `openapiv3` model so structural mistakes are reported before anything is
-//! stored. Nothing here fetches a remote `$ref`.
+//! The original text is kept byte for byte elsewhere (the portal renders
+//! it); this module only reads it. Swagger 2.0 is converted to OpenAPI 3.0
+//! on `serde_json::Value` (`convert`), then one builder (`model`) reads 3.0
+//! and 3.1 alike. 3.0 documents are additionally checked against the typed
+//! `openapiv3` model. Only local `$ref`s are followed (`refs`).
+//!
+//! Hostile input: the size is capped before parsing, nesting is capped
+//! while reading (JSON and YAML), YAML alias expansion is capped by a
+//! budget of values, and schema expansion by a budget of nodes. Every
+//! error names a JSON pointer and, where it can be found, a line.
 
-use serde_json::Value;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::model::{self, ApiModel};
+use super::{convert, refs};
 
 /// Larger documents are refused before parsing so a hostile upload cannot
 /// exhaust memory. Real-world specs run to a few MB.
 pub const MAX_SPEC_BYTES: usize = 16 * 1024 * 1024;
 
-const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+/// Nesting depth of the document text (objects and arrays), below the
+/// parsers' own limit of 128 so the message is ours.
+pub const MAX_NESTING: usize = 120;
+
+/// Values a document may read into beyond one per byte: YAML aliases can
+/// otherwise turn a small text into an enormous tree.
+const EXTRA_VALUES: usize = 256 * 1024;
+
+pub(crate) const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 /// A spec that could not be imported, located by JSON pointer and, where
 /// the parser knows it, by line.
@@ -26,7 +45,7 @@ pub struct ImportError {
 }
 
 impl ImportError {
-    fn at(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         ImportError { pointer: pointer.into(), line: None, message: message.into() }
     }
 }
@@ -66,10 +85,13 @@ pub struct ParsedSpec {
     pub title: String,
     pub version_label: String,
     pub description: String,
+    /// In document order (paths sorted, then methods in a fixed order).
     pub operations: Vec<Operation>,
+    /// The version-independent model, for `diff::compare`.
+    pub model: ApiModel,
 }
 
-/// Parses JSON or YAML text and extracts its operations.
+/// Parses JSON or YAML text and extracts its operations and model.
 pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
     if source.len() > MAX_SPEC_BYTES {
         return Err(ImportError::at(
@@ -77,23 +99,20 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
             format!("the document is {} bytes; the limit is {MAX_SPEC_BYTES} bytes", source.len()),
         ));
     }
-    let trimmed = source.trim_start();
-    let (format, doc) = if trimmed.starts_with('{') {
-        let doc = serde_json::from_str::<Value>(source).map_err(|e| ImportError {
-            pointer: String::new(),
-            line: Some(e.line()),
-            message: format!("invalid JSON: {e}"),
-        })?;
-        (SpecFormat::Json, doc)
-    } else {
-        let doc = yaml_serde::from_str::<Value>(source).map_err(|e| ImportError {
-            pointer: String::new(),
-            line: e.location().map(|l| l.line()),
-            message: format!("invalid YAML: {e}"),
-        })?;
-        (SpecFormat::Yaml, doc)
-    };
-    let Value::Object(root) = &doc else {
+    let text = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let trimmed = text.trim_start();
+    let format = if trimmed.starts_with('{') || trimmed.starts_with('[') { SpecFormat::Json } else { SpecFormat::Yaml };
+    let doc = read(text, format)?;
+    interpret(&doc, format).map_err(|mut e| {
+        if e.line.is_none() {
+            e.line = locate(text, format, &doc, &e.pointer);
+        }
+        e
+    })
+}
+
+fn interpret(doc: &Value, format: SpecFormat) -> Result<ParsedSpec, ImportError> {
+    let Value::Object(root) = doc else {
         return Err(ImportError::at("", "the document must be an object with `openapi` or `swagger` at the top"));
     };
     let spec_version = match (root.get("openapi"), root.get("swagger")) {
@@ -116,11 +135,26 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
     let version_label = info.get("version").map(scalar_text).unwrap_or_default();
     let description = info.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
 
+    // References are checked on the document as written, so errors point
+    // into it even for 2.0 documents, which are converted next.
+    refs::check_all(doc)?;
+    let converted;
+    let doc3 = if spec_version == "2.0" {
+        converted = convert::swagger2_to_openapi30(doc)?;
+        &converted
+    } else {
+        doc
+    };
+    let (model, order) = model::build(doc3, &spec_version)?;
     if spec_version.starts_with("3.0") {
-        check_openapi_30(&doc)?;
+        check_openapi_30(doc)?;
     }
-    let operations = operations(&doc, &spec_version)?;
-    Ok(ParsedSpec { format, spec_version, title, version_label, description, operations })
+    let operations = order
+        .iter()
+        .filter_map(|key| model.operations.get(key))
+        .map(|op| Operation { method: op.method.clone(), path: op.path.clone(), operation_id: op.operation_id.clone(), summary: op.summary.clone() })
+        .collect();
+    Ok(ParsedSpec { format, spec_version, title, version_label, description, operations, model })
 }
 
 fn scalar_text(v: &Value) -> String {
@@ -135,52 +169,365 @@ pub fn pointer_segment(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+fn unescape_segment(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
 fn check_openapi_30(doc: &Value) -> Result<(), ImportError> {
     serde_json::from_value::<openapiv3::OpenAPI>(doc.clone())
         .map(|_| ())
         .map_err(|e| ImportError::at("", format!("not a valid OpenAPI 3.0 document: {e}")))
 }
 
-fn operations(doc: &Value, spec_version: &str) -> Result<Vec<Operation>, ImportError> {
-    let paths = match doc.get("paths") {
-        Some(Value::Object(paths)) => paths,
-        Some(_) => return Err(ImportError::at("/paths", "must be an object")),
-        // 3.1 allows a webhooks-only document with no paths.
-        None if spec_version.starts_with("3.1") => return Ok(Vec::new()),
-        None => return Err(ImportError::at("/paths", "is required")),
+// ---- Reading text into a `Value`, with limits and locations ----
+
+/// State shared by the seeds while reading: where we are (for error
+/// pointers), how deep, and how many values so far.
+struct Reader {
+    path: Vec<String>,
+    depth: usize,
+    values: usize,
+    max_values: usize,
+    yaml: bool,
+}
+
+fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
+    let mut reader = Reader { path: Vec::new(), depth: 0, values: 0, max_values: text.len() + EXTRA_VALUES, yaml: format == SpecFormat::Yaml };
+    let result = match format {
+        SpecFormat::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            ValueSeed(&mut reader)
+                .deserialize(&mut de)
+                .and_then(|v| de.end().map(|()| v))
+                .map_err(|e| (Some(e.line()).filter(|l| *l > 0), format!("invalid JSON: {e}")))
+        }
+        SpecFormat::Yaml => ValueSeed(&mut reader)
+            .deserialize(yaml_serde::Deserializer::from_str(text))
+            .map_err(|e| (e.location().map(|l| l.line()), format!("invalid YAML: {e}"))),
     };
-    let mut found = Vec::new();
-    for (path, item) in paths {
-        let here = format!("/paths/{}", pointer_segment(path));
-        if path.starts_with("x-") {
-            continue;
+    result.map_err(|(line, message)| ImportError { pointer: reader.path.iter().map(|s| format!("/{}", pointer_segment(s))).collect(), line, message })
+}
+
+struct ValueSeed<'r>(&'r mut Reader);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(ValueVisitor(self.0))
+    }
+}
+
+struct ValueVisitor<'r>(&'r mut Reader);
+
+impl ValueVisitor<'_> {
+    fn count<E: de::Error>(&mut self) -> Result<(), E> {
+        self.0.values += 1;
+        if self.0.values > self.0.max_values {
+            return Err(E::custom(format!(
+                "the document expands to more than {} values (YAML aliases repeating large parts?)",
+                self.0.max_values
+            )));
         }
-        if !path.starts_with('/') {
-            return Err(ImportError::at(here, "a path must start with `/`"));
+        Ok(())
+    }
+
+    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
+        self.count()?;
+        self.0.depth += 1;
+        if self.0.depth > MAX_NESTING {
+            return Err(E::custom(format!("the document is nested more than {MAX_NESTING} levels deep")));
         }
-        let Value::Object(item) = item else {
-            return Err(ImportError::at(here, "a path item must be an object"));
-        };
-        for method in METHODS {
-            let Some(op) = item.get(method) else { continue };
-            let at = format!("{here}/{method}");
-            let Value::Object(op) = op else {
-                return Err(ImportError::at(at, "an operation must be an object"));
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for ValueVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON or YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<Value, E> {
+        self.count()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<Value, E> {
+        self.count()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<Value, E> {
+        self.count()?;
+        Ok(Value::from(v))
+    }
+
+    #[allow(clippy::cast_precision_loss)] // beyond 64 bits, a float is the honest JSON reading
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        self.visit_f64(v as f64)
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        self.visit_f64(v as f64)
+    }
+
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<Value, E> {
+        self.count()?;
+        // JSON has no NaN or infinity (YAML `.nan`, `.inf`).
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<Value, E> {
+        self.count()?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(mut self, v: String) -> Result<Value, E> {
+        self.count()?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Value, E> {
+        Err(E::custom("binary values are not supported"))
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<Value, E> {
+        self.count()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        ValueSeed(self.0).deserialize(d)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        ValueSeed(self.0).deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut out = Vec::new();
+        loop {
+            // Left on the path if reading fails, so the error is located.
+            self.0.path.push(out.len().to_string());
+            let Some(v) = seq.next_element_seed(ValueSeed(&mut *self.0))? else {
+                self.0.path.pop();
+                break;
             };
-            let operation_id = match op.get("operationId") {
-                None => None,
-                Some(Value::String(id)) if !id.trim().is_empty() => Some(id.trim().to_owned()),
-                Some(_) => return Err(ImportError::at(format!("{at}/operationId"), "must be a non-empty string")),
-            };
-            found.push(Operation {
-                method: method.to_ascii_uppercase(),
-                path: path.clone(),
-                operation_id,
-                summary: op.get("summary").and_then(Value::as_str).map(str::to_owned),
-            });
+            self.0.path.pop();
+            out.push(v);
+        }
+        self.0.depth -= 1;
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            self.0.path.push(key.clone());
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let v = map.next_value_seed(ValueSeed(&mut *self.0))?;
+            self.0.path.pop();
+            out.insert(key, v);
+        }
+        if self.0.yaml {
+            merge_keys(&mut out);
+        }
+        self.0.depth -= 1;
+        Ok(Value::Object(out))
+    }
+
+    /// A YAML tag (`!foo value`): the tag is dropped, the value kept.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        let (_tag, variant): (String, _) = data.variant()?;
+        de::VariantAccess::newtype_variant_seed(variant, ValueSeed(self.0))
+    }
+}
+
+/// YAML merge keys (`<<: *base`): keys of the merged mappings that the
+/// mapping does not set itself.
+fn merge_keys(map: &mut Map<String, Value>) {
+    let sources = match map.remove("<<") {
+        Some(Value::Object(one)) => vec![one],
+        Some(Value::Array(list)) if list.iter().all(Value::is_object) => {
+            list.into_iter().filter_map(|v| if let Value::Object(m) = v { Some(m) } else { None }).collect()
+        }
+        Some(other) => {
+            map.insert("<<".into(), other);
+            return;
+        }
+        None => return,
+    };
+    for source in sources {
+        for (k, v) in source {
+            map.entry(k).or_insert(v);
         }
     }
-    Ok(found)
+}
+
+/// Mapping keys as text; YAML keys such as `200` stay as written.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl Visitor<'_> for KeyVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+/// The line of the node at `pointer` (or of its deepest existing
+/// ancestor), found by reading the text again and stopping there with a
+/// marker error that the parser stamps with its position.
+fn locate(text: &str, format: SpecFormat, doc: &Value, pointer: &str) -> Option<usize> {
+    let mut segments: Vec<String> = match pointer.strip_prefix('/') {
+        Some(rest) => rest.split('/').map(unescape_segment).collect(),
+        None => Vec::new(),
+    };
+    while refs::lookup(doc, &segments).is_none() {
+        segments.pop();
+    }
+    let seed = Locate(&segments);
+    match format {
+        SpecFormat::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let err = seed.deserialize(&mut de).err()?;
+            (err.to_string().contains(FOUND) && err.line() > 0).then(|| err.line())
+        }
+        SpecFormat::Yaml => {
+            let err = seed.deserialize(yaml_serde::Deserializer::from_str(text)).err()?;
+            if err.to_string().contains(FOUND) { err.location().map(|l| l.line()) } else { None }
+        }
+    }
+}
+
+const FOUND: &str = "\u{1}located\u{1}";
+
+struct Locate<'p>(&'p [String]);
+
+impl<'de> DeserializeSeed<'de> for Locate<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Locate<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.0.split_first() else {
+            return Err(de::Error::custom(FOUND));
+        };
+        let wanted = first.parse::<usize>().ok();
+        let mut i = 0;
+        loop {
+            if Some(i) == wanted {
+                seq.next_element_seed(Locate(rest))?;
+                break;
+            }
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Err(de::Error::custom(FOUND))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.0.split_first() else {
+            return Err(de::Error::custom(FOUND));
+        };
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key == *first {
+                map.next_value_seed(Locate(rest))?;
+                break;
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Err(de::Error::custom(FOUND))
+    }
 }
 
 #[cfg(test)]

@@ -313,3 +313,128 @@ pub async fn update(pool: &PgPool, account: AccountId, id: ApplicationId, name: 
     tx.commit().await?;
     Ok(())
 }
+
+/// An application as provider admins see it, with its account.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdminApplicationView {
+    pub id: ApplicationId,
+    pub name: String,
+    pub state: String,
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub api_id: Uuid,
+    pub api_name: String,
+    pub plan_id: PlanId,
+    pub plan_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ApplicationFilter {
+    pub state: Option<String>,
+    pub api_id: Option<Uuid>,
+    pub account_id: Option<Uuid>,
+    /// Matches the application or account name, case-insensitively.
+    pub q: Option<String>,
+}
+
+pub async fn list_all(pool: &PgPool, filter: &ApplicationFilter, limit: i64, offset: i64) -> Result<(Vec<AdminApplicationView>, i64)> {
+    if let Some(state) = &filter.state
+        && !["pending", "live", "suspended", "rejected"].contains(&state.as_str())
+    {
+        return Err(Error::invalid("state", "use pending, live, suspended or rejected"));
+    }
+    let pattern = filter.q.as_deref().map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let rows = sqlx::query!(
+        r#"SELECT ap.id, ap.name, ap.state::text AS "state!", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+                  ap.plan_id, p.name AS plan_name, ap.created_at, count(*) OVER () AS "total!"
+           FROM applications ap
+           JOIN accounts ac ON ac.id = ap.account_id
+           JOIN api_products a ON a.id = ap.api_id
+           JOIN plans p ON p.id = ap.plan_id
+           WHERE ($1::text IS NULL OR ap.state::text = $1)
+             AND ($2::uuid IS NULL OR ap.api_id = $2)
+             AND ($3::uuid IS NULL OR ap.account_id = $3)
+             AND ($4::text IS NULL OR ap.name ILIKE $4 OR ac.name ILIKE $4)
+           ORDER BY ap.created_at DESC, ap.id
+           LIMIT $5 OFFSET $6"#,
+        filter.state,
+        filter.api_id,
+        filter.account_id,
+        pattern,
+        limit,
+        offset
+    )
+    .fetch_all(pool)
+    .await?;
+    let total = rows.first().map(|r| r.total).unwrap_or(0);
+    Ok((
+        rows.into_iter()
+            .map(|r| AdminApplicationView {
+                id: ApplicationId(r.id),
+                name: r.name,
+                state: r.state,
+                account_id: AccountId(r.account_id),
+                account_name: r.account_name,
+                api_id: r.api_id,
+                api_name: r.api_name,
+                plan_id: PlanId(r.plan_id),
+                plan_name: r.plan_name,
+                created_at: r.created_at,
+            })
+            .collect(),
+        total,
+    ))
+}
+
+/// Moves an application to another plan of the same API.
+pub async fn change_plan(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let current = sqlx::query!("SELECT api_id, plan_id FROM applications WHERE id = $1 FOR UPDATE", id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let same_api = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#, plan.0, current.api_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !same_api {
+        return Err(Error::invalid("plan_id", "choose a plan of the application's API"));
+    }
+    sqlx::query!("UPDATE applications SET plan_id = $2, updated_at = now() WHERE id = $1", id.0, plan.0).execute(&mut *tx).await?;
+    record_change(&mut tx, Entity::Application, id.0, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry { action: "application.change_plan", entity: "application", entity_id: Some(id.0), before: Some(json!({"plan_id": current.plan_id})), after: Some(json!({"plan_id": plan.0})) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One application for admins, whatever its account.
+pub async fn get_any(pool: &PgPool, id: ApplicationId) -> Result<AdminApplicationView> {
+    let r = sqlx::query!(
+        r#"SELECT ap.id, ap.name, ap.state::text AS "state!", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+                  ap.plan_id, p.name AS plan_name, ap.created_at
+           FROM applications ap JOIN accounts ac ON ac.id = ap.account_id JOIN api_products a ON a.id = ap.api_id JOIN plans p ON p.id = ap.plan_id
+           WHERE ap.id = $1"#,
+        id.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(AdminApplicationView {
+        id: ApplicationId(r.id),
+        name: r.name,
+        state: r.state,
+        account_id: AccountId(r.account_id),
+        account_name: r.account_name,
+        api_id: r.api_id,
+        api_name: r.api_name,
+        plan_id: PlanId(r.plan_id),
+        plan_name: r.plan_name,
+        created_at: r.created_at,
+    })
+}

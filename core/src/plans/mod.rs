@@ -20,7 +20,7 @@ pub struct PlanId(pub Uuid);
 /// The calendar periods a limit can count over, as stored.
 pub const LIMIT_PERIODS: [&str; 7] = ["minute", "hour", "day", "week", "month", "year", "eternity"];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewLimit {
     /// The metric's system name, e.g. `hits` or a method.
     pub metric: String,
@@ -41,9 +41,32 @@ pub struct NewPlan {
     pub currency: String,
     pub time_zone: String,
     pub limits: Vec<NewLimit>,
+    pub pricing: Vec<NewPrice>,
+}
+
+/// One pricing tier: units `from..=to` of a metric in a month cost `price_per_unit` each.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NewPrice {
+    pub metric: String,
+    pub from: i64,
+    pub to: Option<i64>,
+    pub price_per_unit: Decimal,
 }
 
 fn validate(plan: &NewPlan) -> Result<()> {
+    let system_ok = (1..=64).contains(&plan.system_name.len())
+        && plan.system_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !plan.system_name.starts_with('-')
+        && !plan.system_name.ends_with('-');
+    if !system_ok {
+        return Err(Error::invalid("system_name", "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash"));
+    }
+    if plan.name.trim().is_empty() || plan.name.chars().count() > 200 {
+        return Err(Error::invalid("name", "use 1 to 200 characters"));
+    }
+    if plan.description.chars().count() > 5000 {
+        return Err(Error::invalid("description", "use at most 5,000 characters"));
+    }
     if plan.setup_fee.is_sign_negative() {
         return Err(Error::invalid("setup_fee", "cannot be negative"));
     }
@@ -74,6 +97,69 @@ fn validate(plan: &NewPlan) -> Result<()> {
             ));
         }
     }
+    for (i, tier) in plan.pricing.iter().enumerate() {
+        if tier.from < 1 {
+            return Err(Error::invalid(format!("pricing[{i}].from"), "tiers start at unit 1 or later"));
+        }
+        if tier.to.is_some_and(|to| to < tier.from) {
+            return Err(Error::invalid(format!("pricing[{i}].to"), "must not be below `from`"));
+        }
+        if tier.price_per_unit.is_sign_negative() {
+            return Err(Error::invalid(format!("pricing[{i}].price_per_unit"), "cannot be negative"));
+        }
+        for (j, other) in plan.pricing.iter().enumerate().take(i) {
+            let overlaps = other.metric == tier.metric
+                && tier.from <= other.to.unwrap_or(i64::MAX)
+                && other.from <= tier.to.unwrap_or(i64::MAX);
+            if overlaps {
+                return Err(Error::invalid(
+                    format!("pricing[{i}]"),
+                    format!("overlaps pricing[{j}] on {}: tiers of one metric must not share units", tier.metric),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn metric_id(tx: &mut sqlx::PgConnection, api: Uuid, name: &str, field: String) -> Result<Uuid> {
+    sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2", api, name)
+        .fetch_optional(tx)
+        .await?
+        .ok_or_else(|| Error::invalid(field, format!("this API has no metric named {name}")))
+}
+
+/// Replaces a plan's limits and prices with the given ones.
+async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan: &NewPlan) -> Result<()> {
+    sqlx::query!("DELETE FROM usage_limits WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM pricing_rules WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
+    for (i, limit) in plan.limits.iter().enumerate() {
+        let metric = metric_id(tx, api, &limit.metric, format!("limits[{i}].metric")).await?;
+        sqlx::query!(
+            "INSERT INTO usage_limits (id, plan_id, metric_id, period, max_value) VALUES ($1, $2, $3, $4::text::limit_period, $5)",
+            Uuid::now_v7(),
+            plan_id,
+            metric,
+            limit.period,
+            limit.max
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (i, tier) in plan.pricing.iter().enumerate() {
+        let metric = metric_id(tx, api, &tier.metric, format!("pricing[{i}].metric")).await?;
+        sqlx::query!(
+            "INSERT INTO pricing_rules (id, plan_id, metric_id, min_units, max_units, price_per_unit) VALUES ($1, $2, $3, $4, $5, $6)",
+            Uuid::now_v7(),
+            plan_id,
+            metric,
+            tier.from,
+            tier.to,
+            tier.price_per_unit
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -102,22 +188,7 @@ pub async fn create_plan(pool: &PgPool, api: ApiId, plan: &NewPlan, actor: &Acto
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a plan with that system name"))?;
-    for (i, limit) in plan.limits.iter().enumerate() {
-        let metric = sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2", api.0, limit.metric)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::invalid(format!("limits[{i}].metric"), format!("this API has no metric named {}", limit.metric)))?;
-        sqlx::query!(
-            "INSERT INTO usage_limits (id, plan_id, metric_id, period, max_value) VALUES ($1, $2, $3, $4::text::limit_period, $5)",
-            Uuid::now_v7(),
-            id,
-            metric,
-            limit.period,
-            limit.max
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
+    write_rules(&mut tx, api.0, id, plan).await?;
     record_change(&mut tx, Entity::Plan, id, false, None).await?;
     audit::record(
         &mut tx,
@@ -199,4 +270,143 @@ pub async fn subscribable(pool: &PgPool) -> Result<Vec<PlanOption>> {
             approval_required: r.approval_required,
         })
         .collect())
+}
+
+/// A plan with its limits and prices, as admins edit it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanDetail {
+    pub id: PlanId,
+    pub api_id: Uuid,
+    pub system_name: String,
+    pub name: String,
+    pub description: String,
+    pub published: bool,
+    pub approval_required: bool,
+    pub setup_fee: Decimal,
+    pub monthly_fee: Decimal,
+    pub trial_days: i32,
+    pub currency: String,
+    pub time_zone: String,
+    pub limits: Vec<NewLimit>,
+    pub pricing: Vec<NewPrice>,
+    pub applications: i64,
+}
+
+pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
+    let p = sqlx::query!(
+        r#"SELECT id, api_id, system_name, name, description, published, approval_required, setup_fee, monthly_fee, trial_days, currency, time_zone,
+                  (SELECT count(*) FROM applications a WHERE a.plan_id = plans.id) AS "applications!"
+           FROM plans WHERE id = $1"#,
+        id.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let limits = sqlx::query!(
+        r#"SELECT m.system_name, l.period::text AS "period!", l.max_value FROM usage_limits l JOIN metrics m ON m.id = l.metric_id
+           WHERE l.plan_id = $1 ORDER BY m.system_name, l.period"#,
+        id.0
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| NewLimit { metric: r.system_name, period: r.period, max: r.max_value })
+    .collect();
+    let pricing = sqlx::query!(
+        "SELECT m.system_name, r.min_units, r.max_units, r.price_per_unit FROM pricing_rules r JOIN metrics m ON m.id = r.metric_id
+         WHERE r.plan_id = $1 ORDER BY m.system_name, r.min_units",
+        id.0
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| NewPrice { metric: r.system_name, from: r.min_units, to: r.max_units, price_per_unit: r.price_per_unit })
+    .collect();
+    Ok(PlanDetail {
+        id: PlanId(p.id),
+        api_id: p.api_id,
+        system_name: p.system_name,
+        name: p.name,
+        description: p.description,
+        published: p.published,
+        approval_required: p.approval_required,
+        setup_fee: p.setup_fee,
+        monthly_fee: p.monthly_fee,
+        trial_days: p.trial_days,
+        currency: p.currency,
+        time_zone: p.time_zone,
+        limits,
+        pricing,
+        applications: p.applications,
+    })
+}
+
+/// Replaces everything about a plan but its API.
+pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Actor) -> Result<()> {
+    validate(plan)?;
+    let before = get_plan(pool, id).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "UPDATE plans SET system_name = $2, name = $3, description = $4, published = $5, approval_required = $6, setup_fee = $7,
+                          monthly_fee = $8, trial_days = $9, currency = $10, time_zone = $11, updated_at = now()
+         WHERE id = $1",
+        id.0,
+        plan.system_name,
+        plan.name,
+        plan.description,
+        plan.published,
+        plan.approval_required,
+        plan.setup_fee,
+        plan.monthly_fee,
+        plan.trial_days,
+        plan.currency,
+        plan.time_zone
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "this API already has a plan with that system name"))?;
+    write_rules(&mut tx, before.api_id, id.0, plan).await?;
+    record_change(&mut tx, Entity::Plan, id.0, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry { action: "plan.update", entity: "plan", entity_id: Some(id.0), before: Some(json!(before)), after: Some(json!({"name": plan.name, "limits": plan.limits.len(), "pricing": plan.pricing.len()})) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes a plan nobody subscribes to.
+pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()> {
+    let before = get_plan(pool, id).await?;
+    if before.applications > 0 {
+        return Err(Error::Conflict(format!("{} application(s) use this plan; move them to another plan first", before.applications)));
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query!("DELETE FROM plans WHERE id = $1", id.0).execute(&mut *tx).await?;
+    record_change(&mut tx, Entity::Plan, id.0, true, None).await?;
+    audit::record(&mut tx, actor, Entry { action: "plan.delete", entity: "plan", entity_id: Some(id.0), before: Some(json!(before)), after: None }).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Copies a plan (hidden) under a new system name.
+pub async fn copy_plan(pool: &PgPool, id: PlanId, system_name: &str, name: &str, actor: &Actor) -> Result<PlanId> {
+    let source = get_plan(pool, id).await?;
+    let copy = NewPlan {
+        system_name: system_name.to_owned(),
+        name: name.to_owned(),
+        description: source.description,
+        published: false,
+        approval_required: source.approval_required,
+        setup_fee: source.setup_fee,
+        monthly_fee: source.monthly_fee,
+        trial_days: source.trial_days,
+        currency: source.currency,
+        time_zone: source.time_zone,
+        limits: source.limits,
+        pricing: source.pricing,
+    };
+    create_plan(pool, crate::apis::ApiId(source.api_id), &copy, actor).await
 }

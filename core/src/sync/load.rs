@@ -136,9 +136,11 @@ pub(crate) async fn plans(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> 
 /// Applications agents must know: pending (so they can answer "not live"),
 /// live and suspended. Rejected ones are as good as absent.
 pub(crate) async fn applications(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> Result<Vec<Application>> {
+    // A suspended account suspends all its applications.
     let rows = sqlx::query!(
-        r#"SELECT id, plan_id, state::text AS "state!", app_id FROM applications
-           WHERE ($1::uuid IS NULL OR id = $1) AND state <> 'rejected' ORDER BY id"#,
+        r#"SELECT ap.id, ap.plan_id, CASE WHEN ac.state = 'suspended' THEN 'suspended' ELSE ap.state::text END AS "state!", ap.app_id
+           FROM applications ap JOIN accounts ac ON ac.id = ap.account_id
+           WHERE ($1::uuid IS NULL OR ap.id = $1) AND ap.state <> 'rejected' ORDER BY ap.id"#,
         only
     )
     .fetch_all(&mut *conn)

@@ -72,6 +72,14 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Create an admin API token for an admin and print it (shown once).
+    Token {
+        #[arg(long)]
+        email: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
 }
 
 /// Everything a command can fail with, each with an exit code.
@@ -116,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve => serve::run(settings).await,
         Command::Migrate => migrate::run(&settings).await,
         Command::Admin(AdminCommand::Create { email, password_stdin }) => admin::create(&settings, &email, password_stdin).await,
+        Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
         Command::Dev { db_only, database } => crate::dev::run(settings, db_only, &database).await,

@@ -5,7 +5,7 @@ use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin, cre
 use tollgate_core::apis::{NewApi, create_from_spec, find_by_slug, import, publish};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{NewLimit, NewPlan, create_plan};
+use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, create_plan};
 
 use crate::cli::CliError;
 
@@ -58,6 +58,7 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
         currency: "USD".into(),
         time_zone: "UTC".into(),
         limits: vec![limit("hits", "minute", 10), limit("hits", "day", 1000)],
+        pricing: Vec::new(),
     };
     create_plan(pool, api.id, &basic, &actor).await?;
     let pro = NewPlan {
@@ -72,6 +73,10 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
         currency: "USD".into(),
         time_zone: "UTC".into(),
         limits: vec![limit("hits", "minute", 600), limit("hits", "month", 1_000_000)],
+        pricing: vec![
+            NewPrice { metric: "hits".into(), from: 1, to: Some(100_000), price_per_unit: Decimal::ZERO },
+            NewPrice { metric: "hits".into(), from: 100_001, to: None, price_per_unit: Decimal::new(1, 4) },
+        ],
     };
     create_plan(pool, api.id, &pro, &actor).await?;
     publish(pool, api.id, &actor).await?;

@@ -1,6 +1,7 @@
 //! The server's one integration-test binary: HTTP in, HTTP or database
 //! state out. Each test gets a fresh database from `#[sqlx::test]`.
 
+mod admin_api;
 mod agent_api;
 mod auth;
 mod cli;

@@ -1,0 +1,96 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use tollgate_core::accounts::AccountId;
+use tollgate_core::accounts::directory::{self, AccountView};
+use tollgate_core::db::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::admin;
+use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
+use super::page::{Page, PageQuery};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountOut {
+    pub id: Uuid,
+    pub name: String,
+    /// `active` or `suspended`.
+    pub state: String,
+    pub members: i64,
+    pub applications: i64,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<AccountView> for AccountOut {
+    fn from(a: AccountView) -> Self {
+        AccountOut {
+            id: a.id.0,
+            name: a.name,
+            state: a.state,
+            members: a.members,
+            applications: a.applications,
+            created_at: a.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// Part of the account's name.
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+}
+
+/// List developer accounts.
+#[utoipa::path(get, path = "/admin/api/v1/accounts", tag = "accounts", params(AccountQuery),
+    responses((status = 200, body = Page<AccountOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let q: AccountQuery = parse_query(&req)?;
+    let page = PageQuery { page: q.page, per_page: q.per_page };
+    let (limit, offset) = page.window()?;
+    let (accounts, total) = directory::list(&pool, q.q.as_deref(), limit, offset).await?;
+    Ok(HttpResponse::Ok().json(Page::new(accounts.into_iter().map(AccountOut::from).collect(), &page, total)))
+}
+
+/// One developer account.
+#[utoipa::path(get, path = "/admin/api/v1/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AccountOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id = AccountId(parse_id(&path)?);
+    Ok(HttpResponse::Ok().json(AccountOut::from(directory::get(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountStateIn {
+    pub state: AccountState,
+}
+
+/// Suspend an account (all its applications stop working) or reactivate it.
+#[utoipa::path(put, path = "/admin/api/v1/accounts/{id}/state", tag = "accounts", params(("id" = Uuid, Path)), request_body = AccountStateIn,
+    responses((status = 200, body = AccountOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_state(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = AccountId(parse_id(&path)?);
+    let input: AccountStateIn = parse_json(&body)?;
+    directory::set_suspended(&pool, id, matches!(input.state, AccountState::Suspended), &actor).await?;
+    Ok(HttpResponse::Ok().json(AccountOut::from(directory::get(&pool, id).await?)))
+}

@@ -1,0 +1,234 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
+use tollgate_core::apis::{ApiId, ApiSummary, NewApi, create_from_spec, import};
+use tollgate_core::db::PgPool;
+use tollgate_core::web::PublicUrl;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::admin;
+use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
+use super::page::{Page, PageQuery};
+
+/// An API product in lists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiOut {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    /// `draft`, `published`, `deprecated` or `retired`.
+    pub state: String,
+    pub base_path: String,
+    pub operation_count: i32,
+}
+
+impl From<ApiSummary> for ApiOut {
+    fn from(a: ApiSummary) -> Self {
+        ApiOut { id: a.id.0, slug: a.slug, name: a.name, state: a.state, base_path: a.base_path, operation_count: a.operation_count }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionOut {
+    pub number: i32,
+    pub title: String,
+    pub version_label: String,
+    /// The OpenAPI or Swagger version the document declares.
+    pub spec_version: String,
+    pub operation_count: i32,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// An API product with its settings and versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiDetailOut {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub state: String,
+    pub base_path: String,
+    pub public_host: Option<String>,
+    pub upstream_urls: Vec<String>,
+    #[schema(format = DateTime)]
+    pub sunset_at: Option<String>,
+    /// `user_key` or `app_id_app_key`.
+    pub auth_mode: String,
+    pub versions: Vec<VersionOut>,
+    /// Applications subscribed to this API.
+    pub subscribers: i64,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl From<ApiDetail> for ApiDetailOut {
+    fn from(d: ApiDetail) -> Self {
+        ApiDetailOut {
+            id: d.id.0,
+            slug: d.slug,
+            name: d.name,
+            description: d.description,
+            state: d.state,
+            base_path: d.base_path,
+            public_host: d.public_host,
+            upstream_urls: d.upstreams,
+            sunset_at: d.sunset_at.map(rfc3339),
+            auth_mode: d.auth_mode,
+            versions: d
+                .versions
+                .into_iter()
+                .map(|v| VersionOut {
+                    number: v.number,
+                    title: v.title,
+                    version_label: v.version_label,
+                    spec_version: v.spec_version,
+                    operation_count: v.operation_count,
+                    created_at: rfc3339(v.created_at),
+                })
+                .collect(),
+            subscribers: d.subscribers,
+        }
+    }
+}
+
+/// List API products, newest first.
+#[utoipa::path(get, path = "/admin/api/v1/apis", tag = "apis", params(PageQuery),
+    responses((status = 200, body = Page<ApiOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let query: PageQuery = parse_query(&req)?;
+    let (limit, offset) = query.window()?;
+    let (apis, total) = detail::list_page(&pool, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(Page::new(apis.into_iter().map(ApiOut::from).collect(), &query, total)))
+}
+
+/// An OpenAPI 2.0, 3.0 or 3.1 document (JSON or YAML) to import as a new draft API.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportIn {
+    /// The document's text, kept byte for byte.
+    #[schema(max_length = 16777216)]
+    pub spec: String,
+    /// Defaults to the document's title.
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// Defaults to a slug of the name.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
+    pub slug: Option<String>,
+    /// Defaults to `/<slug>`.
+    pub base_path: Option<String>,
+    /// Where the gateway forwards calls.
+    pub upstream_url: Option<String>,
+}
+
+/// Import a spec as a new draft API: one method and one mapping rule per operation.
+#[utoipa::path(post, path = "/admin/api/v1/apis", tag = "apis", request_body = ImportIn,
+    responses((status = 201, body = ApiOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The slug or base path is taken"),
+              (status = 422, body = ErrorBody, description = "The document is invalid; `field` is the JSON pointer, `line` the line")),
+    security(("bearer" = [])))]
+pub async fn import(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let input: ImportIn = parse_json(&body)?;
+    let spec = import::parse(&input.spec).map_err(tollgate_core::Error::from)?;
+    let new = NewApi { name: input.name, slug: input.slug, base_path: input.base_path, upstream_url: input.upstream_url };
+    let api = create_from_spec(&pool, &input.spec, &spec, new, &actor).await?;
+    Ok(HttpResponse::Created().json(ApiOut::from(api)))
+}
+
+/// One API product.
+#[utoipa::path(get, path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ApiDetailOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id = ApiId(parse_id(&path)?);
+    Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
+}
+
+/// Fields to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiPatchIn {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(max_length = 20000)]
+    pub description: Option<String>,
+    /// Replaces all upstream targets.
+    #[schema(max_items = 20)]
+    pub upstream_urls: Option<Vec<String>>,
+}
+
+/// Change an API's name, description or upstream targets.
+#[utoipa::path(patch, path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)), request_body = ApiPatchIn,
+    responses((status = 200, body = ApiDetailOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = ApiId(parse_id(&path)?);
+    let input: ApiPatchIn = parse_json(&body)?;
+    if input.description.as_ref().is_some_and(|d| d.chars().count() > 20000) {
+        return Err(tollgate_core::Error::invalid("description", "use at most 20,000 characters").into());
+    }
+    let changes = ApiChanges { name: input.name, description: input.description, upstream_urls: input.upstream_urls };
+    detail::update(&pool, id, &changes, &actor).await?;
+    Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
+}
+
+/// Where to move the API in its lifecycle.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleIn {
+    pub state: LifecycleState,
+    /// Required when deprecating: when the API stops answering (RFC 3339, in the future).
+    #[schema(format = DateTime)]
+    pub sunset_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleState {
+    Published,
+    Deprecated,
+    Retired,
+}
+
+/// Publish, deprecate (with a sunset date; subscribers are emailed) or retire an API.
+#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/lifecycle", tag = "apis", params(("id" = Uuid, Path)), request_body = LifecycleIn,
+    responses((status = 200, body = ApiDetailOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "Not allowed from the current state"),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn lifecycle(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = ApiId(parse_id(&path)?);
+    let input: LifecycleIn = parse_json(&body)?;
+    let sunset = match &input.sunset_at {
+        Some(raw) => Some(
+            OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| tollgate_core::Error::invalid("sunset_at", "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z"))?,
+        ),
+        None => None,
+    };
+    let state = match input.state {
+        LifecycleState::Published => "published",
+        LifecycleState::Deprecated => "deprecated",
+        LifecycleState::Retired => "retired",
+    };
+    detail::get(&pool, id).await?;
+    detail::set_state(&pool, id, state, sunset, &actor, &public_url.0).await?;
+    Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
+}

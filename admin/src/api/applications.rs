@@ -1,0 +1,159 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
+use tollgate_core::db::PgPool;
+use tollgate_core::plans::PlanId;
+use tollgate_core::web::PublicUrl;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::admin;
+use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
+use super::page::{Page, PageQuery};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationOut {
+    pub id: Uuid,
+    pub name: String,
+    /// `pending`, `live`, `suspended` or `rejected`.
+    pub state: String,
+    pub account_id: Uuid,
+    pub account_name: String,
+    pub api_id: Uuid,
+    pub api_name: String,
+    pub plan_id: Uuid,
+    pub plan_name: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<AdminApplicationView> for ApplicationOut {
+    fn from(a: AdminApplicationView) -> Self {
+        ApplicationOut {
+            id: a.id.0,
+            name: a.name,
+            state: a.state,
+            account_id: a.account_id.0,
+            account_name: a.account_name,
+            api_id: a.api_id,
+            api_name: a.api_name,
+            plan_id: a.plan_id.0,
+            plan_name: a.plan_name,
+            created_at: a.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateParam {
+    Pending,
+    Live,
+    Suspended,
+    Rejected,
+}
+
+impl StateParam {
+    fn as_str(self) -> &'static str {
+        match self {
+            StateParam::Pending => "pending",
+            StateParam::Live => "live",
+            StateParam::Suspended => "suspended",
+            StateParam::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApplicationQuery {
+    /// Only applications in this state.
+    #[param(inline)]
+    pub state: Option<StateParam>,
+    pub api_id: Option<Uuid>,
+    pub account_id: Option<Uuid>,
+    /// Part of the application's or account's name.
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+}
+
+/// List and filter applications of every account.
+#[utoipa::path(get, path = "/admin/api/v1/applications", tag = "applications", params(ApplicationQuery),
+    responses((status = 200, body = Page<ApplicationOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let q: ApplicationQuery = parse_query(&req)?;
+    let page = PageQuery { page: q.page, per_page: q.per_page };
+    let (limit, offset) = page.window()?;
+    let filter = ApplicationFilter { state: q.state.map(|s| s.as_str().to_owned()), api_id: q.api_id, account_id: q.account_id, q: q.q };
+    let (apps, total) = applications::list_all(&pool, &filter, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(Page::new(apps.into_iter().map(ApplicationOut::from).collect(), &page, total)))
+}
+
+/// One application.
+#[utoipa::path(get, path = "/admin/api/v1/applications/{id}", tag = "applications", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ApplicationOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id = ApplicationId(parse_id(&path)?);
+    Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Approve,
+    Reject,
+    Suspend,
+    Resume,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionIn {
+    pub action: Action,
+}
+
+/// Approve or reject a pending application (the developer is emailed), or suspend or resume a live one.
+#[utoipa::path(post, path = "/admin/api/v1/applications/{id}/actions", tag = "applications", params(("id" = Uuid, Path)), request_body = ActionIn,
+    responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Not allowed from the current state")),
+    security(("bearer" = [])))]
+pub async fn act(req: HttpRequest, pool: web::Data<PgPool>, public_url: web::Data<PublicUrl>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = ApplicationId(parse_id(&path)?);
+    let input: ActionIn = parse_json(&body)?;
+    let transition = match input.action {
+        Action::Approve => Transition::Approve,
+        Action::Reject => Transition::Reject,
+        Action::Suspend => Transition::Suspend,
+        Action::Resume => Transition::Resume,
+    };
+    applications::transition(&pool, id, transition, &actor, &public_url.0).await?;
+    Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChangeIn {
+    pub plan_id: Uuid,
+}
+
+/// Move an application to another plan of its API.
+#[utoipa::path(put, path = "/admin/api/v1/applications/{id}/plan", tag = "applications", params(("id" = Uuid, Path)), request_body = PlanChangeIn,
+    responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "The plan belongs to another API")),
+    security(("bearer" = [])))]
+pub async fn change_plan(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = ApplicationId(parse_id(&path)?);
+    let input: PlanChangeIn = parse_json(&body)?;
+    applications::change_plan(&pool, id, PlanId(input.plan_id), &actor).await?;
+    Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
+}

@@ -1,0 +1,74 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use tollgate_core::audit::{self, AuditFilter, AuditRecord};
+use tollgate_core::db::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::admin;
+use super::error::{ApiResult, ErrorBody, parse_query};
+use super::page::{Page, PageQuery};
+
+/// One recorded change: who, what, when, before and after.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditOut {
+    pub id: i64,
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+}
+
+impl From<AuditRecord> for AuditOut {
+    fn from(r: AuditRecord) -> Self {
+        AuditOut {
+            id: r.id,
+            at: r.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            actor: r.actor,
+            action: r.action,
+            entity: r.entity,
+            entity_id: r.entity_id,
+            before: r.before,
+            after: r.after,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// e.g. `api`, `plan`, `application`, `credential`.
+    #[param(max_length = 64)]
+    pub entity: Option<String>,
+    pub entity_id: Option<Uuid>,
+    /// A prefix of the action, e.g. `plan.` or `api.lifecycle`.
+    #[param(max_length = 64)]
+    pub action: Option<String>,
+    /// Part of the actor's email.
+    #[param(max_length = 254)]
+    pub actor: Option<String>,
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+}
+
+/// The audit log, newest first, with filters.
+#[utoipa::path(get, path = "/admin/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Page<AuditOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let q: AuditQuery = parse_query(&req)?;
+    let page = PageQuery { page: q.page, per_page: q.per_page };
+    let (limit, offset) = page.window()?;
+    let filter = AuditFilter { entity: q.entity, entity_id: q.entity_id, action: q.action, actor: q.actor };
+    let (records, total) = audit::list(&pool, &filter, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(Page::new(records.into_iter().map(AuditOut::from).collect(), &page, total)))
+}

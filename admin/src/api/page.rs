@@ -1,0 +1,46 @@
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult};
+
+/// Which page of a list to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-based page number.
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+}
+
+impl PageQuery {
+    /// `(limit, offset)`, or a 400 for values out of range.
+    pub fn window(&self) -> ApiResult<(i64, i64)> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(20);
+        if !(1..=1_000_000).contains(&page) {
+            return Err(ApiError::BadRequest("page: use a number from 1".into()));
+        }
+        if !(1..=100).contains(&per_page) {
+            return Err(ApiError::BadRequest("per_page: use 1 to 100".into()));
+        }
+        Ok((per_page, (page - 1) * per_page))
+    }
+}
+
+/// A page of results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+impl<T: ToSchema> Page<T> {
+    pub fn new(items: Vec<T>, query: &PageQuery, total: i64) -> Page<T> {
+        Page { items, page: query.page.unwrap_or(1), per_page: query.per_page.unwrap_or(20), total }
+    }
+}

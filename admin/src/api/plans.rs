@@ -1,0 +1,263 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tollgate_core::apis::{ApiId, detail};
+use tollgate_core::db::PgPool;
+use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, PlanDetail, PlanId};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::admin;
+use super::error::{ApiResult, ErrorBody, parse_id, parse_json};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodIn {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+    Eternity,
+}
+
+impl PeriodIn {
+    fn as_str(self) -> &'static str {
+        match self {
+            PeriodIn::Minute => "minute",
+            PeriodIn::Hour => "hour",
+            PeriodIn::Day => "day",
+            PeriodIn::Week => "week",
+            PeriodIn::Month => "month",
+            PeriodIn::Year => "year",
+            PeriodIn::Eternity => "eternity",
+        }
+    }
+
+    fn parse(raw: &str) -> PeriodIn {
+        match raw {
+            "minute" => PeriodIn::Minute,
+            "hour" => PeriodIn::Hour,
+            "day" => PeriodIn::Day,
+            "week" => PeriodIn::Week,
+            "month" => PeriodIn::Month,
+            "year" => PeriodIn::Year,
+            _ => PeriodIn::Eternity,
+        }
+    }
+}
+
+/// At most `max` units of `metric` per calendar `period` in the plan's time zone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitIn {
+    /// A metric or method system name of the API, e.g. `hits`.
+    pub metric: String,
+    pub period: PeriodIn,
+    #[schema(minimum = 0)]
+    pub max: i64,
+}
+
+/// Units `from..=to` of `metric` in a month cost `price_per_unit` each.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceIn {
+    pub metric: String,
+    #[schema(minimum = 1)]
+    pub from: i64,
+    /// Open-ended when absent.
+    #[schema(minimum = 1)]
+    pub to: Option<i64>,
+    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", example = "0.0010")]
+    pub price_per_unit: Decimal,
+}
+
+/// A plan's full definition.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanIn {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
+    pub system_name: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    #[serde(default)]
+    #[schema(max_length = 5000)]
+    pub description: String,
+    #[serde(default)]
+    pub published: bool,
+    #[serde(default)]
+    pub approval_required: bool,
+    #[serde(default)]
+    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", example = "0")]
+    pub setup_fee: Decimal,
+    #[serde(default)]
+    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", example = "49.00")]
+    pub monthly_fee: Decimal,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 3650)]
+    pub trial_days: i32,
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+    pub currency: String,
+    /// IANA time zone the limit windows follow, e.g. `Europe/Paris`.
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    #[serde(default)]
+    pub limits: Vec<LimitIn>,
+    #[serde(default)]
+    pub pricing: Vec<PriceIn>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+impl PlanIn {
+    fn into_new(self) -> NewPlan {
+        NewPlan {
+            system_name: self.system_name,
+            name: self.name,
+            description: self.description,
+            published: self.published,
+            approval_required: self.approval_required,
+            setup_fee: self.setup_fee,
+            monthly_fee: self.monthly_fee,
+            trial_days: self.trial_days,
+            currency: self.currency,
+            time_zone: self.time_zone,
+            limits: self.limits.into_iter().map(|l| NewLimit { metric: l.metric, period: l.period.as_str().into(), max: l.max }).collect(),
+            pricing: self.pricing.into_iter().map(|p| NewPrice { metric: p.metric, from: p.from, to: p.to, price_per_unit: p.price_per_unit }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanOut {
+    pub id: Uuid,
+    pub api_id: Uuid,
+    pub system_name: String,
+    pub name: String,
+    pub description: String,
+    pub published: bool,
+    pub approval_required: bool,
+    #[schema(value_type = String)]
+    pub setup_fee: Decimal,
+    #[schema(value_type = String)]
+    pub monthly_fee: Decimal,
+    pub trial_days: i32,
+    pub currency: String,
+    pub time_zone: String,
+    pub limits: Vec<LimitIn>,
+    pub pricing: Vec<PriceIn>,
+    /// Applications on this plan.
+    pub applications: i64,
+}
+
+impl From<PlanDetail> for PlanOut {
+    fn from(p: PlanDetail) -> Self {
+        PlanOut {
+            id: p.id.0,
+            api_id: p.api_id,
+            system_name: p.system_name,
+            name: p.name,
+            description: p.description,
+            published: p.published,
+            approval_required: p.approval_required,
+            setup_fee: p.setup_fee,
+            monthly_fee: p.monthly_fee,
+            trial_days: p.trial_days,
+            currency: p.currency,
+            time_zone: p.time_zone,
+            limits: p.limits.into_iter().map(|l| LimitIn { period: PeriodIn::parse(&l.period), metric: l.metric, max: l.max }).collect(),
+            pricing: p.pricing.into_iter().map(|r| PriceIn { metric: r.metric, from: r.from, to: r.to, price_per_unit: r.price_per_unit }).collect(),
+            applications: p.applications,
+        }
+    }
+}
+
+/// The plans of an API.
+#[utoipa::path(get, path = "/admin/api/v1/apis/{id}/plans", tag = "plans", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<PlanOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let api = ApiId(parse_id(&path)?);
+    detail::get(&pool, api).await?;
+    let mut out = Vec::new();
+    for plan in plans::list_plans(&pool, api).await? {
+        out.push(PlanOut::from(plans::get_plan(&pool, plan.id).await?));
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Create a plan with its limits and prices.
+#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/plans", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanIn,
+    responses((status = 201, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The system name is taken"),
+              (status = 422, body = ErrorBody, description = "Overlapping tiers, negative prices, duplicate limits, unknown metrics…")),
+    security(("bearer" = [])))]
+pub async fn create(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let api = ApiId(parse_id(&path)?);
+    let input: PlanIn = parse_json(&body)?;
+    detail::get(&pool, api).await?;
+    let id = plans::create_plan(&pool, api, &input.into_new(), &actor).await?;
+    Ok(HttpResponse::Created().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
+}
+
+/// One plan.
+#[utoipa::path(get, path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
+    responses((status = 200, body = PlanOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id = PlanId(parse_id(&path)?);
+    Ok(HttpResponse::Ok().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
+}
+
+/// Replace a plan's definition, limits and prices.
+#[utoipa::path(put, path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanIn,
+    responses((status = 200, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn replace(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = PlanId(parse_id(&path)?);
+    let input: PlanIn = parse_json(&body)?;
+    plans::get_plan(&pool, id).await?;
+    plans::update_plan(&pool, id, &input.into_new(), &actor).await?;
+    Ok(HttpResponse::Ok().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
+}
+
+/// Delete a plan no application uses.
+#[utoipa::path(delete, path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Applications still use the plan")),
+    security(("bearer" = [])))]
+pub async fn delete(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    plans::delete_plan(&pool, PlanId(parse_id(&path)?), &actor).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyIn {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
+    pub system_name: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+/// Copy a plan (the copy starts hidden).
+#[utoipa::path(post, path = "/admin/api/v1/plans/{id}/copy", tag = "plans", params(("id" = Uuid, Path)), request_body = CopyIn,
+    responses((status = 201, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn copy(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = PlanId(parse_id(&path)?);
+    let input: CopyIn = parse_json(&body)?;
+    let copy = plans::copy_plan(&pool, id, &input.system_name, &input.name, &actor).await?;
+    Ok(HttpResponse::Created().json(PlanOut::from(plans::get_plan(&pool, copy).await?)))
+}

@@ -1,0 +1,82 @@
+//! Developer accounts as provider admins see them.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::AccountId;
+use crate::audit::{self, Actor, Entry};
+use crate::sync::feed::{Entity, record_change};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountView {
+    pub id: AccountId,
+    pub name: String,
+    pub state: String,
+    pub members: i64,
+    pub applications: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
+    let pattern = q.map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let rows = sqlx::query!(
+        r#"SELECT a.id, a.name, a.state::text AS "state!", a.created_at,
+                  (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
+                  (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!",
+                  count(*) OVER () AS "total!"
+           FROM accounts a WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1)
+           ORDER BY a.created_at DESC, a.id LIMIT $2 OFFSET $3"#,
+        pattern,
+        limit,
+        offset
+    )
+    .fetch_all(pool)
+    .await?;
+    let total = rows.first().map(|r| r.total).unwrap_or(0);
+    Ok((
+        rows.into_iter()
+            .map(|r| AccountView { id: AccountId(r.id), name: r.name, state: r.state, members: r.members, applications: r.applications, created_at: r.created_at })
+            .collect(),
+        total,
+    ))
+}
+
+pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
+    let r = sqlx::query!(
+        r#"SELECT a.id, a.name, a.state::text AS "state!", a.created_at,
+                  (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
+                  (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
+           FROM accounts a WHERE a.id = $1 AND a.kind = 'developer'"#,
+        id.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(AccountView { id: AccountId(r.id), name: r.name, state: r.state, members: r.members, applications: r.applications, created_at: r.created_at })
+}
+
+/// Suspends or reactivates an account; its applications' keys stop (or
+/// resume) working at every agent.
+pub async fn set_suspended(pool: &PgPool, id: AccountId, suspended: bool, actor: &Actor) -> Result<()> {
+    let before = get(pool, id).await?;
+    let state = if suspended { "suspended" } else { "active" };
+    let mut tx = pool.begin().await?;
+    sqlx::query!("UPDATE accounts SET state = $2::text::account_state, updated_at = now() WHERE id = $1", id.0, state)
+        .execute(&mut *tx)
+        .await?;
+    let apps = sqlx::query_scalar!("SELECT id FROM applications WHERE account_id = $1", id.0).fetch_all(&mut *tx).await?;
+    for app in apps {
+        record_change(&mut tx, Entity::Application, app, false, None).await?;
+    }
+    audit::record(
+        &mut tx,
+        actor,
+        Entry { action: "account.state", entity: "account", entity_id: Some(id.0), before: Some(json!({"state": before.state})), after: Some(json!({"state": state})) },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Admin API tokens: bearer secrets for the admin REST API, owned by an
+//! admin user, stored as SHA-256, revocable, shown once.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tollgate_protocol::{KeyHash, KeyKind, SecretKey};
+use uuid::Uuid;
+
+use crate::accounts::{UserId, UserSummary, find_user};
+use crate::audit::{self, Actor, Entry};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdminTokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub owner_email: String,
+    pub prefix: String,
+    pub last4: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Creates a token for an admin; returns its id and the secret, shown once.
+pub async fn create(pool: &PgPool, owner: UserId, name: &str, actor: &Actor) -> Result<(Uuid, SecretKey)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::invalid("name", "use 1 to 100 characters"));
+    }
+    let is_admin = sqlx::query_scalar!("SELECT is_admin FROM users WHERE id = $1", owner.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if !is_admin {
+        return Err(Error::invalid("email", "admin tokens belong to provider admins only"));
+    }
+    let secret = SecretKey::from_entropy(KeyKind::AdminToken, rand::random::<[u8; 24]>());
+    let hash = secret.hash();
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO admin_tokens (id, user_id, name, token_hash, prefix, last4) VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        owner.0,
+        name,
+        hash.as_bytes().as_slice(),
+        secret.display_prefix(),
+        secret.last4()
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(&mut tx, actor, Entry { action: "admin_token.create", entity: "admin_token", entity_id: Some(id), before: None, after: Some(json!({"name": name, "owner": owner.0})) })
+        .await?;
+    tx.commit().await?;
+    Ok((id, secret))
+}
+
+/// The admin a bearer token belongs to, if the token is live and its owner
+/// is still an admin. Marks the token used.
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<UserSummary>> {
+    let hash = KeyHash::of(token);
+    let owner = sqlx::query_scalar!(
+        "UPDATE admin_tokens t SET last_used_at = now() FROM users u
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.id = t.user_id AND u.is_admin
+         RETURNING t.user_id",
+        hash.as_bytes().as_slice()
+    )
+    .fetch_optional(pool)
+    .await?;
+    match owner {
+        Some(user) => find_user(pool, UserId(user)).await,
+        None => Ok(None),
+    }
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<AdminTokenView>> {
+    let rows = sqlx::query!(
+        r#"SELECT t.id, t.name, u.email::text AS "email!", t.prefix, t.last4, t.created_at, t.last_used_at, t.revoked_at
+           FROM admin_tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC"#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AdminTokenView {
+            id: r.id,
+            name: r.name,
+            owner_email: r.email,
+            prefix: r.prefix,
+            last4: r.last4,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        })
+        .collect())
+}
+
+pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query!("UPDATE admin_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    audit::record(&mut tx, actor, Entry { action: "admin_token.revoke", entity: "admin_token", entity_id: Some(id), before: None, after: None }).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The admin with this email, for `tollgate admin token --email`.
+pub async fn admin_by_email(pool: &PgPool, email: &str) -> Result<UserId> {
+    let row = sqlx::query!("SELECT id, is_admin FROM users WHERE email = $1", email.trim() as _)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::invalid("email", format!("no user has the email {}", email.trim())))?;
+    if !row.is_admin {
+        return Err(Error::invalid("email", format!("{} is not a provider admin", email.trim())));
+    }
+    Ok(UserId(row.id))
+}

@@ -1,0 +1,254 @@
+//! API products as admins see and change them: listing, detail, settings
+//! and the lifecycle `draft → published → deprecated → retired`.
+
+use askama::Template;
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ApiId;
+use crate::audit::{self, Actor, Entry};
+use crate::mail::{Outgoing, enqueue};
+use crate::sync::feed::{Entity, record_change};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    pub number: i32,
+    pub title: String,
+    pub version_label: String,
+    pub spec_version: String,
+    pub operation_count: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub published_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiDetail {
+    pub id: ApiId,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub state: String,
+    pub base_path: String,
+    pub public_host: Option<String>,
+    pub upstreams: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sunset_at: Option<OffsetDateTime>,
+    pub auth_mode: String,
+    pub key_location: String,
+    pub key_name: String,
+    pub versions: Vec<VersionInfo>,
+    pub subscribers: i64,
+}
+
+pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
+    let p = sqlx::query!(
+        r#"SELECT id, slug, name, description, state::text AS "state!", base_path, public_host, sunset_at,
+                  auth_mode::text AS "auth_mode!", key_location::text AS "key_location!", key_name,
+                  (SELECT count(*) FROM applications a WHERE a.api_id = p.id) AS "subscribers!"
+           FROM api_products p WHERE id = $1"#,
+        id.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let upstreams = sqlx::query_scalar!("SELECT url FROM api_upstreams WHERE api_id = $1 ORDER BY url", id.0).fetch_all(pool).await?;
+    let versions = sqlx::query!(
+        "SELECT number, title, version_label, spec_version, operation_count, created_at, published_at FROM api_versions WHERE api_id = $1 ORDER BY number DESC",
+        id.0
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|v| VersionInfo {
+        number: v.number,
+        title: v.title,
+        version_label: v.version_label,
+        spec_version: v.spec_version,
+        operation_count: v.operation_count,
+        created_at: v.created_at,
+        published_at: v.published_at,
+    })
+    .collect();
+    Ok(ApiDetail {
+        id: ApiId(p.id),
+        slug: p.slug,
+        name: p.name,
+        description: p.description,
+        state: p.state,
+        base_path: p.base_path,
+        public_host: p.public_host,
+        upstreams,
+        sunset_at: p.sunset_at,
+        auth_mode: p.auth_mode,
+        key_location: p.key_location,
+        key_name: p.key_name,
+        versions,
+        subscribers: p.subscribers,
+    })
+}
+
+/// The newest stored document of an API, as imported (for the docs viewer).
+pub async fn latest_spec(pool: &PgPool, id: ApiId) -> Result<(String, String)> {
+    let row = sqlx::query!("SELECT spec_source, spec_format FROM api_versions WHERE api_id = $1 ORDER BY number DESC LIMIT 1", id.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok((row.spec_source, row.spec_format))
+}
+
+/// What an admin may change about an API after import.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ApiChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub upstream_urls: Option<Vec<String>>,
+}
+
+pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
+    let before = get(pool, id).await?;
+    if let Some(name) = &changes.name
+        && (name.trim().is_empty() || name.chars().count() > 200)
+    {
+        return Err(Error::invalid("name", "use 1 to 200 characters"));
+    }
+    if let Some(urls) = &changes.upstream_urls {
+        if urls.len() > 20 {
+            return Err(Error::invalid("upstream_urls", "use at most 20 upstream targets"));
+        }
+        for (i, url) in urls.iter().enumerate() {
+            let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > 8 && url.len() <= 2048 && !url.contains(char::is_whitespace);
+            if !ok {
+                return Err(Error::invalid(format!("upstream_urls[{i}]"), "use an absolute http:// or https:// URL"));
+            }
+        }
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description), updated_at = now() WHERE id = $1",
+        id.0,
+        changes.name.as_deref().map(str::trim),
+        changes.description.as_deref()
+    )
+    .execute(&mut *tx)
+    .await?;
+    if let Some(urls) = &changes.upstream_urls {
+        sqlx::query!("DELETE FROM api_upstreams WHERE api_id = $1", id.0).execute(&mut *tx).await?;
+        let mut seen = std::collections::HashSet::new();
+        for url in urls.iter().filter(|u| seen.insert(u.as_str())) {
+            sqlx::query!("INSERT INTO api_upstreams (id, api_id, url) VALUES ($1, $2, $3)", Uuid::now_v7(), id.0, url)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    record_change(&mut tx, Entity::Api, id.0, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "api.update",
+            entity: "api",
+            entity_id: Some(id.0),
+            before: Some(json!({"name": before.name, "description": before.description, "upstreams": before.upstreams})),
+            after: Some(json!({"name": changes.name, "description": changes.description, "upstreams": changes.upstream_urls})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Template)]
+#[template(path = "email/deprecated.txt")]
+struct DeprecationMail<'a> {
+    api_name: &'a str,
+    sunset: String,
+    base_url: &'a str,
+    slug: &'a str,
+}
+
+/// Moves an API along its lifecycle. Deprecation needs a sunset date in the
+/// future and emails every subscribed account's owners.
+pub async fn set_state(pool: &PgPool, id: ApiId, state: &str, sunset_at: Option<OffsetDateTime>, actor: &Actor, base_url: &str) -> Result<()> {
+    let before = get(pool, id).await?;
+    let allowed = matches!(
+        (before.state.as_str(), state),
+        ("draft", "published") | ("published", "deprecated") | ("deprecated", "published") | ("deprecated", "retired") | ("published", "retired") | ("retired", "published")
+    );
+    if !allowed {
+        return Err(Error::Conflict(format!("an API cannot go from {} to {state}", before.state)));
+    }
+    if state == "deprecated" {
+        match sunset_at {
+            Some(at) if at > OffsetDateTime::now_utc() => {}
+            _ => return Err(Error::invalid("sunset_at", "deprecating an API needs a sunset date in the future")),
+        }
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "UPDATE api_products SET state = $2::text::api_state, sunset_at = $3, updated_at = now() WHERE id = $1",
+        id.0,
+        state,
+        if state == "deprecated" { sunset_at } else { None }
+    )
+    .execute(&mut *tx)
+    .await?;
+    if state == "published" {
+        sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1", id.0)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let (Some(sunset), "deprecated") = (sunset_at, state) {
+        let owners = sqlx::query_scalar!(
+            r#"SELECT DISTINCT u.email::text AS "email!" FROM applications ap
+               JOIN memberships m ON m.account_id = ap.account_id AND m.role = 'owner'
+               JOIN users u ON u.id = m.user_id WHERE ap.api_id = $1"#,
+            id.0
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for email in owners {
+            let body = DeprecationMail { api_name: &before.name, sunset: sunset.date().to_string(), base_url, slug: &before.slug };
+            enqueue(&mut tx, &Outgoing::render(&email, format!("{} is deprecated", before.name), &body)?).await?;
+        }
+    }
+    record_change(&mut tx, Entity::Api, id.0, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "api.lifecycle",
+            entity: "api",
+            entity_id: Some(id.0),
+            before: Some(json!({"state": before.state})),
+            after: Some(json!({"state": state, "sunset_at": sunset_at.map(|s| s.unix_timestamp())})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A page of API products, newest first, with the total count.
+pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<super::ApiSummary>, i64)> {
+    let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM api_products"#).fetch_one(pool).await?;
+    let rows = sqlx::query!(
+        r#"SELECT p.id, p.slug, p.name, p.state::text AS "state!", p.base_path,
+                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
+           FROM api_products p ORDER BY p.created_at DESC, p.id LIMIT $1 OFFSET $2"#,
+        limit,
+        offset
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        rows.into_iter()
+            .map(|r| super::ApiSummary { id: ApiId(r.id), slug: r.slug, name: r.name, state: r.state, base_path: r.base_path, operation_count: r.operation_count })
+            .collect(),
+        total,
+    ))
+}

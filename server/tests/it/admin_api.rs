@@ -1,0 +1,151 @@
+//! The admin REST API, over HTTP with a bearer token.
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tollgate::dev::{DEMO_ADMIN_EMAIL, seed};
+use tollgate_core::admin_tokens;
+use tollgate_core::audit::Actor;
+
+use crate::helpers::{TestApp, spawn_app};
+
+struct Admin {
+    app: TestApp,
+    token: String,
+}
+
+async fn admin_app(pool: PgPool) -> Admin {
+    seed(&pool).await.unwrap();
+    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    Admin { app: spawn_app(pool).await, token: token.as_str().to_owned() }
+}
+
+impl Admin {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.app.client.request(method, self.app.url(path)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let res = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    let res = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).bearer_auth("tg_adm_forged").send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let (status, body) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["items"][0]["slug"], "weather");
+    // Revoked tokens stop working.
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM admin_tokens").fetch_one(&admin.app.pool).await.unwrap();
+    admin_tokens::revoke(&admin.app.pool, id, &Actor::system("test")).await.unwrap();
+    assert_eq!(admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await.0, 401);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let spec = "openapi: 3.0.3\ninfo: {title: Pets, version: '1'}\npaths:\n  /pets:\n    get: {operationId: listPets, responses: {'200': {description: ok}}}\n  /pets/{id}:\n    get: {responses: {'200': {description: ok}}}\n";
+    let (status, api) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "upstream_url": "http://127.0.0.1:9"}))).await;
+    assert_eq!(status, 201, "{api}");
+    assert_eq!(api["slug"], "pets");
+    assert_eq!(api["operation_count"], 2);
+    assert_eq!(api["state"], "draft");
+    let id = api["id"].as_str().unwrap().to_owned();
+
+    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {pets: {}}\n"}))).await;
+    assert_eq!(status, 422);
+    assert_eq!(err["error"], "invalid_spec");
+    assert_eq!(err["field"], "/paths/pets");
+    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "surprise": 1}))).await;
+    assert_eq!(status, 400, "unknown fields are refused: {err}");
+
+    let plan = json!({"system_name": "gold", "name": "Gold", "currency": "EUR", "monthly_fee": "10.00",
+        "limits": [{"metric": "hits", "period": "day", "max": 1000}, {"metric": "listPets", "period": "minute", "max": 5}],
+        "pricing": [{"metric": "hits", "from": 1, "to": 100, "price_per_unit": "0"}, {"metric": "hits", "from": 101, "price_per_unit": "0.01"}]});
+    let (status, created) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(plan.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["limits"].as_array().unwrap().len(), 2);
+    let mut overlapping = plan.clone();
+    overlapping["system_name"] = json!("silver");
+    overlapping["pricing"][1]["from"] = json!(50);
+    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(overlapping)).await;
+    assert_eq!(status, 422);
+    assert!(err["message"].as_str().unwrap().contains("overlaps"), "{err}");
+    let mut duplicate = plan.clone();
+    duplicate["system_name"] = json!("bronze");
+    duplicate["limits"][1] = json!({"metric": "hits", "period": "day", "max": 5});
+    assert_eq!(admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(duplicate)).await.0, 422);
+    let mut negative = plan.clone();
+    negative["system_name"] = json!("neg");
+    negative["monthly_fee"] = json!("-1");
+    assert_eq!(admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(negative)).await.0, 422);
+
+    let plan_id = created["id"].as_str().unwrap().to_owned();
+    let (status, copy) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/plans/{plan_id}/copy"), Some(json!({"system_name": "gold-2", "name": "Gold 2"}))).await;
+    assert_eq!(status, 201);
+    assert_eq!(copy["published"], false);
+    assert_eq!(copy["pricing"].as_array().unwrap().len(), 2);
+
+    let (status, published) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"}))).await;
+    assert_eq!(status, 200, "{published}");
+    assert_eq!(published["state"], "published");
+    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "deprecated"}))).await;
+    assert_eq!(status, 422, "deprecation needs a sunset date: {err}");
+    let (status, deprecated) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "deprecated", "sunset_at": "2099-01-01T00:00:00Z"})))
+        .await;
+    assert_eq!(status, 200, "{deprecated}");
+    assert!(deprecated["sunset_at"].as_str().unwrap().starts_with("2099-01-01"));
+
+    let (status, log) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?action=api.", None).await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"api.import") && actions.contains(&"api.lifecycle"), "{actions:?}");
+    assert!(log["items"][0]["actor"].as_str().unwrap().contains(DEMO_ADMIN_EMAIL));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn bad_ids_and_pages_are_4xx_never_5xx(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    for (path, expected) in [
+        ("/admin/api/v1/apis/not-a-uuid", 404),
+        ("/admin/api/v1/apis/00000000-0000-0000-0000-000000000000", 404),
+        ("/admin/api/v1/apis?page=0", 400),
+        ("/admin/api/v1/apis?per_page=1000", 400),
+        ("/admin/api/v1/apis?page=abc", 400),
+        ("/admin/api/v1/applications?state=sideways", 400),
+        ("/admin/api/v1/nothing-here", 404),
+    ] {
+        let (status, body) = admin.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_openapi_document_describes_every_route_and_its_security(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let doc: Value = admin.app.client.get(admin.app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in ["/admin/api/v1/apis", "/admin/api/v1/apis/{id}/lifecycle", "/admin/api/v1/plans/{id}", "/admin/api/v1/applications/{id}/actions", "/admin/api/v1/audit"] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
+        }
+    }
+}
