@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
+use super::error::{ApiResult, ErrorBody, check_len, parse_id, parse_json, parse_query};
 use super::page::{Page, PageQuery};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,6 +54,7 @@ pub struct AccountQuery {
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let q: AccountQuery = parse_query(&req)?;
+    check_len("q", q.q.as_deref(), 200)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
     let (accounts, total) = directory::list(&pool, q.q.as_deref(), limit, offset).await?;

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
+use super::error::{ApiResult, ErrorBody, check_len, parse_id, parse_json, parse_query};
 use super::page::{Page, PageQuery};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -88,6 +88,7 @@ pub struct ApplicationQuery {
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let q: ApplicationQuery = parse_query(&req)?;
+    check_len("q", q.q.as_deref(), 200)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
     let filter = ApplicationFilter { state: q.state.map(|s| s.as_str().to_owned()), api_id: q.api_id, account_id: q.account_id, q: q.q };

@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, parse_query};
+use super::error::{ApiResult, ErrorBody, check_len, parse_query};
 use super::page::{Page, PageQuery};
 
 /// One recorded change: who, what, when, before and after.
@@ -66,6 +66,9 @@ pub struct AuditQuery {
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let q: AuditQuery = parse_query(&req)?;
+    check_len("entity", q.entity.as_deref(), 64)?;
+    check_len("action", q.action.as_deref(), 64)?;
+    check_len("actor", q.actor.as_deref(), 254)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
     let filter = AuditFilter { entity: q.entity, entity_id: q.entity_id, action: q.action, actor: q.actor };

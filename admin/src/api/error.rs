@@ -27,6 +27,8 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    #[error("this resource answers only {0}")]
+    MethodNotAllowed(&'static str),
     #[error(transparent)]
     Core(#[from] tollgate_core::Error),
 }
@@ -43,6 +45,7 @@ impl ApiError {
             ApiError::Unauthenticated => plain("unauthenticated", self.to_string()),
             ApiError::NotFound | ApiError::Core(E::NotFound) => plain("not_found", "there is no such resource".into()),
             ApiError::BadRequest(message) => plain("bad_request", message.clone()),
+            ApiError::MethodNotAllowed(_) => plain("method_not_allowed", self.to_string()),
             ApiError::Core(E::Invalid { field, message }) => ErrorBody { error: "invalid_input".into(), message: format!("{field}: {message}"), field: Some(field.to_string()), line: None },
             ApiError::Core(E::Import(err)) => ErrorBody { error: "invalid_spec".into(), message: err.to_string(), field: Some(err.pointer.clone()), line: err.line },
             ApiError::Core(E::Conflict(message)) => plain("conflict", message.clone()),
@@ -61,6 +64,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::NotFound | ApiError::Core(E::NotFound) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Core(E::Invalid { .. } | E::Import(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Core(E::Conflict(_)) => StatusCode::CONFLICT,
             ApiError::Core(E::Database(_) | E::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,7 +81,26 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Parses a JSON body after authentication, rejecting unknown fields where
 /// the type says so, with the serde message (which names the field).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
+    if let Some(path) = nul_in(&value, String::new()) {
+        return Err(ApiError::BadRequest(format!("{path}: text cannot contain NUL characters")));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))
+}
+
+/// Postgres text cannot hold NUL, so such input is refused at the edge.
+fn nul_in(value: &serde_json::Value, here: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(if here.is_empty() { "/".into() } else { here }),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_in(v, format!("{here}/{i}"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(format!("{here}/{k}"));
+            }
+            nul_in(v, format!("{here}/{k}"))
+        }),
+        _ => None,
+    }
 }
 
 /// Path ids that are not UUIDs name nothing.
@@ -88,7 +111,18 @@ pub fn parse_id(raw: &str) -> ApiResult<uuid::Uuid> {
 /// Parses the query string after authentication, so an unauthenticated
 /// caller always gets 401 first.
 pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> ApiResult<T> {
+    if req.query_string().to_ascii_lowercase().contains("%00") {
+        return Err(ApiError::BadRequest("query parameters cannot contain NUL characters".into()));
+    }
     actix_web::web::Query::<T>::from_query(req.query_string())
         .map(actix_web::web::Query::into_inner)
         .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
+}
+
+/// Refuses a query parameter longer than its documented maximum.
+pub fn check_len(name: &str, value: Option<&str>, max: usize) -> ApiResult<()> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::BadRequest(format!("{name}: use at most {max} characters"))),
+        _ => Ok(()),
+    }
 }

@@ -22,30 +22,39 @@ pub use openapi::ApiDoc;
 /// Bodies hold at most one spec (16 MiB) plus a little JSON.
 const MAX_BODY_BYTES: usize = 17 * 1024 * 1024;
 
+/// A resource whose other methods answer 405 with an `Allow` header.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut res = ApiError::MethodNotAllowed(allow).into_response();
+        res.headers_mut().insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static(allow));
+        res
+    }))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/api/openapi.json", web::get().to(openapi::document)).service(
+    cfg.service(resource("/admin/api/openapi.json", "GET").route(web::get().to(openapi::document))).service(
         web::scope("/admin/api/v1")
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-            .route("/apis", web::get().to(apis::list))
-            .route("/apis", web::post().to(apis::import))
-            .route("/apis/{id}", web::get().to(apis::show))
-            .route("/apis/{id}", web::patch().to(apis::update))
-            .route("/apis/{id}/lifecycle", web::post().to(apis::lifecycle))
-            .route("/apis/{id}/plans", web::get().to(plans::list))
-            .route("/apis/{id}/plans", web::post().to(plans::create))
-            .route("/plans/{id}", web::get().to(plans::show))
-            .route("/plans/{id}", web::put().to(plans::replace))
-            .route("/plans/{id}", web::delete().to(plans::delete))
-            .route("/plans/{id}/copy", web::post().to(plans::copy))
-            .route("/applications", web::get().to(applications::list))
-            .route("/applications/{id}", web::get().to(applications::show))
-            .route("/applications/{id}/actions", web::post().to(applications::act))
-            .route("/applications/{id}/plan", web::put().to(applications::change_plan))
-            .route("/accounts", web::get().to(accounts::list))
-            .route("/accounts/{id}", web::get().to(accounts::show))
-            .route("/accounts/{id}/state", web::put().to(accounts::set_state))
-            .route("/audit", web::get().to(audit::list))
-            .route("/gateways", web::get().to(gateways::list))
+            .service(resource("/apis", "GET, POST").route(web::get().to(apis::list)).route(web::post().to(apis::import)))
+            .service(resource("/apis/{id}", "GET, PATCH").route(web::get().to(apis::show)).route(web::patch().to(apis::update)))
+            .service(resource("/apis/{id}/lifecycle", "POST").route(web::post().to(apis::lifecycle)))
+            .service(resource("/apis/{id}/plans", "GET, POST").route(web::get().to(plans::list)).route(web::post().to(plans::create)))
+            .service(
+                resource("/plans/{id}", "GET, PUT, DELETE")
+                    .route(web::get().to(plans::show))
+                    .route(web::put().to(plans::replace))
+                    .route(web::delete().to(plans::delete)),
+            )
+            .service(resource("/plans/{id}/copy", "POST").route(web::post().to(plans::copy)))
+            .service(resource("/applications", "GET").route(web::get().to(applications::list)))
+            .service(resource("/applications/{id}", "GET").route(web::get().to(applications::show)))
+            .service(resource("/applications/{id}/actions", "POST").route(web::post().to(applications::act)))
+            .service(resource("/applications/{id}/plan", "PUT").route(web::put().to(applications::change_plan)))
+            .service(resource("/accounts", "GET").route(web::get().to(accounts::list)))
+            .service(resource("/accounts/{id}", "GET").route(web::get().to(accounts::show)))
+            .service(resource("/accounts/{id}/state", "PUT").route(web::put().to(accounts::set_state)))
+            .service(resource("/audit", "GET").route(web::get().to(audit::list)))
+            .service(resource("/gateways", "GET").route(web::get().to(gateways::list)))
             .default_service(web::to(not_found)),
     );
 }

@@ -124,3 +124,27 @@ pub async fn list(pool: &PgPool) -> Result<Vec<GatewayView>> {
         })
         .collect())
 }
+
+/// Issues a fresh token for the named agent, creating it if needed (used by
+/// `tollgate dev`, which starts its own agent on every run).
+pub async fn reset_token(pool: &PgPool, name: &str, actor: &Actor) -> Result<(GatewayId, SecretKey)> {
+    validate_name(name)?;
+    let secret = SecretKey::from_entropy(KeyKind::AgentToken, rand::random::<[u8; 24]>());
+    let hash = secret.hash();
+    let mut tx = pool.begin().await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO gateways (id, name, token_hash, token_prefix) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET token_hash = EXCLUDED.token_hash, token_prefix = EXCLUDED.token_prefix, revoked_at = NULL
+         RETURNING id",
+        Uuid::now_v7(),
+        name,
+        hash.as_bytes().as_slice(),
+        secret.display_prefix()
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(&mut tx, actor, Entry { action: "gateway.token", entity: "gateway", entity_id: Some(id), before: None, after: Some(json!({"name": name})) })
+        .await?;
+    tx.commit().await?;
+    Ok((GatewayId(id), secret))
+}

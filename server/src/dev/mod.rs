@@ -1,14 +1,19 @@
 //! `tollgate dev`: the zero-config way in. A private Postgres (unless
 //! `TOLLGATE_DATABASE_URL` is set), migrations, demo data, then the server.
 
+mod agent;
 pub mod postgres;
 mod seed;
+mod upstream;
 
 use tollgate_core::db;
 
 use crate::cli::{CliError, connect};
 use crate::settings::{DatabaseUrl, Settings};
 use crate::startup;
+
+/// Where the demo API's upstream listens (the seeded upstream URL points here).
+pub const DEMO_UPSTREAM: &str = "127.0.0.1:8090";
 
 pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
@@ -29,8 +34,22 @@ pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Resul
     let pool = connect(&url, settings.database_max_connections).await?;
     db::migrate(&pool).await?;
     seed(&pool).await?;
-    let app = startup::build(&settings, pool, listener)?;
+    let app = startup::build(&settings, pool.clone(), listener)?;
     let base = format!("http://{}", app.addr);
+    // The demo upstream and a gateway agent complete the loop. Either may be
+    // missing (port taken, agent not built); the server still runs.
+    let upstream = match std::net::TcpListener::bind(DEMO_UPSTREAM) {
+        Ok(listener) => upstream::spawn(listener).map(|()| true).unwrap_or(false),
+        Err(err) => {
+            eprintln!("tollgate: the demo upstream cannot listen on {DEMO_UPSTREAM} ({err}); calls through the gateway will fail");
+            false
+        }
+    };
+    let proxy: std::net::SocketAddr = std::env::var("TOLLGATE_AGENT_LISTEN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| ([127, 0, 0, 1], 8081).into());
+    let agent_admin: std::net::SocketAddr =
+        std::env::var("TOLLGATE_AGENT_ADMIN_LISTEN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| ([127, 0, 0, 1], 9081).into());
+    let agent = agent::start(&pool, &base, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
+    let demo_key = seed::fresh_demo_key(&pool).await?;
     println!();
     println!("  Tollgate is running (database {})", url.redacted());
     println!();
@@ -42,6 +61,14 @@ pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Resul
     println!();
     println!("  Demo admin        {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}");
     println!("  Demo developer    {DEMO_DEVELOPER_EMAIL} / {DEMO_DEVELOPER_PASSWORD}");
+    if let Some(agent) = &agent {
+        println!();
+        println!("  Gateway agent     http://{}  (health, readiness, metrics on http://{})", agent.proxy, agent.admin);
+        if upstream {
+            println!("  Demo upstream     http://{DEMO_UPSTREAM}");
+        }
+        println!("  Try it            curl 'http://{}/weather/cities?user_key={demo_key}'", agent.proxy);
+    }
     println!();
     match (&settings.smtp_url, &settings.mail_outbox_dir) {
         (Some(_), _) => println!("  Mail              sent over SMTP (TOLLGATE_SMTP_URL)"),
@@ -52,5 +79,6 @@ pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Resul
     println!("  Press Ctrl-C to stop.");
     println!();
     app.server.await?;
+    drop(agent);
     Ok(())
 }

@@ -82,3 +82,38 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
     publish(pool, api.id, &actor).await?;
     Ok(())
 }
+
+const DEMO_APP: &str = "Demo app";
+
+/// The demo developer's app on the Basic plan gets a new key on every run,
+/// since keys are stored only as hashes and cannot be shown again.
+pub async fn fresh_demo_key(pool: &PgPool) -> Result<String, CliError> {
+    use tollgate_core::applications::{self, NewApplication};
+    use tollgate_core::credentials;
+
+    let actor = Actor::system("tollgate dev");
+    let Some(user) = tollgate_core::accounts::authenticate(pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.ok().and_then(|o| match o {
+        tollgate_core::accounts::SignInOutcome::SignedIn(user) => Some(user),
+        _ => None,
+    }) else {
+        return Err(CliError::Other("the demo developer cannot sign in; was its password changed?".into()));
+    };
+    let account = user.account_id.ok_or_else(|| CliError::Other("the demo developer has no account".into()))?;
+    let apps = applications::list_for_account(pool, account).await?;
+    let app = match apps.into_iter().find(|a| a.name == DEMO_APP) {
+        Some(app) => app,
+        None => {
+            let api = find_by_slug(pool, "weather").await?.ok_or_else(|| CliError::Other("the demo API is missing".into()))?;
+            let plans = tollgate_core::plans::list_plans(pool, api.id).await?;
+            let basic = plans.into_iter().find(|p| p.system_name == "basic").ok_or_else(|| CliError::Other("the Basic plan is missing".into()))?;
+            applications::create(pool, account, &NewApplication { plan_id: basic.id, name: DEMO_APP.into(), description: "Made by tollgate dev".into() }, &actor).await?
+        }
+    };
+    for key in credentials::list(pool, account, app.id).await? {
+        if key.revoked_at.is_none() {
+            credentials::revoke(pool, account, app.id, key.id, &actor).await?;
+        }
+    }
+    let key = credentials::issue(pool, account, app.id, &actor).await?;
+    Ok(key.secret.as_str().to_owned())
+}
