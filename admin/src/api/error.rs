@@ -81,11 +81,30 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Parses a JSON body after authentication, rejecting unknown fields where
 /// the type says so, with the serde message (which names the field).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
+    integral_floats_to_integers(&mut value);
     if let Some(path) = nul_in(&value, String::new()) {
-        return Err(ApiError::BadRequest(format!("{path}: text cannot contain NUL characters")));
+        return Err(tollgate_core::Error::invalid(path, "text cannot contain NUL characters").into());
     }
     serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))
+}
+
+/// JSON Schema counts `670.0` as an integer, so clients may send it where an
+/// integer is documented; serde would refuse it.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// Postgres text cannot hold NUL, so such input is refused at the edge.

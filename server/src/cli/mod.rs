@@ -47,6 +47,9 @@ pub enum Command {
         /// Only make sure the private Postgres runs, print its URL and exit.
         #[arg(long)]
         db_only: bool,
+        /// Only migrate and seed the demo data (into TOLLGATE_DATABASE_URL or the private cluster), then exit.
+        #[arg(long)]
+        seed_only: bool,
         /// The database to use (created if missing) on the private cluster.
         #[arg(long, default_value = "tollgate")]
         database: String,
@@ -127,6 +130,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
-        Command::Dev { db_only, database } => crate::dev::run(settings, db_only, &database).await,
+        Command::Dev { db_only, seed_only, database } => crate::dev::run(settings, db_only, seed_only, &database).await,
     }
 }

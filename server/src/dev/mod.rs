@@ -17,7 +17,7 @@ pub const DEMO_UPSTREAM: &str = "127.0.0.1:8090";
 
 pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
-pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Result<(), CliError> {
+pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, database: &str) -> Result<(), CliError> {
     if settings.database_url.is_none() {
         let url = postgres::ensure(database).await?;
         settings.database_url = Some(DatabaseUrl::parse(&url)?);
@@ -29,6 +29,13 @@ pub async fn run(mut settings: Settings, db_only: bool, database: &str) -> Resul
     }
     if settings.smtp_url.is_none() && settings.mail_outbox_dir.is_none() {
         settings.mail_outbox_dir = Some(postgres::dev_dir().join("outbox"));
+    }
+    if seed_only {
+        let pool = connect(&url, 2).await?;
+        db::migrate(&pool).await?;
+        seed(&pool).await?;
+        println!("seeded {}", url.redacted());
+        return Ok(());
     }
     let listener = startup::bind(settings.listen)?;
     let pool = connect(&url, settings.database_max_connections).await?;
