@@ -6,7 +6,7 @@ use tollgate_core::web::ErrorPage;
 /// causes are logged here, once.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct AdminError(#[from] tollgate_core::Error);
+pub struct AdminError(#[from] pub tollgate_core::Error);
 
 impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {

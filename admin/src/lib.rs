@@ -4,6 +4,7 @@
 pub mod api;
 mod dashboard;
 mod error;
+mod ui;
 
 use actix_web::web;
 
@@ -11,7 +12,23 @@ pub use error::AdminError;
 
 /// Mounts the admin UI under `/admin`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/admin").route(web::get().to(dashboard::show)));
+    use ui::*;
+    cfg.service(web::resource("/admin").route(web::get().to(dashboard::show)))
+        .service(web::resource("/admin/apis/new").route(web::get().to(apis::new_form)).route(web::post().to(apis::import)))
+        .service(web::resource("/admin/apis/{id}").route(web::get().to(apis::show)).route(web::post().to(apis::update)))
+        .service(web::resource("/admin/apis/{id}/lifecycle").route(web::post().to(apis::lifecycle)))
+        .service(web::resource("/admin/apis/{id}/plans/new").route(web::get().to(plans::new_form)).route(web::post().to(plans::create)))
+        .service(web::resource("/admin/plans/{id}").route(web::get().to(plans::edit_form)).route(web::post().to(plans::update)))
+        .service(web::resource("/admin/plans/{id}/copy").route(web::post().to(plans::copy)))
+        .service(web::resource("/admin/plans/{id}/delete").route(web::post().to(plans::delete)))
+        .service(web::resource("/admin/applications").route(web::get().to(applications::list)))
+        .service(web::resource("/admin/applications/{id}/{action}").route(web::post().to(applications::act)))
+        .service(web::resource("/admin/accounts").route(web::get().to(accounts::list)))
+        .service(web::resource("/admin/accounts/{id}/{action}").route(web::post().to(accounts::set_state)))
+        .service(web::resource("/admin/audit").route(web::get().to(audit::list)))
+        .service(web::resource("/admin/gateways").route(web::get().to(gateways::list)).route(web::post().to(gateways::create)))
+        .service(web::resource("/admin/tokens").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)))
+        .service(web::resource("/admin/tokens/{id}/revoke").route(web::post().to(tokens::revoke)));
 }
 
 /// Mounts the admin REST API and its OpenAPI document. It has no session

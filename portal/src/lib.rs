@@ -22,6 +22,8 @@ pub use error::PortalError;
 /// the shared app data (pool, session store, password hasher, public URL).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(catalog::home)))
+        .service(web::resource("/apis/{slug}").route(web::get().to(catalog::api)))
+        .service(web::resource("/apis/{slug}/spec").route(web::get().to(catalog::spec)))
         .service(web::resource("/login").route(web::get().to(auth::login::form)).route(web::post().to(auth::login::submit)))
         .service(web::resource("/auth/{provider}").route(web::post().to(auth::external::start)))
         .service(web::resource("/auth/{provider}/callback").route(web::get().to(auth::external::callback)))

@@ -90,6 +90,8 @@ pub struct Settings {
     pub mail_outbox_dir: Option<PathBuf>,
     /// OAuth2 / OpenID Connect providers offered on the sign-in page.
     pub oauth_providers: Vec<ProviderConfig>,
+    /// Where API consumers reach the gateway, for docs, samples and try-it.
+    pub gateway_url: String,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -125,6 +127,7 @@ struct FileSettings {
     mail_from: Option<String>,
     mail_outbox_dir: Option<String>,
     oauth_providers: Option<Vec<ProviderConfig>>,
+    gateway_url: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -260,6 +263,16 @@ impl Settings {
         for provider in &oauth_providers {
             provider.validate().map_err(|message| setting_error("oauth_providers", message))?;
         }
+        let gateway_url = match src.get("gateway_url", f.gateway_url.clone()) {
+            Some((name, raw)) => {
+                let trimmed = raw.trim().trim_end_matches('/').to_owned();
+                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                    return Err(setting_error(&name, format!("`{raw}` must be an http:// or https:// URL")));
+                }
+                trimmed
+            }
+            None => "http://127.0.0.1:8081".to_owned(),
+        };
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -275,6 +288,7 @@ impl Settings {
             mail_from,
             mail_outbox_dir,
             oauth_providers,
+            gateway_url,
         })
     }
 

@@ -28,6 +28,11 @@ pub const MAX_SPEC_BYTES: usize = 16 * 1024 * 1024;
 /// parsers' own limit of 128 so the message is ours.
 pub const MAX_NESTING: usize = 120;
 
+/// Flow collections (`[`/`{`) the YAML pre-scan lets through to the parser,
+/// whose time grows with the square of their nesting. Anything past
+/// `MAX_NESTING` is refused anyway; this only keeps refusing it cheap.
+const MAX_FLOW_NESTING: usize = 1000;
+
 /// Values a document may read into beyond one per byte: YAML aliases can
 /// otherwise turn a small text into an enormous tree.
 const EXTRA_VALUES: usize = 256 * 1024;
@@ -104,7 +109,8 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
     let format = if trimmed.starts_with('{') || trimmed.starts_with('[') { SpecFormat::Json } else { SpecFormat::Yaml };
     let doc = read(text, format)?;
     interpret(&doc, format).map_err(|mut e| {
-        if e.line.is_none() {
+        // The root has no useful line; anything inside does.
+        if e.line.is_none() && !e.pointer.is_empty() {
             e.line = locate(text, format, &doc, &e.pointer);
         }
         e
@@ -174,7 +180,13 @@ fn unescape_segment(segment: &str) -> String {
 }
 
 fn check_openapi_30(doc: &Value) -> Result<(), ImportError> {
-    serde_json::from_value::<openapiv3::OpenAPI>(doc.clone())
+    let mut doc = doc.clone();
+    // `version: 1.0` in YAML is a number; openapiv3 insists on a string,
+    // and so many documents do this that refusing them helps nobody.
+    if let Some(version @ (Value::Number(_) | Value::Bool(_))) = doc.pointer_mut("/info/version") {
+        *version = Value::String(version.to_string());
+    }
+    serde_json::from_value::<openapiv3::OpenAPI>(doc)
         .map(|_| ())
         .map_err(|e| ImportError::at("", format!("not a valid OpenAPI 3.0 document: {e}")))
 }
@@ -189,23 +201,124 @@ struct Reader {
     values: usize,
     max_values: usize,
     yaml: bool,
+    /// The message of a limit we enforced, without the parser's decoration.
+    failure: Option<String>,
 }
 
 fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
-    let mut reader = Reader { path: Vec::new(), depth: 0, values: 0, max_values: text.len() + EXTRA_VALUES, yaml: format == SpecFormat::Yaml };
+    if format == SpecFormat::Yaml {
+        if let Some(line) = deep_flow_line(text) {
+            return Err(ImportError {
+                pointer: String::new(),
+                line: Some(line),
+                message: format!("invalid YAML: flow collections are nested more than {MAX_FLOW_NESTING} levels deep"),
+            });
+        }
+    }
+    let mut reader =
+        Reader { path: Vec::new(), depth: 0, values: 0, max_values: text.len() + EXTRA_VALUES, yaml: format == SpecFormat::Yaml, failure: None };
     let result = match format {
         SpecFormat::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
             ValueSeed(&mut reader)
                 .deserialize(&mut de)
                 .and_then(|v| de.end().map(|()| v))
-                .map_err(|e| (Some(e.line()).filter(|l| *l > 0), format!("invalid JSON: {e}")))
+                .map_err(|e| (Some(e.line()).filter(|l| *l > 0), e.to_string()))
         }
-        SpecFormat::Yaml => ValueSeed(&mut reader)
-            .deserialize(yaml_serde::Deserializer::from_str(text))
-            .map_err(|e| (e.location().map(|l| l.line()), format!("invalid YAML: {e}"))),
+        SpecFormat::Yaml => ValueSeed(&mut reader).deserialize(yaml_serde::Deserializer::from_str(text)).map_err(|e| {
+            let hint = if e.to_string().contains("repetition limit exceeded") { " (YAML aliases expand to too much)" } else { "" };
+            (e.location().map(|l| l.line()), format!("{e}{hint}"))
+        }),
     };
-    result.map_err(|(line, message)| ImportError { pointer: reader.path.iter().map(|s| format!("/{}", pointer_segment(s))).collect(), line, message })
+    result.map_err(|(line, message)| ImportError {
+        pointer: reader.path.iter().map(|s| format!("/{}", pointer_segment(s))).collect(),
+        line,
+        // Our own limits say it plainly; the parsers' messages repeat the path.
+        message: format!("invalid {}: {}", format.as_str().to_ascii_uppercase(), reader.failure.unwrap_or(message)),
+    })
+}
+
+/// The line where `[`/`{` flow collections first nest deeper than
+/// `MAX_FLOW_NESTING`, by a linear scan that follows YAML just enough: a
+/// bracket opens a collection at the start of a value (after `: `, `- `,
+/// `? `, `,`, a bracket, an anchor or tag, or at the start of a line) or
+/// anywhere inside a collection; quoted scalars, comments and block
+/// scalars are skipped. It may count a stray bracket in a plain scalar,
+/// which only matters a thousand times over.
+fn deep_flow_line(text: &str) -> Option<usize> {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut depth = 0usize;
+    let mut quote = Quote::None;
+    let mut block_scalar: Option<usize> = None;
+    for (index, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(base) = block_scalar {
+            if line.trim().is_empty() || indent > base {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut value_start = true;
+        let mut chars = line.chars().peekable();
+        let mut previous = ' ';
+        while let Some(c) = chars.next() {
+            match quote {
+                Quote::Double => {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == '"' {
+                        quote = Quote::None;
+                    }
+                }
+                Quote::Single => {
+                    if c == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            quote = Quote::None;
+                        }
+                    }
+                }
+                Quote::None => match c {
+                    '#' if previous == ' ' || previous == '\t' => break,
+                    '[' | '{' if value_start || depth > 0 => {
+                        depth += 1;
+                        if depth > MAX_FLOW_NESTING {
+                            return Some(index + 1);
+                        }
+                        value_start = true;
+                    }
+                    ']' | '}' => {
+                        depth = depth.saturating_sub(1);
+                        value_start = false;
+                    }
+                    ',' if depth > 0 => value_start = true,
+                    '"' if value_start => quote = Quote::Double,
+                    '\'' if value_start => quote = Quote::Single,
+                    '|' | '>' if value_start && depth == 0 => {
+                        block_scalar = Some(indent);
+                        break;
+                    }
+                    ':' | '-' | '?' if chars.peek().is_none_or(|n| *n == ' ' || *n == '\t') => value_start = true,
+                    // An anchor or tag before a value keeps its place.
+                    '&' | '!' if value_start => {
+                        while chars.peek().is_some_and(|n| !n.is_whitespace() && !matches!(n, '[' | '{' | ',')) {
+                            chars.next();
+                        }
+                    }
+                    ' ' | '\t' => {}
+                    _ => value_start = false,
+                },
+            }
+            previous = c;
+        }
+    }
+    None
 }
 
 struct ValueSeed<'r>(&'r mut Reader);
@@ -221,13 +334,17 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
 struct ValueVisitor<'r>(&'r mut Reader);
 
 impl ValueVisitor<'_> {
+    fn fail<E: de::Error>(&mut self, message: String) -> E {
+        let error = E::custom(&message);
+        self.0.failure = Some(message);
+        error
+    }
+
     fn count<E: de::Error>(&mut self) -> Result<(), E> {
         self.0.values += 1;
         if self.0.values > self.0.max_values {
-            return Err(E::custom(format!(
-                "the document expands to more than {} values (YAML aliases repeating large parts?)",
-                self.0.max_values
-            )));
+            let message = format!("the document expands to more than {} values (YAML aliases repeating large parts?)", self.0.max_values);
+            return Err(self.fail(message));
         }
         Ok(())
     }
@@ -236,7 +353,7 @@ impl ValueVisitor<'_> {
         self.count()?;
         self.0.depth += 1;
         if self.0.depth > MAX_NESTING {
-            return Err(E::custom(format!("the document is nested more than {MAX_NESTING} levels deep")));
+            return Err(self.fail(format!("the document is nested more than {MAX_NESTING} levels deep")));
         }
         Ok(())
     }
@@ -334,7 +451,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             self.0.path.push(key.clone());
             if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                return Err(self.fail(format!("duplicate key `{key}`")));
             }
             let v = map.next_value_seed(ValueSeed(&mut *self.0))?;
             self.0.path.pop();
@@ -559,6 +676,21 @@ paths:
         let spec = parse(r#"{"swagger":"2.0","info":{"title":"T","version":"1"},"paths":{"/a":{"get":{"responses":{"200":{"description":"x"}}}}}}"#).unwrap();
         assert_eq!(spec.spec_version, "2.0");
         assert_eq!(spec.operations.len(), 1);
+    }
+
+    #[test]
+    fn flow_prescan_follows_yaml_far_enough() {
+        let deep = |prefix: &str, open: &str| format!("{prefix}{}\n", open.repeat(MAX_FLOW_NESTING + 1));
+        assert_eq!(deep_flow_line(&deep("a: ", "[")), Some(1));
+        assert_eq!(deep_flow_line(&deep("a:\n  - ", "{b: ")), Some(2));
+        assert_eq!(deep_flow_line(&deep("a: &x !!seq ", "[")), Some(1));
+        // Brackets in scalars, comments and block scalars are text.
+        assert_eq!(deep_flow_line(&deep("a: \"", "[")), None);
+        assert_eq!(deep_flow_line(&deep("a: '", "{")), None);
+        assert_eq!(deep_flow_line(&deep("a: b", "[")), None);
+        assert_eq!(deep_flow_line(&deep("a: 1 # ", "[")), None);
+        assert_eq!(deep_flow_line(&format!("a: |\n  {}\nb: 1\n", "[".repeat(MAX_FLOW_NESTING + 1))), None);
+        assert_eq!(deep_flow_line(&format!("a: |\n  x\nb: {}\n", "[".repeat(MAX_FLOW_NESTING + 1))), Some(3));
     }
 
     #[test]

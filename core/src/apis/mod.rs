@@ -1,6 +1,7 @@
 //! API products: import from OpenAPI documents, versions, metrics and
 //! mapping rules.
 
+pub mod catalog;
 pub mod detail;
 mod convert;
 pub mod diff;

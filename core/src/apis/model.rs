@@ -3,10 +3,13 @@
 //!
 //! Built from an OpenAPI 3.x `Value` (Swagger 2.0 is converted first).
 //! Schemas are summarised (types, properties, required, enum, items,
-//! composition, format) with local `$ref`s resolved. Expansions are shared
-//! (`Arc`) so a schema used in a thousand places is built once; a reference
-//! back into a schema that is still being expanded (recursion) becomes a
-//! named node with `recursive: true` instead of being expanded again.
+//! composition, format) with local `$ref`s resolved. Each reference target
+//! is expanded once and shared (`Arc`), so a schema used in a thousand
+//! places costs one expansion. A reference back into a schema that is
+//! still being expanded (recursion), or one past `REF_CUT_DEPTH`, becomes
+//! a cut node (`recursive: true`) naming its target; the target's
+//! expansion is in `ApiModel::schemas`, so nothing is lost and the model
+//! stays finite and linear in the size of the document.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -16,13 +19,19 @@ use serde_json::{Map, Value};
 use super::import::{ImportError, METHODS, pointer_segment};
 use super::refs;
 
-/// Schema nodes one document may expand to. Sharing keeps real documents
-/// far below this; only pathological reference structures reach it.
-pub const MAX_SCHEMA_NODES: usize = 2_000_000;
+/// Schema nodes one document may expand to (about 300 bytes each). Each
+/// reference target is expanded once, so this is roughly the number of
+/// schema objects in the text: real documents stay far below it; YAML
+/// aliases that repeat large inline schemas are what reaches it.
+pub const MAX_SCHEMA_NODES: usize = 1_000_000;
 
-/// Nesting of schemas (inline and through `$ref`s) past which expansion
-/// stops with a truncated node; keeps recursion well inside a thread's stack.
-pub const MAX_SCHEMA_DEPTH: usize = 128;
+/// Schema nesting (inline and through `$ref`s) from which references are
+/// cut instead of expanded in place; inline nesting is bounded by the
+/// document's own nesting limit, so recursion stays inside a thread's stack.
+pub const REF_CUT_DEPTH: usize = 64;
+
+/// Hard stop for inline nesting (not reachable with `MAX_NESTING` text).
+const MAX_SCHEMA_DEPTH: usize = 160;
 
 pub type SchemaRef = Arc<Schema>;
 
@@ -37,11 +46,29 @@ pub struct ApiModel {
     pub operations: BTreeMap<String, OperationModel>,
     /// Names of the security schemes the document defines.
     pub security_schemes: BTreeSet<String>,
+    /// Every schema reached through a `$ref`, by canonical pointer
+    /// (`/components/schemas/Pet`); cut nodes resolve through this.
+    pub schemas: BTreeMap<String, SchemaRef>,
 }
 
 impl ApiModel {
     pub fn operation(&self, method: &str, path: &str) -> Option<&OperationModel> {
         self.operations.get(&operation_key(method, path))
+    }
+
+    /// The schema a cut node stands for; any other schema as it is.
+    pub fn resolve<'s>(&'s self, mut schema: &'s SchemaRef) -> &'s SchemaRef {
+        // A cut target may itself be a cut (a chain past the depth limit).
+        for _ in 0..MAX_SCHEMA_DEPTH {
+            match (&schema.reference, schema.recursive) {
+                (Some(pointer), true) => match self.schemas.get(pointer) {
+                    Some(target) if !Arc::ptr_eq(target, schema) => schema = target,
+                    _ => break,
+                },
+                _ => break,
+            }
+        }
+        schema
     }
 }
 
@@ -172,10 +199,12 @@ pub struct Schema {
     pub discriminator: Option<String>,
     pub read_only: bool,
     pub write_only: bool,
-    /// The name of the `$ref` this schema was reached through, if any.
+    /// The short name (`Pet`) of the `$ref` this schema was reached through.
     pub ref_name: Option<String>,
-    /// A reference back into a schema being expanded (or past the depth
-    /// limit): only `ref_name` is meaningful.
+    /// The canonical pointer of that `$ref`'s target.
+    pub reference: Option<String>,
+    /// A cut node: only `ref_name` and `reference` are set; the target is
+    /// in `ApiModel::schemas`.
     pub recursive: bool,
 }
 
@@ -227,6 +256,7 @@ pub(crate) fn build(doc: &Value, spec_version: &str) -> Result<(ApiModel, Vec<St
             model.operations.insert(key, operation);
         }
     }
+    model.schemas = builder.schemas.finish()?;
     Ok((model, order))
 }
 
@@ -364,37 +394,43 @@ pub(crate) fn same_name(a: &Parameter, b: &Parameter) -> bool {
     if a.location == ParameterLocation::Header { a.name.eq_ignore_ascii_case(&b.name) } else { a.name == b.name }
 }
 
-/// Expands schemas with `$ref`s resolved. `memo` holds expansions that do
-/// not depend on where they were reached from; `stack` the references
-/// being expanded, to cut recursion.
+/// Expands schemas with `$ref`s resolved: `memo` holds each expanded
+/// target, `stack` the targets being expanded (to cut recursion), and
+/// `pending` cut targets not expanded yet.
 struct Expander<'d> {
     doc: &'d Value,
     v31: bool,
     memo: HashMap<String, SchemaRef>,
     stack: Vec<String>,
+    pending: Vec<String>,
     nodes: usize,
+    max_nodes: usize,
     depth: usize,
 }
 
-/// No cut below the current reference.
-const NO_CUT: usize = usize::MAX;
-
 impl<'d> Expander<'d> {
     fn new(doc: &'d Value, v31: bool) -> Self {
-        Expander { doc, v31, memo: HashMap::new(), stack: Vec::new(), nodes: 0, depth: 0 }
+        Expander { doc, v31, memo: HashMap::new(), stack: Vec::new(), pending: Vec::new(), nodes: 0, max_nodes: MAX_SCHEMA_NODES, depth: 0 }
     }
 
     fn root(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
-        Ok(self.schema(value, at)?.0)
+        self.schema(value, at)
     }
 
-    /// The schema at `at`, and the lowest stack index a recursion cut inside
-    /// it refers to (`NO_CUT` if none): an expansion that cut at a
-    /// reference outside itself depends on its context and is not memoised.
-    fn schema(&mut self, value: &'d Value, at: &str) -> Result<(SchemaRef, usize), ImportError> {
+    /// Expands targets that were cut before they were ever expanded, and
+    /// hands over the table of all expanded targets.
+    fn finish(mut self) -> Result<BTreeMap<String, SchemaRef>, ImportError> {
+        while let Some(pointer) = self.pending.pop() {
+            if !self.memo.contains_key(&pointer) {
+                self.reference(&format!("#{pointer}"), &pointer)?;
+            }
+        }
+        Ok(self.memo.into_iter().collect())
+    }
+
+    fn schema(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
         if self.depth >= MAX_SCHEMA_DEPTH {
-            // Depends on depth, so on context: index 0 keeps it out of the memo.
-            return Ok((Arc::new(Schema { recursive: true, ..Schema::default() }), 0));
+            return Ok(Arc::new(Schema { recursive: true, ..Schema::default() }));
         }
         self.depth += 1;
         let result = self.schema_at_depth(value, at);
@@ -402,63 +438,67 @@ impl<'d> Expander<'d> {
         result
     }
 
-    fn schema_at_depth(&mut self, value: &'d Value, at: &str) -> Result<(SchemaRef, usize), ImportError> {
+    fn schema_at_depth(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
         self.nodes += 1;
-        if self.nodes > MAX_SCHEMA_NODES {
+        if self.nodes > self.max_nodes {
             return Err(ImportError::at(
                 at,
-                format!("the document's schemas expand to more than {MAX_SCHEMA_NODES} nodes through their references; this is too large to analyse"),
+                format!("the document's schemas expand to more than {} nodes; this is too large to analyse", self.max_nodes),
             ));
         }
         let fields = match value {
             Value::Object(fields) => fields,
             // 3.1 boolean schemas: `true` accepts anything; `false` is rare
             // enough not to model.
-            Value::Bool(_) => return Ok((Arc::new(Schema::default()), NO_CUT)),
+            Value::Bool(_) => return Ok(Arc::new(Schema::default())),
             _ => return Err(ImportError::at(at, "a schema must be an object")),
         };
         if let Some(reference) = fields.get("$ref") {
             let Value::String(reference) = reference else {
                 return Err(ImportError::at(format!("{at}/$ref"), "must be a string"));
             };
-            let (target, low) = self.reference(reference, &format!("{at}/$ref"))?;
+            let target = self.reference(reference, &format!("{at}/$ref"))?;
             // In 3.1 a `$ref` may have sibling keywords, which also apply.
             if self.v31 && fields.keys().any(|k| SCHEMA_SHAPING.contains(&k.as_str())) {
-                let (rest, rest_low) = self.fields(fields, at)?;
-                let both = Schema { all_of: vec![target, rest], ..Schema::default() };
-                return Ok((Arc::new(both), low.min(rest_low)));
+                let rest = self.fields(fields, at)?;
+                return Ok(Arc::new(Schema { all_of: vec![target, rest], ..Schema::default() }));
             }
-            return Ok((target, low));
+            return Ok(target);
         }
         self.fields(fields, at)
     }
 
-    fn reference(&mut self, reference: &str, at: &str) -> Result<(SchemaRef, usize), ImportError> {
+    fn reference(&mut self, reference: &str, at: &str) -> Result<SchemaRef, ImportError> {
         let (target, pointer) = refs::resolve(self.doc, reference, at)?;
-        let name = pointer.rsplit('/').next().map(|s| s.replace("~1", "/").replace("~0", "~")).unwrap_or_default();
-        if let Some(index) = self.stack.iter().position(|p| *p == pointer) {
-            return Ok((Arc::new(Schema { ref_name: Some(name), recursive: true, ..Schema::default() }), index));
-        }
         if let Some(done) = self.memo.get(&pointer) {
-            return Ok((Arc::clone(done), NO_CUT));
+            return Ok(Arc::clone(done));
         }
-        let index = self.stack.len();
+        let name = pointer.rsplit('/').next().map(|s| s.replace("~1", "/").replace("~0", "~")).unwrap_or_default();
+        let recursion = self.stack.contains(&pointer);
+        if recursion || self.depth >= REF_CUT_DEPTH {
+            if !recursion {
+                self.pending.push(pointer.clone());
+            }
+            return Ok(Arc::new(Schema { ref_name: Some(name), reference: Some(pointer), recursive: true, ..Schema::default() }));
+        }
         self.stack.push(pointer.clone());
         let result = self.schema(target, &pointer);
         self.stack.pop();
-        let (mut schema, low) = result?;
-        if schema.ref_name.is_none() {
-            Arc::make_mut(&mut schema).ref_name = Some(name);
+        let mut schema = result?;
+        if schema.recursive && schema.reference.as_deref() == Some(pointer.as_str()) && !self.memo.contains_key(&pointer) {
+            return Err(ImportError::at(at, format!("`{reference}` is part of a reference cycle that never reaches a schema")));
         }
-        if low >= index {
-            self.memo.insert(pointer, Arc::clone(&schema));
-            return Ok((schema, NO_CUT));
+        // A chain (`A` is just `$ref: B`) keeps the innermost name.
+        if schema.reference.is_none() {
+            let s = Arc::make_mut(&mut schema);
+            s.ref_name = Some(name);
+            s.reference = Some(pointer.clone());
         }
-        Ok((schema, low))
+        self.memo.insert(pointer, Arc::clone(&schema));
+        Ok(schema)
     }
 
-    fn fields(&mut self, fields: &'d Map<String, Value>, at: &str) -> Result<(SchemaRef, usize), ImportError> {
-        let mut low = NO_CUT;
+    fn fields(&mut self, fields: &'d Map<String, Value>, at: &str) -> Result<SchemaRef, ImportError> {
         let mut s = Schema::default();
         match fields.get("type") {
             Some(Value::String(t)) => s.types.extend(JsonType::parse(t)),
@@ -487,28 +527,23 @@ impl<'d> Expander<'d> {
         };
         if let Some(Value::Object(props)) = fields.get("properties") {
             for (name, p) in props {
-                let (child, l) = self.schema(p, &format!("{at}/properties/{}", pointer_segment(name)))?;
-                low = low.min(l);
+                let child = self.schema(p, &format!("{at}/properties/{}", pointer_segment(name)))?;
                 s.properties.insert(name.clone(), child);
             }
         }
         for (key, slot) in [("items", &mut s.items), ("additionalProperties", &mut s.additional_properties)] {
             if let Some(child @ Value::Object(_)) = fields.get(key) {
-                let (child, l) = self.schema(child, &format!("{at}/{key}"))?;
-                low = low.min(l);
-                *slot = Some(child);
+                *slot = Some(self.schema(child, &format!("{at}/{key}"))?);
             }
         }
         for (key, list) in [("allOf", &mut s.all_of), ("oneOf", &mut s.one_of), ("anyOf", &mut s.any_of)] {
             if let Some(Value::Array(members)) = fields.get(key) {
                 for (i, m) in members.iter().enumerate() {
-                    let (child, l) = self.schema(m, &format!("{at}/{key}/{i}"))?;
-                    low = low.min(l);
-                    list.push(child);
+                    list.push(self.schema(m, &format!("{at}/{key}/{i}"))?);
                 }
             }
         }
-        Ok((Arc::new(s), low))
+        Ok(Arc::new(s))
     }
 }
 
@@ -548,7 +583,9 @@ mod tests {
         assert_eq!(pet.properties["name"].types, BTreeSet::from([JsonType::String, JsonType::Null]));
         assert_eq!(pet.properties["tag"].types, BTreeSet::from([JsonType::String, JsonType::Null]));
         assert_eq!(pet.properties["tag"].enum_values.as_ref().unwrap().len(), 2);
-        assert!(pet.properties["parent"].recursive);
+        let parent = &pet.properties["parent"];
+        assert!(parent.recursive);
+        assert!(Arc::ptr_eq(m.resolve(parent), &pet));
     }
 
     fn model_op<'m>(m: &'m ApiModel, key: &str) -> &'m OperationModel {
@@ -572,6 +609,23 @@ mod tests {
         let two = op.responses["201"].content["application/json"].clone().unwrap();
         assert!(Arc::ptr_eq(&one, &two));
         assert!(one.properties["b"].properties["a"].recursive);
+    }
+
+    #[test]
+    fn caps_expansion_and_refuses_pure_reference_cycles() {
+        let doc = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"responses": {"200": {"content": {"application/json": {"schema":
+            {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}, "c": {"type": "string"}}}}}}}}}}});
+        let mut expander = Expander::new(&doc, false);
+        expander.max_nodes = 3;
+        let at = "/paths/~1a/get/responses/200/content/application~1json/schema";
+        let err = expander.root(&doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]["schema"], at).unwrap_err();
+        assert_eq!(err.pointer, format!("{at}/properties/c"));
+        assert!(err.message.contains("more than 3 nodes"), "{err}");
+
+        let doc = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}}}}}},
+            "components": {"schemas": {"A": {"$ref": "#/components/schemas/B"}, "B": {"$ref": "#/components/schemas/A"}}}});
+        let err = build(&doc, "3.0.3").unwrap_err();
+        assert!(err.message.contains("never reaches a schema"), "{err}");
     }
 
     #[test]

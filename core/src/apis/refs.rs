@@ -81,15 +81,6 @@ pub(crate) fn lookup<'a>(doc: &'a Value, segments: &[String]) -> Option<&'a Valu
     })
 }
 
-/// Looks up a JSON pointer such as `/paths/~1pets` (not a `#` reference).
-pub(crate) fn lookup_pointer<'a>(doc: &'a Value, pointer: &str) -> Option<&'a Value> {
-    if pointer.is_empty() {
-        return Some(doc);
-    }
-    let segments: Vec<String> = pointer.strip_prefix('/')?.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
-    lookup(doc, &segments)
-}
-
 /// Resolves one reference found at `at` (the pointer of the `$ref` key):
 /// the target and its canonical pointer.
 pub(crate) fn resolve<'a>(doc: &'a Value, reference: &str, at: &str) -> Result<(&'a Value, String), ImportError> {

@@ -8,5 +8,5 @@ mod session;
 
 pub use csrf::CsrfForm;
 pub use form::FieldErrors;
-pub use page::{Chrome, ErrorPage, Flash, PublicUrl, render};
+pub use page::{Chrome, ErrorPage, Flash, GatewayUrl, PublicUrl, render};
 pub use session::{AdminUser, CookiePolicy, SESSION_COOKIE, Session, SignedInUser, session_middleware};

@@ -2,6 +2,7 @@
 //! state out. Each test gets a fresh database from `#[sqlx::test]`.
 
 mod admin_api;
+mod admin_ui;
 mod agent_api;
 mod auth;
 mod cli;

@@ -1,0 +1,156 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use time::{Date, OffsetDateTime, Time};
+use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
+use tollgate_core::apis::import::{self, ImportError};
+use tollgate_core::apis::{ApiId, NewApi, create_from_spec};
+use tollgate_core::db::PgPool;
+use tollgate_core::plans::{PlanSummary, list_plans};
+use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
+
+use super::{actor, parse_id, see_other};
+use crate::error::{AdminError, AdminResult};
+
+#[derive(Template)]
+#[template(path = "admin/api_new.html")]
+struct NewPage {
+    chrome: Chrome,
+    name: String,
+    base_path: String,
+    upstream_url: String,
+    spec: String,
+    errors: FieldErrors,
+    spec_error: Option<ImportError>,
+}
+
+pub async fn new_form(_admin: AdminUser, session: Session) -> AdminResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    let page = NewPage { chrome, name: String::new(), base_path: String::new(), upstream_url: String::new(), spec: String::new(), errors: FieldErrors::new(), spec_error: None };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    base_path: String,
+    #[serde(default)]
+    upstream_url: String,
+    spec: String,
+}
+
+fn blank_to_none(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+pub async fn import(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<ImportForm>) -> AdminResult<HttpResponse> {
+    let parsed = import::parse(&form.spec);
+    let outcome = match &parsed {
+        Ok(spec) => {
+            let new = NewApi { name: blank_to_none(&form.name), slug: None, base_path: blank_to_none(&form.base_path), upstream_url: blank_to_none(&form.upstream_url) };
+            create_from_spec(&pool, &form.spec, spec, new, &actor(&user)).await.map(Some)
+        }
+        Err(_) => Ok(None),
+    };
+    let mut errors = FieldErrors::new();
+    match outcome {
+        Ok(Some(api)) => return Ok(see_other(format!("/admin/apis/{}", api.id.0))),
+        Ok(None) => {}
+        Err(tollgate_core::Error::Conflict(message)) => errors.add("base_path", message),
+        Err(err) => errors.absorb(err)?,
+    }
+    let chrome = Chrome::for_session(&session).await?;
+    let page = NewPage { chrome, name: form.name, base_path: form.base_path, upstream_url: form.upstream_url, spec: form.spec, errors, spec_error: parsed.err() };
+    Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+#[derive(Template)]
+#[template(path = "admin/api.html")]
+struct ShowPage {
+    chrome: Chrome,
+    api: ApiDetail,
+    plans: Vec<PlanSummary>,
+    errors: FieldErrors,
+}
+
+async fn show_page(session: &Session, pool: &PgPool, id: ApiId, errors: FieldErrors, flash: Option<String>) -> AdminResult<ShowPage> {
+    let api = detail::get(pool, id).await?;
+    let plans = list_plans(pool, id).await?;
+    let mut chrome = Chrome::for_session(session).await?;
+    if let Some(message) = flash {
+        chrome = chrome.with_flash("error", message);
+    }
+    Ok(ShowPage { chrome, api, plans, errors })
+}
+
+pub async fn show(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    Ok(render(StatusCode::OK, &show_page(&session, &pool, id, FieldErrors::new(), None).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct SettingsForm {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    upstream_urls: String,
+}
+
+pub async fn update(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<SettingsForm>,
+) -> AdminResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    let urls = form.upstream_urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let changes = ApiChanges { name: Some(form.name), description: Some(form.description), upstream_urls: Some(urls) };
+    match detail::update(&pool, id, &changes, &actor(&user)).await {
+        Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
+        Err(err) => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(err)?;
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &show_page(&session, &pool, id, errors, None).await?))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct LifecycleForm {
+    state: String,
+    /// `YYYY-MM-DD` from a date input.
+    #[serde(default)]
+    sunset: String,
+}
+
+pub async fn lifecycle(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<LifecycleForm>,
+) -> AdminResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let sunset = Date::parse(form.sunset.trim(), &format).ok().map(|d| d.with_time(Time::MIDNIGHT).assume_utc());
+    let sunset: Option<OffsetDateTime> = sunset;
+    match detail::set_state(&pool, id, &form.state, sunset, &actor(&user), &public_url.0).await {
+        Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
+        Err(tollgate_core::Error::Conflict(message)) => Ok(render(StatusCode::CONFLICT, &show_page(&session, &pool, id, FieldErrors::new(), Some(message)).await?)),
+        Err(err) => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(err)?;
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &show_page(&session, &pool, id, errors, None).await?))
+        }
+    }
+}
+
+pub(crate) fn not_found() -> AdminError {
+    AdminError(tollgate_core::Error::NotFound)
+}

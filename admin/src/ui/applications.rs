@@ -1,0 +1,70 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
+use tollgate_core::db::PgPool;
+use tollgate_core::web::{AdminUser, Chrome, CsrfForm, PublicUrl, Session, render};
+
+use super::{EmptyForm, actor, parse_id, see_other};
+use crate::error::AdminResult;
+
+#[derive(Template)]
+#[template(path = "admin/applications.html")]
+struct ListPage {
+    chrome: Chrome,
+    apps: Vec<AdminApplicationView>,
+    state: String,
+    q: String,
+    total: i64,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    q: Option<String>,
+}
+
+impl ListPage {
+    /// The buttons an application's state allows: (action, label, danger).
+    fn actions(app: &AdminApplicationView) -> Vec<(&'static str, &'static str, bool)> {
+        match app.state.as_str() {
+            "pending" => vec![("approve", "Approve", false), ("reject", "Reject", true)],
+            "live" => vec![("suspend", "Suspend", true)],
+            "suspended" => vec![("resume", "Resume", false)],
+            _ => Vec::new(),
+        }
+    }
+
+    fn states() -> [&'static str; 4] {
+        ["pending", "live", "suspended", "rejected"]
+    }
+}
+
+pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, query: web::Query<ListQuery>) -> AdminResult<HttpResponse> {
+    let query = query.into_inner();
+    let state = query.state.filter(|s| ["pending", "live", "suspended", "rejected"].contains(&s.as_str()));
+    let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
+    let filter = ApplicationFilter { state: state.clone(), q: q.clone(), ..ApplicationFilter::default() };
+    let (apps, total) = applications::list_all(&pool, &filter, 200, 0).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ListPage { chrome, apps, state: state.unwrap_or_default(), q: q.unwrap_or_default(), total }))
+}
+
+pub async fn act(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<EmptyForm>,
+) -> AdminResult<HttpResponse> {
+    let (id, action) = path.into_inner();
+    let transition = match action.as_str() {
+        "approve" => Transition::Approve,
+        "reject" => Transition::Reject,
+        "suspend" => Transition::Suspend,
+        "resume" => Transition::Resume,
+        _ => return Err(super::apis::not_found()),
+    };
+    applications::transition(&pool, ApplicationId(parse_id(&id)?), transition, &actor(&user), &public_url.0).await?;
+    Ok(see_other("/admin/applications"))
+}

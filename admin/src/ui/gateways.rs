@@ -1,0 +1,49 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::db::PgPool;
+use tollgate_core::gateways::{self, GatewayView};
+use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, Session, render};
+
+use super::actor;
+use crate::error::AdminResult;
+
+#[derive(Template)]
+#[template(path = "admin/gateways.html")]
+struct ListPage {
+    chrome: Chrome,
+    agents: Vec<GatewayView>,
+    new_token: Option<(String, String)>,
+    errors: FieldErrors,
+}
+
+pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> AdminResult<HttpResponse> {
+    let agents = gateways::list(&pool).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ListPage { chrome, agents, new_token: None, errors: FieldErrors::new() }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CreateForm {
+    name: String,
+}
+
+/// Registers an agent and shows its token on this one response.
+pub async fn create(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<CreateForm>) -> AdminResult<HttpResponse> {
+    let mut errors = FieldErrors::new();
+    let new_token = match gateways::create(&pool, form.name.trim(), &actor(&user)).await {
+        Ok((_, token)) => Some((form.name.trim().to_owned(), token.as_str().to_owned())),
+        Err(tollgate_core::Error::Conflict(message)) => {
+            errors.add("name", message);
+            None
+        }
+        Err(err) => {
+            errors.absorb(err)?;
+            None
+        }
+    };
+    let status = if new_token.is_some() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let agents = gateways::list(&pool).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(status, &ListPage { chrome, agents, new_token, errors }))
+}

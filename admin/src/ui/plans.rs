@@ -1,0 +1,308 @@
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use rust_decimal::Decimal;
+use tollgate_core::apis::ApiId;
+use tollgate_core::apis::detail::{self, ApiDetail};
+use tollgate_core::db::PgPool;
+use tollgate_core::plans::{self, LIMIT_PERIODS, NewLimit, NewPlan, NewPrice, PlanId};
+use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, Session, render};
+
+use super::{EmptyForm, actor, parse_id, see_other};
+use crate::error::AdminResult;
+
+/// Blank rows offered for limits and price tiers; blank rows are ignored.
+const LIMIT_ROWS: usize = 8;
+const PRICE_ROWS: usize = 6;
+
+/// The form's values as strings, so a rejected form comes back as typed.
+#[derive(Debug, Clone, Default)]
+struct PlanFields {
+    system_name: String,
+    name: String,
+    description: String,
+    published: bool,
+    approval_required: bool,
+    setup_fee: String,
+    monthly_fee: String,
+    trial_days: String,
+    currency: String,
+    time_zone: String,
+    limits: Vec<[String; 3]>,
+    pricing: Vec<[String; 4]>,
+}
+
+impl PlanFields {
+    fn blank() -> PlanFields {
+        PlanFields {
+            setup_fee: "0".into(),
+            monthly_fee: "0".into(),
+            trial_days: "0".into(),
+            currency: "USD".into(),
+            time_zone: "UTC".into(),
+            limits: vec![Default::default(); LIMIT_ROWS],
+            pricing: vec![Default::default(); PRICE_ROWS],
+            ..PlanFields::default()
+        }
+    }
+
+    fn from_plan(p: &plans::PlanDetail) -> PlanFields {
+        let mut limits: Vec<[String; 3]> = p.limits.iter().map(|l| [l.metric.clone(), l.period.clone(), l.max.to_string()]).collect();
+        limits.resize(limits.len().max(LIMIT_ROWS), Default::default());
+        let mut pricing: Vec<[String; 4]> = p
+            .pricing
+            .iter()
+            .map(|t| [t.metric.clone(), t.from.to_string(), t.to.map(|v| v.to_string()).unwrap_or_default(), t.price_per_unit.to_string()])
+            .collect();
+        pricing.resize(pricing.len().max(PRICE_ROWS), Default::default());
+        PlanFields {
+            system_name: p.system_name.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            published: p.published,
+            approval_required: p.approval_required,
+            setup_fee: p.setup_fee.to_string(),
+            monthly_fee: p.monthly_fee.to_string(),
+            trial_days: p.trial_days.to_string(),
+            currency: p.currency.clone(),
+            time_zone: p.time_zone.clone(),
+            limits,
+            pricing,
+        }
+    }
+
+    fn from_form(form: &HashMap<String, String>) -> PlanFields {
+        let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+        let rows = |prefix: &str| (0..).take_while(|i| form.contains_key(&format!("{prefix}_{i}"))).count();
+        PlanFields {
+            system_name: get("system_name"),
+            name: get("name"),
+            description: get("description"),
+            published: form.contains_key("published"),
+            approval_required: form.contains_key("approval_required"),
+            setup_fee: get("setup_fee"),
+            monthly_fee: get("monthly_fee"),
+            trial_days: get("trial_days"),
+            currency: get("currency"),
+            time_zone: get("time_zone"),
+            limits: (0..rows("limit_metric")).map(|i| [get(&format!("limit_metric_{i}")), get(&format!("limit_period_{i}")), get(&format!("limit_max_{i}"))]).collect(),
+            pricing: (0..rows("price_metric"))
+                .map(|i| [get(&format!("price_metric_{i}")), get(&format!("price_from_{i}")), get(&format!("price_to_{i}")), get(&format!("price_unit_{i}"))])
+                .collect(),
+        }
+    }
+
+    /// Turns the strings into a plan, naming the first bad field.
+    fn to_plan(&self) -> Result<NewPlan, (String, String)> {
+        let decimal = |field: &str, raw: &str| Decimal::from_str(raw.trim()).map_err(|_| (field.to_owned(), "enter an amount such as 49.00".to_owned()));
+        let integer = |field: String, raw: &str| raw.trim().parse::<i64>().map_err(|_| (field, "enter a whole number".to_owned()));
+        let mut limits = Vec::new();
+        for (i, [metric, period, max]) in self.limits.iter().enumerate() {
+            if metric.trim().is_empty() && max.trim().is_empty() {
+                continue;
+            }
+            limits.push(NewLimit { metric: metric.trim().to_owned(), period: period.clone(), max: integer(format!("limit_max_{i}"), max)? });
+        }
+        let mut pricing = Vec::new();
+        for (i, [metric, from, to, unit]) in self.pricing.iter().enumerate() {
+            if metric.trim().is_empty() && unit.trim().is_empty() {
+                continue;
+            }
+            pricing.push(NewPrice {
+                metric: metric.trim().to_owned(),
+                from: integer(format!("price_from_{i}"), from)?,
+                to: if to.trim().is_empty() { None } else { Some(integer(format!("price_to_{i}"), to)?) },
+                price_per_unit: decimal(&format!("price_unit_{i}"), unit)?,
+            });
+        }
+        Ok(NewPlan {
+            system_name: self.system_name.trim().to_owned(),
+            name: self.name.trim().to_owned(),
+            description: self.description.clone(),
+            published: self.published,
+            approval_required: self.approval_required,
+            setup_fee: decimal("setup_fee", &self.setup_fee)?,
+            monthly_fee: decimal("monthly_fee", &self.monthly_fee)?,
+            trial_days: i32::try_from(integer("trial_days".into(), &self.trial_days)?).map_err(|_| ("trial_days".to_owned(), "too large".to_owned()))?,
+            currency: self.currency.trim().to_uppercase(),
+            time_zone: self.time_zone.trim().to_owned(),
+            limits,
+            pricing,
+        })
+    }
+}
+
+/// Core names list items `limits[2].max`; the form names them `limit_max_2`.
+fn form_field(core_field: &str) -> String {
+    let translate = |prefix: &str, form_prefix: &str| -> Option<String> {
+        let rest = core_field.strip_prefix(prefix)?;
+        let (index, tail) = rest.split_once(']')?;
+        let tail = tail.trim_start_matches('.');
+        let name = match (form_prefix, tail) {
+            ("limit", "" | "metric") => "metric",
+            ("limit", "period") => "period",
+            ("limit", _) => "max",
+            ("price", "" | "metric") => "metric",
+            ("price", "from") => "from",
+            ("price", "to") => "to",
+            ("price", _) => "unit",
+            _ => return None,
+        };
+        Some(format!("{form_prefix}_{name}_{index}"))
+    };
+    translate("limits[", "limit").or_else(|| translate("pricing[", "price")).unwrap_or_else(|| core_field.to_owned())
+}
+
+#[derive(Template)]
+#[template(path = "admin/plan_form.html")]
+struct FormPage {
+    chrome: Chrome,
+    api: ApiDetail,
+    /// `None` for a new plan.
+    plan_id: Option<PlanId>,
+    fields: PlanFields,
+    errors: FieldErrors,
+    periods: &'static [&'static str],
+    applications: i64,
+}
+
+/// One row of the limits or prices table, ready for the template.
+struct Row {
+    index: usize,
+    values: Vec<String>,
+    /// The first problem with this row, if any.
+    error: Option<String>,
+}
+
+impl Row {
+    fn has(&self, column: usize, value: &str) -> bool {
+        self.values.get(column).is_some_and(|v| v == value)
+    }
+}
+
+impl FormPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors.get(field)
+    }
+
+    fn rows(&self, prefix: &str, names: &[&str], values: Vec<Vec<String>>) -> Vec<Row> {
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(index, values)| Row {
+                index,
+                error: names.iter().find_map(|n| self.errors.get(&format!("{prefix}_{n}_{index}")).map(str::to_owned)),
+                values,
+            })
+            .collect()
+    }
+
+    fn limit_rows(&self) -> Vec<Row> {
+        self.rows("limit", &["metric", "period", "max"], self.fields.limits.iter().map(|r| r.to_vec()).collect())
+    }
+
+    fn price_rows(&self) -> Vec<Row> {
+        self.rows("price", &["metric", "from", "to", "unit"], self.fields.pricing.iter().map(|r| r.to_vec()).collect())
+    }
+
+    fn scalar_fields(&self) -> Vec<(&'static str, &'static str, String, &'static str)> {
+        let f = &self.fields;
+        vec![
+            ("name", "Name", f.name.clone(), ""),
+            ("system_name", "System name", f.system_name.clone(), "Lower-case letters, digits and dashes"),
+            ("monthly_fee", "Monthly fee", f.monthly_fee.clone(), ""),
+            ("setup_fee", "Setup fee", f.setup_fee.clone(), ""),
+            ("currency", "Currency", f.currency.clone(), "ISO 4217, e.g. EUR"),
+            ("trial_days", "Trial days", f.trial_days.clone(), ""),
+            ("time_zone", "Time zone", f.time_zone.clone(), "Limit windows follow it, e.g. Europe/Paris"),
+        ]
+    }
+}
+
+pub async fn new_form(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
+    let api = detail::get(&pool, ApiId(parse_id(&path)?)).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    let page = FormPage { chrome, api, plan_id: None, fields: PlanFields::blank(), errors: FieldErrors::new(), periods: &LIMIT_PERIODS, applications: 0 };
+    Ok(render(StatusCode::OK, &page))
+}
+
+async fn rejected(session: &Session, api: ApiDetail, plan_id: Option<PlanId>, fields: PlanFields, field: String, message: String, applications: i64) -> AdminResult<HttpResponse> {
+    let mut errors = FieldErrors::new();
+    errors.add(form_field(&field), message);
+    let chrome = Chrome::for_session(session).await?.with_flash("error", "The plan was not saved: see the highlighted field.");
+    let page = FormPage { chrome, api, plan_id, fields, errors, periods: &LIMIT_PERIODS, applications };
+    Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+pub async fn create(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
+) -> AdminResult<HttpResponse> {
+    let api = detail::get(&pool, ApiId(parse_id(&path)?)).await?;
+    let fields = PlanFields::from_form(&form);
+    let plan = match fields.to_plan() {
+        Ok(plan) => plan,
+        Err((field, message)) => return rejected(&session, api, None, fields, field, message, 0).await,
+    };
+    match plans::create_plan(&pool, api.id, &plan, &actor(&user)).await {
+        Ok(_) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
+        Err(tollgate_core::Error::Invalid { field, message }) => rejected(&session, api, None, fields, field.into_owned(), message, 0).await,
+        Err(tollgate_core::Error::Conflict(message)) => rejected(&session, api, None, fields, "system_name".into(), message, 0).await,
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub async fn edit_form(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
+    let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
+    let api = detail::get(&pool, ApiId(plan.api_id)).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    let page = FormPage { chrome, api, plan_id: Some(plan.id), fields: PlanFields::from_plan(&plan), errors: FieldErrors::new(), periods: &LIMIT_PERIODS, applications: plan.applications };
+    Ok(render(StatusCode::OK, &page))
+}
+
+pub async fn update(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
+) -> AdminResult<HttpResponse> {
+    let existing = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
+    let api = detail::get(&pool, ApiId(existing.api_id)).await?;
+    let fields = PlanFields::from_form(&form);
+    let id = Some(existing.id);
+    let plan = match fields.to_plan() {
+        Ok(plan) => plan,
+        Err((field, message)) => return rejected(&session, api, id, fields, field, message, existing.applications).await,
+    };
+    match plans::update_plan(&pool, existing.id, &plan, &actor(&user)).await {
+        Ok(()) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
+        Err(tollgate_core::Error::Invalid { field, message }) => rejected(&session, api, id, fields, field.into_owned(), message, existing.applications).await,
+        Err(tollgate_core::Error::Conflict(message)) => rejected(&session, api, id, fields, "system_name".into(), message, existing.applications).await,
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct CopyForm {
+    system_name: String,
+    name: String,
+}
+
+pub async fn copy(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<CopyForm>) -> AdminResult<HttpResponse> {
+    let id = PlanId(parse_id(&path)?);
+    let copy = plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &actor(&user)).await?;
+    Ok(see_other(format!("/admin/plans/{}", copy.0)))
+}
+
+pub async fn delete(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, _form: CsrfForm<EmptyForm>) -> AdminResult<HttpResponse> {
+    let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
+    plans::delete_plan(&pool, plan.id, &actor(&user)).await?;
+    Ok(see_other(format!("/admin/apis/{}", plan.api_id)))
+}

@@ -1,0 +1,50 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::admin_tokens::{self, AdminTokenView};
+use tollgate_core::db::PgPool;
+use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, Session, render};
+
+use super::{EmptyForm, actor, parse_id, see_other};
+use crate::error::AdminResult;
+
+#[derive(Template)]
+#[template(path = "admin/tokens.html")]
+struct ListPage {
+    chrome: Chrome,
+    tokens: Vec<AdminTokenView>,
+    new_token: Option<String>,
+    errors: FieldErrors,
+}
+
+pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> AdminResult<HttpResponse> {
+    let tokens = admin_tokens::list(&pool).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ListPage { chrome, tokens, new_token: None, errors: FieldErrors::new() }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CreateForm {
+    name: String,
+}
+
+/// Creates a token for the signed-in admin and shows it on this one response.
+pub async fn create(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<CreateForm>) -> AdminResult<HttpResponse> {
+    let mut errors = FieldErrors::new();
+    let new_token = match admin_tokens::create(&pool, user.id, &form.name, &actor(&user)).await {
+        Ok((_, secret)) => Some(secret.as_str().to_owned()),
+        Err(err) => {
+            errors.absorb(err)?;
+            None
+        }
+    };
+    let status = if new_token.is_some() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let tokens = admin_tokens::list(&pool).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(status, &ListPage { chrome, tokens, new_token, errors }))
+}
+
+pub async fn revoke(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, _form: CsrfForm<EmptyForm>) -> AdminResult<HttpResponse> {
+    admin_tokens::revoke(&pool, parse_id(&path)?, &actor(&user)).await?;
+    Ok(see_other("/admin/tokens"))
+}

@@ -1,0 +1,125 @@
+//! The admin UI and the portal catalog, over HTTP as a browser would use them.
+
+use sqlx::PgPool;
+use tollgate::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+
+use crate::helpers::{TestApp, client, csrf_from, spawn_app};
+use crate::portal::{last_mail, location};
+
+const PETS: &str = "openapi: 3.0.3\ninfo: {title: Pet Store, version: '1.0', description: Pets for everyone}\npaths:\n  /pets:\n    get: {operationId: listPets, summary: List pets, responses: {'200': {description: ok}}}\n    post: {operationId: createPet, responses: {'201': {description: created}}}\n  /pets/{id}:\n    get: {operationId: showPet, responses: {'200': {description: ok}}}\n";
+
+async fn admin(pool: PgPool) -> TestApp {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    assert_eq!(location(&app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await), "/admin");
+    app
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(pool: PgPool) {
+    let app = admin(pool).await;
+    // A broken document is explained, with where.
+    let html = app.get("/admin/apis/new").await.text().await.unwrap();
+    let res = app.post_form("/admin/apis/new", &[("csrf_token", &csrf_from(&html)), ("spec", "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {pets: {}}\n")]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("could not be imported") && page.contains("/paths/pets"), "{page}");
+    assert!(page.contains("paths: {pets: {}}"), "the document comes back for fixing");
+
+    let res = app.post_form("/admin/apis/new", &[("csrf_token", &csrf_from(&html)), ("spec", PETS), ("upstream_url", "http://127.0.0.1:9")]).await;
+    assert_eq!(res.status(), 303);
+    let api_page = location(&res);
+    let page = app.get(&api_page).await.text().await.unwrap();
+    assert!(page.contains("Pet Store") && page.contains(">draft<"));
+
+    // A plan with overlapping price tiers is refused next to the tier.
+    let api_id = api_page.trim_start_matches("/admin/apis/");
+    let form_url = format!("/admin/apis/{api_id}/plans/new");
+    let html = app.get(&form_url).await.text().await.unwrap();
+    let token = csrf_from(&html);
+    let mut fields = vec![
+        ("csrf_token", token.as_str()), ("name", "Starter"), ("system_name", "starter"), ("monthly_fee", "9.50"), ("setup_fee", "0"),
+        ("currency", "EUR"), ("trial_days", "0"), ("time_zone", "Europe/Paris"), ("published", "on"),
+        ("limit_metric_0", "hits"), ("limit_period_0", "day"), ("limit_max_0", "500"),
+        ("limit_metric_1", "listPets"), ("limit_period_1", "minute"), ("limit_max_1", "5"),
+        ("price_metric_0", "hits"), ("price_from_0", "1"), ("price_to_0", "100"), ("price_unit_0", "0"),
+        ("price_metric_1", "hits"), ("price_from_1", "50"), ("price_to_1", ""), ("price_unit_1", "0.01"),
+    ];
+    let res = app.post_form(&form_url, &fields).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Tier 2: overlaps"), "{page}");
+    fields.retain(|(k, _)| *k != "price_from_1");
+    fields.push(("price_from_1", "101"));
+    let res = app.post_form(&form_url, &fields).await;
+    assert_eq!(location(&res), api_page);
+
+    // Publish, then the catalog shows it to a developer.
+    let page = app.get(&api_page).await.text().await.unwrap();
+    let res = app.post_form(&format!("{api_page}/lifecycle"), &[("csrf_token", &csrf_from(&page)), ("state", "published")]).await;
+    assert_eq!(res.status(), 303);
+
+    let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    developer.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    let catalog = developer.get("/?q=pet").await.text().await.unwrap();
+    assert!(catalog.contains("/apis/pet-store") && !catalog.contains("/apis/weather"), "search filters the catalog");
+    let page = developer.get("/apis/pet-store").await.text().await.unwrap();
+    assert!(page.contains("Starter") && page.contains("9.5 EUR") && page.contains("listPets per minute"), "plan comparison");
+    assert!(page.contains("http://127.0.0.1:8081/pet-store/pets?user_key=YOUR_KEY") && page.contains("import requests"), "samples");
+    assert!(page.contains("/static/vendor/swagger-ui/swagger-ui-bundle.js") && page.contains("data-spec=\"/apis/pet-store/spec\""));
+    let spec = developer.get("/apis/pet-store/spec").await.text().await.unwrap();
+    assert_eq!(spec, PETS, "the portal renders the stored document byte for byte");
+    let plan_link = page.split("href=\"/apps/new?plan=").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let html = developer.get(&format!("/apps/new?plan={plan_link}")).await.text().await.unwrap();
+    assert!(html.contains(&format!("value=\"{plan_link}\" selected")), "the chosen plan is preselected");
+    let res = developer.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", "Pet client"), ("plan_id", &plan_link)]).await;
+    assert_eq!(res.status(), 303);
+    assert!(developer.get(&location(&res)).await.text().await.unwrap().contains("data-testid=\"new-key\""));
+    // Drafts and retired APIs are not in the catalog.
+    assert_eq!(developer.get("/apis/no-such-api").await.status(), 404);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_it(pool: PgPool) {
+    let app = admin(pool).await;
+    let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    developer.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    let html = developer.get("/apps/new").await.text().await.unwrap();
+    let pro = html.split("<option value=\"").skip(1).find(|o| o.contains("— Pro")).unwrap().split('"').next().unwrap().to_owned();
+    let res = developer.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", "Needs approval"), ("plan_id", &pro)]).await;
+    let app_page = location(&res);
+    let page = developer.get(&app_page).await.text().await.unwrap();
+    assert!(page.contains(">pending<") && !page.contains("data-testid=\"new-key\""), "no key before approval");
+
+    let list = app.get("/admin/applications?state=pending").await.text().await.unwrap();
+    assert!(list.contains("Needs approval"));
+    let app_id = app_page.trim_start_matches("/apps/");
+    let res = app.post_form(&format!("/admin/applications/{app_id}/approve"), &[("csrf_token", &csrf_from(&list))]).await;
+    assert_eq!(res.status(), 303);
+    let (subject, body) = last_mail(&app.pool, DEMO_DEVELOPER_EMAIL).await;
+    assert!(subject.contains("approved"), "{subject}");
+    assert!(body.contains(&format!("/apps/{app_id}")));
+    let page = developer.get(&app_page).await.text().await.unwrap();
+    assert!(page.contains(">live<") && page.contains("Create key"));
+
+    let log = app.get("/admin/audit?action=application.").await.text().await.unwrap();
+    assert!(log.contains("application.transition") && log.contains("application.create"), "{log}");
+    assert!(!log.contains("plan.create"), "the filter narrows the log");
+    // Developers cannot reach the admin pages.
+    assert_eq!(developer.get("/admin/applications").await.status(), 403);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admins_register_agents_and_tokens_shown_once(pool: PgPool) {
+    let app = admin(pool).await;
+    let html = app.get("/admin/gateways").await.text().await.unwrap();
+    let res = app.post_form("/admin/gateways", &[("csrf_token", &csrf_from(&html)), ("name", "edge-1")]).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let token = page.split("data-testid=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(token.starts_with("tg_agt_"));
+    let again = app.get("/admin/gateways").await.text().await.unwrap();
+    assert!(again.contains("edge-1") && !again.contains(&token));
+    let res = app.client.get(app.url("/agent/v1/config")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the shown token works for the agent API");
+}
