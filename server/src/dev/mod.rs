@@ -15,7 +15,7 @@ use crate::startup;
 /// Where the demo API's upstream listens (the seeded upstream URL points here).
 pub const DEMO_UPSTREAM: &str = "127.0.0.1:8090";
 
-pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, fresh_demo_key, seed};
 
 pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, database: &str) -> Result<(), CliError> {
     if settings.database_url.is_none() {

@@ -7,6 +7,7 @@ mod agent_api;
 mod auth;
 mod cli;
 mod health;
+mod gateway;
 mod helpers;
 mod identity;
 mod portal;

@@ -1,0 +1,307 @@
+//! End to end: the real management server, real agents (in-process, over
+//! loopback HTTP) and a real upstream.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+use tollgate::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate_agent::{Agent, RunningAgent, ServerUrl, Settings, Token};
+use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
+use tollgate_core::apis::detail::{self, ApiChanges};
+use tollgate_core::apis::{ApiId, find_by_slug};
+use tollgate_core::applications::{self, ApplicationId, NewApplication, Transition};
+use tollgate_core::audit::Actor;
+use tollgate_core::credentials::{self, CredentialId};
+use tollgate_core::gateways;
+use tollgate_core::plans::{NewPlan, create_plan, list_plans};
+
+use crate::helpers::{TestApp, spawn_app_on};
+
+/// An upstream that echoes what it received, so tests see what the agent forwarded.
+fn start_upstream() -> String {
+    async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
+        let headers: serde_json::Map<String, serde_json::Value> =
+            req.headers().iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_str().unwrap_or("")))).collect();
+        HttpResponse::Ok().json(serde_json::json!({"method": req.method().as_str(), "uri": req.uri().to_string(), "headers": headers, "body_len": body.len()}))
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo))).workers(1).disable_signals().listen(listener).unwrap().run();
+    tokio::spawn(server);
+    url
+}
+
+struct World {
+    app: TestApp,
+    handle: actix_web::dev::ServerHandle,
+    listen: std::net::SocketAddr,
+    api: ApiId,
+    account: AccountId,
+    agent_token: String,
+    dir: PathBuf,
+}
+
+impl World {
+    async fn new(pool: PgPool) -> World {
+        seed(&pool).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = listener.local_addr().unwrap();
+        let (app, handle) = spawn_app_on(pool.clone(), listener, &[]).await;
+        let api = find_by_slug(&pool, "weather").await.unwrap().unwrap().id;
+        let upstream = start_upstream();
+        let actor = Actor::system("test");
+        detail::update(&pool, api, &ApiChanges { upstream_urls: Some(vec![upstream]), ..ApiChanges::default() }, &actor).await.unwrap();
+        let SignInOutcome::SignedIn(dev) = authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.unwrap() else {
+            panic!("demo developer signs in")
+        };
+        let (_, token) = gateways::create(&pool, &format!("edge-{}", uuid::Uuid::new_v4().simple()), &actor).await.unwrap();
+        let dir = std::env::temp_dir().join(format!("tollgate-gw-{}", uuid::Uuid::new_v4().simple()));
+        World { app, handle, listen, api, account: dev.account_id.unwrap(), agent_token: token.as_str().to_owned(), dir }
+    }
+
+    async fn agent(&self, name: &str) -> RunningAgent {
+        let server = ServerUrl::parse(&self.app.base).unwrap();
+        let mut settings = Settings::new(server, Token::new(self.agent_token.clone()), self.dir.join(name));
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+        settings.flush_interval = Duration::from_millis(200);
+        let agent = Agent::start(settings).await.expect("agent starts");
+        wait_until(Duration::from_secs(10), || async {
+            reqwest::get(format!("http://{}/ready", agent.admin_addr())).await.map(|r| r.status() == 200).unwrap_or(false)
+        })
+        .await;
+        agent
+    }
+
+    /// An application with a key on the named demo plan (or a fresh unlimited plan).
+    async fn app_with_key(&self, name: &str, plan: Option<&str>) -> (ApplicationId, CredentialId, String) {
+        let actor = Actor::system("test");
+        let plan_id = match plan {
+            Some(system_name) => list_plans(&self.app.pool, self.api).await.unwrap().into_iter().find(|p| p.system_name == system_name).unwrap().id,
+            None => {
+                let plan = NewPlan {
+                    system_name: format!("open-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                    name: "Open".into(),
+                    description: String::new(),
+                    published: true,
+                    approval_required: false,
+                    setup_fee: Decimal::ZERO,
+                    monthly_fee: Decimal::ZERO,
+                    trial_days: 0,
+                    currency: "USD".into(),
+                    time_zone: "UTC".into(),
+                    limits: Vec::new(),
+                    pricing: Vec::new(),
+                };
+                create_plan(&self.app.pool, self.api, &plan, &actor).await.unwrap()
+            }
+        };
+        let app = applications::create(&self.app.pool, self.account, &NewApplication { plan_id, name: name.into(), description: String::new() }, &actor).await.unwrap();
+        let key = credentials::issue(&self.app.pool, self.account, app.id, &actor).await.unwrap();
+        (app.id, key.id, key.secret.as_str().to_owned())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn wait_until<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "condition not met within {limit:?}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn call(agent: &RunningAgent, path_and_query: &str) -> reqwest::Response {
+    reqwest::Client::new().get(format!("http://{}{path_and_query}", agent.proxy_addr())).send().await.unwrap()
+}
+
+async fn status(agent: &RunningAgent, path_and_query: &str) -> u16 {
+    call(agent, path_and_query).await.status().as_u16()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
+    let w = World::new(pool).await;
+    let agent = w.agent("a").await;
+    let (app, _, key) = w.app_with_key("Edge app", Some("basic")).await;
+    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={key}")).await != 403 }).await;
+
+    // Exactly N per minute window: retried once if the minute turned mid-test.
+    let mut admitted = 0;
+    for attempt in 0..2 {
+        let minute = jiff::Timestamp::now().as_second() / 60;
+        let mut statuses = Vec::new();
+        for _ in 0..11 {
+            statuses.push(status(&agent, &format!("/weather/cities/lisbon/current?user_key={key}")).await);
+        }
+        if jiff::Timestamp::now().as_second() / 60 == minute {
+            admitted = statuses.iter().filter(|s| **s == 200).count();
+            assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+            break;
+        }
+        assert_eq!(attempt, 0, "the minute turned twice");
+    }
+    // One call was spent on the readiness probe above.
+    assert_eq!(admitted, 9, "a limit of 10 per minute admits exactly 10");
+    let limited = call(&agent, &format!("/weather/cities?user_key={key}")).await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(limited.headers()["ratelimit-limit"], "10");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "limit_exceeded");
+
+    // A fresh key on an unlimited plan is proxied, and the upstream never sees it.
+    let (open_app, _, open_key) = w.app_with_key("Open app", None).await;
+    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 200 }).await;
+    let echoed: serde_json::Value = call(&agent, &format!("/weather/cities?country=PT&user_key={open_key}")).await.json().await.unwrap();
+    assert_eq!(echoed["uri"], "/cities?country=PT");
+    assert!(echoed["headers"]["x-forwarded-for"].as_str().unwrap().contains("127.0.0.1"));
+    for (path, expected, code) in [
+        ("/weather/cities".to_owned(), 401, "missing_credentials"),
+        ("/weather/cities?user_key=tg_uk_unknown".to_owned(), 403, "invalid_credentials"),
+        (format!("/weather/nope?user_key={open_key}"), 404, "no_matching_rule"),
+        (format!("/elsewhere?user_key={open_key}"), 404, "unknown_api"),
+    ] {
+        let res = call(&agent, &path).await;
+        assert_eq!(res.status().as_u16(), expected, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], code, "{path}");
+    }
+
+    // Suspension, deprecation and retirement reach the agent.
+    let actor = Actor::system("test");
+    applications::transition(&w.app.pool, open_app, Transition::Suspend, &actor, &w.app.base).await.unwrap();
+    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 403 }).await;
+    let body: serde_json::Value = call(&agent, &format!("/weather/cities?user_key={open_key}")).await.json().await.unwrap();
+    assert_eq!(body["error"], "application_not_live");
+    applications::transition(&w.app.pool, open_app, Transition::Resume, &actor, &w.app.base).await.unwrap();
+    let sunset = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    detail::set_state(&w.app.pool, w.api, "deprecated", Some(sunset), &actor, &w.app.base).await.unwrap();
+    wait_until(Duration::from_secs(5), || async { call(&agent, &format!("/weather/cities?user_key={open_key}")).await.headers().contains_key("sunset") }).await;
+    let res = call(&agent, &format!("/weather/cities?user_key={open_key}")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("deprecation"));
+    detail::set_state(&w.app.pool, w.api, "retired", None, &actor, &w.app.base).await.unwrap();
+    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 410 }).await;
+    let _ = app;
+    agent.shutdown().await.unwrap();
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_revoked_key_is_refused_by_every_agent_within_a_second(pool: PgPool) {
+    let w = World::new(pool).await;
+    let (a, b) = (w.agent("a").await, w.agent("b").await);
+    let (app, key_id, key) = w.app_with_key("Revoke me", None).await;
+    for agent in [&a, &b] {
+        wait_until(Duration::from_secs(5), || async { status(agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+    }
+    let started = Instant::now();
+    credentials::revoke(&w.app.pool, w.account, app, key_id, &Actor::system("test")).await.unwrap();
+    let mut elapsed = Vec::new();
+    for agent in [&a, &b] {
+        wait_until(Duration::from_secs(2), || async { status(agent, &format!("/weather/cities?user_key={key}")).await == 403 }).await;
+        elapsed.push(started.elapsed());
+    }
+    println!("revocation refused by agent a after {:?} and by agent b after {:?}", elapsed[0], elapsed[1]);
+    assert!(elapsed.iter().all(|e| *e < Duration::from_secs(1)), "{elapsed:?}");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(pool: PgPool) {
+    let w = World::new(pool.clone()).await;
+    let a = w.agent("a").await;
+    let b = w.agent("b").await;
+    let (app, _, key) = w.app_with_key("Steady", None).await;
+    for agent in [&a, &b] {
+        wait_until(Duration::from_secs(5), || async { status(agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+    }
+    let ok = Arc::new(AtomicU64::new(2));
+    let failed = Arc::new(AtomicU64::new(0));
+    let load = |agent_addr: std::net::SocketAddr, n: u32| {
+        let (ok, failed, key) = (ok.clone(), failed.clone(), key.clone());
+        async move {
+            let client = reqwest::Client::new();
+            for _ in 0..n {
+                match client.get(format!("http://{agent_addr}/weather/cities?user_key={key}")).send().await {
+                    Ok(res) if res.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                    _ => failed.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        }
+    };
+    // Load runs while the management server goes away.
+    let during = tokio::spawn(load(a.proxy_addr(), 300));
+    w.handle.stop(false).await;
+    during.await.unwrap();
+    // An agent restarted while the server is down serves from its saved config.
+    b.shutdown().await.unwrap();
+    let b = w.agent("b").await;
+    load(b.proxy_addr(), 100).await;
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "every call during the outage succeeded");
+
+    // The server comes back on the same address; spooled usage arrives once.
+    let listener = TcpListener::bind(w.listen).expect("the port is free again");
+    let (_app, _handle) = spawn_app_on(pool.clone(), listener, &[]).await;
+    let api = find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let hits: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'").bind(api.id.0).fetch_one(&pool).await.unwrap();
+    let expected = i64::try_from(ok.load(Ordering::SeqCst)).unwrap();
+    let pool_for_wait = pool.clone();
+    wait_until(Duration::from_secs(30), || {
+        let pool = pool_for_wait.clone();
+        async move { tollgate_core::usage::total_hits(&pool, app.0, hits).await.unwrap() >= expected }
+    })
+    .await;
+    // Give any duplicate a chance to arrive, then compare exactly.
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    let counted = tollgate_core::usage::total_hits(&pool, app.0, hits).await.unwrap();
+    println!("requests that succeeded: {expected}; usage counted: {counted}");
+    assert_eq!(counted, expected, "usage counted equals the calls that succeeded");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool: PgPool) {
+    let w = World::new(pool.clone()).await;
+    let agent = w.agent("a").await;
+    let (_, _, key) = w.app_with_key("Keeps working", None).await;
+    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+    // Corrupt the API behind core's back: a mapping rule agents cannot parse.
+    let metric: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'").bind(w.api.0).fetch_one(&pool).await.unwrap();
+    sqlx::query("INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position) VALUES ($1, $2, $3, 'GET', '/broken/{', 99)")
+        .bind(uuid::Uuid::now_v7())
+        .bind(w.api.0)
+        .bind(metric)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')").bind(w.api.0).execute(&pool).await.unwrap();
+    let pool_for_wait = pool.clone();
+    wait_until(Duration::from_secs(10), || {
+        let pool = pool_for_wait.clone();
+        async move {
+            let error: Option<String> = sqlx::query_scalar("SELECT last_error FROM gateways WHERE last_error IS NOT NULL LIMIT 1").fetch_optional(&pool).await.unwrap().flatten();
+            error.is_some_and(|e| e.contains("refused"))
+        }
+    })
+    .await;
+    assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 200, "the last good config still serves");
+    agent.shutdown().await.unwrap();
+}
