@@ -13,6 +13,7 @@ mod gateways;
 mod openapi;
 mod page;
 mod plans;
+mod rules;
 
 use actix_web::{HttpResponse, web};
 
@@ -38,6 +39,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/apis", "GET, POST").route(web::get().to(apis::list)).route(web::post().to(apis::import)))
             .service(resource("/apis/{id}", "GET, PATCH").route(web::get().to(apis::show)).route(web::patch().to(apis::update)))
             .service(resource("/apis/{id}/lifecycle", "POST").route(web::post().to(apis::lifecycle)))
+            .service(resource("/apis/{id}/metrics", "GET, POST").route(web::get().to(rules::list_metrics)).route(web::post().to(rules::add_metric)))
+            .service(resource("/apis/{id}/mapping-rules", "GET, POST").route(web::get().to(rules::list_rules)).route(web::post().to(rules::add_rule)))
+            .service(resource("/apis/{id}/mapping-rules/{rule}", "DELETE").route(web::delete().to(rules::delete_rule)))
             .service(resource("/apis/{id}/plans", "GET, POST").route(web::get().to(plans::list)).route(web::post().to(plans::create)))
             .service(
                 resource("/plans/{id}", "GET, PUT, DELETE")

@@ -2,7 +2,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, applications, apis, audit, error, gateways, page, plans};
+use super::{accounts, applications, apis, audit, error, gateways, page, plans, rules};
 
 struct BearerAuth;
 
@@ -20,6 +20,7 @@ impl Modify for BearerAuth {
     info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications, accounts and gateways. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
         apis::list, apis::import, apis::show, apis::update, apis::lifecycle,
+        rules::list_metrics, rules::add_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
         applications::list, applications::show, applications::act, applications::change_plan,
         accounts::list, accounts::show, accounts::set_state,

@@ -4,6 +4,7 @@ use askama::Template;
 use time::{Date, OffsetDateTime, Time};
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::import::{self, ImportError};
+use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};
 use tollgate_core::apis::{ApiId, NewApi, create_from_spec};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanSummary, list_plans};
@@ -73,17 +74,22 @@ struct ShowPage {
     chrome: Chrome,
     api: ApiDetail,
     plans: Vec<PlanSummary>,
+    metrics: Vec<MetricView>,
+    rules: Vec<RuleView>,
+    methods: &'static [&'static str],
     errors: FieldErrors,
 }
 
 async fn show_page(session: &Session, pool: &PgPool, id: ApiId, errors: FieldErrors, flash: Option<String>) -> AdminResult<ShowPage> {
     let api = detail::get(pool, id).await?;
     let plans = list_plans(pool, id).await?;
+    let metrics = rules::metrics(pool, id).await?;
+    let rule_list = rules::rules(pool, id).await?;
     let mut chrome = Chrome::for_session(session).await?;
     if let Some(message) = flash {
         chrome = chrome.with_flash("error", message);
     }
-    Ok(ShowPage { chrome, api, plans, errors })
+    Ok(ShowPage { chrome, api, plans, metrics, rules: rule_list, methods: &rules::RULE_METHODS, errors })
 }
 
 pub async fn show(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
@@ -153,4 +159,75 @@ pub async fn lifecycle(
 
 pub(crate) fn not_found() -> AdminError {
     AdminError(tollgate_core::Error::NotFound)
+}
+
+/// Answers a failed edit on the API page with the error next to its field.
+async fn edit_failed(session: &Session, pool: &PgPool, id: ApiId, err: tollgate_core::Error) -> AdminResult<HttpResponse> {
+    match err {
+        tollgate_core::Error::Conflict(message) => Ok(render(StatusCode::CONFLICT, &show_page(session, pool, id, FieldErrors::new(), Some(message)).await?)),
+        err => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(err)?;
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &show_page(session, pool, id, errors, None).await?))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct MetricForm {
+    system_name: String,
+    #[serde(default)]
+    friendly_name: String,
+    #[serde(default)]
+    parent: String,
+}
+
+pub async fn add_metric(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<MetricForm>) -> AdminResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    detail::get(&pool, id).await?;
+    match rules::add_metric(&pool, id, form.system_name.trim(), &form.friendly_name, Some(form.parent.trim()), &actor(&user)).await {
+        Ok(_) => Ok(see_other(format!("/admin/apis/{}#metrics", id.0))),
+        Err(err) => edit_failed(&session, &pool, id, err).await,
+    }
+}
+
+pub async fn delete_metric(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<(String, String)>, _form: CsrfForm<super::EmptyForm>) -> AdminResult<HttpResponse> {
+    let (api, metric) = path.into_inner();
+    let id = ApiId(parse_id(&api)?);
+    rules::delete_metric(&pool, id, parse_id(&metric)?, &actor(&user)).await?;
+    Ok(see_other(format!("/admin/apis/{}#metrics", id.0)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct RuleForm {
+    http_method: String,
+    pattern: String,
+    metric: String,
+    #[serde(default)]
+    delta: String,
+    last: Option<String>,
+}
+
+pub async fn add_rule(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<RuleForm>) -> AdminResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    detail::get(&pool, id).await?;
+    let delta = if form.delta.trim().is_empty() { Ok(1) } else { form.delta.trim().parse::<i32>() };
+    let outcome = match delta {
+        Ok(delta) => {
+            let rule = NewRule { http_method: form.http_method, pattern: form.pattern.trim().to_owned(), metric: form.metric, delta, last: form.last.is_some(), position: None };
+            rules::add_rule(&pool, id, &rule, &actor(&user)).await
+        }
+        Err(_) => Err(tollgate_core::Error::invalid("delta", "enter a whole number")),
+    };
+    match outcome {
+        Ok(_) => Ok(see_other(format!("/admin/apis/{}#rules", id.0))),
+        Err(err) => edit_failed(&session, &pool, id, err).await,
+    }
+}
+
+pub async fn delete_rule(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<(String, String)>, _form: CsrfForm<super::EmptyForm>) -> AdminResult<HttpResponse> {
+    let (api, rule) = path.into_inner();
+    let id = ApiId(parse_id(&api)?);
+    rules::delete_rule(&pool, id, parse_id(&rule)?, &actor(&user)).await?;
+    Ok(see_other(format!("/admin/apis/{}#rules", id.0)))
 }

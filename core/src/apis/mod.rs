@@ -9,5 +9,6 @@ pub mod import;
 pub mod model;
 mod refs;
 mod products;
+pub mod rules;
 
 pub use products::{ApiId, ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis, publish};

@@ -149,3 +149,26 @@ async fn the_openapi_document_describes_every_route_and_its_security(pool: PgPoo
         }
     }
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn methods_and_mapping_rules_are_editable_and_patterns_checked(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let (_, apis) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    let id = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, metrics) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/metrics"), Some(json!({"system_name": "bulk_export", "parent": "hits"}))).await;
+    assert_eq!(status, 201, "{metrics}");
+    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/mapping-rules"), Some(json!({"http_method": "GET", "pattern": "/export/{", "metric": "bulk_export"}))).await;
+    assert_eq!(status, 422, "a pattern agents cannot parse is refused: {err}");
+    assert_eq!(err["field"], "pattern");
+    let (status, rules) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/mapping-rules"), Some(json!({"http_method": "GET", "pattern": "/export/{format}$", "metric": "bulk_export", "delta": 10, "last": true})))
+        .await;
+    assert_eq!(status, 201, "{rules}");
+    let added = rules.as_array().unwrap().iter().find(|r| r["pattern"] == "/export/{format}$").unwrap();
+    assert_eq!(added["delta"], 10);
+    let rule_id = added["id"].as_str().unwrap();
+    let (status, _) = admin.call(reqwest::Method::DELETE, &format!("/admin/api/v1/apis/{id}/mapping-rules/{rule_id}"), None).await;
+    assert_eq!(status, 204);
+    let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
+    assert_eq!(rules.as_array().unwrap().len(), 4);
+}

@@ -1,0 +1,174 @@
+//! Metrics, methods and mapping rules of an API, as admins edit them after
+//! import. Patterns are checked with the agents' own parser, so a rule that
+//! agents would refuse is refused here first.
+
+use serde_json::json;
+use sqlx::PgPool;
+use tollgate_protocol::Pattern;
+use uuid::Uuid;
+
+use super::ApiId;
+use crate::audit::{self, Actor, Entry};
+use crate::error::conflict_on_unique;
+use crate::sync::feed::{Entity, record_change};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MetricView {
+    pub id: Uuid,
+    pub system_name: String,
+    pub friendly_name: String,
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleView {
+    pub id: Uuid,
+    pub http_method: String,
+    pub pattern: String,
+    pub metric: String,
+    pub delta: i32,
+    pub position: i32,
+    pub last: bool,
+}
+
+pub async fn metrics(pool: &PgPool, api: ApiId) -> Result<Vec<MetricView>> {
+    let rows = sqlx::query!(
+        r#"SELECT m.id, m.system_name, m.friendly_name, p.system_name AS "parent?"
+           FROM metrics m LEFT JOIN metrics p ON p.id = m.parent_id
+           WHERE m.api_id = $1 ORDER BY m.parent_id NULLS FIRST, m.system_name"#,
+        api.0
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| MetricView { id: r.id, system_name: r.system_name, friendly_name: r.friendly_name, parent: r.parent }).collect())
+}
+
+pub async fn rules(pool: &PgPool, api: ApiId) -> Result<Vec<RuleView>> {
+    let rows = sqlx::query!(
+        "SELECT r.id, r.http_method, r.pattern, m.system_name, r.delta, r.position, r.last
+         FROM mapping_rules r JOIN metrics m ON m.id = r.metric_id WHERE r.api_id = $1 ORDER BY r.position, r.created_at",
+        api.0
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| RuleView { id: r.id, http_method: r.http_method, pattern: r.pattern, metric: r.system_name, delta: r.delta, position: r.position, last: r.last })
+        .collect())
+}
+
+async fn metric_id(tx: &mut sqlx::PgConnection, api: ApiId, name: &str, field: &'static str) -> Result<Uuid> {
+    sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2", api.0, name)
+        .fetch_optional(tx)
+        .await?
+        .ok_or_else(|| Error::invalid(field, format!("this API has no metric named {name}")))
+}
+
+/// Adds a method (a metric under a parent, usually `hits`) or a top-level metric.
+pub async fn add_metric(pool: &PgPool, api: ApiId, system_name: &str, friendly_name: &str, parent: Option<&str>, actor: &Actor) -> Result<Uuid> {
+    let ok = !system_name.is_empty() && system_name.len() <= 128 && system_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        return Err(Error::invalid("system_name", "use 1 to 128 letters, digits, '_', '.' or '-'"));
+    }
+    let mut tx = pool.begin().await?;
+    let parent_id = match parent.filter(|p| !p.is_empty()) {
+        Some(name) => Some(metric_id(&mut tx, api, name, "parent").await?),
+        None => None,
+    };
+    let id = Uuid::now_v7();
+    let friendly = if friendly_name.trim().is_empty() { system_name } else { friendly_name.trim() };
+    sqlx::query!(
+        "INSERT INTO metrics (id, api_id, parent_id, system_name, friendly_name) VALUES ($1, $2, $3, $4, $5)",
+        id,
+        api.0,
+        parent_id,
+        system_name,
+        friendly
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "this API already has a metric with that system name"))?;
+    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    audit::record(&mut tx, actor, Entry { action: "metric.create", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"system_name": system_name, "parent": parent})) }).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Deletes a metric with its methods, limits, prices and rules.
+pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let name = sqlx::query_scalar!("DELETE FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits' RETURNING system_name", id, api.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    audit::record(&mut tx, actor, Entry { action: "metric.delete", entity: "api", entity_id: Some(api.0), before: Some(json!({"system_name": name})), after: None }).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub const RULE_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "ANY"];
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NewRule {
+    pub http_method: String,
+    pub pattern: String,
+    pub metric: String,
+    pub delta: i32,
+    pub last: bool,
+    /// Appended after the existing rules when absent.
+    pub position: Option<i32>,
+}
+
+pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) -> Result<Uuid> {
+    let method = rule.http_method.trim().to_ascii_uppercase();
+    if !RULE_METHODS.contains(&method.as_str()) {
+        return Err(Error::invalid("http_method", format!("use one of {}", RULE_METHODS.join(", "))));
+    }
+    Pattern::parse(&rule.pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
+    if !(1..=1_000_000).contains(&rule.delta) {
+        return Err(Error::invalid("delta", "use 1 to 1,000,000"));
+    }
+    if rule.position.is_some_and(|p| p < 0) {
+        return Err(Error::invalid("position", "cannot be negative"));
+    }
+    let mut tx = pool.begin().await?;
+    let metric = metric_id(&mut tx, api, &rule.metric, "metric").await?;
+    let position = match rule.position {
+        Some(p) => p,
+        None => sqlx::query_scalar!(r#"SELECT coalesce(max(position) + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#, api.0).fetch_one(&mut *tx).await?,
+    };
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, delta, position, last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        id,
+        api.0,
+        metric,
+        method,
+        rule.pattern,
+        rule.delta,
+        position,
+        rule.last
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "this API already has a rule for that method and pattern"))?;
+    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    audit::record(&mut tx, actor, Entry { action: "mapping_rule.create", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"method": method, "pattern": rule.pattern, "metric": rule.metric})) })
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn delete_rule(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let pattern = sqlx::query_scalar!("DELETE FROM mapping_rules WHERE id = $1 AND api_id = $2 RETURNING pattern", id, api.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    audit::record(&mut tx, actor, Entry { action: "mapping_rule.delete", entity: "api", entity_id: Some(api.0), before: Some(json!({"pattern": pattern})), after: None }).await?;
+    tx.commit().await?;
+    Ok(())
+}
