@@ -67,7 +67,7 @@ export async function withPage(browser, name, body) {
   });
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
   try {
-    await body(page, { context, step: (s) => { steps.current = s; } });
+    await body(page, { context, consoleErrors, step: (s) => { steps.current = s; } });
   } catch (err) {
     const notes = [`step: ${steps.current}`, `url: ${page.url()}`];
     if (ARTIFACTS_DIR) {
@@ -147,4 +147,73 @@ export async function gotoOk(page, url) {
     throw new Error(`GET ${url} answered ${response.status()} ${response.statusText()} (at ${page.url()})`);
   }
   return response;
+}
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+/**
+ * Keeps `context` offline: every request whose host is not 127.0.0.1 or
+ * localhost is aborted and recorded (the pages must not depend on a CDN,
+ * fonts, a validator or any other outside service). Also records requests
+ * that failed and sub-resources (scripts, styles, fetches, images, fonts)
+ * that answered 4xx/5xx. Call it before the context's first navigation.
+ * Returns { blocked, failed, badResponses } (arrays of strings, filled as
+ * the pages load) and problems(), which lists them all.
+ */
+export async function watchNetwork(context) {
+  const blocked = [];
+  const failed = [];
+  const badResponses = [];
+  await context.route('**/*', (route) => {
+    const request = route.request();
+    let url;
+    try {
+      url = new URL(request.url());
+    } catch {
+      url = undefined;
+    }
+    if (url && (url.protocol === 'http:' || url.protocol === 'https:') && LOCAL_HOSTS.has(url.hostname)) {
+      return route.continue();
+    }
+    blocked.push(`${request.method()} ${request.url()} (${request.resourceType()})`);
+    return route.abort('blockedbyclient');
+  });
+  context.on('requestfailed', (request) => {
+    const error = request.failure()?.errorText ?? '';
+    if (error.includes('ERR_BLOCKED_BY_CLIENT') && blocked.some((b) => b.includes(request.url()))) return; // already listed
+    failed.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText ?? 'failed'}`);
+  });
+  const SUBRESOURCES = new Set(['script', 'stylesheet', 'fetch', 'xhr', 'image', 'font']);
+  context.on('response', (response) => {
+    const request = response.request();
+    if (response.status() >= 400 && SUBRESOURCES.has(request.resourceType())) {
+      badResponses.push(`${request.method()} ${response.url()} -> ${response.status()}`);
+    }
+  });
+  return {
+    blocked,
+    failed,
+    badResponses,
+    problems() {
+      return [
+        ...blocked.map((b) => `blocked (not 127.0.0.1): ${b}`),
+        ...failed.map((f) => `failed: ${f}`),
+        ...badResponses.map((r) => `error response: ${r}`),
+      ];
+    },
+  };
+}
+
+/**
+ * Console messages that tell of a failed or refused fetch (network errors,
+ * CSP, CORS). Chromium's "the server responded with a status of N" is left
+ * out: a form answering 422 does that on purpose, and sub-resources that
+ * answer 4xx/5xx are caught by watchNetwork.
+ */
+export function fetchErrors(consoleErrors) {
+  return consoleErrors.filter(
+    (text) =>
+      /failed to (load|fetch)|net::err_|refused to|content security policy|cors|networkerror|blocked/i.test(text) &&
+      !/the server responded with a status of \d+/i.test(text),
+  );
 }

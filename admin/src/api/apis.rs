@@ -232,3 +232,78 @@ pub async fn lifecycle(
     detail::set_state(&pool, id, state, sunset, &actor, &public_url.0).await?;
     Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionIn {
+    /// The new document's text.
+    #[schema(max_length = 16777216)]
+    pub spec: String,
+}
+
+/// A staged or published version with its change report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionReportOut {
+    pub number: i32,
+    pub operation_count: i32,
+    pub published: bool,
+    pub breaking: bool,
+    /// Operations added, removed and changed, and every change with `kind`, `breaking`, `operation`, `location` and `message`.
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+    /// The report for people, breaking changes first.
+    pub summary: Vec<String>,
+}
+
+fn version_out(staged: tollgate_core::apis::versions::StagedVersion, published: bool) -> VersionReportOut {
+    VersionReportOut {
+        number: staged.number,
+        operation_count: staged.operation_count,
+        published,
+        breaking: staged.report.breaking(),
+        summary: staged.report.summary_lines(),
+        report: serde_json::to_value(&staged.report).unwrap_or_default(),
+    }
+}
+
+/// Stage a new version from a document; the change report says what breaks. Nothing changes for clients until it is published.
+#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/versions", tag = "apis", params(("id" = Uuid, Path)), request_body = VersionIn,
+    responses((status = 201, body = VersionReportOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "The document is invalid; `field` is the JSON pointer")),
+    security(("bearer" = [])))]
+pub async fn stage_version(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = ApiId(parse_id(&path)?);
+    let input: VersionIn = parse_json(&body)?;
+    detail::get(&pool, id).await?;
+    let spec = import::parse(&input.spec).map_err(tollgate_core::Error::from)?;
+    let staged = tollgate_core::apis::versions::stage(&pool, id, &input.spec, &spec, &actor).await?;
+    Ok(HttpResponse::Created().json(version_out(staged, false)))
+}
+
+/// One version and its change report.
+#[utoipa::path(get, path = "/admin/api/v1/apis/{id}/versions/{number}", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
+    responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show_version(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let (id, number) = path.into_inner();
+    let number: i32 = number.parse().map_err(|_| super::error::ApiError::NotFound)?;
+    let (staged, published) = tollgate_core::apis::versions::get(&pool, ApiId(parse_id(&id)?), number).await?;
+    Ok(HttpResponse::Ok().json(version_out(staged, published)))
+}
+
+/// Publish a staged version: new operations get methods and rules, removed ones stop being routed; a breaking version emails subscribers.
+#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/versions/{number}/publish", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
+    responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Already published")),
+    security(("bearer" = [])))]
+pub async fn publish_version(req: HttpRequest, pool: web::Data<PgPool>, public_url: web::Data<PublicUrl>, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let (id, number) = path.into_inner();
+    let number: i32 = number.parse().map_err(|_| super::error::ApiError::NotFound)?;
+    let id = ApiId(parse_id(&id)?);
+    tollgate_core::apis::versions::publish(&pool, id, number, &actor, &public_url.0).await?;
+    let (staged, published) = tollgate_core::apis::versions::get(&pool, id, number).await?;
+    Ok(HttpResponse::Ok().json(version_out(staged, published)))
+}

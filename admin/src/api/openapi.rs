@@ -19,7 +19,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications, accounts and gateways. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
-        apis::list, apis::import, apis::show, apis::update, apis::lifecycle,
+        apis::list, apis::import, apis::show, apis::update, apis::lifecycle, apis::stage_version, apis::show_version, apis::publish_version,
         rules::list_metrics, rules::add_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
         applications::list, applications::show, applications::act, applications::change_plan,

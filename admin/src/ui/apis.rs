@@ -5,6 +5,7 @@ use time::{Date, OffsetDateTime, Time};
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::import::{self, ImportError};
 use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};
+use tollgate_core::apis::versions::{self, StagedVersion};
 use tollgate_core::apis::{ApiId, NewApi, create_from_spec};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanSummary, list_plans};
@@ -230,4 +231,54 @@ pub async fn delete_rule(AdminUser(user): AdminUser, pool: web::Data<PgPool>, pa
     let id = ApiId(parse_id(&api)?);
     rules::delete_rule(&pool, id, parse_id(&rule)?, &actor(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}#rules", id.0)))
+}
+
+#[derive(Template)]
+#[template(path = "admin/version.html")]
+struct VersionPage {
+    chrome: Chrome,
+    api: ApiDetail,
+    version: StagedVersion,
+    published: bool,
+}
+
+#[derive(serde::Deserialize)]
+pub struct VersionForm {
+    spec: String,
+}
+
+/// Stages a new version and shows what changed before anything is published.
+pub async fn stage_version(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<VersionForm>) -> AdminResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    detail::get(&pool, id).await?;
+    let spec = match import::parse(&form.spec) {
+        Ok(spec) => spec,
+        Err(err) => {
+            let page = show_page(&session, &pool, id, FieldErrors::new(), Some(format!("The new version could not be imported: {err}"))).await?;
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let staged = versions::stage(&pool, id, &form.spec, &spec, &actor(&user)).await?;
+    Ok(see_other(format!("/admin/apis/{}/versions/{}", id.0, staged.number)))
+}
+
+pub async fn show_version(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<(String, i32)>) -> AdminResult<HttpResponse> {
+    let (api, number) = path.into_inner();
+    let api = detail::get(&pool, ApiId(parse_id(&api)?)).await?;
+    let (version, published) = versions::get(&pool, api.id, number).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &VersionPage { chrome, api, version, published }))
+}
+
+pub async fn publish_version(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    path: web::Path<(String, i32)>,
+    _form: CsrfForm<super::EmptyForm>,
+) -> AdminResult<HttpResponse> {
+    let (api, number) = path.into_inner();
+    let id = ApiId(parse_id(&api)?);
+    versions::publish(&pool, id, number, &actor(&user), &public_url.0).await?;
+    Ok(see_other(format!("/admin/apis/{}", id.0)))
 }

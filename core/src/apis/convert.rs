@@ -514,7 +514,7 @@ mod tests {
                         "responses": {"200": {"description": "ok"}}}
             }}
         });
-        let out = swagger2_to_openapi30(&doc).unwrap();
+        let out = swagger2_to_openapi30(&doc).expect("a value");
         assert_eq!(out["servers"], json!([{"url": "https://api.example.com/v1"}, {"url": "http://api.example.com/v1"}]));
         assert_eq!(out["components"]["schemas"]["Pet"]["properties"]["owner"]["$ref"], "#/components/schemas/Owner");
         assert_eq!(out["components"]["schemas"]["Pet"]["properties"]["photo"], json!({"type": "string", "format": "binary"}));
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(out["components"]["schemas"]["Owner"]["nullable"], json!(true));
         assert_eq!(out["components"]["securitySchemes"]["oauth"]["flows"]["authorizationCode"]["tokenUrl"], "https://t");
         let get = &out["paths"]["/pets"]["get"];
-        assert_eq!(get["parameters"].as_array().unwrap().len(), 3);
+        assert_eq!(get["parameters"].as_array().expect("a value").len(), 3);
         assert_eq!(get["parameters"][2]["explode"], json!(true));
         assert_eq!(get["responses"]["200"]["content"]["application/xml"]["schema"]["items"]["$ref"], "#/components/schemas/Pet");
         let post = &out["paths"]["/pets"]["post"];

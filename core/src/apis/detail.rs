@@ -198,7 +198,7 @@ pub async fn set_state(pool: &PgPool, id: ApiId, state: &str, sunset_at: Option<
     .execute(&mut *tx)
     .await?;
     if state == "published" {
-        sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1", id.0)
+        sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1", id.0)
             .execute(&mut *tx)
             .await?;
     }

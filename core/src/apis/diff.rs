@@ -568,8 +568,8 @@ impl<'m> Differ<'m> {
         if let (Some(oa), Some(na)) = (o.additional, n.additional) {
             self.schema(oa, na, dir, &place.child("/additionalProperties", "*", true), depth + 1);
         }
-        self.variants("oneOf", &o.one_of, &n.one_of, dir, place, depth);
-        self.variants("anyOf", &o.any_of, &n.any_of, dir, place, depth);
+        self.variants("oneOf", o.one_of, n.one_of, dir, place, depth);
+        self.variants("anyOf", o.any_of, n.any_of, dir, place, depth);
     }
 
     fn enums(&mut self, o: &Flat<'m>, n: &Flat<'m>, request: bool, place: &Place) {
@@ -777,7 +777,7 @@ mod tests {
     use crate::apis::import::parse;
 
     fn diff(old: &str, new: &str) -> ChangeReport {
-        compare(&parse(old).unwrap().model, &parse(new).unwrap().model)
+        compare(&parse(old).expect("a value").model, &parse(new).expect("a value").model)
     }
 
     const BASE: &str = r##"{"openapi": "3.0.3", "info": {"title": "T", "version": "1"}, "paths": {
@@ -805,9 +805,9 @@ mod tests {
         assert_eq!(removed.pointer, "/paths/~1pets~1{id}/get/responses/200/content/application~1json/schema/properties/name");
         assert_eq!(removed.operation, "GET /pets/{id}");
         assert!(report.to_string().contains("BREAKING GET /pets/{id}: The response 200 (application/json) field `name` was removed."), "{report}");
-        let json = serde_json::to_string(&report).unwrap();
+        let json = serde_json::to_string(&report).expect("a value");
         assert!(json.contains(r#""kind":"response_field_removed""#));
-        let back: ChangeReport = serde_json::from_str(&json).unwrap();
+        let back: ChangeReport = serde_json::from_str(&json).expect("a value");
         assert_eq!(back, report);
     }
 

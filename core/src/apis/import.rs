@@ -206,14 +206,12 @@ struct Reader {
 }
 
 fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
-    if format == SpecFormat::Yaml {
-        if let Some(line) = deep_flow_line(text) {
-            return Err(ImportError {
-                pointer: String::new(),
-                line: Some(line),
-                message: format!("invalid YAML: flow collections are nested more than {MAX_FLOW_NESTING} levels deep"),
-            });
-        }
+    if let Some(line) = (format == SpecFormat::Yaml).then(|| deep_flow_line(text)).flatten() {
+        return Err(ImportError {
+            pointer: String::new(),
+            line: Some(line),
+            message: format!("invalid YAML: flow collections are nested more than {MAX_FLOW_NESTING} levels deep"),
+        });
     }
     let mut reader =
         Reader { path: Vec::new(), depth: 0, values: 0, max_values: text.len() + EXTRA_VALUES, yaml: format == SpecFormat::Yaml, failure: None };
@@ -664,7 +662,7 @@ paths:
 
     #[test]
     fn reads_operations_from_yaml_30() {
-        let spec = parse(PETSTORE_30).unwrap();
+        let spec = parse(PETSTORE_30).expect("a value");
         assert_eq!(spec.format, SpecFormat::Yaml);
         assert_eq!(spec.title, "Pets");
         assert_eq!(spec.operations.len(), 3);
@@ -673,7 +671,7 @@ paths:
 
     #[test]
     fn reads_swagger_20_json() {
-        let spec = parse(r#"{"swagger":"2.0","info":{"title":"T","version":"1"},"paths":{"/a":{"get":{"responses":{"200":{"description":"x"}}}}}}"#).unwrap();
+        let spec = parse(r#"{"swagger":"2.0","info":{"title":"T","version":"1"},"paths":{"/a":{"get":{"responses":{"200":{"description":"x"}}}}}}"#).expect("a value");
         assert_eq!(spec.spec_version, "2.0");
         assert_eq!(spec.operations.len(), 1);
     }
@@ -695,13 +693,13 @@ paths:
 
     #[test]
     fn locates_errors() {
-        let err = parse("{\"openapi\": \"3.0.0\",\n \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"a\": {}}}").unwrap_err();
+        let err = parse("{\"openapi\": \"3.0.0\",\n \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"a\": {}}}").expect_err("an error");
         assert_eq!(err.pointer, "/paths/a");
-        let err = parse("{\"openapi\": \n").unwrap_err();
+        let err = parse("{\"openapi\": \n").expect_err("an error");
         assert_eq!(err.line, Some(2));
-        let err = parse("openapi: 3.0.0\ninfo: {version: '1'}\npaths: {}\n").unwrap_err();
+        let err = parse("openapi: 3.0.0\ninfo: {version: '1'}\npaths: {}\n").expect_err("an error");
         assert_eq!(err.pointer, "/info/title");
-        let err = parse("openapi: 4.0.0\n").unwrap_err();
+        let err = parse("openapi: 4.0.0\n").expect_err("an error");
         assert_eq!(err.pointer, "/openapi");
     }
 }

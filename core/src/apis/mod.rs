@@ -10,5 +10,6 @@ pub mod model;
 mod refs;
 mod products;
 pub mod rules;
+pub mod versions;
 
 pub use products::{ApiId, ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis, publish};

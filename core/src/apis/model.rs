@@ -558,7 +558,7 @@ mod tests {
     use super::*;
 
     fn model(doc: Value) -> ApiModel {
-        build(&doc, doc["openapi"].as_str().unwrap_or("3.0.3")).unwrap().0
+        build(&doc, doc["openapi"].as_str().unwrap_or("3.0.3")).expect("a value").0
     }
 
     #[test]
@@ -578,18 +578,18 @@ mod tests {
         }));
         let op = model_op(&m, "GET /pets/{id}");
         assert!(op.parameters[0].required);
-        let pet = op.responses["200"].content["application/json"].clone().unwrap();
+        let pet = op.responses["200"].content["application/json"].clone().expect("a value");
         assert_eq!(pet.ref_name.as_deref(), Some("Pet"));
         assert_eq!(pet.properties["name"].types, BTreeSet::from([JsonType::String, JsonType::Null]));
         assert_eq!(pet.properties["tag"].types, BTreeSet::from([JsonType::String, JsonType::Null]));
-        assert_eq!(pet.properties["tag"].enum_values.as_ref().unwrap().len(), 2);
+        assert_eq!(pet.properties["tag"].enum_values.as_ref().expect("a value").len(), 2);
         let parent = &pet.properties["parent"];
         assert!(parent.recursive);
         assert!(Arc::ptr_eq(m.resolve(parent), &pet));
     }
 
     fn model_op<'m>(m: &'m ApiModel, key: &str) -> &'m OperationModel {
-        m.operations.get(key).unwrap()
+        m.operations.get(key).expect("a value")
     }
 
     #[test]
@@ -605,8 +605,8 @@ mod tests {
             }}
         }));
         let op = model_op(&m, "GET /a");
-        let one = op.responses["200"].content["application/json"].clone().unwrap();
-        let two = op.responses["201"].content["application/json"].clone().unwrap();
+        let one = op.responses["200"].content["application/json"].clone().expect("a value");
+        let two = op.responses["201"].content["application/json"].clone().expect("a value");
         assert!(Arc::ptr_eq(&one, &two));
         assert!(one.properties["b"].properties["a"].recursive);
     }
@@ -618,21 +618,21 @@ mod tests {
         let mut expander = Expander::new(&doc, false);
         expander.max_nodes = 3;
         let at = "/paths/~1a/get/responses/200/content/application~1json/schema";
-        let err = expander.root(&doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]["schema"], at).unwrap_err();
+        let err = expander.root(&doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]["schema"], at).expect_err("an error");
         assert_eq!(err.pointer, format!("{at}/properties/c"));
         assert!(err.message.contains("more than 3 nodes"), "{err}");
 
         let doc = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}}}}}},
             "components": {"schemas": {"A": {"$ref": "#/components/schemas/B"}, "B": {"$ref": "#/components/schemas/A"}}}});
-        let err = build(&doc, "3.0.3").unwrap_err();
+        let err = build(&doc, "3.0.3").expect_err("an error");
         assert!(err.message.contains("never reaches a schema"), "{err}");
     }
 
     #[test]
     fn locates_bad_parameters_and_dangling_refs() {
         let doc = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"parameters": [{"name": "x", "in": "body"}]}}}});
-        assert_eq!(build(&doc, "3.0.3").unwrap_err().pointer, "/paths/~1a/get/parameters/0/in");
+        assert_eq!(build(&doc, "3.0.3").expect_err("an error").pointer, "/paths/~1a/get/parameters/0/in");
         let doc = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"parameters": [{"$ref": "#/components/parameters/nope"}]}}}});
-        assert_eq!(build(&doc, "3.0.3").unwrap_err().pointer, "/paths/~1a/get/parameters/0/$ref");
+        assert_eq!(build(&doc, "3.0.3").expect_err("an error").pointer, "/paths/~1a/get/parameters/0/$ref");
     }
 }

@@ -73,7 +73,7 @@ fn validate_upstream(url: &str) -> Result<()> {
 }
 
 /// A metric name for an operation: its operationId, else method and path.
-fn method_system_name(method: &str, path: &str, operation_id: Option<&str>) -> String {
+pub(super) fn method_system_name(method: &str, path: &str, operation_id: Option<&str>) -> String {
     let raw = match operation_id {
         Some(id) => id.to_owned(),
         None => format!("{}{}", method.to_ascii_lowercase(), path.replace(['{', '}'], "")),
@@ -258,7 +258,7 @@ pub async fn publish(pool: &PgPool, api: ApiId, actor: &Actor) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(Error::Conflict("only a draft API can be published".into()));
     }
-    sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1", api.0)
+    sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1", api.0)
         .execute(&mut *tx)
         .await?;
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;

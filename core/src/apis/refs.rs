@@ -191,9 +191,9 @@ mod tests {
 
     #[test]
     fn decodes_pointer_escapes_and_percent_encoding() {
-        assert_eq!(decode("#/paths/~1pets~1{id}/get").unwrap(), vec!["paths", "/pets/{id}", "get"]);
-        assert_eq!(decode("#/a~0b/c%20d").unwrap(), vec!["a~b", "c d"]);
-        assert_eq!(decode("#").unwrap(), Vec::<String>::new());
+        assert_eq!(decode("#/paths/~1pets~1{id}/get").expect("a value"), vec!["paths", "/pets/{id}", "get"]);
+        assert_eq!(decode("#/a~0b/c%20d").expect("a value"), vec!["a~b", "c d"]);
+        assert_eq!(decode("#").expect("a value"), Vec::<String>::new());
         assert_eq!(decode("other.yaml#/x"), Err(RefError::Remote));
         assert!(matches!(decode("#anchor"), Err(RefError::Malformed(_))));
         assert!(matches!(decode("#/a%zz"), Err(RefError::Malformed(_))));
@@ -208,21 +208,21 @@ mod tests {
                 "example": {"$ref": "not followed"},
                 "schema": {"$ref": "#/components/schemas/A"}}}}}}}}
         });
-        check_all(&doc).unwrap();
+        check_all(&doc).expect("a value");
         let doc = json!({"a": [{"$ref": "#/nope"}]});
-        assert_eq!(check_all(&doc).unwrap_err().pointer, "/a/0/$ref");
+        assert_eq!(check_all(&doc).expect_err("an error").pointer, "/a/0/$ref");
         let doc = json!({"a": {"$ref": "https://example.com/x.json"}});
-        let err = check_all(&doc).unwrap_err();
+        let err = check_all(&doc).expect_err("an error");
         assert!(err.message.contains("remote references are not fetched"), "{err}");
     }
 
     #[test]
     fn follows_chains_and_stops_cycles() {
         let doc = json!({"p": {"a": {"$ref": "#/p/b"}, "b": {"$ref": "#/p/c"}, "c": {"in": "query"}, "x": {"$ref": "#/p/y"}, "y": {"$ref": "#/p/x"}}});
-        let (v, at) = follow(&doc, &doc["p"]["a"], "/p/a").unwrap();
+        let (v, at) = follow(&doc, &doc["p"]["a"], "/p/a").expect("a value");
         assert_eq!(v, &json!({"in": "query"}));
         assert_eq!(at, "/p/c");
-        let err = follow(&doc, &doc["p"]["x"], "/p/x").unwrap_err();
+        let err = follow(&doc, &doc["p"]["x"], "/p/x").expect_err("an error");
         assert!(err.message.contains("cycle"), "{err}");
     }
 }

@@ -172,3 +172,59 @@ async fn methods_and_mapping_rules_are_editable_and_patterns_checked(pool: PgPoo
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
     assert_eq!(rules.as_array().unwrap().len(), 4);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_emailed(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let v1 = "openapi: 3.0.3\ninfo: {title: Shop, version: '1'}\npaths:\n  /orders:\n    get: {operationId: listOrders, responses: {'200': {description: ok}}}\n  /orders/{id}:\n    get: {operationId: getOrder, parameters: [{name: id, in: path, required: true, schema: {type: string}}], responses: {'200': {description: ok}}}\n";
+    let (_, api) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": v1, "upstream_url": "http://127.0.0.1:9"}))).await;
+    let id = api["id"].as_str().unwrap().to_owned();
+    admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(json!({"system_name": "free", "name": "Free", "currency": "USD", "published": true}))).await;
+    admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"}))).await;
+    // The demo developer subscribes.
+    let plan_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE api_id = $1::uuid").bind(&id).fetch_one(&admin.app.pool).await.unwrap();
+    let account: uuid::Uuid = sqlx::query_scalar("SELECT m.account_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'dev@example.com'")
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    tollgate_core::applications::create(
+        &admin.app.pool,
+        tollgate_core::accounts::AccountId(account),
+        &tollgate_core::applications::NewApplication { plan_id: tollgate_core::plans::PlanId(plan_id), name: "Shopper".into(), description: String::new() },
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+
+    // v2 removes an operation, adds one, and makes a new query parameter required.
+    let v2 = "openapi: 3.0.3\ninfo: {title: Shop, version: '2'}\npaths:\n  /orders:\n    get: {operationId: listOrders, parameters: [{name: since, in: query, required: true, schema: {type: string}}], responses: {'200': {description: ok}}}\n  /carts:\n    post: {operationId: createCart, responses: {'201': {description: created}}}\n";
+    let (status, staged) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v2}))).await;
+    assert_eq!(status, 201, "{staged}");
+    assert_eq!(staged["breaking"], true);
+    assert_eq!(staged["published"], false);
+    let kinds: Vec<&str> = staged["report"]["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"operation_removed") && kinds.contains(&"parameter_added_required"), "{kinds:?}");
+    // Nothing changed yet for clients.
+    let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
+    assert_eq!(rules.as_array().unwrap().len(), 2);
+
+    let number = staged["number"].as_i64().unwrap();
+    let (status, published) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await;
+    assert_eq!(status, 200, "{published}");
+    assert_eq!(published["published"], true);
+    let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
+    let patterns: Vec<&str> = rules.as_array().unwrap().iter().map(|r| r["pattern"].as_str().unwrap()).collect();
+    assert!(patterns.contains(&"/carts$") && !patterns.contains(&"/orders/{id}$"), "{patterns:?}");
+    let (subject, body): (String, String) = sqlx::query_as("SELECT subject, body_text FROM outbox_emails WHERE to_address = 'dev@example.com' ORDER BY created_at DESC LIMIT 1")
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    assert!(subject.contains("Breaking changes in Shop"), "{subject}");
+    assert!(body.contains("BREAKING"), "{body}");
+    assert_eq!(admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await.0, 409);
+
+    // A version without breaking changes is reported as such.
+    let v3 = v2.replace("  /carts:", "  /health:\n    get: {responses: {'200': {description: ok}}}\n  /carts:");
+    let (_, staged) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v3}))).await;
+    assert_eq!(staged["breaking"], false, "{staged}");
+}
