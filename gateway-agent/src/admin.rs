@@ -24,7 +24,10 @@ pub(crate) struct Admin {
 impl Admin {
     pub fn handle<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
-            return json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method_not_allowed","message":"use GET"}"#.into());
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method_not_allowed","message":"use GET"}"#.into(),
+            );
         }
         match request.uri().path() {
             "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
@@ -37,7 +40,10 @@ impl Admin {
                 );
                 response
             }
-            _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"try /healthz, /ready or /metrics"}"#.into()),
+            _ => json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found","message":"try /healthz, /ready or /metrics"}"#.into(),
+            ),
         }
     }
 

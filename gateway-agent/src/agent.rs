@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::admin::Admin;
 use crate::clock::Clock;
-use crate::config::{Config, LiveConfig, compile_snapshot, store};
+use crate::config::{Config, LiveConfig, parse_snapshot, store};
 use crate::enforce::Limiter;
 use crate::enforce::counters::LocalCounters;
 use crate::error::Error;
@@ -68,8 +68,12 @@ impl Agent {
         std::fs::create_dir_all(&state_dir).map_err(dir_error)?;
         let agent_id = state::agent_id(&state_dir).map_err(dir_error)?;
         let metrics = Metrics::new();
-        let spool = Spool::open(state_dir.join("spool"), settings.spool_max_bytes, metrics.clone())
-            .map_err(dir_error)?;
+        let spool = Spool::open(
+            state_dir.join("spool"),
+            settings.spool_max_bytes,
+            metrics.clone(),
+        )
+        .map_err(dir_error)?;
 
         let shared = match &settings.redis_url {
             Some(url) => {
@@ -88,13 +92,14 @@ impl Agent {
         });
         let standby = load_standby(&state_dir, &limiter).await;
 
-        let proxy_listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                listener: "proxy",
-                addr: settings.listen,
-                source,
-            })?;
+        let proxy_listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| Error::Bind {
+                    listener: "proxy",
+                    addr: settings.listen,
+                    source,
+                })?;
         let admin_listener = TcpListener::bind(settings.admin_listen)
             .await
             .map_err(|source| Error::Bind {
@@ -179,8 +184,16 @@ impl Agent {
         let mut background = vec![
             tokio::spawn(sync.run(standby, stop_rx.clone())),
             tokio::spawn(status::report(control_plane, status_rx, stop_rx.clone())),
-            tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone())),
-            tokio::spawn(sweep(limiter.clone(), settings.clock.clone(), stop_rx.clone())),
+            tokio::spawn(
+                reporter
+                    .clone()
+                    .run_sealer(settings.flush_interval, stop_rx.clone()),
+            ),
+            tokio::spawn(sweep(
+                limiter.clone(),
+                settings.clock.clone(),
+                stop_rx.clone(),
+            )),
         ];
         if let Some(shared) = &limiter.shared {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
@@ -234,8 +247,11 @@ impl RunningAgent {
         let _ = self.sender.await;
         self.reporter.seal().await;
         let deadline = Instant::now() + SHUTDOWN_USAGE_DELIVERY;
-        if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty() {
-            tracing::warn!("management server unreachable: usage stays in the spool until the next start");
+        if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty()
+        {
+            tracing::warn!(
+                "management server unreachable: usage stays in the spool until the next start"
+            );
         }
         for task in self.background {
             let _ = task.await;
@@ -253,12 +269,12 @@ async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<Arc<Co
     let limiter = limiter.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let snapshot = store::load(&dir)?;
-        let read = started.elapsed();
-        let Some(snapshot) = snapshot else {
+        let Some(json) = store::read(&dir)? else {
             return Ok(None);
         };
-        let (config, usage) = compile_snapshot(snapshot).map_err(std::io::Error::other)?;
+        let read = started.elapsed();
+        let (config, usage) = parse_snapshot(&json).map_err(std::io::Error::other)?;
+        drop(json);
         stream::seed(&config, &usage, &limiter);
         tracing::info!(
             revision = config.revision,
@@ -283,8 +299,10 @@ async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<Arc<Co
     }
 }
 
-/// Writes each newly applied config to disk (coalescing bursts), and once more on stop so
-/// the counters of the moment are kept for a restart.
+/// Writes each newly applied config to disk, and once more on stop so the counters of the
+/// moment are kept for a restart. After a write it rests four times as long as the write
+/// took (a million-key config takes seconds), coalescing the updates in between: the agent
+/// resumes from the saved revision and the server resends what a crash lost.
 async fn persist(
     state_dir: PathBuf,
     mut configs: watch::Receiver<Option<Arc<Config>>>,
@@ -298,8 +316,12 @@ async fn persist(
             _ = stop.changed() => break,
         }
         let latest = configs.borrow_and_update().clone();
-        if let Some(config) = latest {
-            write(&state_dir, config, &limiter, &clock).await;
+        let Some(config) = latest else { continue };
+        let took = write(&state_dir, config, &limiter, &clock).await;
+        let rest = (took * 4).clamp(PERSIST_REST_MIN, PERSIST_REST_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(rest) => {}
+            _ = stop.changed() => break,
         }
     }
     let latest = configs.borrow().clone();
@@ -308,22 +330,38 @@ async fn persist(
     }
 }
 
-async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, clock: &Clock) {
+/// Bounds of the pause between two config writes.
+const PERSIST_REST_MIN: Duration = Duration::from_millis(10);
+const PERSIST_REST_MAX: Duration = Duration::from_secs(30);
+
+/// Saves `config` with the current counters; returns how long it took.
+async fn write(
+    state_dir: &Path,
+    config: Arc<Config>,
+    limiter: &Arc<Limiter>,
+    clock: &Clock,
+) -> Duration {
     let dir = state_dir.to_owned();
     let limiter = limiter.clone();
     let now = clock.now();
     let revision = config.revision;
+    let started = Instant::now();
     let written = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
         let usage = limiter.local.seeded_usage(now);
-        store::save(&dir, &config, &usage).map(|()| started.elapsed())
+        store::save(&dir, &config, &usage)
     })
     .await;
+    let took = started.elapsed();
     match written {
-        Ok(Ok(took)) => tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk"),
+        Ok(Ok(())) => tracing::debug!(
+            revision,
+            took_ms = took.as_millis() as u64,
+            "saved config to disk"
+        ),
         Ok(Err(err)) => tracing::error!(revision, error = %err, "cannot save config to disk"),
         Err(join) => tracing::error!(error = %join, "saving config crashed"),
     }
+    took
 }
 
 /// Forgets counters of windows long past.

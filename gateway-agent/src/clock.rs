@@ -39,7 +39,11 @@ impl Clock {
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.manual.is_some() { "Clock(manual)" } else { "Clock(system)" })
+        f.write_str(if self.manual.is_some() {
+            "Clock(manual)"
+        } else {
+            "Clock(system)"
+        })
     }
 }
 

@@ -67,9 +67,17 @@ impl Hasher for FxHasher {
         self.add(i as u64);
     }
 
+    /// The multiply step leaves the low bits poorly mixed (ids that differ only in their
+    /// last bytes would share them), and hash tables index by the low bits: finish with
+    /// MurmurHash3's avalanche.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
@@ -80,7 +88,6 @@ pub(crate) type FxBuildHasher = BuildHasherDefault<FxHasher>;
 pub(crate) fn spread_u128(value: u128) -> u32 {
     let mut hasher = FxHasher::default();
     hasher.write_u128(value);
-    // The high bits of a multiplicative hash are the well-mixed ones.
     (hasher.finish() >> 32) as u32
 }
 
@@ -91,4 +98,23 @@ pub(crate) fn spread_bytes(bytes: &[u8]) -> u32 {
     hasher.write(bytes);
     hasher.write_usize(bytes.len());
     (hasher.finish() >> 32) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn sequential_ids_spread_over_low_and_high_bits() {
+        let build = FxBuildHasher::default();
+        let ids = (0..4096u128).map(|n| uuid::Uuid::from_u128((4 << 64) + n));
+        let low: HashSet<u64> = ids.clone().map(|id| build.hash_one(id) & 0xfff).collect();
+        let high: HashSet<u32> = ids.map(|id| spread_u128(id.as_u128()) >> 20).collect();
+        // 4096 keys into 4096 slots: a good hash fills well over half of them.
+        assert!(low.len() > 2000, "{}", low.len());
+        assert!(high.len() > 2000, "{}", high.len());
+    }
 }

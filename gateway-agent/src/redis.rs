@@ -90,7 +90,10 @@ impl SharedCounters {
         let mut connection = self.manager.clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
-        let up = matches!(tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await, Ok(Ok(_)));
+        let up = matches!(
+            tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await,
+            Ok(Ok(_))
+        );
         self.set_up(up);
         up
     }

@@ -226,8 +226,7 @@ impl Settings {
                 "required: the management server URL, e.g. http://127.0.0.1:8080",
             )
         })?;
-        let server =
-            ServerUrl::parse(&server).map_err(|m| invalid("TOLLGATE_AGENT_SERVER", m))?;
+        let server = ServerUrl::parse(&server).map_err(|m| invalid("TOLLGATE_AGENT_SERVER", m))?;
         let token = get("TOLLGATE_AGENT_TOKEN").ok_or_else(|| {
             invalid(
                 "TOLLGATE_AGENT_TOKEN",
@@ -235,8 +234,8 @@ impl Settings {
             )
         })?;
         let token = Token::parse(&token).map_err(|m| invalid("TOLLGATE_AGENT_TOKEN", m))?;
-        let state_dir = get("TOLLGATE_AGENT_STATE_DIR")
-            .unwrap_or_else(|| Self::DEFAULT_STATE_DIR.to_owned());
+        let state_dir =
+            get("TOLLGATE_AGENT_STATE_DIR").unwrap_or_else(|| Self::DEFAULT_STATE_DIR.to_owned());
         let mut settings = Settings::new(server, token, PathBuf::from(state_dir));
 
         if let Some(v) = get("TOLLGATE_AGENT_LISTEN") {
@@ -265,7 +264,12 @@ impl Settings {
             settings.access_log = match v.as_str() {
                 "on" => true,
                 "off" => false,
-                _ => return Err(invalid("TOLLGATE_AGENT_ACCESS_LOG", format!("`{v}` is not on or off"))),
+                _ => {
+                    return Err(invalid(
+                        "TOLLGATE_AGENT_ACCESS_LOG",
+                        format!("`{v}` is not on or off"),
+                    ));
+                }
             };
         }
         if let Some(v) = get("TOLLGATE_AGENT_LOG") {
@@ -297,12 +301,20 @@ impl Settings {
 }
 
 fn address(setting: &'static str, value: &str) -> Result<SocketAddr, SettingsError> {
-    value
-        .parse()
-        .map_err(|_| invalid(setting, format!("`{value}` is not an address such as 127.0.0.1:8081")))
+    value.parse().map_err(|_| {
+        invalid(
+            setting,
+            format!("`{value}` is not an address such as 127.0.0.1:8081"),
+        )
+    })
 }
 
-fn millis(setting: &'static str, value: &str, min: u64, max: u64) -> Result<Duration, SettingsError> {
+fn millis(
+    setting: &'static str,
+    value: &str,
+    min: u64,
+    max: u64,
+) -> Result<Duration, SettingsError> {
     match value.parse::<u64>() {
         Ok(ms) if (min..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
         _ => Err(invalid(
@@ -333,7 +345,9 @@ fn bytes(setting: &'static str, value: &str) -> Result<u64, SettingsError> {
         .ok_or_else(|| {
             invalid(
                 setting,
-                format!("`{value}` is not a size of at least 4096 bytes, such as 268435456 or 256MiB"),
+                format!(
+                    "`{value}` is not a size of at least 4096 bytes, such as 268435456 or 256MiB"
+                ),
             )
         })
 }
@@ -345,7 +359,10 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let mut map: HashMap<String, String> = HashMap::new();
-        map.insert("TOLLGATE_AGENT_SERVER".into(), "http://127.0.0.1:8080/".into());
+        map.insert(
+            "TOLLGATE_AGENT_SERVER".into(),
+            "http://127.0.0.1:8080/".into(),
+        );
         map.insert("TOLLGATE_AGENT_TOKEN".into(), "tg_agt_secret".into());
         for (k, v) in vars {
             map.insert((*k).into(), (*v).into());
@@ -368,20 +385,46 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
-        assert_eq!(err(&[("TOLLGATE_AGENT_LISTEN", "nope")]), "TOLLGATE_AGENT_LISTEN");
-        assert_eq!(err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]), "TOLLGATE_AGENT_SERVER");
-        assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");
-        assert_eq!(err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]), "TOLLGATE_AGENT_FLUSH_INTERVAL_MS");
-        assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]), "TOLLGATE_AGENT_REDIS_URL");
-        assert_eq!(err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]), "TOLLGATE_AGENT_SPOOL_MAX_BYTES");
-        assert_eq!(err(&[("TOLLGATE_AGENT_TOKEN", "a b")]), "TOLLGATE_AGENT_TOKEN");
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_LISTEN", "nope")]),
+            "TOLLGATE_AGENT_LISTEN"
+        );
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]),
+            "TOLLGATE_AGENT_SERVER"
+        );
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]),
+            "TOLLGATE_AGENT_ACCESS_LOG"
+        );
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]),
+            "TOLLGATE_AGENT_FLUSH_INTERVAL_MS"
+        );
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]),
+            "TOLLGATE_AGENT_REDIS_URL"
+        );
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]),
+            "TOLLGATE_AGENT_SPOOL_MAX_BYTES"
+        );
+        assert_eq!(
+            err(&[("TOLLGATE_AGENT_TOKEN", "a b")]),
+            "TOLLGATE_AGENT_TOKEN"
+        );
         let e = parse(&[("TOLLGATE_AGENT_TOKEN", "bad token")]).expect_err("invalid");
         assert!(!e.to_string().contains("bad token"));
     }
 
     #[test]
     fn sizes_and_redaction() {
-        assert_eq!(parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")]).expect("ok").spool_max_bytes, 1 << 20);
+        assert_eq!(
+            parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")])
+                .expect("ok")
+                .spool_max_bytes,
+            1 << 20
+        );
         let url = RedisUrl::parse("redis://user:pw@127.0.0.1:6379/0").expect("ok");
         assert_eq!(url.to_string(), "redis://***@127.0.0.1:6379/0");
     }

@@ -66,16 +66,41 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         let describe = |name: &'static str, help: &'static str| {
-            recorder.describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
+            recorder.describe_counter(
+                KeyName::from_const_str(name),
+                None,
+                SharedString::const_str(help),
+            );
         };
-        describe(REQUESTS_TOTAL, "Requests answered, by API slug, decision and status code.");
-        describe(REQUEST_DURATION, "Time from request received to response head sent.");
+        describe(
+            REQUESTS_TOTAL,
+            "Requests answered, by API slug, decision and status code.",
+        );
+        describe(
+            REQUEST_DURATION,
+            "Time from request received to response head sent.",
+        );
         describe(CONFIG_REVISION, "Config revision being enforced.");
-        describe(CP_CONNECTED, "1 while the config stream to the management server is open.");
-        describe(SPOOL_BYTES, "Bytes of usage batches waiting on disk for acknowledgement.");
-        describe(USAGE_DROPPED, "Usage batches dropped because the spool was full or the server refused them.");
-        describe(CONFIG_REJECTED, "Config updates rejected (invalid or not compilable).");
-        describe(REDIS_UP, "1 while shared Redis counters are in use, 0 while falling back to local counters.");
+        describe(
+            CP_CONNECTED,
+            "1 while the config stream to the management server is open.",
+        );
+        describe(
+            SPOOL_BYTES,
+            "Bytes of usage batches waiting on disk for acknowledgement.",
+        );
+        describe(
+            USAGE_DROPPED,
+            "Usage batches dropped because the spool was full or the server refused them.",
+        );
+        describe(
+            CONFIG_REJECTED,
+            "Config updates rejected (invalid or not compilable).",
+        );
+        describe(
+            REDIS_UP,
+            "1 while shared Redis counters are in use, 0 while falling back to local counters.",
+        );
         let key = |name: &'static str| Key::from_static_name(name);
         let metrics = Metrics {
             config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
@@ -109,7 +134,12 @@ impl Metrics {
         &self.unrouted
     }
 
-    fn register_request_counter(&self, api: &SharedString, decision: &'static str, status: u16) -> Counter {
+    fn register_request_counter(
+        &self,
+        api: &SharedString,
+        decision: &'static str,
+        status: u16,
+    ) -> Counter {
         let labels = vec![
             Label::new("api", api.clone()),
             Label::from_static_parts("decision", decision),

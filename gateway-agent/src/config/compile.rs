@@ -8,8 +8,8 @@ use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
 use tollgate_protocol::{
-    Api, Application, AuthMode, Credential, CurrentUsage, Lifecycle as WireLifecycle, Pattern,
-    Plan, Snapshot,
+    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind,
+    Lifecycle as WireLifecycle, PROTOCOL_VERSION, Pattern, Plan, Snapshot, ValidationError,
 };
 use uuid::Uuid;
 
@@ -19,66 +19,73 @@ use super::{
 };
 use crate::enforce::credentials::{Auth, KeySource};
 use crate::enforce::limits::{LimitRule, PlanLimits};
+use crate::hashing::FxBuildHasher;
 use crate::proxy::route::Routes;
 use crate::proxy::upstream::Pool;
 use crate::telemetry::RequestCounters;
 
-/// Validates and compiles a full snapshot. Returns its seeded usage separately: it belongs
-/// to the counters, not to the config.
-pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
-    snapshot.validate()?;
-    let Snapshot {
-        revision,
-        generated_at,
-        apis,
-        plans,
-        applications,
+/// Validates and compiles a snapshot already in its wire form (the stream's rare slow
+/// path and tests; snapshots are normally compiled while they are parsed, see parse.rs).
+/// Returns its seeded usage separately: it belongs to the counters, not to the config.
+pub(crate) fn compile_snapshot(
+    snapshot: Snapshot,
+) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
+    check_version(snapshot.protocol_version)?;
+    let catalog = build_catalog(
+        snapshot.apis,
+        snapshot.plans.into_iter().map(Some).collect(),
+    )?;
+    let mut apps = AppsBuilder::new(&catalog);
+    for app in snapshot.applications {
+        apps.push(app)?;
+    }
+    let apps = apps.finish()?;
+    let mut credentials = CredentialsBuilder::new(&apps);
+    for credential in snapshot.credentials {
+        credentials.push(credential)?;
+    }
+    let credentials = credentials.finish()?;
+    let config = Config {
+        revision: snapshot.revision,
+        generated_at: snapshot.generated_at,
+        catalog: Arc::new(catalog),
+        apps,
         credentials,
-        usage,
-        ..
-    } = snapshot;
-    let catalog = build_catalog(apis, plans.into_iter().map(Some).collect(), Validated::Yes)?;
-    let apps = build_apps(applications, &catalog)?;
-    let credentials = build_credentials(credentials, &apps)?;
-    Ok((
-        Config {
-            revision,
-            generated_at,
-            catalog: Arc::new(catalog),
-            apps,
-            credentials,
-        },
-        usage,
-    ))
+    };
+    check_usage(&snapshot.usage, &config)?;
+    Ok((config, snapshot.usage))
 }
 
-/// Whether the caller has already run [`Snapshot::validate`] over these APIs and plans.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Validated {
-    Yes,
-    No,
+pub(super) fn check_version(version: u32) -> Result<(), ValidationError> {
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "protocol_version",
+            format!("unsupported version {version} (expected {PROTOCOL_VERSION})"),
+        ))
+    }
 }
 
 pub(super) fn build_catalog(
     apis: Vec<Api>,
     plans: Vec<Option<Plan>>,
-    validated: Validated,
 ) -> Result<Catalog, ConfigError> {
-    if validated == Validated::No {
-        // The protocol's own rules for APIs and plans (ids, routes, metrics, rules, limits).
-        let mut check = Snapshot::new(0, Timestamp::UNIX_EPOCH);
-        check.apis = apis.clone();
-        check.plans = plans.iter().flatten().cloned().collect();
-        check.validate()?;
-    }
+    // The protocol's own rules for APIs and plans (ids, routes, metrics, rules, limits).
+    let mut check = Snapshot::new(0, Timestamp::UNIX_EPOCH);
+    check.apis = apis.clone();
+    check.plans = plans.iter().flatten().cloned().collect();
+    check.validate()?;
     let mut routes = Routes::default();
     let mut entries = Vec::with_capacity(apis.len());
     let mut api_index = HashMap::with_capacity(apis.len());
     // metric id → (api index, metric index within the API)
     let mut metric_index: HashMap<Uuid, (u32, u32)> = HashMap::new();
     for (index, api) in apis.iter().enumerate() {
-        let index = u32::try_from(index).map_err(|_| ConfigError::Compile("too many APIs".into()))?;
-        let entry = compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
+        let index =
+            u32::try_from(index).map_err(|_| ConfigError::Compile("too many APIs".into()))?;
+        let entry =
+            compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
         for (local, metric) in entry.metrics.iter().enumerate() {
             metric_index.insert(metric.id, (index, local as u32));
         }
@@ -127,6 +134,10 @@ pub(super) fn build_catalog(
         source_apis: apis,
         source_plans: plans,
         plan_slots,
+        metric_api: metric_index
+            .into_iter()
+            .map(|(metric, (api, _))| (metric, api))
+            .collect(),
     })
 }
 
@@ -137,7 +148,8 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         .enumerate()
         .map(|(i, m)| (m.id, i as u32))
         .collect();
-    let parents: HashMap<Uuid, Option<Uuid>> = api.metrics.iter().map(|m| (m.id, m.parent)).collect();
+    let parents: HashMap<Uuid, Option<Uuid>> =
+        api.metrics.iter().map(|m| (m.id, m.parent)).collect();
     let mut metrics = Vec::with_capacity(api.metrics.len());
     for metric in &api.metrics {
         let mut lineage = Vec::new();
@@ -147,7 +159,11 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
             if lineage.len() > api.metrics.len() {
                 return Err(format!("metric {} has cyclic parents", metric.system_name));
             }
-            lineage.push(*local.get(&id).ok_or_else(|| format!("unknown metric {id}"))?);
+            lineage.push(
+                *local
+                    .get(&id)
+                    .ok_or_else(|| format!("unknown metric {id}"))?,
+            );
             current = parents.get(&id).copied().flatten();
         }
         metrics.push(MetricEntry {
@@ -162,7 +178,8 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
             Ok(Rule {
                 method: Method::from_bytes(rule.http_method.as_bytes())
                     .map_err(|_| format!("bad method {:?}", rule.http_method))?,
-                pattern: Pattern::parse(&rule.pattern).map_err(|e| format!("pattern {:?}: {e}", rule.pattern))?,
+                pattern: Pattern::parse(&rule.pattern)
+                    .map_err(|e| format!("pattern {:?}: {e}", rule.pattern))?,
                 metric: *local
                     .get(&rule.metric)
                     .ok_or_else(|| format!("unknown metric {}", rule.metric))?,
@@ -211,11 +228,18 @@ fn http_date(date: jiff::civil::Date) -> Result<HeaderValue, String> {
     HeaderValue::from_str(&text).map_err(|_| format!("bad sunset date {date}"))
 }
 
-pub(super) fn app_entry(app: Application, catalog: &Catalog) -> Result<AppEntry, ConfigError> {
+/// An application as the agent keeps it. Errors name the offending field.
+pub(super) fn app_entry(
+    app: Application,
+    catalog: &Catalog,
+) -> Result<AppEntry, (&'static str, String)> {
+    if app.app_id.as_deref() == Some("") {
+        return Err(("app_id", "empty app_id".to_owned()));
+    }
     let &plan = catalog
         .plan_slots
         .get(&app.plan_id)
-        .ok_or_else(|| ConfigError::Compile(format!("application {}: unknown plan {}", app.id, app.plan_id)))?;
+        .ok_or_else(|| ("plan_id", format!("unknown plan {}", app.plan_id)))?;
     Ok(AppEntry {
         id: app.id,
         plan,
@@ -224,32 +248,23 @@ pub(super) fn app_entry(app: Application, catalog: &Catalog) -> Result<AppEntry,
     })
 }
 
-fn build_apps(applications: Vec<Application>, catalog: &Catalog) -> Result<Apps, ConfigError> {
-    let mut slots = Vec::with_capacity(applications.len());
-    let mut by_id = Vec::with_capacity(applications.len());
-    let mut by_app_id = Vec::new();
-    for (slot, app) in applications.into_iter().enumerate() {
-        let slot = u32::try_from(slot).map_err(|_| ConfigError::Compile("too many applications".into()))?;
-        let entry = app_entry(app, catalog)?;
-        by_id.push((entry.id, slot));
-        if let Some(app_id) = &entry.app_id {
-            by_app_id.push((app_id.clone(), slot));
-        }
-        slots.push(Some(entry));
+/// A credential as the agent keeps it, given the slot of its application (if that exists).
+/// Errors name the offending field.
+pub(super) fn credential_entry(
+    credential: &Credential,
+    app: Option<u32>,
+) -> Result<CredentialEntry, (&'static str, String)> {
+    if !matches!(credential.kind, KeyKind::UserKey | KeyKind::AppKey) {
+        return Err((
+            "kind",
+            "only user keys (uk) and app keys (ak) are sent to agents".to_owned(),
+        ));
     }
-    Ok(Apps {
-        slots: CowVec::from_vec(slots),
-        by_id: CowIndex::build(by_id),
-        by_app_id: CowIndex::build(by_app_id),
-    })
-}
-
-pub(super) fn credential_entry(credential: &Credential, apps: &Apps) -> Result<CredentialEntry, ConfigError> {
-    let &app = apps.by_id.get(&credential.application_id).ok_or_else(|| {
-        ConfigError::Compile(format!(
-            "credential {}: unknown application {}",
-            credential.hash, credential.application_id
-        ))
+    let app = app.ok_or_else(|| {
+        (
+            "application_id",
+            format!("unknown application {}", credential.application_id),
+        )
     })?;
     Ok(CredentialEntry {
         expires_at: CredentialEntry::expires_at(credential.expires_at),
@@ -258,14 +273,147 @@ pub(super) fn credential_entry(credential: &Credential, apps: &Apps) -> Result<C
     })
 }
 
-fn build_credentials(
-    credentials: Vec<Credential>,
-    apps: &Apps,
-) -> Result<CowIndex<[u8; 32], CredentialEntry>, ConfigError> {
-    let entries = credentials
-        .iter()
-        .map(|c| Ok((c.hash.0, credential_entry(c, apps)?)))
-        .collect::<Result<Vec<_>, ConfigError>>()?;
-    drop(credentials);
-    Ok(CowIndex::build(entries))
+/// Collects a snapshot's applications one at a time (as they are parsed), checking each as
+/// [`Snapshot::validate`] would.
+pub(super) struct AppsBuilder<'a> {
+    catalog: &'a Catalog,
+    slots: Vec<Option<AppEntry>>,
+    by_id: Vec<(Uuid, u32)>,
+    by_app_id: Vec<(Box<str>, u32)>,
+}
+
+impl<'a> AppsBuilder<'a> {
+    pub fn new(catalog: &'a Catalog) -> Self {
+        AppsBuilder {
+            catalog,
+            slots: Vec::new(),
+            by_id: Vec::new(),
+            by_app_id: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, app: Application) -> Result<(), ValidationError> {
+        let index = self.slots.len();
+        let slot = u32::try_from(index)
+            .map_err(|_| ValidationError::new("applications", "too many applications"))?;
+        let entry = app_entry(app, self.catalog).map_err(|(field, message)| {
+            ValidationError::new(format!("applications[{index}].{field}"), message)
+        })?;
+        self.by_id.push((entry.id, slot));
+        if let Some(app_id) = &entry.app_id {
+            self.by_app_id.push((app_id.clone(), slot));
+        }
+        self.slots.push(Some(entry));
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Apps, ValidationError> {
+        let slots = &self.slots;
+        let by_id = CowIndex::build_unique(self.by_id).map_err(|id| {
+            // The second occurrence, as the protocol's validation names it.
+            let at = slots
+                .iter()
+                .enumerate()
+                .filter(|(_, app)| app.as_ref().is_some_and(|app| app.id == id))
+                .nth(1)
+                .map_or(String::new(), |(i, _)| format!("[{i}]"));
+            ValidationError::new(
+                format!("applications{at}.id"),
+                format!("duplicate application {id}"),
+            )
+        })?;
+        let by_app_id = CowIndex::build_unique(self.by_app_id).map_err(|app_id| {
+            ValidationError::new("applications", format!("duplicate app_id {app_id}"))
+        })?;
+        Ok(Apps {
+            slots: CowVec::from_vec(self.slots),
+            by_id,
+            by_app_id,
+        })
+    }
+}
+
+/// Collects a snapshot's credentials one at a time, checking each.
+pub(super) struct CredentialsBuilder {
+    /// Application id → slot, as a plain hash map for the build: a million lookups in the
+    /// bucketed index cost several cache misses each.
+    slots: HashMap<Uuid, u32, FxBuildHasher>,
+    entries: Vec<([u8; 32], CredentialEntry)>,
+}
+
+impl CredentialsBuilder {
+    pub fn new(apps: &Apps) -> Self {
+        let mut slots =
+            HashMap::with_capacity_and_hasher(apps.by_id.len(), FxBuildHasher::default());
+        slots.extend(apps.by_id.iter().map(|&(id, slot)| (id, slot)));
+        CredentialsBuilder {
+            slots,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, credential: Credential) -> Result<(), ValidationError> {
+        let index = self.entries.len();
+        let app = self.slots.get(&credential.application_id).copied();
+        let entry = credential_entry(&credential, app).map_err(|(field, message)| {
+            ValidationError::new(format!("credentials[{index}].{field}"), message)
+        })?;
+        self.entries.push((credential.hash.0, entry));
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<CowIndex<[u8; 32], CredentialEntry>, ValidationError> {
+        drop(self.slots);
+        CowIndex::build_unique(self.entries).map_err(|hash| {
+            ValidationError::new(
+                "credentials",
+                format!("duplicate credential {}", KeyHash(hash)),
+            )
+        })
+    }
+}
+
+/// Seeded usage must name known applications, metrics of their API, and each (application,
+/// metric, period) once.
+pub(super) fn check_usage(usage: &[CurrentUsage], config: &Config) -> Result<(), ValidationError> {
+    let mut seen =
+        std::collections::HashSet::with_capacity_and_hasher(usage.len(), FxBuildHasher::default());
+    for (i, entry) in usage.iter().enumerate() {
+        let at = |field: &str| format!("usage[{i}].{field}");
+        let api = config
+            .apps
+            .by_id
+            .get(&entry.application_id)
+            .and_then(|&slot| config.apps.get(slot))
+            .and_then(|app| config.catalog.plan(app.plan))
+            .map(|plan| plan.api)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    at("application_id"),
+                    format!("unknown application {}", entry.application_id),
+                )
+            })?;
+        match config.catalog.metric_api.get(&entry.metric) {
+            Some(&owner) if owner == api => {}
+            Some(_) => {
+                return Err(ValidationError::new(
+                    at("metric"),
+                    format!("metric {} belongs to another API", entry.metric),
+                ));
+            }
+            None => {
+                return Err(ValidationError::new(
+                    at("metric"),
+                    format!("unknown metric {}", entry.metric),
+                ));
+            }
+        }
+        if !seen.insert((entry.application_id, entry.metric, entry.period)) {
+            return Err(ValidationError::new(
+                at("period"),
+                "second usage entry for this application, metric and period",
+            ));
+        }
+    }
+    Ok(())
 }

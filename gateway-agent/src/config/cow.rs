@@ -59,35 +59,13 @@ pub(crate) struct CowIndex<K, V> {
 }
 
 impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
-    /// Builds from entries with unique keys (later duplicates replace earlier ones).
-    pub fn build(entries: Vec<(K, V)>) -> Self {
-        let mut bits = 0;
-        while bits < MAX_BITS && (entries.len() >> bits) > BUCKET_TARGET {
-            bits += 1;
+    /// Builds from entries; a duplicate key is an error that names it.
+    pub fn build_unique(entries: Vec<(K, V)>) -> Result<Self, K> {
+        let (bits, entries) = sort(entries);
+        if let Some(pair) = entries.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(pair[0].0.clone());
         }
-        let count = 1usize << bits;
-        let mut staged: Vec<Vec<(K, V)>> = (0..count).map(|_| Vec::new()).collect();
-        for (key, value) in entries {
-            staged[bucket(key.spread(), bits)].push((key, value));
-        }
-        let empty: Arc<[(K, V)]> = Arc::from(Vec::new());
-        let mut len = 0;
-        let buckets = staged
-            .into_iter()
-            .map(|mut entries| {
-                if entries.is_empty() {
-                    return empty.clone();
-                }
-                // Stable sort keeps the last duplicate last; keep that one.
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                entries.reverse();
-                entries.dedup_by(|later, earlier| later.0 == earlier.0);
-                entries.reverse();
-                len += entries.len();
-                Arc::from(entries)
-            })
-            .collect();
-        CowIndex { buckets, bits, len }
+        Ok(assemble(bits, entries))
     }
 
     pub fn len(&self) -> usize {
@@ -140,6 +118,50 @@ impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = &(K, V)> {
         self.buckets.iter().flat_map(|bucket| bucket.iter())
     }
+}
+
+/// Picks the bucket count for `entries` and sorts them by (bucket, key).
+fn sort<K: Ord + Spread, V>(mut entries: Vec<(K, V)>) -> (u32, Vec<(K, V)>) {
+    let mut bits = 0;
+    while bits < MAX_BITS && (entries.len() >> bits) > BUCKET_TARGET {
+        bits += 1;
+    }
+    entries.sort_by_cached_key(|(key, _)| bucket(key.spread(), bits));
+    // Within a bucket by key; a second stable pass keeps the bucket order intact.
+    let mut start = 0;
+    while start < entries.len() {
+        let here = bucket(entries[start].0.spread(), bits);
+        let len = entries[start..]
+            .iter()
+            .position(|(key, _)| bucket(key.spread(), bits) != here)
+            .unwrap_or(entries.len() - start);
+        entries[start..start + len].sort_by(|a, b| a.0.cmp(&b.0));
+        start += len;
+    }
+    (bits, entries)
+}
+
+/// Cuts sorted, duplicate-free entries into one exactly sized slice per bucket; no
+/// per-bucket staging, so a large build leaves no heap fragments behind.
+fn assemble<K: Spread + Clone, V: Clone>(bits: u32, entries: Vec<(K, V)>) -> CowIndex<K, V> {
+    let len = entries.len();
+    let empty: Arc<[(K, V)]> = Arc::from(Vec::new());
+    let mut buckets = Vec::with_capacity(1 << bits);
+    let mut rest = entries.as_slice();
+    for index in 0..1usize << bits {
+        let run = rest
+            .iter()
+            .position(|(key, _)| bucket(key.spread(), bits) != index)
+            .unwrap_or(rest.len());
+        let (here, after) = rest.split_at(run);
+        buckets.push(if here.is_empty() {
+            empty.clone()
+        } else {
+            Arc::from(here)
+        });
+        rest = after;
+    }
+    CowIndex { buckets, bits, len }
 }
 
 fn bucket(spread: u32, bits: u32) -> usize {
@@ -218,7 +240,7 @@ mod tests {
         let entries: Vec<(Uuid, u32)> = (0..1000u32)
             .map(|i| (Uuid::from_u128(u128::from(i) * 7919), i))
             .collect();
-        let table = CowIndex::build(entries);
+        let table = CowIndex::build_unique(entries).expect("unique");
         assert_eq!(table.len(), 1000);
         for i in 0..1000u32 {
             assert_eq!(table.get(&Uuid::from_u128(u128::from(i) * 7919)), Some(&i));
@@ -228,7 +250,11 @@ mod tests {
         assert_eq!(copy.insert(Uuid::from_u128(1), 5000), None);
         assert_eq!(copy.insert(Uuid::from_u128(1), 5001), Some(5000));
         assert_eq!(copy.len(), 1000);
-        assert_eq!(table.get(&Uuid::from_u128(0)), Some(&0), "the original is untouched");
+        assert_eq!(
+            table.get(&Uuid::from_u128(0)),
+            Some(&0),
+            "the original is untouched"
+        );
         assert_eq!(table.get(&Uuid::from_u128(1)), None);
         let shared = table
             .buckets
@@ -241,8 +267,21 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_are_named() {
+        let entries = vec![
+            (Uuid::from_u128(1), 1u32),
+            (Uuid::from_u128(2), 2),
+            (Uuid::from_u128(1), 3),
+        ];
+        assert_eq!(
+            CowIndex::build_unique(entries).err(),
+            Some(Uuid::from_u128(1))
+        );
+    }
+
+    #[test]
     fn string_keys_look_up_by_str() {
-        let table = CowIndex::build(vec![(Box::<str>::from("abc"), 1u32)]);
+        let table = CowIndex::build_unique(vec![(Box::<str>::from("abc"), 1u32)]).expect("unique");
         assert_eq!(table.get("abc"), Some(&1));
         assert_eq!(table.get("abd"), None);
     }

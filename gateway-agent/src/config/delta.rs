@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tollgate_protocol::{Application, Change, Credential, Delta, KeyKind, ValidationError};
+use tollgate_protocol::{Application, Change, Credential, Delta, ValidationError};
 use uuid::Uuid;
 
-use super::compile::{Validated, app_entry, build_catalog, credential_entry};
+use super::compile::{app_entry, build_catalog, credential_entry};
 use super::{Config, ConfigError};
 
 pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigError> {
@@ -73,13 +73,14 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
     let catalog = if apis.is_some() || plans.is_some() {
         let apis = apis.unwrap_or_else(|| base.catalog.source_apis.clone());
         let plans = plans.unwrap_or_else(|| base.catalog.source_plans.clone());
-        Arc::new(build_catalog(apis, plans, Validated::No)?)
+        Arc::new(build_catalog(apis, plans)?)
     } else {
         base.catalog.clone()
     };
 
     // Applications: only the last change per id counts.
-    let last_app_change: HashMap<Uuid, usize> = app_changes.iter().map(|(i, id, _)| (*id, *i)).collect();
+    let last_app_change: HashMap<Uuid, usize> =
+        app_changes.iter().map(|(i, id, _)| (*id, *i)).collect();
     app_changes.retain(|(i, id, _)| last_app_change.get(id) == Some(i));
     let mut apps = base.apps.clone();
     let mut app_removed = false;
@@ -102,10 +103,8 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             continue;
         };
         let at = |field: &str| format!("changes[{i}].{field}");
-        if app.app_id.as_deref() == Some("") {
-            return Err(ValidationError::new(at("app_id"), "empty app_id").into());
-        }
-        let entry = app_entry(app, &catalog).map_err(|e| ValidationError::new(at("plan_id"), e))?;
+        let entry = app_entry(app, &catalog)
+            .map_err(|(field, message)| ValidationError::new(at(field), message))?;
         let slot = match apps.by_id.get(&id) {
             Some(&slot) => {
                 apps.slots.set(slot as usize, Some(entry.clone()));
@@ -121,12 +120,16 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
         if let Some(app_id) = entry.app_id
             && apps.by_app_id.insert(app_id.clone(), slot).is_some()
         {
-            return Err(ValidationError::new(at("app_id"), format!("duplicate app_id {app_id}")).into());
+            return Err(
+                ValidationError::new(at("app_id"), format!("duplicate app_id {app_id}")).into(),
+            );
         }
     }
 
-    let last_credential_change: HashMap<[u8; 32], usize> =
-        credential_changes.iter().map(|(i, hash, _)| (*hash, *i)).collect();
+    let last_credential_change: HashMap<[u8; 32], usize> = credential_changes
+        .iter()
+        .map(|(i, hash, _)| (*hash, *i))
+        .collect();
     let mut credentials = base.credentials.clone();
     for (i, hash, change) in credential_changes {
         if last_credential_change.get(&hash) != Some(&i) {
@@ -137,15 +140,10 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
                 credentials.remove(&hash);
             }
             Some(credential) => {
-                if !matches!(credential.kind, KeyKind::UserKey | KeyKind::AppKey) {
-                    return Err(ValidationError::new(
-                        format!("changes[{i}].kind"),
-                        "only user keys (uk) and app keys (ak) are sent to agents",
-                    )
-                    .into());
-                }
-                let entry = credential_entry(&credential, &apps)
-                    .map_err(|e| ValidationError::new(format!("changes[{i}].application_id"), e))?;
+                let app = apps.by_id.get(&credential.application_id).copied();
+                let entry = credential_entry(&credential, app).map_err(|(field, message)| {
+                    ValidationError::new(format!("changes[{i}].{field}"), message)
+                })?;
                 credentials.insert(hash, entry);
             }
         }

@@ -9,6 +9,7 @@
 mod compile;
 mod cow;
 mod delta;
+mod parse;
 pub(crate) mod store;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 pub(crate) use compile::compile_snapshot;
 pub(crate) use cow::{CowIndex, CowVec};
 pub(crate) use delta::apply_delta;
+pub(crate) use parse::{is_snapshot_line, parse_snapshot};
 
 use crate::enforce::credentials::Auth;
 use crate::enforce::limits::PlanLimits;
@@ -38,6 +40,8 @@ pub(crate) enum ConfigError {
     Invalid(#[from] ValidationError),
     #[error("cannot compile: {0}")]
     Compile(String),
+    #[error("unreadable: {0}")]
+    Unreadable(String),
 }
 
 /// The config being enforced (or about to be). Immutable once built; cloning shares all
@@ -66,6 +70,8 @@ pub(crate) struct Catalog {
     pub source_apis: Vec<Api>,
     pub source_plans: Vec<Option<Plan>>,
     pub plan_slots: HashMap<Uuid, u32>,
+    /// Metric id → index of the API it belongs to.
+    pub metric_api: HashMap<Uuid, u32>,
 }
 
 impl Catalog {
@@ -154,7 +160,9 @@ pub(crate) struct CredentialEntry {
 
 impl CredentialEntry {
     pub fn expires_at(expiry: Option<Timestamp>) -> i64 {
-        expiry.map_or(i64::MAX, |t| t.as_second() - i64::from(t.subsec_nanosecond() < 0))
+        expiry.map_or(i64::MAX, |t| {
+            t.as_second() - i64::from(t.subsec_nanosecond() < 0)
+        })
     }
 
     pub fn is_valid_at(&self, now: Timestamp) -> bool {

@@ -11,11 +11,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
-use tollgate_protocol::{
-    ApplicationState, CurrentUsage, KeyHash, KeyKind, PROTOCOL_VERSION, Snapshot,
-};
+use serde::ser::{SerializeStruct, Serializer};
+use tollgate_protocol::{ApplicationState, CurrentUsage, KeyHash, KeyKind, PROTOCOL_VERSION};
 use uuid::Uuid;
 
 use super::Config;
@@ -32,21 +30,20 @@ pub(crate) fn path(state_dir: &Path) -> PathBuf {
 pub(crate) fn save(state_dir: &Path, config: &Config, usage: &[CurrentUsage]) -> io::Result<()> {
     state::write_atomically(&path(state_dir), |file| {
         let mut writer = io::BufWriter::with_capacity(1 << 20, file);
-        serde_json::to_writer(&mut writer, &SnapshotView { config, usage }).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut writer, &SnapshotView { config, usage })
+            .map_err(io::Error::other)?;
         writer.flush()
     })
 }
 
-/// The saved snapshot, if there is one. Blocking.
-pub(crate) fn load(state_dir: &Path) -> io::Result<Option<Snapshot>> {
-    let bytes = match std::fs::read(path(state_dir)) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+/// The saved snapshot's JSON, if there is one (compile it with
+/// [`super::parse_snapshot`]). Blocking.
+pub(crate) fn read(state_dir: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path(state_dir)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Serialises a compiled config in the [`Snapshot`] wire shape.

@@ -100,7 +100,9 @@ impl LocalCounters {
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
         // A panic while holding a shard cannot leave a counter half-updated (updates are
         // single writes), so a poisoned shard is still consistent.
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admits all checks or none. Each key must appear at most once.
@@ -118,7 +120,8 @@ impl LocalCounters {
         let mut indices: Vec<usize> = checks.iter().map(|c| self.shard_of(c.key.app)).collect();
         indices.sort_unstable();
         indices.dedup();
-        let mut guards: Vec<MutexGuard<'_, Shard>> = indices.iter().map(|&i| self.lock(i)).collect();
+        let mut guards: Vec<MutexGuard<'_, Shard>> =
+            indices.iter().map(|&i| self.lock(i)).collect();
         let mut maps: Vec<&mut Shard> = guards.iter_mut().map(|g| &mut **g).collect();
         check_then_add(&mut maps, checks, |check| {
             let shard = self.shard_of(check.key.app);
@@ -164,25 +167,35 @@ impl LocalCounters {
         }
     }
 
-    /// Counters of periods the server seeds (an hour or longer) whose window has not ended,
-    /// in the snapshot's `usage` shape, for the persisted config.
+    /// Counters of periods the server seeds (an hour or longer) in their current window, in
+    /// the snapshot's `usage` shape (one window per application, metric and period), for the
+    /// persisted config.
     pub fn seeded_usage(&self, now: Timestamp) -> Vec<CurrentUsage> {
         let now = now.as_second();
-        let mut usage = Vec::new();
+        let mut current: HashMap<(Uuid, Uuid, Period), CurrentUsage> = HashMap::new();
         for index in 0..self.shards.len() {
             for (key, slot) in self.lock(index).iter() {
-                if key.period.is_seeded() && slot.end > now && slot.used > 0 {
-                    usage.push(CurrentUsage {
-                        application_id: key.app,
-                        metric: key.metric,
-                        period: key.period,
-                        window_start: key.window,
-                        value: slot.used,
-                    });
+                if !key.period.is_seeded() || slot.end <= now || slot.used == 0 {
+                    continue;
                 }
+                let usage = CurrentUsage {
+                    application_id: key.app,
+                    metric: key.metric,
+                    period: key.period,
+                    window_start: key.window,
+                    value: slot.used,
+                };
+                current
+                    .entry((key.app, key.metric, key.period))
+                    .and_modify(|kept| {
+                        if kept.window_start < usage.window_start {
+                            *kept = usage.clone();
+                        }
+                    })
+                    .or_insert(usage);
             }
         }
-        usage
+        current.into_values().collect()
     }
 }
 
@@ -191,9 +204,15 @@ fn end_secs(end: Option<Timestamp>) -> i64 {
 }
 
 /// Checks every counter, then adds to every counter; `map_of` says which map holds a check.
-fn check_then_add(maps: &mut [&mut Shard], checks: &[Check], map_of: impl Fn(&Check) -> usize) -> Outcome {
+fn check_then_add(
+    maps: &mut [&mut Shard],
+    checks: &[Check],
+    map_of: impl Fn(&Check) -> usize,
+) -> Outcome {
     for (index, check) in checks.iter().enumerate() {
-        let used = maps[map_of(check)].get(&check.key).map_or(0, |slot| slot.used);
+        let used = maps[map_of(check)]
+            .get(&check.key)
+            .map_or(0, |slot| slot.used);
         if used.saturating_add(check.amount) > check.max {
             return Outcome::Rejected { index, used };
         }

@@ -42,7 +42,10 @@ impl KeySource {
 /// How an API's consumers present credentials.
 pub(crate) enum Auth {
     UserKey(KeySource),
-    AppIdKey { app_id: KeySource, app_key: KeySource },
+    AppIdKey {
+        app_id: KeySource,
+        app_key: KeySource,
+    },
 }
 
 impl Auth {
@@ -88,7 +91,9 @@ pub(crate) fn authenticate(
             entry.app
         }
         Auth::AppIdKey { app_id, app_key } => {
-            let (Some(app_id), Some(key)) = (app_id.read(query, headers), app_key.read(query, headers)) else {
+            let (Some(app_id), Some(key)) =
+                (app_id.read(query, headers), app_key.read(query, headers))
+            else {
                 return Err(AuthError::Missing);
             };
             let &slot = config
@@ -168,10 +173,16 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(query_param("a=1&user_key=abc&b", "user_key").as_deref(), Some("abc"));
+        assert_eq!(
+            query_param("a=1&user_key=abc&b", "user_key").as_deref(),
+            Some("abc")
+        );
         assert_eq!(query_param("user_key", "user_key").as_deref(), Some(""));
         assert_eq!(query_param("xuser_key=1", "user_key"), None);
-        assert_eq!(query_param("k=tg%5Fuk%5Fx+y", "k").as_deref(), Some("tg_uk_x y"));
+        assert_eq!(
+            query_param("k=tg%5Fuk%5Fx+y", "k").as_deref(),
+            Some("tg_uk_x y")
+        );
         assert_eq!(query_param("k=100%", "k").as_deref(), Some("100%"));
         assert_eq!(query_param("k=%4", "k").as_deref(), Some("%4"));
     }

@@ -6,8 +6,8 @@
 //! admits or refuses them atomically. Both are public so their properties can be tested
 //! against a reference model.
 
-pub(crate) mod credentials;
 pub mod counters;
+pub(crate) mod credentials;
 pub mod limits;
 
 use std::sync::Arc;
@@ -23,7 +23,12 @@ use counters::{Check, LocalCounters, Outcome};
 /// Applies the API's mapping rules to a request: every matching rule adds its delta to its
 /// metric and the metric's ancestors, in order, stopping after a `last` rule. `path` is
 /// relative to the API's base path. Returns whether any rule matched.
-pub(crate) fn map_request(api: &ApiEntry, method: &Method, path: &str, touched: &mut Touched) -> bool {
+pub(crate) fn map_request(
+    api: &ApiEntry,
+    method: &Method,
+    path: &str,
+    touched: &mut Touched,
+) -> bool {
     let mut matched = false;
     for rule in api.rules.iter() {
         if rule.method != *method || !rule.pattern.matches(path) {

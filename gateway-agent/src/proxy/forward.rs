@@ -8,7 +8,9 @@
 use std::net::IpAddr;
 
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use hyper::header::{
+    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
@@ -38,7 +40,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &PROXY_AUTHENTICATE, &PROXY_AUTHORIZATION] {
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+    ] {
         headers.remove(name);
     }
     for name in [TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
@@ -60,7 +67,8 @@ pub(crate) fn upstream_request(
         let path = parts.uri.path();
         let rest = path.get(rest_offset..).unwrap_or("");
         let query = parts.uri.query();
-        let mut out = String::with_capacity(target.prefix.len() + rest.len() + query.map_or(0, str::len) + 2);
+        let mut out =
+            String::with_capacity(target.prefix.len() + rest.len() + query.map_or(0, str::len) + 2);
         out.push_str(&target.prefix);
         out.push_str(rest);
         if out.is_empty() {
@@ -113,7 +121,10 @@ fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
             .any(|source| matches!(source, KeySource::Query(param) if **param == *name))
     };
     let mut first = true;
-    for pair in query.split('&').filter(|pair| !pair.is_empty() && !is_credential(pair)) {
+    for pair in query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !is_credential(pair))
+    {
         out.push(if first { '?' } else { '&' });
         out.push_str(pair);
         first = false;
@@ -141,7 +152,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut headers = HeaderMap::new();
-        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));

@@ -37,7 +37,8 @@ use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use reply::{Body, Refusal};
 
-static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
+static DEPRECATION: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("deprecation");
 static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
 
 pub(crate) struct Proxy {
@@ -107,33 +108,55 @@ impl Proxy {
             return self.refuse(None, None, Refusal::UnknownApi, started);
         };
         match api.lifecycle {
-            Lifecycle::Retired => return self.refuse(Some(api), None, Refusal::ApiRetired, started),
+            Lifecycle::Retired => {
+                return self.refuse(Some(api), None, Refusal::ApiRetired, started);
+            }
             Lifecycle::Draft => return self.refuse(None, None, Refusal::UnknownApi, started),
             Lifecycle::Published | Lifecycle::Deprecated { .. } => {}
         }
 
         let rest = path.get(route.rest_offset..).unwrap_or("");
         let mut touched = Touched::empty();
-        if !map_request(api, &parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
+        if !map_request(api, &parts.method, rest, &mut touched)
+            && api.on_no_match == NoMatch::NotFound
+        {
             return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
         }
 
-        let slot = match authenticate(&config, route.api, &api.auth, parts.uri.query(), &parts.headers, now) {
+        let slot = match authenticate(
+            &config,
+            route.api,
+            &api.auth,
+            parts.uri.query(),
+            &parts.headers,
+            now,
+        ) {
             Ok(slot) => slot,
-            Err(AuthError::Missing) => return self.refuse(Some(api), None, Refusal::MissingCredentials, started),
-            Err(AuthError::Invalid) => return self.refuse(Some(api), None, Refusal::InvalidCredentials, started),
-            Err(AuthError::NotLive) => return self.refuse(Some(api), None, Refusal::ApplicationNotLive, started),
+            Err(AuthError::Missing) => {
+                return self.refuse(Some(api), None, Refusal::MissingCredentials, started);
+            }
+            Err(AuthError::Invalid) => {
+                return self.refuse(Some(api), None, Refusal::InvalidCredentials, started);
+            }
+            Err(AuthError::NotLive) => {
+                return self.refuse(Some(api), None, Refusal::ApplicationNotLive, started);
+            }
         };
         let (Some(app), Some(plan)) = (
             config.apps.get(slot),
-            config.apps.get(slot).and_then(|app| config.catalog.plan(app.plan)),
+            config
+                .apps
+                .get(slot)
+                .and_then(|app| config.catalog.plan(app.plan)),
         ) else {
             return self.refuse(Some(api), None, Refusal::InvalidCredentials, started);
         };
 
         let mut checks = Checks::empty();
         plan.limits.checks(app.id, &touched, now, &mut checks);
-        if let Outcome::Rejected { index, used } = self.limiter.check_and_add(checks.as_slice(), now).await {
+        if let Outcome::Rejected { index, used } =
+            self.limiter.check_and_add(checks.as_slice(), now).await
+        {
             let check = checks.as_slice().get(index).copied();
             let max = check.map_or(0, |c| c.max);
             let reset = check.and_then(|c| {
@@ -156,8 +179,17 @@ impl Proxy {
             return response;
         }
 
-        self.forward(api, app.id, &touched, parts, body, route.rest_offset, peer, started)
-            .await
+        self.forward(
+            api,
+            app.id,
+            &touched,
+            parts,
+            body,
+            route.rest_offset,
+            peer,
+            started,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -181,14 +213,26 @@ impl Proxy {
             }
             return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
         }
-        let request = match forward::upstream_request(parts, body, target, rest_offset, &api.auth, peer.ip()) {
+        let request = match forward::upstream_request(
+            parts,
+            body,
+            target,
+            rest_offset,
+            &api.auth,
+            peer.ip(),
+        ) {
             Ok(request) => request,
             Err(err) => {
                 tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
                 return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
             }
         };
-        let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
+        let response = match tokio::time::timeout(
+            self.upstream_timeout,
+            self.client.request(request),
+        )
+        .await
+        {
             Err(_) => {
                 target.failed();
                 return self.refuse(Some(api), Some(app), Refusal::UpstreamTimeout, started);
@@ -213,10 +257,9 @@ impl Proxy {
         let latency = started.elapsed();
         self.usage.record(
             app,
-            touched
-                .as_slice()
-                .iter()
-                .filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount))),
+            touched.as_slice().iter().filter_map(|&(metric, amount)| {
+                Some((api.metrics.get(metric as usize)?.id, amount))
+            }),
             self.clock.now(),
             status.as_u16(),
             latency,
@@ -249,7 +292,13 @@ impl Proxy {
         }
     }
 
-    fn refuse(&self, api: Option<&ApiEntry>, app: Option<uuid::Uuid>, refusal: Refusal, started: Instant) -> Response<Body> {
+    fn refuse(
+        &self,
+        api: Option<&ApiEntry>,
+        app: Option<uuid::Uuid>,
+        refusal: Refusal,
+        started: Instant,
+    ) -> Response<Body> {
         let mut response = refusal.response();
         if let Some(api) = api {
             self.decorate(api, &mut response);
@@ -270,9 +319,16 @@ impl Proxy {
     fn finish(&self, outcome: Summary<'_>, refusal: Option<Refusal>, started: Instant) {
         let elapsed = started.elapsed();
         self.metrics.request_duration.record(elapsed.as_secs_f64());
-        let counters = outcome.api.map_or(self.metrics.unrouted(), |api| &api.requests);
+        let counters = outcome
+            .api
+            .map_or(self.metrics.unrouted(), |api| &api.requests);
         match refusal {
-            Some(refusal) => counters.answered(&self.metrics, refusal.index(), refusal.code(), refusal.status().as_u16()),
+            Some(refusal) => counters.answered(
+                &self.metrics,
+                refusal.index(),
+                refusal.code(),
+                refusal.status().as_u16(),
+            ),
             None => counters.proxied(&self.metrics, outcome.status.as_u16()),
         }
         if self.access_log {

@@ -57,16 +57,36 @@ impl Refusal {
     /// The whole JSON body, written out so answering costs no formatting.
     fn body(self) -> &'static str {
         match self {
-            Refusal::NotReady => r#"{"error":"not_ready","message":"The gateway has not loaded its configuration yet."}"#,
-            Refusal::UnknownApi => r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#,
-            Refusal::ApiRetired => r#"{"error":"api_retired","message":"This API has been retired."}"#,
-            Refusal::NoMatchingRule => r#"{"error":"no_matching_rule","message":"No mapping rule of this API matches the request method and path."}"#,
-            Refusal::MissingCredentials => r#"{"error":"missing_credentials","message":"This API requires credentials; none were found in the request."}"#,
-            Refusal::InvalidCredentials => r#"{"error":"invalid_credentials","message":"The credentials are unknown, expired or revoked, or not valid for this API."}"#,
-            Refusal::ApplicationNotLive => r#"{"error":"application_not_live","message":"The application is pending approval or suspended."}"#,
-            Refusal::LimitExceeded => r#"{"error":"limit_exceeded","message":"A usage limit of the application's plan has been reached."}"#,
-            Refusal::UpstreamUnavailable => r#"{"error":"upstream_unavailable","message":"The API's upstream service could not be reached."}"#,
-            Refusal::UpstreamTimeout => r#"{"error":"upstream_timeout","message":"The API's upstream service did not answer in time."}"#,
+            Refusal::NotReady => {
+                r#"{"error":"not_ready","message":"The gateway has not loaded its configuration yet."}"#
+            }
+            Refusal::UnknownApi => {
+                r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#
+            }
+            Refusal::ApiRetired => {
+                r#"{"error":"api_retired","message":"This API has been retired."}"#
+            }
+            Refusal::NoMatchingRule => {
+                r#"{"error":"no_matching_rule","message":"No mapping rule of this API matches the request method and path."}"#
+            }
+            Refusal::MissingCredentials => {
+                r#"{"error":"missing_credentials","message":"This API requires credentials; none were found in the request."}"#
+            }
+            Refusal::InvalidCredentials => {
+                r#"{"error":"invalid_credentials","message":"The credentials are unknown, expired or revoked, or not valid for this API."}"#
+            }
+            Refusal::ApplicationNotLive => {
+                r#"{"error":"application_not_live","message":"The application is pending approval or suspended."}"#
+            }
+            Refusal::LimitExceeded => {
+                r#"{"error":"limit_exceeded","message":"A usage limit of the application's plan has been reached."}"#
+            }
+            Refusal::UpstreamUnavailable => {
+                r#"{"error":"upstream_unavailable","message":"The API's upstream service could not be reached."}"#
+            }
+            Refusal::UpstreamTimeout => {
+                r#"{"error":"upstream_timeout","message":"The API's upstream service did not answer in time."}"#
+            }
         }
     }
 
@@ -76,7 +96,9 @@ impl Refusal {
     }
 
     pub fn response(self) -> Response<Body> {
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body().as_bytes()))));
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+            self.body().as_bytes(),
+        ))));
         *response.status_mut() = self.status();
         response
             .headers_mut()
@@ -95,7 +117,10 @@ pub(crate) fn limit_exceeded(max: u64, used: u64, reset: Option<u64>) -> Respons
     let mut response = Refusal::LimitExceeded.response();
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(max));
-    headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(max.saturating_sub(used)));
+    headers.insert(
+        RATELIMIT_REMAINING.clone(),
+        HeaderValue::from(max.saturating_sub(used)),
+    );
     if let Some(reset) = reset {
         headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset));
         headers.insert(RETRY_AFTER, HeaderValue::from(reset));

@@ -64,7 +64,11 @@ fn insert(router: &mut Router<Entry>, base_path: &str, entry: Entry) -> Result<(
     let escaped = base_path.replace('{', "{{").replace('}', "}}");
     let prefix = escaped.trim_end_matches('/');
     let routes = [
-        if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() },
+        if prefix.is_empty() {
+            "/".to_owned()
+        } else {
+            prefix.to_owned()
+        },
         format!("{prefix}/"),
         format!("{prefix}/{{*rest}}"),
     ];
@@ -87,8 +91,12 @@ mod tests {
         let mut routes = Routes::default();
         routes.add(0, &[], "/pets").expect("add");
         routes.add(1, &[], "/pets/v2").expect("add");
-        routes.add(2, &["api.example.com".into()], "/").expect("add");
-        routes.add(3, &["api.example.com".into()], "/pets").expect("add");
+        routes
+            .add(2, &["api.example.com".into()], "/")
+            .expect("add");
+        routes
+            .add(3, &["api.example.com".into()], "/pets")
+            .expect("add");
         routes.add(4, &[], "/odd{x}").expect("add");
         routes
     }

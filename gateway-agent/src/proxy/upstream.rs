@@ -147,7 +147,15 @@ mod tests {
     fn round_robin_skips_ejected_targets() {
         let pool = Pool::new(["http://a:1/base/", "http://b:2"]).expect("valid");
         let picks: Vec<&str> = (0..4).map(|_| &*pool.pick().expect("target").url).collect();
-        assert_eq!(picks, ["http://a:1/base/", "http://b:2", "http://a:1/base/", "http://b:2"]);
+        assert_eq!(
+            picks,
+            [
+                "http://a:1/base/",
+                "http://b:2",
+                "http://a:1/base/",
+                "http://b:2"
+            ]
+        );
         assert_eq!(&*pool.targets[0].prefix, "/base");
         pool.targets[0].unreachable();
         assert!((0..4).all(|_| &*pool.pick().expect("target").url == "http://b:2"));

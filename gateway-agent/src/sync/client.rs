@@ -53,7 +53,12 @@ impl ControlPlane {
         &self.server
     }
 
-    fn request(&self, method: Method, path_and_query: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ControlPlaneError> {
+    fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, ControlPlaneError> {
         let uri = self
             .server
             .endpoint(path_and_query)
@@ -74,7 +79,11 @@ impl ControlPlane {
     }
 
     /// Posts a JSON body; returns the status and the whole response body.
-    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<(StatusCode, Bytes), ControlPlaneError> {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ControlPlaneError> {
         let request = self.request(Method::POST, path, body)?;
         let exchange = async {
             let response = self
@@ -97,7 +106,10 @@ impl ControlPlane {
     }
 
     /// Opens a long-lived GET (the config stream) and returns once its head arrives.
-    pub async fn open_stream(&self, path_and_query: &str) -> Result<Response<Incoming>, ControlPlaneError> {
+    pub async fn open_stream(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Response<Incoming>, ControlPlaneError> {
         let mut request = self.request(Method::GET, path_and_query, Bytes::new())?;
         request
             .headers_mut()

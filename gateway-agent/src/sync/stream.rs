@@ -19,17 +19,23 @@ use hyper::header::CONTENT_TYPE;
 use tokio::sync::watch;
 use tollgate_protocol::{
     AgentStatus, CONFIG_STREAM_PATH, ConfigMessage, CurrentUsage, Delta, NDJSON_CONTENT_TYPE,
-    PROTOCOL_VERSION, Rejection, Snapshot,
+    PROTOCOL_VERSION, Rejection,
 };
 
 use super::Backoff;
 use super::client::{ControlPlane, ControlPlaneError};
-use crate::config::{Config, ConfigError, LiveConfig, apply_delta, compile_snapshot};
+use crate::config::{
+    Config, ConfigError, LiveConfig, apply_delta, compile_snapshot, is_snapshot_line,
+    parse_snapshot,
+};
 use crate::enforce::Limiter;
 use crate::telemetry::Metrics;
 
 /// The server sends a heartbeat at least every 5 s; three missed ones mean a dead link.
 pub(crate) const SILENCE: Duration = Duration::from_secs(15);
+
+/// Messages at least this long are parsed on a blocking thread.
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
 
 /// Where the config being served came from, for `/ready`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +110,8 @@ struct State {
     /// The disk config has not been put in service yet.
     standby: bool,
     rejected: Option<Rejection>,
+    /// A config was installed since the last reconnect.
+    progressed: bool,
 }
 
 impl State {
@@ -126,28 +134,36 @@ impl Sync {
             standby: standby.is_some(),
             base: standby,
             rejected: None,
+            progressed: false,
         };
         let mut backoff = Backoff::new();
         loop {
             let end = tokio::select! {
-                end = self.session(&mut state, &mut backoff) => end,
+                end = self.session(&mut state) => end,
                 _ = stop.changed() => SessionEnd::Stopped,
             };
             self.metrics.cp_connected.set(0.0);
             match &end {
                 SessionEnd::Stopped => return,
-                SessionEnd::Unauthorized => tracing::error!(server = %self.control_plane.server(), "{end}"),
-                SessionEnd::Gap { .. } | SessionEnd::Behind { .. } => tracing::info!("{end}; reconnecting"),
-                _ => tracing::warn!(server = %self.control_plane.server(), "config stream: {end}; reconnecting"),
+                SessionEnd::Unauthorized => {
+                    tracing::error!(server = %self.control_plane.server(), "{end}")
+                }
+                SessionEnd::Gap { .. } | SessionEnd::Behind { .. } => {
+                    tracing::info!("{end}; reconnecting")
+                }
+                _ => {
+                    tracing::warn!(server = %self.control_plane.server(), "config stream: {end}; reconnecting")
+                }
             }
             if state.standby {
                 self.serve_standby(&mut state);
             }
-            let delay = match end {
-                // Resume at once: the server answers with what was missed.
-                SessionEnd::Gap { .. } | SessionEnd::Behind { .. } => Duration::ZERO,
-                _ => backoff.next_delay(),
-            };
+            // Only progress resets the backoff: a server that keeps sending what the agent
+            // rejects, or streams that keep failing, are retried ever more slowly.
+            if std::mem::take(&mut state.progressed) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.changed() => return,
@@ -170,7 +186,7 @@ impl Sync {
         }
     }
 
-    async fn session(&self, state: &mut State, backoff: &mut Backoff) -> SessionEnd {
+    async fn session(&self, state: &mut State) -> SessionEnd {
         let path = match state.revision() {
             Some(revision) => format!("{CONFIG_STREAM_PATH}?revision={revision}"),
             None => CONFIG_STREAM_PATH.to_owned(),
@@ -200,14 +216,16 @@ impl Sync {
                 Ok(Some(Err(err))) => return SessionEnd::Body(err),
                 Ok(Some(Ok(frame))) => frame,
             };
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             buffer.extend_from_slice(&data);
             // Scan only the new bytes for line ends; a snapshot line can be very long.
             let mut scanned = buffer.len() - data.len();
             while let Some(at) = buffer[scanned..].iter().position(|&b| b == b'\n') {
                 let line = buffer.split_to(scanned + at + 1).freeze();
                 scanned = 0;
-                if let Err(end) = self.handle_line(state, line, backoff).await {
+                if let Err(end) = self.handle_line(state, line).await {
                     return end;
                 }
             }
@@ -218,14 +236,33 @@ impl Sync {
         }
     }
 
-    async fn handle_line(&self, state: &mut State, mut line: Bytes, backoff: &mut Backoff) -> Result<(), SessionEnd> {
+    async fn handle_line(&self, state: &mut State, mut line: Bytes) -> Result<(), SessionEnd> {
         while line.last().is_some_and(|b| b.is_ascii_whitespace()) {
             line.truncate(line.len() - 1);
         }
         if line.is_empty() {
             return Ok(());
         }
-        let message = match serde_json::from_slice::<ConfigMessage>(&line) {
+        if is_snapshot_line(&line) {
+            // The usual snapshot: parsed and compiled in one pass, off the async workers.
+            let claimed = line.clone();
+            self.apply_snapshot(
+                state,
+                move || parse_snapshot(&line),
+                move || claimed_revision(&claimed),
+            )
+            .await;
+            return Ok(());
+        }
+        let parsed = if line.len() < PARSE_INLINE_BYTES {
+            serde_json::from_slice::<ConfigMessage>(&line)
+        } else {
+            let bytes = line.clone();
+            tokio::task::spawn_blocking(move || serde_json::from_slice::<ConfigMessage>(&bytes))
+                .await
+                .unwrap_or_else(|join| Err(serde::de::Error::custom(join)))
+        };
+        let message = match parsed {
             Ok(message) => message,
             Err(err) => {
                 // Unreadable: reject it under the revision it claims, if any.
@@ -238,11 +275,15 @@ impl Sync {
         drop(line);
         match message {
             ConfigMessage::Snapshot(snapshot) => {
-                backoff.reset();
-                self.apply_snapshot(state, snapshot).await;
+                let revision = snapshot.revision;
+                self.apply_snapshot(
+                    state,
+                    move || compile_snapshot(snapshot),
+                    move || Some(revision),
+                )
+                .await;
             }
             ConfigMessage::Delta(delta) => {
-                backoff.reset();
                 if state.base.is_none() || state.revision() != Some(delta.base_revision) {
                     // A delta building on a revision this agent rejected is a gap too.
                     return Err(SessionEnd::Gap {
@@ -254,7 +295,6 @@ impl Sync {
                 self.apply_delta(state, delta).await;
             }
             ConfigMessage::Heartbeat(heartbeat) => {
-                backoff.reset();
                 if state.seen().is_none_or(|seen| heartbeat.revision > seen) {
                     return Err(SessionEnd::Behind {
                         server: heartbeat.revision,
@@ -267,34 +307,44 @@ impl Sync {
         Ok(())
     }
 
-    async fn apply_snapshot(&self, state: &mut State, snapshot: Snapshot) {
-        let revision = snapshot.revision;
-        let credentials = snapshot.credentials.len();
+    /// Compiles a snapshot with `compile` on a blocking thread, seeds the counters and
+    /// installs it, or reports it rejected under `revision` (for a snapshot line that did
+    /// not compile, the revision it claims).
+    async fn apply_snapshot(
+        &self,
+        state: &mut State,
+        compile: impl FnOnce() -> Result<(Config, Vec<CurrentUsage>), ConfigError> + Send + 'static,
+        revision: impl FnOnce() -> Option<u64>,
+    ) {
         let started = Instant::now();
         let limiter = self.limiter.clone();
         let compiled = tokio::task::spawn_blocking(move || {
-            let (config, usage) = compile_snapshot(snapshot)?;
+            let (config, usage) = compile()?;
             seed(&config, &usage, &limiter);
             Ok::<_, ConfigError>(config)
         })
         .await;
-        match compiled {
+        let reason = match compiled {
             Ok(Ok(config)) => {
                 tracing::info!(
-                    revision,
-                    credentials,
+                    revision = config.revision,
+                    credentials = config.credentials.len(),
                     compile_ms = started.elapsed().as_millis() as u64,
                     "applied config snapshot"
                 );
                 self.install(state, Arc::new(config));
+                return;
             }
-            Ok(Err(err)) => self.reject(state, Some(revision), err.to_string()),
-            Err(join) => self.reject(state, Some(revision), format!("compiler crashed: {join}")),
-        }
+            Ok(Err(err)) => err.to_string(),
+            Err(join) => format!("compiler crashed: {join}"),
+        };
+        self.reject(state, revision(), reason);
     }
 
     async fn apply_delta(&self, state: &mut State, delta: Delta) {
-        let Some(base) = state.base.clone() else { return };
+        let Some(base) = state.base.clone() else {
+            return;
+        };
         let revision = delta.revision;
         let changes = delta.changes.len();
         let applied = tokio::task::spawn_blocking(move || apply_delta(&base, delta)).await;
@@ -315,7 +365,12 @@ impl Sync {
         self.metrics.config_revision.set(revision as f64);
         state.base = Some(config.clone());
         state.standby = false;
-        if state.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
+        state.progressed = true;
+        if state
+            .rejected
+            .as_ref()
+            .is_some_and(|r| r.revision <= revision)
+        {
             state.rejected = None;
         }
         self.report(state);
@@ -333,7 +388,11 @@ impl Sync {
 
     fn report(&self, state: &State) {
         // The standby config is not enforced until it is served.
-        let applied = if state.standby { None } else { state.revision() };
+        let applied = if state.standby {
+            None
+        } else {
+            state.revision()
+        };
         self.status.send_replace(AgentStatus {
             protocol_version: PROTOCOL_VERSION,
             agent_version: crate::AGENT_VERSION.to_owned(),
@@ -384,5 +443,7 @@ fn claimed_revision(line: &[u8]) -> Option<u64> {
     struct Claim {
         revision: u64,
     }
-    serde_json::from_slice::<Claim>(line).ok().map(|c| c.revision)
+    serde_json::from_slice::<Claim>(line)
+        .ok()
+        .map(|c| c.revision)
 }

@@ -47,7 +47,9 @@ impl Aggregator {
     pub fn new() -> Aggregator {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
         Aggregator {
-            shards: (0..cores * 2).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..cores * 2)
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
         }
     }
 
@@ -67,7 +69,9 @@ impl Aggregator {
         let minute = at.as_second().div_euclid(60) * 60;
         let bucket = latency_bucket(latency);
         let index = SHARD_HINT.with(|hint| *hint) % self.shards.len();
-        let mut shard = self.shards[index].lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for (metric, amount) in metrics {
             let counts = shard
                 .entry(Key {
@@ -121,9 +125,27 @@ mod tests {
         let app = Uuid::from_u128(1);
         let (hits, get) = (Uuid::from_u128(2), Uuid::from_u128(3));
         let at = Timestamp::from_second(125).expect("valid");
-        aggregator.record(app, [(get, 1), (hits, 1)].into_iter(), at, 200, Duration::from_millis(3));
-        aggregator.record(app, [(hits, 5)].into_iter(), at, 201, Duration::from_millis(30));
-        aggregator.record(app, [(hits, 1)].into_iter(), at, 503, Duration::from_millis(3));
+        aggregator.record(
+            app,
+            [(get, 1), (hits, 1)].into_iter(),
+            at,
+            200,
+            Duration::from_millis(3),
+        );
+        aggregator.record(
+            app,
+            [(hits, 5)].into_iter(),
+            at,
+            201,
+            Duration::from_millis(30),
+        );
+        aggregator.record(
+            app,
+            [(hits, 1)].into_iter(),
+            at,
+            503,
+            Duration::from_millis(3),
+        );
         let entries = aggregator.drain();
         assert_eq!(entries.len(), 3);
         let hits_2xx = entries

@@ -158,7 +158,10 @@ impl Reporter {
             self.forget(spooled).await;
             Ok(())
         } else if status.as_u16() == 401 {
-            Err("the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN".to_owned())
+            Err(
+                "the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN"
+                    .to_owned(),
+            )
         } else {
             Err(format!("the management server answered {status}"))
         }

@@ -68,7 +68,11 @@ impl Spool {
         let next_sequence = files.last().map_or(0, |s| s.sequence + 1);
         metrics.spool_bytes.set(bytes as f64);
         if !files.is_empty() {
-            tracing::info!(batches = files.len(), bytes, "usage batches waiting in the spool");
+            tracing::info!(
+                batches = files.len(),
+                bytes,
+                "usage batches waiting in the spool"
+            );
         }
         Ok(Spool {
             dir,
@@ -135,7 +139,11 @@ impl Spool {
     pub fn remove(&self, spooled: &Spooled) -> io::Result<()> {
         {
             let mut inner = self.lock();
-            if let Some(at) = inner.files.iter().position(|s| s.sequence == spooled.sequence) {
+            if let Some(at) = inner
+                .files
+                .iter()
+                .position(|s| s.sequence == spooled.sequence)
+            {
                 inner.files.remove(at);
                 inner.bytes -= spooled.size;
             }

@@ -1,1 +1,12 @@
+//! Integration tests of the gateway agent through its public boundaries: real HTTP over
+//! loopback to a real (tiny) upstream, a stand-in management server speaking the agent
+//! protocol, Redis on 127.0.0.1:6379, and the limiter against a reference model.
 
+mod binary;
+mod harness;
+mod limiter;
+mod limits;
+mod proxy;
+mod redis;
+mod sync;
+mod usage;
