@@ -11,7 +11,7 @@ use hyper::header::HeaderName;
 use jiff::Timestamp;
 use tollgate_protocol::{ApplicationState, KeyHash, KeyKind, KeyLocation};
 
-use crate::config::Config;
+use crate::config::{AppEntry, Config, PlanEntry};
 
 /// Where one credential is read from.
 pub(crate) enum KeySource {
@@ -69,15 +69,21 @@ pub(crate) enum AuthError {
     NotLive,
 }
 
-/// The application slot the request's credentials identify, for the API at `api_index`.
-pub(crate) fn authenticate(
-    config: &Config,
+/// Who is calling: the application the credentials identify, and its plan.
+pub(crate) struct Caller<'a> {
+    pub app: &'a AppEntry,
+    pub plan: &'a PlanEntry,
+}
+
+/// The live application the request's credentials identify, for the API at `api_index`.
+pub(crate) fn authenticate<'a>(
+    config: &'a Config,
     api_index: u32,
     auth: &Auth,
     query: Option<&str>,
     headers: &HeaderMap,
     now: Timestamp,
-) -> Result<u32, AuthError> {
+) -> Result<Caller<'a>, AuthError> {
     let slot = match auth {
         Auth::UserKey(source) => {
             let key = source.read(query, headers).ok_or(AuthError::Missing)?;
@@ -120,7 +126,7 @@ pub(crate) fn authenticate(
     if app.state != ApplicationState::Live {
         return Err(AuthError::NotLive);
     }
-    Ok(slot)
+    Ok(Caller { app, plan })
 }
 
 /// The first value of query parameter `name`, percent-decoded only if it needs to be.

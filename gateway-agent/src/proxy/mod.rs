@@ -123,7 +123,7 @@ impl Proxy {
             return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
         }
 
-        let slot = match authenticate(
+        let caller = match authenticate(
             &config,
             route.api,
             &api.auth,
@@ -131,7 +131,7 @@ impl Proxy {
             &parts.headers,
             now,
         ) {
-            Ok(slot) => slot,
+            Ok(caller) => caller,
             Err(AuthError::Missing) => {
                 return self.refuse(Some(api), None, Refusal::MissingCredentials, started);
             }
@@ -142,28 +142,16 @@ impl Proxy {
                 return self.refuse(Some(api), None, Refusal::ApplicationNotLive, started);
             }
         };
-        let (Some(app), Some(plan)) = (
-            config.apps.get(slot),
-            config
-                .apps
-                .get(slot)
-                .and_then(|app| config.catalog.plan(app.plan)),
-        ) else {
-            return self.refuse(Some(api), None, Refusal::InvalidCredentials, started);
-        };
+        let app = caller.app;
 
         let mut checks = Checks::empty();
-        plan.limits.checks(app.id, &touched, now, &mut checks);
+        caller.plan.limits.checks(app.id, &touched, now, &mut checks);
         if let Outcome::Rejected { index, used } =
             self.limiter.check_and_add(checks.as_slice(), now).await
         {
             let check = checks.as_slice().get(index).copied();
             let max = check.map_or(0, |c| c.max);
-            let reset = check.and_then(|c| {
-                let end = c.window_end?;
-                let left = end.duration_since(now);
-                Some(left.as_secs().max(0) as u64 + u64::from(left.subsec_nanos() > 0))
-            });
+            let reset = check.and_then(|c| reply::seconds_until(c.window_end?, now));
             let mut response = reply::limit_exceeded(max, used, reset);
             self.decorate(api, &mut response);
             self.finish(

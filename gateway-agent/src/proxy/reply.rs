@@ -111,6 +111,16 @@ pub(crate) static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelim
 pub(crate) static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 pub(crate) static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
+/// Whole seconds from `now` until `end`, rounded up (for `Retry-After`).
+pub(crate) fn seconds_until(end: jiff::Timestamp, now: jiff::Timestamp) -> Option<u64> {
+    let left = end.duration_since(now);
+    if left.is_negative() {
+        return Some(0);
+    }
+    let whole = left.as_secs().unsigned_abs();
+    Some(whole + u64::from(left.subsec_nanos() > 0))
+}
+
 /// 429 for the limit `max` whose counter stands at `used`; `reset` is the number of seconds
 /// until its window ends (`None` for an eternity limit, which never resets).
 pub(crate) fn limit_exceeded(max: u64, used: u64, reset: Option<u64>) -> Response<Body> {
