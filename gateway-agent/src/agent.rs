@@ -25,7 +25,7 @@ use crate::settings::Settings;
 use crate::state;
 use crate::sync::client::ControlPlane;
 use crate::sync::status;
-use crate::sync::stream::{self, Sync};
+use crate::sync::stream::{self, ConfigSync};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::report::Reporter;
@@ -77,8 +77,8 @@ impl Agent {
 
         let shared = match &settings.redis_url {
             Some(url) => {
-                let shared = SharedCounters::new(url, metrics.clone())
-                    .map_err(|e| Error::Redis(e.to_string()))?;
+                let shared =
+                    SharedCounters::new(url, &metrics).map_err(|e| Error::Redis(e.to_string()))?;
                 if !shared.probe().await {
                     tracing::warn!(redis = %url, "redis unavailable at start: counting locally until it answers");
                 }
@@ -172,7 +172,7 @@ impl Agent {
             agent_id,
             spooled: Notify::new(),
         });
-        let sync = Sync {
+        let sync = ConfigSync {
             control_plane: control_plane.clone(),
             live: live.clone(),
             source,

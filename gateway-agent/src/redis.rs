@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use metrics::Gauge;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use tokio::sync::watch;
@@ -47,12 +48,13 @@ pub(crate) struct SharedCounters {
     script: Script,
     up: AtomicBool,
     url: RedisUrl,
-    metrics: Arc<Metrics>,
+    /// `tollgate_agent_redis_up`.
+    gauge: Gauge,
 }
 
 impl SharedCounters {
     /// Does not connect yet; see [`SharedCounters::probe`].
-    pub fn new(url: &RedisUrl, metrics: Arc<Metrics>) -> Result<SharedCounters, redis::RedisError> {
+    pub fn new(url: &RedisUrl, metrics: &Metrics) -> Result<SharedCounters, redis::RedisError> {
         let client = Client::open(url.expose())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REQUEST_TIMEOUT))
@@ -60,13 +62,14 @@ impl SharedCounters {
             .set_number_of_retries(1)
             .set_max_delay(PROBE_INTERVAL);
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
-        metrics.redis_up.set(0.0);
+        let gauge = metrics.redis_up();
+        gauge.set(0.0);
         Ok(SharedCounters {
             manager,
             script: Script::new(SCRIPT),
             up: AtomicBool::new(false),
             url: url.clone(),
-            metrics,
+            gauge,
         })
     }
 
@@ -75,7 +78,7 @@ impl SharedCounters {
     }
 
     fn set_up(&self, up: bool) {
-        self.metrics.redis_up.set(if up { 1.0 } else { 0.0 });
+        self.gauge.set(if up { 1.0 } else { 0.0 });
         if self.up.swap(up, Ordering::Relaxed) != up {
             if up {
                 tracing::info!(redis = %self.url, "redis reachable: using shared counters");

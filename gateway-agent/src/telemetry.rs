@@ -49,7 +49,6 @@ pub(crate) struct Metrics {
     pub spool_bytes: Gauge,
     pub usage_dropped: Counter,
     pub config_rejected: Counter,
-    pub redis_up: Gauge,
     pub request_duration: Histogram,
     /// Request counters of requests that matched no API.
     unrouted: RequestCounters,
@@ -108,7 +107,6 @@ impl Metrics {
             spool_bytes: recorder.register_gauge(&key(SPOOL_BYTES), &METADATA),
             usage_dropped: recorder.register_counter(&key(USAGE_DROPPED), &METADATA),
             config_rejected: recorder.register_counter(&key(CONFIG_REJECTED), &METADATA),
-            redis_up: recorder.register_gauge(&key(REDIS_UP), &METADATA),
             request_duration: recorder.register_histogram(&key(REQUEST_DURATION), &METADATA),
             unrouted: RequestCounters::new(SharedString::const_str("")),
             recorder,
@@ -118,6 +116,12 @@ impl Metrics {
         metrics.usage_dropped.absolute(0);
         metrics.config_rejected.absolute(0);
         Arc::new(metrics)
+    }
+
+    /// `tollgate_agent_redis_up`, registered only by agents that use Redis.
+    pub fn redis_up(&self) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_static_name(REDIS_UP), &METADATA)
     }
 
     /// Prometheus text exposition.

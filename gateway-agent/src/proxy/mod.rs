@@ -54,6 +54,15 @@ pub(crate) struct Proxy {
     warned_tls: AtomicBool,
 }
 
+/// A request that passed every check, on its way upstream.
+struct Admitted<'a> {
+    api: &'a ApiEntry,
+    app: uuid::Uuid,
+    touched: &'a Touched,
+    rest_offset: usize,
+    started: Instant,
+}
+
 /// What the access log and metrics record about a request.
 struct Summary<'a> {
     api: Option<&'a ApiEntry>,
@@ -145,13 +154,18 @@ impl Proxy {
         let app = caller.app;
 
         let mut checks = Checks::empty();
-        caller.plan.limits.checks(app.id, &touched, now, &mut checks);
+        caller
+            .plan
+            .limits
+            .checks(app.id, &touched, now, &mut checks);
         if let Outcome::Rejected { index, used } =
             self.limiter.check_and_add(checks.as_slice(), now).await
         {
             let check = checks.as_slice().get(index).copied();
             let max = check.map_or(0, |c| c.max);
-            let reset = check.and_then(|c| reply::seconds_until(c.window_end?, now));
+            let reset = check
+                .and_then(|c| c.window_end)
+                .map(|end| reply::seconds_until(end, now));
             let mut response = reply::limit_exceeded(max, used, reset);
             self.decorate(api, &mut response);
             self.finish(
@@ -167,31 +181,30 @@ impl Proxy {
             return response;
         }
 
-        self.forward(
+        let admitted = Admitted {
             api,
-            app.id,
-            &touched,
-            parts,
-            body,
-            route.rest_offset,
-            peer,
+            app: app.id,
+            touched: &touched,
+            rest_offset: route.rest_offset,
             started,
-        )
-        .await
+        };
+        self.forward(admitted, parts, body, peer).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
-        api: &ApiEntry,
-        app: uuid::Uuid,
-        touched: &Touched,
+        admitted: Admitted<'_>,
         parts: Parts,
         body: Incoming,
-        rest_offset: usize,
         peer: SocketAddr,
-        started: Instant,
     ) -> Response<Body> {
+        let Admitted {
+            api,
+            app,
+            touched,
+            rest_offset,
+            started,
+        } = admitted;
         let Some(target) = api.upstreams.pick() else {
             return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
         };

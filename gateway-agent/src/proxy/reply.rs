@@ -112,13 +112,12 @@ pub(crate) static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("rat
 pub(crate) static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// Whole seconds from `now` until `end`, rounded up (for `Retry-After`).
-pub(crate) fn seconds_until(end: jiff::Timestamp, now: jiff::Timestamp) -> Option<u64> {
+pub(crate) fn seconds_until(end: jiff::Timestamp, now: jiff::Timestamp) -> u64 {
     let left = end.duration_since(now);
     if left.is_negative() {
-        return Some(0);
+        return 0;
     }
-    let whole = left.as_secs().unsigned_abs();
-    Some(whole + u64::from(left.subsec_nanos() > 0))
+    left.as_secs().unsigned_abs() + u64::from(left.subsec_nanos() > 0)
 }
 
 /// 429 for the limit `max` whose counter stands at `used`; `reset` is the number of seconds

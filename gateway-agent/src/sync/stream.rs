@@ -94,7 +94,7 @@ enum SessionEnd {
 }
 
 /// Everything the sync task updates.
-pub(crate) struct Sync {
+pub(crate) struct ConfigSync {
     pub control_plane: Arc<ControlPlane>,
     pub live: Arc<LiveConfig>,
     pub source: Arc<AtomicU8>,
@@ -126,7 +126,7 @@ impl State {
     }
 }
 
-impl Sync {
+impl ConfigSync {
     /// Runs until `stop` changes. `standby` is the config loaded from disk, served if the
     /// management server cannot be reached.
     pub async fn run(self, standby: Option<Arc<Config>>, mut stop: watch::Receiver<bool>) {
@@ -222,7 +222,7 @@ impl Sync {
             buffer.extend_from_slice(&data);
             // Scan only the new bytes for line ends; a snapshot line can be very long.
             let mut scanned = buffer.len() - data.len();
-            while let Some(at) = buffer[scanned..].iter().position(|&b| b == b'\n') {
+            while let Some(at) = find_newline(&buffer[scanned..]) {
                 let line = buffer.split_to(scanned + at + 1).freeze();
                 scanned = 0;
                 if let Err(end) = self.handle_line(state, line).await {
@@ -437,6 +437,30 @@ pub(crate) fn seed(config: &Config, usage: &[CurrentUsage], limiter: &Limiter) {
     }
 }
 
+/// Position of the first `\n`, eight bytes at a time: a snapshot line is hundreds of
+/// megabytes, and a byte-by-byte scan of it costs a noticeable part of the load time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = ONES * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ NEWLINES;
+        // Some byte of x is zero, i.e. some byte of the chunk is a newline.
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    bytes[offset..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|at| offset + at)
+}
+
 /// The `revision` of a message that does not parse as a whole, if it has one.
 fn claimed_revision(line: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
@@ -446,4 +470,24 @@ fn claimed_revision(line: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Claim>(line)
         .ok()
         .map(|c| c.revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newlines_are_found_anywhere() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut bytes = vec![b'x'; len];
+                bytes[at] = b'\n';
+                if at + 1 < len {
+                    bytes[len - 1] = b'\n';
+                }
+                assert_eq!(find_newline(&bytes), Some(at), "len {len} at {at}");
+            }
+            assert_eq!(find_newline(&vec![0x8a; len]), None);
+        }
+    }
 }

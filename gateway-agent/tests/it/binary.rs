@@ -1,0 +1,119 @@
+//! The `tollgate-agent` binary: bad settings exit 2, SIGTERM stops it cleanly.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tollgate-agent");
+
+#[test]
+fn bad_settings_exit_2_with_one_line_naming_the_setting() {
+    let output = std::process::Command::new(BINARY)
+        .env_clear()
+        .env("TOLLGATE_AGENT_SERVER", "http://127.0.0.1:1")
+        .env("TOLLGATE_AGENT_TOKEN", "tg_agt_secret_value")
+        .env("TOLLGATE_AGENT_LISTEN", "localhost:http")
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: TOLLGATE_AGENT_LISTEN: "),
+        "{stderr}"
+    );
+
+    let output = std::process::Command::new(BINARY)
+        .env_clear()
+        .env("TOLLGATE_AGENT_SERVER", "http://127.0.0.1:1")
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: TOLLGATE_AGENT_TOKEN: "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_agent_cleanly() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut child = Command::new(BINARY)
+        .env_clear()
+        .env("TOLLGATE_AGENT_SERVER", format!("http://{}", cp.addr))
+        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
+        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
+        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
+        .env("TOLLGATE_AGENT_ACCESS_LOG", "on")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the binary");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let started = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "tollgate-agent started" {
+                return event;
+            }
+        }
+        panic!("the agent exited before starting");
+    })
+    .await
+    .expect("the agent starts in time");
+    let admin = started["admin_addr"]
+        .as_str()
+        .expect("admin_addr")
+        .to_owned();
+    let proxy = started["proxy_addr"]
+        .as_str()
+        .expect("proxy_addr")
+        .to_owned();
+    eventually("the binary to be ready", || {
+        let url = format!("http://{admin}/ready");
+        async move { (get(&url, &[]).await.status == StatusCode::OK).then_some(()) }
+    })
+    .await;
+    let answer = get(
+        &format!("http://{proxy}/pets/list?user_key={}", fixture.key.as_str()),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // The access log line names the API and the decision, never the key.
+    let access = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains("\"decision\":\"proxied\"") {
+                return line;
+            }
+        }
+        panic!("no access log line");
+    })
+    .await
+    .expect("an access log line");
+    assert!(access.contains(&fixture.app.to_string()), "{access}");
+    assert!(!access.contains(fixture.key.as_str()), "{access}");
+
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    // Keep draining stderr so the agent never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(0));
+}

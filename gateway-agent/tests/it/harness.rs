@@ -1,0 +1,718 @@
+//! Test doubles and helpers: a tiny upstream, a stand-in management server speaking the
+//! agent protocol, a config builder, an HTTP client and polling with deadlines.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderMap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tollgate_agent::{Agent, Clock, RunningAgent, ServerUrl, Settings, Token};
+use tollgate_protocol::{
+    AgentStatus, Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, Delta,
+    Heartbeat, KeyKind, KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan,
+    SecretKey, Snapshot, TimeZoneName, Upstream as UpstreamUrl, UsageAck, UsageBatch,
+};
+use uuid::Uuid;
+
+pub const TOKEN: &str = "tg_agt_test_token";
+/// How long any condition may take to become true.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Polls `probe` until it returns `Some`, failing the test after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("tollgate-agent-it-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serves `handler` on a loopback port until the returned task is aborted.
+async fn serve<H, F, B>(handler: H) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            connections.spawn(async move {
+                let service = service_fn(move |request| {
+                    let response = handler(request);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// What the upstream saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: String,
+    pub headers: HeaderMap,
+}
+
+/// A tiny upstream: records requests, answers `200 ok`, or the status in
+/// `/…/status/<code>`, or late for `/…/slow`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let (addr, task) = serve(move |request: Request<Incoming>| {
+            let record = record.clone();
+            async move {
+                let uri = request.uri().to_string();
+                record.lock().expect("lock").push(Seen {
+                    method: request.method().clone(),
+                    uri: uri.clone(),
+                    headers: request.headers().clone(),
+                });
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let mut status = StatusCode::OK;
+                if let Some(code) = uri.split("/status/").nth(1) {
+                    status = code
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .unwrap_or(StatusCode::OK);
+                }
+                if uri.contains("/slow") {
+                    // Simulates a slow service (the agent's timeout is what is tested).
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                let mut response = Response::new(Full::new(if body.is_empty() {
+                    Bytes::from_static(b"ok")
+                } else {
+                    body
+                }));
+                *response.status_mut() = status;
+                response
+                    .headers_mut()
+                    .insert("connection", "keep-alive".parse().expect("value"));
+                response
+                    .headers_mut()
+                    .insert("x-upstream", "1".parse().expect("value"));
+                response
+            }
+        })
+        .await;
+        Upstream { addr, seen, task }
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("http://{}{prefix}", self.addr)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("the upstream saw a request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One usage POST the stand-in server received.
+#[derive(Clone, Debug)]
+pub struct UsageAttempt {
+    pub batch: UsageBatch,
+    pub accepted: bool,
+}
+
+#[derive(Default)]
+struct CpState {
+    snapshot: Option<Snapshot>,
+    streams: Vec<mpsc::UnboundedSender<Bytes>>,
+    /// `revision` query of each config stream request (`None`: omitted).
+    connects: Vec<Option<u64>>,
+    statuses: Vec<AgentStatus>,
+    usage: Vec<UsageAttempt>,
+    acknowledged: HashSet<Uuid>,
+    /// Usage posts to fail with 503 before accepting again.
+    failing_usage: usize,
+    bad_requests: Vec<String>,
+}
+
+/// A stand-in management server: streams the config (snapshot first, then pushed deltas)
+/// and records status reports and usage batches.
+pub struct ControlPlane {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<CpState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A streamed response body fed from a channel.
+struct ChannelBody(mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|line| Ok(Frame::data(line))))
+    }
+}
+
+type CpBody = http_body_util::Either<ChannelBody, Full<Bytes>>;
+
+fn line(message: &ConfigMessage) -> Bytes {
+    let mut text = serde_json::to_vec(message).expect("serialise");
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<CpBody> {
+    let mut response = Response::new(http_body_util::Either::Right(Full::new(body.into())));
+    *response.status_mut() = status;
+    response
+}
+
+impl ControlPlane {
+    pub async fn start(snapshot: Snapshot) -> ControlPlane {
+        let state = Arc::new(Mutex::new(CpState {
+            snapshot: Some(snapshot),
+            ..CpState::default()
+        }));
+        let shared = state.clone();
+        let (addr, task) = serve(move |request: Request<Incoming>| {
+            let state = shared.clone();
+            async move { ControlPlane::handle(state, request).await }
+        })
+        .await;
+        ControlPlane { addr, state, task }
+    }
+
+    async fn handle(state: Arc<Mutex<CpState>>, request: Request<Incoming>) -> Response<CpBody> {
+        let authorized = request
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
+        let versioned = request
+            .headers()
+            .get(tollgate_protocol::PROTOCOL_VERSION_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1");
+        if !authorized || !versioned {
+            state
+                .lock()
+                .expect("lock")
+                .bad_requests
+                .push(request.uri().to_string());
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"unauthorized","message":"bad token"}"#,
+            );
+        }
+        let path = request.uri().path().to_owned();
+        match (request.method().clone(), path.as_str()) {
+            (Method::GET, tollgate_protocol::CONFIG_STREAM_PATH) => {
+                let revision = request.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok())
+                });
+                let (tx, rx) = mpsc::unbounded_channel();
+                let mut state = state.lock().expect("lock");
+                state.connects.push(revision);
+                let snapshot = state.snapshot.clone().expect("a snapshot");
+                let current = snapshot.revision;
+                let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
+                let _ = tx.send(line(&ConfigMessage::Heartbeat(Heartbeat {
+                    revision: current,
+                    at: Timestamp::now(),
+                })));
+                state.streams.push(tx);
+                let mut response = Response::new(http_body_util::Either::Left(ChannelBody(rx)));
+                response.headers_mut().insert(
+                    "content-type",
+                    tollgate_protocol::NDJSON_CONTENT_TYPE
+                        .parse()
+                        .expect("value"),
+                );
+                response
+            }
+            (Method::POST, tollgate_protocol::STATUS_PATH) => {
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let status: AgentStatus = serde_json::from_slice(&body).expect("an AgentStatus");
+                state.lock().expect("lock").statuses.push(status);
+                reply(StatusCode::NO_CONTENT, Bytes::new())
+            }
+            (Method::POST, tollgate_protocol::USAGE_PATH) => {
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let batch: UsageBatch = serde_json::from_slice(&body).expect("a UsageBatch");
+                batch.validate().expect("a valid batch");
+                let mut state = state.lock().expect("lock");
+                if state.failing_usage > 0 {
+                    state.failing_usage -= 1;
+                    state.usage.push(UsageAttempt {
+                        batch,
+                        accepted: false,
+                    });
+                    return reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"error":"unavailable","message":"try later"}"#,
+                    );
+                }
+                let duplicate = !state.acknowledged.insert(batch.id);
+                let ack = UsageAck {
+                    batch_id: batch.id,
+                    duplicate,
+                };
+                state.usage.push(UsageAttempt {
+                    batch,
+                    accepted: true,
+                });
+                reply(StatusCode::OK, serde_json::to_vec(&ack).expect("serialise"))
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found","message":"no"}"#,
+            ),
+        }
+    }
+
+    pub fn url(&self) -> ServerUrl {
+        ServerUrl::parse(&format!("http://{}", self.addr)).expect("valid URL")
+    }
+
+    /// Sends a delta to every open stream (and keeps it for later snapshots).
+    pub fn push(&self, delta: Delta) {
+        let mut state = self.state.lock().expect("lock");
+        if let Some(snapshot) = &mut state.snapshot {
+            let _ = snapshot.apply(delta.clone());
+        }
+        let message = line(&ConfigMessage::Delta(delta));
+        state
+            .streams
+            .retain(|stream| stream.send(message.clone()).is_ok());
+    }
+
+    /// Sends a message to every open stream without changing the server's own state.
+    pub fn push_raw(&self, message: ConfigMessage) {
+        let mut state = self.state.lock().expect("lock");
+        let message = line(&message);
+        state
+            .streams
+            .retain(|stream| stream.send(message.clone()).is_ok());
+    }
+
+    /// The last status the agent reported.
+    pub fn last_status(&self) -> Option<AgentStatus> {
+        self.state.lock().expect("lock").statuses.last().cloned()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.state
+            .lock()
+            .expect("lock")
+            .snapshot
+            .as_ref()
+            .map_or(0, |s| s.revision)
+    }
+
+    pub fn connects(&self) -> Vec<Option<u64>> {
+        self.state.lock().expect("lock").connects.clone()
+    }
+
+    pub fn statuses(&self) -> Vec<AgentStatus> {
+        self.state.lock().expect("lock").statuses.clone()
+    }
+
+    pub fn usage(&self) -> Vec<UsageAttempt> {
+        self.state.lock().expect("lock").usage.clone()
+    }
+
+    pub fn fail_usage(&self, times: usize) {
+        self.state.lock().expect("lock").failing_usage = times;
+    }
+
+    pub fn bad_requests(&self) -> Vec<String> {
+        self.state.lock().expect("lock").bad_requests.clone()
+    }
+
+    /// Sum of accepted (first-time) usage per (metric, status class).
+    pub fn accepted_count(&self, metric: Uuid) -> u64 {
+        let state = self.state.lock().expect("lock");
+        let mut counted = HashSet::new();
+        state
+            .usage
+            .iter()
+            .filter(|a| a.accepted && counted.insert(a.batch.id))
+            .flat_map(|a| a.batch.entries.iter())
+            .filter(|e| e.metric == metric)
+            .map(|e| e.count)
+            .sum()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An address nothing listens on.
+pub async fn dead_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+pub fn id() -> Uuid {
+    Uuid::new_v4()
+}
+
+/// A fresh secret key of `kind`.
+pub fn new_key(kind: KeyKind) -> SecretKey {
+    let mut entropy = [0u8; 24];
+    entropy[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    entropy[16..].copy_from_slice(&Uuid::new_v4().as_bytes()[..8]);
+    SecretKey::from_entropy(kind, entropy)
+}
+
+/// Ids of the standard test API's metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Metrics {
+    pub hits: Uuid,
+    pub list: Uuid,
+    pub get_item: Uuid,
+}
+
+/// The standard test config: a `pets` API at `/pets` (user_key in the query) with metrics
+/// `hits` ← `list`, `get_item`, and one live application on a plan with `limits`.
+pub struct Fixture {
+    pub snapshot: Snapshot,
+    pub plan: Uuid,
+    pub app: Uuid,
+    pub key: SecretKey,
+    pub metrics: Metrics,
+}
+
+impl Fixture {
+    pub fn new(upstream: &Upstream, limits: &[(char, Period, u64)]) -> Fixture {
+        let metrics = Metrics {
+            hits: id(),
+            list: id(),
+            get_item: id(),
+        };
+        let (api, plan, app) = (id(), id(), id());
+        let key = new_key(KeyKind::UserKey);
+        let mut snapshot = Snapshot::new(1, Timestamp::now());
+        snapshot.apis.push(Api {
+            id: api,
+            slug: format!("pets-{}", api.simple()),
+            hosts: vec![],
+            base_path: "/pets".into(),
+            upstreams: vec![UpstreamUrl {
+                url: upstream.url("/backend"),
+            }],
+            lifecycle: Lifecycle::Published,
+            auth: AuthMode::UserKey {
+                location: KeyLocation::Query {
+                    name: "user_key".into(),
+                },
+            },
+            metrics: vec![
+                Metric {
+                    id: metrics.hits,
+                    system_name: "hits".into(),
+                    parent: None,
+                },
+                Metric {
+                    id: metrics.list,
+                    system_name: "list".into(),
+                    parent: Some(metrics.hits),
+                },
+                Metric {
+                    id: metrics.get_item,
+                    system_name: "get_item".into(),
+                    parent: Some(metrics.hits),
+                },
+            ],
+            mapping_rules: vec![
+                rule("GET", "/items/{id}$", metrics.get_item, 1, 1, true),
+                // Would add 10 hits to /items/7 too, were the rule above not `last`.
+                rule("GET", "/items", metrics.hits, 10, 2, false),
+                rule("GET", "/list$", metrics.list, 1, 3, false),
+                rule("POST", "/items", metrics.hits, 1, 4, false),
+                rule("GET", "/status", metrics.hits, 1, 5, false),
+                rule("GET", "/slow", metrics.hits, 1, 6, false),
+            ],
+            on_no_match: NoMatch::NotFound,
+        });
+        let metric_of = |c: char| match c {
+            'h' => metrics.hits,
+            'l' => metrics.list,
+            _ => metrics.get_item,
+        };
+        snapshot.plans.push(Plan {
+            id: plan,
+            api_id: api,
+            time_zone: TimeZoneName::utc(),
+            limits: limits
+                .iter()
+                .map(|&(metric, period, max)| Limit {
+                    metric: metric_of(metric),
+                    period,
+                    max,
+                })
+                .collect(),
+        });
+        snapshot.applications.push(Application {
+            id: app,
+            plan_id: plan,
+            state: ApplicationState::Live,
+            app_id: None,
+        });
+        snapshot.credentials.push(Credential {
+            hash: key.hash(),
+            kind: KeyKind::UserKey,
+            application_id: app,
+            expires_at: None,
+        });
+        snapshot.validate().expect("the fixture is valid");
+        Fixture {
+            snapshot,
+            plan,
+            app,
+            key,
+            metrics,
+        }
+    }
+
+    /// Adds an application on the fixture's plan with one user key; returns (app, key).
+    pub fn add_app(
+        &mut self,
+        state: ApplicationState,
+        expires_at: Option<Timestamp>,
+    ) -> (Uuid, SecretKey) {
+        let app = id();
+        let key = new_key(KeyKind::UserKey);
+        self.snapshot.applications.push(Application {
+            id: app,
+            plan_id: self.plan,
+            state,
+            app_id: None,
+        });
+        self.snapshot.credentials.push(Credential {
+            hash: key.hash(),
+            kind: KeyKind::UserKey,
+            application_id: app,
+            expires_at,
+        });
+        (app, key)
+    }
+}
+
+pub fn rule(
+    method: &str,
+    pattern: &str,
+    metric: Uuid,
+    delta: u32,
+    position: u32,
+    last: bool,
+) -> MappingRule {
+    MappingRule {
+        http_method: method.into(),
+        pattern: pattern.into(),
+        metric,
+        delta,
+        position,
+        last,
+    }
+}
+
+/// Settings for an in-process agent on loopback port 0.
+pub fn settings(server: ServerUrl, state_dir: &Path, clock: Option<Clock>) -> Settings {
+    let mut settings = Settings::new(server, Token::new(TOKEN), state_dir.to_owned());
+    settings.listen = "127.0.0.1:0".parse().expect("address");
+    settings.admin_listen = "127.0.0.1:0".parse().expect("address");
+    settings.flush_interval = Duration::from_millis(50);
+    settings.upstream_timeout = Duration::from_millis(500);
+    if let Some(clock) = clock {
+        settings.clock = clock;
+    }
+    settings
+}
+
+/// Starts an agent and waits until it serves a config.
+pub async fn start_ready(settings: Settings) -> RunningAgent {
+    // Captured per test (shown for failures only).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,tollgate_agent=info")
+        .with_test_writer()
+        .try_init();
+    let agent = Agent::start(settings).await.expect("agent starts");
+    let admin = agent.admin_addr();
+    eventually("the agent to be ready", || async move {
+        (get(&format!("http://{admin}/ready"), &[]).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    agent
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, client().request(request))
+        .await
+        .expect("answer in time")
+        .expect("a response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    send(Method::GET, url, headers, "").await
+}
+
+/// A delta of one change on top of the server's current revision.
+pub fn delta(cp: &ControlPlane, changes: Vec<tollgate_protocol::Change>) -> Delta {
+    let base = cp.revision();
+    Delta {
+        base_revision: base,
+        revision: base + 1,
+        changes,
+    }
+}

@@ -1,0 +1,89 @@
+//! Shared counters in Redis (expects Redis on 127.0.0.1:6379) and the local fallback.
+
+use hyper::StatusCode;
+use jiff::Timestamp;
+use tollgate_agent::{Clock, RedisUrl};
+use tollgate_protocol::Period;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_share_one_limit_through_redis() {
+    // Fresh ids in every run, so counters of earlier runs (kept until their window ends) do
+    // not interfere; one manual clock, so both agents are in the same window.
+    let (clock, _hands) = Clock::manual("2030-06-01T12:00:00Z".parse::<Timestamp>().expect("time"));
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Day, 5)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let redis = RedisUrl::parse("redis://127.0.0.1:6379").expect("url");
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let mut settings_a = settings(cp.url(), dir_a.path(), Some(clock.clone()));
+    settings_a.redis_url = Some(redis.clone());
+    let mut settings_b = settings(cp.url(), dir_b.path(), Some(clock));
+    settings_b.redis_url = Some(redis);
+    let a = start_ready(settings_a).await;
+    let b = start_ready(settings_b).await;
+    for agent in [&a, &b] {
+        let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[])
+            .await
+            .json();
+        assert_eq!(
+            ready["redis"], "up",
+            "Redis must run on 127.0.0.1:6379 for this test"
+        );
+    }
+
+    let mut admitted = 0;
+    for n in 0..12 {
+        let agent = if n % 2 == 0 { &a } else { &b };
+        let url = format!(
+            "http://{}/pets/list?user_key={}",
+            agent.proxy_addr(),
+            fixture.key.as_str()
+        );
+        match get(&url, &[]).await.status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(admitted, 5, "a limit of 5 across both agents");
+    let metrics = get(&format!("http://{}/metrics", a.admin_addr()), &[])
+        .await
+        .body;
+    assert!(metrics.contains("tollgate_agent_redis_up 1"), "{metrics}");
+    a.shutdown().await.expect("clean shutdown");
+    b.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_agent_counts_locally() {
+    let (clock, _hands) = Clock::manual("2030-06-01T12:00:10Z".parse::<Timestamp>().expect("time"));
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Minute, 3)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), Some(clock));
+    settings.redis_url =
+        Some(RedisUrl::parse(&format!("redis://{}", dead_addr().await)).expect("url"));
+    let agent = start_ready(settings).await;
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[])
+        .await
+        .json();
+    assert_eq!(ready["redis"], "down");
+
+    let url = format!(
+        "http://{}/pets/list?user_key={}",
+        agent.proxy_addr(),
+        fixture.key.as_str()
+    );
+    for _ in 0..3 {
+        assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!(get(&url, &[]).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[])
+        .await
+        .body;
+    assert!(metrics.contains("tollgate_agent_redis_up 0"), "{metrics}");
+    agent.shutdown().await.expect("clean shutdown");
+}
