@@ -28,7 +28,7 @@
 //! direction, at its first place; that also ends walks around recursive
 //! schemas. `MAX_DIFF_WORK` bounds the whole comparison (`truncated`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,6 +39,8 @@ use super::model::{ApiModel, JsonType, OperationModel, Parameter, ParameterLocat
 pub const MAX_DIFF_WORK: usize = 5_000_000;
 
 const MAX_DIFF_DEPTH: usize = 64;
+
+const NO_TAINT: usize = usize::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -219,7 +221,18 @@ impl fmt::Display for ChangeReport {
 /// Compares two versions of an API.
 pub fn compare(old: &ApiModel, new: &ApiModel) -> ChangeReport {
     let mut report = ChangeReport::default();
-    let mut differ = Differ { old, new, changes: Vec::new(), operation: String::new(), visited: HashSet::new(), work: 0, truncated: false };
+    let mut differ = Differ {
+        old,
+        new,
+        changes: Vec::new(),
+        operation: String::new(),
+        visited: HashSet::new(),
+        clean: HashSet::new(),
+        stack: HashMap::new(),
+        low: NO_TAINT,
+        work: 0,
+        truncated: false,
+    };
 
     // Operations whose paths differ only in parameter names are the same
     // operation (`/pets/{id}` → `/pets/{petId}`).
@@ -251,6 +264,7 @@ pub fn compare(old: &ApiModel, new: &ApiModel) -> ChangeReport {
         let before = differ.changes.len();
         differ.operation = format!("{} {}", new_op.method, new_op.path);
         differ.visited.clear();
+        differ.low = NO_TAINT;
         differ.operation_pair(old_op, new_op);
         if differ.changes.len() > before {
             report.operations_changed.push(differ.operation.clone());
@@ -319,6 +333,15 @@ struct Differ<'m> {
     operation: String,
     /// Schema pairs already compared in this operation, by direction.
     visited: HashSet<(usize, usize, Direction)>,
+    /// Pairs whose whole subtree was compared and found equal: skipped in
+    /// every later operation (shared schemas are compared once).
+    clean: HashSet<(usize, usize, Direction)>,
+    /// Pairs being compared, by depth of the walk: meeting one again is a
+    /// cycle, assumed equal until the pair where it started completes.
+    stack: HashMap<(usize, usize, Direction), usize>,
+    /// The shallowest pair on `stack` the current walk relied on (`NO_TAINT`
+    /// for none; 0 when it skipped something it cannot vouch for).
+    low: usize,
     work: usize,
     truncated: bool,
 }
@@ -512,23 +535,44 @@ impl<'m> Differ<'m> {
     }
 
     fn schema(&mut self, old: &'m SchemaRef, new: &'m SchemaRef, dir: Direction, place: &Place, depth: usize) {
-        if depth > MAX_DIFF_DEPTH || self.truncated {
-            return;
-        }
         // Cut nodes stand for the schema of their reference.
         let (old, new) = (self.old.resolve(old), self.new.resolve(new));
+        let key = (Arc::as_ptr(old) as usize, Arc::as_ptr(new) as usize, dir);
+        if self.clean.contains(&key) {
+            return;
+        }
         self.work += 1;
         if self.work > MAX_DIFF_WORK {
             self.truncated = true;
+        }
+        if let Some(&index) = self.stack.get(&key) {
+            self.low = self.low.min(index);
             return;
         }
-        if !self.visited.insert((Arc::as_ptr(old) as usize, Arc::as_ptr(new) as usize, dir)) {
+        // Skipped here: too deep, cut off, past the inline nesting limit, or
+        // already compared (and not clean) at another place of this operation.
+        if depth > MAX_DIFF_DEPTH || self.truncated || old.recursive || new.recursive || !self.visited.insert(key) {
+            self.low = 0;
             return;
         }
-        // Only a node past the inline nesting limit stays unresolved.
-        if old.recursive || new.recursive {
-            return;
+        let index = self.stack.len();
+        self.stack.insert(key, index);
+        let outer_low = std::mem::replace(&mut self.low, NO_TAINT);
+        let changes_before = self.changes.len();
+        self.compare_schemas(old, new, dir, place, depth);
+        self.stack.remove(&key);
+        let low = self.low;
+        if low >= index {
+            if self.changes.len() == changes_before {
+                self.clean.insert(key);
+            }
+            self.low = outer_low;
+        } else {
+            self.low = outer_low.min(low);
         }
+    }
+
+    fn compare_schemas(&mut self, old: &'m SchemaRef, new: &'m SchemaRef, dir: Direction, place: &Place, depth: usize) {
         let o = Flat::of(old, self.old);
         let n = Flat::of(new, self.new);
         let request = dir == Direction::Request;

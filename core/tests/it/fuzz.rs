@@ -2,12 +2,14 @@
 //! mutations of the corpus, and a replayed seed directory. Nothing may
 //! panic or hang. PROPTEST_CASES overrides the case count (default 256).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 use tollgate_core::apis::diff;
+use tollgate_core::apis::import::{self, ParsedSpec};
 
 use crate::{parse_guarded, read_spec, specs_dir};
 
@@ -24,8 +26,9 @@ fn config() -> Config {
 }
 
 /// Parses, failing on a panic or a slow parse; a successful parse is also
-/// compared with itself, which must find nothing.
-fn exercise(what: &str, source: &str) -> Result<(), TestCaseError> {
+/// compared with itself, which must find nothing, and with `base` (both
+/// ways), which must not panic.
+fn exercise_against(what: &str, source: &str, base: Option<&ParsedSpec>) -> Result<(), TestCaseError> {
     let started = Instant::now();
     let result = parse_guarded(what, source).map_err(TestCaseError::fail)?;
     let elapsed = started.elapsed();
@@ -35,6 +38,13 @@ fn exercise(what: &str, source: &str) -> Result<(), TestCaseError> {
             prop_assert_eq!(spec.operations.len(), spec.model.operations.len());
             let report = diff::compare(&spec.model, &spec.model);
             prop_assert!(report.is_empty(), "{what}: compared with itself: {report}");
+            if let Some(base) = base {
+                for (old, new) in [(&base.model, &spec.model), (&spec.model, &base.model)] {
+                    let report = catch_unwind(AssertUnwindSafe(|| diff::compare(old, new))).map_err(|_| TestCaseError::fail(format!("{what}: compare panicked")))?;
+                    prop_assert_eq!(report.breaking_count + report.non_breaking_count, report.changes.len());
+                    prop_assert_eq!(report.breaking(), report.changes.iter().any(|c| c.breaking));
+                }
+            }
         }
         Err(e) => {
             prop_assert!(!e.message.is_empty());
@@ -42,6 +52,10 @@ fn exercise(what: &str, source: &str) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+fn exercise(what: &str, source: &str) -> Result<(), TestCaseError> {
+    exercise_against(what, source, None)
 }
 
 fn corpus() -> Vec<(String, String)> {
@@ -235,11 +249,11 @@ fn apply(doc: &mut Value, m: &Mutation) {
 
 #[test]
 fn mutated_corpus_never_panics() {
-    let corpus: Vec<(String, Value)> = corpus()
+    let corpus: Vec<(String, Value, Option<ParsedSpec>)> = corpus()
         .into_iter()
         .filter_map(|(name, text)| {
             let doc = if name.ends_with(".json") { serde_json::from_str(&text).ok() } else { yaml_serde::from_str(&text).ok() };
-            doc.map(|d| (name, d))
+            doc.map(|d| (name, d, import::parse(&text).ok()))
         })
         .collect();
     assert!(corpus.len() >= 15, "corpus has {} documents", corpus.len());
@@ -247,13 +261,13 @@ fn mutated_corpus_never_panics() {
     let strategy = (0..corpus.len(), proptest::collection::vec(mutation(), 1..6), any::<bool>());
     runner
         .run(&strategy, |(which, mutations, as_yaml)| {
-            let (name, doc) = &corpus[which];
+            let (name, doc, base) = &corpus[which];
             let mut doc = doc.clone();
             for m in &mutations {
                 apply(&mut doc, m);
             }
             let text = if as_yaml { yaml_serde::to_string(&doc).unwrap_or_default() } else { serde_json::to_string_pretty(&doc).unwrap_or_default() };
-            exercise(&format!("{name} after {mutations:?}"), &text)
+            exercise_against(&format!("{name} after {mutations:?}"), &text, base.as_ref())
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -118,7 +118,7 @@ async fn import_prints_the_slug_and_operation_count_or_a_located_error(pool: PgP
     std::fs::write(&bad, "{\"openapi\": \"3.0.3\", \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"pets\": {}}}").unwrap();
     let out = tollgate(&["import", bad.to_str().unwrap()], &env, None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("/paths/pets: a path must start with `/`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/paths/pets (line 2): a path must start with `/`"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
