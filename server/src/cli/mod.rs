@@ -47,6 +47,9 @@ pub enum Command {
         /// Only make sure the private Postgres runs, print its URL and exit.
         #[arg(long)]
         db_only: bool,
+        /// Stop the private Postgres cluster, if it runs, and exit.
+        #[arg(long)]
+        stop_db: bool,
         /// Only migrate and seed the demo data (into TOLLGATE_DATABASE_URL or the private cluster), then exit.
         #[arg(long)]
         seed_only: bool,
@@ -130,6 +133,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
-        Command::Dev { db_only, seed_only, database } => crate::dev::run(settings, db_only, seed_only, &database).await,
+        Command::Dev { stop_db: true, .. } => crate::dev::postgres::stop(),
+        Command::Dev { db_only, seed_only, database, .. } => crate::dev::run(settings, db_only, seed_only, &database).await,
     }
 }

@@ -122,6 +122,29 @@ impl Cluster {
     }
 }
 
+/// Stops the private cluster if it runs (the test command does this in CI,
+/// so no server outlives the run).
+pub fn stop() -> Result<(), CliError> {
+    let Some(bin) = find_bin_dir() else { return Ok(()) };
+    let as_postgres = running_as_root();
+    let mut dir = dev_dir().join("pg");
+    if !dir.join("data").is_dir() {
+        return Ok(());
+    }
+    dir = dir.canonicalize()?;
+    if as_postgres && !reachable_by_others(&dir) {
+        let tag: u64 = dir.to_string_lossy().bytes().fold(1469598103934665603, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211));
+        dir = PathBuf::from(format!("/var/tmp/tollgate-dev-{tag:016x}"));
+    }
+    let cluster = Cluster { bin, dir, as_postgres };
+    if cluster.is_running() {
+        let mut cmd = cluster.command("pg_ctl");
+        cmd.arg("-D").arg(cluster.data()).args(["-m", "fast", "-w", "stop"]);
+        cluster.run(cmd, "stopping the private PostgreSQL")?;
+    }
+    Ok(())
+}
+
 /// The private cluster's directory: `target/tollgate-dev/pg` in the
 /// workspace, or `TOLLGATE_DEV_DIR`.
 pub fn dev_dir() -> PathBuf {

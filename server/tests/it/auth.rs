@@ -177,3 +177,19 @@ async fn session_cookies_are_secure_when_the_public_url_is_https(pool: PgPool) {
     let cookie = session_cookie(&app.get("/login").await).expect("a session cookie");
     assert!(cookie.contains("Secure"), "{cookie}");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn sessions_end_after_the_idle_and_the_absolute_timeout(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(app.get("/dashboard").await.status(), 200);
+    // Idle for longer than the 30-minute default.
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE user_id IS NOT NULL").execute(&app.pool).await.unwrap();
+    assert_eq!(app.get("/dashboard").await.status(), 303);
+
+    app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(app.get("/dashboard").await.status(), 200);
+    // Past the absolute lifetime, however recently used.
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id IS NOT NULL").execute(&app.pool).await.unwrap();
+    assert_eq!(app.get("/dashboard").await.status(), 303);
+}
