@@ -50,7 +50,7 @@ pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle,
     Limit, MappingRule, Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
 };
-pub use usage::{StatusClass, UsageAck, UsageBatch, UsageEntry};
+pub use usage::{CredentialUse, StatusClass, UsageAck, UsageBatch, UsageEntry};
 
 /// Version of this protocol; bumped only for breaking changes (see the crate docs).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -3,6 +3,9 @@
 //! Only requests the agent forwarded upstream are reported; requests it answered itself
 //! (401, 403, 404, 429) show up in its Prometheus metrics instead. Batches are idempotent by
 //! id, so an agent may resend a spooled batch until it sees a [`UsageAck`].
+//!
+//! A batch also says which credentials were used ([`UsageBatch::credentials_used`]): the
+//! minute of each credential's latest use, for "last used" in the developer portal.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::key::KeyHash;
 use crate::snapshot::ValidationError;
 
 /// Upper bounds (inclusive, in milliseconds) of all latency buckets but the last; the last
@@ -36,6 +40,22 @@ pub struct UsageBatch {
     pub id: Uuid,
     pub agent_id: Uuid,
     pub entries: Vec<UsageEntry>,
+    /// Credentials that admitted requests the agent forwarded, each with the minute of its
+    /// latest use, at most once per batch. An agent lists a credential again only when its
+    /// latest use moved to a later minute, so the server keeps the maximum it has seen per
+    /// hash (batches may arrive late or twice). Omitted when empty; absent from batches of
+    /// agents older than this field, which therefore reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials_used: Vec<CredentialUse>,
+}
+
+/// The latest use of one credential seen by the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialUse {
+    /// The credential, as in [`crate::Credential::hash`].
+    pub hash: KeyHash,
+    /// Start of the UTC minute of the latest use, Unix seconds (multiple of 60).
+    pub minute: i64,
 }
 
 /// Counts for one (application, metric, minute, status class).
@@ -105,8 +125,9 @@ impl StatusClass {
 }
 
 impl UsageBatch {
-    /// Checks what the server relies on before counting: a v7 id, whole minutes, and each
-    /// (application, metric, minute, status class) at most once, so merging is unambiguous.
+    /// Checks what the server relies on before counting: a v7 id, whole minutes, each
+    /// (application, metric, minute, status class) at most once, so merging is unambiguous,
+    /// and each credential at most once in `credentials_used`.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.id.get_version_num() != 7 {
             return Err(ValidationError::new("id", "batch ids are UUIDv7"));
@@ -129,6 +150,21 @@ impl UsageBatch {
                 return Err(ValidationError::new(
                     format!("entries[{i}]"),
                     "second entry for this application, metric, minute and status class",
+                ));
+            }
+        }
+        let mut hashes = HashSet::with_capacity(self.credentials_used.len());
+        for (i, used) in self.credentials_used.iter().enumerate() {
+            if used.minute.rem_euclid(60) != 0 {
+                return Err(ValidationError::new(
+                    format!("credentials_used[{i}].minute"),
+                    format!("{} is not the start of a minute", used.minute),
+                ));
+            }
+            if !hashes.insert(used.hash) {
+                return Err(ValidationError::new(
+                    format!("credentials_used[{i}].hash"),
+                    "second entry for this credential",
                 ));
             }
         }
@@ -189,6 +225,7 @@ mod tests {
             id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
             agent_id: Uuid::from_u128(3),
             entries: vec![entry.clone()],
+            credentials_used: Vec::new(),
         };
         assert_eq!(batch.validate(), Ok(()));
         batch.entries.push(entry);
@@ -200,5 +237,36 @@ mod tests {
         );
         batch.id = Uuid::from_u128(4);
         assert_eq!(batch.validate().expect_err("v7").path, "id");
+    }
+
+    #[test]
+    fn credential_use_validation() {
+        let used = CredentialUse {
+            hash: KeyHash([7; 32]),
+            minute: 120,
+        };
+        let mut batch = UsageBatch {
+            id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            agent_id: Uuid::from_u128(3),
+            entries: Vec::new(),
+            credentials_used: vec![used.clone()],
+        };
+        assert_eq!(batch.validate(), Ok(()));
+        batch.credentials_used.push(CredentialUse {
+            hash: KeyHash([8; 32]),
+            minute: -60,
+        });
+        assert_eq!(batch.validate(), Ok(()));
+        batch.credentials_used.push(used);
+        assert_eq!(
+            batch.validate().expect_err("dup").path,
+            "credentials_used[2].hash"
+        );
+        batch.credentials_used[2].hash = KeyHash([9; 32]);
+        batch.credentials_used[1].minute = 61;
+        assert_eq!(
+            batch.validate().expect_err("minute").path,
+            "credentials_used[1].minute"
+        );
     }
 }

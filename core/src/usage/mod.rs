@@ -103,6 +103,23 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         .execute(&mut *tx)
         .await?;
     }
+    // When each key was last used, for the developer's key list. Only ever moves forward.
+    if !batch.credentials_used.is_empty() {
+        let hashes: Vec<Vec<u8>> = batch.credentials_used.iter().map(|c| c.hash.as_bytes().to_vec()).collect();
+        let times: Vec<OffsetDateTime> = batch
+            .credentials_used
+            .iter()
+            .map(|c| OffsetDateTime::from_unix_timestamp(c.minute).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+            .collect();
+        sqlx::query!(
+            "UPDATE credentials c SET last_used_at = greatest(c.last_used_at, u.used)
+             FROM UNNEST($1::bytea[], $2::timestamptz[]) AS u(hash, used) WHERE c.key_hash = u.hash",
+            &hashes,
+            &times
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(UsageAck { batch_id: batch.id, duplicate: false })
 }

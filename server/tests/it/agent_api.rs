@@ -160,6 +160,7 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     let app = applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Meter".into(), description: String::new() }, &Actor::system("test"))
         .await
         .unwrap();
+    let key = credentials::issue(&s.app.pool, s.account, app.id, &Actor::system("test")).await.unwrap();
     let mut stream = open_stream(&s.app, &s.token, None).await;
     let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
     let hits = snapshot.apis[0].metrics.iter().find(|m| m.system_name == "hits").unwrap().id;
@@ -170,6 +171,7 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
         id: uuid::Uuid::now_v7(),
         agent_id: uuid::Uuid::now_v7(),
         entries: vec![UsageEntry { application_id: app.id.0, metric: hits, minute, status_class: StatusClass::Success, count: 7, latency_buckets: buckets }],
+        credentials_used: vec![tollgate_protocol::CredentialUse { hash: key.secret.hash(), minute }],
     };
     for duplicate in [false, true, true] {
         let res = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).json(&batch).send().await.unwrap();
@@ -178,6 +180,8 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
         assert_eq!(ack, UsageAck { batch_id: batch.id, duplicate });
     }
     assert_eq!(tollgate_core::usage::total_hits(&s.app.pool, app.id.0, hits).await.unwrap(), 7);
+    let last_used: Option<time::OffsetDateTime> = sqlx::query_scalar("SELECT last_used_at FROM credentials WHERE id = $1").bind(key.id.0).fetch_one(&s.app.pool).await.unwrap();
+    assert_eq!(last_used.map(|t| t.unix_timestamp()), Some(minute), "the key's last use is recorded");
     // A fresh snapshot seeds the agent with the hour-and-longer usage.
     let mut stream = open_stream(&s.app, &s.token, None).await;
     let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
