@@ -266,11 +266,11 @@ pub(super) fn credential_entry(
             format!("unknown application {}", credential.application_id),
         )
     })?;
-    Ok(CredentialEntry {
-        expires_at: CredentialEntry::expires_at(credential.expires_at),
+    Ok(CredentialEntry::new(
+        CredentialEntry::expires_at(credential.expires_at),
         app,
-        kind: credential.kind,
-    })
+        credential.kind,
+    ))
 }
 
 /// Collects a snapshot's applications one at a time (as they are parsed), checking each as

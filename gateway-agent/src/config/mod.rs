@@ -14,6 +14,7 @@ pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwapOption;
 use hyper::Method;
@@ -147,18 +148,47 @@ pub(crate) struct AppEntry {
     pub app_id: Option<Box<str>>,
 }
 
-/// 16 bytes; with its 32-byte key, 48 bytes per credential in the table.
-#[derive(Clone, Copy, Debug)]
+/// 24 bytes; with its 32-byte key, 56 bytes per credential in the table.
+#[derive(Debug)]
 pub(crate) struct CredentialEntry {
     /// Unix seconds (rounded down, so a key expires early rather than late); `i64::MAX`
     /// for never.
     pub expires_at: i64,
     /// Slot in [`Apps::slots`].
     pub app: u32,
+    /// The minute of the latest forwarded request this credential admitted, in minutes since
+    /// the Unix epoch; 0 for none since this entry was built. Written by the request path at
+    /// most once per minute (see [`CredentialEntry::mark_used`]); it fits the padding the other
+    /// fields leave but one word, so it costs 8 bytes per key.
+    pub last_used: AtomicU32,
     pub kind: KeyKind,
 }
 
+const _: () = assert!(std::mem::size_of::<([u8; 32], CredentialEntry)>() == 56);
+
+impl Clone for CredentialEntry {
+    /// Carries the latest use over, so a delta that copies a bucket does not report the uses
+    /// of the other keys in it again.
+    fn clone(&self) -> Self {
+        CredentialEntry {
+            expires_at: self.expires_at,
+            app: self.app,
+            last_used: AtomicU32::new(self.last_used.load(Ordering::Relaxed)),
+            kind: self.kind,
+        }
+    }
+}
+
 impl CredentialEntry {
+    pub fn new(expires_at: i64, app: u32, kind: KeyKind) -> CredentialEntry {
+        CredentialEntry {
+            expires_at,
+            app,
+            last_used: AtomicU32::new(0),
+            kind,
+        }
+    }
+
     pub fn expires_at(expiry: Option<Timestamp>) -> i64 {
         expiry.map_or(i64::MAX, |t| {
             t.as_second() - i64::from(t.subsec_nanosecond() < 0)
@@ -167,5 +197,13 @@ impl CredentialEntry {
 
     pub fn is_valid_at(&self, now: Timestamp) -> bool {
         now.as_second() < self.expires_at
+    }
+
+    /// Notes a use in `minute` (minutes since the Unix epoch); true only for the one caller
+    /// that moved the latest use to a later minute. An uncontended load while the minute is
+    /// unchanged, so concurrent requests on one key share the cache line read-only.
+    pub fn mark_used(&self, minute: u32) -> bool {
+        self.last_used.load(Ordering::Relaxed) < minute
+            && self.last_used.fetch_max(minute, Ordering::Relaxed) < minute
     }
 }

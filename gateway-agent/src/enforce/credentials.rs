@@ -11,7 +11,7 @@ use hyper::header::HeaderName;
 use jiff::Timestamp;
 use tollgate_protocol::{ApplicationState, KeyHash, KeyKind, KeyLocation};
 
-use crate::config::{AppEntry, Config, PlanEntry};
+use crate::config::{AppEntry, Config, CredentialEntry, PlanEntry};
 
 /// Where one credential is read from.
 pub(crate) enum KeySource {
@@ -69,8 +69,11 @@ pub(crate) enum AuthError {
     NotLive,
 }
 
-/// Who is calling: the application the credentials identify, and its plan.
+/// Who is calling: the credential that admitted the request (and its SHA-256), the
+/// application it identifies, and that application's plan.
 pub(crate) struct Caller<'a> {
+    pub hash: [u8; 32],
+    pub credential: &'a CredentialEntry,
     pub app: &'a AppEntry,
     pub plan: &'a PlanEntry,
 }
@@ -84,17 +87,15 @@ pub(crate) fn authenticate<'a>(
     headers: &HeaderMap,
     now: Timestamp,
 ) -> Result<Caller<'a>, AuthError> {
-    let slot = match auth {
+    let (hash, credential) = match auth {
         Auth::UserKey(source) => {
             let key = source.read(query, headers).ok_or(AuthError::Missing)?;
-            let entry = config
-                .credentials
-                .get(&KeyHash::of(&key).0)
-                .ok_or(AuthError::Invalid)?;
+            let hash = KeyHash::of(&key).0;
+            let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::UserKey || !entry.is_valid_at(now) {
                 return Err(AuthError::Invalid);
             }
-            entry.app
+            (hash, entry)
         }
         Auth::AppIdKey { app_id, app_key } => {
             let (Some(app_id), Some(key)) =
@@ -107,17 +108,15 @@ pub(crate) fn authenticate<'a>(
                 .by_app_id
                 .get(app_id.as_ref())
                 .ok_or(AuthError::Invalid)?;
-            let entry = config
-                .credentials
-                .get(&KeyHash::of(&key).0)
-                .ok_or(AuthError::Invalid)?;
+            let hash = KeyHash::of(&key).0;
+            let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::AppKey || entry.app != slot || !entry.is_valid_at(now) {
                 return Err(AuthError::Invalid);
             }
-            slot
+            (hash, entry)
         }
     };
-    let app = config.apps.get(slot).ok_or(AuthError::Invalid)?;
+    let app = config.apps.get(credential.app).ok_or(AuthError::Invalid)?;
     // A key only opens the API its application subscribes to.
     let plan = config.catalog.plan(app.plan).ok_or(AuthError::Invalid)?;
     if plan.api != api_index {
@@ -126,7 +125,12 @@ pub(crate) fn authenticate<'a>(
     if app.state != ApplicationState::Live {
         return Err(AuthError::NotLive);
     }
-    Ok(Caller { app, plan })
+    Ok(Caller {
+        hash,
+        credential,
+        app,
+        plan,
+    })
 }
 
 /// The first value of query parameter `name`, percent-decoded only if it needs to be.

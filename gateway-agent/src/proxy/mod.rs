@@ -24,10 +24,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use jiff::Timestamp;
 use tollgate_protocol::NoMatch;
 
 use crate::clock::Clock;
-use crate::config::{ApiEntry, Lifecycle, LiveConfig};
+use crate::config::{ApiEntry, CredentialEntry, Lifecycle, LiveConfig};
 use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, authenticate};
 use crate::enforce::limits::Checks;
@@ -57,9 +58,12 @@ pub(crate) struct Proxy {
 /// A request that passed every check, on its way upstream.
 struct Admitted<'a> {
     api: &'a ApiEntry,
+    /// The credential that admitted it and its SHA-256, for its latest use.
+    credential: (&'a [u8; 32], &'a CredentialEntry),
     app: uuid::Uuid,
     touched: &'a Touched,
     rest_offset: usize,
+    received: Timestamp,
     started: Instant,
 }
 
@@ -183,9 +187,11 @@ impl Proxy {
 
         let admitted = Admitted {
             api,
+            credential: (&caller.hash, caller.credential),
             app: app.id,
             touched: &touched,
             rest_offset: route.rest_offset,
+            received: now,
             started,
         };
         self.forward(admitted, parts, body, peer).await
@@ -200,9 +206,11 @@ impl Proxy {
     ) -> Response<Body> {
         let Admitted {
             api,
+            credential: (hash, credential),
             app,
             touched,
             rest_offset,
+            received,
             started,
         } = admitted;
         let Some(target) = api.upstreams.pick() else {
@@ -228,6 +236,8 @@ impl Proxy {
                 return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
             }
         };
+        // Sent upstream: the credential was used, whatever the upstream makes of it.
+        self.usage.last_used.record(hash, credential, received);
         let response = match tokio::time::timeout(
             self.upstream_timeout,
             self.client.request(request),

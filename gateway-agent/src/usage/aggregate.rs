@@ -1,4 +1,5 @@
-//! In-memory usage counts per (application, metric, minute, status class).
+//! In-memory usage counts per (application, metric, minute, status class), and the latest
+//! use of each credential (last_used.rs).
 //!
 //! Each worker thread records into its own shard (a mutex that only the flush tick ever
 //! contends for), so the request path neither waits on I/O nor shares a lock with other
@@ -14,6 +15,7 @@ use tollgate_protocol::usage::{LATENCY_BUCKETS, latency_bucket};
 use tollgate_protocol::{StatusClass, UsageEntry};
 use uuid::Uuid;
 
+use super::last_used::LastUsed;
 use crate::hashing::FxBuildHasher;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +36,8 @@ type Shard = HashMap<Key, Counts, FxBuildHasher>;
 
 pub(crate) struct Aggregator {
     shards: Box<[Mutex<Shard>]>,
+    /// The latest use of each credential, reported alongside the counts.
+    pub last_used: LastUsed,
 }
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -43,6 +47,11 @@ thread_local! {
     static SHARD_HINT: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
 }
 
+/// This thread's shard among `shards`.
+pub(super) fn shard_index(shards: usize) -> usize {
+    SHARD_HINT.with(|hint| *hint) % shards
+}
+
 impl Aggregator {
     pub fn new() -> Aggregator {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
@@ -50,6 +59,7 @@ impl Aggregator {
             shards: (0..cores * 2)
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
+            last_used: LastUsed::new(cores * 2),
         }
     }
 
@@ -68,7 +78,7 @@ impl Aggregator {
         };
         let minute = at.as_second().div_euclid(60) * 60;
         let bucket = latency_bucket(latency);
-        let index = SHARD_HINT.with(|hint| *hint) % self.shards.len();
+        let index = shard_index(self.shards.len());
         let mut shard = self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);

@@ -1,7 +1,7 @@
 //! Sealing usage into batches and delivering them.
 //!
-//! Two loops: the sealer drains the in-memory counts every flush interval into
-//! [`UsageBatch`]es (UUIDv7 ids) and spools them; the sender posts spooled batches oldest
+//! Two loops: the sealer drains the in-memory counts and credential uses every flush interval
+//! into [`UsageBatch`]es (UUIDv7 ids) and spools them; the sender posts spooled batches oldest
 //! first, deleting each only after a [`UsageAck`] for its id, and backs off while the
 //! server is unreachable. A batch the server refuses as malformed (400/422) would block the
 //! queue forever, so it is dropped, logged and counted.
@@ -15,10 +15,13 @@ use tollgate_protocol::{USAGE_PATH, UsageAck, UsageBatch};
 use uuid::Uuid;
 
 use super::aggregate::Aggregator;
-use super::spool::{MAX_ENTRIES_PER_BATCH, Spool, Spooled};
+use super::spool::{MAX_CREDENTIALS_PER_BATCH, MAX_ENTRIES_PER_BATCH, Spool, Spooled};
 use crate::sync::Backoff;
 use crate::sync::client::ControlPlane;
 use crate::telemetry::Metrics;
+
+/// How often the credential-use queues are merged when seals are further apart.
+const COMPACT_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct Reporter {
     pub aggregator: Arc<Aggregator>,
@@ -31,21 +34,31 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    /// Seals and spools everything counted so far.
+    /// Seals and spools everything counted so far, and the credentials whose latest use
+    /// advanced since the last seal.
     pub async fn seal(self: &Arc<Self>) {
         let entries = self.aggregator.drain();
-        if entries.is_empty() {
+        let used = self.aggregator.last_used.drain();
+        if entries.is_empty() && used.is_empty() {
             return;
         }
         let agent_id = self.agent_id;
         let spool = self.spool.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut written = 0;
-            for chunk in entries.chunks(MAX_ENTRIES_PER_BATCH) {
+            // As many batches as the longer list needs; each credential is in one of them.
+            let batches = entries
+                .len()
+                .div_ceil(MAX_ENTRIES_PER_BATCH)
+                .max(used.len().div_ceil(MAX_CREDENTIALS_PER_BATCH));
+            let mut entries = entries.chunks(MAX_ENTRIES_PER_BATCH);
+            let mut used = used.chunks(MAX_CREDENTIALS_PER_BATCH);
+            for _ in 0..batches {
                 let batch = UsageBatch {
                     id: Uuid::now_v7(),
                     agent_id,
-                    entries: chunk.to_vec(),
+                    entries: entries.next().unwrap_or_default().to_vec(),
+                    credentials_used: used.next().unwrap_or_default().to_vec(),
                 };
                 match spool.append(&batch) {
                     Ok(true) => written += 1,
@@ -65,14 +78,24 @@ impl Reporter {
         }
     }
 
-    /// Seals every `interval` until `stop` changes.
+    /// Seals every `interval` until `stop` changes. When seals are further apart than
+    /// [`COMPACT_EVERY`], merges the credential-use queues that often in between, so a long
+    /// interval holds about one entry per used credential, not one per credential and minute.
     pub async fn run_sealer(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut compact = tokio::time::interval(COMPACT_EVERY);
+        compact.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        compact.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = compact.tick(), if interval > COMPACT_EVERY => {
+                    let this = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || this.aggregator.last_used.compact()).await;
+                    continue;
+                }
                 _ = stop.changed() => return,
             }
             self.seal().await;

@@ -21,6 +21,8 @@ use crate::telemetry::Metrics;
 
 /// Sealed batches split above this many entries, bounding file and request sizes.
 pub(crate) const MAX_ENTRIES_PER_BATCH: usize = 5000;
+/// Likewise for `credentials_used` (about 100 bytes of JSON each).
+pub(crate) const MAX_CREDENTIALS_PER_BATCH: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Spooled {

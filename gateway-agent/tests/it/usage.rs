@@ -1,7 +1,11 @@
 //! Usage batches: counts, retries with the same id, and the disk spool across restarts.
 
+use std::collections::{HashMap, HashSet};
+
 use hyper::StatusCode;
-use tollgate_protocol::StatusClass;
+use jiff::{SignedDuration, Timestamp};
+use tollgate_agent::Clock;
+use tollgate_protocol::{ApplicationState, KeyHash, Period, StatusClass};
 
 use crate::harness::*;
 
@@ -45,8 +49,18 @@ async fn batches_carry_the_counts_and_a_failed_batch_is_resent_with_its_id() {
     assert!(
         attempts
             .iter()
-            .any(|a| a.accepted && a.batch.id == failed.batch.id),
-        "the failed batch was resent with the same id"
+            .any(|a| a.accepted && a.batch == failed.batch),
+        "the failed batch was resent as it was, id and all"
+    );
+    assert_eq!(
+        failed
+            .batch
+            .credentials_used
+            .iter()
+            .map(|u| u.hash)
+            .collect::<Vec<_>>(),
+        vec![fixture.key.hash()],
+        "the first batch names the key (noted before the request went upstream)"
     );
     for attempt in &attempts {
         assert_eq!(attempt.batch.agent_id, agent.agent_id());
@@ -104,6 +118,14 @@ async fn the_spool_survives_a_restart() {
         (cp.accepted_count(fixture.metrics.hits) == 4).then_some(())
     })
     .await;
+    assert!(
+        cp.usage()
+            .iter()
+            .filter(|a| a.accepted)
+            .flat_map(|a| &a.batch.credentials_used)
+            .any(|u| u.hash == fixture.key.hash()),
+        "spooled batches keep credentials_used"
+    );
     for name in &spooled {
         let id = name
             .trim_end_matches(".json")
@@ -125,5 +147,137 @@ async fn the_spool_survives_a_restart() {
         (left == 0).then_some(())
     })
     .await;
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// Every credential use the server accepted, batch by batch (each batch once).
+fn credential_uses(cp: &ControlPlane) -> Vec<Vec<(KeyHash, i64)>> {
+    let mut seen = HashSet::new();
+    cp.usage()
+        .into_iter()
+        .filter(|a| a.accepted && seen.insert(a.batch.id))
+        .map(|a| {
+            a.batch
+                .credentials_used
+                .iter()
+                .map(|u| (u.hash, u.minute))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_name_each_used_credential_once_per_later_minute() {
+    // 10 s into a minute at the start of an hour, so the next minute is in the same hour.
+    let t0: Timestamp = "2030-01-01T05:00:10Z".parse().expect("time");
+    let minute = t0.as_second() - 10;
+    let (clock, hands) = Clock::manual(t0);
+    let upstream = Upstream::start().await;
+    // Two `list` requests an hour per application; `get_item` is not limited.
+    let mut fixture = Fixture::new(&upstream, &[('l', Period::Hour, 2)]);
+    let (_, unused) = fixture.add_app(ApplicationState::Live, None);
+    let (_, limited) = fixture.add_app(ApplicationState::Live, None);
+    let (_, failing) = fixture.add_app(ApplicationState::Live, None);
+    let (_, suspended) = fixture.add_app(ApplicationState::Suspended, None);
+    let (_, expired) = fixture.add_app(
+        ApplicationState::Live,
+        Some(t0 - SignedDuration::from_hours(1)),
+    );
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
+    let url = |path: &str, key: &tollgate_protocol::SecretKey| {
+        format!(
+            "http://{}/pets{path}?user_key={}",
+            agent.proxy_addr(),
+            key.as_str()
+        )
+    };
+    let m = fixture.metrics;
+    // Waits until the usage of `hits` requests is acknowledged: every credential use noted
+    // before them (on their way upstream) has been sealed by then too.
+    let settled = |hits: u64| {
+        let cp = &cp;
+        async move {
+            eventually("usage acknowledged", || async {
+                (cp.accepted_count(m.hits) == hits).then_some(())
+            })
+            .await;
+        }
+    };
+
+    let key = &fixture.key;
+    assert_eq!(get(&url("/items/1", key), &[]).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(
+            get(&url("/list", &limited), &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    // Used even though the upstream failed.
+    assert_eq!(
+        get(&url("/status/503", &failing), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Refused before going upstream: not a use, although the keys are in the table.
+    for (key, status) in [
+        (&suspended, StatusCode::FORBIDDEN),
+        (&expired, StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(get(&url("/items/1", key), &[]).await.status, status);
+    }
+    settled(4).await;
+    let batches = credential_uses(&cp);
+    let mut first: Vec<(KeyHash, i64)> = batches.concat();
+    first.sort();
+    let mut expected = vec![
+        (key.hash(), minute),
+        (limited.hash(), minute),
+        (failing.hash(), minute),
+    ];
+    expected.sort();
+    assert_eq!(first, expected, "{batches:?}");
+    for unlisted in [&unused, &suspended, &expired] {
+        assert!(!first.iter().any(|(hash, _)| *hash == unlisted.hash()));
+    }
+
+    // Later in the same minute: used again, but the latest use is the same minute.
+    hands.advance(SignedDuration::from_secs(40));
+    assert_eq!(get(&url("/items/2", key), &[]).await.status, StatusCode::OK);
+    settled(5).await;
+    assert_eq!(
+        credential_uses(&cp).concat().len(),
+        3,
+        "no new entry for a use in the same minute"
+    );
+
+    // The next minute: `key` moves on; `limited` is refused (429) and stays where it was.
+    hands.advance(SignedDuration::from_secs(20));
+    let refused = get(&url("/list", &limited), &[]).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(get(&url("/items/3", key), &[]).await.status, StatusCode::OK);
+    assert_eq!(get(&url("/items/4", key), &[]).await.status, StatusCode::OK);
+    settled(7).await;
+    let batches = credential_uses(&cp);
+    let mut latest: HashMap<KeyHash, i64> = HashMap::new();
+    for batch in &batches {
+        let hashes: HashSet<KeyHash> = batch.iter().map(|(hash, _)| *hash).collect();
+        assert_eq!(
+            hashes.len(),
+            batch.len(),
+            "one entry per credential per batch"
+        );
+        for &(hash, at) in batch {
+            let was = latest.insert(hash, at);
+            assert!(
+                was.is_none_or(|was| was < at),
+                "only later minutes are sent again"
+            );
+        }
+    }
+    assert_eq!(batches.concat().len(), 4, "{batches:?}");
+    assert_eq!(latest[&key.hash()], minute + 60);
+    assert_eq!(latest[&limited.hash()], minute);
+    assert_eq!(latest[&failing.hash()], minute);
     agent.shutdown().await.expect("clean shutdown");
 }

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tollgate_protocol::{
-    AgentStatus, ConfigMessage, Delta, Snapshot, UsageAck, UsageBatch, Window,
+    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, Snapshot, UsageAck, UsageBatch,
+    UsageEntry, Window,
 };
 
 const REGENERATE: &str = "if the change is intentional, regenerate with `UPDATE_FIXTURES=1 cargo test -p tollgate-protocol --test it` and review the diff";
@@ -130,4 +131,59 @@ fn usage_batch_and_ack_round_trip() {
     batch.validate().expect("usage fixture is valid");
     let ack: UsageAck = round_trip("usage_ack.json");
     assert_eq!(ack.batch_id, batch.id);
+}
+
+#[test]
+fn usage_batch_names_used_credentials_of_the_snapshot() {
+    let batch: UsageBatch = round_trip("usage_batch.json");
+    let snapshot: Snapshot = round_trip("snapshot.json");
+    assert_eq!(batch.credentials_used.len(), 1);
+    let used = &batch.credentials_used[0];
+    assert_eq!(used.minute % 60, 0);
+    assert!(
+        snapshot.credentials.iter().any(|c| c.hash == used.hash),
+        "the fixture names a credential of the snapshot fixture"
+    );
+}
+
+#[test]
+fn usage_batches_of_older_agents_parse_and_newer_agents_omit_an_empty_list() {
+    // Written by an agent from before `credentials_used`; kept byte for byte.
+    let old: UsageBatch = round_trip("usage_batch_without_credentials.json");
+    assert!(old.credentials_used.is_empty());
+    old.validate().expect("valid");
+    let new: UsageBatch = round_trip("usage_batch.json");
+    assert_eq!(
+        old.entries, new.entries,
+        "the fixtures differ in credentials_used only"
+    );
+    let json = serde_json::to_value(&old).expect("serialise");
+    assert!(json.get("credentials_used").is_none(), "{json}");
+}
+
+#[test]
+fn older_servers_read_batches_with_credentials_used() {
+    /// `UsageBatch` as servers from before `credentials_used` know it.
+    #[derive(serde::Deserialize)]
+    struct OldUsageBatch {
+        id: uuid::Uuid,
+        entries: Vec<UsageEntry>,
+    }
+    let text = std::fs::read_to_string(fixture_path("usage_batch.json")).expect("read");
+    let old: OldUsageBatch = serde_json::from_str(&text).expect("unknown fields are ignored");
+    let new: UsageBatch = serde_json::from_str(&text).expect("parse");
+    assert_eq!((old.id, old.entries), (new.id, new.entries));
+}
+
+#[test]
+fn credential_uses_are_a_hash_and_a_minute() {
+    let used = CredentialUse {
+        hash: KeyHash([0xab; 32]),
+        minute: 1_743_296_400,
+    };
+    let json = serde_json::to_value(&used).expect("serialise");
+    assert_eq!(
+        json,
+        serde_json::json!({ "hash": "ab".repeat(32), "minute": 1_743_296_400 })
+    );
 }
