@@ -73,9 +73,8 @@ pub struct AuditFilter {
 }
 
 pub async fn list(pool: &sqlx::PgPool, filter: &AuditFilter, limit: i64, offset: i64) -> crate::Result<(Vec<AuditRecord>, i64)> {
-    let escape = |s: &str| s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    let action = filter.action.as_deref().map(|a| format!("{}%", escape(a)));
-    let actor = filter.actor.as_deref().map(|a| format!("%{}%", escape(a)));
+    let action = filter.action.as_deref().map(|a| format!("{}%", crate::db::like_escape(a)));
+    let actor = filter.actor.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT id, at, actor_label, action, entity, entity_id, before, after, count(*) OVER () AS "total!"
            FROM audit_log

@@ -39,3 +39,13 @@ pub async fn create_database_if_missing(conn: &mut sqlx::PgConnection, name: &st
     }
     Ok(())
 }
+
+/// Escapes `\`, `%` and `_`, so user text matches literally inside a LIKE pattern.
+pub(crate) fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// A LIKE pattern matching text that contains `text`.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    format!("%{}%", like_escape(text))
+}

@@ -21,7 +21,7 @@ pub struct AccountView {
 }
 
 pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
-    let pattern = q.map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern = q.map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT a.id, a.name, a.state::text AS "state!", a.created_at,
                   (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",

@@ -15,7 +15,7 @@ pub struct CatalogEntry {
 
 /// Published and deprecated APIs whose name or description contains `q`.
 pub async fn search(pool: &PgPool, q: Option<&str>) -> Result<Vec<CatalogEntry>> {
-    let pattern = q.map(str::trim).filter(|q| !q.is_empty()).map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern = q.map(str::trim).filter(|q| !q.is_empty()).map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT p.id, p.slug, p.name, p.description, p.state::text AS "state!", p.base_path, p.sunset_at,
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"

@@ -107,48 +107,18 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
     get(pool, account, ApplicationId(id)).await
 }
 
-/// One application of the account, or `NotFound`.
-pub async fn get(pool: &PgPool, account: AccountId, id: ApplicationId) -> Result<ApplicationView> {
-    let r = sqlx::query!(
-        r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode::text AS "auth_mode!",
-                  ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state::text AS "state!", ap.app_id, ap.created_at
-           FROM applications ap
-           JOIN api_products a ON a.id = ap.api_id
-           JOIN plans p ON p.id = ap.plan_id
-           WHERE ap.id = $1 AND ap.account_id = $2"#,
-        id.0,
-        account.0
-    )
-    .fetch_optional(pool)
-    .await?
-    .ok_or(Error::NotFound)?;
-    Ok(ApplicationView {
-        id: ApplicationId(r.id),
-        account_id: AccountId(r.account_id),
-        api_id: r.api_id,
-        api_name: r.api_name,
-        api_slug: r.api_slug,
-        auth_mode: r.auth_mode,
-        plan_id: PlanId(r.plan_id),
-        plan_name: r.plan_name,
-        name: r.name,
-        description: r.description,
-        state: r.state,
-        app_id: r.app_id,
-        created_at: r.created_at,
-    })
-}
-
-pub async fn list_for_account(pool: &PgPool, account: AccountId) -> Result<Vec<ApplicationView>> {
+/// The account's applications, or just one of them.
+async fn load(pool: &PgPool, account: AccountId, only: Option<ApplicationId>) -> Result<Vec<ApplicationView>> {
     let rows = sqlx::query!(
         r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode::text AS "auth_mode!",
                   ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state::text AS "state!", ap.app_id, ap.created_at
            FROM applications ap
            JOIN api_products a ON a.id = ap.api_id
            JOIN plans p ON p.id = ap.plan_id
-           WHERE ap.account_id = $1
+           WHERE ap.account_id = $1 AND ($2::uuid IS NULL OR ap.id = $2)
            ORDER BY ap.created_at DESC"#,
-        account.0
+        account.0,
+        only.map(|id| id.0)
     )
     .fetch_all(pool)
     .await?;
@@ -170,6 +140,15 @@ pub async fn list_for_account(pool: &PgPool, account: AccountId) -> Result<Vec<A
             created_at: r.created_at,
         })
         .collect())
+}
+
+/// One application of the account, or `NotFound`.
+pub async fn get(pool: &PgPool, account: AccountId, id: ApplicationId) -> Result<ApplicationView> {
+    load(pool, account, Some(id)).await?.pop().ok_or(Error::NotFound)
+}
+
+pub async fn list_for_account(pool: &PgPool, account: AccountId) -> Result<Vec<ApplicationView>> {
+    load(pool, account, None).await
 }
 
 /// What a provider admin can do to an application's state.
@@ -345,7 +324,7 @@ pub async fn list_all(pool: &PgPool, filter: &ApplicationFilter, limit: i64, off
     {
         return Err(Error::invalid("state", "use pending, live, suspended or rejected"));
     }
-    let pattern = filter.q.as_deref().map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let pattern = filter.q.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT ap.id, ap.name, ap.state::text AS "state!", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
                   ap.plan_id, p.name AS plan_name, ap.created_at, count(*) OVER () AS "total!"

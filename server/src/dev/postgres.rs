@@ -122,22 +122,29 @@ impl Cluster {
     }
 }
 
+/// Where the cluster lives: `target/tollgate-dev/pg`, unless the `postgres`
+/// user cannot reach the checkout (a clone under /root); then a
+/// world-searchable place named after it.
+fn cluster_dir(as_postgres: bool) -> Result<PathBuf, CliError> {
+    let dir = dev_dir().join("pg");
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
+    if as_postgres && !reachable_by_others(&dir) {
+        let tag: u64 = dir.to_string_lossy().bytes().fold(1469598103934665603, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211));
+        let elsewhere = PathBuf::from(format!("/var/tmp/tollgate-dev-{tag:016x}"));
+        std::fs::create_dir_all(&elsewhere)?;
+        return Ok(elsewhere);
+    }
+    Ok(dir)
+}
+
 /// Stops the private cluster if it runs (the test command does this in CI,
 /// so no server outlives the run).
 pub fn stop() -> Result<(), CliError> {
     let Some(bin) = find_bin_dir() else { return Ok(()) };
     let as_postgres = running_as_root();
-    let mut dir = dev_dir().join("pg");
-    if !dir.join("data").is_dir() {
-        return Ok(());
-    }
-    dir = dir.canonicalize()?;
-    if as_postgres && !reachable_by_others(&dir) {
-        let tag: u64 = dir.to_string_lossy().bytes().fold(1469598103934665603, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211));
-        dir = PathBuf::from(format!("/var/tmp/tollgate-dev-{tag:016x}"));
-    }
-    let cluster = Cluster { bin, dir, as_postgres };
-    if cluster.is_running() {
+    let cluster = Cluster { bin, dir: cluster_dir(as_postgres)?, as_postgres };
+    if cluster.data().join("PG_VERSION").is_file() && cluster.is_running() {
         let mut cmd = cluster.command("pg_ctl");
         cmd.arg("-D").arg(cluster.data()).args(["-m", "fast", "-w", "stop"]);
         cluster.run(cmd, "stopping the private PostgreSQL")?;
@@ -166,16 +173,7 @@ pub async fn ensure(database: &str) -> Result<String, CliError> {
         None => install_or_explain()?,
     };
     let as_postgres = running_as_root();
-    let mut dir = dev_dir().join("pg");
-    std::fs::create_dir_all(&dir)?;
-    dir = dir.canonicalize()?;
-    if as_postgres && !reachable_by_others(&dir) {
-        // The postgres user cannot reach the checkout; keep the cluster in a
-        // world-searchable place named after it instead.
-        let tag: u64 = dir.to_string_lossy().bytes().fold(1469598103934665603, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211));
-        dir = PathBuf::from(format!("/var/tmp/tollgate-dev-{tag:016x}"));
-        std::fs::create_dir_all(&dir)?;
-    }
+    let dir = cluster_dir(as_postgres)?;
     let cluster = Cluster { bin, dir: dir.clone(), as_postgres };
     if as_postgres {
         let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status()?;
