@@ -36,7 +36,8 @@ pub async fn open(
     let gateway = auth::gateway(&req, &pool).await?;
     let (tx, rx) = mpsc::channel::<Line>(8);
     let head = notifier.subscribe();
-    actix_web::rt::spawn(stream(pool.get_ref().clone(), gateway, query.revision, head, tx));
+    let stopping = notifier.stopping();
+    actix_web::rt::spawn(stream(pool.get_ref().clone(), gateway, query.revision, head, stopping, tx));
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|line| (line, rx)) });
     Ok(HttpResponse::Ok()
         .content_type(NDJSON_CONTENT_TYPE)
@@ -72,12 +73,13 @@ async fn stream(
     gateway: AuthenticatedGateway,
     from: Option<u64>,
     mut head: watch::Receiver<u64>,
+    mut stopping: watch::Receiver<bool>,
     tx: mpsc::Sender<Line>,
 ) {
     let _ = set_connected(&pool, gateway.id, true).await;
     metrics::gauge!("tollgate_agent_streams").increment(1.0);
     tracing::info!(agent = %gateway.name, from = ?from, "agent connected to the config stream");
-    if let Err(err) = pump(&pool, from, &mut head, &tx).await {
+    if let Err(err) = pump(&pool, from, &mut head, &mut stopping, &tx).await {
         tracing::warn!(agent = %gateway.name, error = %err, "config stream ended with an error");
     }
     metrics::gauge!("tollgate_agent_streams").decrement(1.0);
@@ -85,7 +87,13 @@ async fn stream(
     tracing::info!(agent = %gateway.name, "agent left the config stream");
 }
 
-async fn pump(pool: &PgPool, from: Option<u64>, head: &mut watch::Receiver<u64>, tx: &mpsc::Sender<Line>) -> Result<(), AgentApiError> {
+async fn pump(
+    pool: &PgPool,
+    from: Option<u64>,
+    head: &mut watch::Receiver<u64>,
+    stopping: &mut watch::Receiver<bool>,
+    tx: &mpsc::Sender<Line>,
+) -> Result<(), AgentApiError> {
     let (message, mut sent) = catch_up(pool, from).await?;
     if tx.send(Ok(encode(&message)?)).await.is_err() {
         return Ok(());
@@ -115,6 +123,7 @@ async fn pump(pool: &PgPool, from: Option<u64>, head: &mut watch::Receiver<u64>,
                 }
             }
             () = tx.closed() => return Ok(()),
+            _ = stopping.changed() => return Ok(()),
         }
     }
 }

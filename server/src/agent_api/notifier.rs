@@ -14,6 +14,7 @@ const CHANNEL: &str = "tollgate_config";
 #[derive(Clone)]
 pub struct ConfigNotifier {
     head: watch::Receiver<u64>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl ConfigNotifier {
@@ -21,7 +22,19 @@ impl ConfigNotifier {
     pub fn start(pool: PgPool) -> ConfigNotifier {
         let (tx, rx) = watch::channel(0);
         tokio::spawn(listen(pool, tx));
-        ConfigNotifier { head: rx }
+        let (stop_tx, stopping) = watch::channel(false);
+        tokio::spawn(async move {
+            // Agent streams never end by themselves; on SIGTERM or Ctrl-C they
+            // close at once so graceful shutdown does not wait them out.
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        ConfigNotifier { head: rx, stopping }
+    }
+
+    /// Becomes true when the process is asked to stop.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.clone()
     }
 
     /// A receiver that wakes whenever the head revision advances.
@@ -77,5 +90,20 @@ async fn listen(pool: PgPool, tx: watch::Sender<u64>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }

@@ -154,7 +154,7 @@ async fn sign_out_ends_the_session_on_the_server(pool: PgPool) {
     let res = app.post_form("/logout", &[("csrf_token", &csrf_from(&html))]).await;
     assert_eq!(res.status(), 303);
     // Replaying the old cookie from another client no longer works.
-    let replay = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let replay = crate::helpers::plain_client();
     let res = replay.get(app.url("/dashboard")).header("cookie", cookie).send().await.unwrap();
     assert_eq!(res.status(), 303);
     assert!(location(&res).starts_with("/login"));

@@ -137,7 +137,10 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run tollgate serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    // A failed assertion must not leave the server running (and holding the test database).
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(stderr).lines();
     // Wait for the line announcing the address: output, not a sleep, is the signal.
     let serving = lines
         .by_ref()
@@ -148,13 +151,43 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
     assert_eq!(event["level"], "INFO");
     assert!(!serving.contains("password"), "{serving}");
     let addr = event["addr"].as_str().expect("addr field").to_owned();
-    let res = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let res = crate::helpers::plain_client().get(format!("http://{addr}/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    // An agent holds its endless config stream open, as in production.
+    let (_, token) = tollgate_core::gateways::create(&pool, "sigterm-agent", &tollgate_core::audit::Actor::system("test")).await.unwrap();
+    let mut stream = crate::helpers::plain_client().get(format!("http://{addr}/agent/v1/config")).bearer_auth(token.as_str()).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(stream.chunk().await.unwrap().is_some(), "the snapshot arrives");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let asked = std::time::Instant::now();
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let exit = child.wait().unwrap();
+    let exit = child.0.wait().unwrap();
+    // Open agent streams end at once instead of holding shutdown for its 10 s grace period.
+    assert!(asked.elapsed() < std::time::Duration::from_secs(8), "stopped after {:?}", asked.elapsed());
     assert!(exit.success(), "exit {exit:?}; log: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("tollgate stopped")), "{rest:?}");
+    // The server's connections close as it exits; Postgres notices a moment
+    // later, and the test database can only be dropped once it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let others: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if others <= pool.size() as i64 - 1 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

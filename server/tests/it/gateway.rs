@@ -73,7 +73,7 @@ impl World {
         settings.flush_interval = Duration::from_millis(200);
         let agent = Agent::start(settings).await.expect("agent starts");
         wait_until(Duration::from_secs(10), || async {
-            reqwest::get(format!("http://{}/ready", agent.admin_addr())).await.map(|r| r.status() == 200).unwrap_or(false)
+            crate::helpers::plain_client().get(format!("http://{}/ready", agent.admin_addr())).send().await.map(|r| r.status() == 200).unwrap_or(false)
         })
         .await;
         agent
@@ -128,7 +128,7 @@ where
 }
 
 async fn call(agent: &RunningAgent, path_and_query: &str) -> reqwest::Response {
-    reqwest::Client::new().get(format!("http://{}{path_and_query}", agent.proxy_addr())).send().await.unwrap()
+    crate::helpers::plain_client().get(format!("http://{}{path_and_query}", agent.proxy_addr())).send().await.unwrap()
 }
 
 async fn status(agent: &RunningAgent, path_and_query: &str) -> u16 {
@@ -238,7 +238,7 @@ async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(po
     let load = |agent_addr: std::net::SocketAddr, n: u32| {
         let (ok, failed, key) = (ok.clone(), failed.clone(), key.clone());
         async move {
-            let client = reqwest::Client::new();
+            let client = crate::helpers::plain_client();
             for _ in 0..n {
                 match client.get(format!("http://{agent_addr}/weather/cities?user_key={key}")).send().await {
                     Ok(res) if res.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),

@@ -37,7 +37,16 @@ pub async fn spawn_app_on(pool: PgPool, listener: TcpListener, vars: &[(&str, &s
 }
 
 pub fn client() -> reqwest::Client {
+    tollgate_core::identity::install_crypto_provider();
     reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client")
+}
+
+/// A client without cookies that follows no redirects. reqwest needs the
+/// process's rustls provider installed before any client is built, even for
+/// plain HTTP, so every test client is made here.
+pub fn plain_client() -> reqwest::Client {
+    tollgate_core::identity::install_crypto_provider();
+    reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
 }
 
 impl TestApp {
