@@ -57,6 +57,9 @@ pub struct ApiDetailOut {
     pub sunset_at: Option<String>,
     /// `user_key` or `app_id_app_key`.
     pub auth_mode: String,
+    /// `query` or `header`.
+    pub key_location: String,
+    pub key_name: String,
     pub versions: Vec<VersionOut>,
     /// Applications subscribed to this API.
     pub subscribers: i64,
@@ -79,6 +82,8 @@ impl From<ApiDetail> for ApiDetailOut {
             upstream_urls: d.upstreams,
             sunset_at: d.sunset_at.map(rfc3339),
             auth_mode: d.auth_mode,
+            key_location: d.key_location,
+            key_name: d.key_name,
             versions: d
                 .versions
                 .into_iter()
@@ -163,6 +168,27 @@ pub struct ApiPatchIn {
     /// Replaces all upstream targets.
     #[schema(max_items = 20)]
     pub upstream_urls: Option<Vec<String>>,
+    /// How consumers present credentials.
+    pub auth_mode: Option<AuthModeIn>,
+    /// Where the user key (or app_id and app_key) is read from.
+    pub key_location: Option<KeyLocationIn>,
+    /// The query parameter or header carrying the user key, e.g. `user_key` or `X-Api-Key`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub key_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthModeIn {
+    UserKey,
+    AppIdAppKey,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyLocationIn {
+    Query,
+    Header,
 }
 
 /// Change an API's name, description or upstream targets.
@@ -177,7 +203,20 @@ pub async fn update(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<S
     if input.description.as_ref().is_some_and(|d| d.chars().count() > 20000) {
         return Err(tollgate_core::Error::invalid("description", "use at most 20,000 characters").into());
     }
-    let changes = ApiChanges { name: input.name, description: input.description, upstream_urls: input.upstream_urls };
+    let changes = ApiChanges {
+        name: input.name,
+        description: input.description,
+        upstream_urls: input.upstream_urls,
+        auth_mode: input.auth_mode.map(|m| match m {
+            AuthModeIn::UserKey => "user_key".to_owned(),
+            AuthModeIn::AppIdAppKey => "app_id_app_key".to_owned(),
+        }),
+        key_location: input.key_location.map(|l| match l {
+            KeyLocationIn::Query => "query".to_owned(),
+            KeyLocationIn::Header => "header".to_owned(),
+        }),
+        key_name: input.key_name,
+    };
     detail::update(&pool, id, &changes, &actor).await?;
     Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
 }

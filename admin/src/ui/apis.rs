@@ -105,6 +105,9 @@ pub struct SettingsForm {
     description: String,
     #[serde(default)]
     upstream_urls: String,
+    auth_mode: Option<String>,
+    key_location: Option<String>,
+    key_name: Option<String>,
 }
 
 pub async fn update(
@@ -116,7 +119,14 @@ pub async fn update(
 ) -> AdminResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     let urls = form.upstream_urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
-    let changes = ApiChanges { name: Some(form.name), description: Some(form.description), upstream_urls: Some(urls) };
+    let changes = ApiChanges {
+        name: Some(form.name),
+        description: Some(form.description),
+        upstream_urls: Some(urls),
+        auth_mode: form.auth_mode,
+        key_location: form.key_location,
+        key_name: form.key_name.map(|n| n.trim().to_owned()),
+    };
     match detail::update(&pool, id, &changes, &actor(&user)).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
         Err(err) => {

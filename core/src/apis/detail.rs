@@ -107,6 +107,12 @@ pub struct ApiChanges {
     pub name: Option<String>,
     pub description: Option<String>,
     pub upstream_urls: Option<Vec<String>>,
+    /// `user_key` or `app_id_app_key`.
+    pub auth_mode: Option<String>,
+    /// `query` or `header`.
+    pub key_location: Option<String>,
+    /// The query parameter or header that carries the user key.
+    pub key_name: Option<String>,
 }
 
 pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
@@ -127,12 +133,35 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
             }
         }
     }
+    if let Some(mode) = &changes.auth_mode
+        && mode != "user_key"
+        && mode != "app_id_app_key"
+    {
+        return Err(Error::invalid("auth_mode", "use user_key or app_id_app_key"));
+    }
+    if let Some(location) = &changes.key_location
+        && location != "query"
+        && location != "header"
+    {
+        return Err(Error::invalid("key_location", "use query or header"));
+    }
+    if let Some(name) = &changes.key_name
+        && (name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return Err(Error::invalid("key_name", "use 1 to 64 letters, digits, '_' or '-'"));
+    }
     let mut tx = pool.begin().await?;
     sqlx::query!(
-        "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description), updated_at = now() WHERE id = $1",
+        "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description),
+                auth_mode = coalesce($4::text::auth_mode, auth_mode), key_location = coalesce($5::text::key_location, key_location),
+                key_name = coalesce($6, key_name), updated_at = now()
+         WHERE id = $1",
         id.0,
         changes.name.as_deref().map(str::trim),
-        changes.description.as_deref()
+        changes.description.as_deref(),
+        changes.auth_mode.as_deref(),
+        changes.key_location.as_deref(),
+        changes.key_name.as_deref()
     )
     .execute(&mut *tx)
     .await?;
@@ -145,6 +174,15 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
                 .await?;
         }
     }
+    // Applications of an API that moves to app_id + app_key need their public app_id.
+    if changes.auth_mode.as_deref() == Some("app_id_app_key") {
+        let apps = sqlx::query_scalar!("SELECT id FROM applications WHERE api_id = $1 AND app_id IS NULL", id.0).fetch_all(&mut *tx).await?;
+        for app in apps {
+            let app_id = Uuid::new_v4().simple().to_string()[..16].to_owned();
+            sqlx::query!("UPDATE applications SET app_id = $2 WHERE id = $1", app, app_id).execute(&mut *tx).await?;
+            record_change(&mut tx, Entity::Application, app, false, None).await?;
+        }
+    }
     record_change(&mut tx, Entity::Api, id.0, false, None).await?;
     audit::record(
         &mut tx,
@@ -153,8 +191,8 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
             action: "api.update",
             entity: "api",
             entity_id: Some(id.0),
-            before: Some(json!({"name": before.name, "description": before.description, "upstreams": before.upstreams})),
-            after: Some(json!({"name": changes.name, "description": changes.description, "upstreams": changes.upstream_urls})),
+            before: Some(json!({"name": before.name, "description": before.description, "upstreams": before.upstreams, "auth_mode": before.auth_mode, "key_location": before.key_location, "key_name": before.key_name})),
+            after: Some(json!({"name": changes.name, "description": changes.description, "upstreams": changes.upstream_urls, "auth_mode": changes.auth_mode, "key_location": changes.key_location, "key_name": changes.key_name})),
         },
     )
     .await?;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
@@ -303,5 +305,35 @@ async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool:
     })
     .await;
     assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 200, "the last good config still serves");
+    agent.shutdown().await.unwrap();
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
+    let w = World::new(pool.clone()).await;
+    let agent = w.agent("a").await;
+    let (app, _, key) = w.app_with_key("Header app", None).await;
+    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+    let actor = Actor::system("test");
+    let header = ApiChanges { key_location: Some("header".into()), key_name: Some("X-Api-Key".into()), ..ApiChanges::default() };
+    detail::update(&pool, w.api, &header, &actor).await.unwrap();
+    let with_header = |key: String| {
+        let url = format!("http://{}/weather/cities", agent.proxy_addr());
+        async move { crate::helpers::plain_client().get(url).header("x-api-key", key).send().await.unwrap().status().as_u16() }
+    };
+    wait_until(Duration::from_secs(5), || with_header(key.clone()).then(|s| async move { s == 200 })).await;
+    assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 401, "the query parameter no longer counts");
+
+    // app_id + app_key: applications get a public app_id, keys are app keys.
+    let pair = ApiChanges { auth_mode: Some("app_id_app_key".into()), key_location: Some("query".into()), ..ApiChanges::default() };
+    detail::update(&pool, w.api, &pair, &actor).await.unwrap();
+    let view = applications::get(&pool, w.account, app).await.unwrap();
+    let app_id = view.app_id.expect("an app_id was assigned");
+    let app_key = credentials::issue(&pool, w.account, app, &actor).await.unwrap().secret.as_str().to_owned();
+    assert!(app_key.starts_with("tg_ak_"));
+    let ok = format!("/weather/cities?app_id={app_id}&app_key={app_key}");
+    wait_until(Duration::from_secs(5), || async { status(&agent, &ok).await == 200 }).await;
+    assert_eq!(status(&agent, &format!("/weather/cities?app_id={app_id}&app_key={key}")).await, 403, "a user key is not an app key");
+    assert_eq!(status(&agent, &format!("/weather/cities?app_id={app_id}")).await, 401);
     agent.shutdown().await.unwrap();
 }
