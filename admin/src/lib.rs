@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/plans/{id}/copy").route(web::post().to(plans::copy)))
         .service(web::resource("/admin/plans/{id}/delete").route(web::post().to(plans::delete)))
         .service(web::resource("/admin/applications").route(web::get().to(applications::list)))
+        .service(web::resource("/admin/applications/{id}/plan").route(web::post().to(applications::change_plan)))
         .service(web::resource("/admin/applications/{id}/{action}").route(web::post().to(applications::act)))
         .service(web::resource("/admin/accounts").route(web::get().to(accounts::list)))
         .service(web::resource("/admin/accounts/{id}/{action}").route(web::post().to(accounts::set_state)))

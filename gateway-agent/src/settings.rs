@@ -152,6 +152,84 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
+/// Browser origins allowed to call the proxy cross-origin (CORS), as exact
+/// `scheme://host[:port]` values. Parsed once at startup into header values the request path
+/// compares byte-wise with a request's `Origin`. Empty (the default) turns CORS off.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CorsOrigins(Box<[HeaderValue]>);
+
+impl CorsOrigins {
+    /// A comma-separated list of origins such as `http://127.0.0.1:8080,https://portal.example.com`.
+    /// Scheme and host are lowercased and a default port (`:80` for http, `:443` for https)
+    /// dropped, as browsers write them in `Origin`. `*` is refused: origins must be listed.
+    pub fn parse(raw: &str) -> Result<CorsOrigins, String> {
+        let mut origins: Vec<HeaderValue> = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let origin = origin(entry)?;
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(CorsOrigins(origins.into()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The listed origins, normalised.
+    pub fn as_slice(&self) -> &[HeaderValue] {
+        &self.0
+    }
+
+    /// The listed origin equal to `origin`, byte for byte.
+    pub(crate) fn find(&self, origin: &HeaderValue) -> Option<&HeaderValue> {
+        self.0.iter().find(|o| o.as_bytes() == origin.as_bytes())
+    }
+}
+
+impl fmt::Debug for CorsOrigins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|o| o.to_str().unwrap_or("?")))
+            .finish()
+    }
+}
+
+/// One origin, normalised to what a browser sends in `Origin`.
+fn origin(entry: &str) -> Result<HeaderValue, String> {
+    let example = "an origin such as http://127.0.0.1:8080 (scheme://host[:port], no path)";
+    if entry == "*" {
+        return Err(
+            "`*` is not allowed: list each origin, such as http://127.0.0.1:8080".to_owned(),
+        );
+    }
+    let not_an_origin = || format!("`{entry}` is not {example}");
+    let uri: Uri = entry.parse().map_err(|_| not_an_origin())?;
+    let scheme = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("http") => "http",
+        Some("https") => "https",
+        _ => return Err(not_an_origin()),
+    };
+    let authority = uri.authority().ok_or_else(not_an_origin)?;
+    // Nothing but `scheme://authority`: no path (not even `/`), query or user.
+    let bare = entry
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest == authority.as_str());
+    if !bare || authority.as_str().contains('@') {
+        return Err(not_an_origin());
+    }
+    let host = authority.host().to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(not_an_origin());
+    }
+    let port = match (scheme, authority.port_u16()) {
+        (_, None) | ("http", Some(80)) | ("https", Some(443)) => String::new(),
+        (_, Some(port)) => format!(":{port}"),
+    };
+    HeaderValue::try_from(format!("{scheme}://{host}{port}")).map_err(|_| not_an_origin())
+}
+
 /// Everything the agent is configured with. Build it with [`Settings::from_env`] in the
 /// binary, or [`Settings::new`] plus field assignments in tests.
 #[derive(Clone, Debug)]
@@ -180,6 +258,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Beyond this the spool stops taking new batches (`TOLLGATE_AGENT_SPOOL_MAX_BYTES`).
     pub spool_max_bytes: u64,
+    /// Browser origins allowed to call the proxy (`TOLLGATE_AGENT_CORS_ORIGINS`); empty: CORS off.
+    pub cors_origins: CorsOrigins,
     /// Source of "now" for windows, expiry and usage minutes. Not settable from the
     /// environment: tests inject a [`crate::ManualClock`].
     pub clock: Clock,
@@ -207,6 +287,7 @@ impl Settings {
             log: "info".to_owned(),
             log_format: LogFormat::Human,
             spool_max_bytes: Self::DEFAULT_SPOOL_MAX_BYTES,
+            cors_origins: CorsOrigins::default(),
             clock: Clock::system(),
         }
     }
@@ -296,6 +377,10 @@ impl Settings {
         if let Some(v) = get("TOLLGATE_AGENT_SPOOL_MAX_BYTES") {
             settings.spool_max_bytes = bytes("TOLLGATE_AGENT_SPOOL_MAX_BYTES", &v)?;
         }
+        if let Some(v) = get("TOLLGATE_AGENT_CORS_ORIGINS") {
+            settings.cors_origins =
+                CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
+        }
         Ok(settings)
     }
 }
@@ -379,7 +464,42 @@ mod tests {
         assert_eq!(s.flush_interval, Duration::from_secs(1));
         assert_eq!(s.spool_max_bytes, 256 << 20);
         assert!(!s.access_log);
+        assert!(s.cors_origins.is_empty());
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
+    }
+
+    #[test]
+    fn cors_origins_are_normalised_as_browsers_send_them() {
+        let s = parse(&[(
+            "TOLLGATE_AGENT_CORS_ORIGINS",
+            " http://127.0.0.1:8080 , HTTPS://Portal.Example.COM:443,http://a.test:80,,\
+             http://[::1]:3000,http://127.0.0.1:8080",
+        )])
+        .expect("valid");
+        let origins: Vec<&str> = s
+            .cors_origins
+            .as_slice()
+            .iter()
+            .map(|o| o.to_str().expect("ascii"))
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                "http://127.0.0.1:8080",
+                "https://portal.example.com",
+                "http://a.test",
+                "http://[::1]:3000"
+            ]
+        );
+        let wanted = HeaderValue::from_static("http://127.0.0.1:8080");
+        assert!(s.cors_origins.find(&wanted).is_some());
+        assert!(
+            s.cors_origins
+                .find(&HeaderValue::from_static("http://127.0.0.1:8081"))
+                .is_none()
+        );
+        let e = parse(&[("TOLLGATE_AGENT_CORS_ORIGINS", "*")]).expect_err("invalid");
+        assert!(e.to_string().contains("not allowed"), "{e}");
     }
 
     #[test]
@@ -413,6 +533,23 @@ mod tests {
             err(&[("TOLLGATE_AGENT_TOKEN", "a b")]),
             "TOLLGATE_AGENT_TOKEN"
         );
+        for bad in [
+            "*",
+            "http://127.0.0.1:8080,*",
+            "127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080/portal",
+            "http://h?x=1",
+            "ftp://portal.example.com",
+            "http://user@portal.example.com",
+            "null",
+        ] {
+            assert_eq!(
+                err(&[("TOLLGATE_AGENT_CORS_ORIGINS", bad)]),
+                "TOLLGATE_AGENT_CORS_ORIGINS",
+                "{bad}"
+            );
+        }
         let e = parse(&[("TOLLGATE_AGENT_TOKEN", "bad token")]).expect_err("invalid");
         assert!(!e.to_string().contains("bad token"));
     }

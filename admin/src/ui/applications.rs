@@ -2,7 +2,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
+use tollgate_core::apis::ApiId;
 use tollgate_core::db::PgPool;
+use tollgate_core::plans::{PlanId, PlanSummary, list_plans};
 use tollgate_core::web::{AdminUser, Chrome, CsrfForm, PublicUrl, Session, render};
 
 use super::{EmptyForm, actor, parse_id, see_other};
@@ -13,6 +15,8 @@ use crate::error::AdminResult;
 struct ListPage {
     chrome: Chrome,
     apps: Vec<AdminApplicationView>,
+    /// The plans of each API in the list, for the "move to plan" control.
+    plans: std::collections::HashMap<uuid::Uuid, Vec<PlanSummary>>,
     state: String,
     q: String,
     total: i64,
@@ -35,6 +39,10 @@ impl ListPage {
         }
     }
 
+    fn plans_for(&self, app: &AdminApplicationView) -> Vec<PlanSummary> {
+        self.plans.get(&app.api_id).map(|plans| plans.iter().filter(|p| p.id != app.plan_id).cloned().collect()).unwrap_or_default()
+    }
+
     fn states() -> [&'static str; 4] {
         ["pending", "live", "suspended", "rejected"]
     }
@@ -46,8 +54,14 @@ pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, 
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
     let filter = ApplicationFilter { state: state.clone(), q: q.clone(), ..ApplicationFilter::default() };
     let (apps, total) = applications::list_all(&pool, &filter, 200, 0).await?;
+    let mut plans = std::collections::HashMap::new();
+    for app in &apps {
+        if !plans.contains_key(&app.api_id) {
+            plans.insert(app.api_id, list_plans(&pool, ApiId(app.api_id)).await?);
+        }
+    }
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &ListPage { chrome, apps, state: state.unwrap_or_default(), q: q.unwrap_or_default(), total }))
+    Ok(render(StatusCode::OK, &ListPage { chrome, apps, plans, state: state.unwrap_or_default(), q: q.unwrap_or_default(), total }))
 }
 
 pub async fn act(
@@ -66,5 +80,17 @@ pub async fn act(
         _ => return Err(super::apis::not_found()),
     };
     applications::transition(&pool, ApplicationId(parse_id(&id)?), transition, &actor(&user), &public_url.0).await?;
+    Ok(see_other("/admin/applications"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct PlanForm {
+    plan_id: String,
+}
+
+pub async fn change_plan(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<PlanForm>) -> AdminResult<HttpResponse> {
+    let id = ApplicationId(parse_id(&path)?);
+    let plan = PlanId(parse_id(&form.plan_id)?);
+    applications::change_plan(&pool, id, plan, &actor(&user)).await?;
     Ok(see_other("/admin/applications"))
 }

@@ -3,8 +3,10 @@
 //! Everything is answered from the config in memory; the only awaits are the optional Redis
 //! call and the upstream itself. Routing and rule matching borrow the request and do not
 //! allocate; the per-request work that does allocate is the upstream URI and the
-//! `X-Forwarded-For` value.
+//! `X-Forwarded-For` value. CORS (for listed browser origins only) wraps all of it: see
+//! [`cors`].
 
+pub(crate) mod cors;
 pub(crate) mod forward;
 pub(crate) mod reply;
 pub(crate) mod route;
@@ -33,7 +35,7 @@ use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, authenticate};
 use crate::enforce::limits::Checks;
 use crate::enforce::{Limiter, Touched, map_request};
-use crate::settings::Settings;
+use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use reply::{Body, Refusal};
@@ -50,6 +52,8 @@ pub(crate) struct Proxy {
     clock: Clock,
     upstream_timeout: Duration,
     access_log: bool,
+    /// Browser origins that get CORS headers; empty: CORS off.
+    cors: CorsOrigins,
     metrics: Arc<Metrics>,
     /// https upstreams need TLS, which this build lacks; said once.
     warned_tls: AtomicBool,
@@ -99,12 +103,54 @@ impl Proxy {
             clock: settings.clock.clone(),
             upstream_timeout: settings.upstream_timeout,
             access_log: settings.access_log,
+            cors: settings.cors_origins.clone(),
             metrics,
             warned_tls: AtomicBool::new(false),
         }
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        // A listed browser origin, if CORS is on and the request has one (no allocation).
+        let origin = if self.cors.is_empty() {
+            None
+        } else {
+            request
+                .headers()
+                .get(hyper::header::ORIGIN)
+                .and_then(|origin| self.cors.find(origin))
+        };
+        let Some(origin) = origin else {
+            return self.admit(request, peer).await;
+        };
+        if cors::is_preflight(request.method(), request.headers()) {
+            return self.preflight(origin, &request);
+        }
+        let mut response = self.admit(request, peer).await;
+        cors::allow(origin, response.headers_mut());
+        response
+    }
+
+    /// A CORS preflight from a listed origin, answered before routing, authentication and
+    /// limits: it carries no key, and it is not usage.
+    fn preflight(&self, origin: &HeaderValue, request: &Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let config = self.live.load();
+        let response = cors::preflight(origin, request.headers(), config.as_deref());
+        self.finish(
+            Summary {
+                api: None,
+                app: None,
+                decision: cors::PREFLIGHT,
+                status: response.status(),
+            },
+            Some(cors::PREFLIGHT_INDEX),
+            started,
+        );
+        response
+    }
+
+    /// Route, authenticate, limit, forward.
+    async fn admit(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let Some(config) = self.live.load_full() else {
             return self.refuse(None, None, Refusal::NotReady, started);
@@ -179,7 +225,7 @@ impl Proxy {
                     decision: Refusal::LimitExceeded.code(),
                     status: response.status(),
                 },
-                Some(Refusal::LimitExceeded),
+                Some(Refusal::LimitExceeded.index()),
                 started,
             );
             return response;
@@ -321,24 +367,26 @@ impl Proxy {
                 decision: refusal.code(),
                 status: refusal.status(),
             },
-            Some(refusal),
+            Some(refusal.index()),
             started,
         );
         response
     }
 
-    fn finish(&self, outcome: Summary<'_>, refusal: Option<Refusal>, started: Instant) {
+    /// Metrics and the access log line of a request; `answered` is the decision's index if
+    /// the agent answered itself (a [`Refusal`] or a CORS preflight), `None` if proxied.
+    fn finish(&self, outcome: Summary<'_>, answered: Option<usize>, started: Instant) {
         let elapsed = started.elapsed();
         self.metrics.request_duration.record(elapsed.as_secs_f64());
         let counters = outcome
             .api
             .map_or(self.metrics.unrouted(), |api| &api.requests);
-        match refusal {
-            Some(refusal) => counters.answered(
+        match answered {
+            Some(index) => counters.answered(
                 &self.metrics,
-                refusal.index(),
-                refusal.code(),
-                refusal.status().as_u16(),
+                index,
+                outcome.decision,
+                outcome.status.as_u16(),
             ),
             None => counters.proxied(&self.metrics, outcome.status.as_u16()),
         }

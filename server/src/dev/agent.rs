@@ -26,7 +26,8 @@ pub struct DevAgent {
     pub admin: SocketAddr,
 }
 
-pub async fn start(pool: &PgPool, server: &str, proxy: SocketAddr, admin: SocketAddr, state_dir: PathBuf) -> Result<Option<DevAgent>, CliError> {
+/// `portal_origin` may call the gateway from browsers (the docs' try-it).
+pub async fn start(pool: &PgPool, server: &str, portal_origin: &str, proxy: SocketAddr, admin: SocketAddr, state_dir: PathBuf) -> Result<Option<DevAgent>, CliError> {
     let Some(binary) = agent_binary() else {
         eprintln!("tollgate: no tollgate-agent binary beside this one; build it with `cargo build -p tollgate-agent` (scripts/run does)");
         return Ok(None);
@@ -39,6 +40,7 @@ pub async fn start(pool: &PgPool, server: &str, proxy: SocketAddr, admin: Socket
         .env("TOLLGATE_AGENT_LISTEN", proxy.to_string())
         .env("TOLLGATE_AGENT_ADMIN_LISTEN", admin.to_string())
         .env("TOLLGATE_AGENT_STATE_DIR", &state_dir)
+        .env("TOLLGATE_AGENT_CORS_ORIGINS", portal_origin)
         .env("TOLLGATE_AGENT_LOG", std::env::var("TOLLGATE_AGENT_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .kill_on_drop(true)

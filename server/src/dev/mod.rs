@@ -55,7 +55,7 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
     let proxy: std::net::SocketAddr = std::env::var("TOLLGATE_AGENT_LISTEN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| ([127, 0, 0, 1], 8081).into());
     let agent_admin: std::net::SocketAddr =
         std::env::var("TOLLGATE_AGENT_ADMIN_LISTEN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| ([127, 0, 0, 1], 9081).into());
-    let agent = agent::start(&pool, &base, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
+    let agent = agent::start(&pool, &base, &settings.public_url, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
     let demo_key = seed::fresh_demo_key(&pool).await?;
     println!();
     println!("  Tollgate is running (database {})", url.redacted());

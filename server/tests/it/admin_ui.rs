@@ -102,6 +102,13 @@ async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_i
     let page = developer.get(&app_page).await.text().await.unwrap();
     assert!(page.contains(">live<") && page.contains("Create key"));
 
+    // The admin moves it to the Basic plan.
+    let list = app.get("/admin/applications").await.text().await.unwrap();
+    let basic = list.split(&format!("id=\"plan-{app_id}\"")).nth(1).unwrap().split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let res = app.post_form(&format!("/admin/applications/{app_id}/plan"), &[("csrf_token", &csrf_from(&list)), ("plan_id", &basic)]).await;
+    assert_eq!(res.status(), 303);
+    assert!(developer.get(&app_page).await.text().await.unwrap().contains("Basic plan"));
+
     let log = app.get("/admin/audit?action=application.").await.text().await.unwrap();
     assert!(log.contains("application.transition") && log.contains("application.create"), "{log}");
     assert!(!log.contains("plan.create"), "the filter narrows the log");
