@@ -26,6 +26,12 @@ impl Chrome {
         Ok(Chrome { user: session.user(), csrf_token: session.csrf_token().await?, flash: None })
     }
 
+    /// For pages without forms (the public catalog): an anonymous visitor
+    /// gets no session, so crawlers do not fill the sessions table.
+    pub fn without_forms(session: &Session) -> Chrome {
+        Chrome { user: session.user(), csrf_token: session.existing_csrf_token().unwrap_or_default(), flash: None }
+    }
+
     pub fn with_flash(mut self, kind: &'static str, text: impl Into<String>) -> Chrome {
         self.flash = Some(Flash { kind, text: text.into() });
         self

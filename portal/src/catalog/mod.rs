@@ -29,7 +29,7 @@ pub struct SearchQuery {
 
 /// The start page lists the APIs developers can subscribe to, with search.
 pub async fn home(session: Session, pool: web::Data<PgPool>, query: web::Query<SearchQuery>) -> PortalResult<HttpResponse> {
-    let chrome = Chrome::for_session(&session).await?;
+    let chrome = Chrome::without_forms(&session);
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
     let apis = catalog::search(&pool, Some(&q)).await?;
     Ok(render(StatusCode::OK, &HomePage { chrome, apis, q }))
@@ -111,7 +111,7 @@ pub async fn api(session: Session, pool: web::Data<PgPool>, gateway: web::Data<G
     let (source, _) = detail::latest_spec(&pool, id).await?;
     let operations = import::parse(&source).map(|s| s.operations).unwrap_or_default();
     let samples = samples(&gateway.0, &api.base_path, operations);
-    let chrome = Chrome::for_session(&session).await?;
+    let chrome = Chrome::without_forms(&session);
     Ok(render(StatusCode::OK, &ApiPage { chrome, api, plans, samples, gateway: gateway.0.clone(), limit_rows }))
 }
 

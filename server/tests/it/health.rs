@@ -52,3 +52,16 @@ async fn the_stylesheet_is_served_locally(pool: PgPool) {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains(":root"));
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn browsing_the_public_catalog_starts_no_session(pool: PgPool) {
+    tollgate::dev::seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    for path in ["/", "/?q=weather", "/apis/weather"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(crate::helpers::session_cookie(&res).is_none(), "{path} set a session cookie");
+    }
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(sessions, 0);
+}
