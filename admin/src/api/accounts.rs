@@ -30,7 +30,7 @@ impl From<AccountView> for AccountOut {
             state: a.state,
             members: a.members,
             applications: a.applications,
-            created_at: a.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            created_at: super::rfc3339(a.created_at),
         }
     }
 }

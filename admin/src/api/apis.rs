@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::admin;
+use super::rfc3339;
 use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
 use super::page::{Page, PageQuery};
 
@@ -63,10 +64,6 @@ pub struct ApiDetailOut {
     pub versions: Vec<VersionOut>,
     /// Applications subscribed to this API.
     pub subscribers: i64,
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 impl From<ApiDetail> for ApiDetailOut {

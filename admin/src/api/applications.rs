@@ -39,7 +39,7 @@ impl From<AdminApplicationView> for ApplicationOut {
             api_name: a.api_name,
             plan_id: a.plan_id.0,
             plan_name: a.plan_name,
-            created_at: a.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            created_at: super::rfc3339(a.created_at),
         }
     }
 }

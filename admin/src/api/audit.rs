@@ -29,7 +29,7 @@ impl From<AuditRecord> for AuditOut {
     fn from(r: AuditRecord) -> Self {
         AuditOut {
             id: r.id,
-            at: r.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            at: super::rfc3339(r.at),
             actor: r.actor,
             action: r.action,
             entity: r.entity,

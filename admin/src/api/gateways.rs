@@ -32,7 +32,7 @@ impl From<GatewayView> for GatewayOut {
             applied_revision: g.applied_revision,
             lag: g.lag,
             agent_version: g.agent_version,
-            last_seen_at: g.last_seen_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            last_seen_at: g.last_seen_at.map(super::rfc3339),
             last_error: g.last_error,
         }
     }

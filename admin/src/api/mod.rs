@@ -66,6 +66,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Timestamps in answers are RFC 3339 strings, as the document declares.
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 async fn not_found() -> HttpResponse {
     ApiError::NotFound.into_response()
 }

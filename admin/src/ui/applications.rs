@@ -43,6 +43,10 @@ impl ListPage {
         self.plans.get(&app.api_id).map(|plans| plans.iter().filter(|p| p.id != app.plan_id).cloned().collect()).unwrap_or_default()
     }
 
+    fn is_state(&self, state: &str) -> bool {
+        self.state == state
+    }
+
     fn states() -> [&'static str; 4] {
         ["pending", "live", "suspended", "rejected"]
     }
@@ -56,8 +60,8 @@ pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, 
     let (apps, total) = applications::list_all(&pool, &filter, 200, 0).await?;
     let mut plans = std::collections::HashMap::new();
     for app in &apps {
-        if !plans.contains_key(&app.api_id) {
-            plans.insert(app.api_id, list_plans(&pool, ApiId(app.api_id)).await?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(app.api_id) {
+            slot.insert(list_plans(&pool, ApiId(app.api_id)).await?);
         }
     }
     let chrome = Chrome::for_session(&session).await?;

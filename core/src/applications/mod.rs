@@ -319,6 +319,22 @@ pub struct ApplicationFilter {
 }
 
 pub async fn list_all(pool: &PgPool, filter: &ApplicationFilter, limit: i64, offset: i64) -> Result<(Vec<AdminApplicationView>, i64)> {
+    load_for_admins(pool, filter, None, limit, offset).await
+}
+
+/// One application for admins, whatever its account.
+pub async fn get_any(pool: &PgPool, id: ApplicationId) -> Result<AdminApplicationView> {
+    let (mut found, _) = load_for_admins(pool, &ApplicationFilter::default(), Some(id), 1, 0).await?;
+    found.pop().ok_or(Error::NotFound)
+}
+
+async fn load_for_admins(
+    pool: &PgPool,
+    filter: &ApplicationFilter,
+    only: Option<ApplicationId>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AdminApplicationView>, i64)> {
     if let Some(state) = &filter.state
         && !["pending", "live", "suspended", "rejected"].contains(&state.as_str())
     {
@@ -336,6 +352,7 @@ pub async fn list_all(pool: &PgPool, filter: &ApplicationFilter, limit: i64, off
              AND ($2::uuid IS NULL OR ap.api_id = $2)
              AND ($3::uuid IS NULL OR ap.account_id = $3)
              AND ($4::text IS NULL OR ap.name ILIKE $4 OR ac.name ILIKE $4)
+             AND ($7::uuid IS NULL OR ap.id = $7)
            ORDER BY ap.created_at DESC, ap.id
            LIMIT $5 OFFSET $6"#,
         filter.state,
@@ -343,7 +360,8 @@ pub async fn list_all(pool: &PgPool, filter: &ApplicationFilter, limit: i64, off
         filter.account_id,
         pattern,
         limit,
-        offset
+        offset,
+        only.map(|id| id.0)
     )
     .fetch_all(pool)
     .await?;
@@ -390,30 +408,4 @@ pub async fn change_plan(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: 
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// One application for admins, whatever its account.
-pub async fn get_any(pool: &PgPool, id: ApplicationId) -> Result<AdminApplicationView> {
-    let r = sqlx::query!(
-        r#"SELECT ap.id, ap.name, ap.state::text AS "state!", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
-                  ap.plan_id, p.name AS plan_name, ap.created_at
-           FROM applications ap JOIN accounts ac ON ac.id = ap.account_id JOIN api_products a ON a.id = ap.api_id JOIN plans p ON p.id = ap.plan_id
-           WHERE ap.id = $1"#,
-        id.0
-    )
-    .fetch_optional(pool)
-    .await?
-    .ok_or(Error::NotFound)?;
-    Ok(AdminApplicationView {
-        id: ApplicationId(r.id),
-        name: r.name,
-        state: r.state,
-        account_id: AccountId(r.account_id),
-        account_name: r.account_name,
-        api_id: r.api_id,
-        api_name: r.api_name,
-        plan_id: PlanId(r.plan_id),
-        plan_name: r.plan_name,
-        created_at: r.created_at,
-    })
 }

@@ -102,7 +102,7 @@ impl Cluster {
             Ok(())
         } else {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_owned();
+            let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_owned();
             Err(fail(format!("{what} failed: {last} (log: {})", self.dir.join("postgres.log").display())))
         }
     }
