@@ -14,18 +14,30 @@ pub use error::AdminError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use ui::*;
     cfg.service(web::resource("/admin").route(web::get().to(dashboard::show)))
-        .service(web::resource("/admin/apis/new").route(web::get().to(apis::new_form)).route(web::post().to(apis::import)))
+        .service(
+            web::resource("/admin/apis/new").route(web::get().to(apis::new_form)).route(web::post().to(apis::import)),
+        )
         .service(web::resource("/admin/apis/{id}").route(web::get().to(apis::show)).route(web::post().to(apis::update)))
         .service(web::resource("/admin/apis/{id}/lifecycle").route(web::post().to(apis::lifecycle)))
         .service(web::resource("/admin/apis/{id}/versions").route(web::post().to(apis::stage_version)))
         .service(web::resource("/admin/apis/{id}/versions/{number}").route(web::get().to(apis::show_version)))
-        .service(web::resource("/admin/apis/{id}/versions/{number}/publish").route(web::post().to(apis::publish_version)))
+        .service(
+            web::resource("/admin/apis/{id}/versions/{number}/publish").route(web::post().to(apis::publish_version)),
+        )
         .service(web::resource("/admin/apis/{id}/metrics").route(web::post().to(apis::add_metric)))
         .service(web::resource("/admin/apis/{id}/metrics/{metric}/delete").route(web::post().to(apis::delete_metric)))
         .service(web::resource("/admin/apis/{id}/rules").route(web::post().to(apis::add_rule)))
         .service(web::resource("/admin/apis/{id}/rules/{rule}/delete").route(web::post().to(apis::delete_rule)))
-        .service(web::resource("/admin/apis/{id}/plans/new").route(web::get().to(plans::new_form)).route(web::post().to(plans::create)))
-        .service(web::resource("/admin/plans/{id}").route(web::get().to(plans::edit_form)).route(web::post().to(plans::update)))
+        .service(
+            web::resource("/admin/apis/{id}/plans/new")
+                .route(web::get().to(plans::new_form))
+                .route(web::post().to(plans::create)),
+        )
+        .service(
+            web::resource("/admin/plans/{id}")
+                .route(web::get().to(plans::edit_form))
+                .route(web::post().to(plans::update)),
+        )
         .service(web::resource("/admin/plans/{id}/copy").route(web::post().to(plans::copy)))
         .service(web::resource("/admin/plans/{id}/delete").route(web::post().to(plans::delete)))
         .service(web::resource("/admin/applications").route(web::get().to(applications::list)))
@@ -34,8 +46,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/accounts").route(web::get().to(accounts::list)))
         .service(web::resource("/admin/accounts/{id}/{action}").route(web::post().to(accounts::set_state)))
         .service(web::resource("/admin/audit").route(web::get().to(audit::list)))
-        .service(web::resource("/admin/gateways").route(web::get().to(gateways::list)).route(web::post().to(gateways::create)))
-        .service(web::resource("/admin/tokens").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)))
+        .service(
+            web::resource("/admin/gateways")
+                .route(web::get().to(gateways::list))
+                .route(web::post().to(gateways::create)),
+        )
+        .service(
+            web::resource("/admin/tokens").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)),
+        )
         .service(web::resource("/admin/tokens/{id}/revoke").route(web::post().to(tokens::revoke)));
 }
 

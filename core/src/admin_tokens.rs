@@ -54,8 +54,18 @@ pub async fn create(pool: &PgPool, owner: UserId, name: &str, actor: &Actor) -> 
     )
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut tx, actor, Entry { action: "admin_token.create", entity: "admin_token", entity_id: Some(id), before: None, after: Some(json!({"name": name, "owner": owner.0})) })
-        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "admin_token.create",
+            entity: "admin_token",
+            entity_id: Some(id),
+            before: None,
+            after: Some(json!({"name": name, "owner": owner.0})),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((id, secret))
 }
@@ -108,7 +118,12 @@ pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(Error::NotFound);
     }
-    audit::record(&mut tx, actor, Entry { action: "admin_token.revoke", entity: "admin_token", entity_id: Some(id), before: None, after: None }).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry { action: "admin_token.revoke", entity: "admin_token", entity_id: Some(id), before: None, after: None },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

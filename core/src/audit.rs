@@ -72,7 +72,12 @@ pub struct AuditFilter {
     pub actor: Option<String>,
 }
 
-pub async fn list(pool: &sqlx::PgPool, filter: &AuditFilter, limit: i64, offset: i64) -> crate::Result<(Vec<AuditRecord>, i64)> {
+pub async fn list(
+    pool: &sqlx::PgPool,
+    filter: &AuditFilter,
+    limit: i64,
+    offset: i64,
+) -> crate::Result<(Vec<AuditRecord>, i64)> {
     let action = filter.action.as_deref().map(|a| format!("{}%", crate::db::like_escape(a)));
     let actor = filter.actor.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
@@ -93,7 +98,16 @@ pub async fn list(pool: &sqlx::PgPool, filter: &AuditFilter, limit: i64, offset:
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     Ok((
         rows.into_iter()
-            .map(|r| AuditRecord { id: r.id, at: r.at, actor: r.actor_label, action: r.action, entity: r.entity, entity_id: r.entity_id, before: r.before, after: r.after })
+            .map(|r| AuditRecord {
+                id: r.id,
+                at: r.at,
+                actor: r.actor_label,
+                action: r.action,
+                entity: r.entity,
+                entity_id: r.entity_id,
+                before: r.before,
+                after: r.after,
+            })
             .collect(),
         total,
     ))

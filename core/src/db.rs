@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -29,9 +29,10 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Creates a database unless it exists (used by the private dev cluster).
 pub async fn create_database_if_missing(conn: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
-    let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
+            .fetch_one(&mut *conn)
+            .await?;
     if !exists {
         // Identifiers cannot be bound as parameters; the name is ours, quoted.
         let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));

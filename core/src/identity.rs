@@ -11,8 +11,8 @@ use std::pin::Pin;
 
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, TokenResponse, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -45,11 +45,15 @@ fn default_scopes() -> Vec<String> {
 impl ProviderConfig {
     /// Checks what can be checked before the first sign-in.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        let id_ok = !self.id.is_empty() && self.id.len() <= 64 && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 64
+            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !id_ok {
             return Err(format!("provider id `{}`: use lower-case letters, digits, - and _", self.id));
         }
-        for (field, url) in [("auth_url", &self.auth_url), ("token_url", &self.token_url), ("userinfo_url", &self.userinfo_url)] {
+        for (field, url) in
+            [("auth_url", &self.auth_url), ("token_url", &self.token_url), ("userinfo_url", &self.userinfo_url)]
+        {
             if oauth2::url::Url::parse(url).is_err() {
                 return Err(format!("provider {}: {field} `{url}` is not a URL", self.id));
             }
@@ -88,7 +92,8 @@ type Client = oauth2::Client<
 >;
 
 fn client(provider: &ProviderConfig, redirect_url: &str) -> Result<Client> {
-    let bad = |what: &str, e: oauth2::url::ParseError| Error::Internal(format!("provider {}: {what}: {e}", provider.id));
+    let bad =
+        |what: &str, e: oauth2::url::ParseError| Error::Internal(format!("provider {}: {what}: {e}", provider.id));
     Ok(BasicClient::new(ClientId::new(provider.client_id.clone()))
         .set_client_secret(ClientSecret::new(provider.client_secret.clone()))
         .set_auth_uri(AuthUrl::new(provider.auth_url.clone()).map_err(|e| bad("auth_url", e))?)
@@ -104,7 +109,11 @@ pub fn start(provider: &ProviderConfig, redirect_url: &str) -> Result<Started> {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     let (url, state) = request.url();
-    Ok(Started { authorize_url: url.to_string(), state: state.secret().clone(), pkce_verifier: verifier.secret().clone() })
+    Ok(Started {
+        authorize_url: url.to_string(),
+        state: state.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +155,16 @@ struct UserInfo {
 }
 
 /// Exchanges the code (with the PKCE verifier) and reads the userinfo.
-pub async fn finish(provider: &ProviderConfig, redirect_url: &str, code: &str, pkce_verifier: &str, http: &reqwest::Client) -> Result<ExternalIdentity> {
-    let failed = |what: &str, e: &dyn std::fmt::Display| Error::invalid("provider", format!("{} did not complete the sign-in ({what}): {e}", provider.name));
+pub async fn finish(
+    provider: &ProviderConfig,
+    redirect_url: &str,
+    code: &str,
+    pkce_verifier: &str,
+    http: &reqwest::Client,
+) -> Result<ExternalIdentity> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        Error::invalid("provider", format!("{} did not complete the sign-in ({what}): {e}", provider.name))
+    };
     let client = client(provider, redirect_url)?;
     let token = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -166,19 +183,28 @@ pub async fn finish(provider: &ProviderConfig, redirect_url: &str, code: &str, p
         .await
         .map_err(|e| failed("userinfo", &e))?;
     // Some providers send `"true"` as a string.
-    let email_verified = matches!(&info.email_verified, Some(serde_json::Value::Bool(true))) || matches!(&info.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+    let email_verified = matches!(&info.email_verified, Some(serde_json::Value::Bool(true)))
+        || matches!(&info.email_verified, Some(serde_json::Value::String(s)) if s == "true");
     Ok(ExternalIdentity { subject: info.sub, email: info.email, email_verified })
 }
 
 /// Finds or creates the local user for an external identity.
-pub async fn sign_in_external(pool: &PgPool, provider: &ProviderConfig, identity: &ExternalIdentity) -> Result<UserSummary> {
+pub async fn sign_in_external(
+    pool: &PgPool,
+    provider: &ProviderConfig,
+    identity: &ExternalIdentity,
+) -> Result<UserSummary> {
     if identity.subject.is_empty() || identity.subject.len() > 255 {
         return Err(Error::invalid("provider", format!("{} sent an unusable subject id", provider.name)));
     }
     let mut tx = pool.begin().await?;
-    let linked = sqlx::query_scalar!("SELECT user_id FROM identity_links WHERE provider = $1 AND subject = $2", provider.id, identity.subject)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let linked = sqlx::query_scalar!(
+        "SELECT user_id FROM identity_links WHERE provider = $1 AND subject = $2",
+        provider.id,
+        identity.subject
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let user = match linked {
         Some(user) => UserId(user),
         None => {
@@ -187,17 +213,25 @@ pub async fn sign_in_external(pool: &PgPool, provider: &ProviderConfig, identity
                 _ => {
                     return Err(Error::invalid(
                         "provider",
-                        format!("{} did not confirm a verified email address, which Tollgate needs to create or link an account", provider.name),
+                        format!(
+                            "{} did not confirm a verified email address, which Tollgate needs to create or link an account",
+                            provider.name
+                        ),
                     ));
                 }
             };
-            let existing = sqlx::query_scalar!("SELECT id FROM users WHERE email = $1", email.as_str() as _).fetch_optional(&mut *tx).await?;
+            let existing = sqlx::query_scalar!("SELECT id FROM users WHERE email = $1", email.as_str() as _)
+                .fetch_optional(&mut *tx)
+                .await?;
             let user = match existing {
                 Some(id) => {
                     // The provider proved the mailbox, so the email counts as verified here too.
-                    sqlx::query!("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1", id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query!(
+                        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
+                        id
+                    )
+                    .execute(&mut *tx)
+                    .await?;
                     UserId(id)
                 }
                 None => {
@@ -205,13 +239,24 @@ pub async fn sign_in_external(pool: &PgPool, provider: &ProviderConfig, identity
                     create_developer_in(&mut tx, &organisation, &email, None, true).await?.1
                 }
             };
-            sqlx::query!("INSERT INTO identity_links (provider, subject, user_id) VALUES ($1, $2, $3)", provider.id, identity.subject, user.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "INSERT INTO identity_links (provider, subject, user_id) VALUES ($1, $2, $3)",
+                provider.id,
+                identity.subject,
+                user.0
+            )
+            .execute(&mut *tx)
+            .await?;
             audit::record(
                 &mut tx,
                 &Actor::user(user, email.as_str()),
-                Entry { action: "identity.link", entity: "user", entity_id: Some(user.0), before: None, after: Some(json!({"provider": provider.id})) },
+                Entry {
+                    action: "identity.link",
+                    entity: "user",
+                    entity_id: Some(user.0),
+                    before: None,
+                    after: Some(json!({"provider": provider.id})),
+                },
             )
             .await?;
             user

@@ -33,10 +33,7 @@ fn main() {
         eprintln!("usage: bench_bare_proxy LISTEN_ADDR UPSTREAM_HOST:PORT");
         std::process::exit(2);
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(serve(listen.clone(), upstream.clone()));
 }
 
@@ -85,12 +82,7 @@ async fn forward(
         Some(query) => format!("{rest}?{query}"),
         None => rest.to_owned(),
     };
-    let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(upstream)
-        .path_and_query(path_and_query)
-        .build()
-    else {
+    let Ok(uri) = Uri::builder().scheme("http").authority(upstream).path_and_query(path_and_query).build() else {
         return status(StatusCode::BAD_REQUEST);
     };
     parts.uri = uri;

@@ -18,9 +18,8 @@ use std::io::Write;
 use jiff::Timestamp;
 use tollgate_protocol::key::ENTROPY_BYTES;
 use tollgate_protocol::{
-    Api, Application, ApplicationState, AuthMode, Credential, KeyHash, KeyKind, KeyLocation,
-    Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, SecretKey, Snapshot,
-    TimeZoneName, Upstream,
+    Api, Application, ApplicationState, AuthMode, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle, Limit,
+    MappingRule, Metric, NoMatch, Period, Plan, SecretKey, Snapshot, TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
@@ -47,19 +46,11 @@ fn main() {
         ("DELETE", "/items/{id}$", "delete_item"),
         ("GET", "/search", "search"),
     ];
-    let mut metrics = vec![Metric {
-        id: hits,
-        system_name: "hits".into(),
-        parent: None,
-    }];
+    let mut metrics = vec![Metric { id: hits, system_name: "hits".into(), parent: None }];
     let mut mapping_rules = Vec::new();
     for (i, (method, pattern, name)) in rules.iter().enumerate() {
         let id = Uuid::from_u128(101 + i as u128);
-        metrics.push(Metric {
-            id,
-            system_name: (*name).into(),
-            parent: Some(hits),
-        });
+        metrics.push(Metric { id, system_name: (*name).into(), parent: Some(hits) });
         mapping_rules.push(MappingRule {
             http_method: (*method).into(),
             pattern: (*pattern).into(),
@@ -76,15 +67,9 @@ fn main() {
         slug: "bench".into(),
         hosts: vec![],
         base_path: "/bench".into(),
-        upstreams: vec![Upstream {
-            url: upstream.clone(),
-        }],
+        upstreams: vec![Upstream { url: upstream.clone() }],
         lifecycle: Lifecycle::Published,
-        auth: AuthMode::UserKey {
-            location: KeyLocation::Query {
-                name: "user_key".into(),
-            },
-        },
+        auth: AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } },
         metrics,
         mapping_rules,
         on_no_match: NoMatch::NotFound,
@@ -94,39 +79,17 @@ fn main() {
         api_id: api,
         time_zone: TimeZoneName::new("Europe/Paris").expect("zone"),
         limits: vec![
-            Limit {
-                metric: hits,
-                period: Period::Hour,
-                max: GENEROUS,
-            },
-            Limit {
-                metric: hits,
-                period: Period::Month,
-                max: GENEROUS,
-            },
+            Limit { metric: hits, period: Period::Hour, max: GENEROUS },
+            Limit { metric: hits, period: Period::Month, max: GENEROUS },
         ],
     });
 
     let key = SecretKey::from_entropy(KeyKind::UserKey, [7; ENTROPY_BYTES]);
     for n in 0..=OTHER_APPS {
         let app = Uuid::from_u128(1_000_000 + n);
-        snapshot.applications.push(Application {
-            id: app,
-            plan_id: plan,
-            state: ApplicationState::Live,
-            app_id: None,
-        });
-        let hash = if n == 0 {
-            key.hash()
-        } else {
-            KeyHash::of(&format!("tg_uk_bench_other_{n}"))
-        };
-        snapshot.credentials.push(Credential {
-            hash,
-            kind: KeyKind::UserKey,
-            application_id: app,
-            expires_at: None,
-        });
+        snapshot.applications.push(Application { id: app, plan_id: plan, state: ApplicationState::Live, app_id: None });
+        let hash = if n == 0 { key.hash() } else { KeyHash::of(&format!("tg_uk_bench_other_{n}")) };
+        snapshot.credentials.push(Credential { hash, kind: KeyKind::UserKey, application_id: app, expires_at: None });
     }
     if let Err(err) = snapshot.validate() {
         eprintln!("invalid snapshot: {err}");

@@ -20,9 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tollgate_agent::{Agent, ServerUrl, Settings, Token};
 use tollgate_protocol::{
-    Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, KeyHash, KeyKind,
-    KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, Snapshot,
-    TimeZoneName, Upstream,
+    Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle,
+    Limit, MappingRule, Metric, NoMatch, Period, Plan, Snapshot, TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
@@ -35,16 +34,8 @@ fn main() {
         &std::env::var("LOG").unwrap_or_else(|_| "warn,tollgate_agent=info".into()),
         tollgate_agent::LogFormat::Human,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["generate", n, dir] => generate(n.parse().expect("a number of keys"), dir),
         ["stream", dir] => runtime.block_on(stream(dir)),
         ["disk", dir] => runtime.block_on(disk(dir)),
@@ -58,14 +49,9 @@ fn generate(keys: usize, dir: &str) {
     for a in 0..APIS {
         let api = Uuid::from_u128(a as u128 + 1);
         let hits = Uuid::from_u128((1 << 64) + a as u128);
-        let methods: Vec<Uuid> = (0..RULES_PER_API)
-            .map(|r| Uuid::from_u128((2 << 64) + (a * RULES_PER_API + r) as u128))
-            .collect();
-        let mut metrics = vec![Metric {
-            id: hits,
-            system_name: "hits".into(),
-            parent: None,
-        }];
+        let methods: Vec<Uuid> =
+            (0..RULES_PER_API).map(|r| Uuid::from_u128((2 << 64) + (a * RULES_PER_API + r) as u128)).collect();
+        let mut metrics = vec![Metric { id: hits, system_name: "hits".into(), parent: None }];
         metrics.extend(methods.iter().enumerate().map(|(r, id)| Metric {
             id: *id,
             system_name: format!("op{r}"),
@@ -76,15 +62,9 @@ fn generate(keys: usize, dir: &str) {
             slug: format!("api-{a}"),
             hosts: vec![],
             base_path: format!("/api{a}"),
-            upstreams: vec![Upstream {
-                url: "http://127.0.0.1:9".into(),
-            }],
+            upstreams: vec![Upstream { url: "http://127.0.0.1:9".into() }],
             lifecycle: Lifecycle::Published,
-            auth: AuthMode::UserKey {
-                location: KeyLocation::Query {
-                    name: "user_key".into(),
-                },
-            },
+            auth: AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } },
             metrics,
             mapping_rules: methods
                 .iter()
@@ -105,16 +85,8 @@ fn generate(keys: usize, dir: &str) {
             api_id: api,
             time_zone: TimeZoneName::new("Europe/Paris").expect("zone"),
             limits: vec![
-                Limit {
-                    metric: hits,
-                    period: Period::Minute,
-                    max: 600,
-                },
-                Limit {
-                    metric: hits,
-                    period: Period::Month,
-                    max: 1_000_000,
-                },
+                Limit { metric: hits, period: Period::Minute, max: 600 },
+                Limit { metric: hits, period: Period::Month, max: 1_000_000 },
             ],
         });
     }
@@ -134,33 +106,19 @@ fn generate(keys: usize, dir: &str) {
         });
     }
     std::fs::create_dir_all(dir).expect("dir");
-    let mut disk =
-        std::io::BufWriter::new(std::fs::File::create(format!("{dir}/config.json")).expect("file"));
+    let mut disk = std::io::BufWriter::new(std::fs::File::create(format!("{dir}/config.json")).expect("file"));
     serde_json::to_writer(&mut disk, &snapshot).expect("write");
     disk.flush().expect("flush");
-    let mut line = std::io::BufWriter::new(
-        std::fs::File::create(format!("{dir}/stream.ndjson")).expect("file"),
-    );
+    let mut line = std::io::BufWriter::new(std::fs::File::create(format!("{dir}/stream.ndjson")).expect("file"));
     serde_json::to_writer(&mut line, &ConfigMessage::Snapshot(snapshot)).expect("write");
     line.write_all(b"\n").expect("write");
     line.flush().expect("flush");
-    let size = std::fs::metadata(format!("{dir}/stream.ndjson"))
-        .expect("size")
-        .len();
-    println!(
-        "generated {keys} keys in {:?}: {} MB per snapshot",
-        started.elapsed(),
-        size >> 20
-    );
+    let size = std::fs::metadata(format!("{dir}/stream.ndjson")).expect("size").len();
+    println!("generated {keys} keys in {:?}: {} MB per snapshot", started.elapsed(), size >> 20);
 }
 
 /// Serves `stream.ndjson` as the config stream, then waits.
-async fn serve_stream(
-    dir: String,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::broadcast::Sender<Vec<u8>>,
-) {
+async fn serve_stream(dir: String) -> (std::net::SocketAddr, tokio::sync::broadcast::Sender<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (sender, _) = tokio::sync::broadcast::channel::<Vec<u8>>(16);
@@ -207,13 +165,8 @@ async fn start_and_time(
     let agent = Agent::start(settings).await.expect("agent");
     let ready = format!("{}/ready", agent.admin_addr());
     loop {
-        let mut socket = tokio::net::TcpStream::connect(agent.admin_addr())
-            .await
-            .expect("connect");
-        socket
-            .write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .expect("write");
+        let mut socket = tokio::net::TcpStream::connect(agent.admin_addr()).await.expect("connect");
+        socket.write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
         let mut answer = String::new();
         let _ = socket.read_to_string(&mut answer).await;
         if answer.starts_with("HTTP/1.1 200") {
@@ -221,11 +174,7 @@ async fn start_and_time(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!(
-        "{what}: ready after {:?} wall, {} CPU ({ready})",
-        started.elapsed(),
-        cpu_time()
-    );
+    println!("{what}: ready after {:?} wall, {} CPU ({ready})", started.elapsed(), cpu_time());
     println!("  at ready:  {}", memory());
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("  3 s later: {}", memory());
@@ -238,9 +187,7 @@ async fn start_and_time(
         );
         let proxy = agent.proxy_addr();
         let status = |request: String| async move {
-            let mut socket = tokio::net::TcpStream::connect(proxy)
-                .await
-                .expect("connect");
+            let mut socket = tokio::net::TcpStream::connect(proxy).await.expect("connect");
             socket.write_all(request.as_bytes()).await.expect("write");
             let mut answer = String::new();
             let _ = socket.read_to_string(&mut answer).await;
@@ -250,19 +197,14 @@ async fn start_and_time(
         let delta = tollgate_protocol::Delta {
             base_revision: 1,
             revision: 2,
-            changes: vec![tollgate_protocol::Change::RevokeCredential {
-                hash: KeyHash::of(key),
-            }],
+            changes: vec![tollgate_protocol::Change::RevokeCredential { hash: KeyHash::of(key) }],
         };
         let mut line = serde_json::to_vec(&ConfigMessage::Delta(delta)).expect("json");
         line.push(b'\n');
         let sent = Instant::now();
         deltas.send(line).expect("a stream is open");
         while status(request.clone()).await != "403" {}
-        println!(
-            "  revoked key refused {:?} after the delta was sent",
-            sent.elapsed()
-        );
+        println!("  revoked key refused {:?} after the delta was sent", sent.elapsed());
     }
     agent.shutdown().await.expect("shutdown");
 }
@@ -270,22 +212,12 @@ async fn start_and_time(
 async fn stream(dir: &str) {
     let (server, deltas) = serve_stream(dir.to_owned()).await;
     let state = std::env::temp_dir().join(format!("snapshot-load-{}", Uuid::new_v4().simple()));
-    start_and_time(
-        server,
-        state.clone(),
-        "snapshot over the stream",
-        Some(deltas),
-    )
-    .await;
+    start_and_time(server, state.clone(), "snapshot over the stream", Some(deltas)).await;
     let _ = std::fs::remove_dir_all(state);
 }
 
 async fn disk(dir: &str) {
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
     start_and_time(dead, dir.into(), "snapshot from disk, server down", None).await;
 }
 
@@ -294,17 +226,8 @@ async fn disk(dir: &str) {
 fn cpu_time() -> String {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
     let total = ticks(11) + ticks(12);
     format!("{:.2}s", total as f64 / 100.0)

@@ -61,24 +61,16 @@ impl Agent {
     /// management server cannot be reached), binds both listeners and starts syncing.
     pub async fn start(settings: Settings) -> Result<RunningAgent, Error> {
         let state_dir = settings.state_dir.clone();
-        let dir_error = |source| Error::StateDir {
-            path: state_dir.clone(),
-            source,
-        };
+        let dir_error = |source| Error::StateDir { path: state_dir.clone(), source };
         std::fs::create_dir_all(&state_dir).map_err(dir_error)?;
         let agent_id = state::agent_id(&state_dir).map_err(dir_error)?;
         let metrics = Metrics::new();
-        let spool = Spool::open(
-            state_dir.join("spool"),
-            settings.spool_max_bytes,
-            metrics.clone(),
-        )
-        .map_err(dir_error)?;
+        let spool =
+            Spool::open(state_dir.join("spool"), settings.spool_max_bytes, metrics.clone()).map_err(dir_error)?;
 
         let shared = match &settings.redis_url {
             Some(url) => {
-                let shared =
-                    SharedCounters::new(url, &metrics).map_err(|e| Error::Redis(e.to_string()))?;
+                let shared = SharedCounters::new(url, &metrics).map_err(|e| Error::Redis(e.to_string()))?;
                 if !shared.probe().await {
                     tracing::warn!(redis = %url, "redis unavailable at start: counting locally until it answers");
                 }
@@ -86,33 +78,21 @@ impl Agent {
             }
             None => None,
         };
-        let limiter = Arc::new(Limiter {
-            local: LocalCounters::new(),
-            shared,
-        });
+        let limiter = Arc::new(Limiter { local: LocalCounters::new(), shared });
         let standby = load_standby(&state_dir, &limiter).await;
 
-        let proxy_listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| Error::Bind {
-                    listener: "proxy",
-                    addr: settings.listen,
-                    source,
-                })?;
-        let admin_listener = TcpListener::bind(settings.admin_listen)
-            .await
-            .map_err(|source| Error::Bind {
-                listener: "admin",
-                addr: settings.admin_listen,
-                source,
-            })?;
+        let proxy_listener = TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind {
+            listener: "proxy",
+            addr: settings.listen,
+            source,
+        })?;
+        let admin_listener = TcpListener::bind(settings.admin_listen).await.map_err(|source| Error::Bind {
+            listener: "admin",
+            addr: settings.admin_listen,
+            source,
+        })?;
         let local_addr = |listener: &TcpListener, name, addr| {
-            listener.local_addr().map_err(|source| Error::Bind {
-                listener: name,
-                addr,
-                source,
-            })
+            listener.local_addr().map_err(|source| Error::Bind { listener: name, addr, source })
         };
         let proxy_addr = local_addr(&proxy_listener, "proxy", settings.listen)?;
         let admin_addr = local_addr(&admin_listener, "admin", settings.admin_listen)?;
@@ -130,13 +110,7 @@ impl Agent {
         });
         let (persist_tx, persist_rx) = watch::channel(None);
 
-        let proxy = Arc::new(Proxy::new(
-            &settings,
-            live.clone(),
-            limiter.clone(),
-            aggregator.clone(),
-            metrics.clone(),
-        ));
+        let proxy = Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
         let proxy = tokio::spawn(serve(
             proxy_listener,
             "proxy",
@@ -184,28 +158,14 @@ impl Agent {
         let mut background = vec![
             tokio::spawn(sync.run(standby, stop_rx.clone())),
             tokio::spawn(status::report(control_plane, status_rx, stop_rx.clone())),
-            tokio::spawn(
-                reporter
-                    .clone()
-                    .run_sealer(settings.flush_interval, stop_rx.clone()),
-            ),
-            tokio::spawn(sweep(
-                limiter.clone(),
-                settings.clock.clone(),
-                stop_rx.clone(),
-            )),
+            tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone())),
+            tokio::spawn(sweep(limiter.clone(), settings.clock.clone(), stop_rx.clone())),
         ];
         if let Some(shared) = &limiter.shared {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
         }
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
-        let persister = tokio::spawn(persist(
-            state_dir,
-            persist_rx,
-            limiter,
-            settings.clock.clone(),
-            stop_rx,
-        ));
+        let persister = tokio::spawn(persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
         tracing::info!(%proxy_addr, %admin_addr, %agent_id, server = %settings.server, "tollgate-agent started");
         Ok(RunningAgent {
             proxy_addr,
@@ -247,11 +207,8 @@ impl RunningAgent {
         let _ = self.sender.await;
         self.reporter.seal().await;
         let deadline = Instant::now() + SHUTDOWN_USAGE_DELIVERY;
-        if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty()
-        {
-            tracing::warn!(
-                "management server unreachable: usage stays in the spool until the next start"
-            );
+        if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty() {
+            tracing::warn!("management server unreachable: usage stays in the spool until the next start");
         }
         for task in self.background {
             let _ = task.await;
@@ -335,12 +292,7 @@ const PERSIST_REST_MIN: Duration = Duration::from_millis(10);
 const PERSIST_REST_MAX: Duration = Duration::from_secs(30);
 
 /// Saves `config` with the current counters; returns how long it took.
-async fn write(
-    state_dir: &Path,
-    config: Arc<Config>,
-    limiter: &Arc<Limiter>,
-    clock: &Clock,
-) -> Duration {
+async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, clock: &Clock) -> Duration {
     let dir = state_dir.to_owned();
     let limiter = limiter.clone();
     let now = clock.now();
@@ -353,11 +305,7 @@ async fn write(
     .await;
     let took = started.elapsed();
     match written {
-        Ok(Ok(())) => tracing::debug!(
-            revision,
-            took_ms = took.as_millis() as u64,
-            "saved config to disk"
-        ),
+        Ok(Ok(())) => tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk"),
         Ok(Err(err)) => tracing::error!(revision, error = %err, "cannot save config to disk"),
         Err(join) => tracing::error!(error = %join, "saving config crashed"),
     }

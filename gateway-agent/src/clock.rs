@@ -21,12 +21,7 @@ impl Clock {
     /// A clock that stands still at `at` until moved through the returned handle.
     pub fn manual(at: Timestamp) -> (Clock, ManualClock) {
         let nanos = Arc::new(AtomicI64::new(to_nanos(at)));
-        (
-            Clock {
-                manual: Some(nanos.clone()),
-            },
-            ManualClock { nanos },
-        )
+        (Clock { manual: Some(nanos.clone()) }, ManualClock { nanos })
     }
 
     pub fn now(&self) -> Timestamp {
@@ -39,11 +34,7 @@ impl Clock {
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.manual.is_some() {
-            "Clock(manual)"
-        } else {
-            "Clock(system)"
-        })
+        f.write_str(if self.manual.is_some() { "Clock(manual)" } else { "Clock(system)" })
     }
 }
 

@@ -14,11 +14,7 @@ pub enum Error {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
-    Bind {
-        listener: &'static str,
-        addr: SocketAddr,
-        source: io::Error,
-    },
+    Bind { listener: &'static str, addr: SocketAddr, source: io::Error },
     #[error("state directory {path}: {source}")]
     StateDir { path: PathBuf, source: io::Error },
     #[error("redis: {0}")]

@@ -64,13 +64,7 @@ impl SharedCounters {
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         let gauge = metrics.redis_up();
         gauge.set(0.0);
-        Ok(SharedCounters {
-            manager,
-            script: Script::new(SCRIPT),
-            up: AtomicBool::new(false),
-            url: url.clone(),
-            gauge,
-        })
+        Ok(SharedCounters { manager, script: Script::new(SCRIPT), up: AtomicBool::new(false), url: url.clone(), gauge })
     }
 
     pub fn is_up(&self) -> bool {
@@ -93,10 +87,7 @@ impl SharedCounters {
         let mut connection = self.manager.clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
-        let up = matches!(
-            tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await,
-            Ok(Ok(_))
-        );
+        let up = matches!(tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await, Ok(Ok(_)));
         self.set_up(up);
         up
     }
@@ -119,13 +110,7 @@ impl SharedCounters {
         let mut invocation = self.script.prepare_invoke();
         for check in checks {
             let key = check.key;
-            invocation.key(format!(
-                "tg:{{{}}}:{}:{}:{}",
-                key.app,
-                key.metric,
-                key.period.as_str(),
-                key.window.0
-            ));
+            invocation.key(format!("tg:{{{}}}:{}:{}:{}", key.app, key.metric, key.period.as_str(), key.window.0));
         }
         for check in checks {
             let ttl_ms = check.window_end.map_or(0, |end| {

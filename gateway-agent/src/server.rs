@@ -81,9 +81,6 @@ pub(crate) async fn serve<H, F, B>(
     drop(listener);
     drop(open_tx);
     if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
-        tracing::warn!(
-            listener = name,
-            "stopped waiting for in-flight requests after {drain:?}"
-        );
+        tracing::warn!(listener = name, "stopped waiting for in-flight requests after {drain:?}");
     }
 }

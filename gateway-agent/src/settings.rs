@@ -20,10 +20,7 @@ pub struct SettingsError {
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> SettingsError {
-    SettingsError {
-        setting,
-        message: message.into(),
-    }
+    SettingsError { setting, message: message.into() }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +38,7 @@ pub struct ServerUrl {
 
 impl ServerUrl {
     pub fn parse(raw: &str) -> Result<ServerUrl, String> {
-        let uri: Uri = raw
-            .parse()
-            .map_err(|_| format!("`{raw}` is not a URL such as http://127.0.0.1:8080"))?;
+        let uri: Uri = raw.parse().map_err(|_| format!("`{raw}` is not a URL such as http://127.0.0.1:8080"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
@@ -60,9 +55,7 @@ impl ServerUrl {
         if uri.query().is_some() {
             return Err(format!("`{raw}` must not have a query string"));
         }
-        Ok(ServerUrl {
-            base: raw.trim_end_matches('/').to_owned(),
-        })
+        Ok(ServerUrl { base: raw.trim_end_matches('/').to_owned() })
     }
 
     /// The URI of an endpoint path such as `/agent/v1/status` (with optional query).
@@ -190,9 +183,7 @@ impl CorsOrigins {
 
 impl fmt::Debug for CorsOrigins {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|o| o.to_str().unwrap_or("?")))
-            .finish()
+        f.debug_list().entries(self.0.iter().map(|o| o.to_str().unwrap_or("?"))).finish()
     }
 }
 
@@ -200,9 +191,7 @@ impl fmt::Debug for CorsOrigins {
 fn origin(entry: &str) -> Result<HeaderValue, String> {
     let example = "an origin such as http://127.0.0.1:8080 (scheme://host[:port], no path)";
     if entry == "*" {
-        return Err(
-            "`*` is not allowed: list each origin, such as http://127.0.0.1:8080".to_owned(),
-        );
+        return Err("`*` is not allowed: list each origin, such as http://127.0.0.1:8080".to_owned());
     }
     let not_an_origin = || format!("`{entry}` is not {example}");
     let uri: Uri = entry.parse().map_err(|_| not_an_origin())?;
@@ -213,9 +202,7 @@ fn origin(entry: &str) -> Result<HeaderValue, String> {
     };
     let authority = uri.authority().ok_or_else(not_an_origin)?;
     // Nothing but `scheme://authority`: no path (not even `/`), query or user.
-    let bare = entry
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest == authority.as_str());
+    let bare = entry.split_once("://").is_some_and(|(_, rest)| rest == authority.as_str());
     if !bare || authority.as_str().contains('@') {
         return Err(not_an_origin());
     }
@@ -302,21 +289,14 @@ impl Settings {
         let get = |name: &str| var(name).filter(|v| !v.is_empty());
 
         let server = get("TOLLGATE_AGENT_SERVER").ok_or_else(|| {
-            invalid(
-                "TOLLGATE_AGENT_SERVER",
-                "required: the management server URL, e.g. http://127.0.0.1:8080",
-            )
+            invalid("TOLLGATE_AGENT_SERVER", "required: the management server URL, e.g. http://127.0.0.1:8080")
         })?;
         let server = ServerUrl::parse(&server).map_err(|m| invalid("TOLLGATE_AGENT_SERVER", m))?;
         let token = get("TOLLGATE_AGENT_TOKEN").ok_or_else(|| {
-            invalid(
-                "TOLLGATE_AGENT_TOKEN",
-                "required: the agent token shown when the gateway was registered",
-            )
+            invalid("TOLLGATE_AGENT_TOKEN", "required: the agent token shown when the gateway was registered")
         })?;
         let token = Token::parse(&token).map_err(|m| invalid("TOLLGATE_AGENT_TOKEN", m))?;
-        let state_dir =
-            get("TOLLGATE_AGENT_STATE_DIR").unwrap_or_else(|| Self::DEFAULT_STATE_DIR.to_owned());
+        let state_dir = get("TOLLGATE_AGENT_STATE_DIR").unwrap_or_else(|| Self::DEFAULT_STATE_DIR.to_owned());
         let mut settings = Settings::new(server, token, PathBuf::from(state_dir));
 
         if let Some(v) = get("TOLLGATE_AGENT_LISTEN") {
@@ -326,30 +306,23 @@ impl Settings {
             settings.admin_listen = address("TOLLGATE_AGENT_ADMIN_LISTEN", &v)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_REDIS_URL") {
-            settings.redis_url =
-                Some(RedisUrl::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_REDIS_URL", m))?);
+            settings.redis_url = Some(RedisUrl::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_REDIS_URL", m))?);
         }
         if let Some(v) = get("TOLLGATE_AGENT_FLUSH_INTERVAL_MS") {
-            settings.flush_interval =
-                millis("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", &v, 10, 3_600_000)?;
+            settings.flush_interval = millis("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", &v, 10, 3_600_000)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_UPSTREAM_CONNECT_TIMEOUT_MS") {
-            settings.upstream_connect_timeout =
-                millis("TOLLGATE_AGENT_UPSTREAM_CONNECT_TIMEOUT_MS", &v, 1, 600_000)?;
+            settings.upstream_connect_timeout = millis("TOLLGATE_AGENT_UPSTREAM_CONNECT_TIMEOUT_MS", &v, 1, 600_000)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS") {
-            settings.upstream_timeout =
-                millis("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS", &v, 1, 3_600_000)?;
+            settings.upstream_timeout = millis("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS", &v, 1, 3_600_000)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_ACCESS_LOG") {
             settings.access_log = match v.as_str() {
                 "on" => true,
                 "off" => false,
                 _ => {
-                    return Err(invalid(
-                        "TOLLGATE_AGENT_ACCESS_LOG",
-                        format!("`{v}` is not on or off"),
-                    ));
+                    return Err(invalid("TOLLGATE_AGENT_ACCESS_LOG", format!("`{v}` is not on or off")));
                 }
             };
         }
@@ -367,10 +340,7 @@ impl Settings {
                 "human" => LogFormat::Human,
                 "json" => LogFormat::Json,
                 _ => {
-                    return Err(invalid(
-                        "TOLLGATE_AGENT_LOG_FORMAT",
-                        format!("`{v}` is not human or json"),
-                    ));
+                    return Err(invalid("TOLLGATE_AGENT_LOG_FORMAT", format!("`{v}` is not human or json")));
                 }
             };
         }
@@ -378,34 +348,20 @@ impl Settings {
             settings.spool_max_bytes = bytes("TOLLGATE_AGENT_SPOOL_MAX_BYTES", &v)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_CORS_ORIGINS") {
-            settings.cors_origins =
-                CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
+            settings.cors_origins = CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
         }
         Ok(settings)
     }
 }
 
 fn address(setting: &'static str, value: &str) -> Result<SocketAddr, SettingsError> {
-    value.parse().map_err(|_| {
-        invalid(
-            setting,
-            format!("`{value}` is not an address such as 127.0.0.1:8081"),
-        )
-    })
+    value.parse().map_err(|_| invalid(setting, format!("`{value}` is not an address such as 127.0.0.1:8081")))
 }
 
-fn millis(
-    setting: &'static str,
-    value: &str,
-    min: u64,
-    max: u64,
-) -> Result<Duration, SettingsError> {
+fn millis(setting: &'static str, value: &str, min: u64, max: u64) -> Result<Duration, SettingsError> {
     match value.parse::<u64>() {
         Ok(ms) if (min..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
-        _ => Err(invalid(
-            setting,
-            format!("`{value}` is not a number of milliseconds from {min} to {max}"),
-        )),
+        _ => Err(invalid(setting, format!("`{value}` is not a number of milliseconds from {min} to {max}"))),
     }
 }
 
@@ -422,19 +378,9 @@ fn bytes(setting: &'static str, value: &str) -> Result<u64, SettingsError> {
         "GiB" => 1 << 30,
         _ => 0,
     };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .filter(|&n| n >= 4096)
-        .ok_or_else(|| {
-            invalid(
-                setting,
-                format!(
-                    "`{value}` is not a size of at least 4096 bytes, such as 268435456 or 256MiB"
-                ),
-            )
-        })
+    number.parse::<u64>().ok().and_then(|n| n.checked_mul(scale)).filter(|&n| n >= 4096).ok_or_else(|| {
+        invalid(setting, format!("`{value}` is not a size of at least 4096 bytes, such as 268435456 or 256MiB"))
+    })
 }
 
 #[cfg(test)]
@@ -444,10 +390,7 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let mut map: HashMap<String, String> = HashMap::new();
-        map.insert(
-            "TOLLGATE_AGENT_SERVER".into(),
-            "http://127.0.0.1:8080/".into(),
-        );
+        map.insert("TOLLGATE_AGENT_SERVER".into(), "http://127.0.0.1:8080/".into());
         map.insert("TOLLGATE_AGENT_TOKEN".into(), "tg_agt_secret".into());
         for (k, v) in vars {
             map.insert((*k).into(), (*v).into());
@@ -476,28 +419,14 @@ mod tests {
              http://[::1]:3000,http://127.0.0.1:8080",
         )])
         .expect("valid");
-        let origins: Vec<&str> = s
-            .cors_origins
-            .as_slice()
-            .iter()
-            .map(|o| o.to_str().expect("ascii"))
-            .collect();
+        let origins: Vec<&str> = s.cors_origins.as_slice().iter().map(|o| o.to_str().expect("ascii")).collect();
         assert_eq!(
             origins,
-            [
-                "http://127.0.0.1:8080",
-                "https://portal.example.com",
-                "http://a.test",
-                "http://[::1]:3000"
-            ]
+            ["http://127.0.0.1:8080", "https://portal.example.com", "http://a.test", "http://[::1]:3000"]
         );
         let wanted = HeaderValue::from_static("http://127.0.0.1:8080");
         assert!(s.cors_origins.find(&wanted).is_some());
-        assert!(
-            s.cors_origins
-                .find(&HeaderValue::from_static("http://127.0.0.1:8081"))
-                .is_none()
-        );
+        assert!(s.cors_origins.find(&HeaderValue::from_static("http://127.0.0.1:8081")).is_none());
         let e = parse(&[("TOLLGATE_AGENT_CORS_ORIGINS", "*")]).expect_err("invalid");
         assert!(e.to_string().contains("not allowed"), "{e}");
     }
@@ -505,34 +434,13 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_LISTEN", "nope")]),
-            "TOLLGATE_AGENT_LISTEN"
-        );
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]),
-            "TOLLGATE_AGENT_SERVER"
-        );
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]),
-            "TOLLGATE_AGENT_ACCESS_LOG"
-        );
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]),
-            "TOLLGATE_AGENT_FLUSH_INTERVAL_MS"
-        );
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]),
-            "TOLLGATE_AGENT_REDIS_URL"
-        );
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]),
-            "TOLLGATE_AGENT_SPOOL_MAX_BYTES"
-        );
-        assert_eq!(
-            err(&[("TOLLGATE_AGENT_TOKEN", "a b")]),
-            "TOLLGATE_AGENT_TOKEN"
-        );
+        assert_eq!(err(&[("TOLLGATE_AGENT_LISTEN", "nope")]), "TOLLGATE_AGENT_LISTEN");
+        assert_eq!(err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]), "TOLLGATE_AGENT_SERVER");
+        assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");
+        assert_eq!(err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]), "TOLLGATE_AGENT_FLUSH_INTERVAL_MS");
+        assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]), "TOLLGATE_AGENT_REDIS_URL");
+        assert_eq!(err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]), "TOLLGATE_AGENT_SPOOL_MAX_BYTES");
+        assert_eq!(err(&[("TOLLGATE_AGENT_TOKEN", "a b")]), "TOLLGATE_AGENT_TOKEN");
         for bad in [
             "*",
             "http://127.0.0.1:8080,*",
@@ -544,11 +452,7 @@ mod tests {
             "http://user@portal.example.com",
             "null",
         ] {
-            assert_eq!(
-                err(&[("TOLLGATE_AGENT_CORS_ORIGINS", bad)]),
-                "TOLLGATE_AGENT_CORS_ORIGINS",
-                "{bad}"
-            );
+            assert_eq!(err(&[("TOLLGATE_AGENT_CORS_ORIGINS", bad)]), "TOLLGATE_AGENT_CORS_ORIGINS", "{bad}");
         }
         let e = parse(&[("TOLLGATE_AGENT_TOKEN", "bad token")]).expect_err("invalid");
         assert!(!e.to_string().contains("bad token"));
@@ -556,12 +460,7 @@ mod tests {
 
     #[test]
     fn sizes_and_redaction() {
-        assert_eq!(
-            parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")])
-                .expect("ok")
-                .spool_max_bytes,
-            1 << 20
-        );
+        assert_eq!(parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")]).expect("ok").spool_max_bytes, 1 << 20);
         let url = RedisUrl::parse("redis://user:pw@127.0.0.1:6379/0").expect("ok");
         assert_eq!(url.to_string(), "redis://***@127.0.0.1:6379/0");
     }

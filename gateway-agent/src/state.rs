@@ -8,10 +8,7 @@ use uuid::Uuid;
 
 /// Writes `path` via a temporary file in the same directory: write, fsync, rename, fsync the
 /// directory. Readers see the old or the new content, never a torn file.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let temp = dir.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
@@ -33,17 +30,13 @@ pub(crate) fn write_atomically(
 pub(crate) fn agent_id(state_dir: &Path) -> io::Result<Uuid> {
     let path = state_dir.join("agent_id");
     match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is not a UUID", path.display()),
-            )
-        }),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a UUID", path.display()))),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             let id = Uuid::now_v7();
-            write_atomically(&path, |file| {
-                io::Write::write_all(file, format!("{id}\n").as_bytes())
-            })?;
+            write_atomically(&path, |file| io::Write::write_all(file, format!("{id}\n").as_bytes()))?;
             Ok(id)
         }
         Err(err) => Err(err),

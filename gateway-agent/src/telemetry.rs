@@ -15,9 +15,7 @@ use crate::settings::LogFormat;
 /// Installs the global tracing subscriber (first call wins, so tests may call it freely).
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -33,12 +31,10 @@ pub(crate) const USAGE_DROPPED: &str = "tollgate_agent_usage_dropped_total";
 pub(crate) const CONFIG_REJECTED: &str = "tollgate_agent_config_rejected_total";
 pub(crate) const REDIS_UP: &str = "tollgate_agent_redis_up";
 
-const DURATION_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const DURATION_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-const METADATA: Metadata<'static> =
-    Metadata::new("tollgate_agent", metrics::Level::INFO, Some(module_path!()));
+const METADATA: Metadata<'static> = Metadata::new("tollgate_agent", metrics::Level::INFO, Some(module_path!()));
 
 /// The agent's metric handles and the recorder that renders them.
 pub(crate) struct Metrics {
@@ -65,41 +61,16 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         let describe = |name: &'static str, help: &'static str| {
-            recorder.describe_counter(
-                KeyName::from_const_str(name),
-                None,
-                SharedString::const_str(help),
-            );
+            recorder.describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
         };
-        describe(
-            REQUESTS_TOTAL,
-            "Requests answered, by API slug, decision and status code.",
-        );
-        describe(
-            REQUEST_DURATION,
-            "Time from request received to response head sent.",
-        );
+        describe(REQUESTS_TOTAL, "Requests answered, by API slug, decision and status code.");
+        describe(REQUEST_DURATION, "Time from request received to response head sent.");
         describe(CONFIG_REVISION, "Config revision being enforced.");
-        describe(
-            CP_CONNECTED,
-            "1 while the config stream to the management server is open.",
-        );
-        describe(
-            SPOOL_BYTES,
-            "Bytes of usage batches waiting on disk for acknowledgement.",
-        );
-        describe(
-            USAGE_DROPPED,
-            "Usage batches dropped because the spool was full or the server refused them.",
-        );
-        describe(
-            CONFIG_REJECTED,
-            "Config updates rejected (invalid or not compilable).",
-        );
-        describe(
-            REDIS_UP,
-            "1 while shared Redis counters are in use, 0 while falling back to local counters.",
-        );
+        describe(CP_CONNECTED, "1 while the config stream to the management server is open.");
+        describe(SPOOL_BYTES, "Bytes of usage batches waiting on disk for acknowledgement.");
+        describe(USAGE_DROPPED, "Usage batches dropped because the spool was full or the server refused them.");
+        describe(CONFIG_REJECTED, "Config updates rejected (invalid or not compilable).");
+        describe(REDIS_UP, "1 while shared Redis counters are in use, 0 while falling back to local counters.");
         let key = |name: &'static str| Key::from_static_name(name);
         let metrics = Metrics {
             config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
@@ -120,8 +91,7 @@ impl Metrics {
 
     /// `tollgate_agent_redis_up`, registered only by agents that use Redis.
     pub fn redis_up(&self) -> Gauge {
-        self.recorder
-            .register_gauge(&Key::from_static_name(REDIS_UP), &METADATA)
+        self.recorder.register_gauge(&Key::from_static_name(REDIS_UP), &METADATA)
     }
 
     /// Prometheus text exposition.
@@ -138,19 +108,13 @@ impl Metrics {
         &self.unrouted
     }
 
-    fn register_request_counter(
-        &self,
-        api: &SharedString,
-        decision: &'static str,
-        status: u16,
-    ) -> Counter {
+    fn register_request_counter(&self, api: &SharedString, decision: &'static str, status: u16) -> Counter {
         let labels = vec![
             Label::new("api", api.clone()),
             Label::from_static_parts("decision", decision),
             Label::new("status", status.to_string()),
         ];
-        self.recorder
-            .register_counter(&Key::from_parts(REQUESTS_TOTAL, labels), &METADATA)
+        self.recorder.register_counter(&Key::from_parts(REQUESTS_TOTAL, labels), &METADATA)
     }
 }
 
@@ -171,37 +135,25 @@ pub(crate) const ANSWERED_DECISIONS: usize = 16;
 
 impl RequestCounters {
     pub fn new(api: SharedString) -> RequestCounters {
-        RequestCounters {
-            api,
-            proxied: OnceLock::new(),
-            answered: Default::default(),
-        }
+        RequestCounters { api, proxied: OnceLock::new(), answered: Default::default() }
     }
 
     pub fn proxied(&self, metrics: &Metrics, status: u16) {
-        let slots = self
-            .proxied
-            .get_or_init(|| (0..STATUSES).map(|_| OnceLock::new()).collect());
+        let slots = self.proxied.get_or_init(|| (0..STATUSES).map(|_| OnceLock::new()).collect());
         let index = usize::from(status.clamp(100, 599) - 100);
         match slots.get(index) {
-            Some(slot) => slot
-                .get_or_init(|| metrics.register_request_counter(&self.api, "proxied", status))
-                .increment(1),
-            None => metrics
-                .register_request_counter(&self.api, "proxied", status)
-                .increment(1),
+            Some(slot) => {
+                slot.get_or_init(|| metrics.register_request_counter(&self.api, "proxied", status)).increment(1)
+            }
+            None => metrics.register_request_counter(&self.api, "proxied", status).increment(1),
         }
     }
 
     /// `index` identifies the decision (below [`ANSWERED_DECISIONS`]), `code` names it.
     pub fn answered(&self, metrics: &Metrics, index: usize, code: &'static str, status: u16) {
         match self.answered.get(index) {
-            Some(slot) => slot
-                .get_or_init(|| metrics.register_request_counter(&self.api, code, status))
-                .increment(1),
-            None => metrics
-                .register_request_counter(&self.api, code, status)
-                .increment(1),
+            Some(slot) => slot.get_or_init(|| metrics.register_request_counter(&self.api, code, status)).increment(1),
+            None => metrics.register_request_counter(&self.api, code, status).increment(1),
         }
     }
 }

@@ -22,7 +22,9 @@ impl ResponseError for PortalError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let (title, detail) = match &self.0 {
-            tollgate_core::Error::NotFound => ("Not found", "There is nothing here. It may have been removed, or the link is wrong.".to_owned()),
+            tollgate_core::Error::NotFound => {
+                ("Not found", "There is nothing here. It may have been removed, or the link is wrong.".to_owned())
+            }
             tollgate_core::Error::Database(_) | tollgate_core::Error::Internal(_) => {
                 tracing::error!(error = ?self.0, "portal request failed");
                 ("Something went wrong", "Something went wrong on our side. Please try again in a moment.".to_owned())

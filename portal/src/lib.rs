@@ -24,15 +24,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(catalog::home)))
         .service(web::resource("/apis/{slug}").route(web::get().to(catalog::api)))
         .service(web::resource("/apis/{slug}/spec").route(web::get().to(catalog::spec)))
-        .service(web::resource("/login").route(web::get().to(auth::login::form)).route(web::post().to(auth::login::submit)))
+        .service(
+            web::resource("/login").route(web::get().to(auth::login::form)).route(web::post().to(auth::login::submit)),
+        )
         .service(web::resource("/auth/{provider}").route(web::post().to(auth::external::start)))
         .service(web::resource("/auth/{provider}/callback").route(web::get().to(auth::external::callback)))
         .service(web::resource("/logout").route(web::post().to(auth::logout::submit)))
-        .service(web::resource("/signup").route(web::get().to(auth::signup::form)).route(web::post().to(auth::signup::submit)))
-        .service(web::resource("/verify").route(web::get().to(auth::verify::confirm)).route(web::post().to(auth::verify::submit)))
-        .service(web::resource("/verify/resend").route(web::get().to(auth::verify::resend_form)).route(web::post().to(auth::verify::resend)))
-        .service(web::resource("/password/forgot").route(web::get().to(auth::password::forgot_form)).route(web::post().to(auth::password::forgot)))
-        .service(web::resource("/password/reset").route(web::get().to(auth::password::reset_form)).route(web::post().to(auth::password::reset)))
+        .service(
+            web::resource("/signup")
+                .route(web::get().to(auth::signup::form))
+                .route(web::post().to(auth::signup::submit)),
+        )
+        .service(
+            web::resource("/verify")
+                .route(web::get().to(auth::verify::confirm))
+                .route(web::post().to(auth::verify::submit)),
+        )
+        .service(
+            web::resource("/verify/resend")
+                .route(web::get().to(auth::verify::resend_form))
+                .route(web::post().to(auth::verify::resend)),
+        )
+        .service(
+            web::resource("/password/forgot")
+                .route(web::get().to(auth::password::forgot_form))
+                .route(web::post().to(auth::password::forgot)),
+        )
+        .service(
+            web::resource("/password/reset")
+                .route(web::get().to(auth::password::reset_form))
+                .route(web::post().to(auth::password::reset)),
+        )
         .service(web::resource("/dashboard").route(web::get().to(dashboard::show)))
         .service(web::resource("/profile").route(web::get().to(profile::show)))
         .service(web::resource("/profile/password").route(web::post().to(profile::change_password)))
@@ -48,5 +70,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/team/invite").route(web::post().to(team::invite)))
         .service(web::resource("/team/members/{user}/remove").route(web::post().to(team::remove)))
         .service(web::resource("/team/members/{user}/make-owner").route(web::post().to(team::make_owner)))
-        .service(web::resource("/invitations/accept").route(web::get().to(team::invitation)).route(web::post().to(team::accept)));
+        .service(
+            web::resource("/invitations/accept")
+                .route(web::get().to(team::invitation))
+                .route(web::post().to(team::accept)),
+        );
 }

@@ -107,16 +107,10 @@ impl Snapshot {
     /// call [`Snapshot::validate`] afterwards, on a copy if the old state must survive.
     pub fn apply(&mut self, delta: Delta) -> Result<(), DeltaError> {
         if delta.base_revision != self.revision {
-            return Err(DeltaError::WrongBase {
-                base: delta.base_revision,
-                current: self.revision,
-            });
+            return Err(DeltaError::WrongBase { base: delta.base_revision, current: self.revision });
         }
         if delta.revision <= delta.base_revision {
-            return Err(DeltaError::NotAdvancing {
-                base: delta.base_revision,
-                revision: delta.revision,
-            });
+            return Err(DeltaError::NotAdvancing { base: delta.base_revision, revision: delta.revision });
         }
         for change in delta.changes {
             match change {
@@ -129,9 +123,7 @@ impl Snapshot {
                     self.applications.retain(|a| a.id != id);
                     self.usage.retain(|u| u.application_id != id);
                 }
-                Change::UpsertCredential(credential) => {
-                    upsert(&mut self.credentials, credential, |c| c.hash)
-                }
+                Change::UpsertCredential(credential) => upsert(&mut self.credentials, credential, |c| c.hash),
                 Change::RevokeCredential { hash } => self.credentials.retain(|c| c.hash != hash),
             }
         }
@@ -204,57 +196,32 @@ mod tests {
     use super::*;
 
     fn heartbeat() -> ConfigMessage {
-        ConfigMessage::Heartbeat(Heartbeat {
-            revision: 3,
-            at: Timestamp::UNIX_EPOCH,
-        })
+        ConfigMessage::Heartbeat(Heartbeat { revision: 3, at: Timestamp::UNIX_EPOCH })
     }
 
     #[test]
     fn type_tag_comes_first_and_round_trips() {
         let line = serde_json::to_string(&heartbeat()).expect("serialise");
-        assert_eq!(
-            line,
-            r#"{"type":"heartbeat","revision":3,"at":"1970-01-01T00:00:00Z"}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<ConfigMessage>(&line).expect("parse"),
-            heartbeat()
-        );
+        assert_eq!(line, r#"{"type":"heartbeat","revision":3,"at":"1970-01-01T00:00:00Z"}"#);
+        assert_eq!(serde_json::from_str::<ConfigMessage>(&line).expect("parse"), heartbeat());
         let snapshot = ConfigMessage::Snapshot(Snapshot::new(1, Timestamp::UNIX_EPOCH));
         let line = serde_json::to_string(&snapshot).expect("serialise");
-        assert!(
-            line.starts_with(r#"{"type":"snapshot","protocol_version":1,"#),
-            "{line}"
-        );
-        assert_eq!(
-            serde_json::from_str::<ConfigMessage>(&line).expect("parse"),
-            snapshot
-        );
+        assert!(line.starts_with(r#"{"type":"snapshot","protocol_version":1,"#), "{line}");
+        assert_eq!(serde_json::from_str::<ConfigMessage>(&line).expect("parse"), snapshot);
     }
 
     #[test]
     fn tag_anywhere_still_parses() {
         let line = r#"{"revision":3,"at":"1970-01-01T00:00:00Z","type":"heartbeat","new":1}"#;
-        assert_eq!(
-            serde_json::from_str::<ConfigMessage>(line).expect("parse"),
-            heartbeat()
-        );
+        assert_eq!(serde_json::from_str::<ConfigMessage>(line).expect("parse"), heartbeat());
     }
 
     #[test]
     fn unknown_types_and_fields_are_skipped() {
         let line = r#"{"type":"notice","text":{"nested":[1,2]}}"#;
-        assert_eq!(
-            serde_json::from_str::<ConfigMessage>(line).expect("parse"),
-            ConfigMessage::Unknown
-        );
-        let line =
-            r#"{"type":"heartbeat","revision":3,"future":{"x":[1]},"at":"1970-01-01T00:00:00Z"}"#;
-        assert_eq!(
-            serde_json::from_str::<ConfigMessage>(line).expect("parse"),
-            heartbeat()
-        );
+        assert_eq!(serde_json::from_str::<ConfigMessage>(line).expect("parse"), ConfigMessage::Unknown);
+        let line = r#"{"type":"heartbeat","revision":3,"future":{"x":[1]},"at":"1970-01-01T00:00:00Z"}"#;
+        assert_eq!(serde_json::from_str::<ConfigMessage>(line).expect("parse"), heartbeat());
     }
 
     #[test]
@@ -268,35 +235,16 @@ mod tests {
             r#"{"type":"heartbeat","at":"1970-01-01T00:00:00Z"}"#,
             r#"[1]"#,
         ] {
-            assert!(
-                serde_json::from_str::<ConfigMessage>(line).is_err(),
-                "{line}"
-            );
+            assert!(serde_json::from_str::<ConfigMessage>(line).is_err(), "{line}");
         }
     }
 
     #[test]
     fn apply_checks_revisions() {
         let mut snapshot = Snapshot::new(5, Timestamp::UNIX_EPOCH);
-        let delta = |base, revision| Delta {
-            base_revision: base,
-            revision,
-            changes: vec![],
-        };
-        assert_eq!(
-            snapshot.apply(delta(4, 6)),
-            Err(DeltaError::WrongBase {
-                base: 4,
-                current: 5
-            })
-        );
-        assert_eq!(
-            snapshot.apply(delta(5, 5)),
-            Err(DeltaError::NotAdvancing {
-                base: 5,
-                revision: 5
-            })
-        );
+        let delta = |base, revision| Delta { base_revision: base, revision, changes: vec![] };
+        assert_eq!(snapshot.apply(delta(4, 6)), Err(DeltaError::WrongBase { base: 4, current: 5 }));
+        assert_eq!(snapshot.apply(delta(5, 5)), Err(DeltaError::NotAdvancing { base: 5, revision: 5 }));
         assert_eq!(snapshot.apply(delta(5, 9)), Ok(()));
         assert_eq!(snapshot.revision, 9);
     }

@@ -49,12 +49,7 @@ pub enum KeyKind {
 
 impl KeyKind {
     /// All kinds, for iteration in tests and admin listings.
-    pub const ALL: [KeyKind; 4] = [
-        KeyKind::UserKey,
-        KeyKind::AppKey,
-        KeyKind::AdminToken,
-        KeyKind::AgentToken,
-    ];
+    pub const ALL: [KeyKind; 4] = [KeyKind::UserKey, KeyKind::AppKey, KeyKind::AdminToken, KeyKind::AgentToken];
 
     /// The code inside the key: `uk`, `ak`, `adm` or `agt`.
     pub const fn code(self) -> &'static str {
@@ -127,10 +122,7 @@ impl SecretKey {
         let (code, body) = rest.split_once('_').ok_or(KeyFormatError::MissingPrefix)?;
         let kind = KeyKind::from_code(code).ok_or(KeyFormatError::UnknownKind)?;
         if body.len() != BODY_CHARS {
-            return Err(KeyFormatError::BadLength {
-                expected: BODY_CHARS,
-                actual: body.chars().count(),
-            });
+            return Err(KeyFormatError::BadLength { expected: BODY_CHARS, actual: body.chars().count() });
         }
         let mut digits = [0u8; BODY_CHARS];
         for (position, (byte, digit)) in body.bytes().zip(digits.iter_mut()).enumerate() {
@@ -143,10 +135,7 @@ impl SecretKey {
         if stated != u64::from(crc32(&s.as_bytes()[..checked_len])) {
             return Err(KeyFormatError::ChecksumMismatch);
         }
-        Ok(SecretKey {
-            kind,
-            text: s.to_owned(),
-        })
+        Ok(SecretKey { kind, text: s.to_owned() })
     }
 
     /// The full secret. Show it to its owner once; store only [`SecretKey::hash`].
@@ -176,12 +165,7 @@ impl SecretKey {
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SecretKey({}…{}, redacted)",
-            self.display_prefix(),
-            self.last4()
-        )
+        write!(f, "SecretKey({}…{}, redacted)", self.display_prefix(), self.last4())
     }
 }
 
@@ -358,11 +342,7 @@ fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
                 k += 1;
             }
             table[i] = c;
@@ -391,10 +371,7 @@ mod tests {
     #[test]
     fn zero_and_max_entropy_encode_to_fixed_width() {
         let zero = SecretKey::from_entropy(KeyKind::UserKey, [0; ENTROPY_BYTES]);
-        assert!(
-            zero.as_str()
-                .starts_with("tg_uk_000000000000000000000000000000000")
-        );
+        assert!(zero.as_str().starts_with("tg_uk_000000000000000000000000000000000"));
         assert_eq!(zero.as_str().len(), 6 + BODY_CHARS);
         let max = SecretKey::from_entropy(KeyKind::AgentToken, [0xff; ENTROPY_BYTES]);
         assert_eq!(max.as_str().len(), 7 + BODY_CHARS);
@@ -405,36 +382,18 @@ mod tests {
     fn parse_rejects_malformed_keys() {
         let key = SecretKey::from_entropy(KeyKind::AppKey, [7; ENTROPY_BYTES]);
         let s = key.as_str();
-        assert_eq!(
-            SecretKey::parse("sk_live_abc"),
-            Err(KeyFormatError::MissingPrefix)
-        );
-        assert_eq!(
-            SecretKey::parse("tg_abc"),
-            Err(KeyFormatError::MissingPrefix)
-        );
-        assert_eq!(
-            SecretKey::parse(&s.replacen("tg_ak_", "tg_zz_", 1)),
-            Err(KeyFormatError::UnknownKind)
-        );
+        assert_eq!(SecretKey::parse("sk_live_abc"), Err(KeyFormatError::MissingPrefix));
+        assert_eq!(SecretKey::parse("tg_abc"), Err(KeyFormatError::MissingPrefix));
+        assert_eq!(SecretKey::parse(&s.replacen("tg_ak_", "tg_zz_", 1)), Err(KeyFormatError::UnknownKind));
         // Changing the kind alone is caught by the checksum, which covers the prefix.
-        assert_eq!(
-            SecretKey::parse(&s.replacen("tg_ak_", "tg_uk_", 1)),
-            Err(KeyFormatError::ChecksumMismatch)
-        );
+        assert_eq!(SecretKey::parse(&s.replacen("tg_ak_", "tg_uk_", 1)), Err(KeyFormatError::ChecksumMismatch));
         assert!(matches!(
             SecretKey::parse(&s[..s.len() - 1]),
-            Err(KeyFormatError::BadLength {
-                expected: 39,
-                actual: 38
-            })
+            Err(KeyFormatError::BadLength { expected: 39, actual: 38 })
         ));
         let mut bad_char = s.to_owned();
         bad_char.replace_range(10..11, "-");
-        assert_eq!(
-            SecretKey::parse(&bad_char),
-            Err(KeyFormatError::BadCharacter { position: 4 })
-        );
+        assert_eq!(SecretKey::parse(&bad_char), Err(KeyFormatError::BadCharacter { position: 4 }));
         // Non-ASCII must not panic on slicing.
         assert!(SecretKey::parse("tg_uk_ééééééééééééééééééé").is_err());
         // 33 'z' digits exceed 2^192.
@@ -458,10 +417,7 @@ mod tests {
     #[test]
     fn key_hash_is_sha256_hex() {
         let hash = KeyHash::of("abc");
-        assert_eq!(
-            hash.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(KeyHash::from_hex(&hash.to_hex().to_uppercase()), Ok(hash));
         assert_eq!(KeyHash::from_hex("abc"), Err(KeyHashError));
         assert_eq!(KeyHash::from_hex(&"g".repeat(64)), Err(KeyHashError));

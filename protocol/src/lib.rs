@@ -47,8 +47,8 @@ pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
 pub use pattern::{Pattern, PatternError, Segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use snapshot::{
-    Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle,
-    Limit, MappingRule, Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
+    Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,
+    Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
 };
 pub use usage::{CredentialUse, StatusClass, UsageAck, UsageBatch, UsageEntry};
 

@@ -57,11 +57,7 @@ impl Pattern {
                 offset += piece.len() + 1;
             }
         }
-        Ok(Pattern {
-            source: source.to_owned(),
-            segments,
-            anchored,
-        })
+        Ok(Pattern { source: source.to_owned(), segments, anchored })
     }
 
     /// Whether `path` (a request path relative to the API's base path; a query string is
@@ -119,26 +115,19 @@ fn parse_segment(piece: &str, offset: usize) -> Result<Segment, PatternError> {
     }
     if let Some(inner) = piece.strip_prefix('{') {
         let Some(name) = inner.strip_suffix('}') else {
-            return fail(
-                offset,
-                "a parameter is `{name}` and spans the whole segment",
-            );
+            return fail(offset, "a parameter is `{name}` and spans the whole segment");
         };
         if name.is_empty() {
             return fail(offset + 1, "empty parameter name");
         }
-        if let Some(bad) = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        {
-            return fail(
-                offset + 1 + bad,
-                "a parameter name uses only A-Z a-z 0-9 _ -",
-            );
+        if let Some(bad) = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+            return fail(offset + 1 + bad, "a parameter name uses only A-Z a-z 0-9 _ -");
         }
         return Ok(Segment::Param(name.to_owned()));
     }
-    if let Some(bad) = piece.find(|c: char| {
-        matches!(c, '{' | '}' | '$' | '?' | '#') || c.is_whitespace() || c.is_control()
-    }) {
+    if let Some(bad) =
+        piece.find(|c: char| matches!(c, '{' | '}' | '$' | '?' | '#') || c.is_whitespace() || c.is_control())
+    {
         let message = match piece.as_bytes()[bad] {
             b'{' | b'}' => "a parameter is `{name}` and spans the whole segment",
             b'$' => "`$` may only end the pattern",
@@ -191,11 +180,7 @@ mod tests {
         let pattern = p("/pets/{id}/photos$");
         assert_eq!(
             pattern.segments(),
-            [
-                Segment::Literal("pets".into()),
-                Segment::Param("id".into()),
-                Segment::Literal("photos".into()),
-            ]
+            [Segment::Literal("pets".into()), Segment::Param("id".into()), Segment::Literal("photos".into()),]
         );
         assert!(pattern.is_anchored());
         assert_eq!(pattern.params().collect::<Vec<_>>(), ["id"]);
@@ -221,10 +206,7 @@ mod tests {
         assert!(one.matches("/pets/7?x=1"));
         assert!(!one.matches("/pets/7/"));
         assert!(!one.matches("/pets/7/photos"));
-        assert!(
-            !one.matches("/pets/"),
-            "a parameter never matches an empty segment"
-        );
+        assert!(!one.matches("/pets/"), "a parameter never matches an empty segment");
         assert!(!one.matches("/pets"));
     }
 
@@ -263,9 +245,7 @@ mod tests {
         assert_eq!(err("/pets?x={y}"), 5);
         assert_eq!(err("/a b"), 2);
         assert_eq!(
-            Pattern::parse("/pets/{id")
-                .expect_err("unterminated")
-                .to_string(),
+            Pattern::parse("/pets/{id").expect_err("unterminated").to_string(),
             "at byte 6: a parameter is `{name}` and spans the whole segment"
         );
     }
@@ -275,10 +255,7 @@ mod tests {
         let pattern = p("/pets/{id}$");
         let json = serde_json::to_string(&pattern).expect("serialise");
         assert_eq!(json, r#""/pets/{id}$""#);
-        assert_eq!(
-            serde_json::from_str::<Pattern>(&json).expect("parse"),
-            pattern
-        );
+        assert_eq!(serde_json::from_str::<Pattern>(&json).expect("parse"), pattern);
         assert!(serde_json::from_str::<Pattern>(r#""nope""#).is_err());
     }
 }

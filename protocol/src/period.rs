@@ -44,15 +44,8 @@ pub enum Period {
 pub struct UnknownPeriod(pub String);
 
 impl Period {
-    pub const ALL: [Period; 7] = [
-        Period::Minute,
-        Period::Hour,
-        Period::Day,
-        Period::Week,
-        Period::Month,
-        Period::Year,
-        Period::Eternity,
-    ];
+    pub const ALL: [Period; 7] =
+        [Period::Minute, Period::Hour, Period::Day, Period::Week, Period::Month, Period::Year, Period::Eternity];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -80,16 +73,10 @@ impl Period {
         let (start, end) = match self {
             Period::Minute => clock_window(at, tz, 60),
             Period::Hour => clock_window(at, tz, 3600),
-            Period::Day | Period::Week | Period::Month | Period::Year => {
-                calendar_window(self, at, tz)
-            }
+            Period::Day | Period::Week | Period::Month | Period::Year => calendar_window(self, at, tz),
             Period::Eternity => (Timestamp::UNIX_EPOCH, None),
         };
-        Window {
-            period: self,
-            start,
-            end,
-        }
+        Window { period: self, start, end }
     }
 }
 
@@ -103,10 +90,7 @@ impl FromStr for Period {
     type Err = UnknownPeriod;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Period::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPeriod(s.to_owned()))
+        Period::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| UnknownPeriod(s.to_owned()))
     }
 }
 
@@ -152,11 +136,7 @@ impl Window {
             return Some(0);
         }
         let whole = left.as_secs().unsigned_abs();
-        Some(if left.subsec_nanos() > 0 {
-            whole + 1
-        } else {
-            whole
-        })
+        Some(if left.subsec_nanos() > 0 { whole + 1 } else { whole })
     }
 }
 
@@ -192,8 +172,7 @@ fn clock_window(at: Timestamp, tz: &TimeZone, unit: i64) -> (Timestamp, Option<T
 
 /// Some zone transitions only rename the zone; those must not split a window.
 fn changes_offset(tz: &TimeZone, transition: Timestamp) -> bool {
-    ts(transition.as_second() - 1)
-        .is_none_or(|before| tz.to_offset(before) != tz.to_offset(transition))
+    ts(transition.as_second() - 1).is_none_or(|before| tz.to_offset(before) != tz.to_offset(transition))
 }
 
 /// Day, week, month, year: from the first instant of the first local day of the unit to the
@@ -201,9 +180,7 @@ fn changes_offset(tz: &TimeZone, transition: Timestamp) -> bool {
 fn calendar_window(period: Period, at: Timestamp, tz: &TimeZone) -> (Timestamp, Option<Timestamp>) {
     let local = tz.to_datetime(at).date();
     let mut first_day = match period {
-        Period::Week => local
-            .checked_sub(Span::new().days(local.weekday().to_monday_zero_offset()))
-            .ok(),
+        Period::Week => local.checked_sub(Span::new().days(local.weekday().to_monday_zero_offset())).ok(),
         Period::Month => Some(local.first_of_month()),
         Period::Year => Some(local.first_of_year()),
         _ => Some(local),
@@ -242,18 +219,12 @@ fn step(period: Period, day: Date, n: i8) -> Option<Date> {
 
 /// Local midnight of `day`; in a DST gap the first instant after it, in a fold the earlier.
 fn first_instant(day: Date, tz: &TimeZone) -> Option<Timestamp> {
-    tz.to_ambiguous_timestamp(day.to_datetime(Time::midnight()))
-        .compatible()
-        .ok()
+    tz.to_ambiguous_timestamp(day.to_datetime(Time::midnight())).compatible().ok()
 }
 
 fn floor_second(at: Timestamp) -> i64 {
     let secs = at.as_second();
-    if at.subsec_nanosecond() < 0 {
-        secs - 1
-    } else {
-        secs
-    }
+    if at.subsec_nanosecond() < 0 { secs - 1 } else { secs }
 }
 
 fn ts(second: i64) -> Option<Timestamp> {
@@ -283,10 +254,7 @@ impl TimeZoneName {
     }
 
     pub fn utc() -> TimeZoneName {
-        TimeZoneName {
-            name: "UTC".to_owned(),
-            tz: TimeZone::UTC,
-        }
+        TimeZoneName { name: "UTC".to_owned(), tz: TimeZone::UTC }
     }
 
     pub fn as_str(&self) -> &str {
@@ -522,14 +490,8 @@ mod tests {
         assert_eq!(w.next(&TimeZone::UTC), None);
 
         let minute = Period::Minute.window(t("2030-01-01T00:00:10Z"), &TimeZone::UTC);
-        assert_eq!(
-            minute.seconds_until_end(t("2030-01-01T00:00:10Z")),
-            Some(50)
-        );
-        assert_eq!(
-            minute.seconds_until_end(t("2030-01-01T00:00:10.2Z")),
-            Some(50)
-        );
+        assert_eq!(minute.seconds_until_end(t("2030-01-01T00:00:10Z")), Some(50));
+        assert_eq!(minute.seconds_until_end(t("2030-01-01T00:00:10.2Z")), Some(50));
         assert_eq!(minute.seconds_until_end(t("2030-01-01T00:01:10Z")), Some(0));
     }
 
@@ -537,16 +499,10 @@ mod tests {
     fn time_zone_names() {
         let paris = TimeZoneName::new("europe/paris").expect("known");
         assert_eq!(paris.as_str(), "Europe/Paris");
-        assert_eq!(
-            serde_json::to_string(&paris).expect("json"),
-            "\"Europe/Paris\""
-        );
+        assert_eq!(serde_json::to_string(&paris).expect("json"), "\"Europe/Paris\"");
         assert!(TimeZoneName::new("Mars/Olympus_Mons").is_err());
         assert!(serde_json::from_str::<TimeZoneName>("\"Nowhere\"").is_err());
-        assert_eq!(
-            serde_json::from_str::<TimeZoneName>("\"UTC\"").expect("utc"),
-            TimeZoneName::utc()
-        );
+        assert_eq!(serde_json::from_str::<TimeZoneName>("\"UTC\"").expect("utc"), TimeZoneName::utc());
     }
 
     const ZONES: &[&str] = &[

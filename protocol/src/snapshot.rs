@@ -84,10 +84,7 @@ pub enum AuthMode {
     /// One secret (`user_key`) identifies the application.
     UserKey { location: KeyLocation },
     /// Public `app_id` plus one of the application's secret `app_key`s.
-    AppIdKey {
-        app_id: KeyLocation,
-        app_key: KeyLocation,
-    },
+    AppIdKey { app_id: KeyLocation, app_key: KeyLocation },
 }
 
 /// Where in the request a credential is read from.
@@ -218,10 +215,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(path: impl Into<String>, message: impl fmt::Display) -> ValidationError {
-        ValidationError {
-            path: path.into(),
-            message: message.to_string(),
-        }
+        ValidationError { path: path.into(), message: message.to_string() }
     }
 }
 
@@ -249,10 +243,7 @@ impl Snapshot {
         if self.protocol_version != PROTOCOL_VERSION {
             return Err(ValidationError::new(
                 "protocol_version",
-                format!(
-                    "unsupported version {} (expected {PROTOCOL_VERSION})",
-                    self.protocol_version
-                ),
+                format!("unsupported version {} (expected {PROTOCOL_VERSION})", self.protocol_version),
             ));
         }
         // metric id -> owning API id
@@ -267,18 +258,12 @@ impl Snapshot {
                 return Err(ValidationError::new(format!("{at}.slug"), "empty slug"));
             }
             if !slugs.insert(api.slug.as_str()) {
-                return Err(ValidationError::new(
-                    format!("{at}.slug"),
-                    format!("duplicate slug {}", api.slug),
-                ));
+                return Err(ValidationError::new(format!("{at}.slug"), format!("duplicate slug {}", api.slug)));
             }
             check_api(api, &at, &mut metric_api)?;
             if api.lifecycle != Lifecycle::Draft {
-                let hosts: Vec<&str> = if api.hosts.is_empty() {
-                    vec!["*"]
-                } else {
-                    api.hosts.iter().map(String::as_str).collect()
-                };
+                let hosts: Vec<&str> =
+                    if api.hosts.is_empty() { vec!["*"] } else { api.hosts.iter().map(String::as_str).collect() };
                 for host in hosts {
                     if !routes.insert((host, api.base_path.as_str())) {
                         return Err(ValidationError::new(
@@ -294,16 +279,10 @@ impl Snapshot {
         for (i, plan) in self.plans.iter().enumerate() {
             let at = format!("plans[{i}]");
             if plan_api.insert(plan.id, plan.api_id).is_some() {
-                return Err(ValidationError::new(
-                    format!("{at}.id"),
-                    format!("duplicate plan {}", plan.id),
-                ));
+                return Err(ValidationError::new(format!("{at}.id"), format!("duplicate plan {}", plan.id)));
             }
             if !api_ids.contains(&plan.api_id) {
-                return Err(ValidationError::new(
-                    format!("{at}.api_id"),
-                    format!("unknown API {}", plan.api_id),
-                ));
+                return Err(ValidationError::new(format!("{at}.api_id"), format!("unknown API {}", plan.api_id)));
             }
             let mut seen = HashSet::new();
             for (j, limit) in plan.limits.iter().enumerate() {
@@ -324,26 +303,17 @@ impl Snapshot {
         for (i, app) in self.applications.iter().enumerate() {
             let at = format!("applications[{i}]");
             let Some(&api_id) = plan_api.get(&app.plan_id) else {
-                return Err(ValidationError::new(
-                    format!("{at}.plan_id"),
-                    format!("unknown plan {}", app.plan_id),
-                ));
+                return Err(ValidationError::new(format!("{at}.plan_id"), format!("unknown plan {}", app.plan_id)));
             };
             if app_api.insert(app.id, api_id).is_some() {
-                return Err(ValidationError::new(
-                    format!("{at}.id"),
-                    format!("duplicate application {}", app.id),
-                ));
+                return Err(ValidationError::new(format!("{at}.id"), format!("duplicate application {}", app.id)));
             }
             if let Some(app_id) = &app.app_id {
                 if app_id.is_empty() {
                     return Err(ValidationError::new(format!("{at}.app_id"), "empty app_id"));
                 }
                 if !app_ids.insert(app_id.as_str()) {
-                    return Err(ValidationError::new(
-                        format!("{at}.app_id"),
-                        format!("duplicate app_id {app_id}"),
-                    ));
+                    return Err(ValidationError::new(format!("{at}.app_id"), format!("duplicate app_id {app_id}")));
                 }
             }
         }
@@ -397,24 +367,14 @@ fn unique<T: std::hash::Hash + Eq + fmt::Display + Copy>(
     at: impl FnOnce() -> String,
     what: &str,
 ) -> Check {
-    if seen.insert(id) {
-        Ok(())
-    } else {
-        Err(ValidationError::new(at(), format!("duplicate {what} {id}")))
-    }
+    if seen.insert(id) { Ok(()) } else { Err(ValidationError::new(at(), format!("duplicate {what} {id}"))) }
 }
 
 fn metric_of_api(metric_api: &HashMap<Uuid, Uuid>, metric: Uuid, api: Uuid, at: &str) -> Check {
     match metric_api.get(&metric) {
         Some(&owner) if owner == api => Ok(()),
-        Some(_) => Err(ValidationError::new(
-            format!("{at}.metric"),
-            format!("metric {metric} belongs to another API"),
-        )),
-        None => Err(ValidationError::new(
-            format!("{at}.metric"),
-            format!("unknown metric {metric}"),
-        )),
+        Some(_) => Err(ValidationError::new(format!("{at}.metric"), format!("metric {metric} belongs to another API"))),
+        None => Err(ValidationError::new(format!("{at}.metric"), format!("unknown metric {metric}"))),
     }
 }
 
@@ -422,17 +382,12 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
     if !is_base_path(&api.base_path) {
         return Err(ValidationError::new(
             format!("{at}.base_path"),
-            format!(
-                "{:?} is not `/` or `/segment…` without a trailing slash",
-                api.base_path
-            ),
+            format!("{:?} is not `/` or `/segment…` without a trailing slash", api.base_path),
         ));
     }
     for (i, host) in api.hosts.iter().enumerate() {
         let valid = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+            && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
         if !valid {
             return Err(ValidationError::new(
                 format!("{at}.hosts[{i}]"),
@@ -441,16 +396,10 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
         }
     }
     if api.lifecycle.serves_traffic() && api.upstreams.is_empty() {
-        return Err(ValidationError::new(
-            format!("{at}.upstreams"),
-            "an API that serves traffic needs an upstream",
-        ));
+        return Err(ValidationError::new(format!("{at}.upstreams"), "an API that serves traffic needs an upstream"));
     }
     for (i, upstream) in api.upstreams.iter().enumerate() {
-        let rest = upstream
-            .url
-            .strip_prefix("http://")
-            .or_else(|| upstream.url.strip_prefix("https://"));
+        let rest = upstream.url.strip_prefix("http://").or_else(|| upstream.url.strip_prefix("https://"));
         if rest.is_none_or(str::is_empty) {
             return Err(ValidationError::new(
                 format!("{at}.upstreams[{i}].url"),
@@ -503,10 +452,7 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
             };
             depth += 1;
             if depth > parents.len() {
-                return Err(ValidationError::new(
-                    format!("{at}.metrics[{i}].parent"),
-                    "metric parents form a cycle",
-                ));
+                return Err(ValidationError::new(format!("{at}.metrics[{i}].parent"), "metric parents form a cycle"));
             }
             current = grandparent;
         }
@@ -515,8 +461,7 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
     let mut previous_position = None;
     for (i, rule) in api.mapping_rules.iter().enumerate() {
         let at = format!("{at}.mapping_rules[{i}]");
-        if rule.http_method.is_empty() || !rule.http_method.bytes().all(|b| b.is_ascii_uppercase())
-        {
+        if rule.http_method.is_empty() || !rule.http_method.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ValidationError::new(
                 format!("{at}.http_method"),
                 format!("{:?} is not an uppercase method", rule.http_method),
@@ -561,26 +506,12 @@ mod tests {
             slug: "pets".into(),
             hosts: vec!["api.example.com".into()],
             base_path: "/pets".into(),
-            upstreams: vec![Upstream {
-                url: "http://127.0.0.1:9000".into(),
-            }],
+            upstreams: vec![Upstream { url: "http://127.0.0.1:9000".into() }],
             lifecycle: Lifecycle::Published,
-            auth: AuthMode::UserKey {
-                location: KeyLocation::Query {
-                    name: "user_key".into(),
-                },
-            },
+            auth: AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } },
             metrics: vec![
-                Metric {
-                    id: id(10),
-                    system_name: "hits".into(),
-                    parent: None,
-                },
-                Metric {
-                    id: id(11),
-                    system_name: "get_pet".into(),
-                    parent: Some(id(10)),
-                },
+                Metric { id: id(10), system_name: "hits".into(), parent: None },
+                Metric { id: id(11), system_name: "get_pet".into(), parent: Some(id(10)) },
             ],
             mapping_rules: vec![MappingRule {
                 http_method: "GET".into(),
@@ -596,18 +527,9 @@ mod tests {
             id: id(20),
             api_id: id(1),
             time_zone: TimeZoneName::utc(),
-            limits: vec![Limit {
-                metric: id(10),
-                period: Period::Day,
-                max: 1000,
-            }],
+            limits: vec![Limit { metric: id(10), period: Period::Day, max: 1000 }],
         });
-        s.applications.push(Application {
-            id: id(30),
-            plan_id: id(20),
-            state: ApplicationState::Live,
-            app_id: None,
-        });
+        s.applications.push(Application { id: id(30), plan_id: id(20), state: ApplicationState::Live, app_id: None });
         s.credentials.push(Credential {
             hash: KeyHash::of("k"),
             kind: KeyKind::UserKey,
@@ -652,10 +574,7 @@ mod tests {
             })
             .starts_with("credentials[1].hash: duplicate")
         );
-        assert!(
-            error(|s| s.credentials[0].kind = KeyKind::AdminToken)
-                .starts_with("credentials[0].kind")
-        );
+        assert!(error(|s| s.credentials[0].kind = KeyKind::AdminToken).starts_with("credentials[0].kind"));
         assert!(
             error(|s| s.apis[0].mapping_rules[0].metric = id(99))
                 .starts_with("apis[0].mapping_rules[0].metric: unknown metric")
@@ -664,10 +583,7 @@ mod tests {
             error(|s| s.apis[0].mapping_rules[0].pattern = "/{id".into()),
             "apis[0].mapping_rules[0].pattern: at byte 1: a parameter is `{name}` and spans the whole segment"
         );
-        assert!(
-            error(|s| s.apis[0].mapping_rules[0].http_method = "get".into())
-                .contains("http_method")
-        );
+        assert!(error(|s| s.apis[0].mapping_rules[0].http_method = "get".into()).contains("http_method"));
         assert!(
             error(|s| s.apis[0].metrics[1].parent = Some(id(99)))
                 .starts_with("apis[0].metrics[1].parent: unknown metric")
@@ -676,10 +592,7 @@ mod tests {
             error(|s| s.apis[0].metrics[0].parent = Some(id(11))),
             "apis[0].metrics[0].parent: metric parents form a cycle"
         );
-        assert!(
-            error(|s| s.apis[0].metrics[1].id = id(10))
-                .starts_with("apis[0].metrics[1].id: duplicate metric")
-        );
+        assert!(error(|s| s.apis[0].metrics[1].id = id(10)).starts_with("apis[0].metrics[1].id: duplicate metric"));
         assert!(error(|s| s.plans[0].api_id = id(99)).starts_with("plans[0].api_id: unknown API"));
         assert!(
             error(|s| {
@@ -690,14 +603,8 @@ mod tests {
         );
         assert!(error(|s| s.usage[0].metric = id(99)).starts_with("usage[0].metric"));
         assert!(error(|s| s.apis[0].base_path = "/pets/".into()).starts_with("apis[0].base_path"));
-        assert!(
-            error(|s| s.apis[0].hosts[0] = "API.example.com".into())
-                .starts_with("apis[0].hosts[0]")
-        );
-        assert!(
-            error(|s| s.apis[0].upstreams[0].url = "ftp://x".into())
-                .starts_with("apis[0].upstreams[0].url")
-        );
+        assert!(error(|s| s.apis[0].hosts[0] = "API.example.com".into()).starts_with("apis[0].hosts[0]"));
+        assert!(error(|s| s.apis[0].upstreams[0].url = "ftp://x".into()).starts_with("apis[0].upstreams[0].url"));
         assert!(error(|s| s.protocol_version = 99).starts_with("protocol_version"));
     }
 
@@ -711,10 +618,7 @@ mod tests {
             other.mapping_rules.clear();
             s.apis.push(other);
         });
-        assert_eq!(
-            message,
-            "apis[1].base_path: another API already serves api.example.com/pets"
-        );
+        assert_eq!(message, "apis[1].base_path: another API already serves api.example.com/pets");
 
         // A limit on another API's metric is caught too.
         let message = error(|s| {
@@ -722,11 +626,7 @@ mod tests {
             other.id = id(2);
             other.slug = "pets2".into();
             other.lifecycle = Lifecycle::Draft;
-            other.metrics = vec![Metric {
-                id: id(12),
-                system_name: "hits".into(),
-                parent: None,
-            }];
+            other.metrics = vec![Metric { id: id(12), system_name: "hits".into(), parent: None }];
             other.mapping_rules.clear();
             s.apis.push(other);
             s.plans[0].limits[0].metric = id(12);
@@ -741,9 +641,6 @@ mod tests {
             rule.position = 1;
             s.apis[0].mapping_rules.push(rule);
         });
-        assert!(
-            message.starts_with("apis[0].mapping_rules[1].position"),
-            "{message}"
-        );
+        assert!(message.starts_with("apis[0].mapping_rules[1].position"), "{message}");
     }
 }

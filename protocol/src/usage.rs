@@ -26,10 +26,7 @@ pub const LATENCY_BUCKETS: usize = LATENCY_BUCKET_BOUNDS_MS.len() + 1;
 /// Index of the bucket for `latency`: the first bound it does not exceed.
 pub fn latency_bucket(latency: Duration) -> usize {
     let micros = latency.as_micros();
-    LATENCY_BUCKET_BOUNDS_MS
-        .iter()
-        .position(|&bound| micros <= u128::from(bound) * 1000)
-        .unwrap_or(LATENCY_BUCKETS - 1)
+    LATENCY_BUCKET_BOUNDS_MS.iter().position(|&bound| micros <= u128::from(bound) * 1000).unwrap_or(LATENCY_BUCKETS - 1)
 }
 
 /// One flush of an agent's counters.
@@ -140,12 +137,7 @@ impl UsageBatch {
                     format!("{} is not the start of a minute", entry.minute),
                 ));
             }
-            let key = (
-                entry.application_id,
-                entry.metric,
-                entry.minute,
-                entry.status_class,
-            );
+            let key = (entry.application_id, entry.metric, entry.minute, entry.status_class);
             if !seen.insert(key) {
                 return Err(ValidationError::new(
                     format!("entries[{i}]"),
@@ -183,27 +175,15 @@ mod tests {
         assert_eq!(latency_bucket(Duration::from_micros(5001)), 1);
         assert_eq!(latency_bucket(Duration::from_millis(5000)), 9);
         assert_eq!(latency_bucket(Duration::from_millis(5001)), 10);
-        assert_eq!(
-            latency_bucket(Duration::from_secs(3600)),
-            LATENCY_BUCKETS - 1
-        );
+        assert_eq!(latency_bucket(Duration::from_secs(3600)), LATENCY_BUCKETS - 1);
     }
 
     #[test]
     fn status_classes() {
-        assert_eq!(
-            StatusClass::from_status(101),
-            Some(StatusClass::Informational)
-        );
+        assert_eq!(StatusClass::from_status(101), Some(StatusClass::Informational));
         assert_eq!(StatusClass::from_status(204), Some(StatusClass::Success));
-        assert_eq!(
-            StatusClass::from_status(429),
-            Some(StatusClass::ClientError)
-        );
-        assert_eq!(
-            StatusClass::from_status(599),
-            Some(StatusClass::ServerError)
-        );
+        assert_eq!(StatusClass::from_status(429), Some(StatusClass::ClientError));
+        assert_eq!(StatusClass::from_status(599), Some(StatusClass::ServerError));
         assert_eq!(StatusClass::from_status(600), None);
         for class in [StatusClass::Success, StatusClass::ServerError] {
             let json = serde_json::to_string(&class).expect("serialise");
@@ -231,20 +211,14 @@ mod tests {
         batch.entries.push(entry);
         assert_eq!(batch.validate().expect_err("dup").path, "entries[1]");
         batch.entries[1].minute = 121;
-        assert_eq!(
-            batch.validate().expect_err("minute").path,
-            "entries[1].minute"
-        );
+        assert_eq!(batch.validate().expect_err("minute").path, "entries[1].minute");
         batch.id = Uuid::from_u128(4);
         assert_eq!(batch.validate().expect_err("v7").path, "id");
     }
 
     #[test]
     fn credential_use_validation() {
-        let used = CredentialUse {
-            hash: KeyHash([7; 32]),
-            minute: 120,
-        };
+        let used = CredentialUse { hash: KeyHash([7; 32]), minute: 120 };
         let mut batch = UsageBatch {
             id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
             agent_id: Uuid::from_u128(3),
@@ -252,21 +226,12 @@ mod tests {
             credentials_used: vec![used.clone()],
         };
         assert_eq!(batch.validate(), Ok(()));
-        batch.credentials_used.push(CredentialUse {
-            hash: KeyHash([8; 32]),
-            minute: -60,
-        });
+        batch.credentials_used.push(CredentialUse { hash: KeyHash([8; 32]), minute: -60 });
         assert_eq!(batch.validate(), Ok(()));
         batch.credentials_used.push(used);
-        assert_eq!(
-            batch.validate().expect_err("dup").path,
-            "credentials_used[2].hash"
-        );
+        assert_eq!(batch.validate().expect_err("dup").path, "credentials_used[2].hash");
         batch.credentials_used[2].hash = KeyHash([9; 32]);
         batch.credentials_used[1].minute = 61;
-        assert_eq!(
-            batch.validate().expect_err("minute").path,
-            "credentials_used[1].minute"
-        );
+        assert_eq!(batch.validate().expect_err("minute").path, "credentials_used[1].minute");
     }
 }

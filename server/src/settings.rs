@@ -38,7 +38,10 @@ pub struct DatabaseUrl {
 impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<DatabaseUrl, SettingError> {
         if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
-            return Err(setting_error("TOLLGATE_DATABASE_URL", "must start with postgres:// (for example postgres://user@127.0.0.1:5432/tollgate)"));
+            return Err(setting_error(
+                "TOLLGATE_DATABASE_URL",
+                "must start with postgres:// (for example postgres://user@127.0.0.1:5432/tollgate)",
+            ));
         }
         let options = PgConnectOptions::from_str(raw)
             .map_err(|e| setting_error("TOLLGATE_DATABASE_URL", format!("not a valid Postgres URL: {e}")))?;
@@ -55,12 +58,7 @@ impl DatabaseUrl {
 
     /// `host:port/database`, safe to print.
     pub fn redacted(&self) -> String {
-        format!(
-            "{}:{}/{}",
-            self.options.get_host(),
-            self.options.get_port(),
-            self.options.get_database().unwrap_or("")
-        )
+        format!("{}:{}/{}", self.options.get_host(), self.options.get_port(), self.options.get_database().unwrap_or(""))
     }
 }
 
@@ -190,10 +188,11 @@ impl Settings {
             Some((name, raw)) => Some(DatabaseUrl::parse(&raw).map_err(|e| SettingError { setting: name, ..e })?),
             None => None,
         };
-        let database_max_connections = match src.get("database_max_connections", f.database_max_connections.map(|n| n.to_string())) {
-            Some((name, raw)) => parse_number(&name, &raw, 1..=1000)?,
-            None => 10,
-        };
+        let database_max_connections =
+            match src.get("database_max_connections", f.database_max_connections.map(|n| n.to_string())) {
+                Some((name, raw)) => parse_number(&name, &raw, 1..=1000)?,
+                None => 10,
+            };
         let listen = match src.get("listen", f.listen.clone()) {
             Some((name, raw)) => raw
                 .trim()
@@ -220,14 +219,16 @@ impl Settings {
             },
             None => LogFormat::Human,
         };
-        let session_idle_minutes = match src.get("session_idle_minutes", f.session_idle_minutes.map(|n| n.to_string())) {
+        let session_idle_minutes = match src.get("session_idle_minutes", f.session_idle_minutes.map(|n| n.to_string()))
+        {
             Some((name, raw)) => parse_number(&name, &raw, 1..=24 * 60)?,
             None => 30,
         };
-        let session_absolute_hours = match src.get("session_absolute_hours", f.session_absolute_hours.map(|n| n.to_string())) {
-            Some((name, raw)) => parse_number(&name, &raw, 1..=24 * 30)?,
-            None => 12,
-        };
+        let session_absolute_hours =
+            match src.get("session_absolute_hours", f.session_absolute_hours.map(|n| n.to_string())) {
+                Some((name, raw)) => parse_number(&name, &raw, 1..=24 * 30)?,
+                None => 12,
+            };
         let static_dir = match src.get("static_dir", f.static_dir.clone()) {
             Some((name, raw)) => {
                 let dir = PathBuf::from(raw.trim());
@@ -238,28 +239,37 @@ impl Settings {
             }
             None => default_static_dir(),
         };
-        let password_hash_concurrency = match src.get("password_hash_concurrency", f.password_hash_concurrency.map(|n| n.to_string())) {
-            Some((name, raw)) => parse_number(&name, &raw, 1..=64)?,
-            None => 4,
-        };
+        let password_hash_concurrency =
+            match src.get("password_hash_concurrency", f.password_hash_concurrency.map(|n| n.to_string())) {
+                Some((name, raw)) => parse_number(&name, &raw, 1..=64)?,
+                None => 4,
+            };
         let smtp_url = match src.get("smtp_url", f.smtp_url.clone()) {
             Some((name, raw)) => {
                 let raw = raw.trim().to_owned();
                 if !(raw.starts_with("smtp://") || raw.starts_with("smtps://")) {
-                    return Err(setting_error(&name, "must start with smtp:// or smtps://, e.g. smtp://mail.example.com:587?tls=required"));
+                    return Err(setting_error(
+                        &name,
+                        "must start with smtp:// or smtps://, e.g. smtp://mail.example.com:587?tls=required",
+                    ));
                 }
                 Some(SecretString(raw))
             }
             None => None,
         };
-        let mail_from = src.get("mail_from", f.mail_from.clone()).map(|(_, v)| v).unwrap_or_else(|| "Tollgate <no-reply@localhost>".to_owned());
+        let mail_from = src
+            .get("mail_from", f.mail_from.clone())
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| "Tollgate <no-reply@localhost>".to_owned());
         let mail_outbox_dir = src.get("mail_outbox_dir", f.mail_outbox_dir.clone()).map(|(_, v)| PathBuf::from(v));
-        let oauth_providers = match (env("TOLLGATE_OAUTH_PROVIDERS").filter(|v| !v.is_empty()), f.oauth_providers.clone()) {
-            (Some(json), _) => serde_json::from_str::<Vec<ProviderConfig>>(&json)
-                .map_err(|e| setting_error("TOLLGATE_OAUTH_PROVIDERS", format!("not a JSON array of providers: {e}")))?,
-            (None, Some(list)) => list,
-            (None, None) => Vec::new(),
-        };
+        let oauth_providers =
+            match (env("TOLLGATE_OAUTH_PROVIDERS").filter(|v| !v.is_empty()), f.oauth_providers.clone()) {
+                (Some(json), _) => serde_json::from_str::<Vec<ProviderConfig>>(&json).map_err(|e| {
+                    setting_error("TOLLGATE_OAUTH_PROVIDERS", format!("not a JSON array of providers: {e}"))
+                })?,
+                (None, Some(list)) => list,
+                (None, None) => Vec::new(),
+            };
         for provider in &oauth_providers {
             provider.validate().map_err(|message| setting_error("oauth_providers", message))?;
         }
@@ -295,7 +305,10 @@ impl Settings {
     /// The database URL, required by every command that touches data.
     pub fn require_database(&self) -> Result<&DatabaseUrl, SettingError> {
         self.database_url.as_ref().ok_or_else(|| {
-            setting_error("TOLLGATE_DATABASE_URL", "not set; point it at Postgres, or run `tollgate dev` for a private database")
+            setting_error(
+                "TOLLGATE_DATABASE_URL",
+                "not set; point it at Postgres, or run `tollgate dev` for a private database",
+            )
         })
     }
 }

@@ -88,7 +88,12 @@ pub struct AccountStateIn {
 #[utoipa::path(put, path = "/admin/api/v1/accounts/{id}/state", tag = "accounts", params(("id" = Uuid, Path)), request_body = AccountStateIn,
     responses((status = 200, body = AccountOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn set_state(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn set_state(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = AccountId(parse_id(&path)?);
     let input: AccountStateIn = parse_json(&body)?;

@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::rfc3339;
 use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
 use super::page::{Page, PageQuery};
+use super::rfc3339;
 
 /// An API product in lists.
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,7 +27,14 @@ pub struct ApiOut {
 
 impl From<ApiSummary> for ApiOut {
     fn from(a: ApiSummary) -> Self {
-        ApiOut { id: a.id.0, slug: a.slug, name: a.name, state: a.state, base_path: a.base_path, operation_count: a.operation_count }
+        ApiOut {
+            id: a.id.0,
+            slug: a.slug,
+            name: a.name,
+            state: a.state,
+            base_path: a.base_path,
+            operation_count: a.operation_count,
+        }
     }
 }
 
@@ -139,7 +146,8 @@ pub async fn import(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes)
     let (_, actor) = admin(&req, &pool).await?;
     let input: ImportIn = parse_json(&body)?;
     let spec = import::parse(&input.spec).map_err(tollgate_core::Error::from)?;
-    let new = NewApi { name: input.name, slug: input.slug, base_path: input.base_path, upstream_url: input.upstream_url };
+    let new =
+        NewApi { name: input.name, slug: input.slug, base_path: input.base_path, upstream_url: input.upstream_url };
     let api = create_from_spec(&pool, &input.spec, &spec, new, &actor).await?;
     Ok(HttpResponse::Created().json(ApiOut::from(api)))
 }
@@ -193,7 +201,12 @@ pub enum KeyLocationIn {
     responses((status = 200, body = ApiDetailOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn update(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn update(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = ApiId(parse_id(&path)?);
     let input: ApiPatchIn = parse_json(&body)?;
@@ -253,10 +266,11 @@ pub async fn lifecycle(
     let id = ApiId(parse_id(&path)?);
     let input: LifecycleIn = parse_json(&body)?;
     let sunset = match &input.sunset_at {
-        Some(raw) => Some(
-            OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| tollgate_core::Error::invalid("sunset_at", "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z"))?,
-        ),
+        Some(raw) => {
+            Some(OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                tollgate_core::Error::invalid("sunset_at", "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z")
+            })?)
+        }
         None => None,
     };
     let state = match input.state {
@@ -307,7 +321,12 @@ fn version_out(staged: tollgate_core::apis::versions::StagedVersion, published: 
     responses((status = 201, body = VersionReportOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "The document is invalid; `field` is the JSON pointer")),
     security(("bearer" = [])))]
-pub async fn stage_version(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn stage_version(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = ApiId(parse_id(&path)?);
     let input: VersionIn = parse_json(&body)?;
@@ -321,7 +340,11 @@ pub async fn stage_version(req: HttpRequest, pool: web::Data<PgPool>, path: web:
 #[utoipa::path(get, path = "/admin/api/v1/apis/{id}/versions/{number}", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
     responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show_version(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn show_version(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let (id, number) = path.into_inner();
     let number: i32 = number.parse().map_err(|_| super::error::ApiError::NotFound)?;
@@ -334,7 +357,12 @@ pub async fn show_version(req: HttpRequest, pool: web::Data<PgPool>, path: web::
     responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "Already published")),
     security(("bearer" = [])))]
-pub async fn publish_version(req: HttpRequest, pool: web::Data<PgPool>, public_url: web::Data<PublicUrl>, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn publish_version(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let (id, number) = path.into_inner();
     let number: i32 = number.parse().map_err(|_| super::error::ApiError::NotFound)?;

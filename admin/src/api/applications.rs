@@ -91,7 +91,12 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
     check_len("q", q.q.as_deref(), 200)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
-    let filter = ApplicationFilter { state: q.state.map(|s| s.as_str().to_owned()), api_id: q.api_id, account_id: q.account_id, q: q.q };
+    let filter = ApplicationFilter {
+        state: q.state.map(|s| s.as_str().to_owned()),
+        api_id: q.api_id,
+        account_id: q.account_id,
+        q: q.q,
+    };
     let (apps, total) = applications::list_all(&pool, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(Page::new(apps.into_iter().map(ApplicationOut::from).collect(), &page, total)))
 }
@@ -126,7 +131,13 @@ pub struct ActionIn {
     responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "Not allowed from the current state")),
     security(("bearer" = [])))]
-pub async fn act(req: HttpRequest, pool: web::Data<PgPool>, public_url: web::Data<PublicUrl>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn act(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = ApplicationId(parse_id(&path)?);
     let input: ActionIn = parse_json(&body)?;
@@ -151,7 +162,12 @@ pub struct PlanChangeIn {
     responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "The plan belongs to another API")),
     security(("bearer" = [])))]
-pub async fn change_plan(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn change_plan(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = ApplicationId(parse_id(&path)?);
     let input: PlanChangeIn = parse_json(&body)?;

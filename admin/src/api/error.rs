@@ -21,7 +21,9 @@ pub struct ErrorBody {
 /// The admin API's boundary error, mapped to statuses in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("send `Authorization: Bearer <admin token>`; create one in the admin UI or with `tollgate admin token --email E`")]
+    #[error(
+        "send `Authorization: Bearer <admin token>`; create one in the admin UI or with `tollgate admin token --email E`"
+    )]
     Unauthenticated,
     #[error("not found")]
     NotFound,
@@ -46,8 +48,18 @@ impl ApiError {
             ApiError::NotFound | ApiError::Core(E::NotFound) => plain("not_found", "there is no such resource".into()),
             ApiError::BadRequest(message) => plain("bad_request", message.clone()),
             ApiError::MethodNotAllowed(_) => plain("method_not_allowed", self.to_string()),
-            ApiError::Core(E::Invalid { field, message }) => ErrorBody { error: "invalid_input".into(), message: format!("{field}: {message}"), field: Some(field.to_string()), line: None },
-            ApiError::Core(E::Import(err)) => ErrorBody { error: "invalid_spec".into(), message: err.to_string(), field: Some(err.pointer.clone()), line: err.line },
+            ApiError::Core(E::Invalid { field, message }) => ErrorBody {
+                error: "invalid_input".into(),
+                message: format!("{field}: {message}"),
+                field: Some(field.to_string()),
+                line: None,
+            },
+            ApiError::Core(E::Import(err)) => ErrorBody {
+                error: "invalid_spec".into(),
+                message: err.to_string(),
+                field: Some(err.pointer.clone()),
+                line: err.line,
+            },
             ApiError::Core(E::Conflict(message)) => plain("conflict", message.clone()),
             ApiError::Core(E::Database(_) | E::Internal(_)) => {
                 tracing::error!(error = ?self, "admin API request failed");
@@ -81,7 +93,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Parses a JSON body after authentication, rejecting unknown fields where
 /// the type says so, with the serde message (which names the field).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
     integral_floats_to_integers(&mut value);
     if let Some(path) = nul_in(&value, String::new()) {
         return Err(tollgate_core::Error::invalid(path, "text cannot contain NUL characters").into());
@@ -141,7 +154,9 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest)
 /// Refuses a query parameter longer than its documented maximum.
 pub fn check_len(name: &str, value: Option<&str>, max: usize) -> ApiResult<()> {
     match value {
-        Some(v) if v.chars().count() > max => Err(ApiError::BadRequest(format!("{name}: use at most {max} characters"))),
+        Some(v) if v.chars().count() > max => {
+            Err(ApiError::BadRequest(format!("{name}: use at most {max} characters")))
+        }
         _ => Ok(()),
     }
 }

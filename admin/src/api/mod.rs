@@ -4,8 +4,8 @@
 //! `{"error": "<snake_case>", "message": "…"}`.
 
 mod accounts;
-mod applications;
 mod apis;
+mod applications;
 mod audit;
 mod auth;
 mod error;
@@ -27,7 +27,8 @@ const MAX_BODY_BYTES: usize = 17 * 1024 * 1024;
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || async move {
         let mut res = ApiError::MethodNotAllowed(allow).into_response();
-        res.headers_mut().insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static(allow));
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static(allow));
         res
     }))
 }
@@ -36,16 +37,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/admin/api/openapi.json", "GET").route(web::get().to(openapi::document))).service(
         web::scope("/admin/api/v1")
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-            .service(resource("/apis", "GET, POST").route(web::get().to(apis::list)).route(web::post().to(apis::import)))
-            .service(resource("/apis/{id}", "GET, PATCH").route(web::get().to(apis::show)).route(web::patch().to(apis::update)))
+            .service(
+                resource("/apis", "GET, POST").route(web::get().to(apis::list)).route(web::post().to(apis::import)),
+            )
+            .service(
+                resource("/apis/{id}", "GET, PATCH")
+                    .route(web::get().to(apis::show))
+                    .route(web::patch().to(apis::update)),
+            )
             .service(resource("/apis/{id}/lifecycle", "POST").route(web::post().to(apis::lifecycle)))
             .service(resource("/apis/{id}/versions", "POST").route(web::post().to(apis::stage_version)))
             .service(resource("/apis/{id}/versions/{number}", "GET").route(web::get().to(apis::show_version)))
-            .service(resource("/apis/{id}/versions/{number}/publish", "POST").route(web::post().to(apis::publish_version)))
-            .service(resource("/apis/{id}/metrics", "GET, POST").route(web::get().to(rules::list_metrics)).route(web::post().to(rules::add_metric)))
-            .service(resource("/apis/{id}/mapping-rules", "GET, POST").route(web::get().to(rules::list_rules)).route(web::post().to(rules::add_rule)))
+            .service(
+                resource("/apis/{id}/versions/{number}/publish", "POST").route(web::post().to(apis::publish_version)),
+            )
+            .service(
+                resource("/apis/{id}/metrics", "GET, POST")
+                    .route(web::get().to(rules::list_metrics))
+                    .route(web::post().to(rules::add_metric)),
+            )
+            .service(
+                resource("/apis/{id}/mapping-rules", "GET, POST")
+                    .route(web::get().to(rules::list_rules))
+                    .route(web::post().to(rules::add_rule)),
+            )
             .service(resource("/apis/{id}/mapping-rules/{rule}", "DELETE").route(web::delete().to(rules::delete_rule)))
-            .service(resource("/apis/{id}/plans", "GET, POST").route(web::get().to(plans::list)).route(web::post().to(plans::create)))
+            .service(
+                resource("/apis/{id}/plans", "GET, POST")
+                    .route(web::get().to(plans::list))
+                    .route(web::post().to(plans::create)),
+            )
             .service(
                 resource("/plans/{id}", "GET, PUT, DELETE")
                     .route(web::get().to(plans::show))

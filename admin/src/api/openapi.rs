@@ -2,7 +2,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, applications, apis, audit, error, gateways, page, plans, rules};
+use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules};
 
 struct BearerAuth;
 
@@ -10,7 +10,8 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.description = Some("An admin token (`tg_adm_…`), from the admin UI or `tollgate admin token --email E`.".into());
+        scheme.description =
+            Some("An admin token (`tg_adm_…`), from the admin UI or `tollgate admin token --email E`.".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }

@@ -125,8 +125,16 @@ impl PlanIn {
             trial_days: self.trial_days,
             currency: self.currency,
             time_zone: self.time_zone,
-            limits: self.limits.into_iter().map(|l| NewLimit { metric: l.metric, period: l.period.as_str().into(), max: l.max }).collect(),
-            pricing: self.pricing.into_iter().map(|p| NewPrice { metric: p.metric, from: p.from, to: p.to, price_per_unit: p.price_per_unit }).collect(),
+            limits: self
+                .limits
+                .into_iter()
+                .map(|l| NewLimit { metric: l.metric, period: l.period.as_str().into(), max: l.max })
+                .collect(),
+            pricing: self
+                .pricing
+                .into_iter()
+                .map(|p| NewPrice { metric: p.metric, from: p.from, to: p.to, price_per_unit: p.price_per_unit })
+                .collect(),
         }
     }
 }
@@ -168,8 +176,16 @@ impl From<PlanDetail> for PlanOut {
             trial_days: p.trial_days,
             currency: p.currency,
             time_zone: p.time_zone,
-            limits: p.limits.into_iter().map(|l| LimitIn { period: PeriodIn::parse(&l.period), metric: l.metric, max: l.max }).collect(),
-            pricing: p.pricing.into_iter().map(|r| PriceIn { metric: r.metric, from: r.from, to: r.to, price_per_unit: r.price_per_unit }).collect(),
+            limits: p
+                .limits
+                .into_iter()
+                .map(|l| LimitIn { period: PeriodIn::parse(&l.period), metric: l.metric, max: l.max })
+                .collect(),
+            pricing: p
+                .pricing
+                .into_iter()
+                .map(|r| PriceIn { metric: r.metric, from: r.from, to: r.to, price_per_unit: r.price_per_unit })
+                .collect(),
             applications: p.applications,
         }
     }
@@ -196,7 +212,12 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<Str
               (status = 409, body = ErrorBody, description = "The system name is taken"),
               (status = 422, body = ErrorBody, description = "Overlapping tiers, negative prices, duplicate limits, unknown metrics…")),
     security(("bearer" = [])))]
-pub async fn create(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn create(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let api = ApiId(parse_id(&path)?);
     let input: PlanIn = parse_json(&body)?;
@@ -220,7 +241,12 @@ pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<Str
     responses((status = 200, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn replace(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn replace(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = PlanId(parse_id(&path)?);
     let input: PlanIn = parse_json(&body)?;
@@ -254,7 +280,12 @@ pub struct CopyIn {
     responses((status = 201, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn copy(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn copy(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = PlanId(parse_id(&path)?);
     let input: CopyIn = parse_json(&body)?;

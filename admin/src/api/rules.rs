@@ -38,7 +38,15 @@ pub struct RuleOut {
 
 impl From<RuleView> for RuleOut {
     fn from(r: RuleView) -> Self {
-        RuleOut { id: r.id, http_method: r.http_method, pattern: r.pattern, metric: r.metric, delta: r.delta, position: r.position, last: r.last }
+        RuleOut {
+            id: r.id,
+            http_method: r.http_method,
+            pattern: r.pattern,
+            metric: r.metric,
+            delta: r.delta,
+            position: r.position,
+            last: r.last,
+        }
     }
 }
 
@@ -46,7 +54,11 @@ impl From<RuleView> for RuleOut {
 #[utoipa::path(get, path = "/admin/api/v1/apis/{id}/metrics", tag = "apis", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<MetricOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_metrics(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn list_metrics(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let api = ApiId(parse_id(&path)?);
     detail::get(&pool, api).await?;
@@ -70,13 +82,19 @@ pub struct MetricIn {
     responses((status = 201, body = Vec<MetricOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn add_metric(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn add_metric(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let api = ApiId(parse_id(&path)?);
     let input: MetricIn = parse_json(&body)?;
     detail::get(&pool, api).await?;
     rules::add_metric(&pool, api, &input.system_name, &input.friendly_name, input.parent.as_deref(), &actor).await?;
-    Ok(HttpResponse::Created().json(rules::metrics(&pool, api).await?.into_iter().map(MetricOut::from).collect::<Vec<_>>()))
+    Ok(HttpResponse::Created()
+        .json(rules::metrics(&pool, api).await?.into_iter().map(MetricOut::from).collect::<Vec<_>>()))
 }
 
 /// The mapping rules of an API, in matching order.
@@ -117,12 +135,24 @@ fn one() -> i32 {
     responses((status = 201, body = Vec<RuleOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "A pattern the gateway cannot parse, an unknown metric…")),
     security(("bearer" = [])))]
-pub async fn add_rule(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn add_rule(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let api = ApiId(parse_id(&path)?);
     let input: RuleIn = parse_json(&body)?;
     detail::get(&pool, api).await?;
-    let rule = NewRule { http_method: input.http_method, pattern: input.pattern, metric: input.metric, delta: input.delta, last: input.last, position: input.position };
+    let rule = NewRule {
+        http_method: input.http_method,
+        pattern: input.pattern,
+        metric: input.metric,
+        delta: input.delta,
+        last: input.last,
+        position: input.position,
+    };
     rules::add_rule(&pool, api, &rule, &actor).await?;
     Ok(HttpResponse::Created().json(rules::rules(&pool, api).await?.into_iter().map(RuleOut::from).collect::<Vec<_>>()))
 }
@@ -131,7 +161,11 @@ pub async fn add_rule(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path
 #[utoipa::path(delete, path = "/admin/api/v1/apis/{id}/mapping-rules/{rule}", tag = "apis", params(("id" = Uuid, Path), ("rule" = Uuid, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete_rule(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn delete_rule(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let (api, rule) = path.into_inner();
     rules::delete_rule(&pool, ApiId(parse_id(&api)?), parse_id(&rule)?, &actor).await?;

@@ -22,14 +22,24 @@ pub struct ListQuery {
     q: Option<String>,
 }
 
-pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, query: web::Query<ListQuery>) -> AdminResult<HttpResponse> {
+pub async fn list(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<ListQuery>,
+) -> AdminResult<HttpResponse> {
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
     let (accounts, _) = directory::list(&pool, Some(q.as_str()).filter(|q| !q.is_empty()), 200, 0).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, accounts, q }))
 }
 
-pub async fn set_state(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<(String, String)>, _form: CsrfForm<EmptyForm>) -> AdminResult<HttpResponse> {
+pub async fn set_state(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<EmptyForm>,
+) -> AdminResult<HttpResponse> {
     let (id, action) = path.into_inner();
     let suspended = match action.as_str() {
         "suspend" => true,

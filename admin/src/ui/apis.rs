@@ -28,7 +28,15 @@ struct NewPage {
 
 pub async fn new_form(_admin: AdminUser, session: Session) -> AdminResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    let page = NewPage { chrome, name: String::new(), base_path: String::new(), upstream_url: String::new(), spec: String::new(), errors: FieldErrors::new(), spec_error: None };
+    let page = NewPage {
+        chrome,
+        name: String::new(),
+        base_path: String::new(),
+        upstream_url: String::new(),
+        spec: String::new(),
+        errors: FieldErrors::new(),
+        spec_error: None,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -48,11 +56,21 @@ fn blank_to_none(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
-pub async fn import(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<ImportForm>) -> AdminResult<HttpResponse> {
+pub async fn import(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    CsrfForm(form): CsrfForm<ImportForm>,
+) -> AdminResult<HttpResponse> {
     let parsed = import::parse(&form.spec);
     let outcome = match &parsed {
         Ok(spec) => {
-            let new = NewApi { name: blank_to_none(&form.name), slug: None, base_path: blank_to_none(&form.base_path), upstream_url: blank_to_none(&form.upstream_url) };
+            let new = NewApi {
+                name: blank_to_none(&form.name),
+                slug: None,
+                base_path: blank_to_none(&form.base_path),
+                upstream_url: blank_to_none(&form.upstream_url),
+            };
             create_from_spec(&pool, &form.spec, spec, new, &actor(&user)).await.map(Some)
         }
         Err(_) => Ok(None),
@@ -65,7 +83,15 @@ pub async fn import(AdminUser(user): AdminUser, session: Session, pool: web::Dat
         Err(err) => errors.absorb(err)?,
     }
     let chrome = Chrome::for_session(&session).await?;
-    let page = NewPage { chrome, name: form.name, base_path: form.base_path, upstream_url: form.upstream_url, spec: form.spec, errors, spec_error: parsed.err() };
+    let page = NewPage {
+        chrome,
+        name: form.name,
+        base_path: form.base_path,
+        upstream_url: form.upstream_url,
+        spec: form.spec,
+        errors,
+        spec_error: parsed.err(),
+    };
     Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
@@ -81,7 +107,13 @@ struct ShowPage {
     errors: FieldErrors,
 }
 
-async fn show_page(session: &Session, pool: &PgPool, id: ApiId, errors: FieldErrors, flash: Option<String>) -> AdminResult<ShowPage> {
+async fn show_page(
+    session: &Session,
+    pool: &PgPool,
+    id: ApiId,
+    errors: FieldErrors,
+    flash: Option<String>,
+) -> AdminResult<ShowPage> {
     let api = detail::get(pool, id).await?;
     let plans = list_plans(pool, id).await?;
     let metrics = rules::metrics(pool, id).await?;
@@ -93,7 +125,12 @@ async fn show_page(session: &Session, pool: &PgPool, id: ApiId, errors: FieldErr
     Ok(ShowPage { chrome, api, plans, metrics, rules: rule_list, methods: &rules::RULE_METHODS, errors })
 }
 
-pub async fn show(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
+pub async fn show(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> AdminResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     Ok(render(StatusCode::OK, &show_page(&session, &pool, id, FieldErrors::new(), None).await?))
 }
@@ -159,7 +196,9 @@ pub async fn lifecycle(
     let sunset: Option<OffsetDateTime> = sunset;
     match detail::set_state(&pool, id, &form.state, sunset, &actor(&user), &public_url.0).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
-        Err(tollgate_core::Error::Conflict(message)) => Ok(render(StatusCode::CONFLICT, &show_page(&session, &pool, id, FieldErrors::new(), Some(message)).await?)),
+        Err(tollgate_core::Error::Conflict(message)) => {
+            Ok(render(StatusCode::CONFLICT, &show_page(&session, &pool, id, FieldErrors::new(), Some(message)).await?))
+        }
         Err(err) => {
             let mut errors = FieldErrors::new();
             errors.absorb(err)?;
@@ -173,9 +212,16 @@ pub(crate) fn not_found() -> AdminError {
 }
 
 /// Answers a failed edit on the API page with the error next to its field.
-async fn edit_failed(session: &Session, pool: &PgPool, id: ApiId, err: tollgate_core::Error) -> AdminResult<HttpResponse> {
+async fn edit_failed(
+    session: &Session,
+    pool: &PgPool,
+    id: ApiId,
+    err: tollgate_core::Error,
+) -> AdminResult<HttpResponse> {
     match err {
-        tollgate_core::Error::Conflict(message) => Ok(render(StatusCode::CONFLICT, &show_page(session, pool, id, FieldErrors::new(), Some(message)).await?)),
+        tollgate_core::Error::Conflict(message) => {
+            Ok(render(StatusCode::CONFLICT, &show_page(session, pool, id, FieldErrors::new(), Some(message)).await?))
+        }
         err => {
             let mut errors = FieldErrors::new();
             errors.absorb(err)?;
@@ -193,16 +239,36 @@ pub struct MetricForm {
     parent: String,
 }
 
-pub async fn add_metric(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<MetricForm>) -> AdminResult<HttpResponse> {
+pub async fn add_metric(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<MetricForm>,
+) -> AdminResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
-    match rules::add_metric(&pool, id, form.system_name.trim(), &form.friendly_name, Some(form.parent.trim()), &actor(&user)).await {
+    match rules::add_metric(
+        &pool,
+        id,
+        form.system_name.trim(),
+        &form.friendly_name,
+        Some(form.parent.trim()),
+        &actor(&user),
+    )
+    .await
+    {
         Ok(_) => Ok(see_other(format!("/admin/apis/{}#metrics", id.0))),
         Err(err) => edit_failed(&session, &pool, id, err).await,
     }
 }
 
-pub async fn delete_metric(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<(String, String)>, _form: CsrfForm<super::EmptyForm>) -> AdminResult<HttpResponse> {
+pub async fn delete_metric(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<super::EmptyForm>,
+) -> AdminResult<HttpResponse> {
     let (api, metric) = path.into_inner();
     let id = ApiId(parse_id(&api)?);
     rules::delete_metric(&pool, id, parse_id(&metric)?, &actor(&user)).await?;
@@ -219,13 +285,26 @@ pub struct RuleForm {
     last: Option<String>,
 }
 
-pub async fn add_rule(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<RuleForm>) -> AdminResult<HttpResponse> {
+pub async fn add_rule(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<RuleForm>,
+) -> AdminResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
     let delta = if form.delta.trim().is_empty() { Ok(1) } else { form.delta.trim().parse::<i32>() };
     let outcome = match delta {
         Ok(delta) => {
-            let rule = NewRule { http_method: form.http_method, pattern: form.pattern.trim().to_owned(), metric: form.metric, delta, last: form.last.is_some(), position: None };
+            let rule = NewRule {
+                http_method: form.http_method,
+                pattern: form.pattern.trim().to_owned(),
+                metric: form.metric,
+                delta,
+                last: form.last.is_some(),
+                position: None,
+            };
             rules::add_rule(&pool, id, &rule, &actor(&user)).await
         }
         Err(_) => Err(tollgate_core::Error::invalid("delta", "enter a whole number")),
@@ -236,7 +315,12 @@ pub async fn add_rule(AdminUser(user): AdminUser, session: Session, pool: web::D
     }
 }
 
-pub async fn delete_rule(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<(String, String)>, _form: CsrfForm<super::EmptyForm>) -> AdminResult<HttpResponse> {
+pub async fn delete_rule(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<super::EmptyForm>,
+) -> AdminResult<HttpResponse> {
     let (api, rule) = path.into_inner();
     let id = ApiId(parse_id(&api)?);
     rules::delete_rule(&pool, id, parse_id(&rule)?, &actor(&user)).await?;
@@ -258,13 +342,26 @@ pub struct VersionForm {
 }
 
 /// Stages a new version and shows what changed before anything is published.
-pub async fn stage_version(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<VersionForm>) -> AdminResult<HttpResponse> {
+pub async fn stage_version(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<VersionForm>,
+) -> AdminResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
     let spec = match import::parse(&form.spec) {
         Ok(spec) => spec,
         Err(err) => {
-            let page = show_page(&session, &pool, id, FieldErrors::new(), Some(format!("The new version could not be imported: {err}"))).await?;
+            let page = show_page(
+                &session,
+                &pool,
+                id,
+                FieldErrors::new(),
+                Some(format!("The new version could not be imported: {err}")),
+            )
+            .await?;
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
@@ -272,7 +369,12 @@ pub async fn stage_version(AdminUser(user): AdminUser, session: Session, pool: w
     Ok(see_other(format!("/admin/apis/{}/versions/{}", id.0, staged.number)))
 }
 
-pub async fn show_version(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<(String, i32)>) -> AdminResult<HttpResponse> {
+pub async fn show_version(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, i32)>,
+) -> AdminResult<HttpResponse> {
     let (api, number) = path.into_inner();
     let api = detail::get(&pool, ApiId(parse_id(&api)?)).await?;
     let (version, published) = versions::get(&pool, api.id, number).await?;

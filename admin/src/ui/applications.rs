@@ -1,8 +1,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
 use tollgate_core::apis::ApiId;
+use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanId, PlanSummary, list_plans};
 use tollgate_core::web::{AdminUser, Chrome, CsrfForm, PublicUrl, Session, render};
@@ -40,7 +40,10 @@ impl ListPage {
     }
 
     fn plans_for(&self, app: &AdminApplicationView) -> Vec<PlanSummary> {
-        self.plans.get(&app.api_id).map(|plans| plans.iter().filter(|p| p.id != app.plan_id).cloned().collect()).unwrap_or_default()
+        self.plans
+            .get(&app.api_id)
+            .map(|plans| plans.iter().filter(|p| p.id != app.plan_id).cloned().collect())
+            .unwrap_or_default()
     }
 
     fn is_state(&self, state: &str) -> bool {
@@ -52,7 +55,12 @@ impl ListPage {
     }
 }
 
-pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, query: web::Query<ListQuery>) -> AdminResult<HttpResponse> {
+pub async fn list(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<ListQuery>,
+) -> AdminResult<HttpResponse> {
     let query = query.into_inner();
     let state = query.state.filter(|s| ["pending", "live", "suspended", "rejected"].contains(&s.as_str()));
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
@@ -65,7 +73,10 @@ pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, 
         }
     }
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &ListPage { chrome, apps, plans, state: state.unwrap_or_default(), q: q.unwrap_or_default(), total }))
+    Ok(render(
+        StatusCode::OK,
+        &ListPage { chrome, apps, plans, state: state.unwrap_or_default(), q: q.unwrap_or_default(), total },
+    ))
 }
 
 pub async fn act(
@@ -92,7 +103,12 @@ pub struct PlanForm {
     plan_id: String,
 }
 
-pub async fn change_plan(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<PlanForm>) -> AdminResult<HttpResponse> {
+pub async fn change_plan(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<PlanForm>,
+) -> AdminResult<HttpResponse> {
     let id = ApplicationId(parse_id(&path)?);
     let plan = PlanId(parse_id(&form.plan_id)?);
     applications::change_plan(&pool, id, plan, &actor(&user)).await?;

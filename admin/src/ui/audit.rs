@@ -29,9 +29,19 @@ fn clean(value: Option<String>, max: usize) -> Option<String> {
     value.map(|v| v.trim().chars().filter(|c| *c != '\0').take(max).collect::<String>()).filter(|v| !v.is_empty())
 }
 
-pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, query: web::Query<LogQuery>) -> AdminResult<HttpResponse> {
+pub async fn list(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<LogQuery>,
+) -> AdminResult<HttpResponse> {
     let query = query.into_inner();
-    let filter = AuditFilter { entity: clean(query.entity, 64), entity_id: None, action: clean(query.action, 64), actor: clean(query.actor, 254) };
+    let filter = AuditFilter {
+        entity: clean(query.entity, 64),
+        entity_id: None,
+        action: clean(query.action, 64),
+        actor: clean(query.actor, 254),
+    };
     let (records, total) = audit::list(&pool, &filter, 200, 0).await?;
     let chrome = Chrome::for_session(&session).await?;
     let page = LogPage {

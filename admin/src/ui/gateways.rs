@@ -29,7 +29,12 @@ pub struct CreateForm {
 }
 
 /// Registers an agent and shows its token on this one response.
-pub async fn create(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<CreateForm>) -> AdminResult<HttpResponse> {
+pub async fn create(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    CsrfForm(form): CsrfForm<CreateForm>,
+) -> AdminResult<HttpResponse> {
     let mut errors = FieldErrors::new();
     let new_token = match gateways::create(&pool, form.name.trim(), &actor(&user)).await {
         Ok((_, token)) => Some((form.name.trim().to_owned(), token.as_str().to_owned())),

@@ -50,12 +50,20 @@ impl PlanFields {
     }
 
     fn from_plan(p: &plans::PlanDetail) -> PlanFields {
-        let mut limits: Vec<[String; 3]> = p.limits.iter().map(|l| [l.metric.clone(), l.period.clone(), l.max.to_string()]).collect();
+        let mut limits: Vec<[String; 3]> =
+            p.limits.iter().map(|l| [l.metric.clone(), l.period.clone(), l.max.to_string()]).collect();
         limits.resize(limits.len().max(LIMIT_ROWS), Default::default());
         let mut pricing: Vec<[String; 4]> = p
             .pricing
             .iter()
-            .map(|t| [t.metric.clone(), t.from.to_string(), t.to.map(|v| v.to_string()).unwrap_or_default(), t.price_per_unit.to_string()])
+            .map(|t| {
+                [
+                    t.metric.clone(),
+                    t.from.to_string(),
+                    t.to.map(|v| v.to_string()).unwrap_or_default(),
+                    t.price_per_unit.to_string(),
+                ]
+            })
             .collect();
         pricing.resize(pricing.len().max(PRICE_ROWS), Default::default());
         PlanFields {
@@ -88,23 +96,46 @@ impl PlanFields {
             trial_days: get("trial_days"),
             currency: get("currency"),
             time_zone: get("time_zone"),
-            limits: (0..rows("limit_metric")).map(|i| [get(&format!("limit_metric_{i}")), get(&format!("limit_period_{i}")), get(&format!("limit_max_{i}"))]).collect(),
+            limits: (0..rows("limit_metric"))
+                .map(|i| {
+                    [
+                        get(&format!("limit_metric_{i}")),
+                        get(&format!("limit_period_{i}")),
+                        get(&format!("limit_max_{i}")),
+                    ]
+                })
+                .collect(),
             pricing: (0..rows("price_metric"))
-                .map(|i| [get(&format!("price_metric_{i}")), get(&format!("price_from_{i}")), get(&format!("price_to_{i}")), get(&format!("price_unit_{i}"))])
+                .map(|i| {
+                    [
+                        get(&format!("price_metric_{i}")),
+                        get(&format!("price_from_{i}")),
+                        get(&format!("price_to_{i}")),
+                        get(&format!("price_unit_{i}")),
+                    ]
+                })
                 .collect(),
         }
     }
 
     /// Turns the strings into a plan, naming the first bad field.
     fn to_plan(&self) -> Result<NewPlan, (String, String)> {
-        let decimal = |field: &str, raw: &str| Decimal::from_str(raw.trim()).map_err(|_| (field.to_owned(), "enter an amount such as 49.00".to_owned()));
-        let integer = |field: String, raw: &str| raw.trim().parse::<i64>().map_err(|_| (field, "enter a whole number".to_owned()));
+        let decimal = |field: &str, raw: &str| {
+            Decimal::from_str(raw.trim()).map_err(|_| (field.to_owned(), "enter an amount such as 49.00".to_owned()))
+        };
+        let integer = |field: String, raw: &str| {
+            raw.trim().parse::<i64>().map_err(|_| (field, "enter a whole number".to_owned()))
+        };
         let mut limits = Vec::new();
         for (i, [metric, period, max]) in self.limits.iter().enumerate() {
             if metric.trim().is_empty() && max.trim().is_empty() {
                 continue;
             }
-            limits.push(NewLimit { metric: metric.trim().to_owned(), period: period.clone(), max: integer(format!("limit_max_{i}"), max)? });
+            limits.push(NewLimit {
+                metric: metric.trim().to_owned(),
+                period: period.clone(),
+                max: integer(format!("limit_max_{i}"), max)?,
+            });
         }
         let mut pricing = Vec::new();
         for (i, [metric, from, to, unit]) in self.pricing.iter().enumerate() {
@@ -126,7 +157,8 @@ impl PlanFields {
             approval_required: self.approval_required,
             setup_fee: decimal("setup_fee", &self.setup_fee)?,
             monthly_fee: decimal("monthly_fee", &self.monthly_fee)?,
-            trial_days: i32::try_from(integer("trial_days".into(), &self.trial_days)?).map_err(|_| ("trial_days".to_owned(), "too large".to_owned()))?,
+            trial_days: i32::try_from(integer("trial_days".into(), &self.trial_days)?)
+                .map_err(|_| ("trial_days".to_owned(), "too large".to_owned()))?,
             currency: self.currency.trim().to_uppercase(),
             time_zone: self.time_zone.trim().to_owned(),
             limits,
@@ -222,17 +254,39 @@ impl FormPage {
     }
 }
 
-pub async fn new_form(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
+pub async fn new_form(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> AdminResult<HttpResponse> {
     let api = detail::get(&pool, ApiId(parse_id(&path)?)).await?;
     let chrome = Chrome::for_session(&session).await?;
-    let page = FormPage { chrome, api, plan_id: None, fields: PlanFields::blank(), errors: FieldErrors::new(), periods: &LIMIT_PERIODS, applications: 0 };
+    let page = FormPage {
+        chrome,
+        api,
+        plan_id: None,
+        fields: PlanFields::blank(),
+        errors: FieldErrors::new(),
+        periods: &LIMIT_PERIODS,
+        applications: 0,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
-async fn rejected(session: &Session, api: ApiDetail, plan_id: Option<PlanId>, fields: PlanFields, field: String, message: String, applications: i64) -> AdminResult<HttpResponse> {
+async fn rejected(
+    session: &Session,
+    api: ApiDetail,
+    plan_id: Option<PlanId>,
+    fields: PlanFields,
+    field: String,
+    message: String,
+    applications: i64,
+) -> AdminResult<HttpResponse> {
     let mut errors = FieldErrors::new();
     errors.add(form_field(&field), message);
-    let chrome = Chrome::for_session(session).await?.with_flash("error", "The plan was not saved: see the highlighted field.");
+    let chrome =
+        Chrome::for_session(session).await?.with_flash("error", "The plan was not saved: see the highlighted field.");
     let page = FormPage { chrome, api, plan_id, fields, errors, periods: &LIMIT_PERIODS, applications };
     Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
@@ -252,17 +306,34 @@ pub async fn create(
     };
     match plans::create_plan(&pool, api.id, &plan, &actor(&user)).await {
         Ok(_) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-        Err(tollgate_core::Error::Invalid { field, message }) => rejected(&session, api, None, fields, field.into_owned(), message, 0).await,
-        Err(tollgate_core::Error::Conflict(message)) => rejected(&session, api, None, fields, "system_name".into(), message, 0).await,
+        Err(tollgate_core::Error::Invalid { field, message }) => {
+            rejected(&session, api, None, fields, field.into_owned(), message, 0).await
+        }
+        Err(tollgate_core::Error::Conflict(message)) => {
+            rejected(&session, api, None, fields, "system_name".into(), message, 0).await
+        }
         Err(err) => Err(err.into()),
     }
 }
 
-pub async fn edit_form(_admin: AdminUser, session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> AdminResult<HttpResponse> {
+pub async fn edit_form(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> AdminResult<HttpResponse> {
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
     let api = detail::get(&pool, ApiId(plan.api_id)).await?;
     let chrome = Chrome::for_session(&session).await?;
-    let page = FormPage { chrome, api, plan_id: Some(plan.id), fields: PlanFields::from_plan(&plan), errors: FieldErrors::new(), periods: &LIMIT_PERIODS, applications: plan.applications };
+    let page = FormPage {
+        chrome,
+        api,
+        plan_id: Some(plan.id),
+        fields: PlanFields::from_plan(&plan),
+        errors: FieldErrors::new(),
+        periods: &LIMIT_PERIODS,
+        applications: plan.applications,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -279,12 +350,18 @@ pub async fn update(
     let id = Some(existing.id);
     let plan = match fields.to_plan() {
         Ok(plan) => plan,
-        Err((field, message)) => return rejected(&session, api, id, fields, field, message, existing.applications).await,
+        Err((field, message)) => {
+            return rejected(&session, api, id, fields, field, message, existing.applications).await;
+        }
     };
     match plans::update_plan(&pool, existing.id, &plan, &actor(&user)).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-        Err(tollgate_core::Error::Invalid { field, message }) => rejected(&session, api, id, fields, field.into_owned(), message, existing.applications).await,
-        Err(tollgate_core::Error::Conflict(message)) => rejected(&session, api, id, fields, "system_name".into(), message, existing.applications).await,
+        Err(tollgate_core::Error::Invalid { field, message }) => {
+            rejected(&session, api, id, fields, field.into_owned(), message, existing.applications).await
+        }
+        Err(tollgate_core::Error::Conflict(message)) => {
+            rejected(&session, api, id, fields, "system_name".into(), message, existing.applications).await
+        }
         Err(err) => Err(err.into()),
     }
 }
@@ -295,13 +372,23 @@ pub struct CopyForm {
     name: String,
 }
 
-pub async fn copy(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, CsrfForm(form): CsrfForm<CopyForm>) -> AdminResult<HttpResponse> {
+pub async fn copy(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<CopyForm>,
+) -> AdminResult<HttpResponse> {
     let id = PlanId(parse_id(&path)?);
     let copy = plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &actor(&user)).await?;
     Ok(see_other(format!("/admin/plans/{}", copy.0)))
 }
 
-pub async fn delete(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, _form: CsrfForm<EmptyForm>) -> AdminResult<HttpResponse> {
+pub async fn delete(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> AdminResult<HttpResponse> {
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
     plans::delete_plan(&pool, plan.id, &actor(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}", plan.api_id)))

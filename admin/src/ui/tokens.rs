@@ -29,7 +29,12 @@ pub struct CreateForm {
 }
 
 /// Creates a token for the signed-in admin and shows it on this one response.
-pub async fn create(AdminUser(user): AdminUser, session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<CreateForm>) -> AdminResult<HttpResponse> {
+pub async fn create(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    CsrfForm(form): CsrfForm<CreateForm>,
+) -> AdminResult<HttpResponse> {
     let mut errors = FieldErrors::new();
     let new_token = match admin_tokens::create(&pool, user.id, &form.name, &actor(&user)).await {
         Ok((_, secret)) => Some(secret.as_str().to_owned()),
@@ -44,7 +49,12 @@ pub async fn create(AdminUser(user): AdminUser, session: Session, pool: web::Dat
     Ok(render(status, &ListPage { chrome, tokens, new_token, errors }))
 }
 
-pub async fn revoke(AdminUser(user): AdminUser, pool: web::Data<PgPool>, path: web::Path<String>, _form: CsrfForm<EmptyForm>) -> AdminResult<HttpResponse> {
+pub async fn revoke(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> AdminResult<HttpResponse> {
     admin_tokens::revoke(&pool, parse_id(&path)?, &actor(&user)).await?;
     Ok(see_other("/admin/tokens"))
 }

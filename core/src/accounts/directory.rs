@@ -38,7 +38,14 @@ pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Re
     let total = rows.first().map(|r| r.total).unwrap_or(0);
     Ok((
         rows.into_iter()
-            .map(|r| AccountView { id: AccountId(r.id), name: r.name, state: r.state, members: r.members, applications: r.applications, created_at: r.created_at })
+            .map(|r| AccountView {
+                id: AccountId(r.id),
+                name: r.name,
+                state: r.state,
+                members: r.members,
+                applications: r.applications,
+                created_at: r.created_at,
+            })
             .collect(),
         total,
     ))
@@ -55,7 +62,14 @@ pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
     .fetch_optional(pool)
     .await?
     .ok_or(Error::NotFound)?;
-    Ok(AccountView { id: AccountId(r.id), name: r.name, state: r.state, members: r.members, applications: r.applications, created_at: r.created_at })
+    Ok(AccountView {
+        id: AccountId(r.id),
+        name: r.name,
+        state: r.state,
+        members: r.members,
+        applications: r.applications,
+        created_at: r.created_at,
+    })
 }
 
 /// Suspends or reactivates an account; its applications' keys stop (or
@@ -67,14 +81,21 @@ pub async fn set_suspended(pool: &PgPool, id: AccountId, suspended: bool, actor:
     sqlx::query!("UPDATE accounts SET state = $2::text::account_state, updated_at = now() WHERE id = $1", id.0, state)
         .execute(&mut *tx)
         .await?;
-    let apps = sqlx::query_scalar!("SELECT id FROM applications WHERE account_id = $1", id.0).fetch_all(&mut *tx).await?;
+    let apps =
+        sqlx::query_scalar!("SELECT id FROM applications WHERE account_id = $1", id.0).fetch_all(&mut *tx).await?;
     for app in apps {
         record_change(&mut tx, Entity::Application, app, false, None).await?;
     }
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "account.state", entity: "account", entity_id: Some(id.0), before: Some(json!({"state": before.state})), after: Some(json!({"state": state})) },
+        Entry {
+            action: "account.state",
+            entity: "account",
+            entity_id: Some(id.0),
+            before: Some(json!({"state": before.state})),
+            after: Some(json!({"state": state})),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -30,9 +30,8 @@ impl Email {
         if local.is_empty() || local.contains('@') {
             return Err(invalid("the part before the @ is not valid"));
         }
-        let labels_ok = domain
-            .split('.')
-            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+        let labels_ok =
+            domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
         if !domain.contains('.') || !labels_ok {
             return Err(invalid("the domain after the @ is not valid, as in example.com"));
         }

@@ -39,7 +39,11 @@ pub struct SignUp {
 
 impl SignUp {
     /// Checks every field and reports all problems at once, by field.
-    pub fn parse(organisation: &str, email: &str, password: &str) -> std::result::Result<SignUp, Vec<(&'static str, String)>> {
+    pub fn parse(
+        organisation: &str,
+        email: &str,
+        password: &str,
+    ) -> std::result::Result<SignUp, Vec<(&'static str, String)>> {
         let mut problems = Vec::new();
         let organisation = organisation.trim();
         if organisation.is_empty() || organisation.chars().count() > 200 {
@@ -48,7 +52,9 @@ impl SignUp {
         let email = Email::parse(email).map_err(|e| problems.push(("email", field_message(e)))).ok();
         let password = Password::parse(password).map_err(|e| problems.push(("password", field_message(e)))).ok();
         match (email, password) {
-            (Some(email), Some(password)) if problems.is_empty() => Ok(SignUp { organisation: organisation.to_owned(), email, password }),
+            (Some(email), Some(password)) if problems.is_empty() => {
+                Ok(SignUp { organisation: organisation.to_owned(), email, password })
+            }
             _ => Err(problems),
         }
     }
@@ -69,12 +75,17 @@ pub async fn sign_up(pool: &PgPool, hasher: &PasswordHasher, input: &SignUp, bas
     let hash = hasher.hash(&input.password).await?;
     let mut tx = pool.begin().await?;
     if find_user_by_email(&mut tx, &input.email).await?.is_some() {
-        let mail = Outgoing::render(input.email.as_str(), "You already have a Tollgate account", &AlreadyRegisteredMail { base_url })?;
+        let mail = Outgoing::render(
+            input.email.as_str(),
+            "You already have a Tollgate account",
+            &AlreadyRegisteredMail { base_url },
+        )?;
         enqueue(&mut tx, &mail).await?;
         tx.commit().await?;
         return Ok(());
     }
-    let (_, user): (AccountId, UserId) = create_developer_in(&mut tx, &input.organisation, &input.email, Some(&hash), false).await?;
+    let (_, user): (AccountId, UserId) =
+        create_developer_in(&mut tx, &input.organisation, &input.email, Some(&hash), false).await?;
     let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
     let body = VerifyMail { organisation: &input.organisation, link: format!("{base_url}/verify?token={token}") };
     enqueue(&mut tx, &Outgoing::render(input.email.as_str(), "Verify your email for Tollgate", &body)?).await?;
@@ -109,9 +120,12 @@ pub async fn verify_email(pool: &PgPool, token: &str) -> Result<bool> {
     let Some(user) = tokens::consume(&mut tx, token, Purpose::VerifyEmail).await? else {
         return Ok(false);
     };
-    sqlx::query!("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1", user.0)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1",
+        user.0
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -136,7 +150,12 @@ pub async fn reset_is_live(pool: &PgPool, token: &str) -> Result<bool> {
 /// Sets a new password from a reset link. Also lifts any sign-in pause,
 /// so throttling can never lock a real owner out. Returns the user, or
 /// `None` for a used, expired or unknown link.
-pub async fn reset_password(pool: &PgPool, hasher: &PasswordHasher, token: &str, password: &Password) -> Result<Option<UserId>> {
+pub async fn reset_password(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    token: &str,
+    password: &Password,
+) -> Result<Option<UserId>> {
     let hash = hasher.hash(password).await?;
     let mut tx = pool.begin().await?;
     let Some(user) = tokens::consume(&mut tx, token, Purpose::ResetPassword).await? else {
@@ -157,7 +176,13 @@ pub async fn reset_password(pool: &PgPool, hasher: &PasswordHasher, token: &str,
 }
 
 /// Changes a signed-in user's password after checking the current one.
-pub async fn change_password(pool: &PgPool, hasher: &PasswordHasher, user: UserId, current: &str, new: &Password) -> Result<()> {
+pub async fn change_password(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    user: UserId,
+    current: &str,
+    new: &Password,
+) -> Result<()> {
     let stored = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user.0)
         .fetch_optional(pool)
         .await?

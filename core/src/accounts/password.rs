@@ -56,9 +56,7 @@ pub struct PasswordHasher {
 
 /// Verified against when the user does not exist, so that unknown and known
 /// emails take the same time.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_blocking("tollgate-timing-equaliser").unwrap_or_default()
-});
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_blocking("tollgate-timing-equaliser").unwrap_or_default());
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();

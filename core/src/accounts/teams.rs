@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{AccountId, Email, PasswordHasher, Password, UserId};
+use super::{AccountId, Email, Password, PasswordHasher, UserId};
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::mail::{Outgoing, enqueue};
@@ -85,7 +85,10 @@ pub async fn members(pool: &PgPool, account: AccountId) -> Result<Vec<Member>> {
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|r| Member { user_id: UserId(r.id), email: r.email, role: r.role, joined_at: r.created_at }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| Member { user_id: UserId(r.id), email: r.email, role: r.role, joined_at: r.created_at })
+        .collect())
 }
 
 pub async fn pending_invitations(pool: &PgPool, account: AccountId) -> Result<Vec<PendingInvitation>> {
@@ -100,7 +103,15 @@ pub async fn pending_invitations(pool: &PgPool, account: AccountId) -> Result<Ve
 }
 
 /// Invites someone by email; an owner only.
-pub async fn invite(pool: &PgPool, account: AccountId, inviter: UserId, inviter_email: &str, email: &Email, role: &str, base_url: &str) -> Result<()> {
+pub async fn invite(
+    pool: &PgPool,
+    account: AccountId,
+    inviter: UserId,
+    inviter_email: &str,
+    email: &Email,
+    role: &str,
+    base_url: &str,
+) -> Result<()> {
     if role != "owner" && role != "member" {
         return Err(Error::invalid("role", "choose owner or member"));
     }
@@ -116,7 +127,8 @@ pub async fn invite(pool: &PgPool, account: AccountId, inviter: UserId, inviter_
     if already {
         return Err(Error::invalid("email", "this person is already a member"));
     }
-    let organisation = sqlx::query_scalar!("SELECT name FROM accounts WHERE id = $1", account.0).fetch_one(&mut *tx).await?;
+    let organisation =
+        sqlx::query_scalar!("SELECT name FROM accounts WHERE id = $1", account.0).fetch_one(&mut *tx).await?;
     let raw = random_token();
     sqlx::query!(
         "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4::text::member_role, $5, $6, $7)",
@@ -130,12 +142,23 @@ pub async fn invite(pool: &PgPool, account: AccountId, inviter: UserId, inviter_
     )
     .execute(&mut *tx)
     .await?;
-    let body = InviteMail { inviter: inviter_email, organisation: &organisation, role, link: format!("{base_url}/invitations/accept?token={raw}") };
+    let body = InviteMail {
+        inviter: inviter_email,
+        organisation: &organisation,
+        role,
+        link: format!("{base_url}/invitations/accept?token={raw}"),
+    };
     enqueue(&mut tx, &Outgoing::render(email.as_str(), format!("Join {organisation} on Tollgate"), &body)?).await?;
     audit::record(
         &mut tx,
         &Actor::user(inviter, inviter_email),
-        Entry { action: "team.invite", entity: "account", entity_id: Some(account.0), before: None, after: Some(json!({"email": email.as_str(), "role": role})) },
+        Entry {
+            action: "team.invite",
+            entity: "account",
+            entity_id: Some(account.0),
+            before: None,
+            after: Some(json!({"email": email.as_str(), "role": role})),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -168,7 +191,13 @@ pub async fn invitation(pool: &PgPool, token: &str) -> Result<Option<InvitationV
 /// Accepts an invitation. A signed-in user must be the one invited; a new
 /// person sets a password and becomes a verified user of the account (the
 /// link proved the mailbox). Returns the user who joined.
-pub async fn accept(pool: &PgPool, hasher: &PasswordHasher, token: &str, signed_in: Option<(UserId, &str)>, new_password: Option<&Password>) -> Result<UserId> {
+pub async fn accept(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    token: &str,
+    signed_in: Option<(UserId, &str)>,
+    new_password: Option<&Password>,
+) -> Result<UserId> {
     let hash = match (signed_in, new_password) {
         (None, Some(password)) => Some(hasher.hash(password).await?),
         _ => None,
@@ -185,7 +214,10 @@ pub async fn accept(pool: &PgPool, hasher: &PasswordHasher, token: &str, signed_
     let user = match (signed_in, hash) {
         (Some((user, email)), _) => {
             if !email.eq_ignore_ascii_case(&invitation.email) {
-                return Err(Error::Conflict(format!("this invitation is for {}; sign in as that user to accept it", invitation.email)));
+                return Err(Error::Conflict(format!(
+                    "this invitation is for {}; sign in as that user to accept it",
+                    invitation.email
+                )));
             }
             user
         }
@@ -216,7 +248,13 @@ pub async fn accept(pool: &PgPool, hasher: &PasswordHasher, token: &str, signed_
     audit::record(
         &mut tx,
         &Actor::user(user, &invitation.email),
-        Entry { action: "team.join", entity: "account", entity_id: Some(invitation.account_id), before: None, after: Some(json!({"role": invitation.role})) },
+        Entry {
+            action: "team.join",
+            entity: "account",
+            entity_id: Some(invitation.account_id),
+            before: None,
+            after: Some(json!({"role": invitation.role})),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -225,9 +263,12 @@ pub async fn accept(pool: &PgPool, hasher: &PasswordHasher, token: &str, signed_
 
 /// Counts the owners, locking them, so two owners cannot both leave at once.
 async fn owner_count(conn: &mut sqlx::PgConnection, account: AccountId) -> Result<i64> {
-    let owners = sqlx::query_scalar!("SELECT user_id FROM memberships WHERE account_id = $1 AND role = 'owner' FOR UPDATE", account.0)
-        .fetch_all(conn)
-        .await?;
+    let owners = sqlx::query_scalar!(
+        "SELECT user_id FROM memberships WHERE account_id = $1 AND role = 'owner' FOR UPDATE",
+        account.0
+    )
+    .fetch_all(conn)
+    .await?;
     Ok(owners.len() as i64)
 }
 
@@ -249,7 +290,13 @@ pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_emai
     audit::record(
         &mut tx,
         &Actor::user(actor, actor_email),
-        Entry { action: "team.remove", entity: "account", entity_id: Some(account.0), before: Some(json!({"user_id": member.0, "role": role})), after: None },
+        Entry {
+            action: "team.remove",
+            entity: "account",
+            entity_id: Some(account.0),
+            before: Some(json!({"user_id": member.0, "role": role})),
+            after: None,
+        },
     )
     .await?;
     tx.commit().await?;
@@ -257,7 +304,13 @@ pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_emai
 }
 
 /// Hands ownership to a member: they become owner and the actor a member.
-pub async fn transfer_ownership(pool: &PgPool, account: AccountId, actor: UserId, actor_email: &str, member: UserId) -> Result<()> {
+pub async fn transfer_ownership(
+    pool: &PgPool,
+    account: AccountId,
+    actor: UserId,
+    actor_email: &str,
+    member: UserId,
+) -> Result<()> {
     if actor == member {
         return Err(Error::invalid("member", "choose another member"));
     }
@@ -276,7 +329,13 @@ pub async fn transfer_ownership(pool: &PgPool, account: AccountId, actor: UserId
     audit::record(
         &mut tx,
         &Actor::user(actor, actor_email),
-        Entry { action: "team.transfer", entity: "account", entity_id: Some(account.0), before: Some(json!({"owner": actor.0})), after: Some(json!({"owner": member.0})) },
+        Entry {
+            action: "team.transfer",
+            entity: "account",
+            entity_id: Some(account.0),
+            before: Some(json!({"owner": actor.0})),
+            after: Some(json!({"owner": member.0})),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -39,7 +39,9 @@ pub enum SignInOutcome {
     /// Wrong email or password; deliberately does not say which.
     Rejected,
     /// Too many recent failures for this account.
-    Throttled { retry_after: Duration },
+    Throttled {
+        retry_after: Duration,
+    },
 }
 
 /// The provider account every admin belongs to, created on first use.
@@ -128,7 +130,10 @@ pub async fn create_developer_in(
 }
 
 /// A user by email: id, whether verified, and their first account's name.
-pub(crate) async fn find_user_by_email(conn: &mut sqlx::PgConnection, email: &Email) -> Result<Option<(UserId, bool, String)>> {
+pub(crate) async fn find_user_by_email(
+    conn: &mut sqlx::PgConnection,
+    email: &Email,
+) -> Result<Option<(UserId, bool, String)>> {
     let row = sqlx::query!(
         r#"SELECT u.id, u.email_verified_at IS NOT NULL AS "verified!",
                   coalesce((SELECT a.name FROM memberships m JOIN accounts a ON a.id = m.account_id
@@ -166,16 +171,24 @@ pub async fn find_user(pool: &PgPool, id: UserId) -> Result<Option<UserSummary>>
 }
 
 pub async fn mark_email_verified(pool: &PgPool, id: UserId) -> Result<()> {
-    sqlx::query!("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1", id.0)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1",
+        id.0
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// Checks an email and password, throttling repeated failures per account
 /// with a growing pause from the fifth on (30 s, 60 s, 2 min … up to 15 min).
 /// Unknown emails cost the same argon2 work as known ones.
-pub async fn authenticate(pool: &PgPool, hasher: &PasswordHasher, email: &str, password: &str) -> Result<SignInOutcome> {
+pub async fn authenticate(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    email: &str,
+    password: &str,
+) -> Result<SignInOutcome> {
     let row = sqlx::query!(
         "SELECT id, password_hash, failed_logins, locked_until FROM users WHERE email = $1",
         email.trim() as _

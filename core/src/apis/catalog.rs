@@ -29,7 +29,14 @@ pub async fn search(pool: &PgPool, q: Option<&str>) -> Result<Vec<CatalogEntry>>
     Ok(rows
         .into_iter()
         .map(|r| CatalogEntry {
-            api: ApiSummary { id: ApiId(r.id), slug: r.slug, name: r.name, state: r.state, base_path: r.base_path, operation_count: r.operation_count },
+            api: ApiSummary {
+                id: ApiId(r.id),
+                slug: r.slug,
+                name: r.name,
+                state: r.state,
+                base_path: r.base_path,
+                operation_count: r.operation_count,
+            },
             description: r.description,
             sunset: r.sunset_at.map(|s| s.date().to_string()),
         })
@@ -38,8 +45,11 @@ pub async fn search(pool: &PgPool, q: Option<&str>) -> Result<Vec<CatalogEntry>>
 
 /// A published or deprecated API by slug; drafts and retired APIs are not found.
 pub async fn published(pool: &PgPool, slug: &str) -> Result<Option<ApiId>> {
-    let id = sqlx::query_scalar!("SELECT id FROM api_products WHERE slug = $1 AND state IN ('published', 'deprecated')", slug)
-        .fetch_optional(pool)
-        .await?;
+    let id = sqlx::query_scalar!(
+        "SELECT id FROM api_products WHERE slug = $1 AND state IN ('published', 'deprecated')",
+        slug
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(id.map(ApiId))
 }

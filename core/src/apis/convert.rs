@@ -179,7 +179,11 @@ impl Cx<'_> {
                 let converted = responses
                     .iter()
                     .map(|(code, r)| {
-                        let r = if code.starts_with("x-") || r.get("$ref").is_some() { r.clone() } else { response(r, &produces) };
+                        let r = if code.starts_with("x-") || r.get("$ref").is_some() {
+                            r.clone()
+                        } else {
+                            response(r, &produces)
+                        };
                         (code.clone(), r)
                     })
                     .collect();
@@ -222,7 +226,10 @@ impl Cx<'_> {
                     params.plain.push((key, parameter(p)));
                 }
                 _ => {
-                    return Err(ImportError::at(format!("{here}/in"), "must be one of query, header, path, formData or body"));
+                    return Err(ImportError::at(
+                        format!("{here}/in"),
+                        "must be one of query, header, path, formData or body",
+                    ));
                 }
             }
         }
@@ -267,7 +274,9 @@ fn parameter(p: &Value) -> Value {
     let Value::Object(fields) = p else { return p.clone() };
     let mut out = Map::new();
     for (key, value) in fields {
-        if matches!(key.as_str(), "name" | "in" | "description" | "required" | "deprecated" | "allowEmptyValue") || key.starts_with("x-") {
+        if matches!(key.as_str(), "name" | "in" | "description" | "required" | "deprecated" | "allowEmptyValue")
+            || key.starts_with("x-")
+        {
             out.insert(key.clone(), value.clone());
         }
     }
@@ -276,7 +285,9 @@ fn parameter(p: &Value) -> Value {
         (Some("multi"), _) => (Some("form"), Some(true)),
         (Some("ssv"), _) => (Some("spaceDelimited"), Some(false)),
         (Some("pipes"), _) => (Some("pipeDelimited"), Some(false)),
-        (Some("csv") | None, "query") if fields.get("type").and_then(Value::as_str) == Some("array") => (Some("form"), Some(false)),
+        (Some("csv") | None, "query") if fields.get("type").and_then(Value::as_str) == Some("array") => {
+            (Some("form"), Some(false))
+        }
         _ => (None, None),
     };
     if let Some(style) = style {
@@ -311,7 +322,8 @@ fn body_request(p: &Value, consumes: &[String]) -> Value {
         out.insert("description".into(), d.clone());
     }
     out.insert("required".into(), json!(p.get("required").and_then(Value::as_bool).unwrap_or(false)));
-    let content: Map<String, Value> = consumes.iter().map(|ct| (ct.clone(), json!({ "schema": schema.clone() }))).collect();
+    let content: Map<String, Value> =
+        consumes.iter().map(|ct| (ct.clone(), json!({ "schema": schema.clone() }))).collect();
     out.insert("content".into(), Value::Object(content));
     Value::Object(out)
 }
@@ -343,7 +355,8 @@ fn form_request(form: &[(String, Value)], consumes: &[String]) -> Value {
         schema.insert("required".into(), Value::Array(required));
     }
     let schema = Value::Object(schema);
-    let content: Map<String, Value> = types.into_iter().map(|ct| (ct.to_owned(), json!({ "schema": schema.clone() }))).collect();
+    let content: Map<String, Value> =
+        types.into_iter().map(|ct| (ct.to_owned(), json!({ "schema": schema.clone() }))).collect();
     json!({ "required": any_required, "content": content })
 }
 
@@ -470,15 +483,33 @@ fn rewrite_refs(value: &mut Value, name_map: bool) {
             for (key, child) in map.iter_mut() {
                 if !name_map && key == "$ref" {
                     if let Value::String(r) = child {
-                        for (from, to) in [("#/definitions/", "#/components/schemas/"), ("#/parameters/", "#/components/parameters/"), ("#/responses/", "#/components/responses/")] {
+                        for (from, to) in [
+                            ("#/definitions/", "#/components/schemas/"),
+                            ("#/parameters/", "#/components/parameters/"),
+                            ("#/responses/", "#/components/responses/"),
+                        ] {
                             if let Some(rest) = r.strip_prefix(from) {
                                 *r = format!("{to}{rest}");
                                 break;
                             }
                         }
                     }
-                } else if name_map || !(key.starts_with("x-") || matches!(key.as_str(), "example" | "examples" | "default" | "enum")) {
-                    let child_is_map = !name_map && matches!(key.as_str(), "properties" | "schemas" | "parameters" | "responses" | "paths" | "headers" | "content" | "requestBodies" | "securitySchemes");
+                } else if name_map
+                    || !(key.starts_with("x-") || matches!(key.as_str(), "example" | "examples" | "default" | "enum"))
+                {
+                    let child_is_map = !name_map
+                        && matches!(
+                            key.as_str(),
+                            "properties"
+                                | "schemas"
+                                | "parameters"
+                                | "responses"
+                                | "paths"
+                                | "headers"
+                                | "content"
+                                | "requestBodies"
+                                | "securitySchemes"
+                        );
                     rewrite_refs(child, child_is_map);
                 }
             }
@@ -515,16 +546,28 @@ mod tests {
             }}
         });
         let out = swagger2_to_openapi30(&doc).expect("a value");
-        assert_eq!(out["servers"], json!([{"url": "https://api.example.com/v1"}, {"url": "http://api.example.com/v1"}]));
+        assert_eq!(
+            out["servers"],
+            json!([{"url": "https://api.example.com/v1"}, {"url": "http://api.example.com/v1"}])
+        );
         assert_eq!(out["components"]["schemas"]["Pet"]["properties"]["owner"]["$ref"], "#/components/schemas/Owner");
-        assert_eq!(out["components"]["schemas"]["Pet"]["properties"]["photo"], json!({"type": "string", "format": "binary"}));
+        assert_eq!(
+            out["components"]["schemas"]["Pet"]["properties"]["photo"],
+            json!({"type": "string", "format": "binary"})
+        );
         assert_eq!(out["components"]["schemas"]["Pet"]["discriminator"], json!({"propertyName": "kind"}));
         assert_eq!(out["components"]["schemas"]["Owner"]["nullable"], json!(true));
-        assert_eq!(out["components"]["securitySchemes"]["oauth"]["flows"]["authorizationCode"]["tokenUrl"], "https://t");
+        assert_eq!(
+            out["components"]["securitySchemes"]["oauth"]["flows"]["authorizationCode"]["tokenUrl"],
+            "https://t"
+        );
         let get = &out["paths"]["/pets"]["get"];
         assert_eq!(get["parameters"].as_array().expect("a value").len(), 3);
         assert_eq!(get["parameters"][2]["explode"], json!(true));
-        assert_eq!(get["responses"]["200"]["content"]["application/xml"]["schema"]["items"]["$ref"], "#/components/schemas/Pet");
+        assert_eq!(
+            get["responses"]["200"]["content"]["application/xml"]["schema"]["items"]["$ref"],
+            "#/components/schemas/Pet"
+        );
         let post = &out["paths"]["/pets"]["post"];
         assert_eq!(post["requestBody"]["required"], json!(true));
         assert_eq!(post["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Pet");

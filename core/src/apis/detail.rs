@@ -56,7 +56,9 @@ pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
     .fetch_optional(pool)
     .await?
     .ok_or(Error::NotFound)?;
-    let upstreams = sqlx::query_scalar!("SELECT url FROM api_upstreams WHERE api_id = $1 ORDER BY url", id.0).fetch_all(pool).await?;
+    let upstreams = sqlx::query_scalar!("SELECT url FROM api_upstreams WHERE api_id = $1 ORDER BY url", id.0)
+        .fetch_all(pool)
+        .await?;
     let versions = sqlx::query!(
         "SELECT number, title, version_label, spec_version, operation_count, created_at, published_at FROM api_versions WHERE api_id = $1 ORDER BY number DESC",
         id.0
@@ -94,10 +96,13 @@ pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
 
 /// The newest stored document of an API, as imported (for the docs viewer).
 pub async fn latest_spec(pool: &PgPool, id: ApiId) -> Result<(String, String)> {
-    let row = sqlx::query!("SELECT spec_source, spec_format FROM api_versions WHERE api_id = $1 ORDER BY number DESC LIMIT 1", id.0)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let row = sqlx::query!(
+        "SELECT spec_source, spec_format FROM api_versions WHERE api_id = $1 ORDER BY number DESC LIMIT 1",
+        id.0
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
     Ok((row.spec_source, row.spec_format))
 }
 
@@ -127,7 +132,10 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
             return Err(Error::invalid("upstream_urls", "use at most 20 upstream targets"));
         }
         for (i, url) in urls.iter().enumerate() {
-            let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > 8 && url.len() <= 2048 && !url.contains(char::is_whitespace);
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > 8
+                && url.len() <= 2048
+                && !url.contains(char::is_whitespace);
             if !ok {
                 return Err(Error::invalid(format!("upstream_urls[{i}]"), "use an absolute http:// or https:// URL"));
             }
@@ -146,7 +154,9 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
         return Err(Error::invalid("key_location", "use query or header"));
     }
     if let Some(name) = &changes.key_name
-        && (name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        && (name.is_empty()
+            || name.len() > 64
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     {
         return Err(Error::invalid("key_name", "use 1 to 64 letters, digits, '_' or '-'"));
     }
@@ -176,7 +186,9 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     }
     // Applications of an API that moves to app_id + app_key need their public app_id.
     if changes.auth_mode.as_deref() == Some("app_id_app_key") {
-        let apps = sqlx::query_scalar!("SELECT id FROM applications WHERE api_id = $1 AND app_id IS NULL", id.0).fetch_all(&mut *tx).await?;
+        let apps = sqlx::query_scalar!("SELECT id FROM applications WHERE api_id = $1 AND app_id IS NULL", id.0)
+            .fetch_all(&mut *tx)
+            .await?;
         for app in apps {
             let app_id = Uuid::new_v4().simple().to_string()[..16].to_owned();
             sqlx::query!("UPDATE applications SET app_id = $2 WHERE id = $1", app, app_id).execute(&mut *tx).await?;
@@ -211,11 +223,23 @@ struct DeprecationMail<'a> {
 
 /// Moves an API along its lifecycle. Deprecation needs a sunset date in the
 /// future and emails every subscribed account's owners.
-pub async fn set_state(pool: &PgPool, id: ApiId, state: &str, sunset_at: Option<OffsetDateTime>, actor: &Actor, base_url: &str) -> Result<()> {
+pub async fn set_state(
+    pool: &PgPool,
+    id: ApiId,
+    state: &str,
+    sunset_at: Option<OffsetDateTime>,
+    actor: &Actor,
+    base_url: &str,
+) -> Result<()> {
     let before = get(pool, id).await?;
     let allowed = matches!(
         (before.state.as_str(), state),
-        ("draft", "published") | ("published", "deprecated") | ("deprecated", "published") | ("deprecated", "retired") | ("published", "retired") | ("retired", "published")
+        ("draft", "published")
+            | ("published", "deprecated")
+            | ("deprecated", "published")
+            | ("deprecated", "retired")
+            | ("published", "retired")
+            | ("retired", "published")
     );
     if !allowed {
         return Err(Error::Conflict(format!("an API cannot go from {} to {state}", before.state)));
@@ -236,9 +260,12 @@ pub async fn set_state(pool: &PgPool, id: ApiId, state: &str, sunset_at: Option<
     .execute(&mut *tx)
     .await?;
     if state == "published" {
-        sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1", id.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1",
+            id.0
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     if let (Some(sunset), "deprecated") = (sunset_at, state) {
         let owners = sqlx::query_scalar!(
@@ -250,7 +277,12 @@ pub async fn set_state(pool: &PgPool, id: ApiId, state: &str, sunset_at: Option<
         .fetch_all(&mut *tx)
         .await?;
         for email in owners {
-            let body = DeprecationMail { api_name: &before.name, sunset: sunset.date().to_string(), base_url, slug: &before.slug };
+            let body = DeprecationMail {
+                api_name: &before.name,
+                sunset: sunset.date().to_string(),
+                base_url,
+                slug: &before.slug,
+            };
             enqueue(&mut tx, &Outgoing::render(&email, format!("{} is deprecated", before.name), &body)?).await?;
         }
     }
@@ -285,7 +317,14 @@ pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<su
     .await?;
     Ok((
         rows.into_iter()
-            .map(|r| super::ApiSummary { id: ApiId(r.id), slug: r.slug, name: r.name, state: r.state, base_path: r.base_path, operation_count: r.operation_count })
+            .map(|r| super::ApiSummary {
+                id: ApiId(r.id),
+                slug: r.slug,
+                name: r.name,
+                state: r.state,
+                base_path: r.base_path,
+                operation_count: r.operation_count,
+            })
             .collect(),
         total,
     ))

@@ -245,13 +245,22 @@ pub fn compare(old: &ApiModel, new: &ApiModel) -> ChangeReport {
             continue;
         }
         let shape = template_shape(&old_op.path);
-        let renamed = unmatched_new.iter().find(|(_, n)| n.method == old_op.method && template_shape(&n.path) == shape).map(|(k, _)| k.clone());
+        let renamed = unmatched_new
+            .iter()
+            .find(|(_, n)| n.method == old_op.method && template_shape(&n.path) == shape)
+            .map(|(k, _)| k.clone());
         match renamed.and_then(|k| unmatched_new.remove(&k)) {
             Some(new_op) => pairs.push((old_op, new_op)),
             None => {
                 report.operations_removed.push(key.clone());
                 differ.operation = key.clone();
-                differ.push(ChangeKind::OperationRemoved, true, &old_op.pointer, "operation", format!("{key} was removed."));
+                differ.push(
+                    ChangeKind::OperationRemoved,
+                    true,
+                    &old_op.pointer,
+                    "operation",
+                    format!("{key} was removed."),
+                );
             }
         }
     }
@@ -321,7 +330,11 @@ impl Place {
     }
 
     fn child(&self, pointer_suffix: &str, field_suffix: &str, dot: bool) -> Place {
-        let field = if self.field.is_empty() || !dot { format!("{}{field_suffix}", self.field) } else { format!("{}.{field_suffix}", self.field) };
+        let field = if self.field.is_empty() || !dot {
+            format!("{}{field_suffix}", self.field)
+        } else {
+            format!("{}.{field_suffix}", self.field)
+        };
         Place { pointer: format!("{}{pointer_suffix}", self.pointer), what: self.what.clone(), field }
     }
 }
@@ -375,7 +388,13 @@ impl<'m> Differ<'m> {
             );
         }
         if !old.deprecated && new.deprecated {
-            self.push(ChangeKind::OperationDeprecated, false, at, "operation", "The operation is now deprecated.".into());
+            self.push(
+                ChangeKind::OperationDeprecated,
+                false,
+                at,
+                "operation",
+                "The operation is now deprecated.".into(),
+            );
         }
         if old.operation_id != new.operation_id {
             let show = |id: &Option<String>| id.as_deref().map_or("none".to_owned(), |s| format!("`{s}`"));
@@ -384,14 +403,30 @@ impl<'m> Differ<'m> {
                 false,
                 &format!("{at}/operationId"),
                 "operationId",
-                format!("operationId changed from {} to {} (Tollgate method names derive from it).", show(&old.operation_id), show(&new.operation_id)),
+                format!(
+                    "operationId changed from {} to {} (Tollgate method names derive from it).",
+                    show(&old.operation_id),
+                    show(&new.operation_id)
+                ),
             );
         }
         if old.summary != new.summary {
-            self.push(ChangeKind::SummaryChanged, false, &format!("{at}/summary"), "summary", "The summary changed.".into());
+            self.push(
+                ChangeKind::SummaryChanged,
+                false,
+                &format!("{at}/summary"),
+                "summary",
+                "The summary changed.".into(),
+            );
         }
         if old.description != new.description {
-            self.push(ChangeKind::DescriptionChanged, false, &format!("{at}/description"), "description", "The description changed.".into());
+            self.push(
+                ChangeKind::DescriptionChanged,
+                false,
+                &format!("{at}/description"),
+                "description",
+                "The description changed.".into(),
+            );
         }
         self.parameters(old, new);
         self.request_body(old, new);
@@ -415,16 +450,35 @@ impl<'m> Differ<'m> {
         for (k, o) in &old_params {
             let label = format!("{} parameter `{}`", o.location.as_str(), o.name);
             match new_params.get(k) {
-                None => self.push(ChangeKind::ParameterRemoved, false, &o.pointer, &label, format!("The {label} was removed.")),
+                None => self.push(
+                    ChangeKind::ParameterRemoved,
+                    false,
+                    &o.pointer,
+                    &label,
+                    format!("The {label} was removed."),
+                ),
                 Some(n) => {
                     let label = format!("{} parameter `{}`", n.location.as_str(), n.name);
                     if !o.required && n.required {
-                        self.push(ChangeKind::ParameterBecameRequired, true, &n.pointer, &label, format!("The {label} is now required."));
+                        self.push(
+                            ChangeKind::ParameterBecameRequired,
+                            true,
+                            &n.pointer,
+                            &label,
+                            format!("The {label} is now required."),
+                        );
                     } else if o.required && !n.required {
-                        self.push(ChangeKind::ParameterBecameOptional, false, &n.pointer, &label, format!("The {label} is now optional."));
+                        self.push(
+                            ChangeKind::ParameterBecameOptional,
+                            false,
+                            &n.pointer,
+                            &label,
+                            format!("The {label} is now optional."),
+                        );
                     }
                     if let (Some(os), Some(ns)) = (&o.schema, &n.schema) {
-                        let place = Place { pointer: format!("{}/schema", n.pointer), what: label, field: String::new() };
+                        let place =
+                            Place { pointer: format!("{}/schema", n.pointer), what: label, field: String::new() };
                         self.schema(os, ns, Direction::Request, &place, 0);
                     }
                 }
@@ -436,9 +490,21 @@ impl<'m> Differ<'m> {
             }
             let label = format!("{} parameter `{}`", n.location.as_str(), n.name);
             if n.required {
-                self.push(ChangeKind::ParameterAddedRequired, true, &n.pointer, &label, format!("A new required {label} was added."));
+                self.push(
+                    ChangeKind::ParameterAddedRequired,
+                    true,
+                    &n.pointer,
+                    &label,
+                    format!("A new required {label} was added."),
+                );
             } else {
-                self.push(ChangeKind::ParameterAdded, false, &n.pointer, &label, format!("A new optional {label} was added."));
+                self.push(
+                    ChangeKind::ParameterAdded,
+                    false,
+                    &n.pointer,
+                    &label,
+                    format!("A new optional {label} was added."),
+                );
             }
         }
     }
@@ -447,20 +513,50 @@ impl<'m> Differ<'m> {
         match (&old.request_body, &new.request_body) {
             (None, None) => {}
             (Some(o), None) => {
-                self.push(ChangeKind::RequestBodyRemoved, false, &o.pointer, "request body", "The request body was removed.".into());
+                self.push(
+                    ChangeKind::RequestBodyRemoved,
+                    false,
+                    &o.pointer,
+                    "request body",
+                    "The request body was removed.".into(),
+                );
             }
             (None, Some(n)) => {
                 if n.required {
-                    self.push(ChangeKind::RequestBodyBecameRequired, true, &n.pointer, "request body", "A required request body was added.".into());
+                    self.push(
+                        ChangeKind::RequestBodyBecameRequired,
+                        true,
+                        &n.pointer,
+                        "request body",
+                        "A required request body was added.".into(),
+                    );
                 } else {
-                    self.push(ChangeKind::RequestBodyAdded, false, &n.pointer, "request body", "An optional request body was added.".into());
+                    self.push(
+                        ChangeKind::RequestBodyAdded,
+                        false,
+                        &n.pointer,
+                        "request body",
+                        "An optional request body was added.".into(),
+                    );
                 }
             }
             (Some(o), Some(n)) => {
                 if !o.required && n.required {
-                    self.push(ChangeKind::RequestBodyBecameRequired, true, &n.pointer, "request body", "The request body is now required.".into());
+                    self.push(
+                        ChangeKind::RequestBodyBecameRequired,
+                        true,
+                        &n.pointer,
+                        "request body",
+                        "The request body is now required.".into(),
+                    );
                 } else if o.required && !n.required {
-                    self.push(ChangeKind::RequestBodyBecameOptional, false, &n.pointer, "request body", "The request body is now optional.".into());
+                    self.push(
+                        ChangeKind::RequestBodyBecameOptional,
+                        false,
+                        &n.pointer,
+                        "request body",
+                        "The request body is now optional.".into(),
+                    );
                 }
                 for (media, os) in &o.content {
                     let what = format!("request body ({media})");
@@ -474,7 +570,11 @@ impl<'m> Differ<'m> {
                         ),
                         Some(ns) => {
                             if let (Some(os), Some(ns)) = (os, ns) {
-                                let place = Place { pointer: format!("{}/content/{}/schema", n.pointer, pointer_segment(media)), what, field: String::new() };
+                                let place = Place {
+                                    pointer: format!("{}/content/{}/schema", n.pointer, pointer_segment(media)),
+                                    what,
+                                    field: String::new(),
+                                };
                                 self.schema(os, ns, Direction::Request, &place, 0);
                             }
                         }
@@ -498,7 +598,13 @@ impl<'m> Differ<'m> {
             let Some(n) = new.responses.get(status) else {
                 // Clients depend on success (and default) responses; a documented error going away breaks nobody.
                 let breaking = !(status.starts_with('4') || status.starts_with('5'));
-                self.push(ChangeKind::ResponseStatusRemoved, breaking, &o.pointer, &format!("response {status}"), format!("Response {status} was removed."));
+                self.push(
+                    ChangeKind::ResponseStatusRemoved,
+                    breaking,
+                    &o.pointer,
+                    &format!("response {status}"),
+                    format!("Response {status} was removed."),
+                );
                 continue;
             };
             for (media, os) in &o.content {
@@ -513,7 +619,11 @@ impl<'m> Differ<'m> {
                     ),
                     Some(ns) => {
                         if let (Some(os), Some(ns)) = (os, ns) {
-                            let place = Place { pointer: format!("{}/content/{}/schema", n.pointer, pointer_segment(media)), what, field: String::new() };
+                            let place = Place {
+                                pointer: format!("{}/content/{}/schema", n.pointer, pointer_segment(media)),
+                                what,
+                                field: String::new(),
+                            };
                             self.schema(os, ns, Direction::Response, &place, 0);
                         }
                     }
@@ -530,7 +640,13 @@ impl<'m> Differ<'m> {
             }
         }
         for (status, n) in new.responses.iter().filter(|(s, _)| !old.responses.contains_key(*s)) {
-            self.push(ChangeKind::ResponseStatusAdded, false, &n.pointer, &format!("response {status}"), format!("Response {status} was added."));
+            self.push(
+                ChangeKind::ResponseStatusAdded,
+                false,
+                &n.pointer,
+                &format!("response {status}"),
+                format!("Response {status} was added."),
+            );
         }
     }
 
@@ -583,11 +699,17 @@ impl<'m> Differ<'m> {
                 ChangeKind::TypeChanged,
                 breaking,
                 place,
-                format!("The type of {} changed from {} to {}.", place.describe(), show_types(&o.types), show_types(&n.types)),
+                format!(
+                    "The type of {} changed from {} to {}.",
+                    place.describe(),
+                    show_types(&o.types),
+                    show_types(&n.types)
+                ),
             );
         }
         if o.format != n.format {
-            let breaking = if request { !format_accepts(n.format, o.format) } else { !format_accepts(o.format, n.format) };
+            let breaking =
+                if request { !format_accepts(n.format, o.format) } else { !format_accepts(o.format, n.format) };
             let show = |f: Option<&str>| f.map_or("none".to_owned(), |f| format!("`{f}`"));
             self.at(
                 ChangeKind::FormatChanged,
@@ -602,7 +724,12 @@ impl<'m> Differ<'m> {
                 ChangeKind::DiscriminatorChanged,
                 true,
                 place,
-                format!("The discriminator of {} changed from {:?} to {:?}.", place.describe(), o.discriminator, n.discriminator),
+                format!(
+                    "The discriminator of {} changed from {:?} to {:?}.",
+                    place.describe(),
+                    o.discriminator,
+                    n.discriminator
+                ),
             );
         }
         self.properties(&o, &n, dir, place, depth);
@@ -623,19 +750,39 @@ impl<'m> Differ<'m> {
                 let removed: BTreeSet<&String> = ov.difference(nv).collect();
                 let added: BTreeSet<&String> = nv.difference(ov).collect();
                 if !removed.is_empty() {
-                    self.at(ChangeKind::EnumNarrowed, request, place, format!("{} no longer allows {}.", cap(&place.describe()), show(&removed)));
+                    self.at(
+                        ChangeKind::EnumNarrowed,
+                        request,
+                        place,
+                        format!("{} no longer allows {}.", cap(&place.describe()), show(&removed)),
+                    );
                 }
                 if !added.is_empty() {
                     let why = if request { "" } else { " (strict clients may reject unknown values)" };
-                    self.at(ChangeKind::EnumWidened, !request, place, format!("{} now also allows {}{why}.", cap(&place.describe()), show(&added)));
+                    self.at(
+                        ChangeKind::EnumWidened,
+                        !request,
+                        place,
+                        format!("{} now also allows {}{why}.", cap(&place.describe()), show(&added)),
+                    );
                 }
             }
             (None, Some(nv)) => {
                 let values: BTreeSet<&String> = nv.iter().collect();
-                self.at(ChangeKind::EnumNarrowed, request, place, format!("{} is now limited to {}.", cap(&place.describe()), show(&values)));
+                self.at(
+                    ChangeKind::EnumNarrowed,
+                    request,
+                    place,
+                    format!("{} is now limited to {}.", cap(&place.describe()), show(&values)),
+                );
             }
             (Some(_), None) => {
-                self.at(ChangeKind::EnumWidened, !request, place, format!("{} is no longer limited to a list of values.", cap(&place.describe())));
+                self.at(
+                    ChangeKind::EnumWidened,
+                    !request,
+                    place,
+                    format!("{} is no longer limited to a list of values.", cap(&place.describe())),
+                );
             }
             (None, None) => {}
         }
@@ -645,10 +792,18 @@ impl<'m> Differ<'m> {
         let request = dir == Direction::Request;
         // Fields the other side never sees: readOnly ones are not sent in requests, writeOnly ones not returned.
         let hidden = |s: Option<&SchemaRef>| s.is_some_and(|s| if request { s.read_only } else { s.write_only });
-        let names: BTreeSet<&String> = o.properties.keys().chain(n.properties.keys()).chain(o.required.iter()).chain(n.required.iter()).copied().collect();
+        let names: BTreeSet<&String> = o
+            .properties
+            .keys()
+            .chain(n.properties.keys())
+            .chain(o.required.iter())
+            .chain(n.required.iter())
+            .copied()
+            .collect();
         for name in names {
             let (op, np) = (o.properties.get(name).copied(), n.properties.get(name).copied());
-            let (in_old, in_new) = (op.is_some() || o.required.contains(name), np.is_some() || n.required.contains(name));
+            let (in_old, in_new) =
+                (op.is_some() || o.required.contains(name), np.is_some() || n.required.contains(name));
             let (old_req, new_req) = (o.required.contains(name), n.required.contains(name));
             let child = place.child(&format!("/properties/{}", pointer_segment(name)), name, true);
             let field = child.describe();
@@ -656,22 +811,55 @@ impl<'m> Differ<'m> {
                 continue;
             }
             match (in_old, in_new, request) {
-                (true, false, true) => self.at(ChangeKind::RequestFieldRemoved, false, &child, format!("The {field} was removed.")),
-                (true, false, false) => self.at(ChangeKind::ResponseFieldRemoved, true, &child, format!("The {field} was removed.")),
-                (false, true, true) if new_req => self.at(ChangeKind::RequestFieldBecameRequired, true, &child, format!("A new required {field} was added.")),
-                (false, true, true) => self.at(ChangeKind::RequestFieldAdded, false, &child, format!("A new optional {field} was added.")),
-                (false, true, false) => self.at(ChangeKind::ResponseFieldAdded, false, &child, format!("A new {field} was added.")),
+                (true, false, true) => {
+                    self.at(ChangeKind::RequestFieldRemoved, false, &child, format!("The {field} was removed."))
+                }
+                (true, false, false) => {
+                    self.at(ChangeKind::ResponseFieldRemoved, true, &child, format!("The {field} was removed."))
+                }
+                (false, true, true) if new_req => self.at(
+                    ChangeKind::RequestFieldBecameRequired,
+                    true,
+                    &child,
+                    format!("A new required {field} was added."),
+                ),
+                (false, true, true) => {
+                    self.at(ChangeKind::RequestFieldAdded, false, &child, format!("A new optional {field} was added."))
+                }
+                (false, true, false) => {
+                    self.at(ChangeKind::ResponseFieldAdded, false, &child, format!("A new {field} was added."))
+                }
                 (true, true, true) if !old_req && new_req => {
-                    self.at(ChangeKind::RequestFieldBecameRequired, true, &child, format!("The {field} is now required."));
+                    self.at(
+                        ChangeKind::RequestFieldBecameRequired,
+                        true,
+                        &child,
+                        format!("The {field} is now required."),
+                    );
                 }
                 (true, true, true) if old_req && !new_req => {
-                    self.at(ChangeKind::RequestFieldBecameOptional, false, &child, format!("The {field} is now optional."));
+                    self.at(
+                        ChangeKind::RequestFieldBecameOptional,
+                        false,
+                        &child,
+                        format!("The {field} is now optional."),
+                    );
                 }
                 (true, true, false) if old_req && !new_req => {
-                    self.at(ChangeKind::ResponseFieldBecameOptional, true, &child, format!("The {field} is no longer always present."));
+                    self.at(
+                        ChangeKind::ResponseFieldBecameOptional,
+                        true,
+                        &child,
+                        format!("The {field} is no longer always present."),
+                    );
                 }
                 (true, true, false) if !old_req && new_req => {
-                    self.at(ChangeKind::ResponseFieldBecameRequired, false, &child, format!("The {field} is now always present."));
+                    self.at(
+                        ChangeKind::ResponseFieldBecameRequired,
+                        false,
+                        &child,
+                        format!("The {field} is now always present."),
+                    );
                 }
                 _ => {}
             }
@@ -681,7 +869,15 @@ impl<'m> Differ<'m> {
         }
     }
 
-    fn variants(&mut self, keyword: &str, old: &'m [SchemaRef], new: &'m [SchemaRef], dir: Direction, place: &Place, depth: usize) {
+    fn variants(
+        &mut self,
+        keyword: &str,
+        old: &'m [SchemaRef],
+        new: &'m [SchemaRef],
+        dir: Direction,
+        place: &Place,
+        depth: usize,
+    ) {
         if old.is_empty() && new.is_empty() {
             return;
         }
@@ -705,7 +901,12 @@ impl<'m> Differ<'m> {
             }
         }
         for nl in new_labels.iter().filter(|nl| !old_labels.contains(nl)) {
-            self.at(ChangeKind::VariantAdded, !request, place, format!("{} has a new {keyword} variant {nl}.", cap(&place.describe())));
+            self.at(
+                ChangeKind::VariantAdded,
+                !request,
+                place,
+                format!("{} has a new {keyword} variant {nl}.", cap(&place.describe())),
+            );
         }
     }
 }
@@ -796,7 +997,8 @@ fn accepts(wider: &BTreeSet<JsonType>, narrower: &BTreeSet<JsonType>) -> bool {
     if wider.is_empty() {
         return true;
     }
-    !narrower.is_empty() && narrower.iter().all(|t| wider.contains(t) || (*t == JsonType::Integer && wider.contains(&JsonType::Number)))
+    !narrower.is_empty()
+        && narrower.iter().all(|t| wider.contains(t) || (*t == JsonType::Integer && wider.contains(&JsonType::Number)))
 }
 
 /// Whether format `wider` accepts every value of format `narrower`.
@@ -840,15 +1042,26 @@ mod tests {
 
     #[test]
     fn detects_response_changes_through_refs() {
-        let new = BASE.replace(r#""name": {"type": "string"}, "#, "").replace(r#""required": ["name"], "#, "").replace(r#""dog"]"#, r#""dog", "bird"]"#);
+        let new = BASE
+            .replace(r#""name": {"type": "string"}, "#, "")
+            .replace(r#""required": ["name"], "#, "")
+            .replace(r#""dog"]"#, r#""dog", "bird"]"#);
         let report = diff(BASE, &new);
         let kinds: Vec<ChangeKind> = report.changes.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, vec![ChangeKind::EnumWidened, ChangeKind::ResponseFieldRemoved], "{report}");
         assert!(report.changes.iter().all(|c| c.breaking));
         let removed = &report.changes[1];
-        assert_eq!(removed.pointer, "/paths/~1pets~1{id}/get/responses/200/content/application~1json/schema/properties/name");
+        assert_eq!(
+            removed.pointer,
+            "/paths/~1pets~1{id}/get/responses/200/content/application~1json/schema/properties/name"
+        );
         assert_eq!(removed.operation, "GET /pets/{id}");
-        assert!(report.to_string().contains("BREAKING GET /pets/{id}: The response 200 (application/json) field `name` was removed."), "{report}");
+        assert!(
+            report
+                .to_string()
+                .contains("BREAKING GET /pets/{id}: The response 200 (application/json) field `name` was removed."),
+            "{report}"
+        );
         let json = serde_json::to_string(&report).expect("a value");
         assert!(json.contains(r#""kind":"response_field_removed""#));
         let back: ChangeReport = serde_json::from_str(&json).expect("a value");

@@ -124,16 +124,24 @@ fn interpret(doc: &Value, format: SpecFormat) -> Result<ParsedSpec, ImportError>
     let spec_version = match (root.get("openapi"), root.get("swagger")) {
         (Some(Value::String(v)), _) if v.starts_with("3.0") || v.starts_with("3.1") => v.clone(),
         (Some(Value::String(v)), _) => {
-            return Err(ImportError::at("/openapi", format!("OpenAPI version {v} is not supported; use 3.0.x or 3.1.x")));
+            return Err(ImportError::at(
+                "/openapi",
+                format!("OpenAPI version {v} is not supported; use 3.0.x or 3.1.x"),
+            ));
         }
         (_, Some(Value::String(v))) if v == "2.0" => v.clone(),
-        (_, Some(v)) => return Err(ImportError::at("/swagger", format!("Swagger version {v} is not supported; use 2.0"))),
+        (_, Some(v)) => {
+            return Err(ImportError::at("/swagger", format!("Swagger version {v} is not supported; use 2.0")));
+        }
         (Some(_), _) => return Err(ImportError::at("/openapi", "must be a string such as \"3.0.3\"")),
         (None, None) => {
             return Err(ImportError::at("", "not an OpenAPI document: neither `openapi` nor `swagger` is present"));
         }
     };
-    let info = root.get("info").and_then(Value::as_object).ok_or_else(|| ImportError::at("/info", "is required and must be an object"))?;
+    let info = root
+        .get("info")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ImportError::at("/info", "is required and must be an object"))?;
     let title = match info.get("title") {
         Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_owned(),
         _ => return Err(ImportError::at("/info/title", "is required and must be a non-empty string")),
@@ -158,7 +166,12 @@ fn interpret(doc: &Value, format: SpecFormat) -> Result<ParsedSpec, ImportError>
     let operations = order
         .iter()
         .filter_map(|key| model.operations.get(key))
-        .map(|op| Operation { method: op.method.clone(), path: op.path.clone(), operation_id: op.operation_id.clone(), summary: op.summary.clone() })
+        .map(|op| Operation {
+            method: op.method.clone(),
+            path: op.path.clone(),
+            operation_id: op.operation_id.clone(),
+            summary: op.summary.clone(),
+        })
         .collect();
     Ok(ParsedSpec { format, spec_version, title, version_label, description, operations, model })
 }
@@ -213,8 +226,14 @@ fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
             message: format!("invalid YAML: flow collections are nested more than {MAX_FLOW_NESTING} levels deep"),
         });
     }
-    let mut reader =
-        Reader { path: Vec::new(), depth: 0, values: 0, max_values: text.len() + EXTRA_VALUES, yaml: format == SpecFormat::Yaml, failure: None };
+    let mut reader = Reader {
+        path: Vec::new(),
+        depth: 0,
+        values: 0,
+        max_values: text.len() + EXTRA_VALUES,
+        yaml: format == SpecFormat::Yaml,
+        failure: None,
+    };
     let result = match format {
         SpecFormat::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
@@ -224,7 +243,11 @@ fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
                 .map_err(|e| (Some(e.line()).filter(|l| *l > 0), e.to_string()))
         }
         SpecFormat::Yaml => ValueSeed(&mut reader).deserialize(yaml_serde::Deserializer::from_str(text)).map_err(|e| {
-            let hint = if e.to_string().contains("repetition limit exceeded") { " (YAML aliases expand to too much)" } else { "" };
+            let hint = if e.to_string().contains("repetition limit exceeded") {
+                " (YAML aliases expand to too much)"
+            } else {
+                ""
+            };
             (e.location().map(|l| l.line()), format!("{e}{hint}"))
         }),
     };
@@ -341,7 +364,10 @@ impl ValueVisitor<'_> {
     fn count<E: de::Error>(&mut self) -> Result<(), E> {
         self.0.values += 1;
         if self.0.values > self.0.max_values {
-            let message = format!("the document expands to more than {} values (YAML aliases repeating large parts?)", self.0.max_values);
+            let message = format!(
+                "the document expands to more than {} values (YAML aliases repeating large parts?)",
+                self.0.max_values
+            );
             return Err(self.fail(message));
         }
         Ok(())
@@ -693,7 +719,10 @@ paths:
 
     #[test]
     fn locates_errors() {
-        let err = parse("{\"openapi\": \"3.0.0\",\n \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"a\": {}}}").expect_err("an error");
+        let err = parse(
+            "{\"openapi\": \"3.0.0\",\n \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"a\": {}}}",
+        )
+        .expect_err("an error");
         assert_eq!(err.pointer, "/paths/a");
         let err = parse("{\"openapi\": \n").expect_err("an error");
         assert_eq!(err.line, Some(2));

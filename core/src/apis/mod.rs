@@ -2,13 +2,13 @@
 //! mapping rules.
 
 pub mod catalog;
-pub mod detail;
 mod convert;
+pub mod detail;
 pub mod diff;
 pub mod import;
 pub mod model;
-mod refs;
 mod products;
+mod refs;
 pub mod rules;
 pub mod versions;
 

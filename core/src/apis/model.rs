@@ -215,7 +215,8 @@ pub(crate) fn build(doc: &Value, spec_version: &str) -> Result<(ApiModel, Vec<St
     let mut order = Vec::new();
     let mut model = ApiModel { spec_version: spec_version.to_owned(), ..ApiModel::default() };
     if let Some(Value::Array(servers)) = doc.get("servers") {
-        model.servers = servers.iter().filter_map(|s| s.get("url").and_then(Value::as_str)).map(str::to_owned).collect();
+        model.servers =
+            servers.iter().filter_map(|s| s.get("url").and_then(Value::as_str)).map(str::to_owned).collect();
     }
     if let Some(Value::Object(schemes)) = doc.pointer("/components/securitySchemes") {
         model.security_schemes = schemes.keys().cloned().collect();
@@ -266,7 +267,14 @@ struct Builder<'d> {
 }
 
 impl<'d> Builder<'d> {
-    fn operation(&mut self, method: &str, path: &str, op: &'d Map<String, Value>, at: &str, shared: &[Parameter]) -> Result<OperationModel, ImportError> {
+    fn operation(
+        &mut self,
+        method: &str,
+        path: &str,
+        op: &'d Map<String, Value>,
+        at: &str,
+        shared: &[Parameter],
+    ) -> Result<OperationModel, ImportError> {
         let operation_id = match op.get("operationId") {
             None => None,
             Some(Value::String(id)) if !id.trim().is_empty() => Some(id.trim().to_owned()),
@@ -351,12 +359,15 @@ impl<'d> Builder<'d> {
             let schema = match (fields.get("schema"), fields.get("content")) {
                 (Some(s), _) => Some(self.schemas.root(s, &format!("{p_at}/schema"))?),
                 // A parameter described by `content` has one media type.
-                (None, Some(_)) => self.content(fields.get("content"), &format!("{p_at}/content"))?.into_values().next().flatten(),
+                (None, Some(_)) => {
+                    self.content(fields.get("content"), &format!("{p_at}/content"))?.into_values().next().flatten()
+                }
                 (None, None) => None,
             };
             let parameter = Parameter {
                 // Path parameters are always required, whatever the document says.
-                required: location == ParameterLocation::Path || fields.get("required").and_then(Value::as_bool).unwrap_or(false),
+                required: location == ParameterLocation::Path
+                    || fields.get("required").and_then(Value::as_bool).unwrap_or(false),
                 deprecated: fields.get("deprecated").and_then(Value::as_bool).unwrap_or(false),
                 name,
                 location,
@@ -369,7 +380,11 @@ impl<'d> Builder<'d> {
         Ok(out)
     }
 
-    fn content(&mut self, content: Option<&'d Value>, at: &str) -> Result<BTreeMap<String, Option<SchemaRef>>, ImportError> {
+    fn content(
+        &mut self,
+        content: Option<&'d Value>,
+        at: &str,
+    ) -> Result<BTreeMap<String, Option<SchemaRef>>, ImportError> {
         let mut out = BTreeMap::new();
         match content {
             None => {}
@@ -410,7 +425,16 @@ struct Expander<'d> {
 
 impl<'d> Expander<'d> {
     fn new(doc: &'d Value, v31: bool) -> Self {
-        Expander { doc, v31, memo: HashMap::new(), stack: Vec::new(), pending: Vec::new(), nodes: 0, max_nodes: MAX_SCHEMA_NODES, depth: 0 }
+        Expander {
+            doc,
+            v31,
+            memo: HashMap::new(),
+            stack: Vec::new(),
+            pending: Vec::new(),
+            nodes: 0,
+            max_nodes: MAX_SCHEMA_NODES,
+            depth: 0,
+        }
     }
 
     fn root(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
@@ -443,7 +467,10 @@ impl<'d> Expander<'d> {
         if self.nodes > self.max_nodes {
             return Err(ImportError::at(
                 at,
-                format!("the document's schemas expand to more than {} nodes; this is too large to analyse", self.max_nodes),
+                format!(
+                    "the document's schemas expand to more than {} nodes; this is too large to analyse",
+                    self.max_nodes
+                ),
             ));
         }
         let fields = match value {
@@ -479,14 +506,25 @@ impl<'d> Expander<'d> {
             if !recursion {
                 self.pending.push(pointer.clone());
             }
-            return Ok(Arc::new(Schema { ref_name: Some(name), reference: Some(pointer), recursive: true, ..Schema::default() }));
+            return Ok(Arc::new(Schema {
+                ref_name: Some(name),
+                reference: Some(pointer),
+                recursive: true,
+                ..Schema::default()
+            }));
         }
         self.stack.push(pointer.clone());
         let result = self.schema(target, &pointer);
         self.stack.pop();
         let mut schema = result?;
-        if schema.recursive && schema.reference.as_deref() == Some(pointer.as_str()) && !self.memo.contains_key(&pointer) {
-            return Err(ImportError::at(at, format!("`{reference}` is part of a reference cycle that never reaches a schema")));
+        if schema.recursive
+            && schema.reference.as_deref() == Some(pointer.as_str())
+            && !self.memo.contains_key(&pointer)
+        {
+            return Err(ImportError::at(
+                at,
+                format!("`{reference}` is part of a reference cycle that never reaches a schema"),
+            ));
         }
         // A chain (`A` is just `$ref: B`) keeps the innermost name.
         if schema.reference.is_none() {
@@ -502,7 +540,9 @@ impl<'d> Expander<'d> {
         let mut s = Schema::default();
         match fields.get("type") {
             Some(Value::String(t)) => s.types.extend(JsonType::parse(t)),
-            Some(Value::Array(list)) => s.types.extend(list.iter().filter_map(Value::as_str).filter_map(JsonType::parse)),
+            Some(Value::Array(list)) => {
+                s.types.extend(list.iter().filter_map(Value::as_str).filter_map(JsonType::parse))
+            }
             _ => {}
         }
         if fields.get("nullable").and_then(Value::as_bool) == Some(true) && !s.types.is_empty() {
@@ -548,8 +588,20 @@ impl<'d> Expander<'d> {
 }
 
 /// Keywords beside a 3.1 `$ref` that change what the schema accepts.
-const SCHEMA_SHAPING: [&str; 12] =
-    ["type", "properties", "required", "enum", "const", "items", "allOf", "oneOf", "anyOf", "format", "nullable", "additionalProperties"];
+const SCHEMA_SHAPING: [&str; 12] = [
+    "type",
+    "properties",
+    "required",
+    "enum",
+    "const",
+    "items",
+    "allOf",
+    "oneOf",
+    "anyOf",
+    "format",
+    "nullable",
+    "additionalProperties",
+];
 
 #[cfg(test)]
 mod tests {
@@ -618,7 +670,9 @@ mod tests {
         let mut expander = Expander::new(&doc, false);
         expander.max_nodes = 3;
         let at = "/paths/~1a/get/responses/200/content/application~1json/schema";
-        let err = expander.root(&doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]["schema"], at).expect_err("an error");
+        let err = expander
+            .root(&doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]["schema"], at)
+            .expect_err("an error");
         assert_eq!(err.pointer, format!("{at}/properties/c"));
         assert!(err.message.contains("more than 3 nodes"), "{err}");
 

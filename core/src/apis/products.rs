@@ -56,7 +56,14 @@ fn validate_slug(slug: &str) -> Result<()> {
         && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
-    if ok { Ok(()) } else { Err(Error::invalid("slug", "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "slug",
+            "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash",
+        ))
+    }
 }
 
 fn validate_base_path(path: &str) -> Result<()> {
@@ -64,11 +71,17 @@ fn validate_base_path(path: &str) -> Result<()> {
         && path.len() <= 256
         && !path.contains("//")
         && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
-    if ok { Ok(()) } else { Err(Error::invalid("base_path", "use a path such as /weather: letters, digits, - _ . ~ and single slashes")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("base_path", "use a path such as /weather: letters, digits, - _ . ~ and single slashes"))
+    }
 }
 
 fn validate_upstream(url: &str) -> Result<()> {
-    let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "http://".len() && !url.contains(char::is_whitespace);
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() > "http://".len()
+        && !url.contains(char::is_whitespace);
     if ok { Ok(()) } else { Err(Error::invalid("upstream_url", "use an absolute http:// or https:// URL")) }
 }
 
@@ -78,10 +91,8 @@ pub(super) fn method_system_name(method: &str, path: &str, operation_id: Option<
         Some(id) => id.to_owned(),
         None => format!("{}{}", method.to_ascii_lowercase(), path.replace(['{', '}'], "")),
     };
-    let mut name: String = raw
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' })
-        .collect();
+    let mut name: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect();
     name = name.trim_matches('_').chars().take(120).collect();
     if name.is_empty() { "operation".to_owned() } else { name }
 }
@@ -104,7 +115,13 @@ async fn unique_slug(pool: &PgPool, base: &str) -> Result<String> {
 /// Creates a draft API product from an imported document: its first
 /// version (holding the original text), the `hits` metric with one method
 /// per operation, and one mapping rule per operation.
-pub async fn create_from_spec(pool: &PgPool, source: &str, spec: &ParsedSpec, new: NewApi, actor: &Actor) -> Result<ApiSummary> {
+pub async fn create_from_spec(
+    pool: &PgPool,
+    source: &str,
+    spec: &ParsedSpec,
+    new: NewApi,
+    actor: &Actor,
+) -> Result<ApiSummary> {
     let name = new.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| spec.title.clone());
     if name.chars().count() > 200 {
         return Err(Error::invalid("name", "use at most 200 characters"));
@@ -140,7 +157,8 @@ pub async fn create_from_spec(pool: &PgPool, source: &str, spec: &ParsedSpec, ne
             .execute(&mut *tx)
             .await?;
     }
-    let operation_count = i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
+    let operation_count =
+        i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
     let version = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO api_versions (id, api_id, number, spec_source, spec_format, spec_version, title, version_label, operation_count, imported_by)
@@ -244,7 +262,14 @@ pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| ApiSummary { id: ApiId(r.id), slug: r.slug, name: r.name, state: r.state, base_path: r.base_path, operation_count: r.operation_count })
+        .map(|r| ApiSummary {
+            id: ApiId(r.id),
+            slug: r.slug,
+            name: r.name,
+            state: r.state,
+            base_path: r.base_path,
+            operation_count: r.operation_count,
+        })
         .collect())
 }
 
@@ -258,12 +283,25 @@ pub async fn publish(pool: &PgPool, api: ApiId, actor: &Actor) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(Error::Conflict("only a draft API can be published".into()));
     }
-    sqlx::query!("UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1", api.0)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1",
+        api.0
+    )
+    .execute(&mut *tx)
+    .await?;
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(&mut tx, actor, Entry { action: "api.publish", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"state": "published"})) })
-        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "api.publish",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: None,
+            after: Some(json!({"state": "published"})),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -39,7 +39,9 @@ pub(crate) fn decode(reference: &str) -> Result<Vec<String>, RefError> {
         return Ok(Vec::new());
     }
     let Some(rest) = fragment.strip_prefix('/') else {
-        return Err(RefError::Malformed("only JSON pointer fragments such as `#/components/schemas/Pet` are supported".into()));
+        return Err(RefError::Malformed(
+            "only JSON pointer fragments such as `#/components/schemas/Pet` are supported".into(),
+        ));
     };
     Ok(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
 }
@@ -53,7 +55,10 @@ fn percent_decode(s: &str) -> Result<String, RefError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             let Some(byte) = hex else {
                 return Err(RefError::Malformed("bad percent-encoding".into()));
             };
@@ -106,7 +111,10 @@ pub(crate) fn follow<'a>(doc: &'a Value, value: &'a Value, at: &str) -> Result<(
         let ref_at = format!("{pointer}/$ref");
         let (target, target_pointer) = resolve(doc, reference, &ref_at)?;
         if seen.contains(&target_pointer) || seen.len() >= MAX_HOPS {
-            return Err(ImportError::at(ref_at, format!("`{reference}` is part of a reference cycle that never reaches a definition")));
+            return Err(ImportError::at(
+                ref_at,
+                format!("`{reference}` is part of a reference cycle that never reaches a definition"),
+            ));
         }
         seen.push(target_pointer.clone());
         here = target;

@@ -41,7 +41,10 @@ pub async fn metrics(pool: &PgPool, api: ApiId) -> Result<Vec<MetricView>> {
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|r| MetricView { id: r.id, system_name: r.system_name, friendly_name: r.friendly_name, parent: r.parent }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| MetricView { id: r.id, system_name: r.system_name, friendly_name: r.friendly_name, parent: r.parent })
+        .collect())
 }
 
 pub async fn rules(pool: &PgPool, api: ApiId) -> Result<Vec<RuleView>> {
@@ -54,7 +57,15 @@ pub async fn rules(pool: &PgPool, api: ApiId) -> Result<Vec<RuleView>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| RuleView { id: r.id, http_method: r.http_method, pattern: r.pattern, metric: r.system_name, delta: r.delta, position: r.position, last: r.last })
+        .map(|r| RuleView {
+            id: r.id,
+            http_method: r.http_method,
+            pattern: r.pattern,
+            metric: r.system_name,
+            delta: r.delta,
+            position: r.position,
+            last: r.last,
+        })
         .collect())
 }
 
@@ -66,8 +77,17 @@ async fn metric_id(tx: &mut sqlx::PgConnection, api: ApiId, name: &str, field: &
 }
 
 /// Adds a method (a metric under a parent, usually `hits`) or a top-level metric.
-pub async fn add_metric(pool: &PgPool, api: ApiId, system_name: &str, friendly_name: &str, parent: Option<&str>, actor: &Actor) -> Result<Uuid> {
-    let ok = !system_name.is_empty() && system_name.len() <= 128 && system_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+pub async fn add_metric(
+    pool: &PgPool,
+    api: ApiId,
+    system_name: &str,
+    friendly_name: &str,
+    parent: Option<&str>,
+    actor: &Actor,
+) -> Result<Uuid> {
+    let ok = !system_name.is_empty()
+        && system_name.len() <= 128
+        && system_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
         return Err(Error::invalid("system_name", "use 1 to 128 letters, digits, '_', '.' or '-'"));
     }
@@ -90,7 +110,18 @@ pub async fn add_metric(pool: &PgPool, api: ApiId, system_name: &str, friendly_n
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a metric with that system name"))?;
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(&mut tx, actor, Entry { action: "metric.create", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"system_name": system_name, "parent": parent})) }).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "metric.create",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: None,
+            after: Some(json!({"system_name": system_name, "parent": parent})),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -98,12 +129,27 @@ pub async fn add_metric(pool: &PgPool, api: ApiId, system_name: &str, friendly_n
 /// Deletes a metric with its methods, limits, prices and rules.
 pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let name = sqlx::query_scalar!("DELETE FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits' RETURNING system_name", id, api.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let name = sqlx::query_scalar!(
+        "DELETE FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits' RETURNING system_name",
+        id,
+        api.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(&mut tx, actor, Entry { action: "metric.delete", entity: "api", entity_id: Some(api.0), before: Some(json!({"system_name": name})), after: None }).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "metric.delete",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: Some(json!({"system_name": name})),
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -137,7 +183,14 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     let metric = metric_id(&mut tx, api, &rule.metric, "metric").await?;
     let position = match rule.position {
         Some(p) => p,
-        None => sqlx::query_scalar!(r#"SELECT coalesce(max(position) + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#, api.0).fetch_one(&mut *tx).await?,
+        None => {
+            sqlx::query_scalar!(
+                r#"SELECT coalesce(max(position) + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#,
+                api.0
+            )
+            .fetch_one(&mut *tx)
+            .await?
+        }
     };
     let id = Uuid::now_v7();
     sqlx::query!(
@@ -155,20 +208,42 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a rule for that method and pattern"))?;
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(&mut tx, actor, Entry { action: "mapping_rule.create", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"method": method, "pattern": rule.pattern, "metric": rule.metric})) })
-        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "mapping_rule.create",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: None,
+            after: Some(json!({"method": method, "pattern": rule.pattern, "metric": rule.metric})),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
 
 pub async fn delete_rule(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let pattern = sqlx::query_scalar!("DELETE FROM mapping_rules WHERE id = $1 AND api_id = $2 RETURNING pattern", id, api.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let pattern =
+        sqlx::query_scalar!("DELETE FROM mapping_rules WHERE id = $1 AND api_id = $2 RETURNING pattern", id, api.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::NotFound)?;
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(&mut tx, actor, Entry { action: "mapping_rule.delete", entity: "api", entity_id: Some(api.0), before: Some(json!({"pattern": pattern})), after: None }).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "mapping_rule.delete",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: Some(json!({"pattern": pattern})),
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -37,18 +37,28 @@ async fn current(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<(i32, Parsed
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    let parsed = import::parse(&row.spec_source).map_err(|e| Error::Internal(format!("the stored spec no longer parses: {e}")))?;
+    let parsed = import::parse(&row.spec_source)
+        .map_err(|e| Error::Internal(format!("the stored spec no longer parses: {e}")))?;
     Ok((row.number, parsed))
 }
 
 /// Stores a new, unpublished version and its change report.
 pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, actor: &Actor) -> Result<StagedVersion> {
     let mut tx = pool.begin().await?;
-    sqlx::query!("SELECT id FROM api_products WHERE id = $1 FOR UPDATE", api.0).fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
+    sqlx::query!("SELECT id FROM api_products WHERE id = $1 FOR UPDATE", api.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
     let (_, old) = current(&mut tx, api).await?;
     let report = compare(&old.model, &spec.model);
-    let number = sqlx::query_scalar!(r#"SELECT coalesce(max(number), 0) + 1 AS "next!" FROM api_versions WHERE api_id = $1"#, api.0).fetch_one(&mut *tx).await?;
-    let operation_count = i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
+    let number = sqlx::query_scalar!(
+        r#"SELECT coalesce(max(number), 0) + 1 AS "next!" FROM api_versions WHERE api_id = $1"#,
+        api.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let operation_count =
+        i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
     sqlx::query!(
         "INSERT INTO api_versions (id, api_id, number, spec_source, spec_format, spec_version, title, version_label, operation_count, change_report, imported_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -69,7 +79,13 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "api.stage_version", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"number": number, "breaking": report.breaking_count})) },
+        Entry {
+            action: "api.stage_version",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: None,
+            after: Some(json!({"number": number, "breaking": report.breaking_count})),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -107,7 +123,10 @@ fn rule_pattern(path: &str) -> String {
 /// Publishes a staged version.
 pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base_url: &str) -> Result<ChangeReport> {
     let mut tx = pool.begin().await?;
-    let product = sqlx::query!("SELECT name, slug FROM api_products WHERE id = $1 FOR UPDATE", api.0).fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
+    let product = sqlx::query!("SELECT name, slug FROM api_products WHERE id = $1 FOR UPDATE", api.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
     let version = sqlx::query!("SELECT spec_source, change_report, published_at FROM api_versions WHERE api_id = $1 AND number = $2 FOR UPDATE", api.0, number)
         .fetch_optional(&mut *tx)
         .await?
@@ -115,17 +134,31 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
     if version.published_at.is_some() {
         return Err(Error::Conflict(format!("version {number} is already published")));
     }
-    let spec = import::parse(&version.spec_source).map_err(|e| Error::Internal(format!("the staged spec no longer parses: {e}")))?;
+    let spec = import::parse(&version.spec_source)
+        .map_err(|e| Error::Internal(format!("the staged spec no longer parses: {e}")))?;
     let (_, old) = current(&mut tx, api).await?;
-    let new_ops: HashSet<(String, String)> = spec.operations.iter().map(|o| (o.method.clone(), o.path.clone())).collect();
-    let hits = sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'", api.0).fetch_one(&mut *tx).await?;
+    let new_ops: HashSet<(String, String)> =
+        spec.operations.iter().map(|o| (o.method.clone(), o.path.clone())).collect();
+    let hits = sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'", api.0)
+        .fetch_one(&mut *tx)
+        .await?;
     // Rules of operations that are gone stop counting; their metrics stay for history and limits.
     for op in old.operations.iter().filter(|o| !new_ops.contains(&(o.method.clone(), o.path.clone()))) {
-        sqlx::query!("DELETE FROM mapping_rules WHERE api_id = $1 AND http_method = $2 AND pattern = $3", api.0, op.method, rule_pattern(&op.path))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM mapping_rules WHERE api_id = $1 AND http_method = $2 AND pattern = $3",
+            api.0,
+            op.method,
+            rule_pattern(&op.path)
+        )
+        .execute(&mut *tx)
+        .await?;
     }
-    let mut position = sqlx::query_scalar!(r#"SELECT coalesce(max(position) + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#, api.0).fetch_one(&mut *tx).await?;
+    let mut position = sqlx::query_scalar!(
+        r#"SELECT coalesce(max(position) + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#,
+        api.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     for op in &spec.operations {
         let exists = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM mapping_rules WHERE api_id = $1 AND http_method = $2 AND pattern = $3) AS "exists!""#,
@@ -139,11 +172,24 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
             continue;
         }
         let base = super::products::method_system_name(&op.method, &op.path, op.operation_id.as_deref());
-        let metric = match sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2", api.0, base).fetch_optional(&mut *tx).await? {
+        let metric = match sqlx::query_scalar!(
+            "SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2",
+            api.0,
+            base
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        {
             Some(id) => id,
             None => {
                 let id = Uuid::now_v7();
-                let friendly: String = op.summary.clone().unwrap_or_else(|| format!("{} {}", op.method, op.path)).chars().take(200).collect();
+                let friendly: String = op
+                    .summary
+                    .clone()
+                    .unwrap_or_else(|| format!("{} {}", op.method, op.path))
+                    .chars()
+                    .take(200)
+                    .collect();
                 sqlx::query!("INSERT INTO metrics (id, api_id, parent_id, system_name, friendly_name) VALUES ($1, $2, $3, $4, $5)", id, api.0, hits, base, friendly)
                     .execute(&mut *tx)
                     .await?;
@@ -163,7 +209,9 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
         .await?;
         position += 1;
     }
-    sqlx::query!("UPDATE api_versions SET published_at = now() WHERE api_id = $1 AND number = $2", api.0, number).execute(&mut *tx).await?;
+    sqlx::query!("UPDATE api_versions SET published_at = now() WHERE api_id = $1 AND number = $2", api.0, number)
+        .execute(&mut *tx)
+        .await?;
     let report: ChangeReport = version.change_report.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     if report.breaking() {
         let owners = sqlx::query_scalar!(
@@ -175,15 +223,31 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
         .fetch_all(&mut *tx)
         .await?;
         for email in owners {
-            let body = BreakingMail { api_name: &product.name, number, lines: report.summary_lines(), base_url, slug: &product.slug };
-            enqueue(&mut tx, &Outgoing::render(&email, format!("Breaking changes in {} (version {number})", product.name), &body)?).await?;
+            let body = BreakingMail {
+                api_name: &product.name,
+                number,
+                lines: report.summary_lines(),
+                base_url,
+                slug: &product.slug,
+            };
+            enqueue(
+                &mut tx,
+                &Outgoing::render(&email, format!("Breaking changes in {} (version {number})", product.name), &body)?,
+            )
+            .await?;
         }
     }
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "api.publish_version", entity: "api", entity_id: Some(api.0), before: None, after: Some(json!({"number": number, "breaking": report.breaking_count})) },
+        Entry {
+            action: "api.publish_version",
+            entity: "api",
+            entity_id: Some(api.0),
+            before: None,
+            after: Some(json!({"number": number, "breaking": report.breaking_count})),
+        },
     )
     .await?;
     tx.commit().await?;

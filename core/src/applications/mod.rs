@@ -73,7 +73,8 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
     let id = Uuid::now_v7();
     let state = if plan.approval_required { "pending" } else { "live" };
     let app_id = (plan.auth_mode == "app_id_app_key").then(|| Uuid::new_v4().simple().to_string()[..16].to_owned());
-    let trial_ends_at = (plan.trial_days > 0).then(|| OffsetDateTime::now_utc() + time::Duration::days(i64::from(plan.trial_days)));
+    let trial_ends_at =
+        (plan.trial_days > 0).then(|| OffsetDateTime::now_utc() + time::Duration::days(i64::from(plan.trial_days)));
     sqlx::query!(
         "INSERT INTO applications (id, account_id, api_id, plan_id, name, description, state, app_id, trial_ends_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::application_state, $8, $9)",
@@ -194,18 +195,29 @@ struct DecisionMail<'a> {
 /// Moves an application through its lifecycle on an admin's behalf, and
 /// emails the account's owners when a pending application is decided.
 /// Returns the new state.
-pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor: &Actor, base_url: &str) -> Result<String> {
+pub async fn transition(
+    pool: &PgPool,
+    id: ApplicationId,
+    to: Transition,
+    actor: &Actor,
+    base_url: &str,
+) -> Result<String> {
     let mut tx = pool.begin().await?;
-    let from = sqlx::query_scalar!(r#"SELECT state::text AS "state!" FROM applications WHERE id = $1 FOR UPDATE"#, id.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let next = to
-        .allowed(&from)
-        .ok_or_else(|| Error::Conflict(format!("a {from} application cannot be {}d", to.verb().trim_end_matches('e'))))?;
-    sqlx::query!("UPDATE applications SET state = $2::text::application_state, updated_at = now() WHERE id = $1", id.0, next)
-        .execute(&mut *tx)
-        .await?;
+    let from =
+        sqlx::query_scalar!(r#"SELECT state::text AS "state!" FROM applications WHERE id = $1 FOR UPDATE"#, id.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::NotFound)?;
+    let next = to.allowed(&from).ok_or_else(|| {
+        Error::Conflict(format!("a {from} application cannot be {}d", to.verb().trim_end_matches('e')))
+    })?;
+    sqlx::query!(
+        "UPDATE applications SET state = $2::text::application_state, updated_at = now() WHERE id = $1",
+        id.0,
+        next
+    )
+    .execute(&mut *tx)
+    .await?;
     record_change(&mut tx, Entity::Application, id.0, false, None).await?;
     if matches!(to, Transition::Approve | Transition::Reject) {
         let decision = if to == Transition::Approve { "approved" } else { "rejected" };
@@ -219,8 +231,13 @@ pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor:
         .fetch_all(&mut *tx)
         .await?;
         for owner in owners {
-            let body = DecisionMail { app_name: &owner.name, api_name: &owner.api_name, decision, base_url, app_id: id.0 };
-            let mail = crate::mail::Outgoing::render(&owner.email, format!("Your application {} was {decision}", owner.name), &body)?;
+            let body =
+                DecisionMail { app_name: &owner.name, api_name: &owner.api_name, decision, base_url, app_id: id.0 };
+            let mail = crate::mail::Outgoing::render(
+                &owner.email,
+                format!("Your application {} was {decision}", owner.name),
+                &body,
+            )?;
             crate::mail::enqueue(&mut tx, &mail).await?;
         }
     }
@@ -243,10 +260,14 @@ pub async fn transition(pool: &PgPool, id: ApplicationId, to: Transition, actor:
 /// Deletes an application of the account; its keys stop working at once.
 pub async fn delete(pool: &PgPool, account: AccountId, id: ApplicationId, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let name = sqlx::query_scalar!("SELECT name FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE", id.0, account.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let name = sqlx::query_scalar!(
+        "SELECT name FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        id.0,
+        account.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
     let hashes = sqlx::query!("SELECT id, key_hash FROM credentials WHERE application_id = $1", id.0)
         .fetch_all(&mut *tx)
         .await?;
@@ -258,7 +279,13 @@ pub async fn delete(pool: &PgPool, account: AccountId, id: ApplicationId, actor:
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "application.delete", entity: "application", entity_id: Some(id.0), before: Some(json!({"name": name})), after: None },
+        Entry {
+            action: "application.delete",
+            entity: "application",
+            entity_id: Some(id.0),
+            before: Some(json!({"name": name})),
+            after: None,
+        },
     )
     .await?;
     tx.commit().await?;
@@ -266,17 +293,33 @@ pub async fn delete(pool: &PgPool, account: AccountId, id: ApplicationId, actor:
 }
 
 /// Renames or re-describes an application of the account.
-pub async fn update(pool: &PgPool, account: AccountId, id: ApplicationId, name: &str, description: &str, actor: &Actor) -> Result<()> {
+pub async fn update(
+    pool: &PgPool,
+    account: AccountId,
+    id: ApplicationId,
+    name: &str,
+    description: &str,
+    actor: &Actor,
+) -> Result<()> {
     validate(name, description)?;
     let mut tx = pool.begin().await?;
-    let before = sqlx::query!("SELECT name, description FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE", id.0, account.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    sqlx::query!("UPDATE applications SET name = $2, description = $3, updated_at = now() WHERE id = $1", id.0, name.trim(), description.trim())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "you already have an application with this name for this API"))?;
+    let before = sqlx::query!(
+        "SELECT name, description FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        id.0,
+        account.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    sqlx::query!(
+        "UPDATE applications SET name = $2, description = $3, updated_at = now() WHERE id = $1",
+        id.0,
+        name.trim(),
+        description.trim()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, "you already have an application with this name for this API"))?;
     audit::record(
         &mut tx,
         actor,
@@ -318,7 +361,12 @@ pub struct ApplicationFilter {
     pub q: Option<String>,
 }
 
-pub async fn list_all(pool: &PgPool, filter: &ApplicationFilter, limit: i64, offset: i64) -> Result<(Vec<AdminApplicationView>, i64)> {
+pub async fn list_all(
+    pool: &PgPool,
+    filter: &ApplicationFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AdminApplicationView>, i64)> {
     load_for_admins(pool, filter, None, limit, offset).await
 }
 
@@ -392,18 +440,30 @@ pub async fn change_plan(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: 
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
-    let same_api = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#, plan.0, current.api_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let same_api = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#,
+        plan.0,
+        current.api_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if !same_api {
         return Err(Error::invalid("plan_id", "choose a plan of the application's API"));
     }
-    sqlx::query!("UPDATE applications SET plan_id = $2, updated_at = now() WHERE id = $1", id.0, plan.0).execute(&mut *tx).await?;
+    sqlx::query!("UPDATE applications SET plan_id = $2, updated_at = now() WHERE id = $1", id.0, plan.0)
+        .execute(&mut *tx)
+        .await?;
     record_change(&mut tx, Entity::Application, id.0, false, None).await?;
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "application.change_plan", entity: "application", entity_id: Some(id.0), before: Some(json!({"plan_id": current.plan_id})), after: Some(json!({"plan_id": plan.0})) },
+        Entry {
+            action: "application.change_plan",
+            entity: "application",
+            entity_id: Some(id.0),
+            before: Some(json!({"plan_id": current.plan_id})),
+            after: Some(json!({"plan_id": plan.0})),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -122,7 +122,9 @@ pub async fn issue(pool: &PgPool, account: AccountId, app: ApplicationId, actor:
             return Err(Error::Conflict("this application already has a key; rotate it to get a new one".into()));
         }
         KeyKind::AppKey if active >= MAX_APP_KEYS => {
-            return Err(Error::Conflict(format!("an application can have at most {MAX_APP_KEYS} app keys; revoke one first")));
+            return Err(Error::Conflict(format!(
+                "an application can have at most {MAX_APP_KEYS} app keys; revoke one first"
+            )));
         }
         _ => {}
     }
@@ -131,7 +133,13 @@ pub async fn issue(pool: &PgPool, account: AccountId, app: ApplicationId, actor:
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "credential.issue", entity: "credential", entity_id: Some(id.0), before: None, after: Some(json!({"application_id": app.0, "prefix": secret.display_prefix()})) },
+        Entry {
+            action: "credential.issue",
+            entity: "credential",
+            entity_id: Some(id.0),
+            before: None,
+            after: Some(json!({"application_id": app.0, "prefix": secret.display_prefix()})),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -189,7 +197,13 @@ pub async fn rotate(
 }
 
 /// Revokes a key at once: agents are told in the same transaction.
-pub async fn revoke(pool: &PgPool, account: AccountId, app: ApplicationId, credential: CredentialId, actor: &Actor) -> Result<()> {
+pub async fn revoke(
+    pool: &PgPool,
+    account: AccountId,
+    app: ApplicationId,
+    credential: CredentialId,
+    actor: &Actor,
+) -> Result<()> {
     let mut tx = pool.begin().await?;
     lock_app(&mut tx, account, app).await?;
     let hash = sqlx::query_scalar!(
@@ -204,7 +218,13 @@ pub async fn revoke(pool: &PgPool, account: AccountId, app: ApplicationId, crede
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "credential.revoke", entity: "credential", entity_id: Some(credential.0), before: None, after: Some(json!({"revoked": true})) },
+        Entry {
+            action: "credential.revoke",
+            entity: "credential",
+            entity_id: Some(credential.0),
+            before: None,
+            after: Some(json!({"revoked": true})),
+        },
     )
     .await?;
     tx.commit().await?;

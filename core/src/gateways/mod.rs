@@ -41,7 +41,11 @@ fn validate_name(name: &str) -> Result<()> {
         && name.len() <= 63
         && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok { Ok(()) } else { Err(Error::invalid("name", "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("name", "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"))
+    }
 }
 
 /// Registers an agent and returns its token, shown this once.
@@ -61,8 +65,18 @@ pub async fn create(pool: &PgPool, name: &str, actor: &Actor) -> Result<(Gateway
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "an agent with this name already exists"))?;
-    audit::record(&mut tx, actor, Entry { action: "gateway.create", entity: "gateway", entity_id: Some(id), before: None, after: Some(json!({"name": name})) })
-        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "gateway.create",
+            entity: "gateway",
+            entity_id: Some(id),
+            before: None,
+            after: Some(json!({"name": name})),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((GatewayId(id), secret))
 }
@@ -70,9 +84,12 @@ pub async fn create(pool: &PgPool, name: &str, actor: &Actor) -> Result<(Gateway
 /// The agent a bearer token belongs to, unless revoked.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<AuthenticatedGateway>> {
     let hash = KeyHash::of(token);
-    let row = sqlx::query!("SELECT id, name FROM gateways WHERE token_hash = $1 AND revoked_at IS NULL", hash.as_bytes().as_slice())
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query!(
+        "SELECT id, name FROM gateways WHERE token_hash = $1 AND revoked_at IS NULL",
+        hash.as_bytes().as_slice()
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(|r| AuthenticatedGateway { id: GatewayId(r.id), name: r.name }))
 }
 
@@ -143,8 +160,18 @@ pub async fn reset_token(pool: &PgPool, name: &str, actor: &Actor) -> Result<(Ga
     )
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(&mut tx, actor, Entry { action: "gateway.token", entity: "gateway", entity_id: Some(id), before: None, after: Some(json!({"name": name})) })
-        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "gateway.token",
+            entity: "gateway",
+            entity_id: Some(id),
+            before: None,
+            after: Some(json!({"name": name})),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((GatewayId(id), secret))
 }

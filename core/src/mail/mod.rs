@@ -64,13 +64,16 @@ impl Delivery {
     }
 
     pub fn directory(dir: PathBuf, from: &str) -> Result<Delivery> {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::invalid("TOLLGATE_MAIL_OUTBOX_DIR", format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::invalid("TOLLGATE_MAIL_OUTBOX_DIR", format!("cannot create {}: {e}", dir.display())))?;
         Ok(Delivery::Directory { dir, from: parse_from(from)? })
     }
 }
 
 fn parse_from(from: &str) -> Result<Mailbox> {
-    from.parse::<Mailbox>().map_err(|e| Error::invalid("TOLLGATE_MAIL_FROM", format!("not a mailbox such as \"Tollgate <portal@example.com>\": {e}")))
+    from.parse::<Mailbox>().map_err(|e| {
+        Error::invalid("TOLLGATE_MAIL_FROM", format!("not a mailbox such as \"Tollgate <portal@example.com>\": {e}"))
+    })
 }
 
 fn build(from: &Mailbox, to: &str, subject: &str, text: &str) -> std::result::Result<Message, String> {

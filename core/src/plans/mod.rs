@@ -59,7 +59,10 @@ fn validate(plan: &NewPlan) -> Result<()> {
         && !plan.system_name.starts_with('-')
         && !plan.system_name.ends_with('-');
     if !system_ok {
-        return Err(Error::invalid("system_name", "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash"));
+        return Err(Error::invalid(
+            "system_name",
+            "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash",
+        ));
     }
     if plan.name.trim().is_empty() || plan.name.chars().count() > 200 {
         return Err(Error::invalid("name", "use 1 to 200 characters"));
@@ -80,12 +83,18 @@ fn validate(plan: &NewPlan) -> Result<()> {
         return Err(Error::invalid("currency", "use a three-letter ISO 4217 code such as EUR"));
     }
     if tollgate_protocol::TimeZoneName::new(&plan.time_zone).is_err() {
-        return Err(Error::invalid("time_zone", format!("`{}` is not a time zone; use an IANA name such as Europe/Paris or UTC", plan.time_zone)));
+        return Err(Error::invalid(
+            "time_zone",
+            format!("`{}` is not a time zone; use an IANA name such as Europe/Paris or UTC", plan.time_zone),
+        ));
     }
     let mut seen = HashSet::new();
     for (i, limit) in plan.limits.iter().enumerate() {
         if !LIMIT_PERIODS.contains(&limit.period.as_str()) {
-            return Err(Error::invalid(format!("limits[{i}].period"), format!("use one of {}", LIMIT_PERIODS.join(", "))));
+            return Err(Error::invalid(
+                format!("limits[{i}].period"),
+                format!("use one of {}", LIMIT_PERIODS.join(", ")),
+            ));
         }
         if limit.max < 0 {
             return Err(Error::invalid(format!("limits[{i}].max"), "cannot be negative"));
@@ -226,7 +235,14 @@ pub async fn list_plans(pool: &PgPool, api: ApiId) -> Result<Vec<PlanSummary>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| PlanSummary { id: PlanId(r.id), system_name: r.system_name, name: r.name, monthly_fee: r.monthly_fee, currency: r.currency, published: r.published })
+        .map(|r| PlanSummary {
+            id: PlanId(r.id),
+            system_name: r.system_name,
+            name: r.name,
+            monthly_fee: r.monthly_fee,
+            currency: r.currency,
+            published: r.published,
+        })
         .collect())
 }
 
@@ -243,7 +259,11 @@ pub struct PlanOption {
 
 impl PlanOption {
     pub fn label(&self) -> String {
-        let price = if self.monthly_fee.is_zero() { "free".to_owned() } else { format!("{} {}/month", self.monthly_fee.normalize(), self.currency) };
+        let price = if self.monthly_fee.is_zero() {
+            "free".to_owned()
+        } else {
+            format!("{} {}/month", self.monthly_fee.normalize(), self.currency)
+        };
         let approval = if self.approval_required { ", needs approval" } else { "" };
         format!("{} — {} ({price}{approval})", self.api_name, self.plan_name)
     }
@@ -370,7 +390,13 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
     audit::record(
         &mut tx,
         actor,
-        Entry { action: "plan.update", entity: "plan", entity_id: Some(id.0), before: Some(json!(before)), after: Some(json!({"name": plan.name, "limits": plan.limits.len(), "pricing": plan.pricing.len()})) },
+        Entry {
+            action: "plan.update",
+            entity: "plan",
+            entity_id: Some(id.0),
+            before: Some(json!(before)),
+            after: Some(json!({"name": plan.name, "limits": plan.limits.len(), "pricing": plan.pricing.len()})),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -381,12 +407,26 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
 pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()> {
     let before = get_plan(pool, id).await?;
     if before.applications > 0 {
-        return Err(Error::Conflict(format!("{} application(s) use this plan; move them to another plan first", before.applications)));
+        return Err(Error::Conflict(format!(
+            "{} application(s) use this plan; move them to another plan first",
+            before.applications
+        )));
     }
     let mut tx = pool.begin().await?;
     sqlx::query!("DELETE FROM plans WHERE id = $1", id.0).execute(&mut *tx).await?;
     record_change(&mut tx, Entity::Plan, id.0, true, None).await?;
-    audit::record(&mut tx, actor, Entry { action: "plan.delete", entity: "plan", entity_id: Some(id.0), before: Some(json!(before)), after: None }).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "plan.delete",
+            entity: "plan",
+            entity_id: Some(id.0),
+            before: Some(json!(before)),
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -108,9 +108,14 @@ impl SessionStore {
 
     /// Stores a short-lived value (e.g. an OAuth state) with the session.
     pub async fn put(&self, id_hash: &[u8], key: &str, value: serde_json::Value) -> Result<()> {
-        sqlx::query!("UPDATE sessions SET data = jsonb_set(data, ARRAY[$2::text], $3) WHERE id_hash = $1", id_hash, key, value)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "UPDATE sessions SET data = jsonb_set(data, ARRAY[$2::text], $3) WHERE id_hash = $1",
+            id_hash,
+            key,
+            value
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

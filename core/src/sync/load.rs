@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use time::OffsetDateTime;
 use tollgate_protocol::{
-    Api, Application, ApplicationState, AuthMode, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle, Limit, MappingRule,
-    Metric, NoMatch, Period, Plan, TimeZoneName, Upstream,
+    Api, Application, ApplicationState, AuthMode, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle, Limit,
+    MappingRule, Metric, NoMatch, Period, Plan, TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
@@ -36,9 +36,12 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
     .fetch_all(&mut *conn)
     .await?;
     let mut upstreams: HashMap<Uuid, Vec<Upstream>> = HashMap::new();
-    for u in sqlx::query!("SELECT api_id, url FROM api_upstreams WHERE $1::uuid IS NULL OR api_id = $1 ORDER BY api_id, url", only)
-        .fetch_all(&mut *conn)
-        .await?
+    for u in sqlx::query!(
+        "SELECT api_id, url FROM api_upstreams WHERE $1::uuid IS NULL OR api_id = $1 ORDER BY api_id, url",
+        only
+    )
+    .fetch_all(&mut *conn)
+    .await?
     {
         upstreams.entry(u.api_id).or_default().push(Upstream { url: u.url });
     }
@@ -80,7 +83,9 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
             let lifecycle = match p.state.as_str() {
                 "published" => Lifecycle::Published,
                 "deprecated" => Lifecycle::Deprecated {
-                    sunset: p.sunset_at.and_then(|at| jiff::civil::Date::new(at.year() as i16, u8::from(at.month()) as i8, at.day() as i8).ok()),
+                    sunset: p.sunset_at.and_then(|at| {
+                        jiff::civil::Date::new(at.year() as i16, u8::from(at.month()) as i8, at.day() as i8).ok()
+                    }),
                 },
                 "retired" => Lifecycle::Retired,
                 _ => Lifecycle::Draft,
@@ -110,9 +115,10 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
 }
 
 pub(crate) async fn plans(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> Result<Vec<Plan>> {
-    let rows = sqlx::query!("SELECT id, api_id, time_zone FROM plans WHERE $1::uuid IS NULL OR id = $1 ORDER BY id", only)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows =
+        sqlx::query!("SELECT id, api_id, time_zone FROM plans WHERE $1::uuid IS NULL OR id = $1 ORDER BY id", only)
+            .fetch_all(&mut *conn)
+            .await?;
     let mut limits: HashMap<Uuid, Vec<Limit>> = HashMap::new();
     for l in sqlx::query!(
         r#"SELECT plan_id, metric_id, period::text AS "period!", max_value FROM usage_limits
@@ -123,7 +129,11 @@ pub(crate) async fn plans(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> 
     .await?
     {
         let period: Period = l.period.parse().map_err(|_| Error::Internal(format!("unknown period {}", l.period)))?;
-        limits.entry(l.plan_id).or_default().push(Limit { metric: l.metric_id, period, max: u64::try_from(l.max_value).unwrap_or(0) });
+        limits.entry(l.plan_id).or_default().push(Limit {
+            metric: l.metric_id,
+            period,
+            max: u64::try_from(l.max_value).unwrap_or(0),
+        });
     }
     rows.into_iter()
         .map(|p| {

@@ -67,7 +67,8 @@ pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
     let mut latest: BTreeMap<i64, (String, Option<Uuid>, Option<Vec<u8>>)> = BTreeMap::new();
     let mut seen: HashMap<(String, Option<Uuid>, Option<Vec<u8>>), i64> = HashMap::new();
     for row in rows {
-        let key = (row.entity.clone(), row.entity_id, if row.entity == "credential" { row.key_hash.clone() } else { None });
+        let key =
+            (row.entity.clone(), row.entity_id, if row.entity == "credential" { row.key_hash.clone() } else { None });
         if let Some(previous) = seen.insert(key.clone(), row.revision) {
             latest.remove(&previous);
         }

@@ -43,7 +43,9 @@ impl ResponseError for FormRejection {
 
     fn error_response(&self) -> HttpResponse {
         let detail = match self {
-            FormRejection::BadToken => "The form expired or was sent from another page. Go back, reload the page and try again.".to_owned(),
+            FormRejection::BadToken => {
+                "The form expired or was sent from another page. Go back, reload the page and try again.".to_owned()
+            }
             FormRejection::CrossOrigin => "This form was sent from another site, so it was refused.".to_owned(),
             FormRejection::Malformed(why) => format!("The form could not be read: {why}."),
         };
@@ -58,10 +60,7 @@ fn same_origin(req: &HttpRequest) -> bool {
         return true;
     };
     let host = req.connection_info().host().to_owned();
-    origin
-        .split_once("://")
-        .map(|(_, rest)| rest.trim_end_matches('/') == host)
-        .unwrap_or(false)
+    origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/') == host).unwrap_or(false)
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {

@@ -124,10 +124,7 @@ pub async fn session_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let store = req
-        .app_data::<web::Data<SessionStore>>()
-        .cloned()
-        .ok_or(SessionLayerMissing)?;
+    let store = req.app_data::<web::Data<SessionStore>>().cloned().ok_or(SessionLayerMissing)?;
     let policy = req.app_data::<web::Data<CookiePolicy>>().cloned().ok_or(SessionLayerMissing)?;
     let raw = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
     let record = match raw {
@@ -138,11 +135,7 @@ pub async fn session_middleware(
         Some(id) => find_user(store.pool(), id).await.map_err(internal)?,
         None => None,
     };
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let state = Rc::new(RefCell::new(SessionState { record, user, change: CookieChange::Keep, user_agent }));
     req.extensions_mut().insert(Session { state: state.clone(), store });
 
@@ -172,8 +165,7 @@ pub async fn session_middleware(
         }
     }
     // Pages behind a session are personal: never cache them in shared caches.
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
@@ -200,9 +192,7 @@ impl ResponseError for SignInRequired {
 }
 
 fn encode_query_value(value: &str) -> String {
-    serde_urlencoded::to_string([("v", value)])
-        .map(|s| s.trim_start_matches("v=").to_owned())
-        .unwrap_or_default()
+    serde_urlencoded::to_string([("v", value)]).map(|s| s.trim_start_matches("v=").to_owned()).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,8 +204,12 @@ impl ResponseError for AdminOnly {
         StatusCode::FORBIDDEN
     }
     fn error_response(&self) -> HttpResponse {
-        super::page::ErrorPage::new(StatusCode::FORBIDDEN, "Admins only", "This page is for provider admins. Sign in with an admin account.")
-            .into_response()
+        super::page::ErrorPage::new(
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "This page is for provider admins. Sign in with an admin account.",
+        )
+        .into_response()
     }
 }
 

@@ -51,7 +51,11 @@ fn valid_specs_parse_with_the_expected_operations() {
         };
         let expected_ops = entry["operations"].as_u64().expect("operations") as usize;
         if spec.operations.len() != expected_ops || spec.model.operations.len() != expected_ops {
-            failures.push(format!("{file}: {} operations ({} in the model), expected {expected_ops}", spec.operations.len(), spec.model.operations.len()));
+            failures.push(format!(
+                "{file}: {} operations ({} in the model), expected {expected_ops}",
+                spec.operations.len(),
+                spec.model.operations.len()
+            ));
         }
         if Some(spec.spec_version.as_str()) != entry["spec_version"].as_str() {
             failures.push(format!("{file}: version {}, expected {}", spec.spec_version, entry["spec_version"]));

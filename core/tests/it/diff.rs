@@ -75,8 +75,10 @@ fn check(name: &str, change: impl FnOnce(&mut Value), expected: &[(ChangeKind, b
     let mut new = base();
     change(&mut new);
     let report = report(&old, &new);
-    let mut got: Vec<(ChangeKind, bool, String)> = report.changes.iter().map(|c| (c.kind, c.breaking, c.operation.clone())).collect();
-    let mut want: Vec<(ChangeKind, bool, String)> = expected.iter().map(|(k, b, o)| (*k, *b, (*o).to_owned())).collect();
+    let mut got: Vec<(ChangeKind, bool, String)> =
+        report.changes.iter().map(|c| (c.kind, c.breaking, c.operation.clone())).collect();
+    let mut want: Vec<(ChangeKind, bool, String)> =
+        expected.iter().map(|(k, b, o)| (*k, *b, (*o).to_owned())).collect();
     got.sort();
     want.sort();
     assert_eq!(got, want, "{name}:\n{report}");
@@ -92,8 +94,16 @@ use ChangeKind::*;
 
 #[test]
 fn operations_added_and_removed() {
-    check("remove", |d| drop(at(d, "/paths/~1pets~1{id}").as_object_mut().and_then(|o| o.remove("delete"))), &[(OperationRemoved, true, "DELETE /pets/{id}")]);
-    check("add", |d| at(d, "/paths/~1pets~1{id}")["put"] = json!({"responses": {"200": {"description": "ok"}}}), &[(OperationAdded, false, "PUT /pets/{id}")]);
+    check(
+        "remove",
+        |d| drop(at(d, "/paths/~1pets~1{id}").as_object_mut().and_then(|o| o.remove("delete"))),
+        &[(OperationRemoved, true, "DELETE /pets/{id}")],
+    );
+    check(
+        "add",
+        |d| at(d, "/paths/~1pets~1{id}")["put"] = json!({"responses": {"200": {"description": "ok"}}}),
+        &[(OperationAdded, false, "PUT /pets/{id}")],
+    );
     check(
         "rename path parameter",
         |d| {
@@ -101,7 +111,11 @@ fn operations_added_and_removed() {
             at(d, "/paths")["/pets/{petId}"] = item;
             *at(d, "/paths/~1pets~1{petId}/parameters/0/name") = json!("petId");
         },
-        &[(PathParameterRenamed, false, "GET /pets/{petId}"), (PathParameterRenamed, false, "DELETE /pets/{petId}"), (PathParameterRenamed, false, "PATCH /pets/{petId}")],
+        &[
+            (PathParameterRenamed, false, "GET /pets/{petId}"),
+            (PathParameterRenamed, false, "DELETE /pets/{petId}"),
+            (PathParameterRenamed, false, "PATCH /pets/{petId}"),
+        ],
     );
 }
 
@@ -109,26 +123,68 @@ fn operations_added_and_removed() {
 fn parameters() {
     check(
         "new required parameter",
-        |d| at(d, "/paths/~1pets/get/parameters").as_array_mut().expect("array").push(json!({"name": "owner", "in": "query", "required": true, "schema": {"type": "string"}})),
+        |d| {
+            at(d, "/paths/~1pets/get/parameters")
+                .as_array_mut()
+                .expect("array")
+                .push(json!({"name": "owner", "in": "query", "required": true, "schema": {"type": "string"}}))
+        },
         &[(ParameterAddedRequired, true, "GET /pets")],
     );
     check(
         "new optional parameter",
-        |d| at(d, "/paths/~1pets/get/parameters").as_array_mut().expect("array").push(json!({"name": "X-Trace", "in": "header", "schema": {"type": "string"}})),
+        |d| {
+            at(d, "/paths/~1pets/get/parameters")
+                .as_array_mut()
+                .expect("array")
+                .push(json!({"name": "X-Trace", "in": "header", "schema": {"type": "string"}}))
+        },
         &[(ParameterAdded, false, "GET /pets")],
     );
-    check("parameter became required", |d| at(d, "/paths/~1pets/get/parameters/0")["required"] = json!(true), &[(ParameterBecameRequired, true, "GET /pets")]);
-    check("parameter removed", |d| drop(at(d, "/paths/~1pets/get/parameters").as_array_mut().expect("array").remove(0)), &[(ParameterRemoved, false, "GET /pets")]);
-    check("parameter type", |d| *at(d, "/paths/~1pets/get/parameters/0/schema/type") = json!("string"), &[(TypeChanged, true, "GET /pets")]);
-    check("parameter type widened", |d| *at(d, "/paths/~1pets/get/parameters/0/schema/type") = json!("number"), &[(TypeChanged, false, "GET /pets")]);
-    check("parameter format widened", |d| *at(d, "/paths/~1pets/get/parameters/0/schema/format") = json!("int64"), &[(FormatChanged, false, "GET /pets")]);
-    check("parameter enum narrowed", |d| *at(d, "/paths/~1pets/get/parameters/1/schema/enum") = json!(["available"]), &[(EnumNarrowed, true, "GET /pets")]);
-    check("parameter enum widened", |d| *at(d, "/paths/~1pets/get/parameters/1/schema/enum") = json!(["available", "sold", "pending"]), &[(EnumWidened, false, "GET /pets")]);
+    check(
+        "parameter became required",
+        |d| at(d, "/paths/~1pets/get/parameters/0")["required"] = json!(true),
+        &[(ParameterBecameRequired, true, "GET /pets")],
+    );
+    check(
+        "parameter removed",
+        |d| drop(at(d, "/paths/~1pets/get/parameters").as_array_mut().expect("array").remove(0)),
+        &[(ParameterRemoved, false, "GET /pets")],
+    );
+    check(
+        "parameter type",
+        |d| *at(d, "/paths/~1pets/get/parameters/0/schema/type") = json!("string"),
+        &[(TypeChanged, true, "GET /pets")],
+    );
+    check(
+        "parameter type widened",
+        |d| *at(d, "/paths/~1pets/get/parameters/0/schema/type") = json!("number"),
+        &[(TypeChanged, false, "GET /pets")],
+    );
+    check(
+        "parameter format widened",
+        |d| *at(d, "/paths/~1pets/get/parameters/0/schema/format") = json!("int64"),
+        &[(FormatChanged, false, "GET /pets")],
+    );
+    check(
+        "parameter enum narrowed",
+        |d| *at(d, "/paths/~1pets/get/parameters/1/schema/enum") = json!(["available"]),
+        &[(EnumNarrowed, true, "GET /pets")],
+    );
+    check(
+        "parameter enum widened",
+        |d| *at(d, "/paths/~1pets/get/parameters/1/schema/enum") = json!(["available", "sold", "pending"]),
+        &[(EnumWidened, false, "GET /pets")],
+    );
     // A path-level parameter affects every operation of the path.
     check(
         "path parameter type",
         |d| *at(d, "/paths/~1pets~1{id}/parameters/0/schema/type") = json!("boolean"),
-        &[(TypeChanged, true, "GET /pets/{id}"), (TypeChanged, true, "DELETE /pets/{id}"), (TypeChanged, true, "PATCH /pets/{id}")],
+        &[
+            (TypeChanged, true, "GET /pets/{id}"),
+            (TypeChanged, true, "DELETE /pets/{id}"),
+            (TypeChanged, true, "PATCH /pets/{id}"),
+        ],
     );
 }
 
@@ -171,22 +227,39 @@ fn request_bodies() {
     );
     check(
         "request variant added",
-        |d| at(d, "/components/schemas/NewPet/properties/kind/oneOf").as_array_mut().expect("array").push(json!({"$ref": "#/components/schemas/Bird"})),
+        |d| {
+            at(d, "/components/schemas/NewPet/properties/kind/oneOf")
+                .as_array_mut()
+                .expect("array")
+                .push(json!({"$ref": "#/components/schemas/Bird"}))
+        },
         &[(VariantAdded, false, "POST /pets")],
     );
     check(
         "request media type removed",
-        |d| drop(at(d, "/paths/~1pets/post/requestBody/content").as_object_mut().and_then(|c| c.remove("application/xml"))),
+        |d| {
+            drop(
+                at(d, "/paths/~1pets/post/requestBody/content")
+                    .as_object_mut()
+                    .and_then(|c| c.remove("application/xml")),
+            )
+        },
         &[(RequestContentTypeRemoved, true, "POST /pets")],
     );
     check(
         "required request body added",
-        |d| at(d, "/paths/~1pets~1{id}/patch")["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}}),
+        |d| {
+            at(d, "/paths/~1pets~1{id}/patch")["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}})
+        },
         &[(RequestBodyBecameRequired, true, "PATCH /pets/{id}")],
     );
     check(
         "optional request body added",
-        |d| at(d, "/paths/~1pets~1{id}/patch")["requestBody"] = json!({"content": {"application/json": {"schema": {"type": "object"}}}}),
+        |d| {
+            at(d, "/paths/~1pets~1{id}/patch")["requestBody"] =
+                json!({"content": {"application/json": {"schema": {"type": "object"}}}})
+        },
         &[(RequestBodyAdded, false, "PATCH /pets/{id}")],
     );
     // Pet's `id` is readOnly: requiring it changes nothing for requests.
@@ -205,14 +278,43 @@ fn responses() {
     // Pet is returned by three operations; a schema is reported once per
     // operation and direction even if two media types share it.
     let pet_ops = ["GET /pets", "POST /pets", "GET /pets/{id}"];
-    let each = |kind: ChangeKind, breaking: bool| pet_ops.iter().map(move |op| (kind, breaking, *op)).collect::<Vec<_>>();
-    check("response field removed", |d| drop(at(d, "/components/schemas/Pet/properties").as_object_mut().and_then(|p| p.remove("tag"))), &each(ResponseFieldRemoved, true));
-    check("response field added", |d| at(d, "/components/schemas/Pet/properties")["age"] = json!({"type": "integer"}), &each(ResponseFieldAdded, false));
-    check("response field type", |d| *at(d, "/components/schemas/Pet/properties/name/type") = json!("integer"), &each(TypeChanged, true));
-    check("response field nullable", |d| at(d, "/components/schemas/Pet/properties/name")["nullable"] = json!(true), &each(TypeChanged, true));
-    check("response format narrowed", |d| *at(d, "/components/schemas/Pet/properties/id/format") = json!("int32"), &each(FormatChanged, false));
-    check("response enum widened", |d| *at(d, "/components/schemas/Pet/properties/status/enum") = json!(["available", "sold", "pending"]), &each(EnumWidened, true));
-    check("response enum narrowed", |d| *at(d, "/components/schemas/Pet/properties/status/enum") = json!(["available"]), &each(EnumNarrowed, false));
+    let each =
+        |kind: ChangeKind, breaking: bool| pet_ops.iter().map(move |op| (kind, breaking, *op)).collect::<Vec<_>>();
+    check(
+        "response field removed",
+        |d| drop(at(d, "/components/schemas/Pet/properties").as_object_mut().and_then(|p| p.remove("tag"))),
+        &each(ResponseFieldRemoved, true),
+    );
+    check(
+        "response field added",
+        |d| at(d, "/components/schemas/Pet/properties")["age"] = json!({"type": "integer"}),
+        &each(ResponseFieldAdded, false),
+    );
+    check(
+        "response field type",
+        |d| *at(d, "/components/schemas/Pet/properties/name/type") = json!("integer"),
+        &each(TypeChanged, true),
+    );
+    check(
+        "response field nullable",
+        |d| at(d, "/components/schemas/Pet/properties/name")["nullable"] = json!(true),
+        &each(TypeChanged, true),
+    );
+    check(
+        "response format narrowed",
+        |d| *at(d, "/components/schemas/Pet/properties/id/format") = json!("int32"),
+        &each(FormatChanged, false),
+    );
+    check(
+        "response enum widened",
+        |d| *at(d, "/components/schemas/Pet/properties/status/enum") = json!(["available", "sold", "pending"]),
+        &each(EnumWidened, true),
+    );
+    check(
+        "response enum narrowed",
+        |d| *at(d, "/components/schemas/Pet/properties/status/enum") = json!(["available"]),
+        &each(EnumNarrowed, false),
+    );
     check(
         "response field no longer required",
         |d| *at(d, "/components/schemas/Pet/required") = json!(["id"]),
@@ -220,7 +322,12 @@ fn responses() {
     );
     check(
         "response variant added",
-        |d| at(d, "/components/schemas/Pet/properties/kind/oneOf").as_array_mut().expect("array").push(json!({"$ref": "#/components/schemas/Bird"})),
+        |d| {
+            at(d, "/components/schemas/Pet/properties/kind/oneOf")
+                .as_array_mut()
+                .expect("array")
+                .push(json!({"$ref": "#/components/schemas/Bird"}))
+        },
         &each(VariantAdded, true),
     );
     check(
@@ -240,7 +347,13 @@ fn responses() {
     );
     check(
         "response media type removed",
-        |d| drop(at(d, "/paths/~1pets/post/responses/201/content").as_object_mut().and_then(|c| c.remove("application/xml"))),
+        |d| {
+            drop(
+                at(d, "/paths/~1pets/post/responses/201/content")
+                    .as_object_mut()
+                    .and_then(|c| c.remove("application/xml")),
+            )
+        },
         &[(ResponseContentTypeRemoved, true, "POST /pets")],
     );
 }
@@ -258,7 +371,12 @@ fn documentation_changes_are_not_breaking() {
             at(d, "/components/schemas/Pet")["x-internal"] = json!(true);
             *at(d, "/info/version") = json!("2");
         },
-        &[(SummaryChanged, false, "GET /pets"), (DescriptionChanged, false, "GET /pets"), (OperationDeprecated, false, "GET /pets/{id}"), (OperationIdChanged, false, "GET /pets/{id}")],
+        &[
+            (SummaryChanged, false, "GET /pets"),
+            (DescriptionChanged, false, "GET /pets"),
+            (OperationDeprecated, false, "GET /pets/{id}"),
+            (OperationIdChanged, false, "GET /pets/{id}"),
+        ],
     );
 }
 
@@ -273,7 +391,8 @@ fn changes_inside_recursive_and_inherited_schemas() {
     *at(&mut doc, "/components/schemas/TreeNode/properties/value/type") = json!("integer");
     let new = import::parse(&doc.to_string()).expect("changed cycles");
     let report = compare(&old.model, &new.model);
-    let found: Vec<(ChangeKind, bool, &str)> = report.changes.iter().map(|c| (c.kind, c.breaking, c.operation.as_str())).collect();
+    let found: Vec<(ChangeKind, bool, &str)> =
+        report.changes.iter().map(|c| (c.kind, c.breaking, c.operation.as_str())).collect();
     assert!(found.contains(&(ResponseFieldRemoved, true, "GET /people")), "{report}");
     assert!(found.contains(&(TypeChanged, true, "GET /trees/{id}")), "{report}");
     assert!(found.contains(&(TypeChanged, true, "PUT /trees/{id}")), "{report}");
@@ -282,9 +401,11 @@ fn changes_inside_recursive_and_inherited_schemas() {
     // allOf: Pet = NewPet + id; removing a NewPet field removes it from Pet.
     let expanded = read_spec("valid/petstore-expanded-3.0.yaml");
     let old = import::parse(&expanded).expect("expanded");
-    let new = import::parse(&expanded.replacen("        tag:\n          type: string\n", "", 1)).expect("changed expanded");
+    let new =
+        import::parse(&expanded.replacen("        tag:\n          type: string\n", "", 1)).expect("changed expanded");
     let report = compare(&old.model, &new.model);
-    let removed: Vec<&str> = report.changes.iter().filter(|c| c.kind == ResponseFieldRemoved).map(|c| c.operation.as_str()).collect();
+    let removed: Vec<&str> =
+        report.changes.iter().filter(|c| c.kind == ResponseFieldRemoved).map(|c| c.operation.as_str()).collect();
     assert_eq!(removed, ["GET /pets", "GET /pets/{id}", "POST /pets"], "{report}");
     assert!(report.changes.iter().any(|c| c.kind == RequestFieldRemoved && !c.breaking), "{report}");
 }
@@ -298,8 +419,13 @@ fn file_pairs() {
         let old = import::parse(&read_spec(old_file)).unwrap_or_else(|e| panic!("{old_file}: {e}"));
         let new = import::parse(&read_spec(new_file)).unwrap_or_else(|e| panic!("{new_file}: {e}"));
         let report = compare(&old.model, &new.model);
-        let mut got: Vec<String> = report.changes.iter().map(|c| format!("{} {} {}", if c.breaking { "breaking" } else { "ok" }, c.kind, c.operation)).collect();
-        let mut want: Vec<String> = pair["changes"].as_array().expect("changes").iter().filter_map(|c| c.as_str().map(str::to_owned)).collect();
+        let mut got: Vec<String> = report
+            .changes
+            .iter()
+            .map(|c| format!("{} {} {}", if c.breaking { "breaking" } else { "ok" }, c.kind, c.operation))
+            .collect();
+        let mut want: Vec<String> =
+            pair["changes"].as_array().expect("changes").iter().filter_map(|c| c.as_str().map(str::to_owned)).collect();
         got.sort();
         want.sort();
         assert_eq!(got, want, "{old_file} → {new_file}:\n{report}");
@@ -312,7 +438,10 @@ fn report_is_stored_as_json_and_read_by_people() {
     let old = base();
     let mut new = base();
     drop(at(&mut new, "/paths/~1pets~1{id}").as_object_mut().and_then(|o| o.remove("delete")));
-    at(&mut new, "/paths/~1pets/get/parameters").as_array_mut().expect("array").push(json!({"name": "q", "in": "query", "schema": {"type": "string"}}));
+    at(&mut new, "/paths/~1pets/get/parameters")
+        .as_array_mut()
+        .expect("array")
+        .push(json!({"name": "q", "in": "query", "schema": {"type": "string"}}));
     let report = report(&old, &new);
     let json = serde_json::to_value(&report).expect("serialize");
     assert_eq!(json["breaking_count"], 1);

@@ -40,7 +40,8 @@ fn exercise_against(what: &str, source: &str, base: Option<&ParsedSpec>) -> Resu
             prop_assert!(report.is_empty(), "{what}: compared with itself: {report}");
             if let Some(base) = base {
                 for (old, new) in [(&base.model, &spec.model), (&spec.model, &base.model)] {
-                    let report = catch_unwind(AssertUnwindSafe(|| diff::compare(old, new))).map_err(|_| TestCaseError::fail(format!("{what}: compare panicked")))?;
+                    let report = catch_unwind(AssertUnwindSafe(|| diff::compare(old, new)))
+                        .map_err(|_| TestCaseError::fail(format!("{what}: compare panicked")))?;
                     prop_assert_eq!(report.breaking_count + report.non_breaking_count, report.changes.len());
                     prop_assert_eq!(report.breaking(), report.changes.iter().any(|c| c.breaking));
                 }
@@ -61,7 +62,11 @@ fn exercise(what: &str, source: &str) -> Result<(), TestCaseError> {
 fn corpus() -> Vec<(String, String)> {
     let mut files = Vec::new();
     for dir in ["valid", "invalid", "diff"] {
-        let mut names: Vec<_> = std::fs::read_dir(specs_dir().join(dir)).expect("corpus").filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(specs_dir().join(dir))
+            .expect("corpus")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         for name in names.into_iter().filter(|n| n.ends_with(".json") || n.ends_with(".yaml")) {
             let path = format!("{dir}/{name}");
@@ -74,7 +79,8 @@ fn corpus() -> Vec<(String, String)> {
 #[test]
 fn seed_corpus_replays() {
     let dir = specs_dir().join("fuzz-seeds");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("fuzz-seeds").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).expect("fuzz-seeds").filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
     for path in names.iter().filter(|p| p.extension().is_some_and(|e| e == "json" || e == "yaml" || e == "txt")) {
         let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -92,7 +98,9 @@ fn arbitrary_text_never_panics() {
         // Mostly the characters that matter to JSON, YAML and pointers.
         proptest::string::string_regex(r#"[\[\]{}:,"'&*!|>#\-? \n\t0-9a-z~/%$.<]{0,200}"#).expect("regex"),
         // Text after a valid header, so parsing gets past the first checks.
-        proptest::string::string_regex(r#"[\[\]{}:,"'&*!|>#\-? \n0-9a-z$/]{0,200}"#).expect("regex").prop_map(|tail| format!("openapi: 3.1.0\ninfo: {{title: T, version: '1'}}\npaths:\n  /a:\n    {tail}")),
+        proptest::string::string_regex(r#"[\[\]{}:,"'&*!|>#\-? \n0-9a-z$/]{0,200}"#)
+            .expect("regex")
+            .prop_map(|tail| format!("openapi: 3.1.0\ninfo: {{title: T, version: '1'}}\npaths:\n  /a:\n    {tail}")),
         any::<Vec<u8>>().prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
     ];
     runner.run(&text, |source| exercise("arbitrary text", &source)).unwrap_or_else(|e| panic!("{e}"));
@@ -120,7 +128,9 @@ fn interesting_value() -> impl Strategy<Value = Value> {
         Just(json!({})),
         Just(json!({"$ref": "#/"})),
         Just(json!({"type": ["string", "null"], "enum": [1, "a", null]})),
-        Just(json!({"allOf": [{"$ref": "#/components/schemas/Pet"}], "oneOf": [{}], "discriminator": {"propertyName": 3}})),
+        Just(
+            json!({"allOf": [{"$ref": "#/components/schemas/Pet"}], "oneOf": [{}], "discriminator": {"propertyName": 3}})
+        ),
         Just(json!({"name": "x", "in": "query", "content": {"a/b": {}}})),
         Just(json!({"get": {"responses": {"200": {"$ref": "#/paths"}}}})),
         "[a-z/{}~]{0,12}".prop_map(Value::String),
@@ -149,7 +159,17 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (target, interesting_value()).prop_map(|(t, v)| Mutation::Replace(t, v)),
         target.prop_map(Mutation::SwapType),
         (target, reference).prop_map(|(t, r)| Mutation::InjectRef(t, r)),
-        (target, prop_oneof![Just("$ref".to_owned()), Just("x-a".to_owned()), Just("get".to_owned()), Just("/b".to_owned()), "[a-z]{1,5}"]).prop_map(|(t, k)| Mutation::RenameKey(t, k)),
+        (
+            target,
+            prop_oneof![
+                Just("$ref".to_owned()),
+                Just("x-a".to_owned()),
+                Just("get".to_owned()),
+                Just("/b".to_owned()),
+                "[a-z]{1,5}"
+            ]
+        )
+            .prop_map(|(t, k)| Mutation::RenameKey(t, k)),
     ]
 }
 
@@ -226,7 +246,9 @@ fn apply(doc: &mut Value, m: &Mutation) {
             if let Some(node) = node_mut(doc, &pick(*i)) {
                 *node = match node.take() {
                     Value::Object(map) => Value::Array(map.into_iter().map(|(_, v)| v).collect()),
-                    Value::Array(items) => Value::Object(items.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect()),
+                    Value::Array(items) => {
+                        Value::Object(items.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect())
+                    }
                     Value::String(s) => s.parse::<f64>().ok().map(Value::from).unwrap_or(Value::Bool(s.is_empty())),
                     Value::Number(n) => Value::String(n.to_string()),
                     Value::Bool(b) => Value::String(b.to_string()),
@@ -252,7 +274,11 @@ fn mutated_corpus_never_panics() {
     let corpus: Vec<(String, Value, Option<ParsedSpec>)> = corpus()
         .into_iter()
         .filter_map(|(name, text)| {
-            let doc = if name.ends_with(".json") { serde_json::from_str(&text).ok() } else { yaml_serde::from_str(&text).ok() };
+            let doc = if name.ends_with(".json") {
+                serde_json::from_str(&text).ok()
+            } else {
+                yaml_serde::from_str(&text).ok()
+            };
             doc.map(|d| (name, d, import::parse(&text).ok()))
         })
         .collect();
@@ -266,7 +292,11 @@ fn mutated_corpus_never_panics() {
             for m in &mutations {
                 apply(&mut doc, m);
             }
-            let text = if as_yaml { yaml_serde::to_string(&doc).unwrap_or_default() } else { serde_json::to_string_pretty(&doc).unwrap_or_default() };
+            let text = if as_yaml {
+                yaml_serde::to_string(&doc).unwrap_or_default()
+            } else {
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            };
             exercise_against(&format!("{name} after {mutations:?}"), &text, base.as_ref())
         })
         .unwrap_or_else(|e| panic!("{e}"));

@@ -68,7 +68,10 @@ fn deep_nesting_fails_fast() {
         ("YAML flow mappings", format!("{HEAD_YAML}{}1{}\n", "{a: ".repeat(DEPTH), "}".repeat(DEPTH))),
         ("YAML unclosed", format!("{HEAD_YAML}{}\n", "[".repeat(DEPTH))),
         ("YAML flow under the pre-scan limit", format!("{HEAD_YAML}{}{}\n", "[".repeat(900), "]".repeat(900))),
-        ("YAML flow behind a tag and anchor", format!("{HEAD_YAML}{}{}\n", "&a !!seq [".repeat(DEPTH / 10), "]".repeat(DEPTH / 10))),
+        (
+            "YAML flow behind a tag and anchor",
+            format!("{HEAD_YAML}{}{}\n", "&a !!seq [".repeat(DEPTH / 10), "]".repeat(DEPTH / 10)),
+        ),
         ("YAML block mappings", {
             let mut s = String::from(HEAD_YAML);
             s.push('\n');
@@ -80,10 +83,7 @@ fn deep_nesting_fails_fast() {
     ];
     for (what, source) in cases {
         let e = parse_bounded(what, source).expect_err(what);
-        assert!(
-            e.message.contains("nested more than") || e.message.contains("recursion limit"),
-            "{what}: {e}"
-        );
+        assert!(e.message.contains("nested more than") || e.message.contains("recursion limit"), "{what}: {e}");
         assert!(e.pointer.starts_with("/x-deep") || e.pointer.is_empty(), "{what}: {e}");
     }
 }
@@ -127,7 +127,11 @@ fn large_spec(paths: usize, chain: usize) -> Value {
     );
     for group in 0..50 {
         for level in 0..chain {
-            let next = if level + 1 == chain { json!({"$ref": "#/components/schemas/Node"}) } else { json!({"$ref": format!("#/components/schemas/G{group}L{}", level + 1)}) };
+            let next = if level + 1 == chain {
+                json!({"$ref": "#/components/schemas/Node"})
+            } else {
+                json!({"$ref": format!("#/components/schemas/G{group}L{}", level + 1)})
+            };
             schemas.insert(
                 format!("G{group}L{level}"),
                 json!({"type": "object", "description": "A level of a deep chain of references, with enough words to look like a real description.",
@@ -191,9 +195,11 @@ fn large_generated_spec_parses_and_compares() {
 
     // Remove a field deep in one chain: every operation reaching it breaks.
     let mut changed = doc.clone();
-    let props = changed.pointer_mut("/components/schemas/G3L30/properties").and_then(Value::as_object_mut).expect("G3L30");
+    let props =
+        changed.pointer_mut("/components/schemas/G3L30/properties").and_then(Value::as_object_mut).expect("G3L30");
     props.remove("count");
-    let new = parse_bounded("large spec, changed", serde_json::to_string(&changed).expect("json")).expect("changed spec parses");
+    let new = parse_bounded("large spec, changed", serde_json::to_string(&changed).expect("json"))
+        .expect("changed spec parses");
     let compared = Instant::now();
     let report = compare(&old.model, &new.model);
     eprintln!("large spec: compared in {:?}; total {:?}", compared.elapsed(), started.elapsed());
@@ -212,13 +218,24 @@ fn reference_structures_stay_linear() {
     // through the tree, one expansion per schema.
     let mut schemas = serde_json::Map::new();
     for i in 0..40 {
-        let props: serde_json::Map<String, Value> =
-            (0..8).map(|p| (format!("p{p}"), if i == 39 { json!({"type": "string"}) } else { json!({"$ref": format!("#/components/schemas/S{}", i + 1)}) })).collect();
+        let props: serde_json::Map<String, Value> = (0..8)
+            .map(|p| {
+                (
+                    format!("p{p}"),
+                    if i == 39 {
+                        json!({"type": "string"})
+                    } else {
+                        json!({"$ref": format!("#/components/schemas/S{}", i + 1)})
+                    },
+                )
+            })
+            .collect();
         schemas.insert(format!("S{i}"), json!({"type": "object", "properties": props}));
     }
     // A pure alias chain much longer than the cut depth.
     for i in 0..1_000 {
-        let target = if i == 999 { "#/components/schemas/S0".to_owned() } else { format!("#/components/schemas/A{}", i + 1) };
+        let target =
+            if i == 999 { "#/components/schemas/S0".to_owned() } else { format!("#/components/schemas/A{}", i + 1) };
         schemas.insert(format!("A{i}"), json!({"$ref": target}));
     }
     let doc = json!({"openapi": "3.1.0", "info": {"title": "Fan-out", "version": "1"},
@@ -230,7 +247,8 @@ fn reference_structures_stay_linear() {
     let old = parse_bounded("fan-out", source.clone()).expect("fan-out parses");
     let same = compare(&old.model, &old.model);
     assert!(same.is_empty(), "{same}");
-    let changed = source.replace(r#""S39":{"properties":{"p0":{"type":"string"}"#, r#""S39":{"properties":{"p0":{"type":"integer"}"#);
+    let changed = source
+        .replace(r#""S39":{"properties":{"p0":{"type":"string"}"#, r#""S39":{"properties":{"p0":{"type":"integer"}"#);
     assert_ne!(changed, source);
     let new = parse_bounded("fan-out, changed", changed).expect("changed fan-out parses");
     let report = compare(&old.model, &new.model);

@@ -8,14 +8,14 @@ use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
 use tollgate_protocol::{
-    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind,
-    Lifecycle as WireLifecycle, PROTOCOL_VERSION, Pattern, Plan, Snapshot, ValidationError,
+    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle,
+    PROTOCOL_VERSION, Pattern, Plan, Snapshot, ValidationError,
 };
 use uuid::Uuid;
 
 use super::{
-    ApiEntry, AppEntry, Apps, Catalog, Config, ConfigError, CowIndex, CowVec, CredentialEntry,
-    Lifecycle, MetricEntry, PlanEntry, Rule,
+    ApiEntry, AppEntry, Apps, Catalog, Config, ConfigError, CowIndex, CowVec, CredentialEntry, Lifecycle, MetricEntry,
+    PlanEntry, Rule,
 };
 use crate::enforce::credentials::{Auth, KeySource};
 use crate::enforce::limits::{LimitRule, PlanLimits};
@@ -27,14 +27,9 @@ use crate::telemetry::RequestCounters;
 /// Validates and compiles a snapshot already in its wire form (the stream's rare slow
 /// path and tests; snapshots are normally compiled while they are parsed, see parse.rs).
 /// Returns its seeded usage separately: it belongs to the counters, not to the config.
-pub(crate) fn compile_snapshot(
-    snapshot: Snapshot,
-) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
+pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
     check_version(snapshot.protocol_version)?;
-    let catalog = build_catalog(
-        snapshot.apis,
-        snapshot.plans.into_iter().map(Some).collect(),
-    )?;
+    let catalog = build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect())?;
     let mut apps = AppsBuilder::new(&catalog);
     for app in snapshot.applications {
         apps.push(app)?;
@@ -67,10 +62,7 @@ pub(super) fn check_version(version: u32) -> Result<(), ValidationError> {
     }
 }
 
-pub(super) fn build_catalog(
-    apis: Vec<Api>,
-    plans: Vec<Option<Plan>>,
-) -> Result<Catalog, ConfigError> {
+pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<Catalog, ConfigError> {
     // The protocol's own rules for APIs and plans (ids, routes, metrics, rules, limits).
     let mut check = Snapshot::new(0, Timestamp::UNIX_EPOCH);
     check.apis = apis.clone();
@@ -82,10 +74,8 @@ pub(super) fn build_catalog(
     // metric id → (api index, metric index within the API)
     let mut metric_index: HashMap<Uuid, (u32, u32)> = HashMap::new();
     for (index, api) in apis.iter().enumerate() {
-        let index =
-            u32::try_from(index).map_err(|_| ConfigError::Compile("too many APIs".into()))?;
-        let entry =
-            compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
+        let index = u32::try_from(index).map_err(|_| ConfigError::Compile("too many APIs".into()))?;
+        let entry = compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
         for (local, metric) in entry.metrics.iter().enumerate() {
             metric_index.insert(metric.id, (index, local as u32));
         }
@@ -113,12 +103,7 @@ pub(super) fn build_catalog(
             if owner != api {
                 return Err(missing());
             }
-            rules.push(LimitRule {
-                metric,
-                metric_id: limit.metric,
-                period: limit.period,
-                max: limit.max,
-            });
+            rules.push(LimitRule { metric, metric_id: limit.metric, period: limit.period, max: limit.max });
         }
         plan_slots.insert(plan.id, slot as u32);
         plan_entries.push(Some(PlanEntry {
@@ -134,22 +119,13 @@ pub(super) fn build_catalog(
         source_apis: apis,
         source_plans: plans,
         plan_slots,
-        metric_api: metric_index
-            .into_iter()
-            .map(|(metric, (api, _))| (metric, api))
-            .collect(),
+        metric_api: metric_index.into_iter().map(|(metric, (api, _))| (metric, api)).collect(),
     })
 }
 
 fn compile_api(api: &Api) -> Result<ApiEntry, String> {
-    let local: HashMap<Uuid, u32> = api
-        .metrics
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.id, i as u32))
-        .collect();
-    let parents: HashMap<Uuid, Option<Uuid>> =
-        api.metrics.iter().map(|m| (m.id, m.parent)).collect();
+    let local: HashMap<Uuid, u32> = api.metrics.iter().enumerate().map(|(i, m)| (m.id, i as u32)).collect();
+    let parents: HashMap<Uuid, Option<Uuid>> = api.metrics.iter().map(|m| (m.id, m.parent)).collect();
     let mut metrics = Vec::with_capacity(api.metrics.len());
     for metric in &api.metrics {
         let mut lineage = Vec::new();
@@ -159,17 +135,10 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
             if lineage.len() > api.metrics.len() {
                 return Err(format!("metric {} has cyclic parents", metric.system_name));
             }
-            lineage.push(
-                *local
-                    .get(&id)
-                    .ok_or_else(|| format!("unknown metric {id}"))?,
-            );
+            lineage.push(*local.get(&id).ok_or_else(|| format!("unknown metric {id}"))?);
             current = parents.get(&id).copied().flatten();
         }
-        metrics.push(MetricEntry {
-            id: metric.id,
-            lineage: lineage.into_boxed_slice(),
-        });
+        metrics.push(MetricEntry { id: metric.id, lineage: lineage.into_boxed_slice() });
     }
     let rules = api
         .mapping_rules
@@ -178,11 +147,8 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
             Ok(Rule {
                 method: Method::from_bytes(rule.http_method.as_bytes())
                     .map_err(|_| format!("bad method {:?}", rule.http_method))?,
-                pattern: Pattern::parse(&rule.pattern)
-                    .map_err(|e| format!("pattern {:?}: {e}", rule.pattern))?,
-                metric: *local
-                    .get(&rule.metric)
-                    .ok_or_else(|| format!("unknown metric {}", rule.metric))?,
+                pattern: Pattern::parse(&rule.pattern).map_err(|e| format!("pattern {:?}: {e}", rule.pattern))?,
+                metric: *local.get(&rule.metric).ok_or_else(|| format!("unknown metric {}", rule.metric))?,
                 delta: rule.delta,
                 last: rule.last,
             })
@@ -190,10 +156,9 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         .collect::<Result<Box<[Rule]>, String>>()?;
     let auth = match &api.auth {
         AuthMode::UserKey { location } => Auth::UserKey(KeySource::compile(location)?),
-        AuthMode::AppIdKey { app_id, app_key } => Auth::AppIdKey {
-            app_id: KeySource::compile(app_id)?,
-            app_key: KeySource::compile(app_key)?,
-        },
+        AuthMode::AppIdKey { app_id, app_key } => {
+            Auth::AppIdKey { app_id: KeySource::compile(app_id)?, app_key: KeySource::compile(app_key)? }
+        }
     };
     let lifecycle = match &api.lifecycle {
         WireLifecycle::Draft => Lifecycle::Draft,
@@ -221,31 +186,18 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
 
 /// `Sat, 31 Jan 2026 00:00:00 GMT`: the start of the sunset day, in UTC.
 fn http_date(date: jiff::civil::Date) -> Result<HeaderValue, String> {
-    let text = date
-        .to_datetime(jiff::civil::Time::midnight())
-        .strftime("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
+    let text = date.to_datetime(jiff::civil::Time::midnight()).strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
     HeaderValue::from_str(&text).map_err(|_| format!("bad sunset date {date}"))
 }
 
 /// An application as the agent keeps it. Errors name the offending field.
-pub(super) fn app_entry(
-    app: Application,
-    catalog: &Catalog,
-) -> Result<AppEntry, (&'static str, String)> {
+pub(super) fn app_entry(app: Application, catalog: &Catalog) -> Result<AppEntry, (&'static str, String)> {
     if app.app_id.as_deref() == Some("") {
         return Err(("app_id", "empty app_id".to_owned()));
     }
-    let &plan = catalog
-        .plan_slots
-        .get(&app.plan_id)
-        .ok_or_else(|| ("plan_id", format!("unknown plan {}", app.plan_id)))?;
-    Ok(AppEntry {
-        id: app.id,
-        plan,
-        state: app.state,
-        app_id: app.app_id.map(String::into_boxed_str),
-    })
+    let &plan =
+        catalog.plan_slots.get(&app.plan_id).ok_or_else(|| ("plan_id", format!("unknown plan {}", app.plan_id)))?;
+    Ok(AppEntry { id: app.id, plan, state: app.state, app_id: app.app_id.map(String::into_boxed_str) })
 }
 
 /// A credential as the agent keeps it, given the slot of its application (if that exists).
@@ -255,22 +207,10 @@ pub(super) fn credential_entry(
     app: Option<u32>,
 ) -> Result<CredentialEntry, (&'static str, String)> {
     if !matches!(credential.kind, KeyKind::UserKey | KeyKind::AppKey) {
-        return Err((
-            "kind",
-            "only user keys (uk) and app keys (ak) are sent to agents".to_owned(),
-        ));
+        return Err(("kind", "only user keys (uk) and app keys (ak) are sent to agents".to_owned()));
     }
-    let app = app.ok_or_else(|| {
-        (
-            "application_id",
-            format!("unknown application {}", credential.application_id),
-        )
-    })?;
-    Ok(CredentialEntry::new(
-        CredentialEntry::expires_at(credential.expires_at),
-        app,
-        credential.kind,
-    ))
+    let app = app.ok_or_else(|| ("application_id", format!("unknown application {}", credential.application_id)))?;
+    Ok(CredentialEntry::new(CredentialEntry::expires_at(credential.expires_at), app, credential.kind))
 }
 
 /// Collects a snapshot's applications one at a time (as they are parsed), checking each as
@@ -284,21 +224,14 @@ pub(super) struct AppsBuilder<'a> {
 
 impl<'a> AppsBuilder<'a> {
     pub fn new(catalog: &'a Catalog) -> Self {
-        AppsBuilder {
-            catalog,
-            slots: Vec::new(),
-            by_id: Vec::new(),
-            by_app_id: Vec::new(),
-        }
+        AppsBuilder { catalog, slots: Vec::new(), by_id: Vec::new(), by_app_id: Vec::new() }
     }
 
     pub fn push(&mut self, app: Application) -> Result<(), ValidationError> {
         let index = self.slots.len();
-        let slot = u32::try_from(index)
-            .map_err(|_| ValidationError::new("applications", "too many applications"))?;
-        let entry = app_entry(app, self.catalog).map_err(|(field, message)| {
-            ValidationError::new(format!("applications[{index}].{field}"), message)
-        })?;
+        let slot = u32::try_from(index).map_err(|_| ValidationError::new("applications", "too many applications"))?;
+        let entry = app_entry(app, self.catalog)
+            .map_err(|(field, message)| ValidationError::new(format!("applications[{index}].{field}"), message))?;
         self.by_id.push((entry.id, slot));
         if let Some(app_id) = &entry.app_id {
             self.by_app_id.push((app_id.clone(), slot));
@@ -317,19 +250,11 @@ impl<'a> AppsBuilder<'a> {
                 .filter(|(_, app)| app.as_ref().is_some_and(|app| app.id == id))
                 .nth(1)
                 .map_or(String::new(), |(i, _)| format!("[{i}]"));
-            ValidationError::new(
-                format!("applications{at}.id"),
-                format!("duplicate application {id}"),
-            )
+            ValidationError::new(format!("applications{at}.id"), format!("duplicate application {id}"))
         })?;
-        let by_app_id = CowIndex::build_unique(self.by_app_id).map_err(|app_id| {
-            ValidationError::new("applications", format!("duplicate app_id {app_id}"))
-        })?;
-        Ok(Apps {
-            slots: CowVec::from_vec(self.slots),
-            by_id,
-            by_app_id,
-        })
+        let by_app_id = CowIndex::build_unique(self.by_app_id)
+            .map_err(|app_id| ValidationError::new("applications", format!("duplicate app_id {app_id}")))?;
+        Ok(Apps { slots: CowVec::from_vec(self.slots), by_id, by_app_id })
     }
 }
 
@@ -343,41 +268,31 @@ pub(super) struct CredentialsBuilder {
 
 impl CredentialsBuilder {
     pub fn new(apps: &Apps) -> Self {
-        let mut slots =
-            HashMap::with_capacity_and_hasher(apps.by_id.len(), FxBuildHasher::default());
+        let mut slots = HashMap::with_capacity_and_hasher(apps.by_id.len(), FxBuildHasher::default());
         slots.extend(apps.by_id.iter().map(|&(id, slot)| (id, slot)));
-        CredentialsBuilder {
-            slots,
-            entries: Vec::new(),
-        }
+        CredentialsBuilder { slots, entries: Vec::new() }
     }
 
     pub fn push(&mut self, credential: Credential) -> Result<(), ValidationError> {
         let index = self.entries.len();
         let app = self.slots.get(&credential.application_id).copied();
-        let entry = credential_entry(&credential, app).map_err(|(field, message)| {
-            ValidationError::new(format!("credentials[{index}].{field}"), message)
-        })?;
+        let entry = credential_entry(&credential, app)
+            .map_err(|(field, message)| ValidationError::new(format!("credentials[{index}].{field}"), message))?;
         self.entries.push((credential.hash.0, entry));
         Ok(())
     }
 
     pub fn finish(self) -> Result<CowIndex<[u8; 32], CredentialEntry>, ValidationError> {
         drop(self.slots);
-        CowIndex::build_unique(self.entries).map_err(|hash| {
-            ValidationError::new(
-                "credentials",
-                format!("duplicate credential {}", KeyHash(hash)),
-            )
-        })
+        CowIndex::build_unique(self.entries)
+            .map_err(|hash| ValidationError::new("credentials", format!("duplicate credential {}", KeyHash(hash))))
     }
 }
 
 /// Seeded usage must name known applications, metrics of their API, and each (application,
 /// metric, period) once.
 pub(super) fn check_usage(usage: &[CurrentUsage], config: &Config) -> Result<(), ValidationError> {
-    let mut seen =
-        std::collections::HashSet::with_capacity_and_hasher(usage.len(), FxBuildHasher::default());
+    let mut seen = std::collections::HashSet::with_capacity_and_hasher(usage.len(), FxBuildHasher::default());
     for (i, entry) in usage.iter().enumerate() {
         let at = |field: &str| format!("usage[{i}].{field}");
         let api = config
@@ -388,10 +303,7 @@ pub(super) fn check_usage(usage: &[CurrentUsage], config: &Config) -> Result<(),
             .and_then(|app| config.catalog.plan(app.plan))
             .map(|plan| plan.api)
             .ok_or_else(|| {
-                ValidationError::new(
-                    at("application_id"),
-                    format!("unknown application {}", entry.application_id),
-                )
+                ValidationError::new(at("application_id"), format!("unknown application {}", entry.application_id))
             })?;
         match config.catalog.metric_api.get(&entry.metric) {
             Some(&owner) if owner == api => {}
@@ -402,10 +314,7 @@ pub(super) fn check_usage(usage: &[CurrentUsage], config: &Config) -> Result<(),
                 ));
             }
             None => {
-                return Err(ValidationError::new(
-                    at("metric"),
-                    format!("unknown metric {}", entry.metric),
-                ));
+                return Err(ValidationError::new(at("metric"), format!("unknown metric {}", entry.metric)));
             }
         }
         if !seen.insert((entry.application_id, entry.metric, entry.period)) {

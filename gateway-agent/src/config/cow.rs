@@ -78,10 +78,7 @@ impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
         Q: Ord + Spread + ?Sized,
     {
         let entries = &self.buckets[bucket(key.spread(), self.bits)];
-        entries
-            .binary_search_by(|(k, _)| k.borrow().cmp(key))
-            .ok()
-            .map(|at| &entries[at].1)
+        entries.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok().map(|at| &entries[at].1)
     }
 
     /// Inserts or replaces; copies one bucket.
@@ -149,27 +146,16 @@ fn assemble<K: Spread + Clone, V: Clone>(bits: u32, entries: Vec<(K, V)>) -> Cow
     let mut buckets = Vec::with_capacity(1 << bits);
     let mut rest = entries.as_slice();
     for index in 0..1usize << bits {
-        let run = rest
-            .iter()
-            .position(|(key, _)| bucket(key.spread(), bits) != index)
-            .unwrap_or(rest.len());
+        let run = rest.iter().position(|(key, _)| bucket(key.spread(), bits) != index).unwrap_or(rest.len());
         let (here, after) = rest.split_at(run);
-        buckets.push(if here.is_empty() {
-            empty.clone()
-        } else {
-            Arc::from(here)
-        });
+        buckets.push(if here.is_empty() { empty.clone() } else { Arc::from(here) });
         rest = after;
     }
     CowIndex { buckets, bits, len }
 }
 
 fn bucket(spread: u32, bits: u32) -> usize {
-    if bits == 0 {
-        0
-    } else {
-        (spread >> (32 - bits)) as usize
-    }
+    if bits == 0 { 0 } else { (spread >> (32 - bits)) as usize }
 }
 
 /// Entries per chunk of a [`CowVec`].
@@ -237,9 +223,7 @@ mod tests {
 
     #[test]
     fn index_insert_get_remove_share_untouched_buckets() {
-        let entries: Vec<(Uuid, u32)> = (0..1000u32)
-            .map(|i| (Uuid::from_u128(u128::from(i) * 7919), i))
-            .collect();
+        let entries: Vec<(Uuid, u32)> = (0..1000u32).map(|i| (Uuid::from_u128(u128::from(i) * 7919), i)).collect();
         let table = CowIndex::build_unique(entries).expect("unique");
         assert_eq!(table.len(), 1000);
         for i in 0..1000u32 {
@@ -250,33 +234,17 @@ mod tests {
         assert_eq!(copy.insert(Uuid::from_u128(1), 5000), None);
         assert_eq!(copy.insert(Uuid::from_u128(1), 5001), Some(5000));
         assert_eq!(copy.len(), 1000);
-        assert_eq!(
-            table.get(&Uuid::from_u128(0)),
-            Some(&0),
-            "the original is untouched"
-        );
+        assert_eq!(table.get(&Uuid::from_u128(0)), Some(&0), "the original is untouched");
         assert_eq!(table.get(&Uuid::from_u128(1)), None);
-        let shared = table
-            .buckets
-            .iter()
-            .zip(&copy.buckets)
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
-            .count();
+        let shared = table.buckets.iter().zip(&copy.buckets).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
         assert!(shared >= table.buckets.len() - 2);
         assert_eq!(copy.iter().count(), 1000);
     }
 
     #[test]
     fn duplicates_are_named() {
-        let entries = vec![
-            (Uuid::from_u128(1), 1u32),
-            (Uuid::from_u128(2), 2),
-            (Uuid::from_u128(1), 3),
-        ];
-        assert_eq!(
-            CowIndex::build_unique(entries).err(),
-            Some(Uuid::from_u128(1))
-        );
+        let entries = vec![(Uuid::from_u128(1), 1u32), (Uuid::from_u128(2), 2), (Uuid::from_u128(1), 3)];
+        assert_eq!(CowIndex::build_unique(entries).err(), Some(Uuid::from_u128(1)));
     }
 
     #[test]

@@ -20,10 +20,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
     if delta.base_revision != base.revision || delta.revision <= delta.base_revision {
         return Err(ValidationError::new(
             "revision",
-            format!(
-                "delta {} → {} does not apply to revision {}",
-                delta.base_revision, delta.revision, base.revision
-            ),
+            format!("delta {} → {} does not apply to revision {}", delta.base_revision, delta.revision, base.revision),
         )
         .into());
     }
@@ -42,8 +39,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
                 }
             }
             Change::RemoveApi { id } => {
-                apis.get_or_insert_with(|| base.catalog.source_apis.clone())
-                    .retain(|a| a.id != id);
+                apis.get_or_insert_with(|| base.catalog.source_apis.clone()).retain(|a| a.id != id);
             }
             Change::UpsertPlan(plan) => {
                 let plans = plans.get_or_insert_with(|| base.catalog.source_plans.clone());
@@ -63,9 +59,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             }
             Change::UpsertApplication(app) => app_changes.push((i, app.id, Some(app))),
             Change::RemoveApplication { id } => app_changes.push((i, id, None)),
-            Change::UpsertCredential(credential) => {
-                credential_changes.push((i, credential.hash.0, Some(credential)))
-            }
+            Change::UpsertCredential(credential) => credential_changes.push((i, credential.hash.0, Some(credential))),
             Change::RevokeCredential { hash } => credential_changes.push((i, hash.0, None)),
         }
     }
@@ -79,8 +73,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
     };
 
     // Applications: only the last change per id counts.
-    let last_app_change: HashMap<Uuid, usize> =
-        app_changes.iter().map(|(i, id, _)| (*id, *i)).collect();
+    let last_app_change: HashMap<Uuid, usize> = app_changes.iter().map(|(i, id, _)| (*id, *i)).collect();
     app_changes.retain(|(i, id, _)| last_app_change.get(id) == Some(i));
     let mut apps = base.apps.clone();
     let mut app_removed = false;
@@ -103,8 +96,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             continue;
         };
         let at = |field: &str| format!("changes[{i}].{field}");
-        let entry = app_entry(app, &catalog)
-            .map_err(|(field, message)| ValidationError::new(at(field), message))?;
+        let entry = app_entry(app, &catalog).map_err(|(field, message)| ValidationError::new(at(field), message))?;
         let slot = match apps.by_id.get(&id) {
             Some(&slot) => {
                 apps.slots.set(slot as usize, Some(entry.clone()));
@@ -120,16 +112,12 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
         if let Some(app_id) = entry.app_id
             && apps.by_app_id.insert(app_id.clone(), slot).is_some()
         {
-            return Err(
-                ValidationError::new(at("app_id"), format!("duplicate app_id {app_id}")).into(),
-            );
+            return Err(ValidationError::new(at("app_id"), format!("duplicate app_id {app_id}")).into());
         }
     }
 
-    let last_credential_change: HashMap<[u8; 32], usize> = credential_changes
-        .iter()
-        .map(|(i, hash, _)| (*hash, *i))
-        .collect();
+    let last_credential_change: HashMap<[u8; 32], usize> =
+        credential_changes.iter().map(|(i, hash, _)| (*hash, *i)).collect();
     let mut credentials = base.credentials.clone();
     for (i, hash, change) in credential_changes {
         if last_credential_change.get(&hash) != Some(&i) {
@@ -141,9 +129,8 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             }
             Some(credential) => {
                 let app = apps.by_id.get(&credential.application_id).copied();
-                let entry = credential_entry(&credential, app).map_err(|(field, message)| {
-                    ValidationError::new(format!("changes[{i}].{field}"), message)
-                })?;
+                let entry = credential_entry(&credential, app)
+                    .map_err(|(field, message)| ValidationError::new(format!("changes[{i}].{field}"), message))?;
                 credentials.insert(hash, entry);
             }
         }
@@ -154,11 +141,9 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
     if plan_removed {
         for app in apps.slots.iter().flatten() {
             if catalog.plan(app.plan).is_none() {
-                return Err(ValidationError::new(
-                    "changes",
-                    format!("application {} is on a removed plan", app.id),
-                )
-                .into());
+                return Err(
+                    ValidationError::new("changes", format!("application {} is on a removed plan", app.id)).into()
+                );
             }
         }
     }
@@ -167,21 +152,12 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             if apps.get(entry.app).is_none() {
                 return Err(ValidationError::new(
                     "changes",
-                    format!(
-                        "credential {} belongs to a removed application",
-                        tollgate_protocol::KeyHash(*hash)
-                    ),
+                    format!("credential {} belongs to a removed application", tollgate_protocol::KeyHash(*hash)),
                 )
                 .into());
             }
         }
     }
 
-    Ok(Config {
-        revision: delta.revision,
-        generated_at: base.generated_at,
-        catalog,
-        apps,
-        credentials,
-    })
+    Ok(Config { revision: delta.revision, generated_at: base.generated_at, catalog, apps, credentials })
 }

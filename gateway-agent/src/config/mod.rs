@@ -181,18 +181,11 @@ impl Clone for CredentialEntry {
 
 impl CredentialEntry {
     pub fn new(expires_at: i64, app: u32, kind: KeyKind) -> CredentialEntry {
-        CredentialEntry {
-            expires_at,
-            app,
-            last_used: AtomicU32::new(0),
-            kind,
-        }
+        CredentialEntry { expires_at, app, last_used: AtomicU32::new(0), kind }
     }
 
     pub fn expires_at(expiry: Option<Timestamp>) -> i64 {
-        expiry.map_or(i64::MAX, |t| {
-            t.as_second() - i64::from(t.subsec_nanosecond() < 0)
-        })
+        expiry.map_or(i64::MAX, |t| t.as_second() - i64::from(t.subsec_nanosecond() < 0))
     }
 
     pub fn is_valid_at(&self, now: Timestamp) -> bool {
@@ -203,7 +196,6 @@ impl CredentialEntry {
     /// that moved the latest use to a later minute. An uncontended load while the minute is
     /// unchanged, so concurrent requests on one key share the cache line read-only.
     pub fn mark_used(&self, minute: u32) -> bool {
-        self.last_used.load(Ordering::Relaxed) < minute
-            && self.last_used.fetch_max(minute, Ordering::Relaxed) < minute
+        self.last_used.load(Ordering::Relaxed) < minute && self.last_used.fetch_max(minute, Ordering::Relaxed) < minute
     }
 }

@@ -27,8 +27,7 @@ use super::{Apps, Catalog, Config, ConfigError, CowIndex, CredentialEntry};
 /// Whether a config stream line is a snapshot written `type` first, as servers write them
 /// (anything else goes through the generic message parser).
 pub(crate) fn is_snapshot_line(line: &[u8]) -> bool {
-    line.trim_ascii_start()
-        .starts_with(br#"{"type":"snapshot""#)
+    line.trim_ascii_start().starts_with(br#"{"type":"snapshot""#)
 }
 
 /// Parses, validates and compiles a snapshot: a bare [`tollgate_protocol::Snapshot`] (the
@@ -100,37 +99,23 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                 "plans" => plans = Some(map.next_value()?),
                 "applications" => {
                     if catalog.is_none() && apis.is_some() && plans.is_some() {
-                        catalog = Some(
-                            catalog_of(apis.take(), plans.take())
-                                .map_err(|e| abort::<A::Error>(invalid, e))?,
-                        );
+                        catalog =
+                            Some(catalog_of(apis.take(), plans.take()).map_err(|e| abort::<A::Error>(invalid, e))?);
                     }
                     match &catalog {
                         Some(catalog) => {
-                            let builder = map.next_value_seed(AppsSeed {
-                                builder: AppsBuilder::new(catalog),
-                                invalid,
-                            })?;
-                            apps = Some(
-                                builder
-                                    .finish()
-                                    .map_err(|e| abort::<A::Error>(invalid, e))?,
-                            );
+                            let builder =
+                                map.next_value_seed(AppsSeed { builder: AppsBuilder::new(catalog), invalid })?;
+                            apps = Some(builder.finish().map_err(|e| abort::<A::Error>(invalid, e))?);
                         }
                         None => early_apps = Some(map.next_value()?),
                     }
                 }
                 "credentials" => match &apps {
                     Some(apps) => {
-                        let builder = map.next_value_seed(CredentialsSeed {
-                            builder: CredentialsBuilder::new(apps),
-                            invalid,
-                        })?;
-                        credentials = Some(
-                            builder
-                                .finish()
-                                .map_err(|e| abort::<A::Error>(invalid, e))?,
-                        );
+                        let builder =
+                            map.next_value_seed(CredentialsSeed { builder: CredentialsBuilder::new(apps), invalid })?;
+                        credentials = Some(builder.finish().map_err(|e| abort::<A::Error>(invalid, e))?);
                     }
                     None => early_credentials = Some(map.next_value()?),
                 },
@@ -161,48 +146,30 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                 let early = early_apps.ok_or_else(|| de::Error::missing_field("applications"))?;
                 let mut builder = AppsBuilder::new(&catalog);
                 for app in early {
-                    builder
-                        .push(app)
-                        .map_err(|e| abort::<A::Error>(invalid, e))?;
+                    builder.push(app).map_err(|e| abort::<A::Error>(invalid, e))?;
                 }
-                builder
-                    .finish()
-                    .map_err(|e| abort::<A::Error>(invalid, e))?
+                builder.finish().map_err(|e| abort::<A::Error>(invalid, e))?
             }
         };
         let credentials = match credentials {
             Some(credentials) => credentials,
             None => {
-                let early =
-                    early_credentials.ok_or_else(|| de::Error::missing_field("credentials"))?;
+                let early = early_credentials.ok_or_else(|| de::Error::missing_field("credentials"))?;
                 let mut builder = CredentialsBuilder::new(&apps);
                 for credential in early {
-                    builder
-                        .push(credential)
-                        .map_err(|e| abort::<A::Error>(invalid, e))?;
+                    builder.push(credential).map_err(|e| abort::<A::Error>(invalid, e))?;
                 }
-                builder
-                    .finish()
-                    .map_err(|e| abort::<A::Error>(invalid, e))?
+                builder.finish().map_err(|e| abort::<A::Error>(invalid, e))?
             }
         };
-        let config = Config {
-            revision,
-            generated_at,
-            catalog: Arc::new(catalog),
-            apps,
-            credentials,
-        };
+        let config = Config { revision, generated_at, catalog: Arc::new(catalog), apps, credentials };
         check_usage(&usage, &config).map_err(|e| abort::<A::Error>(invalid, e))?;
         Ok((config, usage))
     }
 }
 
 fn catalog_of(apis: Option<Vec<Api>>, plans: Option<Vec<Plan>>) -> Result<Catalog, ConfigError> {
-    build_catalog(
-        apis.unwrap_or_default(),
-        plans.unwrap_or_default().into_iter().map(Some).collect(),
-    )
+    build_catalog(apis.unwrap_or_default(), plans.unwrap_or_default().into_iter().map(Some).collect())
 }
 
 /// Compiles applications as the array is parsed.
@@ -228,9 +195,7 @@ impl<'de, 'a> Visitor<'de> for AppsSeed<'a> {
 
     fn visit_seq<S: SeqAccess<'de>>(mut self, mut seq: S) -> Result<Self::Value, S::Error> {
         while let Some(app) = seq.next_element::<Application>()? {
-            self.builder
-                .push(app)
-                .map_err(|e| abort::<S::Error>(self.invalid, e))?;
+            self.builder.push(app).map_err(|e| abort::<S::Error>(self.invalid, e))?;
         }
         Ok(self.builder)
     }
@@ -259,9 +224,7 @@ impl<'de, 'a> Visitor<'de> for CredentialsSeed<'a> {
 
     fn visit_seq<S: SeqAccess<'de>>(mut self, mut seq: S) -> Result<Self::Value, S::Error> {
         while let Some(credential) = seq.next_element::<Credential>()? {
-            self.builder
-                .push(credential)
-                .map_err(|e| abort::<S::Error>(self.invalid, e))?;
+            self.builder.push(credential).map_err(|e| abort::<S::Error>(self.invalid, e))?;
         }
         Ok(self.builder)
     }
@@ -271,9 +234,9 @@ impl<'de, 'a> Visitor<'de> for CredentialsSeed<'a> {
 mod tests {
     use jiff::Timestamp;
     use tollgate_protocol::{
-        Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, CurrentUsage,
-        KeyHash, KeyKind, KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period,
-        Plan, Snapshot, TimeZoneName, Upstream, WindowId,
+        Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, CurrentUsage, KeyHash, KeyKind,
+        KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, Snapshot, TimeZoneName, Upstream,
+        WindowId,
     };
     use uuid::Uuid;
 
@@ -289,20 +252,10 @@ mod tests {
             slug: format!("api{n}"),
             hosts: vec![],
             base_path: base_path.into(),
-            upstreams: vec![Upstream {
-                url: "http://127.0.0.1:9".into(),
-            }],
+            upstreams: vec![Upstream { url: "http://127.0.0.1:9".into() }],
             lifecycle: Lifecycle::Published,
-            auth: AuthMode::UserKey {
-                location: KeyLocation::Query {
-                    name: "user_key".into(),
-                },
-            },
-            metrics: vec![Metric {
-                id: id(n * 10),
-                system_name: "hits".into(),
-                parent: None,
-            }],
+            auth: AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } },
+            metrics: vec![Metric { id: id(n * 10), system_name: "hits".into(), parent: None }],
             mapping_rules: vec![MappingRule {
                 http_method: "GET".into(),
                 pattern: "/".into(),
@@ -323,11 +276,7 @@ mod tests {
                 id: id(plan),
                 api_id: id(api),
                 time_zone: TimeZoneName::utc(),
-                limits: vec![Limit {
-                    metric: id(api * 10),
-                    period: Period::Day,
-                    max: 10,
-                }],
+                limits: vec![Limit { metric: id(api * 10), period: Period::Day, max: 10 }],
             });
         }
         for (app, plan, app_id) in [(1000, 100, None), (2000, 200, Some("public"))] {
@@ -367,76 +316,49 @@ mod tests {
                 let app = s.applications[0].clone();
                 s.applications.push(app);
             }),
-            ("duplicate app_id", |s| {
-                s.applications[0].app_id = Some("public".into())
-            }),
-            ("empty app_id", |s| {
-                s.applications[0].app_id = Some(String::new())
-            }),
+            ("duplicate app_id", |s| s.applications[0].app_id = Some("public".into())),
+            ("empty app_id", |s| s.applications[0].app_id = Some(String::new())),
             ("unknown plan", |s| s.applications[0].plan_id = id(999)),
             ("duplicate credential", |s| {
                 let credential = s.credentials[0].clone();
                 s.credentials.push(credential);
             }),
-            ("admin token", |s| {
-                s.credentials[0].kind = KeyKind::AdminToken
-            }),
-            ("unknown application", |s| {
-                s.credentials[0].application_id = id(999)
-            }),
-            ("usage of unknown app", |s| {
-                s.usage[0].application_id = id(999)
-            }),
-            ("usage of another API's metric", |s| {
-                s.usage[0].metric = id(20)
-            }),
+            ("admin token", |s| s.credentials[0].kind = KeyKind::AdminToken),
+            ("unknown application", |s| s.credentials[0].application_id = id(999)),
+            ("usage of unknown app", |s| s.usage[0].application_id = id(999)),
+            ("usage of another API's metric", |s| s.usage[0].metric = id(20)),
             ("usage of unknown metric", |s| s.usage[0].metric = id(999)),
             ("duplicate usage", |s| {
                 let usage = s.usage[0].clone();
                 s.usage.push(usage);
             }),
             ("plan of unknown API", |s| s.plans[0].api_id = id(999)),
-            ("bad pattern", |s| {
-                s.apis[0].mapping_rules[0].pattern = "/{x".into()
-            }),
+            ("bad pattern", |s| s.apis[0].mapping_rules[0].pattern = "/{x".into()),
             ("shared route", |s| s.apis[1].base_path = "/a".into()),
         ];
         for (name, mutate) in mutations {
             let mut snapshot = sample();
             mutate(&mut snapshot);
             let expected = snapshot.validate();
-            let line =
-                serde_json::to_vec(&ConfigMessage::Snapshot(snapshot.clone())).expect("json");
+            let line = serde_json::to_vec(&ConfigMessage::Snapshot(snapshot.clone())).expect("json");
             assert!(is_snapshot_line(&line));
             // serde_json::Value sorts keys: applications and credentials before plans.
-            let shuffled =
-                serde_json::to_vec(&serde_json::to_value(&snapshot).expect("value")).expect("json");
+            let shuffled = serde_json::to_vec(&serde_json::to_value(&snapshot).expect("value")).expect("json");
             for json in [line, shuffled] {
                 let compiled = parse_snapshot(&json);
-                assert_eq!(
-                    compiled.is_ok(),
-                    expected.is_ok(),
-                    "{name}: {:?} vs {expected:?}",
-                    compiled.err()
-                );
+                assert_eq!(compiled.is_ok(), expected.is_ok(), "{name}: {:?} vs {expected:?}", compiled.err());
                 if let (Err(ConfigError::Invalid(ours)), Err(theirs)) = (&compiled, &expected) {
                     // Same field; the index may differ where the protocol names the second of a
                     // duplicate pair and we name the first.
                     let field = |path: &str| path.rsplit('.').next().unwrap_or_default().to_owned();
                     assert!(
                         field(&ours.path) == field(&theirs.path)
-                            || ours
-                                .path
-                                .starts_with(theirs.path.split('[').next().unwrap_or_default()),
+                            || ours.path.starts_with(theirs.path.split('[').next().unwrap_or_default()),
                         "{name}: {ours} vs {theirs}"
                     );
                 }
             }
-            assert_eq!(
-                super::super::compile_snapshot(snapshot).is_ok(),
-                expected.is_ok(),
-                "{name}"
-            );
+            assert_eq!(super::super::compile_snapshot(snapshot).is_ok(), expected.is_ok(), "{name}");
         }
     }
 
@@ -453,13 +375,7 @@ mod tests {
         assert_eq!(app.id, id(2000));
         assert_eq!(config.apps.by_app_id.get("public"), Some(&entry.app));
         assert_eq!(config.catalog.plan(app.plan).map(|p| p.api), Some(1));
-        assert!(matches!(
-            parse_snapshot(b"{\"revision\":"),
-            Err(ConfigError::Unreadable(_))
-        ));
-        assert!(matches!(
-            parse_snapshot(b"{}"),
-            Err(ConfigError::Unreadable(_))
-        ));
+        assert!(matches!(parse_snapshot(b"{\"revision\":"), Err(ConfigError::Unreadable(_))));
+        assert!(matches!(parse_snapshot(b"{}"), Err(ConfigError::Unreadable(_))));
     }
 }

@@ -30,8 +30,7 @@ pub(crate) fn path(state_dir: &Path) -> PathBuf {
 pub(crate) fn save(state_dir: &Path, config: &Config, usage: &[CurrentUsage]) -> io::Result<()> {
     state::write_atomically(&path(state_dir), |file| {
         let mut writer = io::BufWriter::with_capacity(1 << 20, file);
-        serde_json::to_writer(&mut writer, &SnapshotView { config, usage })
-            .map_err(io::Error::other)?;
+        serde_json::to_writer(&mut writer, &SnapshotView { config, usage }).map_err(io::Error::other)?;
         writer.flush()
     })
 }
@@ -150,9 +149,6 @@ mod tests {
     #[test]
     fn hashes_serialise_as_the_protocol_does() {
         let hash = KeyHash::of("tg_uk_example");
-        assert_eq!(
-            serde_json::to_string(&Hex(hash.0)).expect("json"),
-            serde_json::to_string(&hash).expect("json")
-        );
+        assert_eq!(serde_json::to_string(&Hex(hash.0)).expect("json"), serde_json::to_string(&hash).expect("json"));
     }
 }

@@ -45,12 +45,7 @@ pub struct Check {
 impl Check {
     /// Fills unused slots of inline lists.
     pub const PLACEHOLDER: Check = Check {
-        key: CounterKey {
-            app: Uuid::nil(),
-            metric: Uuid::nil(),
-            period: Period::Eternity,
-            window: WindowId(0),
-        },
+        key: CounterKey { app: Uuid::nil(), metric: Uuid::nil(), period: Period::Eternity, window: WindowId(0) },
         amount: 0,
         max: 0,
         window_end: None,
@@ -88,9 +83,7 @@ impl LocalCounters {
     pub fn new() -> LocalCounters {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
         let shards = (cores * 16).next_power_of_two().max(64);
-        LocalCounters {
-            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-        }
+        LocalCounters { shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect() }
     }
 
     fn shard_of(&self, app: Uuid) -> usize {
@@ -100,9 +93,7 @@ impl LocalCounters {
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
         // A panic while holding a shard cannot leave a counter half-updated (updates are
         // single writes), so a poisoned shard is still consistent.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admits all checks or none. Each key must appear at most once.
@@ -120,8 +111,7 @@ impl LocalCounters {
         let mut indices: Vec<usize> = checks.iter().map(|c| self.shard_of(c.key.app)).collect();
         indices.sort_unstable();
         indices.dedup();
-        let mut guards: Vec<MutexGuard<'_, Shard>> =
-            indices.iter().map(|&i| self.lock(i)).collect();
+        let mut guards: Vec<MutexGuard<'_, Shard>> = indices.iter().map(|&i| self.lock(i)).collect();
         let mut maps: Vec<&mut Shard> = guards.iter_mut().map(|g| &mut **g).collect();
         check_then_add(&mut maps, checks, |check| {
             let shard = self.shard_of(check.key.app);
@@ -134,10 +124,7 @@ impl LocalCounters {
     pub fn add(&self, checks: &[Check]) {
         for check in checks {
             let mut map = self.lock(self.shard_of(check.key.app));
-            let slot = map.entry(check.key).or_insert(Slot {
-                used: 0,
-                end: end_secs(check.window_end),
-            });
+            let slot = map.entry(check.key).or_insert(Slot { used: 0, end: end_secs(check.window_end) });
             slot.used = slot.used.saturating_add(check.amount);
         }
     }
@@ -146,17 +133,12 @@ impl LocalCounters {
     /// it: this agent's own recent, not yet reported usage stays counted.
     pub fn seed(&self, key: CounterKey, used: u64, window_end: Option<Timestamp>) {
         let mut map = self.lock(self.shard_of(key.app));
-        let slot = map.entry(key).or_insert(Slot {
-            used: 0,
-            end: end_secs(window_end),
-        });
+        let slot = map.entry(key).or_insert(Slot { used: 0, end: end_secs(window_end) });
         slot.used = slot.used.max(used);
     }
 
     pub fn used(&self, key: &CounterKey) -> u64 {
-        self.lock(self.shard_of(key.app))
-            .get(key)
-            .map_or(0, |slot| slot.used)
+        self.lock(self.shard_of(key.app)).get(key).map_or(0, |slot| slot.used)
     }
 
     /// Drops counters of windows that ended more than [`RETENTION_SECS`] before `now`.
@@ -204,24 +186,15 @@ fn end_secs(end: Option<Timestamp>) -> i64 {
 }
 
 /// Checks every counter, then adds to every counter; `map_of` says which map holds a check.
-fn check_then_add(
-    maps: &mut [&mut Shard],
-    checks: &[Check],
-    map_of: impl Fn(&Check) -> usize,
-) -> Outcome {
+fn check_then_add(maps: &mut [&mut Shard], checks: &[Check], map_of: impl Fn(&Check) -> usize) -> Outcome {
     for (index, check) in checks.iter().enumerate() {
-        let used = maps[map_of(check)]
-            .get(&check.key)
-            .map_or(0, |slot| slot.used);
+        let used = maps[map_of(check)].get(&check.key).map_or(0, |slot| slot.used);
         if used.saturating_add(check.amount) > check.max {
             return Outcome::Rejected { index, used };
         }
     }
     for check in checks {
-        let slot = maps[map_of(check)].entry(check.key).or_insert(Slot {
-            used: 0,
-            end: end_secs(check.window_end),
-        });
+        let slot = maps[map_of(check)].entry(check.key).or_insert(Slot { used: 0, end: end_secs(check.window_end) });
         slot.used += check.amount;
     }
     Outcome::Admitted

@@ -24,8 +24,7 @@ impl KeySource {
         Ok(match location {
             KeyLocation::Query { name } => KeySource::Query(name.as_str().into()),
             KeyLocation::Header { name } => KeySource::Header(
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| format!("{name:?} is not a valid header name"))?,
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?,
             ),
         })
     }
@@ -42,10 +41,7 @@ impl KeySource {
 /// How an API's consumers present credentials.
 pub(crate) enum Auth {
     UserKey(KeySource),
-    AppIdKey {
-        app_id: KeySource,
-        app_key: KeySource,
-    },
+    AppIdKey { app_id: KeySource, app_key: KeySource },
 }
 
 impl Auth {
@@ -98,16 +94,10 @@ pub(crate) fn authenticate<'a>(
             (hash, entry)
         }
         Auth::AppIdKey { app_id, app_key } => {
-            let (Some(app_id), Some(key)) =
-                (app_id.read(query, headers), app_key.read(query, headers))
-            else {
+            let (Some(app_id), Some(key)) = (app_id.read(query, headers), app_key.read(query, headers)) else {
                 return Err(AuthError::Missing);
             };
-            let &slot = config
-                .apps
-                .by_app_id
-                .get(app_id.as_ref())
-                .ok_or(AuthError::Invalid)?;
+            let &slot = config.apps.by_app_id.get(app_id.as_ref()).ok_or(AuthError::Invalid)?;
             let hash = KeyHash::of(&key).0;
             let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::AppKey || entry.app != slot || !entry.is_valid_at(now) {
@@ -125,12 +115,7 @@ pub(crate) fn authenticate<'a>(
     if app.state != ApplicationState::Live {
         return Err(AuthError::NotLive);
     }
-    Ok(Caller {
-        hash,
-        credential,
-        app,
-        plan,
-    })
+    Ok(Caller { hash, credential, app, plan })
 }
 
 /// The first value of query parameter `name`, percent-decoded only if it needs to be.
@@ -151,10 +136,7 @@ fn percent_decode(value: &str) -> Cow<'_, str> {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
+            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
                 (Some(high), Some(low)) => {
                     out.push(high << 4 | low);
                     i += 2;
@@ -183,16 +165,10 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(
-            query_param("a=1&user_key=abc&b", "user_key").as_deref(),
-            Some("abc")
-        );
+        assert_eq!(query_param("a=1&user_key=abc&b", "user_key").as_deref(), Some("abc"));
         assert_eq!(query_param("user_key", "user_key").as_deref(), Some(""));
         assert_eq!(query_param("xuser_key=1", "user_key"), None);
-        assert_eq!(
-            query_param("k=tg%5Fuk%5Fx+y", "k").as_deref(),
-            Some("tg_uk_x y")
-        );
+        assert_eq!(query_param("k=tg%5Fuk%5Fx+y", "k").as_deref(), Some("tg_uk_x y"));
         assert_eq!(query_param("k=100%", "k").as_deref(), Some("100%"));
         assert_eq!(query_param("k=%4", "k").as_deref(), Some("%4"));
     }

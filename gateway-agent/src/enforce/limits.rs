@@ -36,11 +36,7 @@ pub struct PlanLimits {
 
 impl PlanLimits {
     pub fn new(tz: TimeZone, rules: Vec<LimitRule>) -> PlanLimits {
-        PlanLimits {
-            tz,
-            rules: rules.into_boxed_slice(),
-            windows: Default::default(),
-        }
+        PlanLimits { tz, rules: rules.into_boxed_slice(), windows: Default::default() }
     }
 
     pub fn time_zone(&self) -> &TimeZone {
@@ -72,12 +68,7 @@ impl PlanLimits {
             };
             let window = self.window(rule.period, now);
             out.push(Check {
-                key: CounterKey {
-                    app,
-                    metric: rule.metric_id,
-                    period: rule.period,
-                    window: window.id(),
-                },
+                key: CounterKey { app, metric: rule.metric_id, period: rule.period, window: window.id() },
                 amount,
                 max: rule.max,
                 window_end: window.end,

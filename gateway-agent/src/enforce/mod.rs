@@ -23,12 +23,7 @@ use counters::{Check, LocalCounters, Outcome};
 /// Applies the API's mapping rules to a request: every matching rule adds its delta to its
 /// metric and the metric's ancestors, in order, stopping after a `last` rule. `path` is
 /// relative to the API's base path. Returns whether any rule matched.
-pub(crate) fn map_request(
-    api: &ApiEntry,
-    method: &Method,
-    path: &str,
-    touched: &mut Touched,
-) -> bool {
+pub(crate) fn map_request(api: &ApiEntry, method: &Method, path: &str, touched: &mut Touched) -> bool {
     let mut matched = false;
     for rule in api.rules.iter() {
         if rule.method != *method || !rule.pattern.matches(path) {
@@ -82,11 +77,7 @@ pub struct InlineVec<T: Copy, const N: usize> {
 impl<T: Copy, const N: usize> InlineVec<T, N> {
     /// `fill` only initialises unused slots.
     pub fn new(fill: T) -> Self {
-        InlineVec {
-            len: 0,
-            items: [fill; N],
-            spilled: None,
-        }
+        InlineVec { len: 0, items: [fill; N], spilled: None }
     }
 
     pub fn push(&mut self, item: T) {
@@ -140,10 +131,7 @@ impl Touched {
     }
 
     pub fn amount(&self, metric: u32) -> Option<u64> {
-        self.as_slice()
-            .iter()
-            .find(|(m, _)| *m == metric)
-            .map(|&(_, amount)| amount)
+        self.as_slice().iter().find(|(m, _)| *m == metric).map(|&(_, amount)| amount)
     }
 }
 

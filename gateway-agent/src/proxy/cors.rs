@@ -31,8 +31,7 @@ pub(crate) const PREFLIGHT_INDEX: usize = ANSWERED_DECISIONS - 1;
 /// Allowed when the preflight names no usable method.
 const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 /// Response headers a page may read: limits, and an API's deprecation.
-const EXPOSED: &str =
-    "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Deprecation, Sunset";
+const EXPOSED: &str = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Deprecation, Sunset";
 /// How long a browser may cache a preflight answer, in seconds.
 const MAX_AGE: &str = "600";
 /// Requested header names echoed at most (a browser asks for a handful).
@@ -45,11 +44,7 @@ pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 
 /// The answer to a preflight from the listed `origin`: `204` allowing the requested method
 /// and headers, plus the header names the APIs read keys from.
-pub(crate) fn preflight(
-    origin: &HeaderValue,
-    request: &HeaderMap,
-    config: Option<&Config>,
-) -> Response<Body> {
+pub(crate) fn preflight(origin: &HeaderValue, request: &HeaderMap, config: Option<&Config>) -> Response<Body> {
     let methods = request
         .get(ACCESS_CONTROL_REQUEST_METHOD)
         .filter(|method| is_token(method.as_bytes()))
@@ -124,10 +119,7 @@ pub(crate) fn allow(origin: &HeaderValue, headers: &mut HeaderMap) {
     if !varies {
         headers.append(VARY, HeaderValue::from_static("Origin"));
     }
-    headers.append(
-        ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED),
-    );
+    headers.append(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
 }
 
 /// An RFC 9110 token (method or header name): `tchar`s only, not empty.
@@ -163,10 +155,7 @@ mod tests {
     fn preflight_echoes_tokens_only() {
         let origin = HeaderValue::from_static("http://127.0.0.1:8080");
         let mut request = HeaderMap::new();
-        request.insert(
-            ACCESS_CONTROL_REQUEST_METHOD,
-            HeaderValue::from_static("PUT"),
-        );
+        request.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("PUT"));
         request.insert(
             ACCESS_CONTROL_REQUEST_HEADERS,
             HeaderValue::from_static("content-type, x-api-key,bad header, X-API-Key,,x-(no)"),
@@ -176,26 +165,15 @@ mod tests {
         let headers = response.headers();
         assert_eq!(headers[ACCESS_CONTROL_ALLOW_ORIGIN], origin);
         assert_eq!(headers[ACCESS_CONTROL_ALLOW_METHODS], "PUT");
-        assert_eq!(
-            headers[ACCESS_CONTROL_ALLOW_HEADERS],
-            "content-type, x-api-key"
-        );
+        assert_eq!(headers[ACCESS_CONTROL_ALLOW_HEADERS], "content-type, x-api-key");
         assert_eq!(headers[ACCESS_CONTROL_MAX_AGE], "600");
         assert_eq!(headers[VARY], "Origin");
 
-        request.insert(
-            ACCESS_CONTROL_REQUEST_METHOD,
-            HeaderValue::from_static("GET, PUT"),
-        );
+        request.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("GET, PUT"));
         request.remove(ACCESS_CONTROL_REQUEST_HEADERS);
         let response = preflight(&origin, &request, None);
         assert_eq!(response.headers()[ACCESS_CONTROL_ALLOW_METHODS], METHODS);
-        assert!(
-            response
-                .headers()
-                .get(ACCESS_CONTROL_ALLOW_HEADERS)
-                .is_none()
-        );
+        assert!(response.headers().get(ACCESS_CONTROL_ALLOW_HEADERS).is_none());
     }
 
     #[test]

@@ -8,9 +8,7 @@
 use std::net::IpAddr;
 
 use hyper::body::Incoming;
-use hyper::header::{
-    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-};
+use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
@@ -40,12 +38,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-    ] {
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &PROXY_AUTHENTICATE, &PROXY_AUTHORIZATION] {
         headers.remove(name);
     }
     for name in [TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
@@ -67,8 +60,7 @@ pub(crate) fn upstream_request(
         let path = parts.uri.path();
         let rest = path.get(rest_offset..).unwrap_or("");
         let query = parts.uri.query();
-        let mut out =
-            String::with_capacity(target.prefix.len() + rest.len() + query.map_or(0, str::len) + 2);
+        let mut out = String::with_capacity(target.prefix.len() + rest.len() + query.map_or(0, str::len) + 2);
         out.push_str(&target.prefix);
         out.push_str(rest);
         if out.is_empty() {
@@ -117,14 +109,10 @@ pub(crate) fn upstream_request(
 fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
     let is_credential = |pair: &str| {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        auth.sources()
-            .any(|source| matches!(source, KeySource::Query(param) if **param == *name))
+        auth.sources().any(|source| matches!(source, KeySource::Query(param) if **param == *name))
     };
     let mut first = true;
-    for pair in query
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !is_credential(pair))
-    {
+    for pair in query.split('&').filter(|pair| !pair.is_empty() && !is_credential(pair)) {
         out.push(if first { '?' } else { '&' });
         out.push_str(pair);
         first = false;
@@ -152,10 +140,7 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));

@@ -40,8 +40,7 @@ use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use reply::{Body, Refusal};
 
-static DEPRECATION: hyper::header::HeaderName =
-    hyper::header::HeaderName::from_static("deprecation");
+static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
 static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
 
 pub(crate) struct Proxy {
@@ -114,10 +113,7 @@ impl Proxy {
         let origin = if self.cors.is_empty() {
             None
         } else {
-            request
-                .headers()
-                .get(hyper::header::ORIGIN)
-                .and_then(|origin| self.cors.find(origin))
+            request.headers().get(hyper::header::ORIGIN).and_then(|origin| self.cors.find(origin))
         };
         let Some(origin) = origin else {
             return self.admit(request, peer).await;
@@ -137,12 +133,7 @@ impl Proxy {
         let config = self.live.load();
         let response = cors::preflight(origin, request.headers(), config.as_deref());
         self.finish(
-            Summary {
-                api: None,
-                app: None,
-                decision: cors::PREFLIGHT,
-                status: response.status(),
-            },
+            Summary { api: None, app: None, decision: cors::PREFLIGHT, status: response.status() },
             Some(cors::PREFLIGHT_INDEX),
             started,
         );
@@ -176,20 +167,11 @@ impl Proxy {
 
         let rest = path.get(route.rest_offset..).unwrap_or("");
         let mut touched = Touched::empty();
-        if !map_request(api, &parts.method, rest, &mut touched)
-            && api.on_no_match == NoMatch::NotFound
-        {
+        if !map_request(api, &parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
             return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
         }
 
-        let caller = match authenticate(
-            &config,
-            route.api,
-            &api.auth,
-            parts.uri.query(),
-            &parts.headers,
-            now,
-        ) {
+        let caller = match authenticate(&config, route.api, &api.auth, parts.uri.query(), &parts.headers, now) {
             Ok(caller) => caller,
             Err(AuthError::Missing) => {
                 return self.refuse(Some(api), None, Refusal::MissingCredentials, started);
@@ -204,18 +186,11 @@ impl Proxy {
         let app = caller.app;
 
         let mut checks = Checks::empty();
-        caller
-            .plan
-            .limits
-            .checks(app.id, &touched, now, &mut checks);
-        if let Outcome::Rejected { index, used } =
-            self.limiter.check_and_add(checks.as_slice(), now).await
-        {
+        caller.plan.limits.checks(app.id, &touched, now, &mut checks);
+        if let Outcome::Rejected { index, used } = self.limiter.check_and_add(checks.as_slice(), now).await {
             let check = checks.as_slice().get(index).copied();
             let max = check.map_or(0, |c| c.max);
-            let reset = check
-                .and_then(|c| c.window_end)
-                .map(|end| reply::seconds_until(end, now));
+            let reset = check.and_then(|c| c.window_end).map(|end| reply::seconds_until(end, now));
             let mut response = reply::limit_exceeded(max, used, reset);
             self.decorate(api, &mut response);
             self.finish(
@@ -243,22 +218,8 @@ impl Proxy {
         self.forward(admitted, parts, body, peer).await
     }
 
-    async fn forward(
-        &self,
-        admitted: Admitted<'_>,
-        parts: Parts,
-        body: Incoming,
-        peer: SocketAddr,
-    ) -> Response<Body> {
-        let Admitted {
-            api,
-            credential: (hash, credential),
-            app,
-            touched,
-            rest_offset,
-            received,
-            started,
-        } = admitted;
+    async fn forward(&self, admitted: Admitted<'_>, parts: Parts, body: Incoming, peer: SocketAddr) -> Response<Body> {
+        let Admitted { api, credential: (hash, credential), app, touched, rest_offset, received, started } = admitted;
         let Some(target) = api.upstreams.pick() else {
             return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
         };
@@ -268,14 +229,7 @@ impl Proxy {
             }
             return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
         }
-        let request = match forward::upstream_request(
-            parts,
-            body,
-            target,
-            rest_offset,
-            &api.auth,
-            peer.ip(),
-        ) {
+        let request = match forward::upstream_request(parts, body, target, rest_offset, &api.auth, peer.ip()) {
             Ok(request) => request,
             Err(err) => {
                 tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
@@ -284,12 +238,7 @@ impl Proxy {
         };
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(hash, credential, received);
-        let response = match tokio::time::timeout(
-            self.upstream_timeout,
-            self.client.request(request),
-        )
-        .await
-        {
+        let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
             Err(_) => {
                 target.failed();
                 return self.refuse(Some(api), Some(app), Refusal::UpstreamTimeout, started);
@@ -314,9 +263,10 @@ impl Proxy {
         let latency = started.elapsed();
         self.usage.record(
             app,
-            touched.as_slice().iter().filter_map(|&(metric, amount)| {
-                Some((api.metrics.get(metric as usize)?.id, amount))
-            }),
+            touched
+                .as_slice()
+                .iter()
+                .filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount))),
             self.clock.now(),
             status.as_u16(),
             latency,
@@ -325,16 +275,7 @@ impl Proxy {
         forward::strip_hop_by_hop(&mut parts.headers);
         let mut response = Response::from_parts(parts, Either::Left(body));
         self.decorate(api, &mut response);
-        self.finish(
-            Summary {
-                api: Some(api),
-                app: Some(app),
-                decision: "proxied",
-                status,
-            },
-            None,
-            started,
-        );
+        self.finish(Summary { api: Some(api), app: Some(app), decision: "proxied", status }, None, started);
         response
     }
 
@@ -361,12 +302,7 @@ impl Proxy {
             self.decorate(api, &mut response);
         }
         self.finish(
-            Summary {
-                api,
-                app,
-                decision: refusal.code(),
-                status: refusal.status(),
-            },
+            Summary { api, app, decision: refusal.code(), status: refusal.status() },
             Some(refusal.index()),
             started,
         );
@@ -378,16 +314,9 @@ impl Proxy {
     fn finish(&self, outcome: Summary<'_>, answered: Option<usize>, started: Instant) {
         let elapsed = started.elapsed();
         self.metrics.request_duration.record(elapsed.as_secs_f64());
-        let counters = outcome
-            .api
-            .map_or(self.metrics.unrouted(), |api| &api.requests);
+        let counters = outcome.api.map_or(self.metrics.unrouted(), |api| &api.requests);
         match answered {
-            Some(index) => counters.answered(
-                &self.metrics,
-                index,
-                outcome.decision,
-                outcome.status.as_u16(),
-            ),
+            Some(index) => counters.answered(&self.metrics, index, outcome.decision, outcome.status.as_u16()),
             None => counters.proxied(&self.metrics, outcome.status.as_u16()),
         }
         if self.access_log {
@@ -405,11 +334,8 @@ impl Proxy {
 
 /// The request's host without port, lowercased (allocating only if it was not already).
 fn request_host(parts: &Parts) -> Option<Cow<'_, str>> {
-    let raw = parts
-        .headers
-        .get(hyper::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| parts.uri.host())?;
+    let raw =
+        parts.headers.get(hyper::header::HOST).and_then(|value| value.to_str().ok()).or_else(|| parts.uri.host())?;
     let host = if raw.starts_with('[') {
         raw.split_inclusive(']').next().unwrap_or(raw)
     } else {

@@ -60,12 +60,8 @@ impl Refusal {
             Refusal::NotReady => {
                 r#"{"error":"not_ready","message":"The gateway has not loaded its configuration yet."}"#
             }
-            Refusal::UnknownApi => {
-                r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#
-            }
-            Refusal::ApiRetired => {
-                r#"{"error":"api_retired","message":"This API has been retired."}"#
-            }
+            Refusal::UnknownApi => r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#,
+            Refusal::ApiRetired => r#"{"error":"api_retired","message":"This API has been retired."}"#,
             Refusal::NoMatchingRule => {
                 r#"{"error":"no_matching_rule","message":"No mapping rule of this API matches the request method and path."}"#
             }
@@ -96,13 +92,9 @@ impl Refusal {
     }
 
     pub fn response(self) -> Response<Body> {
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-            self.body().as_bytes(),
-        ))));
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body().as_bytes()))));
         *response.status_mut() = self.status();
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     }
 }
@@ -126,10 +118,7 @@ pub(crate) fn limit_exceeded(max: u64, used: u64, reset: Option<u64>) -> Respons
     let mut response = Refusal::LimitExceeded.response();
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(max));
-    headers.insert(
-        RATELIMIT_REMAINING.clone(),
-        HeaderValue::from(max.saturating_sub(used)),
-    );
+    headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(max.saturating_sub(used)));
     if let Some(reset) = reset {
         headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset));
         headers.insert(RETRY_AFTER, HeaderValue::from(reset));

@@ -31,10 +31,7 @@ impl Routes {
     /// Adds an API at `base_path` (`/` or `/segment…` without trailing slash) on `hosts`
     /// (empty: any host).
     pub fn add(&mut self, api: u32, hosts: &[String], base_path: &str) -> Result<(), String> {
-        let entry = Entry {
-            api,
-            base_path_len: if base_path == "/" { 0 } else { base_path.len() },
-        };
+        let entry = Entry { api, base_path_len: if base_path == "/" { 0 } else { base_path.len() } };
         if hosts.is_empty() {
             return insert(&mut self.any_host, base_path, entry);
         }
@@ -51,10 +48,7 @@ impl Routes {
             .and_then(|host| self.hosts.get(host))
             .and_then(|router| router.at(path).ok())
             .or_else(|| self.any_host.at(path).ok())?;
-        Some(Route {
-            api: hit.value.api,
-            rest_offset: hit.value.base_path_len,
-        })
+        Some(Route { api: hit.value.api, rest_offset: hit.value.base_path_len })
     }
 }
 
@@ -64,11 +58,7 @@ fn insert(router: &mut Router<Entry>, base_path: &str, entry: Entry) -> Result<(
     let escaped = base_path.replace('{', "{{").replace('}', "}}");
     let prefix = escaped.trim_end_matches('/');
     let routes = [
-        if prefix.is_empty() {
-            "/".to_owned()
-        } else {
-            prefix.to_owned()
-        },
+        if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() },
         format!("{prefix}/"),
         format!("{prefix}/{{*rest}}"),
     ];
@@ -91,12 +81,8 @@ mod tests {
         let mut routes = Routes::default();
         routes.add(0, &[], "/pets").expect("add");
         routes.add(1, &[], "/pets/v2").expect("add");
-        routes
-            .add(2, &["api.example.com".into()], "/")
-            .expect("add");
-        routes
-            .add(3, &["api.example.com".into()], "/pets")
-            .expect("add");
+        routes.add(2, &["api.example.com".into()], "/").expect("add");
+        routes.add(3, &["api.example.com".into()], "/pets").expect("add");
         routes.add(4, &[], "/odd{x}").expect("add");
         routes
     }

@@ -33,19 +33,11 @@ pub(crate) struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<Target, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|_| format!("upstream {url:?} is not a URL"))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| format!("upstream {url:?} has no scheme"))?;
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| format!("upstream {url:?} has no host"))?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| format!("upstream {url:?} has an invalid host"))?;
+        let uri: hyper::Uri = url.parse().map_err(|_| format!("upstream {url:?} is not a URL"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| format!("upstream {url:?} has no scheme"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| format!("upstream {url:?} has no host"))?;
+        let host =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| format!("upstream {url:?} has an invalid host"))?;
         Ok(Target {
             scheme,
             prefix: uri.path().trim_end_matches('/').into(),
@@ -101,14 +93,9 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub fn new(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Pool, String> {
-        let targets = urls
-            .into_iter()
-            .map(|url| Target::parse(url.as_ref()))
-            .collect::<Result<Box<[Target]>, String>>()?;
-        Ok(Pool {
-            targets,
-            next: AtomicUsize::new(0),
-        })
+        let targets =
+            urls.into_iter().map(|url| Target::parse(url.as_ref())).collect::<Result<Box<[Target]>, String>>()?;
+        Ok(Pool { targets, next: AtomicUsize::new(0) })
     }
 
     /// The next healthy target, or the next target if none is healthy; `None` if the API has
@@ -147,15 +134,7 @@ mod tests {
     fn round_robin_skips_ejected_targets() {
         let pool = Pool::new(["http://a:1/base/", "http://b:2"]).expect("valid");
         let picks: Vec<&str> = (0..4).map(|_| &*pool.pick().expect("target").url).collect();
-        assert_eq!(
-            picks,
-            [
-                "http://a:1/base/",
-                "http://b:2",
-                "http://a:1/base/",
-                "http://b:2"
-            ]
-        );
+        assert_eq!(picks, ["http://a:1/base/", "http://b:2", "http://a:1/base/", "http://b:2"]);
         assert_eq!(&*pool.targets[0].prefix, "/base");
         pool.targets[0].unreachable();
         assert!((0..4).all(|_| &*pool.pick().expect("target").url == "http://b:2"));

@@ -59,61 +59,33 @@ impl ControlPlane {
         path_and_query: &str,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, ControlPlaneError> {
-        let uri = self
-            .server
-            .endpoint(path_and_query)
-            .map_err(|e| ControlPlaneError::Request(e.to_string()))?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
+        let uri = self.server.endpoint(path_and_query).map_err(|e| ControlPlaneError::Request(e.to_string()))?;
+        let mut builder = Request::builder().method(method).uri(uri).header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
         if let Some(authorization) = &self.authorization {
             builder = builder.header(AUTHORIZATION, authorization.clone());
         }
         if !body.is_empty() {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }
-        builder
-            .body(Full::new(body))
-            .map_err(|e| ControlPlaneError::Request(e.to_string()))
+        builder.body(Full::new(body)).map_err(|e| ControlPlaneError::Request(e.to_string()))
     }
 
     /// Posts a JSON body; returns the status and the whole response body.
-    pub async fn post_json(
-        &self,
-        path: &str,
-        body: Bytes,
-    ) -> Result<(StatusCode, Bytes), ControlPlaneError> {
+    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<(StatusCode, Bytes), ControlPlaneError> {
         let request = self.request(Method::POST, path, body)?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(ControlPlaneError::Unreachable)?;
+            let response = self.client.request(request).await.map_err(ControlPlaneError::Unreachable)?;
             let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(ControlPlaneError::Body)?
-                .to_bytes();
+            let body = response.into_body().collect().await.map_err(ControlPlaneError::Body)?.to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(POST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ControlPlaneError::Timeout(POST_TIMEOUT))?
+        tokio::time::timeout(POST_TIMEOUT, exchange).await.map_err(|_| ControlPlaneError::Timeout(POST_TIMEOUT))?
     }
 
     /// Opens a long-lived GET (the config stream) and returns once its head arrives.
-    pub async fn open_stream(
-        &self,
-        path_and_query: &str,
-    ) -> Result<Response<Incoming>, ControlPlaneError> {
+    pub async fn open_stream(&self, path_and_query: &str) -> Result<Response<Incoming>, ControlPlaneError> {
         let mut request = self.request(Method::GET, path_and_query, Bytes::new())?;
-        request
-            .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static(NDJSON_CONTENT_TYPE));
+        request.headers_mut().insert(ACCEPT, HeaderValue::from_static(NDJSON_CONTENT_TYPE));
         tokio::time::timeout(CONNECT_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| ControlPlaneError::Timeout(CONNECT_TIMEOUT))?

@@ -44,10 +44,7 @@ pub(crate) async fn report(
 
 async fn post(control_plane: &ControlPlane, status: &AgentStatus) -> Result<(), String> {
     let body = serde_json::to_vec(status).map_err(|e| e.to_string())?;
-    match control_plane
-        .post_json(STATUS_PATH, Bytes::from(body))
-        .await
-    {
+    match control_plane.post_json(STATUS_PATH, Bytes::from(body)).await {
         Ok((code, _)) if code.is_success() => Ok(()),
         Ok((code, _)) => Err(format!("status {code}")),
         Err(err) => Err(err.to_string()),

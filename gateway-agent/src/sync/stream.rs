@@ -18,16 +18,13 @@ use hyper::StatusCode;
 use hyper::header::CONTENT_TYPE;
 use tokio::sync::watch;
 use tollgate_protocol::{
-    AgentStatus, CONFIG_STREAM_PATH, ConfigMessage, CurrentUsage, Delta, NDJSON_CONTENT_TYPE,
-    PROTOCOL_VERSION, Rejection,
+    AgentStatus, CONFIG_STREAM_PATH, ConfigMessage, CurrentUsage, Delta, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION,
+    Rejection,
 };
 
 use super::Backoff;
 use super::client::{ControlPlane, ControlPlaneError};
-use crate::config::{
-    Config, ConfigError, LiveConfig, apply_delta, compile_snapshot, is_snapshot_line,
-    parse_snapshot,
-};
+use crate::config::{Config, ConfigError, LiveConfig, apply_delta, compile_snapshot, is_snapshot_line, parse_snapshot};
 use crate::enforce::Limiter;
 use crate::telemetry::Metrics;
 
@@ -82,11 +79,7 @@ enum SessionEnd {
     #[error("reading the config stream: {0}")]
     Body(#[source] hyper::Error),
     #[error("missed an update: delta {base} → {revision} does not apply to revision {current:?}")]
-    Gap {
-        base: u64,
-        revision: u64,
-        current: Option<u64>,
-    },
+    Gap { base: u64, revision: u64, current: Option<u64> },
     #[error("missed an update: the server is at revision {server}, the agent at {agent:?}")]
     Behind { server: u64, agent: Option<u64> },
     #[error("shutting down")]
@@ -121,8 +114,7 @@ impl State {
 
     /// The newest revision the agent has seen, applied or rejected.
     fn seen(&self) -> Option<u64> {
-        self.revision()
-            .max(self.rejected.as_ref().map(|r| r.revision))
+        self.revision().max(self.rejected.as_ref().map(|r| r.revision))
     }
 }
 
@@ -130,12 +122,7 @@ impl ConfigSync {
     /// Runs until `stop` changes. `standby` is the config loaded from disk, served if the
     /// management server cannot be reached.
     pub async fn run(self, standby: Option<Arc<Config>>, mut stop: watch::Receiver<bool>) {
-        let mut state = State {
-            standby: standby.is_some(),
-            base: standby,
-            rejected: None,
-            progressed: false,
-        };
+        let mut state = State { standby: standby.is_some(), base: standby, rejected: None, progressed: false };
         let mut backoff = Backoff::new();
         loop {
             let end = tokio::select! {
@@ -246,12 +233,7 @@ impl ConfigSync {
         if is_snapshot_line(&line) {
             // The usual snapshot: parsed and compiled in one pass, off the async workers.
             let claimed = line.clone();
-            self.apply_snapshot(
-                state,
-                move || parse_snapshot(&line),
-                move || claimed_revision(&claimed),
-            )
-            .await;
+            self.apply_snapshot(state, move || parse_snapshot(&line), move || claimed_revision(&claimed)).await;
             return Ok(());
         }
         let parsed = if line.len() < PARSE_INLINE_BYTES {
@@ -276,12 +258,7 @@ impl ConfigSync {
         match message {
             ConfigMessage::Snapshot(snapshot) => {
                 let revision = snapshot.revision;
-                self.apply_snapshot(
-                    state,
-                    move || compile_snapshot(snapshot),
-                    move || Some(revision),
-                )
-                .await;
+                self.apply_snapshot(state, move || compile_snapshot(snapshot), move || Some(revision)).await;
             }
             ConfigMessage::Delta(delta) => {
                 if state.base.is_none() || state.revision() != Some(delta.base_revision) {
@@ -296,10 +273,7 @@ impl ConfigSync {
             }
             ConfigMessage::Heartbeat(heartbeat) => {
                 if state.seen().is_none_or(|seen| heartbeat.revision > seen) {
-                    return Err(SessionEnd::Behind {
-                        server: heartbeat.revision,
-                        agent: state.revision(),
-                    });
+                    return Err(SessionEnd::Behind { server: heartbeat.revision, agent: state.revision() });
                 }
             }
             ConfigMessage::Unknown => {}
@@ -366,11 +340,7 @@ impl ConfigSync {
         state.base = Some(config.clone());
         state.standby = false;
         state.progressed = true;
-        if state
-            .rejected
-            .as_ref()
-            .is_some_and(|r| r.revision <= revision)
-        {
+        if state.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
             state.rejected = None;
         }
         self.report(state);
@@ -388,11 +358,7 @@ impl ConfigSync {
 
     fn report(&self, state: &State) {
         // The standby config is not enforced until it is served.
-        let applied = if state.standby {
-            None
-        } else {
-            state.revision()
-        };
+        let applied = if state.standby { None } else { state.revision() };
         self.status.send_replace(AgentStatus {
             protocol_version: PROTOCOL_VERSION,
             agent_version: crate::AGENT_VERSION.to_owned(),
@@ -455,10 +421,7 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
         }
         offset += 8;
     }
-    bytes[offset..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|at| offset + at)
+    bytes[offset..].iter().position(|&b| b == b'\n').map(|at| offset + at)
 }
 
 /// The `revision` of a message that does not parse as a whole, if it has one.
@@ -467,9 +430,7 @@ fn claimed_revision(line: &[u8]) -> Option<u64> {
     struct Claim {
         revision: u64,
     }
-    serde_json::from_slice::<Claim>(line)
-        .ok()
-        .map(|c| c.revision)
+    serde_json::from_slice::<Claim>(line).ok().map(|c| c.revision)
 }
 
 #[cfg(test)]

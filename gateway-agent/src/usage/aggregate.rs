@@ -56,9 +56,7 @@ impl Aggregator {
     pub fn new() -> Aggregator {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
         Aggregator {
-            shards: (0..cores * 2)
-                .map(|_| Mutex::new(Shard::default()))
-                .collect(),
+            shards: (0..cores * 2).map(|_| Mutex::new(Shard::default())).collect(),
             last_used: LastUsed::new(cores * 2),
         }
     }
@@ -79,18 +77,9 @@ impl Aggregator {
         let minute = at.as_second().div_euclid(60) * 60;
         let bucket = latency_bucket(latency);
         let index = shard_index(self.shards.len());
-        let mut shard = self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self.shards[index].lock().unwrap_or_else(PoisonError::into_inner);
         for (metric, amount) in metrics {
-            let counts = shard
-                .entry(Key {
-                    app,
-                    metric,
-                    minute,
-                    class,
-                })
-                .or_default();
+            let counts = shard.entry(Key { app, metric, minute, class }).or_default();
             counts.count = counts.count.saturating_add(amount);
             counts.latency[bucket] += 1;
         }
@@ -135,33 +124,13 @@ mod tests {
         let app = Uuid::from_u128(1);
         let (hits, get) = (Uuid::from_u128(2), Uuid::from_u128(3));
         let at = Timestamp::from_second(125).expect("valid");
-        aggregator.record(
-            app,
-            [(get, 1), (hits, 1)].into_iter(),
-            at,
-            200,
-            Duration::from_millis(3),
-        );
-        aggregator.record(
-            app,
-            [(hits, 5)].into_iter(),
-            at,
-            201,
-            Duration::from_millis(30),
-        );
-        aggregator.record(
-            app,
-            [(hits, 1)].into_iter(),
-            at,
-            503,
-            Duration::from_millis(3),
-        );
+        aggregator.record(app, [(get, 1), (hits, 1)].into_iter(), at, 200, Duration::from_millis(3));
+        aggregator.record(app, [(hits, 5)].into_iter(), at, 201, Duration::from_millis(30));
+        aggregator.record(app, [(hits, 1)].into_iter(), at, 503, Duration::from_millis(3));
         let entries = aggregator.drain();
         assert_eq!(entries.len(), 3);
-        let hits_2xx = entries
-            .iter()
-            .find(|e| e.metric == hits && e.status_class == StatusClass::Success)
-            .expect("entry");
+        let hits_2xx =
+            entries.iter().find(|e| e.metric == hits && e.status_class == StatusClass::Success).expect("entry");
         assert_eq!((hits_2xx.minute, hits_2xx.count), (120, 6));
         assert_eq!(hits_2xx.latency_buckets[0] + hits_2xx.latency_buckets[3], 2);
         assert!(aggregator.drain().is_empty());

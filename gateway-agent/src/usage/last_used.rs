@@ -31,9 +31,7 @@ pub(crate) struct LastUsed {
 impl LastUsed {
     pub fn new(shards: usize) -> LastUsed {
         LastUsed {
-            shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Queue::new()))
-                .collect(),
+            shards: (0..shards.max(1)).map(|_| Mutex::new(Queue::new())).collect(),
             merged: Mutex::new(HashMap::default()),
         }
     }
@@ -72,14 +70,10 @@ impl LastUsed {
     /// Every credential whose latest use advanced since the last drain, once each, by hash.
     pub fn drain(&self) -> Vec<CredentialUse> {
         self.compact();
-        let merged =
-            std::mem::take(&mut *self.merged.lock().unwrap_or_else(PoisonError::into_inner));
+        let merged = std::mem::take(&mut *self.merged.lock().unwrap_or_else(PoisonError::into_inner));
         let mut used: Vec<CredentialUse> = merged
             .into_iter()
-            .map(|(hash, minute)| CredentialUse {
-                hash: KeyHash(hash),
-                minute: i64::from(minute) * 60,
-            })
+            .map(|(hash, minute)| CredentialUse { hash: KeyHash(hash), minute: i64::from(minute) * 60 })
             .collect();
         used.sort_unstable_by_key(|u| u.hash);
         used
@@ -89,9 +83,7 @@ impl LastUsed {
 /// Minutes since the Unix epoch; `None` before 1970-01-01T00:01Z (0 means "never used") or
 /// past what 32 bits hold (year 10136).
 fn minute_number(at: Timestamp) -> Option<u32> {
-    u32::try_from(at.as_second().div_euclid(60))
-        .ok()
-        .filter(|&m| m > 0)
+    u32::try_from(at.as_second().div_euclid(60)).ok().filter(|&m| m > 0)
 }
 
 #[cfg(test)]
@@ -106,10 +98,8 @@ mod tests {
     #[test]
     fn one_entry_per_credential_with_its_latest_minute() {
         let last_used = LastUsed::new(2);
-        let (a, b) = (
-            CredentialEntry::new(i64::MAX, 0, KeyKind::UserKey),
-            CredentialEntry::new(i64::MAX, 1, KeyKind::UserKey),
-        );
+        let (a, b) =
+            (CredentialEntry::new(i64::MAX, 0, KeyKind::UserKey), CredentialEntry::new(i64::MAX, 1, KeyKind::UserKey));
         let (ha, hb) = ([1u8; 32], [2u8; 32]);
         last_used.record(&ha, &a, at(6000));
         last_used.record(&ha, &a, at(6059));
@@ -120,28 +110,13 @@ mod tests {
         last_used.record(&ha, &a, at(6000));
         assert_eq!(
             last_used.drain(),
-            vec![
-                CredentialUse {
-                    hash: KeyHash(ha),
-                    minute: 6120
-                },
-                CredentialUse {
-                    hash: KeyHash(hb),
-                    minute: 6000
-                },
-            ]
+            vec![CredentialUse { hash: KeyHash(ha), minute: 6120 }, CredentialUse { hash: KeyHash(hb), minute: 6000 },]
         );
         last_used.record(&ha, &a, at(6130));
         last_used.record(&hb, &b, at(6000));
         assert!(last_used.drain().is_empty(), "no later minute, nothing new");
         last_used.record(&hb, &b, at(6060));
-        assert_eq!(
-            last_used.drain(),
-            vec![CredentialUse {
-                hash: KeyHash(hb),
-                minute: 6060
-            }]
-        );
+        assert_eq!(last_used.drain(), vec![CredentialUse { hash: KeyHash(hb), minute: 6060 }]);
         // A copied entry (a delta rebuilt its bucket) keeps the latest use.
         let copy = a.clone();
         last_used.record(&ha, &copy, at(6170));

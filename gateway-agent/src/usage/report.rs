@@ -152,11 +152,8 @@ impl Reporter {
             }
             Err(join) => return Err(join.to_string()),
         };
-        let (status, answer) = self
-            .control_plane
-            .post_json(USAGE_PATH, Bytes::from(body))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (status, answer) =
+            self.control_plane.post_json(USAGE_PATH, Bytes::from(body)).await.map_err(|e| e.to_string())?;
         if status.is_success() {
             match serde_json::from_slice::<UsageAck>(&answer) {
                 Ok(ack) if ack.batch_id == spooled.batch_id => {
@@ -164,10 +161,9 @@ impl Reporter {
                     self.forget(spooled).await;
                     Ok(())
                 }
-                Ok(ack) => Err(format!(
-                    "acknowledgement for batch {} while sending {}",
-                    ack.batch_id, spooled.batch_id
-                )),
+                Ok(ack) => {
+                    Err(format!("acknowledgement for batch {} while sending {}", ack.batch_id, spooled.batch_id))
+                }
                 Err(err) => Err(format!("unreadable acknowledgement: {err}")),
             }
         } else if status.as_u16() == 400 || status.as_u16() == 422 {
@@ -181,10 +177,7 @@ impl Reporter {
             self.forget(spooled).await;
             Ok(())
         } else if status.as_u16() == 401 {
-            Err(
-                "the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN"
-                    .to_owned(),
-            )
+            Err("the management server refused the agent token (401); check TOLLGATE_AGENT_TOKEN".to_owned())
         } else {
             Err(format!("the management server answered {status}"))
         }

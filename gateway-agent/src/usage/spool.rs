@@ -70,21 +70,12 @@ impl Spool {
         let next_sequence = files.last().map_or(0, |s| s.sequence + 1);
         metrics.spool_bytes.set(bytes as f64);
         if !files.is_empty() {
-            tracing::info!(
-                batches = files.len(),
-                bytes,
-                "usage batches waiting in the spool"
-            );
+            tracing::info!(batches = files.len(), bytes, "usage batches waiting in the spool");
         }
         Ok(Spool {
             dir,
             max_bytes,
-            inner: Mutex::new(Inner {
-                files: files.into(),
-                bytes,
-                next_sequence,
-                full: false,
-            }),
+            inner: Mutex::new(Inner { files: files.into(), bytes, next_sequence, full: false }),
             metrics,
         })
     }
@@ -121,12 +112,7 @@ impl Spool {
         inner.bytes += size;
         self.metrics.spool_bytes.set(inner.bytes as f64);
         // Appends are serialised by the flush task, so this keeps sequence order.
-        inner.files.push_back(Spooled {
-            sequence,
-            batch_id: batch.id,
-            path,
-            size,
-        });
+        inner.files.push_back(Spooled { sequence, batch_id: batch.id, path, size });
         Ok(true)
     }
 
@@ -141,11 +127,7 @@ impl Spool {
     pub fn remove(&self, spooled: &Spooled) -> io::Result<()> {
         {
             let mut inner = self.lock();
-            if let Some(at) = inner
-                .files
-                .iter()
-                .position(|s| s.sequence == spooled.sequence)
-            {
+            if let Some(at) = inner.files.iter().position(|s| s.sequence == spooled.sequence) {
                 inner.files.remove(at);
                 inner.bytes -= spooled.size;
             }
@@ -165,10 +147,5 @@ impl Spool {
 fn parse_name(dir: &Path, name: &str, size: u64) -> Option<Spooled> {
     let stem = name.strip_suffix(".json")?;
     let (sequence, id) = stem.split_once('-')?;
-    Some(Spooled {
-        sequence: sequence.parse().ok()?,
-        batch_id: id.parse().ok()?,
-        path: dir.join(name),
-        size,
-    })
+    Some(Spooled { sequence: sequence.parse().ok()?, batch_id: id.parse().ok()?, path: dir.join(name), size })
 }

@@ -23,10 +23,7 @@ fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: TOLLGATE_AGENT_LISTEN: "),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("error: TOLLGATE_AGENT_LISTEN: "), "{stderr}");
 
     let output = std::process::Command::new(BINARY)
         .env_clear()
@@ -70,24 +67,14 @@ async fn sigterm_stops_the_agent_cleanly() {
     })
     .await
     .expect("the agent starts in time");
-    let admin = started["admin_addr"]
-        .as_str()
-        .expect("admin_addr")
-        .to_owned();
-    let proxy = started["proxy_addr"]
-        .as_str()
-        .expect("proxy_addr")
-        .to_owned();
+    let admin = started["admin_addr"].as_str().expect("admin_addr").to_owned();
+    let proxy = started["proxy_addr"].as_str().expect("proxy_addr").to_owned();
     eventually("the binary to be ready", || {
         let url = format!("http://{admin}/ready");
         async move { (get(&url, &[]).await.status == StatusCode::OK).then_some(()) }
     })
     .await;
-    let answer = get(
-        &format!("http://{proxy}/pets/list?user_key={}", fixture.key.as_str()),
-        &[],
-    )
-    .await;
+    let answer = get(&format!("http://{proxy}/pets/list?user_key={}", fixture.key.as_str()), &[]).await;
     assert_eq!(answer.status, StatusCode::OK);
     // The access log line names the API and the decision, never the key.
     let access = tokio::time::timeout(DEADLINE, async {
@@ -104,16 +91,11 @@ async fn sigterm_stops_the_agent_cleanly() {
     assert!(!access.contains(fixture.key.as_str()), "{access}");
 
     let pid = child.id().expect("pid").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     assert!(kill.success());
     // Keep draining stderr so the agent never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits in time")
-        .expect("exit status");
+    let status =
+        tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits in time").expect("exit status");
     assert_eq!(status.code(), Some(0));
 }

@@ -26,9 +26,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tollgate_agent::{Agent, Clock, RunningAgent, ServerUrl, Settings, Token};
 use tollgate_protocol::{
-    AgentStatus, Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, Delta,
-    Heartbeat, KeyKind, KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan,
-    SecretKey, Snapshot, TimeZoneName, Upstream as UpstreamUrl, UsageAck, UsageBatch,
+    AgentStatus, Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, Delta, Heartbeat, KeyKind,
+    KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, SecretKey, Snapshot, TimeZoneName,
+    Upstream as UpstreamUrl, UsageAck, UsageBatch,
 };
 use uuid::Uuid;
 
@@ -57,8 +57,7 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("tollgate-agent-it-{}", Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!("tollgate-agent-it-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)
     }
@@ -97,9 +96,7 @@ where
                     let response = handler(request);
                     async move { Ok::<_, Infallible>(response.await) }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -135,36 +132,21 @@ impl Upstream {
                     uri: uri.clone(),
                     headers: request.headers().clone(),
                 });
-                let body = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let mut status = StatusCode::OK;
                 if let Some(code) = uri.split("/status/").nth(1) {
-                    status = code
-                        .parse::<u16>()
-                        .ok()
-                        .and_then(|c| StatusCode::from_u16(c).ok())
-                        .unwrap_or(StatusCode::OK);
+                    status =
+                        code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
                 }
                 if uri.contains("/slow") {
                     // Simulates a slow service (the agent's timeout is what is tested).
                     tokio::time::sleep(Duration::from_secs(3)).await;
                 }
-                let mut response = Response::new(Full::new(if body.is_empty() {
-                    Bytes::from_static(b"ok")
-                } else {
-                    body
-                }));
+                let mut response =
+                    Response::new(Full::new(if body.is_empty() { Bytes::from_static(b"ok") } else { body }));
                 *response.status_mut() = status;
-                response
-                    .headers_mut()
-                    .insert("connection", "keep-alive".parse().expect("value"));
-                response
-                    .headers_mut()
-                    .insert("x-upstream", "1".parse().expect("value"));
+                response.headers_mut().insert("connection", "keep-alive".parse().expect("value"));
+                response.headers_mut().insert("x-upstream", "1".parse().expect("value"));
                 response
             }
         })
@@ -177,12 +159,7 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("the upstream saw a request")
+        self.seen.lock().expect("lock").last().cloned().expect("the upstream saw a request")
     }
 
     pub fn count(&self) -> usize {
@@ -232,13 +209,8 @@ impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|line| line.map(|line| Ok(Frame::data(line))))
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|line| line.map(|line| Ok(Frame::data(line))))
     }
 }
 
@@ -258,10 +230,7 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<CpBody> {
 
 impl ControlPlane {
     pub async fn start(snapshot: Snapshot) -> ControlPlane {
-        let state = Arc::new(Mutex::new(CpState {
-            snapshot: Some(snapshot),
-            ..CpState::default()
-        }));
+        let state = Arc::new(Mutex::new(CpState { snapshot: Some(snapshot), ..CpState::default() }));
         let shared = state.clone();
         let (addr, task) = serve(move |request: Request<Incoming>| {
             let state = shared.clone();
@@ -276,95 +245,55 @@ impl ControlPlane {
             .headers()
             .get("authorization")
             .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
-        let versioned = request
-            .headers()
-            .get(tollgate_protocol::PROTOCOL_VERSION_HEADER)
-            .is_some_and(|v| v.as_bytes() == b"1");
+        let versioned =
+            request.headers().get(tollgate_protocol::PROTOCOL_VERSION_HEADER).is_some_and(|v| v.as_bytes() == b"1");
         if !authorized || !versioned {
-            state
-                .lock()
-                .expect("lock")
-                .bad_requests
-                .push(request.uri().to_string());
-            return reply(
-                StatusCode::UNAUTHORIZED,
-                r#"{"error":"unauthorized","message":"bad token"}"#,
-            );
+            state.lock().expect("lock").bad_requests.push(request.uri().to_string());
+            return reply(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized","message":"bad token"}"#);
         }
         let path = request.uri().path().to_owned();
         match (request.method().clone(), path.as_str()) {
             (Method::GET, tollgate_protocol::CONFIG_STREAM_PATH) => {
-                let revision = request.uri().query().and_then(|q| {
-                    q.split('&')
-                        .find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok())
-                });
+                let revision = request
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok()));
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut state = state.lock().expect("lock");
                 state.connects.push(revision);
                 let snapshot = state.snapshot.clone().expect("a snapshot");
                 let current = snapshot.revision;
                 let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
-                let _ = tx.send(line(&ConfigMessage::Heartbeat(Heartbeat {
-                    revision: current,
-                    at: Timestamp::now(),
-                })));
+                let _ = tx.send(line(&ConfigMessage::Heartbeat(Heartbeat { revision: current, at: Timestamp::now() })));
                 state.streams.push(tx);
                 let mut response = Response::new(http_body_util::Either::Left(ChannelBody(rx)));
-                response.headers_mut().insert(
-                    "content-type",
-                    tollgate_protocol::NDJSON_CONTENT_TYPE
-                        .parse()
-                        .expect("value"),
-                );
+                response
+                    .headers_mut()
+                    .insert("content-type", tollgate_protocol::NDJSON_CONTENT_TYPE.parse().expect("value"));
                 response
             }
             (Method::POST, tollgate_protocol::STATUS_PATH) => {
-                let body = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let status: AgentStatus = serde_json::from_slice(&body).expect("an AgentStatus");
                 state.lock().expect("lock").statuses.push(status);
                 reply(StatusCode::NO_CONTENT, Bytes::new())
             }
             (Method::POST, tollgate_protocol::USAGE_PATH) => {
-                let body = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let batch: UsageBatch = serde_json::from_slice(&body).expect("a UsageBatch");
                 batch.validate().expect("a valid batch");
                 let mut state = state.lock().expect("lock");
                 if state.failing_usage > 0 {
                     state.failing_usage -= 1;
-                    state.usage.push(UsageAttempt {
-                        batch,
-                        accepted: false,
-                    });
-                    return reply(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        r#"{"error":"unavailable","message":"try later"}"#,
-                    );
+                    state.usage.push(UsageAttempt { batch, accepted: false });
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"unavailable","message":"try later"}"#);
                 }
                 let duplicate = !state.acknowledged.insert(batch.id);
-                let ack = UsageAck {
-                    batch_id: batch.id,
-                    duplicate,
-                };
-                state.usage.push(UsageAttempt {
-                    batch,
-                    accepted: true,
-                });
+                let ack = UsageAck { batch_id: batch.id, duplicate };
+                state.usage.push(UsageAttempt { batch, accepted: true });
                 reply(StatusCode::OK, serde_json::to_vec(&ack).expect("serialise"))
             }
-            _ => reply(
-                StatusCode::NOT_FOUND,
-                r#"{"error":"not_found","message":"no"}"#,
-            ),
+            _ => reply(StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"no"}"#),
         }
     }
 
@@ -379,18 +308,14 @@ impl ControlPlane {
             let _ = snapshot.apply(delta.clone());
         }
         let message = line(&ConfigMessage::Delta(delta));
-        state
-            .streams
-            .retain(|stream| stream.send(message.clone()).is_ok());
+        state.streams.retain(|stream| stream.send(message.clone()).is_ok());
     }
 
     /// Sends a message to every open stream without changing the server's own state.
     pub fn push_raw(&self, message: ConfigMessage) {
         let mut state = self.state.lock().expect("lock");
         let message = line(&message);
-        state
-            .streams
-            .retain(|stream| stream.send(message.clone()).is_ok());
+        state.streams.retain(|stream| stream.send(message.clone()).is_ok());
     }
 
     /// The last status the agent reported.
@@ -399,12 +324,7 @@ impl ControlPlane {
     }
 
     pub fn revision(&self) -> u64 {
-        self.state
-            .lock()
-            .expect("lock")
-            .snapshot
-            .as_ref()
-            .map_or(0, |s| s.revision)
+        self.state.lock().expect("lock").snapshot.as_ref().map_or(0, |s| s.revision)
     }
 
     pub fn connects(&self) -> Vec<Option<u64>> {
@@ -486,11 +406,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(upstream: &Upstream, limits: &[(char, Period, u64)]) -> Fixture {
-        let metrics = Metrics {
-            hits: id(),
-            list: id(),
-            get_item: id(),
-        };
+        let metrics = Metrics { hits: id(), list: id(), get_item: id() };
         let (api, plan, app) = (id(), id(), id());
         let key = new_key(KeyKind::UserKey);
         let mut snapshot = Snapshot::new(1, Timestamp::now());
@@ -499,31 +415,13 @@ impl Fixture {
             slug: format!("pets-{}", api.simple()),
             hosts: vec![],
             base_path: "/pets".into(),
-            upstreams: vec![UpstreamUrl {
-                url: upstream.url("/backend"),
-            }],
+            upstreams: vec![UpstreamUrl { url: upstream.url("/backend") }],
             lifecycle: Lifecycle::Published,
-            auth: AuthMode::UserKey {
-                location: KeyLocation::Query {
-                    name: "user_key".into(),
-                },
-            },
+            auth: AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } },
             metrics: vec![
-                Metric {
-                    id: metrics.hits,
-                    system_name: "hits".into(),
-                    parent: None,
-                },
-                Metric {
-                    id: metrics.list,
-                    system_name: "list".into(),
-                    parent: Some(metrics.hits),
-                },
-                Metric {
-                    id: metrics.get_item,
-                    system_name: "get_item".into(),
-                    parent: Some(metrics.hits),
-                },
+                Metric { id: metrics.hits, system_name: "hits".into(), parent: None },
+                Metric { id: metrics.list, system_name: "list".into(), parent: Some(metrics.hits) },
+                Metric { id: metrics.get_item, system_name: "get_item".into(), parent: Some(metrics.hits) },
             ],
             mapping_rules: vec![
                 rule("GET", "/items/{id}$", metrics.get_item, 1, 1, true),
@@ -547,19 +445,10 @@ impl Fixture {
             time_zone: TimeZoneName::utc(),
             limits: limits
                 .iter()
-                .map(|&(metric, period, max)| Limit {
-                    metric: metric_of(metric),
-                    period,
-                    max,
-                })
+                .map(|&(metric, period, max)| Limit { metric: metric_of(metric), period, max })
                 .collect(),
         });
-        snapshot.applications.push(Application {
-            id: app,
-            plan_id: plan,
-            state: ApplicationState::Live,
-            app_id: None,
-        });
+        snapshot.applications.push(Application { id: app, plan_id: plan, state: ApplicationState::Live, app_id: None });
         snapshot.credentials.push(Credential {
             hash: key.hash(),
             kind: KeyKind::UserKey,
@@ -567,29 +456,14 @@ impl Fixture {
             expires_at: None,
         });
         snapshot.validate().expect("the fixture is valid");
-        Fixture {
-            snapshot,
-            plan,
-            app,
-            key,
-            metrics,
-        }
+        Fixture { snapshot, plan, app, key, metrics }
     }
 
     /// Adds an application on the fixture's plan with one user key; returns (app, key).
-    pub fn add_app(
-        &mut self,
-        state: ApplicationState,
-        expires_at: Option<Timestamp>,
-    ) -> (Uuid, SecretKey) {
+    pub fn add_app(&mut self, state: ApplicationState, expires_at: Option<Timestamp>) -> (Uuid, SecretKey) {
         let app = id();
         let key = new_key(KeyKind::UserKey);
-        self.snapshot.applications.push(Application {
-            id: app,
-            plan_id: self.plan,
-            state,
-            app_id: None,
-        });
+        self.snapshot.applications.push(Application { id: app, plan_id: self.plan, state, app_id: None });
         self.snapshot.credentials.push(Credential {
             hash: key.hash(),
             kind: KeyKind::UserKey,
@@ -600,22 +474,8 @@ impl Fixture {
     }
 }
 
-pub fn rule(
-    method: &str,
-    pattern: &str,
-    metric: Uuid,
-    delta: u32,
-    position: u32,
-    last: bool,
-) -> MappingRule {
-    MappingRule {
-        http_method: method.into(),
-        pattern: pattern.into(),
-        metric,
-        delta,
-        position,
-        last,
-    }
+pub fn rule(method: &str, pattern: &str, metric: Uuid, delta: u32, position: u32, last: bool) -> MappingRule {
+    MappingRule { http_method: method.into(), pattern: pattern.into(), metric, delta, position, last }
 }
 
 /// Settings for an in-process agent on loopback port 0.
@@ -634,10 +494,7 @@ pub fn settings(server: ServerUrl, state_dir: &Path, clock: Option<Clock>) -> Se
 /// Starts an agent and waits until it serves a config.
 pub async fn start_ready(settings: Settings) -> RunningAgent {
     // Captured per test (shown for failures only).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn,tollgate_agent=info")
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter("warn,tollgate_agent=info").with_test_writer().try_init();
     let agent = Agent::start(settings).await.expect("agent starts");
     let admin = agent.admin_addr();
     eventually("the agent to be ready", || async move {
@@ -671,36 +528,18 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
-pub async fn send(
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &'static str,
-) -> Answer {
+pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: &'static str) -> Answer {
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("request");
-    let response = tokio::time::timeout(DEADLINE, client().request(request))
-        .await
-        .expect("answer in time")
-        .expect("a response");
+    let request = request.body(Full::new(Bytes::from_static(body.as_bytes()))).expect("request");
+    let response =
+        tokio::time::timeout(DEADLINE, client().request(request)).await.expect("answer in time").expect("a response");
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    Answer { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
 }
 
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
@@ -710,9 +549,5 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 /// A delta of one change on top of the server's current revision.
 pub fn delta(cp: &ControlPlane, changes: Vec<tollgate_protocol::Change>) -> Delta {
     let base = cp.revision();
-    Delta {
-        base_revision: base,
-        revision: base + 1,
-        changes,
-    }
+    Delta { base_revision: base, revision: base + 1, changes }
 }

@@ -9,9 +9,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use tollgate_agent::enforce::Touched;
-use tollgate_agent::enforce::counters::{
-    Check, CounterKey, LocalCounters, Outcome, RETENTION_SECS,
-};
+use tollgate_agent::enforce::counters::{Check, CounterKey, LocalCounters, Outcome, RETENTION_SECS};
 use tollgate_agent::enforce::limits::{Checks, LimitRule, PlanLimits};
 use tollgate_protocol::Period;
 use uuid::Uuid;
@@ -27,13 +25,7 @@ struct Model {
 
 impl Model {
     /// Admits if every limit on a touched metric has room, then counts on all of them.
-    fn request(
-        &mut self,
-        rules: &[LimitRule],
-        touched: &[(u32, u64)],
-        now: Timestamp,
-        tz: &TimeZone,
-    ) -> bool {
+    fn request(&mut self, rules: &[LimitRule], touched: &[(u32, u64)], now: Timestamp, tz: &TimeZone) -> bool {
         let mut keys = Vec::new();
         for rule in rules {
             let Some(&(_, amount)) = touched.iter().find(|(m, _)| *m == rule.metric) else {
@@ -54,13 +46,8 @@ impl Model {
 }
 
 fn rules_strategy() -> impl Strategy<Value = Vec<LimitRule>> {
-    let periods = prop::sample::select(vec![
-        Period::Minute,
-        Period::Hour,
-        Period::Day,
-        Period::Month,
-        Period::Eternity,
-    ]);
+    let periods =
+        prop::sample::select(vec![Period::Minute, Period::Hour, Period::Day, Period::Month, Period::Eternity]);
     prop::collection::vec((0..METRICS, periods, 0u64..12), 1..6).prop_map(|rules| {
         let mut seen = std::collections::HashSet::new();
         rules
@@ -180,26 +167,14 @@ fn concurrent_checks_never_over_admit_nor_under_admit() {
     };
     // Every request needs room on both counters: 1 on a (max 500), 2 on b (max 700).
     let checks = [
-        Check {
-            key: key(1),
-            amount: 1,
-            max: 500,
-            window_end: None,
-        },
-        Check {
-            key: key(2),
-            amount: 2,
-            max: 700,
-            window_end: None,
-        },
+        Check { key: key(1), amount: 1, max: 500, window_end: None },
+        Check { key: key(2), amount: 2, max: 700, window_end: None },
     ];
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let counters = counters.clone();
             std::thread::spawn(move || {
-                (0..200)
-                    .filter(|_| counters.check_and_add(&checks) == Outcome::Admitted)
-                    .count()
+                (0..200).filter(|_| counters.check_and_add(&checks) == Outcome::Admitted).count()
             })
         })
         .collect();

@@ -20,20 +20,13 @@ async fn a_limit_of_n_per_minute_admits_exactly_n() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
-    let url = format!(
-        "http://{}/pets/list?user_key={}",
-        agent.proxy_addr(),
-        fixture.key.as_str()
-    );
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
 
     for n in 1..=5 {
         assert_eq!(get(&url, &[]).await.status, StatusCode::OK, "request {n}");
     }
     let refused = get(&url, &[]).await;
-    assert_eq!(
-        (refused.status, refused.error().as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded")
-    );
+    assert_eq!((refused.status, refused.error().as_str()), (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded"));
     assert_eq!(refused.header("retry-after"), Some("50"));
     assert_eq!(refused.header("ratelimit-limit"), Some("5"));
     assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
@@ -55,10 +48,7 @@ async fn a_limit_of_n_per_minute_admits_exactly_n() {
 async fn usage_of_a_method_counts_on_its_parent_and_refusals_count_nothing() {
     let (clock, _hands) = Clock::manual(ten_past());
     let upstream = Upstream::start().await;
-    let fixture = Fixture::new(
-        &upstream,
-        &[('h', Period::Minute, 4), ('g', Period::Minute, 2)],
-    );
+    let fixture = Fixture::new(&upstream, &[('h', Period::Minute, 4), ('g', Period::Minute, 2)]);
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
@@ -72,20 +62,12 @@ async fn usage_of_a_method_counts_on_its_parent_and_refusals_count_nothing() {
     assert_eq!(status("/items/1").await, StatusCode::OK); // get_item 1, hits 1
     assert_eq!(status("/items/2").await, StatusCode::OK); // get_item 2, hits 2
     let refused = get(&format!("http://{proxy}/pets/items/3?user_key={key}"), &[]).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "get_item is full"
-    );
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "get_item is full");
     assert_eq!(refused.header("ratelimit-limit"), Some("2"));
     // The refused request was not counted on hits: two more fit.
     assert_eq!(status("/list").await, StatusCode::OK); // hits 3
     assert_eq!(status("/list").await, StatusCode::OK); // hits 4
-    assert_eq!(
-        status("/list").await,
-        StatusCode::TOO_MANY_REQUESTS,
-        "hits is full"
-    );
+    assert_eq!(status("/list").await, StatusCode::TOO_MANY_REQUESTS, "hits is full");
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -99,20 +81,11 @@ async fn a_last_rule_stops_evaluation() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
-    let url = |path: &str| {
-        format!(
-            "http://{}/pets{path}?user_key={}",
-            agent.proxy_addr(),
-            fixture.key.as_str()
-        )
-    };
+    let url = |path: &str| format!("http://{}/pets{path}?user_key={}", agent.proxy_addr(), fixture.key.as_str());
     for _ in 0..3 {
         assert_eq!(get(&url("/items/7"), &[]).await.status, StatusCode::OK);
     }
-    assert_eq!(
-        get(&url("/items/7"), &[]).await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(get(&url("/items/7"), &[]).await.status, StatusCode::TOO_MANY_REQUESTS);
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -120,18 +93,11 @@ async fn a_last_rule_stops_evaluation() {
 async fn concurrent_requests_never_over_admit() {
     let (clock, _hands) = Clock::manual(ten_past());
     let upstream = Upstream::start().await;
-    let fixture = Fixture::new(
-        &upstream,
-        &[('h', Period::Minute, 20), ('l', Period::Hour, 25)],
-    );
+    let fixture = Fixture::new(&upstream, &[('h', Period::Minute, 20), ('l', Period::Hour, 25)]);
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
-    let url = format!(
-        "http://{}/pets/list?user_key={}",
-        agent.proxy_addr(),
-        fixture.key.as_str()
-    );
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
     let requests: Vec<_> = (0..60)
         .map(|_| {
             let url = url.clone();
@@ -156,10 +122,7 @@ async fn seeded_usage_from_the_snapshot_counts() {
     let now = ten_past();
     let (clock, _hands) = Clock::manual(now);
     let upstream = Upstream::start().await;
-    let mut fixture = Fixture::new(
-        &upstream,
-        &[('h', Period::Day, 5), ('h', Period::Minute, 100)],
-    );
+    let mut fixture = Fixture::new(&upstream, &[('h', Period::Day, 5), ('h', Period::Minute, 100)]);
     let day = Period::Day.window(now, &jiff::tz::TimeZone::UTC);
     fixture.snapshot.usage.push(CurrentUsage {
         application_id: fixture.app,
@@ -179,22 +142,11 @@ async fn seeded_usage_from_the_snapshot_counts() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
-    let url = format!(
-        "http://{}/pets/list?user_key={}",
-        agent.proxy_addr(),
-        fixture.key.as_str()
-    );
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
     assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
     assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
     let refused = get(&url, &[]).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "3 seeded + 2 = 5 per day"
-    );
-    assert_eq!(
-        refused.header("retry-after"),
-        Some(((24 * 3600) - 10).to_string().as_str())
-    );
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "3 seeded + 2 = 5 per day");
+    assert_eq!(refused.header("retry-after"), Some(((24 * 3600) - 10).to_string().as_str()));
     agent.shutdown().await.expect("clean shutdown");
 }

@@ -4,8 +4,8 @@ use hyper::{Method, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use tollgate_agent::Clock;
 use tollgate_protocol::{
-    Api, Application, ApplicationState, AuthMode, Credential, KeyKind, KeyLocation, Lifecycle,
-    NoMatch, Plan, TimeZoneName, Upstream as UpstreamUrl,
+    Api, Application, ApplicationState, AuthMode, Credential, KeyKind, KeyLocation, Lifecycle, NoMatch, Plan,
+    TimeZoneName, Upstream as UpstreamUrl,
 };
 
 use crate::harness::*;
@@ -20,16 +20,8 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     let proxy = agent.proxy_addr();
 
     let answer = get(
-        &format!(
-            "http://{proxy}/pets/items/7?a=1&user_key={}&b=2",
-            fixture.key.as_str()
-        ),
-        &[
-            ("x-forwarded-for", "10.0.0.1"),
-            ("connection", "keep-alive, x-hop"),
-            ("x-hop", "secret"),
-            ("x-kept", "yes"),
-        ],
+        &format!("http://{proxy}/pets/items/7?a=1&user_key={}&b=2", fixture.key.as_str()),
+        &[("x-forwarded-for", "10.0.0.1"), ("connection", "keep-alive, x-hop"), ("x-hop", "secret"), ("x-kept", "yes")],
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -46,19 +38,13 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-forwarded-host"], proxy.to_string().as_str());
     assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
-    assert!(
-        seen.headers.get("x-hop").is_none(),
-        "headers named in Connection are hop-by-hop"
-    );
+    assert!(seen.headers.get("x-hop").is_none(), "headers named in Connection are hop-by-hop");
     assert_eq!(seen.headers["x-kept"], "yes");
 
     // A body is streamed through.
     let answer = send(
         Method::POST,
-        &format!(
-            "http://{proxy}/pets/items?user_key={}",
-            fixture.key.as_str()
-        ),
+        &format!("http://{proxy}/pets/items?user_key={}", fixture.key.as_str()),
         &[("content-type", "text/plain")],
         "hello upstream",
     )
@@ -83,30 +69,15 @@ async fn refusals_have_their_status_and_json_body() {
     let unknown = new_key(KeyKind::UserKey);
 
     let cases: Vec<(String, Method, StatusCode, &str)> = vec![
-        (
-            "/pets/items/7".to_owned(),
-            Method::GET,
-            StatusCode::UNAUTHORIZED,
-            "missing_credentials",
-        ),
-        (
-            "/pets/items/7?user_key=".to_owned(),
-            Method::GET,
-            StatusCode::UNAUTHORIZED,
-            "missing_credentials",
-        ),
+        ("/pets/items/7".to_owned(), Method::GET, StatusCode::UNAUTHORIZED, "missing_credentials"),
+        ("/pets/items/7?user_key=".to_owned(), Method::GET, StatusCode::UNAUTHORIZED, "missing_credentials"),
         (
             format!("/pets/items/7?user_key={}", unknown.as_str()),
             Method::GET,
             StatusCode::FORBIDDEN,
             "invalid_credentials",
         ),
-        (
-            "/pets/items/7?user_key=not-a-key".to_owned(),
-            Method::GET,
-            StatusCode::FORBIDDEN,
-            "invalid_credentials",
-        ),
+        ("/pets/items/7?user_key=not-a-key".to_owned(), Method::GET, StatusCode::FORBIDDEN, "invalid_credentials"),
         (
             format!("/pets/items/7?user_key={}", suspended.as_str()),
             Method::GET,
@@ -119,63 +90,24 @@ async fn refusals_have_their_status_and_json_body() {
             StatusCode::FORBIDDEN,
             "application_not_live",
         ),
-        (
-            format!("/pets/nothing?user_key={key}"),
-            Method::GET,
-            StatusCode::NOT_FOUND,
-            "no_matching_rule",
-        ),
-        (
-            format!("/pets/items/7?user_key={key}"),
-            Method::DELETE,
-            StatusCode::NOT_FOUND,
-            "no_matching_rule",
-        ),
-        (
-            format!("/petshop?user_key={key}"),
-            Method::GET,
-            StatusCode::NOT_FOUND,
-            "unknown_api",
-        ),
-        (
-            "/".to_owned(),
-            Method::GET,
-            StatusCode::NOT_FOUND,
-            "unknown_api",
-        ),
+        (format!("/pets/nothing?user_key={key}"), Method::GET, StatusCode::NOT_FOUND, "no_matching_rule"),
+        (format!("/pets/items/7?user_key={key}"), Method::DELETE, StatusCode::NOT_FOUND, "no_matching_rule"),
+        (format!("/petshop?user_key={key}"), Method::GET, StatusCode::NOT_FOUND, "unknown_api"),
+        ("/".to_owned(), Method::GET, StatusCode::NOT_FOUND, "unknown_api"),
     ];
     for (path, method, status, error) in cases {
         let answer = send(method.clone(), &format!("http://{proxy}{path}"), &[], "").await;
         assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
         assert_eq!(answer.error(), error, "{method} {path}");
-        assert!(
-            answer.json()["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(answer.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_eq!(answer.header("content-type"), Some("application/json"));
     }
-    assert_eq!(
-        upstream.count(),
-        0,
-        "refused requests never reach the upstream"
-    );
+    assert_eq!(upstream.count(), 0, "refused requests never reach the upstream");
 
-    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[])
-        .await
-        .body;
-    assert!(
-        metrics.contains(r#"decision="invalid_credentials",status="403""#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tollgate_agent_request_duration_seconds_bucket"),
-        "{metrics}"
-    );
-    assert!(
-        !metrics.contains("tollgate_agent_redis_up"),
-        "only agents with Redis report it"
-    );
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
+    assert!(metrics.contains(r#"decision="invalid_credentials",status="403""#), "{metrics}");
+    assert!(metrics.contains("tollgate_agent_request_duration_seconds_bucket"), "{metrics}");
+    assert!(!metrics.contains("tollgate_agent_redis_up"), "only agents with Redis report it");
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -190,10 +122,9 @@ async fn a_rotated_key_works_until_its_overlap_expires() {
     let app = fixture.app;
     let expired = new_key(KeyKind::UserKey);
     let overlapping = new_key(KeyKind::UserKey);
-    for (key, expiry) in [
-        (&expired, now - SignedDuration::from_secs(1)),
-        (&overlapping, now + SignedDuration::from_hours(1)),
-    ] {
+    for (key, expiry) in
+        [(&expired, now - SignedDuration::from_secs(1)), (&overlapping, now + SignedDuration::from_hours(1))]
+    {
         fixture.snapshot.credentials.push(Credential {
             hash: key.hash(),
             kind: KeyKind::UserKey,
@@ -206,30 +137,14 @@ async fn a_rotated_key_works_until_its_overlap_expires() {
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
     let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
 
-    assert_eq!(
-        get(&url(fixture.key.as_str()), &[]).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        get(&url(overlapping.as_str()), &[]).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
+    assert_eq!(get(&url(overlapping.as_str()), &[]).await.status, StatusCode::OK);
     let answer = get(&url(expired.as_str()), &[]).await;
-    assert_eq!(
-        (answer.status, answer.error().as_str()),
-        (StatusCode::FORBIDDEN, "invalid_credentials")
-    );
+    assert_eq!((answer.status, answer.error().as_str()), (StatusCode::FORBIDDEN, "invalid_credentials"));
 
     hands.advance(SignedDuration::from_hours(1));
-    assert_eq!(
-        get(&url(overlapping.as_str()), &[]).await.status,
-        StatusCode::FORBIDDEN,
-        "the overlap is over"
-    );
-    assert_eq!(
-        get(&url(fixture.key.as_str()), &[]).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&url(overlapping.as_str()), &[]).await.status, StatusCode::FORBIDDEN, "the overlap is over");
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -251,20 +166,11 @@ fn add_api(
         upstreams: vec![UpstreamUrl { url: upstream }],
         lifecycle,
         auth,
-        metrics: vec![tollgate_protocol::Metric {
-            id: hits,
-            system_name: "hits".into(),
-            parent: None,
-        }],
+        metrics: vec![tollgate_protocol::Metric { id: hits, system_name: "hits".into(), parent: None }],
         mapping_rules: vec![rule("GET", "/", hits, 1, 1, false)],
         on_no_match: NoMatch::NotFound,
     });
-    fixture.snapshot.plans.push(Plan {
-        id: plan,
-        api_id: api,
-        time_zone: TimeZoneName::utc(),
-        limits: vec![],
-    });
+    fixture.snapshot.plans.push(Plan { id: plan, api_id: api, time_zone: TimeZoneName::utc(), limits: vec![] });
     fixture.snapshot.applications.push(Application {
         id: app,
         plan_id: plan,
@@ -275,11 +181,7 @@ fn add_api(
 }
 
 fn user_key_in_query() -> AuthMode {
-    AuthMode::UserKey {
-        location: KeyLocation::Query {
-            name: "user_key".into(),
-        },
-    }
+    AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,23 +190,12 @@ async fn lifecycles_deprecated_retired_and_draft() {
     let mut fixture = Fixture::new(&upstream, &[]);
     let mut keys = Vec::new();
     for (base, lifecycle) in [
-        (
-            "/old",
-            Lifecycle::Deprecated {
-                sunset: Some("2026-01-31".parse().expect("date")),
-            },
-        ),
+        ("/old", Lifecycle::Deprecated { sunset: Some("2026-01-31".parse().expect("date")) }),
         ("/older", Lifecycle::Deprecated { sunset: None }),
         ("/gone", Lifecycle::Retired),
         ("/soon", Lifecycle::Draft),
     ] {
-        let (_, app) = add_api(
-            &mut fixture,
-            base,
-            lifecycle,
-            user_key_in_query(),
-            upstream.url(""),
-        );
+        let (_, app) = add_api(&mut fixture, base, lifecycle, user_key_in_query(), upstream.url(""));
         let key = new_key(KeyKind::UserKey);
         fixture.snapshot.credentials.push(Credential {
             hash: key.hash(),
@@ -320,49 +211,20 @@ async fn lifecycles_deprecated_retired_and_draft() {
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     let proxy = agent.proxy_addr();
 
-    let old = get(
-        &format!("http://{proxy}/old/x?user_key={}", keys[0].as_str()),
-        &[],
-    )
-    .await;
+    let old = get(&format!("http://{proxy}/old/x?user_key={}", keys[0].as_str()), &[]).await;
     assert_eq!(old.status, StatusCode::OK);
     assert_eq!(old.header("deprecation"), Some("true"));
     assert_eq!(old.header("sunset"), Some("Sat, 31 Jan 2026 00:00:00 GMT"));
-    assert_eq!(
-        upstream.last().uri,
-        "/x",
-        "an upstream without a path prefix gets the path below the base path"
-    );
-    let older = get(
-        &format!("http://{proxy}/older?user_key={}", keys[1].as_str()),
-        &[],
-    )
-    .await;
+    assert_eq!(upstream.last().uri, "/x", "an upstream without a path prefix gets the path below the base path");
+    let older = get(&format!("http://{proxy}/older?user_key={}", keys[1].as_str()), &[]).await;
     assert_eq!(older.status, StatusCode::OK);
     assert_eq!(upstream.last().uri, "/");
-    assert_eq!(
-        (older.header("deprecation"), older.header("sunset")),
-        (Some("true"), None)
-    );
+    assert_eq!((older.header("deprecation"), older.header("sunset")), (Some("true"), None));
 
-    let gone = get(
-        &format!("http://{proxy}/gone/x?user_key={}", keys[2].as_str()),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (gone.status, gone.error().as_str()),
-        (StatusCode::GONE, "api_retired")
-    );
-    let draft = get(
-        &format!("http://{proxy}/soon/x?user_key={}", keys[3].as_str()),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (draft.status, draft.error().as_str()),
-        (StatusCode::NOT_FOUND, "unknown_api")
-    );
+    let gone = get(&format!("http://{proxy}/gone/x?user_key={}", keys[2].as_str()), &[]).await;
+    assert_eq!((gone.status, gone.error().as_str()), (StatusCode::GONE, "api_retired"));
+    let draft = get(&format!("http://{proxy}/soon/x?user_key={}", keys[3].as_str()), &[]).await;
+    assert_eq!((draft.status, draft.error().as_str()), (StatusCode::NOT_FOUND, "unknown_api"));
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -371,41 +233,24 @@ async fn app_id_and_app_key() {
     let upstream = Upstream::start().await;
     let mut fixture = Fixture::new(&upstream, &[]);
     let auth = AuthMode::AppIdKey {
-        app_id: KeyLocation::Query {
-            name: "app_id".into(),
-        },
-        app_key: KeyLocation::Header {
-            name: "app-key".into(),
-        },
+        app_id: KeyLocation::Query { name: "app_id".into() },
+        app_key: KeyLocation::Header { name: "app-key".into() },
     };
-    let (_, app) = add_api(
-        &mut fixture,
-        "/weather",
-        Lifecycle::Published,
-        auth,
-        upstream.url("/w"),
-    );
+    let (_, app) = add_api(&mut fixture, "/weather", Lifecycle::Published, auth, upstream.url("/w"));
     let (app_key, other_key) = (new_key(KeyKind::AppKey), new_key(KeyKind::AppKey));
     let user_key = new_key(KeyKind::UserKey);
     let other_app = id();
     let plan = fixture.snapshot.applications.last().expect("app").plan_id;
-    fixture
-        .snapshot
-        .applications
-        .last_mut()
-        .expect("app")
-        .app_id = Some("weather-app".into());
+    fixture.snapshot.applications.last_mut().expect("app").app_id = Some("weather-app".into());
     fixture.snapshot.applications.push(Application {
         id: other_app,
         plan_id: plan,
         state: ApplicationState::Live,
         app_id: Some("other-app".into()),
     });
-    for (key, kind, owner) in [
-        (&app_key, KeyKind::AppKey, app),
-        (&other_key, KeyKind::AppKey, other_app),
-        (&user_key, KeyKind::UserKey, app),
-    ] {
+    for (key, kind, owner) in
+        [(&app_key, KeyKind::AppKey, app), (&other_key, KeyKind::AppKey, other_app), (&user_key, KeyKind::UserKey, app)]
+    {
         fixture.snapshot.credentials.push(Credential {
             hash: key.hash(),
             kind,
@@ -417,56 +262,24 @@ async fn app_id_and_app_key() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
-    let url = |app_id: &str| {
-        format!(
-            "http://{}/weather/today?app_id={app_id}&units=si",
-            agent.proxy_addr()
-        )
-    };
+    let url = |app_id: &str| format!("http://{}/weather/today?app_id={app_id}&units=si", agent.proxy_addr());
 
     let ok = get(&url("weather-app"), &[("app-key", app_key.as_str())]).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let seen = upstream.last();
     assert_eq!(seen.uri, "/w/today?units=si");
-    assert!(
-        seen.headers.get("app-key").is_none(),
-        "the app key header is not forwarded"
-    );
+    assert!(seen.headers.get("app-key").is_none(), "the app key header is not forwarded");
 
     let cases = [
-        (
-            "weather-app",
-            Some(other_key.as_str()),
-            StatusCode::FORBIDDEN,
-            "invalid_credentials",
-        ),
-        (
-            "weather-app",
-            Some(user_key.as_str()),
-            StatusCode::FORBIDDEN,
-            "invalid_credentials",
-        ),
-        (
-            "no-such-app",
-            Some(app_key.as_str()),
-            StatusCode::FORBIDDEN,
-            "invalid_credentials",
-        ),
-        (
-            "weather-app",
-            None,
-            StatusCode::UNAUTHORIZED,
-            "missing_credentials",
-        ),
+        ("weather-app", Some(other_key.as_str()), StatusCode::FORBIDDEN, "invalid_credentials"),
+        ("weather-app", Some(user_key.as_str()), StatusCode::FORBIDDEN, "invalid_credentials"),
+        ("no-such-app", Some(app_key.as_str()), StatusCode::FORBIDDEN, "invalid_credentials"),
+        ("weather-app", None, StatusCode::UNAUTHORIZED, "missing_credentials"),
     ];
     for (app_id, key, status, error) in cases {
         let headers: Vec<(&str, &str)> = key.map(|k| ("app-key", k)).into_iter().collect();
         let answer = get(&url(app_id), &headers).await;
-        assert_eq!(
-            (answer.status, answer.error().as_str()),
-            (status, error),
-            "{app_id} {key:?}"
-        );
+        assert_eq!((answer.status, answer.error().as_str()), (status, error), "{app_id} {key:?}");
     }
     agent.shutdown().await.expect("clean shutdown");
 }
@@ -475,24 +288,9 @@ async fn app_id_and_app_key() {
 async fn host_routing_header_keys_and_pass_through() {
     let upstream = Upstream::start().await;
     let mut fixture = Fixture::new(&upstream, &[]);
-    let auth = AuthMode::UserKey {
-        location: KeyLocation::Header {
-            name: "x-api-key".into(),
-        },
-    };
-    let (api, app) = add_api(
-        &mut fixture,
-        "/",
-        Lifecycle::Published,
-        auth,
-        upstream.url("/h"),
-    );
-    let api_entry = fixture
-        .snapshot
-        .apis
-        .iter_mut()
-        .find(|a| a.id == api)
-        .expect("api");
+    let auth = AuthMode::UserKey { location: KeyLocation::Header { name: "x-api-key".into() } };
+    let (api, app) = add_api(&mut fixture, "/", Lifecycle::Published, auth, upstream.url("/h"));
+    let api_entry = fixture.snapshot.apis.iter_mut().find(|a| a.id == api).expect("api");
     api_entry.hosts = vec!["api.example.test".into()];
     api_entry.on_no_match = NoMatch::Pass;
     api_entry.mapping_rules[0].pattern = "/counted".into();
@@ -509,46 +307,23 @@ async fn host_routing_header_keys_and_pass_through() {
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     let proxy = agent.proxy_addr();
 
-    let answer = get(
-        &format!("http://{proxy}/anything"),
-        &[
-            ("host", "API.example.test:8081"),
-            ("x-api-key", key.as_str()),
-        ],
-    )
-    .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::OK,
-        "unmatched paths pass on a `pass` API: {}",
-        answer.body
-    );
+    let answer =
+        get(&format!("http://{proxy}/anything"), &[("host", "API.example.test:8081"), ("x-api-key", key.as_str())])
+            .await;
+    assert_eq!(answer.status, StatusCode::OK, "unmatched paths pass on a `pass` API: {}", answer.body);
     let seen = upstream.last();
     assert_eq!(seen.uri, "/h/anything");
     assert!(seen.headers.get("x-api-key").is_none());
-    let answer = get(
-        &format!("http://{proxy}/anything"),
-        &[("host", "api.example.test")],
-    )
-    .await;
-    assert_eq!(
-        answer.error(),
-        "missing_credentials",
-        "`pass` still authenticates"
-    );
+    let answer = get(&format!("http://{proxy}/anything"), &[("host", "api.example.test")]).await;
+    assert_eq!(answer.error(), "missing_credentials", "`pass` still authenticates");
     // On another host, only the any-host APIs answer.
-    let answer = get(
-        &format!("http://{proxy}/anything"),
-        &[("host", "other.example.test"), ("x-api-key", key.as_str())],
-    )
-    .await;
+    let answer =
+        get(&format!("http://{proxy}/anything"), &[("host", "other.example.test"), ("x-api-key", key.as_str())]).await;
     assert_eq!(answer.error(), "unknown_api");
     // The host's own router wins over the any-host one, even for paths the latter has.
-    let answer = get(
-        &format!("http://{proxy}/pets/list?user_key={}", fixture.key.as_str()),
-        &[("host", "api.example.test")],
-    )
-    .await;
+    let answer =
+        get(&format!("http://{proxy}/pets/list?user_key={}", fixture.key.as_str()), &[("host", "api.example.test")])
+            .await;
     assert_eq!(answer.error(), "missing_credentials");
     agent.shutdown().await.expect("clean shutdown");
 }
@@ -558,13 +333,7 @@ async fn upstream_failures_are_502_and_504() {
     let upstream = Upstream::start().await;
     let mut fixture = Fixture::new(&upstream, &[]);
     let dead = dead_addr().await;
-    let (_, app) = add_api(
-        &mut fixture,
-        "/dead",
-        Lifecycle::Published,
-        user_key_in_query(),
-        format!("http://{dead}"),
-    );
+    let (_, app) = add_api(&mut fixture, "/dead", Lifecycle::Published, user_key_in_query(), format!("http://{dead}"));
     let key = new_key(KeyKind::UserKey);
     fixture.snapshot.credentials.push(Credential {
         hash: key.hash(),
@@ -577,41 +346,13 @@ async fn upstream_failures_are_502_and_504() {
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     let proxy = agent.proxy_addr();
 
-    let answer = get(
-        &format!("http://{proxy}/dead/x?user_key={}", key.as_str()),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (answer.status, answer.error().as_str()),
-        (StatusCode::BAD_GATEWAY, "upstream_unavailable")
-    );
+    let answer = get(&format!("http://{proxy}/dead/x?user_key={}", key.as_str()), &[]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (StatusCode::BAD_GATEWAY, "upstream_unavailable"));
     let started = std::time::Instant::now();
-    let answer = get(
-        &format!("http://{proxy}/pets/slow?user_key={}", fixture.key.as_str()),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (answer.status, answer.error().as_str()),
-        (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(2),
-        "answered at the 500 ms timeout"
-    );
-    let answer = get(
-        &format!(
-            "http://{proxy}/pets/status/503?user_key={}",
-            fixture.key.as_str()
-        ),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "upstream statuses pass through"
-    );
+    let answer = get(&format!("http://{proxy}/pets/slow?user_key={}", fixture.key.as_str()), &[]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "answered at the 500 ms timeout");
+    let answer = get(&format!("http://{proxy}/pets/status/503?user_key={}", fixture.key.as_str()), &[]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "upstream statuses pass through");
     agent.shutdown().await.expect("clean shutdown");
 }

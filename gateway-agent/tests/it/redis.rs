@@ -24,23 +24,14 @@ async fn two_agents_share_one_limit_through_redis() {
     let a = start_ready(settings_a).await;
     let b = start_ready(settings_b).await;
     for agent in [&a, &b] {
-        let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[])
-            .await
-            .json();
-        assert_eq!(
-            ready["redis"], "up",
-            "Redis must run on 127.0.0.1:6379 for this test"
-        );
+        let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
+        assert_eq!(ready["redis"], "up", "Redis must run on 127.0.0.1:6379 for this test");
     }
 
     let mut admitted = 0;
     for n in 0..12 {
         let agent = if n % 2 == 0 { &a } else { &b };
-        let url = format!(
-            "http://{}/pets/list?user_key={}",
-            agent.proxy_addr(),
-            fixture.key.as_str()
-        );
+        let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
         match get(&url, &[]).await.status {
             StatusCode::OK => admitted += 1,
             StatusCode::TOO_MANY_REQUESTS => {}
@@ -48,9 +39,7 @@ async fn two_agents_share_one_limit_through_redis() {
         }
     }
     assert_eq!(admitted, 5, "a limit of 5 across both agents");
-    let metrics = get(&format!("http://{}/metrics", a.admin_addr()), &[])
-        .await
-        .body;
+    let metrics = get(&format!("http://{}/metrics", a.admin_addr()), &[]).await.body;
     assert!(metrics.contains("tollgate_agent_redis_up 1"), "{metrics}");
     a.shutdown().await.expect("clean shutdown");
     b.shutdown().await.expect("clean shutdown");
@@ -64,26 +53,17 @@ async fn with_redis_down_the_agent_counts_locally() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let mut settings = settings(cp.url(), dir.path(), Some(clock));
-    settings.redis_url =
-        Some(RedisUrl::parse(&format!("redis://{}", dead_addr().await)).expect("url"));
+    settings.redis_url = Some(RedisUrl::parse(&format!("redis://{}", dead_addr().await)).expect("url"));
     let agent = start_ready(settings).await;
-    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[])
-        .await
-        .json();
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
     assert_eq!(ready["redis"], "down");
 
-    let url = format!(
-        "http://{}/pets/list?user_key={}",
-        agent.proxy_addr(),
-        fixture.key.as_str()
-    );
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
     for _ in 0..3 {
         assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
     }
     assert_eq!(get(&url, &[]).await.status, StatusCode::TOO_MANY_REQUESTS);
-    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[])
-        .await
-        .body;
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
     assert!(metrics.contains("tollgate_agent_redis_up 0"), "{metrics}");
     agent.shutdown().await.expect("clean shutdown");
 }

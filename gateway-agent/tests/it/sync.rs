@@ -19,10 +19,7 @@ async fn a_revoked_key_is_refused_promptly_and_a_new_one_accepted() {
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
-    assert_eq!(
-        get(&url(fixture.key.as_str()), &[]).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
     assert_eq!(cp.connects(), [None], "the first connect names no revision");
 
     let new_key = new_key(KeyKind::UserKey);
@@ -30,9 +27,7 @@ async fn a_revoked_key_is_refused_promptly_and_a_new_one_accepted() {
     cp.push(delta(
         &cp,
         vec![
-            Change::RevokeCredential {
-                hash: fixture.key.hash(),
-            },
+            Change::RevokeCredential { hash: fixture.key.hash() },
             Change::UpsertCredential(Credential {
                 hash: new_key.hash(),
                 kind: KeyKind::UserKey,
@@ -49,14 +44,8 @@ async fn a_revoked_key_is_refused_promptly_and_a_new_one_accepted() {
     .await;
     let elapsed = started.elapsed();
     println!("revoked key refused {elapsed:?} after the delta was pushed");
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "revocation took {elapsed:?}"
-    );
-    assert_eq!(
-        get(&url(new_key.as_str()), &[]).await.status,
-        StatusCode::OK
-    );
+    assert!(elapsed < Duration::from_secs(1), "revocation took {elapsed:?}");
+    assert_eq!(get(&url(new_key.as_str()), &[]).await.status, StatusCode::OK);
     eventually("the agent to report revision 2", || async {
         (cp.last_status()?.applied_revision == Some(2)).then_some(())
     })
@@ -71,55 +60,31 @@ async fn an_invalid_update_is_rejected_reported_and_the_last_good_config_serves(
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
-    let url = format!(
-        "http://{}/pets/list?user_key={}",
-        agent.proxy_addr(),
-        fixture.key.as_str()
-    );
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
 
     // A plan of an API that does not exist, and a revocation that must not take effect.
     cp.push(delta(
         &cp,
         vec![
-            Change::RevokeCredential {
-                hash: fixture.key.hash(),
-            },
+            Change::RevokeCredential { hash: fixture.key.hash() },
             Change::UpsertPlan(Plan {
                 id: id(),
                 api_id: id(),
                 time_zone: TimeZoneName::utc(),
-                limits: vec![Limit {
-                    metric: fixture.metrics.hits,
-                    period: Period::Day,
-                    max: 1,
-                }],
+                limits: vec![Limit { metric: fixture.metrics.hits, period: Period::Day, max: 1 }],
             }),
         ],
     ));
-    let status = eventually("a rejection report", || async {
-        cp.statuses().into_iter().find(|s| s.rejected.is_some())
-    })
-    .await;
+    let status =
+        eventually("a rejection report", || async { cp.statuses().into_iter().find(|s| s.rejected.is_some()) }).await;
     let rejection = status.rejected.expect("rejected");
     assert_eq!(rejection.revision, 2);
     assert!(rejection.reason.contains("api_id"), "{}", rejection.reason);
     assert_eq!(status.applied_revision, Some(1));
-    assert_eq!(
-        get(&url, &[]).await.status,
-        StatusCode::OK,
-        "the last good config still serves"
-    );
-    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[])
-        .await
-        .body;
-    assert!(
-        metrics.contains("tollgate_agent_config_rejected_total"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tollgate_agent_config_revision 1"),
-        "{metrics}"
-    );
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK, "the last good config still serves");
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
+    assert!(metrics.contains("tollgate_agent_config_rejected_total"), "{metrics}");
+    assert!(metrics.contains("tollgate_agent_config_revision 1"), "{metrics}");
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -130,15 +95,8 @@ async fn a_delta_on_another_revision_makes_the_agent_resume_from_its_own() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
-    cp.push_raw(ConfigMessage::Delta(Delta {
-        base_revision: 5,
-        revision: 6,
-        changes: vec![],
-    }));
-    eventually("a reconnect with ?revision=1", || async {
-        (cp.connects() == [None, Some(1)]).then_some(())
-    })
-    .await;
+    cp.push_raw(ConfigMessage::Delta(Delta { base_revision: 5, revision: 6, changes: vec![] }));
+    eventually("a reconnect with ?revision=1", || async { (cp.connects() == [None, Some(1)]).then_some(()) }).await;
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -150,25 +108,15 @@ async fn a_bad_token_is_retried_and_the_agent_stays_unready() {
     let dir = TempDir::new();
     let mut settings = settings(cp.url(), dir.path(), None);
     settings.token = Token::new("tg_agt_wrong");
-    let agent = tollgate_agent::Agent::start(settings)
-        .await
-        .expect("starts");
+    let agent = tollgate_agent::Agent::start(settings).await.expect("starts");
     eventually("two refused connection attempts", || async {
-        (cp.bad_requests()
-            .iter()
-            .filter(|uri| uri.starts_with("/agent/v1/config"))
-            .count()
-            >= 2)
-            .then_some(())
+        (cp.bad_requests().iter().filter(|uri| uri.starts_with("/agent/v1/config")).count() >= 2).then_some(())
     })
     .await;
     let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     let answer = get(&format!("http://{}/pets/list", agent.proxy_addr()), &[]).await;
-    assert_eq!(
-        (answer.status, answer.error().as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-    );
+    assert_eq!((answer.status, answer.error().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "not_ready"));
     agent.shutdown().await.expect("clean shutdown");
 }
 
@@ -183,9 +131,7 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
     cp.push(delta(
         &cp,
         vec![
-            Change::RevokeCredential {
-                hash: fixture.key.hash(),
-            },
+            Change::RevokeCredential { hash: fixture.key.hash() },
             Change::UpsertCredential(Credential {
                 hash: new_key.hash(),
                 kind: KeyKind::UserKey,
@@ -207,27 +153,15 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
     agent.shutdown().await.expect("clean shutdown");
     drop(cp);
 
-    let down =
-        tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
+    let down = tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
     let started = Instant::now();
     let agent = start_ready(settings(down, dir.path(), None)).await;
-    println!(
-        "restarted agent ready from disk after {:?}",
-        started.elapsed()
-    );
-    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[])
-        .await
-        .json();
+    println!("restarted agent ready from disk after {:?}", started.elapsed());
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
     assert_eq!(ready["source"], "disk");
     assert_eq!(ready["revision"], 2);
     let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
-    assert_eq!(
-        get(&url(new_key.as_str()), &[]).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        get(&url(fixture.key.as_str()), &[]).await.status,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(get(&url(new_key.as_str()), &[]).await.status, StatusCode::OK);
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::FORBIDDEN);
     agent.shutdown().await.expect("clean shutdown");
 }

@@ -17,48 +17,27 @@ async fn batches_carry_the_counts_and_a_failed_batch_is_resent_with_its_id() {
     cp.fail_usage(1);
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
-    let url = |path: &str| {
-        format!(
-            "http://{}/pets{path}?user_key={}",
-            agent.proxy_addr(),
-            fixture.key.as_str()
-        )
-    };
+    let url = |path: &str| format!("http://{}/pets{path}?user_key={}", agent.proxy_addr(), fixture.key.as_str());
     for path in ["/items/1", "/items/2", "/items/3", "/list", "/list"] {
         assert_eq!(get(&url(path), &[]).await.status, StatusCode::OK);
     }
     // Refused requests are not usage.
-    assert_eq!(
-        get(&url("/nothing"), &[]).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(get(&url("/nothing"), &[]).await.status, StatusCode::NOT_FOUND);
 
     let m = fixture.metrics;
     eventually("all usage acknowledged", || async {
-        (cp.accepted_count(m.hits) == 5
-            && cp.accepted_count(m.get_item) == 3
-            && cp.accepted_count(m.list) == 2)
+        (cp.accepted_count(m.hits) == 5 && cp.accepted_count(m.get_item) == 3 && cp.accepted_count(m.list) == 2)
             .then_some(())
     })
     .await;
     let attempts = cp.usage();
-    let failed = attempts
-        .iter()
-        .find(|a| !a.accepted)
-        .expect("the first post failed");
+    let failed = attempts.iter().find(|a| !a.accepted).expect("the first post failed");
     assert!(
-        attempts
-            .iter()
-            .any(|a| a.accepted && a.batch == failed.batch),
+        attempts.iter().any(|a| a.accepted && a.batch == failed.batch),
         "the failed batch was resent as it was, id and all"
     );
     assert_eq!(
-        failed
-            .batch
-            .credentials_used
-            .iter()
-            .map(|u| u.hash)
-            .collect::<Vec<_>>(),
+        failed.batch.credentials_used.iter().map(|u| u.hash).collect::<Vec<_>>(),
         vec![fixture.key.hash()],
         "the first batch names the key (noted before the request went upstream)"
     );
@@ -90,19 +69,12 @@ async fn the_spool_survives_a_restart() {
     cp.fail_usage(usize::MAX);
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
-    let url = format!(
-        "http://{}/pets/list?user_key={}",
-        agent.proxy_addr(),
-        fixture.key.as_str()
-    );
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
     for _ in 0..4 {
         assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
     }
     let spool = dir.path().join("spool");
-    eventually("a failed usage post", || async {
-        (!cp.usage().is_empty()).then_some(())
-    })
-    .await;
+    eventually("a failed usage post", || async { (!cp.usage().is_empty()).then_some(()) }).await;
     agent.shutdown().await.expect("clean shutdown");
     let spooled: Vec<String> = std::fs::read_dir(&spool)
         .expect("spool dir")
@@ -127,23 +99,14 @@ async fn the_spool_survives_a_restart() {
         "spooled batches keep credentials_used"
     );
     for name in &spooled {
-        let id = name
-            .trim_end_matches(".json")
-            .split_once('-')
-            .expect("seq-id")
-            .1;
+        let id = name.trim_end_matches(".json").split_once('-').expect("seq-id").1;
         assert!(
-            cp.usage()
-                .iter()
-                .any(|a| a.accepted && a.batch.id.to_string() == id),
+            cp.usage().iter().any(|a| a.accepted && a.batch.id.to_string() == id),
             "spooled batch {id} was delivered"
         );
     }
     eventually("an empty spool", || async {
-        let left = std::fs::read_dir(&spool)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .count();
+        let left = std::fs::read_dir(&spool).ok()?.filter_map(|e| e.ok()).count();
         (left == 0).then_some(())
     })
     .await;
@@ -156,13 +119,7 @@ fn credential_uses(cp: &ControlPlane) -> Vec<Vec<(KeyHash, i64)>> {
     cp.usage()
         .into_iter()
         .filter(|a| a.accepted && seen.insert(a.batch.id))
-        .map(|a| {
-            a.batch
-                .credentials_used
-                .iter()
-                .map(|u| (u.hash, u.minute))
-                .collect()
-        })
+        .map(|a| a.batch.credentials_used.iter().map(|u| (u.hash, u.minute)).collect())
         .collect()
 }
 
@@ -179,19 +136,12 @@ async fn batches_name_each_used_credential_once_per_later_minute() {
     let (_, limited) = fixture.add_app(ApplicationState::Live, None);
     let (_, failing) = fixture.add_app(ApplicationState::Live, None);
     let (_, suspended) = fixture.add_app(ApplicationState::Suspended, None);
-    let (_, expired) = fixture.add_app(
-        ApplicationState::Live,
-        Some(t0 - SignedDuration::from_hours(1)),
-    );
+    let (_, expired) = fixture.add_app(ApplicationState::Live, Some(t0 - SignedDuration::from_hours(1)));
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
     let url = |path: &str, key: &tollgate_protocol::SecretKey| {
-        format!(
-            "http://{}/pets{path}?user_key={}",
-            agent.proxy_addr(),
-            key.as_str()
-        )
+        format!("http://{}/pets{path}?user_key={}", agent.proxy_addr(), key.as_str())
     };
     let m = fixture.metrics;
     // Waits until the usage of `hits` requests is acknowledged: every credential use noted
@@ -199,42 +149,26 @@ async fn batches_name_each_used_credential_once_per_later_minute() {
     let settled = |hits: u64| {
         let cp = &cp;
         async move {
-            eventually("usage acknowledged", || async {
-                (cp.accepted_count(m.hits) == hits).then_some(())
-            })
-            .await;
+            eventually("usage acknowledged", || async { (cp.accepted_count(m.hits) == hits).then_some(()) }).await;
         }
     };
 
     let key = &fixture.key;
     assert_eq!(get(&url("/items/1", key), &[]).await.status, StatusCode::OK);
     for _ in 0..2 {
-        assert_eq!(
-            get(&url("/list", &limited), &[]).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(get(&url("/list", &limited), &[]).await.status, StatusCode::OK);
     }
     // Used even though the upstream failed.
-    assert_eq!(
-        get(&url("/status/503", &failing), &[]).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(get(&url("/status/503", &failing), &[]).await.status, StatusCode::SERVICE_UNAVAILABLE);
     // Refused before going upstream: not a use, although the keys are in the table.
-    for (key, status) in [
-        (&suspended, StatusCode::FORBIDDEN),
-        (&expired, StatusCode::FORBIDDEN),
-    ] {
+    for (key, status) in [(&suspended, StatusCode::FORBIDDEN), (&expired, StatusCode::FORBIDDEN)] {
         assert_eq!(get(&url("/items/1", key), &[]).await.status, status);
     }
     settled(4).await;
     let batches = credential_uses(&cp);
     let mut first: Vec<(KeyHash, i64)> = batches.concat();
     first.sort();
-    let mut expected = vec![
-        (key.hash(), minute),
-        (limited.hash(), minute),
-        (failing.hash(), minute),
-    ];
+    let mut expected = vec![(key.hash(), minute), (limited.hash(), minute), (failing.hash(), minute)];
     expected.sort();
     assert_eq!(first, expected, "{batches:?}");
     for unlisted in [&unused, &suspended, &expired] {
@@ -245,11 +179,7 @@ async fn batches_name_each_used_credential_once_per_later_minute() {
     hands.advance(SignedDuration::from_secs(40));
     assert_eq!(get(&url("/items/2", key), &[]).await.status, StatusCode::OK);
     settled(5).await;
-    assert_eq!(
-        credential_uses(&cp).concat().len(),
-        3,
-        "no new entry for a use in the same minute"
-    );
+    assert_eq!(credential_uses(&cp).concat().len(), 3, "no new entry for a use in the same minute");
 
     // The next minute: `key` moves on; `limited` is refused (429) and stays where it was.
     hands.advance(SignedDuration::from_secs(20));
@@ -262,17 +192,10 @@ async fn batches_name_each_used_credential_once_per_later_minute() {
     let mut latest: HashMap<KeyHash, i64> = HashMap::new();
     for batch in &batches {
         let hashes: HashSet<KeyHash> = batch.iter().map(|(hash, _)| *hash).collect();
-        assert_eq!(
-            hashes.len(),
-            batch.len(),
-            "one entry per credential per batch"
-        );
+        assert_eq!(hashes.len(), batch.len(), "one entry per credential per batch");
         for &(hash, at) in batch {
             let was = latest.insert(hash, at);
-            assert!(
-                was.is_none_or(|was| was < at),
-                "only later minutes are sent again"
-            );
+            assert!(was.is_none_or(|was| was < at), "only later minutes are sent again");
         }
     }
     assert_eq!(batches.concat().len(), 4, "{batches:?}");

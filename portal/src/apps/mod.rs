@@ -38,7 +38,11 @@ struct ListPage {
     apps: Vec<ApplicationView>,
 }
 
-pub async fn list(SignedInUser(user): SignedInUser, session: Session, pool: web::Data<PgPool>) -> PortalResult<HttpResponse> {
+pub async fn list(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+) -> PortalResult<HttpResponse> {
     let apps = applications::list_for_account(&pool, account_of(&user)?).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, apps }))
@@ -60,11 +64,26 @@ pub struct NewQuery {
     plan: Option<String>,
 }
 
-pub async fn new_form(_user: SignedInUser, session: Session, pool: web::Data<PgPool>, query: web::Query<NewQuery>) -> PortalResult<HttpResponse> {
+pub async fn new_form(
+    _user: SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<NewQuery>,
+) -> PortalResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let plans = subscribable(&pool).await?;
     let plan_id = query.into_inner().plan.unwrap_or_default();
-    Ok(render(StatusCode::OK, &NewPage { chrome, plans, name: String::new(), description: String::new(), plan_id, errors: FieldErrors::new() }))
+    Ok(render(
+        StatusCode::OK,
+        &NewPage {
+            chrome,
+            plans,
+            name: String::new(),
+            description: String::new(),
+            plan_id,
+            errors: FieldErrors::new(),
+        },
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -104,7 +123,14 @@ pub async fn create(
             }
             let chrome = Chrome::for_session(&session).await?;
             let plans = subscribable(&pool).await?;
-            let page = NewPage { chrome, plans, name: form.name, description: form.description, plan_id: form.plan_id, errors };
+            let page = NewPage {
+                chrome,
+                plans,
+                name: form.name,
+                description: form.description,
+                plan_id: form.plan_id,
+                errors,
+            };
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
@@ -144,19 +170,21 @@ pub async fn show(
     let location = format!("/apps/{}", app.id.0);
     // The key travels in a one-time cookie scoped to this page, never in the
     // database, and is shown only if it really is a key of this app.
-    let new_key = req
-        .cookie(NEW_KEY_COOKIE)
-        .map(|c| c.value().to_owned())
-        .filter(|raw| {
-            SecretKey::parse(raw).is_ok() && keys.iter().any(|k| k.revoked_at.is_none() && raw.starts_with(&k.prefix) && raw.ends_with(&k.last4))
-        });
+    let new_key = req.cookie(NEW_KEY_COOKIE).map(|c| c.value().to_owned()).filter(|raw| {
+        SecretKey::parse(raw).is_ok()
+            && keys.iter().any(|k| k.revoked_at.is_none() && raw.starts_with(&k.prefix) && raw.ends_with(&k.last4))
+    });
     let now = OffsetDateTime::now_utc();
     let active = keys.iter().filter(|k| matches!(k.status(now), "active" | "expiring")).count();
-    let can_add_key = app.state != "rejected" && (if app.auth_mode == "app_id_app_key" { active < 5 } else { active == 0 });
-    let keys = keys.into_iter().map(|k| {
-        let status = k.status(now);
-        (k, status)
-    }).collect();
+    let can_add_key =
+        app.state != "rejected" && (if app.auth_mode == "app_id_app_key" { active < 5 } else { active == 0 });
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            let status = k.status(now);
+            (k, status)
+        })
+        .collect();
     let chrome = Chrome::for_session(&session).await?;
     let mut response = render(StatusCode::OK, &ShowPage { chrome, app, keys, new_key, can_add_key });
     if req.cookie(NEW_KEY_COOKIE).is_some() {

@@ -63,22 +63,32 @@ pub async fn callback(
         None => None,
     };
     if let Some(error) = &query.error {
-        return Ok(failed(&format!("{} answered: {error}. Try again, or sign in with your email and password.", provider.name)));
+        return Ok(failed(&format!(
+            "{} answered: {error}. Try again, or sign in with your email and password.",
+            provider.name
+        )));
     }
     let (Some(code), Some(state), Some(flow)) = (&query.code, &query.state, flow) else {
-        return Ok(failed("This sign-in link was not started from this browser, or was already used. Start again from the sign-in page."));
+        return Ok(failed(
+            "This sign-in link was not started from this browser, or was already used. Start again from the sign-in page.",
+        ));
     };
     let expected_state = flow["state"].as_str().unwrap_or_default();
     let same_provider = flow["provider"].as_str() == Some(provider.id.as_str());
     if !same_provider || !constant_time_eq(state.as_bytes(), expected_state.as_bytes()) {
-        return Ok(failed("The sign-in answer did not match the request this browser made, so it was refused. Start again from the sign-in page."));
+        return Ok(failed(
+            "The sign-in answer did not match the request this browser made, so it was refused. Start again from the sign-in page.",
+        ));
     }
     let verifier = flow["verifier"].as_str().unwrap_or_default();
-    let external = match identity::finish(provider, &redirect_url(&public_url.0, &provider.id), code, verifier, &providers.http).await {
-        Ok(external) => external,
-        Err(tollgate_core::Error::Invalid { message, .. }) => return Ok(failed(&message)),
-        Err(err) => return Err(err.into()),
-    };
+    let external =
+        match identity::finish(provider, &redirect_url(&public_url.0, &provider.id), code, verifier, &providers.http)
+            .await
+        {
+            Ok(external) => external,
+            Err(tollgate_core::Error::Invalid { message, .. }) => return Ok(failed(&message)),
+            Err(err) => return Err(err.into()),
+        };
     let user = match identity::sign_in_external(sessions.pool(), provider, &external).await {
         Ok(user) => user,
         Err(tollgate_core::Error::Invalid { message, .. }) => return Ok(failed(&message)),

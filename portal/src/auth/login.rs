@@ -37,14 +37,24 @@ fn provider_buttons(providers: &Providers) -> Vec<(String, String)> {
     providers.list.iter().map(|p| (p.id.clone(), p.name.clone())).collect()
 }
 
-pub async fn form(session: Session, providers: web::Data<Providers>, query: web::Query<NextQuery>) -> PortalResult<HttpResponse> {
+pub async fn form(
+    session: Session,
+    providers: web::Data<Providers>,
+    query: web::Query<NextQuery>,
+) -> PortalResult<HttpResponse> {
     let mut chrome = Chrome::for_session(&session).await?;
     if query.verified.is_some() {
         chrome = chrome.with_flash("success", "Your email is verified. Sign in to continue.");
     } else if query.reset.is_some() {
         chrome = chrome.with_flash("success", "Your password is changed. Sign in with the new one.");
     }
-    let page = LoginPage { chrome, providers: provider_buttons(&providers), email: String::new(), next: safe_next(query.next.as_deref()), error: None };
+    let page = LoginPage {
+        chrome,
+        providers: provider_buttons(&providers),
+        email: String::new(),
+        next: safe_next(query.next.as_deref()),
+        error: None,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -73,7 +83,13 @@ pub async fn submit(
     match authenticate(&pool, &hasher, &form.email, &form.password).await? {
         SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => {
             let chrome = Chrome::for_session(&session).await?;
-            let page = LoginPage { chrome, providers: provider_buttons(&providers), email: form.email, next, error: Some(UNVERIFIED.to_owned()) };
+            let page = LoginPage {
+                chrome,
+                providers: provider_buttons(&providers),
+                email: form.email,
+                next,
+                error: Some(UNVERIFIED.to_owned()),
+            };
             Ok(render(StatusCode::FORBIDDEN, &page))
         }
         SignInOutcome::SignedIn(user) => {
@@ -84,7 +100,13 @@ pub async fn submit(
         }
         SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => {
             let chrome = Chrome::for_session(&session).await?;
-            let page = LoginPage { chrome, providers: provider_buttons(&providers), email: form.email, next, error: Some(REJECTED.to_owned()) };
+            let page = LoginPage {
+                chrome,
+                providers: provider_buttons(&providers),
+                email: form.email,
+                next,
+                error: Some(REJECTED.to_owned()),
+            };
             Ok(render(StatusCode::UNAUTHORIZED, &page))
         }
     }

@@ -42,7 +42,8 @@ pub async fn forgot(
     let page = MessagePage {
         chrome: Chrome::for_session(&session).await?,
         title: "Check your email".into(),
-        text: "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour.".into(),
+        text: "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour."
+            .into(),
         link: None,
     };
     Ok(render(StatusCode::OK, &page))
@@ -63,7 +64,11 @@ fn dead_link(chrome: Chrome) -> HttpResponse {
     render(StatusCode::GONE, &page)
 }
 
-pub async fn reset_form(session: Session, pool: web::Data<PgPool>, query: web::Query<TokenQuery>) -> PortalResult<HttpResponse> {
+pub async fn reset_form(
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<TokenQuery>,
+) -> PortalResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let token = query.into_inner().token.unwrap_or_default();
     if token.is_empty() || token.len() > 128 || !flows::reset_is_live(&pool, &token).await? {

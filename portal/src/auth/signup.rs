@@ -20,7 +20,10 @@ struct SignUpPage {
 
 pub async fn form(session: Session) -> PortalResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &SignUpPage { chrome, organisation: String::new(), email: String::new(), errors: FieldErrors::new() }))
+    Ok(render(
+        StatusCode::OK,
+        &SignUpPage { chrome, organisation: String::new(), email: String::new(), errors: FieldErrors::new() },
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -41,7 +44,8 @@ pub async fn submit(
     let chrome = Chrome::for_session(&session).await?;
     match SignUp::parse(&form.organisation, &form.email, &form.password) {
         Err(problems) => {
-            let page = SignUpPage { chrome, organisation: form.organisation, email: form.email, errors: problems.into() };
+            let page =
+                SignUpPage { chrome, organisation: form.organisation, email: form.email, errors: problems.into() };
             Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Ok(input) => {

@@ -38,7 +38,11 @@ fn dead_link(chrome: Chrome) -> HttpResponse {
 
 /// Opening the link only shows a button: nothing changes on GET, so mail
 /// scanners that prefetch links cannot use the token up.
-pub async fn confirm(session: Session, pool: web::Data<PgPool>, query: web::Query<TokenQuery>) -> PortalResult<HttpResponse> {
+pub async fn confirm(
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<TokenQuery>,
+) -> PortalResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let token = query.into_inner().token.unwrap_or_default();
     if token.is_empty() || token.len() > 128 || !flows::verification_is_live(&pool, &token).await? {
@@ -52,7 +56,11 @@ pub struct VerifyForm {
     token: String,
 }
 
-pub async fn submit(session: Session, pool: web::Data<PgPool>, CsrfForm(form): CsrfForm<VerifyForm>) -> PortalResult<HttpResponse> {
+pub async fn submit(
+    session: Session,
+    pool: web::Data<PgPool>,
+    CsrfForm(form): CsrfForm<VerifyForm>,
+) -> PortalResult<HttpResponse> {
     if form.token.len() <= 128 && flows::verify_email(&pool, &form.token).await? {
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?verified=1")).finish());
     }

@@ -28,7 +28,11 @@ pub struct SearchQuery {
 }
 
 /// The start page lists the APIs developers can subscribe to, with search.
-pub async fn home(session: Session, pool: web::Data<PgPool>, query: web::Query<SearchQuery>) -> PortalResult<HttpResponse> {
+pub async fn home(
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<SearchQuery>,
+) -> PortalResult<HttpResponse> {
     let chrome = Chrome::without_forms(&session);
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
     let apis = catalog::search(&pool, Some(&q)).await?;
@@ -94,18 +98,28 @@ impl ApiPage {
     }
 
     fn price_of(plan: &PlanDetail) -> String {
-        if plan.monthly_fee.is_zero() { "Free".into() } else { format!("{} {}", plan.monthly_fee.normalize(), plan.currency) }
+        if plan.monthly_fee.is_zero() {
+            "Free".into()
+        } else {
+            format!("{} {}", plan.monthly_fee.normalize(), plan.currency)
+        }
     }
 }
 
-pub async fn api(session: Session, pool: web::Data<PgPool>, gateway: web::Data<GatewayUrl>, path: web::Path<String>) -> PortalResult<HttpResponse> {
+pub async fn api(
+    session: Session,
+    pool: web::Data<PgPool>,
+    gateway: web::Data<GatewayUrl>,
+    path: web::Path<String>,
+) -> PortalResult<HttpResponse> {
     let id = catalog::published(&pool, &path).await?.ok_or(PortalError(tollgate_core::Error::NotFound))?;
     let api = detail::get(&pool, id).await?;
     let mut plans = Vec::new();
     for plan in list_plans(&pool, id).await?.into_iter().filter(|p| p.published) {
         plans.push(get_plan(&pool, plan.id).await?);
     }
-    let mut limit_rows: Vec<(String, String)> = plans.iter().flat_map(|p| p.limits.iter().map(|l| (l.metric.clone(), l.period.clone()))).collect();
+    let mut limit_rows: Vec<(String, String)> =
+        plans.iter().flat_map(|p| p.limits.iter().map(|l| (l.metric.clone(), l.period.clone()))).collect();
     limit_rows.sort();
     limit_rows.dedup();
     let (source, _) = detail::latest_spec(&pool, id).await?;

@@ -14,7 +14,11 @@ struct DashboardPage {
     apps: Vec<ApplicationView>,
 }
 
-pub async fn show(SignedInUser(user): SignedInUser, session: Session, pool: web::Data<PgPool>) -> PortalResult<HttpResponse> {
+pub async fn show(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+) -> PortalResult<HttpResponse> {
     let apps = match user.account_id {
         Some(account) => list_for_account(&pool, account).await?,
         None => Vec::new(),

@@ -79,6 +79,13 @@ pub async fn revoke(
     _form: CsrfForm<EmptyForm>,
 ) -> PortalResult<HttpResponse> {
     let (app, key) = path.into_inner();
-    credentials::revoke(&pool, account_of(&user)?, ApplicationId(parse_id(&app)?), CredentialId(parse_id(&key)?), &actor(&user)).await?;
+    credentials::revoke(
+        &pool,
+        account_of(&user)?,
+        ApplicationId(parse_id(&app)?),
+        CredentialId(parse_id(&key)?),
+        &actor(&user),
+    )
+    .await?;
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/apps/{app}"))).finish())
 }

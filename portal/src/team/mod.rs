@@ -24,15 +24,33 @@ struct TeamPage {
     errors: FieldErrors,
 }
 
-async fn page(session: &Session, pool: &PgPool, user: &tollgate_core::accounts::UserSummary, errors: FieldErrors, invite_email: String) -> PortalResult<TeamPage> {
+async fn page(
+    session: &Session,
+    pool: &PgPool,
+    user: &tollgate_core::accounts::UserSummary,
+    errors: FieldErrors,
+    invite_email: String,
+) -> PortalResult<TeamPage> {
     let account = account_of(user)?;
     let members = teams::members(pool, account).await?;
     let invitations = teams::pending_invitations(pool, account).await?;
     let is_owner = members.iter().any(|m| m.user_id == user.id && m.role == "owner");
-    Ok(TeamPage { chrome: Chrome::for_session(session).await?, members, invitations, is_owner, me: user.id, invite_email, errors })
+    Ok(TeamPage {
+        chrome: Chrome::for_session(session).await?,
+        members,
+        invitations,
+        is_owner,
+        me: user.id,
+        invite_email,
+        errors,
+    })
 }
 
-pub async fn show(SignedInUser(user): SignedInUser, session: Session, pool: web::Data<PgPool>) -> PortalResult<HttpResponse> {
+pub async fn show(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+) -> PortalResult<HttpResponse> {
     Ok(render(StatusCode::OK, &page(&session, &pool, &user, FieldErrors::new(), String::new()).await?))
 }
 
@@ -75,7 +93,12 @@ pub async fn invite(
 #[derive(serde::Deserialize)]
 pub struct EmptyForm {}
 
-async fn after_change(session: &Session, pool: &PgPool, user: &tollgate_core::accounts::UserSummary, outcome: tollgate_core::Result<()>) -> PortalResult<HttpResponse> {
+async fn after_change(
+    session: &Session,
+    pool: &PgPool,
+    user: &tollgate_core::accounts::UserSummary,
+    outcome: tollgate_core::Result<()>,
+) -> PortalResult<HttpResponse> {
     match outcome {
         Ok(()) => Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/team")).finish()),
         Err(tollgate_core::Error::Conflict(message)) => {
@@ -141,11 +164,17 @@ fn dead_invitation(chrome: Chrome) -> HttpResponse {
     render(StatusCode::GONE, &page)
 }
 
-pub async fn invitation(session: Session, pool: web::Data<PgPool>, query: web::Query<TokenQuery>) -> PortalResult<HttpResponse> {
+pub async fn invitation(
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<TokenQuery>,
+) -> PortalResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let token = query.into_inner().token.unwrap_or_default();
     match teams::invitation(&pool, &token).await? {
-        Some(invitation) if token.len() <= 128 => Ok(render(StatusCode::OK, &InvitationPage { chrome, token, invitation, errors: FieldErrors::new() })),
+        Some(invitation) if token.len() <= 128 => {
+            Ok(render(StatusCode::OK, &InvitationPage { chrome, token, invitation, errors: FieldErrors::new() }))
+        }
         _ => Ok(dead_invitation(chrome)),
     }
 }
@@ -173,7 +202,10 @@ pub async fn accept(
             Err(err) => {
                 let mut errors = FieldErrors::new();
                 errors.absorb(err)?;
-                return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &InvitationPage { chrome, token: form.token, invitation, errors }));
+                return Ok(render(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &InvitationPage { chrome, token: form.token, invitation, errors },
+                ));
             }
         },
         _ => None,

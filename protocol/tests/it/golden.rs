@@ -3,16 +3,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tollgate_protocol::{
-    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, Snapshot, UsageAck, UsageBatch,
-    UsageEntry, Window,
+    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, Snapshot, UsageAck, UsageBatch, UsageEntry, Window,
 };
 
 const REGENERATE: &str = "if the change is intentional, regenerate with `UPDATE_FIXTURES=1 cargo test -p tollgate-protocol --test it` and review the diff";
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 pub fn updating() -> bool {
@@ -24,8 +21,7 @@ pub fn updating() -> bool {
 pub fn round_trip<T: Serialize + DeserializeOwned>(name: &str) -> T {
     let path = fixture_path(name);
     let text = std::fs::read_to_string(&path).expect("read fixture");
-    let value: T = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{name} does not parse: {e}; {REGENERATE}"));
+    let value: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} does not parse: {e}; {REGENERATE}"));
     let again = serde_json::to_string_pretty(&value).expect("serialise") + "\n";
     if updating() {
         std::fs::write(&path, &again).expect("write fixture");
@@ -37,10 +33,7 @@ pub fn round_trip<T: Serialize + DeserializeOwned>(name: &str) -> T {
         actual, expected,
         "{name}: a field was dropped, renamed or retyped on the way through the types; {REGENERATE}"
     );
-    assert_eq!(
-        again, text,
-        "{name}: same JSON value but different text (field order or formatting); {REGENERATE}"
-    );
+    assert_eq!(again, text, "{name}: same JSON value but different text (field order or formatting); {REGENERATE}");
     value
 }
 
@@ -48,31 +41,16 @@ pub fn round_trip<T: Serialize + DeserializeOwned>(name: &str) -> T {
 fn snapshot_round_trips_and_validates() {
     let snapshot: Snapshot = round_trip("snapshot.json");
     snapshot.validate().expect("snapshot fixture is valid");
-    assert_eq!(
-        snapshot.protocol_version,
-        tollgate_protocol::PROTOCOL_VERSION
-    );
+    assert_eq!(snapshot.protocol_version, tollgate_protocol::PROTOCOL_VERSION);
 }
 
 #[test]
 fn snapshot_usage_names_the_current_windows() {
     let snapshot: Snapshot = round_trip("snapshot.json");
     for usage in &snapshot.usage {
-        let app = snapshot
-            .applications
-            .iter()
-            .find(|a| a.id == usage.application_id)
-            .expect("application");
-        let plan = snapshot
-            .plans
-            .iter()
-            .find(|p| p.id == app.plan_id)
-            .expect("plan");
-        let window = Window::containing(
-            usage.period,
-            snapshot.generated_at,
-            plan.time_zone.time_zone(),
-        );
+        let app = snapshot.applications.iter().find(|a| a.id == usage.application_id).expect("application");
+        let plan = snapshot.plans.iter().find(|p| p.id == app.plan_id).expect("plan");
+        let window = Window::containing(usage.period, snapshot.generated_at, plan.time_zone.time_zone());
         assert_eq!(window.id(), usage.window_start, "{usage:?}");
     }
 }
@@ -97,9 +75,7 @@ fn delta_round_trips_and_applies_to_the_snapshot() {
     let mut snapshot: Snapshot = round_trip("snapshot.json");
     let revision = delta.revision;
     let changes = delta.changes.len();
-    snapshot
-        .apply(delta)
-        .expect("delta applies on top of the snapshot fixture");
+    snapshot.apply(delta).expect("delta applies on top of the snapshot fixture");
     assert_eq!(snapshot.revision, revision);
     snapshot.validate().expect("the result is valid");
     assert!(changes >= 8, "the fixture exercises every kind of change");
@@ -153,10 +129,7 @@ fn usage_batches_of_older_agents_parse_and_newer_agents_omit_an_empty_list() {
     assert!(old.credentials_used.is_empty());
     old.validate().expect("valid");
     let new: UsageBatch = round_trip("usage_batch.json");
-    assert_eq!(
-        old.entries, new.entries,
-        "the fixtures differ in credentials_used only"
-    );
+    assert_eq!(old.entries, new.entries, "the fixtures differ in credentials_used only");
     let json = serde_json::to_value(&old).expect("serialise");
     assert!(json.get("credentials_used").is_none(), "{json}");
 }
@@ -177,13 +150,7 @@ fn older_servers_read_batches_with_credentials_used() {
 
 #[test]
 fn credential_uses_are_a_hash_and_a_minute() {
-    let used = CredentialUse {
-        hash: KeyHash([0xab; 32]),
-        minute: 1_743_296_400,
-    };
+    let used = CredentialUse { hash: KeyHash([0xab; 32]), minute: 1_743_296_400 };
     let json = serde_json::to_value(&used).expect("serialise");
-    assert_eq!(
-        json,
-        serde_json::json!({ "hash": "ab".repeat(32), "minute": 1_743_296_400 })
-    );
+    assert_eq!(json, serde_json::json!({ "hash": "ab".repeat(32), "minute": 1_743_296_400 }));
 }

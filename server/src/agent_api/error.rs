@@ -33,7 +33,9 @@ impl ResponseError for AgentApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             AgentApiError::MissingToken | AgentApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            AgentApiError::BadRequest(_) | AgentApiError::Core(tollgate_core::Error::Invalid { .. }) => StatusCode::BAD_REQUEST,
+            AgentApiError::BadRequest(_) | AgentApiError::Core(tollgate_core::Error::Invalid { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             AgentApiError::Core(tollgate_core::Error::NotFound) => StatusCode::NOT_FOUND,
             AgentApiError::Core(tollgate_core::Error::Conflict(_)) => StatusCode::CONFLICT,
             AgentApiError::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,5 +57,6 @@ impl ResponseError for AgentApiError {
 /// Bodies are parsed after the token is checked, so an unauthenticated
 /// caller learns nothing about the expected shape.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AgentApiError> {
-    serde_json::from_slice(body).map_err(|e| AgentApiError::BadRequest(format!("the body is not valid JSON for this endpoint: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| AgentApiError::BadRequest(format!("the body is not valid JSON for this endpoint: {e}")))
 }

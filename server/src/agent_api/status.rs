@@ -6,7 +6,11 @@ use tollgate_protocol::AgentStatus;
 use super::error::parse_body;
 use super::{AgentApiError, auth};
 
-pub async fn report(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> Result<HttpResponse, AgentApiError> {
+pub async fn report(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
     let status: AgentStatus = parse_body(&body)?;
     if let Some(rejected) = &status.rejected {

@@ -6,7 +6,11 @@ use super::error::parse_body;
 use super::{AgentApiError, auth};
 
 /// Counts a batch once; a replay answers `duplicate: true`.
-pub async fn ingest(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> Result<HttpResponse, AgentApiError> {
+pub async fn ingest(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
     let batch: UsageBatch = parse_body(&body)?;
     let ack = tollgate_core::usage::ingest(&pool, gateway.id, &batch).await?;

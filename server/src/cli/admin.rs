@@ -35,7 +35,8 @@ pub async fn token(settings: &Settings, email: &str, name: &str) -> Result<(), C
     let url = settings.require_database()?;
     let pool = connect(url, 2).await?;
     let owner = tollgate_core::admin_tokens::admin_by_email(&pool, email).await?;
-    let (_, secret) = tollgate_core::admin_tokens::create(&pool, owner, name, &tollgate_core::audit::Actor::system("cli")).await?;
+    let (_, secret) =
+        tollgate_core::admin_tokens::create(&pool, owner, name, &tollgate_core::audit::Actor::system("cli")).await?;
     println!("{}", secret.as_str());
     eprintln!("use it as `Authorization: Bearer <token>` on /admin/api/v1; it is not shown again");
     Ok(())

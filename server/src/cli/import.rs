@@ -13,7 +13,8 @@ pub async fn run(settings: &Settings, file: &Path, name: Option<String>) -> Resu
     let spec = import::parse(&source).map_err(|e| CliError::Other(format!("{}: {e}", file.display())))?;
     let url = settings.require_database()?;
     let pool = connect(url, 2).await?;
-    let api = create_from_spec(&pool, &source, &spec, NewApi { name, ..NewApi::default() }, &Actor::system("cli")).await?;
+    let api =
+        create_from_spec(&pool, &source, &spec, NewApi { name, ..NewApi::default() }, &Actor::system("cli")).await?;
     println!("imported {} with {} operations", api.slug, api.operation_count);
     Ok(())
 }

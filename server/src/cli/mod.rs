@@ -129,11 +129,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve::run(settings).await,
         Command::Migrate => migrate::run(&settings).await,
-        Command::Admin(AdminCommand::Create { email, password_stdin }) => admin::create(&settings, &email, password_stdin).await,
+        Command::Admin(AdminCommand::Create { email, password_stdin }) => {
+            admin::create(&settings, &email, password_stdin).await
+        }
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
         Command::Dev { stop_db: true, .. } => crate::dev::postgres::stop(),
-        Command::Dev { db_only, seed_only, database, .. } => crate::dev::run(settings, db_only, seed_only, &database).await,
+        Command::Dev { db_only, seed_only, database, .. } => {
+            crate::dev::run(settings, db_only, seed_only, &database).await
+        }
     }
 }

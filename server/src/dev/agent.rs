@@ -27,9 +27,18 @@ pub struct DevAgent {
 }
 
 /// `portal_origin` may call the gateway from browsers (the docs' try-it).
-pub async fn start(pool: &PgPool, server: &str, portal_origin: &str, proxy: SocketAddr, admin: SocketAddr, state_dir: PathBuf) -> Result<Option<DevAgent>, CliError> {
+pub async fn start(
+    pool: &PgPool,
+    server: &str,
+    portal_origin: &str,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    state_dir: PathBuf,
+) -> Result<Option<DevAgent>, CliError> {
     let Some(binary) = agent_binary() else {
-        eprintln!("tollgate: no tollgate-agent binary beside this one; build it with `cargo build -p tollgate-agent` (scripts/run does)");
+        eprintln!(
+            "tollgate: no tollgate-agent binary beside this one; build it with `cargo build -p tollgate-agent` (scripts/run does)"
+        );
         return Ok(None);
     };
     let (_, token) = gateways::reset_token(pool, "dev", &Actor::system("tollgate dev")).await?;

@@ -15,7 +15,9 @@ use crate::startup;
 /// Where the demo API's upstream listens (the seeded upstream URL points here).
 pub const DEMO_UPSTREAM: &str = "127.0.0.1:8090";
 
-pub use seed::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, fresh_demo_key, seed};
+pub use seed::{
+    DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, fresh_demo_key, seed,
+};
 
 pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, database: &str) -> Result<(), CliError> {
     if settings.database_url.is_none() {
@@ -48,14 +50,22 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
     let upstream = match std::net::TcpListener::bind(DEMO_UPSTREAM) {
         Ok(listener) => upstream::spawn(listener).map(|()| true).unwrap_or(false),
         Err(err) => {
-            eprintln!("tollgate: the demo upstream cannot listen on {DEMO_UPSTREAM} ({err}); calls through the gateway will fail");
+            eprintln!(
+                "tollgate: the demo upstream cannot listen on {DEMO_UPSTREAM} ({err}); calls through the gateway will fail"
+            );
             false
         }
     };
-    let proxy: std::net::SocketAddr = std::env::var("TOLLGATE_AGENT_LISTEN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| ([127, 0, 0, 1], 8081).into());
-    let agent_admin: std::net::SocketAddr =
-        std::env::var("TOLLGATE_AGENT_ADMIN_LISTEN").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| ([127, 0, 0, 1], 9081).into());
-    let agent = agent::start(&pool, &base, &settings.public_url, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
+    let proxy: std::net::SocketAddr = std::env::var("TOLLGATE_AGENT_LISTEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| ([127, 0, 0, 1], 8081).into());
+    let agent_admin: std::net::SocketAddr = std::env::var("TOLLGATE_AGENT_ADMIN_LISTEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| ([127, 0, 0, 1], 9081).into());
+    let agent =
+        agent::start(&pool, &base, &settings.public_url, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
     let demo_key = seed::fresh_demo_key(&pool).await?;
     println!();
     println!("  Tollgate is running (database {})", url.redacted());

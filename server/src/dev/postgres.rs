@@ -34,7 +34,9 @@ fn find_bin_dir() -> Option<PathBuf> {
     if let Some((_, bin)) = candidates.pop() {
         return Some(bin);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    })
 }
 
 /// Installs Debian's PostgreSQL package when run as root; otherwise says
@@ -54,8 +56,14 @@ fn install_or_explain() -> Result<PathBuf, CliError> {
         .status();
     match (update, install) {
         (_, Ok(status)) if status.success() => {}
-        (_, Ok(status)) => return Err(fail(format!("apt-get install postgresql failed ({status}); set TOLLGATE_DATABASE_URL instead"))),
-        (_, Err(err)) => return Err(fail(format!("cannot run apt-get ({err}); install postgresql or set TOLLGATE_DATABASE_URL"))),
+        (_, Ok(status)) => {
+            return Err(fail(format!(
+                "apt-get install postgresql failed ({status}); set TOLLGATE_DATABASE_URL instead"
+            )));
+        }
+        (_, Err(err)) => {
+            return Err(fail(format!("cannot run apt-get ({err}); install postgresql or set TOLLGATE_DATABASE_URL")));
+        }
     }
     find_bin_dir().ok_or_else(|| fail("postgresql was installed but initdb was not found under /usr/lib/postgresql"))
 }
@@ -116,8 +124,14 @@ impl Cluster {
     fn start(&self, port: u16) -> Result<(), CliError> {
         let mut cmd = self.command("pg_ctl");
         // fsync is off: this cluster holds disposable dev and test data.
-        let options = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c max_connections=200");
-        cmd.arg("-D").arg(self.data()).arg("-l").arg(self.dir.join("postgres.log")).args(["-w", "-t", "60", "-o", &options, "start"]);
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c max_connections=200"
+        );
+        cmd.arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("postgres.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"]);
         self.run(cmd, "starting the private PostgreSQL")
     }
 }
@@ -130,7 +144,10 @@ fn cluster_dir(as_postgres: bool) -> Result<PathBuf, CliError> {
     std::fs::create_dir_all(&dir)?;
     let dir = dir.canonicalize()?;
     if as_postgres && !reachable_by_others(&dir) {
-        let tag: u64 = dir.to_string_lossy().bytes().fold(1469598103934665603, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211));
+        let tag: u64 = dir
+            .to_string_lossy()
+            .bytes()
+            .fold(1469598103934665603, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211));
         let elsewhere = PathBuf::from(format!("/var/tmp/tollgate-dev-{tag:016x}"));
         std::fs::create_dir_all(&elsewhere)?;
         return Ok(elsewhere);
@@ -164,7 +181,9 @@ pub fn dev_dir() -> PathBuf {
 /// Starts (or reuses) the private cluster and returns a URL for `database`
 /// on it, creating that database if needed.
 pub async fn ensure(database: &str) -> Result<String, CliError> {
-    let valid = !database.is_empty() && database.len() <= 63 && database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let valid = !database.is_empty()
+        && database.len() <= 63
+        && database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !valid {
         return Err(fail("--database: use 1 to 63 letters, digits and underscores"));
     }
@@ -184,7 +203,15 @@ pub async fn ensure(database: &str) -> Result<String, CliError> {
     if !cluster.data().join("PG_VERSION").is_file() {
         eprintln!("tollgate: creating a private PostgreSQL cluster in {}", dir.display());
         let mut cmd = cluster.command("initdb");
-        cmd.arg("-D").arg(cluster.data()).args(["-U", "tollgate", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        cmd.arg("-D").arg(cluster.data()).args([
+            "-U",
+            "tollgate",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]);
         cluster.run(cmd, "initdb")?;
     }
     let port_file = dir.join("port");

@@ -33,7 +33,9 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
     let admin_hash = hasher.hash(&Password::parse(DEMO_ADMIN_PASSWORD)?).await?;
     ignore_conflict(create_admin(pool, &Email::parse(DEMO_ADMIN_EMAIL)?, &admin_hash).await)?;
     let dev_hash = hasher.hash(&Password::parse(DEMO_DEVELOPER_PASSWORD)?).await?;
-    ignore_conflict(create_developer(pool, "Demo Developer Co", &Email::parse(DEMO_DEVELOPER_EMAIL)?, &dev_hash, true).await)?;
+    ignore_conflict(
+        create_developer(pool, "Demo Developer Co", &Email::parse(DEMO_DEVELOPER_EMAIL)?, &dev_hash, true).await,
+    )?;
 
     if find_by_slug(pool, "weather").await?.is_some() {
         return Ok(());
@@ -92,7 +94,15 @@ pub async fn fresh_demo_key(pool: &PgPool) -> Result<String, CliError> {
     use tollgate_core::credentials;
 
     let actor = Actor::system("tollgate dev");
-    let Some(user) = tollgate_core::accounts::authenticate(pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.ok().and_then(|o| match o {
+    let Some(user) = tollgate_core::accounts::authenticate(
+        pool,
+        &PasswordHasher::new(1),
+        DEMO_DEVELOPER_EMAIL,
+        DEMO_DEVELOPER_PASSWORD,
+    )
+    .await
+    .ok()
+    .and_then(|o| match o {
         tollgate_core::accounts::SignInOutcome::SignedIn(user) => Some(user),
         _ => None,
     }) else {
@@ -103,10 +113,25 @@ pub async fn fresh_demo_key(pool: &PgPool) -> Result<String, CliError> {
     let app = match apps.into_iter().find(|a| a.name == DEMO_APP) {
         Some(app) => app,
         None => {
-            let api = find_by_slug(pool, "weather").await?.ok_or_else(|| CliError::Other("the demo API is missing".into()))?;
+            let api = find_by_slug(pool, "weather")
+                .await?
+                .ok_or_else(|| CliError::Other("the demo API is missing".into()))?;
             let plans = tollgate_core::plans::list_plans(pool, api.id).await?;
-            let basic = plans.into_iter().find(|p| p.system_name == "basic").ok_or_else(|| CliError::Other("the Basic plan is missing".into()))?;
-            applications::create(pool, account, &NewApplication { plan_id: basic.id, name: DEMO_APP.into(), description: "Made by tollgate dev".into() }, &actor).await?
+            let basic = plans
+                .into_iter()
+                .find(|p| p.system_name == "basic")
+                .ok_or_else(|| CliError::Other("the Basic plan is missing".into()))?;
+            applications::create(
+                pool,
+                account,
+                &NewApplication {
+                    plan_id: basic.id,
+                    name: DEMO_APP.into(),
+                    description: "Made by tollgate dev".into(),
+                },
+                &actor,
+            )
+            .await?
         }
     };
     for key in credentials::list(pool, account, app.id).await? {

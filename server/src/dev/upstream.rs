@@ -28,7 +28,9 @@ async fn cities() -> HttpResponse {
 
 async fn current(path: web::Path<String>) -> HttpResponse {
     match city(&path) {
-        Some((_, _, temperature, summary)) => HttpResponse::Ok().json(json!({"temperatureC": temperature, "summary": summary, "windKph": 12})),
+        Some((_, _, temperature, summary)) => {
+            HttpResponse::Ok().json(json!({"temperatureC": temperature, "summary": summary, "windKph": 12}))
+        }
         None => HttpResponse::NotFound().json(json!({"error": "unknown_city"})),
     }
 }
@@ -36,7 +38,8 @@ async fn current(path: web::Path<String>) -> HttpResponse {
 async fn forecast(path: web::Path<String>) -> HttpResponse {
     match city(&path) {
         Some((_, _, temperature, summary)) => {
-            let days: Vec<_> = (0..3).map(|d| json!({"temperatureC": temperature + f64::from(d), "summary": summary})).collect();
+            let days: Vec<_> =
+                (0..3).map(|d| json!({"temperatureC": temperature + f64::from(d), "summary": summary})).collect();
             HttpResponse::Ok().json(days)
         }
         None => HttpResponse::NotFound().json(json!({"error": "unknown_city"})),

@@ -11,7 +11,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A caller's id is kept if it is short and plain; otherwise a new one is made.
 fn incoming_id(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
-    let plain = !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let plain = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     plain.then(|| value.to_owned())
 }
 

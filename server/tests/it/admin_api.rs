@@ -40,7 +40,8 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "unauthenticated");
-    let res = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).bearer_auth("tg_adm_forged").send().await.unwrap();
+    let res =
+        admin.app.client.get(admin.app.url("/admin/api/v1/apis")).bearer_auth("tg_adm_forged").send().await.unwrap();
     assert_eq!(res.status(), 401);
     let (status, body) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
     assert_eq!(status, 200);
@@ -56,54 +57,93 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
 async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPool) {
     let admin = admin_app(pool).await;
     let spec = "openapi: 3.0.3\ninfo: {title: Pets, version: '1'}\npaths:\n  /pets:\n    get: {operationId: listPets, responses: {'200': {description: ok}}}\n  /pets/{id}:\n    get: {responses: {'200': {description: ok}}}\n";
-    let (status, api) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "upstream_url": "http://127.0.0.1:9"}))).await;
+    let (status, api) = admin
+        .call(
+            reqwest::Method::POST,
+            "/admin/api/v1/apis",
+            Some(json!({"spec": spec, "upstream_url": "http://127.0.0.1:9"})),
+        )
+        .await;
     assert_eq!(status, 201, "{api}");
     assert_eq!(api["slug"], "pets");
     assert_eq!(api["operation_count"], 2);
     assert_eq!(api["state"], "draft");
     let id = api["id"].as_str().unwrap().to_owned();
 
-    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {pets: {}}\n"}))).await;
+    let (status, err) = admin
+        .call(
+            reqwest::Method::POST,
+            "/admin/api/v1/apis",
+            Some(json!({"spec": "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {pets: {}}\n"})),
+        )
+        .await;
     assert_eq!(status, 422);
     assert_eq!(err["error"], "invalid_spec");
     assert_eq!(err["field"], "/paths/pets");
-    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "surprise": 1}))).await;
+    let (status, err) =
+        admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "surprise": 1}))).await;
     assert_eq!(status, 400, "unknown fields are refused: {err}");
 
     let plan = json!({"system_name": "gold", "name": "Gold", "currency": "EUR", "monthly_fee": "10.00",
         "limits": [{"metric": "hits", "period": "day", "max": 1000}, {"metric": "listPets", "period": "minute", "max": 5}],
         "pricing": [{"metric": "hits", "from": 1, "to": 100, "price_per_unit": "0"}, {"metric": "hits", "from": 101, "price_per_unit": "0.01"}]});
-    let (status, created) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(plan.clone())).await;
+    let (status, created) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(plan.clone())).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["limits"].as_array().unwrap().len(), 2);
     let mut overlapping = plan.clone();
     overlapping["system_name"] = json!("silver");
     overlapping["pricing"][1]["from"] = json!(50);
-    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(overlapping)).await;
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(overlapping)).await;
     assert_eq!(status, 422);
     assert!(err["message"].as_str().unwrap().contains("overlaps"), "{err}");
     let mut duplicate = plan.clone();
     duplicate["system_name"] = json!("bronze");
     duplicate["limits"][1] = json!({"metric": "hits", "period": "day", "max": 5});
-    assert_eq!(admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(duplicate)).await.0, 422);
+    assert_eq!(
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(duplicate)).await.0,
+        422
+    );
     let mut negative = plan.clone();
     negative["system_name"] = json!("neg");
     negative["monthly_fee"] = json!("-1");
-    assert_eq!(admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(negative)).await.0, 422);
+    assert_eq!(
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(negative)).await.0,
+        422
+    );
 
     let plan_id = created["id"].as_str().unwrap().to_owned();
-    let (status, copy) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/plans/{plan_id}/copy"), Some(json!({"system_name": "gold-2", "name": "Gold 2"}))).await;
+    let (status, copy) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/plans/{plan_id}/copy"),
+            Some(json!({"system_name": "gold-2", "name": "Gold 2"})),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(copy["published"], false);
     assert_eq!(copy["pricing"].as_array().unwrap().len(), 2);
 
-    let (status, published) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"}))).await;
+    let (status, published) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"})))
+        .await;
     assert_eq!(status, 200, "{published}");
     assert_eq!(published["state"], "published");
-    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "deprecated"}))).await;
+    let (status, err) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{id}/lifecycle"),
+            Some(json!({"state": "deprecated"})),
+        )
+        .await;
     assert_eq!(status, 422, "deprecation needs a sunset date: {err}");
     let (status, deprecated) = admin
-        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "deprecated", "sunset_at": "2099-01-01T00:00:00Z"})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{id}/lifecycle"),
+            Some(json!({"state": "deprecated", "sunset_at": "2099-01-01T00:00:00Z"})),
+        )
         .await;
     assert_eq!(status, 200, "{deprecated}");
     assert!(deprecated["sunset_at"].as_str().unwrap().starts_with("2099-01-01"));
@@ -136,11 +176,18 @@ async fn bad_ids_and_pages_are_4xx_never_5xx(pool: PgPool) {
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_openapi_document_describes_every_route_and_its_security(pool: PgPool) {
     let admin = admin_app(pool).await;
-    let doc: Value = admin.app.client.get(admin.app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value =
+        admin.app.client.get(admin.app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let paths = doc["paths"].as_object().unwrap();
-    for path in ["/admin/api/v1/apis", "/admin/api/v1/apis/{id}/lifecycle", "/admin/api/v1/plans/{id}", "/admin/api/v1/applications/{id}/actions", "/admin/api/v1/audit"] {
+    for path in [
+        "/admin/api/v1/apis",
+        "/admin/api/v1/apis/{id}/lifecycle",
+        "/admin/api/v1/plans/{id}",
+        "/admin/api/v1/applications/{id}/actions",
+        "/admin/api/v1/audit",
+    ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
     for (path, item) in paths {
@@ -155,9 +202,21 @@ async fn methods_and_mapping_rules_are_editable_and_patterns_checked(pool: PgPoo
     let admin = admin_app(pool).await;
     let (_, apis) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
     let id = apis["items"][0]["id"].as_str().unwrap().to_owned();
-    let (status, metrics) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/metrics"), Some(json!({"system_name": "bulk_export", "parent": "hits"}))).await;
+    let (status, metrics) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{id}/metrics"),
+            Some(json!({"system_name": "bulk_export", "parent": "hits"})),
+        )
+        .await;
     assert_eq!(status, 201, "{metrics}");
-    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/mapping-rules"), Some(json!({"http_method": "GET", "pattern": "/export/{", "metric": "bulk_export"}))).await;
+    let (status, err) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{id}/mapping-rules"),
+            Some(json!({"http_method": "GET", "pattern": "/export/{", "metric": "bulk_export"})),
+        )
+        .await;
     assert_eq!(status, 422, "a pattern agents cannot parse is refused: {err}");
     assert_eq!(err["field"], "pattern");
     let (status, rules) = admin
@@ -167,7 +226,8 @@ async fn methods_and_mapping_rules_are_editable_and_patterns_checked(pool: PgPoo
     let added = rules.as_array().unwrap().iter().find(|r| r["pattern"] == "/export/{format}$").unwrap();
     assert_eq!(added["delta"], 10);
     let rule_id = added["id"].as_str().unwrap();
-    let (status, _) = admin.call(reqwest::Method::DELETE, &format!("/admin/api/v1/apis/{id}/mapping-rules/{rule_id}"), None).await;
+    let (status, _) =
+        admin.call(reqwest::Method::DELETE, &format!("/admin/api/v1/apis/{id}/mapping-rules/{rule_id}"), None).await;
     assert_eq!(status, 204);
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
     assert_eq!(rules.as_array().unwrap().len(), 4);
@@ -177,20 +237,44 @@ async fn methods_and_mapping_rules_are_editable_and_patterns_checked(pool: PgPoo
 async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_emailed(pool: PgPool) {
     let admin = admin_app(pool).await;
     let v1 = "openapi: 3.0.3\ninfo: {title: Shop, version: '1'}\npaths:\n  /orders:\n    get: {operationId: listOrders, responses: {'200': {description: ok}}}\n  /orders/{id}:\n    get: {operationId: getOrder, parameters: [{name: id, in: path, required: true, schema: {type: string}}], responses: {'200': {description: ok}}}\n";
-    let (_, api) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": v1, "upstream_url": "http://127.0.0.1:9"}))).await;
+    let (_, api) = admin
+        .call(
+            reqwest::Method::POST,
+            "/admin/api/v1/apis",
+            Some(json!({"spec": v1, "upstream_url": "http://127.0.0.1:9"})),
+        )
+        .await;
     let id = api["id"].as_str().unwrap().to_owned();
-    admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(json!({"system_name": "free", "name": "Free", "currency": "USD", "published": true}))).await;
-    admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"}))).await;
+    admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{id}/plans"),
+            Some(json!({"system_name": "free", "name": "Free", "currency": "USD", "published": true})),
+        )
+        .await;
+    admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"})))
+        .await;
     // The demo developer subscribes.
-    let plan_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE api_id = $1::uuid").bind(&id).fetch_one(&admin.app.pool).await.unwrap();
-    let account: uuid::Uuid = sqlx::query_scalar("SELECT m.account_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'dev@example.com'")
+    let plan_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE api_id = $1::uuid")
+        .bind(&id)
         .fetch_one(&admin.app.pool)
         .await
         .unwrap();
+    let account: uuid::Uuid = sqlx::query_scalar(
+        "SELECT m.account_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'dev@example.com'",
+    )
+    .fetch_one(&admin.app.pool)
+    .await
+    .unwrap();
     tollgate_core::applications::create(
         &admin.app.pool,
         tollgate_core::accounts::AccountId(account),
-        &tollgate_core::applications::NewApplication { plan_id: tollgate_core::plans::PlanId(plan_id), name: "Shopper".into(), description: String::new() },
+        &tollgate_core::applications::NewApplication {
+            plan_id: tollgate_core::plans::PlanId(plan_id),
+            name: "Shopper".into(),
+            description: String::new(),
+        },
         &Actor::system("test"),
     )
     .await
@@ -198,18 +282,22 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
 
     // v2 removes an operation, adds one, and makes a new query parameter required.
     let v2 = "openapi: 3.0.3\ninfo: {title: Shop, version: '2'}\npaths:\n  /orders:\n    get: {operationId: listOrders, parameters: [{name: since, in: query, required: true, schema: {type: string}}], responses: {'200': {description: ok}}}\n  /carts:\n    post: {operationId: createCart, responses: {'201': {description: created}}}\n";
-    let (status, staged) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v2}))).await;
+    let (status, staged) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v2})))
+        .await;
     assert_eq!(status, 201, "{staged}");
     assert_eq!(staged["breaking"], true);
     assert_eq!(staged["published"], false);
-    let kinds: Vec<&str> = staged["report"]["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        staged["report"]["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"operation_removed") && kinds.contains(&"parameter_added_required"), "{kinds:?}");
     // Nothing changed yet for clients.
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
     assert_eq!(rules.as_array().unwrap().len(), 2);
 
     let number = staged["number"].as_i64().unwrap();
-    let (status, published) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await;
+    let (status, published) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await;
     assert_eq!(status, 200, "{published}");
     assert_eq!(published["published"], true);
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
@@ -221,10 +309,15 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
         .unwrap();
     assert!(subject.contains("Breaking changes in Shop"), "{subject}");
     assert!(body.contains("BREAKING"), "{body}");
-    assert_eq!(admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await.0, 409);
+    assert_eq!(
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await.0,
+        409
+    );
 
     // A version without breaking changes is reported as such.
     let v3 = v2.replace("  /carts:", "  /health:\n    get: {responses: {'200': {description: ok}}}\n  /carts:");
-    let (_, staged) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v3}))).await;
+    let (_, staged) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v3})))
+        .await;
     assert_eq!(staged["breaking"], false, "{staged}");
 }

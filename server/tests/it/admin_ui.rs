@@ -20,13 +20,26 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
     let app = admin(pool).await;
     // A broken document is explained, with where.
     let html = app.get("/admin/apis/new").await.text().await.unwrap();
-    let res = app.post_form("/admin/apis/new", &[("csrf_token", &csrf_from(&html)), ("spec", "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {pets: {}}\n")]).await;
+    let res = app
+        .post_form(
+            "/admin/apis/new",
+            &[
+                ("csrf_token", &csrf_from(&html)),
+                ("spec", "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {pets: {}}\n"),
+            ],
+        )
+        .await;
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
     assert!(page.contains("could not be imported") && page.contains("/paths/pets"), "{page}");
     assert!(page.contains("paths: {pets: {}}"), "the document comes back for fixing");
 
-    let res = app.post_form("/admin/apis/new", &[("csrf_token", &csrf_from(&html)), ("spec", PETS), ("upstream_url", "http://127.0.0.1:9")]).await;
+    let res = app
+        .post_form(
+            "/admin/apis/new",
+            &[("csrf_token", &csrf_from(&html)), ("spec", PETS), ("upstream_url", "http://127.0.0.1:9")],
+        )
+        .await;
     assert_eq!(res.status(), 303);
     let api_page = location(&res);
     let page = app.get(&api_page).await.text().await.unwrap();
@@ -38,12 +51,29 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
     let html = app.get(&form_url).await.text().await.unwrap();
     let token = csrf_from(&html);
     let mut fields = vec![
-        ("csrf_token", token.as_str()), ("name", "Starter"), ("system_name", "starter"), ("monthly_fee", "9.50"), ("setup_fee", "0"),
-        ("currency", "EUR"), ("trial_days", "0"), ("time_zone", "Europe/Paris"), ("published", "on"),
-        ("limit_metric_0", "hits"), ("limit_period_0", "day"), ("limit_max_0", "500"),
-        ("limit_metric_1", "listPets"), ("limit_period_1", "minute"), ("limit_max_1", "5"),
-        ("price_metric_0", "hits"), ("price_from_0", "1"), ("price_to_0", "100"), ("price_unit_0", "0"),
-        ("price_metric_1", "hits"), ("price_from_1", "50"), ("price_to_1", ""), ("price_unit_1", "0.01"),
+        ("csrf_token", token.as_str()),
+        ("name", "Starter"),
+        ("system_name", "starter"),
+        ("monthly_fee", "9.50"),
+        ("setup_fee", "0"),
+        ("currency", "EUR"),
+        ("trial_days", "0"),
+        ("time_zone", "Europe/Paris"),
+        ("published", "on"),
+        ("limit_metric_0", "hits"),
+        ("limit_period_0", "day"),
+        ("limit_max_0", "500"),
+        ("limit_metric_1", "listPets"),
+        ("limit_period_1", "minute"),
+        ("limit_max_1", "5"),
+        ("price_metric_0", "hits"),
+        ("price_from_0", "1"),
+        ("price_to_0", "100"),
+        ("price_unit_0", "0"),
+        ("price_metric_1", "hits"),
+        ("price_from_1", "50"),
+        ("price_to_1", ""),
+        ("price_unit_1", "0.01"),
     ];
     let res = app.post_form(&form_url, &fields).await;
     assert_eq!(res.status(), 422);
@@ -56,7 +86,9 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
 
     // Publish, then the catalog shows it to a developer.
     let page = app.get(&api_page).await.text().await.unwrap();
-    let res = app.post_form(&format!("{api_page}/lifecycle"), &[("csrf_token", &csrf_from(&page)), ("state", "published")]).await;
+    let res = app
+        .post_form(&format!("{api_page}/lifecycle"), &[("csrf_token", &csrf_from(&page)), ("state", "published")])
+        .await;
     assert_eq!(res.status(), 303);
 
     let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
@@ -64,15 +96,26 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
     let catalog = developer.get("/?q=pet").await.text().await.unwrap();
     assert!(catalog.contains("/apis/pet-store") && !catalog.contains("/apis/weather"), "search filters the catalog");
     let page = developer.get("/apis/pet-store").await.text().await.unwrap();
-    assert!(page.contains("Starter") && page.contains("9.5 EUR") && page.contains("listPets per minute"), "plan comparison");
-    assert!(page.contains("http://127.0.0.1:8081/pet-store/pets?user_key=YOUR_KEY") && page.contains("import requests"), "samples");
-    assert!(page.contains("/static/vendor/swagger-ui/swagger-ui-bundle.js") && page.contains("data-spec=\"/apis/pet-store/spec\""));
+    assert!(
+        page.contains("Starter") && page.contains("9.5 EUR") && page.contains("listPets per minute"),
+        "plan comparison"
+    );
+    assert!(
+        page.contains("http://127.0.0.1:8081/pet-store/pets?user_key=YOUR_KEY") && page.contains("import requests"),
+        "samples"
+    );
+    assert!(
+        page.contains("/static/vendor/swagger-ui/swagger-ui-bundle.js")
+            && page.contains("data-spec=\"/apis/pet-store/spec\"")
+    );
     let spec = developer.get("/apis/pet-store/spec").await.text().await.unwrap();
     assert_eq!(spec, PETS, "the portal renders the stored document byte for byte");
     let plan_link = page.split("href=\"/apps/new?plan=").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let html = developer.get(&format!("/apps/new?plan={plan_link}")).await.text().await.unwrap();
     assert!(html.contains(&format!("value=\"{plan_link}\" selected")), "the chosen plan is preselected");
-    let res = developer.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", "Pet client"), ("plan_id", &plan_link)]).await;
+    let res = developer
+        .post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", "Pet client"), ("plan_id", &plan_link)])
+        .await;
     assert_eq!(res.status(), 303);
     assert!(developer.get(&location(&res)).await.text().await.unwrap().contains("data-testid=\"new-key\""));
     // Drafts and retired APIs are not in the catalog.
@@ -85,8 +128,18 @@ async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_i
     let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
     developer.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
     let html = developer.get("/apps/new").await.text().await.unwrap();
-    let pro = html.split("<option value=\"").skip(1).find(|o| o.contains("— Pro")).unwrap().split('"').next().unwrap().to_owned();
-    let res = developer.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", "Needs approval"), ("plan_id", &pro)]).await;
+    let pro = html
+        .split("<option value=\"")
+        .skip(1)
+        .find(|o| o.contains("— Pro"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = developer
+        .post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", "Needs approval"), ("plan_id", &pro)])
+        .await;
     let app_page = location(&res);
     let page = developer.get(&app_page).await.text().await.unwrap();
     assert!(page.contains(">pending<") && !page.contains("data-testid=\"new-key\""), "no key before approval");
@@ -94,7 +147,8 @@ async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_i
     let list = app.get("/admin/applications?state=pending").await.text().await.unwrap();
     assert!(list.contains("Needs approval"));
     let app_id = app_page.trim_start_matches("/apps/");
-    let res = app.post_form(&format!("/admin/applications/{app_id}/approve"), &[("csrf_token", &csrf_from(&list))]).await;
+    let res =
+        app.post_form(&format!("/admin/applications/{app_id}/approve"), &[("csrf_token", &csrf_from(&list))]).await;
     assert_eq!(res.status(), 303);
     let (subject, body) = last_mail(&app.pool, DEMO_DEVELOPER_EMAIL).await;
     assert!(subject.contains("approved"), "{subject}");
@@ -104,8 +158,23 @@ async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_i
 
     // The admin moves it to the Basic plan.
     let list = app.get("/admin/applications").await.text().await.unwrap();
-    let basic = list.split(&format!("id=\"plan-{app_id}\"")).nth(1).unwrap().split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let res = app.post_form(&format!("/admin/applications/{app_id}/plan"), &[("csrf_token", &csrf_from(&list)), ("plan_id", &basic)]).await;
+    let basic = list
+        .split(&format!("id=\"plan-{app_id}\""))
+        .nth(1)
+        .unwrap()
+        .split("<option value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post_form(
+            &format!("/admin/applications/{app_id}/plan"),
+            &[("csrf_token", &csrf_from(&list)), ("plan_id", &basic)],
+        )
+        .await;
     assert_eq!(res.status(), 303);
     assert!(developer.get(&app_page).await.text().await.unwrap().contains("Basic plan"));
 

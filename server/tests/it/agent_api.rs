@@ -2,14 +2,14 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tollgate::dev::{DEMO_DEVELOPER_EMAIL, seed};
-use tollgate_core::accounts::{AccountId, authenticate, PasswordHasher, SignInOutcome};
+use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::applications::{self, NewApplication};
 use tollgate_core::audit::Actor;
 use tollgate_core::credentials;
 use tollgate_core::gateways;
 use tollgate_core::plans::list_plans;
-use tollgate_protocol::{Change, ConfigMessage, StatusClass, UsageAck, UsageBatch, UsageEntry};
 use tollgate_protocol::usage::LATENCY_BUCKETS;
+use tollgate_protocol::{Change, ConfigMessage, StatusClass, UsageAck, UsageBatch, UsageEntry};
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -45,7 +45,11 @@ struct Setup {
 async fn setup(pool: PgPool) -> Setup {
     seed(&pool).await.unwrap();
     let (_, token) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
-    let SignInOutcome::SignedIn(dev) = authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, tollgate::dev::DEMO_DEVELOPER_PASSWORD).await.unwrap() else {
+    let SignInOutcome::SignedIn(dev) =
+        authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, tollgate::dev::DEMO_DEVELOPER_PASSWORD)
+            .await
+            .unwrap()
+    else {
         panic!("demo developer signs in");
     };
     let app = spawn_app(pool).await;
@@ -70,7 +74,15 @@ async fn the_agent_api_refuses_missing_and_unknown_tokens_with_json(pool: PgPool
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "missing_token");
-    let res = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth("tg_agt_nope").json(&serde_json::json!({})).send().await.unwrap();
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/agent/v1/usage"))
+        .bearer_auth("tg_agt_nope")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
@@ -91,9 +103,14 @@ async fn the_stream_opens_with_a_valid_snapshot_and_pushes_changes_as_they_commi
     let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
     let basic = list_plans(&s.app.pool, api.id).await.unwrap().into_iter().find(|p| p.system_name == "basic").unwrap();
     let actor = Actor::system("test");
-    let app = applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Dashboard".into(), description: String::new() }, &actor)
-        .await
-        .unwrap();
+    let app = applications::create(
+        &s.app.pool,
+        s.account,
+        &NewApplication { plan_id: basic.id, name: "Dashboard".into(), description: String::new() },
+        &actor,
+    )
+    .await
+    .unwrap();
     let key = credentials::issue(&s.app.pool, s.account, app.id, &actor).await.unwrap();
     let mut seen_credential = false;
     let mut revision = snapshot.revision;
@@ -102,7 +119,10 @@ async fn the_stream_opens_with_a_valid_snapshot_and_pushes_changes_as_they_commi
             ConfigMessage::Delta(delta) => {
                 assert_eq!(delta.base_revision, revision, "deltas chain without gaps");
                 revision = delta.revision;
-                seen_credential = delta.changes.iter().any(|c| matches!(c, Change::UpsertCredential(k) if k.hash == key.secret.hash()));
+                seen_credential = delta
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::UpsertCredential(k) if k.hash == key.secret.hash()));
             }
             ConfigMessage::Heartbeat(_) => {}
             other => panic!("unexpected {other:?}"),
@@ -114,7 +134,10 @@ async fn the_stream_opens_with_a_valid_snapshot_and_pushes_changes_as_they_commi
     credentials::revoke(&s.app.pool, s.account, app.id, key.id, &actor).await.unwrap();
     loop {
         if let ConfigMessage::Delta(delta) = stream.next().await
-            && delta.changes.iter().any(|c| matches!(c, Change::RevokeCredential { hash } if *hash == key.secret.hash()))
+            && delta
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::RevokeCredential { hash } if *hash == key.secret.hash()))
         {
             break;
         }
@@ -140,9 +163,14 @@ async fn a_returning_agent_gets_only_what_it_missed(pool: PgPool) {
     // Behind by one change: exactly that delta.
     let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
     let basic = list_plans(&s.app.pool, api.id).await.unwrap().remove(0);
-    applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Late".into(), description: String::new() }, &Actor::system("test"))
-        .await
-        .unwrap();
+    applications::create(
+        &s.app.pool,
+        s.account,
+        &NewApplication { plan_id: basic.id, name: "Late".into(), description: String::new() },
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let mut stream = open_stream(&s.app, &s.token, Some(snapshot.revision)).await;
     let ConfigMessage::Delta(delta) = stream.next().await else { panic!("a delta") };
     assert_eq!(delta.base_revision, snapshot.revision);
@@ -157,9 +185,14 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     let s = setup(pool).await;
     let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
     let basic = list_plans(&s.app.pool, api.id).await.unwrap().remove(0);
-    let app = applications::create(&s.app.pool, s.account, &NewApplication { plan_id: basic.id, name: "Meter".into(), description: String::new() }, &Actor::system("test"))
-        .await
-        .unwrap();
+    let app = applications::create(
+        &s.app.pool,
+        s.account,
+        &NewApplication { plan_id: basic.id, name: "Meter".into(), description: String::new() },
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let key = credentials::issue(&s.app.pool, s.account, app.id, &Actor::system("test")).await.unwrap();
     let mut stream = open_stream(&s.app, &s.token, None).await;
     let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
@@ -170,17 +203,30 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     let batch = UsageBatch {
         id: uuid::Uuid::now_v7(),
         agent_id: uuid::Uuid::now_v7(),
-        entries: vec![UsageEntry { application_id: app.id.0, metric: hits, minute, status_class: StatusClass::Success, count: 7, latency_buckets: buckets }],
+        entries: vec![UsageEntry {
+            application_id: app.id.0,
+            metric: hits,
+            minute,
+            status_class: StatusClass::Success,
+            count: 7,
+            latency_buckets: buckets,
+        }],
         credentials_used: vec![tollgate_protocol::CredentialUse { hash: key.secret.hash(), minute }],
     };
     for duplicate in [false, true, true] {
-        let res = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).json(&batch).send().await.unwrap();
+        let res =
+            s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).json(&batch).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let ack: UsageAck = res.json().await.unwrap();
         assert_eq!(ack, UsageAck { batch_id: batch.id, duplicate });
     }
     assert_eq!(tollgate_core::usage::total_hits(&s.app.pool, app.id.0, hits).await.unwrap(), 7);
-    let last_used: Option<time::OffsetDateTime> = sqlx::query_scalar("SELECT last_used_at FROM credentials WHERE id = $1").bind(key.id.0).fetch_one(&s.app.pool).await.unwrap();
+    let last_used: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT last_used_at FROM credentials WHERE id = $1")
+            .bind(key.id.0)
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
     assert_eq!(last_used.map(|t| t.unix_timestamp()), Some(minute), "the key's last use is recorded");
     // A fresh snapshot seeds the agent with the hour-and-longer usage.
     let mut stream = open_stream(&s.app, &s.token, None).await;
@@ -189,7 +235,16 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     assert_eq!(seeded.len(), 1, "the basic plan has one day limit on hits: {seeded:?}");
     assert_eq!(seeded[0].value, 7);
 
-    let bad = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).body("{not json").header("content-type", "application/json").send().await.unwrap();
+    let bad = s
+        .app
+        .client
+        .post(s.app.url("/agent/v1/usage"))
+        .bearer_auth(&s.token)
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"], "bad_request");
@@ -204,7 +259,8 @@ async fn agents_report_their_revision_and_the_server_knows_their_lag(pool: PgPoo
         applied_revision: Some(1),
         rejected: Some(tollgate_protocol::Rejection { revision: 2, reason: "plans[0].time_zone: bad".into() }),
     };
-    let res = s.app.client.post(s.app.url("/agent/v1/status")).bearer_auth(&s.token).json(&status).send().await.unwrap();
+    let res =
+        s.app.client.post(s.app.url("/agent/v1/status")).bearer_auth(&s.token).json(&status).send().await.unwrap();
     assert_eq!(res.status(), 204);
     let agents = gateways::list(&s.app.pool).await.unwrap();
     assert_eq!(agents.len(), 1);

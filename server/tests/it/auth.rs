@@ -44,7 +44,15 @@ async fn anonymous_visitors_are_sent_to_sign_in_and_back(pool: PgPool) {
     let html = app.get("/login?next=%2Fadmin").await.text().await.unwrap();
     let token = csrf_from(&html);
     let res = app
-        .post_form("/login", &[("csrf_token", &token), ("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD), ("next", "/admin")])
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("email", DEMO_ADMIN_EMAIL),
+                ("password", DEMO_ADMIN_PASSWORD),
+                ("next", "/admin"),
+            ],
+        )
         .await;
     assert_eq!(location(&res), "/admin");
 }
@@ -55,7 +63,15 @@ async fn sign_in_never_redirects_to_another_site(pool: PgPool) {
     for next in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
         let token = app.csrf_token("/login").await;
         let res = app
-            .post_form("/login", &[("csrf_token", &token), ("email", DEMO_DEVELOPER_EMAIL), ("password", DEMO_DEVELOPER_PASSWORD), ("next", next)])
+            .post_form(
+                "/login",
+                &[
+                    ("csrf_token", &token),
+                    ("email", DEMO_DEVELOPER_EMAIL),
+                    ("password", DEMO_DEVELOPER_PASSWORD),
+                    ("next", next),
+                ],
+            )
             .await;
         assert_eq!(location(&res), "/dashboard", "next={next}");
     }
@@ -71,7 +87,9 @@ async fn session_cookies_are_http_only_lax_and_replaced_at_sign_in(pool: PgPool)
     }
     assert!(!anonymous.contains("Secure"), "plain HTTP cannot carry Secure cookies: {anonymous}");
     let token = csrf_from(&page.text().await.unwrap());
-    let res = app.post_form("/login", &[("csrf_token", &token), ("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD)]).await;
+    let res = app
+        .post_form("/login", &[("csrf_token", &token), ("email", DEMO_ADMIN_EMAIL), ("password", DEMO_ADMIN_PASSWORD)])
+        .await;
     let signed_in = session_cookie(&res).expect("sign-in issues a new session cookie");
     let id = |c: &str| c.split(';').next().unwrap().to_owned();
     assert_ne!(id(&anonymous), id(&signed_in), "the session id must change at sign-in");
@@ -121,7 +139,11 @@ async fn known_and_unknown_emails_get_the_same_answer(pool: PgPool) {
     assert_eq!(known_status, unknown.status());
     assert_eq!(known_status, 401);
     let unknown_body = unknown.text().await.unwrap();
-    let strip = |html: &str| html.replace(&csrf_from(html), "TOKEN").replace("nobody@example.com", "EMAIL").replace(DEMO_DEVELOPER_EMAIL, "EMAIL");
+    let strip = |html: &str| {
+        html.replace(&csrf_from(html), "TOKEN")
+            .replace("nobody@example.com", "EMAIL")
+            .replace(DEMO_DEVELOPER_EMAIL, "EMAIL")
+    };
     assert_eq!(strip(&known_body), strip(&unknown_body));
 }
 
@@ -184,12 +206,18 @@ async fn sessions_end_after_the_idle_and_the_absolute_timeout(pool: PgPool) {
     app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
     assert_eq!(app.get("/dashboard").await.status(), 200);
     // Idle for longer than the 30-minute default.
-    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE user_id IS NOT NULL").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE user_id IS NOT NULL")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(app.get("/dashboard").await.status(), 303);
 
     app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
     assert_eq!(app.get("/dashboard").await.status(), 200);
     // Past the absolute lifetime, however recently used.
-    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id IS NOT NULL").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id IS NOT NULL")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(app.get("/dashboard").await.status(), 303);
 }

@@ -70,7 +70,11 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
 fn an_address_in_use_exits_non_zero_naming_the_listen_setting() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = tollgate(&["serve"], &[("TOLLGATE_LISTEN", &addr), ("TOLLGATE_DATABASE_URL", "postgres://x@127.0.0.1:1/x")], None);
+    let out = tollgate(
+        &["serve"],
+        &[("TOLLGATE_LISTEN", &addr), ("TOLLGATE_DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let text = stderr(&out);
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -93,12 +97,16 @@ async fn admin_create_reads_the_password_from_stdin(pool: PgPool) {
     let args = ["admin", "create", "--email", "ops@example.com", "--password-stdin"];
     let out = tollgate(&args, &env, Some("a long enough passphrase\n"));
     assert!(out.status.success(), "{}", stderr(&out));
-    let is_admin: bool = sqlx::query_scalar("SELECT is_admin FROM users WHERE email = 'ops@example.com'").fetch_one(&pool).await.unwrap();
+    let is_admin: bool = sqlx::query_scalar("SELECT is_admin FROM users WHERE email = 'ops@example.com'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(is_admin);
     let again = tollgate(&args, &env, Some("a long enough passphrase\n"));
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
-    let weak = tollgate(&["admin", "create", "--email", "weak@example.com", "--password-stdin"], &env, Some("password\n"));
+    let weak =
+        tollgate(&["admin", "create", "--email", "weak@example.com", "--password-stdin"], &env, Some("password\n"));
     assert_eq!(weak.status.code(), Some(1));
     assert!(stderr(&weak).contains("password:"), "{}", stderr(&weak));
 }
@@ -115,7 +123,11 @@ async fn import_prints_the_slug_and_operation_count_or_a_located_error(pool: PgP
     let dir = std::env::temp_dir().join(format!("tollgate-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, "{\"openapi\": \"3.0.3\", \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"pets\": {}}}").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"openapi\": \"3.0.3\", \"info\": {\"title\": \"T\", \"version\": \"1\"},\n \"paths\": {\"pets\": {}}}",
+    )
+    .unwrap();
     let out = tollgate(&["import", bad.to_str().unwrap()], &env, None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/paths/pets (line 2): a path must start with `/`"), "{}", stderr(&out));
@@ -154,8 +166,16 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
     let res = crate::helpers::plain_client().get(format!("http://{addr}/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     // An agent holds its endless config stream open, as in production.
-    let (_, token) = tollgate_core::gateways::create(&pool, "sigterm-agent", &tollgate_core::audit::Actor::system("test")).await.unwrap();
-    let mut stream = crate::helpers::plain_client().get(format!("http://{addr}/agent/v1/config")).bearer_auth(token.as_str()).send().await.unwrap();
+    let (_, token) =
+        tollgate_core::gateways::create(&pool, "sigterm-agent", &tollgate_core::audit::Actor::system("test"))
+            .await
+            .unwrap();
+    let mut stream = crate::helpers::plain_client()
+        .get(format!("http://{addr}/agent/v1/config"))
+        .bearer_auth(token.as_str())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stream.status(), 200);
     assert!(stream.chunk().await.unwrap().is_some(), "the snapshot arrives");
 
@@ -172,10 +192,12 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
     // later, and the test database can only be dropped once it has.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let others: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         if others <= pool.size() as i64 - 1 || std::time::Instant::now() > deadline {
             break;
         }

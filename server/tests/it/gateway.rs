@@ -28,13 +28,21 @@ use crate::helpers::{TestApp, spawn_app_on};
 /// An upstream that echoes what it received, so tests see what the agent forwarded.
 fn start_upstream() -> String {
     async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
-        let headers: serde_json::Map<String, serde_json::Value> =
-            req.headers().iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_str().unwrap_or("")))).collect();
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_str().unwrap_or(""))))
+            .collect();
         HttpResponse::Ok().json(serde_json::json!({"method": req.method().as_str(), "uri": req.uri().to_string(), "headers": headers, "body_len": body.len()}))
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = HttpServer::new(|| App::new().default_service(web::to(echo))).workers(1).disable_signals().listen(listener).unwrap().run();
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
     tokio::spawn(server);
     url
 }
@@ -58,13 +66,31 @@ impl World {
         let api = find_by_slug(&pool, "weather").await.unwrap().unwrap().id;
         let upstream = start_upstream();
         let actor = Actor::system("test");
-        detail::update(&pool, api, &ApiChanges { upstream_urls: Some(vec![upstream]), ..ApiChanges::default() }, &actor).await.unwrap();
-        let SignInOutcome::SignedIn(dev) = authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.unwrap() else {
+        detail::update(
+            &pool,
+            api,
+            &ApiChanges { upstream_urls: Some(vec![upstream]), ..ApiChanges::default() },
+            &actor,
+        )
+        .await
+        .unwrap();
+        let SignInOutcome::SignedIn(dev) =
+            authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.unwrap()
+        else {
             panic!("demo developer signs in")
         };
-        let (_, token) = gateways::create(&pool, &format!("edge-{}", uuid::Uuid::new_v4().simple()), &actor).await.unwrap();
+        let (_, token) =
+            gateways::create(&pool, &format!("edge-{}", uuid::Uuid::new_v4().simple()), &actor).await.unwrap();
         let dir = std::env::temp_dir().join(format!("tollgate-gw-{}", uuid::Uuid::new_v4().simple()));
-        World { app, handle, listen, api, account: dev.account_id.unwrap(), agent_token: token.as_str().to_owned(), dir }
+        World {
+            app,
+            handle,
+            listen,
+            api,
+            account: dev.account_id.unwrap(),
+            agent_token: token.as_str().to_owned(),
+            dir,
+        }
     }
 
     async fn agent(&self, name: &str) -> RunningAgent {
@@ -75,7 +101,12 @@ impl World {
         settings.flush_interval = Duration::from_millis(200);
         let agent = Agent::start(settings).await.expect("agent starts");
         wait_until(Duration::from_secs(10), || async {
-            crate::helpers::plain_client().get(format!("http://{}/ready", agent.admin_addr())).send().await.map(|r| r.status() == 200).unwrap_or(false)
+            crate::helpers::plain_client()
+                .get(format!("http://{}/ready", agent.admin_addr()))
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
         })
         .await;
         agent
@@ -85,7 +116,15 @@ impl World {
     async fn app_with_key(&self, name: &str, plan: Option<&str>) -> (ApplicationId, CredentialId, String) {
         let actor = Actor::system("test");
         let plan_id = match plan {
-            Some(system_name) => list_plans(&self.app.pool, self.api).await.unwrap().into_iter().find(|p| p.system_name == system_name).unwrap().id,
+            Some(system_name) => {
+                list_plans(&self.app.pool, self.api)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|p| p.system_name == system_name)
+                    .unwrap()
+                    .id
+            }
             None => {
                 let plan = NewPlan {
                     system_name: format!("open-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
@@ -104,7 +143,14 @@ impl World {
                 create_plan(&self.app.pool, self.api, &plan, &actor).await.unwrap()
             }
         };
-        let app = applications::create(&self.app.pool, self.account, &NewApplication { plan_id, name: name.into(), description: String::new() }, &actor).await.unwrap();
+        let app = applications::create(
+            &self.app.pool,
+            self.account,
+            &NewApplication { plan_id, name: name.into(), description: String::new() },
+            &actor,
+        )
+        .await
+        .unwrap();
         let key = credentials::issue(&self.app.pool, self.account, app.id, &actor).await.unwrap();
         (app.id, key.id, key.secret.as_str().to_owned())
     }
@@ -142,7 +188,10 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
     let w = World::new(pool).await;
     let agent = w.agent("a").await;
     let (app, _, key) = w.app_with_key("Edge app", Some("basic")).await;
-    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={key}")).await != 403 }).await;
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={key}")).await != 403
+    })
+    .await;
 
     // Exactly N per minute window: retried once if the minute turned mid-test.
     let mut admitted = 0;
@@ -170,8 +219,12 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
 
     // A fresh key on an unlimited plan is proxied, and the upstream never sees it.
     let (open_app, _, open_key) = w.app_with_key("Open app", None).await;
-    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 200 }).await;
-    let echoed: serde_json::Value = call(&agent, &format!("/weather/cities?country=PT&user_key={open_key}")).await.json().await.unwrap();
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 200
+    })
+    .await;
+    let echoed: serde_json::Value =
+        call(&agent, &format!("/weather/cities?country=PT&user_key={open_key}")).await.json().await.unwrap();
     assert_eq!(echoed["uri"], "/cities?country=PT");
     assert!(echoed["headers"]["x-forwarded-for"].as_str().unwrap().contains("127.0.0.1"));
     for (path, expected, code) in [
@@ -189,18 +242,28 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
     // Suspension, deprecation and retirement reach the agent.
     let actor = Actor::system("test");
     applications::transition(&w.app.pool, open_app, Transition::Suspend, &actor, &w.app.base).await.unwrap();
-    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 403 }).await;
-    let body: serde_json::Value = call(&agent, &format!("/weather/cities?user_key={open_key}")).await.json().await.unwrap();
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 403
+    })
+    .await;
+    let body: serde_json::Value =
+        call(&agent, &format!("/weather/cities?user_key={open_key}")).await.json().await.unwrap();
     assert_eq!(body["error"], "application_not_live");
     applications::transition(&w.app.pool, open_app, Transition::Resume, &actor, &w.app.base).await.unwrap();
     let sunset = time::OffsetDateTime::now_utc() + time::Duration::days(30);
     detail::set_state(&w.app.pool, w.api, "deprecated", Some(sunset), &actor, &w.app.base).await.unwrap();
-    wait_until(Duration::from_secs(5), || async { call(&agent, &format!("/weather/cities?user_key={open_key}")).await.headers().contains_key("sunset") }).await;
+    wait_until(Duration::from_secs(5), || async {
+        call(&agent, &format!("/weather/cities?user_key={open_key}")).await.headers().contains_key("sunset")
+    })
+    .await;
     let res = call(&agent, &format!("/weather/cities?user_key={open_key}")).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("deprecation"));
     detail::set_state(&w.app.pool, w.api, "retired", None, &actor, &w.app.base).await.unwrap();
-    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 410 }).await;
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 410
+    })
+    .await;
     let _ = app;
     agent.shutdown().await.unwrap();
 }
@@ -211,13 +274,19 @@ async fn a_revoked_key_is_refused_by_every_agent_within_a_second(pool: PgPool) {
     let (a, b) = (w.agent("a").await, w.agent("b").await);
     let (app, key_id, key) = w.app_with_key("Revoke me", None).await;
     for agent in [&a, &b] {
-        wait_until(Duration::from_secs(5), || async { status(agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+        wait_until(Duration::from_secs(5), || async {
+            status(agent, &format!("/weather/cities?user_key={key}")).await == 200
+        })
+        .await;
     }
     let started = Instant::now();
     credentials::revoke(&w.app.pool, w.account, app, key_id, &Actor::system("test")).await.unwrap();
     let mut elapsed = Vec::new();
     for agent in [&a, &b] {
-        wait_until(Duration::from_secs(2), || async { status(agent, &format!("/weather/cities?user_key={key}")).await == 403 }).await;
+        wait_until(Duration::from_secs(2), || async {
+            status(agent, &format!("/weather/cities?user_key={key}")).await == 403
+        })
+        .await;
         elapsed.push(started.elapsed());
     }
     println!("revocation refused by agent a after {:?} and by agent b after {:?}", elapsed[0], elapsed[1]);
@@ -233,7 +302,10 @@ async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(po
     let b = w.agent("b").await;
     let (app, _, key) = w.app_with_key("Steady", None).await;
     for agent in [&a, &b] {
-        wait_until(Duration::from_secs(5), || async { status(agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+        wait_until(Duration::from_secs(5), || async {
+            status(agent, &format!("/weather/cities?user_key={key}")).await == 200
+        })
+        .await;
     }
     let ok = Arc::new(AtomicU64::new(2));
     let failed = Arc::new(AtomicU64::new(0));
@@ -263,7 +335,11 @@ async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(po
     let listener = TcpListener::bind(w.listen).expect("the port is free again");
     let (_app, _handle) = spawn_app_on(pool.clone(), listener, &[]).await;
     let api = find_by_slug(&pool, "weather").await.unwrap().unwrap();
-    let hits: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'").bind(api.id.0).fetch_one(&pool).await.unwrap();
+    let hits: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
+        .bind(api.id.0)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let expected = i64::try_from(ok.load(Ordering::SeqCst)).unwrap();
     let pool_for_wait = pool.clone();
     wait_until(Duration::from_secs(30), || {
@@ -284,9 +360,16 @@ async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool:
     let w = World::new(pool.clone()).await;
     let agent = w.agent("a").await;
     let (_, _, key) = w.app_with_key("Keeps working", None).await;
-    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={key}")).await == 200
+    })
+    .await;
     // Corrupt the API behind core's back: a mapping rule agents cannot parse.
-    let metric: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'").bind(w.api.0).fetch_one(&pool).await.unwrap();
+    let metric: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
+        .bind(w.api.0)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position) VALUES ($1, $2, $3, 'GET', '/broken/{', 99)")
         .bind(uuid::Uuid::now_v7())
         .bind(w.api.0)
@@ -294,17 +377,30 @@ async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool:
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')").bind(w.api.0).execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')")
+        .bind(w.api.0)
+        .execute(&pool)
+        .await
+        .unwrap();
     let pool_for_wait = pool.clone();
     wait_until(Duration::from_secs(10), || {
         let pool = pool_for_wait.clone();
         async move {
-            let error: Option<String> = sqlx::query_scalar("SELECT last_error FROM gateways WHERE last_error IS NOT NULL LIMIT 1").fetch_optional(&pool).await.unwrap().flatten();
+            let error: Option<String> =
+                sqlx::query_scalar("SELECT last_error FROM gateways WHERE last_error IS NOT NULL LIMIT 1")
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap()
+                    .flatten();
             error.is_some_and(|e| e.contains("refused"))
         }
     })
     .await;
-    assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 200, "the last good config still serves");
+    assert_eq!(
+        status(&agent, &format!("/weather/cities?user_key={key}")).await,
+        200,
+        "the last good config still serves"
+    );
     agent.shutdown().await.unwrap();
 }
 
@@ -313,19 +409,33 @@ async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
     let w = World::new(pool.clone()).await;
     let agent = w.agent("a").await;
     let (app, _, key) = w.app_with_key("Header app", None).await;
-    wait_until(Duration::from_secs(5), || async { status(&agent, &format!("/weather/cities?user_key={key}")).await == 200 }).await;
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={key}")).await == 200
+    })
+    .await;
     let actor = Actor::system("test");
-    let header = ApiChanges { key_location: Some("header".into()), key_name: Some("X-Api-Key".into()), ..ApiChanges::default() };
+    let header =
+        ApiChanges { key_location: Some("header".into()), key_name: Some("X-Api-Key".into()), ..ApiChanges::default() };
     detail::update(&pool, w.api, &header, &actor).await.unwrap();
     let with_header = |key: String| {
         let url = format!("http://{}/weather/cities", agent.proxy_addr());
-        async move { crate::helpers::plain_client().get(url).header("x-api-key", key).send().await.unwrap().status().as_u16() }
+        async move {
+            crate::helpers::plain_client().get(url).header("x-api-key", key).send().await.unwrap().status().as_u16()
+        }
     };
     wait_until(Duration::from_secs(5), || with_header(key.clone()).then(|s| async move { s == 200 })).await;
-    assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 401, "the query parameter no longer counts");
+    assert_eq!(
+        status(&agent, &format!("/weather/cities?user_key={key}")).await,
+        401,
+        "the query parameter no longer counts"
+    );
 
     // app_id + app_key: applications get a public app_id, keys are app keys.
-    let pair = ApiChanges { auth_mode: Some("app_id_app_key".into()), key_location: Some("query".into()), ..ApiChanges::default() };
+    let pair = ApiChanges {
+        auth_mode: Some("app_id_app_key".into()),
+        key_location: Some("query".into()),
+        ..ApiChanges::default()
+    };
     detail::update(&pool, w.api, &pair, &actor).await.unwrap();
     let view = applications::get(&pool, w.account, app).await.unwrap();
     let app_id = view.app_id.expect("an app_id was assigned");
@@ -333,7 +443,11 @@ async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
     assert!(app_key.starts_with("tg_ak_"));
     let ok = format!("/weather/cities?app_id={app_id}&app_key={app_key}");
     wait_until(Duration::from_secs(5), || async { status(&agent, &ok).await == 200 }).await;
-    assert_eq!(status(&agent, &format!("/weather/cities?app_id={app_id}&app_key={key}")).await, 403, "a user key is not an app key");
+    assert_eq!(
+        status(&agent, &format!("/weather/cities?app_id={app_id}&app_key={key}")).await,
+        403,
+        "a user key is not an app key"
+    );
     assert_eq!(status(&agent, &format!("/weather/cities?app_id={app_id}")).await, 401);
     agent.shutdown().await.unwrap();
 }

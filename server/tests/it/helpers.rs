@@ -25,11 +25,16 @@ pub async fn spawn_app_with(pool: PgPool, vars: &[(&str, &str)]) -> TestApp {
 
 /// Starts the server on a given listener and returns a handle to stop it,
 /// so a test can kill the management server and bring it back on the same port.
-pub async fn spawn_app_on(pool: PgPool, listener: TcpListener, vars: &[(&str, &str)]) -> (TestApp, actix_web::dev::ServerHandle) {
+pub async fn spawn_app_on(
+    pool: PgPool,
+    listener: TcpListener,
+    vars: &[(&str, &str)],
+) -> (TestApp, actix_web::dev::ServerHandle) {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     vars.push(("TOLLGATE_PUBLIC_URL".into(), base.clone()));
-    let settings = Settings::load_from(&move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("settings");
+    let settings = Settings::load_from(&move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("settings");
     let app = startup::build(&settings, pool.clone(), listener).expect("build the app");
     let handle = app.server.handle();
     tokio::spawn(app.server);

@@ -32,7 +32,8 @@ struct AuthorizeQuery {
 }
 
 async fn authorize(idp: web::Data<Idp>, q: web::Query<AuthorizeQuery>) -> HttpResponse {
-    if q.response_type != "code" || q.client_id != "tollgate-test" || q.code_challenge_method.as_deref() != Some("S256") {
+    if q.response_type != "code" || q.client_id != "tollgate-test" || q.code_challenge_method.as_deref() != Some("S256")
+    {
         return HttpResponse::BadRequest().body("bad authorize request");
     }
     let Some(challenge) = q.code_challenge.clone() else { return HttpResponse::BadRequest().body("PKCE required") };
@@ -62,14 +63,16 @@ async fn token(idp: web::Data<Idp>, req: HttpRequest, form: web::Form<TokenForm>
     if form.grant_type != "authorization_code" || computed != challenge || redirect != form.redirect_uri {
         return HttpResponse::BadRequest().json(serde_json::json!({"error": "invalid_grant"}));
     }
-    HttpResponse::Ok().json(serde_json::json!({"access_token": "at-stand-in", "token_type": "bearer", "expires_in": 3600}))
+    HttpResponse::Ok()
+        .json(serde_json::json!({"access_token": "at-stand-in", "token_type": "bearer", "expires_in": 3600}))
 }
 
 async fn userinfo(idp: web::Data<Idp>, req: HttpRequest) -> HttpResponse {
     if req.headers().get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer at-stand-in") {
         return HttpResponse::Unauthorized().finish();
     }
-    HttpResponse::Ok().json(serde_json::json!({"sub": "stand-in-42", "email": idp.email, "email_verified": idp.email_verified}))
+    HttpResponse::Ok()
+        .json(serde_json::json!({"sub": "stand-in-42", "email": idp.email, "email_verified": idp.email_verified}))
 }
 
 /// Starts the stand-in provider; returns its base URL.
@@ -109,7 +112,10 @@ async fn sign_in_with_provider(app: &TestApp) -> reqwest::Response {
     let res = app.post_form("/auth/stand-in", &[("csrf_token", &csrf_from(&html))]).await;
     assert_eq!(res.status(), 303);
     let authorize_url = location(&res);
-    assert!(authorize_url.contains("code_challenge_method=S256") && authorize_url.contains("state="), "{authorize_url}");
+    assert!(
+        authorize_url.contains("code_challenge_method=S256") && authorize_url.contains("state="),
+        "{authorize_url}"
+    );
     let res = app.client.get(&authorize_url).send().await.unwrap();
     assert_eq!(res.status(), 302, "{}", res.text().await.unwrap());
     let callback = location(&res);
@@ -138,7 +144,11 @@ async fn a_provider_sign_in_links_an_existing_account_by_verified_email(pool: Pg
     tollgate::dev::seed(&pool).await.unwrap();
     let app = app_with_idp(pool, tollgate::dev::DEMO_DEVELOPER_EMAIL, true).await;
     assert_eq!(location(&sign_in_with_provider(&app).await), "/dashboard");
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1").bind(tollgate::dev::DEMO_DEVELOPER_EMAIL).fetch_one(&app.pool).await.unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1")
+        .bind(tollgate::dev::DEMO_DEVELOPER_EMAIL)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(users, 1);
 }
 

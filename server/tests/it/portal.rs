@@ -11,11 +11,13 @@ pub fn location(res: &reqwest::Response) -> String {
 
 /// The newest queued mail to an address: (subject, body).
 pub async fn last_mail(pool: &PgPool, to: &str) -> (String, String) {
-    sqlx::query_as("SELECT subject, body_text FROM outbox_emails WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
-        .bind(to)
-        .fetch_one(pool)
-        .await
-        .expect("a queued mail")
+    sqlx::query_as(
+        "SELECT subject, body_text FROM outbox_emails WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(to)
+    .fetch_one(pool)
+    .await
+    .expect("a queued mail")
 }
 
 pub fn link_token(body: &str, path: &str) -> String {
@@ -25,7 +27,11 @@ pub fn link_token(body: &str, path: &str) -> String {
 
 pub async fn sign_up(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
     let token = app.csrf_token("/signup").await;
-    app.post_form("/signup", &[("csrf_token", &token), ("organisation", "Acme Labs"), ("email", email), ("password", password)]).await
+    app.post_form(
+        "/signup",
+        &[("csrf_token", &token), ("organisation", "Acme Labs"), ("email", email), ("password", password)],
+    )
+    .await
 }
 
 /// Signs up, verifies by the emailed link and signs in.
@@ -84,7 +90,9 @@ async fn sign_up_reset_and_resend_answer_the_same_for_known_and_unknown_emails(p
     let unknown = sign_up(&app, "fresh@example.com", "correct horse battery").await;
     let (unknown_status, unknown_body) = (unknown.status(), unknown.text().await.unwrap());
     assert_eq!(known_status, unknown_status);
-    let normalise = |html: &str| without_csrf(html).replace(tollgate::dev::DEMO_DEVELOPER_EMAIL, "E").replace("fresh@example.com", "E");
+    let normalise = |html: &str| {
+        without_csrf(html).replace(tollgate::dev::DEMO_DEVELOPER_EMAIL, "E").replace("fresh@example.com", "E")
+    };
     assert_eq!(normalise(&known_body), normalise(&unknown_body));
     // The known address is told in its mailbox instead.
     let (subject, _) = last_mail(&app.pool, tollgate::dev::DEMO_DEVELOPER_EMAIL).await;
@@ -120,13 +128,28 @@ async fn a_password_reset_is_single_use_lifts_throttling_and_can_end_other_sessi
     let (_, body) = last_mail(&app.pool, email).await;
     let reset = link_token(&body, "/password/reset");
     let html = app.get(&format!("/password/reset?token={reset}")).await.text().await.unwrap();
-    let weak = app.post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "123")]).await;
+    let weak = app
+        .post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "123")])
+        .await;
     assert_eq!(weak.status(), 422);
     let res = app
-        .post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "a brand new passphrase"), ("end_other_sessions", "on")])
+        .post_form(
+            "/password/reset",
+            &[
+                ("csrf_token", &csrf_from(&html)),
+                ("token", &reset),
+                ("password", "a brand new passphrase"),
+                ("end_other_sessions", "on"),
+            ],
+        )
         .await;
     assert_eq!(location(&res), "/login?reset=1");
-    let again = app.post_form("/password/reset", &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "another passphrase")]).await;
+    let again = app
+        .post_form(
+            "/password/reset",
+            &[("csrf_token", &csrf_from(&html)), ("token", &reset), ("password", "another passphrase")],
+        )
+        .await;
     assert_eq!(again.status(), 410, "reset links are single-use");
     assert_eq!(location(&app.sign_in(email, "a brand new passphrase").await), "/dashboard", "the pause is lifted");
     assert_eq!(other.get("/dashboard").await.status(), 303, "the other session was ended");
@@ -148,7 +171,12 @@ async fn reset_links_expire(pool: PgPool) {
 async fn sign_up_shows_every_problem_next_to_its_field(pool: PgPool) {
     let app = spawn_app(pool).await;
     let token = app.csrf_token("/signup").await;
-    let res = app.post_form("/signup", &[("csrf_token", &token), ("organisation", ""), ("email", "nope"), ("password", "password")]).await;
+    let res = app
+        .post_form(
+            "/signup",
+            &[("csrf_token", &token), ("organisation", ""), ("email", "nope"), ("password", "password")],
+        )
+        .await;
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     for id in ["organisation-error", "email-error", "password-error"] {
@@ -167,11 +195,13 @@ pub async fn register_app(app: &TestApp, name: &str) -> (String, String) {
         .find(|rest| rest.split("</option>").next().unwrap().contains("Basic"))
         .expect("the Basic plan is offered");
     let plan_id = basic.split('"').next().unwrap().to_owned();
-    let res = app.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", name), ("plan_id", &plan_id)]).await;
+    let res =
+        app.post_form("/apps/new", &[("csrf_token", &csrf_from(&html)), ("name", name), ("plan_id", &plan_id)]).await;
     assert_eq!(res.status(), 303);
     let path = location(&res);
     let page = app.get(&path).await.text().await.unwrap();
-    let start = page.find("data-testid=\"new-key\">").expect("the key is shown once") + "data-testid=\"new-key\">".len();
+    let start =
+        page.find("data-testid=\"new-key\">").expect("the key is shown once") + "data-testid=\"new-key\">".len();
     let key = page[start..].split('<').next().unwrap().to_owned();
     (path, key)
 }
@@ -190,7 +220,12 @@ async fn a_key_is_shown_once_then_only_by_prefix_and_rotates_and_revokes(pool: P
     // Rotate: a new key; the old one shows when it dies.
     let marker = format!("{path}/keys/");
     let key_id = again[again.find(&marker).unwrap() + marker.len()..].split('/').next().unwrap().to_owned();
-    let res = app.post_form(&format!("{path}/keys/{key_id}/rotate"), &[("csrf_token", &csrf_from(&again)), ("overlap_hours", "24")]).await;
+    let res = app
+        .post_form(
+            &format!("{path}/keys/{key_id}/rotate"),
+            &[("csrf_token", &csrf_from(&again)), ("overlap_hours", "24")],
+        )
+        .await;
     assert_eq!(res.status(), 303);
     let page = app.get(&path).await.text().await.unwrap();
     let start = page.find("data-testid=\"new-key\">").unwrap() + "data-testid=\"new-key\">".len();
@@ -223,12 +258,18 @@ async fn no_plaintext_key_or_password_is_stored_anywhere(pool: PgPool) {
         .unwrap();
     assert!(tables.len() > 20);
     for table in tables {
-        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT row_to_json(t)::text FROM \"{table}\" t")))
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+        let rows: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT row_to_json(t)::text FROM \"{table}\" t")))
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
         for row in rows {
-            for secret in [key.as_str(), "correct horse battery", tollgate::dev::DEMO_DEVELOPER_PASSWORD, tollgate::dev::DEMO_ADMIN_PASSWORD] {
+            for secret in [
+                key.as_str(),
+                "correct horse battery",
+                tollgate::dev::DEMO_DEVELOPER_PASSWORD,
+                tollgate::dev::DEMO_ADMIN_PASSWORD,
+            ] {
                 assert!(!row.contains(secret), "{table} stores a secret in plain text: {row}");
             }
         }

@@ -8,7 +8,12 @@ async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leav
     let owner = spawn_app(pool).await;
     verified_developer(&owner, "owner@example.com").await;
     let html = owner.get("/team").await.text().await.unwrap();
-    let res = owner.post_form("/team/invite", &[("csrf_token", &csrf_from(&html)), ("email", "new@example.com"), ("role", "member")]).await;
+    let res = owner
+        .post_form(
+            "/team/invite",
+            &[("csrf_token", &csrf_from(&html)), ("email", "new@example.com"), ("role", "member")],
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let (subject, body) = last_mail(&owner.pool, "new@example.com").await;
     assert!(subject.contains("Join Acme Labs"), "{subject}");
@@ -18,15 +23,26 @@ async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leav
     let invitee = TestApp { base: owner.base.clone(), pool: owner.pool.clone(), client: client() };
     let page = invitee.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
     assert!(page.contains("Join Acme Labs"));
-    let res = invitee.post_form("/invitations/accept", &[("csrf_token", &csrf_from(&page)), ("token", &token), ("password", "member passphrase")]).await;
+    let res = invitee
+        .post_form(
+            "/invitations/accept",
+            &[("csrf_token", &csrf_from(&page)), ("token", &token), ("password", "member passphrase")],
+        )
+        .await;
     assert_eq!(location(&res), "/team");
     let team = invitee.get("/team").await.text().await.unwrap();
     assert!(team.contains("owner@example.com") && team.contains("new@example.com"));
     // The link is single-use.
-    assert_eq!(client().get(owner.url(&format!("/invitations/accept?token={token}"))).send().await.unwrap().status(), 410);
+    assert_eq!(
+        client().get(owner.url(&format!("/invitations/accept?token={token}"))).send().await.unwrap().status(),
+        410
+    );
 
     // The only owner cannot leave.
-    let owner_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'owner@example.com'").fetch_one(&owner.pool).await.unwrap();
+    let owner_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'owner@example.com'")
+        .fetch_one(&owner.pool)
+        .await
+        .unwrap();
     let html = owner.get("/team").await.text().await.unwrap();
     let res = owner.post_form(&format!("/team/members/{owner_id}/remove"), &[("csrf_token", &csrf_from(&html))]).await;
     assert_eq!(res.status(), 409);
@@ -34,20 +50,27 @@ async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leav
 
     // A member cannot remove the owner.
     let html = invitee.get("/team").await.text().await.unwrap();
-    let res = invitee.post_form(&format!("/team/members/{owner_id}/remove"), &[("csrf_token", &csrf_from(&html))]).await;
+    let res =
+        invitee.post_form(&format!("/team/members/{owner_id}/remove"), &[("csrf_token", &csrf_from(&html))]).await;
     assert_eq!(res.status(), 409);
 
     // Ownership moves; then the old owner may leave.
-    let new_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'new@example.com'").fetch_one(&owner.pool).await.unwrap();
+    let new_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'new@example.com'")
+        .fetch_one(&owner.pool)
+        .await
+        .unwrap();
     let html = owner.get("/team").await.text().await.unwrap();
-    let res = owner.post_form(&format!("/team/members/{new_id}/make-owner"), &[("csrf_token", &csrf_from(&html))]).await;
+    let res =
+        owner.post_form(&format!("/team/members/{new_id}/make-owner"), &[("csrf_token", &csrf_from(&html))]).await;
     assert_eq!(location(&res), "/team");
     let html = owner.get("/team").await.text().await.unwrap();
     let res = owner.post_form(&format!("/team/members/{owner_id}/remove"), &[("csrf_token", &csrf_from(&html))]).await;
     assert_eq!(location(&res), "/");
-    let roles: Vec<(String, String)> = sqlx::query_as("SELECT u.email::text, m.role::text FROM memberships m JOIN users u ON u.id = m.user_id ORDER BY 1")
-        .fetch_all(&owner.pool)
-        .await
-        .unwrap();
+    let roles: Vec<(String, String)> = sqlx::query_as(
+        "SELECT u.email::text, m.role::text FROM memberships m JOIN users u ON u.id = m.user_id ORDER BY 1",
+    )
+    .fetch_all(&owner.pool)
+    .await
+    .unwrap();
     assert_eq!(roles, [("new@example.com".to_owned(), "owner".to_owned())]);
 }

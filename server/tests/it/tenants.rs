@@ -21,7 +21,11 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let victim_user: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = $1").bind(DEMO_DEVELOPER_EMAIL).fetch_one(&app.pool).await.unwrap();
+    let victim_user: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = $1")
+        .bind(DEMO_DEVELOPER_EMAIL)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
 
     // Attacker: a separate, verified account that owns its own team.
     verified_developer(&app, "mallory@example.com").await;
@@ -49,14 +53,27 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
         let res = app.post_form(path, &form).await;
         answers.push((format!("POST {path}"), res.status().as_u16(), res.text().await.unwrap()));
     }
-    let leaks: Vec<_> = answers.iter().filter(|(_, status, body)| *status != 404 || body.contains("Victim secret app") || body.contains(&victim_key[..10])).collect();
-    assert!(leaks.is_empty(), "non-404 or leaking answers: {:#?}", leaks.iter().map(|(r, s, _)| (r, s)).collect::<Vec<_>>());
+    let leaks: Vec<_> = answers
+        .iter()
+        .filter(|(_, status, body)| {
+            *status != 404 || body.contains("Victim secret app") || body.contains(&victim_key[..10])
+        })
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "non-404 or leaking answers: {:#?}",
+        leaks.iter().map(|(r, s, _)| (r, s)).collect::<Vec<_>>()
+    );
     assert_eq!(answers.len(), 8);
 
     // And nothing changed for the victim.
     let page = victim.get(&victim_app).await.text().await.unwrap();
     assert!(page.contains("Victim secret app"));
     assert!(page.contains(">active<"), "the victim's key is untouched");
-    let members: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = $1::uuid").bind(&victim_user).fetch_one(&app.pool).await.unwrap();
+    let members: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = $1::uuid")
+        .bind(&victim_user)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(members, 1);
 }
