@@ -16,7 +16,7 @@ pub enum Error {
     Conflict(String),
     /// A spec or document could not be imported.
     #[error(transparent)]
-    Import(#[from] crate::apis::import::ImportError),
+    Import(#[from] tollgate_openapi::ImportError),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]

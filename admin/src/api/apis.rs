@@ -2,7 +2,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
-use tollgate_core::apis::{ApiId, ApiSummary, NewApi, create_from_spec, import};
+use tollgate_core::apis::{ApiId, ApiSummary, NewApi, create_from_spec};
 use tollgate_core::db::PgPool;
 use tollgate_core::web::PublicUrl;
 use utoipa::ToSchema;
@@ -145,7 +145,7 @@ pub struct ImportIn {
 pub async fn import(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let input: ImportIn = parse_json(&body)?;
-    let spec = import::parse(&input.spec).map_err(tollgate_core::Error::from)?;
+    let spec = tollgate_openapi::parse(&input.spec).map_err(tollgate_core::Error::from)?;
     let new =
         NewApi { name: input.name, slug: input.slug, base_path: input.base_path, upstream_url: input.upstream_url };
     let api = create_from_spec(&pool, &input.spec, &spec, new, &actor).await?;
@@ -331,7 +331,7 @@ pub async fn stage_version(
     let id = ApiId(parse_id(&path)?);
     let input: VersionIn = parse_json(&body)?;
     detail::get(&pool, id).await?;
-    let spec = import::parse(&input.spec).map_err(tollgate_core::Error::from)?;
+    let spec = tollgate_openapi::parse(&input.spec).map_err(tollgate_core::Error::from)?;
     let staged = tollgate_core::apis::versions::stage(&pool, id, &input.spec, &spec, &actor).await?;
     Ok(HttpResponse::Created().json(version_out(staged, false)))
 }

@@ -3,13 +3,13 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::{Date, OffsetDateTime, Time};
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
-use tollgate_core::apis::import::{self, ImportError};
 use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};
 use tollgate_core::apis::versions::{self, StagedVersion};
 use tollgate_core::apis::{ApiId, NewApi, create_from_spec};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanSummary, list_plans};
 use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
+use tollgate_openapi::ImportError;
 
 use super::{actor, parse_id, see_other};
 use crate::error::{AdminError, AdminResult};
@@ -62,7 +62,7 @@ pub async fn import(
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<ImportForm>,
 ) -> AdminResult<HttpResponse> {
-    let parsed = import::parse(&form.spec);
+    let parsed = tollgate_openapi::parse(&form.spec);
     let outcome = match &parsed {
         Ok(spec) => {
             let new = NewApi {
@@ -351,7 +351,7 @@ pub async fn stage_version(
 ) -> AdminResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
-    let spec = match import::parse(&form.spec) {
+    let spec = match tollgate_openapi::parse(&form.spec) {
         Ok(spec) => spec,
         Err(err) => {
             let page = show_page(

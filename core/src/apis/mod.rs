@@ -1,14 +1,9 @@
-//! API products: import from OpenAPI documents, versions, metrics and
-//! mapping rules.
+//! API products: created from documents that `tollgate_openapi` has read,
+//! their versions, metrics and mapping rules, and the views of them.
 
 pub mod catalog;
-mod convert;
 pub mod detail;
-pub mod diff;
-pub mod import;
-pub mod model;
 mod products;
-mod refs;
 pub mod rules;
 pub mod versions;
 

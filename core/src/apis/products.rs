@@ -2,9 +2,9 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use sqlx::PgPool;
+use tollgate_openapi::ParsedSpec;
 use uuid::Uuid;
 
-use super::import::ParsedSpec;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::sync::feed::{Entity, record_change};

@@ -8,11 +8,10 @@ use std::collections::HashSet;
 use askama::Template;
 use serde_json::json;
 use sqlx::PgPool;
+use tollgate_openapi::{ChangeReport, ParsedSpec, compare};
 use uuid::Uuid;
 
 use super::ApiId;
-use super::diff::{ChangeReport, compare};
-use super::import::{self, ParsedSpec};
 use crate::audit::{self, Actor, Entry};
 use crate::mail::{Outgoing, enqueue};
 use crate::sync::feed::{Entity, record_change};
@@ -37,7 +36,7 @@ async fn current(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<(i32, Parsed
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    let parsed = import::parse(&row.spec_source)
+    let parsed = tollgate_openapi::parse(&row.spec_source)
         .map_err(|e| Error::Internal(format!("the stored spec no longer parses: {e}")))?;
     Ok((row.number, parsed))
 }
@@ -134,7 +133,7 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
     if version.published_at.is_some() {
         return Err(Error::Conflict(format!("version {number} is already published")));
     }
-    let spec = import::parse(&version.spec_source)
+    let spec = tollgate_openapi::parse(&version.spec_source)
         .map_err(|e| Error::Internal(format!("the staged spec no longer parses: {e}")))?;
     let (_, old) = current(&mut tx, api).await?;
     let new_ops: HashSet<(String, String)> =

@@ -7,10 +7,10 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::catalog::{self, CatalogEntry};
 use tollgate_core::apis::detail::{self, ApiDetail};
-use tollgate_core::apis::import::{self, Operation};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanDetail, get_plan, list_plans};
 use tollgate_core::web::{Chrome, GatewayUrl, Session, render};
+use tollgate_openapi::Operation;
 
 use crate::error::{PortalError, PortalResult};
 
@@ -123,7 +123,7 @@ pub async fn api(
     limit_rows.sort();
     limit_rows.dedup();
     let (source, _) = detail::latest_spec(&pool, id).await?;
-    let operations = import::parse(&source).map(|s| s.operations).unwrap_or_default();
+    let operations = tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default();
     let samples = samples(&gateway.0, &api.base_path, operations);
     let chrome = Chrome::without_forms(&session);
     Ok(render(StatusCode::OK, &ApiPage { chrome, api, plans, samples, gateway: gateway.0.clone(), limit_rows }))

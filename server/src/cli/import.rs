@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use tollgate_core::apis::{NewApi, create_from_spec, import};
+use tollgate_core::apis::{NewApi, create_from_spec};
 use tollgate_core::audit::Actor;
 
 use super::{CliError, connect};
@@ -10,7 +10,7 @@ use crate::settings::Settings;
 /// located error for an invalid spec.
 pub async fn run(settings: &Settings, file: &Path, name: Option<String>) -> Result<(), CliError> {
     let source = std::fs::read_to_string(file).map_err(|e| CliError::Other(format!("{}: {e}", file.display())))?;
-    let spec = import::parse(&source).map_err(|e| CliError::Other(format!("{}: {e}", file.display())))?;
+    let spec = tollgate_openapi::parse(&source).map_err(|e| CliError::Other(format!("{}: {e}", file.display())))?;
     let url = settings.require_database()?;
     let pool = connect(url, 2).await?;
     let api =

@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin, create_developer};
-use tollgate_core::apis::{NewApi, create_from_spec, find_by_slug, import, publish};
+use tollgate_core::apis::{NewApi, create_from_spec, find_by_slug, publish};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, create_plan};
@@ -40,7 +40,7 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
     if find_by_slug(pool, "weather").await?.is_some() {
         return Ok(());
     }
-    let spec = import::parse(DEMO_SPEC).map_err(tollgate_core::Error::from)?;
+    let spec = tollgate_openapi::parse(DEMO_SPEC).map_err(tollgate_core::Error::from)?;
     let new = NewApi {
         name: Some("Weather API".into()),
         slug: Some("weather".into()),

@@ -1,5 +1,5 @@
 //! Import, model and breaking-change tests over a corpus of specs
-//! (core/tests/specs), generated large and hostile documents, and fuzzing.
+//! (openapi/tests/specs), generated large and hostile documents, and fuzzing.
 
 mod corpus;
 mod diff;
@@ -9,7 +9,8 @@ mod hostile;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
-use tollgate_core::apis::import::{self, ImportError, ParsedSpec};
+use tollgate_openapi::import;
+use tollgate_openapi::{ImportError, ParsedSpec};
 
 pub fn specs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/specs")

@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate_core::apis::diff::{ChangeKind, compare};
-use tollgate_core::apis::import::{ImportError, MAX_SPEC_BYTES, ParsedSpec};
+use tollgate_openapi::diff::{ChangeKind, compare};
+use tollgate_openapi::{ImportError, MAX_SPEC_BYTES, ParsedSpec};
 
 use crate::parse_guarded;
 

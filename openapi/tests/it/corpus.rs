@@ -1,9 +1,9 @@
-//! Every file of the corpus against core/tests/specs/manifest.json.
+//! Every file of the corpus against openapi/tests/specs/manifest.json.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use tollgate_core::apis::diff;
+use tollgate_openapi::diff;
 
 use crate::{parse_guarded, read_spec, specs_dir};
 

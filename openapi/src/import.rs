@@ -17,8 +17,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::model::{self, ApiModel};
-use super::{convert, refs};
+use crate::document::{ImportError, pointer_of, unescape_segment};
+use crate::model::{self, ApiModel};
+use crate::{convert, refs};
 
 /// Larger documents are refused before parsing so a hostile upload cannot
 /// exhaust memory. Real-world specs run to a few MB.
@@ -36,24 +37,6 @@ const MAX_FLOW_NESTING: usize = 1000;
 /// Values a document may read into beyond one per byte: YAML aliases can
 /// otherwise turn a small text into an enormous tree.
 const EXTRA_VALUES: usize = 256 * 1024;
-
-pub(crate) const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-
-/// A spec that could not be imported, located by JSON pointer and, where
-/// the parser knows it, by line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{}: {message}", if pointer.is_empty() { "/" } else { pointer }, line.map(|l| format!(" (line {l})")).unwrap_or_default())]
-pub struct ImportError {
-    pub pointer: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl ImportError {
-    pub(crate) fn at(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        ImportError { pointer: pointer.into(), line: None, message: message.into() }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecFormat {
@@ -183,15 +166,6 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Escapes a key for use in a JSON pointer (RFC 6901).
-pub fn pointer_segment(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
-fn unescape_segment(segment: &str) -> String {
-    segment.replace("~1", "/").replace("~0", "~")
-}
-
 fn check_openapi_30(doc: &Value) -> Result<(), ImportError> {
     let mut doc = doc.clone();
     // `version: 1.0` in YAML is a number; openapiv3 insists on a string,
@@ -252,7 +226,7 @@ fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
         }),
     };
     result.map_err(|(line, message)| ImportError {
-        pointer: reader.path.iter().map(|s| format!("/{}", pointer_segment(s))).collect(),
+        pointer: pointer_of(&reader.path),
         line,
         // Our own limits say it plainly; the parsers' messages repeat the path.
         message: format!("invalid {}: {}", format.as_str().to_ascii_uppercase(), reader.failure.unwrap_or(message)),

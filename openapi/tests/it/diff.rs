@@ -2,8 +2,8 @@
 //! found, and non-breaking changes are not flagged.
 
 use serde_json::{Value, json};
-use tollgate_core::apis::diff::{ChangeKind, ChangeReport, compare};
-use tollgate_core::apis::import;
+use tollgate_openapi::diff::{ChangeKind, ChangeReport, compare};
+use tollgate_openapi::import;
 
 use crate::read_spec;
 

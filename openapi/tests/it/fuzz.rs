@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
-use tollgate_core::apis::diff;
-use tollgate_core::apis::import::{self, ParsedSpec};
+use tollgate_openapi::ParsedSpec;
+use tollgate_openapi::diff;
+use tollgate_openapi::import;
 
 use crate::{parse_guarded, read_spec, specs_dir};
 

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::import::{ImportError, METHODS, pointer_segment};
-use super::refs;
+use crate::document::{ImportError, METHODS, pointer_segment};
+use crate::refs;
 
 /// Schema nodes one document may expand to (about 300 bytes each). Each
 /// reference target is expanded once, so this is roughly the number of

@@ -7,8 +7,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::import::{ImportError, METHODS, pointer_segment};
-use super::refs;
+use crate::document::{ImportError, METHODS, pointer_segment};
+use crate::refs;
 
 const FORM_TYPES: [&str; 2] = ["application/x-www-form-urlencoded", "multipart/form-data"];
 

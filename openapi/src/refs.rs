@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::import::{ImportError, pointer_segment};
+use crate::document::{ImportError, pointer_of, pointer_segment, unescape_segment};
 
 /// Why a `$ref` string cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub(crate) fn decode(reference: &str) -> Result<Vec<String>, RefError> {
             "only JSON pointer fragments such as `#/components/schemas/Pet` are supported".into(),
         ));
     };
-    Ok(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(rest.split('/').map(unescape_segment).collect())
 }
 
 fn percent_decode(s: &str) -> Result<String, RefError> {
@@ -70,11 +70,6 @@ fn percent_decode(s: &str) -> Result<String, RefError> {
         }
     }
     String::from_utf8(out).map_err(|_| RefError::Malformed("percent-encoding does not decode to UTF-8".into()))
-}
-
-/// The canonical JSON pointer of decoded segments.
-pub(crate) fn pointer_of(segments: &[String]) -> String {
-    segments.iter().map(|s| format!("/{}", pointer_segment(s))).collect()
 }
 
 /// Follows decoded segments from the root.

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use super::import::pointer_segment;
-use super::model::{ApiModel, JsonType, OperationModel, Parameter, ParameterLocation, Schema, SchemaRef};
+use crate::document::pointer_segment;
+use crate::model::{ApiModel, JsonType, OperationModel, Parameter, ParameterLocation, Schema, SchemaRef};
 
 /// Schema comparisons one report may make before it stops (and says so).
 pub const MAX_DIFF_WORK: usize = 5_000_000;
@@ -175,10 +175,6 @@ impl ChangeReport {
 
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
-    }
-
-    pub fn breaking_changes(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter().filter(|c| c.breaking)
     }
 
     /// Lines for people: a headline, then breaking changes, then the rest.
@@ -1020,7 +1016,7 @@ fn show_types(types: &BTreeSet<JsonType>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apis::import::parse;
+    use crate::import::parse;
 
     fn diff(old: &str, new: &str) -> ChangeReport {
         compare(&parse(old).expect("a value").model, &parse(new).expect("a value").model)

@@ -1,0 +1,28 @@
+//! Tollgate's OpenAPI engine: reading a 2.0, 3.0 or 3.1 document (JSON or
+//! YAML) into one version-independent model, and comparing two models into
+//! a change report with breaking changes first.
+//!
+//! Pure: text in, values out. No SQL, no web, no file or network access
+//! (remote `$ref`s are refused, never fetched). The management server
+//! stores and publishes what this crate reads.
+//!
+//! * `import`: the entry point, [`parse`], with the limits that keep hostile
+//!   input cheap, and where an error is in the text;
+//! * `convert`: Swagger 2.0 → OpenAPI 3.0 on `serde_json::Value`;
+//! * `refs`: local `$ref`s: decoding, lookup, cycles;
+//! * `model`: the one model both versions are read into;
+//! * `diff`: the change report;
+//! * `document`: what they all share: [`ImportError`], JSON-pointer escaping,
+//!   the operation keys of a path item.
+
+mod convert;
+pub mod diff;
+mod document;
+pub mod import;
+pub mod model;
+mod refs;
+
+pub use diff::{Change, ChangeKind, ChangeReport, compare};
+pub use document::{ImportError, pointer_segment};
+pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse};
+pub use model::ApiModel;
