@@ -3,12 +3,9 @@
 
 pub mod api;
 mod dashboard;
-mod error;
 mod ui;
 
 use actix_web::web;
-
-pub use error::AdminError;
 
 /// Mounts the admin UI under `/admin`.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::accounts::UserId;
+use crate::accounts::{UserId, UserSummary};
 
 /// Who made a change: a user, or the system itself (CLI, seeding).
 #[derive(Debug, Clone)]
@@ -20,6 +20,13 @@ impl Actor {
 
     pub fn user(id: UserId, email: &str) -> Actor {
         Actor { user_id: Some(id), label: email.to_owned() }
+    }
+}
+
+/// A signed-in user acting in their own name.
+impl From<&UserSummary> for Actor {
+    fn from(user: &UserSummary) -> Actor {
+        Actor::user(user.id, &user.email)
     }
 }
 

@@ -1,9 +1,8 @@
 //! Tollgate's domain and data layer.
 //!
 //! Every SQL statement of the management server lives in this crate, behind
-//! sqlx's checked macros; portal/ and admin/ call the functions here and never
-//! write SQL. The `web` module holds the actix glue that both web crates share
-//! (sessions, CSRF, page rendering), so the two stay consistent.
+//! sqlx's checked macros; the web crates call the functions here and never
+//! write SQL. Domain and data only: no HTTP framework, no HTML templates.
 
 pub mod accounts;
 pub mod admin_tokens;
@@ -21,6 +20,5 @@ pub mod secrets;
 pub mod sessions;
 pub mod sync;
 pub mod usage;
-pub mod web;
 
 pub use error::{Error, Result};

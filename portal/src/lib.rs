@@ -5,18 +5,17 @@
 //! changes state is a POST taking a `CsrfForm`; every id in a path is looked
 //! up within the signed-in user's account, so other accounts' ids are 404.
 
+mod account;
 mod apps;
 mod auth;
 mod catalog;
 mod dashboard;
-mod error;
 mod keys;
+mod new_key;
 mod profile;
 mod team;
 
 use actix_web::web;
-
-pub use error::PortalError;
 
 /// Mounts the portal at `/`. The caller installs the session middleware and
 /// the shared app data (pool, session store, password hasher, public URL).

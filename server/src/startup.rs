@@ -12,7 +12,7 @@ use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
 use tollgate_core::sessions::SessionStore;
-use tollgate_core::web::{CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, session_middleware};
+use tollgate_web::{CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, session_middleware};
 
 use crate::agent_api::{self, ConfigNotifier};
 use crate::http::{health, request_id::request_id_and_metrics};

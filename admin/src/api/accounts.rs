@@ -3,12 +3,14 @@ use serde::{Deserialize, Serialize};
 use tollgate_core::accounts::AccountId;
 use tollgate_core::accounts::directory::{self, AccountView};
 use tollgate_core::db::PgPool;
+use tollgate_web::parse_id;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, check_len, parse_id, parse_json, parse_query};
+use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
+use super::wire::{check_len, parse_json, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountOut {
@@ -30,7 +32,7 @@ impl From<AccountView> for AccountOut {
             state: a.state,
             members: a.members,
             applications: a.applications,
-            created_at: super::rfc3339(a.created_at),
+            created_at: rfc3339(a.created_at),
         }
     }
 }

@@ -4,14 +4,14 @@ use time::OffsetDateTime;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::{ApiId, ApiSummary, NewApi, create_from_spec};
 use tollgate_core::db::PgPool;
-use tollgate_core::web::PublicUrl;
+use tollgate_web::{PublicUrl, parse_id};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, parse_id, parse_json, parse_query};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
-use super::rfc3339;
+use super::wire::{parse_json, parse_query, rfc3339};
 
 /// An API product in lists.
 #[derive(Debug, Serialize, ToSchema)]
@@ -347,7 +347,7 @@ pub async fn show_version(
 ) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let (id, number) = path.into_inner();
-    let number: i32 = number.parse().map_err(|_| super::error::ApiError::NotFound)?;
+    let number: i32 = number.parse().map_err(|_| ApiError::NotFound)?;
     let (staged, published) = tollgate_core::apis::versions::get(&pool, ApiId(parse_id(&id)?), number).await?;
     Ok(HttpResponse::Ok().json(version_out(staged, published)))
 }
@@ -365,7 +365,7 @@ pub async fn publish_version(
 ) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let (id, number) = path.into_inner();
-    let number: i32 = number.parse().map_err(|_| super::error::ApiError::NotFound)?;
+    let number: i32 = number.parse().map_err(|_| ApiError::NotFound)?;
     let id = ApiId(parse_id(&id)?);
     tollgate_core::apis::versions::publish(&pool, id, number, &actor, &public_url.0).await?;
     let (staged, published) = tollgate_core::apis::versions::get(&pool, id, number).await?;

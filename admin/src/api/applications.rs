@@ -3,13 +3,14 @@ use serde::{Deserialize, Serialize};
 use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::PlanId;
-use tollgate_core::web::PublicUrl;
+use tollgate_web::{PublicUrl, parse_id};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, check_len, parse_id, parse_json, parse_query};
+use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
+use super::wire::{check_len, parse_json, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationOut {
@@ -39,7 +40,7 @@ impl From<AdminApplicationView> for ApplicationOut {
             api_name: a.api_name,
             plan_id: a.plan_id.0,
             plan_name: a.plan_name,
-            created_at: super::rfc3339(a.created_at),
+            created_at: rfc3339(a.created_at),
         }
     }
 }

@@ -6,8 +6,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, check_len, parse_query};
+use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
+use super::wire::{check_len, parse_query, rfc3339};
 
 /// One recorded change: who, what, when, before and after.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,7 +30,7 @@ impl From<AuditRecord> for AuditOut {
     fn from(r: AuditRecord) -> Self {
         AuditOut {
             id: r.id,
-            at: super::rfc3339(r.at),
+            at: rfc3339(r.at),
             actor: r.actor,
             action: r.action,
             entity: r.entity,

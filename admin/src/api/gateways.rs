@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
+use super::wire::rfc3339;
 
 /// A gateway agent and what it last reported.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,7 +33,7 @@ impl From<GatewayView> for GatewayOut {
             applied_revision: g.applied_revision,
             lag: g.lag,
             agent_version: g.agent_version,
-            last_seen_at: g.last_seen_at.map(super::rfc3339),
+            last_seen_at: g.last_seen_at.map(rfc3339),
             last_error: g.last_error,
         }
     }

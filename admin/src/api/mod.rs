@@ -14,6 +14,7 @@ mod openapi;
 mod page;
 mod plans;
 mod rules;
+mod wire;
 
 use actix_web::{HttpResponse, web};
 
@@ -85,11 +86,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/gateways", "GET").route(web::get().to(gateways::list)))
             .default_service(web::to(not_found)),
     );
-}
-
-/// Timestamps in answers are RFC 3339 strings, as the document declares.
-pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 async fn not_found() -> HttpResponse {

@@ -4,11 +4,13 @@ use serde::{Deserialize, Serialize};
 use tollgate_core::apis::{ApiId, detail};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, PlanDetail, PlanId};
+use tollgate_web::parse_id;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody, parse_id, parse_json};
+use super::error::{ApiResult, ErrorBody};
+use super::wire::parse_json;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -3,9 +3,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::{ApiSummary, list_apis};
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{AdminUser, Chrome, Session, render};
-
-use crate::error::AdminResult;
+use tollgate_web::{AdminUser, Chrome, PageResult, Session, render};
 
 #[derive(Template)]
 #[template(path = "admin/dashboard.html")]
@@ -14,7 +12,7 @@ struct DashboardPage {
     apis: Vec<ApiSummary>,
 }
 
-pub async fn show(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> AdminResult<HttpResponse> {
+pub async fn show(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let apis = list_apis(&pool).await?;
     Ok(render(StatusCode::OK, &DashboardPage { chrome, apis }))

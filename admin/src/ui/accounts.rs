@@ -3,11 +3,9 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::AccountId;
 use tollgate_core::accounts::directory::{self, AccountView};
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{AdminUser, Chrome, CsrfForm, Session, render};
-
-use super::{EmptyForm, actor, parse_id, see_other};
-use crate::error::AdminResult;
+use tollgate_web::{AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, Session, parse_id, render, see_other};
 
 #[derive(Template)]
 #[template(path = "admin/accounts.html")]
@@ -27,7 +25,7 @@ pub async fn list(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<ListQuery>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
     let (accounts, _) = directory::list(&pool, Some(q.as_str()).filter(|q| !q.is_empty()), 200, 0).await?;
     let chrome = Chrome::for_session(&session).await?;
@@ -39,13 +37,13 @@ pub async fn set_state(
     pool: web::Data<PgPool>,
     path: web::Path<(String, String)>,
     _form: CsrfForm<EmptyForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let (id, action) = path.into_inner();
     let suspended = match action.as_str() {
         "suspend" => true,
         "resume" => false,
-        _ => return Err(super::apis::not_found()),
+        _ => return Err(tollgate_core::Error::NotFound.into()),
     };
-    directory::set_suspended(&pool, AccountId(parse_id(&id)?), suspended, &actor(&user)).await?;
+    directory::set_suspended(&pool, AccountId(parse_id(&id)?), suspended, &Actor::from(&user)).await?;
     Ok(see_other("/admin/accounts"))
 }

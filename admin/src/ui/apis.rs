@@ -6,13 +6,13 @@ use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};
 use tollgate_core::apis::versions::{self, StagedVersion};
 use tollgate_core::apis::{ApiId, NewApi, create_from_spec};
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanSummary, list_plans};
-use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
 use tollgate_openapi::ImportError;
-
-use super::{actor, parse_id, see_other};
-use crate::error::{AdminError, AdminResult};
+use tollgate_web::{
+    AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, PublicUrl, Session, parse_id, render, see_other,
+};
 
 #[derive(Template)]
 #[template(path = "admin/api_new.html")]
@@ -26,7 +26,7 @@ struct NewPage {
     spec_error: Option<ImportError>,
 }
 
-pub async fn new_form(_admin: AdminUser, session: Session) -> AdminResult<HttpResponse> {
+pub async fn new_form(_admin: AdminUser, session: Session) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let page = NewPage {
         chrome,
@@ -61,7 +61,7 @@ pub async fn import(
     session: Session,
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<ImportForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let parsed = tollgate_openapi::parse(&form.spec);
     let outcome = match &parsed {
         Ok(spec) => {
@@ -71,7 +71,7 @@ pub async fn import(
                 base_path: blank_to_none(&form.base_path),
                 upstream_url: blank_to_none(&form.upstream_url),
             };
-            create_from_spec(&pool, &form.spec, spec, new, &actor(&user)).await.map(Some)
+            create_from_spec(&pool, &form.spec, spec, new, &Actor::from(&user)).await.map(Some)
         }
         Err(_) => Ok(None),
     };
@@ -113,7 +113,7 @@ async fn show_page(
     id: ApiId,
     errors: FieldErrors,
     flash: Option<String>,
-) -> AdminResult<ShowPage> {
+) -> PageResult<ShowPage> {
     let api = detail::get(pool, id).await?;
     let plans = list_plans(pool, id).await?;
     let metrics = rules::metrics(pool, id).await?;
@@ -130,7 +130,7 @@ pub async fn show(
     session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     Ok(render(StatusCode::OK, &show_page(&session, &pool, id, FieldErrors::new(), None).await?))
 }
@@ -153,7 +153,7 @@ pub async fn update(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<SettingsForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     let urls = form.upstream_urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
     let changes = ApiChanges {
@@ -164,7 +164,7 @@ pub async fn update(
         key_location: form.key_location,
         key_name: form.key_name.map(|n| n.trim().to_owned()),
     };
-    match detail::update(&pool, id, &changes, &actor(&user)).await {
+    match detail::update(&pool, id, &changes, &Actor::from(&user)).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
         Err(err) => {
             let mut errors = FieldErrors::new();
@@ -189,12 +189,12 @@ pub async fn lifecycle(
     public_url: web::Data<PublicUrl>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<LifecycleForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let sunset = Date::parse(form.sunset.trim(), &format).ok().map(|d| d.with_time(Time::MIDNIGHT).assume_utc());
     let sunset: Option<OffsetDateTime> = sunset;
-    match detail::set_state(&pool, id, &form.state, sunset, &actor(&user), &public_url.0).await {
+    match detail::set_state(&pool, id, &form.state, sunset, &Actor::from(&user), &public_url.0).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
         Err(tollgate_core::Error::Conflict(message)) => {
             Ok(render(StatusCode::CONFLICT, &show_page(&session, &pool, id, FieldErrors::new(), Some(message)).await?))
@@ -207,17 +207,13 @@ pub async fn lifecycle(
     }
 }
 
-pub(crate) fn not_found() -> AdminError {
-    AdminError(tollgate_core::Error::NotFound)
-}
-
 /// Answers a failed edit on the API page with the error next to its field.
 async fn edit_failed(
     session: &Session,
     pool: &PgPool,
     id: ApiId,
     err: tollgate_core::Error,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     match err {
         tollgate_core::Error::Conflict(message) => {
             Ok(render(StatusCode::CONFLICT, &show_page(session, pool, id, FieldErrors::new(), Some(message)).await?))
@@ -245,7 +241,7 @@ pub async fn add_metric(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<MetricForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
     match rules::add_metric(
@@ -254,7 +250,7 @@ pub async fn add_metric(
         form.system_name.trim(),
         &form.friendly_name,
         Some(form.parent.trim()),
-        &actor(&user),
+        &Actor::from(&user),
     )
     .await
     {
@@ -267,11 +263,11 @@ pub async fn delete_metric(
     AdminUser(user): AdminUser,
     pool: web::Data<PgPool>,
     path: web::Path<(String, String)>,
-    _form: CsrfForm<super::EmptyForm>,
-) -> AdminResult<HttpResponse> {
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
     let (api, metric) = path.into_inner();
     let id = ApiId(parse_id(&api)?);
-    rules::delete_metric(&pool, id, parse_id(&metric)?, &actor(&user)).await?;
+    rules::delete_metric(&pool, id, parse_id(&metric)?, &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}#metrics", id.0)))
 }
 
@@ -291,7 +287,7 @@ pub async fn add_rule(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<RuleForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
     let delta = if form.delta.trim().is_empty() { Ok(1) } else { form.delta.trim().parse::<i32>() };
@@ -305,7 +301,7 @@ pub async fn add_rule(
                 last: form.last.is_some(),
                 position: None,
             };
-            rules::add_rule(&pool, id, &rule, &actor(&user)).await
+            rules::add_rule(&pool, id, &rule, &Actor::from(&user)).await
         }
         Err(_) => Err(tollgate_core::Error::invalid("delta", "enter a whole number")),
     };
@@ -319,11 +315,11 @@ pub async fn delete_rule(
     AdminUser(user): AdminUser,
     pool: web::Data<PgPool>,
     path: web::Path<(String, String)>,
-    _form: CsrfForm<super::EmptyForm>,
-) -> AdminResult<HttpResponse> {
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
     let (api, rule) = path.into_inner();
     let id = ApiId(parse_id(&api)?);
-    rules::delete_rule(&pool, id, parse_id(&rule)?, &actor(&user)).await?;
+    rules::delete_rule(&pool, id, parse_id(&rule)?, &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}#rules", id.0)))
 }
 
@@ -348,7 +344,7 @@ pub async fn stage_version(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<VersionForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     detail::get(&pool, id).await?;
     let spec = match tollgate_openapi::parse(&form.spec) {
@@ -365,7 +361,7 @@ pub async fn stage_version(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
-    let staged = versions::stage(&pool, id, &form.spec, &spec, &actor(&user)).await?;
+    let staged = versions::stage(&pool, id, &form.spec, &spec, &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}/versions/{}", id.0, staged.number)))
 }
 
@@ -374,7 +370,7 @@ pub async fn show_version(
     session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<(String, i32)>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let (api, number) = path.into_inner();
     let api = detail::get(&pool, ApiId(parse_id(&api)?)).await?;
     let (version, published) = versions::get(&pool, api.id, number).await?;
@@ -387,10 +383,10 @@ pub async fn publish_version(
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
     path: web::Path<(String, i32)>,
-    _form: CsrfForm<super::EmptyForm>,
-) -> AdminResult<HttpResponse> {
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
     let (api, number) = path.into_inner();
     let id = ApiId(parse_id(&api)?);
-    versions::publish(&pool, id, number, &actor(&user), &public_url.0).await?;
+    versions::publish(&pool, id, number, &Actor::from(&user), &public_url.0).await?;
     Ok(see_other(format!("/admin/apis/{}", id.0)))
 }

@@ -3,12 +3,12 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::ApiId;
 use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanId, PlanSummary, list_plans};
-use tollgate_core::web::{AdminUser, Chrome, CsrfForm, PublicUrl, Session, render};
-
-use super::{EmptyForm, actor, parse_id, see_other};
-use crate::error::AdminResult;
+use tollgate_web::{
+    AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, PublicUrl, Session, parse_id, render, see_other,
+};
 
 #[derive(Template)]
 #[template(path = "admin/applications.html")]
@@ -60,7 +60,7 @@ pub async fn list(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<ListQuery>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let query = query.into_inner();
     let state = query.state.filter(|s| ["pending", "live", "suspended", "rejected"].contains(&s.as_str()));
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
@@ -85,16 +85,17 @@ pub async fn act(
     public_url: web::Data<PublicUrl>,
     path: web::Path<(String, String)>,
     _form: CsrfForm<EmptyForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let (id, action) = path.into_inner();
     let transition = match action.as_str() {
         "approve" => Transition::Approve,
         "reject" => Transition::Reject,
         "suspend" => Transition::Suspend,
         "resume" => Transition::Resume,
-        _ => return Err(super::apis::not_found()),
+        _ => return Err(tollgate_core::Error::NotFound.into()),
     };
-    applications::transition(&pool, ApplicationId(parse_id(&id)?), transition, &actor(&user), &public_url.0).await?;
+    applications::transition(&pool, ApplicationId(parse_id(&id)?), transition, &Actor::from(&user), &public_url.0)
+        .await?;
     Ok(see_other("/admin/applications"))
 }
 
@@ -108,9 +109,9 @@ pub async fn change_plan(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<PlanForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = ApplicationId(parse_id(&path)?);
     let plan = PlanId(parse_id(&form.plan_id)?);
-    applications::change_plan(&pool, id, plan, &actor(&user)).await?;
+    applications::change_plan(&pool, id, plan, &Actor::from(&user)).await?;
     Ok(see_other("/admin/applications"))
 }

@@ -3,9 +3,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::audit::{self, AuditFilter, AuditRecord};
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{AdminUser, Chrome, Session, render};
-
-use crate::error::AdminResult;
+use tollgate_web::{AdminUser, Chrome, PageResult, Session, render};
 
 #[derive(Template)]
 #[template(path = "admin/audit.html")]
@@ -34,7 +32,7 @@ pub async fn list(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<LogQuery>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let query = query.into_inner();
     let filter = AuditFilter {
         entity: clean(query.entity, 64),

@@ -1,12 +1,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{self, GatewayView};
-use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, Session, render};
-
-use super::actor;
-use crate::error::AdminResult;
+use tollgate_web::{AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, render};
 
 #[derive(Template)]
 #[template(path = "admin/gateways.html")]
@@ -17,7 +15,7 @@ struct ListPage {
     errors: FieldErrors,
 }
 
-pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> AdminResult<HttpResponse> {
+pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> PageResult<HttpResponse> {
     let agents = gateways::list(&pool).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, agents, new_token: None, errors: FieldErrors::new() }))
@@ -34,9 +32,9 @@ pub async fn create(
     session: Session,
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<CreateForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
-    let new_token = match gateways::create(&pool, form.name.trim(), &actor(&user)).await {
+    let new_token = match gateways::create(&pool, form.name.trim(), &Actor::from(&user)).await {
         Ok((_, token)) => Some((form.name.trim().to_owned(), token.as_str().to_owned())),
         Err(tollgate_core::Error::Conflict(message)) => {
             errors.add("name", message);

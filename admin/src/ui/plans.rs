@@ -7,12 +7,12 @@ use askama::Template;
 use rust_decimal::Decimal;
 use tollgate_core::apis::ApiId;
 use tollgate_core::apis::detail::{self, ApiDetail};
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, LIMIT_PERIODS, NewLimit, NewPlan, NewPrice, PlanId};
-use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, Session, render};
-
-use super::{EmptyForm, actor, parse_id, see_other};
-use crate::error::AdminResult;
+use tollgate_web::{
+    AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, parse_id, render, see_other,
+};
 
 /// Blank rows offered for limits and price tiers; blank rows are ignored.
 const LIMIT_ROWS: usize = 8;
@@ -259,7 +259,7 @@ pub async fn new_form(
     session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let api = detail::get(&pool, ApiId(parse_id(&path)?)).await?;
     let chrome = Chrome::for_session(&session).await?;
     let page = FormPage {
@@ -282,7 +282,7 @@ async fn rejected(
     field: String,
     message: String,
     applications: i64,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
     errors.add(form_field(&field), message);
     let chrome =
@@ -297,14 +297,14 @@ pub async fn create(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<HashMap<String, String>>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let api = detail::get(&pool, ApiId(parse_id(&path)?)).await?;
     let fields = PlanFields::from_form(&form);
     let plan = match fields.to_plan() {
         Ok(plan) => plan,
         Err((field, message)) => return rejected(&session, api, None, fields, field, message, 0).await,
     };
-    match plans::create_plan(&pool, api.id, &plan, &actor(&user)).await {
+    match plans::create_plan(&pool, api.id, &plan, &Actor::from(&user)).await {
         Ok(_) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
         Err(tollgate_core::Error::Invalid { field, message }) => {
             rejected(&session, api, None, fields, field.into_owned(), message, 0).await
@@ -321,7 +321,7 @@ pub async fn edit_form(
     session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
     let api = detail::get(&pool, ApiId(plan.api_id)).await?;
     let chrome = Chrome::for_session(&session).await?;
@@ -343,7 +343,7 @@ pub async fn update(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<HashMap<String, String>>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let existing = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
     let api = detail::get(&pool, ApiId(existing.api_id)).await?;
     let fields = PlanFields::from_form(&form);
@@ -354,7 +354,7 @@ pub async fn update(
             return rejected(&session, api, id, fields, field, message, existing.applications).await;
         }
     };
-    match plans::update_plan(&pool, existing.id, &plan, &actor(&user)).await {
+    match plans::update_plan(&pool, existing.id, &plan, &Actor::from(&user)).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
         Err(tollgate_core::Error::Invalid { field, message }) => {
             rejected(&session, api, id, fields, field.into_owned(), message, existing.applications).await
@@ -377,9 +377,9 @@ pub async fn copy(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<CopyForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let id = PlanId(parse_id(&path)?);
-    let copy = plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &actor(&user)).await?;
+    let copy = plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/plans/{}", copy.0)))
 }
 
@@ -388,8 +388,8 @@ pub async fn delete(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
-    plans::delete_plan(&pool, plan.id, &actor(&user)).await?;
+    plans::delete_plan(&pool, plan.id, &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}", plan.api_id)))
 }

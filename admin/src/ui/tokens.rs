@@ -2,11 +2,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::admin_tokens::{self, AdminTokenView};
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{AdminUser, Chrome, CsrfForm, FieldErrors, Session, render};
-
-use super::{EmptyForm, actor, parse_id, see_other};
-use crate::error::AdminResult;
+use tollgate_web::{
+    AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, parse_id, render, see_other,
+};
 
 #[derive(Template)]
 #[template(path = "admin/tokens.html")]
@@ -17,7 +17,7 @@ struct ListPage {
     errors: FieldErrors,
 }
 
-pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> AdminResult<HttpResponse> {
+pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> PageResult<HttpResponse> {
     let tokens = admin_tokens::list(&pool).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, tokens, new_token: None, errors: FieldErrors::new() }))
@@ -34,9 +34,9 @@ pub async fn create(
     session: Session,
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<CreateForm>,
-) -> AdminResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
-    let new_token = match admin_tokens::create(&pool, user.id, &form.name, &actor(&user)).await {
+    let new_token = match admin_tokens::create(&pool, user.id, &form.name, &Actor::from(&user)).await {
         Ok((_, secret)) => Some(secret.as_str().to_owned()),
         Err(err) => {
             errors.absorb(err)?;
@@ -54,7 +54,7 @@ pub async fn revoke(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
-) -> AdminResult<HttpResponse> {
-    admin_tokens::revoke(&pool, parse_id(&path)?, &actor(&user)).await?;
+) -> PageResult<HttpResponse> {
+    admin_tokens::revoke(&pool, parse_id(&path)?, &Actor::from(&user)).await?;
     Ok(see_other("/admin/tokens"))
 }

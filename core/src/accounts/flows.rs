@@ -2,33 +2,13 @@
 //! reset and change. Every public answer is the same for known and unknown
 //! emails, so none of them can be used to find out who has an account.
 
-use askama::Template;
 use sqlx::PgPool;
 
 use super::tokens::{self, Purpose};
 use super::users::find_user_by_email;
 use super::{AccountId, Email, Password, PasswordHasher, UserId, create_developer_in};
-use crate::mail::{Outgoing, enqueue};
+use crate::mail::{enqueue, messages};
 use crate::{Error, Result};
-
-#[derive(Template)]
-#[template(path = "email/verify.txt")]
-struct VerifyMail<'a> {
-    organisation: &'a str,
-    link: String,
-}
-
-#[derive(Template)]
-#[template(path = "email/already_registered.txt")]
-struct AlreadyRegisteredMail<'a> {
-    base_url: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "email/reset.txt")]
-struct ResetMail {
-    link: String,
-}
 
 /// Validated sign-up input.
 pub struct SignUp {
@@ -75,20 +55,15 @@ pub async fn sign_up(pool: &PgPool, hasher: &PasswordHasher, input: &SignUp, bas
     let hash = hasher.hash(&input.password).await?;
     let mut tx = pool.begin().await?;
     if find_user_by_email(&mut tx, &input.email).await?.is_some() {
-        let mail = Outgoing::render(
-            input.email.as_str(),
-            "You already have a Tollgate account",
-            &AlreadyRegisteredMail { base_url },
-        )?;
-        enqueue(&mut tx, &mail).await?;
+        enqueue(&mut tx, &messages::already_registered(input.email.as_str(), base_url)).await?;
         tx.commit().await?;
         return Ok(());
     }
     let (_, user): (AccountId, UserId) =
         create_developer_in(&mut tx, &input.organisation, &input.email, Some(&hash), false).await?;
     let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
-    let body = VerifyMail { organisation: &input.organisation, link: format!("{base_url}/verify?token={token}") };
-    enqueue(&mut tx, &Outgoing::render(input.email.as_str(), "Verify your email for Tollgate", &body)?).await?;
+    let link = format!("{base_url}/verify?token={token}");
+    enqueue(&mut tx, &messages::verify_email(input.email.as_str(), &input.organisation, &link)).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -102,8 +77,8 @@ pub async fn resend_verification(pool: &PgPool, email: &str, base_url: &str) -> 
         && !verified
     {
         let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
-        let body = VerifyMail { organisation: &organisation, link: format!("{base_url}/verify?token={token}") };
-        enqueue(&mut tx, &Outgoing::render(email.as_str(), "Verify your email for Tollgate", &body)?).await?;
+        let link = format!("{base_url}/verify?token={token}");
+        enqueue(&mut tx, &messages::verify_email(email.as_str(), &organisation, &link)).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -136,8 +111,8 @@ pub async fn request_password_reset(pool: &PgPool, email: &str, base_url: &str) 
     let mut tx = pool.begin().await?;
     if let Some((user, _, _)) = find_user_by_email(&mut tx, &email).await? {
         let token = tokens::issue(&mut tx, user, Purpose::ResetPassword).await?;
-        let body = ResetMail { link: format!("{base_url}/password/reset?token={token}") };
-        enqueue(&mut tx, &Outgoing::render(email.as_str(), "Reset your Tollgate password", &body)?).await?;
+        let link = format!("{base_url}/password/reset?token={token}");
+        enqueue(&mut tx, &messages::reset_password(email.as_str(), &link)).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -1,7 +1,6 @@
 //! Teams: the users of a developer account, their roles and invitations.
 //! Owners invite, remove and promote; an account always keeps an owner.
 
-use askama::Template;
 use serde_json::json;
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
@@ -10,7 +9,7 @@ use uuid::Uuid;
 use super::{AccountId, Email, Password, PasswordHasher, UserId};
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
-use crate::mail::{Outgoing, enqueue};
+use crate::mail::{enqueue, messages};
 use crate::secrets::{random_token, token_hash};
 use crate::{Error, Result};
 
@@ -29,15 +28,6 @@ pub struct PendingInvitation {
     pub email: String,
     pub role: String,
     pub expires_at: OffsetDateTime,
-}
-
-#[derive(Template)]
-#[template(path = "email/invite.txt")]
-struct InviteMail<'a> {
-    inviter: &'a str,
-    organisation: &'a str,
-    role: &'a str,
-    link: String,
 }
 
 /// The role of a user in an account, if they belong to it.
@@ -142,13 +132,8 @@ pub async fn invite(
     )
     .execute(&mut *tx)
     .await?;
-    let body = InviteMail {
-        inviter: inviter_email,
-        organisation: &organisation,
-        role,
-        link: format!("{base_url}/invitations/accept?token={raw}"),
-    };
-    enqueue(&mut tx, &Outgoing::render(email.as_str(), format!("Join {organisation} on Tollgate"), &body)?).await?;
+    let link = format!("{base_url}/invitations/accept?token={raw}");
+    enqueue(&mut tx, &messages::invitation(email.as_str(), inviter_email, &organisation, role, &link)).await?;
     audit::record(
         &mut tx,
         &Actor::user(inviter, inviter_email),

@@ -1,7 +1,6 @@
 //! API products as admins see and change them: listing, detail, settings
 //! and the lifecycle `draft → published → deprecated → retired`.
 
-use askama::Template;
 use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -9,7 +8,7 @@ use uuid::Uuid;
 
 use super::ApiId;
 use crate::audit::{self, Actor, Entry};
-use crate::mail::{Outgoing, enqueue};
+use crate::mail::{enqueue, messages};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -212,15 +211,6 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     Ok(())
 }
 
-#[derive(Template)]
-#[template(path = "email/deprecated.txt")]
-struct DeprecationMail<'a> {
-    api_name: &'a str,
-    sunset: String,
-    base_url: &'a str,
-    slug: &'a str,
-}
-
 /// Moves an API along its lifecycle. Deprecation needs a sunset date in the
 /// future and emails every subscribed account's owners.
 pub async fn set_state(
@@ -277,13 +267,9 @@ pub async fn set_state(
         .fetch_all(&mut *tx)
         .await?;
         for email in owners {
-            let body = DeprecationMail {
-                api_name: &before.name,
-                sunset: sunset.date().to_string(),
-                base_url,
-                slug: &before.slug,
-            };
-            enqueue(&mut tx, &Outgoing::render(&email, format!("{} is deprecated", before.name), &body)?).await?;
+            let mail =
+                messages::api_deprecated(&email, &before.name, &sunset.date().to_string(), base_url, &before.slug);
+            enqueue(&mut tx, &mail).await?;
         }
     }
     record_change(&mut tx, Entity::Api, id.0, false, None).await?;

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 
-use askama::Template;
 use serde_json::json;
 use sqlx::PgPool;
 use tollgate_openapi::{ChangeReport, ParsedSpec, compare};
@@ -13,7 +12,7 @@ use uuid::Uuid;
 
 use super::ApiId;
 use crate::audit::{self, Actor, Entry};
-use crate::mail::{Outgoing, enqueue};
+use crate::mail::{enqueue, messages};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -103,16 +102,6 @@ pub async fn get(pool: &PgPool, api: ApiId, number: i32) -> Result<(StagedVersio
     .ok_or(Error::NotFound)?;
     let report = row.change_report.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     Ok((StagedVersion { number: row.number, operation_count: row.operation_count, report }, row.published))
-}
-
-#[derive(Template)]
-#[template(path = "email/breaking.txt")]
-struct BreakingMail<'a> {
-    api_name: &'a str,
-    number: i32,
-    lines: Vec<String>,
-    base_url: &'a str,
-    slug: &'a str,
 }
 
 fn rule_pattern(path: &str) -> String {
@@ -222,18 +211,15 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
         .fetch_all(&mut *tx)
         .await?;
         for email in owners {
-            let body = BreakingMail {
-                api_name: &product.name,
+            let mail = messages::breaking_version(
+                &email,
+                &product.name,
                 number,
-                lines: report.summary_lines(),
+                &report.summary_lines(),
                 base_url,
-                slug: &product.slug,
-            };
-            enqueue(
-                &mut tx,
-                &Outgoing::render(&email, format!("Breaking changes in {} (version {number})", product.name), &body)?,
-            )
-            .await?;
+                &product.slug,
+            );
+            enqueue(&mut tx, &mail).await?;
         }
     }
     record_change(&mut tx, Entity::Api, api.0, false, None).await?;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::accounts::AccountId;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
+use crate::mail::{enqueue, messages};
 use crate::plans::PlanId;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
@@ -182,16 +183,6 @@ impl Transition {
     }
 }
 
-#[derive(askama::Template)]
-#[template(path = "email/app_decision.txt")]
-struct DecisionMail<'a> {
-    app_name: &'a str,
-    api_name: &'a str,
-    decision: &'a str,
-    base_url: &'a str,
-    app_id: Uuid,
-}
-
 /// Moves an application through its lifecycle on an admin's behalf, and
 /// emails the account's owners when a pending application is decided.
 /// Returns the new state.
@@ -220,7 +211,6 @@ pub async fn transition(
     .await?;
     record_change(&mut tx, Entity::Application, id.0, false, None).await?;
     if matches!(to, Transition::Approve | Transition::Reject) {
-        let decision = if to == Transition::Approve { "approved" } else { "rejected" };
         let owners = sqlx::query!(
             r#"SELECT u.email::text AS "email!", ap.name, a.name AS api_name FROM applications ap
                JOIN api_products a ON a.id = ap.api_id
@@ -231,14 +221,10 @@ pub async fn transition(
         .fetch_all(&mut *tx)
         .await?;
         for owner in owners {
-            let body =
-                DecisionMail { app_name: &owner.name, api_name: &owner.api_name, decision, base_url, app_id: id.0 };
-            let mail = crate::mail::Outgoing::render(
-                &owner.email,
-                format!("Your application {} was {decision}", owner.name),
-                &body,
-            )?;
-            crate::mail::enqueue(&mut tx, &mail).await?;
+            let approved = to == Transition::Approve;
+            let mail =
+                messages::application_decided(&owner.email, &owner.name, &owner.api_name, approved, base_url, id.0);
+            enqueue(&mut tx, &mail).await?;
         }
     }
     audit::record(

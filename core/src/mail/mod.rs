@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use askama::Template;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
@@ -13,18 +12,13 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
-/// A rendered message ready to queue.
+pub mod messages;
+
+/// A message ready to queue; `messages` writes them.
 pub struct Outgoing {
     pub to: String,
     pub subject: String,
     pub text: String,
-}
-
-impl Outgoing {
-    pub fn render(to: &str, subject: impl Into<String>, body: &impl Template) -> Result<Outgoing> {
-        let text = body.render().map_err(|e| Error::Internal(format!("email template: {e}")))?;
-        Ok(Outgoing { to: to.to_owned(), subject: subject.into(), text })
-    }
 }
 
 /// Queues a message inside the caller's transaction.

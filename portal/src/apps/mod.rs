@@ -1,35 +1,22 @@
 //! Applications of the signed-in user's account.
 
-use actix_web::cookie::Cookie;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
-use tollgate_core::accounts::{AccountId, UserSummary};
 use tollgate_core::applications::{self, ApplicationId, ApplicationView, NewApplication};
 use tollgate_core::audit::Actor;
-use tollgate_core::credentials::{self, CredentialView};
+use tollgate_core::credentials::{self, CredentialView, MAX_APP_KEYS};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanId, PlanOption, subscribable};
-use tollgate_core::web::{Chrome, CookiePolicy, CsrfForm, FieldErrors, Session, SignedInUser, render};
-use tollgate_protocol::SecretKey;
+use tollgate_web::{
+    Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, parse_id, render,
+    see_other,
+};
 use uuid::Uuid;
 
-use crate::error::{PortalError, PortalResult};
-use crate::keys::NEW_KEY_COOKIE;
-
-pub(crate) fn account_of(user: &UserSummary) -> PortalResult<AccountId> {
-    user.account_id.ok_or(PortalError(tollgate_core::Error::NotFound))
-}
-
-pub(crate) fn actor(user: &UserSummary) -> Actor {
-    Actor::user(user.id, &user.email)
-}
-
-/// Path ids that are not UUIDs are simply not found.
-pub(crate) fn parse_id(raw: &str) -> PortalResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| PortalError(tollgate_core::Error::NotFound))
-}
+use crate::account::account_of;
+use crate::new_key;
 
 #[derive(Template)]
 #[template(path = "portal/apps.html")]
@@ -42,7 +29,7 @@ pub async fn list(
     SignedInUser(user): SignedInUser,
     session: Session,
     pool: web::Data<PgPool>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let apps = applications::list_for_account(&pool, account_of(&user)?).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, apps }))
@@ -69,7 +56,7 @@ pub async fn new_form(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<NewQuery>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let plans = subscribable(&pool).await?;
     let plan_id = query.into_inner().plan.unwrap_or_default();
@@ -102,7 +89,7 @@ pub async fn create(
     pool: web::Data<PgPool>,
     policy: web::Data<CookiePolicy>,
     CsrfForm(form): CsrfForm<AppForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let mut errors = FieldErrors::new();
     let plan_id = Uuid::parse_str(&form.plan_id).ok().map(PlanId);
@@ -110,7 +97,7 @@ pub async fn create(
         None => Err(tollgate_core::Error::invalid("plan_id", "choose a plan")),
         Some(plan_id) => {
             let new = NewApplication { plan_id, name: form.name.clone(), description: form.description.clone() };
-            applications::create(&pool, account, &new, &actor(&user)).await
+            applications::create(&pool, account, &new, &Actor::from(&user)).await
         }
     };
     let app = match outcome {
@@ -134,16 +121,11 @@ pub async fn create(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
-    let location = format!("/apps/{}", app.id.0);
-    let mut response = HttpResponse::SeeOther();
-    response.insert_header((header::LOCATION, location.clone()));
-    if app.state == "live" {
-        let key = credentials::issue(&pool, account, app.id, &actor(&user)).await?;
-        let mut cookie = crate::keys::new_key_cookie(&location, key.secret.as_str());
-        cookie.set_secure(policy.secure);
-        response.cookie(cookie);
-    }
-    Ok(response.finish())
+    let key = match app.state.as_str() {
+        "live" => Some(credentials::issue(&pool, account, app.id, &Actor::from(&user)).await?.secret),
+        _ => None,
+    };
+    Ok(new_key::redirect_to_app(app.id, key.as_ref(), policy.secure))
 }
 
 #[derive(Template)]
@@ -163,21 +145,15 @@ pub async fn show(
     session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let app = applications::get(&pool, account, ApplicationId(parse_id(&path)?)).await?;
     let keys = credentials::list(&pool, account, app.id).await?;
-    let location = format!("/apps/{}", app.id.0);
-    // The key travels in a one-time cookie scoped to this page, never in the
-    // database, and is shown only if it really is a key of this app.
-    let new_key = req.cookie(NEW_KEY_COOKIE).map(|c| c.value().to_owned()).filter(|raw| {
-        SecretKey::parse(raw).is_ok()
-            && keys.iter().any(|k| k.revoked_at.is_none() && raw.starts_with(&k.prefix) && raw.ends_with(&k.last4))
-    });
+    let new_key = new_key::carried(&req, &keys);
     let now = OffsetDateTime::now_utc();
-    let active = keys.iter().filter(|k| matches!(k.status(now), "active" | "expiring")).count();
-    let can_add_key =
-        app.state != "rejected" && (if app.auth_mode == "app_id_app_key" { active < 5 } else { active == 0 });
+    let active = keys.iter().filter(|k| matches!(k.status(now), "active" | "expiring")).count() as i64;
+    let can_add_key = app.state != "rejected"
+        && (if app.auth_mode == "app_id_app_key" { active < MAX_APP_KEYS } else { active == 0 });
     let keys = keys
         .into_iter()
         .map(|k| {
@@ -186,12 +162,9 @@ pub async fn show(
         })
         .collect();
     let chrome = Chrome::for_session(&session).await?;
+    let id = app.id;
     let mut response = render(StatusCode::OK, &ShowPage { chrome, app, keys, new_key, can_add_key });
-    if req.cookie(NEW_KEY_COOKIE).is_some() {
-        let mut gone = Cookie::build(NEW_KEY_COOKIE, "").path(location).http_only(true).finish();
-        gone.make_removal();
-        let _ = response.add_cookie(&gone);
-    }
+    new_key::forget(&req, id, &mut response);
     Ok(response)
 }
 
@@ -200,23 +173,20 @@ pub async fn update(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<AppForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let id = ApplicationId(parse_id(&path)?);
-    applications::update(&pool, account, id, &form.name, &form.description, &actor(&user)).await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/apps/{}", id.0))).finish())
+    applications::update(&pool, account, id, &form.name, &form.description, &Actor::from(&user)).await?;
+    Ok(see_other(new_key::app_page(id)))
 }
-
-#[derive(serde::Deserialize)]
-pub struct EmptyForm {}
 
 pub async fn delete(
     SignedInUser(user): SignedInUser,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
-    applications::delete(&pool, account, ApplicationId(parse_id(&path)?), &actor(&user)).await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/apps")).finish())
+    applications::delete(&pool, account, ApplicationId(parse_id(&path)?), &Actor::from(&user)).await?;
+    Ok(see_other("/apps"))
 }

@@ -1,14 +1,12 @@
 //! Sign-in through an operator-configured OAuth2 / OpenID Connect provider.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 use tollgate_core::identity::{self, Providers};
 use tollgate_core::secrets::constant_time_eq;
 use tollgate_core::sessions::SessionStore;
-use tollgate_core::web::{CsrfForm, ErrorPage, PublicUrl, Session};
-
-use crate::error::{PortalError, PortalResult};
+use tollgate_web::{CsrfForm, EmptyForm, ErrorPage, PageError, PageResult, PublicUrl, Session, see_other};
 
 const FLOW_KEY: &str = "oauth_flow";
 
@@ -20,9 +18,6 @@ fn failed(detail: &str) -> HttpResponse {
     ErrorPage::new(StatusCode::BAD_REQUEST, "Sign-in did not complete", detail).into_response()
 }
 
-#[derive(serde::Deserialize)]
-pub struct EmptyForm {}
-
 /// Starts the flow: PKCE verifier and state stay server-side with the session.
 pub async fn start(
     session: Session,
@@ -31,14 +26,14 @@ pub async fn start(
     public_url: web::Data<PublicUrl>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
-) -> PortalResult<HttpResponse> {
-    let provider = providers.get(&path).ok_or(PortalError(tollgate_core::Error::NotFound))?;
+) -> PageResult<HttpResponse> {
+    let provider = providers.get(&path).ok_or(PageError(tollgate_core::Error::NotFound))?;
     let started = identity::start(provider, &redirect_url(&public_url.0, &provider.id))?;
     session.csrf_token().await?;
-    let id_hash = session.id_hash().ok_or(PortalError(tollgate_core::Error::Internal("no session".into())))?;
+    let id_hash = session.id_hash().ok_or(PageError(tollgate_core::Error::Internal("no session".into())))?;
     let flow = json!({"provider": provider.id, "state": started.state, "verifier": started.pkce_verifier});
     sessions.put(&id_hash, FLOW_KEY, flow).await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, started.authorize_url)).finish())
+    Ok(see_other(started.authorize_url))
 }
 
 #[derive(serde::Deserialize)]
@@ -55,8 +50,8 @@ pub async fn callback(
     public_url: web::Data<PublicUrl>,
     path: web::Path<String>,
     query: web::Query<CallbackQuery>,
-) -> PortalResult<HttpResponse> {
-    let provider = providers.get(&path).ok_or(PortalError(tollgate_core::Error::NotFound))?;
+) -> PageResult<HttpResponse> {
+    let provider = providers.get(&path).ok_or(PageError(tollgate_core::Error::NotFound))?;
     // The flow is taken (and so forgotten) whatever happens next: one try per start.
     let flow = match session.id_hash() {
         Some(id_hash) => sessions.take(&id_hash, FLOW_KEY).await?,
@@ -96,5 +91,5 @@ pub async fn callback(
     };
     let target = if user.is_admin { "/admin" } else { "/dashboard" };
     session.sign_in(user).await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
+    Ok(see_other(target))
 }

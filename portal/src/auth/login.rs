@@ -1,12 +1,10 @@
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
-use tollgate_core::web::{Chrome, CsrfForm, Session, render};
-
-use crate::error::PortalResult;
+use tollgate_web::{Chrome, CsrfForm, PageResult, Session, render, see_other};
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
@@ -41,7 +39,7 @@ pub async fn form(
     session: Session,
     providers: web::Data<Providers>,
     query: web::Query<NextQuery>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let mut chrome = Chrome::for_session(&session).await?;
     if query.verified.is_some() {
         chrome = chrome.with_flash("success", "Your email is verified. Sign in to continue.");
@@ -78,7 +76,7 @@ pub async fn submit(
     hasher: web::Data<PasswordHasher>,
     providers: web::Data<Providers>,
     CsrfForm(form): CsrfForm<LoginForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
     match authenticate(&pool, &hasher, &form.email, &form.password).await? {
         SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => {
@@ -96,7 +94,7 @@ pub async fn submit(
             let default = if user.is_admin { "/admin" } else { "/dashboard" };
             session.sign_in(user).await?;
             let target = if next.is_empty() { default.to_owned() } else { next };
-            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
+            Ok(see_other(target))
         }
         SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => {
             let chrome = Chrome::for_session(&session).await?;

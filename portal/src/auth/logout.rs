@@ -1,14 +1,10 @@
+//! Signing out.
+
 use actix_web::HttpResponse;
-use actix_web::http::header;
-use tollgate_core::web::{CsrfForm, Session};
-
-use crate::error::PortalResult;
-
-#[derive(serde::Deserialize)]
-pub struct LogoutForm {}
+use tollgate_web::{CsrfForm, EmptyForm, PageResult, Session, see_other};
 
 /// Ends the session on the server, not just in the browser.
-pub async fn submit(session: Session, _form: CsrfForm<LogoutForm>) -> PortalResult<HttpResponse> {
+pub async fn submit(session: Session, _form: CsrfForm<EmptyForm>) -> PageResult<HttpResponse> {
     session.sign_out().await?;
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish())
+    Ok(see_other("/"))
 }

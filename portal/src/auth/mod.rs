@@ -6,7 +6,7 @@ pub mod signup;
 pub mod verify;
 
 use askama::Template;
-use tollgate_core::web::Chrome;
+use tollgate_web::Chrome;
 
 /// A short page with a heading and a sentence or two, for answers that
 /// must read the same whatever happened (e.g. "check your email").

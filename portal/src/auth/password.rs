@@ -1,13 +1,12 @@
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::{Password, PasswordHasher, flows};
 use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
-use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
+use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other};
 
 use super::MessagePage;
-use crate::error::PortalResult;
 
 #[derive(Template)]
 #[template(path = "portal/forgot.html")]
@@ -23,7 +22,7 @@ struct ResetPage {
     errors: FieldErrors,
 }
 
-pub async fn forgot_form(session: Session) -> PortalResult<HttpResponse> {
+pub async fn forgot_form(session: Session) -> PageResult<HttpResponse> {
     Ok(render(StatusCode::OK, &ForgotPage { chrome: Chrome::for_session(&session).await? }))
 }
 
@@ -37,7 +36,7 @@ pub async fn forgot(
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
     CsrfForm(form): CsrfForm<ForgotForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     flows::request_password_reset(&pool, &form.email, &public_url.0).await?;
     let page = MessagePage {
         chrome: Chrome::for_session(&session).await?,
@@ -68,7 +67,7 @@ pub async fn reset_form(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<TokenQuery>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let token = query.into_inner().token.unwrap_or_default();
     if token.is_empty() || token.len() > 128 || !flows::reset_is_live(&pool, &token).await? {
@@ -90,7 +89,7 @@ pub async fn reset(
     hasher: web::Data<PasswordHasher>,
     sessions: web::Data<SessionStore>,
     CsrfForm(form): CsrfForm<ResetForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let password = match Password::parse(&form.password) {
         Ok(p) => p,
@@ -108,7 +107,7 @@ pub async fn reset(
             if form.end_other_sessions.is_some() {
                 sessions.destroy_all_for_user(user, session.id_hash().as_deref()).await?;
             }
-            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?reset=1")).finish())
+            Ok(see_other("/login?reset=1"))
         }
         None => Ok(dead_link(chrome)),
     }

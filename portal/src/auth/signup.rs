@@ -4,10 +4,9 @@ use askama::Template;
 use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::accounts::flows::{SignUp, sign_up};
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, PublicUrl, Session, render};
+use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render};
 
 use super::MessagePage;
-use crate::error::PortalResult;
 
 #[derive(Template)]
 #[template(path = "portal/signup.html")]
@@ -18,7 +17,7 @@ struct SignUpPage {
     errors: FieldErrors,
 }
 
-pub async fn form(session: Session) -> PortalResult<HttpResponse> {
+pub async fn form(session: Session) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(
         StatusCode::OK,
@@ -40,7 +39,7 @@ pub async fn submit(
     hasher: web::Data<PasswordHasher>,
     public_url: web::Data<PublicUrl>,
     CsrfForm(form): CsrfForm<SignUpForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     match SignUp::parse(&form.organisation, &form.email, &form.password) {
         Err(problems) => {

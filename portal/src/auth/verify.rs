@@ -1,12 +1,11 @@
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::flows;
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{Chrome, CsrfForm, PublicUrl, Session, render};
+use tollgate_web::{Chrome, CsrfForm, PageResult, PublicUrl, Session, render, see_other};
 
 use super::MessagePage;
-use crate::error::PortalResult;
 
 #[derive(Template)]
 #[template(path = "portal/verify.html")]
@@ -42,7 +41,7 @@ pub async fn confirm(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<TokenQuery>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let token = query.into_inner().token.unwrap_or_default();
     if token.is_empty() || token.len() > 128 || !flows::verification_is_live(&pool, &token).await? {
@@ -60,14 +59,14 @@ pub async fn submit(
     session: Session,
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<VerifyForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     if form.token.len() <= 128 && flows::verify_email(&pool, &form.token).await? {
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login?verified=1")).finish());
+        return Ok(see_other("/login?verified=1"));
     }
     Ok(dead_link(Chrome::for_session(&session).await?))
 }
 
-pub async fn resend_form(session: Session) -> PortalResult<HttpResponse> {
+pub async fn resend_form(session: Session) -> PageResult<HttpResponse> {
     Ok(render(StatusCode::OK, &ResendPage { chrome: Chrome::for_session(&session).await? }))
 }
 
@@ -81,7 +80,7 @@ pub async fn resend(
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
     CsrfForm(form): CsrfForm<ResendForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     flows::resend_verification(&pool, &form.email, &public_url.0).await?;
     let page = MessagePage {
         chrome: Chrome::for_session(&session).await?,

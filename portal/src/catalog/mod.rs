@@ -9,10 +9,8 @@ use tollgate_core::apis::catalog::{self, CatalogEntry};
 use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanDetail, get_plan, list_plans};
-use tollgate_core::web::{Chrome, GatewayUrl, Session, render};
 use tollgate_openapi::Operation;
-
-use crate::error::{PortalError, PortalResult};
+use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
 
 #[derive(Template)]
 #[template(path = "portal/home.html")]
@@ -32,7 +30,7 @@ pub async fn home(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<SearchQuery>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::without_forms(&session);
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
     let apis = catalog::search(&pool, Some(&q)).await?;
@@ -111,8 +109,8 @@ pub async fn api(
     pool: web::Data<PgPool>,
     gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
-) -> PortalResult<HttpResponse> {
-    let id = catalog::published(&pool, &path).await?.ok_or(PortalError(tollgate_core::Error::NotFound))?;
+) -> PageResult<HttpResponse> {
+    let id = catalog::published(&pool, &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let api = detail::get(&pool, id).await?;
     let mut plans = Vec::new();
     for plan in list_plans(&pool, id).await?.into_iter().filter(|p| p.published) {
@@ -130,8 +128,8 @@ pub async fn api(
 }
 
 /// The stored document, byte for byte, for the docs viewer.
-pub async fn spec(pool: web::Data<PgPool>, path: web::Path<String>) -> PortalResult<HttpResponse> {
-    let id = catalog::published(&pool, &path).await?.ok_or(PortalError(tollgate_core::Error::NotFound))?;
+pub async fn spec(pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
+    let id = catalog::published(&pool, &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let (source, format) = detail::latest_spec(&pool, id).await?;
     let content_type = if format == "json" { "application/json" } else { "application/yaml" };
     Ok(HttpResponse::Ok().content_type(content_type).body(source))

@@ -3,9 +3,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::applications::{ApplicationView, list_for_account};
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{Chrome, Session, SignedInUser, render};
-
-use crate::error::PortalResult;
+use tollgate_web::{Chrome, PageResult, Session, SignedInUser, render};
 
 #[derive(Template)]
 #[template(path = "portal/dashboard.html")]
@@ -18,7 +16,7 @@ pub async fn show(
     SignedInUser(user): SignedInUser,
     session: Session,
     pool: web::Data<PgPool>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let apps = match user.account_id {
         Some(account) => list_for_account(&pool, account).await?,
         None => Vec::new(),

@@ -4,9 +4,7 @@ use askama::Template;
 use tollgate_core::accounts::{Password, PasswordHasher, flows};
 use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
-use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, Session, SignedInUser, render};
-
-use crate::error::PortalResult;
+use tollgate_web::{Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, render};
 
 #[derive(Template)]
 #[template(path = "portal/profile.html")]
@@ -15,7 +13,7 @@ struct ProfilePage {
     errors: FieldErrors,
 }
 
-pub async fn show(_user: SignedInUser, session: Session) -> PortalResult<HttpResponse> {
+pub async fn show(_user: SignedInUser, session: Session) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ProfilePage { chrome, errors: FieldErrors::new() }))
 }
@@ -36,7 +34,7 @@ pub async fn change_password(
     hasher: web::Data<PasswordHasher>,
     sessions: web::Data<SessionStore>,
     CsrfForm(form): CsrfForm<PasswordForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
     let outcome = match Password::parse(&form.new_password) {
         Ok(new) => flows::change_password(&pool, &hasher, user.id, &form.current_password, &new).await,
@@ -61,15 +59,12 @@ pub async fn change_password(
     Ok(render(StatusCode::OK, &ProfilePage { chrome, errors }))
 }
 
-#[derive(serde::Deserialize)]
-pub struct EmptyForm {}
-
 pub async fn end_other_sessions(
     SignedInUser(user): SignedInUser,
     session: Session,
     sessions: web::Data<SessionStore>,
     _form: CsrfForm<EmptyForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let ended = sessions.destroy_all_for_user(user.id, session.id_hash().as_deref()).await?;
     let chrome = Chrome::for_session(&session).await?.with_flash("success", format!("{ended} other session(s) ended."));
     Ok(render(StatusCode::OK, &ProfilePage { chrome, errors: FieldErrors::new() }))

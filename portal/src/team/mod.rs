@@ -1,16 +1,18 @@
 //! The account's team: members, roles and invitations.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::teams::{self, InvitationView, Member, PendingInvitation};
 use tollgate_core::accounts::{Email, Password, PasswordHasher, UserId, find_user};
 use tollgate_core::db::PgPool;
-use tollgate_core::web::{Chrome, CsrfForm, FieldErrors, PublicUrl, Session, SignedInUser, render};
+use tollgate_web::{
+    Chrome, CsrfForm, EmptyForm, FieldErrors, PageError, PageResult, PublicUrl, Session, SignedInUser, parse_id,
+    render, see_other,
+};
 
-use crate::apps::{account_of, parse_id};
+use crate::account::account_of;
 use crate::auth::MessagePage;
-use crate::error::{PortalError, PortalResult};
 
 #[derive(Template)]
 #[template(path = "portal/team.html")]
@@ -30,7 +32,7 @@ async fn page(
     user: &tollgate_core::accounts::UserSummary,
     errors: FieldErrors,
     invite_email: String,
-) -> PortalResult<TeamPage> {
+) -> PageResult<TeamPage> {
     let account = account_of(user)?;
     let members = teams::members(pool, account).await?;
     let invitations = teams::pending_invitations(pool, account).await?;
@@ -50,7 +52,7 @@ pub async fn show(
     SignedInUser(user): SignedInUser,
     session: Session,
     pool: web::Data<PgPool>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     Ok(render(StatusCode::OK, &page(&session, &pool, &user, FieldErrors::new(), String::new()).await?))
 }
 
@@ -66,7 +68,7 @@ pub async fn invite(
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
     CsrfForm(form): CsrfForm<InviteForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let outcome = match Email::parse(&form.email) {
         Ok(email) => teams::invite(&pool, account, user.id, &user.email, &email, &form.role, &public_url.0).await,
@@ -90,23 +92,20 @@ pub async fn invite(
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct EmptyForm {}
-
 async fn after_change(
     session: &Session,
     pool: &PgPool,
     user: &tollgate_core::accounts::UserSummary,
     outcome: tollgate_core::Result<()>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     match outcome {
-        Ok(()) => Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/team")).finish()),
+        Ok(()) => Ok(see_other("/team")),
         Err(tollgate_core::Error::Conflict(message)) => {
             let mut team = page(session, pool, user, FieldErrors::new(), String::new()).await?;
             team.chrome = team.chrome.with_flash("error", message);
             Ok(render(StatusCode::CONFLICT, &team))
         }
-        Err(err) => Err(PortalError(err)),
+        Err(err) => Err(PageError(err)),
     }
 }
 
@@ -116,14 +115,14 @@ pub async fn remove(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let member = UserId(parse_id(&path)?);
     let account = account_of(&user)?;
     let outcome = teams::remove(&pool, account, user.id, &user.email, member).await;
     if outcome.is_ok() && member == user.id {
         // Leaving the account: the session must not keep acting for it.
         session.sign_out().await?;
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish());
+        return Ok(see_other("/"));
     }
     after_change(&session, &pool, &user, outcome).await
 }
@@ -134,7 +133,7 @@ pub async fn make_owner(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let member = UserId(parse_id(&path)?);
     let outcome = teams::transfer_ownership(&pool, account_of(&user)?, user.id, &user.email, member).await;
     after_change(&session, &pool, &user, outcome).await
@@ -168,7 +167,7 @@ pub async fn invitation(
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<TokenQuery>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let token = query.into_inner().token.unwrap_or_default();
     match teams::invitation(&pool, &token).await? {
@@ -190,7 +189,7 @@ pub async fn accept(
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     CsrfForm(form): CsrfForm<AcceptForm>,
-) -> PortalResult<HttpResponse> {
+) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     let Some(invitation) = teams::invitation(&pool, &form.token).await? else {
         return Ok(dead_invitation(chrome));
@@ -217,13 +216,13 @@ pub async fn accept(
             if let Some(summary) = find_user(&pool, user).await? {
                 session.sign_in(summary).await?;
             }
-            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/team")).finish())
+            Ok(see_other("/team"))
         }
         Err(tollgate_core::Error::Conflict(message)) => {
             let mut errors = FieldErrors::new();
             errors.add("password", message);
             Ok(render(StatusCode::CONFLICT, &InvitationPage { chrome, token: form.token, invitation, errors }))
         }
-        Err(err) => Err(PortalError(err)),
+        Err(err) => Err(PageError(err)),
     }
 }

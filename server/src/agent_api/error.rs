@@ -1,6 +1,9 @@
+//! The agent API's boundary error. Core errors answer by the one policy
+//! of `tollgate_web::Problem`.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use tollgate_web::Problem;
 
 /// The agent API's boundary error: JSON bodies with a snake_case code.
 #[derive(Debug, thiserror::Error)]
@@ -15,42 +18,23 @@ pub enum AgentApiError {
     Core(#[from] tollgate_core::Error),
 }
 
-impl AgentApiError {
-    fn code(&self) -> &'static str {
-        match self {
-            AgentApiError::MissingToken => "missing_token",
-            AgentApiError::InvalidToken => "invalid_token",
-            AgentApiError::BadRequest(_) => "bad_request",
-            AgentApiError::Core(tollgate_core::Error::Invalid { .. }) => "invalid",
-            AgentApiError::Core(tollgate_core::Error::NotFound) => "not_found",
-            AgentApiError::Core(tollgate_core::Error::Conflict(_)) => "conflict",
-            AgentApiError::Core(_) => "internal_error",
-        }
-    }
-}
-
 impl ResponseError for AgentApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             AgentApiError::MissingToken | AgentApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            AgentApiError::BadRequest(_) | AgentApiError::Core(tollgate_core::Error::Invalid { .. }) => {
-                StatusCode::BAD_REQUEST
-            }
-            AgentApiError::Core(tollgate_core::Error::NotFound) => StatusCode::NOT_FOUND,
-            AgentApiError::Core(tollgate_core::Error::Conflict(_)) => StatusCode::CONFLICT,
-            AgentApiError::Core(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AgentApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AgentApiError::Core(err) => tollgate_web::status_of(err),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = match self {
-            AgentApiError::Core(tollgate_core::Error::Database(_) | tollgate_core::Error::Internal(_)) => {
-                tracing::error!(error = ?self, "agent API request failed");
-                "internal error; the agent will retry".to_owned()
-            }
-            other => other.to_string(),
+        let problem = match self {
+            AgentApiError::MissingToken => Problem::new(self.status_code(), "missing_token", self.to_string()),
+            AgentApiError::InvalidToken => Problem::new(self.status_code(), "invalid_token", self.to_string()),
+            AgentApiError::BadRequest(message) => Problem::new(self.status_code(), "bad_request", message.clone()),
+            AgentApiError::Core(err) => Problem::from_core(err, "agent API"),
         };
-        HttpResponse::build(self.status_code()).json(json!({"error": self.code(), "message": message}))
+        problem.into_response()
     }
 }
 

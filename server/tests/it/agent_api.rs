@@ -248,6 +248,17 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"], "bad_request");
+
+    // A well-formed batch that breaks the protocol's rules is invalid input,
+    // answered as every API of the server answers it.
+    let invalid = UsageBatch { id: uuid::Uuid::new_v4(), ..batch };
+    let res =
+        s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).json(&invalid).send().await.unwrap();
+    assert_eq!(res.status(), 422);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_input");
+    assert_eq!(body["field"], "batch");
+    assert!(body["message"].as_str().unwrap().contains("UUIDv7"), "{body}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

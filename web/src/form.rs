@@ -1,3 +1,6 @@
+//! Field-level problems of a submitted form, for the page that shows the
+//! form again.
+
 /// Field-level problems of a submitted form, shown next to each field.
 #[derive(Debug, Clone, Default)]
 pub struct FieldErrors(Vec<(String, String)>);
@@ -25,9 +28,9 @@ impl FieldErrors {
     }
 
     /// Turns a core validation error into a field error; other errors pass through.
-    pub fn absorb(&mut self, err: crate::Error) -> Result<(), crate::Error> {
+    pub fn absorb(&mut self, err: tollgate_core::Error) -> Result<(), tollgate_core::Error> {
         match err {
-            crate::Error::Invalid { field, message } => {
+            tollgate_core::Error::Invalid { field, message } => {
                 self.add(field.into_owned(), message);
                 Ok(())
             }

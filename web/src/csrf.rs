@@ -1,3 +1,6 @@
+//! CSRF-checked forms: a url-encoded body is accepted only with this
+//! session's synchronizer token and from this site.
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -6,9 +9,10 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use serde::de::DeserializeOwned;
 
-use super::page::ErrorPage;
-use super::session::Session;
-use crate::secrets::constant_time_eq;
+use tollgate_core::secrets::constant_time_eq;
+
+use crate::page::ErrorPage;
+use crate::session::Session;
 
 /// The largest form body accepted; specs are uploaded elsewhere.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -18,13 +22,17 @@ const FORM_LIMIT: usize = 64 * 1024;
 /// cross-site POST fails before the handler runs.
 pub struct CsrfForm<T>(pub T);
 
+/// The form of a button that only carries the CSRF token.
+#[derive(serde::Deserialize)]
+pub struct EmptyForm {}
+
 #[derive(serde::Deserialize)]
 struct TokenOnly {
     csrf_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FormRejection {
+enum FormRejection {
     #[error("the form's security token is missing or out of date")]
     BadToken,
     #[error("the request came from another site")]

@@ -1,3 +1,7 @@
+//! Server-side sessions: the middleware that loads a browser's session
+//! before the handler and writes its cookie after, and the `Session`
+//! extractor handlers use to sign in, sign out and get a CSRF token.
+
 use std::cell::RefCell;
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -5,13 +9,13 @@ use std::rc::Rc;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use time::OffsetDateTime;
 
-use crate::accounts::{UserId, UserSummary, find_user};
-use crate::sessions::{SessionRecord, SessionStore};
+use tollgate_core::accounts::{UserId, UserSummary, find_user};
+use tollgate_core::sessions::{SessionRecord, SessionStore};
 
 pub const SESSION_COOKIE: &str = "tg_session";
 
@@ -48,7 +52,7 @@ impl Session {
 
     /// The CSRF token for forms on this page, starting an anonymous session
     /// if the browser has none yet.
-    pub async fn csrf_token(&self) -> crate::Result<String> {
+    pub async fn csrf_token(&self) -> tollgate_core::Result<String> {
         if let Some(record) = &self.state.borrow().record {
             return Ok(record.csrf_token.clone());
         }
@@ -68,7 +72,7 @@ impl Session {
 
     /// Signs a user in under a brand-new session id (the old one is
     /// destroyed), so a fixated or leaked pre-login id is worthless.
-    pub async fn sign_in(&self, user: UserSummary) -> crate::Result<()> {
+    pub async fn sign_in(&self, user: UserSummary) -> tollgate_core::Result<()> {
         let old = self.state.borrow_mut().record.take();
         if let Some(old) = old {
             self.store.destroy(&old.id_hash).await?;
@@ -83,7 +87,7 @@ impl Session {
     }
 
     /// Ends the session on the server and clears the cookie.
-    pub async fn sign_out(&self) -> crate::Result<()> {
+    pub async fn sign_out(&self) -> tollgate_core::Result<()> {
         let old = self.state.borrow_mut().record.take();
         if let Some(old) = old {
             self.store.destroy(&old.id_hash).await?;
@@ -172,76 +176,4 @@ pub async fn session_middleware(
 fn internal(err: impl std::fmt::Display) -> actix_web::Error {
     tracing::error!(error = %err, "session layer failed");
     actix_web::error::ErrorInternalServerError("internal error")
-}
-
-/// Sends an anonymous browser to the sign-in page, then back.
-#[derive(Debug, thiserror::Error)]
-#[error("sign-in required")]
-pub struct SignInRequired {
-    next: String,
-}
-
-impl ResponseError for SignInRequired {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::SEE_OTHER
-    }
-    fn error_response(&self) -> HttpResponse {
-        let target = format!("/login?next={}", encode_query_value(&self.next));
-        HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish()
-    }
-}
-
-fn encode_query_value(value: &str) -> String {
-    serde_urlencoded::to_string([("v", value)]).map(|s| s.trim_start_matches("v=").to_owned()).unwrap_or_default()
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("this page is for provider admins")]
-pub struct AdminOnly;
-
-impl ResponseError for AdminOnly {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::FORBIDDEN
-    }
-    fn error_response(&self) -> HttpResponse {
-        super::page::ErrorPage::new(
-            StatusCode::FORBIDDEN,
-            "Admins only",
-            "This page is for provider admins. Sign in with an admin account.",
-        )
-        .into_response()
-    }
-}
-
-/// A signed-in user, or a redirect to the sign-in page.
-pub struct SignedInUser(pub UserSummary);
-
-impl FromRequest for SignedInUser {
-    type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let user = req.extensions().get::<Session>().and_then(Session::user);
-        ready(match user {
-            Some(user) => Ok(SignedInUser(user)),
-            None => Err(SignInRequired { next: req.uri().path().to_owned() }.into()),
-        })
-    }
-}
-
-/// A signed-in provider admin; others get a redirect or a 403 page.
-pub struct AdminUser(pub UserSummary);
-
-impl FromRequest for AdminUser {
-    type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let user = req.extensions().get::<Session>().and_then(Session::user);
-        ready(match user {
-            Some(user) if user.is_admin => Ok(AdminUser(user)),
-            Some(_) => Err(AdminOnly.into()),
-            None => Err(SignInRequired { next: req.uri().path().to_owned() }.into()),
-        })
-    }
 }

@@ -1,0 +1,76 @@
+//! What the admin API reads and writes besides its own types: JSON bodies
+//! and query strings, parsed only after authentication so an
+//! unauthenticated caller always gets 401 first, and timestamps as RFC 3339.
+
+use super::error::{ApiError, ApiResult};
+
+/// Parses a JSON body after authentication, rejecting unknown fields where
+/// the type says so, with the serde message (which names the field).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
+    integral_floats_to_integers(&mut value);
+    if let Some(path) = nul_in(&value, String::new()) {
+        return Err(tollgate_core::Error::invalid(path, "text cannot contain NUL characters").into());
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))
+}
+
+/// JSON Schema counts `670.0` as an integer, so clients may send it where an
+/// integer is documented; serde would refuse it.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
+}
+
+/// Postgres text cannot hold NUL, so such input is refused at the edge.
+fn nul_in(value: &serde_json::Value, here: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(if here.is_empty() { "/".into() } else { here }),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_in(v, format!("{here}/{i}"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(format!("{here}/{k}"));
+            }
+            nul_in(v, format!("{here}/{k}"))
+        }),
+        _ => None,
+    }
+}
+
+/// Parses the query string after authentication, so an unauthenticated
+/// caller always gets 401 first.
+pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> ApiResult<T> {
+    if req.query_string().to_ascii_lowercase().contains("%00") {
+        return Err(ApiError::BadRequest("query parameters cannot contain NUL characters".into()));
+    }
+    actix_web::web::Query::<T>::from_query(req.query_string())
+        .map(actix_web::web::Query::into_inner)
+        .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
+}
+
+/// Refuses a query parameter longer than its documented maximum.
+pub fn check_len(name: &str, value: Option<&str>, max: usize) -> ApiResult<()> {
+    match value {
+        Some(v) if v.chars().count() > max => {
+            Err(ApiError::BadRequest(format!("{name}: use at most {max} characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Timestamps in answers are RFC 3339 strings, as the document declares.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,128 @@
+//! The words of every message Tollgate sends: one function per message,
+//! taking what the message needs and returning it ready to queue. Plain
+//! text, written here so that mail needs no template engine in core.
+
+use uuid::Uuid;
+
+use super::Outgoing;
+
+fn message(to: &str, subject: String, text: String) -> Outgoing {
+    Outgoing { to: to.to_owned(), subject, text }
+}
+
+/// The link that finishes a sign-up.
+pub fn verify_email(to: &str, organisation: &str, link: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Confirm your email address to finish creating your {organisation} account on the Tollgate developer portal:
+
+{link}
+
+The link works once and expires in 24 hours. If you did not sign up, ignore this message."
+    );
+    message(to, "Verify your email for Tollgate".to_owned(), text)
+}
+
+/// A sign-up with an address that has an account: the mailbox learns it,
+/// the sign-up form does not say it.
+pub fn already_registered(to: &str, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Someone, perhaps you, tried to sign up to the Tollgate developer portal with this email address, but it already has an account.
+
+Sign in: {base_url}/login
+Forgotten your password? {base_url}/password/forgot
+
+If it was not you, you can ignore this message."
+    );
+    message(to, "You already have a Tollgate account".to_owned(), text)
+}
+
+/// The link to choose a new password.
+pub fn reset_password(to: &str, link: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Choose a new password for your Tollgate account here:
+
+{link}
+
+The link works once and expires in 1 hour. If you did not ask for it, ignore this message: your password stays as it is."
+    );
+    message(to, "Reset your Tollgate password".to_owned(), text)
+}
+
+/// An invitation to join an account's team.
+pub fn invitation(to: &str, inviter: &str, organisation: &str, role: &str, link: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+{inviter} invited you to join {organisation} on the Tollgate developer portal as a {role}.
+
+Accept the invitation: {link}
+
+The link expires in 7 days."
+    );
+    message(to, format!("Join {organisation} on Tollgate"), text)
+}
+
+/// A provider admin approved or rejected a pending application.
+pub fn application_decided(
+    to: &str,
+    app_name: &str,
+    api_name: &str,
+    approved: bool,
+    base_url: &str,
+    app_id: Uuid,
+) -> Outgoing {
+    let decision = if approved { "approved" } else { "rejected" };
+    let next = if approved {
+        format!("It is live now: open it to get your key at {base_url}/apps/{app_id}")
+    } else {
+        "Contact the API provider if you have questions.".to_owned()
+    };
+    let text = format!(
+        "Hello,
+
+Your application \"{app_name}\" for {api_name} was {decision}.
+
+{next}
+"
+    );
+    message(to, format!("Your application {app_name} was {decision}"), text)
+}
+
+/// An API the recipient's applications use is deprecated.
+pub fn api_deprecated(to: &str, api_name: &str, sunset: &str, base_url: &str, slug: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+{api_name}, which your applications use, is deprecated. It stops answering on {sunset} (UTC).
+
+Until then it keeps working; responses carry Deprecation and Sunset headers. Plan your move now: {base_url}/apis/{slug}"
+    );
+    message(to, format!("{api_name} is deprecated"), text)
+}
+
+/// A published version of an API breaks clients.
+pub fn breaking_version(
+    to: &str,
+    api_name: &str,
+    number: i32,
+    changes: &[String],
+    base_url: &str,
+    slug: &str,
+) -> Outgoing {
+    let list: String = changes.iter().map(|line| format!("- {line}\n")).collect();
+    let text = format!(
+        "Hello,
+
+Version {number} of {api_name}, which your applications use, is published and changes the API in ways that can break clients:
+
+{list}
+The documentation shows the new version: {base_url}/apis/{slug}"
+    );
+    message(to, format!("Breaking changes in {api_name} (version {number})"), text)
+}

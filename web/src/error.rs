@@ -1,0 +1,97 @@
+//! The one policy that turns `tollgate_core::Error` into HTTP: its status,
+//! the stable snake_case code of JSON answers, and the words people may
+//! see. Internal causes (database, bugs) are logged here, once, and never
+//! shown. Pages use `PageError`; JSON APIs build a `Problem`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use tollgate_core::Error;
+
+use crate::page::ErrorPage;
+
+/// The status of a core error, wherever it is answered.
+pub fn status_of(err: &Error) -> StatusCode {
+    match err {
+        Error::Invalid { .. } | Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::NotFound => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+const INTERNAL_MESSAGE: &str = "something went wrong on our side; try again";
+
+/// A page's boundary error: every failure becomes a readable page with the
+/// right status.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PageError(#[from] pub Error);
+
+pub type PageResult<T> = Result<T, PageError>;
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        status_of(&self.0)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (title, detail) = match &self.0 {
+            Error::NotFound => {
+                ("Not found", "There is nothing here. It may have been removed, or the link is wrong.".to_owned())
+            }
+            Error::Database(_) | Error::Internal(_) => {
+                tracing::error!(error = ?self.0, "page request failed");
+                ("Something went wrong", "Something went wrong on our side. Please try again in a moment.".to_owned())
+            }
+            other => ("That did not work", other.to_string()),
+        };
+        ErrorPage::new(self.status_code(), title, &detail).into_response()
+    }
+}
+
+/// The body of every JSON error answer:
+/// `{"error": "<snake_case_code>", "message": "…"}`, with the offending
+/// field or JSON pointer and the line of an uploaded document when known.
+#[derive(Debug, serde::Serialize)]
+pub struct Problem {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Problem {
+        Problem { status, error, message: message.into(), field: None, line: None }
+    }
+
+    /// The answer to a core error; `api` names the API in the log line of
+    /// an internal error.
+    pub fn from_core(err: &Error, api: &str) -> Problem {
+        let status = status_of(err);
+        match err {
+            Error::Invalid { field, .. } => {
+                Problem { field: Some(field.to_string()), ..Problem::new(status, "invalid_input", err.to_string()) }
+            }
+            Error::Import(import) => Problem {
+                field: Some(import.pointer.clone()),
+                line: import.line,
+                ..Problem::new(status, "invalid_spec", import.to_string())
+            },
+            Error::NotFound => Problem::new(status, "not_found", "there is no such resource"),
+            Error::Conflict(message) => Problem::new(status, "conflict", message.clone()),
+            Error::Database(_) | Error::Internal(_) => {
+                tracing::error!(error = ?err, "{api} request failed");
+                Problem::new(status, "internal_error", INTERNAL_MESSAGE)
+            }
+        }
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        HttpResponse::build(self.status).json(&self)
+    }
+}

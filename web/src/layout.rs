@@ -1,0 +1,42 @@
+//! What every page's layout needs: who is signed in, the token for the
+//! sign-out form, and a one-line message.
+
+use tollgate_core::accounts::UserSummary;
+
+use crate::session::Session;
+
+/// A one-line message shown at the top of the next page.
+#[derive(Debug, Clone)]
+pub struct Flash {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// The layout's data, handed to every page template.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    pub user: Option<UserSummary>,
+    pub csrf_token: String,
+    pub flash: Option<Flash>,
+}
+
+impl Chrome {
+    pub async fn for_session(session: &Session) -> tollgate_core::Result<Chrome> {
+        Ok(Chrome { user: session.user(), csrf_token: session.csrf_token().await?, flash: None })
+    }
+
+    /// For pages without forms (the public catalog): an anonymous visitor
+    /// gets no session, so crawlers do not fill the sessions table.
+    pub fn without_forms(session: &Session) -> Chrome {
+        Chrome { user: session.user(), csrf_token: session.existing_csrf_token().unwrap_or_default(), flash: None }
+    }
+
+    pub fn with_flash(mut self, kind: &'static str, text: impl Into<String>) -> Chrome {
+        self.flash = Some(Flash { kind, text: text.into() });
+        self
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_admin)
+    }
+}

@@ -1,0 +1,33 @@
+//! The web layer shared by the developer portal, the admin UI and REST API,
+//! and the server's agent API: everything that turns HTTP into calls on
+//! `tollgate_core` and core's answers back into HTTP.
+//!
+//! * `session`: server-side sessions (the middleware and the `Session` extractor);
+//! * `guards`: `SignedInUser` and `AdminUser`;
+//! * `csrf`: `CsrfForm<T>` (and `EmptyForm` for buttons);
+//! * `layout`, `page`: what every page's layout needs, rendering, error pages;
+//! * `error`: the one policy mapping `tollgate_core::Error` to a status, for
+//!   pages (`PageError`) and JSON answers (`Problem`);
+//! * `form`: field errors next to form fields;
+//! * `request`: bearer tokens and ids read from a request;
+//! * `urls`: the server's outward addresses, as app data.
+
+mod csrf;
+mod error;
+mod form;
+mod guards;
+mod layout;
+mod page;
+mod request;
+mod session;
+mod urls;
+
+pub use csrf::{CsrfForm, EmptyForm};
+pub use error::{PageError, PageResult, Problem, status_of};
+pub use form::FieldErrors;
+pub use guards::{AdminUser, SignedInUser};
+pub use layout::{Chrome, Flash};
+pub use page::{ErrorPage, render, see_other};
+pub use request::{bearer_token, parse_id};
+pub use session::{CookiePolicy, SESSION_COOKIE, Session, session_middleware};
+pub use urls::{GatewayUrl, PublicUrl};
