@@ -18,7 +18,9 @@ pub mod mail;
 pub mod plans;
 pub mod secrets;
 pub mod sessions;
+mod stored;
 pub mod sync;
 pub mod usage;
 
 pub use error::{Error, Result};
+pub use stored::UnknownName;

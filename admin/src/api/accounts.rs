@@ -1,7 +1,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tollgate_core::accounts::AccountId;
-use tollgate_core::accounts::directory::{self, AccountView};
+use tollgate_core::accounts::directory::{self, AccountState, AccountView};
 use tollgate_core::db::PgPool;
 use tollgate_web::parse_id;
 use utoipa::{IntoParams, ToSchema};
@@ -10,14 +10,15 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
+use super::schemas;
 use super::wire::{check_len, parse_json, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountOut {
     pub id: Uuid,
     pub name: String,
-    /// `active` or `suspended`.
-    pub state: String,
+    #[schema(schema_with = schemas::account_state)]
+    pub state: AccountState,
     pub members: i64,
     pub applications: i64,
     #[schema(format = DateTime)]
@@ -74,15 +75,9 @@ pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<Str
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountState {
-    Active,
-    Suspended,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountStateIn {
+    #[schema(schema_with = schemas::account_state)]
     pub state: AccountState,
 }
 
@@ -99,6 +94,6 @@ pub async fn set_state(
     let (_, actor) = admin(&req, &pool).await?;
     let id = AccountId(parse_id(&path)?);
     let input: AccountStateIn = parse_json(&body)?;
-    directory::set_suspended(&pool, id, matches!(input.state, AccountState::Suspended), &actor).await?;
+    directory::set_state(&pool, id, input.state, &actor).await?;
     Ok(HttpResponse::Ok().json(AccountOut::from(directory::get(&pool, id).await?)))
 }

@@ -2,7 +2,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
-use tollgate_core::apis::{ApiId, ApiSummary, NewApi, create_from_spec};
+use tollgate_core::apis::lifecycle;
+use tollgate_core::apis::{ApiId, ApiState, ApiSummary, AuthMode, KeyLocation, NewApi, create_from_spec};
 use tollgate_core::db::PgPool;
 use tollgate_web::{PublicUrl, parse_id};
 use utoipa::ToSchema;
@@ -11,6 +12,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
+use super::schemas;
 use super::wire::{parse_json, parse_query, rfc3339};
 
 /// An API product in lists.
@@ -19,8 +21,8 @@ pub struct ApiOut {
     pub id: Uuid,
     pub slug: String,
     pub name: String,
-    /// `draft`, `published`, `deprecated` or `retired`.
-    pub state: String,
+    #[schema(schema_with = schemas::api_state)]
+    pub state: ApiState,
     pub base_path: String,
     pub operation_count: i32,
 }
@@ -57,16 +59,17 @@ pub struct ApiDetailOut {
     pub slug: String,
     pub name: String,
     pub description: String,
-    pub state: String,
+    #[schema(schema_with = schemas::api_state)]
+    pub state: ApiState,
     pub base_path: String,
     pub public_host: Option<String>,
     pub upstream_urls: Vec<String>,
     #[schema(format = DateTime)]
     pub sunset_at: Option<String>,
-    /// `user_key` or `app_id_app_key`.
-    pub auth_mode: String,
-    /// `query` or `header`.
-    pub key_location: String,
+    #[schema(schema_with = schemas::auth_mode)]
+    pub auth_mode: AuthMode,
+    #[schema(schema_with = schemas::key_location)]
+    pub key_location: KeyLocation,
     pub key_name: String,
     pub versions: Vec<VersionOut>,
     /// Applications subscribed to this API.
@@ -174,26 +177,14 @@ pub struct ApiPatchIn {
     #[schema(max_items = 20)]
     pub upstream_urls: Option<Vec<String>>,
     /// How consumers present credentials.
-    pub auth_mode: Option<AuthModeIn>,
+    #[schema(schema_with = schemas::auth_mode)]
+    pub auth_mode: Option<AuthMode>,
     /// Where the user key (or app_id and app_key) is read from.
-    pub key_location: Option<KeyLocationIn>,
+    #[schema(schema_with = schemas::key_location)]
+    pub key_location: Option<KeyLocation>,
     /// The query parameter or header carrying the user key, e.g. `user_key` or `X-Api-Key`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub key_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthModeIn {
-    UserKey,
-    AppIdAppKey,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyLocationIn {
-    Query,
-    Header,
 }
 
 /// Change an API's name, description or upstream targets.
@@ -217,14 +208,8 @@ pub async fn update(
         name: input.name,
         description: input.description,
         upstream_urls: input.upstream_urls,
-        auth_mode: input.auth_mode.map(|m| match m {
-            AuthModeIn::UserKey => "user_key".to_owned(),
-            AuthModeIn::AppIdAppKey => "app_id_app_key".to_owned(),
-        }),
-        key_location: input.key_location.map(|l| match l {
-            KeyLocationIn::Query => "query".to_owned(),
-            KeyLocationIn::Header => "header".to_owned(),
-        }),
+        auth_mode: input.auth_mode,
+        key_location: input.key_location,
         key_name: input.key_name,
     };
     detail::update(&pool, id, &changes, &actor).await?;
@@ -274,12 +259,11 @@ pub async fn lifecycle(
         None => None,
     };
     let state = match input.state {
-        LifecycleState::Published => "published",
-        LifecycleState::Deprecated => "deprecated",
-        LifecycleState::Retired => "retired",
+        LifecycleState::Published => ApiState::Published,
+        LifecycleState::Deprecated => ApiState::Deprecated,
+        LifecycleState::Retired => ApiState::Retired,
     };
-    detail::get(&pool, id).await?;
-    detail::set_state(&pool, id, state, sunset, &actor, &public_url.0).await?;
+    lifecycle::set_state(&pool, id, state, sunset, &actor, &public_url.0).await?;
     Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
 }
 

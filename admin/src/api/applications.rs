@@ -1,6 +1,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
+use tollgate_core::applications::{
+    self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, Transition,
+};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::PlanId;
 use tollgate_web::{PublicUrl, parse_id};
@@ -10,14 +12,15 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
+use super::schemas;
 use super::wire::{check_len, parse_json, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationOut {
     pub id: Uuid,
     pub name: String,
-    /// `pending`, `live`, `suspended` or `rejected`.
-    pub state: String,
+    #[schema(schema_with = schemas::application_state)]
+    pub state: ApplicationState,
     pub account_id: Uuid,
     pub account_name: String,
     pub api_id: Uuid,
@@ -45,32 +48,12 @@ impl From<AdminApplicationView> for ApplicationOut {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StateParam {
-    Pending,
-    Live,
-    Suspended,
-    Rejected,
-}
-
-impl StateParam {
-    fn as_str(self) -> &'static str {
-        match self {
-            StateParam::Pending => "pending",
-            StateParam::Live => "live",
-            StateParam::Suspended => "suspended",
-            StateParam::Rejected => "rejected",
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ApplicationQuery {
     /// Only applications in this state.
-    #[param(inline)]
-    pub state: Option<StateParam>,
+    #[param(schema_with = schemas::application_state)]
+    pub state: Option<ApplicationState>,
     pub api_id: Option<Uuid>,
     pub account_id: Option<Uuid>,
     /// Part of the application's or account's name.
@@ -92,12 +75,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
     check_len("q", q.q.as_deref(), 200)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
-    let filter = ApplicationFilter {
-        state: q.state.map(|s| s.as_str().to_owned()),
-        api_id: q.api_id,
-        account_id: q.account_id,
-        q: q.q,
-    };
+    let filter = ApplicationFilter { state: q.state, api_id: q.api_id, account_id: q.account_id, q: q.q };
     let (apps, total) = applications::list_all(&pool, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(Page::new(apps.into_iter().map(ApplicationOut::from).collect(), &page, total)))
 }

@@ -14,6 +14,7 @@ mod openapi;
 mod page;
 mod plans;
 mod rules;
+mod schemas;
 mod wire;
 
 use actix_web::{HttpResponse, web};

@@ -3,52 +3,15 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tollgate_core::apis::{ApiId, detail};
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, PlanDetail, PlanId};
+use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, Period, PlanDetail, PlanId};
 use tollgate_web::parse_id;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
+use super::schemas;
 use super::wire::parse_json;
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PeriodIn {
-    Minute,
-    Hour,
-    Day,
-    Week,
-    Month,
-    Year,
-    Eternity,
-}
-
-impl PeriodIn {
-    fn as_str(self) -> &'static str {
-        match self {
-            PeriodIn::Minute => "minute",
-            PeriodIn::Hour => "hour",
-            PeriodIn::Day => "day",
-            PeriodIn::Week => "week",
-            PeriodIn::Month => "month",
-            PeriodIn::Year => "year",
-            PeriodIn::Eternity => "eternity",
-        }
-    }
-
-    fn parse(raw: &str) -> PeriodIn {
-        match raw {
-            "minute" => PeriodIn::Minute,
-            "hour" => PeriodIn::Hour,
-            "day" => PeriodIn::Day,
-            "week" => PeriodIn::Week,
-            "month" => PeriodIn::Month,
-            "year" => PeriodIn::Year,
-            _ => PeriodIn::Eternity,
-        }
-    }
-}
 
 /// At most `max` units of `metric` per calendar `period` in the plan's time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -56,7 +19,8 @@ impl PeriodIn {
 pub struct LimitIn {
     /// A metric or method system name of the API, e.g. `hits`.
     pub metric: String,
-    pub period: PeriodIn,
+    #[schema(schema_with = schemas::period)]
+    pub period: Period,
     #[schema(minimum = 0)]
     pub max: i64,
 }
@@ -130,7 +94,7 @@ impl PlanIn {
             limits: self
                 .limits
                 .into_iter()
-                .map(|l| NewLimit { metric: l.metric, period: l.period.as_str().into(), max: l.max })
+                .map(|l| NewLimit { metric: l.metric, period: l.period, max: l.max })
                 .collect(),
             pricing: self
                 .pricing
@@ -178,11 +142,7 @@ impl From<PlanDetail> for PlanOut {
             trial_days: p.trial_days,
             currency: p.currency,
             time_zone: p.time_zone,
-            limits: p
-                .limits
-                .into_iter()
-                .map(|l| LimitIn { period: PeriodIn::parse(&l.period), metric: l.metric, max: l.max })
-                .collect(),
+            limits: p.limits.into_iter().map(|l| LimitIn { metric: l.metric, period: l.period, max: l.max }).collect(),
             pricing: p
                 .pricing
                 .into_iter()

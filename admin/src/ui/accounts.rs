@@ -2,7 +2,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::AccountId;
-use tollgate_core::accounts::directory::{self, AccountView};
+use tollgate_core::accounts::directory::{self, AccountState, AccountView};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_web::{AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, Session, parse_id, render, see_other};
@@ -39,11 +39,11 @@ pub async fn set_state(
     _form: CsrfForm<EmptyForm>,
 ) -> PageResult<HttpResponse> {
     let (id, action) = path.into_inner();
-    let suspended = match action.as_str() {
-        "suspend" => true,
-        "resume" => false,
+    let state = match action.as_str() {
+        "suspend" => AccountState::Suspended,
+        "resume" => AccountState::Active,
         _ => return Err(tollgate_core::Error::NotFound.into()),
     };
-    directory::set_suspended(&pool, AccountId(parse_id(&id)?), suspended, &Actor::from(&user)).await?;
+    directory::set_state(&pool, AccountId(parse_id(&id)?), state, &Actor::from(&user)).await?;
     Ok(see_other("/admin/accounts"))
 }

@@ -2,10 +2,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::{Date, OffsetDateTime, Time};
+use tollgate_core::UnknownName;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
+use tollgate_core::apis::lifecycle;
 use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};
 use tollgate_core::apis::versions::{self, StagedVersion};
-use tollgate_core::apis::{ApiId, NewApi, create_from_spec};
+use tollgate_core::apis::{ApiId, ApiState, AuthMode, KeyLocation, NewApi, create_from_spec};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanSummary, list_plans};
@@ -147,6 +149,23 @@ pub struct SettingsForm {
     key_name: Option<String>,
 }
 
+impl SettingsForm {
+    fn changes(self) -> tollgate_core::Result<ApiChanges> {
+        let urls = self.upstream_urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        Ok(ApiChanges {
+            name: Some(self.name),
+            description: Some(self.description),
+            upstream_urls: Some(urls),
+            auth_mode: self.auth_mode.map(|m| m.parse().map_err(|e: UnknownName| e.at("auth_mode"))).transpose()?,
+            key_location: self
+                .key_location
+                .map(|l| l.parse().map_err(|e: UnknownName| e.at("key_location")))
+                .transpose()?,
+            key_name: self.key_name.map(|n| n.trim().to_owned()),
+        })
+    }
+}
+
 pub async fn update(
     AdminUser(user): AdminUser,
     session: Session,
@@ -155,16 +174,11 @@ pub async fn update(
     CsrfForm(form): CsrfForm<SettingsForm>,
 ) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
-    let urls = form.upstream_urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
-    let changes = ApiChanges {
-        name: Some(form.name),
-        description: Some(form.description),
-        upstream_urls: Some(urls),
-        auth_mode: form.auth_mode,
-        key_location: form.key_location,
-        key_name: form.key_name.map(|n| n.trim().to_owned()),
+    let outcome = match form.changes() {
+        Ok(changes) => detail::update(&pool, id, &changes, &Actor::from(&user)).await,
+        Err(err) => Err(err),
     };
-    match detail::update(&pool, id, &changes, &Actor::from(&user)).await {
+    match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
         Err(err) => {
             let mut errors = FieldErrors::new();
@@ -194,7 +208,11 @@ pub async fn lifecycle(
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let sunset = Date::parse(form.sunset.trim(), &format).ok().map(|d| d.with_time(Time::MIDNIGHT).assume_utc());
     let sunset: Option<OffsetDateTime> = sunset;
-    match detail::set_state(&pool, id, &form.state, sunset, &Actor::from(&user), &public_url.0).await {
+    let outcome = match form.state.parse::<ApiState>() {
+        Ok(state) => lifecycle::set_state(&pool, id, state, sunset, &Actor::from(&user), &public_url.0).await,
+        Err(err) => Err(err.at("state")),
+    };
+    match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
         Err(tollgate_core::Error::Conflict(message)) => {
             Ok(render(StatusCode::CONFLICT, &show_page(&session, &pool, id, FieldErrors::new(), Some(message)).await?))

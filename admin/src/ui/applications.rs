@@ -2,7 +2,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::ApiId;
-use tollgate_core::applications::{self, AdminApplicationView, ApplicationFilter, ApplicationId, Transition};
+use tollgate_core::applications::{
+    self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, Transition,
+};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanId, PlanSummary, list_plans};
@@ -17,7 +19,7 @@ struct ListPage {
     apps: Vec<AdminApplicationView>,
     /// The plans of each API in the list, for the "move to plan" control.
     plans: std::collections::HashMap<uuid::Uuid, Vec<PlanSummary>>,
-    state: String,
+    state: Option<ApplicationState>,
     q: String,
     total: i64,
 }
@@ -31,11 +33,11 @@ pub struct ListQuery {
 impl ListPage {
     /// The buttons an application's state allows: (action, label, danger).
     fn actions(app: &AdminApplicationView) -> Vec<(&'static str, &'static str, bool)> {
-        match app.state.as_str() {
-            "pending" => vec![("approve", "Approve", false), ("reject", "Reject", true)],
-            "live" => vec![("suspend", "Suspend", true)],
-            "suspended" => vec![("resume", "Resume", false)],
-            _ => Vec::new(),
+        match app.state {
+            ApplicationState::Pending => vec![("approve", "Approve", false), ("reject", "Reject", true)],
+            ApplicationState::Live => vec![("suspend", "Suspend", true)],
+            ApplicationState::Suspended => vec![("resume", "Resume", false)],
+            ApplicationState::Rejected => Vec::new(),
         }
     }
 
@@ -46,12 +48,12 @@ impl ListPage {
             .unwrap_or_default()
     }
 
-    fn is_state(&self, state: &str) -> bool {
-        self.state == state
+    fn is_state(&self, state: &ApplicationState) -> bool {
+        self.state == Some(*state)
     }
 
-    fn states() -> [&'static str; 4] {
-        ["pending", "live", "suspended", "rejected"]
+    fn states() -> &'static [ApplicationState] {
+        ApplicationState::ALL
     }
 }
 
@@ -62,9 +64,10 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> PageResult<HttpResponse> {
     let query = query.into_inner();
-    let state = query.state.filter(|s| ["pending", "live", "suspended", "rejected"].contains(&s.as_str()));
+    // A state that is not one (an edited URL) filters nothing.
+    let state = query.state.and_then(|s| s.parse::<ApplicationState>().ok());
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
-    let filter = ApplicationFilter { state: state.clone(), q: q.clone(), ..ApplicationFilter::default() };
+    let filter = ApplicationFilter { state, q: q.clone(), ..ApplicationFilter::default() };
     let (apps, total) = applications::list_all(&pool, &filter, 200, 0).await?;
     let mut plans = std::collections::HashMap::new();
     for app in &apps {
@@ -73,10 +76,7 @@ pub async fn list(
         }
     }
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(
-        StatusCode::OK,
-        &ListPage { chrome, apps, plans, state: state.unwrap_or_default(), q: q.unwrap_or_default(), total },
-    ))
+    Ok(render(StatusCode::OK, &ListPage { chrome, apps, plans, state, q: q.unwrap_or_default(), total }))
 }
 
 pub async fn act(

@@ -9,7 +9,7 @@ use tollgate_core::apis::ApiId;
 use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{self, LIMIT_PERIODS, NewLimit, NewPlan, NewPrice, PlanId};
+use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, Period, PlanId};
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, parse_id, render, see_other,
 };
@@ -51,7 +51,7 @@ impl PlanFields {
 
     fn from_plan(p: &plans::PlanDetail) -> PlanFields {
         let mut limits: Vec<[String; 3]> =
-            p.limits.iter().map(|l| [l.metric.clone(), l.period.clone(), l.max.to_string()]).collect();
+            p.limits.iter().map(|l| [l.metric.clone(), l.period.to_string(), l.max.to_string()]).collect();
         limits.resize(limits.len().max(LIMIT_ROWS), Default::default());
         let mut pricing: Vec<[String; 4]> = p
             .pricing
@@ -133,7 +133,7 @@ impl PlanFields {
             }
             limits.push(NewLimit {
                 metric: metric.trim().to_owned(),
-                period: period.clone(),
+                period: period.parse::<Period>().map_err(|e| (format!("limit_period_{i}"), e.to_string()))?,
                 max: integer(format!("limit_max_{i}"), max)?,
             });
         }
@@ -197,7 +197,7 @@ struct FormPage {
     plan_id: Option<PlanId>,
     fields: PlanFields,
     errors: FieldErrors,
-    periods: &'static [&'static str],
+    periods: &'static [Period],
     applications: i64,
 }
 
@@ -268,7 +268,7 @@ pub async fn new_form(
         plan_id: None,
         fields: PlanFields::blank(),
         errors: FieldErrors::new(),
-        periods: &LIMIT_PERIODS,
+        periods: &Period::ALL,
         applications: 0,
     };
     Ok(render(StatusCode::OK, &page))
@@ -287,7 +287,7 @@ async fn rejected(
     errors.add(form_field(&field), message);
     let chrome =
         Chrome::for_session(session).await?.with_flash("error", "The plan was not saved: see the highlighted field.");
-    let page = FormPage { chrome, api, plan_id, fields, errors, periods: &LIMIT_PERIODS, applications };
+    let page = FormPage { chrome, api, plan_id, fields, errors, periods: &Period::ALL, applications };
     Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
@@ -331,7 +331,7 @@ pub async fn edit_form(
         plan_id: Some(plan.id),
         fields: PlanFields::from_plan(&plan),
         errors: FieldErrors::new(),
-        periods: &LIMIT_PERIODS,
+        periods: &Period::ALL,
         applications: plan.applications,
     };
     Ok(render(StatusCode::OK, &page))

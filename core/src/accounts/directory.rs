@@ -6,14 +6,23 @@ use time::OffsetDateTime;
 
 use super::AccountId;
 use crate::audit::{self, Actor, Entry};
+use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
+
+stored_enum! {
+    /// A suspended account's applications are refused at every agent.
+    pub enum AccountState as "account_state" {
+        Active = "active",
+        Suspended = "suspended",
+    }
+}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AccountView {
     pub id: AccountId,
     pub name: String,
-    pub state: String,
+    pub state: AccountState,
     pub members: i64,
     pub applications: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -23,7 +32,7 @@ pub struct AccountView {
 pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
     let pattern = q.map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        r#"SELECT a.id, a.name, a.state::text AS "state!", a.created_at,
+        r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
                   (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
                   (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!",
                   count(*) OVER () AS "total!"
@@ -53,7 +62,7 @@ pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Re
 
 pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
     let r = sqlx::query!(
-        r#"SELECT a.id, a.name, a.state::text AS "state!", a.created_at,
+        r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
                   (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
                   (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
            FROM accounts a WHERE a.id = $1 AND a.kind = 'developer'"#,
@@ -74,11 +83,10 @@ pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
 
 /// Suspends or reactivates an account; its applications' keys stop (or
 /// resume) working at every agent.
-pub async fn set_suspended(pool: &PgPool, id: AccountId, suspended: bool, actor: &Actor) -> Result<()> {
+pub async fn set_state(pool: &PgPool, id: AccountId, state: AccountState, actor: &Actor) -> Result<()> {
     let before = get(pool, id).await?;
-    let state = if suspended { "suspended" } else { "active" };
     let mut tx = pool.begin().await?;
-    sqlx::query!("UPDATE accounts SET state = $2::text::account_state, updated_at = now() WHERE id = $1", id.0, state)
+    sqlx::query!("UPDATE accounts SET state = $2, updated_at = now() WHERE id = $1", id.0, state as AccountState)
         .execute(&mut *tx)
         .await?;
     let apps =

@@ -11,40 +11,39 @@ use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::mail::{enqueue, messages};
 use crate::secrets::{random_token, token_hash};
+use crate::stored::stored_enum;
 use crate::{Error, Result};
 
 const INVITATION_LIFETIME: Duration = Duration::days(7);
+
+stored_enum! {
+    /// What a user may do in an account: owners manage the team.
+    pub enum MemberRole as "member_role" {
+        Owner = "owner",
+        Member = "member",
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Member {
     pub user_id: UserId,
     pub email: String,
-    pub role: String,
+    pub role: MemberRole,
     pub joined_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
 pub struct PendingInvitation {
     pub email: String,
-    pub role: String,
+    pub role: MemberRole,
     pub expires_at: OffsetDateTime,
 }
 
-/// The role of a user in an account, if they belong to it.
-pub async fn role_of(pool: &PgPool, account: AccountId, user: UserId) -> Result<Option<String>> {
+/// The role of a user in an account, if they belong to it; the membership
+/// stays locked until the transaction ends.
+async fn role_in(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<Option<MemberRole>> {
     let role = sqlx::query_scalar!(
-        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2"#,
-        account.0,
-        user.0
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(role)
-}
-
-async fn role_in(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<Option<String>> {
-    let role = sqlx::query_scalar!(
-        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2"#,
+        r#"SELECT role AS "role: MemberRole" FROM memberships WHERE account_id = $1 AND user_id = $2 FOR UPDATE"#,
         account.0,
         user.0
     )
@@ -54,22 +53,15 @@ async fn role_in(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId
 }
 
 async fn require_owner(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<()> {
-    let role = sqlx::query_scalar!(
-        r#"SELECT role::text AS "role!" FROM memberships WHERE account_id = $1 AND user_id = $2 FOR UPDATE"#,
-        account.0,
-        user.0
-    )
-    .fetch_optional(conn)
-    .await?;
-    match role.as_deref() {
-        Some("owner") => Ok(()),
+    match role_in(conn, account, user).await? {
+        Some(MemberRole::Owner) => Ok(()),
         _ => Err(Error::Conflict("only an owner of the account can do this".into())),
     }
 }
 
 pub async fn members(pool: &PgPool, account: AccountId) -> Result<Vec<Member>> {
     let rows = sqlx::query!(
-        r#"SELECT u.id, u.email::text AS "email!", m.role::text AS "role!", m.created_at
+        r#"SELECT u.id, u.email::text AS "email!", m.role AS "role: MemberRole", m.created_at
            FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.account_id = $1 ORDER BY m.created_at"#,
         account.0
     )
@@ -83,7 +75,7 @@ pub async fn members(pool: &PgPool, account: AccountId) -> Result<Vec<Member>> {
 
 pub async fn pending_invitations(pool: &PgPool, account: AccountId) -> Result<Vec<PendingInvitation>> {
     let rows = sqlx::query!(
-        r#"SELECT email::text AS "email!", role::text AS "role!", expires_at FROM invitations
+        r#"SELECT email::text AS "email!", role AS "role: MemberRole", expires_at FROM invitations
            WHERE account_id = $1 AND accepted_at IS NULL AND expires_at > now() ORDER BY created_at"#,
         account.0
     )
@@ -99,12 +91,9 @@ pub async fn invite(
     inviter: UserId,
     inviter_email: &str,
     email: &Email,
-    role: &str,
+    role: MemberRole,
     base_url: &str,
 ) -> Result<()> {
-    if role != "owner" && role != "member" {
-        return Err(Error::invalid("role", "choose owner or member"));
-    }
     let mut tx = pool.begin().await?;
     require_owner(&mut tx, account, inviter).await?;
     let already = sqlx::query_scalar!(
@@ -121,11 +110,11 @@ pub async fn invite(
         sqlx::query_scalar!("SELECT name FROM accounts WHERE id = $1", account.0).fetch_one(&mut *tx).await?;
     let raw = random_token();
     sqlx::query!(
-        "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4::text::member_role, $5, $6, $7)",
+        "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         Uuid::now_v7(),
         account.0,
         email.as_str() as _,
-        role,
+        role as MemberRole,
         token_hash(&raw),
         inviter.0,
         OffsetDateTime::now_utc() + INVITATION_LIFETIME
@@ -133,7 +122,7 @@ pub async fn invite(
     .execute(&mut *tx)
     .await?;
     let link = format!("{base_url}/invitations/accept?token={raw}");
-    enqueue(&mut tx, &messages::invitation(email.as_str(), inviter_email, &organisation, role, &link)).await?;
+    enqueue(&mut tx, &messages::invitation(email.as_str(), inviter_email, &organisation, role.as_str(), &link)).await?;
     audit::record(
         &mut tx,
         &Actor::user(inviter, inviter_email),
@@ -155,14 +144,14 @@ pub async fn invite(
 pub struct InvitationView {
     pub organisation: String,
     pub email: String,
-    pub role: String,
+    pub role: MemberRole,
     /// Whether a user with this email exists (they sign in) or not (they choose a password).
     pub user_exists: bool,
 }
 
 pub async fn invitation(pool: &PgPool, token: &str) -> Result<Option<InvitationView>> {
     let row = sqlx::query!(
-        r#"SELECT a.name, i.email::text AS "email!", i.role::text AS "role!",
+        r#"SELECT a.name, i.email::text AS "email!", i.role AS "role: MemberRole",
                   EXISTS (SELECT 1 FROM users u WHERE u.email = i.email) AS "user_exists!"
            FROM invitations i JOIN accounts a ON a.id = i.account_id
            WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > now()"#,
@@ -189,7 +178,7 @@ pub async fn accept(
     };
     let mut tx = pool.begin().await?;
     let invitation = sqlx::query!(
-        r#"SELECT id, account_id, email::text AS "email!", role::text AS "role!" FROM invitations
+        r#"SELECT id, account_id, email::text AS "email!", role AS "role: MemberRole" FROM invitations
            WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > now() FOR UPDATE"#,
         token_hash(token)
     )
@@ -222,10 +211,10 @@ pub async fn accept(
         (None, None) => return Err(Error::invalid("password", "choose a password")),
     };
     sqlx::query!(
-        "INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, $3::text::member_role) ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         invitation.account_id,
         user.0,
-        invitation.role
+        invitation.role as MemberRole
     )
     .execute(&mut *tx)
     .await?;
@@ -266,7 +255,7 @@ pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_emai
     if actor != member {
         require_owner(&mut tx, account, actor).await?;
     }
-    if role == "owner" && owner_count(&mut tx, account).await? <= 1 {
+    if role == MemberRole::Owner && owner_count(&mut tx, account).await? <= 1 {
         return Err(Error::Conflict("the last owner cannot leave; make someone else an owner first".into()));
     }
     sqlx::query!("DELETE FROM memberships WHERE account_id = $1 AND user_id = $2", account.0, member.0)

@@ -6,21 +6,17 @@ use time::{Duration, OffsetDateTime};
 use super::UserId;
 use crate::Result;
 use crate::secrets::{random_token, token_hash};
+use crate::stored::stored_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    VerifyEmail,
-    ResetPassword,
+stored_enum! {
+    /// What a token emailed to a user lets them do.
+    pub enum Purpose as "token_purpose" {
+        VerifyEmail = "verify_email",
+        ResetPassword = "reset_password",
+    }
 }
 
 impl Purpose {
-    fn as_str(self) -> &'static str {
-        match self {
-            Purpose::VerifyEmail => "verify_email",
-            Purpose::ResetPassword => "reset_password",
-        }
-    }
-
     pub fn lifetime(self) -> Duration {
         match self {
             Purpose::VerifyEmail => Duration::hours(24),
@@ -33,18 +29,18 @@ impl Purpose {
 /// so only the newest link in the inbox is live.
 pub async fn issue(conn: &mut sqlx::PgConnection, user: UserId, purpose: Purpose) -> Result<String> {
     sqlx::query!(
-        "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2::text::token_purpose AND used_at IS NULL",
+        "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
         user.0,
-        purpose.as_str()
+        purpose as Purpose
     )
     .execute(&mut *conn)
     .await?;
     let raw = random_token();
     sqlx::query!(
-        "INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3::text::token_purpose, $4)",
+        "INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, $4)",
         token_hash(&raw),
         user.0,
-        purpose.as_str(),
+        purpose as Purpose,
         OffsetDateTime::now_utc() + purpose.lifetime()
     )
     .execute(&mut *conn)
@@ -55,9 +51,9 @@ pub async fn issue(conn: &mut sqlx::PgConnection, user: UserId, purpose: Purpose
 /// The user a live token belongs to, without using it up (for showing a form).
 pub async fn peek(pool: &sqlx::PgPool, raw: &str, purpose: Purpose) -> Result<Option<UserId>> {
     let user = sqlx::query_scalar!(
-        "SELECT user_id FROM user_tokens WHERE token_hash = $1 AND purpose = $2::text::token_purpose AND used_at IS NULL AND expires_at > now()",
+        "SELECT user_id FROM user_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()",
         token_hash(raw),
-        purpose.as_str()
+        purpose as Purpose
     )
     .fetch_optional(pool)
     .await?;
@@ -68,10 +64,10 @@ pub async fn peek(pool: &sqlx::PgPool, raw: &str, purpose: Purpose) -> Result<Op
 pub async fn consume(conn: &mut sqlx::PgConnection, raw: &str, purpose: Purpose) -> Result<Option<UserId>> {
     let user = sqlx::query_scalar!(
         "UPDATE user_tokens SET used_at = now()
-         WHERE token_hash = $1 AND purpose = $2::text::token_purpose AND used_at IS NULL AND expires_at > now()
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
          RETURNING user_id",
         token_hash(raw),
-        purpose.as_str()
+        purpose as Purpose
     )
     .fetch_optional(conn)
     .await?;

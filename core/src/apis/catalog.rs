@@ -2,7 +2,8 @@
 
 use sqlx::PgPool;
 
-use super::{ApiId, ApiSummary};
+use super::products::ApiSummary;
+use super::types::{ApiId, ApiState};
 use crate::Result;
 
 /// A catalog entry with its description, for the list and search.
@@ -17,7 +18,7 @@ pub struct CatalogEntry {
 pub async fn search(pool: &PgPool, q: Option<&str>) -> Result<Vec<CatalogEntry>> {
     let pattern = q.map(str::trim).filter(|q| !q.is_empty()).map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.description, p.state::text AS "state!", p.base_path, p.sunset_at,
+        r#"SELECT p.id, p.slug, p.name, p.description, p.state AS "state: ApiState", p.base_path, p.sunset_at,
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
            FROM api_products p
            WHERE p.state IN ('published', 'deprecated') AND ($1::text IS NULL OR p.name ILIKE $1 OR p.description ILIKE $1 OR p.slug ILIKE $1)

@@ -1,14 +1,14 @@
-//! API products as admins see and change them: listing, detail, settings
-//! and the lifecycle `draft → published → deprecated → retired`.
+//! API products as admins see and change them: listing, detail and
+//! settings. The lifecycle has its own file, `lifecycle`.
 
 use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ApiId;
+use super::products::ApiSummary;
+use super::types::{ApiId, ApiState, AuthMode, KeyLocation};
 use crate::audit::{self, Actor, Entry};
-use crate::mail::{enqueue, messages};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -31,14 +31,14 @@ pub struct ApiDetail {
     pub slug: String,
     pub name: String,
     pub description: String,
-    pub state: String,
+    pub state: ApiState,
     pub base_path: String,
     pub public_host: Option<String>,
     pub upstreams: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub sunset_at: Option<OffsetDateTime>,
-    pub auth_mode: String,
-    pub key_location: String,
+    pub auth_mode: AuthMode,
+    pub key_location: KeyLocation,
     pub key_name: String,
     pub versions: Vec<VersionInfo>,
     pub subscribers: i64,
@@ -46,8 +46,8 @@ pub struct ApiDetail {
 
 pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
     let p = sqlx::query!(
-        r#"SELECT id, slug, name, description, state::text AS "state!", base_path, public_host, sunset_at,
-                  auth_mode::text AS "auth_mode!", key_location::text AS "key_location!", key_name,
+        r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
+                  auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
                   (SELECT count(*) FROM applications a WHERE a.api_id = p.id) AS "subscribers!"
            FROM api_products p WHERE id = $1"#,
         id.0
@@ -111,10 +111,8 @@ pub struct ApiChanges {
     pub name: Option<String>,
     pub description: Option<String>,
     pub upstream_urls: Option<Vec<String>>,
-    /// `user_key` or `app_id_app_key`.
-    pub auth_mode: Option<String>,
-    /// `query` or `header`.
-    pub key_location: Option<String>,
+    pub auth_mode: Option<AuthMode>,
+    pub key_location: Option<KeyLocation>,
     /// The query parameter or header that carries the user key.
     pub key_name: Option<String>,
 }
@@ -140,18 +138,6 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
             }
         }
     }
-    if let Some(mode) = &changes.auth_mode
-        && mode != "user_key"
-        && mode != "app_id_app_key"
-    {
-        return Err(Error::invalid("auth_mode", "use user_key or app_id_app_key"));
-    }
-    if let Some(location) = &changes.key_location
-        && location != "query"
-        && location != "header"
-    {
-        return Err(Error::invalid("key_location", "use query or header"));
-    }
     if let Some(name) = &changes.key_name
         && (name.is_empty()
             || name.len() > 64
@@ -162,14 +148,14 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description),
-                auth_mode = coalesce($4::text::auth_mode, auth_mode), key_location = coalesce($5::text::key_location, key_location),
+                auth_mode = coalesce($4, auth_mode), key_location = coalesce($5, key_location),
                 key_name = coalesce($6, key_name), updated_at = now()
          WHERE id = $1",
         id.0,
         changes.name.as_deref().map(str::trim),
         changes.description.as_deref(),
-        changes.auth_mode.as_deref(),
-        changes.key_location.as_deref(),
+        changes.auth_mode as Option<AuthMode>,
+        changes.key_location as Option<KeyLocation>,
         changes.key_name.as_deref()
     )
     .execute(&mut *tx)
@@ -184,7 +170,7 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
         }
     }
     // Applications of an API that moves to app_id + app_key need their public app_id.
-    if changes.auth_mode.as_deref() == Some("app_id_app_key") {
+    if changes.auth_mode == Some(AuthMode::AppIdAppKey) {
         let apps = sqlx::query_scalar!("SELECT id FROM applications WHERE api_id = $1 AND app_id IS NULL", id.0)
             .fetch_all(&mut *tx)
             .await?;
@@ -211,89 +197,11 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     Ok(())
 }
 
-/// Moves an API along its lifecycle. Deprecation needs a sunset date in the
-/// future and emails every subscribed account's owners.
-pub async fn set_state(
-    pool: &PgPool,
-    id: ApiId,
-    state: &str,
-    sunset_at: Option<OffsetDateTime>,
-    actor: &Actor,
-    base_url: &str,
-) -> Result<()> {
-    let before = get(pool, id).await?;
-    let allowed = matches!(
-        (before.state.as_str(), state),
-        ("draft", "published")
-            | ("published", "deprecated")
-            | ("deprecated", "published")
-            | ("deprecated", "retired")
-            | ("published", "retired")
-            | ("retired", "published")
-    );
-    if !allowed {
-        return Err(Error::Conflict(format!("an API cannot go from {} to {state}", before.state)));
-    }
-    if state == "deprecated" {
-        match sunset_at {
-            Some(at) if at > OffsetDateTime::now_utc() => {}
-            _ => return Err(Error::invalid("sunset_at", "deprecating an API needs a sunset date in the future")),
-        }
-    }
-    let mut tx = pool.begin().await?;
-    sqlx::query!(
-        "UPDATE api_products SET state = $2::text::api_state, sunset_at = $3, updated_at = now() WHERE id = $1",
-        id.0,
-        state,
-        if state == "deprecated" { sunset_at } else { None }
-    )
-    .execute(&mut *tx)
-    .await?;
-    if state == "published" {
-        sqlx::query!(
-            "UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1",
-            id.0
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let (Some(sunset), "deprecated") = (sunset_at, state) {
-        let owners = sqlx::query_scalar!(
-            r#"SELECT DISTINCT u.email::text AS "email!" FROM applications ap
-               JOIN memberships m ON m.account_id = ap.account_id AND m.role = 'owner'
-               JOIN users u ON u.id = m.user_id WHERE ap.api_id = $1"#,
-            id.0
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        for email in owners {
-            let mail =
-                messages::api_deprecated(&email, &before.name, &sunset.date().to_string(), base_url, &before.slug);
-            enqueue(&mut tx, &mail).await?;
-        }
-    }
-    record_change(&mut tx, Entity::Api, id.0, false, None).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Entry {
-            action: "api.lifecycle",
-            entity: "api",
-            entity_id: Some(id.0),
-            before: Some(json!({"state": before.state})),
-            after: Some(json!({"state": state, "sunset_at": sunset_at.map(|s| s.unix_timestamp())})),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// A page of API products, newest first, with the total count.
-pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<super::ApiSummary>, i64)> {
+pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<ApiSummary>, i64)> {
     let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM api_products"#).fetch_one(pool).await?;
     let rows = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.state::text AS "state!", p.base_path,
+        r#"SELECT p.id, p.slug, p.name, p.state AS "state: ApiState", p.base_path,
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
            FROM api_products p ORDER BY p.created_at DESC, p.id LIMIT $1 OFFSET $2"#,
         limit,
@@ -303,7 +211,7 @@ pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<su
     .await?;
     Ok((
         rows.into_iter()
-            .map(|r| super::ApiSummary {
+            .map(|r| ApiSummary {
                 id: ApiId(r.id),
                 slug: r.slug,
                 name: r.name,

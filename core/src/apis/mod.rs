@@ -3,8 +3,11 @@
 
 pub mod catalog;
 pub mod detail;
+pub mod lifecycle;
 mod products;
 pub mod rules;
+mod types;
 pub mod versions;
 
-pub use products::{ApiId, ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis, publish};
+pub use products::{ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis};
+pub use types::{ApiId, ApiState, AuthMode, KeyLocation};

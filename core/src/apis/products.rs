@@ -1,3 +1,6 @@
+//! Creating an API product from a document `tollgate_openapi` has read,
+//! and the summaries that list products.
+
 use std::collections::HashSet;
 
 use serde_json::json;
@@ -5,14 +8,11 @@ use sqlx::PgPool;
 use tollgate_openapi::ParsedSpec;
 use uuid::Uuid;
 
+use super::types::{ApiId, ApiState};
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct ApiId(pub Uuid);
 
 /// What an admin chooses when importing; the rest comes from the document.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +31,7 @@ pub struct ApiSummary {
     pub id: ApiId,
     pub slug: String,
     pub name: String,
-    pub state: String,
+    pub state: ApiState,
     pub base_path: String,
     pub operation_count: i32,
 }
@@ -222,7 +222,7 @@ pub async fn create_from_spec(
         .map_err(|e| conflict_on_unique(e, &format!("the document repeats the operation {} {}", op.method, op.path)))?;
     }
     record_change(&mut tx, Entity::Api, api, false, None).await?;
-    let summary = ApiSummary { id: ApiId(api), slug, name, state: "draft".into(), base_path, operation_count };
+    let summary = ApiSummary { id: ApiId(api), slug, name, state: ApiState::Draft, base_path, operation_count };
     audit::record(
         &mut tx,
         actor,
@@ -235,7 +235,7 @@ pub async fn create_from_spec(
 
 pub async fn find_by_slug(pool: &PgPool, slug: &str) -> Result<Option<ApiSummary>> {
     let row = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.state::text AS "state!", p.base_path,
+        r#"SELECT p.id, p.slug, p.name, p.state AS "state: ApiState", p.base_path,
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
            FROM api_products p WHERE p.slug = $1"#,
         slug
@@ -254,7 +254,7 @@ pub async fn find_by_slug(pool: &PgPool, slug: &str) -> Result<Option<ApiSummary
 
 pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
     let rows = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.state::text AS "state!", p.base_path,
+        r#"SELECT p.id, p.slug, p.name, p.state AS "state: ApiState", p.base_path,
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
            FROM api_products p ORDER BY p.name"#
     )
@@ -271,37 +271,4 @@ pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
             operation_count: r.operation_count,
         })
         .collect())
-}
-
-/// Moves a draft API to published (used by seeding until the admin UI has
-/// its lifecycle actions).
-pub async fn publish(pool: &PgPool, api: ApiId, actor: &Actor) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    let done = sqlx::query!("UPDATE api_products SET state = 'published', updated_at = now() WHERE id = $1 AND state IN ('draft', 'published')", api.0)
-        .execute(&mut *tx)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::Conflict("only a draft API can be published".into()));
-    }
-    sqlx::query!(
-        "UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1",
-        api.0
-    )
-    .execute(&mut *tx)
-    .await?;
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Entry {
-            action: "api.publish",
-            entity: "api",
-            entity_id: Some(api.0),
-            before: None,
-            after: Some(json!({"state": "published"})),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }

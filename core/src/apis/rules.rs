@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tollgate_protocol::Pattern;
 use uuid::Uuid;
 
-use super::ApiId;
+use super::types::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::sync::feed::{Entity, record_change};

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tollgate_openapi::{ChangeReport, ParsedSpec, compare};
 use uuid::Uuid;
 
-use super::ApiId;
+use super::types::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::mail::{enqueue, messages};
 use crate::sync::feed::{Entity, record_change};

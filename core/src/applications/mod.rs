@@ -8,16 +8,29 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::AccountId;
+use crate::apis::AuthMode;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::mail::{enqueue, messages};
 use crate::plans::PlanId;
+use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ApplicationId(pub Uuid);
+
+stored_enum! {
+    /// Where an application is: `pending → live ↔ suspended`, or `rejected`.
+    pub enum ApplicationState as "application_state" {
+        /// Waiting for a provider admin to approve it.
+        Pending = "pending",
+        Live = "live",
+        Suspended = "suspended",
+        Rejected = "rejected",
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct NewApplication {
@@ -34,12 +47,12 @@ pub struct ApplicationView {
     pub api_id: Uuid,
     pub api_name: String,
     pub api_slug: String,
-    pub auth_mode: String,
+    pub auth_mode: AuthMode,
     pub plan_id: PlanId,
     pub plan_name: String,
     pub name: String,
     pub description: String,
-    pub state: String,
+    pub state: ApplicationState,
     /// The public half of app_id + app_key credentials.
     pub app_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -63,7 +76,7 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
     validate(&new.name, &new.description)?;
     let mut tx = pool.begin().await?;
     let plan = sqlx::query!(
-        r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode::text AS "auth_mode!"
+        r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode AS "auth_mode: AuthMode"
            FROM plans p JOIN api_products a ON a.id = p.api_id
            WHERE p.id = $1 AND p.published AND a.state IN ('published', 'deprecated')"#,
         new.plan_id.0
@@ -72,20 +85,21 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
     .await?
     .ok_or_else(|| Error::invalid("plan_id", "choose a published plan"))?;
     let id = Uuid::now_v7();
-    let state = if plan.approval_required { "pending" } else { "live" };
-    let app_id = (plan.auth_mode == "app_id_app_key").then(|| Uuid::new_v4().simple().to_string()[..16].to_owned());
+    let state = if plan.approval_required { ApplicationState::Pending } else { ApplicationState::Live };
+    let app_id =
+        (plan.auth_mode == AuthMode::AppIdAppKey).then(|| Uuid::new_v4().simple().to_string()[..16].to_owned());
     let trial_ends_at =
         (plan.trial_days > 0).then(|| OffsetDateTime::now_utc() + time::Duration::days(i64::from(plan.trial_days)));
     sqlx::query!(
         "INSERT INTO applications (id, account_id, api_id, plan_id, name, description, state, app_id, trial_ends_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::text::application_state, $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         id,
         account.0,
         plan.api_id,
         new.plan_id.0,
         new.name.trim(),
         new.description.trim(),
-        state,
+        state as ApplicationState,
         app_id,
         trial_ends_at
     )
@@ -112,8 +126,8 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
 /// The account's applications, or just one of them.
 async fn load(pool: &PgPool, account: AccountId, only: Option<ApplicationId>) -> Result<Vec<ApplicationView>> {
     let rows = sqlx::query!(
-        r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode::text AS "auth_mode!",
-                  ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state::text AS "state!", ap.app_id, ap.created_at
+        r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode AS "auth_mode: AuthMode",
+                  ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state AS "state: ApplicationState", ap.app_id, ap.created_at
            FROM applications ap
            JOIN api_products a ON a.id = ap.api_id
            JOIN plans p ON p.id = ap.plan_id
@@ -163,12 +177,14 @@ pub enum Transition {
 }
 
 impl Transition {
-    fn allowed(self, from: &str) -> Option<&'static str> {
+    /// The state this transition leads to from `from`, if it may be made.
+    pub fn next_state(self, from: ApplicationState) -> Option<ApplicationState> {
+        use ApplicationState::*;
         match (self, from) {
-            (Transition::Approve, "pending") => Some("live"),
-            (Transition::Reject, "pending") => Some("rejected"),
-            (Transition::Suspend, "live") => Some("suspended"),
-            (Transition::Resume, "suspended") => Some("live"),
+            (Transition::Approve, Pending) => Some(Live),
+            (Transition::Reject, Pending) => Some(Rejected),
+            (Transition::Suspend, Live) => Some(Suspended),
+            (Transition::Resume, Suspended) => Some(Live),
             _ => None,
         }
     }
@@ -192,20 +208,22 @@ pub async fn transition(
     to: Transition,
     actor: &Actor,
     base_url: &str,
-) -> Result<String> {
+) -> Result<ApplicationState> {
     let mut tx = pool.begin().await?;
-    let from =
-        sqlx::query_scalar!(r#"SELECT state::text AS "state!" FROM applications WHERE id = $1 FOR UPDATE"#, id.0)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound)?;
-    let next = to.allowed(&from).ok_or_else(|| {
+    let from = sqlx::query_scalar!(
+        r#"SELECT state AS "state: ApplicationState" FROM applications WHERE id = $1 FOR UPDATE"#,
+        id.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let next = to.next_state(from).ok_or_else(|| {
         Error::Conflict(format!("a {from} application cannot be {}d", to.verb().trim_end_matches('e')))
     })?;
     sqlx::query!(
-        "UPDATE applications SET state = $2::text::application_state, updated_at = now() WHERE id = $1",
+        "UPDATE applications SET state = $2, updated_at = now() WHERE id = $1",
         id.0,
-        next
+        next as ApplicationState
     )
     .execute(&mut *tx)
     .await?;
@@ -240,7 +258,7 @@ pub async fn transition(
     )
     .await?;
     tx.commit().await?;
-    Ok(next.to_owned())
+    Ok(next)
 }
 
 /// Deletes an application of the account; its keys stop working at once.
@@ -327,7 +345,7 @@ pub async fn update(
 pub struct AdminApplicationView {
     pub id: ApplicationId,
     pub name: String,
-    pub state: String,
+    pub state: ApplicationState,
     pub account_id: AccountId,
     pub account_name: String,
     pub api_id: Uuid,
@@ -340,7 +358,7 @@ pub struct AdminApplicationView {
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct ApplicationFilter {
-    pub state: Option<String>,
+    pub state: Option<ApplicationState>,
     pub api_id: Option<Uuid>,
     pub account_id: Option<Uuid>,
     /// Matches the application or account name, case-insensitively.
@@ -369,27 +387,22 @@ async fn load_for_admins(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<AdminApplicationView>, i64)> {
-    if let Some(state) = &filter.state
-        && !["pending", "live", "suspended", "rejected"].contains(&state.as_str())
-    {
-        return Err(Error::invalid("state", "use pending, live, suspended or rejected"));
-    }
     let pattern = filter.q.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        r#"SELECT ap.id, ap.name, ap.state::text AS "state!", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+        r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
                   ap.plan_id, p.name AS plan_name, ap.created_at, count(*) OVER () AS "total!"
            FROM applications ap
            JOIN accounts ac ON ac.id = ap.account_id
            JOIN api_products a ON a.id = ap.api_id
            JOIN plans p ON p.id = ap.plan_id
-           WHERE ($1::text IS NULL OR ap.state::text = $1)
+           WHERE ($1::application_state IS NULL OR ap.state = $1)
              AND ($2::uuid IS NULL OR ap.api_id = $2)
              AND ($3::uuid IS NULL OR ap.account_id = $3)
              AND ($4::text IS NULL OR ap.name ILIKE $4 OR ac.name ILIKE $4)
              AND ($7::uuid IS NULL OR ap.id = $7)
            ORDER BY ap.created_at DESC, ap.id
            LIMIT $5 OFFSET $6"#,
-        filter.state,
+        filter.state as Option<ApplicationState>,
         filter.api_id,
         filter.account_id,
         pattern,

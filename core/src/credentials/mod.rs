@@ -9,13 +9,25 @@ use tollgate_protocol::{KeyKind, SecretKey};
 use uuid::Uuid;
 
 use crate::accounts::AccountId;
+use crate::apis::AuthMode;
 use crate::applications::ApplicationId;
 use crate::audit::{self, Actor, Entry};
+use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
 /// At most this many app_keys are active on one application.
 pub const MAX_APP_KEYS: i64 = 5;
+
+/// How many working keys an application of an API with `mode` may hold:
+/// one user key (rotate it for a new one), or up to `MAX_APP_KEYS` app keys.
+pub fn key_limit(mode: AuthMode) -> i64 {
+    match mode {
+        AuthMode::UserKey => 1,
+        AuthMode::AppIdAppKey => MAX_APP_KEYS,
+    }
+}
+
 /// How long a rotated key keeps working unless the owner says otherwise.
 pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::hours(24);
 /// The longest overlap a rotation may grant.
@@ -24,6 +36,33 @@ pub const MAX_ROTATION_OVERLAP: Duration = Duration::days(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct CredentialId(pub Uuid);
+
+stored_enum! {
+    /// Which secret a credential is: an application's one user key, or one
+    /// of its app keys.
+    pub enum CredentialKind as "credential_kind" {
+        UserKey = "user_key",
+        AppKey = "app_key",
+    }
+}
+
+impl CredentialKind {
+    /// The kind of key the API's consumers present.
+    pub fn for_mode(mode: AuthMode) -> CredentialKind {
+        match mode {
+            AuthMode::UserKey => CredentialKind::UserKey,
+            AuthMode::AppIdAppKey => CredentialKind::AppKey,
+        }
+    }
+
+    /// The kind in the key format, which keys carry in their prefix.
+    pub fn key_kind(self) -> KeyKind {
+        match self {
+            CredentialKind::UserKey => KeyKind::UserKey,
+            CredentialKind::AppKey => KeyKind::AppKey,
+        }
+    }
+}
 
 /// A freshly issued key: the only time the secret exists outside the client.
 #[derive(Debug)]
@@ -35,7 +74,7 @@ pub struct IssuedKey {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CredentialView {
     pub id: CredentialId,
-    pub kind: String,
+    pub kind: CredentialKind,
     pub prefix: String,
     pub last4: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -60,18 +99,11 @@ impl CredentialView {
     }
 }
 
-fn new_secret(kind: KeyKind) -> SecretKey {
-    SecretKey::from_entropy(kind, rand::random::<[u8; 24]>())
-}
-
-struct OwnedApp {
-    auth_mode: String,
-}
-
-/// Locks the application row, so concurrent issues respect the key limits.
-async fn lock_app(tx: &mut sqlx::PgConnection, account: AccountId, app: ApplicationId) -> Result<OwnedApp> {
-    let row = sqlx::query!(
-        r#"SELECT a.auth_mode::text AS "auth_mode!" FROM applications ap JOIN api_products a ON a.id = ap.api_id
+/// Locks the application row, so concurrent issues respect the key limits,
+/// and answers how its API's consumers present keys.
+async fn lock_app(tx: &mut sqlx::PgConnection, account: AccountId, app: ApplicationId) -> Result<AuthMode> {
+    let mode = sqlx::query_scalar!(
+        r#"SELECT a.auth_mode AS "auth_mode: AuthMode" FROM applications ap JOIN api_products a ON a.id = ap.api_id
            WHERE ap.id = $1 AND ap.account_id = $2 FOR UPDATE OF ap"#,
         app.0,
         account.0
@@ -79,21 +111,24 @@ async fn lock_app(tx: &mut sqlx::PgConnection, account: AccountId, app: Applicat
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    Ok(OwnedApp { auth_mode: row.auth_mode })
+    Ok(mode)
 }
 
-async fn insert_key(tx: &mut sqlx::PgConnection, app: ApplicationId, secret: &SecretKey) -> Result<CredentialId> {
+/// Makes a key of `kind` for the application and stores its hash; the
+/// secret itself exists only in the answer.
+async fn insert_key(
+    tx: &mut sqlx::PgConnection,
+    app: ApplicationId,
+    kind: CredentialKind,
+) -> Result<(CredentialId, SecretKey)> {
+    let secret = SecretKey::from_entropy(kind.key_kind(), rand::random::<[u8; 24]>());
     let id = Uuid::now_v7();
-    let kind = match secret.kind() {
-        KeyKind::AppKey => "app_key",
-        _ => "user_key",
-    };
     let hash = secret.hash();
     sqlx::query!(
-        "INSERT INTO credentials (id, application_id, kind, key_hash, prefix, last4) VALUES ($1, $2, $3::text::credential_kind, $4, $5, $6)",
+        "INSERT INTO credentials (id, application_id, kind, key_hash, prefix, last4) VALUES ($1, $2, $3, $4, $5, $6)",
         id,
         app.0,
-        kind,
+        kind as CredentialKind,
         hash.as_bytes().as_slice(),
         secret.display_prefix(),
         secret.last4()
@@ -101,7 +136,7 @@ async fn insert_key(tx: &mut sqlx::PgConnection, app: ApplicationId, secret: &Se
     .execute(&mut *tx)
     .await?;
     record_change(tx, Entity::Credential, id, false, Some(hash.as_bytes())).await?;
-    Ok(CredentialId(id))
+    Ok((CredentialId(id), secret))
 }
 
 /// Issues a key of the kind the API's auth mode calls for. A user_key
@@ -109,27 +144,22 @@ async fn insert_key(tx: &mut sqlx::PgConnection, app: ApplicationId, secret: &Se
 /// have up to five.
 pub async fn issue(pool: &PgPool, account: AccountId, app: ApplicationId, actor: &Actor) -> Result<IssuedKey> {
     let mut tx = pool.begin().await?;
-    let owned = lock_app(&mut tx, account, app).await?;
+    let mode = lock_app(&mut tx, account, app).await?;
     let active = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM credentials WHERE application_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"#,
         app.0
     )
     .fetch_one(&mut *tx)
     .await?;
-    let kind = if owned.auth_mode == "app_id_app_key" { KeyKind::AppKey } else { KeyKind::UserKey };
-    match kind {
-        KeyKind::UserKey if active > 0 => {
-            return Err(Error::Conflict("this application already has a key; rotate it to get a new one".into()));
-        }
-        KeyKind::AppKey if active >= MAX_APP_KEYS => {
-            return Err(Error::Conflict(format!(
-                "an application can have at most {MAX_APP_KEYS} app keys; revoke one first"
-            )));
-        }
-        _ => {}
+    if active >= key_limit(mode) {
+        return Err(Error::Conflict(match mode {
+            AuthMode::UserKey => "this application already has a key; rotate it to get a new one".to_owned(),
+            AuthMode::AppIdAppKey => {
+                format!("an application can have at most {MAX_APP_KEYS} app keys; revoke one first")
+            }
+        }));
     }
-    let secret = new_secret(kind);
-    let id = insert_key(&mut tx, app, &secret).await?;
+    let (id, secret) = insert_key(&mut tx, app, CredentialKind::for_mode(mode)).await?;
     audit::record(
         &mut tx,
         actor,
@@ -159,7 +189,7 @@ pub async fn rotate(
         return Err(Error::invalid("overlap", "choose an overlap between 0 hours and 30 days"));
     }
     let mut tx = pool.begin().await?;
-    let owned = lock_app(&mut tx, account, app).await?;
+    let mode = lock_app(&mut tx, account, app).await?;
     let current = sqlx::query!(
         "SELECT key_hash, expires_at FROM credentials WHERE id = $1 AND application_id = $2 AND revoked_at IS NULL FOR UPDATE",
         old.0,
@@ -172,9 +202,7 @@ pub async fn rotate(
     if current.expires_at.is_some() {
         return Err(Error::Conflict("this key was already rotated; rotate its replacement instead".into()));
     }
-    let kind = if owned.auth_mode == "app_id_app_key" { KeyKind::AppKey } else { KeyKind::UserKey };
-    let secret = new_secret(kind);
-    let id = insert_key(&mut tx, app, &secret).await?;
+    let (id, secret) = insert_key(&mut tx, app, CredentialKind::for_mode(mode)).await?;
     let expires_at = now + overlap;
     sqlx::query!("UPDATE credentials SET expires_at = $2, replaced_by = $3 WHERE id = $1", old.0, expires_at, id.0)
         .execute(&mut *tx)
@@ -233,7 +261,7 @@ pub async fn revoke(
 
 pub async fn list(pool: &PgPool, account: AccountId, app: ApplicationId) -> Result<Vec<CredentialView>> {
     let rows = sqlx::query!(
-        r#"SELECT c.id, c.kind::text AS "kind!", c.prefix, c.last4, c.created_at, c.expires_at, c.revoked_at, c.last_used_at
+        r#"SELECT c.id, c.kind AS "kind: CredentialKind", c.prefix, c.last4, c.created_at, c.expires_at, c.revoked_at, c.last_used_at
            FROM credentials c JOIN applications ap ON ap.id = c.application_id
            WHERE ap.id = $1 AND ap.account_id = $2
            ORDER BY c.created_at DESC"#,

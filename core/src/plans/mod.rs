@@ -10,21 +10,23 @@ use uuid::Uuid;
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
+use crate::stored::StoredPeriod;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
+
+/// Limits count over the protocol's periods: the one definition that the
+/// server, the agents and billing share.
+pub use tollgate_protocol::Period;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct PlanId(pub Uuid);
 
-/// The calendar periods a limit can count over, as stored.
-pub const LIMIT_PERIODS: [&str; 7] = ["minute", "hour", "day", "week", "month", "year", "eternity"];
-
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewLimit {
     /// The metric's system name, e.g. `hits` or a method.
     pub metric: String,
-    pub period: String,
+    pub period: Period,
     pub max: i64,
 }
 
@@ -90,16 +92,10 @@ fn validate(plan: &NewPlan) -> Result<()> {
     }
     let mut seen = HashSet::new();
     for (i, limit) in plan.limits.iter().enumerate() {
-        if !LIMIT_PERIODS.contains(&limit.period.as_str()) {
-            return Err(Error::invalid(
-                format!("limits[{i}].period"),
-                format!("use one of {}", LIMIT_PERIODS.join(", ")),
-            ));
-        }
         if limit.max < 0 {
             return Err(Error::invalid(format!("limits[{i}].max"), "cannot be negative"));
         }
-        if !seen.insert((limit.metric.as_str(), limit.period.as_str())) {
+        if !seen.insert((limit.metric.as_str(), limit.period)) {
             return Err(Error::invalid(
                 format!("limits[{i}]"),
                 format!("a {} limit on {} is already set", limit.period, limit.metric),
@@ -145,11 +141,11 @@ async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan
     for (i, limit) in plan.limits.iter().enumerate() {
         let metric = metric_id(tx, api, &limit.metric, format!("limits[{i}].metric")).await?;
         sqlx::query!(
-            "INSERT INTO usage_limits (id, plan_id, metric_id, period, max_value) VALUES ($1, $2, $3, $4::text::limit_period, $5)",
+            "INSERT INTO usage_limits (id, plan_id, metric_id, period, max_value) VALUES ($1, $2, $3, $4, $5)",
             Uuid::now_v7(),
             plan_id,
             metric,
-            limit.period,
+            StoredPeriod(limit.period) as StoredPeriod,
             limit.max
         )
         .execute(&mut *tx)
@@ -323,14 +319,14 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
     .await?
     .ok_or(Error::NotFound)?;
     let limits = sqlx::query!(
-        r#"SELECT m.system_name, l.period::text AS "period!", l.max_value FROM usage_limits l JOIN metrics m ON m.id = l.metric_id
+        r#"SELECT m.system_name, l.period AS "period: StoredPeriod", l.max_value FROM usage_limits l JOIN metrics m ON m.id = l.metric_id
            WHERE l.plan_id = $1 ORDER BY m.system_name, l.period"#,
         id.0
     )
     .fetch_all(pool)
     .await?
     .into_iter()
-    .map(|r| NewLimit { metric: r.system_name, period: r.period, max: r.max_value })
+    .map(|r| NewLimit { metric: r.system_name, period: r.period.0, max: r.max_value })
     .collect();
     let pricing = sqlx::query!(
         "SELECT m.system_name, r.min_units, r.max_units, r.price_per_unit FROM pricing_rules r JOIN metrics m ON m.id = r.metric_id

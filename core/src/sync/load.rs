@@ -6,12 +6,16 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 use time::OffsetDateTime;
+use tollgate_protocol as wire;
 use tollgate_protocol::{
-    Api, Application, ApplicationState, AuthMode, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle, Limit,
-    MappingRule, Metric, NoMatch, Period, Plan, TimeZoneName, Upstream,
+    Api, Application, Credential, KeyHash, Lifecycle, Limit, MappingRule, Metric, NoMatch, Plan, TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
+use crate::apis::{ApiState, AuthMode, KeyLocation};
+use crate::applications::ApplicationState;
+use crate::credentials::CredentialKind;
+use crate::stored::StoredPeriod;
 use crate::{Error, Result};
 
 pub(crate) fn timestamp(t: OffsetDateTime) -> Timestamp {
@@ -22,14 +26,17 @@ pub(crate) fn key_hash(bytes: &[u8]) -> Result<KeyHash> {
     <[u8; 32]>::try_from(bytes).map(KeyHash).map_err(|_| Error::Internal("a stored key hash is not 32 bytes".into()))
 }
 
-fn location(kind: &str, name: String) -> KeyLocation {
-    if kind == "header" { KeyLocation::Header { name } } else { KeyLocation::Query { name } }
+fn location(location: KeyLocation, name: String) -> wire::KeyLocation {
+    match location {
+        KeyLocation::Header => wire::KeyLocation::Header { name },
+        KeyLocation::Query => wire::KeyLocation::Query { name },
+    }
 }
 
 pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> Result<Vec<Api>> {
     let products = sqlx::query!(
-        r#"SELECT id, slug, public_host, base_path, state::text AS "state!", sunset_at, auth_mode::text AS "auth_mode!",
-                  key_location::text AS "key_location!", key_name, unmatched_is_404
+        r#"SELECT id, slug, public_host, base_path, state AS "state: ApiState", sunset_at, auth_mode AS "auth_mode: AuthMode",
+                  key_location AS "key_location: KeyLocation", key_name, unmatched_is_404
            FROM api_products WHERE $1::uuid IS NULL OR id = $1 ORDER BY id"#,
         only
     )
@@ -80,23 +87,22 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
     Ok(products
         .into_iter()
         .map(|p| {
-            let lifecycle = match p.state.as_str() {
-                "published" => Lifecycle::Published,
-                "deprecated" => Lifecycle::Deprecated {
+            let lifecycle = match p.state {
+                ApiState::Draft => Lifecycle::Draft,
+                ApiState::Published => Lifecycle::Published,
+                ApiState::Deprecated => Lifecycle::Deprecated {
                     sunset: p.sunset_at.and_then(|at| {
                         jiff::civil::Date::new(at.year() as i16, u8::from(at.month()) as i8, at.day() as i8).ok()
                     }),
                 },
-                "retired" => Lifecycle::Retired,
-                _ => Lifecycle::Draft,
+                ApiState::Retired => Lifecycle::Retired,
             };
-            let auth = if p.auth_mode == "app_id_app_key" {
-                AuthMode::AppIdKey {
-                    app_id: location(&p.key_location, "app_id".to_owned()),
-                    app_key: location(&p.key_location, "app_key".to_owned()),
-                }
-            } else {
-                AuthMode::UserKey { location: location(&p.key_location, p.key_name) }
+            let auth = match p.auth_mode {
+                AuthMode::AppIdAppKey => wire::AuthMode::AppIdKey {
+                    app_id: location(p.key_location, "app_id".to_owned()),
+                    app_key: location(p.key_location, "app_key".to_owned()),
+                },
+                AuthMode::UserKey => wire::AuthMode::UserKey { location: location(p.key_location, p.key_name) },
             };
             Api {
                 id: p.id,
@@ -121,17 +127,16 @@ pub(crate) async fn plans(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> 
             .await?;
     let mut limits: HashMap<Uuid, Vec<Limit>> = HashMap::new();
     for l in sqlx::query!(
-        r#"SELECT plan_id, metric_id, period::text AS "period!", max_value FROM usage_limits
+        r#"SELECT plan_id, metric_id, period AS "period: StoredPeriod", max_value FROM usage_limits
            WHERE $1::uuid IS NULL OR plan_id = $1 ORDER BY plan_id, metric_id, period"#,
         only
     )
     .fetch_all(&mut *conn)
     .await?
     {
-        let period: Period = l.period.parse().map_err(|_| Error::Internal(format!("unknown period {}", l.period)))?;
         limits.entry(l.plan_id).or_default().push(Limit {
             metric: l.metric_id,
-            period,
+            period: l.period.0,
             max: u64::try_from(l.max_value).unwrap_or(0),
         });
     }
@@ -148,32 +153,32 @@ pub(crate) async fn plans(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> 
 pub(crate) async fn applications(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> Result<Vec<Application>> {
     // A suspended account suspends all its applications.
     let rows = sqlx::query!(
-        r#"SELECT ap.id, ap.plan_id, CASE WHEN ac.state = 'suspended' THEN 'suspended' ELSE ap.state::text END AS "state!", ap.app_id
+        r#"SELECT ap.id, ap.plan_id, CASE WHEN ac.state = 'suspended' THEN 'suspended' ELSE ap.state END AS "state!: ApplicationState", ap.app_id
            FROM applications ap JOIN accounts ac ON ac.id = ap.account_id
            WHERE ($1::uuid IS NULL OR ap.id = $1) AND ap.state <> 'rejected' ORDER BY ap.id"#,
         only
     )
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|a| Application {
-            id: a.id,
-            plan_id: a.plan_id,
-            state: match a.state.as_str() {
-                "live" => ApplicationState::Live,
-                "suspended" => ApplicationState::Suspended,
-                _ => ApplicationState::Pending,
-            },
-            app_id: a.app_id,
+    rows.into_iter()
+        .map(|a| {
+            let state = match a.state {
+                ApplicationState::Pending => wire::ApplicationState::Pending,
+                ApplicationState::Live => wire::ApplicationState::Live,
+                ApplicationState::Suspended => wire::ApplicationState::Suspended,
+                ApplicationState::Rejected => {
+                    return Err(Error::Internal(format!("application {} is rejected but was loaded", a.id)));
+                }
+            };
+            Ok(Application { id: a.id, plan_id: a.plan_id, state, app_id: a.app_id })
         })
-        .collect())
+        .collect()
 }
 
 /// Keys that work now or until their rotation overlap ends.
 pub(crate) async fn credentials(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> Result<Vec<Credential>> {
     let rows = sqlx::query!(
-        r#"SELECT c.key_hash, c.kind::text AS "kind!", c.application_id, c.expires_at
+        r#"SELECT c.key_hash, c.kind AS "kind: CredentialKind", c.application_id, c.expires_at
            FROM credentials c JOIN applications a ON a.id = c.application_id
            WHERE ($1::uuid IS NULL OR c.id = $1) AND c.revoked_at IS NULL
              AND (c.expires_at IS NULL OR c.expires_at > now()) AND a.state <> 'rejected'"#,
@@ -185,7 +190,7 @@ pub(crate) async fn credentials(conn: &mut sqlx::PgConnection, only: Option<Uuid
         .map(|c| {
             Ok(Credential {
                 hash: key_hash(&c.key_hash)?,
-                kind: if c.kind == "app_key" { KeyKind::AppKey } else { KeyKind::UserKey },
+                kind: c.kind.key_kind(),
                 application_id: c.application_id,
                 expires_at: c.expires_at.map(timestamp),
             })

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::load;
 use crate::Result;
+use crate::usage::Granularity;
 
 /// Deltas longer than this are sent as a fresh snapshot instead.
 const MAX_DELTA_CHANGES: i64 = 10_000;
@@ -127,14 +128,14 @@ async fn current_usage(
             // Whole-hour windows can be summed from hourly rollups; others
             // (hour windows, and zones with half-hour offsets) from minutes.
             let hour_aligned = limit.period != Period::Hour && start.minute() == 0 && end.minute() == 0;
-            let granularity = if hour_aligned { "hour" } else { "minute" };
+            let granularity = if hour_aligned { Granularity::Hour } else { Granularity::Minute };
             let rows = sqlx::query!(
                 r#"SELECT application_id, sum(hits)::bigint AS "used!" FROM usage_rollups
-                   WHERE metric_id = $1 AND granularity = $2::text::rollup_granularity
+                   WHERE metric_id = $1 AND granularity = $2
                      AND bucket_start >= $3 AND bucket_start < $4 AND application_id = ANY($5)
                    GROUP BY application_id"#,
                 limit.metric,
-                granularity,
+                granularity as Granularity,
                 start,
                 end,
                 apps

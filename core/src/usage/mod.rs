@@ -9,17 +9,29 @@ use tollgate_protocol::{StatusClass, UsageAck, UsageBatch};
 use uuid::Uuid;
 
 use crate::gateways::GatewayId;
+use crate::stored::stored_enum;
 use crate::{Error, Result};
 
-const GRANULARITIES: [&str; 4] = ["minute", "hour", "day", "month"];
+stored_enum! {
+    /// The size of a rollup's bucket.
+    pub enum Granularity as "rollup_granularity" {
+        Minute = "minute",
+        Hour = "hour",
+        Day = "day",
+        Month = "month",
+    }
+}
 
-fn truncate(minute: OffsetDateTime, granularity: &str) -> OffsetDateTime {
-    let at_minute = minute.replace_second(0).unwrap_or(minute).replace_nanosecond(0).unwrap_or(minute);
-    match granularity {
-        "minute" => at_minute,
-        "hour" => at_minute.replace_minute(0).unwrap_or(at_minute),
-        "day" => at_minute.replace_time(time::Time::MIDNIGHT),
-        _ => at_minute.replace_time(time::Time::MIDNIGHT).replace_day(1).unwrap_or(at_minute),
+impl Granularity {
+    /// The start of the bucket holding `minute`.
+    fn bucket(self, minute: OffsetDateTime) -> OffsetDateTime {
+        let at_minute = minute.replace_second(0).unwrap_or(minute).replace_nanosecond(0).unwrap_or(minute);
+        match self {
+            Granularity::Minute => at_minute,
+            Granularity::Hour => at_minute.replace_minute(0).unwrap_or(at_minute),
+            Granularity::Day => at_minute.replace_time(time::Time::MIDNIGHT),
+            Granularity::Month => at_minute.replace_time(time::Time::MIDNIGHT).replace_day(1).unwrap_or(at_minute),
+        }
     }
 }
 
@@ -55,7 +67,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         .into_iter()
         .collect();
 
-    for granularity in GRANULARITIES {
+    for &granularity in Granularity::ALL {
         let (mut app_ids, mut metric_ids, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
         let (mut hits, mut s2, mut s3, mut s4, mut s5) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for entry in &batch.entries {
@@ -68,7 +80,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
             let class = |c: StatusClass| if entry.status_class == c { requests } else { 0 };
             app_ids.push(entry.application_id);
             metric_ids.push(entry.metric);
-            buckets.push(truncate(minute, granularity));
+            buckets.push(granularity.bucket(minute));
             hits.push(i64::try_from(entry.count).unwrap_or(i64::MAX));
             s2.push(class(StatusClass::Success));
             s3.push(class(StatusClass::Redirection));
@@ -80,7 +92,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         }
         sqlx::query!(
             "INSERT INTO usage_rollups AS r (application_id, metric_id, granularity, bucket_start, hits, status_2xx, status_3xx, status_4xx, status_5xx)
-             SELECT app, metric, $3::text::rollup_granularity, bucket, sum(hits), sum(s2), sum(s3), sum(s4), sum(s5)
+             SELECT app, metric, $3::rollup_granularity, bucket, sum(hits), sum(s2), sum(s3), sum(s4), sum(s5)
              FROM UNNEST($1::uuid[], $2::uuid[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
                   AS t(app, metric, bucket, hits, s2, s3, s4, s5)
              GROUP BY app, metric, bucket
@@ -92,7 +104,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
                  status_5xx = r.status_5xx + EXCLUDED.status_5xx",
             &app_ids,
             &metric_ids,
-            granularity,
+            granularity as Granularity,
             &buckets,
             &hits,
             &s2,

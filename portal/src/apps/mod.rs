@@ -4,9 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
-use tollgate_core::applications::{self, ApplicationId, ApplicationView, NewApplication};
+use tollgate_core::applications::{self, ApplicationId, ApplicationState, ApplicationView, NewApplication};
 use tollgate_core::audit::Actor;
-use tollgate_core::credentials::{self, CredentialView, MAX_APP_KEYS};
+use tollgate_core::credentials::{self, CredentialView, key_limit};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanId, PlanOption, subscribable};
 use tollgate_web::{
@@ -121,8 +121,8 @@ pub async fn create(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
-    let key = match app.state.as_str() {
-        "live" => Some(credentials::issue(&pool, account, app.id, &Actor::from(&user)).await?.secret),
+    let key = match app.state {
+        ApplicationState::Live => Some(credentials::issue(&pool, account, app.id, &Actor::from(&user)).await?.secret),
         _ => None,
     };
     Ok(new_key::redirect_to_app(app.id, key.as_ref(), policy.secure))
@@ -152,8 +152,7 @@ pub async fn show(
     let new_key = new_key::carried(&req, &keys);
     let now = OffsetDateTime::now_utc();
     let active = keys.iter().filter(|k| matches!(k.status(now), "active" | "expiring")).count() as i64;
-    let can_add_key = app.state != "rejected"
-        && (if app.auth_mode == "app_id_app_key" { active < MAX_APP_KEYS } else { active == 0 });
+    let can_add_key = app.state != ApplicationState::Rejected && active < key_limit(app.auth_mode);
     let keys = keys
         .into_iter()
         .map(|k| {

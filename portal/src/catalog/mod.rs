@@ -7,8 +7,9 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::catalog::{self, CatalogEntry};
 use tollgate_core::apis::detail::{self, ApiDetail};
+use tollgate_core::apis::{ApiState, KeyLocation};
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{PlanDetail, get_plan, list_plans};
+use tollgate_core::plans::{Period, PlanDetail, get_plan, list_plans};
 use tollgate_openapi::Operation;
 use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
 
@@ -83,14 +84,14 @@ struct ApiPage {
     samples: Vec<Sample>,
     gateway: String,
     /// The limit rows of the comparison table: (metric, period).
-    limit_rows: Vec<(String, String)>,
+    limit_rows: Vec<(String, Period)>,
 }
 
 impl ApiPage {
-    fn limit_of(&self, plan: &PlanDetail, metric: &str, period: &str) -> String {
+    fn limit_of(&self, plan: &PlanDetail, metric: &str, period: &Period) -> String {
         plan.limits
             .iter()
-            .find(|l| l.metric == metric && l.period == period)
+            .find(|l| l.metric == metric && l.period == *period)
             .map(|l| l.max.to_string())
             .unwrap_or_else(|| "—".into())
     }
@@ -116,8 +117,8 @@ pub async fn api(
     for plan in list_plans(&pool, id).await?.into_iter().filter(|p| p.published) {
         plans.push(get_plan(&pool, plan.id).await?);
     }
-    let mut limit_rows: Vec<(String, String)> =
-        plans.iter().flat_map(|p| p.limits.iter().map(|l| (l.metric.clone(), l.period.clone()))).collect();
+    let mut limit_rows: Vec<(String, Period)> =
+        plans.iter().flat_map(|p| p.limits.iter().map(|l| (l.metric.clone(), l.period))).collect();
     limit_rows.sort();
     limit_rows.dedup();
     let (source, _) = detail::latest_spec(&pool, id).await?;

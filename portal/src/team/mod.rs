@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use tollgate_core::accounts::teams::{self, InvitationView, Member, PendingInvitation};
+use tollgate_core::accounts::teams::{self, InvitationView, Member, MemberRole, PendingInvitation};
 use tollgate_core::accounts::{Email, Password, PasswordHasher, UserId, find_user};
 use tollgate_core::db::PgPool;
 use tollgate_web::{
@@ -36,7 +36,7 @@ async fn page(
     let account = account_of(user)?;
     let members = teams::members(pool, account).await?;
     let invitations = teams::pending_invitations(pool, account).await?;
-    let is_owner = members.iter().any(|m| m.user_id == user.id && m.role == "owner");
+    let is_owner = members.iter().any(|m| m.user_id == user.id && m.role == MemberRole::Owner);
     Ok(TeamPage {
         chrome: Chrome::for_session(session).await?,
         members,
@@ -70,9 +70,10 @@ pub async fn invite(
     CsrfForm(form): CsrfForm<InviteForm>,
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
-    let outcome = match Email::parse(&form.email) {
-        Ok(email) => teams::invite(&pool, account, user.id, &user.email, &email, &form.role, &public_url.0).await,
-        Err(err) => Err(err),
+    let role = form.role.parse::<MemberRole>().map_err(|e| e.at("role"));
+    let outcome = match (Email::parse(&form.email), role) {
+        (Ok(email), Ok(role)) => teams::invite(&pool, account, user.id, &user.email, &email, role, &public_url.0).await,
+        (Err(err), _) | (_, Err(err)) => Err(err),
     };
     let mut errors = FieldErrors::new();
     match outcome {

@@ -2,10 +2,11 @@
 
 use rust_decimal::Decimal;
 use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin, create_developer};
-use tollgate_core::apis::{NewApi, create_from_spec, find_by_slug, publish};
+use tollgate_core::apis::lifecycle::publish;
+use tollgate_core::apis::{NewApi, create_from_spec, find_by_slug};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, create_plan};
+use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, Period, create_plan};
 
 use crate::cli::CliError;
 
@@ -15,8 +16,8 @@ pub const DEMO_DEVELOPER_EMAIL: &str = "dev@example.com";
 pub const DEMO_DEVELOPER_PASSWORD: &str = "tollgate-developer-demo";
 const DEMO_SPEC: &str = include_str!("../../demo/weather.openapi.yaml");
 
-fn limit(metric: &str, period: &str, max: i64) -> NewLimit {
-    NewLimit { metric: metric.to_owned(), period: period.to_owned(), max }
+fn limit(metric: &str, period: Period, max: i64) -> NewLimit {
+    NewLimit { metric: metric.to_owned(), period, max }
 }
 
 fn ignore_conflict(result: Result<impl Sized, tollgate_core::Error>) -> Result<(), CliError> {
@@ -59,7 +60,7 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
         trial_days: 0,
         currency: "USD".into(),
         time_zone: "UTC".into(),
-        limits: vec![limit("hits", "minute", 10), limit("hits", "day", 1000)],
+        limits: vec![limit("hits", Period::Minute, 10), limit("hits", Period::Day, 1000)],
         pricing: Vec::new(),
     };
     create_plan(pool, api.id, &basic, &actor).await?;
@@ -74,7 +75,7 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
         trial_days: 14,
         currency: "USD".into(),
         time_zone: "UTC".into(),
-        limits: vec![limit("hits", "minute", 600), limit("hits", "month", 1_000_000)],
+        limits: vec![limit("hits", Period::Minute, 600), limit("hits", Period::Month, 1_000_000)],
         pricing: vec![
             NewPrice { metric: "hits".into(), from: 1, to: Some(100_000), price_per_unit: Decimal::ZERO },
             NewPrice { metric: "hits".into(), from: 100_001, to: None, price_per_unit: Decimal::new(1, 4) },

@@ -4,7 +4,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tollgate::dev::{DEMO_ADMIN_EMAIL, seed};
 use tollgate_core::admin_tokens;
+use tollgate_core::applications::ApplicationState;
 use tollgate_core::audit::Actor;
+use tollgate_core::plans::Period;
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -195,6 +197,12 @@ async fn the_openapi_document_describes_every_route_and_its_security(pool: PgPoo
             assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
         }
     }
+    // Enums are documented from the domain's own lists of names.
+    let schemas = &doc["components"]["schemas"];
+    let periods: Vec<&str> = Period::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(schemas["LimitIn"]["properties"]["period"]["enum"], json!(periods));
+    let states: Vec<&str> = ApplicationState::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(schemas["ApplicationOut"]["properties"]["state"]["enum"], json!(states));
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -16,7 +16,8 @@ use tollgate::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 use tollgate_agent::{Agent, RunningAgent, ServerUrl, Settings, Token};
 use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::apis::detail::{self, ApiChanges};
-use tollgate_core::apis::{ApiId, find_by_slug};
+use tollgate_core::apis::lifecycle;
+use tollgate_core::apis::{ApiId, ApiState, AuthMode, KeyLocation, find_by_slug};
 use tollgate_core::applications::{self, ApplicationId, NewApplication, Transition};
 use tollgate_core::audit::Actor;
 use tollgate_core::credentials::{self, CredentialId};
@@ -251,7 +252,7 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
     assert_eq!(body["error"], "application_not_live");
     applications::transition(&w.app.pool, open_app, Transition::Resume, &actor, &w.app.base).await.unwrap();
     let sunset = time::OffsetDateTime::now_utc() + time::Duration::days(30);
-    detail::set_state(&w.app.pool, w.api, "deprecated", Some(sunset), &actor, &w.app.base).await.unwrap();
+    lifecycle::set_state(&w.app.pool, w.api, ApiState::Deprecated, Some(sunset), &actor, &w.app.base).await.unwrap();
     wait_until(Duration::from_secs(5), || async {
         call(&agent, &format!("/weather/cities?user_key={open_key}")).await.headers().contains_key("sunset")
     })
@@ -259,7 +260,7 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
     let res = call(&agent, &format!("/weather/cities?user_key={open_key}")).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("deprecation"));
-    detail::set_state(&w.app.pool, w.api, "retired", None, &actor, &w.app.base).await.unwrap();
+    lifecycle::set_state(&w.app.pool, w.api, ApiState::Retired, None, &actor, &w.app.base).await.unwrap();
     wait_until(Duration::from_secs(5), || async {
         status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 410
     })
@@ -414,8 +415,11 @@ async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
     })
     .await;
     let actor = Actor::system("test");
-    let header =
-        ApiChanges { key_location: Some("header".into()), key_name: Some("X-Api-Key".into()), ..ApiChanges::default() };
+    let header = ApiChanges {
+        key_location: Some(KeyLocation::Header),
+        key_name: Some("X-Api-Key".into()),
+        ..ApiChanges::default()
+    };
     detail::update(&pool, w.api, &header, &actor).await.unwrap();
     let with_header = |key: String| {
         let url = format!("http://{}/weather/cities", agent.proxy_addr());
@@ -432,8 +436,8 @@ async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
 
     // app_id + app_key: applications get a public app_id, keys are app keys.
     let pair = ApiChanges {
-        auth_mode: Some("app_id_app_key".into()),
-        key_location: Some("query".into()),
+        auth_mode: Some(AuthMode::AppIdAppKey),
+        key_location: Some(KeyLocation::Query),
         ..ApiChanges::default()
     };
     detail::update(&pool, w.api, &pair, &actor).await.unwrap();

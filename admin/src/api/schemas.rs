@@ -1,0 +1,37 @@
+//! OpenAPI schemas of the domain's enums, listed from the enums' own names
+//! so that the document and the code cannot disagree.
+
+use tollgate_core::accounts::directory::AccountState;
+use tollgate_core::apis::{ApiState, AuthMode, KeyLocation};
+use tollgate_core::applications::ApplicationState;
+use tollgate_core::plans::Period;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+fn one_of(names: impl IntoIterator<Item = &'static str>) -> Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).build()
+}
+
+/// A limit's calendar period in the plan's time zone.
+pub fn period() -> Object {
+    one_of(Period::ALL.map(Period::as_str))
+}
+
+pub fn api_state() -> Object {
+    one_of(ApiState::ALL.iter().map(|s| s.as_str()))
+}
+
+pub fn application_state() -> Object {
+    one_of(ApplicationState::ALL.iter().map(|s| s.as_str()))
+}
+
+pub fn account_state() -> Object {
+    one_of(AccountState::ALL.iter().map(|s| s.as_str()))
+}
+
+pub fn auth_mode() -> Object {
+    one_of(AuthMode::ALL.iter().map(|m| m.as_str()))
+}
+
+pub fn key_location() -> Object {
+    one_of(KeyLocation::ALL.iter().map(|l| l.as_str()))
+}

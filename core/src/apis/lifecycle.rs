@@ -1,0 +1,96 @@
+//! Moving an API product along its lifecycle (`ApiState::can_become`
+//! says which moves are allowed). A move is one transaction with its mail,
+//! audit record and config change, so agents learn of it at once.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::types::{ApiId, ApiState};
+use crate::audit::{self, Actor, Entry};
+use crate::mail::{enqueue, messages};
+use crate::sync::feed::{Entity, record_change};
+use crate::{Error, Result};
+
+/// Moves an API to `state`. Deprecation needs a sunset date in the future
+/// and emails the owners of every subscribed account, with links to
+/// `base_url`.
+pub async fn set_state(
+    pool: &PgPool,
+    id: ApiId,
+    state: ApiState,
+    sunset_at: Option<OffsetDateTime>,
+    actor: &Actor,
+    base_url: &str,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query!(
+        r#"SELECT state AS "state: ApiState", name, slug FROM api_products WHERE id = $1 FOR UPDATE"#,
+        id.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if !before.state.can_become(state) {
+        return Err(Error::Conflict(format!("an API cannot go from {} to {state}", before.state)));
+    }
+    let sunset_at = match (state, sunset_at) {
+        (ApiState::Deprecated, Some(at)) if at > OffsetDateTime::now_utc() => Some(at),
+        (ApiState::Deprecated, _) => {
+            return Err(Error::invalid("sunset_at", "deprecating an API needs a sunset date in the future"));
+        }
+        _ => None,
+    };
+    sqlx::query!(
+        "UPDATE api_products SET state = $2, sunset_at = $3, updated_at = now() WHERE id = $1",
+        id.0,
+        state as ApiState,
+        sunset_at
+    )
+    .execute(&mut *tx)
+    .await?;
+    if state == ApiState::Published {
+        sqlx::query!(
+            "UPDATE api_versions SET published_at = coalesce(published_at, now()) WHERE api_id = $1 AND number = 1",
+            id.0
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(sunset) = sunset_at {
+        let owners = sqlx::query_scalar!(
+            r#"SELECT DISTINCT u.email::text AS "email!" FROM applications ap
+               JOIN memberships m ON m.account_id = ap.account_id AND m.role = 'owner'
+               JOIN users u ON u.id = m.user_id WHERE ap.api_id = $1"#,
+            id.0
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for email in owners {
+            let mail =
+                messages::api_deprecated(&email, &before.name, &sunset.date().to_string(), base_url, &before.slug);
+            enqueue(&mut tx, &mail).await?;
+        }
+    }
+    record_change(&mut tx, Entity::Api, id.0, false, None).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "api.lifecycle",
+            entity: "api",
+            entity_id: Some(id.0),
+            before: Some(json!({"state": before.state})),
+            after: Some(json!({"state": state, "sunset_at": sunset_at.map(|s| s.unix_timestamp())})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Publishes a draft API (as seeding does). Publishing sends no mail, so it
+/// needs no base URL for links.
+pub async fn publish(pool: &PgPool, id: ApiId, actor: &Actor) -> Result<()> {
+    set_state(pool, id, ApiState::Published, None, actor, "").await
+}
