@@ -36,6 +36,7 @@
 //! [`Change`]s are not, because silently dropping a change would diverge the agent's config.
 
 pub mod delta;
+mod endpoints;
 pub mod key;
 pub mod pattern;
 pub mod period;
@@ -43,6 +44,9 @@ pub mod snapshot;
 pub mod usage;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
+pub use endpoints::{
+    CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STATUS_PATH, USAGE_PATH,
+};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
 pub use pattern::{Pattern, PatternError, Segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
@@ -51,21 +55,3 @@ pub use snapshot::{
     Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
 };
 pub use usage::{CredentialUse, StatusClass, UsageAck, UsageBatch, UsageEntry};
-
-/// Version of this protocol; bumped only for breaking changes (see the crate docs).
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// Request header in which an agent states the [`PROTOCOL_VERSION`] it speaks.
-pub const PROTOCOL_VERSION_HEADER: &str = "tollgate-protocol-version";
-
-/// Content type of the config stream: newline-delimited JSON.
-pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
-
-/// `GET`: the config stream (NDJSON of [`ConfigMessage`]).
-pub const CONFIG_STREAM_PATH: &str = "/agent/v1/config";
-
-/// `POST`: an [`AgentStatus`].
-pub const STATUS_PATH: &str = "/agent/v1/status";
-
-/// `POST`: a [`UsageBatch`], answered by a [`UsageAck`].
-pub const USAGE_PATH: &str = "/agent/v1/usage";

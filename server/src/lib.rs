@@ -3,7 +3,6 @@
 
 pub mod agent_api;
 pub mod cli;
-pub mod dev;
 pub mod http;
 pub mod jobs;
 pub mod settings;

@@ -1,8 +1,10 @@
-//! What agents are told: full snapshots, deltas from the change feed, and
-//! the feed itself.
+//! What agents are told: full snapshots, deltas from the change feed, the
+//! feed itself, and its head revision followed with `LISTEN`.
 
 pub mod feed;
+mod listen;
 mod load;
 mod snapshot;
 
+pub use listen::follow_head;
 pub use snapshot::{build_delta, build_snapshot};

@@ -15,7 +15,9 @@ use tollgate_core::gateways::{AuthenticatedGateway, set_connected};
 use tollgate_core::sync::{build_delta, build_snapshot};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
 
-use super::{AgentApiError, ConfigNotifier, auth};
+use super::auth;
+use super::error::AgentApiError;
+use super::notifier::ConfigNotifier;
 
 /// Agents treat three missed heartbeats as a dead link.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);

@@ -4,7 +4,7 @@
 mod auth;
 mod config_stream;
 mod error;
-pub mod notifier;
+mod notifier;
 mod status;
 mod usage;
 

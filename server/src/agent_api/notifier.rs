@@ -1,15 +1,10 @@
-//! Fans config-change notifications out to every open agent stream on this
-//! replica. Postgres NOTIFY carries the revision; after a lost connection
-//! the head is read again, so nothing missed while disconnected is lost.
+//! What every open agent stream on this replica waits on: the change feed's
+//! head revision (followed by `tollgate_core::sync::follow_head`) and the
+//! process being asked to stop.
 
-use std::time::Duration;
-
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tollgate_core::db::PgPool;
-use tollgate_core::sync::feed::head_revision;
-
-const CHANNEL: &str = "tollgate_config";
+use tollgate_core::sync::follow_head;
 
 #[derive(Clone)]
 pub struct ConfigNotifier {
@@ -20,8 +15,6 @@ pub struct ConfigNotifier {
 impl ConfigNotifier {
     /// Starts listening in the background; call from within a Tokio runtime.
     pub fn start(pool: PgPool) -> ConfigNotifier {
-        let (tx, rx) = watch::channel(0);
-        tokio::spawn(listen(pool, tx));
         let (stop_tx, stopping) = watch::channel(false);
         tokio::spawn(async move {
             // Agent streams never end by themselves; on SIGTERM or Ctrl-C they
@@ -29,7 +22,7 @@ impl ConfigNotifier {
             wait_for_signal().await;
             let _ = stop_tx.send(true);
         });
-        ConfigNotifier { head: rx, stopping }
+        ConfigNotifier { head: follow_head(pool), stopping }
     }
 
     /// Becomes true when the process is asked to stop.
@@ -40,56 +33,6 @@ impl ConfigNotifier {
     /// A receiver that wakes whenever the head revision advances.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.clone()
-    }
-}
-
-fn advance(tx: &watch::Sender<u64>, revision: u64) {
-    tx.send_if_modified(|head| {
-        if revision > *head {
-            *head = revision;
-            true
-        } else {
-            false
-        }
-    });
-}
-
-async fn listen(pool: PgPool, tx: watch::Sender<u64>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if tx.is_closed() {
-            return;
-        }
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => {
-                if let Err(err) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %err, "cannot LISTEN for config changes; retrying");
-                } else {
-                    backoff = Duration::from_millis(100);
-                    // Anything committed before LISTEN took effect is picked up here.
-                    if let Ok(head) = head_revision(&pool).await {
-                        advance(&tx, u64::try_from(head).unwrap_or(0));
-                    }
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(notification)) => {
-                                if let Ok(revision) = notification.payload().parse::<u64>() {
-                                    advance(&tx, revision);
-                                }
-                            }
-                            // The connection dropped: reconnect and re-read the head.
-                            Ok(None) | Err(_) => break,
-                        }
-                        if tx.is_closed() {
-                            return;
-                        }
-                    }
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "config listener cannot connect; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -3,8 +3,8 @@ use tollgate_core::db::PgPool;
 use tollgate_core::gateways::record_status;
 use tollgate_protocol::AgentStatus;
 
-use super::error::parse_body;
-use super::{AgentApiError, auth};
+use super::auth;
+use super::error::{AgentApiError, parse_body};
 
 pub async fn report(
     req: HttpRequest,

@@ -2,8 +2,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use tollgate_core::db::PgPool;
 use tollgate_protocol::UsageBatch;
 
-use super::error::parse_body;
-use super::{AgentApiError, auth};
+use super::auth;
+use super::error::{AgentApiError, parse_body};
 
 /// Counts a batch once; a replay answers `duplicate: true`.
 pub async fn ingest(

@@ -2,7 +2,8 @@ use std::io::{BufRead, IsTerminal};
 
 use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin};
 
-use super::{CliError, connect};
+use super::database::connect;
+use super::error::CliError;
 use crate::settings::Settings;
 
 fn read_password(from_stdin: bool) -> Result<String, CliError> {

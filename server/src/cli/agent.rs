@@ -1,7 +1,8 @@
 use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
 
-use super::{CliError, connect};
+use super::database::connect;
+use super::error::CliError;
 use crate::settings::Settings;
 
 /// Registers a gateway agent and prints its token, shown this once.

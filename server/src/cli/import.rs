@@ -3,7 +3,8 @@ use std::path::Path;
 use tollgate_core::apis::{NewApi, create_from_spec};
 use tollgate_core::audit::Actor;
 
-use super::{CliError, connect};
+use super::database::connect;
+use super::error::CliError;
 use crate::settings::Settings;
 
 /// Prints the new API's slug and operation count; exits non-zero with the

@@ -1,6 +1,7 @@
 use tollgate_core::db;
 
-use super::{CliError, connect};
+use super::database::connect;
+use super::error::CliError;
 use crate::settings::Settings;
 
 pub async fn run(settings: &Settings) -> Result<(), CliError> {

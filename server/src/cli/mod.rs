@@ -2,6 +2,9 @@
 
 mod admin;
 mod agent;
+mod database;
+pub mod dev;
+mod error;
 mod import;
 mod migrate;
 mod serve;
@@ -9,10 +12,9 @@ mod serve;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tollgate_core::db::{self, PgPool};
 
-use crate::settings::{DatabaseUrl, SettingError, Settings};
-use crate::startup::StartupError;
+pub use self::error::CliError;
+use crate::settings::Settings;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -88,41 +90,6 @@ pub enum AdminCommand {
     },
 }
 
-/// Everything a command can fail with, each with an exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Setting(#[from] SettingError),
-    #[error(transparent)]
-    Startup(#[from] StartupError),
-    #[error("TOLLGATE_DATABASE_URL: cannot connect to {target}: {source}")]
-    Connect { target: String, source: sqlx::Error },
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error(transparent)]
-    Core(#[from] tollgate_core::Error),
-    #[error("{0}")]
-    Other(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-impl CliError {
-    /// 2 for configuration mistakes the operator must fix; 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Setting(_) | CliError::Startup(_) | CliError::Connect { .. } => 2,
-            _ => 1,
-        }
-    }
-}
-
-pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<PgPool, CliError> {
-    db::connect(url.options(), max_connections)
-        .await
-        .map_err(|source| CliError::Connect { target: url.redacted(), source })
-}
-
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::load()?;
     telemetry::init_logging(&settings.log, settings.log_format);
@@ -135,9 +102,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Import { file, name } => import::run(&settings, &file, name).await,
-        Command::Dev { stop_db: true, .. } => crate::dev::postgres::stop(),
-        Command::Dev { db_only, seed_only, database, .. } => {
-            crate::dev::run(settings, db_only, seed_only, &database).await
-        }
+        Command::Dev { stop_db: true, .. } => dev::postgres::stop(),
+        Command::Dev { db_only, seed_only, database, .. } => dev::run(settings, db_only, seed_only, &database).await,
     }
 }

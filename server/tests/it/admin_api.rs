@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tollgate::dev::{DEMO_ADMIN_EMAIL, seed};
+use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, seed};
 use tollgate_core::admin_tokens;
 use tollgate_core::applications::ApplicationState;
 use tollgate_core::audit::Actor;

@@ -1,7 +1,7 @@
 //! The admin UI and the portal catalog, over HTTP as a browser would use them.
 
 use sqlx::PgPool;
-use tollgate::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
 use crate::helpers::{TestApp, client, csrf_from, spawn_app};
 use crate::portal::{last_mail, location};

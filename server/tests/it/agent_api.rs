@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tollgate::dev::{DEMO_DEVELOPER_EMAIL, seed};
+use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, seed};
 use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::applications::{self, NewApplication};
 use tollgate_core::audit::Actor;
@@ -46,7 +46,7 @@ async fn setup(pool: PgPool) -> Setup {
     seed(&pool).await.unwrap();
     let (_, token) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
     let SignInOutcome::SignedIn(dev) =
-        authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, tollgate::dev::DEMO_DEVELOPER_PASSWORD)
+        authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD)
             .await
             .unwrap()
     else {

@@ -1,5 +1,5 @@
 use sqlx::PgPool;
-use tollgate::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
 use crate::helpers::{TestApp, client, csrf_from, session_cookie, spawn_app};
 

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
-use tollgate::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 use tollgate_agent::{Agent, RunningAgent, ServerUrl, Settings, Token};
 use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::apis::detail::{self, ApiChanges};

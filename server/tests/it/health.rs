@@ -55,7 +55,7 @@ async fn the_stylesheet_is_served_locally(pool: PgPool) {
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn browsing_the_public_catalog_starts_no_session(pool: PgPool) {
-    tollgate::dev::seed(&pool).await.unwrap();
+    tollgate::cli::dev::seed(&pool).await.unwrap();
     let app = spawn_app(pool).await;
     for path in ["/", "/?q=weather", "/apis/weather"] {
         let res = app.get(path).await;

@@ -141,11 +141,11 @@ async fn a_first_provider_sign_in_creates_the_account_and_later_ones_find_it(poo
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_provider_sign_in_links_an_existing_account_by_verified_email(pool: PgPool) {
-    tollgate::dev::seed(&pool).await.unwrap();
-    let app = app_with_idp(pool, tollgate::dev::DEMO_DEVELOPER_EMAIL, true).await;
+    tollgate::cli::dev::seed(&pool).await.unwrap();
+    let app = app_with_idp(pool, tollgate::cli::dev::DEMO_DEVELOPER_EMAIL, true).await;
     assert_eq!(location(&sign_in_with_provider(&app).await), "/dashboard");
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1")
-        .bind(tollgate::dev::DEMO_DEVELOPER_EMAIL)
+        .bind(tollgate::cli::dev::DEMO_DEVELOPER_EMAIL)
         .fetch_one(&app.pool)
         .await
         .unwrap();
@@ -154,8 +154,8 @@ async fn a_provider_sign_in_links_an_existing_account_by_verified_email(pool: Pg
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn an_unverified_provider_email_cannot_create_or_take_over_an_account(pool: PgPool) {
-    tollgate::dev::seed(&pool).await.unwrap();
-    let app = app_with_idp(pool, tollgate::dev::DEMO_DEVELOPER_EMAIL, false).await;
+    tollgate::cli::dev::seed(&pool).await.unwrap();
+    let app = app_with_idp(pool, tollgate::cli::dev::DEMO_DEVELOPER_EMAIL, false).await;
     let res = sign_in_with_provider(&app).await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("verified email"));

@@ -1,7 +1,7 @@
 //! The developer portal's self-service journeys, over HTTP.
 
 use sqlx::PgPool;
-use tollgate::dev::seed;
+use tollgate::cli::dev::seed;
 
 use crate::helpers::{TestApp, csrf_from, spawn_app, without_csrf};
 
@@ -85,22 +85,22 @@ async fn verification_links_expire(pool: PgPool) {
 async fn sign_up_reset_and_resend_answer_the_same_for_known_and_unknown_emails(pool: PgPool) {
     seed(&pool).await.unwrap();
     let app = spawn_app(pool).await;
-    let known = sign_up(&app, tollgate::dev::DEMO_DEVELOPER_EMAIL, "correct horse battery").await;
+    let known = sign_up(&app, tollgate::cli::dev::DEMO_DEVELOPER_EMAIL, "correct horse battery").await;
     let (known_status, known_body) = (known.status(), known.text().await.unwrap());
     let unknown = sign_up(&app, "fresh@example.com", "correct horse battery").await;
     let (unknown_status, unknown_body) = (unknown.status(), unknown.text().await.unwrap());
     assert_eq!(known_status, unknown_status);
     let normalise = |html: &str| {
-        without_csrf(html).replace(tollgate::dev::DEMO_DEVELOPER_EMAIL, "E").replace("fresh@example.com", "E")
+        without_csrf(html).replace(tollgate::cli::dev::DEMO_DEVELOPER_EMAIL, "E").replace("fresh@example.com", "E")
     };
     assert_eq!(normalise(&known_body), normalise(&unknown_body));
     // The known address is told in its mailbox instead.
-    let (subject, _) = last_mail(&app.pool, tollgate::dev::DEMO_DEVELOPER_EMAIL).await;
+    let (subject, _) = last_mail(&app.pool, tollgate::cli::dev::DEMO_DEVELOPER_EMAIL).await;
     assert!(subject.contains("already have"), "{subject}");
 
     for path in ["/password/forgot", "/verify/resend"] {
         let mut bodies = Vec::new();
-        for email in [tollgate::dev::DEMO_DEVELOPER_EMAIL, "nobody@example.com"] {
+        for email in [tollgate::cli::dev::DEMO_DEVELOPER_EMAIL, "nobody@example.com"] {
             let token = app.csrf_token(path).await;
             let res = app.post_form(path, &[("csrf_token", &token), ("email", email)]).await;
             assert_eq!(res.status(), 200);
@@ -115,10 +115,10 @@ async fn sign_up_reset_and_resend_answer_the_same_for_known_and_unknown_emails(p
 async fn a_password_reset_is_single_use_lifts_throttling_and_can_end_other_sessions(pool: PgPool) {
     seed(&pool).await.unwrap();
     let app = spawn_app(pool).await;
-    let email = tollgate::dev::DEMO_DEVELOPER_EMAIL;
+    let email = tollgate::cli::dev::DEMO_DEVELOPER_EMAIL;
     // Another browser is signed in.
     let other = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: crate::helpers::client() };
-    assert_eq!(location(&other.sign_in(email, tollgate::dev::DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
+    assert_eq!(location(&other.sign_in(email, tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
     // Lock the account out with failures.
     for _ in 0..6 {
         app.sign_in(email, "wrong wrong wrong").await;
@@ -160,8 +160,9 @@ async fn reset_links_expire(pool: PgPool) {
     seed(&pool).await.unwrap();
     let app = spawn_app(pool).await;
     let token = app.csrf_token("/password/forgot").await;
-    app.post_form("/password/forgot", &[("csrf_token", &token), ("email", tollgate::dev::DEMO_DEVELOPER_EMAIL)]).await;
-    let (_, body) = last_mail(&app.pool, tollgate::dev::DEMO_DEVELOPER_EMAIL).await;
+    app.post_form("/password/forgot", &[("csrf_token", &token), ("email", tollgate::cli::dev::DEMO_DEVELOPER_EMAIL)])
+        .await;
+    let (_, body) = last_mail(&app.pool, tollgate::cli::dev::DEMO_DEVELOPER_EMAIL).await;
     let reset = link_token(&body, "/password/reset");
     sqlx::query("UPDATE user_tokens SET expires_at = now() - interval '1 second'").execute(&app.pool).await.unwrap();
     assert_eq!(app.get(&format!("/password/reset?token={reset}")).await.status(), 410);
@@ -267,8 +268,8 @@ async fn no_plaintext_key_or_password_is_stored_anywhere(pool: PgPool) {
             for secret in [
                 key.as_str(),
                 "correct horse battery",
-                tollgate::dev::DEMO_DEVELOPER_PASSWORD,
-                tollgate::dev::DEMO_ADMIN_PASSWORD,
+                tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD,
+                tollgate::cli::dev::DEMO_ADMIN_PASSWORD,
             ] {
                 assert!(!row.contains(secret), "{table} stores a secret in plain text: {row}");
             }

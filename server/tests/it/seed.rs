@@ -1,5 +1,5 @@
 use sqlx::PgPool;
-use tollgate::dev::seed;
+use tollgate::cli::dev::seed;
 use tollgate_core::apis::{ApiState, find_by_slug, list_apis};
 use tollgate_core::plans::list_plans;
 

@@ -2,7 +2,7 @@
 //! every portal route and verb, and learns nothing.
 
 use sqlx::PgPool;
-use tollgate::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
 use crate::helpers::{TestApp, client, csrf_from, spawn_app};
 use crate::portal::{register_app, verified_developer};

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
 
-use crate::cli::CliError;
+use crate::cli::error::CliError;
 
 fn city(id: &str) -> Option<(&'static str, &'static str, f64, &'static str)> {
     match id {

@@ -8,13 +8,13 @@ use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, Period, create_plan};
 
-use crate::cli::CliError;
+use crate::cli::error::CliError;
 
 pub const DEMO_ADMIN_EMAIL: &str = "admin@tollgate.local";
 pub const DEMO_ADMIN_PASSWORD: &str = "tollgate-admin-demo";
 pub const DEMO_DEVELOPER_EMAIL: &str = "dev@example.com";
 pub const DEMO_DEVELOPER_PASSWORD: &str = "tollgate-developer-demo";
-const DEMO_SPEC: &str = include_str!("../../demo/weather.openapi.yaml");
+const DEMO_SPEC: &str = include_str!("../../../demo/weather.openapi.yaml");
 
 fn limit(metric: &str, period: Period, max: i64) -> NewLimit {
     NewLimit { metric: metric.to_owned(), period, max }

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cli::CliError;
+use crate::cli::error::CliError;
 
 fn fail(message: impl Into<String>) -> CliError {
     CliError::Other(message.into())

@@ -10,7 +10,7 @@ use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways;
 
-use crate::cli::CliError;
+use crate::cli::error::CliError;
 
 /// The agent binary next to this one (both are built into the same target dir).
 fn agent_binary() -> Option<PathBuf> {

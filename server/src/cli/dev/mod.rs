@@ -8,7 +8,8 @@ mod upstream;
 
 use tollgate_core::db;
 
-use crate::cli::{CliError, connect};
+use crate::cli::database::connect;
+use crate::cli::error::CliError;
 use crate::settings::{DatabaseUrl, Settings};
 use crate::startup;
 
