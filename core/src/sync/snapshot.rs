@@ -13,6 +13,10 @@ use crate::usage::Granularity;
 /// Deltas longer than this are sent as a fresh snapshot instead.
 const MAX_DELTA_CHANGES: i64 = 10_000;
 
+/// An entity as the feed names it: its kind, its id and, for a credential,
+/// its key hash (the only name a revoked key keeps).
+type Changed = (String, Option<Uuid>, Option<Vec<u8>>);
+
 fn offset_datetime(t: Timestamp) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -65,8 +69,8 @@ pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
         return Ok(None);
     }
     // Only the latest state of each entity matters; keep the order of last mention.
-    let mut latest: BTreeMap<i64, (String, Option<Uuid>, Option<Vec<u8>>)> = BTreeMap::new();
-    let mut seen: HashMap<(String, Option<Uuid>, Option<Vec<u8>>), i64> = HashMap::new();
+    let mut latest: BTreeMap<i64, Changed> = BTreeMap::new();
+    let mut seen: HashMap<Changed, i64> = HashMap::new();
     for row in rows {
         let key =
             (row.entity.clone(), row.entity_id, if row.entity == "credential" { row.key_hash.clone() } else { None });

@@ -198,7 +198,7 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-        if others <= pool.size() as i64 - 1 || std::time::Instant::now() > deadline {
+        if others < i64::from(pool.size()) || std::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

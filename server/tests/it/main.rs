@@ -1,10 +1,14 @@
 //! The server's one integration-test binary: HTTP in, HTTP or database
 //! state out. Each test gets a fresh database from `#[sqlx::test]`.
 
+// A test fails by panicking, so its helpers unwrap too.
+#![allow(clippy::unwrap_used)]
+
 mod admin_api;
 mod admin_ui;
 mod agent_api;
 mod auth;
+mod boundaries;
 mod cli;
 mod gateway;
 mod health;
