@@ -1,3 +1,6 @@
+//! The `tollgate` binary: parses the command line, runs the command and turns
+//! a failure into one line on stderr and its exit code.
+
 use std::process::ExitCode;
 
 use clap::Parser;

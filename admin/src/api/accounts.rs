@@ -1,3 +1,5 @@
+//! Developer accounts in the admin API: list, show, suspend and reactivate.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tollgate_core::accounts::AccountId;

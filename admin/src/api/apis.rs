@@ -1,3 +1,6 @@
+//! API products in the admin API: import a spec, read and change settings, move
+//! along the lifecycle, stage and publish new versions with their change report.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,3 +1,6 @@
+//! Applications of every account in the admin API: list and filter, show,
+//! approve, reject, suspend, resume and move to another plan.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tollgate_core::applications::{

@@ -1,3 +1,5 @@
+//! The audit log in the admin API, filtered and paged.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tollgate_core::audit::{self, AuditFilter, AuditRecord};

@@ -1,3 +1,5 @@
+//! Gateway agents in the admin API: each agent's applied revision, lag and last contact.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use tollgate_core::db::PgPool;

@@ -1,3 +1,5 @@
+//! Paging for the admin API's lists: the query parameters and the page answered.
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

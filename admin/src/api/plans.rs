@@ -1,3 +1,6 @@
+//! Application plans in the admin API: their limits (over `protocol::Period`) and
+//! tiered prices; create, read, replace, copy and delete.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! Metrics, methods and mapping rules of an API in the admin API.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};

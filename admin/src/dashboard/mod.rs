@@ -1,3 +1,5 @@
+//! The admin UI's start page: every API product.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,5 @@
+//! Developer accounts in the admin UI: search, suspend and reactivate.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

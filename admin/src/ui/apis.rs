@@ -1,3 +1,6 @@
+//! API products in the admin UI: import, settings, lifecycle, metrics and
+//! mapping rules, and new versions reviewed with their change report before publishing.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

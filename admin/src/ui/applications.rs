@@ -1,3 +1,6 @@
+//! Applications of every account in the admin UI: filter by state or name,
+//! approve, reject, suspend, resume and move between plans.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,5 @@
+//! The audit log in the admin UI, with filters.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,6 @@
+//! Gateway agents in the admin UI: their state, and registering a new one
+//! (its token is shown once).
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

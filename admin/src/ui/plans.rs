@@ -1,3 +1,6 @@
+//! Plans in the admin UI: one form for a plan with its limits and price tiers,
+//! which comes back as typed when something is wrong, with the error beside its field.
+
 use std::collections::HashMap;
 use std::str::FromStr;
 

@@ -1,3 +1,5 @@
+//! Admin API tokens in the admin UI: create (shown once), list and revoke.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,6 @@
+//! `Email`: an address validated (and trimmed) at the edge, so nothing
+//! further in needs to wonder what it holds.
+
 use std::fmt;
 
 use crate::Error;

@@ -1,3 +1,6 @@
+//! `Password` (validated at the edge: length, not a common password) and the
+//! argon2id `PasswordHasher`, which hashes off the async workers behind a semaphore.
+
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock};

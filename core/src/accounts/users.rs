@@ -1,3 +1,6 @@
+//! Users and the accounts they belong to: creating admins and developers,
+//! finding a user, and sign-in with per-account throttling.
+
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;

@@ -1,3 +1,6 @@
+//! Builds what an agent is sent: a full snapshot at the feed's head, or the
+//! delta after a revision it has, read in one consistent transaction.
+
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;

@@ -1,3 +1,6 @@
+//! Signing in with email and password; the answer is the same for a wrong
+//! password, an unknown email and a paused account.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,6 @@
+//! Signing up, in and out: email and password, external identity providers,
+//! verification and password reset.
+
 pub mod external;
 pub mod login;
 pub mod logout;

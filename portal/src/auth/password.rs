@@ -1,3 +1,5 @@
+//! Forgotten passwords: asking for a reset link and choosing a new password with it.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,5 @@
+//! Signing up a developer organisation; known and unknown emails get the same page.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -1,3 +1,5 @@
+//! Verifying an email address from the link in the sign-up mail, and asking for a new link.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

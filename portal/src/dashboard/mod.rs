@@ -1,3 +1,5 @@
+//! The developer's start page after sign-in: their applications.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

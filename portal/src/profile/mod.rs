@@ -1,3 +1,5 @@
+//! The signed-in user's profile: changing the password and ending other sessions.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;

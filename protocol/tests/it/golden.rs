@@ -1,3 +1,6 @@
+//! Golden fixtures lock the wire format: every message round-trips through its
+//! fixture (`UPDATE_FIXTURES=1` regenerates), and older fixtures keep parsing.
+
 use std::path::PathBuf;
 
 use serde::Serialize;

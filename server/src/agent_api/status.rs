@@ -1,3 +1,5 @@
+//! `POST /agent/v1/status`: an agent reports the revision it applied, or why it refused one.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::record_status;

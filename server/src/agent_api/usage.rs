@@ -1,3 +1,5 @@
+//! `POST /agent/v1/usage`: an agent's usage batch, counted once however often it arrives.
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use tollgate_core::db::PgPool;
 use tollgate_protocol::UsageBatch;

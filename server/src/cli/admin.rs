@@ -1,3 +1,5 @@
+//! `tollgate admin create` and `tollgate admin token`: provider admins and their API tokens.
+
 use std::io::{BufRead, IsTerminal};
 
 use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin};

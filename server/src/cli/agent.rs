@@ -1,3 +1,5 @@
+//! `tollgate agent create`: registers a gateway agent and prints its token once.
+
 use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
 

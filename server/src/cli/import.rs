@@ -1,3 +1,5 @@
+//! `tollgate import FILE`: imports an OpenAPI document as a draft API.
+
 use std::path::Path;
 
 use tollgate_core::apis::{NewApi, create_from_spec};

@@ -1,3 +1,5 @@
+//! `tollgate migrate`: applies pending migrations.
+
 use tollgate_core::db;
 
 use super::database::connect;

@@ -1,3 +1,5 @@
+//! `tollgate serve`: runs the management server.
+
 use tollgate_core::db;
 
 use super::database::connect;

@@ -1,3 +1,5 @@
+//! `/healthz` (the database answers) and `/metrics` (Prometheus text).
+
 use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;

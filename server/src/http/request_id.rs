@@ -1,3 +1,6 @@
+//! Gives every request an id (the caller's, if it is sane) in its log lines and
+//! answer, and counts requests by route and status for `/metrics`.
+
 use std::time::Instant;
 
 use actix_web::body::MessageBody;

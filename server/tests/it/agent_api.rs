@@ -1,3 +1,6 @@
+//! The agent sync API over HTTP: tokens, the config stream's snapshot and
+//! deltas, usage intake and status reports.
+
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;

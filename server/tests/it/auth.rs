@@ -1,3 +1,6 @@
+//! Signing in and out through the portal: sessions, cookies, redirects, CSRF
+//! and throttling.
+
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 

@@ -1,3 +1,6 @@
+//! The operator endpoints and the server's plumbing: health, metrics, request
+//! ids, 404 pages and static files.
+
 use sqlx::PgPool;
 
 use crate::helpers::spawn_app;

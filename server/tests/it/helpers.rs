@@ -1,3 +1,6 @@
+//! What the server's tests share: `spawn_app()` on port 0, browser-like
+//! clients, and reading CSRF tokens and cookies.
+
 use std::net::TcpListener;
 
 use reqwest::redirect::Policy;

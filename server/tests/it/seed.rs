@@ -1,3 +1,5 @@
+//! `tollgate dev`'s demo data: seeded once, however often dev runs.
+
 use sqlx::PgPool;
 use tollgate::cli::dev::seed;
 use tollgate_core::apis::{ApiState, find_by_slug, list_apis};

@@ -1,3 +1,6 @@
+//! Teams in the portal: inviting, transferring ownership, and the last owner
+//! who cannot leave.
+
 use sqlx::PgPool;
 
 use crate::helpers::{TestApp, client, csrf_from, spawn_app};
