@@ -4,6 +4,7 @@
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const BASE_URL = (process.env.E2E_BASE_URL || '').replace(/\/$/, '');
@@ -38,6 +39,23 @@ export async function launchBrowser() {
     args: CHROMIUM_ARGS,
     timeout: 60_000,
   });
+}
+
+/**
+ * One browser for the tests of a file: launched before them, once the
+ * environment is checked, and closed after them. Returns a getter, since the
+ * browser exists only once the tests run.
+ */
+export function browserForTheseTests() {
+  let browser;
+  before(async () => {
+    requireEnv();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return () => browser;
 }
 
 /** A fresh context (own cookies and storage) whose pages resolve paths against E2E_BASE_URL. */

@@ -14,11 +14,11 @@
 // Runs E2E_ADMIN_REPEAT times (default 1), each with unique names.
 // The contract with the pages is described in e2e/README.md.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 
-import { expectUrl, expectVisible, fetchErrors, gotoOk, launchBrowser, requireEnv, watchNetwork, withPage } from '../lib/browser.mjs';
+import { browserForTheseTests, expectUrl, expectVisible, fetchErrors, gotoOk, watchNetwork, withPage } from '../lib/browser.mjs';
 
 const REPEAT = Number(process.env.E2E_ADMIN_REPEAT || 1);
 const ADMIN_EMAIL = 'admin@tollgate.local';
@@ -96,14 +96,7 @@ function slugOf(name) {
   return name.toLowerCase().replace(/[^0-9a-z]+/g, '-').replace(/^-+|-+$/g, '');
 }
 
-let browser;
-before(async () => {
-  requireEnv();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = browserForTheseTests();
 
 /** Step timings: step(name) ends the previous step and starts `name`. */
 function stopwatch(setStep) {
@@ -323,7 +316,7 @@ for (let n = 1; n <= REPEAT; n++) {
     let times = [];
     try {
       let found;
-      await withPage(browser, `${name} admin`, async (page, ctx) => {
+      await withPage(browser(), `${name} admin`, async (page, ctx) => {
         const watch = stopwatch(ctx.step);
         try {
           found = await adminPart(page, { ...ctx, step: watch.step }, names);
@@ -331,7 +324,7 @@ for (let n = 1; n <= REPEAT; n++) {
           times = times.concat(watch.finish());
         }
       });
-      await withPage(browser, `${name} developer`, async (page, ctx) => {
+      await withPage(browser(), `${name} developer`, async (page, ctx) => {
         const watch = stopwatch(ctx.step);
         try {
           await developerPart(page, { ...ctx, step: watch.step }, names, found);

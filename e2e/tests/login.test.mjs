@@ -2,25 +2,18 @@
 // developer signs in, reaches the dashboard, signs out, and is sent back to
 // /login when asking for the dashboard again.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { expectUrl, expectVisible, gotoOk, launchBrowser, requireEnv, withPage } from '../lib/browser.mjs';
+import { browserForTheseTests, expectUrl, expectVisible, gotoOk, withPage } from '../lib/browser.mjs';
 
 const DEMO_EMAIL = 'dev@example.com';
 const DEMO_PASSWORD = 'tollgate-developer-demo';
 
-let browser;
-before(async () => {
-  requireEnv();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = browserForTheseTests();
 
 test('demo developer signs in and out', { timeout: 120_000 }, async () => {
-  await withPage(browser, 'demo developer signs in and out', async (page, { step }) => {
+  await withPage(browser(), 'demo developer signs in and out', async (page, { step }) => {
     step('open /login');
     await gotoOk(page, '/login');
     await page.getByLabel(/^\s*e-?mail\b/i).fill(DEMO_EMAIL);

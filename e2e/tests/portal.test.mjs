@@ -9,11 +9,11 @@
 // The contract with the pages (labels, button names, data-testid and
 // data-key-prefix attributes) is described in e2e/README.md.
 
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 
-import { MAIL_DIR, expectUrl, expectVisible, gotoOk, launchBrowser, requireEnv, withPage } from '../lib/browser.mjs';
+import { MAIL_DIR, browserForTheseTests, expectUrl, expectVisible, gotoOk, withPage } from '../lib/browser.mjs';
 import { findUrl, waitForMail } from '../lib/mail.mjs';
 
 const REPEAT = Number(process.env.E2E_REPEAT || 20);
@@ -33,14 +33,9 @@ const ORGANISATION = label('organi[sz]ation');
 const NAME = label('name');
 const PLAN = label('plan');
 
-let browser;
-before(async () => {
-  requireEnv();
+const browser = browserForTheseTests();
+before(() => {
   if (!MAIL_DIR) throw new Error('E2E_MAIL_DIR is not set: run the tests with e2e/run');
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
 });
 
 /** The text shown by a new-key element (its text, or its value for an input). */
@@ -211,7 +206,7 @@ for (let n = 1; n <= REPEAT; n++) {
       return;
     }
     try {
-      await withPage(browser, name, (page, { step }) => journey(page, step, n));
+      await withPage(browser(), name, (page, { step }) => journey(page, step, n));
     } catch (err) {
       failures += 1;
       throw err;

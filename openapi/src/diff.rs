@@ -305,6 +305,9 @@ fn path_param_names(path: &str) -> Vec<&str> {
     path.split('{').skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)).collect()
 }
 
+/// Media type → schema, as a request body or a response has them.
+type Content = BTreeMap<String, Option<SchemaRef>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Direction {
     Request,
@@ -554,37 +557,8 @@ impl<'m> Differ<'m> {
                         "The request body is now optional.".into(),
                     );
                 }
-                for (media, os) in &o.content {
-                    let what = format!("request body ({media})");
-                    match n.content.get(media) {
-                        None => self.push(
-                            ChangeKind::RequestContentTypeRemoved,
-                            true,
-                            &format!("{}/content/{}", o.pointer, pointer_segment(media)),
-                            &what,
-                            format!("The request body no longer accepts {media}."),
-                        ),
-                        Some(ns) => {
-                            if let (Some(os), Some(ns)) = (os, ns) {
-                                let place = Place {
-                                    pointer: format!("{}/content/{}/schema", n.pointer, pointer_segment(media)),
-                                    what,
-                                    field: String::new(),
-                                };
-                                self.schema(os, ns, Direction::Request, &place, 0);
-                            }
-                        }
-                    }
-                }
-                for media in n.content.keys().filter(|m| !o.content.contains_key(*m)) {
-                    self.push(
-                        ChangeKind::RequestContentTypeAdded,
-                        false,
-                        &format!("{}/content/{}", n.pointer, pointer_segment(media)),
-                        &format!("request body ({media})"),
-                        format!("The request body now also accepts {media}."),
-                    );
-                }
+                let (old, new) = ((&o.content, o.pointer.as_str()), (&n.content, n.pointer.as_str()));
+                self.content(old, new, Direction::Request, "request body", "The request body");
             }
         }
     }
@@ -603,37 +577,9 @@ impl<'m> Differ<'m> {
                 );
                 continue;
             };
-            for (media, os) in &o.content {
-                let what = format!("response {status} ({media})");
-                match n.content.get(media) {
-                    None => self.push(
-                        ChangeKind::ResponseContentTypeRemoved,
-                        true,
-                        &format!("{}/content/{}", o.pointer, pointer_segment(media)),
-                        &what,
-                        format!("Response {status} no longer returns {media}."),
-                    ),
-                    Some(ns) => {
-                        if let (Some(os), Some(ns)) = (os, ns) {
-                            let place = Place {
-                                pointer: format!("{}/content/{}/schema", n.pointer, pointer_segment(media)),
-                                what,
-                                field: String::new(),
-                            };
-                            self.schema(os, ns, Direction::Response, &place, 0);
-                        }
-                    }
-                }
-            }
-            for media in n.content.keys().filter(|m| !o.content.contains_key(*m)) {
-                self.push(
-                    ChangeKind::ResponseContentTypeAdded,
-                    false,
-                    &format!("{}/content/{}", n.pointer, pointer_segment(media)),
-                    &format!("response {status} ({media})"),
-                    format!("Response {status} can now also return {media}."),
-                );
-            }
+            let (subject, sentence) = (format!("response {status}"), format!("Response {status}"));
+            let (old, new) = ((&o.content, o.pointer.as_str()), (&n.content, n.pointer.as_str()));
+            self.content(old, new, Direction::Response, &subject, &sentence);
         }
         for (status, n) in new.responses.iter().filter(|(s, _)| !old.responses.contains_key(*s)) {
             self.push(
@@ -642,6 +588,62 @@ impl<'m> Differ<'m> {
                 &n.pointer,
                 &format!("response {status}"),
                 format!("Response {status} was added."),
+            );
+        }
+    }
+
+    /// The media types of a request body or a response: a removed one breaks
+    /// clients, an added one does not, and the schemas of those in both
+    /// versions are compared. `subject` names it in labels (`response 200`),
+    /// `sentence` in messages (`Response 200`).
+    fn content(
+        &mut self,
+        old: (&'m Content, &str),
+        new: (&'m Content, &str),
+        dir: Direction,
+        subject: &str,
+        sentence: &str,
+    ) {
+        let ((old, old_at), (new, new_at)) = (old, new);
+        let (removed, added, no_longer, now_also) = match dir {
+            Direction::Request => (
+                ChangeKind::RequestContentTypeRemoved,
+                ChangeKind::RequestContentTypeAdded,
+                "no longer accepts",
+                "now also accepts",
+            ),
+            Direction::Response => (
+                ChangeKind::ResponseContentTypeRemoved,
+                ChangeKind::ResponseContentTypeAdded,
+                "no longer returns",
+                "can now also return",
+            ),
+        };
+        for (media, os) in old {
+            let what = format!("{subject} ({media})");
+            match new.get(media) {
+                None => self.push(
+                    removed,
+                    true,
+                    &format!("{old_at}/content/{}", pointer_segment(media)),
+                    &what,
+                    format!("{sentence} {no_longer} {media}."),
+                ),
+                Some(ns) => {
+                    if let (Some(os), Some(ns)) = (os, ns) {
+                        let pointer = format!("{new_at}/content/{}/schema", pointer_segment(media));
+                        self.schema(os, ns, dir, &Place { pointer, what, field: String::new() }, 0);
+                    }
+                }
+            }
+        }
+        for media in new.keys().filter(|m| !old.contains_key(*m)) {
+            self.push(
+                added,
+                false,
+                &format!("{new_at}/content/{}", pointer_segment(media)),
+                &format!("{subject} ({media})"),
+                format!("{sentence} {now_also} {media}."),
             );
         }
     }

@@ -11,6 +11,7 @@ mod auth;
 mod catalog;
 mod dashboard;
 mod keys;
+mod message;
 mod new_key;
 mod profile;
 mod team;

@@ -37,6 +37,24 @@ impl FieldErrors {
             other => Err(other),
         }
     }
+
+    /// The value of a form's outcome, or `None` with the problem noted: a
+    /// conflict (a name that is taken) beside `conflict_field`, invalid input
+    /// beside its own field. Other errors pass through.
+    pub fn note<T>(
+        &mut self,
+        outcome: tollgate_core::Result<T>,
+        conflict_field: &str,
+    ) -> Result<Option<T>, tollgate_core::Error> {
+        match outcome {
+            Ok(value) => Ok(Some(value)),
+            Err(tollgate_core::Error::Conflict(message)) => {
+                self.add(conflict_field, message);
+                Ok(None)
+            }
+            Err(err) => self.absorb(err).map(|()| None),
+        }
+    }
 }
 
 impl From<Vec<(&'static str, String)>> for FieldErrors {

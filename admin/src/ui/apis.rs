@@ -81,11 +81,8 @@ pub async fn import(
         Err(_) => Ok(None),
     };
     let mut errors = FieldErrors::new();
-    match outcome {
-        Ok(Some(api)) => return Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-        Ok(None) => {}
-        Err(tollgate_core::Error::Conflict(message)) => errors.add("base_path", message),
-        Err(err) => errors.absorb(err)?,
+    if let Some(Some(api)) = errors.note(outcome, "base_path")? {
+        return Ok(see_other(format!("/admin/apis/{}", api.id.0)));
     }
     let chrome = Chrome::for_session(&session).await?;
     let page = NewPage {
@@ -183,11 +180,7 @@ pub async fn update(
     };
     match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
-        Err(err) => {
-            let mut errors = FieldErrors::new();
-            errors.absorb(err)?;
-            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &show_page(&session, &pool, id, errors, None).await?))
-        }
+        Err(err) => edit_failed(&session, &pool, id, err).await,
     }
 }
 
@@ -217,18 +210,12 @@ pub async fn lifecycle(
     };
     match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
-        Err(tollgate_core::Error::Conflict(message)) => {
-            Ok(render(StatusCode::CONFLICT, &show_page(&session, &pool, id, FieldErrors::new(), Some(message)).await?))
-        }
-        Err(err) => {
-            let mut errors = FieldErrors::new();
-            errors.absorb(err)?;
-            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &show_page(&session, &pool, id, errors, None).await?))
-        }
+        Err(err) => edit_failed(&session, &pool, id, err).await,
     }
 }
 
-/// Answers a failed edit on the API page with the error next to its field.
+/// Answers a failed edit on the API page: a conflict (a move the state does
+/// not allow, a name taken) at the top, invalid input next to its field.
 async fn edit_failed(
     session: &Session,
     pool: &PgPool,

@@ -37,17 +37,8 @@ pub async fn create(
     CsrfForm(form): CsrfForm<CreateForm>,
 ) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
-    let new_token = match gateways::create(&pool, form.name.trim(), &Actor::from(&user)).await {
-        Ok((_, token)) => Some((form.name.trim().to_owned(), token.as_str().to_owned())),
-        Err(tollgate_core::Error::Conflict(message)) => {
-            errors.add("name", message);
-            None
-        }
-        Err(err) => {
-            errors.absorb(err)?;
-            None
-        }
-    };
+    let created = errors.note(gateways::create(&pool, form.name.trim(), &Actor::from(&user)).await, "name")?;
+    let new_token = created.map(|(_, token)| (form.name.trim().to_owned(), token.as_str().to_owned()));
     let status = if new_token.is_some() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let agents = gateways::list(&pool).await?;
     let chrome = Chrome::for_session(&session).await?;

@@ -277,20 +277,46 @@ pub async fn new_form(
     Ok(render(StatusCode::OK, &page))
 }
 
-async fn rejected(
+/// Saves a submitted plan form (a new plan when `existing` is `None`) and
+/// goes back to the API, or shows the form again as typed, with the first
+/// problem beside its field.
+async fn save(
     session: &Session,
+    pool: &PgPool,
     api: ApiDetail,
-    plan_id: Option<PlanId>,
-    fields: PlanFields,
-    field: String,
-    message: String,
-    applications: i64,
+    existing: Option<&plans::PlanDetail>,
+    form: &HashMap<String, String>,
+    actor: &Actor,
 ) -> PageResult<HttpResponse> {
+    let fields = PlanFields::from_form(form);
+    let (field, message) = match fields.to_plan() {
+        Err(problem) => problem,
+        Ok(plan) => {
+            let saved = match existing {
+                Some(existing) => plans::update_plan(pool, existing.id, &plan, actor).await,
+                None => plans::create_plan(pool, api.id, &plan, actor).await.map(drop),
+            };
+            match saved {
+                Ok(()) => return Ok(see_other(format!("/admin/apis/{}", api.id.0))),
+                Err(tollgate_core::Error::Invalid { field, message }) => (field.into_owned(), message),
+                Err(tollgate_core::Error::Conflict(message)) => ("system_name".to_owned(), message),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    };
     let mut errors = FieldErrors::new();
     errors.add(form_field(&field), message);
     let chrome =
         Chrome::for_session(session).await?.with_flash("error", "The plan was not saved: see the highlighted field.");
-    let page = FormPage { chrome, api, plan_id, fields, errors, periods: &Period::ALL, applications };
+    let page = FormPage {
+        chrome,
+        api,
+        plan_id: existing.map(|p| p.id),
+        fields,
+        errors,
+        periods: &Period::ALL,
+        applications: existing.map_or(0, |p| p.applications),
+    };
     Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
@@ -302,21 +328,7 @@ pub async fn create(
     CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> PageResult<HttpResponse> {
     let api = detail::get(&pool, ApiId(parse_id(&path)?)).await?;
-    let fields = PlanFields::from_form(&form);
-    let plan = match fields.to_plan() {
-        Ok(plan) => plan,
-        Err((field, message)) => return rejected(&session, api, None, fields, field, message, 0).await,
-    };
-    match plans::create_plan(&pool, api.id, &plan, &Actor::from(&user)).await {
-        Ok(_) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-        Err(tollgate_core::Error::Invalid { field, message }) => {
-            rejected(&session, api, None, fields, field.into_owned(), message, 0).await
-        }
-        Err(tollgate_core::Error::Conflict(message)) => {
-            rejected(&session, api, None, fields, "system_name".into(), message, 0).await
-        }
-        Err(err) => Err(err.into()),
-    }
+    save(&session, &pool, api, None, &form, &Actor::from(&user)).await
 }
 
 pub async fn edit_form(
@@ -349,24 +361,7 @@ pub async fn update(
 ) -> PageResult<HttpResponse> {
     let existing = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
     let api = detail::get(&pool, ApiId(existing.api_id)).await?;
-    let fields = PlanFields::from_form(&form);
-    let id = Some(existing.id);
-    let plan = match fields.to_plan() {
-        Ok(plan) => plan,
-        Err((field, message)) => {
-            return rejected(&session, api, id, fields, field, message, existing.applications).await;
-        }
-    };
-    match plans::update_plan(&pool, existing.id, &plan, &Actor::from(&user)).await {
-        Ok(()) => Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-        Err(tollgate_core::Error::Invalid { field, message }) => {
-            rejected(&session, api, id, fields, field.into_owned(), message, existing.applications).await
-        }
-        Err(tollgate_core::Error::Conflict(message)) => {
-            rejected(&session, api, id, fields, "system_name".into(), message, existing.applications).await
-        }
-        Err(err) => Err(err.into()),
-    }
+    save(&session, &pool, api, Some(&existing), &form, &Actor::from(&user)).await
 }
 
 #[derive(serde::Deserialize)]

@@ -38,13 +38,8 @@ pub async fn create(
     CsrfForm(form): CsrfForm<CreateForm>,
 ) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
-    let new_token = match admin_tokens::create(&pool, user.id, &form.name, &Actor::from(&user)).await {
-        Ok((_, secret)) => Some(secret.as_str().to_owned()),
-        Err(err) => {
-            errors.absorb(err)?;
-            None
-        }
-    };
+    let created = errors.note(admin_tokens::create(&pool, user.id, &form.name, &Actor::from(&user)).await, "name")?;
+    let new_token = created.map(|(_, secret)| secret.as_str().to_owned());
     let status = if new_token.is_some() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let tokens = admin_tokens::list(&pool).await?;
     let chrome = Chrome::for_session(&session).await?;

@@ -29,18 +29,37 @@ pub struct AccountView {
     pub created_at: OffsetDateTime,
 }
 
+/// Developer accounts whose name contains `q`, newest first, with the total.
 pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
+    load(pool, q, None, limit, offset).await
+}
+
+pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
+    let (mut found, _) = load(pool, None, Some(id), 1, 0).await?;
+    found.pop().ok_or(Error::NotFound)
+}
+
+/// The one query behind `list` and `get`.
+async fn load(
+    pool: &PgPool,
+    q: Option<&str>,
+    only: Option<AccountId>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AccountView>, i64)> {
     let pattern = q.map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
                   (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
                   (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!",
                   count(*) OVER () AS "total!"
-           FROM accounts a WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1)
+           FROM accounts a
+           WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1) AND ($4::uuid IS NULL OR a.id = $4)
            ORDER BY a.created_at DESC, a.id LIMIT $2 OFFSET $3"#,
         pattern,
         limit,
-        offset
+        offset,
+        only.map(|id| id.0)
     )
     .fetch_all(pool)
     .await?;
@@ -58,27 +77,6 @@ pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Re
             .collect(),
         total,
     ))
-}
-
-pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
-    let r = sqlx::query!(
-        r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
-                  (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
-                  (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
-           FROM accounts a WHERE a.id = $1 AND a.kind = 'developer'"#,
-        id.0
-    )
-    .fetch_optional(pool)
-    .await?
-    .ok_or(Error::NotFound)?;
-    Ok(AccountView {
-        id: AccountId(r.id),
-        name: r.name,
-        state: r.state,
-        members: r.members,
-        applications: r.applications,
-        created_at: r.created_at,
-    })
 }
 
 /// Suspends or reactivates an account; its applications' keys stop (or

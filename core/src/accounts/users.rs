@@ -66,12 +66,29 @@ async fn provider_account(tx: &mut sqlx::PgConnection) -> Result<Uuid> {
 pub async fn create_admin(pool: &PgPool, email: &Email, password_hash: &str) -> Result<UserId> {
     let mut tx = pool.begin().await?;
     let account = provider_account(&mut tx).await?;
+    let verified_at = Some(OffsetDateTime::now_utc());
+    let user = insert_owner(&mut tx, account, email, Some(password_hash), verified_at, true).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Adds a user as an owner of `account`; an email can belong to one user only.
+async fn insert_owner(
+    tx: &mut sqlx::PgConnection,
+    account: Uuid,
+    email: &Email,
+    password_hash: Option<&str>,
+    verified_at: Option<OffsetDateTime>,
+    is_admin: bool,
+) -> Result<UserId> {
     let user = Uuid::now_v7();
     sqlx::query!(
-        "INSERT INTO users (id, email, password_hash, email_verified_at, is_admin) VALUES ($1, $2, $3, now(), true)",
+        "INSERT INTO users (id, email, password_hash, email_verified_at, is_admin) VALUES ($1, $2, $3, $4, $5)",
         user,
         email.as_str() as _,
-        password_hash
+        password_hash,
+        verified_at,
+        is_admin
     )
     .execute(&mut *tx)
     .await
@@ -79,7 +96,6 @@ pub async fn create_admin(pool: &PgPool, email: &Email, password_hash: &str) -> 
     sqlx::query!("INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, 'owner')", account, user)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(UserId(user))
 }
 
@@ -111,25 +127,11 @@ pub async fn create_developer_in(
         return Err(Error::invalid("organisation", "enter an organisation name of 1 to 200 characters"));
     }
     let account = Uuid::now_v7();
-    let user = Uuid::now_v7();
     sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'developer', $2)", account, organisation)
         .execute(&mut *tx)
         .await?;
-    let verified_at = verified.then(OffsetDateTime::now_utc);
-    sqlx::query!(
-        "INSERT INTO users (id, email, password_hash, email_verified_at) VALUES ($1, $2, $3, $4)",
-        user,
-        email.as_str() as _,
-        password_hash,
-        verified_at
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| conflict_on_unique(e, "a user with this email already exists"))?;
-    sqlx::query!("INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, 'owner')", account, user)
-        .execute(&mut *tx)
-        .await?;
-    Ok((AccountId(account), UserId(user)))
+    let user = insert_owner(tx, account, email, password_hash, verified.then(OffsetDateTime::now_utc), false).await?;
+    Ok((AccountId(account), user))
 }
 
 /// A user by email: id, whether verified, and their first account's name.

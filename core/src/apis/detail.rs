@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::products::ApiSummary;
+use super::products::{ApiSummary, Listing, summaries};
 use super::types::{ApiId, ApiState, AuthMode, KeyLocation};
 use crate::audit::{self, Actor, Entry};
 use crate::sync::feed::{Entity, record_change};
@@ -200,26 +200,6 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
 /// A page of API products, newest first, with the total count.
 pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<ApiSummary>, i64)> {
     let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM api_products"#).fetch_one(pool).await?;
-    let rows = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.state AS "state: ApiState", p.base_path,
-                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
-           FROM api_products p ORDER BY p.created_at DESC, p.id LIMIT $1 OFFSET $2"#,
-        limit,
-        offset
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok((
-        rows.into_iter()
-            .map(|r| ApiSummary {
-                id: ApiId(r.id),
-                slug: r.slug,
-                name: r.name,
-                state: r.state,
-                base_path: r.base_path,
-                operation_count: r.operation_count,
-            })
-            .collect(),
-        total,
-    ))
+    let page = Listing { newest_first: true, limit: Some(limit), offset, ..Listing::default() };
+    Ok((summaries(pool, &page).await?, total))
 }

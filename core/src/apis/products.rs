@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tollgate_openapi::ParsedSpec;
 use uuid::Uuid;
 
@@ -31,8 +32,11 @@ pub struct ApiSummary {
     pub id: ApiId,
     pub slug: String,
     pub name: String,
+    pub description: String,
     pub state: ApiState,
     pub base_path: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sunset_at: Option<OffsetDateTime>,
     pub operation_count: i32,
 }
 
@@ -222,7 +226,16 @@ pub async fn create_from_spec(
         .map_err(|e| conflict_on_unique(e, &format!("the document repeats the operation {} {}", op.method, op.path)))?;
     }
     record_change(&mut tx, Entity::Api, api, false, None).await?;
-    let summary = ApiSummary { id: ApiId(api), slug, name, state: ApiState::Draft, base_path, operation_count };
+    let summary = ApiSummary {
+        id: ApiId(api),
+        slug,
+        name,
+        description: spec.description.clone(),
+        state: ApiState::Draft,
+        base_path,
+        sunset_at: None,
+        operation_count,
+    };
     audit::record(
         &mut tx,
         actor,
@@ -233,30 +246,38 @@ pub async fn create_from_spec(
     Ok(summary)
 }
 
-pub async fn find_by_slug(pool: &PgPool, slug: &str) -> Result<Option<ApiSummary>> {
-    let row = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.state AS "state: ApiState", p.base_path,
-                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
-           FROM api_products p WHERE p.slug = $1"#,
-        slug
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|r| ApiSummary {
-        id: ApiId(r.id),
-        slug: r.slug,
-        name: r.name,
-        state: r.state,
-        base_path: r.base_path,
-        operation_count: r.operation_count,
-    }))
+/// Which products `summaries` lists, and in what order.
+#[derive(Debug, Default)]
+pub(super) struct Listing<'a> {
+    pub slug: Option<&'a str>,
+    /// Only what developers may browse: published and deprecated APIs.
+    pub listed_only: bool,
+    /// A LIKE pattern the name, description or slug must match.
+    pub matching: Option<String>,
+    /// Newest first; otherwise by name.
+    pub newest_first: bool,
+    /// All when `None`.
+    pub limit: Option<i64>,
+    pub offset: i64,
 }
 
-pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
+/// The one query behind every list of API products.
+pub(super) async fn summaries(pool: &PgPool, listing: &Listing<'_>) -> Result<Vec<ApiSummary>> {
     let rows = sqlx::query!(
-        r#"SELECT p.id, p.slug, p.name, p.state AS "state: ApiState", p.base_path,
+        r#"SELECT p.id, p.slug, p.name, p.description, p.state AS "state: ApiState", p.base_path, p.sunset_at,
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
-           FROM api_products p ORDER BY p.name"#
+           FROM api_products p
+           WHERE ($1::text IS NULL OR p.slug = $1)
+             AND (NOT $2 OR p.state IN ('published', 'deprecated'))
+             AND ($3::text IS NULL OR p.name ILIKE $3 OR p.description ILIKE $3 OR p.slug ILIKE $3)
+           ORDER BY CASE WHEN $4 THEN p.created_at END DESC, p.name, p.id
+           LIMIT $5 OFFSET $6"#,
+        listing.slug,
+        listing.listed_only,
+        listing.matching,
+        listing.newest_first,
+        listing.limit,
+        listing.offset
     )
     .fetch_all(pool)
     .await?;
@@ -266,9 +287,20 @@ pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
             id: ApiId(r.id),
             slug: r.slug,
             name: r.name,
+            description: r.description,
             state: r.state,
             base_path: r.base_path,
+            sunset_at: r.sunset_at,
             operation_count: r.operation_count,
         })
         .collect())
+}
+
+pub async fn find_by_slug(pool: &PgPool, slug: &str) -> Result<Option<ApiSummary>> {
+    Ok(summaries(pool, &Listing { slug: Some(slug), ..Listing::default() }).await?.pop())
+}
+
+/// Every API product, by name.
+pub async fn list_apis(pool: &PgPool) -> Result<Vec<ApiSummary>> {
+    summaries(pool, &Listing::default()).await
 }

@@ -13,6 +13,23 @@ use crate::error::conflict_on_unique;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
+/// Ends an edit of an API's metrics or rules: agents learn of it, the
+/// audit log records who did what, and both commit with the edit.
+async fn commit_edit(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    api: ApiId,
+    actor: &Actor,
+    action: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<()> {
+    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    let entry = Entry { action, entity: "api", entity_id: Some(api.0), before, after };
+    audit::record(&mut tx, actor, entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MetricView {
     pub id: Uuid,
@@ -109,20 +126,8 @@ pub async fn add_metric(
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a metric with that system name"))?;
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Entry {
-            action: "metric.create",
-            entity: "api",
-            entity_id: Some(api.0),
-            before: None,
-            after: Some(json!({"system_name": system_name, "parent": parent})),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    commit_edit(tx, api, actor, "metric.create", None, Some(json!({"system_name": system_name, "parent": parent})))
+        .await?;
     Ok(id)
 }
 
@@ -137,20 +142,7 @@ pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Entry {
-            action: "metric.delete",
-            entity: "api",
-            entity_id: Some(api.0),
-            before: Some(json!({"system_name": name})),
-            after: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    commit_edit(tx, api, actor, "metric.delete", Some(json!({"system_name": name})), None).await?;
     Ok(())
 }
 
@@ -207,20 +199,15 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a rule for that method and pattern"))?;
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(
-        &mut tx,
+    commit_edit(
+        tx,
+        api,
         actor,
-        Entry {
-            action: "mapping_rule.create",
-            entity: "api",
-            entity_id: Some(api.0),
-            before: None,
-            after: Some(json!({"method": method, "pattern": rule.pattern, "metric": rule.metric})),
-        },
+        "mapping_rule.create",
+        None,
+        Some(json!({"method": method, "pattern": rule.pattern, "metric": rule.metric})),
     )
     .await?;
-    tx.commit().await?;
     Ok(id)
 }
 
@@ -231,19 +218,6 @@ pub async fn delete_rule(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> 
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(Error::NotFound)?;
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Entry {
-            action: "mapping_rule.delete",
-            entity: "api",
-            entity_id: Some(api.0),
-            before: Some(json!({"pattern": pattern})),
-            after: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    commit_edit(tx, api, actor, "mapping_rule.delete", Some(json!({"pattern": pattern})), None).await?;
     Ok(())
 }

@@ -7,7 +7,6 @@ use tollgate_protocol::{AgentStatus, KeyHash, KeyKind, SecretKey};
 use uuid::Uuid;
 
 use crate::audit::{self, Actor, Entry};
-use crate::error::conflict_on_unique;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -50,26 +49,41 @@ fn validate_name(name: &str) -> Result<()> {
 
 /// Registers an agent and returns its token, shown this once.
 pub async fn create(pool: &PgPool, name: &str, actor: &Actor) -> Result<(GatewayId, SecretKey)> {
+    issue_token(pool, name, false, actor).await
+}
+
+/// Issues a fresh token for the named agent, creating it if needed (used by
+/// `tollgate dev`, which starts its own agent on every run).
+pub async fn reset_token(pool: &PgPool, name: &str, actor: &Actor) -> Result<(GatewayId, SecretKey)> {
+    issue_token(pool, name, true, actor).await
+}
+
+/// Registers the agent `name` with a new token; an existing agent of that
+/// name gets the new token (and is revoked no longer) only if `replace`.
+async fn issue_token(pool: &PgPool, name: &str, replace: bool, actor: &Actor) -> Result<(GatewayId, SecretKey)> {
     validate_name(name)?;
     let secret = SecretKey::from_entropy(KeyKind::AgentToken, rand::random::<[u8; 24]>());
-    let id = Uuid::now_v7();
     let hash = secret.hash();
     let mut tx = pool.begin().await?;
-    sqlx::query!(
-        "INSERT INTO gateways (id, name, token_hash, token_prefix) VALUES ($1, $2, $3, $4)",
-        id,
+    let id = sqlx::query_scalar!(
+        "INSERT INTO gateways (id, name, token_hash, token_prefix) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET token_hash = EXCLUDED.token_hash, token_prefix = EXCLUDED.token_prefix, revoked_at = NULL
+         WHERE $5
+         RETURNING id",
+        Uuid::now_v7(),
         name,
         hash.as_bytes().as_slice(),
-        secret.display_prefix()
+        secret.display_prefix(),
+        replace
     )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| conflict_on_unique(e, "an agent with this name already exists"))?;
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::Conflict("an agent with this name already exists".into()))?;
     audit::record(
         &mut tx,
         actor,
         Entry {
-            action: "gateway.create",
+            action: if replace { "gateway.token" } else { "gateway.create" },
             entity: "gateway",
             entity_id: Some(id),
             before: None,
@@ -140,38 +154,4 @@ pub async fn list(pool: &PgPool) -> Result<Vec<GatewayView>> {
             last_error: r.last_error,
         })
         .collect())
-}
-
-/// Issues a fresh token for the named agent, creating it if needed (used by
-/// `tollgate dev`, which starts its own agent on every run).
-pub async fn reset_token(pool: &PgPool, name: &str, actor: &Actor) -> Result<(GatewayId, SecretKey)> {
-    validate_name(name)?;
-    let secret = SecretKey::from_entropy(KeyKind::AgentToken, rand::random::<[u8; 24]>());
-    let hash = secret.hash();
-    let mut tx = pool.begin().await?;
-    let id = sqlx::query_scalar!(
-        "INSERT INTO gateways (id, name, token_hash, token_prefix) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (name) DO UPDATE SET token_hash = EXCLUDED.token_hash, token_prefix = EXCLUDED.token_prefix, revoked_at = NULL
-         RETURNING id",
-        Uuid::now_v7(),
-        name,
-        hash.as_bytes().as_slice(),
-        secret.display_prefix()
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Entry {
-            action: "gateway.token",
-            entity: "gateway",
-            entity_id: Some(id),
-            before: None,
-            after: Some(json!({"name": name})),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((GatewayId(id), secret))
 }

@@ -100,14 +100,9 @@ pub async fn create(
             applications::create(&pool, account, &new, &Actor::from(&user)).await
         }
     };
-    let app = match outcome {
-        Ok(app) => app,
-        Err(err) => {
-            if let tollgate_core::Error::Conflict(message) = err {
-                errors.add("name", message);
-            } else {
-                errors.absorb(err)?;
-            }
+    let app = match errors.note(outcome, "name")? {
+        Some(app) => app,
+        None => {
             let chrome = Chrome::for_session(&session).await?;
             let plans = subscribable(&pool).await?;
             let page = NewPage {

@@ -81,34 +81,22 @@ pub async fn submit(
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> PageResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
-    match authenticate(&pool, &hasher, &form.email, &form.password).await? {
-        SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => {
-            let chrome = Chrome::for_session(&session).await?;
-            let page = LoginPage {
-                chrome,
-                providers: provider_buttons(&providers),
-                email: form.email,
-                next,
-                error: Some(UNVERIFIED.to_owned()),
-            };
-            Ok(render(StatusCode::FORBIDDEN, &page))
-        }
+    let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password).await? {
+        SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => (StatusCode::FORBIDDEN, UNVERIFIED),
         SignInOutcome::SignedIn(user) => {
             let default = if user.is_admin { "/admin" } else { "/dashboard" };
             session.sign_in(user).await?;
             let target = if next.is_empty() { default.to_owned() } else { next };
-            Ok(see_other(target))
+            return Ok(see_other(target));
         }
-        SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => {
-            let chrome = Chrome::for_session(&session).await?;
-            let page = LoginPage {
-                chrome,
-                providers: provider_buttons(&providers),
-                email: form.email,
-                next,
-                error: Some(REJECTED.to_owned()),
-            };
-            Ok(render(StatusCode::UNAUTHORIZED, &page))
-        }
-    }
+        SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => (StatusCode::UNAUTHORIZED, REJECTED),
+    };
+    let page = LoginPage {
+        chrome: Chrome::for_session(&session).await?,
+        providers: provider_buttons(&providers),
+        email: form.email,
+        next,
+        error: Some(error.to_owned()),
+    };
+    Ok(render(status, &page))
 }

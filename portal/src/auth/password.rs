@@ -8,7 +8,7 @@ use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
 use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other};
 
-use super::MessagePage;
+use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 
 #[derive(Template)]
 #[template(path = "portal/forgot.html")]
@@ -40,29 +40,20 @@ pub async fn forgot(
     CsrfForm(form): CsrfForm<ForgotForm>,
 ) -> PageResult<HttpResponse> {
     flows::request_password_reset(&pool, &form.email, &public_url.0).await?;
-    let page = MessagePage {
-        chrome: Chrome::for_session(&session).await?,
-        title: "Check your email".into(),
-        text: "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour."
-            .into(),
-        link: None,
-    };
-    Ok(render(StatusCode::OK, &page))
+    Ok(check_your_email(
+        Chrome::for_session(&session).await?,
+        "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour.",
+        None,
+    ))
 }
 
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
-fn dead_link(chrome: Chrome) -> HttpResponse {
-    let page = MessagePage {
+fn dead_reset_link(chrome: Chrome) -> HttpResponse {
+    dead_link(
         chrome,
-        title: "This link no longer works".into(),
-        text: "Password reset links work once and expire after 1 hour.".into(),
-        link: Some(("/password/forgot".into(), "Ask for a new link".into())),
-    };
-    render(StatusCode::GONE, &page)
+        "This link no longer works",
+        "Password reset links work once and expire after 1 hour.",
+        Some(("/password/forgot", "Ask for a new link")),
+    )
 }
 
 pub async fn reset_form(
@@ -71,9 +62,9 @@ pub async fn reset_form(
     query: web::Query<TokenQuery>,
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    let token = query.into_inner().token.unwrap_or_default();
-    if token.is_empty() || token.len() > 128 || !flows::reset_is_live(&pool, &token).await? {
-        return Ok(dead_link(chrome));
+    let token = query.into_inner().token();
+    if !plausible(&token) || !flows::reset_is_live(&pool, &token).await? {
+        return Ok(dead_reset_link(chrome));
     }
     Ok(render(StatusCode::OK, &ResetPage { chrome, token, errors: FieldErrors::new() }))
 }
@@ -101,8 +92,8 @@ pub async fn reset(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &ResetPage { chrome, token: form.token, errors }));
         }
     };
-    if form.token.len() > 128 {
-        return Ok(dead_link(chrome));
+    if !plausible(&form.token) {
+        return Ok(dead_reset_link(chrome));
     }
     match flows::reset_password(&pool, &hasher, &form.token, &password).await? {
         Some(user) => {
@@ -111,6 +102,6 @@ pub async fn reset(
             }
             Ok(see_other("/login?reset=1"))
         }
-        None => Ok(dead_link(chrome)),
+        None => Ok(dead_reset_link(chrome)),
     }
 }

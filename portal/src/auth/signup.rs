@@ -8,7 +8,7 @@ use tollgate_core::accounts::flows::{SignUp, sign_up};
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render};
 
-use super::MessagePage;
+use crate::message::check_your_email;
 
 #[derive(Template)]
 #[template(path = "portal/signup.html")]
@@ -51,16 +51,11 @@ pub async fn submit(
         }
         Ok(input) => {
             sign_up(&pool, &hasher, &input, &public_url.0).await?;
-            let page = MessagePage {
-                chrome,
-                title: "Check your email".into(),
-                text: format!(
-                    "We sent a message to {}. Follow the link in it to verify your address, then sign in. The link expires in 24 hours.",
-                    input.email
-                ),
-                link: Some(("/verify/resend".into(), "Didn't get it? Send it again".into())),
-            };
-            Ok(render(StatusCode::OK, &page))
+            let text = format!(
+                "We sent a message to {}. Follow the link in it to verify your address, then sign in. The link expires in 24 hours.",
+                input.email
+            );
+            Ok(check_your_email(chrome, &text, Some(("/verify/resend", "Didn't get it? Send it again"))))
         }
     }
 }

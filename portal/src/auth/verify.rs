@@ -7,7 +7,7 @@ use tollgate_core::accounts::flows;
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, CsrfForm, PageResult, PublicUrl, Session, render, see_other};
 
-use super::MessagePage;
+use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 
 #[derive(Template)]
 #[template(path = "portal/verify.html")]
@@ -22,19 +22,13 @@ struct ResendPage {
     chrome: Chrome,
 }
 
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
-fn dead_link(chrome: Chrome) -> HttpResponse {
-    let page = MessagePage {
+fn dead_verification_link(chrome: Chrome) -> HttpResponse {
+    dead_link(
         chrome,
-        title: "This link no longer works".into(),
-        text: "Verification links work once and expire after 24 hours. Ask for a new one.".into(),
-        link: Some(("/verify/resend".into(), "Send a new verification link".into())),
-    };
-    render(StatusCode::GONE, &page)
+        "This link no longer works",
+        "Verification links work once and expire after 24 hours. Ask for a new one.",
+        Some(("/verify/resend", "Send a new verification link")),
+    )
 }
 
 /// Opening the link only shows a button: nothing changes on GET, so mail
@@ -45,9 +39,9 @@ pub async fn confirm(
     query: web::Query<TokenQuery>,
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    let token = query.into_inner().token.unwrap_or_default();
-    if token.is_empty() || token.len() > 128 || !flows::verification_is_live(&pool, &token).await? {
-        return Ok(dead_link(chrome));
+    let token = query.into_inner().token();
+    if !plausible(&token) || !flows::verification_is_live(&pool, &token).await? {
+        return Ok(dead_verification_link(chrome));
     }
     Ok(render(StatusCode::OK, &ConfirmPage { chrome, token }))
 }
@@ -62,10 +56,10 @@ pub async fn submit(
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<VerifyForm>,
 ) -> PageResult<HttpResponse> {
-    if form.token.len() <= 128 && flows::verify_email(&pool, &form.token).await? {
+    if plausible(&form.token) && flows::verify_email(&pool, &form.token).await? {
         return Ok(see_other("/login?verified=1"));
     }
-    Ok(dead_link(Chrome::for_session(&session).await?))
+    Ok(dead_verification_link(Chrome::for_session(&session).await?))
 }
 
 pub async fn resend_form(session: Session) -> PageResult<HttpResponse> {
@@ -84,11 +78,9 @@ pub async fn resend(
     CsrfForm(form): CsrfForm<ResendForm>,
 ) -> PageResult<HttpResponse> {
     flows::resend_verification(&pool, &form.email, &public_url.0).await?;
-    let page = MessagePage {
-        chrome: Chrome::for_session(&session).await?,
-        title: "Check your email".into(),
-        text: "If that address has an account waiting for verification, a new link is on its way. Earlier links no longer work.".into(),
-        link: None,
-    };
-    Ok(render(StatusCode::OK, &page))
+    Ok(check_your_email(
+        Chrome::for_session(&session).await?,
+        "If that address has an account waiting for verification, a new link is on its way. Earlier links no longer work.",
+        None,
+    ))
 }

@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use tollgate_core::apis::catalog::{self, CatalogEntry};
+use tollgate_core::apis::ApiSummary;
+use tollgate_core::apis::catalog;
 use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::apis::{ApiState, KeyLocation};
 use tollgate_core::db::PgPool;
@@ -17,7 +18,7 @@ use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
 #[template(path = "portal/home.html")]
 struct HomePage {
     chrome: Chrome,
-    apis: Vec<CatalogEntry>,
+    apis: Vec<ApiSummary>,
     q: String,
 }
 

@@ -12,7 +12,7 @@ use tollgate_web::{
 };
 
 use crate::account::account_of;
-use crate::auth::MessagePage;
+use crate::message::{TokenQuery, dead_link, plausible};
 
 #[derive(Template)]
 #[template(path = "portal/team.html")]
@@ -149,19 +149,13 @@ struct InvitationPage {
     errors: FieldErrors,
 }
 
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
 fn dead_invitation(chrome: Chrome) -> HttpResponse {
-    let page = MessagePage {
+    dead_link(
         chrome,
-        title: "This invitation no longer works".into(),
-        text: "It was used, withdrawn or has expired. Ask the account owner for a new one.".into(),
-        link: None,
-    };
-    render(StatusCode::GONE, &page)
+        "This invitation no longer works",
+        "It was used, withdrawn or has expired. Ask the account owner for a new one.",
+        None,
+    )
 }
 
 pub async fn invitation(
@@ -170,12 +164,15 @@ pub async fn invitation(
     query: web::Query<TokenQuery>,
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    let token = query.into_inner().token.unwrap_or_default();
+    let token = query.into_inner().token();
+    if !plausible(&token) {
+        return Ok(dead_invitation(chrome));
+    }
     match teams::invitation(&pool, &token).await? {
-        Some(invitation) if token.len() <= 128 => {
+        Some(invitation) => {
             Ok(render(StatusCode::OK, &InvitationPage { chrome, token, invitation, errors: FieldErrors::new() }))
         }
-        _ => Ok(dead_invitation(chrome)),
+        None => Ok(dead_invitation(chrome)),
     }
 }
 

@@ -1,0 +1,44 @@
+//! Short pages of a heading and a sentence or two: answers that must read
+//! the same whatever happened ("check your email"), and links from emails
+//! that no longer work, with the token such links carry.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use askama::Template;
+use tollgate_web::{Chrome, render};
+
+#[derive(Template)]
+#[template(path = "portal/message.html")]
+struct MessagePage<'a> {
+    chrome: Chrome,
+    title: &'a str,
+    text: &'a str,
+    link: Option<(&'a str, &'a str)>,
+}
+
+/// The answer once a mail may have been sent; `link` is (href, label).
+pub(crate) fn check_your_email(chrome: Chrome, text: &str, link: Option<(&str, &str)>) -> HttpResponse {
+    render(StatusCode::OK, &MessagePage { chrome, title: "Check your email", text, link })
+}
+
+/// An emailed link that was used, has expired or never existed.
+pub(crate) fn dead_link(chrome: Chrome, title: &str, text: &str, link: Option<(&str, &str)>) -> HttpResponse {
+    render(StatusCode::GONE, &MessagePage { chrome, title, text, link })
+}
+
+/// The query string of an emailed link.
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+impl TokenQuery {
+    pub(crate) fn token(self) -> String {
+        self.token.unwrap_or_default()
+    }
+}
+
+/// Whether a token could be one of ours; longer ones are not even looked up.
+pub(crate) fn plausible(token: &str) -> bool {
+    !token.is_empty() && token.len() <= 128
+}
