@@ -13,12 +13,13 @@ use tollgate_protocol::{
 };
 use uuid::Uuid;
 
-use super::{
-    ApiEntry, AppEntry, Apps, Catalog, Config, ConfigError, CowIndex, CowVec, CredentialEntry, Lifecycle, MetricEntry,
-    PlanEntry, Rule,
+use super::cow::{CowIndex, CowVec};
+use super::model::{
+    ApiEntry, AppEntry, Apps, Catalog, Config, ConfigError, CredentialEntry, Lifecycle, MetricEntry, PlanEntry,
 };
-use crate::enforce::credentials::{Auth, KeySource};
+use crate::enforce::key_location::{Auth, KeySource};
 use crate::enforce::limits::{LimitRule, PlanLimits};
+use crate::enforce::mapping::{MappingRules, Rule};
 use crate::hashing::FxBuildHasher;
 use crate::proxy::route::Routes;
 use crate::proxy::upstream::Pool;
@@ -153,7 +154,8 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
                 last: rule.last,
             })
         })
-        .collect::<Result<Box<[Rule]>, String>>()?;
+        .collect::<Result<Vec<Rule>, String>>()?;
+    let rules = MappingRules::new(rules);
     let auth = match &api.auth {
         AuthMode::UserKey { location } => Auth::UserKey(KeySource::compile(location)?),
         AuthMode::AppIdKey { app_id, app_key } => {

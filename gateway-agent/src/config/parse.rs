@@ -22,7 +22,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use tollgate_protocol::{Api, Application, Credential, CurrentUsage, Plan};
 
 use super::compile::{AppsBuilder, CredentialsBuilder, build_catalog, check_usage, check_version};
-use super::{Apps, Catalog, Config, ConfigError, CowIndex, CredentialEntry};
+use super::cow::CowIndex;
+use super::model::{Apps, Catalog, Config, ConfigError, CredentialEntry};
 
 /// Whether a config stream line is a snapshot written `type` first, as servers write them
 /// (anything else goes through the generic message parser).

@@ -13,7 +13,7 @@ use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
 use super::upstream::Target;
-use crate::enforce::credentials::{Auth, KeySource};
+use crate::enforce::key_location::{Auth, KeySource};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");

@@ -34,7 +34,7 @@ use crate::config::{ApiEntry, CredentialEntry, Lifecycle, LiveConfig};
 use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, authenticate};
 use crate::enforce::limits::Checks;
-use crate::enforce::{Limiter, Touched, map_request};
+use crate::enforce::{Limiter, Touched};
 use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
@@ -167,7 +167,7 @@ impl Proxy {
 
         let rest = path.get(route.rest_offset..).unwrap_or("");
         let mut touched = Touched::empty();
-        if !map_request(api, &parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
+        if !api.map_request(&parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
             return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
         }
 

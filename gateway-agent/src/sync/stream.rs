@@ -26,6 +26,7 @@ use super::Backoff;
 use super::client::{ControlPlane, ControlPlaneError};
 use crate::config::{Config, ConfigError, LiveConfig, apply_delta, compile_snapshot, is_snapshot_line, parse_snapshot};
 use crate::enforce::Limiter;
+use crate::enforce::seed::seed;
 use crate::telemetry::Metrics;
 
 /// The server sends a heartbeat at least every 5 s; three missed ones mean a dead link.
@@ -365,41 +366,6 @@ impl ConfigSync {
             applied_revision: applied,
             rejected: state.rejected.clone(),
         });
-    }
-}
-
-/// Raises local counters to the usage the server has seen. Blocking (a snapshot may carry
-/// usage for every application).
-pub(crate) fn seed(config: &Config, usage: &[CurrentUsage], limiter: &Limiter) {
-    for entry in usage {
-        let Some(plan) = config
-            .apps
-            .by_id
-            .get(&entry.application_id)
-            .and_then(|&slot| config.apps.get(slot))
-            .and_then(|app| config.catalog.plan(app.plan))
-        else {
-            continue;
-        };
-        let Ok(start) = jiff::Timestamp::from_second(entry.window_start.0) else {
-            continue;
-        };
-        let window = entry.period.window(start, plan.limits.time_zone());
-        // A window_start that is not the start of a window in the plan's calendar is stale
-        // (the plan's time zone changed): ignore it rather than count it somewhere else.
-        if window.id() != entry.window_start {
-            continue;
-        }
-        limiter.local.seed(
-            crate::enforce::counters::CounterKey {
-                app: entry.application_id,
-                metric: entry.metric,
-                period: entry.period,
-                window: entry.window_start,
-            },
-            entry.value,
-            window.end,
-        );
     }
 }
 
