@@ -174,6 +174,19 @@ impl ConfigSync {
         }
     }
 
+    /// The server confirmed that the config loaded from disk is its current one.
+    fn confirm_standby(&self, state: &mut State) {
+        state.standby = false;
+        if let Some(config) = &state.base {
+            tracing::info!(revision = config.revision, "the management server confirmed the saved config is current");
+            self.live.store(Some(config.clone()));
+            self.source.store(Source::Server as u8, Ordering::Relaxed);
+            self.metrics.config_revision.set(config.revision as f64);
+            state.progressed = true;
+            self.report(state);
+        }
+    }
+
     async fn session(&self, state: &mut State) -> SessionEnd {
         let path = match state.revision() {
             Some(revision) => format!("{CONFIG_STREAM_PATH}?revision={revision}"),
@@ -275,6 +288,11 @@ impl ConfigSync {
             ConfigMessage::Heartbeat(heartbeat) => {
                 if state.seen().is_none_or(|seen| heartbeat.revision > seen) {
                     return Err(SessionEnd::Behind { server: heartbeat.revision, agent: state.revision() });
+                }
+                // A server with nothing newer than the saved config answers with a heartbeat
+                // at its revision: the disk copy is current, so it goes into service now.
+                if state.standby && state.revision() == Some(heartbeat.revision) {
+                    self.confirm_standby(state);
                 }
             }
             ConfigMessage::Unknown => {}

@@ -263,7 +263,11 @@ impl ControlPlane {
                 state.connects.push(revision);
                 let snapshot = state.snapshot.clone().expect("a snapshot");
                 let current = snapshot.revision;
-                let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
+                // As the real server does, an agent already at the current revision gets
+                // only a heartbeat.
+                if revision != Some(current) {
+                    let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
+                }
                 let _ = tx.send(line(&ConfigMessage::Heartbeat(Heartbeat { revision: current, at: Timestamp::now() })));
                 state.streams.push(tx);
                 let mut response = Response::new(http_body_util::Either::Left(ChannelBody(rx)));

@@ -93,22 +93,18 @@ impl World {
         }
     }
 
-    async fn agent(&self, name: &str) -> RunningAgent {
+    fn agent_settings(&self, name: &str) -> Settings {
         let server = ServerUrl::parse(&self.app.base).unwrap();
         let mut settings = Settings::new(server, Token::new(self.agent_token.clone()), self.dir.join(name));
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.admin_listen = "127.0.0.1:0".parse().unwrap();
         settings.flush_interval = Duration::from_millis(200);
-        let agent = Agent::start(settings).await.expect("agent starts");
-        wait_until(Duration::from_secs(10), || async {
-            crate::helpers::plain_client()
-                .get(format!("http://{}/ready", agent.admin_addr()))
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        })
-        .await;
+        settings
+    }
+
+    async fn agent(&self, name: &str) -> RunningAgent {
+        let agent = Agent::start(self.agent_settings(name)).await.expect("agent starts");
+        wait_until(Duration::from_secs(10), || is_ready(&agent)).await;
         agent
     }
 
@@ -173,6 +169,15 @@ where
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn is_ready(agent: &RunningAgent) -> bool {
+    crate::helpers::plain_client()
+        .get(format!("http://{}/ready", agent.admin_addr()))
+        .send()
+        .await
+        .map(|r| r.status() == 200)
+        .unwrap_or(false)
 }
 
 async fn call(agent: &RunningAgent, path_and_query: &str) -> reqwest::Response {
@@ -449,5 +454,36 @@ async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
         "a user key is not an app key"
     );
     assert_eq!(status(&agent, &format!("/weather/cities?app_id={app_id}")).await, 401);
+    agent.shutdown().await.unwrap();
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_agent_restarted_on_a_quiet_system_is_ready_within_a_second(pool: PgPool) {
+    let w = World::new(pool).await;
+    let (_, _, key) = w.app_with_key("Quiet", None).await;
+    let agent = w.agent("a").await;
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={key}")).await == 200
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+
+    // Nothing changes on the server: its answer to the restarted agent is a heartbeat.
+    let started = Instant::now();
+    let agent = Agent::start(w.agent_settings("a")).await.expect("agent starts");
+    wait_until(Duration::from_secs(20), || is_ready(&agent)).await;
+    let elapsed = started.elapsed();
+    println!("an agent restarted on a quiet system was ready after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "ready only after {elapsed:?}");
+    let ready: serde_json::Value = crate::helpers::plain_client()
+        .get(format!("http://{}/ready", agent.admin_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["source"], "server", "{ready}");
+    assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 200);
     agent.shutdown().await.unwrap();
 }
