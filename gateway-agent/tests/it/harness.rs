@@ -191,6 +191,8 @@ struct CpState {
     acknowledged: HashSet<Uuid>,
     /// Usage posts to fail with 503 before accepting again.
     failing_usage: usize,
+    /// Usage posts to refuse as invalid (400) before accepting again.
+    refusing_usage: usize,
     bad_requests: Vec<String>,
 }
 
@@ -287,6 +289,14 @@ impl ControlPlane {
                 let batch: UsageBatch = serde_json::from_slice(&body).expect("a UsageBatch");
                 batch.validate().expect("a valid batch");
                 let mut state = state.lock().expect("lock");
+                if state.refusing_usage > 0 {
+                    state.refusing_usage -= 1;
+                    state.usage.push(UsageAttempt { batch, accepted: false });
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        r#"{"error":"invalid","message":"entries[0].minute: outside the accepted window"}"#,
+                    );
+                }
                 if state.failing_usage > 0 {
                     state.failing_usage -= 1;
                     state.usage.push(UsageAttempt { batch, accepted: false });
@@ -345,6 +355,10 @@ impl ControlPlane {
 
     pub fn fail_usage(&self, times: usize) {
         self.state.lock().expect("lock").failing_usage = times;
+    }
+
+    pub fn refuse_usage(&self, times: usize) {
+        self.state.lock().expect("lock").refusing_usage = times;
     }
 
     pub fn bad_requests(&self) -> Vec<String> {
