@@ -44,7 +44,7 @@ pub mod usage;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
-pub use pattern::{Pattern, PatternError, Segment};
+pub use pattern::{Pattern, PatternError, Segment, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,

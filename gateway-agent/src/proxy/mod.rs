@@ -8,6 +8,7 @@
 
 pub(crate) mod cors;
 pub(crate) mod forward;
+pub(crate) mod path;
 pub(crate) mod reply;
 pub(crate) mod route;
 pub(crate) mod upstream;
@@ -149,8 +150,11 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let now = self.clock.now();
 
-        let host = request_host(&parts);
         let path = parts.uri.path();
+        if let Err(invalid) = path::check(path) {
+            return self.refuse(None, None, Refusal::InvalidPath(invalid), started);
+        }
+        let host = request_host(&parts);
         let Some(route) = config.catalog.routes.find(host.as_deref(), path) else {
             return self.refuse(None, None, Refusal::UnknownApi, started);
         };

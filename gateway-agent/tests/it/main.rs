@@ -7,6 +7,7 @@ mod cors;
 mod harness;
 mod limiter;
 mod limits;
+mod paths;
 mod proxy;
 mod redis;
 mod sync;
