@@ -157,9 +157,9 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         .collect::<Result<Vec<Rule>, String>>()?;
     let rules = MappingRules::new(rules);
     let auth = match &api.auth {
-        AuthMode::UserKey { location } => Auth::UserKey(KeySource::compile(location)?),
+        AuthMode::UserKey { location } => Auth::user_key(KeySource::compile(location)?),
         AuthMode::AppIdKey { app_id, app_key } => {
-            Auth::AppIdKey { app_id: KeySource::compile(app_id)?, app_key: KeySource::compile(app_key)? }
+            Auth::app_id_key(KeySource::compile(app_id)?, KeySource::compile(app_key)?)?
         }
     };
     let lifecycle = match &api.lifecycle {

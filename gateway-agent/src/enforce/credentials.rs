@@ -8,11 +8,13 @@ use hyper::HeaderMap;
 use jiff::Timestamp;
 use tollgate_protocol::{ApplicationState, KeyHash, KeyKind};
 
-use super::key_location::Auth;
+use super::key_location::{Auth, AuthKind};
 use crate::config::{AppEntry, Config, CredentialEntry, PlanEntry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AuthError {
+    /// 400: two different values for one credential (see key_location.rs).
+    Ambiguous,
     /// 401: no credentials (or only half of app_id + app_key).
     Missing,
     /// 403: unknown, expired or revoked key, or a key of another API.
@@ -39,22 +41,23 @@ pub(crate) fn authenticate<'a>(
     headers: &HeaderMap,
     now: Timestamp,
 ) -> Result<Caller<'a>, AuthError> {
-    let (hash, credential) = match auth {
-        Auth::UserKey(source) => {
-            let key = source.read(query, headers).ok_or(AuthError::Missing)?;
-            let hash = KeyHash::of(&key).0;
+    let presented = auth.read(query, headers).map_err(|_| AuthError::Ambiguous)?;
+    let (hash, credential) = match auth.kind() {
+        AuthKind::UserKey => {
+            let key = presented.get(0).ok_or(AuthError::Missing)?;
+            let hash = KeyHash::of(key).0;
             let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::UserKey || !entry.is_valid_at(now) {
                 return Err(AuthError::Invalid);
             }
             (hash, entry)
         }
-        Auth::AppIdKey { app_id, app_key } => {
-            let (Some(app_id), Some(key)) = (app_id.read(query, headers), app_key.read(query, headers)) else {
+        AuthKind::AppIdKey => {
+            let (Some(app_id), Some(key)) = (presented.get(0), presented.get(1)) else {
                 return Err(AuthError::Missing);
             };
-            let &slot = config.apps.by_app_id.get(app_id.as_ref()).ok_or(AuthError::Invalid)?;
-            let hash = KeyHash::of(&key).0;
+            let &slot = config.apps.by_app_id.get(app_id).ok_or(AuthError::Invalid)?;
+            let hash = KeyHash::of(key).0;
             let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::AppKey || entry.app != slot || !entry.is_valid_at(now) {
                 return Err(AuthError::Invalid);

@@ -13,7 +13,7 @@ use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
 use super::upstream::Target;
-use crate::enforce::key_location::{Auth, KeySource};
+use crate::enforce::key_location::Auth;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -79,10 +79,9 @@ pub(crate) fn upstream_request(
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    for source in auth.sources() {
-        if let KeySource::Header(name) = source {
-            headers.remove(name);
-        }
+    // Every spelling of every credential name, not only the configured ones.
+    while let Some(name) = headers.keys().find(|name| auth.is_credential_header(name)).cloned() {
+        headers.remove(&name);
     }
     let original_host = headers.insert(HOST, target.host.clone());
     match original_host {
@@ -104,13 +103,10 @@ pub(crate) fn upstream_request(
     Ok(Request::from_parts(parts, body))
 }
 
-/// Appends `?query` minus the parameters that carry credentials (and `?` only if anything
-/// is left).
+/// Appends `?query` minus the parameters named like a credential, in any spelling (and `?`
+/// only if anything is left).
 fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
-    let is_credential = |pair: &str| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        auth.sources().any(|source| matches!(source, KeySource::Query(param) if **param == *name))
-    };
+    let is_credential = |pair: &str| auth.is_credential_param(pair.split_once('=').map_or(pair, |(name, _)| name));
     let mut first = true;
     for pair in query.split('&').filter(|pair| !pair.is_empty() && !is_credential(pair)) {
         out.push(if first { '?' } else { '&' });
@@ -122,16 +118,16 @@ fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enforce::key_location::KeySource;
 
     #[test]
     fn credentials_leave_the_query() {
-        let auth = Auth::AppIdKey {
-            app_id: KeySource::Query("app_id".into()),
-            app_key: KeySource::Header(HeaderName::from_static("app-key")),
-        };
+        let auth =
+            Auth::app_id_key(KeySource::Query("app_id".into()), KeySource::Header(HeaderName::from_static("app-key")))
+                .expect("distinct names");
         let mut out = String::from("/x");
-        push_query_without_credentials(&mut out, "a=1&app_id=abc&b=2&app_id", &auth);
-        assert_eq!(out, "/x?a=1&b=2");
+        push_query_without_credentials(&mut out, "a=1&app_id=abc&b=2&app_id&APP%5FID[]=x&App-Key=k&app_ids=3", &auth);
+        assert_eq!(out, "/x?a=1&b=2&app_ids=3");
         let mut out = String::from("/x");
         push_query_without_credentials(&mut out, "app_id=abc", &auth);
         assert_eq!(out, "/x");

@@ -177,6 +177,9 @@ impl Proxy {
 
         let caller = match authenticate(&config, route.api, &api.auth, parts.uri.query(), &parts.headers, now) {
             Ok(caller) => caller,
+            Err(AuthError::Ambiguous) => {
+                return self.refuse(Some(api), None, Refusal::AmbiguousCredentials, started);
+            }
             Err(AuthError::Missing) => {
                 return self.refuse(Some(api), None, Refusal::MissingCredentials, started);
             }

@@ -356,3 +356,82 @@ async fn upstream_failures_are_502_and_504() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "upstream statuses pass through");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spelling_of_a_credential_reaches_the_upstream_and_two_keys_are_refused() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+    let other = new_key(KeyKind::UserKey);
+    let other = other.as_str();
+
+    // The same key under every spelling: admitted, and none of them is forwarded.
+    let target = format!(
+        "/pets/items/7?user_key={key}&USER_KEY={key}&user%5Fkey={key}&user_key[]={key}&user_key%20={key}\
+         &User.Key={key}&keep=1"
+    );
+    let headers = [format!("User-Key: {key}"), format!("user_key: {key}"), format!("USER_KEY: {key}")];
+    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let answer = raw_get(proxy, &target, &header_refs).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = upstream.last();
+    assert_eq!(seen.uri, "/backend/items/7?keep=1");
+    for (name, value) in &seen.headers {
+        assert!(!value.as_bytes().windows(key.len()).any(|w| w == key.as_bytes()), "{name} carries the key");
+    }
+
+    // Two different values, whatever the spellings: 400, and nothing forwarded.
+    let before = upstream.count();
+    for (target, header) in [
+        (format!("/pets/items/7?user_key={key}&user_key={other}"), None),
+        (format!("/pets/items/7?user_key={key}&USER_KEY={other}"), None),
+        (format!("/pets/items/7?user_key={key}&user_key[]={other}"), None),
+        (format!("/pets/items/7?user_key={key}"), Some(format!("User-Key: {other}"))),
+        (format!("/pets/items/7?user_key={key}"), Some(format!("user_key: {other}"))),
+    ] {
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        let answer = raw_get(proxy, &target, &headers).await;
+        assert_eq!((answer.status, answer.error().as_str()), (400, "ambiguous_credentials"), "{target} {header:?}");
+    }
+    // A spelling other than the configured one is not a credential by itself.
+    let answer = raw_get(proxy, &format!("/pets/items/7?USER_KEY={key}"), &[]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (401, "missing_credentials"));
+    assert_eq!(upstream.count(), before, "refused requests never reach the upstream");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_keys_are_stripped_in_every_spelling_and_location() {
+    let upstream = Upstream::start().await;
+    let mut fixture = Fixture::new(&upstream, &[]);
+    fixture.snapshot.apis[0].auth = AuthMode::UserKey { location: KeyLocation::Header { name: "X-Api-Key".into() } };
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+
+    let configured = format!("X-Api-Key: {key}");
+    let underscored = format!("X_Api_Key: {key}");
+    let answer = raw_get(
+        proxy,
+        &format!("/pets/list?x-api-key={key}&X_API_KEY={key}&q=1"),
+        &[configured.as_str(), underscored.as_str()],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = upstream.last();
+    assert_eq!(seen.uri, "/backend/list?q=1");
+    assert!(seen.headers.keys().all(|name| !name.as_str().replace('_', "-").eq_ignore_ascii_case("x-api-key")));
+
+    let answer = raw_get(proxy, "/pets/list", &[underscored.as_str()]).await;
+    assert_eq!(answer.status, 401, "X_Api_Key is not where the key is read from");
+    let other = format!("x_api_key: {}", new_key(KeyKind::UserKey).as_str());
+    let answer = raw_get(proxy, "/pets/list", &[configured.as_str(), other.as_str()]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (400, "ambiguous_credentials"));
+    agent.shutdown().await.expect("clean shutdown");
+}
