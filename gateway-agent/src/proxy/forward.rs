@@ -2,8 +2,9 @@
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1) are connection-specific and removed both ways; the
 //! credentials are removed from the query and headers so upstreams never see tenant
-//! secrets; `X-Forwarded-For`, `-Proto` and `-Host` tell the upstream who called. Bodies are
-//! streamed through untouched.
+//! secrets; the client's own proxy headers (`Forwarded`, `X-Real-IP`, …) are dropped, and
+//! `X-Forwarded-For`, `-Proto` and `-Host` tell the upstream who called. Bodies are streamed
+//! through untouched.
 
 use std::net::IpAddr;
 
@@ -22,6 +23,20 @@ static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authoriz
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers by which a proxy tells an upstream who called, on which host, scheme, port or
+/// path: from a client they are forgeries, so they are dropped (`X-Forwarded-Host` and
+/// `-Proto` are then set by the agent; `X-Forwarded-For` is appended to, by convention).
+static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-host"),
+];
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -83,8 +98,19 @@ pub(crate) fn upstream_request(
     while let Some(name) = headers.keys().find(|name| auth.is_credential_header(name)).cloned() {
         headers.remove(&name);
     }
-    let original_host = headers.insert(HOST, target.host.clone());
-    match original_host {
+    // The client's own claims about proxies before this one are not passed on: only what
+    // the agent itself saw (validated `Host`, peer address) reaches the upstream.
+    for name in &CLIENT_PROXY_HEADERS {
+        headers.remove(name);
+    }
+    // The host the client asked for: the absolute-form target's authority, else `Host`
+    // (both validated before routing).
+    let client_host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => headers.get(HOST).cloned(),
+    };
+    headers.insert(HOST, target.host.clone());
+    match client_host {
         Some(host) => headers.insert(&X_FORWARDED_HOST, host),
         None => headers.remove(&X_FORWARDED_HOST),
     };

@@ -8,12 +8,12 @@
 
 pub(crate) mod cors;
 pub(crate) mod forward;
+pub(crate) mod host;
 pub(crate) mod path;
 pub(crate) mod reply;
 pub(crate) mod route;
 pub(crate) mod upstream;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +39,7 @@ use crate::enforce::{Limiter, Touched};
 use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
+use host::RequestHost;
 use reply::{Body, Refusal};
 
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
@@ -154,8 +155,11 @@ impl Proxy {
         if let Err(invalid) = path::check(path) {
             return self.refuse(None, None, Refusal::InvalidPath(invalid), started);
         }
-        let host = request_host(&parts);
-        let Some(route) = config.catalog.routes.find(host.as_deref(), path) else {
+        let Ok(host) = RequestHost::of(&parts) else {
+            return self.refuse(None, None, Refusal::InvalidHost, started);
+        };
+        let host_name = host.map(RequestHost::name);
+        let Some(route) = config.catalog.routes.find(host_name.as_deref(), path) else {
             return self.refuse(None, None, Refusal::UnknownApi, started);
         };
         let Some(api) = config.catalog.apis.get(route.api as usize) else {
@@ -337,21 +341,4 @@ impl Proxy {
             );
         }
     }
-}
-
-/// The request's host without port, lowercased (allocating only if it was not already).
-fn request_host(parts: &Parts) -> Option<Cow<'_, str>> {
-    let raw =
-        parts.headers.get(hyper::header::HOST).and_then(|value| value.to_str().ok()).or_else(|| parts.uri.host())?;
-    let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or(raw)
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(host, _port)| host)
-    };
-    let host = host.trim_end_matches('.');
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    })
 }

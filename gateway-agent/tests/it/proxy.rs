@@ -435,3 +435,68 @@ async fn header_keys_are_stripped_in_every_spelling_and_location() {
     assert_eq!((answer.status, answer.error().as_str()), (400, "ambiguous_credentials"));
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_proxy_headers_are_dropped_and_a_bad_host_is_refused() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let target = format!("/pets/list?user_key={}", fixture.key.as_str());
+
+    let answer = raw_get(
+        proxy,
+        &target,
+        &[
+            "Host: API.example.test:8081",
+            "Forwarded: for=203.0.113.9;host=evil.example;proto=https",
+            "X-Real-IP: 203.0.113.9",
+            "X-Forwarded-Host: evil.example",
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-Port: 443",
+            "X-Original-URL: /admin",
+            "X-Rewrite-URL: /admin",
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = upstream.last();
+    for dropped in ["forwarded", "x-real-ip", "x-forwarded-port", "x-original-url", "x-rewrite-url"] {
+        assert!(seen.headers.get(dropped).is_none(), "{dropped} reached the upstream");
+    }
+    assert_eq!(seen.headers["x-forwarded-host"], "API.example.test:8081", "the validated Host, not the client's claim");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+
+    // Absolute form: the target's authority is the host.
+    let absolute = format!("http://api.example.test{target}");
+    let answer = raw_get(proxy, &absolute, &["Host: other.example.test"]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(upstream.last().headers["x-forwarded-host"], "api.example.test");
+
+    let before = upstream.count();
+    for hosts in [
+        &["Host: a.example", "Host: b.example"][..],
+        &["Host: a.example", "Host: a.example"],
+        &["Host: evil.example/path"],
+        &["Host: user@a.example"],
+        &["Host: a.example:99999"],
+        &["Host: a.example:"],
+        &["Host: "],
+        &["Host: [::1"],
+    ] {
+        let answer = raw_get(proxy, &target, hosts).await;
+        assert_eq!((answer.status, answer.error().as_str()), (400, "invalid_host"), "{hosts:?}: {}", answer.body);
+    }
+    // HTTP/1.1 requires a Host; HTTP/1.0 does not.
+    let request = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let answer = raw_exchange(proxy, request.as_bytes()).await;
+    assert_eq!((answer.status, answer.error().as_str()), (400, "invalid_host"));
+    assert_eq!(upstream.count(), before, "refused requests never reach the upstream");
+    let request = format!("GET {target} HTTP/1.0\r\n\r\n");
+    assert_eq!(raw_exchange(proxy, request.as_bytes()).await.status, 200);
+    assert!(upstream.last().headers.get("x-forwarded-host").is_none());
+    agent.shutdown().await.expect("clean shutdown");
+}
