@@ -8,11 +8,11 @@
 
 use std::net::IpAddr;
 
-use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
+use super::body::ClientBody;
 use super::upstream::Target;
 use crate::enforce::key_location::Auth;
 
@@ -65,12 +65,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// credentials, with cleaned and forwarding headers.
 pub(crate) fn upstream_request(
     mut parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     target: &Target,
     rest_offset: usize,
     auth: &Auth,
     client: IpAddr,
-) -> Result<Request<Incoming>, hyper::http::Error> {
+) -> Result<Request<ClientBody>, hyper::http::Error> {
     let path_and_query = {
         let path = parts.uri.path();
         let rest = path.get(rest_offset..).unwrap_or("");

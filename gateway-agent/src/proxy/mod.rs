@@ -6,6 +6,7 @@
 //! `X-Forwarded-For` value. CORS (for listed browser origins only) wraps all of it: see
 //! [`cors`].
 
+pub(crate) mod body;
 pub(crate) mod cors;
 pub(crate) mod forward;
 pub(crate) mod host;
@@ -39,6 +40,7 @@ use crate::enforce::{Limiter, Touched};
 use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
+use body::ClientBody;
 use host::RequestHost;
 use reply::{Body, Refusal};
 
@@ -49,7 +51,7 @@ pub(crate) struct Proxy {
     live: Arc<LiveConfig>,
     limiter: Arc<Limiter>,
     usage: Arc<Aggregator>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ClientBody>,
     clock: Clock,
     upstream_timeout: Duration,
     access_log: bool,
@@ -240,6 +242,7 @@ impl Proxy {
             }
             return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
         }
+        let (body, watch) = ClientBody::watch(body);
         let request = match forward::upstream_request(parts, body, target, rest_offset, &api.auth, peer.ip()) {
             Ok(request) => request,
             Err(err) => {
@@ -250,9 +253,16 @@ impl Proxy {
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(hash, credential, received);
         let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
+            // A client that stalls its body, or breaks it, is not the upstream's failure.
+            Err(_) if watch.waiting_for_client() => {
+                return self.refuse(Some(api), Some(app), Refusal::BodyTimeout, started);
+            }
             Err(_) => {
                 target.failed();
                 return self.refuse(Some(api), Some(app), Refusal::UpstreamTimeout, started);
+            }
+            Ok(Err(_)) if watch.failed() => {
+                return self.refuse(Some(api), Some(app), Refusal::InvalidBody, started);
             }
             Ok(Err(err)) => {
                 if err.is_connect() {

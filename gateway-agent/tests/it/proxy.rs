@@ -500,3 +500,50 @@ async fn client_proxy_headers_are_dropped_and_a_bad_host_is_refused() {
     assert!(upstream.last().headers.get("x-forwarded-host").is_none());
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_broken_or_stalled_body_cannot_eject_a_healthy_upstream() {
+    let (first, second) = (Upstream::start().await, Upstream::start().await);
+    let mut fixture = Fixture::new(&first, &[]);
+    fixture.snapshot.apis[0].upstreams.push(UpstreamUrl { url: second.url("/backend") });
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+    let head = |framing: &str| {
+        format!("POST /pets/items?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\n{framing}\r\nConnection: close\r\n\r\n")
+    };
+
+    // Twice as many broken bodies as it takes to eject a target, spread over both targets:
+    // bad chunk sizes, and bodies whose connection ends early.
+    let broken = [
+        format!("{}zz\r\nhello\r\n0\r\n\r\n", head("Transfer-Encoding: chunked")),
+        format!("{}5\r\nhello\r\n-1\r\n", head("Transfer-Encoding: chunked")),
+    ];
+    for i in 0..10 {
+        let answer = raw_exchange(proxy, broken[i % 2].as_bytes()).await;
+        assert_eq!((answer.status, answer.error().as_str()), (400, "invalid_body"), "{}", answer.body);
+    }
+    // And bodies that stall: the agent gives up at its upstream timeout and says whose fault.
+    let stalled = format!("{}hello", head("Content-Length: 100"));
+    let stalls: Vec<_> = (0..10)
+        .map(|_| {
+            let stalled = stalled.clone();
+            tokio::spawn(async move { raw_exchange(proxy, stalled.as_bytes()).await })
+        })
+        .collect();
+    for stall in stalls {
+        let answer = stall.await.expect("joined");
+        assert_eq!((answer.status, answer.error().as_str()), (408, "request_body_timeout"), "{}", answer.body);
+    }
+
+    // Both targets still take their turns.
+    let (before_first, before_second) = (first.count(), second.count());
+    for _ in 0..4 {
+        let answer = get(&format!("http://{proxy}/pets/list?user_key={key}"), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    assert_eq!((first.count() - before_first, second.count() - before_second), (2, 2), "no target was ejected");
+    agent.shutdown().await.expect("clean shutdown");
+}
