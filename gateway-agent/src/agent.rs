@@ -19,7 +19,7 @@ use crate::enforce::counters::LocalCounters;
 use crate::error::Error;
 use crate::proxy::Proxy;
 use crate::redis::SharedCounters;
-use crate::server::serve;
+use crate::server::{ConnectionLimit, Limits, serve};
 use crate::settings::Settings;
 use crate::state;
 use crate::sync::client::ControlPlane;
@@ -110,6 +110,15 @@ impl Agent {
         let (persist_tx, persist_rx) = watch::channel(None);
 
         let proxy = Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+        let proxy_limits = Limits {
+            max_header_bytes: settings.max_header_bytes,
+            connections: Some(ConnectionLimit {
+                max: settings.max_connections,
+                refused: metrics.connections_refused.clone(),
+                open: metrics.open_connections.clone(),
+            }),
+        };
+        warn_if_file_descriptors_are_short(settings.max_connections);
         let proxy = tokio::spawn(serve(
             proxy_listener,
             "proxy",
@@ -117,6 +126,7 @@ impl Agent {
                 let proxy = proxy.clone();
                 async move { proxy.handle(request, peer).await }
             },
+            proxy_limits,
             stop_rx.clone(),
             SHUTDOWN_DRAIN,
         ));
@@ -133,6 +143,7 @@ impl Agent {
                 let response = admin_handler.handle(&request);
                 async move { response }
             },
+            Limits { max_header_bytes: Settings::DEFAULT_MAX_HEADER_BYTES, connections: None },
             stop_rx.clone(),
             Duration::from_secs(1),
         ));
@@ -215,6 +226,31 @@ impl RunningAgent {
         let _ = self.persister.await;
         tracing::info!("tollgate-agent stopped");
         Ok(())
+    }
+}
+
+/// Each proxied connection needs a file descriptor for the client and one for the upstream;
+/// says so at start if the process may not open that many (Linux: `/proc/self/limits`).
+fn warn_if_file_descriptors_are_short(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok());
+    let needed = max_connections.saturating_mul(2).saturating_add(64);
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            max_connections,
+            open_files_limit = soft,
+            needed,
+            "TOLLGATE_AGENT_MAX_CONNECTIONS needs more file descriptors than this process may open: \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) or lower the setting"
+        );
     }
 }
 

@@ -19,7 +19,6 @@ pub(crate) enum Refusal {
     NotReady,
     InvalidPath(InvalidPath),
     InvalidHost,
-    HeadersTooLarge,
     UnknownApi,
     ApiRetired,
     NoMatchingRule,
@@ -41,7 +40,6 @@ impl Refusal {
             Refusal::InvalidPath(_) | Refusal::InvalidHost | Refusal::AmbiguousCredentials | Refusal::InvalidBody => {
                 StatusCode::BAD_REQUEST
             }
-            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::UnknownApi | Refusal::NoMatchingRule => StatusCode::NOT_FOUND,
             Refusal::ApiRetired => StatusCode::GONE,
             Refusal::MissingCredentials => StatusCode::UNAUTHORIZED,
@@ -59,7 +57,6 @@ impl Refusal {
             Refusal::NotReady => "not_ready",
             Refusal::InvalidPath(_) => "invalid_path",
             Refusal::InvalidHost => "invalid_host",
-            Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::UnknownApi => "unknown_api",
             Refusal::ApiRetired => "api_retired",
             Refusal::NoMatchingRule => "no_matching_rule",
@@ -87,9 +84,6 @@ impl Refusal {
             }
             Refusal::InvalidHost => {
                 r#"{"error":"invalid_host","message":"The request needs exactly one Host header with a valid host name or address and optional port."}"#
-            }
-            Refusal::HeadersTooLarge => {
-                r#"{"error":"headers_too_large","message":"The request line and headers together are larger than this gateway accepts."}"#
             }
             Refusal::UnknownApi => r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#,
             Refusal::ApiRetired => r#"{"error":"api_retired","message":"This API has been retired."}"#,
@@ -132,19 +126,18 @@ impl Refusal {
             Refusal::NotReady => 0,
             Refusal::InvalidPath(_) => 1,
             Refusal::InvalidHost => 2,
-            Refusal::HeadersTooLarge => 3,
-            Refusal::UnknownApi => 4,
-            Refusal::ApiRetired => 5,
-            Refusal::NoMatchingRule => 6,
-            Refusal::AmbiguousCredentials => 7,
-            Refusal::MissingCredentials => 8,
-            Refusal::InvalidCredentials => 9,
-            Refusal::ApplicationNotLive => 10,
-            Refusal::LimitExceeded => 11,
-            Refusal::InvalidBody => 12,
-            Refusal::BodyTimeout => 13,
-            Refusal::UpstreamUnavailable => 14,
-            Refusal::UpstreamTimeout => 15,
+            Refusal::UnknownApi => 3,
+            Refusal::ApiRetired => 4,
+            Refusal::NoMatchingRule => 5,
+            Refusal::AmbiguousCredentials => 6,
+            Refusal::MissingCredentials => 7,
+            Refusal::InvalidCredentials => 8,
+            Refusal::ApplicationNotLive => 9,
+            Refusal::LimitExceeded => 10,
+            Refusal::InvalidBody => 11,
+            Refusal::BodyTimeout => 12,
+            Refusal::UpstreamUnavailable => 13,
+            Refusal::UpstreamTimeout => 14,
         }
     }
 

@@ -3,6 +3,7 @@
 //! protocol, Redis on 127.0.0.1:6379, and the limiter against a reference model.
 
 mod binary;
+mod bounds;
 mod cors;
 mod harness;
 mod limiter;
