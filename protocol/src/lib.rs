@@ -44,11 +44,11 @@ pub mod usage;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
-pub use pattern::{Pattern, PatternError, Segment, is_dot_segment};
+pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,
-    Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
+    Metric, NoMatch, Plan, RuleOrigin, Snapshot, Upstream, ValidationError,
 };
 pub use usage::{CredentialUse, StatusClass, UsageAck, UsageBatch, UsageEntry};
 

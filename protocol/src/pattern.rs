@@ -33,6 +33,12 @@ pub struct Pattern {
     anchored: bool,
 }
 
+/// A pattern's rank among patterns that match the same path; see [`Pattern::specificity`].
+/// Compares lexicographically: per segment 2 (literal) or 1 (parameter), then 0 if anchored,
+/// so a longer key with an equal prefix (more segments, or the anchor) is greater.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity(Vec<u8>);
+
 /// Why a pattern does not parse, with the byte offset into the pattern text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("at byte {position}: {message}")]
@@ -87,6 +93,23 @@ impl Pattern {
             }
         }
         !self.anchored || pieces.next().is_none()
+    }
+
+    /// How specific the pattern is, for choosing among imported rules that match one path:
+    /// greater is more specific. Segment by segment from the left, a literal beats a
+    /// parameter; a pattern that goes on (more segments) beats one that stops; an anchored
+    /// pattern beats an unanchored one. `/pets/findByStatus` beats `/pets/{id}`, which beats
+    /// `/pets`; `/a/{x}` beats `/{x}/b`. A total order, so sorting by it is consistent.
+    pub fn specificity(&self) -> Specificity {
+        let mut key = Vec::with_capacity(self.segments.len() + 1);
+        key.extend(self.segments.iter().map(|segment| match segment {
+            Segment::Literal(_) => 2u8,
+            Segment::Param(_) => 1u8,
+        }));
+        if self.anchored {
+            key.push(0);
+        }
+        Specificity(key)
     }
 
     pub fn as_str(&self) -> &str {
@@ -311,6 +334,25 @@ mod tests {
         assert!(!spaced.matches("/a%2"));
         let percent = p("/100%");
         assert!(percent.matches("/100%25"), "a lone % stands for itself");
+    }
+
+    #[test]
+    fn specificity_puts_concrete_paths_first() {
+        let order = [
+            "/pet/findByStatus$",
+            "/pet/{petId}/uploadImage$",
+            "/pet/{petId}$",
+            "/pet/{petId}",
+            "/pet$",
+            "/pet",
+            "/{x}/b",
+            "/",
+        ];
+        let mut shuffled: Vec<Pattern> = order.iter().rev().map(|s| p(s)).collect();
+        shuffled.sort_by_key(|pattern| std::cmp::Reverse(pattern.specificity()));
+        let sorted: Vec<&str> = shuffled.iter().map(Pattern::as_str).collect();
+        assert_eq!(sorted, order);
+        assert!(p("/a/{x}").specificity() > p("/{x}/b").specificity(), "the leftmost literal wins");
     }
 
     #[test]

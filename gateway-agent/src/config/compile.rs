@@ -146,12 +146,17 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         .iter()
         .map(|rule| {
             Ok(Rule {
-                method: Method::from_bytes(rule.http_method.as_bytes())
-                    .map_err(|_| format!("bad method {:?}", rule.http_method))?,
+                method: match rule.http_method.as_str() {
+                    "ANY" => None,
+                    method => {
+                        Some(Method::from_bytes(method.as_bytes()).map_err(|_| format!("bad method {method:?}"))?)
+                    }
+                },
                 pattern: Pattern::parse(&rule.pattern).map_err(|e| format!("pattern {:?}: {e}", rule.pattern))?,
                 metric: *local.get(&rule.metric).ok_or_else(|| format!("unknown metric {}", rule.metric))?,
                 delta: rule.delta,
                 last: rule.last,
+                origin: rule.origin,
             })
         })
         .collect::<Result<Vec<Rule>, String>>()?;

@@ -236,8 +236,8 @@ mod tests {
     use jiff::Timestamp;
     use tollgate_protocol::{
         Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, CurrentUsage, KeyHash, KeyKind,
-        KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, Snapshot, TimeZoneName, Upstream,
-        WindowId,
+        KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, RuleOrigin, Snapshot, TimeZoneName,
+        Upstream, WindowId,
     };
     use uuid::Uuid;
 
@@ -264,6 +264,7 @@ mod tests {
                 delta: 1,
                 position: 1,
                 last: false,
+                origin: RuleOrigin::Import,
             }],
             on_no_match: NoMatch::NotFound,
         }

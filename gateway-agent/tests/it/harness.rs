@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use tollgate_agent::{Agent, Clock, RunningAgent, ServerUrl, Settings, Token};
 use tollgate_protocol::{
     AgentStatus, Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, Delta, Heartbeat, KeyKind,
-    KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, SecretKey, Snapshot, TimeZoneName,
-    Upstream as UpstreamUrl, UsageAck, UsageBatch,
+    KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, RuleOrigin, SecretKey, Snapshot,
+    TimeZoneName, Upstream as UpstreamUrl, UsageAck, UsageBatch,
 };
 use uuid::Uuid;
 
@@ -492,8 +492,17 @@ impl Fixture {
     }
 }
 
+/// A hand-made mapping rule (3scale semantics).
 pub fn rule(method: &str, pattern: &str, metric: Uuid, delta: u32, position: u32, last: bool) -> MappingRule {
-    MappingRule { http_method: method.into(), pattern: pattern.into(), metric, delta, position, last }
+    MappingRule {
+        http_method: method.into(),
+        pattern: pattern.into(),
+        metric,
+        delta,
+        position,
+        last,
+        origin: RuleOrigin::Manual,
+    }
 }
 
 /// Settings for an in-process agent on loopback port 0.

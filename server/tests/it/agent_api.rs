@@ -343,3 +343,28 @@ async fn usage_outside_the_accepted_window_or_too_large_is_refused_and_counts_no
     }
     assert_eq!(tollgate_core::usage::total_hits(&s.app.pool, app.id.0, hits).await.unwrap(), 5);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn imported_rules_reach_agents_as_imported_and_hand_made_ones_as_manual(pool: PgPool) {
+    let s = setup(pool).await;
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let rule = tollgate_core::apis::rules::NewRule {
+        http_method: "get".into(),
+        pattern: "/cities".into(),
+        metric: "hits".into(),
+        delta: 2,
+        last: false,
+        position: None,
+    };
+    tollgate_core::apis::rules::add_rule(&s.app.pool, api.id, &rule, &Actor::system("test")).await.unwrap();
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    let weather = snapshot.apis.iter().find(|a| a.slug == "weather").unwrap();
+    let (manual, imported): (Vec<_>, Vec<_>) =
+        weather.mapping_rules.iter().partition(|r| r.origin == tollgate_protocol::RuleOrigin::Manual);
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    assert_eq!((manual[0].pattern.as_str(), manual[0].delta), ("/cities", 2));
+    assert!(!imported.is_empty() && imported.iter().all(|r| r.pattern.ends_with('$')), "{imported:?}");
+    let views = tollgate_core::apis::rules::rules(&s.app.pool, api.id).await.unwrap();
+    assert_eq!(views.iter().filter(|r| !r.imported).count(), 1);
+}

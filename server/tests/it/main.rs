@@ -10,6 +10,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod identity;
+mod migrations;
 mod portal;
 mod seed;
 mod teams;
