@@ -44,6 +44,9 @@ pub async fn build_snapshot(pool: &PgPool) -> Result<Snapshot> {
     Ok(snapshot)
 }
 
+/// An entity named in the change feed: kind, id, and for credentials the key hash.
+type ChangedEntity = (String, Option<Uuid>, Option<Vec<u8>>);
+
 /// The changes after `since`, as one delta; `None` when the agent should
 /// get a snapshot instead (too far behind, or a revision this feed never had).
 pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
@@ -64,8 +67,8 @@ pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
         return Ok(None);
     }
     // Only the latest state of each entity matters; keep the order of last mention.
-    let mut latest: BTreeMap<i64, (String, Option<Uuid>, Option<Vec<u8>>)> = BTreeMap::new();
-    let mut seen: HashMap<(String, Option<Uuid>, Option<Vec<u8>>), i64> = HashMap::new();
+    let mut latest: BTreeMap<i64, ChangedEntity> = BTreeMap::new();
+    let mut seen: HashMap<ChangedEntity, i64> = HashMap::new();
     for row in rows {
         let key =
             (row.entity.clone(), row.entity_id, if row.entity == "credential" { row.key_hash.clone() } else { None });

@@ -43,8 +43,10 @@ async fn rules_written_with_an_api_version_become_imported_and_others_stay_hand_
              VALUES ('01900000-0000-7000-8000-000000000013', '{api}', '{hits}', 'GET', '/b$', 3, now() + interval '1 minute');"
     );
     migrate_around(&pool, "mapping rule origin", &[&import, &by_hand, &publish]).await;
-    let rules: Vec<(String, bool)> =
-        sqlx::query_as("SELECT pattern, imported FROM mapping_rules ORDER BY position").fetch_all(&pool).await.unwrap();
+    let rules: Vec<(String, bool)> = sqlx::query_as("SELECT pattern, imported FROM mapping_rules ORDER BY position")
+        .fetch_all(&pool)
+        .await
+        .expect("rules");
     assert_eq!(
         rules,
         [("/a$".into(), true), ("/a/{id}$".into(), true), ("/a".into(), false), ("/b$".into(), true)],
