@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use tollgate_protocol::key::ENTROPY_BYTES;
 use tollgate_protocol::{
     Api, Application, ApplicationState, AuthMode, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle, Limit,
-    MappingRule, Metric, NoMatch, Period, Plan, SecretKey, Snapshot, TimeZoneName, Upstream,
+    MappingRule, Metric, NoMatch, Period, Plan, RuleOrigin, SecretKey, Snapshot, TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
@@ -58,6 +58,7 @@ fn main() {
             delta: 1,
             position: i as u32 + 1,
             last: false,
+            origin: RuleOrigin::Import,
         });
     }
 

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tollgate_agent::{Agent, ServerUrl, Settings, Token};
 use tollgate_protocol::{
     Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, KeyHash, KeyKind, KeyLocation, Lifecycle,
-    Limit, MappingRule, Metric, NoMatch, Period, Plan, Snapshot, TimeZoneName, Upstream,
+    Limit, MappingRule, Metric, NoMatch, Period, Plan, RuleOrigin, Snapshot, TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
@@ -76,6 +76,7 @@ fn generate(keys: usize, dir: &str) {
                     delta: 1,
                     position: r as u32,
                     last: false,
+                    origin: RuleOrigin::Import,
                 })
                 .collect(),
             on_no_match: NoMatch::NotFound,

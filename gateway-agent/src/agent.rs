@@ -1,7 +1,6 @@
 //! Starting and stopping an agent: wires the listeners and background tasks together.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
@@ -14,13 +13,13 @@ use uuid::Uuid;
 
 use crate::admin::Admin;
 use crate::clock::Clock;
-use crate::config::{Config, LiveConfig, parse_snapshot, store};
+use crate::config::{LiveConfig, store};
 use crate::enforce::Limiter;
 use crate::enforce::counters::LocalCounters;
 use crate::error::Error;
 use crate::proxy::Proxy;
 use crate::redis::SharedCounters;
-use crate::server::serve;
+use crate::server::{ConnectionLimit, Limits, serve};
 use crate::settings::Settings;
 use crate::state;
 use crate::sync::client::ControlPlane;
@@ -79,7 +78,7 @@ impl Agent {
             None => None,
         };
         let limiter = Arc::new(Limiter { local: LocalCounters::new(), shared });
-        let standby = load_standby(&state_dir, &limiter).await;
+        let standby = store::load_standby(&state_dir, &limiter).await;
 
         let proxy_listener = TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind {
             listener: "proxy",
@@ -111,6 +110,15 @@ impl Agent {
         let (persist_tx, persist_rx) = watch::channel(None);
 
         let proxy = Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+        let proxy_limits = Limits {
+            max_header_bytes: settings.max_header_bytes,
+            connections: Some(ConnectionLimit {
+                max: settings.max_connections,
+                refused: metrics.connections_refused.clone(),
+                open: metrics.open_connections.clone(),
+            }),
+        };
+        warn_if_file_descriptors_are_short(settings.max_connections);
         let proxy = tokio::spawn(serve(
             proxy_listener,
             "proxy",
@@ -118,6 +126,7 @@ impl Agent {
                 let proxy = proxy.clone();
                 async move { proxy.handle(request, peer).await }
             },
+            proxy_limits,
             stop_rx.clone(),
             SHUTDOWN_DRAIN,
         ));
@@ -134,6 +143,7 @@ impl Agent {
                 let response = admin_handler.handle(&request);
                 async move { response }
             },
+            Limits { max_header_bytes: Settings::DEFAULT_MAX_HEADER_BYTES, connections: None },
             stop_rx.clone(),
             Duration::from_secs(1),
         ));
@@ -165,7 +175,7 @@ impl Agent {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
         }
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
-        let persister = tokio::spawn(persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
+        let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
         tracing::info!(%proxy_addr, %admin_addr, %agent_id, server = %settings.server, "tollgate-agent started");
         Ok(RunningAgent {
             proxy_addr,
@@ -219,97 +229,29 @@ impl RunningAgent {
     }
 }
 
-/// The last good config from disk, compiled and with its counters seeded; `None` (logged)
-/// if there is none or it cannot be used.
-async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<Arc<Config>> {
-    let dir = state_dir.to_owned();
-    let limiter = limiter.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let Some(json) = store::read(&dir)? else {
-            return Ok(None);
-        };
-        let read = started.elapsed();
-        let (config, usage) = parse_snapshot(&json).map_err(std::io::Error::other)?;
-        drop(json);
-        stream::seed(&config, &usage, &limiter);
-        tracing::info!(
-            revision = config.revision,
-            credentials = config.credentials.len(),
-            read_ms = read.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "loaded the last good config from disk"
+/// Each proxied connection needs a file descriptor for the client and one for the upstream;
+/// says so at start if the process may not open that many (Linux: `/proc/self/limits`).
+fn warn_if_file_descriptors_are_short(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok());
+    let needed = max_connections.saturating_mul(2).saturating_add(64);
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            max_connections,
+            open_files_limit = soft,
+            needed,
+            "TOLLGATE_AGENT_MAX_CONNECTIONS needs more file descriptors than this process may open: \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) or lower the setting"
         );
-        Ok::<_, std::io::Error>(Some(Arc::new(config)))
-    })
-    .await;
-    match loaded {
-        Ok(Ok(config)) => config,
-        Ok(Err(err)) => {
-            tracing::error!(path = %store::path(state_dir).display(), error = %err, "cannot use the saved config");
-            None
-        }
-        Err(join) => {
-            tracing::error!(error = %join, "loading the saved config crashed");
-            None
-        }
     }
-}
-
-/// Writes each newly applied config to disk, and once more on stop so the counters of the
-/// moment are kept for a restart. After a write it rests four times as long as the write
-/// took (a million-key config takes seconds), coalescing the updates in between: the agent
-/// resumes from the saved revision and the server resends what a crash lost.
-async fn persist(
-    state_dir: PathBuf,
-    mut configs: watch::Receiver<Option<Arc<Config>>>,
-    limiter: Arc<Limiter>,
-    clock: Clock,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            changed = configs.changed() => if changed.is_err() { break },
-            _ = stop.changed() => break,
-        }
-        let latest = configs.borrow_and_update().clone();
-        let Some(config) = latest else { continue };
-        let took = write(&state_dir, config, &limiter, &clock).await;
-        let rest = (took * 4).clamp(PERSIST_REST_MIN, PERSIST_REST_MAX);
-        tokio::select! {
-            _ = tokio::time::sleep(rest) => {}
-            _ = stop.changed() => break,
-        }
-    }
-    let latest = configs.borrow().clone();
-    if let Some(config) = latest {
-        write(&state_dir, config, &limiter, &clock).await;
-    }
-}
-
-/// Bounds of the pause between two config writes.
-const PERSIST_REST_MIN: Duration = Duration::from_millis(10);
-const PERSIST_REST_MAX: Duration = Duration::from_secs(30);
-
-/// Saves `config` with the current counters; returns how long it took.
-async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, clock: &Clock) -> Duration {
-    let dir = state_dir.to_owned();
-    let limiter = limiter.clone();
-    let now = clock.now();
-    let revision = config.revision;
-    let started = Instant::now();
-    let written = tokio::task::spawn_blocking(move || {
-        let usage = limiter.local.seeded_usage(now);
-        store::save(&dir, &config, &usage)
-    })
-    .await;
-    let took = started.elapsed();
-    match written {
-        Ok(Ok(())) => tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk"),
-        Ok(Err(err)) => tracing::error!(revision, error = %err, "cannot save config to disk"),
-        Err(join) => tracing::error!(error = %join, "saving config crashed"),
-    }
-    took
 }
 
 /// Forgets counters of windows long past.

@@ -247,6 +247,12 @@ pub struct Settings {
     pub spool_max_bytes: u64,
     /// Browser origins allowed to call the proxy (`TOLLGATE_AGENT_CORS_ORIGINS`); empty: CORS off.
     pub cors_origins: CorsOrigins,
+    /// Largest request line plus headers the proxy accepts, in bytes; beyond, 431
+    /// (`TOLLGATE_AGENT_MAX_HEADER_BYTES`).
+    pub max_header_bytes: usize,
+    /// Open client connections the proxy accepts at most; beyond, 503
+    /// (`TOLLGATE_AGENT_MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// Source of "now" for windows, expiry and usage minutes. Not settable from the
     /// environment: tests inject a [`crate::ManualClock`].
     pub clock: Clock,
@@ -257,6 +263,8 @@ impl Settings {
     pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9081";
     pub const DEFAULT_STATE_DIR: &str = "./tollgate-agent-state";
     pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
     /// Defaults for everything but the server, token and state directory.
     pub fn new(server: ServerUrl, token: Token, state_dir: PathBuf) -> Settings {
@@ -275,6 +283,8 @@ impl Settings {
             log_format: LogFormat::Human,
             spool_max_bytes: Self::DEFAULT_SPOOL_MAX_BYTES,
             cors_origins: CorsOrigins::default(),
+            max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             clock: Clock::system(),
         }
     }
@@ -347,6 +357,18 @@ impl Settings {
         if let Some(v) = get("TOLLGATE_AGENT_SPOOL_MAX_BYTES") {
             settings.spool_max_bytes = bytes("TOLLGATE_AGENT_SPOOL_MAX_BYTES", &v)?;
         }
+        if let Some(v) = get("TOLLGATE_AGENT_MAX_HEADER_BYTES") {
+            let limit = bytes("TOLLGATE_AGENT_MAX_HEADER_BYTES", &v)?;
+            settings.max_header_bytes = usize::try_from(limit)
+                .ok()
+                .filter(|&n| n <= 1 << 20)
+                .ok_or_else(|| invalid("TOLLGATE_AGENT_MAX_HEADER_BYTES", format!("`{v}` is more than 1MiB")))?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_MAX_CONNECTIONS") {
+            settings.max_connections = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                invalid("TOLLGATE_AGENT_MAX_CONNECTIONS", format!("`{v}` is not a number from 1 to 1000000"))
+            })?;
+        }
         if let Some(v) = get("TOLLGATE_AGENT_CORS_ORIGINS") {
             settings.cors_origins = CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
         }
@@ -408,6 +430,7 @@ mod tests {
         assert_eq!(s.spool_max_bytes, 256 << 20);
         assert!(!s.access_log);
         assert!(s.cors_origins.is_empty());
+        assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
     }
 
@@ -461,6 +484,13 @@ mod tests {
     #[test]
     fn sizes_and_redaction() {
         assert_eq!(parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")]).expect("ok").spool_max_bytes, 1 << 20);
+        assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "16KiB")]).expect("ok").max_header_bytes, 16 << 10);
+        assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "500")]).expect("ok").max_connections, 500);
+        let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
+        assert_eq!(err(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "2MiB")]), "TOLLGATE_AGENT_MAX_HEADER_BYTES");
+        assert_eq!(err(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "100")]), "TOLLGATE_AGENT_MAX_HEADER_BYTES");
+        assert_eq!(err(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "0")]), "TOLLGATE_AGENT_MAX_CONNECTIONS");
+        assert_eq!(err(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "lots")]), "TOLLGATE_AGENT_MAX_CONNECTIONS");
         let url = RedisUrl::parse("redis://user:pw@127.0.0.1:6379/0").expect("ok");
         assert_eq!(url.to_string(), "redis://***@127.0.0.1:6379/0");
     }

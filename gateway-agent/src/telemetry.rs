@@ -30,6 +30,8 @@ pub(crate) const SPOOL_BYTES: &str = "tollgate_agent_spool_bytes";
 pub(crate) const USAGE_DROPPED: &str = "tollgate_agent_usage_dropped_total";
 pub(crate) const CONFIG_REJECTED: &str = "tollgate_agent_config_rejected_total";
 pub(crate) const REDIS_UP: &str = "tollgate_agent_redis_up";
+pub(crate) const OPEN_CONNECTIONS: &str = "tollgate_agent_open_connections";
+pub(crate) const CONNECTIONS_REFUSED: &str = "tollgate_agent_connections_refused_total";
 
 const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -46,6 +48,10 @@ pub(crate) struct Metrics {
     pub usage_dropped: Counter,
     pub config_rejected: Counter,
     pub request_duration: Histogram,
+    /// Open client connections of the proxy listener.
+    pub open_connections: Gauge,
+    /// Client connections refused at `TOLLGATE_AGENT_MAX_CONNECTIONS`.
+    pub connections_refused: Counter,
     /// Request counters of requests that matched no API.
     unrouted: RequestCounters,
 }
@@ -71,6 +77,8 @@ impl Metrics {
         describe(USAGE_DROPPED, "Usage batches dropped because the spool was full or the server refused them.");
         describe(CONFIG_REJECTED, "Config updates rejected (invalid or not compilable).");
         describe(REDIS_UP, "1 while shared Redis counters are in use, 0 while falling back to local counters.");
+        describe(OPEN_CONNECTIONS, "Open client connections of the proxy listener.");
+        describe(CONNECTIONS_REFUSED, "Client connections refused (503) at the connection limit.");
         let key = |name: &'static str| Key::from_static_name(name);
         let metrics = Metrics {
             config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
@@ -79,6 +87,8 @@ impl Metrics {
             usage_dropped: recorder.register_counter(&key(USAGE_DROPPED), &METADATA),
             config_rejected: recorder.register_counter(&key(CONFIG_REJECTED), &METADATA),
             request_duration: recorder.register_histogram(&key(REQUEST_DURATION), &METADATA),
+            open_connections: recorder.register_gauge(&key(OPEN_CONNECTIONS), &METADATA),
+            connections_refused: recorder.register_counter(&key(CONNECTIONS_REFUSED), &METADATA),
             unrouted: RequestCounters::new(SharedString::const_str("")),
             recorder,
             handle,
@@ -86,6 +96,8 @@ impl Metrics {
         metrics.cp_connected.set(0.0);
         metrics.usage_dropped.absolute(0);
         metrics.config_rejected.absolute(0);
+        metrics.open_connections.set(0.0);
+        metrics.connections_refused.absolute(0);
         Arc::new(metrics)
     }
 
@@ -131,7 +143,7 @@ pub(crate) struct RequestCounters {
 const STATUSES: usize = 500;
 
 /// Upper bound on the number of decisions the agent answers itself.
-pub(crate) const ANSWERED_DECISIONS: usize = 16;
+pub(crate) const ANSWERED_DECISIONS: usize = 24;
 
 impl RequestCounters {
     pub fn new(api: SharedString) -> RequestCounters {

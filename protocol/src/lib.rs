@@ -48,10 +48,10 @@ pub use endpoints::{
     CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STATUS_PATH, USAGE_PATH,
 };
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
-pub use pattern::{Pattern, PatternError, Segment};
+pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,
-    Metric, NoMatch, Plan, Snapshot, Upstream, ValidationError,
+    Metric, NoMatch, Plan, RuleOrigin, Snapshot, Upstream, ValidationError,
 };
 pub use usage::{CredentialUse, StatusClass, UsageAck, UsageBatch, UsageEntry};

@@ -4,8 +4,11 @@
 //! match whole segments, which is stricter than 3scale's string prefixes: `/pets` matches
 //! `/pets`, `/pets/` and `/pets/7`, but not `/petshop`. Without `$` a pattern matches any path
 //! that continues below it; with `$` the path must end where the pattern ends. A `{param}`
-//! matches exactly one non-empty segment. Matching compares raw (still percent-encoded) bytes
-//! and never allocates, because it runs for every rule on every request.
+//! matches exactly one non-empty segment that is not a dot-segment (`.` or `..`, in any
+//! percent-encoding, with or without `;parameters`). Literal segments compare percent-decoded
+//! bytes (`%69tems` is `items`), so an encoding variant of a path matches the same rules as
+//! the path itself, as the upstream will read it. Matching never allocates, because it runs
+//! for every rule on every request.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +32,12 @@ pub struct Pattern {
     segments: Vec<Segment>,
     anchored: bool,
 }
+
+/// A pattern's rank among patterns that match the same path; see [`Pattern::specificity`].
+/// Compares lexicographically: per segment 2 (literal) or 1 (parameter), then 0 if anchored,
+/// so a longer key with an equal prefix (more segments, or the anchor) is greater.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity(Vec<u8>);
 
 /// Why a pattern does not parse, with the byte offset into the pattern text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -76,14 +85,31 @@ impl Pattern {
                 return false;
             };
             let ok = match segment {
-                Segment::Literal(literal) => piece == literal,
-                Segment::Param(_) => !piece.is_empty(),
+                Segment::Literal(literal) => same_decoded(literal, piece),
+                Segment::Param(_) => !piece.is_empty() && !is_dot_segment(piece),
             };
             if !ok {
                 return false;
             }
         }
         !self.anchored || pieces.next().is_none()
+    }
+
+    /// How specific the pattern is, for choosing among imported rules that match one path:
+    /// greater is more specific. Segment by segment from the left, a literal beats a
+    /// parameter; a pattern that goes on (more segments) beats one that stops; an anchored
+    /// pattern beats an unanchored one. `/pets/findByStatus` beats `/pets/{id}`, which beats
+    /// `/pets`; `/a/{x}` beats `/{x}/b`. A total order, so sorting by it is consistent.
+    pub fn specificity(&self) -> Specificity {
+        let mut key = Vec::with_capacity(self.segments.len() + 1);
+        key.extend(self.segments.iter().map(|segment| match segment {
+            Segment::Literal(_) => 2u8,
+            Segment::Param(_) => 1u8,
+        }));
+        if self.anchored {
+            key.push(0);
+        }
+        Specificity(key)
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,6 +131,67 @@ impl Pattern {
             Segment::Param(name) => Some(name.as_str()),
             Segment::Literal(_) => None,
         })
+    }
+}
+
+/// Whether a raw (percent-encoded) path segment is a dot-segment: `.` or `..` once decoded
+/// (`%2e`, `%2E%2e`, `.%2e` …), also with `;parameters` after it (`..;x`), which some servers
+/// strip before resolving dot-segments.
+pub fn is_dot_segment(raw: &str) -> bool {
+    let mut dots = 0;
+    for byte in Decoded::new(raw) {
+        match byte {
+            b'.' if dots < 2 => dots += 1,
+            b';' => break,
+            _ => return false,
+        }
+    }
+    dots > 0
+}
+
+/// Whether two raw segments are the same once percent-decoded.
+fn same_decoded(a: &str, b: &str) -> bool {
+    if !a.contains('%') && !b.contains('%') {
+        return a == b;
+    }
+    Decoded::new(a).eq(Decoded::new(b))
+}
+
+/// The bytes of a raw segment with `%XX` escapes decoded (a `%` not followed by two hex digits
+/// stands for itself), without allocating.
+struct Decoded<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Decoded<'a> {
+    fn new(raw: &'a str) -> Decoded<'a> {
+        Decoded { bytes: raw.as_bytes() }
+    }
+}
+
+impl Iterator for Decoded<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let (&first, rest) = self.bytes.split_first()?;
+        if first == b'%'
+            && let [high, low, after @ ..] = rest
+            && let (Some(high), Some(low)) = (hex(*high), hex(*low))
+        {
+            self.bytes = after;
+            return Some(high << 4 | low);
+        }
+        self.bytes = rest;
+        Some(first)
+    }
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -224,10 +311,58 @@ mod tests {
     }
 
     #[test]
-    fn params_match_any_one_segment_raw() {
+    fn params_match_any_one_segment_but_a_dot_segment() {
         let pattern = p("/users/{user_id}/keys/{key-id}");
         assert!(pattern.matches("/users/ann%20b/keys/1"));
+        assert!(pattern.matches("/users/.../keys/1"), "three dots are a name");
+        assert!(pattern.matches("/users/.a/keys/1"));
         assert!(!pattern.matches("/users//keys/1"));
+        for dots in [".", "..", "%2e", "%2E%2e", ".%2e", "%2e.", "..;", "..;x=1", "%2e%2e;"] {
+            assert!(!pattern.matches(&format!("/users/{dots}/keys/1")), "{dots}");
+        }
+    }
+
+    #[test]
+    fn literals_match_their_encoding_variants() {
+        let pattern = p("/items/{id}$");
+        assert!(pattern.matches("/%69tems/7"));
+        assert!(pattern.matches("/%69%74%65%6D%73/7"));
+        assert!(!pattern.matches("/%69tem/7"));
+        assert!(!pattern.matches("/ITEMS/7"), "case matters");
+        let spaced = p("/a%20b");
+        assert!(spaced.matches("/a%20b"));
+        assert!(!spaced.matches("/a%2"));
+        let percent = p("/100%");
+        assert!(percent.matches("/100%25"), "a lone % stands for itself");
+    }
+
+    #[test]
+    fn specificity_puts_concrete_paths_first() {
+        let order = [
+            "/pet/findByStatus$",
+            "/pet/{petId}/uploadImage$",
+            "/pet/{petId}$",
+            "/pet/{petId}",
+            "/pet$",
+            "/pet",
+            "/{x}/b",
+            "/",
+        ];
+        let mut shuffled: Vec<Pattern> = order.iter().rev().map(|s| p(s)).collect();
+        shuffled.sort_by_key(|pattern| std::cmp::Reverse(pattern.specificity()));
+        let sorted: Vec<&str> = shuffled.iter().map(Pattern::as_str).collect();
+        assert_eq!(sorted, order);
+        assert!(p("/a/{x}").specificity() > p("/{x}/b").specificity(), "the leftmost literal wins");
+    }
+
+    #[test]
+    fn dot_segments() {
+        for yes in [".", "..", "%2e", "%2E", "%2e%2E", ".%2e", "..;", ".;a=b"] {
+            assert!(is_dot_segment(yes), "{yes}");
+        }
+        for no in ["", "...", ".a", "a.", "%2e%2e%2e", ";..", "%2", "%2e%2", "%252e"] {
+            assert!(!is_dot_segment(no), "{no}");
+        }
     }
 
     #[test]

@@ -117,9 +117,16 @@ pub struct Metric {
 }
 
 /// A request matching `http_method` and `pattern` adds `delta` to `metric`.
+///
+/// How the matching rules of a request count depends on their [`RuleOrigin`]: of the
+/// *imported* rules that match, only the most specific counts ([`Pattern::specificity`],
+/// then the lowest position), so a call counts on exactly one operation, as OpenAPI matches
+/// concrete paths before templated ones. *Manual* rules keep 3scale's semantics: every match
+/// adds its delta. Evaluation then walks the rules (manual ones and the chosen imported one) in
+/// position order and stops after a matching rule with `last`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappingRule {
-    /// Uppercase method token, e.g. `GET`.
+    /// Uppercase method token, e.g. `GET`; `ANY` matches every method.
     pub http_method: String,
     /// A [`Pattern`] such as `/pets/{id}$`, relative to the API's base path.
     pub pattern: String,
@@ -128,6 +135,26 @@ pub struct MappingRule {
     pub position: u32,
     /// Stop evaluating further rules after this one matches.
     pub last: bool,
+    /// Absent (as older servers send it) means [`RuleOrigin::Manual`].
+    #[serde(default, skip_serializing_if = "RuleOrigin::is_manual")]
+    pub origin: RuleOrigin,
+}
+
+/// Where a mapping rule came from, which decides how it counts (see [`MappingRule`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOrigin {
+    /// Made by an admin: 3scale semantics.
+    #[default]
+    Manual,
+    /// Made from an operation of an imported OpenAPI document: one operation per call.
+    Import,
+}
+
+impl RuleOrigin {
+    pub fn is_manual(&self) -> bool {
+        *self == RuleOrigin::Manual
+    }
 }
 
 /// What the agent does when no mapping rule matches.
@@ -520,6 +547,7 @@ mod tests {
                 delta: 1,
                 position: 1,
                 last: false,
+                origin: RuleOrigin::Import,
             }],
             on_no_match: NoMatch::NotFound,
         });

@@ -213,7 +213,7 @@ pub async fn create_from_spec(
         // `/pets` does not also count `/pets/{id}`.
         let pattern = format!("{}$", op.path);
         sqlx::query!(
-            "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position, imported) VALUES ($1, $2, $3, $4, $5, $6, true)",
             Uuid::now_v7(),
             api,
             metric,

@@ -1,6 +1,7 @@
 //! Metrics, methods and mapping rules of an API, as admins edit them after
 //! import. Patterns are checked with the agents' own parser, so a rule that
-//! agents would refuse is refused here first.
+//! agents would refuse is refused here first. Rules made here are hand-made
+//! (`imported = false`): they keep 3scale's semantics on the agents.
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -47,6 +48,9 @@ pub struct RuleView {
     pub delta: i32,
     pub position: i32,
     pub last: bool,
+    /// Made from an imported operation (counts once per call, by specificity) rather than by
+    /// an admin (3scale semantics: every match counts).
+    pub imported: bool,
 }
 
 pub async fn metrics(pool: &PgPool, api: ApiId) -> Result<Vec<MetricView>> {
@@ -66,7 +70,7 @@ pub async fn metrics(pool: &PgPool, api: ApiId) -> Result<Vec<MetricView>> {
 
 pub async fn rules(pool: &PgPool, api: ApiId) -> Result<Vec<RuleView>> {
     let rows = sqlx::query!(
-        "SELECT r.id, r.http_method, r.pattern, m.system_name, r.delta, r.position, r.last
+        "SELECT r.id, r.http_method, r.pattern, m.system_name, r.delta, r.position, r.last, r.imported
          FROM mapping_rules r JOIN metrics m ON m.id = r.metric_id WHERE r.api_id = $1 ORDER BY r.position, r.created_at",
         api.0
     )
@@ -82,6 +86,7 @@ pub async fn rules(pool: &PgPool, api: ApiId) -> Result<Vec<RuleView>> {
             delta: r.delta,
             position: r.position,
             last: r.last,
+            imported: r.imported,
         })
         .collect())
 }

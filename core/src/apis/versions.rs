@@ -131,9 +131,10 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
         .fetch_one(&mut *tx)
         .await?;
     // Rules of operations that are gone stop counting; their metrics stay for history and limits.
+    // An admin's own rule with the same method and pattern stays.
     for op in old.operations.iter().filter(|o| !new_ops.contains(&(o.method.clone(), o.path.clone()))) {
         sqlx::query!(
-            "DELETE FROM mapping_rules WHERE api_id = $1 AND http_method = $2 AND pattern = $3",
+            "DELETE FROM mapping_rules WHERE api_id = $1 AND http_method = $2 AND pattern = $3 AND imported",
             api.0,
             op.method,
             rule_pattern(&op.path)
@@ -185,7 +186,7 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
             }
         };
         sqlx::query!(
-            "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position, imported) VALUES ($1, $2, $3, $4, $5, $6, true)",
             Uuid::now_v7(),
             api.0,
             metric,

@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use time::OffsetDateTime;
 use tollgate_protocol as wire;
 use tollgate_protocol::{
-    Api, Application, Credential, KeyHash, Lifecycle, Limit, MappingRule, Metric, NoMatch, Plan, TimeZoneName, Upstream,
+    Api, Application, Credential, KeyHash, Lifecycle, Limit, MappingRule, Metric, NoMatch, Plan, RuleOrigin,
+    TimeZoneName, Upstream,
 };
 use uuid::Uuid;
 
@@ -64,7 +65,7 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
     }
     let mut rules: HashMap<Uuid, Vec<MappingRule>> = HashMap::new();
     for r in sqlx::query!(
-        "SELECT api_id, metric_id, http_method, pattern, delta, last FROM mapping_rules
+        "SELECT api_id, metric_id, http_method, pattern, delta, last, imported FROM mapping_rules
          WHERE $1::uuid IS NULL OR api_id = $1 ORDER BY api_id, position, created_at, id",
         only
     )
@@ -82,6 +83,7 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
             delta: u32::try_from(r.delta).unwrap_or(1),
             position,
             last: r.last,
+            origin: if r.imported { RuleOrigin::Import } else { RuleOrigin::Manual },
         });
     }
     Ok(products

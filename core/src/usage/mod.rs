@@ -1,5 +1,11 @@
 //! Usage intake from agents: idempotent batches rolled up by minute, hour,
 //! day and month (UTC buckets).
+//!
+//! A batch is checked before anything is counted: minutes must fall in the
+//! window an agent can honestly report ([`MAX_AGE`] back, [`MAX_AHEAD`]
+//! ahead of the server's clock) and counts must be below [`MAX_ENTRY_COUNT`];
+//! otherwise the whole batch is refused as invalid (the agent drops it and
+//! says so) rather than moving rollups and "last used" to another century.
 
 use std::collections::HashSet;
 
@@ -22,6 +28,55 @@ stored_enum! {
     }
 }
 
+/// How old a reported minute may be: an agent cut off from the server spools its
+/// usage on disk and delivers it when the server is back, up to this long after.
+pub const MAX_AGE: time::Duration = time::Duration::days(35);
+/// How far ahead of the server's clock a reported minute may be (agents' clock skew).
+pub const MAX_AHEAD: time::Duration = time::Duration::minutes(5);
+/// The most one entry may count, and the most requests in one of its latency
+/// buckets: far above what one agent serves in a minute, far below what
+/// overflows the rollups.
+pub const MAX_ENTRY_COUNT: u64 = 1_000_000_000_000;
+
+/// The bounds above, checked at `now`. Errors name the offending value.
+fn check_bounds(batch: &UsageBatch, now: OffsetDateTime) -> Result<()> {
+    let (earliest, latest) = ((now - MAX_AGE).unix_timestamp(), (now + MAX_AHEAD).unix_timestamp());
+    let check_minute = |at: String, minute: i64| {
+        if minute < earliest || minute > latest {
+            let when = OffsetDateTime::from_unix_timestamp(minute)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| format!("{minute} s after 1970"));
+            return Err(Error::invalid(
+                at,
+                format!(
+                    "{when} is outside the accepted window ({} days back to {} minutes ahead of the server's clock)",
+                    MAX_AGE.whole_days(),
+                    MAX_AHEAD.whole_minutes()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    let check_count = |at: String, count: u64| {
+        if count > MAX_ENTRY_COUNT {
+            return Err(Error::invalid(at, format!("{count} is more than the maximum of {MAX_ENTRY_COUNT}")));
+        }
+        Ok(())
+    };
+    for (i, entry) in batch.entries.iter().enumerate() {
+        check_minute(format!("entries[{i}].minute"), entry.minute)?;
+        check_count(format!("entries[{i}].count"), entry.count)?;
+        for (j, &requests) in entry.latency_buckets.iter().enumerate() {
+            check_count(format!("entries[{i}].latency_buckets[{j}]"), requests)?;
+        }
+    }
+    for (i, used) in batch.credentials_used.iter().enumerate() {
+        check_minute(format!("credentials_used[{i}].minute"), used.minute)?;
+    }
+    Ok(())
+}
+
 impl Granularity {
     /// The start of the bucket holding `minute`.
     fn bucket(self, minute: OffsetDateTime) -> OffsetDateTime {
@@ -40,6 +95,7 @@ impl Granularity {
 /// Entries for applications or metrics deleted since are dropped.
 pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Result<UsageAck> {
     batch.validate().map_err(|e| Error::invalid("batch", e.to_string()))?;
+    check_bounds(batch, OffsetDateTime::now_utc())?;
     let mut tx = pool.begin().await?;
     let entry_count = i32::try_from(batch.entries.len()).unwrap_or(i32::MAX);
     let inserted = sqlx::query!(
@@ -75,7 +131,8 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
                 continue;
             }
             let Ok(minute) = OffsetDateTime::from_unix_timestamp(entry.minute) else { continue };
-            let requests: u64 = entry.latency_buckets.iter().sum();
+            // Bounded by check_bounds, so neither the sum nor the conversion saturates in practice.
+            let requests = entry.latency_buckets.iter().fold(0u64, |sum, &n| sum.saturating_add(n));
             let requests = i64::try_from(requests).unwrap_or(i64::MAX);
             let class = |c: StatusClass| if entry.status_class == c { requests } else { 0 };
             app_ids.push(entry.application_id);
@@ -97,11 +154,11 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
                   AS t(app, metric, bucket, hits, s2, s3, s4, s5)
              GROUP BY app, metric, bucket
              ON CONFLICT (application_id, metric_id, granularity, bucket_start) DO UPDATE SET
-                 hits = r.hits + EXCLUDED.hits,
-                 status_2xx = r.status_2xx + EXCLUDED.status_2xx,
-                 status_3xx = r.status_3xx + EXCLUDED.status_3xx,
-                 status_4xx = r.status_4xx + EXCLUDED.status_4xx,
-                 status_5xx = r.status_5xx + EXCLUDED.status_5xx",
+                 hits = least(r.hits::numeric + EXCLUDED.hits, 9223372036854775807)::bigint,
+                 status_2xx = least(r.status_2xx::numeric + EXCLUDED.status_2xx, 9223372036854775807)::bigint,
+                 status_3xx = least(r.status_3xx::numeric + EXCLUDED.status_3xx, 9223372036854775807)::bigint,
+                 status_4xx = least(r.status_4xx::numeric + EXCLUDED.status_4xx, 9223372036854775807)::bigint,
+                 status_5xx = least(r.status_5xx::numeric + EXCLUDED.status_5xx, 9223372036854775807)::bigint",
             &app_ids,
             &metric_ids,
             granularity as Granularity,

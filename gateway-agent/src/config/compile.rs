@@ -13,12 +13,13 @@ use tollgate_protocol::{
 };
 use uuid::Uuid;
 
-use super::{
-    ApiEntry, AppEntry, Apps, Catalog, Config, ConfigError, CowIndex, CowVec, CredentialEntry, Lifecycle, MetricEntry,
-    PlanEntry, Rule,
+use super::cow::{CowIndex, CowVec};
+use super::model::{
+    ApiEntry, AppEntry, Apps, Catalog, Config, ConfigError, CredentialEntry, Lifecycle, MetricEntry, PlanEntry,
 };
-use crate::enforce::credentials::{Auth, KeySource};
+use crate::enforce::key_location::{Auth, KeySource};
 use crate::enforce::limits::{LimitRule, PlanLimits};
+use crate::enforce::mapping::{MappingRules, Rule};
 use crate::hashing::FxBuildHasher;
 use crate::proxy::route::Routes;
 use crate::proxy::upstream::Pool;
@@ -145,19 +146,25 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         .iter()
         .map(|rule| {
             Ok(Rule {
-                method: Method::from_bytes(rule.http_method.as_bytes())
-                    .map_err(|_| format!("bad method {:?}", rule.http_method))?,
+                method: match rule.http_method.as_str() {
+                    "ANY" => None,
+                    method => {
+                        Some(Method::from_bytes(method.as_bytes()).map_err(|_| format!("bad method {method:?}"))?)
+                    }
+                },
                 pattern: Pattern::parse(&rule.pattern).map_err(|e| format!("pattern {:?}: {e}", rule.pattern))?,
                 metric: *local.get(&rule.metric).ok_or_else(|| format!("unknown metric {}", rule.metric))?,
                 delta: rule.delta,
                 last: rule.last,
+                origin: rule.origin,
             })
         })
-        .collect::<Result<Box<[Rule]>, String>>()?;
+        .collect::<Result<Vec<Rule>, String>>()?;
+    let rules = MappingRules::new(rules);
     let auth = match &api.auth {
-        AuthMode::UserKey { location } => Auth::UserKey(KeySource::compile(location)?),
+        AuthMode::UserKey { location } => Auth::user_key(KeySource::compile(location)?),
         AuthMode::AppIdKey { app_id, app_key } => {
-            Auth::AppIdKey { app_id: KeySource::compile(app_id)?, app_key: KeySource::compile(app_key)? }
+            Auth::app_id_key(KeySource::compile(app_id)?, KeySource::compile(app_key)?)?
         }
     };
     let lifecycle = match &api.lifecycle {

@@ -14,7 +14,7 @@ use tollgate_protocol::{Application, Change, Credential, Delta, ValidationError}
 use uuid::Uuid;
 
 use super::compile::{app_entry, build_catalog, credential_entry};
-use super::{Config, ConfigError};
+use super::model::{Config, ConfigError};
 
 pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigError> {
     if delta.base_revision != base.revision || delta.revision <= delta.base_revision {

@@ -22,7 +22,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use tollgate_protocol::{Api, Application, Credential, CurrentUsage, Plan};
 
 use super::compile::{AppsBuilder, CredentialsBuilder, build_catalog, check_usage, check_version};
-use super::{Apps, Catalog, Config, ConfigError, CowIndex, CredentialEntry};
+use super::cow::CowIndex;
+use super::model::{Apps, Catalog, Config, ConfigError, CredentialEntry};
 
 /// Whether a config stream line is a snapshot written `type` first, as servers write them
 /// (anything else goes through the generic message parser).
@@ -235,8 +236,8 @@ mod tests {
     use jiff::Timestamp;
     use tollgate_protocol::{
         Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, CurrentUsage, KeyHash, KeyKind,
-        KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, Snapshot, TimeZoneName, Upstream,
-        WindowId,
+        KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, RuleOrigin, Snapshot, TimeZoneName,
+        Upstream, WindowId,
     };
     use uuid::Uuid;
 
@@ -263,6 +264,7 @@ mod tests {
                 delta: 1,
                 position: 1,
                 last: false,
+                origin: RuleOrigin::Import,
             }],
             on_no_match: NoMatch::NotFound,
         }

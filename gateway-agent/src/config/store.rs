@@ -6,17 +6,27 @@
 //! compiled config (no wire-form copy of a million credentials in memory), to a temporary
 //! file that is fsynced and renamed over the old one, so a crash leaves the old or the new
 //! file, never a torn one. Its `usage` holds the agent's own counters for seeded periods.
+//!
+//! Also the two tasks around the file: loading it at start ([`load_standby`]) and writing
+//! each newly applied config ([`persist`]).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
+use tokio::sync::watch;
 use tollgate_protocol::{ApplicationState, CurrentUsage, KeyKind, PROTOCOL_VERSION};
 use uuid::Uuid;
 
-use super::Config;
+use super::model::Config;
+use super::parse::parse_snapshot;
+use crate::clock::Clock;
+use crate::enforce::Limiter;
+use crate::enforce::seed::seed;
 use crate::state;
 
 pub(crate) const FILE_NAME: &str = "config.json";
@@ -138,6 +148,99 @@ impl Serialize for SnapshotView<'_> {
         out.serialize_field("usage", self.usage)?;
         out.end()
     }
+}
+
+/// The last good config from disk, compiled and with its counters seeded; `None` (logged)
+/// if there is none or it cannot be used.
+pub(crate) async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<Arc<Config>> {
+    let dir = state_dir.to_owned();
+    let limiter = limiter.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let Some(json) = read(&dir)? else {
+            return Ok(None);
+        };
+        let read = started.elapsed();
+        let (config, usage) = parse_snapshot(&json).map_err(std::io::Error::other)?;
+        drop(json);
+        seed(&config, &usage, &limiter);
+        tracing::info!(
+            revision = config.revision,
+            credentials = config.credentials.len(),
+            read_ms = read.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "loaded the last good config from disk"
+        );
+        Ok::<_, std::io::Error>(Some(Arc::new(config)))
+    })
+    .await;
+    match loaded {
+        Ok(Ok(config)) => config,
+        Ok(Err(err)) => {
+            tracing::error!(path = %path(state_dir).display(), error = %err, "cannot use the saved config");
+            None
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "loading the saved config crashed");
+            None
+        }
+    }
+}
+
+/// Writes each newly applied config to disk, and once more on stop so the counters of the
+/// moment are kept for a restart. After a write it rests four times as long as the write
+/// took (a million-key config takes seconds), coalescing the updates in between: the agent
+/// resumes from the saved revision and the server resends what a crash lost.
+pub(crate) async fn persist(
+    state_dir: PathBuf,
+    mut configs: watch::Receiver<Option<Arc<Config>>>,
+    limiter: Arc<Limiter>,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = configs.changed() => if changed.is_err() { break },
+            _ = stop.changed() => break,
+        }
+        let latest = configs.borrow_and_update().clone();
+        let Some(config) = latest else { continue };
+        let took = write(&state_dir, config, &limiter, &clock).await;
+        let rest = (took * 4).clamp(PERSIST_REST_MIN, PERSIST_REST_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(rest) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    let latest = configs.borrow().clone();
+    if let Some(config) = latest {
+        write(&state_dir, config, &limiter, &clock).await;
+    }
+}
+
+/// Bounds of the pause between two config writes.
+const PERSIST_REST_MIN: Duration = Duration::from_millis(10);
+const PERSIST_REST_MAX: Duration = Duration::from_secs(30);
+
+/// Saves `config` with the current counters; returns how long it took.
+async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, clock: &Clock) -> Duration {
+    let dir = state_dir.to_owned();
+    let limiter = limiter.clone();
+    let now = clock.now();
+    let revision = config.revision;
+    let started = Instant::now();
+    let written = tokio::task::spawn_blocking(move || {
+        let usage = limiter.local.seeded_usage(now);
+        save(&dir, &config, &usage)
+    })
+    .await;
+    let took = started.elapsed();
+    match written {
+        Ok(Ok(())) => tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk"),
+        Ok(Err(err)) => tracing::error!(revision, error = %err, "cannot save config to disk"),
+        Err(join) => tracing::error!(error = %join, "saving config crashed"),
+    }
+    took
 }
 
 #[cfg(test)]

@@ -1,62 +1,20 @@
 //! Finding the calling application from the credentials in a request.
 //!
-//! Keys are read from the query string or a header as the API says, hashed (SHA-256, as
-//! the server stores them) and looked up in the credential table. Key values are never
-//! logged or kept.
-
-use std::borrow::Cow;
+//! Keys are read from the query string or a header as the API says (key_location.rs),
+//! hashed (SHA-256, as the server stores them) and looked up in the credential table. Key
+//! values are never logged or kept.
 
 use hyper::HeaderMap;
-use hyper::header::HeaderName;
 use jiff::Timestamp;
-use tollgate_protocol::{ApplicationState, KeyHash, KeyKind, KeyLocation};
+use tollgate_protocol::{ApplicationState, KeyHash, KeyKind};
 
+use super::key_location::{Auth, AuthKind};
 use crate::config::{AppEntry, Config, CredentialEntry, PlanEntry};
-
-/// Where one credential is read from.
-pub(crate) enum KeySource {
-    Query(Box<str>),
-    Header(HeaderName),
-}
-
-impl KeySource {
-    pub fn compile(location: &KeyLocation) -> Result<KeySource, String> {
-        Ok(match location {
-            KeyLocation::Query { name } => KeySource::Query(name.as_str().into()),
-            KeyLocation::Header { name } => KeySource::Header(
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?,
-            ),
-        })
-    }
-
-    fn read<'a>(&self, query: Option<&'a str>, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
-        let value = match self {
-            KeySource::Query(name) => query_param(query?, name)?,
-            KeySource::Header(name) => Cow::Borrowed(headers.get(name)?.to_str().ok()?.trim()),
-        };
-        (!value.is_empty()).then_some(value)
-    }
-}
-
-/// How an API's consumers present credentials.
-pub(crate) enum Auth {
-    UserKey(KeySource),
-    AppIdKey { app_id: KeySource, app_key: KeySource },
-}
-
-impl Auth {
-    /// Every place a credential may be, so the proxy can strip them before forwarding.
-    pub fn sources(&self) -> impl Iterator<Item = &KeySource> {
-        let (first, second) = match self {
-            Auth::UserKey(source) => (source, None),
-            Auth::AppIdKey { app_id, app_key } => (app_id, Some(app_key)),
-        };
-        std::iter::once(first).chain(second)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AuthError {
+    /// 400: two different values for one credential (see key_location.rs).
+    Ambiguous,
     /// 401: no credentials (or only half of app_id + app_key).
     Missing,
     /// 403: unknown, expired or revoked key, or a key of another API.
@@ -83,22 +41,23 @@ pub(crate) fn authenticate<'a>(
     headers: &HeaderMap,
     now: Timestamp,
 ) -> Result<Caller<'a>, AuthError> {
-    let (hash, credential) = match auth {
-        Auth::UserKey(source) => {
-            let key = source.read(query, headers).ok_or(AuthError::Missing)?;
-            let hash = KeyHash::of(&key).0;
+    let presented = auth.read(query, headers).map_err(|_| AuthError::Ambiguous)?;
+    let (hash, credential) = match auth.kind() {
+        AuthKind::UserKey => {
+            let key = presented.get(0).ok_or(AuthError::Missing)?;
+            let hash = KeyHash::of(key).0;
             let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::UserKey || !entry.is_valid_at(now) {
                 return Err(AuthError::Invalid);
             }
             (hash, entry)
         }
-        Auth::AppIdKey { app_id, app_key } => {
-            let (Some(app_id), Some(key)) = (app_id.read(query, headers), app_key.read(query, headers)) else {
+        AuthKind::AppIdKey => {
+            let (Some(app_id), Some(key)) = (presented.get(0), presented.get(1)) else {
                 return Err(AuthError::Missing);
             };
-            let &slot = config.apps.by_app_id.get(app_id.as_ref()).ok_or(AuthError::Invalid)?;
-            let hash = KeyHash::of(&key).0;
+            let &slot = config.apps.by_app_id.get(app_id).ok_or(AuthError::Invalid)?;
+            let hash = KeyHash::of(key).0;
             let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
             if entry.kind != KeyKind::AppKey || entry.app != slot || !entry.is_valid_at(now) {
                 return Err(AuthError::Invalid);
@@ -116,60 +75,4 @@ pub(crate) fn authenticate<'a>(
         return Err(AuthError::NotLive);
     }
     Ok(Caller { hash, credential, app, plan })
-}
-
-/// The first value of query parameter `name`, percent-decoded only if it needs to be.
-pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(value: &str) -> Cow<'_, str> {
-    if !value.contains(['%', '+']) {
-        return Cow::Borrowed(value);
-    }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_params() {
-        assert_eq!(query_param("a=1&user_key=abc&b", "user_key").as_deref(), Some("abc"));
-        assert_eq!(query_param("user_key", "user_key").as_deref(), Some(""));
-        assert_eq!(query_param("xuser_key=1", "user_key"), None);
-        assert_eq!(query_param("k=tg%5Fuk%5Fx+y", "k").as_deref(), Some("tg_uk_x y"));
-        assert_eq!(query_param("k=100%", "k").as_deref(), Some("100%"));
-        assert_eq!(query_param("k=%4", "k").as_deref(), Some("%4"));
-    }
 }

@@ -13,8 +13,8 @@ use jiff::tz::TimeZone;
 use tollgate_protocol::{Period, Window};
 use uuid::Uuid;
 
-use super::Touched;
 use super::counters::{Check, CounterKey};
+use super::touched::{InlineVec, Touched};
 
 /// At most `max` of `metric` per `period` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,10 +78,10 @@ impl PlanLimits {
 }
 
 /// The checks of one request, inline.
-pub type Checks = super::InlineVec<Check, 8>;
+pub type Checks = InlineVec<Check, 8>;
 
 impl Checks {
     pub fn empty() -> Checks {
-        super::InlineVec::new(Check::PLACEHOLDER)
+        InlineVec::new(Check::PLACEHOLDER)
     }
 }

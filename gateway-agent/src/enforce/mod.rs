@@ -5,42 +5,26 @@
 //! metrics at this instant" into [`counters::Check`]s, and [`counters::LocalCounters`]
 //! admits or refuses them atomically. Both are public so their properties can be tested
 //! against a reference model.
+//!
+//! The building blocks the compiled config holds (key locations, mapping rules, plan limits)
+//! depend on nothing in `config`; the steps that read a whole config (credentials.rs,
+//! seed.rs) depend on it, never the other way round.
 
 pub mod counters;
 pub(crate) mod credentials;
+pub(crate) mod key_location;
 pub mod limits;
+pub(crate) mod mapping;
+pub(crate) mod seed;
+pub mod touched;
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use hyper::Method;
-
-use crate::config::ApiEntry;
 use crate::redis::SharedCounters;
 use counters::{Check, LocalCounters, Outcome};
-
-/// Applies the API's mapping rules to a request: every matching rule adds its delta to its
-/// metric and the metric's ancestors, in order, stopping after a `last` rule. `path` is
-/// relative to the API's base path. Returns whether any rule matched.
-pub(crate) fn map_request(api: &ApiEntry, method: &Method, path: &str, touched: &mut Touched) -> bool {
-    let mut matched = false;
-    for rule in api.rules.iter() {
-        if rule.method != *method || !rule.pattern.matches(path) {
-            continue;
-        }
-        matched = true;
-        if let Some(metric) = api.metrics.get(rule.metric as usize) {
-            for &index in metric.lineage.iter() {
-                touched.add(index, u64::from(rule.delta));
-            }
-        }
-        if rule.last {
-            break;
-        }
-    }
-    matched
-}
+pub use touched::{InlineVec, Touched};
 
 /// Local counters, or shared Redis counters with the local ones as fallback.
 pub(crate) struct Limiter {
@@ -63,101 +47,5 @@ impl Limiter {
             return outcome;
         }
         self.local.check_and_add(checks)
-    }
-}
-
-/// A short list kept inline: most requests touch a handful of metrics and limits, and the
-/// request path should not allocate for them. Spills to the heap past `N`.
-pub struct InlineVec<T: Copy, const N: usize> {
-    len: usize,
-    items: [T; N],
-    spilled: Option<Vec<T>>,
-}
-
-impl<T: Copy, const N: usize> InlineVec<T, N> {
-    /// `fill` only initialises unused slots.
-    pub fn new(fill: T) -> Self {
-        InlineVec { len: 0, items: [fill; N], spilled: None }
-    }
-
-    pub fn push(&mut self, item: T) {
-        if let Some(heap) = &mut self.spilled {
-            heap.push(item);
-        } else if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = item;
-            self.len += 1;
-        } else {
-            let mut heap = Vec::with_capacity(N * 2);
-            heap.extend_from_slice(&self.items);
-            heap.push(item);
-            self.spilled = Some(heap);
-        }
-    }
-
-    pub fn as_slice(&self) -> &[T] {
-        match &self.spilled {
-            Some(heap) => heap,
-            None => &self.items[..self.len],
-        }
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
-        match &mut self.spilled {
-            Some(heap) => heap,
-            None => &mut self.items[..self.len],
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
-    }
-}
-
-/// Usage a request adds: (metric index within its API, amount), each metric once, parents
-/// included.
-pub type Touched = InlineVec<(u32, u64), 8>;
-
-impl Touched {
-    pub fn empty() -> Touched {
-        InlineVec::new((0, 0))
-    }
-
-    /// Adds `amount` to `metric`.
-    pub fn add(&mut self, metric: u32, amount: u64) {
-        match self.as_mut_slice().iter_mut().find(|(m, _)| *m == metric) {
-            Some((_, total)) => *total = total.saturating_add(amount),
-            None => self.push((metric, amount)),
-        }
-    }
-
-    pub fn amount(&self, metric: u32) -> Option<u64> {
-        self.as_slice().iter().find(|(m, _)| *m == metric).map(|&(_, amount)| amount)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inline_vec_spills() {
-        let mut v: InlineVec<u32, 2> = InlineVec::new(0);
-        assert!(v.is_empty());
-        v.push(1);
-        v.push(2);
-        assert_eq!(v.as_slice(), [1, 2]);
-        v.push(3);
-        assert_eq!(v.as_slice(), [1, 2, 3]);
-    }
-
-    #[test]
-    fn touched_sums_per_metric() {
-        let mut t = Touched::empty();
-        t.add(3, 1);
-        t.add(4, 2);
-        t.add(3, 5);
-        assert_eq!(t.amount(3), Some(6));
-        assert_eq!(t.amount(4), Some(2));
-        assert_eq!(t.amount(5), None);
     }
 }

@@ -20,7 +20,7 @@ use hyper::{Method, Response, StatusCode};
 
 use super::reply::Body;
 use crate::config::{Config, Lifecycle};
-use crate::enforce::credentials::KeySource;
+use crate::enforce::key_location::KeySource;
 use crate::telemetry::ANSWERED_DECISIONS;
 
 /// The `decision` of an answered preflight in metrics and the access log.

@@ -2,18 +2,19 @@
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1) are connection-specific and removed both ways; the
 //! credentials are removed from the query and headers so upstreams never see tenant
-//! secrets; `X-Forwarded-For`, `-Proto` and `-Host` tell the upstream who called. Bodies are
-//! streamed through untouched.
+//! secrets; the client's own proxy headers (`Forwarded`, `X-Real-IP`, …) are dropped, and
+//! `X-Forwarded-For`, `-Proto` and `-Host` tell the upstream who called. Bodies are streamed
+//! through untouched.
 
 use std::net::IpAddr;
 
-use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
+use super::body::ClientBody;
 use super::upstream::Target;
-use crate::enforce::credentials::{Auth, KeySource};
+use crate::enforce::key_location::Auth;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -22,6 +23,20 @@ static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authoriz
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers by which a proxy tells an upstream who called, on which host, scheme, port or
+/// path: from a client they are forgeries, so they are dropped (`X-Forwarded-Host` and
+/// `-Proto` are then set by the agent; `X-Forwarded-For` is appended to, by convention).
+static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-host"),
+];
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -50,12 +65,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// credentials, with cleaned and forwarding headers.
 pub(crate) fn upstream_request(
     mut parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     target: &Target,
     rest_offset: usize,
     auth: &Auth,
     client: IpAddr,
-) -> Result<Request<Incoming>, hyper::http::Error> {
+) -> Result<Request<ClientBody>, hyper::http::Error> {
     let path_and_query = {
         let path = parts.uri.path();
         let rest = path.get(rest_offset..).unwrap_or("");
@@ -79,13 +94,23 @@ pub(crate) fn upstream_request(
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    for source in auth.sources() {
-        if let KeySource::Header(name) = source {
-            headers.remove(name);
-        }
+    // Every spelling of every credential name, not only the configured ones.
+    while let Some(name) = headers.keys().find(|name| auth.is_credential_header(name)).cloned() {
+        headers.remove(&name);
     }
-    let original_host = headers.insert(HOST, target.host.clone());
-    match original_host {
+    // The client's own claims about proxies before this one are not passed on: only what
+    // the agent itself saw (validated `Host`, peer address) reaches the upstream.
+    for name in &CLIENT_PROXY_HEADERS {
+        headers.remove(name);
+    }
+    // The host the client asked for: the absolute-form target's authority, else `Host`
+    // (both validated before routing).
+    let client_host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => headers.get(HOST).cloned(),
+    };
+    headers.insert(HOST, target.host.clone());
+    match client_host {
         Some(host) => headers.insert(&X_FORWARDED_HOST, host),
         None => headers.remove(&X_FORWARDED_HOST),
     };
@@ -104,13 +129,10 @@ pub(crate) fn upstream_request(
     Ok(Request::from_parts(parts, body))
 }
 
-/// Appends `?query` minus the parameters that carry credentials (and `?` only if anything
-/// is left).
+/// Appends `?query` minus the parameters named like a credential, in any spelling (and `?`
+/// only if anything is left).
 fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
-    let is_credential = |pair: &str| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        auth.sources().any(|source| matches!(source, KeySource::Query(param) if **param == *name))
-    };
+    let is_credential = |pair: &str| auth.is_credential_param(pair.split_once('=').map_or(pair, |(name, _)| name));
     let mut first = true;
     for pair in query.split('&').filter(|pair| !pair.is_empty() && !is_credential(pair)) {
         out.push(if first { '?' } else { '&' });
@@ -122,16 +144,16 @@ fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enforce::key_location::KeySource;
 
     #[test]
     fn credentials_leave_the_query() {
-        let auth = Auth::AppIdKey {
-            app_id: KeySource::Query("app_id".into()),
-            app_key: KeySource::Header(HeaderName::from_static("app-key")),
-        };
+        let auth =
+            Auth::app_id_key(KeySource::Query("app_id".into()), KeySource::Header(HeaderName::from_static("app-key")))
+                .expect("distinct names");
         let mut out = String::from("/x");
-        push_query_without_credentials(&mut out, "a=1&app_id=abc&b=2&app_id", &auth);
-        assert_eq!(out, "/x?a=1&b=2");
+        push_query_without_credentials(&mut out, "a=1&app_id=abc&b=2&app_id&APP%5FID[]=x&App-Key=k&app_ids=3", &auth);
+        assert_eq!(out, "/x?a=1&b=2&app_ids=3");
         let mut out = String::from("/x");
         push_query_without_credentials(&mut out, "app_id=abc", &auth);
         assert_eq!(out, "/x");

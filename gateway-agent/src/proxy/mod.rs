@@ -6,13 +6,15 @@
 //! `X-Forwarded-For` value. CORS (for listed browser origins only) wraps all of it: see
 //! [`cors`].
 
+pub(crate) mod body;
 pub(crate) mod cors;
 pub(crate) mod forward;
+pub(crate) mod host;
+pub(crate) mod path;
 pub(crate) mod reply;
 pub(crate) mod route;
 pub(crate) mod upstream;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +36,12 @@ use crate::config::{ApiEntry, CredentialEntry, Lifecycle, LiveConfig};
 use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, authenticate};
 use crate::enforce::limits::Checks;
-use crate::enforce::{Limiter, Touched, map_request};
+use crate::enforce::{Limiter, Touched};
 use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
+use body::ClientBody;
+use host::RequestHost;
 use reply::{Body, Refusal};
 
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
@@ -47,7 +51,7 @@ pub(crate) struct Proxy {
     live: Arc<LiveConfig>,
     limiter: Arc<Limiter>,
     usage: Arc<Aggregator>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ClientBody>,
     clock: Clock,
     upstream_timeout: Duration,
     access_log: bool,
@@ -149,9 +153,15 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let now = self.clock.now();
 
-        let host = request_host(&parts);
         let path = parts.uri.path();
-        let Some(route) = config.catalog.routes.find(host.as_deref(), path) else {
+        if let Err(invalid) = path::check(path) {
+            return self.refuse(None, None, Refusal::InvalidPath(invalid), started);
+        }
+        let Ok(host) = RequestHost::of(&parts) else {
+            return self.refuse(None, None, Refusal::InvalidHost, started);
+        };
+        let host_name = host.map(RequestHost::name);
+        let Some(route) = config.catalog.routes.find(host_name.as_deref(), path) else {
             return self.refuse(None, None, Refusal::UnknownApi, started);
         };
         let Some(api) = config.catalog.apis.get(route.api as usize) else {
@@ -167,12 +177,15 @@ impl Proxy {
 
         let rest = path.get(route.rest_offset..).unwrap_or("");
         let mut touched = Touched::empty();
-        if !map_request(api, &parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
+        if !api.map_request(&parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
             return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
         }
 
         let caller = match authenticate(&config, route.api, &api.auth, parts.uri.query(), &parts.headers, now) {
             Ok(caller) => caller,
+            Err(AuthError::Ambiguous) => {
+                return self.refuse(Some(api), None, Refusal::AmbiguousCredentials, started);
+            }
             Err(AuthError::Missing) => {
                 return self.refuse(Some(api), None, Refusal::MissingCredentials, started);
             }
@@ -229,6 +242,7 @@ impl Proxy {
             }
             return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
         }
+        let (body, watch) = ClientBody::watch(body);
         let request = match forward::upstream_request(parts, body, target, rest_offset, &api.auth, peer.ip()) {
             Ok(request) => request,
             Err(err) => {
@@ -239,9 +253,16 @@ impl Proxy {
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(hash, credential, received);
         let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
+            // A client that stalls its body, or breaks it, is not the upstream's failure.
+            Err(_) if watch.waiting_for_client() => {
+                return self.refuse(Some(api), Some(app), Refusal::BodyTimeout, started);
+            }
             Err(_) => {
                 target.failed();
                 return self.refuse(Some(api), Some(app), Refusal::UpstreamTimeout, started);
+            }
+            Ok(Err(_)) if watch.failed() => {
+                return self.refuse(Some(api), Some(app), Refusal::InvalidBody, started);
             }
             Ok(Err(err)) => {
                 if err.is_connect() {
@@ -330,21 +351,4 @@ impl Proxy {
             );
         }
     }
-}
-
-/// The request's host without port, lowercased (allocating only if it was not already).
-fn request_host(parts: &Parts) -> Option<Cow<'_, str>> {
-    let raw =
-        parts.headers.get(hyper::header::HOST).and_then(|value| value.to_str().ok()).or_else(|| parts.uri.host())?;
-    let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or(raw)
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(host, _port)| host)
-    };
-    let host = host.trim_end_matches('.');
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    })
 }

@@ -1,10 +1,14 @@
 //! Answers the agent gives itself, as `{"error": "<code>", "message": "..."}`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
+
+use super::path::InvalidPath;
 
 /// Response bodies: streamed from the upstream, or the agent's own.
 pub(crate) type Body = Either<Incoming, Full<Bytes>>;
@@ -13,13 +17,18 @@ pub(crate) type Body = Either<Incoming, Full<Bytes>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
     NotReady,
+    InvalidPath(InvalidPath),
+    InvalidHost,
     UnknownApi,
     ApiRetired,
     NoMatchingRule,
+    AmbiguousCredentials,
     MissingCredentials,
     InvalidCredentials,
     ApplicationNotLive,
     LimitExceeded,
+    InvalidBody,
+    BodyTimeout,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
@@ -28,11 +37,15 @@ impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::InvalidPath(_) | Refusal::InvalidHost | Refusal::AmbiguousCredentials | Refusal::InvalidBody => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::UnknownApi | Refusal::NoMatchingRule => StatusCode::NOT_FOUND,
             Refusal::ApiRetired => StatusCode::GONE,
             Refusal::MissingCredentials => StatusCode::UNAUTHORIZED,
             Refusal::InvalidCredentials | Refusal::ApplicationNotLive => StatusCode::FORBIDDEN,
             Refusal::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -42,28 +55,43 @@ impl Refusal {
     pub fn code(self) -> &'static str {
         match self {
             Refusal::NotReady => "not_ready",
+            Refusal::InvalidPath(_) => "invalid_path",
+            Refusal::InvalidHost => "invalid_host",
             Refusal::UnknownApi => "unknown_api",
             Refusal::ApiRetired => "api_retired",
             Refusal::NoMatchingRule => "no_matching_rule",
+            Refusal::AmbiguousCredentials => "ambiguous_credentials",
             Refusal::MissingCredentials => "missing_credentials",
             Refusal::InvalidCredentials => "invalid_credentials",
             Refusal::ApplicationNotLive => "application_not_live",
             Refusal::LimitExceeded => "limit_exceeded",
+            Refusal::InvalidBody => "invalid_body",
+            Refusal::BodyTimeout => "request_body_timeout",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    /// The whole JSON body, written out so answering costs no formatting.
-    fn body(self) -> &'static str {
-        match self {
+    /// The whole JSON body, written out so answering costs no formatting (but for a refused
+    /// path, whose message names the segment).
+    fn body(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Refusal::NotReady => {
                 r#"{"error":"not_ready","message":"The gateway has not loaded its configuration yet."}"#
+            }
+            Refusal::InvalidPath(invalid) => {
+                return Cow::Owned(serde_json::json!({"error": self.code(), "message": invalid.message()}).to_string());
+            }
+            Refusal::InvalidHost => {
+                r#"{"error":"invalid_host","message":"The request needs exactly one Host header with a valid host name or address and optional port."}"#
             }
             Refusal::UnknownApi => r#"{"error":"unknown_api","message":"No API is published at this host and path."}"#,
             Refusal::ApiRetired => r#"{"error":"api_retired","message":"This API has been retired."}"#,
             Refusal::NoMatchingRule => {
                 r#"{"error":"no_matching_rule","message":"No mapping rule of this API matches the request method and path."}"#
+            }
+            Refusal::AmbiguousCredentials => {
+                r#"{"error":"ambiguous_credentials","message":"The request carries two different values for one credential (in the query, in headers, or under variant spellings of its name); send it once."}"#
             }
             Refusal::MissingCredentials => {
                 r#"{"error":"missing_credentials","message":"This API requires credentials; none were found in the request."}"#
@@ -77,22 +105,48 @@ impl Refusal {
             Refusal::LimitExceeded => {
                 r#"{"error":"limit_exceeded","message":"A usage limit of the application's plan has been reached."}"#
             }
+            Refusal::InvalidBody => {
+                r#"{"error":"invalid_body","message":"The request body could not be read: malformed chunked encoding, or the connection ended before the body did."}"#
+            }
+            Refusal::BodyTimeout => {
+                r#"{"error":"request_body_timeout","message":"The request body did not arrive in time."}"#
+            }
             Refusal::UpstreamUnavailable => {
                 r#"{"error":"upstream_unavailable","message":"The API's upstream service could not be reached."}"#
             }
             Refusal::UpstreamTimeout => {
                 r#"{"error":"upstream_timeout","message":"The API's upstream service did not answer in time."}"#
             }
+        })
+    }
+
+    /// Dense index for metric handle caches (below [`crate::telemetry::ANSWERED_DECISIONS`]).
+    pub fn index(self) -> usize {
+        match self {
+            Refusal::NotReady => 0,
+            Refusal::InvalidPath(_) => 1,
+            Refusal::InvalidHost => 2,
+            Refusal::UnknownApi => 3,
+            Refusal::ApiRetired => 4,
+            Refusal::NoMatchingRule => 5,
+            Refusal::AmbiguousCredentials => 6,
+            Refusal::MissingCredentials => 7,
+            Refusal::InvalidCredentials => 8,
+            Refusal::ApplicationNotLive => 9,
+            Refusal::LimitExceeded => 10,
+            Refusal::InvalidBody => 11,
+            Refusal::BodyTimeout => 12,
+            Refusal::UpstreamUnavailable => 13,
+            Refusal::UpstreamTimeout => 14,
         }
     }
 
-    /// Dense index for metric handle caches.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
     pub fn response(self) -> Response<Body> {
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(self.body().as_bytes()))));
+        let body = match self.body() {
+            Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+            Cow::Owned(text) => Bytes::from(text),
+        };
+        let mut response = Response::new(Either::Right(Full::new(body)));
         *response.status_mut() = self.status();
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response

@@ -26,6 +26,7 @@ use super::Backoff;
 use super::client::{ControlPlane, ControlPlaneError};
 use crate::config::{Config, ConfigError, LiveConfig, apply_delta, compile_snapshot, is_snapshot_line, parse_snapshot};
 use crate::enforce::Limiter;
+use crate::enforce::seed::seed;
 use crate::telemetry::Metrics;
 
 /// The server sends a heartbeat at least every 5 s; three missed ones mean a dead link.
@@ -173,6 +174,19 @@ impl ConfigSync {
         }
     }
 
+    /// The server confirmed that the config loaded from disk is its current one.
+    fn confirm_standby(&self, state: &mut State) {
+        state.standby = false;
+        if let Some(config) = &state.base {
+            tracing::info!(revision = config.revision, "the management server confirmed the saved config is current");
+            self.live.store(Some(config.clone()));
+            self.source.store(Source::Server as u8, Ordering::Relaxed);
+            self.metrics.config_revision.set(config.revision as f64);
+            state.progressed = true;
+            self.report(state);
+        }
+    }
+
     async fn session(&self, state: &mut State) -> SessionEnd {
         let path = match state.revision() {
             Some(revision) => format!("{CONFIG_STREAM_PATH}?revision={revision}"),
@@ -275,6 +289,11 @@ impl ConfigSync {
                 if state.seen().is_none_or(|seen| heartbeat.revision > seen) {
                     return Err(SessionEnd::Behind { server: heartbeat.revision, agent: state.revision() });
                 }
+                // A server with nothing newer than the saved config answers with a heartbeat
+                // at its revision: the disk copy is current, so it goes into service now.
+                if state.standby && state.revision() == Some(heartbeat.revision) {
+                    self.confirm_standby(state);
+                }
             }
             ConfigMessage::Unknown => {}
         }
@@ -365,41 +384,6 @@ impl ConfigSync {
             applied_revision: applied,
             rejected: state.rejected.clone(),
         });
-    }
-}
-
-/// Raises local counters to the usage the server has seen. Blocking (a snapshot may carry
-/// usage for every application).
-pub(crate) fn seed(config: &Config, usage: &[CurrentUsage], limiter: &Limiter) {
-    for entry in usage {
-        let Some(plan) = config
-            .apps
-            .by_id
-            .get(&entry.application_id)
-            .and_then(|&slot| config.apps.get(slot))
-            .and_then(|app| config.catalog.plan(app.plan))
-        else {
-            continue;
-        };
-        let Ok(start) = jiff::Timestamp::from_second(entry.window_start.0) else {
-            continue;
-        };
-        let window = entry.period.window(start, plan.limits.time_zone());
-        // A window_start that is not the start of a window in the plan's calendar is stale
-        // (the plan's time zone changed): ignore it rather than count it somewhere else.
-        if window.id() != entry.window_start {
-            continue;
-        }
-        limiter.local.seed(
-            crate::enforce::counters::CounterKey {
-                app: entry.application_id,
-                metric: entry.metric,
-                period: entry.period,
-                window: entry.window_start,
-            },
-            entry.value,
-            window.end,
-        );
     }
 }
 

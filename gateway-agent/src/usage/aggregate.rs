@@ -6,7 +6,6 @@
 //! requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tollgate_protocol::{StatusClass, UsageEntry};
 use uuid::Uuid;
 
 use super::last_used::LastUsed;
+use super::shard::shard_index;
 use crate::hashing::FxBuildHasher;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,18 +38,6 @@ pub(crate) struct Aggregator {
     shards: Box<[Mutex<Shard>]>,
     /// The latest use of each credential, reported alongside the counts.
     pub last_used: LastUsed,
-}
-
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's shard (modulo the shard count), assigned round-robin on first use.
-    static SHARD_HINT: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
-}
-
-/// This thread's shard among `shards`.
-pub(super) fn shard_index(shards: usize) -> usize {
-    SHARD_HINT.with(|hint| *hint) % shards
 }
 
 impl Aggregator {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 use jiff::Timestamp;
 use tollgate_protocol::{CredentialUse, KeyHash};
 
-use super::aggregate::shard_index;
+use super::shard::shard_index;
 use crate::config::CredentialEntry;
 use crate::hashing::FxBuildHasher;
 

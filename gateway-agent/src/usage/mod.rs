@@ -5,4 +5,5 @@
 pub(crate) mod aggregate;
 pub(crate) mod last_used;
 pub(crate) mod report;
+mod shard;
 pub(crate) mod spool;

@@ -3,8 +3,9 @@
 //! Two loops: the sealer drains the in-memory counts and credential uses every flush interval
 //! into [`UsageBatch`]es (UUIDv7 ids) and spools them; the sender posts spooled batches oldest
 //! first, deleting each only after a [`UsageAck`] for its id, and backs off while the
-//! server is unreachable. A batch the server refuses as malformed (400/422) would block the
-//! queue forever, so it is dropped, logged and counted.
+//! server is unreachable. A batch the server refuses as invalid (400, 413, 422) would be
+//! refused again however often it is resent and block the queue, so it is dropped, logged and
+//! counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,12 +167,12 @@ impl Reporter {
                 }
                 Err(err) => Err(format!("unreadable acknowledgement: {err}")),
             }
-        } else if status.as_u16() == 400 || status.as_u16() == 422 {
+        } else if matches!(status.as_u16(), 400 | 413 | 422) {
             tracing::error!(
                 batch = %spooled.batch_id,
                 %status,
                 answer = %String::from_utf8_lossy(&answer),
-                "the management server refused a usage batch as malformed; dropped"
+                "the management server refused a usage batch as invalid; dropped"
             );
             self.metrics.usage_dropped.increment(1);
             self.forget(spooled).await;

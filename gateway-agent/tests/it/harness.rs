@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use tollgate_agent::{Agent, Clock, RunningAgent, ServerUrl, Settings, Token};
 use tollgate_protocol::{
     AgentStatus, Api, Application, ApplicationState, AuthMode, ConfigMessage, Credential, Delta, Heartbeat, KeyKind,
-    KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, SecretKey, Snapshot, TimeZoneName,
-    Upstream as UpstreamUrl, UsageAck, UsageBatch,
+    KeyLocation, Lifecycle, Limit, MappingRule, Metric, NoMatch, Period, Plan, RuleOrigin, SecretKey, Snapshot,
+    TimeZoneName, Upstream as UpstreamUrl, UsageAck, UsageBatch,
 };
 use uuid::Uuid;
 
@@ -191,6 +191,8 @@ struct CpState {
     acknowledged: HashSet<Uuid>,
     /// Usage posts to fail with 503 before accepting again.
     failing_usage: usize,
+    /// Usage posts to refuse as invalid (400) before accepting again.
+    refusing_usage: usize,
     bad_requests: Vec<String>,
 }
 
@@ -263,7 +265,11 @@ impl ControlPlane {
                 state.connects.push(revision);
                 let snapshot = state.snapshot.clone().expect("a snapshot");
                 let current = snapshot.revision;
-                let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
+                // As the real server does, an agent already at the current revision gets
+                // only a heartbeat.
+                if revision != Some(current) {
+                    let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
+                }
                 let _ = tx.send(line(&ConfigMessage::Heartbeat(Heartbeat { revision: current, at: Timestamp::now() })));
                 state.streams.push(tx);
                 let mut response = Response::new(http_body_util::Either::Left(ChannelBody(rx)));
@@ -283,6 +289,14 @@ impl ControlPlane {
                 let batch: UsageBatch = serde_json::from_slice(&body).expect("a UsageBatch");
                 batch.validate().expect("a valid batch");
                 let mut state = state.lock().expect("lock");
+                if state.refusing_usage > 0 {
+                    state.refusing_usage -= 1;
+                    state.usage.push(UsageAttempt { batch, accepted: false });
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        r#"{"error":"invalid","message":"entries[0].minute: outside the accepted window"}"#,
+                    );
+                }
                 if state.failing_usage > 0 {
                     state.failing_usage -= 1;
                     state.usage.push(UsageAttempt { batch, accepted: false });
@@ -341,6 +355,10 @@ impl ControlPlane {
 
     pub fn fail_usage(&self, times: usize) {
         self.state.lock().expect("lock").failing_usage = times;
+    }
+
+    pub fn refuse_usage(&self, times: usize) {
+        self.state.lock().expect("lock").refusing_usage = times;
     }
 
     pub fn bad_requests(&self) -> Vec<String> {
@@ -474,8 +492,17 @@ impl Fixture {
     }
 }
 
+/// A hand-made mapping rule (3scale semantics).
 pub fn rule(method: &str, pattern: &str, metric: Uuid, delta: u32, position: u32, last: bool) -> MappingRule {
-    MappingRule { http_method: method.into(), pattern: pattern.into(), metric, delta, position, last }
+    MappingRule {
+        http_method: method.into(),
+        pattern: pattern.into(),
+        metric,
+        delta,
+        position,
+        last,
+        origin: RuleOrigin::Manual,
+    }
 }
 
 /// Settings for an in-process agent on loopback port 0.
@@ -550,4 +577,141 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 pub fn delta(cp: &ControlPlane, changes: Vec<tollgate_protocol::Change>) -> Delta {
     let base = cp.revision();
     Delta { base_revision: base, revision: base + 1, changes }
+}
+
+/// What a raw HTTP/1.1 exchange returned.
+pub struct RawAnswer {
+    pub status: u16,
+    /// Status line and headers.
+    pub head: String,
+    pub body: String,
+}
+
+impl RawAnswer {
+    pub fn error(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `request` byte for byte (no client library normalises or refuses anything) and
+/// reads until the server closes the connection. Status 0: closed without an answer.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // The server may answer and close before reading everything (that is what is tested).
+        let _ = stream.write_all(request).await;
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+        answer
+    };
+    let answer = tokio::time::timeout(DEADLINE, exchange).await.expect("answered in time");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    RawAnswer { status, head: head.to_owned(), body: body.to_owned() }
+}
+
+/// `GET target` with `Connection: close` and the extra header lines given.
+pub async fn raw_get(addr: SocketAddr, target: &str, headers: &[&str]) -> RawAnswer {
+    let mut request = format!("GET {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    raw_exchange(addr, request.as_bytes()).await
+}
+
+/// A real nginx (Debian's `nginx-light` or `nginx`) serving `server_body` on a loopback
+/// port, with its access log recording `$request_uri $uri` (as received, as resolved).
+/// Stopped on drop.
+pub struct Nginx {
+    pub port: u16,
+    dir: TempDir,
+    child: std::process::Child,
+}
+
+impl Nginx {
+    pub async fn start(server_body: &str) -> Nginx {
+        let binary = std::env::var("NGINX").unwrap_or_else(|_| {
+            ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+                .unwrap_or("nginx")
+                .to_owned()
+        });
+        let dir = TempDir::new();
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("temp dir");
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  log_format paths '$request_uri $uri';\n  access_log {d}/access.log paths;\n\
+             client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fastcgi;\n\
+             uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n  default_type text/plain;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    {server_body}\n  }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let child = std::process::Command::new(&binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run nginx ({binary}: {e}); install Debian's nginx-light \
+                     (./scripts/test does when run as root) or set NGINX"
+                )
+            });
+        let nginx = Nginx { port, dir, child };
+        eventually("nginx to listen", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+        })
+        .await;
+        nginx
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("http://127.0.0.1:{}{prefix}", self.port)
+    }
+
+    /// `(request_uri, uri)` of every request nginx served, in order.
+    pub fn served(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(raw, resolved)| (raw.to_owned(), resolved.to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -3,10 +3,12 @@
 //! protocol, Redis on 127.0.0.1:6379, and the limiter against a reference model.
 
 mod binary;
+mod bounds;
 mod cors;
 mod harness;
 mod limiter;
 mod limits;
+mod paths;
 mod proxy;
 mod redis;
 mod sync;

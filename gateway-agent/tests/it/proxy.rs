@@ -356,3 +356,194 @@ async fn upstream_failures_are_502_and_504() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "upstream statuses pass through");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spelling_of_a_credential_reaches_the_upstream_and_two_keys_are_refused() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+    let other = new_key(KeyKind::UserKey);
+    let other = other.as_str();
+
+    // The same key under every spelling: admitted, and none of them is forwarded.
+    let target = format!(
+        "/pets/items/7?user_key={key}&USER_KEY={key}&user%5Fkey={key}&user_key[]={key}&user_key%20={key}\
+         &User.Key={key}&keep=1"
+    );
+    let headers = [format!("User-Key: {key}"), format!("user_key: {key}"), format!("USER_KEY: {key}")];
+    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let answer = raw_get(proxy, &target, &header_refs).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = upstream.last();
+    assert_eq!(seen.uri, "/backend/items/7?keep=1");
+    for (name, value) in &seen.headers {
+        assert!(!value.as_bytes().windows(key.len()).any(|w| w == key.as_bytes()), "{name} carries the key");
+    }
+
+    // Two different values, whatever the spellings: 400, and nothing forwarded.
+    let before = upstream.count();
+    for (target, header) in [
+        (format!("/pets/items/7?user_key={key}&user_key={other}"), None),
+        (format!("/pets/items/7?user_key={key}&USER_KEY={other}"), None),
+        (format!("/pets/items/7?user_key={key}&user_key[]={other}"), None),
+        (format!("/pets/items/7?user_key={key}"), Some(format!("User-Key: {other}"))),
+        (format!("/pets/items/7?user_key={key}"), Some(format!("user_key: {other}"))),
+    ] {
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        let answer = raw_get(proxy, &target, &headers).await;
+        assert_eq!((answer.status, answer.error().as_str()), (400, "ambiguous_credentials"), "{target} {header:?}");
+    }
+    // A spelling other than the configured one is not a credential by itself.
+    let answer = raw_get(proxy, &format!("/pets/items/7?USER_KEY={key}"), &[]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (401, "missing_credentials"));
+    assert_eq!(upstream.count(), before, "refused requests never reach the upstream");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_keys_are_stripped_in_every_spelling_and_location() {
+    let upstream = Upstream::start().await;
+    let mut fixture = Fixture::new(&upstream, &[]);
+    fixture.snapshot.apis[0].auth = AuthMode::UserKey { location: KeyLocation::Header { name: "X-Api-Key".into() } };
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+
+    let configured = format!("X-Api-Key: {key}");
+    let underscored = format!("X_Api_Key: {key}");
+    let answer = raw_get(
+        proxy,
+        &format!("/pets/list?x-api-key={key}&X_API_KEY={key}&q=1"),
+        &[configured.as_str(), underscored.as_str()],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = upstream.last();
+    assert_eq!(seen.uri, "/backend/list?q=1");
+    assert!(seen.headers.keys().all(|name| !name.as_str().replace('_', "-").eq_ignore_ascii_case("x-api-key")));
+
+    let answer = raw_get(proxy, "/pets/list", &[underscored.as_str()]).await;
+    assert_eq!(answer.status, 401, "X_Api_Key is not where the key is read from");
+    let other = format!("x_api_key: {}", new_key(KeyKind::UserKey).as_str());
+    let answer = raw_get(proxy, "/pets/list", &[configured.as_str(), other.as_str()]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (400, "ambiguous_credentials"));
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_proxy_headers_are_dropped_and_a_bad_host_is_refused() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let target = format!("/pets/list?user_key={}", fixture.key.as_str());
+
+    let answer = raw_get(
+        proxy,
+        &target,
+        &[
+            "Host: API.example.test:8081",
+            "Forwarded: for=203.0.113.9;host=evil.example;proto=https",
+            "X-Real-IP: 203.0.113.9",
+            "X-Forwarded-Host: evil.example",
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-Port: 443",
+            "X-Original-URL: /admin",
+            "X-Rewrite-URL: /admin",
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = upstream.last();
+    for dropped in ["forwarded", "x-real-ip", "x-forwarded-port", "x-original-url", "x-rewrite-url"] {
+        assert!(seen.headers.get(dropped).is_none(), "{dropped} reached the upstream");
+    }
+    assert_eq!(seen.headers["x-forwarded-host"], "API.example.test:8081", "the validated Host, not the client's claim");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+
+    // Absolute form: the target's authority is the host.
+    let absolute = format!("http://api.example.test{target}");
+    let answer = raw_get(proxy, &absolute, &["Host: other.example.test"]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(upstream.last().headers["x-forwarded-host"], "api.example.test");
+
+    let before = upstream.count();
+    for hosts in [
+        &["Host: a.example", "Host: b.example"][..],
+        &["Host: a.example", "Host: a.example"],
+        &["Host: evil.example/path"],
+        &["Host: user@a.example"],
+        &["Host: a.example:99999"],
+        &["Host: a.example:"],
+        &["Host: "],
+        &["Host: [::1"],
+    ] {
+        let answer = raw_get(proxy, &target, hosts).await;
+        assert_eq!((answer.status, answer.error().as_str()), (400, "invalid_host"), "{hosts:?}: {}", answer.body);
+    }
+    // HTTP/1.1 requires a Host; HTTP/1.0 does not.
+    let request = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let answer = raw_exchange(proxy, request.as_bytes()).await;
+    assert_eq!((answer.status, answer.error().as_str()), (400, "invalid_host"));
+    assert_eq!(upstream.count(), before, "refused requests never reach the upstream");
+    let request = format!("GET {target} HTTP/1.0\r\n\r\n");
+    assert_eq!(raw_exchange(proxy, request.as_bytes()).await.status, 200);
+    assert!(upstream.last().headers.get("x-forwarded-host").is_none());
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_broken_or_stalled_body_cannot_eject_a_healthy_upstream() {
+    let (first, second) = (Upstream::start().await, Upstream::start().await);
+    let mut fixture = Fixture::new(&first, &[]);
+    fixture.snapshot.apis[0].upstreams.push(UpstreamUrl { url: second.url("/backend") });
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+    let head = |framing: &str| {
+        format!("POST /pets/items?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\n{framing}\r\nConnection: close\r\n\r\n")
+    };
+
+    // Twice as many broken bodies as it takes to eject a target, spread over both targets:
+    // bad chunk sizes, and bodies whose connection ends early.
+    let broken = [
+        format!("{}zz\r\nhello\r\n0\r\n\r\n", head("Transfer-Encoding: chunked")),
+        format!("{}5\r\nhello\r\n-1\r\n", head("Transfer-Encoding: chunked")),
+    ];
+    for i in 0..10 {
+        let answer = raw_exchange(proxy, broken[i % 2].as_bytes()).await;
+        assert_eq!((answer.status, answer.error().as_str()), (400, "invalid_body"), "{}", answer.body);
+    }
+    // And bodies that stall: the agent gives up at its upstream timeout and says whose fault.
+    let stalled = format!("{}hello", head("Content-Length: 100"));
+    let stalls: Vec<_> = (0..10)
+        .map(|_| {
+            let stalled = stalled.clone();
+            tokio::spawn(async move { raw_exchange(proxy, stalled.as_bytes()).await })
+        })
+        .collect();
+    for stall in stalls {
+        let answer = stall.await.expect("joined");
+        assert_eq!((answer.status, answer.error().as_str()), (408, "request_body_timeout"), "{}", answer.body);
+    }
+
+    // Both targets still take their turns.
+    let (before_first, before_second) = (first.count(), second.count());
+    for _ in 0..4 {
+        let answer = get(&format!("http://{proxy}/pets/list?user_key={key}"), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    assert_eq!((first.count() - before_first, second.count() - before_second), (2, 2), "no target was ejected");
+    agent.shutdown().await.expect("clean shutdown");
+}

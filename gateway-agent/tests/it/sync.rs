@@ -165,3 +165,36 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
     assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::FORBIDDEN);
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_with_a_current_config_is_ready_as_soon_as_the_server_confirms_it() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    agent.shutdown().await.expect("clean shutdown");
+    assert!(dir.path().join("config.json").exists(), "the config was saved");
+
+    // Nothing changed on the server: it answers the restarted agent with a heartbeat only.
+    let started = Instant::now();
+    let agent = tollgate_agent::Agent::start(settings(cp.url(), dir.path(), None)).await.expect("starts");
+    let admin = agent.admin_addr();
+    let ready = eventually("the restarted agent to be ready", || async move {
+        let answer = get(&format!("http://{admin}/ready"), &[]).await;
+        (answer.status == StatusCode::OK).then(|| answer.json())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    println!("restarted agent ready {elapsed:?} after start (server at the saved revision)");
+    assert!(elapsed < Duration::from_secs(1), "ready only after {elapsed:?}");
+    assert_eq!(cp.connects(), [None, Some(1)], "resumed from the saved revision");
+    assert_eq!((ready["revision"].as_u64(), ready["source"].as_str()), (Some(1), Some("server")));
+    let answer = get(&format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str()), &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    eventually("the agent to report revision 1 applied", || async {
+        (cp.statuses().iter().filter(|s| s.applied_revision == Some(1)).count() >= 2).then_some(())
+    })
+    .await;
+    agent.shutdown().await.expect("clean shutdown");
+}

@@ -204,3 +204,30 @@ async fn batches_name_each_used_credential_once_per_later_minute() {
     assert_eq!(latest[&failing.hash()], minute);
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_server_refuses_as_invalid_is_dropped_and_counted_not_retried() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.refuse_usage(1);
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    let refused = eventually("the refused post", || async { cp.usage().into_iter().find(|a| !a.accepted) }).await;
+    let metrics = format!("http://{}/metrics", agent.admin_addr());
+    eventually("the drop to be counted", || async {
+        get(&metrics, &[]).await.body.contains("tollgate_agent_usage_dropped_total 1").then_some(())
+    })
+    .await;
+
+    // The queue moves on: later usage is delivered, and the refused batch is never sent again.
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    eventually("the next batch accepted", || async { (cp.accepted_count(fixture.metrics.list) == 1).then_some(()) })
+        .await;
+    agent.shutdown().await.expect("clean shutdown");
+    let attempts = cp.usage();
+    assert_eq!(attempts.iter().filter(|a| a.batch.id == refused.batch.id).count(), 1, "sent once: {attempts:?}");
+    assert!(std::fs::read_dir(dir.path().join("spool")).expect("spool").next().is_none(), "nothing left spooled");
+}

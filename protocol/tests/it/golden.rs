@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tollgate_protocol::{
-    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, Snapshot, UsageAck, UsageBatch, UsageEntry, Window,
+    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, RuleOrigin, Snapshot, UsageAck, UsageBatch, UsageEntry,
+    Window,
 };
 
 const REGENERATE: &str = "if the change is intentional, regenerate with `UPDATE_FIXTURES=1 cargo test -p tollgate-protocol --test it` and review the diff";
@@ -156,4 +157,33 @@ fn credential_uses_are_a_hash_and_a_minute() {
     let used = CredentialUse { hash: KeyHash([0xab; 32]), minute: 1_743_296_400 };
     let json = serde_json::to_value(&used).expect("serialise");
     assert_eq!(json, serde_json::json!({ "hash": "ab".repeat(32), "minute": 1_743_296_400 }));
+}
+
+#[test]
+fn snapshots_of_older_servers_parse_with_manual_rules_and_older_agents_ignore_the_origin() {
+    // Written by a server from before `origin`; kept byte for byte.
+    let old: Snapshot = round_trip("snapshot_without_rule_origin.json");
+    old.validate().expect("valid");
+    let rules = |s: &Snapshot| s.apis.iter().flat_map(|a| a.mapping_rules.clone()).collect::<Vec<_>>();
+    assert!(rules(&old).iter().all(|r| r.origin == RuleOrigin::Manual));
+    let new: Snapshot = round_trip("snapshot.json");
+    assert!(rules(&new).iter().any(|r| r.origin == RuleOrigin::Import), "the fixture has imported rules");
+    let mut as_old = new.clone();
+    for rule in as_old.apis.iter_mut().flat_map(|a| a.mapping_rules.iter_mut()) {
+        rule.origin = RuleOrigin::Manual;
+    }
+    assert_eq!(as_old, old, "the fixtures differ in rule origins only");
+
+    /// `MappingRule` as agents from before `origin` know it.
+    #[derive(serde::Deserialize)]
+    struct OldMappingRule {
+        pattern: String,
+        delta: u32,
+    }
+    let text = std::fs::read_to_string(fixture_path("snapshot.json")).expect("read");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for rule in value["apis"][0]["mapping_rules"].as_array().expect("rules") {
+        let old: OldMappingRule = serde_json::from_value(rule.clone()).expect("an older agent reads the rule");
+        assert!(old.pattern.starts_with('/') && old.delta >= 1);
+    }
 }

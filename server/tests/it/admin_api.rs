@@ -329,3 +329,38 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
         .await;
     assert_eq!(staged["breaking"], false, "{staged}");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_new_version_removes_the_rules_it_imported_but_not_an_admins_own(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let v1 = "openapi: 3.0.3\ninfo: {title: Shop, version: '1'}\npaths:\n  /orders:\n    get: {operationId: listOrders, responses: {'200': {description: ok}}}\n  /orders/{id}:\n    get: {operationId: getOrder, parameters: [{name: id, in: path, required: true, schema: {type: string}}], responses: {'200': {description: ok}}}\n";
+    let (_, api) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": v1}))).await;
+    let id = api["id"].as_str().expect("id").to_owned();
+    let rules_path = format!("/admin/api/v1/apis/{id}/mapping-rules");
+    let (_, rules) = admin.call(reqwest::Method::GET, &rules_path, None).await;
+    let imported = rules.as_array().expect("rules").iter().find(|r| r["pattern"] == "/orders/{id}$").expect("rule");
+    let imported_id = imported["id"].as_str().expect("id");
+    // The admin replaces the imported rule with one of their own on the same method and path.
+    let (status, _) = admin.call(reqwest::Method::DELETE, &format!("{rules_path}/{imported_id}"), None).await;
+    assert_eq!(status, 204);
+    let own = json!({"http_method": "GET", "pattern": "/orders/{id}$", "metric": "hits", "delta": 3});
+    assert_eq!(admin.call(reqwest::Method::POST, &rules_path, Some(own)).await.0, 201);
+
+    let v2 = "openapi: 3.0.3\ninfo: {title: Shop, version: '2'}\npaths:\n  /orders:\n    get: {operationId: listOrders, responses: {'200': {description: ok}}}\n";
+    let (status, staged) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v2})))
+        .await;
+    assert_eq!(status, 201, "{staged}");
+    let number = staged["number"].as_i64().expect("number");
+    let (status, _) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await;
+    assert_eq!(status, 200);
+    let (_, rules) = admin.call(reqwest::Method::GET, &rules_path, None).await;
+    let kept: Vec<(&str, i64)> = rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| (r["pattern"].as_str().expect("pattern"), r["delta"].as_i64().expect("delta")))
+        .collect();
+    assert_eq!(kept, [("/orders$", 1), ("/orders/{id}$", 3)], "the admin's own rule stays");
+}

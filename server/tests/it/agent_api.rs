@@ -282,3 +282,103 @@ async fn agents_report_their_revision_and_the_server_knows_their_lag(pool: PgPoo
     assert!(agents[0].lag.unwrap() >= 1);
     assert!(agents[0].last_error.as_deref().unwrap().contains("refused revision 2"));
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_outside_the_accepted_window_or_too_large_is_refused_and_counts_nothing(pool: PgPool) {
+    let s = setup(pool).await;
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let basic = list_plans(&s.app.pool, api.id).await.unwrap().remove(0);
+    let actor = Actor::system("test");
+    let app = applications::create(
+        &s.app.pool,
+        s.account,
+        &NewApplication { plan_id: basic.id, name: "Bounds".into(), description: String::new() },
+        &actor,
+    )
+    .await
+    .unwrap();
+    let key = credentials::issue(&s.app.pool, s.account, app.id, &actor).await.unwrap();
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    let hits = snapshot.apis[0].metrics.iter().find(|m| m.system_name == "hits").unwrap().id;
+    let now = (jiff::Timestamp::now().as_second() / 60) * 60;
+    let batch = |minute: i64, count: u64, latency: u64, used: i64| {
+        let mut buckets = [0u64; LATENCY_BUCKETS];
+        buckets[0] = latency;
+        UsageBatch {
+            id: uuid::Uuid::now_v7(),
+            agent_id: uuid::Uuid::now_v7(),
+            entries: vec![UsageEntry {
+                application_id: app.id.0,
+                metric: hits,
+                minute,
+                status_class: StatusClass::Success,
+                count,
+                latency_buckets: buckets,
+            }],
+            credentials_used: vec![tollgate_protocol::CredentialUse { hash: key.secret.hash(), minute: used }],
+        }
+    };
+    let (client, url, token) = (&s.app.client, s.app.url("/agent/v1/usage"), &s.token);
+    let post = |batch: UsageBatch| {
+        let request = client.post(url.clone()).bearer_auth(token).json(&batch);
+        async move { request.send().await.unwrap() }
+    };
+    let year_3000 = 32_503_680_000;
+    let year_1900 = -2_208_988_800;
+    let near_max = u64::try_from(i64::MAX).unwrap() - 5;
+    for (what, bad, field) in [
+        ("a minute in the year 3000", batch(year_3000, 1, 1, now), "entries[0].minute"),
+        ("a minute in the year 1900", batch(year_1900, 1, 1, now), "entries[0].minute"),
+        ("a minute an hour ahead", batch(now + 3600, 1, 1, now), "entries[0].minute"),
+        ("a count near i64::MAX", batch(now, near_max, 1, now), "entries[0].count"),
+        ("a latency bucket of u64::MAX", batch(now, 1, u64::MAX, now), "entries[0].latency_buckets[0]"),
+        ("a key used in the year 3000", batch(now, 1, 1, year_3000), "credentials_used[0].minute"),
+    ] {
+        let res = post(bad).await;
+        assert_eq!(res.status(), 422, "{what}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_input", "{what}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with(field), "{what}: {body}");
+    }
+    assert_eq!(tollgate_core::usage::total_hits(&s.app.pool, app.id.0, hits).await.unwrap(), 0, "nothing counted");
+    let last_used: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT last_used_at FROM credentials WHERE id = $1")
+            .bind(key.id.0)
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(last_used, None, "a refused batch does not move the key's last use");
+
+    // Spooled usage a week old and a clock a few minutes fast are fine.
+    let week_ago = now - 7 * 24 * 3600;
+    for good in [batch(week_ago, 2, 2, week_ago), batch(now + 180, 3, 3, now + 180)] {
+        assert_eq!(post(good).await.status(), 200);
+    }
+    assert_eq!(tollgate_core::usage::total_hits(&s.app.pool, app.id.0, hits).await.unwrap(), 5);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn imported_rules_reach_agents_as_imported_and_hand_made_ones_as_manual(pool: PgPool) {
+    let s = setup(pool).await;
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let rule = tollgate_core::apis::rules::NewRule {
+        http_method: "get".into(),
+        pattern: "/cities".into(),
+        metric: "hits".into(),
+        delta: 2,
+        last: false,
+        position: None,
+    };
+    tollgate_core::apis::rules::add_rule(&s.app.pool, api.id, &rule, &Actor::system("test")).await.unwrap();
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    let weather = snapshot.apis.iter().find(|a| a.slug == "weather").unwrap();
+    let (manual, imported): (Vec<_>, Vec<_>) =
+        weather.mapping_rules.iter().partition(|r| r.origin == tollgate_protocol::RuleOrigin::Manual);
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    assert_eq!((manual[0].pattern.as_str(), manual[0].delta), ("/cities", 2));
+    assert!(!imported.is_empty() && imported.iter().all(|r| r.pattern.ends_with('$')), "{imported:?}");
+    let views = tollgate_core::apis::rules::rules(&s.app.pool, api.id).await.unwrap();
+    assert_eq!(views.iter().filter(|r| !r.imported).count(), 1);
+}

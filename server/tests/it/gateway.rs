@@ -94,22 +94,18 @@ impl World {
         }
     }
 
-    async fn agent(&self, name: &str) -> RunningAgent {
+    fn agent_settings(&self, name: &str) -> Settings {
         let server = ServerUrl::parse(&self.app.base).unwrap();
         let mut settings = Settings::new(server, Token::new(self.agent_token.clone()), self.dir.join(name));
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.admin_listen = "127.0.0.1:0".parse().unwrap();
         settings.flush_interval = Duration::from_millis(200);
-        let agent = Agent::start(settings).await.expect("agent starts");
-        wait_until(Duration::from_secs(10), || async {
-            crate::helpers::plain_client()
-                .get(format!("http://{}/ready", agent.admin_addr()))
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        })
-        .await;
+        settings
+    }
+
+    async fn agent(&self, name: &str) -> RunningAgent {
+        let agent = Agent::start(self.agent_settings(name)).await.expect("agent starts");
+        wait_until(Duration::from_secs(10), || is_ready(&agent)).await;
         agent
     }
 
@@ -174,6 +170,15 @@ where
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn is_ready(agent: &RunningAgent) -> bool {
+    crate::helpers::plain_client()
+        .get(format!("http://{}/ready", agent.admin_addr()))
+        .send()
+        .await
+        .map(|r| r.status() == 200)
+        .unwrap_or(false)
 }
 
 async fn call(agent: &RunningAgent, path_and_query: &str) -> reqwest::Response {
@@ -453,5 +458,171 @@ async fn the_key_location_and_auth_mode_are_configurable_per_api(pool: PgPool) {
         "a user key is not an app key"
     );
     assert_eq!(status(&agent, &format!("/weather/cities?app_id={app_id}")).await, 401);
+    agent.shutdown().await.unwrap();
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_agent_restarted_on_a_quiet_system_is_ready_within_a_second(pool: PgPool) {
+    let w = World::new(pool).await;
+    let (_, _, key) = w.app_with_key("Quiet", None).await;
+    let agent = w.agent("a").await;
+    wait_until(Duration::from_secs(5), || async {
+        status(&agent, &format!("/weather/cities?user_key={key}")).await == 200
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+
+    // Nothing changes on the server: its answer to the restarted agent is a heartbeat.
+    let started = Instant::now();
+    let agent = Agent::start(w.agent_settings("a")).await.expect("agent starts");
+    wait_until(Duration::from_secs(20), || is_ready(&agent)).await;
+    let elapsed = started.elapsed();
+    println!("an agent restarted on a quiet system was ready after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "ready only after {elapsed:?}");
+    let ready: serde_json::Value = crate::helpers::plain_client()
+        .get(format!("http://{}/ready", agent.admin_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["source"], "server", "{ready}");
+    assert_eq!(status(&agent, &format!("/weather/cities?user_key={key}")).await, 200);
+    agent.shutdown().await.unwrap();
+}
+
+/// The Swagger Petstore 3.0 document (petstore3.swagger.io): 19 operations, among them
+/// `GET /pet/findByStatus` next to `GET /pet/{petId}` and `GET /user/login` next to
+/// `GET /user/{username}`.
+const PETSTORE: &str = include_str!("../fixtures/petstore-openapi-3.0.json");
+
+/// One call per Petstore operation: (method, path below the base path, the rule it must count on).
+const PETSTORE_CALLS: [(&str, &str, &str); 19] = [
+    ("PUT", "/pet", "/pet$"),
+    ("POST", "/pet", "/pet$"),
+    ("GET", "/pet/findByStatus?status=available", "/pet/findByStatus$"),
+    ("GET", "/pet/findByTags?tags=tag1", "/pet/findByTags$"),
+    ("GET", "/pet/7", "/pet/{petId}$"),
+    ("POST", "/pet/7?name=rex", "/pet/{petId}$"),
+    ("DELETE", "/pet/7", "/pet/{petId}$"),
+    ("POST", "/pet/7/uploadImage", "/pet/{petId}/uploadImage$"),
+    ("GET", "/store/inventory", "/store/inventory$"),
+    ("POST", "/store/order", "/store/order$"),
+    ("GET", "/store/order/3", "/store/order/{orderId}$"),
+    ("DELETE", "/store/order/3", "/store/order/{orderId}$"),
+    ("POST", "/user", "/user$"),
+    ("POST", "/user/createWithList", "/user/createWithList$"),
+    ("GET", "/user/login?username=ann&password=x", "/user/login$"),
+    ("GET", "/user/logout", "/user/logout$"),
+    ("GET", "/user/ann", "/user/{username}$"),
+    ("PUT", "/user/ann", "/user/{username}$"),
+    ("DELETE", "/user/ann", "/user/{username}$"),
+];
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn every_petstore_operation_called_once_counts_once_on_its_method_and_once_on_hits(pool: PgPool) {
+    let w = World::new(pool.clone()).await;
+    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = tollgate_core::admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let admin = |path: &str, body: serde_json::Value| {
+        let request = w.app.client.post(w.app.url(path)).bearer_auth(token.as_str()).json(&body);
+        async move {
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert!((200..300).contains(&status), "{status}: {body}");
+            body
+        }
+    };
+    let api = admin(
+        "/admin/api/v1/apis",
+        serde_json::json!({"spec": PETSTORE, "slug": "petstore", "upstream_url": start_upstream()}),
+    )
+    .await;
+    assert_eq!(api["operation_count"], 19);
+    let api_id = api["id"].as_str().unwrap().to_owned();
+    let plan = |system_name: &str, limits: serde_json::Value| {
+        serde_json::json!({"system_name": system_name, "name": system_name, "currency": "EUR", "published": true,
+            "limits": limits})
+    };
+    let open = admin(&format!("/admin/api/v1/apis/{api_id}/plans"), plan("open", serde_json::json!([]))).await;
+    let five = admin(
+        &format!("/admin/api/v1/apis/{api_id}/plans"),
+        plan("five", serde_json::json!([{"metric": "hits", "period": "minute", "max": 5}])),
+    )
+    .await;
+    admin(&format!("/admin/api/v1/apis/{api_id}/lifecycle"), serde_json::json!({"state": "published"})).await;
+    let actor = Actor::system("test");
+    let mut keys = Vec::new();
+    for plan in [&open, &five] {
+        let plan_id = tollgate_core::plans::PlanId(plan["id"].as_str().unwrap().parse().unwrap());
+        let new = NewApplication { plan_id, name: format!("Pets {}", plan["system_name"]), description: String::new() };
+        let app = applications::create(&pool, w.account, &new, &actor).await.unwrap();
+        let key = credentials::issue(&pool, w.account, app.id, &actor).await.unwrap();
+        keys.push((app.id, key.secret.as_str().to_owned()));
+    }
+    let ((app, key), (_, limited_key)) = (keys[0].clone(), keys[1].clone());
+    let agent = w.agent("a").await;
+
+    let send = |proxy: std::net::SocketAddr, method: &str, path: &str, key: &str| {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = format!("http://{proxy}/petstore{path}{separator}user_key={key}");
+        let request = crate::helpers::plain_client().request(method.parse().unwrap(), url);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for (method, path, _) in PETSTORE_CALLS {
+        assert_eq!(send(agent.proxy_addr(), method, path, &key).await, 200, "{method} {path}");
+    }
+
+    // Each operation's method counts once, `hits` once per call.
+    let rule_metrics: Vec<(String, String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT r.http_method, r.pattern, r.metric_id FROM mapping_rules r JOIN api_products p ON p.id = r.api_id
+         WHERE p.slug = 'petstore'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let hits: uuid::Uuid =
+        sqlx::query_scalar("SELECT m.id FROM metrics m JOIN api_products p ON p.id = m.api_id WHERE p.slug = 'petstore' AND m.system_name = 'hits'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let pool_for_wait = pool.clone();
+    wait_until(Duration::from_secs(20), || {
+        let pool = pool_for_wait.clone();
+        async move { tollgate_core::usage::total_hits(&pool, app.0, hits).await.unwrap() >= 19 }
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+    assert_eq!(tollgate_core::usage::total_hits(&pool, app.0, hits).await.unwrap(), 19, "one hit per call");
+    for (method, path, pattern) in PETSTORE_CALLS {
+        let (_, _, metric) = rule_metrics
+            .iter()
+            .find(|(m, p, _)| m == method && p == pattern)
+            .unwrap_or_else(|| panic!("a rule {method} {pattern}"));
+        let expected = PETSTORE_CALLS.iter().filter(|(m, _, p)| *m == method && *p == pattern).count();
+        assert_eq!(
+            tollgate_core::usage::total_hits(&pool, app.0, *metric).await.unwrap(),
+            i64::try_from(expected).unwrap(),
+            "{method} {path} counts on {pattern} only"
+        );
+    }
+
+    // A plan of 5 hits a minute admits 5 such calls (retried once if the minute turned mid-test).
+    let agent = w.agent("b").await;
+    for attempt in 0..2 {
+        let minute = jiff::Timestamp::now().as_second() / 60;
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(send(agent.proxy_addr(), "GET", "/pet/findByStatus?status=sold", &limited_key).await);
+        }
+        if jiff::Timestamp::now().as_second() / 60 == minute {
+            assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+            break;
+        }
+        assert_eq!(attempt, 0, "the minute turned twice");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     agent.shutdown().await.unwrap();
 }

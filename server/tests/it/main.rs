@@ -14,6 +14,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod identity;
+mod migrations;
 mod portal;
 mod seed;
 mod teams;

@@ -1,0 +1,343 @@
+//! Where an API's consumers put their credentials ([`Auth`], [`KeySource`]), every spelling
+//! of those names, and reading the credentials a request presents ([`Presented`]).
+//!
+//! Servers and frameworks disagree about names: PHP turns `user.key` and `user key` into
+//! `user_key` and `user_key[]` into an array, many frameworks match query names
+//! case-insensitively or percent-decode them (`user%5Fkey`), CGI-style stacks read the header
+//! `X_Api_Key` as `X-Api-Key`, and some read a credential from the query or a header alike.
+//! So a name *matches* a credential when it is the same after [`canonical`] reduction, in
+//! either location. Every matching parameter and header is stripped before forwarding; the
+//! key that is checked is read only from the configured location; and a request whose
+//! matching names carry two different values is refused, so the key that is checked is the
+//! only one that can exist.
+
+use std::borrow::Cow;
+
+use hyper::HeaderMap;
+use hyper::header::HeaderName;
+use tollgate_protocol::KeyLocation;
+
+/// Where one credential is read from.
+pub(crate) enum KeySource {
+    Query(Box<str>),
+    Header(HeaderName),
+}
+
+impl KeySource {
+    pub fn compile(location: &KeyLocation) -> Result<KeySource, String> {
+        Ok(match location {
+            KeyLocation::Query { name } => KeySource::Query(name.as_str().into()),
+            KeyLocation::Header { name } => KeySource::Header(
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?,
+            ),
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            KeySource::Query(name) => name,
+            KeySource::Header(name) => name.as_str(),
+        }
+    }
+}
+
+/// The kinds of credentials an API takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AuthKind {
+    /// One secret in slot 0.
+    UserKey,
+    /// The public `app_id` in slot 0, an `app_key` in slot 1.
+    AppIdKey,
+}
+
+/// How an API's consumers present credentials: one or two slots, each with its configured
+/// location and the canonical form of its name.
+pub(crate) struct Auth {
+    kind: AuthKind,
+    sources: Box<[KeySource]>,
+    canonical: Box<[Box<[u8]>]>,
+}
+
+/// Two different values for one credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ambiguous;
+
+/// The credentials a request presents at the configured locations, by slot.
+pub(crate) struct Presented<'a> {
+    values: [Option<Cow<'a, str>>; 2],
+}
+
+impl Presented<'_> {
+    pub fn get(&self, slot: usize) -> Option<&str> {
+        self.values.get(slot)?.as_deref()
+    }
+}
+
+/// What is known about one slot while a request is read.
+#[derive(Default)]
+struct Slot<'a> {
+    /// The first non-empty value under any spelling.
+    value: Option<Cow<'a, str>>,
+    /// A value was found at the configured location.
+    configured: bool,
+}
+
+impl<'a> Slot<'a> {
+    fn offer(&mut self, value: Cow<'a, str>, configured: bool) -> Result<(), Ambiguous> {
+        let value = trim_cow(value);
+        if value.is_empty() {
+            return Ok(());
+        }
+        match &self.value {
+            Some(seen) if *seen != value => return Err(Ambiguous),
+            Some(_) => {}
+            None => self.value = Some(value),
+        }
+        self.configured |= configured;
+        Ok(())
+    }
+}
+
+impl Auth {
+    pub fn user_key(source: KeySource) -> Auth {
+        Auth::new(AuthKind::UserKey, vec![source])
+    }
+
+    pub fn app_id_key(app_id: KeySource, app_key: KeySource) -> Result<Auth, String> {
+        let auth = Auth::new(AuthKind::AppIdKey, vec![app_id, app_key]);
+        if auth.canonical[0] == auth.canonical[1] {
+            return Err(format!(
+                "app_id {:?} and app_key {:?} are the same name once case, `-`/`_`/`.` and encodings are ignored",
+                auth.sources[0].name(),
+                auth.sources[1].name()
+            ));
+        }
+        Ok(auth)
+    }
+
+    fn new(kind: AuthKind, sources: Vec<KeySource>) -> Auth {
+        let canonical = sources.iter().map(|s| canonical(s.name().as_bytes(), false).into_owned().into()).collect();
+        Auth { kind, sources: sources.into(), canonical }
+    }
+
+    pub fn kind(&self) -> AuthKind {
+        self.kind
+    }
+
+    /// The configured locations, by slot.
+    pub fn sources(&self) -> impl Iterator<Item = &KeySource> {
+        self.sources.iter()
+    }
+
+    /// The slot whose name `raw` (a query parameter name, still encoded) is a spelling of.
+    /// Allocates only for names with `%`, `+`, `[` or spaces.
+    fn query_slot(&self, raw: &str) -> Option<usize> {
+        let raw = raw.as_bytes();
+        if needs_reduction(raw, true) {
+            let name = canonical(raw, true);
+            return self.canonical.iter().position(|c| **c == *name);
+        }
+        self.canonical.iter().position(|c| same_folded(c, raw))
+    }
+
+    /// The slot whose name the header `name` is a spelling of. Does not allocate.
+    fn header_slot(&self, name: &HeaderName) -> Option<usize> {
+        let name = name.as_str().as_bytes();
+        self.canonical.iter().position(|c| same_folded(c, name))
+    }
+
+    /// Whether a query parameter named `raw` must not reach the upstream.
+    pub fn is_credential_param(&self, raw: &str) -> bool {
+        self.query_slot(raw).is_some()
+    }
+
+    /// Whether the header `name` must not reach the upstream.
+    pub fn is_credential_header(&self, name: &HeaderName) -> bool {
+        self.header_slot(name).is_some()
+    }
+
+    /// Reads every spelling of every credential name in the query and the headers. Only
+    /// values at the configured location are presented; two different values for one slot,
+    /// under any spellings, are [`Ambiguous`].
+    pub fn read<'a>(&self, query: Option<&'a str>, headers: &'a HeaderMap) -> Result<Presented<'a>, Ambiguous> {
+        let mut slots: [Slot<'a>; 2] = Default::default();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(slot) = self.query_slot(name) else { continue };
+            let configured = matches!(&self.sources[slot], KeySource::Query(configured) if **configured == *name);
+            slots[slot].offer(percent_decode(value), configured)?;
+        }
+        for (name, value) in headers {
+            let Some(slot) = self.header_slot(name) else { continue };
+            let configured = matches!(&self.sources[slot], KeySource::Header(configured) if configured == name);
+            // A value that is not visible ASCII cannot be a key; it still counts as a second value.
+            let value = value
+                .to_str()
+                .map_or_else(|_| Cow::Owned(String::from_utf8_lossy(value.as_bytes()).into_owned()), Cow::Borrowed);
+            slots[slot].offer(value, configured)?;
+        }
+        let [first, second] = slots;
+        let take = |slot: Slot<'a>| if slot.configured { slot.value } else { None };
+        Ok(Presented { values: [take(first), take(second)] })
+    }
+}
+
+/// A credential name as every reader would agree it is spelled: percent-decoded with `+` as
+/// a space (`decode`, for query names), without surrounding spaces and control characters and
+/// without trailing `[…]` groups, ASCII-lowercased, with `-`, `_`, `.` and space as one
+/// separator. Borrows when the name needs no decoding, trimming or bracket removal.
+pub(crate) fn canonical(name: &[u8], decode: bool) -> Cow<'_, [u8]> {
+    if !needs_reduction(name, decode) && name.iter().all(|&b| fold(b) == b) {
+        return Cow::Borrowed(name);
+    }
+    let decoded: Cow<'_, [u8]> = if decode { percent_decode_bytes(name) } else { Cow::Borrowed(name) };
+    let mut core: &[u8] = trim(&decoded);
+    while core.ends_with(b"]")
+        && let Some(open) = core.iter().rposition(|&b| b == b'[')
+    {
+        core = trim(&core[..open]);
+    }
+    Cow::Owned(core.iter().map(|&b| fold(b)).collect())
+}
+
+/// Whether [`canonical`] does more to `name` than fold each byte.
+fn needs_reduction(name: &[u8], decode: bool) -> bool {
+    name.iter().any(|&b| b <= b' ' || b == b'[' || (decode && (b == b'%' || b == b'+')))
+}
+
+/// Whether `raw`, byte by byte folded, is `canonical`.
+fn same_folded(canonical: &[u8], raw: &[u8]) -> bool {
+    canonical.len() == raw.len() && canonical.iter().zip(raw).all(|(&c, &r)| c == fold(r))
+}
+
+fn fold(byte: u8) -> u8 {
+    match byte {
+        b'_' | b'.' | b' ' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b > b' ').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b > b' ').map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+fn trim_cow(value: Cow<'_, str>) -> Cow<'_, str> {
+    match value {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+        Cow::Owned(text) if text.trim().len() == text.len() => Cow::Owned(text),
+        Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+    }
+}
+
+/// A query value percent-decoded (with `+` as a space), only if it needs to be.
+fn percent_decode(value: &str) -> Cow<'_, str> {
+    match percent_decode_bytes(value.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(value),
+        Cow::Owned(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
+    }
+}
+
+fn percent_decode_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::HeaderValue;
+
+    use super::*;
+
+    fn user_key_in_query() -> Auth {
+        Auth::user_key(KeySource::Query("user_key".into()))
+    }
+
+    #[test]
+    fn canonical_names() {
+        let c = |name: &str, decode| String::from_utf8(canonical(name.as_bytes(), decode).into_owned()).expect("utf8");
+        assert_eq!(c("user_key", true), "user-key");
+        for variant in [
+            "USER_KEY",
+            "user%5Fkey",
+            "user%5fKEY",
+            "user_key[]",
+            "user_key[0][x]",
+            "user_key ",
+            " user+key",
+            "user.key",
+        ] {
+            assert_eq!(c(variant, true), "user-key", "{variant}");
+        }
+        assert_eq!(c("X_Api_Key", false), "x-api-key");
+        assert_eq!(c("user%5Fkey", false), "user%5fkey", "header names are not decoded");
+        assert_eq!(c("user_keys", true), "user-keys");
+        assert!(matches!(canonical(b"page", true), Cow::Borrowed(_)), "ordinary names do not allocate");
+    }
+
+    #[test]
+    fn values_are_read_at_the_configured_location_only() {
+        let auth = user_key_in_query();
+        let headers = HeaderMap::new();
+        let read = |query: &str| auth.read(Some(query), &headers).map(|p| p.get(0).map(str::to_owned));
+        assert_eq!(read("a=1&user_key=abc&b"), Ok(Some("abc".into())));
+        assert_eq!(read("user_key="), Ok(None));
+        assert_eq!(read("xuser_key=1"), Ok(None));
+        assert_eq!(read("k=1&user_key=tg%5Fuk%5Fx"), Ok(Some("tg_uk_x".into())));
+        assert_eq!(read("USER_KEY=abc"), Ok(None), "a variant alone is not a credential");
+        assert_eq!(read("user_key=abc&USER_KEY=abc"), Ok(Some("abc".into())), "the same value twice is fine");
+        assert_eq!(read("user_key=abc&user_key=abd"), Err(Ambiguous));
+        assert_eq!(read("user_key=abc&user%5Fkey[]=abd"), Err(Ambiguous));
+    }
+
+    #[test]
+    fn headers_named_like_the_parameter_count_too() {
+        let auth = user_key_in_query();
+        let mut headers = HeaderMap::new();
+        headers.insert("user-key", HeaderValue::from_static("other"));
+        assert_eq!(auth.read(Some("user_key=abc"), &headers).err(), Some(Ambiguous));
+        assert!(auth.is_credential_header(&HeaderName::from_static("user_key")));
+        assert!(auth.is_credential_header(&HeaderName::from_static("user-key")));
+        assert!(!auth.is_credential_header(&HeaderName::from_static("user-keys")));
+        let header = Auth::user_key(KeySource::Header(HeaderName::from_static("x-api-key")));
+        assert!(header.is_credential_header(&HeaderName::from_static("x_api_key")));
+        assert!(header.is_credential_param("X-API-KEY"));
+        assert!(header.is_credential_param("x_api_key[]"));
+        assert!(!header.is_credential_param("x-api-keys"));
+    }
+
+    #[test]
+    fn app_id_and_app_key_must_differ() {
+        let q = |name: &str| KeySource::Query(name.into());
+        assert!(Auth::app_id_key(q("app_id"), q("app_key")).is_ok());
+        assert!(Auth::app_id_key(q("app_key"), q("APP-KEY")).is_err());
+    }
+}

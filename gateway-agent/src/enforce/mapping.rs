@@ -1,0 +1,121 @@
+//! Mapping rules: which metrics a request counts on, and by how much.
+//!
+//! Imported rules (one per operation of an OpenAPI document) count a call on exactly one
+//! operation: of those that match, the most specific ([`Pattern::specificity`]), then the
+//! first by position. Hand-made rules keep 3scale's semantics: every match adds its delta.
+//! The rules that count are then applied in position order, stopping after a matching rule
+//! marked `last`. Matching borrows the request's method and path and never allocates.
+
+use hyper::Method;
+use tollgate_protocol::{Pattern, RuleOrigin};
+
+/// One compiled mapping rule.
+pub(crate) struct Rule {
+    /// `None` for `ANY`.
+    pub method: Option<Method>,
+    pub pattern: Pattern,
+    /// Index of the metric within its API.
+    pub metric: u32,
+    pub delta: u32,
+    pub last: bool,
+    pub origin: RuleOrigin,
+}
+
+impl Rule {
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method) && self.pattern.matches(path)
+    }
+}
+
+/// An API's mapping rules, in position order.
+pub(crate) struct MappingRules {
+    rules: Box<[Rule]>,
+    /// Indices of the imported rules, most specific first, then by position.
+    imported: Box<[usize]>,
+}
+
+impl MappingRules {
+    /// `rules` in position order.
+    pub fn new(rules: Vec<Rule>) -> MappingRules {
+        let mut imported: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].origin == RuleOrigin::Import).collect();
+        // Stable: equally specific rules keep their position order.
+        imported.sort_by_cached_key(|&i| std::cmp::Reverse(rules[i].pattern.specificity()));
+        MappingRules { rules: rules.into_boxed_slice(), imported: imported.into_boxed_slice() }
+    }
+
+    /// Calls `count(metric, delta)` for each rule that counts a request of `method` on `path`
+    /// (relative to the API's base path); returns whether any rule matched.
+    pub fn apply(&self, method: &Method, path: &str, mut count: impl FnMut(u32, u32)) -> bool {
+        let chosen = self.imported.iter().copied().find(|&i| self.rules[i].matches(method, path));
+        let mut matched = false;
+        for (index, rule) in self.rules.iter().enumerate() {
+            let counts = match rule.origin {
+                RuleOrigin::Import => chosen == Some(index),
+                RuleOrigin::Manual => rule.matches(method, path),
+            };
+            if !counts {
+                continue;
+            }
+            matched = true;
+            count(rule.metric, rule.delta);
+            if rule.last {
+                break;
+            }
+        }
+        matched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(method: &str, pattern: &str, metric: u32, origin: RuleOrigin, last: bool) -> Rule {
+        Rule {
+            method: (method != "ANY").then(|| Method::from_bytes(method.as_bytes()).expect("method")),
+            pattern: Pattern::parse(pattern).expect("pattern"),
+            metric,
+            delta: 1,
+            last,
+            origin,
+        }
+    }
+
+    fn counted(rules: &MappingRules, method: Method, path: &str) -> Vec<u32> {
+        let mut metrics = Vec::new();
+        rules.apply(&method, path, |metric, _| metrics.push(metric));
+        metrics
+    }
+
+    #[test]
+    fn imported_rules_count_once_on_the_most_specific_operation() {
+        use RuleOrigin::Import;
+        let rules = MappingRules::new(vec![
+            rule("GET", "/pet/{petId}$", 1, Import, false),
+            rule("GET", "/pet/findByStatus$", 2, Import, false),
+            rule("POST", "/pet/{petId}$", 3, Import, false),
+            rule("GET", "/{kind}/{id}$", 4, Import, false),
+        ]);
+        assert_eq!(counted(&rules, Method::GET, "/pet/findByStatus"), [2]);
+        assert_eq!(counted(&rules, Method::GET, "/pet/7"), [1]);
+        assert_eq!(counted(&rules, Method::POST, "/pet/findByStatus"), [3], "only rules of the method");
+        assert_eq!(counted(&rules, Method::GET, "/user/7"), [4]);
+        assert_eq!(counted(&rules, Method::DELETE, "/pet/7"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn hand_made_rules_keep_3scale_semantics_around_the_chosen_operation() {
+        use RuleOrigin::{Import, Manual};
+        let rules = MappingRules::new(vec![
+            rule("ANY", "/", 10, Manual, false),
+            rule("GET", "/pet/{petId}$", 1, Import, false),
+            rule("GET", "/pet/findByStatus$", 2, Import, false),
+            rule("GET", "/pet", 11, Manual, false),
+            rule("GET", "/pet/secret$", 12, Manual, true),
+            rule("GET", "/pet", 13, Manual, false),
+        ]);
+        assert_eq!(counted(&rules, Method::GET, "/pet/findByStatus"), [10, 2, 11, 13]);
+        assert_eq!(counted(&rules, Method::GET, "/pet/secret"), [10, 1, 11, 12], "`last` stops the walk");
+        assert_eq!(counted(&rules, Method::PATCH, "/anything"), [10], "ANY matches every method");
+    }
+}

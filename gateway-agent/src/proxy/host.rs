@@ -1,0 +1,124 @@
+//! The host a request is for: the request target's authority when it is in absolute form
+//! (`GET http://host/path`, RFC 9112 §3.2.2), else the `Host` header. A request with more
+//! than one `Host`, an invalid one, or (HTTP/1.1) none is refused with 400 `invalid_host`, as
+//! RFC 9112 §3.2 requires: routing and the upstream's `X-Forwarded-Host` must rest on one
+//! well-formed value.
+
+use std::borrow::Cow;
+
+use hyper::Version;
+use hyper::header::HOST;
+use hyper::http::request::Parts;
+
+/// The request's `host[:port]`, as sent (validated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestHost<'a>(&'a str);
+
+/// The request's host is missing, repeated or malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InvalidHost;
+
+impl<'a> RequestHost<'a> {
+    pub fn of(parts: &'a Parts) -> Result<Option<RequestHost<'a>>, InvalidHost> {
+        let mut values = parts.headers.get_all(HOST).iter();
+        let header = values.next();
+        if values.next().is_some() {
+            return Err(InvalidHost);
+        }
+        let header = match header {
+            Some(value) => Some(value.to_str().ok().filter(|v| is_authority(v)).ok_or(InvalidHost)?),
+            None => None,
+        };
+        if let Some(authority) = parts.uri.authority() {
+            let authority = authority.as_str();
+            return if is_authority(authority) { Ok(Some(RequestHost(authority))) } else { Err(InvalidHost) };
+        }
+        if header.is_none() && parts.version >= Version::HTTP_11 {
+            return Err(InvalidHost);
+        }
+        Ok(header.map(RequestHost))
+    }
+
+    /// The host without port and trailing dot, lowercased (allocating only if it was not
+    /// already), for routing.
+    pub fn name(self) -> Cow<'a, str> {
+        let raw = self.0;
+        let host = if raw.starts_with('[') {
+            raw.split_inclusive(']').next().unwrap_or(raw)
+        } else {
+            raw.rsplit_once(':').map_or(raw, |(host, _port)| host)
+        };
+        let host = host.trim_end_matches('.');
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        }
+    }
+}
+
+/// `host [":" port]` where host is a DNS-style name (letters, digits, `-`, `_`, `.`), an IPv4
+/// address or a bracketed IPv6 literal, and port is 0–65535.
+fn is_authority(value: &str) -> bool {
+    let (host_ok, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let Some((literal, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let port = match after {
+                "" => None,
+                _ => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            (is_ipv6_literal(literal), port)
+        }
+        None => match value.split_once(':') {
+            Some((host, port)) => (is_host_name(host), Some(port)),
+            None => (is_host_name(value), None),
+        },
+    };
+    host_ok && port.is_none_or(is_port)
+}
+
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn is_ipv6_literal(literal: &str) -> bool {
+    literal.contains(':') && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+}
+
+fn is_port(port: &str) -> bool {
+    (1..=5).contains(&port.len())
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|n| n <= 65_535)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities() {
+        for ok in ["api.example.com", "API.Example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8081", "my_host", "h."] {
+            assert!(is_authority(ok), "{ok}");
+        }
+        for bad in [
+            "", ":80", "a:", "a:99999", "a:8x", "a b", "a@b", "a/b", "[::1", "[]", "[x]", "[::1]x", "a:1:2", "é.com",
+            "a%2eb",
+        ] {
+            assert!(!is_authority(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_for_routing() {
+        assert_eq!(RequestHost("API.example.com.:8080").name(), "api.example.com");
+        assert_eq!(RequestHost("[::1]:80").name(), "[::1]");
+        assert!(matches!(RequestHost("plain").name(), Cow::Borrowed("plain")));
+    }
+}
