@@ -60,6 +60,9 @@ impl Reporter {
                     agent_id,
                     entries: entries.next().unwrap_or_default().to_vec(),
                     credentials_used: used.next().unwrap_or_default().to_vec(),
+                    refused: Vec::new(),
+                    failed_calls: Vec::new(),
+                    failed_calls_dropped: 0,
                 };
                 match spool.append(&batch) {
                     Ok(true) => written += 1,
