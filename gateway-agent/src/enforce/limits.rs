@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::counters::{Check, CounterKey};
 use super::touched::{InlineVec, Touched};
+use crate::header_number;
 
 /// At most `max` of `metric` per `period` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,14 +33,15 @@ pub struct LimitRule {
 pub struct PlanLimits {
     tz: TimeZone,
     rules: Box<[LimitRule]>,
-    /// Each rule's `max` as a `RateLimit-Limit` header value, made once.
+    /// Each rule's `max` as a `RateLimit-Limit` header value, made once (and static, so
+    /// sending it costs no reference count).
     limit_headers: Box<[HeaderValue]>,
     windows: [ArcSwapOption<Window>; Period::ALL.len()],
 }
 
 impl PlanLimits {
     pub fn new(tz: TimeZone, rules: Vec<LimitRule>) -> PlanLimits {
-        let limit_headers = rules.iter().map(|rule| HeaderValue::from(rule.max)).collect();
+        let limit_headers = rules.iter().map(|rule| header_number::interned(rule.max)).collect();
         PlanLimits { tz, rules: rules.into_boxed_slice(), limit_headers, windows: Default::default() }
     }
 

@@ -150,6 +150,7 @@ impl Proxy {
         connector.set_connect_timeout(Some(settings.upstream_connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
+        crate::header_number::warm_up();
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))

@@ -4,10 +4,9 @@
 //!
 //! They go on every answer to an admitted request (the upstream's, or the agent's own 400,
 //! 408, 502 or 504 after admission) and on the 429 of a refused one. Cheap by construction:
-//! the `Limit` value is made once per plan limit, and numbers up to [`TABLE_MAX`] come from
-//! one static table, so the common case costs no allocation or formatting.
-
-use std::sync::LazyLock;
+//! the `Limit` value is made once per plan limit and numbers up to 99,999 come from one static
+//! table ([`crate::header_number`]), so the common case costs no allocation, formatting or
+//! atomic reference count.
 
 use hyper::HeaderMap;
 use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER};
@@ -15,6 +14,7 @@ use jiff::Timestamp;
 
 use crate::enforce::counters::Check;
 use crate::enforce::limits::PlanLimits;
+use crate::header_number::number;
 
 pub(crate) static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 pub(crate) static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -69,39 +69,9 @@ pub(crate) fn seconds_until(end: Timestamp, now: Timestamp) -> u64 {
     left.as_secs().unsigned_abs() + u64::from(left.subsec_nanos() > 0)
 }
 
-/// Numbers up to this come from [`DIGITS`] (an hour in seconds, and most limits' remaining).
-const TABLE_MAX: u64 = 9999;
-
-/// `0123456789101112…9999`: every number up to [`TABLE_MAX`], written out once.
-static DIGITS: LazyLock<&'static str> = LazyLock::new(|| {
-    let text: String = (0..=TABLE_MAX).map(|n| n.to_string()).collect();
-    Box::leak(text.into_boxed_str())
-});
-
-/// `n` as a header value; a slice of the static table (no allocation) up to [`TABLE_MAX`].
-pub(crate) fn number(n: u64) -> HeaderValue {
-    let (start, len) = match n {
-        0..=9 => (n, 1),
-        10..=99 => (10 + (n - 10) * 2, 2),
-        100..=999 => (190 + (n - 100) * 3, 3),
-        1000..=TABLE_MAX => (2890 + (n - 1000) * 4, 4),
-        _ => return HeaderValue::from(n),
-    };
-    let digits: &'static str = &DIGITS;
-    let start = start as usize;
-    digits.get(start..start + len).map_or_else(|| HeaderValue::from(n), HeaderValue::from_static)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_from_the_table_equal_formatted_ones() {
-        for n in (0..=12_000).chain([u64::MAX, 1 << 40]) {
-            assert_eq!(number(n), HeaderValue::from(n), "{n}");
-        }
-    }
 
     #[test]
     fn seconds_round_up() {
