@@ -54,6 +54,14 @@ impl Reporter {
         let spool = self.spool.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut written = 0;
+            // Failed calls are a sample for display; usage is what bills. Past half the spool,
+            // they are only counted, so a long outage under a flood of errors leaves the rest
+            // of the spool to usage.
+            let (failed_calls, failed_calls_dropped) = if spool.is_half_full() {
+                (Vec::new(), failed_calls_dropped.saturating_add(failed_calls.len() as u64))
+            } else {
+                (failed_calls, failed_calls_dropped)
+            };
             // As many batches as the longest list needs; each item is in one of them, and the
             // failed calls (at most one batch's worth) in the first.
             let batches = entries

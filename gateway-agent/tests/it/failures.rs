@@ -313,3 +313,40 @@ async fn a_flood_of_refusals_is_sampled_and_every_one_counted() {
     assert!(per_app.values().all(|&n| n >= MAX_FAILED_CALLS_PER_BATCH / APPS), "shared fairly: {per_app:?}");
     assert_eq!(upstream.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_half_a_full_spool_failed_calls_are_only_counted() {
+    const REFUSALS: usize = 12;
+    let (clock, _hands) = Clock::manual(ten_past());
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Minute, 0)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.fail_usage(usize::MAX);
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), Some(clock));
+    settings.spool_max_bytes = 8192;
+    let agent = start_ready(settings).await;
+    let spool = dir.path().join("spool");
+    let spooled = || std::fs::read_dir(&spool).map_or(0, |files| files.filter_map(Result::ok).count());
+    // `/items/…` matches the unanchored `GET /items` rule: a long path, refused (429).
+    let url = format!("http://{}/pets/items/{}?user_key={}", agent.proxy_addr(), "a".repeat(200), fixture.key.as_str());
+    for n in 1..=REFUSALS {
+        assert_eq!(get(&url, &[]).await.status, StatusCode::TOO_MANY_REQUESTS);
+        // One batch per refusal, held in the spool while the server fails.
+        eventually("the batch spooled", || async { (spooled() == n).then_some(()) }).await;
+    }
+    cp.fail_usage(0);
+    let batches = eventually("every batch delivered", || async {
+        let batches = cp.accepted_batches();
+        (batches.len() == REFUSALS).then_some(batches)
+    })
+    .await;
+    let sent: Vec<(usize, u64)> = batches.iter().map(|b| (b.failed_calls.len(), b.failed_calls_dropped)).collect();
+    let first_dropped = sent.iter().position(|&(_, dropped)| dropped > 0).expect("some were only counted");
+    assert!(first_dropped >= 3, "the first batches carry their call: {sent:?}");
+    assert!(sent[..first_dropped].iter().all(|&s| s == (1, 0)), "{sent:?}");
+    assert!(sent[first_dropped..].iter().all(|&s| s == (0, 1)), "past half the spool, only counted: {sent:?}");
+    let refused: u64 = batches.iter().flat_map(|b| &b.refused).map(|r| r.count).sum();
+    assert_eq!(refused, REFUSALS as u64, "the counts are all there");
+    agent.shutdown().await.expect("clean shutdown");
+}
