@@ -350,3 +350,48 @@ async fn past_half_a_full_spool_failed_calls_are_only_counted() {
     assert_eq!(refused, REFUSALS as u64, "the counts are all there");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_a_retired_api_are_failed_calls_of_the_keys_application() {
+    let (clock, _hands) = Clock::manual(ten_past());
+    let upstream = Upstream::start().await;
+    let mut fixture = Fixture::new(&upstream, &[]);
+    let (gone_api, gone_app) =
+        add_api(&mut fixture, "/gone", Lifecycle::Retired, user_key_in_query(), upstream.url(""));
+    let key = new_key(KeyKind::UserKey);
+    fixture.snapshot.credentials.push(Credential {
+        hash: key.hash(),
+        kind: KeyKind::UserKey,
+        application_id: gone_app,
+        expires_at: None,
+    });
+    fixture.snapshot.validate().expect("valid");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
+    let proxy = agent.proxy_addr();
+
+    for path in ["/gone/x", "/gone/_tollgate/limits"] {
+        let answer = get(&format!("http://{proxy}{path}?user_key={}", key.as_str()), &[]).await;
+        assert_eq!((answer.status, answer.error().as_str()), (StatusCode::GONE, "api_retired"), "{path}");
+    }
+    let batches = eventually("the failed call", || async {
+        let batches = cp.accepted_batches();
+        (!failed_calls(&batches).is_empty()).then_some(batches)
+    })
+    .await;
+    agent.shutdown().await.expect("clean shutdown");
+    let batches = [batches, cp.accepted_batches()].concat();
+    let mut seen = std::collections::HashSet::new();
+    let batches: Vec<UsageBatch> = batches.into_iter().filter(|b| seen.insert(b.id)).collect();
+    let calls = failed_calls(&batches);
+    assert_eq!(calls.len(), 1, "the limits report is not recorded, even refused: {calls:?}");
+    let call = &calls[0];
+    assert_eq!(
+        (call.application_id, call.api_id, call.status, call.error.as_deref(), call.metric, call.path.as_str()),
+        (gone_app, gone_api, 410, Some("api_retired"), None, "/gone/x")
+    );
+    let refused: Vec<(Uuid, u16, u64)> =
+        batches.iter().flat_map(|b| &b.refused).map(|r| (r.application_id, r.status, r.count)).collect();
+    assert_eq!(refused, [(gone_app, 410, 1)]);
+}
