@@ -38,6 +38,10 @@ pub enum ReservedPath {
 /// which endpoint it names. Does not allocate.
 pub fn reserved_path(path: &str) -> Option<ReservedPath> {
     let rest = path.strip_prefix('/')?;
+    // Almost every path's first segment starts with neither `_` nor an escape: one byte decides.
+    if !matches!(rest.as_bytes().first(), Some(b'_' | b'%')) {
+        return None;
+    }
     let mut segments = rest.split('/');
     if !segments.next().is_some_and(|first| same_decoded(RESERVED_SEGMENT, first)) {
         return None;
