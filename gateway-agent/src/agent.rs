@@ -50,6 +50,7 @@ pub struct RunningAgent {
     proxy: JoinHandle<()>,
     admin: JoinHandle<()>,
     persister: JoinHandle<()>,
+    sealer: JoinHandle<()>,
     sender: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     reporter: Arc<Reporter>,
@@ -168,12 +169,12 @@ impl Agent {
         let mut background = vec![
             tokio::spawn(sync.run(standby, stop_rx.clone())),
             tokio::spawn(status::report(control_plane, status_rx, stop_rx.clone())),
-            tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone())),
             tokio::spawn(sweep(limiter.clone(), settings.clock.clone(), stop_rx.clone())),
         ];
         if let Some(shared) = &limiter.shared {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
         }
+        let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
         let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
         tracing::info!(%proxy_addr, %admin_addr, %agent_id, server = %settings.server, "tollgate-agent started");
@@ -185,6 +186,7 @@ impl Agent {
             proxy,
             admin,
             persister,
+            sealer,
             sender,
             background,
             reporter,
@@ -215,6 +217,9 @@ impl RunningAgent {
         let _ = self.proxy.await;
         let _ = self.admin.await;
         let _ = self.sender.await;
+        // A seal in progress finishes spooling its batches first, so they are delivered now
+        // rather than after the next start.
+        let _ = self.sealer.await;
         self.reporter.seal().await;
         let deadline = Instant::now() + SHUTDOWN_USAGE_DELIVERY;
         if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty() {

@@ -30,6 +30,7 @@ mod config;
 pub mod enforce;
 mod error;
 mod hashing;
+mod header_number;
 mod proxy;
 mod redis;
 mod server;

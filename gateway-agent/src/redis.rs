@@ -16,7 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use tokio::sync::watch;
 
-use crate::enforce::counters::{Check, Outcome, RETENTION_SECS};
+use crate::enforce::counters::{Check, CounterKey, Outcome, RETENTION_SECS, tightest};
 use crate::settings::RedisUrl;
 use crate::telemetry::Metrics;
 
@@ -27,20 +27,23 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 const SCRIPT: &str = r"
 -- KEYS: counters. ARGV: per counter, amount, max and TTL in ms (0: none).
+-- Returns {0, index, used} for the first counter without room, or {1, used...}: every
+-- counter after the increments.
 for i = 1, #KEYS do
   local used = tonumber(redis.call('GET', KEYS[i]) or '0')
   if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
     return {0, i - 1, used}
   end
 end
+local after = {1}
 for i = 1, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  after[i + 1] = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
   local ttl = tonumber(ARGV[3 * i])
   if ttl > 0 then
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
-return {1, 0, 0}
+return after
 ";
 
 pub(crate) struct SharedCounters {
@@ -109,8 +112,7 @@ impl SharedCounters {
     pub async fn check_and_add(&self, checks: &[Check], now: Timestamp) -> Option<Outcome> {
         let mut invocation = self.script.prepare_invoke();
         for check in checks {
-            let key = check.key;
-            invocation.key(format!("tg:{{{}}}:{}:{}:{}", key.app, key.metric, key.period.as_str(), key.window.0));
+            invocation.key(redis_key(&check.key));
         }
         for check in checks {
             let ttl_ms = check.window_end.map_or(0, |end| {
@@ -120,13 +122,44 @@ impl SharedCounters {
             invocation.arg(check.amount).arg(check.max).arg(ttl_ms);
         }
         let mut connection = self.manager.clone();
-        let call = invocation.invoke_async::<(i64, i64, i64)>(&mut connection);
-        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Ok(Ok((1, _, _))) => Some(Outcome::Admitted),
-            Ok(Ok((_, index, used))) => Some(Outcome::Rejected {
-                index: usize::try_from(index).unwrap_or(0),
-                used: u64::try_from(used).unwrap_or(0),
-            }),
+        let call = invocation.invoke_async::<Vec<i64>>(&mut connection);
+        let reply = self.answered(tokio::time::timeout(REQUEST_TIMEOUT, call).await)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        match reply.split_first() {
+            Some((1, after)) if after.len() == checks.len() => {
+                Some(Outcome::Admitted { tightest: tightest(checks, |i| count(after[i])) })
+            }
+            Some((0, [index, used])) => {
+                Some(Outcome::Rejected { index: usize::try_from(*index).unwrap_or(0), used: count(*used) })
+            }
+            _ => {
+                tracing::debug!(?reply, "unexpected answer from the redis script");
+                self.set_up(false);
+                None
+            }
+        }
+    }
+
+    /// Where the counters of `checks` stand (nothing is added), or `None` if Redis did not
+    /// answer in time.
+    pub async fn read(&self, checks: &[Check]) -> Option<Vec<u64>> {
+        if checks.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut command = redis::cmd("MGET");
+        for check in checks {
+            command.arg(redis_key(&check.key));
+        }
+        let mut connection = self.manager.clone();
+        let call = command.query_async::<Vec<Option<u64>>>(&mut connection);
+        let values = self.answered(tokio::time::timeout(REQUEST_TIMEOUT, call).await)?;
+        Some(values.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// The answer of a Redis call, or `None` (and Redis marked down) if it failed or was late.
+    fn answered<T>(&self, result: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>) -> Option<T> {
+        match result {
+            Ok(Ok(value)) => Some(value),
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "redis call failed");
                 self.set_up(false);
@@ -138,4 +171,10 @@ impl SharedCounters {
             }
         }
     }
+}
+
+/// `tg:{<application id>}:<metric id>:<period>:<window start>`; the hash tag keeps one
+/// request's keys in one slot of a Redis Cluster.
+fn redis_key(key: &CounterKey) -> String {
+    format!("tg:{{{}}}:{}:{}:{}", key.app, key.metric, key.period.as_str(), key.window.0)
 }

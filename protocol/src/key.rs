@@ -153,6 +153,7 @@ impl SecretKey {
     }
 
     /// Prefix plus the first 4 random characters, e.g. `tg_uk_1AbC`: identifies a key in lists.
+    /// Same as [`display_prefix`] of [`SecretKey::as_str`].
     pub fn display_prefix(&self) -> &str {
         &self.text[..self.kind.prefix().len() + DISPLAY_CHARS]
     }
@@ -175,6 +176,21 @@ impl FromStr for SecretKey {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         SecretKey::parse(s)
     }
+}
+
+/// The visible prefix of a string shaped like a key (`tg_<kind>_` and 39 base62 characters):
+/// the kind prefix and the first 4 random characters, e.g. `tg_uk_1AbC`, exactly what
+/// [`SecretKey::display_prefix`] shows in the portal. `None` for anything else, so nothing
+/// more of an odd string is ever shown. The checksum is not verified: the agent calls this
+/// only for keys it has already found by their hash.
+pub fn display_prefix(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("tg_")?;
+    let (code, body) = rest.split_once('_')?;
+    let kind = KeyKind::from_code(code)?;
+    if body.len() != BODY_CHARS || !body.bytes().all(|b| base62_value(b).is_some()) {
+        return None;
+    }
+    text.get(..kind.prefix().len() + DISPLAY_CHARS)
 }
 
 /// SHA-256 of a key string: the only form in which credentials are stored or leave the server.
@@ -412,6 +428,21 @@ mod tests {
         assert_eq!(key.last4().len(), 4);
         let debug = format!("{key:?}");
         assert!(!debug.contains(&key.as_str()[11..20]), "{debug}");
+    }
+
+    #[test]
+    fn display_prefix_of_a_raw_key_is_what_owners_see() {
+        for kind in KeyKind::ALL {
+            let key = SecretKey::from_entropy(kind, [9; ENTROPY_BYTES]);
+            assert_eq!(display_prefix(key.as_str()), Some(key.display_prefix()));
+        }
+        let key = SecretKey::from_entropy(KeyKind::UserKey, [9; ENTROPY_BYTES]);
+        let s = key.as_str();
+        for odd in ["", "tg_uk_", "tg_uk_abcd", "tg_zz_abcd", "user-key", &s[..s.len() - 1], &format!("{s}x")] {
+            assert_eq!(display_prefix(odd), None, "{odd}");
+        }
+        assert_eq!(display_prefix(&s.replacen(&s[8..9], "-", 1)), None);
+        assert_eq!(display_prefix("tg_uk_ééééééééééééééééééééé"), None);
     }
 
     #[test]

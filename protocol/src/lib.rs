@@ -22,6 +22,10 @@
 //! * **Usage** (agent → server, [`USAGE_PATH`]): a [`UsageBatch`] per flush, answered by a
 //!   [`UsageAck`]. Batch ids make ingestion idempotent: a resent batch is acknowledged with
 //!   `duplicate: true` and not counted again, so the agent can retry from its disk spool freely.
+//!   Besides usage, a batch carries refusals attributable to applications (not usage) and a
+//!   sample of failed calls; see [`usage`].
+//! * **The gateway's own endpoints** (API consumer → agent): `<base path>/_tollgate/…` is
+//!   reserved under every API; `_tollgate/limits` answers a [`LimitsReport`]. See [`gateway`].
 //!
 //! # Versioning and compatibility
 //!
@@ -37,6 +41,7 @@
 
 pub mod delta;
 mod endpoints;
+pub mod gateway;
 pub mod key;
 pub mod pattern;
 pub mod period;
@@ -47,6 +52,7 @@ pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat
 pub use endpoints::{
     CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STATUS_PATH, USAGE_PATH,
 };
+pub use gateway::{LIMITS_PATH, LimitStatus, LimitsReport, RESERVED_SEGMENT, ReservedPath};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
 pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
@@ -54,4 +60,4 @@ pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,
     Metric, NoMatch, Plan, RuleOrigin, Snapshot, Upstream, ValidationError,
 };
-pub use usage::{CredentialUse, StatusClass, UsageAck, UsageBatch, UsageEntry};
+pub use usage::{CredentialUse, FailedCall, RefusedEntry, StatusClass, UsageAck, UsageBatch, UsageEntry};

@@ -150,7 +150,7 @@ pub fn is_dot_segment(raw: &str) -> bool {
 }
 
 /// Whether two raw segments are the same once percent-decoded.
-fn same_decoded(a: &str, b: &str) -> bool {
+pub(crate) fn same_decoded(a: &str, b: &str) -> bool {
     if !a.contains('%') && !b.contains('%') {
         return a == b;
     }

@@ -111,6 +111,7 @@ pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<
             id: plan.id,
             api,
             limits: PlanLimits::new(plan.time_zone.time_zone().clone(), rules),
+            time_zone: plan.time_zone.as_str().into(),
         }));
     }
     Ok(Catalog {
@@ -139,7 +140,11 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
             lineage.push(*local.get(&id).ok_or_else(|| format!("unknown metric {id}"))?);
             current = parents.get(&id).copied().flatten();
         }
-        metrics.push(MetricEntry { id: metric.id, lineage: lineage.into_boxed_slice() });
+        metrics.push(MetricEntry {
+            id: metric.id,
+            system_name: metric.system_name.as_str().into(),
+            lineage: lineage.into_boxed_slice(),
+        });
     }
     let rules = api
         .mapping_rules
@@ -180,6 +185,7 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
     };
     let slug: Arc<str> = api.slug.as_str().into();
     Ok(ApiEntry {
+        id: api.id,
         lifecycle,
         auth,
         metrics: metrics.into_boxed_slice(),

@@ -73,6 +73,7 @@ impl Catalog {
 }
 
 pub(crate) struct ApiEntry {
+    pub id: Uuid,
     pub slug: Arc<str>,
     pub lifecycle: Lifecycle,
     pub auth: Auth,
@@ -86,8 +87,9 @@ pub(crate) struct ApiEntry {
 impl ApiEntry {
     /// Applies the API's mapping rules to a request: each rule that counts adds its delta to
     /// its metric and the metric's ancestors. `path` is relative to the API's base path.
-    /// Returns whether any rule matched.
-    pub fn map_request(&self, method: &Method, path: &str, touched: &mut Touched) -> bool {
+    /// Returns the index of the request's operation (the metric of the most specific rule
+    /// that counted), `None` if no rule matched.
+    pub fn map_request(&self, method: &Method, path: &str, touched: &mut Touched) -> Option<u32> {
         self.rules.apply(method, path, |metric, delta| {
             if let Some(metric) = self.metrics.get(metric as usize) {
                 for &index in metric.lineage.iter() {
@@ -110,6 +112,8 @@ pub(crate) enum Lifecycle {
 
 pub(crate) struct MetricEntry {
     pub id: Uuid,
+    /// For the limits report.
+    pub system_name: Box<str>,
     /// This metric's index followed by its ancestors' (usage on a method counts on its
     /// parents too).
     pub lineage: Box<[u32]>,
@@ -120,6 +124,8 @@ pub(crate) struct PlanEntry {
     /// Index into [`Catalog::apis`].
     pub api: u32,
     pub limits: PlanLimits,
+    /// The IANA name of the plan's time zone, for the limits report.
+    pub time_zone: Box<str>,
 }
 
 #[derive(Clone)]

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use tollgate_protocol::{CurrentUsage, Period, WindowId};
 use uuid::Uuid;
 
+use super::touched::InlineVec;
 use crate::hashing::{FxBuildHasher, spread_u128};
 
 /// How long a window's counter outlives the window: a clock stepping back by up to this
@@ -40,6 +41,8 @@ pub struct Check {
     pub max: u64,
     /// End of the window (`None`: eternity), for `Retry-After`, Redis TTLs and sweeping.
     pub window_end: Option<Timestamp>,
+    /// Index of the limit among its plan's, for what the plan precomputed about it.
+    pub limit: u32,
 }
 
 impl Check {
@@ -49,15 +52,59 @@ impl Check {
         amount: 0,
         max: 0,
         window_end: None,
+        limit: 0,
     };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every check had room and every counter was incremented.
-    Admitted,
+    /// Every check had room and every counter was incremented; `tightest` is the most
+    /// constrained of them afterwards (`None` without checks), see [`tightest`].
+    Admitted { tightest: Option<Standing> },
     /// `checks[index]` had no room (its counter stood at `used`); nothing was counted.
     Rejected { index: usize, used: u64 },
+}
+
+impl Outcome {
+    pub fn is_admitted(&self) -> bool {
+        matches!(self, Outcome::Admitted { .. })
+    }
+}
+
+/// Where one check's counter stands: `checks[index]` at `used`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub index: usize,
+    pub used: u64,
+}
+
+/// The most constrained of `checks`, whose counters stand at `used(i)`: the least remaining
+/// (`max - used`, at least 0); among equals, the one whose window ends last (eternity last
+/// of all), since that is how long a client with nothing left must wait; then the first.
+/// This is the limit the `RateLimit-*` headers describe.
+pub fn tightest(checks: &[Check], used: impl Fn(usize) -> u64) -> Option<Standing> {
+    let mut best: Option<(Standing, u64)> = None;
+    for (index, check) in checks.iter().enumerate() {
+        let standing = Standing { index, used: used(index) };
+        let remaining = check.max.saturating_sub(standing.used);
+        let tighter = best.is_none_or(|(kept, kept_remaining)| {
+            remaining < kept_remaining
+                || (remaining == kept_remaining && ends_later(check.window_end, checks[kept.index].window_end))
+        });
+        if tighter {
+            best = Some((standing, remaining));
+        }
+    }
+    best.map(|(standing, _)| standing)
+}
+
+/// Whether a window ending at `a` ends strictly after one ending at `b` (`None`: never).
+fn ends_later(a: Option<Timestamp>, b: Option<Timestamp>) -> bool {
+    match (a, b) {
+        (None, None) | (Some(_), None) => false,
+        (None, Some(_)) => true,
+        (Some(a), Some(b)) => a > b,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -99,7 +146,7 @@ impl LocalCounters {
     /// Admits all checks or none. Each key must appear at most once.
     pub fn check_and_add(&self, checks: &[Check]) -> Outcome {
         let Some(first) = checks.first() else {
-            return Outcome::Admitted;
+            return Outcome::Admitted { tightest: None };
         };
         let shard = self.shard_of(first.key.app);
         if checks.iter().all(|c| self.shard_of(c.key.app) == shard) {
@@ -193,9 +240,11 @@ fn check_then_add(maps: &mut [&mut Shard], checks: &[Check], map_of: impl Fn(&Ch
             return Outcome::Rejected { index, used };
         }
     }
+    let mut after: InlineVec<u64, 8> = InlineVec::new(0);
     for check in checks {
         let slot = maps[map_of(check)].entry(check.key).or_insert(Slot { used: 0, end: end_secs(check.window_end) });
         slot.used += check.amount;
+        after.push(slot.used);
     }
-    Outcome::Admitted
+    Outcome::Admitted { tightest: tightest(checks, |i| after.as_slice()[i]) }
 }

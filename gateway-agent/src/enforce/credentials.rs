@@ -2,10 +2,12 @@
 //!
 //! Keys are read from the query string or a header as the API says (key_location.rs),
 //! hashed (SHA-256, as the server stores them) and looked up in the credential table. Key
-//! values are never logged or kept.
+//! values are never logged or kept; only their visible prefix ([`KeyPrefix`]) is, for the
+//! failed-call records of the application they identify.
 
 use hyper::HeaderMap;
 use jiff::Timestamp;
+use tollgate_protocol::usage::MAX_KEY_PREFIX_BYTES;
 use tollgate_protocol::{ApplicationState, KeyHash, KeyKind};
 
 use super::key_location::{Auth, AuthKind};
@@ -30,6 +32,86 @@ pub(crate) struct Caller<'a> {
     pub credential: &'a CredentialEntry,
     pub app: &'a AppEntry,
     pub plan: &'a PlanEntry,
+    pub prefix: Option<KeyPrefix>,
+}
+
+/// The application a request's key belongs to, whether or not the key admits the request:
+/// a refusal can then be shown to the key's holder among their failed calls.
+#[derive(Clone, Copy)]
+pub(crate) struct Identified<'a> {
+    pub app: &'a AppEntry,
+    pub prefix: Option<KeyPrefix>,
+}
+
+/// Why a request was not admitted, and whose key it presented if the agent knows the key.
+pub(crate) struct Denied<'a> {
+    pub error: AuthError,
+    pub identified: Option<Identified<'a>>,
+}
+
+/// The visible prefix of a key (`tg_uk_1AbC`, see [`tollgate_protocol::key::display_prefix`]),
+/// kept inline so that remembering it costs no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyPrefix {
+    bytes: [u8; MAX_KEY_PREFIX_BYTES],
+    len: u8,
+}
+
+impl KeyPrefix {
+    /// The prefix of `key`, if it is in Tollgate's key format.
+    pub fn of(key: &str) -> Option<KeyPrefix> {
+        let prefix = tollgate_protocol::key::display_prefix(key)?;
+        let mut bytes = [0; MAX_KEY_PREFIX_BYTES];
+        bytes.get_mut(..prefix.len())?.copy_from_slice(prefix.as_bytes());
+        Some(KeyPrefix { bytes, len: u8::try_from(prefix.len()).ok()? })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+/// A key found in the credential table, before it is checked for this request.
+struct Found<'a> {
+    hash: [u8; 32],
+    credential: &'a CredentialEntry,
+    app: &'a AppEntry,
+    prefix: Option<KeyPrefix>,
+}
+
+/// Reads the request's key and looks it up. Errors are `Ambiguous`, `Missing` or `Invalid`
+/// (an unknown key, or an app_key of another app_id).
+fn find<'a>(config: &'a Config, auth: &Auth, query: Option<&str>, headers: &HeaderMap) -> Result<Found<'a>, AuthError> {
+    let presented = auth.read(query, headers).map_err(|_| AuthError::Ambiguous)?;
+    let (key, app_id_slot) = match auth.kind() {
+        AuthKind::UserKey => (presented.get(0).ok_or(AuthError::Missing)?, None),
+        AuthKind::AppIdKey => {
+            let (Some(app_id), Some(key)) = (presented.get(0), presented.get(1)) else {
+                return Err(AuthError::Missing);
+            };
+            (key, Some(*config.apps.by_app_id.get(app_id).ok_or(AuthError::Invalid)?))
+        }
+    };
+    let hash = KeyHash::of(key).0;
+    let credential = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
+    // An app_key identifies only together with its own app_id: a public app_id alone never does.
+    if app_id_slot.is_some_and(|slot| slot != credential.app) {
+        return Err(AuthError::Invalid);
+    }
+    let app = config.apps.get(credential.app).ok_or(AuthError::Invalid)?;
+    Ok(Found { hash, credential, app, prefix: KeyPrefix::of(key) })
+}
+
+/// The application whose key the request presents, if the key is in the table (expired, of
+/// another API or of a suspended application included), for requests refused before they
+/// are authenticated.
+pub(crate) fn identify<'a>(
+    config: &'a Config,
+    auth: &Auth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<Identified<'a>> {
+    find(config, auth, query, headers).ok().map(|found| Identified { app: found.app, prefix: found.prefix })
 }
 
 /// The live application the request's credentials identify, for the API at `api_index`.
@@ -40,39 +122,23 @@ pub(crate) fn authenticate<'a>(
     query: Option<&str>,
     headers: &HeaderMap,
     now: Timestamp,
-) -> Result<Caller<'a>, AuthError> {
-    let presented = auth.read(query, headers).map_err(|_| AuthError::Ambiguous)?;
-    let (hash, credential) = match auth.kind() {
-        AuthKind::UserKey => {
-            let key = presented.get(0).ok_or(AuthError::Missing)?;
-            let hash = KeyHash::of(key).0;
-            let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
-            if entry.kind != KeyKind::UserKey || !entry.is_valid_at(now) {
-                return Err(AuthError::Invalid);
-            }
-            (hash, entry)
-        }
-        AuthKind::AppIdKey => {
-            let (Some(app_id), Some(key)) = (presented.get(0), presented.get(1)) else {
-                return Err(AuthError::Missing);
-            };
-            let &slot = config.apps.by_app_id.get(app_id).ok_or(AuthError::Invalid)?;
-            let hash = KeyHash::of(key).0;
-            let entry = config.credentials.get(&hash).ok_or(AuthError::Invalid)?;
-            if entry.kind != KeyKind::AppKey || entry.app != slot || !entry.is_valid_at(now) {
-                return Err(AuthError::Invalid);
-            }
-            (hash, entry)
-        }
+) -> Result<Caller<'a>, Denied<'a>> {
+    let found = find(config, auth, query, headers).map_err(|error| Denied { error, identified: None })?;
+    let deny = |error| Denied { error, identified: Some(Identified { app: found.app, prefix: found.prefix }) };
+    let kind = match auth.kind() {
+        AuthKind::UserKey => KeyKind::UserKey,
+        AuthKind::AppIdKey => KeyKind::AppKey,
     };
-    let app = config.apps.get(credential.app).ok_or(AuthError::Invalid)?;
+    if found.credential.kind != kind || !found.credential.is_valid_at(now) {
+        return Err(deny(AuthError::Invalid));
+    }
     // A key only opens the API its application subscribes to.
-    let plan = config.catalog.plan(app.plan).ok_or(AuthError::Invalid)?;
+    let plan = config.catalog.plan(found.app.plan).ok_or_else(|| deny(AuthError::Invalid))?;
     if plan.api != api_index {
-        return Err(AuthError::Invalid);
+        return Err(deny(AuthError::Invalid));
     }
-    if app.state != ApplicationState::Live {
-        return Err(AuthError::NotLive);
+    if found.app.state != ApplicationState::Live {
+        return Err(deny(AuthError::NotLive));
     }
-    Ok(Caller { hash, credential, app, plan })
+    Ok(Caller { hash: found.hash, credential: found.credential, app: found.app, plan, prefix: found.prefix })
 }

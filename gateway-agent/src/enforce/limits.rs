@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use hyper::header::HeaderValue;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tollgate_protocol::{Period, Window};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use super::counters::{Check, CounterKey};
 use super::touched::{InlineVec, Touched};
+use crate::header_number;
 
 /// At most `max` of `metric` per `period` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,12 +33,21 @@ pub struct LimitRule {
 pub struct PlanLimits {
     tz: TimeZone,
     rules: Box<[LimitRule]>,
+    /// Each rule's `max` as a `RateLimit-Limit` header value, made once (and static, so
+    /// sending it costs no reference count).
+    limit_headers: Box<[HeaderValue]>,
     windows: [ArcSwapOption<Window>; Period::ALL.len()],
 }
 
 impl PlanLimits {
     pub fn new(tz: TimeZone, rules: Vec<LimitRule>) -> PlanLimits {
-        PlanLimits { tz, rules: rules.into_boxed_slice(), windows: Default::default() }
+        let limit_headers = rules.iter().map(|rule| header_number::interned(rule.max)).collect();
+        PlanLimits { tz, rules: rules.into_boxed_slice(), limit_headers, windows: Default::default() }
+    }
+
+    /// The `RateLimit-Limit` value of the limit [`Check::limit`] names.
+    pub fn limit_header(&self, limit: u32) -> Option<&HeaderValue> {
+        self.limit_headers.get(limit as usize)
     }
 
     pub fn time_zone(&self) -> &TimeZone {
@@ -62,7 +73,7 @@ impl PlanLimits {
 
     /// Appends one check per limit on a metric the request touched.
     pub fn checks(&self, app: Uuid, touched: &Touched, now: Timestamp, out: &mut Checks) {
-        for rule in self.rules.iter() {
+        for (limit, rule) in (0u32..).zip(self.rules.iter()) {
             let Some(amount) = touched.amount(rule.metric) else {
                 continue;
             };
@@ -72,6 +83,24 @@ impl PlanLimits {
                 amount,
                 max: rule.max,
                 window_end: window.end,
+                limit,
+            });
+        }
+    }
+}
+
+impl PlanLimits {
+    /// One check per limit of the plan, adding nothing: where every counter of `app` stands
+    /// now (for the limits report).
+    pub fn standing(&self, app: Uuid, now: Timestamp, out: &mut Checks) {
+        for (limit, rule) in (0u32..).zip(self.rules.iter()) {
+            let window = self.window(rule.period, now);
+            out.push(Check {
+                key: CounterKey { app, metric: rule.metric_id, period: rule.period, window: window.id() },
+                amount: 0,
+                max: rule.max,
+                window_end: window.end,
+                limit,
             });
         }
     }

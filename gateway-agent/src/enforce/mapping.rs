@@ -32,22 +32,40 @@ pub(crate) struct MappingRules {
     rules: Box<[Rule]>,
     /// Indices of the imported rules, most specific first, then by position.
     imported: Box<[usize]>,
+    /// Each rule's rank among all rules, most specific first, then by position: the rule
+    /// with the lowest rank among those that count names the request's operation.
+    rank: Box<[u32]>,
 }
 
 impl MappingRules {
     /// `rules` in position order.
     pub fn new(rules: Vec<Rule>) -> MappingRules {
+        let by_specificity = |indices: &mut Vec<usize>| {
+            // Stable: equally specific rules keep their position order.
+            indices.sort_by_cached_key(|&i| std::cmp::Reverse(rules[i].pattern.specificity()));
+        };
         let mut imported: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].origin == RuleOrigin::Import).collect();
-        // Stable: equally specific rules keep their position order.
-        imported.sort_by_cached_key(|&i| std::cmp::Reverse(rules[i].pattern.specificity()));
-        MappingRules { rules: rules.into_boxed_slice(), imported: imported.into_boxed_slice() }
+        by_specificity(&mut imported);
+        let mut all: Vec<usize> = (0..rules.len()).collect();
+        by_specificity(&mut all);
+        let mut rank = vec![0u32; rules.len()];
+        for (position, &index) in (0u32..).zip(all.iter()) {
+            rank[index] = position;
+        }
+        MappingRules {
+            rules: rules.into_boxed_slice(),
+            imported: imported.into_boxed_slice(),
+            rank: rank.into_boxed_slice(),
+        }
     }
 
     /// Calls `count(metric, delta)` for each rule that counts a request of `method` on `path`
-    /// (relative to the API's base path); returns whether any rule matched.
-    pub fn apply(&self, method: &Method, path: &str, mut count: impl FnMut(u32, u32)) -> bool {
+    /// (relative to the API's base path). Returns the request's operation: the metric of the
+    /// most specific rule that counted (the first by position among equals), or `None` if no
+    /// rule matched.
+    pub fn apply(&self, method: &Method, path: &str, mut count: impl FnMut(u32, u32)) -> Option<u32> {
         let chosen = self.imported.iter().copied().find(|&i| self.rules[i].matches(method, path));
-        let mut matched = false;
+        let mut operation: Option<usize> = None;
         for (index, rule) in self.rules.iter().enumerate() {
             let counts = match rule.origin {
                 RuleOrigin::Import => chosen == Some(index),
@@ -56,13 +74,15 @@ impl MappingRules {
             if !counts {
                 continue;
             }
-            matched = true;
+            if operation.is_none_or(|best| self.rank[index] < self.rank[best]) {
+                operation = Some(index);
+            }
             count(rule.metric, rule.delta);
             if rule.last {
                 break;
             }
         }
-        matched
+        operation.map(|index| self.rules[index].metric)
     }
 }
 
@@ -85,6 +105,32 @@ mod tests {
         let mut metrics = Vec::new();
         rules.apply(&method, path, |metric, _| metrics.push(metric));
         metrics
+    }
+
+    fn operation(rules: &MappingRules, method: Method, path: &str) -> Option<u32> {
+        rules.apply(&method, path, |_, _| {})
+    }
+
+    #[test]
+    fn the_operation_is_the_most_specific_rule_that_counted() {
+        use RuleOrigin::{Import, Manual};
+        let rules = MappingRules::new(vec![
+            rule("ANY", "/", 10, Manual, false),
+            rule("GET", "/pet/{petId}$", 1, Import, false),
+            rule("GET", "/pet/findByStatus$", 2, Import, false),
+            rule("GET", "/pet", 11, Manual, false),
+            rule("GET", "/pet/secret$", 12, Manual, true),
+            rule("GET", "/pet/{x}/photos$", 13, Manual, false),
+            rule("GET", "/pet/{y}/photos$", 14, Manual, false),
+        ]);
+        assert_eq!(operation(&rules, Method::GET, "/pet/findByStatus"), Some(2));
+        assert_eq!(operation(&rules, Method::GET, "/pet/7"), Some(1));
+        assert_eq!(operation(&rules, Method::GET, "/pet/secret"), Some(12), "a literal beats a parameter");
+        assert_eq!(operation(&rules, Method::GET, "/pet"), Some(11));
+        assert_eq!(operation(&rules, Method::GET, "/pet/7/photos"), Some(13), "equals: the first by position");
+        assert_eq!(operation(&rules, Method::PATCH, "/anything"), Some(10));
+        let strict = MappingRules::new(vec![rule("GET", "/pet$", 1, Manual, false)]);
+        assert_eq!(operation(&strict, Method::GET, "/other"), None);
     }
 
     #[test]

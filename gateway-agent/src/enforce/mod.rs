@@ -35,17 +35,29 @@ pub(crate) struct Limiter {
 impl Limiter {
     pub async fn check_and_add(&self, checks: &[Check], now: Timestamp) -> Outcome {
         if checks.is_empty() {
-            return Outcome::Admitted;
+            return Outcome::Admitted { tightest: None };
         }
         if let Some(shared) = &self.shared
             && shared.is_up()
             && let Some(outcome) = shared.check_and_add(checks, now).await
         {
-            if outcome == Outcome::Admitted {
+            if outcome.is_admitted() {
                 self.local.add(checks);
             }
             return outcome;
         }
         self.local.check_and_add(checks)
+    }
+
+    /// Where the counters of `checks` stand now, adding nothing: from Redis while it is in
+    /// use and answers, else from the local counters.
+    pub async fn standing(&self, checks: &[Check]) -> Vec<u64> {
+        if let Some(shared) = &self.shared
+            && shared.is_up()
+            && let Some(used) = shared.read(checks).await
+        {
+            return used;
+        }
+        checks.iter().map(|check| self.local.used(&check.key)).collect()
     }
 }

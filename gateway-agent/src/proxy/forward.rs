@@ -61,10 +61,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The upstream request: `target` + the path below the API's base path + the query without
+/// The upstream request for the client's request (`parts`, whose URI the caller took out as
+/// `client_uri`): `target` + the path below the API's base path + the query without
 /// credentials, with cleaned and forwarding headers.
 pub(crate) fn upstream_request(
     mut parts: Parts,
+    client_uri: &Uri,
     body: ClientBody,
     target: &Target,
     rest_offset: usize,
@@ -72,9 +74,9 @@ pub(crate) fn upstream_request(
     client: IpAddr,
 ) -> Result<Request<ClientBody>, hyper::http::Error> {
     let path_and_query = {
-        let path = parts.uri.path();
+        let path = client_uri.path();
         let rest = path.get(rest_offset..).unwrap_or("");
-        let query = parts.uri.query();
+        let query = client_uri.query();
         let mut out = String::with_capacity(target.prefix.len() + rest.len() + query.map_or(0, str::len) + 2);
         out.push_str(&target.prefix);
         out.push_str(rest);
@@ -105,7 +107,7 @@ pub(crate) fn upstream_request(
     }
     // The host the client asked for: the absolute-form target's authority, else `Host`
     // (both validated before routing).
-    let client_host = match parts.uri.authority() {
+    let client_host = match client_uri.authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => headers.get(HOST).cloned(),
     };

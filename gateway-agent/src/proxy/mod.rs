@@ -4,13 +4,20 @@
 //! call and the upstream itself. Routing and rule matching borrow the request and do not
 //! allocate; the per-request work that does allocate is the upstream URI and the
 //! `X-Forwarded-For` value. CORS (for listed browser origins only) wraps all of it: see
-//! [`cors`].
+//! [`cors`]. Admitted requests carry the `RateLimit-*` headers of their most constrained
+//! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]).
+//!
+//! A request whose key the agent knows is *attributed* to that key's application, even when
+//! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
+//! among the application's failed calls, as are upstream answers of 400 or more.
 
 pub(crate) mod body;
 pub(crate) mod cors;
 pub(crate) mod forward;
 pub(crate) mod host;
+pub(crate) mod limits;
 pub(crate) mod path;
+pub(crate) mod ratelimit;
 pub(crate) mod reply;
 pub(crate) mod route;
 pub(crate) mod upstream;
@@ -22,26 +29,30 @@ use std::time::{Duration, Instant};
 
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jiff::Timestamp;
 use tollgate_protocol::NoMatch;
+use tollgate_protocol::gateway::{ReservedPath, reserved_path};
+use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::{ApiEntry, CredentialEntry, Lifecycle, LiveConfig};
+use crate::config::{ApiEntry, Config, CredentialEntry, Lifecycle, LiveConfig};
 use crate::enforce::counters::Outcome;
-use crate::enforce::credentials::{AuthError, authenticate};
+use crate::enforce::credentials::{AuthError, Identified, KeyPrefix, authenticate, identify};
 use crate::enforce::limits::Checks;
 use crate::enforce::{Limiter, Touched};
 use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
+use crate::usage::failed_calls::Failure;
 use body::ClientBody;
 use host::RequestHost;
+use ratelimit::RateLimit;
 use reply::{Body, Refusal};
 
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
@@ -62,16 +73,61 @@ pub(crate) struct Proxy {
     warned_tls: AtomicBool,
 }
 
-/// A request that passed every check, on its way upstream.
-struct Admitted<'a> {
+/// What is known about a routed request, for its answer, its metrics and its records.
+struct Call<'a> {
+    started: Instant,
+    /// When it arrived, by the agent's clock.
+    received: Timestamp,
+    method: &'a Method,
+    /// The client's request target (taken out of the request's parts).
+    uri: &'a Uri,
     api: &'a ApiEntry,
-    /// The credential that admitted it and its SHA-256, for its latest use.
-    credential: (&'a [u8; 32], &'a CredentialEntry),
-    app: uuid::Uuid,
+    /// The metric of its operation, once mapping rules ran and one matched.
+    operation: Option<Uuid>,
+    /// The application its key belongs to, if the agent knows the key.
+    blame: Option<Blame>,
+    /// Its most constrained limit, once limits were checked.
+    rate: Option<RateLimit<'a>>,
+}
+
+/// The application a request is attributed to, and the visible prefix of its key.
+#[derive(Clone, Copy)]
+struct Blame {
+    app: Uuid,
+    prefix: Option<KeyPrefix>,
+}
+
+impl From<Identified<'_>> for Blame {
+    fn from(identified: Identified<'_>) -> Blame {
+        Blame { app: identified.app.id, prefix: identified.prefix }
+    }
+}
+
+impl Call<'_> {
+    /// The failed-call record of this request, answered `status` after `latency`.
+    fn failure(&self, blame: Blame, status: u16, error: Option<&'static str>, latency: Duration) -> Failure<'_> {
+        Failure {
+            app: blame.app,
+            api: self.api.id,
+            at: self.received,
+            method: self.method,
+            operation: self.operation,
+            path: self.uri.path(),
+            status,
+            error,
+            prefix: blame.prefix,
+            latency,
+        }
+    }
+}
+
+/// The credential that admitted a request and its SHA-256, for its latest use.
+struct Admitted<'a> {
+    hash: &'a [u8; 32],
+    credential: &'a CredentialEntry,
+    app: Uuid,
     touched: &'a Touched,
     rest_offset: usize,
-    received: Timestamp,
-    started: Instant,
 }
 
 /// What the access log and metrics record about a request.
@@ -94,6 +150,7 @@ impl Proxy {
         connector.set_connect_timeout(Some(settings.upstream_connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
+        crate::header_number::warm_up();
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -148,121 +205,166 @@ impl Proxy {
     async fn admit(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let Some(config) = self.live.load_full() else {
-            return self.refuse(None, None, Refusal::NotReady, started);
+            return self.refuse_unrouted(Refusal::NotReady, started);
         };
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let now = self.clock.now();
 
-        let path = parts.uri.path();
-        if let Err(invalid) = path::check(path) {
-            return self.refuse(None, None, Refusal::InvalidPath(invalid), started);
+        if let Err(invalid) = path::check(parts.uri.path()) {
+            return self.refuse_unrouted(Refusal::InvalidPath(invalid), started);
         }
-        let Ok(host) = RequestHost::of(&parts) else {
-            return self.refuse(None, None, Refusal::InvalidHost, started);
+        let route = {
+            let Ok(host) = RequestHost::of(&parts) else {
+                return self.refuse_unrouted(Refusal::InvalidHost, started);
+            };
+            let host_name = host.map(RequestHost::name);
+            config.catalog.routes.find(host_name.as_deref(), parts.uri.path())
         };
-        let host_name = host.map(RequestHost::name);
-        let Some(route) = config.catalog.routes.find(host_name.as_deref(), path) else {
-            return self.refuse(None, None, Refusal::UnknownApi, started);
+        let Some((route, api)) = route.and_then(|route| Some((route, config.catalog.apis.get(route.api as usize)?)))
+        else {
+            return self.refuse_unrouted(Refusal::UnknownApi, started);
         };
-        let Some(api) = config.catalog.apis.get(route.api as usize) else {
-            return self.refuse(None, None, Refusal::UnknownApi, started);
-        };
-        match api.lifecycle {
-            Lifecycle::Retired => {
-                return self.refuse(Some(api), None, Refusal::ApiRetired, started);
-            }
-            Lifecycle::Draft => return self.refuse(None, None, Refusal::UnknownApi, started),
-            Lifecycle::Published | Lifecycle::Deprecated { .. } => {}
+        if matches!(api.lifecycle, Lifecycle::Draft) {
+            return self.refuse_unrouted(Refusal::UnknownApi, started);
         }
 
-        let rest = path.get(route.rest_offset..).unwrap_or("");
+        // Routed: from here on a refusal may be attributed to the application of the key, so
+        // the request's method and target are kept for its record.
+        let uri = std::mem::take(&mut parts.uri);
+        let method = parts.method.clone();
+        let mut call =
+            Call { started, received: now, method: &method, uri: &uri, api, operation: None, blame: None, rate: None };
+        let rest = uri.path().get(route.rest_offset..).unwrap_or("");
+        let reserved = reserved_path(rest);
+        if matches!(api.lifecycle, Lifecycle::Retired) {
+            // The gateway's own endpoints leave no trace in the application's records.
+            if reserved.is_none() {
+                call.blame = self.identify(&config, api, &uri, &parts.headers);
+            }
+            return self.refuse(&call, Refusal::ApiRetired);
+        }
+        if let Some(reserved) = reserved {
+            return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
+        }
+
         let mut touched = Touched::empty();
-        if !api.map_request(&parts.method, rest, &mut touched) && api.on_no_match == NoMatch::NotFound {
-            return self.refuse(Some(api), None, Refusal::NoMatchingRule, started);
+        let operation = api.map_request(&method, rest, &mut touched);
+        call.operation = operation.and_then(|index| api.metrics.get(index as usize)).map(|metric| metric.id);
+        if operation.is_none() && api.on_no_match == NoMatch::NotFound {
+            call.blame = self.identify(&config, api, &uri, &parts.headers);
+            return self.refuse(&call, Refusal::NoMatchingRule);
         }
 
-        let caller = match authenticate(&config, route.api, &api.auth, parts.uri.query(), &parts.headers, now) {
+        let caller = match authenticate(&config, route.api, &api.auth, uri.query(), &parts.headers, now) {
             Ok(caller) => caller,
-            Err(AuthError::Ambiguous) => {
-                return self.refuse(Some(api), None, Refusal::AmbiguousCredentials, started);
-            }
-            Err(AuthError::Missing) => {
-                return self.refuse(Some(api), None, Refusal::MissingCredentials, started);
-            }
-            Err(AuthError::Invalid) => {
-                return self.refuse(Some(api), None, Refusal::InvalidCredentials, started);
-            }
-            Err(AuthError::NotLive) => {
-                return self.refuse(Some(api), None, Refusal::ApplicationNotLive, started);
+            Err(denied) => {
+                call.blame = denied.identified.map(Blame::from);
+                return self.refuse(&call, auth_refusal(denied.error));
             }
         };
-        let app = caller.app;
+        call.blame = Some(Blame { app: caller.app.id, prefix: caller.prefix });
 
+        let limits = &caller.plan.limits;
         let mut checks = Checks::empty();
-        caller.plan.limits.checks(app.id, &touched, now, &mut checks);
-        if let Outcome::Rejected { index, used } = self.limiter.check_and_add(checks.as_slice(), now).await {
-            let check = checks.as_slice().get(index).copied();
-            let max = check.map_or(0, |c| c.max);
-            let reset = check.and_then(|c| c.window_end).map(|end| reply::seconds_until(end, now));
-            let mut response = reply::limit_exceeded(max, used, reset);
-            self.decorate(api, &mut response);
-            self.finish(
-                Summary {
-                    api: Some(api),
-                    app: Some(app.id),
-                    decision: Refusal::LimitExceeded.code(),
-                    status: response.status(),
-                },
-                Some(Refusal::LimitExceeded.index()),
-                started,
-            );
-            return response;
+        limits.checks(caller.app.id, &touched, now, &mut checks);
+        let checks = checks.as_slice();
+        match self.limiter.check_and_add(checks, now).await {
+            Outcome::Rejected { index, used } => {
+                call.rate = checks.get(index).and_then(|check| RateLimit::of(limits, check, used));
+                return self.refuse(&call, Refusal::LimitExceeded);
+            }
+            Outcome::Admitted { tightest } => {
+                call.rate = tightest.and_then(|t| RateLimit::of(limits, checks.get(t.index)?, t.used));
+            }
         }
 
         let admitted = Admitted {
-            api,
-            credential: (&caller.hash, caller.credential),
-            app: app.id,
+            hash: &caller.hash,
+            credential: caller.credential,
+            app: caller.app.id,
             touched: &touched,
             rest_offset: route.rest_offset,
-            received: now,
-            started,
         };
-        self.forward(admitted, parts, body, peer).await
+        self.forward(&call, admitted, parts, body, peer).await
     }
 
-    async fn forward(&self, admitted: Admitted<'_>, parts: Parts, body: Incoming, peer: SocketAddr) -> Response<Body> {
-        let Admitted { api, credential: (hash, credential), app, touched, rest_offset, received, started } = admitted;
+    /// The application of the request's key, for a request refused before authentication.
+    fn identify(&self, config: &Config, api: &ApiEntry, uri: &Uri, headers: &HeaderMap) -> Option<Blame> {
+        identify(config, &api.auth, uri.query(), headers).map(Blame::from)
+    }
+
+    /// `<base path>/_tollgate/…`: answered by the agent with the usual credential rules, never
+    /// forwarded, counted or recorded.
+    async fn gateway_endpoint(
+        &self,
+        config: &Config,
+        call: &Call<'_>,
+        api_index: u32,
+        reserved: ReservedPath,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
+        if reserved == ReservedPath::Unknown {
+            return self.refuse(call, Refusal::UnknownEndpoint);
+        }
+        let api = call.api;
+        let caller = match authenticate(config, api_index, &api.auth, call.uri.query(), headers, call.received) {
+            Ok(caller) => caller,
+            Err(denied) => return self.refuse(call, auth_refusal(denied.error)),
+        };
+        if *call.method != Method::GET && *call.method != Method::HEAD {
+            return self.refuse(call, Refusal::MethodNotAllowed);
+        }
+        let mut response = limits::report(&self.limiter, api, caller.plan, caller.app.id, call.received).await;
+        self.decorate(api, &mut response);
+        self.finish(
+            Summary { api: Some(api), app: Some(caller.app.id), decision: limits::DECISION, status: response.status() },
+            Some(limits::DECISION_INDEX),
+            call.started,
+        );
+        response
+    }
+
+    async fn forward(
+        &self,
+        call: &Call<'_>,
+        admitted: Admitted<'_>,
+        parts: Parts,
+        body: Incoming,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let Admitted { hash, credential, app, touched, rest_offset } = admitted;
+        let api = call.api;
         let Some(target) = api.upstreams.pick() else {
-            return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+            return self.refuse(call, Refusal::UpstreamUnavailable);
         };
         if target.is_tls() {
             if !self.warned_tls.swap(true, Ordering::Relaxed) {
                 tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
             }
-            return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+            return self.refuse(call, Refusal::UpstreamUnavailable);
         }
         let (body, watch) = ClientBody::watch(body);
-        let request = match forward::upstream_request(parts, body, target, rest_offset, &api.auth, peer.ip()) {
+        let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip())
+        {
             Ok(request) => request,
             Err(err) => {
                 tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
-                return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+                return self.refuse(call, Refusal::UpstreamUnavailable);
             }
         };
         // Sent upstream: the credential was used, whatever the upstream makes of it.
-        self.usage.last_used.record(hash, credential, received);
+        self.usage.last_used.record(hash, credential, call.received);
         let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
             // A client that stalls its body, or breaks it, is not the upstream's failure.
             Err(_) if watch.waiting_for_client() => {
-                return self.refuse(Some(api), Some(app), Refusal::BodyTimeout, started);
+                return self.refuse(call, Refusal::BodyTimeout);
             }
             Err(_) => {
                 target.failed();
-                return self.refuse(Some(api), Some(app), Refusal::UpstreamTimeout, started);
+                return self.refuse(call, Refusal::UpstreamTimeout);
             }
             Ok(Err(_)) if watch.failed() => {
-                return self.refuse(Some(api), Some(app), Refusal::InvalidBody, started);
+                return self.refuse(call, Refusal::InvalidBody);
             }
             Ok(Err(err)) => {
                 if err.is_connect() {
@@ -271,7 +373,7 @@ impl Proxy {
                     target.failed();
                 }
                 tracing::debug!(api = %api.slug, upstream = %target.url, error = %err, "upstream request failed");
-                return self.refuse(Some(api), Some(app), Refusal::UpstreamUnavailable, started);
+                return self.refuse(call, Refusal::UpstreamUnavailable);
             }
             Ok(Ok(response)) => response,
         };
@@ -281,22 +383,31 @@ impl Proxy {
         } else {
             target.succeeded();
         }
-        let latency = started.elapsed();
+        let latency = call.started.elapsed();
+        let answered = self.clock.now();
         self.usage.record(
             app,
             touched
                 .as_slice()
                 .iter()
                 .filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount))),
-            self.clock.now(),
+            answered,
             status.as_u16(),
             latency,
         );
+        if status.as_u16() >= 400
+            && let Some(blame) = call.blame
+        {
+            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency));
+        }
         let (mut parts, body) = response.into_parts();
         forward::strip_hop_by_hop(&mut parts.headers);
+        if let Some(rate) = &call.rate {
+            rate.write(&mut parts.headers, answered, false);
+        }
         let mut response = Response::from_parts(parts, Either::Left(body));
         self.decorate(api, &mut response);
-        self.finish(Summary { api: Some(api), app: Some(app), decision: "proxied", status }, None, started);
+        self.finish(Summary { api: Some(api), app: Some(app), decision: "proxied", status }, None, call.started);
         response
     }
 
@@ -311,27 +422,42 @@ impl Proxy {
         }
     }
 
-    fn refuse(
-        &self,
-        api: Option<&ApiEntry>,
-        app: Option<uuid::Uuid>,
-        refusal: Refusal,
-        started: Instant,
-    ) -> Response<Body> {
+    /// The agent's own answer to a routed request: with the API's headers, the `RateLimit-*`
+    /// headers once limits were checked (and `Retry-After` on a 429), and, when the request
+    /// is attributed to an application, its refused count and failed-call record.
+    fn refuse(&self, call: &Call<'_>, refusal: Refusal) -> Response<Body> {
         let mut response = refusal.response();
-        if let Some(api) = api {
-            self.decorate(api, &mut response);
+        self.decorate(call.api, &mut response);
+        if let Some(rate) = &call.rate {
+            rate.write(response.headers_mut(), self.clock.now(), refusal == Refusal::LimitExceeded);
+        }
+        let status = refusal.status();
+        if let Some(blame) = call.blame {
+            let latency = call.started.elapsed();
+            self.usage.record_refused(blame.app, call.received, status.as_u16(), latency);
+            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), Some(refusal.code()), latency));
         }
         self.finish(
-            Summary { api, app, decision: refusal.code(), status: refusal.status() },
+            Summary { api: Some(call.api), app: call.blame.map(|blame| blame.app), decision: refusal.code(), status },
             Some(refusal.index()),
-            started,
+            call.started,
         );
         response
     }
 
+    /// The agent's own answer to a request no API was found for.
+    fn refuse_unrouted(&self, refusal: Refusal, started: Instant) -> Response<Body> {
+        self.finish(
+            Summary { api: None, app: None, decision: refusal.code(), status: refusal.status() },
+            Some(refusal.index()),
+            started,
+        );
+        refusal.response()
+    }
+
     /// Metrics and the access log line of a request; `answered` is the decision's index if
-    /// the agent answered itself (a [`Refusal`] or a CORS preflight), `None` if proxied.
+    /// the agent answered itself (a [`Refusal`], the limits report or a CORS preflight),
+    /// `None` if proxied.
     fn finish(&self, outcome: Summary<'_>, answered: Option<usize>, started: Instant) {
         let elapsed = started.elapsed();
         self.metrics.request_duration.record(elapsed.as_secs_f64());
@@ -350,5 +476,14 @@ impl Proxy {
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
             );
         }
+    }
+}
+
+fn auth_refusal(error: AuthError) -> Refusal {
+    match error {
+        AuthError::Ambiguous => Refusal::AmbiguousCredentials,
+        AuthError::Missing => Refusal::MissingCredentials,
+        AuthError::Invalid => Refusal::InvalidCredentials,
+        AuthError::NotLive => Refusal::ApplicationNotLive,
     }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::path::InvalidPath;
@@ -31,6 +31,10 @@ pub(crate) enum Refusal {
     BodyTimeout,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// A path under the reserved `_tollgate` segment that names no endpoint.
+    UnknownEndpoint,
+    /// A method other than GET or HEAD on a gateway endpoint.
+    MethodNotAllowed,
 }
 
 impl Refusal {
@@ -40,7 +44,8 @@ impl Refusal {
             Refusal::InvalidPath(_) | Refusal::InvalidHost | Refusal::AmbiguousCredentials | Refusal::InvalidBody => {
                 StatusCode::BAD_REQUEST
             }
-            Refusal::UnknownApi | Refusal::NoMatchingRule => StatusCode::NOT_FOUND,
+            Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::ApiRetired => StatusCode::GONE,
             Refusal::MissingCredentials => StatusCode::UNAUTHORIZED,
             Refusal::InvalidCredentials | Refusal::ApplicationNotLive => StatusCode::FORBIDDEN,
@@ -69,6 +74,8 @@ impl Refusal {
             Refusal::BodyTimeout => "request_body_timeout",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::UnknownEndpoint => "unknown_endpoint",
+            Refusal::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -117,6 +124,12 @@ impl Refusal {
             Refusal::UpstreamTimeout => {
                 r#"{"error":"upstream_timeout","message":"The API's upstream service did not answer in time."}"#
             }
+            Refusal::UnknownEndpoint => {
+                r#"{"error":"unknown_endpoint","message":"Paths under _tollgate/ below an API's base path belong to the gateway; the only one is _tollgate/limits."}"#
+            }
+            Refusal::MethodNotAllowed => {
+                r#"{"error":"method_not_allowed","message":"This gateway endpoint answers GET and HEAD only."}"#
+            }
         })
     }
 
@@ -138,6 +151,8 @@ impl Refusal {
             Refusal::BodyTimeout => 12,
             Refusal::UpstreamUnavailable => 13,
             Refusal::UpstreamTimeout => 14,
+            Refusal::UnknownEndpoint => 15,
+            Refusal::MethodNotAllowed => 16,
         }
     }
 
@@ -149,33 +164,9 @@ impl Refusal {
         let mut response = Response::new(Either::Right(Full::new(body)));
         *response.status_mut() = self.status();
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self == Refusal::MethodNotAllowed {
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
         response
     }
-}
-
-pub(crate) static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-pub(crate) static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-pub(crate) static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-/// Whole seconds from `now` until `end`, rounded up (for `Retry-After`).
-pub(crate) fn seconds_until(end: jiff::Timestamp, now: jiff::Timestamp) -> u64 {
-    let left = end.duration_since(now);
-    if left.is_negative() {
-        return 0;
-    }
-    left.as_secs().unsigned_abs() + u64::from(left.subsec_nanos() > 0)
-}
-
-/// 429 for the limit `max` whose counter stands at `used`; `reset` is the number of seconds
-/// until its window ends (`None` for an eternity limit, which never resets).
-pub(crate) fn limit_exceeded(max: u64, used: u64, reset: Option<u64>) -> Response<Body> {
-    let mut response = Refusal::LimitExceeded.response();
-    let headers = response.headers_mut();
-    headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(max));
-    headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(max.saturating_sub(used)));
-    if let Some(reset) = reset {
-        headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset));
-        headers.insert(RETRY_AFTER, HeaderValue::from(reset));
-    }
-    response
 }

@@ -1,17 +1,18 @@
 //! Sealing usage into batches and delivering them.
 //!
-//! Two loops: the sealer drains the in-memory counts and credential uses every flush interval
-//! into [`UsageBatch`]es (UUIDv7 ids) and spools them; the sender posts spooled batches oldest
-//! first, deleting each only after a [`UsageAck`] for its id, and backs off while the
-//! server is unreachable. A batch the server refuses as invalid (400, 413, 422) would be
-//! refused again however often it is resent and block the queue, so it is dropped, logged and
-//! counted.
+//! Two loops: the sealer drains the in-memory counts, refused counts, failed calls and
+//! credential uses every flush interval into [`UsageBatch`]es (UUIDv7 ids) and spools them;
+//! the sender posts spooled batches oldest first, deleting each only after a [`UsageAck`] for
+//! its id, and backs off while the server is unreachable. A batch the server refuses as
+//! invalid (400, 413, 422) would be refused again however often it is resent and block the
+//! queue, so it is dropped, logged and counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, watch};
+use tollgate_protocol::usage::MAX_REFUSED_PER_BATCH;
 use tollgate_protocol::{USAGE_PATH, UsageAck, UsageBatch};
 use uuid::Uuid;
 
@@ -35,31 +36,54 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    /// Seals and spools everything counted so far, and the credentials whose latest use
-    /// advanced since the last seal.
+    /// Seals and spools everything counted so far, the failed calls sampled and the
+    /// credentials whose latest use advanced since the last seal.
     pub async fn seal(self: &Arc<Self>) {
-        let entries = self.aggregator.drain();
+        let (entries, refused) = self.aggregator.drain();
+        let (failed_calls, failed_calls_dropped) = self.aggregator.failed_calls.drain();
         let used = self.aggregator.last_used.drain();
-        if entries.is_empty() && used.is_empty() {
+        if entries.is_empty()
+            && refused.is_empty()
+            && used.is_empty()
+            && failed_calls.is_empty()
+            && failed_calls_dropped == 0
+        {
             return;
         }
         let agent_id = self.agent_id;
         let spool = self.spool.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut written = 0;
-            // As many batches as the longer list needs; each credential is in one of them.
+            // Failed calls are a sample for display; usage is what bills. Past half the spool,
+            // they are only counted, so a long outage under a flood of errors leaves the rest
+            // of the spool to usage.
+            let (failed_calls, failed_calls_dropped) = if spool.is_half_full() {
+                (Vec::new(), failed_calls_dropped.saturating_add(failed_calls.len() as u64))
+            } else {
+                (failed_calls, failed_calls_dropped)
+            };
+            // As many batches as the longest list needs; each item is in one of them, and the
+            // failed calls (at most one batch's worth) in the first.
             let batches = entries
                 .len()
                 .div_ceil(MAX_ENTRIES_PER_BATCH)
-                .max(used.len().div_ceil(MAX_CREDENTIALS_PER_BATCH));
+                .max(used.len().div_ceil(MAX_CREDENTIALS_PER_BATCH))
+                .max(refused.len().div_ceil(MAX_REFUSED_PER_BATCH))
+                .max(1);
             let mut entries = entries.chunks(MAX_ENTRIES_PER_BATCH);
             let mut used = used.chunks(MAX_CREDENTIALS_PER_BATCH);
+            let mut refused = refused.chunks(MAX_REFUSED_PER_BATCH);
+            let mut failed = Some((failed_calls, failed_calls_dropped));
             for _ in 0..batches {
+                let (failed_calls, failed_calls_dropped) = failed.take().unwrap_or_default();
                 let batch = UsageBatch {
                     id: Uuid::now_v7(),
                     agent_id,
                     entries: entries.next().unwrap_or_default().to_vec(),
                     credentials_used: used.next().unwrap_or_default().to_vec(),
+                    refused: refused.next().unwrap_or_default().to_vec(),
+                    failed_calls,
+                    failed_calls_dropped,
                 };
                 match spool.append(&batch) {
                     Ok(true) => written += 1,

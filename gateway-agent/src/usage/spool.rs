@@ -142,6 +142,12 @@ impl Spool {
     pub fn is_empty(&self) -> bool {
         self.lock().files.is_empty()
     }
+
+    /// Whether the spool holds more than half its bound: the server has been unreachable for
+    /// long, and what room is left is kept for usage.
+    pub fn is_half_full(&self) -> bool {
+        self.lock().bytes > self.max_bytes / 2
+    }
 }
 
 fn parse_name(dir: &Path, name: &str, size: u64) -> Option<Spooled> {

@@ -365,6 +365,13 @@ impl ControlPlane {
         self.state.lock().expect("lock").bad_requests.clone()
     }
 
+    /// Every batch the server accepted, each once, in the order received.
+    pub fn accepted_batches(&self) -> Vec<UsageBatch> {
+        let state = self.state.lock().expect("lock");
+        let mut counted = HashSet::new();
+        state.usage.iter().filter(|a| a.accepted && counted.insert(a.batch.id)).map(|a| a.batch.clone()).collect()
+    }
+
     /// Sum of accepted (first-time) usage per (metric, status class).
     pub fn accepted_count(&self, metric: Uuid) -> u64 {
         let state = self.state.lock().expect("lock");
@@ -490,6 +497,43 @@ impl Fixture {
         });
         (app, key)
     }
+}
+
+/// Adds an API at `base_path` (one metric `hits`, one rule `GET /`) with a plan without limits
+/// and a live application, but no key, to the fixture; returns (api, app).
+pub fn add_api(
+    fixture: &mut Fixture,
+    base_path: &str,
+    lifecycle: Lifecycle,
+    auth: AuthMode,
+    upstream: String,
+) -> (uuid::Uuid, uuid::Uuid) {
+    let (api, plan, app) = (id(), id(), id());
+    let hits = id();
+    fixture.snapshot.apis.push(Api {
+        id: api,
+        slug: format!("api-{}", api.simple()),
+        hosts: vec![],
+        base_path: base_path.into(),
+        upstreams: vec![UpstreamUrl { url: upstream }],
+        lifecycle,
+        auth,
+        metrics: vec![Metric { id: hits, system_name: "hits".into(), parent: None }],
+        mapping_rules: vec![rule("GET", "/", hits, 1, 1, false)],
+        on_no_match: NoMatch::NotFound,
+    });
+    fixture.snapshot.plans.push(Plan { id: plan, api_id: api, time_zone: TimeZoneName::utc(), limits: vec![] });
+    fixture.snapshot.applications.push(Application {
+        id: app,
+        plan_id: plan,
+        state: ApplicationState::Live,
+        app_id: None,
+    });
+    (api, app)
+}
+
+pub fn user_key_in_query() -> AuthMode {
+    AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } }
 }
 
 /// A hand-made mapping rule (3scale semantics).

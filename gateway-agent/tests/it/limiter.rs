@@ -117,7 +117,27 @@ proptest! {
             let outcome = counters.check_and_add(checks.as_slice());
             let expected = model.request(&rules, touched.as_slice(), now, &tz);
             match outcome {
-                Outcome::Admitted => prop_assert!(expected, "over-admitted at {now}"),
+                Outcome::Admitted { tightest } => {
+                    prop_assert!(expected, "over-admitted at {now}");
+                    // The most constrained limit, by the model: least remaining, then the
+                    // window that ends last (eternity last of all), then the first.
+                    let checks = checks.as_slice();
+                    let standing: Vec<(usize, u64)> = checks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, check)| {
+                            let window = check.key.window.0;
+                            let rule = &rules[check.limit as usize];
+                            (i, model.used[&(rule.metric, rule.period, window)])
+                        })
+                        .collect();
+                    let expected_tightest = standing.iter().copied().min_by_key(|&(i, used)| {
+                        let check = checks[i];
+                        let end = check.window_end.map_or(i64::MIN, |end| -end.as_second());
+                        (check.max.saturating_sub(used), end, i)
+                    });
+                    prop_assert_eq!(tightest.map(|t| (t.index, t.used)), expected_tightest);
+                }
                 Outcome::Rejected { index, used } => {
                     prop_assert!(!expected, "under-admitted at {now}");
                     let check = checks.as_slice()[index];
@@ -167,15 +187,13 @@ fn concurrent_checks_never_over_admit_nor_under_admit() {
     };
     // Every request needs room on both counters: 1 on a (max 500), 2 on b (max 700).
     let checks = [
-        Check { key: key(1), amount: 1, max: 500, window_end: None },
-        Check { key: key(2), amount: 2, max: 700, window_end: None },
+        Check { key: key(1), amount: 1, max: 500, window_end: None, limit: 0 },
+        Check { key: key(2), amount: 2, max: 700, window_end: None, limit: 1 },
     ];
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let counters = counters.clone();
-            std::thread::spawn(move || {
-                (0..200).filter(|_| counters.check_and_add(&checks) == Outcome::Admitted).count()
-            })
+            std::thread::spawn(move || (0..200).filter(|_| counters.check_and_add(&checks).is_admitted()).count())
         })
         .collect();
     let admitted: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();

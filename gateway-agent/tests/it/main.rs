@@ -5,11 +5,13 @@
 mod binary;
 mod bounds;
 mod cors;
+mod failures;
 mod harness;
 mod limiter;
 mod limits;
 mod paths;
 mod proxy;
+mod ratelimit;
 mod redis;
 mod sync;
 mod usage;

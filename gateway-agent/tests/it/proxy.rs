@@ -4,8 +4,8 @@ use hyper::{Method, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use tollgate_agent::Clock;
 use tollgate_protocol::{
-    Api, Application, ApplicationState, AuthMode, Credential, KeyKind, KeyLocation, Lifecycle, NoMatch, Plan,
-    TimeZoneName, Upstream as UpstreamUrl,
+    Application, ApplicationState, AuthMode, Credential, KeyKind, KeyLocation, Lifecycle, NoMatch,
+    Upstream as UpstreamUrl,
 };
 
 use crate::harness::*;
@@ -146,42 +146,6 @@ async fn a_rotated_key_works_until_its_overlap_expires() {
     assert_eq!(get(&url(overlapping.as_str()), &[]).await.status, StatusCode::FORBIDDEN, "the overlap is over");
     assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
     agent.shutdown().await.expect("clean shutdown");
-}
-
-/// Adds an API (with a plan, a live app and its key) to the fixture.
-fn add_api(
-    fixture: &mut Fixture,
-    base_path: &str,
-    lifecycle: Lifecycle,
-    auth: AuthMode,
-    upstream: String,
-) -> (uuid::Uuid, uuid::Uuid) {
-    let (api, plan, app) = (id(), id(), id());
-    let hits = id();
-    fixture.snapshot.apis.push(Api {
-        id: api,
-        slug: format!("api-{}", api.simple()),
-        hosts: vec![],
-        base_path: base_path.into(),
-        upstreams: vec![UpstreamUrl { url: upstream }],
-        lifecycle,
-        auth,
-        metrics: vec![tollgate_protocol::Metric { id: hits, system_name: "hits".into(), parent: None }],
-        mapping_rules: vec![rule("GET", "/", hits, 1, 1, false)],
-        on_no_match: NoMatch::NotFound,
-    });
-    fixture.snapshot.plans.push(Plan { id: plan, api_id: api, time_zone: TimeZoneName::utc(), limits: vec![] });
-    fixture.snapshot.applications.push(Application {
-        id: app,
-        plan_id: plan,
-        state: ApplicationState::Live,
-        app_id: None,
-    });
-    (api, app)
-}
-
-fn user_key_in_query() -> AuthMode {
-    AuthMode::UserKey { location: KeyLocation::Query { name: "user_key".into() } }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,3 +67,42 @@ async fn with_redis_down_the_agent_counts_locally() {
     assert!(metrics.contains("tollgate_agent_redis_up 0"), "{metrics}");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_the_limits_report_tell_the_shared_counts() {
+    let (clock, _hands) = Clock::manual("2030-06-01T12:00:00Z".parse::<Timestamp>().expect("time"));
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Day, 5), ('h', Period::Year, 1000)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let redis = RedisUrl::parse("redis://127.0.0.1:6379").expect("url");
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let mut settings_a = settings(cp.url(), dir_a.path(), Some(clock.clone()));
+    settings_a.redis_url = Some(redis.clone());
+    let mut settings_b = settings(cp.url(), dir_b.path(), Some(clock));
+    settings_b.redis_url = Some(redis);
+    let a = start_ready(settings_a).await;
+    let b = start_ready(settings_b).await;
+    let key = fixture.key.as_str();
+
+    for (n, agent) in [&a, &b, &a].into_iter().enumerate() {
+        let answer = get(&format!("http://{}/pets/list?user_key={key}", agent.proxy_addr()), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let remaining = (4 - n).to_string();
+        assert_eq!(
+            (answer.header("ratelimit-limit"), answer.header("ratelimit-remaining"), answer.header("ratelimit-reset")),
+            (Some("5"), Some(remaining.as_str()), Some("43200")),
+            "call {n}: the day's count across both agents"
+        );
+    }
+    for agent in [&a, &b] {
+        let report = get(&format!("http://{}/pets/_tollgate/limits?user_key={key}", agent.proxy_addr()), &[]).await;
+        let report = report.json();
+        assert_eq!(
+            (report["limits"][0]["used"].as_u64(), report["limits"][0]["remaining"].as_u64()),
+            (Some(3), Some(2))
+        );
+        assert_eq!(report["limits"][1]["used"].as_u64(), Some(3));
+    }
+    a.shutdown().await.expect("clean shutdown");
+    b.shutdown().await.expect("clean shutdown");
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tollgate_protocol::{
-    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, RuleOrigin, Snapshot, UsageAck, UsageBatch, UsageEntry,
-    Window,
+    AgentStatus, ConfigMessage, CredentialUse, Delta, KeyHash, LimitsReport, Period, RuleOrigin, SecretKey, Snapshot,
+    UsageAck, UsageBatch, UsageEntry, Window,
 };
 
 const REGENERATE: &str = "if the change is intentional, regenerate with `UPDATE_FIXTURES=1 cargo test -p tollgate-protocol --test it` and review the diff";
@@ -186,4 +186,94 @@ fn snapshots_of_older_servers_parse_with_manual_rules_and_older_agents_ignore_th
         let old: OldMappingRule = serde_json::from_value(rule.clone()).expect("an older agent reads the rule");
         assert!(old.pattern.starts_with('/') && old.delta >= 1);
     }
+}
+
+#[test]
+fn usage_batches_from_before_refusals_parse_and_older_servers_ignore_them() {
+    // Written by an agent from before `refused` and `failed_calls`; kept byte for byte.
+    let old: UsageBatch = round_trip("usage_batch_without_refusals.json");
+    old.validate().expect("valid");
+    assert!(old.refused.is_empty() && old.failed_calls.is_empty() && old.failed_calls_dropped == 0);
+    let new: UsageBatch = round_trip("usage_batch.json");
+    assert!(!new.refused.is_empty() && !new.failed_calls.is_empty() && new.failed_calls_dropped > 0);
+    let mut as_old = new.clone();
+    as_old.refused.clear();
+    as_old.failed_calls.clear();
+    as_old.failed_calls_dropped = 0;
+    assert_eq!(as_old, old, "the fixtures differ in the new lists only");
+
+    /// `UsageBatch` as servers from before `refused` and `failed_calls` know it.
+    #[derive(serde::Deserialize)]
+    struct OldUsageBatch {
+        id: uuid::Uuid,
+        agent_id: uuid::Uuid,
+        entries: Vec<UsageEntry>,
+        credentials_used: Vec<CredentialUse>,
+    }
+    let text = std::fs::read_to_string(fixture_path("usage_batch.json")).expect("read");
+    let read: OldUsageBatch = serde_json::from_str(&text).expect("unknown fields are ignored");
+    assert_eq!(
+        (read.id, read.agent_id, read.entries, read.credentials_used),
+        (old.id, old.agent_id, old.entries, old.credentials_used)
+    );
+}
+
+#[test]
+fn failed_calls_and_refusals_name_things_of_the_snapshot() {
+    let batch: UsageBatch = round_trip("usage_batch.json");
+    let snapshot: Snapshot = round_trip("snapshot.json");
+    let keys: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture_path("keys.json")).expect("read")).expect("keys");
+    for call in &batch.failed_calls {
+        let app = snapshot.applications.iter().find(|a| a.id == call.application_id).expect("application");
+        let api = snapshot.apis.iter().find(|a| a.id == call.api_id).expect("api");
+        assert!(call.path.starts_with(&api.base_path), "{call:?}");
+        if let Some(metric) = call.metric {
+            assert!(api.metrics.iter().any(|m| m.id == metric), "{call:?}");
+        }
+        // The prefix is the one the portal shows for one of the application's keys.
+        let prefix = call.key_prefix.as_deref().expect("a prefix");
+        let key = keys
+            .iter()
+            .filter_map(|k| SecretKey::parse(k["key"].as_str()?).ok())
+            .find(|k| snapshot.credentials.iter().any(|c| c.hash == k.hash() && c.application_id == app.id))
+            .expect("a key of the application");
+        assert_eq!(prefix, key.display_prefix());
+        assert_eq!(call.error.is_none(), call.status == 500, "only the upstream's statuses have no code");
+    }
+    assert!(batch.failed_calls.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    for refused in &batch.refused {
+        assert!(snapshot.applications.iter().any(|a| a.id == refused.application_id));
+    }
+}
+
+#[test]
+fn limits_report_round_trips_and_names_the_current_windows() {
+    let report: LimitsReport = round_trip("limits_report.json");
+    let snapshot: Snapshot = round_trip("snapshot.json");
+    let plan = &snapshot.plans[0];
+    assert_eq!(report.time_zone, plan.time_zone.as_str());
+    let api = snapshot.apis.iter().find(|a| a.id == plan.api_id).expect("api");
+    assert_eq!(report.limits.len(), plan.limits.len());
+    let now: jiff::Timestamp = "2025-03-30T01:00:12Z".parse().expect("time");
+    for (status, limit) in report.limits.iter().zip(&plan.limits) {
+        let metric = api.metrics.iter().find(|m| m.id == limit.metric).expect("metric");
+        assert_eq!(
+            (status.metric.as_str(), status.period, status.max),
+            (metric.system_name.as_str(), limit.period, limit.max)
+        );
+        assert_eq!(status.remaining, status.max.saturating_sub(status.used));
+        let window = Window::containing(limit.period, now, plan.time_zone.time_zone());
+        if limit.period == Period::Eternity {
+            assert_eq!((status.window_start, status.reset, status.reset_seconds), (None, None, None));
+        } else {
+            assert_eq!(status.window_start, Some(window.start), "{status:?}");
+            assert_eq!(status.reset, window.end, "{status:?}");
+            assert_eq!(status.reset_seconds, window.seconds_until_end(now), "{status:?}");
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_path("limits_report.json")).expect("read"))
+            .expect("json");
+    assert!(json["limits"][3]["reset"].is_null(), "eternity's reset is written as null, not left out");
 }

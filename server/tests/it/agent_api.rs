@@ -215,6 +215,9 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
             latency_buckets: buckets,
         }],
         credentials_used: vec![tollgate_protocol::CredentialUse { hash: key.secret.hash(), minute }],
+        refused: Vec::new(),
+        failed_calls: Vec::new(),
+        failed_calls_dropped: 0,
     };
     for duplicate in [false, true, true] {
         let res =
@@ -317,6 +320,9 @@ async fn usage_outside_the_accepted_window_or_too_large_is_refused_and_counts_no
                 latency_buckets: buckets,
             }],
             credentials_used: vec![tollgate_protocol::CredentialUse { hash: key.secret.hash(), minute: used }],
+            refused: Vec::new(),
+            failed_calls: Vec::new(),
+            failed_calls_dropped: 0,
         }
     };
     let (client, url, token) = (&s.app.client, s.app.url("/agent/v1/usage"), &s.token);
