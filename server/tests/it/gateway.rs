@@ -338,8 +338,15 @@ async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(po
     assert_eq!(failed.load(Ordering::SeqCst), 0, "every call during the outage succeeded");
 
     // The server comes back on the same address; spooled usage arrives once.
+    // Connections the stopped server's workers opened died with their runtimes,
+    // so the rest of the test uses a pool of its own.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
     let listener = TcpListener::bind(w.listen).expect("the port is free again");
-    let (_app, _handle) = spawn_app_on(pool.clone(), listener, &[]).await;
+    let (_app, handle) = spawn_app_on(pool.clone(), listener, &[]).await;
     let api = find_by_slug(&pool, "weather").await.unwrap().unwrap();
     let hits: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
         .bind(api.id.0)
@@ -359,6 +366,8 @@ async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(po
     let counted = tollgate_core::usage::total_hits(&pool, app.0, hits).await.unwrap();
     println!("requests that succeeded: {expected}; usage counted: {counted}");
     assert_eq!(counted, expected, "usage counted equals the calls that succeeded");
+    handle.stop(true).await;
+    pool.close().await;
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
