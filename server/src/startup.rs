@@ -12,7 +12,9 @@ use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
 use tollgate_core::sessions::SessionStore;
-use tollgate_web::{CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, session_middleware};
+use tollgate_web::{
+    CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, security_headers, session_middleware,
+};
 
 use crate::agent_api::{self, ConfigNotifier};
 use crate::http::{health, request_id::request_id_and_metrics};
@@ -61,6 +63,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));
+    let security = web::Data::new(SecurityHeaders::new(&settings.gateway_url));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
     let prometheus = telemetry::prometheus();
     let static_dir = settings.static_dir.clone();
@@ -82,6 +85,8 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(public_url.clone())
             .app_data(providers.clone())
             .app_data(gateway_url.clone())
+            .app_data(security.clone())
+            .wrap(from_fn(security_headers))
             .wrap(from_fn(request_id_and_metrics))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))

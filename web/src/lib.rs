@@ -9,6 +9,8 @@
 //! * `error`: the one policy mapping `tollgate_core::Error` to a status, for
 //!   pages (`PageError`) and JSON answers (`Problem`);
 //! * `form`: field errors next to form fields;
+//! * `headers`: the security headers of every answer (CSP, nosniff, referrer policy);
+//! * `redirect`: `LocalPath`, the only kind of place sign-in sends a browser on to;
 //! * `request`: bearer tokens and ids read from a request;
 //! * `urls`: the server's outward addresses, as app data.
 
@@ -16,8 +18,10 @@ mod csrf;
 mod error;
 mod form;
 mod guards;
+mod headers;
 mod layout;
 mod page;
+mod redirect;
 mod request;
 mod session;
 mod urls;
@@ -26,8 +30,10 @@ pub use csrf::{CsrfForm, EmptyForm};
 pub use error::{PageError, PageResult, Problem, status_of};
 pub use form::FieldErrors;
 pub use guards::{AdminUser, SignedInUser};
+pub use headers::{SecurityHeaders, security_headers};
 pub use layout::{Chrome, Flash};
 pub use page::{ErrorPage, render, see_other};
+pub use redirect::LocalPath;
 pub use request::{bearer_token, parse_id};
 pub use session::{CookiePolicy, SESSION_COOKIE, Session, session_middleware};
 pub use urls::{GatewayUrl, PublicUrl};

@@ -7,7 +7,7 @@ use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
-use tollgate_web::{Chrome, CsrfForm, PageResult, Session, render, see_other};
+use tollgate_web::{Chrome, CsrfForm, LocalPath, PageResult, Session, render, see_other};
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
@@ -26,12 +26,10 @@ pub struct NextQuery {
     reset: Option<String>,
 }
 
-/// Only same-site paths are followed after sign-in, never another host.
+/// Only a path of this site is followed after sign-in (see `LocalPath`);
+/// anything else is dropped and sign-in goes to the dashboard.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
-        _ => String::new(),
-    }
+    next.and_then(LocalPath::parse).map(|p| p.as_str().to_owned()).unwrap_or_default()
 }
 
 fn provider_buttons(providers: &Providers) -> Vec<(String, String)> {

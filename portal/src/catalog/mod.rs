@@ -129,10 +129,19 @@ pub async fn api(
     Ok(render(StatusCode::OK, &ApiPage { chrome, api, plans, samples, gateway: gateway.0.clone(), limit_rows }))
 }
 
-/// The stored document, byte for byte, for the docs viewer.
+/// The stored document, byte for byte, for the docs viewer. It is text an
+/// admin uploaded, so no browser may render it as a page: a data type (with
+/// `nosniff` and a sandboxing policy from the security headers) and a
+/// download when opened directly.
 pub async fn spec(pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
     let id = catalog::published(&pool, &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let (source, format) = detail::latest_spec(&pool, id).await?;
-    let content_type = if format == "json" { "application/json" } else { "application/yaml" };
-    Ok(HttpResponse::Ok().content_type(content_type).body(source))
+    let (content_type, extension) =
+        if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };
+    // The slug is [a-z0-9-], so it is safe inside the quoted file name.
+    let disposition = format!("attachment; filename=\"{}-openapi.{extension}\"", path.as_str());
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
+        .body(source))
 }

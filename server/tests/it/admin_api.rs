@@ -56,6 +56,22 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_authorization_scheme_is_case_insensitive(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let status = |value: String| {
+        let req = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).header("authorization", value);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(status(format!("{scheme} {}", admin.token)).await, 200, "{scheme}");
+    }
+    assert_eq!(status(format!("Bearer   {}  ", admin.token)).await, 200, "extra spaces");
+    for refused in [format!("Basic {}", admin.token), format!("Bearer{}", admin.token), admin.token.clone()] {
+        assert_eq!(status(refused.clone()).await, 401, "{refused}");
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPool) {
     let admin = admin_app(pool).await;
     let spec = "openapi: 3.0.3\ninfo: {title: Pets, version: '1'}\npaths:\n  /pets:\n    get: {operationId: listPets, responses: {'200': {description: ok}}}\n  /pets/{id}:\n    get: {responses: {'200': {description: ok}}}\n";

@@ -63,7 +63,24 @@ async fn anonymous_visitors_are_sent_to_sign_in_and_back(pool: PgPool) {
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn sign_in_never_redirects_to_another_site(pool: PgPool) {
     let app = seeded_app(pool).await;
-    for next in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+    let hostile = [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\r\nLocation: https://evil.example/",
+        "/\n/evil.example",
+        "/\r/evil.example",
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/%5Cevil.example",
+        "/%2F%2Fevil.example",
+        "/%2f/evil.example",
+        " /evil",
+        "/\u{0}",
+        "javascript:alert(1)",
+    ];
+    for next in hostile {
         let token = app.csrf_token("/login").await;
         let res = app
             .post_form(
@@ -76,8 +93,35 @@ async fn sign_in_never_redirects_to_another_site(pool: PgPool) {
                 ],
             )
             .await;
-        assert_eq!(location(&res), "/dashboard", "next={next}");
+        assert_eq!(res.status(), 303, "next={next:?}");
+        assert_eq!(location(&res), "/dashboard", "next={next:?}");
     }
+    // The same values in the sign-in page's address never answer 500, and
+    // the form does not carry them on.
+    for next in hostile {
+        let encoded: String = next
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let res = app.get(&format!("/login?next={encoded}")).await;
+        assert_eq!(res.status(), 200, "next={next:?}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("name=\"next\" value=\"\""), "next={next:?} was kept");
+    }
+    // A path of this site, with its query, is followed.
+    let token = app.csrf_token("/login").await;
+    let res = app
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("email", DEMO_DEVELOPER_EMAIL),
+                ("password", DEMO_DEVELOPER_PASSWORD),
+                ("next", "/apps?tab=keys"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), "/apps?tab=keys");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -223,4 +267,29 @@ async fn sessions_end_after_the_idle_and_the_absolute_timeout(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(app.get("/dashboard").await.status(), 303);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn without_origin_a_post_must_come_from_a_page_of_this_site(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let form = |token: &str| {
+        vec![
+            ("csrf_token".to_owned(), token.to_owned()),
+            ("email".to_owned(), DEMO_DEVELOPER_EMAIL.to_owned()),
+            ("password".to_owned(), DEMO_DEVELOPER_PASSWORD.to_owned()),
+        ]
+    };
+    let token = app.csrf_token("/login").await;
+    for (name, value) in [
+        ("referer", "https://evil.example/login"),
+        ("referer", "http://evil.example/"),
+        ("referer", "not a url"),
+        ("origin", "null"),
+    ] {
+        let res = app.client.post(app.url("/login")).header(name, value).form(&form(&token)).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{name}: {value}");
+    }
+    let res = app.client.post(app.url("/login")).header("referer", app.url("/login?next=%2Fapps")).form(&form(&token));
+    let res = res.send().await.unwrap();
+    assert_eq!(location(&res), "/dashboard", "a Referer of this site passes");
 }

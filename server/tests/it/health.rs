@@ -68,3 +68,41 @@ async fn browsing_the_public_catalog_starts_no_session(pool: PgPool) {
     let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.pool).await.unwrap();
     assert_eq!(sessions, 0);
 }
+
+/// The series of `tollgate_http_requests_total` on the metrics page.
+fn request_series(text: &str) -> Vec<String> {
+    text.lines().filter(|l| l.starts_with("tollgate_http_requests_total{")).map(str::to_owned).collect()
+}
+
+fn label<'a>(series: &'a str, name: &str) -> &'a str {
+    let start = series.find(&format!("{name}=\"")).map(|i| i + name.len() + 2).unwrap_or(0);
+    &series[start..start + series[start..].find('"').unwrap_or(0)]
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn random_methods_and_paths_add_no_metric_series(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let marker = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
+    for i in 0..1000 {
+        let method = reqwest::Method::from_bytes(format!("X{marker}{i}").as_bytes()).unwrap();
+        let res = app.client.request(method, app.url("/healthz")).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    for i in 0..200 {
+        let res = app.get(&format!("/no-such-{marker}-{i}/{i}")).await;
+        assert_eq!(res.status(), 404);
+        let res = app.get(&format!("/apis/{marker}{i}")).await;
+        assert_eq!(res.status(), 404);
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series = request_series(&text);
+    let standard = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other"];
+    for s in &series {
+        assert!(standard.contains(&label(s, "method")), "a method outside the closed set: {s}");
+        assert!(!s.to_uppercase().contains(&marker), "a label made from a request: {s}");
+    }
+    // Other tests share this process's metrics, but none sends a method of its own to /healthz.
+    let odd = series.iter().filter(|s| label(s, "method") == "other" && label(s, "route") == "/healthz").count();
+    assert_eq!(odd, 1, "1,000 random methods make one series: {series:#?}");
+    assert!(series.iter().any(|s| label(s, "route") == "/apis/{slug}"), "routes are labelled by template");
+}

@@ -11,6 +11,7 @@ mod auth;
 mod boundaries;
 mod cli;
 mod gateway;
+mod headers;
 mod health;
 mod helpers;
 mod identity;
