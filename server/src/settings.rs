@@ -90,6 +90,8 @@ pub struct Settings {
     pub oauth_providers: Vec<ProviderConfig>,
     /// Where API consumers reach the gateway, for docs, samples and try-it.
     pub gateway_url: String,
+    /// How long a request's body may take to arrive, in seconds.
+    pub body_timeout_seconds: u32,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -126,6 +128,7 @@ struct FileSettings {
     mail_outbox_dir: Option<String>,
     oauth_providers: Option<Vec<ProviderConfig>>,
     gateway_url: Option<String>,
+    body_timeout_seconds: Option<u32>,
 }
 
 /// Where a value came from, for error messages.
@@ -283,6 +286,11 @@ impl Settings {
             }
             None => "http://127.0.0.1:8081".to_owned(),
         };
+        let body_timeout_seconds = match src.get("body_timeout_seconds", f.body_timeout_seconds.map(|n| n.to_string()))
+        {
+            Some((name, raw)) => parse_number(&name, &raw, 1..=3600)?,
+            None => 30,
+        };
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -299,6 +307,7 @@ impl Settings {
             mail_outbox_dir,
             oauth_providers,
             gateway_url,
+            body_timeout_seconds,
         })
     }
 

@@ -17,6 +17,7 @@ use tollgate_web::{
 };
 
 use crate::agent_api::{self, ConfigNotifier};
+use crate::http::body_timeout::{BodyTimeout, body_timeout};
 use crate::http::{health, request_id::request_id_and_metrics};
 use crate::jobs;
 use crate::settings::Settings;
@@ -64,6 +65,8 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));
     let security = web::Data::new(SecurityHeaders::new(&settings.gateway_url));
+    let body_deadline =
+        web::Data::new(BodyTimeout(std::time::Duration::from_secs(u64::from(settings.body_timeout_seconds))));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
     let prometheus = telemetry::prometheus();
     let static_dir = settings.static_dir.clone();
@@ -86,6 +89,8 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(providers.clone())
             .app_data(gateway_url.clone())
             .app_data(security.clone())
+            .app_data(body_deadline.clone())
+            .wrap(from_fn(body_timeout))
             .wrap(from_fn(security_headers))
             .wrap(from_fn(request_id_and_metrics))
             .route("/healthz", web::get().to(health::healthz))

@@ -1,6 +1,8 @@
 //! The operator endpoints and the server's plumbing: health, metrics, request
 //! ids, 404 pages and static files.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 
 use crate::helpers::spawn_app;
@@ -105,4 +107,46 @@ async fn random_methods_and_paths_add_no_metric_series(pool: PgPool) {
     let odd = series.iter().filter(|s| label(s, "method") == "other" && label(s, "route") == "/healthz").count();
     assert_eq!(odd, 1, "1,000 random methods make one series: {series:#?}");
     assert!(series.iter().any(|s| label(s, "route") == "/apis/{slug}"), "routes are labelled by template");
+}
+
+/// Sends a request head promising a body, then only part of it, and returns
+/// the answer the server gives (or panics after `wait`).
+async fn stall_body(app: &crate::helpers::TestApp, path: &str, content_type: &str, wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\nemail=a%40b.co&pa"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(wait, read).await.unwrap_or_else(|_| panic!("{path}: no answer within {wait:?}"));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_stalled_request_body_is_answered_408(pool: PgPool) {
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_BODY_TIMEOUT_SECONDS", "1")]).await;
+    let wait = Duration::from_secs(15);
+    let started = std::time::Instant::now();
+    let page = stall_body(&app, "/login", "application/x-www-form-urlencoded", wait).await;
+    assert!(page.starts_with("HTTP/1.1 408"), "{page}");
+    assert!(page.to_ascii_lowercase().contains("content-type: text/html"), "{page}");
+    assert!(page.to_ascii_lowercase().contains("connection: close"), "{page}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "the client had its second");
+    for path in ["/admin/api/v1/apis", "/agent/v1/usage"] {
+        let answer = stall_body(&app, path, "application/json", wait).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("content-type: application/json"), "{path}: {answer}");
+    }
 }
