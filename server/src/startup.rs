@@ -37,6 +37,8 @@ pub enum StartupError {
 pub struct Application {
     pub addr: SocketAddr,
     pub server: Server,
+    /// The server's password hasher; tests count its argon2 work.
+    pub hasher: PasswordHasher,
 }
 
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -65,6 +67,8 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));
     let security = web::Data::new(SecurityHeaders::new(&settings.gateway_url));
+    let trusted_proxies = web::Data::new(settings.trusted_proxies.clone());
+    let mail_limits = web::Data::new(settings.mail_limits());
     let body_deadline =
         web::Data::new(BodyTimeout(std::time::Duration::from_secs(u64::from(settings.body_timeout_seconds))));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
@@ -73,6 +77,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
 
     let pool = web::Data::new(pool);
     let sessions = web::Data::new(sessions);
+    let hasher_handle = hasher.clone();
     let hasher = web::Data::new(hasher);
     let cookie_policy = web::Data::new(cookie_policy);
     let prometheus = web::Data::new(prometheus);
@@ -89,6 +94,8 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(providers.clone())
             .app_data(gateway_url.clone())
             .app_data(security.clone())
+            .app_data(trusted_proxies.clone())
+            .app_data(mail_limits.clone())
             .app_data(body_deadline.clone())
             .wrap(from_fn(body_timeout))
             .wrap(from_fn(security_headers))
@@ -110,5 +117,5 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     .listen(listener)
     .map_err(|source| StartupError::Bind { addr, source })?
     .run();
-    Ok(Application { addr, server })
+    Ok(Application { addr, server, hasher: hasher_handle })
 }

@@ -4,6 +4,7 @@
 //!
 //! * `session`: server-side sessions (the middleware and the `Session` extractor);
 //! * `guards`: `SignedInUser` and `AdminUser`;
+//! * `client_ip`: the client's address for the throttles (behind trusted proxies too);
 //! * `csrf`: `CsrfForm<T>` (and `EmptyForm` for buttons);
 //! * `layout`, `page`: what every page's layout needs, rendering, error pages;
 //! * `error`: the one policy mapping `tollgate_core::Error` to a status, for
@@ -14,6 +15,7 @@
 //! * `request`: bearer tokens and ids read from a request;
 //! * `urls`: the server's outward addresses, as app data.
 
+mod client_ip;
 mod csrf;
 mod error;
 mod form;
@@ -26,6 +28,7 @@ mod request;
 mod session;
 mod urls;
 
+pub use client_ip::{ClientIp, TrustedProxies};
 pub use csrf::{CsrfForm, EmptyForm};
 pub use error::{PageError, PageResult, Problem, status_of};
 pub use form::FieldErrors;

@@ -7,7 +7,7 @@ use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
-use tollgate_web::{Chrome, CsrfForm, LocalPath, PageResult, Session, render, see_other};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, LocalPath, PageResult, Session, render, see_other};
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
@@ -76,10 +76,11 @@ pub async fn submit(
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     providers: web::Data<Providers>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> PageResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
-    let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password).await? {
+    let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password, &client).await? {
         SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => (StatusCode::FORBIDDEN, UNVERIFIED),
         SignInOutcome::SignedIn(user) => {
             let default = if user.is_admin { "/admin" } else { "/dashboard" };

@@ -203,14 +203,89 @@ async fn repeated_failures_pause_sign_in_for_that_account(pool: PgPool) {
     // Now even the right password is refused until the pause ends.
     let res = app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
     assert_eq!(res.status(), 401);
-    let locked: bool = sqlx::query_scalar("SELECT locked_until > now() FROM users WHERE email = $1")
-        .bind(DEMO_DEVELOPER_EMAIL)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let locked: bool = sqlx::query_scalar(
+        "SELECT f.locked_until > now() FROM sign_in_failures f JOIN users u ON u.id = f.user_id WHERE u.email = $1",
+    )
+    .bind(DEMO_DEVELOPER_EMAIL)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert!(locked);
     // Other accounts are unaffected.
     assert_eq!(app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await.status(), 303);
+}
+
+/// Signs in as a browser at `ip` would, through a proxy at 127.0.0.1.
+async fn sign_in_from(app: &TestApp, ip: &str, email: &str, password: &str) -> reqwest::Response {
+    let token = app.csrf_token("/login").await;
+    let form = [("csrf_token", token.as_str()), ("email", email), ("password", password)];
+    app.client.post(app.url("/login")).header("x-forwarded-for", ip).form(&form).send().await.unwrap()
+}
+
+fn browser(app: &TestApp) -> TestApp {
+    TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_stranger_cannot_lock_a_user_out(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let stranger = browser(&app);
+    for _ in 0..8 {
+        let res = sign_in_from(&stranger, "203.0.113.66", DEMO_DEVELOPER_EMAIL, "guessing guessing").await;
+        assert_eq!(res.status(), 401);
+    }
+    // The stranger's address is paused, even with the right password...
+    let res = sign_in_from(&stranger, "203.0.113.66", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401, "the guesser's address is paused");
+    // ...and so is its whole IPv6 /64, for an IPv6 guesser.
+    for i in 0..6 {
+        let ip = format!("2001:db8:5:6::{i:x}");
+        assert_eq!(sign_in_from(&stranger, &ip, DEMO_DEVELOPER_EMAIL, "guessing guessing").await.status(), 401);
+    }
+    let res = sign_in_from(&stranger, "2001:db8:5:6::ffff", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401, "one /64 is one client");
+    // The user, at their own address, signs in.
+    let user = browser(&app);
+    let res = sign_in_from(&user, "198.51.100.7", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(location(&res), "/dashboard", "the user is not locked out");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn without_trusted_proxies_a_client_cannot_choose_its_address(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    for i in 0..6 {
+        let res = sign_in_from(&app, &format!("203.0.113.{i}"), DEMO_DEVELOPER_EMAIL, "guessing guessing").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = sign_in_from(&app, "198.51.100.99", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401, "X-Forwarded-For from an untrusted peer is ignored: still paused");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn every_sign_in_answer_costs_the_same_argon2_work(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let (app, hasher) = crate::helpers::spawn_app_counting(pool, &[]).await;
+    // The argon2 computations one sign-in attempt costs.
+    async fn work(
+        app: &TestApp,
+        hasher: &tollgate_core::accounts::PasswordHasher,
+        email: &str,
+        password: &str,
+    ) -> (u16, u64) {
+        let token = app.csrf_token("/login").await;
+        let before = hasher.computations();
+        let res = app.post_form("/login", &[("csrf_token", &token), ("email", email), ("password", password)]).await;
+        (res.status().as_u16(), hasher.computations() - before)
+    }
+    assert_eq!(work(&app, &hasher, "nobody@example.com", "a wrong password").await, (401, 1), "unknown email");
+    for _ in 0..6 {
+        assert_eq!(work(&app, &hasher, DEMO_DEVELOPER_EMAIL, "a wrong password").await, (401, 1), "wrong password");
+    }
+    // Paused now: the answer must not come back faster.
+    assert_eq!(work(&app, &hasher, DEMO_DEVELOPER_EMAIL, "a wrong password").await, (401, 1), "paused, wrong");
+    assert_eq!(work(&app, &hasher, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await, (401, 1), "paused, right");
+    assert_eq!(work(&app, &hasher, DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await, (303, 1), "right password");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -20,3 +20,4 @@ mod portal;
 mod seed;
 mod teams;
 mod tenants;
+mod throttles;
