@@ -14,6 +14,10 @@ pub enum Error {
     /// The change conflicts with the current state (duplicate name, wrong state).
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests from one client (or for one address) for now;
+    /// the same answer whoever is asked about, so it reveals nothing.
+    #[error("too many requests; try again in {} minute(s)", retry_after.as_secs().div_ceil(60).max(1))]
+    RateLimited { retry_after: std::time::Duration },
     /// A spec or document could not be imported.
     #[error(transparent)]
     Import(#[from] tollgate_openapi::ImportError),

@@ -77,6 +77,7 @@ function slug(s) {
  */
 export async function withPage(browser, name, body) {
   const context = await newContext(browser);
+  const csp = await watchContentSecurityPolicy(context);
   const page = await context.newPage();
   const steps = { current: 'start' };
   const consoleErrors = [];
@@ -86,6 +87,11 @@ export async function withPage(browser, name, body) {
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
   try {
     await body(page, { context, consoleErrors, step: (s) => { steps.current = s; } });
+    steps.current = 'content security policy';
+    const problems = csp.problems();
+    if (problems.length) {
+      throw new Error(`the pages broke or lacked their Content-Security-Policy:\n      ${problems.join('\n      ')}`);
+    }
   } catch (err) {
     const notes = [`step: ${steps.current}`, `url: ${page.url()}`];
     if (ARTIFACTS_DIR) {
@@ -105,6 +111,50 @@ export async function withPage(browser, name, body) {
   } finally {
     await context.close().catch(() => {});
   }
+}
+
+/** The directives every page of the server must carry in its policy. */
+const REQUIRED_CSP = ["default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"];
+
+/**
+ * Watches every page of `context` for Content-Security-Policy violations
+ * (the `securitypolicyviolation` event, reported from a script the browser
+ * injects before any of the page's own, and Chromium's "Refused to ..."
+ * console messages) and checks that every HTML document from the server
+ * carried a policy with the required directives and no 'unsafe-inline'.
+ * Returns { violations, unprotected, problems() }. Call it before the
+ * context's first navigation.
+ */
+export async function watchContentSecurityPolicy(context) {
+  const violations = [];
+  const unprotected = [];
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || '(inline)'} at ${e.sourceFile || e.documentURI}:${e.lineNumber}`);
+    });
+  });
+  context.on('console', (msg) => {
+    const text = msg.text();
+    if (/^CSP violation:|content security policy/i.test(text)) violations.push(`${msg.page()?.url() ?? '?'}: ${text}`);
+  });
+  context.on('response', async (response) => {
+    if (response.request().resourceType() !== 'document' || !response.url().startsWith(BASE_URL)) return;
+    const headers = await response.allHeaders().catch(() => ({}));
+    if (!(headers['content-type'] || '').startsWith('text/html')) return;
+    const policy = headers['content-security-policy'] || '';
+    const missing = REQUIRED_CSP.filter((d) => !policy.includes(d));
+    if (missing.length || policy.includes('unsafe-inline')) {
+      unprotected.push(`${response.url()} (${response.status()}): policy ${JSON.stringify(policy)}`);
+    }
+    if (headers['x-content-type-options'] !== 'nosniff') unprotected.push(`${response.url()}: no nosniff`);
+  });
+  return {
+    violations,
+    unprotected,
+    problems() {
+      return [...violations.map((v) => `violation: ${v}`), ...unprotected.map((u) => `unprotected page: ${u}`)];
+    },
+  };
 }
 
 /**

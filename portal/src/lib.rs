@@ -8,9 +8,11 @@
 mod account;
 mod apps;
 mod auth;
+mod calling;
 mod catalog;
 mod dashboard;
 mod keys;
+mod markdown;
 mod message;
 mod new_key;
 mod profile;
@@ -65,7 +67,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/apps/{app}/delete").route(web::post().to(apps::delete)))
         .service(web::resource("/apps/{app}/keys").route(web::post().to(keys::create)))
         .service(web::resource("/apps/{app}/keys/{key}/rotate").route(web::post().to(keys::rotate)))
-        .service(web::resource("/apps/{app}/keys/{key}/revoke").route(web::post().to(keys::revoke)))
+        .service(
+            web::resource("/apps/{app}/keys/{key}/revoke")
+                .route(web::get().to(keys::confirm_revoke))
+                .route(web::post().to(keys::revoke)),
+        )
         .service(web::resource("/team").route(web::get().to(team::show)))
         .service(web::resource("/team/invite").route(web::post().to(team::invite)))
         .service(web::resource("/team/members/{user}/remove").route(web::post().to(team::remove)))

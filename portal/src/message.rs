@@ -5,6 +5,7 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use askama::Template;
+use tollgate_core::accounts::MailLimits;
 use tollgate_web::{Chrome, render};
 
 #[derive(Template)]
@@ -19,6 +20,17 @@ struct MessagePage<'a> {
 /// The answer once a mail may have been sent; `link` is (href, label).
 pub(crate) fn check_your_email(chrome: Chrome, text: &str, link: Option<(&str, &str)>) -> HttpResponse {
     render(StatusCode::OK, &MessagePage { chrome, title: "Check your email", text, link })
+}
+
+/// The sentence every "check your email" answer ends with, so a person who
+/// asks again at once knows why no second mail comes.
+pub(crate) fn one_mail_per(limits: &MailLimits) -> String {
+    let seconds = limits.address_cooldown.as_secs();
+    match seconds {
+        0 => String::new(),
+        s if s % 60 == 0 => format!("We send at most one message to an address every {} minute(s).", s / 60),
+        s => format!("We send at most one message to an address every {s} seconds."),
+    }
 }
 
 /// An emailed link that was used, has expired or never existed.

@@ -1,5 +1,5 @@
-//! Background jobs of the management server: mail delivery and session
-//! clean-up. Each is a loop on its own timer; several replicas may run them
+//! Background jobs of the management server: mail delivery and clean-up
+//! of sessions and throttle records. Each is a loop on its own timer; several replicas may run them
 //! at once (rows are claimed with SKIP LOCKED, deletes are idempotent).
 
 use std::time::Duration;
@@ -34,6 +34,7 @@ pub fn spawn_mail_worker(pool: PgPool, delivery: Delivery) {
     });
 }
 
+/// Removes expired sessions and throttle records no throttle reads any more.
 pub fn spawn_session_purge(sessions: SessionStore) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -41,6 +42,9 @@ pub fn spawn_session_purge(sessions: SessionStore) {
             tick.tick().await;
             if let Err(err) = sessions.purge_expired().await {
                 tracing::warn!(error = %err, "session clean-up failed");
+            }
+            if let Err(err) = tollgate_core::accounts::throttle::purge_old(sessions.pool()).await {
+                tracing::warn!(error = %err, "throttle clean-up failed");
             }
         }
     });

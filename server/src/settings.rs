@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
+use tollgate_core::accounts::MailLimits;
 use tollgate_core::identity::ProviderConfig;
+use tollgate_web::TrustedProxies;
 
 /// A problem with a setting, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,14 @@ pub struct Settings {
     pub oauth_providers: Vec<ProviderConfig>,
     /// Where API consumers reach the gateway, for docs, samples and try-it.
     pub gateway_url: String,
+    /// How long a request's body may take to arrive, in seconds.
+    pub body_timeout_seconds: u32,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Requests that mail an address someone typed, per client address and hour.
+    pub mail_requests_per_client_hour: u32,
+    /// After a mail to an address, seconds before another goes to it.
+    pub mail_address_cooldown_seconds: u32,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -126,6 +136,10 @@ struct FileSettings {
     mail_outbox_dir: Option<String>,
     oauth_providers: Option<Vec<ProviderConfig>>,
     gateway_url: Option<String>,
+    body_timeout_seconds: Option<u32>,
+    trusted_proxies: Option<String>,
+    mail_requests_per_client_hour: Option<u32>,
+    mail_address_cooldown_seconds: Option<u32>,
 }
 
 /// Where a value came from, for error messages.
@@ -283,6 +297,25 @@ impl Settings {
             }
             None => "http://127.0.0.1:8081".to_owned(),
         };
+        let body_timeout_seconds = match src.get("body_timeout_seconds", f.body_timeout_seconds.map(|n| n.to_string()))
+        {
+            Some((name, raw)) => parse_number(&name, &raw, 1..=3600)?,
+            None => 30,
+        };
+        let trusted_proxies = match src.get("trusted_proxies", f.trusted_proxies.clone()) {
+            Some((name, raw)) => TrustedProxies::parse(&raw).map_err(|message| setting_error(&name, message))?,
+            None => TrustedProxies::default(),
+        };
+        let mail_requests_per_client_hour =
+            match src.get("mail_requests_per_client_hour", f.mail_requests_per_client_hour.map(|n| n.to_string())) {
+                Some((name, raw)) => parse_number(&name, &raw, 1..=1_000_000)?,
+                None => 20,
+            };
+        let mail_address_cooldown_seconds =
+            match src.get("mail_address_cooldown_seconds", f.mail_address_cooldown_seconds.map(|n| n.to_string())) {
+                Some((name, raw)) => parse_number(&name, &raw, 0..=86_400)?,
+                None => 120,
+            };
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -299,7 +332,19 @@ impl Settings {
             mail_outbox_dir,
             oauth_providers,
             gateway_url,
+            body_timeout_seconds,
+            trusted_proxies,
+            mail_requests_per_client_hour,
+            mail_address_cooldown_seconds,
         })
+    }
+
+    /// The mail throttles' settings.
+    pub fn mail_limits(&self) -> MailLimits {
+        MailLimits {
+            per_client_per_hour: self.mail_requests_per_client_hour,
+            address_cooldown: std::time::Duration::from_secs(u64::from(self.mail_address_cooldown_seconds)),
+        }
     }
 
     /// The database URL, required by every command that touches data.
@@ -342,6 +387,9 @@ mod tests {
         assert_eq!(err.setting, "TOLLGATE_DATABASE_URL");
         let err = load(&[("TOLLGATE_LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.setting, "TOLLGATE_LOG_FORMAT");
+        let err = load(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_TRUSTED_PROXIES");
+        assert!(err.message.contains("proxy.internal"), "{err}");
     }
 
     #[test]

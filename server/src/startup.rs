@@ -12,9 +12,12 @@ use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
 use tollgate_core::sessions::SessionStore;
-use tollgate_web::{CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, session_middleware};
+use tollgate_web::{
+    CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, security_headers, session_middleware,
+};
 
 use crate::agent_api::{self, ConfigNotifier};
+use crate::http::body_timeout::{BodyTimeout, body_timeout};
 use crate::http::{health, request_id::request_id_and_metrics};
 use crate::jobs;
 use crate::settings::Settings;
@@ -34,6 +37,8 @@ pub enum StartupError {
 pub struct Application {
     pub addr: SocketAddr,
     pub server: Server,
+    /// The server's password hasher; tests count its argon2 work.
+    pub hasher: PasswordHasher,
 }
 
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -61,12 +66,18 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));
+    let security = web::Data::new(SecurityHeaders::new(&settings.gateway_url));
+    let trusted_proxies = web::Data::new(settings.trusted_proxies.clone());
+    let mail_limits = web::Data::new(settings.mail_limits());
+    let body_deadline =
+        web::Data::new(BodyTimeout(std::time::Duration::from_secs(u64::from(settings.body_timeout_seconds))));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
     let prometheus = telemetry::prometheus();
     let static_dir = settings.static_dir.clone();
 
     let pool = web::Data::new(pool);
     let sessions = web::Data::new(sessions);
+    let hasher_handle = hasher.clone();
     let hasher = web::Data::new(hasher);
     let cookie_policy = web::Data::new(cookie_policy);
     let prometheus = web::Data::new(prometheus);
@@ -82,6 +93,12 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(public_url.clone())
             .app_data(providers.clone())
             .app_data(gateway_url.clone())
+            .app_data(security.clone())
+            .app_data(trusted_proxies.clone())
+            .app_data(mail_limits.clone())
+            .app_data(body_deadline.clone())
+            .wrap(from_fn(body_timeout))
+            .wrap(from_fn(security_headers))
             .wrap(from_fn(request_id_and_metrics))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))
@@ -100,5 +117,5 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     .listen(listener)
     .map_err(|source| StartupError::Bind { addr, source })?
     .run();
-    Ok(Application { addr, server })
+    Ok(Application { addr, server, hasher: hasher_handle })
 }

@@ -11,11 +11,14 @@
   var server = el.dataset.server;
   var keyName = el.dataset.keyName || 'user_key';
   var keyIn = el.dataset.keyIn || 'query';
-  window.SwaggerUIBundle({
+  var ui = window.SwaggerUIBundle({
     url: el.dataset.spec,
     domNode: el,
     deepLinking: true,
     tryItOutEnabled: false,
+    // No badge from the public validator service: the page loads nothing
+    // from outside this server (its Content-Security-Policy forbids it).
+    validatorUrl: null,
     requestInterceptor: function (req) {
       var key = keyInput ? keyInput.value.trim() : '';
       if (key && req.url.indexOf(el.dataset.spec) === -1) {
@@ -29,13 +32,28 @@
       }
       return req;
     },
-    responseInterceptor: function (res) {
-      // Point "Try it out" at the gateway whatever servers the document lists.
-      if (res.url && res.url.indexOf(el.dataset.spec) !== -1 && res.obj) {
-        if (res.obj.openapi) res.obj.servers = [{ url: server }];
-        if (res.obj.swagger) { var u = new URL(server); res.obj.host = u.host; res.obj.basePath = u.pathname; res.obj.schemes = [u.protocol.replace(':', '')]; }
+    // Point "Try it out" at the gateway whatever servers the document
+    // lists (at the top, on paths or on operations), once it is loaded;
+    // YAML documents are only parsed by Swagger UI, so this works on its
+    // parsed copy rather than on the fetched text.
+    onComplete: function () {
+      var spec = ui.specSelectors.specJson().toJS();
+      if (spec.openapi) {
+        spec.servers = [{ url: server }];
+        Object.keys(spec.paths || {}).forEach(function (path) {
+          var item = spec.paths[path] || {};
+          delete item.servers;
+          Object.keys(item).forEach(function (method) {
+            if (item[method] && typeof item[method] === 'object') delete item[method].servers;
+          });
+        });
+      } else if (spec.swagger) {
+        var u = new URL(server);
+        spec.host = u.host;
+        spec.basePath = u.pathname;
+        spec.schemes = [u.protocol.replace(':', '')];
       }
-      return res;
+      ui.specActions.updateJsonSpec(spec);
     },
   });
 })();

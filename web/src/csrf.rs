@@ -61,14 +61,24 @@ impl ResponseError for FormRejection {
     }
 }
 
-/// A POST whose `Origin` names another host is refused outright; browsers
-/// send `Origin` on cross-site form posts.
+/// A POST from another site is refused outright. Browsers send `Origin` on
+/// cross-site form posts; where a browser or a privacy proxy leaves it out,
+/// `Referer` (when present) must name this site instead. `Origin: null`
+/// (sandboxed frames, some redirects) is refused. With neither header, the
+/// synchronizer token alone decides.
 fn same_origin(req: &HttpRequest) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
+    let host = req.connection_info().host().to_ascii_lowercase();
+    let names_this_host = |url: &str| -> bool {
+        let Some((scheme, rest)) = url.split_once("://") else { return false };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") && authority.to_ascii_lowercase() == host
     };
-    let host = req.connection_info().host().to_owned();
-    origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/') == host).unwrap_or(false)
+    let header_text = |name| req.headers().get(name).map(|v: &header::HeaderValue| v.to_str().unwrap_or("\u{0}"));
+    match (header_text(header::ORIGIN), header_text(header::REFERER)) {
+        (Some(origin), _) => names_this_host(origin.trim()),
+        (None, Some(referer)) => names_this_host(referer.trim()),
+        (None, None) => true,
+    }
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {

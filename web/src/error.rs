@@ -15,7 +15,25 @@ pub fn status_of(err: &Error) -> StatusCode {
         Error::Invalid { .. } | Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn retry_minutes(err: &Error) -> u64 {
+    match err {
+        Error::RateLimited { retry_after } => retry_after.as_secs().div_ceil(60).max(1),
+        _ => 1,
+    }
+}
+
+/// `Retry-After` (in seconds) on a rate-limited answer.
+fn add_retry_after(err: &Error, res: &mut HttpResponse) {
+    if let Error::RateLimited { retry_after } = err {
+        let seconds = retry_after.as_secs().max(1).to_string();
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds) {
+            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
     }
 }
 
@@ -43,9 +61,18 @@ impl ResponseError for PageError {
                 tracing::error!(error = ?self.0, "page request failed");
                 ("Something went wrong", "Something went wrong on our side. Please try again in a moment.".to_owned())
             }
+            Error::RateLimited { .. } => (
+                "Too many requests",
+                format!(
+                    "We have had many requests like this one from your network, so we are pausing them to protect people's mailboxes. Try again in {} minute(s).",
+                    retry_minutes(&self.0)
+                ),
+            ),
             other => ("That did not work", other.to_string()),
         };
-        ErrorPage::new(self.status_code(), title, &detail).into_response()
+        let mut res = ErrorPage::new(self.status_code(), title, &detail).into_response();
+        add_retry_after(&self.0, &mut res);
+        res
     }
 }
 
@@ -84,6 +111,7 @@ impl Problem {
             },
             Error::NotFound => Problem::new(status, "not_found", "there is no such resource"),
             Error::Conflict(message) => Problem::new(status, "conflict", message.clone()),
+            Error::RateLimited { .. } => Problem::new(status, "rate_limited", err.to_string()),
             Error::Database(_) | Error::Internal(_) => {
                 tracing::error!(error = ?err, "{api} request failed");
                 Problem::new(status, "internal_error", INTERNAL_MESSAGE)

@@ -9,13 +9,14 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use tollgate_core::accounts::UserSummary;
 
 use crate::page::{ErrorPage, see_other};
+use crate::redirect::LocalPath;
 use crate::session::Session;
 
 /// Sends an anonymous browser to the sign-in page, then back.
 #[derive(Debug, thiserror::Error)]
 #[error("sign-in required")]
 struct SignInRequired {
-    next: String,
+    next: Option<LocalPath>,
 }
 
 impl ResponseError for SignInRequired {
@@ -23,8 +24,10 @@ impl ResponseError for SignInRequired {
         StatusCode::SEE_OTHER
     }
     fn error_response(&self) -> HttpResponse {
-        let target = format!("/login?next={}", encode_query_value(&self.next));
-        see_other(target)
+        match &self.next {
+            Some(next) => see_other(format!("/login?next={}", encode_query_value(next.as_str()))),
+            None => see_other("/login"),
+        }
     }
 }
 
@@ -50,6 +53,11 @@ impl ResponseError for AdminOnly {
     }
 }
 
+/// Where sign-in sends the browser back to: this page, with its query.
+fn back_to(req: &HttpRequest) -> Option<LocalPath> {
+    LocalPath::parse(req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/"))
+}
+
 /// A signed-in user, or a redirect to the sign-in page.
 pub struct SignedInUser(pub UserSummary);
 
@@ -61,7 +69,7 @@ impl FromRequest for SignedInUser {
         let user = req.extensions().get::<Session>().and_then(Session::user);
         ready(match user {
             Some(user) => Ok(SignedInUser(user)),
-            None => Err(SignInRequired { next: req.uri().path().to_owned() }.into()),
+            None => Err(SignInRequired { next: back_to(req) }.into()),
         })
     }
 }
@@ -78,7 +86,7 @@ impl FromRequest for AdminUser {
         ready(match user {
             Some(user) if user.is_admin => Ok(AdminUser(user)),
             Some(_) => Err(AdminOnly.into()),
-            None => Err(SignInRequired { next: req.uri().path().to_owned() }.into()),
+            None => Err(SignInRequired { next: back_to(req) }.into()),
         })
     }
 }

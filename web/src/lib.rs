@@ -4,30 +4,39 @@
 //!
 //! * `session`: server-side sessions (the middleware and the `Session` extractor);
 //! * `guards`: `SignedInUser` and `AdminUser`;
+//! * `client_ip`: the client's address for the throttles (behind trusted proxies too);
 //! * `csrf`: `CsrfForm<T>` (and `EmptyForm` for buttons);
 //! * `layout`, `page`: what every page's layout needs, rendering, error pages;
 //! * `error`: the one policy mapping `tollgate_core::Error` to a status, for
 //!   pages (`PageError`) and JSON answers (`Problem`);
 //! * `form`: field errors next to form fields;
+//! * `headers`: the security headers of every answer (CSP, nosniff, referrer policy);
+//! * `redirect`: `LocalPath`, the only kind of place sign-in sends a browser on to;
 //! * `request`: bearer tokens and ids read from a request;
 //! * `urls`: the server's outward addresses, as app data.
 
+mod client_ip;
 mod csrf;
 mod error;
 mod form;
 mod guards;
+mod headers;
 mod layout;
 mod page;
+mod redirect;
 mod request;
 mod session;
 mod urls;
 
+pub use client_ip::{ClientIp, TrustedProxies};
 pub use csrf::{CsrfForm, EmptyForm};
 pub use error::{PageError, PageResult, Problem, status_of};
 pub use form::FieldErrors;
 pub use guards::{AdminUser, SignedInUser};
+pub use headers::{SecurityHeaders, security_headers};
 pub use layout::{Chrome, Flash};
 pub use page::{ErrorPage, render, see_other};
+pub use redirect::LocalPath;
 pub use request::{bearer_token, parse_id};
 pub use session::{CookiePolicy, SESSION_COOKIE, Session, session_middleware};
 pub use urls::{GatewayUrl, PublicUrl};

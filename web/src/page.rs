@@ -20,8 +20,12 @@ pub fn render(status: StatusCode, template: &impl Template) -> HttpResponse {
 }
 
 /// Sends the browser on to `location` with a GET, after a form was handled.
+/// A location that cannot be a header value (a bug: callers pass their own
+/// paths or a `LocalPath`) goes to the start page rather than failing.
 pub fn see_other(location: impl Into<String>) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location.into())).finish()
+    let location =
+        header::HeaderValue::try_from(location.into()).unwrap_or_else(|_| header::HeaderValue::from_static("/"));
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
 /// A readable error page; never a stack trace.

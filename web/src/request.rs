@@ -5,14 +5,15 @@ use actix_web::http::header;
 use uuid::Uuid;
 
 /// The token of an `Authorization: Bearer <token>` header, if it has a
-/// plausible one. Longer values are no token of ours and are not looked up.
+/// plausible one. The scheme is case-insensitive (RFC 9110 §11.1), so
+/// `bearer` and `BEARER` work too. Longer values are no token of ours and
+/// are not looked up. This is the one place bearer tokens are read.
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    let token = token.trim_matches([' ', '\t']);
+    let plausible = !token.is_empty() && token.len() <= 256 && !token.contains([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && plausible).then_some(token)
 }
 
 /// An id from a path segment. One that is not a UUID names nothing, so it

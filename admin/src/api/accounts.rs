@@ -44,7 +44,7 @@ impl From<AccountView> for AccountOut {
 #[into_params(parameter_in = Query)]
 pub struct AccountQuery {
     /// Part of the account's name.
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
@@ -53,8 +53,9 @@ pub struct AccountQuery {
 }
 
 /// List developer accounts.
-#[utoipa::path(get, path = "/admin/api/v1/accounts", tag = "accounts", params(AccountQuery),
-    responses((status = 200, body = Page<AccountOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+#[utoipa::path(get, operation_id = "list_accounts", path = "/admin/api/v1/accounts", tag = "accounts", params(AccountQuery),
+    responses((status = 200, body = Page<AccountOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "A parameter out of range; `field` names it")),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
@@ -67,7 +68,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
 }
 
 /// One developer account.
-#[utoipa::path(get, path = "/admin/api/v1/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "get_account", path = "/admin/api/v1/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path)),
     responses((status = 200, body = AccountOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -84,7 +85,7 @@ pub struct AccountStateIn {
 }
 
 /// Suspend an account (all its applications stop working) or reactivate it.
-#[utoipa::path(put, path = "/admin/api/v1/accounts/{id}/state", tag = "accounts", params(("id" = Uuid, Path)), request_body = AccountStateIn,
+#[utoipa::path(put, operation_id = "set_account_state", path = "/admin/api/v1/accounts/{id}/state", tag = "accounts", params(("id" = Uuid, Path)), request_body = AccountStateIn,
     responses((status = 200, body = AccountOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_state(

@@ -112,8 +112,9 @@ impl From<ApiDetail> for ApiDetailOut {
 }
 
 /// List API products, newest first.
-#[utoipa::path(get, path = "/admin/api/v1/apis", tag = "apis", params(PageQuery),
-    responses((status = 200, body = Page<ApiOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+#[utoipa::path(get, operation_id = "list_apis", path = "/admin/api/v1/apis", tag = "apis", params(PageQuery),
+    responses((status = 200, body = Page<ApiOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "A parameter out of range; `field` names it")),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
@@ -143,7 +144,7 @@ pub struct ImportIn {
 }
 
 /// Import a spec as a new draft API: one method and one mapping rule per operation.
-#[utoipa::path(post, path = "/admin/api/v1/apis", tag = "apis", request_body = ImportIn,
+#[utoipa::path(post, operation_id = "import_api", path = "/admin/api/v1/apis", tag = "apis", request_body = ImportIn,
     responses((status = 201, body = ApiOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "The slug or base path is taken"),
               (status = 422, body = ErrorBody, description = "The document is invalid; `field` is the JSON pointer, `line` the line")),
@@ -159,7 +160,7 @@ pub async fn import(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes)
 }
 
 /// One API product.
-#[utoipa::path(get, path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "get_api", path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)),
     responses((status = 200, body = ApiDetailOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -191,7 +192,7 @@ pub struct ApiPatchIn {
 }
 
 /// Change an API's name, description or upstream targets.
-#[utoipa::path(patch, path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)), request_body = ApiPatchIn,
+#[utoipa::path(patch, operation_id = "update_api", path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)), request_body = ApiPatchIn,
     responses((status = 200, body = ApiDetailOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -238,7 +239,7 @@ pub enum LifecycleState {
 }
 
 /// Publish, deprecate (with a sunset date; subscribers are emailed) or retire an API.
-#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/lifecycle", tag = "apis", params(("id" = Uuid, Path)), request_body = LifecycleIn,
+#[utoipa::path(post, operation_id = "move_api", path = "/admin/api/v1/apis/{id}/lifecycle", tag = "apis", params(("id" = Uuid, Path)), request_body = LifecycleIn,
     responses((status = 200, body = ApiDetailOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "Not allowed from the current state"),
               (status = 422, body = ErrorBody)),
@@ -304,7 +305,7 @@ fn version_out(staged: tollgate_core::apis::versions::StagedVersion, published: 
 }
 
 /// Stage a new version from a document; the change report says what breaks. Nothing changes for clients until it is published.
-#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/versions", tag = "apis", params(("id" = Uuid, Path)), request_body = VersionIn,
+#[utoipa::path(post, operation_id = "stage_version", path = "/admin/api/v1/apis/{id}/versions", tag = "apis", params(("id" = Uuid, Path)), request_body = VersionIn,
     responses((status = 201, body = VersionReportOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "The document is invalid; `field` is the JSON pointer")),
     security(("bearer" = [])))]
@@ -324,7 +325,7 @@ pub async fn stage_version(
 }
 
 /// One version and its change report.
-#[utoipa::path(get, path = "/admin/api/v1/apis/{id}/versions/{number}", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
+#[utoipa::path(get, operation_id = "get_version", path = "/admin/api/v1/apis/{id}/versions/{number}", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
     responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show_version(
@@ -340,7 +341,7 @@ pub async fn show_version(
 }
 
 /// Publish a staged version: new operations get methods and rules, removed ones stop being routed; a breaking version emails subscribers.
-#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/versions/{number}/publish", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
+#[utoipa::path(post, operation_id = "publish_version", path = "/admin/api/v1/apis/{id}/versions/{number}/publish", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
     responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "Already published")),
     security(("bearer" = [])))]

@@ -60,7 +60,7 @@ pub struct ApplicationQuery {
     pub api_id: Option<Uuid>,
     pub account_id: Option<Uuid>,
     /// Part of the application's or account's name.
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
@@ -69,7 +69,7 @@ pub struct ApplicationQuery {
 }
 
 /// List and filter applications of every account.
-#[utoipa::path(get, path = "/admin/api/v1/applications", tag = "applications", params(ApplicationQuery),
+#[utoipa::path(get, operation_id = "list_applications", path = "/admin/api/v1/applications", tag = "applications", params(ApplicationQuery),
     responses((status = 200, body = Page<ApplicationOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
@@ -84,7 +84,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
 }
 
 /// One application.
-#[utoipa::path(get, path = "/admin/api/v1/applications/{id}", tag = "applications", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "get_application", path = "/admin/api/v1/applications/{id}", tag = "applications", params(("id" = Uuid, Path)),
     responses((status = 200, body = ApplicationOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -109,7 +109,7 @@ pub struct ActionIn {
 }
 
 /// Approve or reject a pending application (the developer is emailed), or suspend or resume a live one.
-#[utoipa::path(post, path = "/admin/api/v1/applications/{id}/actions", tag = "applications", params(("id" = Uuid, Path)), request_body = ActionIn,
+#[utoipa::path(post, operation_id = "act_on_application", path = "/admin/api/v1/applications/{id}/actions", tag = "applications", params(("id" = Uuid, Path)), request_body = ActionIn,
     responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "Not allowed from the current state")),
     security(("bearer" = [])))]
@@ -140,7 +140,7 @@ pub struct PlanChangeIn {
 }
 
 /// Move an application to another plan of its API.
-#[utoipa::path(put, path = "/admin/api/v1/applications/{id}/plan", tag = "applications", params(("id" = Uuid, Path)), request_body = PlanChangeIn,
+#[utoipa::path(put, operation_id = "change_application_plan", path = "/admin/api/v1/applications/{id}/plan", tag = "applications", params(("id" = Uuid, Path)), request_body = PlanChangeIn,
     responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "The plan belongs to another API")),
     security(("bearer" = [])))]

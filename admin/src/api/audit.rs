@@ -47,14 +47,14 @@ impl From<AuditRecord> for AuditOut {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// e.g. `api`, `plan`, `application`, `credential`.
-    #[param(max_length = 64)]
+    #[param(max_length = 64, pattern = "^[^\\u0000]*$")]
     pub entity: Option<String>,
     pub entity_id: Option<Uuid>,
     /// A prefix of the action, e.g. `plan.` or `api.lifecycle`.
-    #[param(max_length = 64)]
+    #[param(max_length = 64, pattern = "^[^\\u0000]*$")]
     pub action: Option<String>,
     /// Part of the actor's email.
-    #[param(max_length = 254)]
+    #[param(max_length = 254, pattern = "^[^\\u0000]*$")]
     pub actor: Option<String>,
     #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
@@ -63,8 +63,9 @@ pub struct AuditQuery {
 }
 
 /// The audit log, newest first, with filters.
-#[utoipa::path(get, path = "/admin/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Page<AuditOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+#[utoipa::path(get, operation_id = "list_audit", path = "/admin/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Page<AuditOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "A parameter out of range; `field` names it")),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;

@@ -42,7 +42,7 @@ impl From<GatewayView> for GatewayOut {
 }
 
 /// Every gateway agent: revision, lag, last seen, version, connected.
-#[utoipa::path(get, path = "/admin/api/v1/gateways", tag = "gateways",
+#[utoipa::path(get, operation_id = "list_gateways", path = "/admin/api/v1/gateways", tag = "gateways",
     responses((status = 200, body = Vec<GatewayOut>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {

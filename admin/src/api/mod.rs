@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod error;
 mod gateways;
+mod links;
 mod openapi;
 mod page;
 mod plans;

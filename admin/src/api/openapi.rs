@@ -5,6 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::links::Links;
 use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules};
 
 struct BearerAuth;
@@ -31,7 +32,7 @@ impl Modify for BearerAuth {
         audit::list, gateways::list,
     ),
     components(schemas(error::ErrorBody, page::Page<apis::ApiOut>)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Links),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiResult};
+use tollgate_core::Error;
+
+use super::error::ApiResult;
 
 /// Which page of a list to return.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -18,15 +20,15 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    /// `(limit, offset)`, or a 400 for values out of range.
+    /// `(limit, offset)`, or a 422 naming the parameter out of range.
     pub fn window(&self) -> ApiResult<(i64, i64)> {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(20);
         if !(1..=1_000_000).contains(&page) {
-            return Err(ApiError::BadRequest("page: use a number from 1".into()));
+            return Err(Error::invalid("page", "use a number from 1 to 1,000,000").into());
         }
         if !(1..=100).contains(&per_page) {
-            return Err(ApiError::BadRequest("per_page: use 1 to 100".into()));
+            return Err(Error::invalid("per_page", "use 1 to 100").into());
         }
         Ok((per_page, (page - 1) * per_page))
     }

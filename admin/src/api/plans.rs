@@ -38,7 +38,8 @@ pub struct PriceIn {
     /// Open-ended when absent.
     #[schema(minimum = 1)]
     pub to: Option<i64>,
-    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", example = "0.0010")]
+    /// At most 8 digits before the point and 6 after.
+    #[schema(value_type = String, pattern = "^[0-9]{1,8}(\\.[0-9]{1,6})?$", example = "0.0010")]
     pub price_per_unit: Decimal,
 }
 
@@ -58,10 +59,12 @@ pub struct PlanIn {
     #[serde(default)]
     pub approval_required: bool,
     #[serde(default)]
-    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", example = "0")]
+    /// At most 10 digits before the point and 4 after.
+    #[schema(value_type = String, pattern = "^[0-9]{1,10}(\\.[0-9]{1,4})?$", example = "0")]
     pub setup_fee: Decimal,
     #[serde(default)]
-    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$", example = "49.00")]
+    /// At most 10 digits before the point and 4 after.
+    #[schema(value_type = String, pattern = "^[0-9]{1,10}(\\.[0-9]{1,4})?$", example = "49.00")]
     pub monthly_fee: Decimal,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 3650)]
@@ -157,7 +160,7 @@ impl From<PlanDetail> for PlanOut {
 }
 
 /// The plans of an API.
-#[utoipa::path(get, path = "/admin/api/v1/apis/{id}/plans", tag = "plans", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "list_plans", path = "/admin/api/v1/apis/{id}/plans", tag = "plans", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<PlanOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -172,7 +175,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<Str
 }
 
 /// Create a plan with its limits and prices.
-#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/plans", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanIn,
+#[utoipa::path(post, operation_id = "create_plan", path = "/admin/api/v1/apis/{id}/plans", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanIn,
     responses((status = 201, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "The system name is taken"),
               (status = 422, body = ErrorBody, description = "Overlapping tiers, negative prices, duplicate limits, unknown metrics…")),
@@ -192,7 +195,7 @@ pub async fn create(
 }
 
 /// One plan.
-#[utoipa::path(get, path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "get_plan", path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
     responses((status = 200, body = PlanOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -202,7 +205,7 @@ pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<Str
 }
 
 /// Replace a plan's definition, limits and prices.
-#[utoipa::path(put, path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanIn,
+#[utoipa::path(put, operation_id = "replace_plan", path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanIn,
     responses((status = 200, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -221,7 +224,7 @@ pub async fn replace(
 }
 
 /// Delete a plan no application uses.
-#[utoipa::path(delete, path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, operation_id = "delete_plan", path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "Applications still use the plan")),
     security(("bearer" = [])))]
@@ -241,7 +244,7 @@ pub struct CopyIn {
 }
 
 /// Copy a plan (the copy starts hidden).
-#[utoipa::path(post, path = "/admin/api/v1/plans/{id}/copy", tag = "plans", params(("id" = Uuid, Path)), request_body = CopyIn,
+#[utoipa::path(post, operation_id = "copy_plan", path = "/admin/api/v1/plans/{id}/copy", tag = "plans", params(("id" = Uuid, Path)), request_body = CopyIn,
     responses((status = 201, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

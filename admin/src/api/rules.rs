@@ -55,7 +55,7 @@ impl From<RuleView> for RuleOut {
 }
 
 /// The metrics and methods of an API.
-#[utoipa::path(get, path = "/admin/api/v1/apis/{id}/metrics", tag = "apis", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "list_metrics", path = "/admin/api/v1/apis/{id}/metrics", tag = "apis", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<MetricOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_metrics(
@@ -82,7 +82,7 @@ pub struct MetricIn {
 }
 
 /// Add a metric, or a method under a parent metric.
-#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/metrics", tag = "apis", params(("id" = Uuid, Path)), request_body = MetricIn,
+#[utoipa::path(post, operation_id = "add_metric", path = "/admin/api/v1/apis/{id}/metrics", tag = "apis", params(("id" = Uuid, Path)), request_body = MetricIn,
     responses((status = 201, body = Vec<MetricOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -102,7 +102,7 @@ pub async fn add_metric(
 }
 
 /// The mapping rules of an API, in matching order.
-#[utoipa::path(get, path = "/admin/api/v1/apis/{id}/mapping-rules", tag = "apis", params(("id" = Uuid, Path)),
+#[utoipa::path(get, operation_id = "list_mapping_rules", path = "/admin/api/v1/apis/{id}/mapping-rules", tag = "apis", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<RuleOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_rules(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -126,7 +126,7 @@ pub struct RuleIn {
     #[serde(default)]
     pub last: bool,
     /// Appended after the existing rules when absent.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub position: Option<i32>,
 }
 
@@ -135,7 +135,7 @@ fn one() -> i32 {
 }
 
 /// Add a mapping rule.
-#[utoipa::path(post, path = "/admin/api/v1/apis/{id}/mapping-rules", tag = "apis", params(("id" = Uuid, Path)), request_body = RuleIn,
+#[utoipa::path(post, operation_id = "add_mapping_rule", path = "/admin/api/v1/apis/{id}/mapping-rules", tag = "apis", params(("id" = Uuid, Path)), request_body = RuleIn,
     responses((status = 201, body = Vec<RuleOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "A pattern the gateway cannot parse, an unknown metric…")),
     security(("bearer" = [])))]
@@ -162,7 +162,7 @@ pub async fn add_rule(
 }
 
 /// Delete a mapping rule.
-#[utoipa::path(delete, path = "/admin/api/v1/apis/{id}/mapping-rules/{rule}", tag = "apis", params(("id" = Uuid, Path), ("rule" = Uuid, Path)),
+#[utoipa::path(delete, operation_id = "delete_mapping_rule", path = "/admin/api/v1/apis/{id}/mapping-rules/{rule}", tag = "apis", params(("id" = Uuid, Path), ("rule" = Uuid, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_rule(

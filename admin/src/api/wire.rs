@@ -50,21 +50,26 @@ fn nul_in(value: &serde_json::Value, here: String) -> Option<String> {
 }
 
 /// Parses the query string after authentication, so an unauthenticated
-/// caller always gets 401 first.
+/// caller always gets 401 first. Text parameters are documented as free of
+/// NUL (the pattern `^[^\u0000]*$`), which Postgres text cannot hold: one with NUL is 422
+/// naming the parameter.
 pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> ApiResult<T> {
-    if req.query_string().to_ascii_lowercase().contains("%00") {
-        return Err(ApiError::BadRequest("query parameters cannot contain NUL characters".into()));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))?;
+    if let Some((name, _)) = pairs.iter().find(|(name, value)| name.contains('\0') || value.contains('\0')) {
+        let name = name.replace('\0', "\\0");
+        return Err(tollgate_core::Error::invalid(name, "text cannot contain NUL characters").into());
     }
     actix_web::web::Query::<T>::from_query(req.query_string())
         .map(actix_web::web::Query::into_inner)
         .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
 }
 
-/// Refuses a query parameter longer than its documented maximum.
-pub fn check_len(name: &str, value: Option<&str>, max: usize) -> ApiResult<()> {
+/// Refuses a query parameter longer than its documented maximum (422).
+pub fn check_len(name: &'static str, value: Option<&str>, max: usize) -> ApiResult<()> {
     match value {
         Some(v) if v.chars().count() > max => {
-            Err(ApiError::BadRequest(format!("{name}: use at most {max} characters")))
+            Err(tollgate_core::Error::invalid(name, format!("use at most {max} characters")).into())
         }
         _ => Ok(()),
     }

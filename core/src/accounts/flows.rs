@@ -1,11 +1,13 @@
 //! Self-service account flows: sign-up with email verification, password
 //! reset and change. Every public answer is the same for known and unknown
-//! emails, so none of them can be used to find out who has an account.
+//! emails, so none of them can be used to find out who has an account; the
+//! flows that mail an address pass the mail throttles first (`throttle`).
 
 use sqlx::PgPool;
 
+use super::throttle::{self, ClientAddress, MailAdmission, MailLimits, MailRequestKind};
 use super::tokens::{self, Purpose};
-use super::users::find_user_by_email;
+use super::users::{find_user_by_email, organisation_problem};
 use super::{AccountId, Email, Password, PasswordHasher, UserId, create_developer_in};
 use crate::mail::{enqueue, messages};
 use crate::{Error, Result};
@@ -26,8 +28,8 @@ impl SignUp {
     ) -> std::result::Result<SignUp, Vec<(&'static str, String)>> {
         let mut problems = Vec::new();
         let organisation = organisation.trim();
-        if organisation.is_empty() || organisation.chars().count() > 200 {
-            problems.push(("organisation", "enter your organisation's name (up to 200 characters)".to_owned()));
+        if let Some(problem) = organisation_problem(organisation) {
+            problems.push(("organisation", problem.to_owned()));
         }
         let email = Email::parse(email).map_err(|e| problems.push(("email", field_message(e)))).ok();
         let password = Password::parse(password).map_err(|e| problems.push(("password", field_message(e)))).ok();
@@ -47,38 +49,66 @@ fn field_message(err: Error) -> String {
     }
 }
 
+/// Who asked for a mail, and the throttles that apply to them.
+pub struct MailRequest<'a> {
+    pub client: &'a ClientAddress,
+    pub limits: &'a MailLimits,
+}
+
+impl MailRequest<'_> {
+    async fn admit(&self, pool: &PgPool, kind: MailRequestKind, address: &Email) -> Result<MailAdmission> {
+        throttle::admit_mail(pool, self.limits, kind, self.client, address).await
+    }
+}
+
 /// Creates an unverified developer account and mails a verification link;
-/// for an email that already has an account it mails a notice instead.
-/// The caller shows the same page either way.
-pub async fn sign_up(pool: &PgPool, hasher: &PasswordHasher, input: &SignUp, base_url: &str) -> Result<()> {
+/// for an email that already has an account it mails a notice instead
+/// (unless the address is in its cooldown). The caller shows the same page
+/// either way. A client over its budget gets `RateLimited`, before any work.
+pub async fn sign_up(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    request: &MailRequest<'_>,
+    input: &SignUp,
+    base_url: &str,
+) -> Result<()> {
+    let admission = request.admit(pool, MailRequestKind::SignUp, &input.email).await?;
     // Hash first, so both branches cost the same.
     let hash = hasher.hash(&input.password).await?;
     let mut tx = pool.begin().await?;
     if find_user_by_email(&mut tx, &input.email).await?.is_some() {
-        enqueue(&mut tx, &messages::already_registered(input.email.as_str(), base_url)).await?;
+        if admission == MailAdmission::Send {
+            enqueue(&mut tx, &messages::already_registered(input.email.as_str(), base_url)).await?;
+        }
         tx.commit().await?;
         return Ok(());
     }
+    // A new account gets its verification link even inside a cooldown: an
+    // address can be new only once, so this cannot repeat.
     let (_, user): (AccountId, UserId) =
         create_developer_in(&mut tx, &input.organisation, &input.email, Some(&hash), false).await?;
     let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
     let link = format!("{base_url}/verify?token={token}");
-    enqueue(&mut tx, &messages::verify_email(input.email.as_str(), &input.organisation, &link)).await?;
+    enqueue(&mut tx, &messages::verify_email(input.email.as_str(), &link)).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Mails a fresh verification link if the email belongs to an unverified
-/// user; otherwise does nothing. Same answer either way.
-pub async fn resend_verification(pool: &PgPool, email: &str, base_url: &str) -> Result<()> {
+/// user (and is not in its cooldown); otherwise does nothing. Same answer
+/// either way.
+pub async fn resend_verification(pool: &PgPool, request: &MailRequest<'_>, email: &str, base_url: &str) -> Result<()> {
     let Ok(email) = Email::parse(email) else { return Ok(()) };
+    if request.admit(pool, MailRequestKind::Verification, &email).await? == MailAdmission::Quiet {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
-    if let Some((user, verified, organisation)) = find_user_by_email(&mut tx, &email).await?
+    if let Some((user, verified, _)) = find_user_by_email(&mut tx, &email).await?
         && !verified
     {
         let token = tokens::issue(&mut tx, user, Purpose::VerifyEmail).await?;
         let link = format!("{base_url}/verify?token={token}");
-        enqueue(&mut tx, &messages::verify_email(email.as_str(), &organisation, &link)).await?;
+        enqueue(&mut tx, &messages::verify_email(email.as_str(), &link)).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -105,9 +135,18 @@ pub async fn verify_email(pool: &PgPool, token: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Mails a reset link if the email has an account. Same answer either way.
-pub async fn request_password_reset(pool: &PgPool, email: &str, base_url: &str) -> Result<()> {
+/// Mails a reset link if the email has an account (and is not in its
+/// cooldown). Same answer either way.
+pub async fn request_password_reset(
+    pool: &PgPool,
+    request: &MailRequest<'_>,
+    email: &str,
+    base_url: &str,
+) -> Result<()> {
     let Ok(email) = Email::parse(email) else { return Ok(()) };
+    if request.admit(pool, MailRequestKind::PasswordReset, &email).await? == MailAdmission::Quiet {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
     if let Some((user, _, _)) = find_user_by_email(&mut tx, &email).await? {
         let token = tokens::issue(&mut tx, user, Purpose::ResetPassword).await?;
@@ -138,14 +177,14 @@ pub async fn reset_password(
     };
     // Following the link proves the mailbox, so it verifies the email too.
     sqlx::query!(
-        "UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL,
-                          email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+        "UPDATE users SET password_hash = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
          WHERE id = $1",
         user.0,
         hash
     )
     .execute(&mut *tx)
     .await?;
+    throttle::lift_sign_in_pauses(&mut tx, user).await?;
     tx.commit().await?;
     Ok(Some(user))
 }

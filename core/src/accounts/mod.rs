@@ -5,11 +5,13 @@ mod email;
 pub mod flows;
 mod password;
 pub mod teams;
+pub mod throttle;
 pub mod tokens;
 mod users;
 
 pub use email::Email;
 pub use password::{Password, PasswordHasher};
+pub use throttle::{ClientAddress, MailAdmission, MailLimits, MailRequestKind};
 pub use users::{
     AccountId, SignInOutcome, UserId, UserSummary, authenticate, create_admin, create_developer, create_developer_in,
     find_user, mark_email_verified,

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash};
@@ -55,6 +56,8 @@ impl fmt::Debug for Password {
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// argon2 computations done, hashes and verifications alike.
+    computations: Arc<AtomicU64>,
 }
 
 /// Verified against when the user does not exist, so that unknown and known
@@ -83,12 +86,19 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 impl PasswordHasher {
     /// `max_concurrent` bounds memory: each hash holds 19 MiB while it runs.
     pub fn new(max_concurrent: usize) -> Self {
-        PasswordHasher { permits: Arc::new(Semaphore::new(max_concurrent.max(1))) }
+        PasswordHasher { permits: Arc::new(Semaphore::new(max_concurrent.max(1))), computations: Arc::default() }
+    }
+
+    /// How many argon2 computations this hasher (and its clones) has done:
+    /// how tests check that every sign-in path does the same work.
+    pub fn computations(&self) -> u64 {
+        self.computations.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, Error> {
         let _permit = self.permits.acquire().await.map_err(|e| Error::Internal(e.to_string()))?;
         let password = password.0.clone();
+        self.computations.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
@@ -100,6 +110,7 @@ impl PasswordHasher {
         let Ok(_permit) = self.permits.acquire().await else { return false };
         let candidate = candidate.to_owned();
         let stored = stored.map(str::to_owned);
+        self.computations.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || match stored {
             Some(phc) => verify_blocking(&candidate, &phc),
             None => {

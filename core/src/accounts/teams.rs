@@ -6,6 +6,8 @@ use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::flows::MailRequest;
+use super::throttle::{self, MailAdmission, MailRequestKind};
 use super::{AccountId, Email, Password, PasswordHasher, UserId};
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
@@ -84,9 +86,13 @@ pub async fn pending_invitations(pool: &PgPool, account: AccountId) -> Result<Ve
     Ok(rows.into_iter().map(|r| PendingInvitation { email: r.email, role: r.role, expires_at: r.expires_at }).collect())
 }
 
-/// Invites someone by email; an owner only.
+/// Invites someone by email; an owner only. The mail throttles apply as
+/// to the anonymous flows (the client's budget, the address's cooldown),
+/// but the owner is told when the address is cooling down.
+#[allow(clippy::too_many_arguments)]
 pub async fn invite(
     pool: &PgPool,
+    request: &MailRequest<'_>,
     account: AccountId,
     inviter: UserId,
     inviter_email: &str,
@@ -106,8 +112,15 @@ pub async fn invite(
     if already {
         return Err(Error::invalid("email", "this person is already a member"));
     }
-    let organisation =
-        sqlx::query_scalar!("SELECT name FROM accounts WHERE id = $1", account.0).fetch_one(&mut *tx).await?;
+    if throttle::admit_mail(pool, request.limits, MailRequestKind::Invitation, request.client, email).await?
+        == MailAdmission::Quiet
+    {
+        let minutes = request.limits.address_cooldown.as_secs().div_ceil(60).max(1);
+        return Err(Error::invalid(
+            "email",
+            format!("we emailed this address a moment ago; invite them again in {minutes} minute(s)"),
+        ));
+    }
     let raw = random_token();
     sqlx::query!(
         "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -122,7 +135,7 @@ pub async fn invite(
     .execute(&mut *tx)
     .await?;
     let link = format!("{base_url}/invitations/accept?token={raw}");
-    enqueue(&mut tx, &messages::invitation(email.as_str(), inviter_email, &organisation, role.as_str(), &link)).await?;
+    enqueue(&mut tx, &messages::invitation(email.as_str(), inviter_email, role.as_str(), &link)).await?;
     audit::record(
         &mut tx,
         &Actor::user(inviter, inviter_email),

@@ -1,10 +1,11 @@
 //! Users and the accounts they belong to: creating admins and developers,
-//! finding a user, and sign-in with per-account throttling.
+//! finding a user, and sign-in throttled per (user, client address).
 
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::throttle::{self, ClientAddress};
 use super::{Email, PasswordHasher};
 use crate::error::conflict_on_unique;
 use crate::{Error, Result};
@@ -29,19 +30,11 @@ pub struct UserSummary {
     pub account_name: Option<String>,
 }
 
-/// Failed sign-ins allowed before the growing delay starts.
-const FREE_FAILURES: i32 = 5;
-/// The first pause; each further failure doubles it.
-const FIRST_PAUSE_SECS: i64 = 30;
-/// The longest pause a run of failures can impose. Reset by email still works
-/// during a pause, so throttling cannot lock a real user out.
-const MAX_PAUSE_SECS: i64 = 15 * 60;
-
 pub enum SignInOutcome {
     SignedIn(UserSummary),
     /// Wrong email or password; deliberately does not say which.
     Rejected,
-    /// Too many recent failures for this account.
+    /// Too many recent failures for this account from this client address.
     Throttled {
         retry_after: Duration,
     },
@@ -99,6 +92,19 @@ async fn insert_owner(
     Ok(UserId(user))
 }
 
+/// What is wrong with an (already trimmed) organisation name: it is one
+/// line of 1 to 200 characters, without control characters or line
+/// separators, because it is shown in pages and lists as one line.
+pub(crate) fn organisation_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.chars().count() > 200 {
+        return Some("enter your organisation's name (up to 200 characters)");
+    }
+    if name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+        return Some("keep the name on one line, without tabs or line breaks");
+    }
+    None
+}
+
 /// Creates a developer organisation with its first user as owner.
 pub async fn create_developer(
     pool: &PgPool,
@@ -123,8 +129,8 @@ pub async fn create_developer_in(
     verified: bool,
 ) -> Result<(AccountId, UserId)> {
     let organisation = organisation.trim();
-    if organisation.is_empty() || organisation.chars().count() > 200 {
-        return Err(Error::invalid("organisation", "enter an organisation name of 1 to 200 characters"));
+    if let Some(problem) = organisation_problem(organisation) {
+        return Err(Error::invalid("organisation", problem));
     }
     let account = Uuid::now_v7();
     sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'developer', $2)", account, organisation)
@@ -185,48 +191,37 @@ pub async fn mark_email_verified(pool: &PgPool, id: UserId) -> Result<()> {
     Ok(())
 }
 
-/// Checks an email and password, throttling repeated failures per account
-/// with a growing pause from the fifth on (30 s, 60 s, 2 min … up to 15 min).
-/// Unknown emails cost the same argon2 work as known ones.
+/// Checks an email and password, throttling repeated failures per (user,
+/// client address): from the sixth failure on, sign-in from that address
+/// pauses for a growing time (see `throttle`). Every path does the same
+/// argon2 work, one verification, so neither an unknown email nor a paused
+/// account answers faster than a wrong password.
 pub async fn authenticate(
     pool: &PgPool,
     hasher: &PasswordHasher,
     email: &str,
     password: &str,
+    client: &ClientAddress,
 ) -> Result<SignInOutcome> {
-    let row = sqlx::query!(
-        "SELECT id, password_hash, failed_logins, locked_until FROM users WHERE email = $1",
-        email.trim() as _
-    )
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query!("SELECT id, password_hash FROM users WHERE email = $1", email.trim() as _)
+        .fetch_optional(pool)
+        .await?;
     let Some(row) = row else {
         hasher.verify(password, None).await;
         return Ok(SignInOutcome::Rejected);
     };
-    let now = OffsetDateTime::now_utc();
-    if let Some(until) = row.locked_until.filter(|until| *until > now) {
-        return Ok(SignInOutcome::Throttled { retry_after: until - now });
+    let user = UserId(row.id);
+    let paused_until = throttle::sign_in_paused_until(pool, user, client).await?;
+    // Checked even while paused, so a pause costs the same time as a check.
+    let matches = hasher.verify(password, row.password_hash.as_deref()).await;
+    if let Some(until) = paused_until {
+        return Ok(SignInOutcome::Throttled { retry_after: until - OffsetDateTime::now_utc() });
     }
-    if hasher.verify(password, row.password_hash.as_deref()).await {
-        sqlx::query!("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", row.id)
-            .execute(pool)
-            .await?;
-        let user = find_user(pool, UserId(row.id)).await?.ok_or(Error::NotFound)?;
+    if matches {
+        throttle::clear_sign_in_failures(pool, user, client).await?;
+        let user = find_user(pool, user).await?.ok_or(Error::NotFound)?;
         return Ok(SignInOutcome::SignedIn(user));
     }
-    let failures = row.failed_logins.saturating_add(1);
-    let pause = (failures >= FREE_FAILURES).then(|| {
-        let doublings = (failures - FREE_FAILURES).clamp(0, 10);
-        Duration::seconds((FIRST_PAUSE_SECS << doublings).min(MAX_PAUSE_SECS))
-    });
-    sqlx::query!(
-        "UPDATE users SET failed_logins = $2, locked_until = $3 WHERE id = $1",
-        row.id,
-        failures,
-        pause.map(|p| now + p)
-    )
-    .execute(pool)
-    .await?;
+    throttle::record_sign_in_failure(pool, user, client).await?;
     Ok(SignInOutcome::Rejected)
 }

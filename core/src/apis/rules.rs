@@ -153,6 +153,9 @@ pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -
 
 pub const RULE_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "ANY"];
 
+/// The highest position a rule may be given.
+pub const MAX_RULE_POSITION: i32 = 1_000_000;
+
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct NewRule {
     pub http_method: String,
@@ -173,20 +176,24 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     if !(1..=1_000_000).contains(&rule.delta) {
         return Err(Error::invalid("delta", "use 1 to 1,000,000"));
     }
-    if rule.position.is_some_and(|p| p < 0) {
-        return Err(Error::invalid("position", "cannot be negative"));
+    // Bounded, so appending after the last rule (max + 1) cannot overflow.
+    if rule.position.is_some_and(|p| !(0..=MAX_RULE_POSITION).contains(&p)) {
+        return Err(Error::invalid("position", "use 0 to 1,000,000"));
     }
     let mut tx = pool.begin().await?;
     let metric = metric_id(&mut tx, api, &rule.metric, "metric").await?;
     let position = match rule.position {
         Some(p) => p,
         None => {
-            sqlx::query_scalar!(
-                r#"SELECT coalesce(max(position) + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#,
+            // Counted in bigint, so a rule stored at the very end of int cannot overflow it.
+            let next = sqlx::query_scalar!(
+                r#"SELECT coalesce(max(position)::bigint + 1, 0) AS "next!" FROM mapping_rules WHERE api_id = $1"#,
                 api.0
             )
             .fetch_one(&mut *tx)
-            .await?
+            .await?;
+            i32::try_from(next)
+                .map_err(|_| Error::invalid("position", "there is no room after the last rule; give a position"))?
         }
     };
     let id = Uuid::now_v7();

@@ -10,12 +10,14 @@ fn message(to: &str, subject: String, text: String) -> Outgoing {
     Outgoing { to: to.to_owned(), subject, text }
 }
 
-/// The link that finishes a sign-up.
-pub fn verify_email(to: &str, organisation: &str, link: &str) -> Outgoing {
+/// The link that finishes a sign-up. The address is not verified yet, so
+/// nothing anyone typed (such as the organisation's name) is in the text:
+/// the portal cannot be made to mail someone else's words to a stranger.
+pub fn verify_email(to: &str, link: &str) -> Outgoing {
     let text = format!(
         "Hello,
 
-Confirm your email address to finish creating your {organisation} account on the Tollgate developer portal:
+Confirm your email address to finish creating your account on the Tollgate developer portal:
 
 {link}
 
@@ -54,18 +56,20 @@ The link works once and expires in 1 hour. If you did not ask for it, ignore thi
     message(to, "Reset your Tollgate password".to_owned(), text)
 }
 
-/// An invitation to join an account's team.
-pub fn invitation(to: &str, inviter: &str, organisation: &str, role: &str, link: &str) -> Outgoing {
+/// An invitation to join an account's team. The invitee's address is not
+/// verified, so the text names no organisation (a name anyone may choose):
+/// the link's page shows it. The inviter's address is verified.
+pub fn invitation(to: &str, inviter: &str, role: &str, link: &str) -> Outgoing {
     let text = format!(
         "Hello,
 
-{inviter} invited you to join {organisation} on the Tollgate developer portal as a {role}.
+{inviter} invited you to join their team on the Tollgate developer portal as a {role}.
 
-Accept the invitation: {link}
+See the invitation: {link}
 
-The link expires in 7 days."
+The link expires in 7 days. If you do not know the sender, ignore this message."
     );
-    message(to, format!("Join {organisation} on Tollgate"), text)
+    message(to, "You are invited to a team on Tollgate".to_owned(), text)
 }
 
 /// A provider admin approved or rejected a pending application.

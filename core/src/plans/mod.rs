@@ -55,6 +55,26 @@ pub struct NewPrice {
     pub price_per_unit: Decimal,
 }
 
+/// Fees are stored as numeric(14, 4): up to 10 digits before the point and 4 after.
+const FEE_DIGITS: (u32, u32) = (10, 4);
+/// Unit prices are stored as numeric(14, 6): up to 8 digits before the point and 6 after.
+const PRICE_DIGITS: (u32, u32) = (8, 6);
+
+/// Why an amount does not fit its column (`digits` before and after the
+/// point), so it is refused with a reason instead of failing in Postgres.
+fn amount_problem(amount: Decimal, (whole, fraction): (u32, u32)) -> Option<String> {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        return Some("cannot be negative".into());
+    }
+    if amount.normalize().scale() > fraction {
+        return Some(format!("use at most {fraction} decimal places"));
+    }
+    if amount.trunc() >= Decimal::from(10_i64.pow(whole)) {
+        return Some(format!("use at most {whole} digits before the decimal point"));
+    }
+    None
+}
+
 fn validate(plan: &NewPlan) -> Result<()> {
     let system_ok = (1..=64).contains(&plan.system_name.len())
         && plan.system_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -72,11 +92,11 @@ fn validate(plan: &NewPlan) -> Result<()> {
     if plan.description.chars().count() > 5000 {
         return Err(Error::invalid("description", "use at most 5,000 characters"));
     }
-    if plan.setup_fee.is_sign_negative() {
-        return Err(Error::invalid("setup_fee", "cannot be negative"));
+    if let Some(problem) = amount_problem(plan.setup_fee, FEE_DIGITS) {
+        return Err(Error::invalid("setup_fee", problem));
     }
-    if plan.monthly_fee.is_sign_negative() {
-        return Err(Error::invalid("monthly_fee", "cannot be negative"));
+    if let Some(problem) = amount_problem(plan.monthly_fee, FEE_DIGITS) {
+        return Err(Error::invalid("monthly_fee", problem));
     }
     if !(0..=3650).contains(&plan.trial_days) {
         return Err(Error::invalid("trial_days", "use 0 to 3650 days"));
@@ -109,8 +129,8 @@ fn validate(plan: &NewPlan) -> Result<()> {
         if tier.to.is_some_and(|to| to < tier.from) {
             return Err(Error::invalid(format!("pricing[{i}].to"), "must not be below `from`"));
         }
-        if tier.price_per_unit.is_sign_negative() {
-            return Err(Error::invalid(format!("pricing[{i}].price_per_unit"), "cannot be negative"));
+        if let Some(problem) = amount_problem(tier.price_per_unit, PRICE_DIGITS) {
+            return Err(Error::invalid(format!("pricing[{i}].price_per_unit"), problem));
         }
         for (j, other) in plan.pricing.iter().enumerate().take(i) {
             let overlaps = other.metric == tier.metric

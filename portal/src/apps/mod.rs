@@ -4,18 +4,21 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
+use tollgate_core::apis::ApiId;
+use tollgate_core::apis::detail;
 use tollgate_core::applications::{self, ApplicationId, ApplicationState, ApplicationView, NewApplication};
 use tollgate_core::audit::Actor;
 use tollgate_core::credentials::{self, CredentialView, key_limit};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanId, PlanOption, subscribable};
 use tollgate_web::{
-    Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, parse_id, render,
-    see_other,
+    Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, GatewayUrl, PageResult, Session, SignedInUser, parse_id,
+    render, see_other,
 };
 use uuid::Uuid;
 
 use crate::account::account_of;
+use crate::calling::CallGuide;
 use crate::new_key;
 
 #[derive(Template)]
@@ -129,8 +132,25 @@ struct ShowPage {
     chrome: Chrome,
     app: ApplicationView,
     keys: Vec<(CredentialView, &'static str)>,
-    new_key: Option<String>,
+    new_key: Option<NewKey>,
     can_add_key: bool,
+    /// A key just revoked, for the message at the top: `prefix…last4`.
+    revoked: Option<String>,
+}
+
+/// A key just issued, with how to call the API with it.
+struct NewKey {
+    secret: String,
+    /// Where the credentials go, in words.
+    placement: String,
+    /// A curl command with this key, at the gateway and the API's base path.
+    example: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ShowQuery {
+    /// A key the developer just revoked.
+    revoked: Option<String>,
 }
 
 /// The app, its keys by prefix and last four, and, once, a key just issued.
@@ -139,12 +159,29 @@ pub async fn show(
     SignedInUser(user): SignedInUser,
     session: Session,
     pool: web::Data<PgPool>,
+    gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
+    query: web::Query<ShowQuery>,
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let app = applications::get(&pool, account, ApplicationId(parse_id(&path)?)).await?;
     let keys = credentials::list(&pool, account, app.id).await?;
-    let new_key = new_key::carried(&req, &keys);
+    let new_key = match new_key::carried(&req, &keys) {
+        Some(secret) => {
+            let guide = CallGuide::new(&gateway.0, &detail::get(&pool, ApiId(app.api_id)).await?);
+            Some(NewKey {
+                example: guide.curl("GET", "/…", &secret, app.app_id.as_deref()),
+                placement: guide.where_credentials_go(),
+                secret,
+            })
+        }
+        None => None,
+    };
+    let revoked = query
+        .into_inner()
+        .revoked
+        .and_then(|id| keys.iter().find(|k| k.id.0.to_string() == id && k.revoked_at.is_some()))
+        .map(|k| format!("{}…{}", k.prefix, k.last4));
     let now = OffsetDateTime::now_utc();
     let active = keys.iter().filter(|k| matches!(k.status(now), "active" | "expiring")).count() as i64;
     let can_add_key = app.state != ApplicationState::Rejected && active < key_limit(app.auth_mode);
@@ -157,7 +194,7 @@ pub async fn show(
         .collect();
     let chrome = Chrome::for_session(&session).await?;
     let id = app.id;
-    let mut response = render(StatusCode::OK, &ShowPage { chrome, app, keys, new_key, can_add_key });
+    let mut response = render(StatusCode::OK, &ShowPage { chrome, app, keys, new_key, can_add_key, revoked });
     new_key::forget(&req, id, &mut response);
     Ok(response)
 }

@@ -7,7 +7,7 @@ use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
-use tollgate_web::{Chrome, CsrfForm, PageResult, Session, render, see_other};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, LocalPath, PageResult, Session, render, see_other};
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
@@ -26,12 +26,10 @@ pub struct NextQuery {
     reset: Option<String>,
 }
 
-/// Only same-site paths are followed after sign-in, never another host.
+/// Only a path of this site is followed after sign-in (see `LocalPath`);
+/// anything else is dropped and sign-in goes to the dashboard.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
-        _ => String::new(),
-    }
+    next.and_then(LocalPath::parse).map(|p| p.as_str().to_owned()).unwrap_or_default()
 }
 
 fn provider_buttons(providers: &Providers) -> Vec<(String, String)> {
@@ -78,10 +76,11 @@ pub async fn submit(
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     providers: web::Data<Providers>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> PageResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
-    let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password).await? {
+    let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password, &client).await? {
         SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => (StatusCode::FORBIDDEN, UNVERIFIED),
         SignInOutcome::SignedIn(user) => {
             let default = if user.is_admin { "/admin" } else { "/dashboard" };

@@ -3,10 +3,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use tollgate_core::accounts::{Password, PasswordHasher, flows};
+use tollgate_core::accounts::flows::{self, MailRequest};
+use tollgate_core::accounts::{MailLimits, Password, PasswordHasher};
 use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
-use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other};
 
 use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 
@@ -37,14 +38,17 @@ pub async fn forgot(
     session: Session,
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
+    limits: web::Data<MailLimits>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<ForgotForm>,
 ) -> PageResult<HttpResponse> {
-    flows::request_password_reset(&pool, &form.email, &public_url.0).await?;
-    Ok(check_your_email(
-        Chrome::for_session(&session).await?,
-        "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour.",
-        None,
-    ))
+    let request = MailRequest { client: &client, limits: &limits };
+    flows::request_password_reset(&pool, &request, &form.email, &public_url.0).await?;
+    let text = format!(
+        "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour. {}",
+        crate::message::one_mail_per(&limits)
+    );
+    Ok(check_your_email(Chrome::for_session(&session).await?, &text, None))
 }
 
 fn dead_reset_link(chrome: Chrome) -> HttpResponse {

@@ -3,10 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use tollgate_core::accounts::PasswordHasher;
-use tollgate_core::accounts::flows::{SignUp, sign_up};
+use tollgate_core::accounts::flows::{MailRequest, SignUp, sign_up};
+use tollgate_core::accounts::{MailLimits, PasswordHasher};
 use tollgate_core::db::PgPool;
-use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render};
 
 use crate::message::check_your_email;
 
@@ -40,6 +40,8 @@ pub async fn submit(
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     public_url: web::Data<PublicUrl>,
+    limits: web::Data<MailLimits>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<SignUpForm>,
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
@@ -50,10 +52,11 @@ pub async fn submit(
             Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Ok(input) => {
-            sign_up(&pool, &hasher, &input, &public_url.0).await?;
+            sign_up(&pool, &hasher, &MailRequest { client: &client, limits: &limits }, &input, &public_url.0).await?;
             let text = format!(
-                "We sent a message to {}. Follow the link in it to verify your address, then sign in. The link expires in 24 hours.",
-                input.email
+                "We sent a message to {}. Follow the link in it to verify your address, then sign in. The link expires in 24 hours. {}",
+                input.email,
+                crate::message::one_mail_per(&limits)
             );
             Ok(check_your_email(chrome, &text, Some(("/verify/resend", "Didn't get it? Send it again"))))
         }

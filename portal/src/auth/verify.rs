@@ -3,9 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use tollgate_core::accounts::flows;
+use tollgate_core::accounts::MailLimits;
+use tollgate_core::accounts::flows::{self, MailRequest};
 use tollgate_core::db::PgPool;
-use tollgate_web::{Chrome, CsrfForm, PageResult, PublicUrl, Session, render, see_other};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, PageResult, PublicUrl, Session, render, see_other};
 
 use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 
@@ -75,12 +76,15 @@ pub async fn resend(
     session: Session,
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
+    limits: web::Data<MailLimits>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<ResendForm>,
 ) -> PageResult<HttpResponse> {
-    flows::resend_verification(&pool, &form.email, &public_url.0).await?;
-    Ok(check_your_email(
-        Chrome::for_session(&session).await?,
-        "If that address has an account waiting for verification, a new link is on its way. Earlier links no longer work.",
-        None,
-    ))
+    let request = MailRequest { client: &client, limits: &limits };
+    flows::resend_verification(&pool, &request, &form.email, &public_url.0).await?;
+    let text = format!(
+        "If that address has an account waiting for verification, a new link is on its way. Earlier links no longer work. {}",
+        crate::message::one_mail_per(&limits)
+    );
+    Ok(check_your_email(Chrome::for_session(&session).await?, &text, None))
 }

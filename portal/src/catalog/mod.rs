@@ -14,12 +14,22 @@ use tollgate_core::plans::{Period, PlanDetail, get_plan, list_plans};
 use tollgate_openapi::Operation;
 use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
 
+use crate::calling::CallGuide;
+use crate::markdown;
+
 #[derive(Template)]
 #[template(path = "portal/home.html")]
 struct HomePage {
     chrome: Chrome,
     apis: Vec<ApiSummary>,
     q: String,
+}
+
+impl HomePage {
+    /// A description's first words, as plain text.
+    fn excerpt(description: &str) -> String {
+        markdown::excerpt(description, 180)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -47,30 +57,36 @@ struct Sample {
     javascript: String,
 }
 
-fn samples(gateway: &str, base_path: &str, operations: Vec<Operation>) -> Vec<Sample> {
+fn samples(guide: &CallGuide, operations: Vec<Operation>) -> Vec<Sample> {
     operations
         .into_iter()
         .map(|operation| {
-            let url = format!("{}{}{}?user_key=YOUR_KEY", gateway.trim_end_matches('/'), base_path.trim_end_matches('/'), operation.path);
+            let url = guide.url(&operation.path, "YOUR_KEY", None);
+            let headers = guide.headers("YOUR_KEY", None);
             let method = operation.method.clone();
             let has_body = matches!(method.as_str(), "POST" | "PUT" | "PATCH");
-            let curl = if has_body {
-                format!("curl -X {method} '{url}' \\\n  -H 'Content-Type: application/json' \\\n  -d '{{}}'")
-            } else if method == "GET" {
-                format!("curl '{url}'")
-            } else {
-                format!("curl -X {method} '{url}'")
+            let mut curl = guide.curl(&method, &operation.path, "YOUR_KEY", None);
+            if has_body {
+                curl.push_str(" \\\n  -H 'Content-Type: application/json' \\\n  -d '{}'");
+            }
+            let mut header_pairs: Vec<String> = headers.iter().map(|(k, v)| format!("\"{k}\": \"{v}\"")).collect();
+            if has_body {
+                header_pairs.push("\"Content-Type\": \"application/json\"".to_owned());
+            }
+            let py_headers = if headers.is_empty() { String::new() } else {
+                let own: Vec<String> = headers.iter().map(|(k, v)| format!("\"{k}\": \"{v}\"")).collect();
+                format!(", headers={{{}}}", own.join(", "))
             };
-            let python = if has_body {
-                format!("import requests\n\nresponse = requests.request(\"{method}\", \"{url}\", json={{}})\nprint(response.status_code, response.json())")
-            } else {
-                format!("import requests\n\nresponse = requests.request(\"{method}\", \"{url}\")\nprint(response.status_code, response.json())")
-            };
-            let javascript = if has_body {
-                format!("const response = await fetch(\"{url}\", {{\n  method: \"{method}\",\n  headers: {{ \"Content-Type\": \"application/json\" }},\n  body: JSON.stringify({{}}),\n}});\nconsole.log(response.status, await response.json());")
-            } else {
-                format!("const response = await fetch(\"{url}\", {{ method: \"{method}\" }});\nconsole.log(response.status, await response.json());")
-            };
+            let py_body = if has_body { ", json={}" } else { "" };
+            let python = format!(
+                "import requests\n\nresponse = requests.request(\"{method}\", \"{url}\"{py_headers}{py_body})\nprint(response.status_code, response.json())"
+            );
+            let js_headers =
+                if header_pairs.is_empty() { String::new() } else { format!(",\n  headers: {{ {} }}", header_pairs.join(", ")) };
+            let js_body = if has_body { ",\n  body: JSON.stringify({})" } else { "" };
+            let javascript = format!(
+                "const response = await fetch(\"{url}\", {{\n  method: \"{method}\"{js_headers}{js_body},\n}});\nconsole.log(response.status, await response.json());"
+            );
             Sample { operation, curl, python, javascript }
         })
         .collect()
@@ -84,6 +100,8 @@ struct ApiPage {
     plans: Vec<PlanDetail>,
     samples: Vec<Sample>,
     gateway: String,
+    /// The API's description, rendered from Markdown (safe HTML).
+    description_html: String,
     /// The limit rows of the comparison table: (metric, period).
     limit_rows: Vec<(String, Period)>,
 }
@@ -124,15 +142,27 @@ pub async fn api(
     limit_rows.dedup();
     let (source, _) = detail::latest_spec(&pool, id).await?;
     let operations = tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default();
-    let samples = samples(&gateway.0, &api.base_path, operations);
+    let guide = CallGuide::new(&gateway.0, &api);
+    let samples = samples(&guide, operations);
     let chrome = Chrome::without_forms(&session);
-    Ok(render(StatusCode::OK, &ApiPage { chrome, api, plans, samples, gateway: gateway.0.clone(), limit_rows }))
+    let description_html = markdown::to_html(&api.description);
+    let page = ApiPage { chrome, api, plans, samples, gateway: gateway.0.clone(), description_html, limit_rows };
+    Ok(render(StatusCode::OK, &page))
 }
 
-/// The stored document, byte for byte, for the docs viewer.
+/// The stored document, byte for byte, for the docs viewer. It is text an
+/// admin uploaded, so no browser may render it as a page: a data type (with
+/// `nosniff` and a sandboxing policy from the security headers) and a
+/// download when opened directly.
 pub async fn spec(pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
     let id = catalog::published(&pool, &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let (source, format) = detail::latest_spec(&pool, id).await?;
-    let content_type = if format == "json" { "application/json" } else { "application/yaml" };
-    Ok(HttpResponse::Ok().content_type(content_type).body(source))
+    let (content_type, extension) =
+        if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };
+    // The slug is [a-z0-9-], so it is safe inside the quoted file name.
+    let disposition = format!("attachment; filename=\"{}-openapi.{extension}\"", path.as_str());
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
+        .body(source))
 }

@@ -1,13 +1,19 @@
 //! Issuing, rotating and revoking an application's keys. A new key goes to
 //! the application's page once, in the one-time cookie of `new_key`.
+//! Revoking cannot be undone, so it asks first, on a page of its own.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use askama::Template;
 use time::Duration;
-use tollgate_core::applications::ApplicationId;
+use tollgate_core::applications::{self, ApplicationId, ApplicationView};
 use tollgate_core::audit::Actor;
-use tollgate_core::credentials::{self, CredentialId, DEFAULT_ROTATION_OVERLAP};
+use tollgate_core::credentials::{self, CredentialId, CredentialView, DEFAULT_ROTATION_OVERLAP};
 use tollgate_core::db::PgPool;
-use tollgate_web::{CookiePolicy, CsrfForm, EmptyForm, PageResult, SignedInUser, parse_id, see_other};
+use tollgate_web::{
+    Chrome, CookiePolicy, CsrfForm, EmptyForm, PageError, PageResult, Session, SignedInUser, parse_id, render,
+    see_other,
+};
 
 use crate::account::account_of;
 use crate::new_key;
@@ -51,6 +57,38 @@ pub async fn rotate(
     Ok(new_key::redirect_to_app(app, Some(&issued.secret), policy.secure))
 }
 
+#[derive(Template)]
+#[template(path = "portal/revoke.html")]
+struct ConfirmRevokePage {
+    chrome: Chrome,
+    app: ApplicationView,
+    key: CredentialView,
+}
+
+/// Asks before revoking: which key, of which application, and what follows.
+pub async fn confirm_revoke(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+) -> PageResult<HttpResponse> {
+    let (app, key) = path.into_inner();
+    let account = account_of(&user)?;
+    let app = applications::get(&pool, account, ApplicationId(parse_id(&app)?)).await?;
+    let key_id = CredentialId(parse_id(&key)?);
+    let key = credentials::list(&pool, account, app.id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key_id)
+        .ok_or(PageError(tollgate_core::Error::NotFound))?;
+    if key.revoked_at.is_some() {
+        return Ok(see_other(format!("{}?revoked={}", new_key::app_page(app.id), key.id.0)));
+    }
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ConfirmRevokePage { chrome, app, key }))
+}
+
+/// Revokes the key and shows the application's page with a message.
 pub async fn revoke(
     SignedInUser(user): SignedInUser,
     pool: web::Data<PgPool>,
@@ -59,6 +97,7 @@ pub async fn revoke(
 ) -> PageResult<HttpResponse> {
     let (app, key) = path.into_inner();
     let app = ApplicationId(parse_id(&app)?);
-    credentials::revoke(&pool, account_of(&user)?, app, CredentialId(parse_id(&key)?), &Actor::from(&user)).await?;
-    Ok(see_other(new_key::app_page(app)))
+    let key = CredentialId(parse_id(&key)?);
+    credentials::revoke(&pool, account_of(&user)?, app, key, &Actor::from(&user)).await?;
+    Ok(see_other(format!("{}?revoked={}", new_key::app_page(app), key.0)))
 }

@@ -3,12 +3,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use tollgate_core::accounts::flows::MailRequest;
 use tollgate_core::accounts::teams::{self, InvitationView, Member, MemberRole, PendingInvitation};
-use tollgate_core::accounts::{Email, Password, PasswordHasher, UserId, find_user};
+use tollgate_core::accounts::{Email, MailLimits, Password, PasswordHasher, UserId, find_user};
 use tollgate_core::db::PgPool;
 use tollgate_web::{
-    Chrome, CsrfForm, EmptyForm, FieldErrors, PageError, PageResult, PublicUrl, Session, SignedInUser, parse_id,
-    render, see_other,
+    Chrome, ClientIp, CsrfForm, EmptyForm, FieldErrors, PageError, PageResult, PublicUrl, Session, SignedInUser,
+    parse_id, render, see_other,
 };
 
 use crate::account::account_of;
@@ -67,12 +68,17 @@ pub async fn invite(
     session: Session,
     pool: web::Data<PgPool>,
     public_url: web::Data<PublicUrl>,
+    limits: web::Data<MailLimits>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<InviteForm>,
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let role = form.role.parse::<MemberRole>().map_err(|e| e.at("role"));
+    let request = MailRequest { client: &client, limits: &limits };
     let outcome = match (Email::parse(&form.email), role) {
-        (Ok(email), Ok(role)) => teams::invite(&pool, account, user.id, &user.email, &email, role, &public_url.0).await,
+        (Ok(email), Ok(role)) => {
+            teams::invite(&pool, &request, account, user.id, &user.email, &email, role, &public_url.0).await
+        }
         (Err(err), _) | (_, Err(err)) => Err(err),
     };
     let mut errors = FieldErrors::new();

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
@@ -20,6 +21,22 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
     plain.then(|| value.to_owned())
 }
 
+/// The `method` label: a standard method by name, anything else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Gives every request an id (echoed in `X-Request-Id` and in every log
 /// line of the request), counts it in Prometheus and logs its outcome.
 pub async fn request_id_and_metrics(
@@ -29,8 +46,11 @@ pub async fn request_id_and_metrics(
     let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    // Label by route pattern, not raw path, so ids do not explode cardinality.
+    // Labels come from closed sets, so no request can add series at will:
+    // the route's template (not the raw path, which carries ids), and the
+    // method if it is a standard one.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method_label = method_label(req.method());
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
@@ -43,7 +63,7 @@ pub async fn request_id_and_metrics(
     } else {
         tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, "request");
     }
-    let labels = [("method", method), ("route", route), ("status", status.to_string())];
+    let labels = [("method", method_label.to_owned()), ("route", route), ("status", status.to_string())];
     metrics::counter!("tollgate_http_requests_total", &labels).increment(1);
     metrics::histogram!("tollgate_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {

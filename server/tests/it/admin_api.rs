@@ -56,6 +56,22 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_authorization_scheme_is_case_insensitive(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let status = |value: String| {
+        let req = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).header("authorization", value);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(status(format!("{scheme} {}", admin.token)).await, 200, "{scheme}");
+    }
+    assert_eq!(status(format!("Bearer   {}  ", admin.token)).await, 200, "extra spaces");
+    for refused in [format!("Basic {}", admin.token), format!("Bearer{}", admin.token), admin.token.clone()] {
+        assert_eq!(status(refused.clone()).await, 401, "{refused}");
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPool) {
     let admin = admin_app(pool).await;
     let spec = "openapi: 3.0.3\ninfo: {title: Pets, version: '1'}\npaths:\n  /pets:\n    get: {operationId: listPets, responses: {'200': {description: ok}}}\n  /pets/{id}:\n    get: {responses: {'200': {description: ok}}}\n";
@@ -163,8 +179,8 @@ async fn bad_ids_and_pages_are_4xx_never_5xx(pool: PgPool) {
     for (path, expected) in [
         ("/admin/api/v1/apis/not-a-uuid", 404),
         ("/admin/api/v1/apis/00000000-0000-0000-0000-000000000000", 404),
-        ("/admin/api/v1/apis?page=0", 400),
-        ("/admin/api/v1/apis?per_page=1000", 400),
+        ("/admin/api/v1/apis?page=0", 422),
+        ("/admin/api/v1/apis?per_page=1000", 422),
         ("/admin/api/v1/apis?page=abc", 400),
         ("/admin/api/v1/applications?state=sideways", 400),
         ("/admin/api/v1/nothing-here", 404),
@@ -173,6 +189,98 @@ async fn bad_ids_and_pages_are_4xx_never_5xx(pool: PgPool) {
         assert_eq!(status, expected, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");
     }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_documented(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let (_, apis) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let plan = |setup_fee: &str, price: &str| {
+        json!({"system_name": "big", "name": "Big", "currency": "EUR", "setup_fee": setup_fee,
+               "pricing": [{"metric": "hits", "from": 1, "price_per_unit": price}]})
+    };
+    for (body, field) in [
+        (plan("0", "123456789.5"), "pricing[0].price_per_unit"),
+        (plan("0", "0.1234567"), "pricing[0].price_per_unit"),
+        (plan("12345678901", "1"), "setup_fee"),
+        (plan("0.12345", "1"), "setup_fee"),
+    ] {
+        let (status, err) =
+            admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(body)).await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(err["error"], "invalid_input", "{err}");
+        assert_eq!(err["field"], field, "{err}");
+    }
+    // The largest values the document allows are accepted.
+    let (status, created) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{api}/plans"),
+            Some(plan("9999999999.9999", "99999999.999999")),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["pricing"][0]["price_per_unit"], "99999999.999999");
+
+    for (path, field) in [
+        ("/admin/api/v1/accounts?per_page=500", "per_page"),
+        ("/admin/api/v1/audit?actor=a%00b", "actor"),
+        ("/admin/api/v1/applications?q=%00", "q"),
+        (&format!("/admin/api/v1/audit?entity={}", "e".repeat(65)), "entity"),
+    ] {
+        let (status, err) = admin.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 422, "{path}: {err}");
+        assert_eq!(err["field"], field, "{path}: {err}");
+    }
+    // Rule positions are bounded, and appending after the last one never overflows.
+    let rules = format!("/admin/api/v1/apis/{api}/mapping-rules");
+    let rule =
+        |position: Option<i64>| json!({"http_method": "GET", "pattern": "/x", "metric": "hits", "position": position});
+    let (status, err) = admin.call(reqwest::Method::POST, &rules, Some(rule(Some(2_147_483_647)))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("position")), "{err}");
+    sqlx::query("UPDATE mapping_rules SET position = 2147483647 WHERE id = (SELECT id FROM mapping_rules LIMIT 1)")
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let (status, err) = admin.call(reqwest::Method::POST, &rules, Some(rule(None))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("position")), "{err}");
+
+    // The document says so.
+    let doc: Value =
+        admin.app.client.get(admin.app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let actor = doc["paths"]["/admin/api/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "actor")
+        .unwrap()
+        .clone();
+    assert_eq!(actor["schema"]["pattern"], "^[^\\u0000]*$", "{actor}");
+    let price = &doc["components"]["schemas"]["PriceIn"]["properties"]["price_per_unit"];
+    assert_eq!(price["pattern"], "^[0-9]{1,8}(\\.[0-9]{1,6})?$", "{price}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn responses_link_to_the_operations_their_ids_feed(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let doc: Value =
+        admin.app.client.get(admin.app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let import = &doc["paths"]["/admin/api/v1/apis"]["post"]["responses"]["201"]["links"];
+    assert_eq!(import["GetApi"]["operationId"], "get_api", "{import}");
+    assert_eq!(import["GetApi"]["parameters"]["id"], "$response.body#/id");
+    let plan = &doc["paths"]["/admin/api/v1/apis/{id}/plans"]["post"]["responses"]["201"]["links"];
+    assert_eq!(plan["DeletePlan"]["operationId"], "delete_plan", "{plan}");
+    let mut ids = Vec::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            ids.push(op["operationId"].as_str().unwrap().to_owned());
+        }
+    }
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operation ids are unique");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, seed};
-use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
+use tollgate_core::accounts::{AccountId, ClientAddress, PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::applications::{self, NewApplication};
 use tollgate_core::audit::Actor;
 use tollgate_core::credentials;
@@ -48,11 +48,16 @@ struct Setup {
 async fn setup(pool: PgPool) -> Setup {
     seed(&pool).await.unwrap();
     let (_, token) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
-    let SignInOutcome::SignedIn(dev) =
-        authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD)
-            .await
-            .unwrap()
-    else {
+    let localhost = ClientAddress::new(std::net::Ipv4Addr::LOCALHOST.into());
+    let SignInOutcome::SignedIn(dev) = authenticate(
+        &pool,
+        &PasswordHasher::new(1),
+        DEMO_DEVELOPER_EMAIL,
+        tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD,
+        &localhost,
+    )
+    .await
+    .unwrap() else {
         panic!("demo developer signs in");
     };
     let app = spawn_app(pool).await;

@@ -63,7 +63,24 @@ async fn anonymous_visitors_are_sent_to_sign_in_and_back(pool: PgPool) {
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn sign_in_never_redirects_to_another_site(pool: PgPool) {
     let app = seeded_app(pool).await;
-    for next in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+    let hostile = [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\r\nLocation: https://evil.example/",
+        "/\n/evil.example",
+        "/\r/evil.example",
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/%5Cevil.example",
+        "/%2F%2Fevil.example",
+        "/%2f/evil.example",
+        " /evil",
+        "/\u{0}",
+        "javascript:alert(1)",
+    ];
+    for next in hostile {
         let token = app.csrf_token("/login").await;
         let res = app
             .post_form(
@@ -76,8 +93,35 @@ async fn sign_in_never_redirects_to_another_site(pool: PgPool) {
                 ],
             )
             .await;
-        assert_eq!(location(&res), "/dashboard", "next={next}");
+        assert_eq!(res.status(), 303, "next={next:?}");
+        assert_eq!(location(&res), "/dashboard", "next={next:?}");
     }
+    // The same values in the sign-in page's address never answer 500, and
+    // the form does not carry them on.
+    for next in hostile {
+        let encoded: String = next
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let res = app.get(&format!("/login?next={encoded}")).await;
+        assert_eq!(res.status(), 200, "next={next:?}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("name=\"next\" value=\"\""), "next={next:?} was kept");
+    }
+    // A path of this site, with its query, is followed.
+    let token = app.csrf_token("/login").await;
+    let res = app
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("email", DEMO_DEVELOPER_EMAIL),
+                ("password", DEMO_DEVELOPER_PASSWORD),
+                ("next", "/apps?tab=keys"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), "/apps?tab=keys");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -159,14 +203,89 @@ async fn repeated_failures_pause_sign_in_for_that_account(pool: PgPool) {
     // Now even the right password is refused until the pause ends.
     let res = app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
     assert_eq!(res.status(), 401);
-    let locked: bool = sqlx::query_scalar("SELECT locked_until > now() FROM users WHERE email = $1")
-        .bind(DEMO_DEVELOPER_EMAIL)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let locked: bool = sqlx::query_scalar(
+        "SELECT f.locked_until > now() FROM sign_in_failures f JOIN users u ON u.id = f.user_id WHERE u.email = $1",
+    )
+    .bind(DEMO_DEVELOPER_EMAIL)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert!(locked);
     // Other accounts are unaffected.
     assert_eq!(app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await.status(), 303);
+}
+
+/// Signs in as a browser at `ip` would, through a proxy at 127.0.0.1.
+async fn sign_in_from(app: &TestApp, ip: &str, email: &str, password: &str) -> reqwest::Response {
+    let token = app.csrf_token("/login").await;
+    let form = [("csrf_token", token.as_str()), ("email", email), ("password", password)];
+    app.client.post(app.url("/login")).header("x-forwarded-for", ip).form(&form).send().await.unwrap()
+}
+
+fn browser(app: &TestApp) -> TestApp {
+    TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_stranger_cannot_lock_a_user_out(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let stranger = browser(&app);
+    for _ in 0..8 {
+        let res = sign_in_from(&stranger, "203.0.113.66", DEMO_DEVELOPER_EMAIL, "guessing guessing").await;
+        assert_eq!(res.status(), 401);
+    }
+    // The stranger's address is paused, even with the right password...
+    let res = sign_in_from(&stranger, "203.0.113.66", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401, "the guesser's address is paused");
+    // ...and so is its whole IPv6 /64, for an IPv6 guesser.
+    for i in 0..6 {
+        let ip = format!("2001:db8:5:6::{i:x}");
+        assert_eq!(sign_in_from(&stranger, &ip, DEMO_DEVELOPER_EMAIL, "guessing guessing").await.status(), 401);
+    }
+    let res = sign_in_from(&stranger, "2001:db8:5:6::ffff", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401, "one /64 is one client");
+    // The user, at their own address, signs in.
+    let user = browser(&app);
+    let res = sign_in_from(&user, "198.51.100.7", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(location(&res), "/dashboard", "the user is not locked out");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn without_trusted_proxies_a_client_cannot_choose_its_address(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    for i in 0..6 {
+        let res = sign_in_from(&app, &format!("203.0.113.{i}"), DEMO_DEVELOPER_EMAIL, "guessing guessing").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = sign_in_from(&app, "198.51.100.99", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(res.status(), 401, "X-Forwarded-For from an untrusted peer is ignored: still paused");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn every_sign_in_answer_costs_the_same_argon2_work(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let (app, hasher) = crate::helpers::spawn_app_counting(pool, &[]).await;
+    // The argon2 computations one sign-in attempt costs.
+    async fn work(
+        app: &TestApp,
+        hasher: &tollgate_core::accounts::PasswordHasher,
+        email: &str,
+        password: &str,
+    ) -> (u16, u64) {
+        let token = app.csrf_token("/login").await;
+        let before = hasher.computations();
+        let res = app.post_form("/login", &[("csrf_token", &token), ("email", email), ("password", password)]).await;
+        (res.status().as_u16(), hasher.computations() - before)
+    }
+    assert_eq!(work(&app, &hasher, "nobody@example.com", "a wrong password").await, (401, 1), "unknown email");
+    for _ in 0..6 {
+        assert_eq!(work(&app, &hasher, DEMO_DEVELOPER_EMAIL, "a wrong password").await, (401, 1), "wrong password");
+    }
+    // Paused now: the answer must not come back faster.
+    assert_eq!(work(&app, &hasher, DEMO_DEVELOPER_EMAIL, "a wrong password").await, (401, 1), "paused, wrong");
+    assert_eq!(work(&app, &hasher, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await, (401, 1), "paused, right");
+    assert_eq!(work(&app, &hasher, DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await, (303, 1), "right password");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -223,4 +342,29 @@ async fn sessions_end_after_the_idle_and_the_absolute_timeout(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(app.get("/dashboard").await.status(), 303);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn without_origin_a_post_must_come_from_a_page_of_this_site(pool: PgPool) {
+    let app = seeded_app(pool).await;
+    let form = |token: &str| {
+        vec![
+            ("csrf_token".to_owned(), token.to_owned()),
+            ("email".to_owned(), DEMO_DEVELOPER_EMAIL.to_owned()),
+            ("password".to_owned(), DEMO_DEVELOPER_PASSWORD.to_owned()),
+        ]
+    };
+    let token = app.csrf_token("/login").await;
+    for (name, value) in [
+        ("referer", "https://evil.example/login"),
+        ("referer", "http://evil.example/"),
+        ("referer", "not a url"),
+        ("origin", "null"),
+    ] {
+        let res = app.client.post(app.url("/login")).header(name, value).form(&form(&token)).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{name}: {value}");
+    }
+    let res = app.client.post(app.url("/login")).header("referer", app.url("/login?next=%2Fapps")).form(&form(&token));
+    let res = res.send().await.unwrap();
+    assert_eq!(location(&res), "/dashboard", "a Referer of this site passes");
 }

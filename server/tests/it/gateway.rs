@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 use tollgate_agent::{Agent, RunningAgent, ServerUrl, Settings, Token};
-use tollgate_core::accounts::{AccountId, PasswordHasher, SignInOutcome, authenticate};
+use tollgate_core::accounts::{AccountId, ClientAddress, PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::apis::detail::{self, ApiChanges};
 use tollgate_core::apis::lifecycle;
 use tollgate_core::apis::{ApiId, ApiState, AuthMode, KeyLocation, find_by_slug};
@@ -76,7 +76,9 @@ impl World {
         .await
         .unwrap();
         let SignInOutcome::SignedIn(dev) =
-            authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.unwrap()
+            authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, &localhost())
+                .await
+                .unwrap()
         else {
             panic!("demo developer signs in")
         };
@@ -634,4 +636,8 @@ async fn every_petstore_operation_called_once_counts_once_on_its_method_and_once
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     agent.shutdown().await.unwrap();
+}
+
+fn localhost() -> ClientAddress {
+    ClientAddress::new(std::net::Ipv4Addr::LOCALHOST.into())
 }

@@ -1,6 +1,8 @@
 //! The operator endpoints and the server's plumbing: health, metrics, request
 //! ids, 404 pages and static files.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 
 use crate::helpers::spawn_app;
@@ -67,4 +69,84 @@ async fn browsing_the_public_catalog_starts_no_session(pool: PgPool) {
     }
     let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.pool).await.unwrap();
     assert_eq!(sessions, 0);
+}
+
+/// The series of `tollgate_http_requests_total` on the metrics page.
+fn request_series(text: &str) -> Vec<String> {
+    text.lines().filter(|l| l.starts_with("tollgate_http_requests_total{")).map(str::to_owned).collect()
+}
+
+fn label<'a>(series: &'a str, name: &str) -> &'a str {
+    let start = series.find(&format!("{name}=\"")).map(|i| i + name.len() + 2).unwrap_or(0);
+    &series[start..start + series[start..].find('"').unwrap_or(0)]
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn random_methods_and_paths_add_no_metric_series(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let marker = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
+    for i in 0..1000 {
+        let method = reqwest::Method::from_bytes(format!("X{marker}{i}").as_bytes()).unwrap();
+        let res = app.client.request(method, app.url("/healthz")).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    for i in 0..200 {
+        let res = app.get(&format!("/no-such-{marker}-{i}/{i}")).await;
+        assert_eq!(res.status(), 404);
+        let res = app.get(&format!("/apis/{marker}{i}")).await;
+        assert_eq!(res.status(), 404);
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series = request_series(&text);
+    let standard = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other"];
+    for s in &series {
+        assert!(standard.contains(&label(s, "method")), "a method outside the closed set: {s}");
+        assert!(!s.to_uppercase().contains(&marker), "a label made from a request: {s}");
+    }
+    // Other tests share this process's metrics, but none sends a method of its own to /healthz.
+    let odd = series.iter().filter(|s| label(s, "method") == "other" && label(s, "route") == "/healthz").count();
+    assert_eq!(odd, 1, "1,000 random methods make one series: {series:#?}");
+    assert!(series.iter().any(|s| label(s, "route") == "/apis/{slug}"), "routes are labelled by template");
+}
+
+/// Sends a request head promising a body, then only part of it, and returns
+/// the answer the server gives (or panics after `wait`).
+async fn stall_body(app: &crate::helpers::TestApp, path: &str, content_type: &str, wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\nemail=a%40b.co&pa"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(wait, read).await.unwrap_or_else(|_| panic!("{path}: no answer within {wait:?}"));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_stalled_request_body_is_answered_408(pool: PgPool) {
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_BODY_TIMEOUT_SECONDS", "1")]).await;
+    let wait = Duration::from_secs(15);
+    let started = std::time::Instant::now();
+    let page = stall_body(&app, "/login", "application/x-www-form-urlencoded", wait).await;
+    assert!(page.starts_with("HTTP/1.1 408"), "{page}");
+    assert!(page.to_ascii_lowercase().contains("content-type: text/html"), "{page}");
+    assert!(page.to_ascii_lowercase().contains("connection: close"), "{page}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "the client had its second");
+    for path in ["/admin/api/v1/apis", "/agent/v1/usage"] {
+        let answer = stall_body(&app, path, "application/json", wait).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("content-type: application/json"), "{path}: {answer}");
+    }
 }

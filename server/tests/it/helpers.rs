@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use reqwest::redirect::Policy;
 use tollgate::settings::Settings;
 use tollgate::startup;
+use tollgate_core::accounts::PasswordHasher;
 use tollgate_core::db::PgPool;
 
 pub struct TestApp {
@@ -33,6 +34,21 @@ pub async fn spawn_app_on(
     listener: TcpListener,
     vars: &[(&str, &str)],
 ) -> (TestApp, actix_web::dev::ServerHandle) {
+    let (app, handle, _) = start(pool, listener, vars);
+    (app, handle)
+}
+
+/// `spawn_app_with`, and the server's password hasher, to count its argon2 work.
+pub async fn spawn_app_counting(pool: PgPool, vars: &[(&str, &str)]) -> (TestApp, PasswordHasher) {
+    let (app, _, hasher) = start(pool, TcpListener::bind("127.0.0.1:0").expect("bind a free port"), vars);
+    (app, hasher)
+}
+
+fn start(
+    pool: PgPool,
+    listener: TcpListener,
+    vars: &[(&str, &str)],
+) -> (TestApp, actix_web::dev::ServerHandle, PasswordHasher) {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     vars.push(("TOLLGATE_PUBLIC_URL".into(), base.clone()));
@@ -41,7 +57,7 @@ pub async fn spawn_app_on(
     let app = startup::build(&settings, pool.clone(), listener).expect("build the app");
     let handle = app.server.handle();
     tokio::spawn(app.server);
-    (TestApp { base, pool, client: client() }, handle)
+    (TestApp { base, pool, client: client() }, handle, app.hasher)
 }
 
 pub fn client() -> reqwest::Client {

@@ -276,3 +276,121 @@ async fn no_plaintext_key_or_password_is_stored_anywhere(pool: PgPool) {
         }
     }
 }
+
+/// The text of the element with `data-testid="{id}"`.
+fn test_id_text(page: &str, id: &str) -> String {
+    let marker = format!("data-testid=\"{id}\">");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no {id} in {page}")) + marker.len();
+    page[start..].split('<').next().unwrap().replace("&#x27;", "'").replace("&#39;", "'")
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_key_box_shows_the_gateway_url_base_path_and_key_location(pool: PgPool) {
+    use tollgate_core::apis::detail::{self, ApiChanges};
+    use tollgate_core::apis::{KeyLocation, find_by_slug};
+    seed(&pool).await.unwrap();
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_GATEWAY_URL", "https://gw.example.com")]).await;
+    verified_developer(&app, "box@example.com").await;
+    let (path, _) = register_app(&app, "Box app").await;
+    // The key was shown once; rotating shows the box again with a new one.
+    let rotate = |page: String| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            let marker = format!("{path}/keys/");
+            let ids: Vec<&str> =
+                page.match_indices(&marker).map(|(i, _)| page[i + marker.len()..].split('/').next().unwrap()).collect();
+            let active = ids.iter().find(|id| page.contains(&format!("{path}/keys/{id}/rotate"))).unwrap().to_string();
+            let form = [("csrf_token", csrf_from(&page)), ("overlap_hours", "0".to_owned())];
+            let res =
+                app.client.post(app.url(&format!("{path}/keys/{active}/rotate"))).form(&form).send().await.unwrap();
+            assert_eq!(res.status(), 303);
+            app.get(&path).await.text().await.unwrap()
+        }
+    };
+    let page = rotate(app.get(&path).await.text().await.unwrap()).await;
+    let key = test_id_text(&page, "new-key");
+    let example = test_id_text(&page, "key-example");
+    assert_eq!(example, format!("curl 'https://gw.example.com/weather/…?user_key={key}'"), "{example}");
+    assert!(!page.contains("127.0.0.1:8081"), "no hard-coded gateway");
+
+    // The provider moves the key to a header: the box follows.
+    let api = find_by_slug(&app.pool, "weather").await.unwrap().unwrap();
+    let changes = ApiChanges {
+        key_location: Some(KeyLocation::Header),
+        key_name: Some("X-Api-Key".into()),
+        ..ApiChanges::default()
+    };
+    detail::update(&app.pool, api.id, &changes, &tollgate_core::audit::Actor::system("test")).await.unwrap();
+    let page = rotate(app.get(&path).await.text().await.unwrap()).await;
+    let key = test_id_text(&page, "new-key");
+    let example = test_id_text(&page, "key-example");
+    assert!(
+        example.contains("'https://gw.example.com/weather/…'") && example.contains(&format!("-H 'X-Api-Key: {key}'")),
+        "{example}"
+    );
+    assert!(page.contains("in the X-Api-Key header"), "{page}");
+    // The API page's samples follow too.
+    let docs = app.get("/apis/weather").await.text().await.unwrap();
+    assert!(
+        docs.contains("-H &#x27;X-Api-Key: YOUR_KEY&#x27;") || docs.contains("-H &#39;X-Api-Key: YOUR_KEY&#39;"),
+        "{docs}"
+    );
+    assert!(!docs.contains("user_key=YOUR_KEY"), "{docs}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn revoking_a_key_asks_first_then_says_it_is_done(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "revoke@example.com").await;
+    let (path, _) = register_app(&app, "Revoke app").await;
+    let page = app.get(&path).await.text().await.unwrap();
+    let marker = format!("{path}/keys/");
+    let key_id = page[page.find(&marker).unwrap() + marker.len()..].split('/').next().unwrap().to_owned();
+    let confirm_path = format!("{path}/keys/{key_id}/revoke");
+    // The Revoke button opens a page that asks; nothing is revoked yet.
+    assert!(page.contains(&format!("<form method=\"get\" action=\"{confirm_path}\"")), "{page}");
+    let res = app.get(&confirm_path).await;
+    assert_eq!(res.status(), 200);
+    let confirm = res.text().await.unwrap();
+    assert!(confirm.contains("Revoke key") && confirm.contains("cannot be undone"), "{confirm}");
+    let revoked = || async {
+        sqlx::query_scalar::<_, bool>("SELECT revoked_at IS NOT NULL FROM credentials WHERE id = $1::uuid")
+            .bind(&key_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert!(!revoked().await, "opening the page changes nothing");
+    // Confirming revokes, and the application's page says so.
+    let res = app.post_form(&confirm_path, &[("csrf_token", &csrf_from(&confirm))]).await;
+    assert_eq!(location(&res), format!("{path}?revoked={key_id}"));
+    assert!(revoked().await);
+    let page = app.get(&location(&res)).await.text().await.unwrap();
+    assert!(page.contains("role=\"status\"") && page.contains("is revoked"), "{page}");
+    // Another account cannot even see the question.
+    let stranger = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: crate::helpers::client() };
+    verified_developer(&stranger, "stranger@example.com").await;
+    assert_eq!(stranger.get(&confirm_path).await.status(), 404);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_api_description_is_rendered_markdown_with_nothing_that_runs(pool: PgPool) {
+    use tollgate_core::apis::detail::{self, ApiChanges};
+    use tollgate_core::apis::find_by_slug;
+    seed(&pool).await.unwrap();
+    let api = find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let description = "Forecasts **by the hour**.\n\n<script>alert(1)</script>\n\n[docs](javascript:alert(2)) \
+                       ![pixel](https://evil.example/p.png)\n\n- one\n- two";
+    let changes = ApiChanges { description: Some(description.into()), ..ApiChanges::default() };
+    detail::update(&pool, api.id, &changes, &tollgate_core::audit::Actor::system("test")).await.unwrap();
+    let app = spawn_app(pool).await;
+    let page = app.get("/apis/weather").await.text().await.unwrap();
+    assert!(page.contains("<strong>by the hour</strong>") && page.contains("<li>one</li>"), "{page}");
+    assert!(!page.contains("**by the hour**"), "no raw Markdown");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "raw HTML shows as text");
+    assert!(!page.contains("javascript:") && !page.contains("evil.example"), "{page}");
+    let home = app.get("/").await.text().await.unwrap();
+    assert!(home.contains("Forecasts by the hour."), "the catalog shows plain text");
+}

@@ -100,6 +100,7 @@ pub async fn fresh_demo_key(pool: &PgPool) -> Result<String, CliError> {
         &PasswordHasher::new(1),
         DEMO_DEVELOPER_EMAIL,
         DEMO_DEVELOPER_PASSWORD,
+        &tollgate_core::accounts::ClientAddress::new(std::net::Ipv4Addr::LOCALHOST.into()),
     )
     .await
     .ok()

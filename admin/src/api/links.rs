@@ -1,0 +1,190 @@
+//! OpenAPI `links` of the admin API: which answer supplies the ids of which
+//! next call (the API created by an import is read, changed and planned;
+//! a plan created is read, replaced, copied and deleted…). Clients and
+//! tools such as schemathesis's stateful phase follow them to real resources.
+
+use utoipa::Modify;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::{OpenApi, RefOr};
+
+/// `(operation, status, [(link name, target operation, [(parameter, expression)])])`.
+type LinkTable = &'static [(&'static str, &'static str, &'static [(&'static str, &'static str, Params)])];
+type Params = &'static [(&'static str, &'static str)];
+
+const API_ID: Params = &[("id", "$response.body#/id")];
+const FIRST_API_ID: Params = &[("id", "$response.body#/items/0/id")];
+const SAME_API: Params = &[("id", "$request.path.id")];
+const PLAN_ID: Params = &[("id", "$response.body#/id")];
+const FIRST_ITEM_ID: Params = &[("id", "$response.body#/items/0/id")];
+
+/// Everything that can be done to an API once its id is known.
+macro_rules! api_links {
+    ($params:expr) => {
+        &[
+            ("GetApi", "get_api", $params),
+            ("UpdateApi", "update_api", $params),
+            ("MoveApi", "move_api", $params),
+            ("StageVersion", "stage_version", $params),
+            ("ListMetrics", "list_metrics", $params),
+            ("AddMetric", "add_metric", $params),
+            ("ListMappingRules", "list_mapping_rules", $params),
+            ("AddMappingRule", "add_mapping_rule", $params),
+            ("ListPlans", "list_plans", $params),
+            ("CreatePlan", "create_plan", $params),
+        ]
+    };
+}
+
+/// Everything that can be done to a plan once its id is known.
+macro_rules! plan_links {
+    ($params:expr) => {
+        &[
+            ("GetPlan", "get_plan", $params),
+            ("ReplacePlan", "replace_plan", $params),
+            ("CopyPlan", "copy_plan", $params),
+            ("DeletePlan", "delete_plan", $params),
+        ]
+    };
+}
+
+const LINKS: LinkTable = &[
+    ("import_api", "201", api_links!(API_ID)),
+    ("list_apis", "200", api_links!(FIRST_API_ID)),
+    ("get_api", "200", api_links!(API_ID)),
+    ("update_api", "200", &[("GetApi", "get_api", API_ID), ("MoveApi", "move_api", API_ID)]),
+    ("move_api", "200", &[("GetApi", "get_api", API_ID), ("MoveApi", "move_api", API_ID)]),
+    (
+        "stage_version",
+        "201",
+        &[
+            ("GetVersion", "get_version", &[("id", "$request.path.id"), ("number", "$response.body#/number")]),
+            ("PublishVersion", "publish_version", &[("id", "$request.path.id"), ("number", "$response.body#/number")]),
+        ],
+    ),
+    (
+        "get_version",
+        "200",
+        &[("PublishVersion", "publish_version", &[("id", "$request.path.id"), ("number", "$request.path.number")])],
+    ),
+    (
+        "publish_version",
+        "200",
+        &[
+            ("GetVersion", "get_version", &[("id", "$request.path.id"), ("number", "$request.path.number")]),
+            ("GetApi", "get_api", SAME_API),
+        ],
+    ),
+    (
+        "add_metric",
+        "201",
+        &[("ListMetrics", "list_metrics", SAME_API), ("AddMappingRule", "add_mapping_rule", SAME_API)],
+    ),
+    (
+        "add_mapping_rule",
+        "201",
+        &[
+            ("ListMappingRules", "list_mapping_rules", SAME_API),
+            (
+                "DeleteMappingRule",
+                "delete_mapping_rule",
+                &[("id", "$request.path.id"), ("rule", "$response.body#/0/id")],
+            ),
+        ],
+    ),
+    (
+        "list_mapping_rules",
+        "200",
+        &[(
+            "DeleteMappingRule",
+            "delete_mapping_rule",
+            &[("id", "$request.path.id"), ("rule", "$response.body#/0/id")],
+        )],
+    ),
+    ("create_plan", "201", plan_links!(PLAN_ID)),
+    ("copy_plan", "201", plan_links!(PLAN_ID)),
+    ("get_plan", "200", plan_links!(PLAN_ID)),
+    ("replace_plan", "200", plan_links!(PLAN_ID)),
+    ("list_plans", "200", plan_links!(&[("id", "$response.body#/0/id")])),
+    (
+        "list_applications",
+        "200",
+        &[
+            ("GetApplication", "get_application", FIRST_ITEM_ID),
+            ("ActOnApplication", "act_on_application", FIRST_ITEM_ID),
+            ("ChangeApplicationPlan", "change_application_plan", FIRST_ITEM_ID),
+        ],
+    ),
+    (
+        "get_application",
+        "200",
+        &[
+            ("ActOnApplication", "act_on_application", API_ID),
+            ("ChangeApplicationPlan", "change_application_plan", API_ID),
+            ("ListPlansOfItsApi", "list_plans", &[("id", "$response.body#/api_id")]),
+        ],
+    ),
+    ("act_on_application", "200", &[("GetApplication", "get_application", API_ID)]),
+    ("change_application_plan", "200", &[("GetApplication", "get_application", API_ID)]),
+    (
+        "list_accounts",
+        "200",
+        &[("GetAccount", "get_account", FIRST_ITEM_ID), ("SetAccountState", "set_account_state", FIRST_ITEM_ID)],
+    ),
+    ("get_account", "200", &[("SetAccountState", "set_account_state", API_ID)]),
+    ("set_account_state", "200", &[("GetAccount", "get_account", API_ID)]),
+];
+
+pub struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut OpenApi) {
+        for path in openapi.paths.paths.values_mut() {
+            let operations =
+                [path.get.as_mut(), path.put.as_mut(), path.post.as_mut(), path.delete.as_mut(), path.patch.as_mut()];
+            for operation in operations.into_iter().flatten() {
+                let Some(id) = operation.operation_id.clone() else { continue };
+                for (_, status, links) in LINKS.iter().filter(|(op, _, _)| *op == id) {
+                    let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else { continue };
+                    for (name, target, params) in links.iter() {
+                        let link = params
+                            .iter()
+                            .fold(LinkBuilder::new().operation_id(*target), |b, (param, expr)| {
+                                b.parameter(*param, serde_json::Value::from(*expr))
+                            })
+                            .build();
+                        response.links.insert((*name).to_owned(), RefOr::T(link));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::OpenApi as _;
+
+    #[test]
+    fn every_link_joins_two_operations_of_the_document() {
+        let doc = super::super::ApiDoc::openapi();
+        let ids: Vec<String> = doc
+            .paths
+            .paths
+            .values()
+            .flat_map(|p| [&p.get, &p.put, &p.post, &p.delete, &p.patch])
+            .flatten()
+            .filter_map(|o| o.operation_id.clone())
+            .collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "operation ids are unique: {ids:?}");
+        for (source, _, links) in LINKS {
+            assert!(ids.iter().any(|id| id == source), "{source}");
+            for (_, target, _) in links.iter() {
+                assert!(ids.iter().any(|id| id == target), "{source} -> {target}");
+            }
+        }
+    }
+}
