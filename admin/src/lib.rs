@@ -17,9 +17,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/apis/{id}").route(web::get().to(apis::show)).route(web::post().to(apis::update)))
         .service(web::resource("/admin/apis/{id}/lifecycle").route(web::post().to(apis::lifecycle)))
         .service(web::resource("/admin/apis/{id}/versions").route(web::post().to(apis::stage_version)))
-        .service(web::resource("/admin/apis/{id}/versions/{number}").route(web::get().to(apis::show_version)))
+        .service(web::resource("/admin/apis/{id}/versions/{number}").route(web::get().to(versions::show_version)))
         .service(
-            web::resource("/admin/apis/{id}/versions/{number}/publish").route(web::post().to(apis::publish_version)),
+            web::resource("/admin/apis/{id}/versions/{number}/publish")
+                .route(web::post().to(versions::publish_version)),
         )
         .service(web::resource("/admin/apis/{id}/metrics").route(web::post().to(apis::add_metric)))
         .service(web::resource("/admin/apis/{id}/metrics/{metric}/delete").route(web::post().to(apis::delete_metric)))

@@ -22,7 +22,9 @@ pub mod import;
 pub mod model;
 mod refs;
 
-pub use diff::{Change, ChangeKind, ChangeReport, compare};
+pub use diff::{
+    Change, ChangeKind, ChangeReport, CompatibilityPolicy, Side, Subject, SubjectKind, compare, compare_with,
+};
 pub use document::{ImportError, pointer_segment};
-pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse};
+pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse, reparse};
 pub use model::ApiModel;

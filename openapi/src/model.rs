@@ -123,6 +123,8 @@ pub struct Parameter {
     pub deprecated: bool,
     pub schema: Option<SchemaRef>,
     pub pointer: String,
+    /// The component it was reached through (`/components/parameters/per-page`).
+    pub component: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,12 +133,21 @@ pub struct RequestBody {
     /// Media type → schema (if the document gives one).
     pub content: BTreeMap<String, Option<SchemaRef>>,
     pub pointer: String,
+    /// The component it was reached through (`/components/requestBodies/Pet`).
+    pub component: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub content: BTreeMap<String, Option<SchemaRef>>,
     pub pointer: String,
+    /// The component it was reached through (`/components/responses/not_found`).
+    pub component: Option<String>,
+}
+
+/// The pointer a `$ref` led to, if `value` was reached through one.
+fn component_of(here: &str, reached: &str) -> Option<String> {
+    (here != reached).then(|| reached.to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -185,6 +196,10 @@ pub struct Schema {
     /// Allowed types; empty means any. 3.0 `nullable` and 3.1 `"null"` in a
     /// type array both add `Null`.
     pub types: BTreeSet<JsonType>,
+    /// `null` is allowed: 3.0 `nullable: true` (also beside a bare `allOf`,
+    /// `oneOf` or `anyOf`, where it has no type to add `Null` to) or 3.1
+    /// `"null"` in the type array.
+    pub nullable: bool,
     pub format: Option<String>,
     pub properties: BTreeMap<String, SchemaRef>,
     pub required: BTreeSet<String>,
@@ -296,6 +311,7 @@ impl<'d> Builder<'d> {
                 Some(RequestBody {
                     required: fields.get("required").and_then(Value::as_bool).unwrap_or(false),
                     content: self.content(fields.get("content"), &format!("{body_at}/content"))?,
+                    component: component_of(&here, &body_at),
                     pointer: here,
                 })
             }
@@ -314,7 +330,8 @@ impl<'d> Builder<'d> {
                         return Err(ImportError::at(r_at, "a response must be an object"));
                     };
                     let content = self.content(fields.get("content"), &format!("{r_at}/content"))?;
-                    responses.insert(status.clone(), Response { content, pointer: here });
+                    let component = component_of(&here, &r_at);
+                    responses.insert(status.clone(), Response { content, pointer: here, component });
                 }
             }
             Some(_) => return Err(ImportError::at(format!("{at}/responses"), "must be an object")),
@@ -372,6 +389,7 @@ impl<'d> Builder<'d> {
                 name,
                 location,
                 schema,
+                component: component_of(&here, &p_at),
                 pointer: here,
             };
             out.retain(|q| !(q.location == parameter.location && same_name(q, &parameter)));
@@ -416,6 +434,8 @@ struct Expander<'d> {
     doc: &'d Value,
     v31: bool,
     memo: HashMap<String, SchemaRef>,
+    /// Schemas of shared components that are not `$ref` targets themselves.
+    roots: HashMap<String, SchemaRef>,
     stack: Vec<String>,
     pending: Vec<String>,
     nodes: usize,
@@ -429,6 +449,7 @@ impl<'d> Expander<'d> {
             doc,
             v31,
             memo: HashMap::new(),
+            roots: HashMap::new(),
             stack: Vec::new(),
             pending: Vec::new(),
             nodes: 0,
@@ -437,8 +458,19 @@ impl<'d> Expander<'d> {
         }
     }
 
+    /// A schema a parameter, body or response holds. One inside a component
+    /// (a shared response or parameter) is expanded once and shared, like a
+    /// `$ref` target, so every operation using it sees the same schema.
     fn root(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
-        self.schema(value, at)
+        if !at.starts_with("/components/") {
+            return self.schema(value, at);
+        }
+        if let Some(done) = self.roots.get(at) {
+            return Ok(Arc::clone(done));
+        }
+        let schema = self.schema(value, at)?;
+        self.roots.insert(at.to_owned(), Arc::clone(&schema));
+        Ok(schema)
     }
 
     /// Expands targets that were cut before they were ever expanded, and
@@ -545,9 +577,13 @@ impl<'d> Expander<'d> {
             }
             _ => {}
         }
-        if fields.get("nullable").and_then(Value::as_bool) == Some(true) && !s.types.is_empty() {
-            s.types.insert(JsonType::Null);
+        if fields.get("nullable").and_then(Value::as_bool) == Some(true) {
+            s.nullable = true;
+            if !s.types.is_empty() {
+                s.types.insert(JsonType::Null);
+            }
         }
+        s.nullable |= s.types.contains(&JsonType::Null);
         s.format = fields.get("format").and_then(Value::as_str).map(str::to_owned);
         if let Some(Value::Array(values)) = fields.get("enum") {
             s.enum_values = Some(values.iter().map(Value::to_string).collect());

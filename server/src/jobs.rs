@@ -1,9 +1,11 @@
-//! Background jobs of the management server: mail delivery and clean-up
-//! of sessions and throttle records. Each is a loop on its own timer; several replicas may run them
-//! at once (rows are claimed with SKIP LOCKED, deletes are idempotent).
+//! Background jobs of the management server: mail delivery, clean-up of
+//! sessions and throttle records, and change reports of large staged versions.
+//! Each is a loop on its own timer; several replicas may run them at once
+//! (rows are claimed with SKIP LOCKED, deletes are idempotent).
 
 use std::time::Duration;
 
+use tollgate_core::apis::staging;
 use tollgate_core::db::PgPool;
 use tollgate_core::mail::{Delivery, deliver_due};
 use tollgate_core::sessions::SessionStore;
@@ -46,6 +48,32 @@ pub fn spawn_session_purge(sessions: SessionStore) {
             if let Err(err) = tollgate_core::accounts::throttle::purge_old(sessions.pool()).await {
                 tracing::warn!(error = %err, "throttle clean-up failed");
             }
+        }
+    });
+}
+
+/// How often an idle staging worker looks for a queued report.
+const STAGING_POLL: Duration = Duration::from_millis(250);
+
+/// Makes the change reports of large staged versions, one at a time per
+/// replica: a claimed job runs to its end, then the next is looked for at once.
+pub fn spawn_staging_worker(pool: PgPool) {
+    tokio::spawn(async move {
+        loop {
+            match staging::claim(&pool).await {
+                Ok(Some(job)) => {
+                    if let Err(err) = staging::run(&pool, &job).await {
+                        tracing::warn!(error = %err, api = %job.api.0, version = job.number, attempt = job.attempts, "change report failed");
+                        if let Err(err) = staging::fail(&pool, &job, &err.to_string()).await {
+                            tracing::warn!(error = %err, "could not hand back a change report job");
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "looking for change reports to make failed"),
+            }
+            tokio::time::sleep(STAGING_POLL).await;
         }
     });
 }

@@ -1,19 +1,22 @@
-//! API products in the admin API: import a spec, read and change settings, move
-//! along the lifecycle, stage and publish new versions with their change report.
+//! API products in the admin API: import a spec, read and change settings
+//! (the compatibility policy among them), move along the lifecycle. New
+//! versions are in `versions`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::lifecycle;
-use tollgate_core::apis::{ApiId, ApiState, ApiSummary, AuthMode, KeyLocation, NewApi, create_from_spec};
+use tollgate_core::apis::{
+    ApiId, ApiState, ApiSummary, AuthMode, CompatibilityPolicy, KeyLocation, NewApi, create_from_spec,
+};
 use tollgate_core::db::PgPool;
 use tollgate_web::{PublicUrl, parse_id};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
 use super::schemas;
 use super::wire::{parse_json, parse_query, rfc3339};
@@ -74,6 +77,9 @@ pub struct ApiDetailOut {
     #[schema(schema_with = schemas::key_location)]
     pub key_location: KeyLocation,
     pub key_name: String,
+    /// Whether a new value in a response enum is a breaking change (`strict`, the default) or not (`additive_enums`).
+    #[schema(schema_with = schemas::compatibility_policy)]
+    pub compatibility_policy: CompatibilityPolicy,
     pub versions: Vec<VersionOut>,
     /// Applications subscribed to this API.
     pub subscribers: i64,
@@ -94,6 +100,7 @@ impl From<ApiDetail> for ApiDetailOut {
             auth_mode: d.auth_mode,
             key_location: d.key_location,
             key_name: d.key_name,
+            compatibility_policy: d.compatibility_policy,
             versions: d
                 .versions
                 .into_iter()
@@ -189,9 +196,14 @@ pub struct ApiPatchIn {
     /// The query parameter or header carrying the user key, e.g. `user_key` or `X-Api-Key`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub key_name: Option<String>,
+    /// `strict` (default): a new value in a response enum breaks clients with closed enums.
+    /// `additive_enums`: the API tells clients to expect new values (as Stripe and GitHub do), so they are not breaking.
+    /// Reports of unpublished versions are judged again.
+    #[schema(schema_with = schemas::compatibility_policy)]
+    pub compatibility_policy: Option<CompatibilityPolicy>,
 }
 
-/// Change an API's name, description or upstream targets.
+/// Change an API's name, description, upstream targets, credentials or compatibility policy.
 #[utoipa::path(patch, operation_id = "update_api", path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)), request_body = ApiPatchIn,
     responses((status = 200, body = ApiDetailOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -215,6 +227,7 @@ pub async fn update(
         auth_mode: input.auth_mode,
         key_location: input.key_location,
         key_name: input.key_name,
+        compatibility_policy: input.compatibility_policy,
     };
     detail::update(&pool, id, &changes, &actor).await?;
     Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
@@ -269,93 +282,4 @@ pub async fn lifecycle(
     };
     lifecycle::set_state(&pool, id, state, sunset, &actor, &public_url.0).await?;
     Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VersionIn {
-    /// The new document's text.
-    #[schema(max_length = 16777216)]
-    pub spec: String,
-}
-
-/// A staged or published version with its change report.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionReportOut {
-    pub number: i32,
-    pub operation_count: i32,
-    pub published: bool,
-    pub breaking: bool,
-    /// Operations added, removed and changed, and every change with `kind`, `breaking`, `operation`, `location` and `message`.
-    #[schema(value_type = Object)]
-    pub report: serde_json::Value,
-    /// The report for people, breaking changes first.
-    pub summary: Vec<String>,
-}
-
-fn version_out(staged: tollgate_core::apis::versions::StagedVersion, published: bool) -> VersionReportOut {
-    VersionReportOut {
-        number: staged.number,
-        operation_count: staged.operation_count,
-        published,
-        breaking: staged.report.breaking(),
-        summary: staged.report.summary_lines(),
-        report: serde_json::to_value(&staged.report).unwrap_or_default(),
-    }
-}
-
-/// Stage a new version from a document; the change report says what breaks. Nothing changes for clients until it is published.
-#[utoipa::path(post, operation_id = "stage_version", path = "/admin/api/v1/apis/{id}/versions", tag = "apis", params(("id" = Uuid, Path)), request_body = VersionIn,
-    responses((status = 201, body = VersionReportOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "The document is invalid; `field` is the JSON pointer")),
-    security(("bearer" = [])))]
-pub async fn stage_version(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> ApiResult<HttpResponse> {
-    let (_, actor) = admin(&req, &pool).await?;
-    let id = ApiId(parse_id(&path)?);
-    let input: VersionIn = parse_json(&body)?;
-    detail::get(&pool, id).await?;
-    let spec = tollgate_openapi::parse(&input.spec).map_err(tollgate_core::Error::from)?;
-    let staged = tollgate_core::apis::versions::stage(&pool, id, &input.spec, &spec, &actor).await?;
-    Ok(HttpResponse::Created().json(version_out(staged, false)))
-}
-
-/// One version and its change report.
-#[utoipa::path(get, operation_id = "get_version", path = "/admin/api/v1/apis/{id}/versions/{number}", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
-    responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn show_version(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    admin(&req, &pool).await?;
-    let (id, number) = path.into_inner();
-    let number: i32 = number.parse().map_err(|_| ApiError::NotFound)?;
-    let (staged, published) = tollgate_core::apis::versions::get(&pool, ApiId(parse_id(&id)?), number).await?;
-    Ok(HttpResponse::Ok().json(version_out(staged, published)))
-}
-
-/// Publish a staged version: new operations get methods and rules, removed ones stop being routed; a breaking version emails subscribers.
-#[utoipa::path(post, operation_id = "publish_version", path = "/admin/api/v1/apis/{id}/versions/{number}/publish", tag = "apis", params(("id" = Uuid, Path), ("number" = i32, Path)),
-    responses((status = 200, body = VersionReportOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "Already published")),
-    security(("bearer" = [])))]
-pub async fn publish_version(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    public_url: web::Data<PublicUrl>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (_, actor) = admin(&req, &pool).await?;
-    let (id, number) = path.into_inner();
-    let number: i32 = number.parse().map_err(|_| ApiError::NotFound)?;
-    let id = ApiId(parse_id(&id)?);
-    tollgate_core::apis::versions::publish(&pool, id, number, &actor, &public_url.0).await?;
-    let (staged, published) = tollgate_core::apis::versions::get(&pool, id, number).await?;
-    Ok(HttpResponse::Ok().json(version_out(staged, published)))
 }

@@ -16,6 +16,7 @@ mod page;
 mod plans;
 mod rules;
 mod schemas;
+mod versions;
 mod wire;
 
 use actix_web::{HttpResponse, web};
@@ -49,10 +50,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(apis::update)),
             )
             .service(resource("/apis/{id}/lifecycle", "POST").route(web::post().to(apis::lifecycle)))
-            .service(resource("/apis/{id}/versions", "POST").route(web::post().to(apis::stage_version)))
-            .service(resource("/apis/{id}/versions/{number}", "GET").route(web::get().to(apis::show_version)))
+            .service(resource("/apis/{id}/versions", "POST").route(web::post().to(versions::stage_version)))
+            .service(resource("/apis/{id}/versions/{number}", "GET").route(web::get().to(versions::show_version)))
             .service(
-                resource("/apis/{id}/versions/{number}/publish", "POST").route(web::post().to(apis::publish_version)),
+                resource("/apis/{id}/versions/{number}/changes", "GET").route(web::get().to(versions::list_changes)),
+            )
+            .service(
+                resource("/apis/{id}/versions/{number}/changes/{change}", "GET")
+                    .route(web::get().to(versions::show_change)),
+            )
+            .service(
+                resource("/apis/{id}/versions/{number}/publish", "POST")
+                    .route(web::post().to(versions::publish_version)),
             )
             .service(
                 resource("/apis/{id}/metrics", "GET, POST")

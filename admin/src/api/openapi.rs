@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
-use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules};
+use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules, versions};
 
 struct BearerAuth;
 
@@ -24,14 +24,15 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications, accounts and gateways. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
-        apis::list, apis::import, apis::show, apis::update, apis::lifecycle, apis::stage_version, apis::show_version, apis::publish_version,
+        apis::list, apis::import, apis::show, apis::update, apis::lifecycle,
+        versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
         rules::list_metrics, rules::add_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
         applications::list, applications::show, applications::act, applications::change_plan,
         accounts::list, accounts::show, accounts::set_state,
         audit::list, gateways::list,
     ),
-    components(schemas(error::ErrorBody, page::Page<apis::ApiOut>)),
+    components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>)),
     modifiers(&BearerAuth, &Links),
     security(("bearer" = [])),
 )]

@@ -2,7 +2,7 @@
 //! so that the document and the code cannot disagree.
 
 use tollgate_core::accounts::directory::AccountState;
-use tollgate_core::apis::{ApiState, AuthMode, KeyLocation};
+use tollgate_core::apis::{ApiState, AuthMode, CompatibilityPolicy, KeyLocation, ReportState};
 use tollgate_core::applications::ApplicationState;
 use tollgate_core::plans::Period;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -34,4 +34,17 @@ pub fn auth_mode() -> Object {
 
 pub fn key_location() -> Object {
     one_of(KeyLocation::ALL.iter().map(|l| l.as_str()))
+}
+
+pub fn compatibility_policy() -> Object {
+    one_of(CompatibilityPolicy::ALL.iter().map(|p| p.as_str()))
+}
+
+pub fn report_state() -> Object {
+    one_of(ReportState::ALL.iter().map(|s| s.as_str()))
+}
+
+/// The kinds of change a change report names.
+pub fn change_kind() -> Object {
+    one_of(tollgate_openapi::ChangeKind::ALL.iter().map(|k| k.as_str()))
 }

@@ -1,5 +1,6 @@
-//! API products in the admin UI: import, settings, lifecycle, metrics and
-//! mapping rules, and new versions reviewed with their change report before publishing.
+//! API products in the admin UI: import, settings (the compatibility policy
+//! among them), lifecycle, metrics and mapping rules, and staging a new
+//! version (its page is `versions`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -9,8 +10,8 @@ use tollgate_core::UnknownName;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::lifecycle;
 use tollgate_core::apis::rules::{self, MetricView, NewRule, RuleView};
-use tollgate_core::apis::versions::{self, StagedVersion};
-use tollgate_core::apis::{ApiId, ApiState, AuthMode, KeyLocation, NewApi, create_from_spec};
+use tollgate_core::apis::versions;
+use tollgate_core::apis::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation, NewApi, create_from_spec};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{PlanSummary, list_plans};
@@ -147,6 +148,7 @@ pub struct SettingsForm {
     auth_mode: Option<String>,
     key_location: Option<String>,
     key_name: Option<String>,
+    compatibility_policy: Option<String>,
 }
 
 impl SettingsForm {
@@ -162,6 +164,10 @@ impl SettingsForm {
                 .map(|l| l.parse().map_err(|e: UnknownName| e.at("key_location")))
                 .transpose()?,
             key_name: self.key_name.map(|n| n.trim().to_owned()),
+            compatibility_policy: self
+                .compatibility_policy
+                .map(|p| p.parse().map_err(|e: UnknownName| e.at("compatibility_policy")))
+                .transpose()?,
         })
     }
 }
@@ -331,15 +337,6 @@ pub async fn delete_rule(
     Ok(see_other(format!("/admin/apis/{}#rules", id.0)))
 }
 
-#[derive(Template)]
-#[template(path = "admin/version.html")]
-struct VersionPage {
-    chrome: Chrome,
-    api: ApiDetail,
-    version: StagedVersion,
-    published: bool,
-}
-
 #[derive(serde::Deserialize)]
 pub struct VersionForm {
     spec: String,
@@ -371,30 +368,4 @@ pub async fn stage_version(
     };
     let staged = versions::stage(&pool, id, &form.spec, &spec, &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/apis/{}/versions/{}", id.0, staged.number)))
-}
-
-pub async fn show_version(
-    _admin: AdminUser,
-    session: Session,
-    pool: web::Data<PgPool>,
-    path: web::Path<(String, i32)>,
-) -> PageResult<HttpResponse> {
-    let (api, number) = path.into_inner();
-    let api = detail::get(&pool, ApiId(parse_id(&api)?)).await?;
-    let (version, published) = versions::get(&pool, api.id, number).await?;
-    let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &VersionPage { chrome, api, version, published }))
-}
-
-pub async fn publish_version(
-    AdminUser(user): AdminUser,
-    pool: web::Data<PgPool>,
-    public_url: web::Data<PublicUrl>,
-    path: web::Path<(String, i32)>,
-    _form: CsrfForm<EmptyForm>,
-) -> PageResult<HttpResponse> {
-    let (api, number) = path.into_inner();
-    let id = ApiId(parse_id(&api)?);
-    versions::publish(&pool, id, number, &Actor::from(&user), &public_url.0).await?;
-    Ok(see_other(format!("/admin/apis/{}", id.0)))
 }

@@ -9,3 +9,4 @@ pub mod audit;
 pub mod gateways;
 pub mod plans;
 pub mod tokens;
+pub mod versions;

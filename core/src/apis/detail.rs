@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::products::{ApiSummary, Listing, summaries};
-use super::types::{ApiId, ApiState, AuthMode, KeyLocation};
+use super::types::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
 use crate::audit::{self, Actor, Entry};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
@@ -40,6 +40,8 @@ pub struct ApiDetail {
     pub auth_mode: AuthMode,
     pub key_location: KeyLocation,
     pub key_name: String,
+    /// Whether new response enum values break clients.
+    pub compatibility_policy: CompatibilityPolicy,
     pub versions: Vec<VersionInfo>,
     pub subscribers: i64,
 }
@@ -48,6 +50,7 @@ pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
     let p = sqlx::query!(
         r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
+                  compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
                   (SELECT count(*) FROM applications a WHERE a.api_id = p.id) AS "subscribers!"
            FROM api_products p WHERE id = $1"#,
         id.0
@@ -88,6 +91,7 @@ pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
         auth_mode: p.auth_mode,
         key_location: p.key_location,
         key_name: p.key_name,
+        compatibility_policy: p.compatibility_policy,
         versions,
         subscribers: p.subscribers,
     })
@@ -115,6 +119,8 @@ pub struct ApiChanges {
     pub key_location: Option<KeyLocation>,
     /// The query parameter or header that carries the user key.
     pub key_name: Option<String>,
+    /// Whether new response enum values break clients; staged reports are judged again.
+    pub compatibility_policy: Option<CompatibilityPolicy>,
 }
 
 pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
@@ -149,17 +155,24 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     sqlx::query!(
         "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description),
                 auth_mode = coalesce($4, auth_mode), key_location = coalesce($5, key_location),
-                key_name = coalesce($6, key_name), updated_at = now()
+                key_name = coalesce($6, key_name), compatibility_policy = coalesce($7, compatibility_policy),
+                updated_at = now()
          WHERE id = $1",
         id.0,
         changes.name.as_deref().map(str::trim),
         changes.description.as_deref(),
         changes.auth_mode as Option<AuthMode>,
         changes.key_location as Option<KeyLocation>,
-        changes.key_name.as_deref()
+        changes.key_name.as_deref(),
+        changes.compatibility_policy as Option<CompatibilityPolicy>
     )
     .execute(&mut *tx)
     .await?;
+    if let Some(policy) = changes.compatibility_policy
+        && policy != before.compatibility_policy
+    {
+        super::versions::rejudge_staged(&mut tx, id, policy).await?;
+    }
     if let Some(urls) = &changes.upstream_urls {
         sqlx::query!("DELETE FROM api_upstreams WHERE api_id = $1", id.0).execute(&mut *tx).await?;
         let mut seen = std::collections::HashSet::new();
@@ -188,8 +201,8 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
             action: "api.update",
             entity: "api",
             entity_id: Some(id.0),
-            before: Some(json!({"name": before.name, "description": before.description, "upstreams": before.upstreams, "auth_mode": before.auth_mode, "key_location": before.key_location, "key_name": before.key_name})),
-            after: Some(json!({"name": changes.name, "description": changes.description, "upstreams": changes.upstream_urls, "auth_mode": changes.auth_mode, "key_location": changes.key_location, "key_name": changes.key_name})),
+            before: Some(json!({"name": before.name, "description": before.description, "upstreams": before.upstreams, "auth_mode": before.auth_mode, "key_location": before.key_location, "key_name": before.key_name, "compatibility_policy": before.compatibility_policy})),
+            after: Some(json!({"name": changes.name, "description": changes.description, "upstreams": changes.upstream_urls, "auth_mode": changes.auth_mode, "key_location": changes.key_location, "key_name": changes.key_name, "compatibility_policy": changes.compatibility_policy})),
         },
     )
     .await?;

@@ -6,8 +6,9 @@ pub mod detail;
 pub mod lifecycle;
 mod products;
 pub mod rules;
+pub mod staging;
 mod types;
 pub mod versions;
 
 pub use products::{ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis};
-pub use types::{ApiId, ApiState, AuthMode, KeyLocation};
+pub use types::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation, ReportState};

@@ -59,3 +59,47 @@ stored_enum! {
         Header = "header",
     }
 }
+
+stored_enum! {
+    /// Whether a new value in a response enum breaks clients; the engine's
+    /// `tollgate_openapi::CompatibilityPolicy`, stored per API.
+    pub enum CompatibilityPolicy as "compatibility_policy" {
+        /// Any new response enum value is breaking (the default): clients
+        /// generated with closed enums fail on values they do not know.
+        Strict = "strict",
+        /// New response enum values are not breaking: the API tells its
+        /// clients to expect them, as Stripe and GitHub do.
+        AdditiveEnums = "additive_enums",
+    }
+}
+
+impl CompatibilityPolicy {
+    pub fn engine(self) -> tollgate_openapi::CompatibilityPolicy {
+        match self {
+            CompatibilityPolicy::Strict => tollgate_openapi::CompatibilityPolicy::Strict,
+            CompatibilityPolicy::AdditiveEnums => tollgate_openapi::CompatibilityPolicy::AdditiveEnums,
+        }
+    }
+
+    /// What the setting means, shown beside it.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            CompatibilityPolicy::Strict => {
+                "Any new value in a response enum is a breaking change: clients generated with closed enums (the default of many OpenAPI generators) fail on values they do not know."
+            }
+            CompatibilityPolicy::AdditiveEnums => {
+                "New values in response enums are not breaking: your API documentation tells clients to expect new values, as Stripe's and GitHub's do. Removed values and request enums are judged as before."
+            }
+        }
+    }
+}
+
+stored_enum! {
+    /// Where a staged version's change report is.
+    pub enum ReportState as "report_state" {
+        Queued = "queued",
+        Running = "running",
+        Ready = "ready",
+        Failed = "failed",
+    }
+}

@@ -2,53 +2,92 @@
 //! against the current version, reviewed, then published. Publishing adds
 //! methods and rules for new operations, drops the rules of removed ones,
 //! and emails subscribers when the version breaks clients.
+//!
+//! A small comparison is made while staging; a large one (see
+//! `compare_inline`) is left to a background job (`staging`), and the
+//! version shows its progress until the report is ready.
 
 use std::collections::HashSet;
 
 use serde_json::json;
 use sqlx::PgPool;
-use tollgate_openapi::{ChangeReport, ParsedSpec, compare};
+use tollgate_openapi::{ChangeReport, ParsedSpec, compare_with};
 use uuid::Uuid;
 
-use super::types::ApiId;
+use super::types::{ApiId, CompatibilityPolicy, ReportState};
 use crate::audit::{self, Actor, Entry};
 use crate::mail::{enqueue, messages};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
-/// A staged version with its report.
+/// Operations (both versions together) up to which a comparison is made
+/// while staging; past it, or past `INLINE_MAX_BYTES`, a job makes it.
+pub const INLINE_MAX_OPERATIONS: i64 = 400;
+
+/// Document text (both versions together) up to which a comparison is made
+/// while staging.
+pub const INLINE_MAX_BYTES: i64 = 1024 * 1024;
+
+/// How far a background comparison has got.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StagedVersion {
-    pub number: i32,
-    pub operation_count: i32,
-    pub report: ChangeReport,
+pub struct Progress {
+    /// `queued`, `reading`, `comparing` or `saving`.
+    pub phase: String,
+    /// Operations compared so far, of `total`.
+    pub done: i32,
+    pub total: i32,
 }
 
-/// The newest version's document, parsed, to compare against.
-async fn current(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<(i32, ParsedSpec)> {
-    // The newest published version, or the newest at all before the first publication.
-    let row = sqlx::query!(
-        "SELECT number, spec_source FROM api_versions WHERE api_id = $1
-         ORDER BY (published_at IS NOT NULL) DESC, number DESC LIMIT 1",
+/// A staged or published version with its change report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionReport {
+    pub number: i32,
+    pub operation_count: i32,
+    pub published: bool,
+    /// The version the report compares against.
+    pub base_number: Option<i32>,
+    pub state: ReportState,
+    /// While the report is being made in the background.
+    pub progress: Option<Progress>,
+    /// Why the report could not be made.
+    pub error: Option<String>,
+    /// Empty until `state` is ready.
+    pub report: ChangeReport,
+    /// The API's policy now (the report says which one judged it).
+    pub policy: CompatibilityPolicy,
+}
+
+impl VersionReport {
+    pub fn ready(&self) -> bool {
+        self.state == ReportState::Ready
+    }
+}
+
+/// Whether comparing two documents is small enough to do while staging.
+pub fn compare_inline(operations: i64, bytes: i64) -> bool {
+    operations <= INLINE_MAX_OPERATIONS && bytes <= INLINE_MAX_BYTES
+}
+
+/// Stores a new, unpublished version and its change report, or queues the
+/// report when the comparison is large.
+pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, actor: &Actor) -> Result<VersionReport> {
+    let mut tx = pool.begin().await?;
+    let policy = sqlx::query_scalar!(
+        r#"SELECT compatibility_policy AS "policy: CompatibilityPolicy" FROM api_products WHERE id = $1 FOR UPDATE"#,
         api.0
     )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    let parsed = tollgate_openapi::parse(&row.spec_source)
-        .map_err(|e| Error::Internal(format!("the stored spec no longer parses: {e}")))?;
-    Ok((row.number, parsed))
-}
-
-/// Stores a new, unpublished version and its change report.
-pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, actor: &Actor) -> Result<StagedVersion> {
-    let mut tx = pool.begin().await?;
-    sqlx::query!("SELECT id FROM api_products WHERE id = $1 FOR UPDATE", api.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let (_, old) = current(&mut tx, api).await?;
-    let report = compare(&old.model, &spec.model);
+    // The newest published version, or the newest at all before the first publication.
+    let base = sqlx::query!(
+        r#"SELECT number, operation_count, octet_length(spec_source) AS "bytes!" FROM api_versions WHERE api_id = $1
+           ORDER BY (published_at IS NOT NULL) DESC, number DESC LIMIT 1"#,
+        api.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
     let number = sqlx::query_scalar!(
         r#"SELECT coalesce(max(number), 0) + 1 AS "next!" FROM api_versions WHERE api_id = $1"#,
         api.0
@@ -57,9 +96,29 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
     .await?;
     let operation_count =
         i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
+    let inline = compare_inline(
+        i64::from(base.operation_count) + i64::from(operation_count),
+        i64::from(base.bytes) + source.len() as i64,
+    );
+    let report = if inline {
+        let old = sqlx::query_scalar!(
+            "SELECT spec_source FROM api_versions WHERE api_id = $1 AND number = $2",
+            api.0,
+            base.number
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let old = tollgate_openapi::reparse(&old)
+            .map_err(|e| Error::Internal(format!("the stored spec no longer parses: {e}")))?;
+        let report = compare_with(&old.model, &spec.model, policy.engine(), &mut |_, _| {});
+        Some(serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?)
+    } else {
+        None
+    };
+    let breaking = report.as_ref().and_then(|r| r.get("breaking_count").cloned());
     sqlx::query!(
-        "INSERT INTO api_versions (id, api_id, number, spec_source, spec_format, spec_version, title, version_label, operation_count, change_report, imported_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO api_versions (id, api_id, number, spec_source, spec_format, spec_version, title, version_label, operation_count, change_report, base_number, imported_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         Uuid::now_v7(),
         api.0,
         number,
@@ -69,11 +128,23 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
         spec.title,
         spec.version_label,
         operation_count,
-        serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?,
+        report,
+        base.number,
         actor.user_id.map(|u| u.0)
     )
     .execute(&mut *tx)
     .await?;
+    if !inline {
+        sqlx::query!(
+            "INSERT INTO staging_jobs (id, api_id, version_number, base_number) VALUES ($1, $2, $3, $4)",
+            Uuid::now_v7(),
+            api.0,
+            number,
+            base.number
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     audit::record(
         &mut tx,
         actor,
@@ -82,27 +153,105 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
             entity: "api",
             entity_id: Some(api.0),
             before: None,
-            after: Some(json!({"number": number, "breaking": report.breaking_count})),
+            after: Some(json!({"number": number, "base": base.number, "breaking": breaking, "background": !inline})),
         },
     )
     .await?;
     tx.commit().await?;
-    Ok(StagedVersion { number, operation_count, report })
+    get(pool, api, number).await
 }
 
-/// A staged or published version with its stored report.
-pub async fn get(pool: &PgPool, api: ApiId, number: i32) -> Result<(StagedVersion, bool)> {
+/// A staged or published version with its stored report (or how far the
+/// background comparison has got).
+pub async fn get(pool: &PgPool, api: ApiId, number: i32) -> Result<VersionReport> {
     let row = sqlx::query!(
-        "SELECT number, operation_count, change_report, published_at IS NOT NULL AS \"published!\" FROM api_versions WHERE api_id = $1 AND number = $2",
+        r#"SELECT v.number, v.operation_count, v.change_report, v.base_number, v.published_at IS NOT NULL AS "published!",
+                  p.compatibility_policy AS "policy: CompatibilityPolicy",
+                  j.state AS "job_state?: ReportState", j.phase AS "phase?", j.done AS "done?", j.total AS "total?", j.error
+           FROM api_versions v JOIN api_products p ON p.id = v.api_id
+           LEFT JOIN staging_jobs j ON j.api_id = v.api_id AND j.version_number = v.number
+           WHERE v.api_id = $1 AND v.number = $2"#,
         api.0,
         number
     )
     .fetch_optional(pool)
     .await?
     .ok_or(Error::NotFound)?;
-    let report = row.change_report.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-    Ok((StagedVersion { number: row.number, operation_count: row.operation_count, report }, row.published))
+    let report = match row.change_report {
+        Some(stored) => Some(
+            ChangeReport::from_stored(stored)
+                .map_err(|e| Error::Internal(format!("the stored change report does not read: {e}")))?,
+        ),
+        None => None,
+    };
+    let state = match (&report, row.job_state) {
+        (Some(_), _) | (None, None) => ReportState::Ready,
+        (None, Some(state)) => state,
+    };
+    let progress = match state {
+        ReportState::Queued | ReportState::Running => Some(Progress {
+            phase: row.phase.unwrap_or_else(|| "queued".into()),
+            done: row.done.unwrap_or(0),
+            total: row.total.unwrap_or(0),
+        }),
+        _ => None,
+    };
+    Ok(VersionReport {
+        number: row.number,
+        operation_count: row.operation_count,
+        published: row.published,
+        base_number: row.base_number,
+        state,
+        progress,
+        error: row.error.filter(|_| state == ReportState::Failed),
+        report: report.unwrap_or_default(),
+        policy: row.policy,
+    })
 }
+
+/// Judges the reports of unpublished versions again under the API's new
+/// policy (published ones keep the report their subscribers were sent).
+pub(crate) async fn rejudge_staged(tx: &mut sqlx::PgConnection, api: ApiId, policy: CompatibilityPolicy) -> Result<()> {
+    let staged = sqlx::query!(
+        "SELECT number, change_report AS \"report!\" FROM api_versions
+         WHERE api_id = $1 AND published_at IS NULL AND change_report IS NOT NULL FOR UPDATE",
+        api.0
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for version in staged {
+        let mut report = ChangeReport::from_stored(version.report)
+            .map_err(|e| Error::Internal(format!("the stored change report does not read: {e}")))?;
+        report.apply_policy(policy.engine());
+        let value = serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?;
+        sqlx::query!(
+            "UPDATE api_versions SET change_report = $3 WHERE api_id = $1 AND number = $2",
+            api.0,
+            version.number,
+            value
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The newest published version's document (the newest at all before the
+/// first publication), to publish against.
+async fn current(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<ParsedSpec> {
+    let source = sqlx::query_scalar!(
+        "SELECT spec_source FROM api_versions WHERE api_id = $1
+         ORDER BY (published_at IS NOT NULL) DESC, number DESC LIMIT 1",
+        api.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    tollgate_openapi::reparse(&source).map_err(|e| Error::Internal(format!("the stored spec no longer parses: {e}")))
+}
+
+/// Changes an email to subscribers lists (breaking first); the rest are a link away.
+pub const TOP_CHANGES_MAILED: usize = 10;
 
 fn rule_pattern(path: &str) -> String {
     format!("{path}$")
@@ -122,9 +271,28 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
     if version.published_at.is_some() {
         return Err(Error::Conflict(format!("version {number} is already published")));
     }
-    let spec = tollgate_openapi::parse(&version.spec_source)
+    if version.change_report.is_none() {
+        let job = sqlx::query!(
+            r#"SELECT state AS "state: ReportState", error FROM staging_jobs WHERE api_id = $1 AND version_number = $2"#,
+            api.0,
+            number
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(job) = job {
+            return Err(Error::Conflict(match (job.state, job.error) {
+                (ReportState::Failed, Some(error)) => {
+                    format!(
+                        "the change report of version {number} could not be made ({error}); stage the document again"
+                    )
+                }
+                _ => format!("the change report of version {number} is still being made; publish it once it is ready"),
+            }));
+        }
+    }
+    let spec = tollgate_openapi::reparse(&version.spec_source)
         .map_err(|e| Error::Internal(format!("the staged spec no longer parses: {e}")))?;
-    let (_, old) = current(&mut tx, api).await?;
+    let old = current(&mut tx, api).await?;
     let new_ops: HashSet<(String, String)> =
         spec.operations.iter().map(|o| (o.method.clone(), o.path.clone())).collect();
     let hits = sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'", api.0)
@@ -201,7 +369,8 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
     sqlx::query!("UPDATE api_versions SET published_at = now() WHERE api_id = $1 AND number = $2", api.0, number)
         .execute(&mut *tx)
         .await?;
-    let report: ChangeReport = version.change_report.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let report: ChangeReport =
+        version.change_report.and_then(|v| ChangeReport::from_stored(v).ok()).unwrap_or_default();
     if report.breaking() {
         let owners = sqlx::query_scalar!(
             r#"SELECT DISTINCT u.email::text AS "email!" FROM applications ap
@@ -216,7 +385,7 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
                 &email,
                 &product.name,
                 number,
-                &report.summary_lines(),
+                &report.summary_lines(TOP_CHANGES_MAILED),
                 base_url,
                 &product.slug,
             );

@@ -119,11 +119,18 @@ pub fn breaking_version(
     base_url: &str,
     slug: &str,
 ) -> Outgoing {
-    let list: String = changes.iter().map(|line| format!("- {line}\n")).collect();
+    // The first line is the headline (distinct changes, operations affected);
+    // then the changes that matter most, breaking first.
+    let (headline, top) = changes.split_first().map_or(("", &[][..]), |(h, t)| (h.as_str(), t));
+    let list: String = top.iter().map(|line| format!("- {line}\n")).collect();
     let text = format!(
         "Hello,
 
-Version {number} of {api_name}, which your applications use, is published and changes the API in ways that can break clients:
+Version {number} of {api_name}, which your applications use, is published and changes the API in ways that can break clients.
+
+{headline}
+
+The changes that matter most, breaking first:
 
 {list}
 The documentation shows the new version: {base_url}/apis/{slug}"

@@ -63,9 +63,14 @@ async fn connections_over_the_limit_are_answered_503_until_one_closes() {
         async move { (raw_get(proxy, &url, &[]).await.status == 200).then_some(()) }
     })
     .await;
-    // The limit applies to the head size setting too.
+    // The head size setting applies too. Wait for every place to be free first: the agent
+    // learns that a client closed only after the close reaches it.
+    drop(idle);
+    eventually("every connection closed", || async {
+        get(&metrics, &[]).await.body.contains("tollgate_agent_open_connections 0\n").then_some(())
+    })
+    .await;
     let too_big = format!("X-Big: {}", "a".repeat(8 * 1024));
     assert_eq!(raw_get(proxy, &target, &[too_big.as_str()]).await.status, 431);
-    drop(idle);
     agent.shutdown().await.expect("clean shutdown");
 }

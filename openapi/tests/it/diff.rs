@@ -62,6 +62,15 @@ fn at<'v>(doc: &'v mut Value, pointer: &str) -> &'v mut Value {
     doc.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in the base document"))
 }
 
+/// Each change once per operation it affects: (kind, breaking, operation).
+pub fn per_operation(report: &ChangeReport) -> Vec<(ChangeKind, bool, String)> {
+    report
+        .changes
+        .iter()
+        .flat_map(|c| report.operations_of(c).map(move |op| (c.kind, c.breaking, op.to_owned())))
+        .collect()
+}
+
 fn report(old: &Value, new: &Value) -> ChangeReport {
     let old = import::parse(&old.to_string()).expect("old version parses");
     let new = import::parse(&new.to_string()).expect("new version parses");
@@ -75,8 +84,7 @@ fn check(name: &str, change: impl FnOnce(&mut Value), expected: &[(ChangeKind, b
     let mut new = base();
     change(&mut new);
     let report = report(&old, &new);
-    let mut got: Vec<(ChangeKind, bool, String)> =
-        report.changes.iter().map(|c| (c.kind, c.breaking, c.operation.clone())).collect();
+    let mut got = per_operation(&report);
     let mut want: Vec<(ChangeKind, bool, String)> =
         expected.iter().map(|(k, b, o)| (*k, *b, (*o).to_owned())).collect();
     got.sort();
@@ -233,7 +241,7 @@ fn request_bodies() {
                 .expect("array")
                 .push(json!({"$ref": "#/components/schemas/Bird"}))
         },
-        &[(VariantAdded, false, "POST /pets")],
+        &[(VariantAdded, true, "POST /pets")],
     );
     check(
         "request media type removed",
@@ -298,7 +306,7 @@ fn responses() {
     check(
         "response field nullable",
         |d| at(d, "/components/schemas/Pet/properties/name")["nullable"] = json!(true),
-        &each(TypeChanged, true),
+        &each(BecameNullable, true),
     );
     check(
         "response format narrowed",
@@ -391,12 +399,13 @@ fn changes_inside_recursive_and_inherited_schemas() {
     *at(&mut doc, "/components/schemas/TreeNode/properties/value/type") = json!("integer");
     let new = import::parse(&doc.to_string()).expect("changed cycles");
     let report = compare(&old.model, &new.model);
-    let found: Vec<(ChangeKind, bool, &str)> =
-        report.changes.iter().map(|c| (c.kind, c.breaking, c.operation.as_str())).collect();
-    assert!(found.contains(&(ResponseFieldRemoved, true, "GET /people")), "{report}");
-    assert!(found.contains(&(TypeChanged, true, "GET /trees/{id}")), "{report}");
-    assert!(found.contains(&(TypeChanged, true, "PUT /trees/{id}")), "{report}");
-    assert!(report.changes.iter().any(|c| c.location.contains("employer.name")), "{report}");
+    let found = per_operation(&report);
+    let has = |k: ChangeKind, op: &str| found.contains(&(k, true, op.to_owned()));
+    assert!(has(ResponseFieldRemoved, "GET /people"), "{report}");
+    assert!(has(TypeChanged, "GET /trees/{id}"), "{report}");
+    assert!(has(TypeChanged, "PUT /trees/{id}"), "{report}");
+    // Each change belongs to the component it happens in, whatever the path to it.
+    assert!(report.changes.iter().any(|c| c.location == "schema `Company` field `name`"), "{report}");
 
     // allOf: Pet = NewPet + id; removing a NewPet field removes it from Pet.
     let expanded = read_spec("valid/petstore-expanded-3.0.yaml");
@@ -404,8 +413,9 @@ fn changes_inside_recursive_and_inherited_schemas() {
     let new =
         import::parse(&expanded.replacen("        tag:\n          type: string\n", "", 1)).expect("changed expanded");
     let report = compare(&old.model, &new.model);
-    let removed: Vec<&str> =
-        report.changes.iter().filter(|c| c.kind == ResponseFieldRemoved).map(|c| c.operation.as_str()).collect();
+    let mut removed: Vec<String> =
+        per_operation(&report).into_iter().filter(|c| c.0 == ResponseFieldRemoved).map(|c| c.2).collect();
+    removed.sort();
     assert_eq!(removed, ["GET /pets", "GET /pets/{id}", "POST /pets"], "{report}");
     assert!(report.changes.iter().any(|c| c.kind == RequestFieldRemoved && !c.breaking), "{report}");
 }
@@ -419,10 +429,9 @@ fn file_pairs() {
         let old = import::parse(&read_spec(old_file)).unwrap_or_else(|e| panic!("{old_file}: {e}"));
         let new = import::parse(&read_spec(new_file)).unwrap_or_else(|e| panic!("{new_file}: {e}"));
         let report = compare(&old.model, &new.model);
-        let mut got: Vec<String> = report
-            .changes
-            .iter()
-            .map(|c| format!("{} {} {}", if c.breaking { "breaking" } else { "ok" }, c.kind, c.operation))
+        let mut got: Vec<String> = per_operation(&report)
+            .into_iter()
+            .map(|(kind, breaking, op)| format!("{} {kind} {op}", if breaking { "breaking" } else { "ok" }))
             .collect();
         let mut want: Vec<String> =
             pair["changes"].as_array().expect("changes").iter().filter_map(|c| c.as_str().map(str::to_owned)).collect();
@@ -448,9 +457,150 @@ fn report_is_stored_as_json_and_read_by_people() {
     assert_eq!(json["changes"][0]["kind"], "operation_removed");
     let back: ChangeReport = serde_json::from_value(json).expect("deserialize");
     assert_eq!(back, report);
-    let lines = report.summary_lines();
-    assert_eq!(lines[0], "1 breaking change, 1 other change; operations: 0 added, 1 removed, 1 changed.");
+    let lines = report.summary_lines(10);
+    assert_eq!(
+        lines[0],
+        "1 breaking change affecting 1 operation; 1 other change. Operations: 0 added, 1 removed, 1 changed."
+    );
     assert_eq!(lines[1], "BREAKING DELETE /pets/{id}: DELETE /pets/{id} was removed.");
     assert_eq!(lines[2], "change GET /pets: A new optional query parameter `q` was added.");
     assert_eq!(report.to_string(), lines.join("\n") + "\n");
+}
+
+/// Edits that keep every schema's shape: each reports no breaking change.
+#[test]
+fn shape_preserving_edits_are_not_breaking() {
+    let pet = "/paths/~1pets~1{id}/get/responses/200/content/application~1json/schema";
+    for wrapper in ["allOf", "anyOf", "oneOf"] {
+        check(
+            &format!("$ref wrapped in a one-element {wrapper}"),
+            |d| *at(d, pet) = json!({wrapper: [{"$ref": "#/components/schemas/Pet"}]}),
+            &[],
+        );
+    }
+    check(
+        "a field that may now be null is reported as exactly that",
+        |d| {
+            *at(d, "/components/schemas/Pet/properties/tag") = json!({"type": "string", "nullable": true});
+            *at(d, "/components/schemas/NewPet/properties/tag") = json!({"type": "string", "nullable": true});
+        },
+        // Only the nullability itself: a response field that may now be null.
+        &[
+            (BecameNullable, true, "GET /pets"),
+            (BecameNullable, true, "POST /pets"),
+            (BecameNullable, true, "GET /pets/{id}"),
+            (BecameNullable, false, "POST /pets"),
+        ],
+    );
+    let nullable_tag = |d: &mut Value| {
+        *at(d, "/components/schemas/Pet/properties/tag") = json!({"type": "string", "nullable": true});
+    };
+    let mut old = base();
+    nullable_tag(&mut old);
+    for wrapped in [
+        json!({"anyOf": [{"type": "string"}], "nullable": true}),
+        json!({"oneOf": [{"type": "string"}, {"type": "string", "nullable": true, "enum": [null]}]}),
+        json!({"allOf": [{"type": "string"}], "nullable": true}),
+    ] {
+        let mut new = base();
+        *at(&mut new, "/components/schemas/Pet/properties/tag") = wrapped.clone();
+        let r = report(&old, &new);
+        assert!(r.is_empty(), "nullable wrap {wrapped}:\n{r}");
+    }
+    let mut inline = base();
+    for schema in ["Pet", "NewPet"] {
+        *at(&mut inline, &format!("/components/schemas/{schema}/properties/kind")) = json!({"oneOf": [
+            {"type": "object", "properties": {"meows": {"type": "boolean"}}},
+            {"type": "object", "properties": {"barks": {"type": "boolean"}}}]});
+    }
+    let r = report(&inline, &base());
+    assert!(r.is_empty(), "inline variants moved to components:\n{r}");
+    let r = report(&base(), &inline);
+    assert!(r.is_empty(), "component variants inlined:\n{r}");
+
+    check("renamed component", rename_pet, &[]);
+    check(
+        "reordered variants",
+        |d| {
+            *at(d, "/components/schemas/Pet/properties/kind/oneOf") =
+                json!([{"$ref": "#/components/schemas/Dog"}, {"$ref": "#/components/schemas/Cat"}]);
+            *at(d, "/components/schemas/NewPet/properties/kind/oneOf") =
+                json!([{"$ref": "#/components/schemas/Dog"}, {"$ref": "#/components/schemas/Cat"}]);
+        },
+        &[],
+    );
+}
+
+/// Renames the `Pet` component to `Animal`, with every reference.
+fn rename_pet(d: &mut Value) {
+    let text = d.to_string().replace("#/components/schemas/Pet\"", "#/components/schemas/Animal\"");
+    *d = serde_json::from_str(&text).expect("json");
+    let schemas = at(d, "/components/schemas").as_object_mut().expect("schemas");
+    let pet = schemas.remove("Pet").expect("Pet");
+    schemas.insert("Animal".into(), pet);
+}
+
+/// All the shape-preserving edits at once, next to two real breaking
+/// changes: only the real ones are reported.
+#[test]
+fn real_breaking_changes_next_to_shape_preserving_edits_are_caught() {
+    let mut old = base();
+    // The old version: Cat requires `meows`, and the variants are inline.
+    at(&mut old, "/components/schemas/Cat")["required"] = json!(["meows"]);
+    let cat = at(&mut old, "/components/schemas/Cat").clone();
+    let dog = at(&mut old, "/components/schemas/Dog").clone();
+    for schema in ["Pet", "NewPet"] {
+        *at(&mut old, &format!("/components/schemas/{schema}/properties/kind")) = json!({"oneOf": [cat, dog]});
+    }
+    let mut new = base();
+    rename_pet(&mut new);
+    // Variants moved to components and reordered; the response one wrapped.
+    *at(&mut new, "/components/schemas/Animal/properties/kind") = json!({"anyOf": [{"oneOf": [
+        {"$ref": "#/components/schemas/Dog"}, {"$ref": "#/components/schemas/Cat"}]}]});
+    // The request oneOf gains a variant.
+    *at(&mut new, "/components/schemas/NewPet/properties/kind/oneOf") = json!([
+        {"$ref": "#/components/schemas/Dog"}, {"$ref": "#/components/schemas/Cat"}, {"$ref": "#/components/schemas/Bird"}]);
+    let pet = "/paths/~1pets~1{id}/get/responses/200/content/application~1json/schema";
+    *at(&mut new, pet) = json!({"anyOf": [{"$ref": "#/components/schemas/Animal"}]});
+
+    let r = report(&old, &new);
+    let breaking: Vec<(ChangeKind, String, usize)> =
+        r.changes.iter().filter(|c| c.breaking).map(|c| (c.kind, c.location.clone(), c.operations.len())).collect();
+    assert_eq!(
+        breaking,
+        [
+            // The object variant lost a required field: responses may omit it.
+            (ResponseFieldBecameOptional, "schema `Cat` field `meows`".to_owned(), 3),
+            // A request that was a Dog might now also match Bird.
+            (VariantAdded, "schema `NewPet` field `kind`".to_owned(), 1),
+        ],
+        "{r}"
+    );
+    // In requests the field only became optional, which breaks nobody.
+    let others: Vec<ChangeKind> = r.changes.iter().filter(|c| !c.breaking).map(|c| c.kind).collect();
+    assert_eq!(others, [RequestFieldBecameOptional], "{r}");
+    assert_eq!(r.breaking_operations, 3);
+}
+
+/// Reports stored by an earlier Tollgate (one entry per operation) still read.
+#[test]
+fn legacy_reports_still_read() {
+    let stored = json!({
+        "operations_added": [], "operations_removed": ["DELETE /pets/{id}"], "operations_changed": ["GET /pets"],
+        "changes": [
+            {"kind": "operation_removed", "breaking": true, "operation": "DELETE /pets/{id}", "pointer": "/paths/~1pets~1{id}/delete", "location": "operation", "message": "DELETE /pets/{id} was removed."},
+            {"kind": "enum_widened", "breaking": true, "operation": "GET /pets", "pointer": "/paths/~1pets/get/responses/200", "location": "response 200 (application/json) field `status`", "message": "It now also allows x."}
+        ],
+        "breaking_count": 2, "non_breaking_count": 0
+    });
+    let mut report = ChangeReport::from_stored(stored).expect("a legacy report");
+    assert!(report.legacy);
+    assert_eq!((report.breaking_count, report.breaking_operations, report.operations_changed), (2, 2, 1));
+    assert_eq!(per_operation(&report).len(), 2);
+    assert_eq!(report.changes[1].side, tollgate_openapi::Side::Response);
+    report.apply_policy(tollgate_openapi::CompatibilityPolicy::AdditiveEnums);
+    assert_eq!(report.breaking_count, 1);
+    // And the current format reads back as written.
+    let again = ChangeReport::from_stored(serde_json::to_value(&report).expect("json")).expect("current");
+    assert_eq!(again, report);
 }

@@ -5,6 +5,7 @@ mod corpus;
 mod diff;
 mod fuzz;
 mod hostile;
+mod releases;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;

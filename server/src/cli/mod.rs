@@ -33,13 +33,17 @@ pub enum Command {
     /// Manage provider admins.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Import an OpenAPI (2.0, 3.0, 3.1; JSON or YAML) file as a new draft API.
+    /// Import an OpenAPI (2.0, 3.0, 3.1; JSON or YAML) file as a new draft API, or stage it as a new
+    /// version of an API (`--api SLUG`) and print its change report, breaking changes first.
     Import {
         /// The spec file.
         file: PathBuf,
         /// The API's name; defaults to the spec's title.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "api")]
         name: Option<String>,
+        /// Stage the file as a new version of the API with this slug (published separately).
+        #[arg(long)]
+        api: Option<String>,
     },
     /// Manage gateway agents.
     #[command(subcommand)]
@@ -101,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
-        Command::Import { file, name } => import::run(&settings, &file, name).await,
+        Command::Import { file, name, api } => import::run(&settings, &file, name, api).await,
         Command::Dev { stop_db: true, .. } => dev::postgres::stop(),
         Command::Dev { db_only, seed_only, database, .. } => dev::run(settings, db_only, seed_only, &database).await,
     }

@@ -405,7 +405,7 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
     assert_eq!(staged["breaking"], true);
     assert_eq!(staged["published"], false);
     let kinds: Vec<&str> =
-        staged["report"]["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+        staged["top_changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"operation_removed") && kinds.contains(&"parameter_added_required"), "{kinds:?}");
     // Nothing changed yet for clients.
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
@@ -424,7 +424,12 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
         .await
         .unwrap();
     assert!(subject.contains("Breaking changes in Shop"), "{subject}");
-    assert!(body.contains("BREAKING"), "{body}");
+    // The distinct count and the top changes, breaking first.
+    assert!(body.contains("2 breaking changes affecting 2 operations; 1 other change."), "{body}");
+    let top = body.split("The changes that matter most, breaking first:\n\n").nth(1).expect("a list of top changes");
+    let lines: Vec<&str> = top.lines().take_while(|l| l.starts_with("- ")).collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    assert!(lines[..2].iter().all(|l| l.starts_with("- BREAKING")) && lines[2].starts_with("- change"), "{body}");
     assert_eq!(
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await.0,
         409

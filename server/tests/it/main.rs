@@ -21,3 +21,4 @@ mod seed;
 mod teams;
 mod tenants;
 mod throttles;
+mod versions;
