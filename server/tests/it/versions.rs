@@ -164,7 +164,11 @@ async fn a_large_version_is_compared_in_the_background_and_each_change_is_report
     let (status, bad) = admin
         .call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/versions/{number}/changes?per_page=500"), None)
         .await;
-    assert_eq!((status, bad["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status, bad["error"].as_str(), bad["field"].as_str()),
+        (422, Some("invalid_input"), Some("per_page")),
+        "{bad}"
+    );
     let (_, removed) = admin
         .call(
             reqwest::Method::GET,
