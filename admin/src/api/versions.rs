@@ -233,7 +233,7 @@ pub struct ChangesQuery {
 #[utoipa::path(get, operation_id = "list_version_changes", path = "/admin/api/v1/apis/{id}/versions/{number}/changes", tag = "apis",
     params(("id" = Uuid, Path), ("number" = i32, Path), ChangesQuery),
     responses((status = 200, body = Page<ChangeOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody)),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody, description = "A page or filter out of range")),
     security(("bearer" = [])))]
 pub async fn list_changes(
     req: HttpRequest,

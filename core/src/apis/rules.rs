@@ -98,6 +98,9 @@ async fn metric_id(tx: &mut sqlx::PgConnection, api: ApiId, name: &str, field: &
         .ok_or_else(|| Error::invalid(field, format!("this API has no metric named {name}")))
 }
 
+/// The longest display name of a metric or method, in characters (the admin API documents it).
+pub const MAX_FRIENDLY_NAME_CHARS: usize = 200;
+
 /// Adds a method (a metric under a parent, usually `hits`) or a top-level metric.
 pub async fn add_metric(
     pool: &PgPool,
@@ -112,6 +115,9 @@ pub async fn add_metric(
         && system_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
         return Err(Error::invalid("system_name", "use 1 to 128 letters, digits, '_', '.' or '-'"));
+    }
+    if friendly_name.chars().count() > MAX_FRIENDLY_NAME_CHARS {
+        return Err(Error::invalid("friendly_name", format!("use at most {MAX_FRIENDLY_NAME_CHARS} characters")));
     }
     let mut tx = pool.begin().await?;
     let parent_id = match parent.filter(|p| !p.is_empty()) {

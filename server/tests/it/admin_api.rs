@@ -233,6 +233,15 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
         assert_eq!(status, 422, "{path}: {err}");
         assert_eq!(err["field"], field, "{path}: {err}");
     }
+    // A metric's display name is bounded as documented (schemathesis found it unchecked).
+    let metric = json!({"system_name": "k", "friendly_name": "é".repeat(201)});
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/metrics"), Some(metric)).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("friendly_name")), "{err}");
+    let metric = json!({"system_name": "k", "friendly_name": "é".repeat(200)});
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/metrics"), Some(metric)).await;
+    assert_eq!(status, 201, "{err}");
     // Rule positions are bounded, and appending after the last one never overflows.
     let rules = format!("/admin/api/v1/apis/{api}/mapping-rules");
     let rule =
