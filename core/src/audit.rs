@@ -88,7 +88,7 @@ pub async fn list(
     let action = filter.action.as_deref().map(|a| format!("{}%", crate::db::like_escape(a)));
     let actor = filter.actor.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        r#"SELECT id, at, actor_label, action, entity, entity_id, before, after, count(*) OVER () AS "total!"
+        r#"SELECT id, at, actor_label, action, entity, entity_id, before, after
            FROM audit_log
            WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
              AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
@@ -102,7 +102,21 @@ pub async fn list(
     )
     .fetch_all(pool)
     .await?;
-    let total = rows.first().map(|r| r.total).unwrap_or(0);
+    // Counted apart from the page and only up to the limit, so a page never touches every row.
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "total!" FROM (
+             SELECT 1 FROM audit_log
+             WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
+               AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
+             LIMIT $5) AS matching"#,
+        filter.entity,
+        filter.entity_id,
+        action,
+        actor,
+        crate::db::COUNT_LIMIT + 1
+    )
+    .fetch_one(pool)
+    .await?;
     Ok((
         rows.into_iter()
             .map(|r| AuditRecord {

@@ -41,6 +41,10 @@ pub async fn create_database_if_missing(conn: &mut sqlx::PgConnection, name: &st
     Ok(())
 }
 
+/// Admin lists count their matches up to this many and no further: an exact count of a
+/// million rows costs seconds for a page of 50. A total above it reads "more than".
+pub const COUNT_LIMIT: i64 = 10_000;
+
 /// Escapes `\`, `%` and `_`, so user text matches literally inside a LIKE pattern.
 pub(crate) fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")

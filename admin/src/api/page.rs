@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use tollgate_core::Error;
+use tollgate_core::db::COUNT_LIMIT;
 
 use super::error::ApiResult;
 
@@ -40,11 +41,22 @@ pub struct Page<T: ToSchema> {
     pub items: Vec<T>,
     pub page: i64,
     pub per_page: i64,
+    /// How many items match, counted up to 10,000.
     pub total: i64,
+    /// False when more than `total` items match: lists stop counting at 10,000,
+    /// because counting millions of rows for one page would cost seconds.
+    pub total_exact: bool,
 }
 
 impl<T: ToSchema> Page<T> {
+    /// `total` as the core counted it: up to one past the count limit.
     pub fn new(items: Vec<T>, query: &PageQuery, total: i64) -> Page<T> {
-        Page { items, page: query.page.unwrap_or(1), per_page: query.per_page.unwrap_or(20), total }
+        Page {
+            items,
+            page: query.page.unwrap_or(1),
+            per_page: query.per_page.unwrap_or(20),
+            total: total.min(COUNT_LIMIT),
+            total_exact: total <= COUNT_LIMIT,
+        }
     }
 }

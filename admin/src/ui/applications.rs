@@ -9,11 +9,14 @@ use tollgate_core::applications::{
     self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, Transition,
 };
 use tollgate_core::audit::Actor;
-use tollgate_core::db::PgPool;
+use tollgate_core::db::{self, PgPool};
 use tollgate_core::plans::{PlanId, PlanSummary, list_plans};
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, PublicUrl, Session, parse_id, render, see_other,
 };
+
+/// The page lists this many of the newest rows; filters find the others.
+const SHOWN: i64 = 200;
 
 #[derive(Template)]
 #[template(path = "admin/applications.html")]
@@ -25,6 +28,10 @@ struct ListPage {
     state: Option<ApplicationState>,
     q: String,
     total: i64,
+    /// The list counted up to its limit and there are more.
+    more: bool,
+    /// How many of the newest rows the page shows.
+    shown: i64,
 }
 
 #[derive(serde::Deserialize)]
@@ -71,7 +78,7 @@ pub async fn list(
     let state = query.state.and_then(|s| s.parse::<ApplicationState>().ok());
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
     let filter = ApplicationFilter { state, q: q.clone(), ..ApplicationFilter::default() };
-    let (apps, total) = applications::list_all(&pool, &filter, 200, 0).await?;
+    let (apps, total) = applications::list_all(&pool, &filter, SHOWN, 0).await?;
     let mut plans = std::collections::HashMap::new();
     for app in &apps {
         if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(app.api_id) {
@@ -79,7 +86,19 @@ pub async fn list(
         }
     }
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &ListPage { chrome, apps, plans, state, q: q.unwrap_or_default(), total }))
+    Ok(render(
+        StatusCode::OK,
+        &ListPage {
+            chrome,
+            apps,
+            plans,
+            state,
+            q: q.unwrap_or_default(),
+            total: total.min(db::COUNT_LIMIT),
+            more: total > db::COUNT_LIMIT,
+            shown: SHOWN,
+        },
+    ))
 }
 
 pub async fn act(

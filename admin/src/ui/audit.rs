@@ -4,8 +4,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::audit::{self, AuditFilter, AuditRecord};
-use tollgate_core::db::PgPool;
+use tollgate_core::db::{self, PgPool};
 use tollgate_web::{AdminUser, Chrome, PageResult, Session, render};
+
+/// The page lists this many of the newest rows; filters find the others.
+const SHOWN: i64 = 200;
 
 #[derive(Template)]
 #[template(path = "admin/audit.html")]
@@ -16,6 +19,10 @@ struct LogPage {
     action: String,
     actor: String,
     total: i64,
+    /// The list counted up to its limit and there are more.
+    more: bool,
+    /// How many of the newest rows the page shows.
+    shown: i64,
 }
 
 #[derive(serde::Deserialize)]
@@ -42,7 +49,7 @@ pub async fn list(
         action: clean(query.action, 64),
         actor: clean(query.actor, 254),
     };
-    let (records, total) = audit::list(&pool, &filter, 200, 0).await?;
+    let (records, total) = audit::list(&pool, &filter, SHOWN, 0).await?;
     let chrome = Chrome::for_session(&session).await?;
     let page = LogPage {
         chrome,
@@ -50,7 +57,9 @@ pub async fn list(
         entity: filter.entity.unwrap_or_default(),
         action: filter.action.unwrap_or_default(),
         actor: filter.actor.unwrap_or_default(),
-        total,
+        total: total.min(db::COUNT_LIMIT),
+        more: total > db::COUNT_LIMIT,
+        shown: SHOWN,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -31,11 +31,23 @@ pub struct AccountView {
 
 /// Developer accounts whose name contains `q`, newest first, with the total.
 pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
-    load(pool, q, None, limit, offset).await
+    let accounts = load(pool, q, None, limit, offset).await?;
+    let pattern = q.map(crate::db::contains_pattern);
+    // Counted apart from the page and only up to the limit, so a page never touches every row.
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "total!" FROM (
+             SELECT 1 FROM accounts a WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1) LIMIT $2
+           ) AS matching"#,
+        pattern,
+        crate::db::COUNT_LIMIT + 1
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((accounts, total))
 }
 
 pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
-    let (mut found, _) = load(pool, None, Some(id), 1, 0).await?;
+    let mut found = load(pool, None, Some(id), 1, 0).await?;
     found.pop().ok_or(Error::NotFound)
 }
 
@@ -46,16 +58,19 @@ async fn load(
     only: Option<AccountId>,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<AccountView>, i64)> {
+) -> Result<Vec<AccountView>> {
     let pattern = q.map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
                   (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
-                  (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!",
-                  count(*) OVER () AS "total!"
-           FROM accounts a
-           WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1) AND ($4::uuid IS NULL OR a.id = $4)
-           ORDER BY a.created_at DESC, a.id LIMIT $2 OFFSET $3"#,
+                  (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
+           FROM (
+             -- The page is cut first, so the counts below run for its rows only.
+             SELECT * FROM accounts a
+             WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1) AND ($4::uuid IS NULL OR a.id = $4)
+             ORDER BY a.created_at DESC, a.id LIMIT $2 OFFSET $3
+           ) a
+           ORDER BY a.created_at DESC, a.id"#,
         pattern,
         limit,
         offset,
@@ -63,20 +78,17 @@ async fn load(
     )
     .fetch_all(pool)
     .await?;
-    let total = rows.first().map(|r| r.total).unwrap_or(0);
-    Ok((
-        rows.into_iter()
-            .map(|r| AccountView {
-                id: AccountId(r.id),
-                name: r.name,
-                state: r.state,
-                members: r.members,
-                applications: r.applications,
-                created_at: r.created_at,
-            })
-            .collect(),
-        total,
-    ))
+    Ok(rows
+        .into_iter()
+        .map(|r| AccountView {
+            id: AccountId(r.id),
+            name: r.name,
+            state: r.state,
+            members: r.members,
+            applications: r.applications,
+            created_at: r.created_at,
+        })
+        .collect())
 }
 
 /// Suspends or reactivates an account; its applications' keys stop (or

@@ -486,3 +486,51 @@ async fn a_new_version_removes_the_rules_it_imported_but_not_an_admins_own(pool:
         .collect();
     assert_eq!(kept, [("/orders$", 1), ("/orders/{id}$", 3)], "the admin's own rule stays");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let pool = &admin.app.pool;
+    // 10,050 applications on the demo developer's account and a demo plan, one a second apart
+    // going back, with 10,001 audit records and developer accounts.
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state, created_at)
+         SELECT gen_random_uuid(), ac.id, p.api_id, p.id, 'Bulk ' || i, 'live', now() - make_interval(secs => i)
+         FROM generate_series(1, 10050) AS i,
+              (SELECT id FROM accounts WHERE kind = 'developer' LIMIT 1) AS ac, (SELECT id, api_id FROM plans LIMIT 1) AS p",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_log (actor_label, action, entity) SELECT 'bulk@example.test', 'application.state', 'application'
+         FROM generate_series(1, 10001)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO accounts (id, kind, name) SELECT gen_random_uuid(), 'developer', 'Bulk ' || i FROM generate_series(1, 10001) AS i",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    for list in ["/admin/api/v1/applications", "/admin/api/v1/audit", "/admin/api/v1/accounts"] {
+        let (status, page) = admin.call(reqwest::Method::GET, &format!("{list}?per_page=50"), None).await;
+        assert_eq!(status, 200, "{list}: {page}");
+        assert_eq!((page["total"].as_i64(), page["total_exact"].as_bool()), (Some(10_000), Some(false)), "{list}");
+        assert_eq!(page["items"].as_array().unwrap().len(), 50, "{list}");
+    }
+    // Pages follow each other newest first, however far in.
+    let (_, first) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=100", None).await;
+    let (_, next) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=101", None).await;
+    let last_of_first = first["items"][99]["created_at"].as_str().unwrap().to_owned();
+    let first_of_next = next["items"][0]["created_at"].as_str().unwrap().to_owned();
+    assert!(last_of_first > first_of_next, "{last_of_first} then {first_of_next}");
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM applications").fetch_one(pool).await.unwrap();
+    assert_eq!(next["items"].as_array().unwrap().len() as i64, all - 10_000, "page 101 holds the rest");
+    // A filter narrow enough is counted exactly: Bulk 100, 1000–1009 and 10000–10050.
+    let (_, some) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?q=Bulk%20100", None).await;
+    assert_eq!((some["total"].as_i64(), some["total_exact"].as_bool()), (Some(62), Some(true)), "{some}");
+}
