@@ -21,4 +21,5 @@ mod seed;
 mod teams;
 mod tenants;
 mod throttles;
+mod usage;
 mod versions;
