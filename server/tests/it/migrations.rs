@@ -56,8 +56,11 @@ async fn rules_written_with_an_api_version_become_imported_and_others_stay_hand_
 
 #[sqlx::test(migrations = false)]
 async fn hour_day_and_month_rollups_of_non_utc_plans_are_rebuilt_in_the_plans_zone(pool: PgPool) {
-    let (api, hits, account) =
-        ("01900000-0000-7000-8000-000000000101", "01900000-0000-7000-8000-000000000102", "01900000-0000-7000-8000-000000000103");
+    let (api, hits, account) = (
+        "01900000-0000-7000-8000-000000000101",
+        "01900000-0000-7000-8000-000000000102",
+        "01900000-0000-7000-8000-000000000103",
+    );
     let (kolkata, utc) = ("01900000-0000-7000-8000-000000000111", "01900000-0000-7000-8000-000000000112");
     let setup = format!(
         "INSERT INTO api_products (id, slug, name) VALUES ('{api}', 'old', 'Old');
@@ -84,14 +87,17 @@ async fn hour_day_and_month_rollups_of_non_utc_plans_are_rebuilt_in_the_plans_zo
     .expect("rollups");
     let at = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("time");
     let (k, u) = (kolkata.parse().expect("uuid"), utc.parse().expect("uuid"));
-    assert_eq!(rows, vec![
-        (k, "minute".into(), at("2026-01-31T18:20:00Z"), 3),
-        (k, "hour".into(), at("2026-01-31T17:30:00Z"), 3),
-        (k, "day".into(), at("2026-01-30T18:30:00Z"), 3),
-        (k, "month".into(), at("2025-12-31T18:30:00Z"), 3),
-        (u, "minute".into(), at("2026-01-31T18:20:00Z"), 3),
-        (u, "hour".into(), at("2026-01-31T18:00:00Z"), 3),
-        (u, "day".into(), at("2026-01-31T00:00:00Z"), 3),
-        (u, "month".into(), at("2026-01-01T00:00:00Z"), 3),
-    ]);
+    assert_eq!(
+        rows,
+        vec![
+            (k, "minute".into(), at("2026-01-31T18:20:00Z"), 3),
+            (k, "hour".into(), at("2026-01-31T17:30:00Z"), 3),
+            (k, "day".into(), at("2026-01-30T18:30:00Z"), 3),
+            (k, "month".into(), at("2025-12-31T18:30:00Z"), 3),
+            (u, "minute".into(), at("2026-01-31T18:20:00Z"), 3),
+            (u, "hour".into(), at("2026-01-31T18:00:00Z"), 3),
+            (u, "day".into(), at("2026-01-31T00:00:00Z"), 3),
+            (u, "month".into(), at("2026-01-01T00:00:00Z"), 3),
+        ]
+    );
 }
