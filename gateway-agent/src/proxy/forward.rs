@@ -38,25 +38,41 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
     HeaderName::from_static("x-original-host"),
 ];
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Headers that end at this hop, besides those the `Connection` header names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names, and any
+/// header `also` picks. One pass over the names decides; the usual message has nothing to
+/// remove and then costs no hashing and no allocation.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    strip(headers, |_| false);
+}
+
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(|name| is_hop_by_hop(name) || also(name)) {
+        return;
+    }
+    let mut doomed: Vec<HeaderName> =
+        headers.keys().filter(|name| is_hop_by_hop(name) || also(name)).cloned().collect();
+    doomed.extend(
+        headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-        headers.remove(CONNECTION);
-    }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &PROXY_AUTHENTICATE, &PROXY_AUTHORIZATION] {
-        headers.remove(name);
-    }
-    for name in [TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+    );
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -88,23 +104,14 @@ pub(crate) fn upstream_request(
         }
         out
     };
-    let uri = Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(path_and_query)
-        .build()?;
+    // Origin-form: the connection is already the upstream's.
+    let uri = Uri::try_from(path_and_query)?;
 
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    // Every spelling of every credential name, not only the configured ones.
-    while let Some(name) = headers.keys().find(|name| auth.is_credential_header(name)).cloned() {
-        headers.remove(&name);
-    }
-    // The client's own claims about proxies before this one are not passed on: only what
-    // the agent itself saw (validated `Host`, peer address) reaches the upstream.
-    for name in &CLIENT_PROXY_HEADERS {
-        headers.remove(name);
-    }
+    // Hop-by-hop headers, every spelling of every credential name (not only the configured
+    // ones), and the client's own claims about proxies before this one: only what the agent
+    // itself saw (validated `Host`, peer address) reaches the upstream.
+    strip(headers, |name| auth.is_credential_header(name) || CLIENT_PROXY_HEADERS.contains(name));
     // The host the client asked for: the absolute-form target's authority, else `Host`
     // (both validated before routing).
     let client_host = match client_uri.authority() {
@@ -117,10 +124,16 @@ pub(crate) fn upstream_request(
         None => headers.remove(&X_FORWARDED_HOST),
     };
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let client = client.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => HeaderValue::try_from(format!("{previous}, {client}")),
-        None => HeaderValue::try_from(client),
+    let forwarded_for = {
+        use std::fmt::Write as _;
+        let previous = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        let mut value = String::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
+        if let Some(previous) = previous {
+            value.push_str(previous);
+            value.push_str(", ");
+        }
+        let _ = write!(value, "{client}");
+        HeaderValue::try_from(value)
     };
     if let Ok(value) = forwarded_for {
         headers.insert(&X_FORWARDED_FOR, value);
