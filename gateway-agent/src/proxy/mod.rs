@@ -180,12 +180,12 @@ impl Proxy {
             request.headers().get(hyper::header::ORIGIN).and_then(|origin| self.cors.find(origin))
         };
         let Some(origin) = origin else {
-            return self.admit(request, peer).await;
+            return self.pipeline(request, peer).await;
         };
         if cors::is_preflight(request.method(), request.headers()) {
             return self.preflight(origin, &request);
         }
-        let mut response = self.admit(request, peer).await;
+        let mut response = self.pipeline(request, peer).await;
         cors::allow(origin, response.headers_mut());
         response
     }
@@ -205,12 +205,12 @@ impl Proxy {
     }
 
     /// The phases of a request, named as in pingora's `ProxyHttp`: routing, then the
-    /// [request filter](Self::request_filter) (rules, credentials, limits), the
+    /// [request filter](Self::admit) (rules, credentials, limits), the
     /// [upstream peer](Self::upstream_peer), the
     /// [upstream request filter](forward::upstream_request), the exchange, the
     /// [response filter](Self::response_filter) or the [failure answer](Self::failure_answer),
     /// and [logging](Self::logging).
-    async fn admit(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn pipeline(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let Some(config) = self.live.load_full() else {
             return self.refuse_unrouted(Refusal::NotReady, started);
@@ -249,7 +249,7 @@ impl Proxy {
         {
             return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
         }
-        match self.request_filter(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
+        match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
             Ok(admitted) => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
             Err(Refused(refusal)) => self.refuse(&call, refusal),
         }
@@ -258,7 +258,7 @@ impl Proxy {
     /// Request filter: the API's lifecycle, its mapping rules, the credentials and the
     /// limits. Records on `call` what is learnt on the way (operation, application, most
     /// constrained limit) so that a refusal is attributed and carries its headers.
-    async fn request_filter<'c>(
+    async fn admit<'c>(
         &self,
         config: &'c Config,
         call: &mut Call<'c>,
