@@ -80,3 +80,47 @@ where
     }
     outputs
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_upstream_closes_are_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers one request per connection and closes it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let upstream = Upstream::start().await;
+    let mut fixture = Fixture::new(&upstream, &[]);
+    fixture.snapshot.apis[0].upstreams[0].url = format!("http://{addr}/backend");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.workers = 1;
+    let agent = start_ready(settings).await;
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    for n in 1..=5 {
+        let answer = get(&url, &[]).await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok"), "request {n}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5, "one connection per request");
+    agent.shutdown().await.expect("clean shutdown");
+    server.abort();
+}
