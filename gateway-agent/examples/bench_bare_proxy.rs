@@ -6,7 +6,9 @@
 //! forwarded to the upstream without the `/bench` prefix and the response is streamed back.
 //!
 //! The gap between this and nginx is the cost of the transport stack; the gap between this
-//! and the agent is the cost of the agent's pipeline.
+//! and the agent is the cost of the agent's pipeline. Since issue 13 the agent no longer uses
+//! this stack (per-core single-threaded runtimes and hyper's connection-level client instead):
+//! this stays as the reference for what the old stack cost.
 //!
 //! ```sh
 //! cargo run --release -p tollgate-agent --example bench_bare_proxy -- 127.0.0.1:18085 127.0.0.1:18080

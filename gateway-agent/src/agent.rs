@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tollgate_protocol::{AgentStatus, PROTOCOL_VERSION};
 use uuid::Uuid;
@@ -47,7 +47,8 @@ pub struct RunningAgent {
     admin_addr: SocketAddr,
     agent_id: Uuid,
     stop: watch::Sender<bool>,
-    proxy: JoinHandle<()>,
+    /// Each proxy worker says when it has drained and stopped.
+    workers: Vec<oneshot::Receiver<()>>,
     admin: JoinHandle<()>,
     persister: JoinHandle<()>,
     sealer: JoinHandle<()>,
@@ -81,7 +82,7 @@ impl Agent {
         let limiter = Arc::new(Limiter { local: LocalCounters::new(), shared });
         let standby = store::load_standby(&state_dir, &limiter).await;
 
-        let proxy_listener = TcpListener::bind(settings.listen).await.map_err(|source| Error::Bind {
+        let proxy_sockets = bind_proxy_sockets(settings.listen, settings.workers).map_err(|source| Error::Bind {
             listener: "proxy",
             addr: settings.listen,
             source,
@@ -91,11 +92,15 @@ impl Agent {
             addr: settings.admin_listen,
             source,
         })?;
-        let local_addr = |listener: &TcpListener, name, addr| {
-            listener.local_addr().map_err(|source| Error::Bind { listener: name, addr, source })
-        };
-        let proxy_addr = local_addr(&proxy_listener, "proxy", settings.listen)?;
-        let admin_addr = local_addr(&admin_listener, "admin", settings.admin_listen)?;
+        let proxy_addr = proxy_sockets
+            .first()
+            .map_or_else(|| Ok(settings.listen), TcpSocket::local_addr)
+            .map_err(|source| Error::Bind { listener: "proxy", addr: settings.listen, source })?;
+        let admin_addr = admin_listener.local_addr().map_err(|source| Error::Bind {
+            listener: "admin",
+            addr: settings.admin_listen,
+            source,
+        })?;
 
         let live = Arc::new(LiveConfig::empty());
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
@@ -110,27 +115,22 @@ impl Agent {
         });
         let (persist_tx, persist_rx) = watch::channel(None);
 
-        let proxy = Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
-        let proxy_limits = Limits {
-            max_header_bytes: settings.max_header_bytes,
-            connections: Some(ConnectionLimit {
-                max: settings.max_connections,
-                refused: metrics.connections_refused.clone(),
-                open: metrics.open_connections.clone(),
-            }),
-        };
         warn_if_file_descriptors_are_short(settings.max_connections);
-        let proxy = tokio::spawn(serve(
-            proxy_listener,
-            "proxy",
-            move |request, peer| {
-                let proxy = proxy.clone();
-                async move { proxy.handle(request, peer).await }
-            },
-            proxy_limits,
-            stop_rx.clone(),
-            SHUTDOWN_DRAIN,
-        ));
+        let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
+        let mut workers = Vec::with_capacity(proxy_sockets.len());
+        for (index, socket) in proxy_sockets.into_iter().enumerate() {
+            let proxy =
+                Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+            let limits = Limits {
+                max_header_bytes: settings.max_header_bytes,
+                connections: Some(ConnectionLimit {
+                    slots: connection_slots.clone(),
+                    refused: metrics.connections_refused.clone(),
+                    open: metrics.open_connections.clone(),
+                }),
+            };
+            workers.push(start_worker(index, socket, proxy, limits, stop_rx.clone()).await?);
+        }
         let admin_handler = Arc::new(Admin {
             live: live.clone(),
             source: source.clone(),
@@ -183,7 +183,7 @@ impl Agent {
             admin_addr,
             agent_id,
             stop,
-            proxy,
+            workers,
             admin,
             persister,
             sealer,
@@ -214,7 +214,9 @@ impl RunningAgent {
     /// config and counters to disk, and returns.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(true);
-        let _ = self.proxy.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
         let _ = self.admin.await;
         let _ = self.sender.await;
         // A seal in progress finishes spooling its batches first, so they are delivered now
@@ -258,6 +260,73 @@ fn warn_if_file_descriptors_are_short(max_connections: usize) {
         );
     }
 }
+
+/// One socket per proxy worker, all bound to `addr` with `SO_REUSEPORT`, so that the kernel
+/// spreads new connections over the workers (port 0: the port the first one got).
+fn bind_proxy_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<TcpSocket>> {
+    let mut sockets = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Starts proxy worker `index`: a thread with a single-threaded runtime that listens on
+/// `socket` and serves `proxy` until `stop`, then drains its connections (up to
+/// [`SHUTDOWN_DRAIN`]). Returns once it listens; the receiver fires when it has stopped.
+async fn start_worker(
+    index: usize,
+    socket: TcpSocket,
+    proxy: Arc<Proxy>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) -> Result<oneshot::Receiver<()>, Error> {
+    let addr =
+        socket.local_addr().map_err(|source| Error::Bind { listener: "proxy", addr: ([0; 4], 0).into(), source })?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Runtime)?;
+    let (listening_tx, listening_rx) = oneshot::channel();
+    let (stopped_tx, stopped_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("tollgate-proxy-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match socket.listen(LISTEN_BACKLOG) {
+                    Ok(listener) => {
+                        let _ = listening_tx.send(Ok(()));
+                        listener
+                    }
+                    Err(err) => {
+                        let _ = listening_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let handler = move |request, peer| {
+                    let proxy = proxy.clone();
+                    async move { proxy.handle(request, peer).await }
+                };
+                serve(listener, "proxy", handler, limits, stop, SHUTDOWN_DRAIN).await;
+            });
+            // Connections still open after the drain end with the runtime.
+            drop(runtime);
+            let _ = stopped_tx.send(());
+        })
+        .map_err(Error::Runtime)?;
+    match listening_rx.await {
+        Ok(Ok(())) => Ok(stopped_rx),
+        Ok(Err(source)) => Err(Error::Bind { listener: "proxy", addr, source }),
+        Err(_) => Err(Error::Bind { listener: "proxy", addr, source: std::io::Error::other("proxy worker ended") }),
+    }
+}
+
+/// Pending connections per worker's listener, as the kernel allows (`somaxconn` caps it).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Forgets counters of windows long past.
 async fn sweep(limiter: Arc<Limiter>, clock: Clock, mut stop: watch::Receiver<bool>) {

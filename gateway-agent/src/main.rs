@@ -24,7 +24,14 @@ fn main() -> ExitCode {
 }
 
 fn run(settings: Settings) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)?;
+    // Requests are served by the proxy workers' own runtimes (TOLLGATE_AGENT_WORKERS); this
+    // one runs the background: sync, usage, the admin listener, Redis.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tollgate-background")
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
     runtime.block_on(async {
         let agent = Agent::start(settings).await?;
         wait_for_signal().await;

@@ -45,9 +45,10 @@ pub(crate) struct Limits {
     pub connections: Option<ConnectionLimit>,
 }
 
-/// Open connections at most `max`; one more is answered 503 and closed.
+/// Open connections at most as many as `slots` has permits; one more is answered 503 and
+/// closed. The proxy's workers share one `slots`, so the limit is the whole agent's.
 pub(crate) struct ConnectionLimit {
-    pub max: usize,
+    pub slots: Arc<Semaphore>,
     /// Connections refused for being over the limit.
     pub refused: Counter,
     /// Connections open now.
@@ -84,7 +85,6 @@ pub(crate) async fn serve<H, F, B>(
 {
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    let slots = limits.connections.as_ref().map(|limit| Arc::new(Semaphore::new(limit.max)));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
         let (stream, peer) = tokio::select! {
@@ -99,8 +99,8 @@ pub(crate) async fn serve<H, F, B>(
             },
             _ = stop.changed() => break,
         };
-        let slot = match (&slots, &limits.connections) {
-            (Some(slots), Some(limit)) => match slots.clone().try_acquire_owned() {
+        let slot = match &limits.connections {
+            Some(limit) => match limit.slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     limit.open.increment(1.0);
                     Some(Slot { _permit: permit, open: limit.open.clone() })
@@ -116,7 +116,7 @@ pub(crate) async fn serve<H, F, B>(
                     continue;
                 }
             },
-            _ => None,
+            None => None,
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();

@@ -253,6 +253,10 @@ pub struct Settings {
     /// Open client connections the proxy accepts at most; beyond, 503
     /// (`TOLLGATE_AGENT_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Proxy worker threads, each a single-threaded runtime with its own listener socket
+    /// (`SO_REUSEPORT`) and upstream connections (`TOLLGATE_AGENT_WORKERS`; default: the
+    /// number of available cores).
+    pub workers: usize,
     /// Source of "now" for windows, expiry and usage minutes. Not settable from the
     /// environment: tests inject a [`crate::ManualClock`].
     pub clock: Clock,
@@ -285,6 +289,7 @@ impl Settings {
             cors_origins: CorsOrigins::default(),
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
             clock: Clock::system(),
         }
     }
@@ -368,6 +373,12 @@ impl Settings {
             settings.max_connections = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
                 invalid("TOLLGATE_AGENT_MAX_CONNECTIONS", format!("`{v}` is not a number from 1 to 1000000"))
             })?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_WORKERS") {
+            settings.workers =
+                v.parse().ok().filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
+                    invalid("TOLLGATE_AGENT_WORKERS", format!("`{v}` is not a number from 1 to 1024"))
+                })?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_CORS_ORIGINS") {
             settings.cors_origins = CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
@@ -486,6 +497,11 @@ mod tests {
         assert_eq!(parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")]).expect("ok").spool_max_bytes, 1 << 20);
         assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "16KiB")]).expect("ok").max_header_bytes, 16 << 10);
         assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "500")]).expect("ok").max_connections, 500);
+        assert_eq!(parse(&[("TOLLGATE_AGENT_WORKERS", "3")]).expect("ok").workers, 3);
+        for bad in ["0", "many", "1025"] {
+            let err = parse(&[("TOLLGATE_AGENT_WORKERS", bad)]).expect_err(bad).to_string();
+            assert!(err.contains("TOLLGATE_AGENT_WORKERS"), "{err}");
+        }
         let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
         assert_eq!(err(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "2MiB")]), "TOLLGATE_AGENT_MAX_HEADER_BYTES");
         assert_eq!(err(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "100")]), "TOLLGATE_AGENT_MAX_HEADER_BYTES");

@@ -38,25 +38,61 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
     HeaderName::from_static("x-original-host"),
 ];
 
+/// Headers that end at this hop, besides those the `Connection` header names.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &CONNECTION,
+    &TE,
+    &TRAILER,
+    &TRANSFER_ENCODING,
+    &UPGRADE,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+];
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    strip(headers, |_| false);
+}
+
+/// Removes hop-by-hop headers, those the `Connection` header names, and any header `also`
+/// picks. One pass over the names finds what is present; only that is removed, so the usual
+/// message costs no allocation and one hash lookup per header actually removed
+/// (`Connection: keep-alive` from an upstream names nothing more).
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    let mut present = 0u16;
+    let mut others = false;
+    for name in headers.keys() {
+        match HOP_BY_HOP.iter().position(|hop| *hop == name) {
+            Some(index) => present |= 1 << index,
+            None => others |= also(name),
+        }
+    }
+    if present == 0 && !others {
+        return;
+    }
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    if others {
+        doomed.extend(headers.keys().filter(|name| also(name)).cloned());
+    }
+    if present & 1 != 0 {
+        let named = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+            .map(str::trim)
+            .filter(|token| !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok());
+        doomed.extend(named);
+    }
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(*name);
         }
-        headers.remove(CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &PROXY_AUTHENTICATE, &PROXY_AUTHORIZATION] {
-        headers.remove(name);
-    }
-    for name in [TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -88,23 +124,14 @@ pub(crate) fn upstream_request(
         }
         out
     };
-    let uri = Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(path_and_query)
-        .build()?;
+    // Origin-form: the connection is already the upstream's.
+    let uri = Uri::try_from(path_and_query)?;
 
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    // Every spelling of every credential name, not only the configured ones.
-    while let Some(name) = headers.keys().find(|name| auth.is_credential_header(name)).cloned() {
-        headers.remove(&name);
-    }
-    // The client's own claims about proxies before this one are not passed on: only what
-    // the agent itself saw (validated `Host`, peer address) reaches the upstream.
-    for name in &CLIENT_PROXY_HEADERS {
-        headers.remove(name);
-    }
+    // Hop-by-hop headers, every spelling of every credential name (not only the configured
+    // ones), and the client's own claims about proxies before this one: only what the agent
+    // itself saw (validated `Host`, peer address) reaches the upstream.
+    strip(headers, |name| auth.is_credential_header(name) || CLIENT_PROXY_HEADERS.contains(name));
     // The host the client asked for: the absolute-form target's authority, else `Host`
     // (both validated before routing).
     let client_host = match client_uri.authority() {
@@ -117,10 +144,15 @@ pub(crate) fn upstream_request(
         None => headers.remove(&X_FORWARDED_HOST),
     };
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let client = client.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => HeaderValue::try_from(format!("{previous}, {client}")),
-        None => HeaderValue::try_from(client),
+    let forwarded_for = {
+        let previous = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        let mut value = String::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
+        if let Some(previous) = previous {
+            value.push_str(previous);
+            value.push_str(", ");
+        }
+        push_ip(&mut value, client);
+        HeaderValue::try_from(value)
     };
     if let Ok(value) = forwarded_for {
         headers.insert(&X_FORWARDED_FOR, value);
@@ -129,6 +161,31 @@ pub(crate) fn upstream_request(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// Appends `client` as text: IPv4 digit by digit (its `Display` goes through the formatting
+/// machinery, a tenth of the request path's instructions by callgrind).
+fn push_ip(out: &mut String, client: IpAddr) {
+    match client {
+        IpAddr::V4(v4) => {
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{client}");
+        }
+    }
 }
 
 /// Appends `?query` minus the parameters named like a credential, in any spelling (and `?`
@@ -159,6 +216,16 @@ mod tests {
         let mut out = String::from("/x");
         push_query_without_credentials(&mut out, "app_id=abc", &auth);
         assert_eq!(out, "/x");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_does() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.100.255", "192.168.1.9", "::1", "2001:db8::7"] {
+            let ip: IpAddr = ip.parse().expect("address");
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
     }
 
     #[test]

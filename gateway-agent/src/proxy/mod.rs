@@ -12,6 +12,7 @@
 //! among the application's failed calls, as are upstream answers of 400 or more.
 
 pub(crate) mod body;
+pub(crate) mod connections;
 pub(crate) mod cors;
 pub(crate) mod forward;
 pub(crate) mod host;
@@ -32,9 +33,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jiff::Timestamp;
 use tollgate_protocol::NoMatch;
 use tollgate_protocol::gateway::{ReservedPath, reserved_path};
@@ -50,10 +48,12 @@ use crate::settings::{CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::failed_calls::Failure;
-use body::ClientBody;
+use body::{BodyWatch, ClientBody};
+use connections::{Connections, UpstreamError};
 use host::RequestHost;
 use ratelimit::RateLimit;
 use reply::{Body, Refusal};
+use upstream::Target;
 
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
 static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
@@ -62,7 +62,8 @@ pub(crate) struct Proxy {
     live: Arc<LiveConfig>,
     limiter: Arc<Limiter>,
     usage: Arc<Aggregator>,
-    client: Client<HttpConnector, ClientBody>,
+    /// This worker's upstream connections.
+    connections: Connections,
     clock: Clock,
     upstream_timeout: Duration,
     access_log: bool,
@@ -121,13 +122,23 @@ impl Call<'_> {
     }
 }
 
-/// The credential that admitted a request and its SHA-256, for its latest use.
+/// The request filter's verdict to go on: the credential that admitted the request and its
+/// SHA-256 (for its latest use), and the usage the request adds.
 struct Admitted<'a> {
-    hash: &'a [u8; 32],
+    hash: [u8; 32],
     credential: &'a CredentialEntry,
     app: Uuid,
-    touched: &'a Touched,
-    rest_offset: usize,
+    touched: Touched,
+}
+
+/// The request filter's verdict to stop: answered by the agent, through [`Proxy::refuse`]
+/// like every other refusal (429 included).
+struct Refused(Refusal);
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Refused {
+        Refused(refusal)
+    }
 }
 
 /// What the access log and metrics record about a request.
@@ -146,20 +157,12 @@ impl Proxy {
         usage: Arc<Aggregator>,
         metrics: Arc<Metrics>,
     ) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
         crate::header_number::warm_up();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Proxy {
             live,
             limiter,
             usage,
-            client,
+            connections: Connections::new(settings.upstream_connect_timeout),
             clock: settings.clock.clone(),
             upstream_timeout: settings.upstream_timeout,
             access_log: settings.access_log,
@@ -177,12 +180,12 @@ impl Proxy {
             request.headers().get(hyper::header::ORIGIN).and_then(|origin| self.cors.find(origin))
         };
         let Some(origin) = origin else {
-            return self.admit(request, peer).await;
+            return self.pipeline(request, peer).await;
         };
         if cors::is_preflight(request.method(), request.headers()) {
             return self.preflight(origin, &request);
         }
-        let mut response = self.admit(request, peer).await;
+        let mut response = self.pipeline(request, peer).await;
         cors::allow(origin, response.headers_mut());
         response
     }
@@ -201,8 +204,13 @@ impl Proxy {
         response
     }
 
-    /// Route, authenticate, limit, forward.
-    async fn admit(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// The phases of a request, named as in pingora's `ProxyHttp`: routing, then the
+    /// [request filter](Self::admit) (rules, credentials, limits), the
+    /// [upstream peer](Self::upstream_peer), the
+    /// [upstream request filter](forward::upstream_request), the exchange, the
+    /// [response filter](Self::response_filter) or the [failure answer](Self::failure_answer),
+    /// and [logging](Self::logging).
+    async fn pipeline(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let Some(config) = self.live.load_full() else {
             return self.refuse_unrouted(Refusal::NotReady, started);
@@ -236,30 +244,52 @@ impl Proxy {
             Call { started, received: now, method: &method, uri: &uri, api, operation: None, blame: None, rate: None };
         let rest = uri.path().get(route.rest_offset..).unwrap_or("");
         let reserved = reserved_path(rest);
+        if let Some(reserved) = reserved
+            && !matches!(api.lifecycle, Lifecycle::Retired)
+        {
+            return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
+        }
+        match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
+            Ok(admitted) => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
+            Err(Refused(refusal)) => self.refuse(&call, refusal),
+        }
+    }
+
+    /// Request filter: the API's lifecycle, its mapping rules, the credentials and the
+    /// limits. Records on `call` what is learnt on the way (operation, application, most
+    /// constrained limit) so that a refusal is attributed and carries its headers.
+    async fn admit<'c>(
+        &self,
+        config: &'c Config,
+        call: &mut Call<'c>,
+        api_index: u32,
+        rest: &str,
+        reserved: bool,
+        headers: &HeaderMap,
+    ) -> Result<Admitted<'c>, Refused> {
+        let api = call.api;
+        let now = call.received;
         if matches!(api.lifecycle, Lifecycle::Retired) {
             // The gateway's own endpoints leave no trace in the application's records.
-            if reserved.is_none() {
-                call.blame = self.identify(&config, api, &uri, &parts.headers);
+            if !reserved {
+                call.blame = self.identify(config, api, call.uri, headers);
             }
-            return self.refuse(&call, Refusal::ApiRetired);
-        }
-        if let Some(reserved) = reserved {
-            return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
+            return Err(Refusal::ApiRetired.into());
         }
 
         let mut touched = Touched::empty();
-        let operation = api.map_request(&method, rest, &mut touched);
+        let operation = api.map_request(call.method, rest, &mut touched);
         call.operation = operation.and_then(|index| api.metrics.get(index as usize)).map(|metric| metric.id);
         if operation.is_none() && api.on_no_match == NoMatch::NotFound {
-            call.blame = self.identify(&config, api, &uri, &parts.headers);
-            return self.refuse(&call, Refusal::NoMatchingRule);
+            call.blame = self.identify(config, api, call.uri, headers);
+            return Err(Refusal::NoMatchingRule.into());
         }
 
-        let caller = match authenticate(&config, route.api, &api.auth, uri.query(), &parts.headers, now) {
+        let caller = match authenticate(config, api_index, &api.auth, call.uri.query(), headers, now) {
             Ok(caller) => caller,
             Err(denied) => {
                 call.blame = denied.identified.map(Blame::from);
-                return self.refuse(&call, auth_refusal(denied.error));
+                return Err(auth_refusal(denied.error).into());
             }
         };
         call.blame = Some(Blame { app: caller.app.id, prefix: caller.prefix });
@@ -271,21 +301,13 @@ impl Proxy {
         match self.limiter.check_and_add(checks, now).await {
             Outcome::Rejected { index, used } => {
                 call.rate = checks.get(index).and_then(|check| RateLimit::of(limits, check, used));
-                return self.refuse(&call, Refusal::LimitExceeded);
+                return Err(Refusal::LimitExceeded.into());
             }
             Outcome::Admitted { tightest } => {
                 call.rate = tightest.and_then(|t| RateLimit::of(limits, checks.get(t.index)?, t.used));
             }
         }
-
-        let admitted = Admitted {
-            hash: &caller.hash,
-            credential: caller.credential,
-            app: caller.app.id,
-            touched: &touched,
-            rest_offset: route.rest_offset,
-        };
-        self.forward(&call, admitted, parts, body, peer).await
+        Ok(Admitted { hash: caller.hash, credential: caller.credential, app: caller.app.id, touched })
     }
 
     /// The application of the request's key, for a request refused before authentication.
@@ -324,25 +346,35 @@ impl Proxy {
         response
     }
 
-    async fn forward(
+    /// Upstream peer: the API's next healthy target this build can reach.
+    fn upstream_peer<'c>(&self, call: &Call<'c>) -> Result<&'c Target, Refused> {
+        let api = call.api;
+        let target = api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?;
+        if target.is_tls() {
+            if !self.warned_tls.swap(true, Ordering::Relaxed) {
+                tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
+            }
+            return Err(Refusal::UpstreamUnavailable.into());
+        }
+        Ok(target)
+    }
+
+    /// Upstream peer, upstream request filter, the exchange, then the response filter or
+    /// the failure answer, and logging.
+    async fn proxy_upstream(
         &self,
         call: &Call<'_>,
         admitted: Admitted<'_>,
         parts: Parts,
         body: Incoming,
+        rest_offset: usize,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let Admitted { hash, credential, app, touched, rest_offset } = admitted;
         let api = call.api;
-        let Some(target) = api.upstreams.pick() else {
-            return self.refuse(call, Refusal::UpstreamUnavailable);
+        let target = match self.upstream_peer(call) {
+            Ok(target) => target,
+            Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
-        if target.is_tls() {
-            if !self.warned_tls.swap(true, Ordering::Relaxed) {
-                tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
-            }
-            return self.refuse(call, Refusal::UpstreamUnavailable);
-        }
         let (body, watch) = ClientBody::watch(body);
         let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip())
         {
@@ -353,29 +385,12 @@ impl Proxy {
             }
         };
         // Sent upstream: the credential was used, whatever the upstream makes of it.
-        self.usage.last_used.record(hash, credential, call.received);
-        let response = match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
-            // A client that stalls its body, or breaks it, is not the upstream's failure.
-            Err(_) if watch.waiting_for_client() => {
-                return self.refuse(call, Refusal::BodyTimeout);
-            }
-            Err(_) => {
-                target.failed();
-                return self.refuse(call, Refusal::UpstreamTimeout);
-            }
-            Ok(Err(_)) if watch.failed() => {
-                return self.refuse(call, Refusal::InvalidBody);
-            }
-            Ok(Err(err)) => {
-                if err.is_connect() {
-                    target.unreachable();
-                } else {
-                    target.failed();
-                }
-                tracing::debug!(api = %api.slug, upstream = %target.url, error = %err, "upstream request failed");
-                return self.refuse(call, Refusal::UpstreamUnavailable);
-            }
+        self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
+        let exchange = tokio::time::timeout(self.upstream_timeout, self.connections.send(&target.authority, request));
+        let response = match exchange.await {
             Ok(Ok(response)) => response,
+            Err(_) => return self.refuse(call, self.failure_answer(call, target, &watch, None)),
+            Ok(Err(err)) => return self.refuse(call, self.failure_answer(call, target, &watch, Some(err))),
         };
         let status = response.status();
         if matches!(status.as_u16(), 502..=504) {
@@ -383,11 +398,64 @@ impl Proxy {
         } else {
             target.succeeded();
         }
-        let latency = call.started.elapsed();
         let answered = self.clock.now();
+        let response = self.response_filter(call, response, answered);
+        self.logging(call, &admitted, status, answered);
+        response
+    }
+
+    /// Failure answer: why the exchange failed (`error`; `None`: it timed out), and whose
+    /// fault it is. A client that stalls its body, or breaks it, is not the upstream's
+    /// failure and does not count towards ejecting the target.
+    fn failure_answer(
+        &self,
+        call: &Call<'_>,
+        target: &Target,
+        watch: &BodyWatch,
+        error: Option<UpstreamError>,
+    ) -> Refusal {
+        match error {
+            None if watch.waiting_for_client() => Refusal::BodyTimeout,
+            None => {
+                target.failed();
+                Refusal::UpstreamTimeout
+            }
+            Some(UpstreamError::Exchange(_)) if watch.failed() => Refusal::InvalidBody,
+            Some(UpstreamError::Connect) => {
+                target.unreachable();
+                tracing::debug!(api = %call.api.slug, upstream = %target.url, "cannot connect to the upstream");
+                Refusal::UpstreamUnavailable
+            }
+            Some(UpstreamError::Exchange(err)) => {
+                target.failed();
+                tracing::debug!(api = %call.api.slug, upstream = %target.url, error = %err, "upstream request failed");
+                Refusal::UpstreamUnavailable
+            }
+        }
+    }
+
+    /// Response filter: the upstream's answer without hop-by-hop headers, with the
+    /// `RateLimit-*` headers and the API's own.
+    fn response_filter(&self, call: &Call<'_>, response: Response<Incoming>, answered: Timestamp) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        forward::strip_hop_by_hop(&mut parts.headers);
+        if let Some(rate) = &call.rate {
+            rate.write(&mut parts.headers, answered, false);
+        }
+        let mut response = Response::from_parts(parts, Either::Left(body));
+        self.decorate(call.api, &mut response);
+        response
+    }
+
+    /// Logging of a proxied request: usage, a failed-call record for an answer of 400 or
+    /// more, metrics and the access log.
+    fn logging(&self, call: &Call<'_>, admitted: &Admitted<'_>, status: StatusCode, answered: Timestamp) {
+        let api = call.api;
+        let latency = call.started.elapsed();
         self.usage.record(
-            app,
-            touched
+            admitted.app,
+            admitted
+                .touched
                 .as_slice()
                 .iter()
                 .filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount))),
@@ -400,15 +468,11 @@ impl Proxy {
         {
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency));
         }
-        let (mut parts, body) = response.into_parts();
-        forward::strip_hop_by_hop(&mut parts.headers);
-        if let Some(rate) = &call.rate {
-            rate.write(&mut parts.headers, answered, false);
-        }
-        let mut response = Response::from_parts(parts, Either::Left(body));
-        self.decorate(api, &mut response);
-        self.finish(Summary { api: Some(api), app: Some(app), decision: "proxied", status }, None, call.started);
-        response
+        self.finish(
+            Summary { api: Some(api), app: Some(admitted.app), decision: "proxied", status },
+            None,
+            call.started,
+        );
     }
 
     /// Headers every response of the API carries.

@@ -15,3 +15,4 @@ mod ratelimit;
 mod redis;
 mod sync;
 mod usage;
+mod workers;
