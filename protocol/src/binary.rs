@@ -508,6 +508,41 @@ impl FrameReader {
     }
 }
 
+/// Reads the preamble from a reader (a file), refusing other format versions.
+pub fn read_preamble(input: &mut impl io::Read) -> Result<(), BinaryError> {
+    let mut preamble = [0u8; PREAMBLE_LEN];
+    input.read_exact(&mut preamble).map_err(eof_is_truncated)?;
+    check_preamble(&preamble)
+}
+
+/// Reads the next frame from a reader; `None` at a clean end between frames. Holds one
+/// frame in memory at a time, so a large file is never read whole.
+pub fn read_frame(input: &mut impl io::Read) -> Result<Option<Frame>, BinaryError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    let mut filled = 0;
+    while filled < FRAME_HEADER_LEN {
+        match input.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(BinaryError::Truncated),
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let kind = FrameKind::parse(header[0])?;
+    let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(BinaryError::FrameTooLarge(len));
+    }
+    let mut payload = vec![0u8; len];
+    input.read_exact(&mut payload).map_err(eof_is_truncated)?;
+    Ok(Some(Frame { kind, payload }))
+}
+
+fn eof_is_truncated(err: io::Error) -> BinaryError {
+    if err.kind() == io::ErrorKind::UnexpectedEof { BinaryError::Truncated } else { err.into() }
+}
+
 /// Collects the frames of one snapshot into a [`Snapshot`] (tests, tools; the agent
 /// compiles frames straight into its own tables instead).
 #[derive(Default)]

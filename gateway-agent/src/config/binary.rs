@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use tollgate_protocol::binary::{BinaryError, Frame, FrameKind, FrameReader};
+use tollgate_protocol::binary::{BinaryError, Frame, FrameKind, read_frame, read_preamble};
 use tollgate_protocol::{CurrentUsage, KeyHash, ValidationError};
 
 use super::compile::{build_catalog, check_usage, check_version};
@@ -112,19 +112,29 @@ fn unexpected(frame: &Frame, wanted: FrameKind) -> ConfigError {
     ConfigError::Unreadable(format!("a {:?} frame where a {wanted:?} frame belongs", frame.kind))
 }
 
-/// Compiles a whole binary snapshot held in memory (the disk copy).
-pub(crate) fn compile_bytes(bytes: &[u8]) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
-    let mut reader = FrameReader::new();
-    reader.push(bytes);
-    let mut frames = Vec::new();
-    while let Some(frame) = reader.next_frame()? {
-        let end = frame.kind == FrameKind::End;
-        frames.push(frame);
-        if end {
-            break;
+/// Compiles a binary snapshot read from `input` (the disk copy) one frame at a time, so
+/// the file is never held whole next to what it compiles into.
+pub(crate) fn compile_reader(mut input: impl std::io::Read) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
+    read_preamble(&mut input)?;
+    let mut failed = None;
+    let frames = std::iter::from_fn(|| match read_frame(&mut input) {
+        Ok(frame) => frame,
+        Err(err) => {
+            failed = Some(err);
+            None
         }
+    });
+    let compiled = compile_frames(frames);
+    // A read error shows up as a cut snapshot; name the read error instead.
+    match failed {
+        Some(err) => Err(err.into()),
+        None => compiled,
     }
-    compile_frames(frames)
+}
+
+#[cfg(test)]
+fn compile_bytes(bytes: &[u8]) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
+    compile_reader(bytes)
 }
 
 /// Applications from records: the plan is an index (a slot of the catalog, which a

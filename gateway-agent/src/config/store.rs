@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter, preamble};
 use tollgate_protocol::{CurrentUsage, PROTOCOL_VERSION};
 
-use super::binary::compile_bytes;
+use super::binary::compile_reader;
 use super::model::{Config, ConfigError};
 use super::parse::parse_snapshot;
 use crate::clock::Clock;
@@ -102,8 +102,8 @@ fn write_snapshot<W: Write>(
 /// Blocking.
 pub(crate) fn read(state_dir: &Path) -> io::Result<Option<(Config, Vec<CurrentUsage>)>> {
     let compiled = |result: Result<_, ConfigError>| result.map(Some).map_err(io::Error::other);
-    match std::fs::read(path(state_dir)) {
-        Ok(bytes) => return compiled(compile_bytes(&bytes)),
+    match std::fs::File::open(path(state_dir)) {
+        Ok(file) => return compiled(compile_reader(io::BufReader::with_capacity(1 << 20, file))),
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
         Err(_) => {}
     }
