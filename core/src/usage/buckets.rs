@@ -74,6 +74,36 @@ pub async fn used_in_window(
     Ok(rows.into_iter().map(|r| (r.application_id, r.used)).collect())
 }
 
+/// [`used_in_window`] for every application on `plan` that a snapshot
+/// carries (not rejected). The applications are joined in SQL: a million ids
+/// as one `= ANY($n)` parameter took seconds.
+pub async fn used_in_window_by_plan(
+    conn: &mut sqlx::PgConnection,
+    plan: Uuid,
+    metric: Uuid,
+    window: &Window,
+) -> Result<Vec<(Uuid, i64)>> {
+    let start = offset_datetime(window.start);
+    let end = window.end.map_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT), offset_datetime);
+    let rows = sqlx::query!(
+        r#"SELECT r.application_id, sum(r.hits)::bigint AS "used!"
+           FROM usage_rollups r
+           JOIN applications ap ON ap.id = r.application_id
+           WHERE ap.plan_id = $1 AND ap.state <> 'rejected'
+             AND r.metric_id = $2 AND r.granularity = $3
+             AND r.bucket_start >= $4 AND r.bucket_start < $5
+           GROUP BY r.application_id"#,
+        plan,
+        metric,
+        tiling(window.period) as Granularity,
+        start,
+        end
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.application_id, r.used)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

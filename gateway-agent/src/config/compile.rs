@@ -108,7 +108,6 @@ pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<
         }
         plan_slots.insert(plan.id, slot as u32);
         plan_entries.push(Some(PlanEntry {
-            id: plan.id,
             api,
             limits: PlanLimits::new(plan.time_zone.time_zone().clone(), rules),
             time_zone: plan.time_zone.as_str().into(),

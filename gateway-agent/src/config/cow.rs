@@ -184,6 +184,10 @@ impl<T: Clone> CowVec<T> {
         CowVec { chunks, len }
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn get(&self, index: usize) -> Option<&T> {
         self.chunks.get(index / CHUNK)?.get(index % CHUNK)
     }

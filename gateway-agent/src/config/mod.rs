@@ -5,6 +5,7 @@
 //!
 //! This file only declares the modules and re-exports what the rest of the agent uses.
 
+mod binary;
 mod compile;
 mod cow;
 mod delta;
@@ -12,6 +13,7 @@ mod model;
 mod parse;
 pub(crate) mod store;
 
+pub(crate) use binary::compile_frames;
 pub(crate) use compile::compile_snapshot;
 pub(crate) use delta::apply_delta;
 pub(crate) use model::{ApiEntry, AppEntry, Config, ConfigError, CredentialEntry, Lifecycle, LiveConfig, PlanEntry};

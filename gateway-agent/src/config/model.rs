@@ -120,7 +120,6 @@ pub(crate) struct MetricEntry {
 }
 
 pub(crate) struct PlanEntry {
-    pub id: Uuid,
     /// Index into [`Catalog::apis`].
     pub api: u32,
     pub limits: PlanLimits,

@@ -1,11 +1,16 @@
-//! The last good config on disk (`STATE_DIR/config.json`), so a restarted agent can serve
+//! The last good config on disk (`STATE_DIR/config.bin`), so a restarted agent can serve
 //! while the management server is down.
 //!
-//! The file is a protocol [`Snapshot`] in its JSON wire form: readable by people and tools,
-//! and loaded by the same parser and compiler as the stream. It is written straight from the
-//! compiled config (no wire-form copy of a million credentials in memory), to a temporary
-//! file that is fsynced and renamed over the old one, so a crash leaves the old or the new
-//! file, never a torn one. Its `usage` holds the agent's own counters for seeded periods.
+//! The file is a protocol snapshot in the binary encoding of `tollgate_protocol::binary`
+//! (about a fifth of the JSON's size), loaded by the same compiler as the binary stream.
+//! It is written straight from the compiled config (no wire-form copy of a million
+//! credentials in memory), to a temporary file that is fsynced and renamed over the old
+//! one, so a crash leaves the old or the new file, never a torn one. Its usage frame holds
+//! the agent's own counters for seeded periods. `tollgate-protocol`'s `decode_snapshot`
+//! turns it back into the readable JSON form.
+//!
+//! Agents before the binary form kept `config.json`; it is read once when no `config.bin`
+//! exists, and removed after the first binary save.
 //!
 //! Also the two tasks around the file: loading it at start ([`load_standby`]) and writing
 //! each newly applied config ([`persist`]).
@@ -16,20 +21,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde::Serialize;
-use serde::ser::{SerializeStruct, Serializer};
 use tokio::sync::watch;
-use tollgate_protocol::{ApplicationState, CurrentUsage, KeyKind, PROTOCOL_VERSION};
-use uuid::Uuid;
+use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter, preamble};
+use tollgate_protocol::{CurrentUsage, PROTOCOL_VERSION};
 
-use super::model::Config;
+use super::binary::compile_reader;
+use super::model::{Config, ConfigError};
 use super::parse::parse_snapshot;
 use crate::clock::Clock;
 use crate::enforce::Limiter;
 use crate::enforce::seed::seed;
 use crate::state;
 
-pub(crate) const FILE_NAME: &str = "config.json";
+pub(crate) const FILE_NAME: &str = "config.bin";
+/// What agents before the binary form saved; read once for the upgrade.
+pub(crate) const LEGACY_FILE_NAME: &str = "config.json";
 
 pub(crate) fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE_NAME)
@@ -40,113 +46,77 @@ pub(crate) fn path(state_dir: &Path) -> PathBuf {
 pub(crate) fn save(state_dir: &Path, config: &Config, usage: &[CurrentUsage]) -> io::Result<()> {
     state::write_atomically(&path(state_dir), |file| {
         let mut writer = io::BufWriter::with_capacity(1 << 20, file);
-        serde_json::to_writer(&mut writer, &SnapshotView { config, usage }).map_err(io::Error::other)?;
-        writer.flush()
-    })
+        writer.write_all(&preamble())?;
+        let writer = write_snapshot(config, usage, writer).map_err(io::Error::other)?;
+        writer.into_inner().map_err(|e| e.into_error())?.flush()
+    })?;
+    // The binary copy is in place: the JSON one of an older agent is stale now.
+    match std::fs::remove_file(state_dir.join(LEGACY_FILE_NAME)) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
 }
 
-/// The saved snapshot's JSON, if there is one (compile it with
-/// [`super::parse_snapshot`]). Blocking.
-pub(crate) fn read(state_dir: &Path) -> io::Result<Option<Vec<u8>>> {
-    match std::fs::read(path(state_dir)) {
-        Ok(bytes) => Ok(Some(bytes)),
+/// A compiled config in the binary snapshot encoding. Slots left empty by deltas are
+/// skipped, so plans and applications are renumbered densely on the way out.
+fn write_snapshot<W: Write>(
+    config: &Config,
+    usage: &[CurrentUsage],
+    out: W,
+) -> Result<W, tollgate_protocol::binary::BinaryError> {
+    let catalog = &config.catalog;
+    let mut writer = SnapshotWriter::new(out);
+    writer.head(&SnapshotHead {
+        protocol_version: PROTOCOL_VERSION,
+        revision: config.revision,
+        generated_at: config.generated_at,
+    })?;
+    let plans: Vec<_> = catalog.source_plans.iter().flatten().cloned().collect();
+    writer.catalog(&catalog.source_apis, &plans)?;
+    let mut plan_index = vec![u32::MAX; catalog.source_plans.len()];
+    for (dense, slot) in
+        catalog.source_plans.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| i).enumerate()
+    {
+        plan_index[slot] = dense as u32;
+    }
+    let mut app_index = vec![u32::MAX; config.apps.slots.len()];
+    let mut next = 0u32;
+    for (slot, app) in config.apps.slots.iter().enumerate() {
+        let Some(app) = app else { continue };
+        let Some(&plan) = plan_index.get(app.plan as usize).filter(|&&p| p != u32::MAX) else { continue };
+        writer.application(&ApplicationRecord { id: app.id, plan, state: app.state, app_id: app.app_id.as_deref() })?;
+        app_index[slot] = next;
+        next += 1;
+    }
+    for (hash, entry) in config.credentials.iter() {
+        let Some(&application) = app_index.get(entry.app as usize).filter(|&&a| a != u32::MAX) else { continue };
+        let expires_at =
+            (entry.expires_at != i64::MAX).then(|| Timestamp::from_second(entry.expires_at).ok()).flatten();
+        writer.credential(&CredentialRecord { hash: *hash, kind: entry.kind, application, expires_at })?;
+    }
+    writer.usage(usage)?;
+    writer.finish()
+}
+
+/// The saved snapshot, compiled: `config.bin`, or an older agent's `config.json`.
+/// Blocking.
+pub(crate) fn read(state_dir: &Path) -> io::Result<Option<(Config, Vec<CurrentUsage>)>> {
+    let compiled = |result: Result<_, ConfigError>| result.map(Some).map_err(io::Error::other);
+    match std::fs::File::open(path(state_dir)) {
+        Ok(file) => return compiled(compile_reader(io::BufReader::with_capacity(1 << 20, file))),
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        Err(_) => {}
+    }
+    match std::fs::read(state_dir.join(LEGACY_FILE_NAME)) {
+        Ok(json) => {
+            tracing::info!("upgrading the config.json of an older agent to config.bin");
+            let Some((config, usage)) = compiled(parse_snapshot(&json))? else { return Ok(None) };
+            // Once: from now on the binary copy is read (and the JSON one is removed).
+            save(state_dir, &config, &usage)?;
+            Ok(Some((config, usage)))
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
-    }
-}
-
-/// Serialises a compiled config in the [`Snapshot`] wire shape.
-struct SnapshotView<'a> {
-    config: &'a Config,
-    usage: &'a [CurrentUsage],
-}
-
-#[derive(Serialize)]
-struct ApplicationView<'a> {
-    id: Uuid,
-    plan_id: Uuid,
-    state: ApplicationState,
-    app_id: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct CredentialView {
-    hash: Hex,
-    kind: KeyKind,
-    application_id: Uuid,
-    expires_at: Option<Timestamp>,
-}
-
-/// A key hash as 64 lowercase hex digits, as [`tollgate_protocol::KeyHash`] serialises,
-/// without a formatter call per byte (a million of them add seconds to a save).
-struct Hex([u8; 32]);
-
-impl Serialize for Hex {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0u8; 64];
-        for (pair, byte) in text.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0xf)];
-        }
-        serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
-    }
-}
-
-/// A sequence serialised from an iterator, without collecting it.
-struct Seq<F>(F);
-
-impl<F, I> Serialize for Seq<F>
-where
-    F: Fn() -> I,
-    I: Iterator,
-    I::Item: Serialize,
-{
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((self.0)())
-    }
-}
-
-impl Serialize for SnapshotView<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let config = self.config;
-        let catalog = &config.catalog;
-        let mut out = serializer.serialize_struct("Snapshot", 9)?;
-        out.serialize_field("protocol_version", &PROTOCOL_VERSION)?;
-        out.serialize_field("revision", &config.revision)?;
-        out.serialize_field("generated_at", &config.generated_at)?;
-        out.serialize_field("apis", &catalog.source_apis)?;
-        out.serialize_field("plans", &Seq(|| catalog.source_plans.iter().flatten()))?;
-        out.serialize_field(
-            "applications",
-            &Seq(|| {
-                config.apps.slots.iter().flatten().filter_map(|app| {
-                    Some(ApplicationView {
-                        id: app.id,
-                        plan_id: catalog.plan(app.plan)?.id,
-                        state: app.state,
-                        app_id: app.app_id.as_deref(),
-                    })
-                })
-            }),
-        )?;
-        out.serialize_field(
-            "credentials",
-            &Seq(|| {
-                config.credentials.iter().filter_map(|(hash, entry)| {
-                    Some(CredentialView {
-                        hash: Hex(*hash),
-                        kind: entry.kind,
-                        application_id: config.apps.get(entry.app)?.id,
-                        expires_at: (entry.expires_at != i64::MAX)
-                            .then(|| Timestamp::from_second(entry.expires_at).ok())
-                            .flatten(),
-                    })
-                })
-            }),
-        )?;
-        out.serialize_field("usage", self.usage)?;
-        out.end()
     }
 }
 
@@ -157,17 +127,13 @@ pub(crate) async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Op
     let limiter = limiter.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let Some(json) = read(&dir)? else {
+        let Some((config, usage)) = read(&dir)? else {
             return Ok(None);
         };
-        let read = started.elapsed();
-        let (config, usage) = parse_snapshot(&json).map_err(std::io::Error::other)?;
-        drop(json);
         seed(&config, &usage, &limiter);
         tracing::info!(
             revision = config.revision,
             credentials = config.credentials.len(),
-            read_ms = read.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "loaded the last good config from disk"
         );
@@ -245,13 +211,28 @@ async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, cl
 
 #[cfg(test)]
 mod tests {
-    use tollgate_protocol::KeyHash;
+    use tollgate_protocol::Snapshot;
+    use tollgate_protocol::binary::decode_snapshot;
 
     use super::*;
 
+    fn fixture() -> Snapshot {
+        serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot.json")).expect("fixture")
+    }
+
+    /// What the agent saves decodes to the snapshot it compiled (credentials in the
+    /// table's order, which is not the server's).
     #[test]
-    fn hashes_serialise_as_the_protocol_does() {
-        let hash = KeyHash::of("tg_uk_example");
-        assert_eq!(serde_json::to_string(&Hex(hash.0)).expect("json"), serde_json::to_string(&hash).expect("json"));
+    fn the_saved_file_is_the_snapshot_in_binary() {
+        let snapshot = fixture();
+        let (config, usage) = crate::config::compile_snapshot(snapshot.clone()).expect("compiles");
+        let mut bytes = preamble().to_vec();
+        bytes = write_snapshot(&config, &usage, bytes).expect("write");
+        let mut saved = decode_snapshot(&bytes).expect("decodes");
+        let mut expected = snapshot;
+        for s in [&mut saved, &mut expected] {
+            s.credentials.sort_by_key(|c| c.hash.0);
+        }
+        assert_eq!(saved, expected);
     }
 }

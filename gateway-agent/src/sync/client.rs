@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tollgate_protocol::{NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use tollgate_protocol::{PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 
 use crate::settings::{ServerUrl, Token};
 
@@ -82,13 +82,31 @@ impl ControlPlane {
         tokio::time::timeout(POST_TIMEOUT, exchange).await.map_err(|_| ControlPlaneError::Timeout(POST_TIMEOUT))?
     }
 
-    /// Opens a long-lived GET (the config stream) and returns once its head arrives.
+    /// Opens a long-lived GET (the config stream) and returns once its head arrives. Asks
+    /// for the binary encoding; servers before it answer NDJSON.
     pub async fn open_stream(&self, path_and_query: &str) -> Result<Response<Incoming>, ControlPlaneError> {
         let mut request = self.request(Method::GET, path_and_query, Bytes::new())?;
-        request.headers_mut().insert(ACCEPT, HeaderValue::from_static(NDJSON_CONTENT_TYPE));
+        request.headers_mut().insert(ACCEPT, HeaderValue::from_static(ACCEPT_CONFIG));
         tokio::time::timeout(CONNECT_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| ControlPlaneError::Timeout(CONNECT_TIMEOUT))?
             .map_err(ControlPlaneError::Unreachable)
+    }
+}
+
+/// Binary first, NDJSON from servers before it; checked against the protocol's constants
+/// by a test.
+const ACCEPT_CONFIG: &str = "application/vnd.tollgate.config+bin, application/x-ndjson;q=0.5";
+
+#[cfg(test)]
+mod tests {
+    use tollgate_protocol::NDJSON_CONTENT_TYPE;
+    use tollgate_protocol::binary::BINARY_CONTENT_TYPE;
+
+    use super::*;
+
+    #[test]
+    fn the_accept_header_names_both_encodings() {
+        assert_eq!(ACCEPT_CONFIG, format!("{BINARY_CONTENT_TYPE}, {NDJSON_CONTENT_TYPE};q=0.5"));
     }
 }

@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::header::CONTENT_TYPE;
 use tokio::sync::watch;
+use tollgate_protocol::binary::{BINARY_CONTENT_TYPE, BinaryError, Frame, FrameKind, FrameReader};
 use tollgate_protocol::{
     AgentStatus, CONFIG_STREAM_PATH, ConfigMessage, CurrentUsage, Delta, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION,
     Rejection,
@@ -24,7 +25,9 @@ use tollgate_protocol::{
 
 use super::Backoff;
 use super::client::{ControlPlane, ControlPlaneError};
-use crate::config::{Config, ConfigError, LiveConfig, apply_delta, compile_snapshot, is_snapshot_line, parse_snapshot};
+use crate::config::{
+    Config, ConfigError, LiveConfig, apply_delta, compile_frames, compile_snapshot, is_snapshot_line, parse_snapshot,
+};
 use crate::enforce::Limiter;
 use crate::enforce::seed::seed;
 use crate::telemetry::Metrics;
@@ -79,6 +82,8 @@ enum SessionEnd {
     Closed,
     #[error("reading the config stream: {0}")]
     Body(#[source] hyper::Error),
+    #[error("reading the binary config stream: {0}")]
+    Frames(#[source] BinaryError),
     #[error("missed an update: delta {base} → {revision} does not apply to revision {current:?}")]
     Gap { base: u64, revision: u64, current: Option<u64> },
     #[error("missed an update: the server is at revision {server}, the agent at {agent:?}")]
@@ -201,13 +206,21 @@ impl ConfigSync {
             StatusCode::UNAUTHORIZED => return SessionEnd::Unauthorized,
             status => return SessionEnd::Status(status),
         }
+        let binary = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|k| k.as_bytes().starts_with(BINARY_CONTENT_TYPE.as_bytes()));
         if let Some(kind) = response.headers().get(CONTENT_TYPE)
+            && !binary
             && !kind.as_bytes().starts_with(NDJSON_CONTENT_TYPE.as_bytes())
         {
             return SessionEnd::ContentType(String::from_utf8_lossy(kind.as_bytes()).into_owned());
         }
-        tracing::info!(server = %self.control_plane.server(), revision = ?state.revision(), "config stream connected");
+        tracing::info!(server = %self.control_plane.server(), revision = ?state.revision(), binary, "config stream connected");
         self.metrics.cp_connected.set(1.0);
+        if binary {
+            return self.binary_session(state, response.into_body()).await;
+        }
         let mut body = response.into_body();
         let mut buffer = BytesMut::new();
         loop {
@@ -269,6 +282,78 @@ impl ConfigSync {
             }
         };
         drop(line);
+        self.handle_message(state, message).await
+    }
+
+    /// The binary stream: frames are split as bytes arrive; a snapshot's frames go to its
+    /// compiler on a blocking thread while the rest is still downloading.
+    async fn binary_session(&self, state: &mut State, mut body: hyper::body::Incoming) -> SessionEnd {
+        let mut reader = FrameReader::new();
+        let mut receiving: Option<Receiving> = None;
+        loop {
+            let frame = match tokio::time::timeout(SILENCE, body.frame()).await {
+                Err(_) => return SessionEnd::Silent,
+                Ok(None) => return SessionEnd::Closed,
+                Ok(Some(Err(err))) => return SessionEnd::Body(err),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            reader.push(&data);
+            loop {
+                let frame = match reader.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(err) => return SessionEnd::Frames(err),
+                };
+                match frame.kind {
+                    FrameKind::KeepAlive => {}
+                    FrameKind::Message => match frame.message() {
+                        Ok(message) => {
+                            if let Err(end) = self.handle_message(state, message).await {
+                                return end;
+                            }
+                        }
+                        Err(err) => self.reject(state, None, format!("unreadable config message: {err}")),
+                    },
+                    FrameKind::Head => {
+                        let revision = frame.head().ok().map(|head| head.revision);
+                        let (frames, rx) = tokio::sync::mpsc::channel::<Frame>(64);
+                        let limiter = self.limiter.clone();
+                        let compiler = tokio::task::spawn_blocking(move || {
+                            let mut rx = rx;
+                            let (config, usage) = compile_frames(std::iter::from_fn(|| rx.blocking_recv()))?;
+                            seed(&config, &usage, &limiter);
+                            Ok::<_, ConfigError>(config)
+                        });
+                        let _ = frames.send(frame).await;
+                        receiving = Some(Receiving { frames, compiler, revision, started: Instant::now() });
+                    }
+                    FrameKind::End => {
+                        let Some(snapshot) = receiving.take() else {
+                            return SessionEnd::Frames(BinaryError::Malformed {
+                                what: "stream",
+                                message: "an end frame without a snapshot".into(),
+                            });
+                        };
+                        // A compiler that stopped early (an invalid snapshot) has its verdict ready.
+                        let _ = snapshot.frames.send(frame).await;
+                        drop(snapshot.frames);
+                        let compiled = snapshot.compiler.await;
+                        self.conclude_snapshot(state, compiled, snapshot.started, snapshot.revision);
+                    }
+                    _ => {
+                        if let Some(snapshot) = &receiving {
+                            let _ = snapshot.frames.send(frame).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle_message(&self, state: &mut State, message: ConfigMessage) -> Result<(), SessionEnd> {
         match message {
             ConfigMessage::Snapshot(snapshot) => {
                 let revision = snapshot.revision;
@@ -317,6 +402,17 @@ impl ConfigSync {
             Ok::<_, ConfigError>(config)
         })
         .await;
+        self.conclude_snapshot(state, compiled, started, revision());
+    }
+
+    /// Installs a compiled snapshot, or reports it rejected under `revision`.
+    fn conclude_snapshot(
+        &self,
+        state: &mut State,
+        compiled: Result<Result<Config, ConfigError>, tokio::task::JoinError>,
+        started: Instant,
+        revision: Option<u64>,
+    ) {
         let reason = match compiled {
             Ok(Ok(config)) => {
                 tracing::info!(
@@ -331,7 +427,7 @@ impl ConfigSync {
             Ok(Err(err)) => err.to_string(),
             Err(join) => format!("compiler crashed: {join}"),
         };
-        self.reject(state, revision(), reason);
+        self.reject(state, revision, reason);
     }
 
     async fn apply_delta(&self, state: &mut State, delta: Delta) {
@@ -385,6 +481,14 @@ impl ConfigSync {
             rejected: state.rejected.clone(),
         });
     }
+}
+
+/// A binary snapshot on its way in: its frames go to `compiler` as they arrive.
+struct Receiving {
+    frames: tokio::sync::mpsc::Sender<Frame>,
+    compiler: tokio::task::JoinHandle<Result<Config, ConfigError>>,
+    revision: Option<u64>,
+    started: Instant,
 }
 
 /// Position of the first `\n`, eight bytes at a time: a snapshot line is hundreds of

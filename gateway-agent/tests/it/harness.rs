@@ -183,7 +183,10 @@ pub struct UsageAttempt {
 #[derive(Default)]
 struct CpState {
     snapshot: Option<Snapshot>,
-    streams: Vec<mpsc::UnboundedSender<Bytes>>,
+    /// Open config streams, and whether each speaks the binary encoding.
+    streams: Vec<(mpsc::UnboundedSender<Bytes>, bool)>,
+    /// Answer NDJSON whatever the agent accepts, as servers before the binary encoding did.
+    json_only: bool,
     /// `revision` query of each config stream request (`None`: omitted).
     connects: Vec<Option<u64>>,
     statuses: Vec<AgentStatus>,
@@ -224,6 +227,21 @@ fn line(message: &ConfigMessage) -> Bytes {
     Bytes::from(text)
 }
 
+/// A message in the stream's encoding: snapshots as binary frames where they encode
+/// (an invalid one may not: it goes as a JSON message frame, which agents accept too).
+fn encode(message: &ConfigMessage, binary: bool) -> Bytes {
+    use tollgate_protocol::binary;
+    if !binary {
+        return line(message);
+    }
+    if let ConfigMessage::Snapshot(snapshot) = message
+        && let Ok(frames) = binary::write_snapshot(snapshot, Vec::new())
+    {
+        return Bytes::from(frames);
+    }
+    Bytes::from(binary::message_frame(message).expect("frame"))
+}
+
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<CpBody> {
     let mut response = Response::new(http_body_util::Either::Right(Full::new(body.into())));
     *response.status_mut() = status;
@@ -262,20 +280,31 @@ impl ControlPlane {
                     .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok()));
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut state = state.lock().expect("lock");
+                let binary = !state.json_only
+                    && request.headers().get("accept").is_some_and(|accept| {
+                        accept.to_str().is_ok_and(|a| a.contains(tollgate_protocol::binary::BINARY_CONTENT_TYPE))
+                    });
                 state.connects.push(revision);
                 let snapshot = state.snapshot.clone().expect("a snapshot");
                 let current = snapshot.revision;
+                if binary {
+                    let _ = tx.send(Bytes::copy_from_slice(&tollgate_protocol::binary::preamble()));
+                }
                 // As the real server does, an agent already at the current revision gets
                 // only a heartbeat.
                 if revision != Some(current) {
-                    let _ = tx.send(line(&ConfigMessage::Snapshot(snapshot)));
+                    let _ = tx.send(encode(&ConfigMessage::Snapshot(snapshot), binary));
                 }
-                let _ = tx.send(line(&ConfigMessage::Heartbeat(Heartbeat { revision: current, at: Timestamp::now() })));
-                state.streams.push(tx);
+                let beat = ConfigMessage::Heartbeat(Heartbeat { revision: current, at: Timestamp::now() });
+                let _ = tx.send(encode(&beat, binary));
+                state.streams.push((tx, binary));
                 let mut response = Response::new(http_body_util::Either::Left(ChannelBody(rx)));
-                response
-                    .headers_mut()
-                    .insert("content-type", tollgate_protocol::NDJSON_CONTENT_TYPE.parse().expect("value"));
+                let content_type = if binary {
+                    tollgate_protocol::binary::BINARY_CONTENT_TYPE
+                } else {
+                    tollgate_protocol::NDJSON_CONTENT_TYPE
+                };
+                response.headers_mut().insert("content-type", content_type.parse().expect("value"));
                 response
             }
             (Method::POST, tollgate_protocol::STATUS_PATH) => {
@@ -321,15 +350,19 @@ impl ControlPlane {
         if let Some(snapshot) = &mut state.snapshot {
             let _ = snapshot.apply(delta.clone());
         }
-        let message = line(&ConfigMessage::Delta(delta));
-        state.streams.retain(|stream| stream.send(message.clone()).is_ok());
+        let message = ConfigMessage::Delta(delta);
+        state.streams.retain(|(stream, binary)| stream.send(encode(&message, *binary)).is_ok());
     }
 
     /// Sends a message to every open stream without changing the server's own state.
     pub fn push_raw(&self, message: ConfigMessage) {
         let mut state = self.state.lock().expect("lock");
-        let message = line(&message);
-        state.streams.retain(|stream| stream.send(message.clone()).is_ok());
+        state.streams.retain(|(stream, binary)| stream.send(encode(&message, *binary)).is_ok());
+    }
+
+    /// From now on, answer NDJSON only, as servers before the binary encoding did.
+    pub fn speak_json_only(&self) {
+        self.state.lock().expect("lock").json_only = true;
     }
 
     /// The last status the agent reported.

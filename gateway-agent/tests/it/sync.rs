@@ -140,12 +140,12 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
             }),
         ],
     ));
-    let saved = dir.path().join("config.json");
+    let saved = dir.path().join("config.bin");
     eventually("revision 2 on disk", || {
         let saved = saved.clone();
         async move {
-            let text = std::fs::read(&saved).ok()?;
-            let snapshot: Snapshot = serde_json::from_slice(&text).ok()?;
+            let bytes = std::fs::read(&saved).ok()?;
+            let snapshot: Snapshot = tollgate_protocol::binary::decode_snapshot(&bytes).ok()?;
             (snapshot.revision == 2).then_some(())
         }
     })
@@ -174,7 +174,7 @@ async fn an_agent_restarted_with_a_current_config_is_ready_as_soon_as_the_server
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     agent.shutdown().await.expect("clean shutdown");
-    assert!(dir.path().join("config.json").exists(), "the config was saved");
+    assert!(dir.path().join("config.bin").exists(), "the config was saved");
 
     // Nothing changed on the server: it answers the restarted agent with a heartbeat only.
     let started = Instant::now();
@@ -194,6 +194,51 @@ async fn an_agent_restarted_with_a_current_config_is_ready_as_soon_as_the_server
     assert_eq!(answer.status, StatusCode::OK);
     eventually("the agent to report revision 1 applied", || async {
         (cp.statuses().iter().filter(|s| s.applied_revision == Some(1)).count() >= 2).then_some(())
+    })
+    .await;
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_upgraded_from_config_json_serves_it_and_saves_config_bin() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let dir = TempDir::new();
+    // What an agent before the binary encoding left behind.
+    let mut snapshot = fixture.snapshot.clone();
+    snapshot.revision = 7;
+    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&snapshot).expect("json")).expect("write");
+
+    let down = tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
+    let agent = start_ready(settings(down, dir.path(), None)).await;
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
+    assert_eq!((ready["source"].as_str(), ready["revision"].as_u64()), (Some("disk"), Some(7)));
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    agent.shutdown().await.expect("clean shutdown");
+
+    let bytes = std::fs::read(dir.path().join("config.bin")).expect("config.bin written");
+    let saved = tollgate_protocol::binary::decode_snapshot(&bytes).expect("decodes");
+    assert_eq!(saved.revision, 7);
+    assert_eq!(saved.credentials.len(), snapshot.credentials.len());
+    assert!(!dir.path().join("config.json").exists(), "the JSON copy is removed once the binary one is saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_still_syncs_from_a_server_that_only_speaks_ndjson() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.speak_json_only();
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
+    cp.push(delta(&cp, vec![Change::RevokeCredential { hash: fixture.key.hash() }]));
+    let revoked = url(fixture.key.as_str());
+    eventually("the revoked key to be refused", || {
+        let url = revoked.clone();
+        async move { (get(&url, &[]).await.status == StatusCode::FORBIDDEN).then_some(()) }
     })
     .await;
     agent.shutdown().await.expect("clean shutdown");

@@ -4,5 +4,6 @@
 //! After an intentional change, regenerate with
 //! `UPDATE_FIXTURES=1 cargo test -p tollgate-protocol --test it` and review the diff.
 
+mod binary;
 mod golden;
 mod keys;

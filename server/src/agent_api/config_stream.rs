@@ -2,6 +2,13 @@
 //! agent. It opens with a snapshot (or the delta from the agent's revision),
 //! then pushes a delta the moment Postgres notifies a change, and a
 //! heartbeat every few seconds so both ends notice a dead link.
+//!
+//! An agent sending `Accept: application/vnd.tollgate.config+bin` gets the
+//! same messages in the binary framing of `tollgate_protocol::binary`: the
+//! preamble at once, a snapshot streamed from Postgres as it is read (shared
+//! with the other agents asking at once, see builds.rs), keep-alive frames
+//! every second while it waits, then deltas and heartbeats as JSON frames.
+//! Every stream runs on the main runtime, never on the actix worker.
 
 use std::io;
 use std::time::Duration;
@@ -13,14 +20,38 @@ use tokio::sync::{mpsc, watch};
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{AuthenticatedGateway, set_connected};
 use tollgate_core::sync::{build_delta, build_snapshot};
+use tollgate_protocol::binary::{self, BINARY_CONTENT_TYPE, FrameKind};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
 
 use super::auth;
+use super::builds::SnapshotBuilds;
 use super::error::AgentApiError;
 use super::notifier::ConfigNotifier;
 
 /// Agents treat three missed heartbeats as a dead link.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// While a snapshot is being built, a keep-alive frame this often.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The encoding the agent asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Binary,
+}
+
+impl Encoding {
+    fn of(req: &HttpRequest) -> Encoding {
+        let binary = req
+            .headers()
+            .get_all(header::ACCEPT)
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|kind| kind.split(';').next().is_some_and(|kind| kind.trim() == BINARY_CONTENT_TYPE));
+        if binary { Encoding::Binary } else { Encoding::Json }
+    }
+}
 
 #[derive(serde::Deserialize)]
 pub struct StreamQuery {
@@ -36,15 +67,19 @@ pub async fn open(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
+    let encoding = Encoding::of(&req);
     let (tx, rx) = mpsc::channel::<Line>(8);
     let head = notifier.subscribe();
     let stopping = notifier.stopping();
-    actix_web::rt::spawn(stream(pool.get_ref().clone(), gateway, query.revision, head, stopping, tx));
+    let builds = notifier.builds();
+    let session = Session { pool: pool.get_ref().clone(), builds: builds.clone(), head, stopping, tx };
+    builds.runtime().spawn(stream(session, gateway, query.revision, encoding));
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|line| (line, rx)) });
-    Ok(HttpResponse::Ok()
-        .content_type(NDJSON_CONTENT_TYPE)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .streaming(body))
+    let content_type = match encoding {
+        Encoding::Json => NDJSON_CONTENT_TYPE,
+        Encoding::Binary => BINARY_CONTENT_TYPE,
+    };
+    Ok(HttpResponse::Ok().content_type(content_type).insert_header((header::CACHE_CONTROL, "no-store")).streaming(body))
 }
 
 fn encode(message: &ConfigMessage) -> Result<Bytes, AgentApiError> {
@@ -56,32 +91,45 @@ fn encode(message: &ConfigMessage) -> Result<Bytes, AgentApiError> {
 /// What the agent needs to move from `from` to the head: a delta, or a
 /// snapshot when no delta can be made. Returns the message and its revision.
 async fn catch_up(pool: &PgPool, from: Option<u64>) -> Result<(ConfigMessage, u64), AgentApiError> {
-    if let Some(from) = from
-        && let Some(delta) = build_delta(pool, from).await?
-    {
-        let revision = delta.revision;
-        if delta.changes.is_empty() && revision == from {
-            return Ok((ConfigMessage::Heartbeat(Heartbeat { revision, at: jiff::Timestamp::now() }), revision));
-        }
-        return Ok((ConfigMessage::Delta(delta), revision));
+    if let Some(caught_up) = delta_from(pool, from).await? {
+        return Ok(caught_up);
     }
     let snapshot = build_snapshot(pool).await?;
     let revision = snapshot.revision;
     Ok((ConfigMessage::Snapshot(snapshot), revision))
 }
 
-async fn stream(
+/// A delta (or a heartbeat when nothing changed) from `from` to the head, if
+/// one can be made; with its revision.
+async fn delta_from(pool: &PgPool, from: Option<u64>) -> Result<Option<(ConfigMessage, u64)>, AgentApiError> {
+    let Some(from) = from else { return Ok(None) };
+    let Some(delta) = build_delta(pool, from).await? else { return Ok(None) };
+    let revision = delta.revision;
+    if delta.changes.is_empty() && revision == from {
+        return Ok(Some((ConfigMessage::Heartbeat(Heartbeat { revision, at: jiff::Timestamp::now() }), revision)));
+    }
+    Ok(Some((ConfigMessage::Delta(delta), revision)))
+}
+
+/// What one agent's stream needs.
+struct Session {
     pool: PgPool,
-    gateway: AuthenticatedGateway,
-    from: Option<u64>,
-    mut head: watch::Receiver<u64>,
-    mut stopping: watch::Receiver<bool>,
+    builds: std::sync::Arc<SnapshotBuilds>,
+    head: watch::Receiver<u64>,
+    stopping: watch::Receiver<bool>,
     tx: mpsc::Sender<Line>,
-) {
+}
+
+async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Option<u64>, encoding: Encoding) {
+    let pool = session.pool.clone();
     let _ = set_connected(&pool, gateway.id, true).await;
     metrics::gauge!("tollgate_agent_streams").increment(1.0);
-    tracing::info!(agent = %gateway.name, from = ?from, "agent connected to the config stream");
-    if let Err(err) = pump(&pool, from, &mut head, &mut stopping, &tx).await {
+    tracing::info!(agent = %gateway.name, from = ?from, ?encoding, "agent connected to the config stream");
+    let ended = match encoding {
+        Encoding::Json => pump(&pool, from, &mut session.head, &mut session.stopping, &session.tx).await,
+        Encoding::Binary => pump_binary(&mut session, from).await,
+    };
+    if let Err(err) = ended {
         tracing::warn!(agent = %gateway.name, error = %err, "config stream ended with an error");
     }
     metrics::gauge!("tollgate_agent_streams").decrement(1.0);
@@ -126,6 +174,103 @@ async fn pump(
             }
             () = tx.closed() => return Ok(()),
             _ = stopping.changed() => return Ok(()),
+        }
+    }
+}
+
+fn encode_frame(message: &ConfigMessage) -> Result<Bytes, AgentApiError> {
+    binary::message_frame(message).map(Bytes::from).map_err(|e| AgentApiError::BadRequest(e.to_string()))
+}
+
+/// The binary stream: preamble, a snapshot or delta, then deltas and heartbeats.
+async fn pump_binary(session: &mut Session, from: Option<u64>) -> Result<(), AgentApiError> {
+    if session.tx.send(Ok(Bytes::from_static(&PREAMBLE))).await.is_err() {
+        return Ok(());
+    }
+    let Some(mut sent) = catch_up_binary(session, from).await? else { return Ok(()) };
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            changed = session.head.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                if *session.head.borrow_and_update() <= sent {
+                    continue;
+                }
+                let Some(revision) = catch_up_binary(session, Some(sent)).await? else { return Ok(()) };
+                sent = revision;
+                heartbeat.reset();
+            }
+            _ = heartbeat.tick() => {
+                let beat = ConfigMessage::Heartbeat(Heartbeat { revision: sent, at: jiff::Timestamp::now() });
+                if session.tx.send(Ok(encode_frame(&beat)?)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            () = session.tx.closed() => return Ok(()),
+            _ = session.stopping.changed() => return Ok(()),
+        }
+    }
+}
+
+const PREAMBLE: [u8; binary::PREAMBLE_LEN] = {
+    let mut out = [0u8; binary::PREAMBLE_LEN];
+    let version = binary::FORMAT_VERSION.to_le_bytes();
+    let mut i = 0;
+    while i < 4 {
+        out[i] = binary::MAGIC[i];
+        out[i + 4] = version[i];
+        i += 1;
+    }
+    out
+};
+
+const KEEP_ALIVE: [u8; binary::FRAME_HEADER_LEN] = [FrameKind::KeepAlive as u8, 0, 0, 0, 0];
+
+/// Sends what moves the agent from `from` to the head; the revision it is at
+/// afterwards, `None` if the agent left.
+async fn catch_up_binary(session: &mut Session, from: Option<u64>) -> Result<Option<u64>, AgentApiError> {
+    if let Some((message, revision)) = delta_from(&session.pool, from).await? {
+        return Ok(session.tx.send(Ok(encode_frame(&message)?)).await.ok().map(|()| revision));
+    }
+    let key = *session.head.borrow();
+    let subscription = session.builds.subscribe(key);
+    let build = &subscription.build;
+    let mut progress = build.progress();
+    let mut next = 0;
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE_INTERVAL);
+    keep_alive.tick().await;
+    loop {
+        let now = progress.borrow_and_update().clone();
+        if let Some(Err(reason)) = &now.done {
+            return Err(AgentApiError::Core(tollgate_core::Error::Internal(format!("snapshot build: {reason}"))));
+        }
+        if now.chunks > next {
+            for chunk in build.chunks_from(next) {
+                next += 1;
+                if session.tx.send(Ok(chunk)).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            keep_alive.reset();
+            continue;
+        }
+        if let Some(Ok(())) = now.done {
+            return Ok(now.revision);
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() {
+                return Err(AgentApiError::Core(tollgate_core::Error::Internal("snapshot build vanished".into())));
+            },
+            _ = keep_alive.tick() => {
+                if session.tx.send(Ok(Bytes::from_static(&KEEP_ALIVE))).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            () = session.tx.closed() => return Ok(None),
+            _ = session.stopping.changed() => return Ok(None),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and usage intake. Agents authenticate with `Authorization: Bearer <token>`.
 
 mod auth;
+mod builds;
 mod config_stream;
 mod error;
 mod notifier;

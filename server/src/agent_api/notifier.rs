@@ -2,14 +2,19 @@
 //! head revision (followed by `tollgate_core::sync::follow_head`) and the
 //! process being asked to stop.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tollgate_core::db::PgPool;
 use tollgate_core::sync::follow_head;
+
+use super::builds::SnapshotBuilds;
 
 #[derive(Clone)]
 pub struct ConfigNotifier {
     head: watch::Receiver<u64>,
     stopping: watch::Receiver<bool>,
+    builds: Arc<SnapshotBuilds>,
 }
 
 impl ConfigNotifier {
@@ -22,12 +27,18 @@ impl ConfigNotifier {
             wait_for_signal().await;
             let _ = stop_tx.send(true);
         });
-        ConfigNotifier { head: follow_head(pool), stopping }
+        let builds = SnapshotBuilds::new(pool.clone());
+        ConfigNotifier { head: follow_head(pool), stopping, builds }
     }
 
     /// Becomes true when the process is asked to stop.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stopping.clone()
+    }
+
+    /// The binary snapshot builds shared by this replica's streams.
+    pub fn builds(&self) -> Arc<SnapshotBuilds> {
+        self.builds.clone()
     }
 
     /// A receiver that wakes whenever the head revision advances.

@@ -393,3 +393,172 @@ async fn imported_rules_reach_agents_as_imported_and_hand_made_ones_as_manual(po
     let views = tollgate_core::apis::rules::rules(&s.app.pool, api.id).await.unwrap();
     assert_eq!(views.iter().filter(|r| !r.imported).count(), 1);
 }
+
+/// Registers `n` applications on the weather API's first plan.
+async fn add_apps(s: &Setup, n: usize) {
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let plan = list_plans(&s.app.pool, api.id).await.unwrap().remove(0);
+    for i in 0..n {
+        applications::create(
+            &s.app.pool,
+            s.account,
+            &NewApplication { plan_id: plan.id, name: format!("App {i}"), description: String::new() },
+            &Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Reads a binary config stream (`Accept: application/vnd.tollgate.config+bin`).
+async fn open_binary(app: &TestApp, token: &str, revision: Option<u64>) -> reqwest::Response {
+    let url = match revision {
+        Some(r) => app.url(&format!("/agent/v1/config?revision={r}")),
+        None => app.url("/agent/v1/config"),
+    };
+    let res = app
+        .client
+        .get(url)
+        .bearer_auth(token)
+        .header("accept", tollgate_protocol::binary::BINARY_CONTENT_TYPE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], tollgate_protocol::binary::BINARY_CONTENT_TYPE);
+    res
+}
+
+/// The frames of a binary stream until `done` says enough.
+async fn read_frames(
+    res: &mut reqwest::Response,
+    reader: &mut tollgate_protocol::binary::FrameReader,
+    mut done: impl FnMut(&tollgate_protocol::binary::Frame) -> bool,
+) {
+    loop {
+        while let Some(frame) = reader.next_frame().expect("a well-formed frame") {
+            if done(&frame) {
+                return;
+            }
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), res.chunk())
+            .await
+            .expect("data within 10 s")
+            .expect("stream readable")
+            .expect("stream still open");
+        reader.push(&chunk);
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_agent_asking_for_binary_gets_the_same_config_as_json(pool: PgPool) {
+    let s = setup(pool).await;
+    add_apps(&s, 3).await;
+    // Keys of every shape: user and app keys, one expiring (rotated out), across applications.
+    sqlx::query(
+        "INSERT INTO credentials (id, application_id, kind, key_hash, prefix, last4, expires_at)
+         SELECT gen_random_uuid(), a.id, CASE WHEN g = 2 THEN 'app_key' ELSE 'user_key' END::credential_kind,
+                sha256(('bin' || g || a.id)::bytea), 'tg_bin', 'abcd', CASE WHEN g = 1 THEN now() + interval '1 day' END
+         FROM applications a, generate_series(1, 3) g",
+    )
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let mut json = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(expected) = json.next().await else { panic!("a snapshot first") };
+    assert!(
+        expected.credentials.iter().any(|c| c.expires_at.is_some()),
+        "{} keys, {} apps",
+        expected.credentials.len(),
+        expected.applications.len()
+    );
+
+    let mut res = open_binary(&s.app, &s.token, None).await;
+    let mut reader = tollgate_protocol::binary::FrameReader::new();
+    let mut assembler = tollgate_protocol::binary::SnapshotAssembler::default();
+    let mut snapshot = None;
+    read_frames(&mut res, &mut reader, |frame| {
+        snapshot = assembler.push(frame).expect("assembles");
+        snapshot.is_some()
+    })
+    .await;
+    let mut snapshot = snapshot.expect("a snapshot");
+    snapshot.validate().expect("the binary snapshot validates");
+    assert_eq!(snapshot.revision, expected.revision);
+    // Same content; credential order is the database's and the build time differs.
+    snapshot.generated_at = expected.generated_at;
+    let mut expected = expected;
+    for s in [&mut snapshot, &mut expected] {
+        s.credentials.sort_by_key(|c| c.hash.0);
+    }
+    assert_eq!(snapshot, expected);
+
+    // An agent that is up to date gets a heartbeat frame at its revision, no snapshot.
+    let mut res = open_binary(&s.app, &s.token, Some(expected.revision)).await;
+    let mut reader = tollgate_protocol::binary::FrameReader::new();
+    let mut message = None;
+    read_frames(&mut res, &mut reader, |frame| {
+        assert_ne!(frame.kind, tollgate_protocol::binary::FrameKind::Head, "no snapshot for an agent up to date");
+        if frame.kind == tollgate_protocol::binary::FrameKind::Message {
+            message = Some(frame.message().expect("a message"));
+        }
+        message.is_some()
+    })
+    .await;
+    let Some(ConfigMessage::Heartbeat(beat)) = message else { panic!("a heartbeat, got {message:?}") };
+    assert_eq!(beat.revision, expected.revision);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_build_nobody_waits_for_any_more_is_cancelled(pool: PgPool) {
+    let s = setup(pool).await;
+    add_apps(&s, 1).await;
+    // Enough keys for the build to outlast the agent by many chunks.
+    sqlx::query(
+        "INSERT INTO credentials (id, application_id, kind, key_hash, prefix, last4)
+         SELECT gen_random_uuid(), a.id, 'user_key', sha256(('c' || g || a.id)::bytea), 'tg_bin', 'abcd'
+         FROM (SELECT id FROM applications LIMIT 1) a, generate_series(1, 300000) g",
+    )
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let cancelled = || async {
+        let text = s.app.client.get(s.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("tollgate_snapshot_builds_cancelled_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = cancelled().await;
+    let mut res = open_binary(&s.app, &s.token, None).await;
+    let mut reader = tollgate_protocol::binary::FrameReader::new();
+    // The snapshot has begun: its head frame arrived. Then the agent hangs up.
+    read_frames(&mut res, &mut reader, |frame| frame.kind == tollgate_protocol::binary::FrameKind::Head).await;
+    drop(res);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cancelled().await <= before {
+        if Instant::now() > deadline {
+            let text = s.app.client.get(s.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            panic!(
+                "the build was not cancelled within 30 s: {}",
+                text.lines().filter(|l| l.contains("snapshot")).collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And Postgres is not left reading the credentials for nobody.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%WITH numbered%'",
+        )
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+        if running == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the build's query still runs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
