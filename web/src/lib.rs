@@ -14,7 +14,9 @@
 //! * `redirect`: `LocalPath`, the only kind of place sign-in sends a browser on to;
 //! * `request`: bearer tokens and ids read from a request;
 //! * `urls`: the server's outward addresses, as app data.
+//! * `chart`: server-side SVG charts with their table fallback.
 
+pub mod chart;
 mod client_ip;
 mod csrf;
 mod error;
