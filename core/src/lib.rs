@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod gateways;
 pub mod identity;
+pub mod inbox;
 pub mod mail;
 pub mod plans;
 pub mod secrets;

@@ -7,6 +7,7 @@
 //! otherwise the whole batch is refused as invalid (the agent drops it and
 //! says so) rather than moving rollups and "last used" to another century.
 
+pub mod muting;
 pub mod report;
 
 use std::collections::HashSet;

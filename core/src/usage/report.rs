@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use jiff::Timestamp;
+pub use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -255,6 +255,26 @@ mod bucket_times {
     }
 }
 
+impl UsageReport {
+    /// A bucket's start in the report's zone, as short as its granularity allows.
+    pub fn bucket_label(&self, index: usize) -> String {
+        let Some(start) = self.buckets.get(index) else { return String::new() };
+        let tz = TimeZoneName::new(&self.time_zone).unwrap_or_else(|_| TimeZoneName::utc());
+        let at = Timestamp::from_second(start.unix_timestamp()).unwrap_or(Timestamp::UNIX_EPOCH);
+        let local = at.to_zoned(tz.time_zone().clone());
+        let format = match self.granularity {
+            Granularity::Minute | Granularity::Hour => "%H:%M",
+            Granularity::Day => "%Y-%m-%d",
+            Granularity::Month => "%Y-%m",
+        };
+        local.strftime(format).to_string()
+    }
+
+    pub fn bucket_labels(&self) -> Vec<String> {
+        (0..self.buckets.len()).map(|i| self.bucket_label(i)).collect()
+    }
+}
+
 pub(crate) fn to_offset(t: Timestamp) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -422,6 +442,18 @@ fn limit_granularity(period: Period) -> Granularity {
         Period::Day | Period::Week => Granularity::Day,
         Period::Month | Period::Year | Period::Eternity => Granularity::Month,
     }
+}
+
+/// The time zone of an application's plan, where its buckets and windows begin.
+pub async fn plan_time_zone(pool: &PgPool, application: Uuid) -> Result<TimeZoneName> {
+    let name = sqlx::query_scalar!(
+        "SELECT p.time_zone FROM applications a JOIN plans p ON p.id = a.plan_id WHERE a.id = $1",
+        application
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(TimeZoneName::new(&name).unwrap_or_else(|_| TimeZoneName::utc()))
 }
 
 /// Each limit of an application's plan: used in its current window, max, percent and reset.
