@@ -20,5 +20,6 @@ mod portal;
 mod seed;
 mod teams;
 mod tenants;
+mod usage_reports;
 mod throttles;
 mod versions;
