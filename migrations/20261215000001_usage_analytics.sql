@@ -146,3 +146,6 @@ CREATE TABLE usage_alert_queue (
     queued_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX usage_alert_queue_order_idx ON usage_alert_queue (queued_at);
+
+-- Retention forgets batch ids older than intake accepts.
+CREATE INDEX usage_batches_received_idx ON usage_batches (received_at);

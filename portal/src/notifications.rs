@@ -5,14 +5,17 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::db::PgPool;
-use tollgate_core::inbox::{self, Notice};
+use tollgate_core::notifications::{self, Notification};
 use tollgate_web::{Chrome, CsrfForm, EmptyForm, PageResult, Session, SignedInUser, parse_id, render, see_other};
+
+/// The most notifications the page lists.
+const PAGE: i64 = 100;
 
 #[derive(Template)]
 #[template(path = "portal/notifications.html")]
 struct ListPage {
     chrome: Chrome,
-    notices: Vec<Notice>,
+    notices: Vec<Notification>,
 }
 
 pub async fn list(
@@ -20,7 +23,7 @@ pub async fn list(
     session: Session,
     pool: web::Data<PgPool>,
 ) -> PageResult<HttpResponse> {
-    let notices = inbox::list(&pool, user.id, user.account_id).await?;
+    let notices = notifications::list_for_user(&pool, user.id.0, PAGE).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, notices }))
 }
@@ -31,7 +34,7 @@ pub async fn mark_read(
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
 ) -> PageResult<HttpResponse> {
-    inbox::mark_read(&pool, user.id, user.account_id, parse_id(&path)?).await?;
+    notifications::mark_read(&pool, user.id.0, parse_id(&path)?).await?;
     Ok(see_other("/notifications"))
 }
 
@@ -40,6 +43,6 @@ pub async fn mark_all_read(
     pool: web::Data<PgPool>,
     _form: CsrfForm<EmptyForm>,
 ) -> PageResult<HttpResponse> {
-    inbox::mark_all_read(&pool, user.id, user.account_id).await?;
+    notifications::mark_all_read(&pool, user.id.0).await?;
     Ok(see_other("/notifications"))
 }

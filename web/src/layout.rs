@@ -2,7 +2,7 @@
 //! sign-out form, and a one-line message.
 
 use tollgate_core::accounts::UserSummary;
-use tollgate_core::inbox;
+use tollgate_core::notifications;
 
 use crate::session::Session;
 
@@ -27,7 +27,7 @@ impl Chrome {
     pub async fn for_session(session: &Session) -> tollgate_core::Result<Chrome> {
         let user = session.user();
         let unread = match &user {
-            Some(u) if !u.is_admin => inbox::unread_count(session.pool(), u.id, u.account_id).await?,
+            Some(u) if !u.is_admin => notifications::unread_count(session.pool(), u.id.0).await?,
             _ => 0,
         };
         Ok(Chrome { user, csrf_token: session.csrf_token().await?, flash: None, unread })

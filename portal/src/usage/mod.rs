@@ -8,7 +8,7 @@ use askama::Template;
 
 use tollgate_core::applications::{self, ApplicationId, ApplicationView};
 use tollgate_core::db::PgPool;
-use tollgate_core::usage::muting;
+use tollgate_core::usage::levels::{self, AlertLevel};
 use tollgate_core::usage::report::{self, FailedCallView, Percentile, ReportPeriod, Scope, Timestamp, UsageReport};
 use tollgate_web::usage_view::{self, UsageTable};
 use tollgate_web::{Chrome, CsrfForm, PageResult, Session, SignedInUser, parse_id, render, see_other};
@@ -82,7 +82,7 @@ pub async fn show(
     let (app, report) = load(&pool, &user, &path, period).await?;
     let limits = report::limits(&pool, app.id.0, Timestamp::now()).await?;
     let failed = report::failed_calls(&pool, app.id.0).await?;
-    let muted = muting::muted_levels(&pool, app.account_id, app.id).await?;
+    let muted = levels::muted_levels(&pool, app.account_id.0, app.id.0).await?;
     let page = UsagePage {
         chrome: Chrome::for_session(&session).await?,
         period: period.as_str(),
@@ -97,7 +97,11 @@ pub async fn show(
         error_rate: format!("{:.1}", report.status.error_rate()),
         percentiles: report.percentiles.iter().map(|p| (*p, usage_view::percentile_text(p.at_most_ms))).collect(),
         failed,
-        mutes: muting::MUTABLE_LEVELS.into_iter().map(|level| MuteChoice { level, muted: muted.contains(&level) }).collect(),
+        mutes: AlertLevel::ALL
+            .into_iter()
+            .filter(|l| !l.is_violation())
+            .map(|l| MuteChoice { level: l.pct(), muted: muted.contains(&l) })
+            .collect(),
         muted_saved: query.saved.is_some(),
         app,
         report,
@@ -140,11 +144,11 @@ pub async fn mute(
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let id = ApplicationId(parse_id(&path)?);
-    let levels: Vec<i16> = [(50, &form.mute_50), (80, &form.mute_80), (90, &form.mute_90)]
+    let chosen = [(50, &form.mute_50), (80, &form.mute_80), (90, &form.mute_90)]
         .into_iter()
         .filter(|(_, on)| on.is_some())
-        .map(|(level, _)| level)
-        .collect();
-    muting::set_muted_levels(&pool, account, id, &levels).await?;
+        .map(|(level, _)| AlertLevel::new(level).map_err(|e| e.at("levels")))
+        .collect::<tollgate_core::Result<Vec<_>>>()?;
+    levels::set_muted_levels(&pool, account.0, id.0, &chosen).await?;
     Ok(see_other(format!("/apps/{}/usage?saved=1#alerts", id.0)))
 }
