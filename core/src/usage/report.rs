@@ -593,6 +593,179 @@ pub async fn top_accounts(pool: &PgPool, period: ReportPeriod, now: Timestamp, l
     Ok(rows.into_iter().map(|r| TopEntry { id: r.id, name: r.name, calls: r.calls }).collect())
 }
 
+/// The most buckets one admin API query may span (per metric).
+pub const MAX_ROW_BUCKETS: i64 = 10_000;
+
+/// One rollup bucket of one metric, summed over the applications in scope.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UsageRow {
+    #[serde(with = "time::serde::rfc3339")]
+    pub bucket_start: OffsetDateTime,
+    pub metric_id: Uuid,
+    pub metric: String,
+    pub hits: i64,
+    pub status_2xx: i64,
+    pub status_3xx: i64,
+    pub status_4xx: i64,
+    pub status_5xx: i64,
+}
+
+/// Rollup rows of `granularity` with a start in `[from, to)`, per bucket and
+/// metric, for the filters of `scope` (ANDed). The range may span at most
+/// [`MAX_ROW_BUCKETS`] buckets; a longer or reversed one names `to`.
+pub async fn usage_rows(
+    pool: &PgPool,
+    scope: Scope,
+    granularity: Granularity,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<UsageRow>> {
+    if to <= from {
+        return Err(Error::invalid("to", "must be after `from`"));
+    }
+    let seconds = match granularity {
+        Granularity::Minute => 60,
+        Granularity::Hour => 3600,
+        Granularity::Day => 86_400,
+        Granularity::Month => 28 * 86_400,
+    };
+    if (to - from).whole_seconds() / seconds > MAX_ROW_BUCKETS {
+        return Err(Error::invalid(
+            "to",
+            format!("the range spans more than {MAX_ROW_BUCKETS} buckets of a {granularity}; narrow it or use a coarser granularity"),
+        ));
+    }
+    let rows = sqlx::query!(
+        r#"SELECT r.bucket_start, r.metric_id, m.system_name, sum(r.hits)::bigint AS "hits!",
+                  sum(r.status_2xx)::bigint AS "s2!", sum(r.status_3xx)::bigint AS "s3!",
+                  sum(r.status_4xx)::bigint AS "s4!", sum(r.status_5xx)::bigint AS "s5!"
+           FROM usage_rollups r JOIN applications a ON a.id = r.application_id JOIN metrics m ON m.id = r.metric_id
+           WHERE r.granularity = $1 AND r.bucket_start >= $2 AND r.bucket_start < $3
+             AND ($4::uuid IS NULL OR r.application_id = $4)
+             AND ($5::uuid IS NULL OR a.api_id = $5)
+             AND ($6::uuid IS NULL OR a.account_id = $6)
+             AND ($7::uuid IS NULL OR r.metric_id = $7)
+           GROUP BY r.bucket_start, r.metric_id, m.system_name
+           ORDER BY r.bucket_start, m.system_name"#,
+        granularity as Granularity,
+        from,
+        to,
+        scope.application,
+        scope.api,
+        scope.account,
+        scope.metric
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| UsageRow {
+            bucket_start: r.bucket_start,
+            metric_id: r.metric_id,
+            metric: r.system_name,
+            hits: r.hits,
+            status_2xx: r.s2,
+            status_3xx: r.s3,
+            status_4xx: r.s4,
+            status_5xx: r.s5,
+        })
+        .collect())
+}
+
+/// Calls per API (top-level metrics) over a period's UTC buckets.
+#[derive(Clone, Debug)]
+pub struct ApiTraffic {
+    pub api_id: Uuid,
+    pub name: String,
+    pub values: Vec<i64>,
+}
+
+pub async fn traffic_per_api(pool: &PgPool, report: &UsageReport) -> Result<Vec<ApiTraffic>> {
+    let (Some(&from), n) = (report.buckets.first(), report.buckets.len()) else { return Ok(Vec::new()) };
+    let to = match report.granularity {
+        Granularity::Minute => from + time::Duration::minutes(n as i64),
+        Granularity::Hour => from + time::Duration::hours(n as i64),
+        // Past the last bucket's start by at least its length.
+        Granularity::Day => from + time::Duration::days(n as i64),
+        Granularity::Month => from + time::Duration::days(31 * n as i64),
+    };
+    let rows = sqlx::query!(
+        r#"SELECT m.api_id, p.name, r.bucket_start, sum(r.hits)::bigint AS "hits!"
+           FROM usage_rollups r JOIN metrics m ON m.id = r.metric_id AND m.parent_id IS NULL
+           JOIN api_products p ON p.id = m.api_id
+           WHERE r.granularity = $1 AND r.bucket_start >= $2 AND r.bucket_start < $3
+           GROUP BY m.api_id, p.name, r.bucket_start"#,
+        report.granularity as Granularity,
+        from,
+        to
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out: Vec<ApiTraffic> = Vec::new();
+    for row in rows {
+        let Some(b) = bucket_index(&report.buckets, row.bucket_start) else { continue };
+        let i = match out.iter().position(|a| a.api_id == row.api_id) {
+            Some(i) => i,
+            None => {
+                out.push(ApiTraffic { api_id: row.api_id, name: row.name, values: vec![0; n] });
+                out.len() - 1
+            }
+        };
+        out[i].values[b] += row.hits;
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// A limit reached or exceeded (an alert at 100 % or more).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Violation {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub application_id: Uuid,
+    pub application: String,
+    pub account_id: Uuid,
+    pub account: String,
+    pub metric: String,
+    pub period: Period,
+    pub level: i16,
+    pub used: i64,
+    pub max: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_start: OffsetDateTime,
+}
+
+/// The newest violations, newest first.
+pub async fn violations(pool: &PgPool, limit: i64) -> Result<Vec<Violation>> {
+    let rows = sqlx::query!(
+        r#"SELECT v.created_at, v.application_id, a.name AS application, c.id AS account_id, c.name AS account,
+                  m.system_name AS metric, l.period AS "period: crate::stored::StoredPeriod", v.threshold_pct,
+                  v.used, v.max_value, v.window_start
+           FROM usage_alerts v JOIN applications a ON a.id = v.application_id JOIN accounts c ON c.id = a.account_id
+           JOIN usage_limits l ON l.id = v.usage_limit_id JOIN metrics m ON m.id = l.metric_id
+           WHERE v.threshold_pct >= 100 ORDER BY v.created_at DESC LIMIT $1"#,
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Violation {
+            at: r.created_at,
+            application_id: r.application_id,
+            application: r.application,
+            account_id: r.account_id,
+            account: r.account,
+            metric: r.metric,
+            period: r.period.0,
+            level: r.threshold_pct,
+            used: r.used,
+            max: r.max_value,
+            window_start: r.window_start,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
