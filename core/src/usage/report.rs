@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tollgate_protocol::usage::{LATENCY_BUCKET_BOUNDS_MS, LATENCY_BUCKETS};
-use tollgate_protocol::{Period, TimeZoneName};
+pub use tollgate_protocol::{Period, TimeZoneName};
 use uuid::Uuid;
 
 use super::Granularity;

@@ -3,7 +3,8 @@
 //! tenant isolation, empty periods and bad parameters.
 
 use sqlx::PgPool;
-use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
+use tollgate_core::admin_tokens;
 use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
 use tollgate_protocol::usage::LATENCY_BUCKETS;
@@ -270,4 +271,103 @@ async fn developers_mute_warnings_and_read_their_notifications(pool: PgPool) {
     s.app.post_form("/notifications/read-all", &[("csrf_token", &csrf_from(&html))]).await;
     let html = s.app.get("/dashboard").await.text().await.unwrap();
     assert!(!html.contains("unread-count"));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_api(pool: PgPool) {
+    let s = setup(pool).await;
+    let hits = metric(&s.app.pool, s.app_id, "hits").await;
+    let now = jiff::Timestamp::now().as_second() / 60 * 60;
+    post_batch(
+        &s,
+        vec![
+            entry(s.app_id, hits, now - 60, StatusClass::Success, 6, 2),
+            entry(s.app_id, hits, now, StatusClass::ClientError, 2, 2),
+        ],
+    )
+    .await;
+    let account: Uuid = sqlx::query_scalar("SELECT account_id FROM applications WHERE id = $1")
+        .bind(s.app_id)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    let api: Uuid = sqlx::query_scalar("SELECT api_id FROM applications WHERE id = $1")
+        .bind(s.app_id)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    let admin = TestApp { base: s.app.base.clone(), pool: s.app.pool.clone(), client: client() };
+    admin.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+
+    let home = admin.get("/admin?period=1h").await.text().await.unwrap();
+    assert!(home.contains("<td>6</td><td>0</td><td>2</td><td>0</td><td>25.0%</td>"), "status and error rate: {home}");
+    assert!(home.contains("Metered</a></td><td>8</td>"), "top applications");
+    assert!(home.contains("Demo Developer Co</a></td><td>8</td>"), "top accounts");
+    assert!(home.contains("0 of 1 agents connected"), "fleet: the registered agent never connected");
+    assert!(home.contains("data-testid=\"apis\""), "the API list stays");
+
+    // Filters combine; a filter that excludes the app shows nothing.
+    let page = admin.get(&format!("/admin/usage?period=1h&account={account}&api={api}")).await.text().await.unwrap();
+    assert_eq!(calls_on_page(&page, "hits"), 8);
+    let other = Uuid::now_v7();
+    let page = admin.get(&format!("/admin/usage?period=1h&account={other}&api={api}")).await.text().await.unwrap();
+    assert!(page.contains("No calls in this period"));
+    let page = admin.get(&format!("/admin/usage?period=1h&application={}", s.app_id)).await.text().await.unwrap();
+    assert!(page.contains("2 / 10 (20%)") && page.contains("8 / 1000 (0%)"), "one application's limits");
+    let bad = admin.get("/admin/usage?account=nope").await;
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("account"));
+    let csv = admin.get(&format!("/admin/usage.csv?table=usage&period=1h&application={}", s.app_id)).await;
+    let rows = csv_rows(&csv.text().await.unwrap());
+    assert_eq!(rows.iter().filter(|r| r["metric"] == "hits").map(|r| r["calls"].parse::<i64>().unwrap()).sum::<i64>(), 8);
+    assert_eq!(admin.get("/admin/usage.csv?table=failed").await.status(), 422, "failed calls need an application");
+    assert_eq!(s.app.get("/admin/usage").await.status(), 403, "developers are not admins");
+
+    // Violations: an alert at 100 % or more.
+    sqlx::query(
+        "INSERT INTO usage_alerts (application_id, usage_limit_id, window_start, threshold_pct, used, max_value)
+         SELECT a.id, l.id, now(), 100, 10, 10 FROM applications a JOIN usage_limits l ON l.plan_id = a.plan_id
+         WHERE a.id = $1 AND l.period = 'minute'",
+    )
+    .bind(s.app_id)
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let html = admin.get("/admin/violations").await.text().await.unwrap();
+    assert!(html.contains("Metered") && html.contains("<td>100%</td><td>10 / 10</td>"), "{html}");
+
+    // The REST API: same numbers, ANDed filters, 422 naming the field.
+    let owner = admin_tokens::admin_by_email(&s.app.pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = admin_tokens::create(&s.app.pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let api_get = |path: String| {
+        let req = s.app.client.get(s.app.url(&path)).bearer_auth(token.as_str());
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) =
+        api_get(format!("/admin/api/v1/usage?granularity=minute&application={}&metric={hits}&account={account}", s.app_id))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["hits"].as_i64().unwrap()).sum::<i64>(), 8);
+    assert_eq!(rows.iter().map(|r| r["status_4xx"].as_i64().unwrap()).sum::<i64>(), 2);
+    let (_, body) = api_get(format!("/admin/api/v1/usage?granularity=minute&application={}&account={other}", s.app_id)).await;
+    assert!(body["rows"].as_array().unwrap().is_empty(), "filters are ANDed");
+    for (query, field) in [
+        ("granularity=week", "granularity"),
+        ("application=nope", "application"),
+        ("from=yesterday", "from"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        ("granularity=minute&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+    ] {
+        let (status, body) = api_get(format!("/admin/api/v1/usage?{query}")).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some(field)), "{query}: {body}");
+    }
+    let (status, body) = api_get(format!("/admin/api/v1/applications/{}/failed-calls", s.app_id)).await;
+    assert_eq!(status, 200);
+    assert!(body.as_array().unwrap().is_empty());
+    let (status, _) = api_get(format!("/admin/api/v1/applications/{other}/failed-calls")).await;
+    assert_eq!(status, 404);
 }
