@@ -22,4 +22,5 @@ mod teams;
 mod tenants;
 mod usage_reports;
 mod throttles;
+mod usage;
 mod versions;

@@ -1,0 +1,499 @@
+//! Usage analytics over HTTP: batches posted to the agent API as an agent
+//! does, read back from the database; buckets in the plan's zone, refusals,
+//! failed calls, alerts across two replicas, muting and retention.
+
+use std::time::{Duration, Instant};
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_DEVELOPER_EMAIL, seed};
+use tollgate_core::accounts::AccountId;
+use tollgate_core::applications::{self, NewApplication};
+use tollgate_core::audit::Actor;
+use tollgate_core::gateways;
+use tollgate_core::plans::list_plans;
+use tollgate_core::usage::levels::{self, AlertLevel};
+use tollgate_core::{admin_tokens, notifications};
+use tollgate_protocol::usage::LATENCY_BUCKETS;
+use tollgate_protocol::{FailedCall, RefusedEntry, StatusClass, UsageAck, UsageBatch, UsageEntry};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, spawn_app};
+
+struct Setup {
+    app: TestApp,
+    token: String,
+    account: AccountId,
+    developer: Uuid,
+    api: Uuid,
+    hits: Uuid,
+}
+
+async fn setup(pool: PgPool) -> Setup {
+    seed(&pool).await.unwrap();
+    let (_, token) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
+    let (developer, account): (Uuid, Uuid) = sqlx::query_as(
+        "SELECT u.id, m.account_id FROM users u JOIN memberships m ON m.user_id = u.id WHERE u.email = $1",
+    )
+    .bind(DEMO_DEVELOPER_EMAIL)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let api = tollgate_core::apis::find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let hits: Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
+        .bind(api.id.0)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let app = spawn_app(pool).await;
+    Setup { app, token: token.as_str().to_owned(), account: AccountId(account), developer, api: api.id.0, hits }
+}
+
+impl Setup {
+    /// A new application on the seeded plan `plan` (`basic` or `pro`), whose
+    /// plan is moved to time zone `tz`.
+    async fn application(&self, plan: &str, name: &str, tz: &str) -> Uuid {
+        let plans = list_plans(&self.app.pool, tollgate_core::apis::ApiId(self.api)).await.unwrap();
+        let plan = plans.into_iter().find(|p| p.system_name == plan).unwrap();
+        sqlx::query("UPDATE plans SET time_zone = $2 WHERE id = $1")
+            .bind(plan.id.0)
+            .bind(tz)
+            .execute(&self.app.pool)
+            .await
+            .unwrap();
+        let app = applications::create(
+            &self.app.pool,
+            self.account,
+            &NewApplication { plan_id: plan.id, name: name.into(), description: String::new() },
+            &Actor::system("test"),
+        )
+        .await
+        .unwrap();
+        app.id.0
+    }
+
+    async fn post(&self, batch: &UsageBatch) -> UsageAck {
+        post_to(&self.app, &self.token, batch).await
+    }
+}
+
+async fn post_to(app: &TestApp, token: &str, batch: &UsageBatch) -> UsageAck {
+    let res = app.client.post(app.url("/agent/v1/usage")).bearer_auth(token).json(batch).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    res.json().await.unwrap()
+}
+
+fn batch(entries: Vec<UsageEntry>) -> UsageBatch {
+    UsageBatch {
+        id: Uuid::now_v7(),
+        agent_id: Uuid::now_v7(),
+        entries,
+        credentials_used: Vec::new(),
+        refused: Vec::new(),
+        failed_calls: Vec::new(),
+        failed_calls_dropped: 0,
+    }
+}
+
+fn latency(fast: u64, slow: u64) -> [u64; LATENCY_BUCKETS] {
+    let mut buckets = [0; LATENCY_BUCKETS];
+    buckets[0] = fast;
+    buckets[LATENCY_BUCKETS - 1] = slow;
+    buckets
+}
+
+fn entry(app: Uuid, metric: Uuid, minute: i64, count: u64) -> UsageEntry {
+    UsageEntry {
+        application_id: app,
+        metric,
+        minute,
+        status_class: StatusClass::Success,
+        count,
+        latency_buckets: latency(count - 1, 1),
+    }
+}
+
+fn now_minute() -> i64 {
+    Timestamp::now().as_second() / 60 * 60
+}
+
+/// 23:50 local on the last day of the latest month whose last day has passed
+/// that time, in `tz` (within intake's 35 days by construction).
+fn month_end_evening(tz: &TimeZone) -> (Timestamp, Date) {
+    let today = Timestamp::now().to_zoned(tz.clone()).date();
+    let mut last = today.first_of_month().yesterday().unwrap();
+    let this_month = today.last_of_month();
+    let at = |d: Date| d.to_datetime(Time::new(23, 50, 0, 0).unwrap()).to_zoned(tz.clone()).unwrap().timestamp();
+    if at(this_month) <= Timestamp::now() {
+        last = this_month;
+    }
+    (at(last), last)
+}
+
+async fn bucket(pool: &PgPool, app: Uuid, granularity: &str) -> Vec<(Timestamp, i64, Vec<i64>)> {
+    let rows: Vec<(time::OffsetDateTime, i64, Vec<i64>)> = sqlx::query_as(
+        "SELECT bucket_start, hits, latency_buckets FROM usage_rollups
+         WHERE application_id = $1 AND granularity = $2::rollup_granularity ORDER BY bucket_start",
+    )
+    .bind(app)
+    .bind(granularity)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(t, h, l)| (Timestamp::from_second(t.unix_timestamp()).unwrap(), h, l)).collect()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn month_end_evening_calls_land_in_that_months_day_and_month_buckets_of_the_plans_zone(pool: PgPool) {
+    let s = setup(pool).await;
+    for (plan, zone) in [("basic", "Asia/Kolkata"), ("pro", "Asia/Kathmandu")] {
+        let app = s.application(plan, &format!("Zone {plan}"), zone).await;
+        let tz = TimeZone::get(zone).unwrap();
+        let (at, day) = month_end_evening(&tz);
+        // 23:50 local is still the previous UTC day's evening: 18:20 or 18:05 UTC.
+        assert_eq!(at.to_zoned(TimeZone::UTC).date(), day);
+        let minute = at.as_second();
+        // And a call ten minutes later, at 00:00 local: the next month.
+        let ack = s.post(&batch(vec![entry(app, s.hits, minute, 3), entry(app, s.hits, minute + 600, 4)])).await;
+        assert!(!ack.duplicate);
+
+        let local_midnight = |d: Date| d.to_zoned(tz.clone()).unwrap().timestamp();
+        let fast_slow = |count: i64| {
+            let mut l = vec![0i64; LATENCY_BUCKETS];
+            l[0] = count - 1;
+            l[LATENCY_BUCKETS - 1] = 1;
+            l
+        };
+        let days = bucket(&s.app.pool, app, "day").await;
+        assert_eq!(
+            days,
+            vec![(local_midnight(day), 3, fast_slow(3)), (local_midnight(day.tomorrow().unwrap()), 4, fast_slow(4))],
+            "{zone}: day buckets start at local midnight"
+        );
+        let months = bucket(&s.app.pool, app, "month").await;
+        assert_eq!(
+            months.iter().map(|(t, h, _)| (*t, *h)).collect::<Vec<_>>(),
+            vec![(local_midnight(day.first_of_month()), 3), (local_midnight(day.tomorrow().unwrap()), 4)],
+            "{zone}: the 23:50 call is in the month that ends that day"
+        );
+        // Hours follow the local clock too (hh:00 local, i.e. :30 or :15 past a UTC hour).
+        let hours = bucket(&s.app.pool, app, "hour").await;
+        assert_eq!(hours[0].0, at - 50.minutes());
+        assert_eq!(hours[0].1, 3);
+        // Minutes stay the agents' UTC minutes.
+        let minutes = bucket(&s.app.pool, app, "minute").await;
+        assert_eq!(
+            minutes.iter().map(|(t, h, _)| (t.as_second(), *h)).collect::<Vec<_>>(),
+            vec![(minute, 3), (minute + 600, 4)]
+        );
+    }
+}
+
+fn refused(app: Uuid, minute: i64, status: u16, count: u64) -> RefusedEntry {
+    RefusedEntry { application_id: app, minute, status, count, latency_buckets: latency(count, 0) }
+}
+
+fn failed_call(app: Uuid, api: Uuid, at: Timestamp, n: usize) -> FailedCall {
+    FailedCall {
+        application_id: app,
+        api_id: api,
+        at,
+        method: "GET".into(),
+        metric: None,
+        path: format!("/weather/forecast/{n}"),
+        status: 429,
+        error: Some("limit_exceeded".into()),
+        key_prefix: Some("tg_uk_1AbC".into()),
+        latency_us: 1200,
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_replayed_batch_counts_its_usage_refusals_and_failed_calls_once(pool: PgPool) {
+    let s = setup(pool).await;
+    let app = s.application("basic", "Replay", "UTC").await;
+    let minute = now_minute();
+    let mut b = batch(vec![entry(app, s.hits, minute, 5)]);
+    b.refused = vec![refused(app, minute, 429, 2), refused(app, minute, 403, 1)];
+    b.failed_calls = (0..3).map(|n| failed_call(app, s.api, Timestamp::now(), n)).collect();
+    b.failed_calls_dropped = 4;
+    for duplicate in [false, true, true] {
+        assert_eq!(s.post(&b).await, UsageAck { batch_id: b.id, duplicate });
+    }
+    for g in ["minute", "hour", "day", "month"] {
+        let rows = bucket(&s.app.pool, app, g).await;
+        assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), vec![5], "{g}");
+        assert_eq!(rows[0].2.iter().sum::<i64>(), 5, "{g}: latency buckets");
+    }
+    let refusals: Vec<(i16, i64)> = sqlx::query_as(
+        "SELECT status, requests FROM usage_refusals WHERE application_id = $1 AND granularity = 'minute' ORDER BY status",
+    )
+    .bind(app)
+    .fetch_all(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(refusals, vec![(403, 1), (429, 2)]);
+    let failed: Vec<(String, i16, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT path, status, error, key_prefix FROM failed_calls WHERE application_id = $1 ORDER BY path",
+    )
+    .bind(app)
+    .fetch_all(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(failed.len(), 3);
+    assert_eq!(
+        failed[0],
+        ("/weather/forecast/0".into(), 429, Some("limit_exceeded".into()), Some("tg_uk_1AbC".into()))
+    );
+    let metrics = s.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("tollgate_usage_failed_calls_dropped_total") && l.ends_with(" 4")),
+        "dropped failed calls are counted once: {metrics}"
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn only_the_newest_200_failed_calls_of_an_application_are_kept(pool: PgPool) {
+    let s = setup(pool).await;
+    let app = s.application("basic", "Failing", "UTC").await;
+    let other = s.application("basic", "Other", "UTC").await;
+    let start = Timestamp::now() - 1.hour();
+    let at = |n: usize| start + (n as i64).seconds();
+    let mut first = batch(Vec::new());
+    first.failed_calls = (0..150).map(|n| failed_call(app, s.api, at(n), n)).collect();
+    first.failed_calls.push(failed_call(other, s.api, at(0), 0));
+    s.post(&first).await;
+    let mut second = batch(Vec::new());
+    second.failed_calls = (150..250).map(|n| failed_call(app, s.api, at(n), n)).collect();
+    s.post(&second).await;
+
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT path FROM failed_calls WHERE application_id = $1 ORDER BY at, id")
+            .bind(app)
+            .fetch_all(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept.len(), 200);
+    assert_eq!(kept[0], "/weather/forecast/50", "the 50 oldest went");
+    assert_eq!(kept[199], "/weather/forecast/249");
+    let others: i64 = sqlx::query_scalar("SELECT count(*) FROM failed_calls WHERE application_id = $1")
+        .bind(other)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(others, 1, "another application's calls are not trimmed");
+}
+
+/// Polls `query` (a count) until it is `want`, or fails after 20 s.
+async fn wait_for_count(pool: &PgPool, query: &'static str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = sqlx::query_scalar(query).fetch_one(pool).await.unwrap();
+        if n == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "`{query}` is {n}, not {want}, after 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const ALERT_MAILS: &str = "SELECT count(*) FROM outbox_emails WHERE subject LIKE '%of its%limit'";
+const QUEUED: &str = "SELECT count(*) FROM usage_alert_queue";
+
+/// A pro-plan application whose only limit is 1,000,000 hits a month.
+async fn monthly_app(s: &Setup, name: &str) -> Uuid {
+    let app = s.application("pro", name, "Europe/Paris").await;
+    sqlx::query("DELETE FROM usage_limits l USING applications a WHERE a.id = $1 AND l.plan_id = a.plan_id AND l.period <> 'month'")
+        .bind(app)
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    app
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let replica = spawn_app(pool.clone()).await;
+    let app = monthly_app(&s, "Busy").await;
+    let minute = now_minute();
+
+    // 79 %: nothing.
+    s.post(&batch(vec![entry(app, s.hits, minute, 790_000)])).await;
+    wait_for_count(&pool, QUEUED, 0).await;
+    wait_for_count(&pool, ALERT_MAILS, 0).await;
+    // 80 %, through the other replica.
+    post_to(&replica, &s.token, &batch(vec![entry(app, s.hits, minute - 60, 10_000)])).await;
+    wait_for_count(&pool, ALERT_MAILS, 1).await;
+    // 100 %, then more usage past it: one more mail, not two.
+    s.post(&batch(vec![entry(app, s.hits, minute - 120, 200_000)])).await;
+    wait_for_count(&pool, ALERT_MAILS, 2).await;
+    post_to(&replica, &s.token, &batch(vec![entry(app, s.hits, minute - 180, 1)])).await;
+    s.post(&batch(vec![entry(app, s.hits, minute - 240, 1)])).await;
+    wait_for_count(&pool, QUEUED, 0).await;
+
+    let mails: Vec<(String, String)> = sqlx::query_as(
+        "SELECT to_address::text, subject FROM outbox_emails WHERE subject LIKE '%of its%limit' ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(mails[0], (DEMO_DEVELOPER_EMAIL.to_owned(), "Busy used 80% of its Hits limit".to_owned()));
+    assert_eq!(mails[1].1, "Busy reached 100% of its Hits limit");
+    // The portal's notifications: one per mail, unread.
+    let list = notifications::list_for_user(&pool, s.developer, 50).await.unwrap();
+    assert_eq!(
+        list.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
+        vec!["Busy reached 100% of its Hits limit", "Busy used 80% of its Hits limit"]
+    );
+    assert_eq!(list[0].link.as_deref(), Some(format!("/apps/{app}/usage").as_str()));
+    assert_eq!(notifications::unread_count(&pool, s.developer).await.unwrap(), 2);
+    notifications::mark_read(&pool, s.developer, list[0].id).await.unwrap();
+    assert_eq!(notifications::unread_count(&pool, s.developer).await.unwrap(), 1);
+    assert_eq!(notifications::mark_all_read(&pool, s.developer).await.unwrap(), 1);
+    assert_eq!(notifications::unread_count(&pool, s.developer).await.unwrap(), 0);
+    // Another user cannot mark them.
+    let stranger = Uuid::now_v7();
+    assert!(matches!(notifications::mark_read(&pool, stranger, list[1].id).await, Err(tollgate_core::Error::NotFound)));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_burst_past_several_levels_mails_the_highest_and_muted_levels_stay_quiet(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let burst = monthly_app(&s, "Burst").await;
+    let quiet = s.application("pro", "Quiet", "Europe/Paris").await;
+    levels::set_plan_levels(&pool, plan_of(&pool, burst).await, &levels::parse_levels(&[50, 80, 100, 150]).unwrap())
+        .await
+        .unwrap();
+    // Muting is per application, and only below 100 %.
+    let muted =
+        levels::set_muted_levels(&pool, s.account.0, quiet, &levels::parse_levels(&[80, 50]).unwrap()).await.unwrap();
+    assert_eq!(muted, levels::parse_levels(&[50, 80]).unwrap());
+    let refused = levels::set_muted_levels(&pool, s.account.0, quiet, &levels::parse_levels(&[100]).unwrap()).await;
+    assert!(matches!(refused, Err(tollgate_core::Error::Invalid { ref field, .. }) if field == "muted_alert_levels"));
+    let other_account = levels::set_muted_levels(&pool, Uuid::now_v7(), quiet, &[]).await;
+    assert!(matches!(other_account, Err(tollgate_core::Error::NotFound)));
+
+    let minute = now_minute();
+    s.post(&batch(vec![entry(burst, s.hits, minute, 1_200_000), entry(quiet, s.hits, minute, 850_000)])).await;
+    wait_for_count(&pool, QUEUED, 0).await;
+    let subjects: Vec<String> =
+        sqlx::query_scalar("SELECT subject FROM outbox_emails WHERE subject LIKE '%of its%limit'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        subjects,
+        vec!["Burst reached 100% of its Hits limit".to_owned()],
+        "one mail for the burst, none for muted 80 %"
+    );
+    // Every crossed enabled level and every violation is recorded for the admin's list.
+    let recorded: Vec<(i16, bool)> = sqlx::query_as(
+        "SELECT threshold_pct, notified FROM usage_alerts WHERE application_id = $1 ORDER BY threshold_pct",
+    )
+    .bind(burst)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, vec![(50, false), (80, false), (100, true), (120, false)]);
+    let quiet_alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_alerts WHERE application_id = $1")
+        .bind(quiet)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(quiet_alerts, 0);
+    assert_eq!(
+        levels::muted_levels(&pool, s.account.0, quiet).await.unwrap(),
+        vec![AlertLevel::new(50).unwrap(), AlertLevel::new(80).unwrap()]
+    );
+}
+
+async fn plan_of(pool: &PgPool, app: Uuid) -> Uuid {
+    sqlx::query_scalar("SELECT plan_id FROM applications WHERE id = $1").bind(app).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn retention_deletes_old_minute_rows_in_batches_and_keeps_newer_ones(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let app = s.application("basic", "Old", "UTC").await;
+    let now = now_minute();
+    // 6,000 minutes of usage 8 to 12 days ago, and 60 minutes of today's.
+    let old_start = now - 12 * 86_400;
+    for chunk in (0..6_000i64).collect::<Vec<_>>().chunks(3_000) {
+        s.post(&batch(chunk.iter().map(|i| entry(app, s.hits, old_start + i * 60, 2)).collect())).await;
+    }
+    s.post(&batch((1..=60).map(|i| entry(app, s.hits, now - i * 60, 2)).collect())).await;
+    let count = |g: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM usage_rollups WHERE application_id = $1 AND granularity = $2::rollup_granularity",
+            )
+            .bind(app)
+            .bind(g)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            n
+        }
+    };
+    assert_eq!(count("minute").await, 6_060);
+    let hours_before = count("hour").await;
+    let deleted = tollgate_core::usage::retention::run(
+        &pool,
+        &tollgate_core::usage::retention::Retention::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.rollups, 6_000, "two batches of at most 5,000");
+    assert_eq!(count("minute").await, 60, "today's minutes stay");
+    assert_eq!(count("hour").await, hours_before, "hours are kept 90 days");
+    let total: i64 = sqlx::query_scalar(
+        "SELECT sum(hits)::bigint FROM usage_rollups WHERE application_id = $1 AND granularity = 'month'",
+    )
+    .bind(app)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(total, 2 * 6_060, "month buckets keep every call");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admins_switch_a_plans_alert_levels_and_bad_levels_are_422_naming_the_field(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let plan: Uuid =
+        sqlx::query_scalar("SELECT id FROM plans WHERE system_name = 'basic'").fetch_one(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = app.client.request(method, app.url(&path)).bearer_auth(token.as_str());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let path = format!("/admin/api/v1/plans/{plan}/alert-levels");
+    assert_eq!(call(reqwest::Method::GET, path.clone(), None).await, (200, json!({"levels": [80, 100]})));
+    assert_eq!(
+        call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": [300, 50, 100, 50]}))).await,
+        (200, json!({"levels": [50, 100, 300]}))
+    );
+    assert_eq!(call(reqwest::Method::GET, path.clone(), None).await, (200, json!({"levels": [50, 100, 300]})));
+    let (status, body) = call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": [75]}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("levels")), "{body}");
+    let (status, _) = call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": "80"}))).await;
+    assert!(status == 400 || status == 422, "{status}");
+    let unknown = format!("/admin/api/v1/plans/{}/alert-levels", Uuid::now_v7());
+    assert_eq!(call(reqwest::Method::GET, unknown, None).await.0, 404);
+    let doc: Value = app.client.get(app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/admin/api/v1/plans/{id}/alert-levels"]["put"].is_object());
+}
