@@ -13,6 +13,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/usage").route(web::get().to(usage::drill_down)))
         .service(web::resource("/admin/usage.csv").route(web::get().to(usage::csv)))
         .service(web::resource("/admin/violations").route(web::get().to(usage::violations)))
+        .service(web::resource("/admin/plans/{id}/alert-levels").route(web::post().to(usage::set_alert_levels)))
         .service(
             web::resource("/admin/apis/new").route(web::get().to(apis::new_form)).route(web::post().to(apis::import)),
         )

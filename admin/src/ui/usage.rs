@@ -13,7 +13,8 @@ use tollgate_core::usage::report::{
 };
 use tollgate_web::chart::{Series, Style, TimeChart};
 use tollgate_web::usage_view::{self, UsageTable};
-use tollgate_web::{AdminUser, Chrome, PageResult, Session, render};
+use tollgate_core::usage::levels::{self, AlertLevel};
+use tollgate_web::{AdminUser, Chrome, CsrfForm, PageResult, Session, parse_id, render, see_other};
 use uuid::Uuid;
 
 /// Query of the dashboard and the drill-down; ids as text so a bad one is a 422 naming it.
@@ -253,4 +254,24 @@ struct ViolationsPage {
 pub async fn violations(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> PageResult<HttpResponse> {
     let violations = report::violations(&pool, 200).await?;
     Ok(render(StatusCode::OK, &ViolationsPage { chrome: Chrome::for_session(&session).await?, violations }))
+}
+
+/// Every alert level and whether the plan alerts at it, for the plan form.
+pub async fn alert_choices(pool: &PgPool, plan: Uuid) -> tollgate_core::Result<Vec<(i16, bool)>> {
+    let on = levels::plan_levels(pool, plan).await?;
+    Ok(AlertLevel::ALL.into_iter().map(|l| (l.pct(), on.contains(&l))).collect())
+}
+
+/// Sets the plan's alert levels from its checkboxes (`level_50`, …, `level_300`; unchecked are absent).
+pub async fn set_alert_levels(
+    _admin: AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<std::collections::HashMap<String, String>>,
+) -> PageResult<HttpResponse> {
+    let plan = parse_id(&path)?;
+    let chosen: Vec<AlertLevel> =
+        AlertLevel::ALL.into_iter().filter(|l| form.contains_key(&format!("level_{}", l.pct()))).collect();
+    levels::set_plan_levels(&pool, plan, &chosen).await?;
+    Ok(see_other(format!("/admin/plans/{plan}#alert-levels")))
 }

@@ -371,3 +371,23 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
     let (status, _) = api_get(format!("/admin/api/v1/applications/{other}/failed-calls")).await;
     assert_eq!(status, 404);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admins_choose_a_plans_alert_levels_on_its_page(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    let plan: Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE system_name = 'basic'").fetch_one(&app.pool).await.unwrap();
+    let page = app.get(&format!("/admin/plans/{plan}")).await.text().await.unwrap();
+    assert!(page.contains("name=\"level_80\" value=\"on\" checked") && !page.contains("name=\"level_50\" value=\"on\" checked"));
+    let res = app
+        .post_form(
+            &format!("/admin/plans/{plan}/alert-levels"),
+            &[("csrf_token", &csrf_from(&page)), ("level_50", "on"), ("level_100", "on"), ("level_200", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let levels: Vec<i16> =
+        sqlx::query_scalar("SELECT alert_levels FROM plans WHERE id = $1").bind(plan).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(levels, [50, 100, 200]);
+}
