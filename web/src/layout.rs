@@ -36,7 +36,12 @@ impl Chrome {
     /// For pages without forms (the public catalog): an anonymous visitor
     /// gets no session, so crawlers do not fill the sessions table.
     pub fn without_forms(session: &Session) -> Chrome {
-        Chrome { user: session.user(), csrf_token: session.existing_csrf_token().unwrap_or_default(), flash: None, unread: 0 }
+        Chrome {
+            user: session.user(),
+            csrf_token: session.existing_csrf_token().unwrap_or_default(),
+            flash: None,
+            unread: 0,
+        }
     }
 
     pub fn with_flash(mut self, kind: &'static str, text: impl Into<String>) -> Chrome {

@@ -97,7 +97,11 @@ pub fn limit_bars(limits: &[LimitState]) -> Vec<String> {
                 used: clamp(l.used),
                 max: clamp(l.max),
                 resets: match l.resets_at {
-                    Some(at) => format!("{} UTC", at.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).unwrap_or_default()),
+                    Some(at) => format!(
+                        "{} UTC",
+                        at.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+                            .unwrap_or_default()
+                    ),
                     None => "never".into(),
                 },
             }
@@ -153,8 +157,7 @@ pub fn limits_csv(limits: &[LimitState]) -> CsvTable {
 }
 
 pub fn failed_csv(calls: &[FailedCallView]) -> CsvTable {
-    let mut t =
-        CsvTable::new(vec!["at", "method", "operation", "path", "status", "error", "key_prefix", "latency_ms"]);
+    let mut t = CsvTable::new(vec!["at", "method", "operation", "path", "status", "error", "key_prefix", "latency_ms"]);
     for c in calls {
         t.push(vec![
             rfc3339(c.at),

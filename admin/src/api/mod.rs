@@ -10,13 +10,13 @@ mod audit;
 mod auth;
 mod error;
 mod gateways;
-mod usage;
 mod links;
 mod openapi;
 mod page;
 mod plans;
 mod rules;
 mod schemas;
+mod usage;
 mod versions;
 mod wire;
 
@@ -102,9 +102,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/audit", "GET").route(web::get().to(audit::list)))
             .service(resource("/gateways", "GET").route(web::get().to(gateways::list)))
             .service(resource("/usage", "GET").route(web::get().to(usage::list)))
-            .service(
-                resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)),
-            )
+            .service(resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)))
             .default_service(web::to(not_found)),
     );
 }

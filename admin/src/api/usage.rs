@@ -88,16 +88,15 @@ pub struct UsageOut {
 }
 
 fn uuid_param(name: &'static str, value: Option<&str>) -> tollgate_core::Result<Option<Uuid>> {
-    value
-        .map(|v| Uuid::parse_str(v).map_err(|_| tollgate_core::Error::invalid(name, "must be a UUID")))
-        .transpose()
+    value.map(|v| Uuid::parse_str(v).map_err(|_| tollgate_core::Error::invalid(name, "must be a UUID"))).transpose()
 }
 
 fn time_param(name: &'static str, value: Option<&str>) -> tollgate_core::Result<Option<OffsetDateTime>> {
     value
         .map(|v| {
-            OffsetDateTime::parse(v, &Rfc3339)
-                .map_err(|_| tollgate_core::Error::invalid(name, "must be an RFC 3339 time such as 2026-12-01T00:00:00Z"))
+            OffsetDateTime::parse(v, &Rfc3339).map_err(|_| {
+                tollgate_core::Error::invalid(name, "must be an RFC 3339 time such as 2026-12-01T00:00:00Z")
+            })
         })
         .transpose()
 }
@@ -179,7 +178,11 @@ impl From<FailedCallView> for FailedCallOut {
     params(("id" = Uuid, Path, description = "The application")),
     responses((status = 200, body = Vec<FailedCallOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn failed_calls(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn failed_calls(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let id = ApplicationId(parse_id(&path)?);
     applications::get_any(&pool, id).await?;

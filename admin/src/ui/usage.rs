@@ -8,12 +8,12 @@ use askama::Template;
 use tollgate_core::apis::{ApiSummary, list_apis};
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{self, GatewayView};
+use tollgate_core::usage::levels::{self, AlertLevel};
 use tollgate_core::usage::report::{
     self, FailedCallView, Percentile, ReportPeriod, Scope, TimeZoneName, Timestamp, TopEntry, UsageReport, Violation,
 };
 use tollgate_web::chart::{Series, Style, TimeChart};
 use tollgate_web::usage_view::{self, UsageTable};
-use tollgate_core::usage::levels::{self, AlertLevel};
 use tollgate_web::{AdminUser, Chrome, CsrfForm, PageResult, Session, parse_id, render, see_other};
 use uuid::Uuid;
 
@@ -48,9 +48,12 @@ impl UsageQuery {
     /// The filters as a query string (without period and table), for links.
     fn filters(&self, scope: &Scope) -> String {
         let mut parts = Vec::new();
-        for (name, value) in
-            [("api", scope.api), ("application", scope.application), ("account", scope.account), ("metric", scope.metric)]
-        {
+        for (name, value) in [
+            ("api", scope.api),
+            ("application", scope.application),
+            ("account", scope.account),
+            ("metric", scope.metric),
+        ] {
             if let Some(v) = value {
                 parts.push(format!("{name}={v}"));
             }
@@ -222,7 +225,11 @@ pub async fn drill_down(
 }
 
 /// The drill-down's tables as CSV (`limits` and `failed` need an application).
-pub async fn csv(_admin: AdminUser, pool: web::Data<PgPool>, query: web::Query<UsageQuery>) -> PageResult<HttpResponse> {
+pub async fn csv(
+    _admin: AdminUser,
+    pool: web::Data<PgPool>,
+    query: web::Query<UsageQuery>,
+) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
     let table = UsageTable::parse(query.table.as_deref())?;
     let scope = query.scope()?;
@@ -232,7 +239,9 @@ pub async fn csv(_admin: AdminUser, pool: web::Data<PgPool>, query: web::Query<U
         None => TimeZoneName::utc(),
     };
     let need_app = || {
-        scope.application.ok_or_else(|| tollgate_core::Error::invalid("application", "choose an application for this table"))
+        scope
+            .application
+            .ok_or_else(|| tollgate_core::Error::invalid("application", "choose an application for this table"))
     };
     let csv = match table {
         UsageTable::Usage => usage_view::usage_csv(&report::report(&pool, scope, period, &tz, now).await?),

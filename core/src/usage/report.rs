@@ -555,7 +555,12 @@ pub struct TopEntry {
     pub calls: i64,
 }
 
-pub async fn top_applications(pool: &PgPool, period: ReportPeriod, now: Timestamp, limit: i64) -> Result<Vec<TopEntry>> {
+pub async fn top_applications(
+    pool: &PgPool,
+    period: ReportPeriod,
+    now: Timestamp,
+    limit: i64,
+) -> Result<Vec<TopEntry>> {
     let (starts, end) = period.buckets(now, &TimeZone::UTC);
     let from = starts.first().copied().map(to_offset).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let rows = sqlx::query!(
@@ -632,7 +637,9 @@ pub async fn usage_rows(
     if (to - from).whole_seconds() / seconds > MAX_ROW_BUCKETS {
         return Err(Error::invalid(
             "to",
-            format!("the range spans more than {MAX_ROW_BUCKETS} buckets of a {granularity}; narrow it or use a coarser granularity"),
+            format!(
+                "the range spans more than {MAX_ROW_BUCKETS} buckets of a {granularity}; narrow it or use a coarser granularity"
+            ),
         ));
     }
     let rows = sqlx::query!(

@@ -20,7 +20,7 @@ mod portal;
 mod seed;
 mod teams;
 mod tenants;
-mod usage_reports;
 mod throttles;
 mod usage;
+mod usage_reports;
 mod versions;

@@ -32,11 +32,8 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
     register_app(&app, "Mallory app").await;
     let token = csrf_from(&app.get("/dashboard").await.text().await.unwrap());
 
-    let gets = [
-        format!("/apps/{app_id}"),
-        format!("/apps/{app_id}/usage"),
-        format!("/apps/{app_id}/usage.csv?table=failed"),
-    ];
+    let gets =
+        [format!("/apps/{app_id}"), format!("/apps/{app_id}/usage"), format!("/apps/{app_id}/usage.csv?table=failed")];
     let posts = [
         (format!("/apps/{app_id}"), vec![("name", "pwned"), ("description", "")]),
         (format!("/apps/{app_id}/delete"), vec![]),

@@ -32,12 +32,14 @@ async fn setup(pool: PgPool) -> Setup {
 }
 
 async fn metric(pool: &PgPool, app: Uuid, system_name: &str) -> Uuid {
-    sqlx::query_scalar("SELECT m.id FROM metrics m JOIN applications a ON a.api_id = m.api_id WHERE a.id = $1 AND m.system_name = $2")
-        .bind(app)
-        .bind(system_name)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT m.id FROM metrics m JOIN applications a ON a.api_id = m.api_id WHERE a.id = $1 AND m.system_name = $2",
+    )
+    .bind(app)
+    .bind(system_name)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 fn entry(app: Uuid, metric: Uuid, minute: i64, class: StatusClass, count: u64, bucket: usize) -> UsageEntry {
@@ -148,7 +150,8 @@ async fn the_usage_page_and_its_csv_show_what_the_database_counted(pool: PgPool)
     let minute = limits.iter().find(|r| r["period"] == "minute").unwrap();
     assert_eq!((minute["used"].as_str(), minute["max"].as_str(), minute["percent"].as_str()), ("3", "10", "30"));
 
-    let status = s.app.get(&format!("/apps/{}/usage.csv?table=status&period=24h", s.app_id)).await.text().await.unwrap();
+    let status =
+        s.app.get(&format!("/apps/{}/usage.csv?table=status&period=24h", s.app_id)).await.text().await.unwrap();
     let status = csv_rows(&status);
     assert_eq!(status.len(), 24);
     let total = |k: &str| status.iter().map(|r| r[k].parse::<i64>().unwrap()).sum::<i64>();
@@ -174,8 +177,7 @@ async fn failed_calls_are_listed_newest_first_and_exported(pool: PgPool) {
     }
     let html = s.app.get(&format!("/apps/{}/usage", s.app_id)).await.text().await.unwrap();
     let table = html.split("data-testid=\"failed-calls\"").nth(1).expect("the failed calls table");
-    let statuses: Vec<&str> =
-        table.split("class=\"status\">").skip(1).map(|c| c.split('<').next().unwrap()).collect();
+    let statuses: Vec<&str> = table.split("class=\"status\">").skip(1).map(|c| c.split('<').next().unwrap()).collect();
     assert_eq!(statuses, ["403", "502", "429"], "newest first");
     assert!(table.contains("<code>rate_limited</code>") && table.contains("tg_uk_ab12"));
     let csv = s.app.get(&format!("/apps/{}/usage.csv?table=failed", s.app_id)).await.text().await.unwrap();
@@ -215,7 +217,8 @@ async fn another_accounts_usage_is_not_found(pool: PgPool) {
         assert!(!res.text().await.unwrap().contains("Metered"));
     }
     let token = csrf_from(&mallory.get("/dashboard").await.text().await.unwrap());
-    let res = mallory.post_form(&format!("/apps/{}/alerts", s.app_id), &[("csrf_token", &token), ("mute_80", "on")]).await;
+    let res =
+        mallory.post_form(&format!("/apps/{}/alerts", s.app_id), &[("csrf_token", &token), ("mute_80", "on")]).await;
     assert_eq!(res.status(), 404);
     let muted: Vec<i16> = sqlx::query_scalar("SELECT muted_alert_levels FROM applications WHERE id = $1")
         .bind(s.app_id)
@@ -232,7 +235,10 @@ async fn developers_mute_warnings_and_read_their_notifications(pool: PgPool) {
     let token = csrf_from(&page);
     let res = s
         .app
-        .post_form(&format!("/apps/{}/alerts", s.app_id), &[("csrf_token", &token), ("mute_50", "on"), ("mute_90", "on")])
+        .post_form(
+            &format!("/apps/{}/alerts", s.app_id),
+            &[("csrf_token", &token), ("mute_50", "on"), ("mute_90", "on")],
+        )
         .await;
     assert_eq!(res.status(), 303);
     let muted: Vec<i16> = sqlx::query_scalar("SELECT muted_alert_levels FROM applications WHERE id = $1")
@@ -242,7 +248,10 @@ async fn developers_mute_warnings_and_read_their_notifications(pool: PgPool) {
         .unwrap();
     assert_eq!(muted, [50, 90]);
     let page = s.app.get(&format!("/apps/{}/usage", s.app_id)).await.text().await.unwrap();
-    assert!(page.contains("name=\"mute_90\" value=\"on\" checked") && !page.contains("name=\"mute_80\" value=\"on\" checked"));
+    assert!(
+        page.contains("name=\"mute_90\" value=\"on\" checked")
+            && !page.contains("name=\"mute_80\" value=\"on\" checked")
+    );
 
     // Two notifications to the account: the header counts them until they are read.
     for title in ["Metered reached 80% of hits per minute", "Metered reached 100% of hits per minute"] {
@@ -319,7 +328,10 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
     assert!(bad.text().await.unwrap().contains("account"));
     let csv = admin.get(&format!("/admin/usage.csv?table=usage&period=1h&application={}", s.app_id)).await;
     let rows = csv_rows(&csv.text().await.unwrap());
-    assert_eq!(rows.iter().filter(|r| r["metric"] == "hits").map(|r| r["calls"].parse::<i64>().unwrap()).sum::<i64>(), 8);
+    assert_eq!(
+        rows.iter().filter(|r| r["metric"] == "hits").map(|r| r["calls"].parse::<i64>().unwrap()).sum::<i64>(),
+        8
+    );
     assert_eq!(admin.get("/admin/usage.csv?table=failed").await.status(), 422, "failed calls need an application");
     assert_eq!(s.app.get("/admin/usage").await.status(), 403, "developers are not admins");
 
@@ -346,14 +358,17 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
             (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
         }
     };
-    let (status, body) =
-        api_get(format!("/admin/api/v1/usage?granularity=minute&application={}&metric={hits}&account={account}", s.app_id))
-            .await;
+    let (status, body) = api_get(format!(
+        "/admin/api/v1/usage?granularity=minute&application={}&metric={hits}&account={account}",
+        s.app_id
+    ))
+    .await;
     assert_eq!(status, 200, "{body}");
     let rows = body["rows"].as_array().unwrap();
     assert_eq!(rows.iter().map(|r| r["hits"].as_i64().unwrap()).sum::<i64>(), 8);
     assert_eq!(rows.iter().map(|r| r["status_4xx"].as_i64().unwrap()).sum::<i64>(), 2);
-    let (_, body) = api_get(format!("/admin/api/v1/usage?granularity=minute&application={}&account={other}", s.app_id)).await;
+    let (_, body) =
+        api_get(format!("/admin/api/v1/usage?granularity=minute&application={}&account={other}", s.app_id)).await;
     assert!(body["rows"].as_array().unwrap().is_empty(), "filters are ANDed");
     for (query, field) in [
         ("granularity=week", "granularity"),
@@ -377,9 +392,13 @@ async fn admins_choose_a_plans_alert_levels_on_its_page(pool: PgPool) {
     seed(&pool).await.unwrap();
     let app = spawn_app(pool).await;
     app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
-    let plan: Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE system_name = 'basic'").fetch_one(&app.pool).await.unwrap();
+    let plan: Uuid =
+        sqlx::query_scalar("SELECT id FROM plans WHERE system_name = 'basic'").fetch_one(&app.pool).await.unwrap();
     let page = app.get(&format!("/admin/plans/{plan}")).await.text().await.unwrap();
-    assert!(page.contains("name=\"level_80\" value=\"on\" checked") && !page.contains("name=\"level_50\" value=\"on\" checked"));
+    assert!(
+        page.contains("name=\"level_80\" value=\"on\" checked")
+            && !page.contains("name=\"level_50\" value=\"on\" checked")
+    );
     let res = app
         .post_form(
             &format!("/admin/plans/{plan}/alert-levels"),
@@ -387,7 +406,10 @@ async fn admins_choose_a_plans_alert_levels_on_its_page(pool: PgPool) {
         )
         .await;
     assert_eq!(res.status(), 303);
-    let levels: Vec<i16> =
-        sqlx::query_scalar("SELECT alert_levels FROM plans WHERE id = $1").bind(plan).fetch_one(&app.pool).await.unwrap();
+    let levels: Vec<i16> = sqlx::query_scalar("SELECT alert_levels FROM plans WHERE id = $1")
+        .bind(plan)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(levels, [50, 100, 200]);
 }
