@@ -8,6 +8,7 @@ use tollgate_core::admin_tokens;
 use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
 use tollgate_protocol::usage::LATENCY_BUCKETS;
+use tollgate_protocol::usage::{FailedCall, RefusedEntry};
 use tollgate_protocol::{StatusClass, UsageBatch, UsageEntry};
 use uuid::Uuid;
 
@@ -49,13 +50,22 @@ fn entry(app: Uuid, metric: Uuid, minute: i64, class: StatusClass, count: u64, b
 }
 
 async fn post_batch(s: &Setup, entries: Vec<UsageEntry>) {
+    post_full_batch(s, entries, Vec::new(), Vec::new()).await;
+}
+
+async fn post_full_batch(
+    s: &Setup,
+    entries: Vec<UsageEntry>,
+    refused: Vec<RefusedEntry>,
+    failed_calls: Vec<FailedCall>,
+) {
     let batch = UsageBatch {
         id: Uuid::now_v7(),
         agent_id: Uuid::now_v7(),
         entries,
         credentials_used: Vec::new(),
-        refused: Vec::new(),
-        failed_calls: Vec::new(),
+        refused,
+        failed_calls,
         failed_calls_dropped: 0,
     };
     let res =
@@ -161,25 +171,52 @@ async fn the_usage_page_and_its_csv_show_what_the_database_counted(pool: PgPool)
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn failed_calls_are_listed_newest_first_and_exported(pool: PgPool) {
     let s = setup(pool).await;
-    // Recorded by intake from the agents' samples.
-    for (ago, status, error) in [(30, 429, Some("rate_limited")), (10, 403, Some("key_expired")), (20, 502, None)] {
-        sqlx::query(
-            "INSERT INTO failed_calls (application_id, at, method, path, status, error, key_prefix, latency_us)
-             VALUES ($1, now() - make_interval(secs => $2), 'GET', '/weather/forecast', $3, $4, 'tg_uk_ab12', 1500)",
-        )
+    let api: Uuid = sqlx::query_scalar("SELECT api_id FROM applications WHERE id = $1")
         .bind(s.app_id)
-        .bind(f64::from(ago))
-        .bind(status as i16)
-        .bind(error)
-        .execute(&s.app.pool)
+        .fetch_one(&s.app.pool)
         .await
         .unwrap();
-    }
+    let now = jiff::Timestamp::now();
+    let minute = now.as_second() / 60 * 60;
+    // As an agent reports them: the refusals (not usage) and a sample of the failed calls, oldest first.
+    let failed = [(30, 429, Some("limit_exceeded")), (20, 502, None), (10, 403, Some("key_expired"))]
+        .into_iter()
+        .map(|(ago, status, error): (i64, u16, Option<&str>)| FailedCall {
+            application_id: s.app_id,
+            api_id: api,
+            at: now - jiff::SignedDuration::from_secs(ago),
+            method: "GET".into(),
+            metric: None,
+            path: "/weather/forecast".into(),
+            status,
+            error: error.map(str::to_owned),
+            key_prefix: Some("tg_uk_ab12".into()),
+            latency_us: 1500,
+        })
+        .collect();
+    let refused = [429u16, 403]
+        .into_iter()
+        .map(|status| RefusedEntry {
+            application_id: s.app_id,
+            minute,
+            status,
+            count: 1,
+            latency_buckets: {
+                let mut b = [0u64; LATENCY_BUCKETS];
+                b[0] = 1;
+                b
+            },
+        })
+        .collect();
+    post_full_batch(&s, Vec::new(), refused, failed).await;
     let html = s.app.get(&format!("/apps/{}/usage", s.app_id)).await.text().await.unwrap();
     let table = html.split("data-testid=\"failed-calls\"").nth(1).expect("the failed calls table");
     let statuses: Vec<&str> = table.split("class=\"status\">").skip(1).map(|c| c.split('<').next().unwrap()).collect();
     assert_eq!(statuses, ["403", "502", "429"], "newest first");
-    assert!(table.contains("<code>rate_limited</code>") && table.contains("tg_uk_ab12"));
+    assert!(table.contains("<code>limit_exceeded</code>") && table.contains("tg_uk_ab12"));
+    // Refusals are 4xx calls in the status classes, not usage.
+    assert!(html.contains("<td>0</td><td>0</td><td>2</td><td>0</td><td>100.0%</td>"), "{html}");
+    assert!(html.contains("0 / 10 (0%)"), "refusals never count against a limit");
     let csv = s.app.get(&format!("/apps/{}/usage.csv?table=failed", s.app_id)).await.text().await.unwrap();
     let rows = csv_rows(&csv);
     assert_eq!(rows.len(), 3);
