@@ -300,13 +300,13 @@ pub async fn set_alert_levels(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    admin(&req, &pool).await?;
+    let (_, actor) = admin(&req, &pool).await?;
     let id = parse_id(&path)?;
     let input: AlertLevelsIo = parse_json(&body)?;
     if input.levels.len() > 64 {
         return Err(tollgate_core::Error::invalid("levels", "at most 8 distinct levels").into());
     }
     let parsed = levels::parse_levels(&input.levels).map_err(|e| e.at("levels"))?;
-    let levels = levels::set_plan_levels(&pool, id, &parsed).await?;
+    let levels = levels::set_plan_levels(&pool, id, &parsed, &actor).await?;
     Ok(HttpResponse::Ok().json(AlertLevelsIo { levels: levels.iter().map(|l| i64::from(l.pct())).collect() }))
 }

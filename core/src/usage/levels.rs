@@ -3,9 +3,11 @@
 
 use std::fmt;
 
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::audit::{self, Actor, Entry};
 use crate::{Error, Result};
 
 /// A percentage of a limit that can alert (3scale's levels).
@@ -113,18 +115,38 @@ pub async fn plan_levels(pool: &PgPool, plan: Uuid) -> Result<Vec<AlertLevel>> {
     Ok(from_stored(&levels))
 }
 
-/// Replaces the levels a plan alerts at. `NotFound` for an unknown plan.
-pub async fn set_plan_levels(pool: &PgPool, plan: Uuid, levels: &[AlertLevel]) -> Result<Vec<AlertLevel>> {
+/// Replaces the levels a plan alerts at, with an audit record. `NotFound`
+/// for an unknown plan. Agents do not enforce alerts, so no config change.
+pub async fn set_plan_levels(
+    pool: &PgPool,
+    plan: Uuid,
+    levels: &[AlertLevel],
+    actor: &Actor,
+) -> Result<Vec<AlertLevel>> {
     let mut levels = levels.to_vec();
     levels.sort_unstable();
     levels.dedup();
-    let updated =
-        sqlx::query!("UPDATE plans SET alert_levels = $2, updated_at = now() WHERE id = $1", plan, &to_stored(&levels))
-            .execute(pool)
-            .await?;
-    if updated.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query_scalar!("SELECT alert_levels FROM plans WHERE id = $1 FOR UPDATE", plan)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    sqlx::query!("UPDATE plans SET alert_levels = $2, updated_at = now() WHERE id = $1", plan, &to_stored(&levels))
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "plan.alert_levels",
+            entity: "plan",
+            entity_id: Some(plan),
+            before: Some(json!({ "alert_levels": before })),
+            after: Some(json!({ "alert_levels": to_stored(&levels) })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
     Ok(levels)
 }
 

@@ -53,3 +53,51 @@ async fn rules_written_with_an_api_version_become_imported_and_others_stay_hand_
         "imported on creation or publication of a version, hand-made otherwise"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn hour_day_and_month_rollups_of_non_utc_plans_are_rebuilt_in_the_plans_zone(pool: PgPool) {
+    let (api, hits, account) = (
+        "01900000-0000-7000-8000-000000000101",
+        "01900000-0000-7000-8000-000000000102",
+        "01900000-0000-7000-8000-000000000103",
+    );
+    let (kolkata, utc) = ("01900000-0000-7000-8000-000000000111", "01900000-0000-7000-8000-000000000112");
+    let setup = format!(
+        "INSERT INTO api_products (id, slug, name) VALUES ('{api}', 'old', 'Old');
+         INSERT INTO metrics (id, api_id, system_name, friendly_name) VALUES ('{hits}', '{api}', 'hits', 'Hits');
+         INSERT INTO accounts (id, kind, name) VALUES ('{account}', 'developer', 'Dev');
+         INSERT INTO plans (id, api_id, system_name, name, time_zone)
+             VALUES ('01900000-0000-7000-8000-000000000104', '{api}', 'in', 'India', 'Asia/Kolkata'),
+                    ('01900000-0000-7000-8000-000000000105', '{api}', 'utc', 'UTC', 'UTC');
+         INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+             VALUES ('{kolkata}', '{account}', '{api}', '01900000-0000-7000-8000-000000000104', 'K', 'live'),
+                    ('{utc}', '{account}', '{api}', '01900000-0000-7000-8000-000000000105', 'U', 'live');
+         -- 23:50 on 31 January in Kolkata, as the old intake wrote it (UTC buckets).
+         INSERT INTO usage_rollups (application_id, metric_id, granularity, bucket_start, hits, status_2xx)
+         SELECT app::uuid, '{hits}', g::rollup_granularity, date_trunc(trunc, '2026-01-31T18:20:00Z'::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', 3, 3
+         FROM (VALUES ('{kolkata}'), ('{utc}')) AS a(app),
+              (VALUES ('minute', 'minute'), ('hour', 'hour'), ('day', 'day'), ('month', 'month')) AS t(g, trunc);"
+    );
+    migrate_around(&pool, "usage analytics", &[&setup]).await;
+    let rows: Vec<(uuid::Uuid, String, time::OffsetDateTime, i64)> = sqlx::query_as(
+        "SELECT application_id, granularity::text, bucket_start, hits FROM usage_rollups ORDER BY application_id, granularity::rollup_granularity",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("rollups");
+    let at = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("time");
+    let (k, u) = (kolkata.parse().expect("uuid"), utc.parse().expect("uuid"));
+    assert_eq!(
+        rows,
+        vec![
+            (k, "minute".into(), at("2026-01-31T18:20:00Z"), 3),
+            (k, "hour".into(), at("2026-01-31T17:30:00Z"), 3),
+            (k, "day".into(), at("2026-01-30T18:30:00Z"), 3),
+            (k, "month".into(), at("2025-12-31T18:30:00Z"), 3),
+            (u, "minute".into(), at("2026-01-31T18:20:00Z"), 3),
+            (u, "hour".into(), at("2026-01-31T18:00:00Z"), 3),
+            (u, "day".into(), at("2026-01-31T00:00:00Z"), 3),
+            (u, "month".into(), at("2026-01-01T00:00:00Z"), 3),
+        ]
+    );
+}

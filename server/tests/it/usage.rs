@@ -366,9 +366,14 @@ async fn a_burst_past_several_levels_mails_the_highest_and_muted_levels_stay_qui
     let s = setup(pool.clone()).await;
     let burst = monthly_app(&s, "Burst").await;
     let quiet = s.application("pro", "Quiet", "Europe/Paris").await;
-    levels::set_plan_levels(&pool, plan_of(&pool, burst).await, &levels::parse_levels(&[50, 80, 100, 150]).unwrap())
-        .await
-        .unwrap();
+    levels::set_plan_levels(
+        &pool,
+        plan_of(&pool, burst).await,
+        &levels::parse_levels(&[50, 80, 100, 150]).unwrap(),
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     // Muting is per application, and only below 100 %.
     let muted =
         levels::set_muted_levels(&pool, s.account.0, quiet, &levels::parse_levels(&[80, 50]).unwrap()).await.unwrap();
@@ -488,6 +493,11 @@ async fn admins_switch_a_plans_alert_levels_and_bad_levels_are_422_naming_the_fi
         (200, json!({"levels": [50, 100, 300]}))
     );
     assert_eq!(call(reqwest::Method::GET, path.clone(), None).await, (200, json!({"levels": [50, 100, 300]})));
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'plan.alert_levels'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
     let (status, body) = call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": [75]}))).await;
     assert_eq!((status, body["field"].as_str()), (422, Some("levels")), "{body}");
     let (status, _) = call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": "80"}))).await;
