@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::{ApiSummary, list_apis};
+use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{self, GatewayView};
 use tollgate_core::usage::levels::{self, AlertLevel};
@@ -273,7 +274,7 @@ pub async fn alert_choices(pool: &PgPool, plan: Uuid) -> tollgate_core::Result<V
 
 /// Sets the plan's alert levels from its checkboxes (`level_50`, …, `level_300`; unchecked are absent).
 pub async fn set_alert_levels(
-    _admin: AdminUser,
+    AdminUser(user): AdminUser,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<std::collections::HashMap<String, String>>,
@@ -281,6 +282,6 @@ pub async fn set_alert_levels(
     let plan = parse_id(&path)?;
     let chosen: Vec<AlertLevel> =
         AlertLevel::ALL.into_iter().filter(|l| form.contains_key(&format!("level_{}", l.pct()))).collect();
-    levels::set_plan_levels(&pool, plan, &chosen).await?;
+    levels::set_plan_levels(&pool, plan, &chosen, &Actor::from(&user)).await?;
     Ok(see_other(format!("/admin/plans/{plan}#alert-levels")))
 }

@@ -433,17 +433,6 @@ pub async fn report(
     })
 }
 
-/// The granularity whose buckets tile a limit's window: hour, day and month
-/// buckets follow the plan's zone like the windows do.
-fn limit_granularity(period: Period) -> Granularity {
-    match period {
-        Period::Minute => Granularity::Minute,
-        Period::Hour => Granularity::Hour,
-        Period::Day | Period::Week => Granularity::Day,
-        Period::Month | Period::Year | Period::Eternity => Granularity::Month,
-    }
-}
-
 /// The time zone of an application's plan, where its buckets and windows begin.
 pub async fn plan_time_zone(pool: &PgPool, application: Uuid) -> Result<TimeZoneName> {
     let name = sqlx::query_scalar!(
@@ -474,18 +463,12 @@ pub async fn limits(pool: &PgPool, application: Uuid, now: Timestamp) -> Result<
         let window = tz.window(period, now);
         let start = to_offset(window.start);
         let end = window.end.map(to_offset);
-        let used = sqlx::query_scalar!(
-            r#"SELECT coalesce(sum(hits), 0)::bigint AS "used!" FROM usage_rollups
-               WHERE application_id = $1 AND metric_id = $2 AND granularity = $3
-                 AND bucket_start >= $4 AND ($5::timestamptz IS NULL OR bucket_start < $5)"#,
-            application,
-            limit.metric_id,
-            limit_granularity(period) as Granularity,
-            start,
-            end
-        )
-        .fetch_one(pool)
-        .await?;
+        // The same sum the alert job and the agents' restart seed use.
+        let mut conn = pool.acquire().await?;
+        let used = super::buckets::used_in_window(&mut conn, &[application], limit.metric_id, &window)
+            .await?
+            .first()
+            .map_or(0, |(_, used)| *used);
         let percent = match (used, limit.max_value) {
             (0, _) => 0,
             (_, 0) => 100,
