@@ -464,5 +464,14 @@ pub async fn copy_plan(pool: &PgPool, id: PlanId, system_name: &str, name: &str,
         limits: source.limits,
         pricing: source.pricing,
     };
-    create_plan(pool, crate::apis::ApiId(source.api_id), &copy, actor).await
+    let new = create_plan(pool, crate::apis::ApiId(source.api_id), &copy, actor).await?;
+    // The copy alerts at the same levels (they are not part of `NewPlan`).
+    sqlx::query!(
+        "UPDATE plans SET alert_levels = (SELECT alert_levels FROM plans WHERE id = $1) WHERE id = $2",
+        id.0,
+        new.0
+    )
+    .execute(pool)
+    .await?;
+    Ok(new)
 }

@@ -288,7 +288,9 @@ async fn ingest_refusals(
     batch: &UsageBatch,
     known_apps: &HashMap<Uuid, TimeZone>,
 ) -> Result<()> {
-    let mut rows: BTreeMap<(Uuid, usize, i64, u16), (i64, [i64; LATENCY_BUCKETS])> = BTreeMap::new();
+    // (application, granularity index, bucket start, status) → requests and latency.
+    type Key = (Uuid, usize, i64, u16);
+    let mut rows: BTreeMap<Key, (i64, [i64; LATENCY_BUCKETS])> = BTreeMap::new();
     for refused in &batch.refused {
         let Some(tz) = known_apps.get(&refused.application_id) else { continue };
         for (g, &granularity) in Granularity::ALL.iter().enumerate() {

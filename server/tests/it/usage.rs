@@ -498,6 +498,16 @@ async fn admins_switch_a_plans_alert_levels_and_bad_levels_are_422_naming_the_fi
         .await
         .unwrap();
     assert_eq!(audited, 1);
+    // A copy of the plan alerts at the same levels.
+    let (status, copy) = call(
+        reqwest::Method::POST,
+        format!("/admin/api/v1/plans/{plan}/copy"),
+        Some(json!({"system_name": "basic-copy", "name": "Basic copy"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{copy}");
+    let copied = format!("/admin/api/v1/plans/{}/alert-levels", copy["id"].as_str().unwrap());
+    assert_eq!(call(reqwest::Method::GET, copied, None).await, (200, json!({"levels": [50, 100, 300]})));
     let (status, body) = call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": [75]}))).await;
     assert_eq!((status, body["field"].as_str()), (422, Some("levels")), "{body}");
     let (status, _) = call(reqwest::Method::PUT, path.clone(), Some(json!({"levels": "80"}))).await;
