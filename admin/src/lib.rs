@@ -2,7 +2,6 @@
 //! (`/admin/api/v1`). Routes call `tollgate_core`; they write no SQL.
 
 pub mod api;
-mod dashboard;
 mod ui;
 
 use actix_web::web;
@@ -10,7 +9,11 @@ use actix_web::web;
 /// Mounts the admin UI under `/admin`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use ui::*;
-    cfg.service(web::resource("/admin").route(web::get().to(dashboard::show)))
+    cfg.service(web::resource("/admin").route(web::get().to(usage::dashboard)))
+        .service(web::resource("/admin/usage").route(web::get().to(usage::drill_down)))
+        .service(web::resource("/admin/usage.csv").route(web::get().to(usage::csv)))
+        .service(web::resource("/admin/violations").route(web::get().to(usage::violations)))
+        .service(web::resource("/admin/plans/{id}/alert-levels").route(web::post().to(usage::set_alert_levels)))
         .service(
             web::resource("/admin/apis/new").route(web::get().to(apis::new_form)).route(web::post().to(apis::import)),
         )

@@ -15,8 +15,10 @@ mod keys;
 mod markdown;
 mod message;
 mod new_key;
+mod notifications;
 mod profile;
 mod team;
+mod usage;
 
 use actix_web::web;
 
@@ -64,6 +66,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/apps").route(web::get().to(apps::list)))
         .service(web::resource("/apps/new").route(web::get().to(apps::new_form)).route(web::post().to(apps::create)))
         .service(web::resource("/apps/{app}").route(web::get().to(apps::show)).route(web::post().to(apps::update)))
+        .service(web::resource("/apps/{app}/usage").route(web::get().to(usage::show)))
+        .service(web::resource("/apps/{app}/usage.csv").route(web::get().to(usage::csv)))
+        .service(web::resource("/apps/{app}/alerts").route(web::post().to(usage::mute)))
+        .service(web::resource("/notifications").route(web::get().to(notifications::list)))
+        .service(web::resource("/notifications/read-all").route(web::post().to(notifications::mark_all_read)))
+        .service(web::resource("/notifications/{id}/read").route(web::post().to(notifications::mark_read)))
         .service(web::resource("/apps/{app}/delete").route(web::post().to(apps::delete)))
         .service(web::resource("/apps/{app}/keys").route(web::post().to(keys::create)))
         .service(web::resource("/apps/{app}/keys/{key}/rotate").route(web::post().to(keys::rotate)))

@@ -2,6 +2,7 @@
 //! sign-out form, and a one-line message.
 
 use tollgate_core::accounts::UserSummary;
+use tollgate_core::notifications;
 
 use crate::session::Session;
 
@@ -18,17 +19,29 @@ pub struct Chrome {
     pub user: Option<UserSummary>,
     pub csrf_token: String,
     pub flash: Option<Flash>,
+    /// Unread notifications of a signed-in developer, for the count in the header.
+    pub unread: i64,
 }
 
 impl Chrome {
     pub async fn for_session(session: &Session) -> tollgate_core::Result<Chrome> {
-        Ok(Chrome { user: session.user(), csrf_token: session.csrf_token().await?, flash: None })
+        let user = session.user();
+        let unread = match &user {
+            Some(u) if !u.is_admin => notifications::unread_count(session.pool(), u.id.0).await?,
+            _ => 0,
+        };
+        Ok(Chrome { user, csrf_token: session.csrf_token().await?, flash: None, unread })
     }
 
     /// For pages without forms (the public catalog): an anonymous visitor
     /// gets no session, so crawlers do not fill the sessions table.
     pub fn without_forms(session: &Session) -> Chrome {
-        Chrome { user: session.user(), csrf_token: session.existing_csrf_token().unwrap_or_default(), flash: None }
+        Chrome {
+            user: session.user(),
+            csrf_token: session.existing_csrf_token().unwrap_or_default(),
+            flash: None,
+            unread: 0,
+        }
     }
 
     pub fn with_flash(mut self, kind: &'static str, text: impl Into<String>) -> Chrome {

@@ -14,9 +14,13 @@
 //! * `redirect`: `LocalPath`, the only kind of place sign-in sends a browser on to;
 //! * `request`: bearer tokens and ids read from a request;
 //! * `urls`: the server's outward addresses, as app data.
+//! * `chart`: server-side SVG charts with their table fallback; `csv`: CSV downloads;
+//!   `usage_view`: a usage report as charts and CSV tables, for the portal and the admin UI.
 
+pub mod chart;
 mod client_ip;
 mod csrf;
+pub mod csv;
 mod error;
 mod form;
 mod guards;
@@ -27,6 +31,7 @@ mod redirect;
 mod request;
 mod session;
 mod urls;
+pub mod usage_view;
 
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use csrf::{CsrfForm, EmptyForm};

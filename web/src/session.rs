@@ -103,6 +103,11 @@ impl Session {
         self.state.borrow().record.as_ref().map(|r| r.id_hash.clone())
     }
 
+    /// The database, for what every page shows besides the session (the unread count).
+    pub fn pool(&self) -> &tollgate_core::db::PgPool {
+        self.store.pool()
+    }
+
     pub fn user_id(&self) -> Option<UserId> {
         self.state.borrow().user.as_ref().map(|u| u.id)
     }

@@ -16,6 +16,7 @@ mod page;
 mod plans;
 mod rules;
 mod schemas;
+mod usage;
 mod versions;
 mod wire;
 
@@ -100,6 +101,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/accounts/{id}/state", "PUT").route(web::put().to(accounts::set_state)))
             .service(resource("/audit", "GET").route(web::get().to(audit::list)))
             .service(resource("/gateways", "GET").route(web::get().to(gateways::list)))
+            .service(resource("/usage", "GET").route(web::get().to(usage::list)))
+            .service(resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)))
             .default_service(web::to(not_found)),
     );
 }

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
-use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules, versions};
+use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules, usage, versions};
 
 struct BearerAuth;
 
@@ -32,6 +32,7 @@ impl Modify for BearerAuth {
         applications::list, applications::show, applications::act, applications::change_plan,
         accounts::list, accounts::show, accounts::set_state,
         audit::list, gateways::list,
+        usage::list, usage::failed_calls,
     ),
     components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>)),
     modifiers(&BearerAuth, &Links),

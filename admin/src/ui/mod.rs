@@ -9,4 +9,5 @@ pub mod audit;
 pub mod gateways;
 pub mod plans;
 pub mod tokens;
+pub mod usage;
 pub mod versions;

@@ -202,6 +202,8 @@ struct FormPage {
     errors: FieldErrors,
     periods: &'static [Period],
     applications: i64,
+    /// Every alert level and whether the plan alerts at it (empty for a new plan).
+    alert_levels: Vec<(i16, bool)>,
 }
 
 /// One row of the limits or prices table, ready for the template.
@@ -273,6 +275,7 @@ pub async fn new_form(
         errors: FieldErrors::new(),
         periods: &Period::ALL,
         applications: 0,
+        alert_levels: Vec::new(),
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -316,6 +319,10 @@ async fn save(
         errors,
         periods: &Period::ALL,
         applications: existing.map_or(0, |p| p.applications),
+        alert_levels: match existing {
+            Some(p) => crate::ui::usage::alert_choices(pool, p.id.0).await?,
+            None => Vec::new(),
+        },
     };
     Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
@@ -348,6 +355,7 @@ pub async fn edit_form(
         errors: FieldErrors::new(),
         periods: &Period::ALL,
         applications: plan.applications,
+        alert_levels: crate::ui::usage::alert_choices(&pool, plan.id.0).await?,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -22,4 +22,5 @@ mod teams;
 mod tenants;
 mod throttles;
 mod usage;
+mod usage_reports;
 mod versions;

@@ -32,10 +32,12 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
     register_app(&app, "Mallory app").await;
     let token = csrf_from(&app.get("/dashboard").await.text().await.unwrap());
 
-    let gets = [format!("/apps/{app_id}")];
+    let gets =
+        [format!("/apps/{app_id}"), format!("/apps/{app_id}/usage"), format!("/apps/{app_id}/usage.csv?table=failed")];
     let posts = [
         (format!("/apps/{app_id}"), vec![("name", "pwned"), ("description", "")]),
         (format!("/apps/{app_id}/delete"), vec![]),
+        (format!("/apps/{app_id}/alerts"), vec![("mute_80", "on")]),
         (format!("/apps/{app_id}/keys"), vec![]),
         (format!("/apps/{app_id}/keys/{key_id}/rotate"), vec![("overlap_hours", "0")]),
         (format!("/apps/{app_id}/keys/{key_id}/revoke"), vec![]),
@@ -64,7 +66,7 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
         "non-404 or leaking answers: {:#?}",
         leaks.iter().map(|(r, s, _)| (r, s)).collect::<Vec<_>>()
     );
-    assert_eq!(answers.len(), 8);
+    assert_eq!(answers.len(), 11);
 
     // And nothing changed for the victim.
     let page = victim.get(&victim_app).await.text().await.unwrap();
