@@ -219,7 +219,8 @@ fn fee_lines(
         let owed = plan.currency.round(exact);
         let already = input.billed.get(&subject).copied().unwrap_or_default();
         let amount = owed - already;
-        if amount.is_zero() && (correction || period.intersect(&billable).is_empty()) {
+        // A free plan's fee is no line at all.
+        if amount.is_zero() && (correction || plan.monthly_fee.is_zero() || period.intersect(&billable).is_empty()) {
             continue;
         }
         let fraction = Decimal::from(period.intersect(&billable).seconds()) / Decimal::from(period.seconds().max(1));
