@@ -16,6 +16,7 @@ pub mod error;
 pub mod gateways;
 pub mod identity;
 pub mod mail;
+pub mod notifications;
 pub mod plans;
 pub mod secrets;
 pub mod sessions;

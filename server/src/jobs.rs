@@ -1,5 +1,6 @@
 //! Background jobs of the management server: mail delivery, clean-up of
-//! sessions and throttle records, change reports of large staged versions, and billing.
+//! sessions and throttle records, change reports of large staged versions,
+//! usage alerts, usage retention and billing.
 //! Each is a loop on its own timer; several replicas may run them at once
 //! (rows are claimed with SKIP LOCKED, deletes are idempotent).
 
@@ -9,6 +10,8 @@ use tollgate_core::apis::staging;
 use tollgate_core::db::PgPool;
 use tollgate_core::mail::{Delivery, deliver_due};
 use tollgate_core::sessions::SessionStore;
+use tollgate_core::usage;
+use tollgate_core::usage::retention::Retention;
 
 use crate::settings::Settings;
 
@@ -98,6 +101,49 @@ pub fn spawn_staging_worker(pool: PgPool) {
                 Err(err) => tracing::warn!(error = %err, "looking for change reports to make failed"),
             }
             tokio::time::sleep(STAGING_POLL).await;
+        }
+    });
+}
+
+/// How often the alert job looks at applications whose usage moved.
+const ALERT_POLL: Duration = Duration::from_secs(2);
+
+/// Alerts on usage crossing limit levels. Every replica runs it; the queue is
+/// claimed with SKIP LOCKED and the `usage_alerts` insert decides who sends.
+pub fn spawn_usage_alerts(pool: PgPool, public_url: String) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ALERT_POLL);
+        loop {
+            tick.tick().await;
+            // A full round means more are queued: go on at once.
+            loop {
+                match usage::alerts::run_round(&pool, &public_url, jiff::Timestamp::now()).await {
+                    Ok(outcome) if outcome.full => continue,
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "usage alert round failed");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Deletes usage older than the retention settings, every 10 minutes, in
+/// batches that never block intake.
+pub fn spawn_usage_retention(pool: PgPool, retention: Retention) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match usage::retention::run(&pool, &retention, time::OffsetDateTime::now_utc()).await {
+                Ok(deleted) => {
+                    metrics::counter!("tollgate_usage_retention_deleted_rows_total")
+                        .increment(deleted.rollups + deleted.refusals + deleted.failed_calls + deleted.batches);
+                }
+                Err(err) => tracing::warn!(error = %err, "usage retention run failed"),
+            }
         }
     });
 }

@@ -10,6 +10,8 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use tollgate_core::accounts::MailLimits;
 use tollgate_core::identity::ProviderConfig;
+use tollgate_core::usage::Granularity;
+use tollgate_core::usage::retention::Retention;
 use tollgate_web::TrustedProxies;
 
 /// A problem with a setting, phrased for the operator.
@@ -100,6 +102,8 @@ pub struct Settings {
     pub mail_requests_per_client_hour: u32,
     /// After a mail to an address, seconds before another goes to it.
     pub mail_address_cooldown_seconds: u32,
+    /// How many days usage is kept per resolution (unset: for ever).
+    pub usage_retention: Retention,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -140,6 +144,10 @@ struct FileSettings {
     trusted_proxies: Option<String>,
     mail_requests_per_client_hour: Option<u32>,
     mail_address_cooldown_seconds: Option<u32>,
+    usage_minute_retention_days: Option<u32>,
+    usage_hour_retention_days: Option<u32>,
+    usage_day_retention_days: Option<u32>,
+    usage_month_retention_days: Option<u32>,
 }
 
 /// Where a value came from, for error messages.
@@ -316,6 +324,37 @@ impl Settings {
                 Some((name, raw)) => parse_number(&name, &raw, 0..=86_400)?,
                 None => 120,
             };
+        let retention_days = |key: &str, from_file: Option<u32>, granularity: Granularity, default: Option<u32>| {
+            match src.get(key, from_file.map(|n| n.to_string())) {
+                // Unset keeps the resolution for ever; so does an empty file value.
+                Some((name, raw)) => {
+                    parse_number(&name, &raw, Retention::minimum_days(granularity)..=365_000).map(Some)
+                }
+                None => Ok(default),
+            }
+        };
+        let defaults = Retention::default();
+        let usage_retention = Retention {
+            minute_days: retention_days(
+                "usage_minute_retention_days",
+                f.usage_minute_retention_days,
+                Granularity::Minute,
+                defaults.minute_days,
+            )?,
+            hour_days: retention_days(
+                "usage_hour_retention_days",
+                f.usage_hour_retention_days,
+                Granularity::Hour,
+                defaults.hour_days,
+            )?,
+            day_days: retention_days("usage_day_retention_days", f.usage_day_retention_days, Granularity::Day, None)?,
+            month_days: retention_days(
+                "usage_month_retention_days",
+                f.usage_month_retention_days,
+                Granularity::Month,
+                None,
+            )?,
+        };
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -336,6 +375,7 @@ impl Settings {
             trusted_proxies,
             mail_requests_per_client_hour,
             mail_address_cooldown_seconds,
+            usage_retention,
         })
     }
 

@@ -64,6 +64,8 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     jobs::spawn_mail_worker(pool.clone(), jobs::mail_delivery(settings)?);
     jobs::spawn_session_purge(sessions.clone());
     jobs::spawn_staging_worker(pool.clone());
+    jobs::spawn_usage_alerts(pool.clone(), settings.public_url.clone());
+    jobs::spawn_usage_retention(pool.clone(), settings.usage_retention);
     jobs::spawn_billing_job(pool.clone());
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));

@@ -86,6 +86,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(plans::delete)),
             )
             .service(resource("/plans/{id}/copy", "POST").route(web::post().to(plans::copy)))
+            .service(
+                resource("/plans/{id}/alert-levels", "GET, PUT")
+                    .route(web::get().to(plans::show_alert_levels))
+                    .route(web::put().to(plans::set_alert_levels)),
+            )
             .service(resource("/applications", "GET").route(web::get().to(applications::list)))
             .service(resource("/applications/{id}", "GET").route(web::get().to(applications::show)))
             .service(resource("/applications/{id}/actions", "POST").route(web::post().to(applications::act)))

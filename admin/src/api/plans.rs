@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tollgate_core::apis::{ApiId, detail};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, Period, PlanDetail, PlanId};
+use tollgate_core::usage::levels;
 use tollgate_web::parse_id;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -259,4 +260,53 @@ pub async fn copy(
     let input: CopyIn = parse_json(&body)?;
     let copy = plans::copy_plan(&pool, id, &input.system_name, &input.name, &actor).await?;
     Ok(HttpResponse::Created().json(PlanOut::from(plans::get_plan(&pool, copy).await?)))
+}
+
+/// The percentages of a limit at which a plan's applications alert their owners.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertLevelsIo {
+    /// Each of 50, 80, 90, 100, 120, 150, 200 and 300 at most once; sorted on output.
+    /// An empty list switches alerts off (violations are still listed for admins).
+    #[schema(value_type = Vec<i64>, example = json!([80, 100]))]
+    pub levels: Vec<i64>,
+}
+
+/// The alert levels a plan has switched on.
+#[utoipa::path(get, operation_id = "show_plan_alert_levels", path = "/admin/api/v1/plans/{id}/alert-levels", tag = "plans",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = AlertLevelsIo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show_alert_levels(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id = parse_id(&path)?;
+    let levels = levels::plan_levels(&pool, id).await?;
+    Ok(HttpResponse::Ok().json(AlertLevelsIo { levels: levels.iter().map(|l| i64::from(l.pct())).collect() }))
+}
+
+/// Switch a plan's alert levels: the list replaces the current one.
+#[utoipa::path(put, operation_id = "set_plan_alert_levels", path = "/admin/api/v1/plans/{id}/alert-levels", tag = "plans",
+    params(("id" = Uuid, Path)), request_body = AlertLevelsIo,
+    responses((status = 200, body = AlertLevelsIo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "A level that is not one of 50, 80, 90, 100, 120, 150, 200, 300")),
+    security(("bearer" = [])))]
+pub async fn set_alert_levels(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id = parse_id(&path)?;
+    let input: AlertLevelsIo = parse_json(&body)?;
+    if input.levels.len() > 64 {
+        return Err(tollgate_core::Error::invalid("levels", "at most 8 distinct levels").into());
+    }
+    let parsed = levels::parse_levels(&input.levels).map_err(|e| e.at("levels"))?;
+    let levels = levels::set_plan_levels(&pool, id, &parsed).await?;
+    Ok(HttpResponse::Ok().json(AlertLevelsIo { levels: levels.iter().map(|l| i64::from(l.pct())).collect() }))
 }

@@ -137,3 +137,19 @@ The documentation shows the new version: {base_url}/apis/{slug}"
     );
     message(to, format!("Breaking changes in {api_name} (version {number})"), text)
 }
+
+/// An application's usage crossed an alert level of one of its limits.
+pub fn usage_alert(to: &str, alert: &crate::usage::alerts::AlertText, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+{body}
+
+See the usage of {app}: {base_url}{link}
+",
+        body = alert.body,
+        app = alert.app_name,
+        link = alert.link
+    );
+    message(to, alert.title.clone(), text)
+}

@@ -5,13 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use sqlx::PgPool;
-use time::OffsetDateTime;
-use tollgate_protocol::{Change, CurrentUsage, Delta, Period, Plan, Snapshot, Window};
+use tollgate_protocol::{Change, CurrentUsage, Delta, Plan, Snapshot, Window};
 use uuid::Uuid;
 
 use super::load;
 use crate::Result;
-use crate::usage::Granularity;
 
 /// Deltas longer than this are sent as a fresh snapshot instead.
 const MAX_DELTA_CHANGES: i64 = 10_000;
@@ -19,10 +17,6 @@ const MAX_DELTA_CHANGES: i64 = 10_000;
 /// An entity as the feed names it: its kind, its id and, for a credential,
 /// its key hash (the only name a revoked key keeps).
 type Changed = (String, Option<Uuid>, Option<Vec<u8>>);
-
-fn offset_datetime(t: Timestamp) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
 
 /// Begins a read-only transaction that sees one consistent state.
 async fn consistent_read(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
@@ -129,33 +123,17 @@ async fn current_usage(
     for plan in plans {
         let Some(apps) = apps_by_plan.get(&plan.id) else { continue };
         for limit in plan.limits.iter().filter(|l| l.period.is_seeded()) {
+            // Summed from the buckets that tile the window in the plan's zone
+            // (the zone intake bucketed this plan's usage in).
             let window = Window::containing(limit.period, now, plan.time_zone.time_zone());
-            let start = offset_datetime(window.start);
-            let end = window.end.map(offset_datetime).unwrap_or(OffsetDateTime::now_utc() + time::Duration::days(1));
-            // Whole-hour windows can be summed from hourly rollups; others
-            // (hour windows, and zones with half-hour offsets) from minutes.
-            let hour_aligned = limit.period != Period::Hour && start.minute() == 0 && end.minute() == 0;
-            let granularity = if hour_aligned { Granularity::Hour } else { Granularity::Minute };
-            let rows = sqlx::query!(
-                r#"SELECT application_id, sum(hits)::bigint AS "used!" FROM usage_rollups
-                   WHERE metric_id = $1 AND granularity = $2
-                     AND bucket_start >= $3 AND bucket_start < $4 AND application_id = ANY($5)
-                   GROUP BY application_id"#,
-                limit.metric,
-                granularity as Granularity,
-                start,
-                end,
-                apps
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
+            let rows = crate::usage::buckets::used_in_window(&mut *conn, apps, limit.metric, &window).await?;
+            for (application_id, used) in rows {
                 usage.push(CurrentUsage {
-                    application_id: row.application_id,
+                    application_id,
                     metric: limit.metric,
                     period: limit.period,
                     window_start: window.id(),
-                    value: u64::try_from(row.used).unwrap_or(0),
+                    value: u64::try_from(used).unwrap_or(0),
                 });
             }
         }

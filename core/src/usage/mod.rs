@@ -1,5 +1,6 @@
 //! Usage intake from agents: idempotent batches rolled up by minute, hour,
-//! day and month (UTC buckets).
+//! day and month (hour, day and month buckets in the plan's time zone), with
+//! refusals, recent failed calls, alerts and retention in submodules.
 //!
 //! A batch is checked before anything is counted: minutes must fall in the
 //! window an agent can honestly report ([`MAX_AGE`] back, [`MAX_AHEAD`]
@@ -7,16 +8,23 @@
 //! otherwise the whole batch is refused as invalid (the agent drops it and
 //! says so) rather than moving rollups and "last used" to another century.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use jiff::tz::TimeZone;
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tollgate_protocol::{StatusClass, UsageAck, UsageBatch};
+use tollgate_protocol::usage::LATENCY_BUCKETS;
+use tollgate_protocol::{StatusClass, TimeZoneName, UsageAck, UsageBatch};
 use uuid::Uuid;
 
 use crate::gateways::GatewayId;
 use crate::stored::stored_enum;
 use crate::{Error, Result};
+
+pub mod alerts;
+pub mod buckets;
+pub mod levels;
+pub mod retention;
 
 stored_enum! {
     /// The size of a rollup's bucket.
@@ -74,25 +82,44 @@ fn check_bounds(batch: &UsageBatch, now: OffsetDateTime) -> Result<()> {
     for (i, used) in batch.credentials_used.iter().enumerate() {
         check_minute(format!("credentials_used[{i}].minute"), used.minute)?;
     }
+    for (i, refused) in batch.refused.iter().enumerate() {
+        check_minute(format!("refused[{i}].minute"), refused.minute)?;
+        check_count(format!("refused[{i}].count"), refused.count)?;
+    }
+    for (i, call) in batch.failed_calls.iter().enumerate() {
+        check_minute(format!("failed_calls[{i}].at"), call.at.as_second() - call.at.as_second().rem_euclid(60))?;
+        check_count(format!("failed_calls[{i}].latency_us"), call.latency_us)?;
+    }
     Ok(())
 }
 
-impl Granularity {
-    /// The start of the bucket holding `minute`.
-    fn bucket(self, minute: OffsetDateTime) -> OffsetDateTime {
-        let at_minute = minute.replace_second(0).unwrap_or(minute).replace_nanosecond(0).unwrap_or(minute);
-        match self {
-            Granularity::Minute => at_minute,
-            Granularity::Hour => at_minute.replace_minute(0).unwrap_or(at_minute),
-            Granularity::Day => at_minute.replace_time(time::Time::MIDNIGHT),
-            Granularity::Month => at_minute.replace_time(time::Time::MIDNIGHT).replace_day(1).unwrap_or(at_minute),
-        }
+/// Sums of one rollup row before it is written.
+#[derive(Default)]
+struct Sums {
+    hits: i64,
+    status: [i64; 4],
+    latency: [i64; LATENCY_BUCKETS],
+}
+
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn add_latency(into: &mut [i64; LATENCY_BUCKETS], from: &[u64; LATENCY_BUCKETS]) {
+    for (sum, &n) in into.iter_mut().zip(from) {
+        *sum = sum.saturating_add(saturating(n));
     }
 }
 
 /// Counts a batch exactly once: the batch id is recorded in the same
 /// transaction as the rollups, so a replay after a lost ack changes nothing.
 /// Entries for applications or metrics deleted since are dropped.
+///
+/// Entries go into minute, hour, day and month rollups (buckets in the plan's
+/// zone, see [`buckets`]) with their latency buckets; refusals into
+/// `usage_refusals` the same way; failed calls into `failed_calls`, trimmed
+/// to the newest [`FAILED_CALLS_KEPT`] per application; applications whose
+/// usage moved are queued for the alert job.
 pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Result<UsageAck> {
     batch.validate().map_err(|e| Error::invalid("batch", e.to_string()))?;
     check_bounds(batch, OffsetDateTime::now_utc())?;
@@ -110,68 +137,129 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         tx.commit().await?;
         return Ok(UsageAck { batch_id: batch.id, duplicate: true });
     }
-    let apps: Vec<Uuid> = batch.entries.iter().map(|e| e.application_id).collect::<HashSet<_>>().into_iter().collect();
-    let metrics: Vec<Uuid> = batch.entries.iter().map(|e| e.metric).collect::<HashSet<_>>().into_iter().collect();
-    let known_apps: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM applications WHERE id = ANY($1)", &apps)
-        .fetch_all(&mut *tx)
-        .await?
+    let apps: Vec<Uuid> = batch
+        .entries
+        .iter()
+        .map(|e| e.application_id)
+        .chain(batch.refused.iter().map(|r| r.application_id))
+        .chain(batch.failed_calls.iter().map(|f| f.application_id))
+        .collect::<HashSet<_>>()
         .into_iter()
         .collect();
+    let metrics: Vec<Uuid> = batch.entries.iter().map(|e| e.metric).collect::<HashSet<_>>().into_iter().collect();
+    // Each known application with its plan's zone (the zone of its buckets).
+    let mut zones: HashMap<String, TimeZone> = HashMap::new();
+    let known_apps: HashMap<Uuid, TimeZone> = sqlx::query!(
+        "SELECT a.id, p.time_zone FROM applications a JOIN plans p ON p.id = a.plan_id WHERE a.id = ANY($1)",
+        &apps
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|row| {
+        let tz = zones
+            .entry(row.time_zone)
+            .or_insert_with_key(|name| TimeZoneName::new(name).map(|n| n.time_zone().clone()).unwrap_or(TimeZone::UTC))
+            .clone();
+        (row.id, tz)
+    })
+    .collect();
     let known_metrics: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM metrics WHERE id = ANY($1)", &metrics)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .collect();
 
-    for &granularity in Granularity::ALL {
-        let (mut app_ids, mut metric_ids, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut hits, mut s2, mut s3, mut s4, mut s5) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for entry in &batch.entries {
-            if !known_apps.contains(&entry.application_id) || !known_metrics.contains(&entry.metric) {
-                continue;
-            }
-            let Ok(minute) = OffsetDateTime::from_unix_timestamp(entry.minute) else { continue };
-            // Bounded by check_bounds, so neither the sum nor the conversion saturates in practice.
-            let requests = entry.latency_buckets.iter().fold(0u64, |sum, &n| sum.saturating_add(n));
-            let requests = i64::try_from(requests).unwrap_or(i64::MAX);
-            let class = |c: StatusClass| if entry.status_class == c { requests } else { 0 };
-            app_ids.push(entry.application_id);
-            metric_ids.push(entry.metric);
-            buckets.push(granularity.bucket(minute));
-            hits.push(i64::try_from(entry.count).unwrap_or(i64::MAX));
-            s2.push(class(StatusClass::Success));
-            s3.push(class(StatusClass::Redirection));
-            s4.push(class(StatusClass::ClientError));
-            s5.push(class(StatusClass::ServerError));
-        }
-        if app_ids.is_empty() {
+    // Merged per row, in key order: no row is written twice by one statement,
+    // and concurrent batches lock rows in the same order.
+    let mut rollups: BTreeMap<(Uuid, Uuid, usize, i64), Sums> = BTreeMap::new();
+    for entry in &batch.entries {
+        let Some(tz) = known_apps.get(&entry.application_id) else { continue };
+        if !known_metrics.contains(&entry.metric) {
             continue;
         }
+        // Bounded by check_bounds, so neither the sum nor the conversion saturates in practice.
+        let requests = saturating(entry.latency_buckets.iter().fold(0u64, |sum, &n| sum.saturating_add(n)));
+        let class = match entry.status_class {
+            StatusClass::Success => Some(0),
+            StatusClass::Redirection => Some(1),
+            StatusClass::ClientError => Some(2),
+            StatusClass::ServerError => Some(3),
+            StatusClass::Informational => None,
+        };
+        for (g, &granularity) in Granularity::ALL.iter().enumerate() {
+            let bucket = buckets::bucket_start(granularity, entry.minute, tz);
+            let sums = rollups.entry((entry.application_id, entry.metric, g, bucket)).or_default();
+            sums.hits = sums.hits.saturating_add(saturating(entry.count));
+            if let Some(class) = class {
+                sums.status[class] = sums.status[class].saturating_add(requests);
+            }
+            add_latency(&mut sums.latency, &entry.latency_buckets);
+        }
+    }
+    if !rollups.is_empty() {
+        let n = rollups.len();
+        let (mut app_ids, mut metric_ids, mut grans, mut starts) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut hits, mut s2, mut s3, mut s4, mut s5) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut latency = Vec::with_capacity(n * LATENCY_BUCKETS);
+        for ((app, metric, g, bucket), sums) in &rollups {
+            app_ids.push(*app);
+            metric_ids.push(*metric);
+            grans.push(Granularity::ALL[*g].as_str().to_owned());
+            starts.push(OffsetDateTime::from_unix_timestamp(*bucket).unwrap_or(OffsetDateTime::UNIX_EPOCH));
+            hits.push(sums.hits);
+            s2.push(sums.status[0]);
+            s3.push(sums.status[1]);
+            s4.push(sums.status[2]);
+            s5.push(sums.status[3]);
+            latency.extend_from_slice(&sums.latency);
+        }
         sqlx::query!(
-            "INSERT INTO usage_rollups AS r (application_id, metric_id, granularity, bucket_start, hits, status_2xx, status_3xx, status_4xx, status_5xx)
-             SELECT app, metric, $3::rollup_granularity, bucket, sum(hits), sum(s2), sum(s3), sum(s4), sum(s5)
-             FROM UNNEST($1::uuid[], $2::uuid[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
-                  AS t(app, metric, bucket, hits, s2, s3, s4, s5)
-             GROUP BY app, metric, bucket
+            "INSERT INTO usage_rollups AS r (application_id, metric_id, granularity, bucket_start, hits,
+                                             status_2xx, status_3xx, status_4xx, status_5xx, latency_buckets)
+             SELECT app, metric, g::rollup_granularity, bucket, hits, s2, s3, s4, s5,
+                    ($10::int8[])[(ord - 1) * 11 + 1 : ord * 11]
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[],
+                         $8::int8[], $9::int8[]) WITH ORDINALITY AS t(app, metric, g, bucket, hits, s2, s3, s4, s5, ord)
              ON CONFLICT (application_id, metric_id, granularity, bucket_start) DO UPDATE SET
                  hits = least(r.hits::numeric + EXCLUDED.hits, 9223372036854775807)::bigint,
                  status_2xx = least(r.status_2xx::numeric + EXCLUDED.status_2xx, 9223372036854775807)::bigint,
                  status_3xx = least(r.status_3xx::numeric + EXCLUDED.status_3xx, 9223372036854775807)::bigint,
                  status_4xx = least(r.status_4xx::numeric + EXCLUDED.status_4xx, 9223372036854775807)::bigint,
-                 status_5xx = least(r.status_5xx::numeric + EXCLUDED.status_5xx, 9223372036854775807)::bigint",
+                 status_5xx = least(r.status_5xx::numeric + EXCLUDED.status_5xx, 9223372036854775807)::bigint,
+                 latency_buckets = usage_add_buckets(r.latency_buckets, EXCLUDED.latency_buckets)",
             &app_ids,
             &metric_ids,
-            granularity as Granularity,
-            &buckets,
+            &grans,
+            &starts,
             &hits,
             &s2,
             &s3,
             &s4,
-            &s5
+            &s5,
+            &latency
+        )
+        .execute(&mut *tx)
+        .await?;
+        // The alert job looks at these applications next (sorted: lock order).
+        let mut touched: Vec<Uuid> = app_ids;
+        touched.dedup();
+        sqlx::query!(
+            "INSERT INTO usage_alert_queue (application_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+            &touched
         )
         .execute(&mut *tx)
         .await?;
     }
+    ingest_refusals(&mut tx, batch, &known_apps).await?;
+    ingest_failed_calls(&mut tx, batch, &known_apps).await?;
     // When each key was last used, for the developer's key list. Only ever moves forward.
     if !batch.credentials_used.is_empty() {
         let hashes: Vec<Vec<u8>> = batch.credentials_used.iter().map(|c| c.hash.as_bytes().to_vec()).collect();
@@ -191,6 +279,118 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
     }
     tx.commit().await?;
     Ok(UsageAck { batch_id: batch.id, duplicate: false })
+}
+
+/// Refusals rolled up like usage, per status instead of per metric.
+async fn ingest_refusals(
+    tx: &mut sqlx::PgConnection,
+    batch: &UsageBatch,
+    known_apps: &HashMap<Uuid, TimeZone>,
+) -> Result<()> {
+    let mut rows: BTreeMap<(Uuid, usize, i64, u16), (i64, [i64; LATENCY_BUCKETS])> = BTreeMap::new();
+    for refused in &batch.refused {
+        let Some(tz) = known_apps.get(&refused.application_id) else { continue };
+        for (g, &granularity) in Granularity::ALL.iter().enumerate() {
+            let bucket = buckets::bucket_start(granularity, refused.minute, tz);
+            let (requests, latency) = rows.entry((refused.application_id, g, bucket, refused.status)).or_default();
+            *requests = requests.saturating_add(saturating(refused.count));
+            add_latency(latency, &refused.latency_buckets);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (mut apps, mut grans, mut starts, mut statuses, mut requests, mut latency) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((app, g, bucket, status), (count, buckets)) in &rows {
+        apps.push(*app);
+        grans.push(Granularity::ALL[*g].as_str().to_owned());
+        starts.push(OffsetDateTime::from_unix_timestamp(*bucket).unwrap_or(OffsetDateTime::UNIX_EPOCH));
+        statuses.push(i16::try_from(*status).unwrap_or(599));
+        requests.push(*count);
+        latency.extend_from_slice(buckets);
+    }
+    sqlx::query!(
+        "INSERT INTO usage_refusals AS r (application_id, granularity, bucket_start, status, requests, latency_buckets)
+         SELECT app, g::rollup_granularity, bucket, status, requests, ($6::int8[])[(ord - 1) * 11 + 1 : ord * 11]
+         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
+              WITH ORDINALITY AS t(app, g, bucket, status, requests, ord)
+         ON CONFLICT (application_id, granularity, bucket_start, status) DO UPDATE SET
+             requests = least(r.requests::numeric + EXCLUDED.requests, 9223372036854775807)::bigint,
+             latency_buckets = usage_add_buckets(r.latency_buckets, EXCLUDED.latency_buckets)",
+        &apps,
+        &grans,
+        &starts,
+        &statuses,
+        &requests,
+        &latency
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// How many failed calls are kept per application (the newest).
+pub const FAILED_CALLS_KEPT: i64 = 200;
+
+/// Stores the batch's failed calls and trims each application to the newest
+/// [`FAILED_CALLS_KEPT`]. Applications are locked (advisory, in id order) so
+/// two batches for one application cannot both trim before either inserts.
+async fn ingest_failed_calls(
+    tx: &mut sqlx::PgConnection,
+    batch: &UsageBatch,
+    known_apps: &HashMap<Uuid, TimeZone>,
+) -> Result<()> {
+    let calls: Vec<_> = batch.failed_calls.iter().filter(|c| known_apps.contains_key(&c.application_id)).collect();
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let mut apps: Vec<Uuid> = calls.iter().map(|c| c.application_id).collect();
+    apps.sort_unstable();
+    apps.dedup();
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('failed_calls:' || app::text, 0))
+         FROM (SELECT unnest($1::uuid[]) AS app ORDER BY 1) AS a",
+        &apps
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let at: Vec<OffsetDateTime> = calls
+        .iter()
+        .map(|c| OffsetDateTime::from_unix_timestamp_nanos(c.at.as_nanosecond()).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+        .collect();
+    sqlx::query!(
+        "INSERT INTO failed_calls (application_id, api_id, at, method, metric_id, path, status, error, key_prefix, latency_us)
+         SELECT app, (SELECT p.id FROM api_products p WHERE p.id = t.api), at, method,
+                (SELECT m.id FROM metrics m WHERE m.id = t.metric), path, status, error, key_prefix, latency_us
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[], $7::int2[],
+                     $8::text[], $9::text[], $10::int8[])
+              AS t(app, api, at, method, metric, path, status, error, key_prefix, latency_us)",
+        &calls.iter().map(|c| c.application_id).collect::<Vec<_>>(),
+        &calls.iter().map(|c| c.api_id).collect::<Vec<_>>(),
+        &at,
+        &calls.iter().map(|c| c.method.clone()).collect::<Vec<_>>(),
+        &calls.iter().map(|c| c.metric).collect::<Vec<Option<Uuid>>>() as &[Option<Uuid>],
+        &calls.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+        &calls.iter().map(|c| i16::try_from(c.status).unwrap_or(599)).collect::<Vec<_>>(),
+        &calls.iter().map(|c| c.error.clone()).collect::<Vec<Option<String>>>() as &[Option<String>],
+        &calls.iter().map(|c| c.key_prefix.clone()).collect::<Vec<Option<String>>>() as &[Option<String>],
+        &calls.iter().map(|c| saturating(c.latency_us)).collect::<Vec<_>>()
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM failed_calls WHERE id IN (
+             SELECT id FROM (
+                 SELECT id, row_number() OVER (PARTITION BY application_id ORDER BY at DESC, id DESC) AS rank
+                 FROM failed_calls WHERE application_id = ANY($1)
+             ) AS ranked WHERE rank > $2)",
+        &apps,
+        FAILED_CALLS_KEPT
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Total usage of one metric of an application in a time range, from

@@ -17,5 +17,9 @@ pub async fn ingest(
     let batch: UsageBatch = parse_body(&body)?;
     let ack = tollgate_core::usage::ingest(&pool, gateway.id, &batch).await?;
     metrics::counter!("tollgate_usage_batches_total", "duplicate" => ack.duplicate.to_string()).increment(1);
+    if !ack.duplicate && batch.failed_calls_dropped > 0 {
+        // Failed calls the agent sampled away under load: the table shows a sample.
+        metrics::counter!("tollgate_usage_failed_calls_dropped_total").increment(batch.failed_calls_dropped);
+    }
     Ok(HttpResponse::Ok().json(ack))
 }

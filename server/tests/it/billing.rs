@@ -640,3 +640,60 @@ async fn the_cli_bills_then_finds_nothing_left_and_refuses_bad_periods(pool: PgP
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 4);
 }
+
+/// Through the agent API: a call at 23:50 local on the last day of a Kolkata month, reported
+/// as an agent reports it, is billed in that month. The month is the latest one that has
+/// ended everywhere at least two days ago, so the minute is within the intake's 35 days.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn kolkata_usage_reported_by_an_agent_at_23_50_on_the_last_day_is_billed_in_that_month(pool: PgPool) {
+    use jiff::{Timestamp, ToSpan};
+    use tollgate_protocol::usage::LATENCY_BUCKETS;
+    use tollgate_protocol::{StatusClass, UsageBatch, UsageEntry};
+
+    let api = api(&pool, "weather").await;
+    let ist = plan(&pool, &api, PlanSpec { time_zone: "Asia/Kolkata", tiers: tiers(), ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, ist, "app", "2020-01-01T00:00:00Z").await;
+    let now = Timestamp::now();
+    let utc_month = (now - 48.hours()).to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month();
+    let month = utc_month.checked_sub(1.month()).unwrap();
+    let last_day = utc_month.checked_sub(1.day()).unwrap();
+    let kolkata = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+    let at = last_day.at(23, 50, 0, 0).to_zoned(kolkata).unwrap().timestamp();
+    let (_, token) =
+        tollgate_core::gateways::create(&pool, "edge-1", &tollgate_core::audit::Actor::system("test")).await.unwrap();
+    let server = crate::helpers::spawn_app(pool.clone()).await;
+    let mut latency = [0u64; LATENCY_BUCKETS];
+    latency[0] = 1001;
+    let batch = UsageBatch {
+        id: Uuid::now_v7(),
+        agent_id: Uuid::now_v7(),
+        entries: vec![UsageEntry {
+            application_id: app,
+            metric: api.hits,
+            minute: at.as_second() - at.as_second().rem_euclid(60),
+            status_class: StatusClass::Success,
+            count: 1001,
+            latency_buckets: latency,
+        }],
+        credentials_used: Vec::new(),
+        refused: Vec::new(),
+        failed_calls: Vec::new(),
+        failed_calls_dropped: 0,
+    };
+    let res = server
+        .client
+        .post(server.url("/agent/v1/usage"))
+        .bearer_auth(token.as_str())
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let period = format!("{:04}-{:02}", month.year(), month.month());
+    run(&pool, &RunOptions { month: Some(period.parse().unwrap()), account: Some(acc), dry_run: false }, |_, _| {})
+        .await
+        .unwrap();
+    // 1000 × 0.01 + 1 × 0.005 = 10.005 → 10.01, all in the Kolkata month the call was in.
+    assert_eq!(invoice(&pool, acc, &period).await.3, [line("usage", "10.01", &period)]);
+}

@@ -1,0 +1,125 @@
+//! In-portal notifications: to one user, or to every member of an account.
+//! Usage alerts write them in the transaction that decides the alert.
+
+use serde::Serialize;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// A notification as its reader sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub id: Uuid,
+    /// `usage_alert`, ...: what made it, for icons and filters.
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// A path on this server to follow, if any.
+    pub link: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub read_at: Option<OffsetDateTime>,
+}
+
+/// Who a new notification is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipient {
+    User(Uuid),
+    Account(Uuid),
+}
+
+/// A notification to write.
+pub struct NewNotification<'a> {
+    pub to: Recipient,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    /// A path on this server (`/apps/...`), never an absolute URL.
+    pub link: Option<&'a str>,
+}
+
+/// Writes a notification inside the caller's transaction.
+pub async fn insert(conn: &mut sqlx::PgConnection, n: &NewNotification<'_>) -> Result<Uuid> {
+    let (user, account) = match n.to {
+        Recipient::User(id) => (Some(id), None),
+        Recipient::Account(id) => (None, Some(id)),
+    };
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO notifications (id, user_id, account_id, kind, title, body, link) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        id,
+        user,
+        account,
+        n.kind,
+        n.title,
+        n.body,
+        n.link
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// The newest `limit` notifications `user` can read (their own and those of
+/// accounts they belong to), newest first.
+pub async fn list_for_user(pool: &PgPool, user: Uuid, limit: i64) -> Result<Vec<Notification>> {
+    let rows = sqlx::query_as!(
+        Notification,
+        "SELECT n.id, n.kind, n.title, n.body, n.link, n.created_at, n.read_at FROM notifications n
+         WHERE n.user_id = $1
+            OR n.account_id IN (SELECT account_id FROM memberships WHERE user_id = $1)
+         ORDER BY n.created_at DESC, n.id DESC LIMIT $2",
+        user,
+        limit.clamp(1, 500)
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// How many of the notifications `user` can read are unread (for the header).
+pub async fn unread_count(pool: &PgPool, user: Uuid) -> Result<i64> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM notifications n
+           WHERE n.read_at IS NULL
+             AND (n.user_id = $1 OR n.account_id IN (SELECT account_id FROM memberships WHERE user_id = $1))"#,
+        user
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(count)
+}
+
+/// Marks one notification read. `NotFound` if `user` cannot read it (no
+/// telling apart someone else's and a missing one).
+pub async fn mark_read(pool: &PgPool, user: Uuid, id: Uuid) -> Result<()> {
+    let updated = sqlx::query!(
+        "UPDATE notifications n SET read_at = coalesce(n.read_at, now())
+         WHERE n.id = $2
+           AND (n.user_id = $1 OR n.account_id IN (SELECT account_id FROM memberships WHERE user_id = $1))",
+        user,
+        id
+    )
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Marks every notification `user` can read as read; returns how many changed.
+pub async fn mark_all_read(pool: &PgPool, user: Uuid) -> Result<u64> {
+    let updated = sqlx::query!(
+        "UPDATE notifications n SET read_at = now()
+         WHERE n.read_at IS NULL
+           AND (n.user_id = $1 OR n.account_id IN (SELECT account_id FROM memberships WHERE user_id = $1))",
+        user
+    )
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected())
+}
