@@ -62,7 +62,7 @@ pub async fn run(
 /// `[#########           ]  45/100 accounts`
 fn bar(done: usize, total: usize) -> String {
     const WIDTH: usize = 30;
-    let filled = if total == 0 { WIDTH } else { done * WIDTH / total };
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
     format!(
         "[{}{}] {done:>width$}/{total} accounts",
         "#".repeat(filled),
