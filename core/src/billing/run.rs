@@ -335,45 +335,56 @@ async fn insert_invoice(
         // Only reachable if the advisory lock was bypassed; the unique key still holds.
         return Err(Error::Conflict(format!("account {account} already has a {currency} invoice for {month}")));
     }
-    for line in lines {
-        sqlx::query!(
-            "INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description, quantity,
-                                        unit_price, amount, plan_id, metric_id, service_month)
-             VALUES ($1, $2, (SELECT id FROM applications WHERE id = $3), $3, $4, $5, $6, $7, $8,
-                     (SELECT id FROM plans WHERE id = $9), (SELECT id FROM metrics WHERE id = $10), $11)",
-            Uuid::now_v7(),
-            id,
-            line.subject.application_id,
-            line.kind as LineKind,
-            line.description,
-            line.quantity,
-            line.unit_price,
-            line.amount,
-            line.subject.plan_id,
-            line.subject.metric_id,
-            to_date(line.subject.service_month)
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
+    // One statement for all lines and one for the steps: round trips dominate a run.
+    let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
+    let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();
+    let descriptions: Vec<String> = lines.iter().map(|l| l.description.clone()).collect();
+    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
+    let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
+    let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
+    let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
+    sqlx::query!(
+        r#"INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description, quantity,
+                                     unit_price, amount, plan_id, metric_id, service_month)
+           SELECT gen_random_uuid(), $1, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity, t.unit_price,
+                  t.amount, p.id, m.id, t.service_month
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[], $8::uuid[],
+                       $9::uuid[], $10::date[])
+                WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric, service_month, n)
+           LEFT JOIN applications a ON a.id = t.app
+           LEFT JOIN plans p ON p.id = t.plan
+           LEFT JOIN metrics m ON m.id = t.metric
+           ORDER BY t.n"#,
+        id,
+        &apps,
+        &kinds,
+        &descriptions,
+        &quantities,
+        &unit_prices,
+        &amounts,
+        &plans,
+        &metrics as &[Option<Uuid>],
+        &months
+    )
+    .execute(&mut **tx)
+    .await?;
     // The run finalizes and issues in one step; each step is recorded.
-    let mut steps = vec![(None, InvoiceState::Open), (Some(InvoiceState::Open), InvoiceState::Finalized)];
-    steps.push((Some(InvoiceState::Finalized), InvoiceState::Pending));
+    let mut to: Vec<String> = vec!["open".into(), "finalized".into(), "pending".into()];
     if state == InvoiceState::Paid {
-        steps.push((Some(InvoiceState::Pending), InvoiceState::Paid));
+        to.push("paid".into());
     }
-    for (from, to) in steps {
-        let note = if to == InvoiceState::Paid { "nothing to pay" } else { "" };
-        sqlx::query!(
-            "INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note) VALUES ($1, $2, $3, 'billing run', $4)",
-            id,
-            from.map(|s| s.as_str()),
-            to.as_str(),
-            note
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
+    sqlx::query!(
+        r#"INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
+           SELECT $1, lag(s) OVER (ORDER BY n), s, 'billing run', CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
+           FROM unnest($2::text[]) WITH ORDINALITY AS t(s, n)
+           ORDER BY n"#,
+        id,
+        &to
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(number)
 }
 
