@@ -6,6 +6,7 @@
 
 pub mod compute;
 pub mod invoice;
+pub mod invoices;
 pub mod money;
 pub mod period;
 pub mod pricing;

@@ -697,3 +697,62 @@ async fn kolkata_usage_reported_by_an_agent_at_23_50_on_the_last_day_is_billed_i
     // 1000 × 0.01 + 1 × 0.005 = 10.005 → 10.01, all in the Kolkata month the call was in.
     assert_eq!(invoice(&pool, acc, &period).await.3, [line("usage", "10.01", &period)]);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn invoices_move_only_along_the_life_cycle_and_every_move_is_audited(pool: PgPool) {
+    use tollgate_core::billing::invoices::{list_for_account, transition};
+    use tollgate_core::billing::{InvoiceAction, InvoiceState};
+    let accounts = four_accounts(&pool).await;
+    bill(&pool, "2025-10").await;
+    let listed = list_for_account(&pool, accounts[0]).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let inv = &listed[0];
+    assert_eq!((inv.period.as_str(), inv.state), ("2025-10", InvoiceState::Pending));
+    let admin = tollgate_core::audit::Actor::system("admin@example.com");
+    // Issued (pending) → unpaid after a failed try → paid.
+    assert_eq!(
+        transition(&pool, inv.id, InvoiceAction::MarkUnpaid, &admin, "card declined").await.unwrap(),
+        InvoiceState::Unpaid
+    );
+    assert_eq!(
+        transition(&pool, inv.id, InvoiceAction::Pay, &admin, "bank transfer 42").await.unwrap(),
+        InvoiceState::Paid
+    );
+    // A paid invoice cannot be cancelled: invalid input naming the action.
+    let err = transition(&pool, inv.id, InvoiceAction::Cancel, &admin, "").await.unwrap_err();
+    match err {
+        tollgate_core::Error::Invalid { field, message } => {
+            assert_eq!(field, "action");
+            assert_eq!(message, "an invoice in state paid cannot cancel");
+        }
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+    let states: Vec<(Option<String>, String, String)> = sqlx::query_as(
+        "SELECT from_state, to_state, actor_label FROM invoice_transitions WHERE invoice_id = $1 ORDER BY id",
+    )
+    .bind(inv.id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let steps: Vec<_> = states.iter().map(|(f, t, _)| (f.as_deref(), t.as_str())).collect();
+    assert_eq!(
+        steps,
+        [
+            (None, "open"),
+            (Some("open"), "finalized"),
+            (Some("finalized"), "pending"),
+            (Some("pending"), "unpaid"),
+            (Some("unpaid"), "paid")
+        ]
+    );
+    let audited: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE entity = 'invoice' AND entity_id = $1 ORDER BY id")
+            .bind(inv.id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, ["invoice.mark_unpaid", "invoice.pay"]);
+    let paid_at: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT paid_at FROM invoices WHERE id = $1").bind(inv.id).fetch_one(&pool).await.unwrap();
+    assert!(paid_at.is_some());
+}
