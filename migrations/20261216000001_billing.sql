@@ -35,7 +35,9 @@ CREATE TABLE subscription_segments (
     application_id   uuid NOT NULL,
     application_name text NOT NULL,
     account_id       uuid NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    plan_id          uuid NOT NULL REFERENCES plans(id) ON DELETE RESTRICT,
+    -- A plan can be deleted only once no application is on it; its history goes with it
+    -- (bill the last month before deleting a plan its applications just left).
+    plan_id          uuid NOT NULL REFERENCES plans(id) ON DELETE CASCADE,
     started_at       timestamptz NOT NULL,
     ended_at         timestamptz CHECK (ended_at IS NULL OR ended_at >= started_at)
 );
