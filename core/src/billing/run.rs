@@ -180,13 +180,18 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
     let utc = TimeZoneName::utc();
     let from = month.previous().previous().previous().in_zone(&utc).start - jiff::SignedDuration::from_hours(14);
     let to = month.in_zone(&utc).end + jiff::SignedDuration::from_hours(14);
-    let accounts: Vec<Uuid> = sqlx::query_scalar!(
-        r#"SELECT DISTINCT account_id AS "id!" FROM subscription_segments
-           WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2) AND ($3::uuid IS NULL OR account_id = $3)
+    // Accounts billed already are counted without opening a transaction each; the check
+    // under the lock in `bill_account` still decides for runs racing this one.
+    let accounts = sqlx::query!(
+        r#"SELECT s.account_id AS "id!",
+                  EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = s.account_id AND i.period_start = $4) AS "billed!"
+           FROM (SELECT DISTINCT account_id FROM subscription_segments
+                 WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2) AND ($3::uuid IS NULL OR account_id = $3)) s
            ORDER BY 1"#,
         to_time(to),
         to_time(from),
-        options.account
+        options.account,
+        to_date(month)
     )
     .fetch_all(pool)
     .await?;
@@ -198,7 +203,12 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
         ..RunSummary::default()
     };
     for (i, account) in accounts.iter().enumerate() {
-        match bill_account(pool, *account, month, &settings, options.dry_run).await? {
+        if account.billed {
+            summary.skipped += 1;
+            progress(i + 1, accounts.len());
+            continue;
+        }
+        match bill_account(pool, account.id, month, &settings, options.dry_run).await? {
             Outcome::AlreadyBilled => summary.skipped += 1,
             Outcome::Nothing => summary.empty += 1,
             Outcome::Invoices(list) => summary.invoices.extend(list),
