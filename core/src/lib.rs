@@ -9,6 +9,7 @@ pub mod admin_tokens;
 pub mod apis;
 pub mod applications;
 pub mod audit;
+pub mod billing;
 pub mod credentials;
 pub mod db;
 pub mod error;

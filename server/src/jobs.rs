@@ -1,6 +1,6 @@
 //! Background jobs of the management server: mail delivery, clean-up of
 //! sessions and throttle records, change reports of large staged versions,
-//! usage alerts and usage retention.
+//! usage alerts, usage retention and billing.
 //! Each is a loop on its own timer; several replicas may run them at once
 //! (rows are claimed with SKIP LOCKED, deletes are idempotent).
 
@@ -50,6 +50,30 @@ pub fn spawn_session_purge(sessions: SessionStore) {
             }
             if let Err(err) = tollgate_core::accounts::throttle::purge_old(sessions.pool()).await {
                 tracing::warn!(error = %err, "throttle clean-up failed");
+            }
+        }
+    });
+}
+
+/// How often the billing job runs. A run bills only what is not billed yet, so running it
+/// hourly costs little and means a period is billed within the hour it can be.
+const BILLING_EVERY: Duration = Duration::from_secs(3600);
+/// The first run waits a little, so a fleet restarting does not bill all at once on boot.
+const BILLING_FIRST_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs the billing of the default period (the same code as `tollgate billing run`).
+/// Replicas may run it at once: each account is billed under an advisory lock.
+pub fn spawn_billing_job(pool: PgPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BILLING_FIRST_AFTER, BILLING_EVERY);
+        loop {
+            tick.tick().await;
+            match tollgate_core::billing::run::run(&pool, &Default::default(), |_, _| {}).await {
+                Ok(summary) if !summary.invoices.is_empty() => {
+                    tracing::info!(period = %summary.month, invoices = summary.invoices.len(), "billing run issued invoices");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "billing run failed"),
             }
         }
     });

@@ -66,6 +66,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     jobs::spawn_staging_worker(pool.clone());
     jobs::spawn_usage_alerts(pool.clone(), settings.public_url.clone());
     jobs::spawn_usage_retention(pool.clone(), settings.usage_retention);
+    jobs::spawn_billing_job(pool.clone());
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));

@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent;
+mod billing;
 mod database;
 pub mod dev;
 mod error;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Manage gateway agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Billing: invoices per account, period and currency.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Zero-config local platform: private Postgres, migrations, demo data, server.
     Dev {
         /// Only make sure the private Postgres runs, print its URL and exit.
@@ -62,6 +66,22 @@ pub enum Command {
         /// The database to use (created if missing) on the private cluster.
         #[arg(long, default_value = "tollgate")]
         database: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// Bill every account for a period (idempotent: a second run changes nothing).
+    Run {
+        /// The period, YYYY-MM; by default the month that just ended (postpaid) or this month (prepaid).
+        #[arg(long)]
+        period: Option<tollgate_core::billing::Month>,
+        /// Only this account (its id).
+        #[arg(long)]
+        account: Option<uuid::Uuid>,
+        /// Show what would be billed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -105,6 +125,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
+        Command::Billing(BillingCommand::Run { period, account, dry_run }) => {
+            billing::run(&settings, period, account, dry_run).await
+        }
         Command::Import { file, name, api } => import::run(&settings, &file, name, api).await,
         Command::Dev { stop_db: true, .. } => dev::postgres::stop(),
         Command::Dev { db_only, seed_only, database, .. } => dev::run(settings, db_only, seed_only, &database).await,

@@ -8,6 +8,7 @@ mod admin_api;
 mod admin_ui;
 mod agent_api;
 mod auth;
+mod billing;
 mod boundaries;
 mod cli;
 mod gateway;

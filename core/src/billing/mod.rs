@@ -1,0 +1,20 @@
+//! Billing (issue 12): invoices per account, period and currency, exact to the
+//! minor unit and safe to re-run. See docs/BILLING.md.
+//!
+//! The domain is pure and unit-tested ([`money`], [`pricing`], [`period`],
+//! [`invoice`], [`compute`]); [`run`] loads from and writes to Postgres.
+
+pub mod compute;
+pub mod invoice;
+pub mod invoices;
+pub mod money;
+pub mod period;
+pub mod pricing;
+pub mod run;
+
+pub use compute::{BillingMode, LineKind};
+pub use invoice::{IllegalTransition, InvoiceAction, InvoiceNumber, InvoiceState};
+pub use money::Currency;
+pub use period::Month;
+pub use pricing::{PricingMode, Tier};
+pub use run::{RunOptions, RunSummary};

@@ -1,0 +1,539 @@
+//! The billing run: every account billed in its own transaction.
+//!
+//! * **Idempotent:** an account that already has an invoice for the period is skipped,
+//!   so a second run changes nothing.
+//! * **Crash-safe:** an account's invoices are written and issued in one transaction;
+//!   a run killed half way leaves whole accounts billed or not, and the next run bills
+//!   the rest.
+//! * **Safe with replicas:** the transaction first takes a transaction-scoped advisory
+//!   lock on (account, period), so a second replica waits, then sees the invoice and
+//!   skips; `UNIQUE (account_id, period_start, currency)` backs this up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::{PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+use tollgate_protocol::period::TimeZoneName;
+use uuid::Uuid;
+
+use super::compute::{
+    self, AccountInput, Billed, BillingMode, Line, LineKind, MetricPricing, PlanTerms, Segment, Subject, Subscription,
+    Usage,
+};
+use super::invoice::{InvoiceNumber, InvoiceState};
+use super::money::Currency;
+use super::period::Month;
+use super::pricing::{PricingMode, Tier};
+use crate::{Error, Result};
+
+/// What to bill.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The invoices' period; by default the month that just ended (postpaid) or the
+    /// current month (prepaid).
+    pub month: Option<Month>,
+    /// Only this account.
+    pub account: Option<Uuid>,
+    /// Compute and report, write nothing.
+    pub dry_run: bool,
+}
+
+/// One invoice a run made (or would make, in a dry run).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IssuedInvoice {
+    pub account_id: Uuid,
+    pub number: Option<String>,
+    pub currency: String,
+    pub lines: usize,
+    pub total: Decimal,
+    pub state: InvoiceState,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunSummary {
+    pub month: String,
+    pub mode: String,
+    pub accounts: usize,
+    /// Accounts that already had their invoices for the period.
+    pub skipped: usize,
+    /// Accounts with nothing to bill.
+    pub empty: usize,
+    pub invoices: Vec<IssuedInvoice>,
+    pub dry_run: bool,
+}
+
+impl RunSummary {
+    /// Totals by currency, for the summary line.
+    pub fn totals(&self) -> Vec<(String, Decimal, usize)> {
+        let mut by: std::collections::BTreeMap<String, (Decimal, usize)> = Default::default();
+        for inv in &self.invoices {
+            let e = by.entry(inv.currency.clone()).or_default();
+            e.0 += inv.total;
+            e.1 += 1;
+        }
+        by.into_iter().map(|(c, (t, n))| (c, t, n)).collect()
+    }
+}
+
+/// The provider's billing settings.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Settings {
+    pub provider_name: String,
+    pub provider_address: String,
+    pub provider_tax_id: String,
+    pub tax_rate: Decimal,
+    pub mode: BillingMode,
+    pub payment_terms_days: i32,
+}
+
+pub async fn settings(pool: &PgPool) -> Result<Settings> {
+    let row = sqlx::query!(
+        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
+           FROM billing_settings"#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Settings {
+        provider_name: row.provider_name,
+        provider_address: row.provider_address,
+        provider_tax_id: row.provider_tax_id,
+        tax_rate: row.tax_rate,
+        mode: row.mode,
+        payment_terms_days: row.payment_terms_days,
+    })
+}
+
+/// Every zone has left a month 26 hours after it ended in UTC at the latest (UTC−12
+/// and a margin); and entered it 14 hours before (UTC+14).
+const LATEST_ZONE_HOURS: i64 = 12;
+const EARLIEST_ZONE_HOURS: i64 = 14;
+
+/// The period a run bills by default at `now`.
+pub fn default_month(mode: BillingMode, now: Timestamp) -> Month {
+    let utc = TimeZoneName::utc();
+    match mode {
+        BillingMode::Postpaid => {
+            Month::containing(now - jiff::SignedDuration::from_hours(LATEST_ZONE_HOURS), &utc).previous()
+        }
+        BillingMode::Prepaid => Month::containing(now + jiff::SignedDuration::from_hours(EARLIEST_ZONE_HOURS), &utc),
+    }
+}
+
+/// Refuses a period that cannot be billed yet at `now`: postpaid bills a month once it
+/// has ended in every zone, prepaid once it has begun in one.
+pub fn check_month(mode: BillingMode, month: Month, now: Timestamp) -> Result<()> {
+    let utc = TimeZoneName::utc();
+    let ok = match mode {
+        BillingMode::Postpaid => month.in_zone(&utc).end + jiff::SignedDuration::from_hours(LATEST_ZONE_HOURS) <= now,
+        BillingMode::Prepaid => {
+            month.in_zone(&utc).start - jiff::SignedDuration::from_hours(EARLIEST_ZONE_HOURS) <= now
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "period",
+            match mode {
+                BillingMode::Postpaid => {
+                    format!("{month} has not ended everywhere yet; postpaid bills a month after it ends")
+                }
+                BillingMode::Prepaid => format!("{month} has not begun yet; prepaid bills a month from its first day"),
+            },
+        ))
+    }
+}
+
+fn to_jiff(t: OffsetDateTime) -> Timestamp {
+    Timestamp::from_second(t.unix_timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn to_time(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn to_date(m: Month) -> time::Date {
+    let d = m.first_day();
+    time::Month::try_from(u8::try_from(d.month()).unwrap_or(1))
+        .ok()
+        .and_then(|month| time::Date::from_calendar_date(i32::from(d.year()), month, 1).ok())
+        .unwrap_or(time::Date::MIN)
+}
+
+fn from_date(d: time::Date) -> Option<Month> {
+    Month::new(i16::try_from(d.year()).ok()?, i8::try_from(u8::from(d.month())).ok()?)
+}
+
+/// Bills every account with a subscription that touches the period (or just one account),
+/// calling `progress(done, total)` after each.
+pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(usize, usize)) -> Result<RunSummary> {
+    let settings = settings(pool).await?;
+    let now = Timestamp::now();
+    let month = options.month.unwrap_or_else(|| default_month(settings.mode, now));
+    check_month(settings.mode, month, now)?;
+    // Wide enough for every zone and for the corrections of earlier months.
+    let utc = TimeZoneName::utc();
+    let from = month.previous().previous().previous().in_zone(&utc).start - jiff::SignedDuration::from_hours(14);
+    let to = month.in_zone(&utc).end + jiff::SignedDuration::from_hours(14);
+    // Accounts billed already are counted without opening a transaction each; the check
+    // under the lock in `bill_account` still decides for runs racing this one.
+    let accounts = sqlx::query!(
+        r#"SELECT s.account_id AS "id!",
+                  EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = s.account_id AND i.period_start = $4) AS "billed!"
+           FROM (SELECT DISTINCT account_id FROM subscription_segments
+                 WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2) AND ($3::uuid IS NULL OR account_id = $3)) s
+           ORDER BY 1"#,
+        to_time(to),
+        to_time(from),
+        options.account,
+        to_date(month)
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut summary = RunSummary {
+        month: month.to_string(),
+        mode: settings.mode.to_string(),
+        accounts: accounts.len(),
+        dry_run: options.dry_run,
+        ..RunSummary::default()
+    };
+    for (i, account) in accounts.iter().enumerate() {
+        if account.billed {
+            summary.skipped += 1;
+            progress(i + 1, accounts.len());
+            continue;
+        }
+        match bill_account(pool, account.id, month, &settings, options.dry_run).await? {
+            Outcome::AlreadyBilled => summary.skipped += 1,
+            Outcome::Nothing => summary.empty += 1,
+            Outcome::Invoices(list) => summary.invoices.extend(list),
+        }
+        progress(i + 1, accounts.len());
+    }
+    Ok(summary)
+}
+
+enum Outcome {
+    AlreadyBilled,
+    Nothing,
+    Invoices(Vec<IssuedInvoice>),
+}
+
+async fn bill_account(
+    pool: &PgPool,
+    account: Uuid,
+    month: Month,
+    settings: &Settings,
+    dry_run: bool,
+) -> Result<Outcome> {
+    let mut tx = pool.begin().await?;
+    let key = format!("tollgate.billing:{account}:{month}");
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(&mut *tx).await?;
+    let period_start = to_date(month);
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "e!""#,
+        account,
+        period_start
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if exists {
+        return Ok(Outcome::AlreadyBilled);
+    }
+    let subscriptions = load_subscriptions(&mut tx, account).await?;
+    let usage = load_usage(&mut tx, &subscriptions, month).await?;
+    let (billed, invoiced) = load_billed(&mut tx, account).await?;
+    let lines = compute::lines(&AccountInput {
+        month,
+        mode: settings.mode,
+        subscriptions: &subscriptions,
+        usage: &usage,
+        billed: &billed,
+        invoiced: &invoiced,
+    });
+    if lines.is_empty() {
+        return Ok(Outcome::Nothing);
+    }
+    let currencies: BTreeSet<Currency> = lines.iter().map(|l| l.currency).collect();
+    let mut issued = Vec::new();
+    for currency in currencies {
+        let mine: Vec<&Line> = lines.iter().filter(|l| l.currency == currency).collect();
+        let owned: Vec<Line> = mine.iter().map(|l| (*l).clone()).collect();
+        let (subtotal, tax, total) = compute::totals(currency, &owned, settings.tax_rate);
+        let state = if total.is_zero() { InvoiceState::Paid } else { InvoiceState::Pending };
+        let number = if dry_run {
+            None
+        } else {
+            Some(
+                insert_invoice(&mut tx, account, month, currency, &owned, (subtotal, tax, total), state, settings)
+                    .await?,
+            )
+        };
+        issued.push(IssuedInvoice {
+            account_id: account,
+            number: number.map(|n| n.to_string()),
+            currency: currency.to_string(),
+            lines: owned.len(),
+            total,
+            state,
+        });
+    }
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(Outcome::Invoices(issued))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_invoice(
+    tx: &mut Transaction<'_, Postgres>,
+    account: Uuid,
+    month: Month,
+    currency: Currency,
+    lines: &[Line],
+    (subtotal, tax, total): (Decimal, Decimal, Decimal),
+    state: InvoiceState,
+    settings: &Settings,
+) -> Result<InvoiceNumber> {
+    let month_date = to_date(month);
+    let sequence = sqlx::query_scalar!(
+        "INSERT INTO invoice_sequences (month, last) VALUES ($1, 1)
+         ON CONFLICT (month) DO UPDATE SET last = invoice_sequences.last + 1
+         RETURNING last",
+        month_date
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let number = InvoiceNumber::new(month, sequence);
+    let id = Uuid::now_v7();
+    let issuer = json!({
+        "name": settings.provider_name,
+        "address": settings.provider_address,
+        "tax_id": settings.provider_tax_id,
+    });
+    let inserted = sqlx::query!(
+        r#"INSERT INTO invoices (id, account_id, number, period_start, period_end, currency, state, subtotal, tax_rate, tax, total,
+                                 issued_at, due_at, paid_at, mode, issuer)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now() + make_interval(days => $12),
+                   CASE WHEN $7 = 'paid'::invoice_state THEN now() END, $13, $14)
+           ON CONFLICT (account_id, period_start, currency) DO NOTHING"#,
+        id,
+        account,
+        number.as_str(),
+        month_date,
+        to_date(month.next()),
+        currency.as_str(),
+        state as InvoiceState,
+        subtotal,
+        settings.tax_rate,
+        tax,
+        total,
+        settings.payment_terms_days,
+        settings.mode as BillingMode,
+        issuer
+    )
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // Only reachable if the advisory lock was bypassed; the unique key still holds.
+        return Err(Error::Conflict(format!("account {account} already has a {currency} invoice for {month}")));
+    }
+    // One statement for all lines and one for the steps: round trips dominate a run.
+    let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
+    let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();
+    let descriptions: Vec<String> = lines.iter().map(|l| l.description.clone()).collect();
+    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
+    let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
+    let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
+    let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
+    sqlx::query!(
+        r#"INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description, quantity,
+                                     unit_price, amount, plan_id, metric_id, service_month)
+           SELECT gen_random_uuid(), $1, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity, t.unit_price,
+                  t.amount, p.id, m.id, t.service_month
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[], $8::uuid[],
+                       $9::uuid[], $10::date[])
+                WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric, service_month, n)
+           LEFT JOIN applications a ON a.id = t.app
+           LEFT JOIN plans p ON p.id = t.plan
+           LEFT JOIN metrics m ON m.id = t.metric
+           ORDER BY t.n"#,
+        id,
+        &apps,
+        &kinds,
+        &descriptions,
+        &quantities,
+        &unit_prices,
+        &amounts,
+        &plans,
+        &metrics as &[Option<Uuid>],
+        &months
+    )
+    .execute(&mut **tx)
+    .await?;
+    // The run finalizes and issues in one step; each step is recorded.
+    let mut to: Vec<String> = vec!["open".into(), "finalized".into(), "pending".into()];
+    if state == InvoiceState::Paid {
+        to.push("paid".into());
+    }
+    sqlx::query!(
+        r#"INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
+           SELECT $1, lag(s) OVER (ORDER BY n), s, 'billing run', CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
+           FROM unnest($2::text[]) WITH ORDINALITY AS t(s, n)
+           ORDER BY n"#,
+        id,
+        &to
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(number)
+}
+
+async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<Vec<Subscription>> {
+    let rows = sqlx::query!(
+        r#"SELECT s.application_id, s.application_name, s.plan_id, s.started_at, s.ended_at,
+                  a.trial_ends_at AS "trial_ends_at?",
+                  EXISTS (SELECT 1 FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+                          WHERE l.subject_application_id = s.application_id AND l.kind = 'setup_fee'
+                            AND i.state <> 'cancelled') AS "setup_billed!",
+                  p.name AS plan_name, p.setup_fee, p.monthly_fee, p.currency, p.time_zone
+           FROM subscription_segments s
+           JOIN plans p ON p.id = s.plan_id
+           LEFT JOIN applications a ON a.id = s.application_id
+           WHERE s.account_id = $1
+           ORDER BY s.application_id, s.started_at, s.id"#,
+        account
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let plan_ids: Vec<Uuid> = rows.iter().map(|r| r.plan_id).collect::<BTreeSet<_>>().into_iter().collect();
+    let prices = sqlx::query!(
+        r#"SELECT r.plan_id, r.metric_id, m.system_name AS metric_name, r.min_units, r.max_units, r.price_per_unit,
+                  COALESCE(pm.mode, 'graduated') AS "mode!: PricingMode"
+           FROM pricing_rules r
+           JOIN metrics m ON m.id = r.metric_id
+           LEFT JOIN pricing_modes pm ON pm.plan_id = r.plan_id AND pm.metric_id = r.metric_id
+           WHERE r.plan_id = ANY($1)
+           ORDER BY r.plan_id, m.system_name, r.min_units"#,
+        &plan_ids
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut pricing: HashMap<Uuid, Vec<MetricPricing>> = HashMap::new();
+    for p in prices {
+        let list = pricing.entry(p.plan_id).or_default();
+        let tier = Tier { from: p.min_units, to: p.max_units, price: p.price_per_unit };
+        match list.last_mut() {
+            Some(last) if last.metric_id == p.metric_id => last.tiers.push(tier),
+            _ => list.push(MetricPricing {
+                metric_id: p.metric_id,
+                metric_name: p.metric_name,
+                mode: p.mode,
+                tiers: vec![tier],
+            }),
+        }
+    }
+    let mut plans: HashMap<Uuid, Arc<PlanTerms>> = HashMap::new();
+    let mut subs: Vec<Subscription> = Vec::new();
+    for r in rows {
+        let plan = match plans.get(&r.plan_id) {
+            Some(plan) => plan.clone(),
+            None => {
+                let currency = Currency::new(r.currency.trim())
+                    .map_err(|e| Error::Internal(format!("plan {}: {e}", r.plan_id)))?;
+                let time_zone =
+                    TimeZoneName::new(&r.time_zone).map_err(|e| Error::Internal(format!("plan {}: {e}", r.plan_id)))?;
+                let plan = Arc::new(PlanTerms {
+                    id: r.plan_id,
+                    name: r.plan_name,
+                    setup_fee: r.setup_fee,
+                    monthly_fee: r.monthly_fee,
+                    currency,
+                    time_zone,
+                    pricing: pricing.remove(&r.plan_id).unwrap_or_default(),
+                });
+                plans.insert(r.plan_id, plan.clone());
+                plan
+            }
+        };
+        let segment = Segment { plan, start: to_jiff(r.started_at), end: r.ended_at.map(to_jiff) };
+        match subs.last_mut() {
+            Some(sub) if sub.application_id == r.application_id => sub.segments.push(segment),
+            _ => subs.push(Subscription {
+                application_id: r.application_id,
+                application_name: r.application_name,
+                trial_ends_at: r.trial_ends_at.map(to_jiff),
+                segments: vec![segment],
+                setup_fee_billed: r.setup_billed,
+            }),
+        }
+    }
+    Ok(subs)
+}
+
+async fn load_usage(tx: &mut Transaction<'_, Postgres>, subs: &[Subscription], month: Month) -> Result<Usage> {
+    let apps: Vec<Uuid> = subs.iter().map(|s| s.application_id).collect();
+    let utc = TimeZoneName::utc();
+    let from =
+        month.previous().previous().previous().previous().in_zone(&utc).start - jiff::SignedDuration::from_hours(15);
+    let to = month.in_zone(&utc).end + jiff::SignedDuration::from_hours(15);
+    let rows = sqlx::query!(
+        "SELECT application_id, metric_id, bucket_start, hits FROM usage_rollups
+         WHERE application_id = ANY($1) AND granularity = 'month' AND bucket_start >= $2 AND bucket_start < $3",
+        &apps,
+        to_time(from),
+        to_time(to)
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(|r| ((r.application_id, r.metric_id, to_jiff(r.bucket_start)), r.hits)).collect())
+}
+
+async fn load_billed(
+    tx: &mut Transaction<'_, Postgres>,
+    account: Uuid,
+) -> Result<(Billed, BTreeSet<(Month, Currency)>)> {
+    let rows = sqlx::query!(
+        r#"SELECT l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id, l.service_month AS "service_month!",
+                  l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
+           FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+           WHERE i.account_id = $1 AND i.state <> 'cancelled'
+             AND l.subject_application_id IS NOT NULL AND l.plan_id IS NOT NULL AND l.service_month IS NOT NULL
+           GROUP BY 1, 2, 3, 4, 5"#,
+        account
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut billed = Billed::new();
+    for r in rows {
+        let Some(service_month) = from_date(r.service_month) else { continue };
+        let subject = Subject {
+            application_id: r.app,
+            plan_id: r.plan,
+            metric_id: r.metric_id,
+            service_month,
+            setup: r.kind == LineKind::SetupFee,
+        };
+        *billed.entry(subject).or_default() += r.amount;
+    }
+    let months = sqlx::query!(
+        "SELECT period_start, currency FROM invoices WHERE account_id = $1 AND state <> 'cancelled'",
+        account
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let invoiced = months
+        .into_iter()
+        .filter_map(|r| Some((from_date(r.period_start)?, Currency::new(r.currency.trim()).ok()?)))
+        .collect();
+    Ok((billed, invoiced))
+}

@@ -1,0 +1,82 @@
+//! `tollgate billing run`: bills every account for a period, as the daily job does.
+
+use std::io::{IsTerminal, Write};
+
+use tollgate_core::billing::Month;
+use tollgate_core::billing::run::{self, RunOptions};
+use uuid::Uuid;
+
+use super::database::connect;
+use super::error::CliError;
+use crate::settings::Settings;
+
+/// Runs billing and prints a summary; a progress bar on stderr when it is a terminal.
+pub async fn run(
+    settings: &Settings,
+    month: Option<Month>,
+    account: Option<Uuid>,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    let url = settings.require_database()?;
+    let pool = connect(url, 2).await?;
+    let tty = std::io::stderr().is_terminal();
+    let options = RunOptions { month, account, dry_run };
+    let summary = run::run(&pool, &options, |done, total| {
+        if tty {
+            eprint!("\r{}", bar(done, total));
+            if done == total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    let verb = if summary.dry_run { "would issue" } else { "issued" };
+    println!(
+        "billing {} ({}){}: {} accounts, {} invoices {verb}, {} already billed, {} with nothing to bill",
+        summary.month,
+        summary.mode,
+        if summary.dry_run { " [dry run]" } else { "" },
+        summary.accounts,
+        summary.invoices.len(),
+        summary.skipped,
+        summary.empty,
+    );
+    for (currency, total, count) in summary.totals() {
+        println!("  {currency}: {count} invoices, total {total}");
+    }
+    for invoice in &summary.invoices {
+        println!(
+            "  {} account {} {} {} ({} lines, {})",
+            invoice.number.as_deref().unwrap_or("(not numbered)"),
+            invoice.account_id,
+            invoice.total,
+            invoice.currency,
+            invoice.lines,
+            invoice.state
+        );
+    }
+    Ok(())
+}
+
+/// `[#########           ]  45/100 accounts`
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 30;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    format!(
+        "[{}{}] {done:>width$}/{total} accounts",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled),
+        width = total.to_string().len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bar_fills_in_proportion() {
+        assert_eq!(super::bar(0, 4), format!("[{}] 0/4 accounts", " ".repeat(30)));
+        assert_eq!(super::bar(2, 4), format!("[{}{}] 2/4 accounts", "#".repeat(15), " ".repeat(15)));
+        assert_eq!(super::bar(4, 4), format!("[{}] 4/4 accounts", "#".repeat(30)));
+    }
+}
