@@ -121,7 +121,8 @@ pub(super) async fn current_usage(
             // Summed from the buckets that tile the window in the plan's zone
             // (the zone intake bucketed this plan's usage in).
             let window = Window::containing(limit.period, now, plan.time_zone.time_zone());
-            let rows = crate::usage::buckets::used_in_window_by_plan(&mut *conn, plan.id, limit.metric, &window).await?;
+            let rows =
+                crate::usage::buckets::used_in_window_by_plan(&mut *conn, plan.id, limit.metric, &window).await?;
             for (application_id, used) in rows {
                 usage.push(CurrentUsage {
                     application_id,
