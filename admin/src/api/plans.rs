@@ -268,7 +268,7 @@ pub async fn copy(
 pub struct AlertLevelsIo {
     /// Each of 50, 80, 90, 100, 120, 150, 200 and 300 at most once; sorted on output.
     /// An empty list switches alerts off (violations are still listed for admins).
-    #[schema(value_type = Vec<i64>, example = json!([80, 100]))]
+    #[schema(schema_with = schemas::alert_levels, example = json!([80, 100]))]
     pub levels: Vec<i64>,
 }
 

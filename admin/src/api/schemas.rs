@@ -5,7 +5,8 @@ use tollgate_core::accounts::directory::AccountState;
 use tollgate_core::apis::{ApiState, AuthMode, CompatibilityPolicy, KeyLocation, ReportState};
 use tollgate_core::applications::ApplicationState;
 use tollgate_core::plans::Period;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use tollgate_core::usage::levels::AlertLevel;
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
 
 fn one_of(names: impl IntoIterator<Item = &'static str>) -> Object {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).build()
@@ -47,4 +48,13 @@ pub fn report_state() -> Object {
 /// The kinds of change a change report names.
 pub fn change_kind() -> Object {
     one_of(tollgate_openapi::ChangeKind::ALL.iter().map(|k| k.as_str()))
+}
+
+/// A plan's alert levels: each of the eight percentages at most once.
+pub fn alert_levels() -> Array {
+    let level = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .enum_values(Some(AlertLevel::ALL.iter().map(|l| i64::from(l.pct()))))
+        .build();
+    ArrayBuilder::new().items(level).max_items(Some(AlertLevel::ALL.len())).unique_items(true).build()
 }
