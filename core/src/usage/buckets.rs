@@ -46,6 +46,13 @@ pub(crate) fn offset_datetime(t: Timestamp) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// A window's bounds as the rollups store them. Eternity (or the end of
+/// representable time) ends at the largest date: everything from the start on.
+fn bounds(window: &Window) -> (OffsetDateTime, OffsetDateTime) {
+    let end = window.end.map_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT), offset_datetime);
+    (offset_datetime(window.start), end)
+}
+
 /// Usage of `metric` in `window` per application of `applications` (absent
 /// when none), summed over the buckets that tile the window. The plan's zone
 /// made the buckets at intake, so they start on the window's bounds.
@@ -55,9 +62,7 @@ pub async fn used_in_window(
     metric: Uuid,
     window: &Window,
 ) -> Result<Vec<(Uuid, i64)>> {
-    let start = offset_datetime(window.start);
-    // Eternity (or the end of representable time): everything from the start on.
-    let end = window.end.map_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT), offset_datetime);
+    let (start, end) = bounds(window);
     let rows = sqlx::query!(
         r#"SELECT application_id, sum(hits)::bigint AS "used!" FROM usage_rollups
            WHERE metric_id = $1 AND granularity = $2
@@ -83,8 +88,7 @@ pub async fn used_in_window_by_plan(
     metric: Uuid,
     window: &Window,
 ) -> Result<Vec<(Uuid, i64)>> {
-    let start = offset_datetime(window.start);
-    let end = window.end.map_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT), offset_datetime);
+    let (start, end) = bounds(window);
     let rows = sqlx::query!(
         r#"SELECT r.application_id, sum(r.hits)::bigint AS "used!"
            FROM usage_rollups r

@@ -64,8 +64,8 @@ pub async fn run(pool: &PgPool, retention: &Retention, now: OffsetDateTime) -> R
     for &granularity in Granularity::ALL {
         let Some(days) = retention.days(granularity) else { continue };
         let cutoff = now - Duration::days(i64::from(days));
-        loop {
-            let n = sqlx::query!(
+        deleted.rollups += in_batches(|| async move {
+            Ok(sqlx::query!(
                 "DELETE FROM usage_rollups WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM usage_rollups WHERE granularity = $1 AND bucket_start < $2 LIMIT $3))",
                 granularity as Granularity,
@@ -74,15 +74,11 @@ pub async fn run(pool: &PgPool, retention: &Retention, now: OffsetDateTime) -> R
             )
             .execute(pool)
             .await?
-            .rows_affected();
-            deleted.rollups += n;
-            if n < BATCH as u64 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        loop {
-            let n = sqlx::query!(
+            .rows_affected())
+        })
+        .await?;
+        deleted.refusals += in_batches(|| async move {
+            Ok(sqlx::query!(
                 "DELETE FROM usage_refusals WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM usage_refusals WHERE granularity = $1 AND bucket_start < $2 LIMIT $3))",
                 granularity as Granularity,
@@ -91,38 +87,30 @@ pub async fn run(pool: &PgPool, retention: &Retention, now: OffsetDateTime) -> R
             )
             .execute(pool)
             .await?
-            .rows_affected();
-            deleted.refusals += n;
-            if n < BATCH as u64 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+            .rows_affected())
+        })
+        .await?;
     }
     // Failed calls are single calls: they go with the hour resolution.
     if let Some(days) = retention.hour_days {
         let cutoff = now - Duration::days(i64::from(days));
-        loop {
-            let n = sqlx::query!(
+        deleted.failed_calls += in_batches(|| async move {
+            Ok(sqlx::query!(
                 "DELETE FROM failed_calls WHERE id = ANY(ARRAY(SELECT id FROM failed_calls WHERE at < $1 LIMIT $2))",
                 cutoff,
                 BATCH
             )
             .execute(pool)
             .await?
-            .rows_affected();
-            deleted.failed_calls += n;
-            if n < BATCH as u64 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+            .rows_affected())
+        })
+        .await?;
     }
     // Batch ids older than intake accepts can never be replayed into counts
     // (check_bounds refuses their minutes), so they need not be remembered.
     let cutoff = now - MAX_AGE - Duration::days(1);
-    loop {
-        let n = sqlx::query!(
+    deleted.batches += in_batches(|| async move {
+        Ok(sqlx::query!(
             "DELETE FROM usage_batches WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM usage_batches WHERE received_at < $1 LIMIT $2))",
             cutoff,
@@ -130,12 +118,26 @@ pub async fn run(pool: &PgPool, retention: &Retention, now: OffsetDateTime) -> R
         )
         .execute(pool)
         .await?
-        .rows_affected();
-        deleted.batches += n;
+        .rows_affected())
+    })
+    .await?;
+    Ok(deleted)
+}
+
+/// Repeats one batch delete until a batch comes back short, yielding between
+/// batches so a long run shares the runtime; returns the rows deleted.
+async fn in_batches<F, Fut>(mut delete_batch: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = delete_batch().await?;
+        total += n;
         if n < BATCH as u64 {
-            break;
+            return Ok(total);
         }
         tokio::task::yield_now().await;
     }
-    Ok(deleted)
 }
