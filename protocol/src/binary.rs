@@ -534,8 +534,12 @@ pub fn read_frame(input: &mut impl io::Read) -> Result<Option<Frame>, BinaryErro
     if len > MAX_FRAME_LEN {
         return Err(BinaryError::FrameTooLarge(len));
     }
-    let mut payload = vec![0u8; len];
-    input.read_exact(&mut payload).map_err(eof_is_truncated)?;
+    // Grows with what arrives: a corrupt length costs nothing until bytes back it.
+    let mut payload = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(input, len as u64), &mut payload)?;
+    if payload.len() < len {
+        return Err(BinaryError::Truncated);
+    }
     Ok(Some(Frame { kind, payload }))
 }
 

@@ -88,3 +88,19 @@ fn messages_travel_as_json_frames() {
     assert_eq!(frame.kind, FrameKind::Message);
     assert_eq!(frame.message().expect("message"), delta);
 }
+
+#[test]
+fn a_file_frame_claiming_more_than_it_holds_is_truncated() {
+    use tollgate_protocol::binary::read_frame;
+    // A frame header claiming 200 MB, followed by 3 bytes: a corrupt or cut config.bin.
+    let mut bytes = vec![FrameKind::Applications as u8];
+    bytes.extend_from_slice(&(200u32 * 1024 * 1024).to_le_bytes());
+    bytes.extend_from_slice(b"abc");
+    assert!(matches!(read_frame(&mut &bytes[..]), Err(BinaryError::Truncated)));
+    // A complete frame still reads.
+    let mut whole = vec![FrameKind::Applications as u8];
+    whole.extend_from_slice(&3u32.to_le_bytes());
+    whole.extend_from_slice(b"abc");
+    let frame = read_frame(&mut &whole[..]).unwrap().unwrap();
+    assert_eq!(frame.payload, b"abc");
+}
