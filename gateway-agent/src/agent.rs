@@ -264,6 +264,13 @@ fn warn_if_file_descriptors_are_short(max_connections: usize) {
 /// One socket per proxy worker, all bound to `addr` with `SO_REUSEPORT`, so that the kernel
 /// spreads new connections over the workers (port 0: the port the first one got).
 fn bind_proxy_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<TcpSocket>> {
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let a second agent (or any process of this user) quietly
+        // share the port; a plain bind first fails with "address in use" as it should.
+        let probe = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        probe.set_reuseaddr(true)?;
+        probe.bind(addr)?;
+    }
     let mut sockets = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {

@@ -124,3 +124,22 @@ async fn connections_the_upstream_closes_are_not_reused() {
     agent.shutdown().await.expect("clean shutdown");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_on_a_taken_port_fails_to_start() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Minute, 1000)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let (first_dir, second_dir) = (TempDir::new(), TempDir::new());
+    let mut settings_one = settings(cp.url(), first_dir.path(), None);
+    settings_one.workers = 2;
+    let first = start_ready(settings_one).await;
+
+    // SO_REUSEPORT would let the second one share the port; it must refuse instead.
+    let mut settings_two = settings(cp.url(), second_dir.path(), None);
+    settings_two.listen = first.proxy_addr();
+    let second = tollgate_agent::Agent::start(settings_two).await;
+    let err = second.err().expect("the port is taken");
+    assert!(err.to_string().contains("proxy"), "{err}");
+    first.shutdown().await.expect("clean shutdown");
+}
