@@ -323,7 +323,7 @@ test('usage journey 1/1', { timeout: 300_000 }, async (t) => {
         assert.equal(minuteOf(Date.now()), windowStart, 'still in the same limit window (a slow run: the climb took over 20 s)');
         assert.deepEqual(
           limitsCsv.map((r) => [r.metric, r.period, r.used, r.max, r.percent]),
-          [['hits', 'minute', '10', '10', '100']],
+          [['Hits', 'minute', '10', '10', '100']],
           'the limits CSV equals the bar',
         );
 
