@@ -450,3 +450,22 @@ async fn admins_choose_a_plans_alert_levels_on_its_page(pool: PgPool) {
         .unwrap();
     assert_eq!(levels, [50, 100, 200]);
 }
+
+/// Screen readers name each region of the usage page by its heading: every
+/// `aria-labelledby` names the id of a heading, not the region itself.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn every_region_of_the_usage_page_is_named_by_its_heading(pool: PgPool) {
+    let s = setup(pool).await;
+    let html = s.app.get(&format!("/apps/{}/usage", s.app_id)).await.text().await.unwrap();
+    let names: Vec<&str> =
+        html.split("aria-labelledby=\"").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    assert!(names.len() >= 5, "the page's regions: {names:?}");
+    for name in names {
+        let at = html.find(&format!(" id=\"{name}\"")).unwrap_or_else(|| panic!("no element with id {name}"));
+        let tag = html[html[..at].rfind('<').unwrap()..at].split_whitespace().next().unwrap();
+        assert!(
+            matches!(tag, "<h1" | "<h2" | "<h3" | "<h4"),
+            "aria-labelledby=\"{name}\" names a {tag}> element, not a heading"
+        );
+    }
+}
