@@ -352,8 +352,11 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
     // All 8 calls in the third latency bucket (≤ 25 ms).
     assert!(home.contains("<td>≤ 25 ms</td><td>≤ 25 ms</td><td>≤ 25 ms</td>"), "latency percentiles: {home}");
     // Calls per API: the API's column of the chart's table sums to the 8 calls, in two of the 60 minutes.
-    let api_name: String =
-        sqlx::query_scalar("SELECT name FROM api_products WHERE id = $1").bind(api).fetch_one(&s.app.pool).await.unwrap();
+    let api_name: String = sqlx::query_scalar("SELECT name FROM api_products WHERE id = $1")
+        .bind(api)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
     let traffic = home.split("Calls per API (calls)").nth(1).expect("the traffic chart's table");
     let traffic = traffic.split("</table>").next().unwrap();
     assert!(traffic.contains(&format!("<th scope=\"col\">{api_name}</th>")), "one series per API: {traffic}");
