@@ -126,7 +126,12 @@ pub async fn dashboard(
 ) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
     let now = Timestamp::now();
-    let report = report::report(&pool, Scope::default(), period, &TimeZoneName::utc(), now).await?;
+    // The report and the top lists each read the period's rollups once; run them side by side.
+    let utc = TimeZoneName::utc();
+    let (report, top) = tokio::try_join!(
+        report::report(&pool, Scope::default(), period, &utc, now),
+        report::top(&pool, period, now, 10),
+    )?;
     let traffic = report::traffic_per_api(&pool, &report).await?;
     let traffic_chart = TimeChart {
         title: "Calls per API".into(),
@@ -149,8 +154,8 @@ pub async fn dashboard(
         status_totals: report.status.totals(),
         error_rate: format!("{:.1}", report.status.error_rate()),
         percentiles: percentile_texts(&report),
-        top_apps: report::top_applications(&pool, period, now, 10).await?,
-        top_accounts: report::top_accounts(&pool, period, now, 10).await?,
+        top_apps: top.applications,
+        top_accounts: top.accounts,
         fleet: Fleet::of(&gateways::list(&pool).await?),
     };
     Ok(render(StatusCode::OK, &page))

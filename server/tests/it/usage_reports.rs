@@ -349,6 +349,21 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
     assert!(home.contains("<td>6</td><td>0</td><td>2</td><td>0</td><td>25.0%</td>"), "status and error rate: {home}");
     assert!(home.contains("Metered</a></td><td>8</td>"), "top applications");
     assert!(home.contains("Demo Developer Co</a></td><td>8</td>"), "top accounts");
+    // All 8 calls in the third latency bucket (≤ 25 ms).
+    assert!(home.contains("<td>≤ 25 ms</td><td>≤ 25 ms</td><td>≤ 25 ms</td>"), "latency percentiles: {home}");
+    // Calls per API: the API's column of the chart's table sums to the 8 calls, in two of the 60 minutes.
+    let api_name: String = sqlx::query_scalar("SELECT name FROM api_products WHERE id = $1")
+        .bind(api)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    let traffic = home.split("Calls per API (calls)").nth(1).expect("the traffic chart's table");
+    let traffic = traffic.split("</table>").next().unwrap();
+    assert!(traffic.contains(&format!("<th scope=\"col\">{api_name}</th>")), "one series per API: {traffic}");
+    let cells: Vec<i64> =
+        traffic.split("<td>").skip(1).map(|c| c.split('<').next().unwrap().parse().unwrap()).collect();
+    assert_eq!((cells.len(), cells.iter().sum::<i64>()), (60, 8), "calls per API per minute");
+    assert_eq!(cells.iter().filter(|&&c| c > 0).count(), 2);
     assert!(home.contains("0 of 1 agents connected"), "fleet: the registered agent never connected");
     assert!(home.contains("data-testid=\"apis\""), "the API list stays");
 
