@@ -2,6 +2,8 @@
 //! metric over a period's buckets, status classes, latency percentiles, the
 //! state of each limit and the recent failed calls.
 //!
+//! Sums are capped at `i64::MAX`: no stored counter turns a page into a 500.
+//!
 //! A report is read from the rollups of the period's granularity. Buckets are
 //! dense: a bucket without rows is zero, never skipped. For one application
 //! they are the plan's buckets (hour, day and month in its time zone, as
@@ -303,9 +305,9 @@ pub async fn report(
     // The filters are `$n IS NULL OR …`; applications are only looked at when
     // an API or account filter is set (a hashed subplan, no join per row).
     let rows = sqlx::query!(
-        r#"SELECT r.metric_id, r.bucket_start, sum(r.hits)::bigint AS "hits!",
-                  sum(r.status_2xx)::bigint AS "s2!", sum(r.status_3xx)::bigint AS "s3!",
-                  sum(r.status_4xx)::bigint AS "s4!", sum(r.status_5xx)::bigint AS "s5!"
+        r#"SELECT r.metric_id, r.bucket_start, LEAST(sum(r.hits), 9223372036854775807)::bigint AS "hits!",
+                  LEAST(sum(r.status_2xx), 9223372036854775807)::bigint AS "s2!", LEAST(sum(r.status_3xx), 9223372036854775807)::bigint AS "s3!",
+                  LEAST(sum(r.status_4xx), 9223372036854775807)::bigint AS "s4!", LEAST(sum(r.status_5xx), 9223372036854775807)::bigint AS "s5!"
            FROM usage_rollups r
            WHERE r.granularity = $1 AND r.bucket_start >= $2 AND r.bucket_start < $3
              AND ($4::uuid IS NULL OR r.application_id = $4)
@@ -359,16 +361,16 @@ pub async fn report(
         metric.values[b] = metric.values[b].saturating_add(row.hits);
         metric.total = metric.total.saturating_add(row.hits);
         if metric.parent_id.is_none() {
-            status.s2xx[b] += row.s2;
-            status.s3xx[b] += row.s3;
-            status.s4xx[b] += row.s4;
-            status.s5xx[b] += row.s5;
+            status.s2xx[b] = status.s2xx[b].saturating_add(row.s2);
+            status.s3xx[b] = status.s3xx[b].saturating_add(row.s3);
+            status.s4xx[b] = status.s4xx[b].saturating_add(row.s4);
+            status.s5xx[b] = status.s5xx[b].saturating_add(row.s5);
         }
     }
 
     // Calls the gateway answered itself: by status, with their latency.
     let refusals = sqlx::query!(
-        r#"SELECT f.bucket_start, f.status, sum(f.requests)::bigint AS "requests!"
+        r#"SELECT f.bucket_start, f.status, LEAST(sum(f.requests), 9223372036854775807)::bigint AS "requests!"
            FROM usage_refusals f
            WHERE f.granularity = $1 AND f.bucket_start >= $2 AND f.bucket_start < $3
              AND ($4::uuid IS NULL OR f.application_id = $4)
@@ -390,9 +392,9 @@ pub async fn report(
     for row in &refusals {
         let Some(b) = bucket_index(&buckets, row.bucket_start) else { continue };
         if row.status >= 500 {
-            status.s5xx[b] += row.requests;
+            status.s5xx[b] = status.s5xx[b].saturating_add(row.requests);
         } else {
-            status.s4xx[b] += row.requests;
+            status.s4xx[b] = status.s4xx[b].saturating_add(row.requests);
         }
     }
     // Latency of forwarded calls (top-level metrics, so each call once) and
@@ -566,7 +568,7 @@ pub async fn top(pool: &PgPool, period: ReportPeriod, now: Timestamp, limit: i64
     let from = starts.first().copied().map(to_offset).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let rows = sqlx::query!(
         r#"WITH per_app AS (
-               SELECT r.application_id, sum(r.hits)::bigint AS calls
+               SELECT r.application_id, LEAST(sum(r.hits), 9223372036854775807)::bigint AS calls
                FROM usage_rollups r JOIN metrics m ON m.id = r.metric_id AND m.parent_id IS NULL
                WHERE r.granularity = $1 AND r.bucket_start >= $2 AND r.bucket_start < $3
                GROUP BY r.application_id)
@@ -574,7 +576,7 @@ pub async fn top(pool: &PgPool, period: ReportPeriod, now: Timestamp, limit: i64
             FROM per_app p JOIN applications a ON a.id = p.application_id
             ORDER BY p.calls DESC, a.name LIMIT $4)
            UNION ALL
-           (SELECT true, c.id, c.name, sum(p.calls)::bigint
+           (SELECT true, c.id, c.name, LEAST(sum(p.calls), 9223372036854775807)::bigint
             FROM per_app p JOIN applications a ON a.id = p.application_id JOIN accounts c ON c.id = a.account_id
             GROUP BY c.id, c.name ORDER BY 4 DESC, c.name LIMIT $4)"#,
         period.granularity() as Granularity,
@@ -651,9 +653,9 @@ pub async fn usage_rows(
     }
     let mut tx = custom_plans(pool).await?;
     let rows = sqlx::query!(
-        r#"SELECT r.bucket_start, r.metric_id, m.system_name, sum(r.hits)::bigint AS "hits!",
-                  sum(r.status_2xx)::bigint AS "s2!", sum(r.status_3xx)::bigint AS "s3!",
-                  sum(r.status_4xx)::bigint AS "s4!", sum(r.status_5xx)::bigint AS "s5!"
+        r#"SELECT r.bucket_start, r.metric_id, m.system_name, LEAST(sum(r.hits), 9223372036854775807)::bigint AS "hits!",
+                  LEAST(sum(r.status_2xx), 9223372036854775807)::bigint AS "s2!", LEAST(sum(r.status_3xx), 9223372036854775807)::bigint AS "s3!",
+                  LEAST(sum(r.status_4xx), 9223372036854775807)::bigint AS "s4!", LEAST(sum(r.status_5xx), 9223372036854775807)::bigint AS "s5!"
            FROM usage_rollups r JOIN applications a ON a.id = r.application_id JOIN metrics m ON m.id = r.metric_id
            WHERE r.granularity = $1 AND r.bucket_start >= $2 AND r.bucket_start < $3
              AND ($4::uuid IS NULL OR r.application_id = $4)

@@ -484,3 +484,33 @@ async fn every_region_of_the_usage_page_is_named_by_its_heading(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn counters_near_the_largest_number_do_not_break_the_pages(pool: PgPool) {
+    let s = setup(pool).await;
+    let (second_path, _) = register_app(&s.app, "Second").await;
+    let second = Uuid::parse_str(second_path.trim_start_matches("/apps/")).unwrap();
+    let hits = metric(&s.app.pool, s.app_id, "hits").await;
+    let now = jiff::Timestamp::now().as_second() / 60 * 60;
+    post_batch(
+        &s,
+        vec![
+            entry(s.app_id, hits, now, StatusClass::Success, 1, 2),
+            entry(second, hits, now, StatusClass::Success, 1, 2),
+        ],
+    )
+    .await;
+    // Two applications' counters that overflow a bigint when summed (a misbehaving agent).
+    sqlx::query("UPDATE usage_rollups SET hits = 9223372036854775000, status_2xx = 9223372036854775000")
+        .execute(&s.app.pool)
+        .await
+        .unwrap();
+    let admin = TestApp { base: s.app.base.clone(), pool: s.app.pool.clone(), client: client() };
+    admin.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    for page in ["/admin?period=1h", "/admin/usage?period=1h", "/admin/usage.csv?table=usage&period=1h"] {
+        let res = admin.get(page).await;
+        assert_eq!(res.status(), 200, "{page}");
+    }
+    let mine = s.app.get(&format!("/apps/{}/usage?period=1h", s.app_id)).await;
+    assert_eq!(mine.status(), 200);
+}
