@@ -203,12 +203,25 @@ fn fee_lines(
     is_main: bool,
     out: &mut Vec<Line>,
 ) {
+    // One line per plan and month: an application moved A→B→A has two stretches on A,
+    // summed before rounding (the invoice holds one line per subject).
+    let mut plans: Vec<&Arc<PlanTerms>> = Vec::new();
     for seg in &sub.segments {
-        let plan = &seg.plan;
+        if !plans.iter().any(|p| p.id == seg.plan.id) {
+            plans.push(&seg.plan);
+        }
+    }
+    for plan in plans {
         let Some(correction) = may_bill(input, m, plan.currency, is_main) else { continue };
         let period = m.in_zone(&plan.time_zone);
-        let billable = seg.interval().intersect(&Interval::new(billable_from, Timestamp::MAX));
-        let exact = prorate(plan.monthly_fee, &period, &billable);
+        let from = Interval::new(billable_from, Timestamp::MAX);
+        let (exact, seconds) =
+            sub.segments.iter().filter(|s| s.plan.id == plan.id).map(|s| s.interval().intersect(&from)).fold(
+                (Decimal::ZERO, 0i64),
+                |(sum, secs), b| {
+                    (sum + prorate(plan.monthly_fee, &period, &b), secs + period.intersect(&b).seconds().max(0))
+                },
+            );
         let subject = Subject {
             application_id: sub.application_id,
             plan_id: plan.id,
@@ -220,10 +233,10 @@ fn fee_lines(
         let already = input.billed.get(&subject).copied().unwrap_or_default();
         let amount = owed - already;
         // A free plan's fee is no line at all.
-        if amount.is_zero() && (correction || plan.monthly_fee.is_zero() || period.intersect(&billable).is_empty()) {
+        if amount.is_zero() && (correction || plan.monthly_fee.is_zero() || seconds == 0) {
             continue;
         }
-        let fraction = Decimal::from(period.intersect(&billable).seconds()) / Decimal::from(period.seconds().max(1));
+        let fraction = Decimal::from(seconds) / Decimal::from(period.seconds().max(1));
         let (kind, description, quantity, unit_price) = if correction || !already.is_zero() {
             (
                 LineKind::Adjustment,

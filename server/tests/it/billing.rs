@@ -756,3 +756,76 @@ async fn invoices_move_only_along_the_life_cycle_and_every_move_is_audited(pool:
         sqlx::query_scalar("SELECT paid_at FROM invoices WHERE id = $1").bind(inv.id).fetch_one(&pool).await.unwrap();
     assert!(paid_at.is_some());
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_application_moved_away_and_back_has_one_fee_line_per_plan_and_later_accounts_are_billed(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic = plan(&pool, &api, PlanSpec { name: "basic", monthly_fee: "10", ..PlanSpec::default() }).await;
+    let pro = plan(&pool, &api, PlanSpec { name: "pro", monthly_fee: "31", ..PlanSpec::default() }).await;
+    let actor = tollgate_core::audit::Actor::system("test");
+    // Accounts are billed in id order: the mover first, then an ordinary account.
+    let mover = account(&pool, "mover").await;
+    let later = account(&pool, "later").await;
+    let app = application(&pool, mover, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    application(&pool, later, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    let apps = tollgate_core::applications::ApplicationId;
+    for to in [pro, basic] {
+        tollgate_core::applications::change_plan(&pool, apps(app), tollgate_core::plans::PlanId(to), &actor)
+            .await
+            .unwrap();
+    }
+    let (b, c) = ("2025-10-11T00:00:00Z", "2025-10-21T00:00:00Z");
+    move_segments(&pool, app, &[("2025-09-01T00:00:00Z", Some(b)), (b, Some(c)), (c, None)]).await;
+    let summary = bill(&pool, "2025-10").await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    // basic 1st–11th and 21st–end, 21 days summed before rounding: 10.00 × 21/31 = 6.774… → 6.77
+    // (rounded apart it would be 3.23 + 3.55 = 6.78); pro 10 days: 31.00 × 10/31 = 10.00.
+    let (_, _, total, lines) = invoice(&pool, mover, "2025-10").await;
+    assert_eq!(lines, [line("monthly_fee", "6.77", "2025-10"), line("monthly_fee", "10", "2025-10")]);
+    assert_eq!(total, d("16.77"));
+    assert_eq!(invoice(&pool, later, "2025-10").await.2, d("10"));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_account_that_fails_to_bill_is_reported_and_the_others_are_billed(pool: PgPool) {
+    let ids = four_accounts(&pool).await;
+    // One account's invoice cannot be written (a stand-in for any database error).
+    let refused: Uuid =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE name = 'acme 1'").fetch_one(&pool).await.unwrap();
+    sqlx::query(
+        "CREATE FUNCTION refuse_invoice() RETURNS trigger AS $$ BEGIN
+             IF EXISTS (SELECT 1 FROM accounts WHERE id = NEW.account_id AND name = 'acme 1') THEN
+                 RAISE EXCEPTION 'refused for the test';
+             END IF;
+             RETURN NEW;
+         END; $$ LANGUAGE plpgsql",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_invoice BEFORE INSERT ON invoices FOR EACH ROW EXECUTE FUNCTION refuse_invoice()",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let url = database_url(&pool).await;
+    let out = tollgate(&["billing", "run", "--period", "2025-10"], &url);
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}\n{err}");
+    assert!(
+        text.contains("4 accounts, 3 invoices issued, 0 already billed, 0 with nothing to bill, 1 failed"),
+        "{text}"
+    );
+    assert!(err.contains(&format!("FAILED account {refused}")), "{err}");
+    assert!(err.contains("billing failed for 1 accounts"), "{err}");
+    let billed: Vec<Uuid> =
+        sqlx::query_scalar("SELECT account_id FROM invoices ORDER BY account_id").fetch_all(&pool).await.unwrap();
+    let others: Vec<Uuid> = ids.iter().copied().filter(|id| *id != refused).collect();
+    assert_eq!(billed, others);
+    // Once the cause is gone, the next run bills just that account.
+    sqlx::query("DROP TRIGGER refuse_invoice ON invoices").execute(&pool).await.unwrap();
+    let summary = bill(&pool, "2025-10").await;
+    assert_eq!((summary.invoices.len(), summary.skipped, summary.failed.len()), (1, 3, 0));
+    assert_eq!(summary.invoices[0].account_id, refused);
+}
