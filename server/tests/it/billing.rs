@@ -829,3 +829,25 @@ async fn an_account_that_fails_to_bill_is_reported_and_the_others_are_billed(poo
     assert_eq!((summary.invoices.len(), summary.skipped, summary.failed.len()), (1, 3, 0));
     assert_eq!(summary.invoices[0].account_id, refused);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_100_million_dong_fee_and_ten_billion_dollars_of_usage_fit_the_invoice(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let dong =
+        plan(&pool, &api, PlanSpec { name: "dong", monthly_fee: "100000000", currency: "VND", ..PlanSpec::default() })
+            .await;
+    let dear = plan(&pool, &api, PlanSpec { name: "dear", tiers: &[(1, None, "1")], ..PlanSpec::default() }).await;
+    let (vn, us) = (account(&pool, "vn").await, account(&pool, "us").await);
+    application(&pool, vn, &api, dong, "app", "2025-09-01T00:00:00Z").await;
+    let busy = application(&pool, us, &api, dear, "app", "2025-09-01T00:00:00Z").await;
+    usage(&pool, busy, api.hits, "2025-10-01T00:00:00Z", 20_000_000_000).await;
+    let summary = bill(&pool, "2025-10").await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let (_, _, total, lines) = invoice(&pool, vn, "2025-10").await;
+    assert_eq!(lines, [line("monthly_fee", "100000000", "2025-10")]);
+    assert_eq!(total, d("100000000"));
+    let (_, _, total, lines) = invoice(&pool, us, "2025-10").await;
+    // 20,000,000,000 calls × 1.00.
+    assert_eq!(lines, [line("usage", "20000000000", "2025-10")]);
+    assert_eq!(total, d("20000000000"));
+}
