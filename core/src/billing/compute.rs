@@ -3,9 +3,10 @@
 //! Every line says what it charges for (application, plan, metric, service month),
 //! so a run never bills the same thing twice: a line is `what is owed − what issued
 //! invoices already charged` for its subject. For the invoice's own months that is
-//! the whole charge; for earlier months that already have an invoice it is a
-//! correction (late usage from an agent that was offline, a fee that changed),
-//! billed as an `adjustment` line and never written into the issued invoice.
+//! the whole charge; for earlier months it is a correction (late usage from an agent
+//! that was offline, also for a month that had no invoice; a fee that changed, for a
+//! month that has one), billed as an `adjustment` line and never written into an
+//! issued invoice.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -183,12 +184,15 @@ pub fn lines(input: &AccountInput<'_>) -> Vec<Line> {
     out
 }
 
-/// Whether `m` may be billed for `currency`: the invoice's own months always, earlier
-/// months only as corrections of an invoice that exists (else their own run bills them).
-fn may_bill(input: &AccountInput<'_>, m: Month, currency: Currency, is_main: bool) -> Option<bool> {
+/// Whether `m` may be billed for `currency`, and as a correction: the invoice's own months
+/// always; earlier months' fees only as corrections of an invoice that exists (a month
+/// never invoiced is not back-charged its fees, e.g. before billing went live); earlier
+/// months' usage always as a correction, so late usage for a month that had nothing to
+/// bill (a free plan, an agent that was offline) is billed on the next invoice.
+fn may_bill(input: &AccountInput<'_>, m: Month, currency: Currency, is_main: bool, fees: bool) -> Option<bool> {
     if is_main {
         Some(false)
-    } else if input.invoiced.contains(&(m, currency)) {
+    } else if !fees || input.invoiced.contains(&(m, currency)) {
         Some(true)
     } else {
         None
@@ -212,7 +216,7 @@ fn fee_lines(
         }
     }
     for plan in plans {
-        let Some(correction) = may_bill(input, m, plan.currency, is_main) else { continue };
+        let Some(correction) = may_bill(input, m, plan.currency, is_main, true) else { continue };
         let period = m.in_zone(&plan.time_zone);
         let from = Interval::new(billable_from, Timestamp::MAX);
         let (exact, seconds) =
@@ -273,7 +277,7 @@ fn usage_lines(
         return;
     };
     let plan = &seg.plan;
-    let Some(correction) = may_bill(input, m, plan.currency, is_main) else { return };
+    let Some(correction) = may_bill(input, m, plan.currency, is_main, false) else { return };
     let period = m.in_zone(&plan.time_zone);
     if period.end <= billable_from {
         return;

@@ -851,3 +851,24 @@ async fn a_100_million_dong_fee_and_ten_billion_dollars_of_usage_fit_the_invoice
     assert_eq!(lines, [line("usage", "20000000000", "2025-10")]);
     assert_eq!(total, d("20000000000"));
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn late_usage_for_a_month_without_an_invoice_goes_on_the_next_invoice(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let free = plan(&pool, &api, PlanSpec { name: "free", tiers: tiers(), ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, free, "app", "2025-09-01T00:00:00Z").await;
+    // October: no fee, no usage reported yet, so no invoice.
+    let october = bill(&pool, "2025-10").await;
+    assert_eq!((october.invoices.len(), october.empty), (0, 1));
+    // The agent was offline: 100 October calls arrive in November.
+    usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 100).await;
+    bill(&pool, "2025-11").await;
+    // 100 × 0.01 = 1.00, as an adjustment for October on November's invoice.
+    let (_, _, total, lines) = invoice(&pool, acc, "2025-11").await;
+    assert_eq!(lines, [line("adjustment", "1", "2025-10")]);
+    assert_eq!(total, d("1"));
+    // Billed once: December has nothing left for October.
+    let december = bill(&pool, "2025-12").await;
+    assert_eq!((december.invoices.len(), december.empty), (0, 1));
+}
