@@ -872,3 +872,43 @@ async fn late_usage_for_a_month_without_an_invoice_goes_on_the_next_invoice(pool
     let december = bill(&pool, "2025-12").await;
     assert_eq!((december.invoices.len(), december.empty), (0, 1));
 }
+
+/// A plan's zone and currency decide which month rollups and which invoice its history is
+/// billed from, so the admin API refuses to change them once the plan has subscribers.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_plans_zone_and_currency_are_fixed_once_it_has_applications(pool: PgPool) {
+    use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, seed};
+    use tollgate_core::admin_tokens;
+    use tollgate_core::audit::Actor;
+    seed(&pool).await.unwrap();
+    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let app = crate::helpers::spawn_app(pool.clone()).await;
+    let api = api(&pool, "zoned").await;
+    let used = plan(&pool, &api, PlanSpec { name: "used", monthly_fee: "10", ..PlanSpec::default() }).await;
+    let unused = plan(&pool, &api, PlanSpec { name: "unused", monthly_fee: "10", ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    application(&pool, acc, &api, used, "app", "2025-09-01T00:00:00Z").await;
+    let put = |id: Uuid, name: &'static str, currency: &'static str, zone: &'static str| {
+        let req = app.client.put(app.url(&format!("/admin/api/v1/plans/{id}"))).bearer_auth(token.as_str()).json(
+            &serde_json::json!({"system_name": name, "name": name, "monthly_fee": "10", "currency": currency, "time_zone": zone}),
+        );
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = put(used, "used", "EUR", "UTC").await;
+    assert_eq!((status, &body["error"], &body["field"]), (422, &"invalid_input".into(), &"currency".into()), "{body}");
+    let (status, body) = put(used, "used", "USD", "Asia/Kolkata").await;
+    assert_eq!((status, &body["field"]), (422, &"time_zone".into()), "{body}");
+    // Other fields still change; a plan nobody was ever on may change both.
+    assert_eq!(put(used, "used", "USD", "UTC").await.0, 200);
+    assert_eq!(put(unused, "unused", "EUR", "Asia/Kolkata").await.0, 200);
+    let stored: (String, String) = sqlx::query_as("SELECT currency, time_zone FROM plans WHERE id = $1")
+        .bind(used)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ("USD".to_owned(), "UTC".to_owned()));
+}
