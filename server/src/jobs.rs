@@ -69,6 +69,9 @@ pub fn spawn_billing_job(pool: PgPool) {
         loop {
             tick.tick().await;
             match tollgate_core::billing::run::run(&pool, &Default::default(), |_, _| {}).await {
+                Ok(summary) if !summary.failed.is_empty() => {
+                    tracing::warn!(period = %summary.month, invoices = summary.invoices.len(), failed = summary.failed.len(), "billing run left accounts unbilled");
+                }
                 Ok(summary) if !summary.invoices.is_empty() => {
                     tracing::info!(period = %summary.month, invoices = summary.invoices.len(), "billing run issued invoices");
                 }

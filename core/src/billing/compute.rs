@@ -3,9 +3,10 @@
 //! Every line says what it charges for (application, plan, metric, service month),
 //! so a run never bills the same thing twice: a line is `what is owed − what issued
 //! invoices already charged` for its subject. For the invoice's own months that is
-//! the whole charge; for earlier months that already have an invoice it is a
-//! correction (late usage from an agent that was offline, a fee that changed),
-//! billed as an `adjustment` line and never written into the issued invoice.
+//! the whole charge; for earlier months it is a correction (late usage from an agent
+//! that was offline, also for a month that had no invoice; a fee that changed, for a
+//! month that has one), billed as an `adjustment` line and never written into an
+//! issued invoice.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -183,12 +184,15 @@ pub fn lines(input: &AccountInput<'_>) -> Vec<Line> {
     out
 }
 
-/// Whether `m` may be billed for `currency`: the invoice's own months always, earlier
-/// months only as corrections of an invoice that exists (else their own run bills them).
-fn may_bill(input: &AccountInput<'_>, m: Month, currency: Currency, is_main: bool) -> Option<bool> {
+/// Whether `m` may be billed for `currency`, and as a correction: the invoice's own months
+/// always; earlier months' fees only as corrections of an invoice that exists (a month
+/// never invoiced is not back-charged its fees, e.g. before billing went live); earlier
+/// months' usage always as a correction, so late usage for a month that had nothing to
+/// bill (a free plan, an agent that was offline) is billed on the next invoice.
+fn may_bill(input: &AccountInput<'_>, m: Month, currency: Currency, is_main: bool, fees: bool) -> Option<bool> {
     if is_main {
         Some(false)
-    } else if input.invoiced.contains(&(m, currency)) {
+    } else if !fees || input.invoiced.contains(&(m, currency)) {
         Some(true)
     } else {
         None
@@ -203,12 +207,25 @@ fn fee_lines(
     is_main: bool,
     out: &mut Vec<Line>,
 ) {
+    // One line per plan and month: an application moved A→B→A has two stretches on A,
+    // summed before rounding (the invoice holds one line per subject).
+    let mut plans: Vec<&Arc<PlanTerms>> = Vec::new();
     for seg in &sub.segments {
-        let plan = &seg.plan;
-        let Some(correction) = may_bill(input, m, plan.currency, is_main) else { continue };
+        if !plans.iter().any(|p| p.id == seg.plan.id) {
+            plans.push(&seg.plan);
+        }
+    }
+    for plan in plans {
+        let Some(correction) = may_bill(input, m, plan.currency, is_main, true) else { continue };
         let period = m.in_zone(&plan.time_zone);
-        let billable = seg.interval().intersect(&Interval::new(billable_from, Timestamp::MAX));
-        let exact = prorate(plan.monthly_fee, &period, &billable);
+        let from = Interval::new(billable_from, Timestamp::MAX);
+        let (exact, seconds) =
+            sub.segments.iter().filter(|s| s.plan.id == plan.id).map(|s| s.interval().intersect(&from)).fold(
+                (Decimal::ZERO, 0i64),
+                |(sum, secs), b| {
+                    (sum + prorate(plan.monthly_fee, &period, &b), secs + period.intersect(&b).seconds().max(0))
+                },
+            );
         let subject = Subject {
             application_id: sub.application_id,
             plan_id: plan.id,
@@ -220,10 +237,10 @@ fn fee_lines(
         let already = input.billed.get(&subject).copied().unwrap_or_default();
         let amount = owed - already;
         // A free plan's fee is no line at all.
-        if amount.is_zero() && (correction || plan.monthly_fee.is_zero() || period.intersect(&billable).is_empty()) {
+        if amount.is_zero() && (correction || plan.monthly_fee.is_zero() || seconds == 0) {
             continue;
         }
-        let fraction = Decimal::from(period.intersect(&billable).seconds()) / Decimal::from(period.seconds().max(1));
+        let fraction = Decimal::from(seconds) / Decimal::from(period.seconds().max(1));
         let (kind, description, quantity, unit_price) = if correction || !already.is_zero() {
             (
                 LineKind::Adjustment,
@@ -260,7 +277,7 @@ fn usage_lines(
         return;
     };
     let plan = &seg.plan;
-    let Some(correction) = may_bill(input, m, plan.currency, is_main) else { return };
+    let Some(correction) = may_bill(input, m, plan.currency, is_main, false) else { return };
     let period = m.in_zone(&plan.time_zone);
     if period.end <= billable_from {
         return;

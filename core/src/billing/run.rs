@@ -64,7 +64,16 @@ pub struct RunSummary {
     /// Accounts with nothing to bill.
     pub empty: usize,
     pub invoices: Vec<IssuedInvoice>,
+    /// Accounts whose billing failed (rolled back); the run went on with the next.
+    pub failed: Vec<FailedAccount>,
     pub dry_run: bool,
+}
+
+/// An account a run could not bill, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailedAccount {
+    pub account_id: Uuid,
+    pub error: String,
 }
 
 impl RunSummary {
@@ -208,10 +217,15 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
             progress(i + 1, accounts.len());
             continue;
         }
-        match bill_account(pool, account.id, month, &settings, options.dry_run).await? {
-            Outcome::AlreadyBilled => summary.skipped += 1,
-            Outcome::Nothing => summary.empty += 1,
-            Outcome::Invoices(list) => summary.invoices.extend(list),
+        // One account's failure must not stop every later account from being billed.
+        match bill_account(pool, account.id, month, &settings, options.dry_run).await {
+            Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
+            Ok(Outcome::Nothing) => summary.empty += 1,
+            Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
+            Err(err) => {
+                tracing::error!(account = %account.id, period = %month, error = %err, "billing an account failed");
+                summary.failed.push(FailedAccount { account_id: account.id, error: err.to_string() });
+            }
         }
         progress(i + 1, accounts.len());
     }

@@ -382,6 +382,26 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
     validate(plan)?;
     let before = get_plan(pool, id).await?;
     let mut tx = pool.begin().await?;
+    // Billing reads a plan's months in its zone and bills in its currency, for history too:
+    // changing either under subscribers would leave their usage unbilled.
+    let changed = [("currency", before.currency != plan.currency), ("time_zone", before.time_zone != plan.time_zone)];
+    if let Some((field, _)) = changed.iter().find(|(_, c)| *c) {
+        let used = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM applications WHERE plan_id = $1)
+                      OR EXISTS (SELECT 1 FROM subscription_segments WHERE plan_id = $1) AS "used!""#,
+            id.0
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if used {
+            return Err(Error::invalid(
+                *field,
+                format!(
+                    "this plan has applications or billing history, so its {field} cannot change; create a new plan and move them"
+                ),
+            ));
+        }
+    }
     sqlx::query!(
         "UPDATE plans SET system_name = $2, name = $3, description = $4, published = $5, approval_required = $6, setup_fee = $7,
                           monthly_fee = $8, trial_days = $9, currency = $10, time_zone = $11, updated_at = now()

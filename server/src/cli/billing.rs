@@ -33,7 +33,7 @@ pub async fn run(
     .await?;
     let verb = if summary.dry_run { "would issue" } else { "issued" };
     println!(
-        "billing {} ({}){}: {} accounts, {} invoices {verb}, {} already billed, {} with nothing to bill",
+        "billing {} ({}){}: {} accounts, {} invoices {verb}, {} already billed, {} with nothing to bill, {} failed",
         summary.month,
         summary.mode,
         if summary.dry_run { " [dry run]" } else { "" },
@@ -41,6 +41,7 @@ pub async fn run(
         summary.invoices.len(),
         summary.skipped,
         summary.empty,
+        summary.failed.len(),
     );
     for (currency, total, count) in summary.totals() {
         println!("  {currency}: {count} invoices, total {total}");
@@ -55,6 +56,13 @@ pub async fn run(
             invoice.lines,
             invoice.state
         );
+    }
+    for failed in &summary.failed {
+        eprintln!("  FAILED account {}: {}", failed.account_id, failed.error);
+    }
+    // Every other account was billed; the exit status still says the run is incomplete.
+    if !summary.failed.is_empty() {
+        return Err(CliError::Other(format!("billing failed for {} accounts", summary.failed.len())));
     }
     Ok(())
 }

@@ -756,3 +756,159 @@ async fn invoices_move_only_along_the_life_cycle_and_every_move_is_audited(pool:
         sqlx::query_scalar("SELECT paid_at FROM invoices WHERE id = $1").bind(inv.id).fetch_one(&pool).await.unwrap();
     assert!(paid_at.is_some());
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_application_moved_away_and_back_has_one_fee_line_per_plan_and_later_accounts_are_billed(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic = plan(&pool, &api, PlanSpec { name: "basic", monthly_fee: "10", ..PlanSpec::default() }).await;
+    let pro = plan(&pool, &api, PlanSpec { name: "pro", monthly_fee: "31", ..PlanSpec::default() }).await;
+    let actor = tollgate_core::audit::Actor::system("test");
+    // Accounts are billed in id order: the mover first, then an ordinary account.
+    let mover = account(&pool, "mover").await;
+    let later = account(&pool, "later").await;
+    let app = application(&pool, mover, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    application(&pool, later, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    let apps = tollgate_core::applications::ApplicationId;
+    for to in [pro, basic] {
+        tollgate_core::applications::change_plan(&pool, apps(app), tollgate_core::plans::PlanId(to), &actor)
+            .await
+            .unwrap();
+    }
+    let (b, c) = ("2025-10-11T00:00:00Z", "2025-10-21T00:00:00Z");
+    move_segments(&pool, app, &[("2025-09-01T00:00:00Z", Some(b)), (b, Some(c)), (c, None)]).await;
+    let summary = bill(&pool, "2025-10").await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    // basic 1st–11th and 21st–end, 21 days summed before rounding: 10.00 × 21/31 = 6.774… → 6.77
+    // (rounded apart it would be 3.23 + 3.55 = 6.78); pro 10 days: 31.00 × 10/31 = 10.00.
+    let (_, _, total, lines) = invoice(&pool, mover, "2025-10").await;
+    assert_eq!(lines, [line("monthly_fee", "6.77", "2025-10"), line("monthly_fee", "10", "2025-10")]);
+    assert_eq!(total, d("16.77"));
+    assert_eq!(invoice(&pool, later, "2025-10").await.2, d("10"));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_account_that_fails_to_bill_is_reported_and_the_others_are_billed(pool: PgPool) {
+    let ids = four_accounts(&pool).await;
+    // One account's invoice cannot be written (a stand-in for any database error).
+    let refused: Uuid =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE name = 'acme 1'").fetch_one(&pool).await.unwrap();
+    sqlx::query(
+        "CREATE FUNCTION refuse_invoice() RETURNS trigger AS $$ BEGIN
+             IF EXISTS (SELECT 1 FROM accounts WHERE id = NEW.account_id AND name = 'acme 1') THEN
+                 RAISE EXCEPTION 'refused for the test';
+             END IF;
+             RETURN NEW;
+         END; $$ LANGUAGE plpgsql",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_invoice BEFORE INSERT ON invoices FOR EACH ROW EXECUTE FUNCTION refuse_invoice()",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let url = database_url(&pool).await;
+    let out = tollgate(&["billing", "run", "--period", "2025-10"], &url);
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}\n{err}");
+    assert!(
+        text.contains("4 accounts, 3 invoices issued, 0 already billed, 0 with nothing to bill, 1 failed"),
+        "{text}"
+    );
+    assert!(err.contains(&format!("FAILED account {refused}")), "{err}");
+    assert!(err.contains("billing failed for 1 accounts"), "{err}");
+    let billed: Vec<Uuid> =
+        sqlx::query_scalar("SELECT account_id FROM invoices ORDER BY account_id").fetch_all(&pool).await.unwrap();
+    let others: Vec<Uuid> = ids.iter().copied().filter(|id| *id != refused).collect();
+    assert_eq!(billed, others);
+    // Once the cause is gone, the next run bills just that account.
+    sqlx::query("DROP TRIGGER refuse_invoice ON invoices").execute(&pool).await.unwrap();
+    let summary = bill(&pool, "2025-10").await;
+    assert_eq!((summary.invoices.len(), summary.skipped, summary.failed.len()), (1, 3, 0));
+    assert_eq!(summary.invoices[0].account_id, refused);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_100_million_dong_fee_and_ten_billion_dollars_of_usage_fit_the_invoice(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let dong =
+        plan(&pool, &api, PlanSpec { name: "dong", monthly_fee: "100000000", currency: "VND", ..PlanSpec::default() })
+            .await;
+    let dear = plan(&pool, &api, PlanSpec { name: "dear", tiers: &[(1, None, "1")], ..PlanSpec::default() }).await;
+    let (vn, us) = (account(&pool, "vn").await, account(&pool, "us").await);
+    application(&pool, vn, &api, dong, "app", "2025-09-01T00:00:00Z").await;
+    let busy = application(&pool, us, &api, dear, "app", "2025-09-01T00:00:00Z").await;
+    usage(&pool, busy, api.hits, "2025-10-01T00:00:00Z", 20_000_000_000).await;
+    let summary = bill(&pool, "2025-10").await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let (_, _, total, lines) = invoice(&pool, vn, "2025-10").await;
+    assert_eq!(lines, [line("monthly_fee", "100000000", "2025-10")]);
+    assert_eq!(total, d("100000000"));
+    let (_, _, total, lines) = invoice(&pool, us, "2025-10").await;
+    // 20,000,000,000 calls × 1.00.
+    assert_eq!(lines, [line("usage", "20000000000", "2025-10")]);
+    assert_eq!(total, d("20000000000"));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn late_usage_for_a_month_without_an_invoice_goes_on_the_next_invoice(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let free = plan(&pool, &api, PlanSpec { name: "free", tiers: tiers(), ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, free, "app", "2025-09-01T00:00:00Z").await;
+    // October: no fee, no usage reported yet, so no invoice.
+    let october = bill(&pool, "2025-10").await;
+    assert_eq!((october.invoices.len(), october.empty), (0, 1));
+    // The agent was offline: 100 October calls arrive in November.
+    usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 100).await;
+    bill(&pool, "2025-11").await;
+    // 100 × 0.01 = 1.00, as an adjustment for October on November's invoice.
+    let (_, _, total, lines) = invoice(&pool, acc, "2025-11").await;
+    assert_eq!(lines, [line("adjustment", "1", "2025-10")]);
+    assert_eq!(total, d("1"));
+    // Billed once: December has nothing left for October.
+    let december = bill(&pool, "2025-12").await;
+    assert_eq!((december.invoices.len(), december.empty), (0, 1));
+}
+
+/// A plan's zone and currency decide which month rollups and which invoice its history is
+/// billed from, so the admin API refuses to change them once the plan has subscribers.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_plans_zone_and_currency_are_fixed_once_it_has_applications(pool: PgPool) {
+    use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, seed};
+    use tollgate_core::admin_tokens;
+    use tollgate_core::audit::Actor;
+    seed(&pool).await.unwrap();
+    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let app = crate::helpers::spawn_app(pool.clone()).await;
+    let api = api(&pool, "zoned").await;
+    let used = plan(&pool, &api, PlanSpec { name: "used", monthly_fee: "10", ..PlanSpec::default() }).await;
+    let unused = plan(&pool, &api, PlanSpec { name: "unused", monthly_fee: "10", ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    application(&pool, acc, &api, used, "app", "2025-09-01T00:00:00Z").await;
+    let put = |id: Uuid, name: &'static str, currency: &'static str, zone: &'static str| {
+        let req = app.client.put(app.url(&format!("/admin/api/v1/plans/{id}"))).bearer_auth(token.as_str()).json(
+            &serde_json::json!({"system_name": name, "name": name, "monthly_fee": "10", "currency": currency, "time_zone": zone}),
+        );
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = put(used, "used", "EUR", "UTC").await;
+    assert_eq!((status, &body["error"], &body["field"]), (422, &"invalid_input".into(), &"currency".into()), "{body}");
+    let (status, body) = put(used, "used", "USD", "Asia/Kolkata").await;
+    assert_eq!((status, &body["field"]), (422, &"time_zone".into()), "{body}");
+    // Other fields still change; a plan nobody was ever on may change both.
+    assert_eq!(put(used, "used", "USD", "UTC").await.0, 200);
+    assert_eq!(put(unused, "unused", "EUR", "Asia/Kolkata").await.0, 200);
+    let stored: (String, String) = sqlx::query_as("SELECT currency, time_zone FROM plans WHERE id = $1")
+        .bind(used)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ("USD".to_owned(), "UTC".to_owned()));
+}
