@@ -1,4 +1,4 @@
-//! `tollgate billing run`: bills every account for a period, as the daily job does.
+//! `tollgate billing run`: bills every account for a period, as the hourly job does.
 
 use std::io::{IsTerminal, Write};
 
