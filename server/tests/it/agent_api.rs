@@ -513,11 +513,12 @@ async fn an_agent_asking_for_binary_gets_the_same_config_as_json(pool: PgPool) {
 async fn a_build_nobody_waits_for_any_more_is_cancelled(pool: PgPool) {
     let s = setup(pool).await;
     add_apps(&s, 1).await;
-    // Enough keys for the build to outlast the agent by many chunks.
+    // Enough keys for the build to outlast the agent by many chunks, even when the
+    // test's reader is starved by tests running beside it (300,000 were not: CI flake).
     sqlx::query(
         "INSERT INTO credentials (id, application_id, kind, key_hash, prefix, last4)
          SELECT gen_random_uuid(), a.id, 'user_key', sha256(('c' || g || a.id)::bytea), 'tg_bin', 'abcd'
-         FROM (SELECT id FROM applications LIMIT 1) a, generate_series(1, 300000) g",
+         FROM (SELECT id FROM applications LIMIT 1) a, generate_series(1, 1000000) g",
     )
     .execute(&s.app.pool)
     .await
