@@ -160,6 +160,9 @@ async function adminPart(page, { context, consoleErrors, step }, names) {
 
   // 3. Import a valid spec by file upload (a small script fills the textarea).
   step('admin 3 import by file upload');
+  // The re-rendered page's alert can show before its script has attached the file
+  // input's change listener; a file chosen before that was never read (CI flake).
+  await page.waitForLoadState('load');
   await page.setInputFiles('#spec-file', { name: 'pets.yaml', mimeType: 'application/yaml', buffer: Buffer.from(petsSpec(names.title)) });
   await page.waitForFunction(
     (title) => {
