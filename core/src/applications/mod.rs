@@ -17,6 +17,8 @@ use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
+pub mod plan_change;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ApplicationId(pub Uuid);
@@ -50,6 +52,9 @@ pub struct ApplicationView {
     pub auth_mode: AuthMode,
     pub plan_id: PlanId,
     pub plan_name: String,
+    /// A plan change waiting for an admin's approval: the plan and its name.
+    pub requested_plan_id: Option<PlanId>,
+    pub requested_plan_name: Option<String>,
     pub name: String,
     pub description: String,
     pub state: ApplicationState,
@@ -127,10 +132,12 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
 async fn load(pool: &PgPool, account: AccountId, only: Option<ApplicationId>) -> Result<Vec<ApplicationView>> {
     let rows = sqlx::query!(
         r#"SELECT ap.id, ap.account_id, ap.api_id, a.name AS api_name, a.slug AS api_slug, a.auth_mode AS "auth_mode: AuthMode",
-                  ap.plan_id, p.name AS plan_name, ap.name, ap.description, ap.state AS "state: ApplicationState", ap.app_id, ap.created_at
+                  ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?",
+                  ap.name, ap.description, ap.state AS "state: ApplicationState", ap.app_id, ap.created_at
            FROM applications ap
            JOIN api_products a ON a.id = ap.api_id
            JOIN plans p ON p.id = ap.plan_id
+           LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
            WHERE ap.account_id = $1 AND ($2::uuid IS NULL OR ap.id = $2)
            ORDER BY ap.created_at DESC"#,
         account.0,
@@ -149,6 +156,8 @@ async fn load(pool: &PgPool, account: AccountId, only: Option<ApplicationId>) ->
             auth_mode: r.auth_mode,
             plan_id: PlanId(r.plan_id),
             plan_name: r.plan_name,
+            requested_plan_id: r.requested_plan_id.map(PlanId),
+            requested_plan_name: r.requested_plan_name,
             name: r.name,
             description: r.description,
             state: r.state,
@@ -352,6 +361,9 @@ pub struct AdminApplicationView {
     pub api_name: String,
     pub plan_id: PlanId,
     pub plan_name: String,
+    /// A plan change the developer asked for, waiting for approval.
+    pub requested_plan_id: Option<PlanId>,
+    pub requested_plan_name: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -410,7 +422,7 @@ async fn load_for_admins(
     let pattern = filter.q.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
-                  ap.plan_id, p.name AS plan_name, ap.created_at
+                  ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
            FROM (
              -- The page is cut from the applications alone (an index walk), then joined.
              SELECT * FROM applications ap
@@ -426,6 +438,7 @@ async fn load_for_admins(
            JOIN accounts ac ON ac.id = ap.account_id
            JOIN api_products a ON a.id = ap.api_id
            JOIN plans p ON p.id = ap.plan_id
+           LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
            ORDER BY ap.created_at DESC, ap.id"#,
         filter.state as Option<ApplicationState>,
         filter.api_id,
@@ -449,12 +462,15 @@ async fn load_for_admins(
             api_name: r.api_name,
             plan_id: PlanId(r.plan_id),
             plan_name: r.plan_name,
+            requested_plan_id: r.requested_plan_id.map(PlanId),
+            requested_plan_name: r.requested_plan_name,
             created_at: r.created_at,
         })
         .collect())
 }
 
-/// Moves an application to another plan of the same API.
+/// Moves an application to another plan of the same API; a plan change the
+/// developer asked for is settled by this move.
 pub async fn change_plan(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
     let current = sqlx::query!("SELECT api_id, plan_id FROM applications WHERE id = $1 FOR UPDATE", id.0)
@@ -471,9 +487,14 @@ pub async fn change_plan(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: 
     if !same_api {
         return Err(Error::invalid("plan_id", "choose a plan of the application's API"));
     }
-    sqlx::query!("UPDATE applications SET plan_id = $2, updated_at = now() WHERE id = $1", id.0, plan.0)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE applications SET plan_id = $2, requested_plan_id = NULL, plan_requested_at = NULL, updated_at = now()
+         WHERE id = $1",
+        id.0,
+        plan.0
+    )
+    .execute(&mut *tx)
+    .await?;
     record_change(&mut tx, Entity::Application, id.0, false, None).await?;
     audit::record(
         &mut tx,

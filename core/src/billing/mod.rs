@@ -2,9 +2,11 @@
 //! minor unit and safe to re-run. See docs/BILLING.md.
 //!
 //! The domain is pure and unit-tested ([`money`], [`pricing`], [`period`],
-//! [`invoice`], [`compute`]); [`run`] loads from and writes to Postgres.
+//! [`invoice`], [`compute`]); [`run`] loads from and writes to Postgres, [`invoices`]
+//! reads and moves issued invoices, [`document`] is an invoice as its account sees it.
 
 pub mod compute;
+pub mod document;
 pub mod invoice;
 pub mod invoices;
 pub mod money;

@@ -1,0 +1,276 @@
+//! Plan changes a developer asks for (issue 12). A move to a plan without
+//! approval happens at once: the subscription trigger prorates the month and a
+//! config change tells the agents the new limits. A move to a plan that needs
+//! approval waits in `applications.requested_plan_id` until a provider admin
+//! approves or rejects it; until then the application keeps its plan, limits
+//! and fees.
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{ApplicationId, ApplicationState};
+use crate::accounts::AccountId;
+use crate::audit::{self, Actor, Entry};
+use crate::notifications::{self, NewNotification, Recipient};
+use crate::plans::PlanId;
+use crate::sync::feed::{Entity, record_change};
+use crate::{Error, Result};
+
+/// A plan an application may move to: another published plan of its API.
+#[derive(Debug, Clone)]
+pub struct PlanChoice {
+    pub plan_id: PlanId,
+    pub name: String,
+    pub description: String,
+    pub setup_fee: Decimal,
+    pub monthly_fee: Decimal,
+    pub currency: String,
+    pub approval_required: bool,
+}
+
+/// The other plans the account's application may move to, cheapest first.
+pub async fn choices(pool: &PgPool, account: AccountId, app: ApplicationId) -> Result<Vec<PlanChoice>> {
+    let rows = sqlx::query!(
+        "SELECT p.id, p.name, p.description, p.setup_fee, p.monthly_fee, p.currency, p.approval_required
+         FROM applications ap
+         JOIN api_products a ON a.id = ap.api_id AND a.state IN ('published', 'deprecated')
+         JOIN plans p ON p.api_id = ap.api_id AND p.published AND p.id <> ap.plan_id
+         WHERE ap.id = $1 AND ap.account_id = $2
+         ORDER BY p.monthly_fee, p.position, p.name",
+        app.0,
+        account.0
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PlanChoice {
+            plan_id: PlanId(r.id),
+            name: r.name,
+            description: r.description,
+            setup_fee: r.setup_fee,
+            monthly_fee: r.monthly_fee,
+            currency: r.currency,
+            approval_required: r.approval_required,
+        })
+        .collect())
+}
+
+/// What a developer's plan change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanChangeOutcome {
+    /// The application is on the new plan now.
+    Changed,
+    /// The new plan needs approval: the request waits for an admin.
+    Requested,
+}
+
+/// Moves the account's application to another published plan of its API, or
+/// asks for the move when that plan needs approval. Only a live or suspended
+/// application changes plan (a pending one is still waiting for its first).
+pub async fn request(
+    pool: &PgPool,
+    account: AccountId,
+    app: ApplicationId,
+    plan: PlanId,
+    actor: &Actor,
+) -> Result<PlanChangeOutcome> {
+    let mut tx = pool.begin().await?;
+    let current = sqlx::query!(
+        r#"SELECT api_id, plan_id, requested_plan_id, state AS "state: ApplicationState"
+           FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE"#,
+        app.0,
+        account.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if !matches!(current.state, ApplicationState::Live | ApplicationState::Suspended) {
+        return Err(Error::Conflict(format!("a {} application cannot change plan", current.state)));
+    }
+    if current.plan_id == plan.0 {
+        return Err(Error::invalid("plan_id", "the application is on this plan already"));
+    }
+    let approval_required = sqlx::query_scalar!(
+        "SELECT p.approval_required FROM plans p JOIN api_products a ON a.id = p.api_id
+         WHERE p.id = $1 AND p.api_id = $2 AND p.published AND a.state IN ('published', 'deprecated')",
+        plan.0,
+        current.api_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::invalid("plan_id", "choose a published plan of the application's API"))?;
+    let outcome = if approval_required {
+        sqlx::query!(
+            "UPDATE applications SET requested_plan_id = $2, plan_requested_at = now(), updated_at = now() WHERE id = $1",
+            app.0,
+            plan.0
+        )
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            Entry {
+                action: "application.request_plan",
+                entity: "application",
+                entity_id: Some(app.0),
+                before: Some(json!({"plan_id": current.plan_id, "requested_plan_id": current.requested_plan_id})),
+                after: Some(json!({"plan_id": current.plan_id, "requested_plan_id": plan.0})),
+            },
+        )
+        .await?;
+        PlanChangeOutcome::Requested
+    } else {
+        move_to(&mut tx, app.0, plan.0).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            Entry {
+                action: "application.change_plan",
+                entity: "application",
+                entity_id: Some(app.0),
+                before: Some(json!({"plan_id": current.plan_id})),
+                after: Some(json!({"plan_id": plan.0})),
+            },
+        )
+        .await?;
+        PlanChangeOutcome::Changed
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Withdraws the account's waiting plan change request, if any.
+pub async fn withdraw(pool: &PgPool, account: AccountId, app: ApplicationId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let requested = sqlx::query_scalar!(
+        "SELECT requested_plan_id FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        app.0,
+        account.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let Some(requested) = requested else { return Ok(()) };
+    clear_request(&mut tx, app.0).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "application.withdraw_plan",
+            entity: "application",
+            entity_id: Some(app.0),
+            before: Some(json!({"requested_plan_id": requested})),
+            after: Some(json!({"requested_plan_id": null})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A provider admin's answer to a plan change request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// Approves (the application moves to the requested plan now) or rejects (it
+/// stays) a waiting request, tells the account in the portal, and audits it.
+/// Without a waiting request it is a conflict (409).
+pub async fn decide(pool: &PgPool, app: ApplicationId, decision: Decision, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let current = sqlx::query!(
+        r#"SELECT ap.account_id, ap.name, ap.plan_id, ap.requested_plan_id, p.name AS "requested_name?"
+           FROM applications ap LEFT JOIN plans p ON p.id = ap.requested_plan_id
+           WHERE ap.id = $1 FOR UPDATE OF ap"#,
+        app.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let (Some(requested), Some(requested_name)) = (current.requested_plan_id, current.requested_name) else {
+        return Err(Error::Conflict("no plan change is waiting for a decision on this application".into()));
+    };
+    let (action, after, title, body) = match decision {
+        Decision::Approve => {
+            move_to(&mut tx, app.0, requested).await?;
+            (
+                "application.approve_plan",
+                json!({"plan_id": requested}),
+                format!("{} moved to the {requested_name} plan", current.name),
+                format!(
+                    "The provider approved your plan change: {} is on the {requested_name} plan now, with its limits and prices.",
+                    current.name
+                ),
+            )
+        }
+        Decision::Reject => {
+            clear_request(&mut tx, app.0).await?;
+            (
+                "application.reject_plan",
+                json!({"plan_id": current.plan_id}),
+                format!("Plan change for {} declined", current.name),
+                format!(
+                    "The provider declined moving {} to the {requested_name} plan; it stays on its current plan.",
+                    current.name
+                ),
+            )
+        }
+    };
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action,
+            entity: "application",
+            entity_id: Some(app.0),
+            before: Some(json!({"plan_id": current.plan_id, "requested_plan_id": requested})),
+            after: Some(after),
+        },
+    )
+    .await?;
+    let link = format!("/apps/{}", app.0);
+    notifications::insert(
+        &mut tx,
+        &NewNotification {
+            to: Recipient::Account(current.account_id),
+            kind: "plan_change",
+            title: &title,
+            body: &body,
+            link: Some(&link),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Puts the application on `plan` (the trigger on `applications` closes and opens its
+/// subscription segments, so billing prorates) and tells the agents its new limits.
+async fn move_to(tx: &mut sqlx::PgConnection, app: Uuid, plan: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE applications SET plan_id = $2, requested_plan_id = NULL, plan_requested_at = NULL, updated_at = now()
+         WHERE id = $1",
+        app,
+        plan
+    )
+    .execute(&mut *tx)
+    .await?;
+    record_change(tx, Entity::Application, app, false, None).await?;
+    Ok(())
+}
+
+async fn clear_request(tx: &mut sqlx::PgConnection, app: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE applications SET requested_plan_id = NULL, plan_requested_at = NULL, updated_at = now() WHERE id = $1",
+        app
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
