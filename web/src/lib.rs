@@ -15,7 +15,8 @@
 //! * `request`: bearer tokens and ids read from a request;
 //! * `urls`: the server's outward addresses, as app data.
 //! * `chart`: server-side SVG charts with their table fallback; `csv`: CSV downloads;
-//!   `usage_view`: a usage report as charts and CSV tables, for the portal and the admin UI.
+//!   `usage_view`: a usage report as charts and CSV tables, for the portal and the admin UI;
+//!   `invoice_pdf`: an issued invoice as an A4 PDF (pure: the document in, bytes out).
 
 pub mod chart;
 mod client_ip;
@@ -25,6 +26,7 @@ mod error;
 mod form;
 mod guards;
 mod headers;
+pub mod invoice_pdf;
 mod layout;
 mod page;
 mod redirect;

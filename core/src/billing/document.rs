@@ -64,6 +64,36 @@ impl InvoiceDocument {
     pub fn period_last_day(&self) -> Date {
         self.period_end.previous_day().unwrap_or(self.period_end)
     }
+
+    /// An amount in the invoice's currency, to its minor unit: `12.50 USD`, `1235 JPY`.
+    pub fn money(&self, amount: &Decimal) -> String {
+        self.currency.format(*amount)
+    }
+
+    /// A unit price: the currency's decimals at least, more when the price has them
+    /// (`0.005 USD` per call), never trailing zeros past the minor unit.
+    pub fn price(&self, price: &Decimal) -> String {
+        let mut shown = price.normalize();
+        if shown.scale() < self.currency.decimals() {
+            shown.rescale(self.currency.decimals());
+        }
+        format!("{shown} {}", self.currency)
+    }
+
+    /// The tax rate as a percentage: `20 %`, `7.5 %`.
+    pub fn tax_percent(&self) -> String {
+        format!("{} %", (self.tax_rate * Decimal::ONE_HUNDRED).normalize())
+    }
+}
+
+/// A quantity without trailing zeros: `1`, `0.354839`, `1001`.
+pub fn quantity(q: &Decimal) -> String {
+    q.normalize().to_string()
+}
+
+/// A day as `YYYY-MM-DD` (UTC), or a dash.
+pub fn day(at: &Option<OffsetDateTime>) -> String {
+    at.map(|t| t.to_offset(time::UtcOffset::UTC).date().to_string()).unwrap_or_else(|| "-".to_owned())
 }
 
 /// Whether developers may see an invoice: once issued, whatever happened after.
@@ -137,6 +167,51 @@ pub async fn for_account(pool: &PgPool, account: AccountId, id: Uuid) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal")
+    }
+
+    fn doc(currency: &str, tax_rate: &str) -> InvoiceDocument {
+        InvoiceDocument {
+            id: Uuid::nil(),
+            number: "2025-10-00000001".into(),
+            account_name: "Acme".into(),
+            period: "2025-10".into(),
+            period_start: time::macros::date!(2025 - 10 - 01),
+            period_end: time::macros::date!(2025 - 11 - 01),
+            currency: Currency::new(currency).expect("currency"),
+            state: InvoiceState::Pending,
+            issuer: Issuer::default(),
+            lines: Vec::new(),
+            subtotal: Decimal::ZERO,
+            tax_rate: d(tax_rate),
+            tax: Decimal::ZERO,
+            total: Decimal::ZERO,
+            issued_at: None,
+            due_at: None,
+            paid_at: None,
+        }
+    }
+
+    #[test]
+    fn money_prices_and_rates_read_as_on_paper() {
+        let usd = doc("USD", "0.2");
+        assert_eq!(usd.money(&d("12.5000")), "12.50 USD");
+        assert_eq!(usd.price(&d("0.005000")), "0.005 USD");
+        assert_eq!(usd.price(&d("31.000000")), "31.00 USD");
+        assert_eq!(usd.tax_percent(), "20 %");
+        assert_eq!(usd.period_last_day(), time::macros::date!(2025 - 10 - 31));
+        let jpy = doc("JPY", "0.075");
+        assert_eq!(jpy.money(&d("1235.0000")), "1235 JPY");
+        assert_eq!(jpy.price(&d("1500.000000")), "1500 JPY");
+        assert_eq!(jpy.tax_percent(), "7.5 %");
+        let kwd = doc("KWD", "0");
+        assert_eq!(kwd.money(&d("1.5")), "1.500 KWD");
+        assert_eq!(quantity(&d("0.354839")), "0.354839");
+        assert_eq!(quantity(&d("1001.000000")), "1001");
+        assert_eq!(day(&None), "-");
+    }
 
     #[test]
     fn drafts_are_not_documents_and_everything_issued_is() {
