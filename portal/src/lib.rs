@@ -11,6 +11,7 @@ mod auth;
 mod calling;
 mod catalog;
 mod dashboard;
+mod invoices;
 mod keys;
 mod markdown;
 mod message;
@@ -69,6 +70,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/apps/{app}/usage").route(web::get().to(usage::show)))
         .service(web::resource("/apps/{app}/usage.csv").route(web::get().to(usage::csv)))
         .service(web::resource("/apps/{app}/alerts").route(web::post().to(usage::mute)))
+        .service(web::resource("/apps/{app}/plan").route(web::post().to(apps::change_plan)))
+        .service(web::resource("/apps/{app}/plan/withdraw").route(web::post().to(apps::withdraw_plan_request)))
+        .service(web::resource("/invoices").route(web::get().to(invoices::list)))
+        // Before `/invoices/{id}`, whose segment would also match `<id>.pdf`.
+        .service(web::resource("/invoices/{id}.pdf").route(web::get().to(invoices::pdf)))
+        .service(web::resource("/invoices/{id}").route(web::get().to(invoices::show)))
         .service(web::resource("/notifications").route(web::get().to(notifications::list)))
         .service(web::resource("/notifications/read-all").route(web::post().to(notifications::mark_all_read)))
         .service(web::resource("/notifications/{id}/read").route(web::post().to(notifications::mark_read)))

@@ -64,13 +64,13 @@ pub fn render(doc: &InvoiceDocument) -> Vec<u8> {
     y -= 6.0;
     let tax = format!("Tax ({})", doc.tax_percent());
     for (label, amount, font) in [
-        ("Subtotal", &doc.subtotal, Font::Regular),
-        (tax.as_str(), &doc.tax, Font::Regular),
-        ("Total", &doc.total, Font::Bold),
+        ("Subtotal", doc.subtotal, Font::Regular),
+        (tax.as_str(), doc.tax, Font::Regular),
+        ("Total", doc.total, Font::Bold),
     ] {
         let size = if font == Font::Bold { 11.0 } else { BODY };
         p.right(font, size, PRICE_RIGHT, y, label);
-        p.right(font, size, AMOUNT_RIGHT, y, &doc.money(amount));
+        p.right(font, size, AMOUNT_RIGHT, y, &doc.money(&amount));
         y -= LEADING + 2.0;
     }
     let count = pages.len();
@@ -106,9 +106,9 @@ fn header(p: &mut Page, doc: &InvoiceDocument) -> f32 {
     p.text(Font::Regular, BODY, MARGIN, left, &doc.account_name);
     let facts = [
         ("Period", format!("{} to {}", doc.period_start, doc.period_last_day())),
-        ("Issued", day(&doc.issued_at)),
-        ("Due", day(&doc.due_at)),
-        ("Paid", day(&doc.paid_at)),
+        ("Issued", day(doc.issued_at)),
+        ("Due", day(doc.due_at)),
+        ("Paid", day(doc.paid_at)),
         ("State", doc.state.to_string()),
     ];
     let mut right = (top - 70.0).min(y - 10.0);

@@ -92,7 +92,7 @@ pub fn quantity(q: &Decimal) -> String {
 }
 
 /// A day as `YYYY-MM-DD` (UTC), or a dash.
-pub fn day(at: &Option<OffsetDateTime>) -> String {
+pub fn day(at: Option<OffsetDateTime>) -> String {
     at.map(|t| t.to_offset(time::UtcOffset::UTC).date().to_string()).unwrap_or_else(|| "-".to_owned())
 }
 
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(kwd.money(&d("1.5")), "1.500 KWD");
         assert_eq!(quantity(&d("0.354839")), "0.354839");
         assert_eq!(quantity(&d("1001.000000")), "1001");
-        assert_eq!(day(&None), "-");
+        assert_eq!(day(None), "-");
     }
 
     #[test]

@@ -6,11 +6,13 @@ use askama::Template;
 use time::OffsetDateTime;
 use tollgate_core::apis::ApiId;
 use tollgate_core::apis::detail;
+use tollgate_core::applications::plan_change::{self, PlanChangeOutcome, PlanChoice};
 use tollgate_core::applications::{self, ApplicationId, ApplicationState, ApplicationView, NewApplication};
 use tollgate_core::audit::Actor;
+use tollgate_core::billing::Currency;
 use tollgate_core::credentials::{self, CredentialView, key_limit};
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{PlanId, PlanOption, subscribable};
+use tollgate_core::plans::{self, PlanId, PlanOption, subscribable};
 use tollgate_web::{
     Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, GatewayUrl, PageResult, Session, SignedInUser, parse_id,
     render, see_other,
@@ -136,6 +138,66 @@ struct ShowPage {
     can_add_key: bool,
     /// A key just revoked, for the message at the top: `prefix…last4`.
     revoked: Option<String>,
+    /// The plans the application may move to; empty when it cannot change plan.
+    plan_choices: Vec<PlanOffer>,
+    /// What the last plan change did, for the message at the top.
+    plan_notice: Option<(&'static str, String)>,
+}
+
+/// A plan the application may move to, in words.
+struct PlanOffer {
+    id: uuid::Uuid,
+    label: String,
+}
+
+fn money(currency: &str, amount: rust_decimal::Decimal) -> String {
+    Currency::new(currency.trim()).map(|c| c.format(amount)).unwrap_or_else(|_| format!("{amount} {currency}"))
+}
+
+/// "Pro: 49.00 USD a month, setup fee 10.00 USD (upgrade; needs the provider's approval)".
+fn offer(choice: &PlanChoice, current: Option<&plans::PlanDetail>) -> PlanOffer {
+    let mut label = format!("{}: ", choice.name);
+    if choice.monthly_fee.is_zero() {
+        label.push_str("no monthly fee");
+    } else {
+        label.push_str(&format!("{} a month", money(&choice.currency, choice.monthly_fee)));
+    }
+    if !choice.setup_fee.is_zero() {
+        label.push_str(&format!(", setup fee {}", money(&choice.currency, choice.setup_fee)));
+    }
+    let mut notes = Vec::new();
+    // Fees in different currencies are not compared.
+    if let Some(current) = current.filter(|c| c.currency.trim() == choice.currency.trim()) {
+        match choice.monthly_fee.cmp(&current.monthly_fee) {
+            std::cmp::Ordering::Greater => notes.push("upgrade"),
+            std::cmp::Ordering::Less => notes.push("downgrade"),
+            std::cmp::Ordering::Equal => {}
+        }
+    }
+    if choice.approval_required {
+        notes.push("needs the provider's approval");
+    }
+    if !notes.is_empty() {
+        label.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    PlanOffer { id: choice.plan_id.0, label }
+}
+
+/// The plans a live or suspended application may move to.
+async fn offers(
+    pool: &PgPool,
+    account: tollgate_core::accounts::AccountId,
+    app: &ApplicationView,
+) -> PageResult<Vec<PlanOffer>> {
+    if !matches!(app.state, ApplicationState::Live | ApplicationState::Suspended) {
+        return Ok(Vec::new());
+    }
+    let choices = plan_change::choices(pool, account, app.id).await?;
+    if choices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let current = plans::get_plan(pool, app.plan_id).await.ok();
+    Ok(choices.iter().map(|c| offer(c, current.as_ref())).collect())
 }
 
 /// A key just issued, with how to call the API with it.
@@ -151,6 +213,8 @@ struct NewKey {
 pub struct ShowQuery {
     /// A key the developer just revoked.
     revoked: Option<String>,
+    /// `changed` or `requested`: what a plan change just did.
+    plan: Option<String>,
 }
 
 /// The app, its keys by prefix and last four, and, once, a key just issued.
@@ -177,8 +241,17 @@ pub async fn show(
         }
         None => None,
     };
+    let query = query.into_inner();
+    let plan_notice = match query.plan.as_deref() {
+        Some("changed") => {
+            Some(("success", format!("The application is on the {} plan now, with its limits.", app.plan_name)))
+        }
+        Some("requested") => app.requested_plan_name.as_ref().map(|name| {
+            ("warning", format!("Your request to move to the {name} plan is waiting for the provider's approval."))
+        }),
+        _ => None,
+    };
     let revoked = query
-        .into_inner()
         .revoked
         .and_then(|id| keys.iter().find(|k| k.id.0.to_string() == id && k.revoked_at.is_some()))
         .map(|k| format!("{}…{}", k.prefix, k.last4));
@@ -192,9 +265,11 @@ pub async fn show(
             (k, status)
         })
         .collect();
+    let plan_choices = offers(&pool, account, &app).await?;
     let chrome = Chrome::for_session(&session).await?;
     let id = app.id;
-    let mut response = render(StatusCode::OK, &ShowPage { chrome, app, keys, new_key, can_add_key, revoked });
+    let page = ShowPage { chrome, app, keys, new_key, can_add_key, revoked, plan_choices, plan_notice };
+    let mut response = render(StatusCode::OK, &page);
     new_key::forget(&req, id, &mut response);
     Ok(response)
 }
@@ -220,4 +295,44 @@ pub async fn delete(
     let account = account_of(&user)?;
     applications::delete(&pool, account, ApplicationId(parse_id(&path)?), &Actor::from(&user)).await?;
     Ok(see_other("/apps"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct PlanForm {
+    #[serde(default)]
+    plan_id: String,
+}
+
+/// Moves the application to another plan at once, or asks for the move when
+/// the plan needs approval; the application's page says which.
+pub async fn change_plan(
+    SignedInUser(user): SignedInUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<PlanForm>,
+) -> PageResult<HttpResponse> {
+    let account = account_of(&user)?;
+    let id = ApplicationId(parse_id(&path)?);
+    let plan = Uuid::parse_str(form.plan_id.trim())
+        .map(PlanId)
+        .map_err(|_| tollgate_core::Error::invalid("plan_id", "choose a plan"))?;
+    let outcome = plan_change::request(&pool, account, id, plan, &Actor::from(&user)).await?;
+    let what = match outcome {
+        PlanChangeOutcome::Changed => "changed",
+        PlanChangeOutcome::Requested => "requested",
+    };
+    Ok(see_other(format!("{}?plan={what}", new_key::app_page(id))))
+}
+
+/// Withdraws a plan change that is waiting for approval.
+pub async fn withdraw_plan_request(
+    SignedInUser(user): SignedInUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
+    let account = account_of(&user)?;
+    let id = ApplicationId(parse_id(&path)?);
+    plan_change::withdraw(&pool, account, id, &Actor::from(&user)).await?;
+    Ok(see_other(new_key::app_page(id)))
 }

@@ -1,0 +1,108 @@
+//! Invoices of the signed-in developer's account: the list, one invoice as a
+//! printable page, and the same invoice as a PDF. Only issued invoices exist
+//! here; a draft or another account's invoice is not found (404).
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use time::OffsetDateTime;
+use tollgate_core::billing::Currency;
+use tollgate_core::billing::document::{self, InvoiceDocument};
+use tollgate_core::billing::invoices::InvoiceSummary;
+use tollgate_core::db::PgPool;
+use tollgate_web::{Chrome, PageResult, Session, SignedInUser, invoice_pdf, parse_id, render};
+
+use crate::account::account_of;
+
+/// One row of the list, formatted.
+struct Row {
+    id: uuid::Uuid,
+    number: String,
+    period: String,
+    state: String,
+    total: String,
+    issued: String,
+    due: String,
+    paid: String,
+}
+
+impl From<InvoiceSummary> for Row {
+    fn from(i: InvoiceSummary) -> Row {
+        let total = match Currency::new(i.currency.trim()) {
+            Ok(currency) => currency.format(i.total),
+            Err(_) => format!("{} {}", i.total, i.currency),
+        };
+        Row {
+            id: i.id,
+            number: i.number,
+            period: i.period,
+            state: i.state.to_string(),
+            total,
+            issued: document::day(i.issued_at),
+            due: document::day(i.due_at),
+            paid: document::day(i.paid_at),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/invoices.html")]
+struct ListPage {
+    chrome: Chrome,
+    invoices: Vec<Row>,
+}
+
+pub async fn list(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+) -> PageResult<HttpResponse> {
+    let invoices = document::issued_for_account(&pool, account_of(&user)?).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ListPage { chrome, invoices: invoices.into_iter().map(Row::from).collect() }))
+}
+
+#[derive(Template)]
+#[template(path = "portal/invoice.html")]
+struct ShowPage {
+    chrome: Chrome,
+    doc: InvoiceDocument,
+}
+
+impl ShowPage {
+    fn day(&self, at: &Option<OffsetDateTime>) -> String {
+        document::day(*at)
+    }
+
+    fn quantity(&self, q: &rust_decimal::Decimal) -> String {
+        document::quantity(q)
+    }
+}
+
+pub async fn show(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let doc = document::for_account(&pool, account_of(&user)?, parse_id(&path)?).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ShowPage { chrome, doc }))
+}
+
+/// The invoice as an A4 PDF download, `invoice-<number>.pdf`.
+pub async fn pdf(
+    SignedInUser(user): SignedInUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let doc = document::for_account(&pool, account_of(&user)?, parse_id(&path)?).await?;
+    let bytes = invoice_pdf::render(&doc);
+    // Numbers are `YYYY-MM-NNNNNNNN`, so the file name needs no quoting beyond the quotes.
+    let filename: String = doc.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    Ok(HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"invoice-{filename}.pdf\"")))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .body(bytes))
+}
