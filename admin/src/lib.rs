@@ -43,6 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/plans/{id}/delete").route(web::post().to(plans::delete)))
         .service(web::resource("/admin/applications").route(web::get().to(applications::list)))
         .service(web::resource("/admin/applications/{id}/plan").route(web::post().to(applications::change_plan)))
+        .service(
+            web::resource("/admin/applications/{id}/plan-request/{decision}")
+                .route(web::post().to(applications::decide_plan_request)),
+        )
         .service(web::resource("/admin/applications/{id}/{action}").route(web::post().to(applications::act)))
         .service(web::resource("/admin/accounts").route(web::get().to(accounts::list)))
         .service(web::resource("/admin/accounts/{id}/{action}").route(web::post().to(accounts::set_state)))

@@ -1,8 +1,10 @@
 //! Applications of every account in the admin API: list and filter, show,
-//! approve, reject, suspend, resume and move to another plan.
+//! approve, reject, suspend, resume, move to another plan, and decide the
+//! plan changes developers asked for.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use tollgate_core::applications::plan_change::{self, Decision};
 use tollgate_core::applications::{
     self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, Transition,
 };
@@ -30,6 +32,9 @@ pub struct ApplicationOut {
     pub api_name: String,
     pub plan_id: Uuid,
     pub plan_name: String,
+    /// A plan change the developer asked for, waiting for approval.
+    pub requested_plan_id: Option<Uuid>,
+    pub requested_plan_name: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
 }
@@ -46,6 +51,8 @@ impl From<AdminApplicationView> for ApplicationOut {
             api_name: a.api_name,
             plan_id: a.plan_id.0,
             plan_name: a.plan_name,
+            requested_plan_id: a.requested_plan_id.map(|p| p.0),
+            requested_plan_name: a.requested_plan_name,
             created_at: rfc3339(a.created_at),
         }
     }
@@ -154,5 +161,42 @@ pub async fn change_plan(
     let id = ApplicationId(parse_id(&path)?);
     let input: PlanChangeIn = parse_json(&body)?;
     applications::change_plan(&pool, id, PlanId(input.plan_id), &actor).await?;
+    Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanRequestAction {
+    /// Move the application to the requested plan now.
+    Approve,
+    /// Keep the current plan and drop the request.
+    Reject,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequestIn {
+    pub action: PlanRequestAction,
+}
+
+/// Approve or reject the plan change a developer asked for (the account is notified).
+#[utoipa::path(post, operation_id = "decide_application_plan_request", path = "/admin/api/v1/applications/{id}/plan-request", tag = "applications", params(("id" = Uuid, Path)), request_body = PlanRequestIn,
+    responses((status = 200, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "No plan change is waiting for a decision")),
+    security(("bearer" = [])))]
+pub async fn decide_plan_request(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = ApplicationId(parse_id(&path)?);
+    let input: PlanRequestIn = parse_json(&body)?;
+    let decision = match input.action {
+        PlanRequestAction::Approve => Decision::Approve,
+        PlanRequestAction::Reject => Decision::Reject,
+    };
+    plan_change::decide(&pool, id, decision, &actor).await?;
     Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
 }

@@ -112,6 +112,7 @@ const LINKS: LinkTable = &[
             ("GetApplication", "get_application", FIRST_ITEM_ID),
             ("ActOnApplication", "act_on_application", FIRST_ITEM_ID),
             ("ChangeApplicationPlan", "change_application_plan", FIRST_ITEM_ID),
+            ("DecidePlanRequest", "decide_application_plan_request", FIRST_ITEM_ID),
         ],
     ),
     (
@@ -120,11 +121,13 @@ const LINKS: LinkTable = &[
         &[
             ("ActOnApplication", "act_on_application", API_ID),
             ("ChangeApplicationPlan", "change_application_plan", API_ID),
+            ("DecidePlanRequest", "decide_application_plan_request", API_ID),
             ("ListPlansOfItsApi", "list_plans", &[("id", "$response.body#/api_id")]),
         ],
     ),
     ("act_on_application", "200", &[("GetApplication", "get_application", API_ID)]),
     ("change_application_plan", "200", &[("GetApplication", "get_application", API_ID)]),
+    ("decide_application_plan_request", "200", &[("GetApplication", "get_application", API_ID)]),
     (
         "list_accounts",
         "200",

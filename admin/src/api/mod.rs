@@ -96,6 +96,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/applications/{id}", "GET").route(web::get().to(applications::show)))
             .service(resource("/applications/{id}/actions", "POST").route(web::post().to(applications::act)))
             .service(resource("/applications/{id}/plan", "PUT").route(web::put().to(applications::change_plan)))
+            .service(
+                resource("/applications/{id}/plan-request", "POST")
+                    .route(web::post().to(applications::decide_plan_request)),
+            )
             .service(resource("/accounts", "GET").route(web::get().to(accounts::list)))
             .service(resource("/accounts/{id}", "GET").route(web::get().to(accounts::show)))
             .service(resource("/accounts/{id}/state", "PUT").route(web::put().to(accounts::set_state)))

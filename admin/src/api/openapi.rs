@@ -30,6 +30,7 @@ impl Modify for BearerAuth {
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
         plans::show_alert_levels, plans::set_alert_levels,
         applications::list, applications::show, applications::act, applications::change_plan,
+        applications::decide_plan_request,
         accounts::list, accounts::show, accounts::set_state,
         audit::list, gateways::list,
         usage::list, usage::failed_calls,

@@ -1,10 +1,12 @@
 //! Applications of every account in the admin UI: filter by state or name,
-//! approve, reject, suspend, resume and move between plans.
+//! approve, reject, suspend, resume, move between plans, and decide the plan
+//! changes developers asked for.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::apis::ApiId;
+use tollgate_core::applications::plan_change::{self, Decision};
 use tollgate_core::applications::{
     self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, Transition,
 };
@@ -135,5 +137,22 @@ pub async fn change_plan(
     let id = ApplicationId(parse_id(&path)?);
     let plan = PlanId(parse_id(&form.plan_id)?);
     applications::change_plan(&pool, id, plan, &Actor::from(&user)).await?;
+    Ok(see_other("/admin/applications"))
+}
+
+/// Approves or rejects the plan change a developer asked for.
+pub async fn decide_plan_request(
+    AdminUser(user): AdminUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
+    let (id, decision) = path.into_inner();
+    let decision = match decision.as_str() {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        _ => return Err(tollgate_core::Error::NotFound.into()),
+    };
+    plan_change::decide(&pool, ApplicationId(parse_id(&id)?), decision, &Actor::from(&user)).await?;
     Ok(see_other("/admin/applications"))
 }
