@@ -18,6 +18,7 @@ mod helpers;
 mod identity;
 mod migrations;
 mod portal;
+mod portal_billing;
 mod seed;
 mod teams;
 mod tenants;

@@ -38,6 +38,8 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
         (format!("/apps/{app_id}"), vec![("name", "pwned"), ("description", "")]),
         (format!("/apps/{app_id}/delete"), vec![]),
         (format!("/apps/{app_id}/alerts"), vec![("mute_80", "on")]),
+        (format!("/apps/{app_id}/plan"), vec![("plan_id", "00000000-0000-0000-0000-000000000000")]),
+        (format!("/apps/{app_id}/plan/withdraw"), vec![]),
         (format!("/apps/{app_id}/keys"), vec![]),
         (format!("/apps/{app_id}/keys/{key_id}/rotate"), vec![("overlap_hours", "0")]),
         (format!("/apps/{app_id}/keys/{key_id}/revoke"), vec![]),
@@ -66,7 +68,7 @@ async fn another_accounts_ids_answer_404_on_every_route_and_verb(pool: PgPool) {
         "non-404 or leaking answers: {:#?}",
         leaks.iter().map(|(r, s, _)| (r, s)).collect::<Vec<_>>()
     );
-    assert_eq!(answers.len(), 11);
+    assert_eq!(answers.len(), 13);
 
     // And nothing changed for the victim.
     let page = victim.get(&victim_app).await.text().await.unwrap();
