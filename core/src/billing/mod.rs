@@ -5,12 +5,15 @@
 //! [`invoice`], [`compute`]); [`run`] loads from and writes to Postgres.
 
 pub mod compute;
+pub mod demo;
 pub mod invoice;
 pub mod invoices;
 pub mod money;
 pub mod period;
 pub mod pricing;
+pub mod revenue;
 pub mod run;
+pub mod settings;
 
 pub use compute::{BillingMode, LineKind};
 pub use invoice::{IllegalTransition, InvoiceAction, InvoiceNumber, InvoiceState};
