@@ -53,12 +53,11 @@ impl Fields {
     fn to_input(&self, errors: &mut FieldErrors) -> Option<BillingSettingsInput> {
         let tax_rate = parse_tax_percent(&self.tax_rate).map_err(|e| errors.absorb(e)).ok();
         let mode = self.mode.parse::<BillingMode>().map_err(|e| errors.add("mode", e.to_string())).ok();
-        let days = self
-            .payment_terms_days
-            .trim()
-            .parse::<i32>()
-            .map_err(|_| errors.add("payment_terms_days", "enter a whole number of days, 0 to 365"))
-            .ok();
+        let days = self.payment_terms_days.trim().parse::<i32>().ok().filter(|d| (0..=365).contains(d)).or_else(|| {
+            // Checked here too, so every bad field is named at once.
+            errors.add("payment_terms_days", "enter a whole number of days, 0 to 365");
+            None
+        });
         Some(BillingSettingsInput {
             provider_name: self.provider_name.clone(),
             provider_address: self.provider_address.clone(),
@@ -102,8 +101,12 @@ pub async fn show(
     if query.saved.is_some() {
         chrome = chrome.with_flash("info", "Billing settings saved. Invoices issued from now on use them.");
     }
-    let page =
-        SettingsPage { chrome, fields: Fields::from_settings(&current), errors: FieldErrors::new(), modes: BillingMode::ALL };
+    let page = SettingsPage {
+        chrome,
+        fields: Fields::from_settings(&current),
+        errors: FieldErrors::new(),
+        modes: BillingMode::ALL,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -116,7 +119,9 @@ pub async fn update(
     let fields = Fields::from_form(&form);
     let mut errors = FieldErrors::new();
     if let Some(input) = fields.to_input(&mut errors) {
-        if let Some(_saved) = errors.note(settings::update(&pool, &input, &Actor::from(&user)).await, "provider_name")? {
+        if let Some(_saved) =
+            errors.note(settings::update(&pool, &input, &Actor::from(&user)).await, "provider_name")?
+        {
             return Ok(see_other("/admin/billing/settings?saved=1"));
         }
     }

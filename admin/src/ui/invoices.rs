@@ -276,4 +276,3 @@ pub async fn transition(
         Err(err) => Err(err.into()),
     }
 }
-

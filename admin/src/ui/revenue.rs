@@ -154,8 +154,11 @@ pub async fn csv(_admin: AdminUser, pool: web::Data<PgPool>, query: web::Query<C
             t
         }
         other => {
-            return Err(tollgate_core::Error::invalid("table", format!("`{other}` is not a table; use months, apis or plans"))
-                .into());
+            return Err(tollgate_core::Error::invalid(
+                "table",
+                format!("`{other}` is not a table; use months, apis or plans"),
+            )
+            .into());
         }
     };
     Ok(csv.response(&format!("revenue-{table}-{until}.csv")))

@@ -129,7 +129,7 @@ pub async fn update(pool: &PgPool, input: &BillingSettingsInput, actor: &Actor) 
         &mut tx,
         actor,
         Entry {
-            action: "billing.settings.update",
+            action: "billing_settings.update",
             entity: "billing_settings",
             entity_id: None,
             before: Some(json!(before)),

@@ -41,11 +41,13 @@ async fn plan_id(pool: &PgPool, system_name: &str) -> Uuid {
 
 /// `YYYY-MM` of the month `back` months before the current one (UTC).
 async fn period(pool: &PgPool, back: i32) -> String {
-    sqlx::query_scalar("SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => $1), 'YYYY-MM')")
-        .bind(back)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => $1), 'YYYY-MM')",
+    )
+    .bind(back)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 struct Inv<'a> {
@@ -180,7 +182,12 @@ async fn the_invoices_list_filters_by_state_account_period_and_currency(pool: Pg
     let mut eur = get("currency=eur").await;
     eur.sort();
     assert_eq!(eur, ["A-3", "B-2"]);
-    assert_eq!(numbers(&app.get(&format!("/admin/invoices?state=paid&currency=USD&period={last}")).await.text().await.unwrap()), ["B-1"]);
+    assert_eq!(
+        numbers(
+            &app.get(&format!("/admin/invoices?state=paid&currency=USD&period={last}")).await.text().await.unwrap()
+        ),
+        ["B-1"]
+    );
 
     // Bad filters are explained beside their field, not a server error.
     for (q, message) in [
@@ -208,7 +215,16 @@ async fn the_invoice_page_offers_the_actions_its_state_allows(pool: PgPool) {
     };
     let pending = app.get(&format!("/admin/invoices/{}", w.acme_usd)).await.text().await.unwrap();
     assert_eq!(buttons(&pending), ["mark_unpaid", "cancel"]);
-    for text in ["Weather Corp", "1 Cloud Street", "FR123", "Acme Ltd", "100.00 USD", "20.00 USD", "120.00 USD", "App: monthly fee"] {
+    for text in [
+        "Weather Corp",
+        "1 Cloud Street",
+        "FR123",
+        "Acme Ltd",
+        "100.00 USD",
+        "20.00 USD",
+        "120.00 USD",
+        "App: monthly fee",
+    ] {
         assert!(pending.contains(text), "{text}");
     }
     // A payment can be recorded, for the total by default.
@@ -241,8 +257,11 @@ async fn cancelling_from_the_page_records_the_step_and_an_illegal_step_is_a_422(
     let res = app.post_form(&post, &[("csrf_token", &token), ("action", "cancel"), ("note", "sent twice")]).await;
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), url);
-    let state: String =
-        sqlx::query_scalar("SELECT state::text FROM invoices WHERE id = $1").bind(w.acme_usd).fetch_one(&pool).await.unwrap();
+    let state: String = sqlx::query_scalar("SELECT state::text FROM invoices WHERE id = $1")
+        .bind(w.acme_usd)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(state, "cancelled");
     let (from, to, actor, note): (Option<String>, String, String, String) = sqlx::query_as(
         "SELECT from_state, to_state, actor_label, note FROM invoice_transitions WHERE invoice_id = $1 ORDER BY id DESC LIMIT 1",
@@ -251,7 +270,10 @@ async fn cancelling_from_the_page_records_the_step_and_an_illegal_step_is_a_422(
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((from.as_deref(), to.as_str(), actor.as_str(), note.as_str()), (Some("pending"), "cancelled", DEMO_ADMIN_EMAIL, "sent twice"));
+    assert_eq!(
+        (from.as_deref(), to.as_str(), actor.as_str(), note.as_str()),
+        (Some("pending"), "cancelled", DEMO_ADMIN_EMAIL, "sent twice")
+    );
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE action = 'invoice.cancel' AND entity_id = $1 AND actor_label = $2",
     )
@@ -377,7 +399,7 @@ async fn billing_settings_are_validated_by_field_saved_exactly_and_audited(pool:
             .unwrap();
     assert_eq!((rate, mode.as_str(), days, name.as_str()), (d("0.07125"), "prepaid", 30, "Weather Corp"));
     let audited: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_log WHERE action = 'billing.settings.update' AND actor_label = $1 AND after->>'tax_rate' = '0.07125'",
+        "SELECT count(*) FROM audit_log WHERE action = 'billing_settings.update' AND actor_label = $1 AND after->>'tax_rate' = '0.07125'",
     )
     .bind(DEMO_ADMIN_EMAIL)
     .fetch_one(&pool)
@@ -398,9 +420,12 @@ async fn a_pricing_mode_is_saved_from_the_plan_editor_with_a_worked_example(pool
     // (0.0001 → 0.00 USD), volume every unit at 0.0001: 10.0001 → 10.00 USD.
     assert!(page.contains("name=\"mode_metric_0\" value=\"hits\""), "{page}");
     assert!(page.contains("<option value=\"graduated\" selected>"));
-    let example = "<th scope=\"row\" class=\"num\">100001</th><td class=\"num\">0.00 USD</td><td class=\"num\">10.00 USD</td>";
+    let example =
+        "<th scope=\"row\" class=\"num\">100001</th><td class=\"num\">0.00 USD</td><td class=\"num\">10.00 USD</td>";
     assert!(page.contains(example), "{page}");
-    assert!(page.contains("<th scope=\"row\" class=\"num\">100000</th><td class=\"num\">0.00 USD</td><td class=\"num\">0.00 USD</td>"));
+    assert!(page.contains(
+        "<th scope=\"row\" class=\"num\">100000</th><td class=\"num\">0.00 USD</td><td class=\"num\">0.00 USD</td>"
+    ));
 
     let token = csrf_from(&page);
     let fields = [

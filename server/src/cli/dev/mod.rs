@@ -17,8 +17,8 @@ use crate::startup;
 pub const DEMO_UPSTREAM: &str = "127.0.0.1:8090";
 
 pub use seed::{
-    DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, demo_application, demo_invoice, fresh_demo_key,
-    seed,
+    DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, demo_application,
+    demo_invoice, fresh_demo_key, seed,
 };
 
 pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, database: &str) -> Result<(), CliError> {

@@ -52,7 +52,8 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
     let basic = NewPlan {
         system_name: "basic".into(),
         name: "Basic".into(),
-        description: "The first 10,000 calls a month free, then 0.001 USD a call; 10 calls a minute, 1,000 a day.".into(),
+        description: "The first 10,000 calls a month free, then 0.001 USD a call; 10 calls a minute, 1,000 a day."
+            .into(),
         published: true,
         approval_required: false,
         setup_fee: Decimal::ZERO,
