@@ -118,12 +118,10 @@ pub async fn update(
 ) -> PageResult<HttpResponse> {
     let fields = Fields::from_form(&form);
     let mut errors = FieldErrors::new();
-    if let Some(input) = fields.to_input(&mut errors) {
-        if let Some(_saved) =
-            errors.note(settings::update(&pool, &input, &Actor::from(&user)).await, "provider_name")?
-        {
-            return Ok(see_other("/admin/billing/settings?saved=1"));
-        }
+    if let Some(input) = fields.to_input(&mut errors)
+        && errors.note(settings::update(&pool, &input, &Actor::from(&user)).await, "provider_name")?.is_some()
+    {
+        return Ok(see_other("/admin/billing/settings?saved=1"));
     }
     let chrome = Chrome::for_session(&session)
         .await?
