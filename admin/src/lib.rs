@@ -51,6 +51,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/accounts").route(web::get().to(accounts::list)))
         .service(web::resource("/admin/accounts/{id}/{action}").route(web::post().to(accounts::set_state)))
         .service(web::resource("/admin/audit").route(web::get().to(audit::list)))
+        .service(web::resource("/admin/invoices").route(web::get().to(invoices::list)))
+        .service(web::resource("/admin/invoices/{id}").route(web::get().to(invoices::show)))
+        .service(web::resource("/admin/invoices/{id}/transition").route(web::post().to(invoices::transition)))
+        .service(web::resource("/admin/revenue").route(web::get().to(revenue::show)))
+        .service(web::resource("/admin/revenue.csv").route(web::get().to(revenue::csv)))
+        .service(
+            web::resource("/admin/billing/settings")
+                .route(web::get().to(billing_settings::show))
+                .route(web::post().to(billing_settings::update)),
+        )
         .service(
             web::resource("/admin/gateways")
                 .route(web::get().to(gateways::list))

@@ -5,8 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tollgate_core::apis::{ApiId, detail};
+use tollgate_core::billing::PricingMode;
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, Period, PlanDetail, PlanId};
+use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, Period, PlanDetail, PlanId};
 use tollgate_core::usage::levels;
 use tollgate_web::parse_id;
 use utoipa::ToSchema;
@@ -44,6 +45,18 @@ pub struct PriceIn {
     pub price_per_unit: Decimal,
 }
 
+/// How the tiers of one priced metric apply: `graduated` (each tier's units at its
+/// price, the default) or `volume` (the month's total picks one tier for every unit).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingModeIn {
+    /// A metric that has price tiers on this plan.
+    #[schema(min_length = 1, max_length = 255)]
+    pub metric: String,
+    #[schema(schema_with = schemas::pricing_mode)]
+    pub mode: PricingMode,
+}
+
 /// A plan's full definition.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +92,10 @@ pub struct PlanIn {
     pub limits: Vec<LimitIn>,
     #[serde(default)]
     pub pricing: Vec<PriceIn>,
+    /// Priced metrics not listed are graduated.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub pricing_modes: Vec<PricingModeIn>,
 }
 
 fn utc() -> String {
@@ -108,6 +125,11 @@ impl PlanIn {
                 .into_iter()
                 .map(|p| NewPrice { metric: p.metric, from: p.from, to: p.to, price_per_unit: p.price_per_unit })
                 .collect(),
+            pricing_modes: self
+                .pricing_modes
+                .into_iter()
+                .map(|m| NewPricingMode { metric: m.metric, mode: m.mode })
+                .collect(),
         }
     }
 }
@@ -130,6 +152,8 @@ pub struct PlanOut {
     pub time_zone: String,
     pub limits: Vec<LimitIn>,
     pub pricing: Vec<PriceIn>,
+    /// The metrics whose mode was set; other priced metrics are graduated.
+    pub pricing_modes: Vec<PricingModeIn>,
     /// Applications on this plan.
     pub applications: i64,
 }
@@ -154,6 +178,11 @@ impl From<PlanDetail> for PlanOut {
                 .pricing
                 .into_iter()
                 .map(|r| PriceIn { metric: r.metric, from: r.from, to: r.to, price_per_unit: r.price_per_unit })
+                .collect(),
+            pricing_modes: p
+                .pricing_modes
+                .into_iter()
+                .map(|m| PricingModeIn { metric: m.metric, mode: m.mode })
                 .collect(),
             applications: p.applications,
         }

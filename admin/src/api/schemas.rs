@@ -50,6 +50,11 @@ pub fn change_kind() -> Object {
     one_of(tollgate_openapi::ChangeKind::ALL.iter().map(|k| k.as_str()))
 }
 
+/// How a metric's price tiers apply.
+pub fn pricing_mode() -> Object {
+    one_of(tollgate_core::billing::PricingMode::ALL.iter().map(|m| m.as_str()))
+}
+
 /// A plan's alert levels: each of the eight percentages at most once.
 pub fn alert_levels() -> Array {
     let level = ObjectBuilder::new()

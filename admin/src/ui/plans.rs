@@ -11,8 +11,10 @@ use rust_decimal::Decimal;
 use tollgate_core::apis::ApiId;
 use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::audit::Actor;
+use tollgate_core::billing::money::Currency;
+use tollgate_core::billing::pricing::{self, PricingMode, Tier};
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, Period, PlanId};
+use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, Period, PlanId};
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, parse_id, render, see_other,
 };
@@ -36,6 +38,8 @@ struct PlanFields {
     time_zone: String,
     limits: Vec<[String; 3]>,
     pricing: Vec<[String; 4]>,
+    /// (metric, mode) of each priced metric.
+    modes: Vec<[String; 2]>,
 }
 
 impl PlanFields {
@@ -69,6 +73,13 @@ impl PlanFields {
             })
             .collect();
         pricing.resize(pricing.len().max(PRICE_ROWS), Default::default());
+        let mut modes: Vec<[String; 2]> = Vec::new();
+        for tier in &p.pricing {
+            if !modes.iter().any(|[m, _]| *m == tier.metric) {
+                let mode = p.pricing_modes.iter().find(|m| m.metric == tier.metric).map(|m| m.mode).unwrap_or_default();
+                modes.push([tier.metric.clone(), mode.to_string()]);
+            }
+        }
         PlanFields {
             system_name: p.system_name.clone(),
             name: p.name.clone(),
@@ -82,6 +93,7 @@ impl PlanFields {
             time_zone: p.time_zone.clone(),
             limits,
             pricing,
+            modes,
         }
     }
 
@@ -118,6 +130,9 @@ impl PlanFields {
                     ]
                 })
                 .collect(),
+            modes: (0..rows("mode_metric"))
+                .map(|i| [get(&format!("mode_metric_{i}")), get(&format!("mode_{i}"))])
+                .collect(),
         }
     }
 
@@ -152,6 +167,15 @@ impl PlanFields {
                 price_per_unit: decimal(&format!("price_unit_{i}"), unit)?,
             });
         }
+        let mut pricing_modes = Vec::new();
+        for (i, [metric, mode]) in self.modes.iter().enumerate() {
+            // A metric whose tiers were all removed in this edit has no mode to keep.
+            if !pricing.iter().any(|p| p.metric == metric.trim()) {
+                continue;
+            }
+            let mode = mode.parse::<PricingMode>().map_err(|e| (format!("mode_{i}"), e.to_string()))?;
+            pricing_modes.push(NewPricingMode { metric: metric.trim().to_owned(), mode });
+        }
         Ok(NewPlan {
             system_name: self.system_name.trim().to_owned(),
             name: self.name.trim().to_owned(),
@@ -166,6 +190,7 @@ impl PlanFields {
             time_zone: self.time_zone.trim().to_owned(),
             limits,
             pricing,
+            pricing_modes,
         })
     }
 }
@@ -188,6 +213,9 @@ fn form_field(core_field: &str) -> String {
         };
         Some(format!("{form_prefix}_{name}_{index}"))
     };
+    if let Some(index) = core_field.strip_prefix("pricing_modes[").and_then(|r| r.split_once(']')).map(|(i, _)| i) {
+        return format!("mode_{index}");
+    }
     translate("limits[", "limit").or_else(|| translate("pricing[", "price")).unwrap_or_else(|| core_field.to_owned())
 }
 
@@ -201,6 +229,7 @@ struct FormPage {
     fields: PlanFields,
     errors: FieldErrors,
     periods: &'static [Period],
+    pricing_modes: &'static [PricingMode],
     applications: i64,
     /// Every alert level and whether the plan alerts at it (empty for a new plan).
     alert_levels: Vec<(i16, bool)>,
@@ -220,7 +249,73 @@ impl Row {
     }
 }
 
+/// One priced metric's mode choice, with the two modes side by side on its own tiers.
+struct ModeRow {
+    index: usize,
+    metric: String,
+    mode: String,
+    error: Option<String>,
+    /// (units, graduated, volume), at the first tier boundary and one unit above.
+    example: Vec<(i64, String, String)>,
+}
+
+/// The metric's tiers as typed, skipping rows that do not parse (their error shows
+/// on their own row).
+fn tiers_of(fields: &PlanFields, metric: &str) -> Vec<Tier> {
+    let mut tiers: Vec<Tier> = fields
+        .pricing
+        .iter()
+        .filter(|[m, ..]| m.trim() == metric)
+        .filter_map(|[_, from, to, unit]| {
+            Some(Tier {
+                from: from.trim().parse().ok()?,
+                to: if to.trim().is_empty() { None } else { Some(to.trim().parse().ok()?) },
+                price: Decimal::from_str(unit.trim()).ok()?,
+            })
+        })
+        .collect();
+    tiers.sort_by_key(|t| t.from);
+    tiers
+}
+
+/// Graduated and volume totals at the first tier's last unit and one unit above,
+/// rounded as an invoice line is.
+fn worked_example(tiers: &[Tier], currency: &str) -> Vec<(i64, String, String)> {
+    let Some(boundary) = tiers.iter().take(tiers.len().saturating_sub(1)).find_map(|t| t.to) else {
+        return Vec::new();
+    };
+    let format = |amount: Decimal| match Currency::new(currency.trim()) {
+        Ok(c) => c.format(amount),
+        Err(_) => amount.normalize().to_string(),
+    };
+    [boundary, boundary.saturating_add(1)]
+        .into_iter()
+        .map(|units| {
+            (
+                units,
+                format(pricing::charge(PricingMode::Graduated, tiers, units)),
+                format(pricing::charge(PricingMode::Volume, tiers, units)),
+            )
+        })
+        .collect()
+}
+
 impl FormPage {
+    fn mode_rows(&self) -> Vec<ModeRow> {
+        self.fields
+            .modes
+            .iter()
+            .enumerate()
+            .map(|(index, [metric, mode])| ModeRow {
+                index,
+                metric: metric.clone(),
+                mode: mode.clone(),
+                error: self.errors.get(&format!("mode_{index}")).map(str::to_owned),
+                example: worked_example(&tiers_of(&self.fields, metric.trim()), &self.fields.currency),
+            })
+            .collect()
+    }
+
     fn error_for(&self, field: &str) -> Option<&str> {
         self.errors.get(field)
     }
@@ -274,6 +369,7 @@ pub async fn new_form(
         fields: PlanFields::blank(),
         errors: FieldErrors::new(),
         periods: &Period::ALL,
+        pricing_modes: PricingMode::ALL,
         applications: 0,
         alert_levels: Vec::new(),
     };
@@ -318,6 +414,7 @@ async fn save(
         fields,
         errors,
         periods: &Period::ALL,
+        pricing_modes: PricingMode::ALL,
         applications: existing.map_or(0, |p| p.applications),
         alert_levels: match existing {
             Some(p) => crate::ui::usage::alert_choices(pool, p.id.0).await?,
@@ -354,6 +451,7 @@ pub async fn edit_form(
         fields: PlanFields::from_plan(&plan),
         errors: FieldErrors::new(),
         periods: &Period::ALL,
+        pricing_modes: PricingMode::ALL,
         applications: plan.applications,
         alert_levels: crate::ui::usage::alert_choices(&pool, plan.id.0).await?,
     };

@@ -6,13 +6,16 @@
 //! reads and moves issued invoices, [`document`] is an invoice as its account sees it.
 
 pub mod compute;
+pub mod demo;
 pub mod document;
 pub mod invoice;
 pub mod invoices;
 pub mod money;
 pub mod period;
 pub mod pricing;
+pub mod revenue;
 pub mod run;
+pub mod settings;
 
 pub use compute::{BillingMode, LineKind};
 pub use invoice::{IllegalTransition, InvoiceAction, InvoiceNumber, InvoiceState};

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
+use crate::billing::pricing::PricingMode;
 use crate::error::conflict_on_unique;
 use crate::stored::StoredPeriod;
 use crate::sync::feed::{Entity, record_change};
@@ -44,6 +45,15 @@ pub struct NewPlan {
     pub time_zone: String,
     pub limits: Vec<NewLimit>,
     pub pricing: Vec<NewPrice>,
+    /// How each priced metric's tiers apply; a priced metric not listed is graduated.
+    pub pricing_modes: Vec<NewPricingMode>,
+}
+
+/// The pricing mode of one priced metric of a plan (`pricing_modes`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewPricingMode {
+    pub metric: String,
+    pub mode: PricingMode,
 }
 
 /// One pricing tier: units `from..=to` of a metric in a month cost `price_per_unit` each.
@@ -144,6 +154,21 @@ fn validate(plan: &NewPlan) -> Result<()> {
             }
         }
     }
+    let mut moded = HashSet::new();
+    for (i, m) in plan.pricing_modes.iter().enumerate() {
+        if !plan.pricing.iter().any(|t| t.metric == m.metric) {
+            return Err(Error::invalid(
+                format!("pricing_modes[{i}].metric"),
+                format!("{} has no price tiers on this plan, so it has no pricing mode", m.metric),
+            ));
+        }
+        if !moded.insert(m.metric.as_str()) {
+            return Err(Error::invalid(
+                format!("pricing_modes[{i}].metric"),
+                format!("the pricing mode of {} is already set", m.metric),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -158,6 +183,7 @@ async fn metric_id(tx: &mut sqlx::PgConnection, api: Uuid, name: &str, field: St
 async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan: &NewPlan) -> Result<()> {
     sqlx::query!("DELETE FROM usage_limits WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
     sqlx::query!("DELETE FROM pricing_rules WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM pricing_modes WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
     for (i, limit) in plan.limits.iter().enumerate() {
         let metric = metric_id(tx, api, &limit.metric, format!("limits[{i}].metric")).await?;
         sqlx::query!(
@@ -181,6 +207,18 @@ async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan
             tier.from,
             tier.to,
             tier.price_per_unit
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Graduated is what no row means; only volume needs a row, but either is kept as chosen.
+    for (i, m) in plan.pricing_modes.iter().enumerate() {
+        let metric = metric_id(tx, api, &m.metric, format!("pricing_modes[{i}].metric")).await?;
+        sqlx::query!(
+            "INSERT INTO pricing_modes (plan_id, metric_id, mode) VALUES ($1, $2, $3)",
+            plan_id,
+            metric,
+            m.mode as PricingMode
         )
         .execute(&mut *tx)
         .await?;
@@ -325,6 +363,8 @@ pub struct PlanDetail {
     pub time_zone: String,
     pub limits: Vec<NewLimit>,
     pub pricing: Vec<NewPrice>,
+    /// Only the metrics that have a row; the others are graduated.
+    pub pricing_modes: Vec<NewPricingMode>,
     pub applications: i64,
 }
 
@@ -358,6 +398,16 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
     .into_iter()
     .map(|r| NewPrice { metric: r.system_name, from: r.min_units, to: r.max_units, price_per_unit: r.price_per_unit })
     .collect();
+    let pricing_modes = sqlx::query!(
+        r#"SELECT m.system_name, pm.mode AS "mode: PricingMode" FROM pricing_modes pm JOIN metrics m ON m.id = pm.metric_id
+           WHERE pm.plan_id = $1 ORDER BY m.system_name"#,
+        id.0
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| NewPricingMode { metric: r.system_name, mode: r.mode })
+    .collect();
     Ok(PlanDetail {
         id: PlanId(p.id),
         api_id: p.api_id,
@@ -373,6 +423,7 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
         time_zone: p.time_zone,
         limits,
         pricing,
+        pricing_modes,
         applications: p.applications,
     })
 }
@@ -431,7 +482,9 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
             entity: "plan",
             entity_id: Some(id.0),
             before: Some(json!(before)),
-            after: Some(json!({"name": plan.name, "limits": plan.limits.len(), "pricing": plan.pricing.len()})),
+            after: Some(
+                json!({"name": plan.name, "limits": plan.limits.len(), "pricing": plan.pricing.len(), "pricing_modes": plan.pricing_modes}),
+            ),
         },
     )
     .await?;
@@ -483,6 +536,7 @@ pub async fn copy_plan(pool: &PgPool, id: PlanId, system_name: &str, name: &str,
         time_zone: source.time_zone,
         limits: source.limits,
         pricing: source.pricing,
+        pricing_modes: source.pricing_modes,
     };
     let new = create_plan(pool, crate::apis::ApiId(source.api_id), &copy, actor).await?;
     // The copy alerts at the same levels (they are not part of `NewPlan`).

@@ -138,6 +138,7 @@ impl World {
                     time_zone: "UTC".into(),
                     limits: Vec::new(),
                     pricing: Vec::new(),
+                    pricing_modes: Vec::new(),
                 };
                 create_plan(&self.app.pool, self.api, &plan, &actor).await.unwrap()
             }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod admin_billing;
 mod admin_ui;
 mod agent_api;
 mod auth;

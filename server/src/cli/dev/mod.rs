@@ -17,7 +17,8 @@ use crate::startup;
 pub const DEMO_UPSTREAM: &str = "127.0.0.1:8090";
 
 pub use seed::{
-    DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, fresh_demo_key, seed,
+    DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, demo_application,
+    demo_invoice, fresh_demo_key, seed,
 };
 
 pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, database: &str) -> Result<(), CliError> {
@@ -68,6 +69,14 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
     let agent =
         agent::start(&pool, &base, &settings.public_url, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
     let demo_key = seed::fresh_demo_key(&pool).await?;
+    // A failed demo invoice should not stop the demo itself.
+    let demo_invoice = match seed::demo_invoice(&pool).await {
+        Ok(number) => number,
+        Err(err) => {
+            eprintln!("tollgate: the demo invoice was not made: {err}");
+            None
+        }
+    };
     println!();
     println!("  Tollgate is running (database {})", url.redacted());
     println!();
@@ -79,6 +88,9 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
     println!();
     println!("  Demo admin        {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}");
     println!("  Demo developer    {DEMO_DEVELOPER_EMAIL} / {DEMO_DEVELOPER_PASSWORD}");
+    if let Some(number) = &demo_invoice {
+        println!("  Demo invoice      {number}  ({base}/admin/invoices)");
+    }
     if let Some(agent) = &agent {
         println!();
         println!("  Gateway agent     http://{}  (health, readiness, metrics on http://{})", agent.proxy, agent.admin);

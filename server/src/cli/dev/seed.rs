@@ -52,7 +52,8 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
     let basic = NewPlan {
         system_name: "basic".into(),
         name: "Basic".into(),
-        description: "Free: 10 calls a minute, 1,000 a day.".into(),
+        description: "The first 10,000 calls a month free, then 0.001 USD a call; 10 calls a minute, 1,000 a day."
+            .into(),
         published: true,
         approval_required: false,
         setup_fee: Decimal::ZERO,
@@ -61,7 +62,11 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
         currency: "USD".into(),
         time_zone: "UTC".into(),
         limits: vec![limit("hits", Period::Minute, 10), limit("hits", Period::Day, 1000)],
-        pricing: Vec::new(),
+        pricing: vec![
+            NewPrice { metric: "hits".into(), from: 1, to: Some(10_000), price_per_unit: Decimal::ZERO },
+            NewPrice { metric: "hits".into(), from: 10_001, to: None, price_per_unit: Decimal::new(1, 3) },
+        ],
+        pricing_modes: Vec::new(),
     };
     create_plan(pool, api.id, &basic, &actor).await?;
     let pro = NewPlan {
@@ -80,6 +85,7 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
             NewPrice { metric: "hits".into(), from: 1, to: Some(100_000), price_per_unit: Decimal::ZERO },
             NewPrice { metric: "hits".into(), from: 100_001, to: None, price_per_unit: Decimal::new(1, 4) },
         ],
+        pricing_modes: Vec::new(),
     };
     create_plan(pool, api.id, &pro, &actor).await?;
     publish(pool, api.id, &actor).await?;
@@ -88,11 +94,52 @@ pub async fn seed(pool: &PgPool) -> Result<(), CliError> {
 
 const DEMO_APP: &str = "Demo app";
 
+/// Calls the demo app made in the month it is billed for: 10,000 free, 15,000 at 0.001 USD.
+const DEMO_MONTH_HITS: i64 = 25_000;
+
+/// The demo developer's app gets a month of usage and that month is billed, so a new
+/// user sees an issued invoice at once: the latest month the run may bill (with the
+/// default postpaid settings, the month that has ended everywhere). Idempotent: the
+/// run skips an account that has its invoice. Returns the invoice's number.
+pub async fn demo_invoice(pool: &PgPool) -> Result<Option<String>, CliError> {
+    use tollgate_core::billing::{RunOptions, demo, run, settings};
+
+    let (account, app) = demo_application(pool).await?;
+    let mode = settings::get(pool).await?.mode;
+    let month = run::default_month(mode, jiff::Timestamp::now());
+    let (_, usage_month) = mode.main_months(month);
+    demo::seed_month_usage(pool, app.0, "hits", usage_month, DEMO_MONTH_HITS).await?;
+    let options = RunOptions { month: Some(month), account: Some(account.0), dry_run: false };
+    run::run(pool, &options, |_, _| {}).await?;
+    let number = tollgate_core::billing::invoices::list_for_account(pool, account.0)
+        .await?
+        .into_iter()
+        .find(|i| i.period == month.to_string())
+        .map(|i| i.number);
+    Ok(number)
+}
+
 /// The demo developer's app on the Basic plan gets a new key on every run,
 /// since keys are stored only as hashes and cannot be shown again.
 pub async fn fresh_demo_key(pool: &PgPool) -> Result<String, CliError> {
-    use tollgate_core::applications::{self, NewApplication};
     use tollgate_core::credentials;
+
+    let actor = Actor::system("tollgate dev");
+    let (account, app) = demo_application(pool).await?;
+    for key in credentials::list(pool, account, app).await? {
+        if key.revoked_at.is_none() {
+            credentials::revoke(pool, account, app, key.id, &actor).await?;
+        }
+    }
+    let key = credentials::issue(pool, account, app, &actor).await?;
+    Ok(key.secret.as_str().to_owned())
+}
+
+/// The demo developer's account and its demo app (made on the Basic plan if missing).
+pub async fn demo_application(
+    pool: &PgPool,
+) -> Result<(tollgate_core::accounts::AccountId, tollgate_core::applications::ApplicationId), CliError> {
+    use tollgate_core::applications::{self, NewApplication};
 
     let actor = Actor::system("tollgate dev");
     let Some(user) = tollgate_core::accounts::authenticate(
@@ -136,11 +183,5 @@ pub async fn fresh_demo_key(pool: &PgPool) -> Result<String, CliError> {
             .await?
         }
     };
-    for key in credentials::list(pool, account, app.id).await? {
-        if key.revoked_at.is_none() {
-            credentials::revoke(pool, account, app.id, key.id, &actor).await?;
-        }
-    }
-    let key = credentials::issue(pool, account, app.id, &actor).await?;
-    Ok(key.secret.as_str().to_owned())
+    Ok((account, app.id))
 }

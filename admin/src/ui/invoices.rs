@@ -1,0 +1,278 @@
+//! Invoices in the admin UI: the list with its filters, and one invoice with its
+//! lines, its history and the life-cycle actions its state allows.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::audit::Actor;
+use tollgate_core::billing::invoices::{self, InvoiceDetail, InvoiceFilter, InvoiceRow};
+use tollgate_core::billing::{Currency, InvoiceAction, InvoiceState, Month};
+use tollgate_core::db::PgPool;
+use tollgate_web::{AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, parse_id, render, see_other};
+use uuid::Uuid;
+
+/// The most invoices one list shows; narrow it with the filters.
+const LIST_LIMIT: i64 = 200;
+
+/// The actions an admin takes by hand; paying and failing come from payments.
+const MANUAL_ACTIONS: [InvoiceAction; 4] =
+    [InvoiceAction::Finalize, InvoiceAction::Issue, InvoiceAction::MarkUnpaid, InvoiceAction::Cancel];
+
+/// The list's filters as typed, so a rejected one comes back as it was.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    period: String,
+    #[serde(default)]
+    currency: String,
+}
+
+impl ListQuery {
+    /// The filter, or each bad field with why.
+    fn filter(&self) -> Result<InvoiceFilter, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let mut filter = InvoiceFilter::default();
+        match self.state.trim() {
+            "" => {}
+            s => match s.parse::<InvoiceState>() {
+                Ok(state) => filter.state = Some(state),
+                Err(e) => errors.add("state", format!("`{s}` is not a state: {e}")),
+            },
+        }
+        let account = self.account.trim();
+        if !account.is_empty() {
+            match Uuid::parse_str(account) {
+                Ok(id) => filter.account_id = Some(id),
+                Err(_) if account.chars().count() <= 200 => filter.account_name = Some(account.to_owned()),
+                Err(_) => errors.add("account", "use an account id or at most 200 characters of its name"),
+            }
+        }
+        match self.period.trim() {
+            "" => {}
+            p => match p.parse::<Month>() {
+                Ok(month) => filter.period = Some(month),
+                Err(e) => errors.add("period", e.to_string()),
+            },
+        }
+        match self.currency.trim() {
+            "" => {}
+            c => match Currency::new(&c.to_uppercase()) {
+                Ok(currency) => filter.currency = Some(currency),
+                Err(e) => errors.add("currency", e.to_string()),
+            },
+        }
+        if errors.is_empty() { Ok(filter) } else { Err(errors) }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/invoices.html")]
+struct ListPage {
+    chrome: Chrome,
+    query: ListQuery,
+    states: &'static [InvoiceState],
+    invoices: Vec<RowView>,
+    errors: FieldErrors,
+    limit: i64,
+}
+
+impl ListPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors.get(field)
+    }
+}
+
+/// A list row, formatted.
+struct RowView {
+    id: Uuid,
+    number: String,
+    account: String,
+    period: String,
+    state: InvoiceState,
+    total: String,
+    issued: String,
+    due: String,
+    paid: String,
+}
+
+impl From<InvoiceRow> for RowView {
+    fn from(r: InvoiceRow) -> RowView {
+        let i = r.invoice;
+        RowView {
+            id: i.id,
+            total: money(&i.total, &i.currency),
+            issued: day(&i.issued_at),
+            due: day(&i.due_at),
+            paid: day(&i.paid_at),
+            number: i.number,
+            account: r.account_name,
+            period: i.period,
+            state: i.state,
+        }
+    }
+}
+
+/// `2026-11-30` for a moment, or a dash.
+fn day(at: &Option<time::OffsetDateTime>) -> String {
+    at.map(|t| t.date().to_string()).unwrap_or_else(|| "—".to_owned())
+}
+
+/// An amount with its currency's decimals.
+fn money(amount: &rust_decimal::Decimal, currency: &str) -> String {
+    match Currency::new(currency.trim()) {
+        Ok(c) => c.format(*amount),
+        Err(_) => format!("{amount} {currency}"),
+    }
+}
+
+pub async fn list(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    query: web::Query<ListQuery>,
+) -> PageResult<HttpResponse> {
+    let query = query.into_inner();
+    let (status, invoices, errors) = match query.filter() {
+        Ok(filter) => (
+            StatusCode::OK,
+            invoices::list(&pool, &filter, LIST_LIMIT).await?.into_iter().map(RowView::from).collect(),
+            FieldErrors::new(),
+        ),
+        Err(errors) => (StatusCode::UNPROCESSABLE_ENTITY, Vec::new(), errors),
+    };
+    let mut chrome = Chrome::for_session(&session).await?;
+    if !errors.is_empty() {
+        chrome = chrome.with_flash("error", "Some filters are not valid: see the highlighted fields.");
+    }
+    let page = ListPage { chrome, query, states: InvoiceState::ALL, invoices, errors, limit: LIST_LIMIT };
+    Ok(render(status, &page))
+}
+
+#[derive(Template)]
+#[template(path = "admin/invoice.html")]
+struct InvoicePage {
+    chrome: Chrome,
+    detail: InvoiceDetail,
+    actions: Vec<InvoiceAction>,
+    note: String,
+    /// Whether a payment can be recorded (pending or unpaid).
+    payable: bool,
+    issued: String,
+    due: String,
+    paid: String,
+    subtotal: String,
+    tax: String,
+    total: String,
+    /// Each line's amount, formatted, in line order.
+    amounts: Vec<String>,
+}
+
+impl InvoicePage {
+    fn tax_percent(&self) -> String {
+        (self.detail.tax_rate * rust_decimal::Decimal::ONE_HUNDRED).normalize().to_string()
+    }
+
+    /// The total with exactly the currency's decimals, for the payment form.
+    fn total_plain(&self) -> String {
+        match Currency::new(self.detail.invoice.currency.trim()) {
+            Ok(c) => {
+                let mut t = c.round(self.detail.invoice.total);
+                t.rescale(c.decimals());
+                t.to_string()
+            }
+            Err(_) => self.detail.invoice.total.to_string(),
+        }
+    }
+}
+
+impl InvoicePage {
+    fn action_label(&self, action: &InvoiceAction) -> &'static str {
+        action_label(*action)
+    }
+}
+
+fn action_label(action: InvoiceAction) -> &'static str {
+    match action {
+        InvoiceAction::Finalize => "Finalize",
+        InvoiceAction::Issue => "Issue",
+        InvoiceAction::MarkUnpaid => "Mark unpaid",
+        InvoiceAction::Pay => "Mark paid",
+        InvoiceAction::Fail => "Mark failed",
+        InvoiceAction::Cancel => "Cancel invoice",
+    }
+}
+
+async fn invoice_page(
+    pool: &PgPool,
+    chrome: Chrome,
+    id: Uuid,
+    note: String,
+    status: StatusCode,
+) -> PageResult<HttpResponse> {
+    let detail = invoices::get(pool, id).await?;
+    let state = detail.invoice.state;
+    let actions = MANUAL_ACTIONS.into_iter().filter(|a| state.apply(*a).is_ok()).collect();
+    let payable = matches!(state, InvoiceState::Pending | InvoiceState::Unpaid);
+    let inv = &detail.invoice;
+    let page = InvoicePage {
+        issued: day(&inv.issued_at),
+        due: day(&inv.due_at),
+        paid: day(&inv.paid_at),
+        subtotal: money(&inv.subtotal, &inv.currency),
+        tax: money(&inv.tax, &inv.currency),
+        total: money(&inv.total, &inv.currency),
+        amounts: detail.lines.iter().map(|l| money(&l.amount, &inv.currency)).collect(),
+        chrome,
+        actions,
+        note,
+        payable,
+        detail,
+    };
+    Ok(render(status, &page))
+}
+
+pub async fn show(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    invoice_page(&pool, Chrome::for_session(&session).await?, id, String::new(), StatusCode::OK).await
+}
+
+/// One life-cycle step chosen by its button (`action`), with an optional note. A step
+/// the invoice's state does not allow shows the invoice again with why (422).
+pub async fn transition(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
+) -> PageResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    let note = form.get("note").map(|n| n.trim().to_owned()).unwrap_or_default();
+    let raw = form.get("action").map(String::as_str).unwrap_or("");
+    let outcome = match raw.parse::<InvoiceAction>() {
+        Ok(action) if MANUAL_ACTIONS.contains(&action) => {
+            invoices::transition(&pool, id, action, &Actor::from(&user), &note).await.map(|_| ())
+        }
+        _ => Err(tollgate_core::Error::invalid("action", format!("`{raw}` is not an action of this page"))),
+    };
+    match outcome {
+        Ok(()) => Ok(see_other(format!("/admin/invoices/{id}"))),
+        Err(tollgate_core::Error::Invalid { field, message }) => {
+            let chrome = Chrome::for_session(&session)
+                .await?
+                .with_flash("error", format!("Nothing changed: {field}: {message}"));
+            invoice_page(&pool, chrome, id, note, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(err) => Err(err.into()),
+    }
+}
