@@ -3,18 +3,26 @@
 //!
 //! The domain is pure and unit-tested ([`money`], [`pricing`], [`period`],
 //! [`invoice`], [`compute`]); [`run`] loads from and writes to Postgres.
+//! [`payments`] takes the money (providers, manual payments, retries),
+//! [`notices`] tells owners and admins, [`directory`] is the admins' view and
+//! [`settings`] the provider's billing settings.
 
 pub mod compute;
+pub mod directory;
 pub mod invoice;
 pub mod invoices;
 pub mod money;
+mod notices;
+pub mod payments;
 pub mod period;
 pub mod pricing;
 pub mod run;
+pub mod settings;
 
 pub use compute::{BillingMode, LineKind};
 pub use invoice::{IllegalTransition, InvoiceAction, InvoiceNumber, InvoiceState};
 pub use money::Currency;
+pub use payments::{Outcome, PaymentProvider, Payments};
 pub use period::Month;
 pub use pricing::{PricingMode, Tier};
 pub use run::{RunOptions, RunSummary};

@@ -1,0 +1,124 @@
+//! The provider's billing settings: who issues invoices, tax, mode and payment terms.
+//! One row; every change is validated (422 naming the field) and audited.
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::compute::BillingMode;
+use crate::audit::{self, Actor, Entry};
+use crate::{Error, Result};
+
+/// The settings as stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BillingSettings {
+    pub provider_name: String,
+    pub provider_address: String,
+    pub provider_tax_id: String,
+    /// A fraction: 0.2 is 20 %.
+    pub tax_rate: Decimal,
+    pub mode: BillingMode,
+    /// Days between issue and due date.
+    pub payment_terms_days: i32,
+}
+
+/// New settings, as a caller sends them.
+#[derive(Clone, Debug)]
+pub struct BillingSettingsInput {
+    pub provider_name: String,
+    pub provider_address: String,
+    pub provider_tax_id: String,
+    pub tax_rate: Decimal,
+    pub mode: BillingMode,
+    pub payment_terms_days: i32,
+}
+
+pub async fn get(pool: &PgPool) -> Result<BillingSettings> {
+    let row = sqlx::query_as!(
+        BillingSettings,
+        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
+           FROM billing_settings"#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(row)
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(Error::invalid(field, format!("use at most {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        return Err(Error::invalid(field, "use no control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// The input checked field by field, in the order a form shows them.
+pub fn validate(input: &BillingSettingsInput) -> Result<BillingSettingsInput> {
+    let provider_name = check_text("provider_name", &input.provider_name, 200)?;
+    let provider_address = check_text("provider_address", &input.provider_address, 1000)?;
+    let provider_tax_id = check_text("provider_tax_id", &input.provider_tax_id, 100)?;
+    // numeric(6, 5): below 1, five decimals at most; an invoice's tax is rounded once anyway.
+    let rate = input.tax_rate.normalize();
+    if rate.is_sign_negative() || rate >= Decimal::ONE {
+        return Err(Error::invalid("tax_rate", "use a fraction from 0 up to (not including) 1, e.g. 0.2 for 20 %"));
+    }
+    if rate.scale() > 5 {
+        return Err(Error::invalid("tax_rate", "use at most 5 decimals, e.g. 0.19625"));
+    }
+    if !(0..=365).contains(&input.payment_terms_days) {
+        return Err(Error::invalid("payment_terms_days", "use 0 to 365 days"));
+    }
+    Ok(BillingSettingsInput {
+        provider_name,
+        provider_address,
+        provider_tax_id,
+        tax_rate: rate,
+        mode: input.mode,
+        payment_terms_days: input.payment_terms_days,
+    })
+}
+
+/// Replaces the settings; audited in the same transaction. Issued invoices keep the
+/// details they were issued with; the next run uses these.
+pub async fn update(pool: &PgPool, input: &BillingSettingsInput, actor: &Actor) -> Result<BillingSettings> {
+    let input = validate(input)?;
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query_as!(
+        BillingSettings,
+        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
+           FROM billing_settings FOR UPDATE"#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let after = sqlx::query_as!(
+        BillingSettings,
+        r#"UPDATE billing_settings SET provider_name = $1, provider_address = $2, provider_tax_id = $3, tax_rate = $4,
+                  mode = $5, payment_terms_days = $6, updated_at = now()
+           RETURNING provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days"#,
+        input.provider_name,
+        input.provider_address,
+        input.provider_tax_id,
+        input.tax_rate,
+        input.mode as BillingMode,
+        input.payment_terms_days
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "billing_settings.update",
+            entity: "billing_settings",
+            entity_id: None,
+            before: Some(json!(before)),
+            after: Some(json!(after)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
