@@ -7,6 +7,7 @@ pub mod apis;
 pub mod applications;
 pub mod audit;
 pub mod gateways;
+pub mod payments;
 pub mod plans;
 pub mod tokens;
 pub mod usage;

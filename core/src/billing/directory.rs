@@ -39,13 +39,11 @@ fn date(m: Month) -> Option<time::Date> {
 
 /// One page of invoices, newest period first, and how many match (counted up to
 /// `COUNT_LIMIT + 1`).
-pub async fn list(
-    pool: &PgPool,
-    filter: &InvoiceFilter,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<AdminInvoice>, i64)> {
-    let period = filter.period.and_then(date);
+pub async fn list(pool: &PgPool, filter: &InvoiceFilter, limit: i64, offset: i64) -> Result<(Vec<AdminInvoice>, i64)> {
+    let period = match filter.period {
+        Some(m) => Some(date(m).ok_or_else(|| Error::invalid("period", "not a month Tollgate can bill"))?),
+        None => None,
+    };
     let currency = filter.currency.map(|c| c.as_str().to_owned());
     let rows = sqlx::query!(
         r#"SELECT i.id, i.account_id, a.name AS account_name, i.number, to_char(i.period_start, 'YYYY-MM') AS "period!",

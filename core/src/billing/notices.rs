@@ -75,14 +75,7 @@ async fn admins(conn: &mut PgConnection) -> Result<Vec<(Uuid, String)>> {
     Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
 }
 
-async fn tell(
-    conn: &mut PgConnection,
-    user: Uuid,
-    mail: &Outgoing,
-    kind: &str,
-    body: &str,
-    link: &str,
-) -> Result<()> {
+async fn tell(conn: &mut PgConnection, user: Uuid, mail: &Outgoing, kind: &str, body: &str, link: &str) -> Result<()> {
     mail::enqueue(&mut *conn, mail).await?;
     notifications::insert(
         &mut *conn,

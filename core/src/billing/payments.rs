@@ -263,7 +263,8 @@ pub async fn record_manual_payment(
     row.state
         .apply(InvoiceAction::Pay)
         .map_err(|e| Error::invalid("state", format!("{e}: only pending and unpaid invoices take payments")))?;
-    let currency = Currency::new(row.currency.trim()).map_err(|e| Error::Internal(format!("invoice {invoice}: {e}")))?;
+    let currency =
+        Currency::new(row.currency.trim()).map_err(|e| Error::Internal(format!("invoice {invoice}: {e}")))?;
     if amount != row.total {
         return Err(Error::invalid(
             "amount",
@@ -286,8 +287,8 @@ pub async fn record_manual_payment(
         },
     )
     .await?;
-    let (_, to) = transition_in(&mut tx, invoice, InvoiceAction::Pay, actor, &format!("payment recorded: {reference}"))
-        .await?;
+    let (_, to) =
+        transition_in(&mut tx, invoice, InvoiceAction::Pay, actor, &format!("payment recorded: {reference}")).await?;
     tx.commit().await?;
     Ok(to)
 }
@@ -347,7 +348,8 @@ pub async fn run_due(
             tx.commit().await?;
             break;
         };
-        let currency = Currency::new(r.currency.trim()).map_err(|e| Error::Internal(format!("invoice {}: {e}", r.id)))?;
+        let currency =
+            Currency::new(r.currency.trim()).map_err(|e| Error::Internal(format!("invoice {}: {e}", r.id)))?;
         let attempt = r.payment_attempts.saturating_add(1);
         let summary = InvoiceSummary {
             id: r.id,

@@ -197,7 +197,9 @@ See the invoice: {link}
 pub fn payment_failed(to: &str, invoice: &InvoiceFacts, reason: &str, next_try: Option<&str>) -> Outgoing {
     let next = match next_try {
         Some(date) => format!("We will try again on {date}."),
-        None => "That was the last try: the invoice is marked failed. Contact the API provider to settle it.".to_owned(),
+        None => {
+            "That was the last try: the invoice is marked failed. Contact the API provider to settle it.".to_owned()
+        }
     };
     let text = format!(
         "Hello,
