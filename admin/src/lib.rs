@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/applications/{id}/{action}").route(web::post().to(applications::act)))
         .service(web::resource("/admin/accounts").route(web::get().to(accounts::list)))
         .service(web::resource("/admin/accounts/{id}/{action}").route(web::post().to(accounts::set_state)))
+        .service(web::resource("/admin/invoices/{id}/payments").route(web::post().to(payments::record)))
         .service(web::resource("/admin/audit").route(web::get().to(audit::list)))
         .service(web::resource("/admin/invoices").route(web::get().to(invoices::list)))
         .service(web::resource("/admin/invoices/{id}").route(web::get().to(invoices::show)))

@@ -1,12 +1,15 @@
 //! Background jobs of the management server: mail delivery, clean-up of
 //! sessions and throttle records, change reports of large staged versions,
-//! usage alerts, usage retention and billing.
+//! usage alerts, usage retention, billing and invoice payments.
 //! Each is a loop on its own timer; several replicas may run them at once
 //! (rows are claimed with SKIP LOCKED, deletes are idempotent).
 
 use std::time::Duration;
 
 use tollgate_core::apis::staging;
+use tollgate_core::billing::Payments;
+use tollgate_core::billing::payments;
+use tollgate_core::billing::run::RunOptions;
 use tollgate_core::db::PgPool;
 use tollgate_core::mail::{Delivery, deliver_due};
 use tollgate_core::sessions::SessionStore;
@@ -63,12 +66,13 @@ const BILLING_FIRST_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs the billing of the default period (the same code as `tollgate billing run`).
 /// Replicas may run it at once: each account is billed under an advisory lock.
-pub fn spawn_billing_job(pool: PgPool) {
+pub fn spawn_billing_job(pool: PgPool, payments: Payments, public_url: String) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BILLING_FIRST_AFTER, BILLING_EVERY);
+        let options = RunOptions { public_url, charge: payments.charges_automatically(), ..RunOptions::default() };
         loop {
             tick.tick().await;
-            match tollgate_core::billing::run::run(&pool, &Default::default(), |_, _| {}).await {
+            match tollgate_core::billing::run::run(&pool, &options, |_, _| {}).await {
                 Ok(summary) if !summary.failed.is_empty() => {
                     tracing::warn!(period = %summary.month, invoices = summary.invoices.len(), failed = summary.failed.len(), "billing run left accounts unbilled");
                 }
@@ -77,6 +81,36 @@ pub fn spawn_billing_job(pool: PgPool) {
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "billing run failed"),
+            }
+        }
+    });
+}
+
+/// How often the payment job looks for invoices due for a try.
+const PAYMENTS_POLL: Duration = Duration::from_secs(30);
+
+/// Charges issued invoices and retries declined ones, with a provider that charges by
+/// itself. Every replica runs it; each invoice is taken with SKIP LOCKED.
+pub fn spawn_payment_job(pool: PgPool, payments: Payments, public_url: String) {
+    if !payments.charges_automatically() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PAYMENTS_POLL);
+        loop {
+            tick.tick().await;
+            let now = time::OffsetDateTime::now_utc();
+            match payments::run_due(&pool, payments.0.as_ref(), &public_url, now).await {
+                Ok(round) if round != payments::Round::default() => {
+                    tracing::info!(
+                        paid = round.paid,
+                        declined = round.declined,
+                        failed = round.failed,
+                        "invoice payments tried"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "invoice payment round failed"),
             }
         }
     });

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 use tollgate_core::accounts::MailLimits;
+use tollgate_core::billing::payments::ProviderName;
 use tollgate_core::identity::ProviderConfig;
 use tollgate_core::usage::Granularity;
 use tollgate_core::usage::retention::Retention;
@@ -104,6 +105,8 @@ pub struct Settings {
     pub mail_address_cooldown_seconds: u32,
     /// How many days usage is kept per resolution (unset: for ever).
     pub usage_retention: Retention,
+    /// Who takes invoice payments: `manual` (admins record them) or `test`.
+    pub payment_provider: ProviderName,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -148,6 +151,7 @@ struct FileSettings {
     usage_hour_retention_days: Option<u32>,
     usage_day_retention_days: Option<u32>,
     usage_month_retention_days: Option<u32>,
+    payment_provider: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -355,6 +359,13 @@ impl Settings {
                 None,
             )?,
         };
+        let payment_provider = match src.get("payment_provider", f.payment_provider.clone()) {
+            Some((name, raw)) => raw
+                .trim()
+                .parse::<ProviderName>()
+                .map_err(|e| setting_error(&name, format!("`{raw}` is not a payment provider; {e}")))?,
+            None => ProviderName::Manual,
+        };
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -376,6 +387,7 @@ impl Settings {
             mail_requests_per_client_hour,
             mail_address_cooldown_seconds,
             usage_retention,
+            payment_provider,
         })
     }
 
@@ -415,6 +427,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert!(s.database_url.is_none());
+        assert_eq!(s.payment_provider, ProviderName::Manual);
     }
 
     #[test]
@@ -427,6 +440,9 @@ mod tests {
         assert_eq!(err.setting, "TOLLGATE_DATABASE_URL");
         let err = load(&[("TOLLGATE_LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.setting, "TOLLGATE_LOG_FORMAT");
+        let err = load(&[("TOLLGATE_PAYMENT_PROVIDER", "stripe")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_PAYMENT_PROVIDER");
+        assert!(err.message.contains("manual or test"), "{err}");
         let err = load(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]).unwrap_err();
         assert_eq!(err.setting, "TOLLGATE_TRUSTED_PROXIES");
         assert!(err.message.contains("proxy.internal"), "{err}");

@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use time::Duration;
 use tollgate_core::accounts::PasswordHasher;
+use tollgate_core::billing::Payments;
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
 use tollgate_core::sessions::SessionStore;
@@ -66,7 +67,10 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
     jobs::spawn_staging_worker(pool.clone());
     jobs::spawn_usage_alerts(pool.clone(), settings.public_url.clone());
     jobs::spawn_usage_retention(pool.clone(), settings.usage_retention);
-    jobs::spawn_billing_job(pool.clone());
+    let payments = Payments::new(settings.payment_provider);
+    jobs::spawn_billing_job(pool.clone(), payments.clone(), settings.public_url.clone());
+    jobs::spawn_payment_job(pool.clone(), payments.clone(), settings.public_url.clone());
+    let payments = web::Data::new(payments);
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));
@@ -95,6 +99,7 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
             .app_data(prometheus.clone())
             .app_data(notifier.clone())
             .app_data(public_url.clone())
+            .app_data(payments.clone())
             .app_data(providers.clone())
             .app_data(gateway_url.clone())
             .app_data(security.clone())

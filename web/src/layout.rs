@@ -30,7 +30,12 @@ impl Chrome {
             Some(u) if !u.is_admin => notifications::unread_count(session.pool(), u.id.0).await?,
             _ => 0,
         };
-        Ok(Chrome { user, csrf_token: session.csrf_token().await?, flash: None, unread })
+        // A message a redirecting handler kept for this page.
+        let flash = session
+            .take_flash()
+            .await?
+            .map(|(kind, text)| Flash { kind: if kind == "error" { "error" } else { "success" }, text });
+        Ok(Chrome { user, csrf_token: session.csrf_token().await?, flash, unread })
     }
 
     /// For pages without forms (the public catalog): an anonymous visitor

@@ -19,6 +19,9 @@ use tollgate_core::sessions::{SessionRecord, SessionStore};
 
 pub const SESSION_COOKIE: &str = "tg_session";
 
+/// Where a message for the next page waits in the session's data.
+const FLASH_KEY: &str = "flash";
+
 /// How session cookies are issued. `secure` is on whenever the public URL is HTTPS.
 #[derive(Debug, Clone)]
 pub struct CookiePolicy {
@@ -96,6 +99,28 @@ impl Session {
         state.user = None;
         state.change = CookieChange::Clear;
         Ok(())
+    }
+
+    /// Keeps a one-line message for the next page this browser loads (after a
+    /// redirect); `kind` is `success` or `error`. Without a session it is dropped.
+    pub async fn flash(&self, kind: &str, text: &str) -> tollgate_core::Result<()> {
+        let Some(id_hash) = self.id_hash() else { return Ok(()) };
+        let value = serde_json::json!({"kind": kind, "text": text});
+        self.store.put(&id_hash, FLASH_KEY, value).await
+    }
+
+    /// The message kept by [`Session::flash`], once; only sessions that hold one ask the database.
+    pub(crate) async fn take_flash(&self) -> tollgate_core::Result<Option<(String, String)>> {
+        let id_hash = match &self.state.borrow().record {
+            Some(record) if record.has_flash => record.id_hash.clone(),
+            _ => return Ok(None),
+        };
+        let value = self.store.take(&id_hash, FLASH_KEY).await?;
+        if let Some(record) = self.state.borrow_mut().record.as_mut() {
+            record.has_flash = false;
+        }
+        let text = |key: &str| value.as_ref().and_then(|v| v.get(key)).and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(text("kind").zip(text("text")))
     }
 
     /// The stored hash of the current session id, to keep it when ending others.

@@ -134,6 +134,25 @@ const LINKS: LinkTable = &[
         &[("GetAccount", "get_account", FIRST_ITEM_ID), ("SetAccountState", "set_account_state", FIRST_ITEM_ID)],
     ),
     ("get_account", "200", &[("SetAccountState", "set_account_state", API_ID)]),
+    (
+        "list_invoices",
+        "200",
+        &[
+            ("GetInvoice", "get_invoice", FIRST_ITEM_ID),
+            ("TransitionInvoice", "transition_invoice", FIRST_ITEM_ID),
+            ("RecordInvoicePayment", "record_invoice_payment", FIRST_ITEM_ID),
+        ],
+    ),
+    (
+        "get_invoice",
+        "200",
+        &[
+            ("TransitionInvoice", "transition_invoice", API_ID),
+            ("RecordInvoicePayment", "record_invoice_payment", API_ID),
+        ],
+    ),
+    ("transition_invoice", "200", &[("GetInvoice", "get_invoice", API_ID)]),
+    ("record_invoice_payment", "201", &[("GetInvoice", "get_invoice", API_ID)]),
     ("set_account_state", "200", &[("GetAccount", "get_account", API_ID)]),
 ];
 

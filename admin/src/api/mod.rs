@@ -8,8 +8,10 @@ mod apis;
 mod applications;
 mod audit;
 mod auth;
+mod billing;
 mod error;
 mod gateways;
+mod invoices;
 mod links;
 mod openapi;
 mod page;
@@ -106,6 +108,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/audit", "GET").route(web::get().to(audit::list)))
             .service(resource("/gateways", "GET").route(web::get().to(gateways::list)))
             .service(resource("/usage", "GET").route(web::get().to(usage::list)))
+            .service(resource("/invoices", "GET").route(web::get().to(invoices::list)))
+            .service(resource("/invoices/{id}", "GET").route(web::get().to(invoices::show)))
+            .service(resource("/invoices/{id}/transitions", "POST").route(web::post().to(invoices::transition)))
+            .service(resource("/invoices/{id}/payments", "POST").route(web::post().to(invoices::record_payment)))
+            .service(resource("/billing/runs", "POST").route(web::post().to(billing::run_billing)))
+            .service(
+                resource("/billing/settings", "GET, PUT")
+                    .route(web::get().to(billing::show_settings))
+                    .route(web::put().to(billing::replace_settings)),
+            )
             .service(resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)))
             .default_service(web::to(not_found)),
     );

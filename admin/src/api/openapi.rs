@@ -6,7 +6,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
-use super::{accounts, apis, applications, audit, error, gateways, page, plans, rules, usage, versions};
+use super::{
+    accounts, apis, applications, audit, billing, error, gateways, invoices, page, plans, rules, usage, versions,
+};
 
 struct BearerAuth;
 
@@ -22,7 +24,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications, accounts and gateways. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
+    info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications, accounts, gateways and billing. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
         apis::list, apis::import, apis::show, apis::update, apis::lifecycle,
         versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
@@ -34,6 +36,8 @@ impl Modify for BearerAuth {
         accounts::list, accounts::show, accounts::set_state,
         audit::list, gateways::list,
         usage::list, usage::failed_calls,
+        invoices::list, invoices::show, invoices::transition, invoices::record_payment,
+        billing::run_billing, billing::show_settings, billing::replace_settings,
     ),
     components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>)),
     modifiers(&BearerAuth, &Links),

@@ -4,6 +4,8 @@
 use tollgate_core::accounts::directory::AccountState;
 use tollgate_core::apis::{ApiState, AuthMode, CompatibilityPolicy, KeyLocation, ReportState};
 use tollgate_core::applications::ApplicationState;
+use tollgate_core::billing::payments::PaymentOutcome;
+use tollgate_core::billing::{BillingMode, InvoiceAction, InvoiceState, LineKind};
 use tollgate_core::plans::Period;
 use tollgate_core::usage::levels::AlertLevel;
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
@@ -62,4 +64,24 @@ pub fn alert_levels() -> Array {
         .enum_values(Some(AlertLevel::ALL.iter().map(|l| i64::from(l.pct()))))
         .build();
     ArrayBuilder::new().items(level).max_items(Some(AlertLevel::ALL.len())).unique_items(true).build()
+}
+
+pub fn invoice_state() -> Object {
+    one_of(InvoiceState::ALL.iter().map(|s| s.as_str()))
+}
+
+pub fn invoice_action() -> Object {
+    one_of(InvoiceAction::ALL.iter().map(|a| a.as_str()))
+}
+
+pub fn billing_mode() -> Object {
+    one_of(BillingMode::ALL.iter().map(|m| m.as_str()))
+}
+
+pub fn line_kind() -> Object {
+    one_of(LineKind::ALL.iter().map(|k| k.as_str()))
+}
+
+pub fn payment_outcome() -> Object {
+    one_of(PaymentOutcome::ALL.iter().map(|o| o.as_str()))
 }

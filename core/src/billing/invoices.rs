@@ -253,16 +253,32 @@ pub async fn transition(
         return Err(Error::invalid("note", "use at most 500 characters"));
     }
     let mut tx = pool.begin().await?;
+    let (_, to) = transition_in(&mut tx, invoice, action, actor, note).await?;
+    tx.commit().await?;
+    Ok(to)
+}
+
+/// [`transition`] inside the caller's transaction (payments pay, mark unpaid and fail
+/// invoices together with their payment rows); returns the states before and after.
+pub(crate) async fn transition_in(
+    tx: &mut sqlx::PgConnection,
+    invoice: Uuid,
+    action: InvoiceAction,
+    actor: &Actor,
+    note: &str,
+) -> Result<(InvoiceState, InvoiceState)> {
     let from =
         sqlx::query_scalar!(r#"SELECT state AS "state: InvoiceState" FROM invoices WHERE id = $1 FOR UPDATE"#, invoice)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(Error::NotFound)?;
     let to = from.apply(action).map_err(|e| Error::invalid("action", e.to_string()))?;
+    // Only pending and unpaid invoices wait for an automatic try.
     sqlx::query!(
         "UPDATE invoices SET state = $2, updated_at = now(),
                 issued_at = CASE WHEN $2 = 'pending'::invoice_state THEN now() ELSE issued_at END,
-                paid_at = CASE WHEN $2 = 'paid'::invoice_state THEN now() ELSE paid_at END
+                paid_at = CASE WHEN $2 = 'paid'::invoice_state THEN now() ELSE paid_at END,
+                next_attempt_at = CASE WHEN $2 IN ('pending'::invoice_state, 'unpaid'::invoice_state) THEN next_attempt_at END
          WHERE id = $1",
         invoice,
         to as InvoiceState
@@ -281,7 +297,7 @@ pub async fn transition(
     .await?;
     let action_name = format!("invoice.{action}");
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: &action_name,
@@ -292,6 +308,5 @@ pub async fn transition(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(to)
+    Ok((from, to))
 }

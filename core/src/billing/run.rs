@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub account: Option<Uuid>,
     /// Compute and report, write nothing.
     pub dry_run: bool,
+    /// The server's public URL, for the links in "invoice issued" mails.
+    pub public_url: String,
+    /// The payment provider charges by itself: issued invoices are due for a first try.
+    pub charge: bool,
 }
 
 /// One invoice a run made (or would make, in a dry run).
@@ -218,7 +222,7 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
             continue;
         }
         // One account's failure must not stop every later account from being billed.
-        match bill_account(pool, account.id, month, &settings, options.dry_run).await {
+        match bill_account(pool, account.id, month, &settings, options).await {
             Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
             Ok(Outcome::Nothing) => summary.empty += 1,
             Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
@@ -243,8 +247,9 @@ async fn bill_account(
     account: Uuid,
     month: Month,
     settings: &Settings,
-    dry_run: bool,
+    options: &RunOptions,
 ) -> Result<Outcome> {
+    let dry_run = options.dry_run;
     let mut tx = pool.begin().await?;
     let key = format!("tollgate.billing:{account}:{month}");
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(&mut *tx).await?;
@@ -283,10 +288,12 @@ async fn bill_account(
         let number = if dry_run {
             None
         } else {
-            Some(
+            let (id, number) =
                 insert_invoice(&mut tx, account, month, currency, &owned, (subtotal, tax, total), state, settings)
-                    .await?,
-            )
+                    .await?;
+            // Mail and the first payment try are decided with the invoice.
+            super::payments::on_issue(&mut tx, id, &options.public_url, options.charge).await?;
+            Some(number)
         };
         issued.push(IssuedInvoice {
             account_id: account,
@@ -315,7 +322,7 @@ async fn insert_invoice(
     (subtotal, tax, total): (Decimal, Decimal, Decimal),
     state: InvoiceState,
     settings: &Settings,
-) -> Result<InvoiceNumber> {
+) -> Result<(Uuid, InvoiceNumber)> {
     let month_date = to_date(month);
     let sequence = sqlx::query_scalar!(
         "INSERT INTO invoice_sequences (month, last) VALUES ($1, 1)
@@ -409,7 +416,7 @@ async fn insert_invoice(
     )
     .execute(&mut **tx)
     .await?;
-    Ok(number)
+    Ok((id, number))
 }
 
 async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<Vec<Subscription>> {

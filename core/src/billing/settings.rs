@@ -1,6 +1,5 @@
-//! The provider's billing settings: who issues invoices, the tax rate, postpaid or
-//! prepaid, and payment terms. One row (`billing_settings`), read by the run and the
-//! admin pages, changed here only, with an audit entry.
+//! The provider's billing settings: who issues invoices, tax, mode and payment terms.
+//! One row; every change is validated (422 naming the field) and audited.
 
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -19,6 +18,7 @@ pub struct BillingSettings {
     /// A fraction: 0.2 is 20 %.
     pub tax_rate: Decimal,
     pub mode: BillingMode,
+    /// Days between issue and due date.
     pub payment_terms_days: i32,
 }
 
@@ -29,13 +29,12 @@ impl BillingSettings {
     }
 }
 
-/// New settings, already typed; [`update`] checks their ranges.
+/// New settings, as a caller sends them.
 #[derive(Clone, Debug)]
 pub struct BillingSettingsInput {
     pub provider_name: String,
     pub provider_address: String,
     pub provider_tax_id: String,
-    /// A fraction in `[0, 1)`.
     pub tax_rate: Decimal,
     pub mode: BillingMode,
     pub payment_terms_days: i32,
@@ -59,55 +58,71 @@ pub fn parse_tax_percent(raw: &str) -> Result<Decimal> {
     Ok((percent / Decimal::ONE_HUNDRED).normalize())
 }
 
-fn validate(input: &BillingSettingsInput) -> Result<()> {
-    if input.provider_name.chars().count() > 200 {
-        return Err(Error::invalid("provider_name", "use at most 200 characters"));
-    }
-    if input.provider_address.chars().count() > 1000 {
-        return Err(Error::invalid("provider_address", "use at most 1,000 characters"));
-    }
-    if input.provider_tax_id.chars().count() > 100 {
-        return Err(Error::invalid("provider_tax_id", "use at most 100 characters"));
-    }
-    let fraction_ok = input.tax_rate >= Decimal::ZERO && input.tax_rate < Decimal::ONE;
-    if !fraction_ok {
-        return Err(Error::invalid("tax_rate", "use a rate from 0 up to (not including) 100 %"));
-    }
-    if input.tax_rate.normalize().scale() > 5 {
-        return Err(Error::invalid("tax_rate", "use at most 3 decimal places of a percent"));
-    }
-    if !(0..=365).contains(&input.payment_terms_days) {
-        return Err(Error::invalid("payment_terms_days", "use 0 to 365 days"));
-    }
-    Ok(())
-}
-
 pub async fn get(pool: &PgPool) -> Result<BillingSettings> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        BillingSettings,
         r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
            FROM billing_settings"#
     )
     .fetch_one(pool)
     .await?;
-    Ok(BillingSettings {
-        provider_name: row.provider_name,
-        provider_address: row.provider_address,
-        provider_tax_id: row.provider_tax_id,
-        tax_rate: row.tax_rate.normalize(),
-        mode: row.mode,
-        payment_terms_days: row.payment_terms_days,
+    Ok(BillingSettings { tax_rate: row.tax_rate.normalize(), ..row })
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(Error::invalid(field, format!("use at most {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        return Err(Error::invalid(field, "use no control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// The input checked field by field, in the order a form shows them.
+pub fn validate(input: &BillingSettingsInput) -> Result<BillingSettingsInput> {
+    let provider_name = check_text("provider_name", &input.provider_name, 200)?;
+    let provider_address = check_text("provider_address", &input.provider_address, 1000)?;
+    let provider_tax_id = check_text("provider_tax_id", &input.provider_tax_id, 100)?;
+    // numeric(6, 5): below 1, five decimals at most; an invoice's tax is rounded once anyway.
+    let rate = input.tax_rate.normalize();
+    if rate.is_sign_negative() || rate >= Decimal::ONE {
+        return Err(Error::invalid("tax_rate", "use a fraction from 0 up to (not including) 1, e.g. 0.2 for 20 %"));
+    }
+    if rate.scale() > 5 {
+        return Err(Error::invalid("tax_rate", "use at most 5 decimals, e.g. 0.19625"));
+    }
+    if !(0..=365).contains(&input.payment_terms_days) {
+        return Err(Error::invalid("payment_terms_days", "use 0 to 365 days"));
+    }
+    Ok(BillingSettingsInput {
+        provider_name,
+        provider_address,
+        provider_tax_id,
+        tax_rate: rate,
+        mode: input.mode,
+        payment_terms_days: input.payment_terms_days,
     })
 }
 
-/// Replaces the settings, recording before and after in the audit log. Issued invoices
-/// keep the details they were issued with (`invoices.issuer`, `tax_rate`).
+/// Replaces the settings; audited in the same transaction. Issued invoices keep the
+/// details they were issued with; the next run uses these.
 pub async fn update(pool: &PgPool, input: &BillingSettingsInput, actor: &Actor) -> Result<BillingSettings> {
-    validate(input)?;
-    let before = get(pool).await?;
+    let input = validate(input)?;
     let mut tx = pool.begin().await?;
-    sqlx::query!(
-        "UPDATE billing_settings SET provider_name = $1, provider_address = $2, provider_tax_id = $3, tax_rate = $4,
-                mode = $5, payment_terms_days = $6, updated_at = now()",
+    let before = sqlx::query_as!(
+        BillingSettings,
+        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
+           FROM billing_settings FOR UPDATE"#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let after = sqlx::query_as!(
+        BillingSettings,
+        r#"UPDATE billing_settings SET provider_name = $1, provider_address = $2, provider_tax_id = $3, tax_rate = $4,
+                  mode = $5, payment_terms_days = $6, updated_at = now()
+           RETURNING provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days"#,
         input.provider_name,
         input.provider_address,
         input.provider_tax_id,
@@ -115,16 +130,8 @@ pub async fn update(pool: &PgPool, input: &BillingSettingsInput, actor: &Actor) 
         input.mode as BillingMode,
         input.payment_terms_days
     )
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let after = BillingSettings {
-        provider_name: input.provider_name.clone(),
-        provider_address: input.provider_address.clone(),
-        provider_tax_id: input.provider_tax_id.clone(),
-        tax_rate: input.tax_rate.normalize(),
-        mode: input.mode,
-        payment_terms_days: input.payment_terms_days,
-    };
     audit::record(
         &mut tx,
         actor,
@@ -139,19 +146,4 @@ pub async fn update(pool: &PgPool, input: &BillingSettingsInput, actor: &Actor) 
     .await?;
     tx.commit().await?;
     Ok(after)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percents_become_exact_fractions() {
-        assert_eq!(parse_tax_percent("20").unwrap(), "0.2".parse::<Decimal>().unwrap());
-        assert_eq!(parse_tax_percent(" 7.125 % ").unwrap(), "0.07125".parse::<Decimal>().unwrap());
-        assert_eq!(parse_tax_percent("0").unwrap(), Decimal::ZERO);
-        for bad in ["150", "100", "-1", "abc", "7.1255", ""] {
-            assert!(parse_tax_percent(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -153,3 +153,83 @@ See the usage of {app}: {base_url}{link}
     );
     message(to, alert.title.clone(), text)
 }
+
+/// What an invoice mail says about its invoice. Numbers and dates only: nothing a
+/// developer typed, and no payment details.
+pub struct InvoiceFacts {
+    pub number: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// The total with its currency, e.g. `12.50 USD`.
+    pub total: String,
+    /// `YYYY-MM-DD` (UTC), when there is one.
+    pub due: Option<String>,
+    /// The invoice's page, an absolute URL.
+    pub link: String,
+}
+
+/// An invoice was issued to the recipient's account.
+pub fn invoice_issued(to: &str, invoice: &InvoiceFacts, paid: bool) -> Outgoing {
+    let payment = match (&invoice.due, paid) {
+        (_, true) => "There is nothing to pay.".to_owned(),
+        (Some(due), false) => format!("Due date: {due}"),
+        (None, false) => String::new(),
+    };
+    let text = format!(
+        "Hello,
+
+Invoice {number} for {period} was issued to your account.
+
+Total: {total}
+{payment}
+
+See the invoice: {link}
+",
+        number = invoice.number,
+        period = invoice.period,
+        total = invoice.total,
+        link = invoice.link
+    );
+    message(to, format!("Invoice {} for {}", invoice.number, invoice.period), text)
+}
+
+/// An automatic payment try was declined; `next_try` is the date of the next one, if any.
+pub fn payment_failed(to: &str, invoice: &InvoiceFacts, reason: &str, next_try: Option<&str>) -> Outgoing {
+    let next = match next_try {
+        Some(date) => format!("We will try again on {date}."),
+        None => {
+            "That was the last try: the invoice is marked failed. Contact the API provider to settle it.".to_owned()
+        }
+    };
+    let text = format!(
+        "Hello,
+
+The payment of invoice {number} ({total}) was declined: {reason}.
+
+{next}
+
+See the invoice: {link}
+",
+        number = invoice.number,
+        total = invoice.total,
+        link = invoice.link
+    );
+    message(to, format!("Payment of invoice {} failed", invoice.number), text)
+}
+
+/// To a provider admin: an invoice failed its last automatic try.
+pub fn invoice_failed_admin(to: &str, invoice: &InvoiceFacts, account_name: &str, reason: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Invoice {number} ({total}, {period}) of the account \"{account_name}\" failed: its last automatic payment try was declined ({reason}).
+
+The account's owners were told. Record a payment or cancel the invoice: {link}
+",
+        number = invoice.number,
+        total = invoice.total,
+        period = invoice.period,
+        link = invoice.link
+    );
+    message(to, format!("Invoice {} failed", invoice.number), text)
+}

@@ -17,6 +17,8 @@ pub struct SessionRecord {
     pub user_id: Option<UserId>,
     pub csrf_token: String,
     pub expires_at: OffsetDateTime,
+    /// A message waits for the next page (see [`SessionStore::put`] under `flash`).
+    pub has_flash: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ impl SessionStore {
         )
         .execute(&self.pool)
         .await?;
-        Ok((raw, SessionRecord { id_hash, user_id: user, csrf_token, expires_at }))
+        Ok((raw, SessionRecord { id_hash, user_id: user, csrf_token, expires_at, has_flash: false }))
     }
 
     /// Finds the live session for a cookie value, refreshing its idle timer.
@@ -67,8 +69,8 @@ impl SessionStore {
         let id_hash = token_hash(raw);
         let now = OffsetDateTime::now_utc();
         let row = sqlx::query!(
-            "SELECT user_id, csrf_token, expires_at, last_seen_at FROM sessions
-             WHERE id_hash = $1 AND expires_at > $2 AND (user_id IS NULL OR last_seen_at > $3)",
+            r#"SELECT user_id, csrf_token, expires_at, last_seen_at, data ? 'flash' AS "has_flash!" FROM sessions
+             WHERE id_hash = $1 AND expires_at > $2 AND (user_id IS NULL OR last_seen_at > $3)"#,
             id_hash,
             now,
             now - self.idle_timeout
@@ -86,6 +88,7 @@ impl SessionStore {
             user_id: row.user_id.map(UserId),
             csrf_token: row.csrf_token,
             expires_at: row.expires_at,
+            has_flash: row.has_flash,
         }))
     }
 

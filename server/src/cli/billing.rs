@@ -2,8 +2,8 @@
 
 use std::io::{IsTerminal, Write};
 
-use tollgate_core::billing::Month;
 use tollgate_core::billing::run::{self, RunOptions};
+use tollgate_core::billing::{Month, Payments};
 use uuid::Uuid;
 
 use super::database::connect;
@@ -20,7 +20,13 @@ pub async fn run(
     let url = settings.require_database()?;
     let pool = connect(url, 2).await?;
     let tty = std::io::stderr().is_terminal();
-    let options = RunOptions { month, account, dry_run };
+    let options = RunOptions {
+        month,
+        account,
+        dry_run,
+        public_url: settings.public_url.clone(),
+        charge: Payments::new(settings.payment_provider).charges_automatically(),
+    };
     let summary = run::run(&pool, &options, |done, total| {
         if tty {
             eprint!("\r{}", bar(done, total));
