@@ -443,8 +443,10 @@ async fn a_billing_run_through_the_api_is_idempotent(pool: PgPool) {
     assert_eq!(status, 200);
     assert_eq!((second["invoices"].as_array().unwrap().len(), second["skipped"].as_i64()), (0, Some(1)));
     assert_eq!(count().await, 1);
+    let (status, _) = admin.call(Method::POST, runs, Some(json!([null, null]))).await;
+    assert_eq!(status, 400, "a body that is not an object");
     // A month that has not ended, or is not a month, is refused naming `period`.
-    for period in ["2999-01", "2025-1"] {
+    for period in ["2999-01", "2025-1", "0000-01"] {
         let (status, body) = admin.call(Method::POST, runs, Some(json!({"period": period}))).await;
         assert_eq!((status, body["field"].as_str()), (422, Some("period")), "{period}: {body}");
     }
@@ -486,8 +488,11 @@ async fn billing_settings_are_validated_field_by_field_and_audited(pool: PgPool)
         let (status, answer) = admin.call(Method::PUT, path, Some(body.clone())).await;
         assert_eq!((status, answer["field"].as_str()), (422, Some(field)), "{body}: {answer}");
     }
-    let (status, _) = admin.call(Method::PUT, path, Some(with("mode", json!("weekly")))).await;
-    assert_eq!(status, 400);
+    // Not what the document allows: a mode that is none, a rate as a JSON number, not an object.
+    for body in [with("mode", json!("weekly")), with("tax_rate", json!(0.2)), json!([null, null])] {
+        let (status, answer) = admin.call(Method::PUT, path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
     // Nothing of the refused bodies was stored.
     assert_eq!(admin.call(Method::GET, path, None).await.1, good);
 }
