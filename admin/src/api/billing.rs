@@ -16,13 +16,16 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::invoices::parse_month;
 use super::schemas;
-use super::wire::parse_json;
+use super::wire::{parse_decimal, parse_json_object};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunIn {
     /// `YYYY-MM`; by default the month that just ended (postpaid) or the current one (prepaid).
-    #[schema(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$", max_length = 7)]
+    #[schema(
+        pattern = "^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        max_length = 7
+    )]
     pub period: Option<String>,
     /// Only this account.
     pub account_id: Option<Uuid>,
@@ -109,7 +112,7 @@ pub async fn run_billing(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
-    let input: RunIn = parse_json(&body)?;
+    let input: RunIn = parse_json_object(&body)?;
     let month = input.period.as_deref().map(|p| parse_month("period", p)).transpose()?;
     let options = RunOptions {
         month,
@@ -134,8 +137,8 @@ pub struct SettingsBody {
     #[schema(max_length = 100, pattern = "^[^\\u0000]*$")]
     pub provider_tax_id: String,
     /// A fraction below 1 with at most 5 decimals: `0.2` is 20 %.
-    #[schema(value_type = String, pattern = "^0(\\.[0-9]{1,5})?$", example = "0.2")]
-    pub tax_rate: Decimal,
+    #[schema(pattern = "^0(\\.[0-9]{1,5})?$", example = "0.2")]
+    pub tax_rate: String,
     #[schema(schema_with = schemas::billing_mode)]
     pub mode: BillingMode,
     /// Days from issue to due date.
@@ -149,7 +152,7 @@ impl From<BillingSettings> for SettingsBody {
             provider_name: s.provider_name,
             provider_address: s.provider_address,
             provider_tax_id: s.provider_tax_id,
-            tax_rate: s.tax_rate.normalize(),
+            tax_rate: s.tax_rate.normalize().to_string(),
             mode: s.mode,
             payment_terms_days: s.payment_terms_days,
         }
@@ -173,12 +176,13 @@ pub async fn show_settings(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResu
     security(("bearer" = [])))]
 pub async fn replace_settings(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
-    let input: SettingsBody = parse_json(&body)?;
+    let input: SettingsBody = parse_json_object(&body)?;
+    let tax_rate = parse_decimal("tax_rate", &input.tax_rate)?;
     let input = BillingSettingsInput {
         provider_name: input.provider_name,
         provider_address: input.provider_address,
         provider_tax_id: input.provider_tax_id,
-        tax_rate: input.tax_rate,
+        tax_rate,
         mode: input.mode,
         payment_terms_days: input.payment_terms_days,
     };

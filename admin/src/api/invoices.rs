@@ -17,7 +17,7 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
 use super::schemas;
-use super::wire::{parse_json, parse_query, rfc3339};
+use super::wire::{parse_decimal, parse_json_object, parse_query, rfc3339};
 
 /// An invoice as lists show it. Money is a decimal string in the invoice's currency.
 #[derive(Debug, Serialize, ToSchema)]
@@ -213,7 +213,10 @@ pub struct InvoiceQuery {
     pub state: Option<InvoiceState>,
     pub account_id: Option<Uuid>,
     /// The billing period, `YYYY-MM`.
-    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$", max_length = 7)]
+    #[param(
+        pattern = "^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        max_length = 7
+    )]
     pub period: Option<String>,
     /// An ISO 4217 code, e.g. `EUR`.
     #[param(pattern = "^[A-Z]{3}$", max_length = 3)]
@@ -290,7 +293,7 @@ pub async fn transition(
 ) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = parse_id(&path)?;
-    let input: TransitionIn = parse_json(&body)?;
+    let input: TransitionIn = parse_json_object(&body)?;
     invoices::transition(&pool, id, input.action, &actor, input.note.trim()).await?;
     Ok(HttpResponse::Ok().json(InvoiceDetailOut::from(directory::get(&pool, id).await?)))
 }
@@ -299,8 +302,8 @@ pub async fn transition(
 #[serde(deny_unknown_fields)]
 pub struct PaymentIn {
     /// The invoice's total, exactly: part payments are not recorded.
-    #[schema(value_type = String, pattern = "^[0-9]{1,20}(\\.[0-9]{1,4})?$", example = "49.00")]
-    pub amount: Decimal,
+    #[schema(pattern = "^[0-9]{1,20}(\\.[0-9]{1,4})?$", example = "49.00")]
+    pub amount: String,
     /// Where the money came from, e.g. a bank transfer's id.
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$", example = "BT-2026-11-0042")]
     pub reference: String,
@@ -322,7 +325,8 @@ pub async fn record_payment(
 ) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let id = parse_id(&path)?;
-    let input: PaymentIn = parse_json(&body)?;
-    payments::record_manual_payment(&pool, id, input.amount, &input.reference, &actor).await?;
+    let input: PaymentIn = parse_json_object(&body)?;
+    let amount = parse_decimal("amount", &input.amount)?;
+    payments::record_manual_payment(&pool, id, amount, &input.reference, &actor).await?;
     Ok(HttpResponse::Created().json(InvoiceDetailOut::from(directory::get(&pool, id).await?)))
 }

@@ -16,6 +16,25 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))
 }
 
+/// [`parse_json`] for a body documented as an object: serde would also read a struct
+/// from a JSON array (`[null, null]`), which the document does not allow.
+pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("the JSON body must be an object".into()));
+    }
+    parse_json(body)
+}
+
+/// A decimal sent as a string, as the document declares money and rates (a JSON number
+/// would lose digits): 422 naming the field when it is not one.
+pub fn parse_decimal(field: &'static str, raw: &str) -> ApiResult<rust_decimal::Decimal> {
+    raw.trim()
+        .parse::<rust_decimal::Decimal>()
+        .map_err(|_| tollgate_core::Error::invalid(field, "write a decimal number as a string, e.g. \"12.50\"").into())
+}
+
 /// JSON Schema counts `670.0` as an integer, so clients may send it where an
 /// integer is documented; serde would refuse it.
 fn integral_floats_to_integers(value: &mut serde_json::Value) {

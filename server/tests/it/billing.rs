@@ -459,7 +459,13 @@ async fn prepaid_and_postpaid_side_by_side(pool: PgPool) {
         usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 500).await;
     }
     // Postpaid, October: October's fee 30.00 and October's usage 500 × 0.01 = 5.00.
-    run(&pool, &RunOptions { month: month("2025-10"), account: Some(post), dry_run: false }, |_, _| {}).await.unwrap();
+    run(
+        &pool,
+        &RunOptions { month: month("2025-10"), account: Some(post), dry_run: false, ..RunOptions::default() },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(
         invoice(&pool, post, "2025-10").await.3,
         [line("monthly_fee", "30", "2025-10"), line("usage", "5", "2025-10")]
@@ -467,7 +473,13 @@ async fn prepaid_and_postpaid_side_by_side(pool: PgPool) {
     // Prepaid, November: November's fee 30.00 in advance, October's usage 5.00 in arrears;
     // October's fee was never invoiced in advance (no October invoice), so it is owed too.
     sqlx::query("UPDATE billing_settings SET mode = 'prepaid'").execute(&pool).await.unwrap();
-    run(&pool, &RunOptions { month: month("2025-11"), account: Some(pre), dry_run: false }, |_, _| {}).await.unwrap();
+    run(
+        &pool,
+        &RunOptions { month: month("2025-11"), account: Some(pre), dry_run: false, ..RunOptions::default() },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(
         invoice(&pool, pre, "2025-11").await.3,
         [line("monthly_fee", "30", "2025-10"), line("monthly_fee", "30", "2025-11"), line("usage", "5", "2025-10")]
@@ -585,9 +597,13 @@ async fn a_run_killed_half_way_resumes_to_the_same_rows(pool: PgPool) {
     assert_eq!(snapshot(&pool).await, [], "a dry run writes nothing");
     // A run killed after two accounts committed theirs (each account is one transaction).
     for acc in &accounts[..2] {
-        run(&pool, &RunOptions { month: month("2025-10"), account: Some(*acc), dry_run: false }, |_, _| {})
-            .await
-            .unwrap();
+        run(
+            &pool,
+            &RunOptions { month: month("2025-10"), account: Some(*acc), dry_run: false, ..RunOptions::default() },
+            |_, _| {},
+        )
+        .await
+        .unwrap();
     }
     let resumed = bill(&pool, "2025-10").await;
     assert_eq!((resumed.invoices.len(), resumed.skipped), (2, 2));
@@ -691,9 +707,18 @@ async fn kolkata_usage_reported_by_an_agent_at_23_50_on_the_last_day_is_billed_i
         .unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let period = format!("{:04}-{:02}", month.year(), month.month());
-    run(&pool, &RunOptions { month: Some(period.parse().unwrap()), account: Some(acc), dry_run: false }, |_, _| {})
-        .await
-        .unwrap();
+    run(
+        &pool,
+        &RunOptions {
+            month: Some(period.parse().unwrap()),
+            account: Some(acc),
+            dry_run: false,
+            ..RunOptions::default()
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
     // 1000 × 0.01 + 1 × 0.005 = 10.005 → 10.01, all in the Kolkata month the call was in.
     assert_eq!(invoice(&pool, acc, &period).await.3, [line("usage", "10.01", &period)]);
 }

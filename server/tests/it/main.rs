@@ -10,6 +10,7 @@ mod admin_ui;
 mod agent_api;
 mod auth;
 mod billing;
+mod billing_payments;
 mod boundaries;
 mod cli;
 mod gateway;
