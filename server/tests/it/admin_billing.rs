@@ -490,3 +490,45 @@ async fn the_demo_seed_issues_an_invoice_once(pool: PgPool) {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.normalize()), (first.as_str(), "pending", d("15")));
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_admin_api_reads_and_replaces_pricing_modes(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let actor = tollgate_core::audit::Actor::system("test");
+    let (_, token) = tollgate_core::admin_tokens::create(&pool, owner, "tests", &actor).await.unwrap();
+    let app = spawn_app(pool.clone()).await;
+    let pro = plan_id(&pool, "pro").await;
+    let url = app.url(&format!("/admin/api/v1/plans/{pro}"));
+    let get = || async {
+        let res = app.client.get(&url).bearer_auth(token.as_str()).send().await.unwrap();
+        res.json::<serde_json::Value>().await.unwrap()
+    };
+    let mut plan = get().await;
+    assert_eq!(plan["pricing_modes"], serde_json::json!([]), "graduated is what no row means");
+    for key in ["id", "api_id", "applications"] {
+        plan.as_object_mut().unwrap().remove(key);
+    }
+    let put = |body: serde_json::Value| {
+        let app = &app;
+        let url = &url;
+        let token = token.as_str().to_owned();
+        async move { app.client.put(url).bearer_auth(token).json(&body).send().await.unwrap() }
+    };
+    let mut body = plan.clone();
+    body["pricing_modes"] = serde_json::json!([{"metric": "hits", "mode": "volume"}]);
+    let res = put(body).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(get().await["pricing_modes"], serde_json::json!([{"metric": "hits", "mode": "volume"}]));
+    // A mode outside the enum, or for a metric without tiers, is refused.
+    let mut body = plan.clone();
+    body["pricing_modes"] = serde_json::json!([{"metric": "hits", "mode": "sliding"}]);
+    assert!(put(body).await.status().is_client_error());
+    let mut body = plan.clone();
+    body["pricing"] = serde_json::json!([]);
+    body["pricing_modes"] = serde_json::json!([{"metric": "hits", "mode": "volume"}]);
+    let res = put(body).await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["field"], "pricing_modes[0].metric");
+    assert_eq!(get().await["pricing_modes"], serde_json::json!([{"metric": "hits", "mode": "volume"}]), "unchanged");
+}
