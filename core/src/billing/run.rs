@@ -15,7 +15,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde_json::json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use tollgate_protocol::period::TimeZoneName;
 use uuid::Uuid;
@@ -178,6 +178,11 @@ fn from_date(d: time::Date) -> Option<Month> {
     Month::new(i16::try_from(d.year()).ok()?, i8::try_from(u8::from(d.month())).ok()?)
 }
 
+/// Accounts whose inputs are read together, before their transactions. A page is read
+/// at most a few seconds before its last account is billed; what could change the lines
+/// in that time (the account's invoices) is checked again under each account's lock.
+const PAGE: usize = 500;
+
 /// Bills every account with a subscription that touches the period (or just one account),
 /// calling `progress(done, total)` after each.
 pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(usize, usize)) -> Result<RunSummary> {
@@ -211,23 +216,35 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
         dry_run: options.dry_run,
         ..RunSummary::default()
     };
-    for (i, account) in accounts.iter().enumerate() {
-        if account.billed {
-            summary.skipped += 1;
-            progress(i + 1, accounts.len());
-            continue;
-        }
-        // One account's failure must not stop every later account from being billed.
-        match bill_account(pool, account.id, month, &settings, options.dry_run).await {
-            Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
-            Ok(Outcome::Nothing) => summary.empty += 1,
-            Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
-            Err(err) => {
-                tracing::error!(account = %account.id, period = %month, error = %err, "billing an account failed");
-                summary.failed.push(FailedAccount { account_id: account.id, error: err.to_string() });
+    let total = accounts.len();
+    let mut done = 0;
+    for chunk in accounts.chunks(PAGE) {
+        let unbilled: Vec<Uuid> = chunk.iter().filter(|a| !a.billed).map(|a| a.id).collect();
+        let mut page = if unbilled.is_empty() {
+            Page::default()
+        } else {
+            load_page(&mut *pool.acquire().await?, &unbilled, month).await?
+        };
+        for account in chunk {
+            done += 1;
+            if account.billed {
+                summary.skipped += 1;
+                progress(done, total);
+                continue;
             }
+            let inputs = page.accounts.remove(&account.id).unwrap_or_default();
+            // One account's failure must not stop every later account from being billed.
+            match bill_account(pool, account.id, month, &settings, options.dry_run, inputs, &page.usage).await {
+                Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
+                Ok(Outcome::Nothing) => summary.empty += 1,
+                Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
+                Err(err) => {
+                    tracing::error!(account = %account.id, period = %month, error = %err, "billing an account failed");
+                    summary.failed.push(FailedAccount { account_id: account.id, error: err.to_string() });
+                }
+            }
+            progress(done, total);
         }
-        progress(i + 1, accounts.len());
     }
     Ok(summary)
 }
@@ -238,53 +255,88 @@ enum Outcome {
     Invoices(Vec<IssuedInvoice>),
 }
 
+/// What one account's lines are computed from, besides usage.
+#[derive(Default)]
+struct Inputs {
+    subscriptions: Vec<Subscription>,
+    billed: Billed,
+    invoiced: BTreeSet<(Month, Currency)>,
+    /// The account's invoices that are not cancelled, sorted: `billed` and `invoiced`
+    /// (and whether setup fees were billed) follow from exactly these.
+    invoice_ids: Vec<Uuid>,
+}
+
+/// A page of accounts' inputs, read in one query per table.
+#[derive(Default)]
+struct Page {
+    accounts: HashMap<Uuid, Inputs>,
+    usage: Usage,
+}
+
+impl Inputs {
+    fn lines(&self, month: Month, mode: BillingMode, usage: &Usage) -> Vec<Line> {
+        compute::lines(&AccountInput {
+            month,
+            mode,
+            subscriptions: &self.subscriptions,
+            usage,
+            billed: &self.billed,
+            invoiced: &self.invoiced,
+        })
+    }
+}
+
 async fn bill_account(
     pool: &PgPool,
     account: Uuid,
     month: Month,
     settings: &Settings,
     dry_run: bool,
+    inputs: Inputs,
+    usage: &Usage,
 ) -> Result<Outcome> {
+    let mut lines = inputs.lines(month, settings.mode, usage);
+    // Nothing to bill needs no transaction: a change since the page was read is billed
+    // by the next run, as a change just after this run would be.
+    if lines.is_empty() {
+        return Ok(Outcome::Nothing);
+    }
     let mut tx = pool.begin().await?;
     let key = format!("tollgate.billing:{account}:{month}");
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(&mut *tx).await?;
+    // After the lock: a replica that billed the account first has committed by now.
     let period_start = to_date(month);
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "e!""#,
+    let now = sqlx::query!(
+        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "billed!",
+                  ARRAY(SELECT id FROM invoices WHERE account_id = $1 AND state <> 'cancelled' ORDER BY id) AS "invoices!""#,
         account,
         period_start
     )
     .fetch_one(&mut *tx)
     .await?;
-    if exists {
+    if now.billed {
         return Ok(Outcome::AlreadyBilled);
     }
-    let subscriptions = load_subscriptions(&mut tx, account).await?;
-    let usage = load_usage(&mut tx, &subscriptions, month).await?;
-    let (billed, invoiced) = load_billed(&mut tx, account).await?;
-    let lines = compute::lines(&AccountInput {
-        month,
-        mode: settings.mode,
-        subscriptions: &subscriptions,
-        usage: &usage,
-        billed: &billed,
-        invoiced: &invoiced,
-    });
-    if lines.is_empty() {
-        return Ok(Outcome::Nothing);
+    if now.invoices != inputs.invoice_ids {
+        // An invoice was issued or cancelled since the page was read: read this account again.
+        let mut fresh = load_page(&mut tx, &[account], month).await?;
+        let inputs = fresh.accounts.remove(&account).unwrap_or_default();
+        lines = inputs.lines(month, settings.mode, &fresh.usage);
+        if lines.is_empty() {
+            return Ok(Outcome::Nothing);
+        }
     }
     let currencies: BTreeSet<Currency> = lines.iter().map(|l| l.currency).collect();
     let mut issued = Vec::new();
     for currency in currencies {
-        let mine: Vec<&Line> = lines.iter().filter(|l| l.currency == currency).collect();
-        let owned: Vec<Line> = mine.iter().map(|l| (*l).clone()).collect();
-        let (subtotal, tax, total) = compute::totals(currency, &owned, settings.tax_rate);
+        let mine: Vec<Line> = lines.iter().filter(|l| l.currency == currency).cloned().collect();
+        let (subtotal, tax, total) = compute::totals(currency, &mine, settings.tax_rate);
         let state = if total.is_zero() { InvoiceState::Paid } else { InvoiceState::Pending };
         let number = if dry_run {
             None
         } else {
             Some(
-                insert_invoice(&mut tx, account, month, currency, &owned, (subtotal, tax, total), state, settings)
+                insert_invoice(&mut tx, account, month, currency, &mine, (subtotal, tax, total), state, settings)
                     .await?,
             )
         };
@@ -292,7 +344,7 @@ async fn bill_account(
             account_id: account,
             number: number.map(|n| n.to_string()),
             currency: currency.to_string(),
-            lines: owned.len(),
+            lines: mine.len(),
             total,
             state,
         });
@@ -326,19 +378,57 @@ async fn insert_invoice(
     .fetch_one(&mut **tx)
     .await?;
     let number = InvoiceNumber::new(month, sequence);
-    let id = Uuid::now_v7();
     let issuer = json!({
         "name": settings.provider_name,
         "address": settings.provider_address,
         "tax_id": settings.provider_tax_id,
     });
-    let inserted = sqlx::query!(
-        r#"INSERT INTO invoices (id, account_id, number, period_start, period_end, currency, state, subtotal, tax_rate, tax, total,
-                                 issued_at, due_at, paid_at, mode, issuer)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now() + make_interval(days => $12),
-                   CASE WHEN $7 = 'paid'::invoice_state THEN now() END, $13, $14)
-           ON CONFLICT (account_id, period_start, currency) DO NOTHING"#,
-        id,
+    let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
+    let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();
+    let descriptions: Vec<String> = lines.iter().map(|l| l.description.clone()).collect();
+    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
+    let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
+    let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
+    let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
+    // The run finalizes and issues in one step; each step is recorded.
+    let mut steps: Vec<String> = vec!["open".into(), "finalized".into(), "pending".into()];
+    if state == InvoiceState::Paid {
+        steps.push("paid".into());
+    }
+    // The invoice, its lines and its steps in one statement: round trips dominate a run.
+    let inserted = sqlx::query_scalar!(
+        r#"WITH invoice AS (
+               INSERT INTO invoices (id, account_id, number, period_start, period_end, currency, state, subtotal, tax_rate,
+                                     tax, total, issued_at, due_at, paid_at, mode, issuer)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now() + make_interval(days => $12),
+                       CASE WHEN $7 = 'paid'::invoice_state THEN now() END, $13, $14)
+               ON CONFLICT (account_id, period_start, currency) DO NOTHING
+               RETURNING id
+           ), lines AS (
+               INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description,
+                                          quantity, unit_price, amount, plan_id, metric_id, service_month)
+               SELECT gen_random_uuid(), invoice.id, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity,
+                      t.unit_price, t.amount, p.id, m.id, t.service_month
+               FROM invoice
+               CROSS JOIN unnest($15::uuid[], $16::text[], $17::text[], $18::numeric[], $19::numeric[], $20::numeric[],
+                                 $21::uuid[], $22::uuid[], $23::date[])
+                    WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric,
+                                         service_month, n)
+               LEFT JOIN applications a ON a.id = t.app
+               LEFT JOIN plans p ON p.id = t.plan
+               LEFT JOIN metrics m ON m.id = t.metric
+               ORDER BY t.n
+           ), steps AS (
+               INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
+               SELECT invoice.id, lag(s) OVER (ORDER BY n), s, 'billing run',
+                      CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
+               FROM invoice CROSS JOIN unnest($24::text[]) WITH ORDINALITY AS t(s, n)
+               ORDER BY n
+           )
+           SELECT count(*) AS "inserted!" FROM invoice"#,
+        Uuid::now_v7(),
         account,
         number.as_str(),
         month_date,
@@ -351,37 +441,7 @@ async fn insert_invoice(
         total,
         settings.payment_terms_days,
         settings.mode as BillingMode,
-        issuer
-    )
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        // Only reachable if the advisory lock was bypassed; the unique key still holds.
-        return Err(Error::Conflict(format!("account {account} already has a {currency} invoice for {month}")));
-    }
-    // One statement for all lines and one for the steps: round trips dominate a run.
-    let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
-    let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();
-    let descriptions: Vec<String> = lines.iter().map(|l| l.description.clone()).collect();
-    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
-    let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
-    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
-    let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
-    let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
-    let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
-    sqlx::query!(
-        r#"INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description, quantity,
-                                     unit_price, amount, plan_id, metric_id, service_month)
-           SELECT gen_random_uuid(), $1, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity, t.unit_price,
-                  t.amount, p.id, m.id, t.service_month
-           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[], $8::uuid[],
-                       $9::uuid[], $10::date[])
-                WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric, service_month, n)
-           LEFT JOIN applications a ON a.id = t.app
-           LEFT JOIN plans p ON p.id = t.plan
-           LEFT JOIN metrics m ON m.id = t.metric
-           ORDER BY t.n"#,
-        id,
+        issuer,
         &apps,
         &kinds,
         &descriptions,
@@ -390,31 +450,36 @@ async fn insert_invoice(
         &amounts,
         &plans,
         &metrics as &[Option<Uuid>],
-        &months
+        &months,
+        &steps
     )
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    // The run finalizes and issues in one step; each step is recorded.
-    let mut to: Vec<String> = vec!["open".into(), "finalized".into(), "pending".into()];
-    if state == InvoiceState::Paid {
-        to.push("paid".into());
+    if inserted == 0 {
+        // Only reachable if the advisory lock was bypassed; the unique key still holds.
+        return Err(Error::Conflict(format!("account {account} already has a {currency} invoice for {month}")));
     }
-    sqlx::query!(
-        r#"INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
-           SELECT $1, lag(s) OVER (ORDER BY n), s, 'billing run', CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
-           FROM unnest($2::text[]) WITH ORDINALITY AS t(s, n)
-           ORDER BY n"#,
-        id,
-        &to
-    )
-    .execute(&mut **tx)
-    .await?;
     Ok(number)
 }
 
-async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<Vec<Subscription>> {
+/// The inputs of `accounts` for `month`: one query per table whatever the number of accounts.
+async fn load_page(conn: &mut PgConnection, accounts: &[Uuid], month: Month) -> Result<Page> {
+    let mut page = Page { accounts: accounts.iter().map(|id| (*id, Inputs::default())).collect(), usage: Usage::new() };
+    load_subscriptions(conn, accounts, &mut page.accounts).await?;
+    let apps: Vec<Uuid> =
+        page.accounts.values().flat_map(|i| i.subscriptions.iter().map(|s| s.application_id)).collect();
+    page.usage = load_usage(conn, &apps, month).await?;
+    load_billed(conn, accounts, &mut page.accounts).await?;
+    Ok(page)
+}
+
+async fn load_subscriptions(
+    conn: &mut PgConnection,
+    accounts: &[Uuid],
+    into: &mut HashMap<Uuid, Inputs>,
+) -> Result<()> {
     let rows = sqlx::query!(
-        r#"SELECT s.application_id, s.application_name, s.plan_id, s.started_at, s.ended_at,
+        r#"SELECT s.account_id, s.application_id, s.application_name, s.plan_id, s.started_at, s.ended_at,
                   a.trial_ends_at AS "trial_ends_at?",
                   EXISTS (SELECT 1 FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
                           WHERE l.subject_application_id = s.application_id AND l.kind = 'setup_fee'
@@ -423,11 +488,11 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
            FROM subscription_segments s
            JOIN plans p ON p.id = s.plan_id
            LEFT JOIN applications a ON a.id = s.application_id
-           WHERE s.account_id = $1
-           ORDER BY s.application_id, s.started_at, s.id"#,
-        account
+           WHERE s.account_id = ANY($1)
+           ORDER BY s.account_id, s.application_id, s.started_at, s.id"#,
+        accounts
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let plan_ids: Vec<Uuid> = rows.iter().map(|r| r.plan_id).collect::<BTreeSet<_>>().into_iter().collect();
     let prices = sqlx::query!(
@@ -440,7 +505,7 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
            ORDER BY r.plan_id, m.system_name, r.min_units"#,
         &plan_ids
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut pricing: HashMap<Uuid, Vec<MetricPricing>> = HashMap::new();
     for p in prices {
@@ -456,8 +521,8 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
             }),
         }
     }
+    // Plans are shared by every account of the page.
     let mut plans: HashMap<Uuid, Arc<PlanTerms>> = HashMap::new();
-    let mut subs: Vec<Subscription> = Vec::new();
     for r in rows {
         let plan = match plans.get(&r.plan_id) {
             Some(plan) => plan.clone(),
@@ -480,6 +545,7 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
             }
         };
         let segment = Segment { plan, start: to_jiff(r.started_at), end: r.ended_at.map(to_jiff) };
+        let subs = &mut into.entry(r.account_id).or_default().subscriptions;
         match subs.last_mut() {
             Some(sub) if sub.application_id == r.application_id => sub.segments.push(segment),
             _ => subs.push(Subscription {
@@ -491,11 +557,10 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
             }),
         }
     }
-    Ok(subs)
+    Ok(())
 }
 
-async fn load_usage(tx: &mut Transaction<'_, Postgres>, subs: &[Subscription], month: Month) -> Result<Usage> {
-    let apps: Vec<Uuid> = subs.iter().map(|s| s.application_id).collect();
+async fn load_usage(conn: &mut PgConnection, apps: &[Uuid], month: Month) -> Result<Usage> {
     let utc = TimeZoneName::utc();
     let from =
         month.previous().previous().previous().previous().in_zone(&utc).start - jiff::SignedDuration::from_hours(15);
@@ -503,31 +568,27 @@ async fn load_usage(tx: &mut Transaction<'_, Postgres>, subs: &[Subscription], m
     let rows = sqlx::query!(
         "SELECT application_id, metric_id, bucket_start, hits FROM usage_rollups
          WHERE application_id = ANY($1) AND granularity = 'month' AND bucket_start >= $2 AND bucket_start < $3",
-        &apps,
+        apps,
         to_time(from),
         to_time(to)
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|r| ((r.application_id, r.metric_id, to_jiff(r.bucket_start)), r.hits)).collect())
 }
 
-async fn load_billed(
-    tx: &mut Transaction<'_, Postgres>,
-    account: Uuid,
-) -> Result<(Billed, BTreeSet<(Month, Currency)>)> {
+async fn load_billed(conn: &mut PgConnection, accounts: &[Uuid], into: &mut HashMap<Uuid, Inputs>) -> Result<()> {
     let rows = sqlx::query!(
-        r#"SELECT l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id, l.service_month AS "service_month!",
-                  l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
+        r#"SELECT i.account_id, l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id,
+                  l.service_month AS "service_month!", l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-           WHERE i.account_id = $1 AND i.state <> 'cancelled'
+           WHERE i.account_id = ANY($1) AND i.state <> 'cancelled'
              AND l.subject_application_id IS NOT NULL AND l.plan_id IS NOT NULL AND l.service_month IS NOT NULL
-           GROUP BY 1, 2, 3, 4, 5"#,
-        account
+           GROUP BY 1, 2, 3, 4, 5, 6"#,
+        accounts
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut billed = Billed::new();
     for r in rows {
         let Some(service_month) = from_date(r.service_month) else { continue };
         let subject = Subject {
@@ -537,17 +598,22 @@ async fn load_billed(
             service_month,
             setup: r.kind == LineKind::SetupFee,
         };
-        *billed.entry(subject).or_default() += r.amount;
+        *into.entry(r.account_id).or_default().billed.entry(subject).or_default() += r.amount;
     }
-    let months = sqlx::query!(
-        "SELECT period_start, currency FROM invoices WHERE account_id = $1 AND state <> 'cancelled'",
-        account
+    let invoices = sqlx::query!(
+        "SELECT account_id, id, period_start, currency FROM invoices
+         WHERE account_id = ANY($1) AND state <> 'cancelled'
+         ORDER BY account_id, id",
+        accounts
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
-    let invoiced = months
-        .into_iter()
-        .filter_map(|r| Some((from_date(r.period_start)?, Currency::new(r.currency.trim()).ok()?)))
-        .collect();
-    Ok((billed, invoiced))
+    for r in invoices {
+        let inputs = into.entry(r.account_id).or_default();
+        inputs.invoice_ids.push(r.id);
+        if let (Some(month), Ok(currency)) = (from_date(r.period_start), Currency::new(r.currency.trim())) {
+            inputs.invoiced.insert((month, currency));
+        }
+    }
+    Ok(())
 }
