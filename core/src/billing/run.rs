@@ -264,6 +264,8 @@ struct Inputs {
     /// The account's invoices that are not cancelled, sorted: `billed` and `invoiced`
     /// (and whether setup fees were billed) follow from exactly these.
     invoice_ids: Vec<Uuid>,
+    /// An invoice for the period was committed after the run listed the account.
+    period_billed: bool,
 }
 
 /// A page of accounts' inputs, read in one query per table.
@@ -295,6 +297,9 @@ async fn bill_account(
     inputs: Inputs,
     usage: &Usage,
 ) -> Result<Outcome> {
+    if inputs.period_billed {
+        return Ok(Outcome::AlreadyBilled);
+    }
     let mut lines = inputs.lines(month, settings.mode, usage);
     // Nothing to bill needs no transaction: a change since the page was read is billed
     // by the next run, as a change just after this run would be.
@@ -469,7 +474,7 @@ async fn load_page(conn: &mut PgConnection, accounts: &[Uuid], month: Month) -> 
     let apps: Vec<Uuid> =
         page.accounts.values().flat_map(|i| i.subscriptions.iter().map(|s| s.application_id)).collect();
     page.usage = load_usage(conn, &apps, month).await?;
-    load_billed(conn, accounts, &mut page.accounts).await?;
+    load_billed(conn, accounts, month, &mut page.accounts).await?;
     Ok(page)
 }
 
@@ -577,7 +582,12 @@ async fn load_usage(conn: &mut PgConnection, apps: &[Uuid], month: Month) -> Res
     Ok(rows.into_iter().map(|r| ((r.application_id, r.metric_id, to_jiff(r.bucket_start)), r.hits)).collect())
 }
 
-async fn load_billed(conn: &mut PgConnection, accounts: &[Uuid], into: &mut HashMap<Uuid, Inputs>) -> Result<()> {
+async fn load_billed(
+    conn: &mut PgConnection,
+    accounts: &[Uuid],
+    month: Month,
+    into: &mut HashMap<Uuid, Inputs>,
+) -> Result<()> {
     let rows = sqlx::query!(
         r#"SELECT i.account_id, l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id,
                   l.service_month AS "service_month!", l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
@@ -601,18 +611,23 @@ async fn load_billed(conn: &mut PgConnection, accounts: &[Uuid], into: &mut Hash
         *into.entry(r.account_id).or_default().billed.entry(subject).or_default() += r.amount;
     }
     let invoices = sqlx::query!(
-        "SELECT account_id, id, period_start, currency FROM invoices
-         WHERE account_id = ANY($1) AND state <> 'cancelled'
-         ORDER BY account_id, id",
+        r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState" FROM invoices
+           WHERE account_id = ANY($1)
+           ORDER BY account_id, id"#,
         accounts
     )
     .fetch_all(&mut *conn)
     .await?;
     for r in invoices {
         let inputs = into.entry(r.account_id).or_default();
+        let period = from_date(r.period_start);
+        inputs.period_billed |= period == Some(month);
+        if r.state == InvoiceState::Cancelled {
+            continue;
+        }
         inputs.invoice_ids.push(r.id);
-        if let (Some(month), Ok(currency)) = (from_date(r.period_start), Currency::new(r.currency.trim())) {
-            inputs.invoiced.insert((month, currency));
+        if let (Some(period), Ok(currency)) = (period, Currency::new(r.currency.trim())) {
+            inputs.invoiced.insert((period, currency));
         }
     }
     Ok(())
