@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -40,6 +41,10 @@ pub struct RunOptions {
     pub account: Option<Uuid>,
     /// Compute and report, write nothing.
     pub dry_run: bool,
+    /// Accounts billed at once, each in its own transaction on its own connection (0 counts
+    /// as 1). With one, invoice numbers follow the accounts' order; with more, the order in
+    /// which their transactions commit.
+    pub workers: usize,
 }
 
 /// One invoice a run made (or would make, in a dry run).
@@ -225,22 +230,35 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
         } else {
             load_page(&mut *pool.acquire().await?, &unbilled, month).await?
         };
-        for account in chunk {
+        let usage = &page.usage;
+        let settings = &settings;
+        let work: Vec<_> = chunk
+            .iter()
+            .map(|account| {
+                let inputs = page.accounts.remove(&account.id).unwrap_or_default();
+                let billed = account.billed;
+                async move {
+                    let outcome = if billed {
+                        Ok(Outcome::AlreadyBilled)
+                    } else {
+                        bill_account(pool, account.id, month, settings, options.dry_run, inputs, usage).await
+                    };
+                    (account.id, outcome)
+                }
+            })
+            .collect();
+        // In the accounts' order whatever order the workers finish in.
+        let mut outcomes = futures_util::stream::iter(work).buffered(options.workers.max(1));
+        while let Some((account, outcome)) = outcomes.next().await {
             done += 1;
-            if account.billed {
-                summary.skipped += 1;
-                progress(done, total);
-                continue;
-            }
-            let inputs = page.accounts.remove(&account.id).unwrap_or_default();
             // One account's failure must not stop every later account from being billed.
-            match bill_account(pool, account.id, month, &settings, options.dry_run, inputs, &page.usage).await {
+            match outcome {
                 Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
                 Ok(Outcome::Nothing) => summary.empty += 1,
                 Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
                 Err(err) => {
-                    tracing::error!(account = %account.id, period = %month, error = %err, "billing an account failed");
-                    summary.failed.push(FailedAccount { account_id: account.id, error: err.to_string() });
+                    tracing::error!(account = %account, period = %month, error = %err, "billing an account failed");
+                    summary.failed.push(FailedAccount { account_id: account, error: err.to_string() });
                 }
             }
             progress(done, total);
@@ -486,9 +504,6 @@ async fn load_subscriptions(
     let rows = sqlx::query!(
         r#"SELECT s.account_id, s.application_id, s.application_name, s.plan_id, s.started_at, s.ended_at,
                   a.trial_ends_at AS "trial_ends_at?",
-                  EXISTS (SELECT 1 FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-                          WHERE l.subject_application_id = s.application_id AND l.kind = 'setup_fee'
-                            AND i.state <> 'cancelled') AS "setup_billed!",
                   p.name AS plan_name, p.setup_fee, p.monthly_fee, p.currency, p.time_zone
            FROM subscription_segments s
            JOIN plans p ON p.id = s.plan_id
@@ -558,7 +573,8 @@ async fn load_subscriptions(
                 application_name: r.application_name,
                 trial_ends_at: r.trial_ends_at.map(to_jiff),
                 segments: vec![segment],
-                setup_fee_billed: r.setup_billed,
+                // Set from the account's invoices in `load_billed`.
+                setup_fee_billed: false,
             }),
         }
     }
@@ -609,6 +625,24 @@ async fn load_billed(
             setup: r.kind == LineKind::SetupFee,
         };
         *into.entry(r.account_id).or_default().billed.entry(subject).or_default() += r.amount;
+    }
+    // An application's setup fee is billed once, on its account's invoices (an application
+    // never changes account). Asked per page, not per segment: a per-row subquery was planned
+    // as a scan of every setup fee line ever billed.
+    let setup = sqlx::query!(
+        r#"SELECT DISTINCT i.account_id, l.subject_application_id AS "app!"
+           FROM invoices i JOIN invoice_lines l ON l.invoice_id = i.id
+           WHERE i.account_id = ANY($1) AND i.state <> 'cancelled' AND l.kind = 'setup_fee'
+             AND l.subject_application_id IS NOT NULL"#,
+        accounts
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in setup {
+        let subs = &mut into.entry(r.account_id).or_default().subscriptions;
+        for sub in subs.iter_mut().filter(|s| s.application_id == r.app) {
+            sub.setup_fee_billed = true;
+        }
     }
     let invoices = sqlx::query!(
         r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState" FROM invoices
