@@ -8,6 +8,10 @@
 //! * **Safe with replicas:** the transaction first takes a transaction-scoped advisory
 //!   lock on (account, period), so a second replica waits, then sees the invoice and
 //!   skips; `UNIQUE (account_id, period_start, currency)` backs this up.
+//!
+//! Inputs are read a page of accounts at a time, one query per table; under its lock an
+//! account is read again only if its invoices changed since (see docs/BILLING.md). With
+//! `workers > 1` several accounts are billed at once, each still in its own transaction.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -84,7 +84,7 @@ pub enum BillingCommand {
         dry_run: bool,
         /// Accounts billed at once, each in its own transaction; with more than one, invoice
         /// numbers follow the order the accounts finish in.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
         workers: u16,
     },
 }
