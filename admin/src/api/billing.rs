@@ -120,6 +120,7 @@ pub async fn run_billing(
         dry_run: input.dry_run,
         public_url: public_url.0.clone(),
         charge: payments.charges_automatically(),
+        ..RunOptions::default()
     };
     let summary = run::run(&pool, &options, |_, _| {}).await?;
     Ok(HttpResponse::Ok().json(RunSummaryOut::from(summary)))

@@ -8,14 +8,19 @@
 //! * **Safe with replicas:** the transaction first takes a transaction-scoped advisory
 //!   lock on (account, period), so a second replica waits, then sees the invoice and
 //!   skips; `UNIQUE (account_id, period_start, currency)` backs this up.
+//!
+//! Inputs are read a page of accounts at a time, one query per table; under its lock an
+//! account is read again only if its invoices changed since (see docs/BILLING.md). With
+//! `workers > 1` several accounts are billed at once, each still in its own transaction.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde_json::json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use tollgate_protocol::period::TimeZoneName;
 use uuid::Uuid;
@@ -40,6 +45,10 @@ pub struct RunOptions {
     pub account: Option<Uuid>,
     /// Compute and report, write nothing.
     pub dry_run: bool,
+    /// Accounts billed at once, each in its own transaction on its own connection (0 counts
+    /// as 1). With one, invoice numbers follow the accounts' order; with more, the order in
+    /// which their transactions commit.
+    pub workers: usize,
     /// The server's public URL, for the links in "invoice issued" mails.
     pub public_url: String,
     /// The payment provider charges by itself: issued invoices are due for a first try.
@@ -182,6 +191,11 @@ fn from_date(d: time::Date) -> Option<Month> {
     Month::new(i16::try_from(d.year()).ok()?, i8::try_from(u8::from(d.month())).ok()?)
 }
 
+/// Accounts whose inputs are read together, before their transactions. A page is read
+/// at most a few seconds before its last account is billed; what could change the lines
+/// in that time (the account's invoices) is checked again under each account's lock.
+const PAGE: usize = 500;
+
 /// Bills every account with a subscription that touches the period (or just one account),
 /// calling `progress(done, total)` after each.
 pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(usize, usize)) -> Result<RunSummary> {
@@ -215,23 +229,48 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
         dry_run: options.dry_run,
         ..RunSummary::default()
     };
-    for (i, account) in accounts.iter().enumerate() {
-        if account.billed {
-            summary.skipped += 1;
-            progress(i + 1, accounts.len());
-            continue;
-        }
-        // One account's failure must not stop every later account from being billed.
-        match bill_account(pool, account.id, month, &settings, options).await {
-            Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
-            Ok(Outcome::Nothing) => summary.empty += 1,
-            Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
-            Err(err) => {
-                tracing::error!(account = %account.id, period = %month, error = %err, "billing an account failed");
-                summary.failed.push(FailedAccount { account_id: account.id, error: err.to_string() });
+    let total = accounts.len();
+    let mut done = 0;
+    for chunk in accounts.chunks(PAGE) {
+        let unbilled: Vec<Uuid> = chunk.iter().filter(|a| !a.billed).map(|a| a.id).collect();
+        let mut page = if unbilled.is_empty() {
+            Page::default()
+        } else {
+            load_page(&mut *pool.acquire().await?, &unbilled, month).await?
+        };
+        let usage = &page.usage;
+        let settings = &settings;
+        let work: Vec<_> = chunk
+            .iter()
+            .map(|account| {
+                let inputs = page.accounts.remove(&account.id).unwrap_or_default();
+                let billed = account.billed;
+                async move {
+                    let outcome = if billed {
+                        Ok(Outcome::AlreadyBilled)
+                    } else {
+                        bill_account(pool, account.id, month, settings, options, inputs, usage).await
+                    };
+                    (account.id, outcome)
+                }
+            })
+            .collect();
+        // In the accounts' order whatever order the workers finish in.
+        let mut outcomes = futures_util::stream::iter(work).buffered(options.workers.max(1));
+        while let Some((account, outcome)) = outcomes.next().await {
+            done += 1;
+            // One account's failure must not stop every later account from being billed.
+            match outcome {
+                Ok(Outcome::AlreadyBilled) => summary.skipped += 1,
+                Ok(Outcome::Nothing) => summary.empty += 1,
+                Ok(Outcome::Invoices(list)) => summary.invoices.extend(list),
+                Err(err) => {
+                    tracing::error!(account = %account, period = %month, error = %err, "billing an account failed");
+                    summary.failed.push(FailedAccount { account_id: account, error: err.to_string() });
+                }
             }
+            progress(done, total);
         }
-        progress(i + 1, accounts.len());
     }
     Ok(summary)
 }
@@ -242,54 +281,94 @@ enum Outcome {
     Invoices(Vec<IssuedInvoice>),
 }
 
+/// What one account's lines are computed from, besides usage.
+#[derive(Default)]
+struct Inputs {
+    subscriptions: Vec<Subscription>,
+    billed: Billed,
+    invoiced: BTreeSet<(Month, Currency)>,
+    /// The account's invoices that are not cancelled, sorted: `billed` and `invoiced`
+    /// (and whether setup fees were billed) follow from exactly these.
+    invoice_ids: Vec<Uuid>,
+    /// An invoice for the period was committed after the run listed the account.
+    period_billed: bool,
+}
+
+/// A page of accounts' inputs, read in one query per table.
+#[derive(Default)]
+struct Page {
+    accounts: HashMap<Uuid, Inputs>,
+    usage: Usage,
+}
+
+impl Inputs {
+    fn lines(&self, month: Month, mode: BillingMode, usage: &Usage) -> Vec<Line> {
+        compute::lines(&AccountInput {
+            month,
+            mode,
+            subscriptions: &self.subscriptions,
+            usage,
+            billed: &self.billed,
+            invoiced: &self.invoiced,
+        })
+    }
+}
+
 async fn bill_account(
     pool: &PgPool,
     account: Uuid,
     month: Month,
     settings: &Settings,
     options: &RunOptions,
+    inputs: Inputs,
+    usage: &Usage,
 ) -> Result<Outcome> {
     let dry_run = options.dry_run;
+    if inputs.period_billed {
+        return Ok(Outcome::AlreadyBilled);
+    }
+    let mut lines = inputs.lines(month, settings.mode, usage);
+    // Nothing to bill needs no transaction: a change since the page was read is billed
+    // by the next run, as a change just after this run would be.
+    if lines.is_empty() {
+        return Ok(Outcome::Nothing);
+    }
     let mut tx = pool.begin().await?;
     let key = format!("tollgate.billing:{account}:{month}");
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(&mut *tx).await?;
+    // After the lock: a replica that billed the account first has committed by now.
     let period_start = to_date(month);
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "e!""#,
+    let now = sqlx::query!(
+        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "billed!",
+                  ARRAY(SELECT id FROM invoices WHERE account_id = $1 AND state <> 'cancelled' ORDER BY id) AS "invoices!""#,
         account,
         period_start
     )
     .fetch_one(&mut *tx)
     .await?;
-    if exists {
+    if now.billed {
         return Ok(Outcome::AlreadyBilled);
     }
-    let subscriptions = load_subscriptions(&mut tx, account).await?;
-    let usage = load_usage(&mut tx, &subscriptions, month).await?;
-    let (billed, invoiced) = load_billed(&mut tx, account).await?;
-    let lines = compute::lines(&AccountInput {
-        month,
-        mode: settings.mode,
-        subscriptions: &subscriptions,
-        usage: &usage,
-        billed: &billed,
-        invoiced: &invoiced,
-    });
-    if lines.is_empty() {
-        return Ok(Outcome::Nothing);
+    if now.invoices != inputs.invoice_ids {
+        // An invoice was issued or cancelled since the page was read: read this account again.
+        let mut fresh = load_page(&mut tx, &[account], month).await?;
+        let inputs = fresh.accounts.remove(&account).unwrap_or_default();
+        lines = inputs.lines(month, settings.mode, &fresh.usage);
+        if lines.is_empty() {
+            return Ok(Outcome::Nothing);
+        }
     }
     let currencies: BTreeSet<Currency> = lines.iter().map(|l| l.currency).collect();
     let mut issued = Vec::new();
     for currency in currencies {
-        let mine: Vec<&Line> = lines.iter().filter(|l| l.currency == currency).collect();
-        let owned: Vec<Line> = mine.iter().map(|l| (*l).clone()).collect();
-        let (subtotal, tax, total) = compute::totals(currency, &owned, settings.tax_rate);
+        let mine: Vec<Line> = lines.iter().filter(|l| l.currency == currency).cloned().collect();
+        let (subtotal, tax, total) = compute::totals(currency, &mine, settings.tax_rate);
         let state = if total.is_zero() { InvoiceState::Paid } else { InvoiceState::Pending };
         let number = if dry_run {
             None
         } else {
             let (id, number) =
-                insert_invoice(&mut tx, account, month, currency, &owned, (subtotal, tax, total), state, settings)
+                insert_invoice(&mut tx, account, month, currency, &mine, (subtotal, tax, total), state, settings)
                     .await?;
             // Mail and the first payment try are decided with the invoice.
             super::payments::on_issue(&mut tx, id, &options.public_url, options.charge).await?;
@@ -299,7 +378,7 @@ async fn bill_account(
             account_id: account,
             number: number.map(|n| n.to_string()),
             currency: currency.to_string(),
-            lines: owned.len(),
+            lines: mine.len(),
             total,
             state,
         });
@@ -323,6 +402,7 @@ async fn insert_invoice(
     state: InvoiceState,
     settings: &Settings,
 ) -> Result<(Uuid, InvoiceNumber)> {
+    let id = Uuid::now_v7();
     let month_date = to_date(month);
     let sequence = sqlx::query_scalar!(
         "INSERT INTO invoice_sequences (month, last) VALUES ($1, 1)
@@ -333,18 +413,56 @@ async fn insert_invoice(
     .fetch_one(&mut **tx)
     .await?;
     let number = InvoiceNumber::new(month, sequence);
-    let id = Uuid::now_v7();
     let issuer = json!({
         "name": settings.provider_name,
         "address": settings.provider_address,
         "tax_id": settings.provider_tax_id,
     });
-    let inserted = sqlx::query!(
-        r#"INSERT INTO invoices (id, account_id, number, period_start, period_end, currency, state, subtotal, tax_rate, tax, total,
-                                 issued_at, due_at, paid_at, mode, issuer)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now() + make_interval(days => $12),
-                   CASE WHEN $7 = 'paid'::invoice_state THEN now() END, $13, $14)
-           ON CONFLICT (account_id, period_start, currency) DO NOTHING"#,
+    let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
+    let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();
+    let descriptions: Vec<String> = lines.iter().map(|l| l.description.clone()).collect();
+    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
+    let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
+    let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
+    let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
+    // The run finalizes and issues in one step; each step is recorded.
+    let mut steps: Vec<String> = vec!["open".into(), "finalized".into(), "pending".into()];
+    if state == InvoiceState::Paid {
+        steps.push("paid".into());
+    }
+    // The invoice, its lines and its steps in one statement: round trips dominate a run.
+    let inserted = sqlx::query_scalar!(
+        r#"WITH invoice AS (
+               INSERT INTO invoices (id, account_id, number, period_start, period_end, currency, state, subtotal, tax_rate,
+                                     tax, total, issued_at, due_at, paid_at, mode, issuer)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now() + make_interval(days => $12),
+                       CASE WHEN $7 = 'paid'::invoice_state THEN now() END, $13, $14)
+               ON CONFLICT (account_id, period_start, currency) DO NOTHING
+               RETURNING id
+           ), lines AS (
+               INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description,
+                                          quantity, unit_price, amount, plan_id, metric_id, service_month)
+               SELECT gen_random_uuid(), invoice.id, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity,
+                      t.unit_price, t.amount, p.id, m.id, t.service_month
+               FROM invoice
+               CROSS JOIN unnest($15::uuid[], $16::text[], $17::text[], $18::numeric[], $19::numeric[], $20::numeric[],
+                                 $21::uuid[], $22::uuid[], $23::date[])
+                    WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric,
+                                         service_month, n)
+               LEFT JOIN applications a ON a.id = t.app
+               LEFT JOIN plans p ON p.id = t.plan
+               LEFT JOIN metrics m ON m.id = t.metric
+               ORDER BY t.n
+           ), steps AS (
+               INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
+               SELECT invoice.id, lag(s) OVER (ORDER BY n), s, 'billing run',
+                      CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
+               FROM invoice CROSS JOIN unnest($24::text[]) WITH ORDINALITY AS t(s, n)
+               ORDER BY n
+           )
+           SELECT count(*) AS "inserted!" FROM invoice"#,
         id,
         account,
         number.as_str(),
@@ -358,37 +476,7 @@ async fn insert_invoice(
         total,
         settings.payment_terms_days,
         settings.mode as BillingMode,
-        issuer
-    )
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        // Only reachable if the advisory lock was bypassed; the unique key still holds.
-        return Err(Error::Conflict(format!("account {account} already has a {currency} invoice for {month}")));
-    }
-    // One statement for all lines and one for the steps: round trips dominate a run.
-    let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
-    let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();
-    let descriptions: Vec<String> = lines.iter().map(|l| l.description.clone()).collect();
-    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
-    let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
-    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
-    let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
-    let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
-    let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
-    sqlx::query!(
-        r#"INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description, quantity,
-                                     unit_price, amount, plan_id, metric_id, service_month)
-           SELECT gen_random_uuid(), $1, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity, t.unit_price,
-                  t.amount, p.id, m.id, t.service_month
-           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[], $8::uuid[],
-                       $9::uuid[], $10::date[])
-                WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric, service_month, n)
-           LEFT JOIN applications a ON a.id = t.app
-           LEFT JOIN plans p ON p.id = t.plan
-           LEFT JOIN metrics m ON m.id = t.metric
-           ORDER BY t.n"#,
-        id,
+        issuer,
         &apps,
         &kinds,
         &descriptions,
@@ -397,44 +485,46 @@ async fn insert_invoice(
         &amounts,
         &plans,
         &metrics as &[Option<Uuid>],
-        &months
+        &months,
+        &steps
     )
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    // The run finalizes and issues in one step; each step is recorded.
-    let mut to: Vec<String> = vec!["open".into(), "finalized".into(), "pending".into()];
-    if state == InvoiceState::Paid {
-        to.push("paid".into());
+    if inserted == 0 {
+        // Only reachable if the advisory lock was bypassed; the unique key still holds.
+        return Err(Error::Conflict(format!("account {account} already has a {currency} invoice for {month}")));
     }
-    sqlx::query!(
-        r#"INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
-           SELECT $1, lag(s) OVER (ORDER BY n), s, 'billing run', CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
-           FROM unnest($2::text[]) WITH ORDINALITY AS t(s, n)
-           ORDER BY n"#,
-        id,
-        &to
-    )
-    .execute(&mut **tx)
-    .await?;
     Ok((id, number))
 }
 
-async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -> Result<Vec<Subscription>> {
+/// The inputs of `accounts` for `month`: one query per table whatever the number of accounts.
+async fn load_page(conn: &mut PgConnection, accounts: &[Uuid], month: Month) -> Result<Page> {
+    let mut page = Page { accounts: accounts.iter().map(|id| (*id, Inputs::default())).collect(), usage: Usage::new() };
+    load_subscriptions(conn, accounts, &mut page.accounts).await?;
+    let apps: Vec<Uuid> =
+        page.accounts.values().flat_map(|i| i.subscriptions.iter().map(|s| s.application_id)).collect();
+    page.usage = load_usage(conn, &apps, month).await?;
+    load_billed(conn, accounts, month, &mut page.accounts).await?;
+    Ok(page)
+}
+
+async fn load_subscriptions(
+    conn: &mut PgConnection,
+    accounts: &[Uuid],
+    into: &mut HashMap<Uuid, Inputs>,
+) -> Result<()> {
     let rows = sqlx::query!(
-        r#"SELECT s.application_id, s.application_name, s.plan_id, s.started_at, s.ended_at,
+        r#"SELECT s.account_id, s.application_id, s.application_name, s.plan_id, s.started_at, s.ended_at,
                   a.trial_ends_at AS "trial_ends_at?",
-                  EXISTS (SELECT 1 FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-                          WHERE l.subject_application_id = s.application_id AND l.kind = 'setup_fee'
-                            AND i.state <> 'cancelled') AS "setup_billed!",
                   p.name AS plan_name, p.setup_fee, p.monthly_fee, p.currency, p.time_zone
            FROM subscription_segments s
            JOIN plans p ON p.id = s.plan_id
            LEFT JOIN applications a ON a.id = s.application_id
-           WHERE s.account_id = $1
-           ORDER BY s.application_id, s.started_at, s.id"#,
-        account
+           WHERE s.account_id = ANY($1)
+           ORDER BY s.account_id, s.application_id, s.started_at, s.id"#,
+        accounts
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let plan_ids: Vec<Uuid> = rows.iter().map(|r| r.plan_id).collect::<BTreeSet<_>>().into_iter().collect();
     let prices = sqlx::query!(
@@ -447,7 +537,7 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
            ORDER BY r.plan_id, m.system_name, r.min_units"#,
         &plan_ids
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut pricing: HashMap<Uuid, Vec<MetricPricing>> = HashMap::new();
     for p in prices {
@@ -463,8 +553,8 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
             }),
         }
     }
+    // Plans are shared by every account of the page.
     let mut plans: HashMap<Uuid, Arc<PlanTerms>> = HashMap::new();
-    let mut subs: Vec<Subscription> = Vec::new();
     for r in rows {
         let plan = match plans.get(&r.plan_id) {
             Some(plan) => plan.clone(),
@@ -487,6 +577,7 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
             }
         };
         let segment = Segment { plan, start: to_jiff(r.started_at), end: r.ended_at.map(to_jiff) };
+        let subs = &mut into.entry(r.account_id).or_default().subscriptions;
         match subs.last_mut() {
             Some(sub) if sub.application_id == r.application_id => sub.segments.push(segment),
             _ => subs.push(Subscription {
@@ -494,15 +585,15 @@ async fn load_subscriptions(tx: &mut Transaction<'_, Postgres>, account: Uuid) -
                 application_name: r.application_name,
                 trial_ends_at: r.trial_ends_at.map(to_jiff),
                 segments: vec![segment],
-                setup_fee_billed: r.setup_billed,
+                // Set from the account's invoices in `load_billed`.
+                setup_fee_billed: false,
             }),
         }
     }
-    Ok(subs)
+    Ok(())
 }
 
-async fn load_usage(tx: &mut Transaction<'_, Postgres>, subs: &[Subscription], month: Month) -> Result<Usage> {
-    let apps: Vec<Uuid> = subs.iter().map(|s| s.application_id).collect();
+async fn load_usage(conn: &mut PgConnection, apps: &[Uuid], month: Month) -> Result<Usage> {
     let utc = TimeZoneName::utc();
     let from =
         month.previous().previous().previous().previous().in_zone(&utc).start - jiff::SignedDuration::from_hours(15);
@@ -510,31 +601,32 @@ async fn load_usage(tx: &mut Transaction<'_, Postgres>, subs: &[Subscription], m
     let rows = sqlx::query!(
         "SELECT application_id, metric_id, bucket_start, hits FROM usage_rollups
          WHERE application_id = ANY($1) AND granularity = 'month' AND bucket_start >= $2 AND bucket_start < $3",
-        &apps,
+        apps,
         to_time(from),
         to_time(to)
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|r| ((r.application_id, r.metric_id, to_jiff(r.bucket_start)), r.hits)).collect())
 }
 
 async fn load_billed(
-    tx: &mut Transaction<'_, Postgres>,
-    account: Uuid,
-) -> Result<(Billed, BTreeSet<(Month, Currency)>)> {
+    conn: &mut PgConnection,
+    accounts: &[Uuid],
+    month: Month,
+    into: &mut HashMap<Uuid, Inputs>,
+) -> Result<()> {
     let rows = sqlx::query!(
-        r#"SELECT l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id, l.service_month AS "service_month!",
-                  l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
+        r#"SELECT i.account_id, l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id,
+                  l.service_month AS "service_month!", l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-           WHERE i.account_id = $1 AND i.state <> 'cancelled'
+           WHERE i.account_id = ANY($1) AND i.state <> 'cancelled'
              AND l.subject_application_id IS NOT NULL AND l.plan_id IS NOT NULL AND l.service_month IS NOT NULL
-           GROUP BY 1, 2, 3, 4, 5"#,
-        account
+           GROUP BY 1, 2, 3, 4, 5, 6"#,
+        accounts
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut billed = Billed::new();
     for r in rows {
         let Some(service_month) = from_date(r.service_month) else { continue };
         let subject = Subject {
@@ -544,17 +636,45 @@ async fn load_billed(
             service_month,
             setup: r.kind == LineKind::SetupFee,
         };
-        *billed.entry(subject).or_default() += r.amount;
+        *into.entry(r.account_id).or_default().billed.entry(subject).or_default() += r.amount;
     }
-    let months = sqlx::query!(
-        "SELECT period_start, currency FROM invoices WHERE account_id = $1 AND state <> 'cancelled'",
-        account
+    // An application's setup fee is billed once, on its account's invoices (an application
+    // never changes account). Asked per page, not per segment: a per-row subquery was planned
+    // as a scan of every setup fee line ever billed.
+    let setup = sqlx::query!(
+        r#"SELECT DISTINCT i.account_id, l.subject_application_id AS "app!"
+           FROM invoices i JOIN invoice_lines l ON l.invoice_id = i.id
+           WHERE i.account_id = ANY($1) AND i.state <> 'cancelled' AND l.kind = 'setup_fee'
+             AND l.subject_application_id IS NOT NULL"#,
+        accounts
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
-    let invoiced = months
-        .into_iter()
-        .filter_map(|r| Some((from_date(r.period_start)?, Currency::new(r.currency.trim()).ok()?)))
-        .collect();
-    Ok((billed, invoiced))
+    for r in setup {
+        let subs = &mut into.entry(r.account_id).or_default().subscriptions;
+        for sub in subs.iter_mut().filter(|s| s.application_id == r.app) {
+            sub.setup_fee_billed = true;
+        }
+    }
+    let invoices = sqlx::query!(
+        r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState" FROM invoices
+           WHERE account_id = ANY($1)
+           ORDER BY account_id, id"#,
+        accounts
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in invoices {
+        let inputs = into.entry(r.account_id).or_default();
+        let period = from_date(r.period_start);
+        inputs.period_billed |= period == Some(month);
+        if r.state == InvoiceState::Cancelled {
+            continue;
+        }
+        inputs.invoice_ids.push(r.id);
+        if let (Some(period), Ok(currency)) = (period, Currency::new(r.currency.trim())) {
+            inputs.invoiced.insert((period, currency));
+        }
+    }
+    Ok(())
 }

@@ -16,14 +16,17 @@ pub async fn run(
     month: Option<Month>,
     account: Option<Uuid>,
     dry_run: bool,
+    workers: usize,
 ) -> Result<(), CliError> {
     let url = settings.require_database()?;
-    let pool = connect(url, 2).await?;
+    // One connection per worker, and one to read the pages.
+    let pool = connect(url, u32::try_from(workers + 1).unwrap_or(u32::MAX)).await?;
     let tty = std::io::stderr().is_terminal();
     let options = RunOptions {
         month,
         account,
         dry_run,
+        workers,
         public_url: settings.public_url.clone(),
         charge: Payments::new(settings.payment_provider).charges_automatically(),
     };

@@ -82,6 +82,10 @@ pub enum BillingCommand {
         /// Show what would be billed; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Accounts billed at once, each in its own transaction; with more than one, invoice
+        /// numbers follow the order the accounts finish in.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+        workers: u16,
     },
 }
 
@@ -125,8 +129,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
-        Command::Billing(BillingCommand::Run { period, account, dry_run }) => {
-            billing::run(&settings, period, account, dry_run).await
+        Command::Billing(BillingCommand::Run { period, account, dry_run, workers }) => {
+            billing::run(&settings, period, account, dry_run, usize::from(workers)).await
         }
         Command::Import { file, name, api } => import::run(&settings, &file, name, api).await,
         Command::Dev { stop_db: true, .. } => dev::postgres::stop(),

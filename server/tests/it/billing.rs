@@ -459,13 +459,9 @@ async fn prepaid_and_postpaid_side_by_side(pool: PgPool) {
         usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 500).await;
     }
     // Postpaid, October: October's fee 30.00 and October's usage 500 × 0.01 = 5.00.
-    run(
-        &pool,
-        &RunOptions { month: month("2025-10"), account: Some(post), dry_run: false, ..RunOptions::default() },
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    run(&pool, &RunOptions { month: month("2025-10"), account: Some(post), ..RunOptions::default() }, |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(
         invoice(&pool, post, "2025-10").await.3,
         [line("monthly_fee", "30", "2025-10"), line("usage", "5", "2025-10")]
@@ -473,13 +469,9 @@ async fn prepaid_and_postpaid_side_by_side(pool: PgPool) {
     // Prepaid, November: November's fee 30.00 in advance, October's usage 5.00 in arrears;
     // October's fee was never invoiced in advance (no October invoice), so it is owed too.
     sqlx::query("UPDATE billing_settings SET mode = 'prepaid'").execute(&pool).await.unwrap();
-    run(
-        &pool,
-        &RunOptions { month: month("2025-11"), account: Some(pre), dry_run: false, ..RunOptions::default() },
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    run(&pool, &RunOptions { month: month("2025-11"), account: Some(pre), ..RunOptions::default() }, |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(
         invoice(&pool, pre, "2025-11").await.3,
         [line("monthly_fee", "30", "2025-10"), line("monthly_fee", "30", "2025-11"), line("usage", "5", "2025-10")]
@@ -587,6 +579,63 @@ async fn two_concurrent_runs_make_one_invoice_per_account(pool: PgPool) {
     assert_eq!(numbers, (1..=4).map(|i| format!("2025-10-{i:08}")).collect::<Vec<_>>());
 }
 
+/// Every account's invoice and lines by account (numbers apart), and the numbers taken.
+async fn rows_by_account(pool: &PgPool) -> (Vec<(Uuid, String, Decimal, Vec<(String, String, Decimal)>)>, Vec<String>) {
+    let invoices: Vec<(Uuid, Uuid, String, Decimal)> =
+        sqlx::query_as("SELECT id, account_id, state::text, total FROM invoices ORDER BY account_id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let mut out = Vec::new();
+    for (id, account, state, total) in invoices {
+        let lines: Vec<(String, String, Decimal)> = sqlx::query_as(
+            "SELECT kind::text, description, amount FROM invoice_lines WHERE invoice_id = $1 ORDER BY kind, description",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        out.push((account, state, total, lines));
+    }
+    let numbers = sqlx::query_scalar("SELECT number FROM invoices ORDER BY number").fetch_all(pool).await.unwrap();
+    (out, numbers)
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn four_workers_make_the_same_rows_as_one(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic =
+        plan(&pool, &api, PlanSpec { setup_fee: "5", monthly_fee: "10", tiers: tiers(), ..PlanSpec::default() }).await;
+    let free = plan(&pool, &api, PlanSpec { name: "free", ..PlanSpec::default() }).await;
+    // Twelve accounts: two applications each, usage on one; every third on the free plan
+    // without usage (nothing to bill).
+    for i in 0..12_i64 {
+        let acc = account(&pool, &format!("acme {i}")).await;
+        let on = if i % 3 == 2 { free } else { basic };
+        let app = application(&pool, acc, &api, on, "app", "2025-09-01T00:00:00Z").await;
+        application(&pool, acc, &api, on, "other", "2025-10-11T00:00:00Z").await;
+        if on == basic {
+            usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 700 * (i + 1)).await;
+        }
+    }
+    let options = |workers| RunOptions { month: month("2025-10"), workers, ..RunOptions::default() };
+    let mut calls = Vec::new();
+    let many = run(&pool, &options(4), |done, total| calls.push((done, total))).await.unwrap();
+    assert_eq!((many.invoices.len(), many.empty, many.failed.len()), (8, 4, 0));
+    // Progress counts every account once, in order, whatever order the workers finish in.
+    assert_eq!(calls, (1..=12).map(|i| (i, 12)).collect::<Vec<_>>());
+    let (concurrent, numbers) = rows_by_account(&pool).await;
+    assert_eq!(numbers, (1..=8).map(|i| format!("2025-10-{i:08}")).collect::<Vec<_>>());
+    sqlx::query("TRUNCATE invoices, invoice_sequences CASCADE").execute(&pool).await.unwrap();
+    let one = run(&pool, &options(1), |_, _| {}).await.unwrap();
+    assert_eq!((one.invoices.len(), one.empty), (8, 4));
+    let (single, _) = rows_by_account(&pool).await;
+    assert_eq!(concurrent, single);
+    // The summary lists invoices in the accounts' order either way.
+    let accounts = |s: &RunSummary| s.invoices.iter().map(|i| (i.account_id, i.total)).collect::<Vec<_>>();
+    assert_eq!(accounts(&many), accounts(&one));
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_run_killed_half_way_resumes_to_the_same_rows(pool: PgPool) {
     let accounts = four_accounts(&pool).await;
@@ -597,13 +646,9 @@ async fn a_run_killed_half_way_resumes_to_the_same_rows(pool: PgPool) {
     assert_eq!(snapshot(&pool).await, [], "a dry run writes nothing");
     // A run killed after two accounts committed theirs (each account is one transaction).
     for acc in &accounts[..2] {
-        run(
-            &pool,
-            &RunOptions { month: month("2025-10"), account: Some(*acc), dry_run: false, ..RunOptions::default() },
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        run(&pool, &RunOptions { month: month("2025-10"), account: Some(*acc), ..RunOptions::default() }, |_, _| {})
+            .await
+            .unwrap();
     }
     let resumed = bill(&pool, "2025-10").await;
     assert_eq!((resumed.invoices.len(), resumed.skipped), (2, 2));
@@ -709,12 +754,7 @@ async fn kolkata_usage_reported_by_an_agent_at_23_50_on_the_last_day_is_billed_i
     let period = format!("{:04}-{:02}", month.year(), month.month());
     run(
         &pool,
-        &RunOptions {
-            month: Some(period.parse().unwrap()),
-            account: Some(acc),
-            dry_run: false,
-            ..RunOptions::default()
-        },
+        &RunOptions { month: Some(period.parse().unwrap()), account: Some(acc), ..RunOptions::default() },
         |_, _| {},
     )
     .await

@@ -70,7 +70,7 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
         agent::start(&pool, &base, &settings.public_url, proxy, agent_admin, postgres::dev_dir().join("agent")).await?;
     let demo_key = seed::fresh_demo_key(&pool).await?;
     // A failed demo invoice should not stop the demo itself.
-    let demo_invoice = match seed::demo_invoice(&pool).await {
+    let demo_invoice = match seed::demo_invoice(&pool, &settings.public_url).await {
         Ok(number) => number,
         Err(err) => {
             eprintln!("tollgate: the demo invoice was not made: {err}");

@@ -101,7 +101,7 @@ const DEMO_MONTH_HITS: i64 = 25_000;
 /// user sees an issued invoice at once: the latest month the run may bill (with the
 /// default postpaid settings, the month that has ended everywhere). Idempotent: the
 /// run skips an account that has its invoice. Returns the invoice's number.
-pub async fn demo_invoice(pool: &PgPool) -> Result<Option<String>, CliError> {
+pub async fn demo_invoice(pool: &PgPool, public_url: &str) -> Result<Option<String>, CliError> {
     use tollgate_core::billing::{RunOptions, demo, run, settings};
 
     let (account, app) = demo_application(pool).await?;
@@ -109,7 +109,8 @@ pub async fn demo_invoice(pool: &PgPool) -> Result<Option<String>, CliError> {
     let month = run::default_month(mode, jiff::Timestamp::now());
     let (_, usage_month) = mode.main_months(month);
     demo::seed_month_usage(pool, app.0, "hits", usage_month, DEMO_MONTH_HITS).await?;
-    let options = RunOptions { month: Some(month), account: Some(account.0), dry_run: false };
+    let options =
+        RunOptions { month: Some(month), account: Some(account.0), public_url: public_url.into(), ..RunOptions::default() };
     run::run(pool, &options, |_, _| {}).await?;
     let number = tollgate_core::billing::invoices::list_for_account(pool, account.0)
         .await?
