@@ -8,10 +8,11 @@
 //! so the server keeps no id → index map either.
 
 use std::collections::HashMap;
+use std::pin::pin;
 
 use futures_util::TryStreamExt;
 use jiff::Timestamp;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter};
 use tollgate_protocol::{KeyKind, PROTOCOL_VERSION};
 use uuid::Uuid;
@@ -30,21 +31,67 @@ const CHUNK_BYTES: usize = 256 * 1024;
 pub enum Streamed {
     /// The whole snapshot was handed to the sink; its revision.
     Complete { revision: u64 },
-    /// The sink asked to stop (nobody is listening any more); the query was cancelled.
+    /// Nobody waited for it any more: it stopped, and its Postgres backend was ended.
     Cancelled,
 }
 
+/// How long ending an abandoned build's backend may take before we stop waiting.
+const END_BACKEND_WAIT_MS: i64 = 10_000;
+
 /// Builds the snapshot at the feed's head in the binary encoding (frames only, no
 /// preamble) and hands it to `sink` in chunks of whole frames. `revision` is called once
-/// the revision is known. When `sink` returns false the build stops and its query is
-/// cancelled in Postgres.
+/// the revision is known.
+///
+/// When `abandoned` resolves first, the build stops wherever it is, even inside a
+/// statement Postgres is still running or waiting on a lock: its backend is ended
+/// while this function still holds its connection, so no other work can be on it.
+/// A `pg_cancel_backend` could miss a statement still on its way to the backend.
 pub async fn stream_binary_snapshot(
     pool: &PgPool,
-    mut revision: impl FnMut(u64),
-    mut sink: impl FnMut(Vec<u8>) -> bool,
+    revision: impl FnMut(u64),
+    sink: impl FnMut(Vec<u8>),
+    abandoned: impl Future<Output = ()>,
 ) -> Result<Streamed> {
-    let mut tx = consistent_read(pool).await?;
-    let pid = sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#).fetch_one(&mut *tx).await?;
+    let mut abandoned = pin!(abandoned);
+    let mut conn = tokio::select! {
+        biased;
+        () = &mut abandoned => return Ok(Streamed::Cancelled),
+        conn = pool.acquire() => conn?,
+    };
+    let pid = sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#).fetch_one(&mut *conn).await?;
+    {
+        let mut build = pin!(write_snapshot(&mut conn, revision, sink));
+        tokio::select! {
+            biased;
+            () = &mut abandoned => {}
+            built = &mut build => return built.map(|revision| Streamed::Complete { revision }),
+        }
+        end_backend(pool, pid).await?;
+    }
+    // The backend is gone: the connection must not go back to the pool.
+    drop(conn.detach());
+    Ok(Streamed::Cancelled)
+}
+
+/// Ends an abandoned build's backend and waits until it has exited, so its
+/// transaction, its locks and whatever statement it ran are gone.
+async fn end_backend(pool: &PgPool, pid: i32) -> Result<()> {
+    let ended = sqlx::query_scalar!(r#"SELECT pg_terminate_backend($1, $2) AS "ended!""#, pid, END_BACKEND_WAIT_MS)
+        .fetch_one(pool)
+        .await?;
+    if !ended {
+        tracing::warn!(pid, "an abandoned snapshot build's backend did not exit in time");
+    }
+    Ok(())
+}
+
+/// Writes the snapshot on `conn`; its revision.
+async fn write_snapshot(
+    conn: &mut PgConnection,
+    mut revision: impl FnMut(u64),
+    mut sink: impl FnMut(Vec<u8>),
+) -> Result<u64> {
+    let mut tx = consistent_read(&mut *conn).await?;
     let now = Timestamp::now();
     let head = head(&mut tx).await?;
     revision(head);
@@ -58,17 +105,14 @@ pub async fn stream_binary_snapshot(
     writer.catalog(&apis, &plans).map_err(encode)?;
     let plan_index: HashMap<Uuid, u32> = plans.iter().enumerate().map(|(i, plan)| (plan.id, i as u32)).collect();
 
-    // Hands complete frames over; false once nobody listens.
+    // Hands complete frames over once there are at least `at_least` bytes.
     let mut flush = |writer: &mut SnapshotWriter<Vec<u8>>, at_least: usize| {
         let out = writer.get_mut();
-        if out.len() < at_least || out.is_empty() {
-            return true;
+        if out.len() >= at_least && !out.is_empty() {
+            sink(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES * 2)));
         }
-        sink(std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES * 2)))
     };
-    if !flush(&mut writer, 0) {
-        return cancel(pool, pid).await;
-    }
+    flush(&mut writer, 0);
 
     {
         let mut rows = sqlx::query!(
@@ -90,10 +134,7 @@ pub async fn stream_binary_snapshot(
             writer
                 .application(&ApplicationRecord { id: row.id, plan, state, app_id: row.app_id.as_deref() })
                 .map_err(encode)?;
-            if !flush(&mut writer, CHUNK_BYTES) {
-                drop(rows);
-                return cancel(pool, pid).await;
-            }
+            flush(&mut writer, CHUNK_BYTES);
         }
     }
 
@@ -123,26 +164,16 @@ pub async fn stream_binary_snapshot(
                     expires_at: row.expires_at.map(load::timestamp),
                 })
                 .map_err(encode)?;
-            if !flush(&mut writer, CHUNK_BYTES) {
-                drop(rows);
-                return cancel(pool, pid).await;
-            }
+            flush(&mut writer, CHUNK_BYTES);
         }
     }
 
     let usage = current_usage(&mut tx, &plans, now).await?;
     writer.usage(&usage).map_err(encode)?;
     tx.commit().await?;
-    let mut out = writer.finish().map_err(encode)?;
-    if !out.is_empty() && !sink(std::mem::take(&mut out)) {
-        return Ok(Streamed::Cancelled);
+    let out = writer.finish().map_err(encode)?;
+    if !out.is_empty() {
+        sink(out);
     }
-    Ok(Streamed::Complete { revision: head })
-}
-
-/// Stops the build's query in Postgres, so the rows it would still send are not read
-/// and thrown away when the connection goes back to the pool.
-async fn cancel(pool: &PgPool, pid: i32) -> Result<Streamed> {
-    sqlx::query_scalar!(r#"SELECT pg_cancel_backend($1) AS "cancelled!""#, pid).fetch_one(pool).await?;
-    Ok(Streamed::Cancelled)
+    Ok(head)
 }

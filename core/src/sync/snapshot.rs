@@ -18,9 +18,12 @@ const MAX_DELTA_CHANGES: i64 = 10_000;
 /// its key hash (the only name a revoked key keeps).
 type Changed = (String, Option<Uuid>, Option<Vec<u8>>);
 
-/// Begins a read-only transaction that sees one consistent state.
-pub(super) async fn consistent_read(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    let mut tx = pool.begin().await?;
+/// Begins a read-only transaction that sees one consistent state, on a pooled
+/// connection or on one the caller holds.
+pub(super) async fn consistent_read<'c>(
+    conn: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>> {
+    let mut tx = conn.begin().await?;
     sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
     Ok(tx)
 }

@@ -7,14 +7,15 @@
 //! within [`KEEP_FINISHED`] after, reads the same chunks from the start. The
 //! chunks are the encoded snapshot (a fifth of the JSON), so memory stays near
 //! the snapshot's size however many agents read it. When the last agent of an
-//! unfinished build hangs up, the build stops and its query is cancelled.
+//! unfinished build hangs up, a watcher stops the build at once, wherever it
+//! is (between rows, or waiting on Postgres), and ends its Postgres backend.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tollgate_core::db::PgPool;
 use tollgate_core::sync::{Streamed, stream_binary_snapshot};
 
@@ -58,13 +59,20 @@ impl Build {
 /// A reader's hold on a build: the build runs while one exists.
 pub struct Subscription {
     pub build: Arc<Build>,
-    _interest: Arc<()>,
+    /// None for a finished build, which needs nobody's interest.
+    _interest: Option<Arc<Interest>>,
+}
+
+/// Shared by the readers of a running build. Dropping the last one drops the
+/// sender, which is what the build's watcher waits for.
+struct Interest {
+    _watched: oneshot::Sender<()>,
 }
 
 struct Entry {
     key: u64,
     build: Arc<Build>,
-    interest: Weak<()>,
+    interest: Weak<Interest>,
 }
 
 pub struct SnapshotBuilds {
@@ -91,39 +99,46 @@ impl SnapshotBuilds {
             && entry.key == key
             && entry.build.progress.borrow().servable()
         {
-            // A finished build needs no interest; a running one is kept alive by ours.
-            let interest = entry.interest.upgrade().unwrap_or_else(|| Arc::new(()));
-            if entry.build.progress.borrow().done.is_some() || entry.interest.strong_count() > 0 {
-                return Subscription { build: entry.build.clone(), _interest: interest };
+            if entry.build.progress.borrow().done.is_some() {
+                return Subscription { build: entry.build.clone(), _interest: None };
+            }
+            // A running build whose last reader has left is being stopped: never rejoined.
+            if let Some(interest) = entry.interest.upgrade() {
+                return Subscription { build: entry.build.clone(), _interest: Some(interest) };
             }
         }
         let build =
             Arc::new(Build { chunks: Mutex::new(Vec::new()), progress: watch::Sender::new(Progress::default()) });
-        let interest = Arc::new(());
+        let (interest, last_reader_left) = oneshot::channel();
+        let interest = Arc::new(Interest { _watched: interest });
         *current = Some(Entry { key, build: build.clone(), interest: Arc::downgrade(&interest) });
         metrics::counter!("tollgate_snapshot_builds_total").increment(1);
-        self.runtime.spawn(run(Arc::downgrade(self), self.pool.clone(), build.clone(), Arc::downgrade(&interest)));
-        Subscription { build, _interest: interest }
+        self.runtime.spawn(run(Arc::downgrade(self), self.pool.clone(), build.clone(), last_reader_left));
+        Subscription { build, _interest: Some(interest) }
     }
 }
 
-async fn run(builds: Weak<SnapshotBuilds>, pool: PgPool, build: Arc<Build>, interest: Weak<()>) {
+async fn run(builds: Weak<SnapshotBuilds>, pool: PgPool, build: Arc<Build>, last_reader_left: oneshot::Receiver<()>) {
     let started = Instant::now();
+    // The watcher: resolves when the last reader's `Interest` is dropped. Counted
+    // here, before the backend is ended, so anyone who sees the build's
+    // transaction gone from Postgres also sees it counted.
+    let abandoned = async {
+        let _ = last_reader_left.await;
+        metrics::counter!("tollgate_snapshot_builds_cancelled_total").increment(1);
+    };
     let outcome = stream_binary_snapshot(
         &pool,
         |revision| build.progress.send_modify(|p| p.revision = Some(revision)),
         |chunk| {
-            if interest.strong_count() == 0 {
-                return false;
-            }
             let count = {
                 let mut chunks = build.chunks.lock().unwrap_or_else(|p| p.into_inner());
                 chunks.push(Bytes::from(chunk));
                 chunks.len()
             };
             build.progress.send_modify(|p| p.chunks = count);
-            true
         },
+        abandoned,
     )
     .await;
     let done = match outcome {
@@ -133,7 +148,6 @@ async fn run(builds: Weak<SnapshotBuilds>, pool: PgPool, build: Arc<Build>, inte
         }
         Ok(Streamed::Cancelled) => {
             tracing::info!("snapshot build cancelled: every agent waiting for it hung up");
-            metrics::counter!("tollgate_snapshot_builds_cancelled_total").increment(1);
             Err("cancelled".to_owned())
         }
         Err(err) => {

@@ -508,3 +508,72 @@ async fn an_agent_asking_for_binary_gets_the_same_config_as_json(pool: PgPool) {
     let Some(ConfigMessage::Heartbeat(beat)) = message else { panic!("a heartbeat, got {message:?}") };
     assert_eq!(beat.revision, expected.revision);
 }
+
+/// A counter on the server's `/metrics` (0 when absent). Counters are shared by
+/// every test in this process, so compare before and after, never absolutes.
+async fn counter(app: &TestApp, name: &str) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// A connection of the test's own, outside the server's pool, so holding it
+/// never starves the server.
+async fn own_connection(pool: &PgPool) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect_with(&pool.connect_options()).await.unwrap()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_build_whose_last_agent_hangs_up_is_stopped_in_postgres(pool: PgPool) {
+    use tollgate_protocol::binary::{FrameKind, FrameReader};
+    let s = setup(pool).await;
+    add_apps(&s, 1).await;
+    let cancelled_before = counter(&s.app, "tollgate_snapshot_builds_cancelled_total").await;
+
+    // The hold: while this transaction lasts, the build cannot read the credentials,
+    // so it cannot finish by itself however fast or slow the machine is.
+    let mut hold = own_connection(&s.app.pool).await;
+    sqlx::query("BEGIN").execute(&mut hold).await.unwrap();
+    sqlx::query("LOCK TABLE credentials IN ACCESS EXCLUSIVE MODE").execute(&mut hold).await.unwrap();
+
+    let mut res = open_binary(&s.app, &s.token, None).await;
+    let mut reader = FrameReader::new();
+    // The head frame is sent after the catalog was read, so from now on the build's
+    // transaction holds a read lock on api_upstreams until it ends.
+    read_frames(&mut res, &mut reader, |frame| frame.kind == FrameKind::Head).await;
+    drop(res);
+
+    // Postgres says when the build's transaction is over: this lock is granted only
+    // then. Without cancellation the build waits on `hold` and this runs into the
+    // lock timeout (a bound for failing, not a timing the test relies on).
+    let mut probe = own_connection(&s.app.pool).await;
+    sqlx::query("SET lock_timeout = '120s'").execute(&mut probe).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut probe).await.unwrap();
+    sqlx::query("LOCK TABLE api_upstreams IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut probe)
+        .await
+        .expect("the build's transaction ends while the credentials are still held");
+    sqlx::query("ROLLBACK").execute(&mut probe).await.unwrap();
+    assert!(
+        counter(&s.app, "tollgate_snapshot_builds_cancelled_total").await > cancelled_before,
+        "the stopped build is counted as cancelled"
+    );
+    // Once the credentials are free, the next agent gets a whole snapshot from a new
+    // build: the cancelled one is never served.
+    sqlx::query("ROLLBACK").execute(&mut hold).await.unwrap();
+    let mut res = open_binary(&s.app, &s.token, None).await;
+    let mut reader = FrameReader::new();
+    let mut assembler = tollgate_protocol::binary::SnapshotAssembler::default();
+    let mut snapshot = None;
+    read_frames(&mut res, &mut reader, |frame| {
+        snapshot = assembler.push(frame).expect("assembles");
+        snapshot.is_some()
+    })
+    .await;
+    let snapshot = snapshot.expect("a snapshot");
+    snapshot.validate().expect("the snapshot validates");
+    assert_eq!(snapshot.applications.len(), 1);
+}
