@@ -476,8 +476,8 @@ async fn a_pricing_mode_is_saved_from_the_plan_editor_with_a_worked_example(pool
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_demo_seed_issues_an_invoice_once(pool: PgPool) {
     seed(&pool).await.unwrap();
-    let first = demo_invoice(&pool).await.unwrap().expect("an invoice");
-    let again = demo_invoice(&pool).await.unwrap().expect("the same invoice");
+    let first = demo_invoice(&pool, "http://127.0.0.1:8080").await.unwrap().expect("an invoice");
+    let again = demo_invoice(&pool, "http://127.0.0.1:8080").await.unwrap().expect("the same invoice");
     assert_eq!(first, again);
     let (account, _) = demo_application(&pool).await.unwrap();
     let rows: Vec<(String, String, Decimal)> =

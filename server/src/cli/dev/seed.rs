@@ -109,8 +109,12 @@ pub async fn demo_invoice(pool: &PgPool, public_url: &str) -> Result<Option<Stri
     let month = run::default_month(mode, jiff::Timestamp::now());
     let (_, usage_month) = mode.main_months(month);
     demo::seed_month_usage(pool, app.0, "hits", usage_month, DEMO_MONTH_HITS).await?;
-    let options =
-        RunOptions { month: Some(month), account: Some(account.0), public_url: public_url.into(), ..RunOptions::default() };
+    let options = RunOptions {
+        month: Some(month),
+        account: Some(account.0),
+        public_url: public_url.into(),
+        ..RunOptions::default()
+    };
     run::run(pool, &options, |_, _| {}).await?;
     let number = tollgate_core::billing::invoices::list_for_account(pool, account.0)
         .await?
