@@ -45,11 +45,14 @@ pub struct Agent;
 pub struct RunningAgent {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
+    authz_addr: Option<SocketAddr>,
     agent_id: Uuid,
     stop: watch::Sender<bool>,
     /// Each proxy worker says when it has drained and stopped.
     workers: Vec<oneshot::Receiver<()>>,
     admin: JoinHandle<()>,
+    /// The decision endpoint, when it is on.
+    authz: Option<JoinHandle<()>>,
     persister: JoinHandle<()>,
     sealer: JoinHandle<()>,
     sender: JoinHandle<()>,
@@ -92,6 +95,22 @@ impl Agent {
             addr: settings.admin_listen,
             source,
         })?;
+        let authz_listener = match settings.authz_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr).await.map_err(|source| Error::Bind { listener: "authz", addr, source })?,
+            ),
+            None => None,
+        };
+        let authz_addr = authz_listener
+            .as_ref()
+            .map(|listener| {
+                listener.local_addr().map_err(|source| Error::Bind {
+                    listener: "authz",
+                    addr: settings.authz_listen.unwrap_or(settings.listen),
+                    source,
+                })
+            })
+            .transpose()?;
         let proxy_addr = proxy_sockets
             .first()
             .map_or_else(|| Ok(settings.listen), TcpSocket::local_addr)
@@ -131,6 +150,24 @@ impl Agent {
             };
             workers.push(start_worker(index, socket, proxy, limits, stop_rx.clone()).await?);
         }
+        // Decisions run on the binary's runtime: they never wait on an upstream.
+        let authz = authz_listener.map(|listener| {
+            let decider =
+                Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+            let limits = Limits {
+                max_header_bytes: settings.max_header_bytes,
+                connections: Some(ConnectionLimit {
+                    slots: connection_slots.clone(),
+                    refused: metrics.connections_refused.clone(),
+                    open: metrics.open_connections.clone(),
+                }),
+            };
+            let handler = move |request, _peer| {
+                let decider = decider.clone();
+                async move { decider.decide(request).await }
+            };
+            tokio::spawn(serve(listener, "authz", handler, limits, stop_rx.clone(), SHUTDOWN_DRAIN))
+        });
         let admin_handler = Arc::new(Admin {
             live: live.clone(),
             source: source.clone(),
@@ -177,10 +214,12 @@ impl Agent {
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
         let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
-        tracing::info!(%proxy_addr, %admin_addr, %agent_id, server = %settings.server, "tollgate-agent started");
+        tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, %agent_id, server = %settings.server, "tollgate-agent started");
         Ok(RunningAgent {
             proxy_addr,
             admin_addr,
+            authz_addr,
+            authz,
             agent_id,
             stop,
             workers,
@@ -203,6 +242,11 @@ impl RunningAgent {
         self.admin_addr
     }
 
+    /// The decision endpoint's address, if `TOLLGATE_AGENT_AUTHZ_LISTEN` turned it on.
+    pub fn authz_addr(&self) -> Option<SocketAddr> {
+        self.authz_addr
+    }
+
     /// The stable id this agent reports usage under.
     pub fn agent_id(&self) -> Uuid {
         self.agent_id
@@ -218,6 +262,9 @@ impl RunningAgent {
             let _ = worker.await;
         }
         let _ = self.admin.await;
+        if let Some(authz) = self.authz {
+            let _ = authz.await;
+        }
         let _ = self.sender.await;
         // A seal in progress finishes spooling its batches first, so they are delivered now
         // rather than after the next start.

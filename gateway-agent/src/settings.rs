@@ -217,6 +217,27 @@ fn origin(entry: &str) -> Result<HeaderValue, String> {
     HeaderValue::try_from(format!("{scheme}://{host}{port}")).map_err(|_| not_an_origin())
 }
 
+/// A path prefix such as `/authz`: starts with `/`, does not end with one, and holds only
+/// path characters (no query, no `%`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthzPathPrefix(String);
+
+impl AuthzPathPrefix {
+    pub fn parse(raw: &str) -> Result<AuthzPathPrefix, String> {
+        let plain = raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
+        if !raw.starts_with('/') || raw.ends_with('/') || !plain || raw.contains("//") {
+            return Err(format!(
+                "`{raw}` is not a path prefix such as /authz (starts with `/`, no trailing `/`, letters, digits and -_.~ only)"
+            ));
+        }
+        Ok(AuthzPathPrefix(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Everything the agent is configured with. Build it with [`Settings::from_env`] in the
 /// binary, or [`Settings::new`] plus field assignments in tests.
 #[derive(Clone, Debug)]
@@ -229,6 +250,12 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `/healthz`, `/ready`, `/metrics` (`TOLLGATE_AGENT_ADMIN_LISTEN`).
     pub admin_listen: SocketAddr,
+    /// The decision endpoint for nginx `auth_request`, Traefik `forwardAuth`, APISIX
+    /// `forward-auth` and Envoy's HTTP `ext_authz` (`TOLLGATE_AGENT_AUTHZ_LISTEN`); `None`: off.
+    pub authz_listen: Option<SocketAddr>,
+    /// What an Envoy `ext_authz` filter puts before the original path (its `path_prefix`),
+    /// stripped by the decision endpoint (`TOLLGATE_AGENT_AUTHZ_PATH_PREFIX`).
+    pub authz_path_prefix: Option<AuthzPathPrefix>,
     /// Last good config, agent id and usage spool (`TOLLGATE_AGENT_STATE_DIR`).
     pub state_dir: PathBuf,
     /// Shared counters for cluster-exact limits (`TOLLGATE_AGENT_REDIS_URL`).
@@ -277,6 +304,8 @@ impl Settings {
             token,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
+            authz_listen: None,
+            authz_path_prefix: None,
             state_dir,
             redis_url: None,
             flush_interval: Duration::from_millis(1000),
@@ -319,6 +348,13 @@ impl Settings {
         }
         if let Some(v) = get("TOLLGATE_AGENT_ADMIN_LISTEN") {
             settings.admin_listen = address("TOLLGATE_AGENT_ADMIN_LISTEN", &v)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_LISTEN") {
+            settings.authz_listen = Some(address("TOLLGATE_AGENT_AUTHZ_LISTEN", &v)?);
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX") {
+            settings.authz_path_prefix =
+                Some(AuthzPathPrefix::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX", m))?);
         }
         if let Some(v) = get("TOLLGATE_AGENT_REDIS_URL") {
             settings.redis_url = Some(RedisUrl::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_REDIS_URL", m))?);
@@ -443,6 +479,21 @@ mod tests {
         assert!(s.cors_origins.is_empty());
         assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
+        assert_eq!((s.authz_listen, s.authz_path_prefix), (None, None));
+    }
+
+    #[test]
+    fn the_decision_endpoint() {
+        let s = parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "127.0.0.1:8090"), ("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX", "/authz")])
+            .expect("valid");
+        assert_eq!(s.authz_listen, Some("127.0.0.1:8090".parse().expect("address")));
+        assert_eq!(s.authz_path_prefix.as_ref().map(AuthzPathPrefix::as_str), Some("/authz"));
+        for bad in ["authz", "/authz/", "/a?b", "/a%2f", "/", "//a"] {
+            let err = parse(&[("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX", bad)]).expect_err(bad);
+            assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_PATH_PREFIX");
+        }
+        let err = parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "8090")]).expect_err("no host");
+        assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_LISTEN");
     }
 
     #[test]

@@ -39,6 +39,11 @@ impl<'a> RequestHost<'a> {
         Ok(header.map(RequestHost))
     }
 
+    /// One header value naming the host (a decision request's `Host` or `X-Forwarded-Host`).
+    pub fn parse(value: &'a hyper::header::HeaderValue) -> Result<RequestHost<'a>, InvalidHost> {
+        value.to_str().ok().filter(|v| is_authority(v)).map(RequestHost).ok_or(InvalidHost)
+    }
+
     /// The host without port and trailing dot, lowercased (allocating only if it was not
     /// already), for routing.
     pub fn name(self) -> Cow<'a, str> {

@@ -14,9 +14,11 @@
 pub(crate) mod body;
 pub(crate) mod connections;
 pub(crate) mod cors;
+pub(crate) mod decision;
 pub(crate) mod forward;
 pub(crate) mod host;
 pub(crate) mod limits;
+pub(crate) mod original;
 pub(crate) mod path;
 pub(crate) mod ratelimit;
 pub(crate) mod reply;
@@ -39,19 +41,20 @@ use tollgate_protocol::gateway::{ReservedPath, reserved_path};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::{ApiEntry, Config, CredentialEntry, Lifecycle, LiveConfig};
+use crate::config::{ApiEntry, AppEntry, Config, CredentialEntry, Lifecycle, LiveConfig};
 use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, Identified, KeyPrefix, authenticate, identify};
 use crate::enforce::limits::Checks;
 use crate::enforce::{Limiter, Touched};
-use crate::settings::{CorsOrigins, Settings};
+use crate::settings::{AuthzPathPrefix, CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::failed_calls::Failure;
 use body::{BodyWatch, ClientBody};
 use connections::{Connections, UpstreamError};
-use host::RequestHost;
+use host::{InvalidHost, RequestHost};
 use ratelimit::RateLimit;
+use route::Route;
 use reply::{Body, Refusal};
 use upstream::Target;
 
@@ -72,6 +75,8 @@ pub(crate) struct Proxy {
     metrics: Arc<Metrics>,
     /// https upstreams need TLS, which this build lacks; said once.
     warned_tls: AtomicBool,
+    /// Envoy's `path_prefix`, for the decision endpoint.
+    authz_prefix: Option<AuthzPathPrefix>,
 }
 
 /// What is known about a routed request, for its answer, its metrics and its records.
@@ -127,7 +132,7 @@ impl Call<'_> {
 struct Admitted<'a> {
     hash: [u8; 32],
     credential: &'a CredentialEntry,
-    app: Uuid,
+    app: &'a AppEntry,
     touched: Touched,
 }
 
@@ -169,6 +174,7 @@ impl Proxy {
             cors: settings.cors_origins.clone(),
             metrics,
             warned_tls: AtomicBool::new(false),
+            authz_prefix: settings.authz_path_prefix.clone(),
         }
     }
 
@@ -218,23 +224,10 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let now = self.clock.now();
 
-        if let Err(invalid) = path::check(parts.uri.path()) {
-            return self.refuse_unrouted(Refusal::InvalidPath(invalid), started);
-        }
-        let route = {
-            let Ok(host) = RequestHost::of(&parts) else {
-                return self.refuse_unrouted(Refusal::InvalidHost, started);
-            };
-            let host_name = host.map(RequestHost::name);
-            config.catalog.routes.find(host_name.as_deref(), parts.uri.path())
+        let (route, api) = match find_api(&config, parts.uri.path(), || RequestHost::of(&parts)) {
+            Ok(found) => found,
+            Err(refusal) => return self.refuse_unrouted(refusal, started),
         };
-        let Some((route, api)) = route.and_then(|route| Some((route, config.catalog.apis.get(route.api as usize)?)))
-        else {
-            return self.refuse_unrouted(Refusal::UnknownApi, started);
-        };
-        if matches!(api.lifecycle, Lifecycle::Draft) {
-            return self.refuse_unrouted(Refusal::UnknownApi, started);
-        }
 
         // Routed: from here on a refusal may be attributed to the application of the key, so
         // the request's method and target are kept for its record.
@@ -307,7 +300,7 @@ impl Proxy {
                 call.rate = tightest.and_then(|t| RateLimit::of(limits, checks.get(t.index)?, t.used));
             }
         }
-        Ok(Admitted { hash: caller.hash, credential: caller.credential, app: caller.app.id, touched })
+        Ok(Admitted { hash: caller.hash, credential: caller.credential, app: caller.app, touched })
     }
 
     /// The application of the request's key, for a request refused before authentication.
@@ -452,8 +445,30 @@ impl Proxy {
     fn logging(&self, call: &Call<'_>, admitted: &Admitted<'_>, status: StatusCode, answered: Timestamp) {
         let api = call.api;
         let latency = call.started.elapsed();
+        self.record_usage(api, admitted, answered, status, latency);
+        if status.as_u16() >= 400
+            && let Some(blame) = call.blame
+        {
+            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency));
+        }
+        self.finish(
+            Summary { api: Some(api), app: Some(admitted.app.id), decision: "proxied", status },
+            None,
+            call.started,
+        );
+    }
+
+    /// The usage an admitted request adds, in the class of `status`.
+    fn record_usage(
+        &self,
+        api: &ApiEntry,
+        admitted: &Admitted<'_>,
+        answered: Timestamp,
+        status: StatusCode,
+        latency: Duration,
+    ) {
         self.usage.record(
-            admitted.app,
+            admitted.app.id,
             admitted
                 .touched
                 .as_slice()
@@ -462,16 +477,6 @@ impl Proxy {
             answered,
             status.as_u16(),
             latency,
-        );
-        if status.as_u16() >= 400
-            && let Some(blame) = call.blame
-        {
-            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency));
-        }
-        self.finish(
-            Summary { api: Some(api), app: Some(admitted.app), decision: "proxied", status },
-            None,
-            call.started,
         );
     }
 
@@ -541,6 +546,24 @@ impl Proxy {
             );
         }
     }
+}
+
+/// Routing, shared by the proxy and the decision endpoint: the path policy, then the API at
+/// the request's host (read only once the path passed) and path; drafts are not served.
+fn find_api<'c, 'h>(
+    config: &'c Config,
+    path: &str,
+    host: impl FnOnce() -> Result<Option<RequestHost<'h>>, InvalidHost>,
+) -> Result<(Route, &'c ApiEntry), Refusal> {
+    path::check(path).map_err(Refusal::InvalidPath)?;
+    let host = host().map_err(|InvalidHost| Refusal::InvalidHost)?;
+    let host_name = host.map(RequestHost::name);
+    let route = config.catalog.routes.find(host_name.as_deref(), path).ok_or(Refusal::UnknownApi)?;
+    let api = config.catalog.apis.get(route.api as usize).ok_or(Refusal::UnknownApi)?;
+    if matches!(api.lifecycle, Lifecycle::Draft) {
+        return Err(Refusal::UnknownApi);
+    }
+    Ok((route, api))
 }
 
 fn auth_refusal(error: AuthError) -> Refusal {

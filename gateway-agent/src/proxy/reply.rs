@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
+use super::original::BadOriginal;
 use super::path::InvalidPath;
 
 /// Response bodies: streamed from the upstream, or the agent's own.
@@ -35,15 +36,19 @@ pub(crate) enum Refusal {
     UnknownEndpoint,
     /// A method other than GET or HEAD on a gateway endpoint.
     MethodNotAllowed,
+    /// A decision request that does not say which request to decide.
+    InvalidDecision(BadOriginal),
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::InvalidPath(_) | Refusal::InvalidHost | Refusal::AmbiguousCredentials | Refusal::InvalidBody => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::InvalidPath(_)
+            | Refusal::InvalidHost
+            | Refusal::AmbiguousCredentials
+            | Refusal::InvalidBody
+            | Refusal::InvalidDecision(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::ApiRetired => StatusCode::GONE,
@@ -76,18 +81,22 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UnknownEndpoint => "unknown_endpoint",
             Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::InvalidDecision(_) => "invalid_decision_request",
         }
     }
 
     /// The whole JSON body, written out so answering costs no formatting (but for a refused
     /// path, whose message names the segment).
-    fn body(self) -> Cow<'static, str> {
+    pub(crate) fn body(self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
             Refusal::NotReady => {
                 r#"{"error":"not_ready","message":"The gateway has not loaded its configuration yet."}"#
             }
             Refusal::InvalidPath(invalid) => {
                 return Cow::Owned(serde_json::json!({"error": self.code(), "message": invalid.message()}).to_string());
+            }
+            Refusal::InvalidDecision(bad) => {
+                return Cow::Owned(serde_json::json!({"error": self.code(), "message": bad.message()}).to_string());
             }
             Refusal::InvalidHost => {
                 r#"{"error":"invalid_host","message":"The request needs exactly one Host header with a valid host name or address and optional port."}"#
@@ -153,6 +162,8 @@ impl Refusal {
             Refusal::UpstreamTimeout => 14,
             Refusal::UnknownEndpoint => 15,
             Refusal::MethodNotAllowed => 16,
+            // 17 is the limits report (`limits::DECISION_INDEX`), 19 an allowed decision.
+            Refusal::InvalidDecision(_) => 18,
         }
     }
 

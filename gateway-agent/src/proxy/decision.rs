@@ -1,0 +1,153 @@
+//! The decision endpoint (`TOLLGATE_AGENT_AUTHZ_LISTEN`): another proxy carries the traffic
+//! (nginx `auth_request`, Traefik `forwardAuth`, APISIX `forward-auth`, Envoy's HTTP
+//! `ext_authz`) and asks the agent whether a request may pass.
+//!
+//! The answer runs the proxy's own routing ([`find_api`]), request filter ([`Proxy::admit`])
+//! and refusals ([`Proxy::refuse`]): the same keys, rules, limits, lifecycle, status codes,
+//! JSON bodies and headers. Only forwarding is left to the asking proxy. An admitted
+//! request's usage is counted here, at the decision, in the 2xx class: the upstream's answer
+//! never reaches the agent.
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use tollgate_protocol::gateway::reserved_path;
+use uuid::Uuid;
+
+use super::original::{Original, Shape};
+use super::reply::{Body, Refusal};
+use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
+use crate::config::Config;
+use crate::enforce::key_location::KeySource;
+
+/// The admitted request's application (UUID).
+pub(crate) static X_TOLLGATE_APPLICATION: HeaderName = HeaderName::from_static("x-tollgate-application");
+/// Its plan (UUID).
+pub(crate) static X_TOLLGATE_PLAN: HeaderName = HeaderName::from_static("x-tollgate-plan");
+/// The API it was routed to (slug).
+pub(crate) static X_TOLLGATE_API: HeaderName = HeaderName::from_static("x-tollgate-api");
+/// The refusal's JSON body, repeated as a header for nginx, which drops an `auth_request`
+/// subrequest's body but can copy its headers (`auth_request_set`).
+pub(crate) static X_TOLLGATE_REFUSAL: HeaderName = HeaderName::from_static("x-tollgate-refusal");
+/// The credential headers Envoy removes before forwarding an allowed request.
+static X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The `decision` label and metric index of an allowed decision.
+pub(crate) const ALLOWED: &str = "allowed";
+pub(crate) const ALLOWED_INDEX: usize = 19;
+
+impl Proxy {
+    /// Decides the request a decision request names: 200 with the caller's headers, or the
+    /// refusal the proxy would have answered.
+    pub async fn decide(&self, request: Request<Incoming>) -> Response<Body> {
+        let (parts, _body) = request.into_parts();
+        let shape = Shape::of(&parts.headers);
+        let (mut response, refusal) = self.decision(&parts).await;
+        if shape == Shape::AuthRequest
+            && let Some(refusal) = refusal
+            && let Ok(body) = HeaderValue::from_str(&refusal.body())
+        {
+            response.headers_mut().insert(&X_TOLLGATE_REFUSAL, body);
+        }
+        response
+    }
+
+    /// The answer, and the refusal it carries (if any).
+    async fn decision(&self, parts: &hyper::http::request::Parts) -> (Response<Body>, Option<Refusal>) {
+        let started = std::time::Instant::now();
+        let Some(config) = self.live.load_full() else {
+            return (self.refuse_unrouted(Refusal::NotReady, started), Some(Refusal::NotReady));
+        };
+        let now = self.clock.now();
+        let original = match Original::of(parts, self.authz_prefix.as_ref().map(|p| p.as_str())) {
+            Ok(original) => original,
+            Err(bad) => {
+                let refusal = Refusal::InvalidDecision(bad);
+                return (self.refuse_unrouted(refusal, started), Some(refusal));
+            }
+        };
+        let (route, api) = match find_api(&config, original.uri.path(), || original.host()) {
+            Ok(found) => found,
+            Err(refusal) => return (self.refuse_unrouted(refusal, started), Some(refusal)),
+        };
+        let mut call = Call {
+            started,
+            received: now,
+            method: &original.method,
+            uri: &original.uri,
+            api,
+            operation: None,
+            blame: None,
+            rate: None,
+        };
+        // `_tollgate/…` is answered by the agent in proxy mode only; here it is a path like
+        // any other, left to the API's mapping rules.
+        let rest = original.uri.path().get(route.rest_offset..).unwrap_or("");
+        let reserved = reserved_path(rest).is_some();
+        match self.admit(&config, &mut call, route.api, rest, reserved, &parts.headers).await {
+            Ok(admitted) => (self.allow(&config, &call, &admitted, &parts.headers), None),
+            Err(Refused(refusal)) => (self.refuse(&call, refusal), Some(refusal)),
+        }
+    }
+
+    /// The allowed decision: the key's latest use and the request's usage are recorded now,
+    /// and the answer names the caller and the credential headers to drop.
+    fn allow(&self, config: &Config, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Response<Body> {
+        let api = call.api;
+        self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
+        self.record_usage(api, admitted, call.received, StatusCode::OK, call.started.elapsed());
+
+        let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+        let out = response.headers_mut();
+        out.insert(&X_TOLLGATE_APPLICATION, uuid_value(admitted.app.id));
+        let plan = config.catalog.source_plans.get(admitted.app.plan as usize).and_then(Option::as_ref);
+        if let Some(plan) = plan {
+            out.insert(&X_TOLLGATE_PLAN, uuid_value(plan.id));
+        }
+        if let Ok(slug) = HeaderValue::from_str(&api.slug) {
+            out.insert(&X_TOLLGATE_API, slug);
+        }
+        if let Some(names) = credential_headers(api, headers) {
+            out.insert(&X_ENVOY_AUTH_HEADERS_TO_REMOVE, names);
+        }
+        if let Some(rate) = &call.rate {
+            rate.write(out, self.clock.now(), false);
+        }
+        self.decorate(api, &mut response);
+        self.finish(
+            Summary { api: Some(api), app: Some(admitted.app.id), decision: ALLOWED, status: StatusCode::OK },
+            Some(ALLOWED_INDEX),
+            call.started,
+        );
+        response
+    }
+}
+
+fn uuid_value(id: Uuid) -> HeaderValue {
+    let mut buffer = Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer)).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// The API's credential headers, and every other spelling of them the request carries,
+/// comma-separated; `None` for an API that reads its keys from the query only.
+fn credential_headers(api: &crate::config::ApiEntry, headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut names: Vec<&str> = api
+        .auth
+        .sources()
+        .filter_map(|source| match source {
+            KeySource::Header(name) => Some(name.as_str()),
+            KeySource::Query(_) => None,
+        })
+        .collect();
+    for name in headers.keys() {
+        if api.auth.is_credential_header(name) && !names.contains(&name.as_str()) {
+            names.push(name.as_str());
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&names.join(",")).ok()
+}
