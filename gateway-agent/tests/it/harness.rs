@@ -723,6 +723,12 @@ pub struct Nginx {
 
 impl Nginx {
     pub async fn start(server_body: &str) -> Nginx {
+        Nginx::start_http(|port| format!("server {{\n    listen 127.0.0.1:{port};\n    {server_body}\n  }}")).await
+    }
+
+    /// Runs nginx with the `http` block's body `http_body(port)` (servers included), where
+    /// `port` is the free loopback port it must listen on.
+    pub async fn start_http(http_body: impl FnOnce(u16) -> String) -> Nginx {
         let binary = std::env::var("NGINX").unwrap_or_else(|_| {
             ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
                 .into_iter()
@@ -743,7 +749,8 @@ impl Nginx {
              http {{\n  log_format paths '$request_uri $uri';\n  access_log {d}/access.log paths;\n\
              client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fastcgi;\n\
              uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n  default_type text/plain;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    {server_body}\n  }}\n}}\n"
+             {body}\n}}\n",
+            body = http_body(port)
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");

@@ -5,6 +5,7 @@
 mod binary;
 mod bounds;
 mod cors;
+mod decisions;
 mod failures;
 mod harness;
 mod limiter;
