@@ -96,9 +96,9 @@ impl Agent {
             source,
         })?;
         let authz_listener = match settings.authz_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr).await.map_err(|source| Error::Bind { listener: "authz", addr, source })?,
-            ),
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|source| Error::Bind { listener: "authz", addr, source })?)
+            }
             None => None,
         };
         let authz_addr = authz_listener

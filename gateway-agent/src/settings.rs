@@ -484,8 +484,9 @@ mod tests {
 
     #[test]
     fn the_decision_endpoint() {
-        let s = parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "127.0.0.1:8090"), ("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX", "/authz")])
-            .expect("valid");
+        let s =
+            parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "127.0.0.1:8090"), ("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX", "/authz")])
+                .expect("valid");
         assert_eq!(s.authz_listen, Some("127.0.0.1:8090".parse().expect("address")));
         assert_eq!(s.authz_path_prefix.as_ref().map(AuthzPathPrefix::as_str), Some("/authz"));
         for bad in ["authz", "/authz/", "/a?b", "/a%2f", "/", "//a"] {

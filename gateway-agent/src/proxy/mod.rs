@@ -54,8 +54,8 @@ use body::{BodyWatch, ClientBody};
 use connections::{Connections, UpstreamError};
 use host::{InvalidHost, RequestHost};
 use ratelimit::RateLimit;
-use route::Route;
 use reply::{Body, Refusal};
+use route::Route;
 use upstream::Target;
 
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");

@@ -80,9 +80,11 @@ impl<'a> Original<'a> {
             Shape::ExtAuthz => {
                 let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
                 let target = match prefix {
-                    Some(prefix) => target.strip_prefix(prefix).filter(|rest| rest.starts_with('/')).ok_or(
-                        BadOriginal { what: "the path does not start with TOLLGATE_AGENT_AUTHZ_PATH_PREFIX and `/`" },
-                    )?,
+                    Some(prefix) => {
+                        target.strip_prefix(prefix).filter(|rest| rest.starts_with('/')).ok_or(BadOriginal {
+                            what: "the path does not start with TOLLGATE_AGENT_AUTHZ_PATH_PREFIX and `/`",
+                        })?
+                    }
                     None => target,
                 };
                 let uri = origin_form(target, "the request's path")?;

@@ -40,8 +40,7 @@ pub fn substitute(text: &str, from: &str, to: &str) -> String {
 /// The standard fixture with its key in the `X-Api-Key` header and at most 2 items a day.
 pub fn header_key_fixture(upstream: &Upstream) -> Fixture {
     let mut fixture = Fixture::new(upstream, &[('g', Period::Day, 2)]);
-    fixture.snapshot.apis[0].auth =
-        AuthMode::UserKey { location: KeyLocation::Header { name: "X-Api-Key".into() } };
+    fixture.snapshot.apis[0].auth = AuthMode::UserKey { location: KeyLocation::Header { name: "X-Api-Key".into() } };
     fixture.snapshot.validate().expect("valid snapshot");
     fixture
 }
@@ -73,25 +72,36 @@ pub async fn the_usual_cases(
     assert_eq!(upstream.count(), 1);
     let seen = upstream.last();
     assert_eq!(seen.uri, "/pets/items/1?a=b");
-    assert_eq!(seen.headers.get("x-tollgate-application").and_then(|v| v.to_str().ok()), Some(&*fixture.app.to_string()));
+    assert_eq!(
+        seen.headers.get("x-tollgate-application").and_then(|v| v.to_str().ok()),
+        Some(&*fixture.app.to_string())
+    );
     assert_eq!(seen.headers.get("x-tollgate-plan").and_then(|v| v.to_str().ok()), Some(&*fixture.plan.to_string()));
     assert!(seen.headers.get("x-api-key").is_none(), "the key reached the upstream: {:?}", seen.headers);
 
     let missing = get(&url("/pets/items/1"), &[]).await;
     assert_eq!((missing.status, missing.error().as_str()), (StatusCode::UNAUTHORIZED, "missing_credentials"));
-    let wrong = get(&url("/pets/items/1"), &[("X-Api-Key", new_key(tollgate_protocol::KeyKind::UserKey).as_str())]).await;
+    let wrong =
+        get(&url("/pets/items/1"), &[("X-Api-Key", new_key(tollgate_protocol::KeyKind::UserKey).as_str())]).await;
     assert_eq!((wrong.status, wrong.error().as_str()), (StatusCode::FORBIDDEN, "invalid_credentials"));
     let unmapped = get(&url("/pets/nothing"), &[("X-Api-Key", key)]).await;
     assert_eq!((unmapped.status, unmapped.error().as_str()), (StatusCode::NOT_FOUND, "no_matching_rule"));
     // A client's own claim about the request being decided changes nothing.
-    let forged =
-        get(&url("/pets/nothing"), &[("X-Api-Key", key), ("X-Forwarded-Uri", "/pets/list"), ("X-Original-URI", "/pets/list")])
-            .await;
+    let forged = get(
+        &url("/pets/nothing"),
+        &[("X-Api-Key", key), ("X-Forwarded-Uri", "/pets/list"), ("X-Original-URI", "/pets/list")],
+    )
+    .await;
     assert_eq!((forged.status, forged.error().as_str()), (StatusCode::NOT_FOUND, "no_matching_rule"));
 
     assert_eq!(get(&url("/pets/items/2"), &[("X-Api-Key", key)]).await.status, StatusCode::OK);
     let over = get(&url("/pets/items/3"), &[("X-Api-Key", key)]).await;
-    assert_eq!((over.status, over.error().as_str()), (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded"), "{:?}", over.headers);
+    assert_eq!(
+        (over.status, over.error().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded"),
+        "{:?}",
+        over.headers
+    );
     assert_eq!(over.header("retry-after"), Some(DAY_LEFT));
     assert_eq!((over.header("ratelimit-limit"), over.header("ratelimit-remaining")), (Some("2"), Some("0")));
     assert_eq!(upstream.count(), 2, "only admitted calls reach the upstream");
@@ -184,12 +194,8 @@ async fn envoy_http_ext_authz_contract() {
     assert_eq!((ok.header("ratelimit-limit"), ok.header("ratelimit-remaining")), (Some("2"), Some("1")));
     assert_eq!(ok.body, "");
     // Every spelling of the credential header is named for removal.
-    let spelled = check(
-        Method::GET,
-        "/pets/items/2",
-        vec![("x-api-key", key.to_owned()), ("x_api_key", key.to_owned())],
-    )
-    .await;
+    let spelled =
+        check(Method::GET, "/pets/items/2", vec![("x-api-key", key.to_owned()), ("x_api_key", key.to_owned())]).await;
     assert_eq!(spelled.status, StatusCode::OK);
     assert_eq!(spelled.header("x-envoy-auth-headers-to-remove"), Some("x-api-key,x_api_key"));
 
