@@ -5,7 +5,9 @@
 //! allocate; the per-request work that does allocate is the upstream URI and the
 //! `X-Forwarded-For` value. CORS (for listed browser origins only) wraps all of it: see
 //! [`cors`]. Admitted requests carry the `RateLimit-*` headers of their most constrained
-//! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]).
+//! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]). The
+//! decision endpoint ([`decision`]) runs the same routing, request filter and refusals for
+//! another proxy, and answers instead of forwarding.
 //!
 //! A request whose key the agent knows is *attributed* to that key's application, even when
 //! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
