@@ -131,6 +131,10 @@ async fn nginx_auth_request_configured_from_the_docs() {
     })
     .await;
     the_usual_cases(&cp, agent, &upstream, &fixture, |path| nginx.url(path)).await;
+    // The agent is gone: the recipe answers 503 rather than nginx's 500, and nothing passes.
+    let down = get(&nginx.url("/pets/items/1"), &[("X-Api-Key", fixture.key.as_str())]).await;
+    assert_eq!((down.status, down.error().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "decision_unavailable"));
+    assert_eq!(upstream.count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,6 +165,10 @@ async fn traefik_forward_auth_configured_from_the_docs() {
     })
     .await;
     the_usual_cases(&cp, agent, &upstream, &fixture, |path| traefik.url(path)).await;
+    // The agent is gone: Traefik's own 500, and nothing passes.
+    let down = get(&traefik.url("/pets/items/1"), &[("X-Api-Key", fixture.key.as_str())]).await;
+    assert_eq!(down.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(upstream.count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
