@@ -37,6 +37,11 @@ static X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-e
 /// The `decision` label and metric index of an allowed decision.
 pub(crate) const ALLOWED: &str = "allowed";
 pub(crate) const ALLOWED_INDEX: usize = 19;
+const _: () = assert!(
+    ALLOWED_INDEX < crate::telemetry::ANSWERED_DECISIONS
+        && ALLOWED_INDEX != super::limits::DECISION_INDEX
+        && ALLOWED_INDEX != super::cors::PREFLIGHT_INDEX
+);
 
 impl Proxy {
     /// Decides the request a decision request names: 200 with the caller's headers, or the

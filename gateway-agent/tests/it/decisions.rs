@@ -7,7 +7,7 @@ use std::path::Path;
 use hyper::{Method, StatusCode};
 use jiff::Timestamp;
 use tollgate_agent::{AuthzPathPrefix, Clock, RunningAgent, ServerUrl, Settings};
-use tollgate_protocol::{AuthMode, KeyLocation, Period, Snapshot};
+use tollgate_protocol::{AuthMode, KeyLocation, Lifecycle, Period, Snapshot};
 
 use crate::harness::*;
 
@@ -228,6 +228,49 @@ async fn envoy_http_ext_authz_contract() {
     agent.shutdown().await.expect("clean shutdown");
     let m = fixture.metrics;
     assert_eq!(cp.accepted_count(m.get_item), 2, "two admitted decisions, counted once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_route_by_the_original_host_and_honour_the_lifecycle() {
+    let upstream = Upstream::start().await;
+    let mut fixture = header_key_fixture(&upstream);
+    let header_key = AuthMode::UserKey { location: KeyLocation::Header { name: "x-api-key".into() } };
+    let (shop, _) = add_api(&mut fixture, "/shop", Lifecycle::Published, header_key.clone(), upstream.url(""));
+    add_api(&mut fixture, "/gone", Lifecycle::Retired, header_key, upstream.url(""));
+    for api in fixture.snapshot.apis.iter_mut().filter(|api| api.id == shop) {
+        api.hosts = vec!["shop.example.com".into()];
+    }
+    fixture.snapshot.validate().expect("valid snapshot");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(decision_settings(cp.url(), dir.path(), None)).await;
+    let url = format!("http://{}/", authz(&agent));
+    let error = |answer: Answer| (answer.status, answer.error());
+
+    // Routed by the original host: found (and then asked for a key), or not found.
+    for (headers, expected) in [
+        (vec![("host", "shop.example.com"), ("x-original-uri", "/shop/")], StatusCode::UNAUTHORIZED),
+        (vec![("host", "other.example.com"), ("x-original-uri", "/shop/")], StatusCode::NOT_FOUND),
+        (
+            vec![("host", "agent"), ("x-forwarded-uri", "/shop/"), ("x-forwarded-host", "SHOP.example.com:443")],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            vec![
+                ("host", "shop.example.com"),
+                ("x-forwarded-uri", "/shop/"),
+                ("x-forwarded-host", "other.example.com"),
+            ],
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(get(&url, &headers).await.status, expected, "{headers:?}");
+    }
+    let bad_host = get(&url, &[("x-forwarded-uri", "/shop/"), ("x-forwarded-host", "a b")]).await;
+    assert_eq!(error(bad_host), (StatusCode::BAD_REQUEST, "invalid_host".to_owned()));
+    let retired = get(&url, &[("x-original-uri", "/gone/"), ("x-api-key", fixture.key.as_str())]).await;
+    assert_eq!(error(retired), (StatusCode::GONE, "api_retired".to_owned()));
+    agent.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
