@@ -24,7 +24,7 @@ pub async fn report(
         }
         _ if change.any() => tracing::info!(
             agent = %gateway.name,
-            applied_revision = ?status.applied_revision,
+            applied_revision = status.applied_revision,
             agent_version = %status.agent_version,
             "agent status changed"
         ),
