@@ -36,6 +36,8 @@ pub struct SignUpForm {
 }
 
 /// Known and unknown emails get the same page; the mailbox learns which.
+// An actix handler takes each input as an extractor.
+#[allow(clippy::too_many_arguments)]
 pub async fn submit(
     session: Session,
     pool: web::Data<PgPool>,
