@@ -52,6 +52,20 @@ pub struct MailSummary {
     pub state: DeliveryState,
 }
 
+impl MailSummary {
+    /// `delivery` is the row's (sent_at, attempts, last_error).
+    fn of(
+        id: Uuid,
+        to: String,
+        subject: String,
+        created_at: OffsetDateTime,
+        delivery: (Option<OffsetDateTime>, i32, Option<String>),
+    ) -> MailSummary {
+        let (sent_at, attempts, last_error) = delivery;
+        MailSummary { id, to, subject, created_at, state: DeliveryState::of(sent_at, attempts, last_error) }
+    }
+}
+
 /// One message whole.
 #[derive(Debug, Clone)]
 pub struct Mail {
@@ -71,13 +85,7 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<(Vec<MailSummary>, i64)
     let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox_emails"#).fetch_one(pool).await?;
     let list = rows
         .into_iter()
-        .map(|r| MailSummary {
-            id: r.id,
-            to: r.to_address,
-            subject: r.subject,
-            created_at: r.created_at,
-            state: DeliveryState::of(r.sent_at, r.attempts, r.last_error),
-        })
+        .map(|r| MailSummary::of(r.id, r.to_address, r.subject, r.created_at, (r.sent_at, r.attempts, r.last_error)))
         .collect();
     Ok((list, total))
 }
@@ -92,13 +100,7 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Mail>> {
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|r| Mail {
-        summary: MailSummary {
-            id: r.id,
-            to: r.to_address,
-            subject: r.subject,
-            created_at: r.created_at,
-            state: DeliveryState::of(r.sent_at, r.attempts, r.last_error),
-        },
+        summary: MailSummary::of(r.id, r.to_address, r.subject, r.created_at, (r.sent_at, r.attempts, r.last_error)),
         text: r.body_text,
     }))
 }

@@ -136,29 +136,7 @@ async fn import_prints_the_slug_and_operation_count_or_a_located_error(pool: PgP
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
-    use std::io::{BufRead, BufReader};
-
-    let url = database_url(&pool).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
-        .env("TOLLGATE_DATABASE_URL", &url)
-        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_LOG", "info")
-        .env("TOLLGATE_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tollgate serve");
-    let stderr = child.stderr.take().unwrap();
-    // A failed assertion must not leave the server running (and holding the test database).
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(stderr).lines();
-    // Wait for the line announcing the address: output, not a sleep, is the signal.
-    let serving = lines
-        .by_ref()
-        .map(|l| l.expect("log line"))
-        .find(|l| l.contains("tollgate is serving"))
-        .expect("the server announces itself");
+    let (mut child, lines, serving) = serve_logging_json(&pool).await;
     let event: serde_json::Value = serde_json::from_str(&serving).expect("log lines are JSON");
     assert_eq!(event["level"], "INFO");
     assert!(!serving.contains("password"), "{serving}");
@@ -209,23 +187,8 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
 /// every heartbeat. `serve` mounts no development pages.
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn serve_logs_agent_state_changes_not_heartbeats_and_has_no_mail_viewer(pool: PgPool) {
-    use std::io::{BufRead, BufReader};
-
-    let url = database_url(&pool).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
-        .env("TOLLGATE_DATABASE_URL", &url)
-        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_LOG", "info")
-        .env("TOLLGATE_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tollgate serve");
-    let stderr = child.stderr.take().unwrap();
-    let _child = KillOnDrop(child);
-    let mut lines = BufReader::new(stderr).lines().map(|l| l.expect("log line"));
-    let serving = lines.by_ref().find(|l| l.contains("tollgate is serving")).expect("the server announces itself");
+    let (_child, lines, serving) = serve_logging_json(&pool).await;
+    let mut lines = lines.map(|l| l.expect("log line"));
     let event: serde_json::Value = serde_json::from_str(&serving).unwrap();
     let addr = event["addr"].as_str().unwrap().to_owned();
     let client = crate::helpers::plain_client();
@@ -276,6 +239,37 @@ async fn serve_logs_agent_state_changes_not_heartbeats_and_has_no_mail_viewer(po
         seen.iter().any(|e| e["message"] == "request" && e["span"]["path"] == "/dev/mail" && e["status"] == 404),
         "{seen:?}"
     );
+}
+
+/// `tollgate serve` on a free port against the test's database, logging JSON
+/// at `info`: the process (killed on drop, so a failed assertion does not
+/// leave it holding the database), its remaining log lines, and the line
+/// announcing its address, waited for: output, not a sleep, is the signal.
+async fn serve_logging_json(
+    pool: &PgPool,
+) -> (KillOnDrop, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>, String) {
+    use std::io::{BufRead, BufReader};
+
+    let url = database_url(pool).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("serve")
+        .env("TOLLGATE_DATABASE_URL", &url)
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_LOG", "info")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tollgate serve");
+    let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .map(|l| l.expect("log line"))
+        .find(|l| l.contains("tollgate is serving"))
+        .expect("the server announces itself");
+    (child, lines, serving)
 }
 
 struct KillOnDrop(std::process::Child);
