@@ -11,6 +11,7 @@ mod auth;
 mod calling;
 mod catalog;
 mod dashboard;
+pub mod dev_mail;
 mod invoices;
 mod keys;
 mod markdown;

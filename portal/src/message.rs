@@ -2,11 +2,13 @@
 //! the same whatever happened ("check your email"), and links from emails
 //! that no longer work, with the token such links carry.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::MailLimits;
 use tollgate_web::{Chrome, render};
+
+use crate::dev_mail::DevMailViewer;
 
 #[derive(Template)]
 #[template(path = "portal/message.html")]
@@ -15,11 +17,19 @@ struct MessagePage<'a> {
     title: &'a str,
     text: &'a str,
     link: Option<(&'a str, &'a str)>,
+    /// `tollgate dev` mounts a mail viewer; say where the mail can be read.
+    dev_mail: bool,
 }
 
 /// The answer once a mail may have been sent; `link` is (href, label).
-pub(crate) fn check_your_email(chrome: Chrome, text: &str, link: Option<(&str, &str)>) -> HttpResponse {
-    render(StatusCode::OK, &MessagePage { chrome, title: "Check your email", text, link })
+/// `dev_mail` is the app's mail viewer, mounted by `tollgate dev` only.
+pub(crate) fn check_your_email(
+    chrome: Chrome,
+    text: &str,
+    link: Option<(&str, &str)>,
+    dev_mail: Option<web::Data<DevMailViewer>>,
+) -> HttpResponse {
+    render(StatusCode::OK, &MessagePage { chrome, title: "Check your email", text, link, dev_mail: dev_mail.is_some() })
 }
 
 /// The sentence every "check your email" answer ends with, so a person who
@@ -35,7 +45,7 @@ pub(crate) fn one_mail_per(limits: &MailLimits) -> String {
 
 /// An emailed link that was used, has expired or never existed.
 pub(crate) fn dead_link(chrome: Chrome, title: &str, text: &str, link: Option<(&str, &str)>) -> HttpResponse {
-    render(StatusCode::GONE, &MessagePage { chrome, title, text, link })
+    render(StatusCode::GONE, &MessagePage { chrome, title, text, link, dev_mail: false })
 }
 
 /// The query string of an emailed link.

@@ -34,6 +34,14 @@ pub enum StartupError {
     Mail(#[from] tollgate_core::Error),
 }
 
+/// Which command runs the server: `tollgate dev` adds development-only pages
+/// (the mail viewer at `/dev/mail`) that `tollgate serve` never mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    Dev,
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     pub addr: SocketAddr,
@@ -54,7 +62,12 @@ async fn not_found() -> HttpResponse {
 }
 
 /// Builds the server on an already bound listener (port 0 in tests).
-pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result<Application, StartupError> {
+pub fn build(
+    settings: &Settings,
+    pool: PgPool,
+    listener: TcpListener,
+    mode: Mode,
+) -> Result<Application, StartupError> {
     let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
     let sessions = SessionStore::new(
         pool.clone(),
@@ -119,6 +132,11 @@ pub fn build(settings: &Settings, pool: PgPool, listener: TcpListener) -> Result
                     .wrap(from_fn(session_middleware))
                     .configure(tollgate_portal::configure)
                     .configure(tollgate_admin::configure)
+                    .configure(|cfg| {
+                        if mode == Mode::Dev {
+                            tollgate_portal::dev_mail::configure(cfg);
+                        }
+                    })
                     .default_service(web::to(not_found)),
             )
     })

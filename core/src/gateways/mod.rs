@@ -116,20 +116,45 @@ pub async fn set_connected(pool: &PgPool, id: GatewayId, connected: bool) -> Res
 
 /// Stores what an agent said about itself: its applied revision, version
 /// and any update it refused.
-pub async fn record_status(pool: &PgPool, id: GatewayId, status: &AgentStatus) -> Result<()> {
+/// What a status report changed; a heartbeat that repeats the last report
+/// changes nothing, so the server can log state changes and not heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusChange {
+    /// The applied revision moved (or was reported for the first time).
+    pub revision: bool,
+    /// The agent reports another version than before.
+    pub version: bool,
+    /// A refusal appeared, changed or cleared.
+    pub error: bool,
+}
+
+impl StatusChange {
+    pub fn any(&self) -> bool {
+        self.revision || self.version || self.error
+    }
+}
+
+/// Records an agent's report and says what it changed.
+pub async fn record_status(pool: &PgPool, id: GatewayId, status: &AgentStatus) -> Result<StatusChange> {
     let applied = status.applied_revision.and_then(|r| i64::try_from(r).ok());
     let error = status.rejected.as_ref().map(|r| format!("refused revision {}: {}", r.revision, r.reason));
     let version: String = status.agent_version.chars().take(64).collect();
-    sqlx::query!(
-        "UPDATE gateways SET applied_revision = coalesce($2, applied_revision), agent_version = $3, last_error = $4, last_seen_at = now() WHERE id = $1",
+    // The subquery reads the row as it was before this statement's update.
+    let row = sqlx::query!(
+        r#"UPDATE gateways g SET applied_revision = coalesce($2, g.applied_revision), agent_version = $3, last_error = $4, last_seen_at = now()
+           FROM (SELECT applied_revision, agent_version, last_error FROM gateways WHERE id = $1 FOR UPDATE) AS before
+           WHERE g.id = $1
+           RETURNING g.applied_revision IS DISTINCT FROM before.applied_revision AS "revision!",
+                     g.agent_version IS DISTINCT FROM before.agent_version AS "version!",
+                     g.last_error IS DISTINCT FROM before.last_error AS "error!""#,
         id.0,
         applied,
         version,
         error.map(|e| e.chars().take(1000).collect::<String>())
     )
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(())
+    Ok(row.map(|r| StatusChange { revision: r.revision, version: r.version, error: r.error }).unwrap_or_default())
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<GatewayView>> {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 pub mod messages;
+pub mod outbox;
 
 /// A message ready to queue; `messages` writes them.
 pub struct Outgoing {

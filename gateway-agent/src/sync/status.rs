@@ -22,15 +22,24 @@ pub(crate) async fn report(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
+    // Reports repeat every 10 s: log when they start or stop failing, not each one.
+    let mut failing = false;
     loop {
         let current = status.borrow_and_update().clone();
         let wait = match post(&control_plane, &current).await {
             Ok(()) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("status reports reach the management server again");
+                }
                 backoff.reset();
                 INTERVAL
             }
             Err(reason) => {
-                tracing::debug!(%reason, "status report failed");
+                if std::mem::replace(&mut failing, true) {
+                    tracing::debug!(%reason, "status report failed");
+                } else {
+                    tracing::warn!(%reason, "status report failed; retrying with backoff");
+                }
                 backoff.next_delay().min(INTERVAL)
             }
         };

@@ -9,6 +9,7 @@ use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
 use tollgate_web::{Chrome, ClientIp, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other};
 
+use crate::dev_mail::DevMailViewer;
 use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 
 #[derive(Template)]
@@ -41,6 +42,7 @@ pub async fn forgot(
     limits: web::Data<MailLimits>,
     ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<ForgotForm>,
+    dev_mail: Option<web::Data<DevMailViewer>>,
 ) -> PageResult<HttpResponse> {
     let request = MailRequest { client: &client, limits: &limits };
     flows::request_password_reset(&pool, &request, &form.email, &public_url.0).await?;
@@ -48,7 +50,7 @@ pub async fn forgot(
         "If that address has an account, a link to choose a new password is on its way. It expires in 1 hour. {}",
         crate::message::one_mail_per(&limits)
     );
-    Ok(check_your_email(Chrome::for_session(&session).await?, &text, None))
+    Ok(check_your_email(Chrome::for_session(&session).await?, &text, None, dev_mail))
 }
 
 fn dead_reset_link(chrome: Chrome) -> HttpResponse {

@@ -8,6 +8,7 @@ use tollgate_core::accounts::{MailLimits, PasswordHasher};
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, ClientIp, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render};
 
+use crate::dev_mail::DevMailViewer;
 use crate::message::check_your_email;
 
 #[derive(Template)]
@@ -35,6 +36,8 @@ pub struct SignUpForm {
 }
 
 /// Known and unknown emails get the same page; the mailbox learns which.
+// An actix handler takes each input as an extractor.
+#[allow(clippy::too_many_arguments)]
 pub async fn submit(
     session: Session,
     pool: web::Data<PgPool>,
@@ -43,6 +46,7 @@ pub async fn submit(
     limits: web::Data<MailLimits>,
     ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<SignUpForm>,
+    dev_mail: Option<web::Data<DevMailViewer>>,
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
     match SignUp::parse(&form.organisation, &form.email, &form.password) {
@@ -58,7 +62,7 @@ pub async fn submit(
                 input.email,
                 crate::message::one_mail_per(&limits)
             );
-            Ok(check_your_email(chrome, &text, Some(("/verify/resend", "Didn't get it? Send it again"))))
+            Ok(check_your_email(chrome, &text, Some(("/verify/resend", "Didn't get it? Send it again")), dev_mail))
         }
     }
 }

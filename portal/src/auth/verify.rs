@@ -8,6 +8,7 @@ use tollgate_core::accounts::flows::{self, MailRequest};
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, ClientIp, CsrfForm, PageResult, PublicUrl, Session, render, see_other};
 
+use crate::dev_mail::DevMailViewer;
 use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 
 #[derive(Template)]
@@ -79,6 +80,7 @@ pub async fn resend(
     limits: web::Data<MailLimits>,
     ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<ResendForm>,
+    dev_mail: Option<web::Data<DevMailViewer>>,
 ) -> PageResult<HttpResponse> {
     let request = MailRequest { client: &client, limits: &limits };
     flows::resend_verification(&pool, &request, &form.email, &public_url.0).await?;
@@ -86,5 +88,5 @@ pub async fn resend(
         "If that address has an account waiting for verification, a new link is on its way. Earlier links no longer work. {}",
         crate::message::one_mail_per(&limits)
     );
-    Ok(check_your_email(Chrome::for_session(&session).await?, &text, None))
+    Ok(check_your_email(Chrome::for_session(&session).await?, &text, None, dev_mail))
 }

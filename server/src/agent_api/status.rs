@@ -1,4 +1,5 @@
 //! `POST /agent/v1/status`: an agent reports the revision it applied, or why it refused one.
+//! Agents repeat their report every 10 s as a heartbeat; only changes are logged at `info`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use tollgate_core::db::PgPool;
@@ -15,9 +16,19 @@ pub async fn report(
 ) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
     let status: AgentStatus = parse_body(&body)?;
-    if let Some(rejected) = &status.rejected {
-        tracing::warn!(agent = %gateway.name, revision = rejected.revision, reason = %rejected.reason, "agent refused a config update");
+    // Agents report every 10 s; only a report that changes something is logged.
+    let change = record_status(&pool, gateway.id, &status).await?;
+    match &status.rejected {
+        Some(rejected) if change.error => {
+            tracing::warn!(agent = %gateway.name, revision = rejected.revision, reason = %rejected.reason, "agent refused a config update")
+        }
+        _ if change.any() => tracing::info!(
+            agent = %gateway.name,
+            applied_revision = status.applied_revision,
+            agent_version = %status.agent_version,
+            "agent status changed"
+        ),
+        _ => tracing::debug!(agent = %gateway.name, "agent heartbeat"),
     }
-    record_status(&pool, gateway.id, &status).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,7 @@ pub async fn run(settings: Settings) -> Result<(), CliError> {
     let listener = startup::bind(settings.listen)?;
     let pool = connect(url, settings.database_max_connections).await?;
     db::migrate(&pool).await?;
-    let app = startup::build(&settings, pool, listener)?;
+    let app = startup::build(&settings, pool, listener, startup::Mode::Serve)?;
     tracing::info!(addr = %app.addr, database = %url.redacted(), "tollgate is serving");
     app.server.await?;
     tracing::info!("tollgate stopped");

@@ -8,6 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use tollgate_protocol::STATUS_PATH;
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,6 +47,7 @@ pub async fn request_id_and_metrics(
     let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().to_string();
     let path = req.path().to_owned();
+    let is_heartbeat = req.method() == Method::POST && path == STATUS_PATH;
     // Labels come from closed sets, so no request can add series at will:
     // the route's template (not the raw path, which carries ids), and the
     // method if it is a standard one.
@@ -60,6 +62,9 @@ pub async fn request_id_and_metrics(
     let _guard = span.enter();
     if status >= 500 {
         tracing::warn!(status, elapsed_ms = elapsed.as_millis() as u64, "request failed");
+    } else if is_heartbeat && status < 400 {
+        // Every agent posts its status every 10 s; the status handler logs what changed.
+        tracing::debug!(status, elapsed_ms = elapsed.as_millis() as u64, "request");
     } else {
         tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, "request");
     }

@@ -136,29 +136,7 @@ async fn import_prints_the_slug_and_operation_count_or_a_located_error(pool: PgP
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
-    use std::io::{BufRead, BufReader};
-
-    let url = database_url(&pool).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
-        .env("TOLLGATE_DATABASE_URL", &url)
-        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_LOG", "info")
-        .env("TOLLGATE_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tollgate serve");
-    let stderr = child.stderr.take().unwrap();
-    // A failed assertion must not leave the server running (and holding the test database).
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(stderr).lines();
-    // Wait for the line announcing the address: output, not a sleep, is the signal.
-    let serving = lines
-        .by_ref()
-        .map(|l| l.expect("log line"))
-        .find(|l| l.contains("tollgate is serving"))
-        .expect("the server announces itself");
+    let (mut child, lines, serving) = serve_logging_json(&pool).await;
     let event: serde_json::Value = serde_json::from_str(&serving).expect("log lines are JSON");
     assert_eq!(event["level"], "INFO");
     assert!(!serving.contains("password"), "{serving}");
@@ -203,6 +181,95 @@ async fn serve_logs_json_on_request_and_stops_cleanly_on_sigterm(pool: PgPool) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Agents post their status every 10 s: the log records what changed, not
+/// every heartbeat. `serve` mounts no development pages.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn serve_logs_agent_state_changes_not_heartbeats_and_has_no_mail_viewer(pool: PgPool) {
+    let (_child, lines, serving) = serve_logging_json(&pool).await;
+    let mut lines = lines.map(|l| l.expect("log line"));
+    let event: serde_json::Value = serde_json::from_str(&serving).unwrap();
+    let addr = event["addr"].as_str().unwrap().to_owned();
+    let client = crate::helpers::plain_client();
+
+    let res = client.get(format!("http://{addr}/dev/mail")).send().await.unwrap();
+    assert_eq!(res.status(), 404, "the mail viewer is for `tollgate dev` only");
+
+    let (_, token) =
+        tollgate_core::gateways::create(&pool, "edge-1", &tollgate_core::audit::Actor::system("test")).await.unwrap();
+    let status = |revision| tollgate_protocol::AgentStatus {
+        protocol_version: tollgate_protocol::PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(revision),
+        rejected: None,
+    };
+    // A first report, two heartbeats repeating it, then a new revision.
+    for revision in [1, 1, 1, 2] {
+        let res = client
+            .post(format!("http://{addr}/agent/v1/status"))
+            .bearer_auth(token.as_str())
+            .json(&status(revision))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+    // Lines are written as requests finish: once this one's is out, the reports' are too.
+    let res = client.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let event: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+        let done = event["message"] == "request" && event["span"]["path"] == "/healthz";
+        seen.push(event);
+        if done {
+            break;
+        }
+    }
+    let changes: Vec<_> = seen.iter().filter(|e| e["message"] == "agent status changed").collect();
+    assert_eq!(changes.len(), 2, "the first report and the new revision: {seen:?}");
+    assert_eq!(changes[0]["level"], "INFO");
+    assert_eq!(changes[1]["applied_revision"], 2, "{:?}", changes[1]);
+    assert!(
+        !seen.iter().any(|e| e["message"] == "request" && e["span"]["path"] == "/agent/v1/status"),
+        "status reports are not logged per request at info: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| e["message"] == "request" && e["span"]["path"] == "/dev/mail" && e["status"] == 404),
+        "{seen:?}"
+    );
+}
+
+/// `tollgate serve` on a free port against the test's database, logging JSON
+/// at `info`: the process (killed on drop, so a failed assertion does not
+/// leave it holding the database), its remaining log lines, and the line
+/// announcing its address, waited for: output, not a sleep, is the signal.
+async fn serve_logging_json(
+    pool: &PgPool,
+) -> (KillOnDrop, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>, String) {
+    use std::io::{BufRead, BufReader};
+
+    let url = database_url(pool).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("serve")
+        .env("TOLLGATE_DATABASE_URL", &url)
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_LOG", "info")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tollgate serve");
+    let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .map(|l| l.expect("log line"))
+        .find(|l| l.contains("tollgate is serving"))
+        .expect("the server announces itself");
+    (child, lines, serving)
 }
 
 struct KillOnDrop(std::process::Child);

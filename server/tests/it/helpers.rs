@@ -27,6 +27,13 @@ pub async fn spawn_app_with(pool: PgPool, vars: &[(&str, &str)]) -> TestApp {
     spawn_app_on(pool, TcpListener::bind("127.0.0.1:0").expect("bind a free port"), vars).await.0
 }
 
+/// Starts the server as `tollgate dev` builds it (with the development-only
+/// pages such as the mail viewer), on a random port.
+pub async fn spawn_dev_app(pool: PgPool) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    start(pool, listener, &[], startup::Mode::Dev).0
+}
+
 /// Starts the server on a given listener and returns a handle to stop it,
 /// so a test can kill the management server and bring it back on the same port.
 pub async fn spawn_app_on(
@@ -34,13 +41,14 @@ pub async fn spawn_app_on(
     listener: TcpListener,
     vars: &[(&str, &str)],
 ) -> (TestApp, actix_web::dev::ServerHandle) {
-    let (app, handle, _) = start(pool, listener, vars);
+    let (app, handle, _) = start(pool, listener, vars, startup::Mode::Serve);
     (app, handle)
 }
 
 /// `spawn_app_with`, and the server's password hasher, to count its argon2 work.
 pub async fn spawn_app_counting(pool: PgPool, vars: &[(&str, &str)]) -> (TestApp, PasswordHasher) {
-    let (app, _, hasher) = start(pool, TcpListener::bind("127.0.0.1:0").expect("bind a free port"), vars);
+    let (app, _, hasher) =
+        start(pool, TcpListener::bind("127.0.0.1:0").expect("bind a free port"), vars, startup::Mode::Serve);
     (app, hasher)
 }
 
@@ -48,13 +56,14 @@ fn start(
     pool: PgPool,
     listener: TcpListener,
     vars: &[(&str, &str)],
+    mode: startup::Mode,
 ) -> (TestApp, actix_web::dev::ServerHandle, PasswordHasher) {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     vars.push(("TOLLGATE_PUBLIC_URL".into(), base.clone()));
     let settings = Settings::load_from(&move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         .expect("settings");
-    let app = startup::build(&settings, pool.clone(), listener).expect("build the app");
+    let app = startup::build(&settings, pool.clone(), listener, mode).expect("build the app");
     let handle = app.server.handle();
     tokio::spawn(app.server);
     (TestApp { base, pool, client: client() }, handle, app.hasher)

@@ -13,6 +13,7 @@ mod billing;
 mod billing_payments;
 mod boundaries;
 mod cli;
+mod dev_mail;
 mod gateway;
 mod headers;
 mod health;

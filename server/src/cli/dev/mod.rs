@@ -45,7 +45,7 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
     let pool = connect(&url, settings.database_max_connections).await?;
     db::migrate(&pool).await?;
     seed(&pool).await?;
-    let app = startup::build(&settings, pool.clone(), listener)?;
+    let app = startup::build(&settings, pool.clone(), listener, startup::Mode::Dev)?;
     let base = format!("http://{}", app.addr);
     // The demo upstream and a gateway agent complete the loop. Either may be
     // missing (port taken, agent not built); the server still runs.
@@ -83,6 +83,7 @@ pub async fn run(mut settings: Settings, db_only: bool, seed_only: bool, databas
     println!("  Developer portal  {base}/");
     println!("  Admin             {base}/admin");
     println!("  Sign in           {base}/login");
+    println!("  Mail viewer       {base}/dev/mail  (every mail sent, links clickable; dev only)");
     println!("  Health            {base}/healthz");
     println!("  Metrics           {base}/metrics");
     println!();
