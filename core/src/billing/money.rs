@@ -70,6 +70,15 @@ impl Currency {
     }
 }
 
+/// An amount in a currency code as stored (`char(3)`, so maybe padded), to the
+/// currency's minor unit; a code Tollgate does not know shows the amount as it is.
+pub fn display(amount: Decimal, currency: &str) -> String {
+    match Currency::new(currency.trim()) {
+        Ok(c) => c.format(amount),
+        Err(_) => format!("{amount} {}", currency.trim()),
+    }
+}
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -112,6 +121,8 @@ mod tests {
         assert_eq!(jpy.round(d("1234.4999")), d("1234"));
         assert_eq!(jpy.format(d("1234.5")), "1235 JPY");
         assert_eq!(usd.format(d("12.5")), "12.50 USD");
+        assert_eq!(display(d("12.5"), "USD"), "12.50 USD");
+        assert_eq!(display(d("12.5"), "XX "), "12.5 XX");
     }
 
     #[test]

@@ -8,8 +8,7 @@ use uuid::Uuid;
 
 use super::money::Currency;
 use crate::mail::messages::{self, InvoiceFacts};
-use crate::mail::{self, Outgoing};
-use crate::notifications::{self, NewNotification, Recipient};
+use crate::notifications::{admins, tell};
 use crate::{Error, Result};
 
 /// An invoice as its notices describe it.
@@ -65,24 +64,6 @@ async fn owners(conn: &mut PgConnection, account: Uuid) -> Result<Vec<(Uuid, Str
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
-}
-
-/// Every provider admin (their addresses were set by an operator).
-async fn admins(conn: &mut PgConnection) -> Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query!(r#"SELECT id, email::text AS "email!" FROM users WHERE is_admin ORDER BY id"#)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
-}
-
-async fn tell(conn: &mut PgConnection, user: Uuid, mail: &Outgoing, kind: &str, body: &str, link: &str) -> Result<()> {
-    mail::enqueue(&mut *conn, mail).await?;
-    notifications::insert(
-        &mut *conn,
-        &NewNotification { to: Recipient::User(user), kind, title: &mail.subject, body, link: Some(link) },
-    )
-    .await?;
-    Ok(())
 }
 
 /// "Invoice issued", to the account's owners, in the issuing transaction.
