@@ -141,7 +141,7 @@ pub async fn change_plan(
 ) -> PageResult<HttpResponse> {
     let id = ApplicationId(parse_id(&path)?);
     let plan = PlanId(parse_id(&form.plan_id)?);
-    applications::change_plan(&pool, id, plan, &Actor::from(&user)).await?;
+    plan_change::change_by_admin(&pool, id, plan, &Actor::from(&user)).await?;
     Ok(see_other("/admin/applications"))
 }
 

@@ -216,8 +216,16 @@ struct PaymentRow {
 
 impl InvoicePage {
     fn new(chrome: Chrome, detail: InvoiceDetail, note: String) -> InvoicePage {
-        let InvoiceDetail { invoice, tax_rate, issuer, payment_attempts: _, next_attempt_at, lines, transitions, payments } =
-            detail;
+        let InvoiceDetail {
+            invoice,
+            tax_rate,
+            issuer,
+            payment_attempts: _,
+            next_attempt_at,
+            lines,
+            transitions,
+            payments,
+        } = detail;
         let AdminInvoice { invoice, account_name } = invoice;
         let state = invoice.state;
         let currency = invoice.currency.clone();

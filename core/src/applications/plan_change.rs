@@ -139,19 +139,7 @@ pub async fn request(
         tell_admins(&mut tx, app, &request).await?;
         PlanChangeOutcome::Requested
     } else {
-        move_to(&mut tx, app.0, plan.0).await?;
-        audit::record(
-            &mut tx,
-            actor,
-            Entry {
-                action: "application.change_plan",
-                entity: "application",
-                entity_id: Some(app.0),
-                before: Some(json!({"plan_id": current.plan_id})),
-                after: Some(json!({"plan_id": plan.0})),
-            },
-        )
-        .await?;
+        change_to(&mut tx, app, current.plan_id, plan, actor).await?;
         PlanChangeOutcome::Changed
     };
     tx.commit().await?;
@@ -179,6 +167,52 @@ async fn tell_admins(
         notifications::tell(&mut *tx, user, &mail, "plan_change_requested", &body, &link).await?;
     }
     Ok(())
+}
+
+/// An admin moves an application to another plan of the same API, approval or not;
+/// a plan change the developer asked for is settled by this move.
+pub async fn change_by_admin(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let current = sqlx::query!("SELECT api_id, plan_id FROM applications WHERE id = $1 FOR UPDATE", id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let same_api = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#,
+        plan.0,
+        current.api_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !same_api {
+        return Err(Error::invalid("plan_id", "choose a plan of the application's API"));
+    }
+    change_to(&mut tx, id, current.plan_id, plan, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Moves the application from plan `from` to `to` at once, audited.
+async fn change_to(
+    tx: &mut sqlx::PgConnection,
+    app: ApplicationId,
+    from: Uuid,
+    to: PlanId,
+    actor: &Actor,
+) -> Result<()> {
+    move_to(&mut *tx, app.0, to.0).await?;
+    audit::record(
+        tx,
+        actor,
+        Entry {
+            action: "application.change_plan",
+            entity: "application",
+            entity_id: Some(app.0),
+            before: Some(json!({"plan_id": from})),
+            after: Some(json!({"plan_id": to.0})),
+        },
+    )
+    .await
 }
 
 /// Withdraws the account's waiting plan change request, if any.

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::compute::LineKind;
-use super::invoice::InvoiceState;
 use super::document::Issuer;
+use super::invoice::InvoiceState;
 use super::invoices::{InvoiceSummary, summary_of};
 use super::money::Currency;
 use super::payments::{Payment, list_for_invoice};
@@ -86,13 +86,8 @@ pub async fn list(pool: &PgPool, filter: &InvoiceFilter, limit: i64, offset: i64
     )
     .fetch_one(pool)
     .await?;
-    let items = rows
-        .into_iter()
-        .map(|r| AdminInvoice {
-            invoice: summary_of!(r),
-            account_name: r.account_name,
-        })
-        .collect();
+    let items =
+        rows.into_iter().map(|r| AdminInvoice { invoice: summary_of!(r), account_name: r.account_name }).collect();
     Ok((items, total))
 }
 
@@ -183,10 +178,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<InvoiceDetail> {
     // A malformed issuer shows as blanks rather than failing the page.
     let issuer = r.issuer.map(|v| serde_json::from_value(v).unwrap_or_default());
     Ok(InvoiceDetail {
-        invoice: AdminInvoice {
-            invoice: summary_of!(r),
-            account_name: r.account_name,
-        },
+        invoice: AdminInvoice { invoice: summary_of!(r), account_name: r.account_name },
         tax_rate: r.tax_rate,
         issuer,
         payment_attempts: r.payment_attempts,

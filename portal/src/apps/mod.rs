@@ -15,8 +15,7 @@ use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, PlanId, PlanOption, subscribable};
 use tollgate_web::{
     Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, GatewayUrl, PageResult, PublicUrl, Session, SignedInUser,
-    parse_id,
-    render, see_other,
+    parse_id, render, see_other,
 };
 use uuid::Uuid;
 

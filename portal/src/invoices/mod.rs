@@ -6,9 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
-use tollgate_core::billing::money;
 use tollgate_core::billing::document::{self, InvoiceDocument};
 use tollgate_core::billing::invoices::InvoiceSummary;
+use tollgate_core::billing::money;
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, PageResult, Session, SignedInUser, invoice_pdf, parse_id, render};
 

@@ -388,6 +388,15 @@ async fn the_invoice_list_filters_by_state_account_period_and_currency(pool: PgP
             .iter()
             .all(|i| i["account_id"] == globex.to_string() && i["account_name"] == "globex" && i["total"] == "20.0000")
     );
+    // A fragment of the account's name, ignoring case; `%` and `_` match only themselves.
+    let (_, glob) = admin.call(Method::GET, "/admin/api/v1/invoices?account_name=LOBE", None).await;
+    assert_eq!(glob["total"], 2);
+    assert!(glob["items"].as_array().unwrap().iter().all(|i| i["account_name"] == "globex"));
+    let (_, none) = admin.call(Method::GET, "/admin/api/v1/invoices?account_name=%25", None).await;
+    assert_eq!(none["total"], 0);
+    let long = "a".repeat(201);
+    let (status, body) = admin.call(Method::GET, &format!("/admin/api/v1/invoices?account_name={long}"), None).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("account_name")), "{body}");
     let (_, mine) =
         admin.call(Method::GET, &format!("/admin/api/v1/invoices?account_id={acme}&period=2025-11"), None).await;
     assert_eq!(mine["total"], 1);

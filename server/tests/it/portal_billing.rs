@@ -461,13 +461,17 @@ async fn plan_changes_need_the_form_token_and_the_applications_own_account(pool:
 async fn every_admin_is_mailed_and_notified_of_a_plan_change_request_with_a_link_to_the_application(pool: PgPool) {
     let app = portal(pool.clone()).await;
     // A second admin: every admin hears of it.
-    sqlx::query("INSERT INTO users (id, email, is_admin, email_verified_at) VALUES ($1, 'second@admin.example', true, now())")
-        .bind(Uuid::now_v7())
-        .execute(&pool)
+    sqlx::query(
+        "INSERT INTO users (id, email, is_admin, email_verified_at) VALUES ($1, 'second@admin.example', true, now())",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let admins: Vec<String> = sqlx::query_scalar("SELECT email::text FROM users WHERE is_admin ORDER BY email")
+        .fetch_all(&pool)
         .await
         .unwrap();
-    let admins: Vec<String> =
-        sqlx::query_scalar("SELECT email::text FROM users WHERE is_admin ORDER BY email").fetch_all(&pool).await.unwrap();
     assert_eq!(admins.len(), 2);
     let mails = |to: String| {
         let pool = pool.clone();
@@ -509,17 +513,24 @@ async fn every_admin_is_mailed_and_notified_of_a_plan_change_request_with_a_link
         assert_eq!(mails.len(), 1, "{admin}: {mails:?}");
         let (subject, body) = &mails[0];
         assert_eq!(subject, "Plan change requested for Growing");
-        assert!(body.contains("its application \"Growing\" for Weather API from the Small plan to the Pro plan"), "{body}");
+        assert!(
+            body.contains("its application \"Growing\" for Weather API from the Small plan to the Pro plan"),
+            "{body}"
+        );
         assert!(body.contains(&format!("{}{link}", app.base)), "{body}");
         let notices = notices(admin.clone()).await;
         assert_eq!(notices.len(), 1, "{admin}");
-        assert!(notices[0].1.contains("to move Growing from the Small plan to the Pro plan of Weather API"), "{notices:?}");
+        assert!(
+            notices[0].1.contains("to move Growing from the Small plan to the Pro plan of Weather API"),
+            "{notices:?}"
+        );
         assert_eq!(notices[0].2.as_deref(), Some(link.as_str()));
     }
     // A refused request (the same plan again is fine; a plan of another API is not) tells no one.
     let stranger = Uuid::now_v7().to_string();
     let html = app.get(&format!("/apps/{id}")).await.text().await.unwrap();
-    let res = app.post_form(&format!("/apps/{id}/plan"), &[("csrf_token", &csrf_from(&html)), ("plan_id", &stranger)]).await;
+    let res =
+        app.post_form(&format!("/apps/{id}/plan"), &[("csrf_token", &csrf_from(&html)), ("plan_id", &stranger)]).await;
     assert_eq!(res.status(), 422);
     assert_eq!(mails(admins[0].clone()).await.len(), 1);
 
