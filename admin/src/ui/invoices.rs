@@ -229,14 +229,7 @@ impl InvoicePage {
         let AdminInvoice { invoice, account_name } = invoice;
         let state = invoice.state;
         let currency = invoice.currency.clone();
-        let total_plain = match Currency::new(currency.trim()) {
-            Ok(c) => {
-                let mut t = c.round(invoice.total);
-                t.rescale(c.decimals());
-                t.to_string()
-            }
-            Err(_) => invoice.total.to_string(),
-        };
+        let total_plain = money::plain(invoice.total, &currency);
         InvoicePage {
             chrome,
             account_name,

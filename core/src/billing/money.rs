@@ -62,11 +62,16 @@ impl Currency {
         amount.round_dp_with_strategy(self.decimals(), RoundingStrategy::MidpointAwayFromZero)
     }
 
-    /// `amount` with exactly the currency's decimals, for display (`12.50 USD`, `1235 JPY`).
-    pub fn format(&self, amount: Decimal) -> String {
+    /// `amount` rounded to exactly the currency's decimals (`12.50`, `1235`), as a form shows it.
+    pub fn exact(&self, amount: Decimal) -> Decimal {
         let mut rounded = self.round(amount);
         rounded.rescale(self.decimals());
-        format!("{rounded} {}", self.as_str())
+        rounded
+    }
+
+    /// `amount` with exactly the currency's decimals, for display (`12.50 USD`, `1235 JPY`).
+    pub fn format(&self, amount: Decimal) -> String {
+        format!("{} {}", self.exact(amount), self.as_str())
     }
 }
 
@@ -76,6 +81,14 @@ pub fn display(amount: Decimal, currency: &str) -> String {
     match Currency::new(currency.trim()) {
         Ok(c) => c.format(amount),
         Err(_) => format!("{amount} {}", currency.trim()),
+    }
+}
+
+/// [`display`] without the code, for a form's field or a table headed by its currency.
+pub fn plain(amount: Decimal, currency: &str) -> String {
+    match Currency::new(currency.trim()) {
+        Ok(c) => c.exact(amount).to_string(),
+        Err(_) => amount.to_string(),
     }
 }
 
@@ -123,6 +136,8 @@ mod tests {
         assert_eq!(usd.format(d("12.5")), "12.50 USD");
         assert_eq!(display(d("12.5"), "USD"), "12.50 USD");
         assert_eq!(display(d("12.5"), "XX "), "12.5 XX");
+        assert_eq!(plain(d("1234.5"), "JPY"), "1235");
+        assert_eq!(plain(d("12.5"), "USD "), "12.50");
     }
 
     #[test]

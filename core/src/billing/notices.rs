@@ -20,9 +20,9 @@ struct Invoice {
     paid: bool,
 }
 
+/// `YYYY-MM-DD` (UTC), as every invoice page shows a day.
 fn day(t: OffsetDateTime) -> String {
-    let d = t.date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    super::document::day(Some(t))
 }
 
 async fn load(conn: &mut PgConnection, invoice: Uuid, base_url: &str, admin: bool) -> Result<Invoice> {
