@@ -53,6 +53,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/invoices/{id}/payments").route(web::post().to(payments::record)))
         .service(web::resource("/admin/audit").route(web::get().to(audit::list)))
         .service(web::resource("/admin/invoices").route(web::get().to(invoices::list)))
+        // Before `/admin/invoices/{id}`, whose segment would also match `<id>.pdf`.
+        .service(web::resource("/admin/invoices/{id}.pdf").route(web::get().to(invoices::pdf)))
         .service(web::resource("/admin/invoices/{id}").route(web::get().to(invoices::show)))
         .service(web::resource("/admin/invoices/{id}/transition").route(web::post().to(invoices::transition)))
         .service(web::resource("/admin/revenue").route(web::get().to(revenue::show)))

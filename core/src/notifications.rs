@@ -63,6 +63,33 @@ pub async fn insert(conn: &mut sqlx::PgConnection, n: &NewNotification<'_>) -> R
     Ok(id)
 }
 
+/// Every provider admin with their address (set by an operator, so mail may go there).
+pub(crate) async fn admins(conn: &mut sqlx::PgConnection) -> Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query!(r#"SELECT id, email::text AS "email!" FROM users WHERE is_admin ORDER BY id"#)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
+}
+
+/// Mails `user` and leaves them a notification titled as the mail, both in the
+/// caller's transaction, so neither is written without the other.
+pub(crate) async fn tell(
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+    mail: &crate::mail::Outgoing,
+    kind: &str,
+    body: &str,
+    link: &str,
+) -> Result<()> {
+    crate::mail::enqueue(&mut *conn, mail).await?;
+    insert(
+        &mut *conn,
+        &NewNotification { to: Recipient::User(user), kind, title: &mail.subject, body, link: Some(link) },
+    )
+    .await?;
+    Ok(())
+}
+
 /// The newest `limit` notifications `user` can read (their own and those of
 /// accounts they belong to), newest first.
 pub async fn list_for_user(pool: &PgPool, user: Uuid, limit: i64) -> Result<Vec<Notification>> {

@@ -1,11 +1,15 @@
-//! Invoices as PDF: an issued invoice in, the bytes of an A4 document out.
-//! Pure (no I/O, no clock), so the same invoice always gives the same bytes.
+//! Invoices as PDF: an invoice in, the bytes of an A4 document out, and the
+//! download response the portal and the admin UI both send. The rendering is pure
+//! (no I/O, no clock), so the same invoice always gives the same bytes. A draft
+//! (never issued, which only admins can download) says so in its title and footer.
 //!
 //! Written with `pdf-writer` in Helvetica, one of the standard fonts every
 //! reader has, so nothing is embedded; text is WinAnsi-encoded (characters
 //! outside it are replaced, see [`winansi`]) and content streams are left
 //! uncompressed. Amounts carry currency codes, never symbols.
 
+use actix_web::HttpResponse;
+use actix_web::http::header;
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 use tollgate_core::billing::document::{InvoiceDocument, day, quantity};
 
@@ -26,6 +30,19 @@ const DESCRIPTION_WIDTH: f32 = 245.0;
 
 const REGULAR: Name<'static> = Name(b"F1");
 const BOLD: Name<'static> = Name(b"F2");
+
+/// The invoice as a PDF attachment, `invoice-<number>.pdf` (`invoice-<number>-draft.pdf`
+/// for a draft), never cached by a shared cache.
+pub fn download(doc: &InvoiceDocument) -> HttpResponse {
+    // Numbers are `YYYY-MM-NNNNNNNN`, so the file name needs no quoting beyond the quotes.
+    let number: String = doc.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let draft = if doc.is_draft() { "-draft" } else { "" };
+    HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"invoice-{number}{draft}.pdf\"")))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .body(render(doc))
+}
 
 /// The invoice as a PDF document.
 pub fn render(doc: &InvoiceDocument) -> Vec<u8> {
@@ -75,7 +92,8 @@ pub fn render(doc: &InvoiceDocument) -> Vec<u8> {
     }
     let count = pages.len();
     for (i, p) in pages.iter_mut().enumerate() {
-        let footer = format!("Invoice {} - page {} of {count} - amounts in {}", doc.number, i + 1, doc.currency);
+        let kind = if doc.is_draft() { "DRAFT invoice" } else { "Invoice" };
+        let footer = format!("{kind} {} - page {} of {count} - amounts in {}", doc.number, i + 1, doc.currency);
         p.text(Font::Regular, 8.0, MARGIN, MARGIN - 20.0, &footer);
     }
     assemble(doc, pages)
@@ -84,7 +102,8 @@ pub fn render(doc: &InvoiceDocument) -> Vec<u8> {
 /// The issuer, the customer, the invoice's facts; returns where the table starts.
 fn header(p: &mut Page, doc: &InvoiceDocument) -> f32 {
     let top = PAGE_HEIGHT - MARGIN;
-    p.text(Font::Bold, 20.0, MARGIN, top - 16.0, "Invoice");
+    let title = if doc.is_draft() { "DRAFT invoice - not issued" } else { "Invoice" };
+    p.text(Font::Bold, 20.0, MARGIN, top - 16.0, title);
     p.text(Font::Regular, 11.0, MARGIN, top - 34.0, &format!("Number {}", doc.number));
     // The issuer, frozen when the invoice was issued, at the top right.
     let mut y = top - 10.0;
@@ -398,6 +417,18 @@ mod tests {
         assert!(contains(&bytes, "/WinAnsiEncoding"));
         assert!(!contains(&bytes, "/FlateDecode"), "content streams stay uncompressed");
         assert_eq!(render(&doc), bytes, "deterministic");
+    }
+
+    #[test]
+    fn a_draft_says_so_in_its_title_and_on_every_page() {
+        let issued = render(&invoice(1));
+        assert!(!contains(&issued, "DRAFT"));
+        let draft = InvoiceDocument { state: InvoiceState::Open, issued_at: None, due_at: None, ..invoice(120) };
+        let bytes = render(&draft);
+        assert!(contains(&bytes, "(DRAFT invoice - not issued)"));
+        let footers = bytes.windows(40).filter(|w| w.starts_with(b"(DRAFT invoice 2025-10-00000042 - page ")).count();
+        let pages = bytes.windows(12).filter(|w| w.starts_with(b"/Type /Page") && w[11] != b's').count();
+        assert!(pages >= 3 && footers == pages, "{footers} footers, {pages} pages");
     }
 
     #[test]

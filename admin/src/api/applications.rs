@@ -160,7 +160,7 @@ pub async fn change_plan(
     let (_, actor) = admin(&req, &pool).await?;
     let id = ApplicationId(parse_id(&path)?);
     let input: PlanChangeIn = parse_json(&body)?;
-    applications::change_plan(&pool, id, PlanId(input.plan_id), &actor).await?;
+    plan_change::change_by_admin(&pool, id, PlanId(input.plan_id), &actor).await?;
     Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
 }
 

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tollgate_core::billing::run::{self, RunOptions, RunSummary};
-use tollgate_core::billing::settings::{self, BillingSettings, BillingSettingsInput};
+use tollgate_core::billing::settings::{self, BillingSettings};
 use tollgate_core::billing::{BillingMode, InvoiceState, Payments};
 use tollgate_core::db::PgPool;
 use tollgate_web::PublicUrl;
@@ -179,7 +179,7 @@ pub async fn replace_settings(req: HttpRequest, pool: web::Data<PgPool>, body: w
     let (_, actor) = admin(&req, &pool).await?;
     let input: SettingsBody = parse_json_object(&body)?;
     let tax_rate = parse_decimal("tax_rate", &input.tax_rate)?;
-    let input = BillingSettingsInput {
+    let input = BillingSettings {
         provider_name: input.provider_name,
         provider_address: input.provider_address,
         provider_tax_id: input.provider_tax_id,

@@ -144,20 +144,12 @@ pub struct InvoiceDetailOut {
     pub payments: Vec<PaymentOut>,
 }
 
-fn text(issuer: &serde_json::Value, key: &str) -> String {
-    issuer.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
-}
-
 impl From<InvoiceDetail> for InvoiceDetailOut {
     fn from(d: InvoiceDetail) -> Self {
         InvoiceDetailOut {
             invoice: InvoiceOut::from(d.invoice),
             tax_rate: d.tax_rate,
-            issuer: d.issuer.map(|i| IssuerOut {
-                name: text(&i, "name"),
-                address: text(&i, "address"),
-                tax_id: text(&i, "tax_id"),
-            }),
+            issuer: d.issuer.map(|i| IssuerOut { name: i.name, address: i.address, tax_id: i.tax_id }),
             payment_attempts: d.payment_attempts,
             next_attempt_at: d.next_attempt_at.map(rfc3339),
             lines: d
@@ -212,6 +204,9 @@ pub struct InvoiceQuery {
     #[param(schema_with = schemas::invoice_state)]
     pub state: Option<InvoiceState>,
     pub account_id: Option<Uuid>,
+    /// Only accounts whose name contains this, ignoring case.
+    #[param(max_length = 200)]
+    pub account_name: Option<String>,
     /// The billing period, `YYYY-MM`.
     #[param(
         pattern = "^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])$",
@@ -251,7 +246,14 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
         .transpose()?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
-    let filter = InvoiceFilter { state: q.state, account_id: q.account_id, period, currency };
+    let account_name = match q.account_name.as_deref().map(str::trim) {
+        Some(name) if name.chars().count() > 200 => {
+            return Err(Error::invalid("account_name", "use at most 200 characters").into());
+        }
+        Some(name) if !name.is_empty() => Some(name.to_owned()),
+        _ => None,
+    };
+    let filter = InvoiceFilter { state: q.state, account_id: q.account_id, account_name, period, currency };
     let (items, total) = directory::list(&pool, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(Page::new(items.into_iter().map(InvoiceOut::from).collect(), &page, total)))
 }

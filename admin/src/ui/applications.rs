@@ -40,6 +40,8 @@ struct ListPage {
 pub struct ListQuery {
     state: Option<String>,
     q: Option<String>,
+    /// One application only: where a plan change request's mail and notification link.
+    id: Option<String>,
 }
 
 impl ListPage {
@@ -80,7 +82,10 @@ pub async fn list(
     let state = query.state.and_then(|s| s.parse::<ApplicationState>().ok());
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
     let filter = ApplicationFilter { state, q: q.clone(), ..ApplicationFilter::default() };
-    let (apps, total) = applications::list_all(&pool, &filter, SHOWN, 0).await?;
+    let (apps, total) = match query.id.as_deref().map(parse_id).transpose()? {
+        Some(id) => (vec![applications::get_any(&pool, ApplicationId(id)).await?], 1),
+        None => applications::list_all(&pool, &filter, SHOWN, 0).await?,
+    };
     let mut plans = std::collections::HashMap::new();
     for app in &apps {
         if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(app.api_id) {
@@ -136,7 +141,7 @@ pub async fn change_plan(
 ) -> PageResult<HttpResponse> {
     let id = ApplicationId(parse_id(&path)?);
     let plan = PlanId(parse_id(&form.plan_id)?);
-    applications::change_plan(&pool, id, plan, &Actor::from(&user)).await?;
+    plan_change::change_by_admin(&pool, id, plan, &Actor::from(&user)).await?;
     Ok(see_other("/admin/applications"))
 }
 

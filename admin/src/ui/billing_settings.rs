@@ -9,7 +9,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::audit::Actor;
 use tollgate_core::billing::BillingMode;
-use tollgate_core::billing::settings::{self, BillingSettings, BillingSettingsInput, parse_tax_percent};
+use tollgate_core::billing::settings::{self, BillingSettings, parse_tax_percent};
 use tollgate_core::db::PgPool;
 use tollgate_web::{AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, render, see_other};
 
@@ -50,7 +50,7 @@ impl Fields {
     }
 
     /// The typed settings, or every field that cannot be read.
-    fn to_input(&self, errors: &mut FieldErrors) -> Option<BillingSettingsInput> {
+    fn to_input(&self, errors: &mut FieldErrors) -> Option<BillingSettings> {
         let tax_rate = parse_tax_percent(&self.tax_rate).map_err(|e| errors.absorb(e)).ok();
         let mode = self.mode.parse::<BillingMode>().map_err(|e| errors.add("mode", e.to_string())).ok();
         let days = self.payment_terms_days.trim().parse::<i32>().ok().filter(|d| (0..=365).contains(d)).or_else(|| {
@@ -58,7 +58,7 @@ impl Fields {
             errors.add("payment_terms_days", "enter a whole number of days, 0 to 365");
             None
         });
-        Some(BillingSettingsInput {
+        Some(BillingSettings {
             provider_name: self.provider_name.clone(),
             provider_address: self.provider_address.clone(),
             provider_tax_id: self.provider_tax_id.clone(),

@@ -1,5 +1,7 @@
-//! Invoices in the admin UI: the list with its filters, and one invoice with its
-//! lines, its history and the life-cycle actions its state allows.
+//! Invoices in the admin UI: the list with its filters, one invoice with its
+//! lines, payments, history and the life-cycle actions its state allows, and its
+//! PDF (drafts included). Both read the admin view in `billing::directory`, as the
+//! REST API does.
 
 use std::collections::HashMap;
 
@@ -7,10 +9,16 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::audit::Actor;
-use tollgate_core::billing::invoices::{self, InvoiceDetail, InvoiceFilter, InvoiceRow};
-use tollgate_core::billing::{Currency, InvoiceAction, InvoiceState, Month};
+use tollgate_core::billing::directory::{self, AdminInvoice, InvoiceDetail, InvoiceFilter, TransitionView};
+use tollgate_core::billing::document::{self, Issuer};
+use tollgate_core::billing::invoices::{self, InvoiceSummary};
+use tollgate_core::billing::money::{self, Currency};
+use tollgate_core::billing::payments::PaymentOutcome;
+use tollgate_core::billing::{InvoiceAction, InvoiceState, Month};
 use tollgate_core::db::PgPool;
-use tollgate_web::{AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, parse_id, render, see_other};
+use tollgate_web::{
+    AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, invoice_pdf, parse_id, render, see_other,
+};
 use uuid::Uuid;
 
 /// The most invoices one list shows; narrow it with the filters.
@@ -101,12 +109,12 @@ struct RowView {
     paid: String,
 }
 
-impl From<InvoiceRow> for RowView {
-    fn from(r: InvoiceRow) -> RowView {
+impl From<AdminInvoice> for RowView {
+    fn from(r: AdminInvoice) -> RowView {
         let i = r.invoice;
         RowView {
             id: i.id,
-            total: money(&i.total, &i.currency),
+            total: money::display(i.total, &i.currency),
             issued: day(&i.issued_at),
             due: day(&i.due_at),
             paid: day(&i.paid_at),
@@ -123,12 +131,10 @@ fn day(at: &Option<time::OffsetDateTime>) -> String {
     at.map(|t| t.date().to_string()).unwrap_or_else(|| "—".to_owned())
 }
 
-/// An amount with its currency's decimals.
-fn money(amount: &rust_decimal::Decimal, currency: &str) -> String {
-    match Currency::new(currency.trim()) {
-        Ok(c) => c.format(*amount),
-        Err(_) => format!("{amount} {currency}"),
-    }
+/// `2026-11-30 14:05` (UTC).
+fn minute(at: time::OffsetDateTime) -> String {
+    let t = at.to_offset(time::UtcOffset::UTC);
+    format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
 }
 
 pub async fn list(
@@ -141,7 +147,7 @@ pub async fn list(
     let (status, invoices, errors) = match query.filter() {
         Ok(filter) => (
             StatusCode::OK,
-            invoices::list(&pool, &filter, LIST_LIMIT).await?.into_iter().map(RowView::from).collect(),
+            directory::list(&pool, &filter, LIST_LIMIT, 0).await?.0.into_iter().map(RowView::from).collect(),
             FieldErrors::new(),
         ),
         Err(errors) => (StatusCode::UNPROCESSABLE_ENTITY, Vec::new(), errors),
@@ -158,7 +164,17 @@ pub async fn list(
 #[template(path = "admin/invoice.html")]
 struct InvoicePage {
     chrome: Chrome,
-    detail: InvoiceDetail,
+    invoice: InvoiceSummary,
+    account_name: String,
+    /// `None` until issued.
+    issuer: Option<Issuer>,
+    lines: Vec<LineRow>,
+    /// Oldest first.
+    transitions: Vec<TransitionView>,
+    /// Automatic tries and recorded payments, oldest first.
+    payments: Vec<PaymentRow>,
+    /// When the next automatic try is due, if one is.
+    next_try: Option<String>,
     actions: Vec<InvoiceAction>,
     note: String,
     /// Whether a payment can be recorded (pending or unpaid).
@@ -169,29 +185,99 @@ struct InvoicePage {
     subtotal: String,
     tax: String,
     total: String,
-    /// Each line's amount, formatted, in line order.
-    amounts: Vec<String>,
+    tax_percent: String,
+    /// The total with exactly the currency's decimals, for the payment form.
+    total_plain: String,
+}
+
+/// A line, formatted.
+struct LineRow {
+    description: String,
+    kind: String,
+    month: String,
+    quantity: String,
+    unit_price: String,
+    amount: String,
+}
+
+/// A payment or a try, formatted.
+struct PaymentRow {
+    at: String,
+    /// `try 2 of 3` for an automatic try, `recorded` for an admin's payment.
+    what: String,
+    provider: String,
+    succeeded: bool,
+    amount: String,
+    reference: String,
+    /// Why a try was declined.
+    error: String,
+    actor: String,
 }
 
 impl InvoicePage {
-    fn tax_percent(&self) -> String {
-        (self.detail.tax_rate * rust_decimal::Decimal::ONE_HUNDRED).normalize().to_string()
-    }
-
-    /// The total with exactly the currency's decimals, for the payment form.
-    fn total_plain(&self) -> String {
-        match Currency::new(self.detail.invoice.currency.trim()) {
-            Ok(c) => {
-                let mut t = c.round(self.detail.invoice.total);
-                t.rescale(c.decimals());
-                t.to_string()
-            }
-            Err(_) => self.detail.invoice.total.to_string(),
+    fn new(chrome: Chrome, detail: InvoiceDetail, note: String) -> InvoicePage {
+        let InvoiceDetail {
+            invoice,
+            tax_rate,
+            issuer,
+            payment_attempts: _,
+            next_attempt_at,
+            lines,
+            transitions,
+            payments,
+        } = detail;
+        let AdminInvoice { invoice, account_name } = invoice;
+        let state = invoice.state;
+        let currency = invoice.currency.clone();
+        let total_plain = money::plain(invoice.total, &currency);
+        InvoicePage {
+            chrome,
+            account_name,
+            issuer,
+            lines: lines
+                .into_iter()
+                .map(|l| LineRow {
+                    description: l.description,
+                    kind: l.kind.to_string(),
+                    month: l.service_month.unwrap_or_default(),
+                    quantity: document::quantity(&l.quantity),
+                    unit_price: l.unit_price.normalize().to_string(),
+                    amount: money::display(l.amount, &currency),
+                })
+                .collect(),
+            transitions,
+            payments: payments
+                .into_iter()
+                .map(|p| PaymentRow {
+                    at: minute(p.attempted_at),
+                    what: match p.attempt {
+                        Some(n) => format!("try {n} of {}", tollgate_core::billing::payments::MAX_TRIES),
+                        None => "recorded".to_owned(),
+                    },
+                    provider: p.provider,
+                    succeeded: p.outcome == PaymentOutcome::Succeeded,
+                    amount: money::display(p.amount, &p.currency),
+                    reference: p.reference,
+                    error: p.error.unwrap_or_default(),
+                    actor: p.actor,
+                })
+                .collect(),
+            next_try: next_attempt_at.map(minute),
+            actions: MANUAL_ACTIONS.into_iter().filter(|a| state.apply(*a).is_ok()).collect(),
+            note,
+            payable: matches!(state, InvoiceState::Pending | InvoiceState::Unpaid),
+            issued: day(&invoice.issued_at),
+            due: day(&invoice.due_at),
+            paid: day(&invoice.paid_at),
+            subtotal: money::display(invoice.subtotal, &currency),
+            tax: money::display(invoice.tax, &currency),
+            total: money::display(invoice.total, &currency),
+            tax_percent: (tax_rate * rust_decimal::Decimal::ONE_HUNDRED).normalize().to_string(),
+            total_plain,
+            invoice,
         }
     }
-}
 
-impl InvoicePage {
     fn action_label(&self, action: &InvoiceAction) -> &'static str {
         action_label(*action)
     }
@@ -215,26 +301,14 @@ async fn invoice_page(
     note: String,
     status: StatusCode,
 ) -> PageResult<HttpResponse> {
-    let detail = invoices::get(pool, id).await?;
-    let state = detail.invoice.state;
-    let actions = MANUAL_ACTIONS.into_iter().filter(|a| state.apply(*a).is_ok()).collect();
-    let payable = matches!(state, InvoiceState::Pending | InvoiceState::Unpaid);
-    let inv = &detail.invoice;
-    let page = InvoicePage {
-        issued: day(&inv.issued_at),
-        due: day(&inv.due_at),
-        paid: day(&inv.paid_at),
-        subtotal: money(&inv.subtotal, &inv.currency),
-        tax: money(&inv.tax, &inv.currency),
-        total: money(&inv.total, &inv.currency),
-        amounts: detail.lines.iter().map(|l| money(&l.amount, &inv.currency)).collect(),
-        chrome,
-        actions,
-        note,
-        payable,
-        detail,
-    };
-    Ok(render(status, &page))
+    let detail = directory::get(pool, id).await?;
+    Ok(render(status, &InvoicePage::new(chrome, detail, note)))
+}
+
+/// The invoice as a PDF download, drafts included (marked as such).
+pub async fn pdf(_admin: AdminUser, pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
+    let doc = document::for_admin(&pool, parse_id(&path)?).await?;
+    Ok(invoice_pdf::download(&doc))
 }
 
 pub async fn show(

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use tollgate_core::apis::ApiId;
 use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::audit::Actor;
-use tollgate_core::billing::money::Currency;
+use tollgate_core::billing::money;
 use tollgate_core::billing::pricing::{self, PricingMode, Tier};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, Period, PlanId};
@@ -284,10 +284,7 @@ fn worked_example(tiers: &[Tier], currency: &str) -> Vec<(i64, String, String)> 
     let Some(boundary) = tiers.iter().take(tiers.len().saturating_sub(1)).find_map(|t| t.to) else {
         return Vec::new();
     };
-    let format = |amount: Decimal| match Currency::new(currency.trim()) {
-        Ok(c) => c.format(amount),
-        Err(_) => amount.normalize().to_string(),
-    };
+    let format = |amount: Decimal| money::display(amount, currency);
     [boundary, boundary.saturating_add(1)]
         .into_iter()
         .map(|units| {

@@ -8,26 +8,13 @@ use askama::Template;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tollgate_core::billing::Month;
-use tollgate_core::billing::money::Currency;
+use tollgate_core::billing::money;
 use tollgate_core::billing::revenue::{self, CurrencyRevenue};
 use tollgate_core::db::PgPool;
 use tollgate_core::usage::report::{TimeZoneName, Timestamp};
 use tollgate_web::chart::{Series, Style, TimeChart};
 use tollgate_web::csv::CsvTable;
 use tollgate_web::{AdminUser, Chrome, PageResult, Session, render};
-
-/// An amount with exactly its currency's decimals, without the code (the tables and
-/// the CSV name the currency in their own column or heading).
-fn amount(currency: &str, value: Decimal) -> String {
-    match Currency::new(currency.trim()) {
-        Ok(c) => {
-            let mut v = c.round(value);
-            v.rescale(c.decimals());
-            v.to_string()
-        }
-        Err(_) => value.to_string(),
-    }
-}
 
 /// Whole units for the chart's axis; the tables carry the exact amounts.
 fn whole(value: Decimal) -> u64 {
@@ -52,9 +39,9 @@ impl Section {
             [
                 m.month.clone(),
                 m.invoices.to_string(),
-                amount(c, m.invoiced),
-                amount(c, m.paid),
-                amount(c, m.outstanding),
+                money::plain(m.invoiced, c),
+                money::plain(m.paid, c),
+                money::plain(m.outstanding, c),
             ]
         };
         let chart = TimeChart {
@@ -73,8 +60,8 @@ impl Section {
             chart,
             months: r.months.iter().map(row).collect(),
             total: row(&r.total),
-            by_api: r.by_api.iter().map(|(api, v)| [api.clone(), amount(c, *v)]).collect(),
-            by_plan: r.by_plan.iter().map(|p| [p.api.clone(), p.plan.clone(), amount(c, p.amount)]).collect(),
+            by_api: r.by_api.iter().map(|(api, v)| [api.clone(), money::plain(*v, c)]).collect(),
+            by_plan: r.by_plan.iter().map(|p| [p.api.clone(), p.plan.clone(), money::plain(p.amount, c)]).collect(),
         }
     }
 }

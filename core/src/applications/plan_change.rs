@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{ApplicationId, ApplicationState};
 use crate::accounts::AccountId;
 use crate::audit::{self, Actor, Entry};
+use crate::mail::messages;
 use crate::notifications::{self, NewNotification, Recipient};
 use crate::plans::PlanId;
 use crate::sync::feed::{Entity, record_change};
@@ -68,19 +69,24 @@ pub enum PlanChangeOutcome {
 }
 
 /// Moves the account's application to another published plan of its API, or
-/// asks for the move when that plan needs approval. Only a live or suspended
-/// application changes plan (a pending one is still waiting for its first).
+/// asks for the move when that plan needs approval; then every admin is mailed
+/// and notified, with a link to the application under `base_url`. Only a live or
+/// suspended application changes plan (a pending one is still waiting for its first).
 pub async fn request(
     pool: &PgPool,
     account: AccountId,
     app: ApplicationId,
     plan: PlanId,
     actor: &Actor,
+    base_url: &str,
 ) -> Result<PlanChangeOutcome> {
     let mut tx = pool.begin().await?;
     let current = sqlx::query!(
-        r#"SELECT api_id, plan_id, requested_plan_id, state AS "state: ApplicationState"
-           FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE"#,
+        r#"SELECT ap.api_id, ap.plan_id, ap.requested_plan_id, ap.state AS "state: ApplicationState", ap.name,
+                  ac.name AS account_name, a.name AS api_name, p.name AS plan_name
+           FROM applications ap JOIN accounts ac ON ac.id = ap.account_id
+           JOIN api_products a ON a.id = ap.api_id JOIN plans p ON p.id = ap.plan_id
+           WHERE ap.id = $1 AND ap.account_id = $2 FOR UPDATE OF ap"#,
         app.0,
         account.0
     )
@@ -93,8 +99,8 @@ pub async fn request(
     if current.plan_id == plan.0 {
         return Err(Error::invalid("plan_id", "the application is on this plan already"));
     }
-    let approval_required = sqlx::query_scalar!(
-        "SELECT p.approval_required FROM plans p JOIN api_products a ON a.id = p.api_id
+    let target = sqlx::query!(
+        "SELECT p.approval_required, p.name FROM plans p JOIN api_products a ON a.id = p.api_id
          WHERE p.id = $1 AND p.api_id = $2 AND p.published AND a.state IN ('published', 'deprecated')",
         plan.0,
         current.api_id
@@ -102,7 +108,7 @@ pub async fn request(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| Error::invalid("plan_id", "choose a published plan of the application's API"))?;
-    let outcome = if approval_required {
+    let outcome = if target.approval_required {
         sqlx::query!(
             "UPDATE applications SET requested_plan_id = $2, plan_requested_at = now(), updated_at = now() WHERE id = $1",
             app.0,
@@ -122,25 +128,91 @@ pub async fn request(
             },
         )
         .await?;
+        let request = messages::PlanChangeRequest {
+            app_name: &current.name,
+            account_name: &current.account_name,
+            api_name: &current.api_name,
+            from_plan: &current.plan_name,
+            to_plan: &target.name,
+            link: &format!("{base_url}{}", admin_link(app)),
+        };
+        tell_admins(&mut tx, app, &request).await?;
         PlanChangeOutcome::Requested
     } else {
-        move_to(&mut tx, app.0, plan.0).await?;
-        audit::record(
-            &mut tx,
-            actor,
-            Entry {
-                action: "application.change_plan",
-                entity: "application",
-                entity_id: Some(app.0),
-                before: Some(json!({"plan_id": current.plan_id})),
-                after: Some(json!({"plan_id": plan.0})),
-            },
-        )
-        .await?;
+        change_to(&mut tx, app, current.plan_id, plan, actor).await?;
         PlanChangeOutcome::Changed
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Where admins decide an application's plan change: its row in the admin list.
+pub fn admin_link(app: ApplicationId) -> String {
+    format!("/admin/applications?id={}", app.0)
+}
+
+/// Mail and a notification to every admin, in the request's transaction.
+async fn tell_admins(
+    tx: &mut sqlx::PgConnection,
+    app: ApplicationId,
+    request: &messages::PlanChangeRequest<'_>,
+) -> Result<()> {
+    let link = admin_link(app);
+    let body = format!(
+        "{} asks to move {} from the {} plan to the {} plan of {}.",
+        request.account_name, request.app_name, request.from_plan, request.to_plan, request.api_name
+    );
+    for (user, email) in notifications::admins(&mut *tx).await? {
+        let mail = messages::plan_change_requested(&email, request);
+        notifications::tell(&mut *tx, user, &mail, "plan_change_requested", &body, &link).await?;
+    }
+    Ok(())
+}
+
+/// An admin moves an application to another plan of the same API, approval or not;
+/// a plan change the developer asked for is settled by this move.
+pub async fn change_by_admin(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let current = sqlx::query!("SELECT api_id, plan_id FROM applications WHERE id = $1 FOR UPDATE", id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let same_api = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#,
+        plan.0,
+        current.api_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !same_api {
+        return Err(Error::invalid("plan_id", "choose a plan of the application's API"));
+    }
+    change_to(&mut tx, id, current.plan_id, plan, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Moves the application from plan `from` to `to` at once, audited.
+async fn change_to(
+    tx: &mut sqlx::PgConnection,
+    app: ApplicationId,
+    from: Uuid,
+    to: PlanId,
+    actor: &Actor,
+) -> Result<()> {
+    move_to(&mut *tx, app.0, to.0).await?;
+    audit::record(
+        tx,
+        actor,
+        Entry {
+            action: "application.change_plan",
+            entity: "application",
+            entity_id: Some(app.0),
+            before: Some(json!({"plan_id": from})),
+            after: Some(json!({"plan_id": to.0})),
+        },
+    )
+    .await
 }
 
 /// Withdraws the account's waiting plan change request, if any.

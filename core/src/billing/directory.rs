@@ -1,5 +1,6 @@
-//! Invoices as admins see them: every account's, filtered and paged, and one
-//! invoice whole (lines, transitions, payments).
+//! Invoices as admins see them, the one read model behind the admin pages and the
+//! admin REST API: every account's invoices, filtered and paged, and one invoice
+//! whole (issuer, lines, transitions, payments and the next automatic try).
 
 use rust_decimal::Decimal;
 use sqlx::PgPool;
@@ -7,8 +8,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::compute::LineKind;
+use super::document::Issuer;
 use super::invoice::InvoiceState;
-use super::invoices::InvoiceSummary;
+use super::invoices::{InvoiceSummary, summary_of};
 use super::money::Currency;
 use super::payments::{Payment, list_for_invoice};
 use super::period::Month;
@@ -19,6 +21,8 @@ use crate::{Error, Result};
 pub struct InvoiceFilter {
     pub state: Option<InvoiceState>,
     pub account_id: Option<Uuid>,
+    /// Invoices of accounts whose name contains this, ignoring case.
+    pub account_name: Option<String>,
     pub period: Option<Month>,
     pub currency: Option<Currency>,
 }
@@ -45,18 +49,21 @@ pub async fn list(pool: &PgPool, filter: &InvoiceFilter, limit: i64, offset: i64
         None => None,
     };
     let currency = filter.currency.map(|c| c.as_str().to_owned());
+    let name = filter.account_name.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
         r#"SELECT i.id, i.account_id, a.name AS account_name, i.number, to_char(i.period_start, 'YYYY-MM') AS "period!",
                   i.currency, i.state AS "state: InvoiceState", i.subtotal, i.tax, i.total, i.issued_at, i.due_at, i.paid_at
            FROM invoices i JOIN accounts a ON a.id = i.account_id
            WHERE ($1::invoice_state IS NULL OR i.state = $1) AND ($2::uuid IS NULL OR i.account_id = $2)
              AND ($3::date IS NULL OR i.period_start = $3) AND ($4::text IS NULL OR i.currency = $4)
+             AND ($5::text IS NULL OR a.name ILIKE $5)
            ORDER BY i.period_start DESC, i.number DESC
-           LIMIT $5 OFFSET $6"#,
+           LIMIT $6 OFFSET $7"#,
         filter.state as Option<InvoiceState>,
         filter.account_id,
         period,
         currency,
+        name,
         limit,
         offset
     )
@@ -64,39 +71,23 @@ pub async fn list(pool: &PgPool, filter: &InvoiceFilter, limit: i64, offset: i64
     .await?;
     let total = sqlx::query_scalar!(
         r#"SELECT count(*) AS "total!" FROM (
-             SELECT 1 FROM invoices i
+             SELECT 1 FROM invoices i JOIN accounts a ON a.id = i.account_id
              WHERE ($1::invoice_state IS NULL OR i.state = $1) AND ($2::uuid IS NULL OR i.account_id = $2)
                AND ($3::date IS NULL OR i.period_start = $3) AND ($4::text IS NULL OR i.currency = $4)
-             LIMIT $5
+               AND ($5::text IS NULL OR a.name ILIKE $5)
+             LIMIT $6
            ) AS matching"#,
         filter.state as Option<InvoiceState>,
         filter.account_id,
         period,
         currency,
+        name,
         crate::db::COUNT_LIMIT + 1
     )
     .fetch_one(pool)
     .await?;
-    let items = rows
-        .into_iter()
-        .map(|r| AdminInvoice {
-            invoice: InvoiceSummary {
-                id: r.id,
-                account_id: r.account_id,
-                number: r.number,
-                period: r.period,
-                currency: r.currency,
-                state: r.state,
-                subtotal: r.subtotal,
-                tax: r.tax,
-                total: r.total,
-                issued_at: r.issued_at,
-                due_at: r.due_at,
-                paid_at: r.paid_at,
-            },
-            account_name: r.account_name,
-        })
-        .collect();
+    let items =
+        rows.into_iter().map(|r| AdminInvoice { invoice: summary_of!(r), account_name: r.account_name }).collect();
     Ok((items, total))
 }
 
@@ -131,9 +122,11 @@ pub struct InvoiceDetail {
     #[serde(flatten)]
     pub invoice: AdminInvoice,
     pub tax_rate: Decimal,
-    /// The provider's details as printed when issued.
-    pub issuer: Option<serde_json::Value>,
+    /// The provider's details as printed when issued; `None` before.
+    pub issuer: Option<Issuer>,
+    /// Automatic tries made so far.
     pub payment_attempts: i16,
+    /// When the next automatic try is due; `None` when none is.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
     pub lines: Vec<LineView>,
@@ -182,26 +175,12 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<InvoiceDetail> {
     .fetch_all(pool)
     .await?;
     let payments = list_for_invoice(pool, id).await?;
+    // A malformed issuer shows as blanks rather than failing the page.
+    let issuer = r.issuer.map(|v| serde_json::from_value(v).unwrap_or_default());
     Ok(InvoiceDetail {
-        invoice: AdminInvoice {
-            invoice: InvoiceSummary {
-                id: r.id,
-                account_id: r.account_id,
-                number: r.number,
-                period: r.period,
-                currency: r.currency,
-                state: r.state,
-                subtotal: r.subtotal,
-                tax: r.tax,
-                total: r.total,
-                issued_at: r.issued_at,
-                due_at: r.due_at,
-                paid_at: r.paid_at,
-            },
-            account_name: r.account_name,
-        },
+        invoice: AdminInvoice { invoice: summary_of!(r), account_name: r.account_name },
         tax_rate: r.tax_rate,
-        issuer: r.issuer,
+        issuer,
         payment_attempts: r.payment_attempts,
         next_attempt_at: r.next_attempt_at,
         lines,

@@ -15,7 +15,7 @@ use crate::accounts::AccountId;
 use crate::{Error, Result};
 
 /// The provider's details frozen on the invoice when it was issued.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Issuer {
     pub name: String,
@@ -80,6 +80,12 @@ impl InvoiceDocument {
         format!("{shown} {}", self.currency)
     }
 
+    /// Never issued (`open`, `finalized`, or cancelled before issue): not a document
+    /// the account was sent, and its lines may still change.
+    pub fn is_draft(&self) -> bool {
+        self.issued_at.is_none()
+    }
+
     /// The tax rate as a percentage: `20 %`, `7.5 %`.
     pub fn tax_percent(&self) -> String {
         format!("{} %", (self.tax_rate * Decimal::ONE_HUNDRED).normalize())
@@ -109,18 +115,29 @@ pub async fn issued_for_account(pool: &PgPool, account: AccountId) -> Result<Vec
 
 /// One issued invoice of the account; a draft or another account's invoice is `NotFound`.
 pub async fn for_account(pool: &PgPool, account: AccountId, id: Uuid) -> Result<InvoiceDocument> {
+    let doc = load(pool, id, Some(account)).await?;
+    if visible(doc.state, doc.issued_at) { Ok(doc) } else { Err(Error::NotFound) }
+}
+
+/// Any invoice, drafts included, for an admin (a draft's document says it is one:
+/// [`InvoiceDocument::is_draft`]).
+pub async fn for_admin(pool: &PgPool, id: Uuid) -> Result<InvoiceDocument> {
+    load(pool, id, None).await
+}
+
+/// The invoice, of `account` when one is given.
+async fn load(pool: &PgPool, id: Uuid, account: Option<AccountId>) -> Result<InvoiceDocument> {
     let row = sqlx::query!(
         r#"SELECT i.id, i.number, a.name AS account_name, to_char(i.period_start, 'YYYY-MM') AS "period!",
                   i.period_start, i.period_end, i.currency, i.state AS "state: InvoiceState", i.issuer,
                   i.subtotal, i.tax_rate, i.tax, i.total, i.issued_at, i.due_at, i.paid_at
            FROM invoices i JOIN accounts a ON a.id = i.account_id
-           WHERE i.id = $1 AND i.account_id = $2"#,
+           WHERE i.id = $1 AND ($2::uuid IS NULL OR i.account_id = $2)"#,
         id,
-        account.0
+        account.map(|a| a.0)
     )
     .fetch_optional(pool)
     .await?
-    .filter(|r| visible(r.state, r.issued_at))
     .ok_or(Error::NotFound)?;
     let currency = Currency::new(row.currency.trim())
         .map_err(|e| Error::Internal(format!("invoice {id} has a bad currency: {e}")))?;

@@ -62,11 +62,33 @@ impl Currency {
         amount.round_dp_with_strategy(self.decimals(), RoundingStrategy::MidpointAwayFromZero)
     }
 
-    /// `amount` with exactly the currency's decimals, for display (`12.50 USD`, `1235 JPY`).
-    pub fn format(&self, amount: Decimal) -> String {
+    /// `amount` rounded to exactly the currency's decimals (`12.50`, `1235`), as a form shows it.
+    pub fn exact(&self, amount: Decimal) -> Decimal {
         let mut rounded = self.round(amount);
         rounded.rescale(self.decimals());
-        format!("{rounded} {}", self.as_str())
+        rounded
+    }
+
+    /// `amount` with exactly the currency's decimals, for display (`12.50 USD`, `1235 JPY`).
+    pub fn format(&self, amount: Decimal) -> String {
+        format!("{} {}", self.exact(amount), self.as_str())
+    }
+}
+
+/// An amount in a currency code as stored (`char(3)`, so maybe padded), to the
+/// currency's minor unit; a code Tollgate does not know shows the amount as it is.
+pub fn display(amount: Decimal, currency: &str) -> String {
+    match Currency::new(currency.trim()) {
+        Ok(c) => c.format(amount),
+        Err(_) => format!("{amount} {}", currency.trim()),
+    }
+}
+
+/// [`display`] without the code, for a form's field or a table headed by its currency.
+pub fn plain(amount: Decimal, currency: &str) -> String {
+    match Currency::new(currency.trim()) {
+        Ok(c) => c.exact(amount).to_string(),
+        Err(_) => amount.to_string(),
     }
 }
 
@@ -112,6 +134,10 @@ mod tests {
         assert_eq!(jpy.round(d("1234.4999")), d("1234"));
         assert_eq!(jpy.format(d("1234.5")), "1235 JPY");
         assert_eq!(usd.format(d("12.5")), "12.50 USD");
+        assert_eq!(display(d("12.5"), "USD"), "12.50 USD");
+        assert_eq!(display(d("12.5"), "XX "), "12.5 XX");
+        assert_eq!(plain(d("1234.5"), "JPY"), "1235");
+        assert_eq!(plain(d("12.5"), "USD "), "12.50");
     }
 
     #[test]

@@ -8,8 +8,7 @@ use uuid::Uuid;
 
 use super::money::Currency;
 use crate::mail::messages::{self, InvoiceFacts};
-use crate::mail::{self, Outgoing};
-use crate::notifications::{self, NewNotification, Recipient};
+use crate::notifications::{admins, tell};
 use crate::{Error, Result};
 
 /// An invoice as its notices describe it.
@@ -21,9 +20,9 @@ struct Invoice {
     paid: bool,
 }
 
+/// `YYYY-MM-DD` (UTC), as every invoice page shows a day.
 fn day(t: OffsetDateTime) -> String {
-    let d = t.date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    super::document::day(Some(t))
 }
 
 async fn load(conn: &mut PgConnection, invoice: Uuid, base_url: &str, admin: bool) -> Result<Invoice> {
@@ -65,24 +64,6 @@ async fn owners(conn: &mut PgConnection, account: Uuid) -> Result<Vec<(Uuid, Str
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
-}
-
-/// Every provider admin (their addresses were set by an operator).
-async fn admins(conn: &mut PgConnection) -> Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query!(r#"SELECT id, email::text AS "email!" FROM users WHERE is_admin ORDER BY id"#)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
-}
-
-async fn tell(conn: &mut PgConnection, user: Uuid, mail: &Outgoing, kind: &str, body: &str, link: &str) -> Result<()> {
-    mail::enqueue(&mut *conn, mail).await?;
-    notifications::insert(
-        &mut *conn,
-        &NewNotification { to: Recipient::User(user), kind, title: &mail.subject, body, link: Some(link) },
-    )
-    .await?;
-    Ok(())
 }
 
 /// "Invoice issued", to the account's owners, in the issuing transaction.

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::invoice::{InvoiceAction, InvoiceState};
-use super::invoices::{InvoiceSummary, transition_in};
+use super::invoices::{InvoiceSummary, summary_of, transition_in};
 use super::money::Currency;
 use super::notices;
 use crate::audit::Actor;
@@ -351,20 +351,7 @@ pub async fn run_due(
         let currency =
             Currency::new(r.currency.trim()).map_err(|e| Error::Internal(format!("invoice {}: {e}", r.id)))?;
         let attempt = r.payment_attempts.saturating_add(1);
-        let summary = InvoiceSummary {
-            id: r.id,
-            account_id: r.account_id,
-            number: r.number,
-            period: r.period,
-            currency: r.currency,
-            state: r.state,
-            subtotal: r.subtotal,
-            tax: r.tax,
-            total: r.total,
-            issued_at: r.issued_at,
-            due_at: r.due_at,
-            paid_at: r.paid_at,
-        };
+        let summary = summary_of!(r);
         let outcome = provider.charge(&summary, summary.total, currency, attempt).await;
         let (reference, error, result) = match &outcome {
             Outcome::Succeeded { reference } => (reference.as_str(), None, PaymentOutcome::Succeeded),

@@ -33,6 +33,7 @@ use super::invoice::{InvoiceNumber, InvoiceState};
 use super::money::Currency;
 use super::period::Month;
 use super::pricing::{PricingMode, Tier};
+use super::settings::{self, BillingSettings};
 use crate::{Error, Result};
 
 /// What to bill.
@@ -100,34 +101,6 @@ impl RunSummary {
         }
         by.into_iter().map(|(c, (t, n))| (c, t, n)).collect()
     }
-}
-
-/// The provider's billing settings.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Settings {
-    pub provider_name: String,
-    pub provider_address: String,
-    pub provider_tax_id: String,
-    pub tax_rate: Decimal,
-    pub mode: BillingMode,
-    pub payment_terms_days: i32,
-}
-
-pub async fn settings(pool: &PgPool) -> Result<Settings> {
-    let row = sqlx::query!(
-        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
-           FROM billing_settings"#
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(Settings {
-        provider_name: row.provider_name,
-        provider_address: row.provider_address,
-        provider_tax_id: row.provider_tax_id,
-        tax_rate: row.tax_rate,
-        mode: row.mode,
-        payment_terms_days: row.payment_terms_days,
-    })
 }
 
 /// Every zone has left a month 26 hours after it ended in UTC at the latest (UTC−12
@@ -199,7 +172,7 @@ const PAGE: usize = 500;
 /// Bills every account with a subscription that touches the period (or just one account),
 /// calling `progress(done, total)` after each.
 pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(usize, usize)) -> Result<RunSummary> {
-    let settings = settings(pool).await?;
+    let settings = settings::get(pool).await?;
     let now = Timestamp::now();
     let month = options.month.unwrap_or_else(|| default_month(settings.mode, now));
     check_month(settings.mode, month, now)?;
@@ -318,7 +291,7 @@ async fn bill_account(
     pool: &PgPool,
     account: Uuid,
     month: Month,
-    settings: &Settings,
+    settings: &BillingSettings,
     options: &RunOptions,
     inputs: Inputs,
     usage: &Usage,
@@ -400,7 +373,7 @@ async fn insert_invoice(
     lines: &[Line],
     (subtotal, tax, total): (Decimal, Decimal, Decimal),
     state: InvoiceState,
-    settings: &Settings,
+    settings: &BillingSettings,
 ) -> Result<(Uuid, InvoiceNumber)> {
     let id = Uuid::now_v7();
     let month_date = to_date(month);

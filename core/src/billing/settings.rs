@@ -9,7 +9,7 @@ use super::compute::BillingMode;
 use crate::audit::{self, Actor, Entry};
 use crate::{Error, Result};
 
-/// The settings as stored.
+/// The settings as stored, and as a caller sends new ones.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BillingSettings {
     pub provider_name: String,
@@ -27,17 +27,6 @@ impl BillingSettings {
     pub fn tax_percent(&self) -> Decimal {
         (self.tax_rate * Decimal::ONE_HUNDRED).normalize()
     }
-}
-
-/// New settings, as a caller sends them.
-#[derive(Clone, Debug)]
-pub struct BillingSettingsInput {
-    pub provider_name: String,
-    pub provider_address: String,
-    pub provider_tax_id: String,
-    pub tax_rate: Decimal,
-    pub mode: BillingMode,
-    pub payment_terms_days: i32,
 }
 
 /// A tax rate typed as a percent (`"20"`, `"7.5"`) as the fraction stored, or why not.
@@ -81,7 +70,7 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<String> {
 }
 
 /// The input checked field by field, in the order a form shows them.
-pub fn validate(input: &BillingSettingsInput) -> Result<BillingSettingsInput> {
+pub fn validate(input: &BillingSettings) -> Result<BillingSettings> {
     let provider_name = check_text("provider_name", &input.provider_name, 200)?;
     let provider_address = check_text("provider_address", &input.provider_address, 1000)?;
     let provider_tax_id = check_text("provider_tax_id", &input.provider_tax_id, 100)?;
@@ -96,7 +85,7 @@ pub fn validate(input: &BillingSettingsInput) -> Result<BillingSettingsInput> {
     if !(0..=365).contains(&input.payment_terms_days) {
         return Err(Error::invalid("payment_terms_days", "use 0 to 365 days"));
     }
-    Ok(BillingSettingsInput {
+    Ok(BillingSettings {
         provider_name,
         provider_address,
         provider_tax_id,
@@ -108,7 +97,7 @@ pub fn validate(input: &BillingSettingsInput) -> Result<BillingSettingsInput> {
 
 /// Replaces the settings; audited in the same transaction. Issued invoices keep the
 /// details they were issued with; the next run uses these.
-pub async fn update(pool: &PgPool, input: &BillingSettingsInput, actor: &Actor) -> Result<BillingSettings> {
+pub async fn update(pool: &PgPool, input: &BillingSettings, actor: &Actor) -> Result<BillingSettings> {
     let input = validate(input)?;
     let mut tx = pool.begin().await?;
     let before = sqlx::query_as!(

@@ -233,3 +233,33 @@ The account's owners were told. Record a payment or cancel the invoice: {link}
     );
     message(to, format!("Invoice {} failed", invoice.number), text)
 }
+
+/// What a plan change request mail says: names the admins know the application by.
+pub struct PlanChangeRequest<'a> {
+    pub app_name: &'a str,
+    pub account_name: &'a str,
+    pub api_name: &'a str,
+    pub from_plan: &'a str,
+    pub to_plan: &'a str,
+    /// Where the admin decides, an absolute URL.
+    pub link: &'a str,
+}
+
+/// To a provider admin: a developer asks to move an application to a plan that needs approval.
+pub fn plan_change_requested(to: &str, request: &PlanChangeRequest<'_>) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+The account \"{account}\" asks to move its application \"{app}\" for {api} from the {from} plan to the {to_plan} plan, which needs approval.
+
+Until you decide, the application keeps its plan, limits and prices. Approve or keep the current plan: {link}
+",
+        account = request.account_name,
+        app = request.app_name,
+        api = request.api_name,
+        from = request.from_plan,
+        to_plan = request.to_plan,
+        link = request.link
+    );
+    message(to, format!("Plan change requested for {}", request.app_name), text)
+}

@@ -9,13 +9,13 @@ use tollgate_core::apis::detail;
 use tollgate_core::applications::plan_change::{self, PlanChangeOutcome, PlanChoice};
 use tollgate_core::applications::{self, ApplicationId, ApplicationState, ApplicationView, NewApplication};
 use tollgate_core::audit::Actor;
-use tollgate_core::billing::Currency;
+use tollgate_core::billing::money;
 use tollgate_core::credentials::{self, CredentialView, key_limit};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, PlanId, PlanOption, subscribable};
 use tollgate_web::{
-    Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, GatewayUrl, PageResult, Session, SignedInUser, parse_id,
-    render, see_other,
+    Chrome, CookiePolicy, CsrfForm, EmptyForm, FieldErrors, GatewayUrl, PageResult, PublicUrl, Session, SignedInUser,
+    parse_id, render, see_other,
 };
 use uuid::Uuid;
 
@@ -150,20 +150,16 @@ struct PlanOffer {
     label: String,
 }
 
-fn money(currency: &str, amount: rust_decimal::Decimal) -> String {
-    Currency::new(currency.trim()).map(|c| c.format(amount)).unwrap_or_else(|_| format!("{amount} {currency}"))
-}
-
 /// "Pro: 49.00 USD a month, setup fee 10.00 USD (upgrade; needs the provider's approval)".
 fn offer(choice: &PlanChoice, current: Option<&plans::PlanDetail>) -> PlanOffer {
     let mut label = format!("{}: ", choice.name);
     if choice.monthly_fee.is_zero() {
         label.push_str("no monthly fee");
     } else {
-        label.push_str(&format!("{} a month", money(&choice.currency, choice.monthly_fee)));
+        label.push_str(&format!("{} a month", money::display(choice.monthly_fee, &choice.currency)));
     }
     if !choice.setup_fee.is_zero() {
-        label.push_str(&format!(", setup fee {}", money(&choice.currency, choice.setup_fee)));
+        label.push_str(&format!(", setup fee {}", money::display(choice.setup_fee, &choice.currency)));
     }
     let mut notes = Vec::new();
     // Fees in different currencies are not compared.
@@ -308,6 +304,7 @@ pub struct PlanForm {
 pub async fn change_plan(
     SignedInUser(user): SignedInUser,
     pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<PlanForm>,
 ) -> PageResult<HttpResponse> {
@@ -316,7 +313,7 @@ pub async fn change_plan(
     let plan = Uuid::parse_str(form.plan_id.trim())
         .map(PlanId)
         .map_err(|_| tollgate_core::Error::invalid("plan_id", "choose a plan"))?;
-    let outcome = plan_change::request(&pool, account, id, plan, &Actor::from(&user)).await?;
+    let outcome = plan_change::request(&pool, account, id, plan, &Actor::from(&user), &public_url.0).await?;
     let what = match outcome {
         PlanChangeOutcome::Changed => "changed",
         PlanChangeOutcome::Requested => "requested",

@@ -2,13 +2,13 @@
 //! printable page, and the same invoice as a PDF. Only issued invoices exist
 //! here; a draft or another account's invoice is not found (404).
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
-use tollgate_core::billing::Currency;
 use tollgate_core::billing::document::{self, InvoiceDocument};
 use tollgate_core::billing::invoices::InvoiceSummary;
+use tollgate_core::billing::money;
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, PageResult, Session, SignedInUser, invoice_pdf, parse_id, render};
 
@@ -28,10 +28,7 @@ struct Row {
 
 impl From<InvoiceSummary> for Row {
     fn from(i: InvoiceSummary) -> Row {
-        let total = match Currency::new(i.currency.trim()) {
-            Ok(currency) => currency.format(i.total),
-            Err(_) => format!("{} {}", i.total, i.currency),
-        };
+        let total = money::display(i.total, &i.currency);
         Row {
             id: i.id,
             number: i.number,
@@ -97,12 +94,5 @@ pub async fn pdf(
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
     let doc = document::for_account(&pool, account_of(&user)?, parse_id(&path)?).await?;
-    let bytes = invoice_pdf::render(&doc);
-    // Numbers are `YYYY-MM-NNNNNNNN`, so the file name needs no quoting beyond the quotes.
-    let filename: String = doc.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-    Ok(HttpResponse::Ok()
-        .content_type("application/pdf")
-        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"invoice-{filename}.pdf\"")))
-        .insert_header((header::CACHE_CONTROL, "private, no-store"))
-        .body(bytes))
+    Ok(invoice_pdf::download(&doc))
 }

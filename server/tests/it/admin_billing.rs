@@ -532,3 +532,36 @@ async fn the_admin_api_reads_and_replaces_pricing_modes(pool: PgPool) {
     assert_eq!(res.json::<serde_json::Value>().await.unwrap()["field"], "pricing_modes[0].metric");
     assert_eq!(get().await["pricing_modes"], serde_json::json!([{"metric": "hits", "mode": "volume"}]), "unchanged");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_admin_downloads_any_invoices_pdf_and_a_drafts_says_draft(pool: PgPool) {
+    let app = admin(pool.clone()).await;
+    let w = world(&pool).await;
+    let contains = |haystack: &[u8], needle: &str| haystack.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let page = app.get(&format!("/admin/invoices/{}", w.acme_usd)).await.text().await.unwrap();
+    assert!(page.contains(&format!("href=\"/admin/invoices/{}.pdf\"", w.acme_usd)), "{page}");
+
+    let res = app.get(&format!("/admin/invoices/{}.pdf", w.acme_usd)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/pdf");
+    assert_eq!(res.headers()["content-disposition"], "attachment; filename=\"invoice-A-1.pdf\"");
+    let bytes = res.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    for text in ["(Number A-1)", "(120.00 USD)", "(Acme Ltd)", "(Weather Corp)"] {
+        assert!(contains(&bytes, text), "{text}");
+    }
+    assert!(!contains(&bytes, "DRAFT"));
+
+    // A draft, which developers cannot see, is marked as one.
+    let page = app.get(&format!("/admin/invoices/{}", w.bolt_open)).await.text().await.unwrap();
+    assert!(page.contains("Download PDF (draft)"), "{page}");
+    let res = app.get(&format!("/admin/invoices/{}.pdf", w.bolt_open)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-disposition"], "attachment; filename=\"invoice-B-3-draft.pdf\"");
+    let bytes = res.bytes().await.unwrap();
+    assert!(contains(&bytes, "(DRAFT invoice - not issued)") && contains(&bytes, "(777.00 USD)"));
+
+    assert_eq!(app.get(&format!("/admin/invoices/{}.pdf", Uuid::now_v7())).await.status(), 404);
+    let stranger = spawn_app(pool.clone()).await;
+    assert_ne!(stranger.get(&format!("/admin/invoices/{}.pdf", w.acme_usd)).await.status(), 200);
+}

@@ -290,12 +290,22 @@ async fn mid_month_upgrade_and_downgrade_prorate_both_plans(pool: PgPool) {
     let app_up = application(&pool, up, &api, basic, "up", "2025-09-01T00:00:00Z").await;
     let app_down = application(&pool, down, &api, pro, "down", "2025-09-01T00:00:00Z").await;
     let apps = tollgate_core::applications::ApplicationId;
-    tollgate_core::applications::change_plan(&pool, apps(app_up), tollgate_core::plans::PlanId(pro), &actor)
-        .await
-        .unwrap();
-    tollgate_core::applications::change_plan(&pool, apps(app_down), tollgate_core::plans::PlanId(basic), &actor)
-        .await
-        .unwrap();
+    tollgate_core::applications::plan_change::change_by_admin(
+        &pool,
+        apps(app_up),
+        tollgate_core::plans::PlanId(pro),
+        &actor,
+    )
+    .await
+    .unwrap();
+    tollgate_core::applications::plan_change::change_by_admin(
+        &pool,
+        apps(app_down),
+        tollgate_core::plans::PlanId(basic),
+        &actor,
+    )
+    .await
+    .unwrap();
     let change = "2025-10-11T00:00:00Z";
     move_segments(&pool, app_up, &[("2025-09-01T00:00:00Z", Some(change)), (change, None)]).await;
     move_segments(&pool, app_down, &[("2025-09-01T00:00:00Z", Some(change)), (change, None)]).await;
@@ -835,9 +845,14 @@ async fn an_application_moved_away_and_back_has_one_fee_line_per_plan_and_later_
     application(&pool, later, &api, basic, "app", "2025-09-01T00:00:00Z").await;
     let apps = tollgate_core::applications::ApplicationId;
     for to in [pro, basic] {
-        tollgate_core::applications::change_plan(&pool, apps(app), tollgate_core::plans::PlanId(to), &actor)
-            .await
-            .unwrap();
+        tollgate_core::applications::plan_change::change_by_admin(
+            &pool,
+            apps(app),
+            tollgate_core::plans::PlanId(to),
+            &actor,
+        )
+        .await
+        .unwrap();
     }
     let (b, c) = ("2025-10-11T00:00:00Z", "2025-10-21T00:00:00Z");
     move_segments(&pool, app, &[("2025-09-01T00:00:00Z", Some(b)), (b, Some(c)), (c, None)]).await;

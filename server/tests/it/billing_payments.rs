@@ -388,6 +388,15 @@ async fn the_invoice_list_filters_by_state_account_period_and_currency(pool: PgP
             .iter()
             .all(|i| i["account_id"] == globex.to_string() && i["account_name"] == "globex" && i["total"] == "20.0000")
     );
+    // A fragment of the account's name, ignoring case; `%` and `_` match only themselves.
+    let (_, glob) = admin.call(Method::GET, "/admin/api/v1/invoices?account_name=LOBE", None).await;
+    assert_eq!(glob["total"], 2);
+    assert!(glob["items"].as_array().unwrap().iter().all(|i| i["account_name"] == "globex"));
+    let (_, none) = admin.call(Method::GET, "/admin/api/v1/invoices?account_name=%25", None).await;
+    assert_eq!(none["total"], 0);
+    let long = "a".repeat(201);
+    let (status, body) = admin.call(Method::GET, &format!("/admin/api/v1/invoices?account_name={long}"), None).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("account_name")), "{body}");
     let (_, mine) =
         admin.call(Method::GET, &format!("/admin/api/v1/invoices?account_id={acme}&period=2025-11"), None).await;
     assert_eq!(mine["total"], 1);
@@ -539,4 +548,48 @@ async fn the_admin_payment_form_records_the_payment_and_says_so_on_the_next_page
         )
         .await;
     assert_eq!(res.status(), 404);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_admin_invoice_page_lists_tries_and_payments_and_shows_the_flash_after_the_redirect(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    // 10.13 ends in 13 minor units: the test provider declines the first try.
+    let (account, _) = customer(&pool, "acme", "10.13", "USD").await;
+    bill(&pool, "2025-10", true).await;
+    let (id, _, _) = invoice_of(&pool, account).await;
+    let now = OffsetDateTime::now_utc() + Duration::seconds(1);
+    assert_eq!(run_due(&pool, &TestProvider, BASE, now).await.unwrap().declined, 1);
+    let app = spawn_app(pool.clone()).await;
+    assert_eq!(location(&app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await), "/admin");
+    let url = format!("/admin/invoices/{id}");
+    let page = app.get(&url).await.text().await.unwrap();
+    let payments = page.split("data-testid=\"invoice-payments\"").nth(1).expect("a payments table");
+    let payments = payments.split("</table>").next().unwrap();
+    for text in ["try 1 of 3 (test)", "declined", "card declined (test provider", "10.13 USD", "payments (test)"] {
+        assert!(payments.contains(text), "{text}: {payments}");
+    }
+    let next = (now + Duration::days(3)).date().to_string();
+    assert!(page.contains(&format!("Next automatic try: {next} ")), "{page}");
+    assert!(!page.contains("role=\"status\""), "no message before anything was done");
+
+    // Record the payment with the page's own form and follow the redirect.
+    let token = csrf_from(&page);
+    let form = [("csrf_token", token.as_str()), ("amount", "10.13"), ("reference", "BT-2025-42")];
+    let res = app.post_form(&format!("{url}/payments"), &form).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, url.clone()));
+    let page = app.get(&location(&res)).await.text().await.unwrap();
+    assert!(
+        page.contains("<p class=\"flash flash-success\" role=\"status\">Payment recorded: the invoice is paid.</p>"),
+        "{page}"
+    );
+    let payments = page.split("data-testid=\"invoice-payments\"").nth(1).unwrap().split("</table>").next().unwrap();
+    let recorded = payments.split("<tr>").find(|row| row.contains("BT-2025-42")).expect("the recorded payment's row");
+    for text in ["recorded (manual)", "succeeded", "10.13 USD", DEMO_ADMIN_EMAIL] {
+        assert!(recorded.contains(text), "{text}: {recorded}");
+    }
+    assert_eq!(payments.matches("<tr>").count(), 3, "the header, the try and the payment: {payments}");
+    assert!(!page.contains("Next automatic try"), "a paid invoice waits for no try");
+    assert!(page.contains("data-testid=\"invoice-state\">paid<"), "{page}");
+    // The message is shown once.
+    assert!(!app.get(&url).await.text().await.unwrap().contains("Payment recorded"));
 }

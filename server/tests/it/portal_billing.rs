@@ -456,3 +456,90 @@ async fn plan_changes_need_the_form_token_and_the_applications_own_account(pool:
     assert_eq!(res.status(), 404);
     assert_eq!(current_plan(&pool, id).await, ("small".to_owned(), None));
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn every_admin_is_mailed_and_notified_of_a_plan_change_request_with_a_link_to_the_application(pool: PgPool) {
+    let app = portal(pool.clone()).await;
+    // A second admin: every admin hears of it.
+    sqlx::query(
+        "INSERT INTO users (id, email, is_admin, email_verified_at) VALUES ($1, 'second@admin.example', true, now())",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let admins: Vec<String> = sqlx::query_scalar("SELECT email::text FROM users WHERE is_admin ORDER BY email")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(admins.len(), 2);
+    let mails = |to: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT subject, body_text FROM outbox_emails WHERE to_address = $1 AND subject LIKE 'Plan change%'",
+            )
+            .bind(to)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let notices = |to: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, Option<String>)>(
+                "SELECT n.kind, n.body, n.link FROM notifications n JOIN users u ON u.id = n.user_id
+                 WHERE u.email = $1 AND n.kind = 'plan_change_requested'",
+            )
+            .bind(to)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let id = register(&app, "Growing", "small").await;
+    let other = register(&app, "Bystander", "small").await;
+    // A change without approval tells no admin.
+    assert_eq!(location(&change_plan(&app, other, "large").await), format!("/apps/{other}?plan=changed"));
+    for admin in &admins {
+        assert!(mails(admin.clone()).await.is_empty() && notices(admin.clone()).await.is_empty());
+    }
+
+    assert_eq!(location(&change_plan(&app, id, "pro").await), format!("/apps/{id}?plan=requested"));
+    let link = format!("/admin/applications?id={id}");
+    for admin in &admins {
+        let mails = mails(admin.clone()).await;
+        assert_eq!(mails.len(), 1, "{admin}: {mails:?}");
+        let (subject, body) = &mails[0];
+        assert_eq!(subject, "Plan change requested for Growing");
+        assert!(
+            body.contains("its application \"Growing\" for Weather API from the Small plan to the Pro plan"),
+            "{body}"
+        );
+        assert!(body.contains(&format!("{}{link}", app.base)), "{body}");
+        let notices = notices(admin.clone()).await;
+        assert_eq!(notices.len(), 1, "{admin}");
+        assert!(
+            notices[0].1.contains("to move Growing from the Small plan to the Pro plan of Weather API"),
+            "{notices:?}"
+        );
+        assert_eq!(notices[0].2.as_deref(), Some(link.as_str()));
+    }
+    // A refused request (the same plan again is fine; a plan of another API is not) tells no one.
+    let stranger = Uuid::now_v7().to_string();
+    let html = app.get(&format!("/apps/{id}")).await.text().await.unwrap();
+    let res =
+        app.post_form(&format!("/apps/{id}/plan"), &[("csrf_token", &csrf_from(&html)), ("plan_id", &stranger)]).await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(mails(admins[0].clone()).await.len(), 1);
+
+    // The link opens the admin list on that one application, with its decision buttons.
+    let admin = TestApp { base: app.base.clone(), pool: pool.clone(), client: client() };
+    assert_eq!(location(&admin.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await), "/admin");
+    let page = admin.get(&link).await.text().await.unwrap();
+    assert!(page.contains("Growing") && page.contains("asks for Pro"), "{page}");
+    assert!(page.contains(&format!("/admin/applications/{id}/plan-request/approve")), "{page}");
+    assert!(!page.contains("Bystander"), "{page}");
+    assert_eq!(admin.get(&format!("/admin/applications?id={}", Uuid::now_v7())).await.status(), 404);
+}
