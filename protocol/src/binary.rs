@@ -537,9 +537,8 @@ impl<'a> ApplicationRecords<'a> {
         let rest = self.rest;
         let id = Uuid::from_slice(rest.get(..16).ok_or_else(cut)?)
             .map_err(|e| BinaryError::malformed("application id", e))?;
-        let (plan, used) = read_varint(&rest[16..]).ok_or_else(|| {
-            BinaryError::malformed("application plan index", "a varint cut short or over 32 bits")
-        })?;
+        let (plan, used) = read_varint(&rest[16..])
+            .ok_or_else(|| BinaryError::malformed("application plan index", "a varint cut short or over 32 bits"))?;
         let at = 16 + used;
         let byte = *rest.get(at).ok_or_else(cut)?;
         if byte & !(STATE_MASK | STATE_HAS_APP_ID) != 0 {

@@ -287,7 +287,8 @@ pub fn snapshot_v1(snapshot: &Snapshot) -> Vec<u8> {
         credentials.extend_from_slice(&seconds.to_le_bytes());
         credentials.extend_from_slice(&nanos.to_le_bytes());
         credentials.push(
-            u8::from(credential.kind == tollgate_protocol::KeyKind::AppKey) | (u8::from(credential.expires_at.is_some()) << 1),
+            u8::from(credential.kind == tollgate_protocol::KeyKind::AppKey)
+                | (u8::from(credential.expires_at.is_some()) << 1),
         );
     }
     write_frame(&mut out, FrameKind::Credentials, &credentials).expect("write");
@@ -362,7 +363,8 @@ impl ControlPlane {
                 // As the real server does, an agent already at the current revision gets
                 // only a heartbeat.
                 if revision != Some(current) && binary && format_v1 {
-                    let _ = tx.send(Bytes::from(snapshot_v1(&snapshot)[tollgate_protocol::binary::PREAMBLE_LEN..].to_vec()));
+                    let _ = tx
+                        .send(Bytes::from(snapshot_v1(&snapshot)[tollgate_protocol::binary::PREAMBLE_LEN..].to_vec()));
                 } else if revision != Some(current) {
                     let _ = tx.send(encode(&ConfigMessage::Snapshot(snapshot), binary));
                 }

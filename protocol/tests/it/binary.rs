@@ -56,7 +56,8 @@ fn records_take_18_and_45_bytes() {
         }
     }
     // Fewer than 128 plans and app_ids under 128 bytes: one varint byte each.
-    let expected_apps: usize = snapshot.applications.iter().map(|a| 18 + a.app_id.as_ref().map_or(0, |id| 1 + id.len())).sum();
+    let expected_apps: usize =
+        snapshot.applications.iter().map(|a| 18 + a.app_id.as_ref().map_or(0, |id| 1 + id.len())).sum();
     assert_eq!(apps, expected_apps);
     assert_eq!(CREDENTIAL_RECORD_LEN, 45);
     assert_eq!(credentials, 45 * snapshot.credentials.len());
@@ -146,7 +147,10 @@ fn an_unknown_format_version_is_refused_by_name() {
     bytes[4..8].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let err = decode_snapshot(&bytes).expect_err("refused");
     assert!(matches!(err, BinaryError::UnsupportedVersion { found } if found == FORMAT_VERSION + 1));
-    assert_eq!(err.to_string(), "binary snapshot format version 3 is not supported (this build reads versions 1 and 2)");
+    assert_eq!(
+        err.to_string(),
+        "binary snapshot format version 3 is not supported (this build reads versions 1 and 2)"
+    );
     assert!(matches!(decode_snapshot(b"{\"type\":\"snapshot\"}"), Err(BinaryError::BadMagic)));
 }
 

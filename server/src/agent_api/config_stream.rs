@@ -46,11 +46,8 @@ enum Encoding {
 
 impl Encoding {
     fn of(req: &HttpRequest) -> Encoding {
-        let binary = req
-            .headers()
-            .get_all(header::ACCEPT)
-            .filter_map(|value| value.to_str().ok())
-            .any(binary::accepts_binary);
+        let binary =
+            req.headers().get_all(header::ACCEPT).filter_map(|value| value.to_str().ok()).any(binary::accepts_binary);
         if binary { Encoding::Binary } else { Encoding::Json }
     }
 }
