@@ -189,6 +189,8 @@ struct CpState {
     json_only: bool,
     /// Answer a binary `Accept` with format version 1, as servers before version 2 did.
     format_v1: bool,
+    /// Open binary streams with this format version in the preamble instead (a newer server).
+    preamble_version: Option<u32>,
     /// `revision` query of each config stream request (`None`: omitted).
     connects: Vec<Option<u64>>,
     statuses: Vec<AgentStatus>,
@@ -358,7 +360,11 @@ impl ControlPlane {
                     preamble[4..].copy_from_slice(&1u32.to_le_bytes());
                     let _ = tx.send(Bytes::copy_from_slice(&preamble));
                 } else if binary {
-                    let _ = tx.send(Bytes::copy_from_slice(&tollgate_protocol::binary::preamble()));
+                    let mut preamble = tollgate_protocol::binary::preamble();
+                    if let Some(version) = state.preamble_version {
+                        preamble[4..].copy_from_slice(&version.to_le_bytes());
+                    }
+                    let _ = tx.send(Bytes::copy_from_slice(&preamble));
                 }
                 // As the real server does, an agent already at the current revision gets
                 // only a heartbeat.
@@ -438,6 +444,11 @@ impl ControlPlane {
     /// From now on, answer NDJSON only, as servers before the binary encoding did.
     pub fn speak_json_only(&self) {
         self.state.lock().expect("lock").json_only = true;
+    }
+
+    /// Opens binary streams with a preamble naming `version`, as a newer server would.
+    pub fn speak_format_version(&self, version: u32) {
+        self.state.lock().expect("lock").preamble_version = Some(version);
     }
 
     /// Sends binary streams in format version 1, as servers before version 2 did.
