@@ -14,22 +14,33 @@
 //! | [`FrameKind::Head`] | JSON [`SnapshotHead`]: starts a snapshot |
 //! | [`FrameKind::Catalog`] | JSON [`Catalog`]: APIs and plans (small) |
 //! | [`FrameKind::Applications`] | application records, any number of frames |
-//! | [`FrameKind::Credentials`] | fixed 49-byte credential records, any number of frames |
+//! | [`FrameKind::Credentials`] | fixed 45-byte credential records, any number of frames |
 //! | [`FrameKind::Usage`] | JSON array of [`CurrentUsage`], any number of frames |
 //! | [`FrameKind::End`] | `u64` applications, `u64` credentials: the snapshot is complete |
 //! | [`FrameKind::Message`] | JSON [`ConfigMessage`] (a delta or heartbeat on the stream) |
 //! | [`FrameKind::KeepAlive`] | empty; sent while a snapshot is being built |
 //!
-//! An application record is its id (16 bytes), the index of its plan in the catalog
-//! (`u32`), a state byte (0 pending, 1 live, 2 suspended) and its `app_id` as a `u16`
-//! length (`0xFFFF` for none) and UTF-8 bytes. A credential record is the key's SHA-256
-//! (32 bytes), the index of its application in the snapshot's application order (`u32`),
-//! the expiry as Unix seconds (`i64`) and nanoseconds (`i32`) and a flags byte (bit 0: app
-//! key rather than user key, bit 1: has an expiry). Indices instead of UUIDs make a
-//! credential 49 bytes instead of 61 and save the reader a lookup per key.
+//! Format version 2 (written):
 //!
-//! A reader refuses a preamble with another format version (see [`BinaryError`]); the
-//! format version changes with any change of layout.
+//! * An application record is its id (16 bytes), the index of its plan in the catalog as
+//!   a varint (LEB128, one byte below 128 plans), a state byte (bits 0–1: 0 pending,
+//!   1 live, 2 suspended; bit 2: an `app_id` follows) and, if one follows, the `app_id`'s
+//!   length as a varint and its UTF-8 bytes: 18 bytes for an application without one.
+//! * A credential record is the key's SHA-256 (32 bytes), the index of its application in
+//!   the snapshot's application order (`u32`), the expiry as whole Unix seconds (`i64`,
+//!   rounded down: the agent checks expiry to the second) and a flags byte (bit 0: app key
+//!   rather than user key, bit 1: has an expiry): 45 bytes.
+//!
+//! Format version 1 (read only, so an agent's older `config.bin` and an older server's
+//! stream still load): the plan index is a `u32`, the state byte holds the state alone and
+//! is followed by the `app_id`'s length as a `u16` (`0xFFFF` for none); the credential's
+//! expiry has a nanoseconds `i32` after its seconds (49 bytes).
+//!
+//! Indices instead of UUIDs save the reader a lookup per key. The format version changes
+//! with any change of layout; a reader refuses a preamble with a version it does not know
+//! (see [`BinaryError`]). On the config stream the version is negotiated: an agent that
+//! reads version 2 asks for [`BINARY_MEDIA_TYPE`] (`version=2`); a server answers an
+//! agent asking for the bare binary type (version 1 only) with NDJSON instead.
 
 use std::io::{self, Write};
 
@@ -41,33 +52,40 @@ use crate::delta::ConfigMessage;
 use crate::key::{KeyHash, KeyKind};
 use crate::snapshot::{Api, Application, ApplicationState, Credential, CurrentUsage, Plan, Snapshot};
 
-/// Content type of the binary config stream; agents ask for it with `Accept`.
+/// Content type of the binary config stream, without parameters.
 pub const BINARY_CONTENT_TYPE: &str = "application/vnd.tollgate.config+bin";
+/// The binary content type with the format version this build writes: what an agent puts
+/// in `Accept` and a server in `Content-Type`.
+pub const BINARY_MEDIA_TYPE: &str = "application/vnd.tollgate.config+bin; version=2";
 
 /// First four bytes of every binary stream or file.
 pub const MAGIC: [u8; 4] = *b"TGSB";
-/// The layout version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes.
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic plus version.
 pub const PREAMBLE_LEN: usize = 8;
 /// Kind byte plus payload length.
 pub const FRAME_HEADER_LEN: usize = 5;
-/// Bytes per credential record.
-pub const CREDENTIAL_RECORD_LEN: usize = 49;
+/// Bytes per credential record (format version 2).
+pub const CREDENTIAL_RECORD_LEN: usize = 45;
+/// Bytes per credential record in format version 1.
+pub const CREDENTIAL_RECORD_LEN_V1: usize = 49;
 /// Frames are cut at about this size; a reader refuses anything over [`MAX_FRAME_LEN`].
 pub const TARGET_FRAME_LEN: usize = 64 * 1024;
 /// The largest frame a reader accepts (the catalog of a very large install fits).
 pub const MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
 
-const NO_APP_ID: u16 = u16::MAX;
+const NO_APP_ID_V1: u16 = u16::MAX;
 const FLAG_APP_KEY: u8 = 1;
 const FLAG_EXPIRES: u8 = 2;
+const STATE_MASK: u8 = 0b11;
+const STATE_HAS_APP_ID: u8 = 0b100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
     #[error("not a Tollgate binary snapshot (bad magic bytes)")]
     BadMagic,
-    #[error("binary snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error("binary snapshot format version {found} is not supported (this build reads versions 1 and 2)")]
     UnsupportedVersion { found: u32 },
     #[error("unknown frame kind {0}")]
     UnknownFrame(u8),
@@ -85,6 +103,63 @@ impl BinaryError {
     fn malformed(what: &'static str, message: impl std::fmt::Display) -> BinaryError {
         BinaryError::Malformed { what, message: message.to_string() }
     }
+}
+
+/// A layout version this build reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FormatVersion {
+    /// The first layout: 49-byte credentials, fixed-width application records.
+    V1,
+    /// The layout this build writes.
+    #[default]
+    V2,
+}
+
+impl FormatVersion {
+    pub fn parse(found: u32) -> Result<FormatVersion, BinaryError> {
+        match found {
+            1 => Ok(FormatVersion::V1),
+            2 => Ok(FormatVersion::V2),
+            found => Err(BinaryError::UnsupportedVersion { found }),
+        }
+    }
+
+    pub fn number(self) -> u32 {
+        match self {
+            FormatVersion::V1 => 1,
+            FormatVersion::V2 => 2,
+        }
+    }
+
+    fn credential_len(self) -> usize {
+        match self {
+            FormatVersion::V1 => CREDENTIAL_RECORD_LEN_V1,
+            FormatVersion::V2 => CREDENTIAL_RECORD_LEN,
+        }
+    }
+}
+
+/// Whether an `Accept` header value asks for the binary stream in the format version this
+/// build writes (`version=2`). The bare type is what agents reading only version 1 send.
+pub fn accepts_binary(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        if !parts.next().is_some_and(|kind| kind.eq_ignore_ascii_case(BINARY_CONTENT_TYPE)) {
+            return false;
+        }
+        let mut version = false;
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else { continue };
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "version" => version = value.parse::<u32>().is_ok_and(|v| v == FORMAT_VERSION),
+                // `q=0` says "not this one".
+                "q" if value.parse::<f32>().is_ok_and(|q| q <= 0.0) => return false,
+                _ => {}
+            }
+        }
+        version
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,19 +239,15 @@ pub fn preamble() -> [u8; PREAMBLE_LEN] {
     out
 }
 
-/// Checks a preamble; refuses other format versions with a message that names both.
-pub fn check_preamble(bytes: &[u8]) -> Result<(), BinaryError> {
+/// Checks a preamble; its format version, or a refusal that names the version found.
+pub fn check_preamble(bytes: &[u8]) -> Result<FormatVersion, BinaryError> {
     if bytes.len() < PREAMBLE_LEN {
         return Err(BinaryError::Truncated);
     }
     if bytes[..4] != MAGIC {
         return Err(BinaryError::BadMagic);
     }
-    let found = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    if found != FORMAT_VERSION {
-        return Err(BinaryError::UnsupportedVersion { found });
-    }
-    Ok(())
+    FormatVersion::parse(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]))
 }
 
 /// Writes one whole frame.
@@ -236,19 +307,18 @@ impl<W: Write> SnapshotWriter<W> {
 
     pub fn application(&mut self, app: &ApplicationRecord<'_>) -> Result<(), BinaryError> {
         self.switch(FrameKind::Applications)?;
-        let app_id = app.app_id.map(str::as_bytes);
-        let len = match app_id {
-            None => NO_APP_ID,
-            Some(bytes) => u16::try_from(bytes.len())
-                .ok()
-                .filter(|&len| len != NO_APP_ID)
-                .ok_or_else(|| BinaryError::malformed("application", "app_id longer than 65534 bytes"))?,
-        };
         self.records.extend_from_slice(app.id.as_bytes());
-        self.records.extend_from_slice(&app.plan.to_le_bytes());
-        self.records.push(state_byte(app.state));
-        self.records.extend_from_slice(&len.to_le_bytes());
-        self.records.extend_from_slice(app_id.unwrap_or_default());
+        push_varint(&mut self.records, app.plan);
+        match app.app_id.map(str::as_bytes) {
+            None => self.records.push(state_byte(app.state)),
+            Some(bytes) => {
+                let len = u32::try_from(bytes.len())
+                    .map_err(|_| BinaryError::malformed("application", "app_id longer than 4 GiB"))?;
+                self.records.push(state_byte(app.state) | STATE_HAS_APP_ID);
+                push_varint(&mut self.records, len);
+                self.records.extend_from_slice(bytes);
+            }
+        }
         self.end.applications += 1;
         self.cut()
     }
@@ -265,17 +335,17 @@ impl<W: Write> SnapshotWriter<W> {
                 ));
             }
         };
-        let (seconds, nanos) = match credential.expires_at {
+        let seconds = match credential.expires_at {
             Some(at) => {
                 flags |= FLAG_EXPIRES;
-                (at.as_second(), at.subsec_nanosecond())
+                // Rounded down, as the agent keeps it: a key never outlives its expiry.
+                at.as_second() - i64::from(at.subsec_nanosecond() < 0)
             }
-            None => (0, 0),
+            None => 0,
         };
         self.records.extend_from_slice(&credential.hash);
         self.records.extend_from_slice(&credential.application.to_le_bytes());
         self.records.extend_from_slice(&seconds.to_le_bytes());
-        self.records.extend_from_slice(&nanos.to_le_bytes());
         self.records.push(flags);
         self.end.credentials += 1;
         self.cut()
@@ -333,10 +403,33 @@ fn state_byte(state: ApplicationState) -> u8 {
     }
 }
 
-/// One frame as read.
+/// LEB128: seven bits a byte, low bits first, the high bit saying another byte follows.
+fn push_varint(out: &mut Vec<u8>, mut value: u32) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A varint at the start of `bytes` and the bytes it took; `None` if cut short or over
+/// `u32`.
+fn read_varint(bytes: &[u8]) -> Option<(u32, usize)> {
+    let mut value: u64 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(5) {
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return u32::try_from(value).ok().map(|value| (value, i + 1));
+        }
+    }
+    None
+}
+
+/// One frame as read, with the format version of the stream or file it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub kind: FrameKind,
+    pub format: FormatVersion,
     pub payload: Vec<u8>,
 }
 
@@ -368,26 +461,37 @@ impl Frame {
 
     /// The application records of an applications frame.
     pub fn applications(&self) -> ApplicationRecords<'_> {
-        ApplicationRecords { rest: &self.payload }
+        ApplicationRecords { rest: &self.payload, format: self.format }
     }
 
     /// The credential records of a credentials frame.
     pub fn credentials(&self) -> Result<impl Iterator<Item = Result<CredentialRecord, BinaryError>> + '_, BinaryError> {
-        if !self.payload.len().is_multiple_of(CREDENTIAL_RECORD_LEN) {
-            return Err(BinaryError::malformed("credentials frame", "not a whole number of 49-byte records"));
+        let len = self.format.credential_len();
+        if !self.payload.len().is_multiple_of(len) {
+            return Err(BinaryError::malformed(
+                "credentials frame",
+                format!("not a whole number of {len}-byte records"),
+            ));
         }
-        Ok(self.payload.chunks_exact(CREDENTIAL_RECORD_LEN).map(credential_record))
+        let format = self.format;
+        Ok(self.payload.chunks_exact(len).map(move |record| credential_record(record, format)))
     }
 }
 
-/// Decodes one 49-byte credential record.
-pub fn credential_record(record: &[u8]) -> Result<CredentialRecord, BinaryError> {
+/// Decodes one credential record of the given format version (45 or 49 bytes).
+pub fn credential_record(record: &[u8], format: FormatVersion) -> Result<CredentialRecord, BinaryError> {
+    if record.len() != format.credential_len() {
+        return Err(BinaryError::malformed("credential", format!("a record of {} bytes", record.len())));
+    }
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&record[..32]);
     let application = u32::from_le_bytes(record[32..36].try_into().unwrap_or_default());
     let seconds = i64::from_le_bytes(record[36..44].try_into().unwrap_or_default());
-    let nanos = i32::from_le_bytes(record[44..48].try_into().unwrap_or_default());
-    let flags = record[48];
+    let nanos = match format {
+        FormatVersion::V1 => i32::from_le_bytes(record[44..48].try_into().unwrap_or_default()),
+        FormatVersion::V2 => 0,
+    };
+    let flags = record[record.len() - 1];
     if flags & !(FLAG_APP_KEY | FLAG_EXPIRES) != 0 {
         return Err(BinaryError::malformed("credential", format!("unknown flags {flags:#04x}")));
     }
@@ -402,6 +506,7 @@ pub fn credential_record(record: &[u8]) -> Result<CredentialRecord, BinaryError>
 
 pub struct ApplicationRecords<'a> {
     rest: &'a [u8],
+    format: FormatVersion,
 }
 
 impl<'a> Iterator for ApplicationRecords<'a> {
@@ -421,6 +526,43 @@ impl<'a> Iterator for ApplicationRecords<'a> {
 
 impl<'a> ApplicationRecords<'a> {
     fn decode(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
+        match self.format {
+            FormatVersion::V1 => self.decode_v1(),
+            FormatVersion::V2 => self.decode_v2(),
+        }
+    }
+
+    fn decode_v2(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
+        let cut = || BinaryError::malformed("application", "record cut short");
+        let rest = self.rest;
+        let id = Uuid::from_slice(rest.get(..16).ok_or_else(cut)?)
+            .map_err(|e| BinaryError::malformed("application id", e))?;
+        let (plan, used) = read_varint(&rest[16..])
+            .ok_or_else(|| BinaryError::malformed("application plan index", "a varint cut short or over 32 bits"))?;
+        let at = 16 + used;
+        let byte = *rest.get(at).ok_or_else(cut)?;
+        if byte & !(STATE_MASK | STATE_HAS_APP_ID) != 0 {
+            return Err(BinaryError::malformed("application state", format!("unknown bits in {byte:#04x}")));
+        }
+        let state = parse_state(byte & STATE_MASK)?;
+        let mut end = at + 1;
+        let app_id = if byte & STATE_HAS_APP_ID != 0 {
+            let (len, used) = read_varint(&rest[end..]).ok_or_else(|| {
+                BinaryError::malformed("application app_id length", "a varint cut short or over 32 bits")
+            })?;
+            let start = end + used;
+            end = start.checked_add(len as usize).ok_or_else(cut)?;
+            let bytes =
+                rest.get(start..end).ok_or_else(|| BinaryError::malformed("application", "app_id cut short"))?;
+            Some(std::str::from_utf8(bytes).map_err(|e| BinaryError::malformed("application app_id", e))?)
+        } else {
+            None
+        };
+        self.rest = &rest[end..];
+        Ok(ApplicationRecord { id, plan, state, app_id })
+    }
+
+    fn decode_v1(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
         const FIXED: usize = 16 + 4 + 1 + 2;
         let rest = self.rest;
         if rest.len() < FIXED {
@@ -428,14 +570,9 @@ impl<'a> ApplicationRecords<'a> {
         }
         let id = Uuid::from_slice(&rest[..16]).map_err(|e| BinaryError::malformed("application id", e))?;
         let plan = u32::from_le_bytes(rest[16..20].try_into().unwrap_or_default());
-        let state = match rest[20] {
-            0 => ApplicationState::Pending,
-            1 => ApplicationState::Live,
-            2 => ApplicationState::Suspended,
-            other => return Err(BinaryError::malformed("application state", format!("unknown state {other}"))),
-        };
+        let state = parse_state(rest[20])?;
         let len = u16::from_le_bytes([rest[21], rest[22]]);
-        let (app_id, used) = if len == NO_APP_ID {
+        let (app_id, used) = if len == NO_APP_ID_V1 {
             (None, FIXED)
         } else {
             let end = FIXED + usize::from(len);
@@ -449,12 +586,21 @@ impl<'a> ApplicationRecords<'a> {
     }
 }
 
+fn parse_state(byte: u8) -> Result<ApplicationState, BinaryError> {
+    match byte {
+        0 => Ok(ApplicationState::Pending),
+        1 => Ok(ApplicationState::Live),
+        2 => Ok(ApplicationState::Suspended),
+        other => Err(BinaryError::malformed("application state", format!("unknown state {other}"))),
+    }
+}
+
 /// Splits bytes as they arrive into frames, checking the preamble first.
 #[derive(Default)]
 pub struct FrameReader {
     buffer: Vec<u8>,
     start: usize,
-    preamble_seen: bool,
+    format: Option<FormatVersion>,
 }
 
 impl FrameReader {
@@ -478,7 +624,7 @@ impl FrameReader {
     /// The next whole frame, `None` until enough bytes have arrived.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, BinaryError> {
         let rest = &self.buffer[self.start..];
-        if !self.preamble_seen {
+        let Some(format) = self.format else {
             if rest.len() < PREAMBLE_LEN {
                 // Fail early on a wrong magic rather than wait for eight bytes.
                 if rest.len() >= 4 && rest[..4] != MAGIC {
@@ -486,11 +632,10 @@ impl FrameReader {
                 }
                 return Ok(None);
             }
-            check_preamble(rest)?;
-            self.preamble_seen = true;
+            self.format = Some(check_preamble(rest)?);
             self.start += PREAMBLE_LEN;
             return self.next_frame();
-        }
+        };
         if rest.len() < FRAME_HEADER_LEN {
             return Ok(None);
         }
@@ -504,12 +649,12 @@ impl FrameReader {
         }
         let payload = rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec();
         self.start += FRAME_HEADER_LEN + len;
-        Ok(Some(Frame { kind, payload }))
+        Ok(Some(Frame { kind, format, payload }))
     }
 }
 
-/// Reads the preamble from a reader (a file), refusing other format versions.
-pub fn read_preamble(input: &mut impl io::Read) -> Result<(), BinaryError> {
+/// Reads the preamble from a reader (a file): its format version, or a refusal.
+pub fn read_preamble(input: &mut impl io::Read) -> Result<FormatVersion, BinaryError> {
     let mut preamble = [0u8; PREAMBLE_LEN];
     input.read_exact(&mut preamble).map_err(eof_is_truncated)?;
     check_preamble(&preamble)
@@ -517,7 +662,7 @@ pub fn read_preamble(input: &mut impl io::Read) -> Result<(), BinaryError> {
 
 /// Reads the next frame from a reader; `None` at a clean end between frames. Holds one
 /// frame in memory at a time, so a large file is never read whole.
-pub fn read_frame(input: &mut impl io::Read) -> Result<Option<Frame>, BinaryError> {
+pub fn read_frame(input: &mut impl io::Read, format: FormatVersion) -> Result<Option<Frame>, BinaryError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut filled = 0;
     while filled < FRAME_HEADER_LEN {
@@ -540,7 +685,7 @@ pub fn read_frame(input: &mut impl io::Read) -> Result<Option<Frame>, BinaryErro
     if payload.len() < len {
         return Err(BinaryError::Truncated);
     }
-    Ok(Some(Frame { kind, payload }))
+    Ok(Some(Frame { kind, format, payload }))
 }
 
 fn eof_is_truncated(err: io::Error) -> BinaryError {

@@ -17,9 +17,9 @@
 //!   of) and [`Heartbeat`]s. An agent that cannot apply a delta reconnects and gets a fresh
 //!   snapshot. The `type` key is serialised first, so agents can parse a large snapshot line
 //!   without buffering it twice.
-//!   An agent that sends `Accept: application/vnd.tollgate.config+bin`
-//!   ([`binary::BINARY_CONTENT_TYPE`]) gets the same messages in the compact framed form of
-//!   [`binary`] instead: snapshots as fixed-size records, deltas and heartbeats as JSON frames.
+//!   An agent that sends `Accept: application/vnd.tollgate.config+bin; version=2`
+//!   ([`binary::BINARY_MEDIA_TYPE`]) gets the same messages in the compact framed form of
+//!   [`binary`] instead: snapshots as compact records, deltas and heartbeats as JSON frames.
 //! * **Agent status** (agent → server, [`STATUS_PATH`]): an [`AgentStatus`] posted on every
 //!   applied or rejected revision and periodically as the agent's heartbeat.
 //! * **Usage** (agent → server, [`USAGE_PATH`]): a [`UsageBatch`] per flush, answered by a

@@ -115,9 +115,10 @@ fn unexpected(frame: &Frame, wanted: FrameKind) -> ConfigError {
 /// Compiles a binary snapshot read from `input` (the disk copy) one frame at a time, so
 /// the file is never held whole next to what it compiles into.
 pub(crate) fn compile_reader(mut input: impl std::io::Read) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
-    read_preamble(&mut input)?;
+    // Version 1 files (agents before format version 2) load as well; the next save is version 2.
+    let format = read_preamble(&mut input)?;
     let mut failed = None;
-    let frames = std::iter::from_fn(|| match read_frame(&mut input) {
+    let frames = std::iter::from_fn(|| match read_frame(&mut input, format) {
         Ok(frame) => frame,
         Err(err) => {
             failed = Some(err);

@@ -94,19 +94,21 @@ impl ControlPlane {
     }
 }
 
-/// Binary first, NDJSON from servers before it; checked against the protocol's constants
-/// by a test.
-const ACCEPT_CONFIG: &str = "application/vnd.tollgate.config+bin, application/x-ndjson;q=0.5";
+/// Binary (format version 2) first, NDJSON from servers before the binary form; checked
+/// against the protocol's constants by a test. A server writing only version 1 matches the
+/// type without its parameter and sends version 1, which this agent reads too.
+const ACCEPT_CONFIG: &str = "application/vnd.tollgate.config+bin; version=2, application/x-ndjson;q=0.5";
 
 #[cfg(test)]
 mod tests {
     use tollgate_protocol::NDJSON_CONTENT_TYPE;
-    use tollgate_protocol::binary::BINARY_CONTENT_TYPE;
+    use tollgate_protocol::binary::{BINARY_MEDIA_TYPE, accepts_binary};
 
     use super::*;
 
     #[test]
     fn the_accept_header_names_both_encodings() {
-        assert_eq!(ACCEPT_CONFIG, format!("{BINARY_CONTENT_TYPE}, {NDJSON_CONTENT_TYPE};q=0.5"));
+        assert_eq!(ACCEPT_CONFIG, format!("{BINARY_MEDIA_TYPE}, {NDJSON_CONTENT_TYPE};q=0.5"));
+        assert!(accepts_binary(ACCEPT_CONFIG));
     }
 }

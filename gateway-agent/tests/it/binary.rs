@@ -99,3 +99,44 @@ async fn sigterm_stops_the_agent_cleanly() {
         tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits in time").expect("exit status");
     assert_eq!(status.code(), Some(0));
 }
+
+/// A stream in a binary format version this agent does not read is refused, and the log
+/// says which version and which it reads (an agent reading only version 1 answers a version
+/// 2 stream the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_an_unknown_format_version_is_refused_by_name() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.speak_format_version(3);
+    let dir = TempDir::new();
+    let mut child = Command::new(BINARY)
+        .env_clear()
+        .env("TOLLGATE_AGENT_SERVER", format!("http://{}", cp.addr))
+        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
+        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
+        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the binary");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let refused = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains("format version 3") {
+                return line;
+            }
+        }
+        panic!("the agent exited without refusing the stream");
+    })
+    .await
+    .expect("the agent refuses the stream in time");
+    assert!(
+        refused.contains("binary snapshot format version 3 is not supported (this build reads versions 1 and 2)"),
+        "{refused}"
+    );
+    assert!(cp.statuses().iter().all(|s| s.applied_revision.is_none()), "nothing applied");
+    child.kill().await.expect("stop the agent");
+}

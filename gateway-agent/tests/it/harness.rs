@@ -187,6 +187,10 @@ struct CpState {
     streams: Vec<(mpsc::UnboundedSender<Bytes>, bool)>,
     /// Answer NDJSON whatever the agent accepts, as servers before the binary encoding did.
     json_only: bool,
+    /// Answer a binary `Accept` with format version 1, as servers before version 2 did.
+    format_v1: bool,
+    /// Open binary streams with this format version in the preamble instead (a newer server).
+    preamble_version: Option<u32>,
     /// `revision` query of each config stream request (`None`: omitted).
     connects: Vec<Option<u64>>,
     statuses: Vec<AgentStatus>,
@@ -242,6 +246,61 @@ fn encode(message: &ConfigMessage, binary: bool) -> Bytes {
     Bytes::from(binary::message_frame(message).expect("frame"))
 }
 
+/// A snapshot in binary format version 1 (preamble included), as agents and servers before
+/// format version 2 wrote it: a `u32` plan index, a `u16` app_id length (`0xFFFF` for
+/// none), 49-byte credentials with an expiry's nanoseconds. The protocol only reads it now.
+pub fn snapshot_v1(snapshot: &Snapshot) -> Vec<u8> {
+    use tollgate_protocol::binary::{Catalog, FrameKind, SnapshotHead, preamble, write_frame};
+    let mut out = preamble().to_vec();
+    out[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let head = SnapshotHead {
+        protocol_version: snapshot.protocol_version,
+        revision: snapshot.revision,
+        generated_at: snapshot.generated_at,
+    };
+    write_frame(&mut out, FrameKind::Head, &serde_json::to_vec(&head).expect("head")).expect("write");
+    let catalog = Catalog { apis: snapshot.apis.clone(), plans: snapshot.plans.clone() };
+    write_frame(&mut out, FrameKind::Catalog, &serde_json::to_vec(&catalog).expect("catalog")).expect("write");
+    let mut apps = Vec::new();
+    for app in &snapshot.applications {
+        let plan = snapshot.plans.iter().position(|p| p.id == app.plan_id).expect("plan") as u32;
+        apps.extend_from_slice(app.id.as_bytes());
+        apps.extend_from_slice(&plan.to_le_bytes());
+        apps.push(match app.state {
+            tollgate_protocol::ApplicationState::Pending => 0,
+            tollgate_protocol::ApplicationState::Live => 1,
+            tollgate_protocol::ApplicationState::Suspended => 2,
+        });
+        match &app.app_id {
+            None => apps.extend_from_slice(&u16::MAX.to_le_bytes()),
+            Some(id) => {
+                apps.extend_from_slice(&(id.len() as u16).to_le_bytes());
+                apps.extend_from_slice(id.as_bytes());
+            }
+        }
+    }
+    write_frame(&mut out, FrameKind::Applications, &apps).expect("write");
+    let mut credentials = Vec::new();
+    for credential in &snapshot.credentials {
+        let app = snapshot.applications.iter().position(|a| a.id == credential.application_id).expect("app") as u32;
+        let (seconds, nanos) = credential.expires_at.map_or((0, 0), |at| (at.as_second(), at.subsec_nanosecond()));
+        credentials.extend_from_slice(&credential.hash.0);
+        credentials.extend_from_slice(&app.to_le_bytes());
+        credentials.extend_from_slice(&seconds.to_le_bytes());
+        credentials.extend_from_slice(&nanos.to_le_bytes());
+        credentials.push(
+            u8::from(credential.kind == tollgate_protocol::KeyKind::AppKey)
+                | (u8::from(credential.expires_at.is_some()) << 1),
+        );
+    }
+    write_frame(&mut out, FrameKind::Credentials, &credentials).expect("write");
+    write_frame(&mut out, FrameKind::Usage, &serde_json::to_vec(&snapshot.usage).expect("usage")).expect("write");
+    let mut end = (snapshot.applications.len() as u64).to_le_bytes().to_vec();
+    end.extend_from_slice(&(snapshot.credentials.len() as u64).to_le_bytes());
+    write_frame(&mut out, FrameKind::End, &end).expect("write");
+    out
+}
+
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<CpBody> {
     let mut response = Response::new(http_body_util::Either::Right(Full::new(body.into())));
     *response.status_mut() = status;
@@ -280,27 +339,49 @@ impl ControlPlane {
                     .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok()));
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut state = state.lock().expect("lock");
+                // As the real server negotiates: binary for `version=2`; an older server
+                // (`format_v1`) matched the bare type and sent version 1.
+                let format_v1 = state.format_v1;
                 let binary = !state.json_only
                     && request.headers().get("accept").is_some_and(|accept| {
-                        accept.to_str().is_ok_and(|a| a.contains(tollgate_protocol::binary::BINARY_CONTENT_TYPE))
+                        accept.to_str().is_ok_and(|a| {
+                            if format_v1 {
+                                a.contains(tollgate_protocol::binary::BINARY_CONTENT_TYPE)
+                            } else {
+                                tollgate_protocol::binary::accepts_binary(a)
+                            }
+                        })
                     });
                 state.connects.push(revision);
                 let snapshot = state.snapshot.clone().expect("a snapshot");
                 let current = snapshot.revision;
-                if binary {
-                    let _ = tx.send(Bytes::copy_from_slice(&tollgate_protocol::binary::preamble()));
+                if binary && format_v1 {
+                    let mut preamble = tollgate_protocol::binary::preamble();
+                    preamble[4..].copy_from_slice(&1u32.to_le_bytes());
+                    let _ = tx.send(Bytes::copy_from_slice(&preamble));
+                } else if binary {
+                    let mut preamble = tollgate_protocol::binary::preamble();
+                    if let Some(version) = state.preamble_version {
+                        preamble[4..].copy_from_slice(&version.to_le_bytes());
+                    }
+                    let _ = tx.send(Bytes::copy_from_slice(&preamble));
                 }
                 // As the real server does, an agent already at the current revision gets
                 // only a heartbeat.
-                if revision != Some(current) {
+                if revision != Some(current) && binary && format_v1 {
+                    let _ = tx
+                        .send(Bytes::from(snapshot_v1(&snapshot)[tollgate_protocol::binary::PREAMBLE_LEN..].to_vec()));
+                } else if revision != Some(current) {
                     let _ = tx.send(encode(&ConfigMessage::Snapshot(snapshot), binary));
                 }
                 let beat = ConfigMessage::Heartbeat(Heartbeat { revision: current, at: Timestamp::now() });
                 let _ = tx.send(encode(&beat, binary));
                 state.streams.push((tx, binary));
                 let mut response = Response::new(http_body_util::Either::Left(ChannelBody(rx)));
-                let content_type = if binary {
+                let content_type = if binary && format_v1 {
                     tollgate_protocol::binary::BINARY_CONTENT_TYPE
+                } else if binary {
+                    tollgate_protocol::binary::BINARY_MEDIA_TYPE
                 } else {
                     tollgate_protocol::NDJSON_CONTENT_TYPE
                 };
@@ -363,6 +444,16 @@ impl ControlPlane {
     /// From now on, answer NDJSON only, as servers before the binary encoding did.
     pub fn speak_json_only(&self) {
         self.state.lock().expect("lock").json_only = true;
+    }
+
+    /// Opens binary streams with a preamble naming `version`, as a newer server would.
+    pub fn speak_format_version(&self, version: u32) {
+        self.state.lock().expect("lock").preamble_version = Some(version);
+    }
+
+    /// Sends binary streams in format version 1, as servers before version 2 did.
+    pub fn speak_format_v1(&self) {
+        self.state.lock().expect("lock").format_v1 = true;
     }
 
     /// The last status the agent reported.

@@ -225,6 +225,62 @@ async fn an_agent_upgraded_from_config_json_serves_it_and_saves_config_bin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_on_a_format_version_1_config_bin_serves_it_and_saves_version_2() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let dir = TempDir::new();
+    // What an agent before binary format version 2 left behind.
+    let mut snapshot = fixture.snapshot.clone();
+    snapshot.revision = 7;
+    std::fs::write(dir.path().join("config.bin"), snapshot_v1(&snapshot)).expect("write");
+
+    let down = tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
+    let agent = start_ready(settings(down, dir.path(), None)).await;
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
+    assert_eq!((ready["source"].as_str(), ready["revision"].as_u64()), (Some("disk"), Some(7)));
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    agent.shutdown().await.expect("clean shutdown");
+
+    // Back in touch with a server: the next save is format version 2.
+    snapshot.revision = 8;
+    let cp = ControlPlane::start(snapshot.clone()).await;
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let saved = dir.path().join("config.bin");
+    eventually("revision 8 saved in format version 2", || {
+        let saved = saved.clone();
+        async move {
+            let bytes = std::fs::read(&saved).ok()?;
+            let decoded = tollgate_protocol::binary::decode_snapshot(&bytes).ok()?;
+            (bytes[4..8] == 2u32.to_le_bytes() && decoded.revision == 8).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(cp.connects(), [Some(7)], "resumed from the version 1 file's revision");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_syncs_from_a_server_that_sends_format_version_1() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.speak_format_v1();
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
+    cp.push(delta(&cp, vec![Change::RevokeCredential { hash: fixture.key.hash() }]));
+    let revoked = url(fixture.key.as_str());
+    eventually("the revoked key to be refused", || {
+        let url = revoked.clone();
+        async move { (get(&url, &[]).await.status == StatusCode::FORBIDDEN).then_some(()) }
+    })
+    .await;
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_still_syncs_from_a_server_that_only_speaks_ndjson() {
     let upstream = Upstream::start().await;
     let fixture = Fixture::new(&upstream, &[]);

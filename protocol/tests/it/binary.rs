@@ -1,9 +1,12 @@
-//! The binary golden fixture: `snapshot.bin` is `snapshot.json` in the binary encoding.
-//! Both directions are checked, so neither encoding can drift from the other.
+//! The binary golden fixtures: `snapshot.bin` is `snapshot.json` in the binary encoding
+//! (format version 2). Both directions are checked, so neither encoding can drift from the
+//! other. `snapshot.v1.bin` is the same snapshot in format version 1, which is only read
+//! now: it must keep decoding to the same snapshot.
 
 use tollgate_protocol::Snapshot;
 use tollgate_protocol::binary::{
-    BinaryError, FORMAT_VERSION, FrameKind, FrameReader, decode_snapshot, encode_snapshot, message_frame, preamble,
+    BINARY_MEDIA_TYPE, BinaryError, CREDENTIAL_RECORD_LEN, FORMAT_VERSION, FormatVersion, FrameKind, FrameReader,
+    accepts_binary, decode_snapshot, encode_snapshot, message_frame, preamble,
 };
 
 use crate::golden::{fixture_path, round_trip, updating};
@@ -17,10 +20,90 @@ fn fixtures() -> (Snapshot, Vec<u8>) {
     (snapshot, std::fs::read(&path).expect("read snapshot.bin"))
 }
 
+fn v1_fixture() -> Vec<u8> {
+    std::fs::read(fixture_path("snapshot.v1.bin")).expect("read snapshot.v1.bin")
+}
+
 #[test]
 fn the_binary_fixture_decodes_to_the_json_fixture() {
     let (snapshot, bytes) = fixtures();
+    assert_eq!(bytes[4..8], 2u32.to_le_bytes(), "snapshot.bin is format version 2");
     assert_eq!(decode_snapshot(&bytes).expect("decode"), snapshot);
+}
+
+#[test]
+fn the_version_1_fixture_still_decodes_to_the_json_fixture() {
+    let (snapshot, v2) = fixtures();
+    let v1 = v1_fixture();
+    assert_eq!(v1[4..8], 1u32.to_le_bytes(), "snapshot.v1.bin is format version 1");
+    assert_eq!(decode_snapshot(&v1).expect("decode"), snapshot);
+    // The same snapshot, smaller: 4 bytes a credential, and the application records.
+    assert!(v2.len() < v1.len(), "v2 {} bytes, v1 {} bytes", v2.len(), v1.len());
+}
+
+#[test]
+fn records_take_18_and_45_bytes() {
+    let (snapshot, bytes) = fixtures();
+    let mut reader = FrameReader::new();
+    reader.push(&bytes);
+    let (mut apps, mut credentials) = (0, 0);
+    while let Some(frame) = reader.next_frame().expect("frame") {
+        assert_eq!(frame.format, FormatVersion::V2);
+        match frame.kind {
+            FrameKind::Applications => apps += frame.payload.len(),
+            FrameKind::Credentials => credentials += frame.payload.len(),
+            _ => {}
+        }
+    }
+    // Fewer than 128 plans and app_ids under 128 bytes: one varint byte each.
+    let expected_apps: usize =
+        snapshot.applications.iter().map(|a| 18 + a.app_id.as_ref().map_or(0, |id| 1 + id.len())).sum();
+    assert_eq!(apps, expected_apps);
+    assert_eq!(CREDENTIAL_RECORD_LEN, 45);
+    assert_eq!(credentials, 45 * snapshot.credentials.len());
+}
+
+#[test]
+fn plan_indices_past_one_varint_byte_round_trip() {
+    let (mut snapshot, _) = fixtures();
+    let template = snapshot.plans[0].clone();
+    for i in 0..300u128 {
+        let mut plan = template.clone();
+        plan.id = uuid::Uuid::from_u128(0xABCD_0000 + i);
+        snapshot.plans.push(plan);
+    }
+    // Indices 1 (one byte), 130 (two bytes) and 300 (two bytes).
+    let last = snapshot.plans.len() - 1;
+    snapshot.applications[0].plan_id = snapshot.plans[130].id;
+    snapshot.applications[1].plan_id = snapshot.plans[last].id;
+    let bytes = encode_snapshot(&snapshot).expect("encode");
+    assert_eq!(decode_snapshot(&bytes).expect("decode"), snapshot);
+}
+
+#[test]
+fn an_expiry_is_kept_to_the_second_rounded_down() {
+    let (mut snapshot, _) = fixtures();
+    let with_expiry = snapshot.credentials.iter().position(|c| c.expires_at.is_some()).expect("an expiring key");
+    let at: jiff::Timestamp = "2025-04-01T00:00:00.999Z".parse().unwrap();
+    snapshot.credentials[with_expiry].expires_at = Some(at);
+    let before_epoch: jiff::Timestamp = "1969-12-31T23:59:59.5Z".parse().unwrap();
+    snapshot.credentials[0].expires_at = Some(before_epoch);
+    let decoded = decode_snapshot(&encode_snapshot(&snapshot).expect("encode")).expect("decode");
+    assert_eq!(decoded.credentials[with_expiry].expires_at, Some("2025-04-01T00:00:00Z".parse().unwrap()));
+    assert_eq!(decoded.credentials[0].expires_at, Some("1969-12-31T23:59:59Z".parse().unwrap()));
+}
+
+#[test]
+fn the_accept_header_asks_for_version_2_by_name() {
+    assert!(accepts_binary(BINARY_MEDIA_TYPE));
+    assert!(accepts_binary("application/x-ndjson;q=0.5, application/vnd.tollgate.config+bin;version=\"2\""));
+    assert!(accepts_binary("Application/Vnd.Tollgate.Config+Bin; Version=2; q=0.9"));
+    // What agents reading only version 1 send: they get NDJSON, not a stream they refuse.
+    assert!(!accepts_binary("application/vnd.tollgate.config+bin, application/x-ndjson;q=0.5"));
+    assert!(!accepts_binary("application/vnd.tollgate.config+bin; version=1"));
+    assert!(!accepts_binary("application/vnd.tollgate.config+bin; version=3"));
+    assert!(!accepts_binary("application/vnd.tollgate.config+bin; version=2; q=0"));
+    assert!(!accepts_binary("application/x-ndjson"));
 }
 
 #[test]
@@ -40,20 +123,22 @@ fn the_fixture_exercises_every_record_field() {
 
 #[test]
 fn frames_can_arrive_a_byte_at_a_time() {
-    let (snapshot, bytes) = fixtures();
-    let mut reader = FrameReader::new();
-    let mut assembler = tollgate_protocol::binary::SnapshotAssembler::default();
-    let mut decoded = None;
-    for byte in &bytes {
-        reader.push(std::slice::from_ref(byte));
-        while let Some(frame) = reader.next_frame().expect("frame") {
-            if let Some(done) = assembler.push(&frame).expect("assemble") {
-                decoded = Some(done);
+    let (snapshot, v2) = fixtures();
+    for bytes in [v2, v1_fixture()] {
+        let mut reader = FrameReader::new();
+        let mut assembler = tollgate_protocol::binary::SnapshotAssembler::default();
+        let mut decoded = None;
+        for byte in &bytes {
+            reader.push(std::slice::from_ref(byte));
+            while let Some(frame) = reader.next_frame().expect("frame") {
+                if let Some(done) = assembler.push(&frame).expect("assemble") {
+                    decoded = Some(done);
+                }
             }
         }
+        assert_eq!(decoded.as_ref(), Some(&snapshot));
+        assert_eq!(reader.pending(), 0);
     }
-    assert_eq!(decoded, Some(snapshot));
-    assert_eq!(reader.pending(), 0);
 }
 
 #[test]
@@ -64,7 +149,7 @@ fn an_unknown_format_version_is_refused_by_name() {
     assert!(matches!(err, BinaryError::UnsupportedVersion { found } if found == FORMAT_VERSION + 1));
     assert_eq!(
         err.to_string(),
-        format!("binary snapshot format version {} is not supported (this build reads version 1)", FORMAT_VERSION + 1)
+        "binary snapshot format version 3 is not supported (this build reads versions 1 and 2)"
     );
     assert!(matches!(decode_snapshot(b"{\"type\":\"snapshot\"}"), Err(BinaryError::BadMagic)));
 }
@@ -72,8 +157,10 @@ fn an_unknown_format_version_is_refused_by_name() {
 #[test]
 fn a_cut_snapshot_is_not_taken_for_a_whole_one() {
     let (_, bytes) = fixtures();
-    for cut in [bytes.len() - 1, bytes.len() - 17, bytes.len() / 2, 9] {
-        assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+    for bytes in [bytes, v1_fixture()] {
+        for cut in [bytes.len() - 1, bytes.len() - 17, bytes.len() / 2, 9] {
+            assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }
 
@@ -96,11 +183,11 @@ fn a_file_frame_claiming_more_than_it_holds_is_truncated() {
     let mut bytes = vec![FrameKind::Applications as u8];
     bytes.extend_from_slice(&(200u32 * 1024 * 1024).to_le_bytes());
     bytes.extend_from_slice(b"abc");
-    assert!(matches!(read_frame(&mut &bytes[..]), Err(BinaryError::Truncated)));
+    assert!(matches!(read_frame(&mut &bytes[..], FormatVersion::V2), Err(BinaryError::Truncated)));
     // A complete frame still reads.
     let mut whole = vec![FrameKind::Applications as u8];
     whole.extend_from_slice(&3u32.to_le_bytes());
     whole.extend_from_slice(b"abc");
-    let frame = read_frame(&mut &whole[..]).unwrap().unwrap();
+    let frame = read_frame(&mut &whole[..], FormatVersion::V2).unwrap().unwrap();
     assert_eq!(frame.payload, b"abc");
 }

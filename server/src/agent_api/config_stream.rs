@@ -3,11 +3,14 @@
 //! then pushes a delta the moment Postgres notifies a change, and a
 //! heartbeat every few seconds so both ends notice a dead link.
 //!
-//! An agent sending `Accept: application/vnd.tollgate.config+bin` gets the
-//! same messages in the binary framing of `tollgate_protocol::binary`: the
+//! An agent sending `Accept: application/vnd.tollgate.config+bin; version=2`
+//! gets the same messages in the binary framing of `tollgate_protocol::binary`
+//! (format version 2, the only one this server writes): the
 //! preamble at once, a snapshot streamed from Postgres as it is read (shared
 //! with the other agents asking at once, see builds.rs), keep-alive frames
-//! every second while it waits, then deltas and heartbeats as JSON frames.
+//! every second while it waits, then deltas and heartbeats as JSON frames. An
+//! agent asking for the bare binary type reads only format version 1, so it gets
+//! NDJSON, which it also accepts, rather than a stream it would refuse.
 //! Every stream runs on the main runtime, never on the actix worker.
 
 use std::io;
@@ -20,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{AuthenticatedGateway, set_connected};
 use tollgate_core::sync::{build_delta, build_snapshot};
-use tollgate_protocol::binary::{self, BINARY_CONTENT_TYPE, FrameKind};
+use tollgate_protocol::binary::{self, BINARY_MEDIA_TYPE, FrameKind};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
 
 use super::auth;
@@ -43,12 +46,8 @@ enum Encoding {
 
 impl Encoding {
     fn of(req: &HttpRequest) -> Encoding {
-        let binary = req
-            .headers()
-            .get_all(header::ACCEPT)
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|kind| kind.split(';').next().is_some_and(|kind| kind.trim() == BINARY_CONTENT_TYPE));
+        let binary =
+            req.headers().get_all(header::ACCEPT).filter_map(|value| value.to_str().ok()).any(binary::accepts_binary);
         if binary { Encoding::Binary } else { Encoding::Json }
     }
 }
@@ -77,7 +76,7 @@ pub async fn open(
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|line| (line, rx)) });
     let content_type = match encoding {
         Encoding::Json => NDJSON_CONTENT_TYPE,
-        Encoding::Binary => BINARY_CONTENT_TYPE,
+        Encoding::Binary => BINARY_MEDIA_TYPE,
     };
     Ok(HttpResponse::Ok().content_type(content_type).insert_header((header::CACHE_CONTROL, "no-store")).streaming(body))
 }

@@ -410,7 +410,7 @@ async fn add_apps(s: &Setup, n: usize) {
     }
 }
 
-/// Reads a binary config stream (`Accept: application/vnd.tollgate.config+bin`).
+/// Reads a binary config stream (`Accept: application/vnd.tollgate.config+bin; version=2`).
 async fn open_binary(app: &TestApp, token: &str, revision: Option<u64>) -> reqwest::Response {
     let url = match revision {
         Some(r) => app.url(&format!("/agent/v1/config?revision={r}")),
@@ -420,13 +420,45 @@ async fn open_binary(app: &TestApp, token: &str, revision: Option<u64>) -> reqwe
         .client
         .get(url)
         .bearer_auth(token)
-        .header("accept", tollgate_protocol::binary::BINARY_CONTENT_TYPE)
+        .header("accept", format!("{}, application/x-ndjson;q=0.5", tollgate_protocol::binary::BINARY_MEDIA_TYPE))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], tollgate_protocol::binary::BINARY_CONTENT_TYPE);
+    assert_eq!(res.headers()["content-type"], tollgate_protocol::binary::BINARY_MEDIA_TYPE);
     res
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_binary_stream_is_format_version_2_and_older_agents_get_ndjson(pool: PgPool) {
+    use tollgate_protocol::binary::{FormatVersion, FrameKind, FrameReader};
+    let s = setup(pool).await;
+    add_apps(&s, 1).await;
+    let mut res = open_binary(&s.app, &s.token, None).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), res.chunk()).await.unwrap().unwrap().unwrap();
+    assert_eq!(&first[..8], b"TGSB\x02\0\0\0", "the preamble names format version 2");
+    let mut reader = FrameReader::new();
+    reader.push(&first);
+    read_frames(&mut res, &mut reader, |frame| {
+        assert_eq!(frame.format, FormatVersion::V2);
+        frame.kind == FrameKind::End
+    })
+    .await;
+
+    // What an agent reading only format version 1 sends: the bare type, NDJSON second.
+    let res = s
+        .app
+        .client
+        .get(s.app.url("/agent/v1/config"))
+        .bearer_auth(&s.token)
+        .header("accept", "application/vnd.tollgate.config+bin, application/x-ndjson;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], tollgate_protocol::NDJSON_CONTENT_TYPE);
+    let mut lines = Ndjson { res, buffer: Vec::new() };
+    assert!(matches!(lines.next().await, ConfigMessage::Snapshot(_)), "a JSON snapshot first");
 }
 
 /// The frames of a binary stream until `done` says enough.
@@ -490,6 +522,10 @@ async fn an_agent_asking_for_binary_gets_the_same_config_as_json(pool: PgPool) {
     let mut expected = expected;
     for s in [&mut snapshot, &mut expected] {
         s.credentials.sort_by_key(|c| c.hash.0);
+    }
+    // The binary form keeps an expiry to the second, rounded down, as the agent does.
+    for c in &mut expected.credentials {
+        c.expires_at = c.expires_at.map(|at| jiff::Timestamp::from_second(at.as_second()).unwrap());
     }
     assert_eq!(snapshot, expected);
 
