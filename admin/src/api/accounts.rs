@@ -132,6 +132,9 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let input: NewAccountIn = parse_json_object(&body)?;
+    // The document bounds the text as sent; the core bounds it once trimmed.
+    check_len("name", Some(&input.name), 200)?;
+    check_len("owner_email", Some(&input.owner_email), 254)?;
     let owner = Email::parse(&input.owner_email).map_err(|e| match e {
         tollgate_core::Error::Invalid { message, .. } => tollgate_core::Error::invalid("owner_email", message),
         other => other,
@@ -178,6 +181,7 @@ pub async fn invite(
     let (_, actor) = admin(&req, &pool).await?;
     let account = AccountId(parse_id(&path)?);
     let input: InvitationIn = parse_json_object(&body)?;
+    check_len("email", Some(&input.email), 254)?;
     let email = Email::parse(&input.email)?;
     let request = MailRequest { client: &client, limits: &limits };
     teams::invite_as_admin(&pool, &request, account, &actor, &email, input.role, &public_url.0).await?;
@@ -187,5 +191,9 @@ pub async fn invite(
         .rev()
         .find(|i| i.email.eq_ignore_ascii_case(email.as_str()))
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Created().json(InvitationOut { email: sent.email, role: sent.role, expires_at: rfc3339(sent.expires_at) }))
+    Ok(HttpResponse::Created().json(InvitationOut {
+        email: sent.email,
+        role: sent.role,
+        expires_at: rfc3339(sent.expires_at),
+    }))
 }

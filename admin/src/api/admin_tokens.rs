@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::wire::{parse_json_object, rfc3339};
+use super::wire::{check_len, parse_json_object, rfc3339};
 
 /// An admin token as listed: never its secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,6 +82,8 @@ pub struct CreatedAdminTokenOut {
 pub async fn create(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let (user, actor) = admin(&req, &pool).await?;
     let input: AdminTokenIn = parse_json_object(&body)?;
+    // The document bounds the name as sent; the core bounds it once trimmed.
+    check_len("name", Some(&input.name), 100)?;
     let (id, secret) = admin_tokens::create(&pool, user.id, &input.name, &actor).await?;
     let view = admin_tokens::list(&pool).await?.into_iter().find(|t| t.id == id).ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Created()

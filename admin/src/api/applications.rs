@@ -4,9 +4,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use tollgate_core::applications::plan_change::{self, Decision};
 use tollgate_core::accounts::AccountId;
 use tollgate_core::accounts::directory;
+use tollgate_core::applications::plan_change::{self, Decision};
 use tollgate_core::applications::{
     self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, NewApplication, Transition,
 };
@@ -230,6 +230,8 @@ pub async fn create(
     let (_, actor) = admin(&req, &pool).await?;
     let account = AccountId(parse_id(&path)?);
     let input: NewApplicationIn = parse_json_object(&body)?;
+    // The document bounds the text as sent; the core bounds the name once trimmed.
+    check_len("name", Some(&input.name), 200)?;
     // An unknown account is 404 before the plan or name are looked at.
     directory::get(&pool, account).await?;
     let new = NewApplication {

@@ -6,7 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use tollgate_core::applications::{self, ApplicationId};
-use tollgate_core::credentials::{self, CredentialId, CredentialKind, CredentialView, DEFAULT_ROTATION_OVERLAP, IssuedKey};
+use tollgate_core::credentials::{
+    self, CredentialId, CredentialKind, CredentialView, DEFAULT_ROTATION_OVERLAP, IssuedKey,
+};
 use tollgate_core::db::PgPool;
 use tollgate_web::parse_id;
 use utoipa::ToSchema;

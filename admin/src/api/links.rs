@@ -167,11 +167,7 @@ const LINKS: LinkTable = &[
     ("act_on_application", "200", &[("GetApplication", "get_application", API_ID)]),
     ("change_application_plan", "200", &[("GetApplication", "get_application", API_ID)]),
     ("decide_application_plan_request", "200", &[("GetApplication", "get_application", API_ID)]),
-    (
-        "list_accounts",
-        "200",
-        account_links!(FIRST_ITEM_ID),
-    ),
+    ("list_accounts", "200", account_links!(FIRST_ITEM_ID)),
     ("get_account", "200", account_links!(API_ID)),
     (
         "list_invoices",

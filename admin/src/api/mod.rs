@@ -117,9 +117,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(keys::issue)),
             )
             .service(resource("/applications/{id}/keys/{key}", "DELETE").route(web::delete().to(keys::revoke)))
-            .service(
-                resource("/applications/{id}/keys/{key}/rotation", "POST").route(web::post().to(keys::rotate)),
-            )
+            .service(resource("/applications/{id}/keys/{key}/rotation", "POST").route(web::post().to(keys::rotate)))
             .service(resource("/accounts/{id}", "GET").route(web::get().to(accounts::show)))
             .service(resource("/accounts/{id}/state", "PUT").route(web::put().to(accounts::set_state)))
             .service(resource("/audit", "GET").route(web::get().to(audit::list)))
@@ -139,9 +137,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(admin_tokens::list))
                     .route(web::post().to(admin_tokens::create)),
             )
-            .service(
-                resource("/admin-tokens/{id}", "DELETE").route(web::delete().to(admin_tokens::revoke)),
-            )
+            .service(resource("/admin-tokens/{id}", "DELETE").route(web::delete().to(admin_tokens::revoke)))
             .service(resource("/usage", "GET").route(web::get().to(usage::list)))
             .service(resource("/invoices", "GET").route(web::get().to(invoices::list)))
             .service(resource("/invoices/{id}", "GET").route(web::get().to(invoices::show)))

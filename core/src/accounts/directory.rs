@@ -87,12 +87,14 @@ pub async fn create(
         },
     )
     .await?;
-    send_invitation(&mut tx, pool, request, id, admin, owner, MemberRole::Owner, base_url)
-        .await
-        .map_err(|e| match e {
-            Error::Invalid { field, message } if field == "email" => Error::Invalid { field: "owner_email".into(), message },
+    send_invitation(&mut tx, pool, request, id, admin, owner, MemberRole::Owner, base_url).await.map_err(
+        |e| match e {
+            Error::Invalid { field, message } if field == "email" => {
+                Error::Invalid { field: "owner_email".into(), message }
+            }
             other => other,
-        })?;
+        },
+    )?;
     tx.commit().await?;
     Ok(id)
 }

@@ -193,7 +193,6 @@ pub(crate) async fn send_invitation(
     Ok(())
 }
 
-
 /// A live invitation, for the accept page.
 #[derive(Debug, Clone)]
 pub struct InvitationView {

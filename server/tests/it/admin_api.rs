@@ -602,11 +602,10 @@ async fn gateways_are_registered_renamed_and_revoked_and_their_token_follows(poo
     assert_eq!(admin.call(Method::GET, &path, None).await.0, 404);
     assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404);
     assert_eq!(admin.call(Method::GET, "/admin/api/v1/gateways", None).await.1, json!([]));
-    let actions: Vec<String> =
-        sqlx::query_scalar("SELECT action FROM audit_log WHERE entity = 'gateway' ORDER BY id")
-            .fetch_all(&admin.app.pool)
-            .await
-            .unwrap();
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE entity = 'gateway' ORDER BY id")
+        .fetch_all(&admin.app.pool)
+        .await
+        .unwrap();
     assert_eq!(actions, ["gateway.create", "gateway.rename", "gateway.revoke"]);
 }
 
@@ -644,7 +643,9 @@ async fn applications_and_keys_are_made_rotated_and_revoked_for_an_account(pool:
     let (status, issued) = admin.call(Method::POST, &keys, None).await;
     assert_eq!(status, 201, "{issued}");
     let secret = issued["secret"].as_str().unwrap().to_owned();
-    assert!(secret.starts_with(issued["prefix"].as_str().unwrap()) && secret.ends_with(issued["last4"].as_str().unwrap()));
+    assert!(
+        secret.starts_with(issued["prefix"].as_str().unwrap()) && secret.ends_with(issued["last4"].as_str().unwrap())
+    );
     assert_eq!(issued["status"], "active");
     let first = issued["id"].as_str().unwrap().to_owned();
     // The stored hash is the secret's: agents will accept it.
@@ -727,8 +728,7 @@ async fn accounts_are_created_with_an_invited_owner_and_users_invited(pool: PgPo
     assert_eq!(anonymous(&admin, Method::POST, &invitations, invite.clone()).await, 401);
     let unknown = format!("/admin/api/v1/accounts/{UNKNOWN}/invitations");
     assert_eq!(admin.call(Method::POST, &unknown, Some(invite.clone())).await.0, 404);
-    let (status, err) =
-        admin.call(Method::POST, &invitations, Some(json!({"email": "nope", "role": "member"}))).await;
+    let (status, err) = admin.call(Method::POST, &invitations, Some(json!({"email": "nope", "role": "member"}))).await;
     assert_eq!((status, err["field"].as_str()), (422, Some("email")), "{err}");
     let (status, err) =
         admin.call(Method::POST, &invitations, Some(json!({"email": "owner@acme.test", "role": "member"}))).await;
