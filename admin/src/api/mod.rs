@@ -78,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(rules::list_rules))
                     .route(web::post().to(rules::add_rule)),
             )
+            .service(resource("/apis/{id}/metrics/{metric}", "DELETE").route(web::delete().to(rules::delete_metric)))
             .service(resource("/apis/{id}/mapping-rules/{rule}", "DELETE").route(web::delete().to(rules::delete_rule)))
             .service(
                 resource("/apis/{id}/plans", "GET, POST")

@@ -29,7 +29,7 @@ impl Modify for BearerAuth {
     paths(
         apis::list, apis::import, apis::show, apis::update, apis::lifecycle,
         versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
-        rules::list_metrics, rules::add_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
+        rules::list_metrics, rules::add_metric, rules::delete_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
         plans::show_alert_levels, plans::set_alert_levels,
         applications::list, applications::show, applications::act, applications::change_plan,

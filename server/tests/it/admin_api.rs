@@ -771,3 +771,37 @@ async fn admin_tokens_are_listed_created_and_revoked_but_not_by_themselves(pool:
     let revoked = listed.as_array().unwrap().iter().find(|t| t["id"] == new_id.as_str()).unwrap();
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_metric_is_deleted_with_its_rules_but_hits_stays(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let metrics = format!("/admin/api/v1/apis/{api}/metrics");
+    let (status, listed) =
+        admin.call(Method::POST, &metrics, Some(json!({"system_name": "exports", "parent": "hits"}))).await;
+    assert_eq!(status, 201, "{listed}");
+    let id_of = |listed: &Value, name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["system_name"] == name)
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+    };
+    let exports = id_of(&listed, "exports").unwrap();
+    let hits = id_of(&listed, "hits").unwrap();
+    let rule = json!({"http_method": "GET", "pattern": "/exports", "metric": "exports"});
+    assert_eq!(admin.call(Method::POST, &format!("/admin/api/v1/apis/{api}/mapping-rules"), Some(rule)).await.0, 201);
+    let path = format!("{metrics}/{exports}");
+    assert_eq!(anonymous(&admin, Method::DELETE, &path, json!({})).await, 401);
+    assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{UNKNOWN}"), None).await.0, 404);
+    assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{hits}"), None).await.0, 404, "hits stays");
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404);
+    let (_, listed) = admin.call(Method::GET, &metrics, None).await;
+    assert!(id_of(&listed, "exports").is_none() && id_of(&listed, "hits").is_some(), "{listed}");
+    let (_, rules) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/mapping-rules"), None).await;
+    assert!(rules.as_array().unwrap().iter().all(|r| r["metric"] != "exports"), "{rules}");
+}
