@@ -150,6 +150,8 @@ const LINKS: LinkTable = &[
             ("ActOnApplication", "act_on_application", FIRST_ITEM_ID),
             ("ChangeApplicationPlan", "change_application_plan", FIRST_ITEM_ID),
             ("DecidePlanRequest", "decide_application_plan_request", FIRST_ITEM_ID),
+            ("ListKeys", "list_application_keys", FIRST_ITEM_ID),
+            ("IssueKey", "issue_application_key", FIRST_ITEM_ID),
         ],
     ),
     (
