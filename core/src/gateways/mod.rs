@@ -108,6 +108,17 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Authentic
     Ok(row.map(|r| AuthenticatedGateway { id: GatewayId(r.id), name: r.name }))
 }
 
+/// Whether the agent's token still works (it was not revoked).
+pub async fn is_live(pool: &PgPool, id: GatewayId) -> Result<bool> {
+    let live = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM gateways WHERE id = $1 AND revoked_at IS NULL) AS "live!""#,
+        id.0
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(live)
+}
+
 pub async fn set_connected(pool: &PgPool, id: GatewayId, connected: bool) -> Result<()> {
     sqlx::query!("UPDATE gateways SET connected = $2, last_seen_at = now() WHERE id = $1", id.0, connected)
         .execute(pool)
