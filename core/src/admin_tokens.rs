@@ -128,6 +128,28 @@ pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<()> {
     Ok(())
 }
 
+/// Revokes a token on behalf of the caller who presented `caller`. A token
+/// cannot revoke itself (`Conflict`): an automation that lists and revokes
+/// tokens would otherwise lock itself out; revoke it with another token or
+/// in the admin UI.
+pub async fn revoke_other(pool: &PgPool, id: Uuid, caller: &str, actor: &Actor) -> Result<()> {
+    let caller = KeyHash::of(caller);
+    let is_caller = sqlx::query_scalar!(
+        r#"SELECT token_hash = $2 AS "is_caller!" FROM admin_tokens WHERE id = $1 AND revoked_at IS NULL"#,
+        id,
+        caller.as_bytes().as_slice()
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if is_caller {
+        return Err(Error::Conflict(
+            "a token cannot revoke itself; revoke it with another token or in the admin UI".into(),
+        ));
+    }
+    revoke(pool, id, actor).await
+}
+
 /// The admin with this email, for `tollgate admin token --email`.
 pub async fn admin_by_email(pool: &PgPool, email: &str) -> Result<UserId> {
     let row = sqlx::query!("SELECT id, is_admin FROM users WHERE email = $1", email.trim() as _)

@@ -1,19 +1,22 @@
-//! Developer accounts in the admin API: list, show, suspend and reactivate.
+//! Developer accounts in the admin API: list, show, create (inviting the
+//! first owner), invite users, suspend and reactivate.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use tollgate_core::accounts::AccountId;
 use tollgate_core::accounts::directory::{self, AccountState, AccountView};
+use tollgate_core::accounts::flows::MailRequest;
+use tollgate_core::accounts::teams::{self, MemberRole};
+use tollgate_core::accounts::{AccountId, Email, MailLimits};
 use tollgate_core::db::PgPool;
-use tollgate_web::parse_id;
+use tollgate_web::{ClientIp, PublicUrl, parse_id};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
-use super::error::{ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
 use super::schemas;
-use super::wire::{check_len, parse_json, parse_query, rfc3339};
+use super::wire::{check_len, parse_json, parse_json_object, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountOut {
@@ -99,4 +102,98 @@ pub async fn set_state(
     let input: AccountStateIn = parse_json(&body)?;
     directory::set_state(&pool, id, input.state, &actor).await?;
     Ok(HttpResponse::Ok().json(AccountOut::from(directory::get(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountIn {
+    /// The organisation's name, one line.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$")]
+    pub name: String,
+    /// Who is invited as the account's first owner; they join by accepting the mailed invitation.
+    #[schema(format = Email, max_length = 254)]
+    pub owner_email: String,
+}
+
+/// Create a developer account and invite its first owner by email (the team invitation mail).
+/// The account has no members until the owner accepts.
+#[utoipa::path(post, operation_id = "create_account", path = "/admin/api/v1/accounts", tag = "accounts", request_body = NewAccountIn,
+    responses((status = 201, body = AccountOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "A bad name or email, or the address was mailed a moment ago; `field` names it"),
+              (status = 429, body = ErrorBody, description = "The mail throttle's budget for this client is spent; see `Retry-After`")),
+    security(("bearer" = [])))]
+pub async fn create(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    limits: web::Data<MailLimits>,
+    ClientIp(client): ClientIp,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let input: NewAccountIn = parse_json_object(&body)?;
+    // The document bounds the text as sent; the core bounds it once trimmed.
+    check_len("name", Some(&input.name), 200)?;
+    check_len("owner_email", Some(&input.owner_email), 254)?;
+    let owner = Email::parse(&input.owner_email).map_err(|e| match e {
+        tollgate_core::Error::Invalid { message, .. } => tollgate_core::Error::invalid("owner_email", message),
+        other => other,
+    })?;
+    let request = MailRequest { client: &client, limits: &limits };
+    let id = directory::create(&pool, &request, &input.name, &owner, &actor, &public_url.0).await?;
+    Ok(HttpResponse::Created().json(AccountOut::from(directory::get(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationIn {
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    #[schema(schema_with = schemas::member_role)]
+    pub role: MemberRole,
+}
+
+/// An invitation sent: it expires after 7 days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationOut {
+    pub email: String,
+    #[schema(schema_with = schemas::member_role)]
+    pub role: MemberRole,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// Invite someone to an account as an owner or member, on the account's behalf (the team invitation mail).
+#[utoipa::path(post, operation_id = "invite_to_account", path = "/admin/api/v1/accounts/{id}/invitations", tag = "accounts", params(("id" = Uuid, Path)), request_body = InvitationIn,
+    responses((status = 201, body = InvitationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "A bad email, a member already, or the address was mailed a moment ago; `field` is `email`"),
+              (status = 429, body = ErrorBody, description = "The mail throttle's budget for this client is spent; see `Retry-After`")),
+    security(("bearer" = [])))]
+pub async fn invite(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    limits: web::Data<MailLimits>,
+    ClientIp(client): ClientIp,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let account = AccountId(parse_id(&path)?);
+    let input: InvitationIn = parse_json_object(&body)?;
+    check_len("email", Some(&input.email), 254)?;
+    let email = Email::parse(&input.email)?;
+    let request = MailRequest { client: &client, limits: &limits };
+    teams::invite_as_admin(&pool, &request, account, &actor, &email, input.role, &public_url.0).await?;
+    let sent = teams::pending_invitations(&pool, account)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|i| i.email.eq_ignore_ascii_case(email.as_str()))
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Created().json(InvitationOut {
+        email: sent.email,
+        role: sent.role,
+        expires_at: rfc3339(sent.expires_at),
+    }))
 }

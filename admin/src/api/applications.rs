@@ -1,12 +1,14 @@
 //! Applications of every account in the admin API: list and filter, show,
-//! approve, reject, suspend, resume, move to another plan, and decide the
+//! create on an account's behalf, approve, reject, suspend, resume, move to another plan, and decide the
 //! plan changes developers asked for.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use tollgate_core::accounts::AccountId;
+use tollgate_core::accounts::directory;
 use tollgate_core::applications::plan_change::{self, Decision};
 use tollgate_core::applications::{
-    self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, Transition,
+    self, AdminApplicationView, ApplicationFilter, ApplicationId, ApplicationState, NewApplication, Transition,
 };
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::PlanId;
@@ -18,7 +20,7 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Page, PageQuery};
 use super::schemas;
-use super::wire::{check_len, parse_json, parse_query, rfc3339};
+use super::wire::{check_len, parse_json, parse_json_object, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationOut {
@@ -199,4 +201,44 @@ pub async fn decide_plan_request(
     };
     plan_change::decide(&pool, id, decision, &actor).await?;
     Ok(HttpResponse::Ok().json(ApplicationOut::from(applications::get_any(&pool, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApplicationIn {
+    /// A published plan of a published or deprecated API; the API is the plan's.
+    pub plan_id: Uuid,
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*\\S[^\\u0000]*$")]
+    pub name: String,
+    #[schema(max_length = 2000, pattern = "^[^\\u0000]*$")]
+    pub description: Option<String>,
+}
+
+/// Register an application for an account, on its behalf. It starts `pending` when the plan requires approval; issue its keys with `issue_application_key`.
+#[utoipa::path(post, operation_id = "create_application", path = "/admin/api/v1/accounts/{id}/applications", tag = "applications", params(("id" = Uuid, Path)), request_body = NewApplicationIn,
+    responses((status = 201, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "No such account"),
+              (status = 409, body = ErrorBody, description = "The account has an application of this name for this API"),
+              (status = 422, body = ErrorBody, description = "Not a published plan, or a bad name or description; `field` names it")),
+    security(("bearer" = [])))]
+pub async fn create(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let account = AccountId(parse_id(&path)?);
+    let input: NewApplicationIn = parse_json_object(&body)?;
+    // The document bounds the text as sent; the core bounds the name once trimmed.
+    check_len("name", Some(&input.name), 200)?;
+    // An unknown account is 404 before the plan or name are looked at.
+    directory::get(&pool, account).await?;
+    let new = NewApplication {
+        plan_id: PlanId(input.plan_id),
+        name: input.name,
+        description: input.description.unwrap_or_default(),
+    };
+    let app = applications::create(&pool, account, &new, &actor).await?;
+    Ok(HttpResponse::Created().json(ApplicationOut::from(applications::get_any(&pool, app.id).await?)))
 }

@@ -47,6 +47,43 @@ macro_rules! plan_links {
     };
 }
 
+/// A key of the application in the path, by the id in the answer.
+const KEY_ID: Params = &[("id", "$request.path.id"), ("key", "$response.body#/id")];
+
+/// Everything that can be done to an account once its id is known.
+macro_rules! account_links {
+    ($params:expr) => {
+        &[
+            ("GetAccount", "get_account", $params),
+            ("InviteToAccount", "invite_to_account", $params),
+            ("CreateApplication", "create_application", $params),
+            ("SetAccountState", "set_account_state", $params),
+        ]
+    };
+}
+
+/// Everything that can be done to a gateway agent once its id is known.
+macro_rules! gateway_links {
+    ($params:expr) => {
+        &[
+            ("GetGateway", "get_gateway", $params),
+            ("RenameGateway", "rename_gateway", $params),
+            ("RevokeGateway", "revoke_gateway", $params),
+        ]
+    };
+}
+
+/// What can be done to an application's keys once its id is known.
+macro_rules! key_links {
+    ($params:expr) => {
+        &[
+            ("GetApplication", "get_application", $params),
+            ("ListKeys", "list_application_keys", $params),
+            ("IssueKey", "issue_application_key", $params),
+        ]
+    };
+}
+
 const LINKS: LinkTable = &[
     ("import_api", "201", api_links!(API_ID)),
     ("list_apis", "200", api_links!(FIRST_API_ID)),
@@ -113,6 +150,8 @@ const LINKS: LinkTable = &[
             ("ActOnApplication", "act_on_application", FIRST_ITEM_ID),
             ("ChangeApplicationPlan", "change_application_plan", FIRST_ITEM_ID),
             ("DecidePlanRequest", "decide_application_plan_request", FIRST_ITEM_ID),
+            ("ListKeys", "list_application_keys", FIRST_ITEM_ID),
+            ("IssueKey", "issue_application_key", FIRST_ITEM_ID),
         ],
     ),
     (
@@ -123,17 +162,15 @@ const LINKS: LinkTable = &[
             ("ChangeApplicationPlan", "change_application_plan", API_ID),
             ("DecidePlanRequest", "decide_application_plan_request", API_ID),
             ("ListPlansOfItsApi", "list_plans", &[("id", "$response.body#/api_id")]),
+            ("ListKeys", "list_application_keys", API_ID),
+            ("IssueKey", "issue_application_key", API_ID),
         ],
     ),
     ("act_on_application", "200", &[("GetApplication", "get_application", API_ID)]),
     ("change_application_plan", "200", &[("GetApplication", "get_application", API_ID)]),
     ("decide_application_plan_request", "200", &[("GetApplication", "get_application", API_ID)]),
-    (
-        "list_accounts",
-        "200",
-        &[("GetAccount", "get_account", FIRST_ITEM_ID), ("SetAccountState", "set_account_state", FIRST_ITEM_ID)],
-    ),
-    ("get_account", "200", &[("SetAccountState", "set_account_state", API_ID)]),
+    ("list_accounts", "200", account_links!(FIRST_ITEM_ID)),
+    ("get_account", "200", account_links!(API_ID)),
     (
         "list_invoices",
         "200",
@@ -154,6 +191,31 @@ const LINKS: LinkTable = &[
     ("transition_invoice", "200", &[("GetInvoice", "get_invoice", API_ID)]),
     ("record_invoice_payment", "201", &[("GetInvoice", "get_invoice", API_ID)]),
     ("set_account_state", "200", &[("GetAccount", "get_account", API_ID)]),
+    ("create_account", "201", account_links!(API_ID)),
+    ("register_gateway", "201", gateway_links!(API_ID)),
+    ("list_gateways", "200", gateway_links!(&[("id", "$response.body#/0/id")])),
+    ("get_gateway", "200", gateway_links!(API_ID)),
+    ("rename_gateway", "200", gateway_links!(API_ID)),
+    ("create_application", "201", key_links!(API_ID)),
+    (
+        "issue_application_key",
+        "201",
+        &[
+            ("RotateKey", "rotate_application_key", KEY_ID),
+            ("RevokeKey", "revoke_application_key", KEY_ID),
+            ("ListKeys", "list_application_keys", SAME_API),
+        ],
+    ),
+    (
+        "rotate_application_key",
+        "201",
+        &[
+            ("RotateReplacement", "rotate_application_key", KEY_ID),
+            ("RevokeReplacement", "revoke_application_key", KEY_ID),
+            ("ListKeys", "list_application_keys", SAME_API),
+        ],
+    ),
+    ("create_admin_token", "201", &[("RevokeAdminToken", "revoke_admin_token", API_ID)]),
 ];
 
 pub struct Links;

@@ -4,6 +4,7 @@
 //! `{"error": "<snake_case>", "message": "…"}`.
 
 mod accounts;
+mod admin_tokens;
 mod apis;
 mod applications;
 mod audit;
@@ -12,6 +13,7 @@ mod billing;
 mod error;
 mod gateways;
 mod invoices;
+mod keys;
 mod links;
 mod openapi;
 mod page;
@@ -76,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(rules::list_rules))
                     .route(web::post().to(rules::add_rule)),
             )
+            .service(resource("/apis/{id}/metrics/{metric}", "DELETE").route(web::delete().to(rules::delete_metric)))
             .service(resource("/apis/{id}/mapping-rules/{rule}", "DELETE").route(web::delete().to(rules::delete_rule)))
             .service(
                 resource("/apis/{id}/plans", "GET, POST")
@@ -102,11 +105,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/applications/{id}/plan-request", "POST")
                     .route(web::post().to(applications::decide_plan_request)),
             )
-            .service(resource("/accounts", "GET").route(web::get().to(accounts::list)))
+            .service(
+                resource("/accounts", "GET, POST")
+                    .route(web::get().to(accounts::list))
+                    .route(web::post().to(accounts::create)),
+            )
+            .service(resource("/accounts/{id}/invitations", "POST").route(web::post().to(accounts::invite)))
+            .service(resource("/accounts/{id}/applications", "POST").route(web::post().to(applications::create)))
+            .service(
+                resource("/applications/{id}/keys", "GET, POST")
+                    .route(web::get().to(keys::list))
+                    .route(web::post().to(keys::issue)),
+            )
+            .service(resource("/applications/{id}/keys/{key}", "DELETE").route(web::delete().to(keys::revoke)))
+            .service(resource("/applications/{id}/keys/{key}/rotation", "POST").route(web::post().to(keys::rotate)))
             .service(resource("/accounts/{id}", "GET").route(web::get().to(accounts::show)))
             .service(resource("/accounts/{id}/state", "PUT").route(web::put().to(accounts::set_state)))
             .service(resource("/audit", "GET").route(web::get().to(audit::list)))
-            .service(resource("/gateways", "GET").route(web::get().to(gateways::list)))
+            .service(
+                resource("/gateways", "GET, POST")
+                    .route(web::get().to(gateways::list))
+                    .route(web::post().to(gateways::register)),
+            )
+            .service(
+                resource("/gateways/{id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(gateways::show))
+                    .route(web::patch().to(gateways::rename))
+                    .route(web::delete().to(gateways::revoke)),
+            )
+            .service(
+                resource("/admin-tokens", "GET, POST")
+                    .route(web::get().to(admin_tokens::list))
+                    .route(web::post().to(admin_tokens::create)),
+            )
+            .service(resource("/admin-tokens/{id}", "DELETE").route(web::delete().to(admin_tokens::revoke)))
             .service(resource("/usage", "GET").route(web::get().to(usage::list)))
             .service(resource("/invoices", "GET").route(web::get().to(invoices::list)))
             .service(resource("/invoices/{id}", "GET").route(web::get().to(invoices::show)))

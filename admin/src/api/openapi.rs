@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
 use super::{
-    accounts, apis, applications, audit, billing, error, gateways, invoices, page, plans, rules, usage, versions,
+    accounts, admin_tokens, apis, applications, audit, billing, error, gateways, invoices, keys, page, plans, rules,
+    usage, versions,
 };
 
 struct BearerAuth;
@@ -24,17 +25,20 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications, accounts, gateways and billing. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
+    info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications and their keys, accounts and their invitations, gateways, admin tokens and billing. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
         apis::list, apis::import, apis::show, apis::update, apis::lifecycle,
         versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
-        rules::list_metrics, rules::add_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
+        rules::list_metrics, rules::add_metric, rules::delete_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
         plans::show_alert_levels, plans::set_alert_levels,
         applications::list, applications::show, applications::act, applications::change_plan,
-        applications::decide_plan_request,
-        accounts::list, accounts::show, accounts::set_state,
-        audit::list, gateways::list,
+        applications::decide_plan_request, applications::create,
+        keys::list, keys::issue, keys::rotate, keys::revoke,
+        accounts::list, accounts::show, accounts::set_state, accounts::create, accounts::invite,
+        audit::list,
+        gateways::list, gateways::register, gateways::show, gateways::rename, gateways::revoke,
+        admin_tokens::list, admin_tokens::create, admin_tokens::revoke,
         usage::list, usage::failed_calls,
         invoices::list, invoices::show, invoices::transition, invoices::record_payment,
         billing::run_billing, billing::show_settings, billing::replace_settings,

@@ -175,3 +175,19 @@ pub async fn delete_rule(
     rules::delete_rule(&pool, ApiId(parse_id(&api)?), parse_id(&rule)?, &actor).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// Delete a metric or method, with the mapping rules, limits and prices that count it. `hits` stays.
+#[utoipa::path(delete, operation_id = "delete_metric", path = "/admin/api/v1/apis/{id}/metrics/{metric}", tag = "apis", params(("id" = Uuid, Path), ("metric" = Uuid, Path)),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "No such metric of this API, or `hits`, which every API keeps")),
+    security(("bearer" = [])))]
+pub async fn delete_metric(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let (api, metric) = path.into_inner();
+    rules::delete_metric(&pool, ApiId(parse_id(&api)?), parse_id(&metric)?, &actor).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -85,3 +85,11 @@ pub fn line_kind() -> Object {
 pub fn payment_outcome() -> Object {
     one_of(PaymentOutcome::ALL.iter().map(|o| o.as_str()))
 }
+
+pub fn credential_kind() -> Object {
+    one_of(tollgate_core::credentials::CredentialKind::ALL.iter().map(|k| k.as_str()))
+}
+
+pub fn member_role() -> Object {
+    one_of(tollgate_core::accounts::teams::MemberRole::ALL.iter().map(|r| r.as_str()))
+}

@@ -3,8 +3,12 @@
 use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use super::AccountId;
+use super::flows::MailRequest;
+use super::teams::{MemberRole, send_invitation};
+use super::users::organisation_problem;
+use super::{AccountId, Email};
 use crate::audit::{self, Actor, Entry};
 use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
@@ -49,6 +53,50 @@ pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Re
 pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
     let mut found = load(pool, None, Some(id), 1, 0).await?;
     found.pop().ok_or(Error::NotFound)
+}
+
+/// A provider admin creates a developer account with no members yet and
+/// invites its first owner by the teams' invitation mail; the owner joins
+/// by accepting it. Nothing is stored when the invitation cannot be sent.
+pub async fn create(
+    pool: &PgPool,
+    request: &MailRequest<'_>,
+    name: &str,
+    owner: &Email,
+    admin: &Actor,
+    base_url: &str,
+) -> Result<AccountId> {
+    let name = name.trim();
+    if let Some(problem) = organisation_problem(name) {
+        return Err(Error::invalid("name", problem));
+    }
+    let id = AccountId(Uuid::now_v7());
+    let mut tx = pool.begin().await?;
+    sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'developer', $2)", id.0, name)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        admin,
+        Entry {
+            action: "account.create",
+            entity: "account",
+            entity_id: Some(id.0),
+            before: None,
+            after: Some(json!({"name": name, "owner": owner.as_str()})),
+        },
+    )
+    .await?;
+    send_invitation(&mut tx, pool, request, id, admin, owner, MemberRole::Owner, base_url).await.map_err(
+        |e| match e {
+            Error::Invalid { field, message } if field == "email" => {
+                Error::Invalid { field: "owner_email".into(), message }
+            }
+            other => other,
+        },
+    )?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// The one query behind `list` and `get`.

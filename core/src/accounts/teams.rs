@@ -102,6 +102,48 @@ pub async fn invite(
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
     require_owner(&mut tx, account, inviter).await?;
+    let actor = Actor::user(inviter, inviter_email);
+    send_invitation(&mut tx, pool, request, account, &actor, email, role, base_url).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A provider admin invites someone to a developer account (no owner
+/// needed: the account may have none yet). Same mail and throttles as an
+/// owner's invitation.
+#[allow(clippy::too_many_arguments)]
+pub async fn invite_as_admin(
+    pool: &PgPool,
+    request: &MailRequest<'_>,
+    account: AccountId,
+    admin: &Actor,
+    email: &Email,
+    role: MemberRole,
+    base_url: &str,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query_scalar!("SELECT id FROM accounts WHERE id = $1 AND kind = 'developer' FOR UPDATE", account.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    send_invitation(&mut tx, pool, request, account, admin, email, role, base_url).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores an invitation and queues its mail in the caller's transaction;
+/// `inviter` is named in the mail and the audit trail.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_invitation(
+    tx: &mut sqlx::PgConnection,
+    pool: &PgPool,
+    request: &MailRequest<'_>,
+    account: AccountId,
+    inviter: &Actor,
+    email: &Email,
+    role: MemberRole,
+    base_url: &str,
+) -> Result<()> {
     let already = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.account_id = $1 AND u.email = $2) AS "exists!""#,
         account.0,
@@ -129,16 +171,16 @@ pub async fn invite(
         email.as_str() as _,
         role as MemberRole,
         token_hash(&raw),
-        inviter.0,
+        inviter.user_id.map(|u| u.0),
         OffsetDateTime::now_utc() + INVITATION_LIFETIME
     )
     .execute(&mut *tx)
     .await?;
     let link = format!("{base_url}/invitations/accept?token={raw}");
-    enqueue(&mut tx, &messages::invitation(email.as_str(), inviter_email, role.as_str(), &link)).await?;
+    enqueue(&mut *tx, &messages::invitation(email.as_str(), &inviter.label, role.as_str(), &link)).await?;
     audit::record(
-        &mut tx,
-        &Actor::user(inviter, inviter_email),
+        &mut *tx,
+        inviter,
         Entry {
             action: "team.invite",
             entity: "account",
@@ -148,7 +190,6 @@ pub async fn invite(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use tollgate_protocol::{AgentStatus, KeyHash, KeyKind, SecretKey};
 use uuid::Uuid;
 
 use crate::audit::{self, Actor, Entry};
+use crate::error::conflict_on_unique;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -107,6 +108,17 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Authentic
     Ok(row.map(|r| AuthenticatedGateway { id: GatewayId(r.id), name: r.name }))
 }
 
+/// Whether the agent's token still works (it was not revoked).
+pub async fn is_live(pool: &PgPool, id: GatewayId) -> Result<bool> {
+    let live = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM gateways WHERE id = $1 AND revoked_at IS NULL) AS "live!""#,
+        id.0
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(live)
+}
+
 pub async fn set_connected(pool: &PgPool, id: GatewayId, connected: bool) -> Result<()> {
     sqlx::query!("UPDATE gateways SET connected = $2, last_seen_at = now() WHERE id = $1", id.0, connected)
         .execute(pool)
@@ -158,10 +170,76 @@ pub async fn record_status(pool: &PgPool, id: GatewayId, status: &AgentStatus) -
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<GatewayView>> {
+    load(pool, None).await
+}
+
+/// One agent that is not revoked, or `NotFound`.
+pub async fn get(pool: &PgPool, id: GatewayId) -> Result<GatewayView> {
+    load(pool, Some(id)).await?.into_iter().next().ok_or(Error::NotFound)
+}
+
+/// Renames an agent; its token and state stay. Names stay unique, revoked
+/// agents' names included, so the audit trail reads unambiguously.
+pub async fn rename(pool: &PgPool, id: GatewayId, name: &str, actor: &Actor) -> Result<()> {
+    validate_name(name)?;
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query_scalar!("SELECT name FROM gateways WHERE id = $1 AND revoked_at IS NULL FOR UPDATE", id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    sqlx::query!("UPDATE gateways SET name = $2 WHERE id = $1", id.0, name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, "an agent with this name already exists"))?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "gateway.rename",
+            entity: "gateway",
+            entity_id: Some(id.0),
+            before: Some(json!({"name": before})),
+            after: Some(json!({"name": name})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Revokes an agent's token: it can no longer connect, and it leaves the list.
+pub async fn revoke(pool: &PgPool, id: GatewayId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let name = sqlx::query_scalar!(
+        "UPDATE gateways SET revoked_at = now(), connected = false WHERE id = $1 AND revoked_at IS NULL RETURNING name",
+        id.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry {
+            action: "gateway.revoke",
+            entity: "gateway",
+            entity_id: Some(id.0),
+            before: Some(json!({"name": name})),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Live agents by name, or just one of them.
+async fn load(pool: &PgPool, only: Option<GatewayId>) -> Result<Vec<GatewayView>> {
     let rows = sqlx::query!(
         r#"SELECT g.id, g.name, g.token_prefix, g.connected, g.applied_revision, g.agent_version, g.last_seen_at, g.last_error,
                   (SELECT coalesce(max(revision), 0) FROM config_changes) AS "head!"
-           FROM gateways g WHERE g.revoked_at IS NULL ORDER BY g.name"#
+           FROM gateways g WHERE g.revoked_at IS NULL AND ($1::uuid IS NULL OR g.id = $1) ORDER BY g.name"#,
+        only.map(|id| id.0)
     )
     .fetch_all(pool)
     .await?;

@@ -21,7 +21,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::sync::{mpsc, watch};
 use tollgate_core::db::PgPool;
-use tollgate_core::gateways::{AuthenticatedGateway, set_connected};
+use tollgate_core::gateways::{AuthenticatedGateway, GatewayId, is_live, set_connected};
 use tollgate_core::sync::{build_delta, build_snapshot};
 use tollgate_protocol::binary::{self, BINARY_MEDIA_TYPE, FrameKind};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
@@ -124,9 +124,19 @@ async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Optio
     let _ = set_connected(&pool, gateway.id, true).await;
     metrics::gauge!("tollgate_agent_streams").increment(1.0);
     tracing::info!(agent = %gateway.name, from = ?from, ?encoding, "agent connected to the config stream");
-    let ended = match encoding {
-        Encoding::Json => pump(&pool, from, &mut session.head, &mut session.stopping, &session.tx).await,
-        Encoding::Binary => pump_binary(&mut session, from).await,
+    let pumping = async {
+        match encoding {
+            Encoding::Json => pump(&pool, from, &mut session.head, &mut session.stopping, &session.tx).await,
+            Encoding::Binary => pump_binary(&mut session, from).await,
+        }
+    };
+    // A revoked agent gets nothing more: its stream ends within one heartbeat interval.
+    let ended = tokio::select! {
+        ended = pumping => ended,
+        () = revoked(&pool, gateway.id) => {
+            tracing::info!(agent = %gateway.name, "agent token revoked: closing its config stream");
+            Ok(())
+        }
     };
     if let Err(err) = ended {
         tracing::warn!(agent = %gateway.name, error = %err, "config stream ended with an error");
@@ -134,6 +144,17 @@ async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Optio
     metrics::gauge!("tollgate_agent_streams").decrement(1.0);
     let _ = set_connected(&pool, gateway.id, false).await;
     tracing::info!(agent = %gateway.name, "agent left the config stream");
+}
+
+/// Resolves once the agent's token is revoked, checked every heartbeat interval.
+async fn revoked(pool: &PgPool, id: GatewayId) {
+    let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        every.tick().await;
+        if let Ok(false) = is_live(pool, id).await {
+            return;
+        }
+    }
 }
 
 async fn pump(

@@ -24,7 +24,11 @@ async fn admin_app(pool: PgPool) -> Admin {
 
 impl Admin {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.app.client.request(method, self.app.url(path)).bearer_auth(&self.token);
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.app.client.request(method, self.app.url(path)).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -533,4 +537,271 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
     // A filter narrow enough is counted exactly: Bulk 100, 1000–1009 and 10000–10050.
     let (_, some) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?q=Bulk%20100", None).await;
     assert_eq!((some["total"].as_i64(), some["total_exact"].as_bool()), (Some(62), Some(true)), "{some}");
+}
+
+/// A call without any token.
+async fn anonymous(admin: &Admin, method: reqwest::Method, path: &str, body: Value) -> u16 {
+    admin.app.client.request(method, admin.app.url(path)).json(&body).send().await.unwrap().status().as_u16()
+}
+
+const UNKNOWN: &str = "0190f0a0-0000-7000-8000-000000000000";
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn gateways_are_registered_renamed_and_revoked_and_their_token_follows(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let new = json!({"name": "edge-1"});
+    assert_eq!(anonymous(&admin, Method::POST, "/admin/api/v1/gateways", new.clone()).await, 401);
+    let (status, created) = admin.call(Method::POST, "/admin/api/v1/gateways", Some(new.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], "edge-1");
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("tg_agt_"), "{created}");
+    assert!(token.starts_with(created["token_prefix"].as_str().unwrap()));
+    let id = created["id"].as_str().unwrap().to_owned();
+    // The token works on the agent API.
+    let report = tollgate_protocol::AgentStatus {
+        protocol_version: tollgate_protocol::PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(1),
+        rejected: None,
+    };
+    let agent_status = || async {
+        let res = admin.app.client.post(admin.app.url("/agent/v1/status")).bearer_auth(&token).json(&report);
+        res.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(agent_status().await, 204);
+    // The list never shows the token again.
+    let (status, list) = admin.call(Method::GET, "/admin/api/v1/gateways", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["name"], "edge-1");
+    assert_eq!(list[0]["applied_revision"], 1);
+    assert!(list[0].get("token").is_none(), "{list}");
+    // Bad input: a taken name, a bad name, no name.
+    assert_eq!(admin.call(Method::POST, "/admin/api/v1/gateways", Some(new)).await.0, 409);
+    let (status, body) = admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": "no spaces"}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{body}");
+    assert_eq!(admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({}))).await.0, 400);
+    // Rename: the token keeps working under the new name.
+    let path = format!("/admin/api/v1/gateways/{id}");
+    assert_eq!(anonymous(&admin, Method::PATCH, &path, json!({"name": "edge-2"})).await, 401);
+    let (status, renamed) = admin.call(Method::PATCH, &path, Some(json!({"name": "edge-2"}))).await;
+    assert_eq!((status, renamed["name"].as_str()), (200, Some("edge-2")), "{renamed}");
+    assert_eq!(admin.call(Method::GET, &path, None).await.1["name"], "edge-2");
+    assert_eq!(agent_status().await, 204);
+    let (status, body) = admin.call(Method::PATCH, &path, Some(json!({"name": "-dash"}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{body}");
+    let unknown = format!("/admin/api/v1/gateways/{UNKNOWN}");
+    assert_eq!(admin.call(Method::PATCH, &unknown, Some(json!({"name": "x"}))).await.0, 404);
+    assert_eq!(admin.call(Method::GET, &unknown, None).await.0, 404);
+    assert_eq!(admin.call(Method::DELETE, &unknown, None).await.0, 404);
+    // Revoke: the agent API refuses the token, the agent leaves the list.
+    assert_eq!(anonymous(&admin, Method::DELETE, &path, json!({})).await, 401);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(agent_status().await, 401);
+    assert_eq!(admin.call(Method::GET, &path, None).await.0, 404);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404);
+    assert_eq!(admin.call(Method::GET, "/admin/api/v1/gateways", None).await.1, json!([]));
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE entity = 'gateway' ORDER BY id")
+        .fetch_all(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(actions, ["gateway.create", "gateway.rename", "gateway.revoke"]);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn applications_and_keys_are_made_rotated_and_revoked_for_an_account(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (_, accounts) = admin.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
+    let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, plans) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
+    let basic = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+    let path = format!("/admin/api/v1/accounts/{account}/applications");
+    let new = json!({"plan_id": basic, "name": "CI app", "description": "made by the pipeline"});
+    assert_eq!(anonymous(&admin, Method::POST, &path, new.clone()).await, 401);
+    let unknown = format!("/admin/api/v1/accounts/{UNKNOWN}/applications");
+    assert_eq!(admin.call(Method::POST, &unknown, Some(new.clone())).await.0, 404);
+    let (status, body) = admin.call(Method::POST, &path, Some(json!({"plan_id": basic, "name": " "}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{body}");
+    let (status, body) = admin.call(Method::POST, &path, Some(json!({"plan_id": UNKNOWN, "name": "x"}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("plan_id")), "{body}");
+    let (status, app) = admin.call(Method::POST, &path, Some(new.clone())).await;
+    assert_eq!(status, 201, "{app}");
+    assert_eq!((app["name"].as_str(), app["state"].as_str()), (Some("CI app"), Some("live")));
+    assert_eq!(app["account_id"].as_str(), Some(account.as_str()));
+    assert_eq!(admin.call(Method::POST, &path, Some(new)).await.0, 409, "one name per API and account");
+    let app = app["id"].as_str().unwrap().to_owned();
+
+    // Keys: issue, list, rotate (the old one stays for its overlap), revoke.
+    let keys = format!("/admin/api/v1/applications/{app}/keys");
+    assert_eq!(anonymous(&admin, Method::POST, &keys, json!({})).await, 401);
+    assert_eq!(admin.call(Method::POST, &format!("/admin/api/v1/applications/{UNKNOWN}/keys"), None).await.0, 404);
+    assert_eq!(admin.call(Method::GET, &format!("/admin/api/v1/applications/{UNKNOWN}/keys"), None).await.0, 404);
+    let (status, issued) = admin.call(Method::POST, &keys, None).await;
+    assert_eq!(status, 201, "{issued}");
+    let secret = issued["secret"].as_str().unwrap().to_owned();
+    assert!(
+        secret.starts_with(issued["prefix"].as_str().unwrap()) && secret.ends_with(issued["last4"].as_str().unwrap())
+    );
+    assert_eq!(issued["status"], "active");
+    let first = issued["id"].as_str().unwrap().to_owned();
+    // The stored hash is the secret's: agents will accept it.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM credentials WHERE id = $1::uuid AND key_hash = $2")
+        .bind(&first)
+        .bind(tollgate_protocol::KeyHash::of(&secret).as_bytes().as_slice())
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    let rotation = format!("{keys}/{first}/rotation");
+    assert_eq!(anonymous(&admin, Method::POST, &rotation, json!({})).await, 401);
+    let (status, body) = admin.call(Method::POST, &rotation, Some(json!({"overlap_hours": 721}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("overlap_hours")), "{body}");
+    assert_eq!(admin.call(Method::POST, &format!("{keys}/{UNKNOWN}/rotation"), Some(json!({}))).await.0, 404);
+    let (status, replacement) = admin.call(Method::POST, &rotation, Some(json!({"overlap_hours": 2}))).await;
+    assert_eq!(status, 201, "{replacement}");
+    assert_ne!(replacement["secret"].as_str(), Some(secret.as_str()));
+    assert_eq!(admin.call(Method::POST, &rotation, Some(json!({}))).await.0, 409, "rotated already");
+    let second = replacement["id"].as_str().unwrap().to_owned();
+    let (_, listed) = admin.call(Method::GET, &keys, None).await;
+    let status_of = |listed: &Value, id: &str| {
+        listed.as_array().unwrap().iter().find(|k| k["id"] == id).unwrap()["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(status_of(&listed, &first), "expiring");
+    assert_eq!(status_of(&listed, &second), "active");
+    assert!(listed.as_array().unwrap().iter().all(|k| k.get("secret").is_none()), "{listed}");
+    let revoke = format!("{keys}/{second}");
+    assert_eq!(anonymous(&admin, Method::DELETE, &revoke, json!({})).await, 401);
+    assert_eq!(admin.call(Method::DELETE, &revoke, None).await.0, 204);
+    assert_eq!(admin.call(Method::DELETE, &revoke, None).await.0, 404);
+    assert_eq!(admin.call(Method::DELETE, &format!("{keys}/{UNKNOWN}"), None).await.0, 404);
+    let (_, listed) = admin.call(Method::GET, &keys, None).await;
+    assert_eq!(status_of(&listed, &second), "revoked");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn accounts_are_created_with_an_invited_owner_and_users_invited(pool: PgPool) {
+    use reqwest::Method;
+    use tollgate_core::accounts::{Password, PasswordHasher, teams};
+    let admin = admin_app(pool).await;
+    let new = json!({"name": "Acme Corp", "owner_email": "owner@acme.test"});
+    assert_eq!(anonymous(&admin, Method::POST, "/admin/api/v1/accounts", new.clone()).await, 401);
+    for (body, field) in [
+        (json!({"name": "Acme", "owner_email": "not an email"}), "owner_email"),
+        (json!({"name": "", "owner_email": "owner@acme.test"}), "name"),
+        (json!({"name": "two\nlines", "owner_email": "owner@acme.test"}), "name"),
+    ] {
+        let (status, err) = admin.call(Method::POST, "/admin/api/v1/accounts", Some(body)).await;
+        assert_eq!((status, err["field"].as_str()), (422, Some(field)), "{err}");
+    }
+    let (status, account) = admin.call(Method::POST, "/admin/api/v1/accounts", Some(new)).await;
+    assert_eq!(status, 201, "{account}");
+    assert_eq!((account["name"].as_str(), account["members"].as_i64()), (Some("Acme Corp"), Some(0)));
+    let id = account["id"].as_str().unwrap().to_owned();
+    // The owner gets the team invitation mail; accepting it makes them the owner.
+    let mail = |to: &'static str| {
+        sqlx::query_scalar::<_, String>("SELECT body_text FROM outbox_emails WHERE to_address = $1")
+            .bind(to)
+            .fetch_one(&admin.app.pool)
+    };
+    let body = mail("owner@acme.test").await.unwrap();
+    let token = body.split("token=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let hasher = PasswordHasher::new(1);
+    let password = Password::parse("a long enough password 42").unwrap();
+    teams::accept(&admin.app.pool, &hasher, &token, None, Some(&password)).await.unwrap();
+    let (_, account) = admin.call(Method::GET, &format!("/admin/api/v1/accounts/{id}"), None).await;
+    assert_eq!(account["members"], 1);
+    let role: String = sqlx::query_scalar(
+        "SELECT m.role::text FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'owner@acme.test'",
+    )
+    .fetch_one(&admin.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(role, "owner");
+
+    // More users are invited the same way.
+    let invitations = format!("/admin/api/v1/accounts/{id}/invitations");
+    let invite = json!({"email": "dev@acme.test", "role": "member"});
+    assert_eq!(anonymous(&admin, Method::POST, &invitations, invite.clone()).await, 401);
+    let unknown = format!("/admin/api/v1/accounts/{UNKNOWN}/invitations");
+    assert_eq!(admin.call(Method::POST, &unknown, Some(invite.clone())).await.0, 404);
+    let (status, err) = admin.call(Method::POST, &invitations, Some(json!({"email": "nope", "role": "member"}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("email")), "{err}");
+    let (status, err) =
+        admin.call(Method::POST, &invitations, Some(json!({"email": "owner@acme.test", "role": "member"}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("email")), "a member already: {err}");
+    let (status, sent) = admin.call(Method::POST, &invitations, Some(invite)).await;
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!((sent["email"].as_str(), sent["role"].as_str()), (Some("dev@acme.test"), Some("member")));
+    assert!(mail("dev@acme.test").await.unwrap().contains("/invitations/accept?token="));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admin_tokens_are_listed_created_and_revoked_but_not_by_themselves(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    assert_eq!(anonymous(&admin, Method::GET, "/admin/api/v1/admin-tokens", json!({})).await, 401);
+    assert_eq!(anonymous(&admin, Method::POST, "/admin/api/v1/admin-tokens", json!({"name": "ci"})).await, 401);
+    let (status, err) = admin.call(Method::POST, "/admin/api/v1/admin-tokens", Some(json!({"name": "  "}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("name")), "{err}");
+    let (status, created) = admin.call(Method::POST, "/admin/api/v1/admin-tokens", Some(json!({"name": "ci"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("tg_adm_") && secret.ends_with(created["last4"].as_str().unwrap()), "{created}");
+    assert_eq!(created["owner_email"], DEMO_ADMIN_EMAIL);
+    let new_id = created["id"].as_str().unwrap().to_owned();
+    // The new token works.
+    let (status, listed) = admin.call_as(&secret, Method::GET, "/admin/api/v1/admin-tokens", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(listed.as_array().unwrap().iter().all(|t| t.get("token").is_none()), "{listed}");
+    // A token cannot revoke itself; another one can.
+    let path = format!("/admin/api/v1/admin-tokens/{new_id}");
+    assert_eq!(anonymous(&admin, Method::DELETE, &path, json!({})).await, 401);
+    let (status, err) = admin.call_as(&secret, Method::DELETE, &path, None).await;
+    assert_eq!((status, err["error"].as_str()), (409, Some("conflict")), "{err}");
+    assert_eq!(admin.call(Method::DELETE, &format!("/admin/api/v1/admin-tokens/{UNKNOWN}"), None).await.0, 404);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(admin.call_as(&secret, Method::GET, "/admin/api/v1/apis", None).await.0, 401);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404, "revoked already");
+    let (_, listed) = admin.call(Method::GET, "/admin/api/v1/admin-tokens", None).await;
+    let revoked = listed.as_array().unwrap().iter().find(|t| t["id"] == new_id.as_str()).unwrap();
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_metric_is_deleted_with_its_rules_but_hits_stays(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let metrics = format!("/admin/api/v1/apis/{api}/metrics");
+    let (status, listed) =
+        admin.call(Method::POST, &metrics, Some(json!({"system_name": "exports", "parent": "hits"}))).await;
+    assert_eq!(status, 201, "{listed}");
+    let id_of = |listed: &Value, name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["system_name"] == name)
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+    };
+    let exports = id_of(&listed, "exports").unwrap();
+    let hits = id_of(&listed, "hits").unwrap();
+    let rule = json!({"http_method": "GET", "pattern": "/exports", "metric": "exports"});
+    assert_eq!(admin.call(Method::POST, &format!("/admin/api/v1/apis/{api}/mapping-rules"), Some(rule)).await.0, 201);
+    let path = format!("{metrics}/{exports}");
+    assert_eq!(anonymous(&admin, Method::DELETE, &path, json!({})).await, 401);
+    assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{UNKNOWN}"), None).await.0, 404);
+    assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{hits}"), None).await.0, 404, "hits stays");
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404);
+    let (_, listed) = admin.call(Method::GET, &metrics, None).await;
+    assert!(id_of(&listed, "exports").is_none() && id_of(&listed, "hits").is_some(), "{listed}");
+    let (_, rules) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/mapping-rules"), None).await;
+    assert!(rules.as_array().unwrap().iter().all(|r| r["metric"] != "exports"), "{rules}");
 }

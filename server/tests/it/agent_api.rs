@@ -613,3 +613,24 @@ async fn a_build_whose_last_agent_hangs_up_is_stopped_in_postgres(pool: PgPool) 
     snapshot.validate().expect("the snapshot validates");
     assert_eq!(snapshot.applications.len(), 1);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn revoking_an_agent_ends_its_open_config_stream(pool: PgPool) {
+    let s = setup(pool).await;
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    assert!(matches!(stream.next().await, ConfigMessage::Snapshot(_)));
+    let id = gateways::list(&s.app.pool).await.unwrap()[0].id;
+    gateways::revoke(&s.app.pool, id, &Actor::system("test")).await.unwrap();
+    // Heartbeats may still arrive; the stream ends within a few heartbeat intervals.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the stream is still open 20 s after the revocation");
+        match tokio::time::timeout(Duration::from_secs(10), stream.res.chunk()).await {
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Ok(Ok(Some(_))) => continue,
+            Err(_) => panic!("no heartbeat and no end within 10 s"),
+        }
+    }
+    let res = s.app.client.get(s.app.url("/agent/v1/config")).bearer_auth(&s.token).send().await.unwrap();
+    assert_eq!(res.status(), 401, "the token cannot reopen it");
+}
