@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
 use super::{
-    accounts, apis, applications, audit, billing, error, gateways, invoices, page, plans, rules, usage, versions,
+    accounts, apis, applications, audit, billing, error, gateways, invoices, page, plans, rules, usage, versions, webhooks,
 };
 
 struct BearerAuth;
@@ -38,8 +38,10 @@ impl Modify for BearerAuth {
         usage::list, usage::failed_calls,
         invoices::list, invoices::show, invoices::transition, invoices::record_payment,
         billing::run_billing, billing::show_settings, billing::replace_settings,
+        webhooks::list, webhooks::create, webhooks::show, webhooks::replace, webhooks::delete,
+        webhooks::deliveries, webhooks::redeliver,
     ),
-    components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>)),
+    components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>, page::Page<webhooks::DeliveryOut>)),
     modifiers(&BearerAuth, &Links),
     security(("bearer" = [])),
 )]
