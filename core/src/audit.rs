@@ -57,7 +57,8 @@ pub async fn record(conn: &mut sqlx::PgConnection, actor: &Actor, entry: Entry<'
     .await?;
     // Most webhook events are audited changes: raise them here, in the same transaction.
     if let Some(event) = events::from_audit(entry.action, entry.before.as_ref(), entry.after.as_ref()) {
-        let data = queue::data(entry.entity, entry.entity_id, &actor.label, entry.before.as_ref(), entry.after.as_ref());
+        let data =
+            queue::data(entry.entity, entry.entity_id, &actor.label, entry.before.as_ref(), entry.after.as_ref());
         queue::enqueue(conn, event, data).await?;
     }
     Ok(())

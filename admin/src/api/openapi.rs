@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
 use super::{
-    accounts, apis, applications, audit, billing, error, gateways, invoices, page, plans, rules, usage, versions, webhooks,
+    accounts, apis, applications, audit, billing, error, gateways, invoices, page, plans, rules, usage, versions,
+    webhooks,
 };
 
 struct BearerAuth;

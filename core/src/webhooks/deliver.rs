@@ -165,7 +165,9 @@ async fn send(
     let result = post(sender, url, &headers, body).await;
     let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     match result {
-        Ok((status, excerpt)) => Attempt { headers, status: Some(status), excerpt: Some(excerpt), error: None, duration_ms },
+        Ok((status, excerpt)) => {
+            Attempt { headers, status: Some(status), excerpt: Some(excerpt), error: None, duration_ms }
+        }
         Err(error) => Attempt { headers, status: None, excerpt: None, error: Some(error), duration_ms },
     }
 }

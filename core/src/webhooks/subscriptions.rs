@@ -69,7 +69,13 @@ fn names(events: &[EventType]) -> Vec<String> {
     events.iter().map(|e| e.as_str().to_owned()).collect()
 }
 
-fn parse_stored(id: Uuid, url: String, description: String, events: Vec<String>, created_at: OffsetDateTime) -> Subscription {
+fn parse_stored(
+    id: Uuid,
+    url: String,
+    description: String,
+    events: Vec<String>,
+    created_at: OffsetDateTime,
+) -> Subscription {
     // A name dropped from the list since it was stored no longer matches anything.
     let events = events.iter().filter_map(|e| e.parse().ok()).collect();
     Subscription { id, url, description, events, created_at }
@@ -110,13 +116,8 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    let sub = Subscription {
-        id,
-        url: checked.url,
-        description: checked.description,
-        events: checked.events,
-        created_at,
-    };
+    let sub =
+        Subscription { id, url: checked.url, description: checked.description, events: checked.events, created_at };
     Ok((sub, secret))
 }
 
@@ -173,13 +174,11 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Subscription>> {
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Subscription> {
-    let r = sqlx::query!(
-        "SELECT id, url, description, events, created_at FROM webhook_subscriptions WHERE id = $1",
-        id
-    )
-    .fetch_optional(pool)
-    .await?
-    .ok_or(Error::NotFound)?;
+    let r =
+        sqlx::query!("SELECT id, url, description, events, created_at FROM webhook_subscriptions WHERE id = $1", id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(Error::NotFound)?;
     Ok(parse_stored(r.id, r.url, r.description, r.events, r.created_at))
 }
 
