@@ -441,6 +441,8 @@ mod tests {
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert!(s.database_url.is_none());
         assert_eq!(s.payment_provider, ProviderName::Manual);
+        assert!(!s.webhooks_allow_private, "private webhook targets are refused by default");
+        assert!(load(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")]).unwrap().webhooks_allow_private);
     }
 
     #[test]
@@ -459,6 +461,8 @@ mod tests {
         let err = load(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]).unwrap_err();
         assert_eq!(err.setting, "TOLLGATE_TRUSTED_PROXIES");
         assert!(err.message.contains("proxy.internal"), "{err}");
+        let err = load(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "yes")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_WEBHOOKS_ALLOW_PRIVATE");
     }
 
     #[test]
