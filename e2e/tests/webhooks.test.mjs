@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 
-import { browserForTheseTests, expectUrl, expectVisible, gotoOk, withPage } from '../lib/browser.mjs';
+import { browserForTheseTests, expectUrl, expectVisible, fetchErrors, gotoOk, watchNetwork, withPage } from '../lib/browser.mjs';
 
 const ADMIN_EMAIL = 'admin@tollgate.local';
 const ADMIN_PASSWORD = 'tollgate-admin-demo';
@@ -72,6 +72,7 @@ test('webhook journey 1/1', { timeout: 180_000 }, async () => {
   const email = `hooked-${id}@example.com`;
   try {
     await withPage(browser(), 'webhook journey admin', async (page, ctx) => {
+      const network = await watchNetwork(ctx.context);
       ctx.step('admin: sign in and subscribe the receiver');
       await gotoOk(page, '/login');
       await page.getByLabel(label('e-?mail')).fill(ADMIN_EMAIL);
@@ -131,7 +132,8 @@ test('webhook journey 1/1', { timeout: 180_000 }, async () => {
       assert.match(details, /Tollgate-Signature: t=\d+,v1=[0-9a-f]{64}/, 'the request headers are shown');
       assert.match(details, /"type": "account.created"/, 'the request body is shown');
       assert.match(details, /received/, 'the response body is shown');
-      assert.deepEqual(ctx.consoleErrors, [], 'no console errors');
+      const problems = [...network.problems(), ...fetchErrors(ctx.consoleErrors).map((e) => `console: ${e}`)];
+      assert.deepEqual(problems, [], 'the pages work offline, from 127.0.0.1 only, with no failed loads');
 
       ctx.step('receiver: every copy signed with the secret, one event');
       const mine = hook.received.filter((r) => r.body.includes(email));
