@@ -365,3 +365,38 @@ async fn a_delivery_to_a_private_address_is_refused_at_send_time(pool: PgPool) {
     let event: Value = serde_json::from_str(created["request_body"].as_str().unwrap()).unwrap();
     assert_eq!(event["data"]["after"]["name"], "Hooked Ltd");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_developers_first_steps_and_an_admin_decision_raise_their_events(pool: PgPool) {
+    let admin = admin_app(pool, false).await;
+    // Every event; `.invalid` never resolves, so deliveries only wait in the table.
+    let input = SubscriptionInput { url: "https://hooks.tollgate.invalid/in".into(), ..SubscriptionInput::default() };
+    let strict = TargetPolicy { allow_private: false };
+    let (hook, _) = subscriptions::create(&admin.app.pool, &input, strict, &Actor::system("test")).await.unwrap();
+
+    let email = "first-steps@example.com";
+    crate::portal::verified_developer(&admin.app, email).await;
+    let (path, _key) = crate::portal::register_app(&admin.app, "Hooked app").await;
+    let app_id = path.trim_start_matches("/apps/").trim_end_matches('/').to_owned();
+    let actions = format!("/admin/api/v1/applications/{app_id}/actions");
+    let suspend = || admin.call(reqwest::Method::POST, &actions, Some(json!({"action": "suspend"})));
+    assert_eq!(suspend().await.0, 200);
+    // A refused change raises nothing: its transaction, deliveries included, is rolled back.
+    assert_eq!(suspend().await.0, 409);
+
+    let (status, page) = admin
+        .call(reqwest::Method::GET, &format!("/admin/api/v1/webhooks/{}/deliveries?per_page=100", hook.id), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut events: Vec<String> =
+        page["items"].as_array().unwrap().iter().map(|d| d["event"].as_str().unwrap().to_owned()).collect();
+    events.sort();
+    assert_eq!(events, ["account.created", "application.created", "application.suspended", "key.created"]);
+    for d in page["items"].as_array().unwrap() {
+        let body: Value = serde_json::from_str(d["request_body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["type"], d["event"]);
+        if d["event"].as_str().unwrap().starts_with("application.") {
+            assert_eq!(body["data"]["id"], app_id.as_str(), "{body}");
+        }
+    }
+}
