@@ -191,7 +191,18 @@ const WEBHOOKS_POLL: Duration = Duration::from_millis(500);
 
 /// Sends webhook deliveries and their retries. Every replica runs it; each
 /// delivery is claimed with SKIP LOCKED, so none is sent twice at once.
+/// Every 10 minutes, finished deliveries older than 30 days are deleted.
 pub fn spawn_webhook_job(pool: PgPool, sender: Sender) {
+    let purge_pool = pool.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(err) = deliver::purge_finished(&purge_pool, time::OffsetDateTime::now_utc()).await {
+                tracing::warn!(error = %err, "webhook delivery clean-up failed");
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WEBHOOKS_POLL);
         loop {

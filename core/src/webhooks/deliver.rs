@@ -143,6 +143,30 @@ pub async fn run_due(pool: &PgPool, sender: &Sender, now: OffsetDateTime) -> Res
     Ok(round)
 }
 
+/// How long finished deliveries (delivered or failed) stay listed.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(30 * 86_400);
+
+/// Deletes finished deliveries older than [`KEEP_FINISHED`], a batch at a time;
+/// returns how many went. Deliveries still waiting for an attempt are kept.
+pub async fn purge_finished(pool: &PgPool, now: OffsetDateTime) -> Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let batch = sqlx::query!(
+            "DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT id FROM webhook_deliveries
+                 WHERE next_attempt_at IS NULL AND created_at < $1 LIMIT 1000)",
+            now - KEEP_FINISHED
+        )
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += batch;
+        if batch < 1000 {
+            return Ok(deleted);
+        }
+    }
+}
+
 async fn send(
     sender: &Sender,
     id: Uuid,

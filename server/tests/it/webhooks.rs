@@ -16,7 +16,7 @@ use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, seed};
 use tollgate_core::admin_tokens;
 use tollgate_core::audit::Actor;
 use tollgate_core::webhooks::TargetPolicy;
-use tollgate_core::webhooks::deliver::{Round, Sender, run_due};
+use tollgate_core::webhooks::deliver::{Round, Sender, purge_finished, run_due};
 use tollgate_core::webhooks::subscriptions::{self, SubscriptionInput};
 
 use crate::helpers::{TestApp, csrf_from, spawn_app_with};
@@ -281,6 +281,17 @@ async fn a_receiver_failing_twice_gets_the_signed_event_on_the_schedule(pool: Pg
     assert_eq!(list[0]["event_id"], done["event_id"]);
     let again: Value = serde_json::from_str(&received.lock().unwrap()[3].body).unwrap();
     assert_eq!(again["id"], event["id"], "a redelivery carries the same event id");
+
+    // Finished deliveries are kept 30 days, then deleted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while admin.deliveries(&hook_id).await.iter().any(|d| d["state"] != "delivered") {
+        assert!(std::time::Instant::now() < deadline, "the redelivery was never recorded as delivered");
+        tokio::task::yield_now().await;
+    }
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(purge_finished(&admin.app.pool, now).await.unwrap(), 0);
+    assert_eq!(purge_finished(&admin.app.pool, now + Duration::from_secs(31 * 86_400)).await.unwrap(), 2);
+    assert!(admin.deliveries(&hook_id).await.is_empty());
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
