@@ -304,9 +304,6 @@ pub(crate) async fn on_issue(conn: &mut PgConnection, invoice: Uuid, base_url: &
         .execute(&mut *conn)
         .await?;
     }
-    let after = serde_json::json!({"state": "pending"});
-    let data = crate::webhooks::queue::data("invoice", Some(invoice), "billing run", None, Some(&after));
-    crate::webhooks::queue::enqueue(conn, crate::webhooks::EventType::InvoiceIssued, data).await?;
     notices::issued(conn, invoice, base_url).await
 }
 

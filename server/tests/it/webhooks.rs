@@ -411,3 +411,37 @@ async fn a_developers_first_steps_and_an_admin_decision_raise_their_events(pool:
         }
     }
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_invoice_issued_by_the_billing_run_and_paid_raises_both_events(pool: PgPool) {
+    let admin = admin_app(pool, false).await;
+    let input = SubscriptionInput {
+        url: "https://hooks.tollgate.invalid/billing".into(),
+        events: vec!["invoice.issued".into(), "invoice.paid".into()],
+        ..SubscriptionInput::default()
+    };
+    let strict = TargetPolicy { allow_private: false };
+    let (hook, _) = subscriptions::create(&admin.app.pool, &input, strict, &Actor::system("test")).await.unwrap();
+    let number = tollgate::cli::dev::demo_invoice(&admin.app.pool, &admin.app.base).await.unwrap().expect("an invoice");
+    let (_, invoices) = admin.call(reqwest::Method::GET, "/admin/api/v1/invoices", None).await;
+    let invoice = invoices["items"].as_array().unwrap().iter().find(|i| i["number"] == number.as_str()).unwrap();
+    let id = invoice["id"].as_str().unwrap();
+    let total = invoice["total"].as_str().unwrap();
+    let (status, body) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/invoices/{id}/payments"),
+            Some(json!({"amount": total, "reference": "BT-1"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let list = admin.deliveries(&hook.id.to_string()).await;
+    let bodies: Vec<Value> =
+        list.iter().rev().map(|d| serde_json::from_str(d["request_body"].as_str().unwrap()).unwrap()).collect();
+    let kinds: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["invoice.issued", "invoice.paid"]);
+    assert_eq!(bodies[0]["data"]["after"]["number"], number.as_str());
+    assert_eq!(bodies[0]["data"]["after"]["state"], "pending");
+    assert!(bodies.iter().all(|b| b["data"]["id"] == id));
+}
