@@ -322,7 +322,7 @@ pub async fn deliveries(pool: &PgPool, subscription: Uuid, limit: i64, offset: i
 pub async fn redeliver(pool: &PgPool, subscription: Uuid, delivery: Uuid, actor: &Actor) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    sqlx::query!(
+    let copied = sqlx::query!(
         "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event, body, redelivery_of)
          SELECT $1, subscription_id, event_id, event, body, id FROM webhook_deliveries
          WHERE id = $2 AND subscription_id = $3",
@@ -332,10 +332,10 @@ pub async fn redeliver(pool: &PgPool, subscription: Uuid, delivery: Uuid, actor:
     )
     .execute(&mut *tx)
     .await?
-    .rows_affected()
-    .eq(&1)
-    .then_some(())
-    .ok_or(Error::NotFound)?;
+    .rows_affected();
+    if copied == 0 {
+        return Err(Error::NotFound);
+    }
     audit::record(
         &mut tx,
         actor,

@@ -334,6 +334,24 @@ async fn subscriptions_are_checked_replaced_and_deleted(pool: PgPool) {
     assert_eq!(admin.call(reqwest::Method::GET, &format!("{path}/deliveries"), None).await.0, 404);
     let (_, audit) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?action=webhook.", None).await;
     assert_eq!(audit["total"], 3, "create, update and delete are audited: {audit}");
+
+    // The admin UI's form says what is wrong beside the field and keeps what was typed.
+    assert_eq!(location(&admin.app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await), "/admin");
+    let token = admin.app.csrf_token("/admin/webhooks").await;
+    let res = admin
+        .app
+        .post_form(
+            "/admin/webhooks",
+            &[("csrf_token", &token), ("url", "http://10.1.2.3/in"), ("event_key.revoked", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(r#"id="url-error""#) && page.contains("private"), "{page}");
+    assert!(page.contains(r#"value="http://10.1.2.3/in""#), "{page}");
+    assert!(page.contains(r#"name="event_key.revoked" value="on" checked"#), "{page}");
+    let res = admin.app.post_form("/admin/webhooks", &[("url", "https://hooks.example.com/in")]).await;
+    assert_eq!(res.status(), 403, "no CSRF token, no subscription");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
