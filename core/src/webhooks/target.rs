@@ -26,10 +26,15 @@ pub fn parse_url(raw: &str, policy: TargetPolicy) -> Result<Url> {
     if raw.is_empty() {
         return Err(Error::invalid("url", "enter the URL to deliver to, e.g. https://example.com/hooks"));
     }
-    if raw.len() > MAX_URL_LEN {
-        return Err(Error::invalid("url", format!("use at most {MAX_URL_LEN} characters")));
+    let too_long = || Error::invalid("url", format!("use at most {MAX_URL_LEN} characters"));
+    if raw.chars().count() > MAX_URL_LEN {
+        return Err(too_long());
     }
     let url = Url::parse(raw).map_err(|e| Error::invalid("url", format!("not a URL ({e})")))?;
+    // Percent-encoding and punycode can lengthen it; the stored form must fit too.
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(too_long());
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::invalid("url", "only http:// and https:// URLs can receive webhooks"));
     }
@@ -137,6 +142,9 @@ mod tests {
             assert!(err.to_string().starts_with("url: "), "{bad}: {err}");
         }
         assert!(parse_url("http://127.0.0.1:9000/", LOOSE).is_ok());
+        // 1,990 characters that percent-encode to three times as many.
+        let spaces = format!("https://example.com/{}x", " ".repeat(1970));
+        assert_eq!(parse_url(&spaces, STRICT).unwrap_err().to_string(), "url: use at most 2000 characters");
         assert!(parse_url("ftp://127.0.0.1/", LOOSE).is_err());
     }
 
