@@ -57,9 +57,10 @@ fn check(input: &SubscriptionInput, policy: TargetPolicy) -> Result<Checked> {
     let mut events = Vec::new();
     for name in &input.events {
         let event = name.trim().parse::<EventType>().map_err(|e| e.at("events"))?;
-        if !events.contains(&event) {
-            events.push(event);
+        if events.contains(&event) {
+            return Err(Error::invalid("events", format!("`{event}` is listed twice; name each event once")));
         }
+        events.push(event);
     }
     events.sort();
     Ok(Checked { url: url.to_string(), description, events })

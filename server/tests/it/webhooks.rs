@@ -304,6 +304,7 @@ async fn subscriptions_are_checked_replaced_and_deleted(pool: PgPool) {
         (json!({"url": "http://169.254.169.254/"}), "url"),
         (json!({"url": "ftp://example.com/"}), "url"),
         (json!({"url": "https://example.com/", "events": ["application.exploded"]}), "events"),
+        (json!({"url": "https://example.com/", "events": ["key.revoked", "key.revoked"]}), "events"),
     ] {
         let (status, err) = post(body.clone()).await;
         assert_eq!(status, 422, "{body}: {err}");
