@@ -72,7 +72,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/admin/tokens").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)),
         )
-        .service(web::resource("/admin/tokens/{id}/revoke").route(web::post().to(tokens::revoke)));
+        .service(web::resource("/admin/tokens/{id}/revoke").route(web::post().to(tokens::revoke)))
+        .service(
+            web::resource("/admin/webhooks")
+                .route(web::get().to(webhooks::list))
+                .route(web::post().to(webhooks::create)),
+        )
+        .service(web::resource("/admin/webhooks/{id}").route(web::get().to(webhooks::show)))
+        .service(web::resource("/admin/webhooks/{id}/delete").route(web::post().to(webhooks::delete)))
+        .service(
+            web::resource("/admin/webhooks/{id}/deliveries/{delivery}/redeliver")
+                .route(web::post().to(webhooks::redeliver)),
+        );
 }
 
 /// Mounts the admin REST API and its OpenAPI document. It has no session

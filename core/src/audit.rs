@@ -1,10 +1,12 @@
 //! The audit log: who changed what, when, with before and after.
-//! Records are written in the same transaction as the change they describe.
+//! Records are written in the same transaction as the change they describe,
+//! and so are the webhook deliveries of the events they stand for.
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::accounts::{UserId, UserSummary};
+use crate::webhooks::{events, queue};
 
 /// Who made a change: a user, or the system itself (CLI, seeding).
 #[derive(Debug, Clone)]
@@ -51,8 +53,14 @@ pub async fn record(conn: &mut sqlx::PgConnection, actor: &Actor, entry: Entry<'
         entry.before,
         entry.after
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // Most webhook events are audited changes: raise them here, in the same transaction.
+    if let Some(event) = events::from_audit(entry.action, entry.before.as_ref(), entry.after.as_ref()) {
+        let data =
+            queue::data(entry.entity, entry.entity_id, &actor.label, entry.before.as_ref(), entry.after.as_ref());
+        queue::enqueue(conn, event, data).await?;
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod sessions;
 mod stored;
 pub mod sync;
 pub mod usage;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use stored::UnknownName;

@@ -1,6 +1,6 @@
 //! Background jobs of the management server: mail delivery, clean-up of
 //! sessions and throttle records, change reports of large staged versions,
-//! usage alerts, usage retention, billing and invoice payments.
+//! usage alerts, usage retention, billing, invoice payments and webhooks.
 //! Each is a loop on its own timer; several replicas may run them at once
 //! (rows are claimed with SKIP LOCKED, deletes are idempotent).
 
@@ -15,6 +15,7 @@ use tollgate_core::mail::{Delivery, deliver_due};
 use tollgate_core::sessions::SessionStore;
 use tollgate_core::usage;
 use tollgate_core::usage::retention::Retention;
+use tollgate_core::webhooks::deliver::{self, Sender};
 
 use crate::settings::Settings;
 
@@ -180,6 +181,38 @@ pub fn spawn_usage_retention(pool: PgPool, retention: Retention) {
                         .increment(deleted.rollups + deleted.refusals + deleted.failed_calls + deleted.batches);
                 }
                 Err(err) => tracing::warn!(error = %err, "usage retention run failed"),
+            }
+        }
+    });
+}
+
+/// How often the webhook job looks for deliveries due.
+const WEBHOOKS_POLL: Duration = Duration::from_millis(500);
+
+/// Sends webhook deliveries and their retries. Every replica runs it; each
+/// delivery is claimed with SKIP LOCKED, so none is sent twice at once.
+/// Every 10 minutes, finished deliveries older than 30 days are deleted.
+pub fn spawn_webhook_job(pool: PgPool, sender: Sender) {
+    let purge_pool = pool.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(err) = deliver::purge_finished(&purge_pool, time::OffsetDateTime::now_utc()).await {
+                tracing::warn!(error = %err, "webhook delivery clean-up failed");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WEBHOOKS_POLL);
+        loop {
+            tick.tick().await;
+            match deliver::run_due(&pool, &sender, time::OffsetDateTime::now_utc()).await {
+                Ok(round) if round != deliver::Round::default() => {
+                    tracing::debug!(delivered = round.delivered, failed = round.failed, "webhook deliveries sent");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "webhook delivery round failed"),
             }
         }
     });

@@ -107,6 +107,8 @@ pub struct Settings {
     pub usage_retention: Retention,
     /// Who takes invoice payments: `manual` (admins record them) or `test`.
     pub payment_provider: ProviderName,
+    /// Whether webhooks may go to private, loopback and link-local addresses.
+    pub webhooks_allow_private: bool,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -152,6 +154,7 @@ struct FileSettings {
     usage_day_retention_days: Option<u32>,
     usage_month_retention_days: Option<u32>,
     payment_provider: Option<String>,
+    webhooks_allow_private: Option<bool>,
 }
 
 /// Where a value came from, for error messages.
@@ -366,6 +369,15 @@ impl Settings {
                 .map_err(|e| setting_error(&name, format!("`{raw}` is not a payment provider; {e}")))?,
             None => ProviderName::Manual,
         };
+        let webhooks_allow_private =
+            match src.get("webhooks_allow_private", f.webhooks_allow_private.map(|b| b.to_string())) {
+                Some((name, raw)) => match raw.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(setting_error(&name, format!("`{raw}` is not true or false"))),
+                },
+                None => false,
+            };
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -388,6 +400,7 @@ impl Settings {
             mail_address_cooldown_seconds,
             usage_retention,
             payment_provider,
+            webhooks_allow_private,
         })
     }
 
@@ -428,6 +441,8 @@ mod tests {
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert!(s.database_url.is_none());
         assert_eq!(s.payment_provider, ProviderName::Manual);
+        assert!(!s.webhooks_allow_private, "private webhook targets are refused by default");
+        assert!(load(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")]).unwrap().webhooks_allow_private);
     }
 
     #[test]
@@ -446,6 +461,8 @@ mod tests {
         let err = load(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]).unwrap_err();
         assert_eq!(err.setting, "TOLLGATE_TRUSTED_PROXIES");
         assert!(err.message.contains("proxy.internal"), "{err}");
+        let err = load(&[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "yes")]).unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_WEBHOOKS_ALLOW_PRIVATE");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use tollgate_core::billing::Payments;
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
 use tollgate_core::sessions::SessionStore;
+use tollgate_core::webhooks::TargetPolicy;
+use tollgate_core::webhooks::deliver::Sender;
 use tollgate_web::{
     CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, security_headers, session_middleware,
 };
@@ -83,7 +85,10 @@ pub fn build(
     let payments = Payments::new(settings.payment_provider);
     jobs::spawn_billing_job(pool.clone(), payments.clone(), settings.public_url.clone());
     jobs::spawn_payment_job(pool.clone(), payments.clone(), settings.public_url.clone());
+    let webhook_policy = TargetPolicy { allow_private: settings.webhooks_allow_private };
+    jobs::spawn_webhook_job(pool.clone(), Sender::new(webhook_policy));
     let payments = web::Data::new(payments);
+    let webhook_policy = web::Data::new(webhook_policy);
     let public_url = web::Data::new(PublicUrl(settings.public_url.clone()));
     let providers = web::Data::new(Providers::new(settings.oauth_providers.clone()));
     let gateway_url = web::Data::new(GatewayUrl(settings.gateway_url.clone()));
@@ -113,6 +118,7 @@ pub fn build(
             .app_data(notifier.clone())
             .app_data(public_url.clone())
             .app_data(payments.clone())
+            .app_data(webhook_policy.clone())
             .app_data(providers.clone())
             .app_data(gateway_url.clone())
             .app_data(security.clone())

@@ -84,7 +84,32 @@ macro_rules! key_links {
     };
 }
 
+/// Everything that can be done to a webhook subscription once its id is known.
+macro_rules! webhook_links {
+    ($params:expr) => {
+        &[
+            ("GetWebhook", "get_webhook", $params),
+            ("ReplaceWebhook", "replace_webhook", $params),
+            ("ListWebhookDeliveries", "list_webhook_deliveries", $params),
+            ("DeleteWebhook", "delete_webhook", $params),
+        ]
+    };
+}
+
 const LINKS: LinkTable = &[
+    ("create_webhook", "201", webhook_links!(API_ID)),
+    ("get_webhook", "200", webhook_links!(API_ID)),
+    ("replace_webhook", "200", webhook_links!(API_ID)),
+    ("list_webhooks", "200", webhook_links!(&[("id", "$response.body#/0/id")])),
+    (
+        "list_webhook_deliveries",
+        "200",
+        &[(
+            "RedeliverWebhookDelivery",
+            "redeliver_webhook_delivery",
+            &[("id", "$request.path.id"), ("delivery", "$response.body#/items/0/id")],
+        )],
+    ),
     ("import_api", "201", api_links!(API_ID)),
     ("list_apis", "200", api_links!(FIRST_API_ID)),
     ("get_api", "200", api_links!(API_ID)),

@@ -22,6 +22,7 @@ mod rules;
 mod schemas;
 mod usage;
 mod versions;
+mod webhooks;
 mod wire;
 
 use actix_web::{HttpResponse, web};
@@ -139,6 +140,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(admin_tokens::create)),
             )
             .service(resource("/admin-tokens/{id}", "DELETE").route(web::delete().to(admin_tokens::revoke)))
+            .service(
+                resource("/webhooks", "GET, POST")
+                    .route(web::get().to(webhooks::list))
+                    .route(web::post().to(webhooks::create)),
+            )
+            .service(
+                resource("/webhooks/{id}", "GET, PUT, DELETE")
+                    .route(web::get().to(webhooks::show))
+                    .route(web::put().to(webhooks::replace))
+                    .route(web::delete().to(webhooks::delete)),
+            )
+            .service(resource("/webhooks/{id}/deliveries", "GET").route(web::get().to(webhooks::deliveries)))
+            .service(
+                resource("/webhooks/{id}/deliveries/{delivery}/redeliver", "POST")
+                    .route(web::post().to(webhooks::redeliver)),
+            )
             .service(resource("/usage", "GET").route(web::get().to(usage::list)))
             .service(resource("/invoices", "GET").route(web::get().to(invoices::list)))
             .service(resource("/invoices/{id}", "GET").route(web::get().to(invoices::show)))

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::links::Links;
 use super::{
     accounts, admin_tokens, apis, applications, audit, billing, error, gateways, invoices, keys, page, plans, rules,
-    usage, versions,
+    usage, versions, webhooks,
 };
 
 struct BearerAuth;
@@ -42,8 +42,10 @@ impl Modify for BearerAuth {
         usage::list, usage::failed_calls,
         invoices::list, invoices::show, invoices::transition, invoices::record_payment,
         billing::run_billing, billing::show_settings, billing::replace_settings,
+        webhooks::list, webhooks::create, webhooks::show, webhooks::replace, webhooks::delete,
+        webhooks::deliveries, webhooks::redeliver,
     ),
-    components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>)),
+    components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>, page::Page<webhooks::DeliveryOut>)),
     modifiers(&BearerAuth, &Links),
     security(("bearer" = [])),
 )]

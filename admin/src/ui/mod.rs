@@ -15,3 +15,4 @@ pub mod revenue;
 pub mod tokens;
 pub mod usage;
 pub mod versions;
+pub mod webhooks;

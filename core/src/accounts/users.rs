@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::throttle::{self, ClientAddress};
 use super::{Email, PasswordHasher};
 use crate::error::conflict_on_unique;
-use crate::{Error, Result};
+use crate::{Error, Result, webhooks};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
@@ -137,6 +137,9 @@ pub async fn create_developer_in(
         .execute(&mut *tx)
         .await?;
     let user = insert_owner(tx, account, email, password_hash, verified.then(OffsetDateTime::now_utc), false).await?;
+    let after = serde_json::json!({"name": organisation, "owner": email.as_str()});
+    let data = webhooks::queue::data("account", Some(account), email.as_str(), None, Some(&after));
+    webhooks::queue::enqueue(tx, webhooks::EventType::AccountCreated, data).await?;
     Ok((AccountId(account), user))
 }
 

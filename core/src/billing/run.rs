@@ -345,6 +345,14 @@ async fn bill_account(
                     .await?;
             // Mail and the first payment try are decided with the invoice.
             super::payments::on_issue(&mut tx, id, &options.public_url, options.charge).await?;
+            // The run writes its invoices without the audited transition, so it raises their events here;
+            // an invoice with nothing to pay is issued paid.
+            let after = serde_json::json!({"state": state, "number": number.to_string(), "total": total.to_string(), "currency": currency.to_string()});
+            let data = crate::webhooks::queue::data("invoice", Some(id), "billing run", None, Some(&after));
+            crate::webhooks::queue::enqueue(&mut tx, crate::webhooks::EventType::InvoiceIssued, data.clone()).await?;
+            if state == InvoiceState::Paid {
+                crate::webhooks::queue::enqueue(&mut tx, crate::webhooks::EventType::InvoicePaid, data).await?;
+            }
             Some(number)
         };
         issued.push(IssuedInvoice {

@@ -150,6 +150,12 @@ pub async fn run_round(pool: &PgPool, base_url: &str, now: Timestamp) -> Result<
             .await?;
             let text = alert_text(&first.name, *app, &limit, level, used);
             notify_owners(&mut tx, first.account_id, &text, base_url).await?;
+            let after = serde_json::json!({
+                "metric": limit.metric_name, "period": limit.period.to_string(), "level_pct": level.pct(),
+                "used": used, "max": limit.max, "window_start": offset_datetime(window.start).unix_timestamp(),
+            });
+            let data = crate::webhooks::queue::data("application", Some(*app), "usage alerts", None, Some(&after));
+            crate::webhooks::queue::enqueue(&mut tx, crate::webhooks::EventType::UsageAlert, data).await?;
             sent += 1;
         }
     }

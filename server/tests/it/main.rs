@@ -29,3 +29,4 @@ mod throttles;
 mod usage;
 mod usage_reports;
 mod versions;
+mod webhooks;

@@ -16,6 +16,8 @@ use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
 use tollgate_core::plans::list_plans;
 use tollgate_core::usage::levels::{self, AlertLevel};
+use tollgate_core::webhooks::TargetPolicy;
+use tollgate_core::webhooks::subscriptions::{self, SubscriptionInput};
 use tollgate_core::{admin_tokens, notifications};
 use tollgate_protocol::usage::LATENCY_BUCKETS;
 use tollgate_protocol::{FailedCall, RefusedEntry, StatusClass, UsageAck, UsageBatch, UsageEntry};
@@ -319,6 +321,13 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
     let s = setup(pool.clone()).await;
     let replica = spawn_app(pool.clone()).await;
     let app = monthly_app(&s, "Busy").await;
+    // A webhook for usage alerts (`.invalid` never resolves: deliveries only wait in the table).
+    let hook = SubscriptionInput {
+        url: "https://hooks.tollgate.invalid/alerts".into(),
+        events: vec!["usage.alert".into()],
+        ..SubscriptionInput::default()
+    };
+    let (hook, _) = subscriptions::create(&pool, &hook, TargetPolicy::default(), &Actor::system("test")).await.unwrap();
     let minute = now_minute();
 
     // 79 %: nothing.
@@ -344,6 +353,17 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
     assert_eq!(mails.len(), 2, "{mails:?}");
     assert_eq!(mails[0], (DEMO_DEVELOPER_EMAIL.to_owned(), "Busy used 80% of its Hits limit".to_owned()));
     assert_eq!(mails[1].1, "Busy reached 100% of its Hits limit");
+    // One `usage.alert` event per mail, each naming the application and its level.
+    let (deliveries, _) = subscriptions::deliveries(&pool, hook.id, 10, 0).await.unwrap();
+    let mut levels: Vec<(String, i64)> = deliveries
+        .iter()
+        .map(|d| {
+            let body: Value = serde_json::from_str(&d.body).unwrap();
+            (body["data"]["id"].as_str().unwrap().to_owned(), body["data"]["after"]["level_pct"].as_i64().unwrap())
+        })
+        .collect();
+    levels.sort();
+    assert_eq!(levels, vec![(app.to_string(), 80), (app.to_string(), 100)]);
     // The portal's notifications: one per mail, unread.
     let list = notifications::list_for_user(&pool, s.developer, 50).await.unwrap();
     assert_eq!(
