@@ -138,8 +138,17 @@ The documentation shows the new version: {base_url}/apis/{slug}"
     message(to, format!("Breaking changes in {api_name} (version {number})"), text)
 }
 
+/// The words of one usage alert, for mail and notification alike (`usage::alerts` fills them).
+pub struct AlertText {
+    pub app_name: String,
+    pub title: String,
+    pub body: String,
+    /// The application's usage page, a path on this server.
+    pub link: String,
+}
+
 /// An application's usage crossed an alert level of one of its limits.
-pub fn usage_alert(to: &str, alert: &crate::usage::alerts::AlertText, base_url: &str) -> Outgoing {
+pub fn usage_alert(to: &str, alert: &AlertText, base_url: &str) -> Outgoing {
     let text = format!(
         "Hello,
 

@@ -22,20 +22,12 @@ use super::buckets::{offset_datetime, used_in_window};
 use super::levels::{AlertLevel, from_stored};
 use crate::Result;
 use crate::mail;
+use crate::mail::messages::AlertText;
 use crate::notifications::{self, NewNotification, Recipient};
 use crate::stored::StoredPeriod;
 
 /// How many queued applications one round takes.
 const ROUND: i64 = 100;
-
-/// The words of one alert, for mail and notification alike.
-pub struct AlertText {
-    pub app_name: String,
-    pub title: String,
-    pub body: String,
-    /// The application's usage page, a path on this server.
-    pub link: String,
-}
 
 struct Limit {
     id: Uuid,
