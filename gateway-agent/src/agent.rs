@@ -124,12 +124,12 @@ impl Agent {
         })?;
 
         let access_json = match settings.access_log {
-            AccessLogMode::Json => Some(AccessLog::open(settings.access_log_path.as_deref()).map_err(|source| {
-                Error::AccessLog {
+            AccessLogMode::Json => {
+                Some(AccessLog::open(settings.access_log_path.as_deref()).map_err(|source| Error::AccessLog {
                     path: settings.access_log_path.clone().unwrap_or_else(|| PathBuf::from("stdout")),
                     source,
-                }
-            })?),
+                })?)
+            }
             _ => None,
         };
 
@@ -150,8 +150,14 @@ impl Agent {
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
         let mut workers = Vec::with_capacity(proxy_sockets.len());
         for (index, socket) in proxy_sockets.into_iter().enumerate() {
-            let proxy =
-                Arc::new(Proxy::new(&settings, access_json.clone(), live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+            let proxy = Arc::new(Proxy::new(
+                &settings,
+                access_json.clone(),
+                live.clone(),
+                limiter.clone(),
+                aggregator.clone(),
+                metrics.clone(),
+            ));
             let limits = Limits {
                 max_header_bytes: settings.max_header_bytes,
                 connections: Some(ConnectionLimit {
@@ -164,8 +170,14 @@ impl Agent {
         }
         // Decisions run on the binary's runtime: they never wait on an upstream.
         let authz = authz_listener.map(|listener| {
-            let decider =
-                Arc::new(Proxy::new(&settings, access_json.clone(), live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+            let decider = Arc::new(Proxy::new(
+                &settings,
+                access_json.clone(),
+                live.clone(),
+                limiter.clone(),
+                aggregator.clone(),
+                metrics.clone(),
+            ));
             let limits = Limits {
                 max_header_bytes: settings.max_header_bytes,
                 connections: Some(ConnectionLimit {

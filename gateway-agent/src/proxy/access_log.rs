@@ -115,7 +115,8 @@ impl TraceId {
         let trace = parts.next()?;
         let parent = parts.next()?;
         let flags = parts.next()?;
-        let lower_hex = |part: &[u8], len: usize| part.len() == len && part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let lower_hex =
+            |part: &[u8], len: usize| part.len() == len && part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         // Version ff is invalid; later versions may append fields, version 00 may not.
         if !lower_hex(version, 2) || version == b"ff" || (version == b"00" && parts.next().is_some()) {
             return None;

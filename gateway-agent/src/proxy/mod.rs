@@ -172,7 +172,12 @@ struct Summary<'a> {
 
 impl<'a> Summary<'a> {
     /// A request the agent answered itself.
-    fn answered(api: Option<&'a ApiEntry>, app: Option<Uuid>, decision: &'static str, response: &Response<Body>) -> Summary<'a> {
+    fn answered(
+        api: Option<&'a ApiEntry>,
+        app: Option<Uuid>,
+        decision: &'static str,
+        response: &Response<Body>,
+    ) -> Summary<'a> {
         Summary {
             api,
             app,
@@ -576,7 +581,8 @@ impl Proxy {
             self.usage.record_refused(blame.app, call.received, status.as_u16(), latency);
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), Some(refusal.code()), latency));
         }
-        let mut summary = Summary::answered(Some(call.api), call.blame.map(|blame| blame.app), refusal.code(), &response);
+        let mut summary =
+            Summary::answered(Some(call.api), call.blame.map(|blame| blame.app), refusal.code(), &response);
         summary.refused = true;
         self.finish(summary.of(call), Some(refusal.index()), call.started);
         response
