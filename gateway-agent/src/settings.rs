@@ -500,6 +500,16 @@ mod tests {
     }
 
     #[test]
+    fn the_access_log() {
+        let s = parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "json"), ("TOLLGATE_AGENT_ACCESS_LOG_PATH", "/var/log/a.jsonl")])
+            .expect("valid");
+        assert_eq!((s.access_log, s.access_log_path), (AccessLogMode::Json, Some(PathBuf::from("/var/log/a.jsonl"))));
+        assert_eq!(parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "on")]).expect("valid").access_log, AccessLogMode::On);
+        let err = parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "JSON")]).expect_err("case matters");
+        assert!(err.message.contains("not on, json or off"), "{}", err.message);
+    }
+
+    #[test]
     fn the_decision_endpoint() {
         let s =
             parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "127.0.0.1:8090"), ("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX", "/authz")])
