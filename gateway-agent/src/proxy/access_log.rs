@@ -1,13 +1,13 @@
 //! The JSON access log (`TOLLGATE_AGENT_ACCESS_LOG=json`): one object per request, for log
-//! shippers. Requests hand their line to a bounded channel and never wait: a thread of its
-//! own formats nothing, it only writes and flushes, and a full channel drops the line (and
-//! counts it) rather than slow the request path.
+//! shippers. A request formats its line and hands it to a bounded channel without waiting;
+//! a thread of its own writes the lines, and a full channel drops the line rather than slow
+//! the request path.
 //!
 //! A line names the path without its query (which may carry keys) and the application by
 //! id: never a credential.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,18 +59,30 @@ impl AccessLog {
     }
 }
 
-/// Writes lines as they come, flushing whenever the queue is empty.
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::new(out);
+/// Bytes written at once at most (whole lines, so a batch may go beyond by one line).
+const BATCH: usize = 64 * 1024;
+
+/// Writes the lines waiting, in one `write_all` per batch of whole lines: on stdout, the
+/// agent's own log lines (written the same way) cannot land inside an access line.
+fn write_lines(rx: Receiver<String>, mut out: Box<dyn Write + Send>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut warned = false;
     while let Ok(line) = rx.recv() {
-        let mut ok = out.write_all(line.as_bytes()).is_ok();
-        while let Ok(line) = rx.try_recv() {
-            ok &= out.write_all(line.as_bytes()).is_ok();
+        batch.extend_from_slice(line.as_bytes());
+        while batch.len() < BATCH
+            && let Ok(line) = rx.try_recv()
+        {
+            batch.extend_from_slice(line.as_bytes());
         }
-        ok &= out.flush().is_ok();
-        if !ok {
-            tracing::warn!("cannot write the access log");
+        let written = out.write_all(&batch).and_then(|()| out.flush());
+        // Said once: a full disk would otherwise repeat it for every batch.
+        if let Err(err) = written
+            && !warned
+        {
+            warned = true;
+            tracing::warn!(error = %err, "cannot write the access log: lines are being lost");
         }
+        batch.clear();
     }
 }
 
