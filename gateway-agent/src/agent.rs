@@ -1,6 +1,7 @@
 //! Starting and stopping an agent: wires the listeners and background tasks together.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
@@ -18,9 +19,10 @@ use crate::enforce::Limiter;
 use crate::enforce::counters::LocalCounters;
 use crate::error::Error;
 use crate::proxy::Proxy;
+use crate::proxy::access_log::AccessLog;
 use crate::redis::SharedCounters;
 use crate::server::{ConnectionLimit, Limits, serve};
-use crate::settings::Settings;
+use crate::settings::{AccessLogMode, Settings};
 use crate::state;
 use crate::sync::client::ControlPlane;
 use crate::sync::status;
@@ -121,6 +123,16 @@ impl Agent {
             source,
         })?;
 
+        let access_json = match settings.access_log {
+            AccessLogMode::Json => {
+                Some(AccessLog::open(settings.access_log_path.as_deref()).map_err(|source| Error::AccessLog {
+                    path: settings.access_log_path.clone().unwrap_or_else(|| PathBuf::from("stdout")),
+                    source,
+                })?)
+            }
+            _ => None,
+        };
+
         let live = Arc::new(LiveConfig::empty());
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
         let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token));
@@ -138,8 +150,14 @@ impl Agent {
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
         let mut workers = Vec::with_capacity(proxy_sockets.len());
         for (index, socket) in proxy_sockets.into_iter().enumerate() {
-            let proxy =
-                Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+            let proxy = Arc::new(Proxy::new(
+                &settings,
+                access_json.clone(),
+                live.clone(),
+                limiter.clone(),
+                aggregator.clone(),
+                metrics.clone(),
+            ));
             let limits = Limits {
                 max_header_bytes: settings.max_header_bytes,
                 connections: Some(ConnectionLimit {
@@ -152,8 +170,14 @@ impl Agent {
         }
         // Decisions run on the binary's runtime: they never wait on an upstream.
         let authz = authz_listener.map(|listener| {
-            let decider =
-                Arc::new(Proxy::new(&settings, live.clone(), limiter.clone(), aggregator.clone(), metrics.clone()));
+            let decider = Arc::new(Proxy::new(
+                &settings,
+                access_json.clone(),
+                live.clone(),
+                limiter.clone(),
+                aggregator.clone(),
+                metrics.clone(),
+            ));
             let limits = Limits {
                 max_header_bytes: settings.max_header_bytes,
                 connections: Some(ConnectionLimit {

@@ -17,6 +17,8 @@ pub enum Error {
     Bind { listener: &'static str, addr: SocketAddr, source: io::Error },
     #[error("state directory {path}: {source}")]
     StateDir { path: PathBuf, source: io::Error },
+    #[error("access log {path}: {source}")]
+    AccessLog { path: PathBuf, source: io::Error },
     #[error("redis: {0}")]
     Redis(String),
     #[error("cannot start the async runtime: {0}")]

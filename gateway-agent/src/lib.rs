@@ -43,7 +43,9 @@ mod usage;
 pub use agent::{Agent, RunningAgent};
 pub use clock::{Clock, ManualClock};
 pub use error::Error;
-pub use settings::{AuthzPathPrefix, CorsOrigins, LogFormat, RedisUrl, ServerUrl, Settings, SettingsError, Token};
+pub use settings::{
+    AccessLogMode, AuthzPathPrefix, CorsOrigins, LogFormat, RedisUrl, ServerUrl, Settings, SettingsError, Token,
+};
 pub use telemetry::init_logging;
 
 /// The agent's own version, reported to the management server.

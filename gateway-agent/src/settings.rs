@@ -238,6 +238,16 @@ impl AuthzPathPrefix {
     }
 }
 
+/// The access log's form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogMode {
+    Off,
+    /// A tracing event per request, in the agent's own log.
+    On,
+    /// A JSON object per request, one a line, for log shippers.
+    Json,
+}
+
 /// Everything the agent is configured with. Build it with [`Settings::from_env`] in the
 /// binary, or [`Settings::new`] plus field assignments in tests.
 #[derive(Clone, Debug)]
@@ -265,8 +275,10 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// Until the upstream's response head (`TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS`).
     pub upstream_timeout: Duration,
-    /// One log line per request (`TOLLGATE_AGENT_ACCESS_LOG=on`).
-    pub access_log: bool,
+    /// The access log (`TOLLGATE_AGENT_ACCESS_LOG`).
+    pub access_log: AccessLogMode,
+    /// Where the JSON access log goes (`TOLLGATE_AGENT_ACCESS_LOG_PATH`); `None`: stdout.
+    pub access_log_path: Option<PathBuf>,
     /// tracing filter (`TOLLGATE_AGENT_LOG`), used by the binary.
     pub log: String,
     pub log_format: LogFormat,
@@ -311,7 +323,8 @@ impl Settings {
             flush_interval: Duration::from_millis(1000),
             upstream_connect_timeout: Duration::from_millis(2000),
             upstream_timeout: Duration::from_millis(30_000),
-            access_log: false,
+            access_log: AccessLogMode::Off,
+            access_log_path: None,
             log: "info".to_owned(),
             log_format: LogFormat::Human,
             spool_max_bytes: Self::DEFAULT_SPOOL_MAX_BYTES,
@@ -370,12 +383,16 @@ impl Settings {
         }
         if let Some(v) = get("TOLLGATE_AGENT_ACCESS_LOG") {
             settings.access_log = match v.as_str() {
-                "on" => true,
-                "off" => false,
+                "on" => AccessLogMode::On,
+                "json" => AccessLogMode::Json,
+                "off" => AccessLogMode::Off,
                 _ => {
-                    return Err(invalid("TOLLGATE_AGENT_ACCESS_LOG", format!("`{v}` is not on or off")));
+                    return Err(invalid("TOLLGATE_AGENT_ACCESS_LOG", format!("`{v}` is not on, json or off")));
                 }
             };
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_ACCESS_LOG_PATH") {
+            settings.access_log_path = Some(PathBuf::from(v));
         }
         if let Some(v) = get("TOLLGATE_AGENT_LOG") {
             if tracing_subscriber::EnvFilter::try_new(&v).is_err() {
@@ -475,11 +492,21 @@ mod tests {
         assert_eq!(s.admin_listen.to_string(), Settings::DEFAULT_ADMIN_LISTEN);
         assert_eq!(s.flush_interval, Duration::from_secs(1));
         assert_eq!(s.spool_max_bytes, 256 << 20);
-        assert!(!s.access_log);
+        assert_eq!(s.access_log, AccessLogMode::Off);
         assert!(s.cors_origins.is_empty());
         assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
         assert_eq!((s.authz_listen, s.authz_path_prefix), (None, None));
+    }
+
+    #[test]
+    fn the_access_log() {
+        let s = parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "json"), ("TOLLGATE_AGENT_ACCESS_LOG_PATH", "/var/log/a.jsonl")])
+            .expect("valid");
+        assert_eq!((s.access_log, s.access_log_path), (AccessLogMode::Json, Some(PathBuf::from("/var/log/a.jsonl"))));
+        assert_eq!(parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "on")]).expect("valid").access_log, AccessLogMode::On);
+        let err = parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "JSON")]).expect_err("case matters");
+        assert!(err.message.contains("not on, json or off"), "{}", err.message);
     }
 
     #[test]

@@ -62,20 +62,25 @@ impl Proxy {
     /// The answer, and the refusal it carries (if any).
     async fn decision(&self, parts: &hyper::http::request::Parts) -> (Response<Body>, Option<Refusal>) {
         let started = std::time::Instant::now();
+        let trace = self.trace(&parts.headers);
+        let own = (&parts.method, parts.uri.path());
         let Some(config) = self.live.load_full() else {
-            return (self.refuse_unrouted(Refusal::NotReady, started), Some(Refusal::NotReady));
+            return (self.refuse_unrouted(Refusal::NotReady, own, trace, started), Some(Refusal::NotReady));
         };
         let now = self.clock.now();
         let original = match Original::of(parts, self.authz_prefix.as_ref().map(|p| p.as_str())) {
             Ok(original) => original,
             Err(bad) => {
                 let refusal = Refusal::InvalidDecision(bad);
-                return (self.refuse_unrouted(refusal, started), Some(refusal));
+                return (self.refuse_unrouted(refusal, own, trace, started), Some(refusal));
             }
         };
         let (route, api) = match find_api(&config, original.uri.path(), || original.host()) {
             Ok(found) => found,
-            Err(refusal) => return (self.refuse_unrouted(refusal, started), Some(refusal)),
+            Err(refusal) => {
+                let request = (&original.method, original.uri.path());
+                return (self.refuse_unrouted(refusal, request, trace, started), Some(refusal));
+            }
         };
         let mut call = Call {
             started,
@@ -86,6 +91,7 @@ impl Proxy {
             operation: None,
             blame: None,
             rate: None,
+            trace,
         };
         // `_tollgate/…` is answered by the agent in proxy mode only; here it is a path like
         // any other, left to the API's mapping rules.
@@ -122,7 +128,7 @@ impl Proxy {
         }
         self.decorate(api, &mut response);
         self.finish(
-            Summary { api: Some(api), app: Some(admitted.app.id), decision: ALLOWED, status: StatusCode::OK },
+            Summary::answered(Some(api), Some(admitted.app.id), ALLOWED, &response).of(call),
             Some(ALLOWED_INDEX),
             call.started,
         );

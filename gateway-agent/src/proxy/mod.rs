@@ -13,6 +13,7 @@
 //! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
 //! among the application's failed calls, as are upstream answers of 400 or more.
 
+pub(crate) mod access_log;
 pub(crate) mod body;
 pub(crate) mod connections;
 pub(crate) mod cors;
@@ -48,10 +49,11 @@ use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, Identified, KeyPrefix, authenticate, identify};
 use crate::enforce::limits::Checks;
 use crate::enforce::{Limiter, Touched};
-use crate::settings::{AuthzPathPrefix, CorsOrigins, Settings};
+use crate::settings::{AccessLogMode, AuthzPathPrefix, CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::failed_calls::Failure;
+use access_log::{AccessLog, Entry, TraceId, Verdict};
 use body::{BodyWatch, ClientBody};
 use connections::{Connections, UpstreamError};
 use host::{InvalidHost, RequestHost};
@@ -71,7 +73,10 @@ pub(crate) struct Proxy {
     connections: Connections,
     clock: Clock,
     upstream_timeout: Duration,
-    access_log: bool,
+    /// The tracing access line (`TOLLGATE_AGENT_ACCESS_LOG=on`).
+    access_line: bool,
+    /// The JSON access log (`TOLLGATE_AGENT_ACCESS_LOG=json`).
+    access_json: Option<AccessLog>,
     /// Browser origins that get CORS headers; empty: CORS off.
     cors: CorsOrigins,
     metrics: Arc<Metrics>,
@@ -96,6 +101,8 @@ struct Call<'a> {
     blame: Option<Blame>,
     /// Its most constrained limit, once limits were checked.
     rate: Option<RateLimit<'a>>,
+    /// The client's trace id, read only for the JSON access log.
+    trace: Option<TraceId>,
 }
 
 /// The application a request is attributed to, and the visible prefix of its key.
@@ -154,11 +161,52 @@ struct Summary<'a> {
     app: Option<uuid::Uuid>,
     decision: &'static str,
     status: StatusCode,
+    /// The request's method and path, once read.
+    request: Option<(&'a Method, &'a str)>,
+    trace: Option<TraceId>,
+    refused: bool,
+    upstream: Option<u16>,
+    /// The response body's size, when its head says.
+    bytes: Option<u64>,
+}
+
+impl<'a> Summary<'a> {
+    /// A request the agent answered itself.
+    fn answered(
+        api: Option<&'a ApiEntry>,
+        app: Option<Uuid>,
+        decision: &'static str,
+        response: &Response<Body>,
+    ) -> Summary<'a> {
+        Summary {
+            api,
+            app,
+            decision,
+            status: response.status(),
+            request: None,
+            trace: None,
+            refused: false,
+            upstream: None,
+            bytes: body_bytes(response),
+        }
+    }
+
+    fn of(mut self, call: &Call<'a>) -> Summary<'a> {
+        self.request = Some((call.method, call.uri.path()));
+        self.trace = call.trace;
+        self
+    }
+}
+
+/// The body's size, when known from the response's head.
+fn body_bytes<B: hyper::body::Body>(response: &Response<B>) -> Option<u64> {
+    response.body().size_hint().exact()
 }
 
 impl Proxy {
     pub fn new(
         settings: &Settings,
+        access_json: Option<AccessLog>,
         live: Arc<LiveConfig>,
         limiter: Arc<Limiter>,
         usage: Arc<Aggregator>,
@@ -172,7 +220,8 @@ impl Proxy {
             connections: Connections::new(settings.upstream_connect_timeout),
             clock: settings.clock.clone(),
             upstream_timeout: settings.upstream_timeout,
-            access_log: settings.access_log,
+            access_line: settings.access_log == AccessLogMode::On,
+            access_json,
             cors: settings.cors_origins.clone(),
             metrics,
             warned_tls: AtomicBool::new(false),
@@ -204,11 +253,10 @@ impl Proxy {
         let started = Instant::now();
         let config = self.live.load();
         let response = cors::preflight(origin, request.headers(), config.as_deref());
-        self.finish(
-            Summary { api: None, app: None, decision: cors::PREFLIGHT, status: response.status() },
-            Some(cors::PREFLIGHT_INDEX),
-            started,
-        );
+        let mut summary = Summary::answered(None, None, cors::PREFLIGHT, &response);
+        summary.request = Some((request.method(), request.uri().path()));
+        summary.trace = self.trace(request.headers());
+        self.finish(summary, Some(cors::PREFLIGHT_INDEX), started);
         response
     }
 
@@ -220,23 +268,33 @@ impl Proxy {
     /// and [logging](Self::logging).
     async fn pipeline(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
+        let trace = self.trace(request.headers());
         let Some(config) = self.live.load_full() else {
-            return self.refuse_unrouted(Refusal::NotReady, started);
+            return self.refuse_unrouted(Refusal::NotReady, (request.method(), request.uri().path()), trace, started);
         };
         let (mut parts, body) = request.into_parts();
         let now = self.clock.now();
 
         let (route, api) = match find_api(&config, parts.uri.path(), || RequestHost::of(&parts)) {
             Ok(found) => found,
-            Err(refusal) => return self.refuse_unrouted(refusal, started),
+            Err(refusal) => return self.refuse_unrouted(refusal, (&parts.method, parts.uri.path()), trace, started),
         };
 
         // Routed: from here on a refusal may be attributed to the application of the key, so
         // the request's method and target are kept for its record.
         let uri = std::mem::take(&mut parts.uri);
         let method = parts.method.clone();
-        let mut call =
-            Call { started, received: now, method: &method, uri: &uri, api, operation: None, blame: None, rate: None };
+        let mut call = Call {
+            started,
+            received: now,
+            method: &method,
+            uri: &uri,
+            api,
+            operation: None,
+            blame: None,
+            rate: None,
+            trace,
+        };
         let rest = uri.path().get(route.rest_offset..).unwrap_or("");
         let reserved = reserved_path(rest);
         if let Some(reserved) = reserved
@@ -334,7 +392,7 @@ impl Proxy {
         let mut response = limits::report(&self.limiter, api, caller.plan, caller.app.id, call.received).await;
         self.decorate(api, &mut response);
         self.finish(
-            Summary { api: Some(api), app: Some(caller.app.id), decision: limits::DECISION, status: response.status() },
+            Summary::answered(Some(api), Some(caller.app.id), limits::DECISION, &response).of(call),
             Some(limits::DECISION_INDEX),
             call.started,
         );
@@ -394,8 +452,9 @@ impl Proxy {
             target.succeeded();
         }
         let answered = self.clock.now();
+        let bytes = body_bytes(&response);
         let response = self.response_filter(call, response, answered);
-        self.logging(call, &admitted, status, answered);
+        self.logging(call, &admitted, status, bytes, answered);
         response
     }
 
@@ -444,7 +503,14 @@ impl Proxy {
 
     /// Logging of a proxied request: usage, a failed-call record for an answer of 400 or
     /// more, metrics and the access log.
-    fn logging(&self, call: &Call<'_>, admitted: &Admitted<'_>, status: StatusCode, answered: Timestamp) {
+    fn logging(
+        &self,
+        call: &Call<'_>,
+        admitted: &Admitted<'_>,
+        status: StatusCode,
+        bytes: Option<u64>,
+        answered: Timestamp,
+    ) {
         let api = call.api;
         let latency = call.started.elapsed();
         self.record_usage(api, admitted, answered, status, latency);
@@ -453,11 +519,18 @@ impl Proxy {
         {
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency));
         }
-        self.finish(
-            Summary { api: Some(api), app: Some(admitted.app.id), decision: "proxied", status },
-            None,
-            call.started,
-        );
+        let summary = Summary {
+            api: Some(api),
+            app: Some(admitted.app.id),
+            decision: "proxied",
+            status,
+            request: None,
+            trace: None,
+            refused: false,
+            upstream: Some(status.as_u16()),
+            bytes,
+        };
+        self.finish(summary.of(call), None, call.started);
     }
 
     /// The usage an admitted request adds, in the class of `status`.
@@ -508,22 +581,33 @@ impl Proxy {
             self.usage.record_refused(blame.app, call.received, status.as_u16(), latency);
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), Some(refusal.code()), latency));
         }
-        self.finish(
-            Summary { api: Some(call.api), app: call.blame.map(|blame| blame.app), decision: refusal.code(), status },
-            Some(refusal.index()),
-            call.started,
-        );
+        let mut summary =
+            Summary::answered(Some(call.api), call.blame.map(|blame| blame.app), refusal.code(), &response);
+        summary.refused = true;
+        self.finish(summary.of(call), Some(refusal.index()), call.started);
         response
     }
 
     /// The agent's own answer to a request no API was found for.
-    fn refuse_unrouted(&self, refusal: Refusal, started: Instant) -> Response<Body> {
-        self.finish(
-            Summary { api: None, app: None, decision: refusal.code(), status: refusal.status() },
-            Some(refusal.index()),
-            started,
-        );
-        refusal.response()
+    fn refuse_unrouted(
+        &self,
+        refusal: Refusal,
+        request: (&Method, &str),
+        trace: Option<TraceId>,
+        started: Instant,
+    ) -> Response<Body> {
+        let response = refusal.response();
+        let mut summary = Summary::answered(None, None, refusal.code(), &response);
+        summary.request = Some(request);
+        summary.trace = trace;
+        summary.refused = true;
+        self.finish(summary, Some(refusal.index()), started);
+        response
+    }
+
+    /// The client's trace id, read only when the JSON access log is on.
+    fn trace(&self, headers: &HeaderMap) -> Option<TraceId> {
+        self.access_json.as_ref().and_then(|_| TraceId::of(headers))
     }
 
     /// Metrics and the access log line of a request; `answered` is the decision's index if
@@ -537,7 +621,23 @@ impl Proxy {
             Some(index) => counters.answered(&self.metrics, index, outcome.decision, outcome.status.as_u16()),
             None => counters.proxied(&self.metrics, outcome.status.as_u16()),
         }
-        if self.access_log {
+        if let Some(log) = &self.access_json {
+            log.write(&Entry {
+                timestamp: self.clock.now(),
+                method: outcome.request.map(|(method, _)| method.as_str()),
+                path: outcome.request.map(|(_, path)| path),
+                status: outcome.status.as_u16(),
+                duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                api_id: outcome.api.map(|api| api.id),
+                application_id: outcome.app,
+                decision: if outcome.refused { Verdict::Refused } else { Verdict::Admitted },
+                code: answered.map(|_| outcome.decision),
+                upstream_status: outcome.upstream,
+                bytes: outcome.bytes,
+                trace_id: outcome.trace,
+            });
+        }
+        if self.access_line {
             tracing::info!(
                 target: "tollgate_agent::access",
                 api = outcome.api.map_or("", |api| &*api.slug),

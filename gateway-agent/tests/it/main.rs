@@ -2,6 +2,7 @@
 //! loopback to a real (tiny) upstream, a stand-in management server speaking the agent
 //! protocol, Redis on 127.0.0.1:6379, and the limiter against a reference model.
 
+mod access_log;
 mod binary;
 mod bounds;
 mod cors;
