@@ -69,6 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(gateways::list))
                 .route(web::post().to(gateways::create)),
         )
+        .service(web::resource("/admin/gateways/{id}/rename").route(web::post().to(gateways::rename)))
+        .service(web::resource("/admin/gateways/{id}/revoke").route(web::post().to(gateways::revoke)))
         .service(
             web::resource("/admin/tokens").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)),
         )
