@@ -81,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(webhooks::create)),
         )
         .service(web::resource("/admin/webhooks/{id}").route(web::get().to(webhooks::show)))
+        .service(web::resource("/admin/webhooks/{id}/edit").route(web::post().to(webhooks::edit)))
         .service(web::resource("/admin/webhooks/{id}/delete").route(web::post().to(webhooks::delete)))
         .service(
             web::resource("/admin/webhooks/{id}/deliveries/{delivery}/redeliver")
