@@ -221,6 +221,12 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
     let page = res.text().await.unwrap();
     assert!(page.contains(&format!("id=\"name-{id}-error\">use 1 to 63 letters")), "{page}");
     assert!(page.contains("value=\"no spaces\""), "{page}");
+    // A taken name is refused the same way.
+    app.post_form("/admin/gateways", &[("csrf_token", &csrf), ("name", "edge-9")]).await;
+    let res = app.post_form(&rename, &[("csrf_token", &csrf), ("name", "edge-9")]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(&format!("id=\"name-{id}-error\">an agent with this name already exists")), "{page}");
     // A good name shows on the list and is audited; the token keeps working.
     let res = app.post_form(&rename, &[("csrf_token", &csrf), ("name", "edge-2")]).await;
     assert_eq!((res.status().as_u16(), location(&res)), (303, "/admin/gateways".to_owned()));
@@ -255,5 +261,5 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(actions, ["gateway.create", "gateway.rename", "gateway.revoke"]);
+    assert_eq!(actions, ["gateway.create", "gateway.create", "gateway.rename", "gateway.revoke"]);
 }
