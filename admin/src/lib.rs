@@ -69,6 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(gateways::list))
                 .route(web::post().to(gateways::create)),
         )
+        .service(web::resource("/admin/gateways/{id}/rename").route(web::post().to(gateways::rename)))
+        .service(web::resource("/admin/gateways/{id}/revoke").route(web::post().to(gateways::revoke)))
         .service(
             web::resource("/admin/tokens").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)),
         )
@@ -79,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(webhooks::create)),
         )
         .service(web::resource("/admin/webhooks/{id}").route(web::get().to(webhooks::show)))
+        .service(web::resource("/admin/webhooks/{id}/edit").route(web::post().to(webhooks::edit)))
         .service(web::resource("/admin/webhooks/{id}/delete").route(web::post().to(webhooks::delete)))
         .service(
             web::resource("/admin/webhooks/{id}/deliveries/{delivery}/redeliver")

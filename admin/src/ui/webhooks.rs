@@ -1,6 +1,7 @@
 //! Webhooks in the admin UI: subscriptions (create with URL and events, the
-//! secret shown once, delete) and a subscription's recent deliveries with
-//! request, response, duration, attempts, next retry and a Redeliver button.
+//! secret shown once, edit URL, description and events, delete) and a
+//! subscription's recent deliveries with request, response, duration,
+//! attempts, next retry and a Redeliver button.
 
 use std::collections::HashMap;
 
@@ -70,6 +71,15 @@ pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) 
     Ok(render(StatusCode::OK, &page))
 }
 
+/// The subscription a form describes: its URL, description and ticked events.
+fn input_from(form: &HashMap<String, String>) -> SubscriptionInput {
+    SubscriptionInput {
+        url: form.get("url").cloned().unwrap_or_default(),
+        description: form.get("description").cloned().unwrap_or_default(),
+        events: form.keys().filter_map(|k| k.strip_prefix("event_")).map(str::to_owned).collect(),
+    }
+}
+
 /// Creates a subscription and shows its secret on this one response.
 pub async fn create(
     AdminUser(user): AdminUser,
@@ -78,11 +88,7 @@ pub async fn create(
     policy: web::Data<TargetPolicy>,
     CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> PageResult<HttpResponse> {
-    let input = SubscriptionInput {
-        url: form.get("url").cloned().unwrap_or_default(),
-        description: form.get("description").cloned().unwrap_or_default(),
-        events: form.keys().filter_map(|k| k.strip_prefix("event_")).map(str::to_owned).collect(),
-    };
+    let input = input_from(&form);
     let mut errors = FieldErrors::new();
     let created = errors.note(subscriptions::create(&pool, &input, **policy, &Actor::from(&user)).await, "url")?;
     let status = if created.is_some() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
@@ -145,6 +151,37 @@ struct DetailPage {
     events: String,
     deliveries: Vec<DeliveryRow>,
     total: i64,
+    /// The edit form: what it holds and its problems.
+    url: String,
+    description: String,
+    choices: Vec<EventChoice>,
+    errors: FieldErrors,
+}
+
+/// The detail page; `edit` is what a refused edit form held, with its problems.
+async fn detail(
+    session: &Session,
+    pool: &PgPool,
+    id: uuid::Uuid,
+    edit: Option<(SubscriptionInput, FieldErrors)>,
+) -> PageResult<HttpResponse> {
+    let sub = subscriptions::get(pool, id).await?;
+    let (deliveries, total) = subscriptions::deliveries(pool, id, RECENT, 0).await?;
+    let chrome = Chrome::for_session(session).await?;
+    let events = ListPage::event_names(&sub);
+    let deliveries = deliveries.into_iter().map(DeliveryRow::from).collect();
+    let (status, url, description, choices, errors) = match edit {
+        Some((input, errors)) => {
+            let choices = choices(&input.events);
+            (StatusCode::UNPROCESSABLE_ENTITY, input.url, input.description, choices, errors)
+        }
+        None => {
+            let chosen: Vec<String> = sub.events.iter().map(|e| e.as_str().to_owned()).collect();
+            (StatusCode::OK, sub.url.clone(), sub.description.clone(), choices(&chosen), FieldErrors::new())
+        }
+    };
+    let page = DetailPage { chrome, sub, events, deliveries, total, url, description, choices, errors };
+    Ok(render(status, &page))
 }
 
 pub async fn show(
@@ -153,13 +190,26 @@ pub async fn show(
     pool: web::Data<PgPool>,
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
+    detail(&session, &pool, parse_id(&path)?, None).await
+}
+
+/// Replaces a subscription's URL, description and events; its secret stays.
+pub async fn edit(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    policy: web::Data<TargetPolicy>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
+) -> PageResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let sub = subscriptions::get(&pool, id).await?;
-    let (deliveries, total) = subscriptions::deliveries(&pool, id, RECENT, 0).await?;
-    let chrome = Chrome::for_session(&session).await?;
-    let events = ListPage::event_names(&sub);
-    let deliveries = deliveries.into_iter().map(DeliveryRow::from).collect();
-    Ok(render(StatusCode::OK, &DetailPage { chrome, sub, events, deliveries, total }))
+    let input = input_from(&form);
+    let mut errors = FieldErrors::new();
+    let updated = errors.note(subscriptions::update(&pool, id, &input, **policy, &Actor::from(&user)).await, "url")?;
+    if updated.is_some() {
+        return Ok(see_other(format!("/admin/webhooks/{id}")));
+    }
+    detail(&session, &pool, id, Some((input, errors))).await
 }
 
 pub async fn redeliver(

@@ -199,3 +199,67 @@ async fn admins_register_agents_and_tokens_shown_once(pool: PgPool) {
     let res = app.client.get(app.url("/agent/v1/config")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), 200, "the shown token works for the agent API");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
+    let app = admin(pool.clone()).await;
+    let html = app.get("/admin/gateways").await.text().await.unwrap();
+    let res = app.post_form("/admin/gateways", &[("csrf_token", &csrf_from(&html)), ("name", "edge-1")]).await;
+    let page = res.text().await.unwrap();
+    let token = page.split("data-testid=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM gateways WHERE name = 'edge-1'").fetch_one(&pool).await.unwrap();
+    let csrf = csrf_from(&page);
+    let rename = format!("/admin/gateways/{id}/rename");
+    let revoke = format!("/admin/gateways/{id}/revoke");
+    // Without the CSRF token nothing happens.
+    assert!(app.post_form(&rename, &[("name", "edge-2")]).await.status().is_client_error());
+    assert!(app.post_form(&revoke, &[("confirm", "yes")]).await.status().is_client_error());
+    // A bad name is refused beside that agent's field, keeping what was typed.
+    let res = app.post_form(&rename, &[("csrf_token", &csrf), ("name", "no spaces")]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(&format!("id=\"name-{id}-error\">use 1 to 63 letters")), "{page}");
+    assert!(page.contains("value=\"no spaces\""), "{page}");
+    // A taken name is refused the same way.
+    app.post_form("/admin/gateways", &[("csrf_token", &csrf), ("name", "edge-9")]).await;
+    let res = app.post_form(&rename, &[("csrf_token", &csrf), ("name", "edge-9")]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(&format!("id=\"name-{id}-error\">an agent with this name already exists")), "{page}");
+    // A good name shows on the list and is audited; the token keeps working.
+    let res = app.post_form(&rename, &[("csrf_token", &csrf), ("name", "edge-2")]).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/admin/gateways".to_owned()));
+    let list = app.get("/admin/gateways").await.text().await.unwrap();
+    assert!(list.contains("edge-2") && !list.contains("edge-1"), "{list}");
+    let status = || async {
+        let res = app.client.get(app.url("/agent/v1/config")).bearer_auth(&token).send().await.unwrap();
+        res.status().as_u16()
+    };
+    assert_eq!(status().await, 200);
+    // Revoking without ticking the box is refused with the reason beside it.
+    let res = app.post_form(&revoke, &[("csrf_token", &csrf)]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(&format!("id=\"confirm-{id}-error\">Tick the box to confirm")), "{page}");
+    assert_eq!(status().await, 200, "an unconfirmed revoke changes nothing");
+    // Confirmed, the agent leaves the list and its token is refused.
+    let res = app.post_form(&revoke, &[("csrf_token", &csrf), ("confirm", "yes")]).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/admin/gateways".to_owned()));
+    assert!(!app.get("/admin/gateways").await.text().await.unwrap().contains("edge-2"));
+    let report = tollgate_protocol::AgentStatus {
+        protocol_version: tollgate_protocol::PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(1),
+        rejected: None,
+    };
+    let res = app.client.post(app.url("/agent/v1/status")).bearer_auth(&token).json(&report).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE entity = 'gateway' AND actor_label = $1 ORDER BY id")
+            .bind(DEMO_ADMIN_EMAIL)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(actions, ["gateway.create", "gateway.create", "gateway.rename", "gateway.revoke"]);
+}

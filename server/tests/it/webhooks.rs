@@ -464,3 +464,78 @@ async fn an_invoice_issued_by_the_billing_run_and_paid_raises_both_events(pool: 
     assert_eq!(bodies[0]["data"]["after"]["state"], "pending");
     assert!(bodies.iter().all(|b| b["data"]["id"] == id));
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admins_edit_a_subscriptions_url_and_events_in_the_ui(pool: PgPool) {
+    let admin = admin_app(pool, false).await;
+    let input = SubscriptionInput {
+        url: "https://hooks.example.com/v1".into(),
+        events: vec!["key.revoked".into()],
+        ..SubscriptionInput::default()
+    };
+    let strict = TargetPolicy { allow_private: false };
+    let (hook, secret) = subscriptions::create(&admin.app.pool, &input, strict, &Actor::system("test")).await.unwrap();
+    assert_eq!(location(&admin.app.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await), "/admin");
+    let page_path = format!("/admin/webhooks/{}", hook.id);
+    let edit = format!("{page_path}/edit");
+    // The form starts with what is stored.
+    let page = admin.app.get(&page_path).await.text().await.unwrap();
+    assert!(page.contains(r#"value="https://hooks.example.com/v1""#), "{page}");
+    assert!(page.contains(r#"name="event_key.revoked" value="on" checked"#), "{page}");
+    let token = csrf_from(&page);
+    let good = [
+        ("url", "https://hooks.example.com/v2"),
+        ("description", "billing"),
+        ("event_api.retired", "on"),
+        ("event_key.created", "on"),
+    ];
+    // Without the CSRF token nothing changes.
+    assert_eq!(admin.app.post_form(&edit, &good).await.status(), 403);
+    // A private URL is refused beside the field, keeping what was typed.
+    let res = admin
+        .app
+        .post_form(&edit, &[("csrf_token", token.as_str()), ("url", "http://10.1.2.3/in"), ("event_api.retired", "on")])
+        .await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(r#"id="url-error""#) && page.contains("private"), "{page}");
+    assert!(page.contains(r#"value="http://10.1.2.3/in""#), "{page}");
+    assert!(page.contains(r#"name="event_api.retired" value="on" checked"#), "{page}");
+    // An unknown event is refused beside the events.
+    let res = admin
+        .app
+        .post_form(
+            &edit,
+            &[("csrf_token", token.as_str()), ("url", "https://hooks.example.com/v2"), ("event_nope", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(r#"id="events-error""#) && page.contains("use account.created"), "{page}");
+    let (_, stored) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/webhooks/{}", hook.id), None).await;
+    assert_eq!(
+        (stored["url"].as_str(), &stored["events"]),
+        (Some("https://hooks.example.com/v1"), &json!(["key.revoked"]))
+    );
+    // A good edit replaces URL, description and events; the secret stays.
+    let mut form = vec![("csrf_token", token.as_str())];
+    form.extend(good);
+    let res = admin.app.post_form(&edit, &form).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, page_path.clone()));
+    let (_, stored) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/webhooks/{}", hook.id), None).await;
+    assert_eq!(stored["url"], "https://hooks.example.com/v2");
+    assert_eq!(stored["description"], "billing");
+    let mut events: Vec<String> = serde_json::from_value(stored["events"].clone()).unwrap();
+    events.sort();
+    assert_eq!(events, ["api.retired", "key.created"]);
+    let kept: String = sqlx::query_scalar("SELECT secret FROM webhook_subscriptions WHERE id = $1")
+        .bind(hook.id)
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, secret);
+    let page = admin.app.get(&page_path).await.text().await.unwrap();
+    assert!(page.contains("Deliveries to https://hooks.example.com/v2"), "{page}");
+    let (_, audit) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?action=webhook.update", None).await;
+    assert_eq!(audit["total"], 1, "only the accepted edit is audited: {audit}");
+}
