@@ -149,43 +149,33 @@ impl Agent {
         warn_if_file_descriptors_are_short(settings.max_connections);
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
         let mut workers = Vec::with_capacity(proxy_sockets.len());
-        for (index, socket) in proxy_sockets.into_iter().enumerate() {
-            let proxy = Arc::new(Proxy::new(
+        // Every proxy worker and the decision endpoint get their own `Proxy` over the same
+        // live state, and share one connection budget.
+        let new_proxy = || {
+            Arc::new(Proxy::new(
                 &settings,
                 access_json.clone(),
                 live.clone(),
                 limiter.clone(),
                 aggregator.clone(),
                 metrics.clone(),
-            ));
-            let limits = Limits {
-                max_header_bytes: settings.max_header_bytes,
-                connections: Some(ConnectionLimit {
-                    slots: connection_slots.clone(),
-                    refused: metrics.connections_refused.clone(),
-                    open: metrics.open_connections.clone(),
-                }),
-            };
-            workers.push(start_worker(index, socket, proxy, limits, stop_rx.clone()).await?);
+            ))
+        };
+        let shared_limits = || Limits {
+            max_header_bytes: settings.max_header_bytes,
+            connections: Some(ConnectionLimit {
+                slots: connection_slots.clone(),
+                refused: metrics.connections_refused.clone(),
+                open: metrics.open_connections.clone(),
+            }),
+        };
+        for (index, socket) in proxy_sockets.into_iter().enumerate() {
+            workers.push(start_worker(index, socket, new_proxy(), shared_limits(), stop_rx.clone()).await?);
         }
         // Decisions run on the binary's runtime: they never wait on an upstream.
         let authz = authz_listener.map(|listener| {
-            let decider = Arc::new(Proxy::new(
-                &settings,
-                access_json.clone(),
-                live.clone(),
-                limiter.clone(),
-                aggregator.clone(),
-                metrics.clone(),
-            ));
-            let limits = Limits {
-                max_header_bytes: settings.max_header_bytes,
-                connections: Some(ConnectionLimit {
-                    slots: connection_slots.clone(),
-                    refused: metrics.connections_refused.clone(),
-                    open: metrics.open_connections.clone(),
-                }),
-            };
+            let decider = new_proxy();
+            let limits = shared_limits();
             let handler = move |request, _peer| {
                 let decider = decider.clone();
                 async move { decider.decide(request).await }
