@@ -63,6 +63,20 @@ pub async fn insert(conn: &mut sqlx::PgConnection, n: &NewNotification<'_>) -> R
     Ok(id)
 }
 
+/// The account's owners with a verified address: mail goes only where someone proved
+/// they read it.
+pub(crate) async fn verified_owners(conn: &mut sqlx::PgConnection, account: Uuid) -> Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.email::text AS "email!" FROM memberships ms JOIN users u ON u.id = ms.user_id
+           WHERE ms.account_id = $1 AND ms.role = 'owner' AND u.email_verified_at IS NOT NULL
+           ORDER BY u.id"#,
+        account
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
+}
+
 /// Every provider admin with their address (set by an operator, so mail may go there).
 pub(crate) async fn admins(conn: &mut sqlx::PgConnection) -> Result<Vec<(Uuid, String)>> {
     let rows = sqlx::query!(r#"SELECT id, email::text AS "email!" FROM users WHERE is_admin ORDER BY id"#)

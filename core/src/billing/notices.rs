@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::money::Currency;
 use crate::mail::messages::{self, InvoiceFacts};
-use crate::notifications::{admins, tell};
+use crate::notifications::{admins, tell, verified_owners};
 use crate::{Error, Result};
 
 /// An invoice as its notices describe it.
@@ -52,26 +52,12 @@ async fn load(conn: &mut PgConnection, invoice: Uuid, base_url: &str, admin: boo
     })
 }
 
-/// The account's owners with a verified address: mail goes only where someone proved
-/// they read it.
-async fn owners(conn: &mut PgConnection, account: Uuid) -> Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query!(
-        r#"SELECT u.id, u.email::text AS "email!" FROM memberships ms JOIN users u ON u.id = ms.user_id
-           WHERE ms.account_id = $1 AND ms.role = 'owner' AND u.email_verified_at IS NOT NULL
-           ORDER BY u.id"#,
-        account
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
-}
-
 /// "Invoice issued", to the account's owners, in the issuing transaction.
 pub(crate) async fn issued(conn: &mut PgConnection, invoice: Uuid, base_url: &str) -> Result<()> {
     let inv = load(conn, invoice, base_url, false).await?;
     let link = format!("/invoices/{}", inv.id);
     let body = format!("Invoice {} for {}: {}.", inv.facts.number, inv.facts.period, inv.facts.total);
-    for (user, email) in owners(conn, inv.account_id).await? {
+    for (user, email) in verified_owners(conn, inv.account_id).await? {
         let mail = messages::invoice_issued(&email, &inv.facts, inv.paid);
         tell(conn, user, &mail, "invoice_issued", &body, &link).await?;
     }
@@ -95,7 +81,7 @@ pub(crate) async fn declined(
         None => format!("The last payment try of invoice {} was declined; the invoice failed.", inv.facts.number),
     };
     let kind = if next.is_some() { "payment_failed" } else { "invoice_failed" };
-    for (user, email) in owners(conn, inv.account_id).await? {
+    for (user, email) in verified_owners(conn, inv.account_id).await? {
         let mail = messages::payment_failed(&email, &inv.facts, reason, next.as_deref());
         tell(conn, user, &mail, kind, &body, &link).await?;
     }

@@ -177,20 +177,12 @@ fn alert_text(app_name: &str, app: Uuid, limit: &Limit, level: AlertLevel, used:
 
 /// Mail to every verified owner of the account, and a notification each.
 async fn notify_owners(tx: &mut sqlx::PgConnection, account: Uuid, text: &AlertText, base_url: &str) -> Result<()> {
-    let owners = sqlx::query!(
-        r#"SELECT u.id, u.email::text AS "email!" FROM memberships ms JOIN users u ON u.id = ms.user_id
-           WHERE ms.account_id = $1 AND ms.role = 'owner' AND u.email_verified_at IS NOT NULL
-           ORDER BY u.id"#,
-        account
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for owner in owners {
-        mail::enqueue(&mut *tx, &mail::messages::usage_alert(&owner.email, text, base_url)).await?;
+    for (owner, email) in notifications::verified_owners(&mut *tx, account).await? {
+        mail::enqueue(&mut *tx, &mail::messages::usage_alert(&email, text, base_url)).await?;
         notifications::insert(
             &mut *tx,
             &NewNotification {
-                to: Recipient::User(owner.id),
+                to: Recipient::User(owner),
                 kind: "usage_alert",
                 title: &text.title,
                 body: &text.body,
