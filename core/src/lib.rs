@@ -10,6 +10,7 @@ pub mod apis;
 pub mod applications;
 pub mod audit;
 pub mod billing;
+pub mod config_code;
 pub mod credentials;
 pub mod db;
 pub mod error;

@@ -47,6 +47,11 @@ pub struct ApiDetail {
 }
 
 pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
+    get_in(&mut *pool.acquire().await?, id).await
+}
+
+/// [`get`] on the caller's connection or transaction.
+pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetail> {
     let p = sqlx::query!(
         r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
@@ -55,17 +60,17 @@ pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
            FROM api_products p WHERE id = $1"#,
         id.0
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::NotFound)?;
     let upstreams = sqlx::query_scalar!("SELECT url FROM api_upstreams WHERE api_id = $1 ORDER BY url", id.0)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     let versions = sqlx::query!(
         "SELECT number, title, version_label, spec_version, operation_count, created_at, published_at FROM api_versions WHERE api_id = $1 ORDER BY number DESC",
         id.0
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|v| VersionInfo {
@@ -124,7 +129,15 @@ pub struct ApiChanges {
 }
 
 pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
-    let before = get(pool, id).await?;
+    let mut tx = pool.begin().await?;
+    update_in(&mut tx, id, changes, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`update`] inside the caller's transaction.
+pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
+    let before = get_in(tx, id).await?;
     if let Some(name) = &changes.name
         && (name.trim().is_empty() || name.chars().count() > 200)
     {
@@ -151,7 +164,6 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     {
         return Err(Error::invalid("key_name", "use 1 to 64 letters, digits, '_' or '-'"));
     }
-    let mut tx = pool.begin().await?;
     sqlx::query!(
         "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description),
                 auth_mode = coalesce($4, auth_mode), key_location = coalesce($5, key_location),
@@ -171,7 +183,7 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
     if let Some(policy) = changes.compatibility_policy
         && policy != before.compatibility_policy
     {
-        super::versions::rejudge_staged(&mut tx, id, policy).await?;
+        super::versions::rejudge_staged(tx, id, policy).await?;
     }
     if let Some(urls) = &changes.upstream_urls {
         sqlx::query!("DELETE FROM api_upstreams WHERE api_id = $1", id.0).execute(&mut *tx).await?;
@@ -190,12 +202,12 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
         for app in apps {
             let app_id = Uuid::new_v4().simple().to_string()[..16].to_owned();
             sqlx::query!("UPDATE applications SET app_id = $2 WHERE id = $1", app, app_id).execute(&mut *tx).await?;
-            record_change(&mut tx, Entity::Application, app, false, None).await?;
+            record_change(tx, Entity::Application, app, false, None).await?;
         }
     }
-    record_change(&mut tx, Entity::Api, id.0, false, None).await?;
+    record_change(tx, Entity::Api, id.0, false, None).await?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: "api.update",
@@ -206,7 +218,6 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -215,4 +226,91 @@ pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<Ap
     let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM api_products"#).fetch_one(pool).await?;
     let page = Listing { newest_first: true, limit: Some(limit), offset, ..Listing::default() };
     Ok((summaries(pool, &page).await?, total))
+}
+
+/// Where the gateway serves an API: base path, host and what it does with
+/// requests no rule matches. The admin UI sets them at import; configuration
+/// as code changes them, in the caller's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    pub base_path: String,
+    pub public_host: Option<String>,
+    /// 404 for a request no mapping rule matches (else it is forwarded uncounted).
+    pub unmatched_is_404: bool,
+}
+
+pub async fn set_routing_in(tx: &mut sqlx::PgConnection, id: ApiId, routing: &Routing, actor: &Actor) -> Result<()> {
+    super::products::validate_base_path(&routing.base_path)?;
+    if let Some(host) = &routing.public_host {
+        let (name, port) = host.split_once(':').unwrap_or((host, "1"));
+        let ok = (1..=253).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            return Err(Error::invalid("public_host", "use a lower-case host name, optionally with :port"));
+        }
+    }
+    let before = sqlx::query!("SELECT base_path, public_host, unmatched_is_404 FROM api_products WHERE id = $1", id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    sqlx::query!(
+        "UPDATE api_products SET base_path = $2, public_host = $3, unmatched_is_404 = $4, updated_at = now() WHERE id = $1",
+        id.0,
+        routing.base_path,
+        routing.public_host,
+        routing.unmatched_is_404
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| crate::error::conflict_on_unique(e, "another API is served on this host and base path"))?;
+    record_change(tx, Entity::Api, id.0, false, None).await?;
+    audit::record(
+        tx,
+        actor,
+        Entry {
+            action: "api.routing",
+            entity: "api",
+            entity_id: Some(id.0),
+            before: Some(
+                json!({"base_path": before.base_path, "public_host": before.public_host, "unmatched_is_404": before.unmatched_is_404}),
+            ),
+            after: Some(
+                json!({"base_path": routing.base_path, "public_host": routing.public_host, "unmatched_is_404": routing.unmatched_is_404}),
+            ),
+        },
+    )
+    .await
+}
+
+/// Deletes an API nobody subscribes to, with its versions, metrics, rules
+/// and plans, in the caller's transaction; agents drop it and its plans.
+pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) -> Result<()> {
+    let api = sqlx::query!(
+        r#"SELECT slug, (SELECT count(*) FROM applications a WHERE a.api_id = p.id) AS "applications!"
+           FROM api_products p WHERE id = $1 FOR UPDATE"#,
+        id.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if api.applications > 0 {
+        return Err(Error::Conflict(format!(
+            "{} application(s) use the API {}; move or delete them first",
+            api.applications, api.slug
+        )));
+    }
+    let plans = sqlx::query_scalar!("DELETE FROM plans WHERE api_id = $1 RETURNING id", id.0).fetch_all(&mut *tx).await?;
+    sqlx::query!("DELETE FROM api_products WHERE id = $1", id.0).execute(&mut *tx).await?;
+    for plan in plans {
+        record_change(tx, Entity::Plan, plan, true, None).await?;
+    }
+    record_change(tx, Entity::Api, id.0, true, None).await?;
+    audit::record(
+        tx,
+        actor,
+        Entry { action: "api.delete", entity: "api", entity_id: Some(id.0), before: Some(json!({"slug": api.slug})), after: None },
+    )
+    .await
 }

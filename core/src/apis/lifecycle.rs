@@ -24,6 +24,20 @@ pub async fn set_state(
     base_url: &str,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
+    set_state_in(&mut tx, id, state, sunset_at, actor, base_url).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`set_state`] inside the caller's transaction.
+pub async fn set_state_in(
+    tx: &mut sqlx::PgConnection,
+    id: ApiId,
+    state: ApiState,
+    sunset_at: Option<OffsetDateTime>,
+    actor: &Actor,
+    base_url: &str,
+) -> Result<()> {
     let before = sqlx::query!(
         r#"SELECT state AS "state: ApiState", name, slug FROM api_products WHERE id = $1 FOR UPDATE"#,
         id.0
@@ -69,12 +83,12 @@ pub async fn set_state(
         for email in owners {
             let mail =
                 messages::api_deprecated(&email, &before.name, &sunset.date().to_string(), base_url, &before.slug);
-            enqueue(&mut tx, &mail).await?;
+            enqueue(tx, &mail).await?;
         }
     }
-    record_change(&mut tx, Entity::Api, id.0, false, None).await?;
+    record_change(tx, Entity::Api, id.0, false, None).await?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: "api.lifecycle",
@@ -85,7 +99,6 @@ pub async fn set_state(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -10,5 +10,5 @@ pub mod staging;
 mod types;
 pub mod versions;
 
-pub use products::{ApiSummary, NewApi, create_from_spec, find_by_slug, list_apis};
+pub use products::{ApiSummary, NewApi, create_from_spec, create_in, find_by_slug, list_apis};
 pub use types::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation, ReportState};

@@ -70,7 +70,7 @@ fn validate_slug(slug: &str) -> Result<()> {
     }
 }
 
-fn validate_base_path(path: &str) -> Result<()> {
+pub(crate) fn validate_base_path(path: &str) -> Result<()> {
     let ok = path.starts_with('/')
         && path.len() <= 256
         && !path.contains("//")
@@ -123,27 +123,45 @@ pub async fn create_from_spec(
     pool: &PgPool,
     source: &str,
     spec: &ParsedSpec,
+    mut new: NewApi,
+    actor: &Actor,
+) -> Result<ApiSummary> {
+    if new.slug.is_none() {
+        let name = display_name(&new, spec);
+        new.slug = Some(unique_slug(pool, &slugify(&name)).await?);
+    }
+    let mut tx = pool.begin().await?;
+    let summary = create_in(&mut tx, source, spec, new, actor).await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+/// The name an import gives the API: the admin's, else the document's title.
+fn display_name(new: &NewApi, spec: &ParsedSpec) -> String {
+    new.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).map_or_else(|| spec.title.clone(), str::to_owned)
+}
+
+/// [`create_from_spec`] inside the caller's transaction (configuration as
+/// code applies many changes in one). The slug must be given.
+pub async fn create_in(
+    tx: &mut sqlx::PgConnection,
+    source: &str,
+    spec: &ParsedSpec,
     new: NewApi,
     actor: &Actor,
 ) -> Result<ApiSummary> {
-    let name = new.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| spec.title.clone());
+    let name = display_name(&new, spec);
     if name.chars().count() > 200 {
         return Err(Error::invalid("name", "use at most 200 characters"));
     }
-    let slug = match new.slug {
-        Some(slug) => {
-            validate_slug(&slug)?;
-            slug
-        }
-        None => unique_slug(pool, &slugify(&name)).await?,
-    };
+    let slug = new.slug.ok_or_else(|| Error::invalid("slug", "an API needs a slug"))?;
+    validate_slug(&slug)?;
     let base_path = new.base_path.unwrap_or_else(|| format!("/{slug}"));
     validate_base_path(&base_path)?;
     if let Some(url) = &new.upstream_url {
         validate_upstream(url)?;
     }
 
-    let mut tx = pool.begin().await?;
     let api = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO api_products (id, slug, name, description, base_path) VALUES ($1, $2, $3, $4, $5)",
@@ -225,7 +243,7 @@ pub async fn create_from_spec(
         .await
         .map_err(|e| conflict_on_unique(e, &format!("the document repeats the operation {} {}", op.method, op.path)))?;
     }
-    record_change(&mut tx, Entity::Api, api, false, None).await?;
+    record_change(tx, Entity::Api, api, false, None).await?;
     let summary = ApiSummary {
         id: ApiId(api),
         slug,
@@ -237,12 +255,11 @@ pub async fn create_from_spec(
         operation_count,
     };
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry { action: "api.import", entity: "api", entity_id: Some(api), before: None, after: Some(json!(summary)) },
     )
     .await?;
-    tx.commit().await?;
     Ok(summary)
 }
 

@@ -14,20 +14,19 @@ use crate::error::conflict_on_unique;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
-/// Ends an edit of an API's metrics or rules: agents learn of it, the
-/// audit log records who did what, and both commit with the edit.
-async fn commit_edit(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+/// Ends an edit of an API's metrics or rules: agents learn of it, and the
+/// audit log records who did what, in the edit's transaction.
+pub(crate) async fn finish_edit(
+    tx: &mut sqlx::PgConnection,
     api: ApiId,
     actor: &Actor,
     action: &str,
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
 ) -> Result<()> {
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    record_change(tx, Entity::Api, api.0, false, None).await?;
     let entry = Entry { action, entity: "api", entity_id: Some(api.0), before, after };
-    audit::record(&mut tx, actor, entry).await?;
-    tx.commit().await?;
+    audit::record(tx, actor, entry).await?;
     Ok(())
 }
 
@@ -110,6 +109,21 @@ pub async fn add_metric(
     parent: Option<&str>,
     actor: &Actor,
 ) -> Result<Uuid> {
+    let mut tx = pool.begin().await?;
+    let id = add_metric_in(&mut tx, api, system_name, friendly_name, parent, actor).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// [`add_metric`] inside the caller's transaction.
+pub async fn add_metric_in(
+    tx: &mut sqlx::PgConnection,
+    api: ApiId,
+    system_name: &str,
+    friendly_name: &str,
+    parent: Option<&str>,
+    actor: &Actor,
+) -> Result<Uuid> {
     let ok = !system_name.is_empty()
         && system_name.len() <= 128
         && system_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
@@ -119,9 +133,8 @@ pub async fn add_metric(
     if friendly_name.chars().count() > MAX_FRIENDLY_NAME_CHARS {
         return Err(Error::invalid("friendly_name", format!("use at most {MAX_FRIENDLY_NAME_CHARS} characters")));
     }
-    let mut tx = pool.begin().await?;
     let parent_id = match parent.filter(|p| !p.is_empty()) {
-        Some(name) => Some(metric_id(&mut tx, api, name, "parent").await?),
+        Some(name) => Some(metric_id(tx, api, name, "parent").await?),
         None => None,
     };
     let id = Uuid::now_v7();
@@ -137,7 +150,7 @@ pub async fn add_metric(
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a metric with that system name"))?;
-    commit_edit(tx, api, actor, "metric.create", None, Some(json!({"system_name": system_name, "parent": parent})))
+    finish_edit(tx, api, actor, "metric.create", None, Some(json!({"system_name": system_name, "parent": parent})))
         .await?;
     Ok(id)
 }
@@ -145,6 +158,13 @@ pub async fn add_metric(
 /// Deletes a metric with its methods, limits, prices and rules.
 pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
+    delete_metric_in(&mut tx, api, id, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete_metric`] inside the caller's transaction.
+pub async fn delete_metric_in(tx: &mut sqlx::PgConnection, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let name = sqlx::query_scalar!(
         "DELETE FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits' RETURNING system_name",
         id,
@@ -153,7 +173,7 @@ pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    commit_edit(tx, api, actor, "metric.delete", Some(json!({"system_name": name})), None).await?;
+    finish_edit(tx, api, actor, "metric.delete", Some(json!({"system_name": name})), None).await?;
     Ok(())
 }
 
@@ -174,6 +194,14 @@ pub struct NewRule {
 }
 
 pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) -> Result<Uuid> {
+    let mut tx = pool.begin().await?;
+    let id = add_rule_in(&mut tx, api, rule, actor).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Checks a rule's method, pattern, delta and position; the method upper-cased.
+pub(crate) fn check_rule(rule: &NewRule) -> Result<String> {
     let method = rule.http_method.trim().to_ascii_uppercase();
     if !RULE_METHODS.contains(&method.as_str()) {
         return Err(Error::invalid("http_method", format!("use one of {}", RULE_METHODS.join(", "))));
@@ -186,8 +214,13 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     if rule.position.is_some_and(|p| !(0..=MAX_RULE_POSITION).contains(&p)) {
         return Err(Error::invalid("position", "use 0 to 1,000,000"));
     }
-    let mut tx = pool.begin().await?;
-    let metric = metric_id(&mut tx, api, &rule.metric, "metric").await?;
+    Ok(method)
+}
+
+/// [`add_rule`] inside the caller's transaction.
+pub async fn add_rule_in(tx: &mut sqlx::PgConnection, api: ApiId, rule: &NewRule, actor: &Actor) -> Result<Uuid> {
+    let method = check_rule(rule)?;
+    let metric = metric_id(tx, api, &rule.metric, "metric").await?;
     let position = match rule.position {
         Some(p) => p,
         None => {
@@ -217,7 +250,7 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a rule for that method and pattern"))?;
-    commit_edit(
+    finish_edit(
         tx,
         api,
         actor,
@@ -231,11 +264,116 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
 
 pub async fn delete_rule(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
+    delete_rule_in(&mut tx, api, id, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete_rule`] inside the caller's transaction.
+pub async fn delete_rule_in(tx: &mut sqlx::PgConnection, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let pattern =
         sqlx::query_scalar!("DELETE FROM mapping_rules WHERE id = $1 AND api_id = $2 RETURNING pattern", id, api.0)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(Error::NotFound)?;
-    commit_edit(tx, api, actor, "mapping_rule.delete", Some(json!({"pattern": pattern})), None).await?;
+    finish_edit(tx, api, actor, "mapping_rule.delete", Some(json!({"pattern": pattern})), None).await?;
     Ok(())
+}
+
+/// What configuration as code may change about a metric after it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricChanges {
+    pub friendly_name: String,
+    pub unit: String,
+    pub description: String,
+    /// The parent metric's system name; `None` for a top-level metric.
+    pub parent: Option<String>,
+}
+
+/// Replaces a metric's names, unit, description and parent, in the caller's
+/// transaction. `hits` stays top-level, and a metric cannot be its own ancestor.
+pub async fn update_metric_in(
+    tx: &mut sqlx::PgConnection,
+    api: ApiId,
+    system_name: &str,
+    changes: &MetricChanges,
+    actor: &Actor,
+) -> Result<()> {
+    if changes.friendly_name.trim().is_empty() || changes.friendly_name.chars().count() > MAX_FRIENDLY_NAME_CHARS {
+        return Err(Error::invalid("friendly_name", format!("use 1 to {MAX_FRIENDLY_NAME_CHARS} characters")));
+    }
+    if changes.unit.trim().is_empty() || changes.unit.chars().count() > 64 {
+        return Err(Error::invalid("unit", "use 1 to 64 characters"));
+    }
+    if system_name == "hits" && changes.parent.is_some() {
+        return Err(Error::invalid("parent", "hits is the top-level metric and has no parent"));
+    }
+    let id = metric_id(tx, api, system_name, "system_name").await?;
+    let parent_id = match changes.parent.as_deref() {
+        Some(name) => {
+            let parent = metric_id(tx, api, name, "parent").await?;
+            // Walking up from the new parent must not reach this metric.
+            let cycle = sqlx::query_scalar!(
+                r#"WITH RECURSIVE up(id, parent_id) AS (
+                     SELECT id, parent_id FROM metrics WHERE id = $1
+                     UNION SELECT m.id, m.parent_id FROM metrics m JOIN up ON m.id = up.parent_id)
+                   SELECT EXISTS (SELECT 1 FROM up WHERE id = $2) AS "cycle!""#,
+                parent,
+                id
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if cycle {
+                return Err(Error::invalid("parent", format!("{name} is {system_name} itself or one of its methods")));
+            }
+            Some(parent)
+        }
+        None => None,
+    };
+    sqlx::query!(
+        "UPDATE metrics SET friendly_name = $2, unit = $3, description = $4, parent_id = $5 WHERE id = $1",
+        id,
+        changes.friendly_name.trim(),
+        changes.unit.trim(),
+        changes.description,
+        parent_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let after = json!({"system_name": system_name, "friendly_name": changes.friendly_name, "unit": changes.unit, "parent": changes.parent});
+    finish_edit(tx, api, actor, "metric.update", None, Some(after)).await
+}
+
+/// Replaces what a rule (named by method and pattern) counts, where it
+/// stands and whether it came from an imported operation, in the caller's
+/// transaction.
+pub async fn update_rule_in(
+    tx: &mut sqlx::PgConnection,
+    api: ApiId,
+    rule: &NewRule,
+    imported: bool,
+    actor: &Actor,
+) -> Result<()> {
+    let method = check_rule(rule)?;
+    let position = rule.position.ok_or_else(|| Error::invalid("position", "give the rule's position"))?;
+    let metric = metric_id(tx, api, &rule.metric, "metric").await?;
+    let updated = sqlx::query!(
+        "UPDATE mapping_rules SET metric_id = $4, delta = $5, position = $6, last = $7, imported = $8
+         WHERE api_id = $1 AND http_method = $2 AND pattern = $3",
+        api.0,
+        method,
+        rule.pattern,
+        metric,
+        rule.delta,
+        position,
+        rule.last,
+        imported
+    )
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    let after = json!({"method": method, "pattern": rule.pattern, "metric": rule.metric, "delta": rule.delta, "position": position, "last": rule.last});
+    finish_edit(tx, api, actor, "mapping_rule.update", None, Some(after)).await
 }

@@ -72,6 +72,22 @@ pub fn compare_inline(operations: i64, bytes: i64) -> bool {
 /// report when the comparison is large.
 pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, actor: &Actor) -> Result<VersionReport> {
     let mut tx = pool.begin().await?;
+    let number = stage_in(&mut tx, api, source, spec, false, actor).await?;
+    tx.commit().await?;
+    get(pool, api, number).await
+}
+
+/// [`stage`] inside the caller's transaction; its number. With `inline`,
+/// the report is made now whatever its size (for a caller that publishes
+/// in the same transaction).
+pub async fn stage_in(
+    tx: &mut sqlx::PgConnection,
+    api: ApiId,
+    source: &str,
+    spec: &ParsedSpec,
+    inline: bool,
+    actor: &Actor,
+) -> Result<i32> {
     let policy = sqlx::query_scalar!(
         r#"SELECT compatibility_policy AS "policy: CompatibilityPolicy" FROM api_products WHERE id = $1 FOR UPDATE"#,
         api.0
@@ -96,10 +112,11 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
     .await?;
     let operation_count =
         i32::try_from(spec.operations.len()).map_err(|_| Error::invalid("spec", "too many operations"))?;
-    let inline = compare_inline(
-        i64::from(base.operation_count) + i64::from(operation_count),
-        i64::from(base.bytes) + source.len() as i64,
-    );
+    let inline = inline
+        || compare_inline(
+            i64::from(base.operation_count) + i64::from(operation_count),
+            i64::from(base.bytes) + source.len() as i64,
+        );
     let report = if inline {
         let old = sqlx::query_scalar!(
             "SELECT spec_source FROM api_versions WHERE api_id = $1 AND number = $2",
@@ -146,7 +163,7 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
         .await?;
     }
     audit::record(
-        &mut tx,
+        &mut *tx,
         actor,
         Entry {
             action: "api.stage_version",
@@ -157,8 +174,7 @@ pub async fn stage(pool: &PgPool, api: ApiId, source: &str, spec: &ParsedSpec, a
         },
     )
     .await?;
-    tx.commit().await?;
-    get(pool, api, number).await
+    Ok(number)
 }
 
 /// A staged or published version with its stored report (or how far the
@@ -260,6 +276,19 @@ fn rule_pattern(path: &str) -> String {
 /// Publishes a staged version.
 pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base_url: &str) -> Result<ChangeReport> {
     let mut tx = pool.begin().await?;
+    let report = publish_in(&mut tx, api, number, actor, base_url).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// [`publish`] inside the caller's transaction.
+pub async fn publish_in(
+    tx: &mut sqlx::PgConnection,
+    api: ApiId,
+    number: i32,
+    actor: &Actor,
+    base_url: &str,
+) -> Result<ChangeReport> {
     let product = sqlx::query!("SELECT name, slug FROM api_products WHERE id = $1 FOR UPDATE", api.0)
         .fetch_optional(&mut *tx)
         .await?
@@ -292,7 +321,7 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
     }
     let spec = tollgate_openapi::reparse(&version.spec_source)
         .map_err(|e| Error::Internal(format!("the staged spec no longer parses: {e}")))?;
-    let old = current(&mut tx, api).await?;
+    let old = current(tx, api).await?;
     let new_ops: HashSet<(String, String)> =
         spec.operations.iter().map(|o| (o.method.clone(), o.path.clone())).collect();
     let hits = sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'", api.0)
@@ -389,12 +418,12 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
                 base_url,
                 &product.slug,
             );
-            enqueue(&mut tx, &mail).await?;
+            enqueue(tx, &mail).await?;
         }
     }
-    record_change(&mut tx, Entity::Api, api.0, false, None).await?;
+    record_change(tx, Entity::Api, api.0, false, None).await?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: "api.publish_version",
@@ -405,6 +434,5 @@ pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(report)
 }

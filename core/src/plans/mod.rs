@@ -228,8 +228,15 @@ async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan
 
 /// Creates a plan with its limits in one transaction.
 pub async fn create_plan(pool: &PgPool, api: ApiId, plan: &NewPlan, actor: &Actor) -> Result<PlanId> {
-    validate(plan)?;
     let mut tx = pool.begin().await?;
+    let id = create_plan_in(&mut tx, api, plan, actor).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// [`create_plan`] inside the caller's transaction.
+pub async fn create_plan_in(tx: &mut sqlx::PgConnection, api: ApiId, plan: &NewPlan, actor: &Actor) -> Result<PlanId> {
+    validate(plan)?;
     let id = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO plans (id, api_id, system_name, name, description, published, approval_required,
@@ -251,10 +258,10 @@ pub async fn create_plan(pool: &PgPool, api: ApiId, plan: &NewPlan, actor: &Acto
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a plan with that system name"))?;
-    write_rules(&mut tx, api.0, id, plan).await?;
-    record_change(&mut tx, Entity::Plan, id, false, None).await?;
+    write_rules(tx, api.0, id, plan).await?;
+    record_change(tx, Entity::Plan, id, false, None).await?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: "plan.create",
@@ -265,7 +272,6 @@ pub async fn create_plan(pool: &PgPool, api: ApiId, plan: &NewPlan, actor: &Acto
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(PlanId(id))
 }
 
@@ -369,13 +375,18 @@ pub struct PlanDetail {
 }
 
 pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
+    get_plan_in(&mut *pool.acquire().await?, id).await
+}
+
+/// [`get_plan`] on the caller's connection or transaction.
+pub async fn get_plan_in(conn: &mut sqlx::PgConnection, id: PlanId) -> Result<PlanDetail> {
     let p = sqlx::query!(
         r#"SELECT id, api_id, system_name, name, description, published, approval_required, setup_fee, monthly_fee, trial_days, currency, time_zone,
                   (SELECT count(*) FROM applications a WHERE a.plan_id = plans.id) AS "applications!"
            FROM plans WHERE id = $1"#,
         id.0
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::NotFound)?;
     let limits = sqlx::query!(
@@ -383,7 +394,7 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
            WHERE l.plan_id = $1 ORDER BY m.system_name, l.period"#,
         id.0
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|r| NewLimit { metric: r.system_name, period: r.period.0, max: r.max_value })
@@ -393,7 +404,7 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
          WHERE r.plan_id = $1 ORDER BY m.system_name, r.min_units",
         id.0
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|r| NewPrice { metric: r.system_name, from: r.min_units, to: r.max_units, price_per_unit: r.price_per_unit })
@@ -403,7 +414,7 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
            WHERE pm.plan_id = $1 ORDER BY m.system_name"#,
         id.0
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|r| NewPricingMode { metric: r.system_name, mode: r.mode })
@@ -430,9 +441,16 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
 
 /// Replaces everything about a plan but its API.
 pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Actor) -> Result<()> {
-    validate(plan)?;
-    let before = get_plan(pool, id).await?;
     let mut tx = pool.begin().await?;
+    update_plan_in(&mut tx, id, plan, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`update_plan`] inside the caller's transaction.
+pub async fn update_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, plan: &NewPlan, actor: &Actor) -> Result<()> {
+    validate(plan)?;
+    let before = get_plan_in(tx, id).await?;
     // Billing reads a plan's months in its zone and bills in its currency, for history too:
     // changing either under subscribers would leave their usage unbilled.
     let changed = [("currency", before.currency != plan.currency), ("time_zone", before.time_zone != plan.time_zone)];
@@ -472,10 +490,10 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
     .execute(&mut *tx)
     .await
     .map_err(|e| conflict_on_unique(e, "this API already has a plan with that system name"))?;
-    write_rules(&mut tx, before.api_id, id.0, plan).await?;
-    record_change(&mut tx, Entity::Plan, id.0, false, None).await?;
+    write_rules(tx, before.api_id, id.0, plan).await?;
+    record_change(tx, Entity::Plan, id.0, false, None).await?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: "plan.update",
@@ -488,24 +506,30 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
 /// Deletes a plan nobody subscribes to.
 pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()> {
-    let before = get_plan(pool, id).await?;
+    let mut tx = pool.begin().await?;
+    delete_plan_in(&mut tx, id, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete_plan`] inside the caller's transaction.
+pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Actor) -> Result<()> {
+    let before = get_plan_in(tx, id).await?;
     if before.applications > 0 {
         return Err(Error::Conflict(format!(
             "{} application(s) use this plan; move them to another plan first",
             before.applications
         )));
     }
-    let mut tx = pool.begin().await?;
     sqlx::query!("DELETE FROM plans WHERE id = $1", id.0).execute(&mut *tx).await?;
-    record_change(&mut tx, Entity::Plan, id.0, true, None).await?;
+    record_change(tx, Entity::Plan, id.0, true, None).await?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         Entry {
             action: "plan.delete",
@@ -516,7 +540,6 @@ pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()>
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -123,10 +123,22 @@ pub async fn set_plan_levels(
     levels: &[AlertLevel],
     actor: &Actor,
 ) -> Result<Vec<AlertLevel>> {
+    let mut tx = pool.begin().await?;
+    let levels = set_plan_levels_in(&mut tx, plan, levels, actor).await?;
+    tx.commit().await?;
+    Ok(levels)
+}
+
+/// [`set_plan_levels`] inside the caller's transaction.
+pub async fn set_plan_levels_in(
+    tx: &mut sqlx::PgConnection,
+    plan: Uuid,
+    levels: &[AlertLevel],
+    actor: &Actor,
+) -> Result<Vec<AlertLevel>> {
     let mut levels = levels.to_vec();
     levels.sort_unstable();
     levels.dedup();
-    let mut tx = pool.begin().await?;
     let before = sqlx::query_scalar!("SELECT alert_levels FROM plans WHERE id = $1 FOR UPDATE", plan)
         .fetch_optional(&mut *tx)
         .await?
@@ -135,7 +147,7 @@ pub async fn set_plan_levels(
         .execute(&mut *tx)
         .await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         actor,
         Entry {
             action: "plan.alert_levels",
@@ -146,7 +158,6 @@ pub async fn set_plan_levels(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(levels)
 }
 

@@ -1,0 +1,522 @@
+//! Making the platform match a configuration file, in one transaction: each
+//! change goes through the same core function the admin UI and API call, so
+//! it is validated, audited and announced to agents (`config_changes`, whose
+//! trigger NOTIFYs at commit) exactly as a click would be. The diff reported
+//! is the configuration read before and after inside that transaction, so it
+//! is what happened; a dry run rolls it back.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::json;
+
+use crate::apis::detail::{self, ApiChanges, Routing};
+use crate::apis::rules::{self, MetricChanges, NewRule};
+use crate::apis::{ApiId, ApiState, NewApi, create_in, lifecycle, versions};
+use crate::audit::{self, Actor, Entry};
+use crate::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, PlanId};
+use crate::usage::levels::{AlertLevel, parse_levels, set_plan_levels_in};
+use crate::{Error, Result};
+
+use super::diff::{Change, compare};
+use super::document::{Api, Document, Origin, Plan, Rule, Unmatched};
+use super::export::{api_in, export_in};
+use super::locate::NodePath;
+use super::parse::{Located, parse};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Work out and report the changes, then roll them back.
+    pub dry_run: bool,
+    /// Also remove APIs, plans, metrics and rules the file does not name.
+    pub prune: bool,
+}
+
+/// What an apply did (or, dry, would do).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub changes: Vec<Change>,
+    /// Whether the changes were committed (not a dry run, and there were some).
+    pub applied: bool,
+}
+
+/// Why nothing was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The file is wrong: what and where.
+    #[error("{0}")]
+    Invalid(Located),
+    /// The file asks for something the platform's state forbids (a plan in use).
+    #[error("{0}")]
+    Conflict(Located),
+    #[error(transparent)]
+    Core(#[from] Error),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(err: sqlx::Error) -> ApplyError {
+        ApplyError::Core(err.into())
+    }
+}
+
+/// Applies are serialised: two at once would each diff against a state the other is changing.
+const APPLY_LOCK: i64 = 7_406_524_314;
+
+/// Parses, checks and applies `text`. `base_url` is where mails (a
+/// deprecation, a breaking version) link to.
+pub async fn apply(
+    pool: &sqlx::PgPool,
+    text: &str,
+    options: Options,
+    actor: &Actor,
+    base_url: &str,
+) -> Result<Outcome, ApplyError> {
+    let doc = parse(text).map_err(ApplyError::Invalid)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1) AS locked", APPLY_LOCK).fetch_one(&mut *tx).await?;
+    let before = export_in(&mut tx).await?;
+    let run = Run { text, options, actor, base_url };
+    for (i, api) in doc.apis.iter().enumerate() {
+        let at = NodePath::default().key("apis").index(i);
+        run.api(&mut tx, &at, api).await?;
+    }
+    if options.prune {
+        let named: HashSet<&str> = doc.apis.iter().map(|a| a.slug.as_str()).collect();
+        for old in before.apis.iter().filter(|a| !named.contains(a.slug.as_str())) {
+            let id = api_id(&mut tx, &old.slug).await?;
+            detail::delete_in(&mut tx, id, actor).await.map_err(|e| run.fail(&NodePath::default().key("apis"), e))?;
+        }
+    }
+    let after = export_in(&mut tx).await?;
+    converged(text, &doc, &after, options.prune).map_err(ApplyError::Invalid)?;
+    let changes = compare(&before, &after);
+    let applied = !options.dry_run && !changes.is_empty();
+    if applied {
+        let summary = super::diff::summary(&changes);
+        audit::record(
+            &mut tx,
+            actor,
+            Entry {
+                action: "config.apply",
+                entity: "config",
+                entity_id: None,
+                before: None,
+                after: Some(json!({"summary": summary, "prune": options.prune})),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(Outcome { changes, applied })
+}
+
+/// Checks that the platform now holds what the file says (the objects it
+/// names; without prune, others may remain), so a field the platform
+/// stores differently is an error rather than a diff that never settles.
+fn converged(text: &str, doc: &Document, after: &Document, prune: bool) -> Result<(), Located> {
+    for (i, wanted) in doc.apis.iter().enumerate() {
+        let at = NodePath::default().key("apis").index(i);
+        let wanted = normalised(wanted);
+        let Some(mut got) = after.apis.iter().find(|a| a.slug == wanted.slug).cloned() else {
+            return Err(Located::at(text, &at, "the API was not stored"));
+        };
+        if !prune {
+            let keep = |name: &str, names: &HashSet<String>| names.contains(name);
+            let metrics: HashSet<String> = wanted.metrics.iter().map(|m| m.system_name.clone()).collect();
+            let rules: HashSet<String> = wanted.mapping_rules.iter().map(rule_key).collect();
+            let plans: HashSet<String> = wanted.plans.iter().map(|p| p.system_name.clone()).collect();
+            if !wanted.metrics.is_empty() {
+                got.metrics.retain(|m| keep(&m.system_name, &metrics));
+            }
+            got.mapping_rules.retain(|r| keep(&rule_key(r), &rules));
+            got.plans.retain(|p| keep(&p.system_name, &plans));
+        }
+        if wanted.metrics.is_empty() {
+            got.metrics.clear();
+        }
+        if got != wanted {
+            let field = first_difference(&wanted, &got);
+            return Err(Located::at(
+                text,
+                &at,
+                format!("the platform stores {field} differently from the file (is it written as the platform writes it?)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn first_difference(a: &Api, b: &Api) -> &'static str {
+    match () {
+        _ if a.name != b.name => "name",
+        _ if a.description != b.description => "description",
+        _ if a.upstreams != b.upstreams => "upstreams",
+        _ if a.metrics != b.metrics => "metrics",
+        _ if a.mapping_rules != b.mapping_rules => "mapping_rules",
+        _ if a.plans != b.plans => "plans",
+        _ if a.spec != b.spec => "spec",
+        _ => "a field",
+    }
+}
+
+fn rule_key(rule: &Rule) -> String {
+    format!("{} {}", rule.method.to_ascii_uppercase(), rule.pattern)
+}
+
+/// The API as export would write it after applying: defaults filled in,
+/// lists in export's order.
+fn normalised(api: &Api) -> Api {
+    let mut api = api.clone();
+    api.base_path.get_or_insert_with(|| format!("/{}", api.slug));
+    api.upstreams.sort();
+    api.upstreams.dedup();
+    api.metrics.sort_by(|a, b| a.system_name.cmp(&b.system_name));
+    for (i, rule) in api.mapping_rules.iter_mut().enumerate() {
+        rule.method = rule.method.to_ascii_uppercase();
+        rule.position.get_or_insert(i32::try_from(i).unwrap_or(i32::MAX));
+    }
+    api.mapping_rules.sort_by(|a, b| (a.position, &a.method, &a.pattern).cmp(&(b.position, &b.method, &b.pattern)));
+    api.plans.sort_by(|a, b| a.system_name.cmp(&b.system_name));
+    for plan in &mut api.plans {
+        plan.alert_levels.sort_unstable();
+        plan.alert_levels.dedup();
+        plan.limits.sort_by(|a, b| (&a.metric, a.period).cmp(&(&b.metric, b.period)));
+        plan.pricing.sort_by(|a, b| (&a.metric, a.from).cmp(&(&b.metric, b.from)));
+        plan.pricing_modes.sort_by(|a, b| a.metric.cmp(&b.metric));
+    }
+    api
+}
+
+async fn api_id(tx: &mut sqlx::PgConnection, slug: &str) -> Result<ApiId> {
+    sqlx::query_scalar!("SELECT id FROM api_products WHERE slug = $1", slug)
+        .fetch_optional(tx)
+        .await?
+        .map(ApiId)
+        .ok_or(Error::NotFound)
+}
+
+struct Run<'a> {
+    text: &'a str,
+    options: Options,
+    actor: &'a Actor,
+    base_url: &'a str,
+}
+
+impl Run<'_> {
+    /// A core error while applying the object at `at`, located in the file.
+    fn fail(&self, at: &NodePath, err: Error) -> ApplyError {
+        match err {
+            Error::Invalid { field, message } => ApplyError::Invalid(Located::at(self.text, &at.field(&field), message)),
+            Error::Conflict(message) => ApplyError::Conflict(Located::at(self.text, at, message)),
+            Error::Import(e) => ApplyError::Invalid(Located::at(self.text, &at.key("spec"), e.to_string())),
+            Error::NotFound => ApplyError::Invalid(Located::at(self.text, at, "refers to something that does not exist")),
+            other => ApplyError::Core(other),
+        }
+    }
+
+    async fn api(&self, tx: &mut sqlx::PgConnection, at: &NodePath, api: &Api) -> Result<(), ApplyError> {
+        let fail = |e: Error| self.fail(at, e);
+        let spec = tollgate_openapi::parse(&api.spec).map_err(|e| fail(e.into()))?;
+        let current = api_in(tx, &api.slug).await?;
+        let id = match &current {
+            None => {
+                let new = NewApi {
+                    name: Some(api.name.clone()),
+                    slug: Some(api.slug.clone()),
+                    base_path: api.base_path.clone(),
+                    upstream_url: None,
+                };
+                create_in(tx, &api.spec, &spec, new, self.actor).await.map_err(fail)?.id
+            }
+            Some(current) => {
+                let id = api_id(tx, &api.slug).await?;
+                if current.spec != api.spec {
+                    let number =
+                        versions::stage_in(tx, id, &api.spec, &spec, true, self.actor).await.map_err(fail)?;
+                    versions::publish_in(tx, id, number, self.actor, self.base_url).await.map_err(fail)?;
+                }
+                id
+            }
+        };
+        // What is there now that the import or the new version has made its metrics and rules.
+        let now = api_in(tx, &api.slug).await?.ok_or(Error::NotFound)?;
+        self.settings(tx, at, id, api, &now).await?;
+        self.metrics(tx, at, id, api, &now).await?;
+        self.rules(tx, at, id, api, &now).await?;
+        self.plans(tx, at, id, api, &now).await?;
+        self.lifecycle(tx, at, id, api, &now).await?;
+        if self.options.prune {
+            self.prune(tx, at, id, api, &now).await?;
+        }
+        Ok(())
+    }
+
+    async fn settings(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+        let wanted = normalised(api);
+        let differs = |a: bool| a.then_some(());
+        let changes = ApiChanges {
+            name: differs(wanted.name != now.name).map(|()| wanted.name.clone()),
+            description: differs(wanted.description != now.description).map(|()| wanted.description.clone()),
+            upstream_urls: differs(wanted.upstreams != now.upstreams).map(|()| wanted.upstreams.clone()),
+            auth_mode: differs(wanted.auth.mode != now.auth.mode).map(|()| wanted.auth.mode),
+            key_location: differs(wanted.auth.key_location != now.auth.key_location).map(|()| wanted.auth.key_location),
+            key_name: differs(wanted.auth.key_name != now.auth.key_name).map(|()| wanted.auth.key_name.clone()),
+            compatibility_policy: differs(wanted.compatibility_policy != now.compatibility_policy)
+                .map(|()| wanted.compatibility_policy),
+        };
+        let any = changes.name.is_some()
+            || changes.description.is_some()
+            || changes.upstream_urls.is_some()
+            || changes.auth_mode.is_some()
+            || changes.key_location.is_some()
+            || changes.key_name.is_some()
+            || changes.compatibility_policy.is_some();
+        if any {
+            detail::update_in(tx, id, &changes, self.actor).await.map_err(|e| {
+                // The core names `upstream_urls`; the file calls them `upstreams`.
+                let e = match e {
+                    Error::Invalid { field, message } => {
+                        Error::Invalid { field: field.replace("upstream_urls", "upstreams").into(), message }
+                    }
+                    e => e,
+                };
+                self.fail(at, e)
+            })?;
+        }
+        let routing = |a: &Api| Routing {
+            base_path: a.base_path.clone().unwrap_or_default(),
+            public_host: a.public_host.clone(),
+            unmatched_is_404: a.unmatched == Unmatched::NotFound,
+        };
+        if routing(&wanted) != routing(now) {
+            detail::set_routing_in(tx, id, &routing(&wanted), self.actor).await.map_err(|e| self.fail(at, e))?;
+        }
+        Ok(())
+    }
+
+    async fn metrics(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+        let existing: HashMap<&str, &super::document::Metric> =
+            now.metrics.iter().map(|m| (m.system_name.as_str(), m)).collect();
+        let mut present: HashSet<String> = existing.keys().map(|k| (*k).to_owned()).collect();
+        // Parents before their methods: each pass adds the metrics whose parent exists.
+        let mut pending: Vec<(usize, &super::document::Metric)> = api.metrics.iter().enumerate().collect();
+        while !pending.is_empty() {
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|(_, m)| m.parent.as_ref().is_none_or(|p| present.contains(p)));
+            if ready.is_empty() {
+                let (j, m) = waiting[0];
+                let parent = m.parent.clone().unwrap_or_default();
+                let here = at.key("metrics").index(j).key("parent");
+                return Err(ApplyError::Invalid(Located::at(self.text, &here, format!("{parent} is not a metric of this API (or the parents form a loop)"))));
+            }
+            for (j, m) in ready {
+                let here = at.key("metrics").index(j);
+                let wanted = MetricChanges {
+                    friendly_name: m.friendly_name.clone(),
+                    unit: m.unit.clone(),
+                    description: m.description.clone(),
+                    parent: m.parent.clone(),
+                };
+                match existing.get(m.system_name.as_str()) {
+                    Some(old) => {
+                        let had = MetricChanges {
+                            friendly_name: old.friendly_name.clone(),
+                            unit: old.unit.clone(),
+                            description: old.description.clone(),
+                            parent: old.parent.clone(),
+                        };
+                        if had != wanted {
+                            rules::update_metric_in(tx, id, &m.system_name, &wanted, self.actor)
+                                .await
+                                .map_err(|e| self.fail(&here, e))?;
+                        }
+                    }
+                    None => {
+                        rules::add_metric_in(tx, id, &m.system_name, &m.friendly_name, m.parent.as_deref(), self.actor)
+                            .await
+                            .map_err(|e| self.fail(&here, e))?;
+                        if m.unit != "hit" || !m.description.is_empty() {
+                            rules::update_metric_in(tx, id, &m.system_name, &wanted, self.actor)
+                                .await
+                                .map_err(|e| self.fail(&here, e))?;
+                        }
+                        present.insert(m.system_name.clone());
+                    }
+                }
+            }
+            pending = waiting;
+        }
+        Ok(())
+    }
+
+    async fn rules(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+        let existing: HashMap<String, &Rule> = now.mapping_rules.iter().map(|r| (rule_key(r), r)).collect();
+        let wanted = normalised(api);
+        for (j, rule) in api.mapping_rules.iter().enumerate() {
+            let here = at.key("mapping_rules").index(j);
+            let want = wanted.mapping_rules.iter().find(|r| rule_key(r) == rule_key(rule)).unwrap_or(rule);
+            let new = NewRule {
+                http_method: want.method.clone(),
+                pattern: want.pattern.clone(),
+                metric: want.metric.clone(),
+                delta: want.delta,
+                last: want.last,
+                position: want.position,
+            };
+            let imported = want.origin == Origin::Import;
+            match existing.get(&rule_key(want)) {
+                Some(old) if *old == want => {}
+                Some(_) => rules::update_rule_in(tx, id, &new, imported, self.actor)
+                    .await
+                    .map_err(|e| self.fail(&here, e))?,
+                None => {
+                    rules::add_rule_in(tx, id, &new, self.actor).await.map_err(|e| self.fail(&here, e))?;
+                    if imported {
+                        rules::update_rule_in(tx, id, &new, true, self.actor).await.map_err(|e| self.fail(&here, e))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn plans(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+        let wanted = normalised(api);
+        for (j, plan) in api.plans.iter().enumerate() {
+            let here = at.key("plans").index(j);
+            let fail = |e: Error| self.fail(&here, e);
+            let want = wanted.plans.iter().find(|p| p.system_name == plan.system_name).unwrap_or(plan);
+            let levels: Vec<AlertLevel> =
+                parse_levels(&plan.alert_levels).map_err(|e| fail(e.at("alert_levels")))?;
+            let old = now.plans.iter().find(|p| p.system_name == plan.system_name);
+            let plan_id = match old {
+                Some(old) => {
+                    let plan_id = plan_id(tx, id, &plan.system_name).await?;
+                    let mut same = old.clone();
+                    same.alert_levels.clone_from(&want.alert_levels);
+                    if same != *want {
+                        plans::update_plan_in(tx, plan_id, &new_plan(plan), self.actor).await.map_err(fail)?;
+                    }
+                    plan_id
+                }
+                None => plans::create_plan_in(tx, id, &new_plan(plan), self.actor).await.map_err(fail)?,
+            };
+            let had = old.map_or_else(|| AlertLevel::DEFAULT.iter().map(|l| i64::from(l.pct())).collect(), |o| o.alert_levels.clone());
+            if had != want.alert_levels {
+                set_plan_levels_in(tx, plan_id.0, &levels, self.actor).await.map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lifecycle(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+        use ApiState::*;
+        let (from, to) = (now.lifecycle.state, api.lifecycle.state);
+        let sunset = api.lifecycle.sunset_at;
+        let steps: &[ApiState] = match (from, to) {
+            _ if from == to && (to != Deprecated || now.lifecycle.sunset_at == sunset) => &[],
+            (Deprecated, Deprecated) => &[Published, Deprecated],
+            (_, Draft) => {
+                let here = at.key("lifecycle").key("state");
+                return Err(ApplyError::Invalid(Located::at(self.text, &here, format!("an API cannot go back to draft from {from}"))));
+            }
+            (Draft | Retired, Deprecated) => &[Published, Deprecated],
+            (Draft, Retired) => &[Published, Retired],
+            _ => &[to],
+        };
+        for &step in steps {
+            let sunset = if step == Deprecated { sunset } else { None };
+            lifecycle::set_state_in(tx, id, step, sunset, self.actor, self.base_url)
+                .await
+                .map_err(|e| self.fail(&at.key("lifecycle"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes what the API's part of the file no longer names: rules, plans
+    /// (refused for a plan in use), then metrics (hits stays).
+    async fn prune(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+        let rules: HashSet<String> = api.mapping_rules.iter().map(rule_key).collect();
+        for old in now.mapping_rules.iter().filter(|r| !rules.contains(&rule_key(r))) {
+            let rule = sqlx::query_scalar!(
+                "SELECT id FROM mapping_rules WHERE api_id = $1 AND http_method = $2 AND pattern = $3",
+                id.0,
+                old.method,
+                old.pattern
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            rules::delete_rule_in(tx, id, rule, self.actor).await.map_err(|e| self.fail(at, e))?;
+        }
+        let plans: HashSet<&str> = api.plans.iter().map(|p| p.system_name.as_str()).collect();
+        for old in now.plans.iter().filter(|p| !plans.contains(p.system_name.as_str())) {
+            let plan = plan_id(tx, id, &old.system_name).await?;
+            plans::delete_plan_in(tx, plan, self.actor).await.map_err(|e| {
+                let e = match e {
+                    Error::Conflict(message) => Error::Conflict(format!(
+                        "cannot remove the plan {}/{}, which the file no longer names: {message}",
+                        api.slug, old.system_name
+                    )),
+                    e => e,
+                };
+                self.fail(&at.key("plans"), e)
+            })?;
+        }
+        if api.metrics.is_empty() {
+            return Ok(());
+        }
+        let metrics: HashSet<&str> = api.metrics.iter().map(|m| m.system_name.as_str()).collect();
+        let gone: HashSet<&str> =
+            now.metrics.iter().map(|m| m.system_name.as_str()).filter(|m| !metrics.contains(m)).collect();
+        // Deleting a metric deletes its methods, so only the topmost ones are deleted by name.
+        for old in now.metrics.iter().filter(|m| gone.contains(m.system_name.as_str())) {
+            if old.parent.as_deref().is_some_and(|p| gone.contains(p)) {
+                continue;
+            }
+            let metric = sqlx::query_scalar!(
+                "SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2",
+                id.0,
+                old.system_name
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            rules::delete_metric_in(tx, id, metric, self.actor).await.map_err(|e| self.fail(&at.key("metrics"), e))?;
+        }
+        Ok(())
+    }
+}
+
+async fn plan_id(tx: &mut sqlx::PgConnection, api: ApiId, system_name: &str) -> Result<PlanId> {
+    sqlx::query_scalar!("SELECT id FROM plans WHERE api_id = $1 AND system_name = $2", api.0, system_name)
+        .fetch_optional(tx)
+        .await?
+        .map(PlanId)
+        .ok_or(Error::NotFound)
+}
+
+fn new_plan(plan: &Plan) -> NewPlan {
+    NewPlan {
+        system_name: plan.system_name.clone(),
+        name: plan.name.clone(),
+        description: plan.description.clone(),
+        published: plan.published,
+        approval_required: plan.approval_required,
+        setup_fee: plan.setup_fee.0,
+        monthly_fee: plan.monthly_fee.0,
+        trial_days: plan.trial_days,
+        currency: plan.currency.clone(),
+        time_zone: plan.time_zone.clone(),
+        limits: plan.limits.iter().map(|l| NewLimit { metric: l.metric.clone(), period: l.period, max: l.max }).collect(),
+        pricing: plan
+            .pricing
+            .iter()
+            .map(|t| NewPrice { metric: t.metric.clone(), from: t.from, to: t.to, price_per_unit: t.price_per_unit.0 })
+            .collect(),
+        pricing_modes: plan
+            .pricing_modes
+            .iter()
+            .map(|m| NewPricingMode { metric: m.metric.clone(), mode: m.mode })
+            .collect(),
+    }
+}

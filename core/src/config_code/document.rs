@@ -1,0 +1,294 @@
+//! The configuration file's format: one YAML document that names every
+//! object by its slug or system name, never by a database id. `export`
+//! writes it in a stable order; `parse` reads it back. Fields left out take
+//! the value a new object gets in the admin UI.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use time::OffsetDateTime;
+
+use crate::apis::{ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
+use crate::billing::pricing::PricingMode;
+use crate::plans::Period;
+
+/// The format's version; a file of another version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The whole configuration of a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// Always 1 for now.
+    pub version: u32,
+    /// API products, by slug.
+    #[serde(default)]
+    pub apis: Vec<Api>,
+}
+
+/// An API product with everything below it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub slug: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Where the gateway serves it, e.g. `/weather`; `/<slug>` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
+    /// Upstream target URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<String>,
+    #[serde(default)]
+    pub auth: Auth,
+    /// What the gateway answers a request no mapping rule matches.
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    #[serde(default = "strict")]
+    pub compatibility_policy: CompatibilityPolicy,
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+    /// Metrics and methods (a method names its parent metric).
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+    #[serde(default)]
+    pub mapping_rules: Vec<Rule>,
+    #[serde(default)]
+    pub plans: Vec<Plan>,
+    /// The OpenAPI document (2.0, 3.0 or 3.1; JSON or YAML text), inline,
+    /// as the portal renders it. A different text publishes a new version.
+    pub spec: String,
+}
+
+fn strict() -> CompatibilityPolicy {
+    CompatibilityPolicy::Strict
+}
+
+/// How consumers present credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub mode: AuthMode,
+    pub key_location: KeyLocation,
+    /// The query parameter or header carrying the user key.
+    pub key_name: String,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth { mode: AuthMode::UserKey, key_location: KeyLocation::Query, key_name: "user_key".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// 404 from the gateway (the default).
+    #[default]
+    NotFound,
+    /// Forwarded uncounted.
+    Pass,
+}
+
+/// Where the API is in its life; a deprecated API names its sunset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    pub state: ApiState,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub sunset_at: Option<OffsetDateTime>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle { state: ApiState::Draft, sunset_at: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    pub system_name: String,
+    /// The parent metric of a method (usually `hits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub friendly_name: String,
+    #[serde(default = "hit", skip_serializing_if = "is_hit")]
+    pub unit: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+fn hit() -> String {
+    "hit".into()
+}
+
+fn is_hit(unit: &str) -> bool {
+    unit == "hit"
+}
+
+/// A mapping rule, named by its method and pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub method: String,
+    pub pattern: String,
+    pub metric: String,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub delta: i32,
+    /// Rules run in position order; left out, the rule's index in the list.
+    #[serde(default)]
+    pub position: Option<i32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub last: bool,
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn is_one(n: &i32) -> bool {
+    *n == 1
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// Whether a rule was made from an imported operation (counts each call
+/// once, on the most specific rule) or by hand (every match counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Import,
+    #[default]
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub system_name: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub published: bool,
+    #[serde(default)]
+    pub approval_required: bool,
+    #[serde(default)]
+    pub setup_fee: Amount,
+    #[serde(default)]
+    pub monthly_fee: Amount,
+    #[serde(default)]
+    pub trial_days: i32,
+    #[serde(default = "usd")]
+    pub currency: String,
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    /// Percentages of a limit that alert (50, 80, 90, 100, 120, 150, 200, 300).
+    #[serde(default = "default_levels")]
+    pub alert_levels: Vec<i64>,
+    #[serde(default)]
+    pub limits: Vec<Limit>,
+    #[serde(default)]
+    pub pricing: Vec<Tier>,
+    /// Metrics priced in volume mode; the others are graduated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pricing_modes: Vec<Mode>,
+}
+
+fn usd() -> String {
+    "USD".into()
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn default_levels() -> Vec<i64> {
+    vec![80, 100]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub metric: String,
+    pub period: Period,
+    pub max: i64,
+}
+
+/// Units `from..=to` (no `to`: unbounded) of a metric in a month cost
+/// `price_per_unit` each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub metric: String,
+    pub from: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    pub price_per_unit: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mode {
+    pub metric: String,
+    pub mode: PricingMode,
+}
+
+/// Money, exact: written as a string (`"9.90"`) so no float ever holds it;
+/// a plain YAML number is read too. Compared and written normalised.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Amount(pub Decimal);
+
+impl PartialEq for Amount {
+    fn eq(&self, other: &Amount) -> bool {
+        self.0.normalize() == other.0.normalize()
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.normalize())
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
+        struct Visit;
+        impl de::Visitor<'_> for Visit {
+            type Value = Amount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal amount such as \"9.90\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
+                Decimal::from_str(v.trim()).map(Amount).map_err(|_| E::custom(format!("`{v}` is not a decimal amount")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Amount, E> {
+                Ok(Amount(Decimal::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Amount, E> {
+                Ok(Amount(Decimal::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Amount, E> {
+                // The shortest text that reads back as this float, as the file wrote it.
+                self.visit_str(&v.to_string())
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}

@@ -1,0 +1,155 @@
+//! Reading the provider's configuration into a [`Document`], in a stable
+//! order: APIs by slug, metrics and plans by system name, rules by position,
+//! limits by metric and period, tiers by metric and first unit. Nothing
+//! secret and nothing that changes by itself (ids, timestamps) is read.
+
+use crate::Result;
+use crate::apis::detail::get_in;
+use crate::apis::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
+use crate::plans::{PlanId, get_plan_in};
+
+use super::document::{
+    Amount, Api, Auth, Document, FORMAT_VERSION, Lifecycle, Limit, Metric, Mode, Origin, Plan, Rule, Tier, Unmatched,
+};
+
+/// The configuration as it is now, read on the caller's connection (apply
+/// reads it inside its transaction, before and after).
+pub async fn export_in(conn: &mut sqlx::PgConnection) -> Result<Document> {
+    Ok(Document { version: FORMAT_VERSION, apis: apis(conn, None).await? })
+}
+
+/// One API as export writes it, if it exists.
+pub async fn api_in(conn: &mut sqlx::PgConnection, slug: &str) -> Result<Option<Api>> {
+    Ok(apis(conn, Some(slug)).await?.pop())
+}
+
+async fn apis(conn: &mut sqlx::PgConnection, slug: Option<&str>) -> Result<Vec<Api>> {
+    let rows = sqlx::query!(
+        r#"SELECT id, slug, name, description, base_path, public_host, auth_mode AS "auth_mode: AuthMode",
+                  key_location AS "key_location: KeyLocation", key_name, unmatched_is_404,
+                  compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
+                  state AS "state: ApiState", sunset_at
+           FROM api_products WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug"#,
+        slug
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut apis = Vec::with_capacity(rows.len());
+    for p in rows {
+        let upstreams = get_in(conn, ApiId(p.id)).await?.upstreams;
+        // The version the platform serves: the newest published, the newest before any is.
+        let spec = sqlx::query_scalar!(
+            "SELECT spec_source FROM api_versions WHERE api_id = $1
+             ORDER BY (published_at IS NOT NULL) DESC, number DESC LIMIT 1",
+            p.id
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_default();
+        apis.push(Api {
+            slug: p.slug,
+            name: p.name,
+            description: p.description,
+            base_path: Some(p.base_path),
+            public_host: p.public_host,
+            upstreams,
+            auth: Auth { mode: p.auth_mode, key_location: p.key_location, key_name: p.key_name },
+            unmatched: if p.unmatched_is_404 { Unmatched::NotFound } else { Unmatched::Pass },
+            compatibility_policy: p.compatibility_policy,
+            lifecycle: Lifecycle { state: p.state, sunset_at: p.sunset_at },
+            metrics: metrics(conn, p.id).await?,
+            mapping_rules: rules(conn, p.id).await?,
+            plans: plans(conn, p.id).await?,
+            spec,
+        });
+    }
+    Ok(apis)
+}
+
+async fn metrics(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Metric>> {
+    let rows = sqlx::query!(
+        r#"SELECT m.system_name, p.system_name AS "parent?", m.friendly_name, m.unit, m.description
+           FROM metrics m LEFT JOIN metrics p ON p.id = m.parent_id
+           WHERE m.api_id = $1 ORDER BY m.system_name"#,
+        api
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Metric {
+            system_name: r.system_name,
+            parent: r.parent,
+            friendly_name: r.friendly_name,
+            unit: r.unit,
+            description: r.description,
+        })
+        .collect())
+}
+
+async fn rules(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Rule>> {
+    let rows = sqlx::query!(
+        "SELECT r.http_method, r.pattern, m.system_name, r.delta, r.position, r.last, r.imported
+         FROM mapping_rules r JOIN metrics m ON m.id = r.metric_id
+         WHERE r.api_id = $1 ORDER BY r.position, r.http_method, r.pattern",
+        api
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Rule {
+            method: r.http_method,
+            pattern: r.pattern,
+            metric: r.system_name,
+            delta: r.delta,
+            position: Some(r.position),
+            last: r.last,
+            origin: if r.imported { Origin::Import } else { Origin::Manual },
+        })
+        .collect())
+}
+
+async fn plans(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Plan>> {
+    let rows =
+        sqlx::query!("SELECT id, alert_levels FROM plans WHERE api_id = $1 ORDER BY system_name", api)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut plans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let p = get_plan_in(conn, PlanId(row.id)).await?;
+        let mut alert_levels: Vec<i64> = row.alert_levels.iter().map(|&l| i64::from(l)).collect();
+        alert_levels.sort_unstable();
+        alert_levels.dedup();
+        plans.push(Plan {
+            system_name: p.system_name,
+            name: p.name,
+            description: p.description,
+            published: p.published,
+            approval_required: p.approval_required,
+            setup_fee: Amount(p.setup_fee),
+            monthly_fee: Amount(p.monthly_fee),
+            trial_days: p.trial_days,
+            currency: p.currency,
+            time_zone: p.time_zone,
+            alert_levels,
+            limits: p.limits.into_iter().map(|l| Limit { metric: l.metric, period: l.period, max: l.max }).collect(),
+            pricing: p
+                .pricing
+                .into_iter()
+                .map(|t| Tier { metric: t.metric, from: t.from, to: t.to, price_per_unit: Amount(t.price_per_unit) })
+                .collect(),
+            pricing_modes: p.pricing_modes.into_iter().map(|m| Mode { metric: m.metric, mode: m.mode }).collect(),
+        });
+    }
+    Ok(plans)
+}
+
+/// The document as YAML text, with a header saying what it is.
+pub fn to_yaml(doc: &Document) -> Result<String> {
+    let body = yaml_serde::to_string(doc).map_err(|e| crate::Error::Internal(format!("writing YAML: {e}")))?;
+    Ok(format!("{HEADER}{body}"))
+}
+
+const HEADER: &str = "# Tollgate configuration, written by `tollgate export`.\n\
+                      # Apply it with `tollgate apply -f FILE` (see docs/CONFIG-AS-CODE.md).\n";
