@@ -10,6 +10,7 @@ mod applications;
 mod audit;
 mod auth;
 mod billing;
+mod config;
 mod error;
 mod gateways;
 mod invoices;
@@ -168,6 +169,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::put().to(billing::replace_settings)),
             )
             .service(resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)))
+            .service(resource("/config", "GET").route(web::get().to(config::export)))
+            .service(resource("/config/apply", "POST").route(web::post().to(config::apply)))
             .default_service(web::to(not_found)),
     );
 }

@@ -301,7 +301,8 @@ pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) ->
             api.applications, api.slug
         )));
     }
-    let plans = sqlx::query_scalar!("DELETE FROM plans WHERE api_id = $1 RETURNING id", id.0).fetch_all(&mut *tx).await?;
+    let plans =
+        sqlx::query_scalar!("DELETE FROM plans WHERE api_id = $1 RETURNING id", id.0).fetch_all(&mut *tx).await?;
     sqlx::query!("DELETE FROM api_products WHERE id = $1", id.0).execute(&mut *tx).await?;
     for plan in plans {
         record_change(tx, Entity::Plan, plan, true, None).await?;
@@ -310,7 +311,13 @@ pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) ->
     audit::record(
         tx,
         actor,
-        Entry { action: "api.delete", entity: "api", entity_id: Some(id.0), before: Some(json!({"slug": api.slug})), after: None },
+        Entry {
+            action: "api.delete",
+            entity: "api",
+            entity_id: Some(id.0),
+            before: Some(json!({"slug": api.slug})),
+            after: None,
+        },
     )
     .await
 }

@@ -140,7 +140,9 @@ fn converged(text: &str, doc: &Document, after: &Document, prune: bool) -> Resul
             return Err(Located::at(
                 text,
                 &at,
-                format!("the platform stores {field} differently from the file (is it written as the platform writes it?)"),
+                format!(
+                    "the platform stores {field} differently from the file (is it written as the platform writes it?)"
+                ),
             ));
         }
     }
@@ -207,10 +209,14 @@ impl Run<'_> {
     /// A core error while applying the object at `at`, located in the file.
     fn fail(&self, at: &NodePath, err: Error) -> ApplyError {
         match err {
-            Error::Invalid { field, message } => ApplyError::Invalid(Located::at(self.text, &at.field(&field), message)),
+            Error::Invalid { field, message } => {
+                ApplyError::Invalid(Located::at(self.text, &at.field(&field), message))
+            }
             Error::Conflict(message) => ApplyError::Conflict(Located::at(self.text, at, message)),
             Error::Import(e) => ApplyError::Invalid(Located::at(self.text, &at.key("spec"), e.to_string())),
-            Error::NotFound => ApplyError::Invalid(Located::at(self.text, at, "refers to something that does not exist")),
+            Error::NotFound => {
+                ApplyError::Invalid(Located::at(self.text, at, "refers to something that does not exist"))
+            }
             other => ApplyError::Core(other),
         }
     }
@@ -232,8 +238,7 @@ impl Run<'_> {
             Some(current) => {
                 let id = api_id(tx, &api.slug).await?;
                 if current.spec != api.spec {
-                    let number =
-                        versions::stage_in(tx, id, &api.spec, &spec, true, self.actor).await.map_err(fail)?;
+                    let number = versions::stage_in(tx, id, &api.spec, &spec, true, self.actor).await.map_err(fail)?;
                     versions::publish_in(tx, id, number, self.actor, self.base_url).await.map_err(fail)?;
                 }
                 id
@@ -252,7 +257,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn settings(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+    async fn settings(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
         let wanted = normalised(api);
         let differs = |a: bool| a.then_some(());
         let changes = ApiChanges {
@@ -295,7 +307,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn metrics(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+    async fn metrics(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
         let existing: HashMap<&str, &super::document::Metric> =
             now.metrics.iter().map(|m| (m.system_name.as_str(), m)).collect();
         let mut present: HashSet<String> = existing.keys().map(|k| (*k).to_owned()).collect();
@@ -308,7 +327,11 @@ impl Run<'_> {
                 let (j, m) = waiting[0];
                 let parent = m.parent.clone().unwrap_or_default();
                 let here = at.key("metrics").index(j).key("parent");
-                return Err(ApplyError::Invalid(Located::at(self.text, &here, format!("{parent} is not a metric of this API (or the parents form a loop)"))));
+                return Err(ApplyError::Invalid(Located::at(
+                    self.text,
+                    &here,
+                    format!("{parent} is not a metric of this API (or the parents form a loop)"),
+                )));
             }
             for (j, m) in ready {
                 let here = at.key("metrics").index(j);
@@ -350,7 +373,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn rules(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+    async fn rules(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
         let existing: HashMap<String, &Rule> = now.mapping_rules.iter().map(|r| (rule_key(r), r)).collect();
         let wanted = normalised(api);
         for (j, rule) in api.mapping_rules.iter().enumerate() {
@@ -367,9 +397,9 @@ impl Run<'_> {
             let imported = want.origin == Origin::Import;
             match existing.get(&rule_key(want)) {
                 Some(old) if *old == want => {}
-                Some(_) => rules::update_rule_in(tx, id, &new, imported, self.actor)
-                    .await
-                    .map_err(|e| self.fail(&here, e))?,
+                Some(_) => {
+                    rules::update_rule_in(tx, id, &new, imported, self.actor).await.map_err(|e| self.fail(&here, e))?
+                }
                 None => {
                     rules::add_rule_in(tx, id, &new, self.actor).await.map_err(|e| self.fail(&here, e))?;
                     if imported {
@@ -381,14 +411,20 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn plans(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+    async fn plans(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
         let wanted = normalised(api);
         for (j, plan) in api.plans.iter().enumerate() {
             let here = at.key("plans").index(j);
             let fail = |e: Error| self.fail(&here, e);
             let want = wanted.plans.iter().find(|p| p.system_name == plan.system_name).unwrap_or(plan);
-            let levels: Vec<AlertLevel> =
-                parse_levels(&plan.alert_levels).map_err(|e| fail(e.at("alert_levels")))?;
+            let levels: Vec<AlertLevel> = parse_levels(&plan.alert_levels).map_err(|e| fail(e.at("alert_levels")))?;
             let old = now.plans.iter().find(|p| p.system_name == plan.system_name);
             let plan_id = match old {
                 Some(old) => {
@@ -402,7 +438,10 @@ impl Run<'_> {
                 }
                 None => plans::create_plan_in(tx, id, &new_plan(plan), self.actor).await.map_err(fail)?,
             };
-            let had = old.map_or_else(|| AlertLevel::DEFAULT.iter().map(|l| i64::from(l.pct())).collect(), |o| o.alert_levels.clone());
+            let had = old.map_or_else(
+                || AlertLevel::DEFAULT.iter().map(|l| i64::from(l.pct())).collect(),
+                |o| o.alert_levels.clone(),
+            );
             if had != want.alert_levels {
                 set_plan_levels_in(tx, plan_id.0, &levels, self.actor).await.map_err(fail)?;
             }
@@ -410,7 +449,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn lifecycle(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+    async fn lifecycle(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
         use ApiState::*;
         let (from, to) = (now.lifecycle.state, api.lifecycle.state);
         let sunset = api.lifecycle.sunset_at;
@@ -419,7 +465,11 @@ impl Run<'_> {
             (Deprecated, Deprecated) => &[Published, Deprecated],
             (_, Draft) => {
                 let here = at.key("lifecycle").key("state");
-                return Err(ApplyError::Invalid(Located::at(self.text, &here, format!("an API cannot go back to draft from {from}"))));
+                return Err(ApplyError::Invalid(Located::at(
+                    self.text,
+                    &here,
+                    format!("an API cannot go back to draft from {from}"),
+                )));
             }
             (Draft | Retired, Deprecated) => &[Published, Deprecated],
             (Draft, Retired) => &[Published, Retired],
@@ -436,7 +486,14 @@ impl Run<'_> {
 
     /// Removes what the API's part of the file no longer names: rules, plans
     /// (refused for a plan in use), then metrics (hits stays).
-    async fn prune(&self, tx: &mut sqlx::PgConnection, at: &NodePath, id: ApiId, api: &Api, now: &Api) -> Result<(), ApplyError> {
+    async fn prune(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
         let rules: HashSet<String> = api.mapping_rules.iter().map(rule_key).collect();
         for old in now.mapping_rules.iter().filter(|r| !rules.contains(&rule_key(r))) {
             let rule = sqlx::query_scalar!(
@@ -507,7 +564,11 @@ fn new_plan(plan: &Plan) -> NewPlan {
         trial_days: plan.trial_days,
         currency: plan.currency.clone(),
         time_zone: plan.time_zone.clone(),
-        limits: plan.limits.iter().map(|l| NewLimit { metric: l.metric.clone(), period: l.period, max: l.max }).collect(),
+        limits: plan
+            .limits
+            .iter()
+            .map(|l| NewLimit { metric: l.metric.clone(), period: l.period, max: l.max })
+            .collect(),
         pricing: plan
             .pricing
             .iter()

@@ -111,10 +111,9 @@ async fn rules(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Rul
 }
 
 async fn plans(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Plan>> {
-    let rows =
-        sqlx::query!("SELECT id, alert_levels FROM plans WHERE api_id = $1 ORDER BY system_name", api)
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = sqlx::query!("SELECT id, alert_levels FROM plans WHERE api_id = $1 ORDER BY system_name", api)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut plans = Vec::with_capacity(rows.len());
     for row in rows {
         let p = get_plan_in(conn, PlanId(row.id)).await?;

@@ -154,7 +154,8 @@ fn check_api(text: &str, at: &NodePath, api: &Api) -> Result<(), Located> {
         if let Err(e) = parse_levels(&p.alert_levels) {
             return fail(here.key("alert_levels"), e.to_string());
         }
-        let references = p.limits.iter().map(|l| ("limits", &l.metric)).chain(p.pricing.iter().map(|t| ("pricing", &t.metric)));
+        let references =
+            p.limits.iter().map(|l| ("limits", &l.metric)).chain(p.pricing.iter().map(|t| ("pricing", &t.metric)));
         let mut index = (0, 0);
         for (list, metric) in references {
             let k = if list == "limits" { &mut index.0 } else { &mut index.1 };

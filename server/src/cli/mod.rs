@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod billing;
+mod config;
 mod database;
 pub mod dev;
 mod error;
@@ -45,6 +46,24 @@ pub enum Command {
         /// Stage the file as a new version of the API with this slug (published separately).
         #[arg(long)]
         api: Option<String>,
+    },
+    /// Write the provider's configuration (APIs, metrics, rules, plans, lifecycle) as one YAML document.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Make the platform match a configuration file: print the diff, then apply it in one transaction.
+    Apply {
+        /// The configuration file (as `tollgate export` writes it).
+        #[arg(long = "file", short = 'f')]
+        file: PathBuf,
+        /// Print the diff only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove APIs, plans, metrics and rules the file no longer names (never a plan in use).
+        #[arg(long)]
+        prune: bool,
     },
     /// Manage gateway agents.
     #[command(subcommand)]
@@ -133,6 +152,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             billing::run(&settings, period, account, dry_run, usize::from(workers)).await
         }
         Command::Import { file, name, api } => import::run(&settings, &file, name, api).await,
+        Command::Export { output } => config::export(&settings, output.as_deref()).await,
+        Command::Apply { file, dry_run, prune } => config::apply(&settings, &file, dry_run, prune).await,
         Command::Dev { stop_db: true, .. } => dev::postgres::stop(),
         Command::Dev { db_only, seed_only, database, .. } => dev::run(settings, db_only, seed_only, &database).await,
     }

@@ -1,0 +1,164 @@
+//! Configuration as code over HTTP: the provider's configuration as YAML
+//! (`GET /admin/api/v1/config`, what `tollgate export` writes) and applying
+//! such a document (`POST /admin/api/v1/config/apply`, what `tollgate apply`
+//! does), so a CI job needs only an admin token. A bad document is 422 with
+//! the line, column and path of what is wrong; nothing is applied.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use tollgate_core::config_code::{self, Action, ApplyError, Change, Located, Options};
+use tollgate_core::db::PgPool;
+use tollgate_web::PublicUrl;
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::admin;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::parse_query;
+
+/// The YAML media type both endpoints document.
+const YAML: &str = "application/yaml";
+
+/// The provider's configuration as one YAML document: APIs with their specs,
+/// upstreams and auth, metrics, mapping rules, plans with limits and prices,
+/// lifecycle states. Stable in order, free of secrets and ids.
+#[utoipa::path(get, operation_id = "export_config", path = "/admin/api/v1/config", tag = "config",
+    responses((status = 200, description = "The configuration (format: docs/CONFIG-AS-CODE.md)", body = String, content_type = "application/yaml"),
+              (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let text = config_code::export(&pool).await?;
+    Ok(HttpResponse::Ok().content_type(format!("{YAML}; charset=utf-8")).body(text))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApplyQuery {
+    /// Work out the diff and change nothing.
+    pub dry_run: Option<bool>,
+    /// Also remove APIs, plans, metrics and rules the document does not name (a plan in use is refused, 409).
+    pub prune: Option<bool>,
+}
+
+/// One field of a changed object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldChangeOut {
+    pub field: String,
+    /// Null when the field had no value.
+    pub before: Option<String>,
+    /// Null when the field has no value any more.
+    pub after: Option<String>,
+}
+
+/// One object created, changed or removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeOut {
+    #[schema(value_type = String, pattern = "^(created|changed|removed)$")]
+    pub action: Action,
+    /// `api`, `metric`, `mapping_rule` or `plan`.
+    pub kind: String,
+    /// The API's slug, then the object's name, e.g. `weather/basic`.
+    pub name: String,
+    /// The fields that differ, for `changed`.
+    pub fields: Vec<FieldChangeOut>,
+}
+
+impl From<Change> for ChangeOut {
+    fn from(c: Change) -> ChangeOut {
+        ChangeOut {
+            action: c.action,
+            kind: c.kind.to_owned(),
+            name: c.name,
+            fields: c
+                .fields
+                .into_iter()
+                .map(|f| FieldChangeOut { field: f.field, before: f.before, after: f.after })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryOut {
+    pub created: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+/// What an apply did, or would do in a dry run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplyOut {
+    pub dry_run: bool,
+    /// Whether changes were committed (false for a dry run or when there were none).
+    pub applied: bool,
+    pub summary: SummaryOut,
+    pub changes: Vec<ChangeOut>,
+    /// The diff as `tollgate apply` prints it (`no changes` when there are none).
+    pub text: String,
+}
+
+/// A document that cannot be applied, and where.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigErrorBody {
+    /// `invalid_config` (422) or `conflict` (409).
+    pub error: String,
+    /// Where and what, e.g. `line 12, column 9: apis[0].plans[1].limits[0].metric: …`.
+    pub message: String,
+    /// The node, e.g. `apis[0].plans[1].limits[0].metric`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// From 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// From 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+fn refused(status: StatusCode, error: &str, at: Located) -> HttpResponse {
+    HttpResponse::build(status).json(ConfigErrorBody {
+        error: error.to_owned(),
+        message: at.to_string(),
+        path: at.path,
+        line: at.line,
+        column: at.column,
+    })
+}
+
+/// Make the platform match a configuration document (YAML, as `GET /config`
+/// writes it) in one transaction, and answer the diff. Idempotent: the same
+/// document again answers no changes.
+#[utoipa::path(post, operation_id = "apply_config", path = "/admin/api/v1/config/apply", tag = "config",
+    params(ApplyQuery),
+    request_body(content = String, content_type = "application/yaml", description = "The configuration document (format: docs/CONFIG-AS-CODE.md)"),
+    responses((status = 200, body = ApplyOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ConfigErrorBody, description = "The document asks to remove something in use (a plan with applications)"),
+              (status = 422, body = ConfigErrorBody, description = "The document is invalid: `line`, `column` and `path` say where")),
+    security(("bearer" = [])))]
+pub async fn apply(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    public_url: web::Data<PublicUrl>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let query: ApplyQuery = parse_query(&req)?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body must be UTF-8 YAML text".into()))?;
+    let options = Options { dry_run: query.dry_run.unwrap_or(false), prune: query.prune.unwrap_or(false) };
+    let outcome = match config_code::apply(&pool, text, options, &actor, &public_url.0).await {
+        Ok(outcome) => outcome,
+        Err(ApplyError::Invalid(at)) => return Ok(refused(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", at)),
+        Err(ApplyError::Conflict(at)) => return Ok(refused(StatusCode::CONFLICT, "conflict", at)),
+        Err(ApplyError::Core(e)) => return Err(e.into()),
+    };
+    let summary = config_code::summary(&outcome.changes);
+    Ok(HttpResponse::Ok().json(ApplyOut {
+        dry_run: options.dry_run,
+        applied: outcome.applied,
+        summary: SummaryOut { created: summary.created, changed: summary.changed, removed: summary.removed },
+        text: config_code::render(&outcome.changes),
+        changes: outcome.changes.into_iter().map(ChangeOut::from).collect(),
+    }))
+}
