@@ -13,6 +13,7 @@ mod billing;
 mod billing_payments;
 mod boundaries;
 mod cli;
+mod config_code;
 mod dev_mail;
 mod gateway;
 mod headers;

@@ -1,0 +1,381 @@
+//! Configuration as code (issue 16): `tollgate export` and `tollgate apply`
+//! run as an operator would, and the same over the admin API. A configured
+//! platform exported, applied to an empty database and exported again is
+//! byte for byte the same file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::PgPool;
+use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, demo_application, seed};
+use tollgate_core::admin_tokens;
+use tollgate_core::apis::detail::{self, ApiChanges};
+use tollgate_core::apis::rules::{self, NewRule};
+use tollgate_core::apis::{ApiState, KeyLocation, NewApi, create_from_spec, find_by_slug, lifecycle};
+use tollgate_core::audit::Actor;
+use tollgate_core::billing::pricing::PricingMode;
+use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, NewPricingMode, Period, create_plan};
+use tollgate_core::usage::levels::{AlertLevel, set_plan_levels};
+
+use crate::helpers::{TestApp, database_url, spawn_app};
+
+fn tollgate(args: &[&str], database: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOLLGATE_LOG", "warn")
+        .env("TOLLGATE_DATABASE_URL", database)
+        .output()
+        .expect("run tollgate")
+}
+
+fn out(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn err(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tollgate-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A second, empty database on the test's server, dropped when the test ends well.
+struct EmptyDatabase {
+    pool: PgPool,
+    name: String,
+    url: String,
+}
+
+impl EmptyDatabase {
+    async fn create(pool: &PgPool) -> EmptyDatabase {
+        let url = database_url(pool).await;
+        let test = pool.connect_options().get_database().unwrap().to_owned();
+        // Test databases' names are already as long as Postgres allows: a short one of its own.
+        let name = format!("tollgate_empty_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(pool).await.unwrap();
+        let url = url.replacen(&format!("/{test}"), &format!("/{name}"), 1);
+        EmptyDatabase { pool: pool.clone(), name, url }
+    }
+
+    async fn drop(self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+}
+
+const PETS_JSON: &str = r#"{"openapi": "3.1.0", "info": {"title": "Pets", "version": "1"},
+ "paths": {"/pets": {"get": {"operationId": "listPets", "responses": {"200": {"description": "ok"}}}},
+           "/pets/{id}": {"get": {"responses": {"200": {"description": "ok"}}}}}}"#;
+
+/// The demo platform and more: a hand-made method and rule, a header key,
+/// a volume-priced plan with its own alert levels, a deprecated API with its
+/// sunset, a second draft API from a JSON document.
+async fn configure(pool: &PgPool) {
+    seed(pool).await.unwrap();
+    let actor = Actor::system("test");
+    let weather = find_by_slug(pool, "weather").await.unwrap().unwrap();
+    rules::add_metric(pool, weather.id, "premium", "Premium calls", Some("hits"), &actor).await.unwrap();
+    let rule = NewRule {
+        http_method: "POST".into(),
+        pattern: "/premium/{x}".into(),
+        metric: "premium".into(),
+        delta: 5,
+        last: true,
+        position: Some(10),
+    };
+    rules::add_rule(pool, weather.id, &rule, &actor).await.unwrap();
+    let changes = ApiChanges {
+        key_location: Some(KeyLocation::Header),
+        key_name: Some("X-Api-Key".into()),
+        upstream_urls: Some(vec!["https://b.example.test".into(), "https://a.example.test".into()]),
+        ..ApiChanges::default()
+    };
+    detail::update(pool, weather.id, &changes, &actor).await.unwrap();
+    let enterprise = NewPlan {
+        system_name: "enterprise".into(),
+        name: "Enterprise".into(),
+        description: "Volume pricing.".into(),
+        published: false,
+        approval_required: true,
+        setup_fee: Decimal::new(12_550, 2),
+        monthly_fee: Decimal::new(999, 1),
+        trial_days: 30,
+        currency: "EUR".into(),
+        time_zone: "Europe/Paris".into(),
+        limits: vec![NewLimit { metric: "premium".into(), period: Period::Hour, max: 50 }],
+        pricing: vec![
+            NewPrice { metric: "premium".into(), from: 1, to: Some(100), price_per_unit: Decimal::new(25, 3) },
+            NewPrice { metric: "premium".into(), from: 101, to: None, price_per_unit: Decimal::new(1, 2) },
+        ],
+        pricing_modes: vec![NewPricingMode { metric: "premium".into(), mode: PricingMode::Volume }],
+    };
+    let plan = create_plan(pool, weather.id, &enterprise, &actor).await.unwrap();
+    set_plan_levels(pool, plan.0, &[AlertLevel::new(50).unwrap(), AlertLevel::new(120).unwrap()], &actor)
+        .await
+        .unwrap();
+    let sunset = time::macros::datetime!(2099-01-31 12:00 UTC);
+    lifecycle::set_state(pool, weather.id, ApiState::Deprecated, Some(sunset), &actor, "http://localhost")
+        .await
+        .unwrap();
+    let spec = tollgate_openapi::parse(PETS_JSON).unwrap();
+    let new = NewApi { name: Some("Pets".into()), slug: Some("pets".into()), ..NewApi::default() };
+    create_from_spec(pool, PETS_JSON, &spec, new, &actor).await.unwrap();
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn export_apply_to_an_empty_database_and_export_again_is_byte_identical(pool: PgPool) {
+    configure(&pool).await;
+    let source = database_url(&pool).await;
+    let dir = TempDir::new("roundtrip");
+    let first = dir.file("first.yaml");
+    let exported = tollgate(&["export", "--output", path_str(&first)], &source);
+    assert!(exported.status.success(), "{}", err(&exported));
+    let text = std::fs::read_to_string(&first).unwrap();
+    for expected in [
+        "key_location: header",
+        "key_name: X-Api-Key",
+        "  - https://a.example.test\n  - https://b.example.test\n",
+        "sunset_at: 2099-01-31T12:00:00Z",
+        "- method: POST\n    pattern: /premium/{x}\n    metric: premium\n    delta: 5\n    position: 10\n    last: true\n    origin: manual",
+        "alert_levels:\n    - 50\n    - 120",
+        "pricing_modes:\n    - metric: premium\n      mode: volume",
+        "setup_fee: '125.5'",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    for secret in ["tg_", "password", "$argon2", "_at: 2026"] {
+        assert!(!text.contains(secret), "{secret} in the export");
+    }
+
+    let empty = EmptyDatabase::create(&pool).await;
+    assert!(tollgate(&["migrate"], &empty.url).status.success());
+    let dry = tollgate(&["apply", "-f", path_str(&first), "--dry-run"], &empty.url);
+    assert!(dry.status.success(), "{}", err(&dry));
+    assert!(out(&dry).ends_with("21 created, 0 changed, 0 removed\ndry run: nothing was applied\n"), "{}", out(&dry));
+    let nothing = tollgate(&["export"], &empty.url);
+    assert!(out(&nothing).ends_with("version: 1\napis: []\n"), "{}", out(&nothing));
+
+    let applied = tollgate(&["apply", "-f", path_str(&first)], &empty.url);
+    assert!(applied.status.success(), "{}", err(&applied));
+    for line in ["+ api pets", "+ api weather", "+ plan weather/enterprise", "+ mapping_rule weather/POST /premium/{x}"]
+    {
+        assert!(out(&applied).lines().any(|l| l == line), "{line} in\n{}", out(&applied));
+    }
+    let second = dir.file("second.yaml");
+    assert!(tollgate(&["export", "-o", path_str(&second)], &empty.url).status.success());
+    assert_eq!(std::fs::read_to_string(&second).unwrap(), text, "the second export differs from the first");
+
+    let again = tollgate(&["apply", "-f", path_str(&first)], &empty.url);
+    assert!(again.status.success(), "{}", err(&again));
+    assert_eq!(out(&again), "no changes\n");
+
+    // A malformed file names the file, line and column; nothing changes.
+    let bad = dir.file("bad.yaml");
+    std::fs::write(&bad, text.replacen("trial_days: 30", "trial_days: thirty", 1)).unwrap();
+    let line = text.lines().position(|l| l.contains("trial_days: 30")).unwrap() + 1;
+    let refused = tollgate(&["apply", "-f", path_str(&bad)], &empty.url);
+    assert_eq!(refused.status.code(), Some(1));
+    let expected = format!("{}:{line}:17: apis[", bad.display());
+    assert!(err(&refused).contains(&expected), "{expected} in {}", err(&refused));
+    assert!(err(&refused).contains("trial_days: invalid type"), "{}", err(&refused));
+    assert_eq!(out(&tollgate(&["apply", "-f", path_str(&first), "--dry-run"], &empty.url)), "no changes\n");
+    empty.drop().await;
+}
+
+struct Admin {
+    app: TestApp,
+    token: String,
+}
+
+async fn admin_app(pool: PgPool) -> Admin {
+    seed(&pool).await.unwrap();
+    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    Admin { app: spawn_app(pool).await, token: token.as_str().to_owned() }
+}
+
+impl Admin {
+    async fn export(&self) -> String {
+        let res =
+            self.app.client.get(self.app.url("/admin/api/v1/config")).bearer_auth(&self.token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/yaml; charset=utf-8");
+        res.text().await.unwrap()
+    }
+
+    async fn apply(&self, query: &str, yaml: &str) -> (u16, Value) {
+        let res = self
+            .app
+            .client
+            .post(self.app.url(&format!("/admin/api/v1/config/apply{query}")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/yaml")
+            .body(yaml.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap())
+    }
+}
+
+/// The text of a plan's block (from its `- system_name:` line to the next plan or the spec).
+fn without_plan(yaml: &str, system_name: &str) -> String {
+    let start = yaml.find(&format!("  - system_name: {system_name}\n")).unwrap();
+    let rest = &yaml[start + 1..];
+    let end = rest.find("  - system_name: ").into_iter().chain(rest.find("  spec: ")).min().unwrap() + start + 1;
+    format!("{}{}", &yaml[..start], &yaml[end..])
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_dry_run_answers_the_field_level_diff_and_a_second_apply_changes_nothing(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let before = admin.export().await;
+    let changed = before
+        .replacen("    name: Basic\n", "    name: Basic plan\n", 1)
+        .replacen("    monthly_fee: '49'\n", "    monthly_fee: '59.50'\n", 1)
+        .replacen("      max: 1000000\n", "      max: 2000000\n", 1)
+        .replacen("  unmatched: not_found\n", "  unmatched: pass\n", 1);
+    let (status, body) = admin.apply("?dry_run=true", &changed).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["text"],
+        "~ api weather\n    unmatched: not_found -> pass\n\
+         ~ plan weather/basic\n    name: \"Basic\" -> \"Basic plan\"\n\
+         ~ plan weather/pro\n    monthly_fee: 49 -> 59.5\n    limits.hits.month: 1000000 -> 2000000\n\
+         0 created, 3 changed, 0 removed\n"
+    );
+    assert_eq!(body["applied"], false);
+    assert_eq!(body["summary"]["changed"], 3);
+    assert_eq!(
+        body["changes"][2]["fields"][0],
+        serde_json::json!({"field": "monthly_fee", "before": "49", "after": "59.5"})
+    );
+    assert_eq!(admin.export().await, before, "a dry run changed something");
+
+    let revision = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT coalesce(max(revision), 0) FROM config_changes")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let head = revision(admin.app.pool.clone()).await;
+    let (status, body) = admin.apply("", &changed).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"], true);
+    // Agents hear of it as of a click in the UI, and the audit log says who.
+    assert!(revision(admin.app.pool.clone()).await > head);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action IN ('config.apply', 'plan.update', 'api.routing')",
+    )
+    .fetch_one(&admin.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 4);
+    let after = admin.export().await;
+    assert!(after.contains("monthly_fee: '59.5'") && after.contains("unmatched: pass"), "{after}");
+
+    let (status, body) = admin.apply("?dry_run=false&prune=false", &changed).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["text"], "no changes\n");
+    assert_eq!(body["applied"], false);
+    assert_eq!(admin.export().await, after);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn prune_removes_an_unused_plan_and_refuses_a_plan_in_use(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    demo_application(&admin.app.pool).await.unwrap();
+    let before = admin.export().await;
+
+    // Without prune, a plan the file leaves out stays.
+    let no_pro = without_plan(&before, "pro");
+    let (status, body) = admin.apply("", &no_pro).await;
+    assert_eq!((status, body["text"].as_str()), (200, Some("no changes\n")), "{body}");
+
+    let (status, body) = admin.apply("?prune=true", &no_pro).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["text"], "- plan weather/pro\n0 created, 0 changed, 1 removed\n");
+    let after = admin.export().await;
+    assert_eq!(after, no_pro);
+
+    // Basic has the demo application: the whole apply is refused, naming it.
+    let no_basic = without_plan(&after, "basic").replacen("    name: Weather API\n", "    name: Weather\n", 1);
+    let (status, body) = admin.apply("?prune=true", &no_basic).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "conflict");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot remove the plan weather/basic") && message.contains("1 application(s)"),
+        "{message}"
+    );
+    assert_eq!(admin.export().await, after, "a refused apply changed something");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_malformed_document_is_refused_with_its_line_and_column(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let before = admin.export().await;
+    let line_of = |needle: &str| before.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let (status, body) = admin.apply("", "version: 1\napis:\n  - slug: [unclosed\n").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_config");
+    assert!(body["line"].as_u64().is_some(), "{body}");
+
+    // A reference the document cannot resolve is located at the reference.
+    let bad = before.replacen(
+        "    - metric: hits\n      period: minute\n      max: 10\n",
+        "    - metric: nohits\n      period: minute\n      max: 10\n",
+        1,
+    );
+    let (status, body) = admin.apply("", &bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["path"], "apis[0].plans[0].limits[0].metric");
+    assert_eq!(body["line"], line_of("period: minute") - 1);
+    assert_eq!(body["column"], 15);
+    assert!(body["message"].as_str().unwrap().ends_with("nohits is not a metric of this API"), "{body}");
+
+    // What only the platform refuses (a time zone) is located too.
+    let bad = before.replacen("time_zone: UTC", "time_zone: Mars/Olympus", 1);
+    let (status, body) = admin.apply("?dry_run=true", &bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["path"], "apis[0].plans[0].time_zone");
+    assert_eq!(body["line"], line_of("time_zone: UTC"));
+
+    let (status, body) = admin.apply("", "version: 2\n").await;
+    assert_eq!((status, body["line"].as_u64()), (422, Some(1)), "{body}");
+    let (status, _) = admin.apply("", "").await;
+    assert_eq!(status, 422);
+    assert_eq!(admin.export().await, before);
+
+    let res =
+        admin.app.client.post(admin.app.url("/admin/api/v1/config/apply")).body("version: 1\n").send().await.unwrap();
+    assert_eq!(res.status(), 401);
+}
