@@ -263,6 +263,29 @@ mod tests {
         fresh.propagate(&mut upstream);
         assert!(upstream.get(&TRACESTATE).is_none());
 
+        // The client's sampling decision is followed: propagated, not recorded.
+        let (tracer, mut rx) = channel(Counter::noop());
+        headers
+            .insert(&TRACEPARENT, HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+        let unsampled = tracer.start(&headers);
+        let mut upstream = headers.clone();
+        unsampled.propagate(&mut upstream);
+        let sent = upstream.get(&TRACEPARENT).and_then(|v| v.to_str().ok()).expect("traceparent");
+        assert!(sent.ends_with("-00") && !sent.contains("00f067aa0ba902b7"), "{sent}");
+        let done = Finished {
+            api: None,
+            app: None,
+            request: None,
+            status: StatusCode::OK,
+            refusal: None,
+            upstream: None,
+            elapsed: Duration::ZERO,
+        };
+        tracer.record(&unsampled, &done);
+        assert!(rx.try_recv().is_err(), "an unsampled request leaves no span");
+        tracer.record(&trace, &done);
+        assert!(rx.try_recv().is_ok(), "a sampled one does");
+
         // The access log's reading never touches the headers it is given.
         let read = Trace::of_client(&upstream).expect("valid");
         let mut untouched = upstream.clone();
