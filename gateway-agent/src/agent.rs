@@ -28,6 +28,7 @@ use crate::sync::client::ControlPlane;
 use crate::sync::status;
 use crate::sync::stream::{self, ConfigSync};
 use crate::telemetry::Metrics;
+use crate::trace;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::report::Reporter;
 use crate::usage::spool::Spool;
@@ -133,6 +134,15 @@ impl Agent {
             _ => None,
         };
 
+        // Spans are queued by the proxies and posted by a task on this runtime.
+        let (tracer, trace_export) = match &settings.traces {
+            Some(export) => {
+                let (tracer, spans) = trace::channel(metrics.spans_dropped.clone());
+                (Some(tracer), Some((export.clone(), spans)))
+            }
+            None => (None, None),
+        };
+
         let live = Arc::new(LiveConfig::empty());
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
         let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token));
@@ -152,14 +162,17 @@ impl Agent {
         // Every proxy worker and the decision endpoint get their own `Proxy` over the same
         // live state, and share one connection budget.
         let new_proxy = || {
-            Arc::new(Proxy::new(
-                &settings,
-                access_json.clone(),
-                live.clone(),
-                limiter.clone(),
-                aggregator.clone(),
-                metrics.clone(),
-            ))
+            Arc::new(
+                Proxy::new(
+                    &settings,
+                    access_json.clone(),
+                    live.clone(),
+                    limiter.clone(),
+                    aggregator.clone(),
+                    metrics.clone(),
+                )
+                .traced(tracer.clone()),
+            )
         };
         let shared_limits = || Limits {
             max_header_bytes: settings.max_header_bytes,
@@ -222,6 +235,16 @@ impl Agent {
             tokio::spawn(status::report(control_plane, status_rx, stop_rx.clone())),
             tokio::spawn(sweep(limiter.clone(), settings.clock.clone(), stop_rx.clone())),
         ];
+        // The proxies hold the only senders: the exporter ends once they are gone.
+        drop(tracer);
+        if let Some((export, spans)) = trace_export {
+            background.push(tokio::spawn(trace::export::run(
+                export,
+                spans,
+                metrics.spans_dropped.clone(),
+                stop_rx.clone(),
+            )));
+        }
         if let Some(shared) = &limiter.shared {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
         }

@@ -38,6 +38,7 @@ mod settings;
 mod state;
 mod sync;
 mod telemetry;
+mod trace;
 mod usage;
 
 pub use agent::{Agent, RunningAgent};
@@ -47,6 +48,7 @@ pub use settings::{
     AccessLogMode, AuthzPathPrefix, CorsOrigins, LogFormat, RedisUrl, ServerUrl, Settings, SettingsError, Token,
 };
 pub use telemetry::init_logging;
+pub use trace::{OtlpEndpoint, TraceExport};
 
 /// The agent's own version, reported to the management server.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

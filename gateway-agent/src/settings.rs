@@ -10,6 +10,7 @@ use hyper::Uri;
 use hyper::header::HeaderValue;
 
 use crate::clock::Clock;
+use crate::trace::TraceExport;
 
 /// A problem with one setting, phrased for the operator. Never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -296,6 +297,8 @@ pub struct Settings {
     /// (`SO_REUSEPORT`) and upstream connections (`TOLLGATE_AGENT_WORKERS`; default: the
     /// number of available cores).
     pub workers: usize,
+    /// OpenTelemetry trace export (`OTEL_EXPORTER_OTLP_ENDPOINT` and friends); `None`: off.
+    pub traces: Option<TraceExport>,
     /// Source of "now" for windows, expiry and usage minutes. Not settable from the
     /// environment: tests inject a [`crate::ManualClock`].
     pub clock: Clock,
@@ -332,6 +335,7 @@ impl Settings {
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
+            traces: None,
             clock: Clock::system(),
         }
     }
@@ -436,6 +440,7 @@ impl Settings {
         if let Some(v) = get("TOLLGATE_AGENT_CORS_ORIGINS") {
             settings.cors_origins = CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
         }
+        settings.traces = TraceExport::from_vars(get)?;
         Ok(settings)
     }
 }

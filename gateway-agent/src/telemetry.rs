@@ -32,6 +32,7 @@ pub(crate) const CONFIG_REJECTED: &str = "tollgate_agent_config_rejected_total";
 pub(crate) const REDIS_UP: &str = "tollgate_agent_redis_up";
 pub(crate) const OPEN_CONNECTIONS: &str = "tollgate_agent_open_connections";
 pub(crate) const CONNECTIONS_REFUSED: &str = "tollgate_agent_connections_refused_total";
+pub(crate) const SPANS_DROPPED: &str = "tollgate_agent_spans_dropped_total";
 
 const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -52,6 +53,8 @@ pub(crate) struct Metrics {
     pub open_connections: Gauge,
     /// Client connections refused at `TOLLGATE_AGENT_MAX_CONNECTIONS`.
     pub connections_refused: Counter,
+    /// Trace spans lost: the export queue was full or the collector did not take them.
+    pub spans_dropped: Counter,
     /// Request counters of requests that matched no API.
     unrouted: RequestCounters,
 }
@@ -79,6 +82,7 @@ impl Metrics {
         describe(REDIS_UP, "1 while shared Redis counters are in use, 0 while falling back to local counters.");
         describe(OPEN_CONNECTIONS, "Open client connections of the proxy listener.");
         describe(CONNECTIONS_REFUSED, "Client connections refused (503) at the connection limit.");
+        describe(SPANS_DROPPED, "Trace spans dropped: export queue full or export failed.");
         let key = |name: &'static str| Key::from_static_name(name);
         let metrics = Metrics {
             config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
@@ -89,6 +93,7 @@ impl Metrics {
             request_duration: recorder.register_histogram(&key(REQUEST_DURATION), &METADATA),
             open_connections: recorder.register_gauge(&key(OPEN_CONNECTIONS), &METADATA),
             connections_refused: recorder.register_counter(&key(CONNECTIONS_REFUSED), &METADATA),
+            spans_dropped: recorder.register_counter(&key(SPANS_DROPPED), &METADATA),
             unrouted: RequestCounters::new(SharedString::const_str("")),
             recorder,
             handle,
@@ -98,6 +103,7 @@ impl Metrics {
         metrics.config_rejected.absolute(0);
         metrics.open_connections.set(0.0);
         metrics.connections_refused.absolute(0);
+        metrics.spans_dropped.absolute(0);
         Arc::new(metrics)
     }
 

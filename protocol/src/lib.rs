@@ -50,6 +50,7 @@ pub mod key;
 pub mod pattern;
 pub mod period;
 pub mod snapshot;
+pub mod trace;
 pub mod usage;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};

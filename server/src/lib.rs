@@ -8,3 +8,4 @@ pub mod jobs;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod trace;

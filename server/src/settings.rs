@@ -15,6 +15,8 @@ use tollgate_core::usage::Granularity;
 use tollgate_core::usage::retention::Retention;
 use tollgate_web::TrustedProxies;
 
+use crate::trace::TraceExport;
+
 /// A problem with a setting, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {message}")]
@@ -109,6 +111,8 @@ pub struct Settings {
     pub payment_provider: ProviderName,
     /// Whether webhooks may go to private, loopback and link-local addresses.
     pub webhooks_allow_private: bool,
+    /// OpenTelemetry trace export; `None`: off (docs/OBSERVABILITY.md).
+    pub traces: Option<TraceExport>,
 }
 
 /// A setting that may hold a password; Debug never shows it.
@@ -155,6 +159,7 @@ struct FileSettings {
     usage_month_retention_days: Option<u32>,
     payment_provider: Option<String>,
     webhooks_allow_private: Option<bool>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -378,6 +383,7 @@ impl Settings {
                 },
                 None => false,
             };
+        let traces = TraceExport::load(env, src.get("otlp_endpoint", f.otlp_endpoint.clone()))?;
         Ok(Settings {
             database_url,
             database_max_connections,
@@ -401,6 +407,7 @@ impl Settings {
             usage_retention,
             payment_provider,
             webhooks_allow_private,
+            traces,
         })
     }
 

@@ -25,6 +25,7 @@ use crate::http::{health, request_id::request_id_and_metrics};
 use crate::jobs;
 use crate::settings::Settings;
 use crate::telemetry;
+use crate::trace::{Tracer, trace_requests};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -99,6 +100,7 @@ pub fn build(
         web::Data::new(BodyTimeout(std::time::Duration::from_secs(u64::from(settings.body_timeout_seconds))));
     let cookie_policy = CookiePolicy { secure: settings.public_url.starts_with("https://") };
     let prometheus = telemetry::prometheus();
+    let tracer = web::Data::new(Tracer::start(settings.traces.clone()));
     let static_dir = settings.static_dir.clone();
 
     let pool = web::Data::new(pool);
@@ -125,9 +127,11 @@ pub fn build(
             .app_data(trusted_proxies.clone())
             .app_data(mail_limits.clone())
             .app_data(body_deadline.clone())
+            .app_data(tracer.clone())
             .wrap(from_fn(body_timeout))
             .wrap(from_fn(security_headers))
             .wrap(from_fn(request_id_and_metrics))
+            .wrap(from_fn(trace_requests))
             .route("/healthz", web::get().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))
             .configure(agent_api::configure)

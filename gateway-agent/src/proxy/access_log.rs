@@ -13,13 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
-use hyper::HeaderMap;
-use hyper::header::HeaderName;
 use jiff::Timestamp;
 use serde::Serialize;
+use tollgate_protocol::trace::HexTraceId;
 use uuid::Uuid;
-
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Lines waiting for the writer at most; beyond, lines are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -112,72 +109,6 @@ pub(crate) struct Entry<'a> {
     pub upstream_status: Option<u16>,
     /// The response body's size, when known from its head.
     pub bytes: Option<u64>,
-    pub trace_id: Option<TraceId>,
-}
-
-/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct TraceId([u8; 32]);
-
-impl TraceId {
-    pub fn of(headers: &HeaderMap) -> Option<TraceId> {
-        let value = headers.get(&TRACEPARENT)?.as_bytes();
-        let mut parts = value.split(|&b| b == b'-');
-        let version = parts.next()?;
-        let trace = parts.next()?;
-        let parent = parts.next()?;
-        let flags = parts.next()?;
-        let lower_hex =
-            |part: &[u8], len: usize| part.len() == len && part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        // Version ff is invalid; later versions may append fields, version 00 may not.
-        if !lower_hex(version, 2) || version == b"ff" || (version == b"00" && parts.next().is_some()) {
-            return None;
-        }
-        if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
-            return None;
-        }
-        // All-zero ids are invalid.
-        if trace.iter().all(|&b| b == b'0') || parent.iter().all(|&b| b == b'0') {
-            return None;
-        }
-        let mut id = [0; 32];
-        id.copy_from_slice(trace);
-        Some(TraceId(id))
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("")
-    }
-}
-
-impl Serialize for TraceId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use hyper::header::HeaderValue;
-
-    use super::*;
-
-    fn trace(value: &str) -> Option<String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(&TRACEPARENT, HeaderValue::from_str(value).expect("header"));
-        TraceId::of(&headers).map(|id| id.as_str().to_owned())
-    }
-
-    #[test]
-    fn reads_valid_traceparents_only() {
-        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(trace(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(), Some(id));
-        assert_eq!(trace(&format!("01-{id}-00f067aa0ba902b7-01-more")).as_deref(), Some(id));
-        assert_eq!(trace(&format!("00-{id}-00f067aa0ba902b7-01-more")), None);
-        assert_eq!(trace(&format!("ff-{id}-00f067aa0ba902b7-01")), None);
-        assert_eq!(trace("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), None);
-        assert_eq!(trace("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
-        assert_eq!(trace(&format!("00-{id}-0000000000000000-01")), None);
-        assert_eq!(trace(&format!("00-{id}-00f067aa0ba902b7")), None);
-    }
+    /// The request's trace: the client's, or with tracing on the one the agent started.
+    pub trace_id: Option<HexTraceId>,
 }

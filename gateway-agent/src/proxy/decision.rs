@@ -21,6 +21,7 @@ use super::reply::{Body, Refusal};
 use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
 use crate::config::Config;
 use crate::enforce::key_location::KeySource;
+use crate::trace::Trace;
 
 /// The admitted request's application (UUID).
 pub(crate) static X_TOLLGATE_APPLICATION: HeaderName = HeaderName::from_static("x-tollgate-application");
@@ -62,7 +63,7 @@ impl Proxy {
     /// The answer, and the refusal it carries (if any).
     async fn decision(&self, parts: &hyper::http::request::Parts) -> (Response<Body>, Option<Refusal>) {
         let started = std::time::Instant::now();
-        let trace = self.trace(&parts.headers);
+        let trace = self.trace(&parts.headers).map(Trace::in_decision);
         let own = (&parts.method, parts.uri.path());
         let Some(config) = self.live.load_full() else {
             return (self.refuse_unrouted(Refusal::NotReady, own, trace, started), Some(Refusal::NotReady));

@@ -51,9 +51,10 @@ use crate::enforce::limits::Checks;
 use crate::enforce::{Limiter, Touched};
 use crate::settings::{AccessLogMode, AuthzPathPrefix, CorsOrigins, Settings};
 use crate::telemetry::Metrics;
+use crate::trace::{Finished, Trace, Tracer};
 use crate::usage::aggregate::Aggregator;
 use crate::usage::failed_calls::Failure;
-use access_log::{AccessLog, Entry, TraceId, Verdict};
+use access_log::{AccessLog, Entry, Verdict};
 use body::{BodyWatch, ClientBody};
 use connections::{Connections, UpstreamError};
 use host::{InvalidHost, RequestHost};
@@ -84,6 +85,8 @@ pub(crate) struct Proxy {
     warned_tls: AtomicBool,
     /// Envoy's `path_prefix`, for the decision endpoint.
     authz_prefix: Option<AuthzPathPrefix>,
+    /// Where request spans go, when tracing is on.
+    tracer: Option<Tracer>,
 }
 
 /// What is known about a routed request, for its answer, its metrics and its records.
@@ -101,8 +104,9 @@ struct Call<'a> {
     blame: Option<Blame>,
     /// Its most constrained limit, once limits were checked.
     rate: Option<RateLimit<'a>>,
-    /// The client's trace id, read only for the JSON access log.
-    trace: Option<TraceId>,
+    /// Its trace: with tracing on, always; off, the client's, read only for the JSON
+    /// access log.
+    trace: Option<Trace>,
 }
 
 /// The application a request is attributed to, and the visible prefix of its key.
@@ -163,9 +167,11 @@ struct Summary<'a> {
     status: StatusCode,
     /// The request's method and path, once read.
     request: Option<(&'a Method, &'a str)>,
-    trace: Option<TraceId>,
+    trace: Option<Trace>,
     refused: bool,
     upstream: Option<u16>,
+    /// The upstream's URL, once one answered.
+    target: Option<&'a str>,
     /// The response body's size, when its head says.
     bytes: Option<u64>,
 }
@@ -187,6 +193,7 @@ impl<'a> Summary<'a> {
             trace: None,
             refused: false,
             upstream: None,
+            target: None,
             bytes: body_bytes(response),
         }
     }
@@ -226,7 +233,14 @@ impl Proxy {
             metrics,
             warned_tls: AtomicBool::new(false),
             authz_prefix: settings.authz_path_prefix.clone(),
+            tracer: None,
         }
+    }
+
+    /// Records a span per request through `tracer` (`None`: tracing off).
+    pub fn traced(mut self, tracer: Option<Tracer>) -> Proxy {
+        self.tracer = tracer;
+        self
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -429,14 +443,17 @@ impl Proxy {
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
         let (body, watch) = ClientBody::watch(body);
-        let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip())
-        {
-            Ok(request) => request,
-            Err(err) => {
-                tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
-                return self.refuse(call, Refusal::UpstreamUnavailable);
-            }
-        };
+        let mut request =
+            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip()) {
+                Ok(request) => request,
+                Err(err) => {
+                    tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
+                    return self.refuse(call, Refusal::UpstreamUnavailable);
+                }
+            };
+        if let Some(trace) = &call.trace {
+            trace.propagate(request.headers_mut());
+        }
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
         let exchange = tokio::time::timeout(self.upstream_timeout, self.connections.send(&target.authority, request));
@@ -454,7 +471,7 @@ impl Proxy {
         let answered = self.clock.now();
         let bytes = body_bytes(&response);
         let response = self.response_filter(call, response, answered);
-        self.logging(call, &admitted, status, bytes, answered);
+        self.logging(call, &admitted, target, status, bytes, answered);
         response
     }
 
@@ -507,6 +524,7 @@ impl Proxy {
         &self,
         call: &Call<'_>,
         admitted: &Admitted<'_>,
+        target: &Target,
         status: StatusCode,
         bytes: Option<u64>,
         answered: Timestamp,
@@ -528,6 +546,7 @@ impl Proxy {
             trace: None,
             refused: false,
             upstream: Some(status.as_u16()),
+            target: Some(&target.url),
             bytes,
         };
         self.finish(summary.of(call), None, call.started);
@@ -593,7 +612,7 @@ impl Proxy {
         &self,
         refusal: Refusal,
         request: (&Method, &str),
-        trace: Option<TraceId>,
+        trace: Option<Trace>,
         started: Instant,
     ) -> Response<Body> {
         let response = refusal.response();
@@ -605,9 +624,13 @@ impl Proxy {
         response
     }
 
-    /// The client's trace id, read only when the JSON access log is on.
-    fn trace(&self, headers: &HeaderMap) -> Option<TraceId> {
-        self.access_json.as_ref().and_then(|_| TraceId::of(headers))
+    /// The request's trace when tracing is on; off, the client's trace id, read only when the
+    /// JSON access log is on. Neither: no work at all.
+    fn trace(&self, headers: &HeaderMap) -> Option<Trace> {
+        match &self.tracer {
+            Some(tracer) => Some(tracer.start(headers)),
+            None => self.access_json.as_ref().and_then(|_| Trace::of_client(headers)),
+        }
     }
 
     /// Metrics and the access log line of a request; `answered` is the decision's index if
@@ -634,8 +657,24 @@ impl Proxy {
                 code: answered.map(|_| outcome.decision),
                 upstream_status: outcome.upstream,
                 bytes: outcome.bytes,
-                trace_id: outcome.trace,
+                trace_id: outcome.trace.map(|trace| trace.hex_id()),
             });
+        }
+        if let Some(tracer) = &self.tracer
+            && let Some(trace) = &outcome.trace
+        {
+            tracer.record(
+                trace,
+                &Finished {
+                    api: outcome.api,
+                    app: outcome.app,
+                    request: outcome.request,
+                    status: outcome.status,
+                    refusal: outcome.refused.then_some(outcome.decision),
+                    upstream: outcome.target.zip(outcome.upstream),
+                    elapsed,
+                },
+            );
         }
         if self.access_line {
             tracing::info!(

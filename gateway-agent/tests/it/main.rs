@@ -16,5 +16,6 @@ mod proxy;
 mod ratelimit;
 mod redis;
 mod sync;
+mod traces;
 mod usage;
 mod workers;

@@ -27,6 +27,7 @@ mod seed;
 mod teams;
 mod tenants;
 mod throttles;
+mod traces;
 mod usage;
 mod usage_reports;
 mod versions;
