@@ -48,6 +48,7 @@ pub struct RunningAgent {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
     authz_addr: Option<SocketAddr>,
+    authz_grpc_addr: Option<SocketAddr>,
     agent_id: Uuid,
     stop: watch::Sender<bool>,
     /// Each proxy worker says when it has drained and stopped.
@@ -55,6 +56,8 @@ pub struct RunningAgent {
     admin: JoinHandle<()>,
     /// The decision endpoint, when it is on.
     authz: Option<JoinHandle<()>>,
+    /// The gRPC decision listener, when it is on.
+    authz_grpc: Option<JoinHandle<()>>,
     persister: JoinHandle<()>,
     sealer: JoinHandle<()>,
     sender: JoinHandle<()>,
@@ -113,6 +116,15 @@ impl Agent {
                 })
             })
             .transpose()?;
+        let (authz_grpc_listener, authz_grpc_addr) = match settings.authz_grpc_listen {
+            Some(addr) => {
+                let bind = |source| Error::Bind { listener: "authz-grpc", addr, source };
+                let listener = TcpListener::bind(addr).await.map_err(bind)?;
+                let local = listener.local_addr().map_err(bind)?;
+                (Some(listener), Some(local))
+            }
+            None => (None, None),
+        };
         let proxy_addr = proxy_sockets
             .first()
             .map_or_else(|| Ok(settings.listen), TcpSocket::local_addr)
@@ -182,6 +194,11 @@ impl Agent {
             };
             tokio::spawn(serve(listener, "authz", handler, limits, stop_rx.clone(), SHUTDOWN_DRAIN))
         });
+        let authz_grpc = authz_grpc_listener.map(|listener| {
+            let serve =
+                crate::grpc::serve(listener, new_proxy(), settings.max_header_bytes, stop_rx.clone(), SHUTDOWN_DRAIN);
+            tokio::spawn(serve)
+        });
         let admin_handler = Arc::new(Admin {
             live: live.clone(),
             source: source.clone(),
@@ -228,12 +245,14 @@ impl Agent {
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
         let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
-        tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, %agent_id, server = %settings.server, "tollgate-agent started");
+        tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, ?authz_grpc_addr, %agent_id, server = %settings.server, "tollgate-agent started");
         Ok(RunningAgent {
             proxy_addr,
             admin_addr,
             authz_addr,
             authz,
+            authz_grpc_addr,
+            authz_grpc,
             agent_id,
             stop,
             workers,
@@ -261,6 +280,11 @@ impl RunningAgent {
         self.authz_addr
     }
 
+    /// The gRPC decision listener's address, if `TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN` turned it on.
+    pub fn authz_grpc_addr(&self) -> Option<SocketAddr> {
+        self.authz_grpc_addr
+    }
+
     /// The stable id this agent reports usage under.
     pub fn agent_id(&self) -> Uuid {
         self.agent_id
@@ -276,8 +300,8 @@ impl RunningAgent {
             let _ = worker.await;
         }
         let _ = self.admin.await;
-        if let Some(authz) = self.authz {
-            let _ = authz.await;
+        for listener in [self.authz, self.authz_grpc].into_iter().flatten() {
+            let _ = listener.await;
         }
         let _ = self.sender.await;
         // A seal in progress finishes spooling its batches first, so they are delivered now

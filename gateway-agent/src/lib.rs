@@ -29,6 +29,7 @@ mod clock;
 mod config;
 pub mod enforce;
 mod error;
+mod grpc;
 mod hashing;
 mod header_number;
 mod proxy;

@@ -266,6 +266,9 @@ pub struct Settings {
     /// What an Envoy `ext_authz` filter puts before the original path (its `path_prefix`),
     /// stripped by the decision endpoint (`TOLLGATE_AGENT_AUTHZ_PATH_PREFIX`).
     pub authz_path_prefix: Option<AuthzPathPrefix>,
+    /// Envoy's gRPC `ext_authz` (`Authorization/Check`) and access-log service
+    /// (`TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN`); `None`: off.
+    pub authz_grpc_listen: Option<SocketAddr>,
     /// Last good config, agent id and usage spool (`TOLLGATE_AGENT_STATE_DIR`).
     pub state_dir: PathBuf,
     /// Shared counters for cluster-exact limits (`TOLLGATE_AGENT_REDIS_URL`).
@@ -318,6 +321,7 @@ impl Settings {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
             authz_listen: None,
             authz_path_prefix: None,
+            authz_grpc_listen: None,
             state_dir,
             redis_url: None,
             flush_interval: Duration::from_millis(1000),
@@ -364,6 +368,9 @@ impl Settings {
         }
         if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_LISTEN") {
             settings.authz_listen = Some(address("TOLLGATE_AGENT_AUTHZ_LISTEN", &v)?);
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN") {
+            settings.authz_grpc_listen = Some(address("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", &v)?);
         }
         if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX") {
             settings.authz_path_prefix =
@@ -496,7 +503,7 @@ mod tests {
         assert!(s.cors_origins.is_empty());
         assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
-        assert_eq!((s.authz_listen, s.authz_path_prefix), (None, None));
+        assert_eq!((s.authz_listen, s.authz_path_prefix, s.authz_grpc_listen), (None, None, None));
     }
 
     #[test]
@@ -522,6 +529,10 @@ mod tests {
         }
         let err = parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "8090")]).expect_err("no host");
         assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_LISTEN");
+        let s = parse(&[("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", "127.0.0.1:8091")]).expect("valid");
+        assert_eq!(s.authz_grpc_listen, Some("127.0.0.1:8091".parse().expect("address")));
+        let err = parse(&[("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", "localhost")]).expect_err("no port");
+        assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN");
     }
 
     #[test]

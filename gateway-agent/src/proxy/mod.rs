@@ -15,6 +15,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod body;
+pub(crate) mod check;
 pub(crate) mod connections;
 pub(crate) mod cors;
 pub(crate) mod decision;

@@ -7,6 +7,7 @@ mod binary;
 mod bounds;
 mod cors;
 mod decisions;
+mod decisions_grpc;
 mod failures;
 mod harness;
 mod limiter;
