@@ -34,6 +34,7 @@ mod hashing;
 mod header_number;
 mod proxy;
 mod redis;
+mod report;
 mod server;
 mod settings;
 mod state;

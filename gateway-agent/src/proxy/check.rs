@@ -32,6 +32,7 @@ use super::decision::{
 };
 use super::original::Original;
 use super::reply::Refusal;
+use crate::report::X_TOLLGATE_DECISION;
 
 /// The RPC's own path, recorded for a check that names no API.
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -138,7 +139,8 @@ fn check_response(decided: Decided) -> Result<CheckResponse, Status> {
 fn allowed(decision: &HeaderMap, query_credentials: Vec<String>) -> CheckResponse {
     let mut ok = OkHttpResponse { query_parameters_to_remove: query_credentials, ..OkHttpResponse::default() };
     for (name, value) in decision {
-        if *name == X_TOLLGATE_APPLICATION || *name == X_TOLLGATE_PLAN || *name == X_TOLLGATE_API {
+        let upstream = [&X_TOLLGATE_APPLICATION, &X_TOLLGATE_PLAN, &X_TOLLGATE_API, &X_TOLLGATE_DECISION];
+        if upstream.contains(&name) {
             // A client's own value never reaches the upstream.
             ok.headers.push(option(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd));
         } else if *name == X_ENVOY_AUTH_HEADERS_TO_REMOVE {

@@ -21,6 +21,7 @@ use super::reply::{Body, Refusal};
 use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
 use crate::config::Config;
 use crate::enforce::key_location::KeySource;
+use crate::report::X_TOLLGATE_DECISION;
 
 /// The admitted request's application (UUID).
 pub(crate) static X_TOLLGATE_APPLICATION: HeaderName = HeaderName::from_static("x-tollgate-application");
@@ -134,10 +135,22 @@ impl Proxy {
     fn allow(&self, config: &Config, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Response<Body> {
         let api = call.api;
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        self.record_usage(api, admitted, call.received, StatusCode::OK, call.started.elapsed());
+        let latency = call.started.elapsed();
+        let held = self.reports.as_ref().and_then(|pending| {
+            let metrics = admitted.touched.as_slice().iter();
+            let metrics = metrics.filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount)));
+            pending.hold(admitted.app.id, metrics, call.received, latency)
+        });
+        if self.reports.is_none() {
+            self.record_usage(api, admitted, call.received, StatusCode::OK, latency);
+        }
 
         let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
         let out = response.headers_mut();
+        if let Some(id) = held {
+            // The usage waits for the proxy's report of this call's response code.
+            out.insert(&X_TOLLGATE_DECISION, id.header_value());
+        }
         out.insert(&X_TOLLGATE_APPLICATION, uuid_value(admitted.app.id));
         let plan = config.catalog.source_plans.get(admitted.app.plan as usize).and_then(Option::as_ref);
         if let Some(plan) = plan {

@@ -85,6 +85,8 @@ pub(crate) struct Proxy {
     warned_tls: AtomicBool,
     /// Envoy's `path_prefix`, for the decision endpoint.
     authz_prefix: Option<AuthzPathPrefix>,
+    /// Allowed decisions waiting for their response code (`TOLLGATE_AGENT_AUTHZ_REPORTS=on`).
+    reports: Option<Arc<crate::report::Pending>>,
 }
 
 /// What is known about a routed request, for its answer, its metrics and its records.
@@ -212,6 +214,7 @@ impl Proxy {
         limiter: Arc<Limiter>,
         usage: Arc<Aggregator>,
         metrics: Arc<Metrics>,
+        reports: Option<Arc<crate::report::Pending>>,
     ) -> Proxy {
         crate::header_number::warm_up();
         Proxy {
@@ -227,6 +230,7 @@ impl Proxy {
             metrics,
             warned_tls: AtomicBool::new(false),
             authz_prefix: settings.authz_path_prefix.clone(),
+            reports,
         }
     }
 

@@ -7,19 +7,27 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::data::accesslog::v3::{HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties};
+use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+    HttpAccessLogEntries, Identifier, LogEntries,
+};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
+use envoy_types::pb::google::protobuf::UInt32Value;
 use jiff::Timestamp;
 use tollgate_agent::{Clock, RunningAgent, ServerUrl, Settings};
-use tollgate_protocol::{KeyKind, Snapshot};
+use tollgate_protocol::{KeyKind, Snapshot, StatusClass};
 use tonic::transport::Channel;
 
-use crate::decisions::header_key_fixture;
+use crate::decisions::{doc_block, header_key_fixture};
 use crate::harness::*;
+use crate::reports::by_class;
 
 fn ten_past() -> Timestamp {
     "2030-01-01T00:00:10Z".parse().expect("time")
@@ -231,4 +239,83 @@ async fn envoy_grpc_without_a_config_is_unavailable_then_decides_from_disk() {
     let over = check(&mut client, envoy_check("GET", "/pets/items/1", &[("x-api-key", key)])).await;
     assert_eq!(refusal(&over), (429, "limit_exceeded".to_owned()), "the count before the restart holds");
     agent.shutdown().await.expect("clean shutdown");
+}
+
+/// One HTTP access-log entry as Envoy's gRPC logger sends it with
+/// `additional_request_headers_to_log: [<header>]`.
+fn log_entry(header: &str, decision: Option<&str>, status: u32) -> HttpAccessLogEntry {
+    HttpAccessLogEntry {
+        request: Some(HttpRequestProperties {
+            path: "/pets/items/1".into(),
+            request_headers: decision.map(|id| (header.to_owned(), id.to_owned())).into_iter().collect(),
+            ..HttpRequestProperties::default()
+        }),
+        response: Some(HttpResponseProperties {
+            response_code: Some(UInt32Value { value: status }),
+            ..HttpResponseProperties::default()
+        }),
+        ..HttpAccessLogEntry::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_access_log_reports_the_response_code_once() {
+    // The values of the documented access-log config.
+    let als = doc_block("envoy.md", " als");
+    assert!(als.contains("cluster_name: tollgate_agent_grpc"), "{als}");
+    let header = als
+        .lines()
+        .skip_while(|line| !line.contains("additional_request_headers_to_log"))
+        .nth(1)
+        .and_then(|line| line.trim().strip_prefix("- "))
+        .expect("the logged header")
+        .to_owned();
+    let log_name = als.lines().find_map(|l| l.trim().strip_prefix("log_name: ")).expect("log_name").to_owned();
+
+    let (clock, _hands) = Clock::manual(ten_past());
+    let upstream = Upstream::start().await;
+    let fixture = header_key_fixture(&upstream);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = grpc_settings(cp.url(), dir.path(), Some(clock));
+    settings.authz_reports = true;
+    let agent = start_ready(settings).await;
+    let addr = agent.authz_grpc_addr().expect("on");
+    let mut client = client(&agent).await;
+    let key = fixture.key.as_str();
+    let mut decisions = Vec::new();
+    for path in ["/pets/items/1", "/pets/items/2"] {
+        let answer = check(&mut client, envoy_check("GET", path, &[("x-api-key", key)])).await;
+        let id = value(&ok(&answer).headers, &header).expect("the decision names itself to the upstream").to_owned();
+        decisions.push(id);
+    }
+    assert_ne!(decisions[0], decisions[1]);
+
+    // The upstream answered the first call 503. Its report comes twice (counted once), with an
+    // id the agent never gave and without an id (neither counted); the second call's never comes.
+    let mut logs = AccessLogServiceClient::connect(format!("http://{addr}")).await.expect("connects");
+    let message = StreamAccessLogsMessage {
+        identifier: Some(Identifier { node: None, log_name }),
+        log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
+            log_entry: vec![
+                log_entry(&header, Some(&decisions[0]), 503),
+                log_entry(&header, Some(&decisions[0]), 200),
+                log_entry(&header, Some("00000000000000ff"), 500),
+                log_entry(&header, None, 500),
+            ],
+        })),
+    };
+    let stream = tonic::codegen::tokio_stream::iter(vec![message]);
+    logs.stream_access_logs(stream).await.expect("the stream is taken");
+    let get_item = fixture.metrics.get_item;
+    eventually("the reported call counted as 5xx", || {
+        let counted = by_class(&cp, get_item);
+        async move { (counted == vec![(StatusClass::ServerError, 1)]).then_some(()) }
+    })
+    .await;
+
+    // At shutdown the unreported call is counted as the decision saw it.
+    agent.shutdown().await.expect("clean shutdown");
+    assert_eq!(by_class(&cp, get_item), vec![(StatusClass::Success, 1), (StatusClass::ServerError, 1)]);
+    assert_eq!(cp.accepted_count(fixture.metrics.hits), 2, "each allowed call counted once");
 }

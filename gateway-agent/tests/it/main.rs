@@ -16,6 +16,7 @@ mod paths;
 mod proxy;
 mod ratelimit;
 mod redis;
+mod reports;
 mod sync;
 mod usage;
 mod workers;
