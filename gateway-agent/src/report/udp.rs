@@ -1,7 +1,7 @@
 //! Reports as UDP datagrams (`TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN`): one JSON object per datagram,
 //! `{"decision":"<id>","status":<code>}`, bare or after a syslog header (nginx's
 //! `access_log syslog:server=…`), so that nginx reports without a shipper and anything that can
-//! send a line over UDP can too. Datagrams can be lost (the agent down, its receive buffer
+//! send a line over UDP can too (Traefik's JSON access-log lines, read by their own field names). Datagrams can be lost (the agent down, its receive buffer
 //! full): such a call is counted in the 2xx class when its wait ends.
 
 use std::sync::Arc;
@@ -12,10 +12,12 @@ use tokio::sync::watch;
 
 use super::Pending;
 
+/// A report; Traefik's JSON access-log field names are read too, so its lines need no rewriting.
 #[derive(Deserialize)]
 struct Report<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, alias = "request_X-Tollgate-Decision")]
     decision: &'a str,
+    #[serde(alias = "DownstreamStatus")]
     status: u32,
 }
 
@@ -60,6 +62,10 @@ mod tests {
         let bare = read(b"{\"status\":200,\"decision\":\"a\",\"extra\":1}\n").expect("report");
         assert_eq!((bare.decision, bare.status), ("a", 200));
         assert!(read(b"{\"decision\":\"\",\"status\":401}").is_none(), "a refused call");
+        let traefik =
+            br#"{"ClientHost":"127.0.0.1","DownstreamStatus":502,"request_X-Tollgate-Decision":"b","level":"info"}"#;
+        let traefik = read(traefik).expect("report");
+        assert_eq!((traefik.decision, traefik.status), ("b", 502));
         assert!(read(b"<190>no json").is_none());
         assert!(read(b"{\"decision\":\"a\",\"status\":\"200\"}").is_none());
     }
