@@ -130,8 +130,9 @@ impl Proxy {
         }
     }
 
-    /// The allowed decision: the key's latest use and the request's usage are recorded now,
-    /// and the answer names the caller and the credential headers to drop.
+    /// The allowed decision: the key's latest use is recorded now, and the request's usage too
+    /// unless it waits for the proxy's report ([`crate::report`]); the answer names the caller
+    /// and the credential headers to drop.
     fn allow(&self, config: &Config, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Response<Body> {
         let api = call.api;
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
