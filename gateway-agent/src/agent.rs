@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::proxy::Proxy;
 use crate::proxy::access_log::AccessLog;
 use crate::redis::SharedCounters;
+use crate::report::{Pending, REPORT_WAIT};
 use crate::server::{ConnectionLimit, Limits, serve};
 use crate::settings::{AccessLogMode, Settings};
 use crate::state;
@@ -49,6 +50,8 @@ pub struct RunningAgent {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
     authz_addr: Option<SocketAddr>,
+    authz_grpc_addr: Option<SocketAddr>,
+    report_addr: Option<SocketAddr>,
     agent_id: Uuid,
     stop: watch::Sender<bool>,
     /// Each proxy worker says when it has drained and stopped.
@@ -56,6 +59,10 @@ pub struct RunningAgent {
     admin: JoinHandle<()>,
     /// The decision endpoint, when it is on.
     authz: Option<JoinHandle<()>>,
+    /// The gRPC decision listener, when it is on.
+    authz_grpc: Option<JoinHandle<()>>,
+    /// Allowed decisions waiting for their report, counted (2xx) at shutdown.
+    reports: Option<Arc<Pending>>,
     persister: JoinHandle<()>,
     sealer: JoinHandle<()>,
     sender: JoinHandle<()>,
@@ -114,6 +121,28 @@ impl Agent {
                 })
             })
             .transpose()?;
+        let (authz_grpc_listener, authz_grpc_addr) = match settings.authz_grpc_listen {
+            Some(addr) => {
+                let bind = |source| Error::Bind { listener: "authz-grpc", addr, source };
+                let listener = TcpListener::bind(addr).await.map_err(bind)?;
+                let local = listener.local_addr().map_err(bind)?;
+                (Some(listener), Some(local))
+            }
+            None => (None, None),
+        };
+        let report_socket = match settings.authz_report_listen {
+            Some(addr) => Some(tokio::net::UdpSocket::bind(addr).await.map_err(|source| Error::Bind {
+                listener: "authz-report",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        let report_addr = report_socket
+            .as_ref()
+            .map(|socket| socket.local_addr())
+            .transpose()
+            .map_err(|source| Error::Bind { listener: "authz-report", addr: settings.listen, source })?;
         let proxy_addr = proxy_sockets
             .first()
             .map_or_else(|| Ok(settings.listen), TcpSocket::local_addr)
@@ -147,6 +176,7 @@ impl Agent {
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
         let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token));
         let aggregator = Arc::new(Aggregator::new());
+        let reports = settings.authz_reports.then(|| Arc::new(Pending::new(aggregator.clone(), REPORT_WAIT)));
         let (stop, stop_rx) = watch::channel(false);
         let (status_tx, status_rx) = watch::channel(AgentStatus {
             protocol_version: PROTOCOL_VERSION,
@@ -170,6 +200,7 @@ impl Agent {
                     limiter.clone(),
                     aggregator.clone(),
                     metrics.clone(),
+                    reports.clone(),
                 )
                 .traced(tracer.clone()),
             )
@@ -194,6 +225,10 @@ impl Agent {
                 async move { decider.decide(request).await }
             };
             tokio::spawn(serve(listener, "authz", handler, limits, stop_rx.clone(), SHUTDOWN_DRAIN))
+        });
+        let authz_grpc = authz_grpc_listener.map(|listener| {
+            let (limit, stop) = (settings.max_header_bytes, stop_rx.clone());
+            tokio::spawn(crate::grpc::serve(listener, new_proxy(), reports.clone(), limit, stop, SHUTDOWN_DRAIN))
         });
         let admin_handler = Arc::new(Admin {
             live: live.clone(),
@@ -245,18 +280,28 @@ impl Agent {
                 stop_rx.clone(),
             )));
         }
+        if let Some(pending) = &reports {
+            background.push(tokio::spawn(pending.clone().run_expiry(stop_rx.clone())));
+            if let Some(socket) = report_socket {
+                background.push(tokio::spawn(crate::report::udp::serve(socket, pending.clone(), stop_rx.clone())));
+            }
+        }
         if let Some(shared) = &limiter.shared {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
         }
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
         let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
-        tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, %agent_id, server = %settings.server, "tollgate-agent started");
+        tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, ?authz_grpc_addr, %agent_id, server = %settings.server, "tollgate-agent started");
         Ok(RunningAgent {
             proxy_addr,
             admin_addr,
             authz_addr,
             authz,
+            authz_grpc_addr,
+            report_addr,
+            authz_grpc,
+            reports,
             agent_id,
             stop,
             workers,
@@ -284,6 +329,16 @@ impl RunningAgent {
         self.authz_addr
     }
 
+    /// The gRPC decision listener's address, if `TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN` turned it on.
+    pub fn authz_grpc_addr(&self) -> Option<SocketAddr> {
+        self.authz_grpc_addr
+    }
+
+    /// The UDP address reports are read from, if `TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN` is set.
+    pub fn report_addr(&self) -> Option<SocketAddr> {
+        self.report_addr
+    }
+
     /// The stable id this agent reports usage under.
     pub fn agent_id(&self) -> Uuid {
         self.agent_id
@@ -299,8 +354,12 @@ impl RunningAgent {
             let _ = worker.await;
         }
         let _ = self.admin.await;
-        if let Some(authz) = self.authz {
-            let _ = authz.await;
+        for listener in [self.authz, self.authz_grpc].into_iter().flatten() {
+            let _ = listener.await;
+        }
+        // Calls still waiting for their report are counted as the decision saw them (2xx).
+        if let Some(pending) = &self.reports {
+            pending.expire(true);
         }
         let _ = self.sender.await;
         // A seal in progress finishes spooling its batches first, so they are delivered now

@@ -267,6 +267,15 @@ pub struct Settings {
     /// What an Envoy `ext_authz` filter puts before the original path (its `path_prefix`),
     /// stripped by the decision endpoint (`TOLLGATE_AGENT_AUTHZ_PATH_PREFIX`).
     pub authz_path_prefix: Option<AuthzPathPrefix>,
+    /// Envoy's gRPC `ext_authz` (`Authorization/Check`) and access-log service
+    /// (`TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN`); `None`: off.
+    pub authz_grpc_listen: Option<SocketAddr>,
+    /// Allowed decisions wait for the proxy's report of the response code before their usage
+    /// is counted (`TOLLGATE_AGENT_AUTHZ_REPORTS=on`; default off).
+    pub authz_reports: bool,
+    /// Reports as UDP datagrams, e.g. nginx's syslog access log
+    /// (`TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN`); `None`: off.
+    pub authz_report_listen: Option<SocketAddr>,
     /// Last good config, agent id and usage spool (`TOLLGATE_AGENT_STATE_DIR`).
     pub state_dir: PathBuf,
     /// Shared counters for cluster-exact limits (`TOLLGATE_AGENT_REDIS_URL`).
@@ -321,6 +330,9 @@ impl Settings {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
             authz_listen: None,
             authz_path_prefix: None,
+            authz_grpc_listen: None,
+            authz_reports: false,
+            authz_report_listen: None,
             state_dir,
             redis_url: None,
             flush_interval: Duration::from_millis(1000),
@@ -368,6 +380,25 @@ impl Settings {
         }
         if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_LISTEN") {
             settings.authz_listen = Some(address("TOLLGATE_AGENT_AUTHZ_LISTEN", &v)?);
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN") {
+            settings.authz_grpc_listen = Some(address("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", &v)?);
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_REPORTS") {
+            settings.authz_reports = match v.as_str() {
+                "on" => true,
+                "off" => false,
+                other => return Err(invalid("TOLLGATE_AGENT_AUTHZ_REPORTS", format!("`{other}` is not on or off"))),
+            };
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN") {
+            if !settings.authz_reports {
+                return Err(invalid(
+                    "TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN",
+                    "reports are counted only with TOLLGATE_AGENT_AUTHZ_REPORTS=on",
+                ));
+            }
+            settings.authz_report_listen = Some(address("TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN", &v)?);
         }
         if let Some(v) = get("TOLLGATE_AGENT_AUTHZ_PATH_PREFIX") {
             settings.authz_path_prefix =
@@ -501,7 +532,7 @@ mod tests {
         assert!(s.cors_origins.is_empty());
         assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
-        assert_eq!((s.authz_listen, s.authz_path_prefix), (None, None));
+        assert_eq!((s.authz_listen, s.authz_path_prefix, s.authz_grpc_listen), (None, None, None));
     }
 
     #[test]
@@ -527,6 +558,19 @@ mod tests {
         }
         let err = parse(&[("TOLLGATE_AGENT_AUTHZ_LISTEN", "8090")]).expect_err("no host");
         assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_LISTEN");
+        let s = parse(&[("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", "127.0.0.1:8091")]).expect("valid");
+        assert_eq!(s.authz_grpc_listen, Some("127.0.0.1:8091".parse().expect("address")));
+        let err = parse(&[("TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", "localhost")]).expect_err("no port");
+        assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN");
+        assert!(!parse(&[]).expect("valid").authz_reports);
+        let s =
+            parse(&[("TOLLGATE_AGENT_AUTHZ_REPORTS", "on"), ("TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN", "127.0.0.1:8092")])
+                .expect("valid");
+        assert_eq!((s.authz_reports, s.authz_report_listen), (true, Some("127.0.0.1:8092".parse().expect("address"))));
+        let err = parse(&[("TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN", "127.0.0.1:8092")]).expect_err("reports off");
+        assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN");
+        let err = parse(&[("TOLLGATE_AGENT_AUTHZ_REPORTS", "yes")]).expect_err("on or off");
+        assert_eq!(err.setting, "TOLLGATE_AGENT_AUTHZ_REPORTS");
     }
 
     #[test]

@@ -12,15 +12,16 @@ use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use tollgate_protocol::gateway::reserved_path;
 use uuid::Uuid;
 
-use super::original::{Original, Shape};
+use super::original::{BadOriginal, Original, Shape};
 use super::reply::{Body, Refusal};
 use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
 use crate::config::Config;
 use crate::enforce::key_location::KeySource;
+use crate::report::X_TOLLGATE_DECISION;
 use crate::trace::Trace;
 
 /// The admitted request's application (UUID).
@@ -33,7 +34,8 @@ pub(crate) static X_TOLLGATE_API: HeaderName = HeaderName::from_static("x-tollga
 /// subrequest's body but can copy its headers (`auth_request_set`).
 pub(crate) static X_TOLLGATE_REFUSAL: HeaderName = HeaderName::from_static("x-tollgate-refusal");
 /// The credential headers Envoy removes before forwarding an allowed request.
-static X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+pub(crate) static X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
 
 /// The `decision` label and metric index of an allowed decision.
 pub(crate) const ALLOWED: &str = "allowed";
@@ -62,25 +64,43 @@ impl Proxy {
 
     /// The answer, and the refusal it carries (if any).
     async fn decision(&self, parts: &hyper::http::request::Parts) -> (Response<Body>, Option<Refusal>) {
-        let started = std::time::Instant::now();
-        let trace = self.trace(&parts.headers).map(Trace::in_decision);
         let own = (&parts.method, parts.uri.path());
+        let original = || Original::of(parts, self.authz_prefix.as_ref().map(|p| p.as_str()));
+        let decided = self.decide_original(own, &parts.headers, original, false).await;
+        (decided.response, decided.refusal)
+    }
+
+    /// Decides the request `original` reads (after the config is known to be there), for
+    /// every listener alike: `own` is the asking request's method and path, for the records of
+    /// a request that names no API; `credentials` are the original request's headers. With
+    /// `query_credentials`, an allowed decision also names the query parameters that carried
+    /// the key (for Envoy's gRPC `query_parameters_to_remove`).
+    pub(super) async fn decide_original<'p>(
+        &self,
+        own: (&Method, &str),
+        credentials: &HeaderMap,
+        original: impl FnOnce() -> Result<Original<'p>, BadOriginal>,
+        query_credentials: bool,
+    ) -> Decided {
+        let started = std::time::Instant::now();
+        let trace = self.trace(credentials).map(Trace::in_decision);
+        let refused = |response, refusal| Decided { response, refusal: Some(refusal), query_credentials: Vec::new() };
         let Some(config) = self.live.load_full() else {
-            return (self.refuse_unrouted(Refusal::NotReady, own, trace, started), Some(Refusal::NotReady));
+            return refused(self.refuse_unrouted(Refusal::NotReady, own, trace, started), Refusal::NotReady);
         };
         let now = self.clock.now();
-        let original = match Original::of(parts, self.authz_prefix.as_ref().map(|p| p.as_str())) {
+        let original = match original() {
             Ok(original) => original,
             Err(bad) => {
                 let refusal = Refusal::InvalidDecision(bad);
-                return (self.refuse_unrouted(refusal, own, trace, started), Some(refusal));
+                return refused(self.refuse_unrouted(refusal, own, trace, started), refusal);
             }
         };
         let (route, api) = match find_api(&config, original.uri.path(), || original.host()) {
             Ok(found) => found,
             Err(refusal) => {
                 let request = (&original.method, original.uri.path());
-                return (self.refuse_unrouted(refusal, request, trace, started), Some(refusal));
+                return refused(self.refuse_unrouted(refusal, request, trace, started), refusal);
             }
         };
         let mut call = Call {
@@ -98,21 +118,41 @@ impl Proxy {
         // any other, left to the API's mapping rules.
         let rest = original.uri.path().get(route.rest_offset..).unwrap_or("");
         let reserved = reserved_path(rest).is_some();
-        match self.admit(&config, &mut call, route.api, rest, reserved, &parts.headers).await {
-            Ok(admitted) => (self.allow(&config, &call, &admitted, &parts.headers), None),
-            Err(Refused(refusal)) => (self.refuse(&call, refusal), Some(refusal)),
+        match self.admit(&config, &mut call, route.api, rest, reserved, credentials).await {
+            Ok(admitted) => {
+                let query = if query_credentials { credential_params(api, original.uri.query()) } else { Vec::new() };
+                Decided {
+                    response: self.allow(&config, &call, &admitted, credentials),
+                    refusal: None,
+                    query_credentials: query,
+                }
+            }
+            Err(Refused(refusal)) => refused(self.refuse(&call, refusal), refusal),
         }
     }
 
-    /// The allowed decision: the key's latest use and the request's usage are recorded now,
-    /// and the answer names the caller and the credential headers to drop.
+    /// The allowed decision: the key's latest use is recorded now, and the request's usage too
+    /// unless it waits for the proxy's report ([`crate::report`]); the answer names the caller
+    /// and the credential headers to drop.
     fn allow(&self, config: &Config, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Response<Body> {
         let api = call.api;
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        self.record_usage(api, admitted, call.received, StatusCode::OK, call.started.elapsed());
+        let latency = call.started.elapsed();
+        let held = self.reports.as_ref().and_then(|pending| {
+            let metrics = admitted.touched.as_slice().iter();
+            let metrics = metrics.filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount)));
+            pending.hold(admitted.app.id, metrics, call.received, latency)
+        });
+        if self.reports.is_none() {
+            self.record_usage(api, admitted, call.received, StatusCode::OK, latency);
+        }
 
         let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
         let out = response.headers_mut();
+        if let Some(id) = held {
+            // The usage waits for the proxy's report of this call's response code.
+            out.insert(&X_TOLLGATE_DECISION, id.header_value());
+        }
         out.insert(&X_TOLLGATE_APPLICATION, uuid_value(admitted.app.id));
         let plan = config.catalog.source_plans.get(admitted.app.plan as usize).and_then(Option::as_ref);
         if let Some(plan) = plan {
@@ -137,9 +177,29 @@ impl Proxy {
     }
 }
 
+/// A decision: the HTTP answer (allowed: 200 with the caller's headers; else the refusal's),
+/// the refusal, and the query parameters that carried the key when asked for.
+pub(super) struct Decided {
+    pub response: Response<Body>,
+    pub refusal: Option<Refusal>,
+    pub query_credentials: Vec<String>,
+}
+
 fn uuid_value(id: Uuid) -> HeaderValue {
     let mut buffer = Uuid::encode_buffer();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer)).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// The names of the query parameters that are the API's credentials, in any spelling, each once.
+fn credential_params(api: &crate::config::ApiEntry, query: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        if !name.is_empty() && api.auth.is_credential_param(name) && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// The API's credential headers, and every other spelling of them the request carries,

@@ -15,6 +15,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod body;
+pub(crate) mod check;
 pub(crate) mod connections;
 pub(crate) mod cors;
 pub(crate) mod decision;
@@ -87,6 +88,8 @@ pub(crate) struct Proxy {
     authz_prefix: Option<AuthzPathPrefix>,
     /// Where request spans go, when tracing is on.
     tracer: Option<Tracer>,
+    /// Allowed decisions waiting for their response code (`TOLLGATE_AGENT_AUTHZ_REPORTS=on`).
+    reports: Option<Arc<crate::report::Pending>>,
 }
 
 /// What is known about a routed request, for its answer, its metrics and its records.
@@ -218,6 +221,7 @@ impl Proxy {
         limiter: Arc<Limiter>,
         usage: Arc<Aggregator>,
         metrics: Arc<Metrics>,
+        reports: Option<Arc<crate::report::Pending>>,
     ) -> Proxy {
         crate::header_number::warm_up();
         Proxy {
@@ -234,6 +238,7 @@ impl Proxy {
             warned_tls: AtomicBool::new(false),
             authz_prefix: settings.authz_path_prefix.clone(),
             tracer: None,
+            reports,
         }
     }
 

@@ -105,6 +105,15 @@ impl<'a> Original<'a> {
         Ok(Original { method, uri, host, headers })
     }
 
+    /// The request an Envoy gRPC `CheckRequest` names: its `method`, its `path` (the request
+    /// target as received, query included) and `headers`, in which `Host` is the original
+    /// authority.
+    pub fn of_check(method: &str, path: &str, headers: &'a HeaderMap) -> Result<Original<'a>, BadOriginal> {
+        let what = "attributes.request.http must name the method and a path such as /pets/1?a=b";
+        let method = Method::from_bytes(method.as_bytes()).map_err(|_| BadOriginal { what })?;
+        Ok(Original { method, uri: origin_form(path, what)?, host: &HOST_HEADER, headers })
+    }
+
     /// The host the original request was for: exactly one valid value of its header, or none.
     pub fn host(&self) -> Result<Option<RequestHost<'a>>, InvalidHost> {
         let mut values = self.headers.get_all(self.host).iter();
