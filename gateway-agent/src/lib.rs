@@ -31,6 +31,7 @@ pub mod enforce;
 mod error;
 mod hashing;
 mod header_number;
+mod protocols;
 mod proxy;
 mod redis;
 mod server;
@@ -38,6 +39,7 @@ mod settings;
 mod state;
 mod sync;
 mod telemetry;
+mod tunnel;
 mod usage;
 
 pub use agent::{Agent, RunningAgent};
