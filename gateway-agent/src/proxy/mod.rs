@@ -7,7 +7,8 @@
 //! [`cors`]. Admitted requests carry the `RateLimit-*` headers of their most constrained
 //! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]). The
 //! decision endpoint ([`decision`]) runs the same routing, request filter and refusals for
-//! another proxy, and answers instead of forwarding.
+//! another proxy, and answers instead of forwarding. An admitted `Connection: Upgrade` request
+//! (WebSocket) is forwarded by [`upgrade`] and, on `101`, becomes a tunnel.
 //!
 //! A request whose key the agent knows is *attributed* to that key's application, even when
 //! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
