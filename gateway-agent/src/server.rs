@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use metrics::{Counter, Gauge};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -123,30 +123,49 @@ pub(crate) async fn serve<H, F, B>(
             None => None,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let mut stop = stop.clone();
         // What keeps the connection counted (its slot and its place in the drain), shared
         // with the tunnel of an upgrade, which outlives the HTTP connection.
         let hold: Arc<dyn Send + Sync> = Arc::new((slot, open_tx.clone()));
-        let protocols = protocols.clone();
-        tokio::spawn(async move {
-            let lease_stop = stop.clone();
-            let service = service_fn(move |mut request: Request<Incoming>| {
-                // Only upgrade requests carry `OnUpgrade` (no cost for the others).
-                if request.extensions().get::<OnUpgrade>().is_some() {
-                    request.extensions_mut().insert(Lease::new(hold.clone(), lease_stop.clone()));
-                }
-                let response = handler(request, peer);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            protocols.serve(stream, Protocol::Detect, service, &mut stop).await;
-        });
+        let connection =
+            connection(stream, Protocol::Detect, peer, handler.clone(), protocols.clone(), hold, stop.clone());
+        tokio::spawn(connection);
     }
     drop(listener);
     drop(open_tx);
     if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
         tracing::warn!(listener = name, "stopped waiting for in-flight requests after {drain:?}");
     }
+}
+
+/// Serves one accepted connection: `io` is the client's byte stream (TCP, or TLS after its
+/// handshake, with ALPN's `protocol`), `hold` what keeps it counted until it and any tunnel
+/// made of it have ended.
+async fn connection<I, H, F, B>(
+    io: I,
+    protocol: Protocol,
+    peer: SocketAddr,
+    handler: H,
+    protocols: Arc<Protocols>,
+    hold: Arc<dyn Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let lease_stop = stop.clone();
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        // Only upgrade requests carry `OnUpgrade` (no cost for the others).
+        if request.extensions().get::<OnUpgrade>().is_some() {
+            request.extensions_mut().insert(Lease::new(hold.clone(), lease_stop.clone()));
+        }
+        let response = handler(request, peer);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    protocols.serve(io, protocol, service, &mut stop).await;
 }
 
 /// Answers a connection over the limit with a 503, then reads (and drops) what the client

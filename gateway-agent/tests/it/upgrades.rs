@@ -236,3 +236,40 @@ async fn an_idle_upgraded_connection_is_closed_and_counts_under_the_connection_l
     assert_eq!(said.rest().await.last().map(String::as_str), Some("done 1000"));
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_the_upstream_declines_is_an_ordinary_call_and_h2c_is_not_forwarded() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let key = fixture.key.as_str();
+
+    let request = format!(
+        "GET /pets/list?user_key={key} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, close\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let answer = raw_exchange(agent.proxy_addr(), request.as_bytes()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "ok"), "{}", answer.head);
+    let seen = upstream.last();
+    let header = |name: &str| seen.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!((header("connection").as_deref(), header("upgrade").as_deref()), (Some("upgrade"), Some("websocket")));
+
+    // `Upgrade: h2c` asks the agent itself for HTTP/2: an ordinary HTTP/1.1 call upstream.
+    let request = format!(
+        "GET /pets/list?user_key={key} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    );
+    let answer = raw_exchange(agent.proxy_addr(), request.as_bytes()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "ok"), "{}", answer.head);
+    let seen = upstream.last();
+    for hop in ["upgrade", "http2-settings"] {
+        assert!(seen.headers.get(hop).is_none(), "{hop} reached the upstream");
+    }
+
+    // Both were calls like any other: 2xx usage.
+    let list = fixture.metrics.list;
+    eventually("two calls counted", || async { (cp.accepted_count(list) == 2).then_some(()) }).await;
+    agent.shutdown().await.expect("clean shutdown");
+}
