@@ -140,7 +140,7 @@ pub(crate) async fn serve<H, F, B>(
 /// Serves one accepted connection: `io` is the client's byte stream (TCP, or TLS after its
 /// handshake, with ALPN's `protocol`), `hold` what keeps it counted until it and any tunnel
 /// made of it have ended.
-async fn connection<I, H, F, B>(
+pub(crate) async fn connection<I, H, F, B>(
     io: I,
     protocol: Protocol,
     peer: SocketAddr,

@@ -238,3 +238,41 @@ async fn one_http2_connection_carries_concurrent_streams_and_a_big_head_is_431()
     assert_eq!(upstream.count(), 32, "refused before any handler");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_an_http2_connections_streams_finish() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.upstream_timeout = std::time::Duration::from_secs(20);
+    let agent = start_ready(settings).await;
+    let proxy = agent.proxy_addr();
+
+    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 connection");
+    let connection = tokio::spawn(connection);
+    // Slow requests in flight as streams of one connection, then stop.
+    const IN_FLIGHT: usize = 4;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..IN_FLIGHT {
+        let mut sender = sender.clone();
+        let uri = format!("http://{proxy}/pets/slow?user_key={}", fixture.key.as_str());
+        set.spawn(async move {
+            let request = Request::get(uri).body(Empty::<Bytes>::new()).expect("request");
+            sender.send_request(request).await.map(|response| response.status())
+        });
+    }
+    drop(sender);
+    eventually("every stream to reach the upstream", || async { (upstream.count() == IN_FLIGHT).then_some(()) }).await;
+    agent.shutdown().await.expect("clean shutdown");
+    let statuses = set.join_all().await;
+    assert!(statuses.iter().all(|s| matches!(s, Ok(StatusCode::OK))), "{statuses:?}");
+    assert_eq!(cp.accepted_count(fixture.metrics.hits), IN_FLIGHT as u64, "counted before the stop ended");
+    // The agent said GOAWAY and closed the connection once its streams were done.
+    let ended = tokio::time::timeout(DEADLINE, connection).await.expect("the connection ended");
+    assert!(ended.expect("task").is_ok(), "a clean end");
+}
