@@ -32,6 +32,7 @@ mod error;
 mod grpc;
 mod hashing;
 mod header_number;
+mod protocols;
 mod proxy;
 mod redis;
 mod report;
@@ -41,6 +42,7 @@ mod state;
 mod sync;
 mod telemetry;
 mod trace;
+mod tunnel;
 mod usage;
 
 pub use agent::{Agent, RunningAgent};

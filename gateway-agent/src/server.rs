@@ -1,7 +1,7 @@
-//! The accept loop shared by the proxy and admin listeners: HTTP/1.1 with keep-alive, a
-//! graceful stop that lets in-flight requests finish (up to a bound), and the bounds a client
-//! meets before any handler runs: the size of a request head (431) and the number of open
-//! connections (503).
+//! The accept loop shared by the proxy and admin listeners: HTTP/1.1 with keep-alive or
+//! HTTP/2 ([`crate::protocols`]), a graceful stop that lets in-flight requests and upgraded
+//! connections finish (up to a bound), and the bounds a client meets before any handler runs:
+//! the size of a request head (431) and the number of open connections (503).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::{Counter, Gauge};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::protocols::{Protocol, Protocols};
+use crate::tunnel::Lease;
 
 /// A slow client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,7 +70,8 @@ impl Drop for Slot {
 }
 
 /// Serves `handler` on `listener` until `stop` changes, then stops accepting, asks open
-/// connections to close after their current request, and waits up to `drain` for them.
+/// connections to close after their current request (upgraded ones close, see
+/// [`crate::tunnel`]), and waits up to `drain` for them.
 pub(crate) async fn serve<H, F, B>(
     listener: TcpListener,
     name: &'static str,
@@ -86,6 +89,7 @@ pub(crate) async fn serve<H, F, B>(
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let protocols = Arc::new(Protocols::new(limits.max_header_bytes, HEADER_READ_TIMEOUT));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -119,44 +123,49 @@ pub(crate) async fn serve<H, F, B>(
             None => None,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let mut stop = stop.clone();
-        let open = open_tx.clone();
-        let max_header_bytes = limits.max_header_bytes;
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let response = handler(request, peer);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let _slot = slot;
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_header_size(max_header_bytes)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            // A connection accepted as the stop arrived must not wait for a change it
-            // has already seen.
-            if !*stop.borrow_and_update() {
-                tokio::select! {
-                    _ = connection.as_mut() => {
-                        drop(open);
-                        return;
-                    }
-                    _ = stop.changed() => {}
-                }
-            }
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-            drop(open);
-        });
+        // What keeps the connection counted (its slot and its place in the drain), shared
+        // with the tunnel of an upgrade, which outlives the HTTP connection.
+        let hold: Arc<dyn Send + Sync> = Arc::new((slot, open_tx.clone()));
+        let connection =
+            connection(stream, Protocol::Detect, peer, handler.clone(), protocols.clone(), hold, stop.clone());
+        tokio::spawn(connection);
     }
     drop(listener);
     drop(open_tx);
     if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
         tracing::warn!(listener = name, "stopped waiting for in-flight requests after {drain:?}");
     }
+}
+
+/// Serves one accepted connection: `io` is the client's byte stream (TCP, or TLS after its
+/// handshake, with ALPN's `protocol`), `hold` what keeps it counted until it and any tunnel
+/// made of it have ended.
+pub(crate) async fn connection<I, H, F, B>(
+    io: I,
+    protocol: Protocol,
+    peer: SocketAddr,
+    handler: H,
+    protocols: Arc<Protocols>,
+    hold: Arc<dyn Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let lease_stop = stop.clone();
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        // Only upgrade requests carry `OnUpgrade` (no cost for the others).
+        if request.extensions().get::<OnUpgrade>().is_some() {
+            request.extensions_mut().insert(Lease::new(hold.clone(), lease_stop.clone()));
+        }
+        let response = handler(request, peer);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    protocols.serve(io, protocol, service, &mut stop).await;
 }
 
 /// Answers a connection over the limit with a 503, then reads (and drops) what the client

@@ -285,6 +285,9 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// Until the upstream's response head (`TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS`).
     pub upstream_timeout: Duration,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed
+    /// (`TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS`).
+    pub upgrade_idle_timeout: Duration,
     /// The access log (`TOLLGATE_AGENT_ACCESS_LOG`).
     pub access_log: AccessLogMode,
     /// Where the JSON access log goes (`TOLLGATE_AGENT_ACCESS_LOG_PATH`); `None`: stdout.
@@ -338,6 +341,7 @@ impl Settings {
             flush_interval: Duration::from_millis(1000),
             upstream_connect_timeout: Duration::from_millis(2000),
             upstream_timeout: Duration::from_millis(30_000),
+            upgrade_idle_timeout: Duration::from_millis(300_000),
             access_log: AccessLogMode::Off,
             access_log_path: None,
             log: "info".to_owned(),
@@ -415,6 +419,9 @@ impl Settings {
         }
         if let Some(v) = get("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS") {
             settings.upstream_timeout = millis("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS", &v, 1, 3_600_000)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS") {
+            settings.upgrade_idle_timeout = millis("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS", &v, 1, 86_400_000)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_ACCESS_LOG") {
             settings.access_log = match v.as_str() {
@@ -533,6 +540,7 @@ mod tests {
         assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
         assert_eq!((s.authz_listen, s.authz_path_prefix, s.authz_grpc_listen), (None, None, None));
+        assert_eq!(s.upgrade_idle_timeout, Duration::from_secs(300));
     }
 
     #[test]
@@ -600,6 +608,7 @@ mod tests {
         assert_eq!(err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]), "TOLLGATE_AGENT_SERVER");
         assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");
         assert_eq!(err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]), "TOLLGATE_AGENT_FLUSH_INTERVAL_MS");
+        assert_eq!(err(&[("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS", "0")]), "TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS");
         assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]), "TOLLGATE_AGENT_REDIS_URL");
         assert_eq!(err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]), "TOLLGATE_AGENT_SPOOL_MAX_BYTES");
         assert_eq!(err(&[("TOLLGATE_AGENT_TOKEN", "a b")]), "TOLLGATE_AGENT_TOKEN");

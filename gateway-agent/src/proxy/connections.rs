@@ -95,7 +95,24 @@ impl Connections {
         }
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ClientBody>, UpstreamError> {
+    /// Sends an upgrade request (WebSocket) on a connection of its own, never pooled: after a
+    /// `101` the connection belongs to the tunnel (`hyper::upgrade::on` on the response).
+    pub async fn send_upgrade(
+        &self,
+        authority: &Authority,
+        request: Request<ClientBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let stream = self.open(authority).await?;
+        let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream upgrade connection ended with an error");
+            }
+        });
+        sender.send_request(request).await.map_err(UpstreamError::Exchange)
+    }
+
+    async fn open(&self, authority: &Authority) -> Result<TcpStream, UpstreamError> {
         // `[::1]` is the authority's spelling; the resolver wants the bare address.
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(80);
@@ -104,6 +121,11 @@ impl Connections {
             .map_err(|_| UpstreamError::Connect)?
             .map_err(|_| UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ClientBody>, UpstreamError> {
+        let stream = self.open(authority).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Exchange)?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {

@@ -8,7 +8,9 @@
 
 use std::net::IpAddr;
 
-use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use hyper::header::{
+    CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use hyper::http::request::Parts;
 use hyper::{Request, Uri, Version};
 
@@ -158,9 +160,25 @@ pub(crate) fn upstream_request(
         headers.insert(&X_FORWARDED_FOR, value);
     }
 
+    if parts.version == Version::HTTP_2 {
+        join_cookies(headers);
+    }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// HTTP/2 clients may split `Cookie` into one field per cookie; an HTTP/1.1 upstream gets
+/// them as one, joined by `; ` (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes).collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(COOKIE, value);
+    }
 }
 
 /// Appends `client` as text: IPv4 digit by digit (its `Display` goes through the formatting
@@ -226,6 +244,17 @@ mod tests {
             push_ip(&mut out, ip);
             assert_eq!(out, ip.to_string());
         }
+    }
+
+    #[test]
+    fn http2_cookies_become_one_field() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
     }
 
     #[test]

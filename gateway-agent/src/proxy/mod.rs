@@ -7,7 +7,8 @@
 //! [`cors`]. Admitted requests carry the `RateLimit-*` headers of their most constrained
 //! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]). The
 //! decision endpoint ([`decision`]) runs the same routing, request filter and refusals for
-//! another proxy, and answers instead of forwarding.
+//! another proxy, and answers instead of forwarding. An admitted `Connection: Upgrade` request
+//! (WebSocket) is forwarded by [`upgrade`] and, on `101`, becomes a tunnel.
 //!
 //! A request whose key the agent knows is *attributed* to that key's application, even when
 //! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
@@ -27,6 +28,7 @@ pub(crate) mod path;
 pub(crate) mod ratelimit;
 pub(crate) mod reply;
 pub(crate) mod route;
+pub(crate) mod upgrade;
 pub(crate) mod upstream;
 
 use std::net::SocketAddr;
@@ -75,6 +77,8 @@ pub(crate) struct Proxy {
     connections: Connections,
     clock: Clock,
     upstream_timeout: Duration,
+    /// An upgraded connection (WebSocket) with no traffic either way is closed after this.
+    upgrade_idle_timeout: Duration,
     /// The tracing access line (`TOLLGATE_AGENT_ACCESS_LOG=on`).
     access_line: bool,
     /// The JSON access log (`TOLLGATE_AGENT_ACCESS_LOG=json`).
@@ -231,6 +235,7 @@ impl Proxy {
             connections: Connections::new(settings.upstream_connect_timeout),
             clock: settings.clock.clone(),
             upstream_timeout: settings.upstream_timeout,
+            upgrade_idle_timeout: settings.upgrade_idle_timeout,
             access_line: settings.access_log == AccessLogMode::On,
             access_json,
             cors: settings.cors_origins.clone(),
@@ -322,6 +327,9 @@ impl Proxy {
             return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
+            Ok(admitted) if upgrade::requested(&parts) => {
+                self.proxy_upgrade(&call, admitted, parts, body, route.rest_offset, peer).await
+            }
             Ok(admitted) => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
             Err(Refused(refusal)) => self.refuse(&call, refusal),
         }

@@ -1,0 +1,269 @@
+//! One client connection in HTTP/1.1 or HTTP/2, over any byte stream (plain TCP, or TLS once
+//! its handshake is done).
+//!
+//! Which protocol a plain connection speaks is read from its first bytes: HTTP/2 with prior
+//! knowledge (h2c) opens with a fixed preface, and no HTTP/1.1 request line starts like it, so
+//! the first byte that differs decides. Those bytes are handed back to hyper before anything
+//! else is read ([`Rewind`]). A TLS connection knows from ALPN and skips the detection.
+//!
+//! Both protocols get the same bounds: the size of a request head (431), the header read
+//! timeout (HTTP/1.1; HTTP/2 bounds a connection's streams instead), and the graceful stop.
+//! HTTP/1.1 connections may be upgraded (WebSocket): see [`crate::tunnel`].
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::{http1, http2};
+use hyper::service::HttpService;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+
+/// What a client opens an HTTP/2 connection with (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Streams a client may have open at once on one HTTP/2 connection (hyper's default, said
+/// here because it bounds what one connection can ask of the agent).
+const MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// The protocol of a connection, when something before HTTP already said it (ALPN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Read it from the first bytes (plain TCP).
+    Detect,
+    Http1,
+    Http2,
+}
+
+/// How connections are served: built once per listener.
+pub(crate) struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// A client gets this long to send its first request (or the HTTP/2 preface).
+    header_read_timeout: Duration,
+}
+
+impl Protocols {
+    pub fn new(max_header_bytes: usize, header_read_timeout: Duration) -> Protocols {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_header_size(max_header_bytes)
+            .keep_alive(true);
+        // The stream tasks go to the runtime of the connection's own task (a proxy worker's
+        // single-threaded runtime): a request never crosses threads.
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        Protocols { http1, http2, header_read_timeout }
+    }
+
+    /// Serves `service` on `io` until the client is done or `stop` changes; then asks the
+    /// connection to close after its in-flight requests (HTTP/2: a GOAWAY) and waits for it.
+    pub async fn serve<I, S, B>(&self, mut io: I, protocol: Protocol, service: S, stop: &mut watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: HttpService<Incoming, ResBody = B> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // A connection accepted as the stop arrived must not wait for a change it has
+        // already seen.
+        if *stop.borrow_and_update() {
+            return;
+        }
+        let (protocol, prefix) = match protocol {
+            Protocol::Detect => {
+                let detected = tokio::select! {
+                    detected = tokio::time::timeout(self.header_read_timeout, detect(&mut io)) => detected,
+                    _ = stop.changed() => return,
+                };
+                match detected {
+                    Ok(Ok(Some(detected))) => detected,
+                    // Closed, failed or silent before a byte: nothing to answer.
+                    Ok(Ok(None) | Err(_)) | Err(_) => return,
+                }
+            }
+            known => (known, Prefix::EMPTY),
+        };
+        let io = TokioIo::new(Rewind { prefix, io });
+        match protocol {
+            Protocol::Http2 => drive(self.http2.serve_connection(io, service), stop).await,
+            Protocol::Http1 | Protocol::Detect => {
+                drive(self.http1.serve_connection(io, service).with_upgrades(), stop).await;
+            }
+        }
+    }
+}
+
+/// A connection future that can be asked to finish gracefully.
+trait Graceful: Future {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `connection` to its end, asking it to finish gracefully once `stop` changes.
+async fn drive<C: Graceful>(connection: C, stop: &mut watch::Receiver<bool>) {
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stop.changed() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Bytes already read from a connection, given back before anything else. Inline: a
+/// connection's detection allocates nothing.
+#[derive(Clone, Copy)]
+struct Prefix {
+    bytes: [u8; PREFACE.len()],
+    start: u8,
+    end: u8,
+}
+
+impl Prefix {
+    const EMPTY: Prefix = Prefix { bytes: [0; PREFACE.len()], start: 0, end: 0 };
+
+    fn remaining(&self) -> &[u8] {
+        &self.bytes[usize::from(self.start)..usize::from(self.end)]
+    }
+}
+
+/// Reads until the first bytes either differ from the HTTP/2 preface (HTTP/1.1) or are all
+/// of it (HTTP/2). `None`: the client closed first.
+async fn detect<I: AsyncRead + Unpin>(io: &mut I) -> io::Result<Option<(Protocol, Prefix)>> {
+    let mut prefix = Prefix::EMPTY;
+    loop {
+        let end = usize::from(prefix.end);
+        let read = io.read(&mut prefix.bytes[end..]).await?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let end = end + read;
+        // At most 24: fits.
+        prefix.end = end as u8;
+        if prefix.bytes[..end] != PREFACE[..end] {
+            return Ok(Some((Protocol::Http1, prefix)));
+        }
+        if end == PREFACE.len() {
+            return Ok(Some((Protocol::Http2, prefix)));
+        }
+    }
+}
+
+/// A byte stream that first yields `prefix`. Writes (vectored ones included, which hyper's
+/// HTTP/1.1 uses to send head and body in one call) go straight through.
+struct Rewind<I> {
+    prefix: Prefix,
+    io: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.prefix.start < this.prefix.end {
+            let remaining = this.prefix.remaining();
+            let n = remaining.len().min(buf.remaining());
+            buf.put_slice(&remaining[..n]);
+            // n ≤ 24.
+            this.prefix.start += n as u8;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn detected(chunks: &[&[u8]]) -> Option<(Protocol, Vec<u8>)> {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        for chunk in chunks {
+            client.write_all(chunk).await.expect("write");
+        }
+        drop(client);
+        let (protocol, prefix) = detect(&mut server).await.expect("read")?;
+        let mut rewound = Rewind { prefix, io: server };
+        let mut all = Vec::new();
+        rewound.read_to_end(&mut all).await.expect("read");
+        Some((protocol, all))
+    }
+
+    #[tokio::test]
+    async fn the_first_differing_byte_decides_and_nothing_is_lost() {
+        let request: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(detected(&[request]).await, Some((Protocol::Http1, request.to_vec())));
+        // `PR…` could still be the preface; `PRO` cannot (and would be refused by hyper).
+        assert_eq!(detected(&[b"PR", b"OPFIND / HTTP/1.1\r\n"]).await.map(|d| d.0), Some(Protocol::Http1));
+        let mut h2 = PREFACE.to_vec();
+        h2.extend_from_slice(b"\0\0\0\x04\0\0\0\0\0");
+        assert_eq!(detected(&[&h2[..5], &h2[5..]]).await, Some((Protocol::Http2, h2.clone())));
+        assert_eq!(detected(&[b"PRI * HTTP/2"]).await, None, "closed inside the preface");
+        assert_eq!(detected(&[]).await, None);
+    }
+}
