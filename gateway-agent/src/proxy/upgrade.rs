@@ -126,7 +126,7 @@ impl Proxy {
             }
             None => {}
         }
-        self.logging(call, &admitted, status, bytes, answered);
+        self.logging(call, &admitted, target, status, bytes, answered);
         response
     }
 }
