@@ -19,6 +19,8 @@ pub enum Error {
     StateDir { path: PathBuf, source: io::Error },
     #[error("access log {path}: {source}")]
     AccessLog { path: PathBuf, source: io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("redis: {0}")]
     Redis(String),
     #[error("cannot start the async runtime: {0}")]

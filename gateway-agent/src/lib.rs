@@ -38,6 +38,7 @@ mod settings;
 mod state;
 mod sync;
 mod telemetry;
+mod tls;
 mod usage;
 
 pub use agent::{Agent, RunningAgent};
@@ -47,6 +48,8 @@ pub use settings::{
     AccessLogMode, AuthzPathPrefix, CorsOrigins, LogFormat, RedisUrl, ServerUrl, Settings, SettingsError, Token,
 };
 pub use telemetry::init_logging;
+pub use tls::TlsError;
+pub use tls::config::{CertKeyPair, TlsSettings};
 
 /// The agent's own version, reported to the management server.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,6 +19,15 @@ use metrics::{Counter, Gauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::stream::ClientStream;
+use crate::tls::termination;
+
+/// The protocols the connection code below serves, most preferred first: what TLS offers in
+/// ALPN. `h2` joins when the connections are served by hyper-util's auto (HTTP/1 + HTTP/2)
+/// builder.
+pub(crate) const ALPN: &[&[u8]] = &[b"http/1.1"];
 
 /// A slow client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +52,8 @@ pub(crate) struct Limits {
     pub max_header_bytes: usize,
     /// Open connections at most; `None`: unbounded.
     pub connections: Option<ConnectionLimit>,
+    /// TLS on every connection (see [`crate::tls::termination`]); `None`: plain TCP.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Open connections at most as many as `slots` has permits; one more is answered 503 and
@@ -123,7 +134,16 @@ pub(crate) async fn serve<H, F, B>(
         let mut stop = stop.clone();
         let open = open_tx.clone();
         let max_header_bytes = limits.max_header_bytes;
+        let tls = limits.tls.clone();
         tokio::spawn(async move {
+            // The handshake runs on the connection's task, never in the accept loop.
+            let stream = match &tls {
+                None => ClientStream::Plain(stream),
+                Some(acceptor) => match termination::accept(acceptor, stream).await {
+                    Some(stream) => stream,
+                    None => return,
+                },
+            };
             let service = service_fn(move |request| {
                 let response = handler(request, peer);
                 async move { Ok::<_, Infallible>(response.await) }

@@ -30,7 +30,6 @@ pub(crate) mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::Either;
@@ -62,6 +61,8 @@ use reply::{Body, Refusal};
 use route::Route;
 use upstream::Target;
 
+use crate::tls::upstream::UpstreamTls;
+
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
 static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
 
@@ -80,8 +81,8 @@ pub(crate) struct Proxy {
     /// Browser origins that get CORS headers; empty: CORS off.
     cors: CorsOrigins,
     metrics: Arc<Metrics>,
-    /// https upstreams need TLS, which this build lacks; said once.
-    warned_tls: AtomicBool,
+    /// `X-Forwarded-Proto`: `https` when the proxy listener terminates TLS.
+    forwarded_proto: HeaderValue,
     /// Envoy's `path_prefix`, for the decision endpoint.
     authz_prefix: Option<AuthzPathPrefix>,
 }
@@ -211,20 +212,25 @@ impl Proxy {
         limiter: Arc<Limiter>,
         usage: Arc<Aggregator>,
         metrics: Arc<Metrics>,
+        upstream_tls: Arc<UpstreamTls>,
     ) -> Proxy {
         crate::header_number::warm_up();
         Proxy {
             live,
             limiter,
             usage,
-            connections: Connections::new(settings.upstream_connect_timeout),
+            connections: Connections::new(settings.upstream_connect_timeout, upstream_tls),
             clock: settings.clock.clone(),
             upstream_timeout: settings.upstream_timeout,
             access_line: settings.access_log == AccessLogMode::On,
             access_json,
             cors: settings.cors_origins.clone(),
             metrics,
-            warned_tls: AtomicBool::new(false),
+            forwarded_proto: HeaderValue::from_static(if settings.tls.certificates.is_empty() {
+                "http"
+            } else {
+                "https"
+            }),
             authz_prefix: settings.authz_path_prefix.clone(),
         }
     }
@@ -399,17 +405,9 @@ impl Proxy {
         response
     }
 
-    /// Upstream peer: the API's next healthy target this build can reach.
+    /// Upstream peer: the API's next healthy target.
     fn upstream_peer<'c>(&self, call: &Call<'c>) -> Result<&'c Target, Refused> {
-        let api = call.api;
-        let target = api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?;
-        if target.is_tls() {
-            if !self.warned_tls.swap(true, Ordering::Relaxed) {
-                tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
-            }
-            return Err(Refusal::UpstreamUnavailable.into());
-        }
-        Ok(target)
+        Ok(call.api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?)
     }
 
     /// Upstream peer, upstream request filter, the exchange, then the response filter or
@@ -429,7 +427,8 @@ impl Proxy {
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
         let (body, watch) = ClientBody::watch(body);
-        let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip())
+        let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
+        let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded)
         {
             Ok(request) => request,
             Err(err) => {
@@ -439,7 +438,10 @@ impl Proxy {
         };
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        let exchange = tokio::time::timeout(self.upstream_timeout, self.connections.send(&target.authority, request));
+        let exchange = tokio::time::timeout(
+            self.upstream_timeout,
+            self.connections.send(&target.authority, target.is_tls(), request),
+        );
         let response = match exchange.await {
             Ok(Ok(response)) => response,
             Err(_) => return self.refuse(call, self.failure_answer(call, target, &watch, None)),
@@ -478,6 +480,12 @@ impl Proxy {
             Some(UpstreamError::Connect) => {
                 target.unreachable();
                 tracing::debug!(api = %call.api.slug, upstream = %target.url, "cannot connect to the upstream");
+                Refusal::UpstreamUnavailable
+            }
+            Some(UpstreamError::Tls(err)) => {
+                // Never retried without TLS or verification: the operator must see why.
+                target.unreachable();
+                tracing::warn!(api = %call.api.slug, upstream = %target.url, error = %err, "TLS handshake with the upstream failed");
                 Refusal::UpstreamUnavailable
             }
             Some(UpstreamError::Exchange(err)) => {

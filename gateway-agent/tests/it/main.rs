@@ -16,5 +16,6 @@ mod proxy;
 mod ratelimit;
 mod redis;
 mod sync;
+mod tls;
 mod usage;
 mod workers;
