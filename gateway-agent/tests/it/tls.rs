@@ -565,3 +565,36 @@ async fn a_certificate_swapped_under_load_fails_no_request() {
     eprintln!("connections served the new certificate during the run: {}", served_new.load(Ordering::SeqCst));
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[test]
+fn an_unusable_certificate_stops_the_binary_naming_the_file() {
+    let dir = TempDir::new();
+    let ca = Ca::new("CA");
+    let pair = ca.server(&["api.test"]).write(dir.path(), "served");
+    // A key that is not the certificate's.
+    std::fs::write(&pair.key, ca.server(&["api.test"]).key_pem).expect("write key");
+    let run = |cert: &Path, key: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-agent"))
+            .env_clear()
+            .env("TOLLGATE_AGENT_SERVER", "http://127.0.0.1:1")
+            .env("TOLLGATE_AGENT_TOKEN", TOKEN)
+            .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
+            .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("TOLLGATE_AGENT_STATE_DIR", dir.path().join("state"))
+            .env("TOLLGATE_AGENT_LOG", "off")
+            .env("TOLLGATE_AGENT_TLS_CERT", cert)
+            .env("TOLLGATE_AGENT_TLS_KEY", key)
+            .output()
+            .expect("run the binary")
+    };
+    let output = run(&pair.cert, &pair.key);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: TLS: ") && stderr.contains("served.pem"), "{stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+
+    let output = run(&dir.path().join("missing.pem"), &pair.key);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing.pem"), "{stderr}");
+}
