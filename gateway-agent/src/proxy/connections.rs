@@ -55,6 +55,10 @@ impl Connections {
         Connections { connect_timeout, pools: Mutex::new(Vec::new()), tls }
     }
 
+    pub fn tls(&self) -> &UpstreamTls {
+        &self.tls
+    }
+
     /// Sends `request` (origin-form, with its `Host`) on a ready pooled connection, or a new
     /// one. A request that a pooled connection could not take before writing it (the
     /// upstream closed it meanwhile) is retried once on a new connection.

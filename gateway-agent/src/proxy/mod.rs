@@ -485,7 +485,11 @@ impl Proxy {
             Some(UpstreamError::Tls(err)) => {
                 // Never retried without TLS or verification: the operator must see why.
                 target.unreachable();
-                tracing::warn!(api = %call.api.slug, upstream = %target.url, error = %err, "TLS handshake with the upstream failed");
+                if self.connections.tls().warn_now() {
+                    tracing::warn!(api = %call.api.slug, upstream = %target.url, error = %err, "TLS handshake with the upstream failed");
+                } else {
+                    tracing::debug!(api = %call.api.slug, upstream = %target.url, error = %err, "TLS handshake with the upstream failed");
+                }
                 Refusal::UpstreamUnavailable
             }
             Some(UpstreamError::Exchange(err)) => {

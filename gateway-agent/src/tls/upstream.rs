@@ -16,7 +16,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use hyper::http::uri::Authority;
 use rustls::ClientConfig;
@@ -51,7 +52,13 @@ pub(crate) struct UpstreamTls {
     hosts: Box<[(Box<str>, Arc<ClientConfig>)]>,
     /// For hosts not listed: the system roots, read on first use.
     default: OnceLock<Arc<ClientConfig>>,
+    /// When a failed handshake was last logged at `warn`.
+    warned: Mutex<Option<Instant>>,
 }
+
+/// A failed handshake is logged at `warn` at most this often (the rest at `debug`): a
+/// misconfigured upstream fails every request, and the log must stay readable.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl UpstreamTls {
     /// Reads the upstream TLS file, if any, with every file it names.
@@ -85,7 +92,7 @@ impl UpstreamTls {
                 hosts.push((key, config));
             }
         }
-        Ok(UpstreamTls { provider, hosts: hosts.into(), default: OnceLock::new() })
+        Ok(UpstreamTls { provider, hosts: hosts.into(), default: OnceLock::new(), warned: Mutex::new(None) })
     }
 
     fn config_for(&self, authority: &Authority) -> Result<Arc<ClientConfig>, TlsError> {
@@ -98,6 +105,16 @@ impl UpstreamTls {
         }
         let config = client_config(&self.provider, pem::system_roots(), None, &[b"http/1.1"])?;
         Ok(self.default.get_or_init(|| config).clone())
+    }
+
+    /// Whether a failed handshake now deserves a `warn` line (one per [`WARN_EVERY`]).
+    pub fn warn_now(&self) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if warned.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return false;
+        }
+        *warned = Some(Instant::now());
+        true
     }
 
     /// The TLS handshake with the upstream at `authority` over `stream`, verified as its
