@@ -22,13 +22,14 @@ use crate::proxy::Proxy;
 use crate::proxy::access_log::AccessLog;
 use crate::redis::SharedCounters;
 use crate::report::{Pending, REPORT_WAIT};
-use crate::server::{ConnectionLimit, Limits, serve};
+use crate::server::{self, ConnectionLimit, Limits, serve};
 use crate::settings::{AccessLogMode, Settings};
 use crate::state;
 use crate::sync::client::ControlPlane;
 use crate::sync::status;
 use crate::sync::stream::{self, ConfigSync};
 use crate::telemetry::Metrics;
+use crate::tls::{self, termination::ServedCertificates, upstream::UpstreamTls};
 use crate::trace;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::report::Reporter;
@@ -82,9 +83,18 @@ impl Agent {
         let spool =
             Spool::open(state_dir.join("spool"), settings.spool_max_bytes, metrics.clone()).map_err(dir_error)?;
 
+        // TLS files are all read (and refused) before anything listens.
+        let provider = tls::provider();
+        let served = ServedCertificates::load(&settings.tls.certificates, provider.clone())?;
+        let acceptor = served.as_ref().map(|served| served.acceptor(server::ALPN)).transpose()?;
+        let upstream_tls = Arc::new(UpstreamTls::load(settings.tls.upstream.as_deref(), provider.clone())?);
+        let server_tls =
+            tls::control::server_config(&provider, settings.server.is_https(), settings.tls.server_ca.as_deref())?;
+        let redis_ca = settings.tls.redis_ca.as_deref().map(tls::control::redis_ca).transpose()?;
+
         let shared = match &settings.redis_url {
             Some(url) => {
-                let shared = SharedCounters::new(url, &metrics).map_err(|e| Error::Redis(e.to_string()))?;
+                let shared = SharedCounters::new(url, redis_ca, &metrics).map_err(|e| Error::Redis(e.to_string()))?;
                 if !shared.probe().await {
                     tracing::warn!(redis = %url, "redis unavailable at start: counting locally until it answers");
                 }
@@ -174,7 +184,7 @@ impl Agent {
 
         let live = Arc::new(LiveConfig::empty());
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
-        let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token));
+        let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token, server_tls));
         let aggregator = Arc::new(Aggregator::new());
         let reports = settings.authz_reports.then(|| Arc::new(Pending::new(aggregator.clone(), REPORT_WAIT)));
         let (stop, stop_rx) = watch::channel(false);
@@ -200,8 +210,9 @@ impl Agent {
                     limiter.clone(),
                     aggregator.clone(),
                     metrics.clone(),
-                    reports.clone(),
+                    upstream_tls.clone(),
                 )
+                .reporting(reports.clone())
                 .traced(tracer.clone()),
             )
         };
@@ -212,9 +223,11 @@ impl Agent {
                 refused: metrics.connections_refused.clone(),
                 open: metrics.open_connections.clone(),
             }),
+            tls: None,
         };
         for (index, socket) in proxy_sockets.into_iter().enumerate() {
-            workers.push(start_worker(index, socket, new_proxy(), shared_limits(), stop_rx.clone()).await?);
+            let limits = Limits { tls: acceptor.clone(), ..shared_limits() };
+            workers.push(start_worker(index, socket, new_proxy(), limits, stop_rx.clone()).await?);
         }
         // Decisions run on the binary's runtime: they never wait on an upstream.
         let authz = authz_listener.map(|listener| {
@@ -243,7 +256,7 @@ impl Agent {
                 let response = admin_handler.handle(&request);
                 async move { response }
             },
-            Limits { max_header_bytes: Settings::DEFAULT_MAX_HEADER_BYTES, connections: None },
+            Limits { max_header_bytes: Settings::DEFAULT_MAX_HEADER_BYTES, connections: None, tls: None },
             stop_rx.clone(),
             Duration::from_secs(1),
         ));
@@ -288,6 +301,15 @@ impl Agent {
         }
         if let Some(shared) = &limiter.shared {
             background.push(tokio::spawn(shared.clone().watch(stop_rx.clone())));
+        }
+        if let Some(served) = served {
+            let (applied, refused) = (metrics.tls_reloads("applied"), metrics.tls_reloads("refused"));
+            background.push(tokio::spawn(served.watch(
+                settings.tls.reload_interval,
+                applied,
+                refused,
+                stop_rx.clone(),
+            )));
         }
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));

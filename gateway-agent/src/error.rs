@@ -19,6 +19,8 @@ pub enum Error {
     StateDir { path: PathBuf, source: io::Error },
     #[error("access log {path}: {source}")]
     AccessLog { path: PathBuf, source: io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("redis: {0}")]
     Redis(String),
     #[error("cannot start the async runtime: {0}")]
@@ -26,10 +28,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Process exit code: 2 for bad settings (as the docs promise), 1 otherwise.
+    /// Process exit code: 2 for bad settings (as the docs promise), a certificate, key or CA
+    /// file that cannot be used among them; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Settings(_) => 2,
+            Error::Settings(_) | Error::Tls(_) => 2,
             _ => 1,
         }
     }

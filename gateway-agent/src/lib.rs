@@ -41,6 +41,7 @@ mod settings;
 mod state;
 mod sync;
 mod telemetry;
+mod tls;
 mod trace;
 mod tunnel;
 mod usage;
@@ -52,6 +53,8 @@ pub use settings::{
     AccessLogMode, AuthzPathPrefix, CorsOrigins, LogFormat, RedisUrl, ServerUrl, Settings, SettingsError, Token,
 };
 pub use telemetry::init_logging;
+pub use tls::TlsError;
+pub use tls::config::{CertKeyPair, TlsSettings};
 pub use trace::{OtlpEndpoint, TraceExport};
 
 /// The agent's own version, reported to the management server.

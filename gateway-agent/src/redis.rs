@@ -13,7 +13,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use metrics::Gauge;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, Script, TlsCertificates};
 use tokio::sync::watch;
 
 use crate::enforce::counters::{Check, CounterKey, Outcome, RETENTION_SECS, tightest};
@@ -56,9 +56,15 @@ pub(crate) struct SharedCounters {
 }
 
 impl SharedCounters {
-    /// Does not connect yet; see [`SharedCounters::probe`].
-    pub fn new(url: &RedisUrl, metrics: &Metrics) -> Result<SharedCounters, redis::RedisError> {
-        let client = Client::open(url.expose())?;
+    /// Does not connect yet; see [`SharedCounters::probe`]. A `rediss://` URL is verified
+    /// against `ca` (PEM), else the system's roots.
+    pub fn new(url: &RedisUrl, ca: Option<Vec<u8>>, metrics: &Metrics) -> Result<SharedCounters, redis::RedisError> {
+        let client = match ca {
+            Some(ca) => {
+                Client::build_with_tls(url.expose(), TlsCertificates { client_tls: None, root_cert: Some(ca) })?
+            }
+            None => Client::open(url.expose())?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REQUEST_TIMEOUT))
             .set_response_timeout(Some(REQUEST_TIMEOUT))

@@ -18,9 +18,15 @@ use metrics::{Counter, Gauge};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::protocols::{Protocol, Protocols};
+use crate::tls::termination;
 use crate::tunnel::Lease;
+
+/// The protocols the connection code below serves, most preferred first: what TLS offers in
+/// ALPN.
+pub(crate) const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// A slow client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +51,8 @@ pub(crate) struct Limits {
     pub max_header_bytes: usize,
     /// Open connections at most; `None`: unbounded.
     pub connections: Option<ConnectionLimit>,
+    /// TLS on every connection (see [`crate::tls::termination`]); `None`: plain TCP.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Open connections at most as many as `slots` has permits; one more is answered 503 and
@@ -126,9 +134,31 @@ pub(crate) async fn serve<H, F, B>(
         // What keeps the connection counted (its slot and its place in the drain), shared
         // with the tunnel of an upgrade, which outlives the HTTP connection.
         let hold: Arc<dyn Send + Sync> = Arc::new((slot, open_tx.clone()));
-        let connection =
-            connection(stream, Protocol::Detect, peer, handler.clone(), protocols.clone(), hold, stop.clone());
-        tokio::spawn(connection);
+        match &limits.tls {
+            None => {
+                let connection =
+                    connection(stream, Protocol::Detect, peer, handler.clone(), protocols.clone(), hold, stop.clone());
+                tokio::spawn(connection);
+            }
+            Some(acceptor) => {
+                let (acceptor, handler, protocols, stop) =
+                    (acceptor.clone(), handler.clone(), protocols.clone(), stop.clone());
+                tokio::spawn(async move {
+                    // The handshake runs on the connection's task, never in the accept loop.
+                    let Some(tls) = termination::accept(&acceptor, stream).await else {
+                        return;
+                    };
+                    // ALPN decides; a client that offered none may still speak HTTP/2 by
+                    // prior knowledge, so its first bytes do.
+                    let protocol = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Protocol::Http2,
+                        Some(_) => Protocol::Http1,
+                        None => Protocol::Detect,
+                    };
+                    connection(tls, protocol, peer, handler, protocols, hold, stop).await;
+                });
+            }
+        }
     }
     drop(listener);
     drop(open_tx);

@@ -10,6 +10,7 @@ use hyper::Uri;
 use hyper::header::HeaderValue;
 
 use crate::clock::Clock;
+use crate::tls::config::TlsSettings;
 use crate::trace::TraceExport;
 
 /// A problem with one setting, phrased for the operator. Never contains a secret.
@@ -30,8 +31,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The management server's base URL: `http://host[:port][/prefix]`, kept without a trailing
-/// slash so endpoint paths can be appended.
+/// The management server's base URL: `http[s]://host[:port][/prefix]`, kept without a
+/// trailing slash so endpoint paths can be appended.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerUrl {
     base: String,
@@ -41,14 +42,8 @@ impl ServerUrl {
     pub fn parse(raw: &str) -> Result<ServerUrl, String> {
         let uri: Uri = raw.parse().map_err(|_| format!("`{raw}` is not a URL such as http://127.0.0.1:8080"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(
-                    "https:// is not supported by this build; use http:// (e.g. to a local TLS-terminating proxy)"
-                        .to_owned(),
-                );
-            }
-            _ => return Err(format!("`{raw}` is not an http:// URL")),
+            Some("http" | "https") => {}
+            _ => return Err(format!("`{raw}` is not an http:// or https:// URL")),
         }
         if uri.authority().is_none_or(|a| a.host().is_empty()) {
             return Err(format!("`{raw}` has no host"));
@@ -66,6 +61,10 @@ impl ServerUrl {
 
     pub fn as_str(&self) -> &str {
         &self.base
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.base.starts_with("https://")
     }
 }
 
@@ -112,14 +111,14 @@ impl fmt::Debug for Token {
     }
 }
 
-/// A `redis://` URL. Its `Display` hides any password.
+/// A `redis://` or `rediss://` (TLS) URL. Its `Display` hides any password.
 #[derive(Clone)]
 pub struct RedisUrl(String);
 
 impl RedisUrl {
     pub fn parse(raw: &str) -> Result<RedisUrl, String> {
-        if !raw.starts_with("redis://") {
-            return Err("must start with redis:// (TLS is not supported by this build)".to_owned());
+        if !raw.starts_with("redis://") && !raw.starts_with("rediss://") {
+            return Err("must start with redis:// or rediss:// (TLS)".to_owned());
         }
         ::redis::Client::open(raw).map_err(|e| format!("not a valid Redis URL ({e})"))?;
         Ok(RedisUrl(raw.to_owned()))
@@ -128,13 +127,17 @@ impl RedisUrl {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
+
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("rediss://")
+    }
 }
 
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rest = &self.0["redis://".len()..];
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("redis", &self.0));
         match rest.rsplit_once('@') {
-            Some((_, host)) => write!(f, "redis://***@{host}"),
+            Some((_, host)) => write!(f, "{scheme}://***@{host}"),
             None => f.write_str(&self.0),
         }
     }
@@ -314,6 +317,9 @@ pub struct Settings {
     /// Source of "now" for windows, expiry and usage minutes. Not settable from the
     /// environment: tests inject a [`crate::ManualClock`].
     pub clock: Clock,
+    /// Certificates to serve, and the roots and client certificates of the agent's own
+    /// connections (`TOLLGATE_AGENT_TLS_*`, `_SERVER_CA`, `_UPSTREAM_TLS`, `_REDIS_CA`).
+    pub tls: TlsSettings,
 }
 
 impl Settings {
@@ -353,6 +359,7 @@ impl Settings {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             traces: None,
             clock: Clock::system(),
+            tls: TlsSettings::default(),
         }
     }
 
@@ -479,6 +486,10 @@ impl Settings {
             settings.cors_origins = CorsOrigins::parse(&v).map_err(|m| invalid("TOLLGATE_AGENT_CORS_ORIGINS", m))?;
         }
         settings.traces = TraceExport::from_vars(get)?;
+        settings.tls = TlsSettings::from_vars(get).map_err(|(setting, message)| invalid(setting, message))?;
+        if settings.tls.redis_ca.is_some() && !settings.redis_url.as_ref().is_some_and(RedisUrl::is_tls) {
+            return Err(invalid("TOLLGATE_AGENT_REDIS_CA", "needs a rediss:// TOLLGATE_AGENT_REDIS_URL"));
+        }
         Ok(settings)
     }
 }
@@ -606,6 +617,8 @@ mod tests {
         let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
         assert_eq!(err(&[("TOLLGATE_AGENT_LISTEN", "nope")]), "TOLLGATE_AGENT_LISTEN");
         assert_eq!(err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]), "TOLLGATE_AGENT_SERVER");
+        assert_eq!(err(&[("TOLLGATE_AGENT_TLS_CERT", "a.pem")]), "TOLLGATE_AGENT_TLS_KEY");
+        assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_CA", "ca.pem")]), "TOLLGATE_AGENT_REDIS_CA");
         assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");
         assert_eq!(err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]), "TOLLGATE_AGENT_FLUSH_INTERVAL_MS");
         assert_eq!(err(&[("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS", "0")]), "TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS");
@@ -646,5 +659,7 @@ mod tests {
         assert_eq!(err(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "lots")]), "TOLLGATE_AGENT_MAX_CONNECTIONS");
         let url = RedisUrl::parse("redis://user:pw@127.0.0.1:6379/0").expect("ok");
         assert_eq!(url.to_string(), "redis://***@127.0.0.1:6379/0");
+        let url = RedisUrl::parse("rediss://user:pw@127.0.0.1:6380/0").expect("ok");
+        assert_eq!((url.to_string().as_str(), url.is_tls()), ("rediss://***@127.0.0.1:6380/0", true));
     }
 }

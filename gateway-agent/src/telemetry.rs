@@ -33,6 +33,7 @@ pub(crate) const REDIS_UP: &str = "tollgate_agent_redis_up";
 pub(crate) const OPEN_CONNECTIONS: &str = "tollgate_agent_open_connections";
 pub(crate) const CONNECTIONS_REFUSED: &str = "tollgate_agent_connections_refused_total";
 pub(crate) const SPANS_DROPPED: &str = "tollgate_agent_spans_dropped_total";
+pub(crate) const TLS_RELOADS: &str = "tollgate_agent_tls_reloads_total";
 
 const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -83,6 +84,10 @@ impl Metrics {
         describe(OPEN_CONNECTIONS, "Open client connections of the proxy listener.");
         describe(CONNECTIONS_REFUSED, "Client connections refused (503) at the connection limit.");
         describe(SPANS_DROPPED, "Trace spans dropped: export queue full or export failed.");
+        describe(
+            TLS_RELOADS,
+            "Changed TLS certificate files, by outcome: applied, or refused (the previous ones kept).",
+        );
         let key = |name: &'static str| Key::from_static_name(name);
         let metrics = Metrics {
             config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
@@ -110,6 +115,14 @@ impl Metrics {
     /// `tollgate_agent_redis_up`, registered only by agents that use Redis.
     pub fn redis_up(&self) -> Gauge {
         self.recorder.register_gauge(&Key::from_static_name(REDIS_UP), &METADATA)
+    }
+
+    /// `tollgate_agent_tls_reloads_total{outcome}`, registered only by agents that serve TLS.
+    pub fn tls_reloads(&self, outcome: &'static str) -> Counter {
+        let key = Key::from_parts(TLS_RELOADS, vec![Label::from_static_parts("outcome", outcome)]);
+        let counter = self.recorder.register_counter(&key, &METADATA);
+        counter.absolute(0);
+        counter
     }
 
     /// Prometheus text exposition.

@@ -6,9 +6,11 @@
 //! list per upstream authority; a sender goes back into it as soon as the response head
 //! arrives and is taken again only once hyper says the connection is ready (its previous
 //! response body was read to the end), so a list holds both busy and idle connections, up to
-//! [`MAX_PER_UPSTREAM`]. Connections the upstream closed are dropped when met.
+//! [`MAX_PER_UPSTREAM`]. Connections the upstream closed are dropped when met. `https://`
+//! upstreams have pools of their own, of connections made through
+//! [`crate::tls::upstream`].
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -19,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::ClientBody;
+use crate::tls::upstream::UpstreamTls;
 
 /// Connections kept per upstream and worker; beyond, a connection is closed once its answer
 /// is read.
@@ -30,19 +33,30 @@ pub(crate) enum UpstreamError {
     Connect,
     /// The connection failed during the exchange.
     Exchange(hyper::Error),
+    /// The TLS handshake failed: the upstream's certificate was not verified, or it refused
+    /// the agent's.
+    Tls(std::io::Error),
 }
+
+/// An upstream's pool key: its authority, and whether it speaks TLS.
+type Peer = (Authority, bool);
 
 pub(crate) struct Connections {
     connect_timeout: Duration,
     /// Senders per upstream authority. An agent has few upstreams: a list beats hashing.
     /// The mutex is never contended (one worker thread) and is required only because the
     /// accept loop's tasks are `Send`.
-    pools: Mutex<Vec<(Authority, Vec<SendRequest<ClientBody>>)>>,
+    pools: Mutex<Vec<(Peer, Vec<SendRequest<ClientBody>>)>>,
+    tls: Arc<UpstreamTls>,
 }
 
 impl Connections {
-    pub fn new(connect_timeout: Duration) -> Connections {
-        Connections { connect_timeout, pools: Mutex::new(Vec::new()) }
+    pub fn new(connect_timeout: Duration, tls: Arc<UpstreamTls>) -> Connections {
+        Connections { connect_timeout, pools: Mutex::new(Vec::new()), tls }
+    }
+
+    pub fn tls(&self) -> &UpstreamTls {
+        &self.tls
     }
 
     /// Sends `request` (origin-form, with its `Host`) on a ready pooled connection, or a new
@@ -51,12 +65,13 @@ impl Connections {
     pub async fn send(
         &self,
         authority: &Authority,
+        tls: bool,
         mut request: Request<ClientBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        if let Some(mut sender) = self.checkout(authority) {
+        if let Some(mut sender) = self.checkout(authority, tls) {
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    self.checkin(authority, sender);
+                    self.checkin(authority, tls, sender);
                     return Ok(response);
                 }
                 Err(mut failed) => match failed.take_message() {
@@ -65,15 +80,15 @@ impl Connections {
                 },
             }
         }
-        let mut sender = self.connect(authority).await?;
+        let mut sender = self.connect(authority, tls).await?;
         let response = sender.send_request(request).await.map_err(UpstreamError::Exchange)?;
-        self.checkin(authority, sender);
+        self.checkin(authority, tls, sender);
         Ok(response)
     }
 
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<ClientBody>> {
+    fn checkout(&self, authority: &Authority, tls: bool) -> Option<SendRequest<ClientBody>> {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (_, senders) = pools.iter_mut().find(|(known, _)| known == authority)?;
+        let (_, senders) = pools.iter_mut().find(|((known, known_tls), _)| known == authority && *known_tls == tls)?;
         let mut index = senders.len();
         while index > 0 {
             index -= 1;
@@ -86,12 +101,12 @@ impl Connections {
         None
     }
 
-    fn checkin(&self, authority: &Authority, sender: SendRequest<ClientBody>) {
+    fn checkin(&self, authority: &Authority, tls: bool, sender: SendRequest<ClientBody>) {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match pools.iter_mut().find(|(known, _)| known == authority) {
+        match pools.iter_mut().find(|((known, known_tls), _)| known == authority && *known_tls == tls) {
             Some((_, senders)) if senders.len() < MAX_PER_UPSTREAM => senders.push(sender),
             Some(_) => {}
-            None => pools.push((authority.clone(), vec![sender])),
+            None => pools.push(((authority.clone(), tls), vec![sender])),
         }
     }
 
@@ -100,38 +115,57 @@ impl Connections {
     pub async fn send_upgrade(
         &self,
         authority: &Authority,
+        tls: bool,
         request: Request<ClientBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let stream = self.open(authority).await?;
-        let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                tracing::debug!(error = %err, "upstream upgrade connection ended with an error");
-            }
-        });
+        let mut sender = self.open(authority, tls, true).await?;
         sender.send_request(request).await.map_err(UpstreamError::Exchange)
     }
 
-    async fn open(&self, authority: &Authority) -> Result<TcpStream, UpstreamError> {
+    async fn connect(&self, authority: &Authority, tls: bool) -> Result<SendRequest<ClientBody>, UpstreamError> {
+        self.open(authority, tls, false).await
+    }
+
+    /// A new connection; `upgrades` keeps it able to switch protocols after a `101`.
+    async fn open(
+        &self,
+        authority: &Authority,
+        tls: bool,
+        upgrades: bool,
+    ) -> Result<SendRequest<ClientBody>, UpstreamError> {
         // `[::1]` is the authority's spelling; the resolver wants the bare address.
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let started = tokio::time::Instant::now();
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
             .map_err(|_| UpstreamError::Connect)?
             .map_err(|_| UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        if !tls {
+            return handshake(stream, upgrades).await;
+        }
+        // The connect timeout covers the TLS handshake too.
+        let left = self.connect_timeout.saturating_sub(started.elapsed());
+        let stream = tokio::time::timeout(left, self.tls.connect(authority, stream))
+            .await
+            .map_err(|_| UpstreamError::Connect)?
+            .map_err(UpstreamError::Tls)?;
+        handshake(stream, upgrades).await
     }
+}
 
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ClientBody>, UpstreamError> {
-        let stream = self.open(authority).await?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
-    }
+/// The HTTP/1 handshake on a new upstream connection, whose driver runs on its own task.
+async fn handshake<I>(io: I, upgrades: bool) -> Result<SendRequest<ClientBody>, UpstreamError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io)).await.map_err(UpstreamError::Exchange)?;
+    tokio::spawn(async move {
+        let ended = if upgrades { connection.with_upgrades().await } else { connection.await };
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }

@@ -99,6 +99,13 @@ fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     }
 }
 
+/// Who called, as the upstream is told.
+pub(crate) struct Client<'a> {
+    pub ip: IpAddr,
+    /// `X-Forwarded-Proto`: how the client reached the agent.
+    pub proto: &'a HeaderValue,
+}
+
 /// The upstream request for the client's request (`parts`, whose URI the caller took out as
 /// `client_uri`): `target` + the path below the API's base path + the query without
 /// credentials, with cleaned and forwarding headers.
@@ -109,7 +116,7 @@ pub(crate) fn upstream_request(
     target: &Target,
     rest_offset: usize,
     auth: &Auth,
-    client: IpAddr,
+    client: Client<'_>,
 ) -> Result<Request<ClientBody>, hyper::http::Error> {
     let path_and_query = {
         let path = client_uri.path();
@@ -145,7 +152,7 @@ pub(crate) fn upstream_request(
         Some(host) => headers.insert(&X_FORWARDED_HOST, host),
         None => headers.remove(&X_FORWARDED_HOST),
     };
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(&X_FORWARDED_PROTO, client.proto.clone());
     let forwarded_for = {
         let previous = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
         let mut value = String::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
@@ -153,7 +160,7 @@ pub(crate) fn upstream_request(
             value.push_str(previous);
             value.push_str(", ");
         }
-        push_ip(&mut value, client);
+        push_ip(&mut value, client.ip);
         HeaderValue::try_from(value)
     };
     if let Ok(value) = forwarded_for {

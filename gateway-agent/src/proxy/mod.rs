@@ -33,7 +33,6 @@ pub(crate) mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::Either;
@@ -66,6 +65,8 @@ use reply::{Body, Refusal};
 use route::Route;
 use upstream::Target;
 
+use crate::tls::upstream::UpstreamTls;
+
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
 static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
 
@@ -86,8 +87,8 @@ pub(crate) struct Proxy {
     /// Browser origins that get CORS headers; empty: CORS off.
     cors: CorsOrigins,
     metrics: Arc<Metrics>,
-    /// https upstreams need TLS, which this build lacks; said once.
-    warned_tls: AtomicBool,
+    /// `X-Forwarded-Proto`: `https` when the proxy listener terminates TLS.
+    forwarded_proto: HeaderValue,
     /// Envoy's `path_prefix`, for the decision endpoint.
     authz_prefix: Option<AuthzPathPrefix>,
     /// Where request spans go, when tracing is on.
@@ -225,14 +226,14 @@ impl Proxy {
         limiter: Arc<Limiter>,
         usage: Arc<Aggregator>,
         metrics: Arc<Metrics>,
-        reports: Option<Arc<crate::report::Pending>>,
+        upstream_tls: Arc<UpstreamTls>,
     ) -> Proxy {
         crate::header_number::warm_up();
         Proxy {
             live,
             limiter,
             usage,
-            connections: Connections::new(settings.upstream_connect_timeout),
+            connections: Connections::new(settings.upstream_connect_timeout, upstream_tls),
             clock: settings.clock.clone(),
             upstream_timeout: settings.upstream_timeout,
             upgrade_idle_timeout: settings.upgrade_idle_timeout,
@@ -240,11 +241,22 @@ impl Proxy {
             access_json,
             cors: settings.cors_origins.clone(),
             metrics,
-            warned_tls: AtomicBool::new(false),
+            forwarded_proto: HeaderValue::from_static(if settings.tls.certificates.is_empty() {
+                "http"
+            } else {
+                "https"
+            }),
             authz_prefix: settings.authz_path_prefix.clone(),
             tracer: None,
-            reports,
+            reports: None,
         }
+    }
+
+    /// Holds the usage of allowed decisions until their response code is reported
+    /// (`TOLLGATE_AGENT_AUTHZ_REPORTS=on`; `None`: counted at the decision).
+    pub fn reporting(mut self, reports: Option<Arc<crate::report::Pending>>) -> Proxy {
+        self.reports = reports;
+        self
     }
 
     /// Records a span per request through `tracer` (`None`: tracing off).
@@ -426,17 +438,9 @@ impl Proxy {
         response
     }
 
-    /// Upstream peer: the API's next healthy target this build can reach.
+    /// Upstream peer: the API's next healthy target.
     fn upstream_peer<'c>(&self, call: &Call<'c>) -> Result<&'c Target, Refused> {
-        let api = call.api;
-        let target = api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?;
-        if target.is_tls() {
-            if !self.warned_tls.swap(true, Ordering::Relaxed) {
-                tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
-            }
-            return Err(Refusal::UpstreamUnavailable.into());
-        }
-        Ok(target)
+        Ok(call.api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?)
     }
 
     /// Upstream peer, upstream request filter, the exchange, then the response filter or
@@ -456,8 +460,9 @@ impl Proxy {
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
         let (body, watch) = ClientBody::watch(body);
+        let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
         let mut request =
-            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip()) {
+            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded) {
                 Ok(request) => request,
                 Err(err) => {
                     tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
@@ -469,7 +474,10 @@ impl Proxy {
         }
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        let exchange = tokio::time::timeout(self.upstream_timeout, self.connections.send(&target.authority, request));
+        let exchange = tokio::time::timeout(
+            self.upstream_timeout,
+            self.connections.send(&target.authority, target.is_tls(), request),
+        );
         let response = match exchange.await {
             Ok(Ok(response)) => response,
             Err(_) => return self.refuse(call, self.failure_answer(call, target, &watch, None)),
@@ -508,6 +516,16 @@ impl Proxy {
             Some(UpstreamError::Connect) => {
                 target.unreachable();
                 tracing::debug!(api = %call.api.slug, upstream = %target.url, "cannot connect to the upstream");
+                Refusal::UpstreamUnavailable
+            }
+            Some(UpstreamError::Tls(err)) => {
+                // Never retried without TLS or verification: the operator must see why.
+                target.unreachable();
+                if self.connections.tls().warn_now() {
+                    tracing::warn!(api = %call.api.slug, upstream = %target.url, error = %err, "TLS handshake with the upstream failed");
+                } else {
+                    tracing::debug!(api = %call.api.slug, upstream = %target.url, error = %err, "TLS handshake with the upstream failed");
+                }
                 Refusal::UpstreamUnavailable
             }
             Some(UpstreamError::Exchange(err)) => {

@@ -76,18 +76,24 @@ impl Proxy {
             return self.refuse(call, Refusal::UpstreamUnavailable);
         };
         let (body, watch) = ClientBody::watch(body);
+        let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
         let mut request =
-            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, peer.ip()) {
+            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded) {
                 Ok(request) => request,
                 Err(err) => {
                     tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream upgrade request");
                     return self.refuse(call, Refusal::UpstreamUnavailable);
                 }
             };
+        if let Some(trace) = &call.trace {
+            trace.propagate(request.headers_mut());
+        }
         upgrade_headers(request.headers_mut(), protocols);
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        let exchange =
-            tokio::time::timeout(self.upstream_timeout, self.connections.send_upgrade(&target.authority, request));
+        let exchange = tokio::time::timeout(
+            self.upstream_timeout,
+            self.connections.send_upgrade(&target.authority, target.is_tls(), request),
+        );
         let mut response = match exchange.await {
             Ok(Ok(response)) => response,
             Err(_) => return self.refuse(call, self.failure_answer(call, target, &watch, None)),

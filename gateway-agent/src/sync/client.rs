@@ -1,5 +1,7 @@
-//! The HTTP client for the management server's agent endpoints.
+//! The HTTP client for the management server's agent endpoints, over `http://` or
+//! `https://` (verified against `TOLLGATE_AGENT_SERVER_CA`, else the system's roots).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -34,14 +37,22 @@ pub(crate) enum ControlPlaneError {
 pub(crate) struct ControlPlane {
     server: ServerUrl,
     authorization: Option<HeaderValue>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl ControlPlane {
-    pub fn new(server: ServerUrl, token: &Token) -> ControlPlane {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_nodelay(true);
+    /// `tls` is used for an `https://` server.
+    pub fn new(server: ServerUrl, token: &Token, tls: Arc<rustls::ClientConfig>) -> ControlPlane {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.set_nodelay(true);
+        // `https://` URLs get TLS; `http://` ones stay plain, as the operator wrote them.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(Arc::unwrap_or_clone(tls))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         ControlPlane {
             server,
             authorization: token.authorization(),

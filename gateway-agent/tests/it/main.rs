@@ -19,6 +19,7 @@ mod ratelimit;
 mod redis;
 mod reports;
 mod sync;
+mod tls;
 mod traces;
 mod upgrades;
 mod usage;
