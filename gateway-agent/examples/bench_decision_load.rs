@@ -81,7 +81,8 @@ fn main() {
     });
     let seconds = started.elapsed().as_secs_f64() - 0.1;
     let n = tally.samples.len();
-    let at = |sorted: &[u64], q: f64| sorted.get(((n as f64 * q) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0);
+    let at =
+        |sorted: &[u64], q: f64| sorted.get(((n as f64 * q) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0);
     let mut scheduled: Vec<u64> = tally.samples.iter().map(|s| s.0).collect();
     let mut sent: Vec<u64> = tally.samples.iter().map(|s| s.1).collect();
     scheduled.sort_unstable();
