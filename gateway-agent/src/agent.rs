@@ -186,7 +186,7 @@ impl Agent {
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
         let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token, server_tls));
         let aggregator = Arc::new(Aggregator::new());
-        let reports = settings.authz_reports.then(|| Arc::new(Pending::new(aggregator.clone(), REPORT_WAIT)));
+        let reports = settings.authz_reports.then(|| Arc::new(Pending::new(aggregator.clone(), REPORT_WAIT, &metrics)));
         let (stop, stop_rx) = watch::channel(false);
         let (status_tx, status_rx) = watch::channel(AgentStatus {
             protocol_version: PROTOCOL_VERSION,

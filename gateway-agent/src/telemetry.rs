@@ -34,6 +34,7 @@ pub(crate) const OPEN_CONNECTIONS: &str = "tollgate_agent_open_connections";
 pub(crate) const CONNECTIONS_REFUSED: &str = "tollgate_agent_connections_refused_total";
 pub(crate) const SPANS_DROPPED: &str = "tollgate_agent_spans_dropped_total";
 pub(crate) const TLS_RELOADS: &str = "tollgate_agent_tls_reloads_total";
+pub(crate) const DECISION_REPORTS: &str = "tollgate_agent_decision_reports_total";
 
 const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -120,6 +121,23 @@ impl Metrics {
     /// `tollgate_agent_tls_reloads_total{outcome}`, registered only by agents that serve TLS.
     pub fn tls_reloads(&self, outcome: &'static str) -> Counter {
         let key = Key::from_parts(TLS_RELOADS, vec![Label::from_static_parts("outcome", outcome)]);
+        let counter = self.recorder.register_counter(&key, &METADATA);
+        counter.absolute(0);
+        counter
+    }
+
+    /// `tollgate_agent_decision_reports_total{outcome}`, registered only by agents with
+    /// reports on (`counted`, `unknown`, `expired`, `not_held`), each from 0.
+    pub fn decision_reports(&self, outcome: &'static str) -> Counter {
+        self.recorder.describe_counter(
+            KeyName::from_const_str(DECISION_REPORTS),
+            None,
+            SharedString::const_str(
+                "Allowed decisions by how their usage was counted: from a report, expired or not held \
+                 (2xx), and reports naming no waiting decision.",
+            ),
+        );
+        let key = Key::from_parts(DECISION_REPORTS, vec![Label::from_static_parts("outcome", outcome)]);
         let counter = self.recorder.register_counter(&key, &METADATA);
         counter.absolute(0);
         counter

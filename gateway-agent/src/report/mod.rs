@@ -25,7 +25,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::hashing::FxBuildHasher;
+use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
+use metrics::Counter;
 
 /// The header that names an allowed decision to the upstream request and to the access log.
 pub(crate) static X_TOLLGATE_DECISION: HeaderName = HeaderName::from_static("x-tollgate-decision");
@@ -53,6 +55,16 @@ pub(crate) struct Pending {
     shards: Box<[Mutex<HashMap<u64, Waiting, FxBuildHasher>>]>,
     usage: Arc<Aggregator>,
     wait: Duration,
+    outcomes: Outcomes,
+}
+
+/// `tollgate_agent_decision_reports_total` by outcome: how much of the status-class split is
+/// exact (`counted`) and how much fell back to 2xx (`expired`, `not_held`).
+struct Outcomes {
+    counted: Counter,
+    unknown: Counter,
+    expired: Counter,
+    not_held: Counter,
 }
 
 /// What became of a report.
@@ -65,8 +77,14 @@ pub(crate) enum Settled {
 }
 
 impl Pending {
-    pub fn new(usage: Arc<Aggregator>, wait: Duration) -> Pending {
-        Pending { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), usage, wait }
+    pub fn new(usage: Arc<Aggregator>, wait: Duration, metrics: &Metrics) -> Pending {
+        let outcomes = Outcomes {
+            counted: metrics.decision_reports("counted"),
+            unknown: metrics.decision_reports("unknown"),
+            expired: metrics.decision_reports("expired"),
+            not_held: metrics.decision_reports("not_held"),
+        };
+        Pending { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), usage, wait, outcomes }
     }
 
     /// Keeps an allowed call's usage until its report; the id to send with the call, or `None`
@@ -84,6 +102,7 @@ impl Pending {
         if shard.len() >= MAX_PENDING / SHARDS {
             drop(shard);
             self.usage.record(app, metrics.iter().copied(), at, 200, latency);
+            self.outcomes.not_held.increment(1);
             return None;
         }
         shard.insert(id, Waiting { app, metrics, at, latency, since: Instant::now() });
@@ -93,14 +112,14 @@ impl Pending {
     /// Counts the call `id` names in the class of `status`; a status that is not an HTTP
     /// status (Envoy's 0 when no response was sent) counts in the 2xx class, as without reports.
     pub fn settle(&self, id: &str, status: u32) -> Settled {
-        let Some(id) = DecisionId::parse(id) else {
-            return Settled::Unknown;
-        };
-        let Some(call) = self.shard(id.0).remove(&id.0) else {
+        let call = DecisionId::parse(id).and_then(|id| self.shard(id.0).remove(&id.0));
+        let Some(call) = call else {
+            self.outcomes.unknown.increment(1);
             return Settled::Unknown;
         };
         let status = u16::try_from(status).ok().filter(|s| (100..=599).contains(s)).unwrap_or(200);
         self.usage.record(call.app, call.metrics.iter().copied(), call.at, status, call.latency);
+        self.outcomes.counted.increment(1);
         Settled::Counted
     }
 
@@ -119,6 +138,7 @@ impl Pending {
                 false
             });
         }
+        self.outcomes.expired.increment(expired as u64);
         expired
     }
 
@@ -167,7 +187,8 @@ mod tests {
     #[test]
     fn a_call_counts_once_in_its_reported_class() {
         let usage = Arc::new(Aggregator::new());
-        let pending = Pending::new(usage.clone(), Duration::from_secs(60));
+        let metrics = Metrics::new();
+        let pending = Pending::new(usage.clone(), Duration::from_secs(60), &metrics);
         let (app, hits) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let at = Timestamp::from_second(120).expect("valid");
         let one = pending.hold(app, [(hits, 1)].into_iter(), at, Duration::ZERO).expect("held");
@@ -187,5 +208,9 @@ mod tests {
         assert_eq!(pending.settle(two.to_str().expect("text"), 500), Settled::Unknown, "expired");
         let (entries, _) = usage.drain();
         assert_eq!((entries[0].status_class, entries[0].count), (tollgate_protocol::StatusClass::Success, 1));
+        let text = metrics.render();
+        for line in [r#"outcome="counted"} 1"#, r#"outcome="unknown"} 3"#, r#"outcome="expired"} 1"#] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -314,6 +314,15 @@ async fn envoy_access_log_reports_the_response_code_once() {
     })
     .await;
 
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
+    for line in [
+        r#"tollgate_agent_decision_reports_total{outcome="counted"} 1"#,
+        r#"tollgate_agent_decision_reports_total{outcome="unknown"} 2"#,
+        r#"tollgate_agent_decision_reports_total{outcome="expired"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
     // At shutdown the unreported call is counted as the decision saw it.
     agent.shutdown().await.expect("clean shutdown");
     assert_eq!(by_class(&cp, get_item), vec![(StatusClass::Success, 1), (StatusClass::ServerError, 1)]);
