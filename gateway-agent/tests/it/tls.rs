@@ -325,6 +325,16 @@ async fn sni_chooses_between_two_certificates_and_upstreams_hear_https() {
         .await
         .expect("curl runs");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "ok 200", "{}", String::from_utf8_lossy(&output.stderr));
+    // `curl --http2` over TLS: ALPN picks HTTP/2.
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--http2", "--cacert"])
+        .arg(&ca_file)
+        .args(["--resolve", &format!("b.test:{port}:127.0.0.1"), "-w", " %{http_code} %{http_version}"])
+        .arg(format!("https://b.test:{port}{path}"))
+        .output()
+        .await
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok 200 2", "{}", String::from_utf8_lossy(&output.stderr));
 
     // Plain HTTP is not answered on a TLS listener.
     let plain = raw_get(proxy, &path, &[]).await;
