@@ -21,6 +21,7 @@ use super::reply::{Body, Refusal};
 use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
 use crate::config::Config;
 use crate::enforce::key_location::KeySource;
+use crate::usage::groups::GroupTag;
 
 /// The admitted request's application (UUID).
 pub(crate) static X_TOLLGATE_APPLICATION: HeaderName = HeaderName::from_static("x-tollgate-application");
@@ -92,6 +93,7 @@ impl Proxy {
             blame: None,
             rate: None,
             trace,
+            group: GroupTag::NONE,
         };
         // `_tollgate/…` is answered by the agent in proxy mode only; here it is a path like
         // any other, left to the API's mapping rules.
@@ -108,7 +110,7 @@ impl Proxy {
     fn allow(&self, config: &Config, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Response<Body> {
         let api = call.api;
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        self.record_usage(api, admitted, call.received, StatusCode::OK, call.started.elapsed());
+        self.record_usage(api, GroupTag::NONE, admitted, call.received, StatusCode::OK, call.started.elapsed());
 
         let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
         let out = response.headers_mut();

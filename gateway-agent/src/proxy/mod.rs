@@ -26,6 +26,7 @@ pub(crate) mod path;
 pub(crate) mod ratelimit;
 pub(crate) mod reply;
 pub(crate) mod route;
+pub(crate) mod split;
 pub(crate) mod upstream;
 
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ use crate::settings::{AccessLogMode, AuthzPathPrefix, CorsOrigins, Settings};
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
 use crate::usage::failed_calls::Failure;
+use crate::usage::groups::GroupTag;
 use access_log::{AccessLog, Entry, TraceId, Verdict};
 use body::{BodyWatch, ClientBody};
 use connections::{Connections, UpstreamError};
@@ -103,6 +105,8 @@ struct Call<'a> {
     rate: Option<RateLimit<'a>>,
     /// The client's trace id, read only for the JSON access log.
     trace: Option<TraceId>,
+    /// The upstream group the call was sent to, once chosen.
+    group: GroupTag,
 }
 
 /// The application a request is attributed to, and the visible prefix of its key.
@@ -294,6 +298,7 @@ impl Proxy {
             blame: None,
             rate: None,
             trace,
+            group: GroupTag::NONE,
         };
         let rest = uri.path().get(route.rest_offset..).unwrap_or("");
         let reserved = reserved_path(rest);
@@ -303,7 +308,7 @@ impl Proxy {
             return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
-            Ok(admitted) => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
+            Ok(admitted) => self.proxy_upstream(&mut call, admitted, parts, body, route.rest_offset, peer).await,
             Err(Refused(refusal)) => self.refuse(&call, refusal),
         }
     }
@@ -399,10 +404,19 @@ impl Proxy {
         response
     }
 
-    /// Upstream peer: the API's next healthy target this build can reach.
-    fn upstream_peer<'c>(&self, call: &Call<'c>) -> Result<&'c Target, Refused> {
+    /// Upstream peer: the caller's upstream group (see split.rs), then its next healthy
+    /// target this build can reach.
+    fn upstream_peer<'c>(&self, call: &mut Call<'c>, app: &AppEntry) -> Result<&'c Target, Refused> {
         let api = call.api;
-        let target = api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?;
+        let pool = match &api.routing {
+            None => &api.upstreams,
+            Some(router) => {
+                let group = router.pick(&app.id, app.plan);
+                call.group = group.tag;
+                &group.pool
+            }
+        };
+        let target = pool.pick().ok_or(Refusal::UpstreamUnavailable)?;
         if target.is_tls() {
             if !self.warned_tls.swap(true, Ordering::Relaxed) {
                 tracing::error!(api = %api.slug, upstream = %target.url, "https upstreams are not supported by this build of the agent");
@@ -416,7 +430,7 @@ impl Proxy {
     /// the failure answer, and logging.
     async fn proxy_upstream(
         &self,
-        call: &Call<'_>,
+        call: &mut Call<'_>,
         admitted: Admitted<'_>,
         parts: Parts,
         body: Incoming,
@@ -424,7 +438,7 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Response<Body> {
         let api = call.api;
-        let target = match self.upstream_peer(call) {
+        let target = match self.upstream_peer(call, admitted.app) {
             Ok(target) => target,
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
@@ -513,7 +527,7 @@ impl Proxy {
     ) {
         let api = call.api;
         let latency = call.started.elapsed();
-        self.record_usage(api, admitted, answered, status, latency);
+        self.record_usage(api, call.group, admitted, answered, status, latency);
         if status.as_u16() >= 400
             && let Some(blame) = call.blame
         {
@@ -533,10 +547,11 @@ impl Proxy {
         self.finish(summary.of(call), None, call.started);
     }
 
-    /// The usage an admitted request adds, in the class of `status`.
+    /// The usage an admitted request adds, in the class of `status`, served by `call_group`.
     fn record_usage(
         &self,
         api: &ApiEntry,
+        call_group: GroupTag,
         admitted: &Admitted<'_>,
         answered: Timestamp,
         status: StatusCode,
@@ -544,6 +559,7 @@ impl Proxy {
     ) {
         self.usage.record(
             admitted.app.id,
+            call_group,
             admitted
                 .touched
                 .as_slice()
@@ -578,7 +594,7 @@ impl Proxy {
         let status = refusal.status();
         if let Some(blame) = call.blame {
             let latency = call.started.elapsed();
-            self.usage.record_refused(blame.app, call.received, status.as_u16(), latency);
+            self.usage.record_refused(blame.app, call.group, call.received, status.as_u16(), latency);
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), Some(refusal.code()), latency));
         }
         let mut summary =

@@ -15,6 +15,7 @@ mod paths;
 mod proxy;
 mod ratelimit;
 mod redis;
+mod routing;
 mod sync;
 mod usage;
 mod workers;
