@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
 use super::{
-    accounts, admin_tokens, apis, applications, audit, billing, error, gateways, invoices, keys, page, plans, rules,
-    usage, versions, webhooks,
+    accounts, admin_tokens, apis, applications, audit, billing, error, gateways, invoices, keys, page, plans, routing,
+    rules, usage, versions, webhooks,
 };
 
 struct BearerAuth;
@@ -44,6 +44,8 @@ impl Modify for BearerAuth {
         billing::run_billing, billing::show_settings, billing::replace_settings,
         webhooks::list, webhooks::create, webhooks::show, webhooks::replace, webhooks::delete,
         webhooks::deliveries, webhooks::redeliver,
+        routing::show, routing::put_group, routing::delete_group, routing::set_weights,
+        routing::set_plan_group, routing::set_application_group, routing::usage,
     ),
     components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>, page::Page<webhooks::DeliveryOut>)),
     modifiers(&BearerAuth, &Links),
