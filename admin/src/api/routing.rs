@@ -81,15 +81,21 @@ pub struct GroupIn {
     #[schema(minimum = 0, maximum = 1000000)]
     pub weight: i64,
     /// 1 to 20 `http(s)://` URLs; omit for `default` (its targets are the API's upstreams).
-    #[schema(min_items = 1, max_items = 20, inline, value_type = Option<Vec<String>>)]
-    pub urls: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 20)]
+    pub urls: Option<Vec<TargetUrl>>,
 }
+
+/// A target: an `http://` or `https://` URL with a host, optionally a path prefix.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#]+[^\\s]*$")]
+#[allow(dead_code)]
+pub struct TargetUrl(String);
 
 /// Every group's weight at once, by name; groups not named keep theirs.
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)] // The schema of the body, which is read field by field.
 pub struct WeightsIn {
-    #[schema(value_type = BTreeMap<String, i64>)]
+    /// Group name to weight, an integer from 0 to 1,000,000.
     pub weights: BTreeMap<String, i64>,
 }
 
@@ -298,7 +304,8 @@ pub fn period_start(period: Option<&str>, now: OffsetDateTime) -> Result<OffsetD
 /// Calls, 5xx rate and latency per upstream group, to compare a canary with the stable group.
 #[utoipa::path(get, operation_id = "upstream_group_usage", path = "/admin/api/v1/apis/{id}/routing/usage", tag = "routing",
     params(("id" = Uuid, Path), GroupUsageQuery),
-    responses((status = 200, body = Vec<GroupUsageOut>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Vec<GroupUsageOut>), (status = 400, body = ErrorBody, description = "A query string that cannot be read (a parameter twice)"),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "A bad period; `field` is `period`")),
     security(("bearer" = [])))]
 pub async fn usage(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
-use tollgate_protocol::routing::{DEFAULT_GROUP, MAX_GROUP_NAME_LEN, MAX_WEIGHT, is_group_name};
+use tollgate_protocol::routing::{MAX_GROUP_NAME_LEN, MAX_WEIGHT, is_group_name};
 use uuid::Uuid;
 
 use crate::apis::ApiId;
@@ -21,6 +21,8 @@ use crate::audit::{self, Actor, Entry};
 use crate::plans::PlanId;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
+
+pub use tollgate_protocol::routing::DEFAULT_GROUP;
 
 /// The most targets one group may have.
 pub const MAX_TARGETS: usize = 20;
@@ -64,15 +66,14 @@ pub fn parse_targets(urls: &[String]) -> Result<Vec<String>> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(urls.len());
     for (i, url) in urls.iter().enumerate() {
-        let url = url.trim();
         let valid = reqwest::Url::parse(url)
             .ok()
             .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
         if !valid || url.contains(char::is_whitespace) {
             return Err(Error::invalid(format!("urls[{i}]"), "a target is an http:// or https:// URL with a host"));
         }
-        if seen.insert(url.to_owned()) {
-            out.push(url.to_owned());
+        if seen.insert(url.as_str()) {
+            out.push(url.clone());
         }
     }
     Ok(out)

@@ -312,3 +312,62 @@ async fn starter_reaches_a_and_partner_reaches_b_through_a_real_agent(pool: PgPo
     agent.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The admin UI page: a group added, a bad weight shown beside its field (422), the
+/// split saved, a plan sent to a group, a group in use kept.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_routing_page_edits_groups_weights_and_plan_routes(pool: PgPool) {
+    use crate::helpers::csrf_from;
+    let w = World::new(pool).await;
+    let partner = w.plan("Partner").await;
+    let res = w.app.sign_in(DEMO_ADMIN_EMAIL, tollgate::cli::dev::DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    let page_url = format!("/admin/apis/{}/routing", w.api.0);
+    let html = w.app.get(&page_url).await.text().await.unwrap();
+    assert!(html.contains("Routing of") && html.contains(r#"name="weight-default""#), "{html}");
+    let csrf = csrf_from(&html);
+
+    // A bad target and a bad weight come back beside their fields, with what was typed.
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("name", "canary"),
+        ("weight", "10"),
+        ("urls", "http://canary.test\nftp://nope"),
+    ];
+    let res = w.app.post_form(&format!("{page_url}/groups"), &form).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"id="urls-error""#) && html.contains("line 2"), "{html}");
+    assert!(html.contains("ftp://nope"), "what was typed comes back");
+    let form = [("csrf_token", csrf.as_str()), ("name", "canary"), ("weight", "-3"), ("urls", "http://canary.test")];
+    let res = w.app.post_form(&format!("{page_url}/groups"), &form).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains(r#"id="weight-error""#));
+
+    let form = [("csrf_token", csrf.as_str()), ("name", "canary"), ("weight", "10"), ("urls", "http://canary.test")];
+    assert_eq!(w.app.post_form(&format!("{page_url}/groups"), &form).await.status(), 303);
+    // All weights 0 is refused as the split's problem.
+    let form = [("csrf_token", csrf.as_str()), ("weight-default", "0"), ("weight-canary", "0")];
+    let res = w.app.post_form(&format!("{page_url}/weights"), &form).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains(r#"id="weights-error""#));
+    let form = [("csrf_token", csrf.as_str()), ("weight-default", "95"), ("weight-canary", "5")];
+    assert_eq!(w.app.post_form(&format!("{page_url}/weights"), &form).await.status(), 303);
+    let partner_id = partner.0.to_string();
+    let form = [("csrf_token", csrf.as_str()), ("id", partner_id.as_str()), ("group", "canary")];
+    assert_eq!(w.app.post_form(&format!("{page_url}/plans"), &form).await.status(), 303);
+    // In use: not removed, and said beside its box.
+    let form = [("csrf_token", csrf.as_str()), ("confirm", "yes")];
+    let res = w.app.post_form(&format!("{page_url}/groups/canary/delete"), &form).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains(r#"id="remove-canary-error""#));
+
+    let html = w.app.get(&page_url).await.text().await.unwrap();
+    assert!(html.contains("95.0 %") && html.contains("5.0 %"), "{html}");
+    assert!(html.contains(r#"<option value="canary" selected>canary</option>"#), "the plan's group is shown");
+    let (_, routing) = w.call(Method::GET, &w.routing(""), None).await;
+    assert_eq!(routing["plans"][0]["group"], "canary");
+    let weights: Vec<i64> =
+        routing["groups"].as_array().unwrap().iter().map(|g| g["weight"].as_i64().unwrap()).collect();
+    assert_eq!(weights, [95, 5]);
+}
