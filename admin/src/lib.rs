@@ -28,6 +28,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/apis/{id}/metrics").route(web::post().to(apis::add_metric)))
         .service(web::resource("/admin/apis/{id}/metrics/{metric}/delete").route(web::post().to(apis::delete_metric)))
         .service(web::resource("/admin/apis/{id}/rules").route(web::post().to(apis::add_rule)))
+        // Routing by consumer and by weight (ui/routing.rs).
+        .service(web::resource("/admin/apis/{id}/routing").route(web::get().to(routing::show)))
+        .service(web::resource("/admin/apis/{id}/routing/weights").route(web::post().to(routing::set_weights)))
+        .service(web::resource("/admin/apis/{id}/routing/groups").route(web::post().to(routing::put_group)))
+        .service(
+            web::resource("/admin/apis/{id}/routing/groups/{name}/delete").route(web::post().to(routing::delete_group)),
+        )
+        .service(web::resource("/admin/apis/{id}/routing/plans").route(web::post().to(routing::set_plan)))
+        .service(web::resource("/admin/apis/{id}/routing/applications").route(web::post().to(routing::set_application)))
         .service(web::resource("/admin/apis/{id}/rules/{rule}/delete").route(web::post().to(apis::delete_rule)))
         .service(
             web::resource("/admin/apis/{id}/plans/new")

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod mail;
 pub mod notifications;
 pub mod plans;
+pub mod routing;
 pub mod secrets;
 pub mod sessions;
 mod stored;

@@ -50,6 +50,7 @@ use uuid::Uuid;
 
 use crate::delta::ConfigMessage;
 use crate::key::{KeyHash, KeyKind};
+use crate::routing::Routing;
 use crate::snapshot::{Api, Application, ApplicationState, Credential, CurrentUsage, Plan, Snapshot};
 
 /// Content type of the binary config stream, without parameters.
@@ -197,6 +198,9 @@ pub struct SnapshotHead {
     pub protocol_version: u32,
     pub revision: u64,
     pub generated_at: Timestamp,
+    /// [`Snapshot::requires`]; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
 }
 
 /// The small part of a snapshot, as one JSON frame.
@@ -204,6 +208,9 @@ pub struct SnapshotHead {
 pub struct Catalog {
     pub apis: Vec<Api>,
     pub plans: Vec<Plan>,
+    /// [`Snapshot::routing`]; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing: Vec<Routing>,
 }
 
 /// An application, its plan named by index in the catalog.
@@ -296,13 +303,15 @@ impl<W: Write> SnapshotWriter<W> {
         self.json(FrameKind::Head, head)
     }
 
-    pub fn catalog(&mut self, apis: &[Api], plans: &[Plan]) -> Result<(), BinaryError> {
+    pub fn catalog(&mut self, apis: &[Api], plans: &[Plan], routing: &[Routing]) -> Result<(), BinaryError> {
         #[derive(Serialize)]
         struct View<'a> {
             apis: &'a [Api],
             plans: &'a [Plan],
+            #[serde(skip_serializing_if = "<[Routing]>::is_empty")]
+            routing: &'a [Routing],
         }
-        self.json(FrameKind::Catalog, &View { apis, plans })
+        self.json(FrameKind::Catalog, &View { apis, plans, routing })
     }
 
     pub fn application(&mut self, app: &ApplicationRecord<'_>) -> Result<(), BinaryError> {
@@ -708,6 +717,7 @@ impl SnapshotAssembler {
                 let head = frame.head()?;
                 let mut snapshot = Snapshot::new(head.revision, head.generated_at);
                 snapshot.protocol_version = head.protocol_version;
+                snapshot.requires = head.requires;
                 self.snapshot = Some(snapshot);
             }
             FrameKind::Catalog => {
@@ -715,6 +725,7 @@ impl SnapshotAssembler {
                 let snapshot = self.snapshot.as_mut().ok_or_else(|| order("catalog"))?;
                 snapshot.apis = catalog.apis;
                 snapshot.plans = catalog.plans;
+                snapshot.routing = catalog.routing;
             }
             FrameKind::Applications => {
                 let snapshot = self.snapshot.as_mut().ok_or_else(|| order("applications"))?;
@@ -787,8 +798,9 @@ pub fn write_snapshot<W: Write>(snapshot: &Snapshot, out: W) -> Result<W, Binary
         protocol_version: snapshot.protocol_version,
         revision: snapshot.revision,
         generated_at: snapshot.generated_at,
+        requires: snapshot.requires.clone(),
     })?;
-    writer.catalog(&snapshot.apis, &snapshot.plans)?;
+    writer.catalog(&snapshot.apis, &snapshot.plans, &snapshot.routing)?;
     for app in &snapshot.applications {
         let plan = *plans
             .get(&app.plan_id)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::key::KeyHash;
+use crate::routing::Routing;
 use crate::snapshot::{Api, Application, Credential, Plan, Snapshot};
 
 /// One line of the NDJSON config stream, tagged by `"type"`.
@@ -71,6 +72,13 @@ pub enum Change {
     RevokeCredential {
         hash: KeyHash,
     },
+    /// The API's whole routing (feature `upstream_routing`): a variant of its own, so that an
+    /// agent that cannot route refuses the delta instead of ignoring it.
+    UpsertRouting(Routing),
+    /// The API is back to its plain `upstreams`.
+    RemoveRouting {
+        api_id: Uuid,
+    },
 }
 
 /// The agent's report (and heartbeat) to the server, so the server knows each agent's lag.
@@ -115,7 +123,10 @@ impl Snapshot {
         for change in delta.changes {
             match change {
                 Change::UpsertApi(api) => upsert(&mut self.apis, api, |a| a.id),
-                Change::RemoveApi { id } => self.apis.retain(|a| a.id != id),
+                Change::RemoveApi { id } => {
+                    self.apis.retain(|a| a.id != id);
+                    self.routing.retain(|r| r.api_id != id);
+                }
                 Change::UpsertPlan(plan) => upsert(&mut self.plans, plan, |p| p.id),
                 Change::RemovePlan { id } => self.plans.retain(|p| p.id != id),
                 Change::UpsertApplication(app) => upsert(&mut self.applications, app, |a| a.id),
@@ -125,8 +136,11 @@ impl Snapshot {
                 }
                 Change::UpsertCredential(credential) => upsert(&mut self.credentials, credential, |c| c.hash),
                 Change::RevokeCredential { hash } => self.credentials.retain(|c| c.hash != hash),
+                Change::UpsertRouting(routing) => upsert(&mut self.routing, routing, |r| r.api_id),
+                Change::RemoveRouting { api_id } => self.routing.retain(|r| r.api_id != api_id),
             }
         }
+        self.declare_features();
         self.revision = delta.revision;
         Ok(())
     }

@@ -1,8 +1,13 @@
 //! The protocol's version and where it is spoken: the header, the content
 //! type of the config stream and the paths of the three endpoints.
 
-/// Version of this protocol; bumped only for breaking changes (see the crate docs).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest version of this protocol this build speaks (sent in the request header and the
+/// status report); bumped only for breaking changes (see the crate docs). Version 2 adds
+/// required features ([`crate::features`]).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The version of a snapshot that requires no feature, which agents of version 1 apply.
+pub const BASE_PROTOCOL_VERSION: u32 = 1;
 
 /// Request header in which an agent states the [`PROTOCOL_VERSION`] it speaks.
 pub const PROTOCOL_VERSION_HEADER: &str = "tollgate-protocol-version";

@@ -41,26 +41,34 @@
 //! (`Option` or `#[serde(default)]`) so that a newer agent still reads an older server.
 //! Unknown [`ConfigMessage`] types are skipped ([`ConfigMessage::Unknown`]); unknown
 //! [`Change`]s are not, because silently dropping a change would diverge the agent's config.
+//!
+//! An addition an older agent must not ignore (it changes where traffic goes) is a *feature*:
+//! a snapshot using one lists it in `requires` and carries version 2, which version-1 agents
+//! refuse; deltas carry it in new [`Change`] variants. See [`features`].
 
 pub mod binary;
 pub mod delta;
 mod endpoints;
+pub mod features;
 pub mod gateway;
 pub mod key;
 pub mod pattern;
 pub mod period;
+pub mod routing;
 pub mod snapshot;
 pub mod trace;
 pub mod usage;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
 pub use endpoints::{
-    CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STATUS_PATH, USAGE_PATH,
+    BASE_PROTOCOL_VERSION, CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+    STATUS_PATH, USAGE_PATH,
 };
 pub use gateway::{LIMITS_PATH, LimitStatus, LimitsReport, RESERVED_SEGMENT, ReservedPath};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
 pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
+pub use routing::{DEFAULT_GROUP, RouteOverride, Routing, UpstreamGroup};
 pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,
     Metric, NoMatch, Plan, RuleOrigin, Snapshot, Upstream, ValidationError,

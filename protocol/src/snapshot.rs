@@ -12,21 +12,33 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::PROTOCOL_VERSION;
+use crate::BASE_PROTOCOL_VERSION;
 use crate::key::{KeyHash, KeyKind};
 use crate::pattern::Pattern;
 use crate::period::{Period, TimeZoneName, WindowId};
+use crate::routing::Routing;
 
 /// Everything an agent needs to route, authenticate and limit, at one revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// [`PROTOCOL_VERSION`] of the server that built it.
+    /// The lowest protocol version that can apply it: [`BASE_PROTOCOL_VERSION`] unless it
+    /// [requires](Self::requires) a feature ([`crate::features`]).
     pub protocol_version: u32,
+    /// Features an agent must understand to apply this snapshot ([`crate::features`]).
+    /// Omitted when empty; sent before the APIs, so
+    /// an agent can refuse early.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
     /// Monotonic config revision; deltas name the revision they apply on top of.
     pub revision: u64,
     pub generated_at: Timestamp,
     pub apis: Vec<Api>,
     pub plans: Vec<Plan>,
+    /// Upstream groups, splits and overrides of the APIs that have more than their one
+    /// default group ([`crate::routing`]). Omitted when empty;
+    /// sent before the applications, so an agent compiles it with the APIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing: Vec<Routing>,
     pub applications: Vec<Application>,
     pub credentials: Vec<Credential>,
     /// Current-window usage for periods of an hour or longer ([`Period::is_seeded`]), so a
@@ -44,6 +56,8 @@ pub struct Api {
     /// Public path prefix, `/` or `/segment…` without a trailing slash. Mapping-rule patterns
     /// are matched against the rest of the path.
     pub base_path: String,
+    /// Where calls go when the snapshot has no [`Routing`] for this API; with one, its
+    /// groups decide and these are the targets of its heaviest group.
     pub upstreams: Vec<Upstream>,
     pub lifecycle: Lifecycle,
     pub auth: AuthMode,
@@ -252,7 +266,7 @@ impl Snapshot {
     /// An empty snapshot at `revision`.
     pub fn new(revision: u64, generated_at: Timestamp) -> Snapshot {
         Snapshot {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: BASE_PROTOCOL_VERSION,
             revision,
             generated_at,
             apis: Vec::new(),
@@ -260,6 +274,8 @@ impl Snapshot {
             applications: Vec::new(),
             credentials: Vec::new(),
             usage: Vec::new(),
+            requires: Vec::new(),
+            routing: Vec::new(),
         }
     }
 
@@ -267,12 +283,8 @@ impl Snapshot {
     /// unique ids, references that resolve, metric trees without cycles, patterns that parse,
     /// rules in order and no two APIs on the same route. Returns the first problem found.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.protocol_version != PROTOCOL_VERSION {
-            return Err(ValidationError::new(
-                "protocol_version",
-                format!("unsupported version {} (expected {PROTOCOL_VERSION})", self.protocol_version),
-            ));
-        }
+        crate::features::check_support(self.protocol_version, &self.requires)?;
+        crate::features::check_declared(self)?;
         // metric id -> owning API id
         let mut metric_api: HashMap<Uuid, Uuid> = HashMap::new();
         let mut api_ids = HashSet::new();
@@ -301,6 +313,8 @@ impl Snapshot {
                 }
             }
         }
+
+        crate::routing::validate(&self.routing, &api_ids)?;
 
         let mut plan_api = HashMap::new();
         for (i, plan) in self.plans.iter().enumerate() {
@@ -426,13 +440,7 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
         return Err(ValidationError::new(format!("{at}.upstreams"), "an API that serves traffic needs an upstream"));
     }
     for (i, upstream) in api.upstreams.iter().enumerate() {
-        let rest = upstream.url.strip_prefix("http://").or_else(|| upstream.url.strip_prefix("https://"));
-        if rest.is_none_or(str::is_empty) {
-            return Err(ValidationError::new(
-                format!("{at}.upstreams[{i}].url"),
-                format!("{:?} is not an http(s) URL", upstream.url),
-            ));
-        }
+        check_upstream_url(&upstream.url, &format!("{at}.upstreams[{i}].url"))?;
     }
     let locations: Vec<(&str, &KeyLocation)> = match &api.auth {
         AuthMode::UserKey { location } => vec![("auth.location", location)],
@@ -505,6 +513,14 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
             ));
         }
         previous_position = Some(rule.position);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_upstream_url(url: &str, at: &str) -> Check {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    if rest.is_none_or(str::is_empty) {
+        return Err(ValidationError::new(at, format!("{url:?} is not an http(s) URL")));
     }
     Ok(())
 }

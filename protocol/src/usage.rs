@@ -120,6 +120,10 @@ pub struct RefusedEntry {
     /// The same requests by latency from request received to the agent's answer, buckets as
     /// in [`UsageEntry::latency_buckets`]; they sum to `count`.
     pub latency_buckets: [u64; LATENCY_BUCKETS],
+    /// The upstream group the agent had chosen when it gave up on the call (a 502 or 504 of
+    /// the group's targets), as in [`UsageEntry::group`]; absent for refusals before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One call that failed: refused by the agent (an error code is given) or answered 400 or
@@ -185,6 +189,11 @@ pub struct UsageEntry {
     /// head; bucket `i` counts latencies in `(LATENCY_BUCKET_BOUNDS_MS[i-1], LATENCY_BUCKET_BOUNDS_MS[i]]`
     /// (see [`latency_bucket`]). Not cumulative.
     pub latency_buckets: [u64; LATENCY_BUCKETS],
+    /// The upstream group that served the requests ([`crate::routing`]); absent for an API
+    /// without routing (its one group, [`crate::routing::DEFAULT_GROUP`]) and from older
+    /// agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// The server's answer to a [`UsageBatch`]: counted now, or already counted before.
@@ -250,11 +259,12 @@ impl UsageBatch {
         let mut seen = HashSet::with_capacity(self.entries.len());
         for (i, entry) in self.entries.iter().enumerate() {
             whole_minute(format_args!("entries[{i}].minute"), entry.minute)?;
-            let key = (entry.application_id, entry.metric, entry.minute, entry.status_class);
+            group_name(format_args!("entries[{i}].group"), entry.group.as_deref())?;
+            let key = (entry.application_id, entry.metric, entry.minute, entry.status_class, entry.group.as_deref());
             if !seen.insert(key) {
                 return Err(ValidationError::new(
                     format!("entries[{i}]"),
-                    "second entry for this application, metric, minute and status class",
+                    "second entry for this application, metric, minute, status class and group",
                 ));
             }
         }
@@ -283,6 +293,7 @@ impl UsageBatch {
         for (i, entry) in self.refused.iter().enumerate() {
             whole_minute(format_args!("refused[{i}].minute"), entry.minute)?;
             error_status(format_args!("refused[{i}].status"), entry.status)?;
+            group_name(format_args!("refused[{i}].group"), entry.group.as_deref())?;
             if entry.count == 0 {
                 return Err(ValidationError::new(format!("refused[{i}].count"), "an entry counts at least 1 request"));
             }
@@ -293,10 +304,10 @@ impl UsageBatch {
                     format!("the buckets sum to {sampled:?} requests, not to the count of {}", entry.count),
                 ));
             }
-            if !seen.insert((entry.application_id, entry.minute, entry.status)) {
+            if !seen.insert((entry.application_id, entry.minute, entry.status, entry.group.as_deref())) {
                 return Err(ValidationError::new(
                     format!("refused[{i}]"),
-                    "second entry for this application, minute and status",
+                    "second entry for this application, minute, status and group",
                 ));
             }
         }
@@ -379,6 +390,16 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// An entry's upstream group, when it names one, is a valid group name.
+fn group_name(at: std::fmt::Arguments<'_>, group: Option<&str>) -> Result<(), ValidationError> {
+    match group {
+        Some(name) if !crate::routing::is_group_name(name) => {
+            Err(ValidationError::new(at.to_string(), format!("{name:?} is not an upstream group name")))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +436,7 @@ mod tests {
             status_class: StatusClass::Success,
             count: 3,
             latency_buckets: [0; LATENCY_BUCKETS],
+            group: None,
         };
         let mut batch = UsageBatch {
             id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
@@ -471,7 +493,7 @@ mod tests {
     fn refused(minute: i64, status: u16, count: u64) -> RefusedEntry {
         let mut latency_buckets = [0; LATENCY_BUCKETS];
         latency_buckets[0] = count;
-        RefusedEntry { application_id: Uuid::from_u128(1), minute, status, count, latency_buckets }
+        RefusedEntry { application_id: Uuid::from_u128(1), minute, status, count, latency_buckets, group: None }
     }
 
     fn failed_call() -> FailedCall {

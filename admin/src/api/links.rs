@@ -31,6 +31,9 @@ macro_rules! api_links {
             ("AddMappingRule", "add_mapping_rule", $params),
             ("ListPlans", "list_plans", $params),
             ("CreatePlan", "create_plan", $params),
+            ("GetRouting", "get_routing", $params),
+            ("SetUpstreamWeights", "set_upstream_weights", $params),
+            ("UpstreamGroupUsage", "upstream_group_usage", $params),
         ]
     };
 }
@@ -43,6 +46,7 @@ macro_rules! plan_links {
             ("ReplacePlan", "replace_plan", $params),
             ("CopyPlan", "copy_plan", $params),
             ("DeletePlan", "delete_plan", $params),
+            ("SetPlanUpstreamGroup", "set_plan_upstream_group", $params),
         ]
     };
 }

@@ -19,6 +19,7 @@ mod links;
 mod openapi;
 mod page;
 mod plans;
+mod routing;
 mod rules;
 mod schemas;
 mod usage;
@@ -171,6 +172,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)))
             .service(resource("/config", "GET").route(web::get().to(config::export)))
             .service(resource("/config/apply", "POST").route(web::post().to(config::apply)))
+            // Routing by consumer and by weight (routing.rs).
+            .service(resource("/apis/{id}/routing", "GET").route(web::get().to(routing::show)))
+            .service(
+                resource("/apis/{id}/routing/groups/{name}", "PUT, DELETE")
+                    .route(web::put().to(routing::put_group))
+                    .route(web::delete().to(routing::delete_group)),
+            )
+            .service(resource("/apis/{id}/routing/weights", "PUT").route(web::put().to(routing::set_weights)))
+            .service(resource("/apis/{id}/routing/usage", "GET").route(web::get().to(routing::usage)))
+            .service(resource("/plans/{id}/upstream-group", "PUT").route(web::put().to(routing::set_plan_group)))
+            .service(
+                resource("/applications/{id}/upstream-group", "PUT")
+                    .route(web::put().to(routing::set_application_group)),
+            )
             .default_service(web::to(not_found)),
     );
 }

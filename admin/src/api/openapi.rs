@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::links::Links;
 use super::{
     accounts, admin_tokens, apis, applications, audit, billing, config, error, gateways, invoices, keys, page, plans,
-    rules, usage, versions, webhooks,
+    routing, rules, usage, versions, webhooks,
 };
 
 struct BearerAuth;
@@ -45,6 +45,8 @@ impl Modify for BearerAuth {
         webhooks::list, webhooks::create, webhooks::show, webhooks::replace, webhooks::delete,
         webhooks::deliveries, webhooks::redeliver,
         config::export, config::apply,
+        routing::show, routing::put_group, routing::delete_group, routing::set_weights,
+        routing::set_plan_group, routing::set_application_group, routing::usage,
     ),
     components(schemas(error::ErrorBody, page::Page<apis::ApiOut>, page::Page<versions::ChangeOut>, page::Page<webhooks::DeliveryOut>)),
     modifiers(&BearerAuth, &Links),

@@ -12,6 +12,7 @@ pub mod invoices;
 pub mod payments;
 pub mod plans;
 pub mod revenue;
+pub mod routing;
 pub mod tokens;
 pub mod usage;
 pub mod versions;

@@ -13,8 +13,9 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool};
+use tollgate_protocol::KeyKind;
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter};
-use tollgate_protocol::{KeyKind, PROTOCOL_VERSION};
+use tollgate_protocol::routing::FEATURE_UPSTREAM_ROUTING;
 use uuid::Uuid;
 
 use super::load;
@@ -97,12 +98,13 @@ async fn write_snapshot(
     revision(head);
     let encode = |e: tollgate_protocol::binary::BinaryError| Error::Internal(format!("encoding the snapshot: {e}"));
     let mut writer = SnapshotWriter::new(Vec::with_capacity(CHUNK_BYTES * 2));
-    writer
-        .head(&SnapshotHead { protocol_version: PROTOCOL_VERSION, revision: head, generated_at: now })
-        .map_err(encode)?;
     let apis = load::apis(&mut tx, None).await?;
     let plans = load::plans(&mut tx, None).await?;
-    writer.catalog(&apis, &plans).map_err(encode)?;
+    let routing = super::routing::routing(&mut tx, None).await?;
+    let requires = if routing.is_empty() { Vec::new() } else { vec![FEATURE_UPSTREAM_ROUTING.to_owned()] };
+    let protocol_version = tollgate_protocol::features::version_for(&requires);
+    writer.head(&SnapshotHead { protocol_version, revision: head, generated_at: now, requires }).map_err(encode)?;
+    writer.catalog(&apis, &plans, &routing).map_err(encode)?;
     let plan_index: HashMap<Uuid, u32> = plans.iter().enumerate().map(|(i, plan)| (plan.id, i as u32)).collect();
 
     // Hands complete frames over once there are at least `at_least` bytes.

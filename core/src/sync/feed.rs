@@ -11,6 +11,8 @@ pub enum Entity {
     Plan,
     Application,
     Credential,
+    /// An API's upstream groups, weights and overrides (entity id: the API).
+    Routing,
 }
 
 impl Entity {
@@ -20,6 +22,7 @@ impl Entity {
             Entity::Plan => "plan",
             Entity::Application => "application",
             Entity::Credential => "credential",
+            Entity::Routing => "routing",
         }
     }
 }

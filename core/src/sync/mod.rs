@@ -5,6 +5,7 @@ mod binary;
 pub mod feed;
 mod listen;
 mod load;
+mod routing;
 mod snapshot;
 
 pub use binary::{Streamed, stream_binary_snapshot};

@@ -42,9 +42,11 @@ pub async fn build_snapshot(pool: &PgPool) -> Result<Snapshot> {
     let mut snapshot = Snapshot::new(head(&mut tx).await?, now);
     snapshot.apis = load::apis(&mut tx, None).await?;
     snapshot.plans = load::plans(&mut tx, None).await?;
+    snapshot.routing = super::routing::routing(&mut tx, None).await?;
     snapshot.applications = load::applications(&mut tx, None).await?;
     snapshot.credentials = load::credentials(&mut tx, None).await?;
     snapshot.usage = current_usage(&mut tx, &snapshot.plans, now).await?;
+    snapshot.declare_features();
     tx.commit().await?;
     Ok(snapshot)
 }
@@ -84,8 +86,18 @@ pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
         let Some(id) = id else { continue };
         match entity.as_str() {
             "api" => match load::apis(&mut tx, Some(id)).await?.pop() {
-                Some(api) => changes.push(Change::UpsertApi(api)),
+                Some(api) => {
+                    changes.push(Change::UpsertApi(api));
+                    // The default group's targets are the API's own upstreams.
+                    if let Some(routing) = super::routing::routing(&mut tx, Some(id)).await?.pop() {
+                        changes.push(Change::UpsertRouting(routing));
+                    }
+                }
                 None => changes.push(Change::RemoveApi { id }),
+            },
+            "routing" => match super::routing::routing(&mut tx, Some(id)).await?.pop() {
+                Some(routing) => changes.push(Change::UpsertRouting(routing)),
+                None => changes.push(Change::RemoveRouting { api_id: id }),
             },
             "plan" => match load::plans(&mut tx, Some(id)).await?.pop() {
                 Some(plan) => changes.push(Change::UpsertPlan(plan)),

@@ -260,6 +260,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         .await?;
     }
     ingest_refusals(&mut tx, batch, &known_apps).await?;
+    crate::routing::usage::ingest(&mut tx, batch).await?;
     ingest_failed_calls(&mut tx, batch, &known_apps).await?;
     // When each key was last used, for the developer's key list. Only ever moves forward.
     if !batch.credentials_used.is_empty() {

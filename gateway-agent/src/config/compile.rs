@@ -8,8 +8,8 @@ use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
 use tollgate_protocol::{
-    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle,
-    PROTOCOL_VERSION, Pattern, Plan, Snapshot, ValidationError,
+    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle, Pattern, Plan,
+    Routing, Snapshot, ValidationError,
 };
 use uuid::Uuid;
 
@@ -22,6 +22,7 @@ use crate::enforce::limits::{LimitRule, PlanLimits};
 use crate::enforce::mapping::{MappingRules, Rule};
 use crate::hashing::FxBuildHasher;
 use crate::proxy::route::Routes;
+use crate::proxy::split::Router;
 use crate::proxy::upstream::Pool;
 use crate::telemetry::RequestCounters;
 
@@ -29,8 +30,8 @@ use crate::telemetry::RequestCounters;
 /// path and tests; snapshots are normally compiled while they are parsed, see parse.rs).
 /// Returns its seeded usage separately: it belongs to the counters, not to the config.
 pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
-    check_version(snapshot.protocol_version)?;
-    let catalog = build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect())?;
+    check_version(snapshot.protocol_version, &snapshot.requires)?;
+    let catalog = build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect(), snapshot.routing)?;
     let mut apps = AppsBuilder::new(&catalog);
     for app in snapshot.applications {
         apps.push(app)?;
@@ -52,22 +53,24 @@ pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<Curren
     Ok((config, snapshot.usage))
 }
 
-pub(super) fn check_version(version: u32) -> Result<(), ValidationError> {
-    if version == PROTOCOL_VERSION {
-        Ok(())
-    } else {
-        Err(ValidationError::new(
-            "protocol_version",
-            format!("unsupported version {version} (expected {PROTOCOL_VERSION})"),
-        ))
-    }
+/// The protocol version and required features of a snapshot: refused unless this build
+/// speaks the one and knows the others.
+pub(super) fn check_version(version: u32, requires: &[String]) -> Result<(), ValidationError> {
+    tollgate_protocol::features::check_support(version, requires)
 }
 
-pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<Catalog, ConfigError> {
-    // The protocol's own rules for APIs and plans (ids, routes, metrics, rules, limits).
+pub(super) fn build_catalog(
+    apis: Vec<Api>,
+    plans: Vec<Option<Plan>>,
+    routing: Vec<Routing>,
+) -> Result<Catalog, ConfigError> {
+    // The protocol's own rules for APIs, plans and routing (ids, routes, metrics, rules,
+    // limits, groups and weights).
     let mut check = Snapshot::new(0, Timestamp::UNIX_EPOCH);
     check.apis = apis.clone();
     check.plans = plans.iter().flatten().cloned().collect();
+    check.routing = routing.clone();
+    check.declare_features();
     check.validate()?;
     let mut routes = Routes::default();
     let mut entries = Vec::with_capacity(apis.len());
@@ -113,12 +116,19 @@ pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<
             time_zone: plan.time_zone.as_str().into(),
         }));
     }
+    for entry in &routing {
+        let Some(&index) = api_index.get(&entry.api_id) else { continue };
+        let router = Router::compile(entry, |plan| plan_slots.get(plan).copied())
+            .map_err(|m| ConfigError::Compile(format!("routing of API {}: {m}", entry.api_id)))?;
+        entries[index as usize].routing = Some(Box::new(router));
+    }
     Ok(Catalog {
         apis: entries,
         plans: plan_entries,
         routes,
         source_apis: apis,
         source_plans: plans,
+        source_routing: routing,
         plan_slots,
         metric_api: metric_index.into_iter().map(|(metric, (api, _))| (metric, api)).collect(),
     })
@@ -191,6 +201,7 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         rules,
         on_no_match: api.on_no_match,
         upstreams: Pool::new(api.upstreams.iter().map(|u| u.url.as_str()))?,
+        routing: None,
         requests: RequestCounters::new(metrics::SharedString::from(slug.clone())),
         slug,
     })

@@ -26,6 +26,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
     }
     let mut apis = None;
     let mut plans = None;
+    let mut routing: Option<Vec<tollgate_protocol::Routing>> = None;
     let mut app_changes: Vec<(usize, Uuid, Option<Application>)> = Vec::new();
     let mut credential_changes: Vec<(usize, [u8; 32], Option<Credential>)> = Vec::new();
     let mut plan_removed = false;
@@ -40,6 +41,17 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             }
             Change::RemoveApi { id } => {
                 apis.get_or_insert_with(|| base.catalog.source_apis.clone()).retain(|a| a.id != id);
+                routing.get_or_insert_with(|| base.catalog.source_routing.clone()).retain(|r| r.api_id != id);
+            }
+            Change::UpsertRouting(entry) => {
+                let routing = routing.get_or_insert_with(|| base.catalog.source_routing.clone());
+                match routing.iter_mut().find(|r| r.api_id == entry.api_id) {
+                    Some(slot) => *slot = entry,
+                    None => routing.push(entry),
+                }
+            }
+            Change::RemoveRouting { api_id } => {
+                routing.get_or_insert_with(|| base.catalog.source_routing.clone()).retain(|r| r.api_id != api_id);
             }
             Change::UpsertPlan(plan) => {
                 let plans = plans.get_or_insert_with(|| base.catalog.source_plans.clone());
@@ -64,10 +76,11 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
         }
     }
 
-    let catalog = if apis.is_some() || plans.is_some() {
+    let catalog = if apis.is_some() || plans.is_some() || routing.is_some() {
         let apis = apis.unwrap_or_else(|| base.catalog.source_apis.clone());
         let plans = plans.unwrap_or_else(|| base.catalog.source_plans.clone());
-        Arc::new(build_catalog(apis, plans)?)
+        let routing = routing.unwrap_or_else(|| base.catalog.source_routing.clone());
+        Arc::new(build_catalog(apis, plans, routing)?)
     } else {
         base.catalog.clone()
     };

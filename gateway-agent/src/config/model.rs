@@ -13,7 +13,7 @@ use arc_swap::ArcSwapOption;
 use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
-use tollgate_protocol::{Api, ApplicationState, KeyKind, NoMatch, Plan, ValidationError};
+use tollgate_protocol::{Api, ApplicationState, KeyKind, NoMatch, Plan, Routing, ValidationError};
 use uuid::Uuid;
 
 use super::cow::{CowIndex, CowVec};
@@ -22,6 +22,7 @@ use crate::enforce::limits::PlanLimits;
 use crate::enforce::mapping::MappingRules;
 use crate::enforce::touched::Touched;
 use crate::proxy::route::Routes;
+use crate::proxy::split::Router;
 use crate::proxy::upstream::Pool;
 use crate::telemetry::RequestCounters;
 
@@ -61,6 +62,7 @@ pub(crate) struct Catalog {
     /// What the catalog was compiled from, for deltas and persistence.
     pub source_apis: Vec<Api>,
     pub source_plans: Vec<Option<Plan>>,
+    pub source_routing: Vec<Routing>,
     pub plan_slots: HashMap<Uuid, u32>,
     /// Metric id → index of the API it belongs to.
     pub metric_api: HashMap<Uuid, u32>,
@@ -81,6 +83,8 @@ pub(crate) struct ApiEntry {
     pub rules: MappingRules,
     pub on_no_match: NoMatch,
     pub upstreams: Pool,
+    /// Upstream groups by consumer and weight; `None`: every call goes to `upstreams`.
+    pub routing: Option<Box<Router>>,
     pub requests: RequestCounters,
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use tollgate_protocol::{Api, Application, Credential, CurrentUsage, Plan};
+use tollgate_protocol::{Api, Application, Credential, CurrentUsage, PROTOCOL_VERSION, Plan, Routing};
 
 use super::compile::{AppsBuilder, CredentialsBuilder, build_catalog, check_usage, check_version};
 use super::cow::CowIndex;
@@ -80,6 +80,8 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
         let mut generated_at: Option<Timestamp> = None;
         let mut apis: Option<Vec<Api>> = None;
         let mut plans: Option<Vec<Plan>> = None;
+        let mut requires: Vec<String> = Vec::new();
+        let mut routing: Option<Vec<Routing>> = None;
         let mut catalog: Option<Catalog> = None;
         let mut apps: Option<Apps> = None;
         let mut early_apps: Option<Vec<Application>> = None;
@@ -91,8 +93,25 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
             match &*key {
                 "protocol_version" => {
                     let v: u32 = map.next_value()?;
-                    check_version(v).map_err(|e| abort::<A::Error>(invalid, e))?;
+                    check_version(v, &[]).map_err(|e| abort::<A::Error>(invalid, e))?;
                     version = Some(v);
+                }
+                "requires" => {
+                    requires = map.next_value()?;
+                    check_version(version.unwrap_or(PROTOCOL_VERSION), &requires)
+                        .map_err(|e| abort::<A::Error>(invalid, e))?;
+                }
+                "routing" => {
+                    let entries: Vec<Routing> = map.next_value()?;
+                    // Sent before the applications; from an unusual order, the catalog is
+                    // compiled again (it is small).
+                    if let Some(built) = catalog.take() {
+                        catalog = Some(
+                            build_catalog(built.source_apis.clone(), built.source_plans.clone(), entries.clone())
+                                .map_err(|e| abort::<A::Error>(invalid, e))?,
+                        );
+                    }
+                    routing = Some(entries);
                 }
                 "revision" => revision = Some(map.next_value()?),
                 "generated_at" => generated_at = Some(map.next_value()?),
@@ -100,8 +119,10 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                 "plans" => plans = Some(map.next_value()?),
                 "applications" => {
                     if catalog.is_none() && apis.is_some() && plans.is_some() {
-                        catalog =
-                            Some(catalog_of(apis.take(), plans.take()).map_err(|e| abort::<A::Error>(invalid, e))?);
+                        catalog = Some(
+                            catalog_of(apis.take(), plans.take(), routing.clone())
+                                .map_err(|e| abort::<A::Error>(invalid, e))?,
+                        );
                     }
                     match &catalog {
                         Some(catalog) => {
@@ -128,7 +149,8 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
             }
         }
 
-        version.ok_or_else(|| de::Error::missing_field("protocol_version"))?;
+        let version = version.ok_or_else(|| de::Error::missing_field("protocol_version"))?;
+        check_version(version, &requires).map_err(|e| abort::<A::Error>(invalid, e))?;
         let revision = revision.ok_or_else(|| de::Error::missing_field("revision"))?;
         let generated_at = generated_at.ok_or_else(|| de::Error::missing_field("generated_at"))?;
         let usage = usage.ok_or_else(|| de::Error::missing_field("usage"))?;
@@ -138,7 +160,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
             None => {
                 let apis = apis.ok_or_else(|| de::Error::missing_field("apis"))?;
                 let plans = plans.ok_or_else(|| de::Error::missing_field("plans"))?;
-                catalog_of(Some(apis), Some(plans)).map_err(|e| abort::<A::Error>(invalid, e))?
+                catalog_of(Some(apis), Some(plans), routing).map_err(|e| abort::<A::Error>(invalid, e))?
             }
         };
         let apps = match apps {
@@ -169,8 +191,16 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
     }
 }
 
-fn catalog_of(apis: Option<Vec<Api>>, plans: Option<Vec<Plan>>) -> Result<Catalog, ConfigError> {
-    build_catalog(apis.unwrap_or_default(), plans.unwrap_or_default().into_iter().map(Some).collect())
+fn catalog_of(
+    apis: Option<Vec<Api>>,
+    plans: Option<Vec<Plan>>,
+    routing: Option<Vec<Routing>>,
+) -> Result<Catalog, ConfigError> {
+    build_catalog(
+        apis.unwrap_or_default(),
+        plans.unwrap_or_default().into_iter().map(Some).collect(),
+        routing.unwrap_or_default(),
+    )
 }
 
 /// Compiles applications as the array is parsed.

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use tokio::sync::watch;
+use tollgate_protocol::CurrentUsage;
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter, preamble};
-use tollgate_protocol::{CurrentUsage, PROTOCOL_VERSION};
 
 use super::binary::compile_reader;
 use super::model::{Config, ConfigError};
@@ -65,14 +65,20 @@ fn write_snapshot<W: Write>(
     out: W,
 ) -> Result<W, tollgate_protocol::binary::BinaryError> {
     let catalog = &config.catalog;
+    let requires = if catalog.source_routing.is_empty() {
+        Vec::new()
+    } else {
+        vec![tollgate_protocol::routing::FEATURE_UPSTREAM_ROUTING.to_owned()]
+    };
     let mut writer = SnapshotWriter::new(out);
     writer.head(&SnapshotHead {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: tollgate_protocol::features::version_for(&requires),
         revision: config.revision,
         generated_at: config.generated_at,
+        requires,
     })?;
     let plans: Vec<_> = catalog.source_plans.iter().flatten().cloned().collect();
-    writer.catalog(&catalog.source_apis, &plans)?;
+    writer.catalog(&catalog.source_apis, &plans, &catalog.source_routing)?;
     let mut plan_index = vec![u32::MAX; catalog.source_plans.len()];
     for (dense, slot) in
         catalog.source_plans.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| i).enumerate()

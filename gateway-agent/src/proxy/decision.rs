@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::enforce::key_location::KeySource;
 use crate::report::X_TOLLGATE_DECISION;
 use crate::trace::Trace;
+use crate::usage::groups::GroupTag;
 
 /// The admitted request's application (UUID).
 pub(crate) static X_TOLLGATE_APPLICATION: HeaderName = HeaderName::from_static("x-tollgate-application");
@@ -113,6 +114,7 @@ impl Proxy {
             blame: None,
             rate: None,
             trace,
+            group: GroupTag::NONE,
         };
         // `_tollgate/…` is answered by the agent in proxy mode only; here it is a path like
         // any other, left to the API's mapping rules.
@@ -144,7 +146,7 @@ impl Proxy {
             pending.hold(admitted.app.id, metrics, call.received, latency)
         });
         if self.reports.is_none() {
-            self.record_usage(api, admitted, call.received, StatusCode::OK, latency);
+            self.record_usage(api, GroupTag::NONE, admitted, call.received, StatusCode::OK, latency);
         }
 
         let mut response = Response::new(Either::Right(Full::new(Bytes::new())));

@@ -28,6 +28,7 @@ pub(crate) mod path;
 pub(crate) mod ratelimit;
 pub(crate) mod reply;
 pub(crate) mod route;
+pub(crate) mod split;
 pub(crate) mod upgrade;
 pub(crate) mod upstream;
 
@@ -56,6 +57,7 @@ use crate::telemetry::Metrics;
 use crate::trace::{Finished, Trace, Tracer};
 use crate::usage::aggregate::Aggregator;
 use crate::usage::failed_calls::Failure;
+use crate::usage::groups::GroupTag;
 use access_log::{AccessLog, Entry, Verdict};
 use body::{BodyWatch, ClientBody};
 use connections::{Connections, UpstreamError};
@@ -115,6 +117,8 @@ struct Call<'a> {
     /// Its trace: with tracing on, always; off, the client's, read only for the JSON
     /// access log.
     trace: Option<Trace>,
+    /// The upstream group the call was sent to, once chosen.
+    group: GroupTag,
 }
 
 /// The application a request is attributed to, and the visible prefix of its key.
@@ -330,6 +334,7 @@ impl Proxy {
             blame: None,
             rate: None,
             trace,
+            group: GroupTag::NONE,
         };
         let rest = uri.path().get(route.rest_offset..).unwrap_or("");
         let reserved = reserved_path(rest);
@@ -340,9 +345,9 @@ impl Proxy {
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
             Ok(admitted) if upgrade::requested(&parts) => {
-                self.proxy_upgrade(&call, admitted, parts, body, route.rest_offset, peer).await
+                self.proxy_upgrade(&mut call, admitted, parts, body, route.rest_offset, peer).await
             }
-            Ok(admitted) => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
+            Ok(admitted) => self.proxy_upstream(&mut call, admitted, parts, body, route.rest_offset, peer).await,
             Err(Refused(refusal)) => self.refuse(&call, refusal),
         }
     }
@@ -438,16 +443,26 @@ impl Proxy {
         response
     }
 
-    /// Upstream peer: the API's next healthy target.
-    fn upstream_peer<'c>(&self, call: &Call<'c>) -> Result<&'c Target, Refused> {
-        Ok(call.api.upstreams.pick().ok_or(Refusal::UpstreamUnavailable)?)
+    /// Upstream peer: the caller's upstream group (see split.rs), then its next healthy
+    /// target this build can reach.
+    fn upstream_peer<'c>(&self, call: &mut Call<'c>, app: &AppEntry) -> Result<&'c Target, Refused> {
+        let api = call.api;
+        let pool = match &api.routing {
+            None => &api.upstreams,
+            Some(router) => {
+                let group = router.pick(&app.id, app.plan);
+                call.group = group.tag;
+                &group.pool
+            }
+        };
+        Ok(pool.pick().ok_or(Refusal::UpstreamUnavailable)?)
     }
 
     /// Upstream peer, upstream request filter, the exchange, then the response filter or
     /// the failure answer, and logging.
     async fn proxy_upstream(
         &self,
-        call: &Call<'_>,
+        call: &mut Call<'_>,
         admitted: Admitted<'_>,
         parts: Parts,
         body: Incoming,
@@ -455,7 +470,7 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Response<Body> {
         let api = call.api;
-        let target = match self.upstream_peer(call) {
+        let target = match self.upstream_peer(call, admitted.app) {
             Ok(target) => target,
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
@@ -562,7 +577,7 @@ impl Proxy {
     ) {
         let api = call.api;
         let latency = call.started.elapsed();
-        self.record_usage(api, admitted, answered, status, latency);
+        self.record_usage(api, call.group, admitted, answered, status, latency);
         if status.as_u16() >= 400
             && let Some(blame) = call.blame
         {
@@ -583,10 +598,11 @@ impl Proxy {
         self.finish(summary.of(call), None, call.started);
     }
 
-    /// The usage an admitted request adds, in the class of `status`.
+    /// The usage an admitted request adds, in the class of `status`, served by `call_group`.
     fn record_usage(
         &self,
         api: &ApiEntry,
+        call_group: GroupTag,
         admitted: &Admitted<'_>,
         answered: Timestamp,
         status: StatusCode,
@@ -594,6 +610,7 @@ impl Proxy {
     ) {
         self.usage.record(
             admitted.app.id,
+            call_group,
             admitted
                 .touched
                 .as_slice()
@@ -628,7 +645,7 @@ impl Proxy {
         let status = refusal.status();
         if let Some(blame) = call.blame {
             let latency = call.started.elapsed();
-            self.usage.record_refused(blame.app, call.received, status.as_u16(), latency);
+            self.usage.record_refused(blame.app, call.group, call.received, status.as_u16(), latency);
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), Some(refusal.code()), latency));
         }
         let mut summary =

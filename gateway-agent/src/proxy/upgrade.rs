@@ -56,7 +56,7 @@ impl Proxy {
     /// `101`, the tunnel.
     pub(super) async fn proxy_upgrade(
         &self,
-        call: &Call<'_>,
+        call: &mut Call<'_>,
         admitted: Admitted<'_>,
         mut parts: Parts,
         body: Incoming,
@@ -64,7 +64,7 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Response<Body> {
         let api = call.api;
-        let target = match self.upstream_peer(call) {
+        let target = match self.upstream_peer(call, admitted.app) {
             Ok(target) => target,
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };

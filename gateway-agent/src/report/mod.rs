@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::hashing::FxBuildHasher;
 use crate::telemetry::Metrics;
 use crate::usage::aggregate::Aggregator;
+use crate::usage::groups::GroupTag;
 use metrics::Counter;
 
 /// The header that names an allowed decision to the upstream request and to the access log.
@@ -101,7 +102,7 @@ impl Pending {
         let mut shard = self.shard(id);
         if shard.len() >= MAX_PENDING / SHARDS {
             drop(shard);
-            self.usage.record(app, metrics.iter().copied(), at, 200, latency);
+            self.usage.record(app, GroupTag::NONE, metrics.iter().copied(), at, 200, latency);
             self.outcomes.not_held.increment(1);
             return None;
         }
@@ -118,7 +119,7 @@ impl Pending {
             return Settled::Unknown;
         };
         let status = u16::try_from(status).ok().filter(|s| (100..=599).contains(s)).unwrap_or(200);
-        self.usage.record(call.app, call.metrics.iter().copied(), call.at, status, call.latency);
+        self.usage.record(call.app, GroupTag::NONE, call.metrics.iter().copied(), call.at, status, call.latency);
         self.outcomes.counted.increment(1);
         Settled::Counted
     }
@@ -133,7 +134,7 @@ impl Pending {
                 if !all && now.duration_since(call.since) < self.wait {
                     return true;
                 }
-                self.usage.record(call.app, call.metrics.iter().copied(), call.at, 200, call.latency);
+                self.usage.record(call.app, GroupTag::NONE, call.metrics.iter().copied(), call.at, 200, call.latency);
                 expired += 1;
                 false
             });

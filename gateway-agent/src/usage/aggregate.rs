@@ -16,6 +16,7 @@ use tollgate_protocol::{RefusedEntry, StatusClass, UsageEntry};
 use uuid::Uuid;
 
 use super::failed_calls::FailedCalls;
+use super::groups::GroupTag;
 use super::last_used::LastUsed;
 use super::shard::shard_index;
 use crate::hashing::FxBuildHasher;
@@ -26,6 +27,7 @@ struct Key {
     metric: Uuid,
     minute: i64,
     class: StatusClass,
+    group: GroupTag,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -39,6 +41,7 @@ struct RefusedKey {
     app: Uuid,
     minute: i64,
     status: u16,
+    group: GroupTag,
 }
 
 #[derive(Default)]
@@ -75,10 +78,12 @@ impl Aggregator {
     }
 
     /// Records one forwarded request: `metrics` are (metric id, amount) with parents
-    /// included; `latency` runs from request received to upstream response head.
+    /// included; `latency` runs from request received to upstream response head; `group` is
+    /// the upstream group that served it.
     pub fn record(
         &self,
         app: Uuid,
+        group: GroupTag,
         metrics: impl Iterator<Item = (Uuid, u64)>,
         at: Timestamp,
         status: u16,
@@ -92,16 +97,17 @@ impl Aggregator {
         let index = shard_index(self.shards.len());
         let mut shard = self.shards[index].lock().unwrap_or_else(PoisonError::into_inner);
         for (metric, amount) in metrics {
-            let counts = shard.usage.entry(Key { app, metric, minute, class }).or_default();
+            let counts = shard.usage.entry(Key { app, metric, minute, class, group }).or_default();
             counts.count = counts.count.saturating_add(amount);
             counts.latency[bucket] += 1;
         }
     }
 
     /// Records one request the agent answered itself with `status` (400..=599) that is
-    /// attributable to `app`, received at `at`; `latency` runs to the agent's answer. Not usage.
-    pub fn record_refused(&self, app: Uuid, at: Timestamp, status: u16, latency: Duration) {
-        let key = RefusedKey { app, minute: at.as_second().div_euclid(60) * 60, status };
+    /// attributable to `app`, received at `at`; `latency` runs to the agent's answer; `group`
+    /// the upstream group it was sent to, if it got that far. Not usage.
+    pub fn record_refused(&self, app: Uuid, group: GroupTag, at: Timestamp, status: u16, latency: Duration) {
+        let key = RefusedKey { app, minute: at.as_second().div_euclid(60) * 60, status, group };
         let bucket = latency_bucket(latency);
         let index = shard_index(self.shards.len());
         let mut shard = self.shards[index].lock().unwrap_or_else(PoisonError::into_inner);
@@ -132,9 +138,12 @@ impl Aggregator {
                 status: key.status,
                 count: counts.count,
                 latency_buckets: counts.latency,
+                group: key.group.name().map(|name| name.to_string()),
             })
             .collect();
-        refused.sort_by_key(|e| (e.minute, e.application_id, e.status));
+        refused.sort_by(|a, b| {
+            (a.minute, a.application_id, a.status, &a.group).cmp(&(b.minute, b.application_id, b.status, &b.group))
+        });
         let mut entries: Vec<UsageEntry> = merged
             .usage
             .into_iter()
@@ -145,9 +154,18 @@ impl Aggregator {
                 status_class: key.class,
                 count: counts.count,
                 latency_buckets: counts.latency,
+                group: key.group.name().map(|name| name.to_string()),
             })
             .collect();
-        entries.sort_by_key(|e| (e.minute, e.application_id, e.metric, e.status_class));
+        entries.sort_by(|a, b| {
+            (a.minute, a.application_id, a.metric, a.status_class, &a.group).cmp(&(
+                b.minute,
+                b.application_id,
+                b.metric,
+                b.status_class,
+                &b.group,
+            ))
+        });
         (entries, refused)
     }
 }
@@ -162,12 +180,18 @@ mod tests {
         let app = Uuid::from_u128(1);
         let (hits, get) = (Uuid::from_u128(2), Uuid::from_u128(3));
         let at = Timestamp::from_second(125).expect("valid");
-        aggregator.record(app, [(get, 1), (hits, 1)].into_iter(), at, 200, Duration::from_millis(3));
-        aggregator.record(app, [(hits, 5)].into_iter(), at, 201, Duration::from_millis(30));
-        aggregator.record(app, [(hits, 1)].into_iter(), at, 503, Duration::from_millis(3));
-        aggregator.record_refused(app, at, 429, Duration::from_millis(3));
-        aggregator.record_refused(app, at, 429, Duration::from_millis(30));
-        aggregator.record_refused(app, Timestamp::from_second(185).expect("valid"), 429, Duration::ZERO);
+        aggregator.record(app, GroupTag::NONE, [(get, 1), (hits, 1)].into_iter(), at, 200, Duration::from_millis(3));
+        aggregator.record(app, GroupTag::NONE, [(hits, 5)].into_iter(), at, 201, Duration::from_millis(30));
+        aggregator.record(app, GroupTag::NONE, [(hits, 1)].into_iter(), at, 503, Duration::from_millis(3));
+        aggregator.record_refused(app, GroupTag::NONE, at, 429, Duration::from_millis(3));
+        aggregator.record_refused(app, GroupTag::NONE, at, 429, Duration::from_millis(30));
+        aggregator.record_refused(
+            app,
+            GroupTag::NONE,
+            Timestamp::from_second(185).expect("valid"),
+            429,
+            Duration::ZERO,
+        );
         let (entries, refused) = aggregator.drain();
         assert_eq!(entries.len(), 3);
         assert_eq!(refused.len(), 2);
@@ -179,5 +203,20 @@ mod tests {
         assert_eq!((hits_2xx.minute, hits_2xx.count), (120, 6));
         assert_eq!(hits_2xx.latency_buckets[0] + hits_2xx.latency_buckets[3], 2);
         assert_eq!(aggregator.drain(), (Vec::new(), Vec::new()));
+    }
+
+    #[test]
+    fn groups_are_counted_apart_and_named() {
+        let aggregator = Aggregator::new();
+        let (app, hits) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let at = Timestamp::from_second(125).expect("valid");
+        let canary = GroupTag::intern("canary");
+        aggregator.record(app, canary, [(hits, 1)].into_iter(), at, 200, Duration::ZERO);
+        aggregator.record(app, GroupTag::intern("stable"), [(hits, 1)].into_iter(), at, 200, Duration::ZERO);
+        aggregator.record_refused(app, canary, at, 502, Duration::ZERO);
+        let (entries, refused) = aggregator.drain();
+        let groups: Vec<_> = entries.iter().map(|e| e.group.as_deref()).collect();
+        assert_eq!(groups, [Some("canary"), Some("stable")]);
+        assert_eq!(refused[0].group.as_deref(), Some("canary"));
     }
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod failed_calls;
+pub(crate) mod groups;
 pub(crate) mod last_used;
 pub(crate) mod report;
 mod shard;

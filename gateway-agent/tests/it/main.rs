@@ -18,6 +18,7 @@ mod proxy;
 mod ratelimit;
 mod redis;
 mod reports;
+mod routing;
 mod sync;
 mod tls;
 mod traces;

@@ -7,3 +7,4 @@
 mod binary;
 mod golden;
 mod keys;
+mod routing;

@@ -746,6 +746,7 @@ async fn kolkata_usage_reported_by_an_agent_at_23_50_on_the_last_day_is_billed_i
             status_class: StatusClass::Success,
             count: 1001,
             latency_buckets: latency,
+            group: None,
         }],
         credentials_used: Vec::new(),
         refused: Vec::new(),

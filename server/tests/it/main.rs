@@ -23,6 +23,7 @@ mod identity;
 mod migrations;
 mod portal;
 mod portal_billing;
+mod routing;
 mod seed;
 mod teams;
 mod tenants;

@@ -101,3 +101,31 @@ async fn hour_day_and_month_rollups_of_non_utc_plans_are_rebuilt_in_the_plans_zo
         ]
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn existing_apis_get_one_default_group_at_100_and_keep_their_upstreams(pool: PgPool) {
+    let api = "01900000-0000-7000-8000-000000000201";
+    let setup = format!(
+        "INSERT INTO api_products (id, slug, name) VALUES ('{api}', 'old', 'Old');
+         INSERT INTO api_upstreams (id, api_id, url) VALUES ('01900000-0000-7000-8000-000000000202', '{api}', 'http://old.test');"
+    );
+    migrate_around(&pool, "route", &[&setup]).await;
+    let groups: Vec<(String, i32)> =
+        sqlx::query_as("SELECT name, weight FROM upstream_groups").fetch_all(&pool).await.expect("groups");
+    assert_eq!(groups, [("default".to_owned(), 100)]);
+    let snapshot = tollgate_core::sync::build_snapshot(&pool).await.expect("snapshot");
+    assert!(snapshot.routing.is_empty(), "one plain group: agents see the API as before");
+    assert_eq!(snapshot.apis[0].upstreams[0].url, "http://old.test");
+    // An API created afterwards gets its default group too.
+    sqlx::raw_sql(
+        "INSERT INTO api_products (id, slug, name, base_path) VALUES ('01900000-0000-7000-8000-000000000203', 'new', 'New', '/new')",
+    )
+    .execute(&pool)
+    .await
+    .expect("new API");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM upstream_groups WHERE name = 'default'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 2);
+}

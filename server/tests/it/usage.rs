@@ -115,6 +115,7 @@ fn entry(app: Uuid, metric: Uuid, minute: i64, count: u64) -> UsageEntry {
         status_class: StatusClass::Success,
         count,
         latency_buckets: latency(count - 1, 1),
+        group: None,
     }
 }
 
@@ -195,7 +196,7 @@ async fn month_end_evening_calls_land_in_that_months_day_and_month_buckets_of_th
 }
 
 fn refused(app: Uuid, minute: i64, status: u16, count: u64) -> RefusedEntry {
-    RefusedEntry { application_id: app, minute, status, count, latency_buckets: latency(count, 0) }
+    RefusedEntry { application_id: app, minute, status, count, latency_buckets: latency(count, 0), group: None }
 }
 
 fn failed_call(app: Uuid, api: Uuid, at: Timestamp, n: usize) -> FailedCall {

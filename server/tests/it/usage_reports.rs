@@ -46,7 +46,7 @@ async fn metric(pool: &PgPool, app: Uuid, system_name: &str) -> Uuid {
 fn entry(app: Uuid, metric: Uuid, minute: i64, class: StatusClass, count: u64, bucket: usize) -> UsageEntry {
     let mut latency_buckets = [0u64; LATENCY_BUCKETS];
     latency_buckets[bucket] = count;
-    UsageEntry { application_id: app, metric, minute, status_class: class, count, latency_buckets }
+    UsageEntry { application_id: app, metric, minute, status_class: class, count, latency_buckets, group: None }
 }
 
 async fn post_batch(s: &Setup, entries: Vec<UsageEntry>) {
@@ -206,6 +206,7 @@ async fn failed_calls_are_listed_newest_first_and_exported(pool: PgPool) {
                 b[0] = 1;
                 b
             },
+            group: None,
         })
         .collect();
     post_full_batch(&s, Vec::new(), refused, failed).await;

@@ -1,0 +1,69 @@
+//! Features a snapshot may require: what an agent must understand to apply it.
+//!
+//! Adding an optional field is not breaking (older agents ignore it), but some additions
+//! change where traffic goes, and an agent that ignored them would silently do the wrong
+//! thing. A snapshot that uses such a feature lists it in [`Snapshot::requires`] and carries
+//! [`PROTOCOL_VERSION`] instead of [`BASE_PROTOCOL_VERSION`]: agents of version 1 refuse any
+//! other version, and agents of version 2 or later refuse a required feature they do not
+//! know. A snapshot that uses none stays at version 1, so older agents keep working for
+//! installs that never use the new features. Deltas carry such features in [`crate::Change`]
+//! variants of their own, which an older agent cannot read and so refuses.
+
+use crate::endpoints::{BASE_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::routing::FEATURE_UPSTREAM_ROUTING;
+use crate::snapshot::{Snapshot, ValidationError};
+
+/// Every feature this build can apply.
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_UPSTREAM_ROUTING];
+
+impl Snapshot {
+    /// The features this snapshot uses, in [`KNOWN_FEATURES`] order.
+    pub fn features_used(&self) -> Vec<String> {
+        let mut used = Vec::new();
+        if !self.routing.is_empty() {
+            used.push(FEATURE_UPSTREAM_ROUTING.to_owned());
+        }
+        used
+    }
+
+    /// Sets [`Snapshot::requires`] and the protocol version from what the snapshot uses:
+    /// what a server does before sending it.
+    pub fn declare_features(&mut self) {
+        self.requires = self.features_used();
+        self.protocol_version = version_for(&self.requires);
+    }
+}
+
+/// The protocol version a snapshot requiring `features` carries.
+pub fn version_for(features: &[String]) -> u32 {
+    if features.is_empty() { BASE_PROTOCOL_VERSION } else { PROTOCOL_VERSION }
+}
+
+/// Whether this build speaks `version` and knows every feature in `requires`.
+pub fn check_support(version: u32, requires: &[String]) -> Result<(), ValidationError> {
+    if !(BASE_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        return Err(ValidationError::new(
+            "protocol_version",
+            format!("unsupported version {version} (this agent reads {BASE_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"),
+        ));
+    }
+    for (i, feature) in requires.iter().enumerate() {
+        if !KNOWN_FEATURES.contains(&feature.as_str()) {
+            return Err(ValidationError::new(format!("requires[{i}]"), format!("unknown feature {feature:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `snapshot` declares (by version and `requires`) every feature it uses.
+pub(crate) fn check_declared(snapshot: &Snapshot) -> Result<(), ValidationError> {
+    for feature in snapshot.features_used() {
+        if !snapshot.requires.contains(&feature) || snapshot.protocol_version < PROTOCOL_VERSION {
+            return Err(ValidationError::new(
+                "requires",
+                format!("the snapshot uses {feature} without requiring it at protocol version {PROTOCOL_VERSION}"),
+            ));
+        }
+    }
+    Ok(())
+}
