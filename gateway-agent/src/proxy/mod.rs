@@ -344,8 +344,10 @@ impl Proxy {
             return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
+            // Boxed: its upstream handshake would otherwise make every request's future
+            // (moved whole into hyper's dispatcher) kilobytes bigger.
             Ok(admitted) if upgrade::requested(&parts) => {
-                self.proxy_upgrade(&mut call, admitted, parts, body, route.rest_offset, peer).await
+                Box::pin(self.proxy_upgrade(&mut call, admitted, parts, body, route.rest_offset, peer)).await
             }
             Ok(admitted) => self.proxy_upstream(&mut call, admitted, parts, body, route.rest_offset, peer).await,
             Err(Refused(refusal)) => self.refuse(&call, refusal),
