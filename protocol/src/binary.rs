@@ -50,6 +50,7 @@ use uuid::Uuid;
 
 use crate::delta::ConfigMessage;
 use crate::key::{KeyHash, KeyKind};
+use crate::mock::ApiMocks;
 use crate::snapshot::{Api, Application, ApplicationState, Credential, CurrentUsage, Plan, Snapshot};
 
 /// Content type of the binary config stream, without parameters.
@@ -204,6 +205,9 @@ pub struct SnapshotHead {
 pub struct Catalog {
     pub apis: Vec<Api>,
     pub plans: Vec<Plan>,
+    /// Absent when no API has mocks (protocol version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mocks: Vec<ApiMocks>,
 }
 
 /// An application, its plan named by index in the catalog.
@@ -296,13 +300,15 @@ impl<W: Write> SnapshotWriter<W> {
         self.json(FrameKind::Head, head)
     }
 
-    pub fn catalog(&mut self, apis: &[Api], plans: &[Plan]) -> Result<(), BinaryError> {
+    pub fn catalog(&mut self, apis: &[Api], plans: &[Plan], mocks: &[ApiMocks]) -> Result<(), BinaryError> {
         #[derive(Serialize)]
         struct View<'a> {
             apis: &'a [Api],
             plans: &'a [Plan],
+            #[serde(skip_serializing_if = "<[ApiMocks]>::is_empty")]
+            mocks: &'a [ApiMocks],
         }
-        self.json(FrameKind::Catalog, &View { apis, plans })
+        self.json(FrameKind::Catalog, &View { apis, plans, mocks })
     }
 
     pub fn application(&mut self, app: &ApplicationRecord<'_>) -> Result<(), BinaryError> {
@@ -715,6 +721,7 @@ impl SnapshotAssembler {
                 let snapshot = self.snapshot.as_mut().ok_or_else(|| order("catalog"))?;
                 snapshot.apis = catalog.apis;
                 snapshot.plans = catalog.plans;
+                snapshot.mocks = catalog.mocks;
             }
             FrameKind::Applications => {
                 let snapshot = self.snapshot.as_mut().ok_or_else(|| order("applications"))?;
@@ -788,7 +795,7 @@ pub fn write_snapshot<W: Write>(snapshot: &Snapshot, out: W) -> Result<W, Binary
         revision: snapshot.revision,
         generated_at: snapshot.generated_at,
     })?;
-    writer.catalog(&snapshot.apis, &snapshot.plans)?;
+    writer.catalog(&snapshot.apis, &snapshot.plans, &snapshot.mocks)?;
     for app in &snapshot.applications {
         let plan = *plans
             .get(&app.plan_id)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::key::KeyHash;
+use crate::mock::ApiMocks;
 use crate::snapshot::{Api, Application, Credential, Plan, Snapshot};
 
 /// One line of the NDJSON config stream, tagged by `"type"`.
@@ -71,6 +72,12 @@ pub enum Change {
     RevokeCredential {
         hash: KeyHash,
     },
+    /// Replaces an API's mocks (protocol version 2).
+    UpsertMocks(ApiMocks),
+    /// The API has no operation in mock mode any more (protocol version 2).
+    RemoveMocks {
+        api_id: Uuid,
+    },
 }
 
 /// The agent's report (and heartbeat) to the server, so the server knows each agent's lag.
@@ -115,7 +122,10 @@ impl Snapshot {
         for change in delta.changes {
             match change {
                 Change::UpsertApi(api) => upsert(&mut self.apis, api, |a| a.id),
-                Change::RemoveApi { id } => self.apis.retain(|a| a.id != id),
+                Change::RemoveApi { id } => {
+                    self.apis.retain(|a| a.id != id);
+                    self.mocks.retain(|m| m.api_id != id);
+                }
                 Change::UpsertPlan(plan) => upsert(&mut self.plans, plan, |p| p.id),
                 Change::RemovePlan { id } => self.plans.retain(|p| p.id != id),
                 Change::UpsertApplication(app) => upsert(&mut self.applications, app, |a| a.id),
@@ -125,8 +135,11 @@ impl Snapshot {
                 }
                 Change::UpsertCredential(credential) => upsert(&mut self.credentials, credential, |c| c.hash),
                 Change::RevokeCredential { hash } => self.credentials.retain(|c| c.hash != hash),
+                Change::UpsertMocks(mocks) => upsert(&mut self.mocks, mocks, |m| m.api_id),
+                Change::RemoveMocks { api_id } => self.mocks.retain(|m| m.api_id != api_id),
             }
         }
+        self.protocol_version = self.protocol_version.max(self.required_version());
         self.revision = delta.revision;
         Ok(())
     }

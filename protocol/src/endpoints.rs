@@ -1,8 +1,12 @@
 //! The protocol's version and where it is spoken: the header, the content
 //! type of the config stream and the paths of the three endpoints.
 
-/// Version of this protocol; bumped only for breaking changes (see the crate docs).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest version of this protocol this build speaks; bumped when a snapshot may carry
+/// something an older agent must not ignore (see the crate docs). Version 2 adds mocks.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The first version: what a snapshot using nothing newer says it needs.
+pub const BASE_PROTOCOL_VERSION: u32 = 1;
 
 /// Request header in which an agent states the [`PROTOCOL_VERSION`] it speaks.
 pub const PROTOCOL_VERSION_HEADER: &str = "tollgate-protocol-version";

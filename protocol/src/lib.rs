@@ -33,8 +33,14 @@
 //! # Versioning and compatibility
 //!
 //! [`PROTOCOL_VERSION`] is sent by the agent in the [`PROTOCOL_VERSION_HEADER`] request header
-//! and is carried inside every [`Snapshot`] and [`AgentStatus`]. It changes only for breaking
-//! changes (a removed or retyped field, a new enum variant an old peer must understand).
+//! and in every [`AgentStatus`]. It changes only when a snapshot may carry something an older
+//! agent must not ignore (a removed or retyped field, a new enum variant, a feature such as
+//! [`mock`]s that would otherwise be silently dropped). A [`Snapshot`] carries the *lowest*
+//! version that can apply it ([`Snapshot::required_version`]): the server writes 1 unless the
+//! snapshot uses something newer, so older agents keep working until a feature they lack is
+//! used, and then refuse the snapshot by name (and report it) rather than misapply it. An agent
+//! applies every version from [`BASE_PROTOCOL_VERSION`] to its own ([`check_version`]). Deltas
+//! carry newer features in [`Change`]s an older agent cannot parse, so it refuses them too.
 //!
 //! Adding a field is *not* breaking: no wire type uses `#[serde(deny_unknown_fields)]`, so an
 //! older agent ignores what a newer server adds. New fields must therefore be optional
@@ -47,6 +53,7 @@ pub mod delta;
 mod endpoints;
 pub mod gateway;
 pub mod key;
+pub mod mock;
 pub mod pattern;
 pub mod period;
 pub mod snapshot;
@@ -54,14 +61,16 @@ pub mod usage;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
 pub use endpoints::{
-    CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STATUS_PATH, USAGE_PATH,
+    BASE_PROTOCOL_VERSION, CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+    STATUS_PATH, USAGE_PATH,
 };
 pub use gateway::{LIMITS_PATH, LimitStatus, LimitsReport, RESERVED_SEGMENT, ReservedPath};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
+pub use mock::{ApiMocks, MOCKS_PROTOCOL_VERSION, MockContent, MockExample, MockOperation, MockResponse, MockStatus};
 pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use snapshot::{
     Api, Application, ApplicationState, AuthMode, Credential, CurrentUsage, KeyLocation, Lifecycle, Limit, MappingRule,
-    Metric, NoMatch, Plan, RuleOrigin, Snapshot, Upstream, ValidationError,
+    Metric, NoMatch, Plan, RuleOrigin, Snapshot, Upstream, ValidationError, check_version,
 };
 pub use usage::{CredentialUse, FailedCall, RefusedEntry, StatusClass, UsageAck, UsageBatch, UsageEntry};

@@ -12,21 +12,27 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::PROTOCOL_VERSION;
 use crate::key::{KeyHash, KeyKind};
+use crate::mock::{self, ApiMocks, MOCKS_PROTOCOL_VERSION};
 use crate::pattern::Pattern;
 use crate::period::{Period, TimeZoneName, WindowId};
+use crate::{BASE_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Everything an agent needs to route, authenticate and limit, at one revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// [`PROTOCOL_VERSION`] of the server that built it.
+    /// The lowest protocol version that can apply it ([`Snapshot::required_version`]): an
+    /// agent refuses a snapshot of a version it does not speak.
     pub protocol_version: u32,
     /// Monotonic config revision; deltas name the revision they apply on top of.
     pub revision: u64,
     pub generated_at: Timestamp,
     pub apis: Vec<Api>,
     pub plans: Vec<Plan>,
+    /// The APIs with operations in mock mode (protocol version 2); absent when none. Before
+    /// the applications, so an agent compiles the catalog once while the snapshot streams in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mocks: Vec<ApiMocks>,
     pub applications: Vec<Application>,
     pub credentials: Vec<Credential>,
     /// Current-window usage for periods of an hour or longer ([`Period::is_seeded`]), so a
@@ -252,7 +258,7 @@ impl Snapshot {
     /// An empty snapshot at `revision`.
     pub fn new(revision: u64, generated_at: Timestamp) -> Snapshot {
         Snapshot {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: BASE_PROTOCOL_VERSION,
             revision,
             generated_at,
             apis: Vec::new(),
@@ -260,19 +266,28 @@ impl Snapshot {
             applications: Vec::new(),
             credentials: Vec::new(),
             usage: Vec::new(),
+            mocks: Vec::new(),
         }
+    }
+
+    /// The lowest protocol version whose agents can apply this snapshot: 2 with mocks, else 1,
+    /// so agents of version 1 keep taking snapshots that use nothing newer.
+    pub fn required_version(&self) -> u32 {
+        if self.mocks.is_empty() { BASE_PROTOCOL_VERSION } else { MOCKS_PROTOCOL_VERSION }
     }
 
     /// Checks everything the agent relies on without re-checking on the request path:
     /// unique ids, references that resolve, metric trees without cycles, patterns that parse,
     /// rules in order and no two APIs on the same route. Returns the first problem found.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.protocol_version != PROTOCOL_VERSION {
+        check_version(self.protocol_version)?;
+        if self.protocol_version < self.required_version() {
             return Err(ValidationError::new(
                 "protocol_version",
-                format!("unsupported version {} (expected {PROTOCOL_VERSION})", self.protocol_version),
+                format!("version {} cannot carry mocks (they need {MOCKS_PROTOCOL_VERSION})", self.protocol_version),
             ));
         }
+        let mocked: HashSet<Uuid> = self.mocks.iter().map(|m| m.api_id).collect();
         // metric id -> owning API id
         let mut metric_api: HashMap<Uuid, Uuid> = HashMap::new();
         let mut api_ids = HashSet::new();
@@ -287,8 +302,10 @@ impl Snapshot {
             if !slugs.insert(api.slug.as_str()) {
                 return Err(ValidationError::new(format!("{at}.slug"), format!("duplicate slug {}", api.slug)));
             }
-            check_api(api, &at, &mut metric_api)?;
-            if api.lifecycle != Lifecycle::Draft {
+            let has_mocks = mocked.contains(&api.id);
+            check_api(api, &at, &mut metric_api, has_mocks)?;
+            // A draft is served only when it has mocks: developers try it before its backend exists.
+            if api.lifecycle != Lifecycle::Draft || has_mocks {
                 let hosts: Vec<&str> =
                     if api.hosts.is_empty() { vec!["*"] } else { api.hosts.iter().map(String::as_str).collect() };
                 for host in hosts {
@@ -367,6 +384,8 @@ impl Snapshot {
             }
         }
 
+        mock::validate(&self.mocks, &api_ids, &metric_api)?;
+
         let mut counters = HashSet::new();
         for (i, usage) in self.usage.iter().enumerate() {
             let at = format!("usage[{i}]");
@@ -388,6 +407,19 @@ impl Snapshot {
     }
 }
 
+/// Whether an agent of this build applies a snapshot of `version`: every version from the
+/// first to its own, each being the previous one plus optional features.
+pub fn check_version(version: u32) -> Result<(), ValidationError> {
+    if (BASE_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "protocol_version",
+            format!("unsupported version {version} (this agent speaks {BASE_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"),
+        ))
+    }
+}
+
 fn unique<T: std::hash::Hash + Eq + fmt::Display + Copy>(
     seen: &mut HashSet<T>,
     id: T,
@@ -405,7 +437,7 @@ fn metric_of_api(metric_api: &HashMap<Uuid, Uuid>, metric: Uuid, api: Uuid, at: 
     }
 }
 
-fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check {
+fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>, has_mocks: bool) -> Check {
     if !is_base_path(&api.base_path) {
         return Err(ValidationError::new(
             format!("{at}.base_path"),
@@ -422,7 +454,8 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
             ));
         }
     }
-    if api.lifecycle.serves_traffic() && api.upstreams.is_empty() {
+    // An API with mocks may have no backend yet: its other operations answer 503.
+    if api.lifecycle.serves_traffic() && api.upstreams.is_empty() && !has_mocks {
         return Err(ValidationError::new(format!("{at}.upstreams"), "an API that serves traffic needs an upstream"));
     }
     for (i, upstream) in api.upstreams.iter().enumerate() {

@@ -8,8 +8,8 @@ use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
 use tollgate_protocol::{
-    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle,
-    PROTOCOL_VERSION, Pattern, Plan, Snapshot, ValidationError,
+    Api, ApiMocks, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle,
+    Pattern, Plan, Snapshot, ValidationError,
 };
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ use crate::enforce::key_location::{Auth, KeySource};
 use crate::enforce::limits::{LimitRule, PlanLimits};
 use crate::enforce::mapping::{MappingRules, Rule};
 use crate::hashing::FxBuildHasher;
+use crate::proxy::mock::MockTable;
 use crate::proxy::route::Routes;
 use crate::proxy::upstream::Pool;
 use crate::telemetry::RequestCounters;
@@ -30,7 +31,7 @@ use crate::telemetry::RequestCounters;
 /// Returns its seeded usage separately: it belongs to the counters, not to the config.
 pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
     check_version(snapshot.protocol_version)?;
-    let catalog = build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect())?;
+    let catalog = build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect(), snapshot.mocks)?;
     let mut apps = AppsBuilder::new(&catalog);
     for app in snapshot.applications {
         apps.push(app)?;
@@ -52,23 +53,25 @@ pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<Curren
     Ok((config, snapshot.usage))
 }
 
-pub(super) fn check_version(version: u32) -> Result<(), ValidationError> {
-    if version == PROTOCOL_VERSION {
-        Ok(())
-    } else {
-        Err(ValidationError::new(
-            "protocol_version",
-            format!("unsupported version {version} (expected {PROTOCOL_VERSION})"),
-        ))
-    }
-}
+pub(super) use tollgate_protocol::check_version;
 
-pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<Catalog, ConfigError> {
-    // The protocol's own rules for APIs and plans (ids, routes, metrics, rules, limits).
+pub(super) fn build_catalog(
+    apis: Vec<Api>,
+    plans: Vec<Option<Plan>>,
+    mocks: Vec<ApiMocks>,
+) -> Result<Catalog, ConfigError> {
+    // The protocol's own rules for APIs, plans and mocks (ids, routes, metrics, rules, limits).
     let mut check = Snapshot::new(0, Timestamp::UNIX_EPOCH);
     check.apis = apis.clone();
     check.plans = plans.iter().flatten().cloned().collect();
+    check.mocks = mocks.clone();
+    check.protocol_version = check.required_version();
     check.validate()?;
+    let mut tables: HashMap<Uuid, Box<MockTable>> = HashMap::with_capacity(mocks.len());
+    for api_mocks in &mocks {
+        let table = MockTable::compile(api_mocks).map_err(|m| ConfigError::Compile(format!("mocks: {m}")))?;
+        tables.insert(api_mocks.api_id, Box::new(table));
+    }
     let mut routes = Routes::default();
     let mut entries = Vec::with_capacity(apis.len());
     let mut api_index = HashMap::with_capacity(apis.len());
@@ -76,11 +79,13 @@ pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<
     let mut metric_index: HashMap<Uuid, (u32, u32)> = HashMap::new();
     for (index, api) in apis.iter().enumerate() {
         let index = u32::try_from(index).map_err(|_| ConfigError::Compile("too many APIs".into()))?;
-        let entry = compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
+        let mut entry = compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
+        entry.mocks = tables.remove(&api.id);
         for (local, metric) in entry.metrics.iter().enumerate() {
             metric_index.insert(metric.id, (index, local as u32));
         }
-        if !matches!(entry.lifecycle, Lifecycle::Draft) {
+        // A draft is routed only to answer its mocks.
+        if !matches!(entry.lifecycle, Lifecycle::Draft) || entry.mocks.is_some() {
             routes
                 .add(index, &api.hosts, &api.base_path)
                 .map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
@@ -119,6 +124,7 @@ pub(super) fn build_catalog(apis: Vec<Api>, plans: Vec<Option<Plan>>) -> Result<
         routes,
         source_apis: apis,
         source_plans: plans,
+        source_mocks: mocks,
         plan_slots,
         metric_api: metric_index.into_iter().map(|(metric, (api, _))| (metric, api)).collect(),
     })
@@ -193,6 +199,7 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         upstreams: Pool::new(api.upstreams.iter().map(|u| u.url.as_str()))?,
         requests: RequestCounters::new(metrics::SharedString::from(slug.clone())),
         slug,
+        mocks: None,
     })
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use tollgate_protocol::{Api, Application, Credential, CurrentUsage, Plan};
+use tollgate_protocol::{Api, ApiMocks, Application, Credential, CurrentUsage, Plan};
 
 use super::compile::{AppsBuilder, CredentialsBuilder, build_catalog, check_usage, check_version};
 use super::cow::CowIndex;
@@ -86,6 +86,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
         let mut credentials: Option<CowIndex<[u8; 32], CredentialEntry>> = None;
         let mut early_credentials: Option<Vec<Credential>> = None;
         let mut usage: Option<Vec<CurrentUsage>> = None;
+        let mut mocks: Option<Vec<ApiMocks>> = None;
 
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match &*key {
@@ -100,8 +101,10 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                 "plans" => plans = Some(map.next_value()?),
                 "applications" => {
                     if catalog.is_none() && apis.is_some() && plans.is_some() {
-                        catalog =
-                            Some(catalog_of(apis.take(), plans.take()).map_err(|e| abort::<A::Error>(invalid, e))?);
+                        catalog = Some(
+                            catalog_of(apis.take(), plans.take(), mocks.take())
+                                .map_err(|e| abort::<A::Error>(invalid, e))?,
+                        );
                     }
                     match &catalog {
                         Some(catalog) => {
@@ -121,6 +124,18 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                     None => early_credentials = Some(map.next_value()?),
                 },
                 "usage" => usage = Some(map.next_value()?),
+                "mocks" => {
+                    let arrived: Vec<ApiMocks> = map.next_value()?;
+                    match catalog.take() {
+                        // After the catalog was compiled: compile it again with them (plan
+                        // slots, which applications name, stay as they were).
+                        Some(built) => {
+                            let rebuilt = build_catalog(built.source_apis, built.source_plans, arrived);
+                            catalog = Some(rebuilt.map_err(|e| abort::<A::Error>(invalid, e))?);
+                        }
+                        None => mocks = Some(arrived),
+                    }
+                }
                 // `type` of a stream line, or a field of a newer server.
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -138,7 +153,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
             None => {
                 let apis = apis.ok_or_else(|| de::Error::missing_field("apis"))?;
                 let plans = plans.ok_or_else(|| de::Error::missing_field("plans"))?;
-                catalog_of(Some(apis), Some(plans)).map_err(|e| abort::<A::Error>(invalid, e))?
+                catalog_of(Some(apis), Some(plans), mocks).map_err(|e| abort::<A::Error>(invalid, e))?
             }
         };
         let apps = match apps {
@@ -169,8 +184,13 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
     }
 }
 
-fn catalog_of(apis: Option<Vec<Api>>, plans: Option<Vec<Plan>>) -> Result<Catalog, ConfigError> {
-    build_catalog(apis.unwrap_or_default(), plans.unwrap_or_default().into_iter().map(Some).collect())
+fn catalog_of(
+    apis: Option<Vec<Api>>,
+    plans: Option<Vec<Plan>>,
+    mocks: Option<Vec<ApiMocks>>,
+) -> Result<Catalog, ConfigError> {
+    let plans = plans.unwrap_or_default().into_iter().map(Some).collect();
+    build_catalog(apis.unwrap_or_default(), plans, mocks.unwrap_or_default())
 }
 
 /// Compiles applications as the array is parsed.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter, preamble};
-use tollgate_protocol::{CurrentUsage, PROTOCOL_VERSION};
+use tollgate_protocol::{BASE_PROTOCOL_VERSION, CurrentUsage, MOCKS_PROTOCOL_VERSION};
 
 use super::binary::compile_reader;
 use super::model::{Config, ConfigError};
@@ -67,12 +67,13 @@ fn write_snapshot<W: Write>(
     let catalog = &config.catalog;
     let mut writer = SnapshotWriter::new(out);
     writer.head(&SnapshotHead {
-        protocol_version: PROTOCOL_VERSION,
+        // The lowest version that applies it, as a server writes it.
+        protocol_version: if catalog.source_mocks.is_empty() { BASE_PROTOCOL_VERSION } else { MOCKS_PROTOCOL_VERSION },
         revision: config.revision,
         generated_at: config.generated_at,
     })?;
     let plans: Vec<_> = catalog.source_plans.iter().flatten().cloned().collect();
-    writer.catalog(&catalog.source_apis, &plans)?;
+    writer.catalog(&catalog.source_apis, &plans, &catalog.source_mocks)?;
     let mut plan_index = vec![u32::MAX; catalog.source_plans.len()];
     for (dense, slot) in
         catalog.source_plans.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| i).enumerate()
@@ -216,15 +217,24 @@ mod tests {
 
     use super::*;
 
-    fn fixture() -> Snapshot {
-        serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot.json")).expect("fixture")
+    fn fixtures() -> [Snapshot; 2] {
+        [
+            serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot.json")).expect("fixture"),
+            serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot_with_mocks.json"))
+                .expect("fixture"),
+        ]
     }
 
     /// What the agent saves decodes to the snapshot it compiled (credentials in the
     /// table's order, which is not the server's).
     #[test]
     fn the_saved_file_is_the_snapshot_in_binary() {
-        let snapshot = fixture();
+        for snapshot in fixtures() {
+            saved_file_is(snapshot);
+        }
+    }
+
+    fn saved_file_is(snapshot: Snapshot) {
         let (config, usage) = crate::config::compile_snapshot(snapshot.clone()).expect("compiles");
         let mut bytes = preamble().to_vec();
         bytes = write_snapshot(&config, &usage, bytes).expect("write");

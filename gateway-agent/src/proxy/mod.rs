@@ -7,7 +7,9 @@
 //! [`cors`]. Admitted requests carry the `RateLimit-*` headers of their most constrained
 //! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]). The
 //! decision endpoint ([`decision`]) runs the same routing, request filter and refusals for
-//! another proxy, and answers instead of forwarding.
+//! another proxy, and answers instead of forwarding. An operation in mock mode is answered
+//! after the request filter from its description's examples ([`mock`]), counted as a
+//! forwarded call would be.
 //!
 //! A request whose key the agent knows is *attributed* to that key's application, even when
 //! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
@@ -21,6 +23,7 @@ pub(crate) mod decision;
 pub(crate) mod forward;
 pub(crate) mod host;
 pub(crate) mod limits;
+pub(crate) mod mock;
 pub(crate) mod original;
 pub(crate) mod path;
 pub(crate) mod ratelimit;
@@ -303,7 +306,10 @@ impl Proxy {
             return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
-            Ok(admitted) => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
+            Ok(admitted) => match self.mock_answer(&call, &admitted, &parts.headers) {
+                Some(response) => response,
+                None => self.proxy_upstream(&call, admitted, parts, body, route.rest_offset, peer).await,
+            },
             Err(Refused(refusal)) => self.refuse(&call, refusal),
         }
     }
@@ -336,6 +342,10 @@ impl Proxy {
         if operation.is_none() && api.on_no_match == NoMatch::NotFound {
             call.blame = self.identify(config, api, call.uri, headers);
             return Err(Refusal::NoMatchingRule.into());
+        }
+        // A draft is routed only for its mocks: its other operations stay unknown.
+        if matches!(api.lifecycle, Lifecycle::Draft) && !api.mocks.as_ref().is_some_and(|m| m.has(call.operation)) {
+            return Err(Refusal::UnknownApi.into());
         }
 
         let caller = match authenticate(config, api_index, &api.auth, call.uri.query(), headers, now) {
@@ -399,6 +409,21 @@ impl Proxy {
         response
     }
 
+    /// Mock answer: an operation in mock mode answers from its examples instead of an
+    /// upstream, with the headers, usage and records of a forwarded call.
+    fn mock_answer(&self, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Option<Response<Body>> {
+        let mut response = call.api.mocks.as_ref()?.answer(call.operation?, headers)?;
+        let answered = self.clock.now();
+        if let Some(rate) = &call.rate {
+            rate.write(response.headers_mut(), answered, false);
+        }
+        self.decorate(call.api, &mut response);
+        self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
+        let bytes = body_bytes(&response);
+        self.logging(call, admitted, response.status(), bytes, answered, true);
+        Some(response)
+    }
+
     /// Upstream peer: the API's next healthy target this build can reach.
     fn upstream_peer<'c>(&self, call: &Call<'c>) -> Result<&'c Target, Refused> {
         let api = call.api;
@@ -454,7 +479,7 @@ impl Proxy {
         let answered = self.clock.now();
         let bytes = body_bytes(&response);
         let response = self.response_filter(call, response, answered);
-        self.logging(call, &admitted, status, bytes, answered);
+        self.logging(call, &admitted, status, bytes, answered, false);
         response
     }
 
@@ -501,8 +526,8 @@ impl Proxy {
         response
     }
 
-    /// Logging of a proxied request: usage, a failed-call record for an answer of 400 or
-    /// more, metrics and the access log.
+    /// Logging of a proxied (or mocked) request: usage, a failed-call record for an answer
+    /// of 400 or more, metrics and the access log.
     fn logging(
         &self,
         call: &Call<'_>,
@@ -510,6 +535,7 @@ impl Proxy {
         status: StatusCode,
         bytes: Option<u64>,
         answered: Timestamp,
+        mocked: bool,
     ) {
         let api = call.api;
         let latency = call.started.elapsed();
@@ -522,12 +548,12 @@ impl Proxy {
         let summary = Summary {
             api: Some(api),
             app: Some(admitted.app.id),
-            decision: "proxied",
+            decision: if mocked { "mocked" } else { "proxied" },
             status,
             request: None,
             trace: None,
             refused: false,
-            upstream: Some(status.as_u16()),
+            upstream: (!mocked).then_some(status.as_u16()),
             bytes,
         };
         self.finish(summary.of(call), None, call.started);
@@ -662,7 +688,7 @@ fn find_api<'c, 'h>(
     let host_name = host.map(RequestHost::name);
     let route = config.catalog.routes.find(host_name.as_deref(), path).ok_or(Refusal::UnknownApi)?;
     let api = config.catalog.apis.get(route.api as usize).ok_or(Refusal::UnknownApi)?;
-    if matches!(api.lifecycle, Lifecycle::Draft) {
+    if matches!(api.lifecycle, Lifecycle::Draft) && api.mocks.is_none() {
         return Err(Refusal::UnknownApi);
     }
     Ok((route, api))

@@ -259,7 +259,7 @@ pub fn snapshot_v1(snapshot: &Snapshot) -> Vec<u8> {
         generated_at: snapshot.generated_at,
     };
     write_frame(&mut out, FrameKind::Head, &serde_json::to_vec(&head).expect("head")).expect("write");
-    let catalog = Catalog { apis: snapshot.apis.clone(), plans: snapshot.plans.clone() };
+    let catalog = Catalog { apis: snapshot.apis.clone(), plans: snapshot.plans.clone(), mocks: snapshot.mocks.clone() };
     write_frame(&mut out, FrameKind::Catalog, &serde_json::to_vec(&catalog).expect("catalog")).expect("write");
     let mut apps = Vec::new();
     for app in &snapshot.applications {
@@ -324,8 +324,10 @@ impl ControlPlane {
             .headers()
             .get("authorization")
             .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
-        let versioned =
-            request.headers().get(tollgate_protocol::PROTOCOL_VERSION_HEADER).is_some_and(|v| v.as_bytes() == b"1");
+        let versioned = request
+            .headers()
+            .get(tollgate_protocol::PROTOCOL_VERSION_HEADER)
+            .is_some_and(|v| v.as_bytes() == tollgate_protocol::PROTOCOL_VERSION.to_string().as_bytes());
         if !authorized || !versioned {
             state.lock().expect("lock").bad_requests.push(request.uri().to_string());
             return reply(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized","message":"bad token"}"#);

@@ -11,6 +11,7 @@ mod failures;
 mod harness;
 mod limiter;
 mod limits;
+mod mocks;
 mod paths;
 mod proxy;
 mod ratelimit;
