@@ -14,7 +14,7 @@ use futures_util::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool};
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter};
-use tollgate_protocol::{KeyKind, PROTOCOL_VERSION};
+use tollgate_protocol::{BASE_PROTOCOL_VERSION, KeyKind, MOCKS_PROTOCOL_VERSION};
 use uuid::Uuid;
 
 use super::load;
@@ -97,12 +97,13 @@ async fn write_snapshot(
     revision(head);
     let encode = |e: tollgate_protocol::binary::BinaryError| Error::Internal(format!("encoding the snapshot: {e}"));
     let mut writer = SnapshotWriter::new(Vec::with_capacity(CHUNK_BYTES * 2));
-    writer
-        .head(&SnapshotHead { protocol_version: PROTOCOL_VERSION, revision: head, generated_at: now })
-        .map_err(encode)?;
     let apis = load::apis(&mut tx, None).await?;
     let plans = load::plans(&mut tx, None).await?;
-    writer.catalog(&apis, &plans).map_err(encode)?;
+    let mocks = crate::apis::mocks::load(&mut tx, None).await?;
+    // The lowest version that applies it: agents of version 1 take it unless it has mocks.
+    let protocol_version = if mocks.is_empty() { BASE_PROTOCOL_VERSION } else { MOCKS_PROTOCOL_VERSION };
+    writer.head(&SnapshotHead { protocol_version, revision: head, generated_at: now }).map_err(encode)?;
+    writer.catalog(&apis, &plans, &mocks).map_err(encode)?;
     let plan_index: HashMap<Uuid, u32> = plans.iter().enumerate().map(|(i, plan)| (plan.id, i as u32)).collect();
 
     // Hands complete frames over once there are at least `at_least` bytes.

@@ -11,6 +11,8 @@ pub enum Entity {
     Plan,
     Application,
     Credential,
+    /// An API's mock mode or mocked answers (see `apis::mocks`).
+    Mocks,
 }
 
 impl Entity {
@@ -20,6 +22,7 @@ impl Entity {
             Entity::Plan => "plan",
             Entity::Application => "application",
             Entity::Credential => "credential",
+            Entity::Mocks => "mocks",
         }
     }
 }

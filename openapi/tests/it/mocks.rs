@@ -1,9 +1,11 @@
-//! Mock responses of the real Swagger Petstore 3.0 description (tests/mocks/petstore3.yaml).
+//! Mock responses, among them those of the real Swagger Petstore 3.0 description (the
+//! server's test fixture, `server/tests/fixtures/petstore-openapi-3.0.json`).
 
 use tollgate_openapi::{MockSource, mock_operations, parse};
 
 fn petstore3() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mocks/petstore3.yaml")).expect("read")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures/petstore-openapi-3.0.json"))
+        .expect("read")
 }
 
 #[test]
