@@ -194,6 +194,23 @@ pub async fn set(pool: &PgPool, api: ApiId, changes: &MockChanges, actor: &Actor
                 .await?;
         }
     }
+    // Gateways refuse a config in which an API serves traffic with neither an upstream nor a
+    // mocked operation, which would stop every API of theirs from updating.
+    let stranded = sqlx::query_scalar!(
+        r#"SELECT p.state IN ('published', 'deprecated')
+               AND NOT EXISTS (SELECT 1 FROM api_upstreams u WHERE u.api_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM api_mocks m WHERE m.api_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM operation_mocks o WHERE o.api_id = p.id) AS "stranded!"
+           FROM api_products p WHERE p.id = $1"#,
+        api.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if stranded {
+        return Err(Error::Conflict(
+            "the API is published and has no upstream: add an upstream before taking it out of mock mode".into(),
+        ));
+    }
     record_change(&mut tx, Entity::Mocks, api.0, false, None).await?;
     let mocked = |mode: &MockMode| mode.operations.iter().filter(|o| o.mocked).map(|o| o.metric_id).collect::<Vec<_>>();
     audit::record(
