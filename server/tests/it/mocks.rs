@@ -191,3 +191,42 @@ async fn the_petstore_in_mock_mode_answers_every_operation_by_its_schema(pool: P
     assert_eq!((status, mode["whole_api"].as_bool()), (200, Some(false)), "{mode}");
     assert!(mode["operations"].as_array().unwrap().iter().all(|o| o["mocked"] == false));
 }
+
+/// The admin UI's mock page: which operations have no example, switches for the whole API
+/// and one operation.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_admin_ui_shows_missing_examples_and_switches_mock_mode(pool: PgPool) {
+    use crate::helpers::csrf_from;
+    use crate::portal::location;
+    tollgate::cli::dev::seed(&pool).await.unwrap();
+    let app = crate::helpers::spawn_app(pool.clone()).await;
+    app.sign_in(tollgate::cli::dev::DEMO_ADMIN_EMAIL, tollgate::cli::dev::DEMO_ADMIN_PASSWORD).await;
+    let html = app.get("/admin/apis/new").await.text().await.unwrap();
+    let res = app.post_form("/admin/apis/new", &[("csrf_token", &csrf_from(&html)), ("spec", PETSTORE)]).await;
+    assert_eq!(res.status(), 303);
+    let mocks_page = format!("{}/mocks", location(&res));
+    let html = app.get(&mocks_page).await.text().await.unwrap();
+    assert!(
+        html.contains(
+            "19 operation(s): 14 without an example (answered with a value generated from the schema), 5 with neither"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("No example and no schema: empty body"));
+    assert!(html.contains("Only the operations switched on below"));
+
+    let res = app.post_form(&mocks_page, &[("csrf_token", &csrf_from(&html)), ("mocked", "on")]).await;
+    assert_eq!(res.status(), 303);
+    let html = app.get(&mocks_page).await.text().await.unwrap();
+    assert!(html.contains("Every operation is in mock mode."));
+    let res = app.post_form(&mocks_page, &[("csrf_token", &csrf_from(&html)), ("mocked", "off")]).await;
+    assert_eq!(res.status(), 303);
+    // One operation by itself.
+    let html = app.get(&mocks_page).await.text().await.unwrap();
+    let metric = html.split("name=\"metric\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let res =
+        app.post_form(&mocks_page, &[("csrf_token", &csrf_from(&html)), ("metric", &metric), ("mocked", "on")]).await;
+    assert_eq!(res.status(), 303);
+    let html = app.get(&mocks_page).await.text().await.unwrap();
+    assert_eq!(html.matches("On · turn off").count(), 1, "{html}");
+}
