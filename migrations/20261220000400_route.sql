@@ -45,10 +45,11 @@ CREATE TABLE application_upstream_routes (
     FOREIGN KEY (api_id, group_name) REFERENCES upstream_groups(api_id, name)
 );
 
--- Agents learn of routing through its own entity in the change feed.
+-- Agents learn of routing through its own entity in the change feed (mocks, from the
+-- earlier 20261220000040_mock.sql, stay allowed).
 ALTER TABLE config_changes DROP CONSTRAINT config_changes_entity_check;
 ALTER TABLE config_changes ADD CONSTRAINT config_changes_entity_check
-    CHECK (entity IN ('api', 'plan', 'application', 'credential', 'all', 'routing'));
+    CHECK (entity IN ('api', 'plan', 'application', 'credential', 'mocks', 'all', 'routing'));
 
 -- Calls per upstream group and minute, so a canary's error rate can be compared with the
 -- stable group's. Calls are counted from top-level metrics only (once per call).

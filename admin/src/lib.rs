@@ -19,6 +19,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/admin/apis/{id}").route(web::get().to(apis::show)).route(web::post().to(apis::update)))
         .service(web::resource("/admin/apis/{id}/lifecycle").route(web::post().to(apis::lifecycle)))
+        .service(
+            web::resource("/admin/apis/{id}/mocks")
+                .route(web::get().to(mocks::show))
+                .route(web::post().to(mocks::update)),
+        )
         .service(web::resource("/admin/apis/{id}/versions").route(web::post().to(apis::stage_version)))
         .service(web::resource("/admin/apis/{id}/versions/{number}").route(web::get().to(versions::show_version)))
         .service(

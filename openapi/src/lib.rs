@@ -12,6 +12,7 @@
 //! * `refs`: local `$ref`s: decoding, lookup, cycles;
 //! * `model`: the one model both versions are read into;
 //! * `diff`: the change report;
+//! * `mock`: the responses an operation in mock mode answers, from its examples or schemas;
 //! * `document`: what they all share: [`ImportError`], JSON-pointer escaping,
 //!   the operation keys of a path item.
 
@@ -19,6 +20,7 @@ mod convert;
 pub mod diff;
 mod document;
 pub mod import;
+pub mod mock;
 pub mod model;
 mod refs;
 
@@ -27,4 +29,5 @@ pub use diff::{
 };
 pub use document::{ImportError, pointer_segment};
 pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse, reparse};
+pub use mock::{ContentMock, MockSource, OperationMock, ResponseMock, mock_operations};
 pub use model::ApiModel;

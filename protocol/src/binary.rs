@@ -50,6 +50,7 @@ use uuid::Uuid;
 
 use crate::delta::ConfigMessage;
 use crate::key::{KeyHash, KeyKind};
+use crate::mock::ApiMocks;
 use crate::routing::Routing;
 use crate::snapshot::{Api, Application, ApplicationState, Credential, CurrentUsage, Plan, Snapshot};
 
@@ -211,6 +212,9 @@ pub struct Catalog {
     /// [`Snapshot::routing`]; omitted when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routing: Vec<Routing>,
+    /// [`Snapshot::mocks`]; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mocks: Vec<ApiMocks>,
 }
 
 /// An application, its plan named by index in the catalog.
@@ -303,15 +307,23 @@ impl<W: Write> SnapshotWriter<W> {
         self.json(FrameKind::Head, head)
     }
 
-    pub fn catalog(&mut self, apis: &[Api], plans: &[Plan], routing: &[Routing]) -> Result<(), BinaryError> {
+    pub fn catalog(
+        &mut self,
+        apis: &[Api],
+        plans: &[Plan],
+        routing: &[Routing],
+        mocks: &[ApiMocks],
+    ) -> Result<(), BinaryError> {
         #[derive(Serialize)]
         struct View<'a> {
             apis: &'a [Api],
             plans: &'a [Plan],
             #[serde(skip_serializing_if = "<[Routing]>::is_empty")]
             routing: &'a [Routing],
+            #[serde(skip_serializing_if = "<[ApiMocks]>::is_empty")]
+            mocks: &'a [ApiMocks],
         }
-        self.json(FrameKind::Catalog, &View { apis, plans, routing })
+        self.json(FrameKind::Catalog, &View { apis, plans, routing, mocks })
     }
 
     pub fn application(&mut self, app: &ApplicationRecord<'_>) -> Result<(), BinaryError> {
@@ -726,6 +738,7 @@ impl SnapshotAssembler {
                 snapshot.apis = catalog.apis;
                 snapshot.plans = catalog.plans;
                 snapshot.routing = catalog.routing;
+                snapshot.mocks = catalog.mocks;
             }
             FrameKind::Applications => {
                 let snapshot = self.snapshot.as_mut().ok_or_else(|| order("applications"))?;
@@ -800,7 +813,7 @@ pub fn write_snapshot<W: Write>(snapshot: &Snapshot, out: W) -> Result<W, Binary
         generated_at: snapshot.generated_at,
         requires: snapshot.requires.clone(),
     })?;
-    writer.catalog(&snapshot.apis, &snapshot.plans, &snapshot.routing)?;
+    writer.catalog(&snapshot.apis, &snapshot.plans, &snapshot.routing, &snapshot.mocks)?;
     for app in &snapshot.applications {
         let plan = *plans
             .get(&app.plan_id)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::key::KeyHash;
+use crate::mock::ApiMocks;
 use crate::routing::Routing;
 use crate::snapshot::{Api, Application, Credential, Plan, Snapshot};
 
@@ -79,6 +80,12 @@ pub enum Change {
     RemoveRouting {
         api_id: Uuid,
     },
+    /// Replaces an API's mocks (feature `mocks`).
+    UpsertMocks(ApiMocks),
+    /// The API has no operation in mock mode any more (feature `mocks`).
+    RemoveMocks {
+        api_id: Uuid,
+    },
 }
 
 /// The agent's report (and heartbeat) to the server, so the server knows each agent's lag.
@@ -126,6 +133,7 @@ impl Snapshot {
                 Change::RemoveApi { id } => {
                     self.apis.retain(|a| a.id != id);
                     self.routing.retain(|r| r.api_id != id);
+                    self.mocks.retain(|m| m.api_id != id);
                 }
                 Change::UpsertPlan(plan) => upsert(&mut self.plans, plan, |p| p.id),
                 Change::RemovePlan { id } => self.plans.retain(|p| p.id != id),
@@ -138,6 +146,8 @@ impl Snapshot {
                 Change::RevokeCredential { hash } => self.credentials.retain(|c| c.hash != hash),
                 Change::UpsertRouting(routing) => upsert(&mut self.routing, routing, |r| r.api_id),
                 Change::RemoveRouting { api_id } => self.routing.retain(|r| r.api_id != api_id),
+                Change::UpsertMocks(mocks) => upsert(&mut self.mocks, mocks, |m| m.api_id),
+                Change::RemoveMocks { api_id } => self.mocks.retain(|m| m.api_id != api_id),
             }
         }
         self.declare_features();

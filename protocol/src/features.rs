@@ -10,18 +10,28 @@
 //! variants of their own, which an older agent cannot read and so refuses.
 
 use crate::endpoints::{BASE_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use crate::routing::FEATURE_UPSTREAM_ROUTING;
+use crate::mock::{ApiMocks, FEATURE_MOCKS};
+use crate::routing::{FEATURE_UPSTREAM_ROUTING, Routing};
 use crate::snapshot::{Snapshot, ValidationError};
 
 /// Every feature this build can apply.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_UPSTREAM_ROUTING];
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_UPSTREAM_ROUTING, FEATURE_MOCKS];
 
 impl Snapshot {
     /// The features this snapshot uses, in [`KNOWN_FEATURES`] order.
     pub fn features_used(&self) -> Vec<String> {
+        Self::features_of(&self.routing, &self.mocks)
+    }
+
+    /// The features a snapshot with this `routing` and these `mocks` uses, for writers that
+    /// stream a snapshot without holding it whole.
+    pub fn features_of(routing: &[Routing], mocks: &[ApiMocks]) -> Vec<String> {
         let mut used = Vec::new();
-        if !self.routing.is_empty() {
+        if !routing.is_empty() {
             used.push(FEATURE_UPSTREAM_ROUTING.to_owned());
+        }
+        if !mocks.is_empty() {
+            used.push(FEATURE_MOCKS.to_owned());
         }
         used
     }

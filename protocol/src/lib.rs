@@ -33,8 +33,15 @@
 //! # Versioning and compatibility
 //!
 //! [`PROTOCOL_VERSION`] is sent by the agent in the [`PROTOCOL_VERSION_HEADER`] request header
-//! and is carried inside every [`Snapshot`] and [`AgentStatus`]. It changes only for breaking
-//! changes (a removed or retyped field, a new enum variant an old peer must understand).
+//! and in every [`AgentStatus`]. It changes only when a snapshot may carry something an older
+//! agent must not ignore (a removed or retyped field, a new enum variant, a feature such as
+//! [`mock`]s that would otherwise be silently dropped). A [`Snapshot`] carries the *lowest*
+//! version that can apply it ([`Snapshot::required_version`]): the server writes 1 unless the
+//! snapshot uses something newer, so older agents keep working until a feature they lack is
+//! used, and then refuse the snapshot by name (and report it) rather than misapply it. An agent
+//! applies every version from [`BASE_PROTOCOL_VERSION`] to its own, when it knows every feature
+//! the snapshot requires ([`features::check_support`]). Deltas carry newer features in
+//! [`Change`]s an older agent cannot parse, so it refuses them too.
 //!
 //! Adding a field is *not* breaking: no wire type uses `#[serde(deny_unknown_fields)]`, so an
 //! older agent ignores what a newer server adds. New fields must therefore be optional
@@ -52,6 +59,7 @@ mod endpoints;
 pub mod features;
 pub mod gateway;
 pub mod key;
+pub mod mock;
 pub mod pattern;
 pub mod period;
 pub mod routing;
@@ -66,6 +74,7 @@ pub use endpoints::{
 };
 pub use gateway::{LIMITS_PATH, LimitStatus, LimitsReport, RESERVED_SEGMENT, ReservedPath};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
+pub use mock::{ApiMocks, FEATURE_MOCKS, MockContent, MockExample, MockOperation, MockResponse, MockStatus};
 pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use routing::{DEFAULT_GROUP, RouteOverride, Routing, UpstreamGroup};

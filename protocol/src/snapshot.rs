@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::BASE_PROTOCOL_VERSION;
 use crate::key::{KeyHash, KeyKind};
+use crate::mock::{self, ApiMocks};
 use crate::pattern::Pattern;
 use crate::period::{Period, TimeZoneName, WindowId};
 use crate::routing::Routing;
@@ -39,6 +40,10 @@ pub struct Snapshot {
     /// sent before the applications, so an agent compiles it with the APIs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routing: Vec<Routing>,
+    /// The APIs with operations in mock mode (feature `mocks`); absent when none. Before
+    /// the applications, so an agent compiles the catalog once while the snapshot streams in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mocks: Vec<ApiMocks>,
     pub applications: Vec<Application>,
     pub credentials: Vec<Credential>,
     /// Current-window usage for periods of an hour or longer ([`Period::is_seeded`]), so a
@@ -276,7 +281,15 @@ impl Snapshot {
             usage: Vec::new(),
             requires: Vec::new(),
             routing: Vec::new(),
+            mocks: Vec::new(),
         }
+    }
+
+    /// The lowest protocol version whose agents can apply this snapshot: 2 when it uses a
+    /// feature ([`crate::features`]), else 1, so agents of version 1 keep taking snapshots
+    /// that use nothing newer.
+    pub fn required_version(&self) -> u32 {
+        crate::features::version_for(&self.features_used())
     }
 
     /// Checks everything the agent relies on without re-checking on the request path:
@@ -285,6 +298,7 @@ impl Snapshot {
     pub fn validate(&self) -> Result<(), ValidationError> {
         crate::features::check_support(self.protocol_version, &self.requires)?;
         crate::features::check_declared(self)?;
+        let mocked: HashSet<Uuid> = self.mocks.iter().map(|m| m.api_id).collect();
         // metric id -> owning API id
         let mut metric_api: HashMap<Uuid, Uuid> = HashMap::new();
         let mut api_ids = HashSet::new();
@@ -299,8 +313,10 @@ impl Snapshot {
             if !slugs.insert(api.slug.as_str()) {
                 return Err(ValidationError::new(format!("{at}.slug"), format!("duplicate slug {}", api.slug)));
             }
-            check_api(api, &at, &mut metric_api)?;
-            if api.lifecycle != Lifecycle::Draft {
+            let has_mocks = mocked.contains(&api.id);
+            check_api(api, &at, &mut metric_api, has_mocks)?;
+            // A draft is served only when it has mocks: developers try it before its backend exists.
+            if api.lifecycle != Lifecycle::Draft || has_mocks {
                 let hosts: Vec<&str> =
                     if api.hosts.is_empty() { vec!["*"] } else { api.hosts.iter().map(String::as_str).collect() };
                 for host in hosts {
@@ -381,6 +397,8 @@ impl Snapshot {
             }
         }
 
+        mock::validate(&self.mocks, &api_ids, &metric_api)?;
+
         let mut counters = HashSet::new();
         for (i, usage) in self.usage.iter().enumerate() {
             let at = format!("usage[{i}]");
@@ -419,7 +437,7 @@ fn metric_of_api(metric_api: &HashMap<Uuid, Uuid>, metric: Uuid, api: Uuid, at: 
     }
 }
 
-fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check {
+fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>, has_mocks: bool) -> Check {
     if !is_base_path(&api.base_path) {
         return Err(ValidationError::new(
             format!("{at}.base_path"),
@@ -436,7 +454,8 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>) -> Check
             ));
         }
     }
-    if api.lifecycle.serves_traffic() && api.upstreams.is_empty() {
+    // An API with mocks may have no backend yet: its other operations answer 503.
+    if api.lifecycle.serves_traffic() && api.upstreams.is_empty() && !has_mocks {
         return Err(ValidationError::new(format!("{at}.upstreams"), "an API that serves traffic needs an upstream"));
     }
     for (i, upstream) in api.upstreams.iter().enumerate() {

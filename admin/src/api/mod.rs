@@ -16,6 +16,7 @@ mod gateways;
 mod invoices;
 mod keys;
 mod links;
+mod mocks;
 mod openapi;
 mod page;
 mod plans;
@@ -58,6 +59,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(apis::update)),
             )
             .service(resource("/apis/{id}/lifecycle", "POST").route(web::post().to(apis::lifecycle)))
+            .service(
+                resource("/apis/{id}/mocks", "GET, PATCH")
+                    .route(web::get().to(mocks::show))
+                    .route(web::patch().to(mocks::update)),
+            )
             .service(resource("/apis/{id}/versions", "POST").route(web::post().to(versions::stage_version)))
             .service(resource("/apis/{id}/versions/{number}", "GET").route(web::get().to(versions::show_version)))
             .service(

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod billing_settings;
 pub mod gateways;
 pub mod invoices;
+pub mod mocks;
 pub mod payments;
 pub mod plans;
 pub mod revenue;

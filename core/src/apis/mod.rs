@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod detail;
 pub mod lifecycle;
+pub mod mocks;
 mod products;
 pub mod rules;
 pub mod staging;

@@ -14,8 +14,8 @@ use futures_util::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool};
 use tollgate_protocol::KeyKind;
+use tollgate_protocol::Snapshot;
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter};
-use tollgate_protocol::routing::FEATURE_UPSTREAM_ROUTING;
 use uuid::Uuid;
 
 use super::load;
@@ -101,10 +101,12 @@ async fn write_snapshot(
     let apis = load::apis(&mut tx, None).await?;
     let plans = load::plans(&mut tx, None).await?;
     let routing = super::routing::routing(&mut tx, None).await?;
-    let requires = if routing.is_empty() { Vec::new() } else { vec![FEATURE_UPSTREAM_ROUTING.to_owned()] };
+    let mocks = crate::apis::mocks::load(&mut tx, None).await?;
+    // The lowest version that applies it: agents of version 1 take it unless it uses a feature.
+    let requires = Snapshot::features_of(&routing, &mocks);
     let protocol_version = tollgate_protocol::features::version_for(&requires);
     writer.head(&SnapshotHead { protocol_version, revision: head, generated_at: now, requires }).map_err(encode)?;
-    writer.catalog(&apis, &plans, &routing).map_err(encode)?;
+    writer.catalog(&apis, &plans, &routing, &mocks).map_err(encode)?;
     let plan_index: HashMap<Uuid, u32> = plans.iter().enumerate().map(|(i, plan)| (plan.id, i as u32)).collect();
 
     // Hands complete frames over once there are at least `at_least` bytes.

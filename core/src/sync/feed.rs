@@ -13,6 +13,8 @@ pub enum Entity {
     Credential,
     /// An API's upstream groups, weights and overrides (entity id: the API).
     Routing,
+    /// An API's mock mode or mocked answers (see `apis::mocks`).
+    Mocks,
 }
 
 impl Entity {
@@ -23,6 +25,7 @@ impl Entity {
             Entity::Application => "application",
             Entity::Credential => "credential",
             Entity::Routing => "routing",
+            Entity::Mocks => "mocks",
         }
     }
 }

@@ -43,6 +43,7 @@ pub async fn build_snapshot(pool: &PgPool) -> Result<Snapshot> {
     snapshot.apis = load::apis(&mut tx, None).await?;
     snapshot.plans = load::plans(&mut tx, None).await?;
     snapshot.routing = super::routing::routing(&mut tx, None).await?;
+    snapshot.mocks = crate::apis::mocks::load(&mut tx, None).await?;
     snapshot.applications = load::applications(&mut tx, None).await?;
     snapshot.credentials = load::credentials(&mut tx, None).await?;
     snapshot.usage = current_usage(&mut tx, &snapshot.plans, now).await?;
@@ -106,6 +107,10 @@ pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
             "application" => match load::applications(&mut tx, Some(id)).await?.pop() {
                 Some(app) => changes.push(Change::UpsertApplication(app)),
                 None => changes.push(Change::RemoveApplication { id }),
+            },
+            "mocks" => match crate::apis::mocks::load(&mut tx, Some(id)).await?.pop() {
+                Some(mocks) => changes.push(Change::UpsertMocks(mocks)),
+                None => changes.push(Change::RemoveMocks { api_id: id }),
             },
             "credential" => match load::credentials(&mut tx, Some(id)).await?.pop() {
                 Some(credential) => changes.push(Change::UpsertCredential(credential)),

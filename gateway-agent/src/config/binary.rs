@@ -38,7 +38,8 @@ pub(crate) fn compile_frames(
     let head = next(FrameKind::Head)?.head()?;
     check_version(head.protocol_version, &head.requires)?;
     let catalog = next(FrameKind::Catalog)?.catalog()?;
-    let catalog = build_catalog(catalog.apis, catalog.plans.into_iter().map(Some).collect(), catalog.routing)?;
+    let catalog =
+        build_catalog(catalog.apis, catalog.plans.into_iter().map(Some).collect(), catalog.routing, catalog.mocks)?;
     let mut apps = AppsFromRecords::new(&catalog);
     let mut credentials: Vec<([u8; 32], CredentialEntry)> = Vec::new();
     let mut usage = Vec::new();

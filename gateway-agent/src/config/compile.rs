@@ -8,8 +8,8 @@ use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
 use tollgate_protocol::{
-    Api, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle, Pattern, Plan,
-    Routing, Snapshot, ValidationError,
+    Api, ApiMocks, Application, AuthMode, Credential, CurrentUsage, KeyHash, KeyKind, Lifecycle as WireLifecycle,
+    Pattern, Plan, Routing, Snapshot, ValidationError,
 };
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ use crate::enforce::key_location::{Auth, KeySource};
 use crate::enforce::limits::{LimitRule, PlanLimits};
 use crate::enforce::mapping::{MappingRules, Rule};
 use crate::hashing::FxBuildHasher;
+use crate::proxy::mock::MockTable;
 use crate::proxy::route::Routes;
 use crate::proxy::split::Router;
 use crate::proxy::upstream::Pool;
@@ -31,7 +32,8 @@ use crate::telemetry::RequestCounters;
 /// Returns its seeded usage separately: it belongs to the counters, not to the config.
 pub(crate) fn compile_snapshot(snapshot: Snapshot) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
     check_version(snapshot.protocol_version, &snapshot.requires)?;
-    let catalog = build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect(), snapshot.routing)?;
+    let catalog =
+        build_catalog(snapshot.apis, snapshot.plans.into_iter().map(Some).collect(), snapshot.routing, snapshot.mocks)?;
     let mut apps = AppsBuilder::new(&catalog);
     for app in snapshot.applications {
         apps.push(app)?;
@@ -63,15 +65,22 @@ pub(super) fn build_catalog(
     apis: Vec<Api>,
     plans: Vec<Option<Plan>>,
     routing: Vec<Routing>,
+    mocks: Vec<ApiMocks>,
 ) -> Result<Catalog, ConfigError> {
-    // The protocol's own rules for APIs, plans and routing (ids, routes, metrics, rules,
-    // limits, groups and weights).
+    // The protocol's own rules for APIs, plans, routing and mocks (ids, routes, metrics,
+    // rules, limits, groups and weights).
     let mut check = Snapshot::new(0, Timestamp::UNIX_EPOCH);
     check.apis = apis.clone();
     check.plans = plans.iter().flatten().cloned().collect();
     check.routing = routing.clone();
+    check.mocks = mocks.clone();
     check.declare_features();
     check.validate()?;
+    let mut tables: HashMap<Uuid, Box<MockTable>> = HashMap::with_capacity(mocks.len());
+    for api_mocks in &mocks {
+        let table = MockTable::compile(api_mocks).map_err(|m| ConfigError::Compile(format!("mocks: {m}")))?;
+        tables.insert(api_mocks.api_id, Box::new(table));
+    }
     let mut routes = Routes::default();
     let mut entries = Vec::with_capacity(apis.len());
     let mut api_index = HashMap::with_capacity(apis.len());
@@ -79,11 +88,13 @@ pub(super) fn build_catalog(
     let mut metric_index: HashMap<Uuid, (u32, u32)> = HashMap::new();
     for (index, api) in apis.iter().enumerate() {
         let index = u32::try_from(index).map_err(|_| ConfigError::Compile("too many APIs".into()))?;
-        let entry = compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
+        let mut entry = compile_api(api).map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
+        entry.mocks = tables.remove(&api.id);
         for (local, metric) in entry.metrics.iter().enumerate() {
             metric_index.insert(metric.id, (index, local as u32));
         }
-        if !matches!(entry.lifecycle, Lifecycle::Draft) {
+        // A draft is routed only to answer its mocks.
+        if !matches!(entry.lifecycle, Lifecycle::Draft) || entry.mocks.is_some() {
             routes
                 .add(index, &api.hosts, &api.base_path)
                 .map_err(|m| ConfigError::Compile(format!("API {}: {m}", api.slug)))?;
@@ -129,6 +140,7 @@ pub(super) fn build_catalog(
         source_apis: apis,
         source_plans: plans,
         source_routing: routing,
+        source_mocks: mocks,
         plan_slots,
         metric_api: metric_index.into_iter().map(|(metric, (api, _))| (metric, api)).collect(),
     })
@@ -204,6 +216,7 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
         routing: None,
         requests: RequestCounters::new(metrics::SharedString::from(slug.clone())),
         slug,
+        mocks: None,
     })
 }
 

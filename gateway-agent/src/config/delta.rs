@@ -27,6 +27,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
     let mut apis = None;
     let mut plans = None;
     let mut routing: Option<Vec<tollgate_protocol::Routing>> = None;
+    let mut mocks: Option<Vec<tollgate_protocol::ApiMocks>> = None;
     let mut app_changes: Vec<(usize, Uuid, Option<Application>)> = Vec::new();
     let mut credential_changes: Vec<(usize, [u8; 32], Option<Credential>)> = Vec::new();
     let mut plan_removed = false;
@@ -42,6 +43,7 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             Change::RemoveApi { id } => {
                 apis.get_or_insert_with(|| base.catalog.source_apis.clone()).retain(|a| a.id != id);
                 routing.get_or_insert_with(|| base.catalog.source_routing.clone()).retain(|r| r.api_id != id);
+                mocks.get_or_insert_with(|| base.catalog.source_mocks.clone()).retain(|m| m.api_id != id);
             }
             Change::UpsertRouting(entry) => {
                 let routing = routing.get_or_insert_with(|| base.catalog.source_routing.clone());
@@ -52,6 +54,16 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
             }
             Change::RemoveRouting { api_id } => {
                 routing.get_or_insert_with(|| base.catalog.source_routing.clone()).retain(|r| r.api_id != api_id);
+            }
+            Change::UpsertMocks(api_mocks) => {
+                let mocks = mocks.get_or_insert_with(|| base.catalog.source_mocks.clone());
+                match mocks.iter_mut().find(|m| m.api_id == api_mocks.api_id) {
+                    Some(slot) => *slot = api_mocks,
+                    None => mocks.push(api_mocks),
+                }
+            }
+            Change::RemoveMocks { api_id } => {
+                mocks.get_or_insert_with(|| base.catalog.source_mocks.clone()).retain(|m| m.api_id != api_id);
             }
             Change::UpsertPlan(plan) => {
                 let plans = plans.get_or_insert_with(|| base.catalog.source_plans.clone());
@@ -76,11 +88,12 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
         }
     }
 
-    let catalog = if apis.is_some() || plans.is_some() || routing.is_some() {
+    let catalog = if apis.is_some() || plans.is_some() || routing.is_some() || mocks.is_some() {
         let apis = apis.unwrap_or_else(|| base.catalog.source_apis.clone());
         let plans = plans.unwrap_or_else(|| base.catalog.source_plans.clone());
         let routing = routing.unwrap_or_else(|| base.catalog.source_routing.clone());
-        Arc::new(build_catalog(apis, plans, routing)?)
+        let mocks = mocks.unwrap_or_else(|| base.catalog.source_mocks.clone());
+        Arc::new(build_catalog(apis, plans, routing, mocks)?)
     } else {
         base.catalog.clone()
     };

@@ -13,7 +13,7 @@ use arc_swap::ArcSwapOption;
 use hyper::Method;
 use hyper::header::HeaderValue;
 use jiff::Timestamp;
-use tollgate_protocol::{Api, ApplicationState, KeyKind, NoMatch, Plan, Routing, ValidationError};
+use tollgate_protocol::{Api, ApiMocks, ApplicationState, KeyKind, NoMatch, Plan, Routing, ValidationError};
 use uuid::Uuid;
 
 use super::cow::{CowIndex, CowVec};
@@ -21,6 +21,7 @@ use crate::enforce::key_location::Auth;
 use crate::enforce::limits::PlanLimits;
 use crate::enforce::mapping::MappingRules;
 use crate::enforce::touched::Touched;
+use crate::proxy::mock::MockTable;
 use crate::proxy::route::Routes;
 use crate::proxy::split::Router;
 use crate::proxy::upstream::Pool;
@@ -63,6 +64,7 @@ pub(crate) struct Catalog {
     pub source_apis: Vec<Api>,
     pub source_plans: Vec<Option<Plan>>,
     pub source_routing: Vec<Routing>,
+    pub source_mocks: Vec<ApiMocks>,
     pub plan_slots: HashMap<Uuid, u32>,
     /// Metric id → index of the API it belongs to.
     pub metric_api: HashMap<Uuid, u32>,
@@ -86,6 +88,8 @@ pub(crate) struct ApiEntry {
     /// Upstream groups by consumer and weight; `None`: every call goes to `upstreams`.
     pub routing: Option<Box<Router>>,
     pub requests: RequestCounters,
+    /// The operations in mock mode, if any (see `proxy::mock`).
+    pub mocks: Option<Box<MockTable>>,
 }
 
 impl ApiEntry {

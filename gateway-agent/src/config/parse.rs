@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use tollgate_protocol::{Api, Application, Credential, CurrentUsage, PROTOCOL_VERSION, Plan, Routing};
+use tollgate_protocol::{Api, ApiMocks, Application, Credential, CurrentUsage, PROTOCOL_VERSION, Plan, Routing};
 
 use super::compile::{AppsBuilder, CredentialsBuilder, build_catalog, check_usage, check_version};
 use super::cow::CowIndex;
@@ -88,6 +88,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
         let mut credentials: Option<CowIndex<[u8; 32], CredentialEntry>> = None;
         let mut early_credentials: Option<Vec<Credential>> = None;
         let mut usage: Option<Vec<CurrentUsage>> = None;
+        let mut mocks: Option<Vec<ApiMocks>> = None;
 
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match &*key {
@@ -107,8 +108,13 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                     // compiled again (it is small).
                     if let Some(built) = catalog.take() {
                         catalog = Some(
-                            build_catalog(built.source_apis.clone(), built.source_plans.clone(), entries.clone())
-                                .map_err(|e| abort::<A::Error>(invalid, e))?,
+                            build_catalog(
+                                built.source_apis.clone(),
+                                built.source_plans.clone(),
+                                entries.clone(),
+                                built.source_mocks.clone(),
+                            )
+                            .map_err(|e| abort::<A::Error>(invalid, e))?,
                         );
                     }
                     routing = Some(entries);
@@ -120,7 +126,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                 "applications" => {
                     if catalog.is_none() && apis.is_some() && plans.is_some() {
                         catalog = Some(
-                            catalog_of(apis.take(), plans.take(), routing.clone())
+                            catalog_of(apis.take(), plans.take(), routing.clone(), mocks.take())
                                 .map_err(|e| abort::<A::Error>(invalid, e))?,
                         );
                     }
@@ -142,6 +148,19 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
                     None => early_credentials = Some(map.next_value()?),
                 },
                 "usage" => usage = Some(map.next_value()?),
+                "mocks" => {
+                    let arrived: Vec<ApiMocks> = map.next_value()?;
+                    match catalog.take() {
+                        // After the catalog was compiled: compile it again with them (plan
+                        // slots, which applications name, stay as they were).
+                        Some(built) => {
+                            let rebuilt =
+                                build_catalog(built.source_apis, built.source_plans, built.source_routing, arrived);
+                            catalog = Some(rebuilt.map_err(|e| abort::<A::Error>(invalid, e))?);
+                        }
+                        None => mocks = Some(arrived),
+                    }
+                }
                 // `type` of a stream line, or a field of a newer server.
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -160,7 +179,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
             None => {
                 let apis = apis.ok_or_else(|| de::Error::missing_field("apis"))?;
                 let plans = plans.ok_or_else(|| de::Error::missing_field("plans"))?;
-                catalog_of(Some(apis), Some(plans), routing).map_err(|e| abort::<A::Error>(invalid, e))?
+                catalog_of(Some(apis), Some(plans), routing, mocks).map_err(|e| abort::<A::Error>(invalid, e))?
             }
         };
         let apps = match apps {
@@ -195,11 +214,13 @@ fn catalog_of(
     apis: Option<Vec<Api>>,
     plans: Option<Vec<Plan>>,
     routing: Option<Vec<Routing>>,
+    mocks: Option<Vec<ApiMocks>>,
 ) -> Result<Catalog, ConfigError> {
     build_catalog(
         apis.unwrap_or_default(),
         plans.unwrap_or_default().into_iter().map(Some).collect(),
         routing.unwrap_or_default(),
+        mocks.unwrap_or_default(),
     )
 }
 

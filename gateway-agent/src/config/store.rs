@@ -65,11 +65,8 @@ fn write_snapshot<W: Write>(
     out: W,
 ) -> Result<W, tollgate_protocol::binary::BinaryError> {
     let catalog = &config.catalog;
-    let requires = if catalog.source_routing.is_empty() {
-        Vec::new()
-    } else {
-        vec![tollgate_protocol::routing::FEATURE_UPSTREAM_ROUTING.to_owned()]
-    };
+    // The lowest version that applies it, as a server writes it.
+    let requires = tollgate_protocol::Snapshot::features_of(&catalog.source_routing, &catalog.source_mocks);
     let mut writer = SnapshotWriter::new(out);
     writer.head(&SnapshotHead {
         protocol_version: tollgate_protocol::features::version_for(&requires),
@@ -78,7 +75,7 @@ fn write_snapshot<W: Write>(
         requires,
     })?;
     let plans: Vec<_> = catalog.source_plans.iter().flatten().cloned().collect();
-    writer.catalog(&catalog.source_apis, &plans, &catalog.source_routing)?;
+    writer.catalog(&catalog.source_apis, &plans, &catalog.source_routing, &catalog.source_mocks)?;
     let mut plan_index = vec![u32::MAX; catalog.source_plans.len()];
     for (dense, slot) in
         catalog.source_plans.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| i).enumerate()
@@ -222,15 +219,24 @@ mod tests {
 
     use super::*;
 
-    fn fixture() -> Snapshot {
-        serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot.json")).expect("fixture")
+    fn fixtures() -> [Snapshot; 2] {
+        [
+            serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot.json")).expect("fixture"),
+            serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot_with_mocks.json"))
+                .expect("fixture"),
+        ]
     }
 
     /// What the agent saves decodes to the snapshot it compiled (credentials in the
     /// table's order, which is not the server's).
     #[test]
     fn the_saved_file_is_the_snapshot_in_binary() {
-        let snapshot = fixture();
+        for snapshot in fixtures() {
+            saved_file_is(snapshot);
+        }
+    }
+
+    fn saved_file_is(snapshot: Snapshot) {
         let (config, usage) = crate::config::compile_snapshot(snapshot.clone()).expect("compiles");
         let mut bytes = preamble().to_vec();
         bytes = write_snapshot(&config, &usage, bytes).expect("write");

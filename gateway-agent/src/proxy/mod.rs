@@ -8,7 +8,9 @@
 //! limit ([`ratelimit`]); `<base path>/_tollgate/…` is the agent's own ([`limits`]). The
 //! decision endpoint ([`decision`]) runs the same routing, request filter and refusals for
 //! another proxy, and answers instead of forwarding. An admitted `Connection: Upgrade` request
-//! (WebSocket) is forwarded by [`upgrade`] and, on `101`, becomes a tunnel.
+//! (WebSocket) is forwarded by [`upgrade`] and, on `101`, becomes a tunnel. An operation in
+//! mock mode is answered after the request filter from its description's examples
+//! ([`mock`]), counted as a forwarded call would be.
 //!
 //! A request whose key the agent knows is *attributed* to that key's application, even when
 //! it is refused: the refusal is counted in the usage batch's `refused` list and sampled
@@ -23,6 +25,7 @@ pub(crate) mod decision;
 pub(crate) mod forward;
 pub(crate) mod host;
 pub(crate) mod limits;
+pub(crate) mod mock;
 pub(crate) mod original;
 pub(crate) mod path;
 pub(crate) mod ratelimit;
@@ -344,12 +347,15 @@ impl Proxy {
             return self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers).await;
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
-            // Boxed: its upstream handshake would otherwise make every request's future
-            // (moved whole into hyper's dispatcher) kilobytes bigger.
-            Ok(admitted) if upgrade::requested(&parts) => {
-                Box::pin(self.proxy_upgrade(&mut call, admitted, parts, body, route.rest_offset, peer)).await
-            }
-            Ok(admitted) => self.proxy_upstream(&mut call, admitted, parts, body, route.rest_offset, peer).await,
+            Ok(admitted) => match self.mock_answer(&call, &admitted, &parts.headers) {
+                Some(response) => response,
+                // Boxed: its upstream handshake would otherwise make every request's future
+                // (moved whole into hyper's dispatcher) kilobytes bigger.
+                None if upgrade::requested(&parts) => {
+                    Box::pin(self.proxy_upgrade(&mut call, admitted, parts, body, route.rest_offset, peer)).await
+                }
+                None => self.proxy_upstream(&mut call, admitted, parts, body, route.rest_offset, peer).await,
+            },
             Err(Refused(refusal)) => self.refuse(&call, refusal),
         }
     }
@@ -382,6 +388,10 @@ impl Proxy {
         if operation.is_none() && api.on_no_match == NoMatch::NotFound {
             call.blame = self.identify(config, api, call.uri, headers);
             return Err(Refusal::NoMatchingRule.into());
+        }
+        // A draft is routed only for its mocks: its other operations stay unknown.
+        if matches!(api.lifecycle, Lifecycle::Draft) && !api.mocks.as_ref().is_some_and(|m| m.has(call.operation)) {
+            return Err(Refusal::UnknownApi.into());
         }
 
         let caller = match authenticate(config, api_index, &api.auth, call.uri.query(), headers, now) {
@@ -443,6 +453,21 @@ impl Proxy {
             call.started,
         );
         response
+    }
+
+    /// Mock answer: an operation in mock mode answers from its examples instead of an
+    /// upstream, with the headers, usage and records of a forwarded call.
+    fn mock_answer(&self, call: &Call<'_>, admitted: &Admitted<'_>, headers: &HeaderMap) -> Option<Response<Body>> {
+        let mut response = call.api.mocks.as_ref()?.answer(call.operation?, headers)?;
+        let answered = self.clock.now();
+        if let Some(rate) = &call.rate {
+            rate.write(response.headers_mut(), answered, false);
+        }
+        self.decorate(call.api, &mut response);
+        self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
+        let bytes = body_bytes(&response);
+        self.logging(call, admitted, None, response.status(), bytes, answered);
+        Some(response)
     }
 
     /// Upstream peer: the caller's upstream group (see split.rs), then its next healthy
@@ -509,7 +534,7 @@ impl Proxy {
         let answered = self.clock.now();
         let bytes = body_bytes(&response);
         let response = self.response_filter(call, response, answered);
-        self.logging(call, &admitted, target, status, bytes, answered);
+        self.logging(call, &admitted, Some(target), status, bytes, answered);
         response
     }
 
@@ -566,17 +591,19 @@ impl Proxy {
         response
     }
 
-    /// Logging of a proxied request: usage, a failed-call record for an answer of 400 or
-    /// more, metrics and the access log.
+    /// Logging of a proxied (or mocked) request: usage, a failed-call record for an answer
+    /// of 400 or more, metrics and the access log.
     fn logging(
         &self,
         call: &Call<'_>,
         admitted: &Admitted<'_>,
-        target: &Target,
+        target: Option<&Target>,
         status: StatusCode,
         bytes: Option<u64>,
         answered: Timestamp,
     ) {
+        // No target: answered from the API's mocks.
+        let mocked = target.is_none();
         let api = call.api;
         let latency = call.started.elapsed();
         self.record_usage(api, call.group, admitted, answered, status, latency);
@@ -588,13 +615,13 @@ impl Proxy {
         let summary = Summary {
             api: Some(api),
             app: Some(admitted.app.id),
-            decision: "proxied",
+            decision: if mocked { "mocked" } else { "proxied" },
             status,
             request: None,
             trace: None,
             refused: false,
-            upstream: Some(status.as_u16()),
-            target: Some(&target.url),
+            upstream: target.is_some().then_some(status.as_u16()),
+            target: target.map(|t| &*t.url),
             bytes,
         };
         self.finish(summary.of(call), None, call.started);
@@ -751,7 +778,7 @@ fn find_api<'c, 'h>(
     let host_name = host.map(RequestHost::name);
     let route = config.catalog.routes.find(host_name.as_deref(), path).ok_or(Refusal::UnknownApi)?;
     let api = config.catalog.apis.get(route.api as usize).ok_or(Refusal::UnknownApi)?;
-    if matches!(api.lifecycle, Lifecycle::Draft) {
+    if matches!(api.lifecycle, Lifecycle::Draft) && api.mocks.is_none() {
         return Err(Refusal::UnknownApi);
     }
     Ok((route, api))

@@ -132,7 +132,7 @@ impl Proxy {
             }
             None => {}
         }
-        self.logging(call, &admitted, target, status, bytes, answered);
+        self.logging(call, &admitted, Some(target), status, bytes, answered);
         response
     }
 }

@@ -257,10 +257,15 @@ pub fn snapshot_v1(snapshot: &Snapshot) -> Vec<u8> {
         protocol_version: snapshot.protocol_version,
         revision: snapshot.revision,
         generated_at: snapshot.generated_at,
-        requires: Vec::new(),
+        requires: snapshot.requires.clone(),
     };
     write_frame(&mut out, FrameKind::Head, &serde_json::to_vec(&head).expect("head")).expect("write");
-    let catalog = Catalog { apis: snapshot.apis.clone(), plans: snapshot.plans.clone(), routing: Vec::new() };
+    let catalog = Catalog {
+        apis: snapshot.apis.clone(),
+        plans: snapshot.plans.clone(),
+        routing: snapshot.routing.clone(),
+        mocks: snapshot.mocks.clone(),
+    };
     write_frame(&mut out, FrameKind::Catalog, &serde_json::to_vec(&catalog).expect("catalog")).expect("write");
     let mut apps = Vec::new();
     for app in &snapshot.applications {

@@ -13,6 +13,7 @@ mod harness;
 mod http2;
 mod limiter;
 mod limits;
+mod mocks;
 mod paths;
 mod proxy;
 mod ratelimit;

@@ -5,6 +5,7 @@ mod corpus;
 mod diff;
 mod fuzz;
 mod hostile;
+mod mocks;
 mod releases;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -191,3 +191,10 @@ fn a_file_frame_claiming_more_than_it_holds_is_truncated() {
     let frame = read_frame(&mut &whole[..], FormatVersion::V2).unwrap().unwrap();
     assert_eq!(frame.payload, b"abc");
 }
+
+#[test]
+fn mocks_travel_in_the_catalog_frame() {
+    let snapshot: Snapshot = round_trip("snapshot_with_mocks.json");
+    let bytes = encode_snapshot(&snapshot).expect("encode");
+    assert_eq!(tollgate_protocol::binary::decode_snapshot(&bytes).expect("decode"), snapshot);
+}

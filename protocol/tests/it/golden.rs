@@ -45,8 +45,81 @@ pub fn round_trip<T: Serialize + DeserializeOwned>(name: &str) -> T {
 fn snapshot_round_trips_and_validates() {
     let snapshot: Snapshot = round_trip("snapshot.json");
     snapshot.validate().expect("snapshot fixture is valid");
-    // It uses no feature, so agents of version 1 still apply it.
+    // Nothing newer than version 1 is used, so agents of version 1 still take it.
     assert_eq!(snapshot.protocol_version, tollgate_protocol::BASE_PROTOCOL_VERSION);
+    assert_eq!(snapshot.protocol_version, snapshot.required_version());
+}
+
+#[test]
+fn a_snapshot_with_mocks_needs_version_2() {
+    let snapshot: Snapshot = round_trip("snapshot_with_mocks.json");
+    snapshot.validate().expect("snapshot fixture is valid");
+    assert_eq!(snapshot.protocol_version, tollgate_protocol::PROTOCOL_VERSION);
+    assert_eq!(snapshot.required_version(), 2);
+    assert_eq!(snapshot.requires, [tollgate_protocol::FEATURE_MOCKS]);
+    // An agent of version 1 refuses any version but its own, so it refuses this snapshot by
+    // name rather than proxy mocked operations; claiming version 1 with mocks is invalid, and
+    // so is leaving the feature out.
+    let mut claims_v1 = snapshot.clone();
+    claims_v1.protocol_version = 1;
+    let error = claims_v1.validate().expect_err("mocks need version 2").to_string();
+    assert!(error.starts_with("requires: the snapshot uses mocks without requiring it"), "{error}");
+    let mut undeclared = snapshot.clone();
+    undeclared.requires.clear();
+    assert!(undeclared.validate().is_err());
+    let mut future = snapshot.clone();
+    future.protocol_version = tollgate_protocol::PROTOCOL_VERSION + 1;
+    assert!(future.validate().is_err());
+    // The mocks travel before the applications, so an agent compiles its catalog once.
+    let line = serde_json::to_string(&ConfigMessage::Snapshot(snapshot)).expect("serialise");
+    assert!(line.find("\"mocks\"").expect("mocks") < line.find("\"applications\"").expect("applications"));
+}
+
+#[test]
+fn mocks_are_validated_against_their_api() {
+    let snapshot: Snapshot = round_trip("snapshot_with_mocks.json");
+    let broken = |edit: &dyn Fn(&mut Snapshot)| {
+        let mut s = snapshot.clone();
+        edit(&mut s);
+        s.validate().expect_err("invalid").to_string()
+    };
+    assert!(broken(&|s| s.mocks[0].api_id = uuid::Uuid::nil()).starts_with("mocks[0].api_id: unknown API"));
+    assert!(
+        broken(&|s| s.mocks[0].operations[0].metric = s.apis[1].metrics[0].id)
+            .starts_with("mocks[0].operations[0].metric")
+    );
+    assert!(
+        broken(&|s| s.mocks[0].operations[0].responses[0].status = "20".into())
+            .starts_with("mocks[0].operations[0].responses[0].status")
+    );
+    assert!(
+        broken(&|s| s.mocks[0].operations[0].responses[0].content[0].media_type = "json".into())
+            .ends_with("is not a media type")
+    );
+    // An API with mocks needs no upstream, and a draft with mocks claims its route.
+    let mut s = snapshot.clone();
+    s.apis[0].upstreams.clear();
+    s.validate().expect("a mocked API may have no backend yet");
+    s.apis[0].lifecycle = tollgate_protocol::Lifecycle::Draft;
+    s.validate().expect("a mocked draft is valid");
+}
+
+#[test]
+fn mock_deltas_apply_to_the_snapshot_with_mocks() {
+    let message: ConfigMessage = round_trip("delta_mocks.json");
+    let ConfigMessage::Delta(delta) = message else {
+        panic!("delta_mocks.json is a delta message");
+    };
+    let mut snapshot: Snapshot = round_trip("snapshot_with_mocks.json");
+    let mut upserted = snapshot.clone();
+    let mut first = delta.clone();
+    first.changes.truncate(1);
+    upserted.apply(first).expect("upsert applies");
+    upserted.validate().expect("valid");
+    assert_eq!(upserted.mocks[0].operations.len(), 1);
+    snapshot.apply(delta).expect("delta applies");
+    snapshot.validate().expect("valid");
+    assert!(snapshot.mocks.is_empty());
 }
 
 #[test]

@@ -48,18 +48,18 @@ fn start_upstream() -> String {
     url
 }
 
-struct World {
-    app: TestApp,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
     handle: actix_web::dev::ServerHandle,
     listen: std::net::SocketAddr,
     api: ApiId,
-    account: AccountId,
+    pub(crate) account: AccountId,
     agent_token: String,
     dir: PathBuf,
 }
 
 impl World {
-    async fn new(pool: PgPool) -> World {
+    pub(crate) async fn new(pool: PgPool) -> World {
         seed(&pool).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let listen = listener.local_addr().unwrap();
@@ -105,7 +105,7 @@ impl World {
         settings
     }
 
-    async fn agent(&self, name: &str) -> RunningAgent {
+    pub(crate) async fn agent(&self, name: &str) -> RunningAgent {
         let agent = Agent::start(self.agent_settings(name)).await.expect("agent starts");
         wait_until(Duration::from_secs(10), || is_ready(&agent)).await;
         agent
@@ -162,7 +162,7 @@ impl Drop for World {
     }
 }
 
-async fn wait_until<F, Fut>(limit: Duration, mut check: F)
+pub(crate) async fn wait_until<F, Fut>(limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

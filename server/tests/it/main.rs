@@ -21,6 +21,7 @@ mod health;
 mod helpers;
 mod identity;
 mod migrations;
+mod mocks;
 mod portal;
 mod portal_billing;
 mod routing;

@@ -1,0 +1,96 @@
+//! An API's mock mode in the admin UI: the whole API or single operations answered by the
+//! gateway from the description, and which operations have no example (their answer is
+//! generated from the schema) or nothing at all (an empty body). See docs/MOCKS.md.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use tollgate_core::apis::ApiId;
+use tollgate_core::apis::detail::{self, ApiDetail};
+use tollgate_core::apis::mocks::{self, ExampleSource, MockChanges, MockMode};
+use tollgate_core::audit::Actor;
+use tollgate_core::db::PgPool;
+use tollgate_web::{AdminUser, Chrome, CsrfForm, PageResult, Session, parse_id, render, see_other};
+use uuid::Uuid;
+
+#[derive(Template)]
+#[template(path = "admin/api_mocks.html")]
+struct MocksPage {
+    chrome: Chrome,
+    api: ApiDetail,
+    mode: MockMode,
+    /// Operations whose answer is generated from the schema, and those with no body at all.
+    generated: usize,
+    empty: usize,
+}
+
+impl MocksPage {
+    fn source_label(source: &ExampleSource) -> &'static str {
+        match source {
+            ExampleSource::Example => "Example",
+            ExampleSource::Generated => "No example: generated from the schema",
+            ExampleSource::Empty => "No example and no schema: empty body",
+        }
+    }
+
+    fn source_class(source: &ExampleSource) -> &'static str {
+        match source {
+            ExampleSource::Example => "live",
+            ExampleSource::Generated => "pending",
+            ExampleSource::Empty => "revoked",
+        }
+    }
+}
+
+async fn page(session: &Session, pool: &PgPool, id: ApiId, flash: Option<String>) -> PageResult<MocksPage> {
+    let api = detail::get(pool, id).await?;
+    let mode = mocks::get(pool, id).await?;
+    let count = |wanted: ExampleSource| mode.operations.iter().filter(|o| o.source == wanted).count();
+    let (generated, empty) = (count(ExampleSource::Generated), count(ExampleSource::Empty));
+    let mut chrome = Chrome::for_session(session).await?;
+    if let Some(message) = flash {
+        chrome = chrome.with_flash("error", message);
+    }
+    Ok(MocksPage { chrome, api, mode, generated, empty })
+}
+
+pub async fn show(
+    _admin: AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    Ok(render(StatusCode::OK, &page(&session, &pool, id, None).await?))
+}
+
+/// One switch: the whole API (no `metric`) or one operation.
+#[derive(serde::Deserialize)]
+pub struct MockForm {
+    #[serde(default)]
+    metric: Option<Uuid>,
+    /// `on` or `off`.
+    mocked: String,
+}
+
+pub async fn update(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    CsrfForm(form): CsrfForm<MockForm>,
+) -> PageResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    let on = form.mocked == "on";
+    let changes = match form.metric {
+        Some(metric) => MockChanges { whole_api: None, operations: [(metric, on)].into_iter().collect() },
+        None => MockChanges { whole_api: Some(on), ..MockChanges::default() },
+    };
+    match mocks::set(&pool, id, &changes, &Actor::from(&user)).await {
+        Ok(_) => Ok(see_other(format!("/admin/apis/{}/mocks", id.0))),
+        Err(tollgate_core::Error::Conflict(message) | tollgate_core::Error::Invalid { message, .. }) => {
+            Ok(render(StatusCode::CONFLICT, &page(&session, &pool, id, Some(message)).await?))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
