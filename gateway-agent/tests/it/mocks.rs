@@ -33,7 +33,7 @@ fn with_mocks(fixture: &Fixture, lifecycle: Lifecycle) -> Snapshot {
     let mut snapshot = fixture.snapshot.clone();
     snapshot.apis[0].lifecycle = lifecycle;
     snapshot.mocks = vec![mocks_of(fixture)];
-    snapshot.protocol_version = snapshot.required_version();
+    snapshot.declare_features();
     snapshot.validate().expect("valid");
     snapshot
 }
