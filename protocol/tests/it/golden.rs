@@ -351,3 +351,18 @@ fn limits_report_round_trips_and_names_the_current_windows() {
             .expect("json");
     assert!(json["limits"][3]["reset"].is_null(), "eternity's reset is written as null, not left out");
 }
+
+#[test]
+fn a_snapshot_with_routing_and_mocks_requires_both() {
+    let routed: Snapshot = round_trip("snapshot_routing.json");
+    let mocked: Snapshot = round_trip("snapshot_with_mocks.json");
+    let mut both = mocked.clone();
+    both.routing = routed.routing.clone();
+    both.declare_features();
+    assert_eq!(both.protocol_version, tollgate_protocol::PROTOCOL_VERSION);
+    assert_eq!(both.requires, [tollgate_protocol::routing::FEATURE_UPSTREAM_ROUTING, tollgate_protocol::FEATURE_MOCKS]);
+    // Both travel in the binary catalog too.
+    let bytes = tollgate_protocol::binary::encode_snapshot(&both).expect("encode");
+    let back = tollgate_protocol::binary::decode_snapshot(&bytes).expect("decode");
+    assert_eq!(back, both);
+}
