@@ -23,13 +23,28 @@ const YAML: &str = "application/yaml";
 /// upstreams and auth, metrics, mapping rules, plans with limits and prices,
 /// lifecycle states. Stable in order, free of secrets and ids.
 #[utoipa::path(get, operation_id = "export_config", path = "/admin/api/v1/config", tag = "config",
-    responses((status = 200, description = "The configuration (format: docs/CONFIG-AS-CODE.md)", body = String, content_type = "application/yaml"),
+    responses((status = 200, description = "The configuration (format: docs/CONFIG-AS-CODE.md)", body = ConfigDocument, content_type = "application/yaml"),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn export(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let text = config_code::export(&pool).await?;
     Ok(HttpResponse::Ok().content_type(format!("{YAML}; charset=utf-8")).body(text))
+}
+
+/// The configuration document, written as YAML (its fields:
+/// docs/CONFIG-AS-CODE.md). For the document only: the server reads it with
+/// `tollgate_core::config_code::parse`, which locates every error.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConfigDocument {
+    /// The format's version.
+    #[schema(minimum = 1, maximum = 1)]
+    version: u32,
+    /// API products by slug, each with its spec, upstreams, auth, lifecycle, metrics, mapping rules and plans
+    /// (none when left out).
+    #[schema(value_type = Vec<Object>, required = false)]
+    apis: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -131,7 +146,7 @@ fn refused(status: StatusCode, error: &str, at: Located) -> HttpResponse {
 /// document again answers no changes.
 #[utoipa::path(post, operation_id = "apply_config", path = "/admin/api/v1/config/apply", tag = "config",
     params(ApplyQuery),
-    request_body(content = String, content_type = "application/yaml", description = "The configuration document (format: docs/CONFIG-AS-CODE.md)"),
+    request_body(content = ConfigDocument, content_type = "application/yaml", description = "The configuration document (format: docs/CONFIG-AS-CODE.md)"),
     responses((status = 200, body = ApplyOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, body = ConfigErrorBody, description = "The document asks to remove something in use (a plan with applications)"),
               (status = 422, body = ConfigErrorBody, description = "The document is invalid: `line`, `column` and `path` say where")),
