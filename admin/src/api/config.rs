@@ -23,13 +23,28 @@ const YAML: &str = "application/yaml";
 /// upstreams and auth, metrics, mapping rules, plans with limits and prices,
 /// lifecycle states. Stable in order, free of secrets and ids.
 #[utoipa::path(get, operation_id = "export_config", path = "/admin/api/v1/config", tag = "config",
-    responses((status = 200, description = "The configuration (format: docs/CONFIG-AS-CODE.md)", body = String, content_type = "application/yaml"),
+    responses((status = 200, description = "The configuration (format: docs/CONFIG-AS-CODE.md)", body = ConfigDocument, content_type = "application/yaml"),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn export(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let text = config_code::export(&pool).await?;
     Ok(HttpResponse::Ok().content_type(format!("{YAML}; charset=utf-8")).body(text))
+}
+
+/// The configuration document, written as YAML (its fields:
+/// docs/CONFIG-AS-CODE.md). For the document only: the server reads it with
+/// `tollgate_core::config_code::parse`, which locates every error.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConfigDocument {
+    /// The format's version.
+    #[schema(minimum = 1, maximum = 1)]
+    version: u32,
+    /// API products by slug, each with its spec, upstreams, auth, lifecycle, metrics, mapping rules and plans
+    /// (none when left out).
+    #[schema(value_type = Vec<Object>, required = false)]
+    apis: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -43,7 +58,7 @@ pub struct ApplyQuery {
 
 /// One field of a changed object.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct FieldChangeOut {
+pub struct ConfigFieldChangeOut {
     pub field: String,
     /// Null when the field had no value.
     pub before: Option<String>,
@@ -53,7 +68,7 @@ pub struct FieldChangeOut {
 
 /// One object created, changed or removed.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ChangeOut {
+pub struct ConfigChangeOut {
     #[schema(value_type = String, pattern = "^(created|changed|removed)$")]
     pub action: Action,
     /// `api`, `metric`, `mapping_rule` or `plan`.
@@ -61,26 +76,26 @@ pub struct ChangeOut {
     /// The API's slug, then the object's name, e.g. `weather/basic`.
     pub name: String,
     /// The fields that differ, for `changed`.
-    pub fields: Vec<FieldChangeOut>,
+    pub fields: Vec<ConfigFieldChangeOut>,
 }
 
-impl From<Change> for ChangeOut {
-    fn from(c: Change) -> ChangeOut {
-        ChangeOut {
+impl From<Change> for ConfigChangeOut {
+    fn from(c: Change) -> ConfigChangeOut {
+        ConfigChangeOut {
             action: c.action,
             kind: c.kind.to_owned(),
             name: c.name,
             fields: c
                 .fields
                 .into_iter()
-                .map(|f| FieldChangeOut { field: f.field, before: f.before, after: f.after })
+                .map(|f| ConfigFieldChangeOut { field: f.field, before: f.before, after: f.after })
                 .collect(),
         }
     }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SummaryOut {
+pub struct ConfigSummaryOut {
     pub created: usize,
     pub changed: usize,
     pub removed: usize,
@@ -88,12 +103,12 @@ pub struct SummaryOut {
 
 /// What an apply did, or would do in a dry run.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApplyOut {
+pub struct ConfigApplyOut {
     pub dry_run: bool,
     /// Whether changes were committed (false for a dry run or when there were none).
     pub applied: bool,
-    pub summary: SummaryOut,
-    pub changes: Vec<ChangeOut>,
+    pub summary: ConfigSummaryOut,
+    pub changes: Vec<ConfigChangeOut>,
     /// The diff as `tollgate apply` prints it (`no changes` when there are none).
     pub text: String,
 }
@@ -131,8 +146,8 @@ fn refused(status: StatusCode, error: &str, at: Located) -> HttpResponse {
 /// document again answers no changes.
 #[utoipa::path(post, operation_id = "apply_config", path = "/admin/api/v1/config/apply", tag = "config",
     params(ApplyQuery),
-    request_body(content = String, content_type = "application/yaml", description = "The configuration document (format: docs/CONFIG-AS-CODE.md)"),
-    responses((status = 200, body = ApplyOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    request_body(content = ConfigDocument, content_type = "application/yaml", description = "The configuration document (format: docs/CONFIG-AS-CODE.md)"),
+    responses((status = 200, body = ConfigApplyOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, body = ConfigErrorBody, description = "The document asks to remove something in use (a plan with applications)"),
               (status = 422, body = ConfigErrorBody, description = "The document is invalid: `line`, `column` and `path` say where")),
     security(("bearer" = [])))]
@@ -154,11 +169,11 @@ pub async fn apply(
         Err(ApplyError::Core(e)) => return Err(e.into()),
     };
     let summary = config_code::summary(&outcome.changes);
-    Ok(HttpResponse::Ok().json(ApplyOut {
+    Ok(HttpResponse::Ok().json(ConfigApplyOut {
         dry_run: options.dry_run,
         applied: outcome.applied,
-        summary: SummaryOut { created: summary.created, changed: summary.changed, removed: summary.removed },
+        summary: ConfigSummaryOut { created: summary.created, changed: summary.changed, removed: summary.removed },
         text: config_code::render(&outcome.changes),
-        changes: outcome.changes.into_iter().map(ChangeOut::from).collect(),
+        changes: outcome.changes.into_iter().map(ConfigChangeOut::from).collect(),
     }))
 }

@@ -295,7 +295,7 @@ pub async fn copy(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertLevelsIo {
-    /// Each of 50, 80, 90, 100, 120, 150, 200 and 300 at most once; sorted on output.
+    /// Any of 50, 80, 90, 100, 120, 150, 200 and 300 (a repeat counts once); sorted on output.
     /// An empty list switches alerts off (violations are still listed for admins).
     #[schema(schema_with = schemas::alert_levels, example = json!([80, 100]))]
     pub levels: Vec<i64>,
@@ -332,7 +332,7 @@ pub async fn set_alert_levels(
     let (_, actor) = admin(&req, &pool).await?;
     let id = parse_id(&path)?;
     let input: AlertLevelsIo = parse_json(&body)?;
-    if input.levels.len() > 64 {
+    if input.levels.len() > schemas::MAX_ALERT_LEVELS_SENT {
         return Err(tollgate_core::Error::invalid("levels", "at most 8 distinct levels").into());
     }
     let parsed = levels::parse_levels(&input.levels).map_err(|e| e.at("levels"))?;

@@ -58,12 +58,17 @@ pub fn pricing_mode() -> Object {
 }
 
 /// A plan's alert levels: each of the eight percentages at most once.
+/// The most levels a request may list, repeats included.
+pub const MAX_ALERT_LEVELS_SENT: usize = 64;
+
 pub fn alert_levels() -> Array {
     let level = ObjectBuilder::new()
         .schema_type(Type::Integer)
         .enum_values(Some(AlertLevel::ALL.iter().map(|l| i64::from(l.pct()))))
         .build();
-    ArrayBuilder::new().items(level).max_items(Some(AlertLevel::ALL.len())).unique_items(true).build()
+    // A repeated level counts once (the handler sorts and deduplicates), so repeats are
+    // valid input; the handler's cap is the limit.
+    ArrayBuilder::new().items(level).max_items(Some(MAX_ALERT_LEVELS_SENT)).build()
 }
 
 pub fn invoice_state() -> Object {
