@@ -2,7 +2,7 @@
 //!
 //! Adding an optional field is not breaking (older agents ignore it), but some additions
 //! change where traffic goes, and an agent that ignored them would silently do the wrong
-//! thing. A snapshot that uses such a feature lists it in [`Snapshot::requires`] and carries
+//! thing. A snapshot that uses such a feature lists it in [`crate::Snapshot::requires`] and carries
 //! [`PROTOCOL_VERSION`] instead of [`BASE_PROTOCOL_VERSION`]: agents of version 1 refuse any
 //! other version, and agents of version 2 or later refuse a required feature they do not
 //! know. A snapshot that uses none stays at version 1, so older agents keep working for
@@ -12,36 +12,22 @@
 use crate::endpoints::{BASE_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::mock::{ApiMocks, FEATURE_MOCKS};
 use crate::routing::{FEATURE_UPSTREAM_ROUTING, Routing};
-use crate::snapshot::{Snapshot, ValidationError};
+use crate::validation::ValidationError;
 
 /// Every feature this build can apply.
 pub const KNOWN_FEATURES: &[&str] = &[FEATURE_UPSTREAM_ROUTING, FEATURE_MOCKS];
 
-impl Snapshot {
-    /// The features this snapshot uses, in [`KNOWN_FEATURES`] order.
-    pub fn features_used(&self) -> Vec<String> {
-        Self::features_of(&self.routing, &self.mocks)
+/// The features a snapshot with this `routing` and these `mocks` uses, in
+/// [`KNOWN_FEATURES`] order.
+pub fn features_of(routing: &[Routing], mocks: &[ApiMocks]) -> Vec<String> {
+    let mut used = Vec::new();
+    if !routing.is_empty() {
+        used.push(FEATURE_UPSTREAM_ROUTING.to_owned());
     }
-
-    /// The features a snapshot with this `routing` and these `mocks` uses, for writers that
-    /// stream a snapshot without holding it whole.
-    pub fn features_of(routing: &[Routing], mocks: &[ApiMocks]) -> Vec<String> {
-        let mut used = Vec::new();
-        if !routing.is_empty() {
-            used.push(FEATURE_UPSTREAM_ROUTING.to_owned());
-        }
-        if !mocks.is_empty() {
-            used.push(FEATURE_MOCKS.to_owned());
-        }
-        used
+    if !mocks.is_empty() {
+        used.push(FEATURE_MOCKS.to_owned());
     }
-
-    /// Sets [`Snapshot::requires`] and the protocol version from what the snapshot uses:
-    /// what a server does before sending it.
-    pub fn declare_features(&mut self) {
-        self.requires = self.features_used();
-        self.protocol_version = version_for(&self.requires);
-    }
+    used
 }
 
 /// The protocol version a snapshot requiring `features` carries.
@@ -60,19 +46,6 @@ pub fn check_support(version: u32, requires: &[String]) -> Result<(), Validation
     for (i, feature) in requires.iter().enumerate() {
         if !KNOWN_FEATURES.contains(&feature.as_str()) {
             return Err(ValidationError::new(format!("requires[{i}]"), format!("unknown feature {feature:?}")));
-        }
-    }
-    Ok(())
-}
-
-/// Whether `snapshot` declares (by version and `requires`) every feature it uses.
-pub(crate) fn check_declared(snapshot: &Snapshot) -> Result<(), ValidationError> {
-    for feature in snapshot.features_used() {
-        if !snapshot.requires.contains(&feature) || snapshot.protocol_version < PROTOCOL_VERSION {
-            return Err(ValidationError::new(
-                "requires",
-                format!("the snapshot uses {feature} without requiring it at protocol version {PROTOCOL_VERSION}"),
-            ));
         }
     }
     Ok(())

@@ -65,7 +65,9 @@ pub mod period;
 pub mod routing;
 pub mod snapshot;
 pub mod trace;
+mod upstream;
 pub mod usage;
+mod validation;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
 pub use endpoints::{

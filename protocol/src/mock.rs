@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::snapshot::ValidationError;
+use crate::validation::ValidationError;
 
 /// The feature a snapshot with mocks requires.
 pub const FEATURE_MOCKS: &str = "mocks";

@@ -13,7 +13,8 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::snapshot::{Upstream, ValidationError, check_upstream_url};
+use crate::upstream::{Upstream, check_upstream_url};
+use crate::validation::ValidationError;
 
 /// The feature a snapshot with routing declares.
 pub const FEATURE_UPSTREAM_ROUTING: &str = "upstream_routing";

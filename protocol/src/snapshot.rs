@@ -12,12 +12,15 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::BASE_PROTOCOL_VERSION;
 use crate::key::{KeyHash, KeyKind};
 use crate::mock::{self, ApiMocks};
 use crate::pattern::Pattern;
 use crate::period::{Period, TimeZoneName, WindowId};
 use crate::routing::Routing;
+pub use crate::upstream::Upstream;
+use crate::upstream::check_upstream_url;
+pub use crate::validation::ValidationError;
+use crate::{BASE_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Everything an agent needs to route, authenticate and limit, at one revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,12 +73,6 @@ pub struct Api {
     /// Sorted by strictly increasing `position`: the agent evaluates them in this order.
     pub mapping_rules: Vec<MappingRule>,
     pub on_no_match: NoMatch,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Upstream {
-    /// `http://` or `https://` origin plus optional path prefix.
-    pub url: String,
 }
 
 /// Where an API is in its life. Agents serve `published` and `deprecated` APIs (the latter
@@ -250,21 +247,6 @@ pub struct CurrentUsage {
     pub value: u64,
 }
 
-/// A problem with a located value, e.g. `applications[3].plan_id: unknown plan 0190…`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ValidationError {
-    /// Path of the offending value, in Rust/JS-like notation.
-    pub path: String,
-    pub message: String,
-}
-
-impl ValidationError {
-    pub fn new(path: impl Into<String>, message: impl fmt::Display) -> ValidationError {
-        ValidationError { path: path.into(), message: message.to_string() }
-    }
-}
-
 type Check = Result<(), ValidationError>;
 
 impl Snapshot {
@@ -297,7 +279,7 @@ impl Snapshot {
     /// rules in order and no two APIs on the same route. Returns the first problem found.
     pub fn validate(&self) -> Result<(), ValidationError> {
         crate::features::check_support(self.protocol_version, &self.requires)?;
-        crate::features::check_declared(self)?;
+        check_declared(self)?;
         let mocked: HashSet<Uuid> = self.mocks.iter().map(|m| m.api_id).collect();
         // metric id -> owning API id
         let mut metric_api: HashMap<Uuid, Uuid> = HashMap::new();
@@ -536,10 +518,35 @@ fn check_api(api: &Api, at: &str, metric_api: &mut HashMap<Uuid, Uuid>, has_mock
     Ok(())
 }
 
-pub(crate) fn check_upstream_url(url: &str, at: &str) -> Check {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    if rest.is_none_or(str::is_empty) {
-        return Err(ValidationError::new(at, format!("{url:?} is not an http(s) URL")));
+impl Snapshot {
+    /// The features this snapshot uses, in [`KNOWN_FEATURES`] order.
+    pub fn features_used(&self) -> Vec<String> {
+        Self::features_of(&self.routing, &self.mocks)
+    }
+
+    /// The features a snapshot with this `routing` and these `mocks` uses, for writers that
+    /// stream a snapshot without holding it whole.
+    pub fn features_of(routing: &[Routing], mocks: &[ApiMocks]) -> Vec<String> {
+        crate::features::features_of(routing, mocks)
+    }
+
+    /// Sets [`Snapshot::requires`] and the protocol version from what the snapshot uses:
+    /// what a server does before sending it.
+    pub fn declare_features(&mut self) {
+        self.requires = self.features_used();
+        self.protocol_version = crate::features::version_for(&self.requires);
+    }
+}
+
+/// Whether `snapshot` declares (by version and `requires`) every feature it uses.
+fn check_declared(snapshot: &Snapshot) -> Result<(), ValidationError> {
+    for feature in snapshot.features_used() {
+        if !snapshot.requires.contains(&feature) || snapshot.protocol_version < PROTOCOL_VERSION {
+            return Err(ValidationError::new(
+                "requires",
+                format!("the snapshot uses {feature} without requiring it at protocol version {PROTOCOL_VERSION}"),
+            ));
+        }
     }
     Ok(())
 }

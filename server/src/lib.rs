@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod cli;
 pub mod http;
 pub mod jobs;
+pub mod setting_error;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

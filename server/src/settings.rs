@@ -15,15 +15,8 @@ use tollgate_core::usage::Granularity;
 use tollgate_core::usage::retention::Retention;
 use tollgate_web::TrustedProxies;
 
+pub use crate::setting_error::SettingError;
 use crate::trace::TraceExport;
-
-/// A problem with a setting, phrased for the operator.
-#[derive(Debug, thiserror::Error)]
-#[error("{setting}: {message}")]
-pub struct SettingError {
-    pub setting: String,
-    pub message: String,
-}
 
 fn setting_error(setting: &str, message: impl Into<String>) -> SettingError {
     SettingError { setting: setting.to_owned(), message: message.into() }

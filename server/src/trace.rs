@@ -20,7 +20,7 @@ use tollgate_protocol::trace::{
     Attribute, OTLP_TRACES_PATH, Resource, SAMPLED, Span, SpanKind, TRACEPARENT, TraceParent, Value, encode_json,
 };
 
-use crate::settings::SettingError;
+use crate::setting_error::SettingError;
 
 /// Spans waiting for the exporter at most; beyond, spans are dropped.
 const QUEUE: usize = 4096;
