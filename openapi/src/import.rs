@@ -14,10 +14,11 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::document::{ImportError, pointer_of, unescape_segment};
+use crate::locate::{self, KeySeed};
 use crate::model::{self, ApiModel};
 use crate::{convert, refs};
 
@@ -94,7 +95,7 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
     interpret(&doc, format).map_err(|mut e| {
         // The root has no useful line; anything inside does.
         if e.line.is_none() && !e.pointer.is_empty() {
-            e.line = locate(text, format, &doc, &e.pointer);
+            e.line = line_of(text, format, &doc, &e.pointer);
         }
         e
     })
@@ -528,55 +529,9 @@ fn merge_keys(map: &mut Map<String, Value>) {
     }
 }
 
-/// Mapping keys as text; YAML keys such as `200` stay as written.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_owned())
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-        Ok(v)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-}
-
 /// The line of the node at `pointer` (or of its deepest existing
-/// ancestor), found by reading the text again and stopping there with a
-/// marker error that the parser stamps with its position.
-fn locate(text: &str, format: SpecFormat, doc: &Value, pointer: &str) -> Option<usize> {
+/// ancestor), found by `locate`.
+fn line_of(text: &str, format: SpecFormat, doc: &Value, pointer: &str) -> Option<usize> {
     let mut segments: Vec<String> = match pointer.strip_prefix('/') {
         Some(rest) => rest.split('/').map(unescape_segment).collect(),
         None => Vec::new(),
@@ -584,103 +539,11 @@ fn locate(text: &str, format: SpecFormat, doc: &Value, pointer: &str) -> Option<
     while refs::lookup(doc, &segments).is_none() {
         segments.pop();
     }
-    let seed = Locate(&segments);
-    match format {
-        SpecFormat::Json => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let err = seed.deserialize(&mut de).err()?;
-            (err.to_string().contains(FOUND) && err.line() > 0).then(|| err.line())
-        }
-        SpecFormat::Yaml => {
-            let err = seed.deserialize(yaml_serde::Deserializer::from_str(text)).err()?;
-            if err.to_string().contains(FOUND) { err.location().map(|l| l.line()) } else { None }
-        }
-    }
-}
-
-const FOUND: &str = "\u{1}located\u{1}";
-
-struct Locate<'p>(&'p [String]);
-
-impl<'de> DeserializeSeed<'de> for Locate<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Locate<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(FOUND))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Some((first, rest)) = self.0.split_first() else {
-            return Err(de::Error::custom(FOUND));
-        };
-        let wanted = first.parse::<usize>().ok();
-        let mut i = 0;
-        loop {
-            if Some(i) == wanted {
-                seq.next_element_seed(Locate(rest))?;
-                break;
-            }
-            if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-            i += 1;
-        }
-        Err(de::Error::custom(FOUND))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some((first, rest)) = self.0.split_first() else {
-            return Err(de::Error::custom(FOUND));
-        };
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if key == *first {
-                map.next_value_seed(Locate(rest))?;
-                break;
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Err(de::Error::custom(FOUND))
-    }
+    let position = match format {
+        SpecFormat::Json => locate::json(text, &segments),
+        SpecFormat::Yaml => locate::yaml(text, &segments),
+    };
+    position.map(|(line, _)| line)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! * `refs`: local `$ref`s: decoding, lookup, cycles;
 //! * `model`: the one model both versions are read into;
 //! * `diff`: the change report;
+//! * `locate`: the line and column of a node of a JSON or YAML text, by
+//!   path (the import's errors, and the server's configuration files);
 //! * `mock`: the responses an operation in mock mode answers, from its examples or schemas;
 //! * `document`: what they all share: [`ImportError`], JSON-pointer escaping,
 //!   the operation keys of a path item.
@@ -20,6 +22,7 @@ mod convert;
 pub mod diff;
 mod document;
 pub mod import;
+pub mod locate;
 pub mod mock;
 pub mod model;
 mod refs;

@@ -1,12 +1,9 @@
-//! Where a node of the configuration file is: its line and column, found by
-//! reading the text again and stopping at the node with a marker error that
-//! the YAML parser stamps with its position (the parser keeps no positions
-//! otherwise). Used for errors found after parsing: a duplicate name, a
+//! Paths into the configuration file, and where their node is: its line and
+//! column, found by the OpenAPI crate's locator (which reads the text again
+//! up to the node). Used for errors found after parsing: a duplicate name, a
 //! refused value, an object the database refuses.
 
 use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// One step into the document: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,94 +60,26 @@ impl fmt::Display for NodePath {
     }
 }
 
+impl tollgate_openapi::locate::Segment for Step {
+    fn key(&self) -> Option<&str> {
+        match self {
+            Step::Key(k) => Some(k),
+            Step::Index(_) => None,
+        }
+    }
+
+    fn index(&self) -> Option<usize> {
+        match self {
+            Step::Key(_) => None,
+            Step::Index(i) => Some(*i),
+        }
+    }
+}
+
 /// The line and column (both from 1) of the node at `path`, or of its
 /// deepest ancestor that exists.
 pub fn locate(text: &str, path: &NodePath) -> Option<(usize, usize)> {
-    let err = Seek(&path.0).deserialize(yaml_serde::Deserializer::from_str(text)).err()?;
-    if !err.to_string().contains(FOUND) {
-        return None;
-    }
-    err.location().map(|l| (l.line(), l.column()))
-}
-
-const FOUND: &str = "\u{1}located\u{1}";
-
-struct Seek<'p>(&'p [Step]);
-
-impl<'de> DeserializeSeed<'de> for Seek<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Seek<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(FOUND))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Some((Step::Index(wanted), rest)) = self.0.split_first() else {
-            return Err(de::Error::custom(FOUND));
-        };
-        let mut index = 0;
-        loop {
-            if index == *wanted {
-                return match seq.next_element_seed(Seek(rest))? {
-                    Some(()) => Ok(()),
-                    None => Err(de::Error::custom(FOUND)),
-                };
-            }
-            if seq.next_element::<IgnoredAny>()?.is_none() {
-                return Err(de::Error::custom(FOUND));
-            }
-            index += 1;
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some((Step::Key(wanted), rest)) = self.0.split_first() else {
-            return Err(de::Error::custom(FOUND));
-        };
-        while let Some(key) = map.next_key::<String>()? {
-            if &key == wanted {
-                return map.next_value_seed(Seek(rest));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Err(de::Error::custom(FOUND))
-    }
+    tollgate_openapi::locate::yaml(text, &path.0)
 }
 
 #[cfg(test)]
