@@ -178,7 +178,7 @@ pub fn spawn_usage_retention(pool: PgPool, retention: Retention) {
             match usage::retention::run(&pool, &retention, time::OffsetDateTime::now_utc()).await {
                 Ok(deleted) => {
                     metrics::counter!("tollgate_usage_retention_deleted_rows_total")
-                        .increment(deleted.rollups + deleted.refusals + deleted.failed_calls + deleted.batches);
+                        .increment(deleted.total());
                 }
                 Err(err) => tracing::warn!(error = %err, "usage retention run failed"),
             }

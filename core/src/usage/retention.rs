@@ -1,4 +1,5 @@
-//! Retention: old rollups, refusals and failed calls are deleted in small
+//! Retention: old rollups, refusals, failed calls and per-upstream-group
+//! minutes (routing's canary comparison) are deleted in small
 //! batches, each its own short transaction that locks only the rows it
 //! deletes (picked by `ctid` from the age index), so intake never waits
 //! behind a retention run and no table lock is ever taken.
@@ -56,6 +57,14 @@ pub struct Deleted {
     pub refusals: u64,
     pub failed_calls: u64,
     pub batches: u64,
+    /// Minutes of calls per upstream group (`usage_group_minutes`).
+    pub group_minutes: u64,
+}
+
+impl Deleted {
+    pub fn total(&self) -> u64 {
+        self.rollups + self.refusals + self.failed_calls + self.batches + self.group_minutes
+    }
 }
 
 /// Deletes everything older than `retention` says, as of `now`.
@@ -82,6 +91,22 @@ pub async fn run(pool: &PgPool, retention: &Retention, now: OffsetDateTime) -> R
                 "DELETE FROM usage_refusals WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM usage_refusals WHERE granularity = $1 AND bucket_start < $2 LIMIT $3))",
                 granularity as Granularity,
+                cutoff,
+                BATCH
+            )
+            .execute(pool)
+            .await?
+            .rows_affected())
+        })
+        .await?;
+    }
+    // Calls per upstream group are minute buckets: they go with the minute resolution.
+    if let Some(days) = retention.minute_days {
+        let cutoff = now - Duration::days(i64::from(days));
+        deleted.group_minutes += in_batches(|| async move {
+            Ok(sqlx::query!(
+                "DELETE FROM usage_group_minutes WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM usage_group_minutes WHERE minute < $1 LIMIT $2))",
                 cutoff,
                 BATCH
             )

@@ -489,6 +489,50 @@ async fn retention_deletes_old_minute_rows_in_batches_and_keeps_newer_ones(pool:
     assert_eq!(total, 2 * 6_060, "month buckets keep every call");
 }
 
+/// Calls per upstream group are minute data: retention deletes them with the minute rollups
+/// and keeps the newer ones.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn retention_deletes_old_upstream_group_minutes_with_the_minute_rollups(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let app = s.application("basic", "Grouped", "UTC").await;
+    let now = now_minute();
+    let grouped = |minute: i64, group: &str| UsageEntry { group: Some(group.into()), ..entry(app, s.hits, minute, 2) };
+    // 30 minutes 8 days ago and 20 of today's, in two groups.
+    let old_start = now - 8 * 86_400;
+    let mut entries: Vec<UsageEntry> = (0..30).map(|i| grouped(old_start + i * 60, "default")).collect();
+    entries.extend((1..=10).flat_map(|i| [grouped(now - i * 60, "default"), grouped(now - i * 60, "canary")]));
+    s.post(&batch(entries)).await;
+    let count = || async {
+        let n: (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE minute < now() - interval '7 days'), count(*)
+             FROM usage_group_minutes WHERE api_id = $1",
+        )
+        .bind(s.api)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        n
+    };
+    assert_eq!(count().await, (30, 50));
+    let deleted = tollgate_core::usage::retention::run(
+        &pool,
+        &tollgate_core::usage::retention::Retention::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.group_minutes, 30);
+    assert_eq!(count().await, (0, 20), "today's minutes stay");
+    // Kept for ever when minute data is.
+    s.post(&batch((0..5).map(|i| grouped(old_start + i * 60, "default")).collect())).await;
+    let keep = tollgate_core::usage::retention::Retention {
+        minute_days: None,
+        ..tollgate_core::usage::retention::Retention::default()
+    };
+    let deleted = tollgate_core::usage::retention::run(&pool, &keep, time::OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!((deleted.group_minutes, count().await), (0, (5, 25)));
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn admins_switch_a_plans_alert_levels_and_bad_levels_are_422_naming_the_field(pool: PgPool) {
     seed(&pool).await.unwrap();
