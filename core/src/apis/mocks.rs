@@ -159,15 +159,36 @@ pub async fn get(pool: &PgPool, api: ApiId) -> Result<MockMode> {
 
 /// Changes the API's mock mode; agents learn of it at once.
 pub async fn set(pool: &PgPool, api: ApiId, changes: &MockChanges, actor: &Actor) -> Result<MockMode> {
-    let before = get(pool, api).await?;
-    let known: HashSet<Uuid> = before.operations.iter().map(|o| o.metric_id).collect();
+    let mut tx = pool.begin().await?;
+    set_in(&mut tx, api, changes, actor).await?;
+    tx.commit().await?;
+    get(pool, api).await
+}
+
+/// [`set`] on the caller's transaction (configuration apply).
+pub async fn set_in(tx: &mut sqlx::PgConnection, api: ApiId, changes: &MockChanges, actor: &Actor) -> Result<()> {
+    sqlx::query!("SELECT id FROM api_products WHERE id = $1 FOR UPDATE", api.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let whole_before =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM api_mocks WHERE api_id = $1) AS "e!""#, api.0)
+            .fetch_one(&mut *tx)
+            .await?;
+    let single: HashSet<Uuid> = sqlx::query_scalar!("SELECT metric_id FROM operation_mocks WHERE api_id = $1", api.0)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let imported = imported(&mut *tx, api.0).await?;
+    let known: HashSet<Uuid> = imported.iter().map(|o| o.metric).collect();
     for metric in changes.operations.keys() {
         if !known.contains(metric) {
             return Err(Error::invalid("operations", format!("{metric} is not an imported operation of this API")));
         }
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query!("SELECT id FROM api_products WHERE id = $1 FOR UPDATE", api.0).fetch_one(&mut *tx).await?;
+    let mocked_before: Vec<Uuid> =
+        imported.iter().filter(|o| whole_before || single.contains(&o.metric)).map(|o| o.metric).collect();
     match changes.whole_api {
         Some(true) => {
             sqlx::query!("INSERT INTO api_mocks (api_id) VALUES ($1) ON CONFLICT DO NOTHING", api.0)
@@ -211,22 +232,19 @@ pub async fn set(pool: &PgPool, api: ApiId, changes: &MockChanges, actor: &Actor
             "the API is published and has no upstream: add an upstream before taking it out of mock mode".into(),
         ));
     }
-    record_change(&mut tx, Entity::Mocks, api.0, false, None).await?;
-    let mocked = |mode: &MockMode| mode.operations.iter().filter(|o| o.mocked).map(|o| o.metric_id).collect::<Vec<_>>();
+    record_change(&mut *tx, Entity::Mocks, api.0, false, None).await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         actor,
         Entry {
             action: "api.mocks",
             entity: "api",
             entity_id: Some(api.0),
-            before: Some(json!({"whole_api": before.whole_api, "mocked": mocked(&before)})),
+            before: Some(json!({"whole_api": whole_before, "mocked": mocked_before})),
             after: Some(json!({"whole_api": changes.whole_api, "operations": changes.operations})),
         },
     )
-    .await?;
-    tx.commit().await?;
-    get(pool, api).await
+    .await
 }
 
 /// Records a mocks change for an API whose answers may have changed (a new version was

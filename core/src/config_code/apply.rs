@@ -10,15 +10,18 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 
 use crate::apis::detail::{self, ApiChanges, Routing};
+use crate::apis::mocks::{self, MockChanges};
 use crate::apis::rules::{self, MetricChanges, NewRule};
 use crate::apis::{ApiId, ApiState, NewApi, create_in, lifecycle, versions};
+use crate::applications::ApplicationId;
 use crate::audit::{self, Actor, Entry};
 use crate::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, PlanId};
+use crate::routing::{self as upstream_routing, DEFAULT_GROUP, GroupName};
 use crate::usage::levels::{AlertLevel, parse_levels, set_plan_levels_in};
 use crate::{Error, Result};
 
 use super::diff::{Change, compare};
-use super::document::{Api, Document, Origin, Plan, Rule, Unmatched};
+use super::document::{Api, Document, Group, Origin, Plan, Rule, Unmatched, is_default_split};
 use super::export::{api_in, export_in};
 use super::locate::NodePath;
 use super::parse::{Located, parse};
@@ -27,7 +30,8 @@ use super::parse::{Located, parse};
 pub struct Options {
     /// Work out and report the changes, then roll them back.
     pub dry_run: bool,
-    /// Also remove APIs, plans, metrics and rules the file does not name.
+    /// Also remove APIs, plans, metrics, rules, upstream groups and
+    /// application routes the file does not name.
     pub prune: bool,
 }
 
@@ -121,6 +125,23 @@ fn converged(text: &str, doc: &Document, after: &Document, prune: bool) -> Resul
         let Some(mut got) = after.apis.iter().find(|a| a.slug == wanted.slug).cloned() else {
             return Err(Located::at(text, &at, "the API was not stored"));
         };
+        let groups_named: HashSet<&str> = doc.apis[i].routing.groups.iter().map(|g| g.name.as_str()).collect();
+        let (mut want_split, mut got_split) = (wanted.routing.split(), got.routing.split());
+        if prune {
+            if !want_split.iter().any(|g| g.name == DEFAULT_GROUP) {
+                want_split.insert(0, default_group());
+            }
+        } else {
+            want_split.retain(|g| groups_named.contains(g.name.as_str()));
+            got_split.retain(|g| groups_named.contains(g.name.as_str()));
+            let routed: HashSet<uuid::Uuid> = wanted.routing.applications.iter().map(|r| r.application).collect();
+            got.routing.applications.retain(|r| routed.contains(&r.application));
+        }
+        if want_split != got_split {
+            let here = at.key("routing").key("groups");
+            return Err(Located::at(text, &here, "the platform stores the upstream groups differently from the file"));
+        }
+        got.routing.groups.clone_from(&wanted.routing.groups);
         if !prune {
             let keep = |name: &str, names: &HashSet<String>| names.contains(name);
             let metrics: HashSet<String> = wanted.metrics.iter().map(|m| m.system_name.clone()).collect();
@@ -154,6 +175,8 @@ fn first_difference(a: &Api, b: &Api) -> &'static str {
         _ if a.name != b.name => "name",
         _ if a.description != b.description => "description",
         _ if a.upstreams != b.upstreams => "upstreams",
+        _ if a.routing != b.routing => "routing",
+        _ if a.mocks != b.mocks => "mocks",
         _ if a.metrics != b.metrics => "metrics",
         _ if a.mapping_rules != b.mapping_rules => "mapping_rules",
         _ if a.plans != b.plans => "plans",
@@ -180,6 +203,17 @@ fn normalised(api: &Api) -> Api {
     }
     api.mapping_rules.sort_by(|a, b| (a.position, &a.method, &a.pattern).cmp(&(b.position, &b.method, &b.pattern)));
     api.plans.sort_by(|a, b| a.system_name.cmp(&b.system_name));
+    for group in &mut api.routing.groups {
+        let mut seen = HashSet::new();
+        group.urls.retain(|u| seen.insert(u.clone()));
+    }
+    api.routing.groups.sort_by(|a, b| (a.name != DEFAULT_GROUP, &a.name).cmp(&(b.name != DEFAULT_GROUP, &b.name)));
+    if is_default_split(&api.routing.groups) {
+        api.routing.groups.clear();
+    }
+    api.routing.applications.sort_by_key(|r| r.application);
+    api.mocks.operations.sort();
+    api.mocks.operations.dedup();
     for plan in &mut api.plans {
         plan.alert_levels.sort_unstable();
         plan.alert_levels.dedup();
@@ -188,6 +222,10 @@ fn normalised(api: &Api) -> Api {
         plan.pricing_modes.sort_by(|a, b| a.metric.cmp(&b.metric));
     }
     api
+}
+
+fn default_group() -> Group {
+    Group { name: DEFAULT_GROUP.into(), weight: 100, urls: Vec::new() }
 }
 
 async fn api_id(tx: &mut sqlx::PgConnection, slug: &str) -> Result<ApiId> {
@@ -250,7 +288,13 @@ impl Run<'_> {
         self.metrics(tx, at, id, api, &now).await?;
         self.rules(tx, at, id, api, &now).await?;
         self.plans(tx, at, id, api, &now).await?;
+        // Routes name the plans just made, and mocks the operations of the spec just published.
+        let now = api_in(tx, &api.slug).await?.ok_or(Error::NotFound)?;
+        self.groups(tx, at, id, api, &now).await?;
+        self.routes(tx, at, id, api, &now).await?;
         self.lifecycle(tx, at, id, api, &now).await?;
+        // After the lifecycle: a published API needs an upstream or a mock, a retired one neither.
+        self.mocks(tx, at, id, api, &now).await?;
         if self.options.prune {
             self.prune(tx, at, id, api, &now).await?;
         }
@@ -431,6 +475,7 @@ impl Run<'_> {
                     let plan_id = plan_id(tx, id, &plan.system_name).await?;
                     let mut same = old.clone();
                     same.alert_levels.clone_from(&want.alert_levels);
+                    same.upstream_group.clone_from(&want.upstream_group);
                     if same != *want {
                         plans::update_plan_in(tx, plan_id, &new_plan(plan), self.actor).await.map_err(fail)?;
                     }
@@ -447,6 +492,147 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Creates and changes the file's upstream groups: weights that rise
+    /// first, then those that fall, so the split never sums to 0 on the way.
+    /// With prune and no `default` listed, `default` goes back to 100.
+    async fn groups(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
+        let current: HashMap<String, Group> = now.routing.split().into_iter().map(|g| (g.name.clone(), g)).collect();
+        let wanted = normalised(api);
+        let listed = at.key("routing").key("groups");
+        let mut steps: Vec<(NodePath, Group, bool)> = Vec::new();
+        for (j, group) in api.routing.groups.iter().enumerate() {
+            let want = wanted.routing.groups.iter().find(|g| g.name == group.name).cloned();
+            let want = want.unwrap_or_else(default_group);
+            let old = current.get(&group.name);
+            if old == Some(&want) {
+                continue;
+            }
+            let rises = old.is_none_or(|o| want.weight >= o.weight);
+            steps.push((listed.index(j), want, rises));
+        }
+        let default_listed = api.routing.groups.iter().any(|g| g.name == DEFAULT_GROUP);
+        if self.options.prune && !default_listed && current.get(DEFAULT_GROUP) != Some(&default_group()) {
+            let rises = current.get(DEFAULT_GROUP).is_none_or(|o| o.weight <= 100);
+            steps.push((at.key("routing"), default_group(), rises));
+        }
+        steps.sort_by_key(|(_, _, rises)| !rises);
+        for (here, group, _) in steps {
+            let fail = |e: Error| self.fail(&here, e);
+            let name = GroupName::parse("name", &group.name).map_err(fail)?;
+            let weight = i32::try_from(group.weight).map_err(|_| fail(Error::invalid("weight", "too large")))?;
+            let urls = (group.name != DEFAULT_GROUP).then(|| group.urls.clone());
+            upstream_routing::put_group_in(tx, self.actor, id, &name, weight, urls).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the file's plans and applications to their groups (or back to the split).
+    async fn routes(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
+        // The core calls the route's group `group`; the file names the field it is in.
+        let fail = |here: &NodePath, field: &'static str, e: Error| {
+            let e = match e {
+                Error::Invalid { field: f, message } if f == "group" => Error::Invalid { field: field.into(), message },
+                e => e,
+            };
+            self.fail(here, e)
+        };
+        for (j, plan) in api.plans.iter().enumerate() {
+            let here = at.key("plans").index(j);
+            let had =
+                now.plans.iter().find(|p| p.system_name == plan.system_name).and_then(|p| p.upstream_group.clone());
+            if had == plan.upstream_group {
+                continue;
+            }
+            let plan_id = plan_id(tx, id, &plan.system_name).await?;
+            let group = plan.upstream_group.as_deref().map(|g| GroupName::parse("upstream_group", g)).transpose();
+            let group = group.map_err(|e| fail(&here, "upstream_group", e))?;
+            upstream_routing::set_plan_route_in(tx, self.actor, plan_id, group.as_ref())
+                .await
+                .map_err(|e| fail(&here, "upstream_group", e))?;
+        }
+        for (j, route) in api.routing.applications.iter().enumerate() {
+            let here = at.key("routing").key("applications").index(j);
+            let had = now.routing.applications.iter().find(|r| r.application == route.application);
+            if had.is_some_and(|r| r.group == route.group) {
+                continue;
+            }
+            let subscribed = sqlx::query_scalar!("SELECT api_id FROM applications WHERE id = $1", route.application)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if subscribed != Some(id.0) {
+                let message = match subscribed {
+                    None => format!("there is no application {} on this platform", route.application),
+                    Some(_) => format!("application {} subscribes to another API", route.application),
+                };
+                return Err(ApplyError::Invalid(Located::at(self.text, &here.key("application"), message)));
+            }
+            let group = GroupName::parse("group", &route.group).map_err(|e| fail(&here, "group", e))?;
+            upstream_routing::set_application_route_in(tx, self.actor, ApplicationId(route.application), Some(&group))
+                .await
+                .map_err(|e| fail(&here, "group", e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts the API, and the operations the file names, in or out of mock mode.
+    async fn mocks(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        at: &NodePath,
+        id: ApiId,
+        api: &Api,
+        now: &Api,
+    ) -> Result<(), ApplyError> {
+        let wanted = normalised(api).mocks;
+        if wanted == now.mocks {
+            return Ok(());
+        }
+        let operations: HashMap<String, uuid::Uuid> = sqlx::query!(
+            "SELECT m.system_name, m.id FROM metrics m
+             WHERE m.api_id = $1 AND EXISTS (SELECT 1 FROM mapping_rules r WHERE r.metric_id = m.id AND r.imported)",
+            id.0
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|m| (m.system_name, m.id))
+        .collect();
+        let mut changes = MockChanges {
+            whole_api: (wanted.whole_api != now.mocks.whole_api).then_some(wanted.whole_api),
+            operations: HashMap::new(),
+        };
+        for (k, name) in api.mocks.operations.iter().enumerate() {
+            let Some(&metric) = operations.get(name) else {
+                let here = at.key("mocks").key("operations").index(k);
+                let message = format!("{name} is not the method metric of an imported operation of this API");
+                return Err(ApplyError::Invalid(Located::at(self.text, &here, message)));
+            };
+            if !now.mocks.operations.contains(name) {
+                changes.operations.insert(metric, true);
+            }
+        }
+        for name in now.mocks.operations.iter().filter(|n| !wanted.operations.contains(n)) {
+            if let Some(&metric) = operations.get(name) {
+                changes.operations.insert(metric, false);
+            }
+        }
+        mocks::set_in(tx, id, &changes, self.actor).await.map_err(|e| self.fail(&at.key("mocks"), e))
     }
 
     async fn lifecycle(
@@ -518,6 +704,26 @@ impl Run<'_> {
                     e => e,
                 };
                 self.fail(&at.key("plans"), e)
+            })?;
+        }
+        // Application routes, then the groups nothing routes to any more.
+        let routed: HashSet<uuid::Uuid> = api.routing.applications.iter().map(|r| r.application).collect();
+        for old in now.routing.applications.iter().filter(|r| !routed.contains(&r.application)) {
+            upstream_routing::set_application_route_in(tx, self.actor, ApplicationId(old.application), None)
+                .await
+                .map_err(|e| self.fail(&at.key("routing"), e))?;
+        }
+        let groups: HashSet<&str> = api.routing.groups.iter().map(|g| g.name.as_str()).collect();
+        for old in now.routing.split().iter().filter(|g| g.name != DEFAULT_GROUP && !groups.contains(g.name.as_str())) {
+            upstream_routing::delete_group_in(tx, self.actor, id, &old.name).await.map_err(|e| {
+                let e = match e {
+                    Error::Conflict(message) => Error::Conflict(format!(
+                        "cannot remove the upstream group {}/{}, which the file no longer names: {message}",
+                        api.slug, old.name
+                    )),
+                    e => e,
+                };
+                self.fail(&at.key("routing"), e)
             })?;
         }
         if api.metrics.is_empty() {

@@ -1,5 +1,6 @@
 //! What an apply changes: two documents compared object by object (APIs,
-//! metrics, mapping rules and plans, each named as the file names it) and,
+//! metrics, mapping rules, plans, upstream groups and application routes,
+//! each named as the file names it) and,
 //! for an object in both, field by field.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use super::document::{Api, Document, Metric, Plan, Rule};
+use super::document::{Api, ApplicationRoute, Document, Group, Metric, Plan, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,7 +30,7 @@ pub struct FieldChange {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     pub action: Action,
-    /// `api`, `metric`, `mapping_rule` or `plan`.
+    /// `api`, `metric`, `mapping_rule`, `plan`, `upstream_group` or `application_route`.
     pub kind: &'static str,
     /// The API's slug, then the object's name (`weather/basic`, `weather/GET /forecast$`).
     pub name: String,
@@ -54,12 +55,23 @@ pub fn compare(before: &Document, after: &Document) -> Vec<Change> {
         compare_lists(&mut changes, "metric", slug, om, nm, |m| m.system_name.clone(), metric_fields);
         compare_lists(&mut changes, "mapping_rule", slug, or, nr, rule_name, rule_fields);
         compare_lists(&mut changes, "plan", slug, op, np, |p| p.system_name.clone(), plan_fields);
+        // An API always has its default group: a split is compared group by group as it is,
+        // and a new or removed API lists its groups only when it has more than that.
+        let split = |a: &Api| if old.is_some() && new.is_some() { a.routing.split() } else { a.routing.groups.clone() };
+        let (og, ng) = (old.map(split).unwrap_or_default(), new.map(split).unwrap_or_default());
+        compare_lists(&mut changes, "upstream_group", slug, &og, &ng, |g| g.name.clone(), group_fields);
+        let (oa, na) = (routes(old), routes(new));
+        compare_lists(&mut changes, "application_route", slug, oa, na, |r| r.application.to_string(), route_fields);
     }
     changes
 }
 
 fn parts(api: Option<&Api>) -> (&[Metric], &[Rule], &[Plan]) {
     api.map_or((&[], &[], &[]), |a| (&a.metrics[..], &a.mapping_rules[..], &a.plans[..]))
+}
+
+fn routes(api: Option<&Api>) -> &[ApplicationRoute] {
+    api.map_or(&[], |a| &a.routing.applications[..])
 }
 
 fn rule_name(rule: &Rule) -> String {
@@ -142,6 +154,8 @@ fn api_fields(api: &Api) -> Vec<(String, String)> {
         ("compatibility_policy".into(), named(&api.compatibility_policy)),
         ("lifecycle.state".into(), named(&api.lifecycle.state)),
         ("spec".into(), format!("{} bytes, sha256 {hash}…", api.spec.len())),
+        ("mocks.whole_api".into(), api.mocks.whole_api.to_string()),
+        ("mocks.operations".into(), format!("[{}]", api.mocks.operations.join(", "))),
     ];
     if let Some(host) = &api.public_host {
         fields.push(("public_host".into(), host.clone()));
@@ -151,6 +165,14 @@ fn api_fields(api: &Api) -> Vec<(String, String)> {
         fields.push(("lifecycle.sunset_at".into(), text));
     }
     fields
+}
+
+fn group_fields(g: &Group) -> Vec<(String, String)> {
+    vec![("weight".into(), g.weight.to_string()), ("urls".into(), format!("[{}]", g.urls.join(", ")))]
+}
+
+fn route_fields(r: &ApplicationRoute) -> Vec<(String, String)> {
+    vec![("group".into(), r.group.clone())]
 }
 
 fn metric_fields(m: &Metric) -> Vec<(String, String)> {
@@ -185,6 +207,7 @@ fn plan_fields(p: &Plan) -> Vec<(String, String)> {
         ("currency".into(), p.currency.clone()),
         ("time_zone".into(), p.time_zone.clone()),
         ("alert_levels".into(), format!("[{}]", levels.join(", "))),
+        ("upstream_group".into(), p.upstream_group.clone().unwrap_or_else(|| "(split)".into())),
     ];
     for l in &p.limits {
         fields.push((format!("limits.{}.{}", l.metric, l.period), l.max.to_string()));

@@ -1,5 +1,6 @@
 //! The configuration file's format: one YAML document that names every
-//! object by its slug or system name, never by a database id. `export`
+//! object by its slug or system name, never by a database id (applications,
+//! which are consumers' and have no name of their own, are the exception). `export`
 //! writes it in a stable order; `parse` reads it back. Fields left out take
 //! the value a new object gets in the admin UI.
 
@@ -44,6 +45,13 @@ pub struct Api {
     /// Upstream target URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<String>,
+    /// Upstream groups and the weighted split between them, and applications
+    /// sent to one group; left out, the group `default` (the upstreams) alone.
+    #[serde(default, skip_serializing_if = "Routing::is_empty")]
+    pub routing: Routing,
+    /// Operations the gateway answers from the spec's examples instead of the upstream.
+    #[serde(default, skip_serializing_if = "Mocks::is_off")]
+    pub mocks: Mocks,
     #[serde(default)]
     pub auth: Auth,
     /// What the gateway answers a request no mapping rule matches.
@@ -67,6 +75,81 @@ pub struct Api {
 
 fn strict() -> CompatibilityPolicy {
     CompatibilityPolicy::Strict
+}
+
+/// An API's upstream groups and application exceptions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// The split, `default` first. Left out (or `default` alone at 100), no split;
+    /// export lists every group once there is more than that.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
+    /// Applications sent to one group whatever their plan says, by application id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<ApplicationRoute>,
+}
+
+impl Routing {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.applications.is_empty()
+    }
+
+    /// The groups there are: those listed, or `default` at 100 when none are.
+    pub fn split(&self) -> Vec<Group> {
+        if self.groups.is_empty() {
+            vec![Group { name: crate::routing::DEFAULT_GROUP.into(), weight: 100, urls: Vec::new() }]
+        } else {
+            self.groups.clone()
+        }
+    }
+}
+
+/// A named set of upstream targets and its share of the API's calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    /// Calls go to a group in proportion to its weight (0 to 1,000,000).
+    pub weight: u32,
+    /// Targets; `default` has none here (its targets are the API's `upstreams`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+}
+
+/// A weight of 100 for `default` alone: what every API starts with.
+pub fn is_default_split(groups: &[Group]) -> bool {
+    match groups {
+        [] => true,
+        [only] => only.name == crate::routing::DEFAULT_GROUP && only.weight == 100 && only.urls.is_empty(),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRoute {
+    /// The application's id (applications are consumers', so a route to one
+    /// applies only on the platform that has it).
+    pub application: uuid::Uuid,
+    pub group: String,
+}
+
+/// Mock mode: the whole API, or single operations by their method metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mocks {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub whole_api: bool,
+    /// Method metrics of imported operations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
+}
+
+impl Mocks {
+    pub fn is_off(&self) -> bool {
+        !self.whole_api && self.operations.is_empty()
+    }
 }
 
 /// How consumers present credentials.
@@ -203,6 +286,9 @@ pub struct Plan {
     /// Metrics priced in volume mode; the others are graduated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pricing_modes: Vec<Mode>,
+    /// The upstream group the plan's calls go to instead of the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_group: Option<String>,
 }
 
 fn usd() -> String {

@@ -1,7 +1,9 @@
 //! Reading the provider's configuration into a [`Document`], in a stable
 //! order: APIs by slug, metrics and plans by system name, rules by position,
-//! limits by metric and period, tiers by metric and first unit. Nothing
-//! secret and nothing that changes by itself (ids, timestamps) is read.
+//! limits by metric and period, tiers by metric and first unit, upstream
+//! groups `default` first then by name, application routes by application,
+//! mocked operations by metric. Nothing secret and nothing that changes by
+//! itself (timestamps) is read.
 
 use crate::Result;
 use crate::apis::detail::get_in;
@@ -9,7 +11,8 @@ use crate::apis::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
 use crate::plans::{PlanId, get_plan_in};
 
 use super::document::{
-    Amount, Api, Auth, Document, FORMAT_VERSION, Lifecycle, Limit, Metric, Mode, Origin, Plan, Rule, Tier, Unmatched,
+    Amount, Api, ApplicationRoute, Auth, Document, FORMAT_VERSION, Group, Lifecycle, Limit, Metric, Mocks, Mode,
+    Origin, Plan, Routing, Rule, Tier, Unmatched, is_default_split,
 };
 
 /// The configuration as it is now, read on the caller's connection (apply
@@ -53,6 +56,8 @@ async fn apis(conn: &mut sqlx::PgConnection, slug: Option<&str>) -> Result<Vec<A
             base_path: Some(p.base_path),
             public_host: p.public_host,
             upstreams,
+            routing: routing(conn, p.id).await?,
+            mocks: mocks(conn, p.id).await?,
             auth: Auth { mode: p.auth_mode, key_location: p.key_location, key_name: p.key_name },
             unmatched: if p.unmatched_is_404 { Unmatched::NotFound } else { Unmatched::Pass },
             compatibility_policy: p.compatibility_policy,
@@ -64,6 +69,50 @@ async fn apis(conn: &mut sqlx::PgConnection, slug: Option<&str>) -> Result<Vec<A
         });
     }
     Ok(apis)
+}
+
+async fn routing(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Routing> {
+    let mut groups: Vec<Group> = sqlx::query!(
+        r#"SELECT name, weight, urls FROM upstream_groups WHERE api_id = $1 ORDER BY name <> 'default', name COLLATE "C""#,
+        api
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|g| Group { name: g.name, weight: u32::try_from(g.weight).unwrap_or(0), urls: g.urls })
+    .collect();
+    if is_default_split(&groups) {
+        groups.clear();
+    }
+    let applications = sqlx::query!(
+        "SELECT application_id, group_name FROM application_upstream_routes WHERE api_id = $1 ORDER BY application_id",
+        api
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| ApplicationRoute { application: r.application_id, group: r.group_name })
+    .collect();
+    Ok(Routing { groups, applications })
+}
+
+/// Mock mode, with the operations named by method metric; a mocked metric
+/// that no imported rule counts any more (its operation left the spec) is
+/// not an operation the file could name, so it is left out.
+async fn mocks(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Mocks> {
+    let whole_api = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM api_mocks WHERE api_id = $1) AS "e!""#, api)
+        .fetch_one(&mut *conn)
+        .await?;
+    let operations = sqlx::query_scalar!(
+        r#"SELECT m.system_name FROM operation_mocks o JOIN metrics m ON m.id = o.metric_id
+         WHERE o.api_id = $1
+           AND EXISTS (SELECT 1 FROM mapping_rules r WHERE r.metric_id = o.metric_id AND r.imported)
+         ORDER BY m.system_name COLLATE "C""#,
+        api
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Mocks { whole_api, operations })
 }
 
 async fn metrics(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Metric>> {
@@ -111,9 +160,14 @@ async fn rules(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Rul
 }
 
 async fn plans(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Plan>> {
-    let rows = sqlx::query!("SELECT id, alert_levels FROM plans WHERE api_id = $1 ORDER BY system_name", api)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query!(
+        r#"SELECT p.id, p.alert_levels, r.group_name AS "group_name?" FROM plans p
+           LEFT JOIN plan_upstream_routes r ON r.plan_id = p.id
+           WHERE p.api_id = $1 ORDER BY p.system_name"#,
+        api
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut plans = Vec::with_capacity(rows.len());
     for row in rows {
         let p = get_plan_in(conn, PlanId(row.id)).await?;
@@ -139,6 +193,7 @@ async fn plans(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Pla
                 .map(|t| Tier { metric: t.metric, from: t.from, to: t.to, price_per_unit: Amount(t.price_per_unit) })
                 .collect(),
             pricing_modes: p.pricing_modes.into_iter().map(|m| Mode { metric: m.metric, mode: m.mode }).collect(),
+            upstream_group: row.group_name,
         });
     }
     Ok(plans)

@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::Error;
 use crate::apis::ApiState;
+use crate::routing::{DEFAULT_GROUP, GroupName};
 use crate::usage::levels::parse_levels;
 
 use super::document::{Api, Document, FORMAT_VERSION};
@@ -145,6 +147,19 @@ fn check_api(text: &str, at: &NodePath, api: &Api) -> Result<(), Located> {
             return fail(here.key("metric"), format!("{} is not a metric of this API", r.metric));
         }
     }
+    let groups = check_routing(text, at, api)?;
+    // With groups listed, a route must name one of them; without, the database checks.
+    let group_known = |name: &str| name == DEFAULT_GROUP || groups.is_empty() || groups.contains(name);
+    let mut mocked = HashSet::new();
+    for (j, name) in api.mocks.operations.iter().enumerate() {
+        let here = at.key("mocks").key("operations").index(j);
+        if !mocked.insert(name.as_str()) {
+            return fail(here, format!("{name} is listed twice"));
+        }
+        if !known(name) {
+            return fail(here, format!("{name} is not a metric of this API"));
+        }
+    }
     let mut plans = HashSet::new();
     for (j, p) in api.plans.iter().enumerate() {
         let here = at.key("plans").index(j);
@@ -153,6 +168,11 @@ fn check_api(text: &str, at: &NodePath, api: &Api) -> Result<(), Located> {
         }
         if let Err(e) = parse_levels(&p.alert_levels) {
             return fail(here.key("alert_levels"), e.to_string());
+        }
+        if let Some(group) = &p.upstream_group {
+            if !group_known(group) {
+                return fail(here.key("upstream_group"), format!("{group} is not an upstream group of this API"));
+            }
         }
         let references =
             p.limits.iter().map(|l| ("limits", &l.metric)).chain(p.pricing.iter().map(|t| ("pricing", &t.metric)));
@@ -165,5 +185,43 @@ fn check_api(text: &str, at: &NodePath, api: &Api) -> Result<(), Located> {
             *k += 1;
         }
     }
+    for (j, route) in api.routing.applications.iter().enumerate() {
+        let here = at.key("routing").key("applications").index(j);
+        if api.routing.applications[..j].iter().any(|r| r.application == route.application) {
+            return fail(here.key("application"), format!("application {} is routed twice", route.application));
+        }
+        if !group_known(&route.group) {
+            return fail(here.key("group"), format!("{} is not an upstream group of this API", route.group));
+        }
+    }
     Ok(())
+}
+
+/// The groups' names, weights and targets; returns the names listed.
+fn check_routing<'a>(text: &str, at: &NodePath, api: &'a Api) -> Result<HashSet<&'a str>, Located> {
+    let max = tollgate_protocol::routing::MAX_WEIGHT;
+    let mut names = HashSet::new();
+    for (j, g) in api.routing.groups.iter().enumerate() {
+        let here = at.key("routing").key("groups").index(j);
+        if let Err(Error::Invalid { message, .. }) = GroupName::parse("name", &g.name) {
+            return Err(Located::at(text, &here.key("name"), message));
+        }
+        if !names.insert(g.name.as_str()) {
+            return Err(Located::at(text, &here.key("name"), format!("another group is also called {}", g.name)));
+        }
+        if g.weight > max {
+            return Err(Located::at(text, &here.key("weight"), format!("a weight is an integer from 0 to {max}")));
+        }
+        if g.name == DEFAULT_GROUP && !g.urls.is_empty() {
+            return Err(Located::at(
+                text,
+                &here.key("urls"),
+                "the default group's targets are the API's upstreams: list them under upstreams",
+            ));
+        }
+        if g.name != DEFAULT_GROUP && g.urls.is_empty() {
+            return Err(Located::at(text, &here, "a group other than default needs urls (1 to 20 target URLs)"));
+        }
+    }
+    Ok(names)
 }

@@ -163,6 +163,22 @@ pub async fn put_group(
     weight: i32,
     urls: Option<Vec<String>>,
 ) -> Result<GroupView> {
+    let mut tx = pool.begin().await?;
+    put_group_in(&mut tx, actor, api, name, weight, urls).await?;
+    tx.commit().await?;
+    let view = get(pool, api).await?;
+    view.groups.into_iter().find(|g| g.name == name.as_str()).ok_or(Error::NotFound)
+}
+
+/// [`put_group`] on the caller's transaction (configuration apply).
+pub async fn put_group_in(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    api: ApiId,
+    name: &GroupName,
+    weight: i32,
+    urls: Option<Vec<String>>,
+) -> Result<()> {
     let is_default = name.as_str() == DEFAULT_GROUP;
     let urls = match (is_default, urls) {
         (true, Some(_)) => {
@@ -172,8 +188,7 @@ pub async fn put_group(
         (false, None) => return Err(Error::invalid("urls", "a group needs 1 or more target URLs")),
         (false, Some(urls)) => parse_targets(&urls)?,
     };
-    let mut tx = pool.begin().await?;
-    api_exists(&mut tx, api).await?;
+    api_exists(&mut *tx, api).await?;
     sqlx::query!(
         "INSERT INTO upstream_groups (api_id, name, weight, urls) VALUES ($1, $2, $3, $4)
          ON CONFLICT (api_id, name) DO UPDATE SET weight = EXCLUDED.weight, urls = EXCLUDED.urls",
@@ -184,21 +199,24 @@ pub async fn put_group(
     )
     .execute(&mut *tx)
     .await?;
-    check_split(&mut tx, api).await?;
-    changed(&mut tx, actor, api, "routing.group_put", json!({"group": name.as_str(), "weight": weight, "urls": urls}))
-        .await?;
-    tx.commit().await?;
-    let view = get(pool, api).await?;
-    view.groups.into_iter().find(|g| g.name == name.as_str()).ok_or(Error::NotFound)
+    check_split(&mut *tx, api).await?;
+    changed(tx, actor, api, "routing.group_put", json!({"group": name.as_str(), "weight": weight, "urls": urls})).await
 }
 
 /// Removes a group; `default` stays, and a group that plans or applications use is a conflict.
 pub async fn delete_group(pool: &PgPool, actor: &Actor, api: ApiId, name: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    delete_group_in(&mut tx, actor, api, name).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete_group`] on the caller's transaction (configuration apply).
+pub async fn delete_group_in(tx: &mut sqlx::PgConnection, actor: &Actor, api: ApiId, name: &str) -> Result<()> {
     if name == DEFAULT_GROUP {
         return Err(Error::Conflict("the default group cannot be removed (set its weight to 0 instead)".into()));
     }
-    let mut tx = pool.begin().await?;
-    api_exists(&mut tx, api).await?;
+    api_exists(&mut *tx, api).await?;
     let used = sqlx::query_scalar!(
         r#"SELECT (SELECT count(*) FROM plan_upstream_routes WHERE api_id = $1 AND group_name = $2)
                 + (SELECT count(*) FROM application_upstream_routes WHERE api_id = $1 AND group_name = $2) AS "n!""#,
@@ -216,10 +234,8 @@ pub async fn delete_group(pool: &PgPool, actor: &Actor, api: ApiId, name: &str) 
     if deleted.rows_affected() == 0 {
         return Err(Error::NotFound);
     }
-    check_split(&mut tx, api).await?;
-    changed(&mut tx, actor, api, "routing.group_delete", json!({"group": name})).await?;
-    tx.commit().await?;
-    Ok(())
+    check_split(&mut *tx, api).await?;
+    changed(tx, actor, api, "routing.group_delete", json!({"group": name})).await
 }
 
 /// Sets every group's weight at once (a canary step is one change). Groups not named keep
@@ -245,13 +261,25 @@ pub async fn set_weights(pool: &PgPool, actor: &Actor, api: ApiId, weights: &BTr
 /// Sends a plan to a group of its API, or back to the split (`None`).
 pub async fn set_plan_route(pool: &PgPool, actor: &Actor, plan: PlanId, group: Option<&GroupName>) -> Result<()> {
     let mut tx = pool.begin().await?;
+    set_plan_route_in(&mut tx, actor, plan, group).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`set_plan_route`] on the caller's transaction (configuration apply).
+pub async fn set_plan_route_in(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    plan: PlanId,
+    group: Option<&GroupName>,
+) -> Result<()> {
     let api = sqlx::query_scalar!("SELECT api_id FROM plans WHERE id = $1", plan.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
     sqlx::query!("DELETE FROM plan_upstream_routes WHERE plan_id = $1", plan.0).execute(&mut *tx).await?;
     if let Some(group) = group {
-        group_exists(&mut tx, api, group).await?;
+        group_exists(&mut *tx, api, group).await?;
         sqlx::query!(
             "INSERT INTO plan_upstream_routes (plan_id, api_id, group_name) VALUES ($1, $2, $3)",
             plan.0,
@@ -262,9 +290,7 @@ pub async fn set_plan_route(pool: &PgPool, actor: &Actor, plan: PlanId, group: O
         .await?;
     }
     let detail = json!({"plan_id": plan.0, "group": group.map(GroupName::as_str)});
-    changed(&mut tx, actor, ApiId(api), "routing.plan", detail).await?;
-    tx.commit().await?;
-    Ok(())
+    changed(tx, actor, ApiId(api), "routing.plan", detail).await
 }
 
 /// Sends one application to a group of its API whatever its plan says, or back (`None`).
@@ -275,13 +301,25 @@ pub async fn set_application_route(
     group: Option<&GroupName>,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
+    set_application_route_in(&mut tx, actor, app, group).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`set_application_route`] on the caller's transaction (configuration apply).
+pub async fn set_application_route_in(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    app: ApplicationId,
+    group: Option<&GroupName>,
+) -> Result<()> {
     let api = sqlx::query_scalar!("SELECT api_id FROM applications WHERE id = $1", app.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
     sqlx::query!("DELETE FROM application_upstream_routes WHERE application_id = $1", app.0).execute(&mut *tx).await?;
     if let Some(group) = group {
-        group_exists(&mut tx, api, group).await?;
+        group_exists(&mut *tx, api, group).await?;
         sqlx::query!(
             "INSERT INTO application_upstream_routes (application_id, api_id, group_name) VALUES ($1, $2, $3)",
             app.0,
@@ -292,9 +330,7 @@ pub async fn set_application_route(
         .await?;
     }
     let detail = json!({"application_id": app.0, "group": group.map(GroupName::as_str)});
-    changed(&mut tx, actor, ApiId(api), "routing.application", detail).await?;
-    tx.commit().await?;
-    Ok(())
+    changed(tx, actor, ApiId(api), "routing.application", detail).await
 }
 
 async fn group_exists(conn: &mut sqlx::PgConnection, api: Uuid, group: &GroupName) -> Result<()> {

@@ -1,7 +1,8 @@
 //! Configuration as code (issue 16): `tollgate export` and `tollgate apply`
 //! run as an operator would, and the same over the admin API. A configured
 //! platform exported, applied to an empty database and exported again is
-//! byte for byte the same file.
+//! byte for byte the same file, upstream groups, plan routes and mock mode
+//! included.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,11 +13,13 @@ use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, demo_application, seed};
 use tollgate_core::admin_tokens;
 use tollgate_core::apis::detail::{self, ApiChanges};
+use tollgate_core::apis::mocks::{self, MockChanges};
 use tollgate_core::apis::rules::{self, NewRule};
 use tollgate_core::apis::{ApiState, KeyLocation, NewApi, create_from_spec, find_by_slug, lifecycle};
 use tollgate_core::audit::Actor;
 use tollgate_core::billing::pricing::PricingMode;
 use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, NewPricingMode, Period, create_plan};
+use tollgate_core::routing::{self, GroupName};
 use tollgate_core::usage::levels::{AlertLevel, set_plan_levels};
 
 use crate::helpers::{TestApp, database_url, spawn_app};
@@ -92,7 +95,9 @@ const PETS_JSON: &str = r#"{"openapi": "3.1.0", "info": {"title": "Pets", "versi
 
 /// The demo platform and more: a hand-made method and rule, a header key,
 /// a volume-priced plan with its own alert levels, a deprecated API with its
-/// sunset, a second draft API from a JSON document.
+/// sunset, a second draft API from a JSON document; a canary upstream group
+/// with a tenth of the calls and the volume-priced plan sent to it; one
+/// operation of the draft API in mock mode.
 async fn configure(pool: &PgPool) {
     seed(pool).await.unwrap();
     let actor = Actor::system("test");
@@ -140,9 +145,23 @@ async fn configure(pool: &PgPool) {
     lifecycle::set_state(pool, weather.id, ApiState::Deprecated, Some(sunset), &actor, "http://localhost")
         .await
         .unwrap();
+    let canary = GroupName::parse("name", "canary").unwrap();
+    let urls = vec!["https://canary.example.test".into()];
+    routing::put_group(pool, &actor, weather.id, &canary, 10, Some(urls)).await.unwrap();
+    let default = GroupName::parse("name", "default").unwrap();
+    routing::put_group(pool, &actor, weather.id, &default, 90, None).await.unwrap();
+    routing::set_plan_route(pool, &actor, plan, Some(&canary)).await.unwrap();
     let spec = tollgate_openapi::parse(PETS_JSON).unwrap();
     let new = NewApi { name: Some("Pets".into()), slug: Some("pets".into()), ..NewApi::default() };
-    create_from_spec(pool, PETS_JSON, &spec, new, &actor).await.unwrap();
+    let pets = create_from_spec(pool, PETS_JSON, &spec, new, &actor).await.unwrap();
+    let list_pets: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'listPets'")
+            .bind(pets.id.0)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let changes = MockChanges { whole_api: None, operations: [(list_pets, true)].into() };
+    mocks::set(pool, pets.id, &changes, &actor).await.unwrap();
 }
 
 fn path_str(p: &Path) -> &str {
@@ -167,6 +186,9 @@ async fn export_apply_to_an_empty_database_and_export_again_is_byte_identical(po
         "alert_levels:\n    - 50\n    - 120",
         "pricing_modes:\n    - metric: premium\n      mode: volume",
         "setup_fee: '125.5'",
+        "  routing:\n    groups:\n    - name: default\n      weight: 90\n    - name: canary\n      weight: 10\n      urls:\n      - https://canary.example.test\n",
+        "    upstream_group: canary\n",
+        "  mocks:\n    operations:\n    - listPets\n",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
@@ -178,14 +200,20 @@ async fn export_apply_to_an_empty_database_and_export_again_is_byte_identical(po
     assert!(tollgate(&["migrate"], &empty.url).status.success());
     let dry = tollgate(&["apply", "-f", path_str(&first), "--dry-run"], &empty.url);
     assert!(dry.status.success(), "{}", err(&dry));
-    assert!(out(&dry).ends_with("21 created, 0 changed, 0 removed\ndry run: nothing was applied\n"), "{}", out(&dry));
+    assert!(out(&dry).ends_with("23 created, 0 changed, 0 removed\ndry run: nothing was applied\n"), "{}", out(&dry));
     let nothing = tollgate(&["export"], &empty.url);
     assert!(out(&nothing).ends_with("version: 1\napis: []\n"), "{}", out(&nothing));
 
     let applied = tollgate(&["apply", "-f", path_str(&first)], &empty.url);
     assert!(applied.status.success(), "{}", err(&applied));
-    for line in ["+ api pets", "+ api weather", "+ plan weather/enterprise", "+ mapping_rule weather/POST /premium/{x}"]
-    {
+    for line in [
+        "+ api pets",
+        "+ api weather",
+        "+ plan weather/enterprise",
+        "+ mapping_rule weather/POST /premium/{x}",
+        "+ upstream_group weather/canary",
+        "+ upstream_group weather/default",
+    ] {
         assert!(out(&applied).lines().any(|l| l == line), "{line} in\n{}", out(&applied));
     }
     let second = dir.file("second.yaml");
@@ -378,4 +406,141 @@ async fn a_malformed_document_is_refused_with_its_line_and_column(pool: PgPool) 
     let res =
         admin.app.client.post(admin.app.url("/admin/api/v1/config/apply")).body("version: 1\n").send().await.unwrap();
     assert_eq!(res.status(), 401);
+}
+
+/// Routing and mock mode from the file: a new split, a plan and an application sent to a
+/// group and mocked operations show in a dry run field by field and apply as clicks would
+/// (agents hear of both); bad references are located; prune removes what the file drops.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn routing_and_mocks_in_the_file_show_in_the_diff_apply_and_prune(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let (_, app) = demo_application(&admin.app.pool).await.unwrap();
+    let before = admin.export().await;
+    assert!(!before.contains("  routing:") && !before.contains("  mocks:"), "{before}");
+    let routing = format!(
+        "  routing:\n    groups:\n    - name: default\n      weight: 80\n    - name: canary\n      weight: 20\n      \
+         urls:\n      - https://canary.example.test\n    applications:\n    - application: {}\n      group: canary\n  \
+         mocks:\n    operations:\n    - listCities\n    - getForecast\n",
+        app.0
+    );
+    let changed = before.replacen("  auth:\n", &format!("{routing}  auth:\n"), 1).replacen(
+        "    name: Basic\n",
+        "    name: Basic\n    upstream_group: canary\n",
+        1,
+    );
+    let (status, body) = admin.apply("?dry_run=true", &changed).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["text"].as_str().unwrap(),
+        format!(
+            "~ api weather\n    mocks.operations: [] -> [getForecast, listCities]\n\
+             ~ plan weather/basic\n    upstream_group: (split) -> canary\n\
+             + upstream_group weather/canary\n\
+             ~ upstream_group weather/default\n    weight: 100 -> 80\n\
+             + application_route weather/{}\n\
+             2 created, 3 changed, 0 removed\n",
+            app.0
+        )
+    );
+    assert_eq!(admin.export().await, before, "a dry run changed something");
+
+    let (status, body) = admin.apply("", &changed).await;
+    assert_eq!((status, body["applied"].as_bool()), (200, Some(true)), "{body}");
+    let after = admin.export().await;
+    for expected in [
+        "  routing:\n    groups:\n    - name: default\n      weight: 80\n    - name: canary\n      weight: 20\n",
+        &format!("    applications:\n    - application: {}\n      group: canary\n", app.0),
+        "  mocks:\n    operations:\n    - getForecast\n    - listCities\n",
+        "    upstream_group: canary\n",
+    ] {
+        assert!(after.contains(expected), "missing {expected:?} in\n{after}");
+    }
+    let entities: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT entity FROM config_changes WHERE entity IN ('routing', 'mocks') ORDER BY entity",
+    )
+    .fetch_all(&admin.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(entities, ["mocks", "routing"], "agents hear of routing and mocks");
+    let (status, body) = admin.apply("", &after).await;
+    assert_eq!((status, body["text"].as_str()), (200, Some("no changes\n")), "{body}");
+
+    // Bad references are refused where they are, and nothing changes.
+    let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let cases = [
+        (
+            "    upstream_group: canary\n",
+            "    upstream_group: blue\n",
+            "apis[0].plans[0].upstream_group",
+            "blue is not an upstream group",
+        ),
+        (
+            &app.0.to_string(),
+            "0190e4d2-0000-7000-8000-000000000000",
+            "apis[0].routing.applications[0].application",
+            "there is no application",
+        ),
+        (
+            "      - https://canary.example.test\n",
+            "      - ftp://canary.example.test\n",
+            "apis[0].routing.groups[1].urls[0]",
+            "http:// or https://",
+        ),
+        (
+            "    - listCities\n",
+            "    - hits\n",
+            "apis[0].mocks.operations[1]",
+            "hits is not the method metric of an imported operation",
+        ),
+        (
+            "      weight: 20\n",
+            "      weight: 2000000\n",
+            "apis[0].routing.groups[1].weight",
+            "a weight is an integer from 0 to 1000000",
+        ),
+        ("    - name: canary\n", "    - name: Canary!\n", "apis[0].routing.groups[1].name", "a group name is"),
+    ];
+    for (from, to, path, message) in cases {
+        let bad = after.replacen(from, to, 1);
+        let (status, body) = admin.apply("", &bad).await;
+        assert_eq!((status, body["path"].as_str()), (422, Some(path)), "{body}");
+        assert!(body["message"].as_str().unwrap().contains(message), "{body}");
+        assert_eq!(body["line"].as_u64(), Some(line_of(&bad, to.trim_end()) as u64), "{body}");
+    }
+    // A split of nothing is the platform's refusal, located at the weight that made it.
+    let nothing = after.replacen("      weight: 80\n", "      weight: 0\n", 1).replacen(
+        "      weight: 20\n",
+        "      weight: 0\n",
+        1,
+    );
+    let (status, body) = admin.apply("", &nothing).await;
+    assert_eq!((status, body["path"].as_str()), (422, Some("apis[0].routing.groups[1].weight")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("sum to more than 0"), "{body}");
+    assert_eq!(admin.export().await, after, "a refused apply changed something");
+
+    // A file without the routing: the plan goes back to the split; the group and the
+    // application's route stay until prune removes them and sets default back to 100.
+    let start = after.find("  routing:\n").unwrap();
+    let end = after.find("  mocks:\n").unwrap();
+    let dropped = format!("{}{}", &after[..start], &after[end..]).replacen("    upstream_group: canary\n", "", 1);
+    let (status, body) = admin.apply("?dry_run=true", &dropped).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["text"],
+        "~ plan weather/basic\n    upstream_group: canary -> (split)\n0 created, 1 changed, 0 removed\n"
+    );
+    let (status, body) = admin.apply("?prune=true", &dropped).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["text"].as_str().unwrap(),
+        format!(
+            "~ plan weather/basic\n    upstream_group: canary -> (split)\n\
+             - upstream_group weather/canary\n\
+             ~ upstream_group weather/default\n    weight: 80 -> 100\n\
+             - application_route weather/{}\n\
+             0 created, 2 changed, 2 removed\n",
+            app.0
+        )
+    );
+    assert_eq!(admin.export().await, dropped);
 }
