@@ -177,8 +177,7 @@ pub fn spawn_usage_retention(pool: PgPool, retention: Retention) {
             tick.tick().await;
             match usage::retention::run(&pool, &retention, time::OffsetDateTime::now_utc()).await {
                 Ok(deleted) => {
-                    metrics::counter!("tollgate_usage_retention_deleted_rows_total")
-                        .increment(deleted.total());
+                    metrics::counter!("tollgate_usage_retention_deleted_rows_total").increment(deleted.total());
                 }
                 Err(err) => tracing::warn!(error = %err, "usage retention run failed"),
             }
