@@ -169,10 +169,8 @@ fn check_api(text: &str, at: &NodePath, api: &Api) -> Result<(), Located> {
         if let Err(e) = parse_levels(&p.alert_levels) {
             return fail(here.key("alert_levels"), e.to_string());
         }
-        if let Some(group) = &p.upstream_group {
-            if !group_known(group) {
-                return fail(here.key("upstream_group"), format!("{group} is not an upstream group of this API"));
-            }
+        if let Some(group) = p.upstream_group.as_deref().filter(|g| !group_known(g)) {
+            return fail(here.key("upstream_group"), format!("{group} is not an upstream group of this API"));
         }
         let references =
             p.limits.iter().map(|l| ("limits", &l.metric)).chain(p.pricing.iter().map(|t| ("pricing", &t.metric)));
