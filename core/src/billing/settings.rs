@@ -48,12 +48,17 @@ pub fn parse_tax_percent(raw: &str) -> Result<Decimal> {
 }
 
 pub async fn get(pool: &PgPool) -> Result<BillingSettings> {
+    get_in(&mut *pool.acquire().await?).await
+}
+
+/// [`get`] on the caller's connection (configuration export).
+pub async fn get_in(conn: &mut sqlx::PgConnection) -> Result<BillingSettings> {
     let row = sqlx::query_as!(
         BillingSettings,
         r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
            FROM billing_settings"#
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(BillingSettings { tax_rate: row.tax_rate.normalize(), ..row })
 }
@@ -98,8 +103,15 @@ pub fn validate(input: &BillingSettings) -> Result<BillingSettings> {
 /// Replaces the settings; audited in the same transaction. Issued invoices keep the
 /// details they were issued with; the next run uses these.
 pub async fn update(pool: &PgPool, input: &BillingSettings, actor: &Actor) -> Result<BillingSettings> {
-    let input = validate(input)?;
     let mut tx = pool.begin().await?;
+    let after = update_in(&mut tx, input, actor).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// [`update`] on the caller's transaction (configuration apply).
+pub async fn update_in(tx: &mut sqlx::PgConnection, input: &BillingSettings, actor: &Actor) -> Result<BillingSettings> {
+    let input = validate(input)?;
     let before = sqlx::query_as!(
         BillingSettings,
         r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
@@ -122,7 +134,7 @@ pub async fn update(pool: &PgPool, input: &BillingSettings, actor: &Actor) -> Re
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         actor,
         Entry {
             action: "billing_settings.update",
@@ -133,6 +145,5 @@ pub async fn update(pool: &PgPool, input: &BillingSettings, actor: &Actor) -> Re
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(after)
 }

@@ -15,13 +15,14 @@ use crate::apis::rules::{self, MetricChanges, NewRule};
 use crate::apis::{ApiId, ApiState, NewApi, create_in, lifecycle, versions};
 use crate::applications::ApplicationId;
 use crate::audit::{self, Actor, Entry};
+use crate::billing::settings::{self as billing_settings, BillingSettings};
 use crate::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, PlanId};
 use crate::routing::{self as upstream_routing, DEFAULT_GROUP, GroupName};
 use crate::usage::levels::{AlertLevel, parse_levels, set_plan_levels_in};
 use crate::{Error, Result};
 
 use super::diff::{Change, compare};
-use super::document::{Api, Document, Group, Origin, Plan, Rule, Unmatched, is_default_split};
+use super::document::{Api, Billing, Document, Group, Origin, Plan, Rule, Unmatched, is_default_split};
 use super::export::{api_in, export_in};
 use super::locate::NodePath;
 use super::parse::{Located, parse};
@@ -79,6 +80,9 @@ pub async fn apply(
     sqlx::query!("SELECT pg_advisory_xact_lock($1) AS locked", APPLY_LOCK).fetch_one(&mut *tx).await?;
     let before = export_in(&mut tx).await?;
     let run = Run { text, options, actor, base_url };
+    if let Some(billing) = &doc.billing {
+        run.billing(&mut tx, billing, before.billing.as_ref()).await?;
+    }
     for (i, api) in doc.apis.iter().enumerate() {
         let at = NodePath::default().key("apis").index(i);
         run.api(&mut tx, &at, api).await?;
@@ -119,6 +123,14 @@ pub async fn apply(
 /// names; without prune, others may remain), so a field the platform
 /// stores differently is an error rather than a diff that never settles.
 fn converged(text: &str, doc: &Document, after: &Document, prune: bool) -> Result<(), Located> {
+    if let Some(wanted) = &doc.billing {
+        let wanted = billing_settings::validate(&billing_input(wanted)).ok();
+        let got = after.billing.as_ref().map(billing_input);
+        if wanted != got {
+            let at = NodePath::default().key("billing");
+            return Err(Located::at(text, &at, "the platform stores the billing settings differently from the file"));
+        }
+    }
     for (i, wanted) in doc.apis.iter().enumerate() {
         let at = NodePath::default().key("apis").index(i);
         let wanted = normalised(wanted);
@@ -224,6 +236,17 @@ fn normalised(api: &Api) -> Api {
     api
 }
 
+fn billing_input(b: &Billing) -> BillingSettings {
+    BillingSettings {
+        provider_name: b.provider_name.clone(),
+        provider_address: b.provider_address.clone(),
+        provider_tax_id: b.provider_tax_id.clone(),
+        tax_rate: b.tax_rate.0.normalize(),
+        mode: b.mode,
+        payment_terms_days: b.payment_terms_days,
+    }
+}
+
 fn default_group() -> Group {
     Group { name: DEFAULT_GROUP.into(), weight: 100, urls: Vec::new() }
 }
@@ -257,6 +280,21 @@ impl Run<'_> {
             }
             other => ApplyError::Core(other),
         }
+    }
+
+    /// The billing settings, when the file's differ from the platform's.
+    async fn billing(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        wanted: &Billing,
+        now: Option<&Billing>,
+    ) -> Result<(), ApplyError> {
+        if now == Some(wanted) {
+            return Ok(());
+        }
+        let at = NodePath::default().key("billing");
+        billing_settings::update_in(tx, &billing_input(wanted), self.actor).await.map_err(|e| self.fail(&at, e))?;
+        Ok(())
     }
 
     async fn api(&self, tx: &mut sqlx::PgConnection, at: &NodePath, api: &Api) -> Result<(), ApplyError> {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use super::document::{Api, ApplicationRoute, Document, Group, Metric, Plan, Rule};
+use super::document::{Api, ApplicationRoute, Billing, Document, Group, Metric, Plan, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,7 +30,8 @@ pub struct FieldChange {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     pub action: Action,
-    /// `api`, `metric`, `mapping_rule`, `plan`, `upstream_group` or `application_route`.
+    /// `billing_settings`, `api`, `metric`, `mapping_rule`, `plan`, `upstream_group` or
+    /// `application_route`.
     pub kind: &'static str,
     /// The API's slug, then the object's name (`weather/basic`, `weather/GET /forecast$`).
     pub name: String,
@@ -47,6 +48,8 @@ pub fn compare(before: &Document, after: &Document) -> Vec<Change> {
     slugs.sort_unstable();
     slugs.dedup();
     let mut changes = Vec::new();
+    let (ob, nb) = (before.billing.as_ref().map(billing_fields), after.billing.as_ref().map(billing_fields));
+    compare_objects(&mut changes, "billing_settings", "billing".into(), ob, nb);
     for slug in slugs {
         let (old, new) = (olds.get(slug).copied(), news.get(slug).copied());
         compare_objects(&mut changes, "api", slug.to_owned(), old.map(api_fields), new.map(api_fields));
@@ -165,6 +168,17 @@ fn api_fields(api: &Api) -> Vec<(String, String)> {
         fields.push(("lifecycle.sunset_at".into(), text));
     }
     fields
+}
+
+fn billing_fields(b: &Billing) -> Vec<(String, String)> {
+    vec![
+        ("provider_name".into(), quoted(&b.provider_name)),
+        ("provider_address".into(), quoted(&b.provider_address)),
+        ("provider_tax_id".into(), quoted(&b.provider_tax_id)),
+        ("tax_rate".into(), b.tax_rate.to_string()),
+        ("mode".into(), named(&b.mode)),
+        ("payment_terms_days".into(), b.payment_terms_days.to_string()),
+    ]
 }
 
 fn group_fields(g: &Group) -> Vec<(String, String)> {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use time::OffsetDateTime;
 
 use crate::apis::{ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
+use crate::billing::BillingMode;
 use crate::billing::pricing::PricingMode;
 use crate::plans::Period;
 
@@ -24,9 +25,41 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct Document {
     /// Always 1 for now.
     pub version: u32,
+    /// Who issues invoices, the tax on them, mode and payment terms; left
+    /// out, they stay as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
     /// API products, by slug.
     #[serde(default)]
     pub apis: Vec<Api>,
+}
+
+/// The provider's billing settings, as the admin's billing settings page has them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Billing {
+    #[serde(default)]
+    pub provider_name: String,
+    #[serde(default)]
+    pub provider_address: String,
+    #[serde(default)]
+    pub provider_tax_id: String,
+    /// A fraction: `'0.2'` is 20 %.
+    #[serde(default)]
+    pub tax_rate: Amount,
+    #[serde(default = "postpaid")]
+    pub mode: BillingMode,
+    /// Days between an invoice's issue and its due date.
+    #[serde(default = "fourteen")]
+    pub payment_terms_days: i32,
+}
+
+fn postpaid() -> BillingMode {
+    BillingMode::Postpaid
+}
+
+fn fourteen() -> i32 {
+    14
 }
 
 /// An API product with everything below it.

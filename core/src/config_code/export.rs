@@ -11,14 +11,23 @@ use crate::apis::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
 use crate::plans::{PlanId, get_plan_in};
 
 use super::document::{
-    Amount, Api, ApplicationRoute, Auth, Document, FORMAT_VERSION, Group, Lifecycle, Limit, Metric, Mocks, Mode,
-    Origin, Plan, Routing, Rule, Tier, Unmatched, is_default_split,
+    Amount, Api, ApplicationRoute, Auth, Billing, Document, FORMAT_VERSION, Group, Lifecycle, Limit, Metric, Mocks,
+    Mode, Origin, Plan, Routing, Rule, Tier, Unmatched, is_default_split,
 };
 
 /// The configuration as it is now, read on the caller's connection (apply
 /// reads it inside its transaction, before and after).
 pub async fn export_in(conn: &mut sqlx::PgConnection) -> Result<Document> {
-    Ok(Document { version: FORMAT_VERSION, apis: apis(conn, None).await? })
+    let billing = crate::billing::settings::get_in(&mut *conn).await?;
+    let billing = Billing {
+        provider_name: billing.provider_name,
+        provider_address: billing.provider_address,
+        provider_tax_id: billing.provider_tax_id,
+        tax_rate: Amount(billing.tax_rate),
+        mode: billing.mode,
+        payment_terms_days: billing.payment_terms_days,
+    };
+    Ok(Document { version: FORMAT_VERSION, billing: Some(billing), apis: apis(conn, None).await? })
 }
 
 /// One API as export writes it, if it exists.

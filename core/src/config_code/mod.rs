@@ -1,6 +1,7 @@
-//! Configuration as code: the provider's configuration (APIs with their
-//! specs, upstreams and auth, metrics, mapping rules, plans with limits and
-//! prices, lifecycle) as one YAML document, and applying such a document.
+//! Configuration as code: the provider's configuration (billing settings;
+//! APIs with their specs, upstreams, upstream groups and routes, mock mode
+//! and auth, metrics, mapping rules, plans with limits and prices, lifecycle)
+//! as one YAML document, and applying such a document.
 //! See docs/CONFIG-AS-CODE.md for the format and the GitOps workflow.
 //!
 //! `document` is the format, `parse` reads and checks it (errors located by

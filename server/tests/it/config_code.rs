@@ -17,7 +17,9 @@ use tollgate_core::apis::mocks::{self, MockChanges};
 use tollgate_core::apis::rules::{self, NewRule};
 use tollgate_core::apis::{ApiState, KeyLocation, NewApi, create_from_spec, find_by_slug, lifecycle};
 use tollgate_core::audit::Actor;
+use tollgate_core::billing::BillingMode;
 use tollgate_core::billing::pricing::PricingMode;
+use tollgate_core::billing::settings::{self as billing_settings, BillingSettings};
 use tollgate_core::plans::{NewLimit, NewPlan, NewPrice, NewPricingMode, Period, create_plan};
 use tollgate_core::routing::{self, GroupName};
 use tollgate_core::usage::levels::{AlertLevel, set_plan_levels};
@@ -97,10 +99,19 @@ const PETS_JSON: &str = r#"{"openapi": "3.1.0", "info": {"title": "Pets", "versi
 /// a volume-priced plan with its own alert levels, a deprecated API with its
 /// sunset, a second draft API from a JSON document; a canary upstream group
 /// with a tenth of the calls and the volume-priced plan sent to it; one
-/// operation of the draft API in mock mode.
+/// operation of the draft API in mock mode; billing settings of a provider.
 async fn configure(pool: &PgPool) {
     seed(pool).await.unwrap();
     let actor = Actor::system("test");
+    let billing = BillingSettings {
+        provider_name: "Example Ltd".into(),
+        provider_address: "1 Main Street\nSpringfield".into(),
+        provider_tax_id: "GB123".into(),
+        tax_rate: Decimal::new(2, 1),
+        mode: BillingMode::Prepaid,
+        payment_terms_days: 30,
+    };
+    billing_settings::update(pool, &billing, &actor).await.unwrap();
     let weather = find_by_slug(pool, "weather").await.unwrap().unwrap();
     rules::add_metric(pool, weather.id, "premium", "Premium calls", Some("hits"), &actor).await.unwrap();
     let rule = NewRule {
@@ -189,6 +200,7 @@ async fn export_apply_to_an_empty_database_and_export_again_is_byte_identical(po
         "  routing:\n    groups:\n    - name: default\n      weight: 90\n    - name: canary\n      weight: 10\n      urls:\n      - https://canary.example.test\n",
         "    upstream_group: canary\n",
         "  mocks:\n    operations:\n    - listPets\n",
+        "version: 1\nbilling:\n  provider_name: Example Ltd\n  provider_address: |-\n    1 Main Street\n    Springfield\n  provider_tax_id: GB123\n  tax_rate: '0.2'\n  mode: prepaid\n  payment_terms_days: 30\napis:\n",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
@@ -200,9 +212,14 @@ async fn export_apply_to_an_empty_database_and_export_again_is_byte_identical(po
     assert!(tollgate(&["migrate"], &empty.url).status.success());
     let dry = tollgate(&["apply", "-f", path_str(&first), "--dry-run"], &empty.url);
     assert!(dry.status.success(), "{}", err(&dry));
-    assert!(out(&dry).ends_with("23 created, 0 changed, 0 removed\ndry run: nothing was applied\n"), "{}", out(&dry));
+    assert!(out(&dry).ends_with("23 created, 1 changed, 0 removed\ndry run: nothing was applied\n"), "{}", out(&dry));
+    assert!(
+        out(&dry).starts_with("~ billing_settings billing\n    provider_name: \"\" -> \"Example Ltd\"\n"),
+        "{}",
+        out(&dry)
+    );
     let nothing = tollgate(&["export"], &empty.url);
-    assert!(out(&nothing).ends_with("version: 1\napis: []\n"), "{}", out(&nothing));
+    assert!(out(&nothing).ends_with("  payment_terms_days: 14\napis: []\n"), "{}", out(&nothing));
 
     let applied = tollgate(&["apply", "-f", path_str(&first)], &empty.url);
     assert!(applied.status.success(), "{}", err(&applied));
@@ -396,6 +413,12 @@ async fn a_malformed_document_is_refused_with_its_line_and_column(pool: PgPool) 
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["path"], "apis[0].plans[0].time_zone");
     assert_eq!(body["line"], line_of("time_zone: UTC"));
+
+    // Billing settings are located too, at the field the platform refuses.
+    let bad = before.replacen("  tax_rate: '0'\n", "  tax_rate: '1.5'\n", 1);
+    let (status, body) = admin.apply("", &bad).await;
+    assert_eq!((status, body["path"].as_str()), (422, Some("billing.tax_rate")), "{body}");
+    assert_eq!(body["line"], line_of("  tax_rate: '0'"));
 
     let (status, body) = admin.apply("", "version: 2\n").await;
     assert_eq!((status, body["line"].as_u64()), (422, Some(1)), "{body}");
