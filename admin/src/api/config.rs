@@ -19,9 +19,10 @@ use super::wire::parse_query;
 /// The YAML media type both endpoints document.
 const YAML: &str = "application/yaml";
 
-/// The provider's configuration as one YAML document: APIs with their specs,
-/// upstreams and auth, metrics, mapping rules, plans with limits and prices,
-/// lifecycle states. Stable in order, free of secrets and ids.
+/// The provider's configuration as one YAML document: billing settings, APIs
+/// with their specs, upstreams, upstream groups and routes, mock mode and auth,
+/// metrics, mapping rules, plans with limits and prices, lifecycle states.
+/// Stable in order, free of secrets and of ids but application routes'.
 #[utoipa::path(get, operation_id = "export_config", path = "/admin/api/v1/config", tag = "config",
     responses((status = 200, description = "The configuration (format: docs/CONFIG-AS-CODE.md)", body = ConfigDocument, content_type = "application/yaml"),
               (status = 401, body = ErrorBody)),
@@ -41,8 +42,11 @@ pub struct ConfigDocument {
     /// The format's version.
     #[schema(minimum = 1, maximum = 1)]
     version: u32,
-    /// API products by slug, each with its spec, upstreams, auth, lifecycle, metrics, mapping rules and plans
-    /// (none when left out).
+    /// Who issues invoices, tax, mode and payment terms (unchanged when left out).
+    #[schema(value_type = Option<Object>, required = false)]
+    billing: Option<serde_json::Value>,
+    /// API products by slug, each with its spec, upstreams, routing (upstream groups, application routes),
+    /// mocks, auth, lifecycle, metrics, mapping rules and plans (none when left out).
     #[schema(value_type = Vec<Object>, required = false)]
     apis: Vec<serde_json::Value>,
 }
@@ -52,7 +56,8 @@ pub struct ConfigDocument {
 pub struct ApplyQuery {
     /// Work out the diff and change nothing.
     pub dry_run: Option<bool>,
-    /// Also remove APIs, plans, metrics and rules the document does not name (a plan in use is refused, 409).
+    /// Also remove APIs, plans, metrics, rules, upstream groups and application routes the document does not
+    /// name (a plan in use is refused, 409).
     pub prune: Option<bool>,
 }
 
@@ -71,7 +76,7 @@ pub struct ConfigFieldChangeOut {
 pub struct ConfigChangeOut {
     #[schema(value_type = String, pattern = "^(created|changed|removed)$")]
     pub action: Action,
-    /// `api`, `metric`, `mapping_rule` or `plan`.
+    /// `billing_settings`, `api`, `metric`, `mapping_rule`, `plan`, `upstream_group` or `application_route`.
     pub kind: String,
     /// The API's slug, then the object's name, e.g. `weather/basic`.
     pub name: String,
