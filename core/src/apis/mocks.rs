@@ -211,6 +211,7 @@ pub async fn set(pool: &PgPool, api: ApiId, changes: &MockChanges, actor: &Actor
             "the API is published and has no upstream: add an upstream before taking it out of mock mode".into(),
         ));
     }
+    super::preview::check_still_mocked(&mut tx, api).await?;
     record_change(&mut tx, Entity::Mocks, api.0, false, None).await?;
     let mocked = |mode: &MockMode| mode.operations.iter().filter(|o| o.mocked).map(|o| o.metric_id).collect::<Vec<_>>();
     audit::record(
