@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::links::Links;
 use super::{
-    accounts, admin_tokens, apis, applications, audit, billing, config, error, gateways, invoices, keys, mocks, page, preview,
-    plans, routing, rules, usage, versions, webhooks,
+    accounts, admin_tokens, apis, applications, audit, billing, config, error, gateways, invoices, keys, mocks, page,
+    plans, preview, routing, rules, usage, versions, webhooks,
 };
 
 struct BearerAuth;

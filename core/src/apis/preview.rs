@@ -86,13 +86,11 @@ pub async fn open(pool: &PgPool, api: ApiId, audience: &Audience, actor: &Actor)
         }
     };
     let mut tx = pool.begin().await?;
-    let state = sqlx::query_scalar!(
-        r#"SELECT state AS "state: ApiState" FROM api_products WHERE id = $1 FOR UPDATE"#,
-        api.0
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NotFound)?;
+    let state =
+        sqlx::query_scalar!(r#"SELECT state AS "state: ApiState" FROM api_products WHERE id = $1 FOR UPDATE"#, api.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::NotFound)?;
     if state != ApiState::Draft {
         return Err(Error::Conflict(format!(
             "only a draft can be previewed; this API is {state}, so developers see it in the catalog as it is"
@@ -138,7 +136,8 @@ pub async fn open(pool: &PgPool, api: ApiId, audience: &Audience, actor: &Actor)
         },
     )
     .await?;
-    let opened = get_in(&mut tx, api).await?.ok_or_else(|| Error::Internal("the preview just opened is gone".into()))?;
+    let opened =
+        get_in(&mut tx, api).await?.ok_or_else(|| Error::Internal("the preview just opened is gone".into()))?;
     tx.commit().await?;
     Ok(opened)
 }
@@ -170,7 +169,9 @@ pub async fn close(pool: &PgPool, api: ApiId, actor: &Actor) -> Result<()> {
 fn audit_value(preview: &Preview) -> serde_json::Value {
     match &preview.audience {
         Audience::Everyone => json!({"everyone": true}),
-        Audience::Accounts(ids) => json!({"everyone": false, "accounts": ids.iter().map(|id| id.0).collect::<Vec<_>>()}),
+        Audience::Accounts(ids) => {
+            json!({"everyone": false, "accounts": ids.iter().map(|id| id.0).collect::<Vec<_>>()})
+        }
     }
 }
 

@@ -51,7 +51,8 @@ impl Router {
         for group in &routing.groups {
             let pool = Pool::new(group.upstreams.iter().map(|u| u.url.as_str()))
                 .map_err(|e| format!("group {}: {e}", group.name))?;
-            let name = HeaderValue::from_str(&group.name).map_err(|_| format!("group {}: not a header value", group.name))?;
+            let name =
+                HeaderValue::from_str(&group.name).map_err(|_| format!("group {}: not a header value", group.name))?;
             groups.push(Group { tag: GroupTag::intern(&group.name), pool, name });
             total += u64::from(group.weight);
             cumulative.push(total);

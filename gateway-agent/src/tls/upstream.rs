@@ -28,8 +28,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::files::{Stamp, stamp};
@@ -173,8 +173,9 @@ fn parse(path: &Path) -> Result<File, TlsError> {
 /// The TOML file and the files it names now (it is small: read at each check, so a file it
 /// starts to name is watched at once).
 fn stamps(path: &Path) -> Vec<Option<Stamp>> {
-    let named: Vec<PathBuf> =
-        parse(path).map(|file| file.upstream.iter().flat_map(Entry::files).map(Path::to_owned).collect()).unwrap_or_default();
+    let named: Vec<PathBuf> = parse(path)
+        .map(|file| file.upstream.iter().flat_map(Entry::files).map(Path::to_owned).collect())
+        .unwrap_or_default();
     std::iter::once(path).chain(named.iter().map(PathBuf::as_path)).map(stamp).collect()
 }
 

@@ -125,7 +125,8 @@ async fn the_decision_endpoint_never_allows_a_draft_even_a_mocked_one() {
     let draft = decide().await;
     assert_eq!((draft.status, draft.error().as_str()), (StatusCode::NOT_FOUND, "unknown_api"));
     // The proxy port still answers it from its mocks.
-    let mocked = get(&format!("http://{}/pets/items/7?user_key={}", agent.proxy_addr(), fixture.key.as_str()), &[]).await;
+    let mocked =
+        get(&format!("http://{}/pets/items/7?user_key={}", agent.proxy_addr(), fixture.key.as_str()), &[]).await;
     assert_eq!(mocked.header("tollgate-mock"), Some("true"));
 
     let mut published = fixture.snapshot.apis[0].clone();

@@ -624,8 +624,10 @@ async fn upstream_ca_and_client_certificate_files_reload_and_an_invalid_set_is_r
 
     // The right CA lands in the same file: picked up without a restart.
     replace(&ca_file, &upstream_ca.pem());
-    eventually("the new CA to verify the upstream", || async { (get(&url, &[]).await.status == StatusCode::OK).then_some(()) })
-        .await;
+    eventually("the new CA to verify the upstream", || async {
+        (get(&url, &[]).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
     let client_certificate = || mtls.seen().last().and_then(|(_, cert)| cert.clone());
     assert!(client_certificate() == Some(first.der.clone()));
 

@@ -136,7 +136,8 @@ pub async fn api(
     gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
-    let id = catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let id =
+        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let api = detail::get(&pool, id).await?;
     let mut plans = Vec::new();
     for plan in list_plans(&pool, id).await?.into_iter().filter(|p| p.published) {
@@ -161,7 +162,8 @@ pub async fn api(
 /// `nosniff` and a sandboxing policy from the security headers) and a
 /// download when opened directly.
 pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
-    let id = catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let id =
+        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let (source, format) = detail::latest_spec(&pool, id).await?;
     let (content_type, extension) =
         if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };

@@ -47,7 +47,8 @@ async fn a_previewed_draft_is_subscribed_and_tried_against_mocks_until_published
     let (status, api) = admin("POST", "/admin/api/v1/apis", Some(json!({"spec": PETSTORE, "slug": "petstore"}))).await;
     assert_eq!(status, 201, "{api}");
     let api_id = api["id"].as_str().unwrap().to_owned();
-    let plan = json!({"system_name": "preview", "name": "Preview plan", "currency": "EUR", "published": true, "limits": []});
+    let plan =
+        json!({"system_name": "preview", "name": "Preview plan", "currency": "EUR", "published": true, "limits": []});
     let (status, plan) = admin("POST", &format!("/admin/api/v1/apis/{api_id}/plans"), Some(plan)).await;
     assert_eq!(status, 201, "{plan}");
     let plan_id = plan["id"].as_str().unwrap().to_owned();
@@ -190,9 +191,8 @@ async fn the_admin_ui_opens_restricts_and_closes_a_preview(pool: PgPool) {
 
     let select = html.split("id=\"preview-account\"").nth(1).expect("an account to choose");
     let account = select.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let res = app
-        .post_form(&preview, &[("csrf_token", &csrf_from(&html)), ("action", "add"), ("account", &account)])
-        .await;
+    let res =
+        app.post_form(&preview, &[("csrf_token", &csrf_from(&html)), ("action", "add"), ("account", &account)]).await;
     assert_eq!(res.status(), 303);
     let html = app.get(&mocks_page).await.text().await.unwrap();
     assert!(html.contains("Open to 1 account(s) since"), "{html}");
@@ -203,9 +203,10 @@ async fn the_admin_ui_opens_restricts_and_closes_a_preview(pool: PgPool) {
     assert_eq!(res.status(), 303);
     let html = app.get(&mocks_page).await.text().await.unwrap();
     assert!(html.contains("Not previewed"), "{html}");
-    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action IN ('api.preview_open', 'api.preview_close')")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let audit: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action IN ('api.preview_open', 'api.preview_close')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(audit, 3);
 }
