@@ -148,15 +148,15 @@ impl Proxy {
         let api = call.api;
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
         let latency = call.started.elapsed();
+        // The group the proxy would have forwarded to: override, plan, else the weighted draw.
+        let group = api.routing.as_ref().map(|router| router.pick(&admitted.app.id, admitted.app.plan));
+        let tag = group.map_or(GroupTag::NONE, |group| group.tag);
         let held = self.reports.as_ref().and_then(|pending| {
             let metrics = admitted.touched.as_slice().iter();
             let metrics = metrics.filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount)));
-            pending.hold(admitted.app.id, metrics, call.received, latency)
+            pending.hold(admitted.app.id, tag, metrics, call.received, latency)
         });
-        // The group the proxy would have forwarded to: override, plan, else the weighted draw.
-        let group = api.routing.as_ref().map(|router| router.pick(&admitted.app.id, admitted.app.plan));
         if self.reports.is_none() {
-            let tag = group.map_or(GroupTag::NONE, |group| group.tag);
             self.record_usage(api, tag, admitted, call.received, StatusCode::OK, latency);
         }
 
