@@ -270,3 +270,32 @@ async fn decisions_name_the_group_and_nginx_routes_by_it() {
     assert_eq!(per_group.get(&(fixture.app, "default".to_owned())), Some(&6));
     assert_eq!(per_group.get(&(partner_app, "v2".to_owned())), Some(&6));
 }
+
+/// With reports on, an allowed decision's usage waits for the proxy's report; the group chosen
+/// at the decision stays with it (here counted at shutdown, no report having come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_decision_keeps_its_upstream_group() {
+    use crate::decisions::{authz, decision_settings};
+    let a = Upstream::start().await;
+    let fixture = Fixture::new(&a, &[]);
+    let route = routing(&fixture.snapshot, vec![group("canary", 1, &a)]);
+    let cp = ControlPlane::start(with_routing(fixture.snapshot.clone(), route)).await;
+    let dir = TempDir::new();
+    let mut settings = decision_settings(cp.url(), dir.path(), None);
+    settings.authz_reports = true;
+    let agent = start_ready(settings).await;
+    let uri = format!("/pets/items/1?user_key={}", fixture.key.as_str());
+    let allowed = get(&format!("http://{}/", authz(&agent)), &[("x-original-uri", uri.as_str())]).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert!(allowed.header("x-tollgate-decision").is_some(), "the usage is held for a report");
+    assert_eq!(allowed.header("x-tollgate-upstream-group"), Some("canary"));
+    agent.shutdown().await.expect("clean shutdown");
+    let groups: Vec<Option<String>> = cp
+        .accepted_batches()
+        .iter()
+        .flat_map(|b| b.entries.iter())
+        .filter(|e| e.metric == fixture.metrics.hits)
+        .map(|e| e.group.clone())
+        .collect();
+    assert_eq!(groups, vec![Some("canary".to_owned())]);
+}
