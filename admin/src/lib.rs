@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(mocks::show))
                 .route(web::post().to(mocks::update)),
         )
+        .service(web::resource("/admin/apis/{id}/preview").route(web::post().to(mocks::update_preview)))
         .service(web::resource("/admin/apis/{id}/versions").route(web::post().to(apis::stage_version)))
         .service(web::resource("/admin/apis/{id}/versions/{number}").route(web::get().to(versions::show_version)))
         .service(

@@ -311,6 +311,11 @@ impl Agent {
                 stop_rx.clone(),
             )));
         }
+        if settings.tls.upstream.is_some() {
+            let (applied, refused) = (metrics.upstream_tls_reloads("applied"), metrics.upstream_tls_reloads("refused"));
+            let watched = upstream_tls.clone().watch(settings.tls.reload_interval, applied, refused, stop_rx.clone());
+            background.push(tokio::spawn(watched));
+        }
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
         let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));

@@ -34,6 +34,7 @@ pub(crate) const OPEN_CONNECTIONS: &str = "tollgate_agent_open_connections";
 pub(crate) const CONNECTIONS_REFUSED: &str = "tollgate_agent_connections_refused_total";
 pub(crate) const SPANS_DROPPED: &str = "tollgate_agent_spans_dropped_total";
 pub(crate) const TLS_RELOADS: &str = "tollgate_agent_tls_reloads_total";
+pub(crate) const UPSTREAM_TLS_RELOADS: &str = "tollgate_agent_upstream_tls_reloads_total";
 pub(crate) const DECISION_REPORTS: &str = "tollgate_agent_decision_reports_total";
 
 const DURATION_BUCKETS: [f64; 14] =
@@ -89,6 +90,10 @@ impl Metrics {
             TLS_RELOADS,
             "Changed TLS certificate files, by outcome: applied, or refused (the previous ones kept).",
         );
+        describe(
+            UPSTREAM_TLS_RELOADS,
+            "Changed upstream TLS files (TOLLGATE_AGENT_UPSTREAM_TLS and the CA and client certificate files it names), by outcome: applied, or refused (the previous ones kept).",
+        );
         let key = |name: &'static str| Key::from_static_name(name);
         let metrics = Metrics {
             config_revision: recorder.register_gauge(&key(CONFIG_REVISION), &METADATA),
@@ -121,6 +126,15 @@ impl Metrics {
     /// `tollgate_agent_tls_reloads_total{outcome}`, registered only by agents that serve TLS.
     pub fn tls_reloads(&self, outcome: &'static str) -> Counter {
         let key = Key::from_parts(TLS_RELOADS, vec![Label::from_static_parts("outcome", outcome)]);
+        let counter = self.recorder.register_counter(&key, &METADATA);
+        counter.absolute(0);
+        counter
+    }
+
+    /// `tollgate_agent_upstream_tls_reloads_total{outcome}`, registered only by agents with
+    /// an upstream TLS file.
+    pub fn upstream_tls_reloads(&self, outcome: &'static str) -> Counter {
+        let key = Key::from_parts(UPSTREAM_TLS_RELOADS, vec![Label::from_static_parts("outcome", outcome)]);
         let counter = self.recorder.register_counter(&key, &METADATA);
         counter.absolute(0);
         counter

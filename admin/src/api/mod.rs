@@ -20,6 +20,7 @@ mod mocks;
 mod openapi;
 mod page;
 mod plans;
+mod preview;
 mod routing;
 mod rules;
 mod schemas;
@@ -63,6 +64,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/apis/{id}/mocks", "GET, PATCH")
                     .route(web::get().to(mocks::show))
                     .route(web::patch().to(mocks::update)),
+            )
+            .service(
+                resource("/apis/{id}/preview", "GET, PUT, DELETE")
+                    .route(web::get().to(preview::show))
+                    .route(web::put().to(preview::open))
+                    .route(web::delete().to(preview::close)),
             )
             .service(resource("/apis/{id}/versions", "POST").route(web::post().to(versions::stage_version)))
             .service(resource("/apis/{id}/versions/{number}", "GET").route(web::get().to(versions::show_version)))

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::links::Links;
 use super::{
     accounts, admin_tokens, apis, applications, audit, billing, config, error, gateways, invoices, keys, mocks, page,
-    plans, routing, rules, usage, versions, webhooks,
+    plans, preview, routing, rules, usage, versions, webhooks,
 };
 
 struct BearerAuth;
@@ -28,6 +28,7 @@ impl Modify for BearerAuth {
     info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications and their keys, accounts and their invitations, gateways, admin tokens and billing. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
         apis::list, apis::import, apis::show, apis::update, apis::lifecycle, mocks::show, mocks::update,
+        preview::show, preview::open, preview::close,
         versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
         rules::list_metrics, rules::add_metric, rules::delete_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
         plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,

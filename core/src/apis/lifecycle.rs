@@ -70,6 +70,8 @@ pub async fn set_state_in(
         )
         .execute(&mut *tx)
         .await?;
+        // A previewed draft is listed for everyone now; its applications carry on.
+        super::preview::end_on_publication(tx, id).await?;
     }
     if let Some(sunset) = sunset_at {
         let owners = sqlx::query_scalar!(

@@ -232,6 +232,7 @@ pub async fn set_in(tx: &mut sqlx::PgConnection, api: ApiId, changes: &MockChang
             "the API is published and has no upstream: add an upstream before taking it out of mock mode".into(),
         ));
     }
+    super::preview::check_still_mocked(&mut *tx, api).await?;
     record_change(&mut *tx, Entity::Mocks, api.0, false, None).await?;
     audit::record(
         &mut *tx,

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod detail;
 pub mod lifecycle;
 pub mod mocks;
+pub mod preview;
 mod products;
 pub mod rules;
 pub mod staging;

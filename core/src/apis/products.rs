@@ -267,8 +267,11 @@ pub async fn create_in(
 #[derive(Debug, Default)]
 pub(super) struct Listing<'a> {
     pub slug: Option<&'a str>,
-    /// Only what developers may browse: published and deprecated APIs.
+    /// Only what developers may browse: published and deprecated APIs, and drafts
+    /// previewed to `viewer`.
     pub listed_only: bool,
+    /// The developer account browsing (`None`: a visitor).
+    pub viewer: Option<crate::accounts::AccountId>,
     /// A LIKE pattern the name, description or slug must match.
     pub matching: Option<String>,
     /// Newest first; otherwise by name.
@@ -285,7 +288,7 @@ pub(super) async fn summaries(pool: &PgPool, listing: &Listing<'_>) -> Result<Ve
                   coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
            FROM api_products p
            WHERE ($1::text IS NULL OR p.slug = $1)
-             AND (NOT $2 OR p.state IN ('published', 'deprecated'))
+             AND (NOT $2 OR api_open_to(p.id, p.state, $7))
              AND ($3::text IS NULL OR p.name ILIKE $3 OR p.description ILIKE $3 OR p.slug ILIKE $3)
            ORDER BY CASE WHEN $4 THEN p.created_at END DESC, p.name, p.id
            LIMIT $5 OFFSET $6"#,
@@ -294,7 +297,8 @@ pub(super) async fn summaries(pool: &PgPool, listing: &Listing<'_>) -> Result<Ve
         listing.matching,
         listing.newest_first,
         listing.limit,
-        listing.offset
+        listing.offset,
+        listing.viewer.map(|a| a.0)
     )
     .fetch_all(pool)
     .await?;

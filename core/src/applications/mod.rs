@@ -76,15 +76,16 @@ fn validate(name: &str, description: &str) -> Result<()> {
 }
 
 /// Registers an application on a published plan of a published or
-/// deprecated API. It starts `pending` when the plan requires approval.
+/// deprecated API, or of a draft previewed to the account (`apis::preview`). It starts `pending` when the plan requires approval.
 pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, actor: &Actor) -> Result<ApplicationView> {
     validate(&new.name, &new.description)?;
     let mut tx = pool.begin().await?;
     let plan = sqlx::query!(
         r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode AS "auth_mode: AuthMode"
            FROM plans p JOIN api_products a ON a.id = p.api_id
-           WHERE p.id = $1 AND p.published AND a.state IN ('published', 'deprecated')"#,
-        new.plan_id.0
+           WHERE p.id = $1 AND p.published AND api_open_to(a.id, a.state, $2)"#,
+        new.plan_id.0,
+        account.0
     )
     .fetch_optional(&mut *tx)
     .await?

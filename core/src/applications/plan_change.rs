@@ -36,7 +36,7 @@ pub async fn choices(pool: &PgPool, account: AccountId, app: ApplicationId) -> R
     let rows = sqlx::query!(
         "SELECT p.id, p.name, p.description, p.setup_fee, p.monthly_fee, p.currency, p.approval_required
          FROM applications ap
-         JOIN api_products a ON a.id = ap.api_id AND a.state IN ('published', 'deprecated')
+         JOIN api_products a ON a.id = ap.api_id AND api_open_to(a.id, a.state, ap.account_id)
          JOIN plans p ON p.api_id = ap.api_id AND p.published AND p.id <> ap.plan_id
          WHERE ap.id = $1 AND ap.account_id = $2
          ORDER BY p.monthly_fee, p.position, p.name",
@@ -101,9 +101,10 @@ pub async fn request(
     }
     let target = sqlx::query!(
         "SELECT p.approval_required, p.name FROM plans p JOIN api_products a ON a.id = p.api_id
-         WHERE p.id = $1 AND p.api_id = $2 AND p.published AND a.state IN ('published', 'deprecated')",
+         WHERE p.id = $1 AND p.api_id = $2 AND p.published AND api_open_to(a.id, a.state, $3)",
         plan.0,
-        current.api_id
+        current.api_id,
+        account.0
     )
     .fetch_optional(&mut *tx)
     .await?

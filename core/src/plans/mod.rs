@@ -7,6 +7,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::accounts::AccountId;
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::billing::pricing::PricingMode;
@@ -315,6 +316,8 @@ pub struct PlanOption {
     pub monthly_fee: Decimal,
     pub currency: String,
     pub approval_required: bool,
+    /// Of a previewed draft: answered by mocks, no backend yet.
+    pub preview: bool,
 }
 
 impl PlanOption {
@@ -325,17 +328,21 @@ impl PlanOption {
             format!("{} {}/month", self.monthly_fee.normalize(), self.currency)
         };
         let approval = if self.approval_required { ", needs approval" } else { "" };
-        format!("{} — {} ({price}{approval})", self.api_name, self.plan_name)
+        let preview = if self.preview { " [preview: mock responses]" } else { "" };
+        format!("{}{preview} — {} ({price}{approval})", self.api_name, self.plan_name)
     }
 }
 
-/// Published plans of published or deprecated APIs.
-pub async fn subscribable(pool: &PgPool) -> Result<Vec<PlanOption>> {
+/// Published plans of the APIs open to `account`: published or deprecated ones, and
+/// drafts previewed to it.
+pub async fn subscribable(pool: &PgPool, account: AccountId) -> Result<Vec<PlanOption>> {
     let rows = sqlx::query!(
-        "SELECT p.id, a.name AS api_name, p.name AS plan_name, p.monthly_fee, p.currency, p.approval_required
+        r#"SELECT p.id, a.name AS api_name, p.name AS plan_name, p.monthly_fee, p.currency, p.approval_required,
+                  a.state = 'draft' AS "preview!"
          FROM plans p JOIN api_products a ON a.id = p.api_id
-         WHERE p.published AND a.state IN ('published', 'deprecated')
-         ORDER BY a.name, p.position, p.monthly_fee, p.name"
+         WHERE p.published AND api_open_to(a.id, a.state, $1)
+         ORDER BY a.name, p.position, p.monthly_fee, p.name"#,
+        account.0
     )
     .fetch_all(pool)
     .await?;
@@ -348,6 +355,7 @@ pub async fn subscribable(pool: &PgPool) -> Result<Vec<PlanOption>> {
             monthly_fee: r.monthly_fee,
             currency: r.currency,
             approval_required: r.approval_required,
+            preview: r.preview,
         })
         .collect())
 }

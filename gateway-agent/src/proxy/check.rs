@@ -29,6 +29,7 @@ use tonic::{Code, Status};
 use super::Proxy;
 use super::decision::{
     Decided, X_ENVOY_AUTH_HEADERS_TO_REMOVE, X_TOLLGATE_API, X_TOLLGATE_APPLICATION, X_TOLLGATE_PLAN,
+    X_TOLLGATE_UPSTREAM_GROUP,
 };
 use super::original::Original;
 use super::reply::Refusal;
@@ -139,7 +140,13 @@ fn check_response(decided: Decided) -> Result<CheckResponse, Status> {
 fn allowed(decision: &HeaderMap, query_credentials: Vec<String>) -> CheckResponse {
     let mut ok = OkHttpResponse { query_parameters_to_remove: query_credentials, ..OkHttpResponse::default() };
     for (name, value) in decision {
-        let upstream = [&X_TOLLGATE_APPLICATION, &X_TOLLGATE_PLAN, &X_TOLLGATE_API, &X_TOLLGATE_DECISION];
+        let upstream = [
+            &X_TOLLGATE_APPLICATION,
+            &X_TOLLGATE_PLAN,
+            &X_TOLLGATE_API,
+            &X_TOLLGATE_UPSTREAM_GROUP,
+            &X_TOLLGATE_DECISION,
+        ];
         if upstream.contains(&name) {
             // A client's own value never reaches the upstream.
             ok.headers.push(option(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd));

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::original::{BadOriginal, Original, Shape};
 use super::reply::{Body, Refusal};
 use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
-use crate::config::Config;
+use crate::config::{Config, Lifecycle};
 use crate::enforce::key_location::KeySource;
 use crate::report::X_TOLLGATE_DECISION;
 use crate::trace::Trace;
@@ -31,6 +31,9 @@ pub(crate) static X_TOLLGATE_APPLICATION: HeaderName = HeaderName::from_static("
 pub(crate) static X_TOLLGATE_PLAN: HeaderName = HeaderName::from_static("x-tollgate-plan");
 /// The API it was routed to (slug).
 pub(crate) static X_TOLLGATE_API: HeaderName = HeaderName::from_static("x-tollgate-api");
+/// The upstream group chosen for the call, for an API with routing (per-plan or
+/// per-application groups, weighted splits), so the asking proxy can route by it.
+pub(crate) static X_TOLLGATE_UPSTREAM_GROUP: HeaderName = HeaderName::from_static("x-tollgate-upstream-group");
 /// The refusal's JSON body, repeated as a header for nginx, which drops an `auth_request`
 /// subrequest's body but can copy its headers (`auth_request_set`).
 pub(crate) static X_TOLLGATE_REFUSAL: HeaderName = HeaderName::from_static("x-tollgate-refusal");
@@ -97,7 +100,12 @@ impl Proxy {
                 return refused(self.refuse_unrouted(refusal, own, trace, started), refusal);
             }
         };
-        let (route, api) = match find_api(&config, original.uri.path(), || original.host()) {
+        // A draft is answered from its mocks only, and this listener does not mock: the asking
+        // proxy would forward an allowed call to an upstream the draft may not have.
+        let found = find_api(&config, original.uri.path(), || original.host()).and_then(|(route, api)| {
+            if matches!(api.lifecycle, Lifecycle::Draft) { Err(Refusal::UnknownApi) } else { Ok((route, api)) }
+        });
+        let (route, api) = match found {
             Ok(found) => found,
             Err(refusal) => {
                 let request = (&original.method, original.uri.path());
@@ -140,13 +148,16 @@ impl Proxy {
         let api = call.api;
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
         let latency = call.started.elapsed();
+        // The group the proxy would have forwarded to: override, plan, else the weighted draw.
+        let group = api.routing.as_ref().map(|router| router.pick(&admitted.app.id, admitted.app.plan));
+        let tag = group.map_or(GroupTag::NONE, |group| group.tag);
         let held = self.reports.as_ref().and_then(|pending| {
             let metrics = admitted.touched.as_slice().iter();
             let metrics = metrics.filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount)));
-            pending.hold(admitted.app.id, metrics, call.received, latency)
+            pending.hold(admitted.app.id, tag, metrics, call.received, latency)
         });
         if self.reports.is_none() {
-            self.record_usage(api, GroupTag::NONE, admitted, call.received, StatusCode::OK, latency);
+            self.record_usage(api, tag, admitted, call.received, StatusCode::OK, latency);
         }
 
         let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -162,6 +173,9 @@ impl Proxy {
         }
         if let Ok(slug) = HeaderValue::from_str(&api.slug) {
             out.insert(&X_TOLLGATE_API, slug);
+        }
+        if let Some(group) = group {
+            out.insert(&X_TOLLGATE_UPSTREAM_GROUP, group.name.clone());
         }
         if let Some(names) = credential_headers(api, headers) {
             out.insert(&X_ENVOY_AUTH_HEADERS_TO_REMOVE, names);

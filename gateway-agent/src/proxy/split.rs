@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
+use hyper::header::HeaderValue;
 use tollgate_protocol::Routing;
 use uuid::Uuid;
 
@@ -17,10 +18,12 @@ use super::upstream::Pool;
 use crate::hashing::FxBuildHasher;
 use crate::usage::groups::GroupTag;
 
-/// One upstream group: its targets and the tag its calls are recorded under.
+/// One upstream group: its targets, the tag its calls are recorded under, and its name as
+/// the decision endpoint tells it (`x-tollgate-upstream-group`).
 pub(crate) struct Group {
     pub tag: GroupTag,
     pub pool: Pool,
+    pub name: HeaderValue,
 }
 
 /// An API's groups, split and overrides, compiled.
@@ -48,7 +51,9 @@ impl Router {
         for group in &routing.groups {
             let pool = Pool::new(group.upstreams.iter().map(|u| u.url.as_str()))
                 .map_err(|e| format!("group {}: {e}", group.name))?;
-            groups.push(Group { tag: GroupTag::intern(&group.name), pool });
+            let name =
+                HeaderValue::from_str(&group.name).map_err(|_| format!("group {}: not a header value", group.name))?;
+            groups.push(Group { tag: GroupTag::intern(&group.name), pool, name });
             total += u64::from(group.weight);
             cumulative.push(total);
         }

@@ -45,6 +45,8 @@ const SHARDS: usize = 16;
 /// An allowed call's usage, waiting for its response code.
 struct Waiting {
     app: Uuid,
+    /// The upstream group chosen at the decision (`GroupTag::NONE` for an API without groups).
+    group: GroupTag,
     metrics: Box<[(Uuid, u64)]>,
     at: Timestamp,
     latency: Duration,
@@ -93,6 +95,7 @@ impl Pending {
     pub fn hold(
         &self,
         app: Uuid,
+        group: GroupTag,
         metrics: impl Iterator<Item = (Uuid, u64)>,
         at: Timestamp,
         latency: Duration,
@@ -102,11 +105,11 @@ impl Pending {
         let mut shard = self.shard(id);
         if shard.len() >= MAX_PENDING / SHARDS {
             drop(shard);
-            self.usage.record(app, GroupTag::NONE, metrics.iter().copied(), at, 200, latency);
+            self.usage.record(app, group, metrics.iter().copied(), at, 200, latency);
             self.outcomes.not_held.increment(1);
             return None;
         }
-        shard.insert(id, Waiting { app, metrics, at, latency, since: Instant::now() });
+        shard.insert(id, Waiting { app, group, metrics, at, latency, since: Instant::now() });
         Some(DecisionId(id))
     }
 
@@ -119,7 +122,7 @@ impl Pending {
             return Settled::Unknown;
         };
         let status = u16::try_from(status).ok().filter(|s| (100..=599).contains(s)).unwrap_or(200);
-        self.usage.record(call.app, GroupTag::NONE, call.metrics.iter().copied(), call.at, status, call.latency);
+        self.usage.record(call.app, call.group, call.metrics.iter().copied(), call.at, status, call.latency);
         self.outcomes.counted.increment(1);
         Settled::Counted
     }
@@ -134,7 +137,7 @@ impl Pending {
                 if !all && now.duration_since(call.since) < self.wait {
                     return true;
                 }
-                self.usage.record(call.app, GroupTag::NONE, call.metrics.iter().copied(), call.at, 200, call.latency);
+                self.usage.record(call.app, call.group, call.metrics.iter().copied(), call.at, 200, call.latency);
                 expired += 1;
                 false
             });
@@ -192,8 +195,8 @@ mod tests {
         let pending = Pending::new(usage.clone(), Duration::from_secs(60), &metrics);
         let (app, hits) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let at = Timestamp::from_second(120).expect("valid");
-        let one = pending.hold(app, [(hits, 1)].into_iter(), at, Duration::ZERO).expect("held");
-        let two = pending.hold(app, [(hits, 1)].into_iter(), at, Duration::ZERO).expect("held");
+        let one = pending.hold(app, GroupTag::NONE, [(hits, 1)].into_iter(), at, Duration::ZERO).expect("held");
+        let two = pending.hold(app, GroupTag::NONE, [(hits, 1)].into_iter(), at, Duration::ZERO).expect("held");
         assert_eq!(usage.drain().0, vec![], "nothing counted before the report");
         let one = one.header_value();
         let one = one.to_str().expect("text");

@@ -9,6 +9,7 @@
 
 pub(crate) mod config;
 pub(crate) mod control;
+mod files;
 mod pem;
 pub(crate) mod termination;
 pub(crate) mod upstream;

@@ -10,9 +10,8 @@
 //! previous certificates keep serving; it is read again when a file changes again.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use metrics::Counter;
@@ -27,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::config::CertKeyPair;
+use super::files::{Stamp, stamp};
 use super::{TlsError, pem};
 
 /// A client gets this long to complete its handshake.
@@ -42,14 +42,6 @@ pub(crate) struct ServedCertificates {
 /// One validated set, in the order of the settings.
 struct Served {
     keys: Box<[Arc<CertifiedKey>]>,
-}
-
-/// What a file looked like when last checked.
-#[derive(Clone, PartialEq, Eq, Debug)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
 }
 
 impl ServedCertificates {
@@ -167,10 +159,4 @@ fn valid_for(key: &CertifiedKey, name: &ServerName<'_>) -> bool {
         .ok()
         .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
         .is_some_and(|cert| cert.verify_is_valid_for_subject_name(name).is_ok())
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: meta.modified().ok(), len: meta.len(), inode: meta.ino() })
 }

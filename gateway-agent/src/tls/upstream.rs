@@ -19,14 +19,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+
 use hyper::http::uri::Authority;
+use metrics::Counter;
 use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
+use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::files::{Stamp, stamp};
 use super::{TlsError, pem};
 
 #[derive(serde::Deserialize)]
@@ -45,16 +51,21 @@ struct Entry {
     client_key: Option<PathBuf>,
 }
 
-/// The TLS client configs of upstreams, shared by the proxy workers.
+/// The TLS client configs of upstreams, shared by the proxy workers, swapped whole when
+/// the file or a file it names changes ([`UpstreamTls::watch`]).
 pub(crate) struct UpstreamTls {
     provider: Arc<CryptoProvider>,
-    /// `host:port` (lowercase, port spelled out) and its config.
-    hosts: Box<[(Box<str>, Arc<ClientConfig>)]>,
+    /// The TOML file, if any.
+    path: Option<PathBuf>,
+    current: ArcSwap<Hosts>,
     /// For hosts not listed: the system roots, read on first use.
     default: OnceLock<Arc<ClientConfig>>,
     /// When a failed handshake was last logged at `warn`.
     warned: Mutex<Option<Instant>>,
 }
+
+/// One validated set: `host:port` (lowercase, port spelled out) and its config.
+type Hosts = Box<[(Box<str>, Arc<ClientConfig>)]>;
 
 /// A failed handshake is logged at `warn` at most this often (the rest at `debug`): a
 /// misconfigured upstream fails every request, and the log must stay readable.
@@ -63,41 +74,62 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 impl UpstreamTls {
     /// Reads the upstream TLS file, if any, with every file it names.
     pub fn load(path: Option<&Path>, provider: Arc<CryptoProvider>) -> Result<UpstreamTls, TlsError> {
-        let mut hosts: Vec<(Box<str>, Arc<ClientConfig>)> = Vec::new();
-        if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|e| TlsError::file(path, e))?;
-            let file: File = toml::from_str(&text).map_err(|e| TlsError::file(path, e.message()))?;
-            for entry in file.upstream {
-                let key = host_key(&entry.host).ok_or_else(|| {
-                    TlsError::file(path, format!("`{}` is not a host such as billing.internal:8443", entry.host))
-                })?;
-                if hosts.iter().any(|(known, _)| *known == key) {
-                    return Err(TlsError::file(path, format!("`{}` is listed twice", entry.host)));
+        let hosts = match path {
+            Some(path) => read(path, &provider)?,
+            None => Hosts::default(),
+        };
+        Ok(UpstreamTls {
+            provider,
+            path: path.map(Path::to_owned),
+            current: ArcSwap::from_pointee(hosts),
+            default: OnceLock::new(),
+            warned: Mutex::new(None),
+        })
+    }
+
+    /// Checks the file and the files it names every `interval` until `stop` changes, and
+    /// swaps in a changed set that is valid whole, as the served certificates do
+    /// ([`super::termination`]); a set that fails is refused with a `warn` line and the
+    /// previous one keeps serving. New connections use the new set; open ones finish with
+    /// the one they began with.
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        applied: Counter,
+        refused: Counter,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let Some(path) = self.path.clone() else { return };
+        let mut seen = stamps(&path);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+            let now = stamps(&path);
+            if now == seen {
+                continue;
+            }
+            // Stamped before reading: a file that changes while it is read is read again.
+            seen = now;
+            match read(&path, &self.provider) {
+                Ok(hosts) => {
+                    let count = hosts.len();
+                    self.current.store(Arc::new(hosts));
+                    applied.increment(1);
+                    tracing::info!(file = %path.display(), upstreams = count, "upstream TLS settings reloaded");
                 }
-                let roots = match &entry.ca {
-                    Some(ca) => pem::roots(ca)?,
-                    None => pem::system_roots(),
-                };
-                let client = match (&entry.client_cert, &entry.client_key) {
-                    (Some(cert), Some(key)) => Some((pem::certificates(cert)?, pem::private_key(key)?)),
-                    (None, None) => None,
-                    _ => {
-                        return Err(TlsError::file(
-                            path,
-                            format!("`{}`: client_cert and client_key go together", entry.host),
-                        ));
-                    }
-                };
-                let config = client_config(&provider, roots, client, &[b"http/1.1"])?;
-                hosts.push((key, config));
+                Err(error) => {
+                    refused.increment(1);
+                    tracing::warn!(%error, "new upstream TLS settings refused: the previous ones keep serving");
+                }
             }
         }
-        Ok(UpstreamTls { provider, hosts: hosts.into(), default: OnceLock::new(), warned: Mutex::new(None) })
     }
 
     fn config_for(&self, authority: &Authority) -> Result<Arc<ClientConfig>, TlsError> {
         let key = host_key(authority.as_str());
-        if let Some((_, config)) = self.hosts.iter().find(|(host, _)| Some(host) == key.as_ref()) {
+        if let Some((_, config)) = self.current.load().iter().find(|(host, _)| Some(host) == key.as_ref()) {
             return Ok(config.clone());
         }
         if let Some(config) = self.default.get() {
@@ -126,6 +158,63 @@ impl UpstreamTls {
         let config = self.config_for(authority).map_err(io::Error::other)?;
         TlsConnector::from(config).connect(name, stream).await
     }
+}
+
+/// Reads the TOML file and every file it names into a set, validated whole.
+fn read(path: &Path, provider: &Arc<CryptoProvider>) -> Result<Hosts, TlsError> {
+    configs(path, parse(path)?, provider)
+}
+
+fn parse(path: &Path) -> Result<File, TlsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TlsError::file(path, e))?;
+    toml::from_str(&text).map_err(|e| TlsError::file(path, e.message()))
+}
+
+/// The TOML file and the files it names now (it is small: read at each check, so a file it
+/// starts to name is watched at once).
+fn stamps(path: &Path) -> Vec<Option<Stamp>> {
+    let named: Vec<PathBuf> = parse(path)
+        .map(|file| file.upstream.iter().flat_map(Entry::files).map(Path::to_owned).collect())
+        .unwrap_or_default();
+    std::iter::once(path).chain(named.iter().map(PathBuf::as_path)).map(stamp).collect()
+}
+
+impl Entry {
+    fn files(&self) -> impl Iterator<Item = &Path> {
+        [&self.ca, &self.client_cert, &self.client_key].into_iter().flatten().map(PathBuf::as_path)
+    }
+}
+
+fn configs(path: &Path, file: File, provider: &Arc<CryptoProvider>) -> Result<Hosts, TlsError> {
+    let mut hosts: Vec<(Box<str>, Arc<ClientConfig>)> = Vec::new();
+    for entry in file.upstream {
+        let key = host_key(&entry.host).ok_or_else(|| {
+            TlsError::file(path, format!("`{}` is not a host such as billing.internal:8443", entry.host))
+        })?;
+        if hosts.iter().any(|(known, _)| *known == key) {
+            return Err(TlsError::file(path, format!("`{}` is listed twice", entry.host)));
+        }
+        let roots = match &entry.ca {
+            Some(ca) => pem::roots(ca)?,
+            None => pem::system_roots(),
+        };
+        let client = match (&entry.client_cert, &entry.client_key) {
+            (Some(cert), Some(key)) => {
+                let (chain, private) = (pem::certificates(cert)?, pem::private_key(key)?);
+                // A key that is not the certificate's fails every handshake: refused here.
+                CertifiedKey::from_der(chain.clone(), private.clone_key(), provider)
+                    .map_err(|e| TlsError::Invalid(format!("{} with {}: {e}", cert.display(), key.display())))?;
+                Some((chain, private))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(TlsError::file(path, format!("`{}`: client_cert and client_key go together", entry.host)));
+            }
+        };
+        let config = client_config(provider, roots, client, &[b"http/1.1"])?;
+        hosts.push((key, config));
+    }
+    Ok(hosts.into())
 }
 
 /// A client config verified against `roots`, presenting `client` if given.

@@ -328,3 +328,34 @@ async fn envoy_access_log_reports_the_response_code_once() {
     assert_eq!(by_class(&cp, get_item), vec![(StatusClass::Success, 1), (StatusClass::ServerError, 1)]);
     assert_eq!(cp.accepted_count(fixture.metrics.hits), 2, "each allowed call counted once");
 }
+
+/// An API with upstream groups: the allowed `ok_response` names the chosen group among the
+/// upstream headers (here the one group, by weight), so Envoy can route by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ok_response_names_the_upstream_group() {
+    use tollgate_protocol::{Routing, Upstream as UpstreamUrl, UpstreamGroup};
+    let upstream = Upstream::start().await;
+    let mut fixture = header_key_fixture(&upstream);
+    fixture.snapshot.routing = vec![Routing {
+        api_id: fixture.snapshot.apis[0].id,
+        groups: vec![UpstreamGroup {
+            name: "canary".into(),
+            weight: 1,
+            upstreams: vec![UpstreamUrl { url: upstream.url("/backend") }],
+        }],
+        plans: vec![],
+        applications: vec![],
+    }];
+    fixture.snapshot.declare_features();
+    fixture.snapshot.validate().expect("valid routing snapshot");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(grpc_settings(cp.url(), dir.path(), None)).await;
+    let mut client = client(&agent).await;
+    let forged = [("x-api-key", fixture.key.as_str()), ("x-tollgate-upstream-group", "forged")];
+    let answer = check(&mut client, envoy_check("GET", "/pets/items/1", &forged)).await;
+    let allowed = ok(&answer);
+    assert_eq!(value(&allowed.headers, "x-tollgate-upstream-group"), Some("canary"));
+    assert!(value(&allowed.response_headers_to_add, "x-tollgate-upstream-group").is_none());
+    agent.shutdown().await.expect("clean shutdown");
+}

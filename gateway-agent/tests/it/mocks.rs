@@ -104,3 +104,35 @@ async fn a_draft_is_routed_for_its_mocks_only_until_they_are_removed() {
     .await;
     assert_eq!(upstream.count(), 0);
 }
+
+/// The decision endpoint does not mock, so an allowed call would be forwarded by the asking
+/// proxy: a draft is refused there, mocked operations included, while a published API in
+/// mock mode is decided as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_endpoint_never_allows_a_draft_even_a_mocked_one() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(with_mocks(&fixture, Lifecycle::Draft)).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.authz_listen = Some("127.0.0.1:0".parse().expect("address"));
+    let agent = start_ready(settings).await;
+    let authz = agent.authz_addr().expect("the decision endpoint is on");
+    let decide = || {
+        let uri = format!("/pets/items/7?user_key={}", fixture.key.as_str());
+        async move { get(&format!("http://{authz}/"), &[("x-original-uri", uri.as_str())]).await }
+    };
+    let draft = decide().await;
+    assert_eq!((draft.status, draft.error().as_str()), (StatusCode::NOT_FOUND, "unknown_api"));
+    // The proxy port still answers it from its mocks.
+    let mocked =
+        get(&format!("http://{}/pets/items/7?user_key={}", agent.proxy_addr(), fixture.key.as_str()), &[]).await;
+    assert_eq!(mocked.header("tollgate-mock"), Some("true"));
+
+    let mut published = fixture.snapshot.apis[0].clone();
+    published.lifecycle = Lifecycle::Published;
+    cp.push(delta(&cp, vec![Change::UpsertApi(published)]));
+    eventually("the published API to be decided", || async { (decide().await.status == StatusCode::OK).then_some(()) })
+        .await;
+    agent.shutdown().await.expect("clean shutdown");
+}

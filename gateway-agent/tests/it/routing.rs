@@ -213,3 +213,89 @@ async fn a_snapshot_requiring_an_unknown_feature_is_refused() {
     assert_eq!(call(agent.proxy_addr(), &fixture.key).await, StatusCode::OK);
     agent.shutdown().await.expect("clean shutdown");
 }
+
+/// Decision mode: the allowed decision names the chosen group (`x-tollgate-upstream-group`),
+/// and a real nginx configured from docs/integrations/nginx.md passes each call to it:
+/// Starter calls to the default group (A), Partner calls to `v2` (B); usage names the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_name_the_group_and_nginx_routes_by_it() {
+    use crate::decisions::{authz, decision_settings, doc_block, substitute};
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let mut fixture = Fixture::new(&a, &[]);
+    let starter_key = fixture.key.clone();
+    let (partner_plan, partner_app, partner_key) = add_plan(&mut fixture.snapshot);
+    let mut route = routing(&fixture.snapshot, vec![group("default", 100, &a), group("v2", 0, &b)]);
+    route.plans.push(RouteOverride { id: partner_plan, group: "v2".into() });
+    let cp = ControlPlane::start(with_routing(fixture.snapshot.clone(), route)).await;
+    let dir = TempDir::new();
+    let agent = start_ready(decision_settings(cp.url(), dir.path(), None)).await;
+    let authz = authz(&agent);
+
+    // The header itself, on the decision endpoint.
+    let decide = |key: &SecretKey| {
+        let uri = format!("/pets/items/1?user_key={}", key.as_str());
+        async move { get(&format!("http://{authz}/"), &[("x-original-uri", uri.as_str())]).await }
+    };
+    assert_eq!(decide(&starter_key).await.header("x-tollgate-upstream-group"), Some("default"));
+    assert_eq!(decide(&partner_key).await.header("x-tollgate-upstream-group"), Some("v2"));
+
+    let block = doc_block("nginx.md", "groups");
+    let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());
+    let nginx = crate::harness::Nginx::start_http(|port| {
+        let conf = substitute(&block, "127.0.0.1:8090", &authz.to_string());
+        let conf = substitute(&conf, "127.0.0.1:8000", &a_addr);
+        let conf = substitute(&conf, "127.0.0.1:8001", &b_addr);
+        substitute(&conf, "listen 8080;", &format!("listen 127.0.0.1:{port};"))
+    })
+    .await;
+    let through = |key: &SecretKey| {
+        let url = nginx.url(&format!("/pets/items/1?user_key={}", key.as_str()));
+        async move { get(&url, &[]).await.status }
+    };
+    for _ in 0..5 {
+        assert_eq!(through(&starter_key).await, StatusCode::OK);
+        assert_eq!(through(&partner_key).await, StatusCode::OK);
+    }
+    assert_eq!((a.count(), b.count()), (5, 5), "each call reached its plan's group");
+
+    // Usage names the group of each allowed decision (2 direct, 5 through nginx, per key).
+    agent.shutdown().await.expect("clean shutdown");
+    let mut per_group = std::collections::HashMap::<(Uuid, String), u64>::new();
+    for batch in cp.accepted_batches() {
+        for entry in batch.entries.iter().filter(|e| e.metric == fixture.metrics.hits) {
+            let calls: u64 = entry.latency_buckets.iter().sum();
+            *per_group.entry((entry.application_id, entry.group.clone().unwrap_or_default())).or_default() += calls;
+        }
+    }
+    assert_eq!(per_group.get(&(fixture.app, "default".to_owned())), Some(&6));
+    assert_eq!(per_group.get(&(partner_app, "v2".to_owned())), Some(&6));
+}
+
+/// With reports on, an allowed decision's usage waits for the proxy's report; the group chosen
+/// at the decision stays with it (here counted at shutdown, no report having come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_decision_keeps_its_upstream_group() {
+    use crate::decisions::{authz, decision_settings};
+    let a = Upstream::start().await;
+    let fixture = Fixture::new(&a, &[]);
+    let route = routing(&fixture.snapshot, vec![group("canary", 1, &a)]);
+    let cp = ControlPlane::start(with_routing(fixture.snapshot.clone(), route)).await;
+    let dir = TempDir::new();
+    let mut settings = decision_settings(cp.url(), dir.path(), None);
+    settings.authz_reports = true;
+    let agent = start_ready(settings).await;
+    let uri = format!("/pets/items/1?user_key={}", fixture.key.as_str());
+    let allowed = get(&format!("http://{}/", authz(&agent)), &[("x-original-uri", uri.as_str())]).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert!(allowed.header("x-tollgate-decision").is_some(), "the usage is held for a report");
+    assert_eq!(allowed.header("x-tollgate-upstream-group"), Some("canary"));
+    agent.shutdown().await.expect("clean shutdown");
+    let groups: Vec<Option<String>> = cp
+        .accepted_batches()
+        .iter()
+        .flat_map(|b| b.entries.iter())
+        .filter(|e| e.metric == fixture.metrics.hits)
+        .map(|e| e.group.clone())
+        .collect();
+    assert_eq!(groups, vec![Some("canary".to_owned())]);
+}

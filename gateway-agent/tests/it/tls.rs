@@ -164,7 +164,7 @@ async fn tls_get(
 type SeenTls = (HeaderMap, Option<CertificateDer<'static>>);
 
 /// A TLS upstream: records what it saw (headers, and the client certificate if it asks for
-/// one) and answers `200 ok`.
+/// one) and answers `200 ok`, closing the connection.
 struct TlsUpstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<SeenTls>>>,
@@ -205,8 +205,12 @@ impl TlsUpstream {
                         record.lock().expect("lock").push((request.headers().clone(), client.clone()));
                         async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
                     });
-                    let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    // One request per connection: every call is a new handshake, made with the
+                    // agent's TLS settings of that moment.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
@@ -573,6 +577,95 @@ async fn a_certificate_swapped_under_load_fails_no_request() {
     assert!(metric(&agent, "tollgate_agent_tls_reloads_total{outcome=\"applied\"} 1").await);
     // Not asserted (it depends on timing), but said when a test fails nearby.
     eprintln!("connections served the new certificate during the run: {}", served_new.load(Ordering::SeqCst));
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// Writes `contents` to `path` at once (a rename), as deployment tools do.
+fn replace(path: &Path, contents: &str) {
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, contents).expect("write");
+    std::fs::rename(&temporary, path).expect("rename");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_ca_and_client_certificate_files_reload_and_an_invalid_set_is_refused() {
+    let upstream_ca = Ca::new("upstream CA");
+    let client_ca = Ca::new("client CA");
+    let mtls = TlsUpstream::start(&upstream_ca.server(&["127.0.0.1"]), Some(&client_ca)).await;
+    let first = client_ca.issue(&["agent-1"], ExtendedKeyUsagePurpose::ClientAuth);
+    let second = client_ca.issue(&["agent-2"], ExtendedKeyUsagePurpose::ClientAuth);
+    let http_upstream = Upstream::start().await;
+    let mut fixture = Fixture::new(&http_upstream, &[]);
+    fixture.snapshot.apis[0].upstreams[0].url = mtls.url("/backend");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+
+    let dir = TempDir::new();
+    // The CA file holds another CA at first: the upstream's certificate is refused.
+    let ca_file = Ca::new("some other CA").write(dir.path(), "upstream-ca");
+    let toml = |pair: &CertKeyPair| {
+        format!(
+            "[[upstream]]\nhost = \"{}\"\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            mtls.addr,
+            ca_file.display(),
+            pair.cert.display(),
+            pair.key.display()
+        )
+    };
+    let first_pair = first.write(dir.path(), "agent-1");
+    let file = dir.path().join("upstream-tls.toml");
+    std::fs::write(&file, toml(&first_pair)).expect("write the upstream TLS file");
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.tls.upstream = Some(file.clone());
+    settings.tls.reload_interval = std::time::Duration::from_millis(50);
+    let agent = start_ready(settings).await;
+    let url = format!("http://{}/pets/items/7?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::BAD_GATEWAY);
+    assert!(metric(&agent, "tollgate_agent_upstream_tls_reloads_total{outcome=\"applied\"} 0").await);
+
+    // The right CA lands in the same file: picked up without a restart.
+    replace(&ca_file, &upstream_ca.pem());
+    eventually("the new CA to verify the upstream", || async {
+        (get(&url, &[]).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let client_certificate = || mtls.seen().last().and_then(|(_, cert)| cert.clone());
+    assert!(client_certificate() == Some(first.der.clone()));
+
+    // A new client certificate, named by the rewritten TOML file.
+    let second_pair = second.write(dir.path(), "agent-2");
+    replace(&file, &toml(&second_pair));
+    eventually("the new client certificate to be presented", || async {
+        let status = get(&url, &[]).await.status;
+        (status == StatusCode::OK && client_certificate() == Some(second.der.clone())).then_some(())
+    })
+    .await;
+    assert!(metric(&agent, "tollgate_agent_upstream_tls_reloads_total{outcome=\"applied\"} 2").await);
+
+    // A CA file that is not PEM: refused, and the previous set keeps serving new connections.
+    replace(&ca_file, "not a certificate");
+    eventually("the broken CA to be refused", || async {
+        metric(&agent, "tollgate_agent_upstream_tls_reloads_total{outcome=\"refused\"} 1").await.then_some(())
+    })
+    .await;
+    let calls = mtls.seen().len();
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    assert_eq!(mtls.seen().len(), calls + 1, "a new connection, made with the previous set");
+    assert!(client_certificate() == Some(second.der.clone()));
+    assert!(metric(&agent, "tollgate_agent_upstream_tls_reloads_total{outcome=\"applied\"} 2").await);
+
+    // The CA mended, then a client key that is not the certificate's: refused too.
+    replace(&ca_file, &upstream_ca.pem());
+    eventually("the mended CA to be applied", || async {
+        metric(&agent, "tollgate_agent_upstream_tls_reloads_total{outcome=\"applied\"} 3").await.then_some(())
+    })
+    .await;
+    replace(&second_pair.key, &first.key_pem);
+    eventually("the mismatched pair to be refused", || async {
+        metric(&agent, "tollgate_agent_upstream_tls_reloads_total{outcome=\"refused\"} 2").await.then_some(())
+    })
+    .await;
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    assert!(client_certificate() == Some(second.der.clone()));
     agent.shutdown().await.expect("clean shutdown");
 }
 

@@ -57,13 +57,13 @@ pub struct NewQuery {
 }
 
 pub async fn new_form(
-    _user: SignedInUser,
+    SignedInUser(user): SignedInUser,
     session: Session,
     pool: web::Data<PgPool>,
     query: web::Query<NewQuery>,
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    let plans = subscribable(&pool).await?;
+    let plans = subscribable(&pool, account_of(&user)?).await?;
     let plan_id = query.into_inner().plan.unwrap_or_default();
     Ok(render(
         StatusCode::OK,
@@ -109,7 +109,7 @@ pub async fn create(
         Some(app) => app,
         None => {
             let chrome = Chrome::for_session(&session).await?;
-            let plans = subscribable(&pool).await?;
+            let plans = subscribable(&pool, account).await?;
             let page = NewPage {
                 chrome,
                 plans,

@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use tollgate_core::accounts::AccountId;
 use tollgate_core::apis::ApiSummary;
 use tollgate_core::apis::catalog;
 use tollgate_core::apis::detail::{self, ApiDetail};
@@ -32,6 +33,11 @@ impl HomePage {
     }
 }
 
+/// The developer account browsing, for the drafts previewed to it (`None`: a visitor).
+fn viewer(session: &Session) -> Option<AccountId> {
+    session.user().and_then(|user| user.account_id)
+}
+
 #[derive(serde::Deserialize)]
 pub struct SearchQuery {
     q: Option<String>,
@@ -45,7 +51,7 @@ pub async fn home(
 ) -> PageResult<HttpResponse> {
     let chrome = Chrome::without_forms(&session);
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
-    let apis = catalog::search(&pool, Some(&q)).await?;
+    let apis = catalog::search(&pool, viewer(&session), Some(&q)).await?;
     Ok(render(StatusCode::OK, &HomePage { chrome, apis, q }))
 }
 
@@ -130,7 +136,8 @@ pub async fn api(
     gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
-    let id = catalog::published(&pool, &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let id =
+        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let api = detail::get(&pool, id).await?;
     let mut plans = Vec::new();
     for plan in list_plans(&pool, id).await?.into_iter().filter(|p| p.published) {
@@ -154,8 +161,9 @@ pub async fn api(
 /// admin uploaded, so no browser may render it as a page: a data type (with
 /// `nosniff` and a sandboxing policy from the security headers) and a
 /// download when opened directly.
-pub async fn spec(pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
-    let id = catalog::published(&pool, &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
+    let id =
+        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let (source, format) = detail::latest_spec(&pool, id).await?;
     let (content_type, extension) =
         if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };

@@ -24,6 +24,7 @@ mod migrations;
 mod mocks;
 mod portal;
 mod portal_billing;
+mod preview;
 mod routing;
 mod seed;
 mod teams;
