@@ -233,10 +233,7 @@ impl Agent {
         let authz = authz_listener.map(|listener| {
             let decider = new_proxy();
             let limits = shared_limits();
-            let handler = move |request, _peer| {
-                let decider = decider.clone();
-                async move { decider.decide(request).await }
-            };
+            let handler = move |request, _peer| decider.clone().decide(request);
             tokio::spawn(serve(listener, "authz", handler, limits, stop_rx.clone(), SHUTDOWN_DRAIN))
         });
         let authz_grpc = authz_grpc_listener.map(|listener| {
@@ -484,10 +481,7 @@ async fn start_worker(
                         return;
                     }
                 };
-                let handler = move |request, peer| {
-                    let proxy = proxy.clone();
-                    async move { proxy.handle(request, peer).await }
-                };
+                let handler = move |request, peer| proxy.clone().handle(request, peer);
                 serve(listener, "proxy", handler, limits, stop, SHUTDOWN_DRAIN).await;
             });
             // Connections still open after the drain end with the runtime.

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::service::{HttpService, service_fn};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use metrics::{Counter, Gauge};
@@ -186,16 +187,32 @@ pub(crate) async fn connection<I, H, F, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let lease_stop = stop.clone();
-    let service = service_fn(move |mut request: Request<Incoming>| {
+    let service = service(handler, peer, hold, stop.clone());
+    protocols.serve(io, protocol, service, &mut stop).await;
+}
+
+/// The hyper service of one connection from `peer`: `handler`'s answer to each request, an
+/// upgrade request given the connection's `Lease`.
+fn service<H, F, B>(
+    handler: H,
+    peer: SocketAddr,
+    hold: Arc<dyn Send + Sync>,
+    stop: watch::Receiver<bool>,
+) -> impl HttpService<Incoming, ResBody = B, Error = Infallible, Future: Send + 'static> + Send + 'static
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+{
+    service_fn(move |mut request: Request<Incoming>| {
         // Only upgrade requests carry `OnUpgrade` (no cost for the others).
         if request.extensions().get::<OnUpgrade>().is_some() {
-            request.extensions_mut().insert(Lease::new(hold.clone(), lease_stop.clone()));
+            request.extensions_mut().insert(Lease::new(hold.clone(), stop.clone()));
         }
-        let response = handler(request, peer);
-        async move { Ok::<_, Infallible>(response.await) }
-    });
-    protocols.serve(io, protocol, service, &mut stop).await;
+        // The handler's future itself, not an `async` block around it: a block would hold
+        // it twice (captured, then awaited), and hyper moves the whole future per request.
+        handler(request, peer).map(Ok::<_, Infallible>)
+    })
 }
 
 /// Answers a connection over the limit with a 503, then reads (and drops) what the client
@@ -217,6 +234,30 @@ async fn refuse(mut stream: TcpStream) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The future hyper moves into its dispatcher for every request is the handler's own,
+    /// not a wrapper holding it twice.
+    #[test]
+    fn the_service_future_is_the_handlers() {
+        fn future_of<S: HttpService<Incoming>>(_: &S) -> usize {
+            std::mem::size_of::<S::Future>()
+        }
+        let handler = |_request: Request<Incoming>, _peer: SocketAddr| {
+            let padding = [0u8; 4096];
+            async move {
+                tokio::task::yield_now().await;
+                Response::new(http_body_util::Full::new(bytes::Bytes::copy_from_slice(&padding[..1])))
+            }
+        };
+        fn output_of<F>(_: &impl Fn(Request<Incoming>, SocketAddr) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let handler_future = output_of(&handler);
+        let (_tx, stop) = watch::channel(false);
+        let service = service(handler, ([127, 0, 0, 1], 1).into(), Arc::new(()), stop);
+        assert!(handler_future >= 4096);
+        assert!(future_of(&service) <= handler_future + 16, "{} vs {handler_future}", future_of(&service));
+    }
 
     #[test]
     fn the_refusal_is_well_formed() {

@@ -39,7 +39,9 @@ impl Limiter {
         }
         if let Some(shared) = &self.shared
             && shared.is_up()
-            && let Some(outcome) = shared.check_and_add(checks, now).await
+            // Boxed: the Redis exchange's future would otherwise be part of every request's
+            // future, Redis or not.
+            && let Some(outcome) = Box::pin(shared.check_and_add(checks, now)).await
         {
             if outcome.is_admitted() {
                 self.local.add(checks);

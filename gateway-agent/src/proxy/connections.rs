@@ -80,7 +80,19 @@ impl Connections {
                 },
             }
         }
-        let mut sender = self.connect(authority, tls).await?;
+        // Boxed: connecting (and a TLS handshake) takes kilobytes of future, which would
+        // otherwise be part of every request's future, moved whole into hyper's dispatcher.
+        Box::pin(self.send_on_new(authority, tls, request)).await
+    }
+
+    /// Sends `request` on a new connection, pooled after its answer.
+    async fn send_on_new(
+        &self,
+        authority: &Authority,
+        tls: bool,
+        request: Request<ClientBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut sender = self.open(authority, tls, false).await?;
         let response = sender.send_request(request).await.map_err(UpstreamError::Exchange)?;
         self.checkin(authority, tls, sender);
         Ok(response)
@@ -120,10 +132,6 @@ impl Connections {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = self.open(authority, tls, true).await?;
         sender.send_request(request).await.map_err(UpstreamError::Exchange)
-    }
-
-    async fn connect(&self, authority: &Authority, tls: bool) -> Result<SendRequest<ClientBody>, UpstreamError> {
-        self.open(authority, tls, false).await
     }
 
     /// A new connection; `upgrades` keeps it able to switch protocols after a `101`.

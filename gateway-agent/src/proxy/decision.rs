@@ -8,6 +8,8 @@
 //! request's usage is counted here, at the decision, in the 2xx class: the upstream's answer
 //! never reaches the agent.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -52,8 +54,8 @@ const _: () = assert!(
 
 impl Proxy {
     /// Decides the request a decision request names: 200 with the caller's headers, or the
-    /// refusal the proxy would have answered.
-    pub async fn decide(&self, request: Request<Incoming>) -> Response<Body> {
+    /// refusal the proxy would have answered. Owns its `Proxy`, as [`Proxy::handle`] does.
+    pub async fn decide(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let (parts, _body) = request.into_parts();
         let shape = Shape::of(&parts.headers);
         let (mut response, refusal) = self.decision(&parts).await;
