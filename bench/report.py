@@ -56,8 +56,9 @@ smoke = meta.get("smoke") == "1"
 figures = []
 
 
-def figure(name, value, unit, target=None, ok=None, reference=None, reference_value=None, part=None, note=""):
-    ratio = value / reference_value if value is not None and reference_value else None
+def figure(name, value, unit, target=None, ok=None, reference=None, reference_value=None, part=None, note="",
+           ratio=True):
+    ratio = value / reference_value if ratio and value is not None and reference_value else None
     status = "—" if ok is None else ("met" if ok else "missed")
     if smoke:
         status = "smoke run: meaningless"
@@ -118,7 +119,7 @@ if raw:
             added = x["p99_us"] - direct50[50]["p99_us"]
             figure("added p99 at 50 % of nginx's peak (open loop), agent − direct", added, "µs", "≤ 250 µs",
                    added <= 250, "upstream direct p99", direct50[50]["p99_us"], part,
-                   "valid only when the direct p99 is well under a millisecond")
+                   "valid only when the direct p99 is well under a millisecond", ratio=False)
     wall = num(gmeta.get("scale_wall"))
     if wall is not None:
         figure("1M keys (JSON snapshot) from disk: start → ready", wall, "s", "≤ 2 s", wall <= 2, None, None, part)
@@ -169,7 +170,7 @@ if text:
     if mm:
         added = int(mm.group(3))
         figure("p99 a decision adds through nginx auth_request (1 connection)", added, "µs", "≤ 200 µs", added <= 200,
-               "auth_request → return 200 p99 (µs)", float(mm.group(2)) * 1000, "decisions")
+               "auth_request → return 200 p99 (µs)", float(mm.group(2)) * 1000, "decisions", ratio=False)
 
 result = {"meta": meta, "figures": figures, "gateway": gateway, "callgrind": callgrind, "control": control}
 with open(path("results.json"), "w") as f:
@@ -316,19 +317,20 @@ for f in figures:
 if rows:
     left, bar, gap = 380, 18, 6
     width, right = 780, 90
-    height = 50 + len(rows) * (bar + gap) + 30
-    svg = Svg(width, height, "Figures ÷ their targets (1 = on the bar; green met, red missed)")
+    height = 50 + len(rows) * (bar + gap) + 40
+    svg = Svg(width, height, "Figures ÷ their targets, log scale 0.1–10 (1 = on the bar; green met, red missed)")
     top, span = 40, width - left - right
-    vmax = max(2.0, max(r[1] for r in rows))
-    vmax = min(vmax, 10.0)
-    x1 = left + span * 1 / vmax
+    # Log scale from 0.1 to 10: the bar's end is the figure, 1 is the middle line.
+    xs = lambda r: left + span * (min(max(math.log10(max(r, 1e-9)), -1), 1) + 1) / 2
     for i, (f, r, higher) in enumerate(rows):
         yy = top + i * (bar + gap)
         ok = r >= 1 if higher else r <= 1
         svg.text(left - 8, yy + bar - 5, f["figure"][:58], "end", 11)
-        svg.rect(left, yy, span * min(r, vmax) / vmax, bar, "#2a9d3a" if ok else "#c0392b")
-        svg.text(left + span * min(r, vmax) / vmax + 5, yy + bar - 5, "%.2f (%s)" % (r, f["target"]), size=11)
-    svg.line(x1, top - 5, x1, top + len(rows) * (bar + gap), "#222", "4 3", 1.5)
+        svg.rect(left, yy, xs(r) - left, bar, "#2a9d3a" if ok else "#c0392b")
+        svg.text(xs(r) + 5, yy + bar - 5, "%.2f (%s)" % (r, f["target"]), size=11)
+    for tick in (0.1, 1, 10):
+        svg.text(xs(tick), top + len(rows) * (bar + gap) + 12, "%g" % tick, "middle", 10, "#555")
+    svg.line(xs(1), top - 5, xs(1), top + len(rows) * (bar + gap), "#222", "4 3", 1.5)
     svg.text(10, height - 10, "bench/run %s; load average %s → %s" % (meta.get("started", ""), meta.get("load_start", "?"),
                                                                      meta.get("load_end", "?")), size=11, fill="#555")
     svg.save("targets.svg")
