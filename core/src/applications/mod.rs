@@ -375,6 +375,10 @@ pub struct ApplicationFilter {
     pub account_id: Option<Uuid>,
     /// Matches the application or account name, case-insensitively.
     pub q: Option<String>,
+    /// Only the applications after this one in the list (keyset paging: the last id of the
+    /// previous page), which reads from the index at any depth where an offset walks past
+    /// every skipped row. An id that is not an application leaves the list empty.
+    pub after_id: Option<Uuid>,
 }
 
 pub async fn list_all(
@@ -454,39 +458,9 @@ async fn load_for_admins(
                        AND ($2::uuid IS NULL OR ap.api_id = $2)
                        AND ($3::uuid IS NULL OR ap.account_id = $3)
                        AND ($6::uuid IS NULL OR ap.id = $6)
-                     ORDER BY ap.created_at DESC, ap.id
-                     LIMIT $4 OFFSET $5
-                   ) ap
-                   JOIN accounts ac ON ac.id = ap.account_id
-                   JOIN api_products a ON a.id = ap.api_id
-                   JOIN plans p ON p.id = ap.plan_id
-                   LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
-                   ORDER BY ap.created_at DESC, ap.id"#,
-                filter.state as Option<ApplicationState>,
-                filter.api_id,
-                filter.account_id,
-                limit,
-                offset,
-                only.map(|id| id.0)
-            )
-            .fetch_all(pool)
-            .await?
-        }
-        Some(pattern) => {
-            sqlx::query_as!(
-                AdminRow,
-                r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
-                          ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
-                   FROM (
-                     -- Applications whose name or account's name matches (trigram indexes), then the page.
-                     SELECT * FROM applications ap
-                     WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $7
-                                     UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
-                                           WHERE ac.name ILIKE $7)
-                       AND ($1::application_state IS NULL OR ap.state = $1)
-                       AND ($2::uuid IS NULL OR ap.api_id = $2)
-                       AND ($3::uuid IS NULL OR ap.account_id = $3)
-                       AND ($6::uuid IS NULL OR ap.id = $6)
+                       -- Newest first: later rows are older, or as old with a greater id.
+                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
+                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
                      ORDER BY ap.created_at DESC, ap.id
                      LIMIT $4 OFFSET $5
                    ) ap
@@ -501,6 +475,44 @@ async fn load_for_admins(
                 limit,
                 offset,
                 only.map(|id| id.0),
+                filter.after_id
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(pattern) => {
+            sqlx::query_as!(
+                AdminRow,
+                r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+                          ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
+                   FROM (
+                     -- Applications whose name or account's name matches (trigram indexes), then the page.
+                     SELECT * FROM applications ap
+                     WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $8
+                                     UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
+                                           WHERE ac.name ILIKE $8)
+                       AND ($1::application_state IS NULL OR ap.state = $1)
+                       AND ($2::uuid IS NULL OR ap.api_id = $2)
+                       AND ($3::uuid IS NULL OR ap.account_id = $3)
+                       AND ($6::uuid IS NULL OR ap.id = $6)
+                       -- Newest first: later rows are older, or as old with a greater id.
+                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
+                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
+                     ORDER BY ap.created_at DESC, ap.id
+                     LIMIT $4 OFFSET $5
+                   ) ap
+                   JOIN accounts ac ON ac.id = ap.account_id
+                   JOIN api_products a ON a.id = ap.api_id
+                   JOIN plans p ON p.id = ap.plan_id
+                   LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
+                   ORDER BY ap.created_at DESC, ap.id"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                limit,
+                offset,
+                only.map(|id| id.0),
+                filter.after_id,
                 pattern
             )
             .fetch_all(pool)

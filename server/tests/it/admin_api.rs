@@ -534,6 +534,43 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
     assert!(last_of_first > first_of_next, "{last_of_first} then {first_of_next}");
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM applications").fetch_one(pool).await.unwrap();
     assert_eq!(next["items"].as_array().unwrap().len() as i64, all - 10_000, "page 101 holds the rest");
+    // Keyset paging gives the same pages: after the last id of page 100 comes page 101.
+    let last = first["items"][99]["id"].as_str().unwrap();
+    let (status, after) = admin
+        .call(reqwest::Method::GET, &format!("/admin/api/v1/applications?per_page=100&after_id={last}"), None)
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["items"], next["items"]);
+    // Ties on created_at are ordered by id, so keyset paging skips and repeats nothing.
+    sqlx::query("UPDATE applications SET created_at = '2020-01-01T00:00:00Z' WHERE name LIKE 'Bulk 999_'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, tied) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=101", None).await;
+    let tied_ids: Vec<&str> = tied["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let mut walked = Vec::new();
+    let mut cursor = tied["items"][0]["id"].as_str().unwrap().to_owned();
+    walked.push(cursor.clone());
+    loop {
+        let (_, step) = admin
+            .call(reqwest::Method::GET, &format!("/admin/api/v1/applications?per_page=3&after_id={cursor}"), None)
+            .await;
+        let items = step["items"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        walked.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        cursor = walked.last().unwrap().clone();
+    }
+    assert_eq!(walked, tied_ids, "walking 3 at a time from the first of page 101 gives page 101");
+    let (_, audit_first) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=100&page=50", None).await;
+    let (_, audit_next) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=100&page=51", None).await;
+    let last = audit_first["items"][99]["id"].as_i64().unwrap();
+    let (_, audit_after) =
+        admin.call(reqwest::Method::GET, &format!("/admin/api/v1/audit?per_page=100&after_id={last}"), None).await;
+    assert_eq!(audit_after["items"], audit_next["items"]);
+    let (status, _) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?after_id=0", None).await;
+    assert_eq!(status, 422);
     // A filter narrow enough is counted exactly: Bulk 100, 1000–1009 and 10000–10050.
     let (_, some) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?q=Bulk%20100", None).await;
     assert_eq!((some["total"].as_i64(), some["total_exact"].as_bool()), (Some(62), Some(true)), "{some}");
