@@ -85,6 +85,10 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// A part of the actor's label (usually an email).
     pub actor: Option<String>,
+    /// Only the records after this one in the list, i.e. older (keyset paging: the last id of
+    /// the previous page), which reads from the index at any depth where an offset walks past
+    /// every skipped row.
+    pub after_id: Option<i64>,
 }
 
 pub async fn list(
@@ -100,13 +104,15 @@ pub async fn list(
            FROM audit_log
            WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
              AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
+             AND ($7::int8 IS NULL OR id < $7)
            ORDER BY id DESC LIMIT $5 OFFSET $6"#,
         filter.entity,
         filter.entity_id,
         action,
         actor,
         limit,
-        offset
+        offset,
+        filter.after_id
     )
     .fetch_all(pool)
     .await?;

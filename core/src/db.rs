@@ -45,6 +45,30 @@ pub async fn create_database_if_missing(conn: &mut sqlx::PgConnection, name: &st
 /// million rows costs seconds for a page of 50. A total above it reads "more than".
 pub const COUNT_LIMIT: i64 = 10_000;
 
+/// A count taken up to [`COUNT_LIMIT`] + 1 rows (`SELECT count(*) FROM (… LIMIT n)`):
+/// exact below the limit, "at least the limit" above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CappedCount {
+    /// At most [`COUNT_LIMIT`].
+    pub value: i64,
+    /// False when more rows than `value` match.
+    pub exact: bool,
+}
+
+impl CappedCount {
+    /// From a count of up to `COUNT_LIMIT + 1` rows.
+    pub fn from_counted(counted: i64) -> CappedCount {
+        CappedCount { value: counted.min(COUNT_LIMIT), exact: counted <= COUNT_LIMIT }
+    }
+}
+
+/// `1234`, or `10000+` when there are more.
+impl std::fmt::Display for CappedCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.exact { write!(f, "{}", self.value) } else { write!(f, "{}+", self.value) }
+    }
+}
+
 /// Escapes `\`, `%` and `_`, so user text matches literally inside a LIKE pattern.
 pub(crate) fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")

@@ -81,8 +81,11 @@ pub struct ApiDetailOut {
     #[schema(schema_with = schemas::compatibility_policy)]
     pub compatibility_policy: CompatibilityPolicy,
     pub versions: Vec<VersionOut>,
-    /// Applications subscribed to this API.
+    /// Applications subscribed to this API, counted up to 10,000.
     pub subscribers: i64,
+    /// False when more than `subscribers` applications subscribe: the count stops at
+    /// 10,000, because counting a popular API's millions for one page would cost seconds.
+    pub subscribers_exact: bool,
 }
 
 impl From<ApiDetail> for ApiDetailOut {
@@ -113,7 +116,8 @@ impl From<ApiDetail> for ApiDetailOut {
                     created_at: rfc3339(v.created_at),
                 })
                 .collect(),
-            subscribers: d.subscribers,
+            subscribers: d.subscribers.value,
+            subscribers_exact: d.subscribers.exact,
         }
     }
 }

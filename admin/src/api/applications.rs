@@ -71,6 +71,9 @@ pub struct ApplicationQuery {
     /// Part of the application's or account's name.
     #[param(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub q: Option<String>,
+    /// Only the applications after this one in the list: pass the last `id` of a page to get
+    /// the next one (keyset paging, as fast at any depth; `page` then counts from there).
+    pub after_id: Option<Uuid>,
     #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
@@ -87,7 +90,8 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
     check_len("q", q.q.as_deref(), 200)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
-    let filter = ApplicationFilter { state: q.state, api_id: q.api_id, account_id: q.account_id, q: q.q };
+    let filter =
+        ApplicationFilter { state: q.state, api_id: q.api_id, account_id: q.account_id, q: q.q, after_id: q.after_id };
     let (apps, total) = applications::list_all(&pool, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(Page::new(apps.into_iter().map(ApplicationOut::from).collect(), &page, total)))
 }

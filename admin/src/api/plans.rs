@@ -154,8 +154,10 @@ pub struct PlanOut {
     pub pricing: Vec<PriceIn>,
     /// The metrics whose mode was set; other priced metrics are graduated.
     pub pricing_modes: Vec<PricingModeIn>,
-    /// Applications on this plan.
+    /// Applications on this plan, counted up to 10,000.
     pub applications: i64,
+    /// False when more than `applications` are on the plan: the count stops at 10,000.
+    pub applications_exact: bool,
 }
 
 impl From<PlanDetail> for PlanOut {
@@ -184,7 +186,8 @@ impl From<PlanDetail> for PlanOut {
                 .into_iter()
                 .map(|m| PricingModeIn { metric: m.metric, mode: m.mode })
                 .collect(),
-            applications: p.applications,
+            applications: p.applications.value,
+            applications_exact: p.applications.exact,
         }
     }
 }

@@ -48,6 +48,7 @@ pub async fn list(
         entity_id: None,
         action: clean(query.action, 64),
         actor: clean(query.actor, 254),
+        after_id: None,
     };
     let (records, total) = audit::list(&pool, &filter, SHOWN, 0).await?;
     let chrome = Chrome::for_session(&session).await?;

@@ -13,7 +13,7 @@ use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::audit::Actor;
 use tollgate_core::billing::money;
 use tollgate_core::billing::pricing::{self, PricingMode, Tier};
-use tollgate_core::db::PgPool;
+use tollgate_core::db::{CappedCount, PgPool};
 use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, Period, PlanId};
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, parse_id, render, see_other,
@@ -230,7 +230,7 @@ struct FormPage {
     errors: FieldErrors,
     periods: &'static [Period],
     pricing_modes: &'static [PricingMode],
-    applications: i64,
+    applications: CappedCount,
     /// Every alert level and whether the plan alerts at it (empty for a new plan).
     alert_levels: Vec<(i16, bool)>,
 }
@@ -367,7 +367,7 @@ pub async fn new_form(
         errors: FieldErrors::new(),
         periods: &Period::ALL,
         pricing_modes: PricingMode::ALL,
-        applications: 0,
+        applications: CappedCount::from_counted(0),
         alert_levels: Vec::new(),
     };
     Ok(render(StatusCode::OK, &page))
@@ -412,7 +412,7 @@ async fn save(
         errors,
         periods: &Period::ALL,
         pricing_modes: PricingMode::ALL,
-        applications: existing.map_or(0, |p| p.applications),
+        applications: existing.map_or(CappedCount::from_counted(0), |p| p.applications),
         alert_levels: match existing {
             Some(p) => crate::ui::usage::alert_choices(pool, p.id.0).await?,
             None => Vec::new(),

@@ -36,17 +36,28 @@ pub struct AccountView {
 /// Developer accounts whose name contains `q`, newest first, with the total.
 pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
     let accounts = load(pool, q, None, limit, offset).await?;
-    let pattern = q.map(crate::db::contains_pattern);
     // Counted apart from the page and only up to the limit, so a page never touches every row.
-    let total = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "total!" FROM (
-             SELECT 1 FROM accounts a WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1) LIMIT $2
-           ) AS matching"#,
-        pattern,
-        crate::db::COUNT_LIMIT + 1
-    )
-    .fetch_one(pool)
-    .await?;
+    let total = match q.map(crate::db::contains_pattern) {
+        None => {
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "total!" FROM (SELECT 1 FROM accounts a WHERE a.kind = 'developer' LIMIT $1) AS matching"#,
+                crate::db::COUNT_LIMIT + 1
+            )
+            .fetch_one(pool)
+            .await?
+        }
+        Some(pattern) => {
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "total!" FROM (
+                     SELECT 1 FROM accounts a WHERE a.kind = 'developer' AND a.name ILIKE $1 LIMIT $2
+                   ) AS matching"#,
+                pattern,
+                crate::db::COUNT_LIMIT + 1
+            )
+            .fetch_one(pool)
+            .await?
+        }
+    };
     Ok((accounts, total))
 }
 
@@ -99,7 +110,9 @@ pub async fn create(
     Ok(id)
 }
 
-/// The one query behind `list` and `get`.
+/// The queries behind `list` and `get`. A search is a statement of its own: behind
+/// `$n IS NULL OR name ILIKE $n` a cached generic plan cannot use the trigram index and
+/// reads every account (1.4 s a page under 50 clients at 100,000 accounts).
 async fn load(
     pool: &PgPool,
     q: Option<&str>,
@@ -107,25 +120,48 @@ async fn load(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AccountView>> {
-    let pattern = q.map(crate::db::contains_pattern);
-    let rows = sqlx::query!(
-        r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
-                  (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
-                  (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
-           FROM (
-             -- The page is cut first, so the counts below run for its rows only.
-             SELECT * FROM accounts a
-             WHERE a.kind = 'developer' AND ($1::text IS NULL OR a.name ILIKE $1) AND ($4::uuid IS NULL OR a.id = $4)
-             ORDER BY a.created_at DESC, a.id LIMIT $2 OFFSET $3
-           ) a
-           ORDER BY a.created_at DESC, a.id"#,
-        pattern,
-        limit,
-        offset,
-        only.map(|id| id.0)
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows = match q.map(crate::db::contains_pattern) {
+        None => {
+            sqlx::query_as!(
+                AccountRow,
+                r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
+                          (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
+                          (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
+                   FROM (
+                     -- The page is cut first, so the counts below run for its rows only.
+                     SELECT * FROM accounts a
+                     WHERE a.kind = 'developer' AND ($3::uuid IS NULL OR a.id = $3)
+                     ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
+                   ) a
+                   ORDER BY a.created_at DESC, a.id"#,
+                limit,
+                offset,
+                only.map(|id| id.0)
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(pattern) => {
+            sqlx::query_as!(
+                AccountRow,
+                r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
+                          (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
+                          (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
+                   FROM (
+                     SELECT * FROM accounts a
+                     WHERE a.kind = 'developer' AND a.name ILIKE $4 AND ($3::uuid IS NULL OR a.id = $3)
+                     ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
+                   ) a
+                   ORDER BY a.created_at DESC, a.id"#,
+                limit,
+                offset,
+                only.map(|id| id.0),
+                pattern
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
     Ok(rows
         .into_iter()
         .map(|r| AccountView {
@@ -137,6 +173,16 @@ async fn load(
             created_at: r.created_at,
         })
         .collect())
+}
+
+/// One row of [`load`], either statement.
+struct AccountRow {
+    id: Uuid,
+    name: String,
+    state: AccountState,
+    created_at: OffsetDateTime,
+    members: i64,
+    applications: i64,
 }
 
 /// Suspends or reactivates an account; its applications' keys stop (or

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::products::{ApiSummary, Listing, summaries};
 use super::types::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
 use crate::audit::{self, Actor, Entry};
+use crate::db::{COUNT_LIMIT, CappedCount};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -43,7 +44,8 @@ pub struct ApiDetail {
     /// Whether new response enum values break clients.
     pub compatibility_policy: CompatibilityPolicy,
     pub versions: Vec<VersionInfo>,
-    pub subscribers: i64,
+    /// Applications subscribed, counted up to the limit: a popular API has millions.
+    pub subscribers: CappedCount,
 }
 
 pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
@@ -56,9 +58,10 @@ pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetai
         r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
                   compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
-                  (SELECT count(*) FROM applications a WHERE a.api_id = p.id) AS "subscribers!"
+                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id LIMIT $2) AS s) AS "subscribers!"
            FROM api_products p WHERE id = $1"#,
-        id.0
+        id.0,
+        COUNT_LIMIT + 1
     )
     .fetch_optional(&mut *conn)
     .await?
@@ -98,7 +101,7 @@ pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetai
         key_name: p.key_name,
         compatibility_policy: p.compatibility_policy,
         versions,
-        subscribers: p.subscribers,
+        subscribers: CappedCount::from_counted(p.subscribers),
     })
 }
 
@@ -288,9 +291,10 @@ pub async fn set_routing_in(tx: &mut sqlx::PgConnection, id: ApiId, routing: &Ro
 /// and plans, in the caller's transaction; agents drop it and its plans.
 pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) -> Result<()> {
     let api = sqlx::query!(
-        r#"SELECT slug, (SELECT count(*) FROM applications a WHERE a.api_id = p.id) AS "applications!"
+        r#"SELECT slug, (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id LIMIT $2) AS s) AS "applications!"
            FROM api_products p WHERE id = $1 FOR UPDATE"#,
-        id.0
+        id.0,
+        COUNT_LIMIT + 1
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -298,7 +302,8 @@ pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) ->
     if api.applications > 0 {
         return Err(Error::Conflict(format!(
             "{} application(s) use the API {}; move or delete them first",
-            api.applications, api.slug
+            CappedCount::from_counted(api.applications),
+            api.slug
         )));
     }
     let plans =

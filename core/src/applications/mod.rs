@@ -376,6 +376,10 @@ pub struct ApplicationFilter {
     pub account_id: Option<Uuid>,
     /// Matches the application or account name, case-insensitively.
     pub q: Option<String>,
+    /// Only the applications after this one in the list (keyset paging: the last id of the
+    /// previous page), which reads from the index at any depth where an offset walks past
+    /// every skipped row. An id that is not an application leaves the list empty.
+    pub after_id: Option<Uuid>,
 }
 
 pub async fn list_all(
@@ -385,25 +389,45 @@ pub async fn list_all(
     offset: i64,
 ) -> Result<(Vec<AdminApplicationView>, i64)> {
     let rows = load_for_admins(pool, filter, None, limit, offset).await?;
-    let pattern = filter.q.as_deref().map(crate::db::contains_pattern);
-    // Counted apart from the page and only up to the limit, so a page never touches every row.
-    let total = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "total!" FROM (
-             SELECT 1 FROM applications ap
-             WHERE ($1::application_state IS NULL OR ap.state = $1)
-               AND ($2::uuid IS NULL OR ap.api_id = $2)
-               AND ($3::uuid IS NULL OR ap.account_id = $3)
-               AND ($4::text IS NULL OR ap.name ILIKE $4
-                    OR EXISTS (SELECT 1 FROM accounts ac WHERE ac.id = ap.account_id AND ac.name ILIKE $4))
-             LIMIT $5) AS matching"#,
-        filter.state as Option<ApplicationState>,
-        filter.api_id,
-        filter.account_id,
-        pattern,
-        crate::db::COUNT_LIMIT + 1
-    )
-    .fetch_one(pool)
-    .await?;
+    let total = match filter.q.as_deref().map(crate::db::contains_pattern) {
+        None => {
+            sqlx::query_scalar!(
+                // Counted apart from the page and only up to the limit, so a page never touches every row.
+                r#"SELECT count(*) AS "total!" FROM (
+                 SELECT 1 FROM applications ap
+                 WHERE ($1::application_state IS NULL OR ap.state = $1)
+                   AND ($2::uuid IS NULL OR ap.api_id = $2)
+                   AND ($3::uuid IS NULL OR ap.account_id = $3)
+                 LIMIT $4) AS matching"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                crate::db::COUNT_LIMIT + 1
+            )
+            .fetch_one(pool)
+            .await?
+        }
+        Some(pattern) => {
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "total!" FROM (
+                 SELECT 1 FROM applications ap
+                 WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4
+                                 UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
+                                       WHERE ac.name ILIKE $4)
+                   AND ($1::application_state IS NULL OR ap.state = $1)
+                   AND ($2::uuid IS NULL OR ap.api_id = $2)
+                   AND ($3::uuid IS NULL OR ap.account_id = $3)
+                 LIMIT $5) AS matching"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                pattern,
+                crate::db::COUNT_LIMIT + 1
+            )
+            .fetch_one(pool)
+            .await?
+        }
+    };
     Ok((rows, total))
 }
 
@@ -420,40 +444,104 @@ async fn load_for_admins(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AdminApplicationView>> {
-    let pattern = filter.q.as_deref().map(crate::db::contains_pattern);
-    let rows = sqlx::query!(
-        r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
-                  ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
-           FROM (
-             -- The page is cut from the applications alone (an index walk), then joined.
-             SELECT * FROM applications ap
-             WHERE ($1::application_state IS NULL OR ap.state = $1)
-               AND ($2::uuid IS NULL OR ap.api_id = $2)
-               AND ($3::uuid IS NULL OR ap.account_id = $3)
-               AND ($4::text IS NULL OR ap.name ILIKE $4
-                    OR EXISTS (SELECT 1 FROM accounts ac WHERE ac.id = ap.account_id AND ac.name ILIKE $4))
-               AND ($7::uuid IS NULL OR ap.id = $7)
-             ORDER BY ap.created_at DESC, ap.id
-             LIMIT $5 OFFSET $6
-           ) ap
-           JOIN accounts ac ON ac.id = ap.account_id
-           JOIN api_products a ON a.id = ap.api_id
-           JOIN plans p ON p.id = ap.plan_id
-           LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
-           ORDER BY ap.created_at DESC, ap.id"#,
-        filter.state as Option<ApplicationState>,
-        filter.api_id,
-        filter.account_id,
-        pattern,
-        limit,
-        offset,
-        only.map(|id| id.0)
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AdminApplicationView {
+    // A search is its own statement: behind `$n IS NULL OR …` Postgres cannot turn the
+    // name match into a join, and tests every application against it (0.3 s at 1M).
+    let rows = match filter.q.as_deref().map(crate::db::contains_pattern) {
+        None => {
+            sqlx::query_as!(
+                AdminRow,
+                r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+                          ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
+                   FROM (
+                     -- The page is cut from the applications alone (an index walk), then joined.
+                     SELECT * FROM applications ap
+                     WHERE ($1::application_state IS NULL OR ap.state = $1)
+                       AND ($2::uuid IS NULL OR ap.api_id = $2)
+                       AND ($3::uuid IS NULL OR ap.account_id = $3)
+                       AND ($6::uuid IS NULL OR ap.id = $6)
+                       -- Newest first: later rows are older, or as old with a greater id.
+                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
+                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
+                     ORDER BY ap.created_at DESC, ap.id
+                     LIMIT $4 OFFSET $5
+                   ) ap
+                   JOIN accounts ac ON ac.id = ap.account_id
+                   JOIN api_products a ON a.id = ap.api_id
+                   JOIN plans p ON p.id = ap.plan_id
+                   LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
+                   ORDER BY ap.created_at DESC, ap.id"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                limit,
+                offset,
+                only.map(|id| id.0),
+                filter.after_id
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(pattern) => {
+            sqlx::query_as!(
+                AdminRow,
+                r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+                          ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
+                   FROM (
+                     -- Applications whose name or account's name matches (trigram indexes), then the page.
+                     SELECT * FROM applications ap
+                     WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $8
+                                     UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
+                                           WHERE ac.name ILIKE $8)
+                       AND ($1::application_state IS NULL OR ap.state = $1)
+                       AND ($2::uuid IS NULL OR ap.api_id = $2)
+                       AND ($3::uuid IS NULL OR ap.account_id = $3)
+                       AND ($6::uuid IS NULL OR ap.id = $6)
+                       -- Newest first: later rows are older, or as old with a greater id.
+                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
+                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
+                     ORDER BY ap.created_at DESC, ap.id
+                     LIMIT $4 OFFSET $5
+                   ) ap
+                   JOIN accounts ac ON ac.id = ap.account_id
+                   JOIN api_products a ON a.id = ap.api_id
+                   JOIN plans p ON p.id = ap.plan_id
+                   LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
+                   ORDER BY ap.created_at DESC, ap.id"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                limit,
+                offset,
+                only.map(|id| id.0),
+                filter.after_id,
+                pattern
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(AdminApplicationView::from).collect())
+}
+
+/// One row of [`load_for_admins`], either statement.
+struct AdminRow {
+    id: Uuid,
+    name: String,
+    state: ApplicationState,
+    account_id: Uuid,
+    account_name: String,
+    api_id: Uuid,
+    api_name: String,
+    plan_id: Uuid,
+    plan_name: String,
+    requested_plan_id: Option<Uuid>,
+    requested_plan_name: Option<String>,
+    created_at: OffsetDateTime,
+}
+
+impl From<AdminRow> for AdminApplicationView {
+    fn from(r: AdminRow) -> Self {
+        AdminApplicationView {
             id: ApplicationId(r.id),
             name: r.name,
             state: r.state,
@@ -466,6 +554,6 @@ async fn load_for_admins(
             requested_plan_id: r.requested_plan_id.map(PlanId),
             requested_plan_name: r.requested_plan_name,
             created_at: r.created_at,
-        })
-        .collect())
+        }
+    }
 }

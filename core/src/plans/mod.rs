@@ -11,6 +11,7 @@ use crate::accounts::AccountId;
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::billing::pricing::PricingMode;
+use crate::db::{COUNT_LIMIT, CappedCount};
 use crate::error::conflict_on_unique;
 use crate::stored::StoredPeriod;
 use crate::sync::feed::{Entity, record_change};
@@ -379,7 +380,8 @@ pub struct PlanDetail {
     pub pricing: Vec<NewPrice>,
     /// Only the metrics that have a row; the others are graduated.
     pub pricing_modes: Vec<NewPricingMode>,
-    pub applications: i64,
+    /// Applications on the plan, counted up to the limit.
+    pub applications: CappedCount,
 }
 
 pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
@@ -390,9 +392,10 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
 pub async fn get_plan_in(conn: &mut sqlx::PgConnection, id: PlanId) -> Result<PlanDetail> {
     let p = sqlx::query!(
         r#"SELECT id, api_id, system_name, name, description, published, approval_required, setup_fee, monthly_fee, trial_days, currency, time_zone,
-                  (SELECT count(*) FROM applications a WHERE a.plan_id = plans.id) AS "applications!"
+                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.plan_id = plans.id LIMIT $2) AS s) AS "applications!"
            FROM plans WHERE id = $1"#,
-        id.0
+        id.0,
+        COUNT_LIMIT + 1
     )
     .fetch_optional(&mut *conn)
     .await?
@@ -443,7 +446,7 @@ pub async fn get_plan_in(conn: &mut sqlx::PgConnection, id: PlanId) -> Result<Pl
         limits,
         pricing,
         pricing_modes,
-        applications: p.applications,
+        applications: CappedCount::from_counted(p.applications),
     })
 }
 
@@ -528,7 +531,7 @@ pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()>
 /// [`delete_plan`] inside the caller's transaction.
 pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Actor) -> Result<()> {
     let before = get_plan_in(tx, id).await?;
-    if before.applications > 0 {
+    if before.applications.value > 0 {
         return Err(Error::Conflict(format!(
             "{} application(s) use this plan; move them to another plan first",
             before.applications

@@ -534,9 +534,97 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
     assert!(last_of_first > first_of_next, "{last_of_first} then {first_of_next}");
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM applications").fetch_one(pool).await.unwrap();
     assert_eq!(next["items"].as_array().unwrap().len() as i64, all - 10_000, "page 101 holds the rest");
+    // Keyset paging gives the same pages: after the last id of page 100 comes page 101.
+    let last = first["items"][99]["id"].as_str().unwrap();
+    let (status, after) = admin
+        .call(reqwest::Method::GET, &format!("/admin/api/v1/applications?per_page=100&after_id={last}"), None)
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["items"], next["items"]);
+    // Ties on created_at are ordered by id, so keyset paging skips and repeats nothing.
+    sqlx::query("UPDATE applications SET created_at = '2020-01-01T00:00:00Z' WHERE name LIKE 'Bulk 999_'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, tied) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=101", None).await;
+    let tied_ids: Vec<&str> = tied["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let mut walked = Vec::new();
+    let mut cursor = tied["items"][0]["id"].as_str().unwrap().to_owned();
+    walked.push(cursor.clone());
+    loop {
+        let (_, step) = admin
+            .call(reqwest::Method::GET, &format!("/admin/api/v1/applications?per_page=3&after_id={cursor}"), None)
+            .await;
+        let items = step["items"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        walked.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        cursor = walked.last().unwrap().clone();
+    }
+    assert_eq!(walked, tied_ids, "walking 3 at a time from the first of page 101 gives page 101");
+    let (_, audit_first) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=100&page=50", None).await;
+    let (_, audit_next) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=100&page=51", None).await;
+    let last = audit_first["items"][99]["id"].as_i64().unwrap();
+    let (_, audit_after) =
+        admin.call(reqwest::Method::GET, &format!("/admin/api/v1/audit?per_page=100&after_id={last}"), None).await;
+    assert_eq!(audit_after["items"], audit_next["items"]);
+    let (status, _) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?after_id=0", None).await;
+    assert_eq!(status, 422);
     // A filter narrow enough is counted exactly: Bulk 100, 1000–1009 and 10000–10050.
     let (_, some) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?q=Bulk%20100", None).await;
     assert_eq!((some["total"].as_i64(), some["total_exact"].as_bool()), (Some(62), Some(true)), "{some}");
+    // A search pages like the full list: the second page of 50 holds the other 12, newest first.
+    let (_, second) =
+        admin.call(reqwest::Method::GET, "/admin/api/v1/applications?q=bulk%20100&per_page=50&page=2", None).await;
+    let names: Vec<&str> = second["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Bulk 10039",
+            "Bulk 10040",
+            "Bulk 10041",
+            "Bulk 10042",
+            "Bulk 10043",
+            "Bulk 10044",
+            "Bulk 10045",
+            "Bulk 10046",
+            "Bulk 10047",
+            "Bulk 10048",
+            "Bulk 10049",
+            "Bulk 10050"
+        ],
+        "{second}"
+    );
+    // The account's name matches all of its applications.
+    let account: String = sqlx::query_scalar(
+        "SELECT ac.name FROM accounts ac JOIN applications ap ON ap.account_id = ac.id WHERE ap.name = 'Bulk 1'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let (_, by_account) = admin
+        .call(
+            reqwest::Method::GET,
+            &format!("/admin/api/v1/applications?per_page=50&q={}", account.replace(' ', "%20")),
+            None,
+        )
+        .await;
+    assert_eq!((by_account["total"].as_i64(), by_account["total_exact"].as_bool()), (Some(10_000), Some(false)));
+    assert_eq!(by_account["items"].as_array().unwrap().len(), 50, "{by_account}");
+    // An API's subscribers and a plan's applications are counted up to the same limit.
+    let (api, plan): (uuid::Uuid, uuid::Uuid) =
+        sqlx::query_as("SELECT api_id, plan_id FROM applications WHERE name = 'Bulk 1'").fetch_one(pool).await.unwrap();
+    let (_, detail) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{api}"), None).await;
+    assert_eq!((detail["subscribers"].as_i64(), detail["subscribers_exact"].as_bool()), (Some(10_000), Some(false)));
+    let (_, plan) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/plans/{plan}"), None).await;
+    assert_eq!((plan["applications"].as_i64(), plan["applications_exact"].as_bool()), (Some(10_000), Some(false)));
+    // Nor can a plan with that many be deleted.
+    let (status, refused) = admin
+        .call(reqwest::Method::DELETE, &format!("/admin/api/v1/plans/{}", plan["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.to_string().contains("10000+ application(s)"), "{refused}");
 }
 
 /// A call without any token.
