@@ -6,7 +6,7 @@
 //! 408, 502 or 504 after admission) and on the 429 of a refused one. Cheap by construction:
 //! the `Limit` value is made once per plan limit and numbers up to 99,999 come from one static
 //! table ([`crate::header_number`]), so the common case costs no allocation, formatting or
-//! atomic reference count.
+//! atomic reference count; larger ones are written into a per-thread buffer (no allocation).
 
 use hyper::HeaderMap;
 use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER};
