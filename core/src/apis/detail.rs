@@ -58,7 +58,7 @@ pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetai
         r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
                   compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
-                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id LIMIT $2) AS s) AS "subscribers!"
+                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "subscribers!"
            FROM api_products p WHERE id = $1"#,
         id.0,
         COUNT_LIMIT + 1
@@ -291,7 +291,7 @@ pub async fn set_routing_in(tx: &mut sqlx::PgConnection, id: ApiId, routing: &Ro
 /// and plans, in the caller's transaction; agents drop it and its plans.
 pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) -> Result<()> {
     let api = sqlx::query!(
-        r#"SELECT slug, (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id LIMIT $2) AS s) AS "applications!"
+        r#"SELECT slug, (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "applications!"
            FROM api_products p WHERE id = $1 FOR UPDATE"#,
         id.0,
         COUNT_LIMIT + 1
