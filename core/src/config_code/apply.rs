@@ -733,16 +733,9 @@ impl Run<'_> {
         let plans: HashSet<&str> = api.plans.iter().map(|p| p.system_name.as_str()).collect();
         for old in now.plans.iter().filter(|p| !plans.contains(p.system_name.as_str())) {
             let plan = plan_id(tx, id, &old.system_name).await?;
-            plans::delete_plan_in(tx, plan, self.actor).await.map_err(|e| {
-                let e = match e {
-                    Error::Conflict(message) => Error::Conflict(format!(
-                        "cannot remove the plan {}/{}, which the file no longer names: {message}",
-                        api.slug, old.system_name
-                    )),
-                    e => e,
-                };
-                self.fail(&at.key("plans"), e)
-            })?;
+            plans::delete_plan_in(tx, plan, self.actor)
+                .await
+                .map_err(|e| self.fail(&at.key("plans"), still_in_use(e, "plan", &api.slug, &old.system_name)))?;
         }
         // Application routes, then the groups nothing routes to any more.
         let routed: HashSet<uuid::Uuid> = api.routing.applications.iter().map(|r| r.application).collect();
@@ -753,16 +746,9 @@ impl Run<'_> {
         }
         let groups: HashSet<&str> = api.routing.groups.iter().map(|g| g.name.as_str()).collect();
         for old in now.routing.split().iter().filter(|g| g.name != DEFAULT_GROUP && !groups.contains(g.name.as_str())) {
-            upstream_routing::delete_group_in(tx, self.actor, id, &old.name).await.map_err(|e| {
-                let e = match e {
-                    Error::Conflict(message) => Error::Conflict(format!(
-                        "cannot remove the upstream group {}/{}, which the file no longer names: {message}",
-                        api.slug, old.name
-                    )),
-                    e => e,
-                };
-                self.fail(&at.key("routing"), e)
-            })?;
+            upstream_routing::delete_group_in(tx, self.actor, id, &old.name)
+                .await
+                .map_err(|e| self.fail(&at.key("routing"), still_in_use(e, "upstream group", &api.slug, &old.name)))?;
         }
         if api.metrics.is_empty() {
             return Ok(());
@@ -823,5 +809,15 @@ fn new_plan(plan: &Plan) -> NewPlan {
             .iter()
             .map(|m| NewPricingMode { metric: m.metric.clone(), mode: m.mode })
             .collect(),
+    }
+}
+
+/// A prune the platform refuses (the thing is still in use) says what the file dropped.
+fn still_in_use(e: Error, what: &str, api: &str, name: &str) -> Error {
+    match e {
+        Error::Conflict(message) => {
+            Error::Conflict(format!("cannot remove the {what} {api}/{name}, which the file no longer names: {message}"))
+        }
+        e => e,
     }
 }
