@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tollgate_protocol::{AgentStatus, PROTOCOL_VERSION};
 use uuid::Uuid;
@@ -103,7 +103,10 @@ impl Agent {
             None => None,
         };
         let limiter = Arc::new(Limiter { local: LocalCounters::new(), shared });
-        let standby = store::load_standby(&state_dir, &limiter).await;
+        let (standby, on_disk) = match store::load_standby(&state_dir, &limiter).await {
+            Some((config, on_disk)) => (Some(config), on_disk),
+            None => (None, None),
+        };
 
         let proxy_sockets = bind_proxy_sockets(settings.listen, settings.workers).map_err(|source| Error::Bind {
             listener: "proxy",
@@ -194,7 +197,7 @@ impl Agent {
             applied_revision: None,
             rejected: None,
         });
-        let (persist_tx, persist_rx) = watch::channel(None);
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel();
 
         warn_if_file_descriptors_are_short(settings.max_connections);
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
@@ -315,7 +318,8 @@ impl Agent {
         }
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
-        let persister = tokio::spawn(store::persist(state_dir, persist_rx, limiter, settings.clock.clone(), stop_rx));
+        let persister =
+            tokio::spawn(store::persist(state_dir, persist_rx, on_disk, limiter, settings.clock.clone(), stop_rx));
         tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, ?authz_grpc_addr, %agent_id, server = %settings.server, "tollgate-agent started");
         Ok(RunningAgent {
             proxy_addr,

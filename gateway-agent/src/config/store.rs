@@ -7,7 +7,8 @@
 //! credentials in memory), to a temporary file that is fsynced and renamed over the old
 //! one, so a crash leaves the old or the new file, never a torn one. Its usage frame holds
 //! the agent's own counters for seeded periods. `tollgate-protocol`'s `decode_snapshot`
-//! turns it back into the readable JSON form.
+//! turns it back into the readable JSON form. Deltas applied since are appended to
+//! `config.journal` (journal.rs) rather than rewriting the file.
 //!
 //! Agents before the binary form kept `config.json`; it is read once when no `config.bin`
 //! exists, and removed after the first binary save.
@@ -21,11 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tollgate_protocol::CurrentUsage;
 use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHead, SnapshotWriter, preamble};
 
 use super::binary::compile_reader;
+use super::journal::{self, OnDisk};
 use super::model::{Config, ConfigError};
 use super::parse::parse_snapshot;
 use crate::clock::Clock;
@@ -101,36 +103,59 @@ fn write_snapshot<W: Write>(
     writer.finish()
 }
 
-/// The saved snapshot, compiled: `config.bin`, or an older agent's `config.json`.
+/// Rewrites `config.bin` and starts its journal afresh; returns what the disk then holds.
 /// Blocking.
-pub(crate) fn read(state_dir: &Path) -> io::Result<Option<(Config, Vec<CurrentUsage>)>> {
-    let compiled = |result: Result<_, ConfigError>| result.map(Some).map_err(io::Error::other);
+fn rewrite(state_dir: &Path, config: &Config, usage: &[CurrentUsage]) -> io::Result<OnDisk> {
+    // First, so that a crash before the new file is in place cannot leave the old
+    // journal beside it.
+    journal::remove(state_dir)?;
+    save(state_dir, config, usage)?;
+    let journal_bytes = journal::start(state_dir, config.revision)?;
+    Ok(OnDisk { revision: config.revision, journal_bytes: Some(journal_bytes) })
+}
+
+/// A config read back from the state directory.
+pub(crate) struct Loaded {
+    pub config: Config,
+    pub usage: Vec<CurrentUsage>,
+    /// What the disk holds, if the next delta can be appended to it.
+    pub on_disk: Option<OnDisk>,
+}
+
+/// The saved snapshot, compiled, with its journal replayed: `config.bin`, or an older
+/// agent's `config.json`. Blocking.
+pub(crate) fn read(state_dir: &Path) -> io::Result<Option<Loaded>> {
     match std::fs::File::open(path(state_dir)) {
-        Ok(file) => return compiled(compile_reader(io::BufReader::with_capacity(1 << 20, file))),
+        Ok(file) => {
+            let (config, usage) =
+                compile_reader(io::BufReader::with_capacity(1 << 20, file)).map_err(io::Error::other)?;
+            let (config, on_disk) = journal::replay(state_dir, config);
+            return Ok(Some(Loaded { config, usage, on_disk }));
+        }
         Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
         Err(_) => {}
     }
     match std::fs::read(state_dir.join(LEGACY_FILE_NAME)) {
         Ok(json) => {
             tracing::info!("upgrading the config.json of an older agent to config.bin");
-            let Some((config, usage)) = compiled(parse_snapshot(&json))? else { return Ok(None) };
+            let (config, usage) = parse_snapshot(&json).map_err(|err: ConfigError| io::Error::other(err))?;
             // Once: from now on the binary copy is read (and the JSON one is removed).
-            save(state_dir, &config, &usage)?;
-            Ok(Some((config, usage)))
+            let on_disk = rewrite(state_dir, &config, &usage)?;
+            Ok(Some(Loaded { config, usage, on_disk: Some(on_disk) }))
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
     }
 }
 
-/// The last good config from disk, compiled and with its counters seeded; `None` (logged)
-/// if there is none or it cannot be used.
-pub(crate) async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<Arc<Config>> {
+/// The last good config from disk, compiled and with its counters seeded, and what the
+/// disk holds; `None` (logged) if there is none or it cannot be used.
+pub(crate) async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Option<(Arc<Config>, Option<OnDisk>)> {
     let dir = state_dir.to_owned();
     let limiter = limiter.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let Some((config, usage)) = read(&dir)? else {
+        let Some(Loaded { config, usage, on_disk }) = read(&dir)? else {
             return Ok(None);
         };
         seed(&config, &usage, &limiter);
@@ -140,11 +165,11 @@ pub(crate) async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Op
             total_ms = started.elapsed().as_millis() as u64,
             "loaded the last good config from disk"
         );
-        Ok::<_, std::io::Error>(Some(Arc::new(config)))
+        Ok::<_, std::io::Error>(Some((Arc::new(config), on_disk)))
     })
     .await;
     match loaded {
-        Ok(Ok(config)) => config,
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(err)) => {
             tracing::error!(path = %path(state_dir).display(), error = %err, "cannot use the saved config");
             None
@@ -156,43 +181,142 @@ pub(crate) async fn load_standby(state_dir: &Path, limiter: &Arc<Limiter>) -> Op
     }
 }
 
-/// Writes each newly applied config to disk, and once more on stop so the counters of the
-/// moment are kept for a restart. After a write it rests four times as long as the write
-/// took (a million-key config takes seconds), coalescing the updates in between: the agent
-/// resumes from the saved revision and the server resends what a crash lost.
+/// A newly applied config, for [`persist`].
+pub(crate) enum Save {
+    /// A whole new config (a snapshot): `config.bin` is rewritten.
+    Whole(Arc<Config>),
+    /// The config before it with `delta` (its JSON) applied: appended to the journal.
+    Delta { config: Arc<Config>, base_revision: u64, delta: Vec<u8> },
+}
+
+impl Save {
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        match self {
+            Save::Whole(config) | Save::Delta { config, .. } => config,
+        }
+    }
+}
+
+/// What one round of [`persist`] writes.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    Append { deltas: Vec<Vec<u8>>, revision: u64 },
+    Whole,
+}
+
+/// Appends when every save is a delta continuing what the disk holds and the journal stays
+/// under its limit; otherwise the whole latest config is written.
+fn plan(on_disk: Option<OnDisk>, saves: Vec<Save>) -> Round {
+    let Some(on_disk) = on_disk else { return Round::Whole };
+    let mut at = on_disk.revision;
+    let mut size = on_disk.journal_bytes.unwrap_or(0);
+    let mut deltas = Vec::with_capacity(saves.len());
+    for save in saves {
+        match save {
+            Save::Delta { config, base_revision, delta } if base_revision == at => {
+                size += delta.len() as u64 + 1;
+                at = config.revision;
+                deltas.push(delta);
+            }
+            _ => return Round::Whole,
+        }
+    }
+    if size > journal::LIMIT { Round::Whole } else { Round::Append { deltas, revision: at } }
+}
+
+/// Writes each newly applied config to disk: a delta is appended to the journal at once; a
+/// snapshot (or a journal grown past its limit) rewrites `config.bin`, and so does stop,
+/// so the counters of the moment are kept for a restart. After a rewrite the next one
+/// waits four times as long as it took (a million-key config takes a second), coalescing
+/// the updates in between: the agent resumes from the saved revision and the server
+/// resends what a crash lost. `on_disk` is what the state directory held at start.
 pub(crate) async fn persist(
     state_dir: PathBuf,
-    mut configs: watch::Receiver<Option<Arc<Config>>>,
+    mut saves: mpsc::UnboundedReceiver<Save>,
+    mut on_disk: Option<OnDisk>,
     limiter: Arc<Limiter>,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            changed = configs.changed() => if changed.is_err() { break },
+    let mut latest: Option<Arc<Config>> = None;
+    let mut next_rewrite = Instant::now();
+    'saving: loop {
+        let first = tokio::select! {
+            save = saves.recv() => match save { Some(save) => save, None => break },
             _ = stop.changed() => break,
+        };
+        let mut pending = vec![first];
+        while let Ok(save) = saves.try_recv() {
+            pending.push(save);
         }
-        let latest = configs.borrow_and_update().clone();
-        let Some(config) = latest else { continue };
-        let took = write(&state_dir, config, &limiter, &clock).await;
-        let rest = (took * 4).clamp(PERSIST_REST_MIN, PERSIST_REST_MAX);
-        tokio::select! {
-            _ = tokio::time::sleep(rest) => {}
-            _ = stop.changed() => break,
+        latest = pending.last().map(|save| save.config().clone());
+        match plan(on_disk, pending) {
+            Round::Append { deltas, revision } => on_disk = append(&state_dir, on_disk, deltas, revision).await,
+            Round::Whole => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_rewrite.into()) => {}
+                    _ = stop.changed() => break 'saving,
+                }
+                // Whatever arrived while waiting is in the rewrite too.
+                while let Ok(save) = saves.try_recv() {
+                    latest = Some(save.config().clone());
+                }
+                let Some(config) = latest.clone() else { continue };
+                let (written, took) = write(&state_dir, config, &limiter, &clock).await;
+                on_disk = written;
+                next_rewrite = Instant::now() + (took * 4).clamp(REWRITE_REST_MIN, REWRITE_REST_MAX);
+            }
         }
     }
-    let latest = configs.borrow().clone();
+    while let Ok(save) = saves.try_recv() {
+        latest = Some(save.config().clone());
+    }
     if let Some(config) = latest {
         write(&state_dir, config, &limiter, &clock).await;
     }
 }
 
-/// Bounds of the pause between two config writes.
-const PERSIST_REST_MIN: Duration = Duration::from_millis(10);
-const PERSIST_REST_MAX: Duration = Duration::from_secs(30);
+/// Bounds of the pause between two rewrites of `config.bin`.
+const REWRITE_REST_MIN: Duration = Duration::from_millis(10);
+const REWRITE_REST_MAX: Duration = Duration::from_secs(30);
 
-/// Saves `config` with the current counters; returns how long it took.
-async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, clock: &Clock) -> Duration {
+/// Appends `deltas` to the journal (starting it if there is none); returns what the disk
+/// holds then (`None` after a failure: the next change rewrites the file).
+async fn append(state_dir: &Path, on_disk: Option<OnDisk>, deltas: Vec<Vec<u8>>, revision: u64) -> Option<OnDisk> {
+    let on_disk = on_disk?;
+    let dir = state_dir.to_owned();
+    let appended = tokio::task::spawn_blocking(move || {
+        let started = match on_disk.journal_bytes {
+            Some(bytes) => bytes,
+            None => journal::start(&dir, on_disk.revision)?,
+        };
+        Ok::<_, io::Error>(started + journal::append(&dir, &deltas)?)
+    })
+    .await;
+    match appended {
+        Ok(Ok(bytes)) => {
+            tracing::debug!(revision, journal_bytes = bytes, "journaled config delta");
+            Some(OnDisk { revision, journal_bytes: Some(bytes) })
+        }
+        Ok(Err(err)) => {
+            tracing::error!(revision, error = %err, "cannot append to config.journal");
+            None
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "journaling a config delta crashed");
+            None
+        }
+    }
+}
+
+/// Rewrites `config.bin` from `config` with the current counters; returns what the disk
+/// holds then and how long it took.
+async fn write(
+    state_dir: &Path,
+    config: Arc<Config>,
+    limiter: &Arc<Limiter>,
+    clock: &Clock,
+) -> (Option<OnDisk>, Duration) {
     let dir = state_dir.to_owned();
     let limiter = limiter.clone();
     let now = clock.now();
@@ -200,16 +324,25 @@ async fn write(state_dir: &Path, config: Arc<Config>, limiter: &Arc<Limiter>, cl
     let started = Instant::now();
     let written = tokio::task::spawn_blocking(move || {
         let usage = limiter.local.seeded_usage(now);
-        save(&dir, &config, &usage)
+        rewrite(&dir, &config, &usage)
     })
     .await;
     let took = started.elapsed();
-    match written {
-        Ok(Ok(())) => tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk"),
-        Ok(Err(err)) => tracing::error!(revision, error = %err, "cannot save config to disk"),
-        Err(join) => tracing::error!(error = %join, "saving config crashed"),
-    }
-    took
+    let on_disk = match written {
+        Ok(Ok(on_disk)) => {
+            tracing::debug!(revision, took_ms = took.as_millis() as u64, "saved config to disk");
+            Some(on_disk)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(revision, error = %err, "cannot save config to disk");
+            None
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "saving config crashed");
+            None
+        }
+    };
+    (on_disk, took)
 }
 
 #[cfg(test)]
@@ -225,6 +358,39 @@ mod tests {
             serde_json::from_str(include_str!("../../../protocol/tests/fixtures/snapshot_with_mocks.json"))
                 .expect("fixture"),
         ]
+    }
+
+    fn config_at(revision: u64) -> Arc<Config> {
+        let [mut snapshot, _] = fixtures();
+        snapshot.revision = revision;
+        Arc::new(crate::config::compile_snapshot(snapshot).expect("compiles").0)
+    }
+
+    fn delta(base_revision: u64, revision: u64, bytes: usize) -> Save {
+        Save::Delta { config: config_at(revision), base_revision, delta: vec![b'x'; bytes] }
+    }
+
+    #[test]
+    fn deltas_that_continue_the_disk_are_appended() {
+        let on_disk = OnDisk { revision: 3, journal_bytes: Some(100) };
+        let round = plan(Some(on_disk), vec![delta(3, 4, 10), delta(4, 6, 20)]);
+        assert_eq!(round, Round::Append { deltas: vec![vec![b'x'; 10], vec![b'x'; 20]], revision: 6 });
+    }
+
+    #[test]
+    fn a_snapshot_a_gap_or_an_unknown_disk_rewrites_the_file() {
+        let on_disk = OnDisk { revision: 3, journal_bytes: None };
+        assert_eq!(plan(Some(on_disk), vec![delta(3, 4, 10), Save::Whole(config_at(9))]), Round::Whole);
+        assert_eq!(plan(Some(on_disk), vec![delta(4, 5, 10)]), Round::Whole);
+        assert_eq!(plan(None, vec![delta(3, 4, 10)]), Round::Whole);
+    }
+
+    #[test]
+    fn a_journal_past_its_limit_rewrites_the_file() {
+        let on_disk = OnDisk { revision: 3, journal_bytes: Some(journal::LIMIT - 10) };
+        // Each delta takes its length and a newline.
+        assert!(matches!(plan(Some(on_disk), vec![delta(3, 4, 9)]), Round::Append { .. }));
+        assert_eq!(plan(Some(on_disk), vec![delta(3, 4, 10)]), Round::Whole);
     }
 
     /// What the agent saves decodes to the snapshot it compiled (credentials in the

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::header::CONTENT_TYPE;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tollgate_protocol::binary::{BINARY_CONTENT_TYPE, BinaryError, Frame, FrameKind, FrameReader};
 use tollgate_protocol::{
     AgentStatus, CONFIG_STREAM_PATH, ConfigMessage, CurrentUsage, Delta, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION,
@@ -25,6 +25,7 @@ use tollgate_protocol::{
 
 use super::Backoff;
 use super::client::{ControlPlane, ControlPlaneError};
+use crate::config::store::Save;
 use crate::config::{
     Config, ConfigError, LiveConfig, apply_delta, compile_frames, compile_snapshot, is_snapshot_line, parse_snapshot,
 };
@@ -100,7 +101,7 @@ pub(crate) struct ConfigSync {
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
     pub status: watch::Sender<AgentStatus>,
-    pub persist: watch::Sender<Option<Arc<Config>>>,
+    pub persist: mpsc::UnboundedSender<Save>,
 }
 
 struct State {
@@ -421,7 +422,7 @@ impl ConfigSync {
                     compile_ms = started.elapsed().as_millis() as u64,
                     "applied config snapshot"
                 );
-                self.install(state, Arc::new(config));
+                self.install(state, Save::Whole(Arc::new(config)));
                 return;
             }
             Ok(Err(err)) => err.to_string(),
@@ -436,18 +437,29 @@ impl ConfigSync {
         };
         let revision = delta.revision;
         let changes = delta.changes.len();
-        let applied = tokio::task::spawn_blocking(move || apply_delta(&base, delta)).await;
+        let base_revision = delta.base_revision;
+        let applied = tokio::task::spawn_blocking(move || {
+            // For the journal on disk; the delta is consumed by applying it.
+            let json = serde_json::to_vec(&delta);
+            apply_delta(&base, delta).map(|config| (Arc::new(config), json))
+        })
+        .await;
         match applied {
-            Ok(Ok(config)) => {
+            Ok(Ok((config, json))) => {
                 tracing::debug!(revision, changes, "applied config delta");
-                self.install(state, Arc::new(config));
+                let save = match json {
+                    Ok(delta) => Save::Delta { config, base_revision, delta },
+                    Err(_) => Save::Whole(config),
+                };
+                self.install(state, save);
             }
             Ok(Err(err)) => self.reject(state, Some(revision), err.to_string()),
             Err(join) => self.reject(state, Some(revision), format!("compiler crashed: {join}")),
         }
     }
 
-    fn install(&self, state: &mut State, config: Arc<Config>) {
+    fn install(&self, state: &mut State, save: Save) {
+        let config = save.config().clone();
         let revision = config.revision;
         self.live.store(Some(config.clone()));
         self.source.store(Source::Server as u8, Ordering::Relaxed);
@@ -459,7 +471,8 @@ impl ConfigSync {
             state.rejected = None;
         }
         self.report(state);
-        self.persist.send_replace(Some(config));
+        // Fails only once the persister has stopped, at shutdown.
+        let _ = self.persist.send(save);
     }
 
     fn reject(&self, state: &mut State, revision: Option<u64>, reason: String) {

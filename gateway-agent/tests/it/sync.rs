@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use tollgate_agent::Token;
-use tollgate_protocol::{
-    Change, ConfigMessage, Credential, Delta, KeyKind, Limit, Period, Plan, Snapshot, TimeZoneName,
-};
+use tollgate_protocol::{Change, ConfigMessage, Credential, Delta, KeyKind, Limit, Period, Plan, TimeZoneName};
 
 use crate::harness::*;
 
@@ -140,18 +138,15 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
             }),
         ],
     ));
-    let saved = dir.path().join("config.bin");
-    eventually("revision 2 on disk", || {
-        let saved = saved.clone();
-        async move {
-            let bytes = std::fs::read(&saved).ok()?;
-            let snapshot: Snapshot = tollgate_protocol::binary::decode_snapshot(&bytes).ok()?;
-            (snapshot.revision == 2).then_some(())
-        }
+    let admin = agent.admin_addr();
+    eventually("revision 2 applied", || async move {
+        let ready = get(&format!("http://{admin}/ready"), &[]).await.json();
+        (ready["revision"] == 2).then_some(())
     })
     .await;
     agent.shutdown().await.expect("clean shutdown");
     drop(cp);
+    assert_eq!(saved_revision(dir.path()), 2, "a clean stop rewrites config.bin with the journal's deltas");
 
     let down = tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
     let started = Instant::now();
@@ -163,6 +158,100 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
     let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
     assert_eq!(get(&url(new_key.as_str()), &[]).await.status, StatusCode::OK);
     assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::FORBIDDEN);
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// The revision of the `config.bin` in `dir`.
+fn saved_revision(dir: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(dir.join("config.bin")).expect("config.bin");
+    tollgate_protocol::binary::decode_snapshot(&bytes).expect("decodes").revision
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_is_journaled_without_rewriting_config_bin_and_survives_a_crash() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let journal = dir.path().join("config.journal");
+    eventually("config.bin and an empty journal saved", || async {
+        (std::fs::read_to_string(&journal).ok()? == "{\"journal_of_revision\":1}\n").then_some(())
+    })
+    .await;
+    let new_key = new_key(KeyKind::UserKey);
+    cp.push(delta(
+        &cp,
+        vec![
+            Change::RevokeCredential { hash: fixture.key.hash() },
+            Change::UpsertCredential(Credential {
+                hash: new_key.hash(),
+                kind: KeyKind::UserKey,
+                application_id: fixture.app,
+                expires_at: None,
+            }),
+        ],
+    ));
+    // What a crash right now would leave: the files as they are while the agent runs.
+    let crashed = TempDir::new();
+    eventually("revision 2 journaled", || async {
+        let journal = std::fs::read(&journal).ok()?;
+        let last = journal.strip_suffix(b"\n")?.rsplit(|&b| b == b'\n').next()?;
+        let delta: Delta = serde_json::from_slice(last).ok()?;
+        (delta.revision == 2).then_some(())
+    })
+    .await;
+    for name in ["config.bin", "config.journal"] {
+        std::fs::copy(dir.path().join(name), crashed.path().join(name)).expect("copy");
+    }
+    assert_eq!(saved_revision(crashed.path()), 1, "the delta was appended, config.bin not rewritten");
+    agent.shutdown().await.expect("clean shutdown");
+
+    let down = tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
+    let agent = start_ready(settings(down, crashed.path(), None)).await;
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
+    assert_eq!((ready["source"].as_str(), ready["revision"].as_u64()), (Some("disk"), Some(2)));
+    let url = |key: &str| format!("http://{}/pets/list?user_key={key}", agent.proxy_addr());
+    assert_eq!(get(&url(new_key.as_str()), &[]).await.status, StatusCode::OK);
+    assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::FORBIDDEN);
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_journal_line_is_left_out_and_the_next_change_rewrites_config_bin() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let dir = TempDir::new();
+    let mut snapshot = fixture.snapshot.clone();
+    snapshot.revision = 4;
+    let cp = ControlPlane::start(snapshot.clone()).await;
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    agent.shutdown().await.expect("clean shutdown");
+    // A crash in the middle of appending the revocation of the fixture's key.
+    let revoke =
+        Delta { base_revision: 4, revision: 5, changes: vec![Change::RevokeCredential { hash: fixture.key.hash() }] };
+    let line = serde_json::to_string(&revoke).expect("json");
+    let torn = format!("{{\"journal_of_revision\":4}}\n{}", &line[..line.len() / 2]);
+    std::fs::write(dir.path().join("config.journal"), torn).expect("write");
+
+    let down = tollgate_agent::ServerUrl::parse(&format!("http://{}", dead_addr().await)).expect("url");
+    let agent = start_ready(settings(down, dir.path(), None)).await;
+    let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await.json();
+    assert_eq!((ready["source"].as_str(), ready["revision"].as_u64()), (Some("disk"), Some(4)));
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK, "the torn revocation is not applied");
+    agent.shutdown().await.expect("clean shutdown");
+
+    // Back in touch with the server, the next delta cannot follow the torn line: the
+    // file is rewritten with it and the journal started afresh.
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    cp.push(delta(&cp, vec![Change::RevokeCredential { hash: fixture.key.hash() }]));
+    let journal = dir.path().join("config.journal");
+    eventually("config.bin rewritten at revision 5", || async {
+        (std::fs::read_to_string(&journal).ok()? == "{\"journal_of_revision\":5}\n").then_some(())
+    })
+    .await;
+    assert_eq!(saved_revision(dir.path()), 5);
     agent.shutdown().await.expect("clean shutdown");
 }
 
