@@ -112,6 +112,24 @@ struct State {
     rejected: Option<Rejection>,
     /// A config was installed since the last reconnect.
     progressed: bool,
+    retired: Retired<Config>,
+}
+
+/// Configs replaced while requests may still hold them. Dropping a million-key config
+/// releases some 130,000 table pieces (a millisecond or so): the sync task does it, not
+/// whichever proxy worker finishes the last request that held the old config.
+struct Retired<T>(Vec<Arc<T>>);
+
+impl<T> Retired<T> {
+    fn keep(&mut self, old: Option<Arc<T>>) {
+        self.0.extend(old);
+        self.sweep();
+    }
+
+    /// Drops those no request holds any more.
+    fn sweep(&mut self) {
+        self.0.retain(|old| Arc::strong_count(old) > 1);
+    }
 }
 
 impl State {
@@ -129,7 +147,13 @@ impl ConfigSync {
     /// Runs until `stop` changes. `standby` is the config loaded from disk, served if the
     /// management server cannot be reached.
     pub async fn run(self, standby: Option<Arc<Config>>, mut stop: watch::Receiver<bool>) {
-        let mut state = State { standby: standby.is_some(), base: standby, rejected: None, progressed: false };
+        let mut state = State {
+            standby: standby.is_some(),
+            base: standby,
+            rejected: None,
+            progressed: false,
+            retired: Retired(Vec::new()),
+        };
         let mut backoff = Backoff::new();
         loop {
             let end = tokio::select! {
@@ -372,6 +396,7 @@ impl ConfigSync {
                 self.apply_delta(state, delta).await;
             }
             ConfigMessage::Heartbeat(heartbeat) => {
+                state.retired.sweep();
                 if state.seen().is_none_or(|seen| heartbeat.revision > seen) {
                     return Err(SessionEnd::Behind { server: heartbeat.revision, agent: state.revision() });
                 }
@@ -461,7 +486,8 @@ impl ConfigSync {
     fn install(&self, state: &mut State, save: Save) {
         let config = save.config().clone();
         let revision = config.revision;
-        self.live.store(Some(config.clone()));
+        let replaced = self.live.swap(Some(config.clone()));
+        state.retired.keep(replaced);
         self.source.store(Source::Server as u8, Ordering::Relaxed);
         self.metrics.config_revision.set(revision as f64);
         state.base = Some(config.clone());
@@ -537,6 +563,22 @@ fn claimed_revision(line: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retired_config_is_dropped_once_nothing_else_holds_it() {
+        let (held, free) = (Arc::new(1), Arc::new(2));
+        let request = held.clone();
+        let mut retired = Retired(Vec::new());
+        retired.keep(Some(held));
+        retired.keep(Some(free.clone()));
+        assert_eq!(retired.0.len(), 2, "both in use");
+        drop(free);
+        retired.sweep();
+        assert_eq!(retired.0.len(), 1, "the unused one dropped by the sweep");
+        drop(request);
+        retired.keep(None);
+        assert!(retired.0.is_empty());
+    }
 
     #[test]
     fn newlines_are_found_anywhere() {
