@@ -5,9 +5,29 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use tollgate_agent::Token;
-use tollgate_protocol::{Change, ConfigMessage, Credential, Delta, KeyKind, Limit, Period, Plan, TimeZoneName};
+use tollgate_protocol::{
+    Change, ConfigMessage, Credential, Delta, KeyKind, Limit, Period, Plan, SecretKey, TimeZoneName,
+};
 
 use crate::harness::*;
+
+/// Pushes a delta that revokes the fixture's key and gives its application a new one.
+fn push_key_replacement(cp: &ControlPlane, fixture: &Fixture) -> SecretKey {
+    let new_key = new_key(KeyKind::UserKey);
+    cp.push(delta(
+        cp,
+        vec![
+            Change::RevokeCredential { hash: fixture.key.hash() },
+            Change::UpsertCredential(Credential {
+                hash: new_key.hash(),
+                kind: KeyKind::UserKey,
+                application_id: fixture.app,
+                expires_at: None,
+            }),
+        ],
+    ));
+    new_key
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_is_refused_promptly_and_a_new_one_accepted() {
@@ -20,20 +40,8 @@ async fn a_revoked_key_is_refused_promptly_and_a_new_one_accepted() {
     assert_eq!(get(&url(fixture.key.as_str()), &[]).await.status, StatusCode::OK);
     assert_eq!(cp.connects(), [None], "the first connect names no revision");
 
-    let new_key = new_key(KeyKind::UserKey);
     let started = Instant::now();
-    cp.push(delta(
-        &cp,
-        vec![
-            Change::RevokeCredential { hash: fixture.key.hash() },
-            Change::UpsertCredential(Credential {
-                hash: new_key.hash(),
-                kind: KeyKind::UserKey,
-                application_id: fixture.app,
-                expires_at: None,
-            }),
-        ],
-    ));
+    let new_key = push_key_replacement(&cp, &fixture);
     let revoked_url = url(fixture.key.as_str());
     eventually("the revoked key to be refused", || {
         let url = revoked_url.clone();
@@ -125,19 +133,7 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
-    let new_key = new_key(KeyKind::UserKey);
-    cp.push(delta(
-        &cp,
-        vec![
-            Change::RevokeCredential { hash: fixture.key.hash() },
-            Change::UpsertCredential(Credential {
-                hash: new_key.hash(),
-                kind: KeyKind::UserKey,
-                application_id: fixture.app,
-                expires_at: None,
-            }),
-        ],
-    ));
+    let new_key = push_key_replacement(&cp, &fixture);
     let admin = agent.admin_addr();
     eventually("revision 2 applied", || async move {
         let ready = get(&format!("http://{admin}/ready"), &[]).await.json();
@@ -179,19 +175,7 @@ async fn a_delta_is_journaled_without_rewriting_config_bin_and_survives_a_crash(
         (std::fs::read_to_string(&journal).ok()? == "{\"journal_of_revision\":1}\n").then_some(())
     })
     .await;
-    let new_key = new_key(KeyKind::UserKey);
-    cp.push(delta(
-        &cp,
-        vec![
-            Change::RevokeCredential { hash: fixture.key.hash() },
-            Change::UpsertCredential(Credential {
-                hash: new_key.hash(),
-                kind: KeyKind::UserKey,
-                application_id: fixture.app,
-                expires_at: None,
-            }),
-        ],
-    ));
+    let new_key = push_key_replacement(&cp, &fixture);
     // What a crash right now would leave: the files as they are while the agent runs.
     let crashed = TempDir::new();
     eventually("revision 2 journaled", || async {
