@@ -144,8 +144,7 @@ impl Connections {
 
     fn checkout(&self, authority: &Authority, tls: bool) -> Option<Pooled> {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (_, connections) =
-            pools.iter_mut().find(|((known, known_tls), _)| known == authority && *known_tls == tls)?;
+        let (_, connections) = pools.iter_mut().find(|(known, _)| same_peer(known, authority, tls))?;
         let mut index = connections.len();
         while index > 0 {
             index -= 1;
@@ -160,7 +159,7 @@ impl Connections {
 
     fn checkin(&self, authority: &Authority, tls: bool, pooled: Pooled) {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match pools.iter_mut().find(|((known, known_tls), _)| known == authority && *known_tls == tls) {
+        match pools.iter_mut().find(|(known, _)| same_peer(known, authority, tls)) {
             Some((_, connections)) if connections.len() < MAX_PER_UPSTREAM => connections.push(pooled),
             Some(_) => {}
             None => pools.push(((authority.clone(), tls), vec![pooled])),
@@ -206,6 +205,13 @@ impl Connections {
             .map_err(UpstreamError::Tls)?;
         handshake(stream, upgrades).await
     }
+}
+
+/// Whether `known` is the pool of `authority` and `tls`. A pool's authority is a clone of its
+/// target's, sharing its text, so the same text is found by address first; `Authority`'s own
+/// comparison (case-insensitive, byte by byte) decides otherwise (targets rebuilt by a reload).
+fn same_peer((known, known_tls): &Peer, authority: &Authority, tls: bool) -> bool {
+    *known_tls == tls && (std::ptr::eq(known.as_str(), authority.as_str()) || known == authority)
 }
 
 /// The HTTP/1 handshake on a new upstream connection, whose driver runs on its own task.
