@@ -12,8 +12,9 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
@@ -50,7 +51,7 @@ impl Protocols {
     pub fn new(max_header_bytes: usize, header_read_timeout: Duration) -> Protocols {
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
+            .timer(ReusedTimers::default())
             .header_read_timeout(header_read_timeout)
             .max_header_size(max_header_bytes)
             .keep_alive(true);
@@ -100,6 +101,76 @@ impl Protocols {
             Protocol::Http2 => drive(self.http2.serve_connection(io, service), stop).await,
             Protocol::Http1 | Protocol::Detect => {
                 drive(self.http1.serve_connection(io, service).with_upgrades(), stop).await;
+            }
+        }
+    }
+}
+
+/// Timers kept for HTTP/1.1's header read timeout between requests, at most this many per
+/// listener (each holds the waker of the connection that last used it, until it is reused or
+/// fires at its last deadline).
+const SPARE_TIMERS: usize = 256;
+
+/// hyper's timer for HTTP/1.1 connections, whose one use is the header read timeout: hyper
+/// asks for a new timer for every request head and drops it once the head is read, which
+/// filed a timer in tokio's wheel and took it out again per request. The timers hyper drops
+/// come back here, and the next head takes one and moves its deadline: later than the last,
+/// that only updates the timer's state (tokio moves it in the wheel when the earlier deadline
+/// comes). The deadlines, and what happens when one passes, are hyper's as before.
+///
+/// One per listener, so its timers all belong to the runtime that serves the listener.
+#[derive(Clone, Default)]
+struct ReusedTimers {
+    spare: Arc<Mutex<Vec<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl hyper::rt::Timer for ReusedTimers {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let sleep = match spare {
+            Some(mut sleep) => {
+                sleep.as_mut().reset(deadline.into());
+                sleep
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline.into())),
+        };
+        Box::pin(ReusedSleep { sleep: Some(sleep), spare: self.spare.clone() })
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into()
+    }
+}
+
+/// A timer lent to hyper; given back when hyper drops it.
+struct ReusedSleep {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    spare: Arc<Mutex<Vec<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl Future for ReusedSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.sleep.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl hyper::rt::Sleep for ReusedSleep {}
+
+impl Drop for ReusedSleep {
+    fn drop(&mut self) {
+        if let Some(sleep) = self.sleep.take() {
+            let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            if spare.len() < SPARE_TIMERS {
+                spare.push(sleep);
             }
         }
     }

@@ -10,6 +10,7 @@
 //! upstreams have pools of their own, of connections made through
 //! [`crate::tls::upstream`].
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use hyper::http::uri::Authority;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::body::ClientBody;
 use crate::tls::upstream::UpstreamTls;
@@ -38,15 +40,28 @@ pub(crate) enum UpstreamError {
     Tls(std::io::Error),
 }
 
+/// The upstream did not answer by the deadline.
+pub(crate) struct TimedOut;
+
 /// An upstream's pool key: its authority, and whether it speaks TLS.
 type Peer = (Authority, bool);
+
+/// A pooled connection and the timer of its exchanges. The timer is moved to each
+/// exchange's deadline: a later deadline only updates the timer's state, and tokio moves it
+/// in its wheel when the earlier one comes, where a timer per request was filed in the wheel
+/// and taken out again every time. An idle connection's timer fires once, at its last
+/// deadline, waking the task of its last exchange for nothing.
+struct Pooled {
+    sender: SendRequest<ClientBody>,
+    timer: Pin<Box<Sleep>>,
+}
 
 pub(crate) struct Connections {
     connect_timeout: Duration,
     /// Senders per upstream authority. An agent has few upstreams: a list beats hashing.
     /// The mutex is never contended (one worker thread) and is required only because the
     /// accept loop's tasks are `Send`.
-    pools: Mutex<Vec<(Peer, Vec<SendRequest<ClientBody>>)>>,
+    pools: Mutex<Vec<(Peer, Vec<Pooled>)>>,
     tls: Arc<UpstreamTls>,
 }
 
@@ -60,65 +75,94 @@ impl Connections {
     }
 
     /// Sends `request` (origin-form, with its `Host`) on a ready pooled connection, or a new
-    /// one. A request that a pooled connection could not take before writing it (the
-    /// upstream closed it meanwhile) is retried once on a new connection.
+    /// one, until its response head or `timeout` after now. A request that a pooled
+    /// connection could not take before writing it (the upstream closed it meanwhile) is
+    /// retried once on a new connection, within the same deadline.
     pub async fn send(
         &self,
         authority: &Authority,
         tls: bool,
         mut request: Request<ClientBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        if let Some(mut sender) = self.checkout(authority, tls) {
-            match sender.try_send_request(request).await {
+        timeout: Duration,
+    ) -> Result<Result<Response<Incoming>, UpstreamError>, TimedOut> {
+        let deadline = Instant::now() + timeout;
+        if let Some(mut pooled) = self.checkout(authority, tls) {
+            pooled.timer.as_mut().reset(deadline);
+            let sent = tokio::select! {
+                biased;
+                sent = pooled.sender.try_send_request(request) => sent,
+                () = pooled.timer.as_mut() => return Err(TimedOut),
+            };
+            match sent {
                 Ok(response) => {
-                    self.checkin(authority, tls, sender);
-                    return Ok(response);
+                    self.checkin(authority, tls, pooled);
+                    return Ok(Ok(response));
                 }
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Err(UpstreamError::Exchange(failed.into_error())),
+                    None => return Ok(Err(UpstreamError::Exchange(failed.into_error()))),
                 },
             }
         }
         // Boxed: connecting (and a TLS handshake) takes kilobytes of future, which would
         // otherwise be part of every request's future, moved whole into hyper's dispatcher.
-        Box::pin(self.send_on_new(authority, tls, request)).await
+        Box::pin(self.send_on_new(authority, tls, request, deadline)).await
     }
 
-    /// Sends `request` on a new connection, pooled after its answer.
+    /// Sends `request` on a new connection until `deadline`, pooled after its answer with
+    /// the timer that measured it.
     async fn send_on_new(
         &self,
         authority: &Authority,
         tls: bool,
         request: Request<ClientBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut sender = self.open(authority, tls, false).await?;
-        let response = sender.send_request(request).await.map_err(UpstreamError::Exchange)?;
-        self.checkin(authority, tls, sender);
-        Ok(response)
+        deadline: Instant,
+    ) -> Result<Result<Response<Incoming>, UpstreamError>, TimedOut> {
+        let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+        let opened = tokio::select! {
+            biased;
+            opened = self.open(authority, tls, false) => opened,
+            () = timer.as_mut() => return Err(TimedOut),
+        };
+        let mut sender = match opened {
+            Ok(sender) => sender,
+            Err(err) => return Ok(Err(err)),
+        };
+        let sent = tokio::select! {
+            biased;
+            sent = sender.send_request(request) => sent,
+            () = timer.as_mut() => return Err(TimedOut),
+        };
+        match sent {
+            Ok(response) => {
+                self.checkin(authority, tls, Pooled { sender, timer });
+                Ok(Ok(response))
+            }
+            Err(err) => Ok(Err(UpstreamError::Exchange(err))),
+        }
     }
 
-    fn checkout(&self, authority: &Authority, tls: bool) -> Option<SendRequest<ClientBody>> {
+    fn checkout(&self, authority: &Authority, tls: bool) -> Option<Pooled> {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (_, senders) = pools.iter_mut().find(|((known, known_tls), _)| known == authority && *known_tls == tls)?;
-        let mut index = senders.len();
+        let (_, connections) = pools.iter_mut().find(|(known, _)| same_peer(known, authority, tls))?;
+        let mut index = connections.len();
         while index > 0 {
             index -= 1;
-            if senders[index].is_closed() {
-                senders.swap_remove(index);
-            } else if senders[index].is_ready() {
-                return Some(senders.swap_remove(index));
+            if connections[index].sender.is_closed() {
+                connections.swap_remove(index);
+            } else if connections[index].sender.is_ready() {
+                return Some(connections.swap_remove(index));
             }
         }
         None
     }
 
-    fn checkin(&self, authority: &Authority, tls: bool, sender: SendRequest<ClientBody>) {
+    fn checkin(&self, authority: &Authority, tls: bool, pooled: Pooled) {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match pools.iter_mut().find(|((known, known_tls), _)| known == authority && *known_tls == tls) {
-            Some((_, senders)) if senders.len() < MAX_PER_UPSTREAM => senders.push(sender),
+        match pools.iter_mut().find(|(known, _)| same_peer(known, authority, tls)) {
+            Some((_, connections)) if connections.len() < MAX_PER_UPSTREAM => connections.push(pooled),
             Some(_) => {}
-            None => pools.push(((authority.clone(), tls), vec![sender])),
+            None => pools.push(((authority.clone(), tls), vec![pooled])),
         }
     }
 
@@ -144,7 +188,7 @@ impl Connections {
         // `[::1]` is the authority's spelling; the resolver wants the bare address.
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
             .map_err(|_| UpstreamError::Connect)?
@@ -161,6 +205,13 @@ impl Connections {
             .map_err(UpstreamError::Tls)?;
         handshake(stream, upgrades).await
     }
+}
+
+/// Whether `known` is the pool of `authority` and `tls`. A pool's authority is a clone of its
+/// target's, sharing its text, so the same text is found by address first; `Authority`'s own
+/// comparison (case-insensitive, byte by byte) decides otherwise (targets rebuilt by a reload).
+fn same_peer((known, known_tls): &Peer, authority: &Authority, tls: bool) -> bool {
+    *known_tls == tls && (std::ptr::eq(known.as_str(), authority.as_str()) || known == authority)
 }
 
 /// The HTTP/1 handshake on a new upstream connection, whose driver runs on its own task.

@@ -519,10 +519,7 @@ impl Proxy {
         }
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
-        let exchange = tokio::time::timeout(
-            self.upstream_timeout,
-            self.connections.send(&target.authority, target.is_tls(), request),
-        );
+        let exchange = self.connections.send(&target.authority, target.is_tls(), request, self.upstream_timeout);
         let response = match exchange.await {
             Ok(Ok(response)) => response,
             Err(_) => return self.refuse(call, self.failure_answer(call, target, &watch, None)),
@@ -818,7 +815,7 @@ mod tests {
                 &'static Proxy,
                 &'static hyper::http::uri::Authority,
                 Request<ClientBody>,
-            )| { proxy.connections.send(authority, false, request) },
+            )| { proxy.connections.send(authority, false, request, Duration::from_secs(1)) },
         );
         assert!(send <= 1024, "{send} bytes");
     }

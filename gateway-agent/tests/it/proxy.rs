@@ -321,6 +321,45 @@ async fn upstream_failures_are_502_and_504() {
     agent.shutdown().await.expect("clean shutdown");
 }
 
+/// The upstream timeout holds on a pooled upstream connection as on a new one: after an
+/// answer on it, after its timer fired while it was idle, and for the next connection once
+/// a timed-out one is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_timeout_holds_on_pooled_connections() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    // One worker: every request goes through the same pool.
+    settings.workers = 1;
+    let timeout = settings.upstream_timeout;
+    let agent = start_ready(settings).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+    let slow = || async {
+        let started = std::time::Instant::now();
+        let answer = get(&format!("http://{proxy}/pets/slow?user_key={key}"), &[]).await;
+        assert_eq!((answer.status, answer.error().as_str()), (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"));
+        let took = started.elapsed();
+        assert!(took >= timeout && took < std::time::Duration::from_secs(2), "answered after {took:?}");
+    };
+    let fast = || async {
+        let answer = get(&format!("http://{proxy}/pets/items/1?user_key={key}"), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    };
+    // On the connection the first answer pooled, with a deadline later than that answer's.
+    fast().await;
+    slow().await;
+    // The timed-out connection was dropped: a new one, pooled, then idle past its deadline
+    // (its timer fires while nothing waits on it), then timed again.
+    fast().await;
+    tokio::time::sleep(timeout + std::time::Duration::from_millis(200)).await;
+    slow().await;
+    fast().await;
+    agent.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_spelling_of_a_credential_reaches_the_upstream_and_two_keys_are_refused() {
     let upstream = Upstream::start().await;
