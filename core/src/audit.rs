@@ -116,8 +116,10 @@ pub async fn list(
     )
     .fetch_all(pool)
     .await?;
-    // Counted apart from the page and only up to the limit, so a page never touches every row.
-    let total = sqlx::query_scalar!(
+    // Counted apart from the page and only up to the limit, so a page never touches every row;
+    // a count at the limit is reused for a few seconds (`count_up_to_limit`).
+    let what = format!("audit {:?} {:?} {action:?} {actor:?}", filter.entity, filter.entity_id);
+    let count = sqlx::query_scalar!(
         r#"SELECT count(*) AS "total!" FROM (
              SELECT 1 FROM audit_log
              WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
@@ -129,8 +131,8 @@ pub async fn list(
         actor,
         crate::db::COUNT_LIMIT + 1
     )
-    .fetch_one(pool)
-    .await?;
+    .fetch_one(pool);
+    let total = crate::db::count_up_to_limit(pool, what, count).await?;
     Ok((
         rows.into_iter()
             .map(|r| AuditRecord {

@@ -1,6 +1,9 @@
 //! Connection pool and migrations.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 pub use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -60,12 +63,81 @@ impl CappedCount {
     pub fn from_counted(counted: i64) -> CappedCount {
         CappedCount { value: counted.min(COUNT_LIMIT), exact: counted <= COUNT_LIMIT }
     }
+
+    /// Back to a count of up to `COUNT_LIMIT + 1` rows.
+    pub fn counted(self) -> i64 {
+        if self.exact { self.value } else { COUNT_LIMIT + 1 }
+    }
 }
 
 /// `1234`, or `10000+` when there are more.
 impl std::fmt::Display for CappedCount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.exact { write!(f, "{}", self.value) } else { write!(f, "{}+", self.value) }
+    }
+}
+
+/// How long a count that reached [`COUNT_LIMIT`] is reused instead of counted again.
+pub const CAPPED_COUNT_TTL: Duration = Duration::from_secs(5);
+
+/// At most this many remembered counts; a full table takes no new ones until some expire.
+const CAPPED_COUNT_KEYS: usize = 4096;
+
+/// When each (database, count) was last seen at the limit. In process memory: each server
+/// replica keeps its own, and none is invalidated; the TTL bounds how stale it can be.
+static AT_THE_LIMIT: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::default);
+
+/// Runs `count` (a count of up to `COUNT_LIMIT + 1` rows) unless the count named `what` reached
+/// the limit on this database in the last [`CAPPED_COUNT_TTL`]; then answers `COUNT_LIMIT + 1`
+/// without asking the database. Only counts at the limit are kept: a smaller one is cheap and
+/// always taken afresh, so creating or deleting a row shows in the next small count. A count
+/// kept at the limit may read "10000+" for up to the TTL after deletions brought it under.
+pub(crate) async fn count_up_to_limit<F>(pool: &PgPool, what: String, count: F) -> Result<i64, sqlx::Error>
+where
+    F: Future<Output = Result<i64, sqlx::Error>>,
+{
+    let key = CountKey::new(pool, &what);
+    if key.at_limit() {
+        return Ok(COUNT_LIMIT + 1);
+    }
+    let counted = count.await?;
+    key.counted(counted);
+    Ok(counted)
+}
+
+/// One count of [`count_up_to_limit`], for a count taken inside a larger statement.
+pub(crate) struct CountKey(String);
+
+impl CountKey {
+    pub(crate) fn new(pool: &PgPool, what: &str) -> CountKey {
+        let options = pool.connect_options();
+        CountKey(format!(
+            "{}:{}/{}\n{what}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        ))
+    }
+
+    /// Whether this count was at the limit less than [`CAPPED_COUNT_TTL`] ago.
+    pub(crate) fn at_limit(&self) -> bool {
+        let kept = AT_THE_LIMIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.get(&self.0).is_some_and(|at| at.elapsed() < CAPPED_COUNT_TTL)
+    }
+
+    /// Keeps a fresh count (of up to `COUNT_LIMIT + 1` rows) when it reached the limit.
+    pub(crate) fn counted(self, counted: i64) {
+        if counted <= COUNT_LIMIT {
+            return;
+        }
+        let now = Instant::now();
+        let mut kept = AT_THE_LIMIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if kept.len() >= CAPPED_COUNT_KEYS {
+            kept.retain(|_, at| now.duration_since(*at) < CAPPED_COUNT_TTL);
+        }
+        if kept.len() < CAPPED_COUNT_KEYS {
+            kept.insert(self.0, now);
+        }
     }
 }
 

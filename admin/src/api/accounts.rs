@@ -49,6 +49,9 @@ pub struct AccountQuery {
     /// Part of the account's name.
     #[param(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub q: Option<String>,
+    /// Only the accounts after this one in the list: pass the last `id` of a page to get
+    /// the next one (keyset paging, as fast at any depth; `page` then counts from there).
+    pub after_id: Option<Uuid>,
     #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
@@ -66,7 +69,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
     check_len("q", q.q.as_deref(), 200)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
-    let (accounts, total) = directory::list(&pool, q.q.as_deref(), limit, offset).await?;
+    let (accounts, total) = directory::list(&pool, q.q.as_deref(), q.after_id, limit, offset).await?;
     Ok(HttpResponse::Ok().json(Page::new(accounts.into_iter().map(AccountOut::from).collect(), &page, total)))
 }
 

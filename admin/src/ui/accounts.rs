@@ -29,7 +29,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> PageResult<HttpResponse> {
     let q: String = query.into_inner().q.unwrap_or_default().chars().take(200).collect();
-    let (accounts, _) = directory::list(&pool, Some(q.as_str()).filter(|q| !q.is_empty()), 200, 0).await?;
+    let accounts = directory::list_page(&pool, Some(q.as_str()).filter(|q| !q.is_empty()), 200).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &ListPage { chrome, accounts, q }))
 }

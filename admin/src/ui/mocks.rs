@@ -67,7 +67,7 @@ async fn page(session: &Session, pool: &PgPool, id: ApiId, flash: Option<String>
     let preview = preview::get(pool, id).await?;
     let chosen: Vec<AccountId> = preview.iter().flat_map(|p| p.account_names.iter().map(|(id, _)| *id)).collect();
     let candidates = if api.state == ApiState::Draft {
-        let (accounts, _) = directory::list(pool, None, 500, 0).await?;
+        let accounts = directory::list_page(pool, None, 500).await?;
         accounts.into_iter().filter(|a| !chosen.contains(&a.id)).collect()
     } else {
         Vec::new()

@@ -33,11 +33,22 @@ pub struct AccountView {
     pub created_at: OffsetDateTime,
 }
 
-/// Developer accounts whose name contains `q`, newest first, with the total.
-pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<AccountView>, i64)> {
-    let accounts = load(pool, q, None, limit, offset).await?;
-    // Counted apart from the page and only up to the limit, so a page never touches every row.
-    let total = match q.map(crate::db::contains_pattern) {
+/// Developer accounts whose name contains `q`, newest first, with the total. With `after_id`
+/// (the last id of a page; keyset paging) only the accounts after that one: read from the
+/// index at any depth, where an offset walks past every skipped row. An id that is not a
+/// developer account leaves the page empty.
+pub async fn list(
+    pool: &PgPool,
+    q: Option<&str>,
+    after_id: Option<Uuid>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AccountView>, i64)> {
+    let accounts = load(pool, q, None, after_id, limit, offset).await?;
+    // Counted apart from the page and only up to the limit, so a page never touches every row;
+    // a count at the limit is reused for a few seconds (`count_up_to_limit`).
+    let count = async {
+        Ok::<i64, sqlx::Error>(match q.map(crate::db::contains_pattern) {
         None => {
             sqlx::query_scalar!(
                 r#"SELECT count(*) AS "total!" FROM (SELECT 1 FROM accounts a WHERE a.kind = 'developer' LIMIT $1) AS matching"#,
@@ -57,12 +68,20 @@ pub async fn list(pool: &PgPool, q: Option<&str>, limit: i64, offset: i64) -> Re
             .fetch_one(pool)
             .await?
         }
+    })
     };
+    let total = crate::db::count_up_to_limit(pool, format!("accounts {q:?}"), count).await?;
     Ok((accounts, total))
 }
 
+/// [`list`] without the total, for a page that does not show it (a search's count is a
+/// second trigram search).
+pub async fn list_page(pool: &PgPool, q: Option<&str>, limit: i64) -> Result<Vec<AccountView>> {
+    load(pool, q, None, None, limit, 0).await
+}
+
 pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
-    let mut found = load(pool, None, Some(id), 1, 0).await?;
+    let mut found = load(pool, None, Some(id), None, 1, 0).await?;
     found.pop().ok_or(Error::NotFound)
 }
 
@@ -117,6 +136,7 @@ async fn load(
     pool: &PgPool,
     q: Option<&str>,
     only: Option<AccountId>,
+    after_id: Option<Uuid>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AccountView>> {
@@ -131,12 +151,16 @@ async fn load(
                      -- The page is cut first, so the counts below run for its rows only.
                      SELECT * FROM accounts a
                      WHERE a.kind = 'developer' AND ($3::uuid IS NULL OR a.id = $3)
+                       -- Newest first: later rows are older, or as old with a greater id.
+                       AND ($4::uuid IS NULL OR a.created_at <= (SELECT c.created_at FROM accounts c WHERE c.id = $4 AND c.kind = 'developer'))
+                       AND ($4::uuid IS NULL OR a.created_at < (SELECT c.created_at FROM accounts c WHERE c.id = $4) OR a.id > $4)
                      ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
                    ) a
                    ORDER BY a.created_at DESC, a.id"#,
                 limit,
                 offset,
-                only.map(|id| id.0)
+                only.map(|id| id.0),
+                after_id
             )
             .fetch_all(pool)
             .await?
@@ -150,13 +174,16 @@ async fn load(
                    FROM (
                      SELECT * FROM accounts a
                      WHERE a.kind = 'developer' AND a.name ILIKE $4 AND ($3::uuid IS NULL OR a.id = $3)
+                       AND ($5::uuid IS NULL OR a.created_at <= (SELECT c.created_at FROM accounts c WHERE c.id = $5 AND c.kind = 'developer'))
+                       AND ($5::uuid IS NULL OR a.created_at < (SELECT c.created_at FROM accounts c WHERE c.id = $5) OR a.id > $5)
                      ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
                    ) a
                    ORDER BY a.created_at DESC, a.id"#,
                 limit,
                 offset,
                 only.map(|id| id.0),
-                pattern
+                pattern,
+                after_id
             )
             .fetch_all(pool)
             .await?

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::products::{ApiSummary, Listing, summaries};
 use super::types::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
 use crate::audit::{self, Actor, Entry};
-use crate::db::{COUNT_LIMIT, CappedCount};
+use crate::db::{COUNT_LIMIT, CappedCount, CountKey};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -48,12 +48,27 @@ pub struct ApiDetail {
     pub subscribers: CappedCount,
 }
 
+/// An API; its subscriber count, when it reached the limit a moment ago, is not taken again.
 pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
-    get_in(&mut *pool.acquire().await?, id).await
+    let key = CountKey::new(pool, &format!("api subscribers {}", id.0));
+    let at_limit = key.at_limit();
+    // LIMIT 0 reads no row: the count is known.
+    let mut api = read(&mut *pool.acquire().await?, id, if at_limit { 0 } else { COUNT_LIMIT + 1 }).await?;
+    if at_limit {
+        api.subscribers = CappedCount::from_counted(COUNT_LIMIT + 1);
+    } else {
+        key.counted(api.subscribers.counted());
+    }
+    Ok(api)
 }
 
-/// [`get`] on the caller's connection or transaction.
+/// [`get`] on the caller's connection or transaction, counted afresh.
 pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetail> {
+    read(conn, id, COUNT_LIMIT + 1).await
+}
+
+/// An API, its subscribers counted up to `count_up_to` rows.
+async fn read(conn: &mut sqlx::PgConnection, id: ApiId, count_up_to: i64) -> Result<ApiDetail> {
     let p = sqlx::query!(
         r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
@@ -61,7 +76,7 @@ pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetai
                   (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "subscribers!"
            FROM api_products p WHERE id = $1"#,
         id.0,
-        COUNT_LIMIT + 1
+        count_up_to
     )
     .fetch_optional(&mut *conn)
     .await?

@@ -388,28 +388,40 @@ pub async fn list_all(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<AdminApplicationView>, i64)> {
+    // The same filter's count at the limit is reused for a few seconds (`count_up_to_limit`).
+    let what = format!(
+        "applications {:?} {:?} {:?} {:?}",
+        filter.state.map(|s| s.as_str()),
+        filter.api_id,
+        filter.account_id,
+        filter.q
+    );
+    if let Some(found) = search_once(pool, filter, &what, limit, offset).await? {
+        return Ok(found);
+    }
     let rows = load_for_admins(pool, filter, None, limit, offset).await?;
-    let total = match filter.q.as_deref().map(crate::db::contains_pattern) {
-        None => {
-            sqlx::query_scalar!(
-                // Counted apart from the page and only up to the limit, so a page never touches every row.
-                r#"SELECT count(*) AS "total!" FROM (
+    let count = async {
+        Ok::<i64, sqlx::Error>(match filter.q.as_deref().map(crate::db::contains_pattern) {
+            None => {
+                sqlx::query_scalar!(
+                    // Counted apart from the page and only up to the limit, so a page never touches every row.
+                    r#"SELECT count(*) AS "total!" FROM (
                  SELECT 1 FROM applications ap
                  WHERE ($1::application_state IS NULL OR ap.state = $1)
                    AND ($2::uuid IS NULL OR ap.api_id = $2)
                    AND ($3::uuid IS NULL OR ap.account_id = $3)
                  LIMIT $4) AS matching"#,
-                filter.state as Option<ApplicationState>,
-                filter.api_id,
-                filter.account_id,
-                crate::db::COUNT_LIMIT + 1
-            )
-            .fetch_one(pool)
-            .await?
-        }
-        Some(pattern) => {
-            sqlx::query_scalar!(
-                r#"SELECT count(*) AS "total!" FROM (
+                    filter.state as Option<ApplicationState>,
+                    filter.api_id,
+                    filter.account_id,
+                    crate::db::COUNT_LIMIT + 1
+                )
+                .fetch_one(pool)
+                .await?
+            }
+            Some(pattern) => {
+                sqlx::query_scalar!(
+                    r#"SELECT count(*) AS "total!" FROM (
                  SELECT 1 FROM applications ap
                  WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4
                                  UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
@@ -418,17 +430,80 @@ pub async fn list_all(
                    AND ($2::uuid IS NULL OR ap.api_id = $2)
                    AND ($3::uuid IS NULL OR ap.account_id = $3)
                  LIMIT $5) AS matching"#,
-                filter.state as Option<ApplicationState>,
-                filter.api_id,
-                filter.account_id,
-                pattern,
-                crate::db::COUNT_LIMIT + 1
-            )
-            .fetch_one(pool)
-            .await?
-        }
+                    filter.state as Option<ApplicationState>,
+                    filter.api_id,
+                    filter.account_id,
+                    pattern,
+                    crate::db::COUNT_LIMIT + 1
+                )
+                .fetch_one(pool)
+                .await?
+            }
+        })
     };
+    let total = crate::db::count_up_to_limit(pool, what, count).await?;
     Ok((rows, total))
+}
+
+/// A name search with one trigram search instead of two (the page's and the count's, about
+/// 25 ms each at 1M applications): the matches' ids are read up to the limit, and when they
+/// are all there the page is cut from them here. None when that cannot answer: no search, a
+/// keyset page, or more matches than the limit (then the page needs the index order).
+async fn search_once(
+    pool: &PgPool,
+    filter: &ApplicationFilter,
+    what: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<Option<(Vec<AdminApplicationView>, i64)>> {
+    let Some(pattern) = filter.q.as_deref().map(crate::db::contains_pattern) else { return Ok(None) };
+    let key = crate::db::CountKey::new(pool, what);
+    if filter.after_id.is_some() || key.at_limit() {
+        return Ok(None);
+    }
+    let mut matches = sqlx::query!(
+        r#"SELECT ap.id, ap.created_at FROM applications ap
+           WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4
+                           UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
+                                 WHERE ac.name ILIKE $4)
+             AND ($1::application_state IS NULL OR ap.state = $1)
+             AND ($2::uuid IS NULL OR ap.api_id = $2)
+             AND ($3::uuid IS NULL OR ap.account_id = $3)
+           LIMIT $5"#,
+        filter.state as Option<ApplicationState>,
+        filter.api_id,
+        filter.account_id,
+        pattern,
+        crate::db::COUNT_LIMIT + 1
+    )
+    .fetch_all(pool)
+    .await?;
+    let counted = i64::try_from(matches.len()).unwrap_or(i64::MAX);
+    if counted > crate::db::COUNT_LIMIT {
+        key.counted(counted);
+        return Ok(None);
+    }
+    // The list's order: newest first, then by id (uuids compare bytewise in both).
+    matches.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(limit).unwrap_or(0);
+    let page: Vec<Uuid> = matches.into_iter().skip(skip).take(take).map(|m| m.id).collect();
+    let rows = sqlx::query_as!(
+        AdminRow,
+        r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
+                  ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
+           FROM applications ap
+           JOIN accounts ac ON ac.id = ap.account_id
+           JOIN api_products a ON a.id = ap.api_id
+           JOIN plans p ON p.id = ap.plan_id
+           LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
+           WHERE ap.id = ANY($1)
+           ORDER BY ap.created_at DESC, ap.id"#,
+        &page
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(Some((rows.into_iter().map(AdminApplicationView::from).collect(), counted)))
 }
 
 /// One application for admins, whatever its account.

@@ -11,7 +11,7 @@ use crate::accounts::AccountId;
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::billing::pricing::PricingMode;
-use crate::db::{COUNT_LIMIT, CappedCount};
+use crate::db::{COUNT_LIMIT, CappedCount, CountKey};
 use crate::error::conflict_on_unique;
 use crate::stored::StoredPeriod;
 use crate::sync::feed::{Entity, record_change};
@@ -384,18 +384,33 @@ pub struct PlanDetail {
     pub applications: CappedCount,
 }
 
+/// A plan; its application count, when it reached the limit a moment ago, is not taken again.
 pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
-    get_plan_in(&mut *pool.acquire().await?, id).await
+    let key = CountKey::new(pool, &format!("plan applications {}", id.0));
+    let at_limit = key.at_limit();
+    // LIMIT 0 reads no row: the count is known.
+    let mut plan = read_plan(&mut *pool.acquire().await?, id, if at_limit { 0 } else { COUNT_LIMIT + 1 }).await?;
+    if at_limit {
+        plan.applications = CappedCount::from_counted(COUNT_LIMIT + 1);
+    } else {
+        key.counted(plan.applications.counted());
+    }
+    Ok(plan)
 }
 
-/// [`get_plan`] on the caller's connection or transaction.
+/// [`get_plan`] on the caller's connection or transaction, counted afresh.
 pub async fn get_plan_in(conn: &mut sqlx::PgConnection, id: PlanId) -> Result<PlanDetail> {
+    read_plan(conn, id, COUNT_LIMIT + 1).await
+}
+
+/// A plan, its applications counted up to `count_up_to` rows.
+async fn read_plan(conn: &mut sqlx::PgConnection, id: PlanId, count_up_to: i64) -> Result<PlanDetail> {
     let p = sqlx::query!(
         r#"SELECT id, api_id, system_name, name, description, published, approval_required, setup_fee, monthly_fee, trial_days, currency, time_zone,
                   (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.plan_id = plans.id LIMIT $2) AS s) AS "applications!"
            FROM plans WHERE id = $1"#,
         id.0,
-        COUNT_LIMIT + 1
+        count_up_to
     )
     .fetch_optional(&mut *conn)
     .await?

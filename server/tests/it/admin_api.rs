@@ -569,6 +569,22 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
     let (_, audit_after) =
         admin.call(reqwest::Method::GET, &format!("/admin/api/v1/audit?per_page=100&after_id={last}"), None).await;
     assert_eq!(audit_after["items"], audit_next["items"]);
+    // Developer accounts page by key too (the demo seed's and the 10,001 bulk ones).
+    let (_, accounts_first) =
+        admin.call(reqwest::Method::GET, "/admin/api/v1/accounts?per_page=100&page=50", None).await;
+    let (_, accounts_next) =
+        admin.call(reqwest::Method::GET, "/admin/api/v1/accounts?per_page=100&page=51", None).await;
+    assert_eq!(accounts_next["items"].as_array().unwrap().len(), 100, "{accounts_next}");
+    let last = accounts_first["items"][99]["id"].as_str().unwrap();
+    let (status, accounts_after) =
+        admin.call(reqwest::Method::GET, &format!("/admin/api/v1/accounts?per_page=100&after_id={last}"), None).await;
+    assert_eq!(status, 200, "{accounts_after}");
+    assert_eq!(accounts_after["items"], accounts_next["items"]);
+    let (_, after_unknown) =
+        admin.call(reqwest::Method::GET, &format!("/admin/api/v1/accounts?after_id={UNKNOWN}"), None).await;
+    assert_eq!(after_unknown["items"], json!([]), "an id that is no account leaves the page empty");
+    let (status, _) = admin.call(reqwest::Method::GET, "/admin/api/v1/accounts?after_id=nope", None).await;
+    assert_eq!(status, 400);
     let (status, _) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?after_id=0", None).await;
     assert_eq!(status, 422);
     // A filter narrow enough is counted exactly: Bulk 100, 1000–1009 and 10000–10050.
@@ -625,6 +641,88 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
         .await;
     assert_eq!(status, 409, "{refused}");
     assert!(refused.to_string().contains("10000+ application(s)"), "{refused}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_count_at_the_limit_is_reused_for_seconds_and_a_smaller_one_is_always_fresh(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let pool = &admin.app.pool;
+    let (_, accounts) = admin.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
+    let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, plans) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
+    let plan = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+    let plan: uuid::Uuid = plan.as_str().unwrap().parse().unwrap();
+    let total = |page: &Value| (page["total"].as_i64().unwrap(), page["total_exact"].as_bool().unwrap());
+    let mine = format!("/admin/api/v1/applications?per_page=1&account_id={account}");
+    let suspended = format!("{mine}&state=suspended");
+    let (_, before) = admin.call(Method::GET, &mine, None).await;
+    let (_, before_suspended) = admin.call(Method::GET, &suspended, None).await;
+    let (n, s) = (total(&before).0, total(&before_suspended).0);
+    // A small count follows every change at once: a new application, then its suspension.
+    let new = json!({"plan_id": plan, "name": "Counted app"});
+    let (status, app) =
+        admin.call(Method::POST, &format!("/admin/api/v1/accounts/{account}/applications"), Some(new)).await;
+    assert_eq!(status, 201, "{app}");
+    assert_eq!(total(&admin.call(Method::GET, &mine, None).await.1), (n + 1, true));
+    let act = format!("/admin/api/v1/applications/{}/actions", app["id"].as_str().unwrap());
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "suspend"}))).await.0, 200);
+    assert_eq!(total(&admin.call(Method::GET, &suspended, None).await.1), (s + 1, true));
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "resume"}))).await.0, 200);
+    assert_eq!(total(&admin.call(Method::GET, &suspended, None).await.1), (s, true));
+
+    // Past the limit the account's count reads "10000+", and for a few seconds it is not taken
+    // again: deleting half of the rows behind the list's back does not show in that time.
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+         SELECT gen_random_uuid(), $1::uuid, p.api_id, p.id, 'Bulk ' || i, 'live'
+         FROM generate_series(1, 10001) AS i, (SELECT id, api_id FROM plans WHERE id = $2) AS p",
+    )
+    .bind(&account)
+    .bind(plan)
+    .execute(pool)
+    .await
+    .unwrap();
+    let counted_at = std::time::Instant::now();
+    assert_eq!(total(&admin.call(Method::GET, &mine, None).await.1), (10_000, false));
+    sqlx::query("DELETE FROM applications WHERE name LIKE 'Bulk %' AND name > 'Bulk 5'").execute(pool).await.unwrap();
+    let (_, kept) = admin.call(Method::GET, &mine, None).await;
+    if counted_at.elapsed() < tollgate_core::db::CAPPED_COUNT_TTL {
+        assert_eq!(total(&kept), (10_000, false), "reused within the TTL");
+    }
+    // Another filter, or a count under the limit, is counted afresh.
+    let live = format!("{mine}&state=live");
+    let (_, fresh) = admin.call(Method::GET, &live, None).await;
+    let live_now: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM applications WHERE account_id = $1::uuid AND state = 'live'")
+            .bind(&account)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(live_now < 10_000, "{live_now}");
+    assert_eq!(total(&fresh), (live_now, true));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_tokens_last_use_is_recorded_at_most_once_a_minute(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (status, tokens) = admin.call(Method::GET, "/admin/api/v1/admin-tokens", None).await;
+    assert_eq!(status, 200, "{tokens}");
+    let first = tokens[0]["last_used_at"].as_str().expect("the call just made is recorded").to_owned();
+    let (_, again) = admin.call(Method::GET, "/admin/api/v1/admin-tokens", None).await;
+    assert_eq!(again[0]["last_used_at"].as_str(), Some(first.as_str()), "not written again within the minute");
+    // A minute later (moved back by hand) the next call writes it again.
+    sqlx::query("UPDATE admin_tokens SET last_used_at = now() - interval '61 seconds'")
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let (_, later) = admin.call(Method::GET, "/admin/api/v1/admin-tokens", None).await;
+    let at =
+        |text: &str| time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("a time");
+    assert!(at(later[0]["last_used_at"].as_str().unwrap()) >= at(&first), "{later}");
 }
 
 /// A call without any token.
