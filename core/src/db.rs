@@ -125,6 +125,12 @@ impl CountKey {
         kept.get(&self.0).is_some_and(|at| at.elapsed() < CAPPED_COUNT_TTL)
     }
 
+    /// For a count taken inside a larger statement: decides once whether the kept count
+    /// stands, so the statement's row limit and the count shown agree.
+    pub(crate) fn in_statement(self) -> StatementCount {
+        StatementCount { at_limit: self.at_limit(), key: self }
+    }
+
     /// Keeps a fresh count (of up to `COUNT_LIMIT + 1` rows) when it reached the limit.
     pub(crate) fn counted(self, counted: i64) {
         if counted <= COUNT_LIMIT {
@@ -138,6 +144,29 @@ impl CountKey {
         if kept.len() < CAPPED_COUNT_KEYS {
             kept.insert(self.0, now);
         }
+    }
+}
+
+/// A [`CountKey`] count inside a larger statement (an API's subscribers, a plan's applications).
+pub(crate) struct StatementCount {
+    key: CountKey,
+    at_limit: bool,
+}
+
+impl StatementCount {
+    /// How many rows the statement counts: none when the kept count stands (`LIMIT 0` reads
+    /// no row), else up to `COUNT_LIMIT + 1`.
+    pub(crate) fn rows(&self) -> i64 {
+        if self.at_limit { 0 } else { COUNT_LIMIT + 1 }
+    }
+
+    /// The count to show for what the statement counted with [`Self::rows`].
+    pub(crate) fn settle(self, counted: CappedCount) -> CappedCount {
+        if self.at_limit {
+            return CappedCount::from_counted(COUNT_LIMIT + 1);
+        }
+        self.key.counted(counted.counted());
+        counted
     }
 }
 

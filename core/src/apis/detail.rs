@@ -50,15 +50,9 @@ pub struct ApiDetail {
 
 /// An API; its subscriber count, when it reached the limit a moment ago, is not taken again.
 pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
-    let key = CountKey::new(pool, &format!("api subscribers {}", id.0));
-    let at_limit = key.at_limit();
-    // LIMIT 0 reads no row: the count is known.
-    let mut api = read(&mut *pool.acquire().await?, id, if at_limit { 0 } else { COUNT_LIMIT + 1 }).await?;
-    if at_limit {
-        api.subscribers = CappedCount::from_counted(COUNT_LIMIT + 1);
-    } else {
-        key.counted(api.subscribers.counted());
-    }
+    let count = CountKey::new(pool, &format!("api subscribers {}", id.0)).in_statement();
+    let mut api = read(&mut *pool.acquire().await?, id, count.rows()).await?;
+    api.subscribers = count.settle(api.subscribers);
     Ok(api)
 }
 

@@ -386,15 +386,9 @@ pub struct PlanDetail {
 
 /// A plan; its application count, when it reached the limit a moment ago, is not taken again.
 pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
-    let key = CountKey::new(pool, &format!("plan applications {}", id.0));
-    let at_limit = key.at_limit();
-    // LIMIT 0 reads no row: the count is known.
-    let mut plan = read_plan(&mut *pool.acquire().await?, id, if at_limit { 0 } else { COUNT_LIMIT + 1 }).await?;
-    if at_limit {
-        plan.applications = CappedCount::from_counted(COUNT_LIMIT + 1);
-    } else {
-        key.counted(plan.applications.counted());
-    }
+    let count = CountKey::new(pool, &format!("plan applications {}", id.0)).in_statement();
+    let mut plan = read_plan(&mut *pool.acquire().await?, id, count.rows()).await?;
+    plan.applications = count.settle(plan.applications);
     Ok(plan)
 }
 

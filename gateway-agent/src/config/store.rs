@@ -28,7 +28,7 @@ use tollgate_protocol::binary::{ApplicationRecord, CredentialRecord, SnapshotHea
 
 use super::binary::compile_reader;
 use super::journal::{self, OnDisk};
-use super::model::{Config, ConfigError};
+use super::model::Config;
 use super::parse::parse_snapshot;
 use crate::clock::Clock;
 use crate::enforce::Limiter;
@@ -138,7 +138,7 @@ pub(crate) fn read(state_dir: &Path) -> io::Result<Option<Loaded>> {
     match std::fs::read(state_dir.join(LEGACY_FILE_NAME)) {
         Ok(json) => {
             tracing::info!("upgrading the config.json of an older agent to config.bin");
-            let (config, usage) = parse_snapshot(&json).map_err(|err: ConfigError| io::Error::other(err))?;
+            let (config, usage) = parse_snapshot(&json).map_err(io::Error::other)?;
             // Once: from now on the binary copy is read (and the JSON one is removed).
             let on_disk = rewrite(state_dir, &config, &usage)?;
             Ok(Some(Loaded { config, usage, on_disk: Some(on_disk) }))
