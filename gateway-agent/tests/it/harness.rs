@@ -526,9 +526,15 @@ impl Drop for ControlPlane {
 }
 
 /// An address nothing listens on.
+/// An address that refuses connections for the rest of the test run. The socket is bound but
+/// never listens, and it is kept open, so no other test can take the port and answer on it.
+/// A listener bound and dropped would free the port, and a parallel test could reuse it.
 pub async fn dead_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::mem::forget(socket);
+    addr
 }
 
 pub fn id() -> Uuid {
