@@ -487,7 +487,7 @@ async fn read_frames(
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn an_agent_asking_for_binary_gets_the_same_config_as_json(pool: PgPool) {
     let s = setup(pool).await;
-    add_apps(&s, 3).await;
+    add_apps(&s, 5).await;
     // Keys of every shape: user and app keys, one expiring (rotated out), across applications.
     sqlx::query(
         "INSERT INTO credentials (id, application_id, kind, key_hash, prefix, last4, expires_at)
@@ -498,8 +498,22 @@ async fn an_agent_asking_for_binary_gets_the_same_config_as_json(pool: PgPool) {
     .execute(&s.app.pool)
     .await
     .unwrap();
+    // A rejected application between others, keys and all: it and its keys stay out, and the
+    // keys of the applications after it still name the right one.
+    sqlx::query(
+        "UPDATE applications SET state = 'rejected'
+         WHERE id = (SELECT id FROM applications WHERE name LIKE 'App %' ORDER BY id OFFSET 2 LIMIT 1)",
+    )
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
     let mut json = open_stream(&s.app, &s.token, None).await;
     let ConfigMessage::Snapshot(expected) = json.next().await else { panic!("a snapshot first") };
+    let rejected: uuid::Uuid = sqlx::query_scalar("SELECT id FROM applications WHERE state = 'rejected'")
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert!(expected.applications.iter().all(|a| a.id != rejected), "the rejected application is left out");
     assert!(
         expected.credentials.iter().any(|c| c.expires_at.is_some()),
         "{} keys, {} apps",
