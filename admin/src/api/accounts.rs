@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
 use super::wire::{check_len, parse_json, parse_json_object, parse_query, rfc3339};
 
@@ -28,6 +28,12 @@ pub struct AccountOut {
     pub applications: i64,
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+impl Keyed for AccountOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
 }
 
 impl From<AccountView> for AccountOut {
@@ -52,7 +58,10 @@ pub struct AccountQuery {
     /// Only the accounts after this one in the list: pass the last `id` of a page to get
     /// the next one (keyset paging, as fast at any depth; `page` then counts from there).
     pub after_id: Option<Uuid>,
-    #[param(minimum = 1, maximum = 1000000)]
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
@@ -70,7 +79,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
     let (accounts, total) = directory::list(&pool, q.q.as_deref(), q.after_id, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(Page::new(accounts.into_iter().map(AccountOut::from).collect(), &page, total)))
+    Ok(HttpResponse::Ok().json(Page::new(accounts.into_iter().map(AccountOut::from).collect(), &req, &page, total)))
 }
 
 /// One developer account.

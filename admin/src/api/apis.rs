@@ -12,12 +12,12 @@ use tollgate_core::apis::{
 };
 use tollgate_core::db::PgPool;
 use tollgate_web::{PublicUrl, parse_id};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
 use super::wire::{parse_json, parse_query, rfc3339};
 
@@ -122,17 +122,41 @@ impl From<ApiDetail> for ApiDetailOut {
     }
 }
 
+/// Which page of API products to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApiListQuery {
+    /// Only the APIs after this one in the list: pass the last `id` of a page to get
+    /// the next one (keyset paging; `page` then counts from there).
+    pub after_id: Option<Uuid>,
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
+    pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+}
+
+impl Keyed for ApiOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 /// List API products, newest first.
-#[utoipa::path(get, operation_id = "list_apis", path = "/admin/api/v1/apis", tag = "apis", params(PageQuery),
+#[utoipa::path(get, operation_id = "list_apis", path = "/admin/api/v1/apis", tag = "apis", params(ApiListQuery),
     responses((status = 200, body = Page<ApiOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "A parameter out of range; `field` names it")),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
-    let query: PageQuery = parse_query(&req)?;
+    let q: ApiListQuery = parse_query(&req)?;
+    let query = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = query.window()?;
-    let (apis, total) = detail::list_page(&pool, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(Page::new(apis.into_iter().map(ApiOut::from).collect(), &query, total)))
+    let (apis, total) = detail::list_page(&pool, q.after_id.map(ApiId), limit, offset).await?;
+    Ok(HttpResponse::Ok().json(Page::new(apis.into_iter().map(ApiOut::from).collect(), &req, &query, total)))
 }
 
 /// An OpenAPI 2.0, 3.0 or 3.1 document (JSON or YAML) to import as a new draft API.

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
 use super::wire::{check_len, parse_json, parse_json_object, parse_query, rfc3339};
 
@@ -39,6 +39,12 @@ pub struct ApplicationOut {
     pub requested_plan_name: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+impl Keyed for ApplicationOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
 }
 
 impl From<AdminApplicationView> for ApplicationOut {
@@ -74,7 +80,10 @@ pub struct ApplicationQuery {
     /// Only the applications after this one in the list: pass the last `id` of a page to get
     /// the next one (keyset paging, as fast at any depth; `page` then counts from there).
     pub after_id: Option<Uuid>,
-    #[param(minimum = 1, maximum = 1000000)]
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
@@ -93,7 +102,7 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
     let filter =
         ApplicationFilter { state: q.state, api_id: q.api_id, account_id: q.account_id, q: q.q, after_id: q.after_id };
     let (apps, total) = applications::list_all(&pool, &filter, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(Page::new(apps.into_iter().map(ApplicationOut::from).collect(), &page, total)))
+    Ok(HttpResponse::Ok().json(Page::new(apps.into_iter().map(ApplicationOut::from).collect(), &req, &page, total)))
 }
 
 /// One application.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::wire::{check_len, parse_query, rfc3339};
 
 /// One recorded change: who, what, when, before and after.
@@ -26,6 +26,12 @@ pub struct AuditOut {
     pub before: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
+}
+
+impl Keyed for AuditOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
 }
 
 impl From<AuditRecord> for AuditOut {
@@ -60,7 +66,10 @@ pub struct AuditQuery {
     /// the next one (keyset paging, as fast at any depth; `page` then counts from there).
     #[param(minimum = 1)]
     pub after_id: Option<i64>,
-    #[param(minimum = 1, maximum = 1000000)]
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
@@ -90,5 +99,5 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
         after_id: q.after_id,
     };
     let (records, total) = audit::list(&pool, &filter, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(Page::new(records.into_iter().map(AuditOut::from).collect(), &page, total)))
+    Ok(HttpResponse::Ok().json(Page::new(records.into_iter().map(AuditOut::from).collect(), &req, &page, total)))
 }

@@ -35,6 +35,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("this resource answers only {0}")]
     MethodNotAllowed(&'static str),
+    /// An offset page past the rows offset pages reach (`page::DEEPEST_OFFSET_ROW`).
+    #[error(
+        "`page` starts past row 10,000, the deepest an offset page reaches (an offset reads every row it skips); \
+         page by key instead: pass the last `id` of a page as `after_id`, as the answer's `next` link does"
+    )]
+    PageTooDeep,
     #[error(transparent)]
     Core(#[from] tollgate_core::Error),
 }
@@ -50,6 +56,10 @@ impl ApiError {
             ApiError::NotFound => Problem::from_core(&tollgate_core::Error::NotFound, "admin API"),
             ApiError::BadRequest(message) => Problem::new(self.status_code(), "bad_request", message.clone()),
             ApiError::MethodNotAllowed(_) => Problem::new(self.status_code(), "method_not_allowed", self.to_string()),
+            ApiError::PageTooDeep => Problem {
+                field: Some("page".to_owned()),
+                ..Problem::new(self.status_code(), "page_too_deep", self.to_string())
+            },
             ApiError::Core(err) => Problem::from_core(err, "admin API"),
         }
     }
@@ -60,7 +70,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::PageTooDeep => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Core(err) => tollgate_web::status_of(err),
         }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
 use super::wire::{parse_decimal, parse_json_object, parse_query, rfc3339};
 
@@ -44,6 +44,12 @@ pub struct InvoiceOut {
     pub due_at: Option<String>,
     #[schema(format = DateTime)]
     pub paid_at: Option<String>,
+}
+
+impl Keyed for InvoiceOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
 }
 
 impl From<AdminInvoice> for InvoiceOut {
@@ -216,7 +222,13 @@ pub struct InvoiceQuery {
     /// An ISO 4217 code, e.g. `EUR`.
     #[param(pattern = "^[A-Z]{3}$", max_length = 3)]
     pub currency: Option<String>,
-    #[param(minimum = 1, maximum = 1000000)]
+    /// Only the invoices after this one in the list: pass the last `id` of a page to get
+    /// the next one (keyset paging, as fast at any depth; `page` then counts from there).
+    pub after_id: Option<Uuid>,
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
@@ -253,9 +265,16 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
         Some(name) if !name.is_empty() => Some(name.to_owned()),
         _ => None,
     };
-    let filter = InvoiceFilter { state: q.state, account_id: q.account_id, account_name, period, currency };
+    let filter = InvoiceFilter {
+        state: q.state,
+        account_id: q.account_id,
+        account_name,
+        period,
+        currency,
+        after_id: q.after_id,
+    };
     let (items, total) = directory::list(&pool, &filter, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(Page::new(items.into_iter().map(InvoiceOut::from).collect(), &page, total)))
+    Ok(HttpResponse::Ok().json(Page::new(items.into_iter().map(InvoiceOut::from).collect(), &req, &page, total)))
 }
 
 /// One invoice with its lines, life cycle and payments.

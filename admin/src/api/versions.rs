@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::admin;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
 use super::wire::{parse_json, parse_query};
 
@@ -74,6 +74,12 @@ pub struct ChangeOut {
     pub operation_count: usize,
     /// The operations it affects (in a page of changes, the first 20).
     pub operations: Vec<String>,
+}
+
+impl Keyed for ChangeOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
 }
 
 fn change_out(report: &ChangeReport, id: usize, change: &Change, limit: usize) -> ChangeOut {
@@ -216,8 +222,10 @@ pub async fn show_version(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
-    /// 1-based page number.
-    #[param(minimum = 1, maximum = 1000000)]
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<i64>,
     /// Changes per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -227,6 +235,9 @@ pub struct ChangesQuery {
     /// Only changes of this kind, e.g. `response_field_removed`.
     #[param(schema_with = schemas::change_kind)]
     pub kind: Option<tollgate_openapi::ChangeKind>,
+    /// Only the changes after this one in the list: pass the last `id` of a page to get the
+    /// next one (`page` then counts from there).
+    pub after_id: Option<usize>,
 }
 
 /// A version's distinct changes, breaking first, paged; each lists its first 20 operations.
@@ -258,11 +269,12 @@ pub async fn list_changes(
     let total = chosen.len() as i64;
     let items = chosen
         .into_iter()
+        .filter(|(i, _)| query.after_id.is_none_or(|after| *i > after))
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(0))
         .map(|(i, c)| change_out(report, i, c, OPERATIONS_LISTED))
         .collect();
-    Ok(HttpResponse::Ok().json(Page::new(items, &paging, total)))
+    Ok(HttpResponse::Ok().json(Page::new(items, &req, &paging, total)))
 }
 
 /// One change with every operation it affects.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
-use super::page::{Page, PageQuery};
+use super::page::{Keyed, Page, PageQuery};
 use super::wire::{parse_json_object, parse_query, rfc3339};
 
 /// Event names, each at most once; empty or absent means every event.
@@ -187,6 +187,12 @@ pub struct DeliveryOut {
     pub redelivery_of: Option<Uuid>,
 }
 
+impl Keyed for DeliveryOut {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
         DeliveryOut {
@@ -213,7 +219,13 @@ impl From<Delivery> for DeliveryOut {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
-    #[param(minimum = 1, maximum = 1000000)]
+    /// Only the deliveries after this one in the list (older): pass the last `id` of a page to
+    /// get the next one (keyset paging, as fast at any depth; `page` then counts from there).
+    pub after_id: Option<Uuid>,
+    /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts
+    /// past them (`(page - 1) × per_page ≥ 10000`) is refused with 400 `page_too_deep`;
+    /// follow `next` (`after_id`) to go further.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
@@ -231,8 +243,8 @@ pub async fn deliveries(req: HttpRequest, pool: web::Data<PgPool>, path: web::Pa
     let q: DeliveryQuery = parse_query(&req)?;
     let page = PageQuery { page: q.page, per_page: q.per_page };
     let (limit, offset) = page.window()?;
-    let (list, total) = subscriptions::deliveries(&pool, id, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(Page::new(list.into_iter().map(DeliveryOut::from).collect(), &page, total)))
+    let (list, total) = subscriptions::deliveries(&pool, id, q.after_id, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(Page::new(list.into_iter().map(DeliveryOut::from).collect(), &req, &page, total)))
 }
 
 /// The delivery queued by a redelivery.

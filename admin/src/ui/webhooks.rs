@@ -166,7 +166,7 @@ async fn detail(
     edit: Option<(SubscriptionInput, FieldErrors)>,
 ) -> PageResult<HttpResponse> {
     let sub = subscriptions::get(pool, id).await?;
-    let (deliveries, total) = subscriptions::deliveries(pool, id, RECENT, 0).await?;
+    let (deliveries, total) = subscriptions::deliveries(pool, id, None, RECENT, 0).await?;
     let chrome = Chrome::for_session(session).await?;
     let events = ListPage::event_names(&sub);
     let deliveries = deliveries.into_iter().map(DeliveryRow::from).collect();

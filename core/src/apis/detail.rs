@@ -234,9 +234,9 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChan
 }
 
 /// A page of API products, newest first, with the total count.
-pub async fn list_page(pool: &PgPool, limit: i64, offset: i64) -> Result<(Vec<ApiSummary>, i64)> {
+pub async fn list_page(pool: &PgPool, after: Option<ApiId>, limit: i64, offset: i64) -> Result<(Vec<ApiSummary>, i64)> {
     let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM api_products"#).fetch_one(pool).await?;
-    let page = Listing { newest_first: true, limit: Some(limit), offset, ..Listing::default() };
+    let page = Listing { newest_first: true, limit: Some(limit), offset, after, ..Listing::default() };
     Ok((summaries(pool, &page).await?, total))
 }
 

@@ -279,6 +279,9 @@ pub(super) struct Listing<'a> {
     /// All when `None`.
     pub limit: Option<i64>,
     pub offset: i64,
+    /// Only the products after this one in the listing's order (keyset paging: the last id of
+    /// the previous page). An unknown id leaves the listing empty.
+    pub after: Option<ApiId>,
 }
 
 /// The one query behind every list of API products.
@@ -290,6 +293,12 @@ pub(super) async fn summaries(pool: &PgPool, listing: &Listing<'_>) -> Result<Ve
            WHERE ($1::text IS NULL OR p.slug = $1)
              AND (NOT $2 OR api_open_to(p.id, p.state, $7))
              AND ($3::text IS NULL OR p.name ILIKE $3 OR p.description ILIKE $3 OR p.slug ILIKE $3)
+             AND ($8::uuid IS NULL OR EXISTS (
+                   SELECT 1 FROM api_products c
+                   WHERE c.id = $8
+                     AND (($4 AND (p.created_at < c.created_at
+                                   OR (p.created_at = c.created_at AND (p.name, p.id) > (c.name, c.id))))
+                          OR (NOT $4 AND (p.name, p.id) > (c.name, c.id)))))
            ORDER BY CASE WHEN $4 THEN p.created_at END DESC, p.name, p.id
            LIMIT $5 OFFSET $6"#,
         listing.slug,
@@ -298,7 +307,8 @@ pub(super) async fn summaries(pool: &PgPool, listing: &Listing<'_>) -> Result<Ve
         listing.newest_first,
         listing.limit,
         listing.offset,
-        listing.viewer.map(|a| a.0)
+        listing.viewer.map(|a| a.0),
+        listing.after.map(|a| a.0)
     )
     .fetch_all(pool)
     .await?;

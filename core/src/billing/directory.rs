@@ -25,6 +25,9 @@ pub struct InvoiceFilter {
     pub account_name: Option<String>,
     pub period: Option<Month>,
     pub currency: Option<Currency>,
+    /// Only the invoices after this one in the list (keyset paging: the last id of the
+    /// previous page), read from where it stopped at any depth. An unknown id leaves the page empty.
+    pub after_id: Option<Uuid>,
 }
 
 /// An invoice in the admin list: its summary and the account's name.
@@ -57,6 +60,7 @@ pub async fn list(pool: &PgPool, filter: &InvoiceFilter, limit: i64, offset: i64
            WHERE ($1::invoice_state IS NULL OR i.state = $1) AND ($2::uuid IS NULL OR i.account_id = $2)
              AND ($3::date IS NULL OR i.period_start = $3) AND ($4::text IS NULL OR i.currency = $4)
              AND ($5::text IS NULL OR a.name ILIKE $5)
+             AND ($8::uuid IS NULL OR (i.period_start, i.number) < (SELECT period_start, number FROM invoices WHERE id = $8))
            ORDER BY i.period_start DESC, i.number DESC
            LIMIT $6 OFFSET $7"#,
         filter.state as Option<InvoiceState>,
@@ -65,7 +69,8 @@ pub async fn list(pool: &PgPool, filter: &InvoiceFilter, limit: i64, offset: i64
         currency,
         name,
         limit,
-        offset
+        offset,
+        filter.after_id
     )
     .fetch_all(pool)
     .await?;

@@ -273,16 +273,28 @@ fn headers_of(value: Option<Value>) -> Vec<(String, String)> {
     }
 }
 
-/// A subscription's deliveries, newest first, and how many there are.
-pub async fn deliveries(pool: &PgPool, subscription: Uuid, limit: i64, offset: i64) -> Result<(Vec<Delivery>, i64)> {
+/// A subscription's deliveries, newest first, and how many there are (counted up to
+/// `COUNT_LIMIT + 1`). With `after_id` (the last id of a page; keyset paging) only the
+/// deliveries after that one, read from the index at any depth.
+pub async fn deliveries(
+    pool: &PgPool,
+    subscription: Uuid,
+    after_id: Option<Uuid>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Delivery>, i64)> {
     get(pool, subscription).await?;
     let rows = sqlx::query!(
         "SELECT id, subscription_id, event_id, event, body, created_at, attempts, next_attempt_at, delivered_at,
                 last_attempt_at, request_headers, response_status, response_body, error, duration_ms, redelivery_of
-         FROM webhook_deliveries WHERE subscription_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+         FROM webhook_deliveries
+         WHERE subscription_id = $1
+           AND ($4::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM webhook_deliveries WHERE id = $4))
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
         subscription,
         limit,
-        offset
+        offset,
+        after_id
     )
     .fetch_all(pool)
     .await?;

@@ -526,27 +526,49 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
         assert_eq!((page["total"].as_i64(), page["total_exact"].as_bool()), (Some(10_000), Some(false)), "{list}");
         assert_eq!(page["items"].as_array().unwrap().len(), 50, "{list}");
     }
-    // Pages follow each other newest first, however far in.
+    // Offset pages reach row 10,000 and no further: page 100 of 100 is the last one, page 101
+    // is refused with a message naming `page` and the way on, on every list alike.
     let (_, first) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=100", None).await;
-    let (_, next) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=101", None).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 100, "{first}");
+    for deep in [
+        "/admin/api/v1/applications?per_page=100&page=101",
+        "/admin/api/v1/applications?per_page=50&page=10000",
+        "/admin/api/v1/applications?state=live&page=501",
+        "/admin/api/v1/audit?per_page=50&page=201",
+        "/admin/api/v1/accounts?per_page=1&page=10001",
+        "/admin/api/v1/apis?per_page=100&page=101",
+        "/admin/api/v1/invoices?per_page=100&page=101",
+    ] {
+        let (status, refused) = admin.call(reqwest::Method::GET, deep, None).await;
+        assert_eq!(status, 400, "{deep}: {refused}");
+        assert_eq!((refused["error"].as_str(), refused["field"].as_str()), (Some("page_too_deep"), Some("page")));
+        let message = refused["message"].as_str().unwrap();
+        assert!(message.contains("`page`") && message.contains("`after_id`"), "{message}");
+    }
+    let (status, _) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=50&page=200", None).await;
+    assert_eq!(status, 200, "page 200 of 50 ends at row 10,000");
+    let (status, _) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?page=0", None).await;
+    assert_eq!(status, 422);
+    // The last offset page links on by key, past the cap: the rest, newest first.
+    let next_link = first["next"].as_str().unwrap().to_owned();
+    let last = first["items"][99]["id"].as_str().unwrap();
+    assert_eq!(next_link, format!("/admin/api/v1/applications?per_page=100&after_id={last}"));
+    let (status, next) = admin.call(reqwest::Method::GET, &next_link, None).await;
+    assert_eq!(status, 200, "{next}");
     let last_of_first = first["items"][99]["created_at"].as_str().unwrap().to_owned();
     let first_of_next = next["items"][0]["created_at"].as_str().unwrap().to_owned();
     assert!(last_of_first > first_of_next, "{last_of_first} then {first_of_next}");
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM applications").fetch_one(pool).await.unwrap();
-    assert_eq!(next["items"].as_array().unwrap().len() as i64, all - 10_000, "page 101 holds the rest");
-    // Keyset paging gives the same pages: after the last id of page 100 comes page 101.
-    let last = first["items"][99]["id"].as_str().unwrap();
-    let (status, after) = admin
-        .call(reqwest::Method::GET, &format!("/admin/api/v1/applications?per_page=100&after_id={last}"), None)
-        .await;
-    assert_eq!(status, 200, "{after}");
-    assert_eq!(after["items"], next["items"]);
+    assert_eq!(next["items"].as_array().unwrap().len() as i64, all - 10_000, "the next page holds the rest");
+    assert_eq!(next["next"], Value::Null, "{next}");
     // Ties on created_at are ordered by id, so keyset paging skips and repeats nothing.
     sqlx::query("UPDATE applications SET created_at = '2020-01-01T00:00:00Z' WHERE name LIKE 'Bulk 999_'")
         .execute(pool)
         .await
         .unwrap();
-    let (_, tied) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=101", None).await;
+    let (_, first) = admin.call(reqwest::Method::GET, "/admin/api/v1/applications?per_page=100&page=100", None).await;
+    let (_, tied) = admin.call(reqwest::Method::GET, first["next"].as_str().unwrap(), None).await;
+    assert!(tied["items"].as_array().unwrap().len() > 10, "{tied}");
     let tied_ids: Vec<&str> = tied["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
     let mut walked = Vec::new();
     let mut cursor = tied["items"][0]["id"].as_str().unwrap().to_owned();
@@ -562,7 +584,7 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
         walked.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
         cursor = walked.last().unwrap().clone();
     }
-    assert_eq!(walked, tied_ids, "walking 3 at a time from the first of page 101 gives page 101");
+    assert_eq!(walked, tied_ids, "walking 3 at a time from the first of the next page gives that page");
     let (_, audit_first) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=100&page=50", None).await;
     let (_, audit_next) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?per_page=100&page=51", None).await;
     let last = audit_first["items"][99]["id"].as_i64().unwrap();
@@ -641,6 +663,80 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
         .await;
     assert_eq!(status, 409, "{refused}");
     assert!(refused.to_string().contains("10000+ application(s)"), "{refused}");
+}
+
+/// Every item's id in a list, following `next` from `first` to the end.
+async fn walk(admin: &Admin, first: &str) -> Vec<Value> {
+    let mut ids = Vec::new();
+    let mut link = Some(first.to_owned());
+    while let Some(path) = link {
+        let (status, page) = admin.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        ids.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].clone()));
+        link = page["next"].as_str().map(str::to_owned);
+        assert!(ids.len() <= 1000, "{path} never ends");
+    }
+    ids
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn following_next_walks_every_list_to_its_end_in_order(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let pool = &admin.app.pool;
+    // A few rows of each list, made in one statement each so that their sort keys tie.
+    for insert in [
+        "INSERT INTO api_products (id, slug, name, base_path)
+         SELECT gen_random_uuid(), 'walk-' || i, 'Walk ' || (i % 2), '/walk-' || i FROM generate_series(1, 5) AS i",
+        "INSERT INTO accounts (id, kind, name) SELECT gen_random_uuid(), 'developer', 'Walk ' || i FROM generate_series(1, 3) AS i",
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+         SELECT gen_random_uuid(), ac.id, p.api_id, p.id, 'Walk app ' || i, 'live'
+         FROM generate_series(1, 5) AS i,
+              (SELECT id FROM accounts WHERE name = 'Walk 1') AS ac, (SELECT id, api_id FROM plans LIMIT 1) AS p",
+        "INSERT INTO audit_log (actor_label, action, entity) SELECT 'walk@example.test', 'application.walk', 'application' FROM generate_series(1, 5)",
+        "INSERT INTO invoices (id, account_id, number, period_start, period_end, currency)
+         SELECT gen_random_uuid(), a.id, 'W-' || to_char(m, 'YYYY-MM') || '-' || a.name, m, (m + interval '1 month')::date, 'EUR'
+         FROM accounts a, generate_series(date '2026-01-01', date '2026-03-01', interval '1 month') AS m
+         WHERE a.name LIKE 'Walk %'",
+    ] {
+        sqlx::query(insert).execute(pool).await.unwrap();
+    }
+    let hook = json!({"url": "https://hooks.tollgate.invalid/in", "description": "walk", "events": ["api.deprecated"]});
+    let (status, hook) = admin.call(reqwest::Method::POST, "/admin/api/v1/webhooks", Some(hook)).await;
+    assert_eq!(status, 201, "{hook}");
+    let hook = hook["id"].as_str().unwrap().to_owned();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event, body, created_at, next_attempt_at)
+         SELECT gen_random_uuid(), $1::uuid, gen_random_uuid(), 'api.deprecated', '{}', now() - make_interval(secs => i / 2), NULL
+         FROM generate_series(1, 7) AS i",
+    )
+    .bind(&hook)
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let deliveries = format!("/admin/api/v1/webhooks/{hook}/deliveries?");
+    for list in [
+        "/admin/api/v1/apis?",
+        "/admin/api/v1/accounts?",
+        "/admin/api/v1/accounts?q=walk&",
+        "/admin/api/v1/applications?",
+        "/admin/api/v1/applications?state=live&q=walk%20app&",
+        "/admin/api/v1/audit?",
+        "/admin/api/v1/audit?actor=walk&",
+        "/admin/api/v1/invoices?",
+        "/admin/api/v1/invoices?currency=EUR&",
+        deliveries.as_str(),
+    ] {
+        let (status, whole) = admin.call(reqwest::Method::GET, &format!("{list}per_page=100"), None).await;
+        assert_eq!(status, 200, "{list}: {whole}");
+        let all: Vec<Value> = whole["items"].as_array().unwrap().iter().map(|i| i["id"].clone()).collect();
+        assert!(all.len() >= 3, "{list}: {whole}");
+        assert_eq!(whole["next"], Value::Null, "{list}: one page holds them all");
+        assert_eq!(walk(&admin, &format!("{list}per_page=2")).await, all, "{list}, two at a time");
+        // An offset page links on by key from where it is.
+        let (_, second) = admin.call(reqwest::Method::GET, &format!("{list}per_page=1&page=2"), None).await;
+        assert_eq!(walk(&admin, second["next"].as_str().unwrap()).await, all[2..], "{list} from page 2");
+    }
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -355,7 +355,7 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
     assert_eq!(mails[0], (DEMO_DEVELOPER_EMAIL.to_owned(), "Busy used 80% of its Hits limit".to_owned()));
     assert_eq!(mails[1].1, "Busy reached 100% of its Hits limit");
     // One `usage.alert` event per mail, each naming the application and its level.
-    let (deliveries, _) = subscriptions::deliveries(&pool, hook.id, 10, 0).await.unwrap();
+    let (deliveries, _) = subscriptions::deliveries(&pool, hook.id, None, 10, 0).await.unwrap();
     let mut levels: Vec<(String, i64)> = deliveries
         .iter()
         .map(|d| {

@@ -153,6 +153,20 @@ async fn a_large_version_is_compared_in_the_background_and_each_change_is_report
     assert_eq!(status, 200, "{page}");
     assert_eq!((page["total"].as_i64(), page["items"].as_array().unwrap().len()), (Some(3), 1));
     assert_eq!(page["items"][0]["breaking"], true, "breaking first");
+    // Following `next` one at a time walks the changes in order.
+    let (_, all) = admin
+        .call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/versions/{number}/changes?per_page=100"), None)
+        .await;
+    let all: Vec<Value> = all["items"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect();
+    let mut walked = Vec::new();
+    let mut link = Some(format!("/admin/api/v1/apis/{id}/versions/{number}/changes?per_page=1"));
+    while let Some(path) = link.take().filter(|_| walked.len() <= all.len()) {
+        let (status, step) = admin.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{path}: {step}");
+        walked.extend(step["items"].as_array().unwrap().iter().map(|c| c["id"].clone()));
+        link = step["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(walked, all);
     let change = page["items"][0]["id"].as_u64().unwrap();
     let (_, full) = admin
         .call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/versions/{number}/changes/{change}"), None)
