@@ -199,9 +199,13 @@ impl From<PlanDetail> for PlanOut {
 pub async fn list(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     admin(&req, &pool).await?;
     let api = ApiId(parse_id(&path)?);
-    detail::get(&pool, api).await?;
+    let listed = plans::list_plans(&pool, api).await?;
+    if listed.is_empty() {
+        // No plans, or no such API (404). Only then: reading the API counts its subscribers.
+        detail::get(&pool, api).await?;
+    }
     let mut out = Vec::new();
-    for plan in plans::list_plans(&pool, api).await? {
+    for plan in listed {
         out.push(PlanOut::from(plans::get_plan(&pool, plan.id).await?));
     }
     Ok(HttpResponse::Ok().json(out))

@@ -17,8 +17,10 @@ use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, PublicUrl, Session, parse_id, render, see_other,
 };
 
-/// The page lists this many of the newest rows; filters find the others.
-const SHOWN: i64 = 200;
+/// The page lists this many rows, newest first; "Older" continues by key (`after`).
+/// Each row joins its account: 200 rows cost four times the SQL of 50 and halved
+/// the pages served a second at 1M applications.
+const SHOWN: i64 = 50;
 
 #[derive(Template)]
 #[template(path = "admin/applications.html")]
@@ -32,8 +34,12 @@ struct ListPage {
     total: i64,
     /// The list counted up to its limit and there are more.
     more: bool,
-    /// How many of the newest rows the page shows.
+    /// How many rows the page shows.
     shown: i64,
+    /// Whether this page continues after another (`after`).
+    continued: bool,
+    /// The query string of the next, older page, when this one is full.
+    older: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -42,6 +48,8 @@ pub struct ListQuery {
     q: Option<String>,
     /// One application only: where a plan change request's mail and notification link.
     id: Option<String>,
+    /// The last application of the previous page (keyset paging).
+    after: Option<String>,
 }
 
 impl ListPage {
@@ -81,10 +89,25 @@ pub async fn list(
     // A state that is not one (an edited URL) filters nothing.
     let state = query.state.and_then(|s| s.parse::<ApplicationState>().ok());
     let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
-    let filter = ApplicationFilter { state, q: q.clone(), ..ApplicationFilter::default() };
+    let after_id = query.after.as_deref().map(parse_id).transpose()?;
+    let filter = ApplicationFilter { state, q: q.clone(), after_id, ..ApplicationFilter::default() };
     let (apps, total) = match query.id.as_deref().map(parse_id).transpose()? {
         Some(id) => (vec![applications::get_any(&pool, ApplicationId(id)).await?], 1),
         None => applications::list_all(&pool, &filter, SHOWN, 0).await?,
+    };
+    let older = match apps.last() {
+        Some(last) if query.id.is_none() && apps.len() as i64 == SHOWN => {
+            let mut pairs: Vec<(&str, String)> = Vec::new();
+            if let Some(state) = state {
+                pairs.push(("state", state.to_string()));
+            }
+            if let Some(q) = &q {
+                pairs.push(("q", q.clone()));
+            }
+            pairs.push(("after", last.id.0.to_string()));
+            serde_urlencoded::to_string(&pairs).ok()
+        }
+        _ => None,
     };
     let mut plans = std::collections::HashMap::new();
     for app in &apps {
@@ -104,6 +127,8 @@ pub async fn list(
             total: total.min(db::COUNT_LIMIT),
             more: total > db::COUNT_LIMIT,
             shown: SHOWN,
+            continued: after_id.is_some(),
+            older,
         },
     ))
 }

@@ -56,6 +56,13 @@ pub async fn get(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
     Ok(api)
 }
 
+/// An API without counting its subscribers (`subscribers` reads 0): for pages that do not
+/// show the count, such as the portal's API page, where an API under the count limit would
+/// otherwise be counted, up to 10,000 index entries, on every view.
+pub async fn get_uncounted(pool: &PgPool, id: ApiId) -> Result<ApiDetail> {
+    read(&mut *pool.acquire().await?, id, 0).await
+}
+
 /// [`get`] on the caller's connection or transaction, counted afresh.
 pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetail> {
     read(conn, id, COUNT_LIMIT + 1).await
@@ -124,6 +131,14 @@ pub async fn latest_spec(pool: &PgPool, id: ApiId) -> Result<(String, String)> {
     .await?
     .ok_or(Error::NotFound)?;
     Ok((row.spec_source, row.spec_format))
+}
+
+/// The stored document of one version of an API, as imported; a version's document never changes.
+pub async fn spec_of(pool: &PgPool, id: ApiId, number: i32) -> Result<String> {
+    sqlx::query_scalar!("SELECT spec_source FROM api_versions WHERE api_id = $1 AND number = $2", id.0, number)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(Error::NotFound)
 }
 
 /// What an admin may change about an API after import.

@@ -392,6 +392,12 @@ pub async fn get_plan(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
     Ok(plan)
 }
 
+/// A plan without counting its applications (`applications` reads 0): for pages that do not
+/// show the count, such as the portal's API page.
+pub async fn get_plan_uncounted(pool: &PgPool, id: PlanId) -> Result<PlanDetail> {
+    read_plan(&mut *pool.acquire().await?, id, 0).await
+}
+
 /// [`get_plan`] on the caller's connection or transaction, counted afresh.
 pub async fn get_plan_in(conn: &mut sqlx::PgConnection, id: PlanId) -> Result<PlanDetail> {
     read_plan(conn, id, COUNT_LIMIT + 1).await

@@ -600,11 +600,8 @@ pub async fn top(pool: &PgPool, period: ReportPeriod, now: Timestamp, limit: i64
 /// after five runs: one application's page then scanned every application's
 /// rows of the period (1 ms → 30 ms per query over 1,000 applications).
 async fn custom_plans(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query!(r#"SELECT set_config('plan_cache_mode', 'force_custom_plan', true) AS "set!""#)
-        .fetch_one(&mut *tx)
-        .await?;
-    Ok(tx)
+    // One round trip: the setting travels with BEGIN (a simple query of two statements).
+    Ok(pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?)
 }
 
 /// The most buckets one admin API query may span (per metric).

@@ -2,6 +2,9 @@
 //! spec by the vendored Swagger UI), a plan comparison, try-it against the
 //! gateway and copy-paste samples.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -9,11 +12,12 @@ use tollgate_core::accounts::AccountId;
 use tollgate_core::apis::ApiSummary;
 use tollgate_core::apis::catalog;
 use tollgate_core::apis::detail::{self, ApiDetail};
-use tollgate_core::apis::{ApiState, KeyLocation};
+use tollgate_core::apis::{ApiId, ApiState, KeyLocation};
 use tollgate_core::db::PgPool;
-use tollgate_core::plans::{Period, PlanDetail, get_plan, list_plans};
+use tollgate_core::plans::{Period, PlanDetail, get_plan_uncounted, list_plans};
 use tollgate_openapi::Operation;
 use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
+use uuid::Uuid;
 
 use crate::calling::CallGuide;
 use crate::markdown;
@@ -138,23 +142,52 @@ pub async fn api(
 ) -> PageResult<HttpResponse> {
     let id =
         catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
-    let api = detail::get(&pool, id).await?;
+    // The page shows neither the API's subscribers nor a plan's applications: not counted.
+    let api = detail::get_uncounted(&pool, id).await?;
     let mut plans = Vec::new();
     for plan in list_plans(&pool, id).await?.into_iter().filter(|p| p.published) {
-        plans.push(get_plan(&pool, plan.id).await?);
+        plans.push(get_plan_uncounted(&pool, plan.id).await?);
     }
     let mut limit_rows: Vec<(String, Period)> =
         plans.iter().flat_map(|p| p.limits.iter().map(|l| (l.metric.clone(), l.period))).collect();
     limit_rows.sort();
     limit_rows.dedup();
-    let (source, _) = detail::latest_spec(&pool, id).await?;
-    let operations = tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default();
+    let operations = match api.versions.first() {
+        Some(version) => operations_of(&pool, id, version.number).await?,
+        None => Vec::new(),
+    };
     let guide = CallGuide::new(&gateway.0, &api);
     let samples = samples(&guide, operations);
     let chrome = Chrome::without_forms(&session);
     let description_html = markdown::to_html(&api.description);
     let page = ApiPage { chrome, api, plans, samples, gateway: gateway.0.clone(), description_html, limit_rows };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// Operations of stored versions, by (database, API, version). A version's document never
+/// changes, and reading it again on every view (the text, then YAML, `$ref`s and the model)
+/// was a large share of the page's server time. A full table is emptied, not evicted by age.
+static OPERATIONS: LazyLock<Mutex<HashMap<(String, Uuid, i32), Arc<Vec<Operation>>>>> = LazyLock::new(Default::default);
+const OPERATIONS_KEPT: usize = 1024;
+
+/// The operations of one version of an API, parsed once per server process.
+async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<Operation>> {
+    let options = pool.connect_options();
+    let database =
+        format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or_default());
+    let key = (database, id.0, number);
+    let kept = OPERATIONS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key).cloned();
+    if let Some(operations) = kept {
+        return Ok(operations.as_ref().clone());
+    }
+    let source = detail::spec_of(pool, id, number).await?;
+    let operations = Arc::new(tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default());
+    let mut table = OPERATIONS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if table.len() >= OPERATIONS_KEPT {
+        table.clear();
+    }
+    table.insert(key, Arc::clone(&operations));
+    Ok(operations.as_ref().clone())
 }
 
 /// The stored document, byte for byte, for the docs viewer. It is text an

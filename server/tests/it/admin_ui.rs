@@ -186,6 +186,52 @@ async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_i
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_applications_page_shows_fifty_and_links_to_older_ones_by_key(pool: PgPool) {
+    let app = admin(pool).await;
+    // 120 suspended applications a second apart going back, on the demo developer's account.
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state, created_at)
+         SELECT gen_random_uuid(), ac.id, p.api_id, p.id, 'Paged ' || lpad(i::text, 3, '0'), 'suspended',
+                now() - make_interval(secs => i)
+         FROM generate_series(1, 120) AS i,
+              (SELECT id FROM accounts WHERE kind = 'developer' LIMIT 1) AS ac, (SELECT id, api_id FROM plans LIMIT 1) AS p",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let names = |html: &str| -> Vec<String> {
+        html.split("<td>Paged ").skip(1).map(|rest| format!("Paged {}", &rest[..3])).collect()
+    };
+    let older = |html: &str| -> Option<String> {
+        let (_, rest) = html.split_once("href=\"/admin/applications?")?;
+        let query = rest.split('"').next()?.replace("&#38;", "&").replace("&amp;", "&");
+        rest.contains("data-testid=\"older\"").then(|| format!("/admin/applications?{query}"))
+    };
+    let mut walked = Vec::new();
+    let mut page = Some("/admin/applications?state=suspended".to_owned());
+    let mut pages = 0;
+    while let Some(path) = page {
+        let html = app.get(&path).await.text().await.unwrap();
+        let rows = html.matches("<td class=\"actions\">").count();
+        assert!(rows <= 50, "{path}: {rows} rows");
+        walked.extend(names(&html));
+        page = older(&html);
+        if let Some(next) = &page {
+            assert!(next.contains("state=suspended&after="), "the filter is kept: {next}");
+        }
+        pages += 1;
+        assert!(pages <= 4, "{path} never ends");
+    }
+    let expected: Vec<String> = (1..=120).map(|i| format!("Paged {i:03}")).collect();
+    assert_eq!(walked, expected, "three pages, newest first, each row once");
+    let first = app.get("/admin/applications?state=suspended").await.text().await.unwrap();
+    assert!(first.contains("50 a page, newest first") && !first.contains("back to the newest"), "{first}");
+    let second = app.get(&older(&first).unwrap()).await.text().await.unwrap();
+    assert!(second.contains("back to the newest"));
+    assert_eq!(app.get("/admin/applications?after=nonsense").await.status(), 404);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn admins_register_agents_and_tokens_shown_once(pool: PgPool) {
     let app = admin(pool).await;
     let html = app.get("/admin/gateways").await.text().await.unwrap();
