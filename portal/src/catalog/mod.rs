@@ -167,7 +167,9 @@ pub async fn api(
 /// Operations of stored versions, by (database, API, version). A version's document never
 /// changes, and reading it again on every view (the text, then YAML, `$ref`s and the model)
 /// was a large share of the page's server time. A full table is emptied, not evicted by age.
-static OPERATIONS: LazyLock<Mutex<HashMap<(String, Uuid, i32), Arc<Vec<Operation>>>>> = LazyLock::new(Default::default);
+static OPERATIONS: LazyLock<Mutex<HashMap<VersionKey, Arc<Vec<Operation>>>>> = LazyLock::new(Default::default);
+/// (database, API, version number).
+type VersionKey = (String, Uuid, i32);
 const OPERATIONS_KEPT: usize = 1024;
 
 /// The operations of one version of an API, parsed once per server process.
