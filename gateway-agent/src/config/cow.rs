@@ -134,7 +134,7 @@ impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
     }
 
     /// Replaces the bucket of `spread` with what `change` makes of its entries; copies that
-    /// bucket and its group's list of buckets.
+    /// bucket and its group's list of buckets. Keeps `len` in step before a rebuild reads it.
     fn rewrite<R>(&mut self, spread: u32, change: impl FnOnce(&mut Vec<(K, V)>) -> R) -> R {
         let index = bucket(spread, self.bits);
         let group = &mut self.groups[index >> GROUP_BITS];
@@ -144,7 +144,9 @@ impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
             self.built_in_use -= slot.entries().len();
         }
         let mut entries = slot.entries().to_vec();
+        let before = entries.len();
         let result = change(&mut entries);
+        self.len = self.len + entries.len() - before;
         *slot = Bucket::own(entries);
         *group = Arc::from(buckets);
         if self.built_in_use < self.built.len() / 2 {
@@ -162,17 +164,13 @@ impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
 
     /// Inserts or replaces; copies one bucket.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let previous = self.rewrite(key.spread(), |entries| match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+        self.rewrite(key.spread(), |entries| match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(at) => Some(std::mem::replace(&mut entries[at].1, value)),
             Err(at) => {
                 entries.insert(at, (key, value));
                 None
             }
-        });
-        if previous.is_none() {
-            self.len += 1;
-        }
-        previous
+        })
     }
 
     /// Removes; copies one bucket if the key is present.
@@ -183,7 +181,6 @@ impl<K: Ord + Spread + Clone, V: Clone> CowIndex<K, V> {
     {
         let at = self.bucket(key.spread()).binary_search_by(|(k, _)| k.borrow().cmp(key)).ok()?;
         let (_, value) = self.rewrite(key.spread(), |entries| entries.remove(at));
-        self.len -= 1;
         Some(value)
     }
 
@@ -405,6 +402,22 @@ mod tests {
         }
         drop(table);
         assert_eq!(Arc::strong_count(&first), 1, "only this test holds the first build's vector");
+    }
+
+    /// The count stays right when the change that triggers a rebuild adds or removes a key.
+    #[test]
+    fn the_length_holds_across_rebuilds_by_inserts_and_removals() {
+        let id = |i: u32| Uuid::from_u128(u128::from(i) * 7919);
+        let mut table = CowIndex::build_unique((0..4000u32).map(|i| (id(i), i)).collect()).expect("unique");
+        for i in 4000..8000u32 {
+            assert_eq!(table.insert(id(i), i), None);
+            assert_eq!(table.len(), i as usize + 1);
+        }
+        for i in 0..6000u32 {
+            assert_eq!(table.remove(&id(i)), Some(i));
+            assert_eq!(table.len(), 8000 - i as usize - 1);
+        }
+        assert_eq!(table.iter().count(), 2000);
     }
 
     #[test]
