@@ -13,7 +13,7 @@ import urllib.parse
 
 url, token, encoding, out_path = sys.argv[1:5]
 parts = urllib.parse.urlsplit(url)
-accept = "application/vnd.tollgate.config+bin; version=2" if encoding == "binary" else "application/x-ndjson"
+accept = "application/vnd.tollgate.config+bin; version=3" if encoding == "binary" else "application/x-ndjson"
 started = time.monotonic()
 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
 conn.request("GET", parts.path, headers={

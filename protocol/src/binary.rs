@@ -20,16 +20,20 @@
 //! | [`FrameKind::Message`] | JSON [`ConfigMessage`] (a delta or heartbeat on the stream) |
 //! | [`FrameKind::KeepAlive`] | empty; sent while a snapshot is being built |
 //!
-//! Format version 2 (written):
+//! Format version 3 (written):
 //!
 //! * An application record is its id (16 bytes), the index of its plan in the catalog as
 //!   a varint (LEB128, one byte below 128 plans), a state byte (bits 0–1: 0 pending,
 //!   1 live, 2 suspended; bit 2: an `app_id` follows) and, if one follows, the `app_id`'s
 //!   length as a varint and its UTF-8 bytes: 18 bytes for an application without one.
 //! * A credential record is the key's SHA-256 (32 bytes), the index of its application in
-//!   the snapshot's application order (`u32`), the expiry as whole Unix seconds (`i64`,
-//!   rounded down: the agent checks expiry to the second) and a flags byte (bit 0: app key
-//!   rather than user key, bit 1: has an expiry): 45 bytes.
+//!   the snapshot's application order (`u32`), a flags byte (bit 0: app key rather than
+//!   user key, bit 1: an expiry follows) and, if one follows, the expiry as whole Unix
+//!   seconds (`i64`, rounded down: the agent checks expiry to the second): 37 bytes for a
+//!   key that never expires, which is most keys, and 45 for one that does.
+//!
+//! Format version 2 (read only): application records as in version 3; a credential record
+//! is always 45 bytes, the expiry's seconds (0 when none) before the flags byte.
 //!
 //! Format version 1 (read only, so an agent's older `config.bin` and an older server's
 //! stream still load): the plan index is a `u32`, the state byte holds the state alone and
@@ -39,8 +43,8 @@
 //! Indices instead of UUIDs save the reader a lookup per key. The format version changes
 //! with any change of layout; a reader refuses a preamble with a version it does not know
 //! (see [`BinaryError`]). On the config stream the version is negotiated: an agent that
-//! reads version 2 asks for [`BINARY_MEDIA_TYPE`] (`version=2`); a server answers an
-//! agent asking for the bare binary type (version 1 only) with NDJSON instead.
+//! reads version 3 asks for [`BINARY_MEDIA_TYPE`] (`version=3`); a server answers an
+//! agent asking for an older version (the bare type meant version 1) with NDJSON instead.
 
 use std::io::{self, Write};
 
@@ -58,18 +62,22 @@ use crate::snapshot::{Api, Application, ApplicationState, Credential, CurrentUsa
 pub const BINARY_CONTENT_TYPE: &str = "application/vnd.tollgate.config+bin";
 /// The binary content type with the format version this build writes: what an agent puts
 /// in `Accept` and a server in `Content-Type`.
-pub const BINARY_MEDIA_TYPE: &str = "application/vnd.tollgate.config+bin; version=2";
+pub const BINARY_MEDIA_TYPE: &str = "application/vnd.tollgate.config+bin; version=3";
 
 /// First four bytes of every binary stream or file.
 pub const MAGIC: [u8; 4] = *b"TGSB";
 /// The layout version this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Magic plus version.
 pub const PREAMBLE_LEN: usize = 8;
 /// Kind byte plus payload length.
 pub const FRAME_HEADER_LEN: usize = 5;
-/// Bytes per credential record (format version 2).
-pub const CREDENTIAL_RECORD_LEN: usize = 45;
+/// Bytes per credential record without an expiry (format version 3).
+pub const CREDENTIAL_RECORD_LEN: usize = 37;
+/// What an expiry adds to a credential record (format version 3).
+pub const CREDENTIAL_EXPIRY_LEN: usize = 8;
+/// Bytes per credential record in format version 2.
+pub const CREDENTIAL_RECORD_LEN_V2: usize = 45;
 /// Bytes per credential record in format version 1.
 pub const CREDENTIAL_RECORD_LEN_V1: usize = 49;
 /// Frames are cut at about this size; a reader refuses anything over [`MAX_FRAME_LEN`].
@@ -87,7 +95,7 @@ const STATE_HAS_APP_ID: u8 = 0b100;
 pub enum BinaryError {
     #[error("not a Tollgate binary snapshot (bad magic bytes)")]
     BadMagic,
-    #[error("binary snapshot format version {found} is not supported (this build reads versions 1 and 2)")]
+    #[error("binary snapshot format version {found} is not supported (this build reads versions 1 to 3)")]
     UnsupportedVersion { found: u32 },
     #[error("unknown frame kind {0}")]
     UnknownFrame(u8),
@@ -112,9 +120,11 @@ impl BinaryError {
 pub enum FormatVersion {
     /// The first layout: 49-byte credentials, fixed-width application records.
     V1,
-    /// The layout this build writes.
-    #[default]
+    /// Varint application records, 45-byte credentials.
     V2,
+    /// The layout this build writes: credentials without an expiry take 37 bytes.
+    #[default]
+    V3,
 }
 
 impl FormatVersion {
@@ -122,6 +132,7 @@ impl FormatVersion {
         match found {
             1 => Ok(FormatVersion::V1),
             2 => Ok(FormatVersion::V2),
+            3 => Ok(FormatVersion::V3),
             found => Err(BinaryError::UnsupportedVersion { found }),
         }
     }
@@ -130,19 +141,22 @@ impl FormatVersion {
         match self {
             FormatVersion::V1 => 1,
             FormatVersion::V2 => 2,
+            FormatVersion::V3 => 3,
         }
     }
 
-    fn credential_len(self) -> usize {
+    /// The length of every credential record, for the versions where it is fixed.
+    fn fixed_credential_len(self) -> Option<usize> {
         match self {
-            FormatVersion::V1 => CREDENTIAL_RECORD_LEN_V1,
-            FormatVersion::V2 => CREDENTIAL_RECORD_LEN,
+            FormatVersion::V1 => Some(CREDENTIAL_RECORD_LEN_V1),
+            FormatVersion::V2 => Some(CREDENTIAL_RECORD_LEN_V2),
+            FormatVersion::V3 => None,
         }
     }
 }
 
 /// Whether an `Accept` header value asks for the binary stream in the format version this
-/// build writes (`version=2`). The bare type is what agents reading only version 1 send.
+/// build writes (`version=3`). The bare type is what agents reading only version 1 send.
 pub fn accepts_binary(accept: &str) -> bool {
     accept.split(',').any(|range| {
         let mut parts = range.split(';').map(str::trim);
@@ -356,18 +370,17 @@ impl<W: Write> SnapshotWriter<W> {
                 ));
             }
         };
-        let seconds = match credential.expires_at {
-            Some(at) => {
-                flags |= FLAG_EXPIRES;
-                // Rounded down, as the agent keeps it: a key never outlives its expiry.
-                at.as_second() - i64::from(at.subsec_nanosecond() < 0)
-            }
-            None => 0,
-        };
+        // Rounded down, as the agent keeps it: a key never outlives its expiry.
+        let seconds = credential.expires_at.map(|at| at.as_second() - i64::from(at.subsec_nanosecond() < 0));
+        if seconds.is_some() {
+            flags |= FLAG_EXPIRES;
+        }
         self.records.extend_from_slice(&credential.hash);
         self.records.extend_from_slice(&credential.application.to_le_bytes());
-        self.records.extend_from_slice(&seconds.to_le_bytes());
         self.records.push(flags);
+        if let Some(seconds) = seconds {
+            self.records.extend_from_slice(&seconds.to_le_bytes());
+        }
         self.end.credentials += 1;
         self.cut()
     }
@@ -485,44 +498,81 @@ impl Frame {
         ApplicationRecords { rest: &self.payload, format: self.format }
     }
 
-    /// The credential records of a credentials frame.
-    pub fn credentials(&self) -> Result<impl Iterator<Item = Result<CredentialRecord, BinaryError>> + '_, BinaryError> {
-        let len = self.format.credential_len();
-        if !self.payload.len().is_multiple_of(len) {
+    /// The credential records of a credentials frame; refused at once when a fixed-width
+    /// layout does not divide the frame.
+    pub fn credentials(&self) -> Result<CredentialRecords<'_>, BinaryError> {
+        if let Some(len) = self.format.fixed_credential_len()
+            && !self.payload.len().is_multiple_of(len)
+        {
             return Err(BinaryError::malformed(
                 "credentials frame",
                 format!("not a whole number of {len}-byte records"),
             ));
         }
-        let format = self.format;
-        Ok(self.payload.chunks_exact(len).map(move |record| credential_record(record, format)))
+        Ok(CredentialRecords { rest: &self.payload, format: self.format })
     }
 }
 
-/// Decodes one credential record of the given format version (45 or 49 bytes).
-pub fn credential_record(record: &[u8], format: FormatVersion) -> Result<CredentialRecord, BinaryError> {
-    if record.len() != format.credential_len() {
-        return Err(BinaryError::malformed("credential", format!("a record of {} bytes", record.len())));
+pub struct CredentialRecords<'a> {
+    rest: &'a [u8],
+    format: FormatVersion,
+}
+
+impl Iterator for CredentialRecords<'_> {
+    type Item = Result<CredentialRecord, BinaryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let record = self.decode();
+        if record.is_err() {
+            self.rest = &[];
+        }
+        Some(record)
     }
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&record[..32]);
-    let application = u32::from_le_bytes(record[32..36].try_into().unwrap_or_default());
-    let seconds = i64::from_le_bytes(record[36..44].try_into().unwrap_or_default());
-    let nanos = match format {
-        FormatVersion::V1 => i32::from_le_bytes(record[44..48].try_into().unwrap_or_default()),
-        FormatVersion::V2 => 0,
-    };
-    let flags = record[record.len() - 1];
-    if flags & !(FLAG_APP_KEY | FLAG_EXPIRES) != 0 {
-        return Err(BinaryError::malformed("credential", format!("unknown flags {flags:#04x}")));
+}
+
+impl CredentialRecords<'_> {
+    fn decode(&mut self) -> Result<CredentialRecord, BinaryError> {
+        let rest = self.rest;
+        let cut = || BinaryError::malformed("credential", "record cut short");
+        let fixed = rest.get(..36).ok_or_else(cut)?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&fixed[..32]);
+        let application = u32::from_le_bytes(fixed[32..36].try_into().unwrap_or_default());
+        let seconds_at = |at: usize| rest.get(at..at + 8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()));
+        // Where the flags byte is, the expiry's seconds and nanoseconds, and the length.
+        let (flags, seconds, nanos, len) = match self.format {
+            FormatVersion::V1 => {
+                let nanos = rest.get(44..48).ok_or_else(cut)?;
+                let nanos = i32::from_le_bytes(nanos.try_into().unwrap_or_default());
+                (*rest.get(48).ok_or_else(cut)?, seconds_at(36).ok_or_else(cut)?, nanos, CREDENTIAL_RECORD_LEN_V1)
+            }
+            FormatVersion::V2 => {
+                (*rest.get(44).ok_or_else(cut)?, seconds_at(36).ok_or_else(cut)?, 0, CREDENTIAL_RECORD_LEN_V2)
+            }
+            FormatVersion::V3 => {
+                let flags = *rest.get(36).ok_or_else(cut)?;
+                if flags & FLAG_EXPIRES != 0 {
+                    (flags, seconds_at(37).ok_or_else(cut)?, 0, CREDENTIAL_RECORD_LEN + CREDENTIAL_EXPIRY_LEN)
+                } else {
+                    (flags, 0, 0, CREDENTIAL_RECORD_LEN)
+                }
+            }
+        };
+        if flags & !(FLAG_APP_KEY | FLAG_EXPIRES) != 0 {
+            return Err(BinaryError::malformed("credential", format!("unknown flags {flags:#04x}")));
+        }
+        let kind = if flags & FLAG_APP_KEY != 0 { KeyKind::AppKey } else { KeyKind::UserKey };
+        let expires_at = if flags & FLAG_EXPIRES != 0 {
+            Some(Timestamp::new(seconds, nanos).map_err(|e| BinaryError::malformed("credential expiry", e))?)
+        } else {
+            None
+        };
+        self.rest = &rest[len..];
+        Ok(CredentialRecord { hash, kind, application, expires_at })
     }
-    let kind = if flags & FLAG_APP_KEY != 0 { KeyKind::AppKey } else { KeyKind::UserKey };
-    let expires_at = if flags & FLAG_EXPIRES != 0 {
-        Some(Timestamp::new(seconds, nanos).map_err(|e| BinaryError::malformed("credential expiry", e))?)
-    } else {
-        None
-    };
-    Ok(CredentialRecord { hash, kind, application, expires_at })
 }
 
 pub struct ApplicationRecords<'a> {
@@ -549,7 +599,7 @@ impl<'a> ApplicationRecords<'a> {
     fn decode(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
         match self.format {
             FormatVersion::V1 => self.decode_v1(),
-            FormatVersion::V2 => self.decode_v2(),
+            FormatVersion::V2 | FormatVersion::V3 => self.decode_v2(),
         }
     }
 

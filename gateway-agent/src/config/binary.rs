@@ -116,7 +116,7 @@ fn unexpected(frame: &Frame, wanted: FrameKind) -> ConfigError {
 /// Compiles a binary snapshot read from `input` (the disk copy) one frame at a time, so
 /// the file is never held whole next to what it compiles into.
 pub(crate) fn compile_reader(mut input: impl std::io::Read) -> Result<(Config, Vec<CurrentUsage>), ConfigError> {
-    // Version 1 files (agents before format version 2) load as well; the next save is version 2.
+    // Files of older agents (format versions 1 and 2) load as well; the next save is version 3.
     let format = read_preamble(&mut input)?;
     let mut failed = None;
     let frames = std::iter::from_fn(|| match read_frame(&mut input, format) {

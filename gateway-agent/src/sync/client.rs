@@ -105,10 +105,11 @@ impl ControlPlane {
     }
 }
 
-/// Binary (format version 2) first, NDJSON from servers before the binary form; checked
-/// against the protocol's constants by a test. A server writing only version 1 matches the
-/// type without its parameter and sends version 1, which this agent reads too.
-const ACCEPT_CONFIG: &str = "application/vnd.tollgate.config+bin; version=2, application/x-ndjson;q=0.5";
+/// Binary (format version 3) first, NDJSON from servers that write another version or no
+/// binary form; checked against the protocol's constants by a test. A server writing only
+/// version 1 matches the type without its parameter and sends version 1, which this agent
+/// reads too.
+const ACCEPT_CONFIG: &str = "application/vnd.tollgate.config+bin; version=3, application/x-ndjson;q=0.5";
 
 #[cfg(test)]
 mod tests {

@@ -108,7 +108,7 @@ async fn a_stream_of_an_unknown_format_version_is_refused_by_name() {
     let upstream = Upstream::start().await;
     let fixture = Fixture::new(&upstream, &[]);
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
-    cp.speak_format_version(3);
+    cp.speak_format_version(tollgate_protocol::binary::FORMAT_VERSION + 1);
     let dir = TempDir::new();
     let mut child = Command::new(BINARY)
         .env_clear()
@@ -125,7 +125,7 @@ async fn a_stream_of_an_unknown_format_version_is_refused_by_name() {
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let refused = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await.expect("read stderr") {
-            if line.contains("format version 3") {
+            if line.contains("format version 4") {
                 return line;
             }
         }
@@ -134,7 +134,7 @@ async fn a_stream_of_an_unknown_format_version_is_refused_by_name() {
     .await
     .expect("the agent refuses the stream in time");
     assert!(
-        refused.contains("binary snapshot format version 3 is not supported (this build reads versions 1 and 2)"),
+        refused.contains("binary snapshot format version 4 is not supported (this build reads versions 1 to 3)"),
         "{refused}"
     );
     assert!(cp.statuses().iter().all(|s| s.applied_revision.is_none()), "nothing applied");

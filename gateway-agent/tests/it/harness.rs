@@ -347,7 +347,7 @@ impl ControlPlane {
                     .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok()));
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut state = state.lock().expect("lock");
-                // As the real server negotiates: binary for `version=2`; an older server
+                // As the real server negotiates: binary for the current `version`; an older server
                 // (`format_v1`) matched the bare type and sent version 1.
                 let format_v1 = state.format_v1;
                 let binary = !state.json_only

@@ -298,7 +298,7 @@ async fn an_agent_upgraded_from_config_json_serves_it_and_saves_config_bin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_restarted_on_a_format_version_1_config_bin_serves_it_and_saves_version_2() {
+async fn an_agent_restarted_on_a_format_version_1_config_bin_serves_it_and_saves_the_current_version() {
     let upstream = Upstream::start().await;
     let fixture = Fixture::new(&upstream, &[]);
     let dir = TempDir::new();
@@ -315,17 +315,18 @@ async fn an_agent_restarted_on_a_format_version_1_config_bin_serves_it_and_saves
     assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
     agent.shutdown().await.expect("clean shutdown");
 
-    // Back in touch with a server: the next save is format version 2.
+    // Back in touch with a server: the next save is the current format version.
     snapshot.revision = 8;
     let cp = ControlPlane::start(snapshot.clone()).await;
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     let saved = dir.path().join("config.bin");
-    eventually("revision 8 saved in format version 2", || {
+    eventually("revision 8 saved in the current format version", || {
         let saved = saved.clone();
         async move {
             let bytes = std::fs::read(&saved).ok()?;
             let decoded = tollgate_protocol::binary::decode_snapshot(&bytes).ok()?;
-            (bytes[4..8] == 2u32.to_le_bytes() && decoded.revision == 8).then_some(())
+            let current = tollgate_protocol::binary::FORMAT_VERSION.to_le_bytes();
+            (bytes[4..8] == current && decoded.revision == 8).then_some(())
         }
     })
     .await;

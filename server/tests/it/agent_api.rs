@@ -412,7 +412,7 @@ async fn add_apps(s: &Setup, n: usize) {
     }
 }
 
-/// Reads a binary config stream (`Accept: application/vnd.tollgate.config+bin; version=2`).
+/// Reads a binary config stream (`Accept: application/vnd.tollgate.config+bin; version=3`).
 async fn open_binary(app: &TestApp, token: &str, revision: Option<u64>) -> reqwest::Response {
     let url = match revision {
         Some(r) => app.url(&format!("/agent/v1/config?revision={r}")),
@@ -432,35 +432,40 @@ async fn open_binary(app: &TestApp, token: &str, revision: Option<u64>) -> reqwe
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
-async fn the_binary_stream_is_format_version_2_and_older_agents_get_ndjson(pool: PgPool) {
+async fn the_binary_stream_is_format_version_3_and_older_agents_get_ndjson(pool: PgPool) {
     use tollgate_protocol::binary::{FormatVersion, FrameKind, FrameReader};
     let s = setup(pool).await;
     add_apps(&s, 1).await;
     let mut res = open_binary(&s.app, &s.token, None).await;
     let first = tokio::time::timeout(Duration::from_secs(10), res.chunk()).await.unwrap().unwrap().unwrap();
-    assert_eq!(&first[..8], b"TGSB\x02\0\0\0", "the preamble names format version 2");
+    assert_eq!(&first[..8], b"TGSB\x03\0\0\0", "the preamble names format version 3");
     let mut reader = FrameReader::new();
     reader.push(&first);
     read_frames(&mut res, &mut reader, |frame| {
-        assert_eq!(frame.format, FormatVersion::V2);
+        assert_eq!(frame.format, FormatVersion::V3);
         frame.kind == FrameKind::End
     })
     .await;
 
-    // What an agent reading only format version 1 sends: the bare type, NDJSON second.
-    let res = s
-        .app
-        .client
-        .get(s.app.url("/agent/v1/config"))
-        .bearer_auth(&s.token)
-        .header("accept", "application/vnd.tollgate.config+bin, application/x-ndjson;q=0.5")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], tollgate_protocol::NDJSON_CONTENT_TYPE);
-    let mut lines = Ndjson { res, buffer: Vec::new() };
-    assert!(matches!(lines.next().await, ConfigMessage::Snapshot(_)), "a JSON snapshot first");
+    // What agents reading only format version 1 (the bare type) or 2 send: NDJSON second.
+    for accept in [
+        "application/vnd.tollgate.config+bin, application/x-ndjson;q=0.5",
+        "application/vnd.tollgate.config+bin; version=2, application/x-ndjson;q=0.5",
+    ] {
+        let res = s
+            .app
+            .client
+            .get(s.app.url("/agent/v1/config"))
+            .bearer_auth(&s.token)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], tollgate_protocol::NDJSON_CONTENT_TYPE, "{accept}");
+        let mut lines = Ndjson { res, buffer: Vec::new() };
+        assert!(matches!(lines.next().await, ConfigMessage::Snapshot(_)), "a JSON snapshot first for {accept}");
+    }
 }
 
 /// The frames of a binary stream until `done` says enough.
