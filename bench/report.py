@@ -92,7 +92,8 @@ def gateway_part(name):
     for line in (read(name, "latency.tsv") or "").splitlines():
         f = line.split()
         latency.append({"share": int(f[0]), "rate": int(f[1]), "target": f[2], "answered": int(f[3]), "errors": int(f[4]),
-                        "p50_us": int(f[5]), "p99_us": int(f[6]), "p999_us": int(f[7])})
+                        "p50_us": int(f[5]), "p99_us": int(f[6]), "p999_us": int(f[7]),
+                        "proxy_cpu": int(f[9]) if len(f) > 9 else None})
     gmeta = dict(line.split("\t", 1) for line in (read(name, "meta.tsv") or "").splitlines() if "\t" in line)
     return {"runs": runs, "medians": med, "latency": latency, "meta": gmeta}
 
@@ -107,10 +108,12 @@ def open_loop_figures(latency, part, setup):
         # A generator short of CPU shows in the upstream's own figures first.
         valid = d["p99_us"] < 1000
         target = "≤ 250 µs" if x["share"] == 50 else None
+        busy = "" if x.get("proxy_cpu") is None else "the agent at %d %% of a core" % x["proxy_cpu"]
+        note = busy if valid else ("unmeasured: the upstream called directly had a p99 over 1 ms, so the"
+                                   " generator or the machine was saturated" + ("; " + busy if busy else ""))
         figure("added p99 at %d %% of nginx's peak (open loop, %s), agent − direct" % (x["share"], setup), added, "µs",
                target, ((added <= 250) if valid else None) if target else None, "upstream direct p99", d["p99_us"], part,
-               "" if valid else "unmeasured: the upstream called directly had a p99 over 1 ms, so the"
-               " generator or the machine was saturated", ratio=False)
+               note, ratio=False)
         figure("added p99.9 at %d %% of nginx's peak (open loop, %s), agent − direct" % (x["share"], setup),
                x["p999_us"] - d["p999_us"], "µs", None, None, "upstream direct p99.9", d["p999_us"], part, ratio=False)
 
