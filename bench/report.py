@@ -100,6 +100,7 @@ def gateway_part(name):
 
 def open_loop_figures(latency, part, setup):
     direct = {x["share"]: x for x in latency if x["target"] == "direct"}
+    nginx = {x["share"]: x for x in latency if x["target"] == "nginx"}
     for x in latency:
         if x["target"] != "agent" or x["share"] not in direct:
             continue
@@ -109,6 +110,10 @@ def open_loop_figures(latency, part, setup):
         valid = d["p99_us"] < 1000
         target = "≤ 250 µs" if x["share"] == 50 else None
         busy = "" if x.get("proxy_cpu") is None else "the agent at %d %% of a core" % x["proxy_cpu"]
+        n = nginx.get(x["share"])
+        if n:
+            busy += "; nginx added %d µs at %d %% of a core" % (
+                n["p99_us"] - d["p99_us"], n["proxy_cpu"] if n.get("proxy_cpu") is not None else -1)
         note = busy if valid else ("unmeasured: the upstream called directly had a p99 over 1 ms, so the"
                                    " generator or the machine was saturated" + ("; " + busy if busy else ""))
         figure("added p99 at %d %% of nginx's peak (open loop, %s), agent − direct" % (x["share"], setup), added, "µs",
