@@ -11,7 +11,10 @@
 //! Request `k` is due at `k / RATE` seconds. It goes out on the first idle one of
 //! CONNECTIONS keep-alive connections (one request at a time on each); when all are busy it
 //! waits for one, and its latency includes the wait. Prints one line:
-//! `requests errors p50_us p99_us p999_us max_us`.
+//! `requests errors p50_us p99_us p999_us max_us send_p99_us late_p99_us`: the latency
+//! percentiles from each request's due time, then the p99 from when it was written and the
+//! p99 of how late the generator itself wrote. A generator short of CPU (it shares a core
+//! with whatever else the run starts) shows in the last two, not as the target's latency.
 //!
 //! One thread, non-blocking sockets and epoll, as wrk is built: the generator shares a core
 //! with the upstream, and a thread per connection spent that core on wake-ups (the direct
@@ -55,17 +58,26 @@ fn main() {
     }
     match run(&target, rate, seconds, connections) {
         Ok(mut outcome) => {
-            outcome.latencies.sort_unstable();
+            for values in [&mut outcome.latencies, &mut outcome.from_send, &mut outcome.lateness] {
+                values.sort_unstable();
+            }
+            let at = |values: &[u64], q: f64| {
+                values
+                    .get(((values.len() as f64 * q) as usize).min(values.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0)
+            };
             let l = &outcome.latencies;
-            let at = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied();
             println!(
-                "{} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {}",
                 l.len(),
                 outcome.errors,
-                at(0.5).unwrap_or(0),
-                at(0.99).unwrap_or(0),
-                at(0.999).unwrap_or(0),
-                l.last().copied().unwrap_or(0)
+                at(l, 0.5),
+                at(l, 0.99),
+                at(l, 0.999),
+                l.last().copied().unwrap_or(0),
+                at(&outcome.from_send, 0.99),
+                at(&outcome.lateness, 0.99)
             );
         }
         Err(err) => {
@@ -77,6 +89,10 @@ fn main() {
 
 struct Outcome {
     latencies: Vec<u64>,
+    /// Microseconds from each answered request's write to its answer.
+    from_send: Vec<u64>,
+    /// Microseconds from each request's due time to its write.
+    lateness: Vec<u64>,
     errors: u64,
 }
 
@@ -103,6 +119,8 @@ struct Connection {
     stream: Option<TcpStream>,
     /// When the request in flight was due (monotonic nanoseconds).
     due: Option<u64>,
+    /// When it was written.
+    sent: u64,
     buffer: Vec<u8>,
 }
 
@@ -117,7 +135,7 @@ fn run(target: &Target, rate: f64, seconds: f64, connections: usize) -> io::Resu
     for index in 0..connections {
         let stream = connect(target)?;
         poll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, index as u64))?;
-        conns.push(Connection { stream: Some(stream), due: None, buffer: Vec::with_capacity(4096) });
+        conns.push(Connection { stream: Some(stream), due: None, sent: 0, buffer: Vec::with_capacity(4096) });
         idle.push_back(index);
     }
     let total = (rate * seconds).round() as u64;
@@ -128,7 +146,12 @@ fn run(target: &Target, rate: f64, seconds: f64, connections: usize) -> io::Resu
     let deadline = due_of(total) + GRACE_NS;
     let spec = |ns: u64| TimeSpec::new((ns / 1_000_000_000) as _, (ns % 1_000_000_000) as _);
     timer.set(Expiration::IntervalDelayed(spec(start), spec(interval)), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
-    let mut outcome = Outcome { latencies: Vec::with_capacity(total as usize), errors: 0 };
+    let mut outcome = Outcome {
+        latencies: Vec::with_capacity(total as usize),
+        from_send: Vec::with_capacity(total as usize),
+        lateness: Vec::with_capacity(total as usize),
+        errors: 0,
+    };
     let mut next = 0u64;
     let mut in_flight = 0usize;
     let mut events = vec![EpollEvent::empty(); connections + 1];
@@ -147,7 +170,10 @@ fn run(target: &Target, rate: f64, seconds: f64, connections: usize) -> io::Resu
                 outcome.errors += 1;
                 idle.push_back(index);
             } else {
+                let sent = now_ns()?;
                 conn.due = Some(due_of(next));
+                conn.sent = sent;
+                outcome.lateness.push(sent.saturating_sub(due_of(next)) / 1000);
                 in_flight += 1;
             }
             next += 1;
@@ -174,7 +200,9 @@ fn run(target: &Target, rate: f64, seconds: f64, connections: usize) -> io::Resu
                     let due = conn.due.take().unwrap_or(now);
                     in_flight -= 1;
                     if success {
-                        outcome.latencies.push(now_ns()?.saturating_sub(due) / 1000);
+                        let answered = now_ns()?;
+                        outcome.latencies.push(answered.saturating_sub(due) / 1000);
+                        outcome.from_send.push(answered.saturating_sub(conn.sent) / 1000);
                     } else {
                         outcome.errors += 1;
                     }
