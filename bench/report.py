@@ -209,6 +209,9 @@ if text:
     if r["ratio"] is not None:
         figure("p99 during config pushes ÷ steady p99 (agent 1, %d req/s)" % r["rate"], r["pushing_p99_us"], "µs", "≤ 2×",
                r["ratio"] <= 2, "steady p99, same run", r["steady_p99_us"], "control")
+    if r.get("direct_ratio") is not None:
+        figure("the same for the upstream called directly in the same windows (no agent)", r["direct_pushing_p99_us"],
+               "µs", None, None, "its steady p99, same run", r["direct_steady_p99_us"], "control")
     if r.get("ratio_from_send") is not None:
         figure("the same from each request's write (the generator's lateness taken out)", r["pushing_p99_from_send_us"],
                "µs", None, None, "steady p99 from write, same run", r["steady_p99_from_send_us"], "control")
