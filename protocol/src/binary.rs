@@ -495,7 +495,7 @@ impl Frame {
 
     /// The application records of an applications frame.
     pub fn applications(&self) -> ApplicationRecords<'_> {
-        ApplicationRecords { rest: &self.payload, format: self.format }
+        Records { rest: &self.payload, format: self.format, decode: application_record }
     }
 
     /// The credential records of a credentials frame; refused at once when a fixed-width
@@ -509,152 +509,133 @@ impl Frame {
                 format!("not a whole number of {len}-byte records"),
             ));
         }
-        Ok(CredentialRecords { rest: &self.payload, format: self.format })
+        Ok(Records { rest: &self.payload, format: self.format, decode: credential_record })
     }
 }
 
-pub struct CredentialRecords<'a> {
+/// The records of an applications or a credentials frame, decoded one at a time; after a
+/// malformed record, nothing more.
+pub struct Records<'a, T> {
     rest: &'a [u8],
     format: FormatVersion,
+    decode: Decoder<'a, T>,
 }
 
-impl Iterator for CredentialRecords<'_> {
-    type Item = Result<CredentialRecord, BinaryError>;
+/// Decodes one record at the start of the bytes; returns it and how many bytes it took.
+type Decoder<'a, T> = fn(&'a [u8], FormatVersion) -> Result<(T, usize), BinaryError>;
+
+pub type ApplicationRecords<'a> = Records<'a, ApplicationRecord<'a>>;
+pub type CredentialRecords<'a> = Records<'a, CredentialRecord>;
+
+impl<T> Iterator for Records<'_, T> {
+    type Item = Result<T, BinaryError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
         }
-        let record = self.decode();
-        if record.is_err() {
-            self.rest = &[];
-        }
-        Some(record)
-    }
-}
-
-impl CredentialRecords<'_> {
-    fn decode(&mut self) -> Result<CredentialRecord, BinaryError> {
-        let rest = self.rest;
-        let cut = || BinaryError::malformed("credential", "record cut short");
-        let fixed = rest.get(..36).ok_or_else(cut)?;
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&fixed[..32]);
-        let application = u32::from_le_bytes(fixed[32..36].try_into().unwrap_or_default());
-        let seconds_at = |at: usize| rest.get(at..at + 8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()));
-        // Where the flags byte is, the expiry's seconds and nanoseconds, and the length.
-        let (flags, seconds, nanos, len) = match self.format {
-            FormatVersion::V1 => {
-                let nanos = rest.get(44..48).ok_or_else(cut)?;
-                let nanos = i32::from_le_bytes(nanos.try_into().unwrap_or_default());
-                (*rest.get(48).ok_or_else(cut)?, seconds_at(36).ok_or_else(cut)?, nanos, CREDENTIAL_RECORD_LEN_V1)
+        match (self.decode)(self.rest, self.format) {
+            Ok((record, used)) => {
+                self.rest = self.rest.get(used..).unwrap_or_default();
+                Some(Ok(record))
             }
-            FormatVersion::V2 => {
-                (*rest.get(44).ok_or_else(cut)?, seconds_at(36).ok_or_else(cut)?, 0, CREDENTIAL_RECORD_LEN_V2)
+            Err(err) => {
+                self.rest = &[];
+                Some(Err(err))
             }
-            FormatVersion::V3 => {
-                let flags = *rest.get(36).ok_or_else(cut)?;
-                if flags & FLAG_EXPIRES != 0 {
-                    (flags, seconds_at(37).ok_or_else(cut)?, 0, CREDENTIAL_RECORD_LEN + CREDENTIAL_EXPIRY_LEN)
-                } else {
-                    (flags, 0, 0, CREDENTIAL_RECORD_LEN)
-                }
+        }
+    }
+}
+
+fn credential_record(rest: &[u8], format: FormatVersion) -> Result<(CredentialRecord, usize), BinaryError> {
+    let cut = || BinaryError::malformed("credential", "record cut short");
+    let fixed = rest.get(..36).ok_or_else(cut)?;
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&fixed[..32]);
+    let application = u32::from_le_bytes(fixed[32..36].try_into().unwrap_or_default());
+    let seconds_at = |at: usize| rest.get(at..at + 8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()));
+    // Where the flags byte is, the expiry's seconds and nanoseconds, and the length.
+    let (flags, seconds, nanos, len) = match format {
+        FormatVersion::V1 => {
+            let nanos = rest.get(44..48).ok_or_else(cut)?;
+            let nanos = i32::from_le_bytes(nanos.try_into().unwrap_or_default());
+            (*rest.get(48).ok_or_else(cut)?, seconds_at(36).ok_or_else(cut)?, nanos, CREDENTIAL_RECORD_LEN_V1)
+        }
+        FormatVersion::V2 => {
+            (*rest.get(44).ok_or_else(cut)?, seconds_at(36).ok_or_else(cut)?, 0, CREDENTIAL_RECORD_LEN_V2)
+        }
+        FormatVersion::V3 => {
+            let flags = *rest.get(36).ok_or_else(cut)?;
+            if flags & FLAG_EXPIRES != 0 {
+                (flags, seconds_at(37).ok_or_else(cut)?, 0, CREDENTIAL_RECORD_LEN + CREDENTIAL_EXPIRY_LEN)
+            } else {
+                (flags, 0, 0, CREDENTIAL_RECORD_LEN)
             }
-        };
-        if flags & !(FLAG_APP_KEY | FLAG_EXPIRES) != 0 {
-            return Err(BinaryError::malformed("credential", format!("unknown flags {flags:#04x}")));
         }
-        let kind = if flags & FLAG_APP_KEY != 0 { KeyKind::AppKey } else { KeyKind::UserKey };
-        let expires_at = if flags & FLAG_EXPIRES != 0 {
-            Some(Timestamp::new(seconds, nanos).map_err(|e| BinaryError::malformed("credential expiry", e))?)
-        } else {
-            None
-        };
-        self.rest = &rest[len..];
-        Ok(CredentialRecord { hash, kind, application, expires_at })
+    };
+    if flags & !(FLAG_APP_KEY | FLAG_EXPIRES) != 0 {
+        return Err(BinaryError::malformed("credential", format!("unknown flags {flags:#04x}")));
+    }
+    let kind = if flags & FLAG_APP_KEY != 0 { KeyKind::AppKey } else { KeyKind::UserKey };
+    let expires_at = if flags & FLAG_EXPIRES != 0 {
+        Some(Timestamp::new(seconds, nanos).map_err(|e| BinaryError::malformed("credential expiry", e))?)
+    } else {
+        None
+    };
+    Ok((CredentialRecord { hash, kind, application, expires_at }, len))
+}
+
+fn application_record(rest: &[u8], format: FormatVersion) -> Result<(ApplicationRecord<'_>, usize), BinaryError> {
+    match format {
+        FormatVersion::V1 => application_record_v1(rest),
+        FormatVersion::V2 | FormatVersion::V3 => application_record_v2(rest),
     }
 }
 
-pub struct ApplicationRecords<'a> {
-    rest: &'a [u8],
-    format: FormatVersion,
+fn application_record_v2(rest: &[u8]) -> Result<(ApplicationRecord<'_>, usize), BinaryError> {
+    let cut = || BinaryError::malformed("application", "record cut short");
+    let id =
+        Uuid::from_slice(rest.get(..16).ok_or_else(cut)?).map_err(|e| BinaryError::malformed("application id", e))?;
+    let (plan, used) = read_varint(&rest[16..])
+        .ok_or_else(|| BinaryError::malformed("application plan index", "a varint cut short or over 32 bits"))?;
+    let at = 16 + used;
+    let byte = *rest.get(at).ok_or_else(cut)?;
+    if byte & !(STATE_MASK | STATE_HAS_APP_ID) != 0 {
+        return Err(BinaryError::malformed("application state", format!("unknown bits in {byte:#04x}")));
+    }
+    let state = parse_state(byte & STATE_MASK)?;
+    let mut end = at + 1;
+    let app_id = if byte & STATE_HAS_APP_ID != 0 {
+        let (len, used) = read_varint(&rest[end..])
+            .ok_or_else(|| BinaryError::malformed("application app_id length", "a varint cut short or over 32 bits"))?;
+        let start = end + used;
+        end = start.checked_add(len as usize).ok_or_else(cut)?;
+        let bytes = rest.get(start..end).ok_or_else(|| BinaryError::malformed("application", "app_id cut short"))?;
+        Some(std::str::from_utf8(bytes).map_err(|e| BinaryError::malformed("application app_id", e))?)
+    } else {
+        None
+    };
+    Ok((ApplicationRecord { id, plan, state, app_id }, end))
 }
 
-impl<'a> Iterator for ApplicationRecords<'a> {
-    type Item = Result<ApplicationRecord<'a>, BinaryError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let record = self.decode();
-        if record.is_err() {
-            self.rest = &[];
-        }
-        Some(record)
+fn application_record_v1(rest: &[u8]) -> Result<(ApplicationRecord<'_>, usize), BinaryError> {
+    const FIXED: usize = 16 + 4 + 1 + 2;
+    if rest.len() < FIXED {
+        return Err(BinaryError::malformed("application", "record cut short"));
     }
-}
-
-impl<'a> ApplicationRecords<'a> {
-    fn decode(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
-        match self.format {
-            FormatVersion::V1 => self.decode_v1(),
-            FormatVersion::V2 | FormatVersion::V3 => self.decode_v2(),
-        }
-    }
-
-    fn decode_v2(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
-        let cut = || BinaryError::malformed("application", "record cut short");
-        let rest = self.rest;
-        let id = Uuid::from_slice(rest.get(..16).ok_or_else(cut)?)
-            .map_err(|e| BinaryError::malformed("application id", e))?;
-        let (plan, used) = read_varint(&rest[16..])
-            .ok_or_else(|| BinaryError::malformed("application plan index", "a varint cut short or over 32 bits"))?;
-        let at = 16 + used;
-        let byte = *rest.get(at).ok_or_else(cut)?;
-        if byte & !(STATE_MASK | STATE_HAS_APP_ID) != 0 {
-            return Err(BinaryError::malformed("application state", format!("unknown bits in {byte:#04x}")));
-        }
-        let state = parse_state(byte & STATE_MASK)?;
-        let mut end = at + 1;
-        let app_id = if byte & STATE_HAS_APP_ID != 0 {
-            let (len, used) = read_varint(&rest[end..]).ok_or_else(|| {
-                BinaryError::malformed("application app_id length", "a varint cut short or over 32 bits")
-            })?;
-            let start = end + used;
-            end = start.checked_add(len as usize).ok_or_else(cut)?;
-            let bytes =
-                rest.get(start..end).ok_or_else(|| BinaryError::malformed("application", "app_id cut short"))?;
-            Some(std::str::from_utf8(bytes).map_err(|e| BinaryError::malformed("application app_id", e))?)
-        } else {
-            None
-        };
-        self.rest = &rest[end..];
-        Ok(ApplicationRecord { id, plan, state, app_id })
-    }
-
-    fn decode_v1(&mut self) -> Result<ApplicationRecord<'a>, BinaryError> {
-        const FIXED: usize = 16 + 4 + 1 + 2;
-        let rest = self.rest;
-        if rest.len() < FIXED {
-            return Err(BinaryError::malformed("application", "record cut short"));
-        }
-        let id = Uuid::from_slice(&rest[..16]).map_err(|e| BinaryError::malformed("application id", e))?;
-        let plan = u32::from_le_bytes(rest[16..20].try_into().unwrap_or_default());
-        let state = parse_state(rest[20])?;
-        let len = u16::from_le_bytes([rest[21], rest[22]]);
-        let (app_id, used) = if len == NO_APP_ID_V1 {
-            (None, FIXED)
-        } else {
-            let end = FIXED + usize::from(len);
-            let bytes =
-                rest.get(FIXED..end).ok_or_else(|| BinaryError::malformed("application", "app_id cut short"))?;
-            let text = std::str::from_utf8(bytes).map_err(|e| BinaryError::malformed("application app_id", e))?;
-            (Some(text), end)
-        };
-        self.rest = &rest[used..];
-        Ok(ApplicationRecord { id, plan, state, app_id })
-    }
+    let id = Uuid::from_slice(&rest[..16]).map_err(|e| BinaryError::malformed("application id", e))?;
+    let plan = u32::from_le_bytes(rest[16..20].try_into().unwrap_or_default());
+    let state = parse_state(rest[20])?;
+    let len = u16::from_le_bytes([rest[21], rest[22]]);
+    let (app_id, used) = if len == NO_APP_ID_V1 {
+        (None, FIXED)
+    } else {
+        let end = FIXED + usize::from(len);
+        let bytes = rest.get(FIXED..end).ok_or_else(|| BinaryError::malformed("application", "app_id cut short"))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| BinaryError::malformed("application app_id", e))?;
+        (Some(text), end)
+    };
+    Ok((ApplicationRecord { id, plan, state, app_id }, used))
 }
 
 fn parse_state(byte: u8) -> Result<ApplicationState, BinaryError> {
