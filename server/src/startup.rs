@@ -104,6 +104,7 @@ pub fn build(
     let static_dir = settings.static_dir.clone();
 
     let pool = web::Data::new(pool);
+    let reports = web::Data::new(tollgate_core::usage::recent::RecentReports::default());
     let sessions = web::Data::new(sessions);
     let hasher_handle = hasher.clone();
     let hasher = web::Data::new(hasher);
@@ -113,6 +114,7 @@ pub fn build(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(pool.clone())
+            .app_data(reports.clone())
             .app_data(sessions.clone())
             .app_data(hasher.clone())
             .app_data(cookie_policy.clone())

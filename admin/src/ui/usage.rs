@@ -10,6 +10,7 @@ use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{self, GatewayView};
 use tollgate_core::usage::levels::{self, AlertLevel};
+use tollgate_core::usage::recent::RecentReports;
 use tollgate_core::usage::report::{
     self, FailedCallView, Percentile, ReportPeriod, Scope, TimeZoneName, Timestamp, TopEntry, UsageReport, Violation,
 };
@@ -122,6 +123,7 @@ pub async fn dashboard(
     _admin: AdminUser,
     session: Session,
     pool: web::Data<PgPool>,
+    reports: web::Data<RecentReports>,
     query: web::Query<UsageQuery>,
 ) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
@@ -129,8 +131,8 @@ pub async fn dashboard(
     // The report and the top lists each read the period's rollups once; run them side by side.
     let utc = TimeZoneName::utc();
     let (report, top) = tokio::try_join!(
-        report::report(&pool, Scope::default(), period, &utc, now),
-        report::top(&pool, period, now, 10),
+        reports.report(&pool, Scope::default(), period, &utc, now),
+        reports.top(&pool, period, now, 10),
     )?;
     let traffic = report::traffic_per_api(&pool, &report).await?;
     let traffic_chart = TimeChart {
@@ -191,6 +193,7 @@ pub async fn drill_down(
     _admin: AdminUser,
     session: Session,
     pool: web::Data<PgPool>,
+    reports: web::Data<RecentReports>,
     query: web::Query<UsageQuery>,
 ) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
@@ -201,7 +204,7 @@ pub async fn drill_down(
         Some(app) => report::plan_time_zone(&pool, app).await?,
         None => TimeZoneName::utc(),
     };
-    let report = report::report(&pool, scope, period, &tz, now).await?;
+    let report = reports.report(&pool, scope, period, &tz, now).await?;
     let (limit_bars, failed) = match scope.application {
         Some(app) => (
             usage_view::limit_bars(&report::limits(&pool, app, now).await?),
@@ -234,6 +237,7 @@ pub async fn drill_down(
 pub async fn csv(
     _admin: AdminUser,
     pool: web::Data<PgPool>,
+    reports: web::Data<RecentReports>,
     query: web::Query<UsageQuery>,
 ) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
@@ -250,8 +254,8 @@ pub async fn csv(
             .ok_or_else(|| tollgate_core::Error::invalid("application", "choose an application for this table"))
     };
     let csv = match table {
-        UsageTable::Usage => usage_view::usage_csv(&report::report(&pool, scope, period, &tz, now).await?),
-        UsageTable::Status => usage_view::status_csv(&report::report(&pool, scope, period, &tz, now).await?),
+        UsageTable::Usage => usage_view::usage_csv(&reports.report(&pool, scope, period, &tz, now).await?),
+        UsageTable::Status => usage_view::status_csv(&reports.report(&pool, scope, period, &tz, now).await?),
         UsageTable::Limits => usage_view::limits_csv(&report::limits(&pool, need_app()?, now).await?),
         UsageTable::Failed => usage_view::failed_csv(&report::failed_calls(&pool, need_app()?).await?),
     };

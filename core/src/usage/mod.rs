@@ -24,6 +24,7 @@ use crate::{Error, Result};
 pub mod alerts;
 pub mod buckets;
 pub mod levels;
+pub mod recent;
 pub mod report;
 pub mod retention;
 

@@ -130,7 +130,7 @@ fn granularity_period(granularity: Granularity) -> Period {
 }
 
 /// Whose usage a report covers: every filter given must hold (they are ANDed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Scope {
     pub application: Option<Uuid>,
     pub api: Option<Uuid>,

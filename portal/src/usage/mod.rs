@@ -9,6 +9,7 @@ use askama::Template;
 use tollgate_core::applications::{self, ApplicationId, ApplicationView};
 use tollgate_core::db::PgPool;
 use tollgate_core::usage::levels::{self, AlertLevel};
+use tollgate_core::usage::recent::RecentReports;
 use tollgate_core::usage::report::{self, FailedCallView, Percentile, ReportPeriod, Scope, Timestamp, UsageReport};
 use tollgate_web::usage_view::{self, UsageTable};
 use tollgate_web::{Chrome, CsrfForm, PageResult, Session, SignedInUser, parse_id, render, see_other};
@@ -53,6 +54,7 @@ struct UsagePage {
 
 async fn load(
     pool: &PgPool,
+    reports: &RecentReports,
     user: &tollgate_core::accounts::UserSummary,
     raw_id: &str,
     period: ReportPeriod,
@@ -61,7 +63,7 @@ async fn load(
     let app = applications::get(pool, account, ApplicationId(parse_id(raw_id)?)).await?;
     let tz = report::plan_time_zone(pool, app.id.0).await?;
     let scope = Scope { application: Some(app.id.0), api: Some(app.api_id), ..Scope::default() };
-    let report = report::report(pool, scope, period, &tz, Timestamp::now()).await?;
+    let report = reports.report(pool, scope, period, &tz, Timestamp::now()).await?;
     Ok((app, report))
 }
 
@@ -75,11 +77,12 @@ pub async fn show(
     SignedInUser(user): SignedInUser,
     session: Session,
     pool: web::Data<PgPool>,
+    reports: web::Data<RecentReports>,
     path: web::Path<String>,
     query: web::Query<SavedQuery>,
 ) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
-    let (app, report) = load(&pool, &user, &path, period).await?;
+    let (app, report) = load(&pool, &reports, &user, &path, period).await?;
     let limits = report::limits(&pool, app.id.0, Timestamp::now()).await?;
     let failed = report::failed_calls(&pool, app.id.0).await?;
     let muted = levels::muted_levels(&pool, app.account_id.0, app.id.0).await?;
@@ -113,12 +116,13 @@ pub async fn show(
 pub async fn csv(
     SignedInUser(user): SignedInUser,
     pool: web::Data<PgPool>,
+    reports: web::Data<RecentReports>,
     path: web::Path<String>,
     query: web::Query<UsageQuery>,
 ) -> PageResult<HttpResponse> {
     let period = ReportPeriod::parse(query.period.as_deref())?;
     let table = UsageTable::parse(query.table.as_deref())?;
-    let (app, report) = load(&pool, &user, &path, period).await?;
+    let (app, report) = load(&pool, &reports, &user, &path, period).await?;
     let csv = match table {
         UsageTable::Usage => usage_view::usage_csv(&report),
         UsageTable::Status => usage_view::status_csv(&report),

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use tollgate_core::db::PgPool;
+use tollgate_core::usage::recent::RecentReports;
 use tollgate_protocol::UsageBatch;
 
 use super::auth;
@@ -11,11 +12,15 @@ use super::error::{AgentApiError, parse_body};
 pub async fn ingest(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    reports: web::Data<RecentReports>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
     let batch: UsageBatch = parse_body(&body)?;
     let ack = tollgate_core::usage::ingest(&pool, gateway.id, &batch).await?;
+    if !ack.duplicate {
+        reports.usage_changed();
+    }
     metrics::counter!("tollgate_usage_batches_total", "duplicate" => ack.duplicate.to_string()).increment(1);
     if !ack.duplicate && batch.failed_calls_dropped > 0 {
         // Failed calls the agent sampled away under load: the table shows a sample.

@@ -515,3 +515,26 @@ async fn counters_near_the_largest_number_do_not_break_the_pages(pool: PgPool) {
     let mine = s.app.get(&format!("/apps/{}/usage?period=1h", s.app_id)).await;
     assert_eq!(mine.status(), 200);
 }
+
+/// The usage pages reuse a report for a few seconds, but never past a batch this server
+/// counted: a page read just before new usage arrives shows it on the next read.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_page_read_before_a_batch_shows_the_batch_on_the_next_read(pool: PgPool) {
+    let s = setup(pool).await;
+    let hits = metric(&s.app.pool, s.app_id, "hits").await;
+    let now = jiff::Timestamp::now().as_second() / 60 * 60;
+    let page = format!("/apps/{}/usage?period=1h", s.app_id);
+    let admin = TestApp { base: s.app.base.clone(), pool: s.app.pool.clone(), client: client() };
+    admin.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    let dashboard = || async { admin.get("/admin?period=1h").await.text().await.unwrap() };
+    assert!(s.app.get(&page).await.text().await.unwrap().contains("No calls in this period"));
+    assert!(!dashboard().await.contains("Metered</a></td>"), "no calls yet");
+
+    for (batch, total) in [(4, 4), (3, 7)] {
+        post_batch(&s, vec![entry(s.app_id, hits, now, StatusClass::Success, batch, 1)]).await;
+        let html = s.app.get(&page).await.text().await.unwrap();
+        assert_eq!(calls_on_page(&html, "hits"), total);
+        let home = dashboard().await;
+        assert!(home.contains(&format!("Metered</a></td><td>{total}</td>")), "top applications: {home}");
+    }
+}
