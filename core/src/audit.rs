@@ -100,17 +100,12 @@ pub async fn list(
     let action = filter.action.as_deref().map(|a| format!("{}%", crate::db::like_escape(a)));
     let actor = filter.actor.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        // The page's ids come from the index alone (an index-only walk past the offset's rows
-        // when nothing is filtered), then only its own rows are read.
         r#"SELECT id, at, actor_label, action, entity, entity_id, before, after
            FROM audit_log
-           WHERE id IN (
-             SELECT id FROM audit_log
-             WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
-               AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
-               AND ($7::int8 IS NULL OR id < $7)
-             ORDER BY id DESC LIMIT $5 OFFSET $6)
-           ORDER BY id DESC"#,
+           WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
+             AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
+             AND ($7::int8 IS NULL OR id < $7)
+           ORDER BY id DESC LIMIT $5 OFFSET $6"#,
         filter.entity,
         filter.entity_id,
         action,

@@ -528,19 +528,17 @@ async fn load_for_admins(
                 r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
                           ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
                    FROM (
-                     -- The page's ids are cut from the index alone (an index-only walk past the
-                     -- offset's rows), then only its own rows are read and joined.
-                     SELECT * FROM applications ap WHERE ap.id IN (
-                       SELECT pg.id FROM applications pg
-                       WHERE ($1::application_state IS NULL OR pg.state = $1)
-                         AND ($2::uuid IS NULL OR pg.api_id = $2)
-                         AND ($3::uuid IS NULL OR pg.account_id = $3)
-                         AND ($6::uuid IS NULL OR pg.id = $6)
-                         -- Newest first: later rows are older, or as old with a greater id.
-                         AND ($7::uuid IS NULL OR pg.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
-                         AND ($7::uuid IS NULL OR pg.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR pg.id > $7)
-                       ORDER BY pg.created_at DESC, pg.id
-                       LIMIT $4 OFFSET $5)
+                     -- The page is cut from the applications alone (an index walk), then joined.
+                     SELECT * FROM applications ap
+                     WHERE ($1::application_state IS NULL OR ap.state = $1)
+                       AND ($2::uuid IS NULL OR ap.api_id = $2)
+                       AND ($3::uuid IS NULL OR ap.account_id = $3)
+                       AND ($6::uuid IS NULL OR ap.id = $6)
+                       -- Newest first: later rows are older, or as old with a greater id.
+                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
+                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
+                     ORDER BY ap.created_at DESC, ap.id
+                     LIMIT $4 OFFSET $5
                    ) ap
                    JOIN accounts ac ON ac.id = ap.account_id
                    JOIN api_products a ON a.id = ap.api_id
