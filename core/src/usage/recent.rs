@@ -22,8 +22,10 @@ use crate::Result;
 /// The longest a report is reused.
 pub const FRESH_FOR: Duration = Duration::from_secs(5);
 
-/// Reports kept at most per kind; beyond, stale ones are dropped, then all.
-const MAX_ENTRIES: usize = 1024;
+/// Reports kept at most per kind; beyond, stale ones are dropped, then all. A report of an API
+/// with 200 methods by minute is about 100 KB, so this bounds the memory to tens of MB; past
+/// 256 different pages in 5 s, reports are read again, as before.
+const MAX_ENTRIES: usize = 256;
 
 /// One server's recent reports. Shared by its workers.
 #[derive(Default)]
