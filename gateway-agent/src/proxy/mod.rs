@@ -22,7 +22,6 @@ pub(crate) mod check;
 pub(crate) mod connections;
 pub(crate) mod cors;
 pub(crate) mod decision;
-pub(crate) mod direct;
 pub(crate) mod forward;
 pub(crate) mod host;
 pub(crate) mod limits;
@@ -64,7 +63,7 @@ use crate::usage::failed_calls::Failure;
 use crate::usage::groups::GroupTag;
 use access_log::{AccessLog, Entry, Verdict};
 use body::{BodyWatch, ClientBody};
-use connections::{Connections, UpstreamBody, UpstreamError};
+use connections::{Connections, UpstreamError};
 use host::{InvalidHost, RequestHost};
 use ratelimit::RateLimit;
 use reply::{Body, Refusal};
@@ -581,7 +580,7 @@ impl Proxy {
 
     /// Response filter: the upstream's answer without hop-by-hop headers, with the
     /// `RateLimit-*` headers and the API's own.
-    fn response_filter(&self, call: &Call<'_>, response: Response<UpstreamBody>, answered: Timestamp) -> Response<Body> {
+    fn response_filter(&self, call: &Call<'_>, response: Response<Incoming>, answered: Timestamp) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         forward::strip_hop_by_hop(&mut parts.headers);
         if let Some(rate) = &call.rate {
