@@ -1,5 +1,5 @@
-//! Status reports to the management server: on every applied or rejected revision, and
-//! every [`INTERVAL`] as the agent's heartbeat.
+//! Status reports to the management server: on every applied or rejected revision (at most
+//! one per [`MIN_GAP`], the latest), and every [`INTERVAL`] as the agent's heartbeat.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,12 @@ use super::client::ControlPlane;
 /// Heartbeat period of status reports.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 
+/// Least time between two reports. Under a burst of changes (an admin script suspending
+/// applications one by one) every agent reported every revision, each a request and an
+/// `UPDATE` on the management server: the server learns the latest revision within this
+/// long instead.
+pub(crate) const MIN_GAP: Duration = Duration::from_millis(500);
+
 /// Posts the latest status whenever it changes (coalescing bursts) and every [`INTERVAL`];
 /// retries a failed post sooner, with backoff.
 pub(crate) async fn report(
@@ -26,6 +32,7 @@ pub(crate) async fn report(
     let mut failing = false;
     loop {
         let current = status.borrow_and_update().clone();
+        let posted = tokio::time::Instant::now();
         let wait = match post(&control_plane, &current).await {
             Ok(()) => {
                 if std::mem::take(&mut failing) {
@@ -46,6 +53,11 @@ pub(crate) async fn report(
         tokio::select! {
             changed = status.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        // Changes arriving meanwhile are folded into the next report.
+        tokio::select! {
+            _ = tokio::time::sleep_until(posted + MIN_GAP) => {}
             _ = stop.changed() => return,
         }
     }

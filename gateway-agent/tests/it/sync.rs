@@ -373,3 +373,32 @@ async fn an_agent_still_syncs_from_a_server_that_only_speaks_ndjson() {
     .await;
     agent.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_revisions_is_reported_as_its_latest_not_one_report_each() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let ready = format!("http://{}/ready", agent.admin_addr());
+    // Twenty revisions, each applied before the next is pushed (an admin script suspending
+    // applications one by one).
+    for _ in 0..20 {
+        cp.push(delta(&cp, vec![]));
+        let revision = cp.revision();
+        eventually("the agent to apply the revision", || {
+            let ready = ready.clone();
+            async move { (get(&ready, &[]).await.json()["revision"].as_u64() == Some(revision)).then_some(()) }
+        })
+        .await;
+    }
+    let last = cp.revision();
+    eventually("the agent to report the last revision", || async {
+        (cp.last_status()?.applied_revision == Some(last)).then_some(())
+    })
+    .await;
+    let reports = cp.statuses().iter().filter(|status| status.applied_revision.is_some_and(|r| r > 1)).count();
+    assert!(reports < 10, "{reports} reports for 20 revisions");
+    agent.shutdown().await.expect("clean shutdown");
+}

@@ -7,13 +7,15 @@
 //! gets the same messages in the binary framing of `tollgate_protocol::binary`
 //! (format version 2, the only one this server writes): the
 //! preamble at once, a snapshot streamed from Postgres as it is read (shared
-//! with the other agents asking at once, see builds.rs), keep-alive frames
+//! with the other agents asking at once, see builds.rs; deltas are shared
+//! too, see deltas.rs), keep-alive frames
 //! every second while it waits, then deltas and heartbeats as JSON frames. An
 //! agent asking for the bare binary type reads only format version 1, so it gets
 //! NDJSON, which it also accepts, rather than a stream it would refuse.
 //! Every stream runs on the main runtime, never on the actix worker.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -22,12 +24,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::sync::{mpsc, watch};
 use tollgate_core::db::PgPool;
 use tollgate_core::gateways::{AuthenticatedGateway, GatewayId, is_live, set_connected};
-use tollgate_core::sync::{build_delta, build_snapshot};
+use tollgate_core::sync::build_snapshot;
 use tollgate_protocol::binary::{self, BINARY_MEDIA_TYPE, FrameKind};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
 
 use super::auth;
 use super::builds::SnapshotBuilds;
+use super::deltas::SharedDeltas;
 use super::error::AgentApiError;
 use super::notifier::ConfigNotifier;
 
@@ -71,7 +74,8 @@ pub async fn open(
     let head = notifier.subscribe();
     let stopping = notifier.stopping();
     let builds = notifier.builds();
-    let session = Session { pool: pool.get_ref().clone(), builds: builds.clone(), head, stopping, tx };
+    let deltas = notifier.deltas();
+    let session = Session { pool: pool.get_ref().clone(), builds: builds.clone(), deltas, head, stopping, tx };
     builds.runtime().spawn(stream(session, gateway, query.revision, encoding));
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|line| (line, rx)) });
     let content_type = match encoding {
@@ -89,31 +93,27 @@ fn encode(message: &ConfigMessage) -> Result<Bytes, AgentApiError> {
 
 /// What the agent needs to move from `from` to the head: a delta, or a
 /// snapshot when no delta can be made. Returns the message and its revision.
-async fn catch_up(pool: &PgPool, from: Option<u64>) -> Result<(ConfigMessage, u64), AgentApiError> {
-    if let Some(caught_up) = delta_from(pool, from).await? {
+async fn catch_up(
+    pool: &PgPool,
+    deltas: &SharedDeltas,
+    from: Option<u64>,
+    head: Option<u64>,
+) -> Result<(Arc<ConfigMessage>, u64), AgentApiError> {
+    if let Some(from) = from
+        && let Some(caught_up) = deltas.from(pool, from, head).await?
+    {
         return Ok(caught_up);
     }
     let snapshot = build_snapshot(pool).await?;
     let revision = snapshot.revision;
-    Ok((ConfigMessage::Snapshot(snapshot), revision))
-}
-
-/// A delta (or a heartbeat when nothing changed) from `from` to the head, if
-/// one can be made; with its revision.
-async fn delta_from(pool: &PgPool, from: Option<u64>) -> Result<Option<(ConfigMessage, u64)>, AgentApiError> {
-    let Some(from) = from else { return Ok(None) };
-    let Some(delta) = build_delta(pool, from).await? else { return Ok(None) };
-    let revision = delta.revision;
-    if delta.changes.is_empty() && revision == from {
-        return Ok(Some((ConfigMessage::Heartbeat(Heartbeat { revision, at: jiff::Timestamp::now() }), revision)));
-    }
-    Ok(Some((ConfigMessage::Delta(delta), revision)))
+    Ok((Arc::new(ConfigMessage::Snapshot(snapshot)), revision))
 }
 
 /// What one agent's stream needs.
 struct Session {
     pool: PgPool,
-    builds: std::sync::Arc<SnapshotBuilds>,
+    builds: Arc<SnapshotBuilds>,
+    deltas: Arc<SharedDeltas>,
     head: watch::Receiver<u64>,
     stopping: watch::Receiver<bool>,
     tx: mpsc::Sender<Line>,
@@ -126,7 +126,9 @@ async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Optio
     tracing::info!(agent = %gateway.name, from = ?from, ?encoding, "agent connected to the config stream");
     let pumping = async {
         match encoding {
-            Encoding::Json => pump(&pool, from, &mut session.head, &mut session.stopping, &session.tx).await,
+            Encoding::Json => {
+                pump(&pool, &session.deltas, from, &mut session.head, &mut session.stopping, &session.tx).await
+            }
             Encoding::Binary => pump_binary(&mut session, from).await,
         }
     };
@@ -159,12 +161,13 @@ async fn revoked(pool: &PgPool, id: GatewayId) {
 
 async fn pump(
     pool: &PgPool,
+    deltas: &SharedDeltas,
     from: Option<u64>,
     head: &mut watch::Receiver<u64>,
     stopping: &mut watch::Receiver<bool>,
     tx: &mpsc::Sender<Line>,
 ) -> Result<(), AgentApiError> {
-    let (message, mut sent) = catch_up(pool, from).await?;
+    let (message, mut sent) = catch_up(pool, deltas, from, None).await?;
     if tx.send(Ok(encode(&message)?)).await.is_err() {
         return Ok(());
     }
@@ -176,10 +179,11 @@ async fn pump(
                 if changed.is_err() {
                     return Ok(());
                 }
-                if *head.borrow_and_update() <= sent {
+                let at = *head.borrow_and_update();
+                if at <= sent {
                     continue;
                 }
-                let (message, revision) = catch_up(pool, Some(sent)).await?;
+                let (message, revision) = catch_up(pool, deltas, Some(sent), Some(at)).await?;
                 if tx.send(Ok(encode(&message)?)).await.is_err() {
                     return Ok(());
                 }
@@ -207,7 +211,7 @@ async fn pump_binary(session: &mut Session, from: Option<u64>) -> Result<(), Age
     if session.tx.send(Ok(Bytes::from_static(&PREAMBLE))).await.is_err() {
         return Ok(());
     }
-    let Some(mut sent) = catch_up_binary(session, from).await? else { return Ok(()) };
+    let Some(mut sent) = catch_up_binary(session, from, None).await? else { return Ok(()) };
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     heartbeat.tick().await;
     loop {
@@ -216,10 +220,11 @@ async fn pump_binary(session: &mut Session, from: Option<u64>) -> Result<(), Age
                 if changed.is_err() {
                     return Ok(());
                 }
-                if *session.head.borrow_and_update() <= sent {
+                let at = *session.head.borrow_and_update();
+                if at <= sent {
                     continue;
                 }
-                let Some(revision) = catch_up_binary(session, Some(sent)).await? else { return Ok(()) };
+                let Some(revision) = catch_up_binary(session, Some(sent), Some(at)).await? else { return Ok(()) };
                 sent = revision;
                 heartbeat.reset();
             }
@@ -249,10 +254,17 @@ const PREAMBLE: [u8; binary::PREAMBLE_LEN] = {
 
 const KEEP_ALIVE: [u8; binary::FRAME_HEADER_LEN] = [FrameKind::KeepAlive as u8, 0, 0, 0, 0];
 
-/// Sends what moves the agent from `from` to the head; the revision it is at
-/// afterwards, `None` if the agent left.
-async fn catch_up_binary(session: &mut Session, from: Option<u64>) -> Result<Option<u64>, AgentApiError> {
-    if let Some((message, revision)) = delta_from(&session.pool, from).await? {
+/// Sends what moves the agent from `from` to the head (`woken_for`: the head that woke
+/// the stream; `None` when it has just opened); the revision it is at afterwards, `None` if
+/// the agent left.
+async fn catch_up_binary(
+    session: &mut Session,
+    from: Option<u64>,
+    woken_for: Option<u64>,
+) -> Result<Option<u64>, AgentApiError> {
+    if let Some(from) = from
+        && let Some((message, revision)) = session.deltas.from(&session.pool, from, woken_for).await?
+    {
         return Ok(session.tx.send(Ok(encode_frame(&message)?)).await.ok().map(|()| revision));
     }
     let key = *session.head.borrow();

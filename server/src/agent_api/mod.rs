@@ -4,6 +4,7 @@
 mod auth;
 mod builds;
 mod config_stream;
+mod deltas;
 mod error;
 mod notifier;
 mod status;

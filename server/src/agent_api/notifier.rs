@@ -9,12 +9,14 @@ use tollgate_core::db::PgPool;
 use tollgate_core::sync::follow_head;
 
 use super::builds::SnapshotBuilds;
+use super::deltas::SharedDeltas;
 
 #[derive(Clone)]
 pub struct ConfigNotifier {
     head: watch::Receiver<u64>,
     stopping: watch::Receiver<bool>,
     builds: Arc<SnapshotBuilds>,
+    deltas: Arc<SharedDeltas>,
 }
 
 impl ConfigNotifier {
@@ -28,7 +30,7 @@ impl ConfigNotifier {
             let _ = stop_tx.send(true);
         });
         let builds = SnapshotBuilds::new(pool.clone());
-        ConfigNotifier { head: follow_head(pool), stopping, builds }
+        ConfigNotifier { head: follow_head(pool), stopping, builds, deltas: Arc::default() }
     }
 
     /// Becomes true when the process is asked to stop.
@@ -39,6 +41,11 @@ impl ConfigNotifier {
     /// The binary snapshot builds shared by this replica's streams.
     pub fn builds(&self) -> Arc<SnapshotBuilds> {
         self.builds.clone()
+    }
+
+    /// The deltas shared by this replica's streams.
+    pub fn deltas(&self) -> Arc<SharedDeltas> {
+        self.deltas.clone()
     }
 
     /// A receiver that wakes whenever the head revision advances.

@@ -189,6 +189,61 @@ async fn a_returning_agent_gets_only_what_it_missed(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn agents_at_the_same_revision_share_one_read_of_the_change_feed(pool: PgPool) {
+    let s = setup(pool).await;
+    let mut first = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = first.next().await else { panic!("snapshot") };
+
+    // Three agents up to date: one read of the feed answers them all, so the very same
+    // heartbeat (a read each would stamp each its own time).
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(open_stream(&s.app, &s.token, Some(snapshot.revision)).await);
+    }
+    let mut beats = Vec::new();
+    for stream in &mut streams {
+        match stream.next().await {
+            ConfigMessage::Heartbeat(beat) => beats.push(beat),
+            other => panic!("a heartbeat first, not {other:?}"),
+        }
+    }
+    assert_eq!(beats[0].revision, snapshot.revision);
+    assert!(beats.iter().all(|beat| *beat == beats[0]), "{beats:#?}");
+
+    // A change reaches every one of them, as the same delta from where they were.
+    let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
+    let basic = list_plans(&s.app.pool, api.id).await.unwrap().into_iter().find(|p| p.system_name == "basic").unwrap();
+    let app = applications::create(
+        &s.app.pool,
+        s.account,
+        &NewApplication { plan_id: basic.id, name: "Shared".into(), description: String::new() },
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    let mut deltas = Vec::new();
+    for stream in streams.iter_mut().chain([&mut first]) {
+        loop {
+            match stream.next().await {
+                ConfigMessage::Delta(delta) => {
+                    deltas.push(delta);
+                    break;
+                }
+                ConfigMessage::Heartbeat(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(deltas.iter().all(|delta| *delta == deltas[0]), "{deltas:#?}");
+    assert_eq!(deltas[0].base_revision, snapshot.revision);
+    assert!(
+        deltas[0].changes.iter().any(|change| matches!(change, Change::UpsertApplication(a) if a.id == app.id.0)),
+        "{:#?}",
+        deltas[0]
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     let s = setup(pool).await;
     let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
