@@ -12,7 +12,7 @@ use tollgate_core::applications::{
 };
 use tollgate_core::audit::Actor;
 use tollgate_core::db::{self, PgPool};
-use tollgate_core::plans::{PlanId, PlanSummary, list_plans};
+use tollgate_core::plans::{PlanId, PlanSummary, list_plans_of};
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, PublicUrl, Session, parse_id, render, see_other,
 };
@@ -28,7 +28,7 @@ struct ListPage {
     chrome: Chrome,
     apps: Vec<AdminApplicationView>,
     /// The plans of each API in the list, for the "move to plan" control.
-    plans: std::collections::HashMap<uuid::Uuid, Vec<PlanSummary>>,
+    plans: std::collections::HashMap<ApiId, Vec<PlanSummary>>,
     state: Option<ApplicationState>,
     q: String,
     total: i64,
@@ -65,7 +65,7 @@ impl ListPage {
 
     fn plans_for(&self, app: &AdminApplicationView) -> Vec<PlanSummary> {
         self.plans
-            .get(&app.api_id)
+            .get(&ApiId(app.api_id))
             .map(|plans| plans.iter().filter(|p| p.id != app.plan_id).cloned().collect())
             .unwrap_or_default()
     }
@@ -109,12 +109,10 @@ pub async fn list(
         }
         _ => None,
     };
-    let mut plans = std::collections::HashMap::new();
-    for app in &apps {
-        if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(app.api_id) {
-            slot.insert(list_plans(&pool, ApiId(app.api_id)).await?);
-        }
-    }
+    let mut apis: Vec<ApiId> = apps.iter().map(|app| ApiId(app.api_id)).collect();
+    apis.sort_unstable_by_key(|api| api.0);
+    apis.dedup();
+    let plans = list_plans_of(&pool, &apis).await?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(
         StatusCode::OK,

@@ -1,6 +1,6 @@
 //! Application plans with their usage limits and prices.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -306,6 +306,31 @@ pub async fn list_plans(pool: &PgPool, api: ApiId) -> Result<Vec<PlanSummary>> {
             published: r.published,
         })
         .collect())
+}
+
+/// The plans of each of `apis`, each API's in the order of [`list_plans`]: one query for a
+/// page of applications on many APIs, where a query per API was made.
+pub async fn list_plans_of(pool: &PgPool, apis: &[ApiId]) -> Result<HashMap<ApiId, Vec<PlanSummary>>> {
+    let ids: Vec<Uuid> = apis.iter().map(|api| api.0).collect();
+    let rows = sqlx::query!(
+        "SELECT id, api_id, system_name, name, monthly_fee, currency, published FROM plans
+         WHERE api_id = ANY($1) ORDER BY api_id, position, monthly_fee, name",
+        &ids
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut plans: HashMap<ApiId, Vec<PlanSummary>> = HashMap::with_capacity(apis.len());
+    for r in rows {
+        plans.entry(ApiId(r.api_id)).or_default().push(PlanSummary {
+            id: PlanId(r.id),
+            system_name: r.system_name,
+            name: r.name,
+            monthly_fee: r.monthly_fee,
+            currency: r.currency,
+            published: r.published,
+        });
+    }
+    Ok(plans)
 }
 
 /// A plan a developer can subscribe to, with its API, for the sign-up form.

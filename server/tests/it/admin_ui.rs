@@ -309,3 +309,63 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
             .unwrap();
     assert_eq!(actions, ["gateway.create", "gateway.create", "gateway.rename", "gateway.revoke"]);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn each_application_on_the_list_is_offered_the_plans_of_its_own_api(pool: PgPool) {
+    use tollgate_core::apis::{NewApi, create_from_spec};
+    use tollgate_core::audit::Actor;
+    use tollgate_core::plans::{NewPlan, create_plan};
+
+    let app = admin(pool).await;
+    let actor = Actor::system("test");
+    let spec = tollgate_openapi::parse(PETS).unwrap();
+    let new = NewApi {
+        name: Some("Pets".into()),
+        slug: Some("pets".into()),
+        base_path: Some("/pets".into()),
+        upstream_url: Some("http://127.0.0.1:9".into()),
+    };
+    let pets = create_from_spec(&app.pool, PETS, &spec, new, &actor).await.unwrap();
+    for (system_name, name) in [("small", "Small pets"), ("large", "Large pets")] {
+        let plan = NewPlan {
+            system_name: system_name.into(),
+            name: name.into(),
+            description: String::new(),
+            published: true,
+            approval_required: false,
+            setup_fee: Default::default(),
+            monthly_fee: Default::default(),
+            trial_days: 0,
+            currency: "USD".into(),
+            time_zone: "UTC".into(),
+            limits: Vec::new(),
+            pricing: Vec::new(),
+            pricing_modes: Vec::new(),
+        };
+        create_plan(&app.pool, pets.id, &plan, &actor).await.unwrap();
+    }
+    // One application on each API, on the API's first plan (Large pets; Basic).
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+         SELECT gen_random_uuid(), (SELECT id FROM accounts WHERE kind = 'developer' LIMIT 1), p.api_id, p.id,
+                'On ' || a.slug, 'live'
+         FROM (SELECT DISTINCT ON (api_id) id, api_id FROM plans ORDER BY api_id, position, monthly_fee, name) AS p
+         JOIN api_products a ON a.id = p.api_id",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let html = app.get("/admin/applications").await.text().await.unwrap();
+    // The plans a row offers to move to: the names in the select after the row's name.
+    let offered = |row: &str| -> Vec<String> {
+        let rest = html.split(&format!("<td>{row}</td>")).nth(1).expect("the row");
+        let select = rest.split("<select").nth(1).expect("a plan select").split("</select>").next().unwrap();
+        select
+            .split("<option")
+            .skip(1)
+            .map(|option| option.split_once('>').unwrap().1.split('<').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(offered("On pets"), ["Small pets"], "{html}");
+    assert_eq!(offered("On weather"), ["Pro"], "{html}");
+}
