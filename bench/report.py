@@ -215,6 +215,11 @@ if text:
     if r.get("ratio_from_send") is not None:
         figure("the same from each request's write (the generator's lateness taken out)", r["pushing_p99_from_send_us"],
                "µs", None, None, "steady p99 from write, same run", r["steady_p99_from_send_us"], "control")
+    # What one push costs each part of the machine (a pushing window's CPU beyond a steady one's).
+    for key, who in (("server_cpu_ms_per_push", "the server"), ("postgres_cpu_ms_per_push", "Postgres"),
+                     ("agents_cpu_ms_per_push", "the 3 agents")):
+        if r.get(key) is not None:
+            figure("CPU per config push: %s" % who, round(r[key], 2), "ms", None, None, None, None, "control")
 
 # ---------------------------------------------------------------- decisions
 text = read("decisions.md")
