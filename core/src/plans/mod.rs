@@ -289,27 +289,11 @@ pub struct PlanSummary {
 }
 
 pub async fn list_plans(pool: &PgPool, api: ApiId) -> Result<Vec<PlanSummary>> {
-    let rows = sqlx::query!(
-        "SELECT id, system_name, name, monthly_fee, currency, published FROM plans WHERE api_id = $1 ORDER BY position, monthly_fee, name",
-        api.0
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| PlanSummary {
-            id: PlanId(r.id),
-            system_name: r.system_name,
-            name: r.name,
-            monthly_fee: r.monthly_fee,
-            currency: r.currency,
-            published: r.published,
-        })
-        .collect())
+    Ok(list_plans_of(pool, &[api]).await?.remove(&api).unwrap_or_default())
 }
 
-/// The plans of each of `apis`, each API's in the order of [`list_plans`]: one query for a
-/// page of applications on many APIs, where a query per API was made.
+/// The plans of each of `apis`, each API's by position, fee and name: one query for a page of
+/// applications on many APIs.
 pub async fn list_plans_of(pool: &PgPool, apis: &[ApiId]) -> Result<HashMap<ApiId, Vec<PlanSummary>>> {
     let ids: Vec<Uuid> = apis.iter().map(|api| api.0).collect();
     let rows = sqlx::query!(

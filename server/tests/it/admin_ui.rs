@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 
-use crate::helpers::{TestApp, client, csrf_from, spawn_app};
+use crate::helpers::{TestApp, client, csrf_from, free_plan, spawn_app};
 use crate::portal::{last_mail, location};
 
 const PETS: &str = "openapi: 3.0.3\ninfo: {title: Pet Store, version: '1.0', description: Pets for everyone}\npaths:\n  /pets:\n    get: {operationId: listPets, summary: List pets, responses: {'200': {description: ok}}}\n    post: {operationId: createPet, responses: {'201': {description: created}}}\n  /pets/{id}:\n    get: {operationId: showPet, responses: {'200': {description: ok}}}\n";
@@ -314,7 +314,7 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
 async fn each_application_on_the_list_is_offered_the_plans_of_its_own_api(pool: PgPool) {
     use tollgate_core::apis::{NewApi, create_from_spec};
     use tollgate_core::audit::Actor;
-    use tollgate_core::plans::{NewPlan, create_plan};
+    use tollgate_core::plans::create_plan;
 
     let app = admin(pool).await;
     let actor = Actor::system("test");
@@ -327,22 +327,7 @@ async fn each_application_on_the_list_is_offered_the_plans_of_its_own_api(pool: 
     };
     let pets = create_from_spec(&app.pool, PETS, &spec, new, &actor).await.unwrap();
     for (system_name, name) in [("small", "Small pets"), ("large", "Large pets")] {
-        let plan = NewPlan {
-            system_name: system_name.into(),
-            name: name.into(),
-            description: String::new(),
-            published: true,
-            approval_required: false,
-            setup_fee: Default::default(),
-            monthly_fee: Default::default(),
-            trial_days: 0,
-            currency: "USD".into(),
-            time_zone: "UTC".into(),
-            limits: Vec::new(),
-            pricing: Vec::new(),
-            pricing_modes: Vec::new(),
-        };
-        create_plan(&app.pool, pets.id, &plan, &actor).await.unwrap();
+        create_plan(&app.pool, pets.id, &free_plan(system_name, name), &actor).await.unwrap();
     }
     // One application on each API, on the API's first plan (Large pets; Basic).
     sqlx::query(

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use rust_decimal::Decimal;
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 use tollgate_agent::{Agent, RunningAgent, ServerUrl, Settings, Token};
@@ -22,9 +21,9 @@ use tollgate_core::applications::{self, ApplicationId, NewApplication, Transitio
 use tollgate_core::audit::Actor;
 use tollgate_core::credentials::{self, CredentialId};
 use tollgate_core::gateways;
-use tollgate_core::plans::{NewPlan, create_plan, list_plans};
+use tollgate_core::plans::{create_plan, list_plans};
 
-use crate::helpers::{TestApp, spawn_app_on};
+use crate::helpers::{TestApp, free_plan, spawn_app_on};
 
 /// An upstream that echoes what it received, so tests see what the agent forwarded.
 fn start_upstream() -> String {
@@ -125,21 +124,7 @@ impl World {
                     .id
             }
             None => {
-                let plan = NewPlan {
-                    system_name: format!("open-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                    name: "Open".into(),
-                    description: String::new(),
-                    published: true,
-                    approval_required: false,
-                    setup_fee: Decimal::ZERO,
-                    monthly_fee: Decimal::ZERO,
-                    trial_days: 0,
-                    currency: "USD".into(),
-                    time_zone: "UTC".into(),
-                    limits: Vec::new(),
-                    pricing: Vec::new(),
-                    pricing_modes: Vec::new(),
-                };
+                let plan = free_plan(format!("open-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "Open");
                 create_plan(&self.app.pool, self.api, &plan, &actor).await.unwrap()
             }
         };

@@ -143,3 +143,22 @@ pub fn without_csrf(html: &str) -> String {
         false => html.to_owned(),
     }
 }
+
+/// A published plan with no fees, limits or prices.
+pub fn free_plan(system_name: impl Into<String>, name: impl Into<String>) -> tollgate_core::plans::NewPlan {
+    tollgate_core::plans::NewPlan {
+        system_name: system_name.into(),
+        name: name.into(),
+        description: String::new(),
+        published: true,
+        approval_required: false,
+        setup_fee: Default::default(),
+        monthly_fee: Default::default(),
+        trial_days: 0,
+        currency: "USD".into(),
+        time_zone: "UTC".into(),
+        limits: Vec::new(),
+        pricing: Vec::new(),
+        pricing_modes: Vec::new(),
+    }
+}

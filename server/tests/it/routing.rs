@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use reqwest::Method;
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
@@ -18,11 +17,11 @@ use tollgate_core::apis::detail::{self, ApiChanges};
 use tollgate_core::apis::{ApiId, find_by_slug};
 use tollgate_core::applications::{self, NewApplication};
 use tollgate_core::audit::Actor;
-use tollgate_core::plans::{NewPlan, PlanId, create_plan};
+use tollgate_core::plans::{PlanId, create_plan};
 use tollgate_core::{credentials, gateways, sync};
 use tollgate_protocol::{Change, PROTOCOL_VERSION};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, free_plan, spawn_app};
 
 /// An upstream that answers with its own name, so a test sees who served a call.
 fn start_upstream(name: &'static str) -> String {
@@ -73,21 +72,7 @@ impl World {
     }
 
     async fn plan(&self, name: &str) -> PlanId {
-        let plan = NewPlan {
-            system_name: name.to_lowercase(),
-            name: name.into(),
-            description: String::new(),
-            published: true,
-            approval_required: false,
-            setup_fee: Decimal::ZERO,
-            monthly_fee: Decimal::ZERO,
-            trial_days: 0,
-            currency: "USD".into(),
-            time_zone: "UTC".into(),
-            limits: Vec::new(),
-            pricing: Vec::new(),
-            pricing_modes: Vec::new(),
-        };
+        let plan = free_plan(name.to_lowercase(), name);
         create_plan(&self.app.pool, self.api, &plan, &self.actor).await.unwrap()
     }
 
