@@ -50,7 +50,7 @@ pub(crate) enum Source {
 
 impl Source {
     pub fn load(cell: &AtomicU8) -> Source {
-        match cell.load(Ordering::Relaxed) {
+        match cell.load(Ordering::Acquire) {
             1 => Source::Disk,
             2 => Source::Server,
             _ => Source::None,
@@ -197,8 +197,9 @@ impl ConfigSync {
                 revision = config.revision,
                 "management server unreachable: serving the last good config from disk"
             );
+            // The source goes first: `/ready` reads it after the config.
+            self.source.store(Source::Disk as u8, Ordering::Release);
             self.live.store(Some(config.clone()));
-            self.source.store(Source::Disk as u8, Ordering::Relaxed);
             self.metrics.config_revision.set(config.revision as f64);
             self.report(state);
         }
@@ -209,8 +210,8 @@ impl ConfigSync {
         state.standby = false;
         if let Some(config) = &state.base {
             tracing::info!(revision = config.revision, "the management server confirmed the saved config is current");
+            self.source.store(Source::Server as u8, Ordering::Release);
             self.live.store(Some(config.clone()));
-            self.source.store(Source::Server as u8, Ordering::Relaxed);
             self.metrics.config_revision.set(config.revision as f64);
             state.progressed = true;
             self.report(state);
@@ -486,9 +487,9 @@ impl ConfigSync {
     fn install(&self, state: &mut State, save: Save) {
         let config = save.config().clone();
         let revision = config.revision;
+        self.source.store(Source::Server as u8, Ordering::Release);
         let replaced = self.live.swap(Some(config.clone()));
         state.retired.keep(replaced);
-        self.source.store(Source::Server as u8, Ordering::Relaxed);
         self.metrics.config_revision.set(revision as f64);
         state.base = Some(config.clone());
         state.standby = false;
