@@ -221,6 +221,7 @@ impl Agent {
         };
         let shared_limits = || Limits {
             max_header_bytes: settings.max_header_bytes,
+            idle_timeout: settings.client_idle_timeout,
             connections: Some(ConnectionLimit {
                 slots: connection_slots.clone(),
                 refused: metrics.connections_refused.clone(),
@@ -256,7 +257,12 @@ impl Agent {
                 let response = admin_handler.handle(&request);
                 async move { response }
             },
-            Limits { max_header_bytes: Settings::DEFAULT_MAX_HEADER_BYTES, connections: None, tls: None },
+            Limits {
+                max_header_bytes: Settings::DEFAULT_MAX_HEADER_BYTES,
+                idle_timeout: Settings::DEFAULT_CLIENT_IDLE_TIMEOUT,
+                connections: None,
+                tls: None,
+            },
             stop_rx.clone(),
             Duration::from_secs(1),
         ));

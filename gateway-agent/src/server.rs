@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use hyper::body::Incoming;
-use hyper::service::{HttpService, service_fn};
+use hyper::service::{Service, service_fn};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use metrics::{Counter, Gauge};
@@ -28,9 +28,6 @@ use crate::tunnel::Lease;
 /// The protocols the connection code below serves, most preferred first: what TLS offers in
 /// ALPN.
 pub(crate) const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
-
-/// A slow client gets this long to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// At most this many refused connections are being answered at once; beyond, they are closed
 /// without an answer (a flood must not cost more than the connections it is refused).
@@ -50,6 +47,9 @@ content-length: 103\r\n\r\n\
 pub(crate) struct Limits {
     /// Largest request line plus headers, in bytes; beyond, hyper answers 431 and closes.
     pub max_header_bytes: usize,
+    /// How long a client may take to send a request head, and an HTTP/2 connection may stay
+    /// without an open stream.
+    pub idle_timeout: Duration,
     /// Open connections at most; `None`: unbounded.
     pub connections: Option<ConnectionLimit>,
     /// TLS on every connection (see [`crate::tls::termination`]); `None`: plain TCP.
@@ -98,7 +98,7 @@ pub(crate) async fn serve<H, F, B>(
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let protocols = Arc::new(Protocols::new(limits.max_header_bytes, HEADER_READ_TIMEOUT));
+    let protocols = Arc::new(Protocols::new(limits.max_header_bytes, limits.idle_timeout));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -198,7 +198,7 @@ fn service<H, F, B>(
     peer: SocketAddr,
     hold: Arc<dyn Send + Sync>,
     stop: watch::Receiver<bool>,
-) -> impl HttpService<Incoming, ResBody = B, Error = Infallible, Future: Send + 'static> + Send + 'static
+) -> impl Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static> + Send + 'static
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
@@ -239,7 +239,7 @@ mod tests {
     /// not a wrapper holding it twice.
     #[test]
     fn the_service_future_is_the_handlers() {
-        fn future_of<S: HttpService<Incoming>>(_: &S) -> usize {
+        fn future_of<S: Service<Request<Incoming>>>(_: &S) -> usize {
             std::mem::size_of::<S::Future>()
         }
         let handler = |_request: Request<Incoming>, _peer: SocketAddr| {

@@ -308,6 +308,10 @@ pub struct Settings {
     /// Open client connections the proxy accepts at most; beyond, 503
     /// (`TOLLGATE_AGENT_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// A client connection is closed when it takes longer than this to send a request head
+    /// (HTTP/1.1, a new connection or between requests) or has had no open stream for this
+    /// long (HTTP/2) (`TOLLGATE_AGENT_CLIENT_IDLE_TIMEOUT_MS`).
+    pub client_idle_timeout: Duration,
     /// Proxy worker threads, each a single-threaded runtime with its own listener socket
     /// (`SO_REUSEPORT`) and upstream connections (`TOLLGATE_AGENT_WORKERS`; default: the
     /// number of available cores).
@@ -329,6 +333,7 @@ impl Settings {
     pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
     pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// Defaults for everything but the server, token and state directory.
     pub fn new(server: ServerUrl, token: Token, state_dir: PathBuf) -> Settings {
@@ -356,6 +361,7 @@ impl Settings {
             cors_origins: CorsOrigins::default(),
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            client_idle_timeout: Self::DEFAULT_CLIENT_IDLE_TIMEOUT,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             traces: None,
             clock: Clock::system(),
@@ -426,6 +432,9 @@ impl Settings {
         }
         if let Some(v) = get("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS") {
             settings.upstream_timeout = millis("TOLLGATE_AGENT_UPSTREAM_TIMEOUT_MS", &v, 1, 3_600_000)?;
+        }
+        if let Some(v) = get("TOLLGATE_AGENT_CLIENT_IDLE_TIMEOUT_MS") {
+            settings.client_idle_timeout = millis("TOLLGATE_AGENT_CLIENT_IDLE_TIMEOUT_MS", &v, 100, 3_600_000)?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS") {
             settings.upgrade_idle_timeout = millis("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS", &v, 1, 86_400_000)?;
@@ -622,6 +631,7 @@ mod tests {
         assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");
         assert_eq!(err(&[("TOLLGATE_AGENT_FLUSH_INTERVAL_MS", "0")]), "TOLLGATE_AGENT_FLUSH_INTERVAL_MS");
         assert_eq!(err(&[("TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS", "0")]), "TOLLGATE_AGENT_UPGRADE_IDLE_TIMEOUT_MS");
+        assert_eq!(err(&[("TOLLGATE_AGENT_CLIENT_IDLE_TIMEOUT_MS", "99")]), "TOLLGATE_AGENT_CLIENT_IDLE_TIMEOUT_MS");
         assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_URL", "http://x")]), "TOLLGATE_AGENT_REDIS_URL");
         assert_eq!(err(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "12XB")]), "TOLLGATE_AGENT_SPOOL_MAX_BYTES");
         assert_eq!(err(&[("TOLLGATE_AGENT_TOKEN", "a b")]), "TOLLGATE_AGENT_TOKEN");

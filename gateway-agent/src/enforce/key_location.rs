@@ -161,7 +161,8 @@ impl Auth {
     /// under any spellings, are [`Ambiguous`].
     pub fn read<'a>(&self, query: Option<&'a str>, headers: &'a HeaderMap) -> Result<Presented<'a>, Ambiguous> {
         let mut slots: [Slot<'a>; 2] = Default::default();
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        // `;` separates too: some upstreams read `a=1;user_key=…` as two parameters.
+        for pair in query.into_iter().flat_map(|q| q.split(['&', ';'])) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let Some(slot) = self.query_slot(name) else { continue };
             let configured = matches!(&self.sources[slot], KeySource::Query(configured) if **configured == *name);
@@ -316,6 +317,9 @@ mod tests {
         assert_eq!(read("user_key=abc&USER_KEY=abc"), Ok(Some("abc".into())), "the same value twice is fine");
         assert_eq!(read("user_key=abc&user_key=abd"), Err(Ambiguous));
         assert_eq!(read("user_key=abc&user%5Fkey[]=abd"), Err(Ambiguous));
+        // What an upstream splitting on `;` would read as a second key.
+        assert_eq!(read("user_key=abc&a=1;user_key=abd"), Err(Ambiguous));
+        assert_eq!(read("a=1;user_key=abc"), Ok(Some("abc".into())));
     }
 
     #[test]

@@ -8,11 +8,13 @@
 
 use std::net::IpAddr;
 
+use hyper::body::Body as _;
+use hyper::header::CONTENT_LENGTH;
 use hyper::header::{
     CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::http::request::Parts;
-use hyper::{Request, Uri, Version};
+use hyper::{Method, Request, Uri, Version};
 
 use super::body::ClientBody;
 use super::upstream::Target;
@@ -39,6 +41,26 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
     HeaderName::from_static("x-rewrite-url"),
     HeaderName::from_static("x-original-host"),
 ];
+
+/// Whether `name` is one of the client's claims about proxies: [`CLIENT_PROXY_HEADERS`] or an
+/// `X-Forwarded-*` header the agent sets, spelt with `_` or `.` for `-` too (CGI-style stacks
+/// read `X_Forwarded_For` as `X-Forwarded-For`; the agent's own `X-Forwarded-For` is appended
+/// to, not dropped).
+fn is_client_proxy_header(name: &HeaderName) -> bool {
+    if CLIENT_PROXY_HEADERS.contains(name) {
+        return true;
+    }
+    let raw = name.as_str().as_bytes();
+    if !raw.iter().any(|&b| b == b'_' || b == b'.') {
+        return false;
+    }
+    let same = |known: &HeaderName| {
+        let known = known.as_str().as_bytes();
+        known.len() == raw.len()
+            && known.iter().zip(raw).all(|(&k, &r)| k == if r == b'_' || r == b'.' { b'-' } else { r })
+    };
+    CLIENT_PROXY_HEADERS.iter().chain([&X_FORWARDED_FOR, &X_FORWARDED_HOST, &X_FORWARDED_PROTO]).any(same)
+}
 
 /// Headers that end at this hop, besides those the `Connection` header names.
 static HOP_BY_HOP: [&HeaderName; 9] = [
@@ -137,16 +159,25 @@ pub(crate) fn upstream_request(
     let uri = Uri::try_from(path_and_query)?;
 
     let headers = &mut parts.headers;
-    // Hop-by-hop headers, every spelling of every credential name (not only the configured
-    // ones), and the client's own claims about proxies before this one: only what the agent
-    // itself saw (validated `Host`, peer address) reaches the upstream.
-    strip(headers, |name| auth.is_credential_header(name) || CLIENT_PROXY_HEADERS.contains(name));
     // The host the client asked for: the absolute-form target's authority, else `Host`
-    // (both validated before routing).
+    // (both validated before routing). Read first: `Connection: host` must not remove it.
     let client_host = match client_uri.authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => headers.get(HOST).cloned(),
     };
+    // Hop-by-hop headers, every spelling of every credential name (not only the configured
+    // ones), and the client's own claims about proxies before this one: only what the agent
+    // itself saw (validated `Host`, peer address) reaches the upstream.
+    strip(headers, |name| auth.is_credential_header(name) || is_client_proxy_header(name));
+    // hyper sends a GET or HEAD whose body has no announced length with no body at all (it
+    // assumes there is none); a body the client did send is sent chunked.
+    if matches!(parts.method, Method::GET | Method::HEAD)
+        && !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+        && !headers.contains_key(CONTENT_LENGTH)
+    {
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
     headers.insert(HOST, target.host.clone());
     match client_host {
         Some(host) => headers.insert(&X_FORWARDED_HOST, host),
@@ -218,10 +249,21 @@ fn push_ip(out: &mut String, client: IpAddr) {
 fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
     let is_credential = |pair: &str| auth.is_credential_param(pair.split_once('=').map_or(pair, |(name, _)| name));
     let mut first = true;
-    for pair in query.split('&').filter(|pair| !pair.is_empty() && !is_credential(pair)) {
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        // Some upstreams also split on `;` (older CGI and Rack, Go before 1.17): a credential
+        // after one is removed too, and the rest of the pair kept as it was.
+        let mut kept = pair.split(';').filter(|piece| !is_credential(piece)).peekable();
+        if kept.peek().is_none() {
+            continue;
+        }
         out.push(if first { '?' } else { '&' });
-        out.push_str(pair);
         first = false;
+        for (index, piece) in kept.enumerate() {
+            if index > 0 {
+                out.push(';');
+            }
+            out.push_str(piece);
+        }
     }
 }
 
@@ -240,6 +282,12 @@ mod tests {
         assert_eq!(out, "/x?a=1&b=2&app_ids=3");
         let mut out = String::from("/x");
         push_query_without_credentials(&mut out, "app_id=abc", &auth);
+        assert_eq!(out, "/x");
+        let mut out = String::from("/x");
+        push_query_without_credentials(&mut out, "a=1;app_id=abc;c=3&app_id=x;b=2&filter=p;q", &auth);
+        assert_eq!(out, "/x?a=1;c=3&b=2&filter=p;q");
+        let mut out = String::from("/x");
+        push_query_without_credentials(&mut out, "app_id=abc;app_id=abc", &auth);
         assert_eq!(out, "/x");
     }
 

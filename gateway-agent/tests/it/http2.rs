@@ -276,3 +276,53 @@ async fn a_graceful_stop_lets_an_http2_connections_streams_finish() {
     let ended = tokio::time::timeout(DEADLINE, connection).await.expect("the connection ended");
     assert!(ended.expect("task").is_ok(), "a clean end");
 }
+
+/// An HTTP/2 connection with no open stream is closed after the idle timeout, as an idle
+/// HTTP/1.1 one is: a client that sends the preface, or half a header block, and then nothing
+/// must not keep its place under the connection limit for ever. A stream still being answered
+/// keeps its connection, however long the upstream takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_with_no_open_stream_is_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    // HEADERS on stream 1 without END_HEADERS: the rest of the block never comes.
+    const HALF_A_HEADER_BLOCK: &[u8] = b"\0\0\x01\x01\x04\0\0\0\x01\x82";
+
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.client_idle_timeout = std::time::Duration::from_millis(300);
+    settings.upstream_timeout = std::time::Duration::from_secs(20);
+    let agent = start_ready(settings).await;
+    let proxy = agent.proxy_addr();
+
+    let closed = |sent: Vec<u8>| async move {
+        let mut stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
+        stream.write_all(&sent).await.expect("write");
+        let mut sink = Vec::new();
+        // The agent's SETTINGS and GOAWAY, then the end (or a reset).
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut sink)).await.is_ok()
+    };
+    let silent = closed(PREFACE_AND_SETTINGS.to_vec());
+    let half = closed([PREFACE_AND_SETTINGS, HALF_A_HEADER_BLOCK].concat());
+    let (silent, half) = tokio::join!(silent, half);
+    assert!(silent, "a connection that sent only the preface is still open after {DEADLINE:?}");
+    assert!(half, "a connection with half a header block is still open after {DEADLINE:?}");
+    assert_eq!(upstream.count(), 0);
+
+    // The upstream takes 3 s, ten times the idle timeout: the open stream keeps the connection.
+    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 connection");
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{proxy}/pets/slow?user_key={}", fixture.key.as_str()))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response =
+        tokio::time::timeout(DEADLINE, sender.send_request(request)).await.expect("in time").expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    agent.shutdown().await.expect("clean shutdown");
+}

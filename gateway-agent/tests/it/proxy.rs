@@ -21,7 +21,16 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
 
     let answer = get(
         &format!("http://{proxy}/pets/items/7?a=1&user_key={}&b=2", fixture.key.as_str()),
-        &[("x-forwarded-for", "10.0.0.1"), ("connection", "keep-alive, x-hop"), ("x-hop", "secret"), ("x-kept", "yes")],
+        &[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("connection", "keep-alive, x-hop, host"),
+            ("x-hop", "secret"),
+            ("x-kept", "yes"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x_forwarded_host", "evil.example"),
+            ("x.real.ip", "6.6.6.6"),
+            ("x_original_url", "/admin"),
+        ],
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -40,6 +49,24 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
     assert!(seen.headers.get("x-hop").is_none(), "headers named in Connection are hop-by-hop");
     assert_eq!(seen.headers["x-kept"], "yes");
+    for spelling in ["x_forwarded_for", "x_forwarded_host", "x.real.ip", "x_original_url"] {
+        assert!(seen.headers.get(spelling).is_none(), "{spelling}: CGI-style stacks read it as the dashed name");
+    }
+
+    // A credential after `;` is one to upstreams that split on it: gone, the rest kept.
+    let key = fixture.key.as_str();
+    let answer = get(&format!("http://{proxy}/pets/items/7?a=1;user_key={key};b=2"), &[]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(upstream.last().uri, "/backend/items/7?a=1;b=2");
+    let answer = get(&format!("http://{proxy}/pets/items/7?user_key={key}&a=1;user_key=tg_uk_other"), &[]).await;
+    assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "ambiguous_credentials"), "{}", answer.body);
+
+    // A GET's body of no announced length (chunked) reaches the upstream, not only its head.
+    let request = format!(
+        "GET /pets/items/7?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nquery\r\n0\r\n\r\n"
+    );
+    let answer = raw_exchange(proxy, request.as_bytes()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "query"), "the upstream echoes what it got");
 
     // A body is streamed through.
     let answer = send(

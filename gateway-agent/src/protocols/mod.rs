@@ -6,10 +6,12 @@
 //! the first byte that differs decides. Those bytes are handed back to hyper before anything
 //! else is read ([`Rewind`]). A TLS connection knows from ALPN and skips the detection.
 //!
-//! Both protocols get the same bounds: the size of a request head (431), the header read
-//! timeout (HTTP/1.1; HTTP/2 bounds a connection's streams instead), and the graceful stop.
+//! Both protocols get the same bounds: the size of a request head (431), the idle timeout
+//! (HTTP/1.1: the time to send a request head, on a new connection or between requests;
+//! HTTP/2: a connection with no open stream, see [`streams`]), and the graceful stop.
 //! HTTP/1.1 connections may be upgraded (WebSocket): see [`crate::tunnel`].
 
+use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,10 +20,15 @@ use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
-use hyper::service::HttpService;
+use hyper::service::{HttpService, Service};
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
+
+use streams::{Counted, Streams};
+
+mod streams;
 
 /// What a client opens an HTTP/2 connection with (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -43,16 +50,17 @@ pub(crate) enum Protocol {
 pub(crate) struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
-    /// A client gets this long to send its first request (or the HTTP/2 preface).
-    header_read_timeout: Duration,
+    /// A client gets this long to send a request head (or the HTTP/2 preface); an HTTP/2
+    /// connection with no open stream is closed after this long.
+    idle_timeout: Duration,
 }
 
 impl Protocols {
-    pub fn new(max_header_bytes: usize, header_read_timeout: Duration) -> Protocols {
+    pub fn new(max_header_bytes: usize, idle_timeout: Duration) -> Protocols {
         let mut http1 = http1::Builder::new();
         http1
             .timer(ReusedTimers::default())
-            .header_read_timeout(header_read_timeout)
+            .header_read_timeout(idle_timeout)
             .max_header_size(max_header_bytes)
             .keep_alive(true);
         // The stream tasks go to the runtime of the connection's own task (a proxy worker's
@@ -62,7 +70,7 @@ impl Protocols {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-        Protocols { http1, http2, header_read_timeout }
+        Protocols { http1, http2, idle_timeout }
     }
 
     /// Serves `service` on `io` until the client is done or `stop` changes; then asks the
@@ -70,9 +78,8 @@ impl Protocols {
     pub async fn serve<I, S, B>(&self, mut io: I, protocol: Protocol, service: S, stop: &mut watch::Receiver<bool>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: HttpService<Incoming, ResBody = B> + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -85,7 +92,7 @@ impl Protocols {
         let (protocol, prefix) = match protocol {
             Protocol::Detect => {
                 let detected = tokio::select! {
-                    detected = tokio::time::timeout(self.header_read_timeout, detect(&mut io)) => detected,
+                    detected = tokio::time::timeout(self.idle_timeout, detect(&mut io)) => detected,
                     _ = stop.changed() => return,
                 };
                 match detected {
@@ -98,7 +105,12 @@ impl Protocols {
         };
         let io = TokioIo::new(Rewind { prefix, io });
         match protocol {
-            Protocol::Http2 => drive(self.http2.serve_connection(io, service), stop).await,
+            Protocol::Http2 => {
+                let streams = Streams::new();
+                let service = Counted { inner: service, streams: streams.clone() };
+                let connection = self.http2.serve_connection(io, service);
+                drive_http2(connection, &streams, self.idle_timeout, stop).await;
+            }
             Protocol::Http1 | Protocol::Detect => {
                 drive(self.http1.serve_connection(io, service).with_upgrades(), stop).await;
             }
@@ -218,6 +230,50 @@ async fn drive<C: Graceful>(connection: C, stop: &mut watch::Receiver<bool>) {
     }
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;
+}
+
+/// Runs an HTTP/2 `connection` to its end, asking it to finish gracefully once `stop` changes
+/// or once it has had no open stream for `idle`. A client that then stays silent (it does not
+/// answer the `GOAWAY`'s ping, or leaves a header block unfinished) is dropped after another
+/// `idle` without an open stream.
+async fn drive_http2<C: Graceful>(connection: C, streams: &Streams, idle: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::pin!(connection);
+    let idle_until = |now: tokio::time::Instant| match streams.idle_since() {
+        Some(since) => since + idle,
+        None => now + idle,
+    };
+    let mut deadline = idle_until(tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stop.changed() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+                return;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let now = tokio::time::Instant::now();
+                deadline = idle_until(now);
+                if deadline <= now {
+                    break;
+                }
+            }
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    deadline = idle_until(tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = tokio::time::sleep_until(deadline) => {
+                let now = tokio::time::Instant::now();
+                deadline = idle_until(now);
+                if deadline <= now {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Bytes already read from a connection, given back before anything else. Inline: a
