@@ -54,12 +54,29 @@ fn is_client_proxy_header(name: &HeaderName) -> bool {
     if !raw.iter().any(|&b| b == b'_' || b == b'.') {
         return false;
     }
-    let same = |known: &HeaderName| {
-        let known = known.as_str().as_bytes();
-        known.len() == raw.len()
-            && known.iter().zip(raw).all(|(&k, &r)| k == if r == b'_' || r == b'.' { b'-' } else { r })
-    };
-    CLIENT_PROXY_HEADERS.iter().chain([&X_FORWARDED_FOR, &X_FORWARDED_HOST, &X_FORWARDED_PROTO]).any(same)
+    CLIENT_PROXY_HEADERS
+        .iter()
+        .chain([&X_FORWARDED_FOR, &X_FORWARDED_HOST, &X_FORWARDED_PROTO])
+        .any(|known| same_dashed(known.as_str(), raw))
+}
+
+/// Headers by which frameworks (Laravel, Symfony, Express's `method-override`, Rails) let a
+/// request run under another method than its own.
+static METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Whether the request asks the upstream to run another method than the one the mapping
+/// rules are matched with, in any spelling of the header's name.
+pub(crate) fn carries_method_override(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let raw = name.as_str().as_bytes();
+        METHOD_OVERRIDES.iter().any(|known| same_dashed(known, raw))
+    })
+}
+
+/// Whether the lowercase header name `raw` is `known`, with `_` or `.` allowed for `-`.
+fn same_dashed(known: &str, raw: &[u8]) -> bool {
+    let known = known.as_bytes();
+    known.len() == raw.len() && known.iter().zip(raw).all(|(&k, &r)| k == if r == b'_' || r == b'.' { b'-' } else { r })
 }
 
 /// Headers that end at this hop, besides those the `Connection` header names.

@@ -385,6 +385,11 @@ impl Proxy {
             return Err(Refusal::ApiRetired.into());
         }
 
+        // The rules match the request's own method; an override would let the upstream run another.
+        if forward::carries_method_override(headers) {
+            call.blame = self.identify(config, api, call.uri, headers);
+            return Err(Refusal::MethodOverride.into());
+        }
         let mut touched = Touched::empty();
         let operation = api.map_request(call.method, rest, &mut touched);
         call.operation = operation.and_then(|index| api.metrics.get(index as usize)).map(|metric| metric.id);

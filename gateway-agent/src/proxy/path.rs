@@ -10,7 +10,9 @@
 //!
 //! * a dot-segment: only dots once decoded (`.`, `..`, `%2e%2e`, `...`), also before a
 //!   `;parameter` (`..;x`) or written with look-alikes that fold to dots (`．．`, `‥`);
-//! * an encoded separator: `%2F`, `\` or `%5C`, and their look-alikes (`／`, `＼`);
+//! * an encoded separator: `%2F`, `\` or `%5C`, and their look-alikes (`／`, `＼`), or an encoded
+//!   `?` or `#` (`%3F`, `%23`), which an upstream that decodes the path and parses it again
+//!   reads as the start of a query or a fragment (Apache's `mod_rewrite`, CVE-2023-25690);
 //! * a control character (`%00`–`%1F`, `%7F`, U+0080–U+009F);
 //! * malformed percent-encoding (`%zz`, a `%` at the end) and bytes that are not UTF-8 once
 //!   decoded, which covers overlong forms such as `%c0%ae`;
@@ -49,7 +51,7 @@ impl InvalidPath {
             PathProblem::NotAbsolute => return "The request path must start with `/`.".to_owned(),
             PathProblem::EmptySegment => "is empty (`//`, or only `;parameters` or spaces)",
             PathProblem::DotSegment => "is a dot-segment (`.` or `..`, in any encoding)",
-            PathProblem::EncodedSeparator => "contains an encoded `/` or a `\\`",
+            PathProblem::EncodedSeparator => "contains an encoded `/`, `?` or `#`, or a `\\`",
             PathProblem::ControlCharacter => "contains a control character",
             PathProblem::BadEncoding => "has malformed percent-encoding or is not UTF-8 once decoded",
         };
@@ -105,7 +107,7 @@ fn check_segment(raw: &str) -> Result<(), PathProblem> {
 fn check_decoded(segment: &str) -> Result<(), PathProblem> {
     for c in segment.chars() {
         match c {
-            '/' | '\\' | '\u{FF0F}' | '\u{FF3C}' | '\u{FE68}' | '\u{2215}' | '\u{2044}' => {
+            '/' | '\\' | '?' | '#' | '\u{FF0F}' | '\u{FF3C}' | '\u{FE68}' | '\u{2215}' | '\u{2044}' => {
                 return Err(PathProblem::EncodedSeparator);
             }
             c if c.is_control() => return Err(PathProblem::ControlCharacter),
@@ -216,6 +218,9 @@ mod tests {
             ("/a/%252e%252e/b", (DotSegment, 2)),
             ("/items/..%2f..%2fadmin", (EncodedSeparator, 2)),
             ("/a/b%2Fc", (EncodedSeparator, 2)),
+            ("/items/1%3Fuser_key=x", (EncodedSeparator, 2)),
+            ("/items/1%23", (EncodedSeparator, 2)),
+            ("/items/1%253F", (EncodedSeparator, 2)),
             ("/a/b\\c", (EncodedSeparator, 2)),
             ("/a/..%5c..%5cadmin", (EncodedSeparator, 2)),
             ("/a/%252f", (EncodedSeparator, 2)),

@@ -38,6 +38,8 @@ pub(crate) enum Refusal {
     MethodNotAllowed,
     /// A decision request that does not say which request to decide.
     InvalidDecision(BadOriginal),
+    /// A method-override header: the upstream might run another method than the rules allowed.
+    MethodOverride,
 }
 
 impl Refusal {
@@ -47,6 +49,7 @@ impl Refusal {
             Refusal::InvalidPath(_)
             | Refusal::InvalidHost
             | Refusal::AmbiguousCredentials
+            | Refusal::MethodOverride
             | Refusal::InvalidBody
             | Refusal::InvalidDecision(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
@@ -82,6 +85,7 @@ impl Refusal {
             Refusal::UnknownEndpoint => "unknown_endpoint",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::InvalidDecision(_) => "invalid_decision_request",
+            Refusal::MethodOverride => "method_override",
         }
     }
 
@@ -139,6 +143,9 @@ impl Refusal {
             Refusal::MethodNotAllowed => {
                 r#"{"error":"method_not_allowed","message":"This gateway endpoint answers GET and HEAD only."}"#
             }
+            Refusal::MethodOverride => {
+                r#"{"error":"method_override","message":"The gateway does not pass on method overrides (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override); send the request with the method itself."}"#
+            }
         })
     }
 
@@ -164,6 +171,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => 16,
             // 17 is the limits report (`limits::DECISION_INDEX`), 19 an allowed decision.
             Refusal::InvalidDecision(_) => 18,
+            Refusal::MethodOverride => 20,
         }
     }
 

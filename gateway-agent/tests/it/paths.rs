@@ -43,6 +43,8 @@ const ATTACKS: &[&str] = &[
     "/ngx/items/%EF%BC%8E%EF%BC%8E%EF%BC%8F%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin",
     "/ngx/items//admin",
     "/ngx/items/%zz",
+    "/ngx/items/1%3Fuser_key=x",
+    "/ngx/items/1%23",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +103,8 @@ const PIECES: &[&str] = &[
     ".%2e",
     "%2f",
     "%2F",
+    "x%3F",
+    "x%23y",
     "..%2f..%2fadmin",
     "%5c",
     "\\",

@@ -129,6 +129,12 @@ async fn refusals_have_their_status_and_json_body() {
         assert!(answer.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_eq!(answer.header("content-type"), Some("application/json"));
     }
+    // The rules allowed a POST; an override could make the upstream run a DELETE.
+    for header in ["x-http-method-override", "X-HTTP-Method", "x_method_override"] {
+        let url = format!("http://{proxy}/pets/items?user_key={key}");
+        let answer = send(Method::POST, &url, &[(header, "DELETE")], "").await;
+        assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "method_override"), "{header}");
+    }
     assert_eq!(upstream.count(), 0, "refused requests never reach the upstream");
 
     let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
