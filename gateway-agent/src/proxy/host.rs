@@ -87,10 +87,29 @@ fn is_authority(value: &str) -> bool {
     host_ok && port.is_none_or(is_port)
 }
 
+/// Labels of letters, digits, `-` (not first or last) and `_`, 1–63 bytes, with at most a
+/// trailing dot; a name whose last label is numeric (`1.2.3.999`, `0x7f.1`), which URL
+/// parsers read as an IPv4 address, must be a dotted-quad one.
 fn is_host_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        });
+    if !labels_ok {
+        return false;
+    }
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || last
+            .strip_prefix("0x")
+            .or_else(|| last.strip_prefix("0X"))
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    !numeric || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 fn is_ipv6_literal(literal: &str) -> bool {
@@ -109,12 +128,47 @@ mod tests {
 
     #[test]
     fn authorities() {
-        for ok in ["api.example.com", "API.Example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8081", "my_host", "h."] {
+        for ok in [
+            "api.example.com",
+            "API.Example.com:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8081",
+            "my_host",
+            "h.",
+            "x-1.example",
+            "10.0.0.1.",
+            "a.b2",
+        ] {
             assert!(is_authority(ok), "{ok}");
         }
         for bad in [
-            "", ":80", "a:", "a:99999", "a:8x", "a b", "a@b", "a/b", "[::1", "[]", "[x]", "[::1]x", "a:1:2", "é.com",
+            "",
+            ":80",
+            "a:",
+            "a:99999",
+            "a:8x",
+            "a b",
+            "a@b",
+            "a/b",
+            "[::1",
+            "[]",
+            "[x]",
+            "[::1]x",
+            "a:1:2",
+            "é.com",
             "a%2eb",
+            ".",
+            "..",
+            "a..b",
+            ".a",
+            "-evil_",
+            "a-.b",
+            "1.2.3.999",
+            "0x7f.1",
+            "127.1",
+            "1.2.3.04",
+            &"a".repeat(64),
         ] {
             assert!(!is_authority(bad), "{bad}");
         }
