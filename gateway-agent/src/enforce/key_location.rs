@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use hyper::HeaderMap;
-use hyper::header::HeaderName;
+use hyper::header::{COOKIE, HeaderName, HeaderValue};
 use tollgate_protocol::KeyLocation;
 
 /// Where one credential is read from.
@@ -169,6 +169,16 @@ impl Auth {
             slots[slot].offer(percent_decode(value), configured)?;
         }
         for (name, value) in headers {
+            if name == COOKIE {
+                // Never a location of the key, but PHP's `$_REQUEST` (with cookies in
+                // `variables_order`) reads a cookie named like it: a second value.
+                for (name, value) in cookie_pairs(value) {
+                    if let Some(slot) = self.query_slot(name) {
+                        slots[slot].offer(Cow::Borrowed(value), false)?;
+                    }
+                }
+                continue;
+            }
             let Some(slot) = self.header_slot(name) else { continue };
             let configured = matches!(&self.sources[slot], KeySource::Header(configured) if configured == name);
             // A value that is not visible ASCII cannot be a key; it still counts as a second value.
@@ -181,6 +191,15 @@ impl Auth {
         let take = |slot: Slot<'a>| if slot.configured { slot.value } else { None };
         Ok(Presented { values: [take(first), take(second)] })
     }
+}
+
+/// The `name=value` pairs of a `Cookie` header value (`a=1; b=2`); a value that is not text
+/// has none.
+pub(crate) fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = (&str, &str)> {
+    value.to_str().unwrap_or_default().split(';').map(|pair| {
+        let pair = pair.trim();
+        pair.split_once('=').unwrap_or((pair, ""))
+    })
 }
 
 /// A credential name as every reader would agree it is spelled: percent-decoded with `+` as

@@ -18,7 +18,7 @@ use hyper::{Method, Request, Uri, Version};
 
 use super::body::ClientBody;
 use super::upstream::Target;
-use crate::enforce::key_location::Auth;
+use crate::enforce::key_location::{Auth, cookie_pairs};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -186,6 +186,7 @@ pub(crate) fn upstream_request(
     // ones), and the client's own claims about proxies before this one: only what the agent
     // itself saw (validated `Host`, peer address) reaches the upstream.
     strip(headers, |name| auth.is_credential_header(name) || is_client_proxy_header(name));
+    strip_credential_cookies(headers, auth);
     // hyper sends a GET or HEAD whose body has no announced length with no body at all (it
     // assumes there is none); a body the client did send is sent chunked.
     if matches!(parts.method, Method::GET | Method::HEAD)
@@ -221,6 +222,34 @@ pub(crate) fn upstream_request(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// Removes the cookies named like a credential (PHP's `$_REQUEST` may read them as one); the
+/// `Cookie` fields without any are left as they are.
+fn strip_credential_cookies(headers: &mut HeaderMap, auth: &Auth) {
+    let named = |value: &HeaderValue| cookie_pairs(value).any(|(name, _)| auth.is_credential_param(name));
+    if !headers.get_all(COOKIE).iter().any(named) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| {
+            let Ok(text) = value.to_str() else { return Some(value.clone()) };
+            let pairs: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| {
+                    !pair.is_empty() && !auth.is_credential_param(pair.split_once('=').map_or(*pair, |(n, _)| n))
+                })
+                .collect();
+            HeaderValue::try_from(pairs.join("; ")).ok().filter(|v| !v.is_empty())
+        })
+        .collect();
+    headers.remove(COOKIE);
+    for value in kept {
+        headers.append(COOKIE, value);
+    }
 }
 
 /// HTTP/2 clients may split `Cookie` into one field per cookie; an HTTP/1.1 upstream gets

@@ -61,6 +61,14 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     let answer = get(&format!("http://{proxy}/pets/items/7?user_key={key}&a=1;user_key=tg_uk_other"), &[]).await;
     assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "ambiguous_credentials"), "{}", answer.body);
 
+    // Nor may a cookie named like the credential (PHP's `$_REQUEST` can read cookies).
+    let url = format!("http://{proxy}/pets/items/7?user_key={key}");
+    let answer = get(&url, &[("cookie", "theme=dark; user_key=tg_uk_other")]).await;
+    assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "ambiguous_credentials"), "{}", answer.body);
+    let answer = get(&url, &[("cookie", &format!("theme=dark; User-Key={key}; lang=en"))]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(upstream.last().headers["cookie"], "theme=dark; lang=en");
+
     // A GET's body of no announced length (chunked) reaches the upstream, not only its head.
     let request = format!(
         "GET /pets/items/7?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nquery\r\n0\r\n\r\n"
