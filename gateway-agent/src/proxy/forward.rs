@@ -31,7 +31,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Headers by which a proxy tells an upstream who called, on which host, scheme, port or
 /// path: from a client they are forgeries, so they are dropped (`X-Forwarded-Host` and
 /// `-Proto` are then set by the agent; `X-Forwarded-For` is appended to, by convention).
-static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
+static CLIENT_PROXY_HEADERS: [HeaderName; 17] = [
     HeaderName::from_static("forwarded"),
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-forwarded-port"),
@@ -40,6 +40,17 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 8] = [
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-rewrite-url"),
     HeaderName::from_static("x-original-host"),
+    // The client's address as CDNs and load balancers tell it.
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    // The scheme, as Rack, Django and IIS read it besides `X-Forwarded-Proto`.
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("front-end-https"),
 ];
 
 /// Whether `name` is one of the client's claims about proxies: [`CLIENT_PROXY_HEADERS`] or an

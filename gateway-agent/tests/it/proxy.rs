@@ -30,6 +30,8 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
             ("x_forwarded_host", "evil.example"),
             ("x.real.ip", "6.6.6.6"),
             ("x_original_url", "/admin"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-forwarded-ssl", "on"),
         ],
     )
     .await;
@@ -49,8 +51,10 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
     assert!(seen.headers.get("x-hop").is_none(), "headers named in Connection are hop-by-hop");
     assert_eq!(seen.headers["x-kept"], "yes");
-    for spelling in ["x_forwarded_for", "x_forwarded_host", "x.real.ip", "x_original_url"] {
-        assert!(seen.headers.get(spelling).is_none(), "{spelling}: CGI-style stacks read it as the dashed name");
+    for spelling in
+        ["x_forwarded_for", "x_forwarded_host", "x.real.ip", "x_original_url", "true-client-ip", "x-forwarded-ssl"]
+    {
+        assert!(seen.headers.get(spelling).is_none(), "{spelling}: a client's claim about a proxy");
     }
 
     // A credential after `;` is one to upstreams that split on it: gone, the rest kept.
