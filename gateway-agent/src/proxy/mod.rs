@@ -531,6 +531,12 @@ impl Proxy {
             Ok(Err(err)) => return self.refuse(call, self.failure_answer(call, target, &watch, Some(err))),
         };
         let status = response.status();
+        // The client asked for no upgrade (those go to `proxy_upgrade`): a 101 would switch its
+        // connection to a protocol nobody agreed on.
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            tracing::warn!(api = %api.slug, "the upstream answered 101 to a request that asked for no upgrade");
+            return self.refuse(call, Refusal::UpstreamUnavailable);
+        }
         if matches!(status.as_u16(), 502..=504) {
             target.failed();
         } else {

@@ -363,6 +363,9 @@ async fn upstream_failures_are_502_and_504() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "answered at the 500 ms timeout");
     let answer = get(&format!("http://{proxy}/pets/status/503?user_key={}", fixture.key.as_str()), &[]).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "upstream statuses pass through");
+    // But not a switch of protocols the client did not ask for.
+    let answer = get(&format!("http://{proxy}/pets/status/101?user_key={}", fixture.key.as_str()), &[]).await;
+    assert_eq!((answer.status, answer.error().as_str()), (StatusCode::BAD_GATEWAY, "upstream_unavailable"));
     agent.shutdown().await.expect("clean shutdown");
 }
 
