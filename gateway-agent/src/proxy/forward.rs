@@ -58,10 +58,14 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 17] = [
 /// read `X_Forwarded_For` as `X-Forwarded-For`; the agent's own `X-Forwarded-For` is appended
 /// to, not dropped).
 fn is_client_proxy_header(name: &HeaderName) -> bool {
+    let raw = name.as_str().as_bytes();
+    // Every name of the list starts with one of these: most headers are passed over at once.
+    if !matches!(raw.first(), Some(b'x' | b'f' | b't' | b'c')) {
+        return false;
+    }
     if CLIENT_PROXY_HEADERS.contains(name) {
         return true;
     }
-    let raw = name.as_str().as_bytes();
     if !raw.iter().any(|&b| b == b'_' || b == b'.') {
         return false;
     }
@@ -307,6 +311,14 @@ fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
     let is_credential = |pair: &str| auth.is_credential_param(pair.split_once('=').map_or(pair, |(name, _)| name));
     let mut first = true;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        if !pair.contains(';') {
+            if !is_credential(pair) {
+                out.push(if first { '?' } else { '&' });
+                out.push_str(pair);
+                first = false;
+            }
+            continue;
+        }
         // Some upstreams also split on `;` (older CGI and Rack, Go before 1.17): a credential
         // after one is removed too, and the rest of the pair kept as it was.
         let mut kept = pair.split(';').filter(|piece| !is_credential(piece)).peekable();
@@ -346,6 +358,21 @@ mod tests {
         let mut out = String::from("/x");
         push_query_without_credentials(&mut out, "app_id=abc;app_id=abc", &auth);
         assert_eq!(out, "/x");
+    }
+
+    #[test]
+    fn every_client_proxy_header_is_found_in_every_spelling() {
+        for name in CLIENT_PROXY_HEADERS.iter().chain([&X_FORWARDED_FOR, &X_FORWARDED_HOST, &X_FORWARDED_PROTO]) {
+            let underscored = HeaderName::from_bytes(name.as_str().replace('-', "_").as_bytes()).expect("name");
+            let dotted = HeaderName::from_bytes(name.as_str().replace('-', ".").as_bytes()).expect("name");
+            assert!(is_client_proxy_header(&underscored) && is_client_proxy_header(&dotted), "{name}");
+            if CLIENT_PROXY_HEADERS.contains(name) {
+                assert!(is_client_proxy_header(name), "{name}");
+            }
+        }
+        for kept in ["x-forwarded-for", "x-kept", "content-type", "cookie", "user-agent", "x_kept"] {
+            assert!(!is_client_proxy_header(&HeaderName::from_static(kept)), "{kept}");
+        }
     }
 
     #[test]
