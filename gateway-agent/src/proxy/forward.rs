@@ -18,7 +18,7 @@ use hyper::{Method, Request, Uri, Version};
 
 use super::body::ClientBody;
 use super::upstream::Target;
-use crate::enforce::key_location::{Auth, cookie_pairs};
+use crate::enforce::key_location::{Auth, canonical, cookie_pairs};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -80,12 +80,21 @@ fn is_client_proxy_header(name: &HeaderName) -> bool {
 static METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
 /// Whether the request asks the upstream to run another method than the one the mapping
-/// rules are matched with, in any spelling of the header's name.
-pub(crate) fn carries_method_override(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| {
+/// rules are matched with: an override header in any spelling of its name, or for a `POST`
+/// (the only method Symfony and Laravel let `_method` override) a `_method` query parameter.
+pub(crate) fn carries_method_override(method: &Method, query: Option<&str>, headers: &HeaderMap) -> bool {
+    let header = headers.keys().any(|name| {
         let raw = name.as_str().as_bytes();
         METHOD_OVERRIDES.iter().any(|known| same_dashed(known, raw))
-    })
+    });
+    header
+        || (*method == Method::POST
+            && query.is_some_and(|query| {
+                query.split('&').flat_map(|pair| pair.split(';')).any(|pair| {
+                    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                    *canonical(name.as_bytes(), true) == *b"-method"
+                })
+            }))
 }
 
 /// Whether the lowercase header name `raw` is `known`, with `_` or `.` allowed for `-`.

@@ -386,7 +386,7 @@ impl Proxy {
         }
 
         // The rules match the request's own method; an override would let the upstream run another.
-        if forward::carries_method_override(headers) {
+        if forward::carries_method_override(call.method, call.uri.query(), headers) {
             call.blame = self.identify(config, api, call.uri, headers);
             return Err(Refusal::MethodOverride.into());
         }

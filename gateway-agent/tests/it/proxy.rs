@@ -147,6 +147,11 @@ async fn refusals_have_their_status_and_json_body() {
         let answer = send(Method::POST, &url, &[(header, "DELETE")], "").await;
         assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "method_override"), "{header}");
     }
+    for query in ["_method=DELETE", "a=1;_method=PUT", "%5Fmethod=DELETE"] {
+        let url = format!("http://{proxy}/pets/items?user_key={key}&{query}");
+        let answer = send(Method::POST, &url, &[], "").await;
+        assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "method_override"), "{query}");
+    }
     assert_eq!(upstream.count(), 0, "refused requests never reach the upstream");
 
     let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
