@@ -9,9 +9,9 @@
 use std::net::IpAddr;
 
 use hyper::body::Body as _;
-use hyper::header::CONTENT_LENGTH;
 use hyper::header::{
-    CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Uri, Version};
@@ -46,7 +46,7 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 17] = [
     HeaderName::from_static("fastly-client-ip"),
     HeaderName::from_static("x-client-ip"),
     HeaderName::from_static("x-cluster-client-ip"),
-    // The scheme, as Rack, Django and IIS read it besides `X-Forwarded-Proto`.
+    // The scheme, as Rack and IIS read it besides `X-Forwarded-Proto`.
     HeaderName::from_static("x-forwarded-ssl"),
     HeaderName::from_static("x-forwarded-scheme"),
     HeaderName::from_static("x-url-scheme"),
