@@ -162,9 +162,7 @@ impl Auth {
     pub fn read<'a>(&self, query: Option<&'a str>, headers: &'a HeaderMap) -> Result<Presented<'a>, Ambiguous> {
         let mut slots: [Slot<'a>; 2] = Default::default();
         // `;` separates too: some upstreams read `a=1;user_key=…` as two parameters.
-        // Two single-byte splits: a split on a set of characters decodes every character.
-        for pair in query.into_iter().flat_map(|q| q.split('&')).flat_map(|pair| pair.split(';')) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        for (name, value) in query.into_iter().flat_map(query_pairs) {
             let Some(slot) = self.query_slot(name) else { continue };
             let configured = matches!(&self.sources[slot], KeySource::Query(configured) if **configured == *name);
             slots[slot].offer(percent_decode(value), configured)?;
@@ -192,6 +190,13 @@ impl Auth {
         let take = |slot: Slot<'a>| if slot.configured { slot.value } else { None };
         Ok(Presented { values: [take(first), take(second)] })
     }
+}
+
+/// The `name=value` pairs of a query, separated by `&` or `;`: some upstreams (older CGI and
+/// Rack, Go before 1.17) read `a=1;user_key=k` as two parameters.
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    // Two single-byte splits: a split on a set of characters decodes every character.
+    query.split('&').flat_map(|pair| pair.split(';')).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
 /// The `name=value` pairs of a `Cookie` header value (`a=1; b=2`); a value that is not text

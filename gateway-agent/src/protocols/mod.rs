@@ -238,41 +238,19 @@ async fn drive<C: Graceful>(connection: C, stop: &mut watch::Receiver<bool>) {
 /// `idle` without an open stream.
 async fn drive_http2<C: Graceful>(connection: C, streams: &Streams, idle: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::pin!(connection);
-    let idle_until = |now: tokio::time::Instant| match streams.idle_since() {
-        Some(since) => since + idle,
-        None => now + idle,
-    };
-    let mut deadline = idle_until(tokio::time::Instant::now());
-    loop {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = stop.changed() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-                return;
-            }
-            () = tokio::time::sleep_until(deadline) => {
-                let now = tokio::time::Instant::now();
-                deadline = idle_until(now);
-                if deadline <= now {
-                    break;
-                }
-            }
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+            return;
         }
+        () = streams.idle_for(idle) => {}
     }
     connection.as_mut().graceful_shutdown();
-    deadline = idle_until(tokio::time::Instant::now());
-    loop {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            () = tokio::time::sleep_until(deadline) => {
-                let now = tokio::time::Instant::now();
-                deadline = idle_until(now);
-                if deadline <= now {
-                    return;
-                }
-            }
-        }
+    tokio::select! {
+        _ = connection => {}
+        () = streams.idle_for(idle) => {}
     }
 }
 

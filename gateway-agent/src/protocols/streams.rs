@@ -33,11 +33,23 @@ impl Streams {
     }
 
     /// `None` while a stream is open.
-    pub fn idle_since(&self) -> Option<Instant> {
+    fn idle_since(&self) -> Option<Instant> {
         if self.open.load(Ordering::Acquire) > 0 {
             return None;
         }
         Some(self.born + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)))
+    }
+
+    /// Resolves once no stream has been open for `idle`.
+    pub async fn idle_for(&self, idle: Duration) {
+        loop {
+            let now = Instant::now();
+            let deadline = self.idle_since().map_or(now + idle, |since| since + idle);
+            if deadline <= now {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
     }
 
     fn opened(self: &Arc<Self>) -> OpenStream {

@@ -16,6 +16,17 @@ use uuid::Uuid;
 
 use crate::harness::*;
 
+/// An HTTP/2 connection (h2c with prior knowledge) to `proxy`, driven by a task of its own.
+async fn http2_connection(
+    proxy: std::net::SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<Empty<Bytes>>, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
+    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 connection");
+    (sender, tokio::spawn(connection))
+}
+
 /// What curl got from one request.
 #[derive(Debug)]
 struct Curled {
@@ -203,11 +214,7 @@ async fn one_http2_connection_carries_concurrent_streams_and_a_big_head_is_431()
     let agent = start_ready(settings).await;
     let proxy = agent.proxy_addr();
 
-    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .expect("an HTTP/2 connection");
-    tokio::spawn(connection);
+    let (sender, _connection) = http2_connection(proxy).await;
     let requests = (0..32).map(|n| {
         let mut sender = sender.clone();
         let uri = format!("http://{proxy}/pets/items/{n}?user_key={}", fixture.key.as_str());
@@ -250,11 +257,7 @@ async fn a_graceful_stop_lets_an_http2_connections_streams_finish() {
     let agent = start_ready(settings).await;
     let proxy = agent.proxy_addr();
 
-    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .expect("an HTTP/2 connection");
-    let connection = tokio::spawn(connection);
+    let (sender, connection) = http2_connection(proxy).await;
     // Slow requests in flight as streams of one connection, then stop.
     const IN_FLIGHT: usize = 4;
     let mut set = tokio::task::JoinSet::new();
@@ -313,11 +316,7 @@ async fn an_http2_connection_with_no_open_stream_is_closed_after_the_idle_timeou
     assert_eq!(upstream.count(), 0);
 
     // The upstream takes 3 s, ten times the idle timeout: the open stream keeps the connection.
-    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .expect("an HTTP/2 connection");
-    tokio::spawn(connection);
+    let (mut sender, _connection) = http2_connection(proxy).await;
     let request = Request::get(format!("http://{proxy}/pets/slow?user_key={}", fixture.key.as_str()))
         .body(Empty::<Bytes>::new())
         .expect("request");
