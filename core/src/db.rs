@@ -110,13 +110,7 @@ pub(crate) struct CountKey(String);
 
 impl CountKey {
     pub(crate) fn new(pool: &PgPool, what: &str) -> CountKey {
-        let options = pool.connect_options();
-        CountKey(format!(
-            "{}:{}/{}\n{what}",
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or_default()
-        ))
+        CountKey(format!("{}\n{what}", database_key(pool)))
     }
 
     /// Whether this count was at the limit less than [`CAPPED_COUNT_TTL`] ago.
@@ -168,6 +162,13 @@ impl StatementCount {
         self.key.counted(counted.counted());
         counted
     }
+}
+
+/// `host:port/database`: what a value kept in process memory for one database is keyed by
+/// (one process may serve several, as the tests do).
+pub(crate) fn database_key(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or_default())
 }
 
 /// Escapes `\`, `%` and `_`, so user text matches literally inside a LIKE pattern.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateways;
 pub mod identity;
 pub mod mail;
+mod name_search;
 pub mod notifications;
 pub mod plans;
 pub mod routing;

@@ -10,6 +10,7 @@ use super::teams::{MemberRole, send_invitation};
 use super::users::organisation_problem;
 use super::{AccountId, Email};
 use crate::audit::{self, Actor, Entry};
+use crate::name_search::{NameColumn, NameSearch, name_search};
 use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
@@ -44,11 +45,15 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<AccountView>, i64)> {
-    let accounts = load(pool, q, None, after_id, limit, offset).await?;
+    let search = match q {
+        Some(q) => Some(name_search(pool, NameColumn::Accounts, q).await?),
+        None => None,
+    };
+    let accounts = load(pool, search.as_ref(), None, after_id, limit, offset).await?;
     // Counted apart from the page and only up to the limit, so a page never touches every row;
     // a count at the limit is reused for a few seconds (`count_up_to_limit`).
     let count = async {
-        Ok::<i64, sqlx::Error>(match q.map(crate::db::contains_pattern) {
+        Ok::<i64, sqlx::Error>(match &search {
         None => {
             sqlx::query_scalar!(
                 r#"SELECT count(*) AS "total!" FROM (SELECT 1 FROM accounts a WHERE a.kind = 'developer' LIMIT $1) AS matching"#,
@@ -57,13 +62,15 @@ pub async fn list(
             .fetch_one(pool)
             .await?
         }
-        Some(pattern) => {
+        Some(search) => {
             sqlx::query_scalar!(
                 r#"SELECT count(*) AS "total!" FROM (
-                     SELECT 1 FROM accounts a WHERE a.kind = 'developer' AND a.name ILIKE $1 LIMIT $2
+                     SELECT 1 FROM accounts a
+                     WHERE a.kind = 'developer' AND a.name ILIKE $1 AND lower(a.name) LIKE lower($3) LIMIT $2
                    ) AS matching"#,
-                pattern,
-                crate::db::COUNT_LIMIT + 1
+                search.index_pattern,
+                crate::db::COUNT_LIMIT + 1,
+                search.pattern
             )
             .fetch_one(pool)
             .await?
@@ -77,7 +84,11 @@ pub async fn list(
 /// [`list`] without the total, for a page that does not show it (a search's count is a
 /// second trigram search).
 pub async fn list_page(pool: &PgPool, q: Option<&str>, limit: i64) -> Result<Vec<AccountView>> {
-    load(pool, q, None, None, limit, 0).await
+    let search = match q {
+        Some(q) => Some(name_search(pool, NameColumn::Accounts, q).await?),
+        None => None,
+    };
+    load(pool, search.as_ref(), None, None, limit, 0).await
 }
 
 pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
@@ -134,13 +145,13 @@ pub async fn create(
 /// reads every account (1.4 s a page under 50 clients at 100,000 accounts).
 async fn load(
     pool: &PgPool,
-    q: Option<&str>,
+    search: Option<&NameSearch>,
     only: Option<AccountId>,
     after_id: Option<Uuid>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AccountView>> {
-    let rows = match q.map(crate::db::contains_pattern) {
+    let rows = match search {
         None => {
             sqlx::query_as!(
                 AccountRow,
@@ -165,7 +176,7 @@ async fn load(
             .fetch_all(pool)
             .await?
         }
-        Some(pattern) => {
+        Some(search) => {
             sqlx::query_as!(
                 AccountRow,
                 r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
@@ -173,7 +184,7 @@ async fn load(
                           (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
                    FROM (
                      SELECT * FROM accounts a
-                     WHERE a.kind = 'developer' AND a.name ILIKE $4 AND ($3::uuid IS NULL OR a.id = $3)
+                     WHERE a.kind = 'developer' AND a.name ILIKE $4 AND lower(a.name) LIKE lower($6) AND ($3::uuid IS NULL OR a.id = $3)
                        AND ($5::uuid IS NULL OR a.created_at <= (SELECT c.created_at FROM accounts c WHERE c.id = $5 AND c.kind = 'developer'))
                        AND ($5::uuid IS NULL OR a.created_at < (SELECT c.created_at FROM accounts c WHERE c.id = $5) OR a.id > $5)
                      ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
@@ -182,8 +193,9 @@ async fn load(
                 limit,
                 offset,
                 only.map(|id| id.0),
-                pattern,
-                after_id
+                search.index_pattern,
+                after_id,
+                search.pattern
             )
             .fetch_all(pool)
             .await?

@@ -12,6 +12,7 @@ use crate::apis::AuthMode;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::mail::{enqueue, messages};
+use crate::name_search::{NameColumn, NameSearch, name_search};
 use crate::plans::PlanId;
 use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
@@ -396,12 +397,18 @@ pub async fn list_all(
         filter.account_id,
         filter.q
     );
-    if let Some(found) = search_once(pool, filter, &what, limit, offset).await? {
+    let search = match filter.q.as_deref() {
+        Some(q) => Some(ApplicationSearch::new(pool, q).await?),
+        None => None,
+    };
+    if let Some(search) = &search
+        && let Some(found) = search_once(pool, filter, search, &what, limit, offset).await?
+    {
         return Ok(found);
     }
-    let rows = load_for_admins(pool, filter, None, limit, offset).await?;
+    let rows = load_for_admins(pool, filter, search.as_ref(), None, limit, offset).await?;
     let count = async {
-        Ok::<i64, sqlx::Error>(match filter.q.as_deref().map(crate::db::contains_pattern) {
+        Ok::<i64, sqlx::Error>(match &search {
             None => {
                 sqlx::query_scalar!(
                     // Counted apart from the page and only up to the limit, so a page never touches every row.
@@ -419,13 +426,13 @@ pub async fn list_all(
                 .fetch_one(pool)
                 .await?
             }
-            Some(pattern) => {
+            Some(search) => {
                 sqlx::query_scalar!(
                     r#"SELECT count(*) AS "total!" FROM (
                  SELECT 1 FROM applications ap
-                 WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4
+                 WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4 AND lower(name) LIKE lower($6)
                                  UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
-                                       WHERE ac.name ILIKE $4)
+                                       WHERE ac.name ILIKE $7 AND lower(ac.name) LIKE lower($6))
                    AND ($1::application_state IS NULL OR ap.state = $1)
                    AND ($2::uuid IS NULL OR ap.api_id = $2)
                    AND ($3::uuid IS NULL OR ap.account_id = $3)
@@ -433,8 +440,10 @@ pub async fn list_all(
                     filter.state as Option<ApplicationState>,
                     filter.api_id,
                     filter.account_id,
-                    pattern,
-                    crate::db::COUNT_LIMIT + 1
+                    search.applications.index_pattern,
+                    crate::db::COUNT_LIMIT + 1,
+                    search.applications.pattern,
+                    search.accounts.index_pattern
                 )
                 .fetch_one(pool)
                 .await?
@@ -452,20 +461,20 @@ pub async fn list_all(
 async fn search_once(
     pool: &PgPool,
     filter: &ApplicationFilter,
+    search: &ApplicationSearch,
     what: &str,
     limit: i64,
     offset: i64,
 ) -> Result<Option<(Vec<AdminApplicationView>, i64)>> {
-    let Some(pattern) = filter.q.as_deref().map(crate::db::contains_pattern) else { return Ok(None) };
     let key = crate::db::CountKey::new(pool, what);
     if filter.after_id.is_some() || key.at_limit() {
         return Ok(None);
     }
     let mut matches = sqlx::query!(
         r#"SELECT ap.id, ap.created_at FROM applications ap
-           WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4
+           WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $4 AND lower(name) LIKE lower($6)
                            UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
-                                 WHERE ac.name ILIKE $4)
+                                 WHERE ac.name ILIKE $7 AND lower(ac.name) LIKE lower($6))
              AND ($1::application_state IS NULL OR ap.state = $1)
              AND ($2::uuid IS NULL OR ap.api_id = $2)
              AND ($3::uuid IS NULL OR ap.account_id = $3)
@@ -473,8 +482,10 @@ async fn search_once(
         filter.state as Option<ApplicationState>,
         filter.api_id,
         filter.account_id,
-        pattern,
-        crate::db::COUNT_LIMIT + 1
+        search.applications.index_pattern,
+        crate::db::COUNT_LIMIT + 1,
+        search.applications.pattern,
+        search.accounts.index_pattern
     )
     .fetch_all(pool)
     .await?;
@@ -508,20 +519,21 @@ async fn search_once(
 
 /// One application for admins, whatever its account.
 pub async fn get_any(pool: &PgPool, id: ApplicationId) -> Result<AdminApplicationView> {
-    let mut found = load_for_admins(pool, &ApplicationFilter::default(), Some(id), 1, 0).await?;
+    let mut found = load_for_admins(pool, &ApplicationFilter::default(), None, Some(id), 1, 0).await?;
     found.pop().ok_or(Error::NotFound)
 }
 
 async fn load_for_admins(
     pool: &PgPool,
     filter: &ApplicationFilter,
+    search: Option<&ApplicationSearch>,
     only: Option<ApplicationId>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AdminApplicationView>> {
     // A search is its own statement: behind `$n IS NULL OR …` Postgres cannot turn the
     // name match into a join, and tests every application against it (0.3 s at 1M).
-    let rows = match filter.q.as_deref().map(crate::db::contains_pattern) {
+    let rows = match search {
         None => {
             sqlx::query_as!(
                 AdminRow,
@@ -556,7 +568,7 @@ async fn load_for_admins(
             .fetch_all(pool)
             .await?
         }
-        Some(pattern) => {
+        Some(search) => {
             sqlx::query_as!(
                 AdminRow,
                 r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
@@ -564,9 +576,9 @@ async fn load_for_admins(
                    FROM (
                      -- Applications whose name or account's name matches (trigram indexes), then the page.
                      SELECT * FROM applications ap
-                     WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $8
+                     WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $8 AND lower(name) LIKE lower($9)
                                      UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
-                                           WHERE ac.name ILIKE $8)
+                                           WHERE ac.name ILIKE $10 AND lower(ac.name) LIKE lower($9))
                        AND ($1::application_state IS NULL OR ap.state = $1)
                        AND ($2::uuid IS NULL OR ap.api_id = $2)
                        AND ($3::uuid IS NULL OR ap.account_id = $3)
@@ -589,13 +601,31 @@ async fn load_for_admins(
                 offset,
                 only.map(|id| id.0),
                 filter.after_id,
-                pattern
+                search.applications.index_pattern,
+                search.applications.pattern,
+                search.accounts.index_pattern
             )
             .fetch_all(pool)
             .await?
         }
     };
     Ok(rows.into_iter().map(AdminApplicationView::from).collect())
+}
+
+/// A search of the admin list: applications whose name, or whose account's name, contains
+/// the query (each column's index asked for the query's uncommon words there).
+struct ApplicationSearch {
+    applications: NameSearch,
+    accounts: NameSearch,
+}
+
+impl ApplicationSearch {
+    async fn new(pool: &PgPool, q: &str) -> Result<ApplicationSearch> {
+        Ok(ApplicationSearch {
+            applications: name_search(pool, NameColumn::Applications, q).await?,
+            accounts: name_search(pool, NameColumn::Accounts, q).await?,
+        })
+    }
 }
 
 /// One row of [`load_for_admins`], either statement.

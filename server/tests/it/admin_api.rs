@@ -665,6 +665,49 @@ async fn long_lists_count_up_to_ten_thousand_and_say_there_are_more(pool: PgPool
     assert!(refused.to_string().contains("10000+ application(s)"), "{refused}");
 }
 
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_search_with_a_word_most_names_share_finds_exactly_the_names_that_contain_it(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let pool = &admin.app.pool;
+    // 2,000 applications and 2,000 developer accounts named `Fleet n`: `fleet` is in most names,
+    // so the trigram index is asked for the rest of the query and the whole query is checked
+    // on what it finds (once ANALYZE has sampled the names).
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+         SELECT gen_random_uuid(), ac.id, p.api_id, p.id, 'Fleet ' || i, 'live'
+         FROM generate_series(1, 2000) AS i,
+              (SELECT id FROM accounts WHERE kind = 'developer' LIMIT 1) AS ac, (SELECT id, api_id FROM plans LIMIT 1) AS p",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO accounts (id, kind, name) SELECT gen_random_uuid(), 'developer', 'Fleet ' || i FROM generate_series(1, 2000) AS i")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE applications, accounts").execute(pool).await.unwrap();
+    let matching: Vec<String> =
+        std::iter::once("Fleet 123".to_owned()).chain((1230..1240).map(|n| format!("Fleet {n}"))).collect();
+    for list in ["/admin/api/v1/applications", "/admin/api/v1/accounts"] {
+        for (q, expected) in [
+            ("Fleet%20123", matching.clone()),
+            ("fLEET%20123", matching.clone()),
+            // Every candidate holds `123`, and none holds the query.
+            ("123%20Fleet", vec![]),
+            ("Fleet%20%20123", vec![]),
+            ("Fleet%20123_", vec![]),
+        ] {
+            let (status, page) = admin.call(reqwest::Method::GET, &format!("{list}?per_page=50&q={q}"), None).await;
+            assert_eq!(status, 200, "{list} {q}: {page}");
+            let mut names: Vec<String> =
+                page["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect();
+            names.sort();
+            assert_eq!(names, expected, "{list} {q}");
+            assert_eq!(page["total"].as_u64(), Some(expected.len() as u64), "{list} {q}");
+        }
+    }
+}
+
 /// Every item's id in a list, following `next` from `first` to the end.
 async fn walk(admin: &Admin, first: &str) -> Vec<Value> {
     let mut ids = Vec::new();
