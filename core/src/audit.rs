@@ -100,12 +100,17 @@ pub async fn list(
     let action = filter.action.as_deref().map(|a| format!("{}%", crate::db::like_escape(a)));
     let actor = filter.actor.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        r#"SELECT id, at, actor_label, action, entity, entity_id, before, after
-           FROM audit_log
-           WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
-             AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
-             AND ($7::int8 IS NULL OR id < $7)
-           ORDER BY id DESC LIMIT $5 OFFSET $6"#,
+        r#"SELECT r.id, r.at, r.actor_label, r.action, r.entity, r.entity_id, r.before, r.after
+           FROM (
+             -- The page's ids first: unfiltered, an index-only walk past the offset's records.
+             SELECT id FROM audit_log
+             WHERE ($1::text IS NULL OR entity = $1) AND ($2::uuid IS NULL OR entity_id = $2)
+               AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor_label ILIKE $4)
+               AND ($7::int8 IS NULL OR id < $7)
+             ORDER BY id DESC LIMIT $5 OFFSET $6
+           ) page
+           JOIN audit_log r ON r.id = page.id
+           ORDER BY r.id DESC"#,
         filter.entity,
         filter.entity_id,
         action,

@@ -406,7 +406,7 @@ pub async fn list_all(
     {
         return Ok(found);
     }
-    let rows = load_for_admins(pool, filter, search.as_ref(), None, limit, offset).await?;
+    let rows = load_for_admins(pool, filter, search.as_ref(), limit, offset).await?;
     let count = async {
         Ok::<i64, sqlx::Error>(match &search {
             None => {
@@ -499,6 +499,84 @@ async fn search_once(
     let skip = usize::try_from(offset).unwrap_or(usize::MAX);
     let take = usize::try_from(limit).unwrap_or(0);
     let page: Vec<Uuid> = matches.into_iter().skip(skip).take(take).map(|m| m.id).collect();
+    let rows = rows_by_ids(pool, &page).await?;
+    Ok(Some((rows, counted)))
+}
+
+/// One application for admins, whatever its account.
+pub async fn get_any(pool: &PgPool, id: ApplicationId) -> Result<AdminApplicationView> {
+    let mut found = rows_by_ids(pool, &[id.0]).await?;
+    found.pop().ok_or(Error::NotFound)
+}
+
+async fn load_for_admins(
+    pool: &PgPool,
+    filter: &ApplicationFilter,
+    search: Option<&ApplicationSearch>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<AdminApplicationView>> {
+    // The page's ids first, from the applications alone: without a filter an index-only walk
+    // past the offset's rows, and a plan cheap to make (Postgres plans these statements on
+    // every call, and planning the page joined to four tables cost more than the walk).
+    let page = match search {
+        None => {
+            sqlx::query_scalar!(
+                r#"SELECT ap.id FROM applications ap
+                   WHERE ($1::application_state IS NULL OR ap.state = $1)
+                     AND ($2::uuid IS NULL OR ap.api_id = $2)
+                     AND ($3::uuid IS NULL OR ap.account_id = $3)
+                     -- Newest first: later rows are older, or as old with a greater id.
+                     AND ($6::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $6))
+                     AND ($6::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $6) OR ap.id > $6)
+                   ORDER BY ap.created_at DESC, ap.id
+                   LIMIT $4 OFFSET $5"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                limit,
+                offset,
+                filter.after_id
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(search) => {
+            // A search is its own statement: behind `$n IS NULL OR …` Postgres cannot turn the
+            // name match into a join, and tests every application against it (0.3 s at 1M).
+            sqlx::query_scalar!(
+                r#"SELECT ap.id FROM applications ap
+                   -- Applications whose name or account's name matches (trigram indexes).
+                   WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $7 AND lower(name) LIKE lower($8)
+                                   UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
+                                         WHERE ac.name ILIKE $9 AND lower(ac.name) LIKE lower($8))
+                     AND ($1::application_state IS NULL OR ap.state = $1)
+                     AND ($2::uuid IS NULL OR ap.api_id = $2)
+                     AND ($3::uuid IS NULL OR ap.account_id = $3)
+                     AND ($6::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $6))
+                     AND ($6::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $6) OR ap.id > $6)
+                   ORDER BY ap.created_at DESC, ap.id
+                   LIMIT $4 OFFSET $5"#,
+                filter.state as Option<ApplicationState>,
+                filter.api_id,
+                filter.account_id,
+                limit,
+                offset,
+                filter.after_id,
+                search.applications.index_pattern,
+                search.applications.pattern,
+                search.accounts.index_pattern
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows_by_ids(pool, &page).await
+}
+
+/// The applications of a page with their account, API and plan names, in the list's order
+/// (newest first, then by id).
+async fn rows_by_ids(pool: &PgPool, page: &[Uuid]) -> Result<Vec<AdminApplicationView>> {
     let rows = sqlx::query_as!(
         AdminRow,
         r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
@@ -510,105 +588,10 @@ async fn search_once(
            LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
            WHERE ap.id = ANY($1)
            ORDER BY ap.created_at DESC, ap.id"#,
-        &page
+        page
     )
     .fetch_all(pool)
     .await?;
-    Ok(Some((rows.into_iter().map(AdminApplicationView::from).collect(), counted)))
-}
-
-/// One application for admins, whatever its account.
-pub async fn get_any(pool: &PgPool, id: ApplicationId) -> Result<AdminApplicationView> {
-    let mut found = load_for_admins(pool, &ApplicationFilter::default(), None, Some(id), 1, 0).await?;
-    found.pop().ok_or(Error::NotFound)
-}
-
-async fn load_for_admins(
-    pool: &PgPool,
-    filter: &ApplicationFilter,
-    search: Option<&ApplicationSearch>,
-    only: Option<ApplicationId>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<AdminApplicationView>> {
-    // A search is its own statement: behind `$n IS NULL OR …` Postgres cannot turn the
-    // name match into a join, and tests every application against it (0.3 s at 1M).
-    let rows = match search {
-        None => {
-            sqlx::query_as!(
-                AdminRow,
-                r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
-                          ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
-                   FROM (
-                     -- The page is cut from the applications alone (an index walk), then joined.
-                     SELECT * FROM applications ap
-                     WHERE ($1::application_state IS NULL OR ap.state = $1)
-                       AND ($2::uuid IS NULL OR ap.api_id = $2)
-                       AND ($3::uuid IS NULL OR ap.account_id = $3)
-                       AND ($6::uuid IS NULL OR ap.id = $6)
-                       -- Newest first: later rows are older, or as old with a greater id.
-                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
-                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
-                     ORDER BY ap.created_at DESC, ap.id
-                     LIMIT $4 OFFSET $5
-                   ) ap
-                   JOIN accounts ac ON ac.id = ap.account_id
-                   JOIN api_products a ON a.id = ap.api_id
-                   JOIN plans p ON p.id = ap.plan_id
-                   LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
-                   ORDER BY ap.created_at DESC, ap.id"#,
-                filter.state as Option<ApplicationState>,
-                filter.api_id,
-                filter.account_id,
-                limit,
-                offset,
-                only.map(|id| id.0),
-                filter.after_id
-            )
-            .fetch_all(pool)
-            .await?
-        }
-        Some(search) => {
-            sqlx::query_as!(
-                AdminRow,
-                r#"SELECT ap.id, ap.name, ap.state AS "state: ApplicationState", ap.account_id, ac.name AS account_name, ap.api_id, a.name AS api_name,
-                          ap.plan_id, p.name AS plan_name, ap.requested_plan_id, rp.name AS "requested_plan_name?", ap.created_at
-                   FROM (
-                     -- Applications whose name or account's name matches (trigram indexes), then the page.
-                     SELECT * FROM applications ap
-                     WHERE ap.id IN (SELECT id FROM applications WHERE name ILIKE $8 AND lower(name) LIKE lower($9)
-                                     UNION SELECT m.id FROM accounts ac JOIN applications m ON m.account_id = ac.id
-                                           WHERE ac.name ILIKE $10 AND lower(ac.name) LIKE lower($9))
-                       AND ($1::application_state IS NULL OR ap.state = $1)
-                       AND ($2::uuid IS NULL OR ap.api_id = $2)
-                       AND ($3::uuid IS NULL OR ap.account_id = $3)
-                       AND ($6::uuid IS NULL OR ap.id = $6)
-                       -- Newest first: later rows are older, or as old with a greater id.
-                       AND ($7::uuid IS NULL OR ap.created_at <= (SELECT c.created_at FROM applications c WHERE c.id = $7))
-                       AND ($7::uuid IS NULL OR ap.created_at < (SELECT c.created_at FROM applications c WHERE c.id = $7) OR ap.id > $7)
-                     ORDER BY ap.created_at DESC, ap.id
-                     LIMIT $4 OFFSET $5
-                   ) ap
-                   JOIN accounts ac ON ac.id = ap.account_id
-                   JOIN api_products a ON a.id = ap.api_id
-                   JOIN plans p ON p.id = ap.plan_id
-                   LEFT JOIN plans rp ON rp.id = ap.requested_plan_id
-                   ORDER BY ap.created_at DESC, ap.id"#,
-                filter.state as Option<ApplicationState>,
-                filter.api_id,
-                filter.account_id,
-                limit,
-                offset,
-                only.map(|id| id.0),
-                filter.after_id,
-                search.applications.index_pattern,
-                search.applications.pattern,
-                search.accounts.index_pattern
-            )
-            .fetch_all(pool)
-            .await?
-        }
-    };
     Ok(rows.into_iter().map(AdminApplicationView::from).collect())
 }
 
@@ -628,7 +611,7 @@ impl ApplicationSearch {
     }
 }
 
-/// One row of [`load_for_admins`], either statement.
+/// One row of [`rows_by_ids`].
 struct AdminRow {
     id: Uuid,
     name: String,
