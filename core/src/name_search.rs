@@ -5,7 +5,9 @@
 //! `App n`, the `app` trigrams cost 6 ms of a 6.4 ms search for `App 12345`. So the index is
 //! asked only for the query's words that few names contain, judged against the column's
 //! statistics sample (`pg_stats`, kept by ANALYZE), and each candidate is then checked
-//! against the whole query.
+//! against the whole query. A query that many names contain (`app`) is the opposite case:
+//! the trigram index would list most rows, while walking the list's own index in order finds
+//! a page of matches after a few hundred rows, so such a search is [`NameSearch::common`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -33,7 +35,8 @@ impl NameColumn {
     }
 }
 
-/// A word in at least this share of the sample is left to the check of the whole query.
+/// A word in at least this share of the sample is left to the check of the whole query, and a
+/// whole query in at least this share is common.
 const COMMON_SHARE: f64 = 0.1;
 
 /// Below this many sampled names the shares say nothing, and the whole query goes to the index.
@@ -58,19 +61,25 @@ pub(crate) struct NameSearch {
     pub(crate) pattern: String,
     /// The query's uncommon words in order (`%w1%w2%`), implied by `pattern`.
     pub(crate) index_pattern: String,
+    /// At least [`COMMON_SHARE`] of the sample contains the whole query: the list is better
+    /// walked in its own order with the query as a filter than read from the trigram index.
+    pub(crate) common: bool,
 }
 
 /// The search for `query` in `column`. A failed read of the statistics is an error like any
 /// other statement's.
 pub(crate) async fn name_search(pool: &PgPool, column: NameColumn, query: &str) -> Result<NameSearch, sqlx::Error> {
     let pattern = contains_pattern(query);
-    if query.split_whitespace().nth(1).is_none() {
-        // One word: nothing to leave out.
-        return Ok(NameSearch { index_pattern: pattern.clone(), pattern });
-    }
     let sample = sample(pool, column).await?;
     let index_pattern = uncommon_words_pattern(query, &sample).unwrap_or_else(|| pattern.clone());
-    Ok(NameSearch { pattern, index_pattern })
+    let common = sample.len() >= MIN_SAMPLE && is_common(&query.to_lowercase(), &sample);
+    Ok(NameSearch { pattern, index_pattern, common })
+}
+
+/// Whether at least [`COMMON_SHARE`] of `sample` (lower-cased) contains `text` (lower-cased).
+fn is_common(text: &str, sample: &[String]) -> bool {
+    let containing = sample.iter().filter(|name| name.contains(text)).count();
+    containing as f64 >= COMMON_SHARE * sample.len() as f64
 }
 
 /// `%w1%w2%` of the words of `query` that fewer than [`COMMON_SHARE`] of `sample` contain;
@@ -85,11 +94,7 @@ fn uncommon_words_pattern(query: &str, sample: &[String]) -> Option<String> {
     let uncommon: Vec<&str> = words
         .iter()
         .copied()
-        .filter(|word| {
-            let word = word.to_lowercase();
-            let containing = sample.iter().filter(|name| name.contains(&word)).count();
-            (containing as f64) < COMMON_SHARE * sample.len() as f64
-        })
+        .filter(|word| !is_common(&word.to_lowercase(), sample))
         .collect();
     if uncommon.len() == words.len() || !uncommon.iter().any(|word| word.chars().count() >= 3) {
         return None;
@@ -143,6 +148,15 @@ mod tests {
         assert_eq!(uncommon_words_pattern("app 1_2% x\\y", &apps).as_deref(), Some("%1\\_2\\%%x\\\\y%"));
         let accounts = sample(|n| format!("Developer {n}"));
         assert_eq!(uncommon_words_pattern("Developer 12345", &accounts).as_deref(), Some("%12345%"));
+    }
+
+    #[test]
+    fn a_query_in_a_tenth_of_the_names_is_common() {
+        let names = sample(|n| if n % 10 == 0 { format!("Billing {n}") } else { format!("Maps {n}") });
+        assert!(is_common("billing", &names));
+        assert!(is_common("maps", &names));
+        assert!(!is_common("billing 1", &names));
+        assert!(!is_common("search", &names));
     }
 
     #[test]

@@ -62,6 +62,19 @@ pub async fn list(
             .fetch_one(pool)
             .await?
         }
+        Some(search) if search.common => {
+            // Many names match: the statistics tell the planner so, and it reads the accounts in
+            // order until the limit, instead of the trigram index's list of every row.
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "total!" FROM (
+                     SELECT 1 FROM accounts a WHERE a.kind = 'developer' AND a.name ILIKE $1 LIMIT $2
+                   ) AS matching"#,
+                search.pattern,
+                crate::db::COUNT_LIMIT + 1
+            )
+            .fetch_one(pool)
+            .await?
+        }
         Some(search) => {
             sqlx::query_scalar!(
                 r#"SELECT count(*) AS "total!" FROM (
@@ -171,6 +184,30 @@ async fn load(
                 limit,
                 offset,
                 only.map(|id| id.0),
+                after_id
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(search) if search.common => {
+            // Many names match: the statistics tell the planner so, and it walks the list's index.
+            sqlx::query_as!(
+                AccountRow,
+                r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
+                          (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
+                          (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
+                   FROM (
+                     SELECT * FROM accounts a
+                     WHERE a.kind = 'developer' AND a.name ILIKE $4 AND ($3::uuid IS NULL OR a.id = $3)
+                       AND ($5::uuid IS NULL OR a.created_at <= (SELECT c.created_at FROM accounts c WHERE c.id = $5 AND c.kind = 'developer'))
+                       AND ($5::uuid IS NULL OR a.created_at < (SELECT c.created_at FROM accounts c WHERE c.id = $5) OR a.id > $5)
+                     ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
+                   ) a
+                   ORDER BY a.created_at DESC, a.id"#,
+                limit,
+                offset,
+                only.map(|id| id.0),
+                search.pattern,
                 after_id
             )
             .fetch_all(pool)

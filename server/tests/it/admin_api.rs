@@ -705,6 +705,20 @@ async fn a_search_with_a_word_most_names_share_finds_exactly_the_names_that_cont
             assert_eq!(names, expected, "{list} {q}");
             assert_eq!(page["total"].as_u64(), Some(expected.len() as u64), "{list} {q}");
         }
+        // `fleet` alone is in most names: the list is walked in its order and each row checked.
+        let mut seen = std::collections::HashSet::new();
+        for page_number in [1, 40] {
+            let (status, page) =
+                admin.call(reqwest::Method::GET, &format!("{list}?per_page=50&page={page_number}&q=fleet"), None).await;
+            assert_eq!(status, 200, "{list}: {page}");
+            assert_eq!((page["total"].as_u64(), page["total_exact"].as_bool()), (Some(2000), Some(true)), "{list}");
+            let items = page["items"].as_array().unwrap();
+            assert_eq!(items.len(), 50, "{list} page {page_number}");
+            for item in items {
+                assert!(item["name"].as_str().unwrap().starts_with("Fleet "), "{list}: {item}");
+                assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "{list}: {item} twice");
+            }
+        }
     }
 }
 
