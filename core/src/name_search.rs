@@ -91,11 +91,7 @@ fn uncommon_words_pattern(query: &str, sample: &[String]) -> Option<String> {
         return None;
     }
     let words: Vec<&str> = query.split_whitespace().collect();
-    let uncommon: Vec<&str> = words
-        .iter()
-        .copied()
-        .filter(|word| !is_common(&word.to_lowercase(), sample))
-        .collect();
+    let uncommon: Vec<&str> = words.iter().copied().filter(|word| !is_common(&word.to_lowercase(), sample)).collect();
     if uncommon.len() == words.len() || !uncommon.iter().any(|word| word.chars().count() >= 3) {
         return None;
     }

@@ -64,7 +64,8 @@ pub async fn list(
         }
         Some(search) if search.common => {
             // Many names match: the statistics tell the planner so, and it reads the accounts in
-            // order until the limit, instead of the trigram index's list of every row.
+            // order until the limit, instead of the trigram index's list of every row. Planned
+            // for this pattern each time (not kept), as a cached generic plan would not know.
             sqlx::query_scalar!(
                 r#"SELECT count(*) AS "total!" FROM (
                      SELECT 1 FROM accounts a WHERE a.kind = 'developer' AND a.name ILIKE $1 LIMIT $2
@@ -72,6 +73,7 @@ pub async fn list(
                 search.pattern,
                 crate::db::COUNT_LIMIT + 1
             )
+            .persistent(false)
             .fetch_one(pool)
             .await?
         }
@@ -191,24 +193,31 @@ async fn load(
         }
         Some(search) if search.common => {
             // Many names match: the statistics tell the planner so, and it walks the list's index.
-            sqlx::query_as!(
-                AccountRow,
-                r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
-                          (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
-                          (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
-                   FROM (
-                     SELECT * FROM accounts a
-                     WHERE a.kind = 'developer' AND a.name ILIKE $4 AND ($3::uuid IS NULL OR a.id = $3)
-                       AND ($5::uuid IS NULL OR a.created_at <= (SELECT c.created_at FROM accounts c WHERE c.id = $5 AND c.kind = 'developer'))
-                       AND ($5::uuid IS NULL OR a.created_at < (SELECT c.created_at FROM accounts c WHERE c.id = $5) OR a.id > $5)
-                     ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2
-                   ) a
-                   ORDER BY a.created_at DESC, a.id"#,
+            // Planned for this pattern each time (not kept): a cached generic plan, blind to
+            // how common the pattern is, read the trigram index's list of every row (60 ms).
+            let page = sqlx::query_scalar!(
+                r#"SELECT a.id FROM accounts a
+                   WHERE a.kind = 'developer' AND a.name ILIKE $4 AND ($3::uuid IS NULL OR a.id = $3)
+                     AND ($5::uuid IS NULL OR a.created_at <= (SELECT c.created_at FROM accounts c WHERE c.id = $5 AND c.kind = 'developer'))
+                     AND ($5::uuid IS NULL OR a.created_at < (SELECT c.created_at FROM accounts c WHERE c.id = $5) OR a.id > $5)
+                   ORDER BY a.created_at DESC, a.id LIMIT $1 OFFSET $2"#,
                 limit,
                 offset,
                 only.map(|id| id.0),
                 search.pattern,
                 after_id
+            )
+            .persistent(false)
+            .fetch_all(pool)
+            .await?;
+            sqlx::query_as!(
+                AccountRow,
+                r#"SELECT a.id, a.name, a.state AS "state: AccountState", a.created_at,
+                          (SELECT count(*) FROM memberships m WHERE m.account_id = a.id) AS "members!",
+                          (SELECT count(*) FROM applications ap WHERE ap.account_id = a.id) AS "applications!"
+                   FROM accounts a WHERE a.id = ANY($1)
+                   ORDER BY a.created_at DESC, a.id"#,
+                &page
             )
             .fetch_all(pool)
             .await?

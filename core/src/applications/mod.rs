@@ -428,6 +428,8 @@ pub async fn list_all(
                 .await?
             }
             Some(search) if search.common() => {
+                // Many names match: a scan reaches the limit soon. Planned for this pattern
+                // each time (not kept), as a cached generic plan would not know that.
                 sqlx::query_scalar!(
                     r#"SELECT count(*) AS "total!" FROM (
                  SELECT 1 FROM applications ap
@@ -444,7 +446,8 @@ pub async fn list_all(
                     crate::db::COUNT_LIMIT + 1,
                     search.accounts.index_pattern
                 )
-                .fetch_one(pool)
+                .persistent(false)
+            .fetch_one(pool)
                 .await?
             }
             Some(search) => {
@@ -564,6 +567,8 @@ async fn load_for_admins(
         }
         Some(search) if search.common() => {
             // Many names match: the list's index in order, each row checked against the query.
+            // Planned for this pattern each time (not kept): a cached generic plan, blind to
+            // how common the pattern is, read the trigram index's list of every row (60 ms).
             sqlx::query_scalar!(
                 r#"SELECT ap.id FROM applications ap
                    WHERE (ap.name ILIKE $7
@@ -584,6 +589,7 @@ async fn load_for_admins(
                 search.applications.pattern,
                 search.accounts.index_pattern
             )
+            .persistent(false)
             .fetch_all(pool)
             .await?
         }
