@@ -447,7 +447,7 @@ pub async fn list_all(
                     search.accounts.index_pattern
                 )
                 .persistent(false)
-            .fetch_one(pool)
+                .fetch_one(pool)
                 .await?
             }
             Some(search) => {
