@@ -2,6 +2,9 @@
 //! not blamed on the upstream: a body that breaks (malformed chunked encoding, a connection
 //! closed mid-body) or stalls makes the upstream exchange fail or time out, and must neither
 //! count towards ejecting a healthy target nor be answered as if the upstream had failed.
+//! A `POST` body that frameworks read as a form is also scanned for a `_method` field
+//! ([`method_field`](super::method_field)): the piece that carries one is withheld and the
+//! body ends in an error, which breaks off the upstream exchange before the body is whole.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,26 +14,44 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::method_field::{BodyScan, Verdict};
+
 /// The last thing the body did. Only the body's poller writes it.
 const READING: u8 = 0;
 const WAITING_FOR_CLIENT: u8 = 1;
 const DONE: u8 = 2;
 const FAILED: u8 = 3;
+const OVERRIDE: u8 = 4;
 
 /// A request body that records how reading it went.
 pub(crate) struct ClientBody {
     inner: Incoming,
     /// `None` for a request without a body (nothing can go wrong, nothing to allocate).
     state: Option<Arc<AtomicU8>>,
+    /// The `_method` scan, for a `POST` body that frameworks read as a form.
+    scan: Option<Box<BodyScan>>,
+}
+
+/// Why the body given to the upstream ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    #[error(transparent)]
+    Client(hyper::Error),
+    #[error("the body carries a _method field")]
+    MethodOverride,
+    #[error("a multipart header line is too long to read")]
+    Unreadable,
 }
 
 /// What the proxy may ask about the body after the upstream exchange.
 pub(crate) struct BodyWatch(Option<Arc<AtomicU8>>);
 
 impl ClientBody {
-    pub fn watch(inner: Incoming) -> (ClientBody, BodyWatch) {
+    /// `scan`: the `_method` scan the request's method and type call for.
+    pub fn watch(inner: Incoming, scan: Option<Box<BodyScan>>) -> (ClientBody, BodyWatch) {
         let state = (!inner.is_end_stream()).then(|| Arc::new(AtomicU8::new(READING)));
-        (ClientBody { inner, state: state.clone() }, BodyWatch(state))
+        let scan = scan.filter(|_| state.is_some());
+        (ClientBody { inner, state: state.clone(), scan }, BodyWatch(state))
     }
 }
 
@@ -48,25 +69,42 @@ impl BodyWatch {
     pub fn waiting_for_client(&self) -> bool {
         self.load() == WAITING_FOR_CLIENT
     }
+
+    /// The body carried a `_method` field, and was broken off.
+    pub fn overridden(&self) -> bool {
+        self.load() == OVERRIDE
+    }
 }
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let verdict = match (&polled, this.scan.as_deref_mut()) {
+            (Poll::Ready(Some(Ok(frame))), Some(scan)) => {
+                frame.data_ref().map_or(Verdict::Clean, |data| scan.feed(data))
+            }
+            _ => Verdict::Clean,
+        };
         if let Some(state) = &this.state {
-            let now = match &polled {
-                Poll::Pending => WAITING_FOR_CLIENT,
-                Poll::Ready(None) => DONE,
-                Poll::Ready(Some(Err(_))) => FAILED,
-                Poll::Ready(Some(Ok(_))) => READING,
+            let now = match (&polled, verdict) {
+                (_, Verdict::Override) => OVERRIDE,
+                (_, Verdict::Unreadable) => FAILED,
+                (Poll::Pending, _) => WAITING_FOR_CLIENT,
+                (Poll::Ready(None), _) => DONE,
+                (Poll::Ready(Some(Err(_))), _) => FAILED,
+                (Poll::Ready(Some(Ok(_))), _) => READING,
             };
             state.store(now, Ordering::Release);
         }
-        polled
+        match verdict {
+            Verdict::Clean => polled.map(|frame| frame.map(|frame| frame.map_err(BodyError::Client))),
+            Verdict::Override => Poll::Ready(Some(Err(BodyError::MethodOverride))),
+            Verdict::Unreadable => Poll::Ready(Some(Err(BodyError::Unreadable))),
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -17,8 +17,9 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Uri, Version};
 
 use super::body::ClientBody;
+use super::method_field;
 use super::upstream::Target;
-use crate::enforce::key_location::{Auth, canonical, cookie_pairs, query_pairs};
+use crate::enforce::key_location::{Auth, cookie_pairs, query_pairs};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -82,6 +83,7 @@ static METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method",
 /// Whether the request asks the upstream to run another method than the one the mapping
 /// rules are matched with: an override header in any spelling of its name, or for a `POST`
 /// (the only method Symfony and Laravel let `_method` override) a `_method` query parameter.
+/// A `_method` field in the body is found as the body passes ([`method_field`]).
 pub(crate) fn carries_method_override(method: &Method, query: Option<&str>, headers: &HeaderMap) -> bool {
     let header = headers.keys().any(|name| {
         let raw = name.as_str().as_bytes();
@@ -90,7 +92,7 @@ pub(crate) fn carries_method_override(method: &Method, query: Option<&str>, head
     header
         || (*method == Method::POST
             && query.is_some_and(|query| {
-                query_pairs(query).any(|(name, _)| *canonical(name.as_bytes(), true) == *b"-method")
+                query_pairs(query).any(|(name, _)| method_field::is_override_name(name.as_bytes()))
             }))
 }
 

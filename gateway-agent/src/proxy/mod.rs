@@ -25,6 +25,7 @@ pub(crate) mod decision;
 pub(crate) mod forward;
 pub(crate) mod host;
 pub(crate) mod limits;
+pub(crate) mod method_field;
 pub(crate) mod mock;
 pub(crate) mod original;
 pub(crate) mod path;
@@ -509,7 +510,8 @@ impl Proxy {
             Ok(target) => target,
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
-        let (body, watch) = ClientBody::watch(body);
+        let scan = method_field::scan_for(&parts.method, &parts.headers);
+        let (body, watch) = ClientBody::watch(body, scan);
         let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
         let mut request =
             match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded) {
@@ -566,6 +568,7 @@ impl Proxy {
                 Refusal::UpstreamTimeout
             }
             Some(UpstreamError::Exchange(_)) if watch.failed() => Refusal::InvalidBody,
+            Some(UpstreamError::Exchange(_)) if watch.overridden() => Refusal::MethodOverride,
             Some(UpstreamError::Connect) => {
                 target.unreachable();
                 tracing::debug!(api = %call.api.slug, upstream = %target.url, "cannot connect to the upstream");

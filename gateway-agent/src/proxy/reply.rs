@@ -144,7 +144,7 @@ impl Refusal {
                 r#"{"error":"method_not_allowed","message":"This gateway endpoint answers GET and HEAD only."}"#
             }
             Refusal::MethodOverride => {
-                r#"{"error":"method_override","message":"The gateway does not pass on method overrides (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override); send the request with the method itself."}"#
+                r#"{"error":"method_override","message":"The gateway does not pass on method overrides (the X-HTTP-Method-Override, X-HTTP-Method and X-Method-Override headers, or a _method query parameter or body field on a POST); send the request with the method itself."}"#
             }
         })
     }

@@ -75,7 +75,8 @@ impl Proxy {
         ) else {
             return self.refuse(call, Refusal::UpstreamUnavailable);
         };
-        let (body, watch) = ClientBody::watch(body);
+        let scan = super::method_field::scan_for(&parts.method, &parts.headers);
+        let (body, watch) = ClientBody::watch(body, scan);
         let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
         let mut request =
             match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded) {

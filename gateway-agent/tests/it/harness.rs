@@ -116,15 +116,20 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The request bodies that arrived whole.
+    pub bodies: Arc<Mutex<Vec<Bytes>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Upstream {
     pub async fn start() -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
+        let whole = bodies.clone();
         let (addr, task) = serve(move |request: Request<Incoming>| {
             let record = record.clone();
+            let whole = whole.clone();
             async move {
                 let uri = request.uri().to_string();
                 record.lock().expect("lock").push(Seen {
@@ -132,7 +137,11 @@ impl Upstream {
                     uri: uri.clone(),
                     headers: request.headers().clone(),
                 });
-                let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = request.into_body().collect().await.map(|b| b.to_bytes());
+                if let Ok(body) = &body {
+                    whole.lock().expect("lock").push(body.clone());
+                }
+                let body = body.unwrap_or_default();
                 let mut status = StatusCode::OK;
                 if let Some(code) = uri.split("/status/").nth(1) {
                     status =
@@ -151,7 +160,7 @@ impl Upstream {
             }
         })
         .await;
-        Upstream { addr, seen, task }
+        Upstream { addr, seen, bodies, task }
     }
 
     pub fn url(&self, prefix: &str) -> String {

@@ -161,6 +161,63 @@ async fn refusals_have_their_status_and_json_body() {
     agent.shutdown().await.expect("clean shutdown");
 }
 
+/// Rails, Symfony and Laravel run a `POST` whose form (or, for Laravel, JSON object) has a
+/// `_method` field as that method: the rules matched a `POST`, so such a body must never
+/// reach the upstream whole, wherever the field is and however the body is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_field_in_a_post_body_never_reaches_the_upstream_whole() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let proxy = agent.proxy_addr();
+    let key = fixture.key.as_str();
+    let url = format!("http://{proxy}/pets/items?user_key={key}");
+
+    let overrides: [(&[(&str, &str)], &'static str); 5] = [
+        (&[("content-type", "application/x-www-form-urlencoded")], "name=rex&_method=DELETE"),
+        (&[], "%5Fmethod=DELETE"),
+        (
+            &[("content-type", "multipart/form-data; boundary=XyZ")],
+            "--XyZ\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XyZ--\r\n",
+        ),
+        (&[("content-type", "application/json")], r#"{"name":"rex","_method":"DELETE"}"#),
+        (&[("content-type", "application/json; charset=utf-8")], r#"{"\u005fmethod":"DELETE"}"#),
+    ];
+    for (headers, body) in overrides {
+        let answer = send(Method::POST, &url, headers, body).await;
+        assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "method_override"), "{body}");
+        assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("_method")));
+    }
+    // The field's name split across two chunks of a chunked body.
+    let request = format!(
+        "POST /pets/items?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n7\r\na=1&_me\r\nb\r\nthod=DELETE\r\n0\r\n\r\n"
+    );
+    let answer = raw_exchange(proxy, request.as_bytes()).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("method_override"), "{}", answer.body);
+    let whole = upstream.bodies.lock().expect("lock").clone();
+    assert!(whole.iter().all(|body| !body.windows(4).any(|w| w == b"thod")), "{whole:?}");
+
+    // Bodies that only mention the word pass untouched.
+    let passing: [(&[(&str, &str)], &'static str); 4] = [
+        (&[("content-type", "application/x-www-form-urlencoded")], "payment_method=card&note=_method%3DDELETE"),
+        (&[("content-type", "application/json")], r#"{"order":{"_method":"DELETE"},"note":"_method"}"#),
+        (&[("content-type", "text/plain")], "_method=DELETE"),
+        (
+            &[("content-type", "multipart/form-data; boundary=XyZ")],
+            "--XyZ\r\nContent-Disposition: form-data; name=\"page\"; filename=\"_method.html\"\r\n\r\n<input name=\"_method\">\r\n--XyZ--\r\n",
+        ),
+    ];
+    for (headers, body) in passing {
+        let answer = send(Method::POST, &url, headers, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.body);
+        assert_eq!(answer.body, body, "the upstream echoes what it got");
+    }
+    agent.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_works_until_its_overlap_expires() {
     let now: Timestamp = "2030-01-01T12:00:00Z".parse().expect("time");
