@@ -226,12 +226,23 @@ pub async fn sign_in_external(
             let user = match existing {
                 Some(id) => {
                     // The provider proved the mailbox, so the email counts as verified here too.
-                    sqlx::query!(
-                        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
+                    // A user never verified was made by whoever typed the address, not by the
+                    // mailbox's owner: that password and any session must not survive the link.
+                    let unverified = sqlx::query_scalar!(
+                        r#"SELECT email_verified_at IS NULL AS "unverified!" FROM users WHERE id = $1 FOR UPDATE"#,
                         id
                     )
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
+                    if unverified {
+                        sqlx::query!(
+                            "UPDATE users SET password_hash = NULL, email_verified_at = now() WHERE id = $1",
+                            id
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query!("DELETE FROM sessions WHERE user_id = $1", id).execute(&mut *tx).await?;
+                    }
                     UserId(id)
                 }
                 None => {

@@ -16,7 +16,8 @@ use tollgate_core::sessions::SessionStore;
 use tollgate_core::webhooks::TargetPolicy;
 use tollgate_core::webhooks::deliver::Sender;
 use tollgate_web::{
-    CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, security_headers, session_middleware,
+    CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, refuse_nul_in_query, security_headers,
+    session_middleware,
 };
 
 use crate::agent_api::{self, ConfigNotifier};
@@ -142,6 +143,7 @@ pub fn build(
             .service(
                 web::scope("")
                     .wrap(from_fn(session_middleware))
+                    .wrap(from_fn(refuse_nul_in_query))
                     .configure(tollgate_portal::configure)
                     .configure(tollgate_admin::configure)
                     .configure(|cfg| {

@@ -105,6 +105,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 (Some(sent), Some(expected)) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => {}
                 _ => return Err(FormRejection::BadToken.into()),
             }
+            if let Some(field) = crate::text_edge::field_with_nul(&body) {
+                return Err(FormRejection::Malformed(format!("the field “{field}” contains a NUL character")).into());
+            }
             let form = serde_urlencoded::from_bytes::<T>(&body).map_err(|e| FormRejection::Malformed(e.to_string()))?;
             Ok(CsrfForm(form))
         })

@@ -32,6 +32,7 @@ mod page;
 mod redirect;
 mod request;
 mod session;
+mod text_edge;
 mod urls;
 pub mod usage_view;
 
@@ -46,4 +47,5 @@ pub use page::{ErrorPage, render, see_other};
 pub use redirect::LocalPath;
 pub use request::{bearer_token, parse_id};
 pub use session::{CookiePolicy, SESSION_COOKIE, Session, session_middleware};
+pub use text_edge::refuse_nul_in_query;
 pub use urls::{GatewayUrl, PublicUrl};

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use tollgate_core::applications::{self, ApplicationId};
 use tollgate_core::credentials::{
     self, CredentialId, CredentialKind, CredentialView, DEFAULT_ROTATION_OVERLAP, IssuedKey,
@@ -138,8 +138,7 @@ pub async fn rotate(
     let key = CredentialId(parse_id(&path.1)?);
     let input: RotationIn = if body.is_empty() { RotationIn::default() } else { parse_json_object(&body)? };
     let overlap = match input.overlap_hours {
-        Some(hours) if (0..=720).contains(&hours) => Duration::hours(hours),
-        Some(_) => return Err(tollgate_core::Error::invalid("overlap_hours", "choose 0 to 720 hours").into()),
+        Some(hours) => credentials::overlap_from_hours(hours)?,
         None => DEFAULT_ROTATION_OVERLAP,
     };
     let account = owner(&pool, app).await?;

@@ -33,6 +33,15 @@ pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::hours(24);
 /// The longest overlap a rotation may grant.
 pub const MAX_ROTATION_OVERLAP: Duration = Duration::days(30);
 
+/// A rotation's overlap as submitted, in whole hours: 0 to 720 (30 days). Checked before it
+/// becomes a `Duration`, whose constructor panics on overflow.
+pub fn overlap_from_hours(hours: i64) -> Result<Duration> {
+    if !(0..=MAX_ROTATION_OVERLAP.whole_hours()).contains(&hours) {
+        return Err(Error::invalid("overlap_hours", "choose an overlap between 0 and 720 hours (30 days)"));
+    }
+    Ok(Duration::hours(hours))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct CredentialId(pub Uuid);

@@ -5,7 +5,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use time::Duration;
 use tollgate_core::applications::{self, ApplicationId, ApplicationView};
 use tollgate_core::audit::Actor;
 use tollgate_core::credentials::{self, CredentialId, CredentialView, DEFAULT_ROTATION_OVERLAP};
@@ -44,7 +43,10 @@ pub async fn rotate(
 ) -> PageResult<HttpResponse> {
     let (app, key) = path.into_inner();
     let app = ApplicationId(parse_id(&app)?);
-    let overlap = form.overlap_hours.map(Duration::hours).unwrap_or(DEFAULT_ROTATION_OVERLAP);
+    let overlap = match form.overlap_hours {
+        Some(hours) => credentials::overlap_from_hours(hours)?,
+        None => DEFAULT_ROTATION_OVERLAP,
+    };
     let issued = credentials::rotate(
         &pool,
         account_of(&user)?,

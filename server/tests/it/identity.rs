@@ -163,6 +163,28 @@ async fn an_unverified_provider_email_cannot_create_or_take_over_an_account(pool
     assert_eq!(links, 0);
 }
 
+/// Whoever signs up with someone else's address never verifies it; when the mailbox's owner
+/// later signs in with a provider, the account becomes theirs, and the password the other
+/// person chose must not sign in to it.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_provider_sign_in_takes_an_unverified_sign_up_away_from_whoever_made_it(pool: PgPool) {
+    let app = app_with_idp(pool, "owner@example.com", true).await;
+    let squatter = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: crate::helpers::client() };
+    assert_eq!(crate::portal::sign_up(&squatter, "owner@example.com", "squatter's own password").await.status(), 200);
+    assert_eq!(squatter.sign_in("owner@example.com", "squatter's own password").await.status(), 403, "unverified");
+
+    assert_eq!(location(&sign_in_with_provider(&app).await), "/dashboard");
+    let res = squatter.sign_in("owner@example.com", "squatter's own password").await;
+    assert_ne!(res.status(), 303, "the squatter's password no longer signs in");
+    assert_eq!(squatter.get("/dashboard").await.status(), 303, "not signed in");
+    let users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE password_hash IS NULL AND email_verified_at IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(users, 1);
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_callback_with_a_forged_state_or_replayed_code_is_refused(pool: PgPool) {
     let app = app_with_idp(pool, "sso-user@example.com", true).await;

@@ -221,6 +221,17 @@ async fn a_key_is_shown_once_then_only_by_prefix_and_rotates_and_revokes(pool: P
     // Rotate: a new key; the old one shows when it dies.
     let marker = format!("{path}/keys/");
     let key_id = again[again.find(&marker).unwrap() + marker.len()..].split('/').next().unwrap().to_owned();
+    // An overlap out of range is a clear refusal, also one too large for a duration.
+    for hours in ["9223372036854775807", "-1", "721"] {
+        let res = app
+            .post_form(
+                &format!("{path}/keys/{key_id}/rotate"),
+                &[("csrf_token", &csrf_from(&again)), ("overlap_hours", hours)],
+            )
+            .await;
+        assert_eq!(res.status(), 422, "{hours}");
+        assert!(res.text().await.unwrap().contains("720 hours"), "{hours}");
+    }
     let res = app
         .post_form(
             &format!("{path}/keys/{key_id}/rotate"),
@@ -393,4 +404,27 @@ async fn the_api_description_is_rendered_markdown_with_nothing_that_runs(pool: P
     assert!(!page.contains("javascript:") && !page.contains("evil.example"), "{page}");
     let home = app.get("/").await.text().await.unwrap();
     assert!(home.contains("Forecasts by the hour."), "the catalog shows plain text");
+}
+
+/// Postgres text cannot hold a NUL character: one in a query string or a form is refused
+/// where it enters, with a 400 that names the field, never a database error's 500.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_nul_character_in_a_query_or_a_form_is_a_400_that_names_the_field(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let res = app.get("/?q=%00").await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("“q” contains a NUL character"));
+    let token = app.csrf_token("/login").await;
+    let res =
+        app.post_form("/login", &[("csrf_token", &token), ("email", "a\0b@example.com"), ("password", "x")]).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("“email” contains a NUL character"));
+
+    let admin = app.sign_in(tollgate::cli::dev::DEMO_ADMIN_EMAIL, tollgate::cli::dev::DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(location(&admin), "/admin");
+    for page in ["/admin/accounts?q=%00", "/admin/applications?q=x%00"] {
+        assert_eq!(app.get(page).await.status(), 400, "{page}");
+    }
+    assert_eq!(app.get("/admin/accounts?q=ok").await.status(), 200);
 }
