@@ -131,8 +131,7 @@ impl Auth {
 
     /// The slot whose name `raw` (a query parameter name, still encoded) is a spelling of.
     /// Allocates only for names with `%`, `+`, `[` or spaces.
-    fn query_slot(&self, raw: &str) -> Option<usize> {
-        let raw = raw.as_bytes();
+    fn query_slot(&self, raw: &[u8]) -> Option<usize> {
         if needs_reduction(raw, true) {
             let name = canonical(raw, true);
             return self.canonical.iter().position(|c| **c == *name);
@@ -147,7 +146,7 @@ impl Auth {
     }
 
     /// Whether a query parameter named `raw` must not reach the upstream.
-    pub fn is_credential_param(&self, raw: &str) -> bool {
+    pub fn is_credential_param(&self, raw: &[u8]) -> bool {
         self.query_slot(raw).is_some()
     }
 
@@ -163,7 +162,7 @@ impl Auth {
         let mut slots: [Slot<'a>; 2] = Default::default();
         // `;` separates too: some upstreams read `a=1;user_key=…` as two parameters.
         for (name, value) in query.into_iter().flat_map(query_pairs) {
-            let Some(slot) = self.query_slot(name) else { continue };
+            let Some(slot) = self.query_slot(name.as_bytes()) else { continue };
             let configured = matches!(&self.sources[slot], KeySource::Query(configured) if **configured == *name);
             slots[slot].offer(percent_decode(value), configured)?;
         }
@@ -173,7 +172,7 @@ impl Auth {
                 // `variables_order`) reads a cookie named like it: a second value.
                 for (name, value) in cookie_pairs(value) {
                     if let Some(slot) = self.query_slot(name) {
-                        slots[slot].offer(Cow::Borrowed(value), false)?;
+                        slots[slot].offer(String::from_utf8_lossy(value), false)?;
                     }
                 }
                 continue;
@@ -199,36 +198,46 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
     query.split('&').flat_map(|pair| pair.split(';')).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
-/// The `name=value` pairs of a `Cookie` header value (`a=1; b=2`); a value that is not text
-/// has none.
-pub(crate) fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = (&str, &str)> {
-    value.to_str().unwrap_or_default().split(';').map(|pair| {
-        let pair = pair.trim();
-        pair.split_once('=').unwrap_or((pair, ""))
+/// The `name=value` pairs of a `Cookie` header value (`a=1; b=2`), as bytes: a value with
+/// bytes beyond ASCII is still read (PHP reads it), so it cannot hide a pair.
+pub(crate) fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.as_bytes().split(|&b| b == b';').map(|pair| {
+        let pair = pair.trim_ascii();
+        match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        }
     })
 }
 
 /// A credential name as every reader would agree it is spelled: percent-decoded with `+` as
-/// a space (`decode`, for query names), without surrounding spaces and control characters and
-/// without trailing `[…]` groups, ASCII-lowercased, with `-`, `_`, `.` and space as one
-/// separator. Borrows when the name needs no decoding, trimming or bracket removal.
+/// a space (`decode`, for query names), cut at a NUL (PHP ends names there), without leading
+/// spaces, control characters or brackets (Rack reads `[user_key]` as `user_key`), up to the
+/// first bracket (`user_key[0]`, `user_key[]x`) unless it is a `[` no `]` follows, which PHP
+/// reads as `_` (`user[key`), without trailing spaces, ASCII-lowercased, with `-`, `_`, `.`
+/// and space as one separator. Borrows when the name needs none of this but folding.
 pub(crate) fn canonical(name: &[u8], decode: bool) -> Cow<'_, [u8]> {
     if !needs_reduction(name, decode) && name.iter().all(|&b| fold(b) == b) {
         return Cow::Borrowed(name);
     }
     let decoded: Cow<'_, [u8]> = if decode { percent_decode_bytes(name) } else { Cow::Borrowed(name) };
-    let mut core: &[u8] = trim(&decoded);
-    while core.ends_with(b"]")
-        && let Some(open) = core.iter().rposition(|&b| b == b'[')
-    {
-        core = trim(&core[..open]);
+    let decoded = decoded.split(|&b| b == 0).next().unwrap_or_default();
+    let start = decoded.iter().position(|&b| b > b' ' && b != b'[' && b != b']').unwrap_or(decoded.len());
+    let rest = &decoded[start..];
+    let mut base = Vec::with_capacity(rest.len());
+    for (index, &byte) in rest.iter().enumerate() {
+        match byte {
+            b'[' if !rest[index + 1..].contains(&b']') => base.push(b'_'),
+            b'[' | b']' => break,
+            byte => base.push(byte),
+        }
     }
-    Cow::Owned(core.iter().map(|&b| fold(b)).collect())
+    Cow::Owned(trim(&base).iter().map(|&b| fold(b)).collect())
 }
 
 /// Whether [`canonical`] does more to `name` than fold each byte.
 fn needs_reduction(name: &[u8], decode: bool) -> bool {
-    name.iter().any(|&b| b <= b' ' || b == b'[' || (decode && (b == b'%' || b == b'+')))
+    name.iter().any(|&b| b <= b' ' || b == b'[' || b == b']' || (decode && (b == b'%' || b == b'+')))
 }
 
 /// Whether `raw`, byte by byte folded, is `canonical`.
@@ -320,6 +329,13 @@ mod tests {
             "user_key ",
             " user+key",
             "user.key",
+            // How PHP and Rack read names: cut at NUL, after the first bracket group, an
+            // unclosed `[` as `_`, leading brackets dropped.
+            "user_key%00x",
+            "user_key[]x",
+            "user[key",
+            "[user_key]",
+            "user_key]x",
         ] {
             assert_eq!(c(variant, true), "user-key", "{variant}");
         }
@@ -358,9 +374,9 @@ mod tests {
         assert!(!auth.is_credential_header(&HeaderName::from_static("user-keys")));
         let header = Auth::user_key(KeySource::Header(HeaderName::from_static("x-api-key")));
         assert!(header.is_credential_header(&HeaderName::from_static("x_api_key")));
-        assert!(header.is_credential_param("X-API-KEY"));
-        assert!(header.is_credential_param("x_api_key[]"));
-        assert!(!header.is_credential_param("x-api-keys"));
+        assert!(header.is_credential_param(b"X-API-KEY"));
+        assert!(header.is_credential_param(b"x_api_key[]"));
+        assert!(!header.is_credential_param(b"x-api-keys"));
     }
 
     #[test]

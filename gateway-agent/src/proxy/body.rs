@@ -14,7 +14,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use super::method_field::{BodyScan, Verdict};
+use hyper::Method;
+use hyper::header::HeaderMap;
+
+use super::method_field::{self, BodyScan, Verdict};
 
 /// The last thing the body did. Only the body's poller writes it.
 const READING: u8 = 0;
@@ -47,11 +50,17 @@ pub(crate) enum BodyError {
 pub(crate) struct BodyWatch(Option<Arc<AtomicU8>>);
 
 impl ClientBody {
-    /// `scan`: the `_method` scan the request's method and type call for.
-    pub fn watch(inner: Incoming, scan: Option<Box<BodyScan>>) -> (ClientBody, BodyWatch) {
+    pub fn watch(inner: Incoming) -> (ClientBody, BodyWatch) {
         let state = (!inner.is_end_stream()).then(|| Arc::new(AtomicU8::new(READING)));
-        let scan = scan.filter(|_| state.is_some());
-        (ClientBody { inner, state: state.clone(), scan }, BodyWatch(state))
+        (ClientBody { inner, state: state.clone(), scan: None }, BodyWatch(state))
+    }
+
+    /// Scans the body for a `_method` field if the request the upstream receives (its
+    /// method and headers, after hop-by-hop removal) is one frameworks read a form from.
+    pub fn scan_as(&mut self, method: &Method, headers: &HeaderMap) {
+        if self.state.is_some() {
+            self.scan = method_field::scan_for(method, headers);
+        }
     }
 }
 

@@ -213,7 +213,7 @@ fn credential_params(api: &crate::config::ApiEntry, query: Option<&str>) -> Vec<
     let mut names: Vec<String> = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        if !name.is_empty() && api.auth.is_credential_param(name) && !names.iter().any(|n| n == name) {
+        if !name.is_empty() && api.auth.is_credential_param(name.as_bytes()) && !names.iter().any(|n| n == name) {
             names.push(name.to_owned());
         }
     }

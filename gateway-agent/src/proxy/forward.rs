@@ -32,8 +32,9 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Headers by which a proxy tells an upstream who called, on which host, scheme, port or
 /// path: from a client they are forgeries, so they are dropped (`X-Forwarded-Host` and
 /// `-Proto` are then set by the agent; `X-Forwarded-For` is appended to, by convention).
-static CLIENT_PROXY_HEADERS: [HeaderName; 17] = [
+static CLIENT_PROXY_HEADERS: [HeaderName; 23] = [
     HeaderName::from_static("forwarded"),
+    HeaderName::from_static("forwarded-for"),
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
@@ -41,11 +42,17 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 17] = [
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-rewrite-url"),
     HeaderName::from_static("x-original-host"),
+    // The original request as `auth_request`/`forwardAuth` setups pass it on.
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-forwarded-path"),
+    HeaderName::from_static("x-host"),
     // The client's address as CDNs and load balancers tell it.
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("cf-connecting-ip"),
     HeaderName::from_static("fastly-client-ip"),
     HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("client-ip"),
     HeaderName::from_static("x-cluster-client-ip"),
     // The scheme, as Rack and IIS read it besides `X-Forwarded-Proto`.
     HeaderName::from_static("x-forwarded-ssl"),
@@ -63,6 +70,13 @@ fn is_client_proxy_header(name: &HeaderName) -> bool {
     // Every name of the list starts with one of these: most headers are passed over at once.
     if !matches!(raw.first(), Some(b'x' | b'f' | b't' | b'c')) {
         return false;
+    }
+    // The decision endpoint's answer headers (`X-Tollgate-Application`, …): upstreams behind
+    // a decision mode proxy trust them, so a client never sets them.
+    if let [b'x', b'-' | b'_' | b'.', rest @ ..] = raw
+        && rest.starts_with(b"tollgate")
+    {
+        return true;
     }
     if CLIENT_PROXY_HEADERS.contains(name) {
         return true;
@@ -258,15 +272,16 @@ fn strip_credential_cookies(headers: &mut HeaderMap, auth: &Auth) {
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| {
-            let Ok(text) = value.to_str() else { return Some(value.clone()) };
-            let pairs: Vec<&str> = text
-                .split(';')
-                .map(str::trim)
+            let pairs: Vec<&[u8]> = value
+                .as_bytes()
+                .split(|&b| b == b';')
+                .map(<[u8]>::trim_ascii)
                 .filter(|pair| {
-                    !pair.is_empty() && !auth.is_credential_param(pair.split_once('=').map_or(*pair, |(n, _)| n))
+                    let name = pair.iter().position(|&b| b == b'=').map_or(*pair, |at| &pair[..at]);
+                    !pair.is_empty() && !auth.is_credential_param(name)
                 })
                 .collect();
-            HeaderValue::try_from(pairs.join("; ")).ok().filter(|v| !v.is_empty())
+            HeaderValue::from_bytes(&pairs.join(&b"; "[..])).ok().filter(|v| !v.is_empty())
         })
         .collect();
     headers.remove(COOKIE);
@@ -316,7 +331,8 @@ fn push_ip(out: &mut String, client: IpAddr) {
 /// Appends `?query` minus the parameters named like a credential, in any spelling (and `?`
 /// only if anything is left).
 fn push_query_without_credentials(out: &mut String, query: &str, auth: &Auth) {
-    let is_credential = |pair: &str| auth.is_credential_param(pair.split_once('=').map_or(pair, |(name, _)| name));
+    let is_credential =
+        |pair: &str| auth.is_credential_param(pair.split_once('=').map_or(pair, |(name, _)| name).as_bytes());
     let mut first = true;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         if !pair.contains(';') {

@@ -59,11 +59,13 @@ pub(crate) fn scan_for(method: &Method, headers: &HeaderMap) -> Option<Box<BodyS
         scan.form = Some(FormScan::new());
     }
     for value in types {
+        // Read as leniently as any framework: PHP cuts the media type at `;`, `,` or a space,
+        // Rack at `;` or `,`; a form type anywhere in the value counts.
         let value = value.as_bytes().to_ascii_lowercase();
-        let media = value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-        if media.is_empty() || media == b"application/x-www-form-urlencoded" {
+        if value.trim_ascii().is_empty() || contains(&value, b"x-www-form-urlencoded") {
             scan.form.get_or_insert_with(FormScan::new);
-        } else if media.starts_with(b"multipart/") {
+        }
+        if contains(&value, b"multipart/") {
             scan.multipart.get_or_insert_with(MultipartScan::default);
         }
         // Laravel's test: the whole value contains `/json` or `+json`.
@@ -133,6 +135,8 @@ enum Phase {
 impl FieldName {
     fn push(&mut self, byte: u8) {
         match self.phase {
+            // PHP ends a name at NUL.
+            Phase::Leading | Phase::Core if byte == 0 => self.phase = Phase::Ended,
             Phase::Leading if byte <= b' ' || byte == b'[' || byte == b']' => {}
             Phase::Leading | Phase::Core if byte == b'[' || byte == b']' => self.phase = Phase::Ended,
             Phase::Leading | Phase::Core => {
@@ -389,11 +393,12 @@ fn names_method(line: &[u8]) -> bool {
                 }
                 unescape_quoted(&quoted[..end])
             }
-            None => rest
-                .iter()
-                .position(|&b| b == b';' || b.is_ascii_whitespace())
-                .map_or(rest, |end| &rest[..end])
-                .to_vec(),
+            None => {
+                let token =
+                    rest.iter().position(|&b| b == b';' || b.is_ascii_whitespace()).map_or(rest, |end| &rest[..end]);
+                // PHP takes `name='x'` as `x`.
+                token.strip_prefix(b"'").and_then(|t| t.strip_suffix(b"'")).unwrap_or(token).to_vec()
+            }
         };
         // RFC 8187's `charset'language'value`.
         let value = if extended {
@@ -590,6 +595,7 @@ mod tests {
             "_method[]=DELETE",
             "_method=",
             "a=%26_method%3D&_method=x",
+            "_method%00x=DELETE",
         ] {
             assert_eq!(every_cut(FORM, body.as_bytes()), Verdict::Override, "{body}");
             assert_eq!(every_cut(None, body.as_bytes()), Verdict::Override, "no type: {body}");
@@ -613,6 +619,9 @@ mod tests {
             assert_eq!(every_cut(FORM, body.as_bytes()), Verdict::Clean, "{body}");
         }
         assert_eq!(scan(Some("text/plain"), b"_method=DELETE"), Verdict::Clean, "not a form");
+        for lenient in ["application/x-www-form-urlencoded, text/plain", "application/x-www-form-urlencoded x", " "] {
+            assert_eq!(scan(Some(lenient), b"a=1&_method=DELETE"), Verdict::Override, "{lenient}");
+        }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
         assert!(scan_for(&Method::PUT, &headers).is_none(), "only a POST is overridden");
@@ -631,6 +640,8 @@ mod tests {
             "Content-Disposition: form-data; filename=\"a.txt\"; name=\"_method\"",
             "Content-Disposition: form-data;\r\n name=\"_method\"",
             "Content-ID: <_method>",
+            "Content-Disposition: form-data; name='_method'",
+            "Content-Disposition: form-data; name=\"_method\0x\"",
         ] {
             let body = part(head, "DELETE");
             assert_eq!(every_cut(ct, body.as_bytes()), Verdict::Override, "{head}");
@@ -679,7 +690,8 @@ mod tests {
 
     #[test]
     fn query_names() {
-        for name in ["_method", "%5Fmethod", "[_method]", "_method[x]", ".method", "_METHOD", "_method "] {
+        for name in ["_method", "%5Fmethod", "[_method]", "_method[x]", ".method", "_METHOD", "_method ", "_method%00x"]
+        {
             assert!(is_override_name(name.as_bytes()), "{name}");
         }
         for name in ["method", "_methods", "a_method", "", "%"] {

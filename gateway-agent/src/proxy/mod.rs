@@ -510,17 +510,21 @@ impl Proxy {
             Ok(target) => target,
             Err(Refused(refusal)) => return self.refuse(call, refusal),
         };
-        let scan = method_field::scan_for(&parts.method, &parts.headers);
-        let (body, watch) = ClientBody::watch(body, scan);
+        let (body, watch) = ClientBody::watch(body);
         let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
-        let mut request =
-            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded) {
-                Ok(request) => request,
-                Err(err) => {
-                    tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
-                    return self.refuse(call, Refusal::UpstreamUnavailable);
-                }
-            };
+        let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded)
+        {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
+                return self.refuse(call, Refusal::UpstreamUnavailable);
+            }
+        };
+        // Decided on what the upstream receives: `Connection: content-type` removes the
+        // type, and a `POST` without one is a form to Rack.
+        let (head, mut body) = request.into_parts();
+        body.scan_as(&head.method, &head.headers);
+        let mut request = hyper::Request::from_parts(head, body);
         if let Some(trace) = &call.trace {
             trace.propagate(request.headers_mut());
         }

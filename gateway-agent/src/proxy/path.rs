@@ -105,6 +105,106 @@ fn check_segment(raw: &str) -> Result<(), PathProblem> {
 }
 
 fn check_decoded(segment: &str) -> Result<(), PathProblem> {
+    check_text(segment)?;
+    // What a Unicode-normalising upstream reads: look-alikes of separators, dots, `;`, `%`
+    // and spaces (U+FE30 is `..`, U+2100 is `a/c`) as their ASCII.
+    if !segment.is_ascii() && segment.chars().any(|c| nfkc_ascii(c).is_some()) {
+        let normalised: String = segment.chars().fold(String::with_capacity(segment.len()), |mut out, c| {
+            match nfkc_ascii(c) {
+                Some(ascii) => out.push_str(ascii),
+                None => out.push(c),
+            }
+            out
+        });
+        check_text(&normalised)?;
+        if normalised.contains('%')
+            && let Ok(decoded) = decode(&normalised)
+        {
+            check_text(&decoded)?;
+        }
+    }
+    Ok(())
+}
+
+/// The ASCII that Unicode compatibility normalisation (NFKC) makes of `c`, for the characters
+/// whose normal form holds a dot, a separator, `?`, `#`, `%`, `;` or a space.
+fn nfkc_ascii(c: char) -> Option<&'static str> {
+    NFKC_ASCII.binary_search_by_key(&c, |&(from, _)| from).ok().map(|index| NFKC_ASCII[index].1)
+}
+
+/// Every code point whose NFKC form (Unicode 14, Python's `unicodedata`) is ASCII and holds
+/// one of `. / \ ? # % ;` or a space, sorted.
+static NFKC_ASCII: [(char, &str); 67] = [
+    ('\u{00A0}', " "),
+    ('\u{037E}', ";"),
+    ('\u{2000}', " "),
+    ('\u{2001}', " "),
+    ('\u{2002}', " "),
+    ('\u{2003}', " "),
+    ('\u{2004}', " "),
+    ('\u{2005}', " "),
+    ('\u{2006}', " "),
+    ('\u{2007}', " "),
+    ('\u{2008}', " "),
+    ('\u{2009}', " "),
+    ('\u{200A}', " "),
+    ('\u{2024}', "."),
+    ('\u{2025}', ".."),
+    ('\u{2026}', "..."),
+    ('\u{202F}', " "),
+    ('\u{2047}', "??"),
+    ('\u{2048}', "?!"),
+    ('\u{2049}', "!?"),
+    ('\u{205F}', " "),
+    ('\u{2100}', "a/c"),
+    ('\u{2101}', "a/s"),
+    ('\u{2105}', "c/o"),
+    ('\u{2106}', "c/u"),
+    ('\u{2488}', "1."),
+    ('\u{2489}', "2."),
+    ('\u{248A}', "3."),
+    ('\u{248B}', "4."),
+    ('\u{248C}', "5."),
+    ('\u{248D}', "6."),
+    ('\u{248E}', "7."),
+    ('\u{248F}', "8."),
+    ('\u{2490}', "9."),
+    ('\u{2491}', "10."),
+    ('\u{2492}', "11."),
+    ('\u{2493}', "12."),
+    ('\u{2494}', "13."),
+    ('\u{2495}', "14."),
+    ('\u{2496}', "15."),
+    ('\u{2497}', "16."),
+    ('\u{2498}', "17."),
+    ('\u{2499}', "18."),
+    ('\u{249A}', "19."),
+    ('\u{249B}', "20."),
+    ('\u{3000}', " "),
+    ('\u{33C2}', "a.m."),
+    ('\u{33C7}', "Co."),
+    ('\u{33D8}', "p.m."),
+    ('\u{FE14}', ";"),
+    ('\u{FE16}', "?"),
+    ('\u{FE19}', "..."),
+    ('\u{FE30}', ".."),
+    ('\u{FE52}', "."),
+    ('\u{FE54}', ";"),
+    ('\u{FE56}', "?"),
+    ('\u{FE5F}', "#"),
+    ('\u{FE68}', "\\"),
+    ('\u{FE6A}', "%"),
+    ('\u{FF03}', "#"),
+    ('\u{FF05}', "%"),
+    ('\u{FF0E}', "."),
+    ('\u{FF0F}', "/"),
+    ('\u{FF1B}', ";"),
+    ('\u{FF1F}', "?"),
+    ('\u{FF3C}', "\\"),
+    ('\u{1F100}', "0."),
+];
+
+fn check_text(segment: &str) -> Result<(), PathProblem> {
     for c in segment.chars() {
         match c {
             '/' | '\\' | '?' | '#' | '\u{FF0F}' | '\u{FF3C}' | '\u{FE68}' | '\u{2215}' | '\u{2044}' => {
@@ -187,6 +287,9 @@ mod tests {
             "/x;v=1/y",
             "/search/100%25",
             "/items/%69d",
+            "/notes/step\u{2488}",
+            "/x/a\u{00A0}b",
+            "/x/\u{FF05}zz",
         ] {
             assert_eq!(problem(path), None, "{path}");
         }
@@ -215,6 +318,18 @@ mod tests {
             ("/a/\u{FF0E}\u{FF0E}/b", (DotSegment, 2)),
             ("/a/%EF%BC%8E%EF%BC%8E/b", (DotSegment, 2)),
             ("/a/\u{2025}/b", (DotSegment, 2)),
+            // Look-alikes an NFKC-normalising upstream reads as ASCII.
+            ("/items/%EF%B8%B0", (DotSegment, 2)),
+            ("/a/\u{FE19}/b", (DotSegment, 2)),
+            ("/a/%C2%A0../b", (DotSegment, 2)),
+            ("/a/..\u{3000}/b", (DotSegment, 2)),
+            ("/a/..\u{FF1B}x/b", (DotSegment, 2)),
+            ("/a/\u{FF05}2e\u{FF05}2e/b", (DotSegment, 2)),
+            ("/a/b\u{2100}", (EncodedSeparator, 2)),
+            ("/a/x\u{FF1F}user_key=1", (EncodedSeparator, 2)),
+            ("/a/x\u{FE56}", (EncodedSeparator, 2)),
+            ("/a/x\u{FF03}", (EncodedSeparator, 2)),
+            ("/a/x\u{FF05}2f", (EncodedSeparator, 2)),
             ("/a/%252e%252e/b", (DotSegment, 2)),
             ("/items/..%2f..%2fadmin", (EncodedSeparator, 2)),
             ("/a/b%2Fc", (EncodedSeparator, 2)),

@@ -41,6 +41,11 @@ const ATTACKS: &[&str] = &[
     "/ngx/items/%00",
     "/ngx/items/x%00.json",
     "/ngx/items/%EF%BC%8E%EF%BC%8E%EF%BC%8F%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin",
+    // NFKC look-alikes: U+FE30 is `..`, U+2100 `a/c`, U+FF1F `?`, NBSP a space around dots.
+    "/ngx/items/%EF%B8%B0",
+    "/ngx/items/%E2%84%80",
+    "/ngx/items/1%EF%BC%9Fuser_key=x",
+    "/ngx/items/%C2%A0..",
     "/ngx/items//admin",
     "/ngx/items/%zz",
     "/ngx/items/1%3Fuser_key=x",

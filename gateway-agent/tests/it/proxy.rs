@@ -32,6 +32,10 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
             ("x_original_url", "/admin"),
             ("true-client-ip", "6.6.6.6"),
             ("x-forwarded-ssl", "on"),
+            ("x-tollgate-application", "00000000-0000-0000-0000-000000000001"),
+            ("x_tollgate_decision", "forged"),
+            ("x-original-uri", "/admin"),
+            ("client-ip", "6.6.6.6"),
         ],
     )
     .await;
@@ -51,9 +55,18 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
     assert!(seen.headers.get("x-hop").is_none(), "headers named in Connection are hop-by-hop");
     assert_eq!(seen.headers["x-kept"], "yes");
-    for spelling in
-        ["x_forwarded_for", "x_forwarded_host", "x.real.ip", "x_original_url", "true-client-ip", "x-forwarded-ssl"]
-    {
+    for spelling in [
+        "x_forwarded_for",
+        "x_forwarded_host",
+        "x.real.ip",
+        "x_original_url",
+        "true-client-ip",
+        "x-forwarded-ssl",
+        "x-tollgate-application",
+        "x_tollgate_decision",
+        "x-original-uri",
+        "client-ip",
+    ] {
         assert!(seen.headers.get(spelling).is_none(), "{spelling}: a client's claim about a proxy");
     }
 
@@ -72,6 +85,24 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     let answer = get(&url, &[("cookie", &format!("theme=dark; User-Key={key}; lang=en"))]).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(upstream.last().headers["cookie"], "theme=dark; lang=en");
+    // A byte beyond ASCII elsewhere in the header hides nothing (PHP reads such a header).
+    let mut request = format!("GET /pets/items/7?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\nCookie: user_key=tg_uk_other; z=").into_bytes();
+    request.extend_from_slice(b"\xe9\r\n\r\n");
+    let answer = raw_exchange(proxy, &request).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("ambiguous_credentials"), "{}", answer.body);
+    let mut request = format!(
+        "GET /pets/items/7?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\nCookie: user_key={key}; z="
+    )
+    .into_bytes();
+    request.extend_from_slice(b"\xe9\r\n\r\n");
+    assert_eq!(raw_exchange(proxy, &request).await.status, 200);
+    assert_eq!(upstream.last().headers["cookie"].as_bytes(), b"z=\xe9", "the key's cookie is stripped");
+    // Names PHP reads as the credential: cut at NUL, after `[]`, an unclosed `[` as `_`.
+    for other in ["user_key%00x=tg_uk_other", "user_key[]x=tg_uk_other", "user[key=tg_uk_other"] {
+        let answer = get(&format!("http://{proxy}/pets/items/7?user_key={key}&{other}"), &[]).await;
+        assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "ambiguous_credentials"), "{other}");
+    }
 
     // A GET's body of no announced length (chunked) reaches the upstream, not only its head.
     let request = format!(
@@ -175,7 +206,7 @@ async fn a_method_field_in_a_post_body_never_reaches_the_upstream_whole() {
     let key = fixture.key.as_str();
     let url = format!("http://{proxy}/pets/items?user_key={key}");
 
-    let overrides: [(&[(&str, &str)], &'static str); 5] = [
+    let overrides: [(&[(&str, &str)], &'static str); 8] = [
         (&[("content-type", "application/x-www-form-urlencoded")], "name=rex&_method=DELETE"),
         (&[], "%5Fmethod=DELETE"),
         (
@@ -184,6 +215,12 @@ async fn a_method_field_in_a_post_body_never_reaches_the_upstream_whole() {
         ),
         (&[("content-type", "application/json")], r#"{"name":"rex","_method":"DELETE"}"#),
         (&[("content-type", "application/json; charset=utf-8")], r#"{"\u005fmethod":"DELETE"}"#),
+        // PHP cuts the media type at `,` or a space too.
+        (&[("content-type", "application/x-www-form-urlencoded, text/plain")], "a=1&_method=DELETE"),
+        // The type is hop-by-hop here: the upstream gets a POST without one, a form to Rack.
+        (&[("content-type", "text/plain"), ("connection", "content-type")], "_method=DELETE"),
+        // PHP ends a name at NUL.
+        (&[("content-type", "application/x-www-form-urlencoded")], "_method%00x=DELETE"),
     ];
     for (headers, body) in overrides {
         let answer = send(Method::POST, &url, headers, body).await;
