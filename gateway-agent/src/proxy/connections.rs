@@ -1,28 +1,35 @@
-//! One proxy worker's upstream connections: hyper's connection-level HTTP/1 client and a small
-//! pool of senders per upstream.
+//! One proxy worker's upstream connections.
 //!
 //! Each worker runs on its own single-threaded runtime, so its connections are driven by the
-//! same thread that accepted the client's: a request never crosses threads. The pool is a
-//! list per upstream authority; a sender goes back into it as soon as the response head
-//! arrives and is taken again only once hyper says the connection is ready (its previous
-//! response body was read to the end), so a list holds both busy and idle connections, up to
-//! [`MAX_PER_UPSTREAM`]. Connections the upstream closed are dropped when met. `https://`
-//! upstreams have pools of their own, of connections made through
-//! [`crate::tls::upstream`].
+//! same thread that accepted the client's: a request never crosses threads. A request without
+//! a body is exchanged on the request's own task ([`super::direct`]), over a list of idle
+//! connections per upstream. A request with a body goes through hyper's connection-level
+//! HTTP/1 client, whose connections run on tasks of their own, with a small pool of senders
+//! per upstream: a sender goes back into it as soon as the response head arrives and is taken
+//! again only once hyper says the connection is ready (its previous response body was read to
+//! the end), so a list holds both busy and idle connections, up to [`MAX_PER_UPSTREAM`].
+//! Connections the upstream closed are dropped when met. `https://` upstreams have pools of
+//! their own, of connections made through [`crate::tls::upstream`].
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::http::uri::Authority;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::body::ClientBody;
+use super::direct::{self, Conn, Failed, Flusher, Idle, Peer, Reply, Stream, same_peer};
 use crate::tls::upstream::UpstreamTls;
 
 /// Connections kept per upstream and worker; beyond, a connection is closed once its answer
@@ -33,8 +40,8 @@ const MAX_PER_UPSTREAM: usize = 256;
 pub(crate) enum UpstreamError {
     /// No connection could be opened (refused, unreachable, connect timeout).
     Connect,
-    /// The connection failed during the exchange.
-    Exchange(hyper::Error),
+    /// The connection failed during the exchange, or the answer was not valid HTTP.
+    Exchange(Box<dyn std::error::Error + Send + Sync>),
     /// The TLS handshake failed: the upstream's certificate was not verified, or it refused
     /// the agent's.
     Tls(std::io::Error),
@@ -43,8 +50,43 @@ pub(crate) enum UpstreamError {
 /// The upstream did not answer by the deadline.
 pub(crate) struct TimedOut;
 
-/// An upstream's pool key: its authority, and whether it speaks TLS.
-type Peer = (Authority, bool);
+/// An upstream's answer body: read on the request's task, or through hyper's client.
+pub(crate) enum UpstreamBody {
+    Direct(Reply),
+    Pooled(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Direct(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Direct(body) => body.is_end_stream(),
+            UpstreamBody::Pooled(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Direct(body) => body.size_hint(),
+            UpstreamBody::Pooled(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Whether a request may be sent again after its connection closed without an answer
+/// (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
 
 /// A pooled connection and the timer of its exchanges. The timer is moved to each
 /// exchange's deadline: a later deadline only updates the timer's state, and tokio moves it
@@ -62,30 +104,120 @@ pub(crate) struct Connections {
     /// The mutex is never contended (one worker thread) and is required only because the
     /// accept loop's tasks are `Send`.
     pools: Mutex<Vec<(Peer, Vec<Pooled>)>>,
+    /// Idle connections for requests without a body; shared with the answers being read, which
+    /// put their connection back.
+    idle: Arc<Idle>,
+    /// Writes the request heads of this worker's plain direct connections, in batches.
+    flusher: Arc<Flusher>,
     tls: Arc<UpstreamTls>,
 }
 
 impl Connections {
     pub fn new(connect_timeout: Duration, tls: Arc<UpstreamTls>) -> Connections {
-        Connections { connect_timeout, pools: Mutex::new(Vec::new()), tls }
+        Connections {
+            connect_timeout,
+            pools: Mutex::new(Vec::new()),
+            idle: Arc::default(),
+            flusher: Arc::default(),
+            tls,
+        }
     }
 
     pub fn tls(&self) -> &UpstreamTls {
         &self.tls
     }
 
-    /// Sends `request` (origin-form, with its `Host`) on a ready pooled connection, or a new
-    /// one, until its response head or `timeout` after now. A request that a pooled
-    /// connection could not take before writing it (the upstream closed it meanwhile) is
-    /// retried once on a new connection, within the same deadline.
-    pub async fn send(
+    /// Sends `request` (origin-form, with its `Host`) on an idle or ready pooled connection,
+    /// or a new one, until its response head or `timeout` after now. A request that a pooled
+    /// connection could not take (the upstream closed it meanwhile) is retried once on a new
+    /// connection, within the same deadline: always if it was not written, and if it was,
+    /// when nothing came back and the request is idempotent.
+    ///
+    /// Not an `async fn`: one would hold the request twice, as its argument and inside the
+    /// exchange's future, and this future is part of every request's (moved whole by hyper).
+    pub fn send<'a>(
+        &'a self,
+        authority: &'a Authority,
+        tls: bool,
+        request: Request<ClientBody>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Result<Response<UpstreamBody>, UpstreamError>, TimedOut>> + 'a {
+        let deadline = Instant::now() + timeout;
+        if request.body().is_end_stream() {
+            let (parts, _) = request.into_parts();
+            return Either::Left(self.send_direct(authority, tls, parts, deadline));
+        }
+        Either::Right(
+            self.send_pooled(authority, tls, request, deadline)
+                .map(|answer| answer.map(|answer| answer.map(|response| response.map(UpstreamBody::Pooled)))),
+        )
+    }
+
+    /// A request without a body, exchanged on this task.
+    async fn send_direct(
+        &self,
+        authority: &Authority,
+        tls: bool,
+        parts: hyper::http::request::Parts,
+        deadline: Instant,
+    ) -> Result<Result<Response<UpstreamBody>, UpstreamError>, TimedOut> {
+        if let Some(mut conn) = self.idle.take(authority, tls) {
+            conn.timer.as_mut().reset(deadline);
+            let exchanged = tokio::select! {
+                biased;
+                exchanged = conn.io.exchange(&parts, &self.flusher) => exchanged,
+                () = conn.timer.as_mut() => return Err(TimedOut),
+            };
+            match exchanged {
+                Ok(head) => return Ok(Ok(self.reply(authority, tls, conn, head))),
+                Err(Failed::BeforeAnswer(_)) if idempotent(&parts.method) => {}
+                Err(failed) => return Ok(Err(UpstreamError::Exchange(failed.into()))),
+            }
+        }
+        // Boxed, as in `send_pooled`.
+        Box::pin(self.send_direct_on_new(authority, tls, parts, deadline)).await
+    }
+
+    async fn send_direct_on_new(
+        &self,
+        authority: &Authority,
+        tls: bool,
+        parts: hyper::http::request::Parts,
+        deadline: Instant,
+    ) -> Result<Result<Response<UpstreamBody>, UpstreamError>, TimedOut> {
+        let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+        let opened = tokio::select! {
+            biased;
+            opened = self.connect(authority, tls) => opened,
+            () = timer.as_mut() => return Err(TimedOut),
+        };
+        let mut conn = match opened {
+            Ok(stream) => Conn::new(stream, timer),
+            Err(err) => return Ok(Err(err)),
+        };
+        let exchanged = tokio::select! {
+            biased;
+            exchanged = conn.io.exchange(&parts, &self.flusher) => exchanged,
+            () = conn.timer.as_mut() => return Err(TimedOut),
+        };
+        match exchanged {
+            Ok(head) => Ok(Ok(self.reply(authority, tls, conn, head))),
+            Err(failed) => Ok(Err(UpstreamError::Exchange(failed.into()))),
+        }
+    }
+
+    fn reply(&self, authority: &Authority, tls: bool, conn: Conn, head: direct::Head) -> Response<UpstreamBody> {
+        Reply::new(conn, head, self.idle.clone(), (authority.clone(), tls)).map(UpstreamBody::Direct)
+    }
+
+    /// A request with a body, through hyper's client.
+    async fn send_pooled(
         &self,
         authority: &Authority,
         tls: bool,
         mut request: Request<ClientBody>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Result<Response<Incoming>, UpstreamError>, TimedOut> {
-        let deadline = Instant::now() + timeout;
         if let Some(mut pooled) = self.checkout(authority, tls) {
             pooled.timer.as_mut().reset(deadline);
             let sent = tokio::select! {
@@ -100,7 +232,7 @@ impl Connections {
                 }
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Ok(Err(UpstreamError::Exchange(failed.into_error()))),
+                    None => return Ok(Err(UpstreamError::Exchange(failed.into_error().into()))),
                 },
             }
         }
@@ -138,7 +270,7 @@ impl Connections {
                 self.checkin(authority, tls, Pooled { sender, timer });
                 Ok(Ok(response))
             }
-            Err(err) => Ok(Err(UpstreamError::Exchange(err))),
+            Err(err) => Ok(Err(UpstreamError::Exchange(err.into()))),
         }
     }
 
@@ -175,16 +307,23 @@ impl Connections {
         request: Request<ClientBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = self.open(authority, tls, true).await?;
-        sender.send_request(request).await.map_err(UpstreamError::Exchange)
+        sender.send_request(request).await.map_err(|err| UpstreamError::Exchange(err.into()))
     }
 
-    /// A new connection; `upgrades` keeps it able to switch protocols after a `101`.
+    /// A new connection for hyper's client; `upgrades` keeps it able to switch protocols
+    /// after a `101`.
     async fn open(
         &self,
         authority: &Authority,
         tls: bool,
         upgrades: bool,
     ) -> Result<SendRequest<ClientBody>, UpstreamError> {
+        let stream = self.connect(authority, tls).await?;
+        handshake(stream, upgrades).await
+    }
+
+    /// A new connection's byte stream: TCP, and TLS over it for `https://` upstreams.
+    async fn connect(&self, authority: &Authority, tls: bool) -> Result<Stream, UpstreamError> {
         // `[::1]` is the authority's spelling; the resolver wants the bare address.
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -195,7 +334,7 @@ impl Connections {
             .map_err(|_| UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
         if !tls {
-            return handshake(stream, upgrades).await;
+            return Ok(Stream::Plain(stream));
         }
         // The connect timeout covers the TLS handshake too.
         let left = self.connect_timeout.saturating_sub(started.elapsed());
@@ -203,15 +342,8 @@ impl Connections {
             .await
             .map_err(|_| UpstreamError::Connect)?
             .map_err(UpstreamError::Tls)?;
-        handshake(stream, upgrades).await
+        Ok(Stream::Tls(Box::new(stream)))
     }
-}
-
-/// Whether `known` is the pool of `authority` and `tls`. A pool's authority is a clone of its
-/// target's, sharing its text, so the same text is found by address first; `Authority`'s own
-/// comparison (case-insensitive, byte by byte) decides otherwise (targets rebuilt by a reload).
-fn same_peer((known, known_tls): &Peer, authority: &Authority, tls: bool) -> bool {
-    *known_tls == tls && (std::ptr::eq(known.as_str(), authority.as_str()) || known == authority)
 }
 
 /// The HTTP/1 handshake on a new upstream connection, whose driver runs on its own task.
@@ -219,7 +351,8 @@ async fn handshake<I>(io: I, upgrades: bool) -> Result<SendRequest<ClientBody>, 
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, connection) = http1::handshake(TokioIo::new(io)).await.map_err(UpstreamError::Exchange)?;
+    let (sender, connection) =
+        http1::handshake(TokioIo::new(io)).await.map_err(|err| UpstreamError::Exchange(err.into()))?;
     tokio::spawn(async move {
         let ended = if upgrades { connection.with_upgrades().await } else { connection.await };
         if let Err(err) = ended {

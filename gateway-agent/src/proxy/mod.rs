@@ -22,6 +22,7 @@ pub(crate) mod check;
 pub(crate) mod connections;
 pub(crate) mod cors;
 pub(crate) mod decision;
+pub(crate) mod direct;
 pub(crate) mod forward;
 pub(crate) mod host;
 pub(crate) mod limits;
@@ -64,7 +65,7 @@ use crate::usage::failed_calls::Failure;
 use crate::usage::groups::GroupTag;
 use access_log::{AccessLog, Entry, Verdict};
 use body::{BodyWatch, ClientBody};
-use connections::{Connections, UpstreamError};
+use connections::{Connections, UpstreamBody, UpstreamError};
 use host::{InvalidHost, RequestHost};
 use ratelimit::RateLimit;
 use reply::{Body, Refusal};
@@ -598,7 +599,12 @@ impl Proxy {
 
     /// Response filter: the upstream's answer without hop-by-hop headers, with the
     /// `RateLimit-*` headers and the API's own.
-    fn response_filter(&self, call: &Call<'_>, response: Response<Incoming>, answered: Timestamp) -> Response<Body> {
+    fn response_filter(
+        &self,
+        call: &Call<'_>,
+        response: Response<UpstreamBody>,
+        answered: Timestamp,
+    ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         forward::strip_hop_by_hop(&mut parts.headers);
         if let Some(rate) = &call.rate {
@@ -827,7 +833,6 @@ mod tests {
         let handle = output_of(|(proxy, request, peer): (Arc<Proxy>, Request<Incoming>, SocketAddr)| {
             proxy.handle(request, peer)
         });
-        assert!(handle <= 4608, "{handle} bytes");
         let send = output_of(
             |(proxy, authority, request): (
                 &'static Proxy,
@@ -835,6 +840,9 @@ mod tests {
                 Request<ClientBody>,
             )| { proxy.connections.send(authority, false, request, Duration::from_secs(1)) },
         );
+        // About 4,220 with hyper's client for every request; the direct exchange of requests
+        // without a body (`direct.rs`) added about 450, for 3.6 % less CPU a request (BENCHMARKS).
+        assert!(handle <= 4736, "{handle} bytes");
         assert!(send <= 1024, "{send} bytes");
     }
 }

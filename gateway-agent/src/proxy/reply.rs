@@ -4,15 +4,15 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
+use super::connections::UpstreamBody;
 use super::original::BadOriginal;
 use super::path::InvalidPath;
 
 /// Response bodies: streamed from the upstream, or the agent's own.
-pub(crate) type Body = Either<Incoming, Full<Bytes>>;
+pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// Why the agent answered a request itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

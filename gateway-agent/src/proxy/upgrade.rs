@@ -20,6 +20,7 @@ use hyper::{Method, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
 use super::body::ClientBody;
+use super::connections::UpstreamBody;
 use super::reply::{Body, Refusal};
 use super::{Admitted, Call, Proxy, Refused, body_bytes, forward};
 use crate::tunnel::{self, Lease};
@@ -116,7 +117,7 @@ impl Proxy {
             .map(|protocol| (protocol, hyper::upgrade::on(&mut response)));
         let answered = self.clock.now();
         let bytes = body_bytes(&response);
-        let mut response = self.response_filter(call, response, answered);
+        let mut response = self.response_filter(call, response.map(UpstreamBody::Pooled), answered);
         match switched {
             Some((protocol, upstream_side)) => {
                 upgrade_headers(response.headers_mut(), protocol);

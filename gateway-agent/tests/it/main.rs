@@ -24,5 +24,6 @@ mod sync;
 mod tls;
 mod traces;
 mod upgrades;
+mod upstream_answers;
 mod usage;
 mod workers;

@@ -1,0 +1,155 @@
+//! What odd upstream answers do to the client and to the next request on the connection:
+//! against a raw upstream that writes exactly the bytes each test names, so framing (chunked
+//! with trailers, read to the close, informational answers, bytes past an answer) and
+//! connection reuse are checked where they matter, through the proxy port.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tollgate_protocol::Upstream as UpstreamUrl;
+
+use crate::harness::*;
+
+/// A scripted upstream: for each request head it reads, the answer its path names, written
+/// as raw bytes; records (connection number, path) of every request.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<(usize, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn answer_for(path: &str) -> (&'static [u8], bool) {
+    match path {
+        "/up/chunked" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\n",
+            false,
+        ),
+        // Bytes past the answer: never to be read as the next request's answer.
+        "/up/extra" => {
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged", false)
+        }
+        "/up/until-close" => (b"HTTP/1.0 200 OK\r\n\r\nuntil close", true),
+        "/up/early-hints" => {
+            (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
+        }
+        // The upstream's keep-alive ends right after this answer.
+        "/up/then-close" => (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclosed", true),
+        "/up/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", false),
+        _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
+    }
+}
+
+impl RawUpstream {
+    async fn start() -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut number = 0;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                number += 1;
+                let record = record.clone();
+                let connection = number;
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    loop {
+                        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                        buffer.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                        let (answer, close) = answer_for(&path);
+                        record.lock().expect("lock").push((connection, path));
+                        if socket.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream { addr, seen, task }
+    }
+
+    fn seen(&self) -> Vec<(usize, String)> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
+    let raw = RawUpstream::start().await;
+    let unused = Upstream::start().await;
+    let mut fixture = Fixture::new(&unused, &[]);
+    let api = &mut fixture.snapshot.apis[0];
+    api.base_path = "/raw".into();
+    api.upstreams = vec![UpstreamUrl { url: format!("http://{}/up", raw.addr) }];
+    api.mapping_rules = vec![
+        rule("GET", "/{x}", fixture.metrics.hits, 1, 1, false),
+        rule("HEAD", "/{x}", fixture.metrics.hits, 1, 2, false),
+    ];
+    fixture.snapshot.validate().expect("valid snapshot");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut config = settings(cp.url(), dir.path(), None);
+    config.workers = 1;
+    let agent = start_ready(config).await;
+    let key = fixture.key.as_str();
+    let url = |path: &str| format!("http://{}/raw/{path}?user_key={key}", agent.proxy_addr());
+
+    let answer = get(&url("chunked"), &[]).await;
+    assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "hello world"));
+    assert_eq!(get(&url("plain"), &[]).await.body, "plain");
+    let answer = get(&url("extra"), &[]).await;
+    assert_eq!(answer.body, "hi");
+    for _ in 0..3 {
+        assert_eq!(get(&url("plain"), &[]).await.body, "plain", "bytes past an answer are never an answer");
+    }
+    assert_eq!(get(&url("until-close"), &[]).await.body, "until close");
+    assert_eq!(get(&url("early-hints"), &[]).await.body, "ok");
+    assert_eq!(get(&url("then-close"), &[]).await.body, "closed");
+    assert_eq!(get(&url("plain"), &[]).await.body, "plain", "a connection the upstream closed is not used again");
+    let head = send(hyper::Method::HEAD, &url("head"), &[], "").await;
+    assert_eq!((head.status.as_u16(), head.body.as_str()), (200, ""));
+    assert_eq!(get(&url("plain"), &[]).await.body, "plain", "a HEAD answer has no body to wait for");
+
+    let seen = raw.seen();
+    let paths: Vec<&str> = seen.iter().map(|(_, path)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/up/chunked",
+            "/up/plain",
+            "/up/extra",
+            "/up/plain",
+            "/up/plain",
+            "/up/plain",
+            "/up/until-close",
+            "/up/early-hints",
+            "/up/then-close",
+            "/up/plain",
+            "/up/head",
+            "/up/plain"
+        ],
+        "each request reached the upstream once"
+    );
+    let connection = |index: usize| seen[index].0;
+    assert_eq!(connection(0), connection(1), "a chunked answer read to its end leaves the connection reusable");
+    assert_ne!(connection(2), connection(3), "a connection with bytes past its answer is not reused");
+    assert_eq!(connection(3), connection(4), "an ordinary connection is reused");
+    assert_ne!(connection(8), connection(9), "nor one the upstream closed");
+    agent.shutdown().await.expect("clean shutdown");
+}
