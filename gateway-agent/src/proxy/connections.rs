@@ -163,12 +163,7 @@ impl Connections {
     ) -> Result<Result<Response<UpstreamBody>, UpstreamError>, TimedOut> {
         if let Some(mut conn) = self.idle.take(authority, tls) {
             conn.timer.as_mut().reset(deadline);
-            let exchanged = tokio::select! {
-                biased;
-                exchanged = conn.io.exchange(&parts, &self.flusher) => exchanged,
-                () = conn.timer.as_mut() => return Err(TimedOut),
-            };
-            match exchanged {
+            match exchange_on(&mut conn, &parts, &self.flusher).await? {
                 Ok(head) => return Ok(Ok(self.reply(authority, tls, conn, head))),
                 Err(Failed::BeforeAnswer(_)) if idempotent(&parts.method) => {}
                 Err(failed) => return Ok(Err(UpstreamError::Exchange(failed.into()))),
@@ -195,12 +190,7 @@ impl Connections {
             Ok(stream) => Conn::new(stream, timer),
             Err(err) => return Ok(Err(err)),
         };
-        let exchanged = tokio::select! {
-            biased;
-            exchanged = conn.io.exchange(&parts, &self.flusher) => exchanged,
-            () = conn.timer.as_mut() => return Err(TimedOut),
-        };
-        match exchanged {
+        match exchange_on(&mut conn, &parts, &self.flusher).await? {
             Ok(head) => Ok(Ok(self.reply(authority, tls, conn, head))),
             Err(failed) => Ok(Err(UpstreamError::Exchange(failed.into()))),
         }
@@ -343,6 +333,19 @@ impl Connections {
             .map_err(|_| UpstreamError::Connect)?
             .map_err(UpstreamError::Tls)?;
         Ok(Stream::Tls(Box::new(stream)))
+    }
+}
+
+/// The exchange of a request without a body on `conn`, unless its timer fires first.
+async fn exchange_on(
+    conn: &mut Conn,
+    parts: &hyper::http::request::Parts,
+    flusher: &Arc<Flusher>,
+) -> Result<Result<direct::Head, Failed>, TimedOut> {
+    tokio::select! {
+        biased;
+        exchanged = conn.io.exchange(parts, flusher) => Ok(exchanged),
+        () = conn.timer.as_mut() => Err(TimedOut),
     }
 }
 

@@ -256,6 +256,10 @@ pub(crate) fn upstream_request(
     if parts.version == Version::HTTP_2 {
         join_cookies(headers);
     }
+    // Decided on what the upstream receives: `Connection: content-type` removed the type, and
+    // a `POST` without one is a form to Rack.
+    let mut body = body;
+    body.scan_as(&parts.method, &parts.headers);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Request::from_parts(parts, body))

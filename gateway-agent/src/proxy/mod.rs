@@ -513,19 +513,14 @@ impl Proxy {
         };
         let (body, watch) = ClientBody::watch(body);
         let forwarded = forward::Client { ip: peer.ip(), proto: &self.forwarded_proto };
-        let request = match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded)
-        {
-            Ok(request) => request,
-            Err(err) => {
-                tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
-                return self.refuse(call, Refusal::UpstreamUnavailable);
-            }
-        };
-        // Decided on what the upstream receives: `Connection: content-type` removes the
-        // type, and a `POST` without one is a form to Rack.
-        let (head, mut body) = request.into_parts();
-        body.scan_as(&head.method, &head.headers);
-        let mut request = hyper::Request::from_parts(head, body);
+        let mut request =
+            match forward::upstream_request(parts, call.uri, body, target, rest_offset, &api.auth, forwarded) {
+                Ok(request) => request,
+                Err(err) => {
+                    tracing::warn!(api = %api.slug, error = %err, "cannot build the upstream request");
+                    return self.refuse(call, Refusal::UpstreamUnavailable);
+                }
+            };
         if let Some(trace) = &call.trace {
             trace.propagate(request.headers_mut());
         }
