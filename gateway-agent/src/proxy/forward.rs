@@ -233,6 +233,15 @@ pub(crate) fn upstream_request(
     {
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
+    // A body on a method whose meaning defines none is forwarded (search APIs send one), but
+    // many servers never read it, and what they leave unread would be parsed as the next
+    // request on the connection, run past the rules (a CL.0 desync). The upstream closes
+    // the connection after this exchange instead.
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE)
+        && !body.is_end_stream()
+    {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     headers.insert(HOST, target.host.clone());
     match client_host {
         Some(host) => headers.insert(&X_FORWARDED_HOST, host),

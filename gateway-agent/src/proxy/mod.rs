@@ -539,6 +539,9 @@ impl Proxy {
             tracing::warn!(api = %api.slug, "the upstream answered 101 to a request that asked for no upgrade");
             return self.refuse(call, Refusal::UpstreamUnavailable);
         }
+        if !is_valid_status(status) {
+            return self.invalid_status(call, target, status);
+        }
         if matches!(status.as_u16(), 502..=504) {
             target.failed();
         } else {
@@ -549,6 +552,14 @@ impl Proxy {
         let response = self.response_filter(call, response, answered);
         self.logging(call, &admitted, Some(target), status, bytes, answered);
         response
+    }
+
+    /// An upstream status outside 100–599 (RFC 9110 §15 has no such class): not passed on,
+    /// and not recorded as one, since no usage class or failed-call record can hold it.
+    fn invalid_status(&self, call: &Call<'_>, target: &Target, status: StatusCode) -> Response<Body> {
+        tracing::warn!(api = %call.api.slug, upstream = %target.url, status = status.as_u16(), "the upstream answered a status outside 100-599");
+        target.failed();
+        self.refuse(call, Refusal::UpstreamUnavailable)
     }
 
     /// Failure answer: why the exchange failed (`error`; `None`: it timed out), and whose
@@ -801,6 +812,12 @@ fn find_api<'c, 'h>(
         return Err(Refusal::UnknownApi);
     }
     Ok((route, api))
+}
+
+/// Whether `status` is one of HTTP's classes (RFC 9110 §15: 1xx to 5xx); the `http` type
+/// takes up to 999.
+fn is_valid_status(status: StatusCode) -> bool {
+    status.as_u16() < 600
 }
 
 fn auth_refusal(error: AuthError) -> Refusal {

@@ -48,7 +48,8 @@ fn connection_upgrade(parts: &Parts) -> bool {
 }
 
 fn names_h2c(protocols: &HeaderValue) -> bool {
-    protocols.to_str().is_ok_and(|value| value.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")))
+    // As bytes: a value with a byte beyond ASCII elsewhere still names h2c.
+    protocols.as_bytes().split(|&b| b == b',').any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"))
 }
 
 impl Proxy {
@@ -101,6 +102,9 @@ impl Proxy {
             Ok(Err(err)) => return self.refuse(call, self.failure_answer(call, target, &watch, Some(err))),
         };
         let status = response.status();
+        if !super::is_valid_status(status) {
+            return self.invalid_status(call, target, status);
+        }
         if matches!(status.as_u16(), 502..=504) {
             target.failed();
         } else {

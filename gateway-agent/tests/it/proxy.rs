@@ -110,6 +110,9 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     );
     let answer = raw_exchange(proxy, request.as_bytes()).await;
     assert_eq!((answer.status, answer.body.as_str()), (200, "query"), "the upstream echoes what it got");
+    // An upstream that never reads a GET's body would take it for the next request on the
+    // connection (CL.0): this one ends with the exchange.
+    assert_eq!(upstream.last().headers["connection"], "close");
 
     // A body is streamed through.
     let answer = send(

@@ -267,9 +267,18 @@ async fn an_upgrade_the_upstream_declines_is_an_ordinary_call_and_h2c_is_not_for
     for hop in ["upgrade", "http2-settings"] {
         assert!(seen.headers.get(hop).is_none(), "{hop} reached the upstream");
     }
+    // Also when another protocol in the list has a byte beyond ASCII.
+    let mut request = format!(
+        "GET /pets/list?user_key={key} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, close\r\nUpgrade: h2c, "
+    )
+    .into_bytes();
+    request.extend_from_slice(b"\xe9\r\n\r\n");
+    let answer = raw_exchange(agent.proxy_addr(), &request).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "ok"), "{}", answer.head);
+    assert!(upstream.last().headers.get("upgrade").is_none(), "h2c reached the upstream");
 
-    // Both were calls like any other: 2xx usage.
+    // All three were calls like any other: 2xx usage.
     let list = fixture.metrics.list;
-    eventually("two calls counted", || async { (cp.accepted_count(list) == 2).then_some(()) }).await;
+    eventually("three calls counted", || async { (cp.accepted_count(list) == 3).then_some(()) }).await;
     agent.shutdown().await.expect("clean shutdown");
 }

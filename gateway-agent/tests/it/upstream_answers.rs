@@ -36,6 +36,8 @@ fn answer_for(path: &str) -> (&'static [u8], bool) {
         // The upstream's keep-alive ends right after this answer.
         "/up/then-close" => (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclosed", true),
         "/up/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", false),
+        // Not an HTTP status class (RFC 9110 §15): no usage class or failed-call record holds it.
+        "/up/status600" => (b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nhi", false),
         _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
     }
 }
@@ -67,7 +69,16 @@ impl RawUpstream {
                         buffer.drain(..end + 4);
                         let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
                         let (answer, close) = answer_for(&path);
+                        let late = path == "/up/head-late";
                         record.lock().expect("lock").push((connection, path));
+                        if late {
+                            // Python's `http.server` with `do_HEAD = do_GET`: the head, then the
+                            // body in a second write, here a whole answer for whoever is next.
+                            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n").await;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED").await;
+                            continue;
+                        }
                         if socket.write_all(answer).await.is_err() || close {
                             return;
                         }
@@ -125,6 +136,11 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
     let head = send(hyper::Method::HEAD, &url("head"), &[], "").await;
     assert_eq!((head.status.as_u16(), head.body.as_str()), (200, ""));
     assert_eq!(get(&url("plain"), &[]).await.body, "plain", "a HEAD answer has no body to wait for");
+    let head = send(hyper::Method::HEAD, &url("head-late"), &[], "").await;
+    assert_eq!(head.status.as_u16(), 200);
+    assert_eq!(get(&url("plain"), &[]).await.body, "plain", "a body sent late after a HEAD answer is no one's answer");
+    let answer = get(&url("status600"), &[]).await;
+    assert_eq!((answer.status.as_u16(), answer.error().as_str()), (502, "upstream_unavailable"), "{}", answer.body);
 
     let seen = raw.seen();
     let paths: Vec<&str> = seen.iter().map(|(_, path)| path.as_str()).collect();
@@ -142,7 +158,10 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
             "/up/then-close",
             "/up/plain",
             "/up/head",
-            "/up/plain"
+            "/up/plain",
+            "/up/head-late",
+            "/up/plain",
+            "/up/status600"
         ],
         "each request reached the upstream once"
     );
