@@ -325,50 +325,68 @@ impl UsageBatch {
             ));
         }
         for (i, call) in self.failed_calls.iter().enumerate() {
-            let at = |field: &str| format!("failed_calls[{i}].{field}");
-            let method = call.method.as_bytes();
-            if method.is_empty() || method.len() > MAX_FAILED_CALL_METHOD_BYTES || !method.iter().all(|&b| is_tchar(b))
-            {
-                return Err(ValidationError::new(
-                    at("method"),
-                    format!("an HTTP method of 1 to {MAX_FAILED_CALL_METHOD_BYTES} token characters"),
-                ));
-            }
-            if !call.path.starts_with('/')
-                || call.path.len() > MAX_FAILED_CALL_PATH_BYTES
-                || call.path.chars().any(char::is_control)
-            {
-                return Err(ValidationError::new(
-                    at("path"),
-                    format!(
-                        "a path starts with `/`, has no control characters and at most {MAX_FAILED_CALL_PATH_BYTES} bytes"
-                    ),
-                ));
-            }
-            error_status(format_args!("failed_calls[{i}].status"), call.status)?;
-            if let Some(code) = &call.error
-                && (code.is_empty()
-                    || code.len() > MAX_ERROR_CODE_BYTES
-                    || !code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-            {
-                return Err(ValidationError::new(
-                    at("error"),
-                    format!("an error code is 1 to {MAX_ERROR_CODE_BYTES} characters of a-z, 0-9 and _"),
-                ));
-            }
-            if let Some(prefix) = &call.key_prefix
-                && (prefix.is_empty()
-                    || prefix.len() > MAX_KEY_PREFIX_BYTES
-                    || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-            {
-                return Err(ValidationError::new(
-                    at("key_prefix"),
-                    format!("a key prefix is 1 to {MAX_KEY_PREFIX_BYTES} characters of A-Z, a-z, 0-9 and _"),
-                ));
-            }
+            validate_failed_call(i, call)?;
         }
         Ok(())
     }
+
+    /// Takes out the failed-call records that are not valid, and counts them as dropped:
+    /// they are samples for people to read, and one bad record (an agent's bug, an upstream
+    /// status no class holds) must not cost the batch its usage. Returns how many went.
+    pub fn drop_invalid_failed_calls(&mut self) -> u64 {
+        let before = self.failed_calls.len();
+        let mut index = 0;
+        self.failed_calls.retain(|call| {
+            index += 1;
+            validate_failed_call(index - 1, call).is_ok()
+        });
+        let dropped = (before - self.failed_calls.len()) as u64;
+        self.failed_calls_dropped = self.failed_calls_dropped.saturating_add(dropped);
+        dropped
+    }
+}
+
+/// One failed-call record within its bounds (see [`FailedCall`]); `i` names it in errors.
+fn validate_failed_call(i: usize, call: &FailedCall) -> Result<(), ValidationError> {
+    let at = |field: &str| format!("failed_calls[{i}].{field}");
+    let method = call.method.as_bytes();
+    if method.is_empty() || method.len() > MAX_FAILED_CALL_METHOD_BYTES || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(ValidationError::new(
+            at("method"),
+            format!("an HTTP method of 1 to {MAX_FAILED_CALL_METHOD_BYTES} token characters"),
+        ));
+    }
+    if !call.path.starts_with('/')
+        || call.path.len() > MAX_FAILED_CALL_PATH_BYTES
+        || call.path.chars().any(char::is_control)
+    {
+        return Err(ValidationError::new(
+            at("path"),
+            format!("a path starts with `/`, has no control characters and at most {MAX_FAILED_CALL_PATH_BYTES} bytes"),
+        ));
+    }
+    error_status(format_args!("failed_calls[{i}].status"), call.status)?;
+    if let Some(code) = &call.error
+        && (code.is_empty()
+            || code.len() > MAX_ERROR_CODE_BYTES
+            || !code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(ValidationError::new(
+            at("error"),
+            format!("an error code is 1 to {MAX_ERROR_CODE_BYTES} characters of a-z, 0-9 and _"),
+        ));
+    }
+    if let Some(prefix) = &call.key_prefix
+        && (prefix.is_empty()
+            || prefix.len() > MAX_KEY_PREFIX_BYTES
+            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(ValidationError::new(
+            at("key_prefix"),
+            format!("a key prefix is 1 to {MAX_KEY_PREFIX_BYTES} characters of A-Z, a-z, 0-9 and _"),
+        ));
+    }
+    Ok(())
 }
 
 fn whole_minute(path: std::fmt::Arguments<'_>, minute: i64) -> Result<(), ValidationError> {

@@ -16,7 +16,12 @@ pub async fn ingest(
     body: web::Bytes,
 ) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
-    let batch: UsageBatch = parse_body(&body)?;
+    let mut batch: UsageBatch = parse_body(&body)?;
+    // Failed calls are samples for people to read: a bad one is left out, never the usage.
+    let invalid = batch.drop_invalid_failed_calls();
+    if invalid > 0 {
+        tracing::warn!(batch = %batch.id, invalid, "left out failed-call records that are not valid; the batch's usage counts");
+    }
     let ack = tollgate_core::usage::ingest(&pool, gateway.id, &batch).await?;
     if !ack.duplicate {
         reports.usage_changed();

@@ -258,6 +258,28 @@ async fn a_replayed_batch_counts_its_usage_refusals_and_failed_calls_once(pool: 
     );
 }
 
+/// One failed-call record no status class holds (an upstream that answered 600) used to
+/// make the whole batch 422, and every application's usage in it was lost.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_failed_call_that_is_not_valid_is_left_out_and_the_usage_counts(pool: PgPool) {
+    let s = setup(pool).await;
+    let app = s.application("basic", "Odd upstream", "UTC").await;
+    let minute = now_minute();
+    let mut b = batch(vec![entry(app, s.hits, minute, 7)]);
+    let mut odd = failed_call(app, s.api, Timestamp::now(), 0);
+    odd.status = 600;
+    b.failed_calls = vec![odd, failed_call(app, s.api, Timestamp::now(), 1)];
+    assert_eq!(s.post(&b).await, UsageAck { batch_id: b.id, duplicate: false });
+    let rows = bucket(&s.app.pool, app, "minute").await;
+    assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), vec![7]);
+    let failed: Vec<i16> = sqlx::query_scalar("SELECT status FROM failed_calls WHERE application_id = $1")
+        .bind(app)
+        .fetch_all(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, vec![429], "the valid record is kept");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn only_the_newest_200_failed_calls_of_an_application_are_kept(pool: PgPool) {
     let s = setup(pool).await;
