@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-
 use hyper::Method;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::HeaderMap;
 
 use super::method_field::{self, BodyScan, Verdict};

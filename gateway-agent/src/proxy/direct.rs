@@ -11,8 +11,9 @@
 //!
 //! Framing follows RFC 9112 §6.3 and errs towards closing: an answer whose length is in doubt
 //! is read until the upstream closes, and a connection is pooled again only when its answer
-//! ended exactly where the bytes read so far end, so no byte an upstream sends past one answer
-//! is ever read as the next request's.
+//! ended exactly where the bytes read so far end and had a body by the rules (not after
+//! `HEAD`, `204` or `304`, whose body a sloppy upstream sends anyway), so no byte an upstream
+//! sends past one answer is read as the next request's.
 
 use std::future::Future as _;
 use std::io;
