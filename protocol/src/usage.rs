@@ -330,9 +330,9 @@ impl UsageBatch {
         Ok(())
     }
 
-    /// Takes out the failed-call records that are not valid, and counts them as dropped:
-    /// they are samples for people to read, and one bad record (an agent's bug, an upstream
-    /// status no class holds) must not cost the batch its usage. Returns how many went.
+    /// Takes out the failed-call records that are not valid: they are samples for people to
+    /// read, and one bad record (an agent's bug, an upstream status no class holds) must not
+    /// cost the batch its usage. Returns how many went.
     pub fn drop_invalid_failed_calls(&mut self) -> u64 {
         let before = self.failed_calls.len();
         let mut index = 0;
@@ -340,9 +340,7 @@ impl UsageBatch {
             index += 1;
             validate_failed_call(index - 1, call).is_ok()
         });
-        let dropped = (before - self.failed_calls.len()) as u64;
-        self.failed_calls_dropped = self.failed_calls_dropped.saturating_add(dropped);
-        dropped
+        (before - self.failed_calls.len()) as u64
     }
 }
 

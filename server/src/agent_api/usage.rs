@@ -21,6 +21,7 @@ pub async fn ingest(
     let invalid = batch.drop_invalid_failed_calls();
     if invalid > 0 {
         tracing::warn!(batch = %batch.id, invalid, "left out failed-call records that are not valid; the batch's usage counts");
+        metrics::counter!("tollgate_usage_failed_calls_invalid_total").increment(invalid);
     }
     let ack = tollgate_core::usage::ingest(&pool, gateway.id, &batch).await?;
     if !ack.duplicate {
