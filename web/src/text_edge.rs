@@ -12,6 +12,11 @@ use crate::page::ErrorPage;
 
 /// The first field of url-encoded `pairs` whose name or value holds a NUL, once decoded.
 pub fn field_with_nul(encoded: &[u8]) -> Option<String> {
+    // Decoded, a NUL comes only from `%00` or a raw NUL: every other form and query (all but
+    // an attacker's) is passed without decoding it a second time.
+    if !encoded.contains(&0) && !encoded.windows(3).any(|w| w == b"%00") {
+        return None;
+    }
     let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(encoded).ok()?;
     pairs
         .into_iter()

@@ -188,7 +188,7 @@ pub(crate) struct Client<'a> {
 pub(crate) fn upstream_request(
     mut parts: Parts,
     client_uri: &Uri,
-    body: ClientBody,
+    mut body: ClientBody,
     target: &Target,
     rest_offset: usize,
     auth: &Auth,
@@ -267,7 +267,6 @@ pub(crate) fn upstream_request(
     }
     // Decided on what the upstream receives: `Connection: content-type` removed the type, and
     // a `POST` without one is a form to Rack.
-    let mut body = body;
     body.scan_as(&parts.method, &parts.headers);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
