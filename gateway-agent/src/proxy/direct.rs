@@ -31,6 +31,7 @@ use hyper::http::uri::Authority;
 use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
@@ -137,16 +138,18 @@ pub(crate) struct Io {
 
 /// How a direct connection reaches its upstream.
 enum Link {
-    /// Plain TCP: request heads are written by the worker's [`Flusher`].
-    Plain(Arc<Plain>),
+    /// Plain TCP: request heads are written by the worker's [`Flusher`]; answers are read
+    /// through tokio's `AsyncRead`, which marks the socket empty after a short read, so the
+    /// probe of [`Conn::is_reusable`] needs no system call.
+    Plain { read: OwnedReadHalf, write: Arc<Plain> },
     /// TLS: written on the request's task.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// A plain connection's socket, shared with the worker's [`Flusher`] while a request head
-/// waits to be written.
+/// A plain connection's writing half, shared with the worker's [`Flusher`] while a request
+/// head waits to be written.
 pub(crate) struct Plain {
-    socket: TcpStream,
+    socket: OwnedWriteHalf,
     /// The head waiting to be written, and how much of it was.
     write: Mutex<Write>,
 }
@@ -251,23 +254,26 @@ pub(crate) struct Conn {
 impl Conn {
     pub fn new(stream: Stream, timer: Pin<Box<Sleep>>) -> Conn {
         let link = match stream {
-            Stream::Plain(socket) => Link::Plain(Arc::new(Plain { socket, write: Mutex::default() })),
+            Stream::Plain(socket) => {
+                let (read, socket) = socket.into_split();
+                Link::Plain { read, write: Arc::new(Plain { socket, write: Mutex::default() }) }
+            }
             Stream::Tls(stream) => Link::Tls(stream),
         };
         Conn { io: Io { link, read: BytesMut::with_capacity(READ_CHUNK), head: Vec::with_capacity(1024) }, timer }
     }
 
     /// Still open with nothing sent by the upstream since its last answer: fit for the next
-    /// request. Looks without waiting (and without a system call when the socket is known
-    /// to be empty).
+    /// request. Looks without waiting, and without a system call when tokio knows the socket
+    /// to be empty: its last read was shorter than the room it had.
     fn is_reusable(&mut self) -> bool {
         if !self.io.read.is_empty() {
             return false;
         }
         let mut probe = [0u8; 1];
         match &mut self.io.link {
-            Link::Plain(plain) => {
-                matches!(plain.socket.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+            Link::Plain { read, .. } => {
+                matches!(read.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
             }
             Link::Tls(stream) => {
                 let mut cx = Context::from_waker(Waker::noop());
@@ -291,7 +297,7 @@ impl Io {
     pub async fn exchange(&mut self, parts: &Parts, flusher: &Arc<Flusher>) -> Result<Head, Failed> {
         encode_head(&mut self.head, parts);
         match &mut self.link {
-            Link::Plain(plain) => {
+            Link::Plain { write: plain, .. } => {
                 {
                     let mut write = lock(&plain.write);
                     std::mem::swap(&mut write.head, &mut self.head);
@@ -334,13 +340,7 @@ impl Io {
     /// Reads what the upstream sent next into `read`; 0: it closed.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match &mut self.link {
-            Link::Plain(plain) => loop {
-                ready!(plain.socket.poll_read_ready(cx))?;
-                match plain.socket.try_read_buf(&mut self.read) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    read => return Poll::Ready(read),
-                }
-            },
+            Link::Plain { read, .. } => pin!(read.read_buf(&mut self.read)).poll(cx),
             Link::Tls(stream) => pin!(stream.read_buf(&mut self.read)).poll(cx),
         }
     }
