@@ -158,12 +158,12 @@ impl Connections {
         &self,
         authority: &Authority,
         tls: bool,
-        parts: hyper::http::request::Parts,
+        mut parts: hyper::http::request::Parts,
         deadline: Instant,
     ) -> Result<Result<Response<UpstreamBody>, UpstreamError>, TimedOut> {
         if let Some(mut conn) = self.idle.take(authority, tls) {
             conn.timer.as_mut().reset(deadline);
-            match exchange_on(&mut conn, &parts, &self.flusher).await? {
+            match exchange_on(&mut conn, &mut parts, &self.flusher).await? {
                 Ok(head) => return Ok(Ok(self.reply(authority, tls, conn, head))),
                 Err(Failed::BeforeAnswer(_)) if idempotent(&parts.method) => {}
                 Err(failed) => return Ok(Err(UpstreamError::Exchange(failed.into()))),
@@ -177,7 +177,7 @@ impl Connections {
         &self,
         authority: &Authority,
         tls: bool,
-        parts: hyper::http::request::Parts,
+        mut parts: hyper::http::request::Parts,
         deadline: Instant,
     ) -> Result<Result<Response<UpstreamBody>, UpstreamError>, TimedOut> {
         let mut timer = Box::pin(tokio::time::sleep_until(deadline));
@@ -190,7 +190,7 @@ impl Connections {
             Ok(stream) => Conn::new(stream, timer),
             Err(err) => return Ok(Err(err)),
         };
-        match exchange_on(&mut conn, &parts, &self.flusher).await? {
+        match exchange_on(&mut conn, &mut parts, &self.flusher).await? {
             Ok(head) => Ok(Ok(self.reply(authority, tls, conn, head))),
             Err(failed) => Ok(Err(UpstreamError::Exchange(failed.into()))),
         }
@@ -339,7 +339,7 @@ impl Connections {
 /// The exchange of a request without a body on `conn`, unless its timer fires first.
 async fn exchange_on(
     conn: &mut Conn,
-    parts: &hyper::http::request::Parts,
+    parts: &mut hyper::http::request::Parts,
     flusher: &Arc<Flusher>,
 ) -> Result<Result<direct::Head, Failed>, TimedOut> {
     tokio::select! {

@@ -47,6 +47,9 @@ const READ_CHUNK: usize = 8 * 1024;
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Idle connections kept per upstream and worker.
 const MAX_IDLE: usize = 256;
+/// Room left in an answer's header map for the fields the agent adds to it (`RateLimit-*`,
+/// `Retry-After`, `Deprecation`, `Sunset`, CORS), so that adding them does not grow it.
+const ROOM_FOR_AGENT_FIELDS: usize = 8;
 
 /// An upstream connection's byte stream.
 pub(crate) enum Stream {
@@ -293,8 +296,12 @@ pub(crate) struct Head {
 }
 
 impl Io {
-    /// Writes `parts` (origin-form, with `Host`, no body) and reads the answer's head.
-    pub async fn exchange(&mut self, parts: &Parts, flusher: &Arc<Flusher>) -> Result<Head, Failed> {
+    /// Writes `parts` (origin-form, with `Host`, no body) and reads the answer's head. The
+    /// answer's fields go into the request's header map, emptied: hyper's server hands each
+    /// request the map of the answer before it, so one map goes round a connection's requests
+    /// and answers and is not allocated again. `parts.headers` is taken only once the answer's
+    /// head is complete, so a request that failed before any answer can be sent again.
+    pub async fn exchange(&mut self, parts: &mut Parts, flusher: &Arc<Flusher>) -> Result<Head, Failed> {
         encode_head(&mut self.head, parts);
         match &mut self.link {
             Link::Plain { write: plain, .. } => {
@@ -313,7 +320,7 @@ impl Io {
         let mut informational = false;
         loop {
             if !self.read.is_empty() {
-                match parse_head(&mut self.read, parts.method == Method::HEAD)? {
+                match parse_head(&mut self.read, parts.method == Method::HEAD, &mut parts.headers)? {
                     Some(Parsed::Final(head)) => return Ok(head),
                     Some(Parsed::Informational) => {
                         informational = true;
@@ -375,7 +382,7 @@ enum Parsed {
 }
 
 /// The answer head at the start of `read`, consumed from it; `None` if incomplete.
-fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, Failed> {
+fn parse_head(read: &mut BytesMut, head_request: bool, spare: &mut HeaderMap) -> Result<Option<Parsed>, Failed> {
     // Where each field's name and value are in `read`, found before `read` is split.
     let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (length, code, version, count) = {
@@ -408,7 +415,9 @@ fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>,
         return Ok(Some(Parsed::Informational));
     }
     let bytes = read.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = std::mem::take(spare);
+    headers.clear();
+    headers.reserve(count + ROOM_FOR_AGENT_FIELDS);
     for &(name, name_len, value, value_len) in &fields[..count] {
         let name = HeaderName::from_bytes(&bytes[name as usize..(name + name_len) as usize])
             .map_err(|_| Failed::Invalid("invalid header name"))?;
@@ -741,7 +750,7 @@ mod tests {
 
     fn head(text: &str, head_request: bool) -> Result<(Response<()>, State, bool), Failed> {
         let mut read = BytesMut::from(text.as_bytes());
-        match parse_head(&mut read, head_request)? {
+        match parse_head(&mut read, head_request, &mut HeaderMap::new())? {
             Some(Parsed::Final(head)) => Ok((head.response, head.body, head.reusable)),
             Some(Parsed::Informational) => panic!("informational"),
             None => panic!("incomplete"),
@@ -805,12 +814,14 @@ mod tests {
         let mut read = BytesMut::from(
             &b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"[..],
         );
-        assert!(matches!(parse_head(&mut read, false), Ok(Some(Parsed::Informational))));
-        let Ok(Some(Parsed::Final(head))) = parse_head(&mut read, false) else { panic!("final head") };
+        assert!(matches!(parse_head(&mut read, false, &mut HeaderMap::new()), Ok(Some(Parsed::Informational))));
+        let Ok(Some(Parsed::Final(head))) = parse_head(&mut read, false, &mut HeaderMap::new()) else {
+            panic!("final head")
+        };
         assert_eq!(head.response.headers()["content-length"], "2");
         assert_eq!(&read[..], b"hi");
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]);
-        assert!(matches!(parse_head(&mut partial, false), Ok(None)));
+        assert!(matches!(parse_head(&mut partial, false, &mut HeaderMap::new()), Ok(None)));
     }
 
     #[test]

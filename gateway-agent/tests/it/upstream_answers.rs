@@ -123,7 +123,15 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
 
     let answer = get(&url("chunked"), &[]).await;
     assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "hello world"));
-    assert_eq!(get(&url("plain"), &[]).await.body, "plain");
+    // The answer's fields are read into the request's header map, emptied first: none of
+    // the client's own fields come back.
+    let answer = get(&url("plain"), &[("x-client-only", "yes"), ("accept", "text/plain")]).await;
+    assert_eq!(answer.body, "plain");
+    assert!(
+        answer.headers.get("x-client-only").is_none() && answer.headers.get("accept").is_none(),
+        "request fields in the answer: {:?}",
+        answer.headers
+    );
     let answer = get(&url("extra"), &[]).await;
     assert_eq!(answer.body, "hi");
     for _ in 0..3 {
