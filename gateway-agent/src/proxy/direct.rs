@@ -12,8 +12,9 @@
 //! Framing follows RFC 9112 §6.3 and errs towards closing: an answer whose length is in doubt
 //! is read until the upstream closes, and a connection is pooled again only when its answer
 //! ended exactly where the bytes read so far end and had a body by the rules (not after
-//! `HEAD`, `204` or `304`, whose body a sloppy upstream sends anyway), so no byte an upstream
-//! sends past one answer is read as the next request's.
+//! `HEAD`, `204` or `304`, whose body a sloppy upstream sends anyway) after a request head that
+//! went out whole, and is taken from the pool only when the kernel holds nothing from it, so
+//! no byte an upstream sends past one answer is read as the next request's.
 
 use std::future::Future as _;
 use std::io;
@@ -142,8 +143,8 @@ pub(crate) struct Io {
 /// How a direct connection reaches its upstream.
 enum Link {
     /// Plain TCP: request heads are written by the worker's [`Flusher`]; answers are read
-    /// through tokio's `AsyncRead`, which marks the socket empty after a short read, so the
-    /// probe of [`Conn::is_reusable`] needs no system call.
+    /// through tokio's `AsyncRead`, which skips the read that would only say "empty" after a
+    /// short one.
     Plain { read: OwnedReadHalf, write: Arc<Plain> },
     /// TLS: written on the request's task.
     Tls(Box<TlsStream<TcpStream>>),
@@ -267,24 +268,36 @@ impl Conn {
     }
 
     /// Still open with nothing sent by the upstream since its last answer: fit for the next
-    /// request. Looks without waiting, and without a system call when tokio knows the socket
-    /// to be empty: its last read was shorter than the room it had.
+    /// request. Looks without waiting.
     fn is_reusable(&mut self) -> bool {
         if !self.io.read.is_empty() {
             return false;
         }
-        let mut probe = [0u8; 1];
         match &mut self.io.link {
-            Link::Plain { read, .. } => {
-                matches!(read.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
-            }
+            Link::Plain { read, .. } => nothing_unread(read.as_ref()),
             Link::Tls(stream) => {
+                // Bytes at the socket may be only a TLS record without data (a session
+                // ticket), but are taken as a reason to close: reading them here could not
+                // tell an empty socket from one tokio has not yet heard about. rustls may
+                // still hold data or a close it has read: a read that does not wait finds it.
+                let mut probe = [0u8; 1];
                 let mut cx = Context::from_waker(Waker::noop());
                 let mut buf = ReadBuf::new(&mut probe);
-                Pin::new(stream.as_mut()).poll_read(&mut cx, &mut buf).is_pending()
+                nothing_unread(stream.get_ref().0)
+                    && Pin::new(stream.as_mut()).poll_read(&mut cx, &mut buf).is_pending()
             }
         }
     }
+}
+
+/// Whether the kernel holds nothing unread on `socket`, and no close: a real `recv` with
+/// `MSG_PEEK`. tokio's own readiness cannot tell: a read shorter than its buffer marks the
+/// socket empty until the reactor next hears from the kernel, so bytes or a FIN that came
+/// after the answer, in the same turn of the worker, would go unseen and the connection
+/// would carry them into the next request's answer.
+fn nothing_unread(socket: &TcpStream) -> bool {
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(socket).peek(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// The head of an answer and how its body is framed.
@@ -297,9 +310,9 @@ pub(crate) struct Head {
 
 impl Io {
     /// Writes `parts` (origin-form, with `Host`, no body) and reads the answer's head. The
-    /// answer's fields go into the request's header map, emptied: hyper's server hands each
-    /// request the map of the answer before it, so one map goes round a connection's requests
-    /// and answers and is not allocated again. `parts.headers` is taken only once the answer's
+    /// answer's fields go into the request's header map, emptied: over HTTP/1, hyper's server
+    /// hands each request the map of the answer before it, so one map goes round a client
+    /// connection's requests and answers and is not allocated again. `parts.headers` is taken only once the answer's
     /// head is complete, so a request that failed before any answer can be sent again.
     pub async fn exchange(&mut self, parts: &mut Parts, flusher: &Arc<Flusher>) -> Result<Head, Failed> {
         encode_head(&mut self.head, parts);
@@ -344,6 +357,20 @@ impl Io {
 }
 
 impl Io {
+    /// Whether the last request head went out whole. An upstream may answer before it has
+    /// read all of a head (a refusal of a long one): the rest, still being written, would
+    /// reach it ahead of the next request's head, and is lost if the next head replaces it.
+    fn head_sent(&self) -> bool {
+        match &self.link {
+            Link::Plain { write, .. } => {
+                let write = lock(&write.write);
+                write.written == write.head.len()
+            }
+            // Written whole before the answer was read.
+            Link::Tls(_) => true,
+        }
+    }
+
     /// Reads what the upstream sent next into `read`; 0: it closed.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match &mut self.link {
@@ -738,6 +765,7 @@ impl Drop for Reply {
             && self.state.is_done()
             && let Some(conn) = self.conn.take()
             && conn.io.read.is_empty()
+            && conn.io.head_sent()
         {
             self.home.put(&self.peer, conn);
         }
@@ -870,5 +898,141 @@ mod tests {
         parts.uri = "/".parse().expect("uri");
         encode_head(&mut out, &parts);
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: upstream:8080\r\nx-one: 1\r\n\r\n");
+    }
+
+    /// What a test's upstream does next.
+    type Act = Box<dyn FnOnce(&mut std::net::TcpStream) + Send>;
+
+    /// An upstream on a thread of its own, with blocking sockets, so that it can act while the
+    /// worker's thread is held and tokio's reactor cannot hear of what it does.
+    struct Upstream {
+        address: std::net::SocketAddr,
+        go: std::sync::mpsc::Sender<()>,
+        done: std::sync::mpsc::Receiver<()>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Upstream {
+        /// Accepts one connection, reads `read` bytes (all of the head when `None`), sends
+        /// `answer`; then, at each `go`, the next of `then`, and says it is done.
+        fn start(read: Option<usize>, answer: &'static [u8], then: Vec<Act>) -> Upstream {
+            use std::io::{Read as _, Write as _};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            // A small receive buffer (taken by the accepted socket): a large head then
+            // cannot all be written before the upstream reads it.
+            socket2::SockRef::from(&listener).set_recv_buffer_size(4096).expect("receive buffer");
+            let address = listener.local_addr().expect("address");
+            let (go, go_seen) = std::sync::mpsc::channel::<()>();
+            let (did, done) = std::sync::mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let (mut socket, _) = listener.accept().expect("accept");
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while read.map_or(!head.ends_with(b"\r\n\r\n"), |read| head.len() < read) {
+                    socket.read_exact(&mut byte).expect("request head");
+                    head.push(byte[0]);
+                }
+                socket.write_all(answer).expect("answer");
+                for step in then {
+                    if go_seen.recv().is_err() {
+                        return;
+                    }
+                    step(&mut socket);
+                    did.send(()).expect("done");
+                }
+                // Open until the test ends.
+                let _ = go_seen.recv();
+            });
+            Upstream { address, go, done, thread }
+        }
+
+        /// The next step, waited for on the worker's thread itself: the reactor cannot run.
+        fn step(&self) {
+            self.go.send(()).expect("upstream");
+            self.done.recv().expect("upstream step");
+        }
+
+        fn end(self) {
+            drop(self.go);
+            self.thread.join().expect("upstream thread");
+        }
+    }
+
+    /// A GET of `/` with `extra` as the value of one more field, through a new connection to
+    /// `upstream`, its answer read to the end: the pool it went back to, if any.
+    async fn exchange_once(upstream: &Upstream, extra: &str) -> (Arc<Idle>, Authority) {
+        let stream = TcpStream::connect(upstream.address).await.expect("connect");
+        socket2::SockRef::from(&stream).set_send_buffer_size(4096).expect("send buffer");
+        let mut conn =
+            Conn::new(Stream::Plain(stream), Box::pin(tokio::time::sleep(std::time::Duration::from_secs(30))));
+        let (mut parts, ()) = hyper::Request::get("/")
+            .header("host", "upstream")
+            .header("x-extra", extra)
+            .body(())
+            .expect("request")
+            .into_parts();
+        let head = conn.io.exchange(&mut parts, &Arc::new(Flusher::default())).await.expect("answer");
+        let authority: Authority = "upstream".parse().expect("authority");
+        let home = Arc::new(Idle::default());
+        let mut reply = Reply::new(conn, head, Arc::clone(&home), (authority.clone(), false)).into_body();
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut reply).await {
+            frame.expect("body");
+        }
+        drop(reply);
+        (home, authority)
+    }
+
+    /// Whether the pool hands out a connection within a second. The kernel may take a moment
+    /// to deliver the upstream's bytes, so a connection handed out is put back and asked for
+    /// again; the worker's thread is never given up, so tokio learns nothing meanwhile.
+    fn handed_out_for_a_second(home: &Idle, authority: &Authority) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match home.take(authority, false) {
+                None => return false,
+                Some(conn) if std::time::Instant::now() >= until => {
+                    home.put(&(authority.clone(), false), conn);
+                    return true;
+                }
+                Some(conn) => home.put(&(authority.clone(), false), conn),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_with_bytes_or_a_close_after_its_answer_is_not_handed_out() {
+        let stray: Act = Box::new(|socket| {
+            std::io::Write::write_all(socket, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+                .expect("stray answer");
+        });
+        let close: Act = Box::new(|socket| socket.shutdown(std::net::Shutdown::Write).expect("close"));
+        for (what, then) in [("stray bytes", stray), ("a close", close)] {
+            // Head and body in one piece: one read, shorter than its buffer, takes both, and
+            // tokio marks the socket empty.
+            let upstream = Upstream::start(None, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", vec![then]);
+            let (home, authority) = exchange_once(&upstream, "x").await;
+            let conn = home.take(&authority, false).expect("a complete answer with nothing after it: pooled and fit");
+            home.put(&(authority.clone(), false), conn);
+            upstream.step();
+            assert!(
+                !handed_out_for_a_second(&home, &authority),
+                "{what} after the answer: the connection is not reused"
+            );
+            upstream.end();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_answered_before_its_head_went_out_is_not_pooled() {
+        // The upstream refuses after the request line, before the rest of a 1 MB head: the
+        // rest is still being written when the answer is complete.
+        let upstream = Upstream::start(
+            Some(16),
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n",
+            vec![],
+        );
+        let (home, authority) = exchange_once(&upstream, &"a".repeat(1 << 20)).await;
+        assert!(home.take(&authority, false).is_none(), "its unwritten head would go before the next request's");
+        upstream.end();
     }
 }
