@@ -356,6 +356,19 @@ impl Io {
     }
 }
 
+impl Drop for Io {
+    /// A head still being written by its own task (see [`Plain::flush`]) would hold the
+    /// socket open for as long as the upstream does not read it, perhaps for ever: shutting
+    /// the writing side ends that task, and the socket is closed.
+    fn drop(&mut self) {
+        if let Link::Plain { read, .. } = &self.link
+            && !self.head_sent()
+        {
+            let _ = socket2::SockRef::from(read.as_ref()).shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
 impl Io {
     /// Whether the last request head went out whole. An upstream may answer before it has
     /// read all of a head (a refusal of a long one): the rest, still being written, would
@@ -1026,13 +1039,23 @@ mod tests {
     async fn a_connection_answered_before_its_head_went_out_is_not_pooled() {
         // The upstream refuses after the request line, before the rest of a 1 MB head: the
         // rest is still being written when the answer is complete.
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let read_to_the_end: Act = Box::new(move |socket| {
+            let read = std::io::copy(socket, &mut std::io::sink()).expect("read to the end");
+            tell.send(read).expect("told");
+        });
         let upstream = Upstream::start(
             Some(16),
             b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n",
-            vec![],
+            vec![read_to_the_end],
         );
         let (home, authority) = exchange_once(&upstream, &"a".repeat(1 << 20)).await;
         assert!(home.take(&authority, false).is_none(), "its unwritten head would go before the next request's");
+        // Dropped, the connection no longer writes what is left of its head: the upstream,
+        // reading now, finds the end of the stream long before the end of the head.
+        upstream.go.send(()).expect("upstream");
+        let read = told.await.expect("upstream read");
+        assert!(read < 1 << 19, "the upstream read {read} bytes: the head went on being written");
         upstream.end();
     }
 }
