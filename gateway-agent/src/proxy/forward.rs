@@ -6,8 +6,10 @@
 //! `X-Forwarded-For`, `-Proto` and `-Host` tell the upstream who called. Bodies are streamed
 //! through untouched.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use hyper::body::Body as _;
 use hyper::header::{
     CONNECTION, CONTENT_LENGTH, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING,
@@ -248,17 +250,19 @@ pub(crate) fn upstream_request(
         None => headers.remove(&X_FORWARDED_HOST),
     };
     headers.insert(&X_FORWARDED_PROTO, client.proto.clone());
-    let forwarded_for = {
-        let previous = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
-        let mut value = String::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
-        if let Some(previous) = previous {
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
+        None => client_address_field(client.ip),
+        Some(Ok(previous)) => {
+            let mut value = String::with_capacity(previous.len() + 2 + 39);
             value.push_str(previous);
             value.push_str(", ");
+            push_ip(&mut value, client.ip);
+            HeaderValue::try_from(value).ok()
         }
-        push_ip(&mut value, client.ip);
-        HeaderValue::try_from(value)
+        // Not text: replaced by the address the agent saw.
+        Some(Err(_)) => client_address_field(client.ip),
     };
-    if let Ok(value) = forwarded_for {
+    if let Some(value) = forwarded_for {
         headers.insert(&X_FORWARDED_FOR, value);
     }
 
@@ -313,6 +317,29 @@ fn join_cookies(headers: &mut HeaderMap) {
     if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
         headers.insert(COOKIE, value);
     }
+}
+
+thread_local! {
+    /// The last client address written on this thread, as a field value: a keep-alive
+    /// connection's requests all come from one address, and its value is then shared, not
+    /// formatted and allocated again.
+    static LAST_CLIENT: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// `client` as an `X-Forwarded-For` value.
+fn client_address_field(client: IpAddr) -> Option<HeaderValue> {
+    LAST_CLIENT.with_borrow_mut(|last| {
+        if let Some((known, value)) = last.as_ref()
+            && *known == client
+        {
+            return Some(value.clone());
+        }
+        let mut text = String::with_capacity(39);
+        push_ip(&mut text, client);
+        let value = HeaderValue::from_maybe_shared(Bytes::from(text)).ok()?;
+        *last = Some((client, value.clone()));
+        Some(value)
+    })
 }
 
 /// Appends `client` as text: IPv4 digit by digit (its `Display` goes through the formatting
@@ -440,5 +467,13 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_remembered_client_address_is_given_only_for_that_address() {
+        for ip in ["127.0.0.1", "10.0.0.2", "10.0.0.2", "::1", "127.0.0.1", "127.0.0.10"] {
+            let ip: IpAddr = ip.parse().expect("address");
+            assert_eq!(client_address_field(ip).expect("field"), ip.to_string().as_str(), "{ip}");
+        }
     }
 }
