@@ -12,9 +12,11 @@
 //! Framing follows RFC 9112 §6.3 and errs towards closing: an answer whose length is in doubt
 //! is read until the upstream closes, and a connection is pooled again only when its answer
 //! ended exactly where the bytes read so far end and had a body by the rules (not after
-//! `HEAD`, `204` or `304`, whose body a sloppy upstream sends anyway) after a request head that
-//! went out whole, and is taken from the pool only when the kernel holds nothing from it, so
-//! no byte an upstream sends past one answer is read as the next request's.
+//! `HEAD`, `204` or `304`, whose body a sloppy upstream sends anyway), was no refusal of the
+//! request itself (`400`, `408`, `413`, `414`, `431`: perhaps sent before the upstream read it
+//! all) and came after the request head went out whole; and it is taken from the pool only
+//! when the kernel holds nothing from it. So no byte an upstream sends past one answer is read
+//! as the next request's, and no byte of one request as part of the next.
 
 use std::future::Future as _;
 use std::io;
@@ -334,7 +336,12 @@ impl Io {
         loop {
             if !self.read.is_empty() {
                 match parse_head(&mut self.read, parts.method == Method::HEAD, &mut parts.headers)? {
-                    Some(Parsed::Final(head)) => return Ok(head),
+                    Some(Parsed::Final(mut head)) => {
+                        // Answered before all of the head went out: the upstream would read
+                        // the rest, after this answer, as a request of its own.
+                        head.reusable &= self.head_sent();
+                        return Ok(head);
+                    }
                     Some(Parsed::Informational) => {
                         informational = true;
                         continue;
@@ -476,6 +483,12 @@ fn parse_head(read: &mut BytesMut, head_request: bool, spare: &mut HeaderMap) ->
 
 /// How the body of an answer is delimited (RFC 9112 §6.3), and whether the connection may be
 /// reused after it.
+/// A refusal an upstream may send before it has read the whole request (a head too long, a
+/// malformed one, a timeout): what it left unread would be parsed as the next request.
+fn refuses_the_request_itself(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 408 | 413 | 414 | 431)
+}
+
 fn framing(
     headers: &mut HeaderMap,
     status: StatusCode,
@@ -483,6 +496,7 @@ fn framing(
     head_request: bool,
 ) -> Result<(State, bool), Failed> {
     let keep_alive = version == Version::HTTP_11
+        && !refuses_the_request_itself(status)
         && !headers
             .get_all(CONNECTION)
             .iter()
@@ -778,7 +792,6 @@ impl Drop for Reply {
             && self.state.is_done()
             && let Some(conn) = self.conn.take()
             && conn.io.read.is_empty()
-            && conn.io.head_sent()
         {
             self.home.put(&self.peer, conn);
         }
@@ -825,6 +838,13 @@ mod tests {
         let (_, state, reusable) =
             head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false).expect("valid");
         assert_eq!((state, reusable), (State::Length(1), false));
+        for status in ["400 Bad Request", "408 Request Timeout", "414 URI Too Long", "431 Too Large"] {
+            let (_, _, reusable) =
+                head(&format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n"), false).expect("valid");
+            assert!(!reusable, "{status}: perhaps sent before the request was read whole");
+        }
+        let (_, _, reusable) = head("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false).expect("valid");
+        assert!(reusable, "404");
         let (_, state, reusable) = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).expect("valid");
         assert_eq!((state, reusable), (State::Length(1), false), "HTTP/1.0: not reused");
         let (_, state, reusable) = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).expect("valid");
@@ -1037,18 +1057,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_answered_before_its_head_went_out_is_not_pooled() {
-        // The upstream refuses after the request line, before the rest of a 1 MB head: the
-        // rest is still being written when the answer is complete.
+        // The upstream answers after the request line, before the rest of a 1 MB head (an
+        // answer that is not a refusal, which is never pooled anyway): the rest is still being
+        // written when the answer is complete.
         let (tell, told) = tokio::sync::oneshot::channel();
         let read_to_the_end: Act = Box::new(move |socket| {
             let read = std::io::copy(socket, &mut std::io::sink()).expect("read to the end");
             tell.send(read).expect("told");
         });
-        let upstream = Upstream::start(
-            Some(16),
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n",
-            vec![read_to_the_end],
-        );
+        let upstream =
+            Upstream::start(Some(16), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", vec![read_to_the_end]);
         let (home, authority) = exchange_once(&upstream, &"a".repeat(1 << 20)).await;
         assert!(home.take(&authority, false).is_none(), "its unwritten head would go before the next request's");
         // Dropped, the connection no longer writes what is left of its head: the upstream,
