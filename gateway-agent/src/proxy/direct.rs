@@ -18,12 +18,11 @@
 //! when the kernel holds nothing from it. So no byte an upstream sends past one answer is read
 //! as the next request's, and no byte of one request as part of the next.
 
-use std::collections::VecDeque;
 use std::future::Future as _;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
@@ -256,8 +255,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Conn {
     pub io: Io,
     pub timer: Pin<Box<Sleep>>,
-    /// The pool's [`Idle::started`] when the connection went back to it.
-    pooled_at: u64,
 }
 
 impl Conn {
@@ -269,24 +266,16 @@ impl Conn {
             }
             Stream::Tls(stream) => Link::Tls(stream),
         };
-        let io = Io { link, read: BytesMut::with_capacity(READ_CHUNK), head: Vec::with_capacity(1024) };
-        Conn { io, timer, pooled_at: 0 }
+        Conn { io: Io { link, read: BytesMut::with_capacity(READ_CHUNK), head: Vec::with_capacity(1024) }, timer }
     }
 
     /// Still open with nothing sent by the upstream since its last answer: fit for the next
-    /// request. Looks without waiting. `polled_since`: the reactor has asked the kernel about
-    /// the socket since the connection was pooled, so tokio's readiness knows what came before
-    /// (as nginx knows of its idle upstream connections), and no system call is needed when it
-    /// says the socket is empty.
-    fn is_reusable(&mut self, polled_since: bool) -> bool {
+    /// request. Looks without waiting.
+    fn is_reusable(&mut self) -> bool {
         if !self.io.read.is_empty() {
             return false;
         }
         match &mut self.io.link {
-            Link::Plain { read, .. } if polled_since => {
-                let mut probe = [0u8; 1];
-                matches!(read.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
-            }
             Link::Plain { read, .. } => nothing_unread(read.as_ref()),
             Link::Tls(stream) => {
                 // Bytes at the socket may be only a TLS record without data (a session
@@ -299,16 +288,6 @@ impl Conn {
                 nothing_unread(stream.get_ref().0)
                     && Pin::new(stream.as_mut()).poll_read(&mut cx, &mut buf).is_pending()
             }
-        }
-    }
-}
-
-#[cfg(test)]
-impl Link {
-    fn peeks_empty(&self) -> bool {
-        match self {
-            Link::Plain { read, .. } => nothing_unread(read.as_ref()),
-            Link::Tls(stream) => nothing_unread(stream.get_ref().0),
         }
     }
 }
@@ -703,63 +682,28 @@ pub(crate) type Peer = (Authority, bool);
 pub(crate) struct Idle {
     /// An agent has few upstreams: a list beats hashing. Never contended (one worker
     /// thread); a mutex only because tasks are `Send`.
-    peers: Mutex<Vec<(Peer, VecDeque<Conn>)>>,
-    /// The reactor's turns, counted by [`Idle::count_turns`] while connections wait to be
-    /// known empty: `started` when a count begins, `polled` when the reactor has asked the
-    /// kernel since it began.
-    started: AtomicU64,
-    polled: AtomicU64,
-    /// Whether a count is wanted, and its task started.
-    wanted: AtomicBool,
-    counting: AtomicBool,
-    turn: Notify,
+    peers: Mutex<Vec<(Peer, Vec<Conn>)>>,
 }
 
 impl Idle {
-    /// An idle connection to the peer that is still fit for a request: the one pooled
-    /// longest ago, the likeliest to have been seen by the reactor since, whose probe then
-    /// needs no system call (the one pooled last was often released in this very turn).
+    /// An idle connection to the peer that is still fit for a request.
     pub fn take(&self, authority: &Authority, tls: bool) -> Option<Conn> {
-        let polled = self.polled.load(Ordering::Relaxed);
         let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (_, idle) = peers.iter_mut().find(|(known, _)| same_peer(known, authority, tls))?;
-        while let Some(mut conn) = idle.pop_front() {
-            if conn.is_reusable(polled > conn.pooled_at) {
+        while let Some(mut conn) = idle.pop() {
+            if conn.is_reusable() {
                 return Some(conn);
             }
         }
         None
     }
 
-    /// Counts the reactor's turns on a current-thread runtime, the agent's workers': there a
-    /// task woken by `yield_now` runs only after the reactor has polled the kernel. On other
-    /// runtimes nothing is counted, and every probe is a system call.
-    async fn count_turns(self: Arc<Self>) {
-        loop {
-            self.turn.notified().await;
-            self.wanted.store(false, Ordering::Relaxed);
-            let count = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-            tokio::task::yield_now().await;
-            self.polled.store(count, Ordering::Relaxed);
-        }
-    }
-
-    fn put(self: &Arc<Self>, (authority, tls): &Peer, mut conn: Conn) {
-        conn.pooled_at = self.started.load(Ordering::Relaxed);
-        if !self.wanted.swap(true, Ordering::Relaxed) {
-            if !self.counting.swap(true, Ordering::Relaxed)
-                && tokio::runtime::Handle::try_current()
-                    .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
-            {
-                tokio::spawn(Arc::clone(self).count_turns());
-            }
-            self.turn.notify_one();
-        }
+    fn put(&self, (authority, tls): &Peer, conn: Conn) {
         let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match peers.iter_mut().find(|(known, _)| same_peer(known, authority, *tls)) {
-            Some((_, idle)) if idle.len() < MAX_IDLE => idle.push_back(conn),
+            Some((_, idle)) if idle.len() < MAX_IDLE => idle.push(conn),
             Some(_) => {}
-            None => peers.push(((authority.clone(), *tls), VecDeque::from([conn]))),
+            None => peers.push(((authority.clone(), *tls), vec![conn])),
         }
     }
 }
@@ -1074,7 +1018,7 @@ mod tests {
     /// Whether the pool hands out a connection within a second. The kernel may take a moment
     /// to deliver the upstream's bytes, so a connection handed out is put back and asked for
     /// again; the worker's thread is never given up, so tokio learns nothing meanwhile.
-    fn handed_out_for_a_second(home: &Arc<Idle>, authority: &Authority) -> bool {
+    fn handed_out_for_a_second(home: &Idle, authority: &Authority) -> bool {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
         loop {
             match home.take(authority, false) {
@@ -1109,32 +1053,6 @@ mod tests {
             );
             upstream.end();
         }
-    }
-
-    #[tokio::test]
-    async fn once_the_reactor_has_polled_an_idle_connection_tokio_knows_what_came() {
-        let stray: Act = Box::new(|socket| {
-            std::io::Write::write_all(socket, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
-                .expect("stray answer");
-        });
-        let upstream = Upstream::start(None, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", vec![stray]);
-        let (home, authority) = exchange_once(&upstream, "x").await;
-        let pooled_at = |home: &Idle| home.peers.lock().expect("pool")[0].1[0].pooled_at;
-        while home.polled.load(Ordering::Relaxed) <= pooled_at(&home) {
-            tokio::task::yield_now().await;
-        }
-        upstream.step();
-        // The bytes in the kernel (a real peek, the connection left in the pool), then one
-        // turn of the reactor: the probe, without a system call, must see them.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while home.peers.lock().expect("pool")[0].1[0].io.link.peeks_empty() {
-            assert!(std::time::Instant::now() < until, "the stray answer never reached the socket");
-            std::hint::spin_loop();
-        }
-        tokio::task::yield_now().await;
-        assert!(home.polled.load(Ordering::Relaxed) > pooled_at(&home), "still known to be polled since");
-        assert!(home.take(&authority, false).is_none(), "stray bytes after the answer: the connection is not reused");
-        upstream.end();
     }
 
     #[tokio::test]
