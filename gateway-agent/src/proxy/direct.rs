@@ -314,8 +314,9 @@ impl Io {
     /// Writes `parts` (origin-form, with `Host`, no body) and reads the answer's head. The
     /// answer's fields go into the request's header map, emptied: over HTTP/1, hyper's server
     /// hands each request the map of the answer before it, so one map goes round a client
-    /// connection's requests and answers and is not allocated again. `parts.headers` is taken only once the answer's
-    /// head is complete, so a request that failed before any answer can be sent again.
+    /// connection's requests and answers and is not allocated again. `parts.headers` is taken
+    /// only once the answer's head is complete, so a request that failed before any answer
+    /// can be sent again.
     pub async fn exchange(&mut self, parts: &mut Parts, flusher: &Arc<Flusher>) -> Result<Head, Failed> {
         encode_head(&mut self.head, parts);
         match &mut self.link {
@@ -481,14 +482,14 @@ fn parse_head(read: &mut BytesMut, head_request: bool, spare: &mut HeaderMap) ->
     Ok(Some(Parsed::Final(Head { response, body, reusable })))
 }
 
-/// How the body of an answer is delimited (RFC 9112 §6.3), and whether the connection may be
-/// reused after it.
 /// A refusal an upstream may send before it has read the whole request (a head too long, a
 /// malformed one, a timeout): what it left unread would be parsed as the next request.
 fn refuses_the_request_itself(status: StatusCode) -> bool {
     matches!(status.as_u16(), 400 | 408 | 413 | 414 | 431)
 }
 
+/// How the body of an answer is delimited (RFC 9112 §6.3), and whether the connection may be
+/// reused after it.
 fn framing(
     headers: &mut HeaderMap,
     status: StatusCode,
