@@ -250,17 +250,13 @@ pub(crate) fn upstream_request(
         None => headers.remove(&X_FORWARDED_HOST),
     };
     headers.insert(&X_FORWARDED_PROTO, client.proto.clone());
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
+    let forwarded_for = match previous_hops(headers) {
         None => client_address_field(client.ip),
-        Some(Ok(previous)) => {
-            let mut value = String::with_capacity(previous.len() + 2 + 39);
-            value.push_str(previous);
+        Some(mut value) => {
             value.push_str(", ");
             push_ip(&mut value, client.ip);
             HeaderValue::try_from(value).ok()
         }
-        // Not text: replaced by the address the agent saw.
-        Some(Err(_)) => client_address_field(client.ip),
     };
     if let Some(value) = forwarded_for {
         headers.insert(&X_FORWARDED_FOR, value);
@@ -317,6 +313,25 @@ fn join_cookies(headers: &mut HeaderMap) {
     if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
         headers.insert(COOKIE, value);
     }
+}
+
+/// The hops the client's `X-Forwarded-For` fields name, in order: several fields are one
+/// list (RFC 9110 §5.3), and a proxy that kept only the first would lose the others. `None`
+/// when there are none, or when one is not text (then only the address the agent saw is sent).
+fn previous_hops(headers: &HeaderMap) -> Option<String> {
+    let mut hops: Option<String> = None;
+    for field in headers.get_all(&X_FORWARDED_FOR) {
+        let text = field.to_str().ok()?.trim_matches([' ', '\t', ',']);
+        if text.is_empty() {
+            continue;
+        }
+        let list = hops.get_or_insert_with(|| String::with_capacity(text.len() + 2 + 39));
+        if !list.is_empty() {
+            list.push_str(", ");
+        }
+        list.push_str(text);
+    }
+    hops
 }
 
 thread_local! {

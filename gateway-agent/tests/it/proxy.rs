@@ -24,6 +24,8 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
         &[
             ("x-forwarded-for", "10.0.0.1"),
             ("connection", "keep-alive, x-hop, host"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+            ("x-forwarded-for", " "),
             ("x-hop", "secret"),
             ("x-kept", "yes"),
             ("x_forwarded_for", "6.6.6.6"),
@@ -49,7 +51,11 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
         "the base path is swapped for the upstream's and the key stripped"
     );
     assert!(!seen.uri.contains(fixture.key.as_str()));
-    assert_eq!(seen.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(
+        seen.headers.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"],
+        "every field's hops, in order, then the client: one field"
+    );
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-forwarded-host"], proxy.to_string().as_str());
     assert_eq!(seen.headers["host"], upstream.addr.to_string().as_str());
