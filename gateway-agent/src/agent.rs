@@ -199,8 +199,8 @@ impl Agent {
         });
         let (persist_tx, persist_rx) = mpsc::unbounded_channel();
 
-        warn_if_file_descriptors_are_short(settings.max_connections);
-        let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
+        let max_connections = connection_limit(settings.max_connections, open_files_limit());
+        let connection_slots = Arc::new(Semaphore::new(max_connections));
         let mut workers = Vec::with_capacity(proxy_sockets.len());
         // Every proxy worker and the decision endpoint get their own `Proxy` over the same
         // live state, and share one connection budget.
@@ -413,29 +413,50 @@ impl RunningAgent {
     }
 }
 
-/// Each proxied connection needs a file descriptor for the client and one for the upstream;
-/// says so at start if the process may not open that many (Linux: `/proc/self/limits`).
-fn warn_if_file_descriptors_are_short(max_connections: usize) {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
-        return;
-    };
-    let soft = limits
+/// Descriptors the agent keeps beside its proxied connections: listeners, the control
+/// plane, the spool, Redis, logs.
+const SPARE_DESCRIPTORS: usize = 64;
+
+/// The proxy's connection limit. Each proxied connection needs a file descriptor for the client
+/// and one for the upstream: the default is lowered to what the open-files limit allows, so
+/// the agent refuses with a 503 rather than failing to accept; a limit set by the operator is
+/// kept, with a warning when the descriptors cannot cover it.
+fn connection_limit(set: Option<usize>, open_files: Option<usize>) -> usize {
+    let allowed = open_files.map(|soft| (soft.saturating_sub(SPARE_DESCRIPTORS) / 2).max(1));
+    match (set, allowed) {
+        (Some(set), Some(allowed)) if set > allowed => {
+            tracing::warn!(
+                max_connections = set,
+                open_files_limit = open_files,
+                needed = set.saturating_mul(2).saturating_add(SPARE_DESCRIPTORS),
+                "TOLLGATE_AGENT_MAX_CONNECTIONS needs more file descriptors than this process may open: \
+                 raise the limit (ulimit -n, systemd LimitNOFILE=) or lower the setting"
+            );
+            set
+        }
+        (Some(set), _) => set,
+        (None, Some(allowed)) if allowed < Settings::DEFAULT_MAX_CONNECTIONS => {
+            tracing::info!(
+                max_connections = allowed,
+                open_files_limit = open_files,
+                "connection limit lowered from the default {} to what the open-files limit allows \
+                 (raise ulimit -n or set TOLLGATE_AGENT_MAX_CONNECTIONS)",
+                Settings::DEFAULT_MAX_CONNECTIONS
+            );
+            allowed
+        }
+        (None, _) => Settings::DEFAULT_MAX_CONNECTIONS,
+    }
+}
+
+/// The soft limit on open files (Linux: `/proc/self/limits`; `None` when unknown or unlimited).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
         .lines()
         .find(|line| line.starts_with("Max open files"))
         .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse::<usize>().ok());
-    let needed = max_connections.saturating_mul(2).saturating_add(64);
-    if let Some(soft) = soft
-        && soft < needed
-    {
-        tracing::warn!(
-            max_connections,
-            open_files_limit = soft,
-            needed,
-            "TOLLGATE_AGENT_MAX_CONNECTIONS needs more file descriptors than this process may open: \
-             raise the limit (ulimit -n, systemd LimitNOFILE=) or lower the setting"
-        );
-    }
+        .and_then(|soft| soft.parse::<usize>().ok())
 }
 
 /// One socket per proxy worker, all bound to `addr` with `SO_REUSEPORT`, so that the kernel
@@ -516,5 +537,27 @@ async fn sweep(limiter: Arc<Limiter>, clock: Clock, mut stop: watch::Receiver<bo
             _ = tokio::time::sleep(SWEEP_INTERVAL) => limiter.local.sweep(clock.now()),
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_limit_fits_the_open_files_limit() {
+        assert_eq!(connection_limit(None, Some(1_000_000)), Settings::DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(connection_limit(None, None), Settings::DEFAULT_MAX_CONNECTIONS);
+        // Two descriptors a connection, and the agent's own.
+        assert_eq!(connection_limit(None, Some(20_000)), 9_968);
+        assert_eq!(connection_limit(None, Some(1_024)), 480);
+        assert_eq!(connection_limit(None, Some(10)), 1);
+    }
+
+    #[test]
+    fn a_connection_limit_set_by_the_operator_is_kept() {
+        assert_eq!(connection_limit(Some(10_000), Some(1_024)), 10_000);
+        assert_eq!(connection_limit(Some(300), Some(1_024)), 300);
+        assert_eq!(connection_limit(Some(50_000), None), 50_000);
     }
 }

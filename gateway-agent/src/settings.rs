@@ -306,8 +306,9 @@ pub struct Settings {
     /// (`TOLLGATE_AGENT_MAX_HEADER_BYTES`).
     pub max_header_bytes: usize,
     /// Open client connections the proxy accepts at most; beyond, 503
-    /// (`TOLLGATE_AGENT_MAX_CONNECTIONS`).
-    pub max_connections: usize,
+    /// (`TOLLGATE_AGENT_MAX_CONNECTIONS`). `None`: the default, lowered at start to what the
+    /// process's open-files limit allows (see `agent::connection_limit`).
+    pub max_connections: Option<usize>,
     /// A client connection is closed when it takes longer than this to send a request head
     /// (HTTP/1.1, a new connection or between requests) or has had no open stream for this
     /// long (HTTP/2) (`TOLLGATE_AGENT_CLIENT_IDLE_TIMEOUT_MS`).
@@ -360,7 +361,7 @@ impl Settings {
             spool_max_bytes: Self::DEFAULT_SPOOL_MAX_BYTES,
             cors_origins: CorsOrigins::default(),
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
-            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_connections: None,
             client_idle_timeout: Self::DEFAULT_CLIENT_IDLE_TIMEOUT,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             traces: None,
@@ -481,9 +482,10 @@ impl Settings {
                 .ok_or_else(|| invalid("TOLLGATE_AGENT_MAX_HEADER_BYTES", format!("`{v}` is more than 1MiB")))?;
         }
         if let Some(v) = get("TOLLGATE_AGENT_MAX_CONNECTIONS") {
-            settings.max_connections = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+            let limit = v.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
                 invalid("TOLLGATE_AGENT_MAX_CONNECTIONS", format!("`{v}` is not a number from 1 to 1000000"))
             })?;
+            settings.max_connections = Some(limit);
         }
         if let Some(v) = get("TOLLGATE_AGENT_WORKERS") {
             settings.workers =
@@ -557,7 +559,7 @@ mod tests {
         assert_eq!(s.spool_max_bytes, 256 << 20);
         assert_eq!(s.access_log, AccessLogMode::Off);
         assert!(s.cors_origins.is_empty());
-        assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, 10_000));
+        assert_eq!((s.max_header_bytes, s.max_connections), (32 * 1024, None));
         assert!(!format!("{s:?}").contains("tg_agt_secret"));
         assert_eq!((s.authz_listen, s.authz_path_prefix, s.authz_grpc_listen), (None, None, None));
         assert_eq!(s.upgrade_idle_timeout, Duration::from_secs(300));
@@ -656,7 +658,7 @@ mod tests {
     fn sizes_and_redaction() {
         assert_eq!(parse(&[("TOLLGATE_AGENT_SPOOL_MAX_BYTES", "1MiB")]).expect("ok").spool_max_bytes, 1 << 20);
         assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_HEADER_BYTES", "16KiB")]).expect("ok").max_header_bytes, 16 << 10);
-        assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "500")]).expect("ok").max_connections, 500);
+        assert_eq!(parse(&[("TOLLGATE_AGENT_MAX_CONNECTIONS", "500")]).expect("ok").max_connections, Some(500));
         assert_eq!(parse(&[("TOLLGATE_AGENT_WORKERS", "3")]).expect("ok").workers, 3);
         for bad in ["0", "many", "1025"] {
             let err = parse(&[("TOLLGATE_AGENT_WORKERS", bad)]).expect_err(bad).to_string();

@@ -34,7 +34,7 @@ async fn connections_over_the_limit_are_answered_503_until_one_closes() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
     let mut settings = settings(cp.url(), dir.path(), None);
-    settings.max_connections = 3;
+    settings.max_connections = Some(3);
     settings.max_header_bytes = 8 * 1024;
     let agent = start_ready(settings).await;
     let proxy = agent.proxy_addr();

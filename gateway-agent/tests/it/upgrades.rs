@@ -208,7 +208,7 @@ async fn an_idle_upgraded_connection_is_closed_and_counts_under_the_connection_l
     let dir = TempDir::new();
     let mut settings = settings(cp.url(), dir.path(), None);
     settings.upgrade_idle_timeout = Duration::from_secs(3);
-    settings.max_connections = 1;
+    settings.max_connections = Some(1);
     settings.workers = 1;
     let agent = start_ready(settings).await;
     let list = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
