@@ -4,6 +4,7 @@
 //! registered once and cached (the request path never looks a metric up by name), and
 //! several agents in one test process keep separate numbers.
 
+use std::io::IsTerminal as _;
 use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
@@ -15,7 +16,9 @@ use crate::settings::LogFormat;
 /// Installs the global tracing subscriber (first call wins, so tests may call it freely).
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: escape codes in a file, a pipe or a journal are noise.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

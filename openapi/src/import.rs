@@ -138,7 +138,7 @@ fn interpret_checked(doc: &Value, format: SpecFormat, typed_check: bool) -> Resu
         (Some(Value::String(v)), _) => {
             return Err(ImportError::at(
                 "/openapi",
-                format!("OpenAPI version {v} is not supported; use 3.0.x or 3.1.x"),
+                format!("OpenAPI version {v} is not supported; use 3.0.x or 3.1.x (or Swagger `swagger: \"2.0\"`)"),
             ));
         }
         (_, Some(Value::String(v))) if v == "2.0" => v.clone(),

@@ -68,6 +68,10 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// The log filter when `TOLLGATE_LOG` is unset. Postgres notices (`relation … already exists,
+/// skipping` from every `migrate`) are routine, so only their warnings show.
+const DEFAULT_LOG: &str = "info,sqlx::postgres::notice=warn";
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: Option<DatabaseUrl>,
@@ -237,7 +241,7 @@ impl Settings {
             }
             None => format!("http://{listen}"),
         };
-        let log = src.get("log", f.log.clone()).map(|(_, v)| v).unwrap_or_else(|| "info".to_owned());
+        let log = src.get("log", f.log.clone()).map(|(_, v)| v).unwrap_or_else(|| DEFAULT_LOG.to_owned());
         let log_format = match src.get("log_format", f.log_format.clone()) {
             Some((name, raw)) => match raw.trim() {
                 "human" => LogFormat::Human,

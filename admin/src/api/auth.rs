@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 /// The admin behind a request's bearer token.
 pub async fn admin(req: &HttpRequest, pool: &PgPool) -> ApiResult<(UserSummary, Actor)> {
     let token = bearer_token(req).ok_or(ApiError::Unauthenticated)?;
-    let user = admin_tokens::authenticate(pool, token).await?.ok_or(ApiError::Unauthenticated)?;
+    let user = admin_tokens::authenticate(pool, token).await?.ok_or(ApiError::UnknownToken)?;
     let actor = Actor::from(&user);
     Ok((user, actor))
 }

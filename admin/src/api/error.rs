@@ -29,10 +29,19 @@ pub enum ApiError {
         "send `Authorization: Bearer <admin token>`; create one in the admin UI or with `tollgate admin token --email E`"
     )]
     Unauthenticated,
+    /// A bearer token that is not a live admin token: mistyped, revoked, or its admin gone.
+    #[error(
+        "the admin token is not valid: it was revoked, mistyped, or its admin no longer exists; \
+         create a new one in the admin UI or with `tollgate admin token --email E`"
+    )]
+    UnknownToken,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    /// A body or query string that does not parse as its type, at `field` when known.
+    #[error("{message}")]
+    Unparsed { field: Option<String>, message: String },
     #[error("this resource answers only {0}")]
     MethodNotAllowed(&'static str),
     /// An offset page past the rows offset pages reach (`page::DEEPEST_OFFSET_ROW`).
@@ -52,9 +61,14 @@ impl ApiError {
 
     fn problem(&self) -> Problem {
         match self {
-            ApiError::Unauthenticated => Problem::new(self.status_code(), "unauthenticated", self.to_string()),
+            ApiError::Unauthenticated | ApiError::UnknownToken => {
+                Problem::new(self.status_code(), "unauthenticated", self.to_string())
+            }
             ApiError::NotFound => Problem::from_core(&tollgate_core::Error::NotFound, "admin API"),
             ApiError::BadRequest(message) => Problem::new(self.status_code(), "bad_request", message.clone()),
+            ApiError::Unparsed { field, message } => {
+                Problem { field: field.clone(), ..Problem::new(self.status_code(), "bad_request", message.clone()) }
+            }
             ApiError::MethodNotAllowed(_) => Problem::new(self.status_code(), "method_not_allowed", self.to_string()),
             ApiError::PageTooDeep => Problem {
                 field: Some("page".to_owned()),
@@ -68,9 +82,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::UnknownToken => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) | ApiError::PageTooDeep => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Unparsed { .. } | ApiError::PageTooDeep => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Core(err) => tollgate_web::status_of(err),
         }

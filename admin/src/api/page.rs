@@ -35,7 +35,9 @@ pub struct PageQuery {
 
 impl PageQuery {
     /// `(limit, offset)`, a 422 naming the parameter out of range, or a 400
-    /// `page_too_deep` for an offset page past [`DEEPEST_OFFSET_ROW`].
+    /// `page_too_deep` for an offset page past [`DEEPEST_OFFSET_ROW`]. The limit is one more
+    /// than a page: the extra row, which [`Page::new`] drops, says whether another page follows
+    /// (a page by key has no count to tell).
     pub fn window(&self) -> ApiResult<(i64, i64)> {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(20);
@@ -49,7 +51,7 @@ impl PageQuery {
         if offset >= DEEPEST_OFFSET_ROW {
             return Err(ApiError::PageTooDeep);
         }
-        Ok((per_page, offset))
+        Ok((per_page + 1, offset))
     }
 }
 
@@ -76,16 +78,15 @@ pub struct Page<T: ToSchema> {
 }
 
 impl<T: ToSchema + Keyed> Page<T> {
+    /// `items` as fetched with [`PageQuery::window`]'s limit, up to one more than a page;
     /// `total` as the core counted it: up to one past the count limit.
-    pub fn new(items: Vec<T>, req: &HttpRequest, query: &PageQuery, total: i64) -> Page<T> {
+    pub fn new(mut items: Vec<T>, req: &HttpRequest, query: &PageQuery, total: i64) -> Page<T> {
         let page = query.page.unwrap_or(1);
         let per_page = query.per_page.unwrap_or(20);
-        let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= per_page;
-        // Without a key the page's place is known: an exact total says whether rows follow.
-        let keyset = req.query_string().split('&').any(|pair| pair.starts_with("after_id="));
-        let counted_all = !keyset && total <= COUNT_LIMIT && (page - 1) * per_page + per_page >= total;
+        let more = items.len() > usize::try_from(per_page).unwrap_or(usize::MAX);
+        items.truncate(usize::try_from(per_page).unwrap_or(usize::MAX));
         let next = match items.last() {
-            Some(last) if full && !counted_all => Some(next_link(req, &last.key())),
+            Some(last) if more => Some(next_link(req, &last.key())),
             _ => None,
         };
         Page { items, page, per_page, total: total.min(COUNT_LIMIT), total_exact: total <= COUNT_LIMIT, next }

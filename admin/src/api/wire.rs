@@ -13,7 +13,21 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if let Some(path) = nul_in(&value, String::new()) {
         return Err(tollgate_core::Error::invalid(path, "text cannot contain NUL characters").into());
     }
-    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("the JSON body is not valid: {e}")))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = field_of(e.path());
+        let message = match &field {
+            Some(field) => format!("the JSON body is not valid at `{field}`: {}", e.inner()),
+            None => format!("the JSON body is not valid: {}", e.inner()),
+        };
+        ApiError::Unparsed { field, message }
+    })
+}
+
+/// The field a deserialisation error is at (`limits[0].max`), as the body's own checks name
+/// fields; `None` at the top level, where serde says which field is missing.
+fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
+    let path = path.to_string();
+    (path != "." && path != "?").then_some(path)
 }
 
 /// [`parse_json`] for a body documented as an object: serde would also read a struct
@@ -53,16 +67,23 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) {
     }
 }
 
-/// Postgres text cannot hold NUL, so such input is refused at the edge.
+/// Postgres text cannot hold NUL, so such input is refused at the edge, naming the field as
+/// the other checks do (`limits[0].name`).
 fn nul_in(value: &serde_json::Value, here: String) -> Option<String> {
+    let key = |k: &str| {
+        let k = k.replace('\0', "\\0");
+        if here.is_empty() { k } else { format!("{here}.{k}") }
+    };
     match value {
-        serde_json::Value::String(s) if s.contains('\0') => Some(if here.is_empty() { "/".into() } else { here }),
-        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_in(v, format!("{here}/{i}"))),
+        serde_json::Value::String(s) if s.contains('\0') => Some(if here.is_empty() { ".".into() } else { here }),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_in(v, format!("{here}[{i}]")))
+        }
         serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
             if k.contains('\0') {
-                return Some(format!("{here}/{k}"));
+                return Some(key(k));
             }
-            nul_in(v, format!("{here}/{k}"))
+            nul_in(v, key(k))
         }),
         _ => None,
     }
@@ -79,9 +100,15 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest)
         let name = name.replace('\0', "\\0");
         return Err(tollgate_core::Error::invalid(name, "text cannot contain NUL characters").into());
     }
-    actix_web::web::Query::<T>::from_query(req.query_string())
-        .map(actix_web::web::Query::into_inner)
-        .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
+    let query = serde_urlencoded::Deserializer::new(form_urlencoded::parse(req.query_string().as_bytes()));
+    serde_path_to_error::deserialize(query).map_err(|e| {
+        let field = field_of(e.path());
+        let message = match &field {
+            Some(field) => format!("the query parameter `{field}` is not valid: {}", e.inner()),
+            None => format!("the query string is not valid: {}", e.inner()),
+        };
+        ApiError::Unparsed { field, message }
+    })
 }
 
 /// Refuses a query parameter longer than its documented maximum (422).

@@ -200,12 +200,13 @@ impl Transition {
         }
     }
 
-    fn verb(self) -> &'static str {
+    /// The verb's past participle, for "cannot be approved".
+    fn participle(self) -> &'static str {
         match self {
-            Transition::Approve => "approve",
-            Transition::Reject => "reject",
-            Transition::Suspend => "suspend",
-            Transition::Resume => "resume",
+            Transition::Approve => "approved",
+            Transition::Reject => "rejected",
+            Transition::Suspend => "suspended",
+            Transition::Resume => "resumed",
         }
     }
 }
@@ -228,9 +229,9 @@ pub async fn transition(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    let next = to.next_state(from).ok_or_else(|| {
-        Error::Conflict(format!("a {from} application cannot be {}d", to.verb().trim_end_matches('e')))
-    })?;
+    let next = to
+        .next_state(from)
+        .ok_or_else(|| Error::Conflict(format!("a {from} application cannot be {}", to.participle())))?;
     sqlx::query!(
         "UPDATE applications SET state = $2, updated_at = now() WHERE id = $1",
         id.0,

@@ -176,6 +176,15 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
     let now = Timestamp::now();
     let month = options.month.unwrap_or_else(|| default_month(settings.mode, now));
     check_month(settings.mode, month, now)?;
+    // One account asked for by id: a mistyped one is an error, not a run that bills nobody.
+    if let Some(account) = options.account {
+        match crate::accounts::directory::get(pool, crate::accounts::AccountId(account)).await {
+            Err(Error::NotFound) => {
+                return Err(Error::invalid("account_id", format!("no account has the id {account}")));
+            }
+            other => other.map(drop)?,
+        }
+    }
     // Wide enough for every zone and for the corrections of earlier months.
     let utc = TimeZoneName::utc();
     let from = month.previous().previous().previous().in_zone(&utc).start - jiff::SignedDuration::from_hours(14);

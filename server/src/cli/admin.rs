@@ -11,7 +11,14 @@ use crate::settings::Settings;
 fn read_password(from_stdin: bool) -> Result<String, CliError> {
     if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            // No terminal to prompt on and nothing piped in (CI, `</dev/null`).
+            return Err(CliError::Other(
+                "no password: stdin is not a terminal and gave none; pipe one in, \
+                 e.g. `printf '%s\\n' \"$PASSWORD\" | tollgate admin create --email E --password-stdin`"
+                    .into(),
+            ));
+        }
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
     let first = rpassword::prompt_password("Password: ")?;

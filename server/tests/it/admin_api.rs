@@ -46,9 +46,12 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "unauthenticated");
+    assert!(body["message"].as_str().unwrap().contains("Authorization: Bearer"), "{body}");
     let res =
         admin.app.client.get(admin.app.url("/admin/api/v1/apis")).bearer_auth("tg_adm_forged").send().await.unwrap();
     assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("not valid"), "{body}");
     let (status, body) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["total"], 1);
@@ -56,7 +59,11 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
     // Revoked tokens stop working.
     let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM admin_tokens").fetch_one(&admin.app.pool).await.unwrap();
     admin_tokens::revoke(&admin.app.pool, id, &Actor::system("test")).await.unwrap();
-    assert_eq!(admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await.0, 401);
+    let (status, body) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    assert_eq!(status, 401);
+    // Not the missing header's message: the caller sent one, and it is no longer good.
+    assert_eq!(body["error"], "unauthenticated");
+    assert!(body["message"].as_str().unwrap().contains("revoked"), "{body}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -729,7 +736,10 @@ async fn walk(admin: &Admin, first: &str) -> Vec<Value> {
     while let Some(path) = link {
         let (status, page) = admin.call(reqwest::Method::GET, &path, None).await;
         assert_eq!(status, 200, "{path}: {page}");
-        ids.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].clone()));
+        let items = page["items"].as_array().unwrap();
+        // `next` is null on the last page: it never leads to an empty one.
+        assert!(!items.is_empty() || path == first, "{path}: an empty page after {} items", ids.len());
+        ids.extend(items.iter().map(|i| i["id"].clone()));
         link = page["next"].as_str().map(str::to_owned);
         assert!(ids.len() <= 1000, "{path} never ends");
     }
@@ -832,6 +842,12 @@ async fn a_count_at_the_limit_is_reused_for_seconds_and_a_smaller_one_is_always_
     assert_eq!(total(&admin.call(Method::GET, &suspended, None).await.1), (s + 1, true));
     assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "resume"}))).await.0, 200);
     assert_eq!(total(&admin.call(Method::GET, &suspended, None).await.1), (s, true));
+    // A move the state does not allow says which, in words.
+    for (action, word) in [("approve", "approved"), ("reject", "rejected"), ("resume", "resumed")] {
+        let (status, body) = admin.call(Method::POST, &act, Some(json!({"action": action}))).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["message"], format!("a live application cannot be {word}"), "{body}");
+    }
 
     // Past the limit the account's count reads "10000+", and for a few seconds it is not taken
     // again: deleting half of the rows behind the list's back does not show in that time.
@@ -1150,4 +1166,29 @@ async fn a_metric_is_deleted_with_its_rules_but_hits_stays(pool: PgPool) {
     assert!(id_of(&listed, "exports").is_none() && id_of(&listed, "hits").is_some(), "{listed}");
     let (_, rules) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/mapping-rules"), None).await;
     assert!(rules.as_array().unwrap().iter().all(|r| r["metric"] != "exports"), "{rules}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_body_or_query_string_that_does_not_parse_names_its_field(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let unparsed = |(status, body): (u16, Value), field: &str| {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "bad_request", "{body}");
+        assert_eq!(body["field"], field, "{body}");
+        assert!(body["message"].as_str().unwrap().contains(&format!("`{field}`")), "{body}");
+    };
+    unparsed(admin.call(Method::GET, "/admin/api/v1/apis?per_page=abc", None).await, "per_page");
+    unparsed(admin.call(Method::GET, "/admin/api/v1/applications?after_id=garbage", None).await, "after_id");
+    unparsed(admin.call(Method::GET, "/admin/api/v1/invoices?state=bogus", None).await, "state");
+    unparsed(admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": 5}))).await, "name");
+
+    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
+    let plans = format!("/admin/api/v1/apis/{}/plans", apis["items"][0]["id"].as_str().unwrap());
+    let plan = json!({"name": "Huge", "limits": [{"metric": "hits", "period": "minute", "max": 1e20}]});
+    unparsed(admin.call(Method::POST, &plans, Some(plan)).await, "limits[0].max");
+
+    // A field with a NUL is named the same way (422: it parses, but cannot be stored).
+    let (status, body) = admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": "a\u{0}b"}))).await;
+    assert_eq!((status, &body["field"]), (422, &json!("name")), "{body}");
 }

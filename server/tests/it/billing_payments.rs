@@ -459,6 +459,10 @@ async fn a_billing_run_through_the_api_is_idempotent(pool: PgPool) {
         let (status, body) = admin.call(Method::POST, runs, Some(json!({"period": period}))).await;
         assert_eq!((status, body["field"].as_str()), (422, Some("period")), "{period}: {body}");
     }
+    // An account that does not exist is named, not a run that bills nobody.
+    let unknown = json!({"period": "2025-10", "account_id": Uuid::now_v7(), "dry_run": true});
+    let (status, body) = admin.call(Method::POST, runs, Some(unknown)).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("account_id")), "{body}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

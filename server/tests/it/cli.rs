@@ -109,6 +109,10 @@ async fn admin_create_reads_the_password_from_stdin(pool: PgPool) {
         tollgate(&["admin", "create", "--email", "weak@example.com", "--password-stdin"], &env, Some("password\n"));
     assert_eq!(weak.status.code(), Some(1));
     assert!(stderr(&weak).contains("password:"), "{}", stderr(&weak));
+    // No terminal and nothing piped in: says how to give one, not that it is too short.
+    let none = tollgate(&["admin", "create", "--email", "none@example.com"], &env, None);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("no password") && stderr(&none).contains("--password-stdin"), "{}", stderr(&none));
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
