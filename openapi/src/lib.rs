@@ -15,6 +15,7 @@
 //! * `locate`: the line and column of a node of a JSON or YAML text, by
 //!   path (the import's errors, and the server's configuration files);
 //! * `mock`: the responses an operation in mock mode answers, from its examples or schemas;
+//! * `sample`: the request body a copy-paste sample sends, from its example or schema;
 //! * `document`: what they all share: [`ImportError`], JSON-pointer escaping,
 //!   the operation keys of a path item.
 
@@ -26,6 +27,7 @@ pub mod locate;
 pub mod mock;
 pub mod model;
 mod refs;
+pub mod sample;
 
 pub use diff::{
     Change, ChangeKind, ChangeReport, CompatibilityPolicy, Side, Subject, SubjectKind, compare, compare_with,
@@ -34,3 +36,4 @@ pub use document::{ImportError, pointer_segment};
 pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse, reparse};
 pub use mock::{ContentMock, MockSource, OperationMock, ResponseMock, mock_operations};
 pub use model::ApiModel;
+pub use sample::request_bodies;

@@ -410,7 +410,7 @@ fn bounds(s: &Map<String, Value>) -> (Option<f64>, Option<f64>) {
     (low, high)
 }
 
-fn integer(s: &Map<String, Value>) -> i64 {
+pub(crate) fn integer(s: &Map<String, Value>) -> i64 {
     let (low, high) = bounds(s);
     let mut value = 0f64;
     if let Some(low) = low {
@@ -425,7 +425,7 @@ fn integer(s: &Map<String, Value>) -> i64 {
     value as i64
 }
 
-fn number(s: &Map<String, Value>) -> f64 {
+pub(crate) fn number(s: &Map<String, Value>) -> f64 {
     let (low, high) = bounds(s);
     let mut value = 0f64;
     if let Some(low) = low {
@@ -437,7 +437,7 @@ fn number(s: &Map<String, Value>) -> f64 {
     value
 }
 
-fn string(s: &Map<String, Value>) -> String {
+pub(crate) fn string(s: &Map<String, Value>) -> String {
     let format = s.get("format").and_then(Value::as_str).unwrap_or("");
     let base = match format {
         "date-time" => "2026-01-01T00:00:00Z".to_owned(),

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use serde_json::{Value, json};
 use tollgate_core::accounts::AccountId;
 use tollgate_core::apis::ApiSummary;
 use tollgate_core::apis::catalog;
@@ -16,6 +17,7 @@ use tollgate_core::apis::{ApiId, ApiState, KeyLocation};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{Period, PlanDetail, get_plan_uncounted, list_plans};
 use tollgate_openapi::Operation;
+use tollgate_openapi::model::operation_key;
 use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
 use uuid::Uuid;
 
@@ -67,39 +69,85 @@ struct Sample {
     javascript: String,
 }
 
-fn samples(guide: &CallGuide, operations: Vec<Operation>) -> Vec<Sample> {
+/// An operation and the JSON body its samples send, from its document (`None`: none known).
+#[derive(Clone)]
+struct Documented {
+    operation: Operation,
+    body: Option<Value>,
+}
+
+/// Bodies up to this long stay on one line; longer ones are indented.
+const ONE_LINE: usize = 72;
+
+fn samples(guide: &CallGuide, operations: Vec<Documented>) -> Vec<Sample> {
     operations
         .into_iter()
-        .map(|operation| {
+        .map(|Documented { operation, body }| {
             let url = guide.url(&operation.path, "YOUR_KEY", None);
             let headers = guide.headers("YOUR_KEY", None);
             let method = operation.method.clone();
-            let has_body = matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+            // A body-taking method with no body known still gets an empty object; a GET's
+            // body would turn curl's request into a POST.
+            let body = match method.as_str() {
+                "POST" | "PUT" | "PATCH" => Some(body.unwrap_or_else(|| json!({}))),
+                "GET" | "HEAD" => None,
+                _ => body,
+            };
             let mut curl = guide.curl(&method, &operation.path, "YOUR_KEY", None);
-            if has_body {
-                curl.push_str(" \\\n  -H 'Content-Type: application/json' \\\n  -d '{}'");
+            if let Some(body) = &body {
+                curl.push_str(" \\\n  -H 'Content-Type: application/json' \\\n  -d ");
+                curl.push_str(&shell_quoted(&json_text(body)));
             }
             let mut header_pairs: Vec<String> = headers.iter().map(|(k, v)| format!("\"{k}\": \"{v}\"")).collect();
-            if has_body {
+            if body.is_some() {
                 header_pairs.push("\"Content-Type\": \"application/json\"".to_owned());
             }
             let py_headers = if headers.is_empty() { String::new() } else {
                 let own: Vec<String> = headers.iter().map(|(k, v)| format!("\"{k}\": \"{v}\"")).collect();
                 format!(", headers={{{}}}", own.join(", "))
             };
-            let py_body = if has_body { ", json={}" } else { "" };
+            let py_body = body.as_ref().map(|b| format!(", json={}", python_literal(b))).unwrap_or_default();
             let python = format!(
                 "import requests\n\nresponse = requests.request(\"{method}\", \"{url}\"{py_headers}{py_body})\nprint(response.status_code, response.json())"
             );
             let js_headers =
                 if header_pairs.is_empty() { String::new() } else { format!(",\n  headers: {{ {} }}", header_pairs.join(", ")) };
-            let js_body = if has_body { ",\n  body: JSON.stringify({})" } else { "" };
+            let js_body =
+                body.as_ref().map(|b| format!(",\n  body: JSON.stringify({})", json_text(b))).unwrap_or_default();
             let javascript = format!(
                 "const response = await fetch(\"{url}\", {{\n  method: \"{method}\"{js_headers}{js_body},\n}});\nconsole.log(response.status, await response.json());"
             );
             Sample { operation, curl, python, javascript }
         })
         .collect()
+}
+
+/// A body as JSON (also a JavaScript expression): one line when short, else indented.
+fn json_text(body: &Value) -> String {
+    let line = body.to_string();
+    if line.len() <= ONE_LINE { line } else { serde_json::to_string_pretty(body).unwrap_or(line) }
+}
+
+/// `text` as one single-quoted shell word: nothing inside is special but `'`, which closes
+/// the quote, is written escaped, and reopens it.
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A JSON value as a Python literal: JSON's string escapes are Python's too.
+fn python_literal(value: &Value) -> String {
+    match value {
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        Value::Number(_) | Value::String(_) => value.to_string(),
+        Value::Array(items) => format!("[{}]", items.iter().map(python_literal).collect::<Vec<_>>().join(", ")),
+        Value::Object(fields) => {
+            let fields: Vec<String> =
+                fields.iter().map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), python_literal(v))).collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+    }
 }
 
 #[derive(Template)]
@@ -164,16 +212,17 @@ pub async fn api(
     Ok(render(StatusCode::OK, &page))
 }
 
-/// Operations of stored versions, by (database, API, version). A version's document never
-/// changes, and reading it again on every view (the text, then YAML, `$ref`s and the model)
-/// was a large share of the page's server time. A full table is emptied, not evicted by age.
-static OPERATIONS: LazyLock<Mutex<HashMap<VersionKey, Arc<Vec<Operation>>>>> = LazyLock::new(Default::default);
+/// Operations of stored versions with their sample bodies, by (database, API, version). A
+/// version's document never changes, and reading it again on every view (the text, then YAML,
+/// `$ref`s and the model) was a large share of the page's server time. A full table is
+/// emptied, not evicted by age.
+static OPERATIONS: LazyLock<Mutex<HashMap<VersionKey, Arc<Vec<Documented>>>>> = LazyLock::new(Default::default);
 /// (database, API, version number).
 type VersionKey = (String, Uuid, i32);
 const OPERATIONS_KEPT: usize = 1024;
 
-/// The operations of one version of an API, parsed once per server process.
-async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<Operation>> {
+/// The operations of one version of an API with their sample bodies, read once per server process.
+async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<Documented>> {
     let options = pool.connect_options();
     let database =
         format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or_default());
@@ -183,7 +232,17 @@ async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<
         return Ok(operations.as_ref().clone());
     }
     let source = detail::spec_of(pool, id, number).await?;
-    let operations = Arc::new(tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default());
+    let operations = tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default();
+    let mut bodies = tollgate_openapi::request_bodies(&source).unwrap_or_default();
+    let operations: Arc<Vec<Documented>> = Arc::new(
+        operations
+            .into_iter()
+            .map(|operation| {
+                let body = bodies.remove(&operation_key(&operation.method, &operation.path));
+                Documented { operation, body }
+            })
+            .collect(),
+    );
     let mut table = OPERATIONS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if table.len() >= OPERATIONS_KEPT {
         table.clear();
@@ -208,4 +267,30 @@ pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<Str
         .content_type(content_type)
         .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
         .body(source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_single_quoted_shell_word_whatever_it_holds() {
+        let body = json!({"note": "it's $HOME `x` \\ \"q\""});
+        let quoted = shell_quoted(&json_text(&body));
+        assert_eq!(quoted, r#"'{"note":"it'\''s $HOME `x` \\ \"q\""}'"#);
+        // The shell reads it back as the JSON text, unexpanded.
+        let echoed = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {quoted}")).output();
+        if let Ok(echoed) = echoed {
+            assert_eq!(String::from_utf8_lossy(&echoed.stdout), json_text(&body));
+        }
+    }
+
+    #[test]
+    fn short_bodies_stay_on_one_line_and_python_gets_its_own_literals() {
+        let body = json!({"on": false, "none": null, "n": [1, 2.5], "s": "a\"b"});
+        assert_eq!(json_text(&body), r#"{"n":[1,2.5],"none":null,"on":false,"s":"a\"b"}"#);
+        assert_eq!(python_literal(&body), r#"{"n": [1, 2.5], "none": None, "on": False, "s": "a\"b"}"#);
+        let long = json!({"description": "x".repeat(ONE_LINE)});
+        assert!(json_text(&long).contains('\n'), "indented");
+    }
 }

@@ -428,3 +428,25 @@ async fn a_nul_character_in_a_query_or_a_form_is_a_400_that_names_the_field(pool
     }
     assert_eq!(app.get("/admin/accounts?q=ok").await.status(), 200);
 }
+
+/// The Quick start sample of an operation with a JSON body sends a body built from its schema,
+/// so what a developer copies is a valid request: the demo's `POST /alerts` requires two fields.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_quick_start_sample_sends_the_required_fields_of_the_request_body(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let page = app.get("/apis/weather").await.text().await.unwrap();
+    let start = page.find("<code>POST /alerts</code>").unwrap_or_else(|| panic!("no POST /alerts sample in {page}"));
+    let sample = &page[start..start + page[start..].find("</details>").unwrap()];
+    let curl = sample.split("<pre><code>").nth(1).unwrap().split("</code>").next().unwrap();
+    // The sample sits in HTML: quotes are escaped there, as before.
+    assert!(!curl.contains('"') && !curl.contains('\''), "{curl}");
+    let curl = curl.replace("&quot;", "\"").replace("&#34;", "\"").replace("&#x27;", "'").replace("&#39;", "'");
+    assert!(curl.contains(r#"-d '{"#) && !curl.contains("-d '{}'"), "{curl}");
+    assert!(
+        curl.contains(r#""cityId":"string""#) && curl.contains(r#""callbackUrl":"https://example.com/""#),
+        "{curl}"
+    );
+    // Python and JavaScript send the same fields.
+    assert!(sample.matches("cityId").count() >= 3 && sample.matches("callbackUrl").count() >= 3, "{sample}");
+}
