@@ -6,7 +6,9 @@ mod ui;
 
 use actix_web::web;
 
-/// Mounts the admin UI under `/admin`.
+/// Mounts the admin UI under `/admin`. The caller's scope carries the
+/// session middleware and `tollgate_web::page_extractors`, which keep the
+/// error page for bad path segments and query parameters off the JSON API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use ui::*;
     cfg.service(web::resource("/admin").route(web::get().to(usage::dashboard)))

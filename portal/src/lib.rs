@@ -24,8 +24,9 @@ mod usage;
 
 use actix_web::web;
 
-/// Mounts the portal at `/`. The caller installs the session middleware and
-/// the shared app data (pool, session store, password hasher, public URL).
+/// Mounts the portal at `/`. The caller installs the session middleware,
+/// `tollgate_web::page_extractors` and the shared app data (pool, session
+/// store, password hasher, public URL).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(catalog::home)))
         .service(web::resource("/apis/{slug}").route(web::get().to(catalog::api)))

@@ -144,6 +144,7 @@ pub fn build(
                 web::scope("")
                     .wrap(from_fn(session_middleware))
                     .wrap(from_fn(refuse_nul_in_query))
+                    .configure(tollgate_web::page_extractors)
                     .configure(tollgate_portal::configure)
                     .configure(tollgate_admin::configure)
                     .configure(|cfg| {

@@ -3,8 +3,9 @@
 //! see. Internal causes (database, bugs) are logged here, once, and never
 //! shown. Pages use `PageError`; JSON APIs build a `Problem`.
 
+use actix_web::error::QueryPayloadError;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError, web};
 use tollgate_core::Error;
 
 use crate::page::ErrorPage;
@@ -73,6 +74,34 @@ impl ResponseError for PageError {
         let mut res = ErrorPage::new(self.status_code(), title, &detail).into_response();
         add_retry_after(&self.0, &mut res);
         res
+    }
+}
+
+/// Registers, on the scope of the HTML pages, how their `web::Path` and
+/// `web::Query` extractors fail: as a `PageError`, so a bad segment or
+/// parameter gets the error page, not actix's plain-text 404 or 400. The
+/// JSON APIs keep their own scopes and answers.
+pub fn page_extractors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|_, _| PageError(Error::NotFound).into()))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| PageError(query_error(&err)).into()));
+}
+
+/// A segment that does not parse (`/versions/abc`) names nothing, so it is
+/// not found; a query that does not parse is invalid input, named when serde
+/// names it. Handlers read values as text and name their own bad values, so
+/// what reaches here is mostly a parameter given twice.
+fn query_error(err: &QueryPayloadError) -> Error {
+    let QueryPayloadError::Deserialize(cause) = err else {
+        return Error::invalid("query", "the address's query string does not parse");
+    };
+    let text = cause.to_string();
+    let named = |prefix: &str| text.strip_prefix(prefix)?.strip_prefix('`')?.strip_suffix('`').map(str::to_owned);
+    if let Some(name) = named("duplicate field ") {
+        Error::invalid(name, "given more than once; give each parameter once")
+    } else if let Some(name) = named("missing field ") {
+        Error::invalid(name, "missing; the page needs it")
+    } else {
+        Error::invalid("query", format!("{text}; use the page's own links and forms"))
     }
 }
 

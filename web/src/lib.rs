@@ -8,7 +8,8 @@
 //! * `csrf`: `CsrfForm<T>` (and `EmptyForm` for buttons);
 //! * `layout`, `page`: what every page's layout needs, rendering, error pages;
 //! * `error`: the one policy mapping `tollgate_core::Error` to a status, for
-//!   pages (`PageError`) and JSON answers (`Problem`);
+//!   pages (`PageError`, and `page_extractors` for bad path segments and
+//!   query parameters) and JSON answers (`Problem`);
 //! * `form`: field errors next to form fields;
 //! * `headers`: the security headers of every answer (CSP, nosniff, referrer policy);
 //! * `redirect`: `LocalPath`, the only kind of place sign-in sends a browser on to;
@@ -38,7 +39,7 @@ pub mod usage_view;
 
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use csrf::{CsrfForm, EmptyForm};
-pub use error::{PageError, PageResult, Problem, status_of};
+pub use error::{PageError, PageResult, Problem, page_extractors, status_of};
 pub use form::FieldErrors;
 pub use guards::{AdminUser, SignedInUser};
 pub use headers::{SecurityHeaders, security_headers};

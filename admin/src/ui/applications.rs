@@ -14,8 +14,9 @@ use tollgate_core::audit::Actor;
 use tollgate_core::db::{self, PgPool};
 use tollgate_core::plans::{PlanId, PlanSummary, list_plans_of};
 use tollgate_web::{
-    AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, PublicUrl, Session, parse_id, render, see_other,
+    AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, PublicUrl, Session, parse_id, render, see_other,
 };
+use uuid::Uuid;
 
 /// The page lists this many rows, newest first; "Older" continues by key (`after`).
 /// Each row joins its account: 200 rows cost four times the SQL of 50 and halved
@@ -40,6 +41,8 @@ struct ListPage {
     continued: bool,
     /// The query string of the next, older page, when this one is full.
     older: Option<String>,
+    /// Filters that are not valid, beside their field; the list is then empty.
+    errors: FieldErrors,
 }
 
 #[derive(serde::Deserialize)]
@@ -77,6 +80,40 @@ impl ListPage {
     fn states() -> &'static [ApplicationState] {
         ApplicationState::ALL
     }
+
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors.get(field)
+    }
+}
+
+/// The list's filters, or each bad one with why: an edited URL is refused
+/// (422), not quietly widened to every application.
+struct Filters {
+    state: Option<ApplicationState>,
+    q: Option<String>,
+    after: Option<Uuid>,
+    id: Option<Uuid>,
+}
+
+impl ListQuery {
+    fn filters(&self) -> Result<Filters, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let state = match self.state.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => s
+                .parse::<ApplicationState>()
+                .map_err(|e| errors.add("state", format!("`{s}` is not a state: {e}")))
+                .ok(),
+        };
+        let mut uuid = |name: &'static str, value: &Option<String>| match value.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Uuid::parse_str(v).map_err(|_| errors.add(name, format!("`{v}` is not an application id"))).ok(),
+        };
+        let after = uuid("after", &self.after);
+        let id = uuid("id", &self.id);
+        let q = self.q.as_ref().map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
+        if errors.is_empty() { Ok(Filters { state, q, after, id }) } else { Err(errors) }
+    }
 }
 
 pub async fn list(
@@ -85,18 +122,36 @@ pub async fn list(
     pool: web::Data<PgPool>,
     query: web::Query<ListQuery>,
 ) -> PageResult<HttpResponse> {
-    let query = query.into_inner();
-    // A state that is not one (an edited URL) filters nothing.
-    let state = query.state.and_then(|s| s.parse::<ApplicationState>().ok());
-    let q = query.q.map(|q| q.chars().take(200).collect::<String>()).filter(|q| !q.trim().is_empty());
-    let after_id = query.after.as_deref().map(parse_id).transpose()?;
+    let filters = match query.filters() {
+        Ok(filters) => filters,
+        Err(errors) => {
+            let chrome = Chrome::for_session(&session)
+                .await?
+                .with_flash("error", "Some filters are not valid: see the highlighted fields.");
+            let page = ListPage {
+                chrome,
+                apps: Vec::new(),
+                plans: Default::default(),
+                state: None,
+                q: query.q.clone().unwrap_or_default(),
+                total: 0,
+                more: false,
+                shown: SHOWN,
+                continued: false,
+                older: None,
+                errors,
+            };
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let Filters { state, q, after: after_id, id } = filters;
     let filter = ApplicationFilter { state, q: q.clone(), after_id, ..ApplicationFilter::default() };
-    let (apps, total) = match query.id.as_deref().map(parse_id).transpose()? {
+    let (apps, total) = match id {
         Some(id) => (vec![applications::get_any(&pool, ApplicationId(id)).await?], 1),
         None => applications::list_all(&pool, &filter, SHOWN, 0).await?,
     };
     let older = match apps.last() {
-        Some(last) if query.id.is_none() && apps.len() as i64 == SHOWN => {
+        Some(last) if id.is_none() && apps.len() as i64 == SHOWN => {
             let mut pairs: Vec<(&str, String)> = Vec::new();
             if let Some(state) = state {
                 pairs.push(("state", state.to_string()));
@@ -127,6 +182,7 @@ pub async fn list(
             shown: SHOWN,
             continued: after_id.is_some(),
             older,
+            errors: FieldErrors::new(),
         },
     ))
 }

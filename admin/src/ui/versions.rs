@@ -78,6 +78,17 @@ enum View {
 }
 
 impl View {
+    /// The `view` parameter: absent or empty is by kind; another word is refused, not ignored.
+    fn parse(raw: Option<&str>) -> tollgate_core::Result<View> {
+        match raw.map(str::trim) {
+            None | Some("" | "kind") => Ok(View::Kind),
+            Some("where") => Ok(View::Place),
+            Some(other) => {
+                Err(tollgate_core::Error::invalid("view", format!("`{other}` is not a view; use kind or where")))
+            }
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             View::Kind => "kind",
@@ -122,11 +133,40 @@ impl VersionPage {
     }
 }
 
+/// The page's parameters as text, so a bad one is a 422 naming it.
 #[derive(serde::Deserialize)]
 pub struct VersionQuery {
     view: Option<String>,
     breaking: Option<String>,
-    page: Option<usize>,
+    page: Option<String>,
+}
+
+impl VersionQuery {
+    /// `breaking=only` shows breaking changes only; absent or empty shows all.
+    fn breaking_only(&self) -> tollgate_core::Result<bool> {
+        match self.breaking.as_deref().map(str::trim) {
+            None | Some("") => Ok(false),
+            Some("only") => Ok(true),
+            Some(other) => Err(tollgate_core::Error::invalid(
+                "breaking",
+                format!("`{other}` is not a choice; use only, or leave it out for all changes"),
+            )),
+        }
+    }
+
+    /// The 1-based page asked for. One past the last shows the last: a link
+    /// outlives a report that shrank.
+    fn page(&self) -> tollgate_core::Result<usize> {
+        match self.page.as_deref().map(str::trim) {
+            None | Some("") => Ok(1),
+            Some(raw) => raw.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                tollgate_core::Error::invalid(
+                    "page",
+                    format!("`{raw}` is not a page number; use a whole number from 1"),
+                )
+            }),
+        }
+    }
 }
 
 pub async fn show_version(
@@ -139,9 +179,10 @@ pub async fn show_version(
     let (api, number) = path.into_inner();
     let api = detail::get(&pool, ApiId(parse_id(&api)?)).await?;
     let version = versions::get(&pool, api.id, number).await?;
+    let view = View::parse(query.view.as_deref())?;
+    let breaking_only = query.breaking_only()?;
+    let page = query.page()?;
     let chrome = Chrome::for_session(&session).await?;
-    let view = if query.view.as_deref() == Some("where") { View::Place } else { View::Kind };
-    let breaking_only = query.breaking.as_deref() == Some("only");
     let report = &version.report;
 
     let mut chosen: Vec<(usize, &Change)> =
@@ -152,7 +193,7 @@ pub async fn show_version(
     }
     let listed = chosen.len();
     let pages = listed.div_ceil(CHANGES_PER_PAGE).max(1);
-    let page = query.page.unwrap_or(1).clamp(1, pages);
+    let page = page.min(pages);
     let start = (page - 1) * CHANGES_PER_PAGE;
     let key = |c: &Change| match view {
         View::Kind => (c.breaking, c.kind.title().to_owned()),

@@ -228,7 +228,7 @@ async fn the_applications_page_shows_fifty_and_links_to_older_ones_by_key(pool: 
     assert!(first.contains("50 a page, newest first") && !first.contains("back to the newest"), "{first}");
     let second = app.get(&older(&first).unwrap()).await.text().await.unwrap();
     assert!(second.contains("back to the newest"));
-    assert_eq!(app.get("/admin/applications?after=nonsense").await.status(), 404);
+    assert_eq!(app.get("/admin/applications?after=nonsense").await.status(), 422, "an id that is not one is named");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -353,4 +353,94 @@ async fn each_application_on_the_list_is_offered_the_plans_of_its_own_api(pool: 
     };
     assert_eq!(offered("On pets"), ["Small pets"], "{html}");
     assert_eq!(offered("On weather"), ["Pro"], "{html}");
+}
+
+/// The answer's status, content type and body.
+async fn answer(app: &TestApp, path: &str) -> (u16, String, String) {
+    let res = app.get(path).await;
+    let kind = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (res.status().as_u16(), kind, res.text().await.unwrap())
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn bad_path_segments_and_query_parameters_get_the_error_page_naming_them(pool: PgPool) {
+    let app = admin(pool).await;
+    let api: String =
+        sqlx::query_scalar("SELECT api_id::text FROM api_versions LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    let version = format!("/admin/apis/{api}/versions/1");
+    assert_eq!(app.get(&version).await.status(), 200);
+
+    // A segment that cannot name a version is not found, on the styled page.
+    for number in ["abc", "99999999999999999999", "%3Cscript%3E"] {
+        let (status, kind, body) = answer(&app, &format!("/admin/apis/{api}/versions/{number}")).await;
+        assert_eq!((status, kind.as_str()), (404, "text/html; charset=utf-8"), "{number}: {body}");
+        assert!(body.contains("<h1>Not found</h1>") && !body.contains("can not parse"), "{number}: {body}");
+    }
+
+    // A parameter that does not parse is a 422 naming it and what is allowed.
+    for (query, named) in [
+        ("page=abc", "page: `abc` is not a page number; use a whole number from 1"),
+        ("page=-1", "page: `-1` is not a page number; use a whole number from 1"),
+        ("page=0", "page: `0` is not a page number"),
+        ("view=bogus", "view: `bogus` is not a view; use kind or where"),
+        ("breaking=maybe", "breaking: `maybe` is not a choice; use only"),
+        ("page=1&page=2", "page: given more than once; give each parameter once"),
+    ] {
+        let (status, kind, body) = answer(&app, &format!("{version}?{query}")).await;
+        assert_eq!((status, kind.as_str()), (422, "text/html; charset=utf-8"), "{query}: {body}");
+        assert!(body.contains("That did not work") && body.contains(named), "{query}: {body}");
+        assert!(!body.contains("deserialize"), "{query}: {body}");
+    }
+    for query in ["view=where&page=1", "breaking=only", "page=", "page=7"] {
+        assert_eq!(app.get(&format!("{version}?{query}")).await.status(), 200, "{query}");
+    }
+
+    // What was typed is shown escaped.
+    let (status, _, body) = answer(&app, &format!("{version}?page=%3Cscript%3Ealert(1)%3C/script%3E")).await;
+    assert_eq!(status, 422);
+    assert!(!body.contains("<script>alert") && body.contains("&#60;script&#62;alert(1)"), "{body}");
+
+    // Other pages' extractors answer the same way: a parameter given twice is named.
+    for path in
+        ["/admin/invoices?state=paid&state=void", "/admin/audit?entity=a&entity=b", "/admin?period=24h&period=1h"]
+    {
+        let (status, kind, body) = answer(&app, path).await;
+        assert_eq!((status, kind.as_str()), (422, "text/html; charset=utf-8"), "{path}: {body}");
+        assert!(body.contains("given more than once"), "{path}: {body}");
+    }
+
+    // The JSON admin API keeps its own answers.
+    let owner = tollgate_core::admin_tokens::admin_by_email(&app.pool, DEMO_ADMIN_EMAIL).await.unwrap();
+    let (_, token) =
+        tollgate_core::admin_tokens::create(&app.pool, owner, "tests", &tollgate_core::audit::Actor::system("test"))
+            .await
+            .unwrap();
+    let res = client()
+        .get(app.url(&format!("/admin/api/v1/apis/{api}/versions/abc")))
+        .bearer_auth(token.as_str())
+        .send()
+        .await
+        .unwrap();
+    let kind = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(kind.starts_with("application/json") || kind.starts_with("application/problem+json"), "{kind}");
+    assert!(!res.text().await.unwrap().contains("<html"));
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_applications_page_refuses_a_state_or_id_it_does_not_know(pool: PgPool) {
+    let app = admin(pool).await;
+    assert_eq!(app.get("/admin/applications?state=live").await.status(), 200);
+    assert_eq!(app.get("/admin/applications?state=").await.status(), 200, "an empty filter is any state");
+    for (query, named) in [
+        ("state=bogus", "State: `bogus` is not a state: use pending, live, suspended or rejected"),
+        ("after=nonsense", "After: `nonsense` is not an application id"),
+        ("id=nonsense", "Id: `nonsense` is not an application id"),
+    ] {
+        let (status, kind, body) = answer(&app, &format!("/admin/applications?{query}")).await;
+        assert_eq!((status, kind.as_str()), (422, "text/html; charset=utf-8"), "{query}: {body}");
+        assert!(body.contains(named), "{query}: {body}");
+        assert!(!body.contains("data-testid=\"applications\""), "no list under a bad filter: {body}");
+    }
+    let body = app.get("/admin/applications?state=bogus").await.text().await.unwrap();
+    assert!(body.contains("aria-invalid=\"true\" aria-describedby=\"state-error\""), "{body}");
 }

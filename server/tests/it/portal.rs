@@ -450,3 +450,22 @@ async fn the_quick_start_sample_sends_the_required_fields_of_the_request_body(po
     // Python and JavaScript send the same fields.
     assert!(sample.matches("cityId").count() >= 3 && sample.matches("callbackUrl").count() >= 3, "{sample}");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_query_parameter_given_twice_gets_the_error_page_naming_it(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    for (path, name) in [("/?q=a&q=b", "q"), ("/login?next=/apps&next=/team", "next"), ("/apis/weather?x=1", "")] {
+        let res = app.get(path).await;
+        let status = res.status().as_u16();
+        let kind = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let body = res.text().await.unwrap();
+        assert_eq!(kind, "text/html; charset=utf-8", "{path}: {body}");
+        if name.is_empty() {
+            assert_eq!(status, 200, "an unknown parameter is ignored: {path}");
+            continue;
+        }
+        assert_eq!(status, 422, "{path}: {body}");
+        assert!(body.contains(&format!("{name}: given more than once; give each parameter once")), "{path}: {body}");
+    }
+}
