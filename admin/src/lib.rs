@@ -6,6 +6,11 @@ mod ui;
 
 use actix_web::web;
 
+/// The import and new-version forms carry a whole OpenAPI document, URL-encoded by the
+/// browser (up to three bytes a character): room for the largest document import takes.
+const SPEC_FORM: tollgate_web::DocumentForm =
+    tollgate_web::DocumentForm(3 * tollgate_openapi::MAX_SPEC_BYTES + 64 * 1024);
+
 /// Mounts the admin UI under `/admin`. The caller's scope carries the
 /// session middleware and `tollgate_web::page_extractors`, which keep the
 /// error page for bad path segments and query parameters off the JSON API.
@@ -17,7 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/violations").route(web::get().to(usage::violations)))
         .service(web::resource("/admin/plans/{id}/alert-levels").route(web::post().to(usage::set_alert_levels)))
         .service(
-            web::resource("/admin/apis/new").route(web::get().to(apis::new_form)).route(web::post().to(apis::import)),
+            web::resource("/admin/apis/new")
+                .app_data(SPEC_FORM)
+                .route(web::get().to(apis::new_form))
+                .route(web::post().to(apis::import)),
         )
         .service(web::resource("/admin/apis/{id}").route(web::get().to(apis::show)).route(web::post().to(apis::update)))
         .service(web::resource("/admin/apis/{id}/lifecycle").route(web::post().to(apis::lifecycle)))
@@ -27,7 +35,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(mocks::update)),
         )
         .service(web::resource("/admin/apis/{id}/preview").route(web::post().to(mocks::update_preview)))
-        .service(web::resource("/admin/apis/{id}/versions").route(web::post().to(apis::stage_version)))
+        .service(
+            web::resource("/admin/apis/{id}/versions").app_data(SPEC_FORM).route(web::post().to(apis::stage_version)),
+        )
         .service(web::resource("/admin/apis/{id}/versions/{number}").route(web::get().to(versions::show_version)))
         .service(
             web::resource("/admin/apis/{id}/versions/{number}/publish")

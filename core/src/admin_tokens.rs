@@ -160,7 +160,7 @@ pub async fn revoke_other(pool: &PgPool, id: Uuid, caller: &str, actor: &Actor) 
 
 /// The admin with this email, for `tollgate admin token --email`.
 pub async fn admin_by_email(pool: &PgPool, email: &str) -> Result<UserId> {
-    let row = sqlx::query!("SELECT id, is_admin FROM users WHERE email = $1", email.trim() as _)
+    let row = sqlx::query!("SELECT id, is_admin FROM users WHERE email = $1::citext", email.trim() as _)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| Error::invalid("email", format!("no user has the email {}", email.trim())))?;

@@ -220,7 +220,7 @@ pub async fn sign_in_external(
                     ));
                 }
             };
-            let existing = sqlx::query_scalar!("SELECT id FROM users WHERE email = $1", email.as_str() as _)
+            let existing = sqlx::query_scalar!("SELECT id FROM users WHERE email = $1::citext", email.as_str() as _)
                 .fetch_optional(&mut *tx)
                 .await?;
             let user = match existing {

@@ -14,8 +14,15 @@ use tollgate_core::secrets::constant_time_eq;
 use crate::page::ErrorPage;
 use crate::session::Session;
 
-/// The largest form body accepted; specs are uploaded elsewhere.
+/// The largest form body accepted, except on the routes that take a [`DocumentForm`].
 const FORM_LIMIT: usize = 64 * 1024;
+
+/// Registered (`app_data`) on a route whose form carries a whole document (an OpenAPI file
+/// pasted or picked into a text area): its body may be this many bytes, read only for a
+/// signed-in admin; anyone else keeps [`FORM_LIMIT`], so a stranger cannot make the server
+/// hold megabytes.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentForm(pub usize);
 
 /// A url-encoded form that carried this session's CSRF token in the
 /// `csrf_token` field. Every state-changing browser route takes one, so a
@@ -39,6 +46,8 @@ enum FormRejection {
     CrossOrigin,
     #[error("the form could not be read: {0}")]
     Malformed(String),
+    #[error("the form is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl ResponseError for FormRejection {
@@ -46,6 +55,7 @@ impl ResponseError for FormRejection {
         match self {
             FormRejection::BadToken | FormRejection::CrossOrigin => StatusCode::FORBIDDEN,
             FormRejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            FormRejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -56,8 +66,13 @@ impl ResponseError for FormRejection {
             }
             FormRejection::CrossOrigin => "This form was sent from another site, so it was refused.".to_owned(),
             FormRejection::Malformed(why) => format!("The form could not be read: {why}."),
+            FormRejection::TooLarge(limit) => format!(
+                "The form is larger than this page takes ({}). Nothing was saved; go back and send less.",
+                size_in_words(*limit)
+            ),
         };
-        ErrorPage::new(self.status_code(), "Form refused", &detail).into_response()
+        let title = if matches!(self, FormRejection::TooLarge(_)) { "Form too large" } else { "Form refused" };
+        ErrorPage::new(self.status_code(), title, &detail).into_response()
     }
 }
 
@@ -81,22 +96,51 @@ fn same_origin(req: &HttpRequest) -> bool {
     }
 }
 
+/// `bytes` for a person: `64 KiB`, `48 MiB`.
+fn size_in_words(bytes: usize) -> String {
+    if bytes >= 1 << 20 { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes.div_ceil(1024)) }
+}
+
+/// Reads the body up to `limit` bytes, refusing a larger one as soon as it shows (by its
+/// `Content-Length`, or once that many bytes arrived).
+async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<web::Bytes, actix_web::Error> {
+    use futures_util::StreamExt as _;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(FormRejection::TooLarge(limit).into());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Err(FormRejection::TooLarge(limit).into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
-        let body = web::Bytes::from_request(&req, payload);
+        let payload = payload.take();
         Box::pin(async move {
             if !same_origin(&req) {
                 return Err(FormRejection::CrossOrigin.into());
             }
             let session = Session::from_request(&req, &mut Payload::None).await?;
-            let body = body.await?;
-            if body.len() > FORM_LIMIT {
-                return Err(FormRejection::Malformed("it is too large".into()).into());
-            }
+            let limit = match req.app_data::<DocumentForm>() {
+                Some(DocumentForm(limit)) if session.user().is_some_and(|user| user.is_admin) => *limit,
+                _ => FORM_LIMIT,
+            };
+            let body = read_body(&req, payload, limit).await?;
             let sent = serde_urlencoded::from_bytes::<TokenOnly>(&body)
                 .map_err(|e| FormRejection::Malformed(e.to_string()))?
                 .csrf_token;

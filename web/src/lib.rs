@@ -38,7 +38,7 @@ mod urls;
 pub mod usage_view;
 
 pub use client_ip::{ClientIp, TrustedProxies};
-pub use csrf::{CsrfForm, EmptyForm};
+pub use csrf::{CsrfForm, DocumentForm, EmptyForm};
 pub use error::{PageError, PageResult, Problem, page_extractors, status_of};
 pub use form::FieldErrors;
 pub use guards::{AdminUser, SignedInUser};

@@ -145,7 +145,7 @@ pub(crate) async fn send_invitation(
     base_url: &str,
 ) -> Result<()> {
     let already = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.account_id = $1 AND u.email = $2) AS "exists!""#,
+        r#"SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.account_id = $1 AND u.email = $2::citext) AS "exists!""#,
         account.0,
         email.as_str() as _
     )

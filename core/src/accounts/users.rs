@@ -152,7 +152,7 @@ pub(crate) async fn find_user_by_email(
         r#"SELECT u.id, u.email_verified_at IS NOT NULL AS "verified!",
                   coalesce((SELECT a.name FROM memberships m JOIN accounts a ON a.id = m.account_id
                             WHERE m.user_id = u.id ORDER BY m.created_at LIMIT 1), '') AS "organisation!"
-           FROM users u WHERE u.email = $1"#,
+           FROM users u WHERE u.email = $1::citext"#,
         email.as_str() as _
     )
     .fetch_optional(conn)
@@ -206,7 +206,7 @@ pub async fn authenticate(
     password: &str,
     client: &ClientAddress,
 ) -> Result<SignInOutcome> {
-    let row = sqlx::query!("SELECT id, password_hash FROM users WHERE email = $1", email.trim() as _)
+    let row = sqlx::query!("SELECT id, password_hash FROM users WHERE email = $1::citext", email.trim() as _)
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else {

@@ -200,11 +200,18 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
     Ok(id)
 }
 
+/// The longest pattern `mapping_rules.pattern` holds (its `CHECK`).
+pub const MAX_PATTERN_CHARS: usize = 2048;
+
 /// Checks a rule's method, pattern, delta and position; the method upper-cased.
 pub(crate) fn check_rule(rule: &NewRule) -> Result<String> {
     let method = rule.http_method.trim().to_ascii_uppercase();
     if !RULE_METHODS.contains(&method.as_str()) {
         return Err(Error::invalid("http_method", format!("use one of {}", RULE_METHODS.join(", "))));
+    }
+    // The column's own check: refused here with the field named, not as a database error.
+    if rule.pattern.chars().count() > MAX_PATTERN_CHARS {
+        return Err(Error::invalid("pattern", format!("use at most {MAX_PATTERN_CHARS} characters")));
     }
     Pattern::parse(&rule.pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
     if !(1..=1_000_000).contains(&rule.delta) {

@@ -265,6 +265,11 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
         .unwrap();
     let (status, err) = admin.call(reqwest::Method::POST, &rules, Some(rule(None))).await;
     assert_eq!((status, err["field"].as_str()), (422, Some("position")), "{err}");
+    // A pattern longer than the column holds is named, not a database error (was a 500).
+    let long = json!({"http_method": "GET", "pattern": "/a".repeat(5_000), "metric": "hits", "position": 1});
+    let (status, err) = admin.call(reqwest::Method::POST, &rules, Some(long)).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("pattern")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("2048"), "{err}");
 
     // The document says so.
     let doc: Value =

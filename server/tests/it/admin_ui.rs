@@ -444,3 +444,45 @@ async fn the_applications_page_refuses_a_state_or_id_it_does_not_know(pool: PgPo
     let body = app.get("/admin/applications?state=bogus").await.text().await.unwrap();
     assert!(body.contains("aria-invalid=\"true\" aria-describedby=\"state-error\""), "{body}");
 }
+
+/// A real document is far larger than an ordinary form: the import form takes one of
+/// hundreds of kilobytes from an admin (it refused anything over 64 KiB), while every other
+/// form, and any form from someone who is not a signed-in admin, keeps the small limit and
+/// says so.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_import_form_takes_a_large_document_and_other_forms_stay_small(pool: PgPool) {
+    let app = admin(pool).await;
+    let paths: Vec<String> = (0..3_000)
+        .map(|i| format!(r#""/things/t{i}": {{"get": {{"responses": {{"200": {{"description": "ok"}}}}}}}}"#))
+        .collect();
+    let spec = format!(
+        r#"{{"openapi": "3.0.3", "info": {{"title": "Many Things", "version": "1"}}, "paths": {{{}}}}}"#,
+        paths.join(", ")
+    );
+    assert!(spec.len() > 150_000, "{}", spec.len());
+    let html = app.get("/admin/apis/new").await.text().await.unwrap();
+    let token = csrf_from(&html);
+    let fields = [("csrf_token", token.as_str()), ("spec", spec.as_str()), ("upstream_url", "http://127.0.0.1:9")];
+    let res = app.post_form("/admin/apis/new", &fields).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let api_page = location(&res);
+    assert!(app.get(&api_page).await.text().await.unwrap().contains("Many Things"));
+
+    // Another form of the same admin keeps the small limit, and the page says it.
+    let html = app.get(&api_page).await.text().await.unwrap();
+    let (token, name) = (csrf_from(&html), "x".repeat(100_000));
+    let res = app.post_form(&api_page, &[("csrf_token", token.as_str()), ("name", name.as_str())]).await;
+    assert_eq!(res.status(), 413);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Form too large") && page.contains("64 KiB"), "{page}");
+
+    // Someone signed out is sent to sign in, the document unread; a developer signed in
+    // gets the small limit.
+    let stranger = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    let res = stranger.post_form("/admin/apis/new", &[("csrf_token", "x"), ("spec", spec.as_str())]).await;
+    assert_eq!((res.status().as_u16(), location(&res).starts_with("/login")), (303, true));
+    assert_eq!(location(&stranger.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
+    let token = stranger.csrf_token("/dashboard").await;
+    let res = stranger.post_form("/admin/apis/new", &[("csrf_token", token.as_str()), ("spec", spec.as_str())]).await;
+    assert_eq!(res.status(), 403, "a developer is refused before the form is read");
+}

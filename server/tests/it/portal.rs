@@ -12,7 +12,7 @@ pub fn location(res: &reqwest::Response) -> String {
 /// The newest queued mail to an address: (subject, body).
 pub async fn last_mail(pool: &PgPool, to: &str) -> (String, String) {
     sqlx::query_as(
-        "SELECT subject, body_text FROM outbox_emails WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        "SELECT subject, body_text FROM outbox_emails WHERE to_address = $1::citext ORDER BY created_at DESC, id DESC LIMIT 1",
     )
     .bind(to)
     .fetch_one(pool)
@@ -69,6 +69,38 @@ async fn sign_up_sends_a_single_use_verification_link_and_then_sign_in_works(poo
     let res = app.post_form("/verify", &[("csrf_token", &csrf_from(&html)), ("token", &token)]).await;
     assert_eq!(res.status(), 410);
     assert_eq!(location(&app.sign_in("ada@example.com", "correct horse battery").await), "/dashboard");
+}
+
+/// An address is one address whatever its case, as people type it: sign-in, sign-up and
+/// the reset mail all find the account (the column is `citext`; a text parameter compared
+/// with it was case-sensitive).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_email_address_matches_whatever_its_case(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let demo = tollgate::cli::dev::DEMO_DEVELOPER_EMAIL;
+    let shouted = demo.to_uppercase();
+    assert_eq!(location(&app.sign_in(&shouted, tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
+
+    // The reset mail goes to the account as it was registered.
+    let token = app.csrf_token("/password/forgot").await;
+    let res = app.post_form("/password/forgot", &[("csrf_token", &token), ("email", "Dev@Example.COM")]).await;
+    assert_eq!(res.status(), 200);
+    let (subject, _) = last_mail(&app.pool, demo).await;
+    assert!(subject.to_lowercase().contains("reset"), "{subject}");
+
+    // Signing up again in another case is the same neutral answer, and the owner is told.
+    // (Another address: one address gets one mail per cooldown.)
+    let admin = tollgate::cli::dev::DEMO_ADMIN_EMAIL;
+    let fresh = sign_up(&app, "fresh@example.com", "correct horse battery").await.text().await.unwrap();
+    let again = sign_up(&app, &admin.to_uppercase(), "correct horse battery").await;
+    assert_eq!(again.status(), 200);
+    let again = again.text().await.unwrap();
+    assert_eq!(
+        without_csrf(&again).replace(&admin.to_uppercase(), "E"),
+        without_csrf(&fresh).replace("fresh@example.com", "E")
+    );
+    assert!(last_mail(&app.pool, admin).await.0.contains("already have"));
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
