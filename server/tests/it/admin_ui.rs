@@ -486,3 +486,46 @@ async fn the_import_form_takes_a_large_document_and_other_forms_stay_small(pool:
     let res = stranger.post_form("/admin/apis/new", &[("csrf_token", token.as_str()), ("spec", spec.as_str())]).await;
     assert_eq!(res.status(), 403, "a developer is refused before the form is read");
 }
+
+/// Every field a form's check can name has a place on the page: the message shows beside it
+/// (a 422 with a blank form told nothing).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
+    let app = admin(pool).await;
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM api_products WHERE slug = 'weather'").fetch_one(&app.pool).await.unwrap();
+    let page = format!("/admin/apis/{id}");
+    let token = app.csrf_token(&page).await;
+    let long_name = "n".repeat(10_000);
+    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+        ("rules", vec![("http_method", "GET"), ("pattern", "/x"), ("metric", "bogus"), ("delta", "1")], "Metric: "),
+        ("metrics", vec![("system_name", "k2"), ("friendly_name", &long_name), ("parent", "")], "Name: "),
+        ("metrics", vec![("system_name", "k3"), ("friendly_name", "K"), ("parent", "nosuch")], "Parent: "),
+    ];
+    for (form, mut fields, shown) in cases {
+        fields.push(("csrf_token", token.as_str()));
+        let res = app.post_form(&format!("{page}/{form}"), &fields).await;
+        assert_eq!(res.status(), 422, "{form}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("class=\"field-error\"") && html.contains(shown), "{form}: {shown} in {html}");
+    }
+
+    // The portal's new application form names a description that is too long.
+    let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    assert_eq!(location(&developer.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
+    let html = developer.get("/apps/new").await.text().await.unwrap();
+    let long = "d".repeat(2_001);
+    let plan: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM plans WHERE name = 'Basic'").fetch_one(&app.pool).await.unwrap();
+    let fields = [
+        ("csrf_token", csrf_from(&html)),
+        ("name", "Long".into()),
+        ("description", long),
+        ("plan_id", plan.to_string()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = developer.post_form("/apps/new", &fields).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"description-error\""), "{html}");
+}
