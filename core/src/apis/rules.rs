@@ -94,7 +94,7 @@ async fn metric_id(tx: &mut sqlx::PgConnection, api: ApiId, name: &str, field: &
     sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2", api.0, name)
         .fetch_optional(tx)
         .await?
-        .ok_or_else(|| Error::invalid(field, format!("this API has no metric named {name}")))
+        .ok_or_else(|| Error::invalid(field, crate::plans::unknown_metric(name)))
 }
 
 /// The longest display name of a metric or method, in characters (the admin API documents it).

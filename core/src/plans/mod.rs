@@ -151,7 +151,11 @@ fn validate(plan: &NewPlan) -> Result<()> {
             if overlaps {
                 return Err(Error::invalid(
                     format!("pricing[{i}]"),
-                    format!("overlaps pricing[{j}] on {}: tiers of one metric must not share units", tier.metric),
+                    format!(
+                        "overlaps tier {} (pricing[{j}]) on {}: tiers of one metric must not share units",
+                        j + 1,
+                        tier.metric
+                    ),
                 ));
             }
         }
@@ -178,7 +182,12 @@ async fn metric_id(tx: &mut sqlx::PgConnection, api: Uuid, name: &str, field: St
     sqlx::query_scalar!("SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2", api, name)
         .fetch_optional(tx)
         .await?
-        .ok_or_else(|| Error::invalid(field, format!("this API has no metric named {name}")))
+        .ok_or_else(|| Error::invalid(field, unknown_metric(name)))
+}
+
+/// What is wrong with a metric name that names no metric of the API.
+pub(crate) fn unknown_metric(name: &str) -> String {
+    if name.trim().is_empty() { "choose a metric".to_owned() } else { format!("this API has no metric named {name}") }
 }
 
 /// Replaces a plan's limits and prices with the given ones.

@@ -46,7 +46,8 @@ pub fn parse_url(raw: &str, policy: TargetPolicy) -> Result<Url> {
     };
     if !policy.allow_private {
         // The URL parser has normalised address literals (`0x7f.1` is `127.0.0.1`).
-        let bare = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        // A trailing dot is the same name, fully qualified (`localhost.`).
+        let bare = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
         let localhost = bare == "localhost" || bare.ends_with(".localhost");
         if localhost || bare.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip)) {
             return Err(private_error());
@@ -134,6 +135,8 @@ mod tests {
             "http://[::1]/",
             "http://169.254.169.254/latest/meta-data",
             "http://localhost:8080/",
+            "http://localhost./x",
+            "http://api.localhost./x",
             "http://[::ffff:192.168.0.1]/",
             "not a url",
             "",

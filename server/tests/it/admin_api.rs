@@ -127,6 +127,14 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(overlapping)).await;
     assert_eq!(status, 422);
     assert!(err["message"].as_str().unwrap().contains("overlaps"), "{err}");
+    // A limit without its metric asks for one, rather than naming an empty one.
+    let mut unnamed = plan.clone();
+    unnamed["system_name"] = json!("unnamed");
+    unnamed["limits"][0]["metric"] = json!("");
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(unnamed)).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("limits[0].metric")), "{err}");
+    assert!(err["message"].as_str().unwrap().ends_with("choose a metric"), "{err}");
     let mut duplicate = plan.clone();
     duplicate["system_name"] = json!("bronze");
     duplicate["limits"][1] = json!({"metric": "hits", "period": "day", "max": 5});

@@ -78,7 +78,7 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
     let res = app.post_form(&form_url, &fields).await;
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
-    assert!(page.contains("Tier 2: overlaps"), "{page}");
+    assert!(page.contains("Tier 2: overlaps tier 1 (pricing[0])"), "{page}");
     fields.retain(|(k, _)| *k != "price_from_1");
     fields.push(("price_from_1", "101"));
     let res = app.post_form(&form_url, &fields).await;
@@ -497,7 +497,9 @@ async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
     let page = format!("/admin/apis/{id}");
     let token = app.csrf_token(&page).await;
     let long_name = "n".repeat(10_000);
-    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+    // (form, fields, the message's label on the page)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case<'_>; 3] = [
         ("rules", vec![("http_method", "GET"), ("pattern", "/x"), ("metric", "bogus"), ("delta", "1")], "Metric: "),
         ("metrics", vec![("system_name", "k2"), ("friendly_name", &long_name), ("parent", "")], "Name: "),
         ("metrics", vec![("system_name", "k3"), ("friendly_name", "K"), ("parent", "nosuch")], "Parent: "),
