@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use tollgate_core::accounts::directory::{self, AccountState};
 use tollgate_core::applications::{ApplicationView, list_for_account};
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, PageResult, Session, SignedInUser, render};
@@ -12,6 +13,9 @@ use tollgate_web::{Chrome, PageResult, Session, SignedInUser, render};
 struct DashboardPage {
     chrome: Chrome,
     apps: Vec<ApplicationView>,
+    /// The provider suspended the account: every key is refused at the gateway, which the
+    /// applications' own states do not show.
+    suspended: bool,
 }
 
 pub async fn show(
@@ -19,10 +23,13 @@ pub async fn show(
     session: Session,
     pool: web::Data<PgPool>,
 ) -> PageResult<HttpResponse> {
-    let apps = match user.account_id {
-        Some(account) => list_for_account(&pool, account).await?,
-        None => Vec::new(),
+    let (apps, suspended) = match user.account_id {
+        Some(account) => (
+            list_for_account(&pool, account).await?,
+            directory::get(&pool, account).await?.state == AccountState::Suspended,
+        ),
+        None => (Vec::new(), false),
     };
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &DashboardPage { chrome, apps }))
+    Ok(render(StatusCode::OK, &DashboardPage { chrome, apps, suspended }))
 }

@@ -531,3 +531,27 @@ async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
     let html = res.text().await.unwrap();
     assert!(html.contains("id=\"description-error\""), "{html}");
 }
+
+/// A suspended account is told on its dashboard: its applications still read `live`, but the
+/// gateway refuses every key of the account.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_suspended_account_is_told_on_its_dashboard(pool: PgPool) {
+    let app = admin(pool).await;
+    let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    assert_eq!(location(&developer.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
+    let notice = "data-testid=\"account-suspended\"";
+    assert!(!developer.get("/dashboard").await.text().await.unwrap().contains(notice));
+    let account: uuid::Uuid = sqlx::query_scalar(
+        "SELECT m.account_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = $1::citext",
+    )
+    .bind(DEMO_DEVELOPER_EMAIL)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    // Any of the session's forms carries its token.
+    let token = app.csrf_token("/admin/apis/new").await;
+    let res = app.post_form(&format!("/admin/accounts/{account}/suspend"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(res.status(), 303);
+    let html = developer.get("/dashboard").await.text().await.unwrap();
+    assert!(html.contains(notice) && html.contains("Your account is suspended"), "{html}");
+}
