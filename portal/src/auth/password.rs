@@ -16,6 +16,8 @@ use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
 #[template(path = "portal/forgot.html")]
 struct ForgotPage {
     chrome: Chrome,
+    email: String,
+    errors: FieldErrors,
 }
 
 #[derive(Template)]
@@ -27,7 +29,8 @@ struct ResetPage {
 }
 
 pub async fn forgot_form(session: Session) -> PageResult<HttpResponse> {
-    Ok(render(StatusCode::OK, &ForgotPage { chrome: Chrome::for_session(&session).await? }))
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ForgotPage { chrome, email: String::new(), errors: FieldErrors::new() }))
 }
 
 #[derive(serde::Deserialize)]
@@ -44,6 +47,13 @@ pub async fn forgot(
     CsrfForm(form): CsrfForm<ForgotForm>,
     dev_mail: Option<web::Data<DevMailViewer>>,
 ) -> PageResult<HttpResponse> {
+    // An address that cannot be one is said at once; any real address gets the same answer.
+    if let Err(err) = tollgate_core::accounts::Email::parse(&form.email) {
+        let mut errors = FieldErrors::new();
+        errors.absorb(err)?;
+        let page = ForgotPage { chrome: Chrome::for_session(&session).await?, email: form.email, errors };
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
     let request = MailRequest { client: &client, limits: &limits };
     flows::request_password_reset(&pool, &request, &form.email, &public_url.0).await?;
     let text = format!(

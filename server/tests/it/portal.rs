@@ -88,6 +88,12 @@ async fn an_email_address_matches_whatever_its_case(pool: PgPool) {
     assert_eq!(res.status(), 200);
     let (subject, _) = last_mail(&app.pool, demo).await;
     assert!(subject.to_lowercase().contains("reset"), "{subject}");
+    // What cannot be an address is said beside the field, not answered "check your email".
+    for typed in ["", "no-at-sign"] {
+        let res = app.post_form("/password/forgot", &[("csrf_token", &token), ("email", typed)]).await;
+        assert_eq!(res.status(), 422, "{typed:?}");
+        assert!(res.text().await.unwrap().contains("id=\"email-error\""), "{typed:?}");
+    }
 
     // Signing up again in another case is the same neutral answer, and the owner is told.
     // (Another address: one address gets one mail per cooldown.)
