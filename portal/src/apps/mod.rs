@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
+use tollgate_core::accounts::UserSummary;
 use tollgate_core::apis::ApiId;
 use tollgate_core::apis::detail;
 use tollgate_core::applications::plan_change::{self, PlanChangeOutcome, PlanChoice};
@@ -142,6 +143,15 @@ struct ShowPage {
     plan_choices: Vec<PlanOffer>,
     /// What the last plan change did, for the message at the top.
     plan_notice: Option<(&'static str, String)>,
+    /// The details form: what was typed, and what was wrong with it.
+    details: Details,
+}
+
+/// The details form's values and problems: the application's own until a submission fails.
+struct Details {
+    name: String,
+    description: String,
+    errors: FieldErrors,
 }
 
 /// A plan the application may move to, in words.
@@ -223,12 +233,28 @@ pub async fn show(
     path: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> PageResult<HttpResponse> {
-    let account = account_of(&user)?;
-    let app = applications::get(&pool, account, ApplicationId(parse_id(&path)?)).await?;
-    let keys = credentials::list(&pool, account, app.id).await?;
-    let new_key = match new_key::carried(&req, &keys) {
+    let id = ApplicationId(parse_id(&path)?);
+    page(&req, &user, &session, &pool, &gateway, id, query.into_inner(), None).await
+}
+
+/// The application's page; with `details`, its details form as submitted, refused (422).
+#[allow(clippy::too_many_arguments)]
+async fn page(
+    req: &HttpRequest,
+    user: &UserSummary,
+    session: &Session,
+    pool: &PgPool,
+    gateway: &GatewayUrl,
+    id: ApplicationId,
+    query: ShowQuery,
+    details: Option<Details>,
+) -> PageResult<HttpResponse> {
+    let account = account_of(user)?;
+    let app = applications::get(pool, account, id).await?;
+    let keys = credentials::list(pool, account, app.id).await?;
+    let new_key = match new_key::carried(req, &keys) {
         Some(secret) => {
-            let guide = CallGuide::new(&gateway.0, &detail::get(&pool, ApiId(app.api_id)).await?);
+            let guide = CallGuide::new(&gateway.0, &detail::get(pool, ApiId(app.api_id)).await?);
             Some(NewKey {
                 example: guide.curl("GET", "/…", &secret, app.app_id.as_deref()),
                 placement: guide.where_credentials_go(),
@@ -237,7 +263,6 @@ pub async fn show(
         }
         None => None,
     };
-    let query = query.into_inner();
     let plan_notice = match query.plan.as_deref() {
         Some("changed") => {
             Some(("success", format!("The application is on the {} plan now, with its limits.", app.plan_name)))
@@ -261,25 +286,41 @@ pub async fn show(
             (k, status)
         })
         .collect();
-    let plan_choices = offers(&pool, account, &app).await?;
-    let chrome = Chrome::for_session(&session).await?;
-    let id = app.id;
-    let page = ShowPage { chrome, app, keys, new_key, can_add_key, revoked, plan_choices, plan_notice };
-    let mut response = render(StatusCode::OK, &page);
-    new_key::forget(&req, id, &mut response);
+    let plan_choices = offers(pool, account, &app).await?;
+    let chrome = Chrome::for_session(session).await?;
+    let status = if details.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let details = details.unwrap_or_else(|| Details {
+        name: app.name.clone(),
+        description: app.description.clone(),
+        errors: FieldErrors::new(),
+    });
+    let page = ShowPage { chrome, app, keys, new_key, can_add_key, revoked, plan_choices, plan_notice, details };
+    let mut response = render(status, &page);
+    new_key::forget(req, id, &mut response);
     Ok(response)
 }
 
+/// Saves the details form; a refused one comes back on the application's page with what was
+/// typed, each problem beside its field.
 pub async fn update(
+    req: HttpRequest,
     SignedInUser(user): SignedInUser,
+    session: Session,
     pool: web::Data<PgPool>,
+    gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<AppForm>,
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
     let id = ApplicationId(parse_id(&path)?);
-    applications::update(&pool, account, id, &form.name, &form.description, &Actor::from(&user)).await?;
-    Ok(see_other(new_key::app_page(id)))
+    let mut errors = FieldErrors::new();
+    let saved = applications::update(&pool, account, id, &form.name, &form.description, &Actor::from(&user)).await;
+    if errors.note(saved, "name")?.is_some() {
+        return Ok(see_other(new_key::app_page(id)));
+    }
+    let details = Details { name: form.name, description: form.description, errors };
+    let query = ShowQuery { revoked: None, plan: None };
+    page(&req, &user, &session, &pool, &gateway, id, query, Some(details)).await
 }
 
 pub async fn delete(

@@ -507,3 +507,25 @@ async fn a_query_parameter_given_twice_gets_the_error_page_naming_it(pool: PgPoo
         assert!(body.contains(&format!("{name}: given more than once; give each parameter once")), "{path}: {body}");
     }
 }
+
+/// A refused edit of an application's details comes back on its page, what was typed kept and
+/// the problem beside its field (it was a separate error page, the typing lost).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_refused_details_edit_keeps_what_was_typed(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    app.sign_in(tollgate::cli::dev::DEMO_DEVELOPER_EMAIL, tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD).await;
+    let (path, _) = register_app(&app, "Edited").await;
+    let token = app.csrf_token(&path).await;
+    let res = app.post_form(&path, &[("csrf_token", &token), ("name", " "), ("description", "kept text")]).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"name-error\"") && html.contains(">kept text</textarea>"), "{html}");
+    let long = "d".repeat(2_001);
+    let res = app.post_form(&path, &[("csrf_token", &token), ("name", "Edited"), ("description", &long)]).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("id=\"description-error\""));
+    let res = app.post_form(&path, &[("csrf_token", &token), ("name", "Renamed"), ("description", "fine")]).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, path.clone()));
+    assert!(app.get(&path).await.text().await.unwrap().contains("Renamed"));
+}
