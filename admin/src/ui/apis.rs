@@ -108,6 +108,29 @@ struct ShowPage {
     rules: Vec<RuleView>,
     methods: &'static [&'static str],
     errors: FieldErrors,
+    /// The add-rule form: empty, or as it was sent when it was refused.
+    rule_draft: RuleDraft,
+}
+
+/// What the add-rule form holds, so a refused rule comes back as it was typed.
+struct RuleDraft {
+    http_method: String,
+    pattern: String,
+    metric: String,
+    delta: String,
+    last: bool,
+}
+
+impl Default for RuleDraft {
+    fn default() -> RuleDraft {
+        RuleDraft {
+            http_method: "GET".to_owned(),
+            pattern: String::new(),
+            metric: "hits".to_owned(),
+            delta: "1".to_owned(),
+            last: false,
+        }
+    }
 }
 
 async fn show_page(
@@ -125,7 +148,16 @@ async fn show_page(
     if let Some(message) = flash {
         chrome = chrome.with_flash("error", message);
     }
-    Ok(ShowPage { chrome, api, plans, metrics, rules: rule_list, methods: &rules::RULE_METHODS, errors })
+    Ok(ShowPage {
+        chrome,
+        api,
+        plans,
+        metrics,
+        rules: rule_list,
+        methods: &rules::RULE_METHODS,
+        errors,
+        rule_draft: RuleDraft::default(),
+    })
 }
 
 pub async fn show(
@@ -228,16 +260,27 @@ async fn edit_failed(
     id: ApiId,
     err: tollgate_core::Error,
 ) -> PageResult<HttpResponse> {
-    match err {
-        tollgate_core::Error::Conflict(message) => {
-            Ok(render(StatusCode::CONFLICT, &show_page(session, pool, id, FieldErrors::new(), Some(message)).await?))
-        }
+    rule_failed(session, pool, id, err, RuleDraft::default()).await
+}
+
+/// [`edit_failed`] keeping the add-rule form as it was sent.
+async fn rule_failed(
+    session: &Session,
+    pool: &PgPool,
+    id: ApiId,
+    err: tollgate_core::Error,
+    rule_draft: RuleDraft,
+) -> PageResult<HttpResponse> {
+    let (status, errors, flash) = match err {
+        tollgate_core::Error::Conflict(message) => (StatusCode::CONFLICT, FieldErrors::new(), Some(message)),
         err => {
             let mut errors = FieldErrors::new();
             errors.absorb(err)?;
-            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &show_page(session, pool, id, errors, None).await?))
+            (StatusCode::UNPROCESSABLE_ENTITY, errors, None)
         }
-    }
+    };
+    let page = ShowPage { rule_draft, ..show_page(session, pool, id, errors, flash).await? };
+    Ok(render(status, &page))
 }
 
 #[derive(serde::Deserialize)]
@@ -308,9 +351,9 @@ pub async fn add_rule(
     let outcome = match delta {
         Ok(delta) => {
             let rule = NewRule {
-                http_method: form.http_method,
+                http_method: form.http_method.clone(),
                 pattern: form.pattern.trim().to_owned(),
-                metric: form.metric,
+                metric: form.metric.clone(),
                 delta,
                 last: form.last.is_some(),
                 position: None,
@@ -321,7 +364,16 @@ pub async fn add_rule(
     };
     match outcome {
         Ok(_) => Ok(see_other(format!("/admin/apis/{}#rules", id.0))),
-        Err(err) => edit_failed(&session, &pool, id, err).await,
+        Err(err) => {
+            let draft = RuleDraft {
+                last: form.last.is_some(),
+                http_method: form.http_method,
+                pattern: form.pattern,
+                metric: form.metric,
+                delta: form.delta,
+            };
+            rule_failed(&session, &pool, id, err, draft).await
+        }
     }
 }
 

@@ -512,6 +512,22 @@ async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
         assert!(html.contains("class=\"field-error\"") && html.contains(shown), "{form}: {shown} in {html}");
     }
 
+    // A refused rule comes back as it was typed.
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("http_method", "POST"),
+        ("pattern", "/typed/{"),
+        ("metric", "hits"),
+        ("delta", "3"),
+        ("last", "on"),
+    ];
+    let res = app.post_form(&format!("{page}/rules"), &fields).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    for kept in ["value=\"/typed/{\"", "<option selected>POST</option>", "value=\"3\"", "value=\"on\" checked"] {
+        assert!(html.contains(kept), "{kept} in {html}");
+    }
+
     // The portal's new application form names a description that is too long.
     let developer = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
     assert_eq!(location(&developer.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await), "/dashboard");
