@@ -33,7 +33,14 @@ pub async fn record(
     match outcome {
         Ok(_) => session.flash("success", "Payment recorded: the invoice is paid.").await?,
         Err(Error::Invalid { field, message }) => {
-            session.flash("error", &format!("The payment was not recorded: {field}: {message}")).await?
+            // The form's own labels, not the fields' names.
+            let label = match field.as_ref() {
+                "amount" => "the amount",
+                "reference" => "the reference",
+                _ => "the payment",
+            };
+            let text = format!("The payment was not recorded: {label} was refused ({message}). Nothing changed.");
+            session.flash("error", &text).await?
         }
         Err(other) => return Err(other.into()),
     }
