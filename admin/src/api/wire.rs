@@ -13,21 +13,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if let Some(path) = nul_in(&value, String::new()) {
         return Err(tollgate_core::Error::invalid(path, "text cannot contain NUL characters").into());
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = field_of(e.path());
-        let message = match &field {
-            Some(field) => format!("the JSON body is not valid at `{field}`: {}", e.inner()),
-            None => format!("the JSON body is not valid: {}", e.inner()),
-        };
-        ApiError::Unparsed { field, message }
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| unparsed(e, "the JSON body", "the JSON body's field"))
 }
 
-/// The field a deserialisation error is at (`limits[0].max`), as the body's own checks name
-/// fields; `None` at the top level, where serde says which field is missing.
-fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
-    let path = path.to_string();
-    (path != "." && path != "?").then_some(path)
+/// A body or query string that does not parse, named at the field where serde stopped
+/// (`limits[0].max`, as the body's own checks name fields); at the top level, where serde
+/// says which field is missing, no field.
+fn unparsed<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, whole: &str, part: &str) -> ApiError {
+    let path = e.path().to_string();
+    let field = (path != "." && path != "?").then_some(path);
+    let message = match &field {
+        Some(field) => format!("{part} `{field}` is not valid: {}", e.inner()),
+        None => format!("{whole} is not valid: {}", e.inner()),
+    };
+    ApiError::Unparsed { field, message }
 }
 
 /// [`parse_json`] for a body documented as an object: serde would also read a struct
@@ -101,14 +100,7 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest)
         return Err(tollgate_core::Error::invalid(name, "text cannot contain NUL characters").into());
     }
     let query = serde_urlencoded::Deserializer::new(form_urlencoded::parse(req.query_string().as_bytes()));
-    serde_path_to_error::deserialize(query).map_err(|e| {
-        let field = field_of(e.path());
-        let message = match &field {
-            Some(field) => format!("the query parameter `{field}` is not valid: {}", e.inner()),
-            None => format!("the query string is not valid: {}", e.inner()),
-        };
-        ApiError::Unparsed { field, message }
-    })
+    serde_path_to_error::deserialize(query).map_err(|e| unparsed(e, "the query string", "the query parameter"))
 }
 
 /// Refuses a query parameter longer than its documented maximum (422).
