@@ -65,7 +65,8 @@ pub struct ApplicationView {
     pub created_at: OffsetDateTime,
 }
 
-fn validate(name: &str, description: &str) -> Result<()> {
+/// An application's name and description as a form sends them: the first problem, named.
+pub fn check_details(name: &str, description: &str) -> Result<()> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid("name", "enter a name of 1 to 200 characters"));
@@ -79,7 +80,7 @@ fn validate(name: &str, description: &str) -> Result<()> {
 /// Registers an application on a published plan of a published or
 /// deprecated API, or of a draft previewed to the account (`apis::preview`). It starts `pending` when the plan requires approval.
 pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, actor: &Actor) -> Result<ApplicationView> {
-    validate(&new.name, &new.description)?;
+    check_details(&new.name, &new.description)?;
     let mut tx = pool.begin().await?;
     let plan = sqlx::query!(
         r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode AS "auth_mode: AuthMode"
@@ -317,7 +318,7 @@ pub async fn update(
     description: &str,
     actor: &Actor,
 ) -> Result<()> {
-    validate(name, description)?;
+    check_details(name, description)?;
     let mut tx = pool.begin().await?;
     let before = sqlx::query!(
         "SELECT name, description FROM applications WHERE id = $1 AND account_id = $2 FOR UPDATE",

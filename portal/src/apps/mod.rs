@@ -100,7 +100,13 @@ pub async fn create(
     let mut errors = FieldErrors::new();
     let plan_id = Uuid::parse_str(&form.plan_id).ok().map(PlanId);
     let outcome = match plan_id {
-        None => Err(tollgate_core::Error::invalid("plan_id", "choose a plan")),
+        None => {
+            // Said together with what is wrong with the rest of the form.
+            if let Err(err) = applications::check_details(&form.name, &form.description) {
+                errors.absorb(err)?;
+            }
+            Err(tollgate_core::Error::invalid("plan_id", "choose a plan"))
+        }
         Some(plan_id) => {
             let new = NewApplication { plan_id, name: form.name.clone(), description: form.description.clone() };
             applications::create(&pool, account, &new, &Actor::from(&user)).await

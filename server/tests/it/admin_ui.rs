@@ -546,6 +546,12 @@ async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     assert!(html.contains("id=\"description-error\""), "{html}");
+    // An empty form is told everything at once: the name and the plan.
+    let token = csrf_from(&html);
+    let res = developer.post_form("/apps/new", &[("csrf_token", token.as_str()), ("name", ""), ("plan_id", "")]).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"name-error\"") && html.contains("id=\"plan_id-error\""), "{html}");
 }
 
 /// A suspended account is told on its dashboard: its applications still read `live`, but the
