@@ -99,27 +99,19 @@ pub struct ContentMock {
 pub fn mock_operations(source: &str) -> Result<Vec<OperationMock>, ImportError> {
     let doc = crate::import::document3(source)?;
     let mut out = Vec::new();
-    let Some(Value::Object(paths)) = doc.get("paths") else { return Ok(out) };
-    for (path, item) in paths {
-        if !path.starts_with('/') {
-            continue;
-        }
-        let here = format!("/paths/{}", crate::document::pointer_segment(path));
-        let Ok((Value::Object(item), _)) = refs::follow(&doc, item, &here) else { continue };
-        for method in crate::document::METHODS {
-            let Some(Value::Object(operation)) = item.get(method) else { continue };
-            let mut responses = Vec::new();
-            if let Some(Value::Object(declared)) = operation.get("responses") {
-                for (status, response) in declared {
-                    if status_is_valid(status) {
-                        let Ok((response, _)) = refs::follow(&doc, response, "") else { continue };
-                        responses.push(response_mock(&doc, status, response));
-                    }
+    for (path, method, operation) in refs::operations(&doc) {
+        let Value::Object(operation) = operation else { continue };
+        let mut responses = Vec::new();
+        if let Some(Value::Object(declared)) = operation.get("responses") {
+            for (status, response) in declared {
+                if status_is_valid(status) {
+                    let Ok((response, _)) = refs::follow(&doc, response, "") else { continue };
+                    responses.push(response_mock(&doc, status, response));
                 }
             }
-            responses.sort_by_key(|r| status_rank(&r.status));
-            out.push(OperationMock { method: method.to_ascii_uppercase(), path: path.clone(), responses });
         }
+        responses.sort_by_key(|r| status_rank(&r.status));
+        out.push(OperationMock { method: method.to_ascii_uppercase(), path: path.clone(), responses });
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::document::{ImportError, pointer_of, pointer_segment, unescape_segment};
+use crate::document::{ImportError, METHODS, pointer_of, pointer_segment, unescape_segment};
 
 /// Why a `$ref` string cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +94,25 @@ pub(crate) fn resolve<'a>(doc: &'a Value, reference: &str, at: &str) -> Result<(
 /// Most references form chains of at most two or three hops; anything
 /// longer is a mistake or an attack.
 const MAX_HOPS: usize = 32;
+
+/// Each operation of a document that import accepted, as `(path, method, operation)` in the
+/// document's order; a path item that is no object, even through its `$ref`, is passed over
+/// (import itself reports it). For what reads every operation after import: mocks, samples.
+pub(crate) fn operations(doc: &Value) -> impl Iterator<Item = (&String, &'static str, &Value)> {
+    let paths = match doc.get("paths") {
+        Some(Value::Object(paths)) => Some(paths),
+        _ => None,
+    };
+    paths
+        .into_iter()
+        .flatten()
+        .filter(|(path, _)| path.starts_with('/'))
+        .filter_map(move |(path, item)| match follow(doc, item, "") {
+            Ok((Value::Object(item), _)) => Some((path, item)),
+            _ => None,
+        })
+        .flat_map(|(path, item)| METHODS.into_iter().filter_map(move |method| Some((path, method, item.get(method)?))))
+}
 
 /// Follows `$ref` chains (for parameters, responses, bodies, path items)
 /// until an object without `$ref`; `at` is where `value` sits. Returns the

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Number, Value};
 
-use crate::document::{ImportError, METHODS};
+use crate::document::ImportError;
 use crate::model::operation_key;
 use crate::{mock, refs};
 
@@ -33,18 +33,11 @@ const MAX_BODY_BYTES: usize = 4096;
 pub fn request_bodies(source: &str) -> Result<BTreeMap<String, Value>, ImportError> {
     let doc = crate::import::document3(source)?;
     let mut out = BTreeMap::new();
-    let Some(Value::Object(paths)) = doc.get("paths") else { return Ok(out) };
-    for (path, item) in paths {
-        if !path.starts_with('/') {
-            continue;
-        }
-        let Ok((Value::Object(item), _)) = refs::follow(&doc, item, "") else { continue };
-        for method in METHODS {
-            let Some(body) = item.get(method).and_then(|op| op.get("requestBody")) else { continue };
-            let Ok((body, _)) = refs::follow(&doc, body, "") else { continue };
-            if let Some(value) = body_sample(&doc, body) {
-                out.insert(operation_key(method, path), value);
-            }
+    for (path, method, operation) in refs::operations(&doc) {
+        let Some(body) = operation.get("requestBody") else { continue };
+        let Ok((body, _)) = refs::follow(&doc, body, "") else { continue };
+        if let Some(value) = body_sample(&doc, body) {
+            out.insert(operation_key(method, path), value);
         }
     }
     Ok(out)

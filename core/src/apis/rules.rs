@@ -201,7 +201,7 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
 }
 
 /// The longest pattern `mapping_rules.pattern` holds (its `CHECK`).
-pub const MAX_PATTERN_CHARS: usize = 2048;
+const MAX_PATTERN_CHARS: usize = 2048;
 
 /// Checks a rule's method, pattern, delta and position; the method upper-cased.
 pub(crate) fn check_rule(rule: &NewRule) -> Result<String> {

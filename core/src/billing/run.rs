@@ -178,12 +178,10 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
     check_month(settings.mode, month, now)?;
     // One account asked for by id: a mistyped one is an error, not a run that bills nobody.
     if let Some(account) = options.account {
-        match crate::accounts::directory::get(pool, crate::accounts::AccountId(account)).await {
-            Err(Error::NotFound) => {
-                return Err(Error::invalid("account_id", format!("no account has the id {account}")));
-            }
-            other => other.map(drop)?,
-        }
+        crate::accounts::directory::get(pool, crate::accounts::AccountId(account)).await.map_err(|err| match err {
+            Error::NotFound => Error::invalid("account_id", format!("no account has the id {account}")),
+            other => other,
+        })?;
     }
     // Wide enough for every zone and for the corrections of earlier months.
     let utc = TimeZoneName::utc();
