@@ -73,16 +73,20 @@ pub struct PlanIn {
     #[serde(default)]
     pub approval_required: bool,
     #[serde(default)]
-    /// At most 10 digits before the point and 4 after.
+    /// At most 10 digits before the point, and no more decimals than the currency's minor
+    /// unit: 2 for USD, 0 for JPY, 3 for KWD, 4 at most.
     #[schema(value_type = String, pattern = "^[0-9]{1,10}(\\.[0-9]{1,4})?$", example = "0")]
     pub setup_fee: Decimal,
     #[serde(default)]
-    /// At most 10 digits before the point and 4 after.
+    /// At most 10 digits before the point, and no more decimals than the currency's minor
+    /// unit: 2 for USD, 0 for JPY, 3 for KWD, 4 at most.
     #[schema(value_type = String, pattern = "^[0-9]{1,10}(\\.[0-9]{1,4})?$", example = "49.00")]
     pub monthly_fee: Decimal,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 3650)]
     pub trial_days: i32,
+    /// A currency ISO 4217 lists with a minor unit (`USD`, `EUR`, `JPY`, …); a code it does
+    /// not list (`UDS`, `XXX`, `XAU`) is refused. A plan saved with another code keeps it.
     #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: String,
     /// IANA time zone the limit windows follow, e.g. `Europe/Paris`.

@@ -186,8 +186,17 @@ struct InvoicePage {
     tax: String,
     total: String,
     tax_percent: String,
-    /// The total with exactly the currency's decimals, for the payment form.
-    total_plain: String,
+    /// What the payment form shows.
+    payment: PaymentDraft,
+}
+
+/// The payment form as typed: the amount (the invoice's total until one is typed), the
+/// reference, and why they were refused.
+#[derive(Default)]
+pub(crate) struct PaymentDraft {
+    pub amount: Option<String>,
+    pub reference: String,
+    pub errors: FieldErrors,
 }
 
 /// A line, formatted.
@@ -215,7 +224,7 @@ struct PaymentRow {
 }
 
 impl InvoicePage {
-    fn new(chrome: Chrome, detail: InvoiceDetail, note: String) -> InvoicePage {
+    fn new(chrome: Chrome, detail: InvoiceDetail, note: String, mut payment: PaymentDraft) -> InvoicePage {
         let InvoiceDetail {
             invoice,
             tax_rate,
@@ -229,7 +238,8 @@ impl InvoicePage {
         let AdminInvoice { invoice, account_name } = invoice;
         let state = invoice.state;
         let currency = invoice.currency.clone();
-        let total_plain = money::plain(invoice.total, &currency);
+        // The total with exactly the currency's decimals.
+        payment.amount.get_or_insert_with(|| money::plain(invoice.total, &currency));
         InvoicePage {
             chrome,
             account_name,
@@ -273,13 +283,21 @@ impl InvoicePage {
             tax: money::display(invoice.tax, &currency),
             total: money::display(invoice.total, &currency),
             tax_percent: (tax_rate * rust_decimal::Decimal::ONE_HUNDRED).normalize().to_string(),
-            total_plain,
+            payment,
             invoice,
         }
     }
 
     fn action_label(&self, action: &InvoiceAction) -> &'static str {
         action_label(*action)
+    }
+
+    fn payment_error(&self, field: &str) -> Option<&str> {
+        self.payment.errors.get(field)
+    }
+
+    fn payment_amount(&self) -> &str {
+        self.payment.amount.as_deref().unwrap_or_default()
     }
 }
 
@@ -294,15 +312,17 @@ fn action_label(action: InvoiceAction) -> &'static str {
     }
 }
 
-async fn invoice_page(
+/// The invoice's page, with the transition form's `note` and the payment form's `payment`.
+pub(crate) async fn invoice_page(
     pool: &PgPool,
     chrome: Chrome,
     id: Uuid,
     note: String,
+    payment: PaymentDraft,
     status: StatusCode,
 ) -> PageResult<HttpResponse> {
     let detail = directory::get(pool, id).await?;
-    Ok(render(status, &InvoicePage::new(chrome, detail, note)))
+    Ok(render(status, &InvoicePage::new(chrome, detail, note, payment)))
 }
 
 /// The invoice as a PDF download, drafts included (marked as such).
@@ -318,7 +338,15 @@ pub async fn show(
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
     let id = parse_id(&path)?;
-    invoice_page(&pool, Chrome::for_session(&session).await?, id, String::new(), StatusCode::OK).await
+    invoice_page(
+        &pool,
+        Chrome::for_session(&session).await?,
+        id,
+        String::new(),
+        PaymentDraft::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// One life-cycle step chosen by its button (`action`), with an optional note. A step
@@ -345,7 +373,7 @@ pub async fn transition(
             let chrome = Chrome::for_session(&session)
                 .await?
                 .with_flash("error", format!("Nothing changed: {field}: {message}"));
-            invoice_page(&pool, chrome, id, note, StatusCode::UNPROCESSABLE_ENTITY).await
+            invoice_page(&pool, chrome, id, note, PaymentDraft::default(), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(err) => Err(err.into()),
     }

@@ -136,63 +136,102 @@ impl PlanFields {
         }
     }
 
-    /// Turns the strings into a plan, naming the first bad field.
-    fn to_plan(&self) -> Result<NewPlan, (String, String)> {
-        let decimal = |field: &str, raw: &str| {
-            Decimal::from_str(raw.trim()).map_err(|_| (field.to_owned(), "enter an amount such as 49.00".to_owned()))
-        };
-        let integer = |field: String, raw: &str| {
-            raw.trim().parse::<i64>().map_err(|_| (field, "enter a whole number".to_owned()))
-        };
+    /// Turns the strings into a plan, or names every field that does not read.
+    fn to_plan(&self) -> Result<NewPlan, Vec<(String, String)>> {
+        let mut read = Reading::default();
         let mut limits = Vec::new();
         for (i, [metric, period, max]) in self.limits.iter().enumerate() {
             if metric.trim().is_empty() && max.trim().is_empty() {
                 continue;
             }
-            limits.push(NewLimit {
-                metric: metric.trim().to_owned(),
-                period: period.parse::<Period>().map_err(|e| (format!("limit_period_{i}"), e.to_string()))?,
-                max: integer(format!("limit_max_{i}"), max)?,
-            });
+            let period = read.parsed::<Period>(format!("limit_period_{i}"), period);
+            let max = read.integer(format!("limit_max_{i}"), max);
+            if let (Some(period), Some(max)) = (period, max) {
+                limits.push(NewLimit { metric: metric.trim().to_owned(), period, max });
+            }
         }
         let mut pricing = Vec::new();
         for (i, [metric, from, to, unit]) in self.pricing.iter().enumerate() {
             if metric.trim().is_empty() && unit.trim().is_empty() {
                 continue;
             }
-            pricing.push(NewPrice {
-                metric: metric.trim().to_owned(),
-                from: integer(format!("price_from_{i}"), from)?,
-                to: if to.trim().is_empty() { None } else { Some(integer(format!("price_to_{i}"), to)?) },
-                price_per_unit: decimal(&format!("price_unit_{i}"), unit)?,
-            });
+            let from = read.integer(format!("price_from_{i}"), from);
+            let to =
+                if to.trim().is_empty() { Some(None) } else { read.integer(format!("price_to_{i}"), to).map(Some) };
+            let price_per_unit = read.amount(format!("price_unit_{i}"), unit);
+            if let (Some(from), Some(to), Some(price_per_unit)) = (from, to, price_per_unit) {
+                pricing.push(NewPrice { metric: metric.trim().to_owned(), from, to, price_per_unit });
+            }
         }
         let mut pricing_modes = Vec::new();
         for (i, [metric, mode]) in self.modes.iter().enumerate() {
             // A metric whose tiers were all removed in this edit has no mode to keep.
-            if !pricing.iter().any(|p| p.metric == metric.trim()) {
+            if !self.pricing.iter().any(|[priced, ..]| priced.trim() == metric.trim()) {
                 continue;
             }
-            let mode = mode.parse::<PricingMode>().map_err(|e| (format!("mode_{i}"), e.to_string()))?;
-            pricing_modes.push(NewPricingMode { metric: metric.trim().to_owned(), mode });
+            if let Some(mode) = read.parsed::<PricingMode>(format!("mode_{i}"), mode) {
+                pricing_modes.push(NewPricingMode { metric: metric.trim().to_owned(), mode });
+            }
         }
-        Ok(NewPlan {
-            system_name: self.system_name.trim().to_owned(),
-            name: self.name.trim().to_owned(),
-            description: self.description.clone(),
-            published: self.published,
-            approval_required: self.approval_required,
-            setup_fee: decimal("setup_fee", &self.setup_fee)?,
-            monthly_fee: decimal("monthly_fee", &self.monthly_fee)?,
-            trial_days: i32::try_from(integer("trial_days".into(), &self.trial_days)?)
-                .map_err(|_| ("trial_days".to_owned(), "too large".to_owned()))?,
-            currency: self.currency.trim().to_uppercase(),
-            time_zone: self.time_zone.trim().to_owned(),
-            limits,
-            pricing,
-            pricing_modes,
-        })
+        let setup_fee = read.amount("setup_fee".to_owned(), &self.setup_fee);
+        let monthly_fee = read.amount("monthly_fee".to_owned(), &self.monthly_fee);
+        let trial_days = read.integer("trial_days".to_owned(), &self.trial_days).and_then(|days| {
+            i32::try_from(days).map_err(|_| read.problems.push(("trial_days".to_owned(), "too large".to_owned()))).ok()
+        });
+        match (setup_fee, monthly_fee, trial_days) {
+            (Some(setup_fee), Some(monthly_fee), Some(trial_days)) if read.problems.is_empty() => Ok(NewPlan {
+                system_name: self.system_name.trim().to_owned(),
+                name: self.name.trim().to_owned(),
+                description: self.description.clone(),
+                published: self.published,
+                approval_required: self.approval_required,
+                setup_fee,
+                monthly_fee,
+                trial_days,
+                currency: self.currency.trim().to_uppercase(),
+                time_zone: self.time_zone.trim().to_owned(),
+                limits,
+                pricing,
+                pricing_modes,
+            }),
+            _ => Err(read.problems),
+        }
     }
+}
+
+/// The form's values read one by one, with every one that does not read kept for the page.
+#[derive(Default)]
+struct Reading {
+    problems: Vec<(String, String)>,
+}
+
+impl Reading {
+    fn amount(&mut self, field: String, raw: &str) -> Option<Decimal> {
+        let amount = written_amount(raw);
+        if amount.is_none() {
+            self.problems.push((field, "enter an amount such as 49.00".to_owned()));
+        }
+        amount
+    }
+
+    fn integer(&mut self, field: String, raw: &str) -> Option<i64> {
+        raw.trim().parse::<i64>().map_err(|_| self.problems.push((field, "enter a whole number".to_owned()))).ok()
+    }
+
+    fn parsed<T: FromStr<Err: std::fmt::Display>>(&mut self, field: String, raw: &str) -> Option<T> {
+        raw.parse::<T>().map_err(|e| self.problems.push((field, e.to_string()))).ok()
+    }
+}
+
+/// An amount as people write it: digits with at most one decimal point (`49`, `49.00`,
+/// `.5`), perhaps signed; not `1e3`, `NaN` or `1_000`, which `Decimal`'s parser would take.
+fn written_amount(raw: &str) -> Option<Decimal> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    let plain = digits.bytes().any(|b| b.is_ascii_digit())
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|&b| b == b'.').count() <= 1;
+    if plain { Decimal::from_str(raw).ok() } else { None }
 }
 
 /// Core names list items `limits[2].max`; the form names them `limit_max_2`.
@@ -239,13 +278,19 @@ struct FormPage {
 struct Row {
     index: usize,
     values: Vec<String>,
-    /// The first problem with this row, if any.
+    /// The problems with this row, if any, in column order.
     error: Option<String>,
+    /// Which columns hold a problem.
+    invalid: Vec<bool>,
 }
 
 impl Row {
     fn has(&self, column: usize, value: &str) -> bool {
         self.values.get(column).is_some_and(|v| v == value)
+    }
+
+    fn invalid(&self, column: usize) -> bool {
+        self.invalid.get(column).copied().unwrap_or(false)
     }
 }
 
@@ -321,10 +366,16 @@ impl FormPage {
         values
             .into_iter()
             .enumerate()
-            .map(|(index, values)| Row {
-                index,
-                error: names.iter().find_map(|n| self.errors.get(&format!("{prefix}_{n}_{index}")).map(str::to_owned)),
-                values,
+            .map(|(index, values)| {
+                let problems: Vec<Option<&str>> =
+                    names.iter().map(|n| self.errors.get(&format!("{prefix}_{n}_{index}"))).collect();
+                let messages: Vec<&str> = problems.iter().flatten().copied().collect();
+                Row {
+                    index,
+                    error: (!messages.is_empty()).then(|| messages.join("; ")),
+                    invalid: problems.iter().map(Option::is_some).collect(),
+                    values,
+                }
             })
             .collect()
     }
@@ -385,8 +436,8 @@ async fn save(
     actor: &Actor,
 ) -> PageResult<HttpResponse> {
     let fields = PlanFields::from_form(form);
-    let (field, message) = match fields.to_plan() {
-        Err(problem) => problem,
+    let problems = match fields.to_plan() {
+        Err(problems) => problems,
         Ok(plan) => {
             let saved = match existing {
                 Some(existing) => plans::update_plan(pool, existing.id, &plan, actor).await,
@@ -394,16 +445,21 @@ async fn save(
             };
             match saved {
                 Ok(()) => return Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-                Err(tollgate_core::Error::Invalid { field, message }) => (field.into_owned(), message),
-                Err(tollgate_core::Error::Conflict(message)) => ("system_name".to_owned(), message),
+                Err(tollgate_core::Error::Invalid { field, message }) => vec![(field.into_owned(), message)],
+                Err(tollgate_core::Error::Conflict(message)) => vec![("system_name".to_owned(), message)],
                 Err(err) => return Err(err.into()),
             }
         }
     };
     let mut errors = FieldErrors::new();
-    errors.add(form_field(&field), message);
-    let chrome =
-        Chrome::for_session(session).await?.with_flash("error", "The plan was not saved: see the highlighted field.");
+    for (field, message) in &problems {
+        errors.add(form_field(field), message.as_str());
+    }
+    let banner = match problems.len() {
+        1 => "The plan was not saved: see the highlighted field.".to_owned(),
+        n => format!("The plan was not saved: see the {n} highlighted fields."),
+    };
+    let chrome = Chrome::for_session(session).await?.with_flash("error", banner);
     let page = FormPage {
         chrome,
         api,

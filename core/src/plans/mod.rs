@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::accounts::AccountId;
 use crate::apis::ApiId;
 use crate::audit::{self, Actor, Entry};
+use crate::billing::money::Currency;
 use crate::billing::pricing::PricingMode;
 use crate::db::{COUNT_LIMIT, CappedCount, CountKey};
 use crate::error::conflict_on_unique;
@@ -72,22 +73,66 @@ const FEE_DIGITS: (u32, u32) = (10, 4);
 /// Unit prices are stored as numeric(14, 6): up to 8 digits before the point and 6 after.
 const PRICE_DIGITS: (u32, u32) = (8, 6);
 
-/// Why an amount does not fit its column (`digits` before and after the
-/// point), so it is refused with a reason instead of failing in Postgres.
-fn amount_problem(amount: Decimal, (whole, fraction): (u32, u32)) -> Option<String> {
+/// Why an amount does not fit its column, so it is refused with a reason instead of failing
+/// in Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AmountProblem {
+    Negative,
+    /// More decimal places than `places`.
+    TooFine {
+        places: u32,
+    },
+    /// More digits before the point than `digits`.
+    TooLarge {
+        digits: u32,
+    },
+}
+
+impl std::fmt::Display for AmountProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AmountProblem::Negative => f.write_str("cannot be negative"),
+            AmountProblem::TooFine { places: 0 } => f.write_str("use a whole amount"),
+            AmountProblem::TooFine { places } => write!(f, "use at most {places} decimal places"),
+            AmountProblem::TooLarge { digits } => write!(f, "use at most {digits} digits before the decimal point"),
+        }
+    }
+}
+
+/// Checks `amount` against `digits` before and after the point.
+fn amount_problem(amount: Decimal, (whole, fraction): (u32, u32)) -> Option<AmountProblem> {
     if amount.is_sign_negative() && !amount.is_zero() {
-        return Some("cannot be negative".into());
+        return Some(AmountProblem::Negative);
     }
     if amount.normalize().scale() > fraction {
-        return Some(format!("use at most {fraction} decimal places"));
+        return Some(AmountProblem::TooFine { places: fraction });
     }
     if amount.trunc() >= Decimal::from(10_i64.pow(whole)) {
-        return Some(format!("use at most {whole} digits before the decimal point"));
+        return Some(AmountProblem::TooLarge { digits: whole });
     }
     None
 }
 
-fn validate(plan: &NewPlan) -> Result<()> {
+/// Why a fee in `currency` is refused. A fee is charged as it is, so it must be payable: no
+/// part of the currency's minor unit (`9.999 USD`, `0.5 JPY`). Unit prices may be finer;
+/// the lines they make are rounded.
+fn fee_problem(fee: Decimal, currency: Currency) -> Option<String> {
+    let places = currency.decimals().min(FEE_DIGITS.1);
+    amount_problem(fee, (FEE_DIGITS.0, places)).map(|problem| match problem {
+        AmountProblem::TooFine { .. } => format!("{problem}: a fee is charged in whole minor units of {currency}"),
+        other => other.to_string(),
+    })
+}
+
+/// What a plan's money was before an edit: a currency or fee saved before today's checks is
+/// kept as it is, so an edit of something else does not force a change that moves billing.
+struct Saved<'a> {
+    currency: &'a str,
+    setup_fee: Decimal,
+    monthly_fee: Decimal,
+}
+
+fn validate(plan: &NewPlan, saved: Option<&Saved<'_>>) -> Result<()> {
     let system_ok = (1..=64).contains(&plan.system_name.len())
         && plan.system_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !plan.system_name.starts_with('-')
@@ -104,17 +149,25 @@ fn validate(plan: &NewPlan) -> Result<()> {
     if plan.description.chars().count() > 5000 {
         return Err(Error::invalid("description", "use at most 5,000 characters"));
     }
-    if let Some(problem) = amount_problem(plan.setup_fee, FEE_DIGITS) {
-        return Err(Error::invalid("setup_fee", problem));
-    }
-    if let Some(problem) = amount_problem(plan.monthly_fee, FEE_DIGITS) {
-        return Err(Error::invalid("monthly_fee", problem));
+    let kept = saved.filter(|saved| saved.currency == plan.currency);
+    let currency = match kept {
+        Some(_) => Currency::new(&plan.currency).map_err(|e| Error::invalid("currency", e.to_string()))?,
+        None => Currency::parse(&plan.currency).map_err(|e| Error::invalid("currency", e.to_string()))?,
+    };
+    for (field, fee, before) in [
+        ("setup_fee", plan.setup_fee, kept.map(|saved| saved.setup_fee)),
+        ("monthly_fee", plan.monthly_fee, kept.map(|saved| saved.monthly_fee)),
+    ] {
+        let problem = match before {
+            Some(before) if before == fee => amount_problem(fee, FEE_DIGITS).map(|problem| problem.to_string()),
+            _ => fee_problem(fee, currency),
+        };
+        if let Some(problem) = problem {
+            return Err(Error::invalid(field, problem));
+        }
     }
     if !(0..=3650).contains(&plan.trial_days) {
         return Err(Error::invalid("trial_days", "use 0 to 3650 days"));
-    }
-    if plan.currency.len() != 3 || !plan.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Error::invalid("currency", "use a three-letter ISO 4217 code such as EUR"));
     }
     if tollgate_protocol::TimeZoneName::new(&plan.time_zone).is_err() {
         return Err(Error::invalid(
@@ -142,7 +195,7 @@ fn validate(plan: &NewPlan) -> Result<()> {
             return Err(Error::invalid(format!("pricing[{i}].to"), "must not be below `from`"));
         }
         if let Some(problem) = amount_problem(tier.price_per_unit, PRICE_DIGITS) {
-            return Err(Error::invalid(format!("pricing[{i}].price_per_unit"), problem));
+            return Err(Error::invalid(format!("pricing[{i}].price_per_unit"), problem.to_string()));
         }
         for (j, other) in plan.pricing.iter().enumerate().take(i) {
             let overlaps = other.metric == tier.metric
@@ -247,7 +300,7 @@ pub async fn create_plan(pool: &PgPool, api: ApiId, plan: &NewPlan, actor: &Acto
 
 /// [`create_plan`] inside the caller's transaction.
 pub async fn create_plan_in(tx: &mut sqlx::PgConnection, api: ApiId, plan: &NewPlan, actor: &Actor) -> Result<PlanId> {
-    validate(plan)?;
+    validate(plan, None)?;
     let id = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO plans (id, api_id, system_name, name, description, published, approval_required,
@@ -493,8 +546,9 @@ pub async fn update_plan(pool: &PgPool, id: PlanId, plan: &NewPlan, actor: &Acto
 
 /// [`update_plan`] inside the caller's transaction.
 pub async fn update_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, plan: &NewPlan, actor: &Actor) -> Result<()> {
-    validate(plan)?;
     let before = get_plan_in(tx, id).await?;
+    let saved = Saved { currency: &before.currency, setup_fee: before.setup_fee, monthly_fee: before.monthly_fee };
+    validate(plan, Some(&saved))?;
     // Billing reads a plan's months in its zone and bills in its currency, for history too:
     // changing either under subscribers would leave their usage unbilled.
     let changed = [("currency", before.currency != plan.currency), ("time_zone", before.time_zone != plan.time_zone)];

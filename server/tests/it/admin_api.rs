@@ -149,6 +149,49 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(negative)).await.0,
         422
     );
+    // A currency ISO 4217 does not list (a typo, a test code) would be invoiced as it is.
+    for (currency, fee, field, says) in [
+        ("UDS", "10", "currency", "`UDS` is not an ISO 4217 currency"),
+        ("XXX", "10", "currency", "`XXX` is not an ISO 4217 currency"),
+        // A fee is charged as it is: it must be payable in the currency's minor unit.
+        ("USD", "9.999", "monthly_fee", "use at most 2 decimal places: a fee is charged in whole minor units of USD"),
+        ("JPY", "1000.5", "monthly_fee", "use a whole amount"),
+    ] {
+        let mut odd = plan.clone();
+        odd["system_name"] = json!("odd");
+        odd["currency"] = json!(currency);
+        odd["monthly_fee"] = json!(fee);
+        let (status, err) =
+            admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(odd)).await;
+        assert_eq!((status, err["field"].as_str()), (422, Some(field)), "{currency} {fee}: {err}");
+        assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+    }
+    let mut fine = plan.clone();
+    fine["system_name"] = json!("kwd");
+    fine["currency"] = json!("KWD");
+    fine["monthly_fee"] = json!("9.995");
+    let (status, created_kwd) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(fine)).await;
+    assert_eq!(status, 201, "three decimals are a whole amount of fils: {created_kwd}");
+    // A plan saved before these checks keeps its code and fee through an edit of its name.
+    let legacy_id = created_kwd["id"].as_str().unwrap();
+    sqlx::query("UPDATE plans SET currency = 'ABC', monthly_fee = 9.999 WHERE id = $1::uuid")
+        .bind(legacy_id)
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let mut renamed = plan.clone();
+    renamed["system_name"] = json!("kwd");
+    renamed["name"] = json!("Legacy");
+    renamed["currency"] = json!("ABC");
+    renamed["monthly_fee"] = json!("9.999");
+    let path = format!("/admin/api/v1/plans/{legacy_id}");
+    let (status, saved) = admin.call(reqwest::Method::PUT, &path, Some(renamed.clone())).await;
+    assert_eq!((status, saved["name"].as_str()), (200, Some("Legacy")), "{saved}");
+    // A new fee in it is a new price: it must be payable.
+    renamed["monthly_fee"] = json!("8.999");
+    let (status, err) = admin.call(reqwest::Method::PUT, &path, Some(renamed)).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("monthly_fee")), "{err}");
 
     let plan_id = created["id"].as_str().unwrap().to_owned();
     let (status, copy) = admin
@@ -231,16 +274,23 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
         assert_eq!(err["error"], "invalid_input", "{err}");
         assert_eq!(err["field"], field, "{err}");
     }
-    // The largest values the document allows are accepted.
+    // The largest values the document allows are accepted: a fee has at most its currency's
+    // decimals (2 for EUR, 4 for CLF).
     let (status, created) = admin
         .call(
             reqwest::Method::POST,
             &format!("/admin/api/v1/apis/{api}/plans"),
-            Some(plan("9999999999.9999", "99999999.999999")),
+            Some(plan("9999999999.99", "99999999.999999")),
         )
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["pricing"][0]["price_per_unit"], "99999999.999999");
+    let mut clf = plan("9999999999.9999", "1");
+    clf["system_name"] = json!("clf");
+    clf["currency"] = json!("CLF");
+    let (status, created) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(clf)).await;
+    assert_eq!(status, 201, "{created}");
 
     for (path, field) in [
         ("/admin/api/v1/accounts?per_page=500", "per_page"),

@@ -81,6 +81,33 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
     assert!(page.contains("Tier 2: overlaps tier 1 (pricing[0])"), "{page}");
     fields.retain(|(k, _)| *k != "price_from_1");
     fields.push(("price_from_1", "101"));
+    // An amount is written as people write one, in a currency ISO 4217 lists.
+    for (field, value, says) in [
+        ("monthly_fee", "1e3", "enter an amount such as 49.00"),
+        ("price_unit_1", "1e-2", "enter an amount such as 49.00"),
+        ("currency", "eru", "`ERU` is not an ISO 4217 currency"),
+    ] {
+        let mut odd = fields.clone();
+        odd.retain(|(k, _)| *k != field);
+        odd.push((field, value));
+        let res = app.post_form(&form_url, &odd).await;
+        assert_eq!(res.status(), 422, "{field}={value}");
+        let page = res.text().await.unwrap();
+        assert!(page.contains(says), "{field}={value}: {page}");
+    }
+    // Every field that does not read is named at once, not one per try.
+    let mut odd = fields.clone();
+    odd.retain(|(k, _)| !["setup_fee", "limit_max_1", "price_to_1"].contains(k));
+    odd.extend([("setup_fee", "five"), ("limit_max_1", "lots"), ("price_to_1", "1.5")]);
+    let res = app.post_form(&form_url, &odd).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("see the 3 highlighted fields"), "{page}");
+    for field in ["setup_fee", "limit_max_1", "price_to_1"] {
+        assert!(page.contains(&format!("id=\"{field}\"")), "{field}");
+        let input = page.split(&format!("id=\"{field}\"")).nth(1).unwrap().split('>').next().unwrap();
+        assert!(input.contains("aria-invalid=\"true\""), "{field}: {input}");
+    }
     let res = app.post_form(&form_url, &fields).await;
     assert_eq!(location(&res), api_page);
 

@@ -524,27 +524,28 @@ async fn the_admin_payment_form_records_the_payment_and_says_so_on_the_next_page
     // Without the CSRF token nothing happens.
     let res = app.post_form(&path, &[("amount", "10.00"), ("reference", "BT-1")]).await;
     assert_eq!(res.status(), 403);
-    // A wrong amount: back to the invoice, which says why.
+    // A wrong amount: the invoice again (422), with what was typed and why beside it.
     let res = app.post_form(&path, &[("csrf_token", &token), ("amount", "9"), ("reference", "BT-1")]).await;
-    assert_eq!((res.status().as_u16(), location(&res)), (303, format!("/admin/invoices/{id}")));
-    let page = app.get("/admin/accounts").await.text().await.unwrap();
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
     assert!(
         page.contains(
             "The payment was not recorded: the amount was refused (must equal the invoice&#39;s total, 10.00 USD;"
         ),
         "{page}"
     );
+    let form = page.split("data-testid=\"record-payment\"").nth(1).expect("the payment form");
+    let form = form.split("</form>").next().unwrap();
+    assert!(form.contains("value=\"9\" aria-invalid=\"true\" aria-describedby=\"amount-error\""), "{form}");
+    assert!(form.contains("id=\"amount-error\" role=\"alert\">Amount: must equal"), "{form}");
+    assert!(form.contains("value=\"BT-1\""), "the reference is kept: {form}");
     assert_eq!(invoice_of(&pool, account).await.2, "pending");
     let res = app.post_form(&path, &[("csrf_token", &token), ("amount", "ten"), ("reference", "BT-1")]).await;
-    assert_eq!(res.status(), 303);
-    assert!(
-        app.get("/admin/accounts")
-            .await
-            .text()
-            .await
-            .unwrap()
-            .contains("the amount was refused (write the amount as a number")
-    );
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("the amount was refused (write the amount as a number") && page.contains("value=\"ten\""));
+    // The message belongs to that answer: the next page does not repeat it.
+    assert!(!app.get("/admin/accounts").await.text().await.unwrap().contains("was not recorded"));
     let res = app.post_form(&path, &[("csrf_token", &token), ("amount", "10.00"), ("reference", "BT-1")]).await;
     assert_eq!((res.status().as_u16(), location(&res)), (303, format!("/admin/invoices/{id}")));
     assert_eq!(invoice_of(&pool, account).await.2, "paid");
