@@ -1,5 +1,20 @@
 //! Field-level problems of a submitted form, for the page that shows the
-//! form again.
+//! form again, and the reading of what people type into amount fields.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+/// An amount as people write it: digits with at most one decimal point (`49`, `49.00`,
+/// `.5`), perhaps negative; not `1e3`, `1E3` or `1_000`, which `Decimal`'s own parser takes.
+pub fn written_amount(raw: &str) -> Option<Decimal> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    let plain = digits.bytes().any(|b| b.is_ascii_digit())
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|&b| b == b'.').count() <= 1;
+    if plain { Decimal::from_str(raw).ok() } else { None }
+}
 
 /// Field-level problems of a submitted form, shown next to each field.
 #[derive(Debug, Clone, Default)]
@@ -60,5 +75,20 @@ impl FieldErrors {
 impl From<Vec<(&'static str, String)>> for FieldErrors {
     fn from(list: Vec<(&'static str, String)>) -> Self {
         FieldErrors(list.into_iter().map(|(f, m)| (f.to_owned(), m)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_as_people_write_them() {
+        for (raw, amount) in [("49", "49"), (" 49.00 ", "49.00"), (".5", "0.5"), ("-1", "-1")] {
+            assert_eq!(written_amount(raw), Some(Decimal::from_str(amount).unwrap()), "{raw}");
+        }
+        for raw in ["1e3", "1E3", "1_000", "1.2.3", "", "-", ".", "NaN", "4,5", "+5"] {
+            assert_eq!(written_amount(raw), None, "{raw}");
+        }
     }
 }

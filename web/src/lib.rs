@@ -40,7 +40,7 @@ pub mod usage_view;
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use csrf::{CsrfForm, DocumentForm, EmptyForm};
 pub use error::{PageError, PageResult, Problem, page_extractors, status_of};
-pub use form::FieldErrors;
+pub use form::{FieldErrors, written_amount};
 pub use guards::{AdminUser, SignedInUser};
 pub use headers::{SecurityHeaders, security_headers};
 pub use layout::{Chrome, Flash};

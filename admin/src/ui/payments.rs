@@ -4,12 +4,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use rust_decimal::Decimal;
 use tollgate_core::Error;
 use tollgate_core::audit::Actor;
 use tollgate_core::billing::payments;
 use tollgate_core::db::PgPool;
-use tollgate_web::{AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, parse_id, see_other};
+use tollgate_web::{
+    AdminUser, Chrome, CsrfForm, FieldErrors, PageResult, Session, parse_id, see_other, written_amount,
+};
 
 use super::invoices::{PaymentDraft, invoice_page};
 
@@ -29,9 +30,9 @@ pub async fn record(
     CsrfForm(form): CsrfForm<PaymentForm>,
 ) -> PageResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let outcome = match form.amount.trim().parse::<Decimal>() {
-        Ok(amount) => payments::record_manual_payment(&pool, id, amount, &form.reference, &Actor::from(&user)).await,
-        Err(_) => Err(Error::invalid("amount", "write the amount as a number, e.g. 49.00")),
+    let outcome = match written_amount(&form.amount) {
+        Some(amount) => payments::record_manual_payment(&pool, id, amount, &form.reference, &Actor::from(&user)).await,
+        None => Err(Error::invalid("amount", "write the amount as a number, e.g. 49.00")),
     };
     match outcome {
         Ok(_) => {

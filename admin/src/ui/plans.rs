@@ -17,6 +17,7 @@ use tollgate_core::db::{CappedCount, PgPool};
 use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, Period, PlanId};
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, parse_id, render, see_other,
+    written_amount,
 };
 
 /// Blank rows offered for limits and price tiers; blank rows are ignored.
@@ -221,17 +222,6 @@ impl Reading {
     fn parsed<T: FromStr<Err: std::fmt::Display>>(&mut self, field: String, raw: &str) -> Option<T> {
         raw.parse::<T>().map_err(|e| self.problems.push((field, e.to_string()))).ok()
     }
-}
-
-/// An amount as people write it: digits with at most one decimal point (`49`, `49.00`,
-/// `.5`), perhaps signed; not `1e3`, `NaN` or `1_000`, which `Decimal`'s parser would take.
-fn written_amount(raw: &str) -> Option<Decimal> {
-    let raw = raw.trim();
-    let digits = raw.strip_prefix('-').unwrap_or(raw);
-    let plain = digits.bytes().any(|b| b.is_ascii_digit())
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && digits.bytes().filter(|&b| b == b'.').count() <= 1;
-    if plain { Decimal::from_str(raw).ok() } else { None }
 }
 
 /// Core names list items `limits[2].max`; the form names them `limit_max_2`.

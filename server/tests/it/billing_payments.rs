@@ -544,6 +544,10 @@ async fn the_admin_payment_form_records_the_payment_and_says_so_on_the_next_page
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
     assert!(page.contains("the amount was refused (write the amount as a number") && page.contains("value=\"ten\""));
+    // The total in another notation is not an amount as people write one.
+    let res = app.post_form(&path, &[("csrf_token", &token), ("amount", "1e1"), ("reference", "BT-1")]).await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(invoice_of(&pool, account).await.2, "pending");
     // The message belongs to that answer: the next page does not repeat it.
     assert!(!app.get("/admin/accounts").await.text().await.unwrap().contains("was not recorded"));
     let res = app.post_form(&path, &[("csrf_token", &token), ("amount", "10.00"), ("reference", "BT-1")]).await;
