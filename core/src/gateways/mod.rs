@@ -119,10 +119,33 @@ pub async fn is_live(pool: &PgPool, id: GatewayId) -> Result<bool> {
     Ok(live)
 }
 
-pub async fn set_connected(pool: &PgPool, id: GatewayId, connected: bool) -> Result<()> {
-    sqlx::query!("UPDATE gateways SET connected = $2, last_seen_at = now() WHERE id = $1", id.0, connected)
-        .execute(pool)
-        .await?;
+/// One config stream of an agent, from its opening to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamId(Uuid);
+
+/// Marks the agent connected by a new config stream, which becomes its newest.
+pub async fn stream_opened(pool: &PgPool, id: GatewayId) -> Result<StreamId> {
+    let stream = StreamId(Uuid::now_v7());
+    sqlx::query!(
+        "UPDATE gateways SET connected = true, stream_id = $2, last_seen_at = now() WHERE id = $1",
+        id.0,
+        stream.0
+    )
+    .execute(pool)
+    .await?;
+    Ok(stream)
+}
+
+/// Marks the agent disconnected when `stream` was its newest: the end of a stream that a
+/// restarted agent has already replaced leaves it connected.
+pub async fn stream_ended(pool: &PgPool, id: GatewayId, stream: StreamId) -> Result<()> {
+    sqlx::query!(
+        "UPDATE gateways SET connected = connected AND stream_id IS DISTINCT FROM $2, last_seen_at = now() WHERE id = $1",
+        id.0,
+        stream.0
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::sync::{mpsc, watch};
 use tollgate_core::db::PgPool;
-use tollgate_core::gateways::{AuthenticatedGateway, GatewayId, is_live, set_connected};
+use tollgate_core::gateways::{AuthenticatedGateway, GatewayId, is_live, stream_ended, stream_opened};
 use tollgate_core::sync::build_snapshot;
 use tollgate_protocol::binary::{self, BINARY_MEDIA_TYPE, FrameKind};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
@@ -121,7 +121,7 @@ struct Session {
 
 async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Option<u64>, encoding: Encoding) {
     let pool = session.pool.clone();
-    let _ = set_connected(&pool, gateway.id, true).await;
+    let opened = stream_opened(&pool, gateway.id).await;
     metrics::gauge!("tollgate_agent_streams").increment(1.0);
     tracing::info!(agent = %gateway.name, from = ?from, ?encoding, "agent connected to the config stream");
     let pumping = async {
@@ -144,7 +144,9 @@ async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Optio
         tracing::warn!(agent = %gateway.name, error = %err, "config stream ended with an error");
     }
     metrics::gauge!("tollgate_agent_streams").decrement(1.0);
-    let _ = set_connected(&pool, gateway.id, false).await;
+    if let Ok(opened) = opened {
+        let _ = stream_ended(&pool, gateway.id, opened).await;
+    }
     tracing::info!(agent = %gateway.name, "agent left the config stream");
 }
 

@@ -710,3 +710,39 @@ async fn revoking_an_agent_ends_its_open_config_stream(pool: PgPool) {
     let res = s.app.client.get(s.app.url("/agent/v1/config")).bearer_auth(&s.token).send().await.unwrap();
     assert_eq!(res.status(), 401, "the token cannot reopen it");
 }
+
+/// Whether the only agent is marked connected, and when the server last noted it.
+async fn connection_of(pool: &PgPool) -> (bool, Option<time::OffsetDateTime>) {
+    sqlx::query_as("SELECT connected, last_seen_at FROM gateways").fetch_one(pool).await.unwrap()
+}
+
+/// Polls until the server has noted something of the agent after `since` (a stream's end),
+/// or fails after 20 s (a dropped stream is seen at its next heartbeat, within 5 s).
+async fn noted_after(pool: &PgPool, since: Option<time::OffsetDateTime>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (connected, at) = connection_of(pool).await;
+        if at != since {
+            return connected;
+        }
+        assert!(Instant::now() < deadline, "the server did not see the stream end within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_agent_restarted_at_once_stays_connected_when_its_old_stream_ends(pool: PgPool) {
+    let s = setup(pool).await;
+    let mut old = open_stream(&s.app, &s.token, None).await;
+    assert!(matches!(old.next().await, ConfigMessage::Snapshot(_)));
+    // The restarted agent connects before the server has seen the old stream go.
+    let mut new = open_stream(&s.app, &s.token, None).await;
+    assert!(matches!(new.next().await, ConfigMessage::Snapshot(_)));
+    let (connected, opened) = connection_of(&s.app.pool).await;
+    assert!(connected);
+    drop(old);
+    assert!(noted_after(&s.app.pool, opened).await, "the old stream's end marked a connected agent down");
+    let (_, old_ended) = connection_of(&s.app.pool).await;
+    drop(new);
+    assert!(!noted_after(&s.app.pool, old_ended).await, "the agent's last stream ended: it is down");
+}
