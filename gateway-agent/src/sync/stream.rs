@@ -109,6 +109,8 @@ struct State {
     base: Option<Arc<Config>>,
     /// The disk config has not been put in service yet.
     standby: bool,
+    /// The disk config is in service and the server has not confirmed it yet.
+    from_disk: bool,
     rejected: Option<Rejection>,
     /// A config was installed since the last reconnect.
     progressed: bool,
@@ -149,6 +151,7 @@ impl ConfigSync {
     pub async fn run(self, standby: Option<Arc<Config>>, mut stop: watch::Receiver<bool>) {
         let mut state = State {
             standby: standby.is_some(),
+            from_disk: false,
             base: standby,
             rejected: None,
             progressed: false,
@@ -193,6 +196,7 @@ impl ConfigSync {
     fn serve_standby(&self, state: &mut State) {
         state.standby = false;
         if let Some(config) = &state.base {
+            state.from_disk = true;
             tracing::warn!(
                 revision = config.revision,
                 "management server unreachable: serving the last good config from disk"
@@ -205,9 +209,11 @@ impl ConfigSync {
         }
     }
 
-    /// The server confirmed that the config loaded from disk is its current one.
+    /// The server confirmed that the config loaded from disk is its current one, before or
+    /// after it went into service.
     fn confirm_standby(&self, state: &mut State) {
         state.standby = false;
+        state.from_disk = false;
         if let Some(config) = &state.base {
             tracing::info!(revision = config.revision, "the management server confirmed the saved config is current");
             self.source.store(Source::Server as u8, Ordering::Release);
@@ -402,8 +408,9 @@ impl ConfigSync {
                     return Err(SessionEnd::Behind { server: heartbeat.revision, agent: state.revision() });
                 }
                 // A server with nothing newer than the saved config answers with a heartbeat
-                // at its revision: the disk copy is current, so it goes into service now.
-                if state.standby && state.revision() == Some(heartbeat.revision) {
+                // at its revision: the disk copy is current, so it goes into service now (or,
+                // already serving, becomes the server's).
+                if (state.standby || state.from_disk) && state.revision() == Some(heartbeat.revision) {
                     self.confirm_standby(state);
                 }
             }
@@ -493,6 +500,7 @@ impl ConfigSync {
         self.metrics.config_revision.set(revision as f64);
         state.base = Some(config.clone());
         state.standby = false;
+        state.from_disk = false;
         state.progressed = true;
         if state.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
             state.rejected = None;

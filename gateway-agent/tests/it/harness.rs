@@ -207,6 +207,8 @@ struct CpState {
     acknowledged: HashSet<Uuid>,
     /// Usage posts to fail with 503 before accepting again.
     failing_usage: usize,
+    /// Config stream requests to fail with 503 (a server still starting) before serving again.
+    failing_streams: usize,
     /// Usage posts to refuse as invalid (400) before accepting again.
     refusing_usage: usize,
     bad_requests: Vec<String>,
@@ -356,6 +358,10 @@ impl ControlPlane {
                     .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("revision=")?.parse::<u64>().ok()));
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut state = state.lock().expect("lock");
+                if state.failing_streams > 0 {
+                    state.failing_streams -= 1;
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"unavailable","message":"starting"}"#);
+                }
                 // As the real server negotiates: binary for the current `version`; an older server
                 // (`format_v1`) matched the bare type and sent version 1.
                 let format_v1 = state.format_v1;
@@ -496,6 +502,10 @@ impl ControlPlane {
 
     pub fn fail_usage(&self, times: usize) {
         self.state.lock().expect("lock").failing_usage = times;
+    }
+
+    pub fn fail_streams(&self, times: usize) {
+        self.state.lock().expect("lock").failing_streams = times;
     }
 
     pub fn refuse_usage(&self, times: usize) {

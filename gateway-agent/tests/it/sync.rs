@@ -157,6 +157,29 @@ async fn a_restarted_agent_serves_from_disk_while_the_server_is_down() {
     agent.shutdown().await.expect("clean shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_served_from_disk_is_the_servers_again_once_the_server_confirms_it() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    agent.shutdown().await.expect("clean shutdown");
+    // The server is not answering yet when the agent restarts: it serves its saved config.
+    cp.fail_streams(1);
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let admin = agent.admin_addr();
+    // Then the server answers, at the saved revision: a heartbeat confirms the config.
+    let ready = eventually("/ready to say the server's config", || async move {
+        let ready = get(&format!("http://{admin}/ready"), &[]).await.json();
+        (ready["source"] == "server").then_some(ready)
+    })
+    .await;
+    assert_eq!(ready["revision"], 1);
+    assert_eq!(cp.connects(), [None, Some(1)], "after the refused request, a stream from the saved revision");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
 /// The revision of the `config.bin` in `dir`.
 fn saved_revision(dir: &std::path::Path) -> u64 {
     let bytes = std::fs::read(dir.join("config.bin")).expect("config.bin");
