@@ -326,7 +326,16 @@ impl Agent {
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
         let persister =
             tokio::spawn(store::persist(state_dir, persist_rx, on_disk, limiter, settings.clock.clone(), stop_rx));
-        tracing::info!(%proxy_addr, %admin_addr, ?authz_addr, ?authz_grpc_addr, %agent_id, server = %settings.server, "tollgate-agent started");
+        tracing::info!(
+            %proxy_addr,
+            %admin_addr,
+            // Absent when off: a log shipper reads a field or none, not the text `None`.
+            authz_addr = authz_addr.map(tracing::field::display),
+            authz_grpc_addr = authz_grpc_addr.map(tracing::field::display),
+            %agent_id,
+            server = %settings.server,
+            "tollgate-agent started"
+        );
         Ok(RunningAgent {
             proxy_addr,
             admin_addr,

@@ -5,7 +5,40 @@ use std::process::ExitCode;
 
 use tollgate_agent::{Agent, Error, Settings};
 
+/// What `--help` prints. The settings are many; docs/AGENT.md lists them all.
+const USAGE: &str = "\
+tollgate-agent: the Tollgate gateway agent
+
+Usage: tollgate-agent [--help | --version]
+
+It takes no arguments: settings come from TOLLGATE_AGENT_* environment variables.
+Required: TOLLGATE_AGENT_SERVER (the management server's URL) and TOLLGATE_AGENT_TOKEN
+(from `tollgate agent create`). Commonly set: TOLLGATE_AGENT_LISTEN (default
+127.0.0.1:8081), TOLLGATE_AGENT_ADMIN_LISTEN (health, readiness and metrics; default
+127.0.0.1:9081) and TOLLGATE_AGENT_STATE_DIR (the saved config and the usage spool).
+Every setting is described in docs/AGENT.md. SIGTERM or SIGINT stop it gracefully.
+";
+
 fn main() -> ExitCode {
+    // No argument starts a gateway: a mistyped flag must not bind ports and contact a server.
+    if let Some(argument) = std::env::args().nth(1) {
+        return match argument.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                ExitCode::SUCCESS
+            }
+            "-V" | "--version" => {
+                println!("tollgate-agent {}", tollgate_agent::AGENT_VERSION);
+                ExitCode::SUCCESS
+            }
+            other => {
+                eprintln!(
+                    "error: unexpected argument `{other}`; tollgate-agent takes its settings from TOLLGATE_AGENT_* variables (see --help)"
+                );
+                ExitCode::from(2)
+            }
+        };
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {

@@ -51,6 +51,12 @@ impl ServerUrl {
         if uri.query().is_some() {
             return Err(format!("`{raw}` must not have a query string"));
         }
+        // The agent authenticates with its token; a password in the URL would only be logged.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(
+                "the URL must not carry a user name or password; the agent's token is TOLLGATE_AGENT_TOKEN".to_owned()
+            );
+        }
         Ok(ServerUrl { base: raw.trim_end_matches('/').to_owned() })
     }
 
@@ -628,6 +634,10 @@ mod tests {
         let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
         assert_eq!(err(&[("TOLLGATE_AGENT_LISTEN", "nope")]), "TOLLGATE_AGENT_LISTEN");
         assert_eq!(err(&[("TOLLGATE_AGENT_SERVER", "ftp://x")]), "TOLLGATE_AGENT_SERVER");
+        let with_password =
+            parse(&[("TOLLGATE_AGENT_SERVER", "http://user:hunter2@127.0.0.1:8080")]).expect_err("refused");
+        assert_eq!(with_password.setting, "TOLLGATE_AGENT_SERVER");
+        assert!(!with_password.message.contains("hunter2"), "the password is not repeated: {}", with_password.message);
         assert_eq!(err(&[("TOLLGATE_AGENT_TLS_CERT", "a.pem")]), "TOLLGATE_AGENT_TLS_KEY");
         assert_eq!(err(&[("TOLLGATE_AGENT_REDIS_CA", "ca.pem")]), "TOLLGATE_AGENT_REDIS_CA");
         assert_eq!(err(&[("TOLLGATE_AGENT_ACCESS_LOG", "yes")]), "TOLLGATE_AGENT_ACCESS_LOG");

@@ -221,7 +221,8 @@ impl Settings {
         };
         let database_max_connections =
             match src.get("database_max_connections", f.database_max_connections.map(|n| n.to_string())) {
-                Some((name, raw)) => parse_number(&name, &raw, 1..=1000)?,
+                // One connection is held for change notifications (LISTEN); the rest serve.
+                Some((name, raw)) => parse_number(&name, &raw, 2..=1000)?,
                 None => 10,
             };
         let listen = match src.get("listen", f.listen.clone()) {
@@ -234,14 +235,35 @@ impl Settings {
         let public_url = match src.get("public_url", f.public_url.clone()) {
             Some((name, raw)) => {
                 let trimmed = raw.trim().trim_end_matches('/').to_owned();
-                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
-                    return Err(setting_error(&name, format!("`{raw}` must be an http:// or https:// URL")));
+                // Links in mails and pages are built on it: a host is needed, and nothing a
+                // URL cannot hold (`https://exa mple.com`).
+                let parsed = reqwest::Url::parse(&trimmed).ok().filter(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| !host.is_empty())
+                });
+                if parsed.is_none() || trimmed.contains(char::is_whitespace) {
+                    return Err(setting_error(
+                        &name,
+                        format!(
+                            "`{raw}` is not an http:// or https:// URL with a host, such as https://api.example.com"
+                        ),
+                    ));
                 }
                 trimmed
             }
             None => format!("http://{listen}"),
         };
-        let log = src.get("log", f.log.clone()).map(|(_, v)| v).unwrap_or_else(|| DEFAULT_LOG.to_owned());
+        let log = match src.get("log", f.log.clone()) {
+            Some((name, raw)) => {
+                if tracing_subscriber::EnvFilter::try_new(&raw).is_err() {
+                    return Err(setting_error(
+                        &name,
+                        format!("`{raw}` is not a log filter such as info or info,tollgate=debug"),
+                    ));
+                }
+                raw
+            }
+            None => DEFAULT_LOG.to_owned(),
+        };
         let log_format = match src.get("log_format", f.log_format.clone()) {
             Some((name, raw)) => match raw.trim() {
                 "human" => LogFormat::Human,
@@ -307,8 +329,18 @@ impl Settings {
         let gateway_url = match src.get("gateway_url", f.gateway_url.clone()) {
             Some((name, raw)) => {
                 let trimmed = raw.trim().trim_end_matches('/').to_owned();
-                if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
-                    return Err(setting_error(&name, format!("`{raw}` must be an http:// or https:// URL")));
+                // Links in mails and pages are built on it: a host is needed, and nothing a
+                // URL cannot hold (`https://exa mple.com`).
+                let parsed = reqwest::Url::parse(&trimmed).ok().filter(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| !host.is_empty())
+                });
+                if parsed.is_none() || trimmed.contains(char::is_whitespace) {
+                    return Err(setting_error(
+                        &name,
+                        format!(
+                            "`{raw}` is not an http:// or https:// URL with a host, such as https://api.example.com"
+                        ),
+                    ));
                 }
                 trimmed
             }

@@ -47,8 +47,14 @@ impl TraceExport {
     ) -> Result<Option<TraceExport>, SettingError> {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let invalid = |setting: &str, message: String| SettingError { setting: setting.to_owned(), message };
-        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-            return Ok(None);
+        // OpenTelemetry reads anything but `true` as false; a `yes` or `1` meant to turn
+        // tracing off is refused rather than read as "on".
+        match get("OTEL_SDK_DISABLED").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("false") => {}
+            Some("true") => return Ok(None),
+            Some(other) => {
+                return Err(invalid("OTEL_SDK_DISABLED", format!("`{other}` is not true or false")));
+            }
         }
         match get("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
             None | Some("otlp") => {}
@@ -64,6 +70,12 @@ impl TraceExport {
                         setting,
                         "grpc is not supported; traces are exported over OTLP/HTTP (the collector's port 4318)"
                             .to_owned(),
+                    ));
+                }
+                if !matches!(protocol.trim(), "http/json" | "http/protobuf") {
+                    return Err(invalid(
+                        setting,
+                        format!("`{}` is not supported; use http/json (or http/protobuf)", protocol.trim()),
                     ));
                 }
                 break;
@@ -265,6 +277,8 @@ mod tests {
         assert!(load(&[base, ("OTEL_TRACES_EXPORTER", "none")], None).expect("valid").is_none());
         let err = |vars: &[(&str, &str)], own: Option<&str>| load(vars, own).expect_err("invalid").setting;
         assert_eq!(err(&[base, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], None), "OTEL_EXPORTER_OTLP_PROTOCOL");
+        assert_eq!(err(&[base, ("OTEL_SDK_DISABLED", "yes")], None), "OTEL_SDK_DISABLED");
+        assert_eq!(err(&[base, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")], None), "OTEL_EXPORTER_OTLP_PROTOCOL");
         assert_eq!(err(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")], None), "OTEL_EXPORTER_OTLP_ENDPOINT");
         assert_eq!(err(&[], Some("nope")), "TOLLGATE_OTLP_ENDPOINT");
         assert_eq!(err(&[base, ("OTEL_BSP_SCHEDULE_DELAY", "x")], None), "OTEL_BSP_SCHEDULE_DELAY");

@@ -248,7 +248,7 @@ impl ConfigSync {
         {
             return SessionEnd::ContentType(String::from_utf8_lossy(kind.as_bytes()).into_owned());
         }
-        tracing::info!(server = %self.control_plane.server(), revision = ?state.revision(), binary, "config stream connected");
+        tracing::info!(server = %self.control_plane.server(), revision = state.revision(), binary, "config stream connected");
         self.metrics.cp_connected.set(1.0);
         if binary {
             return self.binary_session(state, response.into_body()).await;

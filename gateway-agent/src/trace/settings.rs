@@ -86,8 +86,14 @@ impl TraceExport {
     /// tracing off.
     pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<TraceExport>, SettingsError> {
         let invalid = |setting: &'static str, message: String| SettingsError { setting, message };
-        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-            return Ok(None);
+        // OpenTelemetry reads anything but `true` as false; a `yes` or `1` meant to turn
+        // tracing off is refused rather than read as "on".
+        match get("OTEL_SDK_DISABLED").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("false") => {}
+            Some("true") => return Ok(None),
+            Some(other) => {
+                return Err(invalid("OTEL_SDK_DISABLED", format!("`{other}` is not true or false")));
+            }
         }
         match get("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
             None | Some("otlp") => {}
@@ -104,6 +110,12 @@ impl TraceExport {
                         "grpc is not supported; the agent exports OTLP over HTTP (point it at the collector's \
                          HTTP port, 4318)"
                             .to_owned(),
+                    ));
+                }
+                if !matches!(protocol.trim(), "http/json" | "http/protobuf") {
+                    return Err(invalid(
+                        setting,
+                        format!("`{}` is not supported; use http/json (or http/protobuf)", protocol.trim()),
                     ));
                 }
                 break;
@@ -175,9 +187,11 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let err = |vars: &[(&str, &str)]| parse(vars).expect_err("invalid").setting;
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318");
+        assert_eq!(err(&[base, ("OTEL_SDK_DISABLED", "1")]), "OTEL_SDK_DISABLED");
+        assert_eq!(err(&[base, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")]), "OTEL_EXPORTER_OTLP_PROTOCOL");
         assert_eq!(err(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]), "OTEL_EXPORTER_OTLP_ENDPOINT");
         assert_eq!(err(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "c:4318")]), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318");
         assert_eq!(err(&[base, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), "OTEL_EXPORTER_OTLP_PROTOCOL");
         assert_eq!(err(&[base, ("OTEL_TRACES_EXPORTER", "zipkin")]), "OTEL_TRACES_EXPORTER");
         assert_eq!(err(&[base, ("OTEL_BSP_SCHEDULE_DELAY", "0")]), "OTEL_BSP_SCHEDULE_DELAY");

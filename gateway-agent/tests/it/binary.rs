@@ -34,6 +34,35 @@ fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: TOLLGATE_AGENT_TOKEN: "));
 }
 
+#[test]
+fn help_and_version_answer_and_no_argument_starts_a_gateway() {
+    let run = |argument: &str| {
+        // With settings that would start a gateway, so an ignored argument shows.
+        let dir = TempDir::new();
+        std::process::Command::new(BINARY)
+            .arg(argument)
+            .env_clear()
+            .env("TOLLGATE_AGENT_SERVER", "http://127.0.0.1:1")
+            .env("TOLLGATE_AGENT_TOKEN", "tg_agt_secret_value")
+            .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
+            .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
+            .output()
+            .expect("run the binary")
+    };
+    let help = run("--help");
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("TOLLGATE_AGENT_SERVER") && text.contains("docs/AGENT.md"), "{text}");
+    let version = run("--version");
+    assert_eq!(version.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("tollgate-agent 0."));
+    let bogus = run("--bogus-flag");
+    assert_eq!(bogus.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&bogus.stderr);
+    assert!(text.starts_with("error: unexpected argument `--bogus-flag`"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_agent_cleanly() {
     let upstream = Upstream::start().await;

@@ -123,7 +123,7 @@ async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Optio
     let pool = session.pool.clone();
     let opened = stream_opened(&pool, gateway.id).await;
     metrics::gauge!("tollgate_agent_streams").increment(1.0);
-    tracing::info!(agent = %gateway.name, from = ?from, ?encoding, "agent connected to the config stream");
+    tracing::info!(agent = %gateway.name, from, ?encoding, "agent connected to the config stream");
     let pumping = async {
         match encoding {
             Encoding::Json => {

@@ -53,6 +53,11 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
         ("TOLLGATE_LISTEN", "localhost:http"),
         ("TOLLGATE_LOG_FORMAT", "xml"),
         ("TOLLGATE_DATABASE_MAX_CONNECTIONS", "lots"),
+        // One connection is held for change notifications: one alone would starve the rest.
+        ("TOLLGATE_DATABASE_MAX_CONNECTIONS", "1"),
+        ("TOLLGATE_LOG", "tollgate=verbose"),
+        ("TOLLGATE_PUBLIC_URL", "https://exa mple.com"),
+        ("TOLLGATE_PUBLIC_URL", "http://"),
     ];
     for (name, value) in cases {
         let out = tollgate(&["migrate"], &[(name, value)], None);
