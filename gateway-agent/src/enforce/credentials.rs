@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use tollgate_protocol::usage::MAX_KEY_PREFIX_BYTES;
 use tollgate_protocol::{ApplicationState, KeyHash, KeyKind};
 
-use super::key_location::{Auth, AuthKind};
+use super::key_location::{Absent, Auth, AuthKind};
 use crate::config::{AppEntry, Config, CredentialEntry, PlanEntry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub(crate) enum AuthError {
     /// 400: two different values for one credential (see key_location.rs).
     Ambiguous,
     /// 401: no credentials (or only half of app_id + app_key).
-    Missing,
+    Missing(Absent),
     /// 403: unknown, expired or revoked key, or a key of another API.
     Invalid,
     /// 403: the application is pending or suspended.
@@ -84,10 +84,13 @@ struct Found<'a> {
 fn find<'a>(config: &'a Config, auth: &Auth, query: Option<&str>, headers: &HeaderMap) -> Result<Found<'a>, AuthError> {
     let presented = auth.read(query, headers).map_err(|_| AuthError::Ambiguous)?;
     let (key, app_id_slot) = match auth.kind() {
-        AuthKind::UserKey => (presented.get(0).ok_or(AuthError::Missing)?, None),
+        AuthKind::UserKey => (presented.get(0).ok_or(AuthError::Missing(Absent::All))?, None),
         AuthKind::AppIdKey => {
-            let (Some(app_id), Some(key)) = (presented.get(0), presented.get(1)) else {
-                return Err(AuthError::Missing);
+            let (app_id, key) = match (presented.get(0), presented.get(1)) {
+                (Some(app_id), Some(key)) => (app_id, key),
+                (Some(_), None) => return Err(AuthError::Missing(Absent::AppKey)),
+                (None, Some(_)) => return Err(AuthError::Missing(Absent::AppId)),
+                (None, None) => return Err(AuthError::Missing(Absent::All)),
             };
             (key, Some(*config.apps.by_app_id.get(app_id).ok_or(AuthError::Invalid)?))
         }

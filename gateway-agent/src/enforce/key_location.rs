@@ -58,6 +58,17 @@ pub(crate) struct Auth {
     canonical: Box<[Box<[u8]>]>,
 }
 
+/// Which of an API's credentials a request left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Absent {
+    /// Every one (the key, or both `app_id` and `app_key`).
+    All,
+    /// `app_id`, with an `app_key` present.
+    AppId,
+    /// `app_key`, with an `app_id` present.
+    AppKey,
+}
+
 /// Two different values for one credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ambiguous;
@@ -127,6 +138,30 @@ impl Auth {
     /// The configured locations, by slot.
     pub fn sources(&self) -> impl Iterator<Item = &KeySource> {
         self.sources.iter()
+    }
+
+    /// What a request without its credentials is told: where they go, under their names.
+    pub fn missing_message(&self, absent: Absent) -> String {
+        let place = |slot: usize| match self.sources.get(slot) {
+            Some(KeySource::Query(name)) => format!("as the `{name}` query parameter"),
+            Some(KeySource::Header(name)) => format!("in the `{name}` header"),
+            None => "as documented".to_owned(),
+        };
+        let name = |slot: usize| self.sources.get(slot).map_or("", KeySource::name);
+        match (self.kind, absent) {
+            (AuthKind::UserKey, _) => format!("This API requires a key; send it {}.", place(0)),
+            (AuthKind::AppIdKey, Absent::All) => format!(
+                "This API requires an application id and key; send the id {} and the key {}.",
+                place(0),
+                place(1)
+            ),
+            (AuthKind::AppIdKey, Absent::AppId) => {
+                format!("The application id is missing; send it {}, with `{}`.", place(0), name(1))
+            }
+            (AuthKind::AppIdKey, Absent::AppKey) => {
+                format!("The application key is missing; send it {}, with `{}`.", place(1), name(0))
+            }
+        }
     }
 
     /// The slot whose name `raw` (a query parameter name, still encoded) is a spelling of.

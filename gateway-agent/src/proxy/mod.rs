@@ -696,7 +696,10 @@ impl Proxy {
     /// headers once limits were checked (and `Retry-After` on a 429), and, when the request
     /// is attributed to an application, its refused count and failed-call record.
     fn refuse(&self, call: &Call<'_>, refusal: Refusal) -> Response<Body> {
-        let mut response = refusal.response();
+        let mut response = match refusal {
+            Refusal::MissingCredentials(absent) => reply::missing_credentials(call.api, absent),
+            _ => refusal.response(),
+        };
         self.decorate(call.api, &mut response);
         if let Some(rate) = &call.rate {
             rate.write(response.headers_mut(), self.clock.now(), refusal == Refusal::LimitExceeded);
@@ -823,7 +826,7 @@ fn is_valid_status(status: StatusCode) -> bool {
 fn auth_refusal(error: AuthError) -> Refusal {
     match error {
         AuthError::Ambiguous => Refusal::AmbiguousCredentials,
-        AuthError::Missing => Refusal::MissingCredentials,
+        AuthError::Missing(absent) => Refusal::MissingCredentials(absent),
         AuthError::Invalid => Refusal::InvalidCredentials,
         AuthError::NotLive => Refusal::ApplicationNotLive,
     }

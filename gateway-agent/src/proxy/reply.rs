@@ -4,12 +4,14 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use super::connections::UpstreamBody;
 use super::original::BadOriginal;
 use super::path::InvalidPath;
+use crate::config::ApiEntry;
+use crate::enforce::key_location::Absent;
 
 /// Response bodies: streamed from the upstream, or the agent's own.
 pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -24,7 +26,8 @@ pub(crate) enum Refusal {
     ApiRetired,
     NoMatchingRule,
     AmbiguousCredentials,
-    MissingCredentials,
+    /// What was left out; the API's own answer says where its credentials go.
+    MissingCredentials(Absent),
     InvalidCredentials,
     ApplicationNotLive,
     LimitExceeded,
@@ -55,7 +58,7 @@ impl Refusal {
             Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::ApiRetired => StatusCode::GONE,
-            Refusal::MissingCredentials => StatusCode::UNAUTHORIZED,
+            Refusal::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
             Refusal::InvalidCredentials | Refusal::ApplicationNotLive => StatusCode::FORBIDDEN,
             Refusal::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -74,7 +77,7 @@ impl Refusal {
             Refusal::ApiRetired => "api_retired",
             Refusal::NoMatchingRule => "no_matching_rule",
             Refusal::AmbiguousCredentials => "ambiguous_credentials",
-            Refusal::MissingCredentials => "missing_credentials",
+            Refusal::MissingCredentials(_) => "missing_credentials",
             Refusal::InvalidCredentials => "invalid_credentials",
             Refusal::ApplicationNotLive => "application_not_live",
             Refusal::LimitExceeded => "limit_exceeded",
@@ -113,7 +116,7 @@ impl Refusal {
             Refusal::AmbiguousCredentials => {
                 r#"{"error":"ambiguous_credentials","message":"The request carries two different values for one credential (in the query, in headers, or under variant spellings of its name); send it once."}"#
             }
-            Refusal::MissingCredentials => {
+            Refusal::MissingCredentials(_) => {
                 r#"{"error":"missing_credentials","message":"This API requires credentials; none were found in the request."}"#
             }
             Refusal::InvalidCredentials => {
@@ -159,7 +162,7 @@ impl Refusal {
             Refusal::ApiRetired => 4,
             Refusal::NoMatchingRule => 5,
             Refusal::AmbiguousCredentials => 6,
-            Refusal::MissingCredentials => 7,
+            Refusal::MissingCredentials(_) => 7,
             Refusal::InvalidCredentials => 8,
             Refusal::ApplicationNotLive => 9,
             Refusal::LimitExceeded => 10,
@@ -188,4 +191,21 @@ impl Refusal {
         }
         response
     }
+}
+
+/// The 401 of a request to `api` without (all of) its credentials: which are missing and
+/// where they go, and the challenge RFC 9110 asks a 401 to carry (`Key`, as API gateways
+/// name an API key scheme, in a realm named after the API).
+pub(crate) fn missing_credentials(api: &ApiEntry, absent: Absent) -> Response<Body> {
+    let refusal = Refusal::MissingCredentials(absent);
+    let body = serde_json::json!({"error": refusal.code(), "message": api.auth.missing_message(absent)}).to_string();
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = refusal.status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // A slug is lower-case letters, digits and dashes: nothing to escape in a quoted string.
+    if let Ok(challenge) = HeaderValue::from_str(&format!("Key realm=\"{}\"", api.slug)) {
+        headers.insert(WWW_AUTHENTICATE, challenge);
+    }
+    response
 }

@@ -192,6 +192,12 @@ async fn refusals_have_their_status_and_json_body() {
         let answer = send(Method::POST, &url, &[], "").await;
         assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "method_override"), "{query}");
     }
+    // A 401 says where the key goes, and carries the challenge a 401 needs.
+    let missing = get(&format!("http://{proxy}/pets/items/7?api_key={key}"), &[]).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.json()["message"], "This API requires a key; send it as the `user_key` query parameter.");
+    let challenge = missing.header("www-authenticate").expect("a challenge");
+    assert!(challenge.starts_with("Key realm=\"pets-"), "{challenge}");
     assert_eq!(upstream.count(), 0, "refused requests never reach the upstream");
 
     let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
@@ -398,6 +404,17 @@ async fn app_id_and_app_key() {
         let answer = get(&url(app_id), &headers).await;
         assert_eq!((answer.status, answer.error().as_str()), (status, error), "{app_id} {key:?}");
     }
+    // Half of the pair: the answer names the half that is missing, and where it goes.
+    let half = get(&url("weather-app"), &[]).await;
+    assert_eq!(
+        half.json()["message"],
+        "The application key is missing; send it in the `app-key` header, with `app_id`."
+    );
+    let half = get(&format!("http://{}/weather/today", agent.proxy_addr()), &[("app-key", app_key.as_str())]).await;
+    assert_eq!(
+        half.json()["message"],
+        "The application id is missing; send it as the `app_id` query parameter, with `app-key`."
+    );
     agent.shutdown().await.expect("clean shutdown");
 }
 
