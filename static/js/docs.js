@@ -4,13 +4,30 @@
 (function () {
   var el = document.getElementById('swagger-ui');
   var keyInput = document.getElementById('try-key');
+  // APIs in app_id + app_key mode take the application's id beside its key.
+  var appIdInput = document.getElementById('try-app-id');
   if (!el || !window.SwaggerUIBundle) return;
-  var stored = sessionStorage.getItem('tollgate-try-key');
-  if (stored && keyInput) keyInput.value = stored;
-  if (keyInput) keyInput.addEventListener('input', function () { sessionStorage.setItem('tollgate-try-key', keyInput.value); });
+  [[keyInput, 'tollgate-try-key'], [appIdInput, 'tollgate-try-app-id']].forEach(function (pair) {
+    var input = pair[0];
+    if (!input) return;
+    var stored = sessionStorage.getItem(pair[1]);
+    if (stored) input.value = stored;
+    input.addEventListener('input', function () { sessionStorage.setItem(pair[1], input.value); });
+  });
   var server = el.dataset.server;
   var keyName = el.dataset.keyName || 'user_key';
+  var appIdName = el.dataset.appIdName;
   var keyIn = el.dataset.keyIn || 'query';
+  // Sets one credential where the API reads it.
+  function put(req, name, value) {
+    if (keyIn === 'header') {
+      req.headers[name] = value;
+    } else {
+      var u = new URL(req.url, window.location.href);
+      u.searchParams.set(name, value);
+      req.url = u.toString();
+    }
+  }
   var ui = window.SwaggerUIBundle({
     url: el.dataset.spec,
     domNode: el,
@@ -20,16 +37,11 @@
     // from outside this server (its Content-Security-Policy forbids it).
     validatorUrl: null,
     requestInterceptor: function (req) {
+      if (req.url.indexOf(el.dataset.spec) !== -1) return req;
       var key = keyInput ? keyInput.value.trim() : '';
-      if (key && req.url.indexOf(el.dataset.spec) === -1) {
-        if (keyIn === 'header') {
-          req.headers[keyName] = key;
-        } else {
-          var u = new URL(req.url, window.location.href);
-          u.searchParams.set(keyName, key);
-          req.url = u.toString();
-        }
-      }
+      var appId = appIdInput ? appIdInput.value.trim() : '';
+      if (appIdName && appId) put(req, appIdName, appId);
+      if (key) put(req, keyName, key);
       return req;
     },
     // Point "Try it out" at the gateway whatever servers the document

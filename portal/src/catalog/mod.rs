@@ -13,7 +13,7 @@ use tollgate_core::accounts::AccountId;
 use tollgate_core::apis::ApiSummary;
 use tollgate_core::apis::catalog;
 use tollgate_core::apis::detail::{self, ApiDetail};
-use tollgate_core::apis::{ApiId, ApiState, KeyLocation};
+use tollgate_core::apis::{ApiId, ApiState, AuthMode, KeyLocation};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{Period, PlanDetail, get_plan_uncounted, list_plans};
 use tollgate_openapi::Operation;
@@ -165,6 +165,14 @@ struct ApiPage {
 }
 
 impl ApiPage {
+    /// Where the API reads its credentials, in words.
+    fn key_place(&self) -> &'static str {
+        match self.api.key_location {
+            KeyLocation::Header => "header",
+            KeyLocation::Query => "query parameter",
+        }
+    }
+
     fn limit_of(&self, plan: &PlanDetail, metric: &str, period: &Period) -> String {
         plan.limits
             .iter()

@@ -529,3 +529,34 @@ async fn a_refused_details_edit_keeps_what_was_typed(pool: PgPool) {
     assert_eq!((res.status().as_u16(), location(&res)), (303, path.clone()));
     assert!(app.get(&path).await.text().await.unwrap().contains("Renamed"));
 }
+
+/// An API in app_id + app_key mode tells developers to send both, and "Try it out" has a
+/// field for each (it sent only one before, so every call got a 401).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_app_id_and_key_api_page_asks_for_both(pool: PgPool) {
+    use tollgate_core::apis::detail::{self, ApiChanges};
+    use tollgate_core::apis::{AuthMode, KeyLocation, find_by_slug};
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool.clone()).await;
+    let instructions = |page: &str| {
+        let at = page.find("data-testid=\"key-instructions\"").expect("key instructions");
+        page[at..at + page[at..].find("</p>").unwrap()].to_owned()
+    };
+    let page = app.get("/apis/weather").await.text().await.unwrap();
+    assert!(instructions(&page).contains("send your key as the <code>user_key</code> query parameter"), "{page}");
+    assert!(!page.contains("try-app-id"));
+
+    let api = find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let pair = ApiChanges {
+        auth_mode: Some(AuthMode::AppIdAppKey),
+        key_location: Some(KeyLocation::Header),
+        ..ApiChanges::default()
+    };
+    detail::update(&pool, api.id, &pair, &tollgate_core::audit::Actor::system("test")).await.unwrap();
+    let page = app.get("/apis/weather").await.text().await.unwrap();
+    let said = instructions(&page);
+    assert!(said.contains("<code>app_id</code> header") && said.contains("<code>app_key</code> header"), "{said}");
+    assert!(!said.contains("user_key"), "{said}");
+    assert!(page.contains("id=\"try-app-id\"") && page.contains("data-app-id-name=\"app_id\""), "{page}");
+    assert!(page.contains("data-key-name=\"app_key\" ") && page.contains("data-key-in=\"header\""), "{page}");
+}
