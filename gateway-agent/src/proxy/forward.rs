@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use hyper::body::Body as _;
 use hyper::header::{
-    CONNECTION, CONTENT_LENGTH, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING,
-    UPGRADE,
+    CONNECTION, CONTENT_LENGTH, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Uri, Version};
@@ -130,6 +130,59 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &PROXY_AUTHENTICATE,
     &PROXY_AUTHORIZATION,
 ];
+
+/// Points an upstream's `Location` that leads back into the upstream (its own URL, or a path
+/// under its path prefix) at the same place behind the gateway, as nginx's `proxy_redirect
+/// default` does: the upstream builds redirects from the `Host` it was sent, which is its own,
+/// so a client would otherwise be sent past the gateway or to a path it does not route.
+/// `public_prefix` is the request path's part before what was forwarded (the API's base path).
+pub(crate) fn rewrite_location(headers: &mut HeaderMap, target: &Target, public_prefix: &str) {
+    let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let path = if location.starts_with('/') && !location.starts_with("//") {
+        Some(location)
+    } else {
+        strip_origin(location, target)
+    };
+    // Below the prefix: the prefix itself, then a separator or nothing.
+    let rest = path
+        .and_then(|path| path.strip_prefix(&*target.prefix))
+        .filter(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']));
+    let Some(rest) = rest else {
+        return;
+    };
+    let prefix = public_prefix.trim_end_matches('/');
+    let public = match prefix {
+        _ if rest.starts_with('/') => format!("{prefix}{rest}"),
+        "" => format!("/{rest}"),
+        _ => format!("{prefix}{rest}"),
+    };
+    if public != location
+        && let Ok(value) = HeaderValue::from_str(&public)
+    {
+        headers.insert(LOCATION, value);
+    }
+}
+
+/// `url`'s path and what follows, when it is on `target`'s scheme and authority.
+fn strip_origin<'a>(url: &'a str, target: &Target) -> Option<&'a str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case(target.scheme.as_str()) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let default_port = if target.is_tls() { 443 } else { 80 };
+    let same = authority.eq_ignore_ascii_case(target.authority.as_str())
+        || (target.authority.port_u16().is_none_or(|port| port == default_port)
+            && authority.eq_ignore_ascii_case(target.authority.host()));
+    match same {
+        true if path.is_empty() => Some("/"),
+        true => Some(path),
+        false => None,
+    }
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -549,6 +549,9 @@ impl Proxy {
         }
         let answered = self.clock.now();
         let bytes = body_bytes(&response);
+        let mut response = response;
+        let public_prefix = call.uri.path().get(..rest_offset).unwrap_or_default();
+        forward::rewrite_location(response.headers_mut(), target, public_prefix);
         let response = self.response_filter(call, response, answered);
         self.logging(call, &admitted, Some(target), status, bytes, answered);
         response

@@ -132,6 +132,7 @@ impl Upstream {
             let whole = whole.clone();
             async move {
                 let uri = request.uri().to_string();
+                let host = request.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                 record.lock().expect("lock").push(Seen {
                     method: request.method().clone(),
                     uri: uri.clone(),
@@ -143,9 +144,22 @@ impl Upstream {
                 }
                 let body = body.unwrap_or_default();
                 let mut status = StatusCode::OK;
-                if let Some(code) = uri.split("/status/").nth(1) {
+                let mut location = None;
+                if let Some((before, after)) = uri.split_once("/status/") {
+                    let mut pieces = after.split(['/', '?']);
+                    let code = pieces.next().unwrap_or_default();
                     status =
                         code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+                    // `/status/302/<kind>`: a redirect as upstreams build them, from their own
+                    // `Host` and path.
+                    let own = format!("http://{host}");
+                    location = match pieces.next() {
+                        Some("absolute") => Some(format!("{own}{before}/landed?x=1")),
+                        Some("relative") => Some(format!("{before}/landed")),
+                        Some("elsewhere") => Some(format!("https://example.com{before}/landed")),
+                        Some("outside") => Some("/other/landed".to_owned()),
+                        _ => None,
+                    };
                 }
                 if uri.contains("/slow") {
                     // Simulates a slow service (the agent's timeout is what is tested).
@@ -156,6 +170,9 @@ impl Upstream {
                 *response.status_mut() = status;
                 response.headers_mut().insert("connection", "keep-alive".parse().expect("value"));
                 response.headers_mut().insert("x-upstream", "1".parse().expect("value"));
+                if let Some(location) = location {
+                    response.headers_mut().insert("location", location.parse().expect("value"));
+                }
                 response
             }
         })

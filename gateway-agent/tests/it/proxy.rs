@@ -199,6 +199,17 @@ async fn refusals_have_their_status_and_json_body() {
     let challenge = missing.header("www-authenticate").expect("a challenge");
     assert!(challenge.starts_with("Key realm=\"pets-"), "{challenge}");
     assert_eq!(upstream.count(), 0, "refused requests never reach the upstream");
+    // A redirect the upstream builds from its own Host and path is pointed back through the
+    // gateway; one to another site, or outside the upstream's prefix, is left as it is.
+    for (kind, expected) in [
+        ("absolute", "/pets/landed?x=1"),
+        ("relative", "/pets/landed"),
+        ("elsewhere", "https://example.com/backend/landed"),
+        ("outside", "/other/landed"),
+    ] {
+        let answer = get(&format!("http://{proxy}/pets/status/302/{kind}?user_key={key}"), &[]).await;
+        assert_eq!((answer.status.as_u16(), answer.header("location")), (302, Some(expected)), "{kind}");
+    }
 
     let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
     assert!(metrics.contains(r#"decision="invalid_credentials",status="403""#), "{metrics}");
