@@ -19,7 +19,7 @@ use tollgate_protocol::gateway::reserved_path;
 use uuid::Uuid;
 
 use super::original::{BadOriginal, Original, Shape};
-use super::reply::{Body, Refusal};
+use super::reply::{Body, OwnBody, Refusal};
 use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
 use crate::config::{Config, Lifecycle};
 use crate::enforce::key_location::KeySource;
@@ -61,9 +61,16 @@ impl Proxy {
         let (mut response, refusal) = self.decision(&parts).await;
         if shape == Shape::AuthRequest
             && let Some(refusal) = refusal
-            && let Ok(body) = HeaderValue::from_str(&refusal.body())
         {
-            response.headers_mut().insert(&X_TOLLGATE_REFUSAL, body);
+            // The answer's own body when it was written for the request (which limit, where
+            // the key goes), else the refusal's.
+            let body = match response.extensions().get::<OwnBody>() {
+                Some(OwnBody(own)) => HeaderValue::from_maybe_shared(own.clone()),
+                None => HeaderValue::from_str(&refusal.body()),
+            };
+            if let Ok(body) = body {
+                response.headers_mut().insert(&X_TOLLGATE_REFUSAL, body);
+            }
         }
         response
     }
@@ -123,6 +130,7 @@ impl Proxy {
             operation: None,
             blame: None,
             rate: None,
+            exceeded: None,
             trace,
             group: GroupTag::NONE,
         };

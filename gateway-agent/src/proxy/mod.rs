@@ -55,7 +55,7 @@ use crate::clock::Clock;
 use crate::config::{ApiEntry, AppEntry, Config, CredentialEntry, Lifecycle, LiveConfig};
 use crate::enforce::counters::Outcome;
 use crate::enforce::credentials::{AuthError, Identified, KeyPrefix, authenticate, identify};
-use crate::enforce::limits::Checks;
+use crate::enforce::limits::{Checks, LimitRule};
 use crate::enforce::{Limiter, Touched};
 use crate::settings::{AccessLogMode, AuthzPathPrefix, CorsOrigins, Settings};
 use crate::telemetry::Metrics;
@@ -119,6 +119,8 @@ struct Call<'a> {
     blame: Option<Blame>,
     /// Its most constrained limit, once limits were checked.
     rate: Option<RateLimit<'a>>,
+    /// The limit that refused it, for the 429's message.
+    exceeded: Option<LimitRule>,
     /// Its trace: with tracing on, always; off, the client's, read only for the JSON
     /// access log.
     trace: Option<Trace>,
@@ -340,6 +342,7 @@ impl Proxy {
             operation: None,
             blame: None,
             rate: None,
+            exceeded: None,
             trace,
             group: GroupTag::NONE,
         };
@@ -420,6 +423,7 @@ impl Proxy {
         match self.limiter.check_and_add(checks, now).await {
             Outcome::Rejected { index, used } => {
                 call.rate = checks.get(index).and_then(|check| RateLimit::of(limits, check, used));
+                call.exceeded = checks.get(index).and_then(|check| limits.rules().get(check.limit as usize)).copied();
                 return Err(Refusal::LimitExceeded.into());
             }
             Outcome::Admitted { tightest } => {
@@ -699,8 +703,9 @@ impl Proxy {
     /// headers once limits were checked (and `Retry-After` on a 429), and, when the request
     /// is attributed to an application, its refused count and failed-call record.
     fn refuse(&self, call: &Call<'_>, refusal: Refusal) -> Response<Body> {
-        let mut response = match refusal {
-            Refusal::MissingCredentials(absent) => reply::missing_credentials(call.api, absent),
+        let mut response = match (refusal, call.exceeded) {
+            (Refusal::MissingCredentials(absent), _) => reply::missing_credentials(call.api, absent),
+            (Refusal::LimitExceeded, Some(limit)) => reply::limit_exceeded(call.api, limit),
             _ => refusal.response(),
         };
         self.decorate(call.api, &mut response);

@@ -10,8 +10,11 @@ use hyper::{Response, StatusCode};
 use super::connections::UpstreamBody;
 use super::original::BadOriginal;
 use super::path::InvalidPath;
+use tollgate_protocol::Period;
+
 use crate::config::ApiEntry;
 use crate::enforce::key_location::Absent;
+use crate::enforce::limits::LimitRule;
 
 /// Response bodies: streamed from the upstream, or the agent's own.
 pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -193,19 +196,48 @@ impl Refusal {
     }
 }
 
+/// The body of an answer written for its request (not one of [`Refusal::body`]'s), kept for
+/// the decision endpoint's copy in a header.
+#[derive(Clone)]
+pub(crate) struct OwnBody(pub Bytes);
+
+/// A JSON refusal answer with `message` for its request.
+fn written(refusal: Refusal, message: String) -> Response<Body> {
+    let body = Bytes::from(serde_json::json!({"error": refusal.code(), "message": message}).to_string());
+    let mut response = Response::new(Either::Right(Full::new(body.clone())));
+    *response.status_mut() = refusal.status();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.extensions_mut().insert(OwnBody(body));
+    response
+}
+
 /// The 401 of a request to `api` without (all of) its credentials: which are missing and
 /// where they go, and the challenge RFC 9110 asks a 401 to carry (`Key`, as API gateways
 /// name an API key scheme, in a realm named after the API).
 pub(crate) fn missing_credentials(api: &ApiEntry, absent: Absent) -> Response<Body> {
-    let refusal = Refusal::MissingCredentials(absent);
-    let body = serde_json::json!({"error": refusal.code(), "message": api.auth.missing_message(absent)}).to_string();
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *response.status_mut() = refusal.status();
+    let mut response = written(Refusal::MissingCredentials(absent), api.auth.missing_message(absent));
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // A slug is lower-case letters, digits and dashes: nothing to escape in a quoted string.
     if let Ok(challenge) = HeaderValue::from_str(&format!("Key realm=\"{}\"", api.slug)) {
         headers.insert(WWW_AUTHENTICATE, challenge);
     }
     response
+}
+
+/// The 429 of a request `limit` refused: which limit, so a developer knows what to wait for
+/// or to upgrade; a limit of 0 is a metric the plan does not include, which no wait lifts.
+pub(crate) fn limit_exceeded(api: &ApiEntry, limit: LimitRule) -> Response<Body> {
+    let metric = api.metrics.get(limit.metric as usize).map_or("this metric", |metric| &*metric.system_name);
+    let message = match (limit.max, limit.period) {
+        (0, _) => {
+            format!("The application's plan does not include `{metric}` (its limit is 0); a plan that does is needed.")
+        }
+        (max, Period::Eternity) => {
+            format!("The application's plan allows {max} `{metric}` in all, and they are used up.")
+        }
+        (max, period) => format!(
+            "The application's plan allows {max} `{metric}` per {period}; that limit is reached until the {period} ends (see Retry-After)."
+        ),
+    };
+    written(Refusal::LimitExceeded, message)
 }

@@ -27,6 +27,11 @@ async fn a_limit_of_n_per_minute_admits_exactly_n() {
     }
     let refused = get(&url, &[]).await;
     assert_eq!((refused.status, refused.error().as_str()), (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded"));
+    // It names the limit, so the developer knows what to wait for.
+    assert_eq!(
+        refused.json()["message"],
+        "The application's plan allows 5 `hits` per minute; that limit is reached until the minute ends (see Retry-After)."
+    );
     assert_eq!(refused.header("retry-after"), Some("50"));
     assert_eq!(refused.header("ratelimit-limit"), Some("5"));
     assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
@@ -148,5 +153,24 @@ async fn seeded_usage_from_the_snapshot_counts() {
     let refused = get(&url, &[]).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "3 seeded + 2 = 5 per day");
     assert_eq!(refused.header("retry-after"), Some(((24 * 3600) - 10).to_string().as_str()));
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_of_zero_says_the_plan_does_not_include_the_metric() {
+    let (clock, _hands) = Clock::manual(ten_past());
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('g', Period::Month, 0)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
+    let url = format!("http://{}/pets/items/7?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    let refused = get(&url, &[]).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        refused.json()["message"],
+        "The application's plan does not include `get_item` (its limit is 0); a plan that does is needed."
+    );
+    assert_eq!(upstream.count(), 0);
     agent.shutdown().await.expect("clean shutdown");
 }
