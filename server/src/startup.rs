@@ -135,8 +135,11 @@ pub fn build(
             .wrap(from_fn(security_headers))
             .wrap(from_fn(request_id_and_metrics))
             .wrap(from_fn(trace_requests))
+            // Probes and scrapers may ask with HEAD: the same answer, without its body.
             .route("/healthz", web::get().to(health::healthz))
+            .route("/healthz", web::head().to(health::healthz))
             .route("/metrics", web::get().to(health::metrics))
+            .route("/metrics", web::head().to(health::metrics))
             .configure(agent_api::configure)
             .configure(tollgate_admin::configure_api)
             .service(actix_files::Files::new("/static", &static_dir).prefer_utf8(true))

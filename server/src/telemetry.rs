@@ -33,8 +33,36 @@ pub fn prometheus() -> PrometheusHandle {
                 .map(|b| b.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                describe();
+            }
             handle
         })
         .clone()
+}
+
+/// The `# HELP` line of each metric the server records (docs/OBSERVABILITY.md lists them).
+fn describe() {
+    for (name, help) in [
+        ("tollgate_http_requests_total", "HTTP requests answered, by method, route pattern and status code."),
+        ("tollgate_usage_batches_total", "Usage batches from agents, by whether the batch was a duplicate."),
+        ("tollgate_usage_failed_calls_invalid_total", "Failed-call records from agents left out as invalid."),
+        ("tollgate_usage_failed_calls_dropped_total", "Failed-call records agents sampled away under load."),
+        ("tollgate_usage_retention_deleted_rows_total", "Usage rows deleted by the retention job."),
+        ("tollgate_snapshot_builds_total", "Binary config snapshots built for agents."),
+        (
+            "tollgate_snapshot_builds_cancelled_total",
+            "Snapshot builds stopped because every agent waiting for them left.",
+        ),
+        ("tollgate_config_delta_reads_total", "Reads of the config change feed for agents catching up."),
+        ("tollgate_spans_dropped_total", "Trace spans dropped: export queue full or export failed."),
+    ] {
+        metrics::describe_counter!(name, help);
+    }
+    metrics::describe_histogram!(
+        "tollgate_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from request received to response, by method, route pattern and status code."
+    );
+    metrics::describe_gauge!("tollgate_agent_streams", "Agents' config streams open on this server.");
 }

@@ -38,6 +38,13 @@ async fn metrics_count_requests_by_route_and_status(pool: PgPool) {
     assert!(text.contains("route=\"/healthz\""), "{text}");
     assert!(text.contains("status=\"404\""), "{text}");
     assert!(text.contains("tollgate_http_request_duration_seconds_bucket"), "{text}");
+    // Each metric says what it counts.
+    assert!(text.contains("# HELP tollgate_http_requests_total HTTP requests answered"), "{text}");
+    // Probes and scrapers that ask with HEAD get the answer's head.
+    for path in ["/healthz", "/metrics"] {
+        let res = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "HEAD {path}");
+    }
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
