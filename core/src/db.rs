@@ -11,13 +11,19 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Opens a pool; fails fast when the database is unreachable.
+/// Opens a pool; fails fast when the database is unreachable, with the reason (a refused
+/// connection, an unknown database or role), not the pool's "timed out" that hides it.
 pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
+    use sqlx::Connection as _;
+    let timeout = Duration::from_secs(5);
+    match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(probe)) => {
+            let _ = probe.close().await;
+        }
+        Ok(Err(err)) => return Err(err),
+        Err(_) => return Err(sqlx::Error::PoolTimedOut),
+    }
+    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect_with(options).await
 }
 
 /// Applies pending migrations; a no-op when the schema is current.

@@ -10,7 +10,7 @@ pub enum CliError {
     Setting(#[from] SettingError),
     #[error(transparent)]
     Startup(#[from] StartupError),
-    #[error("TOLLGATE_DATABASE_URL: cannot connect to {target}: {source}")]
+    #[error("TOLLGATE_DATABASE_URL: cannot connect to {target}: {}", reason(source))]
     Connect { target: String, source: sqlx::Error },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -20,6 +20,18 @@ pub enum CliError {
     Other(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// What went wrong with the database, in the server's own words: sqlx adds the line of
+/// Postgres's source file that raised an error (`… does not exist at line 948`), which an
+/// operator would take for a line of their own.
+fn reason(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::PoolTimedOut => "no answer within 5 s".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 impl CliError {

@@ -93,6 +93,19 @@ fn an_unreachable_database_is_named_without_its_password() {
     let text = stderr(&out);
     assert!(text.contains("TOLLGATE_DATABASE_URL: cannot connect to 127.0.0.1:1/tg"), "{text}");
     assert!(!text.contains("hunter2secret"), "{text}");
+    // The reason, not the pool's "timed out" after 5 s.
+    assert!(text.contains("Connection refused"), "{text}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_unknown_database_is_said_so_without_postgres_source_lines(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let missing = format!("{}/no_such_database_here", url.rsplit_once('/').unwrap().0);
+    let out = tollgate(&["migrate"], &[("TOLLGATE_DATABASE_URL", &missing)], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("database \"no_such_database_here\" does not exist"), "{text}");
+    assert!(!text.contains(" at line "), "{text}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
