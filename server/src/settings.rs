@@ -194,6 +194,25 @@ fn default_static_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../static")
 }
 
+/// Where in the settings file `error` is, and what: the line, and the key written on it
+/// (`session_idle_minutes = "20"` → `line 3 (session_idle_minutes)`), on one line.
+fn file_error(path: &std::path::Path, text: &str, error: &toml::de::Error) -> String {
+    let place = error.span().map(|span| {
+        let line = text.get(..span.start).map_or(0, |before| before.matches('\n').count());
+        let key = text
+            .lines()
+            .nth(line)
+            .and_then(|written| written.split_once('='))
+            .map(|(key, _)| key.trim())
+            .filter(|key| !key.is_empty() && !key.starts_with('['));
+        match key {
+            Some(key) => format!(" line {} ({key})", line + 1),
+            None => format!(" line {}", line + 1),
+        }
+    });
+    format!("{}{}: {}", path.display(), place.unwrap_or_default(), error.message().trim())
+}
+
 impl Settings {
     /// Reads the process environment and the file named by `TOLLGATE_CONFIG`.
     pub fn load() -> Result<Settings, SettingError> {
@@ -208,7 +227,7 @@ impl Settings {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| setting_error("TOLLGATE_CONFIG", format!("cannot read {}: {e}", path.display())))?;
                 toml::from_str::<FileSettings>(&text)
-                    .map_err(|e| setting_error("TOLLGATE_CONFIG", format!("{}: {}", path.display(), e.message())))?
+                    .map_err(|e| setting_error("TOLLGATE_CONFIG", file_error(path, &text, &e)))?
             }
             None => FileSettings::default(),
         };
@@ -525,6 +544,11 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
         let err = load(&[("TOLLGATE_CONFIG", path)]).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+        // A value of the wrong type names its line and key, on one line.
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n\nsession_idle_minutes = \"20\"\n").unwrap();
+        let err = load(&[("TOLLGATE_CONFIG", path)]).unwrap_err().to_string();
+        assert!(err.contains("line 3 (session_idle_minutes): invalid type: string \"20\""), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
