@@ -138,7 +138,7 @@ impl Refusal {
                 r#"{"error":"request_body_timeout","message":"The request body did not arrive in time."}"#
             }
             Refusal::UpstreamUnavailable => {
-                r#"{"error":"upstream_unavailable","message":"The API's upstream service could not be reached."}"#
+                r#"{"error":"upstream_unavailable","message":"The API's upstream service could not be reached, or sent an answer the gateway cannot pass on (malformed, or with more than 100 header fields)."}"#
             }
             Refusal::UpstreamTimeout => {
                 r#"{"error":"upstream_timeout","message":"The API's upstream service did not answer in time."}"#
