@@ -17,14 +17,22 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 }
 
 /// A body or query string that does not parse, named at the field where serde stopped
-/// (`limits[0].max`, as the body's own checks name fields); at the top level, where serde
-/// says which field is missing, no field.
+/// (`limits[0].max`, as the body's own checks name fields); a missing field is named too
+/// (serde stops at the object that lacks it: `owner_email`, `limits[0].metric`).
 fn unparsed<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, whole: &str, part: &str) -> ApiError {
     let path = e.path().to_string();
-    let field = (path != "." && path != "?").then_some(path);
+    let at = (path != "." && path != "?").then_some(path);
+    let inner = e.inner().to_string();
+    let missing = inner.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`'));
+    let field = match (at, missing) {
+        (Some(at), Some(name)) => Some(format!("{at}.{name}")),
+        (None, Some(name)) => Some(name.to_owned()),
+        (at, None) => at,
+    };
     let message = match &field {
-        Some(field) => format!("{part} `{field}` is not valid: {}", e.inner()),
-        None => format!("{whole} is not valid: {}", e.inner()),
+        Some(field) if missing.is_some() => format!("{whole} is not valid: {part} `{field}` is missing"),
+        Some(field) => format!("{part} `{field}` is not valid: {inner}"),
+        None => format!("{whole} is not valid: {inner}"),
     };
     ApiError::Unparsed { field, message }
 }

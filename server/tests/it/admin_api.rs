@@ -1250,6 +1250,10 @@ async fn a_body_or_query_string_that_does_not_parse_names_its_field(pool: PgPool
     let plans = format!("/admin/api/v1/apis/{}/plans", apis["items"][0]["id"].as_str().unwrap());
     let plan = json!({"name": "Huge", "limits": [{"metric": "hits", "period": "minute", "max": 1e20}]});
     unparsed(admin.call(Method::POST, &plans, Some(plan)).await, "limits[0].max");
+    // A missing field is named too, at the top and inside a list.
+    unparsed(admin.call(Method::POST, "/admin/api/v1/accounts", Some(json!({"name": "x"}))).await, "owner_email");
+    let plan = json!({"system_name": "m", "name": "M", "currency": "EUR", "limits": [{"period": "minute", "max": 1}]});
+    unparsed(admin.call(Method::POST, &plans, Some(plan)).await, "limits[0].metric");
 
     // A field with a NUL is named the same way (422: it parses, but cannot be stored).
     let (status, body) = admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": "a\u{0}b"}))).await;
