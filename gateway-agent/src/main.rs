@@ -39,14 +39,20 @@ fn main() -> ExitCode {
             }
         };
     }
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
+    let (settings, unread) = match Settings::from_env_with_unread() {
+        Ok(read) => read,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::from(2);
         }
     };
     tollgate_agent::init_logging(&settings.log, settings.log_format);
+    for name in unread {
+        tracing::warn!(
+            variable = %name,
+            "{name} is set but the agent did not read it: a misspelt setting, or one the other settings turn off (docs/AGENT.md lists them)"
+        );
+    }
     match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

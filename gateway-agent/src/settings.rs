@@ -381,6 +381,19 @@ impl Settings {
         Settings::from_vars(|name| std::env::var(name).ok())
     }
 
+    /// Reads the process environment, and names the `TOLLGATE_AGENT_*` variables that are set
+    /// but were not read (a typo such as `TOLLGATE_AGENT_LISTN` would otherwise be ignored).
+    pub fn from_env_with_unread() -> Result<(Settings, Vec<String>), SettingsError> {
+        let asked = std::cell::RefCell::new(std::collections::HashSet::new());
+        let settings = Settings::from_vars(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            std::env::var(name).ok()
+        })?;
+        let asked = asked.into_inner();
+        let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        Ok((settings, unread(names, &asked)))
+    }
+
     /// Reads settings through `var`; empty values count as unset.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let get = |name: &str| var(name).filter(|v| !v.is_empty());
@@ -540,6 +553,14 @@ fn bytes(setting: &'static str, value: &str) -> Result<u64, SettingsError> {
     })
 }
 
+/// The agent's variables among `names` that are not in `asked`, sorted.
+fn unread(names: impl Iterator<Item = String>, asked: &std::collections::HashSet<String>) -> Vec<String> {
+    let mut unread: Vec<String> =
+        names.filter(|name| name.starts_with("TOLLGATE_AGENT_") && !asked.contains(name)).collect();
+    unread.sort();
+    unread
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +648,14 @@ mod tests {
         assert!(s.cors_origins.find(&HeaderValue::from_static("http://127.0.0.1:8081")).is_none());
         let e = parse(&[("TOLLGATE_AGENT_CORS_ORIGINS", "*")]).expect_err("invalid");
         assert!(e.to_string().contains("not allowed"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_named_as_unread() {
+        let asked: std::collections::HashSet<String> =
+            ["TOLLGATE_AGENT_LISTEN".to_owned(), "TOLLGATE_AGENT_SERVER".to_owned()].into();
+        let names = ["TOLLGATE_AGENT_LISTN", "TOLLGATE_AGENT_LISTEN", "TOLLGATE_DATABASE_URL", "PATH"];
+        assert_eq!(unread(names.iter().map(|n| (*n).to_owned()), &asked), ["TOLLGATE_AGENT_LISTN"]);
     }
 
     #[test]

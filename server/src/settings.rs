@@ -159,6 +159,23 @@ struct FileSettings {
     otlp_endpoint: Option<String>,
 }
 
+/// The server's variables among `names` that are not in `asked`, sorted. `TOLLGATE_AGENT_*`
+/// are the agent's; `tollgate dev` and the scripts read a few of their own.
+fn unread(names: impl Iterator<Item = String>, asked: &std::collections::HashSet<String>) -> Vec<String> {
+    const NOT_SETTINGS: [&str; 5] =
+        ["TOLLGATE_DEV_DIR", "TOLLGATE_E2E", "TOLLGATE_SQLX_SCRATCH", "TOLLGATE_BIN", "TOLLGATE_RELEASES_DIR"];
+    let mut unread: Vec<String> = names
+        .filter(|name| {
+            name.starts_with("TOLLGATE_")
+                && !name.starts_with("TOLLGATE_AGENT_")
+                && !NOT_SETTINGS.contains(&name.as_str())
+                && !asked.contains(name)
+        })
+        .collect();
+    unread.sort();
+    unread
+}
+
 /// Where a value came from, for error messages.
 struct Source<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -217,6 +234,20 @@ impl Settings {
     /// Reads the process environment and the file named by `TOLLGATE_CONFIG`.
     pub fn load() -> Result<Settings, SettingError> {
         Settings::load_from(&|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::load`], and the server's `TOLLGATE_*` variables that are set but were not
+    /// read (a typo such as `TOLLGATE_LISTN` would otherwise be ignored). The agent's
+    /// `TOLLGATE_AGENT_*` are its own.
+    pub fn load_with_unread() -> Result<(Settings, Vec<String>), SettingError> {
+        let asked = std::cell::RefCell::new(std::collections::HashSet::new());
+        let settings = Settings::load_from(&|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            std::env::var(name).ok()
+        })?;
+        let asked = asked.into_inner();
+        let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        Ok((settings, unread(names, &asked)))
     }
 
     /// Reads settings through `env`, so tests need not touch the process environment.
@@ -526,6 +557,13 @@ mod tests {
         let printed = format!("{s:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(printed.contains("db.internal:5433/tg"), "{printed}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_named_as_unread() {
+        let asked: std::collections::HashSet<String> = ["TOLLGATE_LISTEN".to_owned()].into();
+        let names = ["TOLLGATE_LISTN", "TOLLGATE_LISTEN", "TOLLGATE_AGENT_LISTEN", "TOLLGATE_E2E", "HOME"];
+        assert_eq!(unread(names.iter().map(|n| (*n).to_owned()), &asked), ["TOLLGATE_LISTN"]);
     }
 
     #[test]

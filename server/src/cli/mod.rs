@@ -138,8 +138,14 @@ pub enum AdminCommand {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let settings = Settings::load()?;
+    let (settings, unread) = Settings::load_with_unread()?;
     telemetry::init_logging(&settings.log, settings.log_format);
+    for name in unread {
+        tracing::warn!(
+            variable = %name,
+            "{name} is set but the server did not read it: a misspelt setting, or one the other settings turn off (docs/CONFIG.md lists them)"
+        );
+    }
     match cli.command {
         Command::Serve => serve::run(settings).await,
         Command::Migrate => migrate::run(&settings).await,
