@@ -195,6 +195,22 @@ impl Source<'_> {
     }
 }
 
+/// A base URL links are built on (the portal's, the gateway's): http or https with a host,
+/// and nothing a URL cannot hold (`https://exa mple.com`); without its trailing `/`.
+fn base_url(name: &str, raw: &str) -> Result<String, SettingError> {
+    let trimmed = raw.trim().trim_end_matches('/').to_owned();
+    let parsed = reqwest::Url::parse(&trimmed)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| !host.is_empty()));
+    if parsed.is_none() || trimmed.contains(char::is_whitespace) {
+        return Err(setting_error(
+            name,
+            format!("`{raw}` is not an http:// or https:// URL with a host, such as https://api.example.com"),
+        ));
+    }
+    Ok(trimmed)
+}
+
 fn parse_number(name: &str, raw: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, SettingError> {
     let n: u32 = raw.trim().parse().map_err(|_| setting_error(name, format!("`{raw}` is not a whole number")))?;
     if !range.contains(&n) {
@@ -283,23 +299,7 @@ impl Settings {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let public_url = match src.get("public_url", f.public_url.clone()) {
-            Some((name, raw)) => {
-                let trimmed = raw.trim().trim_end_matches('/').to_owned();
-                // Links in mails and pages are built on it: a host is needed, and nothing a
-                // URL cannot hold (`https://exa mple.com`).
-                let parsed = reqwest::Url::parse(&trimmed).ok().filter(|url| {
-                    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| !host.is_empty())
-                });
-                if parsed.is_none() || trimmed.contains(char::is_whitespace) {
-                    return Err(setting_error(
-                        &name,
-                        format!(
-                            "`{raw}` is not an http:// or https:// URL with a host, such as https://api.example.com"
-                        ),
-                    ));
-                }
-                trimmed
-            }
+            Some((name, raw)) => base_url(&name, &raw)?,
             None => format!("http://{listen}"),
         };
         let log = match src.get("log", f.log.clone()) {
@@ -377,23 +377,7 @@ impl Settings {
             provider.validate().map_err(|message| setting_error("oauth_providers", message))?;
         }
         let gateway_url = match src.get("gateway_url", f.gateway_url.clone()) {
-            Some((name, raw)) => {
-                let trimmed = raw.trim().trim_end_matches('/').to_owned();
-                // Links in mails and pages are built on it: a host is needed, and nothing a
-                // URL cannot hold (`https://exa mple.com`).
-                let parsed = reqwest::Url::parse(&trimmed).ok().filter(|url| {
-                    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| !host.is_empty())
-                });
-                if parsed.is_none() || trimmed.contains(char::is_whitespace) {
-                    return Err(setting_error(
-                        &name,
-                        format!(
-                            "`{raw}` is not an http:// or https:// URL with a host, such as https://api.example.com"
-                        ),
-                    ));
-                }
-                trimmed
-            }
+            Some((name, raw)) => base_url(&name, &raw)?,
             None => "http://127.0.0.1:8081".to_owned(),
         };
         let body_timeout_seconds = match src.get("body_timeout_seconds", f.body_timeout_seconds.map(|n| n.to_string()))

@@ -6,12 +6,11 @@ use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
+use tollgate_protocol::Period;
 
 use super::connections::UpstreamBody;
 use super::original::BadOriginal;
 use super::path::InvalidPath;
-use tollgate_protocol::Period;
-
 use crate::config::ApiEntry;
 use crate::enforce::key_location::Absent;
 use crate::enforce::limits::LimitRule;

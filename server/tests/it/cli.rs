@@ -58,6 +58,7 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
         ("TOLLGATE_LOG", "tollgate=verbose"),
         ("TOLLGATE_PUBLIC_URL", "https://exa mple.com"),
         ("TOLLGATE_PUBLIC_URL", "http://"),
+        ("TOLLGATE_GATEWAY_URL", "https://gate way.example"),
     ];
     for (name, value) in cases {
         let out = tollgate(&["migrate"], &[(name, value)], None);
