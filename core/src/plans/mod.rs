@@ -124,7 +124,7 @@ fn fee_problem(fee: Decimal, currency: Currency) -> Option<String> {
     })
 }
 
-/// What a plan's money was before an edit: a currency or fee saved before today's checks is
+/// What a plan's money was before an edit: a currency or fee saved before these checks is
 /// kept as it is, so an edit of something else does not force a change that moves billing.
 struct Saved<'a> {
     currency: &'a str,
