@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (settings, unread) = match Settings::from_env_with_unread() {
+    let (settings, unread) = match Settings::from_env() {
         Ok(read) => read,
         Err(err) => {
             eprintln!("error: {err}");

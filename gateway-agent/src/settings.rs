@@ -376,14 +376,9 @@ impl Settings {
         }
     }
 
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Settings, SettingsError> {
-        Settings::from_vars(|name| std::env::var(name).ok())
-    }
-
     /// Reads the process environment, and names the `TOLLGATE_AGENT_*` variables that are set
     /// but were not read (a typo such as `TOLLGATE_AGENT_LISTN` would otherwise be ignored).
-    pub fn from_env_with_unread() -> Result<(Settings, Vec<String>), SettingsError> {
+    pub fn from_env() -> Result<(Settings, Vec<String>), SettingsError> {
         let asked = std::cell::RefCell::new(std::collections::HashSet::new());
         let settings = Settings::from_vars(|name| {
             asked.borrow_mut().insert(name.to_owned());

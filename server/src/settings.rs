@@ -247,15 +247,10 @@ fn file_error(path: &std::path::Path, text: &str, error: &toml::de::Error) -> St
 }
 
 impl Settings {
-    /// Reads the process environment and the file named by `TOLLGATE_CONFIG`.
-    pub fn load() -> Result<Settings, SettingError> {
-        Settings::load_from(&|name| std::env::var(name).ok())
-    }
-
-    /// [`Settings::load`], and the server's `TOLLGATE_*` variables that are set but were not
-    /// read (a typo such as `TOLLGATE_LISTN` would otherwise be ignored). The agent's
-    /// `TOLLGATE_AGENT_*` are its own.
-    pub fn load_with_unread() -> Result<(Settings, Vec<String>), SettingError> {
+    /// Reads the process environment and the file named by `TOLLGATE_CONFIG`; also names the
+    /// server's `TOLLGATE_*` variables that are set but were not read (a typo such as
+    /// `TOLLGATE_LISTN` would otherwise be ignored). The agent's `TOLLGATE_AGENT_*` are its own.
+    pub fn load() -> Result<(Settings, Vec<String>), SettingError> {
         let asked = std::cell::RefCell::new(std::collections::HashSet::new());
         let settings = Settings::load_from(&|name| {
             asked.borrow_mut().insert(name.to_owned());

@@ -185,9 +185,7 @@ impl Refusal {
             Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
             Cow::Owned(text) => Bytes::from(text),
         };
-        let mut response = Response::new(Either::Right(Full::new(body)));
-        *response.status_mut() = self.status();
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut response = json_answer(self.status(), body);
         if self == Refusal::MethodNotAllowed {
             response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
@@ -200,12 +198,18 @@ impl Refusal {
 #[derive(Clone)]
 pub(crate) struct OwnBody(pub Bytes);
 
+/// A JSON answer of the agent's own.
+fn json_answer(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// A JSON refusal answer with `message` for its request.
 fn written(refusal: Refusal, message: String) -> Response<Body> {
     let body = Bytes::from(serde_json::json!({"error": refusal.code(), "message": message}).to_string());
-    let mut response = Response::new(Either::Right(Full::new(body.clone())));
-    *response.status_mut() = refusal.status();
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = json_answer(refusal.status(), body.clone());
     response.extensions_mut().insert(OwnBody(body));
     response
 }

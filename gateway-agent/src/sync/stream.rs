@@ -107,14 +107,23 @@ pub(crate) struct ConfigSync {
 struct State {
     /// What deltas apply to: the live config, or the one loaded from disk before it is live.
     base: Option<Arc<Config>>,
-    /// The disk config has not been put in service yet.
-    standby: bool,
-    /// The disk config is in service and the server has not confirmed it yet.
-    from_disk: bool,
+    /// Where the config loaded from disk stands.
+    disk: DiskCopy,
     rejected: Option<Rejection>,
     /// A config was installed since the last reconnect.
     progressed: bool,
     retired: Retired<Config>,
+}
+
+/// The config loaded from disk at start, until the server sends or confirms one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiskCopy {
+    /// None was loaded, or the server's config has replaced or confirmed it.
+    Settled,
+    /// Loaded, not in service yet.
+    Standby,
+    /// In service (the server was unreachable), not confirmed by the server yet.
+    Unconfirmed,
 }
 
 /// Configs replaced while requests may still hold them. Dropping a million-key config
@@ -150,8 +159,7 @@ impl ConfigSync {
     /// management server cannot be reached.
     pub async fn run(self, standby: Option<Arc<Config>>, mut stop: watch::Receiver<bool>) {
         let mut state = State {
-            standby: standby.is_some(),
-            from_disk: false,
+            disk: if standby.is_some() { DiskCopy::Standby } else { DiskCopy::Settled },
             base: standby,
             rejected: None,
             progressed: false,
@@ -176,7 +184,7 @@ impl ConfigSync {
                     tracing::warn!(server = %self.control_plane.server(), "config stream: {end}; reconnecting")
                 }
             }
-            if state.standby {
+            if state.disk == DiskCopy::Standby {
                 self.serve_standby(&mut state);
             }
             // Only progress resets the backoff: a server that keeps sending what the agent
@@ -194,9 +202,8 @@ impl ConfigSync {
 
     /// The server is unreachable before the first config arrived: serve the disk copy.
     fn serve_standby(&self, state: &mut State) {
-        state.standby = false;
+        state.disk = if state.base.is_some() { DiskCopy::Unconfirmed } else { DiskCopy::Settled };
         if let Some(config) = &state.base {
-            state.from_disk = true;
             tracing::warn!(
                 revision = config.revision,
                 "management server unreachable: serving the last good config from disk"
@@ -212,8 +219,7 @@ impl ConfigSync {
     /// The server confirmed that the config loaded from disk is its current one, before or
     /// after it went into service.
     fn confirm_standby(&self, state: &mut State) {
-        state.standby = false;
-        state.from_disk = false;
+        state.disk = DiskCopy::Settled;
         if let Some(config) = &state.base {
             tracing::info!(revision = config.revision, "the management server confirmed the saved config is current");
             self.source.store(Source::Server as u8, Ordering::Release);
@@ -410,7 +416,7 @@ impl ConfigSync {
                 // A server with nothing newer than the saved config answers with a heartbeat
                 // at its revision: the disk copy is current, so it goes into service now (or,
                 // already serving, becomes the server's).
-                if (state.standby || state.from_disk) && state.revision() == Some(heartbeat.revision) {
+                if state.disk != DiskCopy::Settled && state.revision() == Some(heartbeat.revision) {
                     self.confirm_standby(state);
                 }
             }
@@ -499,8 +505,7 @@ impl ConfigSync {
         state.retired.keep(replaced);
         self.metrics.config_revision.set(revision as f64);
         state.base = Some(config.clone());
-        state.standby = false;
-        state.from_disk = false;
+        state.disk = DiskCopy::Settled;
         state.progressed = true;
         if state.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
             state.rejected = None;
@@ -521,7 +526,7 @@ impl ConfigSync {
 
     fn report(&self, state: &State) {
         // The standby config is not enforced until it is served.
-        let applied = if state.standby { None } else { state.revision() };
+        let applied = if state.disk == DiskCopy::Standby { None } else { state.revision() };
         self.status.send_replace(AgentStatus {
             protocol_version: PROTOCOL_VERSION,
             agent_version: crate::AGENT_VERSION.to_owned(),

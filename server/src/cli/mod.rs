@@ -138,7 +138,7 @@ pub enum AdminCommand {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let (settings, unread) = Settings::load_with_unread()?;
+    let (settings, unread) = Settings::load()?;
     telemetry::init_logging(&settings.log, settings.log_format);
     for name in unread {
         tracing::warn!(
