@@ -82,7 +82,13 @@ pub struct Api {
 pub enum Lifecycle {
     Draft,
     Published,
-    Deprecated { sunset: Option<Date> },
+    Deprecated {
+        sunset: Option<Date>,
+        /// When the API was deprecated: RFC 9745's `Deprecation: @<seconds>`. Servers before
+        /// it was sent leave it out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Timestamp>,
+    },
     Retired,
 }
 

@@ -72,6 +72,9 @@ pub struct ApiDetailOut {
     pub upstream_urls: Vec<String>,
     #[schema(format = DateTime)]
     pub sunset_at: Option<String>,
+    /// When the API was deprecated (gateways send it as `Deprecation: @<seconds>`); only a deprecated API has it.
+    #[schema(format = DateTime)]
+    pub deprecated_at: Option<String>,
     #[schema(schema_with = schemas::auth_mode)]
     pub auth_mode: AuthMode,
     #[schema(schema_with = schemas::key_location)]
@@ -100,6 +103,7 @@ impl From<ApiDetail> for ApiDetailOut {
             public_host: d.public_host,
             upstream_urls: d.upstreams,
             sunset_at: d.sunset_at.map(rfc3339),
+            deprecated_at: d.deprecated_at.map(rfc3339),
             auth_mode: d.auth_mode,
             key_location: d.key_location,
             key_name: d.key_name,

@@ -38,6 +38,9 @@ pub struct ApiDetail {
     pub upstreams: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub sunset_at: Option<OffsetDateTime>,
+    /// When it was deprecated; only a deprecated API has it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deprecated_at: Option<OffsetDateTime>,
     pub auth_mode: AuthMode,
     pub key_location: KeyLocation,
     pub key_name: String,
@@ -71,7 +74,7 @@ pub async fn get_in(conn: &mut sqlx::PgConnection, id: ApiId) -> Result<ApiDetai
 /// An API, its subscribers counted up to `count_up_to` rows.
 async fn read(conn: &mut sqlx::PgConnection, id: ApiId, count_up_to: i64) -> Result<ApiDetail> {
     let p = sqlx::query!(
-        r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at,
+        r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at, deprecated_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
                   compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
                   (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "subscribers!"
@@ -112,6 +115,7 @@ async fn read(conn: &mut sqlx::PgConnection, id: ApiId, count_up_to: i64) -> Res
         public_host: p.public_host,
         upstreams,
         sunset_at: p.sunset_at,
+        deprecated_at: p.deprecated_at,
         auth_mode: p.auth_mode,
         key_location: p.key_location,
         key_name: p.key_name,

@@ -56,7 +56,9 @@ pub async fn set_state_in(
         _ => None,
     };
     sqlx::query!(
-        "UPDATE api_products SET state = $2, sunset_at = $3, updated_at = now() WHERE id = $1",
+        "UPDATE api_products SET state = $2, sunset_at = $3, updated_at = now(),
+                deprecated_at = CASE WHEN $2 = 'deprecated'::api_state THEN now() END
+         WHERE id = $1",
         id.0,
         state as ApiState,
         sunset_at

@@ -36,7 +36,7 @@ fn location(location: KeyLocation, name: String) -> wire::KeyLocation {
 
 pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> Result<Vec<Api>> {
     let products = sqlx::query!(
-        r#"SELECT id, slug, public_host, base_path, state AS "state: ApiState", sunset_at, auth_mode AS "auth_mode: AuthMode",
+        r#"SELECT id, slug, public_host, base_path, state AS "state: ApiState", sunset_at, deprecated_at, auth_mode AS "auth_mode: AuthMode",
                   key_location AS "key_location: KeyLocation", key_name, unmatched_is_404
            FROM api_products WHERE $1::uuid IS NULL OR id = $1 ORDER BY id"#,
         only
@@ -96,6 +96,7 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
                     sunset: p.sunset_at.and_then(|at| {
                         jiff::civil::Date::new(at.year() as i16, u8::from(at.month()) as i8, at.day() as i8).ok()
                     }),
+                    since: p.deprecated_at.map(timestamp),
                 },
                 ApiState::Retired => Lifecycle::Retired,
             };

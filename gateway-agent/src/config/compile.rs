@@ -196,11 +196,12 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
     let lifecycle = match &api.lifecycle {
         WireLifecycle::Draft => Lifecycle::Draft,
         WireLifecycle::Published => Lifecycle::Published,
-        WireLifecycle::Deprecated { sunset } => Lifecycle::Deprecated {
+        WireLifecycle::Deprecated { sunset, since } => Lifecycle::Deprecated {
             sunset: match sunset {
                 Some(date) => Some(http_date(*date)?),
                 None => None,
             },
+            since: deprecation(*since)?,
         },
         WireLifecycle::Retired => Lifecycle::Retired,
     };
@@ -221,6 +222,17 @@ fn compile_api(api: &Api) -> Result<ApiEntry, String> {
 }
 
 /// `Sat, 31 Jan 2026 00:00:00 GMT`: the start of the sunset day, in UTC.
+/// RFC 9745's `Deprecation: @<seconds>`; a server that does not send the time gets the
+/// draft's `true`, which older clients read.
+fn deprecation(since: Option<jiff::Timestamp>) -> Result<HeaderValue, String> {
+    match since {
+        Some(at) => {
+            HeaderValue::from_str(&format!("@{}", at.as_second())).map_err(|_| format!("bad deprecation time {at}"))
+        }
+        None => Ok(HeaderValue::from_static("true")),
+    }
+}
+
 fn http_date(date: jiff::civil::Date) -> Result<HeaderValue, String> {
     let text = date.to_datetime(jiff::civil::Time::midnight()).strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
     HeaderValue::from_str(&text).map_err(|_| format!("bad sunset date {date}"))

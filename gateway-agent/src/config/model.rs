@@ -111,9 +111,11 @@ impl ApiEntry {
 pub(crate) enum Lifecycle {
     Draft,
     Published,
-    /// Served with `Deprecation: true` and, when set, a precomputed `Sunset` HTTP-date.
+    /// Served with a precomputed `Deprecation` (RFC 9745's `@<seconds>`) and, when set, a
+    /// precomputed `Sunset` HTTP-date.
     Deprecated {
         sunset: Option<HeaderValue>,
+        since: HeaderValue,
     },
     Retired,
 }

@@ -690,9 +690,9 @@ impl Proxy {
 
     /// Headers every response of the API carries.
     fn decorate(&self, api: &ApiEntry, response: &mut Response<Body>) {
-        if let Lifecycle::Deprecated { sunset } = &api.lifecycle {
+        if let Lifecycle::Deprecated { sunset, since } = &api.lifecycle {
             let headers = response.headers_mut();
-            headers.insert(&DEPRECATION, HeaderValue::from_static("true"));
+            headers.insert(&DEPRECATION, since.clone());
             if let Some(sunset) = sunset {
                 headers.insert(&SUNSET, sunset.clone());
             }

@@ -324,8 +324,15 @@ async fn lifecycles_deprecated_retired_and_draft() {
     let mut fixture = Fixture::new(&upstream, &[]);
     let mut keys = Vec::new();
     for (base, lifecycle) in [
-        ("/old", Lifecycle::Deprecated { sunset: Some("2026-01-31".parse().expect("date")) }),
-        ("/older", Lifecycle::Deprecated { sunset: None }),
+        (
+            "/old",
+            Lifecycle::Deprecated {
+                sunset: Some("2026-01-31".parse().expect("date")),
+                since: Some("2025-11-01T09:30:00Z".parse().expect("time")),
+            },
+        ),
+        // As a server before the deprecation time was sent describes it.
+        ("/older", Lifecycle::Deprecated { sunset: None, since: None }),
         ("/gone", Lifecycle::Retired),
         ("/soon", Lifecycle::Draft),
     ] {
@@ -347,7 +354,7 @@ async fn lifecycles_deprecated_retired_and_draft() {
 
     let old = get(&format!("http://{proxy}/old/x?user_key={}", keys[0].as_str()), &[]).await;
     assert_eq!(old.status, StatusCode::OK);
-    assert_eq!(old.header("deprecation"), Some("true"));
+    assert_eq!(old.header("deprecation"), Some("@1761989400"), "RFC 9745: the time it was deprecated");
     assert_eq!(old.header("sunset"), Some("Sat, 31 Jan 2026 00:00:00 GMT"));
     assert_eq!(upstream.last().uri, "/x", "an upstream without a path prefix gets the path below the base path");
     let older = get(&format!("http://{proxy}/older?user_key={}", keys[1].as_str()), &[]).await;

@@ -51,6 +51,20 @@ fn snapshot_round_trips_and_validates() {
 }
 
 #[test]
+fn a_deprecated_api_carries_when_it_was_deprecated_and_an_older_servers_snapshot_still_parses() {
+    let deprecation = |snapshot: &Snapshot| {
+        snapshot.apis.iter().find_map(|api| match &api.lifecycle {
+            tollgate_protocol::Lifecycle::Deprecated { since, .. } => Some(*since),
+            _ => None,
+        })
+    };
+    let newer: Snapshot = round_trip("snapshot_routing.json");
+    assert_eq!(deprecation(&newer), Some(Some("2025-11-01T09:30:00Z".parse().expect("time"))));
+    let older: Snapshot = round_trip("snapshot.json");
+    assert_eq!(deprecation(&older), Some(None), "written before the time was sent");
+}
+
+#[test]
 fn a_snapshot_with_mocks_needs_version_2() {
     let snapshot: Snapshot = round_trip("snapshot_with_mocks.json");
     snapshot.validate().expect("snapshot fixture is valid");

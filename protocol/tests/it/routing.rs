@@ -1,5 +1,7 @@
 //! Routing in the wire format: `snapshot_routing.json` is `snapshot.json` with upstream
-//! groups, a split and overrides; `snapshot_routing.bin` is it in the binary encoding. A
+//! groups, a split and overrides (and the deprecated API's deprecation time, which
+//! `snapshot.json`, as an older server's, lacks); `snapshot_routing.bin` is it in the binary
+//! encoding. A
 //! snapshot that routes declares the feature, and what an agent of version 1 checks (the
 //! version) refuses it, while a snapshot without routing stays at version 1.
 

@@ -227,6 +227,17 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
         .await;
     assert_eq!(status, 200, "{deprecated}");
     assert!(deprecated["sunset_at"].as_str().unwrap().starts_with("2099-01-01"));
+    assert!(published["deprecated_at"].is_null(), "{published}");
+    let since = time::OffsetDateTime::parse(
+        deprecated["deprecated_at"].as_str().expect("deprecated_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    assert!((time::OffsetDateTime::now_utc() - since).whole_seconds().abs() < 60, "{deprecated}");
+    let (status, again) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"})))
+        .await;
+    assert_eq!((status, &again["deprecated_at"]), (200, &serde_json::Value::Null), "published again: {again}");
 
     let (status, log) = admin.call(reqwest::Method::GET, "/admin/api/v1/audit?action=api.", None).await;
     assert_eq!(status, 200);

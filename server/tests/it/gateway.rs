@@ -255,7 +255,22 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
     .await;
     let res = call(&agent, &format!("/weather/cities?user_key={open_key}")).await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers().contains_key("deprecation"));
+    let since: i64 =
+        sqlx::query_scalar("SELECT extract(epoch FROM deprecated_at)::bigint FROM api_products WHERE id = $1")
+            .bind(w.api.0)
+            .fetch_one(&w.app.pool)
+            .await
+            .unwrap();
+    assert!((time::OffsetDateTime::now_utc().unix_timestamp() - since).abs() < 60, "deprecated just now: {since}");
+    let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header("deprecation"), Some(format!("@{since}")), "RFC 9745's form: when it was deprecated");
+    let sunset_day = sunset.date();
+    let sunset_header = header("sunset").unwrap();
+    assert!(
+        sunset_header.contains(&format!("{:02} ", sunset_day.day()))
+            && sunset_header.contains(&format!(" {} 00:00:00 GMT", sunset_day.year())),
+        "{sunset_header}"
+    );
     lifecycle::set_state(&w.app.pool, w.api, ApiState::Retired, None, &actor, &w.app.base).await.unwrap();
     wait_until(Duration::from_secs(5), || async {
         status(&agent, &format!("/weather/cities?user_key={open_key}")).await == 410
