@@ -27,6 +27,46 @@ impl Rule {
     }
 }
 
+/// A set of the standard methods (RFC 9110's and PATCH), for an `Allow` header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Methods(u16);
+
+impl Methods {
+    const ORDER: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+
+    /// Adds `method`; an extension method is left out, as it has no bit.
+    fn insert(&mut self, method: &Method) {
+        if let Some(bit) = Self::ORDER.iter().position(|m| m == method) {
+            self.0 |= 1 << bit;
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `GET, POST`: the `Allow` header's list.
+    pub fn list(self) -> String {
+        let names: Vec<&str> = Self::ORDER
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        names.join(", ")
+    }
+}
+
 /// An API's mapping rules, in position order.
 pub(crate) struct MappingRules {
     rules: Box<[Rule]>,
@@ -84,6 +124,21 @@ impl MappingRules {
         }
         operation.map(|index| self.rules[index].metric)
     }
+
+    /// The methods of the rules whose pattern matches `path`: for a request no rule counted,
+    /// what it could have used instead (a `405`'s `Allow`). Walks every rule, so only refusals
+    /// call it.
+    pub fn methods_on(&self, path: &str) -> Methods {
+        let mut methods = Methods::default();
+        for rule in self.rules.iter() {
+            if let Some(method) = &rule.method
+                && rule.pattern.matches(path)
+            {
+                methods.insert(method);
+            }
+        }
+        methods
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +186,21 @@ mod tests {
         assert_eq!(operation(&rules, Method::PATCH, "/anything"), Some(10));
         let strict = MappingRules::new(vec![rule("GET", "/pet$", 1, Manual, false)]);
         assert_eq!(operation(&strict, Method::GET, "/other"), None);
+    }
+
+    #[test]
+    fn the_methods_on_a_path_are_those_of_the_rules_matching_it() {
+        use RuleOrigin::{Import, Manual};
+        let rules = MappingRules::new(vec![
+            rule("POST", "/pet$", 1, Import, false),
+            rule("GET", "/pet/{petId}$", 2, Import, false),
+            rule("DELETE", "/pet/{petId}$", 3, Import, false),
+            rule("GET", "/pet/findByStatus$", 4, Import, false),
+            rule("PURGE", "/pet/{petId}$", 5, Manual, false),
+        ]);
+        assert_eq!(rules.methods_on("/pet/7").list(), "GET, DELETE", "an extension method has no place in the set");
+        assert_eq!(rules.methods_on("/pet").list(), "POST");
+        assert!(rules.methods_on("/store").is_empty());
     }
 
     #[test]

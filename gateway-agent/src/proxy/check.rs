@@ -32,7 +32,7 @@ use super::decision::{
     X_TOLLGATE_UPSTREAM_GROUP,
 };
 use super::original::Original;
-use super::reply::Refusal;
+use super::reply::{OwnBody, Refusal};
 use crate::report::X_TOLLGATE_DECISION;
 
 /// The RPC's own path, recorded for a check that names no API.
@@ -129,7 +129,12 @@ fn check_response(decided: Decided) -> Result<CheckResponse, Status> {
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus { code: i32::from(status.as_u16()) }),
             headers,
-            body: refusal.body().into_owned(),
+            // The message written for this request (the credential it lacks, the limit it
+            // hit), as the proxy and the HTTP decision answer it.
+            body: match response.extensions().get::<OwnBody>() {
+                Some(OwnBody(own)) => String::from_utf8_lossy(own).into_owned(),
+                None => refusal.body().into_owned(),
+            },
         })),
         dynamic_metadata: None,
     })

@@ -400,7 +400,10 @@ impl Proxy {
         call.operation = operation.and_then(|index| api.metrics.get(index as usize)).map(|metric| metric.id);
         if operation.is_none() && api.on_no_match == NoMatch::NotFound {
             call.blame = self.identify(config, api, call.uri, headers);
-            return Err(Refusal::NoMatchingRule.into());
+            let methods = api.rules.methods_on(rest);
+            return Err(
+                if methods.is_empty() { Refusal::NoMatchingRule } else { Refusal::MethodNotMapped(methods) }.into()
+            );
         }
         // A draft is routed only for its mocks: its other operations stay unknown.
         if matches!(api.lifecycle, Lifecycle::Draft) && !api.mocks.as_ref().is_some_and(|m| m.has(call.operation)) {
@@ -705,6 +708,7 @@ impl Proxy {
     fn refuse(&self, call: &Call<'_>, refusal: Refusal) -> Response<Body> {
         let mut response = match (refusal, call.exceeded) {
             (Refusal::MissingCredentials(absent), _) => reply::missing_credentials(call.api, absent),
+            (Refusal::MethodNotMapped(methods), _) => reply::method_not_mapped(call.api, call.method, methods),
             (Refusal::LimitExceeded, Some(limit)) => reply::limit_exceeded(call.api, limit),
             _ => refusal.response(),
         };

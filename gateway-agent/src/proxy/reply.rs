@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use tollgate_protocol::Period;
 
 use super::connections::UpstreamBody;
@@ -14,6 +14,7 @@ use super::path::InvalidPath;
 use crate::config::ApiEntry;
 use crate::enforce::key_location::Absent;
 use crate::enforce::limits::LimitRule;
+use crate::enforce::mapping::Methods;
 
 /// Response bodies: streamed from the upstream, or the agent's own.
 pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -41,6 +42,9 @@ pub(crate) enum Refusal {
     UnknownEndpoint,
     /// A method other than GET or HEAD on a gateway endpoint.
     MethodNotAllowed,
+    /// No rule of the API matches the request's method, but rules of these methods match its
+    /// path: `405` with `Allow` rather than `404 no_matching_rule`.
+    MethodNotMapped(Methods),
     /// A decision request that does not say which request to decide.
     InvalidDecision(BadOriginal),
     /// A method-override header: the upstream might run another method than the rules allowed.
@@ -58,7 +62,7 @@ impl Refusal {
             | Refusal::InvalidBody
             | Refusal::InvalidDecision(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
-            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::MethodNotAllowed | Refusal::MethodNotMapped(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::ApiRetired => StatusCode::GONE,
             Refusal::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
             Refusal::InvalidCredentials | Refusal::ApplicationNotLive => StatusCode::FORBIDDEN,
@@ -88,7 +92,7 @@ impl Refusal {
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UnknownEndpoint => "unknown_endpoint",
-            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::MethodNotAllowed | Refusal::MethodNotMapped(_) => "method_not_allowed",
             Refusal::InvalidDecision(_) => "invalid_decision_request",
             Refusal::MethodOverride => "method_override",
         }
@@ -148,6 +152,9 @@ impl Refusal {
             Refusal::MethodNotAllowed => {
                 r#"{"error":"method_not_allowed","message":"This gateway endpoint answers GET and HEAD only."}"#
             }
+            Refusal::MethodNotMapped(_) => {
+                r#"{"error":"method_not_allowed","message":"This API answers this path with other methods only (see Allow)."}"#
+            }
             Refusal::MethodOverride => {
                 r#"{"error":"method_override","message":"The gateway does not pass on method overrides (the X-HTTP-Method-Override, X-HTTP-Method and X-Method-Override headers, or a _method query parameter or body field on a POST); send the request with the method itself."}"#
             }
@@ -177,6 +184,7 @@ impl Refusal {
             // 17 is the limits report (`limits::DECISION_INDEX`), 19 an allowed decision.
             Refusal::InvalidDecision(_) => 18,
             Refusal::MethodOverride => 20,
+            Refusal::MethodNotMapped(_) => 21,
         }
     }
 
@@ -186,8 +194,12 @@ impl Refusal {
             Cow::Owned(text) => Bytes::from(text),
         };
         let mut response = json_answer(self.status(), body);
-        if self == Refusal::MethodNotAllowed {
-            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match self {
+            Refusal::MethodNotAllowed => {
+                response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Refusal::MethodNotMapped(methods) => allow(&mut response, methods),
+            _ => {}
         }
         response
     }
@@ -225,6 +237,24 @@ pub(crate) fn missing_credentials(api: &ApiEntry, absent: Absent) -> Response<Bo
         headers.insert(WWW_AUTHENTICATE, challenge);
     }
     response
+}
+
+/// The 405 of a request whose method no rule of `api` maps on a path that rules of other
+/// `methods` do: which methods the path has, so a client sees its mistake rather than a 404
+/// that says the path is unknown.
+pub(crate) fn method_not_mapped(api: &ApiEntry, method: &Method, methods: Methods) -> Response<Body> {
+    let list = methods.list();
+    let message = format!("The API `{}` answers {list} on this path, not {method}.", api.slug);
+    let mut response = written(Refusal::MethodNotMapped(methods), message);
+    allow(&mut response, methods);
+    response
+}
+
+fn allow(response: &mut Response<Body>, methods: Methods) {
+    // Method names are tokens: always a valid header value.
+    if let Ok(list) = HeaderValue::from_str(&methods.list()) {
+        response.headers_mut().insert(ALLOW, list);
+    }
 }
 
 /// The 429 of a request `limit` refused: which limit, so a developer knows what to wait for

@@ -57,7 +57,7 @@ pub fn authz(agent: &RunningAgent) -> std::net::SocketAddr {
 }
 
 /// The cases every proxy must get right, through `url(path)` of that proxy: allowed with the
-/// caller's headers and no key upstream, 401, 403, 404, 429 with `Retry-After`, and usage
+/// caller's headers and no key upstream, 401, 403, 404, 405 with `Allow`, 429 with `Retry-After`, and usage
 /// counted once per admitted call.
 pub async fn the_usual_cases(
     cp: &ControlPlane,
@@ -93,6 +93,15 @@ pub async fn the_usual_cases(
     )
     .await;
     assert_eq!((forged.status, forged.error().as_str()), (StatusCode::NOT_FOUND, "no_matching_rule"));
+    // A path the rules have, with a method they do not: 405 and the methods it has.
+    let wrong_method = send(Method::DELETE, &url("/pets/items/1"), &[("X-Api-Key", key)], "").await;
+    assert_eq!(
+        (wrong_method.status, wrong_method.error().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        "{}",
+        wrong_method.body
+    );
+    assert_eq!(wrong_method.header("allow"), Some("GET, POST"));
 
     assert_eq!(get(&url("/pets/items/2"), &[("X-Api-Key", key)]).await.status, StatusCode::OK);
     let over = get(&url("/pets/items/3"), &[("X-Api-Key", key)]).await;
@@ -214,9 +223,10 @@ async fn envoy_http_ext_authz_contract() {
     assert_eq!(over.header("x-tollgate-refusal"), None, "the body's copy is for nginx only");
     let missing = check(Method::GET, "/pets/items/1", vec![]).await;
     assert_eq!((missing.status, missing.error().as_str()), (StatusCode::UNAUTHORIZED, "missing_credentials"));
-    // The original method decides which rules apply: no DELETE rule.
+    // The original method decides which rules apply: no DELETE rule, but a GET one.
     let delete = check(Method::DELETE, "/pets/items/1", vec![("x-api-key", key.to_owned())]).await;
-    assert_eq!((delete.status, delete.error().as_str()), (StatusCode::NOT_FOUND, "no_matching_rule"));
+    assert_eq!((delete.status, delete.error().as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(delete.header("allow"), Some("GET, POST"), "a POST rule on /pets/items matches below it too");
     let elsewhere = check(Method::GET, "/nowhere", vec![("x-api-key", key.to_owned())]).await;
     assert_eq!((elsewhere.status, elsewhere.error().as_str()), (StatusCode::NOT_FOUND, "unknown_api"));
     let dots = check(Method::GET, "/pets/items/%2e%2e/admin", vec![("x-api-key", key.to_owned())]).await;

@@ -156,13 +156,23 @@ async fn envoy_grpc_check_contract() {
     assert_eq!((value(headers, "ratelimit-limit"), value(headers, "ratelimit-remaining")), (Some("2"), Some("0")));
     assert_eq!(value(headers, "x-tollgate-refusal"), None, "the body's copy is for nginx only");
     assert_eq!(over.status.as_ref().map(|s| s.code), Some(tonic::Code::ResourceExhausted as i32));
+    let message = |answer: &CheckResponse| {
+        let body: serde_json::Value = serde_json::from_str(&denied(answer).body).expect("a JSON body");
+        body["message"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(message(&over).contains("allows 2 `get_item` per day"), "the limit named: {}", message(&over));
+    let missing = check(&mut client, envoy_check("GET", "/pets/items/1", &[])).await;
+    assert!(message(&missing).contains("`x-api-key` header"), "where the key goes: {}", message(&missing));
+    assert!(value(&denied(&missing).headers, "www-authenticate").is_some_and(|v| v.starts_with("Key realm=")));
+    let wrong_method = check(&mut client, envoy_check("DELETE", "/pets/items/1", &[("x-api-key", key)])).await;
+    assert_eq!(value(&denied(&wrong_method).headers, "allow"), Some("GET, POST"));
 
     let cases: [Case<'_>; 5] = [
         ("GET", "/pets/items/1", vec![], (401, "missing_credentials")),
         ("GET", "/pets/items/1", vec![("x-api-key", "tg_uk_nonsense")], (403, "invalid_credentials")),
         ("GET", "/pets/nothing", vec![("x-api-key", key)], (404, "no_matching_rule")),
-        // The original method decides which rules apply: no DELETE rule.
-        ("DELETE", "/pets/items/1", vec![("x-api-key", key)], (404, "no_matching_rule")),
+        // The original method decides which rules apply: no DELETE rule, but a GET one.
+        ("DELETE", "/pets/items/1", vec![("x-api-key", key)], (405, "method_not_allowed")),
         ("GET", "/pets/items/%2e%2e/admin", vec![("x-api-key", key)], (400, "invalid_path")),
     ];
     for (method, path, headers, (status, error)) in cases {

@@ -70,7 +70,7 @@ async fn refusals_and_failures_reach_the_batch_with_what_the_developer_needs() {
     assert_eq!(call(Method::GET, "/items/2", Some(key)).await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(call(Method::GET, "/status/500", Some(key)).await, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(call(Method::GET, "/status/404", Some(key)).await, StatusCode::NOT_FOUND);
-    assert_eq!(call(Method::DELETE, "/items/1", Some(key)).await, StatusCode::NOT_FOUND);
+    assert_eq!(call(Method::DELETE, "/items/1", Some(key)).await, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(call(Method::GET, "/items/1", Some(&suspended)).await, StatusCode::FORBIDDEN);
     assert_eq!(call(Method::GET, "/list", Some(&expired)).await, StatusCode::FORBIDDEN);
     assert_eq!(call(Method::GET, "/list", Some(&weather)).await, StatusCode::FORBIDDEN);
@@ -110,7 +110,7 @@ async fn refusals_and_failures_reach_the_batch_with_what_the_developer_needs() {
         expected(fixture.app, "GET", Some(m.get_item), "/pets/items/2", 429, Some("limit_exceeded"), key),
         expected(fixture.app, "GET", Some(m.hits), "/pets/status/500", 500, None, key),
         expected(fixture.app, "GET", Some(m.hits), "/pets/status/404", 404, None, key),
-        expected(fixture.app, "DELETE", None, "/pets/items/1", 404, Some("no_matching_rule"), key),
+        expected(fixture.app, "DELETE", None, "/pets/items/1", 405, Some("method_not_allowed"), key),
         expected(
             suspended_app,
             "GET",
@@ -166,7 +166,7 @@ async fn refusals_and_failures_reach_the_batch_with_what_the_developer_needs() {
     refused.sort();
     let mut wanted = vec![
         (fixture.app, minute, 429, 1),
-        (fixture.app, minute, 404, 1),
+        (fixture.app, minute, 405, 1),
         (suspended_app, minute, 403, 1),
         (expired_app, minute, 403, 1),
         (weather_app, minute, 403, 1),
@@ -222,12 +222,13 @@ async fn a_public_app_id_alone_is_not_blamed_its_app_key_is() {
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     let url = format!("http://{}/weather/today?app_id=weather-app", agent.proxy_addr());
 
-    // DELETE matches no rule: refused before authentication.
+    // DELETE matches no rule (only GET does): refused before authentication.
     for key in [Some(&other_key), None] {
         let headers: Vec<(&str, &str)> = key.map(|k| ("app-key", k.as_str())).into_iter().collect();
-        assert_eq!(send(Method::DELETE, &url, &headers, "").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(send(Method::DELETE, &url, &headers, "").await.status, StatusCode::METHOD_NOT_ALLOWED);
     }
-    assert_eq!(send(Method::DELETE, &url, &[("app-key", app_key.as_str())], "").await.status, StatusCode::NOT_FOUND);
+    let answer = send(Method::DELETE, &url, &[("app-key", app_key.as_str())], "").await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     let batches = eventually("the failed call", || async {
         let batches = cp.accepted_batches();
         (!failed_calls(&batches).is_empty()).then_some(batches)
@@ -242,7 +243,7 @@ async fn a_public_app_id_alone_is_not_blamed_its_app_key_is() {
     assert_eq!(calls[0].application_id, app);
     assert_eq!(calls[0].key_prefix.as_deref(), Some(app_key.display_prefix()));
     assert!(app_key.display_prefix().starts_with("tg_ak_"));
-    assert_eq!(calls[0].error.as_deref(), Some("no_matching_rule"));
+    assert_eq!(calls[0].error.as_deref(), Some("method_not_allowed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

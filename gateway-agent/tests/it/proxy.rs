@@ -170,7 +170,7 @@ async fn refusals_have_their_status_and_json_body() {
             "application_not_live",
         ),
         (format!("/pets/nothing?user_key={key}"), Method::GET, StatusCode::NOT_FOUND, "no_matching_rule"),
-        (format!("/pets/items/7?user_key={key}"), Method::DELETE, StatusCode::NOT_FOUND, "no_matching_rule"),
+        (format!("/pets/items/7?user_key={key}"), Method::DELETE, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         (format!("/petshop?user_key={key}"), Method::GET, StatusCode::NOT_FOUND, "unknown_api"),
         ("/".to_owned(), Method::GET, StatusCode::NOT_FOUND, "unknown_api"),
     ];
@@ -181,6 +181,10 @@ async fn refusals_have_their_status_and_json_body() {
         assert!(answer.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_eq!(answer.header("content-type"), Some("application/json"));
     }
+    // A path the rules know, with a method they do not: 405 names the methods it has.
+    let wrong_method = send(Method::DELETE, &format!("http://{proxy}/pets/items/7?user_key={key}"), &[], "").await;
+    assert_eq!(wrong_method.header("allow"), Some("GET, POST"), "{}", wrong_method.body);
+    assert!(wrong_method.json()["message"].as_str().is_some_and(|m| m.contains("GET") && m.contains("not DELETE")));
     // The rules allowed a POST; an override could make the upstream run a DELETE.
     for header in ["x-http-method-override", "X-HTTP-Method", "x_method_override"] {
         let url = format!("http://{proxy}/pets/items?user_key={key}");
