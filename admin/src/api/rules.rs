@@ -176,10 +176,12 @@ pub async fn delete_rule(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Delete a metric or method, with the mapping rules, limits and prices that count it. `hits` stays.
+/// Delete a metric or method, with its methods, the mapping rules that count it and its usage history. `hits` stays.
+/// Refused while a plan limits or prices it or one of its methods.
 #[utoipa::path(delete, operation_id = "delete_metric", path = "/admin/api/v1/apis/{id}/metrics/{metric}", tag = "apis", params(("id" = Uuid, Path), ("metric" = Uuid, Path)),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody, description = "No such metric of this API, or `hits`, which every API keeps")),
+              (status = 404, body = ErrorBody, description = "No such metric of this API, or `hits`, which every API keeps"),
+              (status = 409, body = ErrorBody, description = "Plans limit or price the metric or its methods; the message names them")),
     security(("bearer" = [])))]
 pub async fn delete_metric(
     req: HttpRequest,

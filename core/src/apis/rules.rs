@@ -163,8 +163,31 @@ pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -
     Ok(())
 }
 
-/// [`delete_metric`] inside the caller's transaction.
+/// [`delete_metric`] inside the caller's transaction. Refused while a plan limits or prices
+/// the metric or one of its methods: the database would drop those limits and prices with it,
+/// silently changing what the plans allow and charge.
 pub async fn delete_metric_in(tx: &mut sqlx::PgConnection, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
+    let plans = sqlx::query_scalar!(
+        r#"WITH RECURSIVE tree AS (
+               SELECT id FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits'
+               UNION ALL
+               SELECT m.id FROM metrics m JOIN tree t ON m.parent_id = t.id
+           )
+           SELECT p.system_name FROM plans p
+           WHERE p.id IN (SELECT plan_id FROM usage_limits WHERE metric_id IN (SELECT id FROM tree)
+                          UNION SELECT plan_id FROM pricing_rules WHERE metric_id IN (SELECT id FROM tree))
+           ORDER BY p.system_name"#,
+        id,
+        api.0
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if !plans.is_empty() {
+        return Err(Error::Conflict(format!(
+            "plan(s) {} limit or price this metric or its methods; remove those limits and prices first",
+            plans.join(", ")
+        )));
+    }
     let name = sqlx::query_scalar!(
         "DELETE FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits' RETURNING system_name",
         id,

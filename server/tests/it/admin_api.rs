@@ -1209,7 +1209,7 @@ async fn admin_tokens_are_listed_created_and_revoked_but_not_by_themselves(pool:
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
-async fn a_metric_is_deleted_with_its_rules_but_hits_stays(pool: PgPool) {
+async fn a_metric_is_deleted_with_its_rules_but_hits_stays_and_a_plans_limit_keeps_it(pool: PgPool) {
     use reqwest::Method;
     let admin = admin_app(pool).await;
     let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
@@ -1231,6 +1231,22 @@ async fn a_metric_is_deleted_with_its_rules_but_hits_stays(pool: PgPool) {
     let rule = json!({"http_method": "GET", "pattern": "/exports", "metric": "exports"});
     assert_eq!(admin.call(Method::POST, &format!("/admin/api/v1/apis/{api}/mapping-rules"), Some(rule)).await.0, 201);
     let path = format!("{metrics}/{exports}");
+    // A plan limiting one of its methods keeps it: deleting it would change the plan unseen
+    // (and agents, told of the API only, refused every config after it).
+    let (status, listed) =
+        admin.call(Method::POST, &metrics, Some(json!({"system_name": "exports.csv", "parent": "exports"}))).await;
+    assert_eq!(status, 201, "{listed}");
+    let plan = json!({"system_name": "capped", "name": "Capped", "currency": "EUR", "limits": [{"metric": "exports.csv", "period": "day", "max": 5}]});
+    let (status, capped) = admin.call(Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(plan)).await;
+    assert_eq!(status, 201, "{capped}");
+    let (status, refused) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("capped"), "names the plan: {refused}");
+    let (_, plan) =
+        admin.call(Method::GET, &format!("/admin/api/v1/plans/{}", capped["id"].as_str().unwrap()), None).await;
+    assert_eq!(plan["limits"].as_array().unwrap().len(), 1, "the limit is still there: {plan}");
+    let plan_path = format!("/admin/api/v1/plans/{}", capped["id"].as_str().unwrap());
+    assert_eq!(admin.call(Method::DELETE, &plan_path, None).await.0, 204);
     assert_eq!(anonymous(&admin, Method::DELETE, &path, json!({})).await, 401);
     assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{UNKNOWN}"), None).await.0, 404);
     assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{hits}"), None).await.0, 404, "hits stays");
@@ -1238,6 +1254,7 @@ async fn a_metric_is_deleted_with_its_rules_but_hits_stays(pool: PgPool) {
     assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404);
     let (_, listed) = admin.call(Method::GET, &metrics, None).await;
     assert!(id_of(&listed, "exports").is_none() && id_of(&listed, "hits").is_some(), "{listed}");
+    assert!(id_of(&listed, "exports.csv").is_none(), "its methods go with it: {listed}");
     let (_, rules) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/mapping-rules"), None).await;
     assert!(rules.as_array().unwrap().iter().all(|r| r["metric"] != "exports"), "{rules}");
 }
