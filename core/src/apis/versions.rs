@@ -293,12 +293,34 @@ pub async fn publish_in(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
-    let version = sqlx::query!("SELECT spec_source, change_report, published_at FROM api_versions WHERE api_id = $1 AND number = $2 FOR UPDATE", api.0, number)
+    let version = sqlx::query!("SELECT spec_source, change_report, published_at, base_number FROM api_versions WHERE api_id = $1 AND number = $2 FOR UPDATE", api.0, number)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
     if version.published_at.is_some() {
         return Err(Error::Conflict(format!("version {number} is already published")));
+    }
+    // The report (and the mail it decides) holds only against the version it compared with:
+    // publishing over another would change what clients get without telling them.
+    let published = sqlx::query_scalar!(
+        "SELECT max(number) FROM api_versions WHERE api_id = $1 AND published_at IS NOT NULL",
+        api.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(published) = published
+        && version.base_number != Some(published)
+    {
+        return Err(Error::Conflict(if number < published {
+            format!(
+                "version {number} is older than the published version {published}; stage its document again to publish it as a new version"
+            )
+        } else {
+            format!(
+                "version {number}'s change report compares it with version {}, but version {published} is published now; stage the document again for a report against it",
+                version.base_number.map_or_else(|| "none".to_owned(), |n| n.to_string())
+            )
+        }));
     }
     if version.change_report.is_none() {
         let job = sqlx::query!(

@@ -535,6 +535,34 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
         .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v3})))
         .await;
     assert_eq!(staged["breaking"], false, "{staged}");
+
+    // Two versions staged against the same one: once either is published, the other's report
+    // no longer says what publishing it would change, so it is refused until staged again.
+    let v4 = v3.replace("  /health:", "  /status:\n    get: {responses: {'200': {description: ok}}}\n  /health:");
+    let (_, v4_staged) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v4})))
+        .await;
+    let (v3_number, v4_number) = (staged["number"].as_i64().unwrap(), v4_staged["number"].as_i64().unwrap());
+    let publish = |n: i64| format!("/admin/api/v1/apis/{id}/versions/{n}/publish");
+    let (status, published) = admin.call(reqwest::Method::POST, &publish(v4_number), None).await;
+    assert_eq!(status, 200, "{published}");
+    let (status, refused) = admin.call(reqwest::Method::POST, &publish(v3_number), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("older than the published version"), "{refused}");
+    let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
+    assert!(rules.as_array().unwrap().iter().any(|r| r["pattern"] == "/status$"), "v4's rules stay: {rules}");
+    let v5 = v4.replace("version: '2'", "version: '5'");
+    let (_, v5_staged) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v5.clone()})))
+        .await;
+    let (_, v6_staged) = admin
+        .call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": v5})))
+        .await;
+    assert_eq!(admin.call(reqwest::Method::POST, &publish(v5_staged["number"].as_i64().unwrap()), None).await.0, 200);
+    let (status, refused) =
+        admin.call(reqwest::Method::POST, &publish(v6_staged["number"].as_i64().unwrap()), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("stage the document again"), "{refused}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
