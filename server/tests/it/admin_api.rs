@@ -397,6 +397,11 @@ async fn the_openapi_document_describes_every_route_and_its_security(pool: PgPoo
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
+            // OpenAPI requires a description of every response; generators refuse the document without.
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(!description.trim().is_empty(), "{method} {path} {status} has no description");
+            }
         }
     }
     // Enums are documented from the domain's own lists of names.
