@@ -2,6 +2,7 @@
 //! `tollgate_web::Problem`.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use tollgate_web::Problem;
@@ -50,6 +51,9 @@ pub enum ApiError {
          page by key instead: pass the last `id` of a page as `after_id`, as the answer's `next` link does"
     )]
     PageTooDeep,
+    /// A body over the API's limit.
+    #[error("the body is over the limit of {0} bytes (one OpenAPI document of 16 MiB and its JSON)")]
+    TooLarge(usize),
     #[error(transparent)]
     Core(#[from] tollgate_core::Error),
 }
@@ -74,6 +78,7 @@ impl ApiError {
                 field: Some("page".to_owned()),
                 ..Problem::new(self.status_code(), "page_too_deep", self.to_string())
             },
+            ApiError::TooLarge(_) => Problem::new(self.status_code(), "payload_too_large", self.to_string()),
             ApiError::Core(err) => Problem::from_core(err, "admin API"),
         }
     }
@@ -86,12 +91,23 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::Unparsed { .. } | ApiError::PageTooDeep => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Core(err) => tollgate_web::status_of(err),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.problem().into_response()
+        let mut response = self.problem().into_response();
+        // RFC 6750: a 401 names the scheme it wants, and says when a token was given but is bad.
+        let challenge = match self {
+            ApiError::Unauthenticated => Some(r#"Bearer realm="tollgate-admin""#),
+            ApiError::UnknownToken => Some(r#"Bearer realm="tollgate-admin", error="invalid_token""#),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
     }
 }
 

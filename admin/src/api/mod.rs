@@ -50,6 +50,7 @@ fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/admin/api/openapi.json", "GET").route(web::get().to(openapi::document))).service(
         web::scope("/admin/api/v1")
+            .wrap(actix_web::middleware::from_fn(auth::authenticate_first))
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .service(
                 resource("/apis", "GET, POST").route(web::get().to(apis::list)).route(web::post().to(apis::import)),

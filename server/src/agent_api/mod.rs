@@ -21,6 +21,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/agent/v1")
+            .wrap(actix_web::middleware::from_fn(auth::authenticate_first))
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .route("/config", web::get().to(config_stream::open))
             .route("/status", web::post().to(status::report))

@@ -8,7 +8,7 @@ use tollgate_core::applications::ApplicationState;
 use tollgate_core::audit::Actor;
 use tollgate_core::plans::Period;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, answer_to_head, spawn_app};
 
 struct Admin {
     app: TestApp,
@@ -44,12 +44,17 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
     let admin = admin_app(pool).await;
     let res = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).send().await.unwrap();
     assert_eq!(res.status(), 401);
+    let challenge = |res: &reqwest::Response| {
+        res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    assert_eq!(challenge(&res), r#"Bearer realm="tollgate-admin""#, "RFC 6750's challenge");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "unauthenticated");
     assert!(body["message"].as_str().unwrap().contains("Authorization: Bearer"), "{body}");
     let res =
         admin.app.client.get(admin.app.url("/admin/api/v1/apis")).bearer_auth("tg_adm_forged").send().await.unwrap();
     assert_eq!(res.status(), 401);
+    assert!(challenge(&res).ends_with(r#"error="invalid_token""#), "{}", challenge(&res));
     let body: Value = res.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("not valid"), "{body}");
     let (status, body) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
@@ -64,6 +69,42 @@ async fn the_admin_api_needs_a_live_admin_token(pool: PgPool) {
     // Not the missing header's message: the caller sent one, and it is no longer good.
     assert_eq!(body["error"], "unauthenticated");
     assert!(body["message"].as_str().unwrap().contains("revoked"), "{body}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_body_is_not_read_before_the_token_is_checked_or_when_it_is_too_large(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let anonymous = "POST /admin/api/v1/apis HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n";
+    let answer = answer_to_head(&admin.app, anonymous).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains(r#""error":"unauthenticated""#), "{answer}");
+    let huge = format!(
+        "POST /admin/api/v1/apis HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 20000000\r\n\r\n",
+        admin.token
+    );
+    let answer = answer_to_head(&admin.app, &huge).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""error":"payload_too_large""#) && answer.contains("application/json"), "{answer}");
+    // A chunked body that outgrows the limit gets the same JSON answer.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(admin.app.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /admin/api/v1/apis HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        admin.token
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = [format!("{:x}\r\n", 1024 * 1024).into_bytes(), vec![b' '; 1024 * 1024], b"\r\n".to_vec()].concat();
+    for _ in 0..18 {
+        // The server may stop reading once the limit is passed.
+        if conn.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""error":"payload_too_large""#), "{answer}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

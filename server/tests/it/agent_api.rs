@@ -14,7 +14,7 @@ use tollgate_core::plans::list_plans;
 use tollgate_protocol::usage::LATENCY_BUCKETS;
 use tollgate_protocol::{Change, ConfigMessage, StatusClass, UsageAck, UsageBatch, UsageEntry};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, answer_to_head, spawn_app};
 
 /// Reads one NDJSON message at a time from a streaming response.
 struct Ndjson {
@@ -78,6 +78,10 @@ async fn open_stream(app: &TestApp, token: &str, revision: Option<u64>) -> Ndjso
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_agent_api_refuses_missing_and_unknown_tokens_with_json(pool: PgPool) {
     let s = setup(pool).await;
+    // From the head alone: an anonymous client cannot make the server take in a large body.
+    let anonymous = "POST /agent/v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16000000\r\n\r\n";
+    let answer = answer_to_head(&s.app, anonymous).await;
+    assert!(answer.starts_with("HTTP/1.1 401") && answer.contains("missing_token"), "{answer}");
     let res = s.app.client.get(s.app.url("/agent/v1/config")).send().await.unwrap();
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.unwrap();

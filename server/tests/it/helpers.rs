@@ -162,3 +162,18 @@ pub fn free_plan(system_name: impl Into<String>, name: impl Into<String>) -> tol
         pricing_modes: Vec::new(),
     }
 }
+
+/// What the server answers to a request head alone, its body never sent.
+pub async fn answer_to_head(app: &TestApp, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    // Bounded: a server waiting for the body never answers, and the test fails rather than hangs.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("answered from the head alone, without waiting for the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
