@@ -71,8 +71,16 @@ pub fn check_details(name: &str, description: &str) -> Result<()> {
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid("name", "enter a name of 1 to 200 characters"));
     }
+    // A name is mailed to admins and shown as one line: a line break would let anyone who
+    // registers an application write paragraphs of their own into the platform's mail.
+    if name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+        return Err(Error::invalid("name", "keep the name on one line, without tabs or line breaks"));
+    }
     if description.chars().count() > 2000 {
         return Err(Error::invalid("description", "use at most 2,000 characters"));
+    }
+    if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(Error::invalid("description", "remove the control characters"));
     }
     Ok(())
 }

@@ -1136,6 +1136,14 @@ async fn applications_and_keys_are_made_rotated_and_revoked_for_an_account(pool:
     assert_eq!(admin.call(Method::POST, &unknown, Some(new.clone())).await.0, 404);
     let (status, body) = admin.call(Method::POST, &path, Some(json!({"plan_id": basic, "name": " "}))).await;
     assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{body}");
+    // A name is one line: it is mailed to admins, where a line break would start a paragraph.
+    for name in ["Tiny app\r\n\r\nURGENT: reset your password at http://evil.example", "a\tb", "a\u{2028}b"] {
+        let (status, body) = admin.call(Method::POST, &path, Some(json!({"plan_id": basic, "name": name}))).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{name:?}: {body}");
+    }
+    let (status, body) =
+        admin.call(Method::POST, &path, Some(json!({"plan_id": basic, "name": "x", "description": "a\u{7}b"}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("description")), "{body}");
     let (status, body) = admin.call(Method::POST, &path, Some(json!({"plan_id": UNKNOWN, "name": "x"}))).await;
     assert_eq!((status, body["field"].as_str()), (422, Some("plan_id")), "{body}");
     let (status, app) = admin.call(Method::POST, &path, Some(new.clone())).await;
