@@ -81,7 +81,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/notifications").route(web::get().to(notifications::list)))
         .service(web::resource("/notifications/read-all").route(web::post().to(notifications::mark_all_read)))
         .service(web::resource("/notifications/{id}/read").route(web::post().to(notifications::mark_read)))
-        .service(web::resource("/apps/{app}/delete").route(web::post().to(apps::delete)))
+        .service(
+            web::resource("/apps/{app}/delete")
+                .route(web::get().to(apps::confirm_delete))
+                .route(web::post().to(apps::delete)),
+        )
         .service(web::resource("/apps/{app}/keys").route(web::post().to(keys::create)))
         .service(web::resource("/apps/{app}/keys/{key}/rotate").route(web::post().to(keys::rotate)))
         .service(

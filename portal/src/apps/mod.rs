@@ -329,14 +329,37 @@ pub async fn update(
     page(&req, &user, &session, &pool, &gateway, id, query, Some(details)).await
 }
 
+#[derive(Template)]
+#[template(path = "portal/app_delete.html")]
+struct ConfirmDeletePage {
+    chrome: Chrome,
+    app: ApplicationView,
+}
+
+/// Asks before deleting: which application, and what goes with it.
+pub async fn confirm_delete(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let app = applications::get(&pool, account_of(&user)?, ApplicationId(parse_id(&path)?)).await?;
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &ConfirmDeletePage { chrome, app }))
+}
+
+/// Deletes the application and says so on the list of applications.
 pub async fn delete(
     SignedInUser(user): SignedInUser,
+    session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
-    applications::delete(&pool, account, ApplicationId(parse_id(&path)?), &Actor::from(&user)).await?;
+    let app = applications::get(&pool, account, ApplicationId(parse_id(&path)?)).await?;
+    applications::delete(&pool, account, app.id, &Actor::from(&user)).await?;
+    session.flash("success", &format!("The application {} is deleted; its keys no longer work.", app.name)).await?;
     Ok(see_other("/apps"))
 }
 

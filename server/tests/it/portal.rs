@@ -425,6 +425,39 @@ async fn revoking_a_key_asks_first_then_says_it_is_done(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn deleting_an_application_asks_first_then_says_it_is_done(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "delete@example.com").await;
+    let (path, _) = register_app(&app, "Doomed app").await;
+    let page = app.get(&path).await.text().await.unwrap();
+    let confirm_path = format!("{path}/delete");
+    // The Delete button opens a page that asks; nothing is deleted yet.
+    assert!(page.contains(&format!("<form method=\"get\" action=\"{confirm_path}\"")), "{page}");
+    let res = app.get(&confirm_path).await;
+    assert_eq!(res.status(), 200);
+    let confirm = res.text().await.unwrap();
+    assert!(confirm.contains("Delete Doomed app?") && confirm.contains("cannot be undone"), "{confirm}");
+    let exists = || async {
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM applications WHERE name = 'Doomed app')")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert!(exists().await, "opening the page changes nothing");
+    // Another account cannot even see the question.
+    let stranger = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: crate::helpers::client() };
+    verified_developer(&stranger, "stranger@example.com").await;
+    assert_eq!(stranger.get(&confirm_path).await.status(), 404);
+    // Confirming deletes, and the list says so.
+    let res = app.post_form(&confirm_path, &[("csrf_token", &csrf_from(&confirm))]).await;
+    assert_eq!(location(&res), "/apps");
+    assert!(!exists().await);
+    let list = app.get("/apps").await.text().await.unwrap();
+    assert!(list.contains("role=\"status\"") && list.contains("Doomed app is deleted"), "{list}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_api_description_is_rendered_markdown_with_nothing_that_runs(pool: PgPool) {
     use tollgate_core::apis::detail::{self, ApiChanges};
     use tollgate_core::apis::find_by_slug;
