@@ -604,3 +604,21 @@ async fn a_suspended_account_is_told_on_its_dashboard(pool: PgPool) {
     let html = developer.get("/dashboard").await.text().await.unwrap();
     assert!(html.contains(notice) && html.contains("Your account is suspended"), "{html}");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn destructive_buttons_in_table_rows_ask_first(pool: PgPool) {
+    let app = admin(pool).await;
+    let api = tollgate_core::apis::find_by_slug(&app.pool, "weather").await.unwrap().unwrap();
+    let page = app.get(&format!("/admin/apis/{}", api.id.0)).await.text().await.unwrap();
+    // Every delete form of a rule or metric sits inside a closed disclosure: one click only opens it.
+    for kind in ["rules", "metrics"] {
+        let marker = format!("/admin/apis/{}/{kind}/", api.id.0);
+        let forms: Vec<usize> = page.match_indices(&marker).map(|(at, _)| at).collect();
+        assert!(!forms.is_empty(), "{kind}: {page}");
+        for at in forms {
+            let before = &page[..at];
+            let opened = before.rfind("<details class=\"confirm\">").expect("inside a confirm disclosure");
+            assert!(before.rfind("</details>").is_none_or(|closed| closed < opened), "{kind} form at {at} is outside");
+        }
+    }
+}
