@@ -118,11 +118,14 @@ pub struct Problem {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// Seconds for `Retry-After`, on a rate-limited answer.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Problem {
-        Problem { status, error, message: message.into(), field: None, line: None }
+        Problem { status, error, message: message.into(), field: None, line: None, retry_after: None }
     }
 
     /// The answer to a core error; `api` names the API in the log line of
@@ -140,7 +143,10 @@ impl Problem {
             },
             Error::NotFound => Problem::new(status, "not_found", "there is no such resource"),
             Error::Conflict(message) => Problem::new(status, "conflict", message.clone()),
-            Error::RateLimited { .. } => Problem::new(status, "rate_limited", err.to_string()),
+            Error::RateLimited { retry_after } => Problem {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Problem::new(status, "rate_limited", err.to_string())
+            },
             Error::Database(_) | Error::Internal(_) => {
                 tracing::error!(error = ?err, "{api} request failed");
                 Problem::new(status, "internal_error", INTERNAL_MESSAGE)
@@ -149,6 +155,10 @@ impl Problem {
     }
 
     pub fn into_response(self) -> HttpResponse {
-        HttpResponse::build(self.status).json(&self)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        response.json(&self)
     }
 }

@@ -157,11 +157,8 @@ pub(crate) async fn send_invitation(
     if throttle::admit_mail(pool, request.limits, MailRequestKind::Invitation, request.client, email).await?
         == MailAdmission::Quiet
     {
-        let minutes = request.limits.address_cooldown.as_secs().div_ceil(60).max(1);
-        return Err(Error::invalid(
-            "email",
-            format!("we emailed this address a moment ago; invite them again in {minutes} minute(s)"),
-        ));
+        // 429 with Retry-After to an API client; the portal's form says it beside the address.
+        return Err(Error::RateLimited { retry_after: request.limits.address_cooldown });
     }
     let raw = random_token();
     sqlx::query!(

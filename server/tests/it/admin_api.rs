@@ -1255,6 +1255,21 @@ async fn accounts_are_created_with_an_invited_owner_and_users_invited(pool: PgPo
     assert_eq!(status, 201, "{sent}");
     assert_eq!((sent["email"].as_str(), sent["role"].as_str()), (Some("dev@acme.test"), Some("member")));
     assert!(mail("dev@acme.test").await.unwrap().contains("/invitations/accept?token="));
+    // Inviting the same address again at once: the mail throttle's 429, with when to retry.
+    let res = admin
+        .app
+        .client
+        .post(admin.app.url(&invitations))
+        .bearer_auth(&admin.token)
+        .json(&json!({"email": "dev@acme.test", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=120).contains(&retry), "{retry}");
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"], "rate_limited", "{err}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -167,7 +167,7 @@ async fn organisation_names_are_one_line_and_never_mailed_to_unverified_addresse
     assert!(page.text().await.unwrap().contains("Join Acme Labs"));
     // Inviting the same address again at once is refused, next to the field.
     let res = invite(csrf_from(&html)).await;
-    assert_eq!(res.status(), 422);
+    assert_eq!(res.status(), 429);
     assert!(res.text().await.unwrap().contains("emailed this address a moment ago"));
     assert_eq!(mails_to(&app.pool, "invitee@example.com").await, 1);
 }
