@@ -3,7 +3,8 @@
 //!
 //! * sign-in failures per (user, client address), with a growing pause, so
 //!   guessing is slow and a stranger's failures never lock the user out at
-//!   their own address;
+//!   their own address; and per client address over all accounts, so one
+//!   address cannot spray a common password over many of them;
 //! * for the flows that mail an address someone typed (sign-up, a new
 //!   verification link, a password reset, an invitation): a budget of
 //!   requests per client address and hour, and a cooldown per address
@@ -115,6 +116,43 @@ pub(crate) async fn clear_sign_in_failures(pool: &sqlx::PgPool, user: UserId, cl
     Ok(())
 }
 
+/// Failed sign-ins one client address may make in an hour, over every account it names
+/// (known or not): enough for a crowd behind one NAT to mistype, too few to spray a password
+/// over many accounts.
+pub const CLIENT_FAILURE_BUDGET: i32 = 30;
+const CLIENT_WINDOW: Duration = Duration::hours(1);
+
+/// How long `client` must wait before its next sign-in, once its hour's failures are spent.
+pub(crate) async fn client_paused_for(pool: &sqlx::PgPool, client: &ClientAddress) -> Result<Option<Duration>> {
+    let window_start = sqlx::query_scalar!(
+        "SELECT window_start FROM sign_in_client_failures
+         WHERE client = $1 AND failures >= $2 AND window_start > now() - make_interval(secs => $3)",
+        client.key(),
+        CLIENT_FAILURE_BUDGET,
+        CLIENT_WINDOW.as_seconds_f64()
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(window_start.map(|start| start + CLIENT_WINDOW - OffsetDateTime::now_utc()))
+}
+
+/// Counts a failed sign-in from `client`, for whichever email it named.
+pub(crate) async fn record_client_failure(pool: &sqlx::PgPool, client: &ClientAddress) -> Result<()> {
+    sqlx::query!(
+        "INSERT INTO sign_in_client_failures (client, failures) VALUES ($1, 1)
+         ON CONFLICT (client) DO UPDATE SET
+             failures = CASE WHEN sign_in_client_failures.window_start > now() - make_interval(secs => $2)
+                             THEN sign_in_client_failures.failures + 1 ELSE 1 END,
+             window_start = CASE WHEN sign_in_client_failures.window_start > now() - make_interval(secs => $2)
+                                 THEN sign_in_client_failures.window_start ELSE now() END",
+        client.key(),
+        CLIENT_WINDOW.as_seconds_f64()
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// A new password (from a reset link) lifts every pause of the user.
 pub(crate) async fn lift_sign_in_pauses(conn: &mut sqlx::PgConnection, user: UserId) -> Result<()> {
     sqlx::query!("DELETE FROM sign_in_failures WHERE user_id = $1", user.0).execute(conn).await?;
@@ -223,7 +261,10 @@ pub async fn purge_old(pool: &sqlx::PgPool) -> Result<u64> {
     )
     .execute(pool)
     .await?;
-    Ok(mail.rows_affected() + sign_in.rows_affected())
+    let clients = sqlx::query!("DELETE FROM sign_in_client_failures WHERE window_start < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    Ok(mail.rows_affected() + sign_in.rows_affected() + clients.rows_affected())
 }
 
 #[cfg(test)]

@@ -38,6 +38,11 @@ pub enum SignInOutcome {
     Throttled {
         retry_after: Duration,
     },
+    /// Too many failures from this client address this hour, over all accounts: answered
+    /// before any account is looked at, so saying so reveals nothing about one.
+    ClientPaused {
+        retry_after: Duration,
+    },
 }
 
 /// The provider account every admin belongs to, created on first use.
@@ -206,11 +211,17 @@ pub async fn authenticate(
     password: &str,
     client: &ClientAddress,
 ) -> Result<SignInOutcome> {
+    // An address whose hour of failures is spent waits, whichever account it names; no
+    // password is checked, so spraying costs the server nothing either.
+    if let Some(retry_after) = throttle::client_paused_for(pool, client).await? {
+        return Ok(SignInOutcome::ClientPaused { retry_after });
+    }
     let row = sqlx::query!("SELECT id, password_hash FROM users WHERE email = $1::citext", email.trim() as _)
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else {
         hasher.verify(password, None).await;
+        throttle::record_client_failure(pool, client).await?;
         return Ok(SignInOutcome::Rejected);
     };
     let user = UserId(row.id);
@@ -226,5 +237,6 @@ pub async fn authenticate(
         return Ok(SignInOutcome::SignedIn(user));
     }
     throttle::record_sign_in_failure(pool, user, client).await?;
+    throttle::record_client_failure(pool, client).await?;
     Ok(SignInOutcome::Rejected)
 }

@@ -2,6 +2,7 @@
 //! password, an unknown email and a paused account.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
@@ -89,6 +90,22 @@ pub async fn submit(
             return Ok(see_other(target));
         }
         SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => (StatusCode::UNAUTHORIZED, REJECTED),
+        SignInOutcome::ClientPaused { retry_after } => {
+            let seconds = retry_after.whole_seconds().max(1);
+            let minutes = (seconds + 59) / 60;
+            let page = LoginPage {
+                chrome: Chrome::for_session(&session).await?,
+                providers: provider_buttons(&providers),
+                email: form.email,
+                next,
+                error: Some(format!(
+                    "Too many failed sign-ins came from your network this hour. Try again in {minutes} minute(s), or reset your password."
+                )),
+            };
+            let mut answer = render(StatusCode::TOO_MANY_REQUESTS, &page);
+            answer.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(answer);
+        }
     };
     let page = LoginPage {
         chrome: Chrome::for_session(&session).await?,

@@ -264,6 +264,31 @@ async fn a_stranger_cannot_lock_a_user_out(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn one_address_spraying_a_password_over_many_accounts_runs_out_of_attempts(pool: PgPool) {
+    use tollgate_core::accounts::throttle::CLIENT_FAILURE_BUDGET;
+    seed(&pool).await.unwrap();
+    let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let sprayer = browser(&app);
+    // One guess per account, known or not: no account's own pause starts.
+    for i in 0..CLIENT_FAILURE_BUDGET {
+        let email = if i == 0 { DEMO_DEVELOPER_EMAIL.to_owned() } else { format!("person{i}@example.com") };
+        let res = sign_in_from(&sprayer, "203.0.113.77", &email, "Summer2026!").await;
+        assert_eq!(res.status(), 401, "attempt {i}");
+    }
+    // The hour's budget is spent: the next attempt waits, even with a right password, and the
+    // answer says why and when (it depends on the address only, so it reveals no account).
+    let res = sign_in_from(&sprayer, "203.0.113.77", DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    let retry: i64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((3000..=3600).contains(&retry), "about an hour: {retry}");
+    assert!(res.text().await.unwrap().contains("Too many failed sign-ins came from your network"));
+    // Everyone else signs in.
+    let user = browser(&app);
+    let res = sign_in_from(&user, "198.51.100.7", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(location(&res), "/dashboard");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn without_trusted_proxies_a_client_cannot_choose_its_address(pool: PgPool) {
     let app = seeded_app(pool).await;
     for i in 0..6 {
