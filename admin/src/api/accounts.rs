@@ -50,6 +50,7 @@ impl From<AccountView> for AccountOut {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AccountQuery {
     /// Part of the account's name.

@@ -128,6 +128,7 @@ impl From<ApiDetail> for ApiDetailOut {
 
 /// Which page of API products to return.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ApiListQuery {
     /// Only the APIs after this one in the list: pass the last `id` of a page to get

@@ -67,6 +67,7 @@ impl From<AdminApplicationView> for ApplicationOut {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ApplicationQuery {
     /// Only applications in this state.

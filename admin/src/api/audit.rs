@@ -50,6 +50,7 @@ impl From<AuditRecord> for AuditOut {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// e.g. `api`, `plan`, `application`, `credential`.

@@ -52,6 +52,7 @@ pub struct ConfigDocument {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ApplyQuery {
     /// Work out the diff and change nothing.

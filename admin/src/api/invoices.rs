@@ -204,6 +204,7 @@ impl From<InvoiceDetail> for InvoiceDetailOut {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InvoiceQuery {
     /// Only invoices in this state.

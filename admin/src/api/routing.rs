@@ -255,6 +255,7 @@ pub async fn set_application_group(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GroupUsageQuery {
     /// `1h`, `24h` (default), `30d` or `12m`.

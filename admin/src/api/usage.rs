@@ -18,6 +18,7 @@ use super::error::{ApiResult, ErrorBody};
 use super::wire::{parse_query, rfc3339};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// Only this API product's applications.

@@ -220,6 +220,7 @@ pub async fn show_version(
 
 /// Which changes to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// 1-based page number. Offset pages reach the first 10,000 rows: a page that starts

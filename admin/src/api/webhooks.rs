@@ -217,6 +217,7 @@ impl From<Delivery> for DeliveryOut {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Only the deliveries after this one in the list (older): pass the last `id` of a page to

@@ -1369,6 +1369,9 @@ async fn a_body_or_query_string_that_does_not_parse_names_its_field(pool: PgPool
     unparsed(admin.call(Method::GET, "/admin/api/v1/apis?per_page=abc", None).await, "per_page");
     unparsed(admin.call(Method::GET, "/admin/api/v1/applications?after_id=garbage", None).await, "after_id");
     unparsed(admin.call(Method::GET, "/admin/api/v1/invoices?state=bogus", None).await, "state");
+    // A misspelt filter is refused, not ignored: ignored, it would widen the list to everything.
+    unparsed(admin.call(Method::GET, "/admin/api/v1/applications?stat=live", None).await, "stat");
+    unparsed(admin.call(Method::GET, "/admin/api/v1/accounts?state=suspended", None).await, "state");
     unparsed(admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": 5}))).await, "name");
 
     let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
