@@ -232,7 +232,7 @@ pub struct NewApplicationIn {
 #[utoipa::path(post, operation_id = "create_application", path = "/admin/api/v1/accounts/{id}/applications", tag = "applications", params(("id" = Uuid, Path)), request_body = NewApplicationIn,
     responses((status = 201, body = ApplicationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody, description = "No such account"),
-              (status = 409, body = ErrorBody, description = "The account has an application of this name for this API"),
+              (status = 409, body = ErrorBody, description = "The account is suspended, or has an application of this name for this API"),
               (status = 422, body = ErrorBody, description = "Not a published plan, or a bad name or description; `field` names it")),
     security(("bearer" = [])))]
 pub async fn create(

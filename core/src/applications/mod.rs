@@ -90,6 +90,19 @@ pub fn check_details(name: &str, description: &str) -> Result<()> {
 pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, actor: &Actor) -> Result<ApplicationView> {
     check_details(&new.name, &new.description)?;
     let mut tx = pool.begin().await?;
+    // Agents refuse a suspended account's applications: one made now would say `live` and not work.
+    let suspended = sqlx::query_scalar!(
+        r#"SELECT state = 'suspended' AS "suspended!" FROM accounts WHERE id = $1 FOR SHARE"#,
+        account.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if suspended {
+        return Err(Error::Conflict(
+            "the account is suspended: it registers no applications until an admin resumes it".into(),
+        ));
+    }
     let plan = sqlx::query!(
         r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode AS "auth_mode: AuthMode"
            FROM plans p JOIN api_products a ON a.id = p.api_id

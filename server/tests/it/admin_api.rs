@@ -1151,6 +1151,14 @@ async fn applications_and_keys_are_made_rotated_and_revoked_for_an_account(pool:
     assert_eq!((app["name"].as_str(), app["state"].as_str()), (Some("CI app"), Some("live")));
     assert_eq!(app["account_id"].as_str(), Some(account.as_str()));
     assert_eq!(admin.call(Method::POST, &path, Some(new)).await.0, 409, "one name per API and account");
+    // A suspended account registers nothing: agents would refuse the application it says is live.
+    let state = format!("/admin/api/v1/accounts/{account}/state");
+    assert_eq!(admin.call(Method::PUT, &state, Some(json!({"state": "suspended"}))).await.0, 200);
+    let another = json!({"plan_id": basic, "name": "While suspended"});
+    let (status, body) = admin.call(Method::POST, &path, Some(another.clone())).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("suspended"), "{body}");
+    assert_eq!(admin.call(Method::PUT, &state, Some(json!({"state": "active"}))).await.0, 200);
     let app = app["id"].as_str().unwrap().to_owned();
 
     // Keys: issue, list, rotate (the old one stays for its overlap), revoke.
