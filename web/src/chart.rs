@@ -151,12 +151,11 @@ impl TimeChart {
                         let v = series.values.first().copied().unwrap_or(0);
                         let _ = write!(
                             s,
-                            r#"<circle class="chart-dot {class}" cx="{:.1}" cy="{:.1}" r="4"><title>{}: {} {}</title></circle>"#,
+                            r#"<circle class="chart-dot {class}" cx="{:.1}" cy="{:.1}" r="4"><title>{}: {}</title></circle>"#,
                             x_mid(0),
                             y_of(v),
                             escape(&series.name),
-                            v,
-                            escape(&self.unit)
+                            self.quantity(v)
                         );
                         continue;
                     }
@@ -184,7 +183,7 @@ impl TimeChart {
                         stacked += v;
                         let _ = write!(
                             s,
-                            r#"<rect class="chart-bar {}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{} {}: {} {}</title></rect>"#,
+                            r#"<rect class="chart-bar {}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{} {}: {}</title></rect>"#,
                             series_class(series, k),
                             x_mid(i) - bar_w / 2.0,
                             y_top,
@@ -192,8 +191,7 @@ impl TimeChart {
                             (y_bottom - y_top).max(0.5),
                             escape(&self.buckets[i]),
                             escape(&series.name),
-                            v,
-                            escape(&self.unit)
+                            self.quantity(v)
                         );
                     }
                 }
@@ -203,17 +201,25 @@ impl TimeChart {
         s
     }
 
+    /// `7 calls`, `1 call`: the count with the unit, escaped.
+    fn quantity(&self, n: u64) -> String {
+        let unit = match self.unit.strip_suffix('s') {
+            Some(one) if n == 1 => one,
+            _ => &self.unit,
+        };
+        format!("{n} {}", escape(unit))
+    }
+
     fn legend(&self) -> String {
         let mut s = String::from(r#"<ul class="chart-legend">"#);
         for (k, series) in self.series.iter().enumerate() {
             let total: u64 = series.values.iter().sum();
             let _ = write!(
                 s,
-                r#"<li><span class="chart-swatch {}" aria-hidden="true"></span>{} ({} {})</li>"#,
+                r#"<li><span class="chart-swatch {}" aria-hidden="true"></span>{} ({})</li>"#,
                 series_class(series, k),
                 escape(&series.name),
-                total,
-                escape(&self.unit)
+                self.quantity(total)
             );
         }
         s.push_str("</ul>");
@@ -377,6 +383,8 @@ mod tests {
         assert!(html.contains("hits: 7 calls"));
         assert!(!html.contains("<polyline"));
         assert!(html.contains("<td>7</td>"));
+        let one = chart(&["10:00"], vec![Series::new("hits", vec![1])], Style::Lines).render();
+        assert!(one.contains("hits: 1 call<") && one.contains("hits (1 call)"), "{one}");
     }
 
     #[test]

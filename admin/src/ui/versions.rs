@@ -14,6 +14,7 @@ use tollgate_core::apis::{ApiId, ReportState};
 use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_openapi::{Change, ChangeReport};
+use tollgate_web::chart::escape;
 use tollgate_web::{
     AdminUser, Chrome, CsrfForm, EmptyForm, PageResult, PublicUrl, Session, parse_id, render, see_other,
 };
@@ -45,6 +46,29 @@ struct Row {
 }
 
 impl Row {
+    /// The message as HTML: escaped, with its `backticked` names as code, as the report
+    /// writes them for a reader of Markdown.
+    fn message_html(&self) -> String {
+        let mut html = String::with_capacity(self.message.len() + 16);
+        for (index, piece) in self.message.split('`').enumerate() {
+            // Odd pieces sat between two backticks; a lone last backtick stays text.
+            let closed = index % 2 == 1 && index < self.message.matches('`').count();
+            match (index % 2 == 1, closed) {
+                (true, true) => {
+                    html.push_str("<code>");
+                    html.push_str(&escape(piece));
+                    html.push_str("</code>");
+                }
+                (true, false) => {
+                    html.push('`');
+                    html.push_str(&escape(piece));
+                }
+                _ => html.push_str(&escape(piece)),
+            }
+        }
+        html
+    }
+
     fn of(report: &ChangeReport, id: usize, change: &Change) -> Row {
         let operations: Vec<String> = report.operations_of(change).take(OPERATIONS_SHOWN).map(str::to_owned).collect();
         Row {

@@ -118,12 +118,19 @@ async fn random_methods_and_paths_add_no_metric_series(pool: PgPool) {
 
 /// Sends a request head promising a body, then only part of it, and returns
 /// the answer the server gives (or panics after `wait`).
-async fn stall_body(app: &crate::helpers::TestApp, path: &str, content_type: &str, wait: Duration) -> String {
+async fn stall_body(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    content_type: &str,
+    token: Option<&str>,
+    wait: Duration,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.base.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\nemail=a%40b.co&pa"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\nemail=a%40b.co&pa"
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -146,13 +153,23 @@ async fn a_stalled_request_body_is_answered_408(pool: PgPool) {
     let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_BODY_TIMEOUT_SECONDS", "1")]).await;
     let wait = Duration::from_secs(15);
     let started = std::time::Instant::now();
-    let page = stall_body(&app, "/login", "application/x-www-form-urlencoded", wait).await;
+    let page = stall_body(&app, "/login", "application/x-www-form-urlencoded", None, wait).await;
     assert!(page.starts_with("HTTP/1.1 408"), "{page}");
     assert!(page.to_ascii_lowercase().contains("content-type: text/html"), "{page}");
     assert!(page.to_ascii_lowercase().contains("connection: close"), "{page}");
     assert!(started.elapsed() >= Duration::from_millis(900), "the client had its second");
-    for path in ["/admin/api/v1/apis", "/agent/v1/usage"] {
-        let answer = stall_body(&app, path, "application/json", wait).await;
+    // The JSON APIs read a body only once its token is good: a caller without one is answered
+    // from the head; one with a token that stalls gets the JSON 408.
+    tollgate::cli::dev::seed(&app.pool).await.unwrap();
+    let owner =
+        tollgate_core::admin_tokens::admin_by_email(&app.pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.unwrap();
+    let actor = tollgate_core::audit::Actor::system("test");
+    let (_, admin_token) = tollgate_core::admin_tokens::create(&app.pool, owner, "tests", &actor).await.unwrap();
+    let (_, agent_token) = tollgate_core::gateways::create(&app.pool, "stalling", &actor).await.unwrap();
+    for (path, token) in [("/admin/api/v1/apis", admin_token.as_str()), ("/agent/v1/usage", agent_token.as_str())] {
+        let anonymous = stall_body(&app, path, "application/json", None, wait).await;
+        assert!(anonymous.starts_with("HTTP/1.1 401"), "{path}: {anonymous}");
+        let answer = stall_body(&app, path, "application/json", Some(token), wait).await;
         assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
         assert!(answer.to_ascii_lowercase().contains("content-type: application/json"), "{path}: {answer}");
     }
