@@ -16,7 +16,7 @@ use super::auth::admin;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
-use super::wire::{check_len, parse_json, parse_json_object, parse_query, rfc3339};
+use super::wire::{check_len, created, parse_json, parse_json_object, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountOut {
@@ -154,7 +154,7 @@ pub async fn create(
     })?;
     let request = MailRequest { client: &client, limits: &limits };
     let id = directory::create(&pool, &request, &input.name, &owner, &actor, &public_url.0).await?;
-    Ok(HttpResponse::Created().json(AccountOut::from(directory::get(&pool, id).await?)))
+    Ok(created(format!("/admin/api/v1/accounts/{}", id.0)).json(AccountOut::from(directory::get(&pool, id).await?)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -19,7 +19,7 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
-use super::wire::{parse_json, parse_query, rfc3339};
+use super::wire::{created, parse_json, parse_query, rfc3339};
 
 /// An API product in lists.
 #[derive(Debug, Serialize, ToSchema)]
@@ -196,7 +196,8 @@ pub async fn import(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes)
     let new =
         NewApi { name: input.name, slug: input.slug, base_path: input.base_path, upstream_url: input.upstream_url };
     let api = create_from_spec(&pool, &input.spec, &spec, new, &actor).await?;
-    Ok(HttpResponse::Created().json(ApiOut::from(api)))
+    let out = ApiOut::from(api);
+    Ok(created(format!("/admin/api/v1/apis/{}", out.id)).json(out))
 }
 
 /// One API product.

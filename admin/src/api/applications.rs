@@ -20,7 +20,7 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
-use super::wire::{check_len, parse_json, parse_json_object, parse_query, rfc3339};
+use super::wire::{check_len, created, parse_json, parse_json_object, parse_query, rfc3339};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationOut {
@@ -254,5 +254,6 @@ pub async fn create(
         description: input.description.unwrap_or_default(),
     };
     let app = applications::create(&pool, account, &new, &actor).await?;
-    Ok(HttpResponse::Created().json(ApplicationOut::from(applications::get_any(&pool, app.id).await?)))
+    Ok(created(format!("/admin/api/v1/applications/{}", app.id.0))
+        .json(ApplicationOut::from(applications::get_any(&pool, app.id).await?)))
 }

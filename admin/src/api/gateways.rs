@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
-use super::wire::{parse_json_object, rfc3339};
+use super::wire::{created, parse_json_object, rfc3339};
 
 /// A gateway agent and what it last reported.
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,7 +85,8 @@ pub async fn register(req: HttpRequest, pool: web::Data<PgPool>, body: web::Byte
     let input: GatewayIn = parse_json_object(&body)?;
     let (id, token) = gateways::create(&pool, input.name.trim(), &actor).await?;
     let gateway = GatewayOut::from(gateways::get(&pool, id).await?);
-    Ok(HttpResponse::Created().json(RegisteredGatewayOut { gateway, token: token.as_str().to_owned() }))
+    Ok(created(format!("/admin/api/v1/gateways/{}", id.0))
+        .json(RegisteredGatewayOut { gateway, token: token.as_str().to_owned() }))
 }
 
 /// One gateway agent that is not revoked.

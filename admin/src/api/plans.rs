@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::schemas;
-use super::wire::parse_json;
+use super::wire::{created, parse_json};
 
 /// At most `max` units of `metric` per calendar `period` in the plan's time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -232,7 +232,7 @@ pub async fn create(
     let input: PlanIn = parse_json(&body)?;
     detail::get(&pool, api).await?;
     let id = plans::create_plan(&pool, api, &input.into_new(), &actor).await?;
-    Ok(HttpResponse::Created().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
+    Ok(created(format!("/admin/api/v1/plans/{}", id.0)).json(PlanOut::from(plans::get_plan(&pool, id).await?)))
 }
 
 /// One plan.
@@ -299,7 +299,7 @@ pub async fn copy(
     let id = PlanId(parse_id(&path)?);
     let input: CopyIn = parse_json(&body)?;
     let copy = plans::copy_plan(&pool, id, &input.system_name, &input.name, &actor).await?;
-    Ok(HttpResponse::Created().json(PlanOut::from(plans::get_plan(&pool, copy).await?)))
+    Ok(created(format!("/admin/api/v1/plans/{}", copy.0)).json(PlanOut::from(plans::get_plan(&pool, copy).await?)))
 }
 
 /// The percentages of a limit at which a plan's applications alert their owners.

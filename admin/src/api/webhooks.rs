@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Keyed, Page, PageQuery};
-use super::wire::{parse_json_object, parse_query, rfc3339};
+use super::wire::{created, parse_json_object, parse_query, rfc3339};
 
 /// Event names, each at most once; empty or absent means every event.
 fn event_list() -> Array {
@@ -105,7 +105,8 @@ pub async fn create(
     let (_, actor) = admin(&req, &pool).await?;
     let input: WebhookIn = parse_json_object(&body)?;
     let (sub, secret) = subscriptions::create(&pool, &input.into(), **policy, &actor).await?;
-    Ok(HttpResponse::Created().json(CreatedWebhookOut { subscription: sub.into(), secret }))
+    Ok(created(format!("/admin/api/v1/webhooks/{}", sub.id))
+        .json(CreatedWebhookOut { subscription: sub.into(), secret }))
 }
 
 /// One webhook subscription.

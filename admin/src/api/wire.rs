@@ -121,6 +121,13 @@ pub fn check_len(name: &'static str, value: Option<&str>, max: usize) -> ApiResu
     }
 }
 
+/// A `201 Created` whose `Location` is where the new resource is read (RFC 9110 §15.3.2).
+pub fn created(location: String) -> actix_web::HttpResponseBuilder {
+    let mut response = actix_web::HttpResponse::Created();
+    response.insert_header((actix_web::http::header::LOCATION, location));
+    response
+}
+
 /// Timestamps in answers are RFC 3339 strings, as the document declares.
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()

@@ -1395,3 +1395,30 @@ async fn a_body_or_query_string_that_does_not_parse_names_its_field(pool: PgPool
     let (status, body) = admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": "a\u{0}b"}))).await;
     assert_eq!((status, &body["field"]), (422, &json!("name")), "{body}");
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_201_says_where_the_new_resource_is_read(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let (_, apis) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let post = |path: String, body: Value| {
+        admin.app.client.post(admin.app.url(&path)).bearer_auth(&admin.token).json(&body).send()
+    };
+    let creates = [
+        (
+            format!("/admin/api/v1/apis/{api}/plans"),
+            json!({"system_name": "located", "name": "Located", "currency": "EUR"}),
+        ),
+        ("/admin/api/v1/gateways".to_owned(), json!({"name": "located-edge"})),
+    ];
+    for (path, body) in creates {
+        let res = post(path.clone(), body).await.unwrap();
+        assert_eq!(res.status(), 201, "{path}");
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        let created: Value = res.json().await.unwrap();
+        let id = created["id"].as_str().or(created["gateway"]["id"].as_str()).unwrap().to_owned();
+        assert!(location.ends_with(&id), "{location} names {id}");
+        let (status, read) = admin.call(reqwest::Method::GET, &location, None).await;
+        assert_eq!((status, read["id"].as_str()), (200, Some(id.as_str())), "{location}");
+    }
+}

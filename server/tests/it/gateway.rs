@@ -256,7 +256,7 @@ async fn keys_limits_and_lifecycle_are_enforced_at_the_edge(pool: PgPool) {
     let res = call(&agent, &format!("/weather/cities?user_key={open_key}")).await;
     assert_eq!(res.status(), 200);
     let since: i64 =
-        sqlx::query_scalar("SELECT extract(epoch FROM deprecated_at)::bigint FROM api_products WHERE id = $1")
+        sqlx::query_scalar("SELECT floor(extract(epoch FROM deprecated_at))::bigint FROM api_products WHERE id = $1")
             .bind(w.api.0)
             .fetch_one(&w.app.pool)
             .await
