@@ -17,7 +17,7 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
-use super::wire::{parse_decimal, parse_json_object, parse_query, rfc3339};
+use super::wire::{in_minor_units, parse_decimal, parse_json_object, parse_query, rfc3339};
 
 /// An invoice as lists show it. Money is a decimal string in the invoice's currency.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,11 +61,11 @@ impl From<AdminInvoice> for InvoiceOut {
             account_name: a.account_name,
             number: i.number,
             period: i.period,
-            currency: i.currency.trim().to_owned(),
             state: i.state,
-            subtotal: i.subtotal,
-            tax: i.tax,
-            total: i.total,
+            subtotal: in_minor_units(i.subtotal, &i.currency),
+            tax: in_minor_units(i.tax, &i.currency),
+            total: in_minor_units(i.total, &i.currency),
+            currency: i.currency.trim().to_owned(),
             issued_at: i.issued_at.map(rfc3339),
             due_at: i.due_at.map(rfc3339),
             paid_at: i.paid_at.map(rfc3339),
@@ -152,6 +152,7 @@ pub struct InvoiceDetailOut {
 
 impl From<InvoiceDetail> for InvoiceDetailOut {
     fn from(d: InvoiceDetail) -> Self {
+        let currency = d.invoice.invoice.currency.clone();
         InvoiceDetailOut {
             invoice: InvoiceOut::from(d.invoice),
             tax_rate: d.tax_rate,
@@ -164,9 +165,9 @@ impl From<InvoiceDetail> for InvoiceDetailOut {
                 .map(|l| LineOut {
                     kind: l.kind,
                     description: l.description,
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                    amount: l.amount,
+                    quantity: l.quantity.normalize(),
+                    unit_price: l.unit_price.normalize(),
+                    amount: in_minor_units(l.amount, &currency),
                     service_month: l.service_month,
                     application_id: l.application_id,
                     plan_id: l.plan_id,
@@ -189,7 +190,7 @@ impl From<InvoiceDetail> for InvoiceDetailOut {
                 .map(|p| PaymentOut {
                     id: p.id,
                     provider: p.provider,
-                    amount: p.amount,
+                    amount: in_minor_units(p.amount, &p.currency),
                     currency: p.currency.trim().to_owned(),
                     reference: p.reference,
                     outcome: p.outcome,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::schemas;
-use super::wire::{created, parse_json};
+use super::wire::{created, in_minor_units, parse_json};
 
 /// At most `max` units of `metric` per calendar `period` in the plan's time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -174,8 +174,8 @@ impl From<PlanDetail> for PlanOut {
             description: p.description,
             published: p.published,
             approval_required: p.approval_required,
-            setup_fee: p.setup_fee,
-            monthly_fee: p.monthly_fee,
+            setup_fee: in_minor_units(p.setup_fee, &p.currency),
+            monthly_fee: in_minor_units(p.monthly_fee, &p.currency),
             trial_days: p.trial_days,
             currency: p.currency,
             time_zone: p.time_zone,
@@ -183,7 +183,14 @@ impl From<PlanDetail> for PlanOut {
             pricing: p
                 .pricing
                 .into_iter()
-                .map(|r| PriceIn { metric: r.metric, from: r.from, to: r.to, price_per_unit: r.price_per_unit })
+                // A unit price may be finer than the minor unit (0.001 a call): only its
+                // trailing zeros go.
+                .map(|r| PriceIn {
+                    metric: r.metric,
+                    from: r.from,
+                    to: r.to,
+                    price_per_unit: r.price_per_unit.normalize(),
+                })
                 .collect(),
             pricing_modes: p
                 .pricing_modes

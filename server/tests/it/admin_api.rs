@@ -161,6 +161,9 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(plan.clone())).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["limits"].as_array().unwrap().len(), 2);
+    // Amounts read as the currency writes them, not as the column stores them ("10.0000").
+    assert_eq!((&created["monthly_fee"], &created["setup_fee"]), (&json!("10.00"), &json!("0.00")), "{created}");
+    assert_eq!(created["pricing"][1]["price_per_unit"], "0.01", "{created}");
     let mut overlapping = plan.clone();
     overlapping["system_name"] = json!("silver");
     overlapping["pricing"][1]["from"] = json!(50);
@@ -1407,7 +1410,7 @@ async fn a_201_says_where_the_new_resource_is_read(pool: PgPool) {
     let creates = [
         (
             format!("/admin/api/v1/apis/{api}/plans"),
-            json!({"system_name": "located", "name": "Located", "currency": "EUR"}),
+            json!({"system_name": "located", "name": "Located", "currency": "JPY", "monthly_fee": "5000"}),
         ),
         ("/admin/api/v1/gateways".to_owned(), json!({"name": "located-edge"})),
     ];
@@ -1420,5 +1423,8 @@ async fn a_201_says_where_the_new_resource_is_read(pool: PgPool) {
         assert!(location.ends_with(&id), "{location} names {id}");
         let (status, read) = admin.call(reqwest::Method::GET, &location, None).await;
         assert_eq!((status, read["id"].as_str()), (200, Some(id.as_str())), "{location}");
+        if read["currency"] == "JPY" {
+            assert_eq!(read["monthly_fee"], "5000", "a yen has no minor unit: {read}");
+        }
     }
 }
