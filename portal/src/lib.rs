@@ -96,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/team").route(web::get().to(team::show)))
         .service(web::resource("/team/invite").route(web::post().to(team::invite)))
         .service(web::resource("/team/members/{user}/remove").route(web::post().to(team::remove)))
+        .service(web::resource("/team/invitations/{invitation}/withdraw").route(web::post().to(team::withdraw)))
         .service(web::resource("/team/members/{user}/make-owner").route(web::post().to(team::make_owner)))
         .service(
             web::resource("/invitations/accept")

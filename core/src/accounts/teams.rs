@@ -36,6 +36,7 @@ pub struct Member {
 
 #[derive(Debug, Clone)]
 pub struct PendingInvitation {
+    pub id: Uuid,
     pub email: String,
     pub role: MemberRole,
     pub expires_at: OffsetDateTime,
@@ -77,13 +78,52 @@ pub async fn members(pool: &PgPool, account: AccountId) -> Result<Vec<Member>> {
 
 pub async fn pending_invitations(pool: &PgPool, account: AccountId) -> Result<Vec<PendingInvitation>> {
     let rows = sqlx::query!(
-        r#"SELECT email::text AS "email!", role AS "role: MemberRole", expires_at FROM invitations
+        r#"SELECT id, email::text AS "email!", role AS "role: MemberRole", expires_at FROM invitations
            WHERE account_id = $1 AND accepted_at IS NULL AND expires_at > now() ORDER BY created_at"#,
         account.0
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|r| PendingInvitation { email: r.email, role: r.role, expires_at: r.expires_at }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| PendingInvitation { id: r.id, email: r.email, role: r.role, expires_at: r.expires_at })
+        .collect())
+}
+
+/// Withdraws a pending invitation of the account; an owner only. Its link then says it was
+/// used, withdrawn or has expired. Another account's invitation is not found.
+pub async fn withdraw(
+    pool: &PgPool,
+    account: AccountId,
+    actor: UserId,
+    actor_email: &str,
+    invitation: Uuid,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    require_owner(&mut tx, account, actor).await?;
+    let withdrawn = sqlx::query!(
+        r#"DELETE FROM invitations WHERE id = $1 AND account_id = $2 AND accepted_at IS NULL
+           RETURNING email::text AS "email!", role AS "role: MemberRole""#,
+        invitation,
+        account.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    audit::record(
+        &mut tx,
+        &Actor::user(actor, actor_email),
+        Entry {
+            action: "team.invitation_withdrawn",
+            entity: "account",
+            entity_id: Some(account.0),
+            before: Some(json!({"email": withdrawn.email, "role": withdrawn.role})),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Invites someone by email; an owner only. The mail throttles apply as

@@ -142,6 +142,20 @@ pub async fn remove(
     after_change(&session, &pool, &user, outcome).await
 }
 
+/// Withdraws a pending invitation (an owner only): a mistyped address's link stops working.
+pub async fn withdraw(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
+    let invitation = parse_id(&path)?;
+    let account = account_of(&user)?;
+    let outcome = teams::withdraw(&pool, account, user.id, &user.email, invitation).await;
+    after_change(&session, &pool, &user, outcome).await
+}
+
 pub async fn make_owner(
     SignedInUser(user): SignedInUser,
     session: Session,

@@ -77,3 +77,40 @@ async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leav
     .unwrap();
     assert_eq!(roles, [("new@example.com".to_owned(), "owner".to_owned())]);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_owner_withdraws_a_pending_invitation_and_its_link_stops_working(pool: PgPool) {
+    let owner = spawn_app(pool).await;
+    verified_developer(&owner, "owner@example.com").await;
+    let html = owner.get("/team").await.text().await.unwrap();
+    let token = csrf_from(&html);
+    let invite = [("csrf_token", token.as_str()), ("email", "typo@exmaple.com"), ("role", "owner")];
+    assert_eq!(owner.post_form("/team/invite", &invite).await.status(), 200);
+    let (_, body) = last_mail(&owner.pool, "typo@exmaple.com").await;
+    let token = link_token(&body, "/invitations/accept");
+    let id: String = sqlx::query_scalar("SELECT id::text FROM invitations WHERE email = 'typo@exmaple.com'")
+        .fetch_one(&owner.pool)
+        .await
+        .unwrap();
+    let withdraw = format!("/team/invitations/{id}/withdraw");
+    let team = owner.get("/team").await.text().await.unwrap();
+    assert!(team.contains(&format!("action=\"{withdraw}\"")), "{team}");
+
+    // Another account's owner does not find it.
+    let stranger = TestApp { base: owner.base.clone(), pool: owner.pool.clone(), client: client() };
+    verified_developer(&stranger, "stranger@example.com").await;
+    let html = stranger.get("/team").await.text().await.unwrap();
+    assert_eq!(stranger.post_form(&withdraw, &[("csrf_token", &csrf_from(&html))]).await.status(), 404);
+
+    let res = owner.post_form(&withdraw, &[("csrf_token", &csrf_from(&team))]).await;
+    assert_eq!(location(&res), "/team");
+    let team = owner.get("/team").await.text().await.unwrap();
+    assert!(!team.contains("typo@exmaple.com"), "{team}");
+    let page = client().get(owner.url(&format!("/invitations/accept?token={token}"))).send().await.unwrap();
+    assert_eq!(page.status(), 410, "the mistyped address's link no longer makes an owner");
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'team.invitation_withdrawn'")
+        .fetch_one(&owner.pool)
+        .await
+        .unwrap();
+    assert_eq!(logged, 1);
+}
