@@ -386,7 +386,7 @@ async fn the_invoice_list_filters_by_state_account_period_and_currency(pool: PgP
             .as_array()
             .unwrap()
             .iter()
-            .all(|i| i["account_id"] == globex.to_string() && i["account_name"] == "globex" && i["total"] == "20.0000")
+            .all(|i| i["account_id"] == globex.to_string() && i["account_name"] == "globex" && i["total"] == "20.00")
     );
     // A fragment of the account's name, ignoring case; `%` and `_` match only themselves.
     let (_, glob) = admin.call(Method::GET, "/admin/api/v1/invoices?account_name=LOBE", None).await;
