@@ -225,7 +225,9 @@ pub async fn rotate(
             entity: "credential",
             entity_id: Some(old.0),
             before: Some(json!({"expires_at": null})),
-            after: Some(json!({"expires_at": expires_at.unix_timestamp(), "replaced_by": id.0})),
+            after: Some(
+                json!({"application_id": app.0, "expires_at": expires_at.unix_timestamp(), "replaced_by": id.0}),
+            ),
         },
     )
     .await?;
@@ -260,7 +262,7 @@ pub async fn revoke(
             entity: "credential",
             entity_id: Some(credential.0),
             before: None,
-            after: Some(json!({"revoked": true})),
+            after: Some(json!({"application_id": app.0, "revoked": true})),
         },
     )
     .await?;

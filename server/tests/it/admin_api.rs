@@ -1209,6 +1209,12 @@ async fn applications_and_keys_are_made_rotated_and_revoked_for_an_account(pool:
     assert_eq!(admin.call(Method::DELETE, &format!("{keys}/{UNKNOWN}"), None).await.0, 404);
     let (_, listed) = admin.call(Method::GET, &keys, None).await;
     assert_eq!(status_of(&listed, &second), "revoked");
+    // The audit entries (and so the key.rotated and key.revoked webhooks) name the application,
+    // as key.created does: a key's id alone resolves to nothing once it is revoked.
+    for action in ["credential.rotate", "credential.revoke"] {
+        let (_, log) = admin.call(Method::GET, &format!("/admin/api/v1/audit?action={action}"), None).await;
+        assert_eq!(log["items"][0]["after"]["application_id"].as_str(), Some(app.as_str()), "{action}: {log}");
+    }
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
