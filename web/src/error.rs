@@ -28,13 +28,18 @@ fn retry_minutes(err: &Error) -> u64 {
     }
 }
 
-/// `Retry-After` (in seconds) on a rate-limited answer.
+/// The seconds of a rate-limited answer's `Retry-After`.
+fn retry_after_seconds(err: &Error) -> Option<u64> {
+    match err {
+        Error::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+        _ => None,
+    }
+}
+
+/// `Retry-After` on a rate-limited answer.
 fn add_retry_after(err: &Error, res: &mut HttpResponse) {
-    if let Error::RateLimited { retry_after } = err {
-        let seconds = retry_after.as_secs().max(1).to_string();
-        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds) {
-            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
-        }
+    if let Some(seconds) = retry_after_seconds(err) {
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, seconds.into());
     }
 }
 
@@ -143,8 +148,8 @@ impl Problem {
             },
             Error::NotFound => Problem::new(status, "not_found", "there is no such resource"),
             Error::Conflict(message) => Problem::new(status, "conflict", message.clone()),
-            Error::RateLimited { retry_after } => Problem {
-                retry_after: Some(retry_after.as_secs().max(1)),
+            Error::RateLimited { .. } => Problem {
+                retry_after: retry_after_seconds(err),
                 ..Problem::new(status, "rate_limited", err.to_string())
             },
             Error::Database(_) | Error::Internal(_) => {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tollgate_core::Error;
 use tollgate_core::billing::directory::{self, AdminInvoice, InvoiceDetail, InvoiceFilter};
 use tollgate_core::billing::payments::{self, PaymentOutcome};
-use tollgate_core::billing::{Currency, InvoiceAction, InvoiceState, LineKind, Month, invoices};
+use tollgate_core::billing::{Currency, InvoiceAction, InvoiceState, LineKind, Month, invoices, money};
 use tollgate_core::db::PgPool;
 use tollgate_web::parse_id;
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +17,7 @@ use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::page::{Keyed, Page, PageQuery};
 use super::schemas;
-use super::wire::{in_minor_units, parse_decimal, parse_json_object, parse_query, rfc3339};
+use super::wire::{parse_decimal, parse_json_object, parse_query, rfc3339};
 
 /// An invoice as lists show it. Money is a decimal string in the invoice's currency.
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,9 +62,9 @@ impl From<AdminInvoice> for InvoiceOut {
             number: i.number,
             period: i.period,
             state: i.state,
-            subtotal: in_minor_units(i.subtotal, &i.currency),
-            tax: in_minor_units(i.tax, &i.currency),
-            total: in_minor_units(i.total, &i.currency),
+            subtotal: money::exact_in(i.subtotal, &i.currency),
+            tax: money::exact_in(i.tax, &i.currency),
+            total: money::exact_in(i.total, &i.currency),
             currency: i.currency.trim().to_owned(),
             issued_at: i.issued_at.map(rfc3339),
             due_at: i.due_at.map(rfc3339),
@@ -167,7 +167,7 @@ impl From<InvoiceDetail> for InvoiceDetailOut {
                     description: l.description,
                     quantity: l.quantity.normalize(),
                     unit_price: l.unit_price.normalize(),
-                    amount: in_minor_units(l.amount, &currency),
+                    amount: money::exact_in(l.amount, &currency),
                     service_month: l.service_month,
                     application_id: l.application_id,
                     plan_id: l.plan_id,
@@ -190,7 +190,7 @@ impl From<InvoiceDetail> for InvoiceDetailOut {
                 .map(|p| PaymentOut {
                     id: p.id,
                     provider: p.provider,
-                    amount: in_minor_units(p.amount, &p.currency),
+                    amount: money::exact_in(p.amount, &p.currency),
                     currency: p.currency.trim().to_owned(),
                     reference: p.reference,
                     outcome: p.outcome,

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tollgate_core::apis::{ApiId, detail};
-use tollgate_core::billing::PricingMode;
+use tollgate_core::billing::{PricingMode, money};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, Period, PlanDetail, PlanId};
 use tollgate_core::usage::levels;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::schemas;
-use super::wire::{created, in_minor_units, parse_json};
+use super::wire::{created, parse_json};
 
 /// At most `max` units of `metric` per calendar `period` in the plan's time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -174,8 +174,8 @@ impl From<PlanDetail> for PlanOut {
             description: p.description,
             published: p.published,
             approval_required: p.approval_required,
-            setup_fee: in_minor_units(p.setup_fee, &p.currency),
-            monthly_fee: in_minor_units(p.monthly_fee, &p.currency),
+            setup_fee: money::exact_in(p.setup_fee, &p.currency),
+            monthly_fee: money::exact_in(p.monthly_fee, &p.currency),
             trial_days: p.trial_days,
             currency: p.currency,
             time_zone: p.time_zone,

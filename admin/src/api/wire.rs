@@ -121,12 +121,6 @@ pub fn check_len(name: &'static str, value: Option<&str>, max: usize) -> ApiResu
     }
 }
 
-/// An amount with exactly its currency's decimals (`49.00` USD, `5000` JPY), as invoices and
-/// forms write it; a code Tollgate does not know leaves the amount as stored.
-pub fn in_minor_units(amount: rust_decimal::Decimal, currency: &str) -> rust_decimal::Decimal {
-    tollgate_core::billing::Currency::new(currency.trim()).map_or(amount, |c| c.exact(amount))
-}
-
 /// A `201 Created` whose `Location` is where the new resource is read (RFC 9110 §15.3.2).
 pub fn created(location: String) -> actix_web::HttpResponseBuilder {
     let mut response = actix_web::HttpResponse::Created();

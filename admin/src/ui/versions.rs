@@ -50,9 +50,10 @@ impl Row {
     /// writes them for a reader of Markdown.
     fn message_html(&self) -> String {
         let mut html = String::with_capacity(self.message.len() + 16);
+        let backticks = self.message.matches('`').count();
         for (index, piece) in self.message.split('`').enumerate() {
             // Odd pieces sat between two backticks; a lone last backtick stays text.
-            let closed = index % 2 == 1 && index < self.message.matches('`').count();
+            let closed = index % 2 == 1 && index < backticks;
             match (index % 2 == 1, closed) {
                 (true, true) => {
                     html.push_str("<code>");

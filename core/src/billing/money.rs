@@ -124,10 +124,13 @@ pub fn display(amount: Decimal, currency: &str) -> String {
 
 /// [`display`] without the code, for a form's field or a table headed by its currency.
 pub fn plain(amount: Decimal, currency: &str) -> String {
-    match Currency::new(currency.trim()) {
-        Ok(c) => c.exact(amount).to_string(),
-        Err(_) => amount.to_string(),
-    }
+    exact_in(amount, currency).to_string()
+}
+
+/// `amount` with exactly the decimals of a currency code as stored (`49.00` USD, `5000` JPY);
+/// a code Tollgate does not know leaves the amount as it is.
+pub fn exact_in(amount: Decimal, currency: &str) -> Decimal {
+    Currency::new(currency.trim()).map_or(amount, |c| c.exact(amount))
 }
 
 impl fmt::Display for Currency {
