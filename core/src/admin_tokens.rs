@@ -1,5 +1,7 @@
 //! Admin API tokens: bearer secrets for the admin REST API, owned by an
-//! admin user, stored as SHA-256, revocable, shown once.
+//! admin user, stored as SHA-256, revocable, shown once. A token has a scope
+//! (`read` answers only reads) and may have an end; a token made with another
+//! token gets no more than that token has.
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -9,7 +11,92 @@ use uuid::Uuid;
 
 use crate::accounts::{UserId, UserSummary, find_user};
 use crate::audit::{self, Actor, Entry};
+use crate::stored::stored_enum;
 use crate::{Error, Result};
+
+stored_enum! {
+    /// What a token may do with its admin's rights.
+    pub enum TokenScope as "admin_token_scope" {
+        /// Reads only: `GET` and `HEAD`.
+        Read = "read",
+        /// Everything its admin can do.
+        Write = "write",
+    }
+}
+
+impl TokenScope {
+    /// Whether a token of this scope may make a token of `other`.
+    pub fn covers(self, other: TokenScope) -> bool {
+        self == TokenScope::Write || other == TokenScope::Read
+    }
+}
+
+/// Where a token stands, from its revocation and its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub const ALL: [TokenState; 3] = [TokenState::Active, TokenState::Expired, TokenState::Revoked];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+/// A new token's terms.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub name: &'a str,
+    pub scope: TokenScope,
+    /// `None`: the token works until it is revoked (or, made with a token that ends, until that one ends).
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl<'a> NewToken<'a> {
+    /// A token that does everything its admin can, until revoked.
+    pub fn write(name: &'a str) -> NewToken<'a> {
+        NewToken { name, scope: TokenScope::Write, expires_at: None }
+    }
+}
+
+/// The live token a call came with.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserSummary,
+    pub token_id: Uuid,
+    pub name: String,
+    pub scope: TokenScope,
+    pub expires_at: Option<OffsetDateTime>,
+    prefix: String,
+    last4: String,
+}
+
+impl Caller {
+    /// The audit's actor: the admin, and which of their tokens acted.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id, &self.user.email)
+            .via(format!("API token {:?} ({}…{})", self.name, self.prefix, self.last4))
+    }
+}
+
+/// What a bearer token turned out to be.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    Valid(Box<Caller>),
+    /// A real token whose end has passed.
+    Expired(OffsetDateTime),
+    /// Not a live admin token: mistyped, revoked, or its admin gone.
+    Unknown,
+}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AdminTokenView {
@@ -25,13 +112,56 @@ pub struct AdminTokenView {
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    pub scope: TokenScope,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub state: TokenState,
 }
 
-/// Creates a token for an admin; returns its id and the secret, shown once.
-pub async fn create(pool: &PgPool, owner: UserId, name: &str, actor: &Actor) -> Result<(Uuid, SecretKey)> {
-    let name = name.trim();
+/// Creates a token for an admin; returns its id and the secret, shown once. A token made with
+/// another token (`minted_by`) has at most its scope, and ends no later than it: when it does
+/// not say when it ends, it ends with that token.
+pub async fn create(
+    pool: &PgPool,
+    owner: UserId,
+    terms: NewToken<'_>,
+    minted_by: Option<&Caller>,
+    actor: &Actor,
+) -> Result<(Uuid, SecretKey)> {
+    let name = terms.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::invalid("name", "use 1 to 100 characters"));
+    }
+    let now = OffsetDateTime::now_utc();
+    if terms.expires_at.is_some_and(|at| at <= now) {
+        return Err(Error::invalid("expires_at", "must be in the future"));
+    }
+    let mut expires_at = terms.expires_at;
+    if let Some(caller) = minted_by {
+        if !caller.scope.covers(terms.scope) {
+            return Err(Error::invalid(
+                "scope",
+                format!(
+                    "the token making the call has scope {}, so the new one cannot have {}",
+                    caller.scope, terms.scope
+                ),
+            ));
+        }
+        if let Some(end) = caller.expires_at {
+            match expires_at {
+                None => expires_at = Some(end),
+                Some(at) if at > end => {
+                    return Err(Error::invalid(
+                        "expires_at",
+                        format!(
+                            "a token made with a token cannot outlive it: the token making the call expires at {}",
+                            rfc3339(end)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
     }
     let is_admin = sqlx::query_scalar!("SELECT is_admin FROM users WHERE id = $1", owner.0)
         .fetch_optional(pool)
@@ -45,13 +175,16 @@ pub async fn create(pool: &PgPool, owner: UserId, name: &str, actor: &Actor) -> 
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     sqlx::query!(
-        "INSERT INTO admin_tokens (id, user_id, name, token_hash, prefix, last4) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO admin_tokens (id, user_id, name, token_hash, prefix, last4, scope, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         id,
         owner.0,
         name,
         hash.as_bytes().as_slice(),
         secret.display_prefix(),
-        secret.last4()
+        secret.last4(),
+        terms.scope as TokenScope,
+        expires_at
     )
     .execute(&mut *tx)
     .await?;
@@ -63,7 +196,12 @@ pub async fn create(pool: &PgPool, owner: UserId, name: &str, actor: &Actor) -> 
             entity: "admin_token",
             entity_id: Some(id),
             before: None,
-            after: Some(json!({"name": name, "owner": owner.0})),
+            after: Some(json!({
+                "name": name,
+                "owner": owner.0,
+                "scope": terms.scope,
+                "expires_at": expires_at.map(rfc3339),
+            })),
         },
     )
     .await?;
@@ -71,35 +209,63 @@ pub async fn create(pool: &PgPool, owner: UserId, name: &str, actor: &Actor) -> 
     Ok((id, secret))
 }
 
-/// The admin a bearer token belongs to, if the token is live and its owner
-/// is still an admin. Marks the token used.
-pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<UserSummary>> {
+/// The admin and token behind a bearer token, if the token is live, its end has not passed and
+/// its owner is still an admin. Marks the token used.
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Authentication> {
     let hash = KeyHash::of(token);
     // The last use is written at most once a minute: written on every call, 50 clients on one
     // token queued on its row lock and each call committed (a WAL flush) to read a page.
-    let owner = sqlx::query_scalar!(
+    let found = sqlx::query!(
         r#"WITH found AS (
-             SELECT t.id, t.user_id, t.last_used_at FROM admin_tokens t JOIN users u ON u.id = t.user_id
+             SELECT t.id, t.user_id, t.name, t.scope, t.expires_at, t.prefix, t.last4, t.last_used_at,
+                    t.expires_at <= now() AS expired
+             FROM admin_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.is_admin
            ), touched AS (
              UPDATE admin_tokens t SET last_used_at = now() FROM found f
-             WHERE t.id = f.id AND (f.last_used_at IS NULL OR f.last_used_at < now() - interval '60 seconds')
+             WHERE t.id = f.id AND f.expired IS NOT TRUE
+               AND (f.last_used_at IS NULL OR f.last_used_at < now() - interval '60 seconds')
            )
-           SELECT user_id AS "user_id!" FROM found"#,
+           SELECT id AS "id!", user_id AS "user_id!", name AS "name!", scope AS "scope!: TokenScope",
+                  expires_at, prefix AS "prefix!", last4 AS "last4!", expired FROM found"#,
         hash.as_bytes().as_slice()
     )
     .fetch_optional(pool)
     .await?;
-    match owner {
-        Some(user) => find_user(pool, UserId(user)).await,
-        None => Ok(None),
+    let Some(found) = found else { return Ok(Authentication::Unknown) };
+    if let (Some(true), Some(at)) = (found.expired, found.expires_at) {
+        return Ok(Authentication::Expired(at));
     }
+    let Some(user) = find_user(pool, UserId(found.user_id)).await? else { return Ok(Authentication::Unknown) };
+    Ok(Authentication::Valid(Box::new(Caller {
+        user,
+        token_id: found.id,
+        name: found.name,
+        scope: found.scope,
+        expires_at: found.expires_at,
+        prefix: found.prefix,
+        last4: found.last4,
+    })))
 }
 
+/// Every token, newest first.
 pub async fn list(pool: &PgPool) -> Result<Vec<AdminTokenView>> {
+    select(pool, None).await
+}
+
+/// One token, whatever its state.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<AdminTokenView> {
+    select(pool, Some(id)).await?.pop().ok_or(Error::NotFound)
+}
+
+async fn select(pool: &PgPool, id: Option<Uuid>) -> Result<Vec<AdminTokenView>> {
     let rows = sqlx::query!(
-        r#"SELECT t.id, t.name, u.email::text AS "email!", t.prefix, t.last4, t.created_at, t.last_used_at, t.revoked_at
-           FROM admin_tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC"#
+        r#"SELECT t.id, t.name, u.email::text AS "email!", t.prefix, t.last4, t.created_at, t.last_used_at, t.revoked_at,
+                  t.scope AS "scope: TokenScope", t.expires_at, coalesce(t.expires_at <= now(), false) AS "expired!"
+           FROM admin_tokens t JOIN users u ON u.id = t.user_id
+           WHERE $1::uuid IS NULL OR t.id = $1
+           ORDER BY t.created_at DESC"#,
+        id
     )
     .fetch_all(pool)
     .await?;
@@ -113,7 +279,14 @@ pub async fn list(pool: &PgPool) -> Result<Vec<AdminTokenView>> {
             last4: r.last4,
             created_at: r.created_at,
             last_used_at: r.last_used_at,
+            state: match (r.revoked_at, r.expired) {
+                (Some(_), _) => TokenState::Revoked,
+                (None, true) => TokenState::Expired,
+                (None, false) => TokenState::Active,
+            },
             revoked_at: r.revoked_at,
+            scope: r.scope,
+            expires_at: r.expires_at,
         })
         .collect())
 }
@@ -168,4 +341,8 @@ pub async fn admin_by_email(pool: &PgPool, email: &str) -> Result<UserId> {
         return Err(Error::invalid("email", format!("{} is not a provider admin", email.trim())));
     }
     Ok(UserId(row.id))
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -13,15 +13,22 @@ use crate::webhooks::{events, queue};
 pub struct Actor {
     pub user_id: Option<UserId>,
     pub label: String,
+    /// How the user acted when it was not in their own session, e.g. `API token "ci" (tg_adm_ab…wxyz)`.
+    pub via: Option<String>,
 }
 
 impl Actor {
     pub fn system(label: &str) -> Actor {
-        Actor { user_id: None, label: label.to_owned() }
+        Actor { user_id: None, label: label.to_owned(), via: None }
     }
 
     pub fn user(id: UserId, email: &str) -> Actor {
-        Actor { user_id: Some(id), label: email.to_owned() }
+        Actor { user_id: Some(id), label: email.to_owned(), via: None }
+    }
+
+    /// The same actor, acting through `via`.
+    pub fn via(self, via: String) -> Actor {
+        Actor { via: Some(via), ..self }
     }
 }
 
@@ -43,10 +50,11 @@ pub struct Entry<'a> {
 
 pub async fn record(conn: &mut sqlx::PgConnection, actor: &Actor, entry: Entry<'_>) -> crate::Result<()> {
     sqlx::query!(
-        "INSERT INTO audit_log (actor_id, actor_label, action, entity, entity_id, before, after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (actor_id, actor_label, actor_via, action, entity, entity_id, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         actor.user_id.map(|u| u.0),
         actor.label,
+        actor.via,
         entry.action,
         entry.entity,
         entry.entity_id,
@@ -70,6 +78,8 @@ pub struct AuditRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub at: time::OffsetDateTime,
     pub actor: String,
+    /// The admin API token that acted for the actor, when one did.
+    pub via: Option<String>,
     pub action: String,
     pub entity: String,
     pub entity_id: Option<Uuid>,
@@ -100,7 +110,7 @@ pub async fn list(
     let action = filter.action.as_deref().map(|a| format!("{}%", crate::db::like_escape(a)));
     let actor = filter.actor.as_deref().map(crate::db::contains_pattern);
     let rows = sqlx::query!(
-        r#"SELECT r.id, r.at, r.actor_label, r.action, r.entity, r.entity_id, r.before, r.after
+        r#"SELECT r.id, r.at, r.actor_label, r.actor_via, r.action, r.entity, r.entity_id, r.before, r.after
            FROM (
              -- The page's ids first: unfiltered, an index-only walk past the offset's records.
              SELECT id FROM audit_log
@@ -144,6 +154,7 @@ pub async fn list(
                 id: r.id,
                 at: r.at,
                 actor: r.actor_label,
+                via: r.actor_via,
                 action: r.action,
                 entity: r.entity,
                 entity_id: r.entity_id,

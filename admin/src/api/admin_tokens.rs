@@ -1,18 +1,22 @@
 //! Admin API tokens in the admin API: list, create (the secret is in the
 //! 201 answer only) and revoke. A token cannot revoke itself (409), so an
-//! automation cannot lock itself out; another token or the admin UI can.
+//! automation cannot lock itself out; another token or the admin UI can. A
+//! token made here has at most the scope and the end of the token making it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use tollgate_core::admin_tokens::{self, AdminTokenView};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tollgate_core::admin_tokens::{self, AdminTokenView, NewToken, TokenScope, TokenState};
 use tollgate_core::db::PgPool;
 use tollgate_web::{bearer_token, parse_id};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::admin;
+use super::auth::{admin, caller};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::wire::{check_len, parse_json_object, rfc3339};
+use super::schemas;
+use super::wire::{check_len, created, parse_json_object, rfc3339};
 
 /// An admin token as listed: never its secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -24,10 +28,19 @@ pub struct AdminTokenOut {
     /// The start and the last 4 characters of the secret, to tell tokens apart.
     pub prefix: String,
     pub last4: String,
+    /// `read` answers GET and HEAD only; `write` does everything its admin can.
+    #[schema(schema_with = schemas::admin_token_scope)]
+    pub scope: TokenScope,
+    /// `active`, `expired` (its `expires_at` has passed) or `revoked`.
+    #[schema(schema_with = schemas::admin_token_state)]
+    pub state: TokenState,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
+    /// When the token stops working; `null`: when it is revoked.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
     #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
 }
@@ -40,8 +53,11 @@ impl From<AdminTokenView> for AdminTokenOut {
             owner_email: t.owner_email,
             prefix: t.prefix,
             last4: t.last4,
+            scope: t.scope,
+            state: t.state,
             created_at: rfc3339(t.created_at),
             last_used_at: t.last_used_at.map(rfc3339),
+            expires_at: t.expires_at.map(rfc3339),
             revoked_at: t.revoked_at.map(rfc3339),
         }
     }
@@ -63,6 +79,13 @@ pub struct AdminTokenIn {
     /// What the token is for, e.g. `ci`.
     #[schema(min_length = 1, max_length = 100, pattern = "^[^\\u0000]*\\S[^\\u0000]*$")]
     pub name: String,
+    /// `write` when left out. A token made with a `read` token cannot be `write`.
+    #[schema(schema_with = schemas::admin_token_scope)]
+    pub scope: Option<TokenScope>,
+    /// When it stops working, in the future. Left out: never, unless the token making the call
+    /// ends, in which case the new one ends with it; it may not end later.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
 }
 
 /// A new token with its secret, shown this once.
@@ -77,17 +100,36 @@ pub struct CreatedAdminTokenOut {
 /// Create a token that acts as the calling admin; the answer holds the secret, never shown again.
 #[utoipa::path(post, operation_id = "create_admin_token", path = "/admin/api/v1/admin-tokens", tag = "admin tokens", request_body = AdminTokenIn,
     responses((status = 201, body = CreatedAdminTokenOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "A blank or too long name; `field` is `name`")),
+              (status = 403, body = ErrorBody, description = "The token making the call has scope `read`"),
+              (status = 422, body = ErrorBody, description = "A blank or too long name (`field` is `name`), an end in the past or past the calling token's (`expires_at`), or a scope wider than the calling token's (`scope`)")),
     security(("bearer" = [])))]
 pub async fn create(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes) -> ApiResult<HttpResponse> {
-    let (user, actor) = admin(&req, &pool).await?;
+    let caller = caller(&req, &pool).await?;
     let input: AdminTokenIn = parse_json_object(&body)?;
     // The document bounds the name as sent; the core bounds it once trimmed.
     check_len("name", Some(&input.name), 100)?;
-    let (id, secret) = admin_tokens::create(&pool, user.id, &input.name, &actor).await?;
-    let view = admin_tokens::list(&pool).await?.into_iter().find(|t| t.id == id).ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Created()
+    let expires_at = match &input.expires_at {
+        Some(raw) => Some(OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
+            tollgate_core::Error::invalid("expires_at", "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z")
+        })?),
+        None => None,
+    };
+    let terms = NewToken { name: &input.name, scope: input.scope.unwrap_or(TokenScope::Write), expires_at };
+    let (id, secret) = admin_tokens::create(&pool, caller.user.id, terms, Some(&caller), &caller.actor()).await?;
+    let view = admin_tokens::get(&pool, id).await?;
+    Ok(created(format!("/admin/api/v1/admin-tokens/{id}"))
         .json(CreatedAdminTokenOut { admin_token: AdminTokenOut::from(view), token: secret.as_str().to_owned() }))
+}
+
+/// One token, revoked or expired ones included.
+#[utoipa::path(get, operation_id = "get_admin_token", path = "/admin/api/v1/admin-tokens/{id}", tag = "admin tokens", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AdminTokenOut), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    admin(&req, &pool).await?;
+    let id: Uuid = parse_id(&path)?;
+    let token = admin_tokens::get(&pool, id).await?;
+    Ok(HttpResponse::Ok().json(AdminTokenOut::from(token)))
 }
 
 /// Revoke a token at once. The token making the call cannot revoke itself.

@@ -18,7 +18,10 @@ pub struct AuditOut {
     pub id: i64,
     #[schema(format = DateTime)]
     pub at: String,
+    /// Who acted: an admin's email, or a system label such as `cli` or `billing`.
     pub actor: String,
+    /// The admin API token the actor acted through, e.g. `API token "ci" (tg_adm_ab…wxyz)`; `null` for the admin UI, the portal and the system.
+    pub via: Option<String>,
     pub action: String,
     pub entity: String,
     pub entity_id: Option<Uuid>,
@@ -40,6 +43,7 @@ impl From<AuditRecord> for AuditOut {
             id: r.id,
             at: rfc3339(r.at),
             actor: r.actor,
+            via: r.via,
             action: r.action,
             entity: r.entity,
             entity_id: r.entity_id,

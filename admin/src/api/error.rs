@@ -36,6 +36,15 @@ pub enum ApiError {
          create a new one in the admin UI or with `tollgate admin token --email E`"
     )]
     UnknownToken,
+    /// A real token whose end has passed.
+    #[error(
+        "the admin token expired at {}; create a new one in the admin UI or with `tollgate admin token --email E`",
+        super::wire::rfc3339(*.0)
+    )]
+    ExpiredToken(time::OffsetDateTime),
+    /// A read token on a request that changes something.
+    #[error("this admin token has scope read, which allows GET and HEAD only; use a token with scope write")]
+    InsufficientScope,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -65,9 +74,10 @@ impl ApiError {
 
     fn problem(&self) -> Problem {
         match self {
-            ApiError::Unauthenticated | ApiError::UnknownToken => {
+            ApiError::Unauthenticated | ApiError::UnknownToken | ApiError::ExpiredToken(_) => {
                 Problem::new(self.status_code(), "unauthenticated", self.to_string())
             }
+            ApiError::InsufficientScope => Problem::new(self.status_code(), "insufficient_scope", self.to_string()),
             ApiError::NotFound => Problem::from_core(&tollgate_core::Error::NotFound, "admin API"),
             ApiError::BadRequest(message) => Problem::new(self.status_code(), "bad_request", message.clone()),
             ApiError::Unparsed { field, message } => {
@@ -87,7 +97,8 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated | ApiError::UnknownToken => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::UnknownToken | ApiError::ExpiredToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::Unparsed { .. } | ApiError::PageTooDeep => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -98,10 +109,17 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = self.problem().into_response();
-        // RFC 6750: a 401 names the scheme it wants, and says when a token was given but is bad.
+        // RFC 6750: a 401 names the scheme it wants, and says when a token was given but is bad;
+        // a 403 names the scope the request needs.
         let challenge = match self {
             ApiError::Unauthenticated => Some(r#"Bearer realm="tollgate-admin""#),
             ApiError::UnknownToken => Some(r#"Bearer realm="tollgate-admin", error="invalid_token""#),
+            ApiError::ExpiredToken(_) => {
+                Some(r#"Bearer realm="tollgate-admin", error="invalid_token", error_description="The token expired""#)
+            }
+            ApiError::InsufficientScope => {
+                Some(r#"Bearer realm="tollgate-admin", error="insufficient_scope", scope="write""#)
+            }
             _ => None,
         };
         if let Some(challenge) = challenge {

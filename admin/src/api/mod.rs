@@ -155,7 +155,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(admin_tokens::list))
                     .route(web::post().to(admin_tokens::create)),
             )
-            .service(resource("/admin-tokens/{id}", "DELETE").route(web::delete().to(admin_tokens::revoke)))
+            .service(
+                resource("/admin-tokens/{id}", "GET, DELETE")
+                    .route(web::get().to(admin_tokens::show))
+                    .route(web::delete().to(admin_tokens::revoke)),
+            )
             .service(
                 resource("/webhooks", "GET, POST")
                     .route(web::get().to(webhooks::list))

@@ -78,7 +78,7 @@ impl Modify for Described {
         accounts::list, accounts::show, accounts::set_state, accounts::create, accounts::invite,
         audit::list,
         gateways::list, gateways::register, gateways::show, gateways::rename, gateways::revoke,
-        admin_tokens::list, admin_tokens::create, admin_tokens::revoke,
+        admin_tokens::list, admin_tokens::create, admin_tokens::show, admin_tokens::revoke,
         usage::list, usage::failed_calls,
         invoices::list, invoices::show, invoices::transition, invoices::record_payment,
         billing::run_billing, billing::show_settings, billing::replace_settings,

@@ -2,6 +2,7 @@
 //! so that the document and the code cannot disagree.
 
 use tollgate_core::accounts::directory::AccountState;
+use tollgate_core::admin_tokens::{TokenScope, TokenState};
 use tollgate_core::apis::{ApiState, AuthMode, CompatibilityPolicy, KeyLocation, ReportState};
 use tollgate_core::applications::ApplicationState;
 use tollgate_core::billing::payments::PaymentOutcome;
@@ -17,6 +18,14 @@ fn one_of(names: impl IntoIterator<Item = &'static str>) -> Object {
 /// A limit's calendar period in the plan's time zone.
 pub fn period() -> Object {
     one_of(Period::ALL.map(Period::as_str))
+}
+
+pub fn admin_token_scope() -> Object {
+    one_of(TokenScope::ALL.iter().map(|s| s.as_str()))
+}
+
+pub fn admin_token_state() -> Object {
+    one_of(TokenState::ALL.map(TokenState::as_str))
 }
 
 pub fn api_state() -> Object {

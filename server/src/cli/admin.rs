@@ -2,7 +2,10 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use time::{Duration, OffsetDateTime};
 use tollgate_core::accounts::{Email, Password, PasswordHasher, create_admin};
+use tollgate_core::admin_tokens::{self, NewToken, TokenScope};
+use tollgate_core::audit::Actor;
 
 use super::database::connect;
 use super::error::CliError;
@@ -41,12 +44,20 @@ pub async fn create(settings: &Settings, email: &str, password_stdin: bool) -> R
 }
 
 /// Prints a new admin API token for an existing admin.
-pub async fn token(settings: &Settings, email: &str, name: &str) -> Result<(), CliError> {
+pub async fn token(
+    settings: &Settings,
+    email: &str,
+    name: &str,
+    read_only: bool,
+    expires_in_days: Option<u16>,
+) -> Result<(), CliError> {
     let url = settings.require_database()?;
     let pool = connect(url, 2).await?;
-    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, email).await?;
-    let (_, secret) =
-        tollgate_core::admin_tokens::create(&pool, owner, name, &tollgate_core::audit::Actor::system("cli")).await?;
+    let owner = admin_tokens::admin_by_email(&pool, email).await?;
+    let scope = if read_only { TokenScope::Read } else { TokenScope::Write };
+    let expires_at = expires_in_days.map(|days| OffsetDateTime::now_utc() + Duration::days(days.into()));
+    let terms = NewToken { name, scope, expires_at };
+    let (_, secret) = admin_tokens::create(&pool, owner, terms, None, &Actor::system("cli")).await?;
     println!("{}", secret.as_str());
     eprintln!("use it as `Authorization: Bearer <token>` on /admin/api/v1; it is not shown again");
     Ok(())

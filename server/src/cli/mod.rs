@@ -134,6 +134,12 @@ pub enum AdminCommand {
         /// A label to recognise the token by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// The token may only read (GET and HEAD); any change is refused with 403.
+        #[arg(long)]
+        read_only: bool,
+        /// The token stops working after this many days; without it, it works until revoked.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=3650))]
+        expires_in_days: Option<u16>,
     },
 }
 
@@ -152,7 +158,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(AdminCommand::Create { email, password_stdin }) => {
             admin::create(&settings, &email, password_stdin).await
         }
-        Command::Admin(AdminCommand::Token { email, name }) => admin::token(&settings, &email, &name).await,
+        Command::Admin(AdminCommand::Token { email, name, read_only, expires_in_days }) => {
+            admin::token(&settings, &email, &name, read_only, expires_in_days).await
+        }
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
         Command::Billing(BillingCommand::Run { period, account, dry_run, workers }) => {
             billing::run(&settings, period, account, dry_run, usize::from(workers)).await

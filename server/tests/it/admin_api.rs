@@ -18,7 +18,15 @@ struct Admin {
 async fn admin_app(pool: PgPool) -> Admin {
     seed(&pool).await.unwrap();
     let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     Admin { app: spawn_app(pool).await, token: token.as_str().to_owned() }
 }
 
@@ -1320,6 +1328,84 @@ async fn admin_tokens_are_listed_created_and_revoked_but_not_by_themselves(pool:
     let (_, listed) = admin.call(Method::GET, "/admin/api/v1/admin-tokens", None).await;
     let revoked = listed.as_array().unwrap().iter().find(|t| t["id"] == new_id.as_str()).unwrap();
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_read_token_only_reads_and_a_token_ends_when_it_expires(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let tokens = "/admin/api/v1/admin-tokens";
+    let (status, err) = admin.call(Method::POST, tokens, Some(json!({"name": "x", "scope": "admin"}))).await;
+    assert_eq!(status, 400, "an unknown scope: {err}");
+    let (status, err) =
+        admin.call(Method::POST, tokens, Some(json!({"name": "x", "expires_at": "2020-01-01T00:00:00Z"}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("expires_at")), "{err}");
+    let (status, err) = admin.call(Method::POST, tokens, Some(json!({"name": "x", "expires_at": "tomorrow"}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("expires_at")), "{err}");
+
+    // A read token reads, and is refused anything else before its body is read.
+    let (status, read) = admin.call(Method::POST, tokens, Some(json!({"name": "dashboards", "scope": "read"}))).await;
+    assert_eq!(status, 201, "{read}");
+    assert_eq!(
+        (read["scope"].as_str(), read["state"].as_str(), &read["expires_at"]),
+        (Some("read"), Some("active"), &Value::Null)
+    );
+    let read_secret = read["token"].as_str().unwrap().to_owned();
+    assert_eq!(admin.call_as(&read_secret, Method::GET, "/admin/api/v1/apis", None).await.0, 200);
+    let (status, err) = admin.call_as(&read_secret, Method::POST, tokens, Some(json!({"name": "wider"}))).await;
+    assert_eq!((status, err["error"].as_str()), (403, Some("insufficient_scope")), "{err}");
+    let head = format!(
+        "POST /admin/api/v1/apis HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {read_secret}\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n"
+    );
+    let answer = answer_to_head(&admin.app, &head).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains(r#"error="insufficient_scope", scope="write""#), "{answer}");
+    let id = read["id"].as_str().unwrap();
+    let (status, _) = admin.call_as(&read_secret, Method::DELETE, &format!("{tokens}/{UNKNOWN}"), None).await;
+    assert_eq!(status, 403);
+    let (status, shown) = admin.call(Method::GET, &format!("{tokens}/{id}"), None).await;
+    assert_eq!((status, shown["name"].as_str()), (200, Some("dashboards")), "{shown}");
+
+    // A token made with an ending token ends with it at the latest.
+    let end = (time::OffsetDateTime::now_utc() + time::Duration::days(2)).replace_nanosecond(0).unwrap();
+    let end_text = end.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (status, job) = admin.call(Method::POST, tokens, Some(json!({"name": "job", "expires_at": end_text}))).await;
+    assert_eq!(status, 201, "{job}");
+    let job_secret = job["token"].as_str().unwrap().to_owned();
+    let (status, child) = admin.call_as(&job_secret, Method::POST, tokens, Some(json!({"name": "child"}))).await;
+    assert_eq!((status, child["expires_at"].as_str()), (201, Some(end_text.as_str())), "{child}");
+    let later = (end + time::Duration::days(1)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (status, err) =
+        admin.call_as(&job_secret, Method::POST, tokens, Some(json!({"name": "longer", "expires_at": later}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("expires_at")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("cannot outlive"), "{err}");
+
+    // What a token does is audited as that token, not only as its admin.
+    let (_, audit) = admin.call(Method::GET, "/admin/api/v1/audit?action=admin_token.create", None).await;
+    let by_job = audit["items"].as_array().unwrap().iter().find(|e| e["after"]["name"] == "child").unwrap();
+    assert_eq!(by_job["actor"], DEMO_ADMIN_EMAIL, "{by_job}");
+    assert!(by_job["via"].as_str().unwrap().starts_with(r#"API token "job" (tg_adm_"#), "{by_job}");
+
+    // Once its end passes, the token is refused with a message that says so.
+    sqlx::query("UPDATE admin_tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(job["id"].as_str().unwrap()).unwrap())
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let res = admin.app.client.get(admin.app.url("/admin/api/v1/apis")).bearer_auth(&job_secret).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("expired at"), "{body}");
+    let (_, listed) = admin.call(Method::GET, tokens, None).await;
+    let states: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&("job", "expired")) && states.contains(&("dashboards", "active")), "{states:?}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -496,7 +496,15 @@ async fn the_admin_api_reads_and_replaces_pricing_modes(pool: PgPool) {
     seed(&pool).await.unwrap();
     let owner = tollgate_core::admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
     let actor = tollgate_core::audit::Actor::system("test");
-    let (_, token) = tollgate_core::admin_tokens::create(&pool, owner, "tests", &actor).await.unwrap();
+    let (_, token) = tollgate_core::admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &actor,
+    )
+    .await
+    .unwrap();
     let app = spawn_app(pool.clone()).await;
     let pro = plan_id(&pool, "pro").await;
     let url = app.url(&format!("/admin/api/v1/plans/{pro}"));

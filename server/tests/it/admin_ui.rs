@@ -274,6 +274,41 @@ async fn admins_register_agents_and_tokens_shown_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn admin_tokens_made_in_the_ui_have_a_scope_and_an_end(pool: PgPool) {
+    let app = admin(pool.clone()).await;
+    let html = app.get("/admin/tokens").await.text().await.unwrap();
+    assert!(html.contains(r#"<option value="90" selected>in 90 days</option>"#), "the form starts at 90 days: {html}");
+    let csrf = csrf_from(&html);
+    // A made-up end is refused beside its field, keeping the other choices.
+    let form = [("csrf_token", csrf.as_str()), ("name", "exports"), ("scope", "read"), ("expires_in_days", "10")];
+    let res = app.post_form("/admin/tokens", &form).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(r#"id="expires_in_days-error">choose one of the ends offered"#), "{page}");
+    assert!(page.contains(r#"value="read" checked"#), "{page}");
+    let form = [("csrf_token", csrf.as_str()), ("name", "exports"), ("scope", "read"), ("expires_in_days", "30")];
+    let res = app.post_form("/admin/tokens", &form).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let token = page.split("data-testid=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let (scope, days): (String, f64) = sqlx::query_as(
+        "SELECT scope::text, extract(epoch FROM expires_at - created_at)::float8 / 86400 FROM admin_tokens WHERE name = 'exports'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(scope, "read");
+    assert!((days - 30.0).abs() < 0.01, "{days}");
+    assert!(page.contains("<td>read only</td>"), "{page}");
+    let res = app
+        .client
+        .post(app.url("/admin/api/v1/admin-tokens"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "x"}));
+    assert_eq!(res.send().await.unwrap().status(), 403, "a read token made in the UI cannot write");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
     let app = admin(pool.clone()).await;
     let html = app.get("/admin/gateways").await.text().await.unwrap();
@@ -438,10 +473,15 @@ async fn bad_path_segments_and_query_parameters_get_the_error_page_naming_them(p
 
     // The JSON admin API keeps its own answers.
     let owner = tollgate_core::admin_tokens::admin_by_email(&app.pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) =
-        tollgate_core::admin_tokens::create(&app.pool, owner, "tests", &tollgate_core::audit::Actor::system("test"))
-            .await
-            .unwrap();
+    let (_, token) = tollgate_core::admin_tokens::create(
+        &app.pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &tollgate_core::audit::Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let res = client()
         .get(app.url(&format!("/admin/api/v1/apis/{api}/versions/abc")))
         .bearer_auth(token.as_str())

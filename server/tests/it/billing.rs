@@ -963,7 +963,15 @@ async fn a_plans_zone_and_currency_are_fixed_once_it_has_applications(pool: PgPo
     use tollgate_core::audit::Actor;
     seed(&pool).await.unwrap();
     let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let app = crate::helpers::spawn_app(pool.clone()).await;
     let api = api(&pool, "zoned").await;
     let used = plan(&pool, &api, PlanSpec { name: "used", monthly_fee: "10", ..PlanSpec::default() }).await;

@@ -131,7 +131,15 @@ async fn every_answer_carries_the_security_headers_and_no_page_has_inline_code(p
 async fn the_stored_spec_is_never_served_as_a_page(pool: PgPool) {
     seed(&pool).await.unwrap();
     let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let app = spawn_app(pool).await;
     // A document whose text is a page with a script in it.
     let spec = r#"{"openapi": "3.0.3", "info": {"title": "<html><body><script>alert(document.cookie)</script>", "version": "1"},

@@ -164,7 +164,15 @@ async fn a_stalled_request_body_is_answered_408(pool: PgPool) {
     let owner =
         tollgate_core::admin_tokens::admin_by_email(&app.pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.unwrap();
     let actor = tollgate_core::audit::Actor::system("test");
-    let (_, admin_token) = tollgate_core::admin_tokens::create(&app.pool, owner, "tests", &actor).await.unwrap();
+    let (_, admin_token) = tollgate_core::admin_tokens::create(
+        &app.pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &actor,
+    )
+    .await
+    .unwrap();
     let (_, agent_token) = tollgate_core::gateways::create(&app.pool, "stalling", &actor).await.unwrap();
     for (path, token) in [("/admin/api/v1/apis", admin_token.as_str()), ("/agent/v1/usage", agent_token.as_str())] {
         let anonymous = stall_body(&app, path, "application/json", None, wait).await;

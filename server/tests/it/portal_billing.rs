@@ -387,7 +387,15 @@ async fn a_plan_that_needs_approval_waits_for_an_admin_and_the_app_keeps_its_pla
 
     // An admin approves through the REST API: the app moves and the agents are told.
     let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let decide = |action: &'static str| {
         app.client
             .post(app.url(&format!("/admin/api/v1/applications/{id}/plan-request")))

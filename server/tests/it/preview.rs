@@ -30,7 +30,15 @@ fn plan_option(html: &str, text: &str) -> Option<String> {
 async fn a_previewed_draft_is_subscribed_and_tried_against_mocks_until_published(pool: PgPool) {
     let w = World::new(pool.clone()).await;
     let owner = tollgate_core::admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = tollgate_core::admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = tollgate_core::admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let admin = |method: &str, path: &str, body: Option<Value>| {
         let mut request = w.app.client.request(method.parse().unwrap(), w.app.url(path)).bearer_auth(token.as_str());
         if let Some(body) = body {

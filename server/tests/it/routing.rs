@@ -51,7 +51,10 @@ impl World {
         seed(&pool).await.unwrap();
         let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
         let actor = Actor::system("test");
-        let (_, token) = admin_tokens::create(&pool, owner, "tests", &actor).await.unwrap();
+        let (_, token) =
+            admin_tokens::create(&pool, owner, tollgate_core::admin_tokens::NewToken::write("tests"), None, &actor)
+                .await
+                .unwrap();
         let api = find_by_slug(&pool, "weather").await.unwrap().unwrap().id;
         World { app: spawn_app(pool).await, token: token.as_str().to_owned(), api, actor }
     }

@@ -559,7 +559,15 @@ async fn retention_deletes_old_upstream_group_minutes_with_the_minute_rollups(po
 async fn admins_switch_a_plans_alert_levels_and_bad_levels_are_422_naming_the_field(pool: PgPool) {
     seed(&pool).await.unwrap();
     let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let plan: Uuid =
         sqlx::query_scalar("SELECT id FROM plans WHERE system_name = 'basic'").fetch_one(&pool).await.unwrap();
     let app = spawn_app(pool).await;

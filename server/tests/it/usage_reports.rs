@@ -403,7 +403,15 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
 
     // The REST API: same numbers, ANDed filters, 422 naming the field.
     let owner = admin_tokens::admin_by_email(&s.app.pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&s.app.pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &s.app.pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let api_get = |path: String| {
         let req = s.app.client.get(s.app.url(&path)).bearer_auth(token.as_str());
         async move {

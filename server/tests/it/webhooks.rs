@@ -117,7 +117,15 @@ struct Admin {
 async fn admin_app(pool: PgPool, allow_private: bool) -> Admin {
     seed(&pool).await.unwrap();
     let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(&pool, owner, "tests", &Actor::system("test")).await.unwrap();
+    let (_, token) = admin_tokens::create(
+        &pool,
+        owner,
+        tollgate_core::admin_tokens::NewToken::write("tests"),
+        None,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
     let vars: &[(&str, &str)] = if allow_private { &[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")] } else { &[] };
     Admin { app: spawn_app_with(pool, vars).await, token: token.as_str().to_owned() }
 }
