@@ -2,7 +2,7 @@
 //! service, from the server or from disk), `/metrics` (Prometheus text).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,6 +17,8 @@ use crate::telemetry::Metrics;
 pub(crate) struct Admin {
     pub live: Arc<LiveConfig>,
     pub source: Arc<AtomicU8>,
+    /// Set while the management server refuses the agent token.
+    pub token_refused: Arc<AtomicBool>,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
 }
@@ -52,6 +54,22 @@ impl Admin {
             Some(shared) if shared.is_up() => "up",
             Some(_) => "down",
         };
+        // A refused token means a config that can no longer change (revocations and suspensions
+        // no longer arrive): not ready, so a load balancer stops sending traffic here.
+        if self.token_refused.load(Ordering::Acquire) {
+            let live = self.live.load();
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({
+                    "status": "token_refused",
+                    "message": "the management server refused the agent token (revoked, or mistyped): register the agent again and set TOLLGATE_AGENT_TOKEN",
+                    "revision": live.as_ref().map(|c| c.revision),
+                    "source": Source::load(&self.source).as_str(),
+                    "redis": redis,
+                })
+                .to_string(),
+            );
+        }
         match &*self.live.load() {
             None => json(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -187,6 +187,7 @@ impl Agent {
 
         let live = Arc::new(LiveConfig::empty());
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
+        let token_refused = Arc::new(AtomicBool::new(false));
         let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token, server_tls));
         let aggregator = Arc::new(Aggregator::new());
         let reports = settings.authz_reports.then(|| Arc::new(Pending::new(aggregator.clone(), REPORT_WAIT, &metrics)));
@@ -247,6 +248,7 @@ impl Agent {
         let admin_handler = Arc::new(Admin {
             live: live.clone(),
             source: source.clone(),
+            token_refused: token_refused.clone(),
             limiter: limiter.clone(),
             metrics: metrics.clone(),
         });
@@ -279,6 +281,7 @@ impl Agent {
             control_plane: control_plane.clone(),
             live: live.clone(),
             source,
+            token_refused,
             limiter: limiter.clone(),
             metrics: metrics.clone(),
             status: status_tx,
@@ -411,6 +414,14 @@ impl RunningAgent {
         self.reporter.seal().await;
         let deadline = Instant::now() + SHUTDOWN_USAGE_DELIVERY;
         if self.reporter.send_all(Some(deadline)).await.is_err() || !self.reporter.spool.is_empty() {
+            let lost = self.reporter.spool.in_memory();
+            if lost > 0 {
+                self.reporter.metrics.usage_dropped.increment(lost as u64);
+                tracing::error!(
+                    batches = lost,
+                    "usage the spool could not hold on disk is lost: the management server did not take it before the stop"
+                );
+            }
             tracing::warn!("management server unreachable: usage stays in the spool until the next start");
         }
         for task in self.background {

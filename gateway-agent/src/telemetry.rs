@@ -31,6 +31,7 @@ pub(crate) const CONFIG_REVISION: &str = "tollgate_agent_config_revision";
 pub(crate) const CP_CONNECTED: &str = "tollgate_agent_cp_connected";
 pub(crate) const SPOOL_BYTES: &str = "tollgate_agent_spool_bytes";
 pub(crate) const USAGE_DROPPED: &str = "tollgate_agent_usage_dropped_total";
+pub(crate) const SPOOL_WRITE_ERRORS: &str = "tollgate_agent_spool_write_errors_total";
 pub(crate) const CONFIG_REJECTED: &str = "tollgate_agent_config_rejected_total";
 pub(crate) const REDIS_UP: &str = "tollgate_agent_redis_up";
 pub(crate) const OPEN_CONNECTIONS: &str = "tollgate_agent_open_connections";
@@ -53,6 +54,7 @@ pub(crate) struct Metrics {
     pub cp_connected: Gauge,
     pub spool_bytes: Gauge,
     pub usage_dropped: Counter,
+    pub spool_write_errors: Counter,
     pub config_rejected: Counter,
     pub request_duration: Histogram,
     /// Open client connections of the proxy listener.
@@ -82,8 +84,18 @@ impl Metrics {
         describe(REQUEST_DURATION, "Time from request received to response head sent.");
         describe(CONFIG_REVISION, "Config revision being enforced.");
         describe(CP_CONNECTED, "1 while the config stream to the management server is open.");
-        describe(SPOOL_BYTES, "Bytes of usage batches waiting on disk for acknowledgement.");
-        describe(USAGE_DROPPED, "Usage batches dropped because the spool was full or the server refused them.");
+        describe(
+            SPOOL_BYTES,
+            "Bytes of usage batches waiting for acknowledgement, on disk or, when it cannot be written, in memory.",
+        );
+        describe(
+            USAGE_DROPPED,
+            "Usage batches dropped because the spool was full, the server refused them, or a stop came before the server took batches held in memory.",
+        );
+        describe(
+            SPOOL_WRITE_ERRORS,
+            "Usage batches that could not be written to the spool directory and are held in memory until delivered.",
+        );
         describe(CONFIG_REJECTED, "Config updates rejected (invalid or not compilable).");
         describe(REDIS_UP, "1 while shared Redis counters are in use, 0 while falling back to local counters.");
         describe(OPEN_CONNECTIONS, "Open client connections of the proxy listener.");
@@ -103,6 +115,7 @@ impl Metrics {
             cp_connected: recorder.register_gauge(&key(CP_CONNECTED), &METADATA),
             spool_bytes: recorder.register_gauge(&key(SPOOL_BYTES), &METADATA),
             usage_dropped: recorder.register_counter(&key(USAGE_DROPPED), &METADATA),
+            spool_write_errors: recorder.register_counter(&key(SPOOL_WRITE_ERRORS), &METADATA),
             config_rejected: recorder.register_counter(&key(CONFIG_REJECTED), &METADATA),
             request_duration: recorder.register_histogram(&key(REQUEST_DURATION), &METADATA),
             open_connections: recorder.register_gauge(&key(OPEN_CONNECTIONS), &METADATA),
@@ -114,6 +127,7 @@ impl Metrics {
         };
         metrics.cp_connected.set(0.0);
         metrics.usage_dropped.absolute(0);
+        metrics.spool_write_errors.absolute(0);
         metrics.config_rejected.absolute(0);
         metrics.open_connections.set(0.0);
         metrics.connections_refused.absolute(0);

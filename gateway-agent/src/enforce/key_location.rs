@@ -234,15 +234,19 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The `name=value` pairs of a `Cookie` header value (`a=1; b=2`), as bytes: a value with
-/// bytes beyond ASCII is still read (PHP reads it), so it cannot hide a pair.
+/// bytes beyond ASCII is still read (PHP reads it), so it cannot hide a pair. A comma or a
+/// space separates pairs too, as Python's `SimpleCookie` and Tomcat's legacy parser read
+/// `a=1, user_key=k`; no cookie value may hold either (RFC 6265 4.1.1).
 pub(crate) fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = (&[u8], &[u8])> {
-    value.as_bytes().split(|&b| b == b';').map(|pair| {
-        let pair = pair.trim_ascii();
-        match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        }
+    cookie_fields(value.as_bytes()).map(|pair| match pair.iter().position(|&b| b == b'=') {
+        Some(at) => (&pair[..at], &pair[at + 1..]),
+        None => (pair, &pair[pair.len()..]),
     })
+}
+
+/// The non-empty `name=value` fields of a `Cookie` value, split at `;`, `,`, spaces and tabs.
+pub(crate) fn cookie_fields(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| matches!(b, b';' | b',' | b' ' | b'\t')).filter(|field| !field.is_empty())
 }
 
 /// A credential name as every reader would agree it is spelled: percent-decoded with `+` as

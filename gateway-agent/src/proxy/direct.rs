@@ -525,8 +525,10 @@ fn framing(
         });
     }
     let mut length = None;
+    let mut items = 0;
     for value in headers.get_all(CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
+            items += 1;
             let item = item.trim_ascii();
             if item.is_empty() || item.len() > 18 || !item.iter().all(u8::is_ascii_digit) {
                 return Err(Failed::Invalid("invalid Content-Length"));
@@ -537,6 +539,13 @@ fn framing(
             }
             length = Some(parsed);
         }
+    }
+    if let Some(length) = length
+        && items > 1
+    {
+        // RFC 9110 8.6: a list of one repeated length goes on as that one length; strict
+        // clients and caches refuse the list.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     }
     Ok(match length {
         Some(length) => (State::Length(length), keep_alive),

@@ -21,7 +21,7 @@ use hyper::{Method, Request, Uri, Version};
 use super::body::ClientBody;
 use super::method_field;
 use super::upstream::Target;
-use crate::enforce::key_location::{Auth, cookie_pairs, query_pairs};
+use crate::enforce::key_location::{Auth, cookie_fields, cookie_pairs, query_pairs};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -34,7 +34,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Headers by which a proxy tells an upstream who called, on which host, scheme, port or
 /// path: from a client they are forgeries, so they are dropped (`X-Forwarded-Host` and
 /// `-Proto` are then set by the agent; `X-Forwarded-For` is appended to, by convention).
-static CLIENT_PROXY_HEADERS: [HeaderName; 23] = [
+static CLIENT_PROXY_HEADERS: [HeaderName; 34] = [
     HeaderName::from_static("forwarded"),
     HeaderName::from_static("forwarded-for"),
     HeaderName::from_static("x-real-ip"),
@@ -49,6 +49,11 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 23] = [
     HeaderName::from_static("x-original-uri"),
     HeaderName::from_static("x-forwarded-path"),
     HeaderName::from_static("x-host"),
+    HeaderName::from_static("x-original-method"),
+    HeaderName::from_static("x-original-path"),
+    HeaderName::from_static("x-envoy-original-path"),
+    HeaderName::from_static("x-override-url"),
+    HeaderName::from_static("x-forwarded"),
     // The client's address as CDNs and load balancers tell it.
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("cf-connecting-ip"),
@@ -56,10 +61,16 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 23] = [
     HeaderName::from_static("x-client-ip"),
     HeaderName::from_static("client-ip"),
     HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("x-remote-addr"),
+    HeaderName::from_static("x-remote-ip"),
+    HeaderName::from_static("x-originating-ip"),
+    HeaderName::from_static("x-proxyuser-ip"),
     // The scheme, as Rack and IIS read it besides `X-Forwarded-Proto`.
     HeaderName::from_static("x-forwarded-ssl"),
     HeaderName::from_static("x-forwarded-scheme"),
     HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("x-forwarded-protocol"),
+    HeaderName::from_static("x-http-scheme"),
     HeaderName::from_static("front-end-https"),
 ];
 
@@ -337,13 +348,10 @@ fn strip_credential_cookies(headers: &mut HeaderMap, auth: &Auth) {
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| {
-            let pairs: Vec<&[u8]> = value
-                .as_bytes()
-                .split(|&b| b == b';')
-                .map(<[u8]>::trim_ascii)
+            let pairs: Vec<&[u8]> = cookie_fields(value.as_bytes())
                 .filter(|pair| {
                     let name = pair.iter().position(|&b| b == b'=').map_or(*pair, |at| &pair[..at]);
-                    !pair.is_empty() && !auth.is_credential_param(name)
+                    !auth.is_credential_param(name)
                 })
                 .collect();
             HeaderValue::from_bytes(&pairs.join(&b"; "[..])).ok().filter(|v| !v.is_empty())

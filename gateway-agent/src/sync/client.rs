@@ -24,7 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ControlPlaneError {
-    #[error("cannot reach the management server: {0}")]
+    #[error("cannot reach the management server: {}", causes(.0))]
     Unreachable(#[source] hyper_util::client::legacy::Error),
     #[error("the management server did not answer within {0:?}")]
     Timeout(Duration),
@@ -32,6 +32,22 @@ pub(crate) enum ControlPlaneError {
     Body(#[source] hyper::Error),
     #[error("cannot build a request for the management server: {0}")]
     Request(String),
+}
+
+/// An error and its causes, `a: b: c`: hyper's own text is only `client error (Connect)`, the
+/// same for a refused port, an unknown host and TLS spoken to a plain server.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 pub(crate) struct ControlPlane {

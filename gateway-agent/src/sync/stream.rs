@@ -9,7 +9,7 @@
 //! the connection; the agent reconnects with backoff and `?revision=` of what it enforces.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -98,6 +98,8 @@ pub(crate) struct ConfigSync {
     pub control_plane: Arc<ControlPlane>,
     pub live: Arc<LiveConfig>,
     pub source: Arc<AtomicU8>,
+    /// Set while the server refuses the agent token, for `/ready`.
+    pub token_refused: Arc<AtomicBool>,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
     pub status: watch::Sender<AgentStatus>,
@@ -185,7 +187,7 @@ impl ConfigSync {
                 }
             }
             if state.disk == DiskCopy::Standby {
-                self.serve_standby(&mut state);
+                self.serve_standby(&mut state, matches!(end, SessionEnd::Unauthorized));
             }
             // Only progress resets the backoff: a server that keeps sending what the agent
             // rejects, or streams that keep failing, are retried ever more slowly.
@@ -201,13 +203,21 @@ impl ConfigSync {
     }
 
     /// The server is unreachable before the first config arrived: serve the disk copy.
-    fn serve_standby(&self, state: &mut State) {
+    fn serve_standby(&self, state: &mut State, refused: bool) {
         state.disk = if state.base.is_some() { DiskCopy::Unconfirmed } else { DiskCopy::Settled };
         if let Some(config) = &state.base {
-            tracing::warn!(
-                revision = config.revision,
-                "management server unreachable: serving the last good config from disk"
-            );
+            if refused {
+                tracing::warn!(
+                    revision = config.revision,
+                    "the management server refused the agent token: serving the last good config from disk, \
+                     which will not change until the agent has a valid token"
+                );
+            } else {
+                tracing::warn!(
+                    revision = config.revision,
+                    "management server unreachable: serving the last good config from disk"
+                );
+            }
             // The source goes first: `/ready` reads it after the config.
             self.source.store(Source::Disk as u8, Ordering::Release);
             self.live.store(Some(config.clone()));
@@ -240,8 +250,11 @@ impl ConfigSync {
             Err(err) => return err.into(),
         };
         match response.status() {
-            StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED => return SessionEnd::Unauthorized,
+            StatusCode::OK => self.token_refused.store(false, Ordering::Release),
+            StatusCode::UNAUTHORIZED => {
+                self.token_refused.store(true, Ordering::Release);
+                return SessionEnd::Unauthorized;
+            }
             status => return SessionEnd::Status(status),
         }
         let binary = response

@@ -52,6 +52,7 @@ impl Reporter {
         }
         let agent_id = self.agent_id;
         let spool = self.spool.clone();
+        let metrics = self.metrics.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut written = 0;
             // Failed calls are a sample for display; usage is what bills. Past half the spool,
@@ -89,8 +90,8 @@ impl Reporter {
                     Ok(true) => written += 1,
                     Ok(false) => {}
                     Err(err) => {
-                        // Without a spool file the batch cannot be delivered safely.
-                        tracing::error!(error = %err, batch = %batch.id, "cannot write usage batch to the spool; dropped");
+                        tracing::error!(error = %err, batch = %batch.id, "cannot encode a usage batch; dropped");
+                        metrics.usage_dropped.increment(1);
                     }
                 }
             }
@@ -167,7 +168,11 @@ impl Reporter {
 
     async fn send(&self, spooled: &Spooled) -> Result<(), String> {
         let path = spooled.path.clone();
-        let body = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        let from_disk = match &spooled.in_memory {
+            Some(body) => Ok(Ok(Bytes::copy_from_slice(body))),
+            None => tokio::task::spawn_blocking(move || std::fs::read(path).map(Bytes::from)).await,
+        };
+        let body = match from_disk {
             Ok(Ok(body)) => body,
             Ok(Err(err)) => {
                 tracing::error!(error = %err, batch = %spooled.batch_id, "cannot read spooled usage batch; dropped");
@@ -177,8 +182,7 @@ impl Reporter {
             }
             Err(join) => return Err(join.to_string()),
         };
-        let (status, answer) =
-            self.control_plane.post_json(USAGE_PATH, Bytes::from(body)).await.map_err(|e| e.to_string())?;
+        let (status, answer) = self.control_plane.post_json(USAGE_PATH, body).await.map_err(|e| e.to_string())?;
         if status.is_success() {
             match serde_json::from_slice::<UsageAck>(&answer) {
                 Ok(ack) if ack.batch_id == spooled.batch_id => {

@@ -5,7 +5,10 @@
 //! its ack, so a crash or an unreachable server loses nothing; a resent batch keeps its id,
 //! and the server counts it once. When the spool holds `max_bytes`, new batches are dropped
 //! (counted in `tollgate_agent_usage_dropped_total`) instead of growing the disk without
-//! bound; spooled batches keep their place in line.
+//! bound; spooled batches keep their place in line. A batch that cannot be written (a read-only
+//! or vanished directory) is kept in memory in its place in line instead, within the same bound,
+//! and delivered from there: usage still reaches the server, and only a stop before it does
+//! loses it.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -29,6 +32,8 @@ pub(crate) struct Spooled {
     pub sequence: u64,
     pub batch_id: Uuid,
     pub path: PathBuf,
+    /// The batch itself when it could not be written to `path`.
+    pub in_memory: Option<Arc<[u8]>>,
     size: u64,
 }
 
@@ -38,6 +43,8 @@ struct Inner {
     next_sequence: u64,
     /// Logged once per episode of a full spool.
     full: bool,
+    /// Logged once per episode of failed writes.
+    unwritable: bool,
 }
 
 pub(crate) struct Spool {
@@ -75,7 +82,7 @@ impl Spool {
         Ok(Spool {
             dir,
             max_bytes,
-            inner: Mutex::new(Inner { files: files.into(), bytes, next_sequence, full: false }),
+            inner: Mutex::new(Inner { files: files.into(), bytes, next_sequence, full: false, unwritable: false }),
             metrics,
         })
     }
@@ -84,7 +91,8 @@ impl Spool {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes `batch`; `Ok(false)` if the spool is full and the batch was dropped. Blocking.
+    /// Writes `batch`, or keeps it in memory when it cannot be written; `Ok(false)` if the spool
+    /// is full and the batch was dropped. Blocking.
     pub fn append(&self, batch: &UsageBatch) -> io::Result<bool> {
         let body = serde_json::to_vec(batch).map_err(io::Error::other)?;
         let size = body.len() as u64;
@@ -107,12 +115,32 @@ impl Spool {
             inner.next_sequence - 1
         };
         let path = self.dir.join(format!("{sequence:020}-{}.json", batch.id));
-        state::write_atomically(&path, |file| file.write_all(&body))?;
+        let written = state::write_atomically(&path, |file| file.write_all(&body));
         let mut inner = self.lock();
+        let in_memory = match written {
+            Ok(()) => {
+                if std::mem::take(&mut inner.unwritable) {
+                    tracing::info!(dir = %self.dir.display(), "the usage spool is writable again");
+                }
+                None
+            }
+            Err(err) => {
+                self.metrics.spool_write_errors.increment(1);
+                if !std::mem::replace(&mut inner.unwritable, true) {
+                    tracing::error!(
+                        dir = %self.dir.display(),
+                        error = %err,
+                        "cannot write usage batches to the spool: keeping them in memory until the management server \
+                         takes them, where a stop or crash loses them; make the state directory writable"
+                    );
+                }
+                Some(Arc::from(body))
+            }
+        };
         inner.bytes += size;
         self.metrics.spool_bytes.set(inner.bytes as f64);
         // Appends are serialised by the flush task, so this keeps sequence order.
-        inner.files.push_back(Spooled { sequence, batch_id: batch.id, path, size });
+        inner.files.push_back(Spooled { sequence, batch_id: batch.id, path, in_memory, size });
         Ok(true)
     }
 
@@ -133,6 +161,9 @@ impl Spool {
             }
             self.metrics.spool_bytes.set(inner.bytes as f64);
         }
+        if spooled.in_memory.is_some() {
+            return Ok(());
+        }
         match fs::remove_file(&spooled.path) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
@@ -141,6 +172,11 @@ impl Spool {
 
     pub fn is_empty(&self) -> bool {
         self.lock().files.is_empty()
+    }
+
+    /// How many batches only memory holds: lost if the agent stops now.
+    pub fn in_memory(&self) -> usize {
+        self.lock().files.iter().filter(|s| s.in_memory.is_some()).count()
     }
 
     /// Whether the spool holds more than half its bound: the server has been unreachable for
@@ -153,5 +189,11 @@ impl Spool {
 fn parse_name(dir: &Path, name: &str, size: u64) -> Option<Spooled> {
     let stem = name.strip_suffix(".json")?;
     let (sequence, id) = stem.split_once('-')?;
-    Some(Spooled { sequence: sequence.parse().ok()?, batch_id: id.parse().ok()?, path: dir.join(name), size })
+    Some(Spooled {
+        sequence: sequence.parse().ok()?,
+        batch_id: id.parse().ok()?,
+        path: dir.join(name),
+        in_memory: None,
+        size,
+    })
 }

@@ -169,3 +169,39 @@ async fn a_stream_of_an_unknown_format_version_is_refused_by_name() {
     assert!(cp.statuses().iter().all(|s| s.applied_revision.is_none()), "nothing applied");
     child.kill().await.expect("stop the agent");
 }
+
+/// A server that cannot be reached is logged with the cause (hyper's own words are only
+/// `client error (Connect)`, alike for a refused port, an unknown host and TLS to a plain port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_logged_with_its_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let dir = TempDir::new();
+    let mut child = Command::new(BINARY)
+        .env_clear()
+        .env("TOLLGATE_AGENT_SERVER", format!("http://127.0.0.1:{port}"))
+        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
+        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
+        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the binary");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let logged = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains("cannot reach the management server") {
+                return line;
+            }
+        }
+        panic!("the agent exited without trying the server");
+    })
+    .await
+    .expect("the agent tries the server in time");
+    assert!(logged.contains("client error (Connect): "), "the cause follows: {logged}");
+    assert!(logged.to_lowercase().contains("connection refused"), "{logged}");
+    child.kill().await.expect("stop the agent");
+}

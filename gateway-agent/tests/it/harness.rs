@@ -228,6 +228,8 @@ struct CpState {
     failing_streams: usize,
     /// Usage posts to refuse as invalid (400) before accepting again.
     refusing_usage: usize,
+    /// The agent token was revoked: every request is 401, as the real server answers.
+    token_revoked: bool,
     bad_requests: Vec<String>,
 }
 
@@ -362,7 +364,8 @@ impl ControlPlane {
             .headers()
             .get(tollgate_protocol::PROTOCOL_VERSION_HEADER)
             .is_some_and(|v| v.as_bytes() == tollgate_protocol::PROTOCOL_VERSION.to_string().as_bytes());
-        if !authorized || !versioned {
+        let revoked = state.lock().expect("lock").token_revoked;
+        if !authorized || !versioned || revoked {
             state.lock().expect("lock").bad_requests.push(request.uri().to_string());
             return reply(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized","message":"bad token"}"#);
         }
@@ -523,6 +526,13 @@ impl ControlPlane {
 
     pub fn fail_streams(&self, times: usize) {
         self.state.lock().expect("lock").failing_streams = times;
+    }
+
+    /// Revokes the agent token: open streams end, and every later request is 401.
+    pub fn revoke_token(&self) {
+        let mut state = self.state.lock().expect("lock");
+        state.token_revoked = true;
+        state.streams.clear();
     }
 
     pub fn refuse_usage(&self, times: usize) {

@@ -88,9 +88,17 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     let url = format!("http://{proxy}/pets/items/7?user_key={key}");
     let answer = get(&url, &[("cookie", "theme=dark; user_key=tg_uk_other")]).await;
     assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "ambiguous_credentials"), "{}", answer.body);
+    // A comma or a space separates cookies for Python's `SimpleCookie` and Tomcat's legacy parser.
+    for cookie in ["theme=dark, user_key=tg_uk_other", "theme=dark user_key=tg_uk_other"] {
+        let answer = get(&url, &[("cookie", cookie)]).await;
+        assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "ambiguous_credentials"), "{cookie}");
+    }
     let answer = get(&url, &[("cookie", &format!("theme=dark; User-Key={key}; lang=en"))]).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(upstream.last().headers["cookie"], "theme=dark; lang=en");
+    let answer = get(&url, &[("cookie", &format!("theme=dark, user_key={key} lang=en"))]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(upstream.last().headers["cookie"], "theme=dark; lang=en", "the key's cookie is stripped");
     // A byte beyond ASCII elsewhere in the header hides nothing (PHP reads such a header).
     let mut request = format!("GET /pets/items/7?user_key={key} HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\nCookie: user_key=tg_uk_other; z=").into_bytes();
     request.extend_from_slice(b"\xe9\r\n\r\n");
@@ -656,12 +664,26 @@ async fn client_proxy_headers_are_dropped_and_a_bad_host_is_refused() {
             "X-Forwarded-Port: 443",
             "X-Original-URL: /admin",
             "X-Rewrite-URL: /admin",
+            "X-Envoy-Original-Path: /admin",
+            "X-Original-Method: DELETE",
+            "X-Forwarded-Protocol: https",
+            "X-Originating-IP: 203.0.113.9",
         ],
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let seen = upstream.last();
-    for dropped in ["forwarded", "x-real-ip", "x-forwarded-port", "x-original-url", "x-rewrite-url"] {
+    for dropped in [
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-envoy-original-path",
+        "x-original-method",
+        "x-forwarded-protocol",
+        "x-originating-ip",
+    ] {
         assert!(seen.headers.get(dropped).is_none(), "{dropped} reached the upstream");
     }
     assert_eq!(seen.headers["x-forwarded-host"], "API.example.test:8081", "the validated Host, not the client's claim");

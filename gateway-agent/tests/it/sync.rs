@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
+use serde_json::json;
 use tollgate_agent::Token;
 use tollgate_protocol::{
     Change, ConfigMessage, Credential, Delta, KeyKind, Limit, Period, Plan, SecretKey, TimeZoneName,
@@ -121,8 +122,33 @@ async fn a_bad_token_is_retried_and_the_agent_stays_unready() {
     .await;
     let ready = get(&format!("http://{}/ready", agent.admin_addr()), &[]).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["status"], "token_refused", "/ready says why: {}", ready.body);
     let answer = get(&format!("http://{}/pets/list", agent.proxy_addr()), &[]).await;
     assert_eq!((answer.status, answer.error().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "not_ready"));
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_agent_keeps_serving_but_is_not_ready() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let ready_url = format!("http://{}/ready", agent.admin_addr());
+    cp.revoke_token();
+    // Its config can no longer change (a revoked key would stay good here), so a load balancer
+    // is told to stop sending traffic; what still comes is served as before.
+    let ready = eventually("/ready to say the token is refused", || async {
+        let ready = get(&ready_url, &[]).await;
+        (ready.status == StatusCode::SERVICE_UNAVAILABLE).then_some(ready)
+    })
+    .await;
+    let body = ready.json();
+    assert_eq!((body["status"].as_str(), &body["revision"]), (Some("token_refused"), &json!(cp.revision())), "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("TOLLGATE_AGENT_TOKEN"), "{body}");
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
     agent.shutdown().await.expect("clean shutdown");
 }
 

@@ -38,6 +38,8 @@ fn answer_for(path: &str) -> (&'static [u8], bool) {
         "/up/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", false),
         // Not an HTTP status class (RFC 9110 §15): no usage class or failed-call record holds it.
         "/up/status600" => (b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nhi", false),
+        // A list of one repeated length (RFC 9110 8.6).
+        "/up/length-list" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi", false),
         _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
     }
 }
@@ -178,5 +180,8 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
     assert_ne!(connection(2), connection(3), "a connection with bytes past its answer is not reused");
     assert_eq!(connection(3), connection(4), "an ordinary connection is reused");
     assert_ne!(connection(8), connection(9), "nor one the upstream closed");
+    let answer = get(&url("length-list"), &[]).await;
+    let lengths: Vec<_> = answer.headers.get_all("content-length").iter().map(|v| v.to_str().unwrap_or("?")).collect();
+    assert_eq!((answer.body.as_str(), lengths), ("hi", vec!["2"]), "one length goes on, not the list");
     agent.shutdown().await.expect("clean shutdown");
 }

@@ -231,3 +231,38 @@ async fn a_batch_the_server_refuses_as_invalid_is_dropped_and_counted_not_retrie
     assert_eq!(attempts.iter().filter(|a| a.batch.id == refused.batch.id).count(), 1, "sent once: {attempts:?}");
     assert!(std::fs::read_dir(dir.path().join("spool")).expect("spool").next().is_none(), "nothing left spooled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_the_spool_cannot_write_is_held_in_memory_and_delivered() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.fail_usage(usize::MAX);
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    // A spool directory that cannot take files (root writes through permission bits, not
+    // through a file standing where the directory was).
+    let spool = dir.path().join("spool");
+    std::fs::remove_dir_all(&spool).expect("remove the spool");
+    std::fs::write(&spool, b"not a directory").expect("a file in its place");
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    for _ in 0..3 {
+        assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    }
+    let metrics = format!("http://{}/metrics", agent.admin_addr());
+    eventually("the failed write counted", || async {
+        let body = get(&metrics, &[]).await.body;
+        (!body.contains("tollgate_agent_spool_write_errors_total 0")
+            && body.contains("tollgate_agent_spool_write_errors_total"))
+        .then_some(())
+    })
+    .await;
+    // The server comes back: what only memory held reaches it, and nothing was dropped.
+    cp.fail_usage(0);
+    eventually("the usage held in memory acknowledged", || async {
+        (cp.accepted_count(fixture.metrics.hits) == 3).then_some(())
+    })
+    .await;
+    assert!(get(&metrics, &[]).await.body.contains("tollgate_agent_usage_dropped_total 0"));
+    agent.shutdown().await.expect("clean shutdown");
+}
