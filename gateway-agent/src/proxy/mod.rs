@@ -168,6 +168,34 @@ struct Admitted<'a> {
     touched: Touched,
 }
 
+/// nginx's status for a request whose client closed the connection before the answer: the
+/// upstream may have done the work (an order, a message sent), so it is usage, in the 4xx class.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a status code"),
+};
+
+/// Armed while a request is with the upstream: if the client goes away, hyper drops the
+/// request's future before the answer, and this records its usage on the way out.
+struct Unanswered<'a, 'c> {
+    proxy: &'a Proxy,
+    call: &'a Call<'c>,
+    admitted: &'a Admitted<'a>,
+}
+
+impl Unanswered<'_, '_> {
+    /// The exchange ended with an answer or a failure: usage is recorded by what follows.
+    fn answered(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Unanswered<'_, '_> {
+    fn drop(&mut self) {
+        self.proxy.abandoned(self.call, self.admitted);
+    }
+}
+
 /// The request filter's verdict to stop: answered by the agent, through [`Proxy::refuse`]
 /// like every other refusal (429 included).
 struct Refused(Refusal);
@@ -534,11 +562,19 @@ impl Proxy {
         // Sent upstream: the credential was used, whatever the upstream makes of it.
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
         let exchange = self.connections.send(&target.authority, target.is_tls(), request, self.upstream_timeout);
+        let unanswered = Unanswered { proxy: self, call, admitted: &admitted };
         let response = match exchange.await {
             Ok(Ok(response)) => response,
-            Err(_) => return self.refuse(call, self.failure_answer(call, target, &watch, None)),
-            Ok(Err(err)) => return self.refuse(call, self.failure_answer(call, target, &watch, Some(err))),
+            Err(_) => {
+                unanswered.answered();
+                return self.refuse(call, self.failure_answer(call, target, &watch, None));
+            }
+            Ok(Err(err)) => {
+                unanswered.answered();
+                return self.refuse(call, self.failure_answer(call, target, &watch, Some(err)));
+            }
         };
+        unanswered.answered();
         let status = response.status();
         // The client asked for no upgrade (those go to `proxy_upgrade`): a 101 would switch its
         // connection to a protocol nobody agreed on.
@@ -562,6 +598,13 @@ impl Proxy {
         let response = self.response_filter(call, response, answered);
         self.logging(call, &admitted, Some(target), status, bytes, answered);
         response
+    }
+
+    /// Usage of a request the client gave up on while the upstream had it (nginx's 499).
+    fn abandoned(&self, call: &Call<'_>, admitted: &Admitted<'_>) {
+        let latency = call.started.elapsed();
+        self.record_usage(call.api, call.group, admitted, self.clock.now(), CLIENT_CLOSED_REQUEST, latency);
+        tracing::debug!(api = %call.api.slug, "the client closed the connection before the upstream answered");
     }
 
     /// An upstream status outside 100–599 (RFC 9110 §15 has no such class): not passed on,

@@ -266,3 +266,34 @@ async fn usage_the_spool_cannot_write_is_held_in_memory_and_delivered() {
     assert!(get(&metrics, &[]).await.body.contains("tollgate_agent_usage_dropped_total 0"));
     agent.shutdown().await.expect("clean shutdown");
 }
+
+/// A client that hangs up while the upstream has its request still used it: the upstream may
+/// have done the work (nginx logs such a call as 499), and with the call uncounted a write
+/// operation would be free and unseen by every quota the server seeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_client_hangs_up_before_the_answer_is_still_usage() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let mut client = tokio::net::TcpStream::connect(agent.proxy_addr()).await.expect("connect");
+    let head =
+        format!("GET /pets/slow?user_key={} HTTP/1.1\r\nHost: {}\r\n\r\n", fixture.key.as_str(), agent.proxy_addr());
+    client.write_all(head.as_bytes()).await.expect("send");
+    // The upstream answers /slow after 3 s; the client leaves once it has the request.
+    eventually("the upstream to have the request", || async { (upstream.count() == 1).then_some(()) }).await;
+    drop(client);
+    eventually("the abandoned call counted", || async { (cp.accepted_count(fixture.metrics.hits) == 1).then_some(()) })
+        .await;
+    let classes: Vec<StatusClass> = cp
+        .accepted_batches()
+        .iter()
+        .flat_map(|b| &b.entries)
+        .filter(|e| e.metric == fixture.metrics.hits)
+        .map(|e| e.status_class)
+        .collect();
+    assert_eq!(classes, [StatusClass::ClientError], "counted once, as a client error (499)");
+    agent.shutdown().await.expect("clean shutdown");
+}
