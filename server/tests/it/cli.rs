@@ -46,6 +46,31 @@ async fn migrate_runs_twice_without_error(pool: PgPool) {
     assert!(applied >= 1);
 }
 
+/// A rollback to an older release after an upgrade migrated the database: the message says
+/// what happened and what to do, and the exit code is the one for a setup the operator fixes.
+#[sqlx::test(migrations = false)]
+async fn a_database_migrated_by_a_newer_release_is_refused_saying_what_to_do(pool: PgPool) {
+    let url = database_url(&pool).await;
+    assert!(tollgate(&["migrate"], &[("TOLLGATE_DATABASE_URL", &url)], None).status.success());
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (20991231000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for command in ["migrate", "serve"] {
+        let out = tollgate(&[command], &[("TOLLGATE_DATABASE_URL", &url), ("TOLLGATE_LISTEN", "127.0.0.1:0")], None);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains("migrated by a newer Tollgate: migration 20991231000000 is not in this build")
+                && text.contains("restore the database backup taken before the upgrade"),
+            "{command}: {text}"
+        );
+    }
+}
+
 #[test]
 fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
     let cases = [
