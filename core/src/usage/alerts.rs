@@ -10,6 +10,10 @@
 //! levels at once mails only the highest of them. Mail (to the account's
 //! verified owners) and portal notifications are written in the same
 //! transaction, so an alert is decided and delivered together or not at all.
+//!
+//! A limit per minute or per hour has a new window every minute or hour: a client that keeps
+//! to its limit would reach 100 % in each of them. Such limits mail and notify the owners about
+//! a level at most once in [`QUIET`]; every window is still recorded and raises its webhook.
 
 use std::collections::HashMap;
 
@@ -28,6 +32,9 @@ use crate::stored::StoredPeriod;
 
 /// How many queued applications one round takes.
 const ROUND: i64 = 100;
+
+/// How long a level of a per-minute or per-hour limit stays quiet in mail once mailed.
+const QUIET: time::Duration = time::Duration::hours(24);
 
 struct Limit {
     id: Uuid,
@@ -130,18 +137,35 @@ pub async fn run_round(pool: &PgPool, base_url: &str, now: Timestamp) -> Result<
             else {
                 continue;
             };
-            sqlx::query!(
-                "UPDATE usage_alerts SET notified = true
-                 WHERE application_id = $1 AND usage_limit_id = $2 AND window_start = $3 AND threshold_pct = $4",
-                app,
-                limit.id,
-                offset_datetime(window.start),
-                level.pct()
-            )
-            .execute(&mut *tx)
-            .await?;
-            let text = alert_text(&first.name, *app, &limit, level, used);
-            notify_owners(&mut tx, first.account_id, &text, base_url).await?;
+            let recently_told = matches!(limit.period, Period::Minute | Period::Hour)
+                && sqlx::query_scalar!(
+                    r#"SELECT EXISTS (
+                         SELECT 1 FROM usage_alerts
+                         WHERE application_id = $1 AND usage_limit_id = $2 AND threshold_pct = $3 AND notified
+                           AND window_start >= $4 AND window_start < $5
+                       ) AS "told!""#,
+                    app,
+                    limit.id,
+                    level.pct(),
+                    offset_datetime(window.start) - QUIET,
+                    offset_datetime(window.start)
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+            if !recently_told {
+                sqlx::query!(
+                    "UPDATE usage_alerts SET notified = true
+                     WHERE application_id = $1 AND usage_limit_id = $2 AND window_start = $3 AND threshold_pct = $4",
+                    app,
+                    limit.id,
+                    offset_datetime(window.start),
+                    level.pct()
+                )
+                .execute(&mut *tx)
+                .await?;
+                let text = alert_text(&first.name, *app, &limit, level, used);
+                notify_owners(&mut tx, first.account_id, &text, base_url).await?;
+            }
             let after = serde_json::json!({
                 "metric": limit.metric_name, "period": limit.period.to_string(), "level_pct": level.pct(),
                 "used": used, "max": limit.max, "window_start": offset_datetime(window.start).unix_timestamp(),
@@ -167,8 +191,13 @@ fn alert_text(app_name: &str, app: Uuid, limit: &Limit, level: AlertLevel, used:
     };
     let overage =
         if level.is_violation() { " Calls beyond the limit are refused unless the plan allows overage." } else { "" };
+    let quiet = if matches!(limit.period, Period::Minute | Period::Hour) {
+        format!(" You will not be told of this level of this limit again for {} hours.", QUIET.whole_hours())
+    } else {
+        String::new()
+    };
     let body = format!(
-        "{app_name} has used {used} of its {max} {metric} {per} ({level}% or more).{overage}",
+        "{app_name} has used {used} of its {max} {metric} {per} ({level}% or more).{overage}{quiet}",
         max = limit.max,
         metric = limit.metric_name
     );

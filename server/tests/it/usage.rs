@@ -404,6 +404,76 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
     assert!(matches!(notifications::mark_read(&pool, stranger, list[1].id).await, Err(tollgate_core::Error::NotFound)));
 }
 
+/// A per-minute limit has a new window every minute: a client keeping to it reaches 100 % in
+/// each. Its owners are told once a day, not once a minute; every window is still recorded
+/// and raises its webhook. The alert job is run at chosen instants, without a server's own.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_per_minute_limit_reached_minute_after_minute_mails_once_a_day(pool: PgPool) {
+    use tollgate_core::usage::{alerts, ingest};
+    seed(&pool).await.unwrap();
+    let (gateway, _) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
+    let account: Uuid = sqlx::query_scalar(
+        "SELECT m.account_id FROM users u JOIN memberships m ON m.user_id = u.id WHERE u.email = $1",
+    )
+    .bind(DEMO_DEVELOPER_EMAIL)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let api = tollgate_core::apis::find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let hits: Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
+        .bind(api.id.0)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let basic = list_plans(&pool, api.id).await.unwrap().into_iter().find(|p| p.system_name == "basic").unwrap();
+    let app = applications::create(
+        &pool,
+        AccountId(account),
+        &NewApplication { plan_id: basic.id, name: "Steady".into(), description: String::new() },
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap()
+    .id
+    .0;
+    sqlx::query("DELETE FROM usage_limits WHERE plan_id = $1 AND period <> 'minute'")
+        .bind(basic.id.0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let hook = SubscriptionInput {
+        url: "https://hooks.tollgate.invalid/alerts".into(),
+        events: vec!["usage.alert".into()],
+        ..SubscriptionInput::default()
+    };
+    let (hook, _) = subscriptions::create(&pool, &hook, TargetPolicy::default(), &Actor::system("test")).await.unwrap();
+    // Three minutes in a row at the limit (10 a minute), then one more than a day later.
+    let later = now_minute() - 3600;
+    let first = later - 86_400 - 3600;
+    for minute in [first, first + 60, first + 120, later] {
+        ingest(&pool, gateway, &batch(vec![entry(app, hits, minute, 10)])).await.unwrap();
+        let at = Timestamp::from_second(minute + 30).unwrap();
+        alerts::run_round(&pool, "http://127.0.0.1", at).await.unwrap();
+    }
+    let mails: Vec<(String, String)> =
+        sqlx::query_as("SELECT subject, body_text FROM outbox_emails WHERE subject LIKE 'Steady%of its%limit'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(mails.len(), 2, "one mail for three minutes at the limit, one a day later: {mails:?}");
+    assert!(mails[0].1.contains("again for 24 hours"), "{}", mails[0].1);
+    let recorded: Vec<bool> = sqlx::query_scalar(
+        "SELECT notified FROM usage_alerts WHERE application_id = $1 AND threshold_pct = 100 ORDER BY window_start",
+    )
+    .bind(app)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, vec![true, false, false, true], "every window recorded, the first of each day told");
+    let (deliveries, _) = subscriptions::deliveries(&pool, hook.id, None, 10, 0).await.unwrap();
+    assert_eq!(deliveries.len(), 4, "one webhook event per window");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_burst_past_several_levels_mails_the_highest_and_muted_levels_stay_quiet(pool: PgPool) {
     let s = setup(pool.clone()).await;
