@@ -223,7 +223,7 @@ impl Transition {
     }
 
     /// The verb's past participle, for "cannot be approved".
-    fn participle(self) -> &'static str {
+    pub fn participle(self) -> &'static str {
         match self {
             Transition::Approve => "approved",
             Transition::Reject => "rejected",
@@ -234,7 +234,7 @@ impl Transition {
 }
 
 /// Moves an application through its lifecycle on an admin's behalf, and
-/// emails the account's owners when a pending application is decided.
+/// emails the account's owners what happened to it (a suspension too: its keys stop working).
 /// Returns the new state.
 pub async fn transition(
     pool: &PgPool,
@@ -262,7 +262,7 @@ pub async fn transition(
     .execute(&mut *tx)
     .await?;
     record_change(&mut tx, Entity::Application, id.0, false, None).await?;
-    if matches!(to, Transition::Approve | Transition::Reject) {
+    {
         let owners = sqlx::query!(
             r#"SELECT u.email::text AS "email!", ap.name, a.name AS api_name FROM applications ap
                JOIN api_products a ON a.id = ap.api_id
@@ -273,9 +273,7 @@ pub async fn transition(
         .fetch_all(&mut *tx)
         .await?;
         for owner in owners {
-            let approved = to == Transition::Approve;
-            let mail =
-                messages::application_decided(&owner.email, &owner.name, &owner.api_name, approved, base_url, id.0);
+            let mail = messages::application_decided(&owner.email, &owner.name, &owner.api_name, to, base_url, id.0);
             enqueue(&mut tx, &mail).await?;
         }
     }

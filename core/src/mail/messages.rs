@@ -77,20 +77,25 @@ pub fn application_decided(
     to: &str,
     app_name: &str,
     api_name: &str,
-    approved: bool,
+    decision: crate::applications::Transition,
     base_url: &str,
     app_id: Uuid,
 ) -> Outgoing {
-    let decision = if approved { "approved" } else { "rejected" };
-    let next = if approved {
-        format!("It is live now: open it to get your key at {base_url}/apps/{app_id}")
-    } else {
-        "Contact the API provider if you have questions.".to_owned()
+    use crate::applications::Transition;
+    let next = match decision {
+        Transition::Approve => format!("It is live now: open it to get your key at {base_url}/apps/{app_id}"),
+        Transition::Reject => "Contact the API provider if you have questions.".to_owned(),
+        Transition::Suspend => format!(
+            "Its keys are refused (403 application_not_live) until the provider resumes it; nothing else \
+             changes. Contact the API provider to learn why. {base_url}/apps/{app_id}"
+        ),
+        Transition::Resume => format!("It is live again: its keys work at once. {base_url}/apps/{app_id}"),
     };
+    let decision = decision.participle();
     let text = format!(
         "Hello,
 
-Your application \"{app_name}\" for {api_name} was {decision}.
+Your application \"{app_name}\" for {api_name} was {decision} by the API provider.
 
 {next}
 "

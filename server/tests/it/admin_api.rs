@@ -972,6 +972,45 @@ async fn following_next_walks_every_list_to_its_end_in_order(pool: PgPool) {
     }
 }
 
+/// A suspension stops an application's keys: its owners are told, and told again when it is
+/// resumed (a partner found out only from 403s).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn owners_are_mailed_when_their_application_is_suspended_and_resumed(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (_, accounts) = admin.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
+    let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, plans) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
+    let plan = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+    let new = json!({"plan_id": plan, "name": "Mailed app"});
+    let (status, app) =
+        admin.call(Method::POST, &format!("/admin/api/v1/accounts/{account}/applications"), Some(new)).await;
+    assert_eq!((status, app["state"].as_str()), (201, Some("live")), "{app}");
+    let (id, name) = (app["id"].as_str().unwrap(), app["name"].as_str().unwrap());
+    let act = format!("/admin/api/v1/applications/{id}/actions");
+    let mails = || async {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT subject, body_text FROM outbox_emails WHERE subject LIKE 'Your application%' ORDER BY created_at",
+        )
+        .fetch_all(&admin.app.pool)
+        .await
+        .unwrap();
+        rows
+    };
+    let before = mails().await.len();
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "suspend"}))).await.0, 200);
+    let sent = mails().await;
+    assert_eq!(sent.len(), before + 1, "{sent:?}");
+    let (subject, body) = sent.last().unwrap();
+    assert_eq!(subject, &format!("Your application {name} was suspended"));
+    assert!(body.contains("keys are refused") && body.contains(&format!("/apps/{id}")), "{body}");
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "resume"}))).await.0, 200);
+    let sent = mails().await;
+    assert_eq!(sent.last().unwrap().0, format!("Your application {name} was resumed"), "{sent:?}");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_count_at_the_limit_is_reused_for_seconds_and_a_smaller_one_is_always_fresh(pool: PgPool) {
     use reqwest::Method;
