@@ -59,6 +59,19 @@ fn describe() {
     ] {
         metrics::describe_counter!(name, help);
     }
+    // Counters without labels are shown from the start, at 0: an alert on one gets data (and
+    // `increase()` sees the first event) before anything has happened.
+    for name in [
+        "tollgate_usage_failed_calls_invalid_total",
+        "tollgate_usage_failed_calls_dropped_total",
+        "tollgate_usage_retention_deleted_rows_total",
+        "tollgate_snapshot_builds_total",
+        "tollgate_snapshot_builds_cancelled_total",
+        "tollgate_config_delta_reads_total",
+        "tollgate_spans_dropped_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
     metrics::describe_histogram!(
         "tollgate_http_request_duration_seconds",
         metrics::Unit::Seconds,

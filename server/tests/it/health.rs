@@ -40,6 +40,14 @@ async fn metrics_count_requests_by_route_and_status(pool: PgPool) {
     assert!(text.contains("tollgate_http_request_duration_seconds_bucket"), "{text}");
     // Each metric says what it counts.
     assert!(text.contains("# HELP tollgate_http_requests_total HTTP requests answered"), "{text}");
+    // Counters of rare events are there before the first one (alerts on them get data).
+    for name in [
+        "tollgate_config_delta_reads_total",
+        "tollgate_snapshot_builds_cancelled_total",
+        "tollgate_spans_dropped_total",
+    ] {
+        assert!(text.lines().any(|line| line.starts_with(&format!("{name} "))), "{name} missing: {text}");
+    }
     // Probes and scrapers that ask with HEAD get the answer's head.
     for path in ["/healthz", "/metrics"] {
         let res = app.client.head(app.url(path)).send().await.unwrap();
