@@ -78,8 +78,20 @@ async fn issue_token(pool: &PgPool, name: &str, replace: bool, actor: &Actor) ->
         replace
     )
     .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| Error::Conflict("an agent with this name already exists".into()))?;
+    .await?;
+    let Some(id) = id else {
+        // A revoked agent keeps its name, so its history is never mistaken for a new one's.
+        let revoked = sqlx::query_scalar!("SELECT revoked_at FROM gateways WHERE name = $1", name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        return Err(Error::Conflict(match revoked {
+            Some(at) => {
+                format!("an agent named {name} was revoked on {}; names are not reused, so choose another", at.date())
+            }
+            None => "an agent with this name already exists".into(),
+        }));
+    };
     audit::record(
         &mut tx,
         actor,

@@ -370,6 +370,12 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(actions, ["gateway.create", "gateway.create", "gateway.rename", "gateway.revoke"]);
+    // The revoked agent's name is not given out again, and the refusal says why.
+    let html = app.get("/admin/gateways").await.text().await.unwrap();
+    let res = app.post_form("/admin/gateways", &[("csrf_token", &csrf_from(&html)), ("name", "edge-2")]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("an agent named edge-2 was revoked on ") && page.contains("choose another"), "{page}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
