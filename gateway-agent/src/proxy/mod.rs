@@ -633,6 +633,9 @@ impl Proxy {
             }
             Some(UpstreamError::Exchange(_)) if watch.failed() => Refusal::InvalidBody,
             Some(UpstreamError::Exchange(_)) if watch.overridden() => Refusal::MethodOverride,
+            // The upstream stopped waiting for a body the client stalled (its own read timeout
+            // is shorter than ours): the client's failure, as when our timeout fires first.
+            Some(UpstreamError::Exchange(_)) if watch.waiting_for_client() => Refusal::BodyTimeout,
             Some(UpstreamError::Connect) => {
                 target.unreachable();
                 tracing::debug!(api = %call.api.slug, upstream = %target.url, "cannot connect to the upstream");

@@ -38,6 +38,8 @@ fn answer_for(path: &str) -> (&'static [u8], bool) {
         "/up/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", false),
         // Not an HTTP status class (RFC 9110 §15): no usage class or failed-call record holds it.
         "/up/status600" => (b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nhi", false),
+        // An upstream that stops waiting for a body (its own read timeout): it closes unanswered.
+        "/up/give-up" => (b"", true),
         // A list of one repeated length (RFC 9110 8.6).
         "/up/length-list" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi", false),
         _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
@@ -183,5 +185,40 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
     let answer = get(&url("length-list"), &[]).await;
     let lengths: Vec<_> = answer.headers.get_all("content-length").iter().map(|v| v.to_str().unwrap_or("?")).collect();
     assert_eq!((answer.body.as_str(), lengths), ("hi", vec!["2"]), "one length goes on, not the list");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// A client that stalls its body until the upstream gives up on it (the upstream's own read
+/// timeout, shorter than the agent's) is the client's failure: the answer is 408, and the
+/// targets are not ejected for it (an attacker could empty a pool by stalling bodies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_giving_up_on_a_stalled_body_is_not_ejected() {
+    let (first, second) = (RawUpstream::start().await, RawUpstream::start().await);
+    let unused = Upstream::start().await;
+    let mut fixture = Fixture::new(&unused, &[]);
+    let api = &mut fixture.snapshot.apis[0];
+    api.base_path = "/raw".into();
+    api.upstreams = [&first, &second].map(|raw| UpstreamUrl { url: format!("http://{}/up", raw.addr) }).to_vec();
+    api.mapping_rules = vec![
+        rule("GET", "/{x}", fixture.metrics.hits, 1, 1, false),
+        rule("POST", "/{x}", fixture.metrics.hits, 1, 2, false),
+    ];
+    fixture.snapshot.validate().expect("valid snapshot");
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut config = settings(cp.url(), dir.path(), None);
+    config.workers = 1;
+    let agent = start_ready(config).await;
+    let key = fixture.key.as_str();
+    // Twice the failures that eject a target, spread over both.
+    for _ in 0..10 {
+        let stalled = format!(
+            "POST /raw/give-up?user_key={key} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\nx"
+        );
+        let answer = raw_exchange(agent.proxy_addr(), stalled.as_bytes()).await;
+        assert_eq!((answer.status, answer.error().as_str()), (408, "request_body_timeout"), "{}", answer.body);
+    }
+    let answer = get(&format!("http://{}/raw/plain?user_key={key}", agent.proxy_addr()), &[]).await;
+    assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "plain"), "no target was ejected");
     agent.shutdown().await.expect("clean shutdown");
 }
