@@ -26,17 +26,26 @@ pub fn link_token(body: &str, path: &str) -> String {
 }
 
 pub async fn sign_up(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    sign_up_for(app, "Acme Labs", email, password).await
+}
+
+pub async fn sign_up_for(app: &TestApp, organisation: &str, email: &str, password: &str) -> reqwest::Response {
     let token = app.csrf_token("/signup").await;
     app.post_form(
         "/signup",
-        &[("csrf_token", &token), ("organisation", "Acme Labs"), ("email", email), ("password", password)],
+        &[("csrf_token", &token), ("organisation", organisation), ("email", email), ("password", password)],
     )
     .await
 }
 
 /// Signs up, verifies by the emailed link and signs in.
 pub async fn verified_developer(app: &TestApp, email: &str) {
-    let res = sign_up(app, email, "correct horse battery").await;
+    verified_developer_of(app, "Acme Labs", email).await;
+}
+
+/// `verified_developer` for an organisation of this name.
+pub async fn verified_developer_of(app: &TestApp, organisation: &str, email: &str) {
+    let res = sign_up_for(app, organisation, email, "correct horse battery").await;
     assert_eq!(res.status(), 200);
     let (_, body) = last_mail(&app.pool, email).await;
     let token = link_token(&body, "/verify");
