@@ -181,9 +181,12 @@ impl ApiPage {
             .unwrap_or_else(|| "—".into())
     }
 
+    /// "Free" only for a plan that bills nothing; a zero fee beside priced usage is "None".
     fn price_of(plan: &PlanDetail) -> String {
-        if plan.monthly_fee.is_zero() {
+        if plan.charges().is_free() {
             "Free".into()
+        } else if plan.monthly_fee.is_zero() {
+            "None".into()
         } else {
             format!("{} {}", plan.monthly_fee.normalize(), plan.currency)
         }
