@@ -137,9 +137,21 @@ pub async fn remove(
     let account = account_of(&user)?;
     let outcome = teams::remove(&pool, account, user.id, &user.email, member).await;
     if outcome.is_ok() && member == user.id {
-        // Leaving the account: the session must not keep acting for it.
-        session.sign_out().await?;
-        return Ok(see_other("/"));
+        // Leaving the account: the session must not keep acting for it. A member of other
+        // organisations goes on in one of them, under a new session id; anyone else is signed out.
+        let left = user.account_name.clone().unwrap_or_default();
+        match find_user(&pool, user.id).await? {
+            Some(summary) if summary.account_id.is_some() => {
+                let now_in = summary.account_name.clone().unwrap_or_default();
+                session.sign_in(summary).await?;
+                session.flash("success", &format!("You left {left}. You now work in {now_in}.")).await?;
+                return Ok(see_other("/dashboard"));
+            }
+            _ => {
+                session.sign_out().await?;
+                return Ok(see_other("/"));
+            }
+        }
     }
     after_change(&session, &pool, &user, outcome).await
 }

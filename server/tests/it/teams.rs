@@ -240,3 +240,20 @@ async fn a_removed_members_choice_falls_back_to_an_organisation_they_still_belon
         .await;
     assert_eq!(res.status(), 404);
 }
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn leaving_one_of_several_organisations_goes_on_in_another(pool: PgPool) {
+    let (_alice, carol, partner_app, carol_app) = carol_joins_partner_co(pool).await;
+    let carol_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'carol@example.com'")
+        .fetch_one(&carol.pool)
+        .await
+        .unwrap();
+    let team = carol.get("/team").await.text().await.unwrap();
+    let res = carol.post_form(&format!("/team/members/{carol_id}/remove"), &[("csrf_token", &csrf_from(&team))]).await;
+    assert_eq!(location(&res), "/dashboard", "still signed in, in Carol Ltd");
+    let dashboard = carol.get("/dashboard").await.text().await.unwrap();
+    assert!(dashboard.contains("You left Partner Co. You now work in Carol Ltd."), "{dashboard}");
+    assert_eq!(current_organisation(&dashboard), "Carol Ltd");
+    assert_eq!(carol.get(&partner_app).await.status(), 404);
+    assert_eq!(carol.get(&carol_app).await.status(), 200);
+}
