@@ -36,4 +36,4 @@ pub use document::{ImportError, pointer_segment};
 pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse, reparse};
 pub use mock::{ContentMock, MockSource, OperationMock, ResponseMock, mock_operations};
 pub use model::ApiModel;
-pub use sample::request_bodies;
+pub use sample::{path_examples, request_bodies};

@@ -1,5 +1,5 @@
 //! Request bodies for copy-paste samples (the portal's Quick start): a JSON body a
-//! developer can send as it is.
+//! developer can send as it is; and example values of path parameters (`path_examples`).
 //!
 //! From an operation's JSON request body (`application/json`, else a `+json` media type):
 //! the media type's `example`, else its first named example (by name), else an object built
@@ -41,6 +41,68 @@ pub fn request_bodies(source: &str) -> Result<BTreeMap<String, Value>, ImportErr
         }
     }
     Ok(out)
+}
+
+/// An example value of each path parameter, by `"METHOD /path"` and then the parameter's
+/// name, from a document `parse` accepted: the parameter's `example`, else its first named
+/// example's `value`, else its schema's `example`, first `examples`, first `enum` value or
+/// `default`. Only scalars (a string as written, a number or boolean as JSON writes it);
+/// parameters without one are absent, so the caller chooses a placeholder.
+pub fn path_examples(source: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, ImportError> {
+    let doc = crate::import::document3(source)?;
+    let mut out = BTreeMap::new();
+    for (path, method, operation) in refs::operations(&doc) {
+        let item =
+            doc.get("paths").and_then(|paths| paths.get(path)).and_then(|item| refs::follow(&doc, item, "").ok());
+        let shared = item.and_then(|(item, _)| item.get("parameters"));
+        let mut examples = BTreeMap::new();
+        // Path-level parameters first, so the operation's own of the same name win.
+        for list in [shared, operation.get("parameters")] {
+            let Some(Value::Array(parameters)) = list else { continue };
+            for parameter in parameters {
+                let Ok((parameter, _)) = refs::follow(&doc, parameter, "") else { continue };
+                if parameter.get("in").and_then(Value::as_str) != Some("path") {
+                    continue;
+                }
+                let Some(name) = parameter.get("name").and_then(Value::as_str) else { continue };
+                match parameter_example(&doc, parameter) {
+                    Some(example) => examples.insert(name.to_owned(), example),
+                    None => examples.remove(name),
+                };
+            }
+        }
+        if !examples.is_empty() {
+            out.insert(operation_key(method, path), examples);
+        }
+    }
+    Ok(out)
+}
+
+fn parameter_example(doc: &Value, parameter: &Value) -> Option<String> {
+    let named = || {
+        let Some(Value::Object(examples)) = parameter.get("examples") else { return None };
+        examples.values().filter_map(|e| refs::follow(doc, e, "").ok()).find_map(|(e, _)| e.get("value"))
+    };
+    let schema = parameter.get("schema").and_then(|s| refs::follow(doc, s, "").ok()).map(|(s, _)| s);
+    let first = |key: &str| match schema?.get(key)? {
+        Value::Array(values) => values.first(),
+        _ => None,
+    };
+    [
+        parameter.get("example"),
+        named(),
+        schema.and_then(|s| s.get("example")),
+        first("examples"),
+        first("enum"),
+        schema.and_then(|s| s.get("default")),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|value| match value {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    })
 }
 
 fn body_sample(doc: &Value, body: &Value) -> Option<Value> {
@@ -277,6 +339,37 @@ mod tests {
             "components": {"schemas": schemas}
         });
         request_bodies(&doc.to_string()).expect("a document").remove("POST /a")
+    }
+
+    #[test]
+    fn path_parameters_take_the_first_example_the_document_gives_and_the_operation_wins() {
+        let doc = json!({
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/a/{id}/{kind}/{n}/{free}/{ref}": {
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "example": "shared"}},
+                    {"name": "free", "in": "path", "required": true, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": true, "example": "own", "schema": {"type": "string"}},
+                        {"name": "kind", "in": "path", "required": true, "schema": {"type": "string", "enum": ["b", "c"], "default": "c"}},
+                        {"name": "n", "in": "path", "required": true, "examples": {"one": {"value": 7}}, "schema": {"type": "integer"}},
+                        {"$ref": "#/components/parameters/Ref"},
+                        {"name": "id", "in": "query", "schema": {"type": "string", "example": "not a path one"}}
+                    ],
+                    "responses": {"204": {"description": "done"}}
+                }
+            }},
+            "components": {"parameters": {"Ref": {"name": "ref", "in": "path", "required": true, "schema": {"type": "string", "default": "main"}}}}
+        });
+        let examples = path_examples(&doc.to_string()).expect("a document");
+        let got = &examples["GET /a/{id}/{kind}/{n}/{free}/{ref}"];
+        let want: BTreeMap<String, String> = [("id", "own"), ("kind", "b"), ("n", "7"), ("ref", "main")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(got, &want);
     }
 
     #[test]

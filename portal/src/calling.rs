@@ -57,12 +57,13 @@ impl CallGuide {
         }
     }
 
-    /// A ready-to-paste curl command.
+    /// A ready-to-paste curl command. `--globoff`: curl would read `{a,b}` and `[1-3]` in a URL
+    /// (an IPv6 gateway address included) as patterns and call other URLs.
     pub(crate) fn curl(&self, method: &str, path: &str, secret: &str, app_id: Option<&str>) -> String {
         let url = self.url(path, secret, app_id);
         let mut parts = vec![match method {
-            "GET" => format!("curl '{url}'"),
-            m => format!("curl -X {m} '{url}'"),
+            "GET" => format!("curl --globoff '{url}'"),
+            m => format!("curl --globoff -X {m} '{url}'"),
         }];
         for (name, value) in self.headers(secret, app_id) {
             parts.push(format!("-H '{name}: {value}'"));

@@ -94,6 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(keys::revoke)),
         )
         .service(web::resource("/team").route(web::get().to(team::show)))
+        .service(web::resource("/organisation").route(web::post().to(team::switch_organisation)))
         .service(web::resource("/team/invite").route(web::post().to(team::invite)))
         .service(web::resource("/team/members/{user}/remove").route(web::post().to(team::remove)))
         .service(web::resource("/team/invitations/{invitation}/withdraw").route(web::post().to(team::withdraw)))

@@ -13,6 +13,6 @@ pub use email::Email;
 pub use password::{Password, PasswordHasher};
 pub use throttle::{ClientAddress, MailAdmission, MailLimits, MailRequestKind};
 pub use users::{
-    AccountId, SignInOutcome, UserId, UserSummary, authenticate, create_admin, create_developer, create_developer_in,
-    find_user, mark_email_verified,
+    AccountId, Organisation, SignInOutcome, UserId, UserSummary, authenticate, create_admin, create_developer,
+    create_developer_in, find_user, mark_email_verified, switch_organisation,
 };

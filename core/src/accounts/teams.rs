@@ -310,6 +310,14 @@ pub async fn accept(
     .execute(&mut *tx)
     .await?;
     sqlx::query!("UPDATE invitations SET accepted_at = now() WHERE id = $1", invitation.id).execute(&mut *tx).await?;
+    // Whoever accepts came to work with this team: it becomes the organisation they act for.
+    sqlx::query!(
+        "UPDATE users SET current_account_id = $2, updated_at = now() WHERE id = $1",
+        user.0,
+        invitation.account_id
+    )
+    .execute(&mut *tx)
+    .await?;
     audit::record(
         &mut tx,
         &Actor::user(user, &invitation.email),

@@ -28,6 +28,22 @@ pub struct UserSummary {
     /// The developer account the user acts for; the provider account for admins.
     pub account_id: Option<AccountId>,
     pub account_name: Option<String>,
+    /// Every organisation the user belongs to, oldest membership first, for the switcher.
+    pub organisations: Vec<Organisation>,
+}
+
+impl UserSummary {
+    /// Whether `account` is the organisation the user acts for now.
+    pub fn works_in(&self, account: &AccountId) -> bool {
+        self.account_id.as_ref() == Some(account)
+    }
+}
+
+/// An organisation a user belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organisation {
+    pub id: AccountId,
+    pub name: String,
 }
 
 pub enum SignInOutcome {
@@ -165,15 +181,25 @@ pub(crate) async fn find_user_by_email(
     Ok(row.map(|r| (UserId(r.id), r.verified, r.organisation)))
 }
 
+/// The user and the organisation they act for: the one they chose last
+/// (`users.current_account_id`) if they still belong to it, else their oldest
+/// membership. Membership is read on every call, so a stale choice never grants access.
 pub async fn find_user(pool: &PgPool, id: UserId) -> Result<Option<UserSummary>> {
     let row = sqlx::query!(
         r#"SELECT u.id, u.email::text AS "email!", u.is_admin, u.email_verified_at,
-                  a.id AS "account_id?", a.name AS "account_name?"
+                  a.id AS "account_id?", a.name AS "account_name?",
+                  coalesce(o.ids, '{}') AS "organisation_ids!", coalesce(o.names, '{}') AS "organisation_names!"
            FROM users u
            LEFT JOIN LATERAL (
                SELECT a.id, a.name FROM memberships m JOIN accounts a ON a.id = m.account_id
-               WHERE m.user_id = u.id ORDER BY m.created_at LIMIT 1
+               WHERE m.user_id = u.id
+               ORDER BY m.account_id = u.current_account_id IS TRUE DESC, m.created_at LIMIT 1
            ) a ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(a.id ORDER BY m.created_at, a.id) AS ids,
+                      array_agg(a.name ORDER BY m.created_at, a.id) AS names
+               FROM memberships m JOIN accounts a ON a.id = m.account_id WHERE m.user_id = u.id
+           ) o ON true
            WHERE u.id = $1"#,
         id.0
     )
@@ -186,7 +212,29 @@ pub async fn find_user(pool: &PgPool, id: UserId) -> Result<Option<UserSummary>>
         email_verified: r.email_verified_at.is_some(),
         account_id: r.account_id.map(AccountId),
         account_name: r.account_name,
+        organisations: r
+            .organisation_ids
+            .into_iter()
+            .zip(r.organisation_names)
+            .map(|(id, name)| Organisation { id: AccountId(id), name })
+            .collect(),
     }))
+}
+
+/// Makes `account` the organisation the user works in and returns its name.
+/// Only an organisation the user belongs to can be chosen; any other is not found.
+pub async fn switch_organisation(pool: &PgPool, user: UserId, account: AccountId) -> Result<String> {
+    let name = sqlx::query_scalar!(
+        "UPDATE users u SET current_account_id = m.account_id, updated_at = now()
+         FROM memberships m JOIN accounts a ON a.id = m.account_id
+         WHERE u.id = $1 AND m.user_id = u.id AND m.account_id = $2
+         RETURNING a.name",
+        user.0,
+        account.0
+    )
+    .fetch_optional(pool)
+    .await?;
+    name.ok_or(Error::NotFound)
 }
 
 pub async fn mark_email_verified(pool: &PgPool, id: UserId) -> Result<()> {

@@ -5,7 +5,6 @@
 //! approves or rejects it; until then the application keeps its plan, limits
 //! and fees.
 
-use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use crate::accounts::AccountId;
 use crate::audit::{self, Actor, Entry};
 use crate::mail::messages;
 use crate::notifications::{self, NewNotification, Recipient};
-use crate::plans::PlanId;
+use crate::plans::{Charges, PlanId};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -25,21 +24,22 @@ pub struct PlanChoice {
     pub plan_id: PlanId,
     pub name: String,
     pub description: String,
-    pub setup_fee: Decimal,
-    pub monthly_fee: Decimal,
-    pub currency: String,
+    pub charges: Charges,
     pub approval_required: bool,
 }
 
 /// The other plans the account's application may move to, cheapest first.
 pub async fn choices(pool: &PgPool, account: AccountId, app: ApplicationId) -> Result<Vec<PlanChoice>> {
     let rows = sqlx::query!(
-        "SELECT p.id, p.name, p.description, p.setup_fee, p.monthly_fee, p.currency, p.approval_required
+        r#"SELECT p.id, p.name, p.description, p.setup_fee, p.monthly_fee, p.trial_days, p.currency,
+                  p.approval_required,
+                  EXISTS (SELECT 1 FROM pricing_rules r WHERE r.plan_id = p.id AND r.price_per_unit > 0)
+                      AS "usage_priced!"
          FROM applications ap
          JOIN api_products a ON a.id = ap.api_id AND api_open_to(a.id, a.state, ap.account_id)
          JOIN plans p ON p.api_id = ap.api_id AND p.published AND p.id <> ap.plan_id
          WHERE ap.id = $1 AND ap.account_id = $2
-         ORDER BY p.monthly_fee, p.position, p.name",
+         ORDER BY p.monthly_fee, p.position, p.name"#,
         app.0,
         account.0
     )
@@ -51,9 +51,13 @@ pub async fn choices(pool: &PgPool, account: AccountId, app: ApplicationId) -> R
             plan_id: PlanId(r.id),
             name: r.name,
             description: r.description,
-            setup_fee: r.setup_fee,
-            monthly_fee: r.monthly_fee,
-            currency: r.currency,
+            charges: Charges {
+                setup_fee: r.setup_fee,
+                monthly_fee: r.monthly_fee,
+                trial_days: r.trial_days,
+                currency: r.currency,
+                usage_priced: r.usage_priced,
+            },
             approval_required: r.approval_required,
         })
         .collect())

@@ -20,6 +20,9 @@ use crate::{Error, Result};
 
 /// Limits count over the protocol's periods: the one definition that the
 /// server, the agents and billing share.
+mod charges;
+
+pub use charges::Charges;
 pub use tollgate_protocol::Period;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -385,23 +388,18 @@ pub struct PlanOption {
     pub plan_id: PlanId,
     pub api_name: String,
     pub plan_name: String,
-    pub monthly_fee: Decimal,
-    pub currency: String,
+    pub charges: Charges,
     pub approval_required: bool,
     /// Of a previewed draft: answered by mocks, no backend yet.
     pub preview: bool,
 }
 
 impl PlanOption {
+    /// "Weather — Pro (49.00 USD/month + 10.00 USD setup, 14-day trial, usage priced; needs approval)".
     pub fn label(&self) -> String {
-        let price = if self.monthly_fee.is_zero() {
-            "free".to_owned()
-        } else {
-            format!("{} {}/month", self.monthly_fee.normalize(), self.currency)
-        };
-        let approval = if self.approval_required { ", needs approval" } else { "" };
+        let approval = if self.approval_required { "; needs approval" } else { "" };
         let preview = if self.preview { " [preview: mock responses]" } else { "" };
-        format!("{}{preview} — {} ({price}{approval})", self.api_name, self.plan_name)
+        format!("{}{preview} — {} ({}{approval})", self.api_name, self.plan_name, self.charges.summary())
     }
 }
 
@@ -409,8 +407,10 @@ impl PlanOption {
 /// drafts previewed to it.
 pub async fn subscribable(pool: &PgPool, account: AccountId) -> Result<Vec<PlanOption>> {
     let rows = sqlx::query!(
-        r#"SELECT p.id, a.name AS api_name, p.name AS plan_name, p.monthly_fee, p.currency, p.approval_required,
-                  a.state = 'draft' AS "preview!"
+        r#"SELECT p.id, a.name AS api_name, p.name AS plan_name, p.setup_fee, p.monthly_fee, p.trial_days,
+                  p.currency, p.approval_required, a.state = 'draft' AS "preview!",
+                  EXISTS (SELECT 1 FROM pricing_rules r WHERE r.plan_id = p.id AND r.price_per_unit > 0)
+                      AS "usage_priced!"
          FROM plans p JOIN api_products a ON a.id = p.api_id
          WHERE p.published AND api_open_to(a.id, a.state, $1)
          ORDER BY a.name, p.position, p.monthly_fee, p.name"#,
@@ -424,8 +424,13 @@ pub async fn subscribable(pool: &PgPool, account: AccountId) -> Result<Vec<PlanO
             plan_id: PlanId(r.id),
             api_name: r.api_name,
             plan_name: r.plan_name,
-            monthly_fee: r.monthly_fee,
-            currency: r.currency,
+            charges: Charges {
+                setup_fee: r.setup_fee,
+                monthly_fee: r.monthly_fee,
+                trial_days: r.trial_days,
+                currency: r.currency,
+                usage_priced: r.usage_priced,
+            },
             approval_required: r.approval_required,
             preview: r.preview,
         })
@@ -453,6 +458,18 @@ pub struct PlanDetail {
     pub pricing_modes: Vec<NewPricingMode>,
     /// Applications on the plan, counted up to the limit.
     pub applications: CappedCount,
+}
+
+impl PlanDetail {
+    pub fn charges(&self) -> Charges {
+        Charges {
+            setup_fee: self.setup_fee,
+            monthly_fee: self.monthly_fee,
+            trial_days: self.trial_days,
+            currency: self.currency.clone(),
+            usage_priced: self.pricing.iter().any(|p| p.price_per_unit > Decimal::ZERO),
+        }
+    }
 }
 
 /// A plan; its application count, when it reached the limit a moment ago, is not taken again.

@@ -10,7 +10,6 @@ use tollgate_core::apis::detail;
 use tollgate_core::applications::plan_change::{self, PlanChangeOutcome, PlanChoice};
 use tollgate_core::applications::{self, ApplicationId, ApplicationState, ApplicationView, NewApplication};
 use tollgate_core::audit::Actor;
-use tollgate_core::billing::money;
 use tollgate_core::credentials::{self, CredentialView, key_limit};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{self, PlanId, PlanOption, subscribable};
@@ -166,21 +165,14 @@ struct PlanOffer {
     label: String,
 }
 
-/// "Pro: 49.00 USD a month, setup fee 10.00 USD (upgrade; needs the provider's approval)".
+/// "Pro: 49.00 USD/month + 10.00 USD setup, 14-day trial, usage priced (upgrade; needs the
+/// provider's approval)".
 fn offer(choice: &PlanChoice, current: Option<&plans::PlanDetail>) -> PlanOffer {
-    let mut label = format!("{}: ", choice.name);
-    if choice.monthly_fee.is_zero() {
-        label.push_str("no monthly fee");
-    } else {
-        label.push_str(&format!("{} a month", money::display(choice.monthly_fee, &choice.currency)));
-    }
-    if !choice.setup_fee.is_zero() {
-        label.push_str(&format!(", setup fee {}", money::display(choice.setup_fee, &choice.currency)));
-    }
+    let mut label = format!("{}: {}", choice.name, choice.charges.summary());
     let mut notes = Vec::new();
     // Fees in different currencies are not compared.
-    if let Some(current) = current.filter(|c| c.currency.trim() == choice.currency.trim()) {
-        match choice.monthly_fee.cmp(&current.monthly_fee) {
+    if let Some(current) = current.filter(|c| c.currency.trim() == choice.charges.currency.trim()) {
+        match choice.charges.monthly_fee.cmp(&current.monthly_fee) {
             std::cmp::Ordering::Greater => notes.push("upgrade"),
             std::cmp::Ordering::Less => notes.push("downgrade"),
             std::cmp::Ordering::Equal => {}

@@ -2,7 +2,7 @@
 //! spec by the vendored Swagger UI), a plan comparison, try-it against the
 //! gateway and copy-paste samples.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use actix_web::http::StatusCode;
@@ -69,10 +69,13 @@ struct Sample {
     javascript: String,
 }
 
-/// An operation and the JSON body its samples send, from its document (`None`: none known).
+/// An operation, the path its samples call and the JSON body they send, from its document
+/// (`None`: none known).
 #[derive(Clone)]
 struct Documented {
     operation: Operation,
+    /// The operation's path with every `{parameter}` filled (see [`sample_path`]).
+    path: String,
     body: Option<Value>,
 }
 
@@ -82,8 +85,8 @@ const ONE_LINE: usize = 72;
 fn samples(guide: &CallGuide, operations: Vec<Documented>) -> Vec<Sample> {
     operations
         .into_iter()
-        .map(|Documented { operation, body }| {
-            let url = guide.url(&operation.path, "YOUR_KEY", None);
+        .map(|Documented { operation, path, body }| {
+            let url = guide.url(&path, "YOUR_KEY", None);
             let headers = guide.headers("YOUR_KEY", None);
             let method = operation.method.clone();
             // A body-taking method with no body known still gets an empty object; a GET's
@@ -93,7 +96,7 @@ fn samples(guide: &CallGuide, operations: Vec<Documented>) -> Vec<Sample> {
                 "GET" | "HEAD" => None,
                 _ => body,
             };
-            let mut curl = guide.curl(&method, &operation.path, "YOUR_KEY", None);
+            let mut curl = guide.curl(&method, &path, "YOUR_KEY", None);
             if let Some(body) = &body {
                 curl.push_str(" \\\n  -H 'Content-Type: application/json' \\\n  -d ");
                 curl.push_str(&shell_quoted(&json_text(body)));
@@ -120,6 +123,64 @@ fn samples(guide: &CallGuide, operations: Vec<Documented>) -> Vec<Sample> {
             Sample { operation, curl, python, javascript }
         })
         .collect()
+}
+
+/// `path` with each `{name}` filled by the document's example, percent-encoded, else by a
+/// placeholder in capitals (`{cityId}` → `CITY_ID`). Either way the URL holds no braces,
+/// brackets, quotes, spaces or `$`: the same text works inside a shell's single quotes and
+/// Python's and JavaScript's double quotes, and curl has nothing to glob.
+fn sample_path(path: &str, examples: Option<&BTreeMap<String, String>>) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else { break };
+        out.push_str(&rest[..open]);
+        let name = &rest[open + 1..close];
+        match examples.and_then(|e| e.get(name)) {
+            Some(example) => out.push_str(&percent_encoded(example)),
+            None => out.push_str(&placeholder(name)),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A value as one path segment: RFC 3986's unreserved characters as they are, every other
+/// byte as `%XX`.
+fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A parameter's name as an obvious placeholder: capitals, words joined by `_`
+/// (`cityId`, `city-id` → `CITY_ID`); `VALUE` when nothing of the name is left.
+fn placeholder(name: &str) -> String {
+    let mut out = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            if c.is_ascii_uppercase() && previous_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+            previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        } else {
+            if !out.is_empty() && !out.ends_with('_') {
+                out.push('_');
+            }
+            previous_lower = false;
+        }
+    }
+    let out = out.trim_end_matches('_');
+    if out.is_empty() { "VALUE".to_owned() } else { out.to_owned() }
 }
 
 /// A body as JSON (also a JavaScript expression): one line when short, else indented.
@@ -181,9 +242,12 @@ impl ApiPage {
             .unwrap_or_else(|| "—".into())
     }
 
+    /// "Free" only for a plan that bills nothing; a zero fee beside priced usage is "None".
     fn price_of(plan: &PlanDetail) -> String {
-        if plan.monthly_fee.is_zero() {
+        if plan.charges().is_free() {
             "Free".into()
+        } else if plan.monthly_fee.is_zero() {
+            "None".into()
         } else {
             format!("{} {}", plan.monthly_fee.normalize(), plan.currency)
         }
@@ -242,12 +306,15 @@ async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<
     let source = detail::spec_of(pool, id, number).await?;
     let operations = tollgate_openapi::parse(&source).map(|s| s.operations).unwrap_or_default();
     let mut bodies = tollgate_openapi::request_bodies(&source).unwrap_or_default();
+    let examples = tollgate_openapi::path_examples(&source).unwrap_or_default();
     let operations: Arc<Vec<Documented>> = Arc::new(
         operations
             .into_iter()
             .map(|operation| {
-                let body = bodies.remove(&operation_key(&operation.method, &operation.path));
-                Documented { operation, body }
+                let key = operation_key(&operation.method, &operation.path);
+                let body = bodies.remove(&key);
+                let path = sample_path(&operation.path, examples.get(&key));
+                Documented { operation, path, body }
             })
             .collect(),
     );
@@ -291,6 +358,20 @@ mod tests {
         if let Ok(echoed) = echoed {
             assert_eq!(String::from_utf8_lossy(&echoed.stdout), json_text(&body));
         }
+    }
+
+    #[test]
+    fn path_parameters_become_examples_or_capital_placeholders() {
+        let examples: BTreeMap<String, String> =
+            [("cityId", "são paulo"), ("q", "a'b\"c{d}$e")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        assert_eq!(sample_path("/cities/{cityId}/current", Some(&examples)), "/cities/s%C3%A3o%20paulo/current");
+        assert_eq!(sample_path("/x/{q}", Some(&examples)), "/x/a%27b%22c%7Bd%7D%24e");
+        assert_eq!(
+            sample_path("/cities/{cityId}/days/{day-of_week}.{ext}", None),
+            "/cities/CITY_ID/days/DAY_OF_WEEK.EXT"
+        );
+        assert_eq!(sample_path("/a/{}/{unclosed", None), "/a/VALUE/{unclosed");
+        assert_eq!(placeholder("userID2fa"), "USER_ID2FA");
     }
 
     #[test]

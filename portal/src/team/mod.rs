@@ -5,7 +5,9 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::flows::MailRequest;
 use tollgate_core::accounts::teams::{self, InvitationView, Member, MemberRole, PendingInvitation};
-use tollgate_core::accounts::{Email, MailLimits, Password, PasswordHasher, UserId, find_user};
+use tollgate_core::accounts::{
+    AccountId, Email, MailLimits, Password, PasswordHasher, UserId, find_user, switch_organisation as switch,
+};
 use tollgate_core::db::PgPool;
 use tollgate_web::{
     Chrome, ClientIp, CsrfForm, EmptyForm, FieldErrors, PageError, PageResult, PublicUrl, Session, SignedInUser,
@@ -135,9 +137,21 @@ pub async fn remove(
     let account = account_of(&user)?;
     let outcome = teams::remove(&pool, account, user.id, &user.email, member).await;
     if outcome.is_ok() && member == user.id {
-        // Leaving the account: the session must not keep acting for it.
-        session.sign_out().await?;
-        return Ok(see_other("/"));
+        // Leaving the account: the session must not keep acting for it. A member of other
+        // organisations goes on in one of them, under a new session id; anyone else is signed out.
+        let left = user.account_name.clone().unwrap_or_default();
+        match find_user(&pool, user.id).await? {
+            Some(summary) if summary.account_id.is_some() => {
+                let now_in = summary.account_name.clone().unwrap_or_default();
+                session.sign_in(summary).await?;
+                session.flash("success", &format!("You left {left}. You now work in {now_in}.")).await?;
+                return Ok(see_other("/dashboard"));
+            }
+            _ => {
+                session.sign_out().await?;
+                return Ok(see_other("/"));
+            }
+        }
     }
     after_change(&session, &pool, &user, outcome).await
 }
@@ -242,6 +256,8 @@ pub async fn accept(
             if let Some(summary) = find_user(&pool, user).await? {
                 session.sign_in(summary).await?;
             }
+            let text = format!("You joined {} and now work in it.", invitation.organisation);
+            session.flash("success", &text).await?;
             Ok(see_other("/team"))
         }
         Err(tollgate_core::Error::Conflict(message)) => {
@@ -251,4 +267,23 @@ pub async fn accept(
         }
         Err(err) => Err(PageError(err)),
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct SwitchForm {
+    account: String,
+}
+
+/// Works in another organisation the user belongs to; any other id is not found.
+/// It lands on the dashboard, since the page it came from may belong to the old one.
+pub async fn switch_organisation(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    CsrfForm(form): CsrfForm<SwitchForm>,
+) -> PageResult<HttpResponse> {
+    let account = AccountId(parse_id(&form.account)?);
+    let name = switch(&pool, user.id, account).await?;
+    session.flash("success", &format!("You now work in {name}.")).await?;
+    Ok(see_other("/dashboard"))
 }

@@ -26,17 +26,26 @@ pub fn link_token(body: &str, path: &str) -> String {
 }
 
 pub async fn sign_up(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    sign_up_for(app, "Acme Labs", email, password).await
+}
+
+pub async fn sign_up_for(app: &TestApp, organisation: &str, email: &str, password: &str) -> reqwest::Response {
     let token = app.csrf_token("/signup").await;
     app.post_form(
         "/signup",
-        &[("csrf_token", &token), ("organisation", "Acme Labs"), ("email", email), ("password", password)],
+        &[("csrf_token", &token), ("organisation", organisation), ("email", email), ("password", password)],
     )
     .await
 }
 
 /// Signs up, verifies by the emailed link and signs in.
 pub async fn verified_developer(app: &TestApp, email: &str) {
-    let res = sign_up(app, email, "correct horse battery").await;
+    verified_developer_of(app, "Acme Labs", email).await;
+}
+
+/// `verified_developer` for an organisation of this name.
+pub async fn verified_developer_of(app: &TestApp, organisation: &str, email: &str) {
+    let res = sign_up_for(app, organisation, email, "correct horse battery").await;
     assert_eq!(res.status(), 200);
     let (_, body) = last_mail(&app.pool, email).await;
     let token = link_token(&body, "/verify");
@@ -360,7 +369,7 @@ async fn the_key_box_shows_the_gateway_url_base_path_and_key_location(pool: PgPo
     let page = rotate(app.get(&path).await.text().await.unwrap()).await;
     let key = test_id_text(&page, "new-key");
     let example = test_id_text(&page, "key-example");
-    assert_eq!(example, format!("curl 'https://gw.example.com/weather/…?user_key={key}'"), "{example}");
+    assert_eq!(example, format!("curl --globoff 'https://gw.example.com/weather/…?user_key={key}'"), "{example}");
     assert!(!page.contains("127.0.0.1:8081"), "no hard-coded gateway");
 
     // The provider moves the key to a header: the box follows.
@@ -592,4 +601,67 @@ async fn an_app_id_and_key_api_page_asks_for_both(pool: PgPool) {
     assert!(!said.contains("user_key"), "{said}");
     assert!(page.contains("id=\"try-app-id\"") && page.contains("data-app-id-name=\"app_id\""), "{page}");
     assert!(page.contains("data-key-name=\"app_key\" ") && page.contains("data-key-in=\"header\""), "{page}");
+}
+
+/// The samples of one operation on an API's page, quotes unescaped: (curl, Python, JavaScript).
+fn samples_of(page: &str, operation: &str) -> [String; 3] {
+    let start = page.find(&format!("<code>{operation}</code>")).unwrap_or_else(|| panic!("no {operation} in {page}"));
+    let sample = &page[start..start + page[start..].find("</details>").unwrap()];
+    let code: Vec<String> = sample
+        .split("<pre><code>")
+        .skip(1)
+        .map(|c| {
+            c.split("</code>").next().unwrap().replace("&quot;", "\"").replace("&#34;", "\"").replace("&#39;", "'")
+        })
+        .collect();
+    [code[0].clone(), code[1].clone(), code[2].clone()]
+}
+
+/// A path parameter in a sample is the document's example, else a capital placeholder, never
+/// `{cityId}`: curl's globbing turned that into `/cities/cityId/current` without a word.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn quick_start_samples_fill_path_parameters_and_curl_does_not_glob(pool: PgPool) {
+    use tollgate_core::apis::lifecycle::publish;
+    use tollgate_core::apis::{NewApi, create_from_spec};
+    use tollgate_core::audit::Actor;
+
+    seed(&pool).await.unwrap();
+    const ORDERS: &str = r#"{"openapi": "3.0.3", "info": {"title": "Orders", "version": "1"}, "paths": {
+        "/orders/{orderId}/lines/{line-no}": {"get": {
+            "parameters": [
+                {"name": "orderId", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "line-no", "in": "path", "required": true, "schema": {"type": "integer", "enum": [1, 2]}}
+            ],
+            "responses": {"200": {"description": "a line"}}}}}}"#;
+    let actor = Actor::system("test");
+    let new = NewApi {
+        name: Some("Orders".into()),
+        slug: Some("orders".into()),
+        base_path: Some("/orders-api".into()),
+        upstream_url: Some("http://127.0.0.1:9".into()),
+    };
+    let spec = tollgate_openapi::parse(ORDERS).unwrap();
+    let orders = create_from_spec(&pool, ORDERS, &spec, new, &actor).await.unwrap();
+    publish(&pool, orders.id, &actor).await.unwrap();
+    let app = spawn_app(pool).await;
+
+    // The demo documents `lisbon` as the city: every sample calls that city.
+    let page = app.get("/apis/weather").await.text().await.unwrap();
+    let [curl, python, javascript] = samples_of(&page, "GET /cities/{cityId}/current");
+    let url = "/weather/cities/lisbon/current?user_key=YOUR_KEY";
+    assert!(curl.starts_with("curl --globoff '") && curl.contains(&format!("{url}'")), "{curl}");
+    assert!(python.contains(&format!("{url}\"")), "{python}");
+    assert!(javascript.contains(&format!("{url}\"")), "{javascript}");
+    let [curl, ..] = samples_of(&page, "GET /cities/{cityId}/forecast");
+    assert!(curl.contains("/weather/cities/lisbon/forecast?user_key=YOUR_KEY'"), "{curl}");
+
+    // Without an example: a placeholder that no language or shell reads as anything else.
+    let page = app.get("/apis/orders").await.text().await.unwrap();
+    let samples = samples_of(&page, "GET /orders/{orderId}/lines/{line-no}");
+    for sample in &samples {
+        assert!(sample.contains("/orders-api/orders/ORDER_ID/lines/1?user_key=YOUR_KEY"), "{sample}");
+        let url = sample.split("/orders-api").nth(1).unwrap().split(['\'', '"']).next().unwrap();
+        assert!(!url.contains(['{', '}', '[', ']', '$', ' ']), "{url}");
+    }
+    assert!(samples[0].starts_with("curl --globoff '"), "{}", samples[0]);
 }

@@ -1,6 +1,7 @@
 //! Billing in the developer portal, over HTTP: the account's invoices (list, page,
 //! PDF) and nobody else's, and plan changes from the application page — at once
-//! with the agents told and the month prorated, or waiting for an admin.
+//! with the agents told and the month prorated, or waiting for an admin — and how plans
+//! are labelled: "free" only when nothing is ever billed.
 
 use rust_decimal::Decimal;
 use sqlx::PgPool;
@@ -309,10 +310,12 @@ async fn a_plan_change_without_approval_applies_at_once_tells_the_agents_and_is_
     let id = register(&app, "Metered", "small").await;
     let page = app.get(&format!("/apps/{id}")).await.text().await.unwrap();
     // The other subscribable plans with their prices, and which way each goes.
-    assert!(page.contains("Large: 31.00 USD a month (upgrade)"), "{page}");
-    assert!(page.contains("Basic: no monthly fee (downgrade)"), "{page}");
+    assert!(page.contains("Large: 31.00 USD/month (upgrade)"), "{page}");
+    assert!(page.contains("Basic: no monthly fee, usage priced (downgrade)"), "{page}");
     assert!(
-        page.contains("Pro: 49.00 USD a month, setup fee 10.00 USD (upgrade; needs the provider&#39;s approval)"),
+        page.contains(
+            "Pro: 49.00 USD/month + 10.00 USD setup, 14-day trial, usage priced (upgrade; needs the provider&#39;s approval)"
+        ),
         "{page}"
     );
     assert!(!page.contains("Small: "), "not the plan it is on");
@@ -550,4 +553,65 @@ async fn every_admin_is_mailed_and_notified_of_a_plan_change_request_with_a_link
     assert!(page.contains(&format!("/admin/applications/{id}/plan-request/approve")), "{page}");
     assert!(!page.contains("Bystander"), "{page}");
     assert_eq!(admin.get(&format!("/admin/applications?id={}", Uuid::now_v7())).await.status(), 404);
+}
+
+/// Adds a published Weather plan without fees; with `zero_tier`, a usage tier priced at 0.
+async fn fee_less_plan(pool: &PgPool, system_name: &str, zero_tier: bool) {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO plans (id, api_id, system_name, name, published)
+         SELECT $1, id, $2, initcap($2), true FROM api_products WHERE slug = 'weather'",
+    )
+    .bind(id)
+    .bind(system_name)
+    .execute(pool)
+    .await
+    .unwrap();
+    if zero_tier {
+        sqlx::query(
+            "INSERT INTO pricing_rules (id, plan_id, metric_id, min_units, max_units, price_per_unit)
+             SELECT $1, $2, metric_id, 1, NULL, 0 FROM pricing_rules LIMIT 1",
+        )
+        .bind(Uuid::now_v7())
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn plan_labels_say_what_is_charged_and_free_only_when_nothing_is_billed(pool: PgPool) {
+    let app = portal(pool).await;
+    fee_less_plan(&app.pool, "gratis", false).await;
+    fee_less_plan(&app.pool, "sampler", true).await;
+
+    // The new application form's plan list.
+    let form = app.get("/apps/new").await.text().await.unwrap();
+    assert!(form.contains("Weather API — Basic (no monthly fee, usage priced)</option>"), "{form}");
+    assert!(
+        form.contains(
+            "Weather API — Pro (49.00 USD/month + 10.00 USD setup, 14-day trial, usage priced; needs approval)</option>"
+        ),
+        "{form}"
+    );
+    assert!(form.contains("Weather API — Small (10.00 USD/month)</option>"), "{form}");
+    assert!(form.contains("Weather API — Gratis (free)</option>"), "{form}");
+    assert!(form.contains("Weather API — Sampler (free)</option>"), "tiers priced at 0 bill nothing: {form}");
+    assert!(!form.contains("Basic (free)"), "{form}");
+
+    // The plan change offers of an application on Basic.
+    let id = register(&app, "Labelled", "basic").await;
+    let page = app.get(&format!("/apps/{id}")).await.text().await.unwrap();
+    assert!(page.contains("Gratis: free"), "{page}");
+    assert!(page.contains("Small: 10.00 USD/month (upgrade)"), "{page}");
+    assert!(!page.contains("Basic: "), "not the plan it is on");
+
+    // The API page's comparison: Basic's monthly fee is none, not "Free".
+    let api = app.get("/apis/weather").await.text().await.unwrap();
+    let row = api.split("Monthly fee</th>").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert_eq!(
+        row, "<td>None</td><td>Free</td><td>Free</td><td>10 USD</td><td>31 USD</td><td>49 USD</td>",
+        "Basic, Gratis, Sampler, Small, Large, Pro"
+    );
 }

@@ -1,10 +1,11 @@
-//! Teams in the portal: inviting, transferring ownership, and the last owner
-//! who cannot leave.
+//! Teams in the portal: inviting, transferring ownership, the last owner
+//! who cannot leave, and members of several organisations switching between them.
 
 use sqlx::PgPool;
+use tollgate::cli::dev::seed;
 
-use crate::helpers::{TestApp, client, csrf_from, spawn_app};
-use crate::portal::{last_mail, link_token, location, verified_developer};
+use crate::helpers::{TestApp, client, csrf_from, spawn_app, spawn_app_with};
+use crate::portal::{last_mail, link_token, location, register_app, verified_developer, verified_developer_of};
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leave(pool: PgPool) {
@@ -113,4 +114,146 @@ async fn an_owner_withdraws_a_pending_invitation_and_its_link_stops_working(pool
         .await
         .unwrap();
     assert_eq!(logged, 1);
+}
+
+/// Alice (Partner Co, with an application) and Carol (Carol Ltd, with one of her own), and
+/// Carol signed in and having accepted Alice's invitation. Returns both and the two apps' paths.
+async fn carol_joins_partner_co(pool: PgPool) -> (TestApp, TestApp, String, String) {
+    seed(&pool).await.unwrap();
+    // Carol's verification mail went out a moment before her invitation: no cooldown between them.
+    let alice = spawn_app_with(pool, &[("TOLLGATE_MAIL_ADDRESS_COOLDOWN_SECONDS", "0")]).await;
+    verified_developer_of(&alice, "Partner Co", "alice@example.com").await;
+    let (partner_app, _) = register_app(&alice, "Partner app").await;
+    let carol = TestApp { base: alice.base.clone(), pool: alice.pool.clone(), client: client() };
+    verified_developer_of(&carol, "Carol Ltd", "carol@example.com").await;
+    let (carol_app, _) = register_app(&carol, "Carol app").await;
+
+    let html = alice.get("/team").await.text().await.unwrap();
+    let token = csrf_from(&html);
+    let invite = [("csrf_token", token.as_str()), ("email", "carol@example.com"), ("role", "member")];
+    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 200);
+    let (_, body) = last_mail(&alice.pool, "carol@example.com").await;
+    let token = link_token(&body, "/invitations/accept");
+    let page = carol.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
+    assert!(page.contains("Join Partner Co"), "{page}");
+    let res = carol.post_form("/invitations/accept", &[("csrf_token", &csrf_from(&page)), ("token", &token)]).await;
+    assert_eq!(location(&res), "/team");
+    (alice, carol, partner_app, carol_app)
+}
+
+fn current_organisation(html: &str) -> &str {
+    let marker = "data-testid=\"current-organisation\">";
+    let start = html.find(marker).expect("the header names the organisation") + marker.len();
+    html[start..].split('<').next().unwrap()
+}
+
+async fn account_id(pool: &PgPool, name: &str) -> String {
+    sqlx::query_scalar("SELECT id::text FROM accounts WHERE name = $1").bind(name).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn accepting_an_invitation_switches_to_the_team_and_members_of_several_switch_back_and_forth(pool: PgPool) {
+    let (_alice, carol, partner_app, carol_app) = carol_joins_partner_co(pool).await;
+
+    // She works in the team she joined, is told so, and sees its applications.
+    let team = carol.get("/team").await.text().await.unwrap();
+    assert!(team.contains("You joined Partner Co and now work in it."), "{team}");
+    assert_eq!(current_organisation(&team), "Partner Co");
+    assert!(team.contains("alice@example.com") && team.contains("carol@example.com"), "{team}");
+    assert_eq!(carol.get(&partner_app).await.status(), 200);
+    assert_eq!(carol.get(&carol_app).await.status(), 404);
+    let apps = carol.get("/apps").await.text().await.unwrap();
+    assert!(apps.contains("Partner app") && !apps.contains("Carol app"), "{apps}");
+
+    // The header offers both organisations; switching back is a form post.
+    assert!(team.contains("data-testid=\"organisation-switch\""), "{team}");
+    let carol_ltd = account_id(&carol.pool, "Carol Ltd").await;
+    let partner_co = account_id(&carol.pool, "Partner Co").await;
+    assert!(
+        team.contains(&format!("value=\"{carol_ltd}\">Carol Ltd"))
+            && team.contains(&format!("value=\"{partner_co}\" selected>Partner Co")),
+        "{team}"
+    );
+    let res = carol.post_form("/organisation", &[("csrf_token", &csrf_from(&team)), ("account", &carol_ltd)]).await;
+    assert_eq!(location(&res), "/dashboard");
+    let dashboard = carol.get("/dashboard").await.text().await.unwrap();
+    assert!(dashboard.contains("You now work in Carol Ltd."), "{dashboard}");
+    assert_eq!(current_organisation(&dashboard), "Carol Ltd");
+    assert_eq!(carol.get(&carol_app).await.status(), 200);
+    assert_eq!(carol.get(&partner_app).await.status(), 404);
+
+    // The choice outlives the session: signing in again keeps Carol Ltd.
+    let html = carol.get("/dashboard").await.text().await.unwrap();
+    carol.post_form("/logout", &[("csrf_token", &csrf_from(&html))]).await;
+    assert_eq!(location(&carol.sign_in("carol@example.com", "correct horse battery").await), "/dashboard");
+    assert_eq!(current_organisation(&carol.get("/dashboard").await.text().await.unwrap()), "Carol Ltd");
+
+    // And forth again.
+    let html = carol.get("/dashboard").await.text().await.unwrap();
+    let res = carol.post_form("/organisation", &[("csrf_token", &csrf_from(&html)), ("account", &partner_co)]).await;
+    assert_eq!(location(&res), "/dashboard");
+    assert_eq!(carol.get(&partner_app).await.status(), 200);
+
+    // An organisation she does not belong to cannot be chosen, and without the form's token nothing changes.
+    let provider: String = sqlx::query_scalar("SELECT id::text FROM accounts WHERE kind = 'provider'")
+        .fetch_one(&carol.pool)
+        .await
+        .unwrap();
+    let res = carol.post_form("/organisation", &[("csrf_token", &csrf_from(&html)), ("account", &provider)]).await;
+    assert_eq!(res.status(), 404);
+    let res = carol.post_form("/organisation", &[("account", &carol_ltd)]).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(current_organisation(&carol.get("/dashboard").await.text().await.unwrap()), "Partner Co");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_removed_members_choice_falls_back_to_an_organisation_they_still_belong_to(pool: PgPool) {
+    let (alice, carol, partner_app, carol_app) = carol_joins_partner_co(pool).await;
+    assert_eq!(carol.get(&partner_app).await.status(), 200);
+
+    let carol_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'carol@example.com'")
+        .fetch_one(&alice.pool)
+        .await
+        .unwrap();
+    let html = alice.get("/team").await.text().await.unwrap();
+    let res = alice.post_form(&format!("/team/members/{carol_id}/remove"), &[("csrf_token", &csrf_from(&html))]).await;
+    assert_eq!(location(&res), "/team");
+
+    // Her stored choice still names Partner Co, and grants nothing there.
+    let chosen: String = sqlx::query_scalar(
+        "SELECT a.name FROM users u JOIN accounts a ON a.id = u.current_account_id WHERE u.email = 'carol@example.com'",
+    )
+    .fetch_one(&alice.pool)
+    .await
+    .unwrap();
+    assert_eq!(chosen, "Partner Co");
+    let team = carol.get("/team").await.text().await.unwrap();
+    assert_eq!(current_organisation(&team), "Carol Ltd");
+    assert!(!team.contains("alice@example.com") && !team.contains("organisation-switch"), "{team}");
+    assert_eq!(carol.get(&partner_app).await.status(), 404);
+    assert_eq!(carol.get(&carol_app).await.status(), 200);
+    let res = carol
+        .post_form(
+            "/organisation",
+            &[("csrf_token", &csrf_from(&team)), ("account", &account_id(&alice.pool, "Partner Co").await)],
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn leaving_one_of_several_organisations_goes_on_in_another(pool: PgPool) {
+    let (_alice, carol, partner_app, carol_app) = carol_joins_partner_co(pool).await;
+    let carol_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'carol@example.com'")
+        .fetch_one(&carol.pool)
+        .await
+        .unwrap();
+    let team = carol.get("/team").await.text().await.unwrap();
+    let res = carol.post_form(&format!("/team/members/{carol_id}/remove"), &[("csrf_token", &csrf_from(&team))]).await;
+    assert_eq!(location(&res), "/dashboard", "still signed in, in Carol Ltd");
+    let dashboard = carol.get("/dashboard").await.text().await.unwrap();
+    assert!(dashboard.contains("You left Partner Co. You now work in Carol Ltd."), "{dashboard}");
+    assert_eq!(current_organisation(&dashboard), "Carol Ltd");
+    assert_eq!(carol.get(&partner_app).await.status(), 404);
+    assert_eq!(carol.get(&carol_app).await.status(), 200);
 }
