@@ -494,17 +494,8 @@ async fn the_demo_seed_issues_an_invoice_once(pool: PgPool) {
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_admin_api_reads_and_replaces_pricing_modes(pool: PgPool) {
     seed(&pool).await.unwrap();
-    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let actor = tollgate_core::audit::Actor::system("test");
-    let (_, token) = tollgate_core::admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &actor,
-    )
-    .await
-    .unwrap();
+    let _actor = tollgate_core::audit::Actor::system("test");
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let app = spawn_app(pool.clone()).await;
     let pro = plan_id(&pool, "pro").await;
     let url = app.url(&format!("/admin/api/v1/plans/{pro}"));

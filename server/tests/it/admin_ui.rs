@@ -478,16 +478,7 @@ async fn bad_path_segments_and_query_parameters_get_the_error_page_naming_them(p
     }
 
     // The JSON admin API keeps its own answers.
-    let owner = tollgate_core::admin_tokens::admin_by_email(&app.pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = tollgate_core::admin_tokens::create(
-        &app.pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &tollgate_core::audit::Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&app.pool).await;
     let res = client()
         .get(app.url(&format!("/admin/api/v1/apis/{api}/versions/abc")))
         .bearer_auth(token.as_str())

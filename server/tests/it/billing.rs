@@ -958,20 +958,10 @@ async fn late_usage_for_a_month_without_an_invoice_goes_on_the_next_invoice(pool
 /// billed from, so the admin API refuses to change them once the plan has subscribers.
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_plans_zone_and_currency_are_fixed_once_it_has_applications(pool: PgPool) {
-    use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, seed};
-    use tollgate_core::admin_tokens;
-    use tollgate_core::audit::Actor;
+    use tollgate::cli::dev::seed;
+
     seed(&pool).await.unwrap();
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let app = crate::helpers::spawn_app(pool.clone()).await;
     let api = api(&pool, "zoned").await;
     let used = plan(&pool, &api, PlanSpec { name: "used", monthly_fee: "10", ..PlanSpec::default() }).await;

@@ -10,8 +10,7 @@ use std::process::{Command, Output};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgPool;
-use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, demo_application, seed};
-use tollgate_core::admin_tokens;
+use tollgate::cli::dev::{demo_application, seed};
 use tollgate_core::apis::detail::{self, ApiChanges};
 use tollgate_core::apis::mocks::{self, MockChanges};
 use tollgate_core::apis::rules::{self, NewRule};
@@ -261,16 +260,7 @@ struct Admin {
 
 async fn admin_app(pool: PgPool) -> Admin {
     seed(&pool).await.unwrap();
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     Admin { app: spawn_app(pool).await, token: token.as_str().to_owned() }
 }
 

@@ -538,16 +538,7 @@ const PETSTORE_CALLS: [(&str, &str, &str); 19] = [
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn every_petstore_operation_called_once_counts_once_on_its_method_and_once_on_hits(pool: PgPool) {
     let w = World::new(pool.clone()).await;
-    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = tollgate_core::admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let admin = |path: &str, body: serde_json::Value| {
         let request = w.app.client.post(w.app.url(path)).bearer_auth(token.as_str()).json(&body);
         async move {

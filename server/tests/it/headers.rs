@@ -4,8 +4,6 @@
 use serde_json::json;
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
-use tollgate_core::admin_tokens;
-use tollgate_core::audit::Actor;
 
 use crate::helpers::{TestApp, client, spawn_app};
 
@@ -130,16 +128,7 @@ async fn every_answer_carries_the_security_headers_and_no_page_has_inline_code(p
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_stored_spec_is_never_served_as_a_page(pool: PgPool) {
     seed(&pool).await.unwrap();
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let app = spawn_app(pool).await;
     // A document whose text is a page with a script in it.
     let spec = r#"{"openapi": "3.0.3", "info": {"title": "<html><body><script>alert(document.cookie)</script>", "version": "1"},

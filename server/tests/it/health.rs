@@ -169,18 +169,8 @@ async fn a_stalled_request_body_is_answered_408(pool: PgPool) {
     // The JSON APIs read a body only once its token is good: a caller without one is answered
     // from the head; one with a token that stalls gets the JSON 408.
     tollgate::cli::dev::seed(&app.pool).await.unwrap();
-    let owner =
-        tollgate_core::admin_tokens::admin_by_email(&app.pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.unwrap();
     let actor = tollgate_core::audit::Actor::system("test");
-    let (_, admin_token) = tollgate_core::admin_tokens::create(
-        &app.pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &actor,
-    )
-    .await
-    .unwrap();
+    let admin_token = crate::helpers::demo_admin_token(&app.pool).await;
     let (_, agent_token) = tollgate_core::gateways::create(&app.pool, "stalling", &actor).await.unwrap();
     for (path, token) in [("/admin/api/v1/apis", admin_token.as_str()), ("/agent/v1/usage", agent_token.as_str())] {
         let anonymous = stall_body(&app, path, "application/json", None, wait).await;

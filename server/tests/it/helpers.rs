@@ -16,6 +16,14 @@ pub struct TestApp {
     pub client: reqwest::Client,
 }
 
+/// A write-scoped admin API token of the seeded demo admin, without an end.
+pub async fn demo_admin_token(pool: &PgPool) -> tollgate_protocol::SecretKey {
+    use tollgate_core::admin_tokens::{self, NewToken};
+    let owner = admin_tokens::admin_by_email(pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.expect("the demo admin");
+    let actor = tollgate_core::audit::Actor::system("test");
+    admin_tokens::create(pool, owner, NewToken::write("tests"), None, &actor).await.expect("a token").1
+}
+
 /// Starts the server on a random port against the test's database.
 pub async fn spawn_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, &[]).await

@@ -56,16 +56,7 @@ fn concrete(path: &str) -> String {
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn the_petstore_in_mock_mode_answers_every_operation_by_its_schema(pool: PgPool) {
     let w = World::new(pool.clone()).await;
-    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = tollgate_core::admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let admin = |method: &str, path: &str, body: Value| {
         let request =
             w.app.client.request(method.parse().unwrap(), w.app.url(path)).bearer_auth(token.as_str()).json(&body);

@@ -6,8 +6,6 @@
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
-use tollgate_core::admin_tokens;
-use tollgate_core::audit::Actor;
 use tollgate_core::billing::run::{RunOptions, run};
 use uuid::Uuid;
 
@@ -389,16 +387,7 @@ async fn a_plan_that_needs_approval_waits_for_an_admin_and_the_app_keeps_its_pla
     assert!(page.contains("waiting for the provider&#39;s approval"), "{page}");
 
     // An admin approves through the REST API: the app moves and the agents are told.
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let decide = |action: &'static str| {
         app.client
             .post(app.url(&format!("/admin/api/v1/applications/{id}/plan-request")))

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD};
-use tollgate_core::audit::Actor;
 
 use crate::gateway::{World, wait_until};
 use crate::helpers::{TestApp, client, csrf_from};
@@ -29,16 +28,7 @@ fn plan_option(html: &str, text: &str) -> Option<String> {
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_previewed_draft_is_subscribed_and_tried_against_mocks_until_published(pool: PgPool) {
     let w = World::new(pool.clone()).await;
-    let owner = tollgate_core::admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = tollgate_core::admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let admin = |method: &str, path: &str, body: Option<Value>| {
         let mut request = w.app.client.request(method.parse().unwrap(), w.app.url(path)).bearer_auth(token.as_str());
         if let Some(body) = body {

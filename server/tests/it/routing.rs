@@ -12,7 +12,6 @@ use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
 use tollgate_agent::{Agent, RunningAgent, ServerUrl, Settings, Token};
 use tollgate_core::accounts::{ClientAddress, PasswordHasher, SignInOutcome, authenticate};
-use tollgate_core::admin_tokens;
 use tollgate_core::apis::detail::{self, ApiChanges};
 use tollgate_core::apis::{ApiId, find_by_slug};
 use tollgate_core::applications::{self, NewApplication};
@@ -49,12 +48,8 @@ struct World {
 impl World {
     async fn new(pool: PgPool) -> World {
         seed(&pool).await.unwrap();
-        let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
         let actor = Actor::system("test");
-        let (_, token) =
-            admin_tokens::create(&pool, owner, tollgate_core::admin_tokens::NewToken::write("tests"), None, &actor)
-                .await
-                .unwrap();
+        let token = crate::helpers::demo_admin_token(&pool).await;
         let api = find_by_slug(&pool, "weather").await.unwrap().unwrap().id;
         World { app: spawn_app(pool).await, token: token.as_str().to_owned(), api, actor }
     }

@@ -9,16 +9,16 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_DEVELOPER_EMAIL, seed};
+use tollgate::cli::dev::{DEMO_DEVELOPER_EMAIL, seed};
 use tollgate_core::accounts::AccountId;
 use tollgate_core::applications::{self, NewApplication};
 use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
+use tollgate_core::notifications;
 use tollgate_core::plans::list_plans;
 use tollgate_core::usage::levels::{self, AlertLevel};
 use tollgate_core::webhooks::TargetPolicy;
 use tollgate_core::webhooks::subscriptions::{self, SubscriptionInput};
-use tollgate_core::{admin_tokens, notifications};
 use tollgate_protocol::usage::LATENCY_BUCKETS;
 use tollgate_protocol::{FailedCall, RefusedEntry, StatusClass, UsageAck, UsageBatch, UsageEntry};
 use uuid::Uuid;
@@ -628,16 +628,7 @@ async fn retention_deletes_old_upstream_group_minutes_with_the_minute_rollups(po
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn admins_switch_a_plans_alert_levels_and_bad_levels_are_422_naming_the_field(pool: PgPool) {
     seed(&pool).await.unwrap();
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let plan: Uuid =
         sqlx::query_scalar("SELECT id FROM plans WHERE system_name = 'basic'").fetch_one(&pool).await.unwrap();
     let app = spawn_app(pool).await;

@@ -4,7 +4,6 @@
 
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, seed};
-use tollgate_core::admin_tokens;
 use tollgate_core::audit::Actor;
 use tollgate_core::gateways;
 use tollgate_protocol::usage::LATENCY_BUCKETS;
@@ -402,16 +401,7 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
     assert!(html.contains("Metered") && html.contains("<td>100%</td><td>10 / 10</td>"), "{html}");
 
     // The REST API: same numbers, ANDed filters, 422 naming the field.
-    let owner = admin_tokens::admin_by_email(&s.app.pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &s.app.pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&s.app.pool).await;
     let api_get = |path: String| {
         let req = s.app.client.get(s.app.url(&path)).bearer_auth(token.as_str());
         async move {

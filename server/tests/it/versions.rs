@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, seed};
-use tollgate_core::admin_tokens;
 use tollgate_core::apis::staging;
-use tollgate_core::audit::Actor;
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -22,16 +20,7 @@ struct Admin {
 
 async fn admin_app(pool: PgPool) -> Admin {
     seed(&pool).await.unwrap();
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     Admin { app: spawn_app(pool).await, token: token.as_str().to_owned() }
 }
 

@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate::cli::dev::{DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, seed};
-use tollgate_core::admin_tokens;
 use tollgate_core::audit::Actor;
 use tollgate_core::webhooks::TargetPolicy;
 use tollgate_core::webhooks::deliver::{Round, Sender, purge_finished, run_due};
@@ -116,16 +115,7 @@ struct Admin {
 
 async fn admin_app(pool: PgPool, allow_private: bool) -> Admin {
     seed(&pool).await.unwrap();
-    let owner = admin_tokens::admin_by_email(&pool, DEMO_ADMIN_EMAIL).await.unwrap();
-    let (_, token) = admin_tokens::create(
-        &pool,
-        owner,
-        tollgate_core::admin_tokens::NewToken::write("tests"),
-        None,
-        &Actor::system("test"),
-    )
-    .await
-    .unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
     let vars: &[(&str, &str)] = if allow_private { &[("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE", "true")] } else { &[] };
     Admin { app: spawn_app_with(pool, vars).await, token: token.as_str().to_owned() }
 }
