@@ -11,6 +11,22 @@ use crate::harness::*;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tollgate-agent");
 
+/// The binary as a gateway against `server`, logging JSON to a piped stderr, on free ports.
+fn gateway(server: &str, dir: &TempDir) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("TOLLGATE_AGENT_SERVER", server)
+        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
+        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
+        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 #[test]
 fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     let output = std::process::Command::new(BINARY)
@@ -69,17 +85,8 @@ async fn sigterm_stops_the_agent_cleanly() {
     let fixture = Fixture::new(&upstream, &[]);
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     let dir = TempDir::new();
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .env("TOLLGATE_AGENT_SERVER", format!("http://{}", cp.addr))
-        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
-        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
-        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
+    let mut child = gateway(&format!("http://{}", cp.addr), &dir)
         .env("TOLLGATE_AGENT_ACCESS_LOG", "on")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn the binary");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -139,18 +146,7 @@ async fn a_stream_of_an_unknown_format_version_is_refused_by_name() {
     let cp = ControlPlane::start(fixture.snapshot.clone()).await;
     cp.speak_format_version(tollgate_protocol::binary::FORMAT_VERSION + 1);
     let dir = TempDir::new();
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .env("TOLLGATE_AGENT_SERVER", format!("http://{}", cp.addr))
-        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
-        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
-        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the binary");
+    let mut child = gateway(&format!("http://{}", cp.addr), &dir).spawn().expect("spawn the binary");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let refused = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await.expect("read stderr") {
@@ -178,18 +174,7 @@ async fn an_unreachable_server_is_logged_with_its_cause() {
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
     let dir = TempDir::new();
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .env("TOLLGATE_AGENT_SERVER", format!("http://127.0.0.1:{port}"))
-        .env("TOLLGATE_AGENT_TOKEN", TOKEN)
-        .env("TOLLGATE_AGENT_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_AGENT_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_AGENT_STATE_DIR", dir.path())
-        .env("TOLLGATE_AGENT_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the binary");
+    let mut child = gateway(&format!("http://127.0.0.1:{port}"), &dir).spawn().expect("spawn the binary");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let logged = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await.expect("read stderr") {
