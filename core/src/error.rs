@@ -16,7 +16,7 @@ pub enum Error {
     Conflict(String),
     /// Too many requests from one client (or for one address) for now;
     /// the same answer whoever is asked about, so it reveals nothing.
-    #[error("too many requests; try again in {} minute(s)", retry_after.as_secs().div_ceil(60).max(1))]
+    #[error("too many requests; try again in {}", minutes(retry_after.as_secs()))]
     RateLimited { retry_after: std::time::Duration },
     /// A spec or document could not be imported.
     #[error(transparent)]
@@ -40,5 +40,24 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, message: &str) -> Error {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(message.to_owned()),
         _ => Error::Database(err),
+    }
+}
+
+/// A wait in whole minutes, rounded up, at least one: `1 minute`, `2 minutes`.
+pub fn minutes(seconds: u64) -> String {
+    match seconds.div_ceil(60).max(1) {
+        1 => "1 minute".to_owned(),
+        n => format!("{n} minutes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_wait_is_whole_minutes_rounded_up_in_words() {
+        assert_eq!(super::minutes(0), "1 minute");
+        assert_eq!(super::minutes(60), "1 minute");
+        assert_eq!(super::minutes(61), "2 minutes");
+        assert_eq!(super::minutes(3600), "60 minutes");
     }
 }

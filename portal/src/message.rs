@@ -38,7 +38,8 @@ pub(crate) fn one_mail_per(limits: &MailLimits) -> String {
     let seconds = limits.address_cooldown.as_secs();
     match seconds {
         0 => String::new(),
-        s if s % 60 == 0 => format!("We send at most one message to an address every {} minute(s).", s / 60),
+        60 => "We send at most one message to an address every minute.".to_owned(),
+        s if s % 60 == 0 => format!("We send at most one message to an address every {} minutes.", s / 60),
         s => format!("We send at most one message to an address every {s} seconds."),
     }
 }

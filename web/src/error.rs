@@ -21,10 +21,10 @@ pub fn status_of(err: &Error) -> StatusCode {
     }
 }
 
-fn retry_minutes(err: &Error) -> u64 {
+fn retry_minutes(err: &Error) -> String {
     match err {
-        Error::RateLimited { retry_after } => retry_after.as_secs().div_ceil(60).max(1),
-        _ => 1,
+        Error::RateLimited { retry_after } => tollgate_core::minutes(retry_after.as_secs()),
+        _ => tollgate_core::minutes(60),
     }
 }
 
@@ -70,7 +70,7 @@ impl ResponseError for PageError {
             Error::RateLimited { .. } => (
                 "Too many requests",
                 format!(
-                    "We have had many requests like this one from your network, so we are pausing them to protect people's mailboxes. Try again in {} minute(s).",
+                    "We have had many requests like this one from your network, so we are pausing them to protect people's mailboxes. Try again in {}.",
                     retry_minutes(&self.0)
                 ),
             ),

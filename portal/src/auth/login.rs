@@ -92,14 +92,14 @@ pub async fn submit(
         SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => (StatusCode::UNAUTHORIZED, REJECTED),
         SignInOutcome::ClientPaused { retry_after } => {
             let seconds = retry_after.whole_seconds().max(1);
-            let minutes = (seconds + 59) / 60;
+            let minutes = tollgate_core::minutes(u64::try_from(seconds).unwrap_or(0));
             let page = LoginPage {
                 chrome: Chrome::for_session(&session).await?,
                 providers: provider_buttons(&providers),
                 email: form.email,
                 next,
                 error: Some(format!(
-                    "Too many failed sign-ins came from your network this hour. Try again in {minutes} minute(s), or reset your password."
+                    "Too many failed sign-ins came from your network this hour. Try again in {minutes}, or reset your password."
                 )),
             };
             let mut answer = render(StatusCode::TOO_MANY_REQUESTS, &page);

@@ -95,11 +95,8 @@ pub async fn invite(
             Ok(render(StatusCode::FORBIDDEN, &page(&session, &pool, &user, errors, form.email).await?))
         }
         Err(tollgate_core::Error::RateLimited { retry_after }) => {
-            let minutes = retry_after.as_secs().div_ceil(60).max(1);
-            errors.add(
-                "email",
-                format!("we emailed this address a moment ago; invite them again in {minutes} minute(s)"),
-            );
+            let minutes = tollgate_core::minutes(retry_after.as_secs());
+            errors.add("email", format!("we emailed this address a moment ago; invite them again in {minutes}"));
             Ok(render(StatusCode::TOO_MANY_REQUESTS, &page(&session, &pool, &user, errors, form.email).await?))
         }
         Err(err) => {

@@ -619,6 +619,23 @@ fn samples_of(page: &str, operation: &str) -> [String; 3] {
 
 /// A path parameter in a sample is the document's example, else a capital placeholder, never
 /// `{cityId}`: curl's globbing turned that into `/cities/cityId/current` without a word.
+/// A partner reads on the API's page what the gateway's own answers mean and how to read
+/// its limit headers, before meeting them in production.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_api_page_explains_the_gateways_errors_and_limit_headers(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool).await;
+    let page = app.get("/apis/weather").await.text().await.unwrap();
+    let table = page.split("data-testid=\"gateway-errors\"").nth(1).expect("the errors table");
+    for code in
+        ["missing_credentials", "invalid_credentials", "application_not_live", "limit_exceeded", "method_not_allowed"]
+    {
+        assert!(table.contains(&format!("<code>{code}</code>")), "{code} explained");
+    }
+    assert!(page.contains("<code>RateLimit-Remaining</code>") && page.contains("<code>Retry-After</code>"), "{page}");
+    assert!(page.contains("/weather/_tollgate/limits"), "the limits report is named with this API's base path");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn quick_start_samples_fill_path_parameters_and_curl_does_not_glob(pool: PgPool) {
     use tollgate_core::apis::lifecycle::publish;
