@@ -22,6 +22,9 @@ pub struct GatewayOut {
     /// The start of the agent's token, to tell tokens apart.
     pub token_prefix: String,
     pub connected: bool,
+    /// Connected, but no status report for 30 s or more (agents report at least every 10 s):
+    /// frozen, overloaded or cut off while its stream looks open.
+    pub silent: bool,
     pub applied_revision: Option<i64>,
     /// Config revisions the agent is behind.
     pub lag: Option<i64>,
@@ -38,6 +41,7 @@ impl From<GatewayView> for GatewayOut {
             name: g.name,
             token_prefix: g.token_prefix,
             connected: g.connected,
+            silent: g.silent,
             applied_revision: g.applied_revision,
             lag: g.lag,
             agent_version: g.agent_version,

@@ -27,6 +27,9 @@ pub struct GatewayView {
     pub name: String,
     pub token_prefix: String,
     pub connected: bool,
+    /// Connected, but no status report for [`SILENT_AFTER`]: agents report at least every 10 s,
+    /// so the agent is frozen, overloaded or cut off while its stream looks open.
+    pub silent: bool,
     pub applied_revision: Option<i64>,
     /// Revisions behind the feed's head; `None` before the first report.
     pub lag: Option<i64>,
@@ -35,6 +38,9 @@ pub struct GatewayView {
     pub last_seen_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
 }
+
+/// How long a connected agent may go without a status report before the fleet view says so.
+pub const SILENT_AFTER: time::Duration = time::Duration::seconds(30);
 
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -272,7 +278,7 @@ pub async fn revoke(pool: &PgPool, id: GatewayId, actor: &Actor) -> Result<()> {
 async fn load(pool: &PgPool, only: Option<GatewayId>) -> Result<Vec<GatewayView>> {
     let rows = sqlx::query!(
         r#"SELECT g.id, g.name, g.token_prefix, g.connected, g.applied_revision, g.agent_version, g.last_seen_at, g.last_error,
-                  (SELECT coalesce(max(revision), 0) FROM config_changes) AS "head!"
+                  (SELECT coalesce(max(revision), 0) FROM config_changes) AS "head!", now() AS "now!"
            FROM gateways g WHERE g.revoked_at IS NULL AND ($1::uuid IS NULL OR g.id = $1) ORDER BY g.name"#,
         only.map(|id| id.0)
     )
@@ -284,6 +290,7 @@ async fn load(pool: &PgPool, only: Option<GatewayId>) -> Result<Vec<GatewayView>
             id: GatewayId(r.id),
             name: r.name,
             token_prefix: r.token_prefix,
+            silent: r.connected && r.last_seen_at.is_none_or(|at| at < r.now - SILENT_AFTER),
             connected: r.connected,
             applied_revision: r.applied_revision,
             lag: r.applied_revision.map(|applied| (r.head - applied).max(0)),

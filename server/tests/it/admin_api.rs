@@ -1327,6 +1327,28 @@ async fn accounts_are_created_with_an_invited_owner_and_users_invited(pool: PgPo
     assert_eq!(err["error"], "rate_limited", "{err}");
 }
 
+/// An agent frozen with its stream open (SIGSTOP, a stuck host) stops reporting but stays
+/// "connected": the fleet view says it has gone silent.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_connected_agent_that_stops_reporting_is_shown_silent(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (status, created) = admin.call(Method::POST, "/admin/api/v1/gateways", Some(json!({"name": "edge-9"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/admin/api/v1/gateways/{}", created["id"].as_str().unwrap());
+    let set = |seconds_ago: i32| {
+        sqlx::query("UPDATE gateways SET connected = true, last_seen_at = now() - make_interval(secs => $1) WHERE name = 'edge-9'")
+            .bind(f64::from(seconds_ago))
+            .execute(&admin.app.pool)
+    };
+    set(5).await.unwrap();
+    let (_, shown) = admin.call(Method::GET, &path, None).await;
+    assert_eq!((shown["connected"].as_bool(), shown["silent"].as_bool()), (Some(true), Some(false)), "{shown}");
+    set(45).await.unwrap();
+    let (_, shown) = admin.call(Method::GET, &path, None).await;
+    assert_eq!((shown["connected"].as_bool(), shown["silent"].as_bool()), (Some(true), Some(true)), "{shown}");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn admin_tokens_are_listed_created_and_revoked_but_not_by_themselves(pool: PgPool) {
     use reqwest::Method;
