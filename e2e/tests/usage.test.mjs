@@ -435,8 +435,12 @@ test('usage journey 1/1', { timeout: 300_000 }, async (t) => {
         }
 
         dstep('exactly one mail per level');
-        const subjects = await mailSubjects(DEV_EMAIL, names.app);
-        assert.deepEqual(subjects.sort(), [mail100.message.subject, mail80.message.subject].sort(), `one mail at 80% and one at 100%: ${JSON.stringify(subjects)}`);
+        // The suspension that made the 403s is mailed too, once (waited for: the outbox sends it).
+        await waitForMail(MAIL_DIR, { to: DEV_EMAIL, subject: `Your application ${names.app} was suspended`, timeoutMs: MAIL_TIMEOUT_MS });
+        const all = await mailSubjects(DEV_EMAIL, names.app);
+        const subjects = all.filter((subject) => subject.endsWith(' limit'));
+        assert.deepEqual(subjects.sort(), [mail100.message.subject, mail80.message.subject].sort(), `one mail at 80% and one at 100%: ${JSON.stringify(all)}`);
+        assert.deepEqual(all.filter((subject) => subject.endsWith(' was suspended')), [`Your application ${names.app} was suspended`], JSON.stringify(all));
         assert.match(mail80.message.subject, /used 80% of its Hits limit$/);
         assert.match(mail100.message.subject, /reached 100% of its Hits limit$/);
 
