@@ -72,7 +72,6 @@ impl<'a> NewToken<'a> {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: UserSummary,
-    pub token_id: Uuid,
     pub name: String,
     pub scope: TokenScope,
     pub expires_at: Option<OffsetDateTime>,
@@ -226,7 +225,7 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Authentication> 
              WHERE t.id = f.id AND f.expired IS NOT TRUE
                AND (f.last_used_at IS NULL OR f.last_used_at < now() - interval '60 seconds')
            )
-           SELECT id AS "id!", user_id AS "user_id!", name AS "name!", scope AS "scope!: TokenScope",
+           SELECT user_id AS "user_id!", name AS "name!", scope AS "scope!: TokenScope",
                   expires_at, prefix AS "prefix!", last4 AS "last4!", expired FROM found"#,
         hash.as_bytes().as_slice()
     )
@@ -239,7 +238,6 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Authentication> 
     let Some(user) = find_user(pool, UserId(found.user_id)).await? else { return Ok(Authentication::Unknown) };
     Ok(Authentication::Valid(Box::new(Caller {
         user,
-        token_id: found.id,
         name: found.name,
         scope: found.scope,
         expires_at: found.expires_at,

@@ -169,7 +169,7 @@ impl Reporter {
     async fn send(&self, spooled: &Spooled) -> Result<(), String> {
         let path = spooled.path.clone();
         let from_disk = match &spooled.in_memory {
-            Some(body) => Ok(Ok(Bytes::copy_from_slice(body))),
+            Some(body) => Ok(Ok(body.clone())),
             None => tokio::task::spawn_blocking(move || std::fs::read(path).map(Bytes::from)).await,
         };
         let body = match from_disk {

@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use tollgate_protocol::UsageBatch;
 use uuid::Uuid;
 
@@ -33,7 +34,7 @@ pub(crate) struct Spooled {
     pub batch_id: Uuid,
     pub path: PathBuf,
     /// The batch itself when it could not be written to `path`.
-    pub in_memory: Option<Arc<[u8]>>,
+    pub in_memory: Option<Bytes>,
     size: u64,
 }
 
@@ -134,7 +135,7 @@ impl Spool {
                          takes them, where a stop or crash loses them; make the state directory writable"
                     );
                 }
-                Some(Arc::from(body))
+                Some(Bytes::from(body))
             }
         };
         inner.bytes += size;

@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tollgate_protocol::Upstream as UpstreamUrl;
 
+use tollgate_agent::RunningAgent;
+
 use crate::harness::*;
 
 /// A scripted upstream: for each request head it reads, the answer its path names, written
@@ -104,25 +106,38 @@ impl Drop for RawUpstream {
     }
 }
 
+/// A one-worker agent whose API (`/raw`, keyed by the fixture's key) goes to `raw` upstreams,
+/// with a rule for each of `methods` on `/{x}`; the rest keeps the servers it talks to alive.
+struct RawApi {
+    agent: RunningAgent,
+    key: String,
+    _held: (Upstream, ControlPlane, TempDir),
+}
+
+impl RawApi {
+    async fn start(raw: &[&RawUpstream], methods: &[&str]) -> RawApi {
+        let unused = Upstream::start().await;
+        let mut fixture = Fixture::new(&unused, &[]);
+        let hits = fixture.metrics.hits;
+        let api = &mut fixture.snapshot.apis[0];
+        api.base_path = "/raw".into();
+        api.upstreams = raw.iter().map(|raw| UpstreamUrl { url: format!("http://{}/up", raw.addr) }).collect();
+        api.mapping_rules =
+            methods.iter().zip(1..).map(|(method, position)| rule(method, "/{x}", hits, 1, position, false)).collect();
+        fixture.snapshot.validate().expect("valid snapshot");
+        let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+        let dir = TempDir::new();
+        let mut config = settings(cp.url(), dir.path(), None);
+        config.workers = 1;
+        let agent = start_ready(config).await;
+        RawApi { agent, key: fixture.key.as_str().to_owned(), _held: (unused, cp, dir) }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
     let raw = RawUpstream::start().await;
-    let unused = Upstream::start().await;
-    let mut fixture = Fixture::new(&unused, &[]);
-    let api = &mut fixture.snapshot.apis[0];
-    api.base_path = "/raw".into();
-    api.upstreams = vec![UpstreamUrl { url: format!("http://{}/up", raw.addr) }];
-    api.mapping_rules = vec![
-        rule("GET", "/{x}", fixture.metrics.hits, 1, 1, false),
-        rule("HEAD", "/{x}", fixture.metrics.hits, 1, 2, false),
-    ];
-    fixture.snapshot.validate().expect("valid snapshot");
-    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
-    let dir = TempDir::new();
-    let mut config = settings(cp.url(), dir.path(), None);
-    config.workers = 1;
-    let agent = start_ready(config).await;
-    let key = fixture.key.as_str();
+    let RawApi { agent, key, _held } = RawApi::start(&[&raw], &["GET", "HEAD"]).await;
     let url = |path: &str| format!("http://{}/raw/{path}?user_key={key}", agent.proxy_addr());
 
     let answer = get(&url("chunked"), &[]).await;
@@ -194,22 +209,7 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_giving_up_on_a_stalled_body_is_not_ejected() {
     let (first, second) = (RawUpstream::start().await, RawUpstream::start().await);
-    let unused = Upstream::start().await;
-    let mut fixture = Fixture::new(&unused, &[]);
-    let api = &mut fixture.snapshot.apis[0];
-    api.base_path = "/raw".into();
-    api.upstreams = [&first, &second].map(|raw| UpstreamUrl { url: format!("http://{}/up", raw.addr) }).to_vec();
-    api.mapping_rules = vec![
-        rule("GET", "/{x}", fixture.metrics.hits, 1, 1, false),
-        rule("POST", "/{x}", fixture.metrics.hits, 1, 2, false),
-    ];
-    fixture.snapshot.validate().expect("valid snapshot");
-    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
-    let dir = TempDir::new();
-    let mut config = settings(cp.url(), dir.path(), None);
-    config.workers = 1;
-    let agent = start_ready(config).await;
-    let key = fixture.key.as_str();
+    let RawApi { agent, key, _held } = RawApi::start(&[&first, &second], &["GET", "POST"]).await;
     // Twice the failures that eject a target, spread over both.
     for _ in 0..10 {
         let stalled = format!(

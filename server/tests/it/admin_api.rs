@@ -22,6 +22,18 @@ async fn admin_app(pool: PgPool) -> Admin {
 }
 
 impl Admin {
+    /// The seeded developer account's id and the weather API's `basic` plan id, as the API lists them.
+    async fn demo_account_and_basic_plan(&self) -> (String, Value) {
+        use reqwest::Method;
+        let (_, accounts) = self.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
+        let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
+        let (_, apis) = self.call(Method::GET, "/admin/api/v1/apis", None).await;
+        let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+        let (_, plans) = self.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
+        let plan = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+        (account, plan)
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call_as(&self.token, method, path, body).await
     }
@@ -969,12 +981,7 @@ async fn following_next_walks_every_list_to_its_end_in_order(pool: PgPool) {
 async fn owners_are_mailed_when_their_application_is_suspended_and_resumed(pool: PgPool) {
     use reqwest::Method;
     let admin = admin_app(pool).await;
-    let (_, accounts) = admin.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
-    let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
-    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
-    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
-    let (_, plans) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
-    let plan = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+    let (account, plan) = admin.demo_account_and_basic_plan().await;
     let new = json!({"plan_id": plan, "name": "Mailed app"});
     let (status, app) =
         admin.call(Method::POST, &format!("/admin/api/v1/accounts/{account}/applications"), Some(new)).await;
@@ -1007,12 +1014,7 @@ async fn a_count_at_the_limit_is_reused_for_seconds_and_a_smaller_one_is_always_
     use reqwest::Method;
     let admin = admin_app(pool).await;
     let pool = &admin.app.pool;
-    let (_, accounts) = admin.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
-    let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
-    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
-    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
-    let (_, plans) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
-    let plan = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+    let (account, plan) = admin.demo_account_and_basic_plan().await;
     let plan: uuid::Uuid = plan.as_str().unwrap().parse().unwrap();
     let total = |page: &Value| (page["total"].as_i64().unwrap(), page["total_exact"].as_bool().unwrap());
     let mine = format!("/admin/api/v1/applications?per_page=1&account_id={account}");
@@ -1164,12 +1166,7 @@ async fn gateways_are_registered_renamed_and_revoked_and_their_token_follows(poo
 async fn applications_and_keys_are_made_rotated_and_revoked_for_an_account(pool: PgPool) {
     use reqwest::Method;
     let admin = admin_app(pool).await;
-    let (_, accounts) = admin.call(Method::GET, "/admin/api/v1/accounts?q=Demo", None).await;
-    let account = accounts["items"][0]["id"].as_str().unwrap().to_owned();
-    let (_, apis) = admin.call(Method::GET, "/admin/api/v1/apis", None).await;
-    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
-    let (_, plans) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await;
-    let basic = plans.as_array().unwrap().iter().find(|p| p["system_name"] == "basic").unwrap()["id"].clone();
+    let (account, basic) = admin.demo_account_and_basic_plan().await;
     let path = format!("/admin/api/v1/accounts/{account}/applications");
     let new = json!({"plan_id": basic, "name": "CI app", "description": "made by the pipeline"});
     assert_eq!(anonymous(&admin, Method::POST, &path, new.clone()).await, 401);

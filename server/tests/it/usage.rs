@@ -34,24 +34,38 @@ struct Setup {
     hits: Uuid,
 }
 
-async fn setup(pool: PgPool) -> Setup {
-    seed(&pool).await.unwrap();
-    let (_, token) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
+/// The demo data, a registered gateway, and the ids the tests use.
+struct Seeded {
+    gateway: gateways::GatewayId,
+    token: String,
+    account: AccountId,
+    developer: Uuid,
+    api: Uuid,
+    hits: Uuid,
+}
+
+async fn seeded(pool: &PgPool) -> Seeded {
+    seed(pool).await.unwrap();
+    let (gateway, token) = gateways::create(pool, "edge-1", &Actor::system("test")).await.unwrap();
     let (developer, account): (Uuid, Uuid) = sqlx::query_as(
         "SELECT u.id, m.account_id FROM users u JOIN memberships m ON m.user_id = u.id WHERE u.email = $1",
     )
     .bind(DEMO_DEVELOPER_EMAIL)
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await
     .unwrap();
-    let api = tollgate_core::apis::find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let api = tollgate_core::apis::find_by_slug(pool, "weather").await.unwrap().unwrap();
     let hits: Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
         .bind(api.id.0)
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .unwrap();
-    let app = spawn_app(pool).await;
-    Setup { app, token: token.as_str().to_owned(), account: AccountId(account), developer, api: api.id.0, hits }
+    Seeded { gateway, token: token.as_str().to_owned(), account: AccountId(account), developer, api: api.id.0, hits }
+}
+
+async fn setup(pool: PgPool) -> Setup {
+    let Seeded { token, account, developer, api, hits, .. } = seeded(&pool).await;
+    Setup { app: spawn_app(pool).await, token, account, developer, api, hits }
 }
 
 impl Setup {
@@ -410,25 +424,16 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_per_minute_limit_reached_minute_after_minute_mails_once_a_day(pool: PgPool) {
     use tollgate_core::usage::{alerts, ingest};
-    seed(&pool).await.unwrap();
-    let (gateway, _) = gateways::create(&pool, "edge-1", &Actor::system("test")).await.unwrap();
-    let account: Uuid = sqlx::query_scalar(
-        "SELECT m.account_id FROM users u JOIN memberships m ON m.user_id = u.id WHERE u.email = $1",
-    )
-    .bind(DEMO_DEVELOPER_EMAIL)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let api = tollgate_core::apis::find_by_slug(&pool, "weather").await.unwrap().unwrap();
-    let hits: Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
-        .bind(api.id.0)
-        .fetch_one(&pool)
+    let Seeded { gateway, account, api, hits, .. } = seeded(&pool).await;
+    let basic = list_plans(&pool, tollgate_core::apis::ApiId(api))
         .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.system_name == "basic")
         .unwrap();
-    let basic = list_plans(&pool, api.id).await.unwrap().into_iter().find(|p| p.system_name == "basic").unwrap();
     let app = applications::create(
         &pool,
-        AccountId(account),
+        account,
         &NewApplication { plan_id: basic.id, name: "Steady".into(), description: String::new() },
         &Actor::system("test"),
     )
