@@ -115,7 +115,9 @@ fn add_latency(into: &mut [i64; LATENCY_BUCKETS], from: &[u64; LATENCY_BUCKETS])
 
 /// Counts a batch exactly once: the batch id is recorded in the same
 /// transaction as the rollups, so a replay after a lost ack changes nothing.
-/// Entries for applications or metrics deleted since are dropped.
+/// Entries for metrics deleted since are dropped, and so are those for
+/// applications deleted since, but for their usage up to the deletion, which
+/// is still billed.
 ///
 /// Entries go into minute, hour, day and month rollups (buckets in the plan's
 /// zone, see [`buckets`]) with their latency buckets; refusals into
@@ -166,6 +168,31 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         (row.id, tz)
     })
     .collect();
+    // Deleted applications with billing history: their usage up to the deletion is still
+    // owed, so it is rolled up (in the zone of the last plan) for the billing run, and
+    // nothing else of theirs is kept. Usage after the deletion cannot be theirs.
+    let gone: Vec<Uuid> = apps.iter().filter(|id| !known_apps.contains_key(id)).copied().collect();
+    let mut deleted_apps: HashMap<Uuid, (TimeZone, i64)> = HashMap::new();
+    if !gone.is_empty() {
+        let rows = sqlx::query!(
+            r#"SELECT DISTINCT ON (s.application_id) s.application_id, p.time_zone, s.ended_at AS "ended_at!"
+               FROM subscription_segments s JOIN plans p ON p.id = s.plan_id
+               WHERE s.application_id = ANY($1) AND s.ended_at IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM subscription_segments o
+                                 WHERE o.application_id = s.application_id AND o.ended_at IS NULL)
+               ORDER BY s.application_id, s.ended_at DESC"#,
+            &gone
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let tz = zones
+                .entry(row.time_zone)
+                .or_insert_with_key(|name| TimeZoneName::new(name).map(|n| n.time_zone().clone()).unwrap_or(TimeZone::UTC))
+                .clone();
+            deleted_apps.insert(row.application_id, (tz, row.ended_at.unix_timestamp()));
+        }
+    }
     let known_metrics: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM metrics WHERE id = ANY($1)", &metrics)
         .fetch_all(&mut *tx)
         .await?
@@ -176,7 +203,11 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
     // and concurrent batches lock rows in the same order.
     let mut rollups: BTreeMap<(Uuid, Uuid, usize, i64), Sums> = BTreeMap::new();
     for entry in &batch.entries {
-        let Some(tz) = known_apps.get(&entry.application_id) else { continue };
+        let tz = match (known_apps.get(&entry.application_id), deleted_apps.get(&entry.application_id)) {
+            (Some(tz), _) => tz,
+            (None, Some((tz, deleted_at))) if entry.minute <= *deleted_at => tz,
+            _ => continue,
+        };
         if !known_metrics.contains(&entry.metric) {
             continue;
         }
@@ -253,6 +284,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         // The alert job looks at these applications next (sorted: lock order).
         let mut touched: Vec<Uuid> = app_ids;
         touched.dedup();
+        touched.retain(|id| known_apps.contains_key(id));
         sqlx::query!(
             "INSERT INTO usage_alert_queue (application_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
             &touched

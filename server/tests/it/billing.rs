@@ -415,20 +415,64 @@ async fn kolkata_usage_at_23_50_on_the_31st_is_billed_in_october_and_the_fee_fol
     assert_eq!(total, d("16.1"));
 }
 
+/// Its usage up to the deletion too: the rollups used to go with the application, and a
+/// developer who deleted an application before the month's run paid none of its calls.
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
-async fn a_deleted_application_pays_its_final_prorated_fee(pool: PgPool) {
+async fn a_deleted_application_pays_its_final_prorated_fee_and_its_usage(pool: PgPool) {
     let api = api(&pool, "weather").await;
-    let basic = plan(&pool, &api, PlanSpec { monthly_fee: "31", ..PlanSpec::default() }).await;
+    let basic = plan(&pool, &api, PlanSpec { monthly_fee: "31", tiers: &[(1, None, "0.01")], ..PlanSpec::default() })
+        .await;
     let acc = account(&pool, "acme").await;
     let app = application(&pool, acc, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 250).await;
     sqlx::query("DELETE FROM applications WHERE id = $1").bind(app).execute(&pool).await.unwrap();
     move_segments(&pool, app, &[("2025-09-01T00:00:00Z", Some("2025-10-21T00:00:00Z"))]).await;
     bill(&pool, "2025-10").await;
-    // Cancelled on the 21st: 20 of 31 days, 31.00 × 20/31 = 20.00.
-    assert_eq!(invoice(&pool, acc, "2025-10").await.3, [line("monthly_fee", "20", "2025-10")]);
+    // Cancelled on the 21st: 20 of 31 days, 31.00 × 20/31 = 20.00; 250 × 0.01 = 2.50.
+    assert_eq!(
+        invoice(&pool, acc, "2025-10").await.3,
+        [line("monthly_fee", "20", "2025-10"), line("usage", "2.5", "2025-10")]
+    );
     // Nothing after.
     let nov = bill(&pool, "2025-11").await;
     assert!(nov.invoices.is_empty());
+}
+
+async fn rollups_of(pool: &PgPool, app: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM usage_rollups WHERE application_id = $1")
+        .bind(app)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Kept for billing only: usage of an application that never went live goes with it, and a
+/// deleted application's goes with its account.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_is_kept_as_long_as_it_can_be_billed(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic = plan(&pool, &api, PlanSpec::default()).await;
+    let acc = account(&pool, "acme").await;
+    let billed = application(&pool, acc, &api, basic, "billed", "2025-09-01T00:00:00Z").await;
+    let pending = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state) VALUES ($1, $2, $3, $4, 'pending', 'pending')",
+    )
+    .bind(pending)
+    .bind(acc)
+    .bind(api.id)
+    .bind(basic)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for app in [billed, pending] {
+        usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 3).await;
+        sqlx::query("DELETE FROM applications WHERE id = $1").bind(app).execute(&pool).await.unwrap();
+    }
+    assert_eq!(rollups_of(&pool, billed).await, 1, "a deleted application's usage is still owed");
+    assert_eq!(rollups_of(&pool, pending).await, 0, "an application that never went live owes nothing");
+    sqlx::query("DELETE FROM accounts WHERE id = $1").bind(acc).execute(&pool).await.unwrap();
+    assert_eq!(rollups_of(&pool, billed).await, 0, "the account, and the debt, are gone");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -327,6 +327,38 @@ async fn only_the_newest_200_failed_calls_of_an_application_are_kept(pool: PgPoo
 }
 
 /// Polls `query` (a count) until it is `want`, or fails after 20 s.
+/// An agent reports a deleted application's last calls after the deletion (its flush tick,
+/// or a spool delivered late). They are still owed, so they are rolled up for billing;
+/// calls "after" the deletion are not, and nothing else of the application is kept.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_reported_after_an_application_is_deleted_is_kept_up_to_the_deletion(pool: PgPool) {
+    let s = setup(pool).await;
+    let app = s.application("basic", "Short lived", "UTC").await;
+    let minute = now_minute();
+    s.post(&batch(vec![entry(app, s.hits, minute, 5)])).await;
+    applications::delete(&s.app.pool, s.account, applications::ApplicationId(app), &Actor::system("test"))
+        .await
+        .unwrap();
+    let mut late = batch(vec![entry(app, s.hits, minute, 2), entry(app, s.hits, minute + 240, 9)]);
+    late.refused = vec![refused(app, minute, 429, 1)];
+    late.failed_calls = vec![failed_call(app, s.api, Timestamp::now(), 0)];
+    assert_eq!(s.post(&late).await, UsageAck { batch_id: late.id, duplicate: false });
+    for g in ["minute", "hour", "day", "month"] {
+        let hits: Vec<i64> = bucket(&s.app.pool, app, g).await.iter().map(|r| r.1).collect();
+        assert_eq!(hits, vec![7], "{g}: the calls up to the deletion, none after");
+    }
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM usage_refusals WHERE application_id = $1)
+              + (SELECT count(*) FROM failed_calls WHERE application_id = $1)
+              + (SELECT count(*) FROM usage_alert_queue WHERE application_id = $1)",
+    )
+    .bind(app)
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, 0);
+}
+
 async fn wait_for_count(pool: &PgPool, query: &'static str, want: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
