@@ -89,8 +89,7 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
         ));
     }
     let text = source.strip_prefix('\u{feff}').unwrap_or(source);
-    let trimmed = text.trim_start();
-    let format = if trimmed.starts_with('{') || trimmed.starts_with('[') { SpecFormat::Json } else { SpecFormat::Yaml };
+    let format = parse_format(text);
     let doc = read(text, format)?;
     interpret(&doc, format).map_err(|mut e| {
         // The root has no useful line; anything inside does.
@@ -99,6 +98,12 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
         }
         e
     })
+}
+
+/// The format `parse` reads a text in: JSON if it opens with a bracket.
+pub(crate) fn parse_format(text: &str) -> SpecFormat {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') { SpecFormat::Json } else { SpecFormat::Yaml }
 }
 
 /// Reads a document `parse` accepted before (a stored version), without

@@ -16,12 +16,15 @@
 //!   path (the import's errors, and the server's configuration files);
 //! * `mock`: the responses an operation in mock mode answers, from its examples or schemas;
 //! * `sample`: the request body a copy-paste sample sends, from its example or schema;
+//! * `gateway`: the document as partners call the API, through the gateway (servers,
+//!   credentials, the gateway's own answers);
 //! * `document`: what they all share: [`ImportError`], JSON-pointer escaping,
 //!   the operation keys of a path item.
 
 mod convert;
 pub mod diff;
 mod document;
+pub mod gateway;
 pub mod import;
 pub mod locate;
 pub mod mock;
@@ -33,6 +36,7 @@ pub use diff::{
     Change, ChangeKind, ChangeReport, CompatibilityPolicy, Side, Subject, SubjectKind, compare, compare_with,
 };
 pub use document::{ImportError, pointer_segment};
+pub use gateway::{CredentialsIn, Gateway, for_gateway};
 pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse, reparse};
 pub use mock::{ContentMock, MockSource, OperationMock, ResponseMock, mock_operations};
 pub use model::ApiModel;

@@ -36,6 +36,14 @@ impl CallGuide {
         }
     }
 
+    /// The names of the credentials a call sends together, for the OpenAPI document.
+    pub(crate) fn credential_names(&self) -> Vec<&str> {
+        match self.auth_mode {
+            AuthMode::UserKey => vec![self.key_name.as_str()],
+            AuthMode::AppIdAppKey => vec!["app_id", "app_key"],
+        }
+    }
+
     /// The URL of `path`, with the credentials when they go in the query.
     pub(crate) fn url(&self, path: &str, secret: &str, app_id: Option<&str>) -> String {
         let url = format!("{}{path}", self.base_url);

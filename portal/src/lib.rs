@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(catalog::home)))
         .service(web::resource("/apis/{slug}").route(web::get().to(catalog::api)))
         .service(web::resource("/apis/{slug}/spec").route(web::get().to(catalog::spec)))
+        .service(web::resource("/apis/{slug}/openapi").route(web::get().to(catalog::gateway_spec)))
         .service(
             web::resource("/login").route(web::get().to(auth::login::form)).route(web::post().to(auth::login::submit)),
         )

@@ -153,6 +153,12 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
     let metrics: Vec<Uuid> = batch.entries.iter().map(|e| e.metric).collect::<HashSet<_>>().into_iter().collect();
     // Each known application with its plan's zone (the zone of its buckets).
     let mut zones: HashMap<String, TimeZone> = HashMap::new();
+    let mut zone_of = |name: String| {
+        zones
+            .entry(name)
+            .or_insert_with_key(|name| TimeZoneName::new(name).map(|n| n.time_zone().clone()).unwrap_or(TimeZone::UTC))
+            .clone()
+    };
     let known_apps: HashMap<Uuid, TimeZone> = sqlx::query!(
         "SELECT a.id, p.time_zone FROM applications a JOIN plans p ON p.id = a.plan_id WHERE a.id = ANY($1)",
         &apps
@@ -160,13 +166,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|row| {
-        let tz = zones
-            .entry(row.time_zone)
-            .or_insert_with_key(|name| TimeZoneName::new(name).map(|n| n.time_zone().clone()).unwrap_or(TimeZone::UTC))
-            .clone();
-        (row.id, tz)
-    })
+    .map(|row| (row.id, zone_of(row.time_zone)))
     .collect();
     // Deleted applications with billing history: their usage up to the deletion is still
     // owed, so it is rolled up (in the zone of the last plan) for the billing run, and
@@ -186,11 +186,7 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {
-            let tz = zones
-                .entry(row.time_zone)
-                .or_insert_with_key(|name| TimeZoneName::new(name).map(|n| n.time_zone().clone()).unwrap_or(TimeZone::UTC))
-                .clone();
-            deleted_apps.insert(row.application_id, (tz, row.ended_at.unix_timestamp()));
+            deleted_apps.insert(row.application_id, (zone_of(row.time_zone), row.ended_at.unix_timestamp()));
         }
     }
     let known_metrics: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM metrics WHERE id = ANY($1)", &metrics)

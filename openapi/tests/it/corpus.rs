@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use tollgate_openapi::diff;
+use tollgate_openapi::{CredentialsIn, Gateway, diff};
 
 use crate::{parse_guarded, read_spec, specs_dir};
 
@@ -75,6 +75,17 @@ fn valid_specs_parse_with_the_expected_operations() {
                 }
                 other => failures.push(format!("{twin}: {other:?}")),
             }
+        }
+        // The portal's download for client generators is a document with the same operations.
+        let gateway = Gateway {
+            base_url: "https://gw.example.com/api",
+            credentials_in: CredentialsIn::Header,
+            credentials: &["app_id", "app_key"],
+        };
+        match tollgate_openapi::for_gateway(&source, &gateway).map(|text| tollgate_openapi::parse(&text)) {
+            Ok(Ok(again)) if again.operations == spec.operations => {}
+            Ok(Ok(again)) => failures.push(format!("{file}: the gateway's document has {:?}", again.operations)),
+            Ok(Err(e)) | Err(e) => failures.push(format!("{file}: the gateway's document: {e}")),
         }
         // Comparing a version with itself finds nothing.
         let same = diff::compare(&spec.model, &spec.model);

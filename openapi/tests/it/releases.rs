@@ -213,3 +213,25 @@ fn stripe_2023_to_2025() {
     let additive = compare_releases("stripe-2023-03.json", "stripe-2025-05.json", CompatibilityPolicy::AdditiveEnums);
     assert_eq!(additive.breaking_count, 7, "{additive}");
 }
+
+/// The portal's download for client generators, of two real documents: the same operations,
+/// the gateway as the only server, and its credentials as the only security.
+#[test]
+fn the_gateway_document_of_real_releases_keeps_every_operation() {
+    let gateway = tollgate_openapi::Gateway {
+        base_url: "https://gw.example.com/github",
+        credentials_in: tollgate_openapi::CredentialsIn::Query,
+        credentials: &["user_key"],
+    };
+    for name in ["github-23.0.2.json", "stripe-2025-05.json"] {
+        let source = release(name);
+        let text = tollgate_openapi::for_gateway(&source, &gateway).expect("rewritten");
+        let (before, after) = (tollgate_openapi::parse(&source).unwrap(), tollgate_openapi::parse(&text).unwrap());
+        assert_eq!(after.operations, before.operations, "{name}");
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["servers"].as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(doc["security"], serde_json::json!([{"tollgate_user_key": []}]), "{name}");
+        let stray = doc["paths"].as_object().unwrap().values().flat_map(|item| item.as_object().unwrap().values());
+        assert!(stray.filter_map(|op| op.get("security")).next().is_none(), "{name}: no operation's own security");
+    }
+}

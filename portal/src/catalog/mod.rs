@@ -16,8 +16,8 @@ use tollgate_core::apis::detail::{self, ApiDetail};
 use tollgate_core::apis::{ApiId, ApiState, AuthMode, KeyLocation};
 use tollgate_core::db::PgPool;
 use tollgate_core::plans::{Period, PlanDetail, get_plan_uncounted, list_plans};
-use tollgate_openapi::Operation;
 use tollgate_openapi::model::operation_key;
+use tollgate_openapi::{CredentialsIn, Gateway, Operation};
 use tollgate_web::{Chrome, GatewayUrl, PageError, PageResult, Session, render};
 use uuid::Uuid;
 
@@ -342,6 +342,40 @@ pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<Str
         .content_type(content_type)
         .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
         .body(source))
+}
+
+/// The latest document as partners call the API, for client generators: the
+/// gateway as its server, the gateway's credentials as its security, and the
+/// gateway's own 401, 403 and 429 answers (`tollgate_openapi::for_gateway`).
+/// A download, like the stored document.
+pub async fn gateway_spec(
+    session: Session,
+    pool: web::Data<PgPool>,
+    gateway: web::Data<GatewayUrl>,
+    path: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let id =
+        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let api = detail::get_uncounted(&pool, id).await?;
+    let (source, format) = detail::latest_spec(&pool, id).await?;
+    let guide = CallGuide::new(&gateway.0, &api);
+    let names = guide.credential_names();
+    let credentials_in = match guide.key_location {
+        KeyLocation::Header => CredentialsIn::Header,
+        KeyLocation::Query => CredentialsIn::Query,
+    };
+    let target = Gateway { base_url: &guide.base_url, credentials_in, credentials: &names };
+    // Stored documents were read when they were imported, so this should not fail on them.
+    let text = tollgate_openapi::for_gateway(&source, &target).map_err(|e| {
+        PageError(tollgate_core::Error::Internal(format!("the stored document of {}: {e}", path.as_str())))
+    })?;
+    let (content_type, extension) =
+        if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };
+    let disposition = format!("attachment; filename=\"{}-openapi.{extension}\"", path.as_str());
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
+        .body(text))
 }
 
 #[cfg(test)]

@@ -137,6 +137,19 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
     );
     let spec = developer.get("/apis/pet-store/spec").await.text().await.unwrap();
     assert_eq!(spec, PETS, "the portal renders the stored document byte for byte");
+    // The download for client generators names the gateway and its key, in the document's YAML.
+    assert!(page.contains("href=\"/apis/pet-store/openapi\""), "a visible download link");
+    let res = developer.get("/apis/pet-store/openapi").await;
+    assert!(res.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let text = res.text().await.unwrap();
+    let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+    assert_eq!(doc["servers"][0]["url"], "http://127.0.0.1:8081/pet-store");
+    assert_eq!(doc["security"], serde_json::json!([{"tollgate_user_key": []}]));
+    assert_eq!(doc["components"]["securitySchemes"]["tollgate_user_key"]["in"], "query");
+    assert_eq!(doc["components"]["securitySchemes"]["tollgate_user_key"]["name"], "user_key");
+    let answers = &doc["paths"]["/pets/{id}"]["get"]["responses"];
+    assert!(["200", "401", "403", "429"].iter().all(|s| answers.get(s).is_some()), "{answers}");
+    assert_eq!(tollgate_openapi::parse(&text).unwrap().operations, tollgate_openapi::parse(PETS).unwrap().operations);
     let plan_link = page.split("href=\"/apps/new?plan=").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let html = developer.get(&format!("/apps/new?plan={plan_link}")).await.text().await.unwrap();
     assert!(html.contains(&format!("value=\"{plan_link}\" selected")), "the chosen plan is preselected");

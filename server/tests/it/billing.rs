@@ -420,8 +420,8 @@ async fn kolkata_usage_at_23_50_on_the_31st_is_billed_in_october_and_the_fee_fol
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_deleted_application_pays_its_final_prorated_fee_and_its_usage(pool: PgPool) {
     let api = api(&pool, "weather").await;
-    let basic = plan(&pool, &api, PlanSpec { monthly_fee: "31", tiers: &[(1, None, "0.01")], ..PlanSpec::default() })
-        .await;
+    let basic =
+        plan(&pool, &api, PlanSpec { monthly_fee: "31", tiers: &[(1, None, "0.01")], ..PlanSpec::default() }).await;
     let acc = account(&pool, "acme").await;
     let app = application(&pool, acc, &api, basic, "app", "2025-09-01T00:00:00Z").await;
     usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 250).await;

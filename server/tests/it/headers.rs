@@ -70,6 +70,7 @@ async fn every_answer_carries_the_security_headers_and_no_page_has_inline_code(p
         "/?q=weather",
         "/apis/weather",
         "/apis/weather/spec",
+        "/apis/weather/openapi",
         "/login",
         "/login?next=%2Fapps",
         "/signup",

@@ -83,6 +83,7 @@ async fn a_previewed_draft_is_subscribed_and_tried_against_mocks_until_published
     let page = dev.get("/apis/petstore").await.text().await.unwrap();
     assert!(page.contains("data-testid=\"preview-notice\""), "{page}");
     assert_eq!(dev.get("/apis/petstore/spec").await.status(), 200);
+    assert_eq!(dev.get("/apis/petstore/openapi").await.status(), 200);
     let form = dev.get("/apps/new").await.text().await.unwrap();
     assert_eq!(plan_option(&form, "[preview: mock responses]").as_deref(), Some(plan_id.as_str()), "{form}");
     let res = dev
@@ -99,6 +100,7 @@ async fn a_previewed_draft_is_subscribed_and_tried_against_mocks_until_published
     assert!(!other.get("/").await.text().await.unwrap().contains("/apis/petstore"));
     assert_eq!(other.get("/apis/petstore").await.status(), 404);
     assert_eq!(other.get("/apis/petstore/spec").await.status(), 404);
+    assert_eq!(other.get("/apis/petstore/openapi").await.status(), 404);
     let form = other.get("/apps/new").await.text().await.unwrap();
     assert!(plan_option(&form, "[preview").is_none(), "{form}");
     let res = other
