@@ -70,14 +70,9 @@ impl InvoiceDocument {
         self.currency.format(*amount)
     }
 
-    /// A unit price: the currency's decimals at least, more when the price has them
-    /// (`0.005 USD` per call), never trailing zeros past the minor unit.
+    /// A unit price, as [`Currency::price`] writes it.
     pub fn price(&self, price: &Decimal) -> String {
-        let mut shown = price.normalize();
-        if shown.scale() < self.currency.decimals() {
-            shown.rescale(self.currency.decimals());
-        }
-        format!("{shown} {}", self.currency)
+        self.currency.price(*price)
     }
 
     /// Never issued (`open`, `finalized`, or cancelled before issue): not a document

@@ -107,6 +107,16 @@ impl Currency {
         rounded
     }
 
+    /// A unit price: the currency's decimals at least, more when the price has them
+    /// (`0.005 USD` per call), never trailing zeros past the minor unit.
+    pub fn price(&self, price: Decimal) -> String {
+        let mut shown = price.normalize();
+        if shown.scale() < self.decimals() {
+            shown.rescale(self.decimals());
+        }
+        format!("{shown} {}", self.as_str())
+    }
+
     /// `amount` with exactly the currency's decimals, for display (`12.50 USD`, `1235 JPY`).
     pub fn format(&self, amount: Decimal) -> String {
         format!("{} {}", self.exact(amount), self.as_str())

@@ -255,6 +255,53 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
     Ok(summary)
 }
 
+/// What an account's next invoice holds so far, computed as the run would bill it now
+/// and written nowhere: the fees of its period as they stand (each application's plan
+/// to the end of the period) and the usage counted so far. The portal shows it.
+#[derive(Clone, Debug)]
+pub struct Upcoming {
+    /// The period the invoice will be issued for.
+    pub month: Month,
+    pub mode: BillingMode,
+    /// One per currency; none when nothing is billed so far.
+    pub invoices: Vec<UpcomingInvoice>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpcomingInvoice {
+    pub currency: Currency,
+    pub lines: Vec<Line>,
+    pub subtotal: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
+}
+
+/// The account's next invoice now: postpaid, the current month's (issued once it
+/// ends); prepaid, the next month's (its fees in advance, this month's usage). A period
+/// the account has an invoice for already has nothing upcoming.
+pub async fn upcoming(pool: &PgPool, account: crate::accounts::AccountId) -> Result<Upcoming> {
+    let account = account.0;
+    let settings = settings::get(pool).await?;
+    let current = Month::containing(Timestamp::now(), &TimeZoneName::utc());
+    let month = match settings.mode {
+        BillingMode::Postpaid => current,
+        BillingMode::Prepaid => current.next(),
+    };
+    let mut page = load_page(&mut *pool.acquire().await?, &[account], month).await?;
+    let inputs = page.accounts.remove(&account).unwrap_or_default();
+    let lines = if inputs.period_billed { Vec::new() } else { inputs.lines(month, settings.mode, &page.usage) };
+    let currencies: BTreeSet<Currency> = lines.iter().map(|l| l.currency).collect();
+    let invoices = currencies
+        .into_iter()
+        .map(|currency| {
+            let lines: Vec<Line> = lines.iter().filter(|l| l.currency == currency).cloned().collect();
+            let (subtotal, tax, total) = compute::totals(currency, &lines, settings.tax_rate);
+            UpcomingInvoice { currency, lines, subtotal, tax, total }
+        })
+        .collect();
+    Ok(Upcoming { month, mode: settings.mode, invoices })
+}
+
 enum Outcome {
     AlreadyBilled,
     Nothing,

@@ -6,9 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
+use tollgate_core::billing::compute::BillingMode;
 use tollgate_core::billing::document::{self, InvoiceDocument};
 use tollgate_core::billing::invoices::InvoiceSummary;
 use tollgate_core::billing::money;
+use tollgate_core::billing::run::{self, UpcomingInvoice};
 use tollgate_core::db::PgPool;
 use tollgate_web::{Chrome, PageResult, Session, SignedInUser, invoice_pdf, parse_id, render};
 
@@ -42,11 +44,56 @@ impl From<InvoiceSummary> for Row {
     }
 }
 
+/// A line of the next invoice, formatted.
+struct UpcomingLine {
+    kind: String,
+    description: String,
+    quantity: String,
+    unit_price: String,
+    amount: String,
+}
+
+/// The next invoice so far, in one currency, formatted.
+struct UpcomingTable {
+    currency: String,
+    lines: Vec<UpcomingLine>,
+    subtotal: String,
+    tax: String,
+    total: String,
+}
+
+impl From<UpcomingInvoice> for UpcomingTable {
+    fn from(invoice: UpcomingInvoice) -> UpcomingTable {
+        let currency = invoice.currency;
+        UpcomingTable {
+            currency: currency.to_string(),
+            lines: invoice
+                .lines
+                .iter()
+                .map(|line| UpcomingLine {
+                    kind: line.kind.to_string(),
+                    description: line.description.clone(),
+                    quantity: document::quantity(&line.quantity),
+                    unit_price: currency.price(line.unit_price),
+                    amount: currency.format(line.amount),
+                })
+                .collect(),
+            subtotal: currency.format(invoice.subtotal),
+            tax: currency.format(invoice.tax),
+            total: currency.format(invoice.total),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "portal/invoices.html")]
 struct ListPage {
     chrome: Chrome,
     invoices: Vec<Row>,
+    /// The period the next invoice is for, and whether it bills fees in advance.
+    upcoming_month: String,
+    prepaid: bool,
+    upcoming: Vec<UpcomingTable>,
 }
 
 pub async fn list(
@@ -54,9 +101,20 @@ pub async fn list(
     session: Session,
     pool: web::Data<PgPool>,
 ) -> PageResult<HttpResponse> {
-    let invoices = document::issued_for_account(&pool, account_of(&user)?).await?;
+    let account = account_of(&user)?;
+    let invoices = document::issued_for_account(&pool, account).await?;
+    let next = run::upcoming(&pool, account).await?;
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &ListPage { chrome, invoices: invoices.into_iter().map(Row::from).collect() }))
+    Ok(render(
+        StatusCode::OK,
+        &ListPage {
+            chrome,
+            invoices: invoices.into_iter().map(Row::from).collect(),
+            upcoming_month: next.month.to_string(),
+            prepaid: next.mode == BillingMode::Prepaid,
+            upcoming: next.invoices.into_iter().map(UpcomingTable::from).collect(),
+        },
+    ))
 }
 
 #[derive(Template)]

@@ -604,3 +604,84 @@ async fn plan_labels_say_what_is_charged_and_free_only_when_nothing_is_billed(po
         "Basic, Gratis, Sampler, Small, Large, Pro"
     );
 }
+
+/// The invoices page shows what the next invoice holds so far: the month's fee and the
+/// calls the agents reported, priced as the billing run will price them, and only the
+/// account's own.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_invoices_page_shows_the_next_invoice_so_far(pool: PgPool) {
+    let app = portal(pool).await;
+    let empty = app.get("/invoices").await.text().await.unwrap();
+    assert!(empty.contains("Nothing to bill for"), "{empty}");
+    // Small: 10.00 USD a month, and 0.01 USD a call from here on.
+    sqlx::query(
+        "INSERT INTO pricing_rules (id, plan_id, metric_id, min_units, max_units, price_per_unit)
+         SELECT $1, p.id, m.id, 1, NULL, 0.01 FROM plans p JOIN metrics m ON m.api_id = p.api_id AND m.system_name = 'hits'
+         WHERE p.system_name = 'small'",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let id = register(&app, "Metered", "small").await;
+    // Subscribed since the month began, so the fee is the whole month's.
+    sqlx::query(
+        "UPDATE subscription_segments SET started_at = date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+         WHERE application_id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (_, agent_token) =
+        tollgate_core::gateways::create(&app.pool, "edge-1", &tollgate_core::audit::Actor::system("test"))
+            .await
+            .unwrap();
+    let hits: Uuid = sqlx::query_scalar("SELECT m.id FROM metrics m JOIN api_products a ON a.id = m.api_id WHERE a.slug = 'weather' AND m.system_name = 'hits'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut latency_buckets = [0u64; tollgate_protocol::usage::LATENCY_BUCKETS];
+    latency_buckets[0] = 250;
+    let batch = tollgate_protocol::UsageBatch {
+        id: Uuid::now_v7(),
+        agent_id: Uuid::now_v7(),
+        entries: vec![tollgate_protocol::UsageEntry {
+            application_id: id,
+            metric: hits,
+            minute: jiff::Timestamp::now().as_second() / 60 * 60,
+            status_class: tollgate_protocol::StatusClass::Success,
+            count: 250,
+            latency_buckets,
+            group: None,
+        }],
+        credentials_used: Vec::new(),
+        refused: Vec::new(),
+        failed_calls: Vec::new(),
+        failed_calls_dropped: 0,
+    };
+    let res = app
+        .client
+        .post(app.url("/agent/v1/usage"))
+        .bearer_auth(agent_token.as_str())
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let page = app.get("/invoices").await.text().await.unwrap();
+    let table =
+        page.split("data-testid=\"upcoming-USD\"").nth(1).expect("a USD table").split("</table>").next().unwrap();
+    let fee = table.split("data-kind=\"monthly_fee\"").nth(1).expect("the fee's line").split("</tr>").next().unwrap();
+    assert!(fee.contains("10.00 USD"), "{fee}");
+    let usage = table.split("data-kind=\"usage\"").nth(1).expect("the calls' line").split("</tr>").next().unwrap();
+    assert!(usage.contains(">250<") && usage.contains("0.01 USD") && usage.contains("2.50 USD"), "{usage}");
+    assert!(table.contains("data-testid=\"upcoming-total\">12.50 USD<"), "{table}");
+
+    // Another developer's account has nothing upcoming.
+    let other = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    verified_developer(&other, "someone@example.com").await;
+    let theirs = other.get("/invoices").await.text().await.unwrap();
+    assert!(theirs.contains("Nothing to bill for") && !theirs.contains("Metered"), "{theirs}");
+}
