@@ -145,6 +145,12 @@ async function journey(page, step, n) {
   const prefix1 = key1.slice(0, 10);
   const last1 = key1.slice(-4);
 
+  step('4 copy the key');
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+  await page.getByRole('button', { name: 'Copy' }).click();
+  await expectVisible(page.locator('[data-copy-status="new-key"]').filter({ hasText: 'Copied.' }), 'the copy button says it copied');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), key1, 'the clipboard holds the key');
+
   step('4 reload: key shown once');
   await page.reload();
   const keys = page.getByTestId('keys');
