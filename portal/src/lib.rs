@@ -96,6 +96,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/team").route(web::get().to(team::show)))
         .service(web::resource("/organisation").route(web::post().to(team::switch_organisation)))
+        .service(web::resource("/organisations/new").route(web::get().to(team::new_organisation_form)))
+        .service(web::resource("/organisations").route(web::post().to(team::create_organisation)))
         .service(web::resource("/team/invite").route(web::post().to(team::invite)))
         .service(web::resource("/team/members/{user}/remove").route(web::post().to(team::remove)))
         .service(web::resource("/team/invitations/{invitation}/withdraw").route(web::post().to(team::withdraw)))

@@ -345,6 +345,60 @@ async fn owner_count(conn: &mut sqlx::PgConnection, account: AccountId) -> Resul
     Ok(owners.len() as i64)
 }
 
+/// The most organisations one user may own: enough for an agency's clients, not a flood.
+pub const MAX_OWNED_ORGANISATIONS: i64 = 20;
+
+/// A new developer organisation with `user` as its owner, where they work from now on: for
+/// someone who left or was removed from every organisation, or who works for several.
+pub async fn create_organisation(pool: &PgPool, user: UserId, email: &str, name: &str) -> Result<AccountId> {
+    let name = name.trim();
+    if let Some(problem) = super::users::organisation_problem(name) {
+        return Err(Error::invalid("name", problem));
+    }
+    let mut tx = pool.begin().await?;
+    // Serialises one user's creations, so two at once cannot both pass the count.
+    sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user.0).fetch_one(&mut *tx).await?;
+    let owned = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM memberships WHERE user_id = $1 AND role = 'owner'"#,
+        user.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if owned >= MAX_OWNED_ORGANISATIONS {
+        return Err(Error::invalid(
+            "name",
+            format!("you own {owned} organisations, the most one person may; hand one to someone else first"),
+        ));
+    }
+    let id = Uuid::now_v7();
+    sqlx::query!("INSERT INTO accounts (id, kind, name) VALUES ($1, 'developer', $2)", id, name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, 'owner')", id, user.0)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("UPDATE users SET current_account_id = $2, updated_at = now() WHERE id = $1", user.0, id)
+        .execute(&mut *tx)
+        .await?;
+    let after = json!({"name": name, "owner": email});
+    audit::record(
+        &mut tx,
+        &Actor::user(user, email),
+        Entry {
+            action: "account.create",
+            entity: "account",
+            entity_id: Some(id),
+            before: None,
+            after: Some(after.clone()),
+        },
+    )
+    .await?;
+    let data = crate::webhooks::queue::data("account", Some(id), email, None, Some(&after));
+    crate::webhooks::queue::enqueue(&mut tx, crate::webhooks::EventType::AccountCreated, data).await?;
+    tx.commit().await?;
+    Ok(AccountId(id))
+}
+
 /// Removes a member. Owners remove anyone; anyone may remove themselves
 /// (leave). The last owner can do neither to themselves.
 pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_email: &str, member: UserId) -> Result<()> {

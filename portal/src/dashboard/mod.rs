@@ -16,6 +16,8 @@ struct DashboardPage {
     /// The provider suspended the account: every key is refused at the gateway, which the
     /// applications' own states do not show.
     suspended: bool,
+    /// Left or removed from every organisation: nothing to show but the way to a new one.
+    in_organisation: bool,
 }
 
 pub async fn show(
@@ -23,6 +25,7 @@ pub async fn show(
     session: Session,
     pool: web::Data<PgPool>,
 ) -> PageResult<HttpResponse> {
+    let in_organisation = user.account_id.is_some();
     let (apps, suspended) = match user.account_id {
         Some(account) => (
             list_for_account(&pool, account).await?,
@@ -31,5 +34,5 @@ pub async fn show(
         None => (Vec::new(), false),
     };
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &DashboardPage { chrome, apps, suspended }))
+    Ok(render(StatusCode::OK, &DashboardPage { chrome, apps, suspended, in_organisation }))
 }

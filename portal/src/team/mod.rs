@@ -284,3 +284,44 @@ pub async fn switch_organisation(
     session.flash("success", &format!("You now work in {name}.")).await?;
     Ok(see_other("/dashboard"))
 }
+
+#[derive(Template)]
+#[template(path = "portal/organisation_new.html")]
+struct NewOrganisationPage {
+    chrome: Chrome,
+    name: String,
+    errors: FieldErrors,
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewOrganisationForm {
+    name: String,
+}
+
+/// The form to create an organisation: for a user who belongs to none (left or removed
+/// from every one), or who works for several.
+pub async fn new_organisation_form(SignedInUser(_): SignedInUser, session: Session) -> PageResult<HttpResponse> {
+    let chrome = Chrome::for_session(&session).await?;
+    Ok(render(StatusCode::OK, &NewOrganisationPage { chrome, name: String::new(), errors: FieldErrors::new() }))
+}
+
+/// Creates the organisation with the user as its owner; they work in it from now on.
+pub async fn create_organisation(
+    SignedInUser(user): SignedInUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    CsrfForm(form): CsrfForm<NewOrganisationForm>,
+) -> PageResult<HttpResponse> {
+    match teams::create_organisation(&pool, user.id, &user.email, &form.name).await {
+        Ok(_) => {
+            session.flash("success", &format!("You created {} and now work in it.", form.name.trim())).await?;
+            Ok(see_other("/dashboard"))
+        }
+        Err(err) => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(err)?;
+            let chrome = Chrome::for_session(&session).await?;
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &NewOrganisationPage { chrome, name: form.name, errors }))
+        }
+    }
+}

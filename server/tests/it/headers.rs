@@ -100,7 +100,7 @@ async fn every_answer_carries_the_security_headers_and_no_page_has_inline_code(p
     assert_security_headers(&res, "POST /login without a token (403)");
 
     assert_eq!(app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.status(), 303);
-    for path in ["/dashboard", "/apps", "/apps/new", "/team", "/profile", "/admin"] {
+    for path in ["/dashboard", "/apps", "/apps/new", "/team", "/profile", "/invoices", "/organisations/new", "/admin"] {
         check(&app, path).await;
     }
     let admin = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };

@@ -257,3 +257,57 @@ async fn leaving_one_of_several_organisations_goes_on_in_another(pool: PgPool) {
     assert_eq!(carol.get(&partner_app).await.status(), 404);
     assert_eq!(carol.get(&carol_app).await.status(), 200);
 }
+
+/// Someone removed from their only organisation was left with a dashboard offering
+/// "Register an application" that led to a 404. They now create an organisation, as anyone
+/// may who works for several (up to a bound).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn someone_in_no_organisation_creates_one_and_anyone_may_create_more(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "solo@example.com").await;
+    sqlx::query("DELETE FROM memberships WHERE user_id = (SELECT id FROM users WHERE email = 'solo@example.com')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let dashboard = app.get("/dashboard").await.text().await.unwrap();
+    assert!(dashboard.contains("data-testid=\"no-organisation\"") && !dashboard.contains("/apps/new"), "{dashboard}");
+
+    let form = app.get("/organisations/new").await.text().await.unwrap();
+    let create = |name: &'static str| {
+        let token = csrf_from(&form);
+        let app = &app;
+        async move { app.post_form("/organisations", &[("csrf_token", token.as_str()), ("name", name)]).await }
+    };
+    let res = create("  ").await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("aria-invalid=\"true\"") && page.contains("organisation&#39;s name"), "{page}");
+
+    let res = create("Solo Works").await;
+    assert_eq!(location(&res), "/dashboard");
+    let dashboard = app.get("/dashboard").await.text().await.unwrap();
+    assert_eq!(current_organisation(&dashboard), "Solo Works");
+    assert!(dashboard.contains("You created Solo Works") && !dashboard.contains("no-organisation"), "{dashboard}");
+    assert_eq!(app.get("/apps/new").await.status(), 200, "they can register applications again");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'account.create' AND actor_label = 'solo@example.com'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+
+    // A second one: they work in it, and the header offers the switch between the two.
+    assert_eq!(location(&create("Second Co").await), "/dashboard");
+    let dashboard = app.get("/dashboard").await.text().await.unwrap();
+    assert_eq!(current_organisation(&dashboard), "Second Co");
+    assert!(dashboard.contains("data-testid=\"organisation-switch\""), "{dashboard}");
+
+    // Up to 20 owned at once.
+    for _ in 2..20 {
+        assert_eq!(create("Another Co").await.status(), 303);
+    }
+    let res = create("One too many").await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("the most one person may"));
+}
