@@ -300,7 +300,8 @@ pub struct NewOrganisationForm {
 
 /// The form to create an organisation: for a user who belongs to none (left or removed
 /// from every one), or who works for several.
-pub async fn new_organisation_form(SignedInUser(_): SignedInUser, session: Session) -> PageResult<HttpResponse> {
+pub async fn new_organisation_form(SignedInUser(user): SignedInUser, session: Session) -> PageResult<HttpResponse> {
+    developer_only(&user)?;
     let chrome = Chrome::for_session(&session).await?;
     Ok(render(StatusCode::OK, &NewOrganisationPage { chrome, name: String::new(), errors: FieldErrors::new() }))
 }
@@ -312,6 +313,7 @@ pub async fn create_organisation(
     pool: web::Data<PgPool>,
     CsrfForm(form): CsrfForm<NewOrganisationForm>,
 ) -> PageResult<HttpResponse> {
+    developer_only(&user)?;
     match teams::create_organisation(&pool, user.id, &user.email, &form.name).await {
         Ok(_) => {
             session.flash("success", &format!("You created {} and now work in it.", form.name.trim())).await?;
@@ -324,4 +326,9 @@ pub async fn create_organisation(
             Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &NewOrganisationPage { chrome, name: form.name, errors }))
         }
     }
+}
+
+/// Provider admins belong to the provider's account, not to developer organisations.
+fn developer_only(user: &tollgate_core::accounts::UserSummary) -> PageResult<()> {
+    if user.is_admin { Err(PageError(tollgate_core::Error::NotFound)) } else { Ok(()) }
 }

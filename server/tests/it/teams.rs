@@ -310,4 +310,13 @@ async fn someone_in_no_organisation_creates_one_and_anyone_may_create_more(pool:
     let res = create("One too many").await;
     assert_eq!(res.status(), 422);
     assert!(res.text().await.unwrap().contains("the most one person may"));
+
+    // Provider admins belong to the provider, not to developer organisations.
+    seed(&app.pool).await.unwrap();
+    let admin = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    admin.sign_in(tollgate::cli::dev::DEMO_ADMIN_EMAIL, tollgate::cli::dev::DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(admin.get("/organisations/new").await.status(), 404);
+    let token = admin.csrf_token("/profile").await;
+    let res = admin.post_form("/organisations", &[("csrf_token", token.as_str()), ("name", "Admin Co")]).await;
+    assert_eq!(res.status(), 404);
 }
