@@ -10,6 +10,14 @@ use super::database::connect;
 use super::error::CliError;
 use crate::settings::Settings;
 
+/// How the summary is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    /// One JSON object on stdout, as `RunSummary` serialises; failures are in it too.
+    Json,
+}
+
 /// Runs billing and prints a summary; a progress bar on stderr when it is a terminal.
 pub async fn run(
     settings: &Settings,
@@ -17,6 +25,7 @@ pub async fn run(
     account: Option<Uuid>,
     dry_run: bool,
     workers: usize,
+    output: Output,
 ) -> Result<(), CliError> {
     let url = settings.require_database()?;
     // One connection per worker, and one to read the pages.
@@ -40,6 +49,20 @@ pub async fn run(
         }
     })
     .await?;
+    if output == Output::Json {
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| CliError::Other(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print_text(&summary);
+    }
+    // Every other account was billed; the exit status still says the run is incomplete.
+    if !summary.failed.is_empty() {
+        return Err(CliError::Other(format!("billing failed for {} accounts", summary.failed.len())));
+    }
+    Ok(())
+}
+
+fn print_text(summary: &run::RunSummary) {
     let verb = if summary.dry_run { "would issue" } else { "issued" };
     println!(
         "billing {} ({}){}: {} accounts, {} invoices {verb}, {} already billed, {} with nothing to bill, {} failed",
@@ -69,11 +92,6 @@ pub async fn run(
     for failed in &summary.failed {
         eprintln!("  FAILED account {}: {}", failed.account_id, failed.error);
     }
-    // Every other account was billed; the exit status still says the run is incomplete.
-    if !summary.failed.is_empty() {
-        return Err(CliError::Other(format!("billing failed for {} accounts", summary.failed.len())));
-    }
-    Ok(())
 }
 
 /// `[#########           ]  45/100 accounts`

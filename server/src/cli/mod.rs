@@ -101,6 +101,10 @@ pub enum BillingCommand {
         /// Show what would be billed; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print the summary as one JSON object (month, mode, counts, each invoice, each
+        /// failure) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
         /// Accounts billed at once, each in its own transaction; with more than one, invoice
         /// numbers follow the order the accounts finish in.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
@@ -162,8 +166,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             admin::token(&settings, &email, &name, read_only, expires_in_days).await
         }
         Command::Agent(AgentCommand::Create { name }) => agent::create(&settings, &name).await,
-        Command::Billing(BillingCommand::Run { period, account, dry_run, workers }) => {
-            billing::run(&settings, period, account, dry_run, usize::from(workers)).await
+        Command::Billing(BillingCommand::Run { period, account, dry_run, json, workers }) => {
+            let output = if json { billing::Output::Json } else { billing::Output::Text };
+            billing::run(&settings, period, account, dry_run, usize::from(workers), output).await
         }
         Command::Import { file, name, api } => import::run(&settings, &file, name, api).await,
         Command::Export { output } => config::export(&settings, output.as_deref()).await,

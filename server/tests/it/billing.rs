@@ -737,6 +737,15 @@ async fn the_cli_bills_then_finds_nothing_left_and_refuses_bad_periods(pool: PgP
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 invoices would issue"), "{text}");
+    // The same for scripts, as JSON.
+    let out = tollgate(&["billing", "run", "--period", "2025-10", "--dry-run", "--json"], &url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!((summary["month"].as_str(), summary["dry_run"].as_bool()), (Some("2025-10"), Some(true)));
+    let totals: Vec<&str> =
+        summary["invoices"].as_array().unwrap().iter().map(|i| i["total"].as_str().unwrap()).collect();
+    assert_eq!(totals.len(), 4, "{summary}");
+    assert!(summary["invoices"][0]["number"].is_null(), "a dry run numbers nothing");
     let out = tollgate(&["billing", "run", "--period", "2025-10"], &url);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("billing 2025-10 (postpaid): 4 accounts, 4 invoices issued"), "{text}");
