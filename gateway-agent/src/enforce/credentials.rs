@@ -21,8 +21,8 @@ pub(crate) enum AuthError {
     Missing(Absent),
     /// 403: unknown, expired or revoked key, or a key of another API.
     Invalid,
-    /// 403: the application is pending or suspended.
-    NotLive,
+    /// 403: the application is pending approval, or suspended.
+    NotLive { suspended: bool },
 }
 
 /// Who is calling: the credential that admitted the request (and its SHA-256), the
@@ -141,7 +141,7 @@ pub(crate) fn authenticate<'a>(
         return Err(deny(AuthError::Invalid));
     }
     if found.app.state != ApplicationState::Live {
-        return Err(deny(AuthError::NotLive));
+        return Err(deny(AuthError::NotLive { suspended: found.app.state == ApplicationState::Suspended }));
     }
     Ok(Caller { hash: found.hash, credential: found.credential, app: found.app, plan, prefix: found.prefix })
 }

@@ -886,7 +886,7 @@ fn auth_refusal(error: AuthError) -> Refusal {
         AuthError::Ambiguous => Refusal::AmbiguousCredentials,
         AuthError::Missing(absent) => Refusal::MissingCredentials(absent),
         AuthError::Invalid => Refusal::InvalidCredentials,
-        AuthError::NotLive => Refusal::ApplicationNotLive,
+        AuthError::NotLive { suspended } => Refusal::ApplicationNotLive { suspended },
     }
 }
 

@@ -32,7 +32,10 @@ pub(crate) enum Refusal {
     /// What was left out; the API's own answer says where its credentials go.
     MissingCredentials(Absent),
     InvalidCredentials,
-    ApplicationNotLive,
+    /// Pending approval, or suspended: one code, a message that says which.
+    ApplicationNotLive {
+        suspended: bool,
+    },
     LimitExceeded,
     InvalidBody,
     BodyTimeout,
@@ -65,7 +68,7 @@ impl Refusal {
             Refusal::MethodNotAllowed | Refusal::MethodNotMapped(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::ApiRetired => StatusCode::GONE,
             Refusal::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
-            Refusal::InvalidCredentials | Refusal::ApplicationNotLive => StatusCode::FORBIDDEN,
+            Refusal::InvalidCredentials | Refusal::ApplicationNotLive { .. } => StatusCode::FORBIDDEN,
             Refusal::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -85,7 +88,7 @@ impl Refusal {
             Refusal::AmbiguousCredentials => "ambiguous_credentials",
             Refusal::MissingCredentials(_) => "missing_credentials",
             Refusal::InvalidCredentials => "invalid_credentials",
-            Refusal::ApplicationNotLive => "application_not_live",
+            Refusal::ApplicationNotLive { .. } => "application_not_live",
             Refusal::LimitExceeded => "limit_exceeded",
             Refusal::InvalidBody => "invalid_body",
             Refusal::BodyTimeout => "request_body_timeout",
@@ -128,8 +131,11 @@ impl Refusal {
             Refusal::InvalidCredentials => {
                 r#"{"error":"invalid_credentials","message":"The credentials are unknown, expired or revoked, or not valid for this API."}"#
             }
-            Refusal::ApplicationNotLive => {
-                r#"{"error":"application_not_live","message":"The application is pending approval or suspended."}"#
+            Refusal::ApplicationNotLive { suspended: false } => {
+                r#"{"error":"application_not_live","message":"The application is waiting for the API provider's approval; its keys work once it is approved."}"#
+            }
+            Refusal::ApplicationNotLive { suspended: true } => {
+                r#"{"error":"application_not_live","message":"The application is suspended by the API provider; its keys are refused until it is resumed."}"#
             }
             Refusal::LimitExceeded => {
                 r#"{"error":"limit_exceeded","message":"A usage limit of the application's plan has been reached."}"#
@@ -173,7 +179,7 @@ impl Refusal {
             Refusal::AmbiguousCredentials => 6,
             Refusal::MissingCredentials(_) => 7,
             Refusal::InvalidCredentials => 8,
-            Refusal::ApplicationNotLive => 9,
+            Refusal::ApplicationNotLive { .. } => 9,
             Refusal::LimitExceeded => 10,
             Refusal::InvalidBody => 11,
             Refusal::BodyTimeout => 12,

@@ -189,6 +189,12 @@ async fn refusals_have_their_status_and_json_body() {
         assert!(answer.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_eq!(answer.header("content-type"), Some("application/json"));
     }
+    // Not live: the message says which, so the developer knows whether to wait or to ask.
+    for (key, says) in [(&suspended, "suspended"), (&pending, "approval")] {
+        let answer =
+            send(Method::GET, &format!("http://{proxy}/pets/items/7?user_key={}", key.as_str()), &[], "").await;
+        assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains(says)), "{}", answer.body);
+    }
     // A path the rules know, with a method they do not: 405 names the methods it has.
     let wrong_method = send(Method::DELETE, &format!("http://{proxy}/pets/items/7?user_key={key}"), &[], "").await;
     assert_eq!(wrong_method.header("allow"), Some("GET, POST"), "{}", wrong_method.body);
