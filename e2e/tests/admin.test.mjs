@@ -276,6 +276,7 @@ async function developerPart(page, { context, consoleErrors, step }, names, { sl
   await expectVisible(ui.getByText('List pets'), 'the summary "List pets" in the docs');
   const uiErrors = ui.locator('.errors-wrapper');
   assert.equal(await uiErrors.count(), 0, `Swagger UI shows no errors: ${JSON.stringify(await uiErrors.allInnerTexts())}`);
+  assert.equal(await page.getByRole('main').count(), 1, 'one main landmark: Swagger UI\'s own <main> elements are named regions');
 
   // "Try it out" calls the gateway from the page: allowed by the page's
   // Content-Security-Policy (connect-src names the gateway), answered with

@@ -14,6 +14,16 @@
     if (stored) input.value = stored;
     input.addEventListener('input', function () { sessionStorage.setItem(pair[1], input.value); });
   });
+  // Swagger UI renders its sections as <main> elements; the page has its own, and a
+  // second main landmark confuses screen readers. They become named regions.
+  function demoteMains() {
+    el.querySelectorAll('main').forEach(function (main) {
+      if (main.getAttribute('role') === 'region') return;
+      main.setAttribute('role', 'region');
+      if (!main.getAttribute('aria-label')) main.setAttribute('aria-label', 'API reference');
+    });
+  }
+  new MutationObserver(demoteMains).observe(el, { childList: true, subtree: true });
   var server = el.dataset.server;
   var keyName = el.dataset.keyName || 'user_key';
   var appIdName = el.dataset.appIdName;
