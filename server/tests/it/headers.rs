@@ -83,6 +83,7 @@ async fn every_answer_carries_the_security_headers_and_no_page_has_inline_code(p
         "/metrics",
         "/static/css/tollgate.css",
         "/static/js/docs.js",
+        "/static/img/favicon.svg",
         "/static/no-such-file.js",
         "/admin/api/openapi.json",
         "/admin/api/v1/apis",
@@ -91,6 +92,12 @@ async fn every_answer_carries_the_security_headers_and_no_page_has_inline_code(p
     for path in anonymous {
         check(&app, path).await;
     }
+    // Every page names its icon, so browsers do not ask for a missing /favicon.ico.
+    let icon = app.get("/static/img/favicon.svg").await;
+    assert_eq!((icon.status().as_u16(), header(&icon, "content-type")), (200, "image/svg+xml".to_owned()));
+    assert!(
+        app.get("/login").await.text().await.unwrap().contains("<link rel=\"icon\" href=\"/static/img/favicon.svg\"")
+    );
     // A form answered with errors, and a refused form.
     let token = app.csrf_token("/login").await;
     let res = app.post_form("/login", &[("csrf_token", &token), ("email", "a@b.co"), ("password", "x")]).await;
