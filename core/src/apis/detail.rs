@@ -162,6 +162,14 @@ pub struct ApiChanges {
 pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
     update_in(&mut tx, id, changes, actor).await?;
+    // Checked here, not in `update_in`: a configuration file sets upstreams and mocks in
+    // separate steps of one transaction, and checks the result itself.
+    if super::mocks::is_stranded(&mut tx, id).await? {
+        return Err(Error::invalid(
+            "upstream_urls",
+            "the API serves traffic: keep at least one upstream (or mock its operations first)",
+        ));
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -25,6 +25,13 @@ pub async fn set_state(
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
     set_state_in(&mut tx, id, state, sunset_at, actor, base_url).await?;
+    // Checked here, not in `set_state_in`: a configuration file publishes before it sets
+    // the mocks, and checks the result itself.
+    if super::mocks::is_stranded(&mut tx, id).await? {
+        return Err(Error::Conflict(format!(
+            "the API has no upstream: add one (upstream_urls) or mock its operations before it is {state}"
+        )));
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -215,19 +215,7 @@ pub async fn set_in(tx: &mut sqlx::PgConnection, api: ApiId, changes: &MockChang
                 .await?;
         }
     }
-    // Gateways refuse a config in which an API serves traffic with neither an upstream nor a
-    // mocked operation, which would stop every API of theirs from updating.
-    let stranded = sqlx::query_scalar!(
-        r#"SELECT p.state IN ('published', 'deprecated')
-               AND NOT EXISTS (SELECT 1 FROM api_upstreams u WHERE u.api_id = p.id)
-               AND NOT EXISTS (SELECT 1 FROM api_mocks m WHERE m.api_id = p.id)
-               AND NOT EXISTS (SELECT 1 FROM operation_mocks o WHERE o.api_id = p.id) AS "stranded!"
-           FROM api_products p WHERE p.id = $1"#,
-        api.0
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if stranded {
+    if is_stranded(&mut *tx, api).await? {
         return Err(Error::Conflict(
             "the API is published and has no upstream: add an upstream before taking it out of mock mode".into(),
         ));
@@ -326,4 +314,20 @@ fn wire(metric: Uuid, mock: OperationMock) -> MockOperation {
             })
             .collect(),
     }
+}
+
+/// Whether the API serves traffic with neither an upstream nor a mocked operation. Gateways
+/// refuse a config that holds one, and with it every later change of every API (a revoked
+/// key would keep working), so no change may leave an API so.
+pub(crate) async fn is_stranded(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT p.state IN ('published', 'deprecated')
+               AND NOT EXISTS (SELECT 1 FROM api_upstreams u WHERE u.api_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM api_mocks m WHERE m.api_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM operation_mocks o WHERE o.api_id = p.id) AS "stranded!"
+           FROM api_products p WHERE p.id = $1"#,
+        api.0
+    )
+    .fetch_one(&mut *tx)
+    .await?)
 }

@@ -1569,3 +1569,31 @@ async fn a_201_says_where_the_new_resource_is_read(pool: PgPool) {
         }
     }
 }
+
+/// An API that serves traffic with no upstream and no mock made every gateway refuse the
+/// whole configuration, so every later change (a revoked key) stopped reaching them. Neither
+/// publishing such an API nor emptying a serving API's upstreams is allowed.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn no_api_serves_traffic_without_an_upstream(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let spec = "openapi: 3.0.3\ninfo: {title: Bare, version: '1'}\npaths:\n  /x:\n    get: {responses: {'200': {description: ok}}}\n";
+    let (status, api) = admin.call(Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec}))).await;
+    assert_eq!(status, 201, "{api}");
+    let id = api["id"].as_str().unwrap().to_owned();
+    let lifecycle = format!("/admin/api/v1/apis/{id}/lifecycle");
+    let (status, err) = admin.call(Method::POST, &lifecycle, Some(json!({"state": "published"}))).await;
+    assert_eq!(status, 409, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("no upstream"), "{err}");
+    let (_, after) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{id}"), None).await;
+    assert_eq!(after["state"], "draft", "nothing changed");
+
+    let path = format!("/admin/api/v1/apis/{id}");
+    let patch = |urls: Value| admin.call(Method::PATCH, &path, Some(json!({"upstream_urls": urls})));
+    assert_eq!(patch(json!(["http://127.0.0.1:9"])).await.0, 200);
+    assert_eq!(admin.call(Method::POST, &lifecycle, Some(json!({"state": "published"}))).await.0, 200);
+    let (status, err) = patch(json!([])).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("upstream_urls")), "{err}");
+    let (_, after) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{id}"), None).await;
+    assert_eq!(after["upstream_urls"], json!(["http://127.0.0.1:9"]), "{after}");
+}
