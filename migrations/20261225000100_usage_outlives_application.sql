@@ -15,8 +15,10 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
--- The same function as in 20261216000001_billing.sql, with the deletion of an application
--- that never went live (no segment) taking its rollups with it.
+-- The same function as in 20261216000001_billing.sql, with two changes: the deletion of an
+-- application that never went live (no segment) takes its rollups with it, and an application
+-- of a retired API opens no segment (retiring one ends its applications' billing, and
+-- suspending or resuming one after must not start it again).
 CREATE OR REPLACE FUNCTION track_subscription() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -32,7 +34,8 @@ BEGIN
         END IF;
     END IF;
     IF NEW.state IN ('live', 'suspended')
-       AND NOT EXISTS (SELECT 1 FROM subscription_segments WHERE application_id = NEW.id AND ended_at IS NULL) THEN
+       AND NOT EXISTS (SELECT 1 FROM subscription_segments WHERE application_id = NEW.id AND ended_at IS NULL)
+       AND NOT EXISTS (SELECT 1 FROM api_products WHERE id = NEW.api_id AND state = 'retired') THEN
         INSERT INTO subscription_segments (application_id, application_name, account_id, plan_id, started_at)
         VALUES (NEW.id, NEW.name, NEW.account_id, NEW.plan_id, now());
     END IF;
@@ -51,3 +54,8 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER subscription_segments_forget_usage AFTER DELETE ON subscription_segments
     FOR EACH ROW EXECUTE FUNCTION forget_usage_with_segment();
 
+
+-- Applications of APIs retired already stop being billed now.
+UPDATE subscription_segments s SET ended_at = now()
+  FROM applications a JOIN api_products p ON p.id = a.api_id
+ WHERE s.application_id = a.id AND s.ended_at IS NULL AND p.state = 'retired';

@@ -298,6 +298,11 @@ pub struct TransitionIn {
     #[serde(default)]
     #[schema(max_length = 500, pattern = "^[^\\u0000]*$")]
     pub note: String,
+    /// With `cancel` only: waive the invoice's charges, so no later run bills them again.
+    /// Without it a cancelled invoice's charges stay owed and the next run bills them as
+    /// adjustments (an invoice cancelled to be corrected).
+    #[serde(default)]
+    pub waive: bool,
 }
 
 /// Move an invoice along its life cycle (`open → finalized → pending → unpaid → paid | failed`,
@@ -317,7 +322,7 @@ pub async fn transition(
     let (_, actor) = admin(&req, &pool).await?;
     let id = parse_id(&path)?;
     let input: TransitionIn = parse_json_object(&body)?;
-    invoices::transition(&pool, id, input.action, &actor, input.note.trim()).await?;
+    invoices::transition(&pool, id, input.action, &actor, input.note.trim(), input.waive).await?;
     Ok(HttpResponse::Ok().json(InvoiceDetailOut::from(directory::get(&pool, id).await?)))
 }
 

@@ -292,6 +292,10 @@ impl InvoicePage {
         action_label(*action)
     }
 
+    fn can_cancel(&self) -> bool {
+        self.actions.contains(&InvoiceAction::Cancel)
+    }
+
     fn payment_error(&self, field: &str) -> Option<&str> {
         self.payment.errors.get(field)
     }
@@ -363,7 +367,8 @@ pub async fn transition(
     let raw = form.get("action").map(String::as_str).unwrap_or("");
     let outcome = match raw.parse::<InvoiceAction>() {
         Ok(action) if MANUAL_ACTIONS.contains(&action) => {
-            invoices::transition(&pool, id, action, &Actor::from(&user), &note).await.map(|_| ())
+            let waive = action == InvoiceAction::Cancel && form.get("waive").is_some_and(|v| v == "on");
+            invoices::transition(&pool, id, action, &Actor::from(&user), &note, waive).await.map(|_| ())
         }
         _ => Err(tollgate_core::Error::invalid("action", format!("`{raw}` is not an action of this page"))),
     };

@@ -125,10 +125,12 @@ async fn read(conn: &mut sqlx::PgConnection, id: ApiId, count_up_to: i64) -> Res
     })
 }
 
-/// The newest stored document of an API, as imported (for the docs viewer).
-pub async fn latest_spec(pool: &PgPool, id: ApiId) -> Result<(String, String)> {
+/// The document partners see, as imported: the newest published version, or the newest while
+/// none is (a previewed draft). A staged version stays unseen until it is published.
+pub async fn current_spec(pool: &PgPool, id: ApiId) -> Result<(String, String)> {
     let row = sqlx::query!(
-        "SELECT spec_source, spec_format FROM api_versions WHERE api_id = $1 ORDER BY number DESC LIMIT 1",
+        "SELECT spec_source, spec_format FROM api_versions WHERE api_id = $1
+         ORDER BY published_at IS NOT NULL DESC, number DESC LIMIT 1",
         id.0
     )
     .fetch_optional(pool)

@@ -82,6 +82,28 @@ pub async fn set_state_in(
         // A previewed draft is listed for everyone now; its applications carry on.
         super::preview::end_on_publication(tx, id).await?;
     }
+    if state == ApiState::Retired {
+        // Retired APIs serve nothing, so their plans bill nothing from now on; the trigger
+        // on applications opens no new segment for them.
+        sqlx::query!(
+            "UPDATE subscription_segments s SET ended_at = now()
+             FROM applications a WHERE s.application_id = a.id AND a.api_id = $1 AND s.ended_at IS NULL",
+            id.0
+        )
+        .execute(&mut *tx)
+        .await?;
+        let owners = sqlx::query_scalar!(
+            r#"SELECT DISTINCT u.email::text AS "email!" FROM applications ap
+               JOIN memberships m ON m.account_id = ap.account_id AND m.role = 'owner'
+               JOIN users u ON u.id = m.user_id WHERE ap.api_id = $1 AND ap.state IN ('live', 'suspended')"#,
+            id.0
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for email in owners {
+            enqueue(tx, &messages::api_retired(&email, &before.name, base_url)).await?;
+        }
+    }
     if let Some(sunset) = sunset_at {
         let owners = sqlx::query_scalar!(
             r#"SELECT DISTINCT u.email::text AS "email!" FROM applications ap

@@ -288,7 +288,8 @@ pub(super) struct Listing<'a> {
 pub(super) async fn summaries(pool: &PgPool, listing: &Listing<'_>) -> Result<Vec<ApiSummary>> {
     let rows = sqlx::query!(
         r#"SELECT p.id, p.slug, p.name, p.description, p.state AS "state: ApiState", p.base_path, p.sunset_at,
-                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id ORDER BY v.number DESC LIMIT 1), 0) AS "operation_count!"
+                  coalesce((SELECT v.operation_count FROM api_versions v WHERE v.api_id = p.id
+                            ORDER BY v.published_at IS NOT NULL DESC, v.number DESC LIMIT 1), 0) AS "operation_count!"
            FROM api_products p
            WHERE ($1::text IS NULL OR p.slug = $1)
              AND (NOT $2 OR api_open_to(p.id, p.state, $7))

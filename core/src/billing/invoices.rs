@@ -70,18 +70,29 @@ pub async fn list_for_account(pool: &PgPool, account: Uuid) -> Result<Vec<Invoic
 /// Moves an invoice through its life cycle, recording the step and an audit entry in the
 /// same transaction. A move the life cycle does not allow is invalid input (422), naming
 /// the action and the state.
+///
+/// A cancellation with `waive` waives the invoice's charges: no later run bills them again.
+/// Without it they stay owed, and the next run bills them as adjustments (a wrong invoice
+/// cancelled and corrected).
 pub async fn transition(
     pool: &PgPool,
     invoice: Uuid,
     action: InvoiceAction,
     actor: &Actor,
     note: &str,
+    waive: bool,
 ) -> Result<InvoiceState> {
     if note.chars().count() > 500 {
         return Err(Error::invalid("note", "use at most 500 characters"));
     }
+    if waive && action != InvoiceAction::Cancel {
+        return Err(Error::invalid("waive", "only a cancellation waives an invoice's charges"));
+    }
     let mut tx = pool.begin().await?;
     let (_, to) = transition_in(&mut tx, invoice, action, actor, note).await?;
+    if waive {
+        sqlx::query!("UPDATE invoices SET charges_waived = true WHERE id = $1", invoice).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(to)
 }

@@ -367,7 +367,7 @@ async fn bill_account(
     let period_start = to_date(month);
     let now = sqlx::query!(
         r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "billed!",
-                  ARRAY(SELECT id FROM invoices WHERE account_id = $1 AND state <> 'cancelled' ORDER BY id) AS "invoices!""#,
+                  ARRAY(SELECT id FROM invoices WHERE account_id = $1 AND (state <> 'cancelled' OR charges_waived) ORDER BY id) AS "invoices!""#,
         account,
         period_start
     )
@@ -655,7 +655,7 @@ async fn load_billed(
         r#"SELECT i.account_id, l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id,
                   l.service_month AS "service_month!", l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-           WHERE i.account_id = ANY($1) AND i.state <> 'cancelled'
+           WHERE i.account_id = ANY($1) AND (i.state <> 'cancelled' OR i.charges_waived)
              AND l.subject_application_id IS NOT NULL AND l.plan_id IS NOT NULL AND l.service_month IS NOT NULL
            GROUP BY 1, 2, 3, 4, 5, 6"#,
         accounts
@@ -679,7 +679,7 @@ async fn load_billed(
     let setup = sqlx::query!(
         r#"SELECT DISTINCT i.account_id, l.subject_application_id AS "app!"
            FROM invoices i JOIN invoice_lines l ON l.invoice_id = i.id
-           WHERE i.account_id = ANY($1) AND i.state <> 'cancelled' AND l.kind = 'setup_fee'
+           WHERE i.account_id = ANY($1) AND (i.state <> 'cancelled' OR i.charges_waived) AND l.kind = 'setup_fee'
              AND l.subject_application_id IS NOT NULL"#,
         accounts
     )
@@ -692,7 +692,7 @@ async fn load_billed(
         }
     }
     let invoices = sqlx::query!(
-        r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState" FROM invoices
+        r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState", charges_waived FROM invoices
            WHERE account_id = ANY($1)
            ORDER BY account_id, id"#,
         accounts
@@ -703,7 +703,8 @@ async fn load_billed(
         let inputs = into.entry(r.account_id).or_default();
         let period = from_date(r.period_start);
         inputs.period_billed |= period == Some(month);
-        if r.state == InvoiceState::Cancelled {
+        // A cancelled invoice that waived its charges still counts as having billed them.
+        if r.state == InvoiceState::Cancelled && !r.charges_waived {
             continue;
         }
         inputs.invoice_ids.push(r.id);

@@ -115,6 +115,18 @@ Until then it keeps working; responses carry Deprecation and Sunset headers. Pla
     message(to, format!("{api_name} is deprecated"), text)
 }
 
+/// An API the owner's applications use is retired: calls are refused, billing has ended.
+pub fn api_retired(to: &str, api_name: &str, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+{api_name}, which your applications use, is retired. The gateway now answers its calls with 410 api_retired.
+
+Its plans' fees stop today: your next invoice bills them up to now, with the calls made until now. Your applications and invoices stay in the portal: {base_url}/apps"
+    );
+    message(to, format!("{api_name} is retired"), text)
+}
+
 /// A published version of an API breaks clients.
 pub fn breaking_version(
     to: &str,

@@ -22,6 +22,10 @@ use crate::{Error, Result};
 /// server, the agents and billing share.
 mod charges;
 
+/// The highest unit a pricing tier may name (10^15): the database adds one to a tier's end,
+/// and no metric is counted anywhere near it.
+pub const MAX_TIER_UNIT: i64 = 1_000_000_000_000_000;
+
 pub use charges::Charges;
 pub use tollgate_protocol::Period;
 
@@ -193,6 +197,15 @@ fn validate(plan: &NewPlan, saved: Option<&Saved<'_>>) -> Result<()> {
     for (i, tier) in plan.pricing.iter().enumerate() {
         if tier.from < 1 {
             return Err(Error::invalid(format!("pricing[{i}].from"), "tiers start at unit 1 or later"));
+        }
+        if tier.from > MAX_TIER_UNIT {
+            return Err(Error::invalid(format!("pricing[{i}].from"), format!("use at most {MAX_TIER_UNIT}")));
+        }
+        if tier.to.is_some_and(|to| to > MAX_TIER_UNIT) {
+            return Err(Error::invalid(
+                format!("pricing[{i}].to"),
+                format!("use at most {MAX_TIER_UNIT}, or leave `to` out for a tier without an end"),
+            ));
         }
         if tier.to.is_some_and(|to| to < tier.from) {
             return Err(Error::invalid(format!("pricing[{i}].to"), "must not be below `from`"));

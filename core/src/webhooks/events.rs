@@ -71,7 +71,8 @@ pub fn from_audit(action: &str, before: Option<&Value>, after: Option<&Value>) -
     }
     match action {
         "application.create" => Some(EventType::ApplicationCreated),
-        "application.change_plan" => Some(EventType::ApplicationPlanChanged),
+        // A move an admin makes, or one a developer asked for and an admin approved.
+        "application.change_plan" | "application.approve_plan" => Some(EventType::ApplicationPlanChanged),
         "application.transition" => match (state(before), state(after)) {
             (Some("pending"), Some("live")) => Some(EventType::ApplicationApproved),
             (_, Some("suspended")) => Some(EventType::ApplicationSuspended),

@@ -272,7 +272,9 @@ pub async fn api(
         plans.iter().flat_map(|p| p.limits.iter().map(|l| (l.metric.clone(), l.period))).collect();
     limit_rows.sort();
     limit_rows.dedup();
-    let operations = match api.versions.first() {
+    // The version the gateway serves: a staged one is not published until an admin says so.
+    let current = api.versions.iter().find(|v| v.published_at.is_some()).or(api.versions.first());
+    let operations = match current {
         Some(version) => operations_of(&pool, id, version.number).await?,
         None => Vec::new(),
     };
@@ -333,7 +335,7 @@ async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<
 pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
     let id =
         catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
-    let (source, format) = detail::latest_spec(&pool, id).await?;
+    let (source, format) = detail::current_spec(&pool, id).await?;
     let (content_type, extension) =
         if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };
     // The slug is [a-z0-9-], so it is safe inside the quoted file name.
@@ -357,7 +359,7 @@ pub async fn gateway_spec(
     let id =
         catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let api = detail::get_uncounted(&pool, id).await?;
-    let (source, format) = detail::latest_spec(&pool, id).await?;
+    let (source, format) = detail::current_spec(&pool, id).await?;
     let guide = CallGuide::new(&gateway.0, &api);
     let names = guide.credential_names();
     let credentials_in = match guide.key_location {

@@ -333,6 +333,17 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
         (plan("0", "0.1234567"), "pricing[0].price_per_unit"),
         (plan("12345678901", "1"), "setup_fee"),
         (plan("0.12345", "1"), "setup_fee"),
+        // The database adds one to a tier's end: i64::MAX was a 500 (bigint out of range).
+        (
+            json!({"system_name": "big", "name": "Big", "currency": "EUR",
+                   "pricing": [{"metric": "hits", "from": 1, "to": i64::MAX, "price_per_unit": "1"}]}),
+            "pricing[0].to",
+        ),
+        (
+            json!({"system_name": "big", "name": "Big", "currency": "EUR",
+                   "pricing": [{"metric": "hits", "from": i64::MAX, "price_per_unit": "1"}]}),
+            "pricing[0].from",
+        ),
     ] {
         let (status, err) =
             admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(body)).await;
@@ -561,15 +572,28 @@ async fn a_breaking_new_version_is_reported_then_published_and_subscribers_are_e
     let kinds: Vec<&str> =
         staged["top_changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"operation_removed") && kinds.contains(&"parameter_added_required"), "{kinds:?}");
-    // Nothing changed yet for clients.
+    // Nothing changed yet for clients: not the rules, not the documents partners read, not the
+    // operation count the lists show.
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
     assert_eq!(rules.as_array().unwrap().len(), 2);
+    let slug = api["slug"].as_str().unwrap();
+    for document in ["spec", "openapi"] {
+        let text = admin.app.get(&format!("/apis/{slug}/{document}")).await.text().await.unwrap();
+        assert!(text.contains("getOrder") && !text.contains("createCart"), "{document}: {text}");
+    }
+    let page = admin.app.get(&format!("/apis/{slug}")).await.text().await.unwrap();
+    assert!(page.contains("/orders/") && !page.contains("/carts"), "the quick start shows the published operations");
+    let (_, listed) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    let listed = listed["items"].as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(listed["operation_count"], 2, "{listed}");
 
     let number = staged["number"].as_i64().unwrap();
     let (status, published) =
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await;
     assert_eq!(status, 200, "{published}");
     assert_eq!(published["published"], true);
+    let text = admin.app.get(&format!("/apis/{slug}/spec")).await.text().await.unwrap();
+    assert!(text.contains("createCart"), "published, partners read it: {text}");
     let (_, rules) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
     let patterns: Vec<&str> = rules.as_array().unwrap().iter().map(|r| r["pattern"].as_str().unwrap()).collect();
     assert!(patterns.contains(&"/carts$") && !patterns.contains(&"/orders/{id}$"), "{patterns:?}");
@@ -1596,4 +1620,71 @@ async fn no_api_serves_traffic_without_an_upstream(pool: PgPool) {
     assert_eq!((status, err["field"].as_str()), (422, Some("upstream_urls")), "{err}");
     let (_, after) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{id}"), None).await;
     assert_eq!(after["upstream_urls"], json!(["http://127.0.0.1:9"]), "{after}");
+}
+
+/// A retired API serves nothing, yet its applications went on paying their plans' fees to the
+/// end of every month. Retiring ends their billing (suspending or resuming one afterwards does
+/// not start it again) and mails their owners.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn retiring_an_api_ends_its_applications_billing_and_tells_their_owners(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    // The demo developer's application on the Weather API's basic plan, live at once.
+    let (account, plan) = admin.demo_account_and_basic_plan().await;
+    let app = tollgate_core::applications::create(
+        &admin.app.pool,
+        tollgate_core::accounts::AccountId(account.parse().unwrap()),
+        &tollgate_core::applications::NewApplication {
+            plan_id: tollgate_core::plans::PlanId(plan.as_str().unwrap().parse().unwrap()),
+            name: "Forecaster".into(),
+            description: String::new(),
+        },
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    let api: String = sqlx::query_scalar("SELECT api_id::text FROM applications WHERE id = $1")
+        .bind(app.id.0)
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    let open_segments = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM subscription_segments s JOIN applications a ON a.id = s.application_id
+             WHERE a.api_id = $1::uuid AND s.ended_at IS NULL",
+        )
+        .bind(&api)
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(open_segments().await, 1, "the application is billed");
+    let lifecycle = format!("/admin/api/v1/apis/{api}/lifecycle");
+    let sunset = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(
+        admin.call(Method::POST, &lifecycle, Some(json!({"state": "deprecated", "sunset_at": sunset}))).await.0,
+        200
+    );
+    assert_eq!(admin.call(Method::POST, &lifecycle, Some(json!({"state": "retired"}))).await.0, 200);
+    assert_eq!(open_segments().await, 0, "billing ended with the retirement");
+    sqlx::query("UPDATE applications SET state = 'suspended' WHERE api_id = $1::uuid AND state = 'live'")
+        .bind(&api)
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE applications SET state = 'live' WHERE api_id = $1::uuid AND state = 'suspended'")
+        .bind(&api)
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(open_segments().await, 0, "a resumed application of a retired API is not billed again");
+    let (subject, body): (String, String) = sqlx::query_as(
+        "SELECT subject, body_text FROM outbox_emails WHERE to_address = 'dev@example.com' AND subject LIKE '%retired'",
+    )
+    .fetch_one(&admin.app.pool)
+    .await
+    .unwrap();
+    assert!(subject.contains("is retired") && body.contains("fees stop today"), "{subject}: {body}");
 }

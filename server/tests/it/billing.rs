@@ -840,15 +840,15 @@ async fn invoices_move_only_along_the_life_cycle_and_every_move_is_audited(pool:
     let admin = tollgate_core::audit::Actor::system("admin@example.com");
     // Issued (pending) → unpaid after a failed try → paid.
     assert_eq!(
-        transition(&pool, inv.id, InvoiceAction::MarkUnpaid, &admin, "card declined").await.unwrap(),
+        transition(&pool, inv.id, InvoiceAction::MarkUnpaid, &admin, "card declined", false).await.unwrap(),
         InvoiceState::Unpaid
     );
     assert_eq!(
-        transition(&pool, inv.id, InvoiceAction::Pay, &admin, "bank transfer 42").await.unwrap(),
+        transition(&pool, inv.id, InvoiceAction::Pay, &admin, "bank transfer 42", false).await.unwrap(),
         InvoiceState::Paid
     );
     // A paid invoice cannot be cancelled: invalid input naming the action.
-    let err = transition(&pool, inv.id, InvoiceAction::Cancel, &admin, "").await.unwrap_err();
+    let err = transition(&pool, inv.id, InvoiceAction::Cancel, &admin, "", false).await.unwrap_err();
     match err {
         tollgate_core::Error::Invalid { field, message } => {
             assert_eq!(field, "action");
@@ -1043,4 +1043,42 @@ async fn a_plans_zone_and_currency_are_fixed_once_it_has_applications(pool: PgPo
         .await
         .unwrap();
     assert_eq!(stored, ("USD".to_owned(), "UTC".to_owned()));
+}
+
+/// A cancelled invoice's charges stay owed: the next run bills them again. An admin who
+/// cancels to waive them says so, and then no run bills them again (the next one carried a
+/// waived charge back onto the account's next invoice).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_cancelled_invoice_waives_its_charges_only_when_told(pool: PgPool) {
+    use tollgate_core::audit::Actor;
+    use tollgate_core::billing::{InvoiceAction, invoices};
+    let api = api(&pool, "weather").await;
+    let basic =
+        plan(&pool, &api, PlanSpec { monthly_fee: "31", tiers: &[(1, None, "0.01")], ..PlanSpec::default() }).await;
+    let (waived, corrected) = (account(&pool, "waived").await, account(&pool, "corrected").await);
+    for acc in [waived, corrected] {
+        let app = application(&pool, acc, &api, basic, "app", "2025-10-01T00:00:00Z").await;
+        usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 250).await;
+    }
+    bill(&pool, "2025-10").await;
+    for (acc, waive) in [(waived, true), (corrected, false)] {
+        let id: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1")
+            .bind(acc)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        invoices::transition(&pool, id, InvoiceAction::Cancel, &Actor::system("test"), "", waive).await.unwrap();
+    }
+    bill(&pool, "2025-11").await;
+    let october = |lines: &[Row]| lines.iter().filter(|l| l.service_month == "2025-10").count();
+    assert_eq!(october(&invoice(&pool, waived, "2025-11").await.3), 0, "waived: nothing of October again");
+    assert!(october(&invoice(&pool, corrected, "2025-11").await.3) > 0, "cancelled to be corrected: October is owed");
+    // Only a cancellation waives.
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND state <> 'cancelled'")
+        .bind(waived)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let err = invoices::transition(&pool, id, InvoiceAction::MarkUnpaid, &Actor::system("test"), "", true).await;
+    assert!(matches!(err, Err(tollgate_core::Error::Invalid { ref field, .. }) if field == "waive"), "{err:?}");
 }

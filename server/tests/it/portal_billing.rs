@@ -386,7 +386,15 @@ async fn a_plan_that_needs_approval_waits_for_an_admin_and_the_app_keeps_its_pla
     assert!(page.contains("data-testid=\"plan-request\""), "{page}");
     assert!(page.contains("waiting for the provider&#39;s approval"), "{page}");
 
-    // An admin approves through the REST API: the app moves and the agents are told.
+    // An admin approves through the REST API: the app moves, the agents are told, and a
+    // subscriber to application.plan_changed hears of it (only an admin's own move raised it).
+    sqlx::query(
+        "INSERT INTO webhook_subscriptions (id, url, events, secret)
+         VALUES (gen_random_uuid(), 'https://hooks.example.com/t', '{application.plan_changed}', 'whsec_test')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     let token = crate::helpers::demo_admin_token(&pool).await;
     let decide = |action: &'static str| {
         app.client
@@ -403,6 +411,9 @@ async fn a_plan_that_needs_approval_waits_for_an_admin_and_the_app_keeps_its_pla
     assert_eq!(current_plan(&pool, id).await, ("pro".to_owned(), None));
     assert_eq!(config_changes(&pool, id).await, before + 1);
     assert_eq!(audited(&pool, id).await.last().map(String::as_str), Some("application.approve_plan"));
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event FROM webhook_deliveries").fetch_all(&pool).await.unwrap();
+    assert_eq!(events, ["application.plan_changed"]);
     let notice = app.get("/notifications").await.text().await.unwrap();
     assert!(notice.contains("Growing moved to the Pro plan"), "{notice}");
     // Nothing is waiting any more.
