@@ -261,22 +261,30 @@ pub(crate) fn unknown_metric(name: &str) -> String {
 
 /// Replaces a plan's limits and prices with the given ones.
 async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan: &NewPlan) -> Result<()> {
-    sqlx::query!("DELETE FROM usage_limits WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
     sqlx::query!("DELETE FROM pricing_rules WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
     sqlx::query!("DELETE FROM pricing_modes WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
+    // A limit that stays (same metric and period) keeps its row: the usage alerts already sent
+    // for its current window hang off it, and a new row would send them all again.
+    let mut kept = Vec::with_capacity(plan.limits.len());
     for (i, limit) in plan.limits.iter().enumerate() {
         let metric = metric_id(tx, api, &limit.metric, format!("limits[{i}].metric")).await?;
-        sqlx::query!(
-            "INSERT INTO usage_limits (id, plan_id, metric_id, period, max_value) VALUES ($1, $2, $3, $4, $5)",
+        let id = sqlx::query_scalar!(
+            "INSERT INTO usage_limits (id, plan_id, metric_id, period, max_value) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (plan_id, metric_id, period) DO UPDATE SET max_value = EXCLUDED.max_value
+             RETURNING id",
             Uuid::now_v7(),
             plan_id,
             metric,
             StoredPeriod(limit.period) as StoredPeriod,
             limit.max
         )
+        .fetch_one(&mut *tx)
+        .await?;
+        kept.push(id);
+    }
+    sqlx::query!("DELETE FROM usage_limits WHERE plan_id = $1 AND id <> ALL($2)", plan_id, &kept)
         .execute(&mut *tx)
         .await?;
-    }
     for (i, tier) in plan.pricing.iter().enumerate() {
         let metric = metric_id(tx, api, &tier.metric, format!("pricing[{i}].metric")).await?;
         sqlx::query!(

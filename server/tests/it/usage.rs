@@ -409,6 +409,26 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
     // 100 %, then more usage past it: one more mail, not two.
     s.post(&batch(vec![entry(app, s.hits, minute - 120, 200_000)])).await;
     wait_for_count(&pool, ALERT_MAILS, 2).await;
+    // An admin saves the plan as it is: the 100 % alert of this window is not sent again (the
+    // limits' rows were made anew, and every alert of the window went out a second time).
+    let plan = tollgate_core::plans::PlanId(plan_of(&pool, app).await);
+    let same = tollgate_core::plans::get_plan(&pool, plan).await.unwrap();
+    let input = tollgate_core::plans::NewPlan {
+        system_name: same.system_name,
+        name: same.name,
+        description: same.description,
+        published: same.published,
+        approval_required: same.approval_required,
+        setup_fee: same.setup_fee,
+        monthly_fee: same.monthly_fee,
+        trial_days: same.trial_days,
+        currency: same.currency,
+        time_zone: same.time_zone,
+        limits: same.limits,
+        pricing: same.pricing,
+        pricing_modes: same.pricing_modes,
+    };
+    tollgate_core::plans::update_plan(&pool, plan, &input, &Actor::system("test")).await.unwrap();
     post_to(&replica, &s.token, &batch(vec![entry(app, s.hits, minute - 180, 1)])).await;
     s.post(&batch(vec![entry(app, s.hits, minute - 240, 1)])).await;
     wait_for_count(&pool, QUEUED, 0).await;
