@@ -328,25 +328,30 @@ async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<
     Ok(operations.as_ref().clone())
 }
 
-/// The stored document, byte for byte, for the docs viewer. It is text an
-/// admin uploaded, so no browser may render it as a page: a data type (with
-/// `nosniff` and a sandboxing policy from the security headers) and a
-/// download when opened directly.
+/// The stored document partners see (`detail::current_spec`), byte for byte, for the docs
+/// viewer. It is text an admin uploaded, so no browser may render it as a page: a data type
+/// (with `nosniff` and a sandboxing policy from the security headers) and a download when
+/// opened directly.
 pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
     let id =
         catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
     let (source, format) = detail::current_spec(&pool, id).await?;
+    Ok(download(&path, &format, source))
+}
+
+/// An OpenAPI document as a download in its own format, `<slug>-openapi.json` or `.yaml`.
+fn download(slug: &str, format: &str, text: String) -> HttpResponse {
     let (content_type, extension) =
         if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };
     // The slug is [a-z0-9-], so it is safe inside the quoted file name.
-    let disposition = format!("attachment; filename=\"{}-openapi.{extension}\"", path.as_str());
-    Ok(HttpResponse::Ok()
+    let disposition = format!("attachment; filename=\"{slug}-openapi.{extension}\"");
+    HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
-        .body(source))
+        .body(text)
 }
 
-/// The latest document as partners call the API, for client generators: the
+/// The current document as partners call the API, for client generators: the
 /// gateway as its server, the gateway's credentials as its security, and the
 /// gateway's own 401, 403 and 429 answers (`tollgate_openapi::for_gateway`).
 /// A download, like the stored document.
@@ -371,13 +376,7 @@ pub async fn gateway_spec(
     let text = tollgate_openapi::for_gateway(&source, &target).map_err(|e| {
         PageError(tollgate_core::Error::Internal(format!("the stored document of {}: {e}", path.as_str())))
     })?;
-    let (content_type, extension) =
-        if format == "json" { ("application/json", "json") } else { ("application/yaml; charset=utf-8", "yaml") };
-    let disposition = format!("attachment; filename=\"{}-openapi.{extension}\"", path.as_str());
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((actix_web::http::header::CONTENT_DISPOSITION, disposition))
-        .body(text))
+    Ok(download(&path, &format, text))
 }
 
 #[cfg(test)]
