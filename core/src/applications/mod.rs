@@ -88,6 +88,18 @@ pub fn check_details(name: &str, description: &str) -> Result<()> {
 /// Registers an application on a published plan of a published or
 /// deprecated API, or of a draft previewed to the account (`apis::preview`). It starts `pending` when the plan requires approval.
 pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, actor: &Actor) -> Result<ApplicationView> {
+    create_telling_admins(pool, account, new, actor, None).await
+}
+
+/// [`create`], and when the application waits for approval, every admin is mailed and
+/// notified in the same transaction, with a link under `base_url` to where they decide.
+pub async fn create_telling_admins(
+    pool: &PgPool,
+    account: AccountId,
+    new: &NewApplication,
+    actor: &Actor,
+    base_url: Option<&str>,
+) -> Result<ApplicationView> {
     check_details(&new.name, &new.description)?;
     let mut tx = pool.begin().await?;
     // Agents refuse a suspended account's applications: one made now would say `live` and not work.
@@ -148,8 +160,38 @@ pub async fn create(pool: &PgPool, account: AccountId, new: &NewApplication, act
         },
     )
     .await?;
+    if let (ApplicationState::Pending, Some(base_url)) = (state, base_url) {
+        tell_admins_it_waits(&mut tx, ApplicationId(id), base_url).await?;
+    }
     tx.commit().await?;
     get(pool, account, ApplicationId(id)).await
+}
+
+/// Mail and a notification to every admin: a new application waits for their approval.
+async fn tell_admins_it_waits(tx: &mut sqlx::PgConnection, app: ApplicationId, base_url: &str) -> Result<()> {
+    let row = sqlx::query!(
+        r#"SELECT ap.name, ac.name AS account_name, a.name AS api_name, p.name AS plan_name
+           FROM applications ap JOIN accounts ac ON ac.id = ap.account_id
+           JOIN api_products a ON a.id = ap.api_id JOIN plans p ON p.id = ap.plan_id WHERE ap.id = $1"#,
+        app.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let link = plan_change::admin_link(app);
+    let body =
+        format!("{} registered {} on the {} plan of {}.", row.account_name, row.name, row.plan_name, row.api_name);
+    for (user, email) in crate::notifications::admins(&mut *tx).await? {
+        let mail = messages::application_waits(
+            &email,
+            &row.name,
+            &row.account_name,
+            &row.api_name,
+            &row.plan_name,
+            &format!("{base_url}{link}"),
+        );
+        crate::notifications::tell(&mut *tx, user, &mail, "application_pending", &body, &link).await?;
+    }
+    Ok(())
 }
 
 /// The account's applications, or just one of them.

@@ -271,6 +271,19 @@ pub struct PlanChangeRequest<'a> {
     pub link: &'a str,
 }
 
+/// To a provider admin: a new application is on a plan that needs approval.
+pub fn application_waits(to: &str, app: &str, account: &str, api: &str, plan: &str, link: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+The account \"{account}\" registered the application \"{app}\" on the {plan} plan of {api}, which needs approval.
+
+Until you decide, its keys are refused. Approve or reject it: {link}
+"
+    );
+    message(to, format!("{app} waits for approval"), text)
+}
+
 /// To a provider admin: a developer asks to move an application to a plan that needs approval.
 pub fn plan_change_requested(to: &str, request: &PlanChangeRequest<'_>) -> Outgoing {
     let text = format!(

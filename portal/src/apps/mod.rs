@@ -93,6 +93,7 @@ pub async fn create(
     session: Session,
     pool: web::Data<PgPool>,
     policy: web::Data<CookiePolicy>,
+    public_url: web::Data<PublicUrl>,
     CsrfForm(form): CsrfForm<AppForm>,
 ) -> PageResult<HttpResponse> {
     let account = account_of(&user)?;
@@ -108,7 +109,7 @@ pub async fn create(
         }
         Some(plan_id) => {
             let new = NewApplication { plan_id, name: form.name.clone(), description: form.description.clone() };
-            applications::create(&pool, account, &new, &Actor::from(&user)).await
+            applications::create_telling_admins(&pool, account, &new, &Actor::from(&user), Some(&public_url.0)).await
         }
     };
     let app = match errors.note(outcome, "name")? {

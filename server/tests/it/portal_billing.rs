@@ -696,3 +696,36 @@ async fn the_invoices_page_shows_the_next_invoice_so_far(pool: PgPool) {
     let theirs = other.get("/invoices").await.text().await.unwrap();
     assert!(theirs.contains("Nothing to bill for") && !theirs.contains("Metered"), "{theirs}");
 }
+
+/// An application on a plan that needs approval waited unseen until an admin happened to open
+/// the applications list. Every admin is mailed and notified, with a link to where they decide;
+/// a plan without approval tells no one.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn every_admin_hears_of_an_application_that_waits_for_approval(pool: PgPool) {
+    let app = portal(pool.clone()).await;
+    register(&app, "Straight in", "small").await;
+    let id = register(&app, "Wants Pro", "pro").await;
+    let admin: String =
+        sqlx::query_scalar("SELECT email::text FROM users WHERE is_admin").fetch_one(&pool).await.unwrap();
+    let mails: Vec<(String, String)> = sqlx::query_as(
+        "SELECT subject, body_text FROM outbox_emails WHERE to_address = $1 AND subject LIKE '%approval'",
+    )
+    .bind(&admin)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].0, "Wants Pro waits for approval");
+    assert!(mails[0].1.contains(&format!("/admin/applications?id={id}")), "{}", mails[0].1);
+    let notices: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT n.body, n.link FROM notifications n JOIN users u ON u.id = n.user_id
+         WHERE u.email = $1 AND n.kind = 'application_pending'",
+    )
+    .bind(&admin)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].0.contains("Wants Pro on the Pro plan"), "{notices:?}");
+    assert_eq!(notices[0].1.as_deref(), Some(format!("/admin/applications?id={id}").as_str()));
+}
