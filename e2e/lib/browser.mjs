@@ -249,6 +249,9 @@ export async function watchNetwork(context) {
   context.on('requestfailed', (request) => {
     const error = request.failure()?.errorText ?? '';
     if (error.includes('ERR_BLOCKED_BY_CLIENT') && blocked.some((b) => b.includes(request.url()))) return; // already listed
+    // The browser fetches a page's icon on its own and drops the fetch when the page is
+    // left first: no page waited for it (the icon itself is checked over HTTP).
+    if (error.includes('ERR_ABORTED') && new URL(request.url()).pathname === '/static/img/favicon.svg') return;
     failed.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText ?? 'failed'}`);
   });
   const SUBRESOURCES = new Set(['script', 'stylesheet', 'fetch', 'xhr', 'image', 'font']);
