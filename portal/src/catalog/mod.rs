@@ -254,14 +254,19 @@ impl ApiPage {
     }
 }
 
+/// The API with this slug if the viewer may see it (published, or a draft previewed to
+/// their account); any other slug is not found.
+async fn open_api(pool: &PgPool, session: &Session, slug: &str) -> PageResult<ApiId> {
+    catalog::open_to(pool, viewer(session), slug).await?.ok_or(PageError(tollgate_core::Error::NotFound))
+}
+
 pub async fn api(
     session: Session,
     pool: web::Data<PgPool>,
     gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
-    let id =
-        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let id = open_api(&pool, &session, &path).await?;
     // The page shows neither the API's subscribers nor a plan's applications: not counted.
     let api = detail::get_uncounted(&pool, id).await?;
     let mut plans = Vec::new();
@@ -333,8 +338,7 @@ async fn operations_of(pool: &PgPool, id: ApiId, number: i32) -> PageResult<Vec<
 /// (with `nosniff` and a sandboxing policy from the security headers) and a download when
 /// opened directly.
 pub async fn spec(session: Session, pool: web::Data<PgPool>, path: web::Path<String>) -> PageResult<HttpResponse> {
-    let id =
-        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let id = open_api(&pool, &session, &path).await?;
     let (source, format) = detail::current_spec(&pool, id).await?;
     Ok(download(&path, &format, source))
 }
@@ -361,8 +365,7 @@ pub async fn gateway_spec(
     gateway: web::Data<GatewayUrl>,
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
-    let id =
-        catalog::open_to(&pool, viewer(&session), &path).await?.ok_or(PageError(tollgate_core::Error::NotFound))?;
+    let id = open_api(&pool, &session, &path).await?;
     let api = detail::get_uncounted(&pool, id).await?;
     let (source, format) = detail::current_spec(&pool, id).await?;
     let guide = CallGuide::new(&gateway.0, &api);
