@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/admin/apis/{id}").route(web::get().to(apis::show)).route(web::post().to(apis::update)))
         .service(web::resource("/admin/apis/{id}/lifecycle").route(web::post().to(apis::lifecycle)))
+        .service(web::resource("/admin/apis/{id}/delete").route(web::post().to(apis::delete)))
         .service(
             web::resource("/admin/apis/{id}/mocks")
                 .route(web::get().to(mocks::show))

@@ -210,6 +210,18 @@ pub async fn show(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<Str
     Ok(HttpResponse::Ok().json(ApiDetailOut::from(detail::get(&pool, id).await?)))
 }
 
+/// Delete an API no application uses and nobody owes anything on, with its versions, metrics,
+/// mapping rules and plans. Gateways stop serving it.
+#[utoipa::path(delete, operation_id = "delete_api", path = "/admin/api/v1/apis/{id}", tag = "apis", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Applications still use the API, or past subscribers of one of its plans owe charges no invoice has made yet")),
+    security(("bearer" = [])))]
+pub async fn delete(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    detail::delete(&pool, ApiId(parse_id(&path)?), &actor).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Fields to change; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

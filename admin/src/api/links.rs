@@ -24,6 +24,7 @@ macro_rules! api_links {
             ("GetApi", "get_api", $params),
             ("UpdateApi", "update_api", $params),
             ("MoveApi", "move_api", $params),
+            ("DeleteApi", "delete_api", $params),
             ("StageVersion", "stage_version", $params),
             ("ListMetrics", "list_metrics", $params),
             ("AddMetric", "add_metric", $params),

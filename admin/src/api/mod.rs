@@ -56,9 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/apis", "GET, POST").route(web::get().to(apis::list)).route(web::post().to(apis::import)),
             )
             .service(
-                resource("/apis/{id}", "GET, PATCH")
+                resource("/apis/{id}", "GET, PATCH, DELETE")
                     .route(web::get().to(apis::show))
-                    .route(web::patch().to(apis::update)),
+                    .route(web::patch().to(apis::update))
+                    .route(web::delete().to(apis::delete)),
             )
             .service(resource("/apis/{id}/lifecycle", "POST").route(web::post().to(apis::lifecycle)))
             .service(

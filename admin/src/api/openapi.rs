@@ -66,7 +66,7 @@ impl Modify for Described {
 #[openapi(
     info(title = "Tollgate admin API", version = "1", description = "Manage API products, plans, applications and their keys, accounts and their invitations, gateways, admin tokens and billing. Errors are `{\"error\": \"<code>\", \"message\": \"…\"}`."),
     paths(
-        apis::list, apis::import, apis::show, apis::update, apis::lifecycle, mocks::show, mocks::update,
+        apis::list, apis::import, apis::show, apis::update, apis::delete, apis::lifecycle, mocks::show, mocks::update,
         preview::show, preview::open, preview::close,
         versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
         rules::list_metrics, rules::add_metric, rules::delete_metric, rules::list_rules, rules::add_rule, rules::delete_rule,

@@ -271,10 +271,10 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
 }
 
-/// Delete a plan no application uses.
+/// Delete a plan no application uses and nobody owes anything on.
 #[utoipa::path(delete, operation_id = "delete_plan", path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "Applications still use the plan")),
+              (status = 409, body = ErrorBody, description = "Applications still use the plan, or its past subscribers owe charges no invoice has made yet (the message names the amount)")),
     security(("bearer" = [])))]
 pub async fn delete(req: HttpRequest, pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;

@@ -252,6 +252,22 @@ pub async fn lifecycle(
     }
 }
 
+/// Deletes the API and goes back to the list; a refusal (applications on it, charges not
+/// yet invoiced) is shown at the top of its page.
+pub async fn delete(
+    AdminUser(user): AdminUser,
+    session: Session,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    _form: CsrfForm<EmptyForm>,
+) -> PageResult<HttpResponse> {
+    let id = ApiId(parse_id(&path)?);
+    match detail::delete(&pool, id, &Actor::from(&user)).await {
+        Ok(()) => Ok(see_other("/admin".to_owned())),
+        Err(err) => edit_failed(&session, &pool, id, err).await,
+    }
+}
+
 /// Answers a failed edit on the API page: a conflict (a move the state does
 /// not allow, a name taken) at the top, invalid input next to its field.
 async fn edit_failed(

@@ -485,20 +485,37 @@ pub async fn edit_form(
     path: web::Path<String>,
 ) -> PageResult<HttpResponse> {
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
-    let api = detail::get(&pool, ApiId(plan.api_id)).await?;
-    let chrome = Chrome::for_session(&session).await?;
+    edit_page(&session, &pool, &plan, None).await
+}
+
+/// The plan's form as stored, with a refusal at the top (409) when there is one.
+async fn edit_page(
+    session: &Session,
+    pool: &PgPool,
+    plan: &plans::PlanDetail,
+    refusal: Option<String>,
+) -> PageResult<HttpResponse> {
+    let api = detail::get(pool, ApiId(plan.api_id)).await?;
+    let mut chrome = Chrome::for_session(session).await?;
+    let status = match refusal {
+        Some(message) => {
+            chrome = chrome.with_flash("error", message);
+            StatusCode::CONFLICT
+        }
+        None => StatusCode::OK,
+    };
     let page = FormPage {
         chrome,
         api,
         plan_id: Some(plan.id),
-        fields: PlanFields::from_plan(&plan),
+        fields: PlanFields::from_plan(plan),
         errors: FieldErrors::new(),
         periods: &Period::ALL,
         pricing_modes: PricingMode::ALL,
         applications: plan.applications,
-        alert_levels: crate::ui::usage::alert_choices(&pool, plan.id.0).await?,
+        alert_levels: crate::ui::usage::alert_choices(pool, plan.id.0).await?,
     };
-    Ok(render(StatusCode::OK, &page))
+    Ok(render(status, &page))
 }
 
 pub async fn update(
@@ -532,11 +549,15 @@ pub async fn copy(
 
 pub async fn delete(
     AdminUser(user): AdminUser,
+    session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     _form: CsrfForm<EmptyForm>,
 ) -> PageResult<HttpResponse> {
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
-    plans::delete_plan(&pool, plan.id, &Actor::from(&user)).await?;
-    Ok(see_other(format!("/admin/apis/{}", plan.api_id)))
+    match plans::delete_plan(&pool, plan.id, &Actor::from(&user)).await {
+        Ok(()) => Ok(see_other(format!("/admin/apis/{}", plan.api_id))),
+        Err(tollgate_core::Error::Conflict(message)) => edit_page(&session, &pool, &plan, Some(message)).await,
+        Err(err) => Err(err.into()),
+    }
 }

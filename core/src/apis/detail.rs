@@ -325,8 +325,16 @@ pub async fn set_routing_in(tx: &mut sqlx::PgConnection, id: ApiId, routing: &Ro
     .await
 }
 
-/// Deletes an API nobody subscribes to, with its versions, metrics, rules
-/// and plans, in the caller's transaction; agents drop it and its plans.
+/// Deletes an API nobody subscribes to and nobody owes anything on, with its versions,
+/// metrics, rules and plans; agents drop it and its plans.
+pub async fn delete(pool: &PgPool, id: ApiId, actor: &Actor) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    delete_in(&mut tx, id, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete`] in the caller's transaction.
 pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) -> Result<()> {
     let api = sqlx::query!(
         r#"SELECT slug, (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "applications!"
@@ -343,6 +351,11 @@ pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) ->
             CappedCount::from_counted(api.applications),
             api.slug
         )));
+    }
+    let plans =
+        sqlx::query!("SELECT id, name FROM plans WHERE api_id = $1 ORDER BY name", id.0).fetch_all(&mut *tx).await?;
+    for plan in &plans {
+        crate::plans::refuse_if_owed(tx, plan.id, &format!("its plan {}", plan.name)).await?;
     }
     let plans =
         sqlx::query_scalar!("DELETE FROM plans WHERE api_id = $1 RETURNING id", id.0).fetch_all(&mut *tx).await?;

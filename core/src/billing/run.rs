@@ -302,6 +302,61 @@ pub async fn upcoming(pool: &PgPool, account: crate::accounts::AccountId) -> Res
     Ok(Upcoming { month, mode: settings.mode, invoices })
 }
 
+/// What a plan's past subscribers still owe for their time on it, by currency, and how many
+/// accounts owe it: what runs for the months not yet invoiced would bill for the plan, from
+/// the month before the correction window on. Deleting the plan would drop exactly this,
+/// since its subscription history goes with it.
+pub async fn unbilled_on_plan(conn: &mut PgConnection, plan: Uuid) -> Result<(Vec<(Currency, Decimal)>, usize)> {
+    let settings = settings::get_in(&mut *conn).await?;
+    let current = Month::containing(Timestamp::now(), &TimeZoneName::utc());
+    let newest = match settings.mode {
+        BillingMode::Postpaid => current,
+        BillingMode::Prepaid => current.next(),
+    };
+    let mut months = vec![newest];
+    for _ in 0..=compute::CORRECTION_MONTHS {
+        months.push(months[months.len() - 1].previous());
+    }
+    // History that ended before the oldest of these months, with a day's margin for the
+    // plan's zone, counts as settled.
+    let oldest = months[months.len() - 1];
+    let since = to_time(oldest.in_zone(&TimeZoneName::utc()).start - jiff::SignedDuration::from_hours(24));
+    let accounts: Vec<Uuid> = sqlx::query_scalar!(
+        "SELECT DISTINCT account_id FROM subscription_segments
+         WHERE plan_id = $1 AND (ended_at IS NULL OR ended_at >= $2)",
+        plan,
+        since
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    // Each month's run would bill `owed − billed` per subject; a subject two months' runs
+    // would both bill (a setup fee, a correction) is owed once.
+    let mut owed: HashMap<(Uuid, Subject), (Currency, Decimal)> = HashMap::new();
+    for chunk in accounts.chunks(500) {
+        for &month in &months {
+            let page = load_page(&mut *conn, chunk, month).await?;
+            for (account, inputs) in &page.accounts {
+                if inputs.period_billed {
+                    continue;
+                }
+                for line in inputs.lines(month, settings.mode, &page.usage) {
+                    if line.subject.plan_id == plan && !line.amount.is_zero() {
+                        owed.insert((*account, line.subject), (line.currency, line.amount));
+                    }
+                }
+            }
+        }
+    }
+    let owing: BTreeSet<Uuid> = owed.keys().map(|(account, _)| *account).collect();
+    let mut total: HashMap<Currency, Decimal> = HashMap::new();
+    for (currency, amount) in owed.into_values() {
+        *total.entry(currency).or_default() += amount;
+    }
+    let mut total: Vec<(Currency, Decimal)> = total.into_iter().filter(|(_, amount)| !amount.is_zero()).collect();
+    total.sort_by_key(|(currency, _)| *currency);
+    Ok((total, owing.len()))
+}
+
 enum Outcome {
     AlreadyBilled,
     Nothing,

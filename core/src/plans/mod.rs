@@ -645,7 +645,7 @@ pub async fn update_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, plan: &NewP
     Ok(())
 }
 
-/// Deletes a plan nobody subscribes to.
+/// Deletes a plan nobody subscribes to and nobody owes anything on.
 pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
     delete_plan_in(&mut tx, id, actor).await?;
@@ -662,6 +662,7 @@ pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Act
             before.applications
         )));
     }
+    refuse_if_owed(tx, id.0, "this plan").await?;
     sqlx::query!("DELETE FROM plans WHERE id = $1", id.0).execute(&mut *tx).await?;
     record_change(tx, Entity::Plan, id.0, true, None).await?;
     audit::record(
@@ -677,6 +678,21 @@ pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Act
     )
     .await?;
     Ok(())
+}
+
+/// Refuses (409) to delete `plan`, named `what` in the message, while its past subscribers
+/// owe anything no invoice has charged: its subscription history goes with it, and so would
+/// those charges.
+pub(crate) async fn refuse_if_owed(tx: &mut sqlx::PgConnection, plan: Uuid, what: &str) -> Result<()> {
+    let (owed, accounts) = crate::billing::run::unbilled_on_plan(tx, plan).await?;
+    if owed.is_empty() {
+        return Ok(());
+    }
+    let amounts: Vec<String> = owed.iter().map(|(currency, amount)| currency.format(*amount)).collect();
+    Err(Error::Conflict(format!(
+        "{accounts} account(s) owe {} on {what} that no invoice has charged yet; hide it now and delete it after the billing run that charges it",
+        amounts.join(" and ")
+    )))
 }
 
 /// Copies a plan (hidden) under a new system name.

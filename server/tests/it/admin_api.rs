@@ -1688,3 +1688,84 @@ async fn retiring_an_api_ends_its_applications_billing_and_tells_their_owners(po
     .unwrap();
     assert!(subject.contains("is retired") && body.contains("fees stop today"), "{subject}: {body}");
 }
+
+/// An API imported by mistake can be deleted, with its plans; not while an application uses it,
+/// and not while past subscribers of one of its plans owe fees no invoice has charged yet (the
+/// plans' subscription history goes with the API).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_api_nobody_uses_or_owes_on_is_deleted_with_its_plans(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (account, _) = admin.demo_account_and_basic_plan().await;
+    let spec = "openapi: 3.0.3\ninfo: {title: Scratch, version: '1'}\npaths:\n  /x:\n    get: {responses: {'200': {description: ok}}}\n";
+    let (status, api) = admin.call(Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec}))).await;
+    assert_eq!(status, 201, "{api}");
+    let id: uuid::Uuid = api["id"].as_str().unwrap().parse().unwrap();
+    let plan = tollgate_core::plans::NewPlan {
+        monthly_fee: "30".parse().unwrap(),
+        currency: "EUR".into(),
+        ..crate::helpers::free_plan("paid", "Paid")
+    };
+    let plan = tollgate_core::plans::create_plan(
+        &admin.app.pool,
+        tollgate_core::apis::ApiId(id),
+        &plan,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    let app = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO applications (id, account_id, api_id, plan_id, name, state) VALUES ($1, $2::uuid, $3, $4, 'Trial', 'live')")
+        .bind(app)
+        .bind(&account)
+        .bind(id)
+        .bind(plan.0)
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let path = format!("/admin/api/v1/apis/{id}");
+    let (status, err) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 409, "{err}");
+    assert!(err["message"].as_str().unwrap().starts_with("1 application(s) use the API"), "{err}");
+
+    // Ten days on the plan, then the application was deleted: about 10 EUR is owed.
+    sqlx::query("DELETE FROM applications WHERE id = $1").bind(app).execute(&admin.app.pool).await.unwrap();
+    sqlx::query(
+        "UPDATE subscription_segments SET started_at = ended_at - interval '10 days' WHERE application_id = $1",
+    )
+    .bind(app)
+    .execute(&admin.app.pool)
+    .await
+    .unwrap();
+    let (status, err) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 409, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.starts_with("1 account(s) owe ") && message.contains(" EUR on its plan Paid"), "{err}");
+    assert_eq!(admin.call(Method::GET, &path, None).await.0, 200, "nothing was deleted");
+
+    // History too old for any run to bill again does not hold the API.
+    sqlx::query(
+        "UPDATE subscription_segments SET started_at = '2020-01-01T00:00:00Z', ended_at = '2020-01-11T00:00:00Z' WHERE application_id = $1",
+    )
+    .bind(app)
+    .execute(&admin.app.pool)
+    .await
+    .unwrap();
+    let (status, body) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(admin.call(Method::GET, &path, None).await.0, 404);
+    let plans: i64 = sqlx::query_scalar("SELECT count(*) FROM plans WHERE api_id = $1")
+        .bind(id)
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(plans, 0);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'api.delete' AND entity_id = $1")
+            .bind(id)
+            .fetch_one(&admin.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404, "a second delete finds nothing");
+}

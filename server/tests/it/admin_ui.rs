@@ -672,3 +672,59 @@ async fn destructive_buttons_in_table_rows_ask_first(pool: PgPool) {
         }
     }
 }
+
+/// A draft API is deleted from its page, behind a disclosure; an API or plan that cannot go
+/// says why on its own page (409), with the page around it.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_api_is_deleted_from_its_page_and_a_refused_delete_says_why_in_place(pool: PgPool) {
+    let app = admin(pool).await;
+    let html = app.get("/admin/apis/new").await.text().await.unwrap();
+    let res = app
+        .post_form(
+            "/admin/apis/new",
+            &[("csrf_token", &csrf_from(&html)), ("spec", PETS), ("upstream_url", "http://127.0.0.1:9")],
+        )
+        .await;
+    let api_page = location(&res);
+    let page = app.get(&api_page).await.text().await.unwrap();
+    let form = page.find(&format!("action=\"{api_page}/delete\"")).expect("a delete form");
+    assert!(page[..form].rfind("<details class=\"confirm\">") > page[..form].rfind("</details>"), "{page}");
+    let res = app.post_form(&format!("{api_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/admin".to_owned()));
+    assert_eq!(app.get(&api_page).await.status(), 404);
+
+    // The demo's weather API, with an application on its basic plan.
+    let weather = tollgate_core::apis::find_by_slug(&app.pool, "weather").await.unwrap().unwrap();
+    let basic: uuid::Uuid = sqlx::query_scalar("SELECT id FROM plans WHERE api_id = $1 AND system_name = 'basic'")
+        .bind(weather.id.0)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+         SELECT $1, id, $2, $3, 'Held', 'live' FROM accounts WHERE kind = 'developer' LIMIT 1",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(weather.id.0)
+    .bind(basic)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let weather_page = format!("/admin/apis/{}", weather.id.0);
+    let page = app.get(&weather_page).await.text().await.unwrap();
+    assert!(!page.contains(&format!("action=\"{weather_page}/delete\"")), "no delete button while in use");
+    let res = app.post_form(&format!("{weather_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
+    assert_eq!(res.status(), 409);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("use the API weather") && page.contains("Mapping rules"), "{page}");
+
+    let plan_page = format!("/admin/plans/{basic}");
+    let page = app.get(&plan_page).await.text().await.unwrap();
+    let res = app.post_form(&format!("{plan_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
+    assert_eq!(res.status(), 409);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("use this plan; move them to another plan first") && page.contains("name=\"monthly_fee\""),
+        "{page}"
+    );
+}

@@ -1082,3 +1082,64 @@ async fn a_cancelled_invoice_waives_its_charges_only_when_told(pool: PgPool) {
     let err = invoices::transition(&pool, id, InvoiceAction::MarkUnpaid, &Actor::system("test"), "", true).await;
     assert!(matches!(err, Err(tollgate_core::Error::Invalid { ref field, .. }) if field == "waive"), "{err:?}");
 }
+
+/// Deleting a plan deletes its subscription history, so the admin cannot delete a plan whose
+/// past subscribers still owe fees the run has not invoiced: the answer names the amount. Once
+/// the run has billed it, the plan can go.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_plan_with_charges_not_yet_invoiced_cannot_be_deleted(pool: PgPool) {
+    use tollgate::cli::dev::seed;
+
+    seed(&pool).await.unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
+    let app = crate::helpers::spawn_app(pool.clone()).await;
+    let api = api(&pool, "leaving").await;
+    let old =
+        plan(&pool, &api, PlanSpec { name: "old", monthly_fee: "30", currency: "EUR", ..PlanSpec::default() }).await;
+    let new = plan(&pool, &api, PlanSpec { name: "new", currency: "EUR", ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    // On the old plan for the whole of the month before last, on the new one since; no run
+    // has billed either month.
+    let (two_back, one_back): (String, String) = sqlx::query_as(
+        "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '2 months', 'YYYY-MM-DD\"T\"00:00:00Z'),
+                to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month', 'YYYY-MM-DD\"T\"00:00:00Z')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let moved = application(&pool, acc, &api, old, "app", &two_back).await;
+    sqlx::query("UPDATE applications SET plan_id = $2 WHERE id = $1")
+        .bind(moved)
+        .bind(new)
+        .execute(&pool)
+        .await
+        .unwrap();
+    move_segments(&pool, moved, &[(&two_back, Some(&one_back)), (&one_back, None)]).await;
+
+    let delete = || async {
+        let res = app
+            .client
+            .delete(app.url(&format!("/admin/api/v1/plans/{old}")))
+            .bearer_auth(token.as_str())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap())
+    };
+    let (status, body) = delete().await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("1 account(s) owe 30.00 EUR"), "{body}");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM subscription_segments WHERE plan_id = $1")
+        .bind(old)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+
+    let summary = bill(&pool, &two_back[..7]).await;
+    assert_eq!(summary.invoices.len(), 1, "{summary:?}");
+    assert_eq!(invoice(&pool, acc, &two_back[..7]).await.2, d("30.00"));
+    let (status, body) = delete().await;
+    assert_eq!(status, 204, "{body}");
+}
