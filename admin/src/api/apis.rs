@@ -84,7 +84,8 @@ pub struct ApiDetailOut {
     #[schema(schema_with = schemas::compatibility_policy)]
     pub compatibility_policy: CompatibilityPolicy,
     pub versions: Vec<VersionOut>,
-    /// Applications subscribed to this API, counted up to 10,000.
+    /// Applications subscribed to this API (pending, live or suspended; not rejected), counted
+    /// up to 10,000.
     pub subscribers: i64,
     /// False when more than `subscribers` applications subscribe: the count stops at
     /// 10,000, because counting a popular API's millions for one page would cost seconds.

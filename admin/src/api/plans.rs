@@ -158,7 +158,7 @@ pub struct PlanOut {
     pub pricing: Vec<PriceIn>,
     /// The metrics whose mode was set; other priced metrics are graduated.
     pub pricing_modes: Vec<PricingModeIn>,
-    /// Applications on this plan, counted up to 10,000.
+    /// Applications on this plan (pending, live or suspended; not rejected), counted up to 10,000.
     pub applications: i64,
     /// False when more than `applications` are on the plan: the count stops at 10,000.
     pub applications_exact: bool,

@@ -180,8 +180,8 @@ pub async fn delete_rule(
 /// Refused while a plan limits or prices it or one of its methods.
 #[utoipa::path(delete, operation_id = "delete_metric", path = "/admin/api/v1/apis/{id}/metrics/{metric}", tag = "apis", params(("id" = Uuid, Path), ("metric" = Uuid, Path)),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody, description = "No such metric of this API, or `hits`, which every API keeps"),
-              (status = 409, body = ErrorBody, description = "Plans limit or price the metric or its methods; the message names them")),
+              (status = 404, body = ErrorBody, description = "No such metric of this API"),
+              (status = 409, body = ErrorBody, description = "The metric is `hits`, which every API keeps, or plans limit or price the metric or its methods; the message names them")),
     security(("bearer" = [])))]
 pub async fn delete_metric(
     req: HttpRequest,

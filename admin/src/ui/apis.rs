@@ -240,11 +240,19 @@ pub async fn lifecycle(
 ) -> PageResult<HttpResponse> {
     let id = ApiId(parse_id(&path)?);
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let sunset = Date::parse(form.sunset.trim(), &format).ok().map(|d| d.with_time(Time::MIDNIGHT).assume_utc());
-    let sunset: Option<OffsetDateTime> = sunset;
-    let outcome = match form.state.parse::<ApiState>() {
-        Ok(state) => lifecycle::set_state(&pool, id, state, sunset, &Actor::from(&user), &public_url.0).await,
-        Err(err) => Err(err.at("state")),
+    let typed = form.sunset.trim();
+    let sunset: Result<Option<OffsetDateTime>, _> = match typed {
+        "" => Ok(None),
+        typed => Date::parse(typed, &format).map(|d| Some(d.with_time(Time::MIDNIGHT).assume_utc())).map_err(|_| {
+            tollgate_core::Error::invalid("sunset_at", format!("“{typed}” is not a date: use YYYY-MM-DD"))
+        }),
+    };
+    let outcome = match (form.state.parse::<ApiState>(), sunset) {
+        (Ok(state), Ok(sunset)) => {
+            lifecycle::set_state(&pool, id, state, sunset, &Actor::from(&user), &public_url.0).await
+        }
+        (Err(err), _) => Err(err.at("state")),
+        (_, Err(err)) => Err(err),
     };
     match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),

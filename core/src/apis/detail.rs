@@ -77,7 +77,7 @@ async fn read(conn: &mut sqlx::PgConnection, id: ApiId, count_up_to: i64) -> Res
         r#"SELECT id, slug, name, description, state AS "state: ApiState", base_path, public_host, sunset_at, deprecated_at,
                   auth_mode AS "auth_mode: AuthMode", key_location AS "key_location: KeyLocation", key_name,
                   compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
-                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "subscribers!"
+                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id AND a.state <> 'rejected' ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "subscribers!"
            FROM api_products p WHERE id = $1"#,
         id.0,
         count_up_to
@@ -337,7 +337,7 @@ pub async fn delete(pool: &PgPool, id: ApiId, actor: &Actor) -> Result<()> {
 /// [`delete`] in the caller's transaction.
 pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) -> Result<()> {
     let api = sqlx::query!(
-        r#"SELECT slug, (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "applications!"
+        r#"SELECT slug, (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.api_id = p.id AND a.state <> 'rejected' ORDER BY a.created_at DESC, a.id LIMIT $2) AS s) AS "applications!"
            FROM api_products p WHERE id = $1 FOR UPDATE"#,
         id.0,
         COUNT_LIMIT + 1
@@ -357,6 +357,7 @@ pub async fn delete_in(tx: &mut sqlx::PgConnection, id: ApiId, actor: &Actor) ->
     for plan in &plans {
         crate::plans::refuse_if_owed(tx, plan.id, &format!("its plan {}", plan.name)).await?;
     }
+    sqlx::query!("DELETE FROM applications WHERE api_id = $1 AND state = 'rejected'", id.0).execute(&mut *tx).await?;
     let plans =
         sqlx::query_scalar!("DELETE FROM plans WHERE api_id = $1 RETURNING id", id.0).fetch_all(&mut *tx).await?;
     sqlx::query!("DELETE FROM api_products WHERE id = $1", id.0).execute(&mut *tx).await?;

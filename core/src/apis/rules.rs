@@ -167,6 +167,19 @@ pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -
 /// the metric or one of its methods: the database would drop those limits and prices with it,
 /// silently changing what the plans allow and charge.
 pub async fn delete_metric_in(tx: &mut sqlx::PgConnection, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
+    let is_hits = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM metrics WHERE id = $1 AND api_id = $2 AND system_name = 'hits')",
+        id,
+        api.0
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if is_hits == Some(true) {
+        return Err(Error::Conflict(
+            "hits counts every call and cannot be deleted; delete its methods or the rules that count on it instead"
+                .to_owned(),
+        ));
+    }
     let plans = sqlx::query_scalar!(
         r#"WITH RECURSIVE tree AS (
                SELECT id FROM metrics WHERE id = $1 AND api_id = $2 AND system_name <> 'hits'

@@ -516,7 +516,7 @@ pub async fn get_plan_in(conn: &mut sqlx::PgConnection, id: PlanId) -> Result<Pl
 async fn read_plan(conn: &mut sqlx::PgConnection, id: PlanId, count_up_to: i64) -> Result<PlanDetail> {
     let p = sqlx::query!(
         r#"SELECT id, api_id, system_name, name, description, published, approval_required, setup_fee, monthly_fee, trial_days, currency, time_zone,
-                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.plan_id = plans.id LIMIT $2) AS s) AS "applications!"
+                  (SELECT count(*) FROM (SELECT 1 FROM applications a WHERE a.plan_id = plans.id AND a.state <> 'rejected' LIMIT $2) AS s) AS "applications!"
            FROM plans WHERE id = $1"#,
         id.0,
         count_up_to
@@ -663,6 +663,8 @@ pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Act
         )));
     }
     refuse_if_owed(tx, id.0, "this plan").await?;
+    // Rejected applications never went live and agents do not know them; they go with it.
+    sqlx::query!("DELETE FROM applications WHERE plan_id = $1 AND state = 'rejected'", id.0).execute(&mut *tx).await?;
     sqlx::query!("DELETE FROM plans WHERE id = $1", id.0).execute(&mut *tx).await?;
     record_change(tx, Entity::Plan, id.0, true, None).await?;
     audit::record(

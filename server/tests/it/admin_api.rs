@@ -1522,7 +1522,9 @@ async fn a_metric_is_deleted_with_its_rules_but_hits_stays_and_a_plans_limit_kee
     assert_eq!(admin.call(Method::DELETE, &plan_path, None).await.0, 204);
     assert_eq!(anonymous(&admin, Method::DELETE, &path, json!({})).await, 401);
     assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{UNKNOWN}"), None).await.0, 404);
-    assert_eq!(admin.call(Method::DELETE, &format!("{metrics}/{hits}"), None).await.0, 404, "hits stays");
+    let (status, err) = admin.call(Method::DELETE, &format!("{metrics}/{hits}"), None).await;
+    assert_eq!(status, 409, "hits stays: {err}");
+    assert!(err["message"].as_str().unwrap().starts_with("hits counts every call"), "{err}");
     assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 204);
     assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404);
     let (_, listed) = admin.call(Method::GET, &metrics, None).await;
@@ -1751,9 +1753,28 @@ async fn an_api_nobody_uses_or_owes_on_is_deleted_with_its_plans(pool: PgPool) {
     .execute(&admin.app.pool)
     .await
     .unwrap();
+    // A rejected request for a key does not hold the API either, and goes with it.
+    sqlx::query("INSERT INTO applications (id, account_id, api_id, plan_id, name, state) VALUES ($1, $2::uuid, $3, $4, 'Refused', 'rejected')")
+        .bind(uuid::Uuid::now_v7())
+        .bind(&account)
+        .bind(id)
+        .bind(plan.0)
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let (_, shown) = admin.call(Method::GET, &path, None).await;
+    assert_eq!(shown["subscribers"], 0, "{shown}");
+    let (_, plan_shown) = admin.call(Method::GET, &format!("/admin/api/v1/plans/{}", plan.0), None).await;
+    assert_eq!(plan_shown["applications"], 0, "{plan_shown}");
     let (status, body) = admin.call(Method::DELETE, &path, None).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(admin.call(Method::GET, &path, None).await.0, 404);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM applications WHERE api_id = $1")
+        .bind(id)
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
     let plans: i64 = sqlx::query_scalar("SELECT count(*) FROM plans WHERE api_id = $1")
         .bind(id)
         .fetch_one(&admin.app.pool)

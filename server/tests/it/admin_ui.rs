@@ -712,6 +712,15 @@ async fn an_api_is_deleted_from_its_page_and_a_refused_delete_says_why_in_place(
     .unwrap();
     let weather_page = format!("/admin/apis/{}", weather.id.0);
     let page = app.get(&weather_page).await.text().await.unwrap();
+    // A sunset that is not a date is named as such, not as a date in the past.
+    let res = app
+        .post_form(
+            &format!("{weather_page}/lifecycle"),
+            &[("csrf_token", &csrf_from(&page)), ("state", "deprecated"), ("sunset", "31/12/2099")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("“31/12/2099” is not a date: use YYYY-MM-DD"));
     assert!(!page.contains(&format!("action=\"{weather_page}/delete\"")), "no delete button while in use");
     let res = app.post_form(&format!("{weather_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
     assert_eq!(res.status(), 409);
