@@ -90,6 +90,24 @@ pub fn render(doc: &InvoiceDocument) -> Vec<u8> {
         p.right(font, size, AMOUNT_RIGHT, y, &doc.money(&amount));
         y -= LEADING + 2.0;
     }
+    if let Some(instructions) = doc.payment_instructions() {
+        let mut text: Vec<String> = instructions
+            .lines()
+            .flat_map(|line| wrap(line.trim_end(), Font::Regular, BODY, PAGE_WIDTH - 2.0 * MARGIN))
+            .collect();
+        text.push(format!("Quote invoice number {} with your payment.", doc.number));
+        y -= LEADING;
+        for (i, line) in std::iter::once("How to pay".to_owned()).chain(text).enumerate() {
+            if y < BOTTOM {
+                pages.push(Page::new());
+                page += 1;
+                y = PAGE_HEIGHT - MARGIN;
+            }
+            let font = if i == 0 { Font::Bold } else { Font::Regular };
+            pages[page].text(font, BODY, MARGIN, y, &line);
+            y -= LEADING;
+        }
+    }
     let count = pages.len();
     for (i, p) in pages.iter_mut().enumerate() {
         let kind = if doc.is_draft() { "DRAFT invoice" } else { "Invoice" };
@@ -389,6 +407,7 @@ mod tests {
                 name: "Weather Corp".into(),
                 address: "1 Main Street\nSpringfield".into(),
                 tax_id: "EU123".into(),
+                payment_instructions: String::new(),
             },
             lines: (0..lines).map(line).collect(),
             subtotal: d("21.00") * Decimal::from(lines),
@@ -417,6 +436,20 @@ mod tests {
         assert!(contains(&bytes, "/WinAnsiEncoding"));
         assert!(!contains(&bytes, "/FlateDecode"), "content streams stay uncompressed");
         assert_eq!(render(&doc), bytes, "deterministic");
+    }
+
+    #[test]
+    fn payment_instructions_are_printed_while_the_invoice_awaits_payment() {
+        let mut doc = invoice(1);
+        doc.issuer.payment_instructions = "IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX".into();
+        let bytes = render(&doc);
+        assert!(contains(&bytes, "(How to pay)") && contains(&bytes, "(BIC COBADEFFXXX)"));
+        assert!(contains(&bytes, "(IBAN DE89 3704 0044 0532 0130 00)"));
+        let paid = InvoiceDocument { state: InvoiceState::Paid, ..doc.clone() };
+        assert!(!contains(&render(&paid), "How to pay"), "a paid invoice asks for nothing");
+        let none =
+            InvoiceDocument { issuer: Issuer { payment_instructions: String::new(), ..doc.issuer.clone() }, ..doc };
+        assert!(!contains(&render(&none), "How to pay"));
     }
 
     #[test]

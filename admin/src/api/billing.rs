@@ -145,6 +145,11 @@ pub struct SettingsBody {
     /// Days from issue to due date.
     #[schema(minimum = 0, maximum = 365)]
     pub payment_terms_days: i32,
+    /// How partners pay (bank details, a payment page), printed on issued invoices that
+    /// await payment; empty prints nothing. Absent keeps nothing: it is set to empty.
+    #[serde(default)]
+    #[schema(max_length = 2000, pattern = "^[^\\u0000]*$")]
+    pub payment_instructions: String,
 }
 
 impl From<BillingSettings> for SettingsBody {
@@ -156,6 +161,7 @@ impl From<BillingSettings> for SettingsBody {
             tax_rate: s.tax_rate.normalize().to_string(),
             mode: s.mode,
             payment_terms_days: s.payment_terms_days,
+            payment_instructions: s.payment_instructions,
         }
     }
 }
@@ -186,6 +192,7 @@ pub async fn replace_settings(req: HttpRequest, pool: web::Data<PgPool>, body: w
         tax_rate,
         mode: input.mode,
         payment_terms_days: input.payment_terms_days,
+        payment_instructions: input.payment_instructions,
     };
     Ok(HttpResponse::Ok().json(SettingsBody::from(settings::update(&pool, &input, &actor).await?)))
 }

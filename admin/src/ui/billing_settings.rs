@@ -1,6 +1,6 @@
 //! Billing settings in the admin UI: the provider's details printed on invoices, the
 //! tax rate (typed as a percent, stored as an exact fraction), postpaid or prepaid, and
-//! payment terms. A rejected form comes back as typed with each problem by its field.
+//! payment terms and instructions. A rejected form comes back as typed with each problem by its field.
 
 use std::collections::HashMap;
 
@@ -23,6 +23,7 @@ struct Fields {
     tax_rate: String,
     mode: String,
     payment_terms_days: String,
+    payment_instructions: String,
 }
 
 impl Fields {
@@ -34,6 +35,7 @@ impl Fields {
             tax_rate: s.tax_percent().to_string(),
             mode: s.mode.to_string(),
             payment_terms_days: s.payment_terms_days.to_string(),
+            payment_instructions: s.payment_instructions.clone(),
         }
     }
 
@@ -46,6 +48,7 @@ impl Fields {
             tax_rate: get("tax_rate"),
             mode: get("mode"),
             payment_terms_days: get("payment_terms_days"),
+            payment_instructions: get("payment_instructions").trim().to_owned(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Fields {
             tax_rate: tax_rate?,
             mode: mode?,
             payment_terms_days: days?,
+            payment_instructions: self.payment_instructions.clone(),
         })
     }
 }

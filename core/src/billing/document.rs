@@ -21,6 +21,8 @@ pub struct Issuer {
     pub name: String,
     pub address: String,
     pub tax_id: String,
+    /// How to pay, as the billing settings said at issue.
+    pub payment_instructions: String,
 }
 
 /// One line of an invoice, as stored (each amount rounded once).
@@ -79,6 +81,14 @@ impl InvoiceDocument {
     /// the account was sent, and its lines may still change.
     pub fn is_draft(&self) -> bool {
         self.issued_at.is_none()
+    }
+
+    /// The payment instructions to print: the issuer's, while the invoice is issued, not
+    /// settled and has something to pay.
+    pub fn payment_instructions(&self) -> Option<&str> {
+        let awaiting = matches!(self.state, InvoiceState::Pending | InvoiceState::Unpaid | InvoiceState::Failed);
+        let text = self.issuer.payment_instructions.trim();
+        (awaiting && !self.is_draft() && self.total > Decimal::ZERO && !text.is_empty()).then_some(text)
     }
 
     /// The tax rate as a percentage: `20 %`, `7.5 %`.

@@ -507,6 +507,7 @@ async fn insert_invoice(
         "name": settings.provider_name,
         "address": settings.provider_address,
         "tax_id": settings.provider_tax_id,
+        "payment_instructions": settings.payment_instructions,
     });
     let apps: Vec<Uuid> = lines.iter().map(|l| l.subject.application_id).collect();
     let kinds: Vec<String> = lines.iter().map(|l| l.kind.as_str().to_owned()).collect();

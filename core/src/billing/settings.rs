@@ -20,6 +20,8 @@ pub struct BillingSettings {
     pub mode: BillingMode,
     /// Days between issue and due date.
     pub payment_terms_days: i32,
+    /// How to pay (bank details, a payment page), printed on invoices that await payment.
+    pub payment_instructions: String,
 }
 
 impl BillingSettings {
@@ -55,7 +57,8 @@ pub async fn get(pool: &PgPool) -> Result<BillingSettings> {
 pub async fn get_in(conn: &mut sqlx::PgConnection) -> Result<BillingSettings> {
     let row = sqlx::query_as!(
         BillingSettings,
-        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
+        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days,
+                  payment_instructions
            FROM billing_settings"#
     )
     .fetch_one(conn)
@@ -90,6 +93,7 @@ pub fn validate(input: &BillingSettings) -> Result<BillingSettings> {
     if !(0..=365).contains(&input.payment_terms_days) {
         return Err(Error::invalid("payment_terms_days", "use 0 to 365 days"));
     }
+    let payment_instructions = check_text("payment_instructions", &input.payment_instructions, 2000)?;
     Ok(BillingSettings {
         provider_name,
         provider_address,
@@ -97,6 +101,7 @@ pub fn validate(input: &BillingSettings) -> Result<BillingSettings> {
         tax_rate: rate,
         mode: input.mode,
         payment_terms_days: input.payment_terms_days,
+        payment_instructions,
     })
 }
 
@@ -114,7 +119,8 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, input: &BillingSettings, act
     let input = validate(input)?;
     let before = sqlx::query_as!(
         BillingSettings,
-        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days
+        r#"SELECT provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days,
+                  payment_instructions
            FROM billing_settings FOR UPDATE"#
     )
     .fetch_one(&mut *tx)
@@ -122,14 +128,16 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, input: &BillingSettings, act
     let after = sqlx::query_as!(
         BillingSettings,
         r#"UPDATE billing_settings SET provider_name = $1, provider_address = $2, provider_tax_id = $3, tax_rate = $4,
-                  mode = $5, payment_terms_days = $6, updated_at = now()
-           RETURNING provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days"#,
+                  mode = $5, payment_terms_days = $6, payment_instructions = $7, updated_at = now()
+           RETURNING provider_name, provider_address, provider_tax_id, tax_rate, mode AS "mode: BillingMode", payment_terms_days,
+                     payment_instructions"#,
         input.provider_name,
         input.provider_address,
         input.provider_tax_id,
         input.tax_rate,
         input.mode as BillingMode,
-        input.payment_terms_days
+        input.payment_terms_days,
+        input.payment_instructions
     )
     .fetch_one(&mut *tx)
     .await?;

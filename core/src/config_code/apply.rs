@@ -244,6 +244,7 @@ fn billing_input(b: &Billing) -> BillingSettings {
         tax_rate: b.tax_rate.0.normalize(),
         mode: b.mode,
         payment_terms_days: b.payment_terms_days,
+        payment_instructions: b.payment_instructions.clone(),
     }
 }
 

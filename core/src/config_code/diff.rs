@@ -178,6 +178,7 @@ fn billing_fields(b: &Billing) -> Vec<(String, String)> {
         ("tax_rate".into(), b.tax_rate.to_string()),
         ("mode".into(), named(&b.mode)),
         ("payment_terms_days".into(), b.payment_terms_days.to_string()),
+        ("payment_instructions".into(), quoted(&b.payment_instructions)),
     ]
 }
 

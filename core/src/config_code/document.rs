@@ -52,6 +52,9 @@ pub struct Billing {
     /// Days between an invoice's issue and its due date.
     #[serde(default = "fourteen")]
     pub payment_terms_days: i32,
+    /// How partners pay, printed on issued invoices; left out when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub payment_instructions: String,
 }
 
 fn postpaid() -> BillingMode {

@@ -26,6 +26,7 @@ pub async fn export_in(conn: &mut sqlx::PgConnection) -> Result<Document> {
         tax_rate: Amount(billing.tax_rate),
         mode: billing.mode,
         payment_terms_days: billing.payment_terms_days,
+        payment_instructions: billing.payment_instructions,
     };
     Ok(Document { version: FORMAT_VERSION, billing: Some(billing), apis: apis(conn, None).await? })
 }

@@ -471,7 +471,7 @@ async fn billing_settings_are_validated_field_by_field_and_audited(pool: PgPool)
     assert_eq!((before["mode"].as_str(), before["payment_terms_days"].as_i64()), (Some("postpaid"), Some(14)));
     let good = json!({
         "provider_name": "Weather Corp", "provider_address": "1 Cloud Street\nSpringfield", "provider_tax_id": "FR123",
-        "tax_rate": "0.2", "mode": "prepaid", "payment_terms_days": 30
+        "tax_rate": "0.2", "mode": "prepaid", "payment_terms_days": 30, "payment_instructions": "IBAN FR76 3000 6000 0112 3456 7890 189"
     });
     let (status, after) = admin.call(Method::PUT, path, Some(good.clone())).await;
     assert_eq!(status, 200, "{after}");
@@ -494,6 +494,8 @@ async fn billing_settings_are_validated_field_by_field_and_audited(pool: PgPool)
         (with("payment_terms_days", json!(-1)), "payment_terms_days"),
         (with("provider_name", json!("x".repeat(201))), "provider_name"),
         (with("provider_tax_id", json!("x".repeat(101))), "provider_tax_id"),
+        (with("payment_instructions", json!("x".repeat(2001))), "payment_instructions"),
+        (with("payment_instructions", json!("pay\u{7}")), "payment_instructions"),
     ] {
         let (status, answer) = admin.call(Method::PUT, path, Some(body.clone())).await;
         assert_eq!((status, answer["field"].as_str()), (422, Some(field)), "{body}: {answer}");

@@ -109,6 +109,7 @@ async fn configure(pool: &PgPool) {
         tax_rate: Decimal::new(2, 1),
         mode: BillingMode::Prepaid,
         payment_terms_days: 30,
+        payment_instructions: "IBAN GB33 BUKB 2020 1555 5555 55".into(),
     };
     billing_settings::update(pool, &billing, &actor).await.unwrap();
     let weather = find_by_slug(pool, "weather").await.unwrap().unwrap();
@@ -199,7 +200,7 @@ async fn export_apply_to_an_empty_database_and_export_again_is_byte_identical(po
         "  routing:\n    groups:\n    - name: default\n      weight: 90\n    - name: canary\n      weight: 10\n      urls:\n      - https://canary.example.test\n",
         "    upstream_group: canary\n",
         "  mocks:\n    operations:\n    - listPets\n",
-        "version: 1\nbilling:\n  provider_name: Example Ltd\n  provider_address: |-\n    1 Main Street\n    Springfield\n  provider_tax_id: GB123\n  tax_rate: '0.2'\n  mode: prepaid\n  payment_terms_days: 30\napis:\n",
+        "version: 1\nbilling:\n  provider_name: Example Ltd\n  provider_address: |-\n    1 Main Street\n    Springfield\n  provider_tax_id: GB123\n  tax_rate: '0.2'\n  mode: prepaid\n  payment_terms_days: 30\n  payment_instructions: IBAN GB33 BUKB 2020 1555 5555 55\napis:\n",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }

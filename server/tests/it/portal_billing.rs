@@ -729,3 +729,70 @@ async fn every_admin_hears_of_an_application_that_waits_for_approval(pool: PgPoo
     assert!(notices[0].0.contains("Wants Pro on the Pro plan"), "{notices:?}");
     assert_eq!(notices[0].1.as_deref(), Some(format!("/admin/applications?id={id}").as_str()));
 }
+
+/// The provider's payment instructions, set through the admin API, are frozen into the
+/// invoices a run issues and shown on the invoice page and in its PDF while it awaits
+/// payment: changing the settings later does not rewrite an issued invoice.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn issued_invoices_say_how_to_pay_as_the_settings_said_at_issue(pool: PgPool) {
+    let app = portal(pool).await;
+    let token = crate::helpers::demo_admin_token(&app.pool).await;
+    let settings = |instructions: &str| {
+        let body = serde_json::json!({
+            "provider_name": "Weather Corp", "provider_address": "1 Cloud Street", "provider_tax_id": "",
+            "tax_rate": "0", "mode": "postpaid", "payment_terms_days": 14, "payment_instructions": instructions
+        });
+        let req = app.client.put(app.url("/admin/api/v1/billing/settings")).bearer_auth(token.as_str()).json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = settings("Bank transfer to IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = settings(&"x".repeat(2001)).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("payment_instructions")), "{body}");
+
+    let mine = account_of(&app.pool, DEMO_DEVELOPER_EMAIL).await;
+    let large = plan_id(&app.pool, "large").await;
+    let subscribed = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
+         SELECT $1, $2, api_id, id, 'Billed', 'live' FROM plans WHERE id = $3",
+    )
+    .bind(subscribed)
+    .bind(mine)
+    .bind(large)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE subscription_segments SET started_at = '2025-09-01T00:00:00Z' WHERE application_id = $1")
+        .bind(subscribed)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let options = RunOptions { month: Some("2025-10".parse().unwrap()), account: Some(mine), ..RunOptions::default() };
+    let summary = run(&app.pool, &options, |_, _| {}).await.unwrap();
+    assert_eq!(summary.invoices.len(), 1, "{summary:?}");
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1")
+        .bind(mine)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(settings("Pay by card at https://pay.example/").await.0, 200);
+
+    let page = app.get(&format!("/invoices/{invoice}")).await.text().await.unwrap();
+    let section = &page[page.find("data-testid=\"payment-instructions\"").expect("how to pay")..];
+    assert!(section.contains("Bank transfer to IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX"), "{section}");
+    assert!(!page.contains("pay.example"), "the invoice keeps what it was issued with");
+    let pdf = app.get(&format!("/invoices/{invoice}.pdf")).await.bytes().await.unwrap();
+    assert!(contains(&pdf, "(BIC COBADEFFXXX)"));
+
+    sqlx::query("UPDATE invoices SET state = 'paid', paid_at = now() WHERE id = $1")
+        .bind(invoice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let page = app.get(&format!("/invoices/{invoice}")).await.text().await.unwrap();
+    assert!(!page.contains("How to pay"), "a paid invoice asks for nothing");
+}
