@@ -43,6 +43,23 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, message: &str) -> Error {
     }
 }
 
+/// Maps a violation of the unique index `constraint` to `Invalid` on `field` with `message`,
+/// any other unique violation to a `Conflict` saying `otherwise`.
+pub(crate) fn taken_or_conflict(
+    err: sqlx::Error,
+    constraint: &str,
+    field: &'static str,
+    message: impl FnOnce() -> String,
+    otherwise: &str,
+) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() && db.constraint() == Some(constraint) => {
+            Error::invalid(field, message())
+        }
+        _ => conflict_on_unique(err, otherwise),
+    }
+}
+
 /// A wait in whole minutes, rounded up, at least one: `1 minute`, `2 minutes`.
 pub fn minutes(seconds: u64) -> String {
     match seconds.div_ceil(60).max(1) {

@@ -220,7 +220,21 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChan
         changes.compatibility_policy as Option<CompatibilityPolicy>
     )
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| {
+        crate::error::taken_or_conflict(
+            e,
+            "api_products_name_key",
+            "name",
+            || {
+                format!(
+                    "another API is already called {}; choose another name",
+                    changes.name.as_deref().unwrap_or("").trim()
+                )
+            },
+            "the change conflicts with another API",
+        )
+    })?;
     if let Some(policy) = changes.compatibility_policy
         && policy != before.compatibility_policy
     {

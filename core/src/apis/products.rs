@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::types::{ApiId, ApiState};
 use crate::audit::{self, Actor, Entry};
-use crate::error::conflict_on_unique;
+use crate::error::{conflict_on_unique, taken_or_conflict};
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
 
@@ -173,7 +173,15 @@ pub async fn create_in(
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| conflict_on_unique(e, "an API with this slug or base path already exists"))?;
+    .map_err(|e| {
+        taken_or_conflict(
+            e,
+            "api_products_name_key",
+            "name",
+            || format!("another API is already called {}; choose another name", name.trim()),
+            "an API with this slug or base path already exists",
+        )
+    })?;
     if let Some(url) = &new.upstream_url {
         sqlx::query!("INSERT INTO api_upstreams (id, api_id, url) VALUES ($1, $2, $3)", Uuid::now_v7(), api, url)
             .execute(&mut *tx)

@@ -13,7 +13,7 @@ use crate::audit::{self, Actor, Entry};
 use crate::billing::money::Currency;
 use crate::billing::pricing::PricingMode;
 use crate::db::{COUNT_LIMIT, CappedCount, CountKey};
-use crate::error::conflict_on_unique;
+use crate::error::taken_or_conflict;
 use crate::stored::StoredPeriod;
 use crate::sync::feed::{Entity, record_change};
 use crate::{Error, Result};
@@ -345,7 +345,15 @@ pub async fn create_plan_in(tx: &mut sqlx::PgConnection, api: ApiId, plan: &NewP
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| conflict_on_unique(e, "this API already has a plan with that system name"))?;
+    .map_err(|e| {
+        taken_or_conflict(
+            e,
+            "plans_api_name_key",
+            "name",
+            || format!("another plan of this API is already called {}; choose another name", plan.name.trim()),
+            "this API already has a plan with that system name",
+        )
+    })?;
     write_rules(tx, api.0, id, plan).await?;
     record_change(tx, Entity::Plan, id, false, None).await?;
     audit::record(
@@ -625,7 +633,15 @@ pub async fn update_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, plan: &NewP
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| conflict_on_unique(e, "this API already has a plan with that system name"))?;
+    .map_err(|e| {
+        taken_or_conflict(
+            e,
+            "plans_api_name_key",
+            "name",
+            || format!("another plan of this API is already called {}; choose another name", plan.name.trim()),
+            "this API already has a plan with that system name",
+        )
+    })?;
     write_rules(tx, before.api_id, id.0, plan).await?;
     record_change(tx, Entity::Plan, id.0, false, None).await?;
     audit::record(

@@ -177,6 +177,7 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     assert_eq!(created["pricing"][1]["price_per_unit"], "0.01", "{created}");
     let mut overlapping = plan.clone();
     overlapping["system_name"] = json!("silver");
+    overlapping["name"] = json!("Silver");
     overlapping["pricing"][1]["from"] = json!(50);
     let (status, err) =
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(overlapping)).await;
@@ -185,6 +186,7 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     // A limit without its metric asks for one, rather than naming an empty one.
     let mut unnamed = plan.clone();
     unnamed["system_name"] = json!("unnamed");
+    unnamed["name"] = json!("Unnamed");
     unnamed["limits"][0]["metric"] = json!("");
     let (status, err) =
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(unnamed)).await;
@@ -192,6 +194,7 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     assert!(err["message"].as_str().unwrap().ends_with("choose a metric"), "{err}");
     let mut duplicate = plan.clone();
     duplicate["system_name"] = json!("bronze");
+    duplicate["name"] = json!("Bronze");
     duplicate["limits"][1] = json!({"metric": "hits", "period": "day", "max": 5});
     assert_eq!(
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(duplicate)).await.0,
@@ -199,6 +202,7 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     );
     let mut negative = plan.clone();
     negative["system_name"] = json!("neg");
+    negative["name"] = json!("Neg");
     negative["monthly_fee"] = json!("-1");
     assert_eq!(
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/plans"), Some(negative)).await.0,
@@ -214,6 +218,7 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     ] {
         let mut odd = plan.clone();
         odd["system_name"] = json!("odd");
+        odd["name"] = json!("Odd");
         odd["currency"] = json!(currency);
         odd["monthly_fee"] = json!(fee);
         let (status, err) =
@@ -223,6 +228,7 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     }
     let mut fine = plan.clone();
     fine["system_name"] = json!("kwd");
+    fine["name"] = json!("Kwd");
     fine["currency"] = json!("KWD");
     fine["monthly_fee"] = json!("9.995");
     let (status, created_kwd) =
@@ -364,6 +370,7 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
     assert_eq!(created["pricing"][0]["price_per_unit"], "99999999.999999");
     let mut clf = plan("9999999999.9999", "1");
     clf["system_name"] = json!("clf");
+    clf["name"] = json!("Clf");
     clf["currency"] = json!("CLF");
     let (status, created) =
         admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(clf)).await;
@@ -939,7 +946,7 @@ async fn following_next_walks_every_list_to_its_end_in_order(pool: PgPool) {
     // A few rows of each list, made in one statement each so that their sort keys tie.
     for insert in [
         "INSERT INTO api_products (id, slug, name, base_path)
-         SELECT gen_random_uuid(), 'walk-' || i, 'Walk ' || (i % 2), '/walk-' || i FROM generate_series(1, 5) AS i",
+         SELECT gen_random_uuid(), 'walk-' || i, 'Walk ' || i, '/walk-' || i FROM generate_series(1, 5) AS i",
         "INSERT INTO accounts (id, kind, name) SELECT gen_random_uuid(), 'developer', 'Walk ' || i FROM generate_series(1, 3) AS i",
         "INSERT INTO applications (id, account_id, api_id, plan_id, name, state)
          SELECT gen_random_uuid(), ac.id, p.api_id, p.id, 'Walk app ' || i, 'live'
@@ -1789,4 +1796,47 @@ async fn an_api_nobody_uses_or_owes_on_is_deleted_with_its_plans(pool: PgPool) {
             .unwrap();
     assert_eq!(audited, 1);
     assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 404, "a second delete finds nothing");
+}
+
+/// Menus list APIs and plans by name, so a name (ignoring case and spaces) is taken once: by
+/// one API, and by one plan of an API. A repeat is 422 naming `name`.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_name_that_is_taken_is_refused_naming_the_field(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let spec = "openapi: 3.0.3\ninfo: {title: Scratch, version: '1'}\npaths:\n  /x:\n    get: {responses: {'200': {description: ok}}}\n";
+    let (status, first) = admin.call(Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec}))).await;
+    assert_eq!(status, 201, "{first}");
+    let again = json!({"spec": spec, "slug": "scratch-2", "base_path": "/scratch-2"});
+    let (status, err) = admin.call(Method::POST, "/admin/api/v1/apis", Some(again.clone())).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("name")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("already called Scratch"), "{err}");
+    let mut renamed = again;
+    renamed["name"] = json!("Scratch two");
+    let (status, second) = admin.call(Method::POST, "/admin/api/v1/apis", Some(renamed)).await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/api/v1/apis/{second}");
+    let (status, err) = admin.call(Method::PATCH, &path, Some(json!({"name": " SCRATCH "}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("name")), "{err}");
+    assert_eq!(admin.call(Method::GET, &path, None).await.1["name"], "Scratch two");
+
+    let plans = format!("/admin/api/v1/apis/{second}/plans");
+    let plan = |system_name: &str, name: &str| json!({"system_name": system_name, "name": name, "currency": "EUR"});
+    assert_eq!(admin.call(Method::POST, &plans, Some(plan("gold", "Gold"))).await.0, 201);
+    let (status, err) = admin.call(Method::POST, &plans, Some(plan("gold-eur", "gold"))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("name")), "{err}");
+    let (status, silver) = admin.call(Method::POST, &plans, Some(plan("silver", "Silver"))).await;
+    assert_eq!(status, 201);
+    let (status, err) = admin
+        .call(
+            Method::PUT,
+            &format!("/admin/api/v1/plans/{}", silver["id"].as_str().unwrap()),
+            Some(plan("silver", "Gold")),
+        )
+        .await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("name")), "{err}");
+    // Another API may have its own Gold.
+    let first_plans = format!("/admin/api/v1/apis/{}/plans", first["id"].as_str().unwrap());
+    assert_eq!(admin.call(Method::POST, &first_plans, Some(plan("gold", "Gold"))).await.0, 201);
 }

@@ -129,3 +129,33 @@ async fn existing_apis_get_one_default_group_at_100_and_keep_their_upstreams(poo
         .expect("count");
     assert_eq!(count, 2);
 }
+
+/// APIs and plans that share a name (ignoring case and spaces) keep it for the oldest; the
+/// others get their slug or system name added, so the new unique indexes can be built.
+#[sqlx::test(migrations = false)]
+async fn repeated_api_and_plan_names_are_told_apart(pool: PgPool) {
+    migrate_around(
+        &pool,
+        "unique display names",
+        &[
+            "INSERT INTO api_products (id, slug, name, base_path, created_at) VALUES
+                 ('01900000-0000-7000-8000-000000000001', 'weather', 'Weather', '/weather', now() - interval '2 days'),
+                 ('01900000-0000-7000-8000-000000000002', 'weather-2', ' weather ', '/weather-2', now() - interval '1 day'),
+                 ('01900000-0000-7000-8000-000000000003', 'maps', 'Maps', '/maps', now())",
+            "INSERT INTO plans (id, api_id, system_name, name, created_at) VALUES
+                 ('01900000-0000-7000-8000-000000000011', '01900000-0000-7000-8000-000000000001', 'basic', 'Basic', now() - interval '1 day'),
+                 ('01900000-0000-7000-8000-000000000012', '01900000-0000-7000-8000-000000000001', 'basic-eur', 'BASIC', now()),
+                 ('01900000-0000-7000-8000-000000000013', '01900000-0000-7000-8000-000000000003', 'basic', 'Basic', now())",
+        ],
+    )
+    .await;
+    let apis: Vec<(String, String)> =
+        sqlx::query_as("SELECT slug, name FROM api_products ORDER BY slug").fetch_all(&pool).await.unwrap();
+    assert_eq!(
+        apis,
+        [("maps", "Maps"), ("weather", "Weather"), ("weather-2", "weather (weather-2)")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let plans: Vec<String> = sqlx::query_scalar("SELECT name FROM plans ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(plans, ["Basic", "BASIC (basic-eur)", "Basic"], "a plan name repeats only across APIs");
+}
