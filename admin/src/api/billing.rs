@@ -146,7 +146,8 @@ pub struct SettingsBody {
     #[schema(minimum = 0, maximum = 365)]
     pub payment_terms_days: i32,
     /// How partners pay (bank details, a payment page), printed on issued invoices that
-    /// await payment; empty prints nothing. Absent keeps nothing: it is set to empty.
+    /// await payment; empty prints nothing. Left out, it is set to empty (PUT replaces the
+    /// settings whole).
     #[serde(default)]
     #[schema(max_length = 2000, pattern = "^[^\\u0000]*$")]
     pub payment_instructions: String,
