@@ -722,6 +722,22 @@ async fn an_api_is_deleted_from_its_page_and_a_refused_delete_says_why_in_place(
     assert_eq!(res.status(), 422);
     assert!(res.text().await.unwrap().contains("“31/12/2099” is not a date: use YYYY-MM-DD"));
     assert!(!page.contains(&format!("action=\"{weather_page}/delete\"")), "no delete button while in use");
+    // Retiring asks first, and recalls the sunset subscribers were promised.
+    let sunset = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    tollgate_core::apis::lifecycle::set_state(
+        &app.pool,
+        weather.id,
+        tollgate_core::apis::ApiState::Deprecated,
+        Some(sunset),
+        &tollgate_core::audit::Actor::system("test"),
+        &app.base,
+    )
+    .await
+    .unwrap();
+    let page = app.get(&weather_page).await.text().await.unwrap();
+    let retire = page.find("name=\"state\" value=\"retired\"").expect("a retire form");
+    assert!(page[..retire].rfind("<details class=\"confirm\">") > page[..retire].rfind("</details>"), "{page}");
+    assert!(page.contains(&format!("Subscribers were told it serves until {}", sunset.date())), "{page}");
     let res = app.post_form(&format!("{weather_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
     assert_eq!(res.status(), 409);
     let page = res.text().await.unwrap();
