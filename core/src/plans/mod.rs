@@ -345,15 +345,7 @@ pub async fn create_plan_in(tx: &mut sqlx::PgConnection, api: ApiId, plan: &NewP
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        taken_or_conflict(
-            e,
-            "plans_api_name_key",
-            "name",
-            || format!("another plan of this API is already called {}; choose another name", plan.name.trim()),
-            "this API already has a plan with that system name",
-        )
-    })?;
+    .map_err(|e| name_taken(e, &plan.name))?;
     write_rules(tx, api.0, id, plan).await?;
     record_change(tx, Entity::Plan, id, false, None).await?;
     audit::record(
@@ -633,15 +625,7 @@ pub async fn update_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, plan: &NewP
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        taken_or_conflict(
-            e,
-            "plans_api_name_key",
-            "name",
-            || format!("another plan of this API is already called {}; choose another name", plan.name.trim()),
-            "this API already has a plan with that system name",
-        )
-    })?;
+    .map_err(|e| name_taken(e, &plan.name))?;
     write_rules(tx, before.api_id, id.0, plan).await?;
     record_change(tx, Entity::Plan, id.0, false, None).await?;
     audit::record(
@@ -696,6 +680,18 @@ pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Act
     )
     .await?;
     Ok(())
+}
+
+/// A plan's name or system name that another plan of its API has: the name is a field
+/// error (422), the system name a conflict (409).
+fn name_taken(err: sqlx::Error, name: &str) -> Error {
+    taken_or_conflict(
+        err,
+        "plans_api_name_key",
+        "name",
+        || format!("another plan of this API is already called {}; choose another name", name.trim()),
+        "this API already has a plan with that system name",
+    )
 }
 
 /// Refuses (409) to delete `plan`, named `what` in the message, while its past subscribers
