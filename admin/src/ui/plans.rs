@@ -43,6 +43,18 @@ struct PlanFields {
     modes: Vec<[String; 2]>,
 }
 
+/// An amount as the plan's currency writes it (`10.00`, `1235` yen), with any further
+/// digits it has kept rather than the column's four decimals (`10.0000`).
+fn as_written(amount: Decimal, currency: &str) -> String {
+    let mut shown = amount.normalize();
+    if let Ok(currency) = money::Currency::new(currency.trim())
+        && shown.scale() < currency.decimals()
+    {
+        shown.rescale(currency.decimals());
+    }
+    shown.to_string()
+}
+
 impl PlanFields {
     fn blank() -> PlanFields {
         PlanFields {
@@ -69,7 +81,7 @@ impl PlanFields {
                     t.metric.clone(),
                     t.from.to_string(),
                     t.to.map(|v| v.to_string()).unwrap_or_default(),
-                    t.price_per_unit.to_string(),
+                    as_written(t.price_per_unit, &p.currency),
                 ]
             })
             .collect();
@@ -87,8 +99,8 @@ impl PlanFields {
             description: p.description.clone(),
             published: p.published,
             approval_required: p.approval_required,
-            setup_fee: p.setup_fee.to_string(),
-            monthly_fee: p.monthly_fee.to_string(),
+            setup_fee: as_written(p.setup_fee, &p.currency),
+            monthly_fee: as_written(p.monthly_fee, &p.currency),
             trial_days: p.trial_days.to_string(),
             currency: p.currency.clone(),
             time_zone: p.time_zone.clone(),

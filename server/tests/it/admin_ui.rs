@@ -743,8 +743,15 @@ async fn an_api_is_deleted_from_its_page_and_a_refused_delete_says_why_in_place(
     let page = res.text().await.unwrap();
     assert!(page.contains("use the API weather") && page.contains("Mapping rules"), "{page}");
 
+    // Amounts read as the currency writes them, not as the column stores them (12.5000).
+    sqlx::query("UPDATE plans SET monthly_fee = 12.5, currency = 'USD' WHERE id = $1")
+        .bind(basic)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let plan_page = format!("/admin/plans/{basic}");
     let page = app.get(&plan_page).await.text().await.unwrap();
+    assert!(page.contains("value=\"12.50\""), "{page}");
     let res = app.post_form(&format!("{plan_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
     assert_eq!(res.status(), 409);
     let page = res.text().await.unwrap();
