@@ -500,19 +500,20 @@ pub async fn edit_form(
     edit_page(&session, &pool, &plan, None).await
 }
 
-/// The plan's form as stored, with a refusal at the top (409) when there is one.
+/// The plan's form as stored, with a refusal (its status and message) at the top when
+/// there is one.
 async fn edit_page(
     session: &Session,
     pool: &PgPool,
     plan: &plans::PlanDetail,
-    refusal: Option<String>,
+    refusal: Option<(StatusCode, String)>,
 ) -> PageResult<HttpResponse> {
     let api = detail::get(pool, ApiId(plan.api_id)).await?;
     let mut chrome = Chrome::for_session(session).await?;
     let status = match refusal {
-        Some(message) => {
+        Some((status, message)) => {
             chrome = chrome.with_flash("error", message);
-            StatusCode::CONFLICT
+            status
         }
         None => StatusCode::OK,
     };
@@ -550,13 +551,24 @@ pub struct CopyForm {
 
 pub async fn copy(
     AdminUser(user): AdminUser,
+    session: Session,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
     CsrfForm(form): CsrfForm<CopyForm>,
 ) -> PageResult<HttpResponse> {
     let id = PlanId(parse_id(&path)?);
-    let copy = plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &Actor::from(&user)).await?;
-    Ok(see_other(format!("/admin/plans/{}", copy.0)))
+    let refusal = match plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &Actor::from(&user))
+        .await
+    {
+        Ok(copy) => return Ok(see_other(format!("/admin/plans/{}", copy.0))),
+        Err(tollgate_core::Error::Conflict(message)) => (StatusCode::CONFLICT, message),
+        Err(tollgate_core::Error::Invalid { field, message }) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("The copy was not made: its {field} is refused ({message})."))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let plan = plans::get_plan(&pool, id).await?;
+    edit_page(&session, &pool, &plan, Some(refusal)).await
 }
 
 pub async fn delete(
@@ -569,7 +581,9 @@ pub async fn delete(
     let plan = plans::get_plan(&pool, PlanId(parse_id(&path)?)).await?;
     match plans::delete_plan(&pool, plan.id, &Actor::from(&user)).await {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", plan.api_id))),
-        Err(tollgate_core::Error::Conflict(message)) => edit_page(&session, &pool, &plan, Some(message)).await,
+        Err(tollgate_core::Error::Conflict(message)) => {
+            edit_page(&session, &pool, &plan, Some((StatusCode::CONFLICT, message))).await
+        }
         Err(err) => Err(err.into()),
     }
 }

@@ -752,6 +752,19 @@ async fn an_api_is_deleted_from_its_page_and_a_refused_delete_says_why_in_place(
     let plan_page = format!("/admin/plans/{basic}");
     let page = app.get(&plan_page).await.text().await.unwrap();
     assert!(page.contains("value=\"12.50\""), "{page}");
+    // A copy under a name the API already has comes back to the plan, saying why.
+    let res = app
+        .post_form(
+            &format!("{plan_page}/copy"),
+            &[("csrf_token", &csrf_from(&page)), ("system_name", "basic-copy"), ("name", "basic")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let copied = res.text().await.unwrap();
+    assert!(
+        copied.contains("The copy was not made: its name is refused (another plan of this API is already called basic"),
+        "{copied}"
+    );
     let res = app.post_form(&format!("{plan_page}/delete"), &[("csrf_token", &csrf_from(&page))]).await;
     assert_eq!(res.status(), 409);
     let page = res.text().await.unwrap();
