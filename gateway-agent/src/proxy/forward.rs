@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use hyper::body::Body as _;
 use hyper::header::{
-    CONNECTION, CONTENT_LENGTH, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, TE, TRAILER,
+    CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::http::request::Parts;
@@ -290,6 +290,12 @@ pub(crate) fn upstream_request(
     // itself saw (validated `Host`, peer address) reaches the upstream.
     strip(headers, |name| auth.is_credential_header(name) || is_client_proxy_header(name));
     strip_credential_cookies(headers, auth);
+    // hyper's server answers the client's `Expect: 100-continue` itself when the body is
+    // first read, after the rules, key and limits have passed; the upstream gets the body
+    // at once, so an expectation passed on could only earn a 417 from a server without it.
+    if !body.is_end_stream() {
+        headers.remove(EXPECT);
+    }
     // hyper sends a GET or HEAD whose body has no announced length with no body at all (it
     // assumes there is none); a body the client did send is sent chunked.
     if matches!(parts.method, Method::GET | Method::HEAD)

@@ -139,6 +139,16 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "hello upstream");
     assert_eq!(upstream.last().method, Method::POST);
+    // The agent answers the client's expectation itself; the upstream is sent the body.
+    let answer = send(
+        Method::POST,
+        &format!("http://{proxy}/pets/items?user_key={}", fixture.key.as_str()),
+        &[("content-type", "text/plain"), ("expect", "100-continue")],
+        "expected",
+    )
+    .await;
+    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "expected"));
+    assert!(upstream.last().headers.get("expect").is_none(), "{:?}", upstream.last().headers);
     agent.shutdown().await.expect("clean shutdown");
 }
 
