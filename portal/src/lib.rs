@@ -66,6 +66,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/dashboard").route(web::get().to(dashboard::show)))
         .service(web::resource("/profile").route(web::get().to(profile::show)))
         .service(web::resource("/profile/password").route(web::post().to(profile::change_password)))
+        .service(web::resource("/profile/email").route(web::post().to(profile::request_email_change)))
+        .service(
+            web::resource("/profile/email/confirm")
+                .route(web::get().to(profile::confirm_email_change_form))
+                .route(web::post().to(profile::confirm_email_change)),
+        )
         .service(web::resource("/profile/sessions/end-others").route(web::post().to(profile::end_other_sessions)))
         .service(web::resource("/apps").route(web::get().to(apps::list)))
         .service(web::resource("/apps/new").route(web::get().to(apps::new_form)).route(web::post().to(apps::create)))

@@ -44,6 +44,17 @@ pub(crate) fn one_mail_per(limits: &MailLimits) -> String {
     }
 }
 
+/// The outcome of following an emailed link, with where to go next.
+pub(crate) fn outcome(
+    status: StatusCode,
+    chrome: Chrome,
+    title: &str,
+    text: &str,
+    link: Option<(&str, &str)>,
+) -> HttpResponse {
+    render(status, &MessagePage { chrome, title, text, link, dev_mail: false })
+}
+
 /// An emailed link that was used, has expired or never existed.
 pub(crate) fn dead_link(chrome: Chrome, title: &str, text: &str, link: Option<(&str, &str)>) -> HttpResponse {
     render(StatusCode::GONE, &MessagePage { chrome, title, text, link, dev_mail: false })

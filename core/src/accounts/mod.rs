@@ -2,6 +2,7 @@
 
 pub mod directory;
 mod email;
+pub mod email_change;
 pub mod flows;
 mod password;
 pub mod teams;

@@ -6,7 +6,8 @@
 //!   their own address; and per client address over all accounts, so one
 //!   address cannot spray a common password over many of them;
 //! * for the flows that mail an address someone typed (sign-up, a new
-//!   verification link, a password reset, an invitation): a budget of
+//!   verification link, a password reset, an invitation, a change of
+//!   address): a budget of
 //!   requests per client address and hour, and a cooldown per address
 //!   during which no further mail goes to it.
 //!
@@ -168,6 +169,7 @@ stored_enum! {
         Verification = "verification",
         PasswordReset = "password_reset",
         Invitation = "invitation",
+        EmailChange = "email_change",
     }
 }
 

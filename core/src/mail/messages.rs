@@ -56,6 +56,60 @@ The link works once and expires in 1 hour. If you did not ask for it, ignore thi
     message(to, "Reset your Tollgate password".to_owned(), text)
 }
 
+/// The link that moves an account to this address. Sent to the new
+/// address, which is not verified yet, so nothing anyone typed is in it.
+pub fn confirm_email_change(to: &str, link: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Someone signed in to the Tollgate developer portal asked to use this address for their account. Confirm it is yours:
+
+{link}
+
+The link works once and expires in 24 hours. Until it is followed, the account keeps its old address. If you did not ask for this, ignore this message."
+    );
+    message(to, "Confirm your new email for Tollgate".to_owned(), text)
+}
+
+/// A change to an address that already has an account: the mailbox learns
+/// it, the profile page does not say it.
+pub fn email_change_taken(to: &str, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Someone signed in to the Tollgate developer portal asked to move their account to this address, but this address already has an account of its own, so nothing changed.
+
+Sign in: {base_url}/login
+
+If it was not you, you can ignore this message."
+    );
+    message(to, "This address already has a Tollgate account".to_owned(), text)
+}
+
+/// To the current address: a change was asked for, and how to stop it.
+pub fn email_change_requested(to: &str, new_address: &str, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Someone signed in to your Tollgate account asked to change its email from this address to {new_address}. Nothing changes until the link sent there is followed, within 24 hours.
+
+If it was not you, change your password now and sign out your other sessions: {base_url}/profile"
+    );
+    message(to, "Your Tollgate email is about to change".to_owned(), text)
+}
+
+/// To the old address once the change is done.
+pub fn email_changed(to: &str, new_address: &str, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Your Tollgate account now uses {new_address} instead of this address. Sign in with the new address from now on; links mailed here before no longer work.
+
+If you did not make this change, contact the API provider at once: {base_url}"
+    );
+    message(to, "Your Tollgate email was changed".to_owned(), text)
+}
+
 /// An invitation to join an account's team. The invitee's address is not
 /// verified, so the text names no organisation (a name anyone may choose):
 /// the link's page shows it. The inviter's address is verified.

@@ -1,4 +1,7 @@
-//! The signed-in user's profile: changing the password and ending other sessions.
+//! The signed-in user's profile: changing the password or the email
+//! address, and ending other sessions.
+
+mod email;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -8,16 +11,26 @@ use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
 use tollgate_web::{Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, render};
 
+pub use email::{confirm_email_change, confirm_email_change_form, request_email_change};
+
 #[derive(Template)]
 #[template(path = "portal/profile.html")]
 struct ProfilePage {
     chrome: Chrome,
     errors: FieldErrors,
+    /// What was typed as the new address, kept when the form comes back.
+    new_email: String,
+}
+
+impl ProfilePage {
+    fn new(chrome: Chrome, errors: FieldErrors) -> ProfilePage {
+        ProfilePage { chrome, errors, new_email: String::new() }
+    }
 }
 
 pub async fn show(_user: SignedInUser, session: Session) -> PageResult<HttpResponse> {
     let chrome = Chrome::for_session(&session).await?;
-    Ok(render(StatusCode::OK, &ProfilePage { chrome, errors: FieldErrors::new() }))
+    Ok(render(StatusCode::OK, &ProfilePage::new(chrome, FieldErrors::new())))
 }
 
 #[derive(serde::Deserialize)]
@@ -48,7 +61,7 @@ pub async fn change_password(
     if let Err(err) = outcome {
         errors.absorb(err)?;
         let chrome = Chrome::for_session(&session).await?;
-        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &ProfilePage { chrome, errors }));
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &ProfilePage::new(chrome, errors)));
     }
     let mut message = "Your password is changed.".to_owned();
     if form.end_other_sessions.is_some() {
@@ -58,7 +71,7 @@ pub async fn change_password(
     // A privilege-relevant change: continue under a fresh session id.
     session.sign_in(user).await?;
     let chrome = Chrome::for_session(&session).await?.with_flash("success", message);
-    Ok(render(StatusCode::OK, &ProfilePage { chrome, errors }))
+    Ok(render(StatusCode::OK, &ProfilePage::new(chrome, errors)))
 }
 
 pub async fn end_other_sessions(
@@ -69,5 +82,5 @@ pub async fn end_other_sessions(
 ) -> PageResult<HttpResponse> {
     let ended = sessions.destroy_all_for_user(user.id, session.id_hash().as_deref()).await?;
     let chrome = Chrome::for_session(&session).await?.with_flash("success", format!("{ended} other session(s) ended."));
-    Ok(render(StatusCode::OK, &ProfilePage { chrome, errors: FieldErrors::new() }))
+    Ok(render(StatusCode::OK, &ProfilePage::new(chrome, FieldErrors::new())))
 }

@@ -91,6 +91,11 @@ pub fn plain_client() -> reqwest::Client {
 }
 
 impl TestApp {
+    /// The same server seen from a second browser, with cookies of its own.
+    pub fn another_browser(&self) -> TestApp {
+        TestApp { base: self.base.clone(), pool: self.pool.clone(), client: client() }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

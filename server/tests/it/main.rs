@@ -15,6 +15,7 @@ mod boundaries;
 mod cli;
 mod config_code;
 mod dev_mail;
+mod email_change;
 mod gateway;
 mod headers;
 mod health;
