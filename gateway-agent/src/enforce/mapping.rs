@@ -102,8 +102,17 @@ impl MappingRules {
     /// Calls `count(metric, delta)` for each rule that counts a request of `method` on `path`
     /// (relative to the API's base path). Returns the request's operation: the metric of the
     /// most specific rule that counted (the first by position among equals), or `None` if no
-    /// rule matched.
+    /// rule matched. A `HEAD` no rule counts is counted as a `GET`: it is a `GET` without the
+    /// body (RFC 9110, 9.3.2), and OpenAPI documents rarely list it.
     pub fn apply(&self, method: &Method, path: &str, mut count: impl FnMut(u32, u32)) -> Option<u32> {
+        let operation = self.apply_as(method, path, &mut count);
+        if operation.is_none() && *method == Method::HEAD {
+            return self.apply_as(&Method::GET, path, &mut count);
+        }
+        operation
+    }
+
+    fn apply_as(&self, method: &Method, path: &str, count: &mut impl FnMut(u32, u32)) -> Option<u32> {
         let chosen = self.imported.iter().copied().find(|&i| self.rules[i].matches(method, path));
         let mut operation: Option<usize> = None;
         for (index, rule) in self.rules.iter().enumerate() {
@@ -125,9 +134,9 @@ impl MappingRules {
         operation.map(|index| self.rules[index].metric)
     }
 
-    /// The methods of the rules whose pattern matches `path`: for a request no rule counted,
-    /// what it could have used instead (a `405`'s `Allow`). Walks every rule, so only refusals
-    /// call it.
+    /// The methods of the rules whose pattern matches `path` (with `HEAD` wherever `GET` is):
+    /// for a request no rule counted, what it could have used instead (a `405`'s `Allow`).
+    /// Walks every rule, so only refusals call it.
     pub fn methods_on(&self, path: &str) -> Methods {
         let mut methods = Methods::default();
         for rule in self.rules.iter() {
@@ -135,6 +144,9 @@ impl MappingRules {
                 && rule.pattern.matches(path)
             {
                 methods.insert(method);
+                if *method == Method::GET {
+                    methods.insert(&Method::HEAD);
+                }
             }
         }
         methods
@@ -198,9 +210,29 @@ mod tests {
             rule("GET", "/pet/findByStatus$", 4, Import, false),
             rule("PURGE", "/pet/{petId}$", 5, Manual, false),
         ]);
-        assert_eq!(rules.methods_on("/pet/7").list(), "GET, DELETE", "an extension method has no place in the set");
+        assert_eq!(
+            rules.methods_on("/pet/7").list(),
+            "GET, HEAD, DELETE",
+            "HEAD goes with GET; an extension method has no place in the set"
+        );
         assert_eq!(rules.methods_on("/pet").list(), "POST");
         assert!(rules.methods_on("/store").is_empty());
+    }
+
+    #[test]
+    fn a_head_no_rule_counts_is_counted_as_a_get() {
+        use RuleOrigin::{Import, Manual};
+        let rules = MappingRules::new(vec![
+            rule("GET", "/pet/{petId}$", 1, Import, false),
+            rule("POST", "/pet$", 2, Import, false),
+            rule("HEAD", "/store$", 3, Manual, false),
+            rule("GET", "/store$", 4, Manual, false),
+        ]);
+        assert_eq!(counted(&rules, Method::HEAD, "/pet/7"), [1]);
+        assert_eq!(operation(&rules, Method::HEAD, "/pet/7"), Some(1));
+        assert!(counted(&rules, Method::HEAD, "/pet").is_empty(), "only GET stands in for HEAD");
+        assert_eq!(counted(&rules, Method::HEAD, "/store"), [3], "a rule for HEAD itself wins, alone");
+        assert!(counted(&rules, Method::OPTIONS, "/pet/7").is_empty());
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub async fn the_usual_cases(
         "{}",
         wrong_method.body
     );
-    assert_eq!(wrong_method.header("allow"), Some("GET, POST"));
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, POST"));
 
     assert_eq!(get(&url("/pets/items/2"), &[("X-Api-Key", key)]).await.status, StatusCode::OK);
     let over = get(&url("/pets/items/3"), &[("X-Api-Key", key)]).await;
@@ -226,7 +226,7 @@ async fn envoy_http_ext_authz_contract() {
     // The original method decides which rules apply: no DELETE rule, but a GET one.
     let delete = check(Method::DELETE, "/pets/items/1", vec![("x-api-key", key.to_owned())]).await;
     assert_eq!((delete.status, delete.error().as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
-    assert_eq!(delete.header("allow"), Some("GET, POST"), "a POST rule on /pets/items matches below it too");
+    assert_eq!(delete.header("allow"), Some("GET, HEAD, POST"), "a POST rule on /pets/items matches below it too");
     let elsewhere = check(Method::GET, "/nowhere", vec![("x-api-key", key.to_owned())]).await;
     assert_eq!((elsewhere.status, elsewhere.error().as_str()), (StatusCode::NOT_FOUND, "unknown_api"));
     let dots = check(Method::GET, "/pets/items/%2e%2e/admin", vec![("x-api-key", key.to_owned())]).await;

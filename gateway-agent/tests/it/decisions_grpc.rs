@@ -165,7 +165,7 @@ async fn envoy_grpc_check_contract() {
     assert!(message(&missing).contains("`x-api-key` header"), "where the key goes: {}", message(&missing));
     assert!(value(&denied(&missing).headers, "www-authenticate").is_some_and(|v| v.starts_with("Key realm=")));
     let wrong_method = check(&mut client, envoy_check("DELETE", "/pets/items/1", &[("x-api-key", key)])).await;
-    assert_eq!(value(&denied(&wrong_method).headers, "allow"), Some("GET, POST"));
+    assert_eq!(value(&denied(&wrong_method).headers, "allow"), Some("GET, HEAD, POST"));
 
     let cases: [Case<'_>; 5] = [
         ("GET", "/pets/items/1", vec![], (401, "missing_credentials")),

@@ -152,6 +152,29 @@ async fn a_valid_key_is_proxied_without_the_key_and_with_forwarding_headers() {
     agent.shutdown().await.expect("clean shutdown");
 }
 
+/// Link checkers, caches and `curl -I` send `HEAD` where an API documents only `GET`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_is_served_where_the_rules_have_a_get_and_counted_on_its_operation() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let url = format!("http://{}/pets/items/7?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+
+    let answer = send(Method::HEAD, &url, &[], "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "", "an answer to HEAD has no body");
+    assert_eq!(answer.header("content-length"), Some("2"), "the GET's length");
+    assert_eq!(upstream.last().method, Method::HEAD, "the upstream gets the HEAD itself");
+    let m = fixture.metrics;
+    eventually("usage acknowledged", || async {
+        (cp.accepted_count(m.hits) == 1 && cp.accepted_count(m.get_item) == 1).then_some(())
+    })
+    .await;
+    agent.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_their_status_and_json_body() {
     let upstream = Upstream::start().await;
@@ -207,7 +230,7 @@ async fn refusals_have_their_status_and_json_body() {
     }
     // A path the rules know, with a method they do not: 405 names the methods it has.
     let wrong_method = send(Method::DELETE, &format!("http://{proxy}/pets/items/7?user_key={key}"), &[], "").await;
-    assert_eq!(wrong_method.header("allow"), Some("GET, POST"), "{}", wrong_method.body);
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, POST"), "{}", wrong_method.body);
     assert!(wrong_method.json()["message"].as_str().is_some_and(|m| m.contains("GET") && m.contains("not DELETE")));
     // The rules allowed a POST; an override could make the upstream run a DELETE.
     for header in ["x-http-method-override", "X-HTTP-Method", "x_method_override"] {
