@@ -72,6 +72,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(profile::confirm_email_change_form))
                 .route(web::post().to(profile::confirm_email_change)),
         )
+        .service(
+            web::resource("/profile/delete")
+                .route(web::get().to(profile::show_delete))
+                .route(web::post().to(profile::delete_account)),
+        )
         .service(web::resource("/profile/sessions/end-others").route(web::post().to(profile::end_other_sessions)))
         .service(web::resource("/apps").route(web::get().to(apps::list)))
         .service(web::resource("/apps/new").route(web::get().to(apps::new_form)).route(web::post().to(apps::create)))

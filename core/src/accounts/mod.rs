@@ -1,5 +1,6 @@
 //! Accounts (developer organisations and the provider), users and memberships.
 
+pub mod deletion;
 pub mod directory;
 mod email;
 pub mod email_change;

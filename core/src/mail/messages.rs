@@ -110,6 +110,19 @@ If you did not make this change, contact the API provider at once: {base_url}"
     message(to, "Your Tollgate email was changed".to_owned(), text)
 }
 
+/// The user's own deletion, to the address it had: the last word, and a
+/// warning if someone else did it.
+pub fn user_deleted(to: &str, base_url: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+Your Tollgate account for this address was deleted, as you asked. You can no longer sign in with it, and links mailed here before no longer work. Organisations you belonged to, and their invoices, stay with their other members and the API provider.
+
+If you did not ask for this, contact the API provider at once: {base_url}"
+    );
+    message(to, "Your Tollgate account was deleted".to_owned(), text)
+}
+
 /// An invitation to join an account's team. The invitee's address is not
 /// verified, so the text names no organisation (a name anyone may choose):
 /// the link's page shows it. The inviter's address is verified.

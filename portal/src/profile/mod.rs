@@ -1,6 +1,7 @@
 //! The signed-in user's profile: changing the password or the email
-//! address, and ending other sessions.
+//! address, ending other sessions, and deleting the account.
 
+mod delete;
 mod email;
 
 use actix_web::http::StatusCode;
@@ -11,6 +12,7 @@ use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
 use tollgate_web::{Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, render};
 
+pub use delete::{delete_account, show_delete};
 pub use email::{confirm_email_change, confirm_email_change_form, request_email_change};
 
 #[derive(Template)]

@@ -4,6 +4,7 @@
 // A test fails by panicking, so its helpers unwrap too.
 #![allow(clippy::unwrap_used)]
 
+mod account_deletion;
 mod admin_api;
 mod admin_billing;
 mod admin_ui;
