@@ -12,6 +12,7 @@
 use serde_json::json;
 use sqlx::PgPool;
 
+use super::users::confirm_password;
 use super::{PasswordHasher, UserId};
 use crate::audit::{self, Actor, Entry};
 use crate::mail::{enqueue, messages};
@@ -112,20 +113,7 @@ pub async fn delete(
     current_password: &str,
     base_url: &str,
 ) -> Result<Deleted> {
-    let row = sqlx::query!(r#"SELECT email::text AS "email!", password_hash FROM users WHERE id = $1"#, user.0)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(Error::NotFound)?;
-    if row.password_hash.is_none() {
-        return Err(Error::invalid(
-            "current_password",
-            "your account signs in through another provider and has no password; set one first by signing out \
-             and choosing “Forgot your password?”",
-        ));
-    }
-    if !hasher.verify(current_password, row.password_hash.as_deref()).await {
-        return Err(Error::invalid("current_password", "this is not your current password"));
-    }
+    let email = confirm_password(pool, hasher, user, current_password).await?;
 
     let mut tx = pool.begin().await?;
     sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user.0).fetch_optional(&mut *tx).await?;
@@ -151,23 +139,23 @@ pub async fn delete(
 
     audit::record(
         &mut tx,
-        &Actor::user(user, &row.email),
+        &Actor::user(user, &email),
         Entry {
             action: "user.deleted",
             entity: "user",
             entity_id: Some(user.0),
             before: Some(json!({
-                "email": row.email,
+                "email": email,
                 "organisations": organisations.iter().map(|o| json!({"id": o.id, "name": o.name})).collect::<Vec<_>>(),
             })),
             after: None,
         },
     )
     .await?;
-    enqueue(&mut tx, &messages::user_deleted(&row.email, base_url)).await?;
+    enqueue(&mut tx, &messages::user_deleted(&email, base_url)).await?;
     // Sessions, links, memberships and sign-in links go with the row; the
     // audit log and invitations keep it as a null.
     sqlx::query!("DELETE FROM users WHERE id = $1", user.0).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(Deleted { email: row.email })
+    Ok(Deleted { email })
 }

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use super::flows::MailRequest;
 use super::throttle::{self, MailAdmission, MailRequestKind};
 use super::tokens::{self, Purpose};
-use super::users::find_user_by_email;
+use super::users::{confirm_password, find_user_by_email};
 use super::{Email, PasswordHasher, UserId};
 use crate::audit::{self, Actor, Entry};
 use crate::mail::{enqueue, messages};
@@ -32,21 +32,8 @@ pub async fn request(
     new: &Email,
     base_url: &str,
 ) -> Result<()> {
-    let row = sqlx::query!(r#"SELECT email::text AS "email!", password_hash FROM users WHERE id = $1"#, user.0)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(Error::NotFound)?;
-    if row.password_hash.is_none() {
-        return Err(Error::invalid(
-            "current_password",
-            "your account signs in through another provider and has no password; set one first by signing out \
-             and choosing “Forgot your password?”",
-        ));
-    }
-    if !hasher.verify(current_password, row.password_hash.as_deref()).await {
-        return Err(Error::invalid("current_password", "this is not your current password"));
-    }
-    if new.as_str().eq_ignore_ascii_case(&row.email) {
+    let email = confirm_password(pool, hasher, user, current_password).await?;
+    if new.as_str().eq_ignore_ascii_case(&email) {
         return Err(Error::invalid("email", "this is already your email address"));
     }
     if throttle::admit_mail(pool, mail.limits, MailRequestKind::EmailChange, mail.client, new).await?
@@ -64,7 +51,7 @@ pub async fn request(
             enqueue(&mut tx, &messages::confirm_email_change(new.as_str(), &link)).await?;
         }
     }
-    enqueue(&mut tx, &messages::email_change_requested(&row.email, new.as_str(), base_url)).await?;
+    enqueue(&mut tx, &messages::email_change_requested(&email, new.as_str(), base_url)).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -288,3 +288,28 @@ pub async fn authenticate(
     throttle::record_client_failure(pool, client).await?;
     Ok(SignInOutcome::Rejected)
 }
+
+/// The user's address, once `current_password` is theirs: what a signed-in
+/// user proves before a change a left-open session must not make alone.
+pub(crate) async fn confirm_password(
+    pool: &PgPool,
+    hasher: &PasswordHasher,
+    user: UserId,
+    current_password: &str,
+) -> Result<String> {
+    let row = sqlx::query!(r#"SELECT email::text AS "email!", password_hash FROM users WHERE id = $1"#, user.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if row.password_hash.is_none() {
+        return Err(Error::invalid(
+            "current_password",
+            "your account signs in through another provider and has no password; set one first by signing out \
+             and choosing “Forgot your password?”",
+        ));
+    }
+    if !hasher.verify(current_password, row.password_hash.as_deref()).await {
+        return Err(Error::invalid("current_password", "this is not your current password"));
+    }
+    Ok(row.email)
+}
