@@ -8,6 +8,10 @@ pub enum Error {
     /// Input failed validation; `field` names where, `message` says what.
     #[error("{field}: {message}")]
     Invalid { field: Cow<'static, str>, message: String },
+    /// Input failed validation in more than one place, each in the order found (at least
+    /// two; one is `Invalid`), so one answer names them all.
+    #[error("{}", list(.0))]
+    InvalidFields(Vec<FieldProblem>),
     /// The thing does not exist, or the caller may not know it exists.
     #[error("not found")]
     NotFound,
@@ -34,6 +38,51 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One place where input failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: Cow<'static, str>,
+    pub message: String,
+}
+
+fn list(problems: &[FieldProblem]) -> String {
+    let each: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+    format!("{} problems: {}", problems.len(), each.join("; "))
+}
+
+impl Error {
+    /// Where and what, for each place the input failed validation; empty for other errors.
+    pub fn field_problems(&self) -> Vec<(&str, &str)> {
+        match self {
+            Error::Invalid { field, message } => vec![(field, message)],
+            Error::InvalidFields(problems) => problems.iter().map(|p| (&*p.field, p.message.as_str())).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The problems a validation finds, collected so that one answer names them all.
+#[derive(Debug, Default)]
+pub struct FieldProblems(Vec<FieldProblem>);
+
+impl FieldProblems {
+    pub fn add(&mut self, field: impl Into<Cow<'static, str>>, message: impl Into<String>) {
+        self.0.push(FieldProblem { field: field.into(), message: message.into() });
+    }
+
+    /// `Ok` when nothing was found, else the error that names each problem.
+    pub fn into_result(mut self) -> Result<()> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => {
+                let FieldProblem { field, message } = self.0.remove(0);
+                Err(Error::Invalid { field, message })
+            }
+            _ => Err(Error::InvalidFields(self.0)),
+        }
+    }
+}
 
 /// Maps unique-constraint violations to a `Conflict` with a readable message.
 pub(crate) fn conflict_on_unique(err: sqlx::Error, message: &str) -> Error {
@@ -70,6 +119,27 @@ pub fn minutes(seconds: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{Error, FieldProblems};
+
+    #[test]
+    fn problems_are_one_invalid_field_or_all_of_them_in_order() {
+        assert!(FieldProblems::default().into_result().is_ok());
+        let mut one = FieldProblems::default();
+        one.add("name", "use 1 to 200 characters");
+        let err = one.into_result().unwrap_err();
+        assert!(matches!(&err, Error::Invalid { field, .. } if field == "name"));
+        assert_eq!(err.field_problems(), [("name", "use 1 to 200 characters")]);
+        let mut two = FieldProblems::default();
+        two.add("name", "use 1 to 200 characters");
+        two.add("limits[1].max", "cannot be negative");
+        let err = two.into_result().unwrap_err();
+        assert_eq!(
+            err.field_problems(),
+            [("name", "use 1 to 200 characters"), ("limits[1].max", "cannot be negative")]
+        );
+        assert_eq!(err.to_string(), "2 problems: name: use 1 to 200 characters; limits[1].max: cannot be negative");
+    }
+
     #[test]
     fn a_wait_is_whole_minutes_rounded_up_in_words() {
         assert_eq!(super::minutes(0), "1 minute");

@@ -28,5 +28,5 @@ pub mod sync;
 pub mod usage;
 pub mod webhooks;
 
-pub use error::{Error, Result, minutes};
+pub use error::{Error, FieldProblem, FieldProblems, Result, minutes};
 pub use stored::UnknownName;

@@ -13,7 +13,7 @@ use crate::page::ErrorPage;
 /// The status of a core error, wherever it is answered.
 pub fn status_of(err: &Error) -> StatusCode {
     match err {
-        Error::Invalid { .. } | Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Invalid { .. } | Error::InvalidFields(_) | Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -123,14 +123,33 @@ pub struct Problem {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// Every place the input failed validation, in order (`field` and `message` name the
+    /// first); on `invalid_input` answers only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
     /// Seconds for `Retry-After`, on a rate-limited answer.
     #[serde(skip)]
     pub retry_after: Option<u64>,
 }
 
+/// One place where input failed validation, in a JSON error answer.
+#[derive(Debug, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
 impl Problem {
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Problem {
-        Problem { status, error, message: message.into(), field: None, line: None, retry_after: None }
+        Problem {
+            status,
+            error,
+            message: message.into(),
+            field: None,
+            line: None,
+            errors: Vec::new(),
+            retry_after: None,
+        }
     }
 
     /// The answer to a core error; `api` names the API in the log line of
@@ -138,8 +157,17 @@ impl Problem {
     pub fn from_core(err: &Error, api: &str) -> Problem {
         let status = status_of(err);
         match err {
-            Error::Invalid { field, .. } => {
-                Problem { field: Some(field.to_string()), ..Problem::new(status, "invalid_input", err.to_string()) }
+            Error::Invalid { .. } | Error::InvalidFields(_) => {
+                let errors: Vec<FieldError> = err
+                    .field_problems()
+                    .into_iter()
+                    .map(|(field, message)| FieldError { field: field.to_owned(), message: message.to_owned() })
+                    .collect();
+                Problem {
+                    field: errors.first().map(|e| e.field.clone()),
+                    errors,
+                    ..Problem::new(status, "invalid_input", err.to_string())
+                }
             }
             Error::Import(import) => Problem {
                 field: Some(import.pointer.clone()),

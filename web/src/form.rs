@@ -49,6 +49,12 @@ impl FieldErrors {
                 self.add(field.into_owned(), message);
                 Ok(())
             }
+            tollgate_core::Error::InvalidFields(problems) => {
+                for problem in problems {
+                    self.add(problem.field.into_owned(), problem.message);
+                }
+                Ok(())
+            }
             other => Err(other),
         }
     }

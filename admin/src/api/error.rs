@@ -21,6 +21,19 @@ pub struct ErrorBody {
     /// The line in an uploaded document, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// On `invalid_input`: every field that failed validation, in order; `field` and
+    /// `message` above are the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldErrorBody>,
+}
+
+/// One field that failed validation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    /// The field or JSON pointer, e.g. `limits[1].max`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// The admin API's boundary error.

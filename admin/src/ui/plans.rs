@@ -427,7 +427,7 @@ pub async fn new_form(
 }
 
 /// Saves a submitted plan form (a new plan when `existing` is `None`) and
-/// goes back to the API, or shows the form again as typed, with the first
+/// goes back to the API, or shows the form again as typed, with each
 /// problem beside its field.
 async fn save(
     session: &Session,
@@ -447,8 +447,12 @@ async fn save(
             };
             match saved {
                 Ok(()) => return Ok(see_other(format!("/admin/apis/{}", api.id.0))),
-                Err(tollgate_core::Error::Invalid { field, message }) => vec![(field.into_owned(), message)],
                 Err(tollgate_core::Error::Conflict(message)) => vec![("system_name".to_owned(), message)],
+                Err(err) if !err.field_problems().is_empty() => err
+                    .field_problems()
+                    .into_iter()
+                    .map(|(field, message)| (field.to_owned(), message.to_owned()))
+                    .collect(),
                 Err(err) => return Err(err.into()),
             }
         }
@@ -557,16 +561,20 @@ pub async fn copy(
     CsrfForm(form): CsrfForm<CopyForm>,
 ) -> PageResult<HttpResponse> {
     let id = PlanId(parse_id(&path)?);
-    let refusal = match plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &Actor::from(&user))
-        .await
-    {
-        Ok(copy) => return Ok(see_other(format!("/admin/plans/{}", copy.0))),
-        Err(tollgate_core::Error::Conflict(message)) => (StatusCode::CONFLICT, message),
-        Err(tollgate_core::Error::Invalid { field, message }) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, format!("The copy was not made: its {field} is refused ({message})."))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let refusal =
+        match plans::copy_plan(&pool, id, form.system_name.trim(), form.name.trim(), &Actor::from(&user)).await {
+            Ok(copy) => return Ok(see_other(format!("/admin/plans/{}", copy.0))),
+            Err(tollgate_core::Error::Conflict(message)) => (StatusCode::CONFLICT, message),
+            Err(err @ (tollgate_core::Error::Invalid { .. } | tollgate_core::Error::InvalidFields(_))) => {
+                let refused: Vec<String> = err
+                    .field_problems()
+                    .into_iter()
+                    .map(|(field, message)| format!("its {field} is refused ({message})"))
+                    .collect();
+                (StatusCode::UNPROCESSABLE_ENTITY, format!("The copy was not made: {}.", refused.join("; ")))
+            }
+            Err(err) => return Err(err.into()),
+        };
     let plan = plans::get_plan(&pool, id).await?;
     edit_page(&session, &pool, &plan, Some(refusal)).await
 }

@@ -274,6 +274,11 @@ impl Run<'_> {
             Error::Invalid { field, message } => {
                 ApplyError::Invalid(Located::at(self.text, &at.field(&field), message))
             }
+            // The file's error points at one place: the first.
+            Error::InvalidFields(mut problems) => {
+                let first = problems.swap_remove(0);
+                ApplyError::Invalid(Located::at(self.text, &at.field(&first.field), first.message))
+            }
             Error::Conflict(message) => ApplyError::Conflict(Located::at(self.text, at, message)),
             Error::Import(e) => ApplyError::Invalid(Located::at(self.text, &at.key("spec"), e.to_string())),
             Error::NotFound => {

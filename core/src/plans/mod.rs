@@ -16,7 +16,7 @@ use crate::db::{COUNT_LIMIT, CappedCount, CountKey};
 use crate::error::taken_or_conflict;
 use crate::stored::StoredPeriod;
 use crate::sync::feed::{Entity, record_change};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 /// Limits count over the protocol's periods: the one definition that the
 /// server, the agents and billing share.
@@ -139,112 +139,114 @@ struct Saved<'a> {
     monthly_fee: Decimal,
 }
 
+/// Checks every field and names every problem found, not only the first.
 fn validate(plan: &NewPlan, saved: Option<&Saved<'_>>) -> Result<()> {
+    let mut problems = FieldProblems::default();
     let system_ok = (1..=64).contains(&plan.system_name.len())
         && plan.system_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !plan.system_name.starts_with('-')
         && !plan.system_name.ends_with('-');
     if !system_ok {
-        return Err(Error::invalid(
+        problems.add(
             "system_name",
             "use 1 to 64 lower-case letters, digits and dashes, not starting or ending with a dash",
-        ));
+        );
     }
     if plan.name.trim().is_empty() || plan.name.chars().count() > 200 {
-        return Err(Error::invalid("name", "use 1 to 200 characters"));
+        problems.add("name", "use 1 to 200 characters");
     }
     if plan.description.chars().count() > 5000 {
-        return Err(Error::invalid("description", "use at most 5,000 characters"));
+        problems.add("description", "use at most 5,000 characters");
     }
     let kept = saved.filter(|saved| saved.currency == plan.currency);
     let currency = match kept {
-        Some(_) => Currency::new(&plan.currency).map_err(|e| Error::invalid("currency", e.to_string()))?,
-        None => Currency::parse(&plan.currency).map_err(|e| Error::invalid("currency", e.to_string()))?,
+        Some(_) => Currency::new(&plan.currency).map_err(|e| e.to_string()),
+        None => Currency::parse(&plan.currency).map_err(|e| e.to_string()),
     };
-    for (field, fee, before) in [
-        ("setup_fee", plan.setup_fee, kept.map(|saved| saved.setup_fee)),
-        ("monthly_fee", plan.monthly_fee, kept.map(|saved| saved.monthly_fee)),
-    ] {
-        let problem = match before {
-            Some(before) if before == fee => amount_problem(fee, FEE_DIGITS).map(|problem| problem.to_string()),
-            _ => fee_problem(fee, currency),
-        };
-        if let Some(problem) = problem {
-            return Err(Error::invalid(field, problem));
+    match currency {
+        // The fees are checked in the currency's minor unit, so only once it is known.
+        Err(problem) => problems.add("currency", problem),
+        Ok(currency) => {
+            for (field, fee, before) in [
+                ("setup_fee", plan.setup_fee, kept.map(|saved| saved.setup_fee)),
+                ("monthly_fee", plan.monthly_fee, kept.map(|saved| saved.monthly_fee)),
+            ] {
+                let problem = match before {
+                    Some(before) if before == fee => amount_problem(fee, FEE_DIGITS).map(|problem| problem.to_string()),
+                    _ => fee_problem(fee, currency),
+                };
+                if let Some(problem) = problem {
+                    problems.add(field, problem);
+                }
+            }
         }
     }
     if !(0..=3650).contains(&plan.trial_days) {
-        return Err(Error::invalid("trial_days", "use 0 to 3650 days"));
+        problems.add("trial_days", "use 0 to 3650 days");
     }
     if tollgate_protocol::TimeZoneName::new(&plan.time_zone).is_err() {
-        return Err(Error::invalid(
+        problems.add(
             "time_zone",
             format!("`{}` is not a time zone; use an IANA name such as Europe/Paris or UTC", plan.time_zone),
-        ));
+        );
     }
     let mut seen = HashSet::new();
     for (i, limit) in plan.limits.iter().enumerate() {
         if limit.max < 0 {
-            return Err(Error::invalid(format!("limits[{i}].max"), "cannot be negative"));
+            problems.add(format!("limits[{i}].max"), "cannot be negative");
         }
         if !seen.insert((limit.metric.as_str(), limit.period)) {
-            return Err(Error::invalid(
-                format!("limits[{i}]"),
-                format!("a {} limit on {} is already set", limit.period, limit.metric),
-            ));
+            problems
+                .add(format!("limits[{i}]"), format!("a {} limit on {} is already set", limit.period, limit.metric));
         }
     }
     for (i, tier) in plan.pricing.iter().enumerate() {
         if tier.from < 1 {
-            return Err(Error::invalid(format!("pricing[{i}].from"), "tiers start at unit 1 or later"));
-        }
-        if tier.from > MAX_TIER_UNIT {
-            return Err(Error::invalid(format!("pricing[{i}].from"), format!("use at most {MAX_TIER_UNIT}")));
+            problems.add(format!("pricing[{i}].from"), "tiers start at unit 1 or later");
+        } else if tier.from > MAX_TIER_UNIT {
+            problems.add(format!("pricing[{i}].from"), format!("use at most {MAX_TIER_UNIT}"));
         }
         if tier.to.is_some_and(|to| to > MAX_TIER_UNIT) {
-            return Err(Error::invalid(
+            problems.add(
                 format!("pricing[{i}].to"),
                 format!("use at most {MAX_TIER_UNIT}, or leave `to` out for a tier without an end"),
-            ));
-        }
-        if tier.to.is_some_and(|to| to < tier.from) {
-            return Err(Error::invalid(format!("pricing[{i}].to"), "must not be below `from`"));
+            );
+        } else if tier.to.is_some_and(|to| to < tier.from) {
+            problems.add(format!("pricing[{i}].to"), "must not be below `from`");
         }
         if let Some(problem) = amount_problem(tier.price_per_unit, PRICE_DIGITS) {
-            return Err(Error::invalid(format!("pricing[{i}].price_per_unit"), problem.to_string()));
+            problems.add(format!("pricing[{i}].price_per_unit"), problem.to_string());
         }
-        for (j, other) in plan.pricing.iter().enumerate().take(i) {
-            let overlaps = other.metric == tier.metric
+        // The first tier it overlaps is enough to say where.
+        let overlapped = plan.pricing.iter().enumerate().take(i).find(|(_, other)| {
+            other.metric == tier.metric
                 && tier.from <= other.to.unwrap_or(i64::MAX)
-                && other.from <= tier.to.unwrap_or(i64::MAX);
-            if overlaps {
-                return Err(Error::invalid(
-                    format!("pricing[{i}]"),
-                    format!(
-                        "overlaps tier {} (pricing[{j}]) on {}: tiers of one metric must not share units",
-                        j + 1,
-                        tier.metric
-                    ),
-                ));
-            }
+                && other.from <= tier.to.unwrap_or(i64::MAX)
+        });
+        if let Some((j, _)) = overlapped {
+            problems.add(
+                format!("pricing[{i}]"),
+                format!(
+                    "overlaps tier {} (pricing[{j}]) on {}: tiers of one metric must not share units",
+                    j + 1,
+                    tier.metric
+                ),
+            );
         }
     }
     let mut moded = HashSet::new();
     for (i, m) in plan.pricing_modes.iter().enumerate() {
         if !plan.pricing.iter().any(|t| t.metric == m.metric) {
-            return Err(Error::invalid(
+            problems.add(
                 format!("pricing_modes[{i}].metric"),
                 format!("{} has no price tiers on this plan, so it has no pricing mode", m.metric),
-            ));
-        }
-        if !moded.insert(m.metric.as_str()) {
-            return Err(Error::invalid(
-                format!("pricing_modes[{i}].metric"),
-                format!("the pricing mode of {} is already set", m.metric),
-            ));
+            );
+        } else if !moded.insert(m.metric.as_str()) {
+            problems
+                .add(format!("pricing_modes[{i}].metric"), format!("the pricing mode of {} is already set", m.metric));
         }
     }
-    Ok(())
+    problems.into_result()
 }
 
 async fn metric_id(tx: &mut sqlx::PgConnection, api: Uuid, name: &str, field: String) -> Result<Uuid> {

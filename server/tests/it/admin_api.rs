@@ -326,6 +326,45 @@ async fn bad_ids_and_pages_are_4xx_never_5xx(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_plan_with_several_mistakes_is_refused_once_naming_every_one(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let (_, apis) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;
+    let api = apis["items"][0]["id"].as_str().unwrap().to_owned();
+    let plans_before = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await.1;
+    let body = json!({
+        "system_name": "Bad Name", "name": "", "currency": "EUR", "monthly_fee": "0.123",
+        "trial_days": 5000, "time_zone": "Mars/Olympus",
+        "limits": [{"metric": "hits", "period": "day", "max": 10}, {"metric": "hits", "period": "day", "max": -1}],
+        "pricing": [{"metric": "hits", "from": 1, "to": 100, "price_per_unit": "1"},
+                    {"metric": "hits", "from": 50, "price_per_unit": "0.5"}]
+    });
+    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(body)).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"], "invalid_input");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        ["system_name", "name", "monthly_fee", "trial_days", "time_zone", "limits[1].max", "limits[1]", "pricing[1]"],
+        "{err}"
+    );
+    assert_eq!(err["field"], "system_name", "the first is also where it always was");
+    assert!(err["message"].as_str().unwrap().starts_with("8 problems: system_name: "), "{err}");
+    assert!(err["errors"][7]["message"].as_str().unwrap().contains("overlaps tier 1"), "{err}");
+    let plans_after = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/apis/{api}/plans"), None).await.1;
+    assert_eq!(plans_before, plans_after, "nothing was created");
+
+    // One mistake: the same shape, with one entry.
+    let body = json!({"system_name": "ok", "name": "Ok", "currency": "EUR", "trial_days": -1});
+    let (status, err) = admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/plans"), Some(body)).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["errors"], json!([{"field": "trial_days", "message": "use 0 to 3650 days"}]));
+    assert_eq!(
+        (err["field"].as_str(), err["message"].as_str()),
+        (Some("trial_days"), Some("trial_days: use 0 to 3650 days"))
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_documented(pool: PgPool) {
     let admin = admin_app(pool).await;
     let (_, apis) = admin.call(reqwest::Method::GET, "/admin/api/v1/apis", None).await;

@@ -108,6 +108,15 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
         let input = page.split(&format!("id=\"{field}\"")).nth(1).unwrap().split('>').next().unwrap();
         assert!(input.contains("aria-invalid=\"true\""), "{field}: {input}");
     }
+    // So is every field that reads but breaks a rule of plans.
+    let mut odd = fields.clone();
+    odd.retain(|(k, _)| !["system_name", "time_zone", "price_from_1"].contains(k));
+    odd.extend([("system_name", "Starter Plan"), ("time_zone", "Mars/Olympus"), ("price_from_1", "50")]);
+    let res = app.post_form(&form_url, &odd).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("see the 3 highlighted fields"), "{page}");
+    assert!(page.contains("is not a time zone") && page.contains("Tier 2: overlaps tier 1"), "{page}");
     let res = app.post_form(&form_url, &fields).await;
     assert_eq!(location(&res), api_page);
 
