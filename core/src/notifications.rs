@@ -41,6 +41,21 @@ pub struct NewNotification<'a> {
     pub link: Option<&'a str>,
 }
 
+/// The longest title and body the table holds, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+const MAX_BODY_CHARS: usize = 4000;
+
+/// `text` if it has at most `max` characters, else its first `max - 1` and an ellipsis.
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some(_) => {
+            let end = text.char_indices().nth(max - 1).map_or(text.len(), |(i, _)| i);
+            format!("{}…", &text[..end]).into()
+        }
+    }
+}
+
 /// Writes a notification inside the caller's transaction.
 pub async fn insert(conn: &mut sqlx::PgConnection, n: &NewNotification<'_>) -> Result<Uuid> {
     let (user, account) = match n.to {
@@ -48,14 +63,17 @@ pub async fn insert(conn: &mut sqlx::PgConnection, n: &NewNotification<'_>) -> R
         Recipient::Account(id) => (None, Some(id)),
     };
     let id = Uuid::now_v7();
+    // Titles and bodies quote names of up to 200 characters: cut to what the table holds.
+    let title = cut(n.title, MAX_TITLE_CHARS);
+    let body = cut(n.body, MAX_BODY_CHARS);
     sqlx::query!(
         "INSERT INTO notifications (id, user_id, account_id, kind, title, body, link) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         id,
         user,
         account,
         n.kind,
-        n.title,
-        n.body,
+        &*title,
+        &*body,
         n.link
     )
     .execute(conn)
@@ -163,4 +181,18 @@ pub async fn mark_all_read(pool: &PgPool, user: Uuid) -> Result<u64> {
     .execute(pool)
     .await?;
     Ok(updated.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_title_is_cut_to_what_the_table_holds() {
+        assert_eq!(super::cut("short", 200), "short");
+        let exact = "é".repeat(200);
+        assert_eq!(super::cut(&exact, 200), exact);
+        let long = format!("{} waits for approval", "é".repeat(200));
+        let cut = super::cut(&long, 200);
+        assert_eq!(cut.chars().count(), 200);
+        assert!(cut.ends_with("é…"), "{cut}");
+    }
 }

@@ -1,19 +1,22 @@
-//! A developer deleting their own account (their user): the sign-in, sessions, links and
-//! team places go; the organisations and their invoices stay.
+//! A developer deleting their own account (their user): the sign-in,
+//! sessions, links, invitations to the address and team places go; the
+//! organisations and their invoices stay.
 //!
 //! The current password is asked for, as for a change of address. An
 //! organisation is never left without an owner while others depend on it:
-//! the last owner of an organisation with other members hands ownership on
-//! first, and the last owner of one with applications deletes them first,
-//! so keys stop working because someone chose it. An organisation the user
-//! alone belonged to stays, memberless, with its invoices for the provider.
-//! The audit log keeps who did what, under the address they had.
+//! the last owner of an organisation with other members, or with pending
+//! invitations, hands ownership on first (or withdraws them), and the last
+//! owner of one with applications deletes them first, so keys stop working
+//! because someone chose it. An organisation the user alone belonged to
+//! stays, memberless, with its invoices for the provider, whose admins are
+//! told when it has any billing history. The audit log keeps who did what,
+//! under the address they had.
 
 use serde_json::json;
 use sqlx::PgPool;
 
 use super::users::confirm_password;
-use super::{PasswordHasher, UserId};
+use super::{ClientAddress, PasswordHasher, UserId};
 use crate::audit::{self, Actor, Entry};
 use crate::mail::{enqueue, messages};
 use crate::{Error, Result};
@@ -25,6 +28,9 @@ pub enum Blocker {
     Administrator,
     /// The user is the last owner of an organisation that has other members.
     LastOwner { organisation: String, members: i64 },
+    /// The user is the last owner of an organisation with live invitations: whoever accepts
+    /// would join an organisation with no owner.
+    Invitations { organisation: String, invitations: i64 },
     /// The user is the last owner of an organisation that still has applications (a rejected
     /// one never had working keys, and does not count).
     Applications { organisation: String, applications: i64 },
@@ -42,6 +48,15 @@ impl std::fmt::Display for Blocker {
                  Team page first",
                 members,
                 if *members == 1 { "member" } else { "members" }
+            ),
+            Blocker::Invitations { organisation, invitations } => write!(
+                f,
+                "{organisation} has {} pending {}; withdraw {} on its Team page, or wait until {} accepted and make \
+                 the new member an owner",
+                invitations,
+                if *invitations == 1 { "invitation" } else { "invitations" },
+                if *invitations == 1 { "it" } else { "them" },
+                if *invitations == 1 { "it is" } else { "one is" },
             ),
             Blocker::Applications { organisation, applications } => write!(
                 f,
@@ -81,6 +96,8 @@ async fn blockers_on(conn: &mut sqlx::PgConnection, user: UserId) -> Result<Vec<
     let sole = sqlx::query!(
         r#"SELECT a.name,
                   (SELECT count(*) FROM memberships o WHERE o.account_id = a.id AND o.user_id <> $1) AS "members!",
+                  (SELECT count(*) FROM invitations i
+                   WHERE i.account_id = a.id AND i.accepted_at IS NULL AND i.expires_at > now()) AS "invitations!",
                   (SELECT count(*) FROM applications p
                    WHERE p.account_id = a.id AND p.state <> 'rejected') AS "applications!"
            FROM memberships m JOIN accounts a ON a.id = m.account_id
@@ -95,6 +112,9 @@ async fn blockers_on(conn: &mut sqlx::PgConnection, user: UserId) -> Result<Vec<
     for row in sole {
         if row.members > 0 {
             blockers.push(Blocker::LastOwner { organisation: row.name.clone(), members: row.members });
+        }
+        if row.invitations > 0 {
+            blockers.push(Blocker::Invitations { organisation: row.name.clone(), invitations: row.invitations });
         }
         if row.applications > 0 {
             blockers.push(Blocker::Applications { organisation: row.name, applications: row.applications });
@@ -111,30 +131,50 @@ pub async fn delete(
     hasher: &PasswordHasher,
     user: UserId,
     current_password: &str,
+    client: &ClientAddress,
     base_url: &str,
 ) -> Result<Deleted> {
-    let email = confirm_password(pool, hasher, user, current_password).await?;
+    let email = confirm_password(pool, hasher, user, current_password, client).await?;
 
     let mut tx = pool.begin().await?;
     sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user.0).fetch_optional(&mut *tx).await?;
-    // Every membership of the user's organisations, so no owner leaves or is
-    // demoted between the check and the deletion.
+    // The user's organisations, locked in one order: an application registered, an
+    // invitation accepted or a member added elsewhere waits until this is decided.
     let organisations = sqlx::query!(
-        r#"SELECT a.id, a.name FROM accounts a
+        r#"SELECT a.id, a.name,
+                  NOT EXISTS (SELECT 1 FROM memberships o WHERE o.account_id = a.id AND o.user_id <> $1) AS "alone!",
+                  (EXISTS (SELECT 1 FROM invoices v WHERE v.account_id = a.id)
+                   OR EXISTS (SELECT 1 FROM subscription_segments s WHERE s.account_id = a.id)) AS "billed!"
+           FROM accounts a
            WHERE a.id IN (SELECT account_id FROM memberships WHERE user_id = $1)
-           ORDER BY a.name, a.id"#,
+           ORDER BY a.id
+           FOR UPDATE OF a"#,
         user.0
     )
     .fetch_all(&mut *tx)
     .await?;
-    let ids: Vec<uuid::Uuid> = organisations.iter().map(|o| o.id).collect();
-    sqlx::query!("SELECT user_id FROM memberships WHERE account_id = ANY($1) FOR UPDATE", &ids)
-        .fetch_all(&mut *tx)
-        .await?;
     let blockers = blockers_on(&mut tx, user).await?;
     if !blockers.is_empty() {
         let list: Vec<String> = blockers.iter().map(ToString::to_string).collect();
         return Err(Error::Conflict(format!("your account cannot be deleted yet: {}", list.join("; "))));
+    }
+    // Invitation links mailed to the address end with it.
+    sqlx::query!("DELETE FROM invitations WHERE email = $1::citext AND accepted_at IS NULL", email.as_str() as _)
+        .execute(&mut *tx)
+        .await?;
+    // An organisation left with no one in it gets its invoices mailed to no one: its
+    // provider is told, when it has anything billed or to bill.
+    for organisation in organisations.iter().filter(|o| o.alone && o.billed) {
+        let body = format!(
+            "The last member of {} deleted their account. Its invoices, and any still to come, now go to no one.",
+            organisation.name
+        );
+        let link = "/admin/accounts";
+        for (admin, admin_email) in crate::notifications::admins(&mut tx).await? {
+            let mail =
+                messages::organisation_left_empty(&admin_email, &organisation.name, &format!("{base_url}{link}"));
+            crate::notifications::tell(&mut tx, admin, &mail, "organisation_empty", &body, link).await?;
+        }
     }
 
     audit::record(

@@ -32,7 +32,7 @@ pub async fn request(
     new: &Email,
     base_url: &str,
 ) -> Result<()> {
-    let email = confirm_password(pool, hasher, user, current_password).await?;
+    let email = confirm_password(pool, hasher, user, current_password, mail.client).await?;
     if new.as_str().eq_ignore_ascii_case(&email) {
         return Err(Error::invalid("email", "this is already your email address"));
     }

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use super::throttle::{self, ClientAddress, MailAdmission, MailLimits, MailRequestKind};
 use super::tokens::{self, Purpose};
-use super::users::{find_user_by_email, organisation_problem};
+use super::users::{confirm_password, find_user_by_email, organisation_problem};
 use super::{AccountId, Email, Password, PasswordHasher, UserId, create_developer_in};
 use crate::mail::{enqueue, messages};
 use crate::{Error, Result};
@@ -196,14 +196,9 @@ pub async fn change_password(
     user: UserId,
     current: &str,
     new: &Password,
+    client: &ClientAddress,
 ) -> Result<()> {
-    let stored = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user.0)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(Error::NotFound)?;
-    if !hasher.verify(current, stored.as_deref()).await {
-        return Err(Error::invalid("current_password", "this is not your current password"));
-    }
+    confirm_password(pool, hasher, user, current, client).await?;
     let hash = hasher.hash(new).await?;
     sqlx::query!("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", user.0, hash)
         .execute(pool)

@@ -291,11 +291,13 @@ pub async fn authenticate(
 
 /// The user's address, once `current_password` is theirs: what a signed-in
 /// user proves before a change a left-open session must not make alone.
+/// Wrong guesses count with failed sign-ins from `client`, and pause alike.
 pub(crate) async fn confirm_password(
     pool: &PgPool,
     hasher: &PasswordHasher,
     user: UserId,
     current_password: &str,
+    client: &ClientAddress,
 ) -> Result<String> {
     let row = sqlx::query!(r#"SELECT email::text AS "email!", password_hash FROM users WHERE id = $1"#, user.0)
         .fetch_optional(pool)
@@ -308,7 +310,17 @@ pub(crate) async fn confirm_password(
              and choosing “Forgot your password?”",
         ));
     }
-    if !hasher.verify(current_password, row.password_hash.as_deref()).await {
+    let paused_until = throttle::sign_in_paused_until(pool, user, client).await?;
+    let matches = hasher.verify(current_password, row.password_hash.as_deref()).await;
+    if let Some(until) = paused_until {
+        let wait = crate::minutes(u64::try_from((until - OffsetDateTime::now_utc()).whole_seconds()).unwrap_or(0));
+        return Err(Error::invalid(
+            "current_password",
+            format!("too many wrong passwords from your network; try again in {wait}"),
+        ));
+    }
+    if !matches {
+        throttle::record_sign_in_failure(pool, user, client).await?;
         return Err(Error::invalid("current_password", "this is not your current password"));
     }
     Ok(row.email)

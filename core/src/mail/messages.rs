@@ -116,11 +116,25 @@ pub fn user_deleted(to: &str, base_url: &str) -> Outgoing {
     let text = format!(
         "Hello,
 
-Your Tollgate account for this address was deleted, as you asked. You can no longer sign in with it, and links mailed here before no longer work. Organisations you belonged to, and their invoices, stay with their other members and the API provider.
+Your Tollgate account for this address was deleted, as you asked. You can no longer sign in with it, and links mailed here before no longer work. Organisations you belonged to stay, with their invoices, for their other members and the API provider.
 
 If you did not ask for this, contact the API provider at once: {base_url}"
     );
     message(to, "Your Tollgate account was deleted".to_owned(), text)
+}
+
+/// To a provider admin: an organisation's last member deleted their account, and it has
+/// billing history, so its invoices would reach no one.
+pub fn organisation_left_empty(to: &str, account: &str, link: &str) -> Outgoing {
+    let text = format!(
+        "Hello,
+
+The last member of the account \"{account}\" deleted their Tollgate account. The organisation stays, with its invoices, but has no one to mail them to: an invoice still to come for its last applications, and any left unpaid, reach no one.
+
+See the account: {link}
+"
+    );
+    message(to, format!("{account} has no members left"), text)
 }
 
 /// An invitation to join an account's team. The invitee's address is not

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, UserSummary, deletion};
 use tollgate_core::db::PgPool;
-use tollgate_web::{Chrome, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, SignedInUser, render};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, SignedInUser, render};
 
 use crate::message::outcome;
 
@@ -20,15 +20,21 @@ struct DeletePage {
     errors: FieldErrors,
 }
 
+/// The page, listing what blocks the deletion now; `refusal` is why a deletion was just
+/// refused, shown when the list no longer says it.
 async fn page(
     status: StatusCode,
     session: &Session,
     pool: &PgPool,
     user: &UserSummary,
     errors: FieldErrors,
+    refusal: Option<String>,
 ) -> PageResult<HttpResponse> {
-    let blockers = deletion::blockers(pool, user.id).await?.iter().map(ToString::to_string).collect();
-    let chrome = Chrome::for_session(session).await?;
+    let blockers: Vec<String> = deletion::blockers(pool, user.id).await?.iter().map(ToString::to_string).collect();
+    let mut chrome = Chrome::for_session(session).await?;
+    if let Some(refusal) = refusal.filter(|_| blockers.is_empty()) {
+        chrome = chrome.with_flash("error", format!("Not deleted: {refusal}. Try again."));
+    }
     Ok(render(status, &DeletePage { chrome, email: user.email.clone(), blockers, errors }))
 }
 
@@ -37,7 +43,7 @@ pub async fn show_delete(
     session: Session,
     pool: web::Data<PgPool>,
 ) -> PageResult<HttpResponse> {
-    page(StatusCode::OK, &session, &pool, &user, FieldErrors::new()).await
+    page(StatusCode::OK, &session, &pool, &user, FieldErrors::new(), None).await
 }
 
 #[derive(serde::Deserialize)]
@@ -52,10 +58,12 @@ pub async fn delete_account(
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     public_url: web::Data<PublicUrl>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
-    let status = match deletion::delete(&pool, &hasher, user.id, &form.current_password, &public_url.0).await {
+    let mut refusal = None;
+    let status = match deletion::delete(&pool, &hasher, user.id, &form.current_password, &client, &public_url.0).await {
         Ok(deleted) => {
             session.sign_out().await?;
             let chrome = Chrome::for_session(&session).await?;
@@ -71,8 +79,11 @@ pub async fn delete_account(
             StatusCode::UNPROCESSABLE_ENTITY
         }
         // Something came to block it since the page was shown: the page lists it now.
-        Err(tollgate_core::Error::Conflict(_)) => StatusCode::CONFLICT,
+        Err(tollgate_core::Error::Conflict(message)) => {
+            refusal = Some(message);
+            StatusCode::CONFLICT
+        }
         Err(other) => return Err(other.into()),
     };
-    page(status, &session, &pool, &user, errors).await
+    page(status, &session, &pool, &user, errors, refusal).await
 }

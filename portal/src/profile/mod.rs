@@ -10,7 +10,7 @@ use askama::Template;
 use tollgate_core::accounts::{Password, PasswordHasher, flows};
 use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
-use tollgate_web::{Chrome, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, render};
+use tollgate_web::{Chrome, ClientIp, CsrfForm, EmptyForm, FieldErrors, PageResult, Session, SignedInUser, render};
 
 pub use delete::{delete_account, show_delete};
 pub use email::{confirm_email_change, confirm_email_change_form, request_email_change};
@@ -50,11 +50,12 @@ pub async fn change_password(
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     sessions: web::Data<SessionStore>,
+    ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> PageResult<HttpResponse> {
     let mut errors = FieldErrors::new();
     let outcome = match Password::parse(&form.new_password) {
-        Ok(new) => flows::change_password(&pool, &hasher, user.id, &form.current_password, &new).await,
+        Ok(new) => flows::change_password(&pool, &hasher, user.id, &form.current_password, &new, &client).await,
         Err(err) => Err(match err {
             tollgate_core::Error::Invalid { message, .. } => tollgate_core::Error::invalid("new_password", message),
             other => other,

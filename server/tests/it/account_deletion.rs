@@ -26,6 +26,19 @@ async fn user_exists(pool: &PgPool, email: &str) -> bool {
         .unwrap()
 }
 
+/// Ages every mail request past the two-minute cooldown per address.
+async fn cooldowns_pass(pool: &PgPool) {
+    sqlx::query("UPDATE mail_requests SET created_at = created_at - interval '3 minutes'").execute(pool).await.unwrap();
+}
+
+/// Notifications that an organisation was left with no members.
+async fn empty_notices(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM notifications WHERE kind = 'organisation_empty'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// The sentences of the page's "before you can delete it" list.
 fn blockers(html: &str) -> Vec<String> {
     let Some(start) = html.find("data-testid=\"blockers\"") else { return Vec::new() };
@@ -44,6 +57,18 @@ async fn a_developer_deletes_their_account_with_the_password_and_is_signed_out_e
     assert!(profile.contains("href=\"/profile/delete\""), "the profile leads to it");
     let page = app.get("/profile/delete").await.text().await.unwrap();
     assert!(page.contains("Delete my account") && blockers(&page).is_empty(), "{page}");
+
+    // Grace invites Ada to her team; the link must end with Ada's account.
+    let grace = app.another_browser();
+    verified_developer_of(&grace, "Grace Co", "grace@example.com").await;
+    let html = grace.get("/team").await.text().await.unwrap();
+    let invite = [("csrf_token", csrf_from(&html)), ("email", "ada@example.com".into()), ("role", "member".into())];
+    let invite: Vec<(&str, &str)> = invite.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cooldowns_pass(&app.pool).await;
+    assert_eq!(grace.post_form("/team/invite", &invite).await.status(), 200);
+    let (_, body) = last_mail(&app.pool, "ada@example.com").await;
+    let invitation = format!("/invitations/accept?token={}", link_token(&body, "/invitations/accept"));
+    assert_eq!(app.get(&invitation).await.status(), 200, "live before");
 
     // The wrong password, or none, deletes nothing.
     for password in ["wrong password", ""] {
@@ -79,6 +104,14 @@ async fn a_developer_deletes_their_account_with_the_password_and_is_signed_out_e
     .await
     .unwrap();
     assert_eq!(members, 0);
+    let organisations: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE name = 'Acme Labs'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(organisations, 1, "the organisation stays");
+    assert_eq!(app.get(&invitation).await.status(), 410, "the invitation to the address ended with it");
+    // Acme Labs never had an application or an invoice: no admin needs to hear of it.
+    assert_eq!(empty_notices(&app.pool).await, 0);
     let (actor, before): (String, serde_json::Value) =
         sqlx::query_as("SELECT actor_label, before FROM audit_log WHERE action = 'user.deleted'")
             .fetch_one(&app.pool)
@@ -88,6 +121,7 @@ async fn a_developer_deletes_their_account_with_the_password_and_is_signed_out_e
     assert_eq!(before["organisations"][0]["name"], "Acme Labs");
 
     // The address is free for a new account.
+    cooldowns_pass(&app.pool).await;
     let again = app.another_browser();
     assert_eq!(sign_up(&again, "ada@example.com", PASSWORD).await.status(), 200);
     let (_, body) = last_mail(&app.pool, "ada@example.com").await;
@@ -114,18 +148,31 @@ async fn the_last_owner_hands_the_team_on_and_deletes_the_applications_first(poo
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(location(&bob.post_form("/invitations/accept", &form).await), "/team");
 
+    // And Carol is invited, not yet joined.
+    let html = alice.get("/team").await.text().await.unwrap();
+    let invite = [("csrf_token", csrf_from(&html)), ("email", "carol@example.com".into()), ("role", "member".into())];
+    let invite: Vec<(&str, &str)> = invite.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 200);
+
     // Alice is Partner Co's only owner: the page says what to do first and offers no form.
     let page = alice.get("/profile/delete").await.text().await.unwrap();
     let listed = blockers(&page);
-    assert_eq!(listed.len(), 2, "{page}");
+    assert_eq!(listed.len(), 3, "{page}");
     assert!(listed[0].contains("last owner of Partner Co, which has 1 other member"), "{listed:?}");
-    assert!(listed[1].contains("Partner Co still has 1 application"), "{listed:?}");
+    assert!(listed[1].contains("Partner Co has 1 pending invitation"), "{listed:?}");
+    assert!(listed[2].contains("Partner Co still has 1 application"), "{listed:?}");
     assert!(!page.contains("name=\"current_password\""), "no form while something blocks it");
     let res =
         alice.post_form("/profile/delete", &[("csrf_token", &csrf_from(&page)), ("current_password", PASSWORD)]).await;
     assert_eq!(res.status(), 409);
-    assert_eq!(blockers(&res.text().await.unwrap()).len(), 2);
+    assert_eq!(blockers(&res.text().await.unwrap()).len(), 3);
     assert!(user_exists(&alice.pool, "alice@example.com").await);
+
+    // An invitation that has expired waits for no one.
+    sqlx::query("UPDATE invitations SET expires_at = now() - interval '1 day' WHERE email = 'carol@example.com'")
+        .execute(&alice.pool)
+        .await
+        .unwrap();
 
     // A member is not blocked: Bob goes, and Partner Co keeps Alice.
     assert!(blockers(&bob.get("/profile/delete").await.text().await.unwrap()).is_empty());
@@ -145,6 +192,40 @@ async fn the_last_owner_hands_the_team_on_and_deletes_the_applications_first(poo
         .await
         .unwrap();
     assert_eq!(partner_co, 1, "the organisation stays for its invoices");
+
+    // It had an application, so it has a bill to come: the provider's admins hear that it
+    // now goes to no one.
+    assert_eq!(empty_notices(&alice.pool).await, 1);
+    let (subject, body) = last_mail(&alice.pool, DEMO_ADMIN_EMAIL).await;
+    assert_eq!(subject, "Partner Co has no members left");
+    assert!(body.contains("/admin/accounts"), "{body}");
+}
+
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn wrong_passwords_here_pause_as_failed_sign_ins_do(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "ada@example.com").await;
+    for _ in 0..5 {
+        let res = delete_with(&app, "a guess").await;
+        assert_eq!(res.status(), 422);
+        assert!(res.text().await.unwrap().contains("not your current password"));
+    }
+    // The sixth try waits, even with the right password, like a sixth sign-in.
+    let res = delete_with(&app, PASSWORD).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("too many wrong passwords"));
+    assert!(user_exists(&app.pool, "ada@example.com").await);
+    let token = app.csrf_token("/profile").await;
+    let form = [("csrf_token", token.as_str()), ("current_password", PASSWORD), ("new_password", "another passphrase")];
+    let res = app.post_form("/profile/password", &form).await;
+    assert!(res.text().await.unwrap().contains("too many wrong passwords"), "the password change waits too");
+
+    // Once the pause is over, the password works again.
+    sqlx::query("UPDATE sign_in_failures SET locked_until = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(delete_with(&app, PASSWORD).await.status(), 200);
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

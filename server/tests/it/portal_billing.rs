@@ -728,6 +728,23 @@ async fn every_admin_hears_of_an_application_that_waits_for_approval(pool: PgPoo
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(notices[0].0.contains("Wants Pro on the Pro plan"), "{notices:?}");
     assert_eq!(notices[0].1.as_deref(), Some(format!("/admin/applications?id={id}").as_str()));
+
+    // A name as long as names go made a title past the notifications' 200 characters: the
+    // registration failed with a 500. The title is cut; the mail keeps the whole name.
+    let long = "L".repeat(200);
+    register(&app, &long, "pro").await;
+    let title: String = sqlx::query_scalar(
+        "SELECT n.title FROM notifications n JOIN users u ON u.id = n.user_id
+         WHERE u.email = $1 AND n.kind = 'application_pending' ORDER BY n.created_at DESC LIMIT 1",
+    )
+    .bind(&admin)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(title.chars().count(), 200);
+    assert!(title.starts_with("LLLL") && title.ends_with('…'), "{title}");
+    let (subject, _) = crate::portal::last_mail(&pool, &admin).await;
+    assert_eq!(subject, format!("{long} waits for approval"));
 }
 
 /// The provider's payment instructions, set through the admin API, are frozen into the
