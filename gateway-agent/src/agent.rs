@@ -109,26 +109,28 @@ impl Agent {
         };
 
         let proxy_sockets = bind_proxy_sockets(settings.listen, settings.workers).map_err(|source| Error::Bind {
-            listener: "proxy",
+            setting: "TOLLGATE_AGENT_LISTEN",
             addr: settings.listen,
             source,
         })?;
         let admin_listener = TcpListener::bind(settings.admin_listen).await.map_err(|source| Error::Bind {
-            listener: "admin",
+            setting: "TOLLGATE_AGENT_ADMIN_LISTEN",
             addr: settings.admin_listen,
             source,
         })?;
         let authz_listener = match settings.authz_listen {
-            Some(addr) => {
-                Some(TcpListener::bind(addr).await.map_err(|source| Error::Bind { listener: "authz", addr, source })?)
-            }
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+                setting: "TOLLGATE_AGENT_AUTHZ_LISTEN",
+                addr,
+                source,
+            })?),
             None => None,
         };
         let authz_addr = authz_listener
             .as_ref()
             .map(|listener| {
                 listener.local_addr().map_err(|source| Error::Bind {
-                    listener: "authz",
+                    setting: "TOLLGATE_AGENT_AUTHZ_LISTEN",
                     addr: settings.authz_listen.unwrap_or(settings.listen),
                     source,
                 })
@@ -136,7 +138,7 @@ impl Agent {
             .transpose()?;
         let (authz_grpc_listener, authz_grpc_addr) = match settings.authz_grpc_listen {
             Some(addr) => {
-                let bind = |source| Error::Bind { listener: "authz-grpc", addr, source };
+                let bind = |source| Error::Bind { setting: "TOLLGATE_AGENT_AUTHZ_GRPC_LISTEN", addr, source };
                 let listener = TcpListener::bind(addr).await.map_err(bind)?;
                 let local = listener.local_addr().map_err(bind)?;
                 (Some(listener), Some(local))
@@ -145,23 +147,21 @@ impl Agent {
         };
         let report_socket = match settings.authz_report_listen {
             Some(addr) => Some(tokio::net::UdpSocket::bind(addr).await.map_err(|source| Error::Bind {
-                listener: "authz-report",
+                setting: "TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN",
                 addr,
                 source,
             })?),
             None => None,
         };
-        let report_addr = report_socket
-            .as_ref()
-            .map(|socket| socket.local_addr())
-            .transpose()
-            .map_err(|source| Error::Bind { listener: "authz-report", addr: settings.listen, source })?;
+        let report_addr = report_socket.as_ref().map(|socket| socket.local_addr()).transpose().map_err(|source| {
+            Error::Bind { setting: "TOLLGATE_AGENT_AUTHZ_REPORT_LISTEN", addr: settings.listen, source }
+        })?;
         let proxy_addr = proxy_sockets
             .first()
             .map_or_else(|| Ok(settings.listen), TcpSocket::local_addr)
-            .map_err(|source| Error::Bind { listener: "proxy", addr: settings.listen, source })?;
+            .map_err(|source| Error::Bind { setting: "TOLLGATE_AGENT_LISTEN", addr: settings.listen, source })?;
         let admin_addr = admin_listener.local_addr().map_err(|source| Error::Bind {
-            listener: "admin",
+            setting: "TOLLGATE_AGENT_ADMIN_LISTEN",
             addr: settings.admin_listen,
             source,
         })?;
@@ -513,8 +513,11 @@ async fn start_worker(
     limits: Limits,
     stop: watch::Receiver<bool>,
 ) -> Result<oneshot::Receiver<()>, Error> {
-    let addr =
-        socket.local_addr().map_err(|source| Error::Bind { listener: "proxy", addr: ([0; 4], 0).into(), source })?;
+    let addr = socket.local_addr().map_err(|source| Error::Bind {
+        setting: "TOLLGATE_AGENT_LISTEN",
+        addr: ([0; 4], 0).into(),
+        source,
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Runtime)?;
     let (listening_tx, listening_rx) = oneshot::channel();
     let (stopped_tx, stopped_rx) = oneshot::channel();
@@ -542,8 +545,12 @@ async fn start_worker(
         .map_err(Error::Runtime)?;
     match listening_rx.await {
         Ok(Ok(())) => Ok(stopped_rx),
-        Ok(Err(source)) => Err(Error::Bind { listener: "proxy", addr, source }),
-        Err(_) => Err(Error::Bind { listener: "proxy", addr, source: std::io::Error::other("proxy worker ended") }),
+        Ok(Err(source)) => Err(Error::Bind { setting: "TOLLGATE_AGENT_LISTEN", addr, source }),
+        Err(_) => Err(Error::Bind {
+            setting: "TOLLGATE_AGENT_LISTEN",
+            addr,
+            source: std::io::Error::other("proxy worker ended"),
+        }),
     }
 }
 

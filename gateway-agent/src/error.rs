@@ -13,11 +13,12 @@ use crate::settings::SettingsError;
 pub enum Error {
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    #[error("cannot listen on {addr} ({listener}): {source}")]
-    Bind { listener: &'static str, addr: SocketAddr, source: io::Error },
-    #[error("state directory {path}: {source}")]
+    /// A listener that cannot be opened, named by the setting that chose its address.
+    #[error("{setting}: cannot listen on {addr}: {}", bind_reason(source))]
+    Bind { setting: &'static str, addr: SocketAddr, source: io::Error },
+    #[error("TOLLGATE_AGENT_STATE_DIR: {path}: {source}")]
     StateDir { path: PathBuf, source: io::Error },
-    #[error("access log {path}: {source}")]
+    #[error("TOLLGATE_AGENT_ACCESS_LOG_PATH: {path}: {source}")]
     AccessLog { path: PathBuf, source: io::Error },
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -35,5 +36,19 @@ impl Error {
             Error::Settings(_) | Error::Tls(_) => 2,
             _ => 1,
         }
+    }
+}
+
+/// Why a listener could not be opened, with what to do for the common cases.
+fn bind_reason(source: &io::Error) -> String {
+    match source.kind() {
+        io::ErrorKind::AddrInUse => {
+            format!("{source}; another process has this address: stop it or choose another address")
+        }
+        io::ErrorKind::AddrNotAvailable => format!("{source}; this machine has no such address"),
+        io::ErrorKind::PermissionDenied => {
+            format!("{source}; ports below 1024 need root or CAP_NET_BIND_SERVICE")
+        }
+        _ => source.to_string(),
     }
 }

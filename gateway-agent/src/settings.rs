@@ -465,6 +465,21 @@ impl Settings {
             };
         }
         if let Some(v) = get("TOLLGATE_AGENT_ACCESS_LOG_PATH") {
+            // The path is the JSON log's: it turns the JSON log on, and with another mode it
+            // would be silently unused.
+            match get("TOLLGATE_AGENT_ACCESS_LOG").as_deref() {
+                None => settings.access_log = AccessLogMode::Json,
+                Some("json") => {}
+                Some(mode) => {
+                    return Err(invalid(
+                        "TOLLGATE_AGENT_ACCESS_LOG_PATH",
+                        format!(
+                            "names the JSON access log's file, but TOLLGATE_AGENT_ACCESS_LOG is `{mode}`; set it to \
+                             json, or unset the path"
+                        ),
+                    ));
+                }
+            }
             settings.access_log_path = Some(PathBuf::from(v));
         }
         if let Some(v) = get("TOLLGATE_AGENT_LOG") {
@@ -595,6 +610,16 @@ mod tests {
         assert_eq!(parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "on")]).expect("valid").access_log, AccessLogMode::On);
         let err = parse(&[("TOLLGATE_AGENT_ACCESS_LOG", "JSON")]).expect_err("case matters");
         assert!(err.message.contains("not on, json or off"), "{}", err.message);
+        // A path alone turns the JSON log on; with another mode it would go unused.
+        let s = parse(&[("TOLLGATE_AGENT_ACCESS_LOG_PATH", "/var/log/a.jsonl")]).expect("valid");
+        assert_eq!(s.access_log, AccessLogMode::Json);
+        for mode in ["on", "off"] {
+            let err =
+                parse(&[("TOLLGATE_AGENT_ACCESS_LOG", mode), ("TOLLGATE_AGENT_ACCESS_LOG_PATH", "/var/log/a.jsonl")])
+                    .expect_err("a path with another mode");
+            assert_eq!(err.setting, "TOLLGATE_AGENT_ACCESS_LOG_PATH");
+            assert!(err.message.contains(&format!("is `{mode}`")), "{}", err.message);
+        }
     }
 
     #[test]

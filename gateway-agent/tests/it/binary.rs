@@ -50,6 +50,31 @@ fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: TOLLGATE_AGENT_TOKEN: "));
 }
 
+/// Startup failures past the settings name the setting to change, as bad settings do.
+#[tokio::test]
+async fn a_port_in_use_or_an_unusable_state_directory_names_its_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let taken = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new();
+    for (setting, value, says) in [
+        ("TOLLGATE_AGENT_LISTEN", taken.as_str(), "another process has this address"),
+        ("TOLLGATE_AGENT_ADMIN_LISTEN", taken.as_str(), "another process has this address"),
+        ("TOLLGATE_AGENT_STATE_DIR", "/proc/self/no-such-dir", "/proc/self/no-such-dir"),
+    ] {
+        let output = gateway("http://127.0.0.1:1", &dir)
+            .env(setting, value)
+            .stdout(Stdio::null())
+            .output()
+            .await
+            .expect("run the binary");
+        assert_eq!(output.status.code(), Some(1), "{setting}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with(&format!("error: {setting}: ")), "{setting}: {stderr}");
+        assert!(last.contains(says), "{setting}: {last}");
+    }
+}
+
 #[test]
 fn help_and_version_answer_and_no_argument_starts_a_gateway() {
     let run = |argument: &str| {
