@@ -12,7 +12,7 @@ use super::types::ApiId;
 use crate::audit::{self, Actor, Entry};
 use crate::error::conflict_on_unique;
 use crate::sync::feed::{Entity, record_change};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 /// Ends an edit of an API's metrics or rules: agents learn of it, and the
 /// audit log records who did what, in the edit's transaction.
@@ -239,24 +239,28 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
 /// The longest pattern `mapping_rules.pattern` holds (its `CHECK`).
 const MAX_PATTERN_CHARS: usize = 2048;
 
-/// Checks a rule's method, pattern, delta and position; the method upper-cased.
+/// Checks a rule's method, pattern, delta and position, naming every problem; the method
+/// upper-cased.
 pub(crate) fn check_rule(rule: &NewRule) -> Result<String> {
+    let mut problems = FieldProblems::default();
     let method = rule.http_method.trim().to_ascii_uppercase();
     if !RULE_METHODS.contains(&method.as_str()) {
-        return Err(Error::invalid("http_method", format!("use one of {}", RULE_METHODS.join(", "))));
+        problems.add("http_method", format!("use one of {}", RULE_METHODS.join(", ")));
     }
     // The column's own check: refused here with the field named, not as a database error.
     if rule.pattern.chars().count() > MAX_PATTERN_CHARS {
-        return Err(Error::invalid("pattern", format!("use at most {MAX_PATTERN_CHARS} characters")));
+        problems.add("pattern", format!("use at most {MAX_PATTERN_CHARS} characters"));
+    } else if let Err(e) = Pattern::parse(&rule.pattern) {
+        problems.add("pattern", e.to_string());
     }
-    Pattern::parse(&rule.pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
     if !(1..=1_000_000).contains(&rule.delta) {
-        return Err(Error::invalid("delta", "use 1 to 1,000,000"));
+        problems.add("delta", "use 1 to 1,000,000");
     }
     // Bounded, so appending after the last rule (max + 1) cannot overflow.
     if rule.position.is_some_and(|p| !(0..=MAX_RULE_POSITION).contains(&p)) {
-        return Err(Error::invalid("position", "use 0 to 1,000,000"));
+        problems.add("position", "use 0 to 1,000,000");
     }
+    problems.into_result()?;
     Ok(method)
 }
 

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use super::compute::BillingMode;
 use crate::audit::{self, Actor, Entry};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 /// The settings as stored, and as a caller sends new ones.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -66,42 +66,47 @@ pub async fn get_in(conn: &mut sqlx::PgConnection) -> Result<BillingSettings> {
     Ok(BillingSettings { tax_rate: row.tax_rate.normalize(), ..row })
 }
 
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+/// `value` trimmed, or `None` with the problem noted.
+fn check_text(problems: &mut FieldProblems, field: &'static str, value: &str, max: usize) -> Option<String> {
     let value = value.trim();
     if value.chars().count() > max {
-        return Err(Error::invalid(field, format!("use at most {max} characters")));
+        problems.add(field, format!("use at most {max} characters"));
+        return None;
     }
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        return Err(Error::invalid(field, "use no control characters"));
+        problems.add(field, "use no control characters");
+        return None;
     }
-    Ok(value.to_owned())
+    Some(value.to_owned())
 }
 
-/// The input checked field by field, in the order a form shows them.
+/// The input checked field by field, in the order a form shows them; every problem is named.
 pub fn validate(input: &BillingSettings) -> Result<BillingSettings> {
-    let provider_name = check_text("provider_name", &input.provider_name, 200)?;
-    let provider_address = check_text("provider_address", &input.provider_address, 1000)?;
-    let provider_tax_id = check_text("provider_tax_id", &input.provider_tax_id, 100)?;
+    let mut problems = FieldProblems::default();
+    let provider_name = check_text(&mut problems, "provider_name", &input.provider_name, 200);
+    let provider_address = check_text(&mut problems, "provider_address", &input.provider_address, 1000);
+    let provider_tax_id = check_text(&mut problems, "provider_tax_id", &input.provider_tax_id, 100);
     // numeric(6, 5): below 1, five decimals at most; an invoice's tax is rounded once anyway.
     let rate = input.tax_rate.normalize();
     if rate.is_sign_negative() || rate >= Decimal::ONE {
-        return Err(Error::invalid("tax_rate", "use a fraction from 0 up to (not including) 1, e.g. 0.2 for 20 %"));
-    }
-    if rate.scale() > 5 {
-        return Err(Error::invalid("tax_rate", "use at most 5 decimals, e.g. 0.19625"));
+        problems.add("tax_rate", "use a fraction from 0 up to (not including) 1, e.g. 0.2 for 20 %");
+    } else if rate.scale() > 5 {
+        problems.add("tax_rate", "use at most 5 decimals, e.g. 0.19625");
     }
     if !(0..=365).contains(&input.payment_terms_days) {
-        return Err(Error::invalid("payment_terms_days", "use 0 to 365 days"));
+        problems.add("payment_terms_days", "use 0 to 365 days");
     }
-    let payment_instructions = check_text("payment_instructions", &input.payment_instructions, 2000)?;
+    let payment_instructions = check_text(&mut problems, "payment_instructions", &input.payment_instructions, 2000);
+    problems.into_result()?;
+    let checked = |text: Option<String>| text.unwrap_or_default();
     Ok(BillingSettings {
-        provider_name,
-        provider_address,
-        provider_tax_id,
+        provider_name: checked(provider_name),
+        provider_address: checked(provider_address),
+        provider_tax_id: checked(provider_tax_id),
         tax_rate: rate,
         mode: input.mode,
         payment_terms_days: input.payment_terms_days,
-        payment_instructions,
+        payment_instructions: checked(payment_instructions),
     })
 }
 

@@ -362,6 +362,21 @@ async fn a_plan_with_several_mistakes_is_refused_once_naming_every_one(pool: PgP
         (err["field"].as_str(), err["message"].as_str()),
         (Some("trial_days"), Some("trial_days: use 0 to 3650 days"))
     );
+
+    // A mapping rule and the billing settings are checked whole too.
+    let rule = json!({"http_method": "FETCH", "pattern": "no-slash", "metric": "hits", "delta": 0});
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/mapping-rules"), Some(rule)).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["http_method", "pattern", "delta"], "{err}");
+    let settings = json!({"provider_name": "Weather Corp", "provider_address": "", "provider_tax_id": "",
+                          "tax_rate": "1.5", "mode": "postpaid", "payment_terms_days": 400,
+                          "payment_instructions": "pay\u{7}now"});
+    let (status, err) = admin.call(reqwest::Method::PUT, "/admin/api/v1/billing/settings", Some(settings)).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["tax_rate", "payment_terms_days", "payment_instructions"], "{err}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
