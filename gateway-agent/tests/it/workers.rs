@@ -140,6 +140,6 @@ async fn a_second_agent_on_a_taken_port_fails_to_start() {
     settings_two.listen = first.proxy_addr();
     let second = tollgate_agent::Agent::start(settings_two).await;
     let err = second.err().expect("the port is taken");
-    assert!(err.to_string().contains("proxy"), "{err}");
+    assert!(err.to_string().starts_with("TOLLGATE_AGENT_LISTEN: cannot listen on"), "{err}");
     first.shutdown().await.expect("clean shutdown");
 }
