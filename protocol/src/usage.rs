@@ -162,6 +162,10 @@ pub struct FailedCall {
     /// Microseconds from request received to the answer's head (the upstream's, or the
     /// agent's own).
     pub latency_us: u64,
+    /// The id the agent gave the answer in its `Tollgate-Request-Id` header, so a developer
+    /// can quote the call and the provider find it; absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
 }
 
 /// The latest use of one credential seen by the agent.
@@ -524,6 +528,7 @@ mod tests {
             error: Some("limit_exceeded".into()),
             key_prefix: Some("tg_uk_1AbC".into()),
             latency_us: 180,
+            request_id: Some(Uuid::from_u128(4)),
         }
     }
 

@@ -157,7 +157,17 @@ pub fn limits_csv(limits: &[LimitState]) -> CsvTable {
 }
 
 pub fn failed_csv(calls: &[FailedCallView]) -> CsvTable {
-    let mut t = CsvTable::new(vec!["at", "method", "operation", "path", "status", "error", "key_prefix", "latency_ms"]);
+    let mut t = CsvTable::new(vec![
+        "at",
+        "method",
+        "operation",
+        "path",
+        "status",
+        "error",
+        "key_prefix",
+        "latency_ms",
+        "request_id",
+    ]);
     for c in calls {
         t.push(vec![
             rfc3339(c.at),
@@ -168,6 +178,7 @@ pub fn failed_csv(calls: &[FailedCallView]) -> CsvTable {
             c.error.clone().unwrap_or_default(),
             c.key_prefix.clone().unwrap_or_default(),
             format!("{:.1}", c.latency_us as f64 / 1000.0),
+            c.request_id.map(|id| id.to_string()).unwrap_or_default(),
         ]);
     }
     t

@@ -157,6 +157,9 @@ pub struct FailedCallOut {
     pub error: Option<String>,
     pub key_prefix: Option<String>,
     pub latency_us: i64,
+    /// The id the answer carried in `X-Tollgate-Request-Id`, as the developer quotes it;
+    /// absent for calls from agents older than it.
+    pub request_id: Option<Uuid>,
 }
 
 impl From<FailedCallView> for FailedCallOut {
@@ -170,6 +173,7 @@ impl From<FailedCallView> for FailedCallOut {
             error: c.error,
             key_prefix: c.key_prefix,
             latency_us: c.latency_us,
+            request_id: c.request_id,
         }
     }
 }

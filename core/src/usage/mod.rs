@@ -393,12 +393,13 @@ async fn ingest_failed_calls(
         .map(|c| OffsetDateTime::from_unix_timestamp_nanos(c.at.as_nanosecond()).unwrap_or(OffsetDateTime::UNIX_EPOCH))
         .collect();
     sqlx::query!(
-        "INSERT INTO failed_calls (application_id, api_id, at, method, metric_id, path, status, error, key_prefix, latency_us)
+        "INSERT INTO failed_calls (application_id, api_id, at, method, metric_id, path, status, error, key_prefix, latency_us,
+                                   request_id)
          SELECT app, (SELECT p.id FROM api_products p WHERE p.id = t.api), at, method,
-                (SELECT m.id FROM metrics m WHERE m.id = t.metric), path, status, error, key_prefix, latency_us
+                (SELECT m.id FROM metrics m WHERE m.id = t.metric), path, status, error, key_prefix, latency_us, request_id
          FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[], $7::int2[],
-                     $8::text[], $9::text[], $10::int8[])
-              AS t(app, api, at, method, metric, path, status, error, key_prefix, latency_us)",
+                     $8::text[], $9::text[], $10::int8[], $11::uuid[])
+              AS t(app, api, at, method, metric, path, status, error, key_prefix, latency_us, request_id)",
         &calls.iter().map(|c| c.application_id).collect::<Vec<_>>(),
         &calls.iter().map(|c| c.api_id).collect::<Vec<_>>(),
         &at,
@@ -408,7 +409,8 @@ async fn ingest_failed_calls(
         &calls.iter().map(|c| i16::try_from(c.status).unwrap_or(599)).collect::<Vec<_>>(),
         &calls.iter().map(|c| c.error.clone()).collect::<Vec<Option<String>>>() as &[Option<String>],
         &calls.iter().map(|c| c.key_prefix.clone()).collect::<Vec<Option<String>>>() as &[Option<String>],
-        &calls.iter().map(|c| saturating(c.latency_us)).collect::<Vec<_>>()
+        &calls.iter().map(|c| saturating(c.latency_us)).collect::<Vec<_>>(),
+        &calls.iter().map(|c| c.request_id).collect::<Vec<Option<Uuid>>>() as &[Option<Uuid>]
     )
     .execute(&mut *tx)
     .await?;

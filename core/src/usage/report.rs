@@ -518,12 +518,15 @@ pub struct FailedCallView {
     pub error: Option<String>,
     pub key_prefix: Option<String>,
     pub latency_us: i64,
+    /// The id the answer carried in `X-Tollgate-Request-Id`; `None` from older agents.
+    pub request_id: Option<Uuid>,
 }
 
 /// The newest failed calls of an application, newest first (at most 200 are kept).
 pub async fn failed_calls(pool: &PgPool, application: Uuid) -> Result<Vec<FailedCallView>> {
     let rows = sqlx::query!(
-        r#"SELECT f.at, f.method, m.system_name AS "operation?", f.path, f.status, f.error, f.key_prefix, f.latency_us
+        r#"SELECT f.at, f.method, m.system_name AS "operation?", f.path, f.status, f.error, f.key_prefix, f.latency_us,
+                  f.request_id
            FROM failed_calls f LEFT JOIN metrics m ON m.id = f.metric_id
            WHERE f.application_id = $1 ORDER BY f.at DESC, f.id DESC LIMIT 200"#,
         application
@@ -541,6 +544,7 @@ pub async fn failed_calls(pool: &PgPool, application: Uuid) -> Result<Vec<Failed
             error: r.error,
             key_prefix: r.key_prefix,
             latency_us: r.latency_us,
+            request_id: r.request_id,
         })
         .collect())
 }

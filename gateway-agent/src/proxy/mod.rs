@@ -75,6 +75,9 @@ use upstream::Target;
 use crate::tls::upstream::UpstreamTls;
 
 static DEPRECATION: hyper::header::HeaderName = hyper::header::HeaderName::from_static("deprecation");
+/// The id of an answer a failed-call record holds, for a developer to quote.
+pub(crate) static X_TOLLGATE_REQUEST_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-tollgate-request-id");
 static SUNSET: hyper::header::HeaderName = hyper::header::HeaderName::from_static("sunset");
 
 pub(crate) struct Proxy {
@@ -143,8 +146,16 @@ impl From<Identified<'_>> for Blame {
 
 impl Call<'_> {
     /// The failed-call record of this request, answered `status` after `latency`.
-    fn failure(&self, blame: Blame, status: u16, error: Option<&'static str>, latency: Duration) -> Failure<'_> {
+    fn failure(
+        &self,
+        blame: Blame,
+        status: u16,
+        error: Option<&'static str>,
+        latency: Duration,
+        request_id: Uuid,
+    ) -> Failure<'_> {
         Failure {
+            request_id,
             app: blame.app,
             api: self.api.id,
             at: self.received,
@@ -157,6 +168,30 @@ impl Call<'_> {
             latency,
         }
     }
+}
+
+/// The id of an answer of 400 or more that a failed-call record will hold (the request is
+/// attributed to an application), written into the answer's `X-Tollgate-Request-Id`: the
+/// developer quotes it, the provider finds the call by it. Other answers get none.
+fn request_id(call: &Call<'_>, status: StatusCode, headers: &mut HeaderMap) -> Option<Uuid> {
+    if status.as_u16() < 400 || call.blame.is_none() {
+        return None;
+    }
+    let id = Uuid::now_v7();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    if let Ok(value) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)) {
+        headers.insert(&X_TOLLGATE_REQUEST_ID, value);
+    }
+    Some(id)
+}
+
+/// What logging needs of an answer sent on: its status, its body's length when known, when
+/// its head came, and its request id (see [`request_id`]).
+struct Answer {
+    status: StatusCode,
+    bytes: Option<u64>,
+    at: Timestamp,
+    request_id: Option<Uuid>,
 }
 
 /// The request filter's verdict to go on: the credential that admitted the request and its
@@ -511,7 +546,9 @@ impl Proxy {
         self.decorate(call.api, &mut response);
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
         let bytes = body_bytes(&response);
-        self.logging(call, admitted, None, response.status(), bytes, answered);
+        let id = request_id(call, response.status(), response.headers_mut());
+        let answer = Answer { status: response.status(), bytes, at: answered, request_id: id };
+        self.logging(call, admitted, None, answer);
         Some(response)
     }
 
@@ -595,8 +632,9 @@ impl Proxy {
         let mut response = response;
         let public_prefix = call.uri.path().get(..rest_offset).unwrap_or_default();
         forward::rewrite_location(response.headers_mut(), target, public_prefix);
-        let response = self.response_filter(call, response, answered);
-        self.logging(call, &admitted, Some(target), status, bytes, answered);
+        let mut response = self.response_filter(call, response, answered);
+        let id = request_id(call, status, response.headers_mut());
+        self.logging(call, &admitted, Some(target), Answer { status, bytes, at: answered, request_id: id });
         response
     }
 
@@ -679,24 +717,15 @@ impl Proxy {
 
     /// Logging of a proxied (or mocked) request: usage, a failed-call record for an answer
     /// of 400 or more, metrics and the access log.
-    fn logging(
-        &self,
-        call: &Call<'_>,
-        admitted: &Admitted<'_>,
-        target: Option<&Target>,
-        status: StatusCode,
-        bytes: Option<u64>,
-        answered: Timestamp,
-    ) {
+    fn logging(&self, call: &Call<'_>, admitted: &Admitted<'_>, target: Option<&Target>, answer: Answer) {
+        let Answer { status, bytes, at: answered, request_id } = answer;
         // No target: answered from the API's mocks.
         let mocked = target.is_none();
         let api = call.api;
         let latency = call.started.elapsed();
         self.record_usage(api, call.group, admitted, answered, status, latency);
-        if status.as_u16() >= 400
-            && let Some(blame) = call.blame
-        {
-            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency));
+        if let (Some(blame), Some(id)) = (call.blame, request_id) {
+            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency, id));
         }
         let summary = Summary {
             api: Some(api),
@@ -766,7 +795,15 @@ impl Proxy {
         if let Some(blame) = call.blame {
             let latency = call.started.elapsed();
             self.usage.record_refused(blame.app, call.group, call.received, status.as_u16(), latency);
-            self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), Some(refusal.code()), latency));
+            if let Some(id) = request_id(call, status, response.headers_mut()) {
+                self.usage.failed_calls.record(&call.failure(
+                    blame,
+                    status.as_u16(),
+                    Some(refusal.code()),
+                    latency,
+                    id,
+                ));
+            }
         }
         let mut summary =
             Summary::answered(Some(call.api), call.blame.map(|blame| blame.app), refusal.code(), &response);

@@ -137,7 +137,8 @@ impl Proxy {
             }
             None => {}
         }
-        self.logging(call, &admitted, Some(target), status, bytes, answered);
+        let id = super::request_id(call, status, response.headers_mut());
+        self.logging(call, &admitted, Some(target), super::Answer { status, bytes, at: answered, request_id: id });
         response
     }
 }

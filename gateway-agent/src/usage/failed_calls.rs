@@ -43,6 +43,8 @@ pub(crate) struct Failure<'a> {
     pub error: Option<&'static str>,
     pub prefix: Option<KeyPrefix>,
     pub latency: Duration,
+    /// The id the answer carries in `X-Tollgate-Request-Id`.
+    pub request_id: Uuid,
 }
 
 impl Failure<'_> {
@@ -58,6 +60,7 @@ impl Failure<'_> {
             error: self.error.map(str::to_owned),
             key_prefix: self.prefix.map(|prefix| prefix.as_str().to_owned()),
             latency_us: u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
+            request_id: Some(self.request_id),
         }
     }
 }
@@ -173,6 +176,7 @@ mod tests {
             error: Some("limit_exceeded"),
             prefix: KeyPrefix::of("tg_uk_000A7dl5PEW67zZCpFU9uKaHnGgOvQKAR13yvxX"),
             latency: Duration::from_micros(1500),
+            request_id: Uuid::from_u128((app << 64) | u128::try_from(second).unwrap_or(0)),
         }
     }
 

@@ -57,12 +57,19 @@ async fn refusals_and_failures_reach_the_batch_with_what_the_developer_needs() {
     let proxy = agent.proxy_addr();
     let key = &fixture.key;
     let m = fixture.metrics;
+    // Each answer's `X-Tollgate-Request-Id`, in the order sent.
+    let answer_ids = std::sync::Mutex::new(Vec::new());
     let call = |method: Method, path: &str, key: Option<&SecretKey>| {
         let url = match key {
             Some(key) => format!("http://{proxy}/pets{path}?user_key={}", key.as_str()),
             None => format!("http://{proxy}/pets{path}"),
         };
-        async move { send(method, &url, &[], "").await.status }
+        let answer_ids = &answer_ids;
+        async move {
+            let answer = send(method, &url, &[], "").await;
+            answer_ids.lock().unwrap().push(answer.header("x-tollgate-request-id").map(str::to_owned));
+            answer.status
+        }
     };
 
     // (status, what is recorded): each line a request.
@@ -141,6 +148,17 @@ async fn refusals_and_failures_reach_the_batch_with_what_the_developer_needs() {
         })
         .collect();
     assert_eq!(got, wanted);
+    // Every recorded answer carried the id its record holds, and no other answer carried one.
+    let answer_ids = answer_ids.into_inner().unwrap();
+    assert_eq!(answer_ids.len(), 10);
+    assert!(answer_ids[0].is_none(), "a 200 has no record, so no id");
+    assert!(answer_ids[8..].iter().all(Option::is_none), "nor an answer no application can be blamed for");
+    let mut sent: Vec<String> = answer_ids[1..8].iter().map(|id| id.clone().expect("a recorded answer")).collect();
+    let mut recorded: Vec<String> =
+        calls.iter().map(|c| c.request_id.expect("the record's id").hyphenated().to_string()).collect();
+    sent.sort();
+    recorded.sort();
+    assert_eq!(sent, recorded);
     for call in &calls {
         assert!(call.latency_us < 15_000_000, "{call:?}");
     }

@@ -225,6 +225,7 @@ fn failed_call(app: Uuid, api: Uuid, at: Timestamp, n: usize) -> FailedCall {
         error: Some("limit_exceeded".into()),
         key_prefix: Some("tg_uk_1AbC".into()),
         latency_us: 1200,
+        request_id: None,
     }
 }
 

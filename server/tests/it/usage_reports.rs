@@ -191,6 +191,7 @@ async fn failed_calls_are_listed_newest_first_and_exported(pool: PgPool) {
             error: error.map(str::to_owned),
             key_prefix: Some("tg_uk_ab12".into()),
             latency_us: 1500,
+            request_id: Some(Uuid::from_u128(u128::from(status))),
         })
         .collect();
     let refused = [429u16, 403]
@@ -223,6 +224,14 @@ async fn failed_calls_are_listed_newest_first_and_exported(pool: PgPool) {
     assert_eq!(rows[0]["status"], "403");
     assert_eq!(rows[0]["error"], "key_expired");
     assert_eq!(rows[0]["latency_ms"], "1.5");
+    // The request id an agent gave each answer is shown, exported and served, to be quoted.
+    let id_403 = Uuid::from_u128(403).to_string();
+    assert!(table.contains(&format!("<code class=\"small\">{id_403}</code>")), "{table}");
+    assert_eq!(rows[0]["request_id"], id_403);
+    let admin = s.app.client.get(s.app.url(&format!("/admin/api/v1/applications/{}/failed-calls", s.app_id)));
+    let token = crate::helpers::demo_admin_token(&s.app.pool).await;
+    let calls: serde_json::Value = admin.bearer_auth(token.as_str()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(calls[0]["request_id"], id_403.as_str(), "{calls}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
