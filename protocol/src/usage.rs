@@ -162,7 +162,7 @@ pub struct FailedCall {
     /// Microseconds from request received to the answer's head (the upstream's, or the
     /// agent's own).
     pub latency_us: u64,
-    /// The id the agent gave the answer in its `Tollgate-Request-Id` header, so a developer
+    /// The id the agent gave the answer in its `X-Tollgate-Request-Id` header, so a developer
     /// can quote the call and the provider find it; absent from older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Uuid>,

@@ -21,8 +21,8 @@ pub struct ErrorBody {
     /// The line in an uploaded document, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
-    /// On `invalid_input`: every field that failed validation, in order; `field` and
-    /// `message` above are the first.
+    /// On `invalid_input`: every field that failed validation, in order; `field` above is
+    /// the first, and `message` sums them up ("2 problems: name: …; limits[1].max: …").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldErrorBody>,
 }

@@ -275,10 +275,10 @@ impl Run<'_> {
                 ApplyError::Invalid(Located::at(self.text, &at.field(&field), message))
             }
             // The file's error points at one place: the first.
-            Error::InvalidFields(mut problems) => {
-                let first = problems.swap_remove(0);
-                ApplyError::Invalid(Located::at(self.text, &at.field(&first.field), first.message))
-            }
+            Error::InvalidFields(problems) => match problems.into_iter().next() {
+                Some(first) => ApplyError::Invalid(Located::at(self.text, &at.field(&first.field), first.message)),
+                None => ApplyError::Invalid(Located::at(self.text, at, "is not valid")),
+            },
             Error::Conflict(message) => ApplyError::Conflict(Located::at(self.text, at, message)),
             Error::Import(e) => ApplyError::Invalid(Located::at(self.text, &at.key("spec"), e.to_string())),
             Error::NotFound => {

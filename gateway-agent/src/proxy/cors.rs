@@ -30,8 +30,9 @@ pub(crate) const PREFLIGHT_INDEX: usize = ANSWERED_DECISIONS - 1;
 
 /// Allowed when the preflight names no usable method.
 const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-/// Response headers a page may read: limits, and an API's deprecation.
-const EXPOSED: &str = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Deprecation, Sunset";
+/// Response headers a page may read: limits, an API's deprecation, and a failed call's id.
+const EXPOSED: &str =
+    "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Deprecation, Sunset, X-Tollgate-Request-Id";
 /// How long a browser may cache a preflight answer, in seconds.
 const MAX_AGE: &str = "600";
 /// Requested header names echoed at most (a browser asks for a handful).

@@ -177,7 +177,10 @@ fn request_id(call: &Call<'_>, status: StatusCode, headers: &mut HeaderMap) -> O
     if status.as_u16() < 400 || call.blame.is_none() {
         return None;
     }
-    let id = Uuid::now_v7();
+    // A UUID v7 from the request's own clock and the thread's generator: `Uuid::now_v7`
+    // takes a process-wide lock and a system call for its randomness, per id.
+    let millis = u64::try_from(call.received.as_millisecond()).unwrap_or(0);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     if let Ok(value) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)) {
         headers.insert(&X_TOLLGATE_REQUEST_ID, value);

@@ -8,7 +8,8 @@ use tollgate_protocol::{AuthMode, KeyLocation, Metric, Period};
 use crate::harness::*;
 
 const PORTAL: &str = "http://127.0.0.1:8080";
-const EXPOSED: &str = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Deprecation, Sunset";
+const EXPOSED: &str =
+    "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, Deprecation, Sunset, X-Tollgate-Request-Id";
 
 /// The standard fixture with an eternity limit of 2 on `hits` and a mapping rule for
 /// `OPTIONS` on `/pets/items` (so a preflight that went through the usual pipeline with its

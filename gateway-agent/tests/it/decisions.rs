@@ -113,12 +113,22 @@ pub async fn the_usual_cases(
     );
     assert_eq!(over.header("retry-after"), Some(DAY_LEFT));
     assert_eq!((over.header("ratelimit-limit"), over.header("ratelimit-remaining")), (Some("2"), Some("0")));
+    // The refusal's id reaches the client through the proxy, as the failed call records it.
+    let id = over.header("x-tollgate-request-id").expect("the refusal's request id").to_owned();
     assert_eq!(upstream.count(), 2, "only admitted calls reach the upstream");
 
     // Exactly once per admitted call: all usage is delivered by the shutdown.
     agent.shutdown().await.expect("clean shutdown");
     let m = fixture.metrics;
     assert_eq!((cp.accepted_count(m.get_item), cp.accepted_count(m.hits)), (2, 2));
+    let recorded: Vec<String> = cp
+        .accepted_batches()
+        .iter()
+        .flat_map(|b| &b.failed_calls)
+        .filter(|c| c.status == 429)
+        .filter_map(|c| c.request_id.map(|id| id.to_string()))
+        .collect();
+    assert_eq!(recorded, [id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
