@@ -11,7 +11,7 @@ use super::types::{ApiId, ApiState, AuthMode, CompatibilityPolicy, KeyLocation};
 use crate::audit::{self, Actor, Entry};
 use crate::db::{COUNT_LIMIT, CappedCount, CountKey};
 use crate::sync::feed::{Entity, record_change};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VersionInfo {
@@ -179,14 +179,16 @@ pub async fn update(pool: &PgPool, id: ApiId, changes: &ApiChanges, actor: &Acto
 /// [`update`] inside the caller's transaction.
 pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChanges, actor: &Actor) -> Result<()> {
     let before = get_in(tx, id).await?;
+    // Every field is checked, so one answer names every problem.
+    let mut problems = FieldProblems::default();
     if let Some(name) = &changes.name
         && (name.trim().is_empty() || name.chars().count() > 200)
     {
-        return Err(Error::invalid("name", "use 1 to 200 characters"));
+        problems.add("name", "use 1 to 200 characters");
     }
     if let Some(urls) = &changes.upstream_urls {
         if urls.len() > 20 {
-            return Err(Error::invalid("upstream_urls", "use at most 20 upstream targets"));
+            problems.add("upstream_urls", "use at most 20 upstream targets");
         }
         for (i, url) in urls.iter().enumerate() {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
@@ -194,7 +196,7 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChan
                 && url.len() <= 2048
                 && !url.contains(char::is_whitespace);
             if !ok {
-                return Err(Error::invalid(format!("upstream_urls[{i}]"), "use an absolute http:// or https:// URL"));
+                problems.add(format!("upstream_urls[{i}]"), "use an absolute http:// or https:// URL");
             }
         }
     }
@@ -203,8 +205,9 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChan
             || name.len() > 64
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     {
-        return Err(Error::invalid("key_name", "use 1 to 64 letters, digits, '_' or '-'"));
+        problems.add("key_name", "use 1 to 64 letters, digits, '_' or '-'");
     }
+    problems.into_result()?;
     sqlx::query!(
         "UPDATE api_products SET name = coalesce($2, name), description = coalesce($3, description),
                 auth_mode = coalesce($4, auth_mode), key_location = coalesce($5, key_location),

@@ -19,7 +19,7 @@ use crate::billing::settings::{self as billing_settings, BillingSettings};
 use crate::plans::{self, NewLimit, NewPlan, NewPrice, NewPricingMode, PlanId};
 use crate::routing::{self as upstream_routing, DEFAULT_GROUP, GroupName};
 use crate::usage::levels::{AlertLevel, parse_levels, set_plan_levels_in};
-use crate::{Error, Result};
+use crate::{Error, FieldProblem, Result};
 
 use super::diff::{Change, compare};
 use super::document::{Api, Billing, Document, Group, Origin, Plan, Rule, Unmatched, is_default_split};
@@ -379,6 +379,12 @@ impl Run<'_> {
                     Error::Invalid { field, message } => {
                         Error::Invalid { field: field.replace("upstream_urls", "upstreams").into(), message }
                     }
+                    Error::InvalidFields(problems) => Error::InvalidFields(
+                        problems
+                            .into_iter()
+                            .map(|p| FieldProblem { field: p.field.replace("upstream_urls", "upstreams").into(), ..p })
+                            .collect(),
+                    ),
                     e => e,
                 };
                 self.fail(at, e)

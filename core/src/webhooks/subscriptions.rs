@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::events::EventType;
 use super::target::{TargetPolicy, parse_url};
 use crate::audit::{self, Actor, Entry};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 #[derive(Debug, Clone)]
 pub struct Subscription {
@@ -45,24 +45,42 @@ struct Checked {
     events: Vec<EventType>,
 }
 
+/// Checks every field, so one answer names every problem.
 fn check(input: &SubscriptionInput, policy: TargetPolicy) -> Result<Checked> {
-    let url = parse_url(&input.url, policy)?;
+    let mut problems = FieldProblems::default();
+    let mut note = |err: Error| match err {
+        Error::Invalid { field, message } => {
+            problems.add(field, message);
+            Ok(())
+        }
+        other => Err(other),
+    };
+    let url = match parse_url(&input.url, policy) {
+        Ok(url) => Some(url),
+        Err(err) => {
+            note(err)?;
+            None
+        }
+    };
     let description = input.description.trim().to_owned();
     if description.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::invalid("description", format!("use at most {MAX_DESCRIPTION} characters")));
-    }
-    if description.contains('\0') {
-        return Err(Error::invalid("description", "remove the NUL character"));
+        note(Error::invalid("description", format!("use at most {MAX_DESCRIPTION} characters")))?;
+    } else if description.contains('\0') {
+        note(Error::invalid("description", "remove the NUL character"))?;
     }
     let mut events = Vec::new();
     for name in &input.events {
-        let event = name.trim().parse::<EventType>().map_err(|e| e.at("events"))?;
-        if events.contains(&event) {
-            return Err(Error::invalid("events", format!("`{event}` is listed twice; name each event once")));
+        match name.trim().parse::<EventType>() {
+            Err(e) => note(e.at("events"))?,
+            Ok(event) if events.contains(&event) => {
+                note(Error::invalid("events", format!("`{event}` is listed twice; name each event once")))?;
+            }
+            Ok(event) => events.push(event),
         }
-        events.push(event);
     }
+    problems.into_result()?;
     events.sort();
+    let url = url.ok_or_else(|| Error::Internal("a refused URL passed the checks".into()))?;
     Ok(Checked { url: url.to_string(), description, events })
 }
 

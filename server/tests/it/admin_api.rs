@@ -1683,6 +1683,12 @@ async fn no_api_serves_traffic_without_an_upstream(pool: PgPool) {
     assert_eq!((status, err["field"].as_str()), (422, Some("upstream_urls")), "{err}");
     let (_, after) = admin.call(Method::GET, &format!("/admin/api/v1/apis/{id}"), None).await;
     assert_eq!(after["upstream_urls"], json!(["http://127.0.0.1:9"]), "{after}");
+    // Every problem of one change at once.
+    let body = json!({"name": " ", "upstream_urls": ["ftp://x", "http://ok.example", "nope"], "key_name": "a b"});
+    let (status, err) = admin.call(Method::PATCH, &path, Some(body)).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "upstream_urls[0]", "upstream_urls[2]", "key_name"], "{err}");
 }
 
 /// A retired API serves nothing, yet its applications went on paying their plans' fees to the

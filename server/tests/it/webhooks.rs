@@ -308,6 +308,13 @@ async fn subscriptions_are_checked_replaced_and_deleted(pool: PgPool) {
         assert_eq!(status, 422, "{body}: {err}");
         assert_eq!(err["field"], field, "{body}: {err}");
     }
+    // Every problem at once.
+    let body = json!({"url": "ftp://example.com/", "description": "a".repeat(201),
+                      "events": ["application.exploded", "key.revoked", "key.revoked"]});
+    let (status, err) = post(body).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["url", "description", "events", "events"], "{err}");
     let (status, err) = post(json!({"url": "https://example.com/", "secret": "mine"})).await;
     assert_eq!(status, 400, "unknown fields are refused: {err}");
 
