@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::accounts::{UserId, UserSummary, find_user};
 use crate::audit::{self, Actor, Entry};
 use crate::stored::stored_enum;
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 stored_enum! {
     /// What a token may do with its admin's rights.
@@ -127,41 +127,42 @@ pub async fn create(
     minted_by: Option<&Caller>,
     actor: &Actor,
 ) -> Result<(Uuid, SecretKey)> {
+    // Every term is checked, so one answer names every problem.
+    let mut problems = FieldProblems::default();
     let name = terms.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::invalid("name", "use 1 to 100 characters"));
+        problems.add("name", "use 1 to 100 characters");
     }
     let now = OffsetDateTime::now_utc();
-    if terms.expires_at.is_some_and(|at| at <= now) {
-        return Err(Error::invalid("expires_at", "must be in the future"));
-    }
     let mut expires_at = terms.expires_at;
+    if expires_at.is_some_and(|at| at <= now) {
+        problems.add("expires_at", "must be in the future");
+    }
     if let Some(caller) = minted_by {
         if !caller.scope.covers(terms.scope) {
-            return Err(Error::invalid(
+            problems.add(
                 "scope",
                 format!(
                     "the token making the call has scope {}, so the new one cannot have {}",
                     caller.scope, terms.scope
                 ),
-            ));
+            );
         }
         if let Some(end) = caller.expires_at {
             match expires_at {
                 None => expires_at = Some(end),
-                Some(at) if at > end => {
-                    return Err(Error::invalid(
-                        "expires_at",
-                        format!(
-                            "a token made with a token cannot outlive it: the token making the call expires at {}",
-                            rfc3339(end)
-                        ),
-                    ));
-                }
+                Some(at) if at > end => problems.add(
+                    "expires_at",
+                    format!(
+                        "a token made with a token cannot outlive it: the token making the call expires at {}",
+                        rfc3339(end)
+                    ),
+                ),
                 Some(_) => {}
             }
         }
     }
+    problems.into_result()?;
     let is_admin = sqlx::query_scalar!("SELECT is_admin FROM users WHERE id = $1", owner.0)
         .fetch_optional(pool)
         .await?

@@ -16,7 +16,7 @@ use crate::name_search::{NameColumn, NameSearch, name_search};
 use crate::plans::PlanId;
 use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 pub mod plan_change;
 
@@ -67,22 +67,21 @@ pub struct ApplicationView {
 
 /// An application's name and description as a form sends them: the first problem, named.
 pub fn check_details(name: &str, description: &str) -> Result<()> {
+    let mut problems = FieldProblems::default();
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("name", "enter a name of 1 to 200 characters"));
-    }
-    // A name is mailed to admins and shown as one line: a line break would let anyone who
-    // registers an application write paragraphs of their own into the platform's mail.
-    if name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
-        return Err(Error::invalid("name", "keep the name on one line, without tabs or line breaks"));
+        problems.add("name", "enter a name of 1 to 200 characters");
+    } else if name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+        // A name is mailed to admins and shown as one line: a line break would let anyone who
+        // registers an application write paragraphs of their own into the platform's mail.
+        problems.add("name", "keep the name on one line, without tabs or line breaks");
     }
     if description.chars().count() > 2000 {
-        return Err(Error::invalid("description", "use at most 2,000 characters"));
+        problems.add("description", "use at most 2,000 characters");
+    } else if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        problems.add("description", "remove the control characters");
     }
-    if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(Error::invalid("description", "remove the control characters"));
-    }
-    Ok(())
+    problems.into_result()
 }
 
 /// Registers an application on a published plan of a published or

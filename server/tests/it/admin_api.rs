@@ -1476,6 +1476,10 @@ async fn a_read_token_only_reads_and_a_token_ends_when_it_expires(pool: PgPool) 
     assert_eq!((status, err["field"].as_str()), (422, Some("expires_at")), "{err}");
     let (status, err) = admin.call(Method::POST, tokens, Some(json!({"name": "x", "expires_at": "tomorrow"}))).await;
     assert_eq!((status, err["field"].as_str()), (422, Some("expires_at")), "{err}");
+    let body = json!({"name": " ", "expires_at": "2020-01-01T00:00:00Z"});
+    let (status, err) = admin.call(Method::POST, tokens, Some(body)).await;
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!((status, fields), (422, vec!["name", "expires_at"]), "both at once: {err}");
 
     // A read token reads, and is refused anything else before its body is read.
     let (status, read) = admin.call(Method::POST, tokens, Some(json!({"name": "dashboards", "scope": "read"}))).await;

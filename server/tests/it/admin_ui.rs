@@ -638,6 +638,15 @@ async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     assert!(html.contains("id=\"name-error\"") && html.contains("id=\"plan_id-error\""), "{html}");
+    // So are a bad name and a bad description.
+    let token = csrf_from(&html);
+    let form = [("csrf_token", token.as_str()), ("name", ""), ("description", "a\u{7}b"), ("plan_id", "")];
+    let res = developer.post_form("/apps/new", &form).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    for id in ["name-error", "description-error", "plan_id-error"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id}: {html}");
+    }
 }
 
 /// A suspended account is told on its dashboard: its applications still read `live`, but the
