@@ -71,6 +71,23 @@ impl FieldProblems {
         self.0.push(FieldProblem { field: field.into(), message: message.into() });
     }
 
+    /// The value of a check that may fail validation, or `None` with its problems noted;
+    /// other errors pass through.
+    pub fn note<T>(&mut self, checked: Result<T>) -> Result<Option<T>> {
+        match checked {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::Invalid { field, message }) => {
+                self.add(field, message);
+                Ok(None)
+            }
+            Err(Error::InvalidFields(problems)) => {
+                self.0.extend(problems);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// `Ok` when nothing was found, else the error that names each problem.
     pub fn into_result(mut self) -> Result<()> {
         match self.0.len() {

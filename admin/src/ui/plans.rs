@@ -448,12 +448,17 @@ async fn save(
             match saved {
                 Ok(()) => return Ok(see_other(format!("/admin/apis/{}", api.id.0))),
                 Err(tollgate_core::Error::Conflict(message)) => vec![("system_name".to_owned(), message)],
-                Err(err) if !err.field_problems().is_empty() => err
-                    .field_problems()
-                    .into_iter()
-                    .map(|(field, message)| (field.to_owned(), message.to_owned()))
-                    .collect(),
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    let problems: Vec<(String, String)> = err
+                        .field_problems()
+                        .into_iter()
+                        .map(|(field, message)| (field.to_owned(), message.to_owned()))
+                        .collect();
+                    if problems.is_empty() {
+                        return Err(err.into());
+                    }
+                    problems
+                }
             }
         }
     };

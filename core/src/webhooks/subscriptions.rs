@@ -48,34 +48,22 @@ struct Checked {
 /// Checks every field, so one answer names every problem.
 fn check(input: &SubscriptionInput, policy: TargetPolicy) -> Result<Checked> {
     let mut problems = FieldProblems::default();
-    let mut note = |err: Error| match err {
-        Error::Invalid { field, message } => {
-            problems.add(field, message);
-            Ok(())
-        }
-        other => Err(other),
-    };
-    let url = match parse_url(&input.url, policy) {
-        Ok(url) => Some(url),
-        Err(err) => {
-            note(err)?;
-            None
-        }
-    };
+    let url = problems.note(parse_url(&input.url, policy))?;
     let description = input.description.trim().to_owned();
     if description.chars().count() > MAX_DESCRIPTION {
-        note(Error::invalid("description", format!("use at most {MAX_DESCRIPTION} characters")))?;
+        problems.add("description", format!("use at most {MAX_DESCRIPTION} characters"));
     } else if description.contains('\0') {
-        note(Error::invalid("description", "remove the NUL character"))?;
+        problems.add("description", "remove the NUL character");
     }
     let mut events = Vec::new();
     for name in &input.events {
-        match name.trim().parse::<EventType>() {
-            Err(e) => note(e.at("events"))?,
-            Ok(event) if events.contains(&event) => {
-                note(Error::invalid("events", format!("`{event}` is listed twice; name each event once")))?;
-            }
-            Ok(event) => events.push(event),
+        let Some(event) = problems.note(name.trim().parse::<EventType>().map_err(|e| e.at("events")))? else {
+            continue;
+        };
+        if events.contains(&event) {
+            problems.add("events", format!("`{event}` is listed twice; name each event once"));
+        } else {
+            events.push(event);
         }
     }
     problems.into_result()?;

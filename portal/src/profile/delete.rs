@@ -74,16 +74,15 @@ pub async fn delete_account(
             );
             return Ok(outcome(StatusCode::OK, chrome, "Your account is deleted", &text, Some(("/", "Home"))));
         }
-        Err(tollgate_core::Error::Invalid { field, message }) => {
-            errors.add(field.into_owned(), message);
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
         // Something came to block it since the page was shown: the page lists it now.
         Err(tollgate_core::Error::Conflict(message)) => {
             refusal = Some(message);
             StatusCode::CONFLICT
         }
-        Err(other) => return Err(other.into()),
+        Err(err) => {
+            errors.absorb(err)?;
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
     };
     page(status, &session, &pool, &user, errors, refusal).await
 }
