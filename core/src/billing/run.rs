@@ -1,13 +1,14 @@
 //! The billing run: every account billed in its own transaction.
 //!
-//! * **Idempotent:** an account that already has an invoice for the period is skipped,
-//!   so a second run changes nothing.
+//! * **Idempotent:** an account that already has an invoice for the period in the current
+//!   billing mode is skipped, so a second run changes nothing. (After a switch from prepaid
+//!   to postpaid a month has both: its fees in advance, then its usage once it ends.)
 //! * **Crash-safe:** an account's invoices are written and issued in one transaction;
 //!   a run killed half way leaves whole accounts billed or not, and the next run bills
 //!   the rest.
 //! * **Safe with replicas:** the transaction first takes a transaction-scoped advisory
-//!   lock on (account, period), so a second replica waits, then sees the invoice and
-//!   skips; `UNIQUE (account_id, period_start, currency)` backs this up.
+//!   lock on (account, period, mode), so a second replica waits, then sees the invoice and
+//!   skips; `UNIQUE (account_id, period_start, currency, mode)` backs this up.
 //!
 //! Inputs are read a page of accounts at a time, one query per table; under its lock an
 //! account is read again only if its invoices changed since (see docs/BILLING.md). With
@@ -191,14 +192,16 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
     // under the lock in `bill_account` still decides for runs racing this one.
     let accounts = sqlx::query!(
         r#"SELECT s.account_id AS "id!",
-                  EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = s.account_id AND i.period_start = $4) AS "billed!"
+                  EXISTS (SELECT 1 FROM invoices i
+                          WHERE i.account_id = s.account_id AND i.period_start = $4 AND i.mode = $5) AS "billed!"
            FROM (SELECT DISTINCT account_id FROM subscription_segments
                  WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2) AND ($3::uuid IS NULL OR account_id = $3)) s
            ORDER BY 1"#,
         to_time(to),
         to_time(from),
         options.account,
-        to_date(month)
+        to_date(month),
+        settings.mode as BillingMode
     )
     .fetch_all(pool)
     .await?;
@@ -216,7 +219,7 @@ pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(u
         let mut page = if unbilled.is_empty() {
             Page::default()
         } else {
-            load_page(&mut *pool.acquire().await?, &unbilled, month).await?
+            load_page(&mut *pool.acquire().await?, &unbilled, month, settings.mode).await?
         };
         let usage = &page.usage;
         let settings = &settings;
@@ -278,7 +281,7 @@ pub struct UpcomingInvoice {
 
 /// The account's next invoice now: postpaid, the current month's (issued once it
 /// ends); prepaid, the next month's (its fees in advance, this month's usage). A period
-/// the account has an invoice for already has nothing upcoming.
+/// the account has an invoice for in the same mode already has nothing upcoming.
 pub async fn upcoming(pool: &PgPool, account: crate::accounts::AccountId) -> Result<Upcoming> {
     let account = account.0;
     let settings = settings::get(pool).await?;
@@ -287,7 +290,7 @@ pub async fn upcoming(pool: &PgPool, account: crate::accounts::AccountId) -> Res
         BillingMode::Postpaid => current,
         BillingMode::Prepaid => current.next(),
     };
-    let mut page = load_page(&mut *pool.acquire().await?, &[account], month).await?;
+    let mut page = load_page(&mut *pool.acquire().await?, &[account], month, settings.mode).await?;
     let inputs = page.accounts.remove(&account).unwrap_or_default();
     let lines = if inputs.period_billed { Vec::new() } else { inputs.lines(month, settings.mode, &page.usage) };
     let currencies: BTreeSet<Currency> = lines.iter().map(|l| l.currency).collect();
@@ -334,7 +337,7 @@ pub async fn unbilled_on_plan(conn: &mut PgConnection, plan: Uuid) -> Result<(Ve
     let mut owed: HashMap<(Uuid, Subject), (Currency, Decimal)> = HashMap::new();
     for chunk in accounts.chunks(500) {
         for &month in &months {
-            let page = load_page(&mut *conn, chunk, month).await?;
+            let page = load_page(&mut *conn, chunk, month, settings.mode).await?;
             for (account, inputs) in &page.accounts {
                 if inputs.period_billed {
                     continue;
@@ -416,15 +419,16 @@ async fn bill_account(
         return Ok(Outcome::Nothing);
     }
     let mut tx = pool.begin().await?;
-    let key = format!("tollgate.billing:{account}:{month}");
+    let key = format!("tollgate.billing:{account}:{month}:{}", settings.mode);
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(&mut *tx).await?;
     // After the lock: a replica that billed the account first has committed by now.
     let period_start = to_date(month);
     let now = sqlx::query!(
-        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2) AS "billed!",
+        r#"SELECT EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND period_start = $2 AND mode = $3) AS "billed!",
                   ARRAY(SELECT id FROM invoices WHERE account_id = $1 AND (state <> 'cancelled' OR charges_waived) ORDER BY id) AS "invoices!""#,
         account,
-        period_start
+        period_start,
+        settings.mode as BillingMode
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -433,7 +437,7 @@ async fn bill_account(
     }
     if now.invoices != inputs.invoice_ids {
         // An invoice was issued or cancelled since the page was read: read this account again.
-        let mut fresh = load_page(&mut tx, &[account], month).await?;
+        let mut fresh = load_page(&mut tx, &[account], month, settings.mode).await?;
         let inputs = fresh.accounts.remove(&account).unwrap_or_default();
         lines = inputs.lines(month, settings.mode, &fresh.usage);
         if lines.is_empty() {
@@ -530,7 +534,7 @@ async fn insert_invoice(
                                      tax, total, issued_at, due_at, paid_at, mode, issuer)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now() + make_interval(days => $12),
                        CASE WHEN $7 = 'paid'::invoice_state THEN now() END, $13, $14)
-               ON CONFLICT (account_id, period_start, currency) DO NOTHING
+               ON CONFLICT (account_id, period_start, currency, mode) DO NOTHING
                RETURNING id
            ), lines AS (
                INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description,
@@ -588,14 +592,15 @@ async fn insert_invoice(
     Ok((id, number))
 }
 
-/// The inputs of `accounts` for `month`: one query per table whatever the number of accounts.
-async fn load_page(conn: &mut PgConnection, accounts: &[Uuid], month: Month) -> Result<Page> {
+/// The inputs of `accounts` for `month` billed in `mode`: one query per table whatever the
+/// number of accounts.
+async fn load_page(conn: &mut PgConnection, accounts: &[Uuid], month: Month, mode: BillingMode) -> Result<Page> {
     let mut page = Page { accounts: accounts.iter().map(|id| (*id, Inputs::default())).collect(), usage: Usage::new() };
     load_subscriptions(conn, accounts, &mut page.accounts).await?;
     let apps: Vec<Uuid> =
         page.accounts.values().flat_map(|i| i.subscriptions.iter().map(|s| s.application_id)).collect();
     page.usage = load_usage(conn, &apps, month).await?;
-    load_billed(conn, accounts, month, &mut page.accounts).await?;
+    load_billed(conn, accounts, month, mode, &mut page.accounts).await?;
     Ok(page)
 }
 
@@ -705,6 +710,7 @@ async fn load_billed(
     conn: &mut PgConnection,
     accounts: &[Uuid],
     month: Month,
+    mode: BillingMode,
     into: &mut HashMap<Uuid, Inputs>,
 ) -> Result<()> {
     let rows = sqlx::query!(
@@ -748,7 +754,9 @@ async fn load_billed(
         }
     }
     let invoices = sqlx::query!(
-        r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState", charges_waived FROM invoices
+        r#"SELECT account_id, id, period_start, currency, state AS "state: InvoiceState", charges_waived,
+                  mode AS "mode: BillingMode"
+           FROM invoices
            WHERE account_id = ANY($1)
            ORDER BY account_id, id"#,
         accounts
@@ -758,7 +766,9 @@ async fn load_billed(
     for r in invoices {
         let inputs = into.entry(r.account_id).or_default();
         let period = from_date(r.period_start);
-        inputs.period_billed |= period == Some(month);
+        // Only an invoice of the same mode bills the period: after a switch from prepaid to
+        // postpaid, the month whose fees went out in advance still has its usage to bill.
+        inputs.period_billed |= period == Some(month) && r.mode == mode;
         // A cancelled invoice that waived its charges still counts as having billed them.
         if r.state == InvoiceState::Cancelled && !r.charges_waived {
             continue;

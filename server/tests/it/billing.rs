@@ -192,11 +192,23 @@ struct Row {
 
 /// The account's invoice for the period: (number, state, total) and its lines, sorted.
 async fn invoice(pool: &PgPool, account: Uuid, period: &str) -> (String, String, Decimal, Vec<Row>) {
+    invoice_in_mode(pool, account, period, None).await
+}
+
+/// The same, for a period that has an invoice in each billing mode.
+async fn invoice_in_mode(
+    pool: &PgPool,
+    account: Uuid,
+    period: &str,
+    mode: Option<&str>,
+) -> (String, String, Decimal, Vec<Row>) {
     let (id, number, state, total): (Uuid, String, String, Decimal) = sqlx::query_as(
-        "SELECT id, number, state::text, total FROM invoices WHERE account_id = $1 AND period_start = ($2 || '-01')::date",
+        "SELECT id, number, state::text, total FROM invoices
+         WHERE account_id = $1 AND period_start = ($2 || '-01')::date AND ($3::text IS NULL OR mode::text = $3)",
     )
     .bind(account)
     .bind(period)
+    .bind(mode)
     .fetch_one(pool)
     .await
     .unwrap();
@@ -536,6 +548,43 @@ async fn prepaid_and_postpaid_side_by_side(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(mode, "prepaid");
+}
+
+/// A provider moves from prepaid to postpaid during October. October's fee went out in advance
+/// on its prepaid invoice; October's usage is billed once October ends, on a postpaid invoice
+/// for October, not a month late as a correction on November's.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_switch_from_prepaid_to_postpaid_bills_the_months_usage_when_it_ends(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic = plan(&pool, &api, PlanSpec { monthly_fee: "30", tiers: tiers(), ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    usage(&pool, app, api.hits, "2025-09-01T00:00:00Z", 200).await;
+    sqlx::query("UPDATE billing_settings SET mode = 'prepaid'").execute(&pool).await.unwrap();
+    bill(&pool, "2025-10").await;
+    // Prepaid, October: September's fee (never invoiced) and usage 200 × 0.01, October's fee.
+    assert_eq!(
+        invoice(&pool, acc, "2025-10").await.3,
+        [line("monthly_fee", "30", "2025-09"), line("monthly_fee", "30", "2025-10"), line("usage", "2", "2025-09")]
+    );
+
+    sqlx::query("UPDATE billing_settings SET mode = 'postpaid'").execute(&pool).await.unwrap();
+    usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 500).await;
+    let summary = bill(&pool, "2025-10").await;
+    assert_eq!((summary.invoices.len(), summary.skipped), (1, 0), "{summary:?}");
+    // Postpaid, October: only October's usage, 500 × 0.01; its fee was billed in advance.
+    let october = invoice_in_mode(&pool, acc, "2025-10", Some("postpaid")).await;
+    assert_eq!(october.3, [line("usage", "5", "2025-10")]);
+    // A second run for October skips the account.
+    let again = bill(&pool, "2025-10").await;
+    assert_eq!((again.invoices.len(), again.skipped), (0, 1), "{again:?}");
+    // November bills November alone: nothing of October is billed twice or late.
+    usage(&pool, app, api.hits, "2025-11-01T00:00:00Z", 100).await;
+    bill(&pool, "2025-11").await;
+    assert_eq!(
+        invoice(&pool, acc, "2025-11").await.3,
+        [line("monthly_fee", "30", "2025-11"), line("usage", "1", "2025-11")]
+    );
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -695,6 +695,19 @@ async fn the_invoices_page_shows_the_next_invoice_so_far(pool: PgPool) {
     verified_developer(&other, "someone@example.com").await;
     let theirs = other.get("/invoices").await.text().await.unwrap();
     assert!(theirs.contains("Nothing to bill for") && !theirs.contains("Metered"), "{theirs}");
+
+    // The provider bills this month prepaid (its fee in advance), then moves to postpaid: the
+    // month's calls are still to be billed when it ends, and the page says so.
+    sqlx::query("UPDATE billing_settings SET mode = 'prepaid'").execute(&app.pool).await.unwrap();
+    let this_month = jiff::Timestamp::now().strftime("%Y-%m").to_string().parse().unwrap();
+    run(&app.pool, &RunOptions { month: Some(this_month), ..RunOptions::default() }, |_, _| {}).await.unwrap();
+    sqlx::query("UPDATE billing_settings SET mode = 'postpaid'").execute(&app.pool).await.unwrap();
+    let page = app.get("/invoices").await.text().await.unwrap();
+    let table =
+        page.split("data-testid=\"upcoming-USD\"").nth(1).expect("a USD table").split("</table>").next().unwrap();
+    assert!(!table.contains("data-kind=\"monthly_fee\""), "the fee went out in advance: {table}");
+    assert!(table.contains("data-kind=\"usage\""), "{table}");
+    assert!(table.contains("data-testid=\"upcoming-total\">2.50 USD<"), "{table}");
 }
 
 /// An application on a plan that needs approval waited unseen until an admin happened to open
