@@ -139,6 +139,7 @@ pub struct SettingsBody {
     pub provider_tax_id: String,
     /// A fraction below 1 with at most 5 decimals: `0.2` is 20 %.
     #[schema(pattern = "^0(\\.[0-9]{1,5})?$", example = "0.2")]
+    #[serde(deserialize_with = "super::wire::string_or_number")]
     pub tax_rate: String,
     #[schema(schema_with = schemas::billing_mode)]
     pub mode: BillingMode,

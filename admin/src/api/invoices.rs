@@ -331,6 +331,7 @@ pub async fn transition(
 pub struct PaymentIn {
     /// The invoice's total, exactly: part payments are not recorded.
     #[schema(pattern = "^[0-9]{1,20}(\\.[0-9]{1,4})?$", example = "49.00")]
+    #[serde(deserialize_with = "super::wire::string_or_number")]
     pub amount: String,
     /// Where the money came from, e.g. a bank transfer's id.
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$", example = "BT-2026-11-0042")]

@@ -48,12 +48,37 @@ pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResu
     parse_json(body)
 }
 
-/// A decimal sent as a string, as the document declares money and rates (a JSON number
-/// would lose digits): 422 naming the field when it is not one.
+/// A decimal field's text as a number: 422 naming the field when it is not one.
 pub fn parse_decimal(field: &'static str, raw: &str) -> ApiResult<rust_decimal::Decimal> {
     raw.trim()
         .parse::<rust_decimal::Decimal>()
         .map_err(|_| tollgate_core::Error::invalid(field, "write a decimal number as a string, e.g. \"12.50\"").into())
+}
+
+/// A decimal field's text, sent as the document declares it (a string) or as a JSON number,
+/// which plans' fees and prices accept too; [`parse_decimal`] then checks it.
+pub fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a decimal number, e.g. \"12.50\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        // `Display` for f64 writes the shortest digits that read back the same, never an exponent.
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    deserializer.deserialize_any(Text)
 }
 
 /// JSON Schema counts `670.0` as an integer, so clients may send it where an

@@ -377,6 +377,11 @@ async fn a_plan_with_several_mistakes_is_refused_once_naming_every_one(pool: PgP
     assert_eq!(status, 422, "{err}");
     let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["tax_rate", "payment_terms_days", "payment_instructions"], "{err}");
+    // A rate sent as a JSON number is read as the plans' fees are: 0.2 is 20 %.
+    let settings = json!({"provider_name": "Weather Corp", "provider_address": "", "provider_tax_id": "",
+                          "tax_rate": 0.2, "mode": "postpaid", "payment_terms_days": 30});
+    let (status, saved) = admin.call(reqwest::Method::PUT, "/admin/api/v1/billing/settings", Some(settings)).await;
+    assert_eq!((status, saved["tax_rate"].as_str()), (200, Some("0.2")), "{saved}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -155,13 +155,15 @@ async fn a_manual_payment_of_the_total_pays_the_invoice_with_a_payment_row_and_a
     assert_eq!(state, "pending");
     let admin = admin_api(pool.clone()).await;
     let path = format!("/admin/api/v1/invoices/{id}/payments");
-    // Not the total: 422 naming `amount`, and nothing written.
-    let (status, body) = admin.call(Method::POST, &path, Some(json!({"amount": "9.99", "reference": "BT-42"}))).await;
+    // Not the total: 422 naming `amount`, and nothing written (a JSON number is read as its text).
+    let (status, body) = admin.call(Method::POST, &path, Some(json!({"amount": 9.99, "reference": "BT-42"}))).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "amount");
     assert!(body["message"].as_str().unwrap().contains("10.00 USD"), "{body}");
     let (status, body) = admin.call(Method::POST, &path, Some(json!({"amount": "10.00", "reference": " "}))).await;
     assert_eq!((status, body["field"].as_str()), (422, Some("reference")), "{body}");
+    let (status, body) = admin.call(Method::POST, &path, Some(json!({"amount": true, "reference": "BT-42"}))).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("amount")), "{body}");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM payments").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 0);
     // The total: paid, with the payment and its reference.
