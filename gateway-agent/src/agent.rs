@@ -188,7 +188,7 @@ impl Agent {
         let live = Arc::new(LiveConfig::empty());
         let source = Arc::new(AtomicU8::new(stream::Source::None as u8));
         let token_refused = Arc::new(AtomicBool::new(false));
-        let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token, server_tls));
+        let control_plane = Arc::new(ControlPlane::new(settings.server.clone(), &settings.token, agent_id, server_tls));
         let aggregator = Arc::new(Aggregator::new());
         let reports = settings.authz_reports.then(|| Arc::new(Pending::new(aggregator.clone(), REPORT_WAIT, &metrics)));
         let (stop, stop_rx) = watch::channel(false);

@@ -12,6 +12,13 @@ pub const BASE_PROTOCOL_VERSION: u32 = 1;
 /// Request header in which an agent states the [`PROTOCOL_VERSION`] it speaks.
 pub const PROTOCOL_VERSION_HEADER: &str = "tollgate-protocol-version";
 
+/// Request header with the agent's own id (a UUID kept in its state directory), on every
+/// request: agents that share a token (replicas) are told apart by it.
+pub const AGENT_ID_HEADER: &str = "tollgate-agent-id";
+
+/// Request header with the agent's host name, shown beside its id; optional.
+pub const AGENT_HOST_HEADER: &str = "tollgate-agent-host";
+
 /// Content type of the config stream: newline-delimited JSON.
 pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
 

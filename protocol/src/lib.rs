@@ -71,8 +71,8 @@ mod validation;
 
 pub use delta::{AgentStatus, Change, ConfigMessage, Delta, DeltaError, Heartbeat, Rejection};
 pub use endpoints::{
-    BASE_PROTOCOL_VERSION, CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-    STATUS_PATH, USAGE_PATH,
+    AGENT_HOST_HEADER, AGENT_ID_HEADER, BASE_PROTOCOL_VERSION, CONFIG_STREAM_PATH, NDJSON_CONTENT_TYPE,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STATUS_PATH, USAGE_PATH,
 };
 pub use gateway::{LIMITS_PATH, LimitStatus, LimitsReport, RESERVED_SEGMENT, ReservedPath};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};

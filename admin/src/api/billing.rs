@@ -137,7 +137,7 @@ pub struct SettingsBody {
     pub provider_address: String,
     #[schema(max_length = 100, pattern = "^[^\\u0000]*$")]
     pub provider_tax_id: String,
-    /// A fraction below 1 with at most 5 decimals: `0.2` is 20 %.
+    /// A fraction below 1 with at most 5 decimals: `0.2` is 20 %. A JSON number is read too.
     #[schema(pattern = "^0(\\.[0-9]{1,5})?$", example = "0.2")]
     #[serde(deserialize_with = "super::wire::string_or_number")]
     pub tax_rate: String,

@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tollgate_core::db::PgPool;
-use tollgate_core::gateways::{self, GatewayId, GatewayView};
+use tollgate_core::gateways::{self, GatewayId, GatewayView, InstanceView};
 use tollgate_web::parse_id;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -32,6 +32,45 @@ pub struct GatewayOut {
     #[schema(format = DateTime)]
     pub last_seen_at: Option<String>,
     pub last_error: Option<String>,
+    /// The processes that used the token in the last day (replicas share one), connected
+    /// ones first; the figures above are the worst of the connected ones.
+    pub instances: Vec<InstanceOut>,
+}
+
+/// One agent process behind a token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceOut {
+    /// The id the agent keeps in its state directory; the nil UUID for an agent that sent none.
+    pub agent_id: Uuid,
+    /// Its host name as it sent it, or empty.
+    pub host: String,
+    pub connected: bool,
+    pub silent: bool,
+    pub applied_revision: Option<i64>,
+    pub lag: Option<i64>,
+    pub agent_version: Option<String>,
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub first_seen_at: String,
+    #[schema(format = DateTime)]
+    pub last_seen_at: String,
+}
+
+impl From<InstanceView> for InstanceOut {
+    fn from(i: InstanceView) -> Self {
+        InstanceOut {
+            agent_id: i.agent_id,
+            host: i.host,
+            connected: i.connected,
+            silent: i.silent,
+            applied_revision: i.applied_revision,
+            lag: i.lag,
+            agent_version: i.agent_version,
+            last_error: i.last_error,
+            first_seen_at: rfc3339(i.first_seen_at),
+            last_seen_at: rfc3339(i.last_seen_at),
+        }
+    }
 }
 
 impl From<GatewayView> for GatewayOut {
@@ -47,6 +86,7 @@ impl From<GatewayView> for GatewayOut {
             agent_version: g.agent_version,
             last_seen_at: g.last_seen_at.map(rfc3339),
             last_error: g.last_error,
+            instances: g.instances.into_iter().map(InstanceOut::from).collect(),
         }
     }
 }

@@ -329,7 +329,7 @@ pub async fn transition(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentIn {
-    /// The invoice's total, exactly: part payments are not recorded.
+    /// The invoice's total, exactly: part payments are not recorded. A JSON number is read too.
     #[schema(pattern = "^[0-9]{1,20}(\\.[0-9]{1,4})?$", example = "49.00")]
     #[serde(deserialize_with = "super::wire::string_or_number")]
     pub amount: String,

@@ -13,7 +13,8 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tollgate_protocol::{PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use tollgate_protocol::{AGENT_HOST_HEADER, AGENT_ID_HEADER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use uuid::Uuid;
 
 use crate::settings::{ServerUrl, Token};
 
@@ -53,12 +54,15 @@ fn causes(error: &dyn std::error::Error) -> String {
 pub(crate) struct ControlPlane {
     server: ServerUrl,
     authorization: Option<HeaderValue>,
+    /// The agent's id and host name, so the server tells apart agents that share a token.
+    agent_id: HeaderValue,
+    host: Option<HeaderValue>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl ControlPlane {
     /// `tls` is used for an `https://` server.
-    pub fn new(server: ServerUrl, token: &Token, tls: Arc<rustls::ClientConfig>) -> ControlPlane {
+    pub fn new(server: ServerUrl, token: &Token, agent_id: Uuid, tls: Arc<rustls::ClientConfig>) -> ControlPlane {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         http.set_nodelay(true);
@@ -72,6 +76,8 @@ impl ControlPlane {
         ControlPlane {
             server,
             authorization: token.authorization(),
+            agent_id: HeaderValue::from_str(&agent_id.to_string()).expect("a UUID is a header value"),
+            host: host_name().and_then(|name| HeaderValue::from_str(&name).ok()),
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
@@ -90,6 +96,10 @@ impl ControlPlane {
         let mut builder = Request::builder().method(method).uri(uri).header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
         if let Some(authorization) = &self.authorization {
             builder = builder.header(AUTHORIZATION, authorization.clone());
+        }
+        builder = builder.header(AGENT_ID_HEADER, self.agent_id.clone());
+        if let Some(host) = &self.host {
+            builder = builder.header(AGENT_HOST_HEADER, host.clone());
         }
         if !body.is_empty() {
             builder = builder.header(CONTENT_TYPE, "application/json");
@@ -119,6 +129,14 @@ impl ControlPlane {
             .map_err(|_| ControlPlaneError::Timeout(CONNECT_TIMEOUT))?
             .map_err(ControlPlaneError::Unreachable)
     }
+}
+
+/// The machine's (or container's) host name, as the kernel has it; `None` where it cannot be
+/// read or is not plain text.
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic())).then(|| name.to_owned())
 }
 
 /// Binary (format version 3) first, NDJSON from servers that write another version or no

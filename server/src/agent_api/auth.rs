@@ -5,7 +5,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use tollgate_core::db::PgPool;
-use tollgate_core::gateways::{AuthenticatedGateway, authenticate};
+use tollgate_core::gateways::{AgentInstance, AuthenticatedGateway, authenticate};
+use tollgate_protocol::{AGENT_HOST_HEADER, AGENT_ID_HEADER};
 use tollgate_web::bearer_token;
 
 use super::error::AgentApiError;
@@ -17,6 +18,12 @@ pub async fn gateway(req: &HttpRequest, pool: &PgPool) -> Result<AuthenticatedGa
         return Ok(gateway.clone());
     }
     lookup(req, pool).await
+}
+
+/// Which of the processes sharing the token is calling, as its headers say.
+pub fn instance(req: &HttpRequest) -> AgentInstance {
+    let header = |name: &str| req.headers().get(name).and_then(|value| value.to_str().ok());
+    AgentInstance::from_headers(header(AGENT_ID_HEADER), header(AGENT_HOST_HEADER))
 }
 
 async fn lookup(req: &HttpRequest, pool: &PgPool) -> Result<AuthenticatedGateway, AgentApiError> {

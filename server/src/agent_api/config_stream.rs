@@ -23,7 +23,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::sync::{mpsc, watch};
 use tollgate_core::db::PgPool;
-use tollgate_core::gateways::{AuthenticatedGateway, GatewayId, is_live, stream_ended, stream_opened};
+use tollgate_core::gateways::{AgentInstance, AuthenticatedGateway, GatewayId, is_live, stream_ended, stream_opened};
 use tollgate_core::sync::build_snapshot;
 use tollgate_protocol::binary::{self, BINARY_MEDIA_TYPE, FrameKind};
 use tollgate_protocol::{ConfigMessage, Heartbeat, NDJSON_CONTENT_TYPE};
@@ -69,6 +69,7 @@ pub async fn open(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, AgentApiError> {
     let gateway = auth::gateway(&req, &pool).await?;
+    let instance = auth::instance(&req);
     let encoding = Encoding::of(&req);
     let (tx, rx) = mpsc::channel::<Line>(8);
     let head = notifier.subscribe();
@@ -76,7 +77,7 @@ pub async fn open(
     let builds = notifier.builds();
     let deltas = notifier.deltas();
     let session = Session { pool: pool.get_ref().clone(), builds: builds.clone(), deltas, head, stopping, tx };
-    builds.runtime().spawn(stream(session, gateway, query.revision, encoding));
+    builds.runtime().spawn(stream(session, gateway, instance, query.revision, encoding));
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|line| (line, rx)) });
     let content_type = match encoding {
         Encoding::Json => NDJSON_CONTENT_TYPE,
@@ -119,11 +120,17 @@ struct Session {
     tx: mpsc::Sender<Line>,
 }
 
-async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Option<u64>, encoding: Encoding) {
+async fn stream(
+    mut session: Session,
+    gateway: AuthenticatedGateway,
+    instance: AgentInstance,
+    from: Option<u64>,
+    encoding: Encoding,
+) {
     let pool = session.pool.clone();
-    let opened = stream_opened(&pool, gateway.id).await;
+    let opened = stream_opened(&pool, gateway.id, &instance).await;
     metrics::gauge!("tollgate_agent_streams").increment(1.0);
-    tracing::info!(agent = %gateway.name, from, ?encoding, "agent connected to the config stream");
+    tracing::info!(agent = %gateway.name, %instance, from, ?encoding, "agent connected to the config stream");
     let pumping = async {
         match encoding {
             Encoding::Json => {
@@ -145,9 +152,9 @@ async fn stream(mut session: Session, gateway: AuthenticatedGateway, from: Optio
     }
     metrics::gauge!("tollgate_agent_streams").decrement(1.0);
     if let Ok(opened) = opened {
-        let _ = stream_ended(&pool, gateway.id, opened).await;
+        let _ = stream_ended(&pool, gateway.id, &instance, opened).await;
     }
-    tracing::info!(agent = %gateway.name, "agent left the config stream");
+    tracing::info!(agent = %gateway.name, %instance, "agent left the config stream");
 }
 
 /// Resolves once the agent's token is revoked, checked every heartbeat interval.

@@ -17,13 +17,15 @@ pub async fn report(
     let gateway = auth::gateway(&req, &pool).await?;
     let status: AgentStatus = parse_body(&body)?;
     // Agents report every 10 s; only a report that changes something is logged.
-    let change = record_status(&pool, gateway.id, &status).await?;
+    let instance = auth::instance(&req);
+    let change = record_status(&pool, gateway.id, &instance, &status).await?;
     match &status.rejected {
         Some(rejected) if change.error => {
-            tracing::warn!(agent = %gateway.name, revision = rejected.revision, reason = %rejected.reason, "agent refused a config update")
+            tracing::warn!(agent = %gateway.name, %instance, revision = rejected.revision, reason = %rejected.reason, "agent refused a config update")
         }
         _ if change.any() => tracing::info!(
             agent = %gateway.name,
+            %instance,
             applied_revision = status.applied_revision,
             agent_version = %status.agent_version,
             "agent status changed"

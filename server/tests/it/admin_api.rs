@@ -1424,8 +1424,12 @@ async fn a_connected_agent_that_stops_reporting_is_shown_silent(pool: PgPool) {
     assert_eq!(status, 201, "{created}");
     let path = format!("/admin/api/v1/gateways/{}", created["id"].as_str().unwrap());
     let set = |seconds_ago: i32| {
-        sqlx::query("UPDATE gateways SET connected = true, last_seen_at = now() - make_interval(secs => $1) WHERE name = 'edge-9'")
-            .bind(f64::from(seconds_ago))
+        sqlx::query(
+            "INSERT INTO gateway_instances (gateway_id, agent_id, connected, last_seen_at)
+             SELECT id, '00000000-0000-0000-0000-000000000009', true, now() - make_interval(secs => $1) FROM gateways WHERE name = 'edge-9'
+             ON CONFLICT (gateway_id, agent_id) DO UPDATE SET connected = true, last_seen_at = EXCLUDED.last_seen_at",
+        )
+        .bind(f64::from(seconds_ago))
             .execute(&admin.app.pool)
     };
     set(5).await.unwrap();
@@ -1434,6 +1438,9 @@ async fn a_connected_agent_that_stops_reporting_is_shown_silent(pool: PgPool) {
     set(45).await.unwrap();
     let (_, shown) = admin.call(Method::GET, &path, None).await;
     assert_eq!((shown["connected"].as_bool(), shown["silent"].as_bool()), (Some(true), Some(true)), "{shown}");
+    let instance = &shown["instances"][0];
+    assert_eq!(instance["agent_id"], "00000000-0000-0000-0000-000000000009", "{shown}");
+    assert_eq!((instance["connected"].as_bool(), instance["silent"].as_bool()), (Some(true), Some(true)), "{shown}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -367,6 +367,30 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
         res.status().as_u16()
     };
     assert_eq!(status().await, 200);
+    // Two replicas report with the one token: the row lists each, the figures are the worst.
+    for (agent_id, host, revision) in
+        [("0190a0c4-0000-7000-8000-000000000001", "pod-a", 7), ("0190a0c4-0000-7000-8000-000000000002", "pod-b", 5)]
+    {
+        let res = app
+            .client
+            .post(app.url("/agent/v1/status"))
+            .bearer_auth(&token)
+            .header("tollgate-protocol-version", "2")
+            .header("tollgate-agent-id", agent_id)
+            .header("tollgate-agent-host", host)
+            .json(&serde_json::json!({"protocol_version": 2, "agent_version": "0.1.0", "applied_revision": revision, "rejected": null}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+    let list = app.get("/admin/gateways").await.text().await.unwrap();
+    let instances =
+        list.split(&format!("data-testid=\"instances-{id}\"")).nth(1).unwrap().split("</details>").next().unwrap();
+    // The third is the stream opened above without an id, connected until the server sees it end.
+    assert!(instances.contains(" of 3 instances connected"), "{instances}");
+    assert!(instances.contains("pod-a (0190a0c4): offline, revision 7"), "{instances}");
+    assert!(instances.contains("pod-b (0190a0c4): offline, revision 5"), "{instances}");
     // Revoking without ticking the box is refused with the reason beside it.
     let res = app.post_form(&revoke, &[("csrf_token", &csrf)]).await;
     assert_eq!(res.status(), 422);

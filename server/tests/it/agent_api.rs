@@ -717,7 +717,12 @@ async fn revoking_an_agent_ends_its_open_config_stream(pool: PgPool) {
 
 /// Whether the only agent is marked connected, and when the server last noted it.
 async fn connection_of(pool: &PgPool) -> (bool, Option<time::OffsetDateTime>) {
-    sqlx::query_as("SELECT connected, last_seen_at FROM gateways").fetch_one(pool).await.unwrap()
+    let (connected, at): (Option<bool>, Option<time::OffsetDateTime>) =
+        sqlx::query_as("SELECT bool_or(connected), max(last_seen_at) FROM gateway_instances")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    (connected.unwrap_or(false), at)
 }
 
 /// Polls until the server has noted something of the agent after `since` (a stream's end),

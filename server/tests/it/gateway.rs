@@ -307,6 +307,43 @@ async fn a_revoked_key_is_refused_by_every_agent_within_a_second(pool: PgPool) {
     b.shutdown().await.unwrap();
 }
 
+/// Replicas share one token: the fleet view lists each process with its own revision, and the
+/// gateway stays connected while one of them is.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn agents_that_share_a_token_are_listed_each_with_its_own_state(pool: PgPool) {
+    let w = World::new(pool).await;
+    let (a, b) = (w.agent("a").await, w.agent("b").await);
+    let ids = [a.agent_id(), b.agent_id()];
+    assert_ne!(ids[0], ids[1]);
+    let pool = w.app.pool.clone();
+    let fleet = || async { gateways::list(&pool).await.unwrap().remove(0) };
+    wait_until(Duration::from_secs(10), || async {
+        let g = fleet().await;
+        g.instances.len() == 2 && g.instances.iter().all(|i| i.connected && i.applied_revision.is_some())
+    })
+    .await;
+    let g = fleet().await;
+    assert!(g.connected && !g.silent, "{g:?}");
+    let mut seen: Vec<_> = g.instances.iter().map(|i| i.agent_id).collect();
+    seen.sort();
+    let mut want = ids.to_vec();
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(g.instances.iter().all(|i| !i.host.is_empty()), "each sends its host name: {g:?}");
+    assert_eq!(g.applied_revision, g.instances.iter().filter_map(|i| i.applied_revision).min());
+
+    b.shutdown().await.unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        fleet().await.instances.iter().any(|i| i.agent_id == ids[1] && !i.connected)
+    })
+    .await;
+    let g = fleet().await;
+    assert!(g.connected, "a is still connected: {g:?}");
+    assert_eq!(g.connected_instances(), 1);
+    assert_eq!(g.instances[0].agent_id, ids[0], "connected ones first");
+    a.shutdown().await.unwrap();
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn agents_survive_the_management_server_and_no_usage_is_lost_or_doubled(pool: PgPool) {
     let w = World::new(pool.clone()).await;
@@ -408,7 +445,7 @@ async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool:
         let pool = pool_for_wait.clone();
         async move {
             let error: Option<String> =
-                sqlx::query_scalar("SELECT last_error FROM gateways WHERE last_error IS NOT NULL LIMIT 1")
+                sqlx::query_scalar("SELECT last_error FROM gateway_instances WHERE last_error IS NOT NULL LIMIT 1")
                     .fetch_optional(&pool)
                     .await
                     .unwrap()
