@@ -178,6 +178,12 @@ async function journey(page, step, n) {
     actual: () => rowText(rowOf(keys, prefix1)),
   });
   assert.ok(!(await page.content()).includes(key1), 'the old key is never shown again');
+  // When it expires is written in UTC and shown in the reader's zone, the UTC kept as a tooltip.
+  const expiry = rowOf(keys, prefix1).locator('time[data-local]').first();
+  const utc = await expiry.getAttribute('title');
+  assert.match(utc ?? '', /^\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$/, 'the expiry keeps its UTC text as the title');
+  const local = (await expiry.innerText()).trim();
+  assert.ok(local && !/^\d{4}-\d{2}-\d{2} /.test(local), `the expiry is rewritten in the reader's zone: ${local}`);
 
   // 6. Revoke the new key.
   step('6 revoke');

@@ -131,12 +131,6 @@ fn day(at: &Option<time::OffsetDateTime>) -> String {
     at.map(|t| t.date().to_string()).unwrap_or_else(|| "—".to_owned())
 }
 
-/// `2026-11-30 14:05` (UTC).
-fn minute(at: time::OffsetDateTime) -> String {
-    let t = at.to_offset(time::UtcOffset::UTC);
-    format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
-}
-
 pub async fn list(
     _admin: AdminUser,
     session: Session,
@@ -174,7 +168,7 @@ struct InvoicePage {
     /// Automatic tries and recorded payments, oldest first.
     payments: Vec<PaymentRow>,
     /// When the next automatic try is due, if one is.
-    next_try: Option<String>,
+    next_try: Option<time::OffsetDateTime>,
     actions: Vec<InvoiceAction>,
     note: String,
     /// Whether a payment can be recorded (pending or unpaid).
@@ -211,7 +205,7 @@ struct LineRow {
 
 /// A payment or a try, formatted.
 struct PaymentRow {
-    at: String,
+    at: time::OffsetDateTime,
     /// `try 2 of 3` for an automatic try, `recorded` for an admin's payment.
     what: String,
     provider: String,
@@ -259,7 +253,7 @@ impl InvoicePage {
             payments: payments
                 .into_iter()
                 .map(|p| PaymentRow {
-                    at: minute(p.attempted_at),
+                    at: p.attempted_at,
                     what: match p.attempt {
                         Some(n) => format!("try {n} of {}", tollgate_core::billing::payments::MAX_TRIES),
                         None => "recorded".to_owned(),
@@ -272,7 +266,7 @@ impl InvoicePage {
                     actor: p.actor,
                 })
                 .collect(),
-            next_try: next_attempt_at.map(minute),
+            next_try: next_attempt_at,
             actions: MANUAL_ACTIONS.into_iter().filter(|a| state.apply(*a).is_ok()).collect(),
             note,
             payable: matches!(state, InvoiceState::Pending | InvoiceState::Unpaid),

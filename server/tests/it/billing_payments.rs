@@ -589,7 +589,8 @@ async fn the_admin_invoice_page_lists_tries_and_payments_and_shows_the_flash_aft
         assert!(payments.contains(text), "{text}: {payments}");
     }
     let next = (now + Duration::days(3)).date().to_string();
-    assert!(page.contains(&format!("Next automatic try: {next} ")), "{page}");
+    assert!(page.contains(&format!("Next automatic try: <time datetime=\"{next}T")), "{page}");
+    assert!(page.contains(&format!("data-local=\"minute\">{next} ")), "{page}");
     assert!(!page.contains("role=\"status\""), "no message before anything was done");
 
     // Record the payment with the page's own form and follow the redirect.
