@@ -145,13 +145,7 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let (_, actor) = admin(&req, &pool).await?;
     let input: NewAccountIn = parse_json_object(&body)?;
-    // The document bounds the text as sent; the core bounds it once trimmed.
-    check_len("name", Some(&input.name), 200)?;
-    check_len("owner_email", Some(&input.owner_email), 254)?;
-    let owner = Email::parse(&input.owner_email).map_err(|e| match e {
-        tollgate_core::Error::Invalid { message, .. } => tollgate_core::Error::invalid("owner_email", message),
-        other => other,
-    })?;
+    let owner = directory::check_new_account(&input.name, &input.owner_email)?;
     let request = MailRequest { client: &client, limits: &limits };
     let id = directory::create(&pool, &request, &input.name, &owner, &actor, &public_url.0).await?;
     Ok(created(format!("/admin/api/v1/accounts/{}", id.0)).json(AccountOut::from(directory::get(&pool, id).await?)))

@@ -13,7 +13,7 @@ use crate::audit::{self, Actor, Entry};
 use crate::name_search::{NameColumn, NameSearch, name_search};
 use crate::stored::stored_enum;
 use crate::sync::feed::{Entity, record_change};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 stored_enum! {
     /// A suspended account's applications are refused at every agent.
@@ -109,6 +109,32 @@ pub async fn list_page(pool: &PgPool, q: Option<&str>, limit: i64) -> Result<Vec
 pub async fn get(pool: &PgPool, id: AccountId) -> Result<AccountView> {
     let mut found = load(pool, None, Some(id), None, 1, 0).await?;
     found.pop().ok_or(Error::NotFound)
+}
+
+/// A new account's name and its first owner's address as an admin sent them, checked whole:
+/// every refused field at once (`name`, `owner_email`), each bounded as sent too.
+pub fn check_new_account(name: &str, owner_email: &str) -> Result<Email> {
+    let mut problems = FieldProblems::default();
+    if name.chars().count() > 200 {
+        problems.add("name", "use at most 200 characters");
+    } else if let Some(problem) = organisation_problem(name.trim()) {
+        problems.add("name", problem);
+    }
+    let owner = if owner_email.chars().count() > 254 {
+        problems.add("owner_email", "use at most 254 characters");
+        None
+    } else {
+        match Email::parse(owner_email) {
+            Ok(email) => Some(email),
+            Err(Error::Invalid { message, .. }) => {
+                problems.add("owner_email", message);
+                None
+            }
+            Err(other) => return Err(other),
+        }
+    };
+    problems.into_result()?;
+    owner.ok_or_else(|| Error::invalid("owner_email", "enter an email address"))
 }
 
 /// A provider admin creates a developer account with no members yet and

@@ -124,19 +124,22 @@ pub async fn add_metric_in(
     parent: Option<&str>,
     actor: &Actor,
 ) -> Result<Uuid> {
+    // Every refused field at once.
+    let mut problems = FieldProblems::default();
     let ok = !system_name.is_empty()
         && system_name.len() <= 128
         && system_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        return Err(Error::invalid("system_name", "use 1 to 128 letters, digits, '_', '.' or '-'"));
+        problems.add("system_name", "use 1 to 128 letters, digits, '_', '.' or '-'");
     }
     if friendly_name.chars().count() > MAX_FRIENDLY_NAME_CHARS {
-        return Err(Error::invalid("friendly_name", format!("use at most {MAX_FRIENDLY_NAME_CHARS} characters")));
+        problems.add("friendly_name", format!("use at most {MAX_FRIENDLY_NAME_CHARS} characters"));
     }
     let parent_id = match parent.filter(|p| !p.is_empty()) {
-        Some(name) => Some(metric_id(tx, api, name, "parent").await?),
+        Some(name) => problems.note(metric_id(tx, api, name, "parent").await)?,
         None => None,
     };
+    problems.into_result()?;
     let id = Uuid::now_v7();
     let friendly = if friendly_name.trim().is_empty() { system_name } else { friendly_name.trim() };
     sqlx::query!(

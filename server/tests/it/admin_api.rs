@@ -382,6 +382,13 @@ async fn a_plan_with_several_mistakes_is_refused_once_naming_every_one(pool: PgP
                           "tax_rate": 0.2, "mode": "postpaid", "payment_terms_days": 30});
     let (status, saved) = admin.call(reqwest::Method::PUT, "/admin/api/v1/billing/settings", Some(settings)).await;
     assert_eq!((status, saved["tax_rate"].as_str()), (200, Some("0.2")), "{saved}");
+    // A metric too: a bad name, a name too long and a parent the API does not have.
+    let metric = json!({"system_name": "no spaces", "friendly_name": "é".repeat(201), "parent": "nope"});
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{api}/metrics"), Some(metric)).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["system_name", "friendly_name", "parent"], "{err}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -1357,6 +1364,12 @@ async fn accounts_are_created_with_an_invited_owner_and_users_invited(pool: PgPo
         let (status, err) = admin.call(Method::POST, "/admin/api/v1/accounts", Some(body)).await;
         assert_eq!((status, err["field"].as_str()), (422, Some(field)), "{err}");
     }
+    // Both wrong: both named at once.
+    let both = json!({"name": "x".repeat(201), "owner_email": "not an email"});
+    let (status, err) = admin.call(Method::POST, "/admin/api/v1/accounts", Some(both)).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "owner_email"], "{err}");
     let (status, account) = admin.call(Method::POST, "/admin/api/v1/accounts", Some(new)).await;
     assert_eq!(status, 201, "{account}");
     assert_eq!((account["name"].as_str(), account["members"].as_i64()), (Some("Acme Corp"), Some(0)));
