@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
+use tollgate_core::FieldProblems;
 use tollgate_core::apis::ApiId;
 use tollgate_core::applications::ApplicationId;
 use tollgate_core::db::PgPool;
@@ -145,23 +146,35 @@ pub async fn put_group(
     let (_, actor) = admin(&req, &pool).await?;
     let (id, name) = path.into_inner();
     let api = ApiId(parse_id(&id)?);
-    let name = GroupName::parse("name", &name)?;
     let body = object(&body)?;
-    let weight = parse_weight("weight", body.get("weight").unwrap_or(&Value::Null))?;
+    // Every refused field at once: the name, the weight and each target.
+    let mut problems = FieldProblems::default();
+    let name = problems.note(GroupName::parse("name", &name))?;
+    let weight = problems.note(parse_weight("weight", body.get("weight").unwrap_or(&Value::Null)))?;
     let urls = match body.get("urls") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_str().map(str::to_owned).ok_or_else(|| {
-                        ApiError::from(tollgate_core::Error::invalid(format!("urls[{i}]"), "a URL string"))
-                    })
-                })
-                .collect::<ApiResult<Vec<String>>>()?,
-        ),
-        Some(_) => return Err(tollgate_core::Error::invalid("urls", "a list of URLs").into()),
+        Some(Value::Array(items)) => {
+            let mut urls = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(url) => urls.push(url.to_owned()),
+                    None => problems.add(format!("urls[{i}]"), "a URL string"),
+                }
+            }
+            // The targets' own checks, where they can be told apart (the default group takes none).
+            if urls.len() == items.len() && name.as_ref().is_some_and(|n| n.as_str() != routing::DEFAULT_GROUP) {
+                problems.note(routing::parse_targets(&urls))?;
+            }
+            Some(urls)
+        }
+        Some(_) => {
+            problems.add("urls", "a list of URLs");
+            None
+        }
+    };
+    problems.into_result()?;
+    let (Some(name), Some(weight)) = (name, weight) else {
+        return Err(tollgate_core::Error::invalid("name", "a group name and a weight").into());
     };
     let group = routing::put_group(&pool, &actor, api, &name, weight, urls).await?;
     Ok(HttpResponse::Ok().json(GroupOut::from(group)))
@@ -207,11 +220,15 @@ pub async fn set_weights(
         return Err(tollgate_core::Error::invalid("weights", "an object of group name to weight").into());
     };
     let mut weights = BTreeMap::new();
+    let mut problems = FieldProblems::default();
     for (name, weight) in given {
         let field = format!("weights.{name}");
-        GroupName::parse("weights", name)?;
-        weights.insert(name.clone(), parse_weight(field, weight)?);
+        problems.note(GroupName::parse("weights", name))?;
+        if let Some(weight) = problems.note(parse_weight(field, weight))? {
+            weights.insert(name.clone(), weight);
+        }
     }
+    problems.into_result()?;
     routing::set_weights(&pool, &actor, api, &weights).await?;
     Ok(HttpResponse::Ok().json(RoutingOut::from(routing::get(&pool, api).await?)))
 }

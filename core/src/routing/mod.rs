@@ -20,7 +20,7 @@ use crate::applications::ApplicationId;
 use crate::audit::{self, Actor, Entry};
 use crate::plans::PlanId;
 use crate::sync::feed::{Entity, record_change};
-use crate::{Error, Result};
+use crate::{Error, FieldProblems, Result};
 
 pub use tollgate_protocol::routing::DEFAULT_GROUP;
 
@@ -65,17 +65,19 @@ pub fn parse_targets(urls: &[String]) -> Result<Vec<String>> {
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(urls.len());
+    // Every bad target at once.
+    let mut problems = FieldProblems::default();
     for (i, url) in urls.iter().enumerate() {
         let valid = reqwest::Url::parse(url)
             .ok()
             .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
         if !valid || url.contains(char::is_whitespace) {
-            return Err(Error::invalid(format!("urls[{i}]"), "a target is an http:// or https:// URL with a host"));
-        }
-        if seen.insert(url.as_str()) {
+            problems.add(format!("urls[{i}]"), "a target is an http:// or https:// URL with a host");
+        } else if seen.insert(url.as_str()) {
             out.push(url.clone());
         }
     }
+    problems.into_result()?;
     Ok(out)
 }
 
@@ -243,15 +245,18 @@ pub async fn delete_group_in(tx: &mut sqlx::PgConnection, actor: &Actor, api: Ap
 pub async fn set_weights(pool: &PgPool, actor: &Actor, api: ApiId, weights: &BTreeMap<String, i32>) -> Result<()> {
     let mut tx = pool.begin().await?;
     api_exists(&mut tx, api).await?;
+    // Every unknown group at once; nothing is kept unless all are known.
+    let mut problems = FieldProblems::default();
     for (name, weight) in weights {
         let updated =
             sqlx::query!("UPDATE upstream_groups SET weight = $3 WHERE api_id = $1 AND name = $2", api.0, name, weight)
                 .execute(&mut *tx)
                 .await?;
         if updated.rows_affected() == 0 {
-            return Err(Error::invalid(format!("weights.{name}"), format!("the API has no group {name:?}")));
+            problems.add(format!("weights.{name}"), format!("the API has no group {name:?}"));
         }
     }
+    problems.into_result()?;
     check_split(&mut tx, api).await?;
     changed(&mut tx, actor, api, "routing.weights", json!({"weights": weights})).await?;
     tx.commit().await?;

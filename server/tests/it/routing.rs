@@ -145,6 +145,31 @@ async fn bad_routing_input_is_422_naming_the_field(pool: PgPool) {
         assert_eq!(status, 422, "{path} {body}: {answer}");
         assert_eq!(answer["field"], field, "{path} {body}: {answer}");
     }
+    // Several mistakes in one request are named together.
+    for (path, body, fields) in [
+        (
+            w.routing("/groups/Canary!"),
+            json!({"weight": -1, "urls": ["http://a.test", 7]}),
+            vec!["name", "weight", "urls[1]"],
+        ),
+        (
+            canary.clone(),
+            json!({"weight": 5, "urls": ["ftp://a.test", "http://ok.test", "no"]}),
+            vec!["urls[0]", "urls[2]"],
+        ),
+        (
+            w.routing("/weights"),
+            json!({"weights": {"nope": 5, "Bad!": 1, "default": -1}}),
+            vec!["weights", "weights.default"],
+        ),
+        (w.routing("/weights"), json!({"weights": {"nope": 5, "gone": 1}}), vec!["weights.gone", "weights.nope"]),
+    ] {
+        let (status, answer) = w.call(Method::PUT, &path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{path} {body}: {answer}");
+        let named: Vec<&str> =
+            answer["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        assert_eq!(named, fields, "{path} {body}: {answer}");
+    }
     // Nothing of that was stored.
     let (_, routing) = w.call(Method::GET, &w.routing(""), None).await;
     assert_eq!(routing["groups"].as_array().unwrap().len(), 1);
