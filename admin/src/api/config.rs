@@ -135,15 +135,44 @@ pub struct ConfigErrorBody {
     /// From 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
+    /// Every problem found, in the file's order (at most 50); the fields above are the first's.
+    pub errors: Vec<ConfigProblemOut>,
 }
 
-fn refused(status: StatusCode, error: &str, at: Located) -> HttpResponse {
+/// One problem in a configuration document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigProblemOut {
+    /// What is wrong, without where.
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+fn refused(status: StatusCode, error: &str, problems: Vec<Located>) -> HttpResponse {
+    let first = problems.first().cloned().unwrap_or_else(|| Located {
+        line: None,
+        column: None,
+        path: None,
+        message: "the document is not valid".into(),
+    });
+    let message = match problems.len() {
+        0 | 1 => first.to_string(),
+        n => format!("{n} problems; the first: {first}"),
+    };
     HttpResponse::build(status).json(ConfigErrorBody {
         error: error.to_owned(),
-        message: at.to_string(),
-        path: at.path,
-        line: at.line,
-        column: at.column,
+        message,
+        path: first.path,
+        line: first.line,
+        column: first.column,
+        errors: problems
+            .into_iter()
+            .map(|p| ConfigProblemOut { message: p.message, path: p.path, line: p.line, column: p.column })
+            .collect(),
     })
 }
 
@@ -170,8 +199,10 @@ pub async fn apply(
     let options = Options { dry_run: query.dry_run.unwrap_or(false), prune: query.prune.unwrap_or(false) };
     let outcome = match config_code::apply(&pool, text, options, &actor, &public_url.0).await {
         Ok(outcome) => outcome,
-        Err(ApplyError::Invalid(at)) => return Ok(refused(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", at)),
-        Err(ApplyError::Conflict(at)) => return Ok(refused(StatusCode::CONFLICT, "conflict", at)),
+        Err(ApplyError::Invalid(problems)) => {
+            return Ok(refused(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", problems));
+        }
+        Err(ApplyError::Conflict(at)) => return Ok(refused(StatusCode::CONFLICT, "conflict", vec![at])),
         Err(ApplyError::Core(e)) => return Err(e.into()),
     };
     let summary = config_code::summary(&outcome.changes);

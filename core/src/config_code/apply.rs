@@ -47,14 +47,25 @@ pub struct Outcome {
 /// Why nothing was applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// The file is wrong: what and where.
-    #[error("{0}")]
-    Invalid(Located),
+    /// The file is wrong: what and where, every problem found (never none).
+    #[error("{}", problems_text(.0))]
+    Invalid(Vec<Located>),
     /// The file asks for something the platform's state forbids (a plan in use).
     #[error("{0}")]
     Conflict(Located),
     #[error(transparent)]
     Core(#[from] Error),
+}
+
+impl ApplyError {
+    fn invalid(at: Located) -> ApplyError {
+        ApplyError::Invalid(vec![at])
+    }
+}
+
+/// Problems one to a line.
+fn problems_text(problems: &[Located]) -> String {
+    problems.iter().map(Located::to_string).collect::<Vec<_>>().join("\n")
 }
 
 impl From<sqlx::Error> for ApplyError {
@@ -95,7 +106,7 @@ pub async fn apply(
         }
     }
     let after = export_in(&mut tx).await?;
-    converged(text, &doc, &after, options.prune).map_err(ApplyError::Invalid)?;
+    converged(text, &doc, &after, options.prune).map_err(ApplyError::invalid)?;
     let changes = compare(&before, &after);
     let applied = !options.dry_run && !changes.is_empty();
     if applied {
@@ -272,17 +283,17 @@ impl Run<'_> {
     fn fail(&self, at: &NodePath, err: Error) -> ApplyError {
         match err {
             Error::Invalid { field, message } => {
-                ApplyError::Invalid(Located::at(self.text, &at.field(&field), message))
+                ApplyError::invalid(Located::at(self.text, &at.field(&field), message))
             }
-            // The file's error points at one place: the first.
-            Error::InvalidFields(problems) => match problems.into_iter().next() {
-                Some(first) => ApplyError::Invalid(Located::at(self.text, &at.field(&first.field), first.message)),
-                None => ApplyError::Invalid(Located::at(self.text, at, "is not valid")),
-            },
+            // Each refused field of the object, located.
+            Error::InvalidFields(problems) if !problems.is_empty() => ApplyError::Invalid(
+                problems.into_iter().map(|p| Located::at(self.text, &at.field(&p.field), p.message)).collect(),
+            ),
+            Error::InvalidFields(_) => ApplyError::invalid(Located::at(self.text, at, "is not valid")),
             Error::Conflict(message) => ApplyError::Conflict(Located::at(self.text, at, message)),
-            Error::Import(e) => ApplyError::Invalid(Located::at(self.text, &at.key("spec"), e.to_string())),
+            Error::Import(e) => ApplyError::invalid(Located::at(self.text, &at.key("spec"), e.to_string())),
             Error::NotFound => {
-                ApplyError::Invalid(Located::at(self.text, at, "refers to something that does not exist"))
+                ApplyError::invalid(Located::at(self.text, at, "refers to something that does not exist"))
             }
             other => ApplyError::Core(other),
         }
@@ -421,7 +432,7 @@ impl Run<'_> {
                 let (j, m) = waiting[0];
                 let parent = m.parent.clone().unwrap_or_default();
                 let here = at.key("metrics").index(j).key("parent");
-                return Err(ApplyError::Invalid(Located::at(
+                return Err(ApplyError::invalid(Located::at(
                     self.text,
                     &here,
                     format!("{parent} is not a metric of this API (or the parents form a loop)"),
@@ -630,7 +641,7 @@ impl Run<'_> {
                     None => format!("there is no application {} on this platform", route.application),
                     Some(_) => format!("application {} subscribes to another API", route.application),
                 };
-                return Err(ApplyError::Invalid(Located::at(self.text, &here.key("application"), message)));
+                return Err(ApplyError::invalid(Located::at(self.text, &here.key("application"), message)));
             }
             let group = GroupName::parse("group", &route.group).map_err(|e| fail(&here, "group", e))?;
             upstream_routing::set_application_route_in(tx, self.actor, ApplicationId(route.application), Some(&group))
@@ -671,7 +682,7 @@ impl Run<'_> {
             let Some(&metric) = operations.get(name) else {
                 let here = at.key("mocks").key("operations").index(k);
                 let message = format!("{name} is not the method metric of an imported operation of this API");
-                return Err(ApplyError::Invalid(Located::at(self.text, &here, message)));
+                return Err(ApplyError::invalid(Located::at(self.text, &here, message)));
             };
             if !now.mocks.operations.contains(name) {
                 changes.operations.insert(metric, true);
@@ -701,7 +712,7 @@ impl Run<'_> {
             (Deprecated, Deprecated) => &[Published, Deprecated],
             (_, Draft) => {
                 let here = at.key("lifecycle").key("state");
-                return Err(ApplyError::Invalid(Located::at(
+                return Err(ApplyError::invalid(Located::at(
                     self.text,
                     &here,
                     format!("an API cannot go back to draft from {from}"),

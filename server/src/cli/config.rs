@@ -31,17 +31,31 @@ pub async fn apply(settings: &Settings, file: &Path, dry_run: bool, prune: bool)
     let actor = Actor::system("cli apply");
     let outcome = config_code::apply(&pool, &text, Options { dry_run, prune }, &actor, &settings.public_url)
         .await
-        .map_err(|e| match e {
-            ApplyError::Invalid(at) | ApplyError::Conflict(at) => {
-                let place = match (at.line, at.column) {
-                    (Some(line), Some(column)) => format!("{}:{line}:{column}", file.display()),
-                    (Some(line), None) => format!("{}:{line}", file.display()),
-                    _ => file.display().to_string(),
-                };
-                let path = at.path.map(|p| format!("{p}: ")).unwrap_or_default();
-                CliError::Other(format!("{place}: {path}{}; nothing was applied", at.message))
+        .map_err(|e| {
+            // One problem a line, as compilers write them, so editors can jump to each.
+            let lines = |problems: Vec<config_code::Located>| {
+                let mut text: Vec<String> = problems
+                    .into_iter()
+                    .map(|at| {
+                        let place = match (at.line, at.column) {
+                            (Some(line), Some(column)) => format!("{}:{line}:{column}", file.display()),
+                            (Some(line), None) => format!("{}:{line}", file.display()),
+                            _ => file.display().to_string(),
+                        };
+                        let path = at.path.map(|p| format!("{p}: ")).unwrap_or_default();
+                        format!("{place}: {path}{}", at.message)
+                    })
+                    .collect();
+                if let Some(last) = text.last_mut() {
+                    last.push_str("; nothing was applied");
+                }
+                CliError::Other(text.join("\n"))
+            };
+            match e {
+                ApplyError::Invalid(problems) => lines(problems),
+                ApplyError::Conflict(at) => lines(vec![at]),
+                ApplyError::Core(e) => CliError::Core(e),
             }
-            ApplyError::Core(e) => CliError::Core(e),
         })?;
     print!("{}", config_code::render(&outcome.changes));
     if dry_run && !outcome.changes.is_empty() {

@@ -406,6 +406,20 @@ async fn a_malformed_document_is_refused_with_its_line_and_column(pool: PgPool) 
     assert_eq!(body["column"], 15);
     assert!(body["message"].as_str().unwrap().ends_with("nohits is not a metric of this API"), "{body}");
 
+    // Every problem the checks find is named at once, in the file's order.
+    let bad = before.replace("    - metric: hits\n      period:", "    - metric: nohits\n      period:");
+    let wrong = bad.matches("metric: nohits").count();
+    assert!(wrong >= 2, "the demo's plans have several limits on hits: {before}");
+    let (status, body) = admin.apply("", &bad).await;
+    assert_eq!(status, 422, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), wrong, "{body}");
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "{body}");
+    assert!(errors.iter().all(|e| e["path"].as_str().unwrap().ends_with(".metric")), "{body}");
+    assert_eq!((body["path"].clone(), body["line"].clone()), (errors[0]["path"].clone(), errors[0]["line"].clone()));
+    assert!(body["message"].as_str().unwrap().starts_with(&format!("{wrong} problems; the first: line ")), "{body}");
+
     // What only the platform refuses (a time zone) is located too.
     let bad = before.replacen("time_zone: UTC", "time_zone: Mars/Olympus", 1);
     let (status, body) = admin.apply("?dry_run=true", &bad).await;
