@@ -138,7 +138,7 @@ pub struct SettingsBody {
     #[schema(max_length = 100, pattern = "^[^\\u0000]*$")]
     pub provider_tax_id: String,
     /// A fraction below 1 with at most 5 decimals: `0.2` is 20 %. A JSON number is read too.
-    #[schema(pattern = "^0(\\.[0-9]{1,5})?$", example = "0.2")]
+    #[schema(schema_with = schemas::tax_rate)]
     #[serde(deserialize_with = "super::wire::string_or_number")]
     pub tax_rate: String,
     #[schema(schema_with = schemas::billing_mode)]

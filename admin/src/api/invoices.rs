@@ -330,7 +330,7 @@ pub async fn transition(
 #[serde(deny_unknown_fields)]
 pub struct PaymentIn {
     /// The invoice's total, exactly: part payments are not recorded. A JSON number is read too.
-    #[schema(pattern = "^[0-9]{1,20}(\\.[0-9]{1,4})?$", example = "49.00")]
+    #[schema(schema_with = schemas::payment_amount)]
     #[serde(deserialize_with = "super::wire::string_or_number")]
     pub amount: String,
     /// Where the money came from, e.g. a bank transfer's id.

@@ -4,6 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use tollgate_core::FieldProblems;
 use tollgate_core::apis::{ApiId, detail};
 use tollgate_core::billing::{PricingMode, money};
 use tollgate_core::db::PgPool;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::schemas;
-use super::wire::{created, parse_json};
+use super::wire::{created, decimal_in, parse_json};
 
 /// At most `max` units of `metric` per calendar `period` in the plan's time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -41,8 +42,9 @@ pub struct PriceIn {
     #[schema(minimum = 1)]
     pub to: Option<i64>,
     /// At most 8 digits before the point and 6 after.
-    #[schema(value_type = String, pattern = "^[0-9]{1,8}(\\.[0-9]{1,6})?$", example = "0.0010")]
-    pub price_per_unit: Decimal,
+    #[schema(schema_with = schemas::unit_price)]
+    #[serde(deserialize_with = "super::wire::string_or_number")]
+    pub price_per_unit: String,
 }
 
 /// How the tiers of one priced metric apply: `graduated` (each tier's units at its
@@ -72,16 +74,16 @@ pub struct PlanIn {
     pub published: bool,
     #[serde(default)]
     pub approval_required: bool,
-    #[serde(default)]
     /// At most 10 digits before the point, and no more decimals than the currency's minor
     /// unit: 2 for USD, 0 for JPY, 3 for KWD, 4 at most.
-    #[schema(value_type = String, pattern = "^[0-9]{1,10}(\\.[0-9]{1,4})?$", example = "0")]
-    pub setup_fee: Decimal,
-    #[serde(default)]
+    #[serde(default = "zero", deserialize_with = "super::wire::string_or_number")]
+    #[schema(schema_with = schemas::plan_fee)]
+    pub setup_fee: String,
     /// At most 10 digits before the point, and no more decimals than the currency's minor
     /// unit: 2 for USD, 0 for JPY, 3 for KWD, 4 at most.
-    #[schema(value_type = String, pattern = "^[0-9]{1,10}(\\.[0-9]{1,4})?$", example = "49.00")]
-    pub monthly_fee: Decimal,
+    #[serde(default = "zero", deserialize_with = "super::wire::string_or_number")]
+    #[schema(schema_with = schemas::plan_fee)]
+    pub monthly_fee: String,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 3650)]
     pub trial_days: i32,
@@ -106,16 +108,32 @@ fn utc() -> String {
     "UTC".into()
 }
 
+fn zero() -> String {
+    "0".into()
+}
+
 impl PlanIn {
-    fn into_new(self) -> NewPlan {
-        NewPlan {
+    /// The plan as core takes it; amounts that are no decimal number are 422, each named.
+    fn into_new(self) -> ApiResult<NewPlan> {
+        let mut problems = FieldProblems::default();
+        let setup_fee = problems.note(decimal_in("setup_fee", &self.setup_fee))?;
+        let monthly_fee = problems.note(decimal_in("monthly_fee", &self.monthly_fee))?;
+        let mut pricing = Vec::with_capacity(self.pricing.len());
+        for (i, p) in self.pricing.into_iter().enumerate() {
+            let field = format!("pricing[{i}].price_per_unit");
+            if let Some(price_per_unit) = problems.note(decimal_in(field, &p.price_per_unit))? {
+                pricing.push(NewPrice { metric: p.metric, from: p.from, to: p.to, price_per_unit });
+            }
+        }
+        problems.into_result()?;
+        Ok(NewPlan {
             system_name: self.system_name,
             name: self.name,
             description: self.description,
             published: self.published,
             approval_required: self.approval_required,
-            setup_fee: self.setup_fee,
-            monthly_fee: self.monthly_fee,
+            setup_fee: setup_fee.unwrap_or_default(),
+            monthly_fee: monthly_fee.unwrap_or_default(),
             trial_days: self.trial_days,
             currency: self.currency,
             time_zone: self.time_zone,
@@ -124,17 +142,13 @@ impl PlanIn {
                 .into_iter()
                 .map(|l| NewLimit { metric: l.metric, period: l.period, max: l.max })
                 .collect(),
-            pricing: self
-                .pricing
-                .into_iter()
-                .map(|p| NewPrice { metric: p.metric, from: p.from, to: p.to, price_per_unit: p.price_per_unit })
-                .collect(),
+            pricing,
             pricing_modes: self
                 .pricing_modes
                 .into_iter()
                 .map(|m| NewPricingMode { metric: m.metric, mode: m.mode })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -189,7 +203,7 @@ impl From<PlanDetail> for PlanOut {
                     metric: r.metric,
                     from: r.from,
                     to: r.to,
-                    price_per_unit: r.price_per_unit.normalize(),
+                    price_per_unit: r.price_per_unit.normalize().to_string(),
                 })
                 .collect(),
             pricing_modes: p
@@ -238,7 +252,7 @@ pub async fn create(
     let api = ApiId(parse_id(&path)?);
     let input: PlanIn = parse_json(&body)?;
     detail::get(&pool, api).await?;
-    let id = plans::create_plan(&pool, api, &input.into_new(), &actor).await?;
+    let id = plans::create_plan(&pool, api, &input.into_new()?, &actor).await?;
     Ok(created(format!("/admin/api/v1/plans/{}", id.0)).json(PlanOut::from(plans::get_plan(&pool, id).await?)))
 }
 
@@ -267,7 +281,7 @@ pub async fn replace(
     let id = PlanId(parse_id(&path)?);
     let input: PlanIn = parse_json(&body)?;
     plans::get_plan(&pool, id).await?;
-    plans::update_plan(&pool, id, &input.into_new(), &actor).await?;
+    plans::update_plan(&pool, id, &input.into_new()?, &actor).await?;
     Ok(HttpResponse::Ok().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
 }
 

@@ -9,7 +9,7 @@ use tollgate_core::billing::payments::PaymentOutcome;
 use tollgate_core::billing::{BillingMode, InvoiceAction, InvoiceState, LineKind};
 use tollgate_core::plans::Period;
 use tollgate_core::usage::levels::AlertLevel;
-use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 
 fn one_of(names: impl IntoIterator<Item = &'static str>) -> Object {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).build()
@@ -106,4 +106,35 @@ pub fn credential_kind() -> Object {
 
 pub fn member_role() -> Object {
     one_of(tollgate_core::accounts::teams::MemberRole::ALL.iter().map(|r| r.as_str()))
+}
+
+/// A decimal as the document writes money and rates, a string, or a JSON number (read as its
+/// shortest decimal text; the same checks follow).
+fn decimal_text(pattern: &str, example: &str, number: ObjectBuilder) -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).examples([example]).build())
+            .item(number.schema_type(Type::Number).build())
+            .build(),
+    )
+}
+
+/// The billing settings' tax rate: a fraction below 1 with at most 5 decimals.
+pub fn tax_rate() -> Schema {
+    decimal_text("^0(\\.[0-9]{1,5})?$", "0.2", ObjectBuilder::new().minimum(Some(0)).exclusive_maximum(Some(1)))
+}
+
+/// A manual payment's amount: the invoice's total.
+pub fn payment_amount() -> Schema {
+    decimal_text("^[0-9]{1,20}(\\.[0-9]{1,4})?$", "49.00", ObjectBuilder::new().minimum(Some(0)))
+}
+
+/// A plan's setup or monthly fee.
+pub fn plan_fee() -> Schema {
+    decimal_text("^[0-9]{1,10}(\\.[0-9]{1,4})?$", "49.00", ObjectBuilder::new().minimum(Some(0)))
+}
+
+/// A price tier's price per unit.
+pub fn unit_price() -> Schema {
+    decimal_text("^[0-9]{1,8}(\\.[0-9]{1,6})?$", "0.0010", ObjectBuilder::new().minimum(Some(0)))
 }

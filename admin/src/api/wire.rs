@@ -50,9 +50,17 @@ pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResu
 
 /// A decimal field's text as a number: 422 naming the field when it is not one.
 pub fn parse_decimal(field: &'static str, raw: &str) -> ApiResult<rust_decimal::Decimal> {
-    raw.trim()
-        .parse::<rust_decimal::Decimal>()
-        .map_err(|_| tollgate_core::Error::invalid(field, "write a decimal number as a string, e.g. \"12.50\"").into())
+    Ok(decimal_in(field, raw)?)
+}
+
+/// [`parse_decimal`] as a core check, for bodies that collect every problem.
+pub fn decimal_in(
+    field: impl Into<std::borrow::Cow<'static, str>>,
+    raw: &str,
+) -> tollgate_core::Result<rust_decimal::Decimal> {
+    raw.trim().parse::<rust_decimal::Decimal>().map_err(|_| {
+        tollgate_core::Error::invalid(field, "write a decimal number of at most 28 digits, e.g. \"12.50\"")
+    })
 }
 
 /// A decimal field's text, sent as the document declares it (a string) or as a JSON number,

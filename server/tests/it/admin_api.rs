@@ -479,6 +479,22 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
     assert_eq!((status, err["field"].as_str()), (422, Some("pattern")), "{err}");
     assert!(err["message"].as_str().unwrap().contains("2048"), "{err}");
 
+    // A fee sent as a JSON number is read as its decimal text: one too large is 422 naming it
+    // (serde's own refusal was a 400 the document did not promise).
+    let plans = format!("/admin/api/v1/apis/{api}/plans");
+    let numeric = |system_name: &str, fee: f64| {
+        json!({"system_name": system_name, "name": "Numeric", "currency": "EUR", "monthly_fee": fee,
+               "pricing": [{"metric": "hits", "from": 1, "price_per_unit": 0.001}]})
+    };
+    let (status, err) = admin.call(reqwest::Method::POST, &plans, Some(numeric("huge", 1.27e308))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("monthly_fee")), "{err}");
+    let (status, plan) = admin.call(reqwest::Method::POST, &plans, Some(numeric("numeric", 49.5))).await;
+    assert_eq!(status, 201, "{plan}");
+    assert_eq!(
+        (plan["monthly_fee"].as_str(), plan["pricing"][0]["price_per_unit"].as_str()),
+        (Some("49.50"), Some("0.001"))
+    );
+
     // The document says so.
     let doc: Value =
         admin.app.client.get(admin.app.url("/admin/api/openapi.json")).send().await.unwrap().json().await.unwrap();
@@ -491,7 +507,9 @@ async fn values_out_of_range_are_422_naming_the_field_and_nul_is_refused_as_docu
         .clone();
     assert_eq!(actor["schema"]["pattern"], "^[^\\u0000]*$", "{actor}");
     let price = &doc["components"]["schemas"]["PriceIn"]["properties"]["price_per_unit"];
-    assert_eq!(price["pattern"], "^[0-9]{1,8}(\\.[0-9]{1,6})?$", "{price}");
+    // A string as prices are written, or a JSON number read as its decimal text.
+    assert_eq!(price["oneOf"][0]["pattern"], "^[0-9]{1,8}(\\.[0-9]{1,6})?$", "{price}");
+    assert_eq!(price["oneOf"][1]["type"], "number", "{price}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
