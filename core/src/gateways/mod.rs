@@ -117,6 +117,27 @@ impl std::fmt::Display for AgentInstance {
     }
 }
 
+/// The most processes one token keeps apart: beyond, a new one is counted as the token's
+/// unnamed instance, so a token that sends a new id with every request cannot grow the table.
+const MAX_INSTANCES: i64 = 256;
+
+/// `instance`, or the unnamed instance when the token already has [`MAX_INSTANCES`] others.
+async fn admitted(tx: &mut sqlx::PgConnection, id: GatewayId, instance: &AgentInstance) -> Result<AgentInstance> {
+    let known = sqlx::query!(
+        r#"SELECT EXISTS (SELECT 1 FROM gateway_instances WHERE gateway_id = $1 AND agent_id = $2) AS "known!",
+                  (SELECT count(*) FROM gateway_instances WHERE gateway_id = $1) AS "count!""#,
+        id.0,
+        instance.agent_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(if known.known || known.count < MAX_INSTANCES {
+        instance.clone()
+    } else {
+        AgentInstance { agent_id: Uuid::nil(), host: String::new() }
+    })
+}
+
 /// An instance not heard from for this long leaves the fleet view (a replica scaled away,
 /// a pod replaced with a fresh state directory).
 const FORGET_INSTANCE_AFTER_HOURS: i32 = 24;
@@ -219,15 +240,26 @@ pub async fn is_live(pool: &PgPool, id: GatewayId) -> Result<bool> {
     Ok(live)
 }
 
-/// One config stream of an agent, from its opening to its end.
+/// One config stream of an agent, from its opening to its end, and the instance it counts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamId(Uuid);
+pub struct StreamId {
+    id: Uuid,
+    agent_id: Uuid,
+}
 
 /// Marks the instance connected by a new config stream, which becomes its newest, and forgets
 /// the token's instances not heard from for a day.
 pub async fn stream_opened(pool: &PgPool, id: GatewayId, instance: &AgentInstance) -> Result<StreamId> {
-    let stream = StreamId(Uuid::now_v7());
     let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "DELETE FROM gateway_instances WHERE gateway_id = $1 AND last_seen_at < now() - make_interval(hours => $2)",
+        id.0,
+        FORGET_INSTANCE_AFTER_HOURS
+    )
+    .execute(&mut *tx)
+    .await?;
+    let instance = &admitted(&mut tx, id, instance).await?;
+    let stream = StreamId { id: Uuid::now_v7(), agent_id: instance.agent_id };
     sqlx::query!("UPDATE gateways SET last_seen_at = now() WHERE id = $1", id.0).execute(&mut *tx).await?;
     sqlx::query!(
         "INSERT INTO gateway_instances (gateway_id, agent_id, host, connected, stream_id) VALUES ($1, $2, $3, true, $4)
@@ -236,14 +268,7 @@ pub async fn stream_opened(pool: &PgPool, id: GatewayId, instance: &AgentInstanc
         id.0,
         instance.agent_id,
         instance.host,
-        stream.0
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "DELETE FROM gateway_instances WHERE gateway_id = $1 AND last_seen_at < now() - make_interval(hours => $2)",
-        id.0,
-        FORGET_INSTANCE_AFTER_HOURS
+        stream.id
     )
     .execute(&mut *tx)
     .await?;
@@ -253,13 +278,13 @@ pub async fn stream_opened(pool: &PgPool, id: GatewayId, instance: &AgentInstanc
 
 /// Marks the instance disconnected when `stream` was its newest: the end of a stream that a
 /// restarted agent has already replaced leaves it connected.
-pub async fn stream_ended(pool: &PgPool, id: GatewayId, instance: &AgentInstance, stream: StreamId) -> Result<()> {
+pub async fn stream_ended(pool: &PgPool, id: GatewayId, stream: StreamId) -> Result<()> {
     sqlx::query!(
         "UPDATE gateway_instances SET connected = connected AND stream_id IS DISTINCT FROM $3, last_seen_at = now()
          WHERE gateway_id = $1 AND agent_id = $2",
         id.0,
-        instance.agent_id,
-        stream.0
+        stream.agent_id,
+        stream.id
     )
     .execute(pool)
     .await?;
@@ -298,6 +323,7 @@ pub async fn record_status(
     let error = status.rejected.as_ref().map(|r| format!("refused revision {}: {}", r.revision, r.reason));
     let version: String = status.agent_version.chars().take(64).collect();
     let mut tx = pool.begin().await?;
+    let instance = &admitted(&mut tx, id, instance).await?;
     sqlx::query!("UPDATE gateways SET last_seen_at = now() WHERE id = $1", id.0).execute(&mut *tx).await?;
     // The lock makes two reports of one instance compare in turn; a new instance has no row
     // to lock, and its first report changes everything it says.

@@ -152,7 +152,7 @@ async fn stream(
     }
     metrics::gauge!("tollgate_agent_streams").decrement(1.0);
     if let Ok(opened) = opened {
-        let _ = stream_ended(&pool, gateway.id, &instance, opened).await;
+        let _ = stream_ended(&pool, gateway.id, opened).await;
     }
     tracing::info!(agent = %gateway.name, %instance, "agent left the config stream");
 }

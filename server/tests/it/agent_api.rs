@@ -351,6 +351,36 @@ async fn agents_report_their_revision_and_the_server_knows_their_lag(pool: PgPoo
     assert!(agents[0].last_error.as_deref().unwrap().contains("refused revision 2"));
 }
 
+/// A token that sends a new agent id with every report keeps 256 processes apart, then counts
+/// the rest as its unnamed one: the table does not grow with each request.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_token_keeps_at_most_256_processes_apart(pool: PgPool) {
+    let s = setup(pool).await;
+    let status = tollgate_protocol::AgentStatus {
+        protocol_version: tollgate_protocol::PROTOCOL_VERSION,
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(1),
+        rejected: None,
+    };
+    for _ in 0..260 {
+        let res = s
+            .app
+            .client
+            .post(s.app.url("/agent/v1/status"))
+            .bearer_auth(&s.token)
+            .header("tollgate-agent-id", uuid::Uuid::now_v7().to_string())
+            .json(&status)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+    let named: Vec<(uuid::Uuid,)> =
+        sqlx::query_as("SELECT agent_id FROM gateway_instances").fetch_all(&s.app.pool).await.unwrap();
+    assert_eq!(named.len(), 257, "256 named and the unnamed one");
+    assert_eq!(named.iter().filter(|(id,)| id.is_nil()).count(), 1);
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn usage_outside_the_accepted_window_or_too_large_is_refused_and_counts_nothing(pool: PgPool) {
     let s = setup(pool).await;
