@@ -253,7 +253,7 @@ async fn a_receiver_failing_twice_gets_the_signed_event_on_the_schedule(pool: Pg
     assert!(page.contains(r#"data-testid="delivery-status">200<"#), "{page}");
     assert!(page.contains(r#"data-testid="delivery-attempts">3<"#), "{page}");
     assert!(page.contains("Tollgate-Signature: t=") && page.contains("thanks"), "request and response are shown");
-    assert!(!page.contains("<script"), "no scripts");
+    assert_eq!(page.matches("<script").count(), page.matches("<script src=\"/static/js/").count(), "no inline script");
 
     // Redeliver: a new delivery of the same event, sent at once.
     let delivery = done["id"].as_str().unwrap();
