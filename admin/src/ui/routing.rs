@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::OffsetDateTime;
+use tollgate_core::FieldProblems;
 use tollgate_core::apis::ApiId;
 use tollgate_core::applications::ApplicationId;
 use tollgate_core::audit::Actor;
@@ -118,8 +119,14 @@ pub async fn put_group(
     let api = ApiId(parse_id(&path)?);
     let mut errors = FieldErrors::new();
     let outcome = async {
-        let name = GroupName::parse("name", form.name.trim())?;
-        let weight = routing::parse_weight("weight", &weight_value(&form.weight))?;
+        // The name and the weight together; the targets are checked by the change itself.
+        let mut problems = FieldProblems::default();
+        let name = problems.note(GroupName::parse("name", form.name.trim()))?;
+        let weight = problems.note(routing::parse_weight("weight", &weight_value(&form.weight)))?;
+        problems.into_result()?;
+        let (Some(name), Some(weight)) = (name, weight) else {
+            return Err(tollgate_core::Error::invalid("name", "a group name and a weight"));
+        };
         let urls: Vec<String> = form.urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
         let urls = (name.as_str() != routing::DEFAULT_GROUP || !urls.is_empty()).then_some(urls);
         routing::put_group(&pool, &Actor::from(&user), api, &name, weight, urls).await
@@ -145,10 +152,12 @@ fn form_errors(errors: FieldErrors) -> FieldErrors {
             out.add(field, message);
         }
     }
-    for i in 0..routing::MAX_TARGETS {
-        if let Some(message) = errors.get(&format!("urls[{i}]")) {
-            out.add("urls", format!("line {}: {message}", i + 1));
-        }
+    // Every refused line in the one message beside the field.
+    let lines: Vec<String> = (0..routing::MAX_TARGETS)
+        .filter_map(|i| errors.get(&format!("urls[{i}]")).map(|message| format!("line {}: {message}", i + 1)))
+        .collect();
+    if !lines.is_empty() && !out.has("urls") {
+        out.add("urls", lines.join("; "));
     }
     out
 }

@@ -351,6 +351,19 @@ async fn the_routing_page_edits_groups_weights_and_plan_routes(pool: PgPool) {
     let res = w.app.post_form(&format!("{page_url}/groups"), &form).await;
     assert_eq!(res.status(), 422);
     assert!(res.text().await.unwrap().contains(r#"id="weight-error""#));
+    // Two bad lines are both named; a bad name and a bad weight come back together.
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("name", "canary"),
+        ("weight", "10"),
+        ("urls", "ftp://a\nhttp://ok.test\nnope"),
+    ];
+    let html = w.app.post_form(&format!("{page_url}/groups"), &form).await.text().await.unwrap();
+    let error = html.split(r#"id="urls-error">"#).nth(1).unwrap().split('<').next().unwrap();
+    assert!(error.starts_with("line 1: ") && error.contains("; line 3: "), "{error}");
+    let form = [("csrf_token", csrf.as_str()), ("name", "Canary!"), ("weight", "-3"), ("urls", "http://canary.test")];
+    let html = w.app.post_form(&format!("{page_url}/groups"), &form).await.text().await.unwrap();
+    assert!(html.contains(r#"id="name-error""#) && html.contains(r#"id="weight-error""#), "{html}");
 
     let form = [("csrf_token", csrf.as_str()), ("name", "canary"), ("weight", "10"), ("urls", "http://canary.test")];
     assert_eq!(w.app.post_form(&format!("{page_url}/groups"), &form).await.status(), 303);
