@@ -54,6 +54,8 @@ pub struct RunningAgent {
     authz_grpc_addr: Option<SocketAddr>,
     report_addr: Option<SocketAddr>,
     agent_id: Uuid,
+    /// Held until the agent has stopped: no second agent starts on its state directory.
+    _state_lock: Option<std::fs::File>,
     stop: watch::Sender<bool>,
     /// Each proxy worker says when it has drained and stopped.
     workers: Vec<oneshot::Receiver<()>>,
@@ -78,6 +80,10 @@ impl Agent {
         let state_dir = settings.state_dir.clone();
         let dir_error = |source| Error::StateDir { path: state_dir.clone(), source };
         std::fs::create_dir_all(&state_dir).map_err(dir_error)?;
+        let state_lock = state::lock(&state_dir).map_err(|source| match source.kind() {
+            std::io::ErrorKind::WouldBlock => Error::StateDirInUse { path: state_dir.clone() },
+            _ => dir_error(source),
+        })?;
         let agent_id = state::agent_id(&state_dir).map_err(dir_error)?;
         let metrics = Metrics::new();
         let spool =
@@ -349,6 +355,7 @@ impl Agent {
             authz_grpc,
             reports,
             agent_id,
+            _state_lock: state_lock,
             stop,
             workers,
             admin,

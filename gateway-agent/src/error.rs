@@ -18,6 +18,11 @@ pub enum Error {
     Bind { setting: &'static str, addr: SocketAddr, source: io::Error },
     #[error("TOLLGATE_AGENT_STATE_DIR: {path}: {source}")]
     StateDir { path: PathBuf, source: io::Error },
+    #[error(
+        "TOLLGATE_AGENT_STATE_DIR: {path} is in use by another running agent; give each agent its own directory \
+         (it holds the agent's id, saved config and usage spool)"
+    )]
+    StateDirInUse { path: PathBuf },
     #[error("TOLLGATE_AGENT_ACCESS_LOG_PATH: {path}: {source}")]
     AccessLog { path: PathBuf, source: io::Error },
     #[error("TLS: {0}")]

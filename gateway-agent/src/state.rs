@@ -26,6 +26,19 @@ pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut File) -> io:
     result
 }
 
+/// Holds `STATE_DIR/lock` for as long as the returned file lives: two agents on one directory
+/// would share an id and a spool, so the second is refused (`WouldBlock`). Where the platform
+/// cannot lock files, nothing is held.
+pub(crate) fn lock(state_dir: &Path) -> io::Result<Option<fs::File>> {
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(state_dir.join("lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+        Err(fs::TryLockError::Error(err)) if err.kind() == io::ErrorKind::Unsupported => Ok(None),
+        Err(fs::TryLockError::Error(err)) => Err(err),
+    }
+}
+
 /// The agent's id, made once (UUIDv7) and kept in `STATE_DIR/agent_id`.
 pub(crate) fn agent_id(state_dir: &Path) -> io::Result<Uuid> {
     let path = state_dir.join("agent_id");

@@ -61,6 +61,28 @@ async fn batches_carry_the_counts_and_a_failed_batch_is_resent_with_its_id() {
     agent.shutdown().await.expect("clean shutdown");
 }
 
+/// Two agents on one state directory would share an id and a spool: the second is refused,
+/// naming the setting, and the directory is free again once the first has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_on_the_same_state_directory_is_refused() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let first = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let second = tollgate_agent::Agent::start(settings(cp.url(), dir.path(), None)).await;
+    let message = second.err().expect("the second agent is refused").to_string();
+    assert!(
+        message.starts_with("TOLLGATE_AGENT_STATE_DIR: ") && message.contains("in use by another running agent"),
+        "{message}"
+    );
+    let id = first.agent_id();
+    first.shutdown().await.expect("clean shutdown");
+    let again = start_ready(settings(cp.url(), dir.path(), None)).await;
+    assert_eq!(again.agent_id(), id, "the same directory, the same agent");
+    again.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spool_survives_a_restart() {
     let upstream = Upstream::start().await;
