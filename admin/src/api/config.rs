@@ -161,6 +161,9 @@ fn refused(status: StatusCode, error: &str, problems: Vec<Located>) -> HttpRespo
     });
     let message = match problems.len() {
         0 | 1 => first.to_string(),
+        config_code::MAX_PROBLEMS => {
+            format!("{} problems or more (the check stops there); the first: {first}", config_code::MAX_PROBLEMS)
+        }
         n => format!("{n} problems; the first: {first}"),
     };
     HttpResponse::build(status).json(ConfigErrorBody {

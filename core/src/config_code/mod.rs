@@ -19,7 +19,7 @@ pub use apply::{ApplyError, Options, Outcome, apply};
 pub use diff::{Action, Change, FieldChange, Summary, compare, render, summary};
 pub use document::Document;
 pub use export::{export_in, to_yaml};
-pub use parse::{Located, MAX_BYTES, parse};
+pub use parse::{Located, MAX_BYTES, MAX_PROBLEMS, parse};
 
 /// The platform's configuration as YAML text, read in one snapshot.
 pub async fn export(pool: &sqlx::PgPool) -> crate::Result<String> {

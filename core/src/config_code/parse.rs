@@ -241,3 +241,30 @@ fn check_routing<'a>(found: &mut Found<'_>, at: &NodePath, api: &'a Api) -> Hash
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_PROBLEMS, parse};
+
+    #[test]
+    fn every_problem_is_found_in_the_files_order_up_to_the_cap() {
+        let api = |slug: &str, metric: &str| {
+            format!(
+                "  - slug: {slug}\n    name: A\n    spec: 'openapi: 3.0.3'\n    metrics: [{{system_name: hits, friendly_name: Hits}}]\n    mapping_rules: [{{method: GET, pattern: /x, metric: {metric}}}]\n"
+            )
+        };
+        // Two APIs, each with two problems: a spec that does not read and an unknown metric.
+        let text = format!("version: 1\napis:\n{}{}", api("a", "nope"), api("b", "gone"));
+        let problems = parse(&text).expect_err("refused");
+        let paths: Vec<&str> = problems.iter().filter_map(|p| p.path.as_deref()).collect();
+        assert_eq!(
+            paths,
+            ["apis[0].spec", "apis[0].mapping_rules[0].metric", "apis[1].spec", "apis[1].mapping_rules[0].metric"]
+        );
+        let lines: Vec<usize> = problems.iter().filter_map(|p| p.line).collect();
+        assert!(lines.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+        // Many more are cut at the cap.
+        let many: String = (0..40).map(|i| api(&format!("s{i}"), "nope")).collect();
+        assert_eq!(parse(&format!("version: 1\napis:\n{many}")).expect_err("refused").len(), MAX_PROBLEMS);
+    }
+}
