@@ -42,6 +42,12 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// Whether one of a form's fields (`(id, label)` pairs, as the error summary takes them)
+    /// has a problem: a page with two forms shows the summary above the one that was sent.
+    pub fn any_of<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> bool {
+        fields.as_ref().iter().any(|(id, _)| self.has(id))
+    }
+
     /// Turns a core validation error into a field error; other errors pass through.
     pub fn absorb(&mut self, err: tollgate_core::Error) -> Result<(), tollgate_core::Error> {
         match err {

@@ -218,7 +218,12 @@ async fn wrong_passwords_here_pause_as_failed_sign_ins_do(pool: PgPool) {
     let token = app.csrf_token("/profile").await;
     let form = [("csrf_token", token.as_str()), ("current_password", PASSWORD), ("new_password", "another passphrase")];
     let res = app.post_form("/profile/password", &form).await;
-    assert!(res.text().await.unwrap().contains("too many wrong passwords"), "the password change waits too");
+    let page = res.text().await.unwrap();
+    assert!(page.contains("too many wrong passwords"), "the password change waits too");
+    // The page has two forms: the summary stands above the one that was sent, once.
+    assert_eq!(page.matches("data-testid=\"error-summary\"").count(), 1, "{page}");
+    let summary = page.split("data-testid=\"error-summary\"").nth(1).unwrap().split("</div>").next().unwrap();
+    assert!(summary.contains("<a href=\"#current_password\">Current password: "), "{summary}");
 
     // Once the pause is over, the password works again.
     sqlx::query("UPDATE sign_in_failures SET locked_until = now() - interval '1 second'")

@@ -231,6 +231,16 @@ async fn sign_up_shows_every_problem_next_to_its_field(pool: PgPool) {
         assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
     }
     assert!(html.contains("aria-invalid=\"true\""));
+    // And all of them at the top, each a link to its field, announced; the title says so too.
+    let summary =
+        html.split("data-testid=\"error-summary\"").nth(1).expect("a summary").split("</div>").next().unwrap();
+    let links: Vec<&str> = summary.split("<a href=\"#").skip(1).map(|l| l.split('"').next().unwrap()).collect();
+    assert_eq!(links, ["organisation", "email", "password"], "{summary}");
+    assert!(summary.contains(">Password: "), "each names its field: {summary}");
+    assert!(html.contains("role=\"alert\" aria-labelledby=\"error-summary-title\""), "{html}");
+    assert!(html.contains("<title>Error: Create an account"), "{html}");
+    // A form without problems has no summary.
+    assert!(!app.get("/signup").await.text().await.unwrap().contains("error-summary"));
 }
 
 /// Registers an app on the demo Basic plan; returns its path and the key shown once.
