@@ -42,6 +42,11 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// Every problem, in the order found: (field, message).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(f, m)| (f.as_str(), m.as_str()))
+    }
+
     /// Whether one of a form's fields (`(id, label)` pairs, as the error summary takes them)
     /// has a problem: a page with two forms shows the summary above the one that was sent.
     pub fn any_of<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> bool {

@@ -260,6 +260,26 @@ fn form_field(core_field: &str) -> String {
     translate("limits[", "limit").or_else(|| translate("pricing[", "price")).unwrap_or_else(|| core_field.to_owned())
 }
 
+/// How the summary names a row's field: `limit_max_1` is "Limit 2 max", `price_unit_0` "Tier 1
+/// price", `mode_2` "Pricing mode 3".
+fn row_label(field: &str) -> Option<String> {
+    let (name, index) = field.rsplit_once('_')?;
+    let row = index.parse::<usize>().ok()? + 1;
+    Some(match name {
+        "mode" => format!("Pricing mode {row}"),
+        _ => {
+            let (kind, column) = name.split_once('_')?;
+            let kind = match kind {
+                "limit" => "Limit",
+                "price" => "Tier",
+                _ => return None,
+            };
+            let column = if column == "unit" { "price" } else { column };
+            format!("{kind} {row} {column}")
+        }
+    })
+}
+
 #[derive(Template)]
 #[template(path = "admin/plan_form.html")]
 struct FormPage {
@@ -388,6 +408,24 @@ impl FormPage {
 
     fn price_rows(&self) -> Vec<Row> {
         self.rows("price", &["metric", "from", "to", "unit"], self.fields.pricing.iter().map(|r| r.to_vec()).collect())
+    }
+
+    /// Every problem for the summary at the form's top: the field it links to, and its label
+    /// with the message ("Limit 2 max: …").
+    fn summary(&self) -> Vec<(String, String)> {
+        let scalars = self.scalar_fields();
+        self.errors
+            .iter()
+            .map(|(field, message)| {
+                let label = scalars
+                    .iter()
+                    .find(|(id, ..)| *id == field)
+                    .map(|(_, label, ..)| (*label).to_owned())
+                    .or_else(|| row_label(field))
+                    .unwrap_or_else(|| field.replace('_', " "));
+                (field.to_owned(), format!("{label}: {message}"))
+            })
+            .collect()
     }
 
     fn scalar_fields(&self) -> Vec<(&'static str, &'static str, String, &'static str)> {

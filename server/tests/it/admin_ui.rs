@@ -108,6 +108,13 @@ async fn an_admin_imports_a_spec_plans_and_publishes_and_a_developer_subscribes(
         let input = page.split(&format!("id=\"{field}\"")).nth(1).unwrap().split('>').next().unwrap();
         assert!(input.contains("aria-invalid=\"true\""), "{field}: {input}");
     }
+    // The summary at the form's top names each with its label and links to it.
+    let summary =
+        page.split("data-testid=\"error-summary\"").nth(1).expect("a summary").split("</div>").next().unwrap();
+    for (field, label) in [("setup_fee", "Setup fee"), ("limit_max_1", "Limit 2 max"), ("price_to_1", "Tier 2 to")] {
+        assert!(summary.contains(&format!("<a href=\"#{field}\">{label}: ")), "{field}: {summary}");
+    }
+    assert!(page.contains("<title>Error: "), "the title says so");
     // So is every field that reads but breaks a rule of plans.
     let mut odd = fields.clone();
     odd.retain(|(k, _)| !["system_name", "time_zone", "price_from_1"].contains(k));
