@@ -47,10 +47,15 @@ impl FieldErrors {
         self.0.iter().map(|(f, m)| (f.as_str(), m.as_str()))
     }
 
-    /// Whether one of a form's fields (`(id, label)` pairs, as the error summary takes them)
-    /// has a problem: a page with two forms shows the summary above the one that was sent.
-    pub fn any_of<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> bool {
-        fields.as_ref().iter().any(|(id, _)| self.has(id))
+    /// The problems of one form's fields (`(id, label)` pairs, in the form's order) for its error
+    /// summary: `(id, "Label: message")`. Empty when none of them has one, so a page with two
+    /// forms shows the summary above the one that was sent.
+    pub fn summary<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> Vec<(String, String)> {
+        fields
+            .as_ref()
+            .iter()
+            .filter_map(|(id, label)| self.get(id).map(|message| ((*id).to_owned(), format!("{label}: {message}"))))
+            .collect()
     }
 
     /// Turns a core validation error into a field error; other errors pass through.
