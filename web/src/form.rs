@@ -58,6 +58,41 @@ impl FieldErrors {
             .collect()
     }
 
+    /// [`FieldErrors::summary`] for a page whose controls' ids are not their problems' field
+    /// names (several forms on one page): `(field, control id, label)` triples.
+    pub fn summary_linked<'a>(&self, fields: impl AsRef<[(&'a str, &'a str, &'a str)]>) -> Vec<(String, String)> {
+        fields
+            .as_ref()
+            .iter()
+            .filter_map(|(field, id, label)| {
+                self.get(field).map(|message| ((*id).to_owned(), format!("{label}: {message}")))
+            })
+            .collect()
+    }
+
+    /// Folds the problems of a list typed one item a line (`field[0]`, `field[1]`, … counting
+    /// the lines that are not blank, as the form's reader does) into one message beside the
+    /// field, each named by its line in `text`: "line 3: …; line 5: …".
+    pub fn fold_lines(&mut self, field: &str, text: &str) {
+        let lines = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
+        let mut folded = Vec::new();
+        for (item, (line, _)) in lines.enumerate() {
+            let name = format!("{field}[{item}]");
+            if let Some(at) = self.0.iter().position(|(f, _)| *f == name) {
+                let (_, message) = self.0.remove(at);
+                folded.push(format!("line {}: {message}", line + 1));
+            }
+        }
+        if folded.is_empty() {
+            return;
+        }
+        let folded = folded.join("; ");
+        match self.0.iter_mut().find(|(f, _)| f == field) {
+            Some((_, message)) => *message = format!("{message}; {folded}"),
+            None => self.add(field, folded),
+        }
+    }
+
     /// Turns a core validation error into a field error; other errors pass through.
     pub fn absorb(&mut self, err: tollgate_core::Error) -> Result<(), tollgate_core::Error> {
         match err {
@@ -103,6 +138,28 @@ impl From<Vec<(&'static str, String)>> for FieldErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_of_listed_lines_are_named_by_the_line_the_reader_sees() {
+        let mut errors = FieldErrors::new();
+        errors.add("name", "use 1 to 200 characters");
+        errors.add("urls[0]", "not a URL");
+        errors.add("urls[2]", "too long");
+        errors.fold_lines("urls", "ftp://a\n\n  \nhttp://b\nhttp://c?x\n");
+        assert_eq!(errors.get("urls"), Some("line 1: not a URL; line 5: too long"));
+        assert_eq!(errors.get("urls[0]"), None);
+        assert_eq!(errors.get("name"), Some("use 1 to 200 characters"));
+
+        let mut errors = FieldErrors::new();
+        errors.add("urls", "use at most 20");
+        errors.add("urls[1]", "not a URL");
+        errors.fold_lines("urls", "http://a\nb\n");
+        assert_eq!(errors.get("urls"), Some("use at most 20; line 2: not a URL"));
+
+        let mut untouched = FieldErrors::new();
+        untouched.fold_lines("urls", "a\nb");
+        assert!(untouched.is_empty());
+    }
 
     #[test]
     fn amounts_are_read_as_people_write_them() {

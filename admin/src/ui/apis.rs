@@ -110,6 +110,68 @@ struct ShowPage {
     errors: FieldErrors,
     /// The add-rule form: empty, or as it was sent when it was refused.
     rule_draft: RuleDraft,
+    /// The add-metric form, the same way.
+    metric_draft: MetricDraft,
+    /// The settings form: the stored settings, or as they were sent when they were refused.
+    settings: SettingsDraft,
+    /// The sunset date as it was typed when deprecating was refused.
+    sunset_draft: String,
+}
+
+/// What the add-metric form holds.
+#[derive(Default)]
+struct MetricDraft {
+    system_name: String,
+    friendly_name: String,
+    /// As sent: empty for none, else a top-level metric's system name.
+    parent: Option<String>,
+}
+
+impl MetricDraft {
+    /// Whether the parent list selects `name` (`""` is none): a new form starts at `hits`.
+    fn parent_is(&self, name: &str) -> bool {
+        self.parent.as_deref().unwrap_or("hits") == name
+    }
+}
+
+/// What the settings form holds, as text, so a refused change comes back as it was typed.
+struct SettingsDraft {
+    name: String,
+    description: String,
+    /// One URL a line.
+    upstream_urls: String,
+    auth_mode: String,
+    key_location: String,
+    key_name: String,
+    compatibility_policy: String,
+}
+
+impl SettingsDraft {
+    fn stored(api: &ApiDetail) -> SettingsDraft {
+        SettingsDraft {
+            name: api.name.clone(),
+            description: api.description.clone(),
+            upstream_urls: api.upstreams.iter().map(|url| format!("{url}\n")).collect(),
+            auth_mode: api.auth_mode.as_str().to_owned(),
+            key_location: api.key_location.as_str().to_owned(),
+            key_name: api.key_name.clone(),
+            compatibility_policy: api.compatibility_policy.as_str().to_owned(),
+        }
+    }
+
+    /// The form as sent; a field it left out keeps its stored value.
+    fn sent(form: &SettingsForm, stored: &SettingsDraft) -> SettingsDraft {
+        let or_stored = |sent: &Option<String>, stored: &String| sent.as_ref().unwrap_or(stored).clone();
+        SettingsDraft {
+            name: form.name.clone(),
+            description: form.description.clone(),
+            upstream_urls: form.upstream_urls.clone(),
+            auth_mode: or_stored(&form.auth_mode, &stored.auth_mode),
+            key_location: or_stored(&form.key_location, &stored.key_location),
+            key_name: or_stored(&form.key_name, &stored.key_name),
+            compatibility_policy: or_stored(&form.compatibility_policy, &stored.compatibility_policy),
+        }
+    }
 }
 
 /// What the add-rule form holds, so a refused rule comes back as it was typed.
@@ -148,6 +210,7 @@ async fn show_page(
     if let Some(message) = flash {
         chrome = chrome.with_flash("error", message);
     }
+    let settings = SettingsDraft::stored(&api);
     Ok(ShowPage {
         chrome,
         api,
@@ -157,6 +220,9 @@ async fn show_page(
         methods: &rules::RULE_METHODS,
         errors,
         rule_draft: RuleDraft::default(),
+        metric_draft: MetricDraft::default(),
+        settings,
+        sunset_draft: String::new(),
     })
 }
 
@@ -184,20 +250,26 @@ pub struct SettingsForm {
 }
 
 impl SettingsForm {
-    fn changes(self) -> tollgate_core::Result<ApiChanges> {
+    fn changes(&self) -> tollgate_core::Result<ApiChanges> {
         let urls = self.upstream_urls.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
         Ok(ApiChanges {
-            name: Some(self.name),
-            description: Some(self.description),
+            name: Some(self.name.clone()),
+            description: Some(self.description.clone()),
             upstream_urls: Some(urls),
-            auth_mode: self.auth_mode.map(|m| m.parse().map_err(|e: UnknownName| e.at("auth_mode"))).transpose()?,
+            auth_mode: self
+                .auth_mode
+                .as_deref()
+                .map(|m| m.parse().map_err(|e: UnknownName| e.at("auth_mode")))
+                .transpose()?,
             key_location: self
                 .key_location
+                .as_deref()
                 .map(|l| l.parse().map_err(|e: UnknownName| e.at("key_location")))
                 .transpose()?,
-            key_name: self.key_name.map(|n| n.trim().to_owned()),
+            key_name: self.key_name.as_deref().map(|n| n.trim().to_owned()),
             compatibility_policy: self
                 .compatibility_policy
+                .as_deref()
                 .map(|p| p.parse().map_err(|e: UnknownName| e.at("compatibility_policy")))
                 .transpose()?,
         })
@@ -218,7 +290,9 @@ pub async fn update(
     };
     match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
-        Err(err) => edit_failed(&session, &pool, id, err).await,
+        Err(err) => {
+            failed(&session, &pool, id, err, |page| page.settings = SettingsDraft::sent(&form, &page.settings)).await
+        }
     }
 }
 
@@ -256,7 +330,7 @@ pub async fn lifecycle(
     };
     match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}", id.0))),
-        Err(err) => edit_failed(&session, &pool, id, err).await,
+        Err(err) => failed(&session, &pool, id, err, |page| page.sunset_draft = form.sunset).await,
     }
 }
 
@@ -272,30 +346,21 @@ pub async fn delete(
     let id = ApiId(parse_id(&path)?);
     match detail::delete(&pool, id, &Actor::from(&user)).await {
         Ok(()) => Ok(see_other("/admin".to_owned())),
-        Err(err) => edit_failed(&session, &pool, id, err).await,
+        Err(err) => failed(&session, &pool, id, err, |_| {}).await,
     }
 }
 
 /// Answers a failed edit on the API page: a conflict (a move the state does
-/// not allow, a name taken) at the top, invalid input next to its field.
-async fn edit_failed(
+/// not allow, a name taken) at the top, invalid input next to its field and
+/// listed above the page. `keep` puts the sent form back as it was typed.
+async fn failed(
     session: &Session,
     pool: &PgPool,
     id: ApiId,
     err: tollgate_core::Error,
+    keep: impl FnOnce(&mut ShowPage),
 ) -> PageResult<HttpResponse> {
-    rule_failed(session, pool, id, err, RuleDraft::default()).await
-}
-
-/// [`edit_failed`] keeping the add-rule form as it was sent.
-async fn rule_failed(
-    session: &Session,
-    pool: &PgPool,
-    id: ApiId,
-    err: tollgate_core::Error,
-    rule_draft: RuleDraft,
-) -> PageResult<HttpResponse> {
-    let (status, errors, flash) = match err {
+    let (status, mut errors, flash) = match err {
         tollgate_core::Error::Conflict(message) => (StatusCode::CONFLICT, FieldErrors::new(), Some(message)),
         err => {
             let mut errors = FieldErrors::new();
@@ -303,7 +368,11 @@ async fn rule_failed(
             (StatusCode::UNPROCESSABLE_ENTITY, errors, None)
         }
     };
-    let page = ShowPage { rule_draft, ..show_page(session, pool, id, errors, flash).await? };
+    let mut page = show_page(session, pool, id, FieldErrors::new(), flash).await?;
+    keep(&mut page);
+    // Core names each refused upstream (`upstream_urls[2]`); the form has one field for them.
+    errors.fold_lines("upstream_urls", &page.settings.upstream_urls);
+    page.errors = errors;
     Ok(render(status, &page))
 }
 
@@ -336,7 +405,14 @@ pub async fn add_metric(
     .await
     {
         Ok(_) => Ok(see_other(format!("/admin/apis/{}#metrics", id.0))),
-        Err(err) => edit_failed(&session, &pool, id, err).await,
+        Err(err) => {
+            let draft = MetricDraft {
+                system_name: form.system_name,
+                friendly_name: form.friendly_name,
+                parent: Some(form.parent),
+            };
+            failed(&session, &pool, id, err, |page| page.metric_draft = draft).await
+        }
     }
 }
 
@@ -396,7 +472,7 @@ pub async fn add_rule(
                 metric: form.metric,
                 delta: form.delta,
             };
-            rule_failed(&session, &pool, id, err, draft).await
+            failed(&session, &pool, id, err, |page| page.rule_draft = draft).await
         }
     }
 }

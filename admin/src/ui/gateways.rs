@@ -33,6 +33,25 @@ struct ListPage {
     rows: Vec<Row>,
     new_token: Option<(String, String)>,
     errors: FieldErrors,
+    /// The new agent's name as typed when it was refused.
+    new_name: String,
+}
+
+impl ListPage {
+    /// The error summary's items: the new agent's name, or the one agent's refused rename or
+    /// revoke, each linking to its control.
+    fn summary(&self) -> Vec<(String, String)> {
+        let mut items = self.errors.summary([("name", "Name of the new agent")]);
+        for row in &self.rows {
+            if let Some(message) = &row.rename_error {
+                items.push((format!("name-{}", row.a.id.0), format!("New name for {}: {message}", row.a.name)));
+            }
+            if let Some(message) = &row.confirm_error {
+                items.push((format!("confirm-{}", row.a.id.0), format!("Revoke {}: {message}", row.a.name)));
+            }
+        }
+        items
+    }
 }
 
 fn rows(agents: Vec<GatewayView>, refused: Option<&Refused>) -> Vec<Row> {
@@ -58,16 +77,16 @@ async fn page(
     pool: &PgPool,
     status: StatusCode,
     new_token: Option<(String, String)>,
-    errors: FieldErrors,
+    (errors, new_name): (FieldErrors, String),
     refused: Option<Refused>,
 ) -> PageResult<HttpResponse> {
     let rows = rows(gateways::list(pool).await?, refused.as_ref());
     let chrome = Chrome::for_session(session).await?;
-    Ok(render(status, &ListPage { chrome, rows, new_token, errors }))
+    Ok(render(status, &ListPage { chrome, rows, new_token, errors, new_name }))
 }
 
 pub async fn list(_admin: AdminUser, session: Session, pool: web::Data<PgPool>) -> PageResult<HttpResponse> {
-    page(&session, &pool, StatusCode::OK, None, FieldErrors::new(), None).await
+    page(&session, &pool, StatusCode::OK, None, Default::default(), None).await
 }
 
 #[derive(serde::Deserialize)]
@@ -85,8 +104,11 @@ pub async fn create(
     let mut errors = FieldErrors::new();
     let created = errors.note(gateways::create(&pool, form.name.trim(), &Actor::from(&user)).await, "name")?;
     let new_token = created.map(|(_, token)| (form.name.trim().to_owned(), token.as_str().to_owned()));
-    let status = if new_token.is_some() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    page(&session, &pool, status, new_token, errors, None).await
+    let (status, typed) = match new_token {
+        Some(_) => (StatusCode::OK, String::new()),
+        None => (StatusCode::UNPROCESSABLE_ENTITY, form.name),
+    };
+    page(&session, &pool, status, new_token, (errors, typed), None).await
 }
 
 /// Renames an agent; a bad or taken name is shown beside that agent's field.
@@ -105,7 +127,7 @@ pub async fn rename(
     }
     let message = errors.get("name").unwrap_or("this name cannot be used").to_owned();
     let refused = Refused::Rename { id, typed: form.name, message };
-    page(&session, &pool, StatusCode::UNPROCESSABLE_ENTITY, None, FieldErrors::new(), Some(refused)).await
+    page(&session, &pool, StatusCode::UNPROCESSABLE_ENTITY, None, Default::default(), Some(refused)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -127,7 +149,7 @@ pub async fn revoke(
     if form.confirm.as_deref() != Some("yes") {
         let message = "Tick the box to confirm: the agent's token stops working at once.".to_owned();
         let refused = Refused::Revoke { id, message };
-        return page(&session, &pool, StatusCode::UNPROCESSABLE_ENTITY, None, FieldErrors::new(), Some(refused)).await;
+        return page(&session, &pool, StatusCode::UNPROCESSABLE_ENTITY, None, Default::default(), Some(refused)).await;
     }
     gateways::revoke(&pool, id, &Actor::from(&user)).await?;
     Ok(see_other("/admin/gateways"))

@@ -60,6 +60,38 @@ impl RoutingPage {
     fn millis(value: &Option<u64>) -> String {
         value.map_or_else(|| "—".to_owned(), |ms| format!("≤ {ms} ms"))
     }
+
+    /// The error summary's items: each problem labelled as its form names it, linking to its
+    /// control (the page's fields are per group and per plan, so they are named here).
+    fn summary(&self) -> Vec<(String, String)> {
+        self.errors
+            .iter()
+            .map(|(field, message)| {
+                let (id, label) = match field {
+                    "weights" => ("weights-error".to_owned(), "Weights".to_owned()),
+                    "name" => (field.to_owned(), "Group name".to_owned()),
+                    "weight" => (field.to_owned(), "Group weight".to_owned()),
+                    "urls" => (field.to_owned(), "Target URLs".to_owned()),
+                    "application" => (field.to_owned(), "Application id".to_owned()),
+                    "app_group" => (field.to_owned(), "Send its calls to".to_owned()),
+                    other => {
+                        let label = if let Some(group) = other.strip_prefix("weight-") {
+                            format!("Weight of {group}")
+                        } else if let Some(group) = other.strip_prefix("remove-") {
+                            format!("Remove {group}")
+                        } else if let Some(plan) = other.strip_prefix("plan-") {
+                            let name = self.plans.iter().find(|row| row.plan.id.0.to_string() == plan);
+                            format!("Group of {}", name.map_or(plan, |row| row.plan.name.as_str()))
+                        } else {
+                            other.to_owned()
+                        };
+                        (other.to_owned(), label)
+                    }
+                };
+                (id, format!("{label}: {message}"))
+            })
+            .collect()
+    }
 }
 
 async fn page(
@@ -135,8 +167,9 @@ pub async fn put_group(
     if errors.note(outcome, "name")?.is_some() {
         return Ok(back(api));
     }
+    let errors = form_errors(errors, &form.urls);
     let draft = GroupDraft { name: form.name, weight: form.weight, urls: form.urls };
-    page(&session, &pool, api, StatusCode::UNPROCESSABLE_ENTITY, draft, form_errors(errors)).await
+    page(&session, &pool, api, StatusCode::UNPROCESSABLE_ENTITY, draft, errors).await
 }
 
 /// A form's weight as the JSON value the checks read (text that is not a number stays text).
@@ -144,20 +177,15 @@ fn weight_value(raw: &str) -> serde_json::Value {
     raw.trim().parse::<i64>().map_or_else(|_| serde_json::Value::String(raw.to_owned()), serde_json::Value::from)
 }
 
-/// Core names list items (`urls[1]`); the form has one field for them.
-fn form_errors(errors: FieldErrors) -> FieldErrors {
+/// Core names list items (`urls[1]`); the form has one field for them, where every refused
+/// line is named in one message.
+fn form_errors(mut errors: FieldErrors, urls: &str) -> FieldErrors {
+    errors.fold_lines("urls", urls);
     let mut out = FieldErrors::new();
     for field in ["name", "weight", "urls", "group"] {
         if let Some(message) = errors.get(field) {
             out.add(field, message);
         }
-    }
-    // Every refused line in the one message beside the field.
-    let lines: Vec<String> = (0..routing::MAX_TARGETS)
-        .filter_map(|i| errors.get(&format!("urls[{i}]")).map(|message| format!("line {}: {message}", i + 1)))
-        .collect();
-    if !lines.is_empty() && !out.has("urls") {
-        out.add("urls", lines.join("; "));
     }
     out
 }

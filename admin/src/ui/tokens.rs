@@ -21,6 +21,7 @@ struct ListPage {
     errors: FieldErrors,
     lifetimes: &'static [(u16, &'static str)],
     /// The form's choices: as sent after an error, the defaults otherwise.
+    chosen_name: String,
     chosen_scope: String,
     chosen_days: String,
 }
@@ -33,6 +34,7 @@ impl ListPage {
             new_token: None,
             errors: FieldErrors::new(),
             lifetimes: &LIFETIMES,
+            chosen_name: String::new(),
             chosen_scope: TokenScope::Write.as_str().to_owned(),
             chosen_days: "90".to_owned(),
         }
@@ -89,6 +91,7 @@ pub async fn create(
     let chrome = Chrome::for_session(&session).await?;
     let mut page = ListPage::new(chrome, tokens);
     if new_token.is_none() {
+        page.chosen_name = form.name;
         page.chosen_scope = form.scope;
         page.chosen_days = form.expires_in_days;
     }

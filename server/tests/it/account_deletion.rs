@@ -76,6 +76,7 @@ async fn a_developer_deletes_their_account_with_the_password_and_is_signed_out_e
         assert_eq!(res.status(), 422, "{password:?}");
         let html = res.text().await.unwrap();
         assert!(html.contains("id=\"current_password-error\"") && html.contains("not your current password"));
+        assert!(html.contains("<a href=\"#current_password\">Current password: "), "listed at the top: {html}");
         assert!(user_exists(&app.pool, "ada@example.com").await);
     }
 

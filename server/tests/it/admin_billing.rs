@@ -387,6 +387,12 @@ async fn billing_settings_are_validated_by_field_saved_exactly_and_audited(pool:
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
     assert!(page.contains("tax_rate-error") && page.contains("payment_terms_days-error"), "every bad field");
+    let summary =
+        page.split("data-testid=\"error-summary\"").nth(1).expect("a summary").split("</div>").next().unwrap();
+    assert!(
+        summary.contains("href=\"#tax_rate\">Tax rate: ")
+            && summary.contains("href=\"#payment_terms_days\">Payment terms: ")
+    );
     let rate: Decimal = sqlx::query_scalar("SELECT tax_rate FROM billing_settings").fetch_one(&pool).await.unwrap();
     assert_eq!(rate, Decimal::ZERO, "nothing saved");
 

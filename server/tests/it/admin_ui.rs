@@ -314,7 +314,8 @@ async fn admin_tokens_made_in_the_ui_have_a_scope_and_an_end(pool: PgPool) {
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
     assert!(page.contains(r#"id="expires_in_days-error">choose one of the ends offered"#), "{page}");
-    assert!(page.contains(r#"value="read" checked"#), "{page}");
+    assert!(page.contains(r#"value="read" checked"#) && page.contains(r#"value="exports""#), "{page}");
+    assert!(page.contains(r##"<a href="#expires_in_days">Expires: choose one"##), "listed at the top: {page}");
     let form = [("csrf_token", csrf.as_str()), ("name", "exports"), ("scope", "read"), ("expires_in_days", "30")];
     let res = app.post_form("/admin/tokens", &form).await;
     assert_eq!(res.status(), 200);
@@ -358,6 +359,15 @@ async fn admins_rename_and_revoke_agents_from_the_gateways_page(pool: PgPool) {
     let page = res.text().await.unwrap();
     assert!(page.contains(&format!("id=\"name-{id}-error\">use 1 to 63 letters")), "{page}");
     assert!(page.contains("value=\"no spaces\""), "{page}");
+    assert!(page.contains(&format!("<a href=\"#name-{id}\">New name for edge-1: use 1 to 63")), "listed at the top");
+    // A new agent's refused name comes back as typed.
+    let res = app.post_form("/admin/gateways", &[("csrf_token", &csrf), ("name", "bad name")]).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("value=\"bad name\"") && page.contains("<a href=\"#name\">Name of the new agent: "),
+        "{page}"
+    );
     // A taken name is refused the same way.
     app.post_form("/admin/gateways", &[("csrf_token", &csrf), ("name", "edge-9")]).await;
     let res = app.post_form(&rename, &[("csrf_token", &csrf), ("name", "edge-9")]).await;
@@ -678,6 +688,72 @@ async fn each_refused_field_is_named_on_the_page(pool: PgPool) {
     for id in ["name-error", "description-error", "plan_id-error"] {
         assert!(html.contains(&format!("id=\"{id}\"")), "{id}: {html}");
     }
+}
+
+/// The API page has five forms: a refused one comes back as it was typed, its problems beside
+/// their fields and listed at the page's top, each linking to its field.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_api_page_lists_a_refused_forms_problems_at_the_top_and_keeps_what_was_typed(pool: PgPool) {
+    let app = admin(pool).await;
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM api_products WHERE slug = 'weather'").fetch_one(&app.pool).await.unwrap();
+    let page = format!("/admin/apis/{id}");
+    let token = app.csrf_token(&page).await;
+    assert!(!app.get(&page).await.text().await.unwrap().contains("error-summary"), "no summary before a refusal");
+
+    // Settings: an empty name, a bad upstream on the reader's third line, a bad key name.
+    let form = [
+        ("csrf_token", token.as_str()),
+        ("name", ""),
+        ("description", "Typed description"),
+        ("upstream_urls", "http://ok.test\n\nftp://bad.test\n"),
+        ("auth_mode", "user_key"),
+        ("key_location", "header"),
+        ("key_name", "bad name"),
+        ("compatibility_policy", "additive_enums"),
+    ];
+    let res = app.post_form(&page, &form).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<title>Error: "), "the title says so");
+    let summary =
+        html.split(r#"data-testid="error-summary""#).nth(1).expect("a summary").split("</div>").next().unwrap();
+    for link in [
+        r##"<a href="#name">API name: "##,
+        r##"<a href="#upstream_urls">Upstream URLs: line 3: use an absolute"##,
+        r##"<a href="#key_name">User key parameter or header name: "##,
+    ] {
+        assert!(summary.contains(link), "{link} in {summary}");
+    }
+    // The refused upstream is named beside its field too (core calls it upstream_urls[1]).
+    assert!(html.contains(r#"id="upstream_urls-error">line 3: "#), "{html}");
+    for kept in [
+        "ftp://bad.test",
+        "Typed description",
+        r#"value="bad name""#,
+        r#"<option value="header" selected>"#,
+        r#"<option value="additive_enums" selected>"#,
+    ] {
+        assert!(html.contains(kept), "{kept} comes back as typed");
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT url FROM api_upstreams WHERE api_id = $1")
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(!stored.iter().any(|url| url.contains("ok.test")), "nothing was saved: {stored:?}");
+
+    // A refused metric keeps its fields; the summary names the form it came from.
+    let form = [("csrf_token", token.as_str()), ("system_name", "k3"), ("friendly_name", "Kay"), ("parent", "nosuch")];
+    let res = app.post_form(&format!("{page}/metrics"), &form).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"value="k3""#) && html.contains(r#"value="Kay""#), "{html}");
+    assert!(html.contains(r##"<a href="#metric-parent">Metric parent: "##), "{html}");
+    // And a refused rule links to the rule form's field.
+    let form = [("csrf_token", token.as_str()), ("http_method", "GET"), ("pattern", "/x{"), ("metric", "hits")];
+    let html = app.post_form(&format!("{page}/rules"), &form).await.text().await.unwrap();
+    assert!(html.contains(r##"<a href="#rule-pattern">Mapping rule pattern: "##), "{html}");
 }
 
 /// A suspended account is told on its dashboard: its applications still read `live`, but the

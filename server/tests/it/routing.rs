@@ -356,14 +356,23 @@ async fn the_routing_page_edits_groups_weights_and_plan_routes(pool: PgPool) {
         ("csrf_token", csrf.as_str()),
         ("name", "canary"),
         ("weight", "10"),
-        ("urls", "ftp://a\nhttp://ok.test\nnope"),
+        ("urls", "ftp://a\nhttp://ok.test\n\nnope"),
     ];
     let html = w.app.post_form(&format!("{page_url}/groups"), &form).await.text().await.unwrap();
     let error = html.split(r#"id="urls-error">"#).nth(1).unwrap().split('<').next().unwrap();
-    assert!(error.starts_with("line 1: ") && error.contains("; line 3: "), "{error}");
+    // Lines are counted as the reader sees them, blank ones included.
+    assert!(error.starts_with("line 1: ") && error.contains("; line 4: "), "{error}");
     let form = [("csrf_token", csrf.as_str()), ("name", "Canary!"), ("weight", "-3"), ("urls", "http://canary.test")];
     let html = w.app.post_form(&format!("{page_url}/groups"), &form).await.text().await.unwrap();
     assert!(html.contains(r#"id="name-error""#) && html.contains(r#"id="weight-error""#), "{html}");
+    // Both are listed at the top, each linking to its field, and the title says so.
+    let summary =
+        html.split(r#"data-testid="error-summary""#).nth(1).expect("a summary").split("</div>").next().unwrap();
+    assert!(
+        summary.contains(r##"<a href="#name">Group name: "##)
+            && summary.contains(r##"<a href="#weight">Group weight: "##)
+    );
+    assert!(html.contains("<title>Error: Routing"), "{html}");
 
     let form = [("csrf_token", csrf.as_str()), ("name", "canary"), ("weight", "10"), ("urls", "http://canary.test")];
     assert_eq!(w.app.post_form(&format!("{page_url}/groups"), &form).await.status(), 303);
@@ -371,7 +380,11 @@ async fn the_routing_page_edits_groups_weights_and_plan_routes(pool: PgPool) {
     let form = [("csrf_token", csrf.as_str()), ("weight-default", "0"), ("weight-canary", "0")];
     let res = w.app.post_form(&format!("{page_url}/weights"), &form).await;
     assert_eq!(res.status(), 422);
-    assert!(res.text().await.unwrap().contains(r#"id="weights-error""#));
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="weights-error""#) && html.contains(r##"<a href="#weights-error">Weights: "##),
+        "{html}"
+    );
     let form = [("csrf_token", csrf.as_str()), ("weight-default", "95"), ("weight-canary", "5")];
     assert_eq!(w.app.post_form(&format!("{page_url}/weights"), &form).await.status(), 303);
     let partner_id = partner.0.to_string();

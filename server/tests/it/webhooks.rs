@@ -517,6 +517,7 @@ async fn admins_edit_a_subscriptions_url_and_events_in_the_ui(pool: PgPool) {
     assert_eq!(res.status(), 422);
     let page = res.text().await.unwrap();
     assert!(page.contains(r#"id="events-error""#) && page.contains("use account.created"), "{page}");
+    assert!(page.contains(r##"<a href="#events">Events: "##) && page.contains(r#"<fieldset id="events""#), "{page}");
     let (_, stored) = admin.call(reqwest::Method::GET, &format!("/admin/api/v1/webhooks/{}", hook.id), None).await;
     assert_eq!(
         (stored["url"].as_str(), &stored["events"]),
