@@ -510,19 +510,15 @@ fn framing(
         return Ok((State::Length(0), false));
     }
     if headers.contains_key(TRANSFER_ENCODING) {
+        // Only `chunked` alone, on HTTP/1.1 (RFC 9112 §6.1): another coding (`gzip, chunked`)
+        // would reach the client as plain content, since `Transfer-Encoding` ends at this
+        // hop; nginx refuses such answers too.
+        if version != Version::HTTP_11 || !super::forward::chunked_alone(headers) {
+            return Err(Failed::Invalid("a transfer coding other than chunked alone"));
+        }
         // Both: the transfer coding wins, and the connection is not trusted after it.
         let both = headers.remove(CONTENT_LENGTH).is_some();
-        let chunked = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|value| value.as_bytes().split(|&b| b == b',').next_back())
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked && version == Version::HTTP_11 {
-            (State::ChunkSize, keep_alive && !both)
-        } else {
-            (State::UntilClose, false)
-        });
+        return Ok((State::ChunkSize, keep_alive && !both));
     }
     let mut length = None;
     let mut items = 0;
@@ -637,15 +633,16 @@ impl State {
                         *self = State::Done;
                         return Ok(Step::Done);
                     }
-                    let Some(end) = read.windows(4).position(|window| window == b"\r\n\r\n") else {
+                    // Where the section ends is the parser's to say: a search for CRLF CRLF
+                    // would skip what follows a section ended otherwise.
+                    let Some((length, trailers)) = parse_trailers(read)? else {
                         return if read.len() > MAX_HEAD {
                             Err("trailer section too large")
                         } else {
                             Ok(Step::NeedMore)
                         };
                     };
-                    let trailers = parse_trailers(&read[..end + 4])?;
-                    read.advance(end + 4);
+                    read.advance(length);
                     *self = State::Done;
                     return Ok(Step::Frame(Frame::trailers(trailers)));
                 }
@@ -669,11 +666,13 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
     Ok(line[..digits].iter().fold(0u64, |n, &b| n * 16 + u64::from(char::from(b).to_digit(16).unwrap_or(0))))
 }
 
-fn parse_trailers(section: &[u8]) -> Result<HeaderMap, &'static str> {
+/// The trailer section at the start of `read` and its length, or `None` until it is whole.
+fn parse_trailers(read: &[u8]) -> Result<Option<(usize, HeaderMap)>, &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
-    let fields = match httparse::parse_headers(section, &mut headers) {
-        Ok(httparse::Status::Complete((_, fields))) => fields,
-        _ => return Err("malformed trailer section"),
+    let (length, fields) = match httparse::parse_headers(read, &mut headers) {
+        Ok(httparse::Status::Complete(complete)) => complete,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("malformed trailer section"),
     };
     let mut trailers = HeaderMap::with_capacity(fields.len());
     for field in fields {
@@ -681,7 +680,7 @@ fn parse_trailers(section: &[u8]) -> Result<HeaderMap, &'static str> {
         let value = HeaderValue::from_bytes(field.value).map_err(|_| "invalid trailer value")?;
         trailers.append(name, value);
     }
-    Ok(trailers)
+    Ok(Some((length, trailers)))
 }
 
 /// An upstream's pool key: its authority, and whether it speaks TLS.
@@ -800,9 +799,14 @@ impl Drop for Reply {
     fn drop(&mut self) {
         if self.reusable
             && self.state.is_done()
-            && let Some(conn) = self.conn.take()
+            && let Some(mut conn) = self.conn.take()
             && conn.io.read.is_empty()
         {
+            // A large answer head grew the buffer (up to `MAX_HEAD`): an idle connection
+            // does not keep that much.
+            if conn.io.read.capacity() > 4 * READ_CHUNK {
+                conn.io.read = BytesMut::with_capacity(READ_CHUNK);
+            }
             self.home.put(&self.peer, conn);
         }
     }
@@ -863,8 +867,6 @@ mod tests {
             head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", false).expect("valid");
         assert_eq!((state, reusable), (State::ChunkSize, false), "both: chunked, then closed");
         assert!(!response.headers().contains_key(CONTENT_LENGTH));
-        let (_, state, reusable) = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).expect("valid");
-        assert_eq!((state, reusable), (State::UntilClose, false));
         let (_, state, _) = head("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", false).expect("valid");
         assert_eq!(state, State::Length(7));
         for invalid in [
@@ -875,6 +877,12 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+            // Codings other than chunked alone would reach the client as plain content.
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(matches!(head(invalid, false), Err(Failed::Invalid(_))), "{invalid:?}");
         }
@@ -912,6 +920,21 @@ mod tests {
         for invalid in ["5\r\nhello world\r\n", "zz\r\n", "5\nhello\r\n", "1234567890abcdef0\r\n", "5 x\r\n"] {
             assert!(body(State::ChunkSize, BytesMut::from(invalid.as_bytes())).is_err(), "{invalid:?}");
         }
+    }
+
+    #[test]
+    fn a_trailer_section_ends_where_the_parser_says() {
+        // Ended by bare LFs, as httparse allows: what follows is left in the buffer (so the
+        // connection is not pooled), not skipped up to a later CRLF CRLF.
+        let mut read = BytesMut::from(&b"X: 1\n\nJUNK\r\n\r\n"[..]);
+        let mut state = State::Trailers;
+        let Ok(Step::Frame(frame)) = state.next(&mut read) else { panic!("trailers") };
+        assert_eq!(frame.into_trailers().expect("trailers")["x"], "1");
+        assert_eq!((&read[..], state), (&b"JUNK\r\n\r\n"[..], State::Done));
+        // Not yet whole: waits.
+        let mut read = BytesMut::from(&b"X: 1\r\nY"[..]);
+        let mut state = State::Trailers;
+        assert!(matches!(state.next(&mut read), Ok(Step::NeedMore)));
     }
 
     #[test]

@@ -129,6 +129,15 @@ fn same_dashed(known: &str, raw: &[u8]) -> bool {
     known.len() == raw.len() && known.iter().zip(raw).all(|(&k, &r)| k == if r == b'_' || r == b'.' { b'-' } else { r })
 }
 
+/// Whether an answer's `Transfer-Encoding` is `chunked` alone, the one coding the agent
+/// passes on (as framing of its own): another (`gzip, chunked`) would reach the client as
+/// plain content once this hop's header is dropped.
+pub(crate) fn chunked_alone(headers: &HeaderMap) -> bool {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    codings.next().is_some_and(|coding| coding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
 /// Headers that end at this hop, besides those the `Connection` header names.
 static HOP_BY_HOP: [&HeaderName; 9] = [
     &CONNECTION,

@@ -387,6 +387,9 @@ impl Proxy {
         let Some(config) = self.live.load_full() else {
             return self.refuse_unrouted(Refusal::NotReady, (request.method(), request.uri().path()), trace, started);
         };
+        if request.method() == Method::CONNECT {
+            return self.refuse_unrouted(Refusal::Tunnel, (request.method(), request.uri().path()), trace, started);
+        }
         let (mut parts, body) = request.into_parts();
         let now = self.clock.now();
 
@@ -624,6 +627,14 @@ impl Proxy {
         }
         if !is_valid_status(status) {
             return self.invalid_status(call, target, status);
+        }
+        // The direct exchange refuses these as it reads the head; hyper's client passes them.
+        if matches!(response.body(), UpstreamBody::Pooled(_))
+            && response.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+            && !forward::chunked_alone(response.headers())
+        {
+            tracing::warn!(api = %api.slug, "the upstream answered with a transfer coding other than chunked alone");
+            return self.refuse(call, Refusal::UpstreamUnavailable);
         }
         if matches!(status.as_u16(), 502..=504) {
             target.failed();

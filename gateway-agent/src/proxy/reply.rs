@@ -52,6 +52,9 @@ pub(crate) enum Refusal {
     InvalidDecision(BadOriginal),
     /// A method-override header: the upstream might run another method than the rules allowed.
     MethodOverride,
+    /// `CONNECT`: the agent forwards requests, not tunnels, and an upstream that took one
+    /// would read the next client's request inside it.
+    Tunnel,
 }
 
 impl Refusal {
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Tunnel => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -98,6 +102,7 @@ impl Refusal {
             Refusal::MethodNotAllowed | Refusal::MethodNotMapped(_) => "method_not_allowed",
             Refusal::InvalidDecision(_) => "invalid_decision_request",
             Refusal::MethodOverride => "method_override",
+            Refusal::Tunnel => "tunnel_not_supported",
         }
     }
 
@@ -164,6 +169,9 @@ impl Refusal {
             Refusal::MethodOverride => {
                 r#"{"error":"method_override","message":"The gateway does not pass on method overrides (the X-HTTP-Method-Override, X-HTTP-Method and X-Method-Override headers, or a _method query parameter or body field on a POST); send the request with the method itself."}"#
             }
+            Refusal::Tunnel => {
+                r#"{"error":"tunnel_not_supported","message":"The gateway forwards requests to the API, not tunnels: CONNECT is not supported."}"#
+            }
         })
     }
 
@@ -191,6 +199,7 @@ impl Refusal {
             Refusal::InvalidDecision(_) => 18,
             Refusal::MethodOverride => 20,
             Refusal::MethodNotMapped(_) => 21,
+            Refusal::Tunnel => 22,
         }
     }
 

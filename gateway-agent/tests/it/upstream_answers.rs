@@ -44,6 +44,13 @@ fn answer_for(path: &str) -> (&'static [u8], bool) {
         "/up/give-up" => (b"", true),
         // A list of one repeated length (RFC 9110 8.6).
         "/up/length-list" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi", false),
+        // A coding under the chunks: without this hop's header the client would take the
+        // compressed bytes for the content.
+        "/up/gzip-chunked" => {
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false)
+        }
+        // A tunnel accepted: what follows on the connection is the tunnel's, never a request.
+        "/up/tunnel" => (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
         _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
     }
 }
@@ -137,7 +144,7 @@ impl RawApi {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
     let raw = RawUpstream::start().await;
-    let RawApi { agent, key, _held } = RawApi::start(&[&raw], &["GET", "HEAD"]).await;
+    let RawApi { agent, key, _held } = RawApi::start(&[&raw], &["GET", "HEAD", "POST"]).await;
     let url = |path: &str| format!("http://{}/raw/{path}?user_key={key}", agent.proxy_addr());
 
     let answer = get(&url("chunked"), &[]).await;
@@ -200,6 +207,32 @@ async fn odd_answers_are_framed_right_and_never_leak_into_the_next_request() {
     let answer = get(&url("length-list"), &[]).await;
     let lengths: Vec<_> = answer.headers.get_all("content-length").iter().map(|v| v.to_str().unwrap_or("?")).collect();
     assert_eq!((answer.body.as_str(), lengths), ("hi", vec!["2"]), "one length goes on, not the list");
+
+    // A transfer coding other than chunked alone is refused, on either path to the upstream.
+    let answer = get(&url("gzip-chunked"), &[]).await;
+    assert_eq!((answer.status.as_u16(), answer.error().as_str()), (502, "upstream_unavailable"), "{}", answer.body);
+    let answer = send(hyper::Method::POST, &url("gzip-chunked"), &[], "with a body").await;
+    assert_eq!((answer.status.as_u16(), answer.error().as_str()), (502, "upstream_unavailable"), "{}", answer.body);
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// `CONNECT` would ask the upstream for a tunnel: one that accepted would read the next
+/// client's request inside it. The agent refuses it before routing, even where a rule for
+/// any method would admit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_and_never_reaches_the_upstream() {
+    let raw = RawUpstream::start().await;
+    let RawApi { agent, key, _held } = RawApi::start(&[&raw], &["ANY"]).await;
+    let addr = agent.proxy_addr();
+    let request = format!("CONNECT /raw/tunnel?user_key={key} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let answer = raw_exchange(addr, request.as_bytes()).await;
+    assert_eq!(answer.status, 501, "{}", answer.head);
+    assert!(answer.body.contains("tunnel_not_supported"), "{}", answer.body);
+    let answer =
+        raw_exchange(addr, format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+    assert_eq!(answer.status, 501, "authority form too: {}", answer.head);
+    assert!(raw.seen().is_empty(), "the upstream saw {:?}", raw.seen());
     agent.shutdown().await.expect("clean shutdown");
 }
 
