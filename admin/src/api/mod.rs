@@ -104,9 +104,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(plans::create)),
             )
             .service(
-                resource("/plans/{id}", "GET, PUT, DELETE")
+                resource("/plans/{id}", "GET, PUT, PATCH, DELETE")
                     .route(web::get().to(plans::show))
                     .route(web::put().to(plans::replace))
+                    .route(web::patch().to(plans::update))
                     .route(web::delete().to(plans::delete)),
             )
             .service(resource("/plans/{id}/copy", "POST").route(web::post().to(plans::copy)))

@@ -70,7 +70,7 @@ impl Modify for Described {
         preview::show, preview::open, preview::close,
         versions::stage_version, versions::show_version, versions::list_changes, versions::show_change, versions::publish_version,
         rules::list_metrics, rules::add_metric, rules::delete_metric, rules::list_rules, rules::add_rule, rules::delete_rule,
-        plans::list, plans::create, plans::show, plans::replace, plans::delete, plans::copy,
+        plans::list, plans::create, plans::show, plans::replace, plans::update, plans::delete, plans::copy,
         plans::show_alert_levels, plans::set_alert_levels,
         applications::list, applications::show, applications::act, applications::change_plan,
         applications::decide_plan_request, applications::create,

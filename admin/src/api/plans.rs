@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::auth::admin;
 use super::error::{ApiResult, ErrorBody};
 use super::schemas;
-use super::wire::{created, decimal_in, parse_json};
+use super::wire::{created, decimal_in, parse_json, parse_json_object};
 
 /// At most `max` units of `metric` per calendar `period` in the plan's time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -281,6 +281,79 @@ pub async fn replace(
     let id = PlanId(parse_id(&path)?);
     let input: PlanIn = parse_json(&body)?;
     plans::get_plan(&pool, id).await?;
+    plans::update_plan(&pool, id, &input.into_new()?, &actor).await?;
+    Ok(HttpResponse::Ok().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
+}
+
+/// Fields of a plan to change; absent fields (and `null`, but for the amounts, which take a
+/// number) stay as they are. A list given (`limits`, `pricing`, `pricing_modes`) replaces the
+/// plan's whole list. The result is checked as a whole plan, as `PUT` checks one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanPatchIn {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
+    pub system_name: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    pub published: Option<bool>,
+    pub approval_required: Option<bool>,
+    #[serde(default, deserialize_with = "super::wire::some_string_or_number")]
+    #[schema(schema_with = schemas::plan_fee)]
+    pub setup_fee: Option<String>,
+    #[serde(default, deserialize_with = "super::wire::some_string_or_number")]
+    #[schema(schema_with = schemas::plan_fee)]
+    pub monthly_fee: Option<String>,
+    #[schema(minimum = 0, maximum = 3650)]
+    pub trial_days: Option<i32>,
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+    pub currency: Option<String>,
+    pub time_zone: Option<String>,
+    pub limits: Option<Vec<LimitIn>>,
+    pub pricing: Option<Vec<PriceIn>>,
+    #[schema(max_items = 100)]
+    pub pricing_modes: Option<Vec<PricingModeIn>>,
+}
+
+impl PlanPatchIn {
+    /// The whole plan: these fields over the plan as it is.
+    fn over(self, current: PlanOut) -> PlanIn {
+        PlanIn {
+            system_name: self.system_name.unwrap_or(current.system_name),
+            name: self.name.unwrap_or(current.name),
+            description: self.description.unwrap_or(current.description),
+            published: self.published.unwrap_or(current.published),
+            approval_required: self.approval_required.unwrap_or(current.approval_required),
+            setup_fee: self.setup_fee.unwrap_or_else(|| current.setup_fee.to_string()),
+            monthly_fee: self.monthly_fee.unwrap_or_else(|| current.monthly_fee.to_string()),
+            trial_days: self.trial_days.unwrap_or(current.trial_days),
+            currency: self.currency.unwrap_or(current.currency),
+            time_zone: self.time_zone.unwrap_or(current.time_zone),
+            limits: self.limits.unwrap_or(current.limits),
+            pricing: self.pricing.unwrap_or(current.pricing),
+            pricing_modes: self.pricing_modes.unwrap_or(current.pricing_modes),
+        }
+    }
+}
+
+/// Change some of a plan's fields, keeping the rest (`PUT` replaces the whole plan).
+#[utoipa::path(patch, operation_id = "update_plan", path = "/admin/api/v1/plans/{id}", tag = "plans", params(("id" = Uuid, Path)), request_body = PlanPatchIn,
+    responses((status = 200, body = PlanOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (_, actor) = admin(&req, &pool).await?;
+    let id = PlanId(parse_id(&path)?);
+    let patch: PlanPatchIn = parse_json_object(&body)?;
+    // Read and written without a lock, as a client's GET then PUT would be: of two changes at
+    // once, the later one's fields win.
+    let input = patch.over(PlanOut::from(plans::get_plan(&pool, id).await?));
     plans::update_plan(&pool, id, &input.into_new()?, &actor).await?;
     Ok(HttpResponse::Ok().json(PlanOut::from(plans::get_plan(&pool, id).await?)))
 }

@@ -89,6 +89,12 @@ pub fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Re
     deserializer.deserialize_any(Text)
 }
 
+/// [`string_or_number`] for a field a change may leave out (`#[serde(default)]`); `null` is
+/// refused, as the document allows a string or a number only.
+pub fn some_string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    string_or_number(deserializer).map(Some)
+}
+
 /// JSON Schema counts `670.0` as an integer, so clients may send it where an
 /// integer is documented; serde would refuse it.
 fn integral_floats_to_integers(value: &mut serde_json::Value) {

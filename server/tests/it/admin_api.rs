@@ -1947,3 +1947,59 @@ async fn a_name_that_is_taken_is_refused_naming_the_field(pool: PgPool) {
     let first_plans = format!("/admin/api/v1/apis/{}/plans", first["id"].as_str().unwrap());
     assert_eq!(admin.call(Method::POST, &first_plans, Some(plan("gold", "Gold"))).await.0, 201);
 }
+
+/// `PATCH` changes the fields sent and keeps the rest; `PUT` replaces the whole plan.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_plan_is_changed_in_part_with_patch_and_the_rest_is_kept(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (_, plan) = admin.demo_account_and_basic_plan().await;
+    let path = format!("/admin/api/v1/plans/{}", plan.as_str().unwrap());
+    let (_, before) = admin.call(Method::GET, &path, None).await;
+    assert!(!before["limits"].as_array().unwrap().is_empty(), "the seeded plan has limits: {before}");
+
+    // Hide it and change its fee (sent as a number): nothing else moves.
+    let (status, after) = admin.call(Method::PATCH, &path, Some(json!({"published": false, "monthly_fee": 59}))).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!((after["published"].as_bool(), after["monthly_fee"].as_str()), (Some(false), Some("59.00")));
+    for kept in ["system_name", "name", "description", "currency", "time_zone", "limits", "pricing", "setup_fee"] {
+        assert_eq!(after[kept], before[kept], "{kept}");
+    }
+    // `null` and an empty object change nothing; a list sent replaces the whole list.
+    let (status, same) = admin.call(Method::PATCH, &path, Some(json!({"name": null}))).await;
+    assert_eq!((status, &same["name"]), (200, &before["name"]));
+    assert_eq!(admin.call(Method::PATCH, &path, Some(json!({}))).await.1, same);
+    let limits = json!([{"metric": "hits", "period": "hour", "max": 7}]);
+    let (_, replaced) = admin.call(Method::PATCH, &path, Some(json!({"limits": limits}))).await;
+    assert_eq!(replaced["limits"], limits);
+    assert_eq!(replaced["pricing"], before["pricing"]);
+
+    // The result is checked as a whole plan, every problem named; nothing is saved.
+    let (status, err) = admin.call(Method::PATCH, &path, Some(json!({"name": "", "trial_days": -1}))).await;
+    assert_eq!(status, 422, "{err}");
+    let fields: Vec<&str> = err["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "trial_days"], "{err}");
+    let (status, err) = admin
+        .call(Method::PATCH, &path, Some(json!({"limits": [{"metric": "nope", "period": "day", "max": 1}]})))
+        .await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("limits[0].metric")), "{err}");
+    assert_eq!(admin.call(Method::GET, &path, None).await.1, replaced, "refused changes saved nothing");
+    // What is not a field of a plan, or not an object, is refused; so is a fee of null.
+    for (body, field) in
+        [(json!({"applications": 3}), None), (json!({"monthly_fee": null}), Some("monthly_fee")), (json!([]), None)]
+    {
+        let (status, err) = admin.call(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        if let Some(field) = field {
+            assert_eq!(err["field"].as_str(), Some(field), "{err}");
+        }
+    }
+    let missing = "/admin/api/v1/plans/0193a000-0000-7000-8000-000000000000";
+    assert_eq!(admin.call(Method::PATCH, missing, Some(json!({"published": true}))).await.0, 404);
+    // The change is audited as a plan change.
+    let (_, audit) = admin.call(Method::GET, "/admin/api/v1/audit?per_page=5", None).await;
+    assert!(
+        audit["items"].as_array().unwrap().iter().any(|e| e["action"].as_str().is_some_and(|a| a.starts_with("plan."))),
+        "{audit}"
+    );
+}
