@@ -34,7 +34,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Headers by which a proxy tells an upstream who called, on which host, scheme, port or
 /// path: from a client they are forgeries, so they are dropped (`X-Forwarded-Host` and
 /// `-Proto` are then set by the agent; `X-Forwarded-For` is appended to, by convention).
-static CLIENT_PROXY_HEADERS: [HeaderName; 34] = [
+static CLIENT_PROXY_HEADERS: [HeaderName; 36] = [
     HeaderName::from_static("forwarded"),
     HeaderName::from_static("forwarded-for"),
     HeaderName::from_static("x-real-ip"),
@@ -72,7 +72,19 @@ static CLIENT_PROXY_HEADERS: [HeaderName; 34] = [
     HeaderName::from_static("x-forwarded-protocol"),
     HeaderName::from_static("x-http-scheme"),
     HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-scheme"),
+    // The path prefix the upstream is mounted at: Flask and Django "ReverseProxied"
+    // middleware cut it off the path, which would then name another route than the rules saw.
+    HeaderName::from_static("x-script-name"),
 ];
+
+/// A name with `_` is dropped, as nginx does by default (`underscores_in_headers off`):
+/// CGI-style stacks read it as its `-` twin, or as a server variable (gunicorn takes a
+/// `SCRIPT_NAME` header as the prefix to cut off the path, so the app would route another
+/// path than the rules matched).
+fn has_underscore(name: &HeaderName) -> bool {
+    name.as_str().as_bytes().contains(&b'_')
+}
 
 /// Whether `name` is one of the client's claims about proxies: [`CLIENT_PROXY_HEADERS`] or an
 /// `X-Forwarded-*` header the agent sets, spelt with `_` or `.` for `-` too (CGI-style stacks
@@ -297,7 +309,7 @@ pub(crate) fn upstream_request(
     // Hop-by-hop headers, every spelling of every credential name (not only the configured
     // ones), and the client's own claims about proxies before this one: only what the agent
     // itself saw (validated `Host`, peer address) reaches the upstream.
-    strip(headers, |name| auth.is_credential_header(name) || is_client_proxy_header(name));
+    strip(headers, |name| auth.is_credential_header(name) || is_client_proxy_header(name) || has_underscore(name));
     strip_credential_cookies(headers, auth);
     // hyper's server answers the client's `Expect: 100-continue` itself when the body is
     // first read, after the rules, key and limits have passed; the upstream gets the body

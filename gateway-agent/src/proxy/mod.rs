@@ -466,6 +466,20 @@ impl Proxy {
         }
         let mut touched = Touched::empty();
         let operation = api.map_request(call.method, rest, &mut touched);
+        if rest.contains(';')
+            && let Some(segment) = path::ambiguous_parameters(rest, (operation, touched.as_slice()), |dropped| {
+                let mut other = Touched::empty();
+                let operation = api.map_request(call.method, dropped, &mut other);
+                (operation, other.as_slice().to_vec())
+            })
+        {
+            call.blame = self.identify(config, api, call.uri, headers);
+            // Numbered in the whole request path, as the path policy numbers segments.
+            let base = call.uri.path().len().saturating_sub(rest.len());
+            let segment = segment + call.uri.path()[..base].matches('/').count();
+            let invalid = path::InvalidPath { problem: path::PathProblem::AmbiguousParameters, segment };
+            return Err(Refusal::InvalidPath(invalid).into());
+        }
         call.operation = operation.and_then(|index| api.metrics.get(index as usize)).map(|metric| metric.id);
         if operation.is_none() && api.on_no_match == NoMatch::NotFound {
             call.blame = self.identify(config, api, call.uri, headers);

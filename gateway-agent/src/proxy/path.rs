@@ -35,6 +35,9 @@ pub(crate) enum PathProblem {
     EncodedSeparator,
     ControlCharacter,
     BadEncoding,
+    /// `;parameters` that Tomcat, Spring and Jetty drop and most other servers keep, where
+    /// the API's rules match the path differently with and without them.
+    AmbiguousParameters,
 }
 
 /// A refused path: the problem and the 1-based number of the segment it is in.
@@ -54,9 +57,44 @@ impl InvalidPath {
             PathProblem::EncodedSeparator => "contains an encoded `/`, `?` or `#`, or a `\\`",
             PathProblem::ControlCharacter => "contains a control character",
             PathProblem::BadEncoding => "has malformed percent-encoding or is not UTF-8 once decoded",
+            PathProblem::AmbiguousParameters => {
+                "has `;parameters`, which some servers drop and others keep, and this API's mapping rules match the path differently with and without them"
+            }
         };
         format!("Segment {} of the request path {what}; such paths are refused.", self.segment)
     }
+}
+
+/// Whether `path` (below the API's base path, with a raw `;` in it) is counted otherwise once
+/// every segment's `;parameters` are dropped, as Tomcat, Spring and Jetty drop them before
+/// routing: then what the upstream runs depends on its server, and the call is refused. The
+/// 1-based number of the first segment with parameters, when so.
+pub(crate) fn ambiguous_parameters(
+    path: &str,
+    counted: (Option<u32>, &[(u32, u64)]),
+    count: impl FnOnce(&str) -> (Option<u32>, Vec<(u32, u64)>),
+) -> Option<usize> {
+    let mut dropped = String::with_capacity(path.len());
+    let mut first = None;
+    for (index, segment) in path.split('/').enumerate() {
+        if index > 0 {
+            dropped.push('/');
+        }
+        match segment.split_once(';') {
+            Some((name, _)) => {
+                first.get_or_insert(index);
+                dropped.push_str(name);
+            }
+            None => dropped.push_str(segment),
+        }
+    }
+    let first = first?;
+    let (operation, mut touched) = count(&dropped);
+    let mut before = counted.1.to_vec();
+    before.sort_unstable();
+    touched.sort_unstable();
+    // Segments are numbered from 1 after the leading `/`, as `check` numbers them.
+    (operation != counted.0 || touched != before).then_some(first)
 }
 
 /// Checks `path` (without the query) against the policy.

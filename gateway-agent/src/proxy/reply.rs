@@ -55,6 +55,9 @@ pub(crate) enum Refusal {
     /// `CONNECT`: the agent forwards requests, not tunnels, and an upstream that took one
     /// would read the next client's request inside it.
     Tunnel,
+    /// A request to switch protocols that carries a body: a handshake has none, and an
+    /// upstream that declined the switch might read the body as a request of its own.
+    UpgradeWithBody,
 }
 
 impl Refusal {
@@ -65,6 +68,7 @@ impl Refusal {
             | Refusal::InvalidHost
             | Refusal::AmbiguousCredentials
             | Refusal::MethodOverride
+            | Refusal::UpgradeWithBody
             | Refusal::InvalidBody
             | Refusal::InvalidDecision(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
@@ -103,6 +107,7 @@ impl Refusal {
             Refusal::InvalidDecision(_) => "invalid_decision_request",
             Refusal::MethodOverride => "method_override",
             Refusal::Tunnel => "tunnel_not_supported",
+            Refusal::UpgradeWithBody => "upgrade_with_body",
         }
     }
 
@@ -172,6 +177,9 @@ impl Refusal {
             Refusal::Tunnel => {
                 r#"{"error":"tunnel_not_supported","message":"The gateway forwards requests to the API, not tunnels: CONNECT is not supported."}"#
             }
+            Refusal::UpgradeWithBody => {
+                r#"{"error":"upgrade_with_body","message":"A request to switch protocols (Upgrade) carries no body; send the handshake without one."}"#
+            }
         })
     }
 
@@ -200,6 +208,7 @@ impl Refusal {
             Refusal::MethodOverride => 20,
             Refusal::MethodNotMapped(_) => 21,
             Refusal::Tunnel => 22,
+            Refusal::UpgradeWithBody => 23,
         }
     }
 

@@ -285,3 +285,31 @@ fn generated_paths_never_reach_the_upstream_outside_an_allowed_rule() {
     runtime.block_on(agent.shutdown()).expect("clean shutdown");
     drop(cp);
 }
+
+/// `;parameters` are dropped by Tomcat, Spring and Jetty before routing and kept by most other
+/// servers: where that changes which rules match (a literal segment), the upstream's server
+/// would decide what runs and what is counted, so the call is refused; where it does not (a
+/// parameter on a `{param}` segment), it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_that_change_which_rule_matches_are_refused() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let key = fixture.key.as_str();
+    let url = |path: &str| format!("http://{}/pets/{path}?user_key={key}", agent.proxy_addr());
+
+    let answer = get(&url("items/7;v=1"), &[]).await;
+    assert_eq!(answer.status.as_u16(), 200, "a parameter on a {{id}} segment: {}", answer.body);
+    let before = upstream.count();
+    // `list;x` matches no rule as it is, and `/list$` once its parameter is dropped; `items;x/7`
+    // likewise `/items/{id}$`.
+    for (path, segment) in [("list;x", 2), ("items;jsessionid=1/7", 2)] {
+        let answer = get(&url(path), &[]).await;
+        assert_eq!((answer.status.as_u16(), answer.error().as_str()), (400, "invalid_path"), "{path}: {}", answer.body);
+        assert!(answer.body.contains(&format!("Segment {segment} ")), "{path}: {}", answer.body);
+    }
+    assert_eq!(upstream.count(), before, "refused calls never reach the upstream");
+    agent.shutdown().await.expect("clean shutdown");
+}

@@ -707,6 +707,13 @@ async fn client_proxy_headers_are_dropped_and_a_bad_host_is_refused() {
             "X-Original-Method: DELETE",
             "X-Forwarded-Protocol: https",
             "X-Originating-IP: 203.0.113.9",
+            // gunicorn cuts a SCRIPT_NAME header off the path; "ReverseProxied" middleware
+            // does so with X-Script-Name: the app would route another path than the rules saw.
+            "SCRIPT_NAME: /pets",
+            "X-Script-Name: /pets",
+            "X-Scheme: https",
+            "Any_Underscored: x",
+            "X-Kept-Header: yes",
         ],
     )
     .await;
@@ -722,9 +729,14 @@ async fn client_proxy_headers_are_dropped_and_a_bad_host_is_refused() {
         "x-original-method",
         "x-forwarded-protocol",
         "x-originating-ip",
+        "script_name",
+        "x-script-name",
+        "x-scheme",
+        "any_underscored",
     ] {
         assert!(seen.headers.get(dropped).is_none(), "{dropped} reached the upstream");
     }
+    assert_eq!(seen.headers["x-kept-header"], "yes", "other headers go on");
     assert_eq!(seen.headers["x-forwarded-host"], "API.example.test:8081", "the validated Host, not the client's claim");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");

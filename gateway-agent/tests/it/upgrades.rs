@@ -277,7 +277,23 @@ async fn an_upgrade_the_upstream_declines_is_an_ordinary_call_and_h2c_is_not_for
     assert_eq!((answer.status, answer.body.as_str()), (200, "ok"), "{}", answer.head);
     assert!(upstream.last().headers.get("upgrade").is_none(), "h2c reached the upstream");
 
-    // All three were calls like any other: 2xx usage.
+    // A handshake with a body is refused: an upstream that declined the switch might read the
+    // body as a request of its own, past the rules (the agent cannot ask it to close, as it
+    // does for other bodies on a GET, while asking it to upgrade).
+    let before = upstream.count();
+    let smuggled = "GET /admin HTTP/1.1\r\nHost: svc\r\n\r\n";
+    let request = format!(
+        "GET /pets/list?user_key={key} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, close\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Content-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    let answer = raw_exchange(agent.proxy_addr(), request.as_bytes()).await;
+    assert_eq!(answer.status, 400, "{}", answer.head);
+    assert!(answer.body.contains("upgrade_with_body"), "{}", answer.body);
+    assert_eq!(upstream.count(), before, "nothing reached the upstream");
+
+    // The first three were calls like any other: 2xx usage.
     let list = fixture.metrics.list;
     eventually("three calls counted", || async { (cp.accepted_count(list) == 3).then_some(()) }).await;
     agent.shutdown().await.expect("clean shutdown");
