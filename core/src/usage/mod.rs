@@ -159,23 +159,24 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
             .or_insert_with_key(|name| TimeZoneName::new(name).map(|n| n.time_zone().clone()).unwrap_or(TimeZone::UTC))
             .clone()
     };
-    let known_apps: HashMap<Uuid, TimeZone> = sqlx::query!(
-        "SELECT a.id, p.time_zone FROM applications a JOIN plans p ON p.id = a.plan_id WHERE a.id = ANY($1)",
+    // With its API: a metric of another API is never counted on it.
+    let known_apps: HashMap<Uuid, (TimeZone, Uuid)> = sqlx::query!(
+        "SELECT a.id, p.time_zone, p.api_id FROM applications a JOIN plans p ON p.id = a.plan_id WHERE a.id = ANY($1)",
         &apps
     )
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|row| (row.id, zone_of(row.time_zone)))
+    .map(|row| (row.id, (zone_of(row.time_zone), row.api_id)))
     .collect();
     // Deleted applications with billing history: their usage up to the deletion is still
     // owed, so it is rolled up (in the zone of the last plan) for the billing run, and
     // nothing else of theirs is kept. Usage after the deletion cannot be theirs.
     let gone: Vec<Uuid> = apps.iter().filter(|id| !known_apps.contains_key(id)).copied().collect();
-    let mut deleted_apps: HashMap<Uuid, (TimeZone, i64)> = HashMap::new();
+    let mut deleted_apps: HashMap<Uuid, (TimeZone, Uuid, i64)> = HashMap::new();
     if !gone.is_empty() {
         let rows = sqlx::query!(
-            r#"SELECT DISTINCT ON (s.application_id) s.application_id, p.time_zone, s.ended_at AS "ended_at!"
+            r#"SELECT DISTINCT ON (s.application_id) s.application_id, p.time_zone, p.api_id, s.ended_at AS "ended_at!"
                FROM subscription_segments s JOIN plans p ON p.id = s.plan_id
                WHERE s.application_id = ANY($1) AND s.ended_at IS NOT NULL
                  AND NOT EXISTS (SELECT 1 FROM subscription_segments o
@@ -186,25 +187,29 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {
-            deleted_apps.insert(row.application_id, (zone_of(row.time_zone), row.ended_at.unix_timestamp()));
+            deleted_apps
+                .insert(row.application_id, (zone_of(row.time_zone), row.api_id, row.ended_at.unix_timestamp()));
         }
     }
-    let known_metrics: HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM metrics WHERE id = ANY($1)", &metrics)
+    let metric_apis: HashMap<Uuid, Uuid> = sqlx::query!("SELECT id, api_id FROM metrics WHERE id = ANY($1)", &metrics)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
+        .map(|row| (row.id, row.api_id))
         .collect();
 
     // Merged per row, in key order: no row is written twice by one statement,
     // and concurrent batches lock rows in the same order.
     let mut rollups: BTreeMap<(Uuid, Uuid, usize, i64), Sums> = BTreeMap::new();
     for entry in &batch.entries {
-        let tz = match (known_apps.get(&entry.application_id), deleted_apps.get(&entry.application_id)) {
-            (Some(tz), _) => tz,
-            (None, Some((tz, deleted_at))) if entry.minute <= *deleted_at => tz,
+        let (tz, api) = match (known_apps.get(&entry.application_id), deleted_apps.get(&entry.application_id)) {
+            (Some((tz, api)), _) => (tz, api),
+            (None, Some((tz, api, deleted_at))) if entry.minute <= *deleted_at => (tz, api),
             _ => continue,
         };
-        if !known_metrics.contains(&entry.metric) {
+        // An unknown metric, or one of another API (an agent's bug, or a stolen agent token),
+        // would show in that application's usage: skipped, as an unknown application is.
+        if metric_apis.get(&entry.metric) != Some(api) {
             continue;
         }
         // Bounded by check_bounds, so neither the sum nor the conversion saturates in practice.
@@ -316,13 +321,13 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
 async fn ingest_refusals(
     tx: &mut sqlx::PgConnection,
     batch: &UsageBatch,
-    known_apps: &HashMap<Uuid, TimeZone>,
+    known_apps: &HashMap<Uuid, (TimeZone, Uuid)>,
 ) -> Result<()> {
     // (application, granularity index, bucket start, status) → requests and latency.
     type Key = (Uuid, usize, i64, u16);
     let mut rows: BTreeMap<Key, (i64, [i64; LATENCY_BUCKETS])> = BTreeMap::new();
     for refused in &batch.refused {
-        let Some(tz) = known_apps.get(&refused.application_id) else { continue };
+        let Some((tz, _)) = known_apps.get(&refused.application_id) else { continue };
         for (g, &granularity) in Granularity::ALL.iter().enumerate() {
             let bucket = buckets::bucket_start(granularity, refused.minute, tz);
             let (requests, latency) = rows.entry((refused.application_id, g, bucket, refused.status)).or_default();
@@ -372,7 +377,7 @@ pub const FAILED_CALLS_KEPT: i64 = 200;
 async fn ingest_failed_calls(
     tx: &mut sqlx::PgConnection,
     batch: &UsageBatch,
-    known_apps: &HashMap<Uuid, TimeZone>,
+    known_apps: &HashMap<Uuid, (TimeZone, Uuid)>,
 ) -> Result<()> {
     let calls: Vec<_> = batch.failed_calls.iter().filter(|c| known_apps.contains_key(&c.application_id)).collect();
     if calls.is_empty() {

@@ -273,6 +273,39 @@ async fn a_replayed_batch_counts_its_usage_refusals_and_failed_calls_once(pool: 
     );
 }
 
+/// Usage of a metric of another API (an agent's bug, or a stolen agent token) would show in
+/// the application's charts: it is left out, and the rest of the batch counts.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_on_a_metric_of_another_api_is_not_counted_on_the_application(pool: PgPool) {
+    let s = setup(pool).await;
+    let app = s.application("basic", "Own metrics only", "UTC").await;
+    let spec = "openapi: 3.0.3\ninfo: {title: Other, version: '1'}\npaths:\n  /x:\n    get: {responses: {'200': {description: ok}}}\n";
+    let new = tollgate_core::apis::NewApi {
+        name: Some("Other".into()),
+        slug: Some("other".into()),
+        base_path: Some("/other".into()),
+        upstream_url: Some("http://127.0.0.1:9".into()),
+    };
+    let parsed = tollgate_openapi::parse(spec).unwrap();
+    let other =
+        tollgate_core::apis::create_from_spec(&s.app.pool, spec, &parsed, new, &Actor::system("test")).await.unwrap();
+    let foreign: Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
+        .bind(other.id.0)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    let minute = now_minute();
+    s.post(&batch(vec![entry(app, foreign, minute, 7), entry(app, s.hits, minute, 2)])).await;
+    let counted: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT metric_id, hits FROM usage_rollups WHERE application_id = $1 AND granularity = 'minute'",
+    )
+    .bind(app)
+    .fetch_all(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(counted, vec![(s.hits, 2)]);
+}
+
 /// One failed-call record no status class holds (an upstream that answered 600) used to
 /// make the whole batch 422, and every application's usage in it was lost.
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
