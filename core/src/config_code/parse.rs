@@ -11,7 +11,9 @@ use crate::apis::ApiState;
 use crate::routing::{DEFAULT_GROUP, GroupName};
 use crate::usage::levels::parse_levels;
 
-use super::document::{Api, Document, FORMAT_VERSION};
+use yaml_serde::Value;
+
+use super::document::{Api, Document, FORMAT_VERSION, Limit, Metric, Mode, Plan, Rule, Tier};
 use super::locate::{NodePath, locate};
 
 /// The largest file read (a provider's specs inline, with room to spare).
@@ -77,16 +79,87 @@ pub fn parse(text: &str) -> Result<Document, Vec<Located>> {
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
-        vec![Located {
+        let first = Located {
             line: location.as_ref().map(|l| l.line()),
             column: location.map(|l| l.column()),
             path: None,
             message,
-        }]
+        };
+        type_errors(text, first)
     })?;
     let mut found = Found { text, problems: Vec::new() };
     check(&mut found, &doc);
     if found.problems.is_empty() { Ok(doc) } else { Err(found.problems) }
+}
+
+/// The type errors of a file that reads as YAML but not as the format (a word where a number
+/// belongs, a field misspelt, one left out): the first of each object (the document's own
+/// fields, each API, each of its metrics, rules and plans, each limit, tier and mode), so that
+/// mistakes in several places are told at once. A file that is not YAML at all has only the
+/// parser's `first` error, as has one whose mistakes the objects one by one do not show.
+fn type_errors(text: &str, first: Located) -> Vec<Located> {
+    let Ok(root) = yaml_serde::from_str::<Value>(text) else { return vec![first] };
+    let mut found = Found { text, problems: Vec::new() };
+    let at = NodePath::default();
+    probe::<Document>(&mut found, &without_lists(&root, &["apis"]), &at);
+    for (i, api) in items(&root, "apis") {
+        let at = at.key("apis").index(i);
+        probe::<Api>(&mut found, &without_lists(api, &["metrics", "mapping_rules", "plans"]), &at);
+        for (j, metric) in items(api, "metrics") {
+            probe::<Metric>(&mut found, metric, &at.key("metrics").index(j));
+        }
+        for (j, rule) in items(api, "mapping_rules") {
+            probe::<Rule>(&mut found, rule, &at.key("mapping_rules").index(j));
+        }
+        for (j, plan) in items(api, "plans") {
+            let at = at.key("plans").index(j);
+            probe::<Plan>(&mut found, &without_lists(plan, &["limits", "pricing", "pricing_modes"]), &at);
+            for (k, limit) in items(plan, "limits") {
+                probe::<Limit>(&mut found, limit, &at.key("limits").index(k));
+            }
+            for (k, tier) in items(plan, "pricing") {
+                probe::<Tier>(&mut found, tier, &at.key("pricing").index(k));
+            }
+            for (k, mode) in items(plan, "pricing_modes") {
+                probe::<Mode>(&mut found, mode, &at.key("pricing_modes").index(k));
+            }
+        }
+    }
+    if found.problems.is_empty() {
+        return vec![first];
+    }
+    found.problems.sort_by_key(|p| (p.line, p.column));
+    found.problems
+}
+
+/// Notes the first problem of reading `value` as a `T`, at `at` and serde's path below it.
+fn probe<T: serde::de::DeserializeOwned>(found: &mut Found<'_>, value: &Value, at: &NodePath) {
+    if let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        let inner = e.path().to_string();
+        let below = if inner == "." || inner == "?" { at.clone() } else { at.field(&inner) };
+        found.add(below, e.into_inner().to_string());
+    }
+}
+
+/// The items of a mapping's list field, when it is a list.
+fn items<'v>(value: &'v Value, key: &str) -> impl Iterator<Item = (usize, &'v Value)> {
+    value.get(key).and_then(Value::as_sequence).into_iter().flatten().enumerate()
+}
+
+/// The mapping with these list fields emptied, so that reading it shows its own fields'
+/// problems; the lists' items are read one by one.
+fn without_lists(value: &Value, keys: &[&str]) -> Value {
+    let mut value = value.clone();
+    if let Some(mapping) = value.as_mapping_mut() {
+        for key in keys {
+            if let Some(list) = mapping.get_mut(*key)
+                && list.is_sequence()
+            {
+                *list = Value::Sequence(Vec::new());
+            }
+        }
+    }
+    value
 }
 
 /// The problems found so far, each located in the file's text.
@@ -266,5 +339,46 @@ mod tests {
         // Many more are cut at the cap.
         let many: String = (0..40).map(|i| api(&format!("s{i}"), "nope")).collect();
         assert_eq!(parse(&format!("version: 1\napis:\n{many}")).expect_err("refused").len(), MAX_PROBLEMS);
+    }
+
+    #[test]
+    fn type_errors_in_several_objects_are_told_at_once_each_located() {
+        let text = "version: 1
+apis:
+  - slug: a
+    name: A
+    spec: 'openapi: 3.0.3'
+    metrics: [{system_name: hits, friendly_name: Hits}]
+    mapping_rules:
+      - {method: GET, pattern: /x, metric: hits, delta: many}
+    plans:
+      - system_name: basic
+        name: Basic
+        currency: USD
+        trial_days: soon
+        limits:
+          - {metric: hits, period: day, max: 10}
+          - {metric: hits, period: fortnight, max: 10}
+  - slug: b
+    nmae: B
+    spec: 'openapi: 3.0.3'
+";
+        let problems = parse(text).expect_err("refused");
+        let found: Vec<(Option<&str>, Option<usize>)> = problems.iter().map(|p| (p.path.as_deref(), p.line)).collect();
+        assert_eq!(
+            found,
+            [
+                (Some("apis[0].mapping_rules[0].delta"), Some(8)),
+                (Some("apis[0].plans[0].trial_days"), Some(13)),
+                (Some("apis[0].plans[0].limits[1].period"), Some(16)),
+                (Some("apis[1].nmae"), Some(18)),
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[3].message.contains("nmae"), "{:?}", problems[3]);
+        // Not YAML at all: the parser's one error.
+        let problems = parse("version: 1\napis: [\n").expect_err("refused");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].line.is_some());
     }
 }
