@@ -21,7 +21,7 @@ pub async fn report(
     let change = record_status(&pool, gateway.id, &instance, &status).await?;
     match &status.rejected {
         Some(rejected) if change.error => {
-            tracing::warn!(agent = %gateway.name, %instance, revision = rejected.revision, reason = %rejected.reason, "agent refused a config update")
+            tracing::warn!(agent = %gateway.name, %instance, revision = rejected.revision, reason = ?rejected.reason, "agent refused a config update")
         }
         _ if change.any() => tracing::info!(
             agent = %gateway.name,
