@@ -122,6 +122,8 @@ impl std::fmt::Display for AgentInstance {
 const MAX_INSTANCES: i64 = 256;
 
 /// `instance`, or the unnamed instance when the token already has [`MAX_INSTANCES`] others.
+/// The caller holds the gateway's row lock, so two new processes are not both let in as the
+/// 256th.
 async fn admitted(tx: &mut sqlx::PgConnection, id: GatewayId, instance: &AgentInstance) -> Result<AgentInstance> {
     let known = sqlx::query!(
         r#"SELECT EXISTS (SELECT 1 FROM gateway_instances WHERE gateway_id = $1 AND agent_id = $2) AS "known!",
@@ -251,6 +253,9 @@ pub struct StreamId {
 /// the token's instances not heard from for a day.
 pub async fn stream_opened(pool: &PgPool, id: GatewayId, instance: &AgentInstance) -> Result<StreamId> {
     let mut tx = pool.begin().await?;
+    // The gateway's row first, as every report of the token takes it: the instances are then
+    // counted (`admitted`) and written one report at a time, in one lock order.
+    sqlx::query!("UPDATE gateways SET last_seen_at = now() WHERE id = $1", id.0).execute(&mut *tx).await?;
     sqlx::query!(
         "DELETE FROM gateway_instances WHERE gateway_id = $1 AND last_seen_at < now() - make_interval(hours => $2)",
         id.0,
@@ -260,7 +265,6 @@ pub async fn stream_opened(pool: &PgPool, id: GatewayId, instance: &AgentInstanc
     .await?;
     let instance = &admitted(&mut tx, id, instance).await?;
     let stream = StreamId { id: Uuid::now_v7(), agent_id: instance.agent_id };
-    sqlx::query!("UPDATE gateways SET last_seen_at = now() WHERE id = $1", id.0).execute(&mut *tx).await?;
     sqlx::query!(
         "INSERT INTO gateway_instances (gateway_id, agent_id, host, connected, stream_id) VALUES ($1, $2, $3, true, $4)
          ON CONFLICT (gateway_id, agent_id)
@@ -323,8 +327,10 @@ pub async fn record_status(
     let error = status.rejected.as_ref().map(|r| format!("refused revision {}: {}", r.revision, r.reason));
     let version: String = status.agent_version.chars().take(64).collect();
     let mut tx = pool.begin().await?;
-    let instance = &admitted(&mut tx, id, instance).await?;
+    // Before counting the instances: concurrent first reports of new processes would each
+    // see room under the cap (see `stream_opened`).
     sqlx::query!("UPDATE gateways SET last_seen_at = now() WHERE id = $1", id.0).execute(&mut *tx).await?;
+    let instance = &admitted(&mut tx, id, instance).await?;
     // The lock makes two reports of one instance compare in turn; a new instance has no row
     // to lock, and its first report changes everything it says.
     let before = sqlx::query!(
