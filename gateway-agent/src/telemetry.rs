@@ -211,7 +211,7 @@ pub(crate) struct RequestCounters {
 const STATUSES: usize = 500;
 
 /// Upper bound on the number of decisions the agent answers itself.
-pub(crate) const ANSWERED_DECISIONS: usize = 25;
+pub(crate) const ANSWERED_DECISIONS: usize = 26;
 
 impl RequestCounters {
     pub fn new(api: SharedString) -> RequestCounters {

@@ -390,6 +390,9 @@ impl Proxy {
         if request.method() == Method::CONNECT {
             return self.refuse_unrouted(Refusal::Tunnel, (request.method(), request.uri().path()), trace, started);
         }
+        if is_case_variant(request.method()) {
+            return self.refuse_unrouted(Refusal::MethodCase, (request.method(), request.uri().path()), trace, started);
+        }
         let (mut parts, body) = request.into_parts();
         let now = self.clock.now();
 
@@ -422,6 +425,10 @@ impl Proxy {
         {
             // Boxed, as rare: its limits report would make every request's future bigger.
             return Box::pin(self.gateway_endpoint(&config, &call, route.api, reserved, &parts.headers)).await;
+        }
+        // A handshake with a body: refused before the limits count the call.
+        if !hyper::body::Body::is_end_stream(&body) && upgrade::requested(&parts) {
+            return self.refuse(&call, Refusal::UpgradeWithBody);
         }
         match self.admit(&config, &mut call, route.api, rest, reserved.is_some(), &parts.headers).await {
             Ok(admitted) => match self.mock_answer(&call, &admitted, &parts.headers) {
@@ -938,6 +945,16 @@ fn find_api<'c, 'h>(
         return Err(Refusal::UnknownApi);
     }
     Ok((route, api))
+}
+
+/// `get` or `Post`: a standard method in another case. Rules match methods case-sensitively
+/// (RFC 9110 §9.1), so only an `ANY` rule would take it, while ASP.NET and others run it as the
+/// standard method, past that method's own rules and limits. nginx refuses such methods too.
+fn is_case_variant(method: &Method) -> bool {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    let name = method.as_str();
+    // The standard methods are capitals: most requests stop at the first test.
+    name.bytes().any(|b| b.is_ascii_lowercase()) && STANDARD.iter().any(|standard| standard.eq_ignore_ascii_case(name))
 }
 
 /// Whether `status` is one of HTTP's classes (RFC 9110 §15: 1xx to 5xx); the `http` type

@@ -56,8 +56,13 @@ pub(crate) enum Refusal {
     /// would read the next client's request inside it.
     Tunnel,
     /// A request to switch protocols that carries a body: a handshake has none, and an
-    /// upstream that declined the switch might read the body as a request of its own.
+    /// upstream that declined the switch might read the body as a request of its own (with
+    /// `Connection: upgrade`, the agent cannot ask it to close after the exchange, as it does
+    /// for other bodies on a GET).
     UpgradeWithBody,
+    /// A standard method spelt in another case (`get`): methods are case-sensitive, so no
+    /// `GET` rule matches it, but some servers run it as `GET`.
+    MethodCase,
 }
 
 impl Refusal {
@@ -69,6 +74,7 @@ impl Refusal {
             | Refusal::AmbiguousCredentials
             | Refusal::MethodOverride
             | Refusal::UpgradeWithBody
+            | Refusal::MethodCase
             | Refusal::InvalidBody
             | Refusal::InvalidDecision(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownApi | Refusal::NoMatchingRule | Refusal::UnknownEndpoint => StatusCode::NOT_FOUND,
@@ -108,6 +114,7 @@ impl Refusal {
             Refusal::MethodOverride => "method_override",
             Refusal::Tunnel => "tunnel_not_supported",
             Refusal::UpgradeWithBody => "upgrade_with_body",
+            Refusal::MethodCase => "invalid_method",
         }
     }
 
@@ -180,6 +187,9 @@ impl Refusal {
             Refusal::UpgradeWithBody => {
                 r#"{"error":"upgrade_with_body","message":"A request to switch protocols (Upgrade) carries no body; send the handshake without one."}"#
             }
+            Refusal::MethodCase => {
+                r#"{"error":"invalid_method","message":"The method is a standard method spelt in another case (such as get for GET); methods are case-sensitive: send it in capitals."}"#
+            }
         })
     }
 
@@ -209,6 +219,7 @@ impl Refusal {
             Refusal::MethodNotMapped(_) => 21,
             Refusal::Tunnel => 22,
             Refusal::UpgradeWithBody => 23,
+            Refusal::MethodCase => 24,
         }
     }
 

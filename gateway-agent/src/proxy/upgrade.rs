@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::upgrade::OnUpgrade;
@@ -66,11 +66,6 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Response<Body> {
         let api = call.api;
-        // With `Connection: upgrade` the agent cannot ask the upstream to close after this
-        // exchange, as it does for other bodies on a GET: refused instead.
-        if !body.is_end_stream() {
-            return self.refuse(call, Refusal::UpgradeWithBody);
-        }
         let target = match self.upstream_peer(call, admitted.app) {
             Ok(target) => target,
             Err(Refused(refusal)) => return self.refuse(call, refusal),
