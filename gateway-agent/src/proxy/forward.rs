@@ -242,14 +242,14 @@ fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
         doomed.extend(headers.keys().filter(|name| also(name)).cloned());
     }
     if present & 1 != 0 {
+        // As bytes: a value with a byte beyond ASCII still names the others in its list.
         let named = headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|token| !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok());
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|token| !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|token| HeaderName::from_bytes(token).ok());
         doomed.extend(named);
     }
     for (index, name) in HOP_BY_HOP.iter().enumerate() {
