@@ -147,6 +147,8 @@ pub fn build(
                 web::scope("")
                     .wrap(from_fn(session_middleware))
                     .wrap(from_fn(refuse_nul_in_query))
+                    // Outermost of the pages': every error page below is rendered for its part.
+                    .wrap(from_fn(tollgate_web::error_pages_lead_back))
                     .configure(tollgate_web::page_extractors)
                     .configure(tollgate_portal::configure)
                     .configure(tollgate_admin::configure)

@@ -46,7 +46,7 @@ pub use guards::{AdminUser, SignedInUser};
 pub use headers::{SecurityHeaders, security_headers};
 pub use layout::{Chrome, Flash};
 pub use moment::{Moment, moment, moment_seconds};
-pub use page::{ErrorPage, render, see_other};
+pub use page::{ErrorPage, Home, error_pages_lead_back, render, see_other};
 pub use redirect::LocalPath;
 pub use request::{bearer_token, parse_id};
 pub use session::{CookiePolicy, SESSION_COOKIE, Session, session_middleware};

@@ -2,7 +2,10 @@
 //! after a form (Post/Redirect/Get), and the readable page every error becomes.
 
 use actix_web::HttpResponse;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
 use askama::Template;
 
 /// Renders a template with a status; a template that fails to render is a
@@ -29,21 +32,70 @@ pub fn see_other(location: impl Into<String>) -> HttpResponse {
 }
 
 /// A readable error page; never a stack trace.
-#[derive(Template)]
+#[derive(Template, Clone)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
     pub status: u16,
     pub title: String,
     pub detail: String,
+    /// Where the page leads back to: the portal's start, or the admin UI's dashboard
+    /// ([`error_pages_lead_back`]).
+    pub home: Home,
+}
+
+/// The part of the site an error page leads back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Home {
+    Portal,
+    Admin,
+}
+
+impl Home {
+    pub fn path(self) -> &'static str {
+        match self {
+            Home::Portal => "/",
+            Home::Admin => "/admin",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Home::Portal => "the start page",
+            Home::Admin => "the admin dashboard",
+        }
+    }
 }
 
 impl ErrorPage {
     pub fn new(status: StatusCode, title: &str, detail: &str) -> ErrorPage {
-        ErrorPage { status: status.as_u16(), title: title.to_owned(), detail: detail.to_owned() }
+        ErrorPage { status: status.as_u16(), title: title.to_owned(), detail: detail.to_owned(), home: Home::Portal }
     }
 
+    /// The page, which keeps itself in the answer's extensions so that
+    /// [`error_pages_lead_back`] can render it again for the part of the site it is in.
     pub fn into_response(self) -> HttpResponse {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        render(status, &self)
+        let mut response = render(status, &self);
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Middleware: an error page under `/admin` (the admin UI; its REST API answers JSON) leads
+/// back to the admin dashboard rather than the portal's start. Errors are made without their
+/// request (actix's `ResponseError`), so the page is rendered again here, keeping its status
+/// and headers.
+pub async fn error_pages_lead_back(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let admin = req.path() == "/admin" || req.path().starts_with("/admin/");
+    let res = next.call(req).await?.map_into_boxed_body();
+    let page = if admin { res.response().extensions().get::<ErrorPage>().cloned() } else { None };
+    let Some(page) = page else { return Ok(res) };
+    let again = ErrorPage { home: Home::Admin, ..page };
+    match again.render() {
+        Ok(html) => Ok(res.map_body(|_, _| BoxBody::new(html))),
+        Err(_) => Ok(res),
     }
 }

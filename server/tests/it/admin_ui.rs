@@ -506,7 +506,16 @@ async fn bad_path_segments_and_query_parameters_get_the_error_page_naming_them(p
         let (status, kind, body) = answer(&app, &format!("/admin/apis/{api}/versions/{number}")).await;
         assert_eq!((status, kind.as_str()), (404, "text/html; charset=utf-8"), "{number}: {body}");
         assert!(body.contains("<h1>Not found</h1>") && !body.contains("can not parse"), "{number}: {body}");
+        assert!(
+            body.contains(r#"<a href="/admin">Back to the admin dashboard</a>"#),
+            "leads back to the admin UI: {body}"
+        );
     }
+    // So does an admin page that does not exist; the portal's error pages lead to its start.
+    let (status, _, body) = answer(&app, "/admin/no-such-page").await;
+    assert!(status == 404 && body.contains(r#"<a href="/admin">Back to the admin dashboard</a>"#), "{body}");
+    let (status, _, body) = answer(&app, "/apis/no-such-api").await;
+    assert!(status == 404 && body.contains(r#"<a href="/">Back to the start page</a>"#), "{body}");
 
     // A parameter that does not parse is a 422 naming it and what is allowed.
     for (query, named) in [
