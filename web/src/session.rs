@@ -6,10 +6,10 @@ use std::cell::RefCell;
 use std::future::{Ready, ready};
 use std::rc::Rc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use time::OffsetDateTime;
@@ -157,16 +157,22 @@ impl FromRequest for Session {
 pub async fn session_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let store = req.app_data::<web::Data<SessionStore>>().cloned().ok_or(SessionLayerMissing)?;
     let policy = req.app_data::<web::Data<CookiePolicy>>().cloned().ok_or(SessionLayerMissing)?;
     let raw = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
     let record = match raw {
-        Some(raw) if raw.len() <= 128 => store.load(&raw).await.map_err(internal)?,
+        Some(raw) if raw.len() <= 128 => match store.load(&raw).await {
+            Ok(record) => record,
+            Err(err) => return Ok(unavailable(req, err)),
+        },
         _ => None,
     };
     let user = match record.as_ref().and_then(|r| r.user_id) {
-        Some(id) => find_user(store.pool(), id).await.map_err(internal)?,
+        Some(id) => match find_user(store.pool(), id).await {
+            Ok(user) => user,
+            Err(err) => return Ok(unavailable(req, err)),
+        },
         None => None,
     };
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -200,7 +206,19 @@ pub async fn session_middleware(
     }
     // Pages behind a session are personal: never cache them in shared caches.
     res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    Ok(res)
+    Ok(res.map_into_boxed_body())
+}
+
+/// The session could not be read (the database is unreachable): the readable error page, as
+/// an answer rather than an error, so that it gets the security headers like any page.
+fn unavailable(req: ServiceRequest, err: impl std::fmt::Display) -> ServiceResponse<BoxBody> {
+    tracing::error!(error = %err, "session layer failed");
+    let page = crate::page::ErrorPage::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Something went wrong",
+        "Something went wrong on our side. Please try again in a moment.",
+    );
+    req.into_response(page.into_response())
 }
 
 fn internal(err: impl std::fmt::Display) -> actix_web::Error {

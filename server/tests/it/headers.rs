@@ -169,3 +169,18 @@ async fn the_stored_spec_is_never_served_as_a_page(pool: PgPool) {
     assert!(header(&res, "content-disposition").starts_with("attachment"), "opened directly, it is a download");
     assert_eq!(res.text().await.unwrap(), spec, "the document is served byte for byte");
 }
+
+/// With the database unreachable, a signed-in visitor's session cannot be read: the answer is
+/// the readable error page (503), with the security headers, not actix's bare text.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_session_that_cannot_be_read_gets_the_error_page_with_its_headers(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let app = spawn_app(pool.clone()).await;
+    assert_eq!(app.sign_in(DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await.status(), 303);
+    pool.close().await;
+    let res = app.get("/dashboard").await;
+    assert_eq!(res.status(), 503);
+    assert_security_headers(&res, "the session store down");
+    let body = res.text().await.unwrap();
+    assert!(body.contains("<h1>Something went wrong</h1>"), "{body}");
+}
