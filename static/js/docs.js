@@ -48,6 +48,10 @@
     validatorUrl: null,
     requestInterceptor: function (req) {
       if (req.url.indexOf(el.dataset.spec) !== -1) return req;
+      // The key goes to the gateway only, never to a server a document names that the
+      // rewrite below missed (a path item pulled in through a $ref keeps its own servers).
+      var origin = new URL(req.url, window.location.href).origin;
+      if (origin !== new URL(server, window.location.href).origin) return req;
       var key = keyInput ? keyInput.value.trim() : '';
       var appId = appIdInput ? appIdInput.value.trim() : '';
       if (appIdName && appId) put(req, appIdName, appId);
