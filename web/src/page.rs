@@ -1,12 +1,15 @@
 //! Answering with a page: rendering one, sending the browser on to another
 //! after a form (Post/Redirect/Get), and the readable page every error becomes.
 
+use actix_web::HttpMessage;
 use actix_web::HttpResponse;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
 use askama::Template;
+
+use crate::session::Session;
 
 /// Renders a template with a status; a template that fails to render is a
 /// bug, logged here once, and the person sees a plain error page.
@@ -41,6 +44,8 @@ pub struct ErrorPage {
     /// Where the page leads back to: the portal's start, or the admin UI's dashboard
     /// ([`error_pages_lead_back`]).
     pub home: Home,
+    /// The admin UI's sections above the page, for a signed-in admin under `/admin`.
+    pub admin_nav: bool,
 }
 
 /// The part of the site an error page leads back to.
@@ -68,7 +73,13 @@ impl Home {
 
 impl ErrorPage {
     pub fn new(status: StatusCode, title: &str, detail: &str) -> ErrorPage {
-        ErrorPage { status: status.as_u16(), title: title.to_owned(), detail: detail.to_owned(), home: Home::Portal }
+        ErrorPage {
+            status: status.as_u16(),
+            title: title.to_owned(),
+            detail: detail.to_owned(),
+            home: Home::Portal,
+            admin_nav: false,
+        }
     }
 
     /// The page, which keeps itself in the answer's extensions so that
@@ -82,9 +93,9 @@ impl ErrorPage {
 }
 
 /// Middleware: an error page under `/admin` (the admin UI; its REST API answers JSON) leads
-/// back to the admin dashboard rather than the portal's start. Errors are made without their
-/// request (actix's `ResponseError`), so the page is rendered again here, keeping its status
-/// and headers.
+/// back to the admin dashboard rather than the portal's start, under the admin UI's sections
+/// when an admin is signed in. Errors are made without their request (actix's
+/// `ResponseError`), so the page is rendered again here, keeping its status and headers.
 pub async fn error_pages_lead_back(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -93,7 +104,8 @@ pub async fn error_pages_lead_back(
     let res = next.call(req).await?.map_into_boxed_body();
     let page = if admin { res.response().extensions().get::<ErrorPage>().cloned() } else { None };
     let Some(page) = page else { return Ok(res) };
-    let again = ErrorPage { home: Home::Admin, ..page };
+    let admin_nav = res.request().extensions().get::<Session>().and_then(Session::user).is_some_and(|u| u.is_admin);
+    let again = ErrorPage { home: Home::Admin, admin_nav, ..page };
     match again.render() {
         Ok(html) => Ok(res.map_body(|_, _| BoxBody::new(html))),
         Err(_) => Ok(res),

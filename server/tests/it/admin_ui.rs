@@ -511,9 +511,14 @@ async fn bad_path_segments_and_query_parameters_get_the_error_page_naming_them(p
             "leads back to the admin UI: {body}"
         );
     }
-    // So does an admin page that does not exist; the portal's error pages lead to its start.
+    // So does an admin page that does not exist, under the admin UI's sections for an admin;
+    // the portal's error pages lead to its start.
     let (status, _, body) = answer(&app, "/admin/no-such-page").await;
     assert!(status == 404 && body.contains(r#"<a href="/admin">Back to the admin dashboard</a>"#), "{body}");
+    assert!(body.contains(r#"<nav class="subnav" aria-label="Admin">"#), "{body}");
+    let anonymous = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: client() };
+    let (_, _, body) = answer(&anonymous, "/admin/no-such-page").await;
+    assert!(!body.contains(r#"aria-label="Admin""#), "no admin sections for a visitor: {body}");
     let (status, _, body) = answer(&app, "/apis/no-such-api").await;
     assert!(status == 404 && body.contains(r#"<a href="/">Back to the start page</a>"#), "{body}");
 
