@@ -51,11 +51,8 @@ impl FieldErrors {
     /// summary: `(id, "Label: message")`. Empty when none of them has one, so a page with two
     /// forms shows the summary above the one that was sent.
     pub fn summary<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> Vec<(String, String)> {
-        fields
-            .as_ref()
-            .iter()
-            .filter_map(|(id, label)| self.get(id).map(|message| ((*id).to_owned(), format!("{label}: {message}"))))
-            .collect()
+        let linked: Vec<_> = fields.as_ref().iter().map(|&(id, label)| (id, id, label)).collect();
+        self.summary_linked(linked)
     }
 
     /// [`FieldErrors::summary`] for a page whose controls' ids are not their problems' field
