@@ -185,11 +185,14 @@ pub async fn reset_password(
     .execute(&mut *tx)
     .await?;
     throttle::lift_sign_in_pauses(&mut tx, user).await?;
+    // Whoever asked for a change of address with the old password loses the link with it.
+    tokens::end_all(&mut tx, user).await?;
     tx.commit().await?;
     Ok(Some(user))
 }
 
-/// Changes a signed-in user's password after checking the current one.
+/// Changes a signed-in user's password after checking the current one, and ends every
+/// link mailed before (reset, change of address).
 pub async fn change_password(
     pool: &PgPool,
     hasher: &PasswordHasher,
@@ -200,8 +203,13 @@ pub async fn change_password(
 ) -> Result<()> {
     confirm_password(pool, hasher, user, current, client).await?;
     let hash = hasher.hash(new).await?;
+    let mut tx = pool.begin().await?;
     sqlx::query!("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", user.0, hash)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    // A pending change of address or reset link was asked for under the old password: a
+    // user who changes it because someone else knew it must not leave those working.
+    tokens::end_all(&mut tx, user).await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -93,7 +93,7 @@ pub fn email_change_requested(to: &str, new_address: &str, base_url: &str) -> Ou
 
 Someone signed in to your Tollgate account asked to change its email from this address to {new_address}. Nothing changes until the link sent there is followed, within 24 hours.
 
-If it was not you, change your password now and sign out your other sessions: {base_url}/profile"
+If it was not you, change your password now (that also cancels the link) and sign out your other sessions: {base_url}/profile"
     );
     message(to, "Your Tollgate email is about to change".to_owned(), text)
 }

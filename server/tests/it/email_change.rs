@@ -119,6 +119,56 @@ async fn links_mailed_to_the_old_address_stop_working_after_the_change(pool: PgP
     assert_eq!(app.get(&format!("/password/reset?token={reset}")).await.status(), 410);
 }
 
+/// Someone who knew the password asked for a change to their own address; the owner does
+/// what the notice says, and the link in the intruder's mailbox stops working.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_new_password_cancels_a_pending_change_of_address(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "ada@old.example").await;
+    let intruder = app.another_browser();
+    assert_eq!(location(&intruder.sign_in("ada@old.example", PASSWORD).await), "/dashboard");
+
+    // Changed on the profile page.
+    let token = intruder.csrf_token("/profile").await;
+    let form = [("csrf_token", token.as_str()), ("new_email", "eve@evil.example"), ("email_password", PASSWORD)];
+    assert_eq!(intruder.post_form("/profile/email", &form).await.status(), 200);
+    let (_, notice) = last_mail(&app.pool, "ada@old.example").await;
+    assert!(notice.contains("cancels the link"), "{notice}");
+    let (_, body) = last_mail(&app.pool, "eve@evil.example").await;
+    let change = link_token(&body, "/profile/email/confirm");
+    let token = app.csrf_token("/profile").await;
+    let form =
+        [("csrf_token", token.as_str()), ("current_password", PASSWORD), ("new_password", "a brand new passphrase")];
+    assert_eq!(app.post_form("/profile/password", &form).await.status(), 200);
+    assert_eq!(intruder.get(&format!("/profile/email/confirm?token={change}")).await.status(), 410);
+    assert!(email_of(&app.pool, "ada@old.example").await.is_some());
+
+    // Reset by a link mailed to the account's address.
+    cooldowns_pass(&app.pool).await;
+    let token = intruder.csrf_token("/profile").await;
+    let form = [
+        ("csrf_token", token.as_str()),
+        ("new_email", "eve@evil.example"),
+        ("email_password", "a brand new passphrase"),
+    ];
+    assert_eq!(intruder.post_form("/profile/email", &form).await.status(), 200);
+    let (_, body) = last_mail(&app.pool, "eve@evil.example").await;
+    let change = link_token(&body, "/profile/email/confirm");
+    assert_eq!(intruder.get(&format!("/profile/email/confirm?token={change}")).await.status(), 200, "a live link");
+    let owner = app.another_browser();
+    let token = owner.csrf_token("/password/forgot").await;
+    owner.post_form("/password/forgot", &[("csrf_token", &token), ("email", "ada@old.example")]).await;
+    let (_, body) = last_mail(&app.pool, "ada@old.example").await;
+    let reset = link_token(&body, "/password/reset");
+    let html = owner.get(&format!("/password/reset?token={reset}")).await.text().await.unwrap();
+    let csrf = csrf_from(&html);
+    let form = [("csrf_token", csrf.as_str()), ("token", reset.as_str()), ("password", "a third passphrase")];
+    assert_eq!(location(&owner.post_form("/password/reset", &form).await), "/login?reset=1");
+    let page = intruder.get(&format!("/profile/email/confirm?token={change}")).await;
+    assert_eq!(page.status(), 410);
+    assert!(email_of(&app.pool, "ada@old.example").await.is_some());
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_change_needs_the_password_and_a_real_new_address(pool: PgPool) {
     let app = spawn_app(pool).await;
