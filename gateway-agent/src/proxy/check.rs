@@ -63,7 +63,8 @@ impl Proxy {
             .unwrap_or(&empty);
         let headers = original_headers(http);
         let post = Method::POST;
-        let original = || Original::of_check(&http.method, &http.path, &headers);
+        let host_usable = http.host.is_empty() || HeaderValue::from_str(&http.host).is_ok();
+        let original = || Original::of_check(&http.method, &http.path, &headers, host_usable);
         let decided = self.decide_original((&post, CHECK_PATH), &headers, original, true).await;
         check_response(decided)
     }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::original::{BadOriginal, Original, Shape};
 use super::reply::{Body, OwnBody, Refusal};
-use super::{Admitted, Call, Proxy, Refused, Summary, find_api};
+use super::{Admitted, Call, Proxy, Refused, Summary, find_api, is_case_variant};
 use crate::config::{Config, Lifecycle};
 use crate::enforce::key_location::KeySource;
 use crate::report::X_TOLLGATE_DECISION;
@@ -109,6 +109,17 @@ impl Proxy {
                 return refused(self.refuse_unrouted(refusal, own, trace, started), refusal);
             }
         };
+        // The method checks of the proxy's own pipeline: Go's `net/http` (Traefik) forwards
+        // `get` as it came, and an upstream may run it as `GET` past the `GET` rules.
+        let bad_method = if original.method == Method::CONNECT {
+            Some(Refusal::Tunnel)
+        } else {
+            is_case_variant(&original.method).then_some(Refusal::MethodCase)
+        };
+        if let Some(refusal) = bad_method {
+            let request = (&original.method, original.uri.path());
+            return refused(self.refuse_unrouted(refusal, request, trace, started), refusal);
+        }
         // A draft is answered from its mocks only, and this listener does not mock: the asking
         // proxy would forward an allowed call to an upstream the draft may not have.
         let found = find_api(&config, original.uri.path(), || original.host()).and_then(|(route, api)| {

@@ -65,9 +65,21 @@ pub(crate) struct Original<'a> {
     pub method: Method,
     /// Origin-form: path and query.
     pub uri: Uri,
-    /// The header naming the original host.
-    host: &'static HeaderName,
+    /// Where the original host is named.
+    host: HostSource<'a>,
     headers: &'a HeaderMap,
+}
+
+/// Where a decision request names the original host.
+#[derive(Clone, Copy)]
+enum HostSource<'a> {
+    /// The decision request's own host, as a proxied request's is read: over HTTP/2 (an
+    /// Envoy cluster with `http2_protocol_options`) it is `:authority`, not a `Host` field.
+    Request(&'a Parts),
+    /// One header field (`Host` for nginx and gRPC, `X-Forwarded-Host` for Traefik).
+    Header(&'static HeaderName),
+    /// A host was given that is not one (gRPC's `http.host`): refused, never read as none.
+    Unusable,
 }
 
 impl<'a> Original<'a> {
@@ -88,18 +100,18 @@ impl<'a> Original<'a> {
                     None => target,
                 };
                 let uri = origin_form(target, "the request's path")?;
-                (parts.method.clone(), uri, &HOST_HEADER)
+                (parts.method.clone(), uri, HostSource::Request(parts))
             }
             Shape::AuthRequest => {
                 let target = one(headers, &X_ORIGINAL_URI, "X-Original-URI must be given once")?;
                 let uri = origin_form(target, "X-Original-URI must be a path and query such as /pets/1?a=b")?;
-                (method(parts, &X_ORIGINAL_METHOD)?, uri, &HOST_HEADER)
+                (method(parts, &X_ORIGINAL_METHOD)?, uri, HostSource::Header(&HOST_HEADER))
             }
             Shape::ForwardAuth => {
                 let target = one(headers, &X_FORWARDED_URI, "X-Forwarded-Uri must be given once")?;
                 let uri = origin_form(target, "X-Forwarded-Uri must be a path and query such as /pets/1?a=b")?;
                 let host = if headers.contains_key(&X_FORWARDED_HOST) { &X_FORWARDED_HOST } else { &HOST_HEADER };
-                (method(parts, &X_FORWARDED_METHOD)?, uri, host)
+                (method(parts, &X_FORWARDED_METHOD)?, uri, HostSource::Header(host))
             }
         };
         Ok(Original { method, uri, host, headers })
@@ -107,16 +119,27 @@ impl<'a> Original<'a> {
 
     /// The request an Envoy gRPC `CheckRequest` names: its `method`, its `path` (the request
     /// target as received, query included) and `headers`, in which `Host` is the original
-    /// authority.
-    pub fn of_check(method: &str, path: &str, headers: &'a HeaderMap) -> Result<Original<'a>, BadOriginal> {
+    /// authority; `host_usable` is false when a host was given that no header can carry.
+    pub fn of_check(
+        method: &str,
+        path: &str,
+        headers: &'a HeaderMap,
+        host_usable: bool,
+    ) -> Result<Original<'a>, BadOriginal> {
         let what = "attributes.request.http must name the method and a path such as /pets/1?a=b";
         let method = Method::from_bytes(method.as_bytes()).map_err(|_| BadOriginal { what })?;
-        Ok(Original { method, uri: origin_form(path, what)?, host: &HOST_HEADER, headers })
+        let host = if host_usable { HostSource::Header(&HOST_HEADER) } else { HostSource::Unusable };
+        Ok(Original { method, uri: origin_form(path, what)?, host, headers })
     }
 
-    /// The host the original request was for: exactly one valid value of its header, or none.
+    /// The host the original request was for: exactly one valid value, or none.
     pub fn host(&self) -> Result<Option<RequestHost<'a>>, InvalidHost> {
-        let mut values = self.headers.get_all(self.host).iter();
+        let name = match self.host {
+            HostSource::Request(parts) => return RequestHost::of(parts),
+            HostSource::Header(name) => name,
+            HostSource::Unusable => return Err(InvalidHost),
+        };
+        let mut values = self.headers.get_all(name).iter();
         let value = values.next();
         if values.next().is_some() {
             return Err(InvalidHost);
@@ -125,10 +148,11 @@ impl<'a> Original<'a> {
     }
 }
 
-/// The one value of `name`, as text.
+/// The one value of `name`, as text. nginx passes `$request_uri` as the client sent it, so
+/// UTF-8 is read as such (a proxied request's path may carry it too).
 fn one<'h>(headers: &'h HeaderMap, name: &HeaderName, what: &'static str) -> Result<&'h str, BadOriginal> {
     let mut values = headers.get_all(name).iter();
-    let value = values.next().and_then(|value| value.to_str().ok());
+    let value = values.next().and_then(|value| std::str::from_utf8(value.as_bytes()).ok());
     match (value, values.next()) {
         (Some(value), None) => Ok(value),
         _ => Err(BadOriginal { what }),
@@ -152,9 +176,11 @@ fn method(parts: &Parts, name: &HeaderName) -> Result<Method, BadOriginal> {
     Method::from_bytes(value.as_bytes()).map_err(|_| BadOriginal { what })
 }
 
-/// `target` as an origin-form URI: `/path[?query]`.
+/// `target` as an origin-form URI: `/path[?query]`. A request target never carries a
+/// fragment, and `Uri` would drop one silently: with nginx forwarding `$request_uri` raw, a
+/// `#/../admin` after the path would reach the upstream unchecked.
 fn origin_form(target: &str, what: &'static str) -> Result<Uri, BadOriginal> {
-    if !target.starts_with('/') {
+    if !target.starts_with('/') || target.contains('#') {
         return Err(BadOriginal { what });
     }
     let uri = Uri::try_from(target).map_err(|_| BadOriginal { what })?;
@@ -223,5 +249,31 @@ mod tests {
         );
         let two_hosts = parts("GET", "/", &[("x-forwarded-uri", "/a"), ("host", "a"), ("host", "b")]);
         assert_eq!(Original::of(&two_hosts, None).expect("shape").host(), Err(InvalidHost));
+        // What comes after `#` is not part of any path the proxy routes, but it is forwarded.
+        for target in ["/public/x#/../../reports/1", "/a?b=1#&user_key=k"] {
+            assert!(bad(parts("GET", "/", &[("x-original-uri", target)]), None).contains("X-Original-URI"), "{target}");
+        }
+        let no_headers = HeaderMap::new();
+        let unusable = Original::of_check("GET", "/a", &no_headers, false).expect("check");
+        assert_eq!(unusable.host(), Err(InvalidHost));
+    }
+
+    #[test]
+    fn utf8_paths_from_nginx_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-original-uri", HeaderValue::from_bytes("/x/café".as_bytes()).expect("bytes"));
+        let mut nginx = parts("GET", "/decide", &[]);
+        nginx.headers = headers;
+        let original = Original::of(&nginx, None).expect("utf-8 path");
+        assert_eq!(original.uri.path(), "/x/café");
+    }
+
+    #[test]
+    fn envoy_over_http2_names_its_host_as_the_authority() {
+        let mut envoy = parts("GET", "http://partner.example.com/authz/v1/secret", &[]);
+        envoy.version = hyper::Version::HTTP_2;
+        let original = Original::of(&envoy, Some("/authz")).expect("h2");
+        assert_eq!(original.uri, "/v1/secret");
+        assert_eq!(original.host().expect("host").map(RequestHost::name).as_deref(), Some("partner.example.com"));
     }
 }

@@ -290,6 +290,19 @@ async fn decisions_route_by_the_original_host_and_honour_the_lifecycle() {
     assert_eq!(error(bad_host), (StatusCode::BAD_REQUEST, "invalid_host".to_owned()));
     let retired = get(&url, &[("x-original-uri", "/gone/"), ("x-api-key", fixture.key.as_str())]).await;
     assert_eq!(error(retired), (StatusCode::GONE, "api_retired".to_owned()));
+
+    // What the proxy forwards is what is decided: no method the rules would read in another
+    // case, no tunnel, and no fragment hiding the rest of what nginx passes on raw.
+    let key = fixture.key.as_str();
+    let lower =
+        get(&url, &[("x-forwarded-uri", "/pets/items/1"), ("x-forwarded-method", "get"), ("x-api-key", key)]).await;
+    assert_eq!(error(lower), (StatusCode::BAD_REQUEST, "invalid_method".to_owned()));
+    let tunnel =
+        get(&url, &[("x-original-uri", "/pets/items/1"), ("x-original-method", "CONNECT"), ("x-api-key", key)]).await;
+    assert_eq!(error(tunnel), (StatusCode::NOT_IMPLEMENTED, "tunnel_not_supported".to_owned()));
+    let fragment = get(&url, &[("x-original-uri", "/pets/items/1#/../../admin"), ("x-api-key", key)]).await;
+    assert_eq!(error(fragment), (StatusCode::BAD_REQUEST, "invalid_decision_request".to_owned()));
+    assert_eq!(get(&url, &[("x-original-uri", "/pets/items/1"), ("x-api-key", key)]).await.status, StatusCode::OK);
     agent.shutdown().await.expect("clean shutdown");
 }
 
