@@ -67,7 +67,13 @@ pub async fn the_usual_cases(
     url: impl Fn(&str) -> String,
 ) {
     let key = fixture.key.as_str();
-    let allowed = get(&url("/pets/items/1?a=b"), &[("X-Api-Key", key), ("X-Tollgate-Application", "forged")]).await;
+    // Headers by which an upstream would route another path than the one decided: the
+    // agent cannot strip them here, so the documented config must.
+    let rerouting = [("X-Original-URL", "/admin"), ("X-Rewrite-URL", "/admin"), ("X-Script-Name", "/pets")];
+    let mut headers = vec![("X-Api-Key", key), ("X-Tollgate-Application", "forged"), ("X_Api_Key", key)];
+    headers.extend(rerouting);
+    headers.push(("SCRIPT_NAME", "/pets"));
+    let allowed = get(&url("/pets/items/1?a=b"), &headers).await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.body);
     assert_eq!(upstream.count(), 1);
     let seen = upstream.last();
@@ -78,6 +84,9 @@ pub async fn the_usual_cases(
     );
     assert_eq!(seen.headers.get("x-tollgate-plan").and_then(|v| v.to_str().ok()), Some(&*fixture.plan.to_string()));
     assert!(seen.headers.get("x-api-key").is_none(), "the key reached the upstream: {:?}", seen.headers);
+    for name in ["x_api_key", "x-original-url", "x-rewrite-url", "x-script-name", "script_name"] {
+        assert!(seen.headers.get(name).is_none(), "{name} reached the upstream: {:?}", seen.headers);
+    }
 
     let missing = get(&url("/pets/items/1"), &[]).await;
     assert_eq!((missing.status, missing.error().as_str()), (StatusCode::UNAUTHORIZED, "missing_credentials"));
