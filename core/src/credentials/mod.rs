@@ -211,6 +211,26 @@ pub async fn rotate(
     if current.expires_at.is_some() {
         return Err(Error::Conflict("this key was already rotated; rotate its replacement instead".into()));
     }
+    // One key in its overlap per working key: rotating a replacement again while the key it
+    // replaced still works would keep adding working keys past the application's limit.
+    let predecessor_until = sqlx::query_scalar!(
+        "SELECT expires_at FROM credentials
+         WHERE application_id = $1 AND replaced_by = $2 AND revoked_at IS NULL AND expires_at > now()",
+        app.0,
+        old.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .flatten();
+    if let Some(until) = predecessor_until {
+        let until = until.to_offset(time::UtcOffset::UTC);
+        return Err(Error::Conflict(format!(
+            "the key this one replaced still works until {} {:02}:{:02} UTC; revoke that key first, or rotate this one once it has expired",
+            until.date(),
+            until.hour(),
+            until.minute()
+        )));
+    }
     let (id, secret) = insert_key(&mut tx, app, CredentialKind::for_mode(mode)).await?;
     let expires_at = now + overlap;
     sqlx::query!("UPDATE credentials SET expires_at = $2, replaced_by = $3 WHERE id = $1", old.0, expires_at, id.0)

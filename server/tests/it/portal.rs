@@ -301,6 +301,23 @@ async fn a_key_is_shown_once_then_only_by_prefix_and_rotates_and_revokes(pool: P
     let rotated = page[start..].split('<').next().unwrap().to_owned();
     assert_ne!(rotated, key);
     assert!(page.contains("expires "), "the old key shows when it dies");
+    // The replacement cannot be rotated while the old key still works: chained rotations
+    // would keep adding working keys.
+    let new_id = page
+        .match_indices(&marker)
+        .map(|(i, _)| page[i + marker.len()..].split('/').next().unwrap())
+        .find(|id| *id != key_id && page.contains(&format!("{path}/keys/{id}/rotate")))
+        .unwrap()
+        .to_owned();
+    let form = [("csrf_token", csrf_from(&page)), ("overlap_hours", "24".to_owned())];
+    let chained = app.client.post(app.url(&format!("{path}/keys/{new_id}/rotate"))).form(&form).send().await.unwrap();
+    assert_eq!(chained.status(), 409);
+    assert!(chained.text().await.unwrap().contains("the key this one replaced still works until"));
+    let working: i64 = sqlx::query_scalar("SELECT count(*) FROM credentials WHERE revoked_at IS NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(working, 2);
 
     // Revoke the old key: immediate.
     let res = app.post_form(&format!("{path}/keys/{key_id}/revoke"), &[("csrf_token", &csrf_from(&page))]).await;
