@@ -65,12 +65,11 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// The same words for a wrong password, an unknown email and a paused
-/// account, so the form cannot be used to learn who has an account.
-const REJECTED: &str = "That email and password do not match an account, or sign-in is paused after repeated failures. Check them and try again in a minute, or reset your password.";
-
-/// Only someone who knows the password sees this, so it reveals nothing new.
-const UNVERIFIED: &str = "Verify your email address before signing in: follow the link we emailed you, or ask for a new one on the \"Resend verification\" page.";
+/// The same words for a wrong password, an unknown email, a paused account and an address
+/// not verified yet, so the form cannot be used to learn who has an account. (Whoever signs
+/// up with an address sets the password of a new account, but not of one that exists: an
+/// answer of its own for "right password, not verified" told the two apart.)
+const REJECTED: &str = "That email and password do not match a verified account, or sign-in is paused after repeated failures. Check them and try again in a minute, or reset your password. Just signed up? Follow the link we emailed you first, or ask for a new one on the \"Resend verification\" page.";
 
 pub async fn submit(
     session: Session,
@@ -82,7 +81,7 @@ pub async fn submit(
 ) -> PageResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
     let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password, &client).await? {
-        SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => (StatusCode::FORBIDDEN, UNVERIFIED),
+        SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => (StatusCode::UNAUTHORIZED, REJECTED),
         SignInOutcome::SignedIn(user) => {
             let default = if user.is_admin { "/admin" } else { "/dashboard" };
             session.sign_in(user).await?;

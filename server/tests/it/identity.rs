@@ -171,7 +171,7 @@ async fn a_provider_sign_in_takes_an_unverified_sign_up_away_from_whoever_made_i
     let app = app_with_idp(pool, "owner@example.com", true).await;
     let squatter = TestApp { base: app.base.clone(), pool: app.pool.clone(), client: crate::helpers::client() };
     assert_eq!(crate::portal::sign_up(&squatter, "owner@example.com", "squatter's own password").await.status(), 200);
-    assert_eq!(squatter.sign_in("owner@example.com", "squatter's own password").await.status(), 403, "unverified");
+    assert_eq!(squatter.sign_in("owner@example.com", "squatter's own password").await.status(), 401, "unverified");
 
     assert_eq!(location(&sign_in_with_provider(&app).await), "/dashboard");
     let res = squatter.sign_in("owner@example.com", "squatter's own password").await;

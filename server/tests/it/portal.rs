@@ -64,8 +64,15 @@ async fn sign_up_sends_a_single_use_verification_link_and_then_sign_in_works(poo
     assert!(res.text().await.unwrap().contains("Check your email"));
     let (subject, body) = last_mail(&app.pool, "ada@example.com").await;
     assert!(subject.contains("Verify your email"), "{subject}");
-    // Not verified yet: sign-in is refused with a pointer to verification.
-    assert_eq!(app.sign_in("ada@example.com", "correct horse battery").await.status(), 403);
+    // Not verified yet: sign-in is refused with a pointer to verification, in the words of a
+    // wrong password (else signing up, then in, would tell whether the address had an account).
+    let unverified = app.sign_in("ada@example.com", "correct horse battery").await;
+    assert_eq!(unverified.status(), 401);
+    let unverified = error_text(&unverified.text().await.unwrap());
+    assert!(unverified.contains("Follow the link we emailed you"), "{unverified}");
+    let wrong = app.sign_in("ada@example.com", "not the password at all").await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(error_text(&wrong.text().await.unwrap()), unverified);
     let token = link_token(&body, "/verify");
     // Opening the link changes nothing; the button does.
     let html = app.get(&format!("/verify?token={token}")).await.text().await.unwrap();
@@ -78,6 +85,13 @@ async fn sign_up_sends_a_single_use_verification_link_and_then_sign_in_works(poo
     let res = app.post_form("/verify", &[("csrf_token", &csrf_from(&html)), ("token", &token)]).await;
     assert_eq!(res.status(), 410);
     assert_eq!(location(&app.sign_in("ada@example.com", "correct horse battery").await), "/dashboard");
+}
+
+/// The sign-in page's error line.
+fn error_text(page: &str) -> String {
+    let marker = "id=\"login-error\">";
+    let start = page.find(marker).unwrap_or_else(|| panic!("no error in {page}")) + marker.len();
+    page[start..].split('<').next().unwrap().to_owned()
 }
 
 /// An address is one address whatever its case, as people type it: sign-in, sign-up and
