@@ -37,7 +37,8 @@ pub async fn choices(pool: &PgPool, account: AccountId, app: ApplicationId) -> R
                       AS "usage_priced!"
          FROM applications ap
          JOIN api_products a ON a.id = ap.api_id AND api_open_to(a.id, a.state, ap.account_id)
-         JOIN plans p ON p.api_id = ap.api_id AND p.published AND p.id <> ap.plan_id
+         JOIN plans now ON now.id = ap.plan_id
+         JOIN plans p ON p.api_id = ap.api_id AND p.published AND p.id <> ap.plan_id AND p.time_zone = now.time_zone
          WHERE ap.id = $1 AND ap.account_id = $2
          ORDER BY p.monthly_fee, p.position, p.name"#,
         app.0,
@@ -113,6 +114,7 @@ pub async fn request(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| Error::invalid("plan_id", "choose a published plan of the application's API"))?;
+    same_time_zone(&mut tx, app.0, plan.0).await?;
     let outcome = if target.approval_required {
         sqlx::query!(
             "UPDATE applications SET requested_plan_id = $2, plan_requested_at = now(), updated_at = now() WHERE id = $1",
@@ -330,6 +332,7 @@ pub async fn decide(pool: &PgPool, app: ApplicationId, decision: Decision, actor
 /// Puts the application on `plan` (the trigger on `applications` closes and opens its
 /// subscription segments, so billing prorates) and tells the agents its new limits.
 async fn move_to(tx: &mut sqlx::PgConnection, app: Uuid, plan: Uuid) -> Result<()> {
+    same_time_zone(&mut *tx, app, plan).await?;
     sqlx::query!(
         "UPDATE applications SET plan_id = $2, requested_plan_id = NULL, plan_requested_at = NULL, updated_at = now()
          WHERE id = $1",
@@ -339,6 +342,32 @@ async fn move_to(tx: &mut sqlx::PgConnection, app: Uuid, plan: Uuid) -> Result<(
     .execute(&mut *tx)
     .await?;
     record_change(tx, Entity::Application, app, false, None).await?;
+    Ok(())
+}
+
+/// An application moves only between plans that count months in one time zone: its usage is
+/// filed in month buckets of its plan's zone as it arrives, and a month's invoice reads the
+/// buckets of one zone, so a move across zones would leave part of a month unbilled.
+async fn same_time_zone(tx: &mut sqlx::PgConnection, app: Uuid, plan: Uuid) -> Result<()> {
+    let zones = sqlx::query!(
+        r#"SELECT now.time_zone AS current, p.time_zone AS target
+           FROM applications a JOIN plans now ON now.id = a.plan_id JOIN plans p ON p.id = $2
+           WHERE a.id = $1"#,
+        app,
+        plan
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if zones.current != zones.target {
+        return Err(Error::invalid(
+            "plan_id",
+            format!(
+                "this plan counts its months in {}, the application's in {}: an application moves only between plans of one time zone",
+                zones.target, zones.current
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -468,6 +468,33 @@ async fn plan_changes_need_the_form_token_and_the_applications_own_account(pool:
     assert_eq!(current_plan(&pool, id).await, ("small".to_owned(), None));
 }
 
+/// Usage is filed in month buckets of the plan's time zone as it arrives, and a month is
+/// billed from one zone's buckets: a move across zones would leave part of a month unbilled.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_application_moves_only_between_plans_of_one_time_zone(pool: PgPool) {
+    let app = portal(pool.clone()).await;
+    sqlx::query(
+        "INSERT INTO plans (id, api_id, system_name, name, published, monthly_fee, time_zone)
+         SELECT $1, id, 'tokyo', 'Tokyo', true, 10, 'Asia/Tokyo' FROM api_products WHERE slug = 'weather'",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let id = register(&app, "Zoned", "small").await;
+    let page = app.get(&format!("/apps/{id}")).await.text().await.unwrap();
+    let tokyo = plan_id(&pool, "tokyo").await.to_string();
+    assert!(page.contains(&plan_id(&pool, "large").await.to_string()), "a plan of the same zone is offered");
+    assert!(!page.contains(&tokyo), "a plan of another zone is not offered");
+    let res = change_plan(&app, id, "tokyo").await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("counts its months in Asia/Tokyo"), "{html}");
+    assert_eq!(current_plan(&pool, id).await, ("small".to_owned(), None));
+    assert_eq!(change_plan(&app, id, "large").await.status(), 303);
+    assert_eq!(current_plan(&pool, id).await, ("large".to_owned(), None));
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn every_admin_is_mailed_and_notified_of_a_plan_change_request_with_a_link_to_the_application(pool: PgPool) {
     let app = portal(pool.clone()).await;
