@@ -107,8 +107,24 @@ pub struct Subject {
     pub setup: bool,
 }
 
-/// Amounts issued invoices already charged, by subject.
-pub type Billed = HashMap<Subject, Decimal>;
+/// What issued invoices already charged for a subject, and on what basis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Charged {
+    pub amount: Decimal,
+    /// Fees: the monthly fee the month was first billed at. A correction prorates the time
+    /// on the plan again at this fee, never at one the admin set since.
+    pub fee: Option<Decimal>,
+    /// Usage: the units the month had reached when it was last billed. A correction prices
+    /// only the units that came since.
+    pub units: Option<i64>,
+}
+
+/// What issued invoices already charged, by subject.
+pub type Billed = HashMap<Subject, Charged>;
+
+/// What issued invoices already charged for a month's usage of a metric, whichever plan
+/// priced it: by (application, metric, month).
+pub type BilledUsage = HashMap<(Uuid, Uuid, Month), Charged>;
 
 /// One invoice line, rounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +137,10 @@ pub struct Line {
     pub unit_price: Decimal,
     /// Rounded once to the currency's minor unit.
     pub amount: Decimal,
+    /// The monthly fee a fee line was priced at (see [`Charged::fee`]).
+    pub priced_fee: Option<Decimal>,
+    /// The units a usage line's month had reached (see [`Charged::units`]).
+    pub priced_units: Option<i64>,
 }
 
 /// Everything the computation needs about one account.
@@ -130,6 +150,7 @@ pub struct AccountInput<'a> {
     pub subscriptions: &'a [Subscription],
     pub usage: &'a Usage,
     pub billed: &'a Billed,
+    pub billed_usage: &'a BilledUsage,
     /// Months (and currencies) that already have an issued invoice for this account.
     pub invoiced: &'a BTreeSet<(Month, Currency)>,
 }
@@ -217,15 +238,6 @@ fn fee_lines(
     }
     for plan in plans {
         let Some(correction) = may_bill(input, m, plan.currency, is_main, true) else { continue };
-        let period = m.in_zone(&plan.time_zone);
-        let from = Interval::new(billable_from, Timestamp::MAX);
-        let (exact, seconds) =
-            sub.segments.iter().filter(|s| s.plan.id == plan.id).map(|s| s.interval().intersect(&from)).fold(
-                (Decimal::ZERO, 0i64),
-                |(sum, secs), b| {
-                    (sum + prorate(plan.monthly_fee, &period, &b), secs + period.intersect(&b).seconds().max(0))
-                },
-            );
         let subject = Subject {
             application_id: sub.application_id,
             plan_id: plan.id,
@@ -233,11 +245,25 @@ fn fee_lines(
             service_month: m,
             setup: false,
         };
+        let charged = input.billed.get(&subject).copied().unwrap_or_default();
+        let already = charged.amount;
+        // A month already billed keeps the fee it was billed at: a price the admin changed
+        // since applies to months not billed yet.
+        let fee = charged.fee.unwrap_or(plan.monthly_fee);
+        let period = m.in_zone(&plan.time_zone);
+        let from = Interval::new(billable_from, Timestamp::MAX);
+        let (exact, seconds) = sub
+            .segments
+            .iter()
+            .filter(|s| s.plan.id == plan.id)
+            .map(|s| s.interval().intersect(&from))
+            .fold((Decimal::ZERO, 0i64), |(sum, secs), b| {
+                (sum + prorate(fee, &period, &b), secs + period.intersect(&b).seconds().max(0))
+            });
         let owed = plan.currency.round(exact);
-        let already = input.billed.get(&subject).copied().unwrap_or_default();
         let amount = owed - already;
         // A free plan's fee is no line at all.
-        if amount.is_zero() && (correction || plan.monthly_fee.is_zero() || seconds == 0) {
+        if amount.is_zero() && (correction || fee.is_zero() || seconds == 0) {
             continue;
         }
         let fraction = Decimal::from(seconds) / Decimal::from(period.seconds().max(1));
@@ -254,10 +280,20 @@ fn fee_lines(
                 LineKind::MonthlyFee,
                 format!("{}: {} monthly fee for {m}{what}", sub.application_name, plan.name),
                 fraction.round_dp(6),
-                plan.monthly_fee,
+                fee,
             )
         };
-        out.push(Line { subject, kind, currency: plan.currency, description, quantity, unit_price, amount });
+        out.push(Line {
+            subject,
+            kind,
+            currency: plan.currency,
+            description,
+            quantity,
+            unit_price,
+            amount,
+            priced_fee: Some(fee),
+            priced_units: None,
+        });
     }
 }
 
@@ -293,12 +329,19 @@ fn usage_lines(
             setup: false,
         };
         let owed = plan.currency.round(exact);
-        let already = input.billed.get(&subject).copied().unwrap_or_default();
-        let amount = owed - already;
-        if amount.is_zero() && (correction || units == 0) {
+        // Whatever plan priced the month before (the application may have moved since):
+        // only the units that came since are priced, at today's tiers, so neither a move nor
+        // a price edited since bills a month's usage again.
+        let charged = input.billed_usage.get(&(sub.application_id, pricing.metric_id, m)).copied().unwrap_or_default();
+        let amount = match charged.units {
+            Some(billed_units) if billed_units == units => Decimal::ZERO,
+            Some(billed_units) => owed - plan.currency.round(charge(pricing.mode, &pricing.tiers, billed_units)),
+            None => owed - charged.amount,
+        };
+        if amount.is_zero() && (correction || units == 0 || charged.units.is_some()) {
             continue;
         }
-        let line = if correction || !already.is_zero() {
+        let line = if correction || !charged.amount.is_zero() || charged.units.is_some() {
             Line {
                 subject,
                 kind: LineKind::Adjustment,
@@ -310,6 +353,8 @@ fn usage_lines(
                 quantity: Decimal::ONE,
                 unit_price: amount,
                 amount,
+                priced_fee: None,
+                priced_units: Some(units),
             }
         } else {
             Line {
@@ -323,6 +368,8 @@ fn usage_lines(
                 quantity: Decimal::from(units),
                 unit_price: if units > 0 { (exact / Decimal::from(units)).round_dp(6) } else { Decimal::ZERO },
                 amount,
+                priced_fee: None,
+                priced_units: Some(units),
             }
         };
         out.push(line);
@@ -361,6 +408,8 @@ fn setup_line(sub: &Subscription, m: Month, billable_from: Timestamp, out: &mut 
         quantity: Decimal::ONE,
         unit_price: plan.setup_fee,
         amount: plan.currency.round(plan.setup_fee),
+        priced_fee: None,
+        priced_units: None,
     });
 }
 

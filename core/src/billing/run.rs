@@ -27,8 +27,8 @@ use tollgate_protocol::period::TimeZoneName;
 use uuid::Uuid;
 
 use super::compute::{
-    self, AccountInput, Billed, BillingMode, Line, LineKind, MetricPricing, PlanTerms, Segment, Subject, Subscription,
-    Usage,
+    self, AccountInput, Billed, BilledUsage, BillingMode, Line, LineKind, MetricPricing, PlanTerms, Segment, Subject,
+    Subscription, Usage,
 };
 use super::invoice::{InvoiceNumber, InvoiceState};
 use super::money::Currency;
@@ -371,6 +371,7 @@ enum Outcome {
 struct Inputs {
     subscriptions: Vec<Subscription>,
     billed: Billed,
+    billed_usage: BilledUsage,
     invoiced: BTreeSet<(Month, Currency)>,
     /// The account's invoices that are not cancelled, sorted: `billed` and `invoiced`
     /// (and whether setup fees were billed) follow from exactly these.
@@ -394,6 +395,7 @@ impl Inputs {
             subscriptions: &self.subscriptions,
             usage,
             billed: &self.billed,
+            billed_usage: &self.billed_usage,
             invoiced: &self.invoiced,
         })
     }
@@ -519,6 +521,8 @@ async fn insert_invoice(
     let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
     let unit_prices: Vec<Decimal> = lines.iter().map(|l| l.unit_price).collect();
     let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let priced_fees: Vec<Option<Decimal>> = lines.iter().map(|l| l.priced_fee).collect();
+    let priced_units: Vec<Option<i64>> = lines.iter().map(|l| l.priced_units).collect();
     let plans: Vec<Uuid> = lines.iter().map(|l| l.subject.plan_id).collect();
     let metrics: Vec<Option<Uuid>> = lines.iter().map(|l| l.subject.metric_id).collect();
     let months: Vec<time::Date> = lines.iter().map(|l| to_date(l.subject.service_month)).collect();
@@ -538,14 +542,15 @@ async fn insert_invoice(
                RETURNING id
            ), lines AS (
                INSERT INTO invoice_lines (id, invoice_id, application_id, subject_application_id, kind, description,
-                                          quantity, unit_price, amount, plan_id, metric_id, service_month)
+                                          quantity, unit_price, amount, plan_id, metric_id, service_month,
+                                          priced_fee, priced_units)
                SELECT gen_random_uuid(), invoice.id, a.id, t.app, t.kind::invoice_line_kind, t.description, t.quantity,
-                      t.unit_price, t.amount, p.id, m.id, t.service_month
+                      t.unit_price, t.amount, p.id, m.id, t.service_month, t.priced_fee, t.priced_units
                FROM invoice
                CROSS JOIN unnest($15::uuid[], $16::text[], $17::text[], $18::numeric[], $19::numeric[], $20::numeric[],
-                                 $21::uuid[], $22::uuid[], $23::date[])
+                                 $21::uuid[], $22::uuid[], $23::date[], $25::numeric[], $26::int8[])
                     WITH ORDINALITY AS t(app, kind, description, quantity, unit_price, amount, plan, metric,
-                                         service_month, n)
+                                         service_month, priced_fee, priced_units, n)
                LEFT JOIN applications a ON a.id = t.app
                LEFT JOIN plans p ON p.id = t.plan
                LEFT JOIN metrics m ON m.id = t.metric
@@ -581,7 +586,9 @@ async fn insert_invoice(
         &plans,
         &metrics as &[Option<Uuid>],
         &months,
-        &steps
+        &steps,
+        &priced_fees as &[Option<Decimal>],
+        &priced_units as &[Option<i64>]
     )
     .fetch_one(&mut **tx)
     .await?;
@@ -715,7 +722,10 @@ async fn load_billed(
 ) -> Result<()> {
     let rows = sqlx::query!(
         r#"SELECT i.account_id, l.subject_application_id AS "app!", l.plan_id AS "plan!", l.metric_id,
-                  l.service_month AS "service_month!", l.kind AS "kind: LineKind", sum(l.amount) AS "amount!"
+                  l.service_month AS "service_month!", l.kind AS "kind: LineKind", sum(l.amount) AS "amount!",
+                  (array_agg(l.priced_fee ORDER BY i.id, l.created_at) FILTER (WHERE l.priced_fee IS NOT NULL))[1]
+                      AS priced_fee,
+                  max(l.priced_units) AS priced_units
            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
            WHERE i.account_id = ANY($1) AND (i.state <> 'cancelled' OR i.charges_waived)
              AND l.subject_application_id IS NOT NULL AND l.plan_id IS NOT NULL AND l.service_month IS NOT NULL
@@ -733,7 +743,18 @@ async fn load_billed(
             service_month,
             setup: r.kind == LineKind::SetupFee,
         };
-        *into.entry(r.account_id).or_default().billed.entry(subject).or_default() += r.amount;
+        let inputs = into.entry(r.account_id).or_default();
+        let charged = inputs.billed.entry(subject).or_default();
+        charged.amount += r.amount;
+        // A monthly fee line and its corrections (adjustments) are one subject: the first
+        // price recorded is the one the month was billed at.
+        charged.fee = charged.fee.or(r.priced_fee);
+        charged.units = charged.units.max(r.priced_units);
+        if let Some(metric) = r.metric_id.filter(|_| r.kind != LineKind::SetupFee) {
+            let usage = inputs.billed_usage.entry((r.app, metric, service_month)).or_default();
+            usage.amount += r.amount;
+            usage.units = usage.units.max(r.priced_units);
+        }
     }
     // An application's setup fee is billed once, on its account's invoices (an application
     // never changes account). Asked per page, not per segment: a per-row subquery was planned

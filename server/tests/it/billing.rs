@@ -613,6 +613,75 @@ async fn late_usage_goes_on_the_next_invoice_as_an_adjustment(pool: PgPool) {
     assert!(dec.iter().all(|l| l.service_month == "2025-12"), "{dec:?}");
 }
 
+/// An admin raises a plan's fee and its usage price after October and November were
+/// invoiced: December's invoice charges the new prices for December, and corrects the months
+/// before only for what changed in them (late calls), at no new price for what was billed.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_price_change_applies_to_months_not_yet_billed(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic = plan(&pool, &api, PlanSpec { monthly_fee: "10", tiers: tiers(), ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    usage(&pool, app, api.hits, "2025-10-01T00:00:00Z", 100).await;
+    bill(&pool, "2025-10").await;
+    usage(&pool, app, api.hits, "2025-11-01T00:00:00Z", 200).await;
+    bill(&pool, "2025-11").await;
+    assert_eq!(invoice(&pool, acc, "2025-11").await.2, d("12"));
+
+    sqlx::query("UPDATE plans SET monthly_fee = 20 WHERE id = $1").bind(basic).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE pricing_rules SET price_per_unit = price_per_unit * 3 WHERE plan_id = $1")
+        .bind(basic)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Ten late November calls, and December's own.
+    usage(&pool, app, api.hits, "2025-11-01T00:00:00Z", 210).await;
+    usage(&pool, app, api.hits, "2025-12-01T00:00:00Z", 100).await;
+    bill(&pool, "2025-12").await;
+    // December: 20.00, 100 × 0.03; November: the 10 late calls at today's 0.03. Before, the
+    // two months already billed got their fees again at the new price (+10.00 each) and
+    // their usage repriced (+2.00 and +4.20).
+    let (_, _, total, lines) = invoice(&pool, acc, "2025-12").await;
+    assert_eq!(
+        lines,
+        [line("adjustment", "0.3", "2025-11"), line("monthly_fee", "20", "2025-12"), line("usage", "3", "2025-12")]
+    );
+    assert_eq!(total, d("23.3"));
+}
+
+/// Prepaid bills a month's usage just before the month ends (with the next month's fee in
+/// advance). The developer then moves to another plan in the month's last hours: the next
+/// invoice bills only the calls made since, not the whole month again under the new plan.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_move_after_a_months_usage_was_billed_bills_only_the_calls_since(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let a = plan(&pool, &api, PlanSpec { name: "a", tiers: tiers(), ..PlanSpec::default() }).await;
+    let b = plan(&pool, &api, PlanSpec { name: "b", tiers: tiers(), ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, a, "app", "2025-09-01T00:00:00Z").await;
+    sqlx::query("UPDATE billing_settings SET mode = 'prepaid'").execute(&pool).await.unwrap();
+    usage(&pool, app, api.hits, "2025-11-01T00:00:00Z", 1000).await;
+    bill(&pool, "2025-12").await;
+    assert_eq!(invoice(&pool, acc, "2025-12").await.3, [line("usage", "10", "2025-11")]);
+
+    let actor = tollgate_core::audit::Actor::system("test");
+    let moved = tollgate_core::plans::PlanId(b);
+    tollgate_core::applications::plan_change::change_by_admin(
+        &pool,
+        tollgate_core::applications::ApplicationId(app),
+        moved,
+        &actor,
+    )
+    .await
+    .unwrap();
+    let change = "2025-11-30T15:00:00Z";
+    move_segments(&pool, app, &[("2025-09-01T00:00:00Z", Some(change)), (change, None)]).await;
+    usage(&pool, app, api.hits, "2025-11-01T00:00:00Z", 1100).await;
+    bill(&pool, "2026-01").await;
+    // The 100 calls since, past the first tier: 100 × 0.005. Before: all 1,100 again, 10.50.
+    assert_eq!(invoice(&pool, acc, "2026-01").await.3, [line("adjustment", "0.5", "2025-11")]);
+}
+
 /// Four accounts, each with one 10.00 application.
 async fn four_accounts(pool: &PgPool) -> Vec<Uuid> {
     let api = api(pool, "weather").await;
