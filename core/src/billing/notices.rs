@@ -47,6 +47,7 @@ async fn load(conn: &mut PgConnection, invoice: Uuid, base_url: &str, admin: boo
             total: currency.format(r.total),
             due: r.due_at.map(day),
             link: format!("{base_url}{path}"),
+            credit: r.total.is_sign_negative() && !r.total.is_zero(),
         },
         paid: r.paid,
     })

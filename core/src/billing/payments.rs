@@ -252,6 +252,9 @@ pub async fn record_manual_payment(
     if reference.chars().any(char::is_control) {
         return Err(Error::invalid("reference", "use no control characters"));
     }
+    if amount <= Decimal::ZERO {
+        return Err(Error::invalid("amount", "must be more than zero"));
+    }
     let mut tx = pool.begin().await?;
     let row = sqlx::query!(
         r#"SELECT state AS "state: InvoiceState", total, currency FROM invoices WHERE id = $1 FOR UPDATE"#,

@@ -451,7 +451,10 @@ async fn bill_account(
     for currency in currencies {
         let mine: Vec<Line> = lines.iter().filter(|l| l.currency == currency).cloned().collect();
         let (subtotal, tax, total) = compute::totals(currency, &mine, settings.tax_rate);
-        let state = if total.is_zero() { InvoiceState::Paid } else { InvoiceState::Pending };
+        // Nothing to collect: a zero total, or a credit (corrections that owe the account more
+        // than the month charges, e.g. a prepaid month's fee for an application deleted early).
+        // A credit left pending could never be paid, and would show as revenue outstanding.
+        let state = if total <= Decimal::ZERO { InvoiceState::Paid } else { InvoiceState::Pending };
         let number = if dry_run {
             None
         } else {
@@ -558,7 +561,9 @@ async fn insert_invoice(
            ), steps AS (
                INSERT INTO invoice_transitions (invoice_id, from_state, to_state, actor_label, note)
                SELECT invoice.id, lag(s) OVER (ORDER BY n), s, 'billing run',
-                      CASE WHEN s = 'paid' THEN 'nothing to pay' ELSE '' END
+                      CASE WHEN s <> 'paid' THEN ''
+                           WHEN $11 < 0 THEN 'a credit: nothing to collect, owed to the account'
+                           ELSE 'nothing to pay' END
                FROM invoice CROSS JOIN unnest($24::text[]) WITH ORDINALITY AS t(s, n)
                ORDER BY n
            )

@@ -273,11 +273,16 @@ pub struct InvoiceFacts {
     pub due: Option<String>,
     /// The invoice's page, an absolute URL.
     pub link: String,
+    /// The total is below zero: the provider owes the account.
+    pub credit: bool,
 }
 
 /// An invoice was issued to the recipient's account.
 pub fn invoice_issued(to: &str, invoice: &InvoiceFacts, paid: bool) -> Outgoing {
     let payment = match (&invoice.due, paid) {
+        _ if invoice.credit => {
+            "This invoice is a credit in your favour: there is nothing to pay, and the provider refunds it or sets it against a later invoice.".to_owned()
+        }
         (_, true) => "There is nothing to pay.".to_owned(),
         (Some(due), false) => format!("Due date: {due}"),
         (None, false) => String::new(),

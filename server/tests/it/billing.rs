@@ -450,6 +450,35 @@ async fn a_deleted_application_pays_its_final_prorated_fee_and_its_usage(pool: P
     assert!(nov.invoices.is_empty());
 }
 
+/// Prepaid: December's fee went out in advance, and the application was deleted on the 11th.
+/// January's invoice owes the account the rest of December: a credit, issued with nothing to
+/// collect (left pending, it could never be paid and showed as revenue outstanding).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_credit_is_issued_with_nothing_to_collect(pool: PgPool) {
+    let api = api(&pool, "weather").await;
+    let basic = plan(&pool, &api, PlanSpec { monthly_fee: "31", ..PlanSpec::default() }).await;
+    let acc = account(&pool, "acme").await;
+    let app = application(&pool, acc, &api, basic, "app", "2025-09-01T00:00:00Z").await;
+    sqlx::query("UPDATE billing_settings SET mode = 'prepaid'").execute(&pool).await.unwrap();
+    bill(&pool, "2025-12").await;
+    assert_eq!(invoice(&pool, acc, "2025-12").await.2, d("62"), "November and December");
+    sqlx::query("DELETE FROM applications WHERE id = $1").bind(app).execute(&pool).await.unwrap();
+    move_segments(&pool, app, &[("2025-09-01T00:00:00Z", Some("2025-12-11T00:00:00Z"))]).await;
+    bill(&pool, "2026-01").await;
+    // 10 of December's 31 days: 10.00, of the 31.00 billed.
+    let (_, state, total, lines) = invoice(&pool, acc, "2026-01").await;
+    assert_eq!(lines, [line("adjustment", "-21", "2025-12")]);
+    assert_eq!((state.as_str(), total), ("paid", d("-21")));
+    let note: String = sqlx::query_scalar(
+        "SELECT t.note FROM invoice_transitions t JOIN invoices i ON i.id = t.invoice_id
+         WHERE i.period_start = '2026-01-01' AND t.to_state = 'paid'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(note.contains("a credit"), "{note}");
+}
+
 async fn rollups_of(pool: &PgPool, app: Uuid) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM usage_rollups WHERE application_id = $1")
         .bind(app)

@@ -164,6 +164,9 @@ async fn a_manual_payment_of_the_total_pays_the_invoice_with_a_payment_row_and_a
     assert_eq!((status, body["field"].as_str()), (422, Some("reference")), "{body}");
     let (status, body) = admin.call(Method::POST, &path, Some(json!({"amount": true, "reference": "BT-42"}))).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("amount")), "{body}");
+    let (status, body) = admin.call(Method::POST, &path, Some(json!({"amount": "-10.00", "reference": "BT-42"}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("amount")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("more than zero"), "{body}");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM payments").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 0);
     // The total: paid, with the payment and its reference.
