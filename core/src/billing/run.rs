@@ -795,14 +795,16 @@ async fn load_billed(
         // Only an invoice of the same mode bills the period: after a switch from prepaid to
         // postpaid, the month whose fees went out in advance still has its usage to bill.
         inputs.period_billed |= period == Some(month) && r.mode == mode;
+        // A month with an invoice, even one cancelled to be corrected, may have its fees
+        // corrected: its charges stay owed, and its month can never be invoiced again.
+        if let (Some(period), Ok(currency)) = (period, Currency::new(r.currency.trim())) {
+            inputs.invoiced.insert((period, currency));
+        }
         // A cancelled invoice that waived its charges still counts as having billed them.
         if r.state == InvoiceState::Cancelled && !r.charges_waived {
             continue;
         }
         inputs.invoice_ids.push(r.id);
-        if let (Some(period), Ok(currency)) = (period, Currency::new(r.currency.trim())) {
-            inputs.invoiced.insert((period, currency));
-        }
     }
     Ok(())
 }

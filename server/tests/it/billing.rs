@@ -1219,7 +1219,12 @@ async fn a_cancelled_invoice_waives_its_charges_only_when_told(pool: PgPool) {
     bill(&pool, "2025-11").await;
     let october = |lines: &[Row]| lines.iter().filter(|l| l.service_month == "2025-10").count();
     assert_eq!(october(&invoice(&pool, waived, "2025-11").await.3), 0, "waived: nothing of October again");
-    assert!(october(&invoice(&pool, corrected, "2025-11").await.3) > 0, "cancelled to be corrected: October is owed");
+    // Cancelled to be corrected: all of October is owed again, its fee as well as its usage
+    // (the month cannot be invoiced again, so its fee was lost before).
+    let november = invoice(&pool, corrected, "2025-11").await.3;
+    assert_eq!(october(&november), 2, "{november:?}");
+    assert!(november.contains(&line("adjustment", "31", "2025-10")), "{november:?}");
+    assert!(november.contains(&line("adjustment", "2.5", "2025-10")), "{november:?}");
     // Only a cancellation waives.
     let id: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND state <> 'cancelled'")
         .bind(waived)
