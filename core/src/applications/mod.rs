@@ -295,10 +295,19 @@ pub async fn transition(
     let next = to
         .next_state(from)
         .ok_or_else(|| Error::Conflict(format!("a {from} application cannot be {}", to.participle())))?;
+    // A trial runs from when the application can first be used: an approval that took three
+    // weeks must not have eaten a two-week trial (billing starts at the approval too).
+    let first_live = from == ApplicationState::Pending && next == ApplicationState::Live;
     sqlx::query!(
-        "UPDATE applications SET state = $2, updated_at = now() WHERE id = $1",
+        "UPDATE applications SET state = $2, updated_at = now(),
+             trial_ends_at = CASE WHEN $3 THEN (SELECT CASE WHEN p.trial_days > 0
+                                                            THEN now() + make_interval(days => p.trial_days) END
+                                                 FROM plans p WHERE p.id = applications.plan_id)
+                                  ELSE trial_ends_at END
+         WHERE id = $1",
         id.0,
-        next as ApplicationState
+        next as ApplicationState,
+        first_live
     )
     .execute(&mut *tx)
     .await?;

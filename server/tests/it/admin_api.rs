@@ -1124,6 +1124,59 @@ async fn owners_are_mailed_when_their_application_is_suspended_and_resumed(pool:
     assert_eq!(sent.last().unwrap().0, format!("Your application {name} was resumed"), "{sent:?}");
 }
 
+/// A plan with a 14-day trial that needs approval: the trial runs from the approval, not from
+/// the request, which may have waited longer than the trial.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_trial_starts_when_the_application_is_approved(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let pool = &admin.app.pool;
+    let (account, plan) = admin.demo_account_and_basic_plan().await;
+    let plan: uuid::Uuid = plan.as_str().unwrap().parse().unwrap();
+    sqlx::query("UPDATE plans SET approval_required = true, trial_days = 14 WHERE id = $1")
+        .bind(plan)
+        .execute(pool)
+        .await
+        .unwrap();
+    let new = json!({"plan_id": plan, "name": "Waiting app"});
+    let (status, app) =
+        admin.call(Method::POST, &format!("/admin/api/v1/accounts/{account}/applications"), Some(new)).await;
+    assert_eq!((status, app["state"].as_str()), (201, Some("pending")), "{app}");
+    let id: uuid::Uuid = app["id"].as_str().unwrap().parse().unwrap();
+    // Three weeks waiting for a decision.
+    sqlx::query("UPDATE applications SET trial_ends_at = trial_ends_at - interval '21 days' WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let act = format!("/admin/api/v1/applications/{id}/actions");
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "approve"}))).await.0, 200);
+    let days_left: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM trial_ends_at - now())::float8 / 86400 FROM applications WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!((13.9..=14.0).contains(&days_left), "{days_left} days of trial left after the approval");
+    // A suspension and resumption later do not start it again.
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "suspend"}))).await.0, 200);
+    sqlx::query("UPDATE applications SET trial_ends_at = trial_ends_at - interval '10 days' WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "resume"}))).await.0, 200);
+    let days_left: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM trial_ends_at - now())::float8 / 86400 FROM applications WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(days_left < 4.1, "{days_left}");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_count_at_the_limit_is_reused_for_seconds_and_a_smaller_one_is_always_fresh(pool: PgPool) {
     use reqwest::Method;
