@@ -55,6 +55,17 @@ async fn role_in(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId
     Ok(role)
 }
 
+/// Locks the account's row before its owners are counted or changed, as account deletion
+/// locks it before it checks who else owns it: an owner leaving while another deletes their
+/// own user would otherwise both see the other still there, and leave the members no owner.
+async fn lock_account(conn: &mut sqlx::PgConnection, account: AccountId) -> Result<()> {
+    sqlx::query_scalar!("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", account.0)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok(())
+}
+
 async fn require_owner(conn: &mut sqlx::PgConnection, account: AccountId, user: UserId) -> Result<()> {
     match role_in(conn, account, user).await? {
         Some(MemberRole::Owner) => Ok(()),
@@ -403,6 +414,7 @@ pub async fn create_organisation(pool: &PgPool, user: UserId, email: &str, name:
 /// (leave). The last owner can do neither to themselves.
 pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_email: &str, member: UserId) -> Result<()> {
     let mut tx = pool.begin().await?;
+    lock_account(&mut tx, account).await?;
     // Existence first: someone else's user id is "not found" for everyone.
     let role = role_in(&mut tx, account, member).await?.ok_or(Error::NotFound)?;
     if actor != member {
@@ -442,6 +454,7 @@ pub async fn transfer_ownership(
         return Err(Error::invalid("member", "choose another member"));
     }
     let mut tx = pool.begin().await?;
+    lock_account(&mut tx, account).await?;
     // Existence first: someone else's user id is "not found" for everyone.
     if role_in(&mut tx, account, member).await?.is_none() {
         return Err(Error::NotFound);

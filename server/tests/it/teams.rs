@@ -79,6 +79,44 @@ async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leav
     assert_eq!(roles, [("new@example.com".to_owned(), "owner".to_owned())]);
 }
 
+/// Leaving takes the account's lock before it counts the owners, as deleting a user takes it
+/// before it checks who else owns the organisation: without it, an owner leaving while the
+/// other owner deletes their user both saw the other one stay, and the members kept no owner.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn leaving_waits_for_an_account_deletion_in_progress(pool: PgPool) {
+    let (owner, member, _, _) = carol_joins_partner_co(pool).await;
+    let account = account_id(&owner.pool, "Partner Co").await;
+    let member_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'carol@example.com'")
+        .fetch_one(&owner.pool)
+        .await
+        .unwrap();
+    let html = member.get("/team").await.text().await.unwrap();
+    // What an account deletion holds while it decides.
+    let mut deletion = owner.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM accounts WHERE id = $1::uuid FOR UPDATE")
+        .bind(&account)
+        .execute(&mut *deletion)
+        .await
+        .unwrap();
+    let path = format!("/team/members/{member_id}/remove");
+    let token = csrf_from(&html);
+    let leaving = tokio::spawn(async move { member.post_form(&path, &[("csrf_token", &token)]).await.status() });
+    let pool = owner.pool.clone();
+    let waiting = || async {
+        assert!(!leaving.is_finished(), "leaving did not wait for the account's lock");
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT id FROM accounts WHERE id = $1 FOR UPDATE%')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    crate::gateway::wait_until(std::time::Duration::from_secs(10), waiting).await;
+    deletion.commit().await.unwrap();
+    assert_eq!(leaving.await.unwrap(), 303);
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn an_owner_withdraws_a_pending_invitation_and_its_link_stops_working(pool: PgPool) {
     let owner = spawn_app(pool).await;
