@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
 
 use super::{Email, UserId};
-use crate::secrets::token_hash;
+use crate::secrets::{random_token, token_hash};
 use crate::stored::stored_enum;
 use crate::{Error, Result};
 
@@ -152,6 +152,64 @@ pub(crate) async fn record_client_failure(pool: &sqlx::PgPool, client: &ClientAd
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// How long a browser stays known to a user's sign-in.
+pub const DEVICE_LIFETIME: Duration = Duration::days(180);
+/// Browsers kept per user: the newest, so a user who clears cookies often pushes out the oldest.
+const DEVICES_PER_USER: i64 = 20;
+
+/// Whether `device` (a browser's device cookie) is one `email`'s user signed in from, or set a
+/// new password in: such a browser is not held by its network's spent budget of failures.
+pub(crate) async fn is_known_device(pool: &sqlx::PgPool, device: Option<&str>, email: &str) -> Result<bool> {
+    let Some(device) = device.filter(|d| !d.is_empty() && d.len() <= 64) else { return Ok(false) };
+    let known = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM sign_in_devices d JOIN users u ON u.id = d.user_id
+                          WHERE d.token_hash = $1 AND u.email = $2::citext AND d.expires_at > now()) AS "known!""#,
+        token_hash(device),
+        email.trim() as _
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(known)
+}
+
+/// Remembers this browser for `user`: `None` when `device` already is one of theirs, else the
+/// new cookie value to set. Only a browser that proved the password or the mailbox gets one.
+pub async fn remember_device(pool: &sqlx::PgPool, user: UserId, device: Option<&str>) -> Result<Option<String>> {
+    if let Some(device) = device.filter(|d| !d.is_empty() && d.len() <= 64) {
+        let renewed = sqlx::query!(
+            "UPDATE sign_in_devices SET expires_at = $3 WHERE token_hash = $1 AND user_id = $2 AND expires_at > now()",
+            token_hash(device),
+            user.0,
+            OffsetDateTime::now_utc() + DEVICE_LIFETIME
+        )
+        .execute(pool)
+        .await?;
+        if renewed.rows_affected() == 1 {
+            return Ok(None);
+        }
+    }
+    let raw = random_token();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO sign_in_devices (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        token_hash(&raw),
+        user.0,
+        OffsetDateTime::now_utc() + DEVICE_LIFETIME
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM sign_in_devices WHERE user_id = $1 AND (expires_at <= now() OR token_hash NOT IN
+             (SELECT token_hash FROM sign_in_devices WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2))",
+        user.0,
+        DEVICES_PER_USER
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(raw))
 }
 
 /// A new password (from a reset link) lifts every pause of the user.

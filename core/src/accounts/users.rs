@@ -251,17 +251,21 @@ pub async fn mark_email_verified(pool: &PgPool, id: UserId) -> Result<()> {
 /// client address): from the sixth failure on, sign-in from that address
 /// pauses for a growing time (see `throttle`). Every path does the same
 /// argon2 work, one verification, so neither an unknown email nor a paused
-/// account answers faster than a wrong password.
+/// account answers faster than a wrong password. `device` is the browser's device cookie.
 pub async fn authenticate(
     pool: &PgPool,
     hasher: &PasswordHasher,
     email: &str,
     password: &str,
     client: &ClientAddress,
+    device: Option<&str>,
 ) -> Result<SignInOutcome> {
     // An address whose hour of failures is spent waits, whichever account it names; no
-    // password is checked, so spraying costs the server nothing either.
-    if let Some(retry_after) = throttle::client_paused_for(pool, client).await? {
+    // password is checked, so spraying costs the server nothing either. A browser the user
+    // signed in from before is not held by what others on its network did.
+    if let Some(retry_after) = throttle::client_paused_for(pool, client).await?
+        && !throttle::is_known_device(pool, device, email).await?
+    {
         return Ok(SignInOutcome::ClientPaused { retry_after });
     }
     let row = sqlx::query!("SELECT id, password_hash FROM users WHERE email = $1::citext", email.trim() as _)

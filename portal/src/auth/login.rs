@@ -3,12 +3,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::{PasswordHasher, SignInOutcome, authenticate};
 use tollgate_core::db::PgPool;
 use tollgate_core::identity::Providers;
-use tollgate_web::{Chrome, ClientIp, CsrfForm, LocalPath, PageResult, Session, render, see_other};
+use tollgate_web::{Chrome, ClientIp, CookiePolicy, CsrfForm, LocalPath, PageResult, Session, render, see_other};
+
+use super::device;
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
@@ -71,22 +73,30 @@ pub struct LoginForm {
 /// answer of its own for "right password, not verified" told the two apart.)
 const REJECTED: &str = "That email and password do not match a verified account, or sign-in is paused after repeated failures. Check them and try again in a minute, or reset your password. Just signed up? Follow the link we emailed you first, or ask for a new one on the \"Resend verification\" page.";
 
+#[allow(clippy::too_many_arguments)]
 pub async fn submit(
+    req: HttpRequest,
     session: Session,
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
     providers: web::Data<Providers>,
+    policy: web::Data<CookiePolicy>,
     ClientIp(client): ClientIp,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> PageResult<HttpResponse> {
     let next = safe_next(form.next.as_deref());
-    let (status, error) = match authenticate(&pool, &hasher, &form.email, &form.password, &client).await? {
+    let device = device::of(&req);
+    let outcome = authenticate(&pool, &hasher, &form.email, &form.password, &client, device.as_deref()).await?;
+    let (status, error) = match outcome {
         SignInOutcome::SignedIn(user) if !user.email_verified && !user.is_admin => (StatusCode::UNAUTHORIZED, REJECTED),
         SignInOutcome::SignedIn(user) => {
             let default = if user.is_admin { "/admin" } else { "/dashboard" };
+            let id = user.id;
             session.sign_in(user).await?;
             let target = if next.is_empty() { default.to_owned() } else { next };
-            return Ok(see_other(target));
+            let mut response = see_other(target);
+            device::remember(&pool, id, &req, policy.secure, &mut response).await?;
+            return Ok(response);
         }
         SignInOutcome::Rejected | SignInOutcome::Throttled { .. } => (StatusCode::UNAUTHORIZED, REJECTED),
         SignInOutcome::ClientPaused { retry_after } => {

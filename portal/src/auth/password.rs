@@ -1,13 +1,15 @@
 //! Forgotten passwords: asking for a reset link and choosing a new password with it.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use tollgate_core::accounts::flows::{self, MailRequest};
 use tollgate_core::accounts::{MailLimits, Password, PasswordHasher};
 use tollgate_core::db::PgPool;
 use tollgate_core::sessions::SessionStore;
-use tollgate_web::{Chrome, ClientIp, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other};
+use tollgate_web::{
+    Chrome, ClientIp, CookiePolicy, CsrfForm, FieldErrors, PageResult, PublicUrl, Session, render, see_other,
+};
 
 use crate::dev_mail::DevMailViewer;
 use crate::message::{TokenQuery, check_your_email, dead_link, plausible};
@@ -92,7 +94,10 @@ pub struct ResetForm {
     end_other_sessions: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn reset(
+    req: HttpRequest,
+    policy: web::Data<CookiePolicy>,
     session: Session,
     pool: web::Data<PgPool>,
     hasher: web::Data<PasswordHasher>,
@@ -116,7 +121,11 @@ pub async fn reset(
             if form.end_other_sessions.is_some() {
                 sessions.destroy_all_for_user(user, session.id_hash().as_deref()).await?;
             }
-            Ok(see_other("/login?reset=1"))
+            // The link proved the mailbox: this browser signs in even from a network whose
+            // failures are spent.
+            let mut response = see_other("/login?reset=1");
+            super::device::remember(&pool, user, &req, policy.secure, &mut response).await?;
+            Ok(response)
         }
         None => Ok(dead_reset_link(chrome)),
     }

@@ -55,6 +55,7 @@ async fn setup(pool: PgPool) -> Setup {
         DEMO_DEVELOPER_EMAIL,
         tollgate::cli::dev::DEMO_DEVELOPER_PASSWORD,
         &localhost,
+        None,
     )
     .await
     .unwrap() else {

@@ -268,6 +268,12 @@ async fn one_address_spraying_a_password_over_many_accounts_runs_out_of_attempts
     use tollgate_core::accounts::throttle::CLIENT_FAILURE_BUDGET;
     seed(&pool).await.unwrap();
     let app = crate::helpers::spawn_app_with(pool, &[("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    // A colleague on the same network signed in there before, and signed out.
+    let colleague = browser(&app);
+    let res = sign_in_from(&colleague, "203.0.113.77", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(location(&res), "/dashboard");
+    let html = colleague.get("/dashboard").await.text().await.unwrap();
+    colleague.post_form("/logout", &[("csrf_token", &csrf_from(&html))]).await;
     let sprayer = browser(&app);
     // One guess per account, known or not: no account's own pause starts.
     for i in 0..CLIENT_FAILURE_BUDGET {
@@ -286,6 +292,31 @@ async fn one_address_spraying_a_password_over_many_accounts_runs_out_of_attempts
     let user = browser(&app);
     let res = sign_in_from(&user, "198.51.100.7", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
     assert_eq!(location(&res), "/dashboard");
+
+    // The colleague's browser is known to their user: the network's spent budget does not
+    // hold it (OWASP's device cookies), but only for that user.
+    let res = sign_in_from(&colleague, "203.0.113.77", DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD).await;
+    assert_eq!(location(&res), "/dashboard");
+    let html = colleague.get("/dashboard").await.text().await.unwrap();
+    colleague.post_form("/logout", &[("csrf_token", &csrf_from(&html))]).await;
+    let res = sign_in_from(&colleague, "203.0.113.77", DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 429, "another user's browser");
+    // A user new to the network resets their password: the browser that followed the link
+    // signs in from there, as the pause page says it would.
+    let newcomer = browser(&app);
+    let token = newcomer.csrf_token("/password/forgot").await;
+    newcomer.post_form("/password/forgot", &[("csrf_token", &token), ("email", DEMO_ADMIN_EMAIL)]).await;
+    let (_, body) = crate::portal::last_mail(&app.pool, DEMO_ADMIN_EMAIL).await;
+    let reset = crate::portal::link_token(&body, "/password/reset");
+    let html = newcomer.get(&format!("/password/reset?token={reset}")).await.text().await.unwrap();
+    let csrf = csrf_from(&html);
+    let form = [("csrf_token", csrf.as_str()), ("token", reset.as_str()), ("password", "a brand new passphrase")];
+    assert_eq!(location(&newcomer.post_form("/password/reset", &form).await), "/login?reset=1");
+    let res = sign_in_from(&newcomer, "203.0.113.77", DEMO_ADMIN_EMAIL, "a brand new passphrase").await;
+    assert_eq!(location(&res), "/admin");
+    // A stranger's browser at that network still waits.
+    let res = sign_in_from(&browser(&app), "203.0.113.77", DEMO_ADMIN_EMAIL, "a brand new passphrase").await;
+    assert_eq!(res.status(), 429);
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

@@ -74,11 +74,16 @@ impl World {
         )
         .await
         .unwrap();
-        let SignInOutcome::SignedIn(dev) =
-            authenticate(&pool, &PasswordHasher::new(1), DEMO_DEVELOPER_EMAIL, DEMO_DEVELOPER_PASSWORD, &localhost())
-                .await
-                .unwrap()
-        else {
+        let SignInOutcome::SignedIn(dev) = authenticate(
+            &pool,
+            &PasswordHasher::new(1),
+            DEMO_DEVELOPER_EMAIL,
+            DEMO_DEVELOPER_PASSWORD,
+            &localhost(),
+            None,
+        )
+        .await
+        .unwrap() else {
             panic!("demo developer signs in")
         };
         let (_, token) =

@@ -83,6 +83,7 @@ impl World {
             DEMO_DEVELOPER_EMAIL,
             DEMO_DEVELOPER_PASSWORD,
             &localhost,
+            None,
         )
         .await
         .unwrap() else {

@@ -153,6 +153,7 @@ pub async fn demo_application(
         DEMO_DEVELOPER_EMAIL,
         DEMO_DEVELOPER_PASSWORD,
         &tollgate_core::accounts::ClientAddress::new(std::net::Ipv4Addr::LOCALHOST.into()),
+        None,
     )
     .await
     .ok()
