@@ -215,10 +215,18 @@ impl Auth {
             let Some(slot) = self.header_slot(name) else { continue };
             let configured = matches!(&self.sources[slot], KeySource::Header(configured) if configured == name);
             // A value that is not visible ASCII cannot be a key; it still counts as a second value.
-            let value = value
-                .to_str()
-                .map_or_else(|_| Cow::Owned(String::from_utf8_lossy(value.as_bytes()).into_owned()), Cow::Borrowed);
-            slots[slot].offer(value, configured)?;
+            match value.to_str() {
+                // No key holds a comma: `A,B` is two values joined, as Envoy's `ext_authz` map
+                // joins a repeated header and as many upstream frameworks read one.
+                Ok(text) => {
+                    for part in text.split(',') {
+                        slots[slot].offer(Cow::Borrowed(part), configured)?;
+                    }
+                }
+                Err(_) => {
+                    slots[slot].offer(Cow::Owned(String::from_utf8_lossy(value.as_bytes()).into_owned()), configured)?
+                }
+            }
         }
         let [first, second] = slots;
         let take = |slot: Slot<'a>| if slot.configured { slot.value } else { None };
@@ -416,6 +424,15 @@ mod tests {
         assert!(header.is_credential_param(b"X-API-KEY"));
         assert!(header.is_credential_param(b"x_api_key[]"));
         assert!(!header.is_credential_param(b"x-api-keys"));
+        // Envoy's `ext_authz` map joins a repeated header with `,`: two keys, not one bad one.
+        let one = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-api-key", HeaderValue::from_static(value));
+            header.read(None, &headers).map(|p| p.get(0).map(str::to_owned))
+        };
+        assert_eq!(one("tg_uk_a,tg_uk_b"), Err(Ambiguous));
+        assert_eq!(one("tg_uk_a, tg_uk_a"), Ok(Some("tg_uk_a".into())));
+        assert_eq!(one("tg_uk_a"), Ok(Some("tg_uk_a".into())));
     }
 
     #[test]

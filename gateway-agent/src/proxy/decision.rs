@@ -227,12 +227,19 @@ fn uuid_value(id: Uuid) -> HeaderValue {
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer)).unwrap_or(HeaderValue::from_static(""))
 }
 
-/// The names of the query parameters that are the API's credentials, in any spelling, each once.
+/// The names of the query parameters that carry the API's credentials, in any spelling, each
+/// once, as Envoy splits a query (at `&` only). A key after a `;` (`a=1;user_key=k`, read as
+/// its own parameter by some upstreams) names the whole `&` pair it is in, `a`: Envoy cannot
+/// remove part of one.
 fn credential_params(api: &crate::config::ApiEntry, query: Option<&str>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        if !name.is_empty() && api.auth.is_credential_param(name.as_bytes()) && !names.iter().any(|n| n == name) {
+        let carries = pair.split(';').any(|piece| {
+            let piece = piece.split_once('=').map_or(piece, |(name, _)| name);
+            !piece.is_empty() && api.auth.is_credential_param(piece.as_bytes())
+        });
+        if carries && !name.is_empty() && !names.iter().any(|n| n == name) {
             names.push(name.to_owned());
         }
     }
