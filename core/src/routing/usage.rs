@@ -132,9 +132,10 @@ pub struct GroupUsage {
 pub async fn per_group(pool: &PgPool, api: ApiId, since: OffsetDateTime) -> Result<Vec<GroupUsage>> {
     // Summed per latency bucket by position, so no two-dimensional array comes back.
     let rows = sqlx::query!(
-        r#"SELECT m.group_name, sum(m.calls)::bigint AS "calls!", sum(m.calls_5xx)::bigint AS "calls_5xx!",
+        r#"SELECT m.group_name, LEAST(sum(m.calls), 9223372036854775807)::bigint AS "calls!",
+                  LEAST(sum(m.calls_5xx), 9223372036854775807)::bigint AS "calls_5xx!",
                   (SELECT array_agg(s ORDER BY i) FROM (
-                       SELECT i, sum(g.latency_buckets[i])::bigint AS s
+                       SELECT i, LEAST(sum(g.latency_buckets[i]), 9223372036854775807)::bigint AS s
                        FROM usage_group_minutes g, generate_series(1, 11) AS i
                        WHERE g.api_id = $1 AND g.minute >= $2 AND g.group_name = m.group_name GROUP BY i) x
                   ) AS "latency!: Vec<i64>"

@@ -64,7 +64,7 @@ pub async fn used_in_window(
 ) -> Result<Vec<(Uuid, i64)>> {
     let (start, end) = bounds(window);
     let rows = sqlx::query!(
-        r#"SELECT application_id, sum(hits)::bigint AS "used!" FROM usage_rollups
+        r#"SELECT application_id, LEAST(sum(hits), 9223372036854775807)::bigint AS "used!" FROM usage_rollups
            WHERE metric_id = $1 AND granularity = $2
              AND bucket_start >= $3 AND bucket_start < $4 AND application_id = ANY($5)
            GROUP BY application_id"#,
@@ -90,7 +90,7 @@ pub async fn used_in_window_by_plan(
 ) -> Result<Vec<(Uuid, i64)>> {
     let (start, end) = bounds(window);
     let rows = sqlx::query!(
-        r#"SELECT r.application_id, sum(r.hits)::bigint AS "used!"
+        r#"SELECT r.application_id, LEAST(sum(r.hits), 9223372036854775807)::bigint AS "used!"
            FROM usage_rollups r
            JOIN applications ap ON ap.id = r.application_id
            WHERE ap.plan_id = $1 AND ap.state <> 'rejected'

@@ -437,7 +437,7 @@ async fn ingest_failed_calls(
 /// minute rollups (for tests and the usage pages).
 pub async fn total_hits(pool: &PgPool, application: Uuid, metric: Uuid) -> Result<i64> {
     let total = sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(hits), 0)::bigint AS "total!" FROM usage_rollups WHERE application_id = $1 AND metric_id = $2 AND granularity = 'minute'"#,
+        r#"SELECT LEAST(coalesce(sum(hits), 0), 9223372036854775807)::bigint AS "total!" FROM usage_rollups WHERE application_id = $1 AND metric_id = $2 AND granularity = 'minute'"#,
         application,
         metric
     )

@@ -419,6 +419,32 @@ async fn monthly_app(s: &Setup, name: &str) -> Uuid {
     app
 }
 
+/// Rollups add up capped at the largest count, but two near it in one limit window summed past
+/// it: every snapshot failed ("bigint out of range"), so no agent became ready, and the alert
+/// round failed on that application for everyone.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_near_the_largest_count_in_one_window_breaks_no_snapshot_and_no_alert(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let app = monthly_app(&s, "Flooded").await;
+    sqlx::query(
+        "INSERT INTO usage_rollups (application_id, metric_id, granularity, bucket_start, hits)
+         SELECT $1, $2, 'day', start + d * interval '1 day', 9000000000000000000
+         FROM (SELECT date_trunc('month', now() AT TIME ZONE 'Europe/Paris') AT TIME ZONE 'Europe/Paris' AS start) m,
+              generate_series(0, 1) AS d",
+    )
+    .bind(app)
+    .bind(s.hits)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let res = s.app.client.get(s.app.url("/agent/v1/config")).bearer_auth(&s.token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // The alert round gets past it: the violation is mailed, and the queue empties.
+    s.post(&batch(vec![entry(app, s.hits, now_minute(), 1)])).await;
+    wait_for_count(&pool, QUEUED, 0).await;
+    wait_for_count(&pool, ALERT_MAILS, 1).await;
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: PgPool) {
     let s = setup(pool.clone()).await;
