@@ -534,6 +534,15 @@ fn merge_keys(map: &mut Map<String, Value>) {
     }
 }
 
+/// The line of the node at `pointer` in a document `parse` accepted (or of its deepest
+/// existing ancestor), for a problem its reader finds later (a path that cannot be a rule).
+pub fn line_of_pointer(source: &str, pointer: &str) -> Option<usize> {
+    let text = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let format = parse_format(text);
+    let doc = read(text, format).ok()?;
+    line_of(text, format, &doc, pointer)
+}
+
 /// The line of the node at `pointer` (or of its deepest existing
 /// ancestor), found by `locate`.
 fn line_of(text: &str, format: SpecFormat, doc: &Value, pointer: &str) -> Option<usize> {

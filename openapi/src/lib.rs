@@ -37,7 +37,7 @@ pub use diff::{
 };
 pub use document::{ImportError, pointer_segment};
 pub use gateway::{CredentialsIn, Gateway, for_gateway};
-pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, parse, reparse};
+pub use import::{MAX_NESTING, MAX_SPEC_BYTES, Operation, ParsedSpec, SpecFormat, line_of_pointer, parse, reparse};
 pub use mock::{ContentMock, MockSource, OperationMock, ResponseMock, mock_operations};
 pub use model::ApiModel;
 pub use sample::{path_examples, request_bodies};

@@ -77,7 +77,7 @@ pub use endpoints::{
 pub use gateway::{LIMITS_PATH, LimitStatus, LimitsReport, RESERVED_SEGMENT, ReservedPath};
 pub use key::{KeyFormatError, KeyHash, KeyHashError, KeyKind, SecretKey};
 pub use mock::{ApiMocks, FEATURE_MOCKS, MockContent, MockExample, MockOperation, MockResponse, MockStatus};
-pub use pattern::{Pattern, PatternError, Segment, Specificity, is_dot_segment};
+pub use pattern::{Part, Pattern, PatternError, Segment, Specificity, is_dot_segment};
 pub use period::{Period, TimeZoneName, UnknownPeriod, UnknownTimeZone, Window, WindowId};
 pub use routing::{DEFAULT_GROUP, RouteOverride, Routing, UpstreamGroup};
 pub use snapshot::{

@@ -1,5 +1,9 @@
 //! Mapping-rule path patterns: `/pets/{id}/photos`, optionally anchored with a trailing `$`.
 //!
+//! OpenAPI path templates are patterns as written: a segment may mix text and parameters
+//! (`/files/{name}.{ext}`, Google's `/v1/{name}:cancel`), and an anchored pattern may end with
+//! a `/` (`/users/$` matches `/users/` only, as Django-style APIs route it).
+//!
 //! Patterns are relative to the API's base path (the agent strips the base path first) and
 //! match whole segments, which is stricter than 3scale's string prefixes: `/pets` matches
 //! `/pets`, `/pets/` and `/pets/7`, but not `/petshop`. Without `$` a pattern matches any path
@@ -18,11 +22,25 @@ use serde::{Deserialize, Serialize};
 /// One `/`-separated piece of a pattern.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Segment {
-    /// Must equal the request segment byte for byte.
+    /// Must equal the request segment byte for byte (empty only as an anchored pattern's
+    /// last segment: a trailing `/`).
     Literal(String),
     /// `{name}`: any one non-empty segment.
     Param(String),
+    /// Text and `{params}` in one segment (`{name}.{ext}`, `{name}:cancel`): the text must
+    /// appear as written, each parameter stands for a non-empty run of the rest.
+    Mixed(Vec<Part>),
 }
+
+/// A piece of a [`Segment::Mixed`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Literal(String),
+    Param(String),
+}
+
+/// Parameters one mixed segment may hold: matching tries the places each could end.
+const MAX_MIXED_PARAMS: usize = 4;
 
 /// A parsed path pattern. Serialised as its source text.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,7 +52,8 @@ pub struct Pattern {
 }
 
 /// A pattern's rank among patterns that match the same path; see [`Pattern::specificity`].
-/// Compares lexicographically: per segment 2 (literal) or 1 (parameter), then 0 if anchored,
+/// Compares lexicographically: per segment 3 (literal), 2 (text and parameters) or 1
+/// (parameter), then 0 if anchored,
 /// so a longer key with an equal prefix (more segments, or the anchor) is greater.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Specificity(Vec<u8>);
@@ -61,7 +80,14 @@ impl Pattern {
         // `/` alone (or `/$`) has no segments: it matches every path (or only the root).
         if !body.is_empty() {
             let mut offset = 1;
-            for piece in body.split('/') {
+            let mut pieces = body.split('/').peekable();
+            while let Some(piece) = pieces.next() {
+                // A trailing `/` is a last, empty segment, when the pattern is anchored: the
+                // path must end with the `/` (unanchored, it would match little but itself).
+                if piece.is_empty() && anchored && pieces.peek().is_none() && !segments.is_empty() {
+                    segments.push(Segment::Literal(String::new()));
+                    break;
+                }
                 segments.push(parse_segment(piece, offset)?);
                 offset += piece.len() + 1;
             }
@@ -87,6 +113,7 @@ impl Pattern {
             let ok = match segment {
                 Segment::Literal(literal) => same_decoded(literal, piece),
                 Segment::Param(_) => !piece.is_empty() && !is_dot_segment(piece),
+                Segment::Mixed(parts) => mixed_matches(parts, piece),
             };
             if !ok {
                 return false;
@@ -103,7 +130,8 @@ impl Pattern {
     pub fn specificity(&self) -> Specificity {
         let mut key = Vec::with_capacity(self.segments.len() + 1);
         key.extend(self.segments.iter().map(|segment| match segment {
-            Segment::Literal(_) => 2u8,
+            Segment::Literal(_) => 3u8,
+            Segment::Mixed(_) => 2u8,
             Segment::Param(_) => 1u8,
         }));
         if self.anchored {
@@ -127,9 +155,17 @@ impl Pattern {
 
     /// Names of the `{params}`, in order.
     pub fn params(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|segment| match segment {
-            Segment::Param(name) => Some(name.as_str()),
-            Segment::Literal(_) => None,
+        self.segments.iter().flat_map(|segment| {
+            let (one, mixed): (Option<&str>, &[Part]) = match segment {
+                Segment::Param(name) => (Some(name.as_str()), &[]),
+                Segment::Mixed(parts) => (None, parts.as_slice()),
+                Segment::Literal(_) => (None, &[]),
+            };
+            let mixed = mixed.iter().filter_map(|part| match part {
+                Part::Param(name) => Some(name.as_str()),
+                Part::Literal(_) => None,
+            });
+            one.into_iter().chain(mixed)
         })
     }
 }
@@ -222,32 +258,90 @@ fn hex(byte: u8) -> Option<u8> {
 fn parse_segment(piece: &str, offset: usize) -> Result<Segment, PatternError> {
     let fail = |position, message| Err(PatternError { position, message });
     if piece.is_empty() {
-        return fail(offset, "empty segment (double or trailing `/`)");
+        return fail(offset, "empty segment (double `/`, or a trailing `/` without `$`)");
     }
-    if let Some(inner) = piece.strip_prefix('{') {
-        let Some(name) = inner.strip_suffix('}') else {
-            return fail(offset, "a parameter is `{name}` and spans the whole segment");
-        };
-        if name.is_empty() {
-            return fail(offset + 1, "empty parameter name");
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at < piece.len() {
+        let rest = &piece[at..];
+        if let Some(inner) = rest.strip_prefix('{') {
+            let Some(close) = inner.find('}') else {
+                return fail(offset + at, "a parameter `{` is not closed by `}`");
+            };
+            let name = &inner[..close];
+            if name.is_empty() {
+                return fail(offset + at + 1, "empty parameter name");
+            }
+            if let Some(bad) = name.find(|c: char| matches!(c, '{' | '$') || c.is_whitespace() || c.is_control()) {
+                return fail(
+                    offset + at + 1 + bad,
+                    "a parameter name has no `{`, `$`, whitespace or control character",
+                );
+            }
+            parts.push(Part::Param(name.to_owned()));
+            at += close + 2;
+            continue;
         }
-        if let Some(bad) = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-            return fail(offset + 1 + bad, "a parameter name uses only A-Z a-z 0-9 _ -");
+        let end = rest.find('{').unwrap_or(rest.len());
+        let text = &rest[..end];
+        // A `$` inside is text (OData's `/$metadata`); only the pattern's last `$` anchors it.
+        if let Some(bad) = text.find(|c: char| matches!(c, '}' | '?' | '#') || c.is_whitespace() || c.is_control()) {
+            let message = match text.as_bytes()[bad] {
+                b'}' => "a `}` closes no parameter",
+                b'?' | b'#' => "a pattern matches paths only, not query strings or fragments",
+                _ => "whitespace or control character",
+            };
+            return fail(offset + at + bad, message);
         }
-        return Ok(Segment::Param(name.to_owned()));
+        parts.push(Part::Literal(text.to_owned()));
+        at += end;
     }
-    if let Some(bad) =
-        piece.find(|c: char| matches!(c, '{' | '}' | '$' | '?' | '#') || c.is_whitespace() || c.is_control())
-    {
-        let message = match piece.as_bytes()[bad] {
-            b'{' | b'}' => "a parameter is `{name}` and spans the whole segment",
-            b'$' => "`$` may only end the pattern",
-            b'?' | b'#' => "a pattern matches paths only, not query strings or fragments",
-            _ => "whitespace or control character",
-        };
-        return fail(offset + bad, message);
+    match parts.as_slice() {
+        [Part::Literal(text)] => Ok(Segment::Literal(text.clone())),
+        [Part::Param(name)] => Ok(Segment::Param(name.clone())),
+        _ if parts.iter().filter(|part| matches!(part, Part::Param(_))).count() > MAX_MIXED_PARAMS => {
+            fail(offset, "at most 4 parameters in one segment")
+        }
+        _ => Ok(Segment::Mixed(parts)),
     }
-    Ok(Segment::Literal(piece.to_owned()))
+}
+
+/// Whether a raw segment matches a mixed segment's parts, compared percent-decoded as literal
+/// segments are. Decodes into a buffer on the stack; a longer segment with escapes is decoded
+/// on the heap (mixed segments are rare, long escaped segments rarer).
+fn mixed_matches(parts: &[Part], piece: &str) -> bool {
+    if piece.is_empty() || is_dot_segment(piece) {
+        return false;
+    }
+    if !piece.as_bytes().contains(&b'%') {
+        return parts_match(parts, piece.as_bytes());
+    }
+    let mut stack = [0u8; 256];
+    let mut length = 0;
+    let mut heap = Vec::new();
+    for byte in Decoded::new(piece) {
+        if length < stack.len() {
+            stack[length] = byte;
+            length += 1;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push(byte);
+        }
+    }
+    if heap.is_empty() { parts_match(parts, &stack[..length]) } else { parts_match(parts, &heap) }
+}
+
+/// Whether `bytes` is the parts in order, each parameter at least one byte long.
+fn parts_match(parts: &[Part], bytes: &[u8]) -> bool {
+    match parts.split_first() {
+        None => bytes.is_empty(),
+        Some((Part::Literal(text), rest)) => {
+            bytes.starts_with(text.as_bytes()) && parts_match(rest, &bytes[text.len()..])
+        }
+        Some((Part::Param(_), rest)) => (1..=bytes.len()).any(|end| parts_match(rest, &bytes[end..])),
+    }
 }
 
 impl fmt::Display for Pattern {
@@ -382,6 +476,53 @@ mod tests {
     }
 
     #[test]
+    fn openapi_templates_are_patterns_as_written() {
+        let file = p("/files/{name}.{ext}$");
+        assert_eq!(
+            file.segments()[1],
+            Segment::Mixed(vec![Part::Param("name".into()), Part::Literal(".".into()), Part::Param("ext".into())])
+        );
+        assert_eq!(file.params().collect::<Vec<_>>(), ["name", "ext"]);
+        assert!(file.matches("/files/report.pdf"));
+        assert!(file.matches("/files/a.tar.gz"));
+        assert!(file.matches("/files/re%70ort.pdf"));
+        assert!(file.matches("/files/report%2Epdf"), "compared decoded, as the upstream reads it");
+        for no in ["/files/report", "/files/.pdf", "/files/report.", "/files/..", "/files/a.b/c"] {
+            assert!(!file.matches(no), "{no}");
+        }
+        let cancel = p("/v1/{name}:cancel$");
+        assert!(cancel.matches("/v1/op7:cancel"));
+        assert!(!cancel.matches("/v1/op7"));
+        assert!(!cancel.matches("/v1/:cancel"));
+        // The more specific of two matching rules: text beats a bare parameter.
+        assert!(cancel.specificity() > p("/v1/{name}$").specificity());
+        assert!(p("/v1/list$").specificity() > cancel.specificity());
+        let dotted = p("/pets/{pet.id}$");
+        assert_eq!(dotted.params().collect::<Vec<_>>(), ["pet.id"]);
+        assert!(dotted.matches("/pets/7"));
+        let long = format!("/files/{}.pdf", "%61".repeat(300));
+        assert!(file.matches(&long), "a long escaped segment is decoded too");
+
+        // As written in real documents: OData's `$`, two parameters side by side.
+        let odata = p("/users/$count$");
+        assert!(odata.matches("/users/$count") && odata.matches("/users/%24count"));
+        assert!(!odata.matches("/users/count"));
+        assert!(p("/$/GetAadMetadata").matches("/$/GetAadMetadata/x"));
+        let side_by_side = p("/blog/{page}{extension}$");
+        assert!(side_by_side.matches("/blog/ab"));
+        assert!(!side_by_side.matches("/blog/a"), "each parameter takes one character at least");
+
+        let slash = p("/users/$");
+        assert_eq!(slash.segments(), [Segment::Literal("users".into()), Segment::Literal(String::new())]);
+        assert!(slash.matches("/users/"));
+        assert!(slash.matches("/users/?a=b"));
+        assert!(!slash.matches("/users"));
+        assert!(!slash.matches("/users/7"));
+        assert!(!slash.matches("/users//"));
+        assert!(p("/users/$").specificity() > p("/users$").specificity());
+    }
+
+    #[test]
     fn dot_segments() {
         for yes in [".", "..", "%2e", "%2E", "%2e%2E", ".%2e", "..;", ".;a=b"] {
             assert!(is_dot_segment(yes), "{yes}");
@@ -397,17 +538,19 @@ mod tests {
         assert_eq!(err("pets"), 0);
         assert_eq!(err(""), 0);
         assert_eq!(err("/pets//x"), 6);
-        assert_eq!(err("/pets/"), 6);
+        assert_eq!(err("/pets/"), 6, "a trailing `/` needs the anchor");
+        assert_eq!(err("//$"), 1);
+        assert_eq!(err("/pets//$"), 6);
         assert_eq!(err("/pets/{id"), 6);
         assert_eq!(err("/pets/{}"), 7);
         assert_eq!(err("/pets/{i d}"), 8);
-        assert_eq!(err("/pets/x{id}"), 7);
-        assert_eq!(err("/pets/$/x"), 6);
+        assert_eq!(err("/pets/a}"), 7);
+        assert_eq!(err("/pets/{a}.{b}.{c}.{d}.{e}"), 6);
         assert_eq!(err("/pets?x={y}"), 5);
         assert_eq!(err("/a b"), 2);
         assert_eq!(
             Pattern::parse("/pets/{id").expect_err("unterminated").to_string(),
-            "at byte 6: a parameter is `{name}` and spans the whole segment"
+            "at byte 6: a parameter `{` is not closed by `}`"
         );
     }
 

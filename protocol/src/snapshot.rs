@@ -657,7 +657,7 @@ mod tests {
         );
         assert_eq!(
             error(|s| s.apis[0].mapping_rules[0].pattern = "/{id".into()),
-            "apis[0].mapping_rules[0].pattern: at byte 1: a parameter is `{name}` and spans the whole segment"
+            "apis[0].mapping_rules[0].pattern: at byte 1: a parameter `{` is not closed by `}`"
         );
         assert!(error(|s| s.apis[0].mapping_rules[0].http_method = "get".into()).contains("http_method"));
         assert!(

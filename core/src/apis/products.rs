@@ -150,6 +150,7 @@ pub async fn create_in(
     new: NewApi,
     actor: &Actor,
 ) -> Result<ApiSummary> {
+    super::rules::check_imported_paths(source, spec)?;
     let name = display_name(&new, spec);
     if name.chars().count() > 200 {
         return Err(Error::invalid("name", "use at most 200 characters"));
@@ -235,9 +236,8 @@ pub async fn create_in(
         )
         .execute(&mut *tx)
         .await?;
-        // Patterns are relative to the API's base path and anchored, so
-        // `/pets` does not also count `/pets/{id}`.
-        let pattern = format!("{}$", op.path);
+        // Relative to the API's base path, anchored; checked before anything was written.
+        let pattern = super::rules::imported_pattern(&op.path);
         sqlx::query!(
             "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position, imported) VALUES ($1, $2, $3, $4, $5, $6, true)",
             Uuid::now_v7(),

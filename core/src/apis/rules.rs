@@ -242,6 +242,49 @@ pub async fn add_rule(pool: &PgPool, api: ApiId, rule: &NewRule, actor: &Actor) 
 /// The longest pattern `mapping_rules.pattern` holds (its `CHECK`).
 const MAX_PATTERN_CHARS: usize = 2048;
 
+/// The mapping rule pattern of an imported operation's path: anchored, so `/pets` does not
+/// also count `/pets/{id}`. What real documents put in a path key that is no path is left
+/// out: a query (`/alerts?lat={lat}`) or fragment (AWS's `/#Action=AddTags`), which a rule
+/// cannot tell apart; whitespace is percent-encoded, as a client sends it.
+pub(crate) fn imported_pattern(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let mut pattern = String::with_capacity(path.len() + 1);
+    for c in path.chars() {
+        if c.is_whitespace() || c.is_control() {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                pattern.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            pattern.push(c);
+        }
+    }
+    pattern.push('$');
+    pattern
+}
+
+/// Every operation's path of an imported document is a pattern agents accept: one they
+/// refused would hold back the whole config of every agent. A path that is not is refused
+/// with its place in the document.
+pub(crate) fn check_imported_paths(source: &str, spec: &tollgate_openapi::ParsedSpec) -> Result<()> {
+    for op in &spec.operations {
+        let pattern = imported_pattern(&op.path);
+        let problem = if pattern.chars().count() > MAX_PATTERN_CHARS {
+            Some(format!("a path of at most {} characters", MAX_PATTERN_CHARS - 1))
+        } else {
+            Pattern::parse(&pattern)
+                .err()
+                .map(|e| format!("this path cannot be a mapping rule (at byte {}: {})", e.position, e.message))
+        };
+        if let Some(message) = problem {
+            let pointer = format!("/paths/{}", tollgate_openapi::pointer_segment(&op.path));
+            let line = tollgate_openapi::line_of_pointer(source, &pointer);
+            return Err(Error::Import(tollgate_openapi::ImportError { pointer, line, message }));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a rule's method, pattern, delta and position, naming every problem; the method
 /// upper-cased.
 pub(crate) fn check_rule(rule: &NewRule) -> Result<String> {

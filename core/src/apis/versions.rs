@@ -88,6 +88,7 @@ pub async fn stage_in(
     inline: bool,
     actor: &Actor,
 ) -> Result<i32> {
+    super::rules::check_imported_paths(source, spec)?;
     let policy = sqlx::query_scalar!(
         r#"SELECT compatibility_policy AS "policy: CompatibilityPolicy" FROM api_products WHERE id = $1 FOR UPDATE"#,
         api.0
@@ -270,7 +271,7 @@ async fn current(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<ParsedSpec> 
 pub const TOP_CHANGES_MAILED: usize = 10;
 
 fn rule_pattern(path: &str) -> String {
-    format!("{path}$")
+    super::rules::imported_pattern(path)
 }
 
 /// Publishes a staged version.

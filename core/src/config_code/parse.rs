@@ -198,7 +198,10 @@ fn check(found: &mut Found<'_>, doc: &Document) {
 }
 
 fn check_api(found: &mut Found<'_>, at: &NodePath, api: &Api) {
-    if let Err(e) = tollgate_openapi::parse(&api.spec) {
+    let problem = tollgate_openapi::parse(&api.spec)
+        .map_err(crate::Error::Import)
+        .and_then(|spec| crate::apis::rules::check_imported_paths(&api.spec, &spec));
+    if let Err(crate::Error::Import(e)) = problem {
         let inner = e.line.map(|l| format!(" (line {l} of the spec)")).unwrap_or_default();
         found.add(at.key("spec"), format!("the OpenAPI document does not read{inner}: {e}"));
     }

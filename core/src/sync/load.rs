@@ -72,6 +72,13 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
     .fetch_all(&mut *conn)
     .await?
     {
+        // Agents refuse a whole config with one rule they cannot read, and then every change
+        // after it: such a rule (stored by an import before imports checked their paths) is
+        // left out, so that the rest of the config still reaches them.
+        if let Err(e) = tollgate_protocol::Pattern::parse(&r.pattern) {
+            tracing::warn!(api = %r.api_id, pattern = %r.pattern, error = %e, "mapping rule left out of the agents' config: its pattern does not parse");
+            continue;
+        }
         let list = rules.entry(r.api_id).or_default();
         // Positions are renumbered densely: agents need a strict order, the
         // database only a sortable one.

@@ -161,6 +161,12 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     assert_eq!(status, 422);
     assert_eq!(err["error"], "invalid_spec");
     assert_eq!(err["field"], "/paths/pets");
+    // A path no rule can match (an empty segment), with its place in the document.
+    let doubled = "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths:\n  /a//b:\n    get: {responses: {'200': {description: ok}}}\n";
+    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": doubled}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("/paths/~1a~1~1b")), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("cannot be a mapping rule"), "{err}");
+    assert!(err["line"].as_u64().is_some_and(|line| (4..=5).contains(&line)), "{err}");
     let (status, err) =
         admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "surprise": 1}))).await;
     assert_eq!(status, 400, "unknown fields are refused: {err}");

@@ -490,6 +490,50 @@ async fn imported_rules_reach_agents_as_imported_and_hand_made_ones_as_manual(po
     assert_eq!(views.iter().filter(|r| !r.imported).count(), 1);
 }
 
+/// Real documents' path templates reach agents as rules they accept: a trailing `/`, text
+/// around a parameter, a dotted parameter name. One rule an agent refused used to hold back
+/// the whole config of every agent (and every change after it); a rule stored before imports
+/// checked their paths is left out rather than sent.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn imported_path_templates_reach_agents_as_rules_they_accept(pool: PgPool) {
+    let s = setup(pool).await;
+    let source = "openapi: 3.0.3\ninfo: {title: Files, version: '1'}\npaths:\n  /users/:\n    get: {responses: {'200': {description: ok}}}\n  /files/{name}.{ext}:\n    get: {responses: {'200': {description: ok}}}\n  /v1/{name}:cancel:\n    post: {responses: {'200': {description: ok}}}\n  /pets/{pet.id}:\n    get: {responses: {'200': {description: ok}}}\n  /$metadata:\n    get: {responses: {'200': {description: ok}}}\n  /#Action=AddTags:\n    post: {responses: {'200': {description: ok}}}\n  /alerts?lat={lat}:\n    get: {responses: {'200': {description: ok}}}\n  /Your Path:\n    get: {responses: {'200': {description: ok}}}\n";
+    let spec = tollgate_openapi::parse(source).unwrap();
+    let new = tollgate_core::apis::NewApi { slug: Some("files".into()), ..Default::default() };
+    let api =
+        tollgate_core::apis::create_from_spec(&s.app.pool, source, &spec, new, &Actor::system("test")).await.unwrap();
+    // A rule from before: stored as it was, never sent.
+    sqlx::query(
+        "INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position, imported)
+         SELECT gen_random_uuid(), api_id, id, 'GET', '/a//b$', 99, true FROM metrics WHERE api_id = $1 AND system_name = 'hits'",
+    )
+    .bind(api.id.0)
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let mut stream = open_stream(&s.app, &s.token, None).await;
+    let ConfigMessage::Snapshot(snapshot) = stream.next().await else { panic!("snapshot") };
+    snapshot.validate().expect("a config every agent accepts");
+    let files = snapshot.apis.iter().find(|a| a.slug == "files").unwrap();
+    let patterns: Vec<&str> = files.mapping_rules.iter().map(|r| r.pattern.as_str()).collect();
+    assert_eq!(patterns.len(), 8, "{patterns:?}");
+    for (path, pattern) in [
+        ("/users/", "/users/$"),
+        ("/files/report.pdf", "/files/{name}.{ext}$"),
+        ("/v1/operations%2F7:cancel", "/v1/{name}:cancel$"),
+        ("/pets/7", "/pets/{pet.id}$"),
+        ("/$metadata", "/$metadata$"),
+        // A query or fragment in a path key is no path: the rule is the path before it.
+        ("/?Action=AddTags", "/$"),
+        ("/alerts?lat=1", "/alerts$"),
+        ("/Your%20Path", "/Your%20Path$"),
+    ] {
+        let rule = tollgate_protocol::Pattern::parse(pattern).unwrap();
+        assert!(patterns.contains(&pattern), "{pattern} in {patterns:?}");
+        assert!(rule.matches(path), "{pattern} matches {path}");
+    }
+}
+
 /// Registers `n` applications on the weather API's first plan.
 async fn add_apps(s: &Setup, n: usize) {
     let api = tollgate_core::apis::find_by_slug(&s.app.pool, "weather").await.unwrap().unwrap();
