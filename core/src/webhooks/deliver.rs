@@ -89,27 +89,39 @@ struct Attempt {
     duration_ms: i32,
 }
 
-/// Sends every delivery due at `now`, each in its own transaction holding its row.
+/// Sends every delivery due at `now`, each in its own transaction holding its row. A
+/// receiver that did not answer is not tried again in the same round: a hung one costs the
+/// others one timeout a round, not one per delivery.
 pub async fn run_due(pool: &PgPool, sender: &Sender, now: OffsetDateTime) -> Result<Round> {
     let mut round = Round::default();
+    let started = Instant::now();
+    let mut silent: Vec<Uuid> = Vec::new();
     for _ in 0..ROUND {
         let mut tx = pool.begin().await?;
         let Some(due) = sqlx::query!(
-            "SELECT d.id, d.event, d.body, d.attempts, s.url, s.secret FROM webhook_deliveries d
+            "SELECT d.id, d.subscription_id, d.event, d.body, d.attempts, s.url, s.secret FROM webhook_deliveries d
              JOIN webhook_subscriptions s ON s.id = d.subscription_id
-             WHERE d.next_attempt_at <= $1 ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED",
-            now
+             WHERE d.next_attempt_at <= $1 AND NOT (d.subscription_id = ANY($2))
+             ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED",
+            now,
+            &silent
         )
         .fetch_optional(&mut *tx)
         .await?
         else {
             break;
         };
-        let attempt = send(sender, due.id, &due.event, &due.body, &due.url, &due.secret, now).await;
+        // Each attempt is signed and recorded at its own time: a round may take minutes, and
+        // receivers refuse a signature older than a few.
+        let at = now + started.elapsed();
+        let attempt = send(sender, due.id, &due.event, &due.body, &due.url, &due.secret, at).await;
         let ok = attempt.status.is_some_and(|s| (200..300).contains(&s));
+        if attempt.status.is_none() {
+            silent.push(due.subscription_id);
+        }
         let attempts = due.attempts + 1;
         let next = match (ok, usize::try_from(due.attempts).ok().and_then(|n| RETRY_DELAYS.get(n))) {
-            (false, Some(delay)) => Some(now + *delay),
+            (false, Some(delay)) => Some(at + *delay),
             _ => None,
         };
         if !ok {
@@ -122,7 +134,7 @@ pub async fn run_due(pool: &PgPool, sender: &Sender, now: OffsetDateTime) -> Res
              WHERE id = $1",
             due.id,
             attempts,
-            now,
+            at,
             next,
             ok,
             Value::Object(attempt.headers),
@@ -205,7 +217,11 @@ async fn post(
 ) -> std::result::Result<(u16, String), String> {
     // Checked again at send time: the setting may have changed since the subscription was made.
     let url = super::target::parse_url(url, sender.policy).map_err(|e| e.to_string())?;
-    let addrs = resolve(&url, sender.policy).await?;
+    // The lookup is inside the attempt's time too: a name server that never answers must not
+    // hold the round.
+    let addrs = tokio::time::timeout(sender.timeout, resolve(&url, sender.policy))
+        .await
+        .map_err(|_| format!("could not resolve the host within {} s", sender.timeout.as_secs()))??;
     let client = client(sender, &url, &addrs)?;
     let mut request = client.post(url).body(body.to_owned());
     for (name, value) in headers {
@@ -227,7 +243,10 @@ async fn post(
 /// A client pinned to the addresses that were checked, following no redirects
 /// (a redirect could lead anywhere, private addresses included).
 fn client(sender: &Sender, url: &Url, addrs: &[std::net::SocketAddr]) -> std::result::Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder().timeout(sender.timeout).redirect(reqwest::redirect::Policy::none());
+    // No proxy from the environment either: a proxy would resolve the host itself, past the
+    // addresses checked here.
+    let mut builder =
+        reqwest::Client::builder().timeout(sender.timeout).redirect(reqwest::redirect::Policy::none()).no_proxy();
     if let Some(domain) = url.domain() {
         builder = builder.resolve_to_addrs(domain, addrs);
     }
@@ -240,7 +259,8 @@ fn describe(err: reqwest::Error) -> String {
     } else if err.is_connect() {
         "could not connect".to_owned()
     } else {
-        err.to_string()
+        // Without the URL: a receiver's URL often carries its secret (Slack, Discord, Teams).
+        err.without_url().to_string()
     }
 }
 

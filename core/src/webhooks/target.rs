@@ -98,20 +98,30 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || (a == 198 && (b == 18 || b == 19)))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let [first, second, ..] = v6.segments();
+            let o = v6.octets();
+            // IPv4-compatible (`::a.b.c.d`) and 6to4 (`2002:aabb:ccdd::`) addresses carry an
+            // IPv4 address that a host may route to.
+            if v6.segments()[..6] == [0; 6] {
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15])));
+            }
+            if first == 0x2002 {
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5])));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || v6.is_unique_local()
                 || v6.is_unicast_link_local()
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+                || first == 0x2001 && second == 0x0db8
+                || first == 0x0064 && second == 0xff9b)
         }
     }
 }
@@ -138,6 +148,13 @@ mod tests {
             "http://localhost./x",
             "http://api.localhost./x",
             "http://[::ffff:192.168.0.1]/",
+            // IPv4 addresses inside IPv6 ones, and IETF protocol assignments.
+            "http://[::127.0.0.1]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[64:ff9b:1::a00:1]/",
+            "http://192.0.0.8/",
             "not a url",
             "",
         ] {

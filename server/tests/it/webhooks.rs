@@ -146,6 +146,54 @@ fn at(value: &Value) -> OffsetDateTime {
 
 const SENDER: Sender = Sender { policy: TargetPolicy { allow_private: true }, timeout: Duration::from_secs(10) };
 
+/// A receiver that accepts connections and never answers costs the others one timeout a
+/// round, not one per delivery: its deliveries wait for the next round, and everyone else's
+/// go out signed with the time they were sent.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_silent_receiver_does_not_hold_back_the_others(pool: PgPool) {
+    let admin = admin_app(pool, true).await;
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}/in", hung.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            open.push(socket);
+        }
+    });
+    let (url, received) = receiver(0).await;
+    let mut hooks = Vec::new();
+    for target in [&hung_url, &url] {
+        let body = json!({"url": target, "events": ["api.deprecated"]});
+        let (status, hook) = admin.call(reqwest::Method::POST, "/admin/api/v1/webhooks", Some(body)).await;
+        assert_eq!(status, 201, "{hook}");
+        hooks.push(hook["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    }
+    // Three deliveries each, interleaved, due an hour from now (the server's own job leaves them).
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    for i in 0..6 {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event, body, next_attempt_at)
+             VALUES (gen_random_uuid(), $1, gen_random_uuid(), 'api.deprecated', '{}', $2)",
+        )
+        .bind(hooks[i % 2])
+        .bind(later + Duration::from_millis(i as u64))
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    }
+    let quick = Sender { policy: TargetPolicy { allow_private: true }, timeout: Duration::from_secs(1) };
+    let round = run_due(&admin.app.pool, &quick, later + Duration::from_secs(1)).await.unwrap();
+    assert_eq!(round, Round { delivered: 3, failed: 1 }, "one try of the silent receiver");
+    assert_eq!(received.lock().unwrap().len(), 3);
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1 AND attempts = 0")
+            .bind(hooks[0])
+            .fetch_one(&admin.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(waiting, 2, "left for the next round");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn a_receiver_failing_twice_gets_the_signed_event_on_the_schedule(pool: PgPool) {
     let admin = admin_app(pool, true).await;
@@ -207,12 +255,18 @@ async fn a_receiver_failing_twice_gets_the_signed_event_on_the_schedule(pool: Pg
     assert_eq!(run_due(&admin.app.pool, &SENDER, t2).await.unwrap(), Round { delivered: 0, failed: 1 });
     let second = admin.deliveries(&hook_id).await[0].clone();
     assert_eq!(second["attempts"], 2);
+    // Each attempt is stamped with its own time, a moment into the round.
+    let t2 = at(&second["last_attempt_at"]);
+    assert!(t2 - (t1 + Duration::from_secs(30)) < Duration::from_secs(5), "{second}");
     assert_eq!(at(&second["next_attempt_at"]), t2 + Duration::from_secs(120), "the 2nd retry waits 2 min");
     assert_eq!(run_due(&admin.app.pool, &SENDER, t2 + Duration::from_secs(119)).await.unwrap(), Round::default());
-    let t3 = t2 + Duration::from_secs(120);
-    assert_eq!(run_due(&admin.app.pool, &SENDER, t3).await.unwrap(), Round { delivered: 1, failed: 0 });
+    assert_eq!(
+        run_due(&admin.app.pool, &SENDER, t2 + Duration::from_secs(120)).await.unwrap(),
+        Round { delivered: 1, failed: 0 }
+    );
 
     let done = admin.deliveries(&hook_id).await[0].clone();
+    let t3 = at(&done["last_attempt_at"]);
     assert_eq!(done["state"], "delivered");
     assert_eq!(done["attempts"], 3);
     assert_eq!(done["response_status"], 200);
