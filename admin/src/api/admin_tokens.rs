@@ -5,8 +5,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tollgate_core::admin_tokens::{self, AdminTokenView, NewToken, TokenScope, TokenState};
 use tollgate_core::db::PgPool;
 use tollgate_web::{bearer_token, parse_id};
@@ -109,9 +107,7 @@ pub async fn create(req: HttpRequest, pool: web::Data<PgPool>, body: web::Bytes)
     // The document bounds the name as sent; the core bounds it once trimmed.
     check_len("name", Some(&input.name), 100)?;
     let expires_at = match &input.expires_at {
-        Some(raw) => Some(OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
-            tollgate_core::Error::invalid("expires_at", "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z")
-        })?),
+        Some(raw) => Some(super::wire::parse_rfc3339("expires_at", raw)?),
         None => None,
     };
     let terms = NewToken { name: &input.name, scope: input.scope.unwrap_or(TokenScope::Write), expires_at };

@@ -4,7 +4,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tollgate_core::apis::detail::{self, ApiChanges, ApiDetail};
 use tollgate_core::apis::lifecycle;
 use tollgate_core::apis::{
@@ -315,11 +314,7 @@ pub async fn lifecycle(
     let id = ApiId(parse_id(&path)?);
     let input: LifecycleIn = parse_json(&body)?;
     let sunset = match &input.sunset_at {
-        Some(raw) => {
-            Some(OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(|_| {
-                tollgate_core::Error::invalid("sunset_at", "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z")
-            })?)
-        }
+        Some(raw) => Some(super::wire::parse_rfc3339("sunset_at", raw)?),
         None => None,
     };
     let state = match input.state {

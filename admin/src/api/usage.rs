@@ -4,7 +4,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tollgate_core::applications::{self, ApplicationId};
 use tollgate_core::db::PgPool;
 use tollgate_core::usage::Granularity;
@@ -93,13 +92,7 @@ fn uuid_param(name: &'static str, value: Option<&str>) -> tollgate_core::Result<
 }
 
 fn time_param(name: &'static str, value: Option<&str>) -> tollgate_core::Result<Option<OffsetDateTime>> {
-    value
-        .map(|v| {
-            OffsetDateTime::parse(v, &Rfc3339).map_err(|_| {
-                tollgate_core::Error::invalid(name, "must be an RFC 3339 time such as 2026-12-01T00:00:00Z")
-            })
-        })
-        .transpose()
+    value.map(|v| super::wire::parse_rfc3339(name, v)).transpose()
 }
 
 /// Usage per bucket and metric; filters combine (AND).

@@ -167,6 +167,15 @@ pub fn created(location: String) -> actix_web::HttpResponseBuilder {
     response
 }
 
+/// A timestamp the caller sent, as RFC 3339, in UTC. One whose UTC form leaves the years
+/// 0000–9999 (`9999-12-31T23:59:59-01:00`) is refused here: storing it panicked.
+pub fn parse_rfc3339(field: &'static str, raw: &str) -> tollgate_core::Result<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .ok_or_else(|| tollgate_core::Error::invalid(field, "use an RFC 3339 date-time such as 2027-01-31T00:00:00Z"))
+}
+
 /// Timestamps in answers are RFC 3339 strings, as the document declares.
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()

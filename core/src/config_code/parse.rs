@@ -206,6 +206,10 @@ fn check_api(found: &mut Found<'_>, at: &NodePath, api: &Api) {
         found.add(at.key("spec"), format!("the OpenAPI document does not read{inner}: {e}"));
     }
     match (api.lifecycle.state, api.lifecycle.sunset_at) {
+        // Stored in UTC: a time whose UTC form leaves the years 0000–9999 cannot be.
+        (_, Some(sunset)) if sunset.checked_to_offset(time::UtcOffset::UTC).is_none() => {
+            found.add(at.key("lifecycle").key("sunset_at"), "use a date-time before the year 10000 in UTC")
+        }
         (ApiState::Deprecated, None) => found.add(at.key("lifecycle"), "a deprecated API needs a sunset_at date"),
         (state, Some(_)) if state != ApiState::Deprecated => {
             found.add(at.key("lifecycle").key("sunset_at"), "only a deprecated API has a sunset date")

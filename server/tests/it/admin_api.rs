@@ -285,6 +285,17 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
         )
         .await;
     assert_eq!(status, 422, "deprecation needs a sunset date: {err}");
+    // A time past the year 9999 once in UTC: refused, where storing it panicked (no answer).
+    let beyond = json!({"state": "deprecated", "sunset_at": "9999-12-31T23:59:59-01:00"});
+    let (status, err) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(beyond)).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("sunset_at")), "{err}");
+    let (status, err) =
+        admin.call(reqwest::Method::GET, "/admin/api/v1/usage?to=9999-12-31T23:59:59-01:00", None).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("to")), "{err}");
+    let token = json!({"name": "far", "expires_at": "9999-12-31T23:59:59-01:00"});
+    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/admin-tokens", Some(token)).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("expires_at")), "{err}");
     let (status, deprecated) = admin
         .call(
             reqwest::Method::POST,
