@@ -89,8 +89,16 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
         ));
     }
     let text = source.strip_prefix('\u{feff}').unwrap_or(source);
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(ImportError { pointer: String::new(), line: Some(line), message: NUL.into() });
+    }
     let format = parse_format(text);
     let doc = read(text, format)?;
+    if let Some(pointer) = nul_in(&doc, &mut String::new()) {
+        let line = line_of(text, format, &doc, &pointer);
+        return Err(ImportError { pointer, line, message: NUL.into() });
+    }
     interpret(&doc, format).map_err(|mut e| {
         // The root has no useful line; anything inside does.
         if e.line.is_none() && !e.pointer.is_empty() {
@@ -98,6 +106,33 @@ pub fn parse(source: &str) -> Result<ParsedSpec, ImportError> {
         }
         e
     })
+}
+
+/// Postgres stores no NUL in text: a name, title or description holding one (a JSON `\u0000`
+/// or YAML `\0` escape) is refused here, not failed on when stored.
+const NUL: &str = "holds a NUL character, which cannot be stored; remove it";
+
+/// The pointer of the first key or string of `value` holding a NUL.
+fn nul_in(value: &Value, at: &mut String) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(at.clone()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = at.len();
+            at.push_str(&format!("/{i}"));
+            let found = nul_in(item, at);
+            at.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let len = at.len();
+            at.push('/');
+            at.push_str(&crate::document::pointer_segment(key));
+            let found = if key.contains('\0') { Some(at.clone()) } else { nul_in(item, at) };
+            at.truncate(len);
+            found
+        }),
+        _ => None,
+    }
 }
 
 /// The format `parse` reads a text in: JSON if it opens with a bracket.
@@ -604,6 +639,19 @@ paths:
         assert_eq!(deep_flow_line(&deep("a: 1 # ", "[")), None);
         assert_eq!(deep_flow_line(&format!("a: |\n  {}\nb: 1\n", "[".repeat(MAX_FLOW_NESTING + 1))), None);
         assert_eq!(deep_flow_line(&format!("a: |\n  x\nb: {}\n", "[".repeat(MAX_FLOW_NESTING + 1))), Some(3));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_where_they_are() {
+        let json = r#"{"openapi":"3.0.3","info":{"title":"A\u0000B","version":"1"},"paths":{}}"#;
+        let err = parse(json).expect_err("NUL in the title");
+        assert_eq!(err.pointer, "/info/title");
+        assert!(err.message.contains("NUL"), "{err}");
+        let yaml =
+            "openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths:\n  /a:\n    get:\n      summary: \"x\\0y\"\n";
+        let err = parse(yaml).expect_err("NUL in a summary");
+        assert_eq!(err.pointer, "/paths/~1a/get/summary");
+        assert!(parse("openapi: 3.0.3\0").is_err());
     }
 
     #[test]

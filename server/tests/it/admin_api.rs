@@ -167,6 +167,10 @@ async fn import_plan_and_publish_through_the_api_with_located_errors(pool: PgPoo
     assert_eq!((status, err["field"].as_str()), (422, Some("/paths/~1a~1~1b")), "{err}");
     assert!(err["message"].as_str().unwrap().contains("cannot be a mapping rule"), "{err}");
     assert!(err["line"].as_u64().is_some_and(|line| (4..=5).contains(&line)), "{err}");
+    // A NUL in the document's text (a JSON escape inside the spec): 422, not a database error.
+    let nul = r#"{"openapi":"3.0.3","info":{"title":"A\u0000B","version":"1"},"paths":{}}"#;
+    let (status, err) = admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": nul}))).await;
+    assert_eq!((status, err["field"].as_str()), (422, Some("/info/title")), "{err}");
     let (status, err) =
         admin.call(reqwest::Method::POST, "/admin/api/v1/apis", Some(json!({"spec": spec, "surprise": 1}))).await;
     assert_eq!(status, 400, "unknown fields are refused: {err}");
