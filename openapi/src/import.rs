@@ -283,7 +283,9 @@ fn read(text: &str, format: SpecFormat) -> Result<Value, ImportError> {
         path: Vec::new(),
         depth: 0,
         values: 0,
-        max_values: text.len() + EXTRA_VALUES,
+        // Every value and every 8 bytes of text it holds: without aliases, at most about
+        // 1.2 times the text's length.
+        max_values: text.len().saturating_mul(2) + EXTRA_VALUES,
         yaml: format == SpecFormat::Yaml,
         failure: None,
     };
@@ -415,7 +417,13 @@ impl ValueVisitor<'_> {
     }
 
     fn count<E: de::Error>(&mut self) -> Result<(), E> {
-        self.0.values += 1;
+        self.count_text(0)
+    }
+
+    /// Counts a value holding `bytes` of text: a YAML alias of a long string copies all of it,
+    /// so text weighs by its length (one value per 8 bytes), not as one value.
+    fn count_text<E: de::Error>(&mut self, bytes: usize) -> Result<(), E> {
+        self.0.values = self.0.values.saturating_add(1 + bytes / 8);
         if self.0.values > self.0.max_values {
             let message = format!(
                 "the document expands to more than {} values (YAML aliases repeating large parts?)",
@@ -475,12 +483,12 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
     }
 
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<Value, E> {
-        self.count()?;
+        self.count_text(v.len())?;
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E: de::Error>(mut self, v: String) -> Result<Value, E> {
-        self.count()?;
+        self.count_text(v.len())?;
         Ok(Value::String(v))
     }
 
@@ -526,6 +534,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
         self.enter()?;
         let mut out = Map::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
+            self.count_text(key.len())?;
             self.0.path.push(key.clone());
             if out.contains_key(&key) {
                 return Err(self.fail(format!("duplicate key `{key}`")));

@@ -112,6 +112,16 @@ fn yaml_alias_amplification_is_capped() {
 
     let bomb = crate::read_spec("invalid/alias-bomb.yaml");
     refused("billion laughs", bomb, "repetition limit exceeded");
+
+    // Few aliases of one long string: each copies the whole string, so text counts by its
+    // length (2,000 copies of 1 MiB would be 2 GiB).
+    let mut source = String::from("openapi: 3.0.3\ninfo: {title: T, version: '1'}\npaths: {}\nx-s: &s \"");
+    source.push_str(&"x".repeat(1 << 20));
+    source.push_str("\"\nx-c: [");
+    source.push_str(&vec!["*s"; 2_000].join(","));
+    source.push_str("]\n");
+    let e = refused("long string aliases", source, "expands to more than");
+    assert!(e.pointer.starts_with("/x-c/"), "{e}");
 }
 
 /// A generated "large" document: `paths` × 3 operations, schemas reached
