@@ -26,6 +26,11 @@ const MAX_REF_DEPTH: usize = 6;
 const MAX_DEPTH: usize = 24;
 /// Values one generated body may hold; past it, arrays and optional properties stay empty.
 const MAX_NODES: usize = 2_000;
+/// Past this many, even required properties and `minItems` are cut: a hard bound on what a
+/// document can make one body cost (50 required properties, each the next schema, six deep).
+const HARD_MAX_NODES: usize = 4 * MAX_NODES;
+/// The longest generated string, whatever `minLength` or a pattern's quantifiers ask.
+const MAX_SAMPLE_TEXT: usize = 1_024;
 
 /// Where an operation's default answer comes from, as the admin UI shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -234,6 +239,9 @@ impl<'d> Generator<'d> {
     /// A value for `schema`, and whether it came from an example written in the document.
     fn value(&mut self, schema: &'d Value, refs_followed: usize, depth: usize) -> (Value, bool) {
         self.nodes += 1;
+        if self.nodes > HARD_MAX_NODES {
+            return (Value::Null, false);
+        }
         let (schema, refs_followed) = match self.follow(schema, refs_followed) {
             Some(found) => found,
             None => return (Value::Null, false),
@@ -451,8 +459,9 @@ pub(crate) fn string(s: &Map<String, Value>) -> String {
     let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
     let max = s.get("maxLength").and_then(Value::as_u64).map_or(usize::MAX, |m| m as usize);
     let mut text = base;
-    while text.chars().count() < min {
-        text.push('x');
+    let length = text.chars().count();
+    if length < min {
+        text.extend(std::iter::repeat_n('x', min.min(MAX_SAMPLE_TEXT).saturating_sub(length)));
     }
     if text.chars().count() > max {
         text = text.chars().take(max).collect();
@@ -511,6 +520,12 @@ mod pattern {
                     out.truncate(last_start);
                     for _ in 0..min.min(64) {
                         out.push_str(&unit);
+                    }
+                    // A quantifier after this one repeats nothing more (`a{64}{64}` is not
+                    // 64² letters), and the sample stays short.
+                    last_start = out.len();
+                    if out.len() > super::MAX_SAMPLE_TEXT {
+                        return None;
                     }
                     i = end + 1;
                 }
@@ -650,6 +665,32 @@ mod tests {
         assert_eq!(pattern::sample("^[a-z]{3}-\\d{2}$").as_deref(), Some("aaa-00"));
         assert_eq!(pattern::sample("^ab+c?$").as_deref(), Some("ab"));
         assert_eq!(pattern::sample("^(a|b)$"), None);
+        // Quantifiers on quantifiers repeat once, and a sample stays short.
+        assert_eq!(pattern::sample("a{3}{3}").as_deref(), Some("aaa"));
+        assert_eq!(pattern::sample("a{64}{64}{64}{64}{64}{64}").map(|s| s.len()), Some(64));
+        assert_eq!(pattern::sample(&"x{64}".repeat(17)), None, "over 1,024 characters");
+    }
+
+    #[test]
+    fn what_a_schema_asks_for_is_bounded() {
+        let schema = |s: Value| s.as_object().expect("object").clone();
+        let long = string(&schema(serde_json::json!({"type": "string", "minLength": 2_000_000_000u64})));
+        assert_eq!(long.len(), MAX_SAMPLE_TEXT);
+        // 16 items of 16 items … 8 levels deep, all required: 16⁸ values unbounded.
+        let mut nested = serde_json::json!({"type": "integer"});
+        for _ in 0..8 {
+            nested = serde_json::json!({"type": "array", "minItems": 16, "items": nested});
+        }
+        let doc = serde_json::json!({});
+        let mut generator = Generator { doc: &doc, nodes: 0 };
+        let value = generator.value(&nested, 0, 0).0;
+        fn count(v: &Value) -> usize {
+            match v {
+                Value::Array(items) => 1 + items.iter().map(count).sum::<usize>(),
+                _ => 1,
+            }
+        }
+        assert!(count(&value) <= HARD_MAX_NODES + 16 * 8, "{}", count(&value));
     }
 
     #[test]
