@@ -108,6 +108,10 @@ pub(crate) struct Flat<'s> {
     pub discriminator: Option<&'s String>,
     pub read_only: bool,
     pub write_only: bool,
+    /// The schemas merged so far, by address: merging one again changes nothing, and a
+    /// document whose `allOf`s share members (each of 17 levels listing the next 10 times)
+    /// would otherwise be walked once per path, 10¹⁷ times.
+    merged: HashSet<*const Schema>,
 }
 
 impl<'s> Flat<'s> {
@@ -126,6 +130,7 @@ impl<'s> Flat<'s> {
             discriminator: None,
             read_only: schema.read_only,
             write_only: schema.write_only,
+            merged: HashSet::new(),
         };
         flat.merge(schema, model, 0);
         flat.types.remove(&JsonType::Null);
@@ -140,7 +145,7 @@ impl<'s> Flat<'s> {
     }
 
     fn merge(&mut self, s: &'s Schema, model: &'s ApiModel, depth: usize) {
-        if s.recursive || depth > MAX_MERGE_DEPTH {
+        if s.recursive || depth > MAX_MERGE_DEPTH || !self.merged.insert(std::ptr::from_ref(s)) {
             return;
         }
         self.nullable |= own_nullable(s);

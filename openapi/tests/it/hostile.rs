@@ -270,3 +270,29 @@ fn reference_structures_stay_linear() {
     let kinds: Vec<(ChangeKind, bool)> = report.changes.iter().map(|c| (c.kind, c.breaking)).collect();
     assert_eq!(kinds, [(ChangeKind::TypeChanged, true), (ChangeKind::TypeChanged, true)], "{report}");
 }
+
+/// `allOf` members shared down 12 levels, each level listing the next ten times: merged once
+/// per schema, not once per path through them (10¹² merges).
+#[test]
+fn shared_all_of_members_are_merged_once() {
+    let mut schemas = serde_json::Map::new();
+    for level in 0..12 {
+        let next = json!({"$ref": format!("#/components/schemas/S{}", level + 1)});
+        schemas.insert(format!("S{level}"), json!({"allOf": vec![next; 10]}));
+    }
+    schemas.insert("S12".into(), json!({"type": "object", "properties": {"id": {"type": "string"}}}));
+    let doc = json!({"openapi": "3.0.3", "info": {"title": "Shared", "version": "1"},
+        "paths": {"/x": {"get": {"responses": {"200": {"description": "ok",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/S0"}}}}}}}},
+        "components": {"schemas": schemas}});
+    let source = doc.to_string();
+    let old = parse_bounded("shared allOf", source.clone()).expect("parses");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let changed = source.replace(r#"{"id":{"type":"string"}}"#, r#"{"id":{"type":"integer"}}"#);
+        let new = tollgate_openapi::parse(&changed).expect("changed parses");
+        let _ = tx.send(compare(&old.model, &new.model).changes.len());
+    });
+    let changes = rx.recv_timeout(WATCHDOG).expect("compare finishes");
+    assert_eq!(changes, 1);
+}
