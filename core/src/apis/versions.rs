@@ -381,14 +381,30 @@ pub async fn publish_in(
             continue;
         }
         let base = super::products::method_system_name(&op.method, &op.path, op.operation_id.as_deref());
-        let metric = match sqlx::query_scalar!(
-            "SELECT id FROM metrics WHERE api_id = $1 AND system_name = $2",
-            api.0,
-            base
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        {
+        // A metric of that name is taken over only from an operation that is gone (its limits
+        // and prices carry over to its successor); one an operation still counts on, or
+        // `hits`, is not shared: the name gets a suffix, as on the first import.
+        let mut name = base.clone();
+        let mut suffix = 1;
+        let reused = loop {
+            let found = sqlx::query!(
+                r#"SELECT m.id, EXISTS (SELECT 1 FROM mapping_rules r WHERE r.metric_id = m.id) AS "counted!"
+                   FROM metrics m WHERE m.api_id = $1 AND m.system_name = $2"#,
+                api.0,
+                name
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            match found {
+                Some(found) if name != "hits" && !found.counted => break Some(found.id),
+                Some(_) => {
+                    suffix += 1;
+                    name = format!("{base}_{suffix}");
+                }
+                None => break None,
+            }
+        };
+        let metric = match reused {
             Some(id) => id,
             None => {
                 let id = Uuid::now_v7();
@@ -399,7 +415,7 @@ pub async fn publish_in(
                     .chars()
                     .take(200)
                     .collect();
-                sqlx::query!("INSERT INTO metrics (id, api_id, parent_id, system_name, friendly_name) VALUES ($1, $2, $3, $4, $5)", id, api.0, hits, base, friendly)
+                sqlx::query!("INSERT INTO metrics (id, api_id, parent_id, system_name, friendly_name) VALUES ($1, $2, $3, $4, $5)", id, api.0, hits, name, friendly)
                     .execute(&mut *tx)
                     .await?;
                 id

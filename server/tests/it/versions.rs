@@ -444,3 +444,43 @@ async fn the_cli_stages_a_version_and_prints_its_report_breaking_first(pool: PgP
     assert!(String::from_utf8_lossy(&out.stderr).contains("no API is called nope"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Operations a new version adds get metrics of their own: a name an operation still counts
+/// on (here also the draft's `/old`, whose rule stays until a version without it is
+/// published over a published one), or `hits`, gets a suffix as on the first import.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_published_version_shares_no_metric_between_operations(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let op = |id: &str| json!({"operationId": id, "responses": {"200": {"description": "ok"}}});
+    let v1 = json!({"openapi": "3.0.3", "info": {"title": "Metrics", "version": "1"},
+        "paths": {"/a": {"get": op("listA")}, "/old": {"get": op("legacy")}}});
+    let id = admin.import(&v1.to_string()).await;
+    let v2 = json!({"openapi": "3.0.3", "info": {"title": "Metrics", "version": "2"},
+        "paths": {"/a": {"get": op("listA")}, "/b": {"get": op("listA")}, "/c": {"get": op("hits")},
+                  "/new": {"get": op("legacy")}}});
+    let (status, staged) = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/admin/api/v1/apis/{id}/versions"),
+            Some(json!({"spec": v2.to_string()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{staged}");
+    admin.settled(&id, 2).await;
+    let (status, published) =
+        admin.call(reqwest::Method::POST, &format!("/admin/api/v1/apis/{id}/versions/2/publish"), None).await;
+    assert_eq!(status, 200, "{published}");
+    let rules: Vec<(String, String)> = sqlx::query_as(
+        "SELECT r.pattern, m.system_name FROM mapping_rules r JOIN metrics m ON m.id = r.metric_id
+         WHERE r.api_id = $1::uuid ORDER BY r.pattern",
+    )
+    .bind(&id)
+    .fetch_all(&admin.app.pool)
+    .await
+    .unwrap();
+    let rules: Vec<(&str, &str)> = rules.iter().map(|(p, m)| (p.as_str(), m.as_str())).collect();
+    assert_eq!(
+        rules,
+        [("/a$", "listA"), ("/b$", "listA_2"), ("/c$", "hits_2"), ("/new$", "legacy_2"), ("/old$", "legacy")]
+    );
+}
