@@ -58,14 +58,19 @@ pub struct Round {
 /// One round. `base_url` is the server's public URL, for links in mail.
 pub async fn run_round(pool: &PgPool, base_url: &str, now: Timestamp) -> Result<Round> {
     let mut tx = pool.begin().await?;
-    let apps = sqlx::query_scalar!(
+    let queued = sqlx::query!(
         "DELETE FROM usage_alert_queue WHERE application_id IN (
              SELECT application_id FROM usage_alert_queue ORDER BY queued_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING application_id",
+         RETURNING application_id, earliest",
         ROUND
     )
     .fetch_all(&mut *tx)
     .await?;
+    let apps: Vec<Uuid> = queued.iter().map(|q| q.application_id).collect();
+    let earliest: HashMap<Uuid, Timestamp> = queued
+        .iter()
+        .filter_map(|q| Some((q.application_id, Timestamp::from_second(q.earliest?.unix_timestamp()).ok()?)))
+        .collect();
     if apps.is_empty() {
         tx.commit().await?;
         return Ok(Round::default());
@@ -104,21 +109,30 @@ pub async fn run_round(pool: &PgPool, base_url: &str, now: Timestamp) -> Result<
                 period: row.period.0,
                 max: row.max_value,
             };
-            let window = tz.window(limit.period, now);
-            let used =
-                used_in_window(&mut tx, &[*app], limit.metric, &window).await?.first().map_or(0, |(_, used)| *used);
-            // Levels to record: those that alert for this application, and
-            // every violation (the admin's list shows them all).
-            let levels: Vec<i16> = AlertLevel::ALL
-                .into_iter()
-                .filter(|l| l.crossed(used, limit.max))
-                .filter(|l| l.is_violation() || (enabled.contains(l) && !muted.contains(l)))
-                .map(AlertLevel::pct)
-                .collect();
-            if levels.is_empty() {
-                continue;
+            // The window of now, and the one the earliest new usage fell in if that one is over
+            // (usage in a day's last seconds, or delivered late): each checked on its own.
+            let mut windows = vec![tz.window(limit.period, now)];
+            if let Some(&since) = earliest.get(app) {
+                let earlier = tz.window(limit.period, since.min(now));
+                if earlier.start != windows[0].start {
+                    windows.insert(0, earlier);
+                }
             }
-            let new = sqlx::query_scalar!(
+            for window in windows {
+                let used =
+                    used_in_window(&mut tx, &[*app], limit.metric, &window).await?.first().map_or(0, |(_, used)| *used);
+                // Levels to record: those that alert for this application, and
+                // every violation (the admin's list shows them all).
+                let levels: Vec<i16> = AlertLevel::ALL
+                    .into_iter()
+                    .filter(|l| l.crossed(used, limit.max))
+                    .filter(|l| l.is_violation() || (enabled.contains(l) && !muted.contains(l)))
+                    .map(AlertLevel::pct)
+                    .collect();
+                if levels.is_empty() {
+                    continue;
+                }
+                let new = sqlx::query_scalar!(
                 "INSERT INTO usage_alerts (application_id, usage_limit_id, window_start, threshold_pct, used, max_value)
                  SELECT $1, $2, $3, level, $5, $6 FROM unnest($4::int2[]) AS level
                  ON CONFLICT DO NOTHING
@@ -130,49 +144,51 @@ pub async fn run_round(pool: &PgPool, base_url: &str, now: Timestamp) -> Result<
                 used,
                 limit.max
             )
-            .fetch_all(&mut *tx)
-            .await?;
-            // Mail only the highest newly crossed level that is on and not muted.
-            let Some(level) = from_stored(&new).into_iter().filter(|l| enabled.contains(l) && !muted.contains(l)).max()
-            else {
-                continue;
-            };
-            let recently_told = matches!(limit.period, Period::Minute | Period::Hour)
-                && sqlx::query_scalar!(
-                    r#"SELECT EXISTS (
+                .fetch_all(&mut *tx)
+                .await?;
+                // Mail only the highest newly crossed level that is on and not muted.
+                let Some(level) =
+                    from_stored(&new).into_iter().filter(|l| enabled.contains(l) && !muted.contains(l)).max()
+                else {
+                    continue;
+                };
+                let recently_told = matches!(limit.period, Period::Minute | Period::Hour)
+                    && sqlx::query_scalar!(
+                        r#"SELECT EXISTS (
                          SELECT 1 FROM usage_alerts
                          WHERE application_id = $1 AND usage_limit_id = $2 AND threshold_pct = $3 AND notified
                            AND window_start >= $4 AND window_start < $5
                        ) AS "told!""#,
-                    app,
-                    limit.id,
-                    level.pct(),
-                    offset_datetime(window.start) - QUIET,
-                    offset_datetime(window.start)
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-            if !recently_told {
-                sqlx::query!(
-                    "UPDATE usage_alerts SET notified = true
+                        app,
+                        limit.id,
+                        level.pct(),
+                        offset_datetime(window.start) - QUIET,
+                        offset_datetime(window.start)
+                    )
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !recently_told {
+                    sqlx::query!(
+                        "UPDATE usage_alerts SET notified = true
                      WHERE application_id = $1 AND usage_limit_id = $2 AND window_start = $3 AND threshold_pct = $4",
-                    app,
-                    limit.id,
-                    offset_datetime(window.start),
-                    level.pct()
-                )
-                .execute(&mut *tx)
-                .await?;
-                let text = alert_text(&first.name, *app, &limit, level, used);
-                notify_owners(&mut tx, first.account_id, &text, base_url).await?;
+                        app,
+                        limit.id,
+                        offset_datetime(window.start),
+                        level.pct()
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    let text = alert_text(&first.name, *app, &limit, level, used);
+                    notify_owners(&mut tx, first.account_id, &text, base_url).await?;
+                }
+                let after = serde_json::json!({
+                    "metric": limit.metric_name, "period": limit.period.to_string(), "level_pct": level.pct(),
+                    "used": used, "max": limit.max, "window_start": offset_datetime(window.start).unix_timestamp(),
+                });
+                let data = crate::webhooks::queue::data("application", Some(*app), "usage alerts", None, Some(&after));
+                crate::webhooks::queue::enqueue(&mut tx, crate::webhooks::EventType::UsageAlert, data).await?;
+                sent += 1;
             }
-            let after = serde_json::json!({
-                "metric": limit.metric_name, "period": limit.period.to_string(), "level_pct": level.pct(),
-                "used": used, "max": limit.max, "window_start": offset_datetime(window.start).unix_timestamp(),
-            });
-            let data = crate::webhooks::queue::data("application", Some(*app), "usage alerts", None, Some(&after));
-            crate::webhooks::queue::enqueue(&mut tx, crate::webhooks::EventType::UsageAlert, data).await?;
-            sent += 1;
         }
     }
     tx.commit().await?;

@@ -282,13 +282,24 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         )
         .execute(&mut *tx)
         .await?;
-        // The alert job looks at these applications next (sorted: lock order).
-        let mut touched: Vec<Uuid> = app_ids;
-        touched.dedup();
-        touched.retain(|id| known_apps.contains_key(id));
+        // The alert job looks at these applications next (sorted: lock order), from the
+        // earliest minute of their usage in this batch on.
+        let mut earliest: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for entry in batch.entries.iter().filter(|e| known_apps.contains_key(&e.application_id)) {
+            let minute = earliest.entry(entry.application_id).or_insert(entry.minute);
+            *minute = (*minute).min(entry.minute);
+        }
+        let touched: Vec<Uuid> = earliest.keys().copied().collect();
+        let since: Vec<OffsetDateTime> = earliest
+            .values()
+            .map(|&minute| OffsetDateTime::from_unix_timestamp(minute).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+            .collect();
         sqlx::query!(
-            "INSERT INTO usage_alert_queue (application_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
-            &touched
+            "INSERT INTO usage_alert_queue (application_id, earliest) SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+             ON CONFLICT (application_id) DO UPDATE
+             SET earliest = LEAST(usage_alert_queue.earliest, EXCLUDED.earliest)",
+            &touched,
+            &since
         )
         .execute(&mut *tx)
         .await?;

@@ -445,6 +445,34 @@ async fn usage_near_the_largest_count_in_one_window_breaks_no_snapshot_and_no_al
     wait_for_count(&pool, ALERT_MAILS, 1).await;
 }
 
+/// Calls in the last minute of a month, delivered once the next month has begun (an agent's
+/// flush, or its spool after an outage), reach that month's limit: the alert is for that
+/// month's window. Only the current window used to be checked, and this violation was never
+/// recorded or told.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn usage_delivered_after_its_window_ended_is_alerted_for_that_window(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let app = monthly_app(&s, "Late").await;
+    let month_start: time::OffsetDateTime = sqlx::query_scalar(
+        "SELECT date_trunc('month', now() AT TIME ZONE 'Europe/Paris') AT TIME ZONE 'Europe/Paris'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let last_minute = month_start.unix_timestamp() - 60;
+    s.post(&batch(vec![entry(app, s.hits, last_minute, 1_000_000)])).await;
+    wait_for_count(&pool, QUEUED, 0).await;
+    wait_for_count(&pool, ALERT_MAILS, 1).await;
+    let windows: Vec<(time::OffsetDateTime, i16)> =
+        sqlx::query_as("SELECT window_start, threshold_pct FROM usage_alerts WHERE application_id = $1 ORDER BY 2")
+            .bind(app)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(windows.iter().all(|(start, _)| *start < month_start), "the month before's window: {windows:?}");
+    assert!(windows.iter().any(|(_, level)| *level == 100), "{windows:?}");
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: PgPool) {
     let s = setup(pool.clone()).await;
