@@ -453,12 +453,11 @@ async fn usage_near_the_largest_count_in_one_window_breaks_no_snapshot_and_no_al
 async fn usage_delivered_after_its_window_ended_is_alerted_for_that_window(pool: PgPool) {
     let s = setup(pool.clone()).await;
     let app = monthly_app(&s, "Late").await;
-    let month_start: time::OffsetDateTime = sqlx::query_scalar(
-        "SELECT date_trunc('month', now() AT TIME ZONE 'Europe/Paris') AT TIME ZONE 'Europe/Paris'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let month_start: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT date_trunc('month', now() AT TIME ZONE 'Europe/Paris') AT TIME ZONE 'Europe/Paris'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let last_minute = month_start.unix_timestamp() - 60;
     s.post(&batch(vec![entry(app, s.hits, last_minute, 1_000_000)])).await;
     wait_for_count(&pool, QUEUED, 0).await;
