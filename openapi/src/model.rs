@@ -458,13 +458,11 @@ impl<'d> Expander<'d> {
         }
     }
 
-    /// A schema a parameter, body or response holds. One inside a component
-    /// (a shared response or parameter) is expanded once and shared, like a
-    /// `$ref` target, so every operation using it sees the same schema.
+    /// A schema a parameter, body or response holds, expanded once per place in the
+    /// document and shared, like a `$ref` target: one inside a component (a shared response
+    /// or parameter), or inside a path item that other paths `$ref` (each would expand it
+    /// again: 150,000 paths referring to one with a 3,000,000-value enum).
     fn root(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
-        if !at.starts_with("/components/") {
-            return self.schema(value, at);
-        }
         if let Some(done) = self.roots.get(at) {
             return Ok(Arc::clone(done));
         }
@@ -495,7 +493,9 @@ impl<'d> Expander<'d> {
     }
 
     fn schema_at_depth(&mut self, value: &'d Value, at: &str) -> Result<SchemaRef, ImportError> {
-        self.nodes += 1;
+        // An enum's values and the required names are copied into the model: they count.
+        let listed = |key: &str| value.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+        self.nodes = self.nodes.saturating_add(1 + listed("enum") + listed("required"));
         if self.nodes > self.max_nodes {
             return Err(ImportError::at(
                 at,

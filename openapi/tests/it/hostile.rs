@@ -322,3 +322,22 @@ fn many_removed_and_added_operations_are_paired_in_linear_time() {
     let (removed, added) = rx.recv_timeout(Duration::from_secs(60)).expect("compare finishes within a minute");
     assert_eq!((removed, added), (30_000, 30_000));
 }
+
+/// Paths that `$ref` one path item share its schemas: 50,000 references to a path whose
+/// parameter lists 200,000 enum values expand them once (10¹⁰ values before).
+#[test]
+fn path_items_referred_to_are_expanded_once() {
+    let values: Vec<Value> = (0..200_000).map(Value::from).collect();
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "/a".into(),
+        json!({"get": {"parameters": [{"name": "q", "in": "query", "schema": {"type": "integer", "enum": values}}],
+                       "responses": {"200": {"description": "ok"}}}}),
+    );
+    for i in 0..50_000 {
+        paths.insert(format!("/b{i}"), json!({"$ref": "#/paths/~1a"}));
+    }
+    let doc = json!({"openapi": "3.1.0", "info": {"title": "Refs", "version": "1"}, "paths": paths});
+    let parsed = parse_bounded("shared path item", doc.to_string()).expect("parses");
+    assert_eq!(parsed.operations.len(), 50_001);
+}
