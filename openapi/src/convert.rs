@@ -244,11 +244,23 @@ struct Params {
     form: Vec<(String, Value)>,
 }
 
+/// Media types an operation's body or answers are converted for. Each gets its own copy of the
+/// schema in OpenAPI 3 (`content`), so a list of 100,000 would copy a schema 100,000 times
+/// before any budget applies: the first 16 distinct ones are kept, more than any real API lists.
+const MAX_MEDIA_TYPES: usize = 16;
+
 fn media_list(value: Option<&Value>) -> Vec<String> {
-    let list: Vec<String> = match value {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
+    let mut list: Vec<String> = Vec::new();
+    if let Some(Value::Array(items)) = value {
+        for item in items.iter().filter_map(Value::as_str) {
+            if list.len() == MAX_MEDIA_TYPES {
+                break;
+            }
+            if !list.iter().any(|known| known == item) {
+                list.push(item.to_owned());
+            }
+        }
+    }
     if list.is_empty() { vec!["application/json".to_owned()] } else { list }
 }
 
@@ -522,6 +534,14 @@ fn rewrite_refs(value: &mut Value, name_map: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types_are_distinct_and_few() {
+        let many: Vec<String> = (0..100_000).map(|i| format!("a/{i}")).collect();
+        assert_eq!(media_list(Some(&json!(many))).len(), MAX_MEDIA_TYPES);
+        assert_eq!(media_list(Some(&json!(["a/json", "a/json", "b/xml"]))), ["a/json", "b/xml"]);
+        assert_eq!(media_list(Some(&json!([]))), ["application/json"]);
+    }
 
     #[test]
     fn converts_the_shape_of_a_swagger_document() {
