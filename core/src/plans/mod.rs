@@ -261,6 +261,22 @@ pub(crate) fn unknown_metric(name: &str) -> String {
     if name.trim().is_empty() { "choose a metric".to_owned() } else { format!("this API has no metric named {name}") }
 }
 
+/// The longest a window of `period` lasts (a DST day is 25 hours), in seconds; eternity's
+/// as about 300 years, which an interval holds.
+fn longest_window_seconds(period: Period) -> f64 {
+    const HOUR: f64 = 3600.0;
+    const DAY: f64 = 24.0 * HOUR;
+    match period {
+        Period::Minute => 60.0,
+        Period::Hour => HOUR,
+        Period::Day => DAY + HOUR,
+        Period::Week => 7.0 * DAY + HOUR,
+        Period::Month => 31.0 * DAY + HOUR,
+        Period::Year => 366.0 * DAY + HOUR,
+        Period::Eternity => 1e10,
+    }
+}
+
 /// Replaces a plan's limits and prices with the given ones.
 async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan: &NewPlan) -> Result<()> {
     sqlx::query!("DELETE FROM pricing_rules WHERE plan_id = $1", plan_id).execute(&mut *tx).await?;
@@ -281,6 +297,20 @@ async fn write_rules(tx: &mut sqlx::PgConnection, api: Uuid, plan_id: Uuid, plan
             limit.max
         )
         .fetch_one(&mut *tx)
+        .await?;
+        // A limit raised in the middle of its window: the levels recorded under the old
+        // maximum that the usage then does not reach under the new one are forgotten, so that
+        // they are recorded and told when it does (a raised limit went silent until the
+        // window's end). Only windows that can still be current are touched.
+        sqlx::query!(
+            "DELETE FROM usage_alerts
+             WHERE usage_limit_id = $1 AND max_value <> $2 AND used::numeric * 100 < threshold_pct::numeric * $2
+               AND window_start > now() - make_interval(secs => $3)",
+            id,
+            limit.max,
+            longest_window_seconds(limit.period)
+        )
+        .execute(&mut *tx)
         .await?;
         kept.push(id);
     }

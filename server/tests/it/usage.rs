@@ -472,6 +472,43 @@ async fn usage_delivered_after_its_window_ended_is_alerted_for_that_window(pool:
     assert!(windows.iter().any(|(_, level)| *level == 100), "{windows:?}");
 }
 
+/// An admin raises a limit the application has reached: when the usage reaches the new
+/// maximum, it is told again (the levels recorded under the old maximum kept it silent until
+/// the window's end).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_raised_limit_alerts_again_when_the_new_maximum_is_reached(pool: PgPool) {
+    let s = setup(pool.clone()).await;
+    let app = monthly_app(&s, "Growing").await;
+    let minute = now_minute();
+    s.post(&batch(vec![entry(app, s.hits, minute, 1_000_000)])).await;
+    wait_for_count(&pool, ALERT_MAILS, 1).await;
+
+    let plan = tollgate_core::plans::PlanId(plan_of(&pool, app).await);
+    let same = tollgate_core::plans::get_plan(&pool, plan).await.unwrap();
+    let mut limits = same.limits;
+    assert_eq!(limits.len(), 1);
+    limits[0].max = 5_000_000;
+    let input = tollgate_core::plans::NewPlan {
+        system_name: same.system_name,
+        name: same.name,
+        description: same.description,
+        published: same.published,
+        approval_required: same.approval_required,
+        setup_fee: same.setup_fee,
+        monthly_fee: same.monthly_fee,
+        trial_days: same.trial_days,
+        currency: same.currency,
+        time_zone: same.time_zone,
+        limits,
+        pricing: same.pricing,
+        pricing_modes: same.pricing_modes,
+    };
+    tollgate_core::plans::update_plan(&pool, plan, &input, &Actor::system("test")).await.unwrap();
+    s.post(&batch(vec![entry(app, s.hits, minute - 60, 4_000_000)])).await;
+    wait_for_count(&pool, QUEUED, 0).await;
+    wait_for_count(&pool, ALERT_MAILS, 2).await;
+}
+
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
 async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: PgPool) {
     let s = setup(pool.clone()).await;
