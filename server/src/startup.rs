@@ -16,7 +16,7 @@ use tollgate_core::sessions::SessionStore;
 use tollgate_core::webhooks::TargetPolicy;
 use tollgate_core::webhooks::deliver::Sender;
 use tollgate_web::{
-    CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, refuse_nul_in_query, security_headers,
+    CookiePolicy, ErrorPage, GatewayUrl, PublicUrl, SecurityHeaders, refuse_nul_in_address, security_headers,
     session_middleware,
 };
 
@@ -146,7 +146,7 @@ pub fn build(
             .service(
                 web::scope("")
                     .wrap(from_fn(session_middleware))
-                    .wrap(from_fn(refuse_nul_in_query))
+                    .wrap(from_fn(refuse_nul_in_address))
                     // Outermost of the pages': every error page below is rendered for its part.
                     .wrap(from_fn(tollgate_web::error_pages_lead_back))
                     .configure(tollgate_web::page_extractors)

@@ -50,5 +50,5 @@ pub use page::{ErrorPage, Home, error_pages_lead_back, render, see_other};
 pub use redirect::LocalPath;
 pub use request::{bearer_token, parse_id};
 pub use session::{CookiePolicy, SESSION_COOKIE, Session, session_middleware};
-pub use text_edge::refuse_nul_in_query;
+pub use text_edge::refuse_nul_in_address;
 pub use urls::{GatewayUrl, PublicUrl};

