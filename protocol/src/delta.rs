@@ -64,7 +64,8 @@ pub enum Change {
         id: Uuid,
     },
     UpsertApplication(Application),
-    /// Also drops the application's seeded usage; its credentials are revoked explicitly.
+    /// Also drops the application's seeded usage and its credentials (the server revokes the
+    /// ones it knows of too; an application rejected with keys left was removed alone).
     RemoveApplication {
         id: Uuid,
     },
@@ -141,6 +142,7 @@ impl Snapshot {
                 Change::RemoveApplication { id } => {
                     self.applications.retain(|a| a.id != id);
                     self.usage.retain(|u| u.application_id != id);
+                    self.credentials.retain(|c| c.application_id != id);
                 }
                 Change::UpsertCredential(credential) => upsert(&mut self.credentials, credential, |c| c.hash),
                 Change::RevokeCredential { hash } => self.credentials.retain(|c| c.hash != hash),

@@ -174,14 +174,13 @@ pub(crate) fn apply_delta(base: &Config, delta: Delta) -> Result<Config, ConfigE
         }
     }
     if app_removed {
-        for (hash, entry) in credentials.iter() {
-            if apps.get(entry.app).is_none() {
-                return Err(ValidationError::new(
-                    "changes",
-                    format!("credential {} belongs to a removed application", tollgate_protocol::KeyHash(*hash)),
-                )
-                .into());
-            }
+        // A removed application's keys go with it (a rejected application that had keys is
+        // removed from the agents' view with no change to its keys): refusing the delta would
+        // refuse every later one built on it too.
+        let orphans: Vec<[u8; 32]> =
+            credentials.iter().filter(|(_, entry)| apps.get(entry.app).is_none()).map(|(hash, _)| *hash).collect();
+        for hash in orphans {
+            credentials.remove(&hash);
         }
     }
 

@@ -89,6 +89,8 @@ enum SessionEnd {
     Gap { base: u64, revision: u64, current: Option<u64> },
     #[error("missed an update: the server is at revision {server}, the agent at {agent:?}")]
     Behind { server: u64, agent: Option<u64> },
+    #[error("rejected the update to revision {0}: asking for the whole config")]
+    Resync(u64),
     #[error("shutting down")]
     Stopped,
 }
@@ -114,7 +116,19 @@ struct State {
     rejected: Option<Rejection>,
     /// A config was installed since the last reconnect.
     progressed: bool,
+    /// A delta was rejected: the next stream asks for the whole config, not the changes after
+    /// this agent's revision (which would bring the same delta again, and every later one
+    /// would build on it).
+    resync: bool,
     retired: Retired<Config>,
+}
+
+/// Why the config loaded from disk goes into service before the server confirmed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StandbyReason {
+    Unreachable,
+    TokenRefused,
+    Rejected,
 }
 
 /// The config loaded from disk at start, until the server sends or confirms one.
@@ -165,6 +179,7 @@ impl ConfigSync {
             base: standby,
             rejected: None,
             progressed: false,
+            resync: false,
             retired: Retired(Vec::new()),
         };
         let mut backoff = Backoff::new();
@@ -187,7 +202,12 @@ impl ConfigSync {
                 }
             }
             if state.disk == DiskCopy::Standby {
-                self.serve_standby(&mut state, matches!(end, SessionEnd::Unauthorized));
+                let why = match end {
+                    SessionEnd::Unauthorized => StandbyReason::TokenRefused,
+                    SessionEnd::Resync(_) => StandbyReason::Rejected,
+                    _ => StandbyReason::Unreachable,
+                };
+                self.serve_standby(&mut state, why);
             }
             // Only progress resets the backoff: a server that keeps sending what the agent
             // rejects, or streams that keep failing, are retried ever more slowly.
@@ -203,20 +223,23 @@ impl ConfigSync {
     }
 
     /// The server is unreachable before the first config arrived: serve the disk copy.
-    fn serve_standby(&self, state: &mut State, refused: bool) {
+    fn serve_standby(&self, state: &mut State, why: StandbyReason) {
         state.disk = if state.base.is_some() { DiskCopy::Unconfirmed } else { DiskCopy::Settled };
         if let Some(config) = &state.base {
-            if refused {
-                tracing::warn!(
+            match why {
+                StandbyReason::TokenRefused => tracing::warn!(
                     revision = config.revision,
                     "the management server refused the agent token: serving the last good config from disk, \
                      which will not change until the agent has a valid token"
-                );
-            } else {
-                tracing::warn!(
+                ),
+                StandbyReason::Unreachable => tracing::warn!(
                     revision = config.revision,
                     "management server unreachable: serving the last good config from disk"
-                );
+                ),
+                StandbyReason::Rejected => tracing::warn!(
+                    revision = config.revision,
+                    "the management server's update was rejected: serving the last good config from disk"
+                ),
             }
             // The source goes first: `/ready` reads it after the config.
             self.source.store(Source::Disk as u8, Ordering::Release);
@@ -241,7 +264,7 @@ impl ConfigSync {
     }
 
     async fn session(&self, state: &mut State) -> SessionEnd {
-        let path = match state.revision() {
+        let path = match state.revision().filter(|_| !state.resync) {
             Some(revision) => format!("{CONFIG_STREAM_PATH}?revision={revision}"),
             None => CONFIG_STREAM_PATH.to_owned(),
         };
@@ -419,7 +442,12 @@ impl ConfigSync {
                         current: state.revision(),
                     });
                 }
+                let revision = delta.revision;
                 self.apply_delta(state, delta).await;
+                if state.rejected.as_ref().is_some_and(|r| r.revision == revision) {
+                    state.resync = true;
+                    return Err(SessionEnd::Resync(revision));
+                }
             }
             ConfigMessage::Heartbeat(heartbeat) => {
                 state.retired.sweep();
@@ -520,6 +548,7 @@ impl ConfigSync {
         state.base = Some(config.clone());
         state.disk = DiskCopy::Settled;
         state.progressed = true;
+        state.resync = false;
         if state.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
             state.rejected = None;
         }
@@ -533,6 +562,11 @@ impl ConfigSync {
         self.metrics.config_rejected.increment(1);
         if let Some(revision) = revision {
             state.rejected = Some(Rejection { revision, reason });
+        }
+        // A restarted agent whose first update from the server is rejected serves what it
+        // saved: the heartbeats that would confirm that copy name the rejected revision.
+        if state.disk == DiskCopy::Standby {
+            self.serve_standby(state, StandbyReason::Rejected);
         }
         self.report(state);
     }

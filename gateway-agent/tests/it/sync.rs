@@ -92,6 +92,64 @@ async fn an_invalid_update_is_rejected_reported_and_the_last_good_config_serves(
     let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
     assert!(metrics.contains("tollgate_agent_config_rejected_total"), "{metrics}");
     assert!(metrics.contains("tollgate_agent_config_revision 1"), "{metrics}");
+    // It asks for the whole config: the changes after its own revision would bring the same
+    // delta again, and every later one builds on it.
+    eventually("a reconnect for the whole config", || async { (cp.connects().get(1) == Some(&None)).then_some(()) })
+        .await;
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// A restarted agent whose first update from the server is rejected serves the config it
+/// saved (the heartbeats that would confirm the saved copy name the rejected revision, so it
+/// answered 503 until the next change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_that_rejects_its_first_update_serves_what_it_saved() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    agent.shutdown().await.expect("clean shutdown");
+    // While it is down the server's config moves to a revision this agent cannot take.
+    cp.push(delta(
+        &cp,
+        vec![Change::UpsertPlan(Plan {
+            id: id(),
+            api_id: id(),
+            time_zone: TimeZoneName::utc(),
+            limits: vec![Limit { metric: fixture.metrics.hits, period: Period::Day, max: 1 }],
+        })],
+    ));
+    assert_eq!(cp.revision(), 2, "the harness keeps the bad revision");
+    let agent = tollgate_agent::Agent::start(settings(cp.url(), dir.path(), None)).await.expect("starts");
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    let status =
+        eventually("a rejection report", || async { cp.statuses().into_iter().find(|s| s.rejected.is_some()) }).await;
+    // Reported once the saved copy serves, not once the stream ends some time later.
+    assert_eq!(status.applied_revision, Some(1), "{status:?}");
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// An application removed while keys of it are left (an admin rejected a pending application
+/// that had a key): its keys go with it, and the delta applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_application_removes_its_keys() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    cp.push(delta(&cp, vec![Change::RemoveApplication { id: fixture.app }]));
+    eventually("the agent to report revision 2", || async {
+        (cp.last_status()?.applied_revision == Some(2)).then_some(())
+    })
+    .await;
+    let refused = get(&url, &[]).await;
+    assert_eq!((refused.status, refused.error().as_str()), (StatusCode::FORBIDDEN, "invalid_credentials"));
+    assert!(cp.statuses().iter().all(|s| s.rejected.is_none()));
     agent.shutdown().await.expect("clean shutdown");
 }
 
