@@ -427,16 +427,12 @@ async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool:
         status(&agent, &format!("/weather/cities?user_key={key}")).await == 200
     })
     .await;
-    // Corrupt the API behind core's back: a mapping rule agents cannot parse.
-    let metric: uuid::Uuid = sqlx::query_scalar("SELECT id FROM metrics WHERE api_id = $1 AND system_name = 'hits'")
-        .bind(w.api.0)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO mapping_rules (id, api_id, metric_id, http_method, pattern, position) VALUES ($1, $2, $3, 'GET', '/broken/{', 99)")
+    // Corrupt the API behind core's back: an upstream agents cannot use (the column's own
+    // check lets it pass). A mapping rule agents cannot parse no longer serves here: the
+    // server leaves such a rule out of the config.
+    sqlx::query("INSERT INTO api_upstreams (id, api_id, url) VALUES ($1, $2, 'http://')")
         .bind(uuid::Uuid::now_v7())
         .bind(w.api.0)
-        .bind(metric)
         .execute(&pool)
         .await
         .unwrap();
