@@ -52,6 +52,14 @@ pub const MAX_ENTRY_COUNT: u64 = 1_000_000_000_000;
 fn check_bounds(batch: &UsageBatch, now: OffsetDateTime) -> Result<()> {
     let (earliest, latest) = ((now - MAX_AGE).unix_timestamp(), (now + MAX_AHEAD).unix_timestamp());
     let check_minute = |at: String, minute: i64| {
+        // Ahead of the server's clock is not wrong, only early (an agent's clock runs fast, or
+        // the server's slow): a conflict the agent retries, not an invalid batch it drops.
+        if minute > latest && minute <= latest + MAX_AHEAD.whole_seconds() * 12 {
+            return Err(Error::Conflict(format!(
+                "{at}: a minute more than {} minutes ahead of the server's clock; send the batch again later",
+                MAX_AHEAD.whole_minutes()
+            )));
+        }
         if minute < earliest || minute > latest {
             let when = OffsetDateTime::from_unix_timestamp(minute)
                 .ok()

@@ -3,9 +3,11 @@
 //! Two loops: the sealer drains the in-memory counts, refused counts, failed calls and
 //! credential uses every flush interval into [`UsageBatch`]es (UUIDv7 ids) and spools them;
 //! the sender posts spooled batches oldest first, deleting each only after a [`UsageAck`] for
-//! its id, and backs off while the server is unreachable. A batch the server refuses as
-//! invalid (400, 413, 422) would be refused again however often it is resent and block the
-//! queue, so it is dropped, logged and counted.
+//! its id, and backs off while the server is unreachable. A batch the server itself refuses as
+//! invalid (400, 413, 422 with its JSON error) would be refused again however often it is
+//! resent and block the queue, so it is dropped, logged and counted. The same statuses from
+//! something else on the way (a proxy's 413 for its own body limit, a 400 for plain HTTP to
+//! an HTTPS port) say nothing about the batch: it is kept and sent again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,12 +176,15 @@ impl Reporter {
         };
         let body = match from_disk {
             Ok(Ok(body)) => body,
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, batch = %spooled.batch_id, "cannot read spooled usage batch; dropped");
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+                tracing::error!(error = %err, batch = %spooled.batch_id, "spooled usage batch is gone; dropped");
                 self.metrics.usage_dropped.increment(1);
                 self.forget(spooled).await;
                 return Ok(());
             }
+            // Out of file descriptors, a disk error, a permission: the batch is still there, and
+            // is sent once it can be read.
+            Ok(Err(err)) => return Err(format!("cannot read spooled usage batch {}: {err}", spooled.batch_id)),
             Err(join) => return Err(join.to_string()),
         };
         let (status, answer) = self.control_plane.post_json(USAGE_PATH, body).await.map_err(|e| e.to_string())?;
@@ -195,7 +200,7 @@ impl Reporter {
                 }
                 Err(err) => Err(format!("unreadable acknowledgement: {err}")),
             }
-        } else if matches!(status.as_u16(), 400 | 413 | 422) {
+        } else if matches!(status.as_u16(), 400 | 413 | 422) && is_server_error_body(&answer) {
             tracing::error!(
                 batch = %spooled.batch_id,
                 %status,
@@ -220,6 +225,12 @@ impl Reporter {
             tracing::error!(error = %err, "cannot delete an acknowledged usage batch from the spool");
         }
     }
+}
+
+/// Whether an answer is the management server's own error (`{"error": "…", …}`), not a page
+/// from a proxy on the way.
+fn is_server_error_body(answer: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(answer).is_ok_and(|v| v.get("error").is_some_and(|e| e.is_string()))
 }
 
 async fn sleep_or_forever(wait: Option<Duration>) {

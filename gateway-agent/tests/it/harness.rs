@@ -228,6 +228,8 @@ struct CpState {
     failing_streams: usize,
     /// Usage posts to refuse as invalid (400) before accepting again.
     refusing_usage: usize,
+    /// Usage posts a proxy in front answers 413 with its own page (its body limit).
+    proxy_refusing_usage: usize,
     /// The agent token was revoked: every request is 401, as the real server answers.
     token_revoked: bool,
     bad_requests: Vec<String>,
@@ -442,6 +444,14 @@ impl ControlPlane {
                 let batch: UsageBatch = serde_json::from_slice(&body).expect("a UsageBatch");
                 batch.validate().expect("a valid batch");
                 let mut state = state.lock().expect("lock");
+                if state.proxy_refusing_usage > 0 {
+                    state.proxy_refusing_usage -= 1;
+                    state.usage.push(UsageAttempt { batch, accepted: false });
+                    return reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "<html><head><title>413 Request Entity Too Large</title></head></html>",
+                    );
+                }
                 if state.refusing_usage > 0 {
                     state.refusing_usage -= 1;
                     state.usage.push(UsageAttempt { batch, accepted: false });
@@ -537,6 +547,11 @@ impl ControlPlane {
 
     pub fn refuse_usage(&self, times: usize) {
         self.state.lock().expect("lock").refusing_usage = times;
+    }
+
+    /// The next `times` usage posts are answered 413 by "a proxy" (an HTML page).
+    pub fn proxy_refuses_usage(&self, times: usize) {
+        self.state.lock().expect("lock").proxy_refusing_usage = times;
     }
 
     pub fn bad_requests(&self) -> Vec<String> {

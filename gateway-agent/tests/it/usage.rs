@@ -227,6 +227,29 @@ async fn batches_name_each_used_credential_once_per_later_minute() {
     agent.shutdown().await.expect("clean shutdown");
 }
 
+/// A 413 from a proxy on the way (its own body limit, its own page) says nothing about the
+/// batch: it is kept and sent again, not dropped as one the server refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxys_refusal_keeps_the_batch_for_another_try() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    cp.proxy_refuses_usage(1);
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    let refused = eventually("the refused post", || async { cp.usage().into_iter().find(|a| !a.accepted) }).await;
+    eventually("the same batch accepted", || async {
+        cp.accepted_batches().iter().any(|b| b.id == refused.batch.id).then_some(())
+    })
+    .await;
+    assert_eq!(cp.accepted_count(fixture.metrics.list), 1);
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
+    assert!(metrics.contains("tollgate_agent_usage_dropped_total 0"), "{metrics}");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_the_server_refuses_as_invalid_is_dropped_and_counted_not_retried() {
     let upstream = Upstream::start().await;

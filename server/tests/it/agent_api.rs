@@ -331,6 +331,17 @@ async fn usage_batches_count_once_however_often_they_arrive(pool: PgPool) {
     assert_eq!(body["error"], "invalid_input");
     assert_eq!(body["field"], "batch");
     assert!(body["message"].as_str().unwrap().contains("UUIDv7"), "{body}");
+
+    // Minutes ahead of the server's clock (an agent's clock runs fast): early, not invalid, so
+    // the agent keeps the batch and sends it again (it drops what the server calls invalid).
+    let mut early = invalid.clone();
+    early.id = uuid::Uuid::now_v7();
+    early.entries[0].minute = minute + 10 * 60;
+    early.credentials_used.clear();
+    let res = s.app.client.post(s.app.url("/agent/v1/usage")).bearer_auth(&s.token).json(&early).send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("send the batch again later"), "{body}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
@@ -437,7 +448,7 @@ async fn usage_outside_the_accepted_window_or_too_large_is_refused_and_counts_no
     for (what, bad, field) in [
         ("a minute in the year 3000", batch(year_3000, 1, 1, now), "entries[0].minute"),
         ("a minute in the year 1900", batch(year_1900, 1, 1, now), "entries[0].minute"),
-        ("a minute an hour ahead", batch(now + 3600, 1, 1, now), "entries[0].minute"),
+        ("a minute two days ahead", batch(now + 2 * 86_400, 1, 1, now), "entries[0].minute"),
         ("a count near i64::MAX", batch(now, near_max, 1, now), "entries[0].count"),
         ("a latency bucket of u64::MAX", batch(now, 1, u64::MAX, now), "entries[0].latency_buckets[0]"),
         ("a key used in the year 3000", batch(now, 1, 1, year_3000), "credentials_used[0].minute"),
@@ -456,6 +467,9 @@ async fn usage_outside_the_accepted_window_or_too_large_is_refused_and_counts_no
             .await
             .unwrap();
     assert_eq!(last_used, None, "a refused batch does not move the key's last use");
+    // An hour ahead is early, not invalid: 409, and the agent sends it again later.
+    let early = post(batch(now + 3600, 1, 1, now)).await;
+    assert_eq!(early.status(), 409);
 
     // Spooled usage a week old and a clock a few minutes fast are fine.
     let week_ago = now - 7 * 24 * 3600;
