@@ -1164,38 +1164,36 @@ async fn a_trial_starts_when_the_application_is_approved(pool: PgPool) {
         admin.call(Method::POST, &format!("/admin/api/v1/accounts/{account}/applications"), Some(new)).await;
     assert_eq!((status, app["state"].as_str()), (201, Some("pending")), "{app}");
     let id: uuid::Uuid = app["id"].as_str().unwrap().parse().unwrap();
-    // Three weeks waiting for a decision.
-    sqlx::query("UPDATE applications SET trial_ends_at = trial_ends_at - interval '21 days' WHERE id = $1")
+    // Moves the trial's end back by `days`, as if that much time had passed; the days left.
+    let age = |days: i32| async move {
+        sqlx::query("UPDATE applications SET trial_ends_at = trial_ends_at - make_interval(days => $2) WHERE id = $1")
+            .bind(id)
+            .bind(days)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+    let days_left = || async move {
+        sqlx::query_scalar::<_, f64>(
+            "SELECT extract(epoch FROM trial_ends_at - now())::float8 / 86400 FROM applications WHERE id = $1",
+        )
         .bind(id)
-        .execute(pool)
+        .fetch_one(pool)
         .await
-        .unwrap();
+        .unwrap()
+    };
+    // Three weeks waiting for a decision.
+    age(21).await;
     let act = format!("/admin/api/v1/applications/{id}/actions");
     assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "approve"}))).await.0, 200);
-    let days_left: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM trial_ends_at - now())::float8 / 86400 FROM applications WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert!((13.9..=14.0).contains(&days_left), "{days_left} days of trial left after the approval");
+    let left = days_left().await;
+    assert!((13.9..=14.0).contains(&left), "{left} days of trial left after the approval");
     // A suspension and resumption later do not start it again.
     assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "suspend"}))).await.0, 200);
-    sqlx::query("UPDATE applications SET trial_ends_at = trial_ends_at - interval '10 days' WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
+    age(10).await;
     assert_eq!(admin.call(Method::POST, &act, Some(json!({"action": "resume"}))).await.0, 200);
-    let days_left: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM trial_ends_at - now())::float8 / 86400 FROM applications WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert!(days_left < 4.1, "{days_left}");
+    let left = days_left().await;
+    assert!(left < 4.1, "{left}");
 }
 
 #[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]

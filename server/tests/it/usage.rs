@@ -483,27 +483,11 @@ async fn a_raised_limit_alerts_again_when_the_new_maximum_is_reached(pool: PgPoo
     s.post(&batch(vec![entry(app, s.hits, minute, 1_000_000)])).await;
     wait_for_count(&pool, ALERT_MAILS, 1).await;
 
-    let plan = tollgate_core::plans::PlanId(plan_of(&pool, app).await);
-    let same = tollgate_core::plans::get_plan(&pool, plan).await.unwrap();
-    let mut limits = same.limits;
-    assert_eq!(limits.len(), 1);
-    limits[0].max = 5_000_000;
-    let input = tollgate_core::plans::NewPlan {
-        system_name: same.system_name,
-        name: same.name,
-        description: same.description,
-        published: same.published,
-        approval_required: same.approval_required,
-        setup_fee: same.setup_fee,
-        monthly_fee: same.monthly_fee,
-        trial_days: same.trial_days,
-        currency: same.currency,
-        time_zone: same.time_zone,
-        limits,
-        pricing: same.pricing,
-        pricing_modes: same.pricing_modes,
-    };
-    tollgate_core::plans::update_plan(&pool, plan, &input, &Actor::system("test")).await.unwrap();
+    save_plan_of(&pool, app, |limits| {
+        assert_eq!(limits.len(), 1);
+        limits[0].max = 5_000_000;
+    })
+    .await;
     s.post(&batch(vec![entry(app, s.hits, minute - 60, 4_000_000)])).await;
     wait_for_count(&pool, QUEUED, 0).await;
     wait_for_count(&pool, ALERT_MAILS, 2).await;
@@ -535,24 +519,7 @@ async fn crossing_80_then_100_percent_mails_once_each_with_two_replicas(pool: Pg
     wait_for_count(&pool, ALERT_MAILS, 2).await;
     // An admin saves the plan as it is: the 100 % alert of this window is not sent again (the
     // limits' rows were made anew, and every alert of the window went out a second time).
-    let plan = tollgate_core::plans::PlanId(plan_of(&pool, app).await);
-    let same = tollgate_core::plans::get_plan(&pool, plan).await.unwrap();
-    let input = tollgate_core::plans::NewPlan {
-        system_name: same.system_name,
-        name: same.name,
-        description: same.description,
-        published: same.published,
-        approval_required: same.approval_required,
-        setup_fee: same.setup_fee,
-        monthly_fee: same.monthly_fee,
-        trial_days: same.trial_days,
-        currency: same.currency,
-        time_zone: same.time_zone,
-        limits: same.limits,
-        pricing: same.pricing,
-        pricing_modes: same.pricing_modes,
-    };
-    tollgate_core::plans::update_plan(&pool, plan, &input, &Actor::system("test")).await.unwrap();
+    save_plan_of(&pool, app, |_| {}).await;
     post_to(&replica, &s.token, &batch(vec![entry(app, s.hits, minute - 180, 1)])).await;
     s.post(&batch(vec![entry(app, s.hits, minute - 240, 1)])).await;
     wait_for_count(&pool, QUEUED, 0).await;
@@ -709,6 +676,30 @@ async fn a_burst_past_several_levels_mails_the_highest_and_muted_levels_stay_qui
         levels::muted_levels(&pool, s.account.0, quiet).await.unwrap(),
         vec![AlertLevel::new(50).unwrap(), AlertLevel::new(80).unwrap()]
     );
+}
+
+/// Saves the plan of `app` as an admin would, its limits changed by `change` first.
+async fn save_plan_of(pool: &PgPool, app: Uuid, change: impl FnOnce(&mut Vec<tollgate_core::plans::NewLimit>)) {
+    let plan = tollgate_core::plans::PlanId(plan_of(pool, app).await);
+    let same = tollgate_core::plans::get_plan(pool, plan).await.unwrap();
+    let mut limits = same.limits;
+    change(&mut limits);
+    let input = tollgate_core::plans::NewPlan {
+        system_name: same.system_name,
+        name: same.name,
+        description: same.description,
+        published: same.published,
+        approval_required: same.approval_required,
+        setup_fee: same.setup_fee,
+        monthly_fee: same.monthly_fee,
+        trial_days: same.trial_days,
+        currency: same.currency,
+        time_zone: same.time_zone,
+        limits,
+        pricing: same.pricing,
+        pricing_modes: same.pricing_modes,
+    };
+    tollgate_core::plans::update_plan(pool, plan, &input, &Actor::system("test")).await.unwrap();
 }
 
 async fn plan_of(pool: &PgPool, app: Uuid) -> Uuid {
