@@ -209,6 +209,8 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
     // Merged per row, in key order: no row is written twice by one statement,
     // and concurrent batches lock rows in the same order.
     let mut rollups: BTreeMap<(Uuid, Uuid, usize, i64), Sums> = BTreeMap::new();
+    // The earliest minute counted per live application, for the alert job.
+    let mut earliest: BTreeMap<Uuid, i64> = BTreeMap::new();
     for entry in &batch.entries {
         let (tz, api) = match (known_apps.get(&entry.application_id), deleted_apps.get(&entry.application_id)) {
             (Some((tz, api)), _) => (tz, api),
@@ -219,6 +221,10 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         // would show in that application's usage: skipped, as an unknown application is.
         if metric_apis.get(&entry.metric) != Some(api) {
             continue;
+        }
+        if known_apps.contains_key(&entry.application_id) {
+            let minute = earliest.entry(entry.application_id).or_insert(entry.minute);
+            *minute = (*minute).min(entry.minute);
         }
         // Bounded by check_bounds, so neither the sum nor the conversion saturates in practice.
         let requests = saturating(entry.latency_buckets.iter().fold(0u64, |sum, &n| sum.saturating_add(n)));
@@ -292,11 +298,6 @@ pub async fn ingest(pool: &PgPool, gateway: GatewayId, batch: &UsageBatch) -> Re
         .await?;
         // The alert job looks at these applications next (sorted: lock order), from the
         // earliest minute of their usage in this batch on.
-        let mut earliest: BTreeMap<Uuid, i64> = BTreeMap::new();
-        for entry in batch.entries.iter().filter(|e| known_apps.contains_key(&e.application_id)) {
-            let minute = earliest.entry(entry.application_id).or_insert(entry.minute);
-            *minute = (*minute).min(entry.minute);
-        }
         let touched: Vec<Uuid> = earliest.keys().copied().collect();
         let since: Vec<OffsetDateTime> = earliest
             .values()
