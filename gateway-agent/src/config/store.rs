@@ -106,12 +106,22 @@ fn write_snapshot<W: Write>(
 /// Rewrites `config.bin` and starts its journal afresh; returns what the disk then holds.
 /// Blocking.
 fn rewrite(state_dir: &Path, config: &Config, usage: &[CurrentUsage]) -> io::Result<OnDisk> {
-    // First, so that a crash before the new file is in place cannot leave the old
-    // journal beside it.
-    journal::remove(state_dir)?;
-    save(state_dir, config, usage)?;
-    let journal_bytes = journal::start(state_dir, config.revision)?;
-    Ok(OnDisk { revision: config.revision, journal_bytes: Some(journal_bytes) })
+    replace(state_dir, config.revision, config.generated_at, || save(state_dir, config, usage))
+}
+
+/// `save`s a new `config.bin` of `revision` and `generated_at`, then starts its journal.
+/// The old journal stays until the new file is in place: a write that fails (a full disk)
+/// or is cut short leaves the old file with every delta journaled since, and a crash right
+/// after the rename leaves a journal naming another file, which replay ignores.
+fn replace(
+    state_dir: &Path,
+    revision: u64,
+    generated_at: Timestamp,
+    save: impl FnOnce() -> io::Result<()>,
+) -> io::Result<OnDisk> {
+    save()?;
+    let journal_bytes = journal::start(state_dir, revision, generated_at)?;
+    Ok(OnDisk { revision, generated_at, journal_bytes: Some(journal_bytes) })
 }
 
 /// A config read back from the state directory.
@@ -288,7 +298,7 @@ async fn append(state_dir: &Path, on_disk: Option<OnDisk>, deltas: Vec<Vec<u8>>,
     let appended = tokio::task::spawn_blocking(move || {
         let started = match on_disk.journal_bytes {
             Some(bytes) => bytes,
-            None => journal::start(&dir, on_disk.revision)?,
+            None => journal::start(&dir, on_disk.revision, on_disk.generated_at)?,
         };
         Ok::<_, io::Error>(started + journal::append(&dir, &deltas)?)
     })
@@ -296,7 +306,7 @@ async fn append(state_dir: &Path, on_disk: Option<OnDisk>, deltas: Vec<Vec<u8>>,
     match appended {
         Ok(Ok(bytes)) => {
             tracing::debug!(revision, journal_bytes = bytes, "journaled config delta");
-            Some(OnDisk { revision, journal_bytes: Some(bytes) })
+            Some(OnDisk { revision, generated_at: on_disk.generated_at, journal_bytes: Some(bytes) })
         }
         Ok(Err(err)) => {
             tracing::error!(revision, error = %err, "cannot append to config.journal");
@@ -372,14 +382,14 @@ mod tests {
 
     #[test]
     fn deltas_that_continue_the_disk_are_appended() {
-        let on_disk = OnDisk { revision: 3, journal_bytes: Some(100) };
+        let on_disk = OnDisk { revision: 3, generated_at: Timestamp::UNIX_EPOCH, journal_bytes: Some(100) };
         let round = plan(Some(on_disk), vec![delta(3, 4, 10), delta(4, 6, 20)]);
         assert_eq!(round, Round::Append { deltas: vec![vec![b'x'; 10], vec![b'x'; 20]], revision: 6 });
     }
 
     #[test]
     fn a_snapshot_a_gap_or_an_unknown_disk_rewrites_the_file() {
-        let on_disk = OnDisk { revision: 3, journal_bytes: None };
+        let on_disk = OnDisk { revision: 3, generated_at: Timestamp::UNIX_EPOCH, journal_bytes: None };
         assert_eq!(plan(Some(on_disk), vec![delta(3, 4, 10), Save::Whole(config_at(9))]), Round::Whole);
         assert_eq!(plan(Some(on_disk), vec![delta(4, 5, 10)]), Round::Whole);
         assert_eq!(plan(None, vec![delta(3, 4, 10)]), Round::Whole);
@@ -387,10 +397,36 @@ mod tests {
 
     #[test]
     fn a_journal_past_its_limit_rewrites_the_file() {
-        let on_disk = OnDisk { revision: 3, journal_bytes: Some(journal::LIMIT - 10) };
+        let on_disk =
+            OnDisk { revision: 3, generated_at: Timestamp::UNIX_EPOCH, journal_bytes: Some(journal::LIMIT - 10) };
         // Each delta takes its length and a newline.
         assert!(matches!(plan(Some(on_disk), vec![delta(3, 4, 9)]), Round::Append { .. }));
         assert_eq!(plan(Some(on_disk), vec![delta(3, 4, 10)]), Round::Whole);
+    }
+
+    /// A disk that is full when `config.bin` is rewritten: the old file and its journal
+    /// must both survive, or a restart would serve the old file without the revocations
+    /// journaled after it.
+    #[test]
+    fn a_rewrite_that_fails_keeps_the_old_files_journal() {
+        let dir = std::env::temp_dir().join(format!("tollgate-store-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let journal = dir.join(journal::FILE_NAME);
+        let at = Timestamp::UNIX_EPOCH;
+        journal::start(&dir, 3, at).expect("start");
+        journal::append(&dir, &[b"{\"delta\":4}".to_vec()]).expect("append");
+        let before = std::fs::read(&journal).expect("journal");
+        let full = replace(&dir, 9, at, || Err(io::Error::from(io::ErrorKind::StorageFull)));
+        assert_eq!(full.unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(std::fs::read(&journal).expect("journal kept"), before);
+
+        let on_disk = replace(&dir, 9, at, || Ok(())).expect("replaced");
+        assert_eq!(
+            (on_disk.revision, on_disk.journal_bytes),
+            (9, Some(std::fs::metadata(&journal).expect("new").len()))
+        );
+        assert!(std::fs::read_to_string(&journal).expect("journal").starts_with("{\"journal_of_revision\":9,"));
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     /// What the agent saves decodes to the snapshot it compiled (credentials in the
