@@ -65,7 +65,7 @@ pub mod period;
 pub mod routing;
 pub mod snapshot;
 pub mod trace;
-mod upstream;
+pub mod upstream;
 pub mod usage;
 mod validation;
 

@@ -248,7 +248,7 @@ pub async fn set_plan_group(
     let (_, actor) = admin(&req, &pool).await?;
     let plan = PlanId(parse_id(&path)?);
     let group = group_choice(&body)?;
-    routing::set_plan_route(&pool, &actor, plan, group.as_ref()).await?;
+    routing::set_plan_route(&pool, &actor, plan, group.as_ref(), None).await?;
     Ok(HttpResponse::Ok().json(GroupChoice { group: group.map(|g| g.as_str().to_owned()) }))
 }
 
@@ -267,7 +267,7 @@ pub async fn set_application_group(
     let (_, actor) = admin(&req, &pool).await?;
     let app = ApplicationId(parse_id(&path)?);
     let group = group_choice(&body)?;
-    routing::set_application_route(&pool, &actor, app, group.as_ref()).await?;
+    routing::set_application_route(&pool, &actor, app, group.as_ref(), None).await?;
     Ok(HttpResponse::Ok().json(GroupChoice { group: group.map(|g| g.as_str().to_owned()) }))
 }
 

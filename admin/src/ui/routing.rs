@@ -274,7 +274,7 @@ pub async fn set_plan(
     let field = format!("plan-{}", plan.0);
     let outcome = async {
         let group = chosen("group", &form.group)?;
-        routing::set_plan_route(&pool, &Actor::from(&user), plan, group.as_ref()).await
+        routing::set_plan_route(&pool, &Actor::from(&user), plan, group.as_ref(), Some(api)).await
     }
     .await;
     let mut errors = FieldErrors::new();
@@ -303,12 +303,15 @@ pub async fn set_application(
             .parse::<uuid::Uuid>()
             .map_err(|_| tollgate_core::Error::invalid("application", "an application id (a UUID)"))?;
         let group = chosen("app_group", &form.group)?;
-        routing::set_application_route(&pool, &Actor::from(&user), ApplicationId(app), group.as_ref()).await
+        routing::set_application_route(&pool, &Actor::from(&user), ApplicationId(app), group.as_ref(), Some(api)).await
     }
     .await;
     match outcome {
         Ok(()) => return Ok(back(api)),
         Err(tollgate_core::Error::Invalid { field, message }) if field == "group" => errors.add("app_group", message),
+        Err(tollgate_core::Error::Invalid { field, message }) if field == "application" => {
+            errors.add("application", message)
+        }
         Err(tollgate_core::Error::NotFound) => errors.add("application", "no application has this id"),
         Err(err) => errors.absorb(err)?,
     }

@@ -191,12 +191,8 @@ pub async fn update_in(tx: &mut sqlx::PgConnection, id: ApiId, changes: &ApiChan
             problems.add("upstream_urls", "use at most 20 upstream targets");
         }
         for (i, url) in urls.iter().enumerate() {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && url.len() > 8
-                && url.len() <= 2048
-                && !url.contains(char::is_whitespace);
-            if !ok {
-                problems.add(format!("upstream_urls[{i}]"), "use an absolute http:// or https:// URL");
+            if let Err(problem) = tollgate_protocol::upstream::check_url(url) {
+                problems.add(format!("upstream_urls[{i}]"), problem);
             }
         }
     }
@@ -300,13 +296,15 @@ pub struct Routing {
 pub async fn set_routing_in(tx: &mut sqlx::PgConnection, id: ApiId, routing: &Routing, actor: &Actor) -> Result<()> {
     super::products::validate_base_path(&routing.base_path)?;
     if let Some(host) = &routing.public_host {
-        let (name, port) = host.split_once(':').unwrap_or((host, "1"));
-        let ok = (1..=253).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-            && (1..=5).contains(&port.len())
-            && port.bytes().all(|b| b.is_ascii_digit());
+        // Gateways route by the host name of each listener they serve: a port here would
+        // make them refuse the config.
+        if host.contains(':') {
+            return Err(Error::invalid("public_host", "use the host name without a port"));
+        }
+        let ok = (1..=253).contains(&host.len())
+            && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
         if !ok {
-            return Err(Error::invalid("public_host", "use a lower-case host name, optionally with :port"));
+            return Err(Error::invalid("public_host", "use a lower-case host name (letters, digits, '.' and '-')"));
         }
     }
     let before = sqlx::query!("SELECT base_path, public_host, unmatched_is_404 FROM api_products WHERE id = $1", id.0)

@@ -316,18 +316,31 @@ fn wire(metric: Uuid, mock: OperationMock) -> MockOperation {
     }
 }
 
-/// Whether the API serves traffic with neither an upstream nor a mocked operation. Gateways
-/// refuse a config that holds one, and with it every later change of every API (a revoked
-/// key would keep working), so no change may leave an API so.
+/// Whether the API serves traffic with neither an upstream nor a mocked operation agents
+/// are sent. Gateways refuse a config that holds one, and with it every later change of
+/// every API (a revoked key would keep working), so no change may leave an API so.
 pub(crate) async fn is_stranded(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<bool> {
-    Ok(sqlx::query_scalar!(
+    let no_upstream = sqlx::query_scalar!(
         r#"SELECT p.state IN ('published', 'deprecated')
-               AND NOT EXISTS (SELECT 1 FROM api_upstreams u WHERE u.api_id = p.id)
-               AND NOT EXISTS (SELECT 1 FROM api_mocks m WHERE m.api_id = p.id)
-               AND NOT EXISTS (SELECT 1 FROM operation_mocks o WHERE o.api_id = p.id) AS "stranded!"
+               AND NOT EXISTS (SELECT 1 FROM api_upstreams u WHERE u.api_id = p.id) AS "no_upstream!"
            FROM api_products p WHERE p.id = $1"#,
         api.0
     )
     .fetch_one(&mut *tx)
-    .await?)
+    .await?;
+    // A mocked operation counts only as agents get it: while its imported rule and an
+    // answer for it exist (a new version or a deleted rule can take both away).
+    Ok(no_upstream && load(tx, Some(api.0)).await?.is_empty())
+}
+
+/// [`is_stranded`] as the refusal of a change that would leave the API so (`what` says
+/// which change).
+pub(crate) async fn refuse_stranded(tx: &mut sqlx::PgConnection, api: ApiId, what: &str) -> Result<()> {
+    if is_stranded(tx, api).await? {
+        return Err(Error::Conflict(format!(
+            "{what} would leave the API serving traffic with no upstream and no mocked operation: \
+             add an upstream (upstream_urls) first"
+        )));
+    }
+    Ok(())
 }

@@ -162,6 +162,7 @@ pub async fn add_metric_in(
 pub async fn delete_metric(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
     delete_metric_in(&mut tx, api, id, actor).await?;
+    super::mocks::refuse_stranded(&mut tx, api, "deleting this metric").await?;
     tx.commit().await?;
     Ok(())
 }
@@ -358,6 +359,7 @@ pub async fn add_rule_in(tx: &mut sqlx::PgConnection, api: ApiId, rule: &NewRule
 pub async fn delete_rule(pool: &PgPool, api: ApiId, id: Uuid, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
     delete_rule_in(&mut tx, api, id, actor).await?;
+    super::mocks::refuse_stranded(&mut tx, api, "deleting this rule").await?;
     tx.commit().await?;
     Ok(())
 }

@@ -278,6 +278,7 @@ fn rule_pattern(path: &str) -> String {
 pub async fn publish(pool: &PgPool, api: ApiId, number: i32, actor: &Actor, base_url: &str) -> Result<ChangeReport> {
     let mut tx = pool.begin().await?;
     let report = publish_in(&mut tx, api, number, actor, base_url).await?;
+    super::mocks::refuse_stranded(&mut tx, api, "publishing this version").await?;
     tx.commit().await?;
     Ok(report)
 }

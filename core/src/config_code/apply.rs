@@ -353,6 +353,12 @@ impl Run<'_> {
         if self.options.prune {
             self.prune(tx, at, id, api, &now).await?;
         }
+        // Last, once upstreams, rules, versions and mocks are all as the file says.
+        if mocks::is_stranded(tx, id).await? {
+            let message = "the API serves traffic with no upstream and no mocked operation: \
+                           list an upstream, or mock an operation of its spec";
+            return Err(ApplyError::invalid(Located::at(self.text, &at.key("upstreams"), message)));
+        }
         Ok(())
     }
 
@@ -623,7 +629,7 @@ impl Run<'_> {
             let plan_id = plan_id(tx, id, &plan.system_name).await?;
             let group = plan.upstream_group.as_deref().map(|g| GroupName::parse("upstream_group", g)).transpose();
             let group = group.map_err(|e| fail(&here, "upstream_group", e))?;
-            upstream_routing::set_plan_route_in(tx, self.actor, plan_id, group.as_ref())
+            upstream_routing::set_plan_route_in(tx, self.actor, plan_id, group.as_ref(), Some(id))
                 .await
                 .map_err(|e| fail(&here, "upstream_group", e))?;
         }
@@ -644,9 +650,15 @@ impl Run<'_> {
                 return Err(ApplyError::invalid(Located::at(self.text, &here.key("application"), message)));
             }
             let group = GroupName::parse("group", &route.group).map_err(|e| fail(&here, "group", e))?;
-            upstream_routing::set_application_route_in(tx, self.actor, ApplicationId(route.application), Some(&group))
-                .await
-                .map_err(|e| fail(&here, "group", e))?;
+            upstream_routing::set_application_route_in(
+                tx,
+                self.actor,
+                ApplicationId(route.application),
+                Some(&group),
+                Some(id),
+            )
+            .await
+            .map_err(|e| fail(&here, "group", e))?;
         }
         Ok(())
     }
@@ -763,7 +775,7 @@ impl Run<'_> {
         // Application routes, then the groups nothing routes to any more.
         let routed: HashSet<uuid::Uuid> = api.routing.applications.iter().map(|r| r.application).collect();
         for old in now.routing.applications.iter().filter(|r| !routed.contains(&r.application)) {
-            upstream_routing::set_application_route_in(tx, self.actor, ApplicationId(old.application), None)
+            upstream_routing::set_application_route_in(tx, self.actor, ApplicationId(old.application), None, Some(id))
                 .await
                 .map_err(|e| self.fail(&at.key("routing"), e))?;
         }

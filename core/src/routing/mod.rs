@@ -58,7 +58,8 @@ pub fn parse_weight(field: impl Into<std::borrow::Cow<'static, str>>, value: &se
     }
 }
 
-/// Checks a group's targets: 1 to [`MAX_TARGETS`] distinct `http(s)://host…` URLs.
+/// Checks a group's targets: 1 to [`MAX_TARGETS`] distinct URLs every gateway can use
+/// (`tollgate_protocol::upstream::check_url`).
 pub fn parse_targets(urls: &[String]) -> Result<Vec<String>> {
     if urls.is_empty() || urls.len() > MAX_TARGETS {
         return Err(Error::invalid("urls", format!("a group has 1 to {MAX_TARGETS} target URLs")));
@@ -68,11 +69,8 @@ pub fn parse_targets(urls: &[String]) -> Result<Vec<String>> {
     // Every bad target at once.
     let mut problems = FieldProblems::default();
     for (i, url) in urls.iter().enumerate() {
-        let valid = reqwest::Url::parse(url)
-            .ok()
-            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
-        if !valid || url.contains(char::is_whitespace) {
-            problems.add(format!("urls[{i}]"), "a target is an http:// or https:// URL with a host");
+        if let Err(problem) = tollgate_protocol::upstream::check_url(url) {
+            problems.add(format!("urls[{i}]"), problem);
         } else if seen.insert(url.as_str()) {
             out.push(url.clone());
         }
@@ -104,6 +102,16 @@ pub struct RoutingView {
     pub groups: Vec<GroupView>,
     pub plans: Vec<RouteView>,
     pub applications: Vec<RouteView>,
+}
+
+/// Takes the API's row for a change of its groups: the split is checked against the
+/// groups as they are, so two changes at once (each setting one group's weight to 0) must
+/// not both pass against the other's old weight.
+async fn lock_api(tx: &mut sqlx::PgConnection, api: ApiId) -> Result<()> {
+    let found = sqlx::query_scalar!("SELECT 1 AS one FROM api_products WHERE id = $1 FOR NO KEY UPDATE", api.0)
+        .fetch_optional(tx)
+        .await?;
+    found.map(|_| ()).ok_or(Error::NotFound)
 }
 
 async fn api_exists(conn: &mut sqlx::PgConnection, api: ApiId) -> Result<()> {
@@ -190,7 +198,7 @@ pub async fn put_group_in(
         (false, None) => return Err(Error::invalid("urls", "a group needs 1 or more target URLs")),
         (false, Some(urls)) => parse_targets(&urls)?,
     };
-    api_exists(&mut *tx, api).await?;
+    lock_api(&mut *tx, api).await?;
     sqlx::query!(
         "INSERT INTO upstream_groups (api_id, name, weight, urls) VALUES ($1, $2, $3, $4)
          ON CONFLICT (api_id, name) DO UPDATE SET weight = EXCLUDED.weight, urls = EXCLUDED.urls",
@@ -218,7 +226,7 @@ pub async fn delete_group_in(tx: &mut sqlx::PgConnection, actor: &Actor, api: Ap
     if name == DEFAULT_GROUP {
         return Err(Error::Conflict("the default group cannot be removed (set its weight to 0 instead)".into()));
     }
-    api_exists(&mut *tx, api).await?;
+    lock_api(&mut *tx, api).await?;
     let used = sqlx::query_scalar!(
         r#"SELECT (SELECT count(*) FROM plan_upstream_routes WHERE api_id = $1 AND group_name = $2)
                 + (SELECT count(*) FROM application_upstream_routes WHERE api_id = $1 AND group_name = $2) AS "n!""#,
@@ -244,7 +252,7 @@ pub async fn delete_group_in(tx: &mut sqlx::PgConnection, actor: &Actor, api: Ap
 /// their weight.
 pub async fn set_weights(pool: &PgPool, actor: &Actor, api: ApiId, weights: &BTreeMap<String, i32>) -> Result<()> {
     let mut tx = pool.begin().await?;
-    api_exists(&mut tx, api).await?;
+    lock_api(&mut tx, api).await?;
     // Every unknown group at once; nothing is kept unless all are known.
     let mut problems = FieldProblems::default();
     for (name, weight) in weights {
@@ -264,9 +272,16 @@ pub async fn set_weights(pool: &PgPool, actor: &Actor, api: ApiId, weights: &BTr
 }
 
 /// Sends a plan to a group of its API, or back to the split (`None`).
-pub async fn set_plan_route(pool: &PgPool, actor: &Actor, plan: PlanId, group: Option<&GroupName>) -> Result<()> {
+/// `within`: the API whose page the change came from; a plan of another API is refused.
+pub async fn set_plan_route(
+    pool: &PgPool,
+    actor: &Actor,
+    plan: PlanId,
+    group: Option<&GroupName>,
+    within: Option<ApiId>,
+) -> Result<()> {
     let mut tx = pool.begin().await?;
-    set_plan_route_in(&mut tx, actor, plan, group).await?;
+    set_plan_route_in(&mut tx, actor, plan, group, within).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -277,11 +292,15 @@ pub async fn set_plan_route_in(
     actor: &Actor,
     plan: PlanId,
     group: Option<&GroupName>,
+    within: Option<ApiId>,
 ) -> Result<()> {
     let api = sqlx::query_scalar!("SELECT api_id FROM plans WHERE id = $1", plan.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
+    if within.is_some_and(|within| within.0 != api) {
+        return Err(Error::invalid("plan", "this plan belongs to another API"));
+    }
     sqlx::query!("DELETE FROM plan_upstream_routes WHERE plan_id = $1", plan.0).execute(&mut *tx).await?;
     if let Some(group) = group {
         group_exists(&mut *tx, api, group).await?;
@@ -298,15 +317,17 @@ pub async fn set_plan_route_in(
     changed(tx, actor, ApiId(api), "routing.plan", detail).await
 }
 
-/// Sends one application to a group of its API whatever its plan says, or back (`None`).
+/// Sends one application to a group of its API whatever its plan says, or back (`None`);
+/// `within` as for [`set_plan_route`].
 pub async fn set_application_route(
     pool: &PgPool,
     actor: &Actor,
     app: ApplicationId,
     group: Option<&GroupName>,
+    within: Option<ApiId>,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    set_application_route_in(&mut tx, actor, app, group).await?;
+    set_application_route_in(&mut tx, actor, app, group, within).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -317,11 +338,15 @@ pub async fn set_application_route_in(
     actor: &Actor,
     app: ApplicationId,
     group: Option<&GroupName>,
+    within: Option<ApiId>,
 ) -> Result<()> {
     let api = sqlx::query_scalar!("SELECT api_id FROM applications WHERE id = $1", app.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
+    if within.is_some_and(|within| within.0 != api) {
+        return Err(Error::invalid("application", "this application subscribes to another API"));
+    }
     sqlx::query!("DELETE FROM application_upstream_routes WHERE application_id = $1", app.0).execute(&mut *tx).await?;
     if let Some(group) = group {
         group_exists(&mut *tx, api, group).await?;

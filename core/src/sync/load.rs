@@ -51,7 +51,9 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
     .fetch_all(&mut *conn)
     .await?
     {
-        upstreams.entry(u.api_id).or_default().push(Upstream { url: u.url });
+        if usable_upstream(&u.url, u.api_id) {
+            upstreams.entry(u.api_id).or_default().push(Upstream { url: u.url });
+        }
     }
     let mut metrics: HashMap<Uuid, Vec<Metric>> = HashMap::new();
     for m in sqlx::query!(
@@ -117,7 +119,12 @@ pub(crate) async fn apis(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -> R
             Api {
                 id: p.id,
                 slug: p.slug,
-                hosts: p.public_host.into_iter().collect(),
+                // Agents route by host name; a port stored before ports were refused is dropped.
+                hosts: p
+                    .public_host
+                    .map(|host| host.split(':').next().unwrap_or_default().to_owned())
+                    .into_iter()
+                    .collect(),
                 base_path: p.base_path,
                 upstreams: upstreams.remove(&p.id).unwrap_or_default(),
                 lifecycle,
@@ -206,4 +213,17 @@ pub(crate) async fn credentials(conn: &mut sqlx::PgConnection, only: Option<Uuid
             })
         })
         .collect()
+}
+
+/// Whether an upstream URL stored before the check it would fail now (`HTTP://…`, a user and
+/// password, a name in another script) goes to agents: one they cannot use would make
+/// them refuse the whole config, and with it every later change of every API.
+pub(crate) fn usable_upstream(url: &str, api: Uuid) -> bool {
+    match tollgate_protocol::upstream::check_url(url) {
+        Ok(()) => true,
+        Err(problem) => {
+            tracing::warn!(%api, problem, "an upstream URL agents cannot use is left out of the config");
+            false
+        }
+    }
 }

@@ -22,7 +22,8 @@ pub(crate) async fn routing(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -
     let mut by_api: Vec<Routing> = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
     for g in groups {
-        let urls = if g.name == DEFAULT_GROUP { g.defaults } else { g.urls };
+        let mut urls = if g.name == DEFAULT_GROUP { g.defaults } else { g.urls };
+        urls.retain(|url| super::load::usable_upstream(url, g.api_id));
         // A group without targets (the default group of an API without upstreams) can take
         // no traffic: agents are not told of it.
         if urls.is_empty() {
@@ -69,4 +70,14 @@ pub(crate) async fn routing(conn: &mut sqlx::PgConnection, only: Option<Uuid>) -
     }
     by_api.retain(|r| !r.is_plain() && r.groups.iter().any(|g| g.weight > 0));
     Ok(by_api)
+}
+
+/// Whether the API has an upstream group besides `default`.
+pub(crate) async fn has_groups(conn: &mut sqlx::PgConnection, api: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM upstream_groups WHERE api_id = $1 AND name <> 'default') AS "some!""#,
+        api
+    )
+    .fetch_one(&mut *conn)
+    .await?)
 }

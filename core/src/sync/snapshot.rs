@@ -90,8 +90,15 @@ pub async fn build_delta(pool: &PgPool, since: u64) -> Result<Option<Delta>> {
                 Some(api) => {
                     changes.push(Change::UpsertApi(api));
                     // The default group's targets are the API's own upstreams.
-                    if let Some(routing) = super::routing::routing(&mut tx, Some(id)).await?.pop() {
-                        changes.push(Change::UpsertRouting(routing));
+                    match super::routing::routing(&mut tx, Some(id)).await?.pop() {
+                        Some(routing) => changes.push(Change::UpsertRouting(routing)),
+                        // Routing agents may hold can be left with nothing to send (the
+                        // default group's targets removed): it is removed. Only for APIs with
+                        // groups, since version-1 agents cannot read the change.
+                        None if super::routing::has_groups(&mut tx, id).await? => {
+                            changes.push(Change::RemoveRouting { api_id: id });
+                        }
+                        None => {}
                     }
                 }
                 None => changes.push(Change::RemoveApi { id }),

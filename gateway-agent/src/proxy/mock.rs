@@ -126,7 +126,8 @@ impl<'h> Prefer<'h> {
                 let Some((name, value)) = token.split_once('=') else { continue };
                 let value = value.trim().trim_matches('"');
                 match name.trim().to_ascii_lowercase().as_str() {
-                    "code" => prefer.code = value.parse().ok().filter(|code| (100..=599).contains(code)),
+                    // A 1xx is not an answer: hyper would turn it into a 500 or a bare 101.
+                    "code" => prefer.code = value.parse().ok().filter(|code| (200..=599).contains(code)),
                     "example" => prefer.example = Some(value),
                     _ => {}
                 }

@@ -161,7 +161,7 @@ async fn configure(pool: &PgPool) {
     routing::put_group(pool, &actor, weather.id, &canary, 10, Some(urls)).await.unwrap();
     let default = GroupName::parse("name", "default").unwrap();
     routing::put_group(pool, &actor, weather.id, &default, 90, None).await.unwrap();
-    routing::set_plan_route(pool, &actor, plan, Some(&canary)).await.unwrap();
+    routing::set_plan_route(pool, &actor, plan, Some(&canary), None).await.unwrap();
     let spec = tollgate_openapi::parse(PETS_JSON).unwrap();
     let new = NewApi { name: Some("Pets".into()), slug: Some("pets".into()), ..NewApi::default() };
     let pets = create_from_spec(pool, PETS_JSON, &spec, new, &actor).await.unwrap();
@@ -579,4 +579,33 @@ async fn routing_and_mocks_in_the_file_show_in_the_diff_apply_and_prune(pool: Pg
         )
     );
     assert_eq!(admin.export().await, dropped);
+}
+
+/// What gateways cannot use is refused by the file too, located: a published API left with
+/// no upstream and no mock, and a public host with a port. Either, stored, made every agent
+/// refuse the whole config (and with it every later revocation).
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_file_that_would_freeze_every_gateway_is_refused_where_it_goes_wrong(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let before = admin.export().await;
+    let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let start = before.find("\n  upstreams:\n").expect("the demo API has upstreams") + 1;
+    let end = before[start..].find("\n").unwrap() + start + 1;
+    let targets = before[end..].lines().take_while(|l| l.starts_with("  - ")).map(|l| l.len() + 1).sum::<usize>();
+    let without_upstreams = format!("{}{}", &before[..start], &before[end + targets..]);
+    assert!(!without_upstreams.contains("\n  upstreams:"), "{without_upstreams}");
+    let (status, body) = admin.apply("", &without_upstreams).await;
+    assert_eq!((status, body["path"].as_str()), (422, Some("apis[0].upstreams")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no upstream and no mocked operation"), "{body}");
+
+    let with_port = before.replacen("  base_path: ", "  public_host: api.example.com:8443\n  base_path: ", 1);
+    let (status, body) = admin.apply("", &with_port).await;
+    assert_eq!((status, body["path"].as_str()), (422, Some("apis[0].public_host")), "{body}");
+    assert_eq!(body["line"], line_of(&with_port, "public_host:"));
+
+    let bad_target = before.replacen("  upstreams:\n  - http", "  upstreams:\n  - HTTP", 1);
+    let (status, body) = admin.apply("", &bad_target).await;
+    assert_eq!((status, body["path"].as_str()), (422, Some("apis[0].upstreams[0]")), "{body}");
+    assert_eq!(admin.export().await, before, "nothing of it was stored");
 }

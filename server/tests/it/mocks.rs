@@ -229,3 +229,69 @@ async fn the_admin_ui_shows_missing_examples_and_switches_mock_mode(pool: PgPool
     let html = app.get(&mocks_page).await.text().await.unwrap();
     assert_eq!(html.matches("On · turn off").count(), 1, "{html}");
 }
+
+/// A published API whose only backend is one mocked operation: a new version without that
+/// operation, or deleting its imported rule, would leave agents a config they refuse (no
+/// upstream, nothing mocked), and with it every later change of every API. Both are 409,
+/// and agents are sent a config they accept throughout.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_change_that_takes_the_last_mocked_operation_from_an_api_without_upstream_is_refused(pool: PgPool) {
+    let w = crate::helpers::spawn_app(pool.clone()).await;
+    tollgate::cli::dev::seed(&pool).await.unwrap();
+    let token = crate::helpers::demo_admin_token(&pool).await;
+    let admin = |method: &str, path: &str, body: Option<Value>| {
+        let mut request = w.client.request(method.parse().unwrap(), w.url(path)).bearer_auth(token.as_str());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap();
+            (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null))
+        }
+    };
+    let spec = |paths: &str| format!("openapi: 3.0.3\ninfo: {{title: Pets, version: '1'}}\npaths:\n{paths}");
+    let pets = "  /pets:\n    get:\n      operationId: listPets\n      responses: {'200': {description: ok, content: {application/json: {example: [1]}}}}\n";
+    let owners = "  /owners:\n    get:\n      operationId: listOwners\n      responses: {'200': {description: ok}}\n";
+    let (status, api) =
+        admin("POST", "/admin/api/v1/apis", Some(json!({"spec": spec(&(pets.to_owned() + owners)), "slug": "pets"})))
+            .await;
+    assert_eq!(status, 201, "{api}");
+    let id = api["id"].as_str().unwrap().to_owned();
+    let (status, mode) = admin("GET", &format!("/admin/api/v1/apis/{id}/mocks"), None).await;
+    assert_eq!(status, 200, "{mode}");
+    let list_pets =
+        mode["operations"].as_array().unwrap().iter().find(|o| o["system_name"] == "listPets").unwrap()["metric_id"]
+            .clone();
+    let mocked = json!({"operations": [{"metric_id": list_pets, "mocked": true}]});
+    assert_eq!(admin("PATCH", &format!("/admin/api/v1/apis/{id}/mocks"), Some(mocked)).await.0, 200);
+    let (status, body) =
+        admin("POST", &format!("/admin/api/v1/apis/{id}/lifecycle"), Some(json!({"state": "published"}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, staged) =
+        admin("POST", &format!("/admin/api/v1/apis/{id}/versions"), Some(json!({"spec": spec(owners)}))).await;
+    assert_eq!(status, 201, "{staged}");
+    let number = staged["number"].as_i64().unwrap();
+    let (status, body) = admin("POST", &format!("/admin/api/v1/apis/{id}/versions/{number}/publish"), None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no upstream and no mocked operation"), "{body}");
+
+    let (_, rules) = admin("GET", &format!("/admin/api/v1/apis/{id}/mapping-rules"), None).await;
+    let rule = rules.as_array().unwrap().iter().find(|r| r["metric"] == "listPets").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = admin("DELETE", &format!("/admin/api/v1/apis/{id}/mapping-rules/{rule}"), None).await;
+    assert_eq!(status, 409, "{body}");
+    let snapshot = tollgate_core::sync::build_snapshot(&pool).await.unwrap();
+    snapshot.validate().expect("agents accept the config");
+    assert_eq!(snapshot.mocks.len(), 1, "the mocked operation is still sent");
+
+    // With an upstream, both go through.
+    let patch = json!({"upstream_urls": ["http://pets.test"]});
+    assert_eq!(admin("PATCH", &format!("/admin/api/v1/apis/{id}"), Some(patch)).await.0, 200);
+    assert_eq!(admin("DELETE", &format!("/admin/api/v1/apis/{id}/mapping-rules/{rule}"), None).await.0, 204);
+    tollgate_core::sync::build_snapshot(&pool).await.unwrap().validate().expect("agents accept the config");
+}

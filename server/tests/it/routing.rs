@@ -406,3 +406,109 @@ async fn the_routing_page_edits_groups_weights_and_plan_routes(pool: PgPool) {
         routing["groups"].as_array().unwrap().iter().map(|g| g["weight"].as_i64().unwrap()).collect();
     assert_eq!(weights, [95, 5]);
 }
+
+/// Upstream URLs no gateway can use (an upper-case scheme, a user and password, a name in
+/// another script, a space) are refused where they are typed; those stored before the check,
+/// and a public host stored with a port, are left out of what agents get. Any of them in a
+/// config made every agent refuse it, and with it every later revocation.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn upstreams_no_gateway_can_use_never_reach_agents(pool: PgPool) {
+    let w = World::new(pool).await;
+    let api = format!("/admin/api/v1/apis/{}", w.api.0);
+    for url in ["HTTP://canary.test", "http://svc:secret@canary.test", "http://bücher.test", "http://canary.test/a b"]
+    {
+        let group = json!({"weight": 5, "urls": ["http://ok.test", url]});
+        let (status, answer) = w.call(Method::PUT, &w.routing("/groups/canary"), Some(group)).await;
+        assert_eq!((status, answer["field"].as_str()), (422, Some("urls[1]")), "{url}: {answer}");
+        let (status, answer) = w.call(Method::PATCH, &api, Some(json!({"upstream_urls": [url]}))).await;
+        assert_eq!((status, answer["field"].as_str()), (422, Some("upstream_urls[0]")), "{url}: {answer}");
+    }
+    let (status, answer) = w.call(Method::PATCH, &api, Some(json!({"upstream_urls": ["http://user@x.test"]}))).await;
+    assert!(answer["message"].as_str().unwrap().contains("user and password"), "{status} {answer}");
+
+    sqlx::query(
+        "INSERT INTO api_upstreams (id, api_id, url) VALUES (gen_random_uuid(), $1, 'http://svc:secret@old.test')",
+    )
+    .bind(w.api.0)
+    .execute(&w.app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO upstream_groups (api_id, name, weight, urls)
+         VALUES ($1, 'canary', 10, ARRAY['HTTP://canary.test', 'http://canary-2.test'])",
+    )
+    .bind(w.api.0)
+    .execute(&w.app.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_products SET public_host = 'api.test:8443' WHERE id = $1")
+        .bind(w.api.0)
+        .execute(&w.app.pool)
+        .await
+        .unwrap();
+    let snapshot = sync::build_snapshot(&w.app.pool).await.unwrap();
+    snapshot.validate().expect("agents can use every upstream and host sent");
+    let weather = snapshot.apis.iter().find(|a| a.id == w.api.0).unwrap();
+    assert_eq!(weather.hosts, ["api.test"]);
+    assert!(!weather.upstreams.is_empty() && weather.upstreams.iter().all(|u| !u.url.contains('@')));
+    let canary = snapshot.routing[0].groups.iter().find(|g| g.name == "canary").unwrap();
+    let targets: Vec<&str> = canary.upstreams.iter().map(|u| u.url.as_str()).collect();
+    assert_eq!(targets, ["http://canary-2.test"]);
+}
+
+/// The routing page sends only its own API's plans and applications to a group: an id of
+/// another API's plan is refused beside the field, and nothing is routed.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_routing_page_refuses_a_plan_of_another_api(pool: PgPool) {
+    use crate::helpers::csrf_from;
+    let w = World::new(pool).await;
+    let partner = w.plan("Partner").await;
+    let (app, _) = w.app_with_key("Elsewhere", partner).await;
+    let source = "openapi: 3.0.3\ninfo: {title: Files, version: '1'}\npaths:\n  /files:\n    get: {responses: {'200': {description: ok}}}\n";
+    let spec = tollgate_openapi::parse(source).unwrap();
+    let new = tollgate_core::apis::NewApi { slug: Some("files".into()), ..Default::default() };
+    let other = tollgate_core::apis::create_from_spec(&w.app.pool, source, &spec, new, &w.actor).await.unwrap().id;
+    let canary = json!({"weight": 0, "urls": ["http://canary.test"]});
+    let other_routing = format!("/admin/api/v1/apis/{}/routing/groups/canary", other.0);
+    assert_eq!(w.call(Method::PUT, &other_routing, Some(canary)).await.0, 200);
+    let res = w.app.sign_in(DEMO_ADMIN_EMAIL, tollgate::cli::dev::DEMO_ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    let page_url = format!("/admin/apis/{}/routing", other.0);
+    let csrf = csrf_from(&w.app.get(&page_url).await.text().await.unwrap());
+    let partner_id = partner.0.to_string();
+    let form = [("csrf_token", csrf.as_str()), ("id", partner_id.as_str()), ("group", "canary")];
+    let res = w.app.post_form(&format!("{page_url}/plans"), &form).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("belongs to another API"));
+    let app_id = app.to_string();
+    let form = [("csrf_token", csrf.as_str()), ("id", app_id.as_str()), ("group", "canary")];
+    let res = w.app.post_form(&format!("{page_url}/applications"), &form).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("subscribes to another API"));
+    let (_, routing) = w.call(Method::GET, &format!("/admin/api/v1/apis/{}/routing", other.0), None).await;
+    assert_eq!((routing["plans"].as_array().unwrap().len(), routing["applications"].as_array().unwrap().len()), (0, 0));
+}
+
+/// An API change that leaves its routing with nothing to send (the default group's targets
+/// gone, the only other group at weight 0) tells agents to drop the routing they hold, as a
+/// fresh agent's snapshot has none.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn an_api_change_that_empties_its_routing_removes_it_from_agents(pool: PgPool) {
+    let w = World::new(pool).await;
+    let api = format!("/admin/api/v1/apis/{}", w.api.0);
+    let canary = json!({"weight": 0, "urls": ["http://canary.test"]});
+    assert_eq!(w.call(Method::PUT, &w.routing("/groups/canary"), Some(canary)).await.0, 200);
+    let partner = w.plan("Partner").await;
+    let route = format!("/admin/api/v1/plans/{}/upstream-group", partner.0);
+    assert_eq!(w.call(Method::PUT, &route, Some(json!({"group": "canary"}))).await.0, 200);
+    assert_eq!(sync::build_snapshot(&w.app.pool).await.unwrap().routing.len(), 1);
+    // Mock mode lets the published API lose its upstreams.
+    assert_eq!(w.call(Method::PATCH, &format!("{api}/mocks"), Some(json!({"whole_api": true}))).await.0, 200);
+    let head = sync::build_snapshot(&w.app.pool).await.unwrap().revision;
+    let (status, body) = w.call(Method::PATCH, &api, Some(json!({"upstream_urls": []}))).await;
+    assert_eq!(status, 200, "{body}");
+    let snapshot = sync::build_snapshot(&w.app.pool).await.unwrap();
+    assert!(snapshot.routing.is_empty());
+    let delta = sync::build_delta(&w.app.pool, head).await.unwrap().expect("a delta");
+    assert!(delta.changes.contains(&Change::RemoveRouting { api_id: w.api.0 }), "{:?}", delta.changes);
+}
