@@ -12,7 +12,7 @@ use tollgate_core::audit::Actor;
 use tollgate_core::db::PgPool;
 use tollgate_web::bearer_token;
 
-use super::MAX_BODY_BYTES;
+use super::body_limit;
 use super::error::{ApiError, ApiResult};
 
 /// The admin behind a request's bearer token: found by [`authenticate_first`] for every
@@ -66,16 +66,17 @@ pub async fn authenticate_first(
         Ok(caller) => caller,
         Err(error) => return Ok(req.into_response(error.into_response()).map_into_boxed_body()),
     };
+    let limit = body_limit(req.path());
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return Ok(req.into_response(ApiError::TooLarge(MAX_BODY_BYTES).into_response()).map_into_boxed_body());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Ok(req.into_response(ApiError::TooLarge(limit).into_response()).map_into_boxed_body());
     }
     req.extensions_mut().insert(Authenticated(caller));
     let res = next.call(req).await?;
     // A chunked body that outgrows the limit is cut off by actix, which answers in plain text.
     if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json(res.headers()) {
         let (req, _) = res.into_parts();
-        return Ok(ServiceResponse::new(req, ApiError::TooLarge(MAX_BODY_BYTES).into_response()));
+        return Ok(ServiceResponse::new(req, ApiError::TooLarge(limit).into_response()));
     }
     Ok(res.map_into_boxed_body())
 }

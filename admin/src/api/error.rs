@@ -74,7 +74,9 @@ pub enum ApiError {
     )]
     PageTooDeep,
     /// A body over the API's limit.
-    #[error("the body is over the limit of {0} bytes (one OpenAPI document of 16 MiB and its JSON)")]
+    #[error(
+        "the body is over the limit of {0} bytes (one OpenAPI document of 16 MiB and its JSON; a configuration file of 32 MiB)"
+    )]
     TooLarge(usize),
     #[error(transparent)]
     Core(#[from] tollgate_core::Error),

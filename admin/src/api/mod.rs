@@ -36,6 +36,14 @@ pub use openapi::ApiDoc;
 
 /// Bodies hold at most one spec (16 MiB) plus a little JSON.
 const MAX_BODY_BYTES: usize = 17 * 1024 * 1024;
+/// Where a configuration file is applied: it may be twice a spec's size, as `tollgate apply`
+/// takes it.
+const CONFIG_APPLY_PATH: &str = "/admin/api/v1/config/apply";
+
+/// The largest body a request to `path` may send.
+fn body_limit(path: &str) -> usize {
+    if path == CONFIG_APPLY_PATH { tollgate_core::config_code::MAX_BYTES } else { MAX_BODY_BYTES }
+}
 
 /// A resource whose other methods answer 405 with an `Allow` header.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
@@ -191,7 +199,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/applications/{id}/failed-calls", "GET").route(web::get().to(usage::failed_calls)))
             .service(resource("/config", "GET").route(web::get().to(config::export)))
-            .service(resource("/config/apply", "POST").route(web::post().to(config::apply)))
+            .service(
+                resource("/config/apply", "POST")
+                    .app_data(web::PayloadConfig::new(body_limit(CONFIG_APPLY_PATH)))
+                    .route(web::post().to(config::apply)),
+            )
             // Routing by consumer and by weight (routing.rs).
             .service(resource("/apis/{id}/routing", "GET").route(web::get().to(routing::show)))
             .service(

@@ -390,22 +390,9 @@ impl Run<'_> {
             || changes.key_name.is_some()
             || changes.compatibility_policy.is_some();
         if any {
-            detail::update_in(tx, id, &changes, self.actor).await.map_err(|e| {
-                // The core names `upstream_urls`; the file calls them `upstreams`.
-                let e = match e {
-                    Error::Invalid { field, message } => {
-                        Error::Invalid { field: field.replace("upstream_urls", "upstreams").into(), message }
-                    }
-                    Error::InvalidFields(problems) => Error::InvalidFields(
-                        problems
-                            .into_iter()
-                            .map(|p| FieldProblem { field: p.field.replace("upstream_urls", "upstreams").into(), ..p })
-                            .collect(),
-                    ),
-                    e => e,
-                };
-                self.fail(at, e)
-            })?;
+            detail::update_in(tx, id, &changes, self.actor)
+                .await
+                .map_err(|e| self.fail(at, as_in_the_file(e, "upstream_urls", "upstreams")))?;
         }
         let routing = |a: &Api| Routing {
             base_path: a.base_path.clone().unwrap_or_default(),
@@ -506,15 +493,14 @@ impl Run<'_> {
                 position: want.position,
             };
             let imported = want.origin == Origin::Import;
+            let fail = |e| self.fail(&here, as_in_the_file(e, "http_method", "method"));
             match existing.get(&rule_key(want)) {
                 Some(old) if *old == want => {}
-                Some(_) => {
-                    rules::update_rule_in(tx, id, &new, imported, self.actor).await.map_err(|e| self.fail(&here, e))?
-                }
+                Some(_) => rules::update_rule_in(tx, id, &new, imported, self.actor).await.map_err(fail)?,
                 None => {
-                    rules::add_rule_in(tx, id, &new, self.actor).await.map_err(|e| self.fail(&here, e))?;
+                    rules::add_rule_in(tx, id, &new, self.actor).await.map_err(fail)?;
                     if imported {
-                        rules::update_rule_in(tx, id, &new, true, self.actor).await.map_err(|e| self.fail(&here, e))?;
+                        rules::update_rule_in(tx, id, &new, true, self.actor).await.map_err(fail)?;
                     }
                 }
             }
@@ -854,5 +840,16 @@ fn still_in_use(e: Error, what: &str, api: &str, name: &str) -> Error {
             Error::Conflict(format!("cannot remove the {what} {api}/{name}, which the file no longer names: {message}"))
         }
         e => e,
+    }
+}
+
+/// A core error about a field the file names otherwise (`upstream_urls` is `upstreams`).
+fn as_in_the_file(err: Error, core: &str, file: &str) -> Error {
+    match err {
+        Error::Invalid { field, message } => Error::Invalid { field: field.replace(core, file).into(), message },
+        Error::InvalidFields(problems) => Error::InvalidFields(
+            problems.into_iter().map(|p| FieldProblem { field: p.field.replace(core, file).into(), ..p }).collect(),
+        ),
+        err => err,
     }
 }

@@ -42,7 +42,7 @@ async fn apis(conn: &mut sqlx::PgConnection, slug: Option<&str>) -> Result<Vec<A
                   key_location AS "key_location: KeyLocation", key_name, unmatched_is_404,
                   compatibility_policy AS "compatibility_policy: CompatibilityPolicy",
                   state AS "state: ApiState", sunset_at
-           FROM api_products WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug"#,
+           FROM api_products WHERE ($1::text IS NULL OR slug = $1) ORDER BY slug COLLATE "C""#,
         slug
     )
     .fetch_all(&mut *conn)
@@ -129,7 +129,7 @@ async fn metrics(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<M
     let rows = sqlx::query!(
         r#"SELECT m.system_name, p.system_name AS "parent?", m.friendly_name, m.unit, m.description
            FROM metrics m LEFT JOIN metrics p ON p.id = m.parent_id
-           WHERE m.api_id = $1 ORDER BY m.system_name"#,
+           WHERE m.api_id = $1 ORDER BY m.system_name COLLATE "C""#,
         api
     )
     .fetch_all(&mut *conn)
@@ -148,9 +148,9 @@ async fn metrics(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<M
 
 async fn rules(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Rule>> {
     let rows = sqlx::query!(
-        "SELECT r.http_method, r.pattern, m.system_name, r.delta, r.position, r.last, r.imported
+        r#"SELECT r.http_method, r.pattern, m.system_name, r.delta, r.position, r.last, r.imported
          FROM mapping_rules r JOIN metrics m ON m.id = r.metric_id
-         WHERE r.api_id = $1 ORDER BY r.position, r.http_method, r.pattern",
+         WHERE r.api_id = $1 ORDER BY r.position, r.http_method COLLATE "C", r.pattern COLLATE "C""#,
         api
     )
     .fetch_all(&mut *conn)
@@ -173,7 +173,7 @@ async fn plans(conn: &mut sqlx::PgConnection, api: uuid::Uuid) -> Result<Vec<Pla
     let rows = sqlx::query!(
         r#"SELECT p.id, p.alert_levels, r.group_name AS "group_name?" FROM plans p
            LEFT JOIN plan_upstream_routes r ON r.plan_id = p.id
-           WHERE p.api_id = $1 ORDER BY p.system_name"#,
+           WHERE p.api_id = $1 ORDER BY p.system_name COLLATE "C""#,
         api
     )
     .fetch_all(&mut *conn)

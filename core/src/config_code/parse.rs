@@ -72,6 +72,13 @@ pub fn parse(text: &str) -> Result<Document, Vec<Located>> {
             message: format!("the file is larger than {} MiB", MAX_BYTES / 1024 / 1024),
         }]);
     }
+    // Only an escape (`"\0"`) can put a NUL in a YAML string; Postgres cannot store one.
+    if text.contains('\\')
+        && let Ok(root) = yaml_serde::from_str::<Value>(text)
+        && let Some(at) = nul_at(&root, &NodePath::default())
+    {
+        return Err(vec![Located::at(text, &at, "this text holds a NUL character (\\0), which cannot be stored")]);
+    }
     let doc: Document = yaml_serde::from_str(text).map_err(|e| {
         let location = e.location();
         let mut message = e.to_string();
@@ -90,6 +97,20 @@ pub fn parse(text: &str) -> Result<Document, Vec<Located>> {
     let mut found = Found { text, problems: Vec::new() };
     check(&mut found, &doc);
     if found.problems.is_empty() { Ok(doc) } else { Err(found.problems) }
+}
+
+/// Where the first string holding a NUL is, key or value.
+fn nul_at(value: &Value, at: &NodePath) -> Option<NodePath> {
+    match value {
+        Value::String(text) => text.contains('\0').then(|| at.clone()),
+        Value::Sequence(items) => items.iter().enumerate().find_map(|(i, item)| nul_at(item, &at.index(i))),
+        Value::Mapping(map) => map.iter().find_map(|(key, item)| {
+            let name = key.as_str().unwrap_or_default();
+            if name.contains('\0') { Some(at.clone()) } else { nul_at(item, &at.key(name)) }
+        }),
+        Value::Tagged(tagged) => nul_at(&tagged.value, at),
+        _ => None,
+    }
 }
 
 /// The type errors of a file that reads as YAML but not as the format (a word where a number

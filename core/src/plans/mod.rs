@@ -558,7 +558,7 @@ async fn read_plan(conn: &mut sqlx::PgConnection, id: PlanId, count_up_to: i64) 
     .ok_or(Error::NotFound)?;
     let limits = sqlx::query!(
         r#"SELECT m.system_name, l.period AS "period: StoredPeriod", l.max_value FROM usage_limits l JOIN metrics m ON m.id = l.metric_id
-           WHERE l.plan_id = $1 ORDER BY m.system_name, l.period"#,
+           WHERE l.plan_id = $1 ORDER BY m.system_name COLLATE "C", l.period"#,
         id.0
     )
     .fetch_all(&mut *conn)
@@ -567,8 +567,8 @@ async fn read_plan(conn: &mut sqlx::PgConnection, id: PlanId, count_up_to: i64) 
     .map(|r| NewLimit { metric: r.system_name, period: r.period.0, max: r.max_value })
     .collect();
     let pricing = sqlx::query!(
-        "SELECT m.system_name, r.min_units, r.max_units, r.price_per_unit FROM pricing_rules r JOIN metrics m ON m.id = r.metric_id
-         WHERE r.plan_id = $1 ORDER BY m.system_name, r.min_units",
+        r#"SELECT m.system_name, r.min_units, r.max_units, r.price_per_unit FROM pricing_rules r JOIN metrics m ON m.id = r.metric_id
+         WHERE r.plan_id = $1 ORDER BY m.system_name COLLATE "C", r.min_units"#,
         id.0
     )
     .fetch_all(&mut *conn)
@@ -578,7 +578,7 @@ async fn read_plan(conn: &mut sqlx::PgConnection, id: PlanId, count_up_to: i64) 
     .collect();
     let pricing_modes = sqlx::query!(
         r#"SELECT m.system_name, pm.mode AS "mode: PricingMode" FROM pricing_modes pm JOIN metrics m ON m.id = pm.metric_id
-           WHERE pm.plan_id = $1 ORDER BY m.system_name"#,
+           WHERE pm.plan_id = $1 ORDER BY m.system_name COLLATE "C""#,
         id.0
     )
     .fetch_all(&mut *conn)

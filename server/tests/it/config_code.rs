@@ -609,3 +609,56 @@ async fn a_file_that_would_freeze_every_gateway_is_refused_where_it_goes_wrong(p
     assert_eq!((status, body["path"].as_str()), (422, Some("apis[0].upstreams[0]")), "{body}");
     assert_eq!(admin.export().await, before, "nothing of it was stored");
 }
+
+/// Export lists metrics, limits and prices in byte order whatever the database sorts text
+/// by: on a database with a language collation (the official Postgres image's `en_US.utf8`),
+/// the platform's own export, applied back, was refused because the orders differed.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn the_platforms_own_export_applies_back_on_a_database_with_a_language_collation(pool: PgPool) {
+    let admin = admin_app(pool.clone()).await;
+    for statement in [
+        r#"ALTER TABLE metrics ALTER COLUMN system_name TYPE text COLLATE "en-x-icu""#,
+        r#"ALTER TABLE plans ALTER COLUMN system_name TYPE text COLLATE "en-x-icu""#,
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let weather = find_by_slug(&pool, "weather").await.unwrap().unwrap();
+    let actor = Actor::system("test");
+    // Byte order puts upper case first; a language collation does not.
+    for name in ["ListPets", "a-b", "ab"] {
+        rules::add_metric(&pool, weather.id, name, name, Some("hits"), &actor).await.unwrap();
+    }
+    let before = admin.export().await;
+    let (status, body) = admin.apply("", &before).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["applied"].as_bool(), body["summary"]["changed"].as_u64()), (Some(false), Some(0)), "{body}");
+}
+
+/// Refusals name the file's own words and places: a NUL in a text (Postgres cannot store
+/// one: it was a 500), a rule's `method`, and a file larger than a spec but within the
+/// file limit reaches the checks rather than the server's body limit.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_nul_a_bad_method_and_a_big_file_are_answered_in_the_files_terms(pool: PgPool) {
+    let admin = admin_app(pool).await;
+    let before = admin.export().await;
+    let with_nul = before.replacen("  name: ", "  name: \"Weather\\0\"\n  x_was_name: ", 1);
+    let with_nul = with_nul.replacen("  x_was_name: ", "  description_was: ", 1);
+    let start = with_nul.find("  description_was: ").unwrap();
+    let end = with_nul[start..].find('\n').unwrap() + start + 1;
+    let with_nul = format!("{}{}", &with_nul[..start], &with_nul[end..]);
+    let (status, body) = admin.apply("", &with_nul).await;
+    assert_eq!((status, body["path"].as_str()), (422, Some("apis[0].name")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("NUL"), "{body}");
+
+    assert!(before.contains("- method: GET\n"), "{before}");
+    let bad_method = before.replacen("- method: GET\n", "- method: FETCH\n", 1);
+    let (status, body) = admin.apply("", &bad_method).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["path"].as_str().unwrap().ends_with(".method"), "{body}");
+
+    // 20 MiB: over a spec's 16, under the file's 32. A comment keeps it valid YAML.
+    let big = format!("{before}#{}\n", "x".repeat(20 << 20));
+    let (status, body) = admin.apply("?dry_run=true", &big).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(admin.export().await, before);
+}
