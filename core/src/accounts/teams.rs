@@ -211,6 +211,9 @@ pub(crate) async fn send_invitation(
         // 429 with Retry-After to an API client; the portal's form says it beside the address.
         return Err(Error::RateLimited { retry_after: request.limits.address_cooldown });
     }
+    // A new invitation replaces any still open for the address: one live link each, with
+    // the role last chosen, and none left over to rejoin with after leaving or removal.
+    withdraw_invitations(&mut *tx, account, email.as_str()).await?;
     let raw = random_token();
     sqlx::query!(
         "INSERT INTO invitations (id, account_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -288,14 +291,30 @@ pub async fn accept(
     .await?
     .ok_or_else(|| Error::Conflict("this invitation was used, withdrawn or has expired; ask for a new one".into()))?;
     let user = match (signed_in, hash) {
-        (Some((user, email)), _) => {
-            if !email.eq_ignore_ascii_case(&invitation.email) {
-                return Err(Error::Conflict(format!(
-                    "this invitation is for {}; sign in as that user to accept it",
-                    invitation.email
-                )));
+        (Some((user, _)), _) => {
+            // Compared as the database compares addresses (citext), not by ASCII case alone.
+            let invitee = sqlx::query!(
+                r#"SELECT is_admin FROM users WHERE id = $1 AND email = $2::citext"#,
+                user.0,
+                invitation.email.as_str() as _
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            match invitee {
+                None => {
+                    return Err(Error::Conflict(format!(
+                        "this invitation is for {}; sign in as that user to accept it",
+                        invitation.email
+                    )));
+                }
+                // Provider admins belong to the provider, not to developer organisations.
+                Some(invitee) if invitee.is_admin => {
+                    return Err(Error::Conflict(
+                        "a provider admin cannot join a developer organisation; invite another address".into(),
+                    ));
+                }
+                Some(_) => user,
             }
-            user
         }
         (None, Some(hash)) => {
             let id = Uuid::now_v7();
@@ -321,6 +340,7 @@ pub async fn accept(
     .execute(&mut *tx)
     .await?;
     sqlx::query!("UPDATE invitations SET accepted_at = now() WHERE id = $1", invitation.id).execute(&mut *tx).await?;
+    withdraw_invitations(&mut tx, AccountId(invitation.account_id), &invitation.email).await?;
     // Whoever accepts came to work with this team: it becomes the organisation they act for.
     sqlx::query!(
         "UPDATE users SET current_account_id = $2, updated_at = now() WHERE id = $1",
@@ -343,6 +363,18 @@ pub async fn accept(
     .await?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// Withdraws the invitations to `email` still open in `account`.
+async fn withdraw_invitations(conn: &mut sqlx::PgConnection, account: AccountId, email: &str) -> Result<()> {
+    sqlx::query!(
+        "DELETE FROM invitations WHERE account_id = $1 AND email = $2::citext AND accepted_at IS NULL",
+        account.0,
+        email as _
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Counts the owners, locking them, so two owners cannot both leave at once.
@@ -426,6 +458,11 @@ pub async fn remove(pool: &PgPool, account: AccountId, actor: UserId, actor_emai
     sqlx::query!("DELETE FROM memberships WHERE account_id = $1 AND user_id = $2", account.0, member.0)
         .execute(&mut *tx)
         .await?;
+    // An open invitation to the same address would let the member straight back in.
+    let address = sqlx::query_scalar!(r#"SELECT email::text AS "email!" FROM users WHERE id = $1"#, member.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    withdraw_invitations(&mut tx, account, &address).await?;
     audit::record(
         &mut tx,
         &Actor::user(actor, actor_email),

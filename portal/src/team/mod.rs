@@ -86,9 +86,9 @@ pub async fn invite(
     let mut errors = FieldErrors::new();
     match outcome {
         Ok(()) => {
-            let mut team = page(&session, &pool, &user, errors, String::new()).await?;
-            team.chrome = team.chrome.with_flash("success", format!("Invitation sent to {}.", form.email.trim()));
-            Ok(render(StatusCode::OK, &team))
+            // Redirected, so that reloading the page does not invite again.
+            session.flash("success", &format!("Invitation sent to {}.", form.email.trim())).await?;
+            Ok(see_other("/team"))
         }
         Err(tollgate_core::Error::Conflict(message)) => {
             errors.add("email", message);

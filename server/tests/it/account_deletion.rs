@@ -65,7 +65,7 @@ async fn a_developer_deletes_their_account_with_the_password_and_is_signed_out_e
     let invite = [("csrf_token", csrf_from(&html)), ("email", "ada@example.com".into()), ("role", "member".into())];
     let invite: Vec<(&str, &str)> = invite.iter().map(|(k, v)| (*k, v.as_str())).collect();
     cooldowns_pass(&app.pool).await;
-    assert_eq!(grace.post_form("/team/invite", &invite).await.status(), 200);
+    assert_eq!(grace.post_form("/team/invite", &invite).await.status(), 303);
     let (_, body) = last_mail(&app.pool, "ada@example.com").await;
     let invitation = format!("/invitations/accept?token={}", link_token(&body, "/invitations/accept"));
     assert_eq!(app.get(&invitation).await.status(), 200, "live before");
@@ -140,7 +140,7 @@ async fn the_last_owner_hands_the_team_on_and_deletes_the_applications_first(poo
     let html = alice.get("/team").await.text().await.unwrap();
     let invite = [("csrf_token", csrf_from(&html)), ("email", "bob@example.com".into()), ("role", "member".into())];
     let invite: Vec<(&str, &str)> = invite.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 200);
+    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 303);
     let (_, body) = last_mail(&alice.pool, "bob@example.com").await;
     let token = link_token(&body, "/invitations/accept");
     let bob = alice.another_browser();
@@ -153,7 +153,7 @@ async fn the_last_owner_hands_the_team_on_and_deletes_the_applications_first(poo
     let html = alice.get("/team").await.text().await.unwrap();
     let invite = [("csrf_token", csrf_from(&html)), ("email", "carol@example.com".into()), ("role", "member".into())];
     let invite: Vec<(&str, &str)> = invite.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 200);
+    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 303);
 
     // Alice is Partner Co's only owner: the page says what to do first and offers no form.
     let page = alice.get("/profile/delete").await.text().await.unwrap();

@@ -18,7 +18,8 @@ async fn owners_invite_members_transfer_ownership_and_the_last_owner_cannot_leav
             &[("csrf_token", &csrf_from(&html)), ("email", "new@example.com"), ("role", "member")],
         )
         .await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(location(&res), "/team", "redirected, so a reload does not invite again");
+    assert!(owner.get("/team").await.text().await.unwrap().contains("Invitation sent to new@example.com."));
     let (subject, body) = last_mail(&owner.pool, "new@example.com").await;
     assert!(subject.contains("invited to a team"), "{subject}");
     let token = link_token(&body, "/invitations/accept");
@@ -124,7 +125,7 @@ async fn an_owner_withdraws_a_pending_invitation_and_its_link_stops_working(pool
     let html = owner.get("/team").await.text().await.unwrap();
     let token = csrf_from(&html);
     let invite = [("csrf_token", token.as_str()), ("email", "typo@exmaple.com"), ("role", "owner")];
-    assert_eq!(owner.post_form("/team/invite", &invite).await.status(), 200);
+    assert_eq!(owner.post_form("/team/invite", &invite).await.status(), 303);
     let (_, body) = last_mail(&owner.pool, "typo@exmaple.com").await;
     let token = link_token(&body, "/invitations/accept");
     let id: String = sqlx::query_scalar("SELECT id::text FROM invitations WHERE email = 'typo@exmaple.com'")
@@ -169,7 +170,7 @@ async fn carol_joins_partner_co(pool: PgPool) -> (TestApp, TestApp, String, Stri
     let html = alice.get("/team").await.text().await.unwrap();
     let token = csrf_from(&html);
     let invite = [("csrf_token", token.as_str()), ("email", "carol@example.com"), ("role", "member")];
-    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 200);
+    assert_eq!(alice.post_form("/team/invite", &invite).await.status(), 303);
     let (_, body) = last_mail(&alice.pool, "carol@example.com").await;
     let token = link_token(&body, "/invitations/accept");
     let page = carol.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
@@ -357,4 +358,98 @@ async fn someone_in_no_organisation_creates_one_and_anyone_may_create_more(pool:
     let token = admin.csrf_token("/profile").await;
     let res = admin.post_form("/organisations", &[("csrf_token", token.as_str()), ("name", "Admin Co")]).await;
     assert_eq!(res.status(), 404);
+}
+
+/// One open invitation per address: a new one replaces the one before (its link stops
+/// working), joining closes any other, and removing a member withdraws what is still open
+/// for their address, so nobody removed can walk back in with an old link. Addresses match
+/// as the database matches them (case included), and a provider admin cannot join.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn no_invitation_outlives_the_membership_it_was_for(pool: PgPool) {
+    seed(&pool).await.unwrap();
+    let owner = spawn_app_with(pool, &[("TOLLGATE_MAIL_ADDRESS_COOLDOWN_SECONDS", "0")]).await;
+    verified_developer(&owner, "owner@example.com").await;
+    let invite = |email: &'static str| {
+        let owner = &owner;
+        async move {
+            let token = owner.csrf_token("/team").await;
+            let form = [("csrf_token", token.as_str()), ("email", email), ("role", "owner")];
+            assert_eq!(owner.post_form("/team/invite", &form).await.status(), 303);
+            let (_, body) = last_mail(&owner.pool, email).await;
+            link_token(&body, "/invitations/accept")
+        }
+    };
+    let members = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'bob@example.com'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+
+    let first = invite("bob@example.com").await;
+    let second = invite("bob@example.com").await;
+    let bob = TestApp { base: owner.base.clone(), pool: owner.pool.clone(), client: client() };
+    assert!(link_is_dead(&bob, &first).await, "the replaced link no longer works");
+    assert_eq!(location(&accept(&bob, second, Some("bob passphrase 1")).await), "/team");
+    assert_eq!(members(owner.pool.clone()).await, 1);
+
+    // An invitation left open from before (as this platform once allowed): removal withdraws it.
+    let leftover = "left-over-invitation-token-0123456789";
+    sqlx::query(
+        "INSERT INTO invitations (id, account_id, email, role, token_hash, expires_at)
+         SELECT gen_random_uuid(), m.account_id, 'BOB@example.com', 'owner', $1, now() + interval '1 day'
+         FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'owner@example.com'",
+    )
+    .bind(tollgate_core::secrets::token_hash(leftover))
+    .execute(&owner.pool)
+    .await
+    .unwrap();
+    let bob_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'bob@example.com'")
+        .fetch_one(&owner.pool)
+        .await
+        .unwrap();
+    let token = owner.csrf_token("/team").await;
+    let res = owner.post_form(&format!("/team/members/{bob_id}/remove"), &[("csrf_token", token.as_str())]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(members(owner.pool.clone()).await, 0);
+    assert!(link_is_dead(&bob, leftover).await, "the removed member cannot get back in");
+
+    // Invited in upper case, signed in as the lower-case address: it is theirs.
+    let again = invite("BOB@Example.com").await;
+    assert_eq!(location(&accept(&bob, again, None).await), "/team");
+    assert_eq!(members(owner.pool.clone()).await, 1);
+
+    // A provider admin's address: the invitation cannot be accepted by the admin.
+    let admin = TestApp { base: owner.base.clone(), pool: owner.pool.clone(), client: client() };
+    admin.sign_in(tollgate::cli::dev::DEMO_ADMIN_EMAIL, tollgate::cli::dev::DEMO_ADMIN_PASSWORD).await;
+    let for_admin = invite(tollgate::cli::dev::DEMO_ADMIN_EMAIL).await;
+    let res = accept(&admin, for_admin, None).await;
+    assert_eq!(res.status(), 409);
+    let joined: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.is_admin
+         AND m.account_id = (SELECT account_id FROM memberships m2 JOIN users o ON o.id = m2.user_id WHERE o.email = 'owner@example.com')",
+    )
+    .fetch_one(&owner.pool)
+    .await
+    .unwrap();
+    assert_eq!(joined, 0);
+}
+
+/// Accepts an invitation in `app`'s browser (choosing `password` when not signed in).
+async fn accept(app: &TestApp, token: String, password: Option<&str>) -> reqwest::Response {
+    let page = app.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
+    let csrf = csrf_from(&page);
+    let mut form = vec![("csrf_token", csrf.as_str()), ("token", token.as_str())];
+    if let Some(password) = password {
+        form.push(("password", password));
+    }
+    app.post_form("/invitations/accept", &form).await
+}
+
+/// Whether an invitation link opens the page that says it no longer works.
+async fn link_is_dead(app: &TestApp, token: &str) -> bool {
+    let page = app.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
+    page.contains("This invitation no longer works")
 }

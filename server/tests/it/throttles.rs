@@ -157,7 +157,7 @@ async fn organisation_names_are_one_line_and_never_mailed_to_unverified_addresse
         }
     };
     let res = invite(csrf_from(&html)).await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(res.status(), 303);
     let (subject, body) = last_mail(&app.pool, "invitee@example.com").await;
     assert!(!subject.contains("Acme") && !body.contains("Acme"), "{subject}\n{body}");
     assert!(body.contains("owner@example.com"), "the verified inviter is named: {body}");
