@@ -27,8 +27,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 use streams::{Counted, Streams};
+use write_deadline::WriteDeadline;
 
 mod streams;
+mod write_deadline;
 
 /// What a client opens an HTTP/2 connection with (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -103,7 +105,7 @@ impl Protocols {
             }
             known => (known, Prefix::EMPTY),
         };
-        let io = TokioIo::new(Rewind { prefix, io });
+        let io = TokioIo::new(WriteDeadline::new(Rewind { prefix, io }, self.idle_timeout));
         match protocol {
             Protocol::Http2 => {
                 let streams = Streams::new();
@@ -233,9 +235,10 @@ async fn drive<C: Graceful>(connection: C, stop: &mut watch::Receiver<bool>) {
 }
 
 /// Runs an HTTP/2 `connection` to its end, asking it to finish gracefully once `stop` changes
-/// or once it has had no open stream for `idle`. A client that then stays silent (it does not
-/// answer the `GOAWAY`'s ping, or leaves a header block unfinished) is dropped after another
-/// `idle` without an open stream.
+/// or once it has had no open stream for `idle` (or its answers have waited that long on a
+/// client that keeps its window shut). A client that then stays silent (it does not answer
+/// the `GOAWAY`'s ping, or leaves a header block unfinished) is dropped after another `idle`
+/// so.
 async fn drive_http2<C: Graceful>(connection: C, streams: &Streams, idle: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::pin!(connection);
     tokio::select! {
@@ -245,12 +248,12 @@ async fn drive_http2<C: Graceful>(connection: C, streams: &Streams, idle: Durati
             let _ = connection.await;
             return;
         }
-        () = streams.idle_for(idle) => {}
+        () = streams.unused_for(idle) => {}
     }
     connection.as_mut().graceful_shutdown();
     tokio::select! {
         _ = connection => {}
-        () = streams.idle_for(idle) => {}
+        () = streams.unused_for(idle) => {}
     }
 }
 

@@ -74,3 +74,82 @@ async fn connections_over_the_limit_are_answered_503_until_one_closes() {
     assert_eq!(raw_get(proxy, &target, &[too_big.as_str()]).await.status, 431);
     agent.shutdown().await.expect("clean shutdown");
 }
+
+/// The open-connection count the agent reports.
+async fn open_connections(agent: &tollgate_agent::RunningAgent) -> String {
+    let metrics = get(&format!("http://{}/metrics", agent.admin_addr()), &[]).await.body;
+    metrics.lines().find(|l| l.starts_with("tollgate_agent_open_connections ")).unwrap_or_default().to_owned()
+}
+
+/// A client that stops reading its answer loses its connection after the idle timeout, as one
+/// that stops sending does: before, an 8 MiB answer nobody read held the client's place under
+/// the connection limit (and the upstream connection behind it) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.client_idle_timeout = std::time::Duration::from_millis(300);
+    let agent = start_ready(settings).await;
+
+    // The upstream echoes the body: 8 MiB back to a client that reads none of it.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut client = socket.connect(agent.proxy_addr()).await.expect("connect");
+    let body = vec![b'x'; 8 << 20];
+    let head = format!(
+        "POST /pets/items?user_key={} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        fixture.key.as_str(),
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.expect("head");
+    client.write_all(&body).await.expect("body");
+    eventually("the answer to be on its way", || async { (upstream.count() == 1).then_some(()) }).await;
+    eventually("the stalled connection to be closed", || async {
+        (open_connections(&agent).await == "tollgate_agent_open_connections 0").then_some(())
+    })
+    .await;
+    drop(client);
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// The same over HTTP/2, where a client can stall an answer without stalling the connection:
+/// it never opens its flow-control window. The stream stayed open, so the connection never
+/// went idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_never_opens_its_window_is_cut_off_after_the_idle_timeout() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.client_idle_timeout = std::time::Duration::from_millis(300);
+    let agent = start_ready(settings).await;
+
+    let stream = TcpStream::connect(agent.proxy_addr()).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 connection");
+    let connection = tokio::spawn(connection);
+    // No key needed: the refusal's JSON body is what cannot be sent.
+    let request = hyper::Request::get(format!("http://{}/pets/list", agent.proxy_addr()))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, sender.send_request(request)).await.expect("a head").expect("answer");
+    assert_eq!(response.status(), 401);
+    let _body_never_read = response;
+    eventually("the stalled connection to be closed", || async {
+        (open_connections(&agent).await == "tollgate_agent_open_connections 0").then_some(())
+    })
+    .await;
+    let _ = tokio::time::timeout(DEADLINE, connection).await.expect("the agent closed the connection");
+    agent.shutdown().await.expect("clean shutdown");
+}
