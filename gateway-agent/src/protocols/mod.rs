@@ -39,6 +39,11 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// here because it bounds what one connection can ask of the agent).
 const MAX_CONCURRENT_STREAMS: u32 = 200;
 
+/// hyper's default bound on an HTTP/1.1 connection's buffer.
+const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
+/// Room in that buffer beyond the head's limit, for the start of a body read with it.
+const HEAD_SLACK: usize = 16 * 1024;
+
 /// The protocol of a connection, when something before HTTP already said it (ALPN).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -64,6 +69,9 @@ impl Protocols {
             .timer(ReusedTimers::default())
             .header_read_timeout(idle_timeout)
             .max_header_size(max_header_bytes)
+            // The read buffer holds a whole head: hyper's own bound (408 KiB) would refuse a
+            // bigger one whatever the setting says.
+            .max_buf_size(max_header_bytes.saturating_add(HEAD_SLACK).max(HYPER_MAX_BUF))
             .keep_alive(true);
         // The stream tasks go to the runtime of the connection's own task (a proxy worker's
         // single-threaded runtime): a request never crosses threads.

@@ -153,3 +153,24 @@ async fn an_http2_client_that_never_opens_its_window_is_cut_off_after_the_idle_t
     let _ = tokio::time::timeout(DEADLINE, connection).await.expect("the agent closed the connection");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+/// `TOLLGATE_AGENT_MAX_HEADER_BYTES` above hyper's own buffer bound (408 KiB) holds for
+/// HTTP/1.1 too: a 600 KiB head under a 1 MiB setting was refused with 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_limit_above_408_kib_is_the_limit() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), None);
+    settings.max_header_bytes = 1 << 20;
+    let agent = start_ready(settings).await;
+    let target = format!("/pets/list?user_key={}", fixture.key.as_str());
+    // Named in `Connection`, so the big header is not sent on to the upstream.
+    let big = format!("X-Big: {}", "a".repeat(600 * 1024));
+    let answer = raw_get(agent.proxy_addr(), &target, &["Connection: x-big", big.as_str()]).await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let too_big = format!("X-Big: {}", "a".repeat(1100 * 1024));
+    assert_eq!(raw_get(agent.proxy_addr(), &target, &["Connection: x-big", too_big.as_str()]).await.status, 431);
+    agent.shutdown().await.expect("clean shutdown");
+}
