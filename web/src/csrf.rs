@@ -36,6 +36,9 @@ pub struct EmptyForm {}
 #[derive(serde::Deserialize)]
 struct TokenOnly {
     csrf_token: Option<String>,
+    /// The organisation the page acted for (`Chrome::acting_for`), on forms whose effect
+    /// depends on it.
+    acting_for: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ enum FormRejection {
     Malformed(String),
     #[error("the form is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the form was for another organisation than the one the user now acts for")]
+    SwitchedOrganisation,
 }
 
 impl ResponseError for FormRejection {
@@ -56,6 +61,7 @@ impl ResponseError for FormRejection {
             FormRejection::BadToken | FormRejection::CrossOrigin => StatusCode::FORBIDDEN,
             FormRejection::Malformed(_) => StatusCode::BAD_REQUEST,
             FormRejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            FormRejection::SwitchedOrganisation => StatusCode::CONFLICT,
         }
     }
 
@@ -70,8 +76,16 @@ impl ResponseError for FormRejection {
                 "The form is larger than this page takes ({}). Nothing was saved; go back and send less.",
                 size_in_words(*limit)
             ),
+            FormRejection::SwitchedOrganisation => "This page was for another organisation: you switched organisation \
+                 in another tab or window since it was shown. Nothing was changed; reload the page to act for the \
+                 organisation you are in now."
+                .to_owned(),
         };
-        let title = if matches!(self, FormRejection::TooLarge(_)) { "Form too large" } else { "Form refused" };
+        let title = match self {
+            FormRejection::TooLarge(_) => "Form too large",
+            FormRejection::SwitchedOrganisation => "Organisation switched",
+            _ => "Form refused",
+        };
         ErrorPage::new(self.status_code(), title, &detail).into_response()
     }
 }
@@ -142,12 +156,19 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             };
             let body = read_body(&req, payload, limit).await?;
             let sent = serde_urlencoded::from_bytes::<TokenOnly>(&body)
-                .map_err(|e| FormRejection::Malformed(e.to_string()))?
-                .csrf_token;
+                .map_err(|e| FormRejection::Malformed(e.to_string()))?;
             let expected = session.existing_csrf_token();
-            match (sent, expected) {
+            match (sent.csrf_token, expected) {
                 (Some(sent), Some(expected)) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => {}
                 _ => return Err(FormRejection::BadToken.into()),
+            }
+            // The current organisation is the user's, not the tab's: another tab may have
+            // switched it since this page was shown.
+            if let Some(acting_for) = sent.acting_for.filter(|a| !a.is_empty()) {
+                let now = session.user().and_then(|user| user.account_id).map(|account| account.0.to_string());
+                if now.as_deref() != Some(acting_for.as_str()) {
+                    return Err(FormRejection::SwitchedOrganisation.into());
+                }
             }
             if let Some(field) = crate::text_edge::field_with_nul(&body) {
                 return Err(FormRejection::Malformed(format!("the field “{field}” contains a NUL character")).into());

@@ -54,6 +54,12 @@ impl Chrome {
         self
     }
 
+    /// The organisation the signed-in user acts for, for a form's `acting_for` field: a form
+    /// whose effect depends on it is refused (409) once another tab has switched it.
+    pub fn acting_for(&self) -> String {
+        self.user.as_ref().and_then(|u| u.account_id).map(|account| account.0.to_string()).unwrap_or_default()
+    }
+
     pub fn is_admin(&self) -> bool {
         self.user.as_ref().is_some_and(|u| u.is_admin)
     }

@@ -453,3 +453,54 @@ async fn link_is_dead(app: &TestApp, token: &str) -> bool {
     let page = app.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
     page.contains("This invitation no longer works")
 }
+
+/// The organisation a user acts for is the user's, shared by every tab: a team page shown
+/// for Partner Co, then a switch to Carol Ltd in another tab, and the first tab's "remove"
+/// would have removed alice from Carol Ltd (and "new application" made one there). Such a
+/// form is refused with 409, and nothing changes in either organisation.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_form_shown_for_one_organisation_is_refused_after_another_tab_switched(pool: PgPool) {
+    let (_alice, carol, _, _) = carol_joins_partner_co(pool).await;
+    let first_tab = carol.get("/team").await.text().await.unwrap();
+    assert_eq!(current_organisation(&first_tab), "Partner Co");
+    let partner_co = account_id(&carol.pool, "Partner Co").await;
+    assert!(first_tab.contains(&format!(r#"name="acting_for" value="{partner_co}""#)), "{first_tab}");
+    let new_app_page = carol.get("/apps/new").await.text().await.unwrap();
+
+    // Another tab switches to Carol Ltd.
+    let carol_ltd = account_id(&carol.pool, "Carol Ltd").await;
+    let res =
+        carol.post_form("/organisation", &[("csrf_token", &csrf_from(&first_tab)), ("account", &carol_ltd)]).await;
+    assert_eq!(location(&res), "/dashboard");
+
+    let invite = [
+        ("csrf_token", csrf_from(&first_tab)),
+        ("acting_for", partner_co.clone()),
+        ("email", "dave@example.com".to_owned()),
+        ("role", "member".to_owned()),
+    ];
+    let invite: Vec<(&str, &str)> = invite.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = carol.post_form("/team/invite", &invite).await;
+    assert_eq!(res.status(), 409);
+    assert!(res.text().await.unwrap().contains("you switched organisation"));
+    let new_app = [
+        ("csrf_token", csrf_from(&new_app_page)),
+        ("acting_for", partner_co),
+        ("name", "Meant for Partner Co".to_owned()),
+        ("description", String::new()),
+    ];
+    let new_app: Vec<(&str, &str)> = new_app.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(carol.post_form("/apps/new", &new_app).await.status(), 409);
+    let (invitations, apps): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM invitations WHERE email = 'dave@example.com'),
+                (SELECT count(*) FROM applications WHERE name = 'Meant for Partner Co')",
+    )
+    .fetch_one(&carol.pool)
+    .await
+    .unwrap();
+    assert_eq!((invitations, apps), (0, 0));
+
+    // Reloaded, the page acts for Carol Ltd.
+    let reloaded = carol.get("/team").await.text().await.unwrap();
+    assert!(reloaded.contains(&format!(r#"name="acting_for" value="{carol_ltd}""#)));
+}
