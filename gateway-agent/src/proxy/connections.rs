@@ -40,6 +40,9 @@ const MAX_PER_UPSTREAM: usize = 256;
 pub(crate) enum UpstreamError {
     /// No connection could be opened (refused, unreachable, connect timeout).
     Connect,
+    /// The agent itself could not open a socket (out of file descriptors or local ports):
+    /// nothing is known of the upstream, which must not be taken out of rotation for it.
+    Local(std::io::Error),
     /// The connection failed during the exchange, or the answer was not valid HTTP.
     Exchange(Box<dyn std::error::Error + Send + Sync>),
     /// The TLS handshake failed: the upstream's certificate was not verified, or it refused
@@ -321,7 +324,7 @@ impl Connections {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
             .map_err(|_| UpstreamError::Connect)?
-            .map_err(|_| UpstreamError::Connect)?;
+            .map_err(|err| if is_local(&err) { UpstreamError::Local(err) } else { UpstreamError::Connect })?;
         let _ = stream.set_nodelay(true);
         if !tls {
             return Ok(Stream::Plain(stream));
@@ -334,6 +337,17 @@ impl Connections {
             .map_err(UpstreamError::Tls)?;
         Ok(Stream::Tls(Box::new(stream)))
     }
+}
+
+/// Whether a failed connect is the agent's own shortage (file descriptors, local ports,
+/// kernel memory) rather than anything the upstream did.
+fn is_local(err: &std::io::Error) -> bool {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const EADDRNOTAVAIL: i32 = 99;
+    const ENOBUFS: i32 = 105;
+    matches!(err.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | EADDRNOTAVAIL | ENOBUFS))
 }
 
 /// The exchange of a request without a body on `conn`, unless its timer fires first.
@@ -363,4 +377,20 @@ where
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod local_error_tests {
+    use super::is_local;
+
+    #[test]
+    fn the_agents_own_shortages_are_told_from_the_upstreams_failures() {
+        for local in [24, 23, 99, 105, 12] {
+            assert!(is_local(&std::io::Error::from_raw_os_error(local)), "{local}");
+        }
+        // Refused, unreachable, reset: the upstream's.
+        for upstream in [111, 113, 101, 104] {
+            assert!(!is_local(&std::io::Error::from_raw_os_error(upstream)), "{upstream}");
+        }
+    }
 }

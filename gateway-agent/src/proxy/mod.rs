@@ -714,6 +714,13 @@ impl Proxy {
                 tracing::debug!(api = %call.api.slug, upstream = %target.url, "cannot connect to the upstream");
                 Refusal::UpstreamUnavailable
             }
+            Some(UpstreamError::Local(err)) => {
+                // The agent's shortage, not the upstream's: every target stays in rotation.
+                if shortage_warning_due() {
+                    tracing::warn!(api = %call.api.slug, upstream = %target.url, error = %err, "the agent cannot open a connection (raise ulimit -n, or lower TOLLGATE_AGENT_MAX_CONNECTIONS)");
+                }
+                Refusal::UpstreamUnavailable
+            }
             Some(UpstreamError::Tls(err)) => {
                 // Never retried without TLS or verification: the operator must see why.
                 target.unreachable();
@@ -970,6 +977,17 @@ fn auth_refusal(error: AuthError) -> Refusal {
         AuthError::Invalid => Refusal::InvalidCredentials,
         AuthError::NotLive { suspended } => Refusal::ApplicationNotLive { suspended },
     }
+}
+
+/// Whether the agent's failure to open connections deserves a `warn` line now: one a
+/// minute, however many requests meet it.
+fn shortage_warning_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WARNED_AT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = WARNED_AT.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= 60
+        && WARNED_AT.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
 }
 
 #[cfg(test)]
