@@ -24,7 +24,7 @@ pub async fn set_state(
     base_url: &str,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    set_state_in(&mut tx, id, state, sunset_at, actor, base_url).await?;
+    set_state_in(&mut tx, id, state, sunset_at, SunsetRule::Ahead, actor, base_url).await?;
     // Checked here, not in `set_state_in`: a configuration file publishes before it sets
     // the mocks, and checks the result itself.
     if super::mocks::is_stranded(&mut tx, id).await? {
@@ -37,11 +37,20 @@ pub async fn set_state(
 }
 
 /// [`set_state`] inside the caller's transaction.
+/// Whether a deprecation's sunset date must still be ahead: it must for an admin deprecating
+/// an API; a configuration file recreating an API deprecated elsewhere records it as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SunsetRule {
+    Ahead,
+    AsRecorded,
+}
+
 pub async fn set_state_in(
     tx: &mut sqlx::PgConnection,
     id: ApiId,
     state: ApiState,
     sunset_at: Option<OffsetDateTime>,
+    sunset_rule: SunsetRule,
     actor: &Actor,
     base_url: &str,
 ) -> Result<()> {
@@ -56,7 +65,9 @@ pub async fn set_state_in(
         return Err(Error::Conflict(format!("an API cannot go from {} to {state}", before.state)));
     }
     let sunset_at = match (state, sunset_at) {
-        (ApiState::Deprecated, Some(at)) if at > OffsetDateTime::now_utc() => Some(at),
+        (ApiState::Deprecated, Some(at)) if sunset_rule == SunsetRule::AsRecorded || at > OffsetDateTime::now_utc() => {
+            Some(at)
+        }
         (ApiState::Deprecated, _) => {
             return Err(Error::invalid("sunset_at", "deprecating an API needs a sunset date in the future"));
         }

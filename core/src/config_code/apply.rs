@@ -10,9 +10,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 
 use crate::apis::detail::{self, ApiChanges, Routing};
+use crate::apis::lifecycle::{self, SunsetRule};
 use crate::apis::mocks::{self, MockChanges};
 use crate::apis::rules::{self, MetricChanges, NewRule};
-use crate::apis::{ApiId, ApiState, NewApi, create_in, lifecycle, versions};
+use crate::apis::{ApiId, ApiState, NewApi, create_in, versions};
 use crate::applications::ApplicationId;
 use crate::audit::{self, Actor, Entry};
 use crate::billing::settings::{self as billing_settings, BillingSettings};
@@ -347,7 +348,7 @@ impl Run<'_> {
         let now = api_in(tx, &api.slug).await?.ok_or(Error::NotFound)?;
         self.groups(tx, at, id, api, &now).await?;
         self.routes(tx, at, id, api, &now).await?;
-        self.lifecycle(tx, at, id, api, &now).await?;
+        self.lifecycle(tx, at, id, api, &now, current.is_none()).await?;
         // After the lifecycle: a published API needs an upstream or a mock, a retired one neither.
         self.mocks(tx, at, id, api, &now).await?;
         if self.options.prune {
@@ -701,8 +702,12 @@ impl Run<'_> {
         id: ApiId,
         api: &Api,
         now: &Api,
+        created: bool,
     ) -> Result<(), ApplyError> {
         use ApiState::*;
+        // An API the file creates is recorded as it was where it was exported, a sunset date
+        // already past included (nothing retires an API at its sunset by itself).
+        let sunset_rule = if created { SunsetRule::AsRecorded } else { SunsetRule::Ahead };
         let (from, to) = (now.lifecycle.state, api.lifecycle.state);
         let sunset = api.lifecycle.sunset_at;
         let steps: &[ApiState] = match (from, to) {
@@ -722,7 +727,7 @@ impl Run<'_> {
         };
         for &step in steps {
             let sunset = if step == Deprecated { sunset } else { None };
-            lifecycle::set_state_in(tx, id, step, sunset, self.actor, self.base_url)
+            lifecycle::set_state_in(tx, id, step, sunset, sunset_rule, self.actor, self.base_url)
                 .await
                 .map_err(|e| self.fail(&at.key("lifecycle"), e))?;
         }
