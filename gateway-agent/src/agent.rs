@@ -294,7 +294,7 @@ impl Agent {
             persist: persist_tx,
         };
         let mut background = vec![
-            tokio::spawn(sync.run(standby, stop_rx.clone())),
+            tokio::spawn(sync.run(standby.clone(), stop_rx.clone())),
             tokio::spawn(status::report(control_plane, status_rx, stop_rx.clone())),
             tokio::spawn(sweep(limiter.clone(), settings.clock.clone(), stop_rx.clone())),
         ];
@@ -333,8 +333,15 @@ impl Agent {
         }
         let sealer = tokio::spawn(reporter.clone().run_sealer(settings.flush_interval, stop_rx.clone()));
         let sender = tokio::spawn(reporter.clone().run_sender(stop_rx.clone()));
-        let persister =
-            tokio::spawn(store::persist(state_dir, persist_rx, on_disk, limiter, settings.clock.clone(), stop_rx));
+        let persister = tokio::spawn(store::persist(
+            state_dir,
+            persist_rx,
+            standby,
+            on_disk,
+            limiter,
+            settings.clock.clone(),
+            stop_rx,
+        ));
         tracing::info!(
             %proxy_addr,
             %admin_addr,

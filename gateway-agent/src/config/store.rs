@@ -239,16 +239,21 @@ fn plan(on_disk: Option<OnDisk>, saves: Vec<Save>) -> Round {
 /// so the counters of the moment are kept for a restart. After a rewrite the next one
 /// waits four times as long as it took (a million-key config takes a second), coalescing
 /// the updates in between: the agent resumes from the saved revision and the server
-/// resends what a crash lost. `on_disk` is what the state directory held at start.
+/// resends what a crash lost. `loaded` and `on_disk` are what the state directory held at
+/// start.
 pub(crate) async fn persist(
     state_dir: PathBuf,
     mut saves: mpsc::UnboundedReceiver<Save>,
+    loaded: Option<Arc<Config>>,
     mut on_disk: Option<OnDisk>,
     limiter: Arc<Limiter>,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut latest: Option<Arc<Config>> = None;
+    // The config loaded at start is the one to save at stop if no other comes: a run that
+    // the server only confirmed still counted calls, and the next run must know of them
+    // (it would otherwise hand out a day's or a month's quota again).
+    let mut latest: Option<Arc<Config>> = loaded;
     let mut next_rewrite = Instant::now();
     'saving: loop {
         let first = tokio::select! {

@@ -314,7 +314,7 @@ async fn a_delta_is_journaled_without_rewriting_config_bin_and_survives_a_crash(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_journal_line_is_left_out_and_the_next_change_rewrites_config_bin() {
+async fn a_torn_journal_line_is_left_out_and_the_next_stop_rewrites_config_bin() {
     let upstream = Upstream::start().await;
     let fixture = Fixture::new(&upstream, &[]);
     let dir = TempDir::new();
@@ -338,15 +338,23 @@ async fn a_torn_journal_line_is_left_out_and_the_next_change_rewrites_config_bin
     assert_eq!(get(&url, &[]).await.status, StatusCode::OK, "the torn revocation is not applied");
     agent.shutdown().await.expect("clean shutdown");
 
-    // Back in touch with the server, the next delta cannot follow the torn line: the
-    // file is rewritten with it and the journal started afresh.
+    // The clean stop rewrote config.bin (with its counters) and started the journal afresh:
+    // the torn line is gone.
+    let journal = dir.path().join("config.journal");
+    assert_eq!((saved_revision(dir.path()), empty_journal_of(&journal)), (4, Some(4)));
+
+    // Back in touch with the server, the next delta is journaled after it.
     let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
     cp.push(delta(&cp, vec![Change::RevokeCredential { hash: fixture.key.hash() }]));
-    let journal = dir.path().join("config.journal");
-    eventually("config.bin rewritten at revision 5", || async { (empty_journal_of(&journal)? == 5).then_some(()) })
-        .await;
-    assert_eq!(saved_revision(dir.path()), 5);
+    eventually("revision 5 journaled", || async {
+        let journal = std::fs::read(&journal).ok()?;
+        let last = journal.strip_suffix(b"\n")?.rsplit(|&b| b == b'\n').next()?;
+        let delta: Delta = serde_json::from_slice(last).ok()?;
+        (delta.revision == 5).then_some(())
+    })
+    .await;
     agent.shutdown().await.expect("clean shutdown");
+    assert_eq!(saved_revision(dir.path()), 5, "and the stop wrote it into config.bin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,5 +518,37 @@ async fn a_burst_of_revisions_is_reported_as_its_latest_not_one_report_each() {
     .await;
     let reports = cp.statuses().iter().filter(|status| status.applied_revision.is_some_and(|r| r > 1)).count();
     assert!(reports < 10, "{reports} reports for 20 revisions");
+    agent.shutdown().await.expect("clean shutdown");
+}
+
+/// A day's limit holds across restarts that the server only confirms: each stop saves the
+/// counters, whatever the run did to the config. Before, a run with no config change saved
+/// nothing, so every rolling restart handed out the calls of the run before it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_limit_holds_across_restarts_the_server_only_confirms() {
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Day, 10)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let call = |agent: &tollgate_agent::RunningAgent| {
+        let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+        async move { get(&url, &[]).await.status }
+    };
+    for run in 0..2 {
+        let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+        for _ in 0..4 {
+            assert_eq!(call(&agent).await, StatusCode::OK, "run {run}");
+        }
+        agent.shutdown().await.expect("clean shutdown");
+    }
+    assert_eq!(cp.connects(), [None, Some(1)], "the second run resumed from the saved revision");
+    let agent = start_ready(settings(cp.url(), dir.path(), None)).await;
+    let mut admitted = 0;
+    for _ in 0..4 {
+        if call(&agent).await == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 2, "8 of the day's 10 calls were made in the runs before");
     agent.shutdown().await.expect("clean shutdown");
 }
