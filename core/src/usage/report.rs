@@ -286,6 +286,19 @@ fn bucket_index(starts: &[OffsetDateTime], at: OffsetDateTime) -> Option<usize> 
     starts.partition_point(|&s| s <= at).checked_sub(1)
 }
 
+/// Half a rollup of `granularity`. Rollups start where their plan's time zone starts an hour,
+/// a day or a month, and a report over many applications has buckets in one zone: a rollup
+/// goes to the bucket its middle falls in (a Tokyo plan's 10 June starts on 9 June in UTC,
+/// and by its start would be shown a day early).
+fn half_of(granularity: Granularity) -> time::Duration {
+    match granularity {
+        Granularity::Minute => time::Duration::seconds(30),
+        Granularity::Hour => time::Duration::minutes(30),
+        Granularity::Day => time::Duration::hours(12),
+        Granularity::Month => time::Duration::days(14),
+    }
+}
+
 /// The report of `scope` over `period`, with buckets in `tz`, at `now`.
 pub async fn report(
     pool: &PgPool,
@@ -297,8 +310,11 @@ pub async fn report(
     let granularity = period.granularity();
     let (starts, end) = period.buckets(now, tz.time_zone());
     let buckets: Vec<OffsetDateTime> = starts.iter().copied().map(to_offset).collect();
-    let (from, to) = (buckets.first().copied().unwrap_or(OffsetDateTime::UNIX_EPOCH), to_offset(end));
+    let (first, end) = (buckets.first().copied().unwrap_or(OffsetDateTime::UNIX_EPOCH), to_offset(end));
     let n = buckets.len();
+    // The rollups whose middle falls in the report's span; each placed by its middle.
+    let half = half_of(granularity);
+    let (from, to) = (first - half, end - half);
 
     // One transaction: the report's queries read one snapshot, with plans made for these parameters.
     let mut tx = custom_plans(pool).await?;
@@ -354,7 +370,8 @@ pub async fn report(
 
     let mut status = StatusClasses { s2xx: vec![0; n], s3xx: vec![0; n], s4xx: vec![0; n], s5xx: vec![0; n] };
     for row in &rows {
-        let (Some(&m), Some(b)) = (position.get(&row.metric_id), bucket_index(&buckets, row.bucket_start)) else {
+        let (Some(&m), Some(b)) = (position.get(&row.metric_id), bucket_index(&buckets, row.bucket_start + half))
+        else {
             continue;
         };
         let metric = &mut metrics[m];
@@ -390,7 +407,7 @@ pub async fn report(
     .fetch_all(&mut *tx)
     .await?;
     for row in &refusals {
-        let Some(b) = bucket_index(&buckets, row.bucket_start) else { continue };
+        let Some(b) = bucket_index(&buckets, row.bucket_start + half) else { continue };
         if row.status >= 500 {
             status.s5xx[b] = status.s5xx[b].saturating_add(row.requests);
         } else {
@@ -569,7 +586,9 @@ pub struct Top {
 /// applications' totals).
 pub async fn top(pool: &PgPool, period: ReportPeriod, now: Timestamp, limit: i64) -> Result<Top> {
     let (starts, end) = period.buckets(now, &TimeZone::UTC);
-    let from = starts.first().copied().map(to_offset).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    // As in [`report`]: the rollups whose middle falls in the span.
+    let half = half_of(period.granularity());
+    let from = starts.first().copied().map(to_offset).unwrap_or(OffsetDateTime::UNIX_EPOCH) - half;
     let rows = sqlx::query!(
         r#"WITH per_app AS (
                SELECT r.application_id, LEAST(sum(r.hits), 9223372036854775807)::bigint AS calls
@@ -585,7 +604,7 @@ pub async fn top(pool: &PgPool, period: ReportPeriod, now: Timestamp, limit: i64
             GROUP BY c.id, c.name ORDER BY 4 DESC, c.name LIMIT $4)"#,
         period.granularity() as Granularity,
         from,
-        to_offset(end),
+        to_offset(end) - half,
         limit
     )
     .fetch_all(pool)

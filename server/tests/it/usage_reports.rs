@@ -545,3 +545,42 @@ async fn a_page_read_before_a_batch_shows_the_batch_on_the_next_read(pool: PgPoo
         assert!(home.contains(&format!("Metered</a></td><td>{total}</td>")), "top applications: {home}");
     }
 }
+
+/// A report over many applications has its buckets in UTC, while each plan's rollups start
+/// at its own midnight: a Tokyo plan's day starts at 15:00 UTC the day before, and was shown
+/// on that day. Each rollup now goes where its middle falls.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_plan_ahead_of_utc_is_shown_on_its_own_day_in_reports_over_many_applications(pool: PgPool) {
+    let s = setup(pool).await;
+    sqlx::query(
+        "UPDATE plans SET time_zone = 'Asia/Tokyo' WHERE id = (SELECT plan_id FROM applications WHERE id = $1)",
+    )
+    .bind(s.app_id)
+    .execute(&s.app.pool)
+    .await
+    .unwrap();
+    let hits = metric(&s.app.pool, s.app_id, "hits").await;
+    // 03:00 UTC of the latest day that has passed it: noon in Tokyo, the same date.
+    let now = jiff::Timestamp::now();
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let at = |date: jiff::civil::Date| date.at(3, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+    let call = if at(today) <= now { at(today) } else { at(today.yesterday().unwrap()) };
+    post_batch(&s, vec![entry(s.app_id, hits, call.as_second(), StatusClass::Success, 7, 2)]).await;
+
+    let admin = TestApp { base: s.app.base.clone(), pool: s.app.pool.clone(), client: client() };
+    admin.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    let csv = admin.get("/admin/usage.csv?table=usage&period=30d").await.text().await.unwrap();
+    let day = format!("{}T00:00:00Z", call.to_zoned(jiff::tz::TimeZone::UTC).date());
+    let on = |rows: &[std::collections::HashMap<String, String>], start: &str| {
+        rows.iter()
+            .filter(|r| r["metric"] == "hits" && r["bucket_start"] == start)
+            .map(|r| r["calls"].clone())
+            .collect::<Vec<_>>()
+    };
+    let rows = csv_rows(&csv);
+    assert_eq!(on(&rows, &day), ["7"], "{csv}");
+    let status = admin.get("/admin/usage.csv?table=status&period=30d").await.text().await.unwrap();
+    let status = csv_rows(&status);
+    let row = status.iter().find(|r| r["bucket_start"] == day).expect("the day's row");
+    assert_eq!(row["2xx"], "7");
+}
