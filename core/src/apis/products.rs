@@ -82,11 +82,9 @@ pub(crate) fn validate_base_path(path: &str) -> Result<()> {
     }
 }
 
+/// The same check as every other upstream URL: what gateways can use.
 fn validate_upstream(url: &str) -> Result<()> {
-    let ok = (url.starts_with("http://") || url.starts_with("https://"))
-        && url.len() > "http://".len()
-        && !url.contains(char::is_whitespace);
-    if ok { Ok(()) } else { Err(Error::invalid("upstream_url", "use an absolute http:// or https:// URL")) }
+    tollgate_protocol::upstream::check_url(url).map_err(|problem| Error::invalid("upstream_url", problem))
 }
 
 /// A metric name for an operation: its operationId, else method and path.

@@ -117,7 +117,8 @@ pub async fn create_telling_admins(
     let plan = sqlx::query!(
         r#"SELECT p.api_id, p.approval_required, p.trial_days, a.auth_mode AS "auth_mode: AuthMode"
            FROM plans p JOIN api_products a ON a.id = p.api_id
-           WHERE p.id = $1 AND p.published AND api_open_to(a.id, a.state, $2)"#,
+           WHERE p.id = $1 AND p.published AND api_open_to(a.id, a.state, $2)
+           FOR SHARE OF p"#,
         new.plan_id.0,
         account.0
     )

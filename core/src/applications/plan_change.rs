@@ -180,10 +180,21 @@ async fn tell_admins(
 /// a plan change the developer asked for is settled by this move.
 pub async fn change_by_admin(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: &Actor) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let current = sqlx::query!("SELECT api_id, plan_id FROM applications WHERE id = $1 FOR UPDATE", id.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let current = sqlx::query!(
+        r#"SELECT api_id, plan_id, state AS "state: ApplicationState" FROM applications WHERE id = $1 FOR UPDATE"#,
+        id.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    // As for the developer: a pending application is decided on the plan it asked for, and
+    // a rejected one has none to change.
+    if !matches!(current.state, ApplicationState::Live | ApplicationState::Suspended) {
+        return Err(Error::Conflict(format!("a {} application cannot change plan", current.state)));
+    }
+    if current.plan_id == plan.0 {
+        return Err(Error::invalid("plan_id", "the application is on this plan already"));
+    }
     let same_api = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#,
         plan.0,

@@ -111,8 +111,9 @@ impl CredentialView {
 /// Locks the application row, so concurrent issues respect the key limits,
 /// and answers how its API's consumers present keys.
 async fn lock_app(tx: &mut sqlx::PgConnection, account: AccountId, app: ApplicationId) -> Result<AuthMode> {
-    let mode = sqlx::query_scalar!(
-        r#"SELECT a.auth_mode AS "auth_mode: AuthMode" FROM applications ap JOIN api_products a ON a.id = ap.api_id
+    let row = sqlx::query!(
+        r#"SELECT a.auth_mode AS "auth_mode: AuthMode", ap.state = 'rejected' AS "rejected!"
+           FROM applications ap JOIN api_products a ON a.id = ap.api_id
            WHERE ap.id = $1 AND ap.account_id = $2 FOR UPDATE OF ap"#,
         app.0,
         account.0
@@ -120,7 +121,11 @@ async fn lock_app(tx: &mut sqlx::PgConnection, account: AccountId, app: Applicat
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    Ok(mode)
+    // Gateways never load a rejected application's keys: one issued would never work.
+    if row.rejected {
+        return Err(Error::Conflict("a rejected application cannot have keys".into()));
+    }
+    Ok(row.auth_mode)
 }
 
 /// Makes a key of `kind` for the application and stores its hash; the

@@ -687,6 +687,9 @@ pub async fn delete_plan(pool: &PgPool, id: PlanId, actor: &Actor) -> Result<()>
 
 /// [`delete_plan`] inside the caller's transaction.
 pub async fn delete_plan_in(tx: &mut sqlx::PgConnection, id: PlanId, actor: &Actor) -> Result<()> {
+    // Taken before the count, as a new application takes it (shared) before it subscribes:
+    // the two wait for each other, and neither meets the database's foreign key as a 500.
+    sqlx::query!("SELECT id FROM plans WHERE id = $1 FOR UPDATE", id.0).fetch_optional(&mut *tx).await?;
     let before = get_plan_in(tx, id).await?;
     if before.applications.value > 0 {
         return Err(Error::Conflict(format!(

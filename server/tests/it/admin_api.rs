@@ -2075,3 +2075,50 @@ async fn a_plan_is_changed_in_part_with_patch_and_the_rest_is_kept(pool: PgPool)
         "{audit}"
     );
 }
+
+/// A rejected application has no keys to issue (gateways never load them) and no plan to
+/// move; moving an application to the plan it is on is a mistake, not a change. Each was
+/// done before: a key that could never work, a rejected application billed on a new plan,
+/// and a no-op audited as a plan change.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_rejected_application_gets_no_key_and_no_plan_move(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let pool = &admin.app.pool;
+    let (account, basic) = admin.demo_account_and_basic_plan().await;
+    let basic: uuid::Uuid = basic.as_str().unwrap().parse().unwrap();
+    let other: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM plans WHERE api_id = (SELECT api_id FROM plans WHERE id = $1) AND id <> $1 LIMIT 1",
+    )
+    .bind(basic)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let rejected = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO applications (id, account_id, api_id, plan_id, name, state) SELECT $1, $2::uuid, api_id, id, 'Refused', 'rejected' FROM plans WHERE id = $3")
+        .bind(rejected)
+        .bind(&account)
+        .bind(basic)
+        .execute(pool)
+        .await
+        .unwrap();
+    let audited =
+        || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log").fetch_one(pool).await.unwrap() };
+    let before = audited().await;
+    let (status, body) = admin.call(Method::POST, &format!("/admin/api/v1/applications/{rejected}/keys"), None).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = admin
+        .call(Method::PUT, &format!("/admin/api/v1/applications/{rejected}/plan"), Some(json!({"plan_id": other})))
+        .await;
+    assert_eq!((status, body["message"].as_str()), (409, Some("a rejected application cannot change plan")), "{body}");
+    assert_eq!(audited().await, before, "nothing was done, so nothing is audited");
+
+    let new = json!({"plan_id": basic, "name": "Live one"});
+    let (status, app) =
+        admin.call(Method::POST, &format!("/admin/api/v1/accounts/{account}/applications"), Some(new)).await;
+    assert_eq!(status, 201, "{app}");
+    let plan = format!("/admin/api/v1/applications/{}/plan", app["id"].as_str().unwrap());
+    let (status, body) = admin.call(Method::PUT, &plan, Some(json!({"plan_id": basic}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("plan_id")), "{body}");
+    assert_eq!(admin.call(Method::PUT, &plan, Some(json!({"plan_id": other}))).await.0, 200);
+}

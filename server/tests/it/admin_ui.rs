@@ -734,7 +734,7 @@ async fn the_api_page_lists_a_refused_forms_problems_at_the_top_and_keeps_what_w
         html.split(r#"data-testid="error-summary""#).nth(1).expect("a summary").split("</div>").next().unwrap();
     for link in [
         r##"<a href="#name">API name: "##,
-        r##"<a href="#upstream_urls">Upstream URLs: line 3: use an absolute"##,
+        r##"<a href="#upstream_urls">Upstream URLs: line 3: use an http:// or https://"##,
         r##"<a href="#key_name">User key parameter or header name: "##,
     ] {
         assert!(summary.contains(link), "{link} in {summary}");

@@ -427,15 +427,10 @@ async fn a_bad_config_update_is_refused_and_the_previous_one_keeps_serving(pool:
         status(&agent, &format!("/weather/cities?user_key={key}")).await == 200
     })
     .await;
-    // Corrupt the API behind core's back: an upstream agents cannot use (the column's own
-    // check lets it pass). A mapping rule agents cannot parse no longer serves here: the
-    // server leaves such a rule out of the config.
-    sqlx::query("INSERT INTO api_upstreams (id, api_id, url) VALUES ($1, $2, 'http://')")
-        .bind(uuid::Uuid::now_v7())
-        .bind(w.api.0)
-        .execute(&pool)
-        .await
-        .unwrap();
+    // Corrupt the API behind core's back: a published API with no upstream and nothing
+    // mocked, which every change through the platform refuses. (A mapping rule or an upstream
+    // URL agents cannot use no longer serves here: the server leaves those out of the config.)
+    sqlx::query("DELETE FROM api_upstreams WHERE api_id = $1").bind(w.api.0).execute(&pool).await.unwrap();
     sqlx::query("INSERT INTO config_changes (entity, entity_id, operation) VALUES ('api', $1, 'upsert')")
         .bind(w.api.0)
         .execute(&pool)
