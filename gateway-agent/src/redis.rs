@@ -5,9 +5,12 @@
 //! agents sharing a Redis can never over-admit together. When Redis fails or is slow the
 //! agent falls back to its local counters at once (the request is not failed), reports
 //! `tollgate_agent_redis_up 0`, logs once, and probes in the background until Redis is back.
+//! What it admits meanwhile is owed to Redis, and added to the shared counters before they
+//! are used again: otherwise the calls of an outage would be admitted a second time after it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -46,10 +49,15 @@ end
 return after
 ";
 
+/// Usage admitted while Redis was down, per counter: what to add, and when the counter's
+/// window (and retention) ends, in Unix milliseconds (`None`: never).
+type Owed = HashMap<String, (u64, Option<i64>)>;
+
 pub(crate) struct SharedCounters {
     manager: ConnectionManager,
     script: Script,
     up: AtomicBool,
+    owed: Mutex<Owed>,
     url: RedisUrl,
     /// `tollgate_agent_redis_up`.
     gauge: Gauge,
@@ -73,7 +81,14 @@ impl SharedCounters {
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         let gauge = metrics.redis_up();
         gauge.set(0.0);
-        Ok(SharedCounters { manager, script: Script::new(SCRIPT), up: AtomicBool::new(false), url: url.clone(), gauge })
+        Ok(SharedCounters {
+            manager,
+            script: Script::new(SCRIPT),
+            up: AtomicBool::new(false),
+            owed: Mutex::new(HashMap::new()),
+            url: url.clone(),
+            gauge,
+        })
     }
 
     pub fn is_up(&self) -> bool {
@@ -91,14 +106,65 @@ impl SharedCounters {
         }
     }
 
-    /// Pings Redis and records whether it answered.
+    /// Pings Redis and, once it answers and has been paid what is owed, records it up.
     pub async fn probe(&self) -> bool {
         let mut connection = self.manager.clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
-        let up = matches!(tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await, Ok(Ok(_)));
+        let up = matches!(tokio::time::timeout(REQUEST_TIMEOUT * 2, ping).await, Ok(Ok(_))) && self.settle().await;
         self.set_up(up);
+        // Calls counted locally while the first settlement ran.
+        if up && !self.settle().await {
+            self.set_up(false);
+        }
         up
+    }
+
+    /// Notes the usage of `checks`, admitted locally while Redis is down, as owed to it.
+    pub fn owe(&self, checks: &[Check], now: Timestamp) {
+        let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        for check in checks {
+            let expires =
+                check.window_end.map(|end| end.as_millisecond().max(now.as_millisecond()) + RETENTION_SECS * 1000);
+            let entry = owed.entry(redis_key(&check.key)).or_insert((0, expires));
+            entry.0 = entry.0.saturating_add(check.amount);
+        }
+    }
+
+    /// Adds what is owed to the shared counters (each with its expiry), in one pipeline;
+    /// `false`, with the debt kept, if Redis did not take it.
+    async fn settle(&self) -> bool {
+        let owed = std::mem::take(&mut *self.owed.lock().unwrap_or_else(PoisonError::into_inner));
+        if owed.is_empty() {
+            return true;
+        }
+        let now = Timestamp::now().as_millisecond();
+        let mut pipeline = redis::pipe();
+        for (key, &(amount, expires)) in &owed {
+            // A window that has ended (and its retention) needs nothing.
+            if expires.is_some_and(|at| at <= now) {
+                continue;
+            }
+            pipeline.cmd("INCRBY").arg(key).arg(amount).ignore();
+            if let Some(at) = expires {
+                pipeline.cmd("PEXPIREAT").arg(key).arg(at).ignore();
+            }
+        }
+        let mut connection = self.manager.clone();
+        let paid = pipeline.query_async::<()>(&mut connection);
+        if matches!(tokio::time::timeout(REQUEST_TIMEOUT * 4, paid).await, Ok(Ok(()))) {
+            tracing::info!(
+                counters = owed.len(),
+                "added the usage counted during the redis outage to the shared counters"
+            );
+            return true;
+        }
+        let mut kept = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, (amount, expires)) in owed {
+            let entry = kept.entry(key).or_insert((0, expires));
+            entry.0 = entry.0.saturating_add(amount);
+        }
+        false
     }
 
     /// Probes a down Redis every [`PROBE_INTERVAL`] until `stop` changes.
@@ -179,8 +245,9 @@ impl SharedCounters {
     }
 }
 
-/// `tg:{<application id>}:<metric id>:<period>:<window start>`; the hash tag keeps one
-/// request's keys in one slot of a Redis Cluster.
+/// `tg:{<application id>}:<metric id>:<period>:<window start>`; the hash tag would keep one
+/// request's keys in one slot of a Redis Cluster (not supported yet: the client does not
+/// follow `MOVED`).
 fn redis_key(key: &CounterKey) -> String {
     format!("tg:{{{}}}:{}:{}:{}", key.app, key.metric, key.period.as_str(), key.window.0)
 }

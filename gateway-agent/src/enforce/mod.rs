@@ -48,7 +48,14 @@ impl Limiter {
             }
             return outcome;
         }
-        self.local.check_and_add(checks)
+        let outcome = self.local.check_and_add(checks);
+        // Counted here alone: Redis must learn of it before it is used again.
+        if outcome.is_admitted()
+            && let Some(shared) = &self.shared
+        {
+            shared.owe(checks, now);
+        }
+        outcome
     }
 
     /// Where the counters of `checks` stand now, adding nothing: from Redis while it is in

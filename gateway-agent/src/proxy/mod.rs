@@ -193,7 +193,6 @@ fn request_id(call: &Call<'_>, status: StatusCode, headers: &mut HeaderMap) -> O
 struct Answer {
     status: StatusCode,
     bytes: Option<u64>,
-    at: Timestamp,
     request_id: Option<Uuid>,
 }
 
@@ -574,7 +573,7 @@ impl Proxy {
         self.usage.last_used.record(&admitted.hash, admitted.credential, call.received);
         let bytes = body_bytes(&response);
         let id = request_id(call, response.status(), response.headers_mut());
-        let answer = Answer { status: response.status(), bytes, at: answered, request_id: id };
+        let answer = Answer { status: response.status(), bytes, request_id: id };
         self.logging(call, admitted, None, answer);
         Some(response)
     }
@@ -669,14 +668,14 @@ impl Proxy {
         forward::rewrite_location(response.headers_mut(), target, public_prefix);
         let mut response = self.response_filter(call, response, answered);
         let id = request_id(call, status, response.headers_mut());
-        self.logging(call, &admitted, Some(target), Answer { status, bytes, at: answered, request_id: id });
+        self.logging(call, &admitted, Some(target), Answer { status, bytes, request_id: id });
         response
     }
 
     /// Usage of a request the client gave up on while the upstream had it (nginx's 499).
     fn abandoned(&self, call: &Call<'_>, admitted: &Admitted<'_>) {
         let latency = call.started.elapsed();
-        self.record_usage(call.api, call.group, admitted, self.clock.now(), CLIENT_CLOSED_REQUEST, latency);
+        self.record_usage(call.api, call.group, admitted, call.received, CLIENT_CLOSED_REQUEST, latency);
         tracing::debug!(api = %call.api.slug, "the client closed the connection before the upstream answered");
     }
 
@@ -760,12 +759,14 @@ impl Proxy {
     /// Logging of a proxied (or mocked) request: usage, a failed-call record for an answer
     /// of 400 or more, metrics and the access log.
     fn logging(&self, call: &Call<'_>, admitted: &Admitted<'_>, target: Option<&Target>, answer: Answer) {
-        let Answer { status, bytes, at: answered, request_id } = answer;
+        let Answer { status, bytes, request_id } = answer;
         // No target: answered from the API's mocks.
         let mocked = target.is_none();
         let api = call.api;
         let latency = call.started.elapsed();
-        self.record_usage(api, call.group, admitted, answered, status, latency);
+        // Filed under the minute the call arrived, as its limits were counted: a call that
+        // arrives in a month's last seconds is that month's, however long its answer takes.
+        self.record_usage(api, call.group, admitted, call.received, status, latency);
         if let (Some(blame), Some(id)) = (call.blame, request_id) {
             self.usage.failed_calls.record(&call.failure(blame, status.as_u16(), None, latency, id));
         }
@@ -784,13 +785,14 @@ impl Proxy {
         self.finish(summary.of(call), None, call.started);
     }
 
-    /// The usage an admitted request adds, in the class of `status`, served by `call_group`.
+    /// The usage an admitted request adds, in the class of `status`, served by `call_group`,
+    /// in the minute it was `received`.
     fn record_usage(
         &self,
         api: &ApiEntry,
         call_group: GroupTag,
         admitted: &Admitted<'_>,
-        answered: Timestamp,
+        received: Timestamp,
         status: StatusCode,
         latency: Duration,
     ) {
@@ -802,7 +804,7 @@ impl Proxy {
                 .as_slice()
                 .iter()
                 .filter_map(|&(metric, amount)| Some((api.metrics.get(metric as usize)?.id, amount))),
-            answered,
+            received,
             status.as_u16(),
             latency,
         );

@@ -138,7 +138,7 @@ impl Proxy {
             None => {}
         }
         let id = super::request_id(call, status, response.headers_mut());
-        self.logging(call, &admitted, Some(target), super::Answer { status, bytes, at: answered, request_id: id });
+        self.logging(call, &admitted, Some(target), super::Answer { status, bytes, request_id: id });
         response
     }
 }

@@ -106,3 +106,91 @@ async fn headers_and_the_limits_report_tell_the_shared_counts() {
     a.shutdown().await.expect("clean shutdown");
     b.shutdown().await.expect("clean shutdown");
 }
+
+/// A TCP relay to the local Redis that can be cut (every connection dropped, new ones closed
+/// at once) and restored: an outage as the agent sees one.
+struct CuttableRelay {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableRelay {
+    async fn start() -> CuttableRelay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let is_open = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut cuts = cuts.clone();
+                // Only a cut after this connection opened ends it.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut redis) = tokio::net::TcpStream::connect("127.0.0.1:6379").await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut redis) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        CuttableRelay { addr, open, cut, task }
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+        if !open {
+            self.cut.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+impl Drop for CuttableRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The calls an agent admits while Redis is down are added to the shared counters before
+/// they are used again. Before, the day's limit was granted again after the outage: 5
+/// through Redis, 5 counted locally, then 5 more through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_admitted_during_a_redis_outage_count_once_it_is_back() {
+    let (clock, _hands) = Clock::manual("2030-06-02T12:00:00Z".parse::<Timestamp>().expect("time"));
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Day, 10)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let relay = CuttableRelay::start().await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), Some(clock));
+    settings.redis_url = Some(RedisUrl::parse(&format!("redis://{}", relay.addr)).expect("url"));
+    let agent = start_ready(settings).await;
+    let ready = format!("http://{}/ready", agent.admin_addr());
+    assert_eq!(get(&ready, &[]).await.json()["redis"], "up", "Redis must run on 127.0.0.1:6379 for this test");
+    let url = format!("http://{}/pets/list?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    for _ in 0..5 {
+        assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    }
+
+    relay.set_open(false);
+    // The first call after the cut finds Redis gone and is counted locally, as the rest.
+    for _ in 0..5 {
+        assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!(get(&ready, &[]).await.json()["redis"], "down");
+    assert_eq!(get(&url, &[]).await.status, StatusCode::TOO_MANY_REQUESTS, "10 of 10 counted locally");
+
+    relay.set_open(true);
+    eventually("redis to be used again", || async { (get(&ready, &[]).await.json()["redis"] == "up").then_some(()) })
+        .await;
+    let answer = get(&url, &[]).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "the outage's 5 calls are in the shared count");
+    agent.shutdown().await.expect("clean shutdown");
+}

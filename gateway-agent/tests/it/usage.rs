@@ -342,3 +342,35 @@ async fn a_call_whose_client_hangs_up_before_the_answer_is_still_usage() {
     assert_eq!(classes, [StatusClass::ClientError], "counted once, as a client error (499)");
     agent.shutdown().await.expect("clean shutdown");
 }
+
+/// A call is filed under the minute it arrived, as its limits were counted, however long
+/// the upstream takes: a call arriving in a month's last second was billed in the next
+/// month when its answer came after midnight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_filed_under_the_minute_it_arrived_not_the_one_it_was_answered_in() {
+    let t0: Timestamp = "2030-01-31T23:59:59Z".parse().expect("time");
+    let (clock, hands) = Clock::manual(t0);
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let mut settings = settings(cp.url(), dir.path(), Some(clock));
+    settings.upstream_timeout = std::time::Duration::from_secs(20);
+    let agent = start_ready(settings).await;
+    let url = format!("http://{}/pets/slow?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    let call = tokio::spawn(async move { get(&url, &[]).await.status });
+    eventually("the call to reach the upstream", || async { (upstream.count() == 1).then_some(()) }).await;
+    // Midnight passes while the upstream works (it takes 3 s).
+    hands.advance(SignedDuration::from_secs(61));
+    assert_eq!(call.await.expect("the call"), StatusCode::OK);
+    eventually("the call's usage", || async { (cp.accepted_count(fixture.metrics.hits) == 1).then_some(()) }).await;
+    let minutes: Vec<i64> = cp
+        .accepted_batches()
+        .iter()
+        .flat_map(|b| b.entries.iter())
+        .filter(|e| e.metric == fixture.metrics.hits)
+        .map(|e| e.minute)
+        .collect();
+    assert_eq!(minutes, [t0.as_second() - 59], "January's last minute");
+    agent.shutdown().await.expect("clean shutdown");
+}
