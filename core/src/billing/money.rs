@@ -137,6 +137,19 @@ pub fn plain(amount: Decimal, currency: &str) -> String {
     exact_in(amount, currency).to_string()
 }
 
+/// `amount` as stored, with at least the decimals of a currency code (`49.00` USD, `5000`
+/// JPY, and a fee saved finer than the minor unit before fees were checked in it as it is,
+/// `9.999` USD): what an API answers, so that a client sending it back changes nothing.
+pub fn as_stored_in(amount: Decimal, currency: &str) -> Decimal {
+    let mut shown = amount.normalize();
+    if let Ok(currency) = Currency::new(currency.trim())
+        && shown.scale() < currency.decimals()
+    {
+        shown.rescale(currency.decimals());
+    }
+    shown
+}
+
 /// `amount` with exactly the decimals of a currency code as stored (`49.00` USD, `5000` JPY);
 /// a code Tollgate does not know leaves the amount as it is.
 pub fn exact_in(amount: Decimal, currency: &str) -> Decimal {

@@ -2122,3 +2122,31 @@ async fn a_rejected_application_gets_no_key_and_no_plan_move(pool: PgPool) {
     assert_eq!((status, body["field"].as_str()), (422, Some("plan_id")), "{body}");
     assert_eq!(admin.call(Method::PUT, &plan, Some(json!({"plan_id": other}))).await.0, 200);
 }
+
+/// A fee saved finer than its currency's minor unit (before fees were checked in it) is
+/// answered as stored, and a `PATCH` of another field keeps it: the answer rounded it to
+/// 10.00, and the rounded value was saved back as if the client had sent it.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_patch_keeps_a_fee_finer_than_the_minor_unit_as_it_was(pool: PgPool) {
+    use reqwest::Method;
+    let admin = admin_app(pool).await;
+    let (_, plan) = admin.demo_account_and_basic_plan().await;
+    let id: uuid::Uuid = plan.as_str().unwrap().parse().unwrap();
+    sqlx::query("UPDATE plans SET monthly_fee = 9.999, currency = 'USD' WHERE id = $1")
+        .bind(id)
+        .execute(&admin.app.pool)
+        .await
+        .unwrap();
+    let path = format!("/admin/api/v1/plans/{id}");
+    let (_, before) = admin.call(Method::GET, &path, None).await;
+    assert_eq!(before["monthly_fee"], "9.999");
+    let (status, after) = admin.call(Method::PATCH, &path, Some(json!({"published": false}))).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["monthly_fee"], "9.999");
+    let stored: rust_decimal::Decimal = sqlx::query_scalar("SELECT monthly_fee FROM plans WHERE id = $1")
+        .bind(id)
+        .fetch_one(&admin.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.normalize().to_string(), "9.999");
+}
