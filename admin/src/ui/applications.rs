@@ -219,8 +219,9 @@ pub async fn change_plan(
     CsrfForm(form): CsrfForm<PlanForm>,
 ) -> PageResult<HttpResponse> {
     let id = ApplicationId(parse_id(&path)?);
-    let plan = PlanId(parse_id(&form.plan_id)?);
-    plan_change::change_by_admin(&pool, id, plan, &Actor::from(&user)).await?;
+    // A form field, not an address: a bad one is the form's mistake (422), not a missing page.
+    let plan = form.plan_id.trim().parse().map_err(|_| tollgate_core::Error::invalid("plan_id", "choose a plan"))?;
+    plan_change::change_by_admin(&pool, id, PlanId(plan), &Actor::from(&user)).await?;
     Ok(see_other("/admin/applications"))
 }
 

@@ -270,7 +270,7 @@ pub async fn set_plan(
     CsrfForm(form): CsrfForm<RouteForm>,
 ) -> PageResult<HttpResponse> {
     let api = ApiId(parse_id(&path)?);
-    let plan = PlanId(parse_id(&form.id)?);
+    let plan = PlanId(form.id.trim().parse().map_err(|_| tollgate_core::Error::invalid("plan", "choose a plan"))?);
     let field = format!("plan-{}", plan.0);
     let outcome = async {
         let group = chosen("group", &form.group)?;

@@ -225,6 +225,15 @@ async fn approving_an_application_emails_the_developer_and_the_audit_log_shows_i
         .next()
         .unwrap()
         .to_owned();
+    // A plan field that is not an id is the form's mistake, not a missing page.
+    let res = app
+        .post_form(
+            &format!("/admin/applications/{app_id}/plan"),
+            &[("csrf_token", &csrf_from(&list)), ("plan_id", "abc")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("choose a plan"));
     let res = app
         .post_form(
             &format!("/admin/applications/{app_id}/plan"),
