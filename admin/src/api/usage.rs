@@ -126,6 +126,12 @@ pub async fn list(req: HttpRequest, pool: web::Data<PgPool>) -> ApiResult<HttpRe
         Some(from) => from,
         None => to.checked_sub(default_span).ok_or_else(|| tollgate_core::Error::invalid("to", "is too early"))?,
     };
+    // With `to` left to default (now), a `from` after it is the mistake of `from`.
+    if q.to.is_none() && from >= to {
+        return Err(
+            tollgate_core::Error::invalid("from", "is in the future; give `to` too, or an earlier `from`").into()
+        );
+    }
     let rows = report::usage_rows(&pool, scope, granularity, from, to).await?;
     Ok(HttpResponse::Ok().json(UsageOut {
         granularity: granularity.to_string(),

@@ -377,7 +377,8 @@ pub async fn report(
         let metric = &mut metrics[m];
         metric.values[b] = metric.values[b].saturating_add(row.hits);
         metric.total = metric.total.saturating_add(row.hits);
-        if metric.parent_id.is_none() {
+        // Each call once: its top-level metrics, or the one metric the report is about.
+        if metric.parent_id.is_none() || scope.metric.is_some() {
             status.s2xx[b] = status.s2xx[b].saturating_add(row.s2);
             status.s3xx[b] = status.s3xx[b].saturating_add(row.s3);
             status.s4xx[b] = status.s4xx[b].saturating_add(row.s4);

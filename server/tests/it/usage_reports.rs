@@ -436,6 +436,8 @@ async fn admins_see_the_same_numbers_on_the_dashboard_drill_down_csv_and_rest_ap
         ("from=yesterday", "from"),
         ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
         ("granularity=minute&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        // No `to` (now): a `from` in the future is the one to change.
+        ("from=2999-01-01T00:00:00Z", "from"),
     ] {
         let (status, body) = api_get(format!("/admin/api/v1/usage?{query}")).await;
         assert_eq!((status, body["field"].as_str()), (422, Some(field)), "{query}: {body}");
@@ -583,4 +585,39 @@ async fn a_plan_ahead_of_utc_is_shown_on_its_own_day_in_reports_over_many_applic
     let status = csv_rows(&status);
     let row = status.iter().find(|r| r["bucket_start"] == day).expect("the day's row");
     assert_eq!(row["2xx"], "7");
+}
+
+/// The drill-down to one method shows its calls by status too: only top-level metrics were
+/// counted there, so a method's page said "no calls" beside its own latency.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_methods_drill_down_shows_its_calls_by_status(pool: PgPool) {
+    let s = setup(pool).await;
+    let hits = metric(&s.app.pool, s.app_id, "hits").await;
+    let method: Uuid = sqlx::query_scalar(
+        "SELECT m.id FROM metrics m JOIN applications a ON a.api_id = m.api_id WHERE a.id = $1 AND m.parent_id IS NOT NULL LIMIT 1",
+    )
+    .bind(s.app_id)
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    let now = jiff::Timestamp::now().as_second() / 60 * 60;
+    post_batch(
+        &s,
+        vec![
+            entry(s.app_id, hits, now, StatusClass::ServerError, 5, 2),
+            entry(s.app_id, method, now, StatusClass::ServerError, 5, 2),
+        ],
+    )
+    .await;
+    let admin = TestApp { base: s.app.base.clone(), pool: s.app.pool.clone(), client: client() };
+    admin.sign_in(DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD).await;
+    let total_5xx = |query: String| {
+        let admin = &admin;
+        async move {
+            let csv = admin.get(&format!("/admin/usage.csv?table=status&period=1h{query}")).await.text().await.unwrap();
+            csv_rows(&csv).iter().map(|r| r["5xx"].parse::<i64>().unwrap()).sum::<i64>()
+        }
+    };
+    assert_eq!(total_5xx(String::new()).await, 5, "each call once over all metrics");
+    assert_eq!(total_5xx(format!("&metric={method}")).await, 5, "and on its method's page");
 }
