@@ -223,7 +223,11 @@ pub async fn set_weights(
     let mut problems = FieldProblems::default();
     for (name, weight) in given {
         let field = format!("weights.{name}");
-        problems.note(GroupName::parse("weights", name))?;
+        // Named by the group, as every other problem of a weight is.
+        match GroupName::parse("weights", name) {
+            Err(tollgate_core::Error::Invalid { message, .. }) => problems.add(field.clone(), message),
+            other => drop(problems.note(other)?),
+        }
         if let Some(weight) = problems.note(parse_weight(field, weight))? {
             weights.insert(name.clone(), weight);
         }

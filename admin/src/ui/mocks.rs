@@ -113,8 +113,11 @@ pub async fn update(
     };
     match mocks::set(&pool, id, &changes, &Actor::from(&user)).await {
         Ok(_) => Ok(see_other(format!("/admin/apis/{}/mocks", id.0))),
-        Err(tollgate_core::Error::Conflict(message) | tollgate_core::Error::Invalid { message, .. }) => {
+        Err(tollgate_core::Error::Conflict(message)) => {
             Ok(render(StatusCode::CONFLICT, &page(&session, &pool, id, Some(message)).await?))
+        }
+        Err(tollgate_core::Error::Invalid { message, .. }) => {
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page(&session, &pool, id, Some(message)).await?))
         }
         Err(err) => Err(err.into()),
     }
@@ -160,8 +163,11 @@ pub async fn update_preview(
     };
     match outcome {
         Ok(()) => Ok(see_other(format!("/admin/apis/{}/mocks#preview-title", id.0))),
-        Err(tollgate_core::Error::Conflict(message) | tollgate_core::Error::Invalid { message, .. }) => {
+        Err(tollgate_core::Error::Conflict(message)) => {
             Ok(render(StatusCode::CONFLICT, &page(&session, &pool, id, Some(message)).await?))
+        }
+        Err(tollgate_core::Error::Invalid { message, .. }) => {
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page(&session, &pool, id, Some(message)).await?))
         }
         Err(err) => Err(err.into()),
     }
