@@ -111,7 +111,7 @@ pub async fn run_billing(
     payments: web::Data<Payments>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    admin(&req, &pool).await?;
+    let (_, actor) = admin(&req, &pool).await?;
     let input: RunIn = parse_json_object(&body)?;
     let month = input.period.as_deref().map(|p| parse_month("period", p)).transpose()?;
     let options = RunOptions {
@@ -123,6 +123,7 @@ pub async fn run_billing(
         ..RunOptions::default()
     };
     let summary = run::run(&pool, &options, |_, _| {}).await?;
+    run::record_run(&pool, &actor, &summary, input.account_id).await?;
     Ok(HttpResponse::Ok().json(RunSummaryOut::from(summary)))
 }
 

@@ -172,6 +172,37 @@ const PAGE: usize = 500;
 
 /// Bills every account with a subscription that touches the period (or just one account),
 /// calling `progress(done, total)` after each.
+/// Records who started a run that was not a dry run (an admin or a token; the schedule's
+/// runs are the job's own), with what it issued: invoices are issued and cards charged, and
+/// the audit log must say on whose word.
+pub async fn record_run(
+    pool: &PgPool,
+    actor: &crate::audit::Actor,
+    summary: &RunSummary,
+    account: Option<Uuid>,
+) -> Result<()> {
+    if summary.dry_run {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    let entry = crate::audit::Entry {
+        action: "billing.run",
+        entity: "billing",
+        entity_id: account,
+        before: None,
+        after: Some(json!({
+            "period": summary.month,
+            "mode": summary.mode,
+            "account_id": account,
+            "invoices": summary.invoices.iter().filter_map(|i| i.number.clone()).collect::<Vec<_>>(),
+            "failed": summary.failed.len(),
+        })),
+    };
+    crate::audit::record(&mut tx, actor, entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn run(pool: &PgPool, options: &RunOptions, mut progress: impl FnMut(usize, usize)) -> Result<RunSummary> {
     let settings = settings::get(pool).await?;
     let now = Timestamp::now();
