@@ -30,13 +30,21 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 const SCRIPT: &str = r"
 -- KEYS: counters. ARGV: per counter, amount, max and TTL in ms (0: none).
--- Returns {0, index, used} for the first counter without room, or {1, used...}: every
--- counter after the increments.
+-- Returns {0, index, used} for the counter without room whose window ends last (the one
+-- to wait for), or {1, used...}: every counter after the increments.
+local refused, refused_ttl, refused_used = nil, -1, 0
 for i = 1, #KEYS do
   local used = tonumber(redis.call('GET', KEYS[i]) or '0')
   if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
-    return {0, i - 1, used}
+    local ttl = tonumber(ARGV[3 * i])
+    if ttl == 0 then ttl = math.huge end
+    if ttl > refused_ttl then
+      refused, refused_ttl, refused_used = i - 1, ttl, used
+    end
   end
+end
+if refused then
+  return {0, refused, refused_used}
 end
 local after = {1}
 for i = 1, #KEYS do

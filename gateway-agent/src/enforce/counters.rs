@@ -234,11 +234,20 @@ fn end_secs(end: Option<Timestamp>) -> i64 {
 
 /// Checks every counter, then adds to every counter; `map_of` says which map holds a check.
 fn check_then_add(maps: &mut [&mut Shard], checks: &[Check], map_of: impl Fn(&Check) -> usize) -> Outcome {
+    let mut refused: Option<(usize, u64)> = None;
     for (index, check) in checks.iter().enumerate() {
         let used = maps[map_of(check)].get(&check.key).map_or(0, |slot| slot.used);
         if used.saturating_add(check.amount) > check.max {
-            return Outcome::Rejected { index, used };
+            // The reached limit whose window ends last is the one to wait for: a retry after
+            // a shorter one would meet this one.
+            let later = refused.is_none_or(|(i, _)| end_secs(check.window_end) > end_secs(checks[i].window_end));
+            if later {
+                refused = Some((index, used));
+            }
         }
+    }
+    if let Some((index, used)) = refused {
+        return Outcome::Rejected { index, used };
     }
     let mut after: InlineVec<u64, 8> = InlineVec::new(0);
     for check in checks {

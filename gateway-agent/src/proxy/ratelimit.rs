@@ -28,6 +28,9 @@ pub(crate) struct RateLimit<'a> {
     remaining: u64,
     /// When the limit's window ends; `None` for an eternity limit, which never resets.
     reset_at: Option<Timestamp>,
+    /// Whether the request could pass once the window resets: not when it asks for more
+    /// than the limit allows at all (a limit of 0, a rule's delta above the limit).
+    passes_after_reset: bool,
 }
 
 impl<'a> RateLimit<'a> {
@@ -37,18 +40,20 @@ impl<'a> RateLimit<'a> {
             limit: plan.limit_header(check.limit)?,
             remaining: check.max.saturating_sub(used),
             reset_at: check.window_end,
+            passes_after_reset: check.amount <= check.max,
         })
     }
 
     /// Writes the three fields (no `RateLimit-Reset` for a limit that never resets), replacing
-    /// any the upstream sent; with `retry_after`, also `Retry-After` (for a 429).
+    /// any the upstream sent; with `retry_after`, also `Retry-After` (for a 429), unless no
+    /// wait would let the request pass.
     pub fn write(&self, headers: &mut HeaderMap, now: Timestamp, retry_after: bool) {
         headers.insert(RATELIMIT_LIMIT.clone(), self.limit.clone());
         headers.insert(RATELIMIT_REMAINING.clone(), number(self.remaining));
         match self.reset_at {
             Some(end) => {
                 let reset = number(seconds_until(end, now));
-                if retry_after {
+                if retry_after && self.passes_after_reset {
                     headers.insert(RETRY_AFTER, reset.clone());
                 }
                 headers.insert(RATELIMIT_RESET.clone(), reset);

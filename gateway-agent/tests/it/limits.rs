@@ -174,3 +174,38 @@ async fn a_limit_of_zero_says_the_plan_does_not_include_the_metric() {
     assert_eq!(upstream.count(), 0);
     agent.shutdown().await.expect("clean shutdown");
 }
+
+/// With a minute's and a month's limit both reached, the 429 names the month's and says to
+/// wait for it: "Retry-After: 50" sent clients back into a refusal until the month ended. A
+/// limit of 0 says no wait at all, since none lets the call through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_names_the_limit_that_lasts_longest_and_no_wait_for_a_limit_of_zero() {
+    let (clock, _hands) = Clock::manual(ten_past());
+    let upstream = Upstream::start().await;
+    let fixture = Fixture::new(&upstream, &[('h', Period::Minute, 1), ('h', Period::Month, 1)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
+    let url = |path: &str| format!("http://{}/pets{path}?user_key={}", agent.proxy_addr(), fixture.key.as_str());
+    assert_eq!(get(&url("/list"), &[]).await.status, StatusCode::OK);
+    let refused = get(&url("/list"), &[]).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.json()["message"].as_str().unwrap().contains("per month"), "{}", refused.body);
+    // 2030-01-01T00:00:10Z to 2030-02-01: 31 days less 10 s.
+    assert_eq!(refused.header("retry-after"), Some("2678390"));
+
+    agent.shutdown().await.expect("clean shutdown");
+
+    let (clock, _hands) = Clock::manual(ten_past());
+    let fixture = Fixture::new(&upstream, &[('g', Period::Day, 0)]);
+    let cp = ControlPlane::start(fixture.snapshot.clone()).await;
+    let dir = TempDir::new();
+    let agent = start_ready(settings(cp.url(), dir.path(), Some(clock))).await;
+    let never =
+        get(&format!("http://{}/pets/items/1?user_key={}", agent.proxy_addr(), fixture.key.as_str()), &[]).await;
+    assert_eq!(never.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(never.json()["message"].as_str().unwrap().contains("does not include"), "{}", never.body);
+    assert_eq!(never.header("retry-after"), None, "no wait lets it through");
+    assert_eq!(never.header("ratelimit-remaining"), Some("0"), "the limit's state is still told");
+    agent.shutdown().await.expect("clean shutdown");
+}
