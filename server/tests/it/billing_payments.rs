@@ -455,12 +455,11 @@ async fn a_billing_run_through_the_api_is_idempotent(pool: PgPool) {
     assert_eq!((second["invoices"].as_array().unwrap().len(), second["skipped"].as_i64()), (0, Some(1)));
     assert_eq!(count().await, 1);
     // Who started each run that wrote something is in the audit log, with what it issued.
-    let runs_audited: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT after->>'invoices', actor_via FROM audit_log WHERE action = 'billing.run' ORDER BY id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let runs_audited: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT after->>'invoices', actor_via FROM audit_log WHERE action = 'billing.run' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(runs_audited.len(), 2, "the dry run changed nothing and is not audited: {runs_audited:?}");
     assert_eq!(runs_audited[0].0, r#"["2025-10-00000001"]"#);
     assert!(runs_audited.iter().all(|(_, via)| via.is_some()), "the token is named: {runs_audited:?}");
