@@ -206,7 +206,10 @@ pub async fn sign_in_external(
     .fetch_optional(&mut *tx)
     .await?;
     let user = match linked {
-        Some(user) => UserId(user),
+        Some(user) => {
+            refuse_admin(&mut tx, provider, user).await?;
+            UserId(user)
+        }
         None => {
             let email = match (&identity.email, identity.email_verified) {
                 (Some(email), true) => Email::parse(email)?,
@@ -225,6 +228,7 @@ pub async fn sign_in_external(
                 .await?;
             let user = match existing {
                 Some(id) => {
+                    refuse_admin(&mut tx, provider, id).await?;
                     // The provider proved the mailbox, so the email counts as verified here too.
                     // A user never verified was made by whoever typed the address, not by the
                     // mailbox's owner: that password and any session must not survive the link.
@@ -275,6 +279,22 @@ pub async fn sign_in_external(
     };
     tx.commit().await?;
     find_user(pool, user).await?.ok_or(Error::NotFound)
+}
+
+/// Provider admins sign in with their password: a provider (a social login, a directory
+/// anyone can join) vouching for an admin's address must not open the admin pages.
+async fn refuse_admin(tx: &mut sqlx::PgConnection, provider: &ProviderConfig, user: uuid::Uuid) -> Result<()> {
+    let admin = sqlx::query_scalar!("SELECT is_admin FROM users WHERE id = $1", user).fetch_optional(&mut *tx).await?;
+    if admin == Some(true) {
+        return Err(Error::invalid(
+            "provider",
+            format!(
+                "this address belongs to a provider administrator, who signs in with a password, not through {}",
+                provider.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The configured providers and the HTTP client that talks to them.

@@ -102,6 +102,9 @@ pub async fn confirm(pool: &PgPool, token: &str, base_url: &str) -> Result<Confi
     .await
     .map_err(|e| crate::error::conflict_on_unique(e, "this address now has an account of its own"))?;
     tokens::end_all(&mut tx, user).await?;
+    // A provider's sign-in was linked by the old address: whoever holds that identity at the
+    // provider must not keep the account the address left.
+    sqlx::query!("DELETE FROM identity_links WHERE user_id = $1", user.0).execute(&mut *tx).await?;
     audit::record(
         &mut tx,
         &Actor::user(user, &address),

@@ -265,3 +265,24 @@ async fn only_the_newest_link_works_and_asking_again_at_once_is_throttled(pool: 
     assert_eq!(follow(&app, &link_token(&body, "/profile/email/confirm")).await.status(), 200);
     assert!(email_of(&app.pool, "second@example.com").await.is_some());
 }
+
+/// A provider's sign-in linked by the old address ends with the move: whoever holds that
+/// identity at the provider (a company's directory, after the person left) must not keep
+/// signing in to the account the address left.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_move_ends_the_provider_sign_ins_linked_by_the_old_address(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    verified_developer(&app, "ada@corp.example").await;
+    sqlx::query(
+        "INSERT INTO identity_links (provider, subject, user_id) SELECT 'corp', 'ada-1', id FROM users WHERE email = 'ada@corp.example'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(ask_for(&app, "ada@home.example", PASSWORD).await.status(), 200);
+    let (_, body) = last_mail(&app.pool, "ada@home.example").await;
+    assert_eq!(follow(&app, &link_token(&body, "/profile/email/confirm")).await.status(), 200);
+    assert_eq!(email_of(&app.pool, "ada@home.example").await.as_deref(), Some("ada@home.example"));
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM identity_links").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(links, 0);
+}

@@ -201,3 +201,18 @@ async fn a_callback_with_a_forged_state_or_replayed_code_is_refused(pool: PgPool
     assert_eq!(res.status(), 400);
     assert_eq!(app.get("/dashboard").await.status(), 303, "not signed in");
 }
+
+/// A provider vouching for a provider admin's address does not open the admin pages: admins
+/// sign in with their password. Before, the callback linked the identity and answered
+/// `/admin`.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_provider_cannot_sign_in_a_provider_admin(pool: PgPool) {
+    tollgate::cli::dev::seed(&pool).await.unwrap();
+    let app = app_with_idp(pool, tollgate::cli::dev::DEMO_ADMIN_EMAIL, true).await;
+    let res = sign_in_with_provider(&app).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("provider administrator"));
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM identity_links").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(links, 0);
+    assert_eq!(app.get("/admin").await.status(), 303, "not signed in");
+}
