@@ -58,8 +58,15 @@ pub async fn callback(
         None => None,
     };
     if let Some(error) = &query.error {
+        // Only the codes of RFC 6749 §4.1.2.1, in our words: anyone can send a link with an
+        // `error` of their own text, and this page is the site's.
+        let what = match error.as_str() {
+            "access_denied" => "the sign-in was declined",
+            "temporarily_unavailable" | "server_error" => "it could not sign you in just now",
+            _ => "it could not complete the sign-in",
+        };
         return Ok(failed(&format!(
-            "{} answered: {error}. Try again, or sign in with your email and password.",
+            "{} says {what}. Try again, or sign in with your email and password.",
             provider.name
         )));
     }

@@ -216,3 +216,16 @@ async fn a_provider_cannot_sign_in_a_provider_admin(pool: PgPool) {
     assert_eq!(links, 0);
     assert_eq!(app.get("/admin").await.status(), 303, "not signed in");
 }
+
+/// A provider's `error` is told in the site's own words: anyone can send a link to the
+/// callback with an `error` of their choosing, and the page is this site's.
+#[sqlx::test(migrator = "tollgate_core::db::MIGRATOR")]
+async fn a_providers_error_is_told_in_our_words_not_the_links(pool: PgPool) {
+    let app = app_with_idp(pool, "sso-user@example.com", true).await;
+    let res = app.get("/auth/stand-in/callback?error=Your%20account%20is%20locked.%20Call%20555-0100").await;
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(!html.contains("555-0100") && html.contains("could not complete the sign-in"), "{html}");
+    let res = app.get("/auth/stand-in/callback?error=access_denied").await;
+    assert!(res.text().await.unwrap().contains("the sign-in was declined"));
+}
