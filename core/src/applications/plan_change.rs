@@ -98,12 +98,7 @@ pub async fn request(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    if !matches!(current.state, ApplicationState::Live | ApplicationState::Suspended) {
-        return Err(Error::Conflict(format!("a {} application cannot change plan", current.state)));
-    }
-    if current.plan_id == plan.0 {
-        return Err(Error::invalid("plan_id", "the application is on this plan already"));
-    }
+    may_move(current.state, current.plan_id, plan)?;
     let target = sqlx::query!(
         "SELECT p.approval_required, p.name FROM plans p JOIN api_products a ON a.id = p.api_id
          WHERE p.id = $1 AND p.api_id = $2 AND p.published AND api_open_to(a.id, a.state, $3)",
@@ -176,6 +171,19 @@ async fn tell_admins(
     Ok(())
 }
 
+/// Whether an application in `state` on `current` may move to `plan`, by its developer or an
+/// admin: a pending one is decided on the plan it asked for, a rejected one has none, and
+/// the plan it is on is no move.
+fn may_move(state: ApplicationState, current: Uuid, plan: PlanId) -> Result<()> {
+    if !matches!(state, ApplicationState::Live | ApplicationState::Suspended) {
+        return Err(Error::Conflict(format!("a {state} application cannot change plan")));
+    }
+    if current == plan.0 {
+        return Err(Error::invalid("plan_id", "the application is on this plan already"));
+    }
+    Ok(())
+}
+
 /// An admin moves an application to another plan of the same API, approval or not;
 /// a plan change the developer asked for is settled by this move.
 pub async fn change_by_admin(pool: &PgPool, id: ApplicationId, plan: PlanId, actor: &Actor) -> Result<()> {
@@ -187,14 +195,7 @@ pub async fn change_by_admin(pool: &PgPool, id: ApplicationId, plan: PlanId, act
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    // As for the developer: a pending application is decided on the plan it asked for, and
-    // a rejected one has none to change.
-    if !matches!(current.state, ApplicationState::Live | ApplicationState::Suspended) {
-        return Err(Error::Conflict(format!("a {} application cannot change plan", current.state)));
-    }
-    if current.plan_id == plan.0 {
-        return Err(Error::invalid("plan_id", "the application is on this plan already"));
-    }
+    may_move(current.state, current.plan_id, plan)?;
     let same_api = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1 AND api_id = $2) AS "ok!""#,
         plan.0,
