@@ -54,8 +54,22 @@ impl ProviderConfig {
         for (field, url) in
             [("auth_url", &self.auth_url), ("token_url", &self.token_url), ("userinfo_url", &self.userinfo_url)]
         {
-            if oauth2::url::Url::parse(url).is_err() {
+            let Ok(parsed) = oauth2::url::Url::parse(url) else {
                 return Err(format!("provider {}: {field} `{url}` is not a URL", self.id));
+            };
+            // The client secret, the code and the tokens travel to these: in clear text only
+            // to this machine itself (a stand-in provider in tests and development).
+            let loopback = match parsed.host() {
+                Some(oauth2::url::Host::Domain(name)) => name == "localhost",
+                Some(oauth2::url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(oauth2::url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                return Err(format!(
+                    "provider {}: {field} `{url}` must be https:// (http:// only to this machine)",
+                    self.id
+                ));
             }
         }
         Ok(())

@@ -360,16 +360,20 @@ impl Settings {
             .map(|(_, v)| v)
             .unwrap_or_else(|| "Tollgate <no-reply@localhost>".to_owned());
         let mail_outbox_dir = src.get("mail_outbox_dir", f.mail_outbox_dir.clone()).map(|(_, v)| PathBuf::from(v));
-        let oauth_providers =
+        // Problems are named by where the providers came from: the variable, or the file's key.
+        let (oauth_providers, providers_setting) =
             match (env("TOLLGATE_OAUTH_PROVIDERS").filter(|v| !v.is_empty()), f.oauth_providers.clone()) {
-                (Some(json), _) => serde_json::from_str::<Vec<ProviderConfig>>(&json).map_err(|e| {
-                    setting_error("TOLLGATE_OAUTH_PROVIDERS", format!("not a JSON array of providers: {e}"))
-                })?,
-                (None, Some(list)) => list,
-                (None, None) => Vec::new(),
+                (Some(json), _) => (
+                    serde_json::from_str::<Vec<ProviderConfig>>(&json).map_err(|e| {
+                        setting_error("TOLLGATE_OAUTH_PROVIDERS", format!("not a JSON array of providers: {e}"))
+                    })?,
+                    "TOLLGATE_OAUTH_PROVIDERS",
+                ),
+                (None, Some(list)) => (list, "oauth_providers"),
+                (None, None) => (Vec::new(), "oauth_providers"),
             };
         for provider in &oauth_providers {
-            provider.validate().map_err(|message| setting_error("oauth_providers", message))?;
+            provider.validate().map_err(|message| setting_error(providers_setting, message))?;
         }
         let gateway_url = match src.get("gateway_url", f.gateway_url.clone()) {
             Some((name, raw)) => base_url(&name, &raw)?,

@@ -84,6 +84,13 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
         ("TOLLGATE_PUBLIC_URL", "https://exa mple.com"),
         ("TOLLGATE_PUBLIC_URL", "http://"),
         ("TOLLGATE_GATEWAY_URL", "https://gate way.example"),
+        // The client secret and the tokens would travel in clear text to another machine.
+        (
+            "TOLLGATE_OAUTH_PROVIDERS",
+            r#"[{"id": "corp", "name": "Corp", "client_id": "c", "client_secret": "s",
+                "auth_url": "https://sso.example.com/authorize", "token_url": "http://sso.example.com/token",
+                "userinfo_url": "https://sso.example.com/userinfo"}]"#,
+        ),
     ];
     for (name, value) in cases {
         let out = tollgate(&["migrate"], &[(name, value)], None);
