@@ -224,9 +224,8 @@ pub async fn set_weights(
     for (name, weight) in given {
         let field = format!("weights.{name}");
         // Named by the group, as every other problem of a weight is.
-        match GroupName::parse("weights", name) {
-            Err(tollgate_core::Error::Invalid { message, .. }) => problems.add(field.clone(), message),
-            other => drop(problems.note(other)?),
+        if let Err(tollgate_core::Error::Invalid { message, .. }) = GroupName::parse("weights", name) {
+            problems.add(field.clone(), message);
         }
         if let Some(weight) = problems.note(parse_weight(field, weight))? {
             weights.insert(name.clone(), weight);
